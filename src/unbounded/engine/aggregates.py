@@ -1,0 +1,107 @@
+"""Aggregate functions (count, sum, avg, ...) compiled to Polars group-by expressions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+
+from unbounded.engine.context import CompileContext
+from unbounded.engine.expressions import compile_expr, compile_named
+from unbounded.engine.functions import is_sliding_window
+from unbounded.errors import AnalysisException
+from unbounded.plan.expressions import (
+    AggregateCall,
+    Alias,
+    Expression,
+    FunctionCall,
+    Star,
+    walk,
+)
+
+__all__ = ["AGGREGATES", "compile_aggregate", "compile_aggregate_call"]
+
+AggBuilder = Callable[[list[pl.Expr], AggregateCall], pl.Expr]
+
+
+def _count(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
+    if not args:
+        return pl.len().cast(pl.Int64)
+    if call.distinct:
+        return pl.struct(args).drop_nulls().n_unique().cast(pl.Int64) if len(args) > 1 \
+            else args[0].drop_nulls().n_unique().cast(pl.Int64)
+    return args[0].count().cast(pl.Int64)
+
+
+def _sum(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
+    value = args[0].unique() if call.distinct else args[0]
+    return pl.when(value.count() > 0).then(value.sum()).otherwise(None)
+
+
+AGGREGATES: dict[str, AggBuilder] = {
+    "count": _count,
+    "sum": _sum,
+    "avg": lambda a, c: a[0].cast(pl.Float64).mean(),
+    "mean": lambda a, c: a[0].cast(pl.Float64).mean(),
+    "min": lambda a, c: a[0].min(),
+    "max": lambda a, c: a[0].max(),
+    "first": lambda a, c: a[0].drop_nulls().first() if c.distinct else a[0].first(),
+    "last": lambda a, c: a[0].drop_nulls().last() if c.distinct else a[0].last(),
+    "count_distinct": lambda a, c: _count(a, AggregateCall("count", (), True)),
+    "approx_count_distinct": lambda a, c: a[0].drop_nulls().n_unique().cast(pl.Int64),
+    "collect_list": lambda a, c: a[0].drop_nulls(),
+    "collect_set": lambda a, c: a[0].drop_nulls().unique(maintain_order=True),
+    "stddev": lambda a, c: a[0].cast(pl.Float64).std(),
+    "stddev_samp": lambda a, c: a[0].cast(pl.Float64).std(),
+    "variance": lambda a, c: a[0].cast(pl.Float64).var(),
+    "var_samp": lambda a, c: a[0].cast(pl.Float64).var(),
+}
+
+
+def compile_aggregate_call(call: AggregateCall, ctx: CompileContext) -> pl.Expr:
+    builder = AGGREGATES.get(call.name)
+    if builder is None:
+        raise AnalysisException(
+            f"Unknown aggregate function {call.name!r}; supported: {', '.join(AGGREGATES)}.",
+            error_class="UNRESOLVED_ROUTINE",
+        )
+    args = [compile_expr(a, ctx) for a in call.args if not isinstance(a, Star)]
+    return builder(args, call)
+
+
+def _compile_agg_output(expr: Expression, ctx: CompileContext) -> pl.Expr:
+    """An output column of an aggregation: an aggregate call, possibly inside arithmetic."""
+    inner = expr.child if isinstance(expr, Alias) else expr
+    if isinstance(inner, AggregateCall):
+        return compile_aggregate_call(inner, ctx).alias(expr.display_name())
+    if not any(isinstance(n, AggregateCall) for n in walk(inner)):
+        raise AnalysisException(
+            f"[MISSING_AGGREGATION] The expression {expr.display_name()} is neither grouped "
+            "nor aggregated. Add it to groupBy(...) or wrap it in an aggregate function.",
+            error_class="MISSING_AGGREGATION",
+        )
+    raise AnalysisException(
+        f"Expressions over aggregates ({expr.display_name()}) are not supported yet; "
+        "compute them in a select(...) after agg(...).",
+        error_class="UNSUPPORTED_EXPRESSION",
+    )
+
+
+def compile_aggregate(
+    frame: pl.LazyFrame,
+    ctx: CompileContext,
+    keys: tuple[Expression, ...],
+    aggs: tuple[Expression, ...],
+) -> pl.LazyFrame:
+    """Group ``frame`` by ``keys`` (sliding windows exploded first) and aggregate."""
+    if not keys:
+        return frame.select([_compile_agg_output(a, ctx) for a in aggs])
+    key_names = [k.display_name() for k in keys]
+    keyed = frame.with_columns([compile_named(k, ctx) for k in keys])
+    for k in keys:
+        inner = k.child if isinstance(k, Alias) else k
+        if isinstance(inner, FunctionCall) and is_sliding_window(inner):
+            keyed = keyed.explode(k.display_name())
+    kctx = ctx.with_schema(keyed.collect_schema())
+    outputs = [_compile_agg_output(a, kctx) for a in aggs]
+    return keyed.group_by(key_names, maintain_order=True).agg(outputs)

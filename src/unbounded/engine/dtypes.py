@@ -1,0 +1,57 @@
+"""Spark types to Polars types and back, through their common Arrow form."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import polars as pl
+import pyarrow as pa
+
+from unbounded.sql.types import (
+    ArrayType,
+    DataType,
+    MapType,
+    StructField,
+    StructType,
+)
+
+__all__ = ["arrow_schema_to_polars", "polars_schema_to_spark", "to_polars_dtype"]
+
+
+def to_polars_dtype(data_type: DataType) -> pl.DataType:
+    """The Polars dtype that holds values of ``data_type``."""
+    return _cached_polars_dtype(data_type)
+
+
+@lru_cache(maxsize=512)
+def _cached_polars_dtype(data_type: DataType) -> pl.DataType:
+    empty = pa.table({"x": pa.array([], type=data_type.to_arrow())})
+    return pl.from_arrow(empty).schema["x"]  # type: ignore[union-attr]
+
+
+def arrow_schema_to_polars(schema: pa.Schema) -> pl.Schema:
+    empty = schema.empty_table()
+    return pl.from_arrow(empty).schema  # type: ignore[union-attr]
+
+
+def polars_schema_to_spark(schema: pl.Schema, nullable: bool = True) -> StructType:
+    """The Spark schema of a Polars frame; maps Polars' list-of-key/value structs back."""
+    empty = pl.DataFrame(schema=schema).to_arrow()
+    struct = StructType.from_arrow(empty.schema)
+    return StructType([_restore(f) for f in struct.fields])
+
+
+def _restore(f: StructField) -> StructField:
+    return StructField(f.name, _restore_type(f.dataType), True)
+
+
+def _restore_type(t: DataType) -> DataType:
+    if isinstance(t, ArrayType):
+        elem = t.elementType
+        if isinstance(elem, StructType) and elem.names == ["key", "value"]:
+            return MapType(_restore_type(elem.fields[0].dataType),
+                           _restore_type(elem.fields[1].dataType))
+        return ArrayType(_restore_type(elem))
+    if isinstance(t, StructType):
+        return StructType([_restore(f) for f in t.fields])
+    return t

@@ -1,0 +1,300 @@
+"""Expression nodes compiled to Polars expressions, one rule per node type.
+
+Unsupported nodes raise an error that names them. Scalar functions live in a table
+(``unbounded.engine.functions``) so adding one touches no code here.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+from typing import Any
+
+import polars as pl
+
+from unbounded.engine.context import CompileContext
+from unbounded.engine.dtypes import to_polars_dtype
+from unbounded.errors import AnalysisException
+from unbounded.plan.expressions import (
+    Alias,
+    BinaryOp,
+    CaseWhen,
+    Cast,
+    ColumnRef,
+    Expression,
+    FunctionCall,
+    GetField,
+    GetItem,
+    In,
+    Like,
+    Literal,
+    Star,
+    UnaryOp,
+)
+from unbounded.sql import types as T
+
+__all__ = ["compile_expr", "compile_named", "expand_star", "like_to_regex"]
+
+
+@singledispatch
+def compile_expr(expr: Expression, ctx: CompileContext) -> pl.Expr:
+    raise AnalysisException(
+        f"The expression {type(expr).__name__} ({expr.display_name()}) is not supported "
+        "by the Polars engine.",
+        error_class="UNSUPPORTED_EXPRESSION",
+    )
+
+
+def compile_named(expr: Expression, ctx: CompileContext) -> pl.Expr:
+    """Compile ``expr`` and name the result as Spark would."""
+    return compile_expr(expr, ctx).alias(expr.display_name())
+
+
+def expand_star(exprs: tuple[Expression, ...], ctx: CompileContext) -> list[pl.Expr]:
+    """Compile a projection list, expanding ``*`` and ``struct.*``."""
+    out: list[pl.Expr] = []
+    for e in exprs:
+        if isinstance(e, Star) and e.target is None:
+            out.extend(pl.col(c) for c in ctx.schema)
+        elif isinstance(e, Star):
+            out.append(pl.col(ctx.resolve(e.target or "")).struct.unnest())
+        else:
+            out.append(compile_named(e, ctx))
+    return out
+
+
+@compile_expr.register
+def _(expr: ColumnRef, ctx: CompileContext) -> pl.Expr:
+    name = expr.name
+    if name.startswith("`") and name.endswith("`"):
+        return pl.col(ctx.resolve(name[1:-1]))
+    try:
+        return pl.col(ctx.resolve(name))
+    except AnalysisException:
+        if "." not in name:
+            raise
+    head, *fields = name.split(".")
+    out = pl.col(ctx.resolve(head))
+    for f in fields:
+        out = out.struct.field(f)
+    return out
+
+
+@compile_expr.register
+def _(expr: Literal, ctx: CompileContext) -> pl.Expr:
+    if expr.data_type is not None:
+        return pl.lit(expr.value, dtype=to_polars_dtype(expr.data_type))
+    if isinstance(expr.value, bool):
+        return pl.lit(expr.value, dtype=pl.Boolean)
+    if isinstance(expr.value, int):
+        small = -(2**31) <= expr.value < 2**31
+        return pl.lit(expr.value, dtype=pl.Int32 if small else pl.Int64)
+    if isinstance(expr.value, float):
+        return pl.lit(expr.value, dtype=pl.Float64)
+    return pl.lit(expr.value)
+
+
+@compile_expr.register
+def _(expr: Alias, ctx: CompileContext) -> pl.Expr:
+    return compile_expr(expr.child, ctx).alias(expr.name)
+
+
+_ARITH = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "div": lambda a, b: a.cast(pl.Float64) / b.cast(pl.Float64),
+    "mod": lambda a, b: a % b, "pow": lambda a, b: a.cast(pl.Float64).pow(b),
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+    "and": lambda a, b: a & b, "or": lambda a, b: a | b,
+    "eq_null_safe": lambda a, b: a.eq_missing(b),
+    "bitand": lambda a, b: a & b, "bitor": lambda a, b: a | b, "bitxor": lambda a, b: a ^ b,
+    "concat_op": lambda a, b: pl.concat_str([a.cast(pl.String), b.cast(pl.String)]),
+}
+_COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge", "eq_null_safe"}
+
+
+@compile_expr.register
+def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
+    if expr.op not in _ARITH:
+        raise AnalysisException(f"Unknown operator {expr.op!r}")
+    left = compile_expr(expr.left, ctx)
+    right = compile_expr(expr.right, ctx)
+    if expr.op in _COMPARISONS:
+        left, right = _coerce_temporal_literal(expr, left, right, ctx)
+    if expr.op == "div":
+        # Spark: division by zero is NULL, never inf.
+        return pl.when(right == 0).then(None).otherwise(_ARITH["div"](left, right))
+    if expr.op == "mod":
+        return pl.when(right == 0).then(None).otherwise(left % right)
+    result: pl.Expr = _ARITH[expr.op](left, right)
+    return result
+
+
+def _coerce_temporal_literal(
+    expr: BinaryOp, left: pl.Expr, right: pl.Expr, ctx: CompileContext
+) -> tuple[pl.Expr, pl.Expr]:
+    """Spark casts a string literal compared with a timestamp or date to that type."""
+    def as_temporal(lit: Literal, other: pl.Expr) -> pl.Expr | None:
+        if not isinstance(lit.value, str):
+            return None
+        dtype = ctx.dtype_of(other)
+        if isinstance(dtype, pl.Datetime):
+            return pl.lit(lit.value).str.to_datetime(
+                time_unit="us", time_zone=dtype.time_zone, strict=False)
+        if isinstance(dtype, pl.Date):
+            return pl.lit(lit.value).str.to_date(strict=False)
+        return None
+
+    if isinstance(expr.right, Literal):
+        right = as_temporal(expr.right, left) or right
+    if isinstance(expr.left, Literal):
+        left = as_temporal(expr.left, right) or left
+    return left, right
+
+
+@compile_expr.register
+def _(expr: UnaryOp, ctx: CompileContext) -> pl.Expr:
+    child = compile_expr(expr.child, ctx)
+    if expr.op == "not":
+        return ~child
+    if expr.op == "neg":
+        return -child
+    if expr.op == "isnull":
+        return child.is_null()
+    if expr.op == "isnotnull":
+        return child.is_not_null()
+    if expr.op == "bitnot":
+        return ~child
+    raise AnalysisException(f"Unknown unary operator {expr.op!r}")
+
+
+@compile_expr.register
+def _(expr: Cast, ctx: CompileContext) -> pl.Expr:
+    child = compile_expr(expr.child, ctx)
+    return cast_to(child, ctx.dtype_of(child), expr.to)
+
+
+def cast_to(child: pl.Expr, source: pl.DataType, target: T.DataType) -> pl.Expr:
+    """Spark's (non-ANSI) cast: a value that does not convert becomes NULL."""
+    numeric = source.is_numeric()
+    if isinstance(target, T.StringType):
+        if source == pl.Binary:
+            return child.cast(pl.String, strict=False)
+        if source == pl.Boolean:
+            return pl.when(child).then(pl.lit("true")).when(~child).then(pl.lit("false"))
+        if isinstance(source, pl.Datetime):
+            return child.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.f") \
+                .str.strip_suffix(".000000").str.replace(r"(\.\d*?)0+$", "$1")
+        return child.cast(pl.String, strict=False)
+    if isinstance(target, T.BinaryType) and source == pl.String:
+        return child.cast(pl.Binary)
+    if isinstance(target, T.TimestampType):
+        if source == pl.String:
+            return child.str.strip_chars().str.to_datetime(
+                time_unit="us", time_zone="UTC", strict=False, ambiguous="null")
+        if numeric:
+            return (child.cast(pl.Float64) * 1_000_000).cast(pl.Int64) \
+                .cast(pl.Datetime("us", "UTC"))
+        if source == pl.Date:
+            return child.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if isinstance(target, T.DateType) and source == pl.String:
+        return child.str.strip_chars().str.slice(0, 10).str.to_date(strict=False)
+    if isinstance(source, pl.Datetime) and isinstance(
+        target, (T.LongType, T.IntegerType, T.DoubleType)
+    ):
+        seconds = child.dt.epoch("us").cast(pl.Float64) / 1_000_000
+        return seconds if isinstance(target, T.DoubleType) else seconds.floor().cast(
+            to_polars_dtype(target))
+    if isinstance(target, T.BooleanType) and source == pl.String:
+        lowered = child.str.strip_chars().str.to_lowercase()
+        return pl.when(lowered.is_in(["true", "t", "yes", "y", "1"])).then(True) \
+            .when(lowered.is_in(["false", "f", "no", "n", "0"])).then(False)
+    if source == pl.String and isinstance(target, (T.IntegerType, T.LongType, T.ShortType,
+                                                   T.ByteType)):
+        return child.str.strip_chars().cast(pl.Float64, strict=False) \
+            .cast(to_polars_dtype(target), strict=False)
+    return child.cast(to_polars_dtype(target), strict=False)
+
+
+@compile_expr.register
+def _(expr: CaseWhen, ctx: CompileContext) -> pl.Expr:
+    (cond0, val0), *rest = expr.branches
+    chain: Any = pl.when(compile_expr(cond0, ctx)).then(compile_expr(val0, ctx))
+    for cond, val in rest:
+        chain = chain.when(compile_expr(cond, ctx)).then(compile_expr(val, ctx))
+    if expr.otherwise is not None:
+        return chain.otherwise(compile_expr(expr.otherwise, ctx))  # type: ignore[no-any-return]
+    return chain  # type: ignore[no-any-return]
+
+
+@compile_expr.register
+def _(expr: In, ctx: CompileContext) -> pl.Expr:
+    child = compile_expr(expr.child, ctx)
+    if all(isinstance(v, Literal) for v in expr.values):
+        values = [v.value for v in expr.values if isinstance(v, Literal)]
+        return child.is_in(pl.Series(values))
+    out = pl.lit(False)
+    for v in expr.values:
+        out = out | (child == compile_expr(v, ctx))
+    return out
+
+
+def like_to_regex(pattern: str, escape: str = "\\") -> str:
+    """SQL LIKE pattern as an anchored regular expression.
+
+    >>> like_to_regex("a%b_c")
+    '^a.*b.c$'
+    """
+    import re
+
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == escape and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return "^" + "".join(out) + "$"
+
+
+@compile_expr.register
+def _(expr: Like, ctx: CompileContext) -> pl.Expr:
+    child = compile_expr(expr.child, ctx)
+    if expr.kind == "rlike":
+        return child.str.contains(expr.pattern)
+    regex = like_to_regex(expr.pattern)
+    if expr.kind == "ilike":
+        regex = "(?is)" + regex
+    else:
+        regex = "(?s)" + regex
+    return child.str.contains(regex)
+
+
+@compile_expr.register
+def _(expr: GetField, ctx: CompileContext) -> pl.Expr:
+    return compile_expr(expr.child, ctx).struct.field(expr.field_name)
+
+
+@compile_expr.register
+def _(expr: GetItem, ctx: CompileContext) -> pl.Expr:
+    child = compile_expr(expr.child, ctx)
+    dtype = ctx.dtype_of(child)
+    if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct) and [
+        f.name for f in dtype.inner.fields
+    ] == ["key", "value"]:
+        key = compile_expr(expr.key, ctx)
+        return child.list.eval(
+            pl.element().filter(pl.element().struct.field("key") == key)
+        ).list.first().struct.field("value")
+    if isinstance(dtype, pl.Struct) and isinstance(expr.key, Literal):
+        return child.struct.field(str(expr.key.value))
+    return child.list.get(compile_expr(expr.key, ctx), null_on_oob=True)
+
+
+@compile_expr.register
+def _(expr: FunctionCall, ctx: CompileContext) -> pl.Expr:
+    from unbounded.engine.functions import compile_function
+
+    return compile_function(expr, ctx)

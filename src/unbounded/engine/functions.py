@@ -1,0 +1,490 @@
+"""Scalar functions by name: each entry compiles one ``FunctionCall`` to Polars.
+
+Adding a function is one decorated builder here plus its constructor in
+``unbounded.sql.functions``; the SQL parser finds it by the same name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import polars as pl
+
+from unbounded.engine.context import CompileContext
+from unbounded.engine.datetime_format import spark_to_chrono
+from unbounded.engine.dtypes import to_polars_dtype
+from unbounded.engine.expressions import cast_to, compile_expr
+from unbounded.errors import AnalysisException
+from unbounded.plan.expressions import FunctionCall
+from unbounded.sql import types as T
+
+__all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function"]
+
+Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
+FUNCTIONS: dict[str, Builder] = {}
+_UTC_US = pl.Datetime("us", "UTC")
+
+
+def _register(*names: str) -> Callable[[Builder], Builder]:
+    def wrap(fn: Builder) -> Builder:
+        for name in names:
+            FUNCTIONS[name] = fn
+        return fn
+
+    return wrap
+
+
+def known_function(name: str) -> bool:
+    return name.lower() in FUNCTIONS
+
+
+def compile_function(call: FunctionCall, ctx: CompileContext) -> pl.Expr:
+    builder = FUNCTIONS.get(call.name.lower())
+    if builder is None:
+        raise AnalysisException(
+            f"[UNRESOLVED_ROUTINE] Cannot resolve function `{call.name}`; "
+            f"supported functions are: {', '.join(sorted(FUNCTIONS))}.",
+            error_class="UNRESOLVED_ROUTINE",
+        )
+    args = [compile_expr(a, ctx) for a in call.args]
+    return builder(call, args, ctx)
+
+
+def is_sliding_window(call: FunctionCall) -> bool:
+    """A sliding window maps one row to several windows (the plan explodes them)."""
+    if call.name != "window":
+        return False
+    slide = call.param("slide_us")
+    return slide is not None and slide != call.param("duration_us")
+
+
+# ---- null handling and general ------------------------------------------------------
+@_register("coalesce", "nvl", "ifnull")
+def _coalesce(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.coalesce(args)
+
+
+@_register("nullif")
+def _nullif(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.when(args[0] == args[1]).then(None).otherwise(args[0])
+
+
+@_register("isnan")
+def _isnan(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].cast(pl.Float64).is_nan().fill_null(False)
+
+
+@_register("greatest")
+def _greatest(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.max_horizontal(args)
+
+
+@_register("least")
+def _least(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.min_horizontal(args)
+
+
+@_register("struct", "named_struct")
+def _struct(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    names = call.param("names") or tuple(a.display_name() for a in call.args)
+    return pl.struct([a.alias(n) for a, n in zip(args, names, strict=True)])
+
+
+@_register("array")
+def _array(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.concat_list(args)
+
+
+@_register("hash")
+def _hash(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    # A stable 32-bit hash of all arguments (not bit-identical to Spark's Murmur3).
+    low = (pl.struct(args).hash(seed=42) % (2**32)).cast(pl.Int64)
+    return pl.when(low >= 2**31).then(low - 2**32).otherwise(low).cast(pl.Int32)
+
+
+# ---- maths ---------------------------------------------------------------------------
+@_register("abs")
+def _abs(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].abs()
+
+
+@_register("round")
+def _round(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].round(int(call.param("scale", 0)), mode="half_away_from_zero")
+
+
+@_register("floor")
+def _floor(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].cast(pl.Float64).floor().cast(pl.Int64)
+
+
+@_register("ceil", "ceiling")
+def _ceil(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].cast(pl.Float64).ceil().cast(pl.Int64)
+
+
+@_register("sqrt")
+def _sqrt(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].cast(pl.Float64).sqrt()
+
+
+@_register("exp")
+def _exp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].cast(pl.Float64).exp()
+
+
+@_register("log", "ln")
+def _log(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    if len(args) == 2:
+        return args[1].cast(pl.Float64).log() / args[0].cast(pl.Float64).log()
+    return args[0].cast(pl.Float64).log()
+
+
+# ---- strings -------------------------------------------------------------------------
+@_register("upper", "ucase")
+def _upper(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.to_uppercase()
+
+
+@_register("lower", "lcase")
+def _lower(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.to_lowercase()
+
+
+@_register("initcap")
+def _initcap(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.to_titlecase()
+
+
+@_register("length", "char_length", "character_length")
+def _length(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    if ctx.dtype_of(args[0]) == pl.Binary:
+        return args[0].bin.size().cast(pl.Int32)
+    return args[0].cast(pl.String).str.len_chars().cast(pl.Int32)
+
+
+@_register("trim")
+def _trim(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.strip_chars(" ")
+
+
+@_register("ltrim")
+def _ltrim(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.strip_chars_start(" ")
+
+
+@_register("rtrim")
+def _rtrim(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.strip_chars_end(" ")
+
+
+@_register("reverse")
+def _reverse(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    if isinstance(ctx.dtype_of(args[0]), pl.List):
+        return args[0].list.reverse()
+    return args[0].str.reverse()
+
+
+@_register("concat")
+def _concat(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    # Spark: concat is NULL when any input is NULL.
+    if args and isinstance(ctx.dtype_of(args[0]), pl.List):
+        return pl.concat_list(args)
+    return pl.concat_str([a.cast(pl.String) for a in args], ignore_nulls=False)
+
+
+@_register("concat_ws")
+def _concat_ws(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.concat_str([a.cast(pl.String) for a in args], separator=call.param("sep"),
+                         ignore_nulls=True)
+
+
+@_register("substring", "substr")
+def _substring(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    pos = int(call.param("pos", 1))
+    length = call.param("len")
+    start = pos - 1 if pos > 0 else pos
+    return args[0].str.slice(start, None if length is None else int(length))
+
+
+@_register("split")
+def _split(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    pattern = str(call.param("pattern"))
+    limit = int(call.param("limit", -1))
+    if limit > 0:
+        return args[0].map_batches(
+            lambda s: s.map_elements(lambda v: __import__("re").split(pattern, v, limit - 1),
+                                     return_dtype=pl.List(pl.String)),
+            return_dtype=pl.List(pl.String))
+    return args[0].str.split_regex(pattern) if _is_regex(pattern) \
+        else args[0].str.split(pattern)
+
+
+def _is_regex(pattern: str) -> bool:
+    return any(ch in pattern for ch in ".^$*+?()[]{}|\\")
+
+
+@_register("regexp_replace")
+def _regexp_replace(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    replacement = str(call.param("replacement")).replace("$", "$")
+    return args[0].str.replace_all(str(call.param("pattern")), replacement)
+
+
+@_register("regexp_extract")
+def _regexp_extract(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.extract(str(call.param("pattern")), int(call.param("idx", 1))) \
+        .fill_null("")
+
+
+@_register("instr")
+def _instr(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    found = args[0].str.find(str(call.param("substr")), literal=True)
+    return (found.fill_null(-1) + 1).cast(pl.Int32)
+
+
+@_register("lpad")
+def _lpad(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.pad_start(int(call.param("len")), str(call.param("pad", " "))[:1])
+
+
+@_register("rpad")
+def _rpad(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.pad_end(int(call.param("len")), str(call.param("pad", " "))[:1])
+
+
+@_register("contains")
+def _contains(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.contains(args[1], literal=True)
+
+
+@_register("startswith")
+def _startswith(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.starts_with(args[1])
+
+
+@_register("endswith")
+def _endswith(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.ends_with(args[1])
+
+
+# ---- collections ---------------------------------------------------------------------
+@_register("size", "cardinality")
+def _size(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].list.len().cast(pl.Int32).fill_null(-1)
+
+
+@_register("array_contains")
+def _array_contains(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].list.contains(args[1])
+
+
+@_register("element_at")
+def _element_at(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    index = args[1]
+    return args[0].list.get(pl.when(index > 0).then(index - 1).otherwise(index),
+                            null_on_oob=True)
+
+
+# ---- JSON ----------------------------------------------------------------------------
+@_register("from_json")
+def _from_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    schema: T.DataType = call.param("schema")
+    dtype = to_polars_dtype(schema)
+    return args[0].map_batches(lambda s: _decode_json(s, dtype), return_dtype=dtype)
+
+
+def _decode_json(series: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """Vectorised decode; on malformed input, decode the valid rows and NULL the rest."""
+    try:
+        return series.str.json_decode(dtype)
+    except pl.exceptions.ComputeError:
+        valid = [_is_json(v) for v in series.to_list()]
+        cleaned = series.zip_with(pl.Series(valid, dtype=pl.Boolean), pl.Series([None] * len(
+            series), dtype=pl.String))
+        return cleaned.str.json_decode(dtype)
+
+
+def _is_json(value: str | None) -> bool:
+    if value is None:
+        return False
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
+
+
+@_register("to_json")
+def _to_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    dtype = ctx.dtype_of(args[0])
+    if isinstance(dtype, pl.Struct):
+        return args[0].struct.json_encode()
+    return pl.struct(args[0].alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+
+
+@_register("get_json_object")
+def _get_json_object(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].str.json_path_match(str(call.param("path")))
+
+
+# ---- date and time -------------------------------------------------------------------
+@_register("current_timestamp", "now")
+def _current_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.lit(ctx.batch_timestamp_us, dtype=pl.Int64).cast(_UTC_US)
+
+
+@_register("current_date")
+def _current_date(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return _current_timestamp(call, args, ctx).dt.date()
+
+
+@_register("to_timestamp")
+def _to_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    fmt = call.param("format")
+    source = ctx.dtype_of(args[0])
+    if fmt is None or source != pl.String:
+        return cast_to(args[0], source, T.TimestampType())
+    return args[0].str.to_datetime(spark_to_chrono(fmt), time_unit="us", time_zone="UTC",
+                                   strict=False)
+
+
+@_register("to_date")
+def _to_date(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    fmt = call.param("format")
+    source = ctx.dtype_of(args[0])
+    if fmt is None or source != pl.String:
+        if isinstance(source, pl.Datetime):
+            return args[0].dt.date()
+        return cast_to(args[0], source, T.DateType())
+    return args[0].str.to_date(spark_to_chrono(fmt), strict=False)
+
+
+@_register("timestamp_seconds")
+def _timestamp_seconds(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return (args[0].cast(pl.Float64) * 1_000_000).round(0).cast(pl.Int64).cast(_UTC_US)
+
+
+@_register("timestamp_millis")
+def _timestamp_millis(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return (args[0].cast(pl.Int64) * 1_000).cast(_UTC_US)
+
+
+@_register("timestamp_micros")
+def _timestamp_micros(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].cast(pl.Int64).cast(_UTC_US)
+
+
+@_register("unix_timestamp")
+def _unix_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    ts = _to_timestamp(call, args, ctx) if args else _current_timestamp(call, args, ctx)
+    return ts.dt.epoch("s")
+
+
+@_register("from_unixtime")
+def _from_unixtime(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    fmt = spark_to_chrono(call.param("format", "yyyy-MM-dd HH:mm:ss"))
+    return (args[0].cast(pl.Int64) * 1_000_000).cast(_UTC_US).dt.strftime(fmt)
+
+
+@_register("date_format")
+def _date_format(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    source = ctx.dtype_of(args[0])
+    value = args[0] if source != pl.String else cast_to(args[0], source, T.TimestampType())
+    return value.dt.strftime(spark_to_chrono(str(call.param("format"))))
+
+
+def _datetime_part(part: str) -> Builder:
+    def build(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+        return getattr(args[0].dt, part)().cast(pl.Int32)  # type: ignore[no-any-return]
+
+    return build
+
+
+for _name, _part in [("year", "year"), ("month", "month"), ("dayofmonth", "day"),
+                     ("day", "day"), ("hour", "hour"), ("minute", "minute"),
+                     ("second", "second"), ("dayofyear", "ordinal_day"),
+                     ("weekofyear", "week"), ("quarter", "quarter")]:
+    FUNCTIONS[_name] = _datetime_part(_part)
+
+
+@_register("dayofweek")
+def _dayofweek(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return (args[0].dt.weekday() % 7 + 1).cast(pl.Int32)  # Spark: Sunday = 1
+
+
+@_register("date_trunc")
+def _date_trunc(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    units = {"year": "1y", "yyyy": "1y", "yy": "1y", "quarter": "1q", "month": "1mo",
+             "mm": "1mo", "mon": "1mo", "week": "1w", "day": "1d", "dd": "1d",
+             "hour": "1h", "minute": "1m", "second": "1s", "millisecond": "1ms"}
+    unit = str(call.param("unit")).lower()
+    if unit not in units:
+        raise AnalysisException(f"date_trunc does not know the unit {unit!r}")
+    return args[0].dt.truncate(units[unit])
+
+
+@_register("date_add")
+def _date_add(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].cast(pl.Date) + pl.duration(days=args[1])
+
+
+@_register("datediff")
+def _datediff(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return (args[0].cast(pl.Date) - args[1].cast(pl.Date)).dt.total_days().cast(pl.Int32)
+
+
+# ---- event-time windows --------------------------------------------------------------
+@_register("window")
+def _window(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Tumbling windows as a struct; sliding windows as a list of structs to explode."""
+    duration = int(call.param("duration_us"))
+    slide = int(call.param("slide_us") or duration)
+    start_offset = int(call.param("start_us") or 0)
+    ts = args[0].cast(_UTC_US).dt.epoch("us")
+    last_start = ts - (ts - start_offset) % slide
+    if slide == duration:
+        return _window_struct(last_start, duration)
+    count = -(-duration // slide)
+    candidates = [
+        pl.when(ts < last_start - i * slide + duration).then(
+            _window_struct(last_start - i * slide, duration))
+        for i in range(count)
+    ]
+    return pl.concat_list(candidates).list.drop_nulls()
+
+
+def _window_struct(start_us: pl.Expr, duration_us: int) -> pl.Expr:
+    return pl.struct(
+        start_us.cast(_UTC_US).alias("start"),
+        (start_us + duration_us).cast(_UTC_US).alias("end"),
+    )
+
+
+@_register("window_time")
+def _window_time(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return (args[0].struct.field("end").dt.epoch("us") - 1).cast(_UTC_US)
+
+
+# ---- binary and digests --------------------------------------------------------------
+@_register("base64")
+def _base64(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].cast(pl.Binary).bin.encode("base64")
+
+
+@_register("md5")
+def _md5(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    import hashlib
+
+    return args[0].cast(pl.Binary).map_elements(
+        lambda b: hashlib.md5(b).hexdigest(), return_dtype=pl.String)
+
+
+@_register("cast_timestamp")
+def _cast_ts(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return cast_to(args[0], ctx.dtype_of(args[0]), T.TimestampType())
+
+
+@_register("typed_null")
+def _typed_null(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.lit(None, dtype=to_polars_dtype(call.param("type")))

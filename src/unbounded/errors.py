@@ -1,0 +1,89 @@
+"""The one error hierarchy of unbounded.
+
+Every error a user can catch derives from :class:`UnboundedError` and carries a stable
+``error_class`` id. PySpark's names are kept where users already catch them, and each class
+also inherits the builtin a Python user would expect (``ValueError``, ``OSError``...).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AnalysisException",
+    "CheckpointConflictError",
+    "CheckpointCorruptError",
+    "ConcurrentQueryError",
+    "MalformedRecordError",
+    "ParseException",
+    "StreamingQueryException",
+    "UnboundedError",
+    "UnsupportedOperationException",
+]
+
+
+class UnboundedError(Exception):
+    """Root of every error raised by unbounded."""
+
+    error_class: str = "UNBOUNDED_ERROR"
+
+    def __init__(self, message: str, *, error_class: str | None = None) -> None:
+        super().__init__(message)
+        if error_class is not None:
+            self.error_class = error_class
+
+    def getErrorClass(self) -> str:  # noqa: N802 - PySpark's name
+        return self.error_class
+
+    def getMessage(self) -> str:  # noqa: N802 - PySpark's name
+        return str(self)
+
+
+class AnalysisException(UnboundedError, ValueError):
+    """A query that cannot run as written: rejected before it starts."""
+
+    error_class = "ANALYSIS_ERROR"
+
+
+class ParseException(AnalysisException):
+    """A SQL expression or DDL string that does not parse."""
+
+    error_class = "PARSE_SYNTAX_ERROR"
+
+
+class UnsupportedOperationException(AnalysisException):
+    """An operation streaming cannot support (an output mode, an operator)."""
+
+    error_class = "UNSUPPORTED_OPERATION"
+
+
+class StreamingQueryException(UnboundedError, RuntimeError):
+    """A running query failed; ``cause`` holds the underlying error."""
+
+    error_class = "STREAM_FAILED"
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class MalformedRecordError(UnboundedError, ValueError):
+    """A record that does not parse under FAILFAST; names the file and line."""
+
+    error_class = "MALFORMED_RECORD"
+
+
+class CheckpointCorruptError(UnboundedError, OSError):
+    """A checkpoint file that is unreadable or of an unknown version."""
+
+    error_class = "CHECKPOINT_CORRUPT"
+
+
+class CheckpointConflictError(UnboundedError, OSError):
+    """A checkpoint entry that another writer published first (fencing)."""
+
+    error_class = "CHECKPOINT_CONFLICT"
+
+
+class ConcurrentQueryError(UnboundedError, RuntimeError):
+    """Another run already holds the checkpoint."""
+
+    error_class = "CONCURRENT_QUERY"

@@ -1,0 +1,3 @@
+"""Immutable plan and expression nodes, the SQL parser and the analyzer."""
+
+__all__: list[str] = []

@@ -1,0 +1,287 @@
+"""Expression nodes: the immutable trees that ``Column`` objects wrap.
+
+Nodes are frozen dataclasses, so a plan can be shared between threads, compared, and
+shipped to another process. Each node knows the column name Spark would give it
+(``display_name``); engines compile them elsewhere (``unbounded.engine``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from unbounded.sql.types import DataType
+
+__all__ = [
+    "AggregateCall",
+    "Alias",
+    "BinaryOp",
+    "CaseWhen",
+    "Cast",
+    "ColumnRef",
+    "Expression",
+    "FunctionCall",
+    "GetField",
+    "GetItem",
+    "In",
+    "Like",
+    "Literal",
+    "SortOrder",
+    "Star",
+    "UnaryOp",
+    "contains_node",
+    "output_name",
+    "walk",
+]
+
+_INFIX = {
+    "add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%",
+    "eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+    "and": "AND", "or": "OR", "eq_null_safe": "<=>",
+    "bitand": "&", "bitor": "|", "bitxor": "^", "concat_op": "||",
+}
+
+
+class Expression:
+    """Base of every expression node."""
+
+    def children(self) -> tuple[Expression, ...]:
+        return ()
+
+    def display_name(self) -> str:
+        raise NotImplementedError(type(self).__name__)
+
+
+@dataclass(frozen=True)
+class ColumnRef(Expression):
+    """A column by name; ``a.b`` names field ``b`` of struct column ``a``."""
+
+    name: str
+
+    def display_name(self) -> str:
+        return self.name.split(".")[-1] if "." in self.name else self.name
+
+
+@dataclass(frozen=True)
+class Star(Expression):
+    """``*``: every column of the input (optionally of one struct column)."""
+
+    target: str | None = None
+
+    def display_name(self) -> str:
+        return "*"
+
+
+@dataclass(frozen=True)
+class Literal(Expression):
+    value: Any
+    data_type: DataType | None = None
+
+    def display_name(self) -> str:
+        if self.value is None:
+            return "NULL"
+        if isinstance(self.value, bool):
+            return str(self.value).lower()
+        return str(self.value)
+
+
+@dataclass(frozen=True)
+class Alias(Expression):
+    child: Expression
+    name: str
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.child,)
+
+    def display_name(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class BinaryOp(Expression):
+    op: str
+    left: Expression
+    right: Expression
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.left, self.right)
+
+    def display_name(self) -> str:
+        symbol = _INFIX.get(self.op, self.op)
+        return f"({self.left.display_name()} {symbol} {self.right.display_name()})"
+
+
+@dataclass(frozen=True)
+class UnaryOp(Expression):
+    op: str  # "not", "neg", "isnull", "isnotnull", "bitnot"
+    child: Expression
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.child,)
+
+    def display_name(self) -> str:
+        inner = self.child.display_name()
+        names = {"not": f"(NOT {inner})", "neg": f"(- {inner})",
+                 "isnull": f"({inner} IS NULL)", "isnotnull": f"({inner} IS NOT NULL)",
+                 "bitnot": f"~{inner}"}
+        return names[self.op]
+
+
+@dataclass(frozen=True)
+class Cast(Expression):
+    child: Expression
+    to: DataType
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.child,)
+
+    def display_name(self) -> str:
+        return f"CAST({self.child.display_name()} AS {self.to.simpleString().upper()})"
+
+
+@dataclass(frozen=True)
+class CaseWhen(Expression):
+    branches: tuple[tuple[Expression, Expression], ...]
+    otherwise: Expression | None = None
+
+    def children(self) -> tuple[Expression, ...]:
+        flat = [e for pair in self.branches for e in pair]
+        return (*flat, self.otherwise) if self.otherwise is not None else tuple(flat)
+
+    def display_name(self) -> str:
+        parts = " ".join(
+            f"WHEN {c.display_name()} THEN {v.display_name()}" for c, v in self.branches
+        )
+        tail = f" ELSE {self.otherwise.display_name()}" if self.otherwise is not None else ""
+        return f"CASE {parts}{tail} END"
+
+
+@dataclass(frozen=True)
+class In(Expression):
+    child: Expression
+    values: tuple[Expression, ...]
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.child, *self.values)
+
+    def display_name(self) -> str:
+        vals = ", ".join(v.display_name() for v in self.values)
+        return f"({self.child.display_name()} IN ({vals}))"
+
+
+@dataclass(frozen=True)
+class Like(Expression):
+    child: Expression
+    pattern: str
+    kind: str = "like"  # "like", "ilike", "rlike"
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.child,)
+
+    def display_name(self) -> str:
+        return f"{self.child.display_name()} {self.kind.upper()} {self.pattern}"
+
+
+@dataclass(frozen=True)
+class GetField(Expression):
+    child: Expression
+    field_name: str
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.child,)
+
+    def display_name(self) -> str:
+        return f"{self.child.display_name()}.{self.field_name}"
+
+
+@dataclass(frozen=True)
+class GetItem(Expression):
+    child: Expression
+    key: Expression
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.child, self.key)
+
+    def display_name(self) -> str:
+        return f"{self.child.display_name()}[{self.key.display_name()}]"
+
+
+@dataclass(frozen=True)
+class FunctionCall(Expression):
+    """A scalar function by name; ``params`` holds non-column arguments (formats, ...)."""
+
+    name: str
+    args: tuple[Expression, ...] = ()
+    params: tuple[tuple[str, Any], ...] = field(default=())
+
+    def children(self) -> tuple[Expression, ...]:
+        return self.args
+
+    def param(self, key: str, default: Any = None) -> Any:
+        for k, v in self.params:
+            if k == key:
+                return v
+        return default
+
+    def display_name(self) -> str:
+        if self.name == "window":
+            return "window"
+        if self.name == "session_window":
+            return "session_window"
+        if self.name == "current_timestamp":
+            return "current_timestamp()"
+        inner = ", ".join(a.display_name() for a in self.args)
+        return f"{self.name}({inner})"
+
+
+@dataclass(frozen=True)
+class AggregateCall(Expression):
+    """An aggregate function (count, sum, ...) evaluated per group."""
+
+    name: str
+    args: tuple[Expression, ...] = ()
+    distinct: bool = False
+
+    def children(self) -> tuple[Expression, ...]:
+        return self.args
+
+    def display_name(self) -> str:
+        inner = ", ".join(a.display_name() for a in self.args) or "1"
+        if self.name == "count" and self.args and isinstance(self.args[0], Star):
+            inner = "1"
+        prefix = "DISTINCT " if self.distinct else ""
+        return f"{self.name}({prefix}{inner})"
+
+
+@dataclass(frozen=True)
+class SortOrder(Expression):
+    child: Expression
+    ascending: bool = True
+    nulls_first: bool | None = None
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.child,)
+
+    def display_name(self) -> str:
+        return f"{self.child.display_name()} {'ASC' if self.ascending else 'DESC'}"
+
+
+def walk(expr: Expression) -> Iterator[Expression]:
+    """Every node of ``expr``, parents before children."""
+    yield expr
+    for child in expr.children():
+        yield from walk(child)
+
+
+def contains_node(expr: Expression, kind: type[Expression], name: str | None = None) -> bool:
+    """Whether ``expr`` holds a node of ``kind`` (and, for calls, of function ``name``)."""
+    for node in walk(expr):
+        if isinstance(node, kind) and (name is None or getattr(node, "name", None) == name):
+            return True
+    return False
+
+
+def output_name(expr: Expression) -> str:
+    """The column name an expression gets in a projection."""
+    return expr.display_name()

@@ -1,0 +1,3 @@
+"""Runs streaming queries: the micro-batch loop, triggers, progress."""
+
+__all__: list[str] = []

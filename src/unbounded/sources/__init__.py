@@ -1,0 +1,3 @@
+"""Streaming sources: the contract in ``base`` and one module per format."""
+
+__all__: list[str] = []

@@ -1,0 +1,46 @@
+"""Source formats by name: ``readStream.format(name)`` finds its class here."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from unbounded.errors import AnalysisException
+from unbounded.sources.base import Source, SourceContext
+from unbounded.sql.types import StructType
+
+__all__ = ["SOURCE_FORMATS", "create_source", "source_class", "source_schema"]
+
+SOURCE_FORMATS: dict[str, str] = {
+    "rate": "unbounded.sources.rate:RateSource",
+    "memory": "unbounded.sources.memory:MemorySource",
+    "socket": "unbounded.sources.socket:SocketSource",
+    "kafka": "unbounded.sources.kafka:KafkaSource",
+    "csv": "unbounded.sources.files:FileSource",
+    "json": "unbounded.sources.files:FileSource",
+    "parquet": "unbounded.sources.files:FileSource",
+    "text": "unbounded.sources.files:FileSource",
+}
+
+
+def source_class(fmt: str) -> Any:
+    target = SOURCE_FORMATS.get(fmt.lower())
+    if target is None:
+        raise AnalysisException(
+            f"[DATA_SOURCE_NOT_FOUND] Failed to find the streaming data source {fmt!r}. "
+            f"Supported formats: {', '.join(sorted(SOURCE_FORMATS))}.",
+            error_class="DATA_SOURCE_NOT_FOUND",
+        )
+    module_name, _, cls_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def source_schema(fmt: str, ctx: SourceContext) -> StructType:
+    """The schema a source will produce, checked before the query starts."""
+    schema: StructType = source_class(fmt).infer_schema(fmt.lower(), ctx)
+    return schema
+
+
+def create_source(fmt: str, ctx: SourceContext) -> Source:
+    source: Source = source_class(fmt)(fmt.lower(), ctx)
+    return source

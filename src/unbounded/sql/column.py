@@ -1,0 +1,210 @@
+"""``Column``: PySpark's column object, a thin wrapper over an immutable expression node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unbounded.plan.expressions import (
+    Alias,
+    BinaryOp,
+    CaseWhen,
+    Cast,
+    ColumnRef,
+    Expression,
+    FunctionCall,
+    GetField,
+    GetItem,
+    In,
+    Like,
+    Literal,
+    SortOrder,
+    UnaryOp,
+)
+from unbounded.sql.types import DataType, parse_data_type
+
+__all__ = ["Column", "to_expr"]
+
+
+def to_expr(value: Any) -> Expression:
+    """A Column, an expression or a Python literal as an expression node."""
+    if isinstance(value, Column):
+        return value.expr
+    if isinstance(value, Expression):
+        return value
+    return Literal(value)
+
+
+def _to_column_expr(value: Any) -> Expression:
+    """Like ``to_expr`` but a bare string names a column (PySpark's convention)."""
+    if isinstance(value, str):
+        return ColumnRef(value)
+    return to_expr(value)
+
+
+class Column:
+    """A column expression; operators build new columns, nothing is evaluated here.
+
+    >>> (Column(ColumnRef("a")) + 1).alias("b").expr.display_name()
+    'b'
+    """
+
+    __slots__ = ("expr",)
+
+    def __init__(self, expr: Expression) -> None:
+        self.expr = expr
+
+    # -- arithmetic and comparison ---------------------------------------------------
+    def _bin(self, op: str, other: Any) -> Column:
+        return Column(BinaryOp(op, self.expr, to_expr(other)))
+
+    def _rbin(self, op: str, other: Any) -> Column:
+        return Column(BinaryOp(op, to_expr(other), self.expr))
+
+    def __add__(self, o: Any) -> Column: return self._bin("add", o)
+    def __radd__(self, o: Any) -> Column: return self._rbin("add", o)
+    def __sub__(self, o: Any) -> Column: return self._bin("sub", o)
+    def __rsub__(self, o: Any) -> Column: return self._rbin("sub", o)
+    def __mul__(self, o: Any) -> Column: return self._bin("mul", o)
+    def __rmul__(self, o: Any) -> Column: return self._rbin("mul", o)
+    def __truediv__(self, o: Any) -> Column: return self._bin("div", o)
+    def __rtruediv__(self, o: Any) -> Column: return self._rbin("div", o)
+    def __mod__(self, o: Any) -> Column: return self._bin("mod", o)
+    def __rmod__(self, o: Any) -> Column: return self._rbin("mod", o)
+    def __pow__(self, o: Any) -> Column: return self._bin("pow", o)
+    def __eq__(self, o: Any) -> Column: return self._bin("eq", o)  # type: ignore[override]
+    def __ne__(self, o: Any) -> Column: return self._bin("ne", o)  # type: ignore[override]
+    def __lt__(self, o: Any) -> Column: return self._bin("lt", o)
+    def __le__(self, o: Any) -> Column: return self._bin("le", o)
+    def __gt__(self, o: Any) -> Column: return self._bin("gt", o)
+    def __ge__(self, o: Any) -> Column: return self._bin("ge", o)
+    def __and__(self, o: Any) -> Column: return self._bin("and", o)
+    def __rand__(self, o: Any) -> Column: return self._rbin("and", o)
+    def __or__(self, o: Any) -> Column: return self._bin("or", o)
+    def __ror__(self, o: Any) -> Column: return self._rbin("or", o)
+    def __invert__(self) -> Column: return Column(UnaryOp("not", self.expr))
+    def __neg__(self) -> Column: return Column(UnaryOp("neg", self.expr))
+
+    def __hash__(self) -> int:
+        return hash(self.expr)
+
+    def __bool__(self) -> bool:
+        raise ValueError(
+            "Cannot convert column into bool: please use '&' for 'and', '|' for 'or', "
+            "'~' for 'not' when building DataFrame boolean expressions."
+        )
+
+    def __getitem__(self, key: Any) -> Column:
+        if isinstance(key, slice):
+            return self.substr(key.start, key.stop)
+        if isinstance(key, str):
+            return self.getField(key)
+        return Column(GetItem(self.expr, to_expr(key)))
+
+    def __getattr__(self, name: str) -> Column:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.getField(name)
+
+    def __repr__(self) -> str:
+        return f"Column<'{self.expr.display_name()}'>"
+
+    # -- PySpark methods -------------------------------------------------------------
+    def eqNullSafe(self, other: Any) -> Column:  # noqa: N802
+        return self._bin("eq_null_safe", other)
+
+    def bitwiseAND(self, other: Any) -> Column:  # noqa: N802
+        return self._bin("bitand", other)
+
+    def bitwiseOR(self, other: Any) -> Column:  # noqa: N802
+        return self._bin("bitor", other)
+
+    def bitwiseXOR(self, other: Any) -> Column:  # noqa: N802
+        return self._bin("bitxor", other)
+
+    def alias(self, *names: str, **kwargs: Any) -> Column:
+        return Column(Alias(self.expr, names[0]))
+
+    name = alias
+
+    def cast(self, dataType: DataType | str) -> Column:  # noqa: N803
+        target = parse_data_type(dataType) if isinstance(dataType, str) else dataType
+        return Column(Cast(self.expr, target))
+
+    astype = cast
+
+    def isNull(self) -> Column:  # noqa: N802
+        return Column(UnaryOp("isnull", self.expr))
+
+    def isNotNull(self) -> Column:  # noqa: N802
+        return Column(UnaryOp("isnotnull", self.expr))
+
+    def isin(self, *values: Any) -> Column:
+        if len(values) == 1 and isinstance(values[0], (list, tuple, set)):
+            values = tuple(values[0])
+        return Column(In(self.expr, tuple(to_expr(v) for v in values)))
+
+    def like(self, pattern: str) -> Column:
+        return Column(Like(self.expr, pattern, "like"))
+
+    def ilike(self, pattern: str) -> Column:
+        return Column(Like(self.expr, pattern, "ilike"))
+
+    def rlike(self, pattern: str) -> Column:
+        return Column(Like(self.expr, pattern, "rlike"))
+
+    def contains(self, other: Any) -> Column:
+        return Column(FunctionCall("contains", (self.expr, to_expr(other))))
+
+    def startswith(self, other: Any) -> Column:
+        return Column(FunctionCall("startswith", (self.expr, to_expr(other))))
+
+    def endswith(self, other: Any) -> Column:
+        return Column(FunctionCall("endswith", (self.expr, to_expr(other))))
+
+    def substr(self, startPos: int, length: int) -> Column:  # noqa: N803
+        return Column(FunctionCall("substring", (self.expr,),
+                                   (("pos", startPos), ("len", length))))
+
+    def getField(self, name: str) -> Column:  # noqa: N802
+        return Column(GetField(self.expr, name))
+
+    def getItem(self, key: Any) -> Column:  # noqa: N802
+        return Column(GetItem(self.expr, to_expr(key)))
+
+    def between(self, lower: Any, upper: Any) -> Column:
+        return (self >= lower) & (self <= upper)
+
+    def when(self, condition: Column, value: Any) -> Column:
+        if not isinstance(self.expr, CaseWhen) or self.expr.otherwise is not None:
+            raise ValueError("when() can only be applied on a Column built by functions.when()")
+        branches = (*self.expr.branches, (condition.expr, to_expr(value)))
+        return Column(CaseWhen(branches))
+
+    def otherwise(self, value: Any) -> Column:
+        if not isinstance(self.expr, CaseWhen) or self.expr.otherwise is not None:
+            raise ValueError(
+                "otherwise() can only be applied once on a Column built by functions.when()")
+        return Column(CaseWhen(self.expr.branches, to_expr(value)))
+
+    def asc(self) -> Column:
+        return Column(SortOrder(self.expr, True))
+
+    def desc(self) -> Column:
+        return Column(SortOrder(self.expr, False))
+
+    def asc_nulls_first(self) -> Column:
+        return Column(SortOrder(self.expr, True, True))
+
+    def asc_nulls_last(self) -> Column:
+        return Column(SortOrder(self.expr, True, False))
+
+    def desc_nulls_first(self) -> Column:
+        return Column(SortOrder(self.expr, False, True))
+
+    def desc_nulls_last(self) -> Column:
+        return Column(SortOrder(self.expr, False, False))
+
+
+def column_of(value: Any) -> Column:
+    """A Column from a Column or a column name."""
+    return value if isinstance(value, Column) else Column(_to_column_expr(value))

@@ -1,0 +1,308 @@
+"""PySpark's ``pyspark.sql.functions``: constructors of expression nodes.
+
+Every function returns a :class:`Column`; nothing is evaluated until a query runs.
+Scalar functions compile through ``unbounded.engine.functions`` by the same name.
+
+>>> upper(col("name")).expr.display_name()
+'upper(name)'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unbounded.plan.expressions import (
+    AggregateCall,
+    CaseWhen,
+    ColumnRef,
+    Expression,
+    FunctionCall,
+    Literal,
+    Star,
+)
+from unbounded.plan.intervals import parse_interval_us
+from unbounded.sql.column import Column, column_of, to_expr
+from unbounded.sql.types import DataType, parse_data_type, parse_ddl_schema
+
+__all__ = [
+    "abs", "approx_count_distinct", "array", "array_contains", "asc", "avg", "base64",
+    "ceil", "coalesce", "col", "collect_list", "collect_set", "column", "concat",
+    "concat_ws", "count", "countDistinct", "count_distinct", "current_date",
+    "current_timestamp", "date_add", "date_format", "date_trunc", "datediff", "dayofmonth",
+    "dayofweek", "desc", "element_at", "exp", "expr", "first", "floor", "from_json",
+    "from_unixtime", "get_json_object", "greatest", "hash", "hour", "initcap", "instr",
+    "isnan", "isnull", "last", "least", "length", "lit", "log", "lower", "lpad", "ltrim",
+    "max", "md5", "mean", "min", "minute", "month", "nullif", "regexp_extract",
+    "regexp_replace", "reverse", "round", "rpad", "rtrim", "second", "session_window",
+    "size", "split", "sqrt", "stddev", "struct", "substring", "sum", "sumDistinct",
+    "sum_distinct", "timestamp_millis", "timestamp_seconds", "to_date", "to_json",
+    "to_timestamp", "trim", "unix_timestamp", "upper", "variance", "when", "window",
+    "window_time", "year",
+]
+
+
+def _c(value: Any) -> Expression:
+    return column_of(value).expr
+
+
+def _call(name: str, *args: Any, **params: Any) -> Column:
+    return Column(FunctionCall(name, tuple(_c(a) for a in args), tuple(params.items())))
+
+
+def col(name: str) -> Column:
+    """The column called ``name`` (``"*"`` for all, ``"a.b"`` for a struct field)."""
+    if name == "*":
+        return Column(Star())
+    if name.endswith(".*"):
+        return Column(Star(name[:-2]))
+    return Column(ColumnRef(name))
+
+
+column = col
+
+
+def lit(value: Any) -> Column:
+    return value if isinstance(value, Column) else Column(Literal(value))
+
+
+def expr(sql: str) -> Column:
+    """A column from a SQL expression in Spark's dialect, e.g. ``expr("a + 1")``."""
+    from unbounded.sql.expr_parser import parse_expression
+
+    return Column(parse_expression(sql))
+
+
+def when(condition: Column, value: Any) -> Column:
+    return Column(CaseWhen(((condition.expr, to_expr(value)),)))
+
+
+def asc(name: str) -> Column:
+    return col(name).asc()
+
+
+def desc(name: str) -> Column:
+    return col(name).desc()
+
+
+# ---- scalar functions ----------------------------------------------------------------
+def coalesce(*cols: Any) -> Column: return _call("coalesce", *cols)
+def nullif(a: Any, b: Any) -> Column: return _call("nullif", a, b)
+def isnull(c: Any) -> Column: return column_of(c).isNull()
+def isnan(c: Any) -> Column: return _call("isnan", c)
+def greatest(*cols: Any) -> Column: return _call("greatest", *cols)
+def least(*cols: Any) -> Column: return _call("least", *cols)
+def abs(c: Any) -> Column: return _call("abs", c)  # noqa: A001
+def ceil(c: Any) -> Column: return _call("ceil", c)
+def floor(c: Any) -> Column: return _call("floor", c)
+def sqrt(c: Any) -> Column: return _call("sqrt", c)
+def exp(c: Any) -> Column: return _call("exp", c)
+def log(c: Any) -> Column: return _call("log", c)
+def upper(c: Any) -> Column: return _call("upper", c)
+def lower(c: Any) -> Column: return _call("lower", c)
+def initcap(c: Any) -> Column: return _call("initcap", c)
+def length(c: Any) -> Column: return _call("length", c)
+def trim(c: Any) -> Column: return _call("trim", c)
+def ltrim(c: Any) -> Column: return _call("ltrim", c)
+def rtrim(c: Any) -> Column: return _call("rtrim", c)
+def reverse(c: Any) -> Column: return _call("reverse", c)
+def concat(*cols: Any) -> Column: return _call("concat", *cols)
+def array(*cols: Any) -> Column: return _call("array", *cols)
+def size(c: Any) -> Column: return _call("size", c)
+def hash(*cols: Any) -> Column: return _call("hash", *cols)  # noqa: A001
+def base64(c: Any) -> Column: return _call("base64", c)
+def md5(c: Any) -> Column: return _call("md5", c)
+def current_timestamp() -> Column: return _call("current_timestamp")
+def current_date() -> Column: return _call("current_date")
+def year(c: Any) -> Column: return _call("year", c)
+def month(c: Any) -> Column: return _call("month", c)
+def dayofmonth(c: Any) -> Column: return _call("dayofmonth", c)
+def dayofweek(c: Any) -> Column: return _call("dayofweek", c)
+def hour(c: Any) -> Column: return _call("hour", c)
+def minute(c: Any) -> Column: return _call("minute", c)
+def second(c: Any) -> Column: return _call("second", c)
+def timestamp_seconds(c: Any) -> Column: return _call("timestamp_seconds", c)
+def timestamp_millis(c: Any) -> Column: return _call("timestamp_millis", c)
+def window_time(c: Any) -> Column: return _call("window_time", c)
+
+
+def round(c: Any, scale: int = 0) -> Column:  # noqa: A001
+    return _call("round", c, scale=scale)
+
+
+def concat_ws(sep: str, *cols: Any) -> Column:
+    return _call("concat_ws", *cols, sep=sep)
+
+
+def substring(c: Any, pos: int, len: int) -> Column:  # noqa: A002
+    return _call("substring", c, pos=pos, len=len)
+
+
+def split(c: Any, pattern: str, limit: int = -1) -> Column:
+    return _call("split", c, pattern=pattern, limit=limit)
+
+
+def regexp_replace(c: Any, pattern: str, replacement: str) -> Column:
+    return _call("regexp_replace", c, pattern=pattern, replacement=replacement)
+
+
+def regexp_extract(c: Any, pattern: str, idx: int) -> Column:
+    return _call("regexp_extract", c, pattern=pattern, idx=idx)
+
+
+def instr(c: Any, substr: str) -> Column:
+    return _call("instr", c, substr=substr)
+
+
+def lpad(c: Any, len: int, pad: str) -> Column:  # noqa: A002
+    return _call("lpad", c, len=len, pad=pad)
+
+
+def rpad(c: Any, len: int, pad: str) -> Column:  # noqa: A002
+    return _call("rpad", c, len=len, pad=pad)
+
+
+def array_contains(c: Any, value: Any) -> Column:
+    return Column(FunctionCall("array_contains", (_c(c), to_expr(value))))
+
+
+def element_at(c: Any, index: Any) -> Column:
+    return Column(FunctionCall("element_at", (_c(c), to_expr(index))))
+
+
+def struct(*cols: Any) -> Column:
+    if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
+        cols = tuple(cols[0])
+    return _call("struct", *cols)
+
+
+def from_json(c: Any, schema: DataType | str, options: dict[str, str] | None = None) -> Column:
+    """Parse a JSON string column; a malformed value gives NULL (PERMISSIVE)."""
+    parsed = schema if isinstance(schema, DataType) else _schema_from_string(schema)
+    return _call("from_json", c, schema=parsed)
+
+
+def _schema_from_string(text: str) -> DataType:
+    stripped = text.strip()
+    if stripped.lower().startswith(("array<", "map<", "struct<")):
+        return parse_data_type(stripped)
+    return parse_ddl_schema(stripped)
+
+
+def to_json(c: Any, options: dict[str, str] | None = None) -> Column:
+    return _call("to_json", c)
+
+
+def get_json_object(c: Any, path: str) -> Column:
+    return _call("get_json_object", c, path=path)
+
+
+def to_timestamp(c: Any, format: str | None = None) -> Column:  # noqa: A002
+    return _call("to_timestamp", c, format=format)
+
+
+def to_date(c: Any, format: str | None = None) -> Column:  # noqa: A002
+    return _call("to_date", c, format=format)
+
+
+def unix_timestamp(c: Any = None, format: str = "yyyy-MM-dd HH:mm:ss") -> Column:  # noqa: A002
+    if c is None:
+        return _call("unix_timestamp")
+    return _call("unix_timestamp", c, format=format)
+
+
+def from_unixtime(c: Any, format: str = "yyyy-MM-dd HH:mm:ss") -> Column:  # noqa: A002
+    return _call("from_unixtime", c, format=format)
+
+
+def date_format(c: Any, format: str) -> Column:  # noqa: A002
+    return _call("date_format", c, format=format)
+
+
+def date_trunc(format: str, c: Any) -> Column:  # noqa: A002
+    return _call("date_trunc", c, unit=format)
+
+
+def date_add(c: Any, days: Any) -> Column:
+    return Column(FunctionCall("date_add", (_c(c), to_expr(days))))
+
+
+def datediff(end: Any, start: Any) -> Column:
+    return _call("datediff", end, start)
+
+
+def window(
+    timeColumn: Any,  # noqa: N803
+    windowDuration: str,  # noqa: N803
+    slideDuration: str | None = None,  # noqa: N803
+    startTime: str | None = None,  # noqa: N803
+) -> Column:
+    """Event-time windows: tumbling, or sliding when ``slideDuration`` is shorter."""
+    from unbounded.errors import AnalysisException
+
+    duration = parse_interval_us(windowDuration)
+    slide = parse_interval_us(slideDuration) if slideDuration else duration
+    start = parse_interval_us(startTime) if startTime else 0
+    if duration <= 0 or slide <= 0:
+        raise AnalysisException("The window duration and slide must be positive.")
+    if slide > duration:
+        raise AnalysisException(
+            f"The slide duration ({slideDuration}) must be less than or equal to the "
+            f"windowDuration ({windowDuration}).")
+    return _call("window", timeColumn, duration_us=duration, slide_us=slide, start_us=start)
+
+
+def session_window(timeColumn: Any, gapDuration: Any) -> Column:  # noqa: N803
+    """Session windows closed by a gap of inactivity (a string or a column expression)."""
+    if isinstance(gapDuration, str):
+        return _call("session_window", timeColumn, gap_us=parse_interval_us(gapDuration))
+    return Column(FunctionCall("session_window", (_c(timeColumn), _c(gapDuration))))
+
+
+# ---- aggregates ----------------------------------------------------------------------
+def _agg(name: str, c: Any = None, distinct: bool = False) -> Column:
+    args: tuple[Expression, ...] = () if c is None else (_c(c),)
+    return Column(AggregateCall(name, args, distinct))
+
+
+def count(c: Any) -> Column:
+    if isinstance(c, str) and c == "*" or isinstance(c, Column) and isinstance(c.expr, Star):
+        return Column(AggregateCall("count", (Star(),)))
+    if isinstance(c, Column) and isinstance(c.expr, Literal):
+        return Column(AggregateCall("count", (c.expr,)))
+    return _agg("count", c)
+
+
+def sum(c: Any) -> Column: return _agg("sum", c)  # noqa: A001
+def sum_distinct(c: Any) -> Column: return _agg("sum", c, distinct=True)
+def avg(c: Any) -> Column: return _agg("avg", c)
+def mean(c: Any) -> Column: return _agg("mean", c)
+def min(c: Any) -> Column: return _agg("min", c)  # noqa: A001
+def max(c: Any) -> Column: return _agg("max", c)  # noqa: A001
+def collect_list(c: Any) -> Column: return _agg("collect_list", c)
+def collect_set(c: Any) -> Column: return _agg("collect_set", c)
+def stddev(c: Any) -> Column: return _agg("stddev", c)
+def variance(c: Any) -> Column: return _agg("variance", c)
+
+
+sumDistinct = sum_distinct  # noqa: N816
+
+
+def first(c: Any, ignorenulls: bool = False) -> Column:
+    return _agg("first", c, distinct=ignorenulls)
+
+
+def last(c: Any, ignorenulls: bool = False) -> Column:
+    return _agg("last", c, distinct=ignorenulls)
+
+
+def count_distinct(c: Any, *cols: Any) -> Column:
+    return Column(AggregateCall("count", tuple(_c(x) for x in (c, *cols)), distinct=True))
+
+
+countDistinct = count_distinct  # noqa: N816
+
+
+def approx_count_distinct(c: Any, rsd: float | None = None) -> Column:
+    return _agg("approx_count_distinct", c)
+
+

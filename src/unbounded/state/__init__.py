@@ -1,0 +1,3 @@
+"""Versioned state stores for stateful operators."""
+
+__all__: list[str] = []
