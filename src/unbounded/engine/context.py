@@ -41,9 +41,11 @@ class CompileContext:
     batch_timestamp_us: int
     watermark_us: int = 0
     event_time: dict[str, EventTimeStats] = field(default_factory=dict)
+    observe_event_time: bool = False
 
     def with_schema(self, schema: pl.Schema) -> CompileContext:
-        return CompileContext(schema, self.batch_timestamp_us, self.watermark_us, self.event_time)
+        return CompileContext(schema, self.batch_timestamp_us, self.watermark_us,
+                              self.event_time, self.observe_event_time)
 
     def resolve(self, name: str) -> str:
         """The input column called ``name``, matched case-insensitively as Spark does."""

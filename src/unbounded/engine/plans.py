@@ -115,7 +115,7 @@ def _(plan: Filter, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
 def _(plan: WithWatermark, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     """Passes rows through; in a batch run, records the event-time range for the runtime."""
     frame = compile_plan(plan.child, inputs, ctx)
-    if not inputs:  # schema resolution only
+    if not ctx.observe_event_time:
         return frame
     materialized = frame.collect()
     column = pl.col(CompileContext(materialized.schema, 0).resolve(plan.column))
@@ -124,7 +124,7 @@ def _(plan: WithWatermark, inputs: Bindings, ctx: CompileContext) -> pl.LazyFram
         column.dt.epoch("us").sum().alias("sm"), column.count().alias("n"),
     ).row(0)
     seen = EventTimeStats(stats[0], stats[1], int(stats[2] or 0), int(stats[3]))
-    ctx.event_time.setdefault(plan.column, EventTimeStats()).merge(seen)
+    ctx.event_time.setdefault(plan.node_id, EventTimeStats()).merge(seen)
     return materialized.lazy()
 
 

@@ -60,6 +60,8 @@ class ColumnRef(Expression):
     name: str
 
     def display_name(self) -> str:
+        if self.name.startswith("`") and self.name.endswith("`"):
+            return self.name[1:-1]
         return self.name.split(".")[-1] if "." in self.name else self.name
 
 

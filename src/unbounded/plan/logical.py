@@ -135,6 +135,7 @@ class WithWatermark(LogicalPlan):
     child: LogicalPlan
     column: str
     delay_ms: int
+    node_id: str = field(default_factory=_next_relation_id)
 
     def children(self) -> tuple[LogicalPlan, ...]:
         return (self.child,)

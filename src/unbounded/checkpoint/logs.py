@@ -1,0 +1,200 @@
+"""The checkpoint's logs, in Apache Spark's on-disk formats.
+
+Layout of a checkpoint folder::
+
+    metadata            {"id": "<query uuid>", "unbounded": {...query shape...}}
+    offsets/<N>         v1 / batch metadata JSON / one offset JSON per source ("-": none)
+    commits/<N>         v1 / {"nextBatchWatermarkMs": <ms>}
+    sources/<i>/...     each source's own log (e.g. the files a file source read)
+    state/...           state stores
+
+Each entry is written once with ``write_atomic``: the offset entry of batch N is the
+write-ahead record of what batch N reads, and the commit entry says batch N is durable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from unbounded.checkpoint.atomic import write_atomic
+from unbounded.errors import CheckpointCorruptError
+
+__all__ = ["BatchLog", "CommitEntry", "CommitLog", "OffsetEntry", "OffsetLog", "QueryMetadata"]
+
+VERSION = 1
+_VOID = "-"
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise CheckpointCorruptError(f"Cannot read checkpoint file {path}: {e}") from e
+
+
+def _check_version(path: str, line: str) -> None:
+    match = re.fullmatch(r"v(\d+)", line.strip())
+    if match is None:
+        raise CheckpointCorruptError(f"{path} has no version header (expected 'v1').")
+    if int(match.group(1)) > VERSION:
+        raise CheckpointCorruptError(
+            f"{path} was written in log version v{match.group(1)}, newer than this release "
+            f"reads (v{VERSION}). Upgrade unbounded to read this checkpoint."
+        )
+
+
+class BatchLog:
+    """A folder of entries named by batch id, each written once and atomically."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+
+    def path(self, batch_id: int) -> str:
+        return os.path.join(self.folder, str(batch_id))
+
+    def batch_ids(self) -> list[int]:
+        return sorted(int(n) for n in os.listdir(self.folder) if n.isdigit())
+
+    def latest_id(self) -> int | None:
+        ids = self.batch_ids()
+        return ids[-1] if ids else None
+
+    def write_lines(self, batch_id: int, lines: list[str]) -> None:
+        body = "\n".join([f"v{VERSION}", *lines])
+        write_atomic(self.path(batch_id), body.encode("utf-8"))
+
+    def read_lines(self, batch_id: int) -> list[str]:
+        path = self.path(batch_id)
+        lines = _read_text(path).split("\n")
+        _check_version(path, lines[0])
+        return lines[1:]
+
+    def purge_before(self, batch_id: int) -> None:
+        """Delete entries with ids below ``batch_id`` (retention)."""
+        for old in self.batch_ids():
+            if old >= batch_id:
+                break
+            os.unlink(self.path(old))
+
+
+@dataclass
+class OffsetEntry:
+    """What batch N reads: one offset per source, the batch clock and the watermark.
+
+    Example file (Spark's OffsetSeq format)::
+
+        v1
+        {"batchWatermarkMs":0,"batchTimestampMs":1700000000000,"conf":{...}}
+        {"logOffset":3}
+    """
+
+    offsets: list[Any]
+    batch_timestamp_ms: int
+    batch_watermark_ms: int = 0
+    conf: dict[str, str] = field(default_factory=dict)
+    watermarks: dict[str, int] = field(default_factory=dict)
+
+
+class OffsetLog(BatchLog):
+    """``offsets/N``: the write-ahead log of what each batch reads."""
+
+    def add(self, batch_id: int, entry: OffsetEntry) -> None:
+        meta: dict[str, Any] = {
+            "batchWatermarkMs": entry.batch_watermark_ms,
+            "batchTimestampMs": entry.batch_timestamp_ms,
+            "conf": entry.conf,
+        }
+        if entry.watermarks:
+            meta["unboundedWatermarksMs"] = entry.watermarks
+        lines = [json.dumps(meta, separators=(",", ":"))]
+        lines += [_VOID if o is None else json.dumps(o, separators=(",", ":"))
+                  for o in entry.offsets]
+        self.write_lines(batch_id, lines)
+
+    def get(self, batch_id: int) -> OffsetEntry:
+        lines = self.read_lines(batch_id)
+        try:
+            meta = json.loads(lines[0])
+            offsets = [None if ln == _VOID else json.loads(ln) for ln in lines[1:]]
+        except (ValueError, IndexError) as e:
+            raise CheckpointCorruptError(f"{self.path(batch_id)} is not valid: {e}") from e
+        return OffsetEntry(
+            offsets=offsets,
+            batch_timestamp_ms=int(meta.get("batchTimestampMs", 0)),
+            batch_watermark_ms=int(meta.get("batchWatermarkMs", 0)),
+            conf=dict(meta.get("conf", {})),
+            watermarks={k: int(v) for k, v in meta.get("unboundedWatermarksMs", {}).items()},
+        )
+
+
+@dataclass
+class CommitEntry:
+    """Batch N is durable in the sink and the state stores.
+
+    Example file::
+
+        v1
+        {"nextBatchWatermarkMs":0}
+    """
+
+    next_batch_watermark_ms: int = 0
+
+
+class CommitLog(BatchLog):
+    """``commits/N``: written after the sink and state made batch N durable."""
+
+    def add(self, batch_id: int, entry: CommitEntry) -> None:
+        body = json.dumps({"nextBatchWatermarkMs": entry.next_batch_watermark_ms},
+                          separators=(",", ":"))
+        self.write_lines(batch_id, [body])
+
+    def get(self, batch_id: int) -> CommitEntry:
+        lines = self.read_lines(batch_id)
+        try:
+            data = json.loads(lines[0]) if lines and lines[0] else {}
+        except ValueError as e:
+            raise CheckpointCorruptError(f"{self.path(batch_id)} is not valid: {e}") from e
+        return CommitEntry(int(data.get("nextBatchWatermarkMs", 0)))
+
+
+@dataclass
+class QueryMetadata:
+    """``metadata``: the query's id and shape, written once at the first run.
+
+    Example file (Spark reads the ``id`` and ignores the rest)::
+
+        {"id":"5f1c...","unbounded":{"version":1,"sources":["kafka"],"sink":"parquet"}}
+    """
+
+    id: str
+    sources: list[str]
+    sink: str
+    conf: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, checkpoint: str) -> QueryMetadata | None:
+        path = os.path.join(checkpoint, "metadata")
+        if not os.path.exists(path):
+            return None
+        try:
+            data = json.loads(_read_text(path))
+            shape = data.get("unbounded", {})
+            if int(shape.get("version", 1)) > VERSION:
+                raise CheckpointCorruptError(
+                    f"{path} was written by a newer unbounded (version {shape['version']}).")
+            return cls(str(data["id"]), list(shape.get("sources", [])),
+                       str(shape.get("sink", "")), dict(shape.get("conf", {})))
+        except (ValueError, KeyError) as e:
+            raise CheckpointCorruptError(f"{path} is not valid query metadata: {e}") from e
+
+    def write(self, checkpoint: str) -> None:
+        body = {"id": self.id, "unbounded": {"version": VERSION, "sources": self.sources,
+                                             "sink": self.sink, "conf": self.conf}}
+        write_atomic(os.path.join(checkpoint, "metadata"),
+                     json.dumps(body, separators=(",", ":")).encode("utf-8"))

@@ -1,0 +1,87 @@
+"""Spark's rules for what a streaming query may do, checked before it starts.
+
+Each rejection says what is wrong and which change makes the query valid.
+"""
+
+from __future__ import annotations
+
+from unbounded.errors import UnsupportedOperationException
+from unbounded.plan.expressions import (
+    Alias,
+    ColumnRef,
+    Expression,
+    FunctionCall,
+    walk,
+)
+from unbounded.plan.logical import (
+    Aggregate,
+    Limit,
+    LogicalPlan,
+    Sort,
+    WithWatermark,
+    is_streaming,
+    walk_plan,
+)
+
+__all__ = ["check_streaming_query", "watermarked_columns"]
+
+
+def _fail(message: str) -> UnsupportedOperationException:
+    return UnsupportedOperationException(message, error_class="UNSUPPORTED_STREAMING_OPERATION")
+
+
+def watermarked_columns(plan: LogicalPlan) -> set[str]:
+    return {n.column.lower() for n in walk_plan(plan) if isinstance(n, WithWatermark)}
+
+
+def _key_is_event_time(key: Expression, columns: set[str]) -> bool:
+    inner = key.child if isinstance(key, Alias) else key
+    if isinstance(inner, ColumnRef):
+        return inner.display_name().lower() in columns
+    if isinstance(inner, FunctionCall) and inner.name in ("window", "session_window"):
+        return any(isinstance(n, ColumnRef) and n.display_name().lower() in columns
+                   for n in walk(inner))
+    return False
+
+
+def _is_session_window(key: Expression) -> bool:
+    inner = key.child if isinstance(key, Alias) else key
+    return isinstance(inner, FunctionCall) and inner.name == "session_window"
+
+
+def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
+    if not is_streaming(plan):
+        return
+    aggregates = [n for n in walk_plan(plan) if isinstance(n, Aggregate) and is_streaming(n)]
+    if len(aggregates) > 1:
+        raise _fail("Multiple streaming aggregations are not supported with streaming "
+                    "DataFrames/Datasets. Compute one aggregation per query, or chain queries "
+                    "through a sink.")
+    if not aggregates and output_mode == "complete":
+        raise _fail("Complete output mode not supported when there are no streaming "
+                    "aggregations on streaming DataFrames/Datasets. Use outputMode('append').")
+    for node in walk_plan(plan):
+        if isinstance(node, Sort) and not (aggregates and output_mode == "complete"):
+            raise _fail("Sorting is not supported on streaming DataFrames/Datasets, unless it "
+                        "is on aggregated DataFrame/Dataset in Complete output mode.")
+        if isinstance(node, Limit) and output_mode == "update":
+            raise _fail("Limits are not supported on streaming DataFrames/Datasets in Update "
+                        "output mode. Use append or complete.")
+    if aggregates:
+        _check_aggregate(aggregates[0], output_mode)
+
+
+def _check_aggregate(agg: Aggregate, output_mode: str) -> None:
+    if output_mode == "update" and any(_is_session_window(k) for k in agg.keys):
+        raise _fail("Update output mode is not supported with session windows (session "
+                    "window aggregation). Use outputMode('append') with a watermark, or "
+                    "'complete'.")
+    if output_mode != "append":
+        return
+    columns = watermarked_columns(agg.child)
+    if not columns or not any(_key_is_event_time(k, columns) for k in agg.keys):
+        raise _fail(
+            "Append output mode not supported when there are streaming aggregations on "
+            "streaming DataFrames/DataSets without watermark. Add withWatermark(...) on the "
+            "event-time column and group by it (or a window over it), or use "
+            "outputMode('update') or outputMode('complete').")

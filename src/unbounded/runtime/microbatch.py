@@ -1,0 +1,411 @@
+"""The micro-batch loop: the write-ahead protocol that makes every result exactly-once.
+
+For each batch N: ask the sources where they are, write ``offsets/N`` (the write-ahead
+step), run the batch with exactly those offsets, hand the result to the sink with id N,
+write ``commits/N``, then let the sources release what is committed. A restart finds an
+``offsets/N`` without ``commits/N`` and re-runs batch N with the logged offsets, batch
+timestamp and watermark, so the re-run computes the same rows; the sink's per-batch-id
+idempotence turns the second delivery into a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from unbounded.checkpoint.lock import CheckpointLock
+from unbounded.checkpoint.logs import CommitEntry, CommitLog, OffsetEntry, OffsetLog, QueryMetadata
+from unbounded.errors import AnalysisException, StreamingQueryException
+from unbounded.executors.base import Executor
+from unbounded.plan.logical import StreamingRelation, streaming_relations
+from unbounded.runtime.faults import fault_point
+from unbounded.runtime.progress import Progress
+from unbounded.runtime.recovery import find_resume_point
+from unbounded.runtime.spec import QuerySpec
+from unbounded.runtime.tasks import PartitionTask, TaskResult, run_task
+from unbounded.runtime.triggers import AvailableNow, Continuous, Once, ProcessingTime
+from unbounded.runtime.watermarks import WatermarkTracker
+from unbounded.sinks.base import MicroBatch, Sink, SinkContext
+from unbounded.sources.base import Offset, Source, SourceContext, SupportsAvailableNow
+from unbounded.sources.registry import create_source
+
+__all__ = ["MicroBatchExecution"]
+
+log = logging.getLogger(__name__)
+_POLL_DELAY_S = 0.01
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Timer:
+    """Collects the named durations of one trigger (Spark's durationMs)."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, int] = {}
+
+    def measure(self, name: str) -> _Span:
+        return _Span(self, name)
+
+
+class _Span:
+    def __init__(self, timer: _Timer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        spent = int((time.perf_counter() - self.start) * 1000)
+        self.timer.durations[self.name] = self.timer.durations.get(self.name, 0) + spent
+
+
+class MicroBatchExecution:
+    """One run of a streaming query on its own thread."""
+
+    def __init__(self, spec: QuerySpec, executor: Executor) -> None:
+        if isinstance(spec.trigger, Continuous):
+            raise AnalysisException(
+                "Continuous processing is not supported yet; use trigger(processingTime=...).",
+                error_class="UNSUPPORTED_TRIGGER")
+        self.spec = spec
+        self.executor = executor
+        self.run_id = str(uuid.uuid4())
+        self.relations: list[StreamingRelation] = streaming_relations(spec.plan)
+        self.sources: list[Source] = []
+        self.sink: Sink | None = None
+        self.exception: StreamingQueryException | None = None
+        self.recent_progress: deque[Progress] = deque(
+            maxlen=spec.conf_int("spark.sql.streaming.numRecentProgressUpdates", 100))
+        self.status = Progress({"message": "Initializing sources", "isDataAvailable": False,
+                                "isTriggerActive": False})
+        self._stop = threading.Event()
+        self._terminated = threading.Event()
+        self._idle_checks = 0
+        self._progress_lock = threading.Condition()
+        self._lock = CheckpointLock(spec.checkpoint)
+        self._thread: threading.Thread | None = None
+        self.watermarks = WatermarkTracker(
+            spec.plan, spec.conf.get("spark.sql.streaming.multipleWatermarkPolicy", "min"))
+        self._prepare()
+
+    # ---- start-up ----------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """Everything that can fail before the query starts, on the caller's thread."""
+        cp = self.spec.checkpoint
+        os.makedirs(cp, exist_ok=True)
+        self._lock.acquire()
+        try:
+            self.id = self._load_or_create_metadata(cp)
+            self.offset_log = OffsetLog(os.path.join(cp, "offsets"))
+            self.commit_log = CommitLog(os.path.join(cp, "commits"))
+            self.sources = [self._create_source(i, rel) for i, rel in enumerate(self.relations)]
+            self.sink = self.spec.sink_factory(self._sink_context())
+        except BaseException:
+            self._release()
+            raise
+
+    def _load_or_create_metadata(self, cp: str) -> str:
+        formats = [rel.spec.format.lower() for rel in self.relations]
+        existing = QueryMetadata.read(cp)
+        if existing is None:
+            conf = {"spark.sql.shuffle.partitions": self.spec.conf.get(
+                "spark.sql.shuffle.partitions", str(os.cpu_count() or 2))}
+            meta = QueryMetadata(str(uuid.uuid4()), formats, self.spec.sink_format, conf)
+            meta.write(cp)
+            self.fixed_conf = conf
+            return meta.id
+        if existing.sources and existing.sources != formats:
+            raise AnalysisException(
+                f"The query's sources changed since its checkpoint {cp} was written: the "
+                f"checkpoint has {len(existing.sources)} source(s) {existing.sources}, the query "
+                f"has {len(formats)} {formats}. Restore the original sources, or start the "
+                "changed query with a new checkpointLocation.",
+                error_class="CHECKPOINT_QUERY_MISMATCH")
+        self.fixed_conf = existing.conf
+        return existing.id
+
+    def _create_source(self, index: int, rel: StreamingRelation) -> Source:
+        ctx = SourceContext(
+            options=rel.spec.options_dict(), schema=rel.spec.schema,
+            metadata_path=os.path.join(self.spec.checkpoint, "sources", str(index)),
+            source_index=index)
+        return create_source(rel.spec.format, ctx)
+
+    def _sink_context(self) -> SinkContext:
+        return SinkContext(
+            query_id=self.id, query_name=self.spec.query_name,
+            options=self.spec.sink_options, output_mode=self.spec.output_mode,
+            checkpoint_path=self.spec.checkpoint, partition_by=self.spec.partition_by,
+            extra={"executor": self.executor})
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"unbounded-query-{self.id}",
+                                        daemon=True)
+        self._thread.start()
+
+    # ---- the loop ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._run_loop()
+        except BaseException as e:  # noqa: BLE001 - any failure ends the query
+            log.exception("Query %s (run %s) failed", self.spec.query_name or self.id,
+                          self.run_id)
+            self.exception = StreamingQueryException(
+                f"Query {self.spec.query_name or ''} [id = {self.id}, runId = {self.run_id}] "
+                f"terminated with exception: {type(e).__name__}: {e}", cause=e)
+        finally:
+            self._shutdown()
+
+    def _run_loop(self) -> None:
+        resume = find_resume_point(self.offset_log, self.commit_log, len(self.sources))
+        self.committed = resume.committed_offsets
+        self.batch_id = resume.next_batch_id
+        self.watermarks.restore(resume.watermark_ms, resume.node_watermarks)
+        trigger = self.spec.trigger
+        if isinstance(trigger, AvailableNow):
+            for src in self.sources:
+                if isinstance(src, SupportsAvailableNow):
+                    src.prepare_for_available_now()
+        if resume.rerun is not None:
+            log.info("Re-running uncommitted batch %d from the offset log", self.batch_id)
+            self._trigger(rerun=resume.rerun)
+            if isinstance(trigger, Once):
+                return
+        while not self._stop.is_set():
+            started = time.monotonic()
+            ran = self._trigger(rerun=None)
+            if isinstance(trigger, Once) or (isinstance(trigger, AvailableNow) and not ran):
+                return
+            if isinstance(trigger, ProcessingTime) and trigger.interval_ms > 0:
+                self._wait_next_interval(started, trigger.interval_ms)
+            elif not ran:
+                self._stop.wait(_POLL_DELAY_S)
+
+    def _wait_next_interval(self, started: float, interval_ms: int) -> None:
+        interval = interval_ms / 1000
+        elapsed = time.monotonic() - started
+        if elapsed < interval:
+            self._stop.wait(interval - elapsed)
+
+    def _trigger(self, rerun: OffsetEntry | None) -> bool:
+        """One trigger: construct (or replay) a batch and run it; False when idle."""
+        timer = _Timer()
+        self.status = Progress({"message": "Getting offsets from sources",
+                                "isDataAvailable": False, "isTriggerActive": True})
+        trigger_start = time.perf_counter()
+        with timer.measure("latestOffset"):
+            entry = rerun or self._next_offsets()
+        if entry is None:
+            self._note_idle()
+            return False
+        self.status = Progress({"message": "Processing new data", "isDataAvailable": True,
+                                "isTriggerActive": True})
+        batch_id = self.batch_id
+        if rerun is None:
+            fault_point("before-offset-write", batch_id)
+            with timer.measure("walCommit"):
+                self.offset_log.add(batch_id, entry)
+            fault_point("after-offset-write", batch_id)
+        rows, output_rows, per_source, stats = self._run_batch(batch_id, entry, timer)
+        fault_point("before-commit-write", batch_id)
+        with timer.measure("commitOffsets"):
+            self.commit_log.add(batch_id, CommitEntry(self.watermarks.current_ms))
+        fault_point("after-commit-write", batch_id)
+        start_offsets = self.committed
+        self.committed = entry.offsets
+        self._release_committed(batch_id, entry)
+        timer.durations["triggerExecution"] = int((time.perf_counter() - trigger_start) * 1000)
+        self._report(batch_id, entry, start_offsets, rows, output_rows, per_source, stats,
+                     timer)
+        self.batch_id += 1
+        return True
+
+    def _next_offsets(self) -> OffsetEntry | None:
+        respect = not isinstance(self.spec.trigger, Once)
+        ends: list[Offset] = []
+        for src, start in zip(self.sources, self.committed, strict=True):
+            end = src.latest_offset(start, respect_limits=respect)
+            ends.append(start if end is None else end)
+        if ends == list(self.committed):
+            return None
+        return OffsetEntry(
+            offsets=ends, batch_timestamp_ms=_now_ms(),
+            batch_watermark_ms=self.watermarks.current_ms, conf=dict(self.fixed_conf),
+            watermarks=dict(self.watermarks.per_node_ms))
+
+    def _run_batch(
+        self, batch_id: int, entry: OffsetEntry, timer: _Timer
+    ) -> tuple[int, int, list[int], dict[str, Any]]:
+        with timer.measure("queryPlanning"):
+            tasks, task_source = self._plan_tasks(entry)
+        with timer.measure("getBatch"):
+            results: list[TaskResult] = self.executor.map(run_task, tasks)
+        per_source = [0] * len(self.sources)
+        for result, src_index in zip(results, task_source, strict=True):
+            if src_index is not None:
+                per_source[src_index] += result.input_rows
+        event_time = self._observe_event_time(results)
+        batch = MicroBatch(batch_id, results[0].table.schema, [r.table for r in results])
+        assert self.sink is not None
+        with timer.measure("addBatch"):
+            self.sink.add_batch(batch_id, batch)
+        fault_point("after-sink", batch_id)
+        return sum(per_source), batch.num_rows, per_source, event_time
+
+    def _plan_tasks(self, entry: OffsetEntry) -> tuple[list[PartitionTask], list[int | None]]:
+        ts_us = entry.batch_timestamp_ms * 1000
+        wm_us = entry.batch_watermark_ms * 1000
+        tasks: list[PartitionTask] = []
+        owners: list[int | None] = []
+        for i, (src, rel) in enumerate(zip(self.sources, self.relations, strict=True)):
+            start, end = self.committed[i], entry.offsets[i]
+            if end is None or end == start:
+                continue
+            for part in src.partitions(start, end):
+                tasks.append(PartitionTask(self.spec.plan, rel.relation_id, part, rel.schema,
+                                           ts_us, wm_us))
+                owners.append(i)
+        if not tasks:
+            tasks.append(PartitionTask(self.spec.plan, None, None, None, ts_us, wm_us))
+            owners.append(None)
+        return tasks, owners
+
+    def _observe_event_time(self, results: list[TaskResult]) -> dict[str, Any]:
+        if not self.watermarks.enabled:
+            return {}
+        from unbounded.engine.context import EventTimeStats
+
+        merged: dict[str, EventTimeStats] = {}
+        for r in results:
+            for key, stats in r.event_time.items():
+                merged.setdefault(key, EventTimeStats()).merge(stats)
+        watermark_before = self.watermarks.current_ms
+        self.watermarks.observe(merged)
+        report: dict[str, Any] = {"watermark": _iso(watermark_before)}
+        total = EventTimeStats()
+        for stats in merged.values():
+            total.merge(stats)
+        if total.count:
+            report.update(min=_iso((total.min_us or 0) // 1000),
+                          max=_iso((total.max_us or 0) // 1000),
+                          avg=_iso(total.sum_us // total.count // 1000))
+        return report
+
+    def _release_committed(self, batch_id: int, entry: OffsetEntry) -> None:
+        for src, end in zip(self.sources, entry.offsets, strict=True):
+            if end is not None:
+                src.commit(end)
+        retain = self.spec.conf_int("spark.sql.streaming.minBatchesToRetain", 100)
+        oldest = batch_id - retain + 1
+        if oldest > 0:
+            self.offset_log.purge_before(oldest)
+            self.commit_log.purge_before(oldest)
+
+    # ---- progress and status -----------------------------------------------------------
+    def _note_idle(self) -> None:
+        self.status = Progress({"message": "Waiting for data to arrive",
+                                "isDataAvailable": False, "isTriggerActive": False})
+        with self._progress_lock:
+            self._idle_checks += 1
+            self._progress_lock.notify_all()
+
+    def _report(self, batch_id: int, entry: OffsetEntry, starts: list[Any], rows: int,
+                output_rows: int, per_source: list[int], event_time: dict[str, Any],
+                timer: _Timer) -> None:
+        seconds = max(timer.durations["triggerExecution"], 1) / 1000
+        since_last = self._since_last_trigger()
+        sources = [
+            {"description": src.description, "startOffset": start, "endOffset": end,
+             "latestOffset": end, "numInputRows": n,
+             "inputRowsPerSecond": n / since_last if since_last else 0.0,
+             "processedRowsPerSecond": n / seconds}
+            for src, start, end, n in zip(self.sources, starts, entry.offsets, per_source,
+                                          strict=True)
+        ]
+        assert self.sink is not None
+        progress: dict[str, Any] = {
+            "id": self.id, "runId": self.run_id, "name": self.spec.query_name,
+            "timestamp": _iso(_now_ms()), "batchId": batch_id,
+            "batchDuration": timer.durations["triggerExecution"],
+            "numInputRows": rows,
+            "inputRowsPerSecond": rows / since_last if since_last else 0.0,
+            "processedRowsPerSecond": rows / seconds,
+            "durationMs": timer.durations, "stateOperators": [], "sources": sources,
+            "sink": {"description": self.sink.description, "numOutputRows": output_rows},
+        }
+        if event_time:
+            progress["eventTime"] = event_time
+        with self._progress_lock:
+            self.recent_progress.append(Progress(progress))
+            self._progress_lock.notify_all()
+        self.status = Progress({"message": "Waiting for next trigger",
+                                "isDataAvailable": True, "isTriggerActive": False})
+
+    def _since_last_trigger(self) -> float:
+        now = time.monotonic()
+        last = getattr(self, "_last_trigger_at", None)
+        self._last_trigger_at = now
+        return 0.0 if last is None else now - last
+
+    # ---- control -----------------------------------------------------------------------
+    @property
+    def is_active(self) -> bool:
+        return not self._terminated.is_set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the loop to stop after the current batch, then wait for it."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def await_termination(self, timeout: float | None = None) -> bool:
+        return self._terminated.wait(timeout)
+
+    def process_all_available(self, timeout: float | None = None) -> None:
+        """Wait until everything available now is processed (an idle check after now)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._progress_lock:
+            target = self._idle_checks + 2
+            while self._idle_checks < target and not self._terminated.is_set():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("processAllAvailable timed out")
+                self._progress_lock.wait(0.05 if remaining is None else min(remaining, 0.05))
+        if self.exception is not None:
+            raise self.exception
+
+    def _shutdown(self) -> None:
+        for src in self.sources:
+            try:
+                src.stop()
+            except Exception:  # noqa: BLE001
+                log.warning("Stopping source %s failed", src.description, exc_info=True)
+        if self.sink is not None:
+            try:
+                self.sink.stop()
+            except Exception:  # noqa: BLE001
+                log.warning("Stopping the sink failed", exc_info=True)
+        self._release()
+        self.status = Progress({"message": "Stopped", "isDataAvailable": False,
+                                "isTriggerActive": False})
+        with self._progress_lock:
+            self._terminated.set()
+            self._progress_lock.notify_all()
+
+    def _release(self) -> None:
+        self._lock.release()
+        if self.spec.temporary_checkpoint:
+            shutil.rmtree(self.spec.checkpoint, ignore_errors=True)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

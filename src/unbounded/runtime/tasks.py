@@ -1,0 +1,65 @@
+"""Partition tasks: one input partition pushed through the row-local part of a plan.
+
+A task holds only picklable values (the plan, the partition descriptor, numbers), so an
+executor may run it on a thread here or ship it to another process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+import pyarrow as pa
+
+from unbounded.engine.context import CompileContext, EventTimeStats
+from unbounded.engine.dtypes import to_polars_dtype
+from unbounded.engine.plans import compile_plan
+from unbounded.plan.logical import LogicalPlan
+from unbounded.sources.base import InputPartition
+from unbounded.sql.types import StructType
+
+__all__ = ["PartitionTask", "TaskResult", "run_task"]
+
+
+@dataclass
+class TaskResult:
+    table: pa.Table
+    input_rows: int
+    event_time: dict[str, EventTimeStats] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """Run ``plan`` with the streaming leaf ``relation_id`` bound to one partition and
+    every other streaming leaf empty (the plan is row-local, so this is exact)."""
+
+    plan: LogicalPlan
+    relation_id: str | None
+    partition: InputPartition | None
+    source_schema: StructType | None
+    batch_timestamp_us: int
+    watermark_us: int
+
+
+def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
+    """A source's Arrow rows as a frame with exactly the declared column types."""
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    wanted = {f.name: to_polars_dtype(f.dataType) for f in schema.fields}
+    if dict(frame.schema) != wanted:
+        frame = frame.select([pl.col(n).cast(t) for n, t in wanted.items()])
+    return frame.lazy()
+
+
+def run_task(task: PartitionTask) -> TaskResult:
+    inputs: dict[str, pl.LazyFrame] = {}
+    rows = 0
+    if task.partition is not None and task.relation_id is not None:
+        assert task.source_schema is not None
+        table = task.partition.read()
+        rows = table.num_rows
+        inputs[task.relation_id] = source_frame(table, task.source_schema)
+    ctx = CompileContext(pl.Schema(), task.batch_timestamp_us, task.watermark_us,
+                         observe_event_time=True)
+    out = compile_plan(task.plan, inputs, ctx).collect()
+    return TaskResult(out.to_arrow(), rows, ctx.event_time)

@@ -1,0 +1,186 @@
+"""``SparkSession``: the entry point; wiring only (builder, conf, readers, streams)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from unbounded.errors import AnalysisException
+from unbounded.executors.base import Executor
+from unbounded.executors.local import LocalExecutor
+from unbounded.plan.logical import DataRelation
+from unbounded.sql.dataframe import DataFrame
+from unbounded.sql.readwriter import DataFrameReader
+from unbounded.sql.row import Row
+from unbounded.sql.streaming import DataStreamReader, StreamingQueryManager
+from unbounded.sql.types import StructType, parse_ddl_schema
+
+__all__ = ["RuntimeConfig", "SparkSession"]
+
+_UNSET = object()
+
+
+class RuntimeConfig:
+    """``spark.conf``: string settings, Spark's names (e.g. spark.sql.shuffle.partitions)."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+
+    def set(self, key: str, value: Any) -> None:
+        self._values[key] = str(value).lower() if isinstance(value, bool) else str(value)
+
+    def get(self, key: str, default: Any = _UNSET) -> Any:
+        if key in self._values:
+            return self._values[key]
+        if default is _UNSET:
+            from unbounded.config import DEFAULTS
+
+            if key in DEFAULTS:
+                return DEFAULTS[key]
+            raise KeyError(f"[SQL_CONF_NOT_FOUND] The SQL config {key!r} cannot be found.")
+        return default
+
+    def unset(self, key: str) -> None:
+        self._values.pop(key, None)
+
+    def getAll(self) -> dict[str, str]:  # noqa: N802
+        return dict(self._values)
+
+    def isModifiable(self, key: str) -> bool:  # noqa: N802
+        return True
+
+
+class SparkSession:
+    """The session: ``SparkSession.builder.appName("x").getOrCreate()``."""
+
+    _active: ClassVar[SparkSession | None] = None
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    class Builder:
+        def __init__(self) -> None:
+            self._options: dict[str, str] = {}
+
+        def appName(self, name: str) -> SparkSession.Builder:  # noqa: N802
+            return self.config("spark.app.name", name)
+
+        def master(self, master: str) -> SparkSession.Builder:
+            return self.config("spark.master", master)
+
+        def config(self, key: str | None = None, value: Any = None,
+                   conf: Any = None, map: dict[str, Any] | None = None) -> SparkSession.Builder:  # noqa: A002
+            if key is not None:
+                self._options[key] = str(value).lower() if isinstance(value, bool) else str(value)
+            for k, v in (map or {}).items():
+                self._options[k] = str(v)
+            return self
+
+        def enableHiveSupport(self) -> SparkSession.Builder:  # noqa: N802
+            return self
+
+        def getOrCreate(self) -> SparkSession:  # noqa: N802
+            with SparkSession._lock:
+                session = SparkSession._active
+                if session is None:
+                    session = SparkSession(dict(self._options))
+                    SparkSession._active = session
+                else:
+                    for k, v in self._options.items():
+                        session.conf.set(k, v)
+                return session
+
+        def create(self) -> SparkSession:
+            return SparkSession(dict(self._options))
+
+    def __init__(self, options: dict[str, str] | None = None) -> None:
+        self.conf = RuntimeConfig(dict(options or {}))
+        self._streams = StreamingQueryManager(self)
+        self._views: dict[str, DataFrame] = {}
+        self._executor_instance: Executor | None = None
+
+    @classmethod
+    def getActiveSession(cls) -> SparkSession | None:  # noqa: N802
+        return cls._active
+
+    @property
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return version("unbounded")
+
+    @property
+    def readStream(self) -> DataStreamReader:  # noqa: N802
+        return DataStreamReader(self)
+
+    @property
+    def read(self) -> DataFrameReader:
+        return DataFrameReader(self)
+
+    @property
+    def streams(self) -> StreamingQueryManager:
+        return self._streams
+
+    def _executor(self) -> Executor:
+        if self._executor_instance is None:
+            workers = self.conf.get("unbounded.executor.threads", None)
+            self._executor_instance = LocalExecutor(int(workers) if workers else None)
+        return self._executor_instance
+
+    def _register_view(self, name: str, df: DataFrame) -> None:
+        self._views[name] = df
+
+    def createDataFrame(self, data: Any, schema: StructType | str | list[str] | None = None,  # noqa: N802
+                        ) -> DataFrame:
+        from unbounded.sql.local_data import table_from_data
+
+        if isinstance(schema, str):
+            schema = parse_ddl_schema(schema)
+        return DataFrame(DataRelation(table_from_data(data, schema)), self)
+
+    def range(self, start: int, end: int | None = None, step: int = 1) -> DataFrame:
+        if end is None:
+            start, end = 0, start
+        return DataFrame(DataRelation(pa.table({"id": pa.array(range(start, end, step),
+                                                                 pa.int64())})), self)
+
+    def table(self, tableName: str) -> DataFrame:  # noqa: N803
+        from unbounded.sinks.memory import memory_table
+
+        if tableName in self._views:
+            return self._views[tableName]
+        table = memory_table(tableName)
+        if table is None:
+            raise AnalysisException(
+                f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `{tableName}` cannot be found. "
+                "A memory sink's table is named by the query's queryName(...).",
+                error_class="TABLE_OR_VIEW_NOT_FOUND")
+        return DataFrame(DataRelation(table), self)
+
+    def stop(self) -> None:
+        for q in self._streams.active:
+            q.stop()
+        if self._executor_instance is not None:
+            self._executor_instance.shutdown()
+            self._executor_instance = None
+        with SparkSession._lock:
+            if SparkSession._active is self:
+                SparkSession._active = None
+
+    def __enter__(self) -> SparkSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _BuilderProperty:
+    """``SparkSession.builder`` gives a fresh builder on every access, as in PySpark."""
+
+    def __get__(self, obj: object, owner: type) -> SparkSession.Builder:
+        return SparkSession.Builder()
+
+
+SparkSession.builder = _BuilderProperty()  # type: ignore[attr-defined]
+
+

@@ -1,0 +1,163 @@
+"""The manifest of a file sink: which files under an output folder belong to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from unbounded.checkpoint.atomic import write_atomic
+from unbounded.errors import CheckpointCorruptError
+
+__all__ = ["DEFAULT_COMPACT_INTERVAL", "FileSinkManifest", "local_path", "path_uri"]
+
+DEFAULT_COMPACT_INTERVAL = 10  # spark.sql.streaming.fileSink.log.compactInterval
+_VERSION = "v1"
+_ENTRY_NAME = re.compile(r"^(\d+)(\.compact)?$")
+
+
+def path_uri(path: str) -> str:
+    """``file:///abs/path`` for a local path; a URI is returned unchanged."""
+    if "://" in path or path.startswith("file:"):
+        return path
+    return "file://" + os.path.abspath(path)
+
+
+def local_path(uri: str) -> str:
+    """The local path of ``file:///x``, ``file:/x`` (Hadoop's form) or a bare path."""
+    if not uri.startswith("file:"):
+        return uri
+    return unquote(urlparse(uri).path)
+
+
+class FileSinkManifest:
+    """Spark's ``_spark_metadata`` log of a file sink, read and written.
+
+    The sink's output folder holds ``_spark_metadata/<batchId>`` for each committed batch:
+    a version line ``v1`` and then one JSON object per line, one per file the batch wrote::
+
+        v1
+        {"path":"file:///out/part-00000-1b2c.parquet","size":1024,"isDir":false,"modificationTime":1700000000000,"blockReplication":1,"blockSize":33554432,"action":"add"}
+
+    Every ``compact_interval``-th batch (those with ``(batchId + 1) % interval == 0``) is
+    written as ``<batchId>.compact`` instead, holding every live entry up to and
+    including it, so a reader starts from the latest compact file and reads only the
+    batch files after it. An entry with ``"action":"delete"`` removes the file of the
+    same path. A reader that meets another version line fails with
+    :class:`CheckpointCorruptError`. Only files in the manifest are part of the output:
+    files of a batch that crashed before its manifest entry are ignored by readers.
+
+    Example:
+        >>> import tempfile
+        >>> out = tempfile.mkdtemp()
+        >>> manifest = FileSinkManifest(out)
+        >>> manifest.add_batch(0, [{"path": out + "/part-0.parquet", "size": 10}])
+        >>> manifest.all_files() == [out + "/part-0.parquet"], manifest.latest_batch_id()
+        (True, 0)
+    """
+
+    def __init__(self, path: str, compact_interval: int = DEFAULT_COMPACT_INTERVAL) -> None:
+        if compact_interval <= 0:
+            raise ValueError(f"compact_interval must be positive, got {compact_interval}")
+        self.path = path
+        self.metadata_path = os.path.join(path, "_spark_metadata")
+        self.compact_interval = compact_interval
+
+    def _batches(self) -> dict[int, bool]:
+        """Batch id -> whether its file is a compact file."""
+        if not os.path.isdir(self.metadata_path):
+            return {}
+        found: dict[int, bool] = {}
+        for name in os.listdir(self.metadata_path):
+            match = _ENTRY_NAME.match(name)
+            if match:
+                batch_id = int(match.group(1))
+                found[batch_id] = found.get(batch_id, False) or bool(match.group(2))
+        return found
+
+    def latest_batch_id(self) -> int | None:
+        batches = self._batches()
+        return max(batches) if batches else None
+
+    def has_batch(self, batch_id: int) -> bool:
+        return batch_id in self._batches()
+
+    def all_entries(self) -> list[dict[str, Any]]:
+        """The live ``add`` entries, in the order they were written."""
+        batches = self._batches()
+        if not batches:
+            return []
+        latest = max(batches)
+        compacts = [b for b, is_compact in batches.items() if is_compact]
+        first = max(compacts) if compacts else 0
+        entries: list[dict[str, Any]] = []
+        for batch_id in range(first, latest + 1):
+            if batch_id not in batches:
+                raise CheckpointCorruptError(
+                    f"{self.metadata_path} has no entry for batch {batch_id} although later "
+                    "batches exist; the manifest was damaged. Restore the missing file.",
+                )
+            entries.extend(self._read(batch_id, batches[batch_id]))
+        return _live(entries)
+
+    def all_files(self) -> list[str]:
+        """The local paths of the files that are part of the sink's output."""
+        return [local_path(e["path"]) for e in self.all_entries()]
+
+    def add_batch(self, batch_id: int, entries: list[dict[str, Any]]) -> None:
+        """Publish the files of ``batch_id`` atomically; fails if the batch was published.
+
+        Entries need a ``path`` (a local path or ``file://`` URI); missing fields get
+        Spark's defaults. A sink stays idempotent by skipping batch ids for which
+        :meth:`has_batch` (or ``latest_batch_id() >= batch_id``) holds.
+        """
+        normalised = [_normalise(e) for e in entries]
+        if (batch_id + 1) % self.compact_interval == 0:
+            live = _live([*self.all_entries(), *normalised])
+            self._write(f"{batch_id}.compact", live)
+        else:
+            self._write(str(batch_id), normalised)
+
+    def _write(self, name: str, entries: list[dict[str, Any]]) -> None:
+        lines = [_VERSION, *(json.dumps(e, separators=(",", ":")) for e in entries)]
+        write_atomic(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
+
+    def _read(self, batch_id: int, is_compact: bool) -> list[dict[str, Any]]:
+        name = f"{batch_id}.compact" if is_compact else str(batch_id)
+        file = os.path.join(self.metadata_path, name)
+        with open(file, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        if lines[0].strip() != _VERSION:
+            raise CheckpointCorruptError(
+                f"{file} starts with {lines[0][:20]!r}, not the version line {_VERSION!r}: "
+                "it was written by an unsupported version or is damaged.",
+            )
+        try:
+            return [json.loads(line) for line in lines[1:] if line.strip()]
+        except ValueError as e:
+            raise CheckpointCorruptError(f"{file} holds a line that is not JSON: {e}") from e
+
+
+def _normalise(entry: dict[str, Any]) -> dict[str, Any]:
+    if "path" not in entry:
+        raise ValueError(f"A manifest entry needs a 'path': {entry!r}")
+    path = str(entry["path"])
+    local = local_path(path)
+    stat = os.stat(local) if os.path.exists(local) else None
+    return {
+        "path": path_uri(path),
+        "size": int(entry.get("size", stat.st_size if stat else 0)),
+        "isDir": bool(entry.get("isDir", False)),
+        "modificationTime": int(entry.get(
+            "modificationTime", stat.st_mtime_ns // 1_000_000 if stat else 0)),
+        "blockReplication": int(entry.get("blockReplication", 1)),
+        "blockSize": int(entry.get("blockSize", 33554432)),
+        "action": str(entry.get("action", "add")),
+    }
+
+
+def _live(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    deleted = {e["path"] for e in entries if e.get("action") == "delete"}
+    return [e for e in entries if e.get("action", "add") == "add" and e["path"] not in deleted]

@@ -1,0 +1,781 @@
+"""Reading csv, JSON lines, parquet and text files into Arrow, as Spark's file formats do.
+
+Parsing is vectorised: pyarrow tokenises csv and JSON, Polars converts strings to the
+schema's types, and a row whose conversion fails is found with a column mask, not a
+Python loop. Only a file that holds a malformed row is read again line by line, so that
+the parse mode can act on it with the raw line and its line number:
+
+* ``PERMISSIVE`` (default) keeps the row; fields that do not parse are NULL and the raw
+  line goes to the ``columnNameOfCorruptRecord`` column (default ``_corrupt_record``)
+  when the schema has it;
+* ``DROPMALFORMED`` drops the row;
+* ``FAILFAST`` raises :class:`~unbounded.errors.MalformedRecordError` naming the file
+  and line.
+
+The result is always cast to the requested schema: its column order and types, with
+missing columns NULL. A directory written by a file sink (it has ``_spark_metadata``)
+reads only the files its manifest lists.
+
+Example:
+    >>> import os, tempfile
+    >>> from unbounded.sql.types import StructType
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "a.csv"), "w") as f:
+    ...     _ = f.write("id,name\\n1,x\\noops,y\\n")
+    >>> schema = StructType.fromDDL("id INT, name STRING, _corrupt_record STRING")
+    >>> read_files("csv", [folder], schema, {"header": "true"}).to_pylist()[1]
+    {'id': None, 'name': 'y', '_corrupt_record': 'oops,y'}
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import glob
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from unbounded.errors import AnalysisException, MalformedRecordError
+from unbounded.sql.types import (
+    ArrayType,
+    BinaryType,
+    BooleanType,
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    MapType,
+    NullType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampNTZType,
+    TimestampType,
+    from_arrow_type,
+)
+
+__all__ = [
+    "DEFAULT_CORRUPT_RECORD_COLUMN",
+    "FILE_FORMATS",
+    "DataFile",
+    "ParseMode",
+    "ReadSettings",
+    "has_glob",
+    "infer_schema",
+    "is_hidden_name",
+    "list_data_files",
+    "read_files",
+    "scan_files",
+]
+
+logger = logging.getLogger(__name__)
+
+FILE_FORMATS = ("csv", "json", "parquet", "text")
+DEFAULT_CORRUPT_RECORD_COLUMN = "_corrupt_record"
+_METADATA_DIR = "_spark_metadata"
+_GLOB_CHARS = frozenset("*?[{")
+_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+_NAIVE_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f",
+                            "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+class ParseMode(enum.Enum):
+    """What to do with a record that does not parse (Spark's ``mode`` option)."""
+
+    PERMISSIVE = "PERMISSIVE"
+    DROPMALFORMED = "DROPMALFORMED"
+    FAILFAST = "FAILFAST"
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """The reader options of csv/json/text, parsed once (keys are case-insensitive)."""
+
+    mode: ParseMode = ParseMode.PERMISSIVE
+    corrupt_column: str = DEFAULT_CORRUPT_RECORD_COLUMN
+    header: bool = False
+    sep: str = ","
+    quote: str = '"'
+    escape: str = "\\"
+    null_value: str = ""
+    infer_schema: bool = False
+    multiline: bool = False
+    wholetext: bool = False
+    line_sep: str | None = None
+
+    @classmethod
+    def from_options(cls, options: dict[str, str]) -> ReadSettings:
+        opts = {k.lower(): str(v) for k, v in options.items()}
+        return cls(
+            mode=_parse_mode(opts.get("mode", "PERMISSIVE")),
+            corrupt_column=opts.get("columnnameofcorruptrecord", DEFAULT_CORRUPT_RECORD_COLUMN),
+            header=_flag(opts, "header"),
+            sep=_single_char(opts, "sep", opts.get("delimiter", ",")),
+            quote=_single_char(opts, "quote", '"'),
+            escape=_single_char(opts, "escape", "\\"),
+            null_value=opts.get("nullvalue", ""),
+            infer_schema=_flag(opts, "inferschema"),
+            multiline=_flag(opts, "multiline"),
+            wholetext=_flag(opts, "wholetext"),
+            line_sep=opts.get("linesep"),
+        )
+
+
+def _parse_mode(raw: str) -> ParseMode:
+    try:
+        return ParseMode(raw.upper())
+    except ValueError:
+        raise AnalysisException(
+            f"Unknown parse mode {raw!r}. Use PERMISSIVE, DROPMALFORMED or FAILFAST.",
+            error_class="INVALID_OPTION",
+        ) from None
+
+
+def _flag(opts: dict[str, str], key: str) -> bool:
+    raw = opts.get(key, "false").strip().lower()
+    if raw not in ("true", "false"):
+        raise AnalysisException(f"Option {key!r} must be 'true' or 'false', got {raw!r}.",
+                                error_class="INVALID_OPTION")
+    return raw == "true"
+
+
+def _single_char(opts: dict[str, str], key: str, default: str) -> str:
+    value = opts.get(key, default)
+    if value == "\\t":
+        value = "\t"
+    if len(value) != 1:
+        raise AnalysisException(f"Option {key!r} must be a single character, got {value!r}.",
+                                error_class="INVALID_OPTION")
+    return value
+
+
+# ---------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file to read: its local path, size in bytes and modification time in ms."""
+
+    path: str
+    size: int
+    mtime_ms: int
+
+
+def is_hidden_name(name: str) -> bool:
+    """Spark's rule for names a file source skips (``_SUCCESS``, ``.crc``, temp files)."""
+    return (name.startswith("_") and "=" not in name) or name.startswith(".") \
+        or name.endswith("._COPYING_")
+
+
+def has_glob(path: str) -> bool:
+    return any(ch in _GLOB_CHARS for ch in path)
+
+
+def list_data_files(path: str) -> list[DataFile]:
+    """The data files under ``path`` (a file, a folder or a glob), hidden names skipped.
+
+    A folder written by a file sink yields only the files its ``_spark_metadata``
+    manifest lists. The order is by modification time, then path.
+    """
+    if has_glob(path):
+        found = [f for match in sorted(glob.glob(path)) for f in _list_one(match)]
+    else:
+        found = _list_one(path)
+    return sorted(found, key=lambda f: (f.mtime_ms, f.path))
+
+
+def _list_one(path: str) -> list[DataFile]:
+    if os.path.isdir(path):
+        if os.path.isdir(os.path.join(path, _METADATA_DIR)):
+            return _manifest_files(path)
+        return [_stat(p) for p in _walk(path)]
+    if os.path.isfile(path) and not is_hidden_name(os.path.basename(path)):
+        return [_stat(path)]
+    return []
+
+
+def _walk(folder: str) -> Iterable[str]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not is_hidden_name(d))
+        yield from (os.path.join(root, f) for f in sorted(files) if not is_hidden_name(f))
+
+
+def _stat(path: str) -> DataFile:
+    st = os.stat(path)
+    return DataFile(os.path.abspath(path), st.st_size, st.st_mtime_ns // 1_000_000)
+
+
+def _manifest_files(folder: str) -> list[DataFile]:
+    from unbounded.sinks.file_manifest import FileSinkManifest
+
+    out = []
+    for p in FileSinkManifest(folder).all_files():
+        if os.path.isfile(p):
+            out.append(_stat(p))
+        else:
+            logger.warning("File %s is in the manifest of %s but does not exist", p, folder)
+    return out
+
+
+def _expand(paths: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        if os.path.isfile(p):
+            out.append(os.path.abspath(p))
+        else:
+            out.extend(f.path for f in list_data_files(p))
+    return out
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def scan_files(fmt: str, paths: list[str], schema: StructType,
+               options: dict[str, str]) -> pl.LazyFrame:
+    """The rows of ``paths`` as a Polars lazy frame (batch reads through FileRelation)."""
+    table = read_files(fmt, paths, schema, options)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.lazy()
+
+
+def read_files(fmt: str, paths: list[str], schema: StructType,
+               options: dict[str, str]) -> pa.Table:
+    """The rows of ``paths`` (files, folders or globs) in ``fmt``, cast to ``schema``."""
+    reader = _reader(fmt)
+    settings = ReadSettings.from_options(options)
+    tables = [reader(p, schema, settings) for p in _expand(paths)]
+    if not tables:
+        return schema.to_arrow_schema().empty_table()
+    return pa.concat_tables(tables)
+
+
+_Reader = Callable[[str, StructType, ReadSettings], pa.Table]
+
+
+def _reader(fmt: str) -> _Reader:
+    readers: dict[str, _Reader] = {
+        "csv": _read_csv, "json": _read_json, "parquet": _read_parquet, "text": _read_text,
+    }
+    reader = readers.get(fmt.lower())
+    if reader is None:
+        raise AnalysisException(
+            f"Unknown file format {fmt!r}; use one of {', '.join(FILE_FORMATS)}.",
+            error_class="DATA_SOURCE_NOT_FOUND",
+        )
+    return reader
+
+
+def _conform(table: pa.Table, schema: StructType) -> pa.Table:
+    """``table`` with exactly the columns and types of ``schema``; missing columns NULL."""
+    arrays = []
+    for f in schema.fields:
+        target = f.dataType.to_arrow()
+        if f.name in table.column_names:
+            arrays.append(_cast(table.column(f.name), target))
+        else:
+            arrays.append(pa.nulls(table.num_rows, target))
+    fields = [pa.field(f.name, f.dataType.to_arrow()) for f in schema.fields]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    if column.type == target:
+        return column
+    if pa.types.is_null(column.type):
+        return pa.chunked_array([pa.nulls(len(column), target)])
+    # Only temporal casts may lose precision (ns -> us), as Spark truncates.
+    safe = not (pa.types.is_timestamp(target) or pa.types.is_date(target))
+    return pc.cast(column, target, safe=safe)
+
+
+def _data_fields(schema: StructType, settings: ReadSettings) -> list[StructField]:
+    return [f for f in schema.fields if f.name != settings.corrupt_column]
+
+
+# -- text
+
+
+def _read_text(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8", errors="replace")
+    lines = [text] if settings.wholetext else _split_lines(text, settings.line_sep)
+    name = schema.fields[0].name if schema.fields else "value"
+    return _conform(pa.table({name: pa.array(lines, pa.large_string())}), schema)
+
+
+def _split_lines(text: str, sep: str | None) -> list[str]:
+    if sep is None:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        sep = "\n"
+    lines = text.split(sep)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+# -- parquet
+
+
+def _read_parquet(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
+    present = set(pq.read_schema(path).names)
+    columns = [f.name for f in schema.fields if f.name in present]
+    table = pq.read_table(path, columns=columns)
+    try:
+        return _conform(table, schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise AnalysisException(
+            f"Parquet file {path} does not match the schema {schema.simpleString()}: {e}. "
+            "Read it with a schema whose types match the file.",
+            error_class="PARQUET_SCHEMA_MISMATCH",
+        ) from e
+
+
+# -- records (csv and JSON): a fast vectorised pass, a line-by-line pass on bad files
+
+
+@dataclass
+class _Lines:
+    """The records of one file read line by line: their line numbers and raw text."""
+
+    path: str
+    numbers: list[int]
+    raw: list[str]
+    broken: list[bool]  # the record did not even split into fields
+
+
+def _read_csv(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
+    fields = _data_fields(schema, settings)
+    _check_csv_types(fields)
+    raw = _csv_fast(path, fields, settings)
+    if raw is not None:
+        typed, bad = _parse_strings(raw, fields)
+        if not bad.any():
+            return _conform(typed.to_arrow(), schema)
+    raw, lines = _csv_slow(path, fields, settings)
+    typed, bad = _parse_strings(raw, fields)
+    return _apply_mode(typed.to_arrow(), bad, lines, schema, settings)
+
+
+def _check_csv_types(fields: list[StructField]) -> None:
+    for f in fields:
+        if isinstance(f.dataType, ArrayType | MapType | StructType):
+            raise AnalysisException(
+                f"CSV data source does not support {f.dataType.simpleString()} data type "
+                f"(column {f.name!r}). Read it as a string and parse it with from_json.",
+                error_class="UNSUPPORTED_DATA_TYPE",
+            )
+
+
+def _csv_parse_options(settings: ReadSettings, on_invalid: Any) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(
+        delimiter=settings.sep, quote_char=settings.quote, double_quote=True,
+        escape_char=settings.escape, newlines_in_values=False, ignore_empty_lines=True,
+        invalid_row_handler=on_invalid,
+    )
+
+
+def _csv_fast(path: str, fields: list[StructField],
+              settings: ReadSettings) -> pl.DataFrame | None:
+    """All fields as strings, or None when some row has the wrong number of fields."""
+    if not fields:
+        return None
+    invalid: list[object] = []
+
+    def on_invalid(row: object) -> str:
+        invalid.append(row)
+        return "skip"
+
+    names = [f.name for f in fields]
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names,
+                                           skip_rows=1 if settings.header else 0),
+            parse_options=_csv_parse_options(settings, on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.large_string()),
+                null_values=[settings.null_value], strings_can_be_null=True,
+                quoted_strings_can_be_null=True),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if invalid:
+        return None
+    return _to_polars(table)
+
+
+def _to_polars(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _file_lines(path: str) -> Iterable[tuple[int, str]]:
+    """The non-blank lines of a file with their 1-based numbers."""
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8", errors="replace")
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.removesuffix("\r")
+        if stripped.strip():
+            yield number, stripped
+
+
+def _csv_slow(path: str, fields: list[StructField],
+              settings: ReadSettings) -> tuple[pl.DataFrame, _Lines]:
+    lines = _Lines(path, [], [], [])
+    columns: list[list[str | None]] = [[] for _ in fields]
+    entries = iter(_file_lines(path))
+    if settings.header:
+        next(entries, None)
+    for number, line in entries:
+        tokens = _csv_tokens(line, settings)
+        lines.numbers.append(number)
+        lines.raw.append(line)
+        lines.broken.append(len(tokens) != len(fields))
+        for i, column in enumerate(columns):
+            token = tokens[i] if i < len(tokens) else None
+            column.append(None if token == settings.null_value else token)
+    frame = pl.DataFrame({f.name: pl.Series(c, dtype=pl.String)
+                          for f, c in zip(fields, columns, strict=True)})
+    return frame, lines
+
+
+def _csv_tokens(line: str, settings: ReadSettings) -> list[str]:
+    reader = csv.reader([line], delimiter=settings.sep, quotechar=settings.quote,
+                        escapechar=settings.escape, doublequote=True, strict=False)
+    try:
+        return next(reader, [])
+    except csv.Error:
+        return []
+
+
+def _read_json(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
+    fields = _data_fields(schema, settings)
+    staging = pa.schema([pa.field(f.name, _json_staging_type(f.dataType)) for f in fields])
+    if not settings.multiline:
+        table = _json_fast(path, staging)
+        if table is not None:
+            typed, bad = _parse_strings(_to_polars(table), fields)
+            if not bad.any():
+                return _conform(typed.to_arrow(), schema)
+    records, lines = _json_records(path, settings)
+    staged, broken_values = _stage_records(records, fields, staging)
+    typed, bad = _parse_strings(_to_polars(staged), fields)
+    lines.broken = [a or b for a, b in zip(lines.broken, broken_values, strict=True)]
+    return _apply_mode(typed.to_arrow(), bad, lines, schema, settings)
+
+
+def _json_staging_type(data_type: DataType) -> pa.DataType:
+    """Strings for the types Polars parses from text (dates, timestamps)."""
+    if isinstance(data_type, DateType | TimestampType | TimestampNTZType):
+        return pa.large_string()
+    return data_type.to_arrow()
+
+
+def _json_fast(path: str, staging: pa.Schema) -> pa.Table | None:
+    options = pajson.ParseOptions(explicit_schema=staging, unexpected_field_behavior="ignore")
+    try:
+        table = pajson.read_json(path, parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return table.select(staging.names) if staging.names else table
+
+
+def _json_records(path: str, settings: ReadSettings) -> tuple[list[dict[str, Any]], _Lines]:
+    if settings.multiline:
+        return _json_document(path)
+    records: list[dict[str, Any]] = []
+    lines = _Lines(path, [], [], [])
+    for number, line in _file_lines(path):
+        for record in _json_line_records(line):
+            records.append(record or {})
+            lines.numbers.append(number)
+            lines.raw.append(line)
+            lines.broken.append(record is None)
+    return records, lines
+
+
+def _json_line_records(line: str) -> list[dict[str, Any] | None]:
+    """One line's records; ``[None]`` when it is not a JSON object (or array of them)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return [None]
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return list(value)
+    return [None]
+
+
+def _json_document(path: str) -> tuple[list[dict[str, Any]], _Lines]:
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8", errors="replace")
+    records = _json_line_records(text)
+    n = len(records)
+    return [r or {} for r in records], _Lines(path, [1] * n, [text] * n,
+                                              [r is None for r in records])
+
+
+def _stage_records(records: list[dict[str, Any]], fields: list[StructField],
+                   staging: pa.Schema) -> tuple[pa.Table, list[bool]]:
+    """Build the staging columns; a value of the wrong JSON type is NULL and marks its row."""
+    broken = [False] * len(records)
+    arrays = []
+    for f, target in zip(fields, staging.types, strict=True):
+        values = [_json_value(r.get(f.name), f.dataType) for r in records]
+        arrays.append(_array_or_nulls(values, target, broken))
+    return pa.Table.from_arrays(arrays, schema=staging), broken
+
+
+def _json_value(value: Any, data_type: DataType) -> Any:
+    # Spark keeps the JSON text of a non-string value read into a string column.
+    if isinstance(data_type, StringType) and value is not None and not isinstance(value, str):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def _array_or_nulls(values: list[Any], target: pa.DataType, broken: list[bool]) -> pa.Array:
+    try:
+        return pa.array(values, type=target)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        pass
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(pa.array([v], type=target)[0].as_py())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            out.append(None)
+            broken[i] = True
+    return pa.array(out, type=target)
+
+
+# -- string to type conversion, shared by csv and JSON
+
+
+def _parse_strings(raw: pl.DataFrame, fields: list[StructField]) -> tuple[pl.DataFrame,
+                                                                         pl.Series]:
+    """Convert string columns to their field types; also the mask of rows that failed."""
+    exprs: list[pl.Expr] = []
+    failures: list[pl.Expr] = []
+    for f in fields:
+        column = pl.col(f.name)
+        if raw.schema[f.name] != pl.String or isinstance(f.dataType, StringType):
+            exprs.append(column)
+            continue
+        source = pl.when(column.str.strip_chars() == "").then(None).otherwise(column)
+        parsed = _parse_expr(source, f.dataType)
+        exprs.append(parsed.alias(f.name))
+        failures.append(source.is_not_null() & parsed.is_null())
+    bad = pl.any_horizontal(failures) if failures else pl.repeat(False, pl.len())
+    out = raw.select([*exprs, bad.alias("__bad")])
+    return out.drop("__bad"), out.get_column("__bad")
+
+
+def _parse_expr(source: pl.Expr, data_type: DataType) -> pl.Expr:
+    if isinstance(data_type, BooleanType):
+        lowered = source.str.to_lowercase()
+        return pl.when(lowered == "true").then(True).when(lowered == "false").then(False)
+    if isinstance(data_type, DateType):
+        return source.str.to_date("%Y-%m-%d", strict=False)
+    if isinstance(data_type, TimestampType):
+        return pl.coalesce([source.str.to_datetime(fmt, time_unit="us", time_zone="UTC",
+                                                   strict=False)
+                            for fmt in (*_TIMESTAMP_FORMATS, *_NAIVE_TIMESTAMP_FORMATS)])
+    if isinstance(data_type, TimestampNTZType):
+        return pl.coalesce([source.str.to_datetime(fmt, time_unit="us", strict=False)
+                            for fmt in _NAIVE_TIMESTAMP_FORMATS])
+    if isinstance(data_type, BinaryType):
+        return source.cast(pl.Binary)
+    from unbounded.engine.dtypes import to_polars_dtype
+
+    return source.str.strip_chars().cast(to_polars_dtype(data_type), strict=False)
+
+
+def _apply_mode(typed: pa.Table, bad: pl.Series, lines: _Lines,
+                schema: StructType, settings: ReadSettings) -> pa.Table:
+    mask = pa.array([b or bool(c) for b, c in zip(lines.broken, bad.to_list(), strict=True)],
+                    pa.bool_())
+    if settings.mode is ParseMode.FAILFAST and pc.any(mask).as_py():
+        first = mask.to_pylist().index(True)
+        raise _malformed(lines.path, lines.numbers[first], lines.raw[first])
+    if settings.mode is ParseMode.DROPMALFORMED:
+        return _conform(typed.filter(pc.invert(mask)), schema)
+    if settings.corrupt_column in schema.names:
+        raw = pa.array(lines.raw, pa.large_string())
+        corrupt = pc.if_else(mask, raw, pa.nulls(len(raw), pa.large_string()))
+        typed = typed.append_column(settings.corrupt_column, corrupt)
+    return _conform(typed, schema)
+
+
+def _malformed(path: str, line: int, raw: str) -> MalformedRecordError:
+    shown = raw if len(raw) <= 200 else raw[:200] + "..."
+    return MalformedRecordError(
+        f"Malformed record in file {path} at line {line}: {shown!r}. Parse mode FAILFAST "
+        "stops at the first bad record. Fix the file, or read with option "
+        "mode='PERMISSIVE' (bad fields become NULL, the raw line goes to "
+        "columnNameOfCorruptRecord) or mode='DROPMALFORMED' (bad records are skipped).",
+    )
+
+
+# ------------------------------------------------------------------------- inference
+
+
+def infer_schema(fmt: str, paths: list[str], options: dict[str, str],
+                 *, streaming: bool = True) -> StructType:
+    """The schema of ``paths`` when the user gave none.
+
+    Parquet's comes from file metadata and text's is ``value STRING``. csv and JSON are
+    sampled only with option ``inferSchema=true``; a streaming read without it fails,
+    as in Spark, while a batch read falls back to Spark's batch defaults (csv: all
+    strings, JSON: inferred).
+    """
+    fmt = fmt.lower()
+    _reader(fmt)
+    if fmt == "text":
+        return StructType([StructField("value", StringType())])
+    settings = ReadSettings.from_options(options)
+    files = _expand(paths)
+    if fmt == "parquet":
+        return _infer_parquet(files, paths)
+    if not settings.infer_schema and streaming:
+        raise AnalysisException(
+            f"Schema must be specified when creating a streaming source DataFrame from "
+            f"{fmt}. Pass it with .schema('col1 TYPE, ...'), or set option "
+            "inferSchema=true to sample the files that exist when the query starts.",
+            error_class="STREAM_SCHEMA_REQUIRED",
+        )
+    if fmt == "csv":
+        return _infer_csv(files, settings)
+    return _infer_json(files)
+
+
+def _infer_parquet(files: list[str], paths: list[str]) -> StructType:
+    if not files:
+        raise AnalysisException(
+            f"Unable to infer schema for Parquet at {', '.join(paths)}: no parquet files "
+            "found. Specify the schema with .schema(...).",
+            error_class="UNABLE_TO_INFER_SCHEMA",
+        )
+    schema = StructType.from_arrow(pq.read_schema(files[0]))
+    return StructType([StructField(f.name, f.dataType, True) for f in schema.fields])
+
+
+def _infer_csv(files: list[str], settings: ReadSettings) -> StructType:
+    if not files:
+        raise AnalysisException(
+            "Unable to infer the csv schema: no files found. Specify it with .schema(...).",
+            error_class="UNABLE_TO_INFER_SCHEMA",
+        )
+    table = _csv_sample(files[0], settings)
+    names = [n if settings.header else f"_c{i}" for i, n in enumerate(table.column_names)]
+    if not settings.infer_schema:
+        return StructType([StructField(n, StringType()) for n in names])
+    return StructType([StructField(n, _csv_inferred_type(table.column(i)))
+                       for i, n in enumerate(names)])
+
+
+def _csv_sample(path: str, settings: ReadSettings) -> pa.Table:
+    return pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(autogenerate_column_names=not settings.header),
+        parse_options=_csv_parse_options(settings, lambda _row: "skip"),
+        convert_options=pacsv.ConvertOptions(
+            null_values=[settings.null_value], strings_can_be_null=True,
+            true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"]),
+    )
+
+
+def _csv_inferred_type(column: pa.ChunkedArray) -> DataType:
+    t = column.type
+    if pa.types.is_integer(t):
+        low, high = pc.min(column).as_py(), pc.max(column).as_py()
+        fits = low is None or (low >= -(2**31) and high < 2**31)
+        return IntegerType() if fits else LongType()
+    if pa.types.is_floating(t):
+        return DoubleType()
+    if pa.types.is_null(t):
+        return StringType()
+    return from_arrow_type(t)
+
+
+def _infer_json(files: list[str]) -> StructType:
+    if not files:
+        raise AnalysisException(
+            "Unable to infer the JSON schema: no files found. Specify it with .schema(...).",
+            error_class="UNABLE_TO_INFER_SCHEMA",
+        )
+    merged: DataType = StructType()
+    for f in files:
+        merged = _merge_types(merged, _json_spark_struct(_json_file_schema(f)))
+    assert isinstance(merged, StructType)
+    return merged
+
+
+def _json_file_schema(path: str) -> StructType:
+    try:
+        return StructType.from_arrow(pajson.read_json(path).schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    records = [r for _, line in _file_lines(path)
+               for r in _json_line_records(line) if r is not None]
+    try:
+        return StructType.from_arrow(pa.Table.from_pylist(records).schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        names = sorted({k for r in records for k in r})
+        return StructType([StructField(n, StringType()) for n in names])
+
+
+def _merge_types(a: DataType, b: DataType) -> DataType:
+    """The type that holds values of both (Spark's JSON inference rule: else string)."""
+    if a == b or isinstance(b, NullType):
+        return a
+    if isinstance(a, NullType):
+        return b
+    if isinstance(a, StructType) and isinstance(b, StructType):
+        fields = {f.name: f.dataType for f in a.fields}
+        for f in b.fields:
+            fields[f.name] = _merge_types(fields[f.name], f.dataType) \
+                if f.name in fields else f.dataType
+        return StructType([StructField(n, t) for n, t in sorted(fields.items())])
+    if isinstance(a, ArrayType) and isinstance(b, ArrayType):
+        return ArrayType(_merge_types(a.elementType, b.elementType))
+    numeric = (LongType, DoubleType)
+    if isinstance(a, numeric) and isinstance(b, numeric):
+        return DoubleType()
+    return StringType()
+
+
+def _json_spark_struct(struct: StructType) -> StructType:
+    """Spark's inferred JSON types: fields sorted by name, longs, strings for times."""
+    fields = [StructField(f.name, _json_spark_type(f.dataType)) for f in struct.fields]
+    return StructType(sorted(fields, key=lambda f: f.name))
+
+
+def _json_spark_type(t: DataType) -> DataType:
+    if isinstance(t, StructType):
+        return _json_spark_struct(t)
+    if isinstance(t, ArrayType):
+        return ArrayType(_json_spark_type(t.elementType))
+    if isinstance(t, NullType | TimestampType | TimestampNTZType | DateType):
+        return StringType()
+    if isinstance(t, IntegerType):
+        return LongType()
+    if isinstance(t, FloatType | DecimalType):
+        return DoubleType()
+    return t

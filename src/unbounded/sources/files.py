@@ -1,0 +1,417 @@
+"""A folder of files as a stream: each batch reads the files that appeared since the last.
+
+Like Spark's ``FileStreamSource``, offsets are ``{"logOffset": N}`` and the source keeps
+its own log of which files make up batch N, written before batch N's offset is handed
+out, so a re-run of N reads exactly the same files and a restart never reads a file
+twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from unbounded.checkpoint.atomic import write_atomic
+from unbounded.errors import AnalysisException, CheckpointCorruptError
+from unbounded.plan.intervals import parse_interval_ms
+from unbounded.sinks.file_manifest import local_path, path_uri
+from unbounded.sources.base import (
+    InputPartition,
+    Offset,
+    SourceContext,
+    parse_bool_option,
+    parse_int_option,
+)
+from unbounded.sources.file_formats import (
+    DataFile,
+    has_glob,
+    infer_schema,
+    list_data_files,
+    read_files,
+)
+from unbounded.sql.types import StringType, StructType
+
+__all__ = ["CleanSource", "FileInputPartition", "FileSource", "FileSourceLog",
+           "FileSourceOptions"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_MAX_FILE_AGE = "7d"
+_MAX_PARTITION_BYTES = 128 * 1024 * 1024
+_SOURCE_OPTION_KEYS = frozenset({
+    "path", "maxfilespertrigger", "maxbytespertrigger", "latestfirst", "maxfileage",
+    "cleansource", "sourcearchivedir", "filenameonly",
+})
+
+
+class CleanSource(enum.Enum):
+    """What happens to a file once the batch that read it is committed."""
+
+    OFF = "off"
+    ARCHIVE = "archive"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class FileSourceOptions:
+    """The streaming options of a file source, parsed once."""
+
+    path: str
+    max_files: int | None
+    max_bytes: int | None
+    latest_first: bool
+    max_file_age_ms: int
+    clean_source: CleanSource
+    archive_dir: str | None
+    file_name_only: bool
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> FileSourceOptions:
+        max_files = parse_int_option(ctx, "maxFilesPerTrigger", None)
+        max_bytes = parse_int_option(ctx, "maxBytesPerTrigger", None)
+        latest_first = parse_bool_option(ctx, "latestFirst", False)
+        # Spark: with latestFirst and a per-trigger limit, old files are still valid.
+        ignore_age = latest_first and (max_files is not None or max_bytes is not None)
+        age = parse_interval_ms(ctx.option("maxFileAge") or _DEFAULT_MAX_FILE_AGE)
+        clean = _clean_source(ctx)
+        archive = ctx.option("sourceArchiveDir")
+        if clean is CleanSource.ARCHIVE and not archive:
+            raise AnalysisException(
+                "Option cleanSource='archive' needs option sourceArchiveDir: the folder "
+                "that committed files are moved to.", error_class="INVALID_OPTION")
+        return cls(_path(ctx), max_files, max_bytes, latest_first,
+                   2**62 if ignore_age else age, clean,
+                   os.path.abspath(archive) if archive else None,
+                   parse_bool_option(ctx, "fileNameOnly", False))
+
+
+def _path(ctx: SourceContext) -> str:
+    path = ctx.option("path")
+    if not path:
+        raise AnalysisException(
+            "A file source needs a path: use .load('/some/folder') or option('path', ...).",
+            error_class="PATH_REQUIRED")
+    return local_path(path)
+
+
+def _clean_source(ctx: SourceContext) -> CleanSource:
+    raw = (ctx.option("cleanSource") or "off").lower()
+    try:
+        return CleanSource(raw)
+    except ValueError:
+        raise AnalysisException(
+            f"Option cleanSource must be 'off', 'archive' or 'delete', got {raw!r}.",
+            error_class="INVALID_OPTION") from None
+
+
+@dataclass(frozen=True)
+class FileInputPartition:
+    """Some files of one batch, read on their own by one task (picklable)."""
+
+    format: str
+    paths: tuple[str, ...]
+    schema: StructType
+    options: tuple[tuple[str, str], ...]
+
+    def read(self) -> pa.Table:
+        return read_files(self.format, list(self.paths), self.schema, dict(self.options))
+
+
+@dataclass(frozen=True)
+class _LogEntry:
+    path: str  # local absolute path
+    timestamp: int  # modification time in ms
+    batch_id: int
+
+
+class FileSourceLog:
+    """The file source's log: which files each batch reads (Spark's FileStreamSourceLog).
+
+    ``<metadata_path>/<N>`` holds batch N: a version line ``v1`` and then one JSON object
+    per file::
+
+        v1
+        {"path":"file:///data/in/a.json","timestamp":1700000000000,"batchId":0}
+
+    ``<N>.compact`` files (written by Spark) hold all entries up to N and are read too.
+    Other version lines are rejected with :class:`CheckpointCorruptError`. Without a
+    metadata path (no checkpoint) the log lives in memory only.
+    """
+
+    VERSION = "v1"
+
+    def __init__(self, metadata_path: str | None) -> None:
+        self.metadata_path = metadata_path
+        self.batches: dict[int, list[_LogEntry]] = {}
+        if metadata_path is not None and os.path.isdir(metadata_path):
+            self._load(metadata_path)
+
+    def _load(self, folder: str) -> None:
+        for name in os.listdir(folder):
+            stem = name.removesuffix(".compact")
+            if stem.isdigit():
+                for entry in self._read(os.path.join(folder, name)):
+                    self.batches.setdefault(entry.batch_id, []).append(entry)
+
+    def _read(self, file: str) -> list[_LogEntry]:
+        with open(file, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        if lines[0].strip() != self.VERSION:
+            raise CheckpointCorruptError(
+                f"{file} starts with {lines[0][:20]!r}, not {self.VERSION!r}: it was "
+                "written by an unsupported version or is damaged.")
+        try:
+            raw = [json.loads(line) for line in lines[1:] if line.strip()]
+            return [_LogEntry(local_path(r["path"]), int(r["timestamp"]), int(r["batchId"]))
+                    for r in raw]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointCorruptError(f"{file} holds a malformed entry: {e}") from e
+
+    @property
+    def latest_batch_id(self) -> int | None:
+        return max(self.batches) if self.batches else None
+
+    def add(self, batch_id: int, files: list[DataFile]) -> None:
+        """Record batch ``batch_id``; durable before it returns."""
+        entries = [_LogEntry(f.path, f.mtime_ms, batch_id) for f in files]
+        if self.metadata_path is not None:
+            lines = [self.VERSION, *(json.dumps(
+                {"path": path_uri(e.path), "timestamp": e.timestamp, "batchId": batch_id},
+                separators=(",", ":")) for e in entries)]
+            write_atomic(os.path.join(self.metadata_path, str(batch_id)),
+                         "\n".join(lines).encode())
+        self.batches[batch_id] = entries
+
+    def files_between(self, start: int, end: int) -> list[_LogEntry]:
+        """The entries of batches ``start + 1 .. end``, in log order."""
+        out = []
+        for batch_id in range(start + 1, end + 1):
+            if batch_id not in self.batches:
+                raise CheckpointCorruptError(
+                    f"The file source log in {self.metadata_path} has no batch {batch_id}; "
+                    "the checkpoint is incomplete and this batch cannot be replayed.")
+            out.extend(self.batches[batch_id])
+        return out
+
+
+class _SeenFiles:
+    """Files already taken, forgetting those older than ``max_age_ms`` before the newest.
+
+    Mirrors Spark's SeenFilesMap: a file is new when it is not known and not older than
+    the purge threshold (the newest timestamp seen minus the maximum age).
+    """
+
+    def __init__(self, max_age_ms: int, file_name_only: bool) -> None:
+        self.max_age_ms = max_age_ms
+        self.file_name_only = file_name_only
+        self.seen: dict[str, int] = {}
+        self.latest = 0
+        self.purge_threshold = 0
+
+    def _key(self, path: str) -> str:
+        return os.path.basename(path) if self.file_name_only else path
+
+    def add(self, path: str, timestamp: int) -> None:
+        self.seen[self._key(path)] = timestamp
+        self.latest = max(self.latest, timestamp)
+
+    def is_new(self, f: DataFile) -> bool:
+        return f.mtime_ms >= self.purge_threshold and self._key(f.path) not in self.seen
+
+    def purge(self) -> None:
+        self.purge_threshold = self.latest - self.max_age_ms
+        self.seen = {k: t for k, t in self.seen.items() if t >= self.purge_threshold}
+
+
+class FileSource:
+    """Files appearing under a folder (or glob), read as csv, json, parquet or text.
+
+    Options (Spark's): ``maxFilesPerTrigger``, ``maxBytesPerTrigger`` (a soft limit:
+    a batch takes at least one file), ``latestFirst``, ``maxFileAge`` (default 7 days,
+    relative to the newest file seen), ``fileNameOnly``, ``cleanSource``
+    (``off``/``archive``/``delete``) with ``sourceArchiveDir``; the rest are passed to
+    the format's reader (``header``, ``sep``, ``mode``...).
+    """
+
+    def __init__(self, format: str, ctx: SourceContext) -> None:
+        self.format = format.lower()
+        self.options = FileSourceOptions.from_context(ctx)
+        self._schema = ctx.schema if ctx.schema is not None else self.infer_schema(format, ctx)
+        self._reader_options = tuple(sorted(
+            (k, str(v)) for k, v in ctx.options.items() if k.lower() not in _SOURCE_OPTION_KEYS))
+        self.log = FileSourceLog(ctx.metadata_path)
+        self.seen = _SeenFiles(self.options.max_file_age_ms, self.options.file_name_only)
+        for entries in self.log.batches.values():
+            for e in entries:
+                self.seen.add(e.path, e.timestamp)
+        self.seen.purge()
+        self._available_now: list[DataFile] | None = None
+        self._cleaned_through = -1
+        _check_archive_dir(self.options)
+
+    @classmethod
+    def infer_schema(cls, format: str, ctx: SourceContext) -> StructType:
+        """The schema of the stream; fails if the path does not exist or needs a schema."""
+        path = _path(ctx)
+        if not has_glob(path) and not os.path.exists(path):
+            raise AnalysisException(
+                f"[PATH_NOT_FOUND] Path does not exist: {path}. Create the folder before "
+                "starting the query, or fix the path.", error_class="PATH_NOT_FOUND")
+        if ctx.schema is None:
+            return infer_schema(format, [path], ctx.options, streaming=True)
+        if format.lower() == "text" and (
+                len(ctx.schema.fields) != 1 or ctx.schema.fields[0].dataType != StringType()):
+            raise AnalysisException(
+                "Text data source supports only a single column of type string, and the "
+                f"schema given is {ctx.schema.simpleString()}.", error_class="INVALID_SCHEMA")
+        return ctx.schema
+
+    @property
+    def schema(self) -> StructType:
+        return self._schema
+
+    @property
+    def description(self) -> str:
+        return f"FileStreamSource[{path_uri(self.options.path)}]"
+
+    # -- offsets
+
+    def latest_offset(self, start: Offset | None, *, respect_limits: bool = True) -> Offset | None:
+        done = _log_offset(start)
+        logged = self.log.latest_batch_id
+        if logged is not None and logged > done:
+            # Batches planned before a restart are handed out again, one per trigger.
+            return {"logOffset": done + 1 if respect_limits else logged}
+        files = self._take(self._new_files(), respect_limits)
+        if files:
+            batch_id = max(done, -1 if logged is None else logged) + 1
+            self.log.add(batch_id, files)
+            for f in files:
+                self.seen.add(f.path, f.mtime_ms)
+            self.seen.purge()
+            return {"logOffset": batch_id}
+        self.seen.purge()
+        return start
+
+    def _new_files(self) -> list[DataFile]:
+        listed = self._available_now if self._available_now is not None \
+            else list_data_files(self.options.path)
+        new = [f for f in listed if self.seen.is_new(f)]
+        if self.options.latest_first:
+            new.sort(key=lambda f: (-f.mtime_ms, f.path))
+        return new
+
+    def _take(self, files: list[DataFile], respect_limits: bool) -> list[DataFile]:
+        if not respect_limits:
+            return files
+        if self.options.max_files is not None:
+            files = files[: self.options.max_files]
+        if self.options.max_bytes is not None and files:
+            taken, total = [files[0]], files[0].size
+            for f in files[1:]:
+                total += f.size
+                if total > self.options.max_bytes:
+                    break
+                taken.append(f)
+            files = taken
+        return files
+
+    def prepare_for_available_now(self) -> None:
+        """Fix the files visible now; later batches take only from these."""
+        self._available_now = list_data_files(self.options.path)
+
+    # -- reading
+
+    def partitions(self, start: Offset | None, end: Offset) -> list[InputPartition]:
+        entries = self.log.files_between(_log_offset(start), _log_offset(end))
+        groups = _group_by_size([e.path for e in entries])
+        return [FileInputPartition(self.format, tuple(g), self._schema, self._reader_options)
+                for g in groups]
+
+    # -- release
+
+    def commit(self, end: Offset) -> None:
+        last = _log_offset(end)
+        if self.options.clean_source is CleanSource.OFF or last <= self._cleaned_through:
+            return
+        for batch_id in range(self._cleaned_through + 1, last + 1):
+            for entry in self.log.batches.get(batch_id, []):
+                self._clean(entry.path)
+        self._cleaned_through = last
+
+    def _clean(self, path: str) -> None:
+        if not os.path.exists(path):
+            return
+        try:
+            if self.options.clean_source is CleanSource.DELETE:
+                os.remove(path)
+            else:
+                _archive(path, self.options.archive_dir or "")
+        except OSError as e:
+            logger.warning("Could not %s source file %s: %s",
+                           self.options.clean_source.value, path, e)
+
+    def stop(self) -> None:
+        self._available_now = None
+
+
+def _log_offset(offset: Offset | None) -> int:
+    if offset is None:
+        return -1
+    if isinstance(offset, dict) and "logOffset" in offset:
+        return int(offset["logOffset"])
+    if isinstance(offset, int):
+        return offset
+    raise CheckpointCorruptError(
+        f"{offset!r} is not a file source offset; expected {{\"logOffset\": N}}.")
+
+
+def _group_by_size(paths: list[str]) -> list[list[str]]:
+    """Consecutive files in about one group per core (at most 128 MiB each), so a
+    thread pool reads them in parallel while many small files share a task."""
+    sizes = [os.path.getsize(p) if os.path.exists(p) else 0 for p in paths]
+    target = min(_MAX_PARTITION_BYTES, max(1, -(-sum(sizes) // _parallelism())))
+    groups: list[list[str]] = []
+    size = 0
+    for p, file_size in zip(paths, sizes, strict=True):
+        if not groups or size >= target:
+            groups.append([])
+            size = 0
+        groups[-1].append(p)
+        size += file_size
+    return groups
+
+
+def _parallelism() -> int:
+    return os.cpu_count() or 1
+
+
+def _archive(path: str, archive_dir: str) -> None:
+    """Move ``path`` under ``archive_dir`` keeping its full path, as Spark does:
+    ``/a/b/x.csv`` goes to ``<archive_dir>/a/b/x.csv``."""
+    target = os.path.join(archive_dir, os.path.abspath(path).lstrip(os.sep))
+    if os.path.exists(target):
+        logger.warning("Not archiving %s: %s already exists", path, target)
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.move(path, target)
+
+
+def _check_archive_dir(options: FileSourceOptions) -> None:
+    if options.archive_dir is None or options.clean_source is not CleanSource.ARCHIVE:
+        return
+    source = os.path.abspath(options.path if not has_glob(options.path)
+                             else os.path.dirname(options.path.split("*")[0]))
+    inside = os.path.commonpath([source, options.archive_dir]) == source
+    if inside:
+        raise AnalysisException(
+            f"sourceArchiveDir {options.archive_dir} is inside the source path {source}: "
+            "archived files would be read again. Choose a folder outside the source path.",
+            error_class="INVALID_OPTION")
+

@@ -1,0 +1,99 @@
+"""The ``rate`` source: ``rowsPerSecond`` rows a second with columns timestamp, value.
+
+Replayable: value v belongs to second v // rowsPerSecond after the start time, and its
+timestamp is derived from v and the start time alone. The start time is logged once in
+``sources/<i>/0``, so a restarted query regenerates identical rows for a logged range.
+Offsets are the number of whole seconds since the start (Spark's LongOffset).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from unbounded.checkpoint.atomic import write_atomic
+from unbounded.errors import CheckpointCorruptError
+from unbounded.sources.base import InputPartition, Offset, SourceContext, parse_int_option
+from unbounded.sql.types import LongType, StructField, StructType, TimestampType
+
+__all__ = ["RateSource"]
+
+_SCHEMA = StructType([StructField("timestamp", TimestampType()),
+                      StructField("value", LongType())])
+
+
+@dataclass(frozen=True)
+class RatePartition:
+    start_ms: int
+    rows_per_second: int
+    first: int
+    stop: int
+    step: int
+
+    def read(self) -> pa.Table:
+        import numpy as np
+
+        values = np.arange(self.first, self.stop, self.step, dtype=np.int64)
+        seconds = values // self.rows_per_second
+        within = values % self.rows_per_second
+        ts_ms = self.start_ms + seconds * 1000 + within * 1000 // self.rows_per_second
+        return pa.table({"timestamp": pa.array(ts_ms * 1000, pa.timestamp("us", tz="UTC")),
+                         "value": pa.array(values, pa.int64())})
+
+
+class RateSource:
+    def __init__(self, fmt: str, ctx: SourceContext) -> None:
+        self.rows_per_second = parse_int_option(ctx, "rowsPerSecond", 1) or 1
+        self.num_partitions = parse_int_option(ctx, "numPartitions", os.cpu_count() or 2) or 1
+        self.start_ms = self._start_time(ctx.metadata_path)
+
+    @staticmethod
+    def _start_time(folder: str | None) -> int:
+        now = int(time.time() * 1000)
+        if folder is None:
+            return now
+        path = os.path.join(folder, "0")
+        if not os.path.exists(path):
+            body = "v1\n" + json.dumps({"startTimeMs": now})
+            write_atomic(path, body.encode())
+            return now
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        if lines[0] != "v1":
+            raise CheckpointCorruptError(f"{path}: unknown rate source log version {lines[0]!r}")
+        return int(json.loads(lines[1])["startTimeMs"])
+
+    @classmethod
+    def infer_schema(cls, fmt: str, ctx: SourceContext) -> StructType:
+        parse_int_option(ctx, "rowsPerSecond", 1)
+        parse_int_option(ctx, "numPartitions", 1)
+        return _SCHEMA
+
+    @property
+    def schema(self) -> StructType:
+        return _SCHEMA
+
+    @property
+    def description(self) -> str:
+        return (f"RateStreamV2[rowsPerSecond={self.rows_per_second}, "
+                f"numPartitions={self.num_partitions}]")
+
+    def latest_offset(self, start: Offset | None, *, respect_limits: bool = True) -> Offset:
+        return max(0, (int(time.time() * 1000) - self.start_ms) // 1000)
+
+    def partitions(self, start: Offset | None, end: Offset) -> list[InputPartition]:
+        first = int(start or 0) * self.rows_per_second
+        stop = int(end) * self.rows_per_second
+        return [RatePartition(self.start_ms, self.rows_per_second, first + p, stop,
+                              self.num_partitions)
+                for p in range(self.num_partitions) if first + p < stop]
+
+    def commit(self, end: Offset) -> None:
+        """Nothing to release: rows are generated, not stored."""
+
+    def stop(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,31 @@
+"""The PySpark-shaped API: ``from unbounded.sql import SparkSession, functions as F``."""
+
+from unbounded.session import RuntimeConfig, SparkSession
+from unbounded.sql import functions, types
+from unbounded.sql.column import Column
+from unbounded.sql.dataframe import DataFrame
+from unbounded.sql.group import GroupedData
+from unbounded.sql.readwriter import DataFrameReader
+from unbounded.sql.row import Row
+from unbounded.sql.streaming import (
+    DataStreamReader,
+    DataStreamWriter,
+    StreamingQuery,
+    StreamingQueryManager,
+)
+
+__all__ = [
+    "Column",
+    "DataFrame",
+    "DataFrameReader",
+    "DataStreamReader",
+    "DataStreamWriter",
+    "GroupedData",
+    "Row",
+    "RuntimeConfig",
+    "SparkSession",
+    "StreamingQuery",
+    "StreamingQueryManager",
+    "functions",
+    "types",
+]

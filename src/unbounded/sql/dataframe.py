@@ -1,0 +1,290 @@
+"""``DataFrame``: an immutable logical plan plus the session that made it.
+
+Transformations return new DataFrames; nothing runs until an action (batch) or
+``writeStream.start()`` (streaming).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from unbounded.engine.context import CompileContext
+from unbounded.engine.plans import compile_plan, plan_schema
+from unbounded.errors import AnalysisException
+from unbounded.plan.expressions import Alias, ColumnRef, Expression, SortOrder, Star
+from unbounded.plan.intervals import parse_interval_ms
+from unbounded.plan.logical import (
+    Deduplicate,
+    Filter,
+    Limit,
+    LogicalPlan,
+    Project,
+    Sort,
+    Union,
+    WithWatermark,
+    is_streaming,
+    tree_string,
+)
+from unbounded.sql.column import Column, column_of
+from unbounded.sql.group import GroupedData
+from unbounded.sql.row import Row
+from unbounded.sql.types import StructType
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from unbounded.session import SparkSession
+    from unbounded.sql.streaming import DataStreamWriter
+
+__all__ = ["DataFrame"]
+
+
+def _quoted(name: str) -> ColumnRef:
+    return ColumnRef(f"`{name}`") if "." in name else ColumnRef(name)
+
+
+class DataFrame:
+    def __init__(self, plan: LogicalPlan, session: SparkSession) -> None:
+        self._plan = plan
+        self.sparkSession = session
+
+    def _with_plan(self, plan: LogicalPlan) -> DataFrame:
+        return DataFrame(plan, self.sparkSession)
+
+    # ---- schema --------------------------------------------------------------------
+    @cached_property
+    def schema(self) -> StructType:
+        return plan_schema(self._plan)
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+    @property
+    def dtypes(self) -> list[tuple[str, str]]:
+        return [(f.name, f.dataType.simpleString()) for f in self.schema.fields]
+
+    @property
+    def isStreaming(self) -> bool:  # noqa: N802
+        return is_streaming(self._plan)
+
+    def printSchema(self) -> None:  # noqa: N802
+        print(self.schema.treeString(), end="")
+
+    def explain(self, extended: bool | str | None = None, mode: str | None = None) -> None:
+        print("== Physical Plan ==\n" + tree_string(self._plan))
+
+    def __getitem__(self, item: str | int) -> Column:
+        if isinstance(item, int):
+            return Column(_quoted(self.columns[item]))
+        return Column(ColumnRef(item))
+
+    def __getattr__(self, name: str) -> Column:
+        if name.startswith("_") or name not in self.columns:
+            raise AttributeError(f"'DataFrame' object has no attribute '{name}'")
+        return Column(ColumnRef(name))
+
+    def __repr__(self) -> str:
+        return "DataFrame[" + ", ".join(f"{n}: {t}" for n, t in self.dtypes) + "]"
+
+    # ---- transformations -----------------------------------------------------------
+    def select(self, *cols: Any) -> DataFrame:
+        if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
+            cols = tuple(cols[0])
+        exprs = tuple(column_of(c).expr for c in cols)
+        return self._with_plan(Project(self._plan, exprs))
+
+    def selectExpr(self, *exprs: str) -> DataFrame:  # noqa: N802
+        from unbounded.sql.expr_parser import parse_expression
+
+        if len(exprs) == 1 and isinstance(exprs[0], (list, tuple)):
+            exprs = tuple(exprs[0])
+        return self._with_plan(Project(self._plan, tuple(parse_expression(e) for e in exprs)))
+
+    def filter(self, condition: Column | str) -> DataFrame:
+        if isinstance(condition, str):
+            from unbounded.sql.expr_parser import parse_expression
+
+            expr = parse_expression(condition)
+        else:
+            expr = condition.expr
+        return self._with_plan(Filter(self._plan, expr))
+
+    where = filter
+
+    def withColumns(self, colsMap: dict[str, Column]) -> DataFrame:  # noqa: N802, N803
+        existing = self.columns
+        lowered = {c.lower(): c for c in existing}
+        exprs: list[Expression] = []
+        replaced: set[str] = set()
+        for name in existing:
+            new = next((k for k in colsMap if k.lower() == name.lower()), None)
+            if new is not None:
+                exprs.append(Alias(colsMap[new].expr, new))
+                replaced.add(new)
+            else:
+                exprs.append(_quoted(name))
+        for name, column in colsMap.items():
+            if name not in replaced and name.lower() not in lowered:
+                exprs.append(Alias(column.expr, name))
+        return self._with_plan(Project(self._plan, tuple(exprs)))
+
+    def withColumn(self, colName: str, col: Column) -> DataFrame:  # noqa: N803
+        if not isinstance(col, Column):
+            raise TypeError(f"withColumn needs a Column for {colName!r}, got {type(col).__name__}")
+        return self.withColumns({colName: col})
+
+    def withColumnRenamed(self, existing: str, new: str) -> DataFrame:  # noqa: N802
+        if existing not in self.columns:
+            return self
+        exprs = tuple(Alias(_quoted(c), new) if c == existing else _quoted(c)
+                      for c in self.columns)
+        return self._with_plan(Project(self._plan, exprs))
+
+    def withColumnsRenamed(self, colsMap: dict[str, str]) -> DataFrame:  # noqa: N802, N803
+        df = self
+        for old, new in colsMap.items():
+            df = df.withColumnRenamed(old, new)
+        return df
+
+    def drop(self, *cols: Any) -> DataFrame:
+        names = {c.lower() for c in cols if isinstance(c, str)}
+        names |= {c.expr.name.lower() for c in cols
+                  if isinstance(c, Column) and isinstance(c.expr, ColumnRef)}
+        kept = tuple(_quoted(c) for c in self.columns if c.lower() not in names)
+        return self._with_plan(Project(self._plan, kept))
+
+    def alias(self, alias: str) -> DataFrame:
+        return self
+
+    def union(self, other: DataFrame) -> DataFrame:
+        return self._with_plan(Union((self._plan, other._plan)))
+
+    unionAll = union
+
+    def unionByName(self, other: DataFrame, allowMissingColumns: bool = False) -> DataFrame:  # noqa: N802, N803
+        if not allowMissingColumns:
+            missing = set(self.columns) ^ set(other.columns)
+            if missing:
+                raise AnalysisException(
+                    f"[NUM_COLUMNS_MISMATCH] unionByName: columns {sorted(missing)} are not in "
+                    "both inputs. Pass allowMissingColumns=True to fill them with NULL.")
+            other = other.select(*self.columns)
+        return self._with_plan(Union((self._plan, other._plan), by_name=True,
+                                     allow_missing=allowMissingColumns))
+
+    def withWatermark(self, eventTime: str, delayThreshold: str) -> DataFrame:  # noqa: N802, N803
+        field = next((f for f in self.schema.fields if f.name.lower() == eventTime.lower()), None)
+        if field is None:
+            raise AnalysisException(
+                f"withWatermark: no column named {eventTime!r}; columns: {self.columns}.")
+        if field.dataType.typeName() != "timestamp":
+            raise AnalysisException(
+                f"Event time must be defined on a window or a timestamp, but {eventTime} is "
+                f"of type {field.dataType.simpleString()}. Cast it with to_timestamp(...).")
+        delay = parse_interval_ms(delayThreshold)
+        if delay < 0:
+            raise AnalysisException("The watermark delay must not be negative.")
+        return self._with_plan(WithWatermark(self._plan, field.name, delay))
+
+    def groupBy(self, *cols: Any) -> GroupedData:  # noqa: N802
+        if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
+            cols = tuple(cols[0])
+        return GroupedData(self, tuple(column_of(c).expr for c in cols))
+
+    groupby = groupBy
+
+    def agg(self, *exprs: Any) -> DataFrame:
+        return self.groupBy().agg(*exprs)
+
+    def dropDuplicates(self, subset: list[str] | None = None) -> DataFrame:  # noqa: N802
+        return self._with_plan(Deduplicate(self._plan, tuple(subset) if subset else None))
+
+    drop_duplicates = dropDuplicates
+
+    def distinct(self) -> DataFrame:
+        return self.dropDuplicates()
+
+    def dropDuplicatesWithinWatermark(self, subset: list[str] | None = None) -> DataFrame:  # noqa: N802
+        keys = tuple(subset) if subset else None
+        return self._with_plan(Deduplicate(self._plan, keys, within_watermark=True))
+
+    def orderBy(self, *cols: Any, ascending: bool | list[bool] = True) -> DataFrame:  # noqa: N802
+        if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
+            cols = tuple(cols[0])
+        flags = ascending if isinstance(ascending, list) else [ascending] * len(cols)
+        orders = []
+        for c, asc in zip(cols, flags, strict=True):
+            expr = column_of(c).expr
+            orders.append(expr if isinstance(expr, SortOrder) else SortOrder(expr, asc))
+        return self._with_plan(Sort(self._plan, tuple(orders)))
+
+    sort = orderBy
+
+    def limit(self, num: int) -> DataFrame:
+        return self._with_plan(Limit(self._plan, num))
+
+    # ---- actions (batch only) ------------------------------------------------------
+    def _require_batch(self, action: str) -> None:
+        if self.isStreaming:
+            raise AnalysisException(
+                f"Queries with streaming sources must be executed with writeStream.start(); "
+                f"{action}() cannot run on a streaming DataFrame.",
+                error_class="STREAMING_ACTION")
+
+    def toArrow(self) -> pa.Table:  # noqa: N802
+        self._require_batch("toArrow")
+        ctx = CompileContext(__import__("polars").Schema(), int(time.time() * 1_000_000))
+        return compile_plan(self._plan, {}, ctx).collect().to_arrow()
+
+    def collect(self) -> list[Row]:
+        table = self.toArrow()
+        names = table.column_names
+        return [Row.from_fields(names, [r[n] for n in names]) for r in table.to_pylist()]
+
+    def count(self) -> int:
+        return int(self.toArrow().num_rows)
+
+    def first(self) -> Row | None:
+        rows = self.limit(1).collect()
+        return rows[0] if rows else None
+
+    def head(self, n: int | None = None) -> Any:
+        if n is None:
+            return self.first()
+        return self.limit(n).collect()
+
+    def take(self, num: int) -> list[Row]:
+        return self.limit(num).collect()
+
+    def show(self, n: int = 20, truncate: bool | int = True, vertical: bool = False) -> None:
+        from unbounded.sinks.console import format_table
+
+        self._require_batch("show")
+        print(format_table(self.limit(n + 1).toArrow(), n, truncate), end="")
+
+    def toPandas(self) -> pd.DataFrame:  # noqa: N802
+        return self.toArrow().to_pandas()
+
+    def isEmpty(self) -> bool:  # noqa: N802
+        return self.limit(1).count() == 0
+
+    # ---- streaming -----------------------------------------------------------------
+    @property
+    def writeStream(self) -> DataStreamWriter:  # noqa: N802
+        from unbounded.sql.streaming import DataStreamWriter
+
+        if not self.isStreaming:
+            raise AnalysisException(
+                "'writeStream' can be called only on streaming Dataset/DataFrame; use "
+                "spark.readStream to read a stream.")
+        return DataStreamWriter(self)
+
+    def createOrReplaceTempView(self, name: str) -> None:  # noqa: N802
+        self.sparkSession._register_view(name, self)
+
+

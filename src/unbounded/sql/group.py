@@ -1,0 +1,64 @@
+"""``GroupedData``: what ``DataFrame.groupBy`` returns; ``agg`` builds an Aggregate."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from unbounded.plan.expressions import AggregateCall, Alias, ColumnRef, Expression, Star
+from unbounded.plan.logical import Aggregate
+from unbounded.sql.column import Column, column_of
+
+if TYPE_CHECKING:
+    from unbounded.sql.dataframe import DataFrame
+
+__all__ = ["GroupedData"]
+
+_DICT_AGGS = {"count", "sum", "avg", "mean", "min", "max", "first", "last",
+              "collect_list", "collect_set", "approx_count_distinct", "stddev", "variance"}
+
+
+class GroupedData:
+    def __init__(self, df: DataFrame, keys: tuple[Expression, ...]) -> None:
+        self._df = df
+        self._keys = keys
+
+    def agg(self, *exprs: Any) -> DataFrame:
+        """Aggregate with Columns (``F.sum("x")``) or a dict ``{"x": "sum"}``."""
+        if len(exprs) == 1 and isinstance(exprs[0], dict):
+            aggs = tuple(self._dict_agg(c, f) for c, f in exprs[0].items())
+        else:
+            aggs = tuple(column_of(e).expr for e in exprs)
+        return self._df._with_plan(Aggregate(self._df._plan, self._keys, aggs))
+
+    @staticmethod
+    def _dict_agg(column: str, fn: str) -> Expression:
+        name = fn.lower()
+        if name not in _DICT_AGGS:
+            from unbounded.errors import AnalysisException
+
+            raise AnalysisException(f"Unknown aggregate function {fn!r} in agg(dict).")
+        arg: Expression = Star() if column == "*" else ColumnRef(column)
+        return AggregateCall(name, (arg,))
+
+    def count(self) -> DataFrame:
+        return self.agg(Column(Alias(AggregateCall("count", (Star(),)), "count")))
+
+    def _each(self, fn: str, cols: tuple[str, ...]) -> DataFrame:
+        names = cols or tuple(self._numeric_columns())
+        return self.agg(*(Column(AggregateCall(fn, (ColumnRef(c),))) for c in names))
+
+    def _numeric_columns(self) -> list[str]:
+        from unbounded.sql.types import (
+            ByteType, DecimalType, DoubleType, FloatType, IntegerType, LongType, ShortType,
+        )
+
+        numeric = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)
+        key_names = {k.display_name() for k in self._keys}
+        return [f.name for f in self._df.schema.fields
+                if isinstance(f.dataType, numeric) and f.name not in key_names]
+
+    def sum(self, *cols: str) -> DataFrame: return self._each("sum", cols)
+    def avg(self, *cols: str) -> DataFrame: return self._each("avg", cols)
+    def mean(self, *cols: str) -> DataFrame: return self._each("avg", cols)
+    def min(self, *cols: str) -> DataFrame: return self._each("min", cols)
+    def max(self, *cols: str) -> DataFrame: return self._each("max", cols)

@@ -1,0 +1,69 @@
+"""``Row``: PySpark's row, a tuple whose fields also read by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Row"]
+
+
+class Row(tuple[Any, ...]):
+    """A row of a result.
+
+    >>> r = Row(name="Alice", age=11)
+    >>> r.name, r["age"], r.asDict()
+    ('Alice', 11, {'name': 'Alice', 'age': 11})
+    """
+
+    __fields__: tuple[str, ...]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Row:
+        if args and kwargs:
+            raise ValueError("Can not use both args and kwargs to create Row")
+        row = super().__new__(cls, tuple(kwargs.values()) if kwargs else args)
+        row.__fields__ = tuple(kwargs) if kwargs else ()
+        return row
+
+    @classmethod
+    def from_fields(cls, fields: list[str], values: list[Any]) -> Row:
+        row = super().__new__(cls, tuple(values))
+        row.__fields__ = tuple(fields)
+        return row
+
+    def asDict(self, recursive: bool = False) -> dict[str, Any]:  # noqa: N802
+        def conv(v: Any) -> Any:
+            if recursive and isinstance(v, Row):
+                return v.asDict(True)
+            if recursive and isinstance(v, list):
+                return [conv(x) for x in v]
+            return v
+
+        return {k: conv(v) for k, v in zip(self.__fields__, self, strict=True)}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return super().__getitem__(self.__fields__.index(key))
+            except ValueError:
+                raise KeyError(key) from None
+        return super().__getitem__(key)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self[self.__fields__.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.__fields__ if self.__fields__ else super().__contains__(item)
+
+    def __repr__(self) -> str:
+        if self.__fields__:
+            return "Row(" + ", ".join(f"{k}={v!r}" for k, v in
+                                      zip(self.__fields__, self, strict=True)) + ")"
+        return "<Row(" + ", ".join(repr(v) for v in self) + ")>"
+
+    def __reduce__(self) -> Any:
+        return (Row.from_fields, (list(self.__fields__), list(self)))

@@ -1,0 +1,386 @@
+"""PySpark's streaming API: DataStreamReader/Writer, StreamingQuery and its manager."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from unbounded.errors import AnalysisException, StreamingQueryException
+from unbounded.plan.logical import SourceSpec, StreamingRelation
+from unbounded.runtime.analyzer import check_streaming_query
+from unbounded.runtime.microbatch import MicroBatchExecution
+from unbounded.runtime.progress import Progress
+from unbounded.runtime.spec import QuerySpec
+from unbounded.runtime.triggers import ProcessingTime, Trigger, make_trigger
+from unbounded.sinks.base import Sink, SinkContext
+from unbounded.sinks.foreach import ForeachBatchSink, ForeachSink
+from unbounded.sinks.registry import create_sink, sink_class
+from unbounded.sources.base import SourceContext
+from unbounded.sources.registry import source_schema
+from unbounded.sql.row import Row
+from unbounded.sql.types import StructType, parse_ddl_schema
+
+if TYPE_CHECKING:
+    from unbounded.session import SparkSession
+    from unbounded.sql.dataframe import DataFrame
+
+__all__ = ["DataStreamReader", "DataStreamWriter", "StreamingQuery", "StreamingQueryManager"]
+
+_TEMP_CHECKPOINT_SINKS = {"console", "memory", "noop"}
+_OUTPUT_MODES = ("append", "update", "complete")
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class DataStreamReader:
+    """``spark.readStream``: builds a streaming DataFrame from a source."""
+
+    def __init__(self, session: SparkSession) -> None:
+        self._session = session
+        self._format = "parquet"
+        self._options: dict[str, str] = {}
+        self._schema: StructType | None = None
+
+    def format(self, source: str) -> DataStreamReader:
+        self._format = source
+        return self
+
+    def option(self, key: str, value: Any) -> DataStreamReader:
+        self._options[key] = _option_text(value)
+        return self
+
+    def options(self, **options: Any) -> DataStreamReader:
+        for k, v in options.items():
+            self.option(k, v)
+        return self
+
+    def schema(self, schema: StructType | str) -> DataStreamReader:
+        self._schema = parse_ddl_schema(schema) if isinstance(schema, str) else schema
+        return self
+
+    def load(self, path: str | None = None, format: str | None = None,  # noqa: A002
+             schema: StructType | str | None = None, **options: Any) -> DataFrame:
+        from unbounded.sql.dataframe import DataFrame
+
+        if format is not None:
+            self.format(format)
+        if schema is not None:
+            self.schema(schema)
+        self.options(**options)
+        if path is not None:
+            self._options["path"] = path
+        ctx = SourceContext(dict(self._options), self._schema, None)
+        resolved = source_schema(self._format, ctx)
+        spec = SourceSpec(self._format.lower(), tuple(self._options.items()), self._schema)
+        return DataFrame(StreamingRelation(spec, resolved), self._session)
+
+    def _file(self, fmt: str, path: str, schema: StructType | str | None,
+              options: dict[str, Any]) -> DataFrame:
+        return self.format(fmt).load(path, schema=schema, **options)
+
+    def csv(self, path: str, schema: StructType | str | None = None, **options: Any) -> DataFrame:
+        return self._file("csv", path, schema, options)
+
+    def json(self, path: str, schema: StructType | str | None = None, **options: Any) -> DataFrame:
+        return self._file("json", path, schema, options)
+
+    def parquet(self, path: str, **options: Any) -> DataFrame:
+        return self._file("parquet", path, None, options)
+
+    def text(self, path: str, **options: Any) -> DataFrame:
+        return self._file("text", path, None, options)
+
+
+class DataStreamWriter:
+    """``df.writeStream``: where and how a streaming query writes its results."""
+
+    def __init__(self, df: DataFrame) -> None:
+        self._df = df
+        self._format = "console"
+        self._options: dict[str, str] = {}
+        self._output_mode = "append"
+        self._trigger: Trigger = ProcessingTime(0)
+        self._query_name: str | None = None
+        self._partition_by: tuple[str, ...] = ()
+        self._custom_sink: Callable[[SinkContext], Sink] | None = None
+
+    def format(self, source: str) -> DataStreamWriter:
+        self._format = source.lower()
+        return self
+
+    def option(self, key: str, value: Any) -> DataStreamWriter:
+        self._options[key] = _option_text(value)
+        return self
+
+    def options(self, **options: Any) -> DataStreamWriter:
+        for k, v in options.items():
+            self.option(k, v)
+        return self
+
+    def outputMode(self, outputMode: str) -> DataStreamWriter:  # noqa: N802, N803
+        mode = outputMode.lower()
+        if mode not in _OUTPUT_MODES:
+            raise AnalysisException(
+                f"Unknown output mode {outputMode}. Accepted output modes are 'append', "
+                "'complete', 'update'.", error_class="INVALID_OUTPUT_MODE")
+        self._output_mode = mode
+        return self
+
+    def trigger(self, processingTime: str | None = None, once: bool | None = None,  # noqa: N803
+                continuous: str | None = None,
+                availableNow: bool | None = None) -> DataStreamWriter:  # noqa: N803
+        self._trigger = make_trigger(processingTime, once, continuous, availableNow)
+        return self
+
+    def queryName(self, queryName: str) -> DataStreamWriter:  # noqa: N802, N803
+        self._query_name = queryName
+        return self
+
+    def partitionBy(self, *cols: str) -> DataStreamWriter:  # noqa: N802
+        if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
+            cols = tuple(cols[0])
+        self._partition_by = tuple(cols)
+        return self
+
+    def foreachBatch(self, func: Callable[[DataFrame, int], None]) -> DataStreamWriter:  # noqa: N802
+        session = self._df.sparkSession
+
+        def call(table: pa.Table, batch_id: int) -> None:
+            from unbounded.plan.logical import DataRelation
+            from unbounded.sql.dataframe import DataFrame
+
+            func(DataFrame(DataRelation(table), session), batch_id)
+
+        self._format = "foreachbatch"
+        self._custom_sink = lambda ctx: ForeachBatchSink(call, ctx)
+        return self
+
+    def foreach(self, f: Any) -> DataStreamWriter:
+        """``f`` is a function of a Row, or an object with process(row) and optionally
+        open(partition_id, epoch_id) -> bool and close(error)."""
+        if not callable(f) and not hasattr(f, "process"):
+            raise TypeError("foreach needs a function or an object with a 'process' method")
+
+        def process_partition(table: pa.Table, partition_id: int, epoch_id: int) -> None:
+            _run_foreach_writer(f, table, partition_id, epoch_id)
+
+        self._format = "foreach"
+        self._custom_sink = lambda ctx: ForeachSink(process_partition, ctx)
+        return self
+
+    def start(self, path: str | None = None, format: str | None = None,  # noqa: A002
+              outputMode: str | None = None, partitionBy: Any = None,  # noqa: N803
+              queryName: str | None = None, **options: Any) -> StreamingQuery:  # noqa: N803
+        if format is not None:
+            self.format(format)
+        if outputMode is not None:
+            self.outputMode(outputMode)
+        if partitionBy is not None:
+            self.partitionBy(partitionBy)
+        if queryName is not None:
+            self.queryName(queryName)
+        self.options(**options)
+        if path is not None:
+            self._options["path"] = path
+        return self._df.sparkSession.streams._start(self._build_spec())
+
+    def toTable(self, tableName: str, **options: Any) -> StreamingQuery:  # noqa: N802, N803
+        raise AnalysisException("toTable is not supported yet; use format(...).start(path).")
+
+    def _build_spec(self) -> QuerySpec:
+        session = self._df.sparkSession
+        check_streaming_query(self._df._plan, self._output_mode)
+        factory = self._custom_sink
+        if factory is None:
+            fmt = self._format
+            sink_class(fmt)  # fail early on an unknown format
+            factory = lambda ctx: create_sink(fmt, ctx)  # noqa: E731
+        checkpoint, temporary = self._checkpoint_location(session)
+        return QuerySpec(
+            plan=self._df._plan, sink_format=self._format, sink_factory=factory,
+            sink_options=dict(self._options), output_mode=self._output_mode,
+            checkpoint=checkpoint, temporary_checkpoint=temporary, trigger=self._trigger,
+            query_name=self._query_name, partition_by=self._partition_by,
+            conf=session.conf.getAll())
+
+    def _checkpoint_location(self, session: SparkSession) -> tuple[str, bool]:
+        explicit = self._options.get("checkpointLocation")
+        if explicit:
+            return os.path.abspath(explicit.removeprefix("file://")), False
+        root = session.conf.get("spark.sql.streaming.checkpointLocation", None)
+        if root:
+            leaf = self._query_name or str(__import__("uuid").uuid4())
+            return os.path.abspath(os.path.join(root, leaf)), False
+        if self._format in _TEMP_CHECKPOINT_SINKS or self._custom_sink is not None:
+            return tempfile.mkdtemp(prefix="unbounded-checkpoint-"), True
+        raise AnalysisException(
+            "checkpointLocation must be specified either through "
+            "option(\"checkpointLocation\", ...) or "
+            "SparkSession.conf.set(\"spark.sql.streaming.checkpointLocation\", ...).",
+            error_class="CHECKPOINT_LOCATION_REQUIRED")
+
+
+def _run_foreach_writer(f: Any, table: pa.Table, partition_id: int, epoch_id: int) -> None:
+    names = table.column_names
+    rows = (Row.from_fields(names, [r[n] for n in names]) for r in table.to_pylist())
+    if not hasattr(f, "process"):
+        for row in rows:
+            f(row)
+        return
+    opened = f.open(partition_id, epoch_id) if hasattr(f, "open") else True
+    error: BaseException | None = None
+    try:
+        if opened:
+            for row in rows:
+                f.process(row)
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        if hasattr(f, "close"):
+            f.close(error)
+
+
+class StreamingQuery:
+    """A handle on a running (or finished) query."""
+
+    def __init__(self, execution: MicroBatchExecution, manager: StreamingQueryManager) -> None:
+        self._execution = execution
+        self._manager = manager
+
+    @property
+    def id(self) -> str:
+        return self._execution.id
+
+    @property
+    def runId(self) -> str:  # noqa: N802
+        return self._execution.run_id
+
+    @property
+    def name(self) -> str | None:
+        return self._execution.spec.query_name
+
+    @property
+    def isActive(self) -> bool:  # noqa: N802
+        return self._execution.is_active
+
+    @property
+    def status(self) -> Progress:
+        return self._execution.status
+
+    @property
+    def lastProgress(self) -> Progress | None:  # noqa: N802
+        recent = self._execution.recent_progress
+        return recent[-1] if recent else None
+
+    @property
+    def recentProgress(self) -> list[Progress]:  # noqa: N802
+        return list(self._execution.recent_progress)
+
+    def awaitTermination(self, timeout: float | None = None) -> bool | None:  # noqa: N802
+        finished = self._execution.await_termination(timeout)
+        if self._execution.exception is not None:
+            raise self._execution.exception
+        return finished if timeout is not None else None
+
+    def processAllAvailable(self, timeout: float | None = None) -> None:  # noqa: N802
+        self._execution.process_all_available(timeout)
+
+    def stop(self) -> None:
+        self._execution.stop()
+
+    def exception(self) -> StreamingQueryException | None:
+        return self._execution.exception
+
+    def explain(self, extended: bool = False) -> None:
+        from unbounded.plan.logical import tree_string
+
+        print("== Physical Plan ==\n" + tree_string(self._execution.spec.plan))
+
+    def __repr__(self) -> str:
+        return f"<StreamingQuery id={self.id} name={self.name} active={self.isActive}>"
+
+
+class StreamingQueryManager:
+    """``spark.streams``: the queries of a session."""
+
+    def __init__(self, session: SparkSession) -> None:
+        self._session = session
+        self._queries: list[StreamingQuery] = []
+        self._terminated: list[StreamingQuery] = []
+        self._changed = threading.Condition()
+        self._signals_installed = False
+
+    def _start(self, spec: QuerySpec) -> StreamingQuery:
+        for q in self.active:
+            if spec.query_name is not None and q.name == spec.query_name:
+                raise AnalysisException(
+                    f"Cannot start query with name {spec.query_name} as a query with that "
+                    "name is already active in this SparkSession.")
+        execution = MicroBatchExecution(spec, self._session._executor())
+        query = StreamingQuery(execution, self)
+        with self._changed:
+            self._queries.append(query)
+        self._install_signal_handlers()
+        threading.Thread(target=self._watch, args=(query,), daemon=True).start()
+        execution.start()
+        return query
+
+    def _watch(self, query: StreamingQuery) -> None:
+        query._execution.await_termination()
+        with self._changed:
+            self._terminated.append(query)
+            self._changed.notify_all()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM stop every query cleanly (a batch is never half committed)."""
+        if self._signals_installed or threading.current_thread() is not threading.main_thread():
+            return
+        self._signals_installed = True
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                for q in self.active:
+                    threading.Thread(target=q.stop, daemon=True).start()
+                if signum == signal.SIGINT and callable(previous) and \
+                        previous is not signal.default_int_handler:
+                    previous(signum, frame)
+
+            signal.signal(sig, handler)
+
+    @property
+    def active(self) -> list[StreamingQuery]:
+        with self._changed:
+            return [q for q in self._queries if q.isActive]
+
+    def get(self, id: str) -> StreamingQuery | None:  # noqa: A002
+        return next((q for q in self.active if q.id == id), None)
+
+    def awaitAnyTermination(self, timeout: float | None = None) -> bool | None:  # noqa: N802
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while not self._terminated:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(0.1 if remaining is None else min(remaining, 0.1))
+            failed = next((q for q in self._terminated if q.exception() is not None), None)
+        if failed is not None:
+            raise failed.exception()  # type: ignore[misc]
+        return True if timeout is not None else None
+
+    def resetTerminated(self) -> None:  # noqa: N802
+        with self._changed:
+            self._terminated.clear()
