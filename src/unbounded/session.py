@@ -15,7 +15,7 @@ from unbounded.sql.dataframe import DataFrame
 from unbounded.sql.readwriter import DataFrameReader
 from unbounded.sql.row import Row
 from unbounded.sql.streaming import DataStreamReader, StreamingQueryManager
-from unbounded.sql.types import StructType, parse_ddl_schema
+from unbounded.plan.types import StructType, parse_ddl_schema
 
 __all__ = ["RuntimeConfig", "SparkSession"]
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from unbounded.plan.logical import SourceSpec, StreamingRelation
 from unbounded.sources.memory import MemoryData, register_memory_data
-from unbounded.sql.types import StructType, parse_ddl_schema
+from unbounded.plan.types import StructType, parse_ddl_schema
 
 if TYPE_CHECKING:
     from unbounded.session import SparkSession

@@ -7,7 +7,7 @@ from functools import lru_cache
 import polars as pl
 import pyarrow as pa
 
-from unbounded.sql.types import (
+from unbounded.plan.types import (
     ArrayType,
     DataType,
     MapType,

@@ -30,7 +30,7 @@ from unbounded.plan.expressions import (
     Star,
     UnaryOp,
 )
-from unbounded.sql import types as T
+from unbounded.plan import types as T
 
 __all__ = ["compile_expr", "compile_named", "expand_star", "like_to_regex"]
 
@@ -124,7 +124,10 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
         # Spark: division by zero is NULL, never inf.
         return pl.when(right == 0).then(None).otherwise(_ARITH["div"](left, right))
     if expr.op == "mod":
-        return pl.when(right == 0).then(None).otherwise(left % right)
+        # Spark's remainder takes the sign of the dividend (-7 % 3 = -1); Polars' the divisor's.
+        remainder = left.abs() % right.abs()
+        return pl.when(right == 0).then(None).when(left < 0).then(-remainder) \
+            .otherwise(remainder)
     result: pl.Expr = _ARITH[expr.op](left, right)
     return result
 
@@ -144,18 +147,18 @@ def _coerce_temporal_literal(
             return pl.lit(lit.value).str.to_date(strict=False)
         return None
 
-    if isinstance(expr.right, Literal):
-        right = as_temporal(expr.right, left) or right
-    if isinstance(expr.left, Literal):
-        left = as_temporal(expr.left, right) or left
-    return left, right
+    # ``is None`` checks: an Expr has no truth value, so ``as_temporal(...) or right`` raises.
+    new_right = as_temporal(expr.right, left) if isinstance(expr.right, Literal) else None
+    new_left = as_temporal(expr.left, right) if isinstance(expr.left, Literal) else None
+    return (left if new_left is None else new_left), (right if new_right is None else new_right)
 
 
 @compile_expr.register
 def _(expr: UnaryOp, ctx: CompileContext) -> pl.Expr:
     child = compile_expr(expr.child, ctx)
     if expr.op == "not":
-        return ~child
+        # NOT NULL is NULL; an untyped NULL literal has Polars' Null dtype, which ``~`` rejects.
+        return ~child.cast(pl.Boolean) if ctx.dtype_of(child) == pl.Null else ~child
     if expr.op == "neg":
         return -child
     if expr.op == "isnull":
@@ -262,6 +265,8 @@ def like_to_regex(pattern: str, escape: str = "\\") -> str:
 @compile_expr.register
 def _(expr: Like, ctx: CompileContext) -> pl.Expr:
     child = compile_expr(expr.child, ctx)
+    if ctx.dtype_of(child) != pl.String:  # Spark casts the input to string (NULL stays NULL)
+        child = child.cast(pl.String, strict=False)
     if expr.kind == "rlike":
         return child.str.contains(expr.pattern)
     regex = like_to_regex(expr.pattern)

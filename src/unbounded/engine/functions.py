@@ -17,7 +17,7 @@ from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.expressions import cast_to, compile_expr
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import FunctionCall
-from unbounded.sql import types as T
+from unbounded.plan import types as T
 
 __all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function"]
 
@@ -217,8 +217,7 @@ def _split(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.E
             lambda s: s.map_elements(lambda v: __import__("re").split(pattern, v, limit - 1),
                                      return_dtype=pl.List(pl.String)),
             return_dtype=pl.List(pl.String))
-    return args[0].str.split_regex(pattern) if _is_regex(pattern) \
-        else args[0].str.split(pattern)
+    return args[0].str.split(pattern, literal=not _is_regex(pattern))
 
 
 def _is_regex(pattern: str) -> bool:

@@ -32,7 +32,7 @@ from unbounded.plan.logical import (
     Union,
     WithWatermark,
 )
-from unbounded.sql.types import StructType
+from unbounded.plan.types import StructType
 
 __all__ = ["Bindings", "compile_plan", "empty_frame", "plan_schema"]
 

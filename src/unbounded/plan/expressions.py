@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from unbounded.sql.types import DataType
+from unbounded.plan.types import DataType
 
 __all__ = [
     "AggregateCall",

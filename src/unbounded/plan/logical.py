@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from unbounded.plan.expressions import Expression, SortOrder
-from unbounded.sql.types import StructType
+from unbounded.plan.types import StructType
 
 __all__ = [
     "Aggregate",

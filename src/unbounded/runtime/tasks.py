@@ -16,7 +16,7 @@ from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.plans import compile_plan
 from unbounded.plan.logical import LogicalPlan
 from unbounded.sources.base import InputPartition
-from unbounded.sql.types import StructType
+from unbounded.plan.types import StructType
 
 __all__ = ["PartitionTask", "TaskResult", "run_task"]
 

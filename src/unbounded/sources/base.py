@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from unbounded.sql.types import StructType
+from unbounded.plan.types import StructType
 
 __all__ = [
     "InputPartition",

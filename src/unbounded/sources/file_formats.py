@@ -18,7 +18,7 @@ reads only the files its manifest lists.
 
 Example:
     >>> import os, tempfile
-    >>> from unbounded.sql.types import StructType
+    >>> from unbounded.plan.types import StructType
     >>> folder = tempfile.mkdtemp()
     >>> with open(os.path.join(folder, "a.csv"), "w") as f:
     ...     _ = f.write("id,name\\n1,x\\noops,y\\n")
@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import datetime
 import enum
 import glob
 import json
@@ -47,7 +48,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from unbounded.errors import AnalysisException, MalformedRecordError
-from unbounded.sql.types import (
+from unbounded.plan.types import (
     ArrayType,
     BinaryType,
     BooleanType,
@@ -481,9 +482,19 @@ def _read_json(path: str, schema: StructType, settings: ReadSettings) -> pa.Tabl
 
 
 def _json_staging_type(data_type: DataType) -> pa.DataType:
-    """Strings for the types Polars parses from text (dates, timestamps)."""
+    """Top-level dates and timestamps as strings (Polars parses them in every format
+    Spark accepts); lists as Arrow's ``list``, which pyarrow's JSON reader builds."""
     if isinstance(data_type, DateType | TimestampType | TimestampNTZType):
         return pa.large_string()
+    return _json_nested_type(data_type)
+
+
+def _json_nested_type(data_type: DataType) -> pa.DataType:
+    if isinstance(data_type, ArrayType):
+        return pa.list_(_json_nested_type(data_type.elementType))
+    if isinstance(data_type, StructType):
+        return pa.struct([pa.field(f.name, _json_nested_type(f.dataType))
+                          for f in data_type.fields])
     return data_type.to_arrow()
 
 
@@ -544,10 +555,41 @@ def _stage_records(records: list[dict[str, Any]], fields: list[StructField],
 
 
 def _json_value(value: Any, data_type: DataType) -> Any:
+    """A top-level value as the staging column takes it."""
+    if isinstance(data_type, DateType | TimestampType | TimestampNTZType):
+        return value  # parsed by Polars with the other strings
+    return _json_nested_value(value, data_type)
+
+
+def _json_nested_value(value: Any, data_type: DataType) -> Any:
+    if value is None:
+        return None
     # Spark keeps the JSON text of a non-string value read into a string column.
-    if isinstance(data_type, StringType) and value is not None and not isinstance(value, str):
-        return json.dumps(value, separators=(",", ":"))
+    if isinstance(data_type, StringType):
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if isinstance(data_type, StructType) and isinstance(value, dict):
+        return {f.name: _json_nested_value(value.get(f.name), f.dataType)
+                for f in data_type.fields}
+    if isinstance(data_type, ArrayType) and isinstance(value, list):
+        return [_json_nested_value(v, data_type.elementType) for v in value]
+    if isinstance(data_type, MapType) and isinstance(value, dict):
+        return {k: _json_nested_value(v, data_type.valueType) for k, v in value.items()}
+    if isinstance(data_type, TimestampType | TimestampNTZType | DateType) \
+            and isinstance(value, str):
+        return _iso_value(value, data_type)
     return value
+
+
+def _iso_value(text: str, data_type: DataType) -> Any:
+    try:
+        if isinstance(data_type, DateType):
+            return datetime.date.fromisoformat(text)
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return text  # fails the Arrow conversion, so the record counts as malformed
+    if isinstance(data_type, TimestampType) and parsed.tzinfo is None:
+        return parsed.replace(tzinfo=datetime.UTC)
+    return parsed
 
 
 def _array_or_nulls(values: list[Any], target: pa.DataType, broken: list[bool]) -> pa.Array:

@@ -30,12 +30,13 @@ from unbounded.sources.base import (
 )
 from unbounded.sources.file_formats import (
     DataFile,
+    ReadSettings,
     has_glob,
     infer_schema,
     list_data_files,
     read_files,
 )
-from unbounded.sql.types import StringType, StructType
+from unbounded.plan.types import StringType, StructType
 
 __all__ = ["CleanSource", "FileInputPartition", "FileSource", "FileSourceLog",
            "FileSourceOptions"]
@@ -245,6 +246,7 @@ class FileSource:
         self._schema = ctx.schema if ctx.schema is not None else self.infer_schema(format, ctx)
         self._reader_options = tuple(sorted(
             (k, str(v)) for k, v in ctx.options.items() if k.lower() not in _SOURCE_OPTION_KEYS))
+        ReadSettings.from_options(dict(self._reader_options))  # a bad option fails now
         self.log = FileSourceLog(ctx.metadata_path)
         self.seen = _SeenFiles(self.options.max_file_age_ms, self.options.file_name_only)
         for entries in self.log.batches.values():

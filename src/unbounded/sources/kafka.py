@@ -53,7 +53,7 @@ from unbounded.sources.base import (
     parse_bool_option,
     parse_int_option,
 )
-from unbounded.sql.types import (
+from unbounded.plan.types import (
     ArrayType,
     BinaryType,
     IntegerType,
@@ -731,8 +731,13 @@ class _PartitionReader:
                                f"{redact_text(err.str(), secrets)}")
 
     def _skip_to_log_start(self, consumer: Consumer, where: str) -> None:
-        low, _ = consumer.get_watermark_offsets(
+        low, high = consumer.get_watermark_offsets(
             TopicPartition(self.part.topic, self.part.partition), timeout=10)
+        if self.next_offset >= high:
+            self.data_loss(f"Partition {where} ends at offset {high}, but the batch needs "
+                           f"offsets {self.next_offset} to {self.part.until_offset}.")
+            self.done = True
+            return
         self.data_loss(f"Offsets {self.next_offset} to {low} of partition {where} are gone "
                        f"(the log now starts at {low}).")
         self.next_offset = max(low, self.next_offset)

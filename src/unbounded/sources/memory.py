@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from unbounded.errors import AnalysisException
 from unbounded.sources.base import InputPartition, Offset, SourceContext
-from unbounded.sql.types import StructType
+from unbounded.plan.types import StructType
 
 __all__ = ["MemoryData", "MemorySource", "register_memory_data"]
 

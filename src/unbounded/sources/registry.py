@@ -7,7 +7,7 @@ from typing import Any
 
 from unbounded.errors import AnalysisException
 from unbounded.sources.base import Source, SourceContext
-from unbounded.sql.types import StructType
+from unbounded.plan.types import StructType
 
 __all__ = ["SOURCE_FORMATS", "create_source", "source_class", "source_schema"]
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from unbounded.errors import AnalysisException
 from unbounded.sources.base import InputPartition, Offset, SourceContext, parse_bool_option
-from unbounded.sql.types import StringType, StructField, StructType, TimestampType
+from unbounded.plan.types import StringType, StructField, StructType, TimestampType
 
 __all__ = ["SocketSource"]
 

@@ -553,8 +553,8 @@ def _python_function(name: str) -> Callable[..., Column] | None:
 
 @cache
 def _engine_names() -> tuple[frozenset[str], frozenset[str]]:
-    """Scalar and aggregate names the engine compiles (imported late: parsing a string
-    should not pull the engine in at import time)."""
+    """Scalar and aggregate names the engine compiles (imported late: the engine imports
+    ``unbounded.sql.types``, so a module-level import here could be circular)."""
     from unbounded.engine.aggregates import AGGREGATES
     from unbounded.engine.functions import FUNCTIONS
 

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -290,7 +291,7 @@ class DiskStateStore:
         encoded = self._provider.key_codec.encode(wanted)
         raw = self._provider.get_many(encoded)
         present = [i for i, v in enumerate(raw) if v is not None]
-        found = to_polars(wanted.take(present)).unique(maintain_order=True)
+        found = to_polars(wanted.take(pa.array(present, pa.int64()))).unique(maintain_order=True)
         self._provider.remove(list(dict.fromkeys(encoded[i] for i in present)))
         self._delta.record_deletes(found)
         self._removed += found.height
@@ -342,8 +343,8 @@ class DiskStateStore:
 class DiskStateStoreProvider:
     """Serves versions of one operator partition from a local RocksDB working copy.
 
-    Only one store is open at a time: opening another aborts the first. ``close()``
-    deletes the working copy; committed state stays in the checkpoint files.
+    Only one store is open at a time: opening another aborts the first. ``close()`` (or
+    garbage collection) deletes the working copy; committed state stays in the files.
     """
 
     _MEMORY_PROPERTIES = (
@@ -364,6 +365,7 @@ class DiskStateStoreProvider:
         self._files = StateFileLog(store_id, schema, self._conf.min_deltas_for_snapshot)
         prefix = f"unbounded-state-{store_id.operator_id}-{store_id.partition_id}-"
         self._workdir = tempfile.mkdtemp(prefix=prefix, dir=self._conf.local_dir)
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
         self._db: Rdict | None = None
         self._db_version: int | None = None  # None: the working copy matches no version
         self._store: DiskStateStore | None = None
@@ -394,7 +396,7 @@ class DiskStateStoreProvider:
             self._reset_db()
             if start > 0:
                 for chunk in self._files.snapshot_chunks(start):
-                    self.put(chunk)
+                    self.put(chunk, new_keys=True)
         for v in deltas:
             self._apply_delta(self._files.read_delta(v))
         self._db_version = version
@@ -429,11 +431,12 @@ class DiskStateStoreProvider:
         values: list[bytes | None] = self.db[keys]  # type: ignore[index,assignment]
         return values
 
-    def put(self, rows: pa.Table) -> None:
-        """Insert or replace ``rows`` (one row per key)."""
+    def put(self, rows: pa.Table, *, new_keys: bool = False) -> None:
+        """Insert or replace ``rows`` (one row per key); ``new_keys`` promises that none
+        is present yet, which skips the read that keeps ``num_rows`` exact."""
         keys = self.key_codec.encode(rows)
         values = self.value_codec.encode(rows)
-        self.num_rows += sum(v is None for v in self.get_many(keys))
+        self.num_rows += len(keys) if new_keys else sum(v is None for v in self.get_many(keys))
         batch = WriteBatch(raw_mode=True)
         for k, v in zip(keys, values, strict=True):
             batch.put(k, v)
@@ -482,4 +485,4 @@ class DiskStateStoreProvider:
     def close(self) -> None:
         self._close_db()
         self._db_version = None
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        self._cleanup()

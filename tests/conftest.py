@@ -1,0 +1,33 @@
+"""Shared fixtures: a fresh session per test, and helpers to run jobs as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from unbounded.sql import SparkSession
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def spark() -> Iterator[SparkSession]:
+    session = SparkSession.builder.appName("test").config(
+        "spark.sql.shuffle.partitions", "2").create()
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def python_env() -> dict[str, str]:
+    """Environment for a subprocess that imports this checkout's package."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("UNBOUNDED_FAULT", None)
+    return env
+
+
+PYTHON = sys.executable

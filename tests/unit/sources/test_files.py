@@ -1,0 +1,293 @@
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from unbounded.errors import AnalysisException, CheckpointCorruptError
+from unbounded.sources import files as files_module
+from unbounded.sources.base import Source, SourceContext, SupportsAvailableNow
+from unbounded.sources.files import FileInputPartition, FileSource
+from unbounded.sql.types import StructType
+
+SCHEMA = StructType.fromDDL("v LONG")
+HOUR_S = 3600
+
+
+class Folder:
+    """An input folder whose files get increasing, explicit modification times."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / "in"
+        self.root.mkdir()
+        self.checkpoint = root / "checkpoint" / "sources" / "0"
+        self.clock = 1_700_000_000
+
+    def add(self, name: str, *values: int, mtime: int | None = None) -> str:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f'{{"v": {v}}}\n' for v in values))
+        self.clock += 10
+        stamp = self.clock if mtime is None else mtime
+        os.utime(path, (stamp, stamp))
+        return str(path)
+
+    def source(self, **options: str) -> FileSource:
+        ctx = SourceContext({"path": str(self.root), **options}, SCHEMA, str(self.checkpoint))
+        return FileSource("json", ctx)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Folder:
+    return Folder(tmp_path)
+
+
+def read(source: FileSource, start: Any, end: Any) -> list[int]:
+    tables = [p.read() for p in source.partitions(start, end)]
+    return [r["v"] for t in tables for r in t.to_pylist()]
+
+
+def batch_paths(source: FileSource, start: Any, end: Any) -> list[str]:
+    parts = source.partitions(start, end)
+    assert all(isinstance(p, FileInputPartition) for p in parts)
+    return [os.path.basename(p) for part in parts
+            for p in part.paths]  # type: ignore[attr-defined]
+
+
+def test_file_source_keeps_the_source_contracts(folder: Folder) -> None:
+    source = folder.source()
+    assert isinstance(source, Source)
+    assert isinstance(source, SupportsAvailableNow)
+    assert source.schema == SCHEMA
+
+
+def test_no_files_gives_no_offset(folder: Folder) -> None:
+    assert folder.source().latest_offset(None) is None
+
+
+def test_max_files_per_trigger_splits_the_backlog_into_batches(folder: Folder) -> None:
+    for i in range(5):
+        folder.add(f"f{i}.json", i)
+    source = folder.source(maxFilesPerTrigger="2")
+    start, seen = None, []
+    while (end := source.latest_offset(start)) != start:
+        seen.append(read(source, start, end))
+        start = end
+    assert seen == [[0, 1], [2, 3], [4]]
+    assert start == {"logOffset": 2}
+
+
+def test_new_files_after_a_batch_form_the_next_batch(folder: Folder) -> None:
+    folder.add("a.json", 1)
+    source = folder.source()
+    first = source.latest_offset(None)
+    assert source.latest_offset(first) == first
+    folder.add("b.json", 2, 3)
+    second = source.latest_offset(first)
+    assert second == {"logOffset": 1}
+    assert read(source, first, second) == [2, 3]
+
+
+def test_max_bytes_per_trigger_takes_at_least_one_file(folder: Folder) -> None:
+    folder.add("big.json", *range(100))
+    folder.add("s1.json", 1)
+    folder.add("s2.json", 2)
+    source = folder.source(maxBytesPerTrigger="15")
+    first = source.latest_offset(None)
+    assert batch_paths(source, None, first) == ["big.json"]
+    second = source.latest_offset(first)
+    assert batch_paths(source, first, second) == ["s1.json"]  # each is 9 bytes
+
+
+def test_respect_limits_false_takes_every_new_file(folder: Folder) -> None:
+    for i in range(3):
+        folder.add(f"f{i}.json", i)
+    source = folder.source(maxFilesPerTrigger="1")
+    end = source.latest_offset(None, respect_limits=False)
+    assert read(source, None, end) == [0, 1, 2]
+
+
+def test_latest_first_takes_newest_files_first(folder: Folder) -> None:
+    for i in range(3):
+        folder.add(f"f{i}.json", i)
+    source = folder.source(maxFilesPerTrigger="1", latestFirst="true")
+    first = source.latest_offset(None)
+    assert read(source, None, first) == [2]
+
+
+def test_metadata_log_is_written_in_sparks_format_before_the_offset(folder: Folder) -> None:
+    path = folder.add("a.json", 1)
+    source = folder.source()
+    assert source.latest_offset(None) == {"logOffset": 0}
+    lines = (folder.checkpoint / "0").read_text().split("\n")
+    assert lines[0] == "v1"
+    assert lines[1] == (
+        f'{{"path":"file://{path}","timestamp":{folder.clock * 1000},"batchId":0}}')
+
+
+def test_restart_replays_the_logged_files_of_a_batch(folder: Folder) -> None:
+    folder.add("a.json", 1)
+    folder.add("b.json", 2)
+    first = folder.source(maxFilesPerTrigger="1").latest_offset(None)
+    folder.add("c.json", 3, mtime=folder.clock - 100)  # older than a batch-0 file
+    restarted = folder.source(maxFilesPerTrigger="1")
+    assert batch_paths(restarted, None, first) == ["a.json"]
+    assert read(restarted, None, first) == [1]
+
+
+def test_restart_never_emits_a_seen_file_again(folder: Folder) -> None:
+    folder.add("a.json", 1)
+    source = folder.source()
+    first = source.latest_offset(None)
+    restarted = folder.source()
+    assert restarted.latest_offset(first) == first
+    folder.add("b.json", 2)
+    second = restarted.latest_offset(first)
+    assert read(restarted, first, second) == [2]
+
+
+def test_batch_logged_before_a_crash_is_handed_out_again(folder: Folder) -> None:
+    folder.add("a.json", 1)
+    folder.add("b.json", 2)
+    source = folder.source(maxFilesPerTrigger="1")
+    first = source.latest_offset(None)
+    source.latest_offset(first)  # batch 1 logged, then the run dies before using it
+    restarted = folder.source(maxFilesPerTrigger="1")
+    again = restarted.latest_offset(first)
+    assert again == {"logOffset": 1}
+    assert read(restarted, first, again) == [2]
+    assert restarted.latest_offset(again) == again
+
+
+def test_corrupt_log_version_is_rejected(folder: Folder) -> None:
+    folder.checkpoint.mkdir(parents=True)
+    (folder.checkpoint / "0").write_text('v9\n{"path":"file:///x","timestamp":1,"batchId":0}')
+    with pytest.raises(CheckpointCorruptError, match="v9"):
+        folder.source()
+
+
+def test_available_now_reads_only_files_present_at_prepare(folder: Folder) -> None:
+    folder.add("a.json", 1)
+    folder.add("b.json", 2)
+    source = folder.source(maxFilesPerTrigger="1")
+    source.prepare_for_available_now()
+    folder.add("late.json", 3)
+    start, seen = None, []
+    while (end := source.latest_offset(start)) != start:
+        seen.extend(read(source, start, end))
+        start = end
+    assert seen == [1, 2]
+
+
+def test_max_file_age_ignores_files_older_than_the_newest_minus_age(folder: Folder) -> None:
+    folder.add("new.json", 1, mtime=10 * HOUR_S)
+    folder.add("old.json", 2, mtime=0)
+    source = folder.source(maxFileAge="1 hour")
+    first = source.latest_offset(None)
+    assert sorted(read(source, None, first)) == [1, 2]  # the first listing takes all
+    folder.add("stale.json", 3, mtime=5 * HOUR_S)
+    folder.add("fresh.json", 4, mtime=10 * HOUR_S - 60)
+    second = source.latest_offset(first)
+    assert read(source, first, second) == [4]
+
+
+def test_file_name_only_treats_same_names_as_the_same_file(folder: Folder) -> None:
+    folder.add("x/data.json", 1)
+    source = folder.source(fileNameOnly="true")
+    first = source.latest_offset(None)
+    folder.add("y/data.json", 2)
+    assert source.latest_offset(first) == first
+
+
+def test_hidden_files_are_never_read(folder: Folder) -> None:
+    folder.add("_tmp.json", 1)
+    folder.add(".part.json", 2)
+    folder.add("ok.json", 3)
+    source = folder.source()
+    end = source.latest_offset(None)
+    assert read(source, None, end) == [3]
+
+
+def test_clean_source_delete_removes_files_of_committed_batches(folder: Folder) -> None:
+    a = folder.add("a.json", 1)
+    b = folder.add("b.json", 2)
+    source = folder.source(maxFilesPerTrigger="1", cleanSource="delete")
+    first = source.latest_offset(None)
+    second = source.latest_offset(first)
+    source.commit(first)
+    assert not os.path.exists(a)
+    assert os.path.exists(b)
+    source.commit(second)
+    assert not os.path.exists(b)
+
+
+def test_clean_source_archive_keeps_the_full_path_under_the_archive_dir(
+        folder: Folder, tmp_path: Path) -> None:
+    a = folder.add("sub/a.json", 1)
+    archive = tmp_path / "archive"
+    source = folder.source(cleanSource="archive", sourceArchiveDir=str(archive))
+    end = source.latest_offset(None)
+    assert os.path.exists(a)  # nothing moves before the batch is committed
+    source.commit(end)
+    assert not os.path.exists(a)
+    moved = archive / a.lstrip("/")
+    assert moved.read_text() == '{"v": 1}\n'
+
+
+def test_clean_source_archive_needs_a_dir_outside_the_source(folder: Folder) -> None:
+    with pytest.raises(AnalysisException, match="sourceArchiveDir"):
+        folder.source(cleanSource="archive")
+    with pytest.raises(AnalysisException, match="inside the source path"):
+        folder.source(cleanSource="archive", sourceArchiveDir=str(folder.root / "done"))
+
+
+def test_missing_path_fails_in_infer_schema_naming_it(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope")
+    ctx = SourceContext({"path": missing}, SCHEMA, None)
+    with pytest.raises(AnalysisException, match=missing):
+        FileSource.infer_schema("json", ctx)
+
+
+def test_infer_schema_needs_a_schema_for_json(folder: Folder) -> None:
+    folder.add("a.json", 1)
+    ctx = SourceContext({"path": str(folder.root)}, None, None)
+    with pytest.raises(AnalysisException, match="Schema must be specified"):
+        FileSource.infer_schema("json", ctx)
+    inferred = SourceContext({"path": str(folder.root), "inferSchema": "true"}, None, None)
+    assert FileSource.infer_schema("json", inferred) == StructType.fromDDL("v LONG")
+
+
+def test_text_source_has_a_value_column(folder: Folder) -> None:
+    ctx = SourceContext({"path": str(folder.root)}, None, None)
+    assert FileSource.infer_schema("text", ctx) == StructType.fromDDL("value STRING")
+
+
+def test_partitions_split_a_batch_and_pickle(folder: Folder,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files_module, "_parallelism", lambda: 4)
+    for i in range(3):
+        folder.add(f"f{i}.json", i)
+    source = folder.source(nullValue="NA")
+    end = source.latest_offset(None)
+    parts = source.partitions(None, end)
+    assert len(parts) == 3
+    clone = pickle.loads(pickle.dumps(parts[0]))
+    assert clone == parts[0]
+    assert clone.read() == pa.table({"v": pa.array([0], pa.int64())})
+    assert dict(clone.options) == {"nullValue": "NA"}  # source options stay out
+
+
+def test_many_small_files_share_partitions(folder: Folder,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files_module, "_parallelism", lambda: 2)
+    for i in range(10):
+        folder.add(f"f{i}.json", i)
+    source = folder.source()
+    end = source.latest_offset(None)
+    parts = source.partitions(None, end)
+    assert len(parts) == 2
+    assert read(source, None, end) == list(range(10))
