@@ -14,6 +14,7 @@ is missing (recreate a topic to lose offsets); storage is memory only.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import os
 import signal
@@ -65,6 +66,18 @@ def _free_port() -> int:
         return port
 
 
+try:  # resolved here, not in the forked child, which must not import anything
+    _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except OSError:
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """Linux: the broker gets SIGKILL if the test process dies without cleaning up."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _answers(bootstrap: str) -> bool:
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1000})
     try:
@@ -87,6 +100,7 @@ class BrokerProcess:
                 [str(binary), "broker", "--listener-url", url,
                  "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl(2)
             )
 
     @property

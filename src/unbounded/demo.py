@@ -34,8 +34,9 @@ def generate_events(folder: str, files: int, per_file: int, seed: int = 7) -> in
         for i in range(per_file):
             n = f * per_file + i
             kind = "noise" if n % 10 == 9 else kinds[n % 3]
-            lines.append(json.dumps({"id": n, "kind": kind, "amount": rng.randint(1, 999) / 10,
-                                     "ts": f"2026-11-25 10:{n // 60000 % 60:02d}:{n // 1000 % 60:02d}"}))
+            ts = f"2026-11-25 10:{n // 60000 % 60:02d}:{n // 1000 % 60:02d}"
+            amount = rng.randint(1, 999) / 10
+            lines.append(json.dumps({"id": n, "kind": kind, "amount": amount, "ts": ts}))
         tmp = os.path.join(folder, f".events-{f:04d}.json.tmp")
         with open(tmp, "w") as out:
             out.write("\n".join(lines) + "\n")
@@ -53,7 +54,8 @@ def build_query(spark: object, input_dir: str, output_dir: str, checkpoint: str,
     events = (spark.readStream.schema(EVENT_SCHEMA)
               .option("maxFilesPerTrigger", files_per_trigger).json(input_dir))
     cleaned = (events.where(F.col("kind") != "noise")
-               .select("id", F.upper("kind").alias("kind"), (F.col("amount") * 2).alias("double_amount"),
+               .select("id", F.upper("kind").alias("kind"),
+                       (F.col("amount") * 2).alias("double_amount"),
                        F.to_timestamp("ts").alias("event_time")))
     return (cleaned.writeStream.format("parquet")
             .option("checkpointLocation", checkpoint)

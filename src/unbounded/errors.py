@@ -30,10 +30,10 @@ class UnboundedError(Exception):
         if error_class is not None:
             self.error_class = error_class
 
-    def getErrorClass(self) -> str:  # noqa: N802 - PySpark's name
+    def getErrorClass(self) -> str:
         return self.error_class
 
-    def getMessage(self) -> str:  # noqa: N802 - PySpark's name
+    def getMessage(self) -> str:
         return str(self)
 
 

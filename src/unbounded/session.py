@@ -11,11 +11,10 @@ from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
 from unbounded.plan.logical import DataRelation
+from unbounded.plan.types import StructType, parse_ddl_schema
 from unbounded.sql.dataframe import DataFrame
 from unbounded.sql.readwriter import DataFrameReader
-from unbounded.sql.row import Row
 from unbounded.sql.streaming import DataStreamReader, StreamingQueryManager
-from unbounded.plan.types import StructType, parse_ddl_schema
 
 __all__ = ["RuntimeConfig", "SparkSession"]
 
@@ -45,10 +44,10 @@ class RuntimeConfig:
     def unset(self, key: str) -> None:
         self._values.pop(key, None)
 
-    def getAll(self) -> dict[str, str]:  # noqa: N802
+    def getAll(self) -> dict[str, str]:
         return dict(self._values)
 
-    def isModifiable(self, key: str) -> bool:  # noqa: N802
+    def isModifiable(self, key: str) -> bool:
         return True
 
 
@@ -58,28 +57,30 @@ class SparkSession:
     _active: ClassVar[SparkSession | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
+    builder: ClassVar[SparkSession.Builder]
+
     class Builder:
         def __init__(self) -> None:
             self._options: dict[str, str] = {}
 
-        def appName(self, name: str) -> SparkSession.Builder:  # noqa: N802
+        def appName(self, name: str) -> SparkSession.Builder:
             return self.config("spark.app.name", name)
 
         def master(self, master: str) -> SparkSession.Builder:
             return self.config("spark.master", master)
 
         def config(self, key: str | None = None, value: Any = None,
-                   conf: Any = None, map: dict[str, Any] | None = None) -> SparkSession.Builder:  # noqa: A002
+                   conf: Any = None, map: dict[str, Any] | None = None) -> SparkSession.Builder:
             if key is not None:
                 self._options[key] = str(value).lower() if isinstance(value, bool) else str(value)
             for k, v in (map or {}).items():
                 self._options[k] = str(v)
             return self
 
-        def enableHiveSupport(self) -> SparkSession.Builder:  # noqa: N802
+        def enableHiveSupport(self) -> SparkSession.Builder:
             return self
 
-        def getOrCreate(self) -> SparkSession:  # noqa: N802
+        def getOrCreate(self) -> SparkSession:
             with SparkSession._lock:
                 session = SparkSession._active
                 if session is None:
@@ -100,7 +101,7 @@ class SparkSession:
         self._executor_instance: Executor | None = None
 
     @classmethod
-    def getActiveSession(cls) -> SparkSession | None:  # noqa: N802
+    def getActiveSession(cls) -> SparkSession | None:
         return cls._active
 
     @property
@@ -110,7 +111,7 @@ class SparkSession:
         return version("unbounded")
 
     @property
-    def readStream(self) -> DataStreamReader:  # noqa: N802
+    def readStream(self) -> DataStreamReader:
         return DataStreamReader(self)
 
     @property
@@ -130,7 +131,7 @@ class SparkSession:
     def _register_view(self, name: str, df: DataFrame) -> None:
         self._views[name] = df
 
-    def createDataFrame(self, data: Any, schema: StructType | str | list[str] | None = None,  # noqa: N802
+    def createDataFrame(self, data: Any, schema: StructType | str | list[str] | None = None,
                         ) -> DataFrame:
         from unbounded.sql.local_data import table_from_data
 
@@ -144,7 +145,7 @@ class SparkSession:
         return DataFrame(DataRelation(pa.table({"id": pa.array(range(start, end, step),
                                                                  pa.int64())})), self)
 
-    def table(self, tableName: str) -> DataFrame:  # noqa: N803
+    def table(self, tableName: str) -> DataFrame:
         from unbounded.sinks.memory import memory_table
 
         if tableName in self._views:
@@ -181,6 +182,6 @@ class _BuilderProperty:
         return SparkSession.Builder()
 
 
-SparkSession.builder = _BuilderProperty()  # type: ignore[attr-defined]
+SparkSession.builder = _BuilderProperty()  # type: ignore[assignment]
 
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from unbounded.plan.logical import SourceSpec, StreamingRelation
-from unbounded.sources.memory import MemoryData, register_memory_data
 from unbounded.plan.types import StructType, parse_ddl_schema
+from unbounded.sources.memory import MemoryData, register_memory_data
 
 if TYPE_CHECKING:
     from unbounded.session import SparkSession
@@ -47,7 +47,7 @@ class MemoryStream:
         self.data = MemoryData(self.schema)
         register_memory_data(self.id, self.data)
 
-    def addData(self, rows: Sequence[Any]) -> int:  # noqa: N802
+    def addData(self, rows: Sequence[Any]) -> int:
         """Append one block of rows (tuples, dicts or an Arrow table); returns its offset."""
         from unbounded.sql.local_data import table_from_data
 
@@ -56,7 +56,7 @@ class MemoryStream:
 
     add_data = addData
 
-    def toDF(self) -> DataFrame:  # noqa: N802
+    def toDF(self) -> DataFrame:
         from unbounded.sql.dataframe import DataFrame
 
         spec = SourceSpec("memory", (("id", self.id),), self.schema)

@@ -19,12 +19,13 @@ from unbounded.state.base import (
     StateStoreConf,
     StateStoreId,
     StateStoreProvider,
+    StateStoreProviderFactory,
 )
 from unbounded.state.disk import DiskStateStoreProvider
 from unbounded.state.memory import MemoryStateStoreProvider
 from unbounded.state.registry import create_provider, provider_class
 
-PROVIDERS: dict[str, type[StateStoreProvider]] = {
+PROVIDERS: dict[str, StateStoreProviderFactory] = {
     "memory": MemoryStateStoreProvider,
     "disk": DiskStateStoreProvider,
 }

@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -27,7 +26,8 @@ def workdir(tmp_path):
 
 
 def _run(cmd, env, timeout=120):
-    return subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
+    return subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True,
+                          check=False)
 
 
 def _assert_exactly_once(workdir):
@@ -112,20 +112,23 @@ def test_two_processes_on_one_checkpoint_exactly_one_runs(workdir, python_env):
 def test_sigterm_stops_cleanly_and_restart_continues_exactly(workdir, python_env):
     cmd = _job_command(workdir, files_per_trigger=1)
     slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "0.3"}
-    proc = subprocess.Popen(cmd, env=slow, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    log_path = os.path.join(workdir, "job.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=slow, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 60
         while not _exists(workdir, "commits", "1") and time.monotonic() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+        code = proc.wait(60)
+        with open(log_path) as log:
+            assert code == 0, log.read()
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(30)
-    offsets = {n for n in os.listdir(os.path.join(workdir, "checkpoint", "offsets"))}
-    commits = {n for n in os.listdir(os.path.join(workdir, "checkpoint", "commits"))}
+    offsets = set(os.listdir(os.path.join(workdir, "checkpoint", "offsets")))
+    commits = set(os.listdir(os.path.join(workdir, "checkpoint", "commits")))
     assert offsets == commits, "a graceful stop leaves no half-done batch"
     assert len(commits) < FILES
     assert _run(cmd, python_env).returncode == 0

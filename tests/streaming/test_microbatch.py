@@ -193,7 +193,7 @@ def test_rate_source_replays_identical_rows_for_a_logged_range(spark, tmp_path):
     first = RateSource("rate", ctx)
     again = RateSource("rate", ctx)
     read = lambda src: sorted(  # noqa: E731
-        r for p in src.partitions(2, 5) for r in zip(*p.read().to_pydict().values()))
+        r for p in src.partitions(2, 5) for r in zip(*p.read().to_pydict().values(), strict=True))
     rows = read(first)
     assert rows == read(again)
     assert [v for _, v in rows] == list(range(14, 35))

@@ -26,8 +26,8 @@ class CheckpointLock:
         except BlockingIOError:
             os.close(fd)
             raise ConcurrentQueryError(
-                f"Another run of this query is active on the checkpoint {os.path.dirname(self.path)}"
-                ". Stop it first, or start this query with another checkpointLocation."
+                "Another run of this query is active on the checkpoint "
+                f"{os.path.dirname(self.path)}. Stop it first, or start this query with another checkpointLocation."
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

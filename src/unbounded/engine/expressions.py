@@ -6,6 +6,7 @@ Unsupported nodes raise an error that names them. Scalar functions live in a tab
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import singledispatch
 from typing import Any
 
@@ -14,6 +15,7 @@ import polars as pl
 from unbounded.engine.context import CompileContext
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException
+from unbounded.plan import types as T
 from unbounded.plan.expressions import (
     Alias,
     BinaryOp,
@@ -30,7 +32,6 @@ from unbounded.plan.expressions import (
     Star,
     UnaryOp,
 )
-from unbounded.plan import types as T
 
 __all__ = ["compile_expr", "compile_named", "expand_star", "like_to_regex"]
 
@@ -98,7 +99,7 @@ def _(expr: Alias, ctx: CompileContext) -> pl.Expr:
     return compile_expr(expr.child, ctx).alias(expr.name)
 
 
-_ARITH = {
+_ARITH: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
     "div": lambda a, b: a.cast(pl.Float64) / b.cast(pl.Float64),
     "mod": lambda a, b: a % b, "pow": lambda a, b: a.cast(pl.Float64).pow(b),
@@ -270,10 +271,7 @@ def _(expr: Like, ctx: CompileContext) -> pl.Expr:
     if expr.kind == "rlike":
         return child.str.contains(expr.pattern)
     regex = like_to_regex(expr.pattern)
-    if expr.kind == "ilike":
-        regex = "(?is)" + regex
-    else:
-        regex = "(?s)" + regex
+    regex = ("(?is)" if expr.kind == "ilike" else "(?s)") + regex
     return child.str.contains(regex)
 
 

@@ -16,8 +16,8 @@ from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.expressions import cast_to, compile_expr
 from unbounded.errors import AnalysisException
-from unbounded.plan.expressions import FunctionCall
 from unbounded.plan import types as T
+from unbounded.plan.expressions import FunctionCall
 
 __all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function"]
 

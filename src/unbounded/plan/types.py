@@ -50,16 +50,16 @@ class DataType:
 
     type_name: ClassVar[str] = "data"
 
-    def simpleString(self) -> str:  # noqa: N802 - PySpark's name
+    def simpleString(self) -> str:
         return self.type_name
 
-    def typeName(self) -> str:  # noqa: N802 - PySpark's name
+    def typeName(self) -> str:
         return self.type_name
 
     def to_arrow(self) -> pa.DataType:
         raise NotImplementedError(type(self).__name__)
 
-    def jsonValue(self) -> Any:  # noqa: N802 - PySpark's name
+    def jsonValue(self) -> Any:
         return self.type_name
 
     def json(self) -> str:
@@ -173,10 +173,10 @@ class DecimalType(DataType):
         self.precision = precision
         self.scale = scale
 
-    def simpleString(self) -> str:  # noqa: N802
+    def simpleString(self) -> str:
         return f"decimal({self.precision},{self.scale})"
 
-    def jsonValue(self) -> Any:  # noqa: N802
+    def jsonValue(self) -> Any:
         return self.simpleString()
 
     def to_arrow(self) -> pa.DataType:
@@ -189,14 +189,14 @@ class DecimalType(DataType):
 class ArrayType(DataType):
     type_name = "array"
 
-    def __init__(self, elementType: DataType, containsNull: bool = True) -> None:  # noqa: N803
+    def __init__(self, elementType: DataType, containsNull: bool = True) -> None:
         self.elementType = elementType
         self.containsNull = containsNull
 
-    def simpleString(self) -> str:  # noqa: N802
+    def simpleString(self) -> str:
         return f"array<{self.elementType.simpleString()}>"
 
-    def jsonValue(self) -> Any:  # noqa: N802
+    def jsonValue(self) -> Any:
         return {
             "type": "array",
             "elementType": self.elementType.jsonValue(),
@@ -215,18 +215,18 @@ class MapType(DataType):
 
     def __init__(
         self,
-        keyType: DataType,  # noqa: N803
-        valueType: DataType,  # noqa: N803
-        valueContainsNull: bool = True,  # noqa: N803
+        keyType: DataType,
+        valueType: DataType,
+        valueContainsNull: bool = True,
     ) -> None:
         self.keyType = keyType
         self.valueType = valueType
         self.valueContainsNull = valueContainsNull
 
-    def simpleString(self) -> str:  # noqa: N802
+    def simpleString(self) -> str:
         return f"map<{self.keyType.simpleString()},{self.valueType.simpleString()}>"
 
-    def jsonValue(self) -> Any:  # noqa: N802
+    def jsonValue(self) -> Any:
         return {
             "type": "map",
             "keyType": self.keyType.jsonValue(),
@@ -246,14 +246,14 @@ class StructField:
     """One named, typed column of a :class:`StructType`."""
 
     name: str
-    dataType: DataType  # noqa: N815 - PySpark's name
+    dataType: DataType
     nullable: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def simpleString(self) -> str:  # noqa: N802
+    def simpleString(self) -> str:
         return f"{self.name}:{self.dataType.simpleString()}"
 
-    def jsonValue(self) -> Any:  # noqa: N802
+    def jsonValue(self) -> Any:
         return {
             "name": self.name,
             "type": self.dataType.jsonValue(),
@@ -289,7 +289,7 @@ class StructType(DataType):
     def names(self) -> list[str]:
         return [f.name for f in self.fields]
 
-    def fieldNames(self) -> list[str]:  # noqa: N802
+    def fieldNames(self) -> list[str]:
         return self.names
 
     def __iter__(self) -> Any:
@@ -306,10 +306,10 @@ class StructType(DataType):
                 return f
         raise KeyError(f"No StructField named {key}")
 
-    def simpleString(self) -> str:  # noqa: N802
+    def simpleString(self) -> str:
         return "struct<" + ",".join(f.simpleString() for f in self.fields) + ">"
 
-    def jsonValue(self) -> Any:  # noqa: N802
+    def jsonValue(self) -> Any:
         return {"type": "struct", "fields": [f.jsonValue() for f in self.fields]}
 
     def to_arrow(self) -> pa.DataType:
@@ -318,7 +318,7 @@ class StructType(DataType):
     def to_arrow_schema(self) -> pa.Schema:
         return pa.schema([f.to_arrow() for f in self.fields])
 
-    def treeString(self) -> str:  # noqa: N802
+    def treeString(self) -> str:
         lines = ["root"]
         _tree_lines(self, 1, lines)
         return "\n".join(lines) + "\n"
@@ -338,7 +338,7 @@ class StructType(DataType):
         return hash(self.simpleString())
 
     @classmethod
-    def fromDDL(cls, ddl: str) -> StructType:  # noqa: N802
+    def fromDDL(cls, ddl: str) -> StructType:
         """Parse a DDL column list such as ``"id LONG, tags ARRAY<STRING>"``."""
         return parse_ddl_schema(ddl)
 
@@ -357,7 +357,7 @@ def _tree_lines(struct: StructType, depth: int, lines: list[str]) -> None:
             _tree_lines(f.dataType, depth + 1, lines)
 
 
-def from_arrow_type(t: pa.DataType) -> DataType:  # noqa: PLR0911
+def from_arrow_type(t: pa.DataType) -> DataType:
     """The Spark type that an Arrow type stands for."""
     simple: list[tuple[Any, DataType]] = [
         (pa.types.is_null, NullType()),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["FAULT_POINTS", "fault_point"]
+__all__ = ["FAULT_POINTS", "fault_point", "slow_batch_for_tests"]
 
 FAULT_POINTS = (
     "before-offset-write",
@@ -31,3 +31,13 @@ def fault_point(name: str, batch_id: int) -> None:
     point, _, batch = wanted.partition("@")
     if point == name and (not batch or int(batch) == batch_id):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def slow_batch_for_tests() -> None:
+    """``UNBOUNDED_TEST_BATCH_DELAY=<seconds>`` stretches each batch, so a test can act
+    while a query is reliably mid-run."""
+    delay = os.environ.get("UNBOUNDED_TEST_BATCH_DELAY")
+    if delay:
+        import time
+
+        time.sleep(float(delay))

@@ -25,7 +25,7 @@ from unbounded.checkpoint.logs import CommitEntry, CommitLog, OffsetEntry, Offse
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.executors.base import Executor
 from unbounded.plan.logical import StreamingRelation, streaming_relations
-from unbounded.runtime.faults import fault_point
+from unbounded.runtime.faults import fault_point, slow_batch_for_tests
 from unbounded.runtime.progress import Progress
 from unbounded.runtime.recovery import find_resume_point
 from unbounded.runtime.spec import QuerySpec
@@ -156,7 +156,7 @@ class MicroBatchExecution:
     def _run(self) -> None:
         try:
             self._run_loop()
-        except BaseException as e:  # noqa: BLE001 - any failure ends the query
+        except BaseException as e:
             log.exception("Query %s (run %s) failed", self.spec.query_name or self.id,
                           self.run_id)
             self.exception = StreamingQueryException(
@@ -259,6 +259,7 @@ class MicroBatchExecution:
         with timer.measure("addBatch"):
             self.sink.add_batch(batch_id, batch)
         fault_point("after-sink", batch_id)
+        slow_batch_for_tests()
         return sum(per_source), batch.num_rows, per_source, event_time
 
     def _plan_tasks(self, entry: OffsetEntry) -> tuple[list[PartitionTask], list[int | None]]:
@@ -387,12 +388,12 @@ class MicroBatchExecution:
         for src in self.sources:
             try:
                 src.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("Stopping source %s failed", src.description, exc_info=True)
         if self.sink is not None:
             try:
                 self.sink.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("Stopping the sink failed", exc_info=True)
         self._release()
         self.status = Progress({"message": "Stopped", "isDataAvailable": False,

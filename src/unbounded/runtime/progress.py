@@ -29,7 +29,7 @@ class Progress(dict[str, Any]):
         return json.dumps(self, separators=(",", ":"), default=str)
 
     @property
-    def prettyJson(self) -> str:  # noqa: N802 - PySpark's name
+    def prettyJson(self) -> str:
         return json.dumps(self, indent=2, default=str)
 
     def __str__(self) -> str:

@@ -26,7 +26,7 @@ class QuerySpec:
     output_mode: str
     checkpoint: str
     temporary_checkpoint: bool = False
-    trigger: Trigger = ProcessingTime(0)
+    trigger: Trigger = field(default_factory=ProcessingTime)
     query_name: str | None = None
     partition_by: tuple[str, ...] = ()
     conf: dict[str, str] = field(default_factory=dict)

@@ -15,8 +15,8 @@ from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.plans import compile_plan
 from unbounded.plan.logical import LogicalPlan
-from unbounded.sources.base import InputPartition
 from unbounded.plan.types import StructType
+from unbounded.sources.base import InputPartition
 
 __all__ = ["PartitionTask", "TaskResult", "run_task"]
 

@@ -37,10 +37,10 @@ Trigger = ProcessingTime | Once | AvailableNow | Continuous
 
 
 def make_trigger(
-    processingTime: str | None = None,  # noqa: N803
+    processingTime: str | None = None,
     once: bool | None = None,
     continuous: str | None = None,
-    availableNow: bool | None = None,  # noqa: N803
+    availableNow: bool | None = None,
 ) -> Trigger:
     given = [x for x in (processingTime, once, continuous, availableNow) if x is not None]
     if len(given) != 1:

@@ -20,6 +20,7 @@ import pyarrow as pa
 from unbounded.checkpoint.atomic import write_atomic
 from unbounded.errors import AnalysisException, CheckpointCorruptError
 from unbounded.plan.intervals import parse_interval_ms
+from unbounded.plan.types import StringType, StructType
 from unbounded.sinks.file_manifest import local_path, path_uri
 from unbounded.sources.base import (
     InputPartition,
@@ -36,7 +37,6 @@ from unbounded.sources.file_formats import (
     list_data_files,
     read_files,
 )
-from unbounded.plan.types import StringType, StructType
 
 __all__ = ["CleanSource", "FileInputPartition", "FileSource", "FileSourceLog",
            "FileSourceOptions"]

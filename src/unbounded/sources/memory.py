@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from unbounded.errors import AnalysisException
-from unbounded.sources.base import InputPartition, Offset, SourceContext
 from unbounded.plan.types import StructType
+from unbounded.sources.base import InputPartition, Offset, SourceContext
 
 __all__ = ["MemoryData", "MemorySource", "register_memory_data"]
 

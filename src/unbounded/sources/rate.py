@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from unbounded.checkpoint.atomic import write_atomic
 from unbounded.errors import CheckpointCorruptError
-from unbounded.sources.base import InputPartition, Offset, SourceContext, parse_int_option
 from unbounded.plan.types import LongType, StructField, StructType, TimestampType
+from unbounded.sources.base import InputPartition, Offset, SourceContext, parse_int_option
 
 __all__ = ["RateSource"]
 

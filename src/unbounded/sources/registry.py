@@ -6,8 +6,8 @@ import importlib
 from typing import Any
 
 from unbounded.errors import AnalysisException
-from unbounded.sources.base import Source, SourceContext
 from unbounded.plan.types import StructType
+from unbounded.sources.base import Source, SourceContext
 
 __all__ = ["SOURCE_FORMATS", "create_source", "source_class", "source_schema"]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from unbounded.errors import AnalysisException
-from unbounded.sources.base import InputPartition, Offset, SourceContext, parse_bool_option
 from unbounded.plan.types import StringType, StructField, StructType, TimestampType
+from unbounded.sources.base import InputPartition, Offset, SourceContext, parse_bool_option
 
 __all__ = ["SocketSource"]
 

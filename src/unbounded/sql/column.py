@@ -109,16 +109,16 @@ class Column:
         return f"Column<'{self.expr.display_name()}'>"
 
     # -- PySpark methods -------------------------------------------------------------
-    def eqNullSafe(self, other: Any) -> Column:  # noqa: N802
+    def eqNullSafe(self, other: Any) -> Column:
         return self._bin("eq_null_safe", other)
 
-    def bitwiseAND(self, other: Any) -> Column:  # noqa: N802
+    def bitwiseAND(self, other: Any) -> Column:
         return self._bin("bitand", other)
 
-    def bitwiseOR(self, other: Any) -> Column:  # noqa: N802
+    def bitwiseOR(self, other: Any) -> Column:
         return self._bin("bitor", other)
 
-    def bitwiseXOR(self, other: Any) -> Column:  # noqa: N802
+    def bitwiseXOR(self, other: Any) -> Column:
         return self._bin("bitxor", other)
 
     def alias(self, *names: str, **kwargs: Any) -> Column:
@@ -126,16 +126,16 @@ class Column:
 
     name = alias
 
-    def cast(self, dataType: DataType | str) -> Column:  # noqa: N803
+    def cast(self, dataType: DataType | str) -> Column:
         target = parse_data_type(dataType) if isinstance(dataType, str) else dataType
         return Column(Cast(self.expr, target))
 
     astype = cast
 
-    def isNull(self) -> Column:  # noqa: N802
+    def isNull(self) -> Column:
         return Column(UnaryOp("isnull", self.expr))
 
-    def isNotNull(self) -> Column:  # noqa: N802
+    def isNotNull(self) -> Column:
         return Column(UnaryOp("isnotnull", self.expr))
 
     def isin(self, *values: Any) -> Column:
@@ -161,18 +161,18 @@ class Column:
     def endswith(self, other: Any) -> Column:
         return Column(FunctionCall("endswith", (self.expr, to_expr(other))))
 
-    def substr(self, startPos: int, length: int) -> Column:  # noqa: N803
+    def substr(self, startPos: int, length: int) -> Column:
         return Column(FunctionCall("substring", (self.expr,),
                                    (("pos", startPos), ("len", length))))
 
-    def getField(self, name: str) -> Column:  # noqa: N802
+    def getField(self, name: str) -> Column:
         return Column(GetField(self.expr, name))
 
-    def getItem(self, key: Any) -> Column:  # noqa: N802
+    def getItem(self, key: Any) -> Column:
         return Column(GetItem(self.expr, to_expr(key)))
 
     def between(self, lower: Any, upper: Any) -> Column:
-        return (self >= lower) & (self <= upper)
+        return Column(BinaryOp("and", (self >= lower).expr, (self <= upper).expr))
 
     def when(self, condition: Column, value: Any) -> Column:
         if not isinstance(self.expr, CaseWhen) or self.expr.otherwise is not None:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from unbounded.engine.context import CompileContext
 from unbounded.engine.plans import compile_plan, plan_schema
 from unbounded.errors import AnalysisException
-from unbounded.plan.expressions import Alias, ColumnRef, Expression, SortOrder, Star
+from unbounded.plan.expressions import Alias, ColumnRef, Expression, SortOrder
 from unbounded.plan.intervals import parse_interval_ms
 from unbounded.plan.logical import (
     Deduplicate,
@@ -69,10 +69,10 @@ class DataFrame:
         return [(f.name, f.dataType.simpleString()) for f in self.schema.fields]
 
     @property
-    def isStreaming(self) -> bool:  # noqa: N802
+    def isStreaming(self) -> bool:
         return is_streaming(self._plan)
 
-    def printSchema(self) -> None:  # noqa: N802
+    def printSchema(self) -> None:
         print(self.schema.treeString(), end="")
 
     def explain(self, extended: bool | str | None = None, mode: str | None = None) -> None:
@@ -98,7 +98,7 @@ class DataFrame:
         exprs = tuple(column_of(c).expr for c in cols)
         return self._with_plan(Project(self._plan, exprs))
 
-    def selectExpr(self, *exprs: str) -> DataFrame:  # noqa: N802
+    def selectExpr(self, *exprs: str) -> DataFrame:
         from unbounded.sql.expr_parser import parse_expression
 
         if len(exprs) == 1 and isinstance(exprs[0], (list, tuple)):
@@ -116,7 +116,7 @@ class DataFrame:
 
     where = filter
 
-    def withColumns(self, colsMap: dict[str, Column]) -> DataFrame:  # noqa: N802, N803
+    def withColumns(self, colsMap: dict[str, Column]) -> DataFrame:
         existing = self.columns
         lowered = {c.lower(): c for c in existing}
         exprs: list[Expression] = []
@@ -133,19 +133,19 @@ class DataFrame:
                 exprs.append(Alias(column.expr, name))
         return self._with_plan(Project(self._plan, tuple(exprs)))
 
-    def withColumn(self, colName: str, col: Column) -> DataFrame:  # noqa: N803
+    def withColumn(self, colName: str, col: Column) -> DataFrame:
         if not isinstance(col, Column):
             raise TypeError(f"withColumn needs a Column for {colName!r}, got {type(col).__name__}")
         return self.withColumns({colName: col})
 
-    def withColumnRenamed(self, existing: str, new: str) -> DataFrame:  # noqa: N802
+    def withColumnRenamed(self, existing: str, new: str) -> DataFrame:
         if existing not in self.columns:
             return self
         exprs = tuple(Alias(_quoted(c), new) if c == existing else _quoted(c)
                       for c in self.columns)
         return self._with_plan(Project(self._plan, exprs))
 
-    def withColumnsRenamed(self, colsMap: dict[str, str]) -> DataFrame:  # noqa: N802, N803
+    def withColumnsRenamed(self, colsMap: dict[str, str]) -> DataFrame:
         df = self
         for old, new in colsMap.items():
             df = df.withColumnRenamed(old, new)
@@ -166,7 +166,7 @@ class DataFrame:
 
     unionAll = union
 
-    def unionByName(self, other: DataFrame, allowMissingColumns: bool = False) -> DataFrame:  # noqa: N802, N803
+    def unionByName(self, other: DataFrame, allowMissingColumns: bool = False) -> DataFrame:
         if not allowMissingColumns:
             missing = set(self.columns) ^ set(other.columns)
             if missing:
@@ -177,7 +177,7 @@ class DataFrame:
         return self._with_plan(Union((self._plan, other._plan), by_name=True,
                                      allow_missing=allowMissingColumns))
 
-    def withWatermark(self, eventTime: str, delayThreshold: str) -> DataFrame:  # noqa: N802, N803
+    def withWatermark(self, eventTime: str, delayThreshold: str) -> DataFrame:
         field = next((f for f in self.schema.fields if f.name.lower() == eventTime.lower()), None)
         if field is None:
             raise AnalysisException(
@@ -191,7 +191,7 @@ class DataFrame:
             raise AnalysisException("The watermark delay must not be negative.")
         return self._with_plan(WithWatermark(self._plan, field.name, delay))
 
-    def groupBy(self, *cols: Any) -> GroupedData:  # noqa: N802
+    def groupBy(self, *cols: Any) -> GroupedData:
         if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
             cols = tuple(cols[0])
         return GroupedData(self, tuple(column_of(c).expr for c in cols))
@@ -201,7 +201,7 @@ class DataFrame:
     def agg(self, *exprs: Any) -> DataFrame:
         return self.groupBy().agg(*exprs)
 
-    def dropDuplicates(self, subset: list[str] | None = None) -> DataFrame:  # noqa: N802
+    def dropDuplicates(self, subset: list[str] | None = None) -> DataFrame:
         return self._with_plan(Deduplicate(self._plan, tuple(subset) if subset else None))
 
     drop_duplicates = dropDuplicates
@@ -209,11 +209,11 @@ class DataFrame:
     def distinct(self) -> DataFrame:
         return self.dropDuplicates()
 
-    def dropDuplicatesWithinWatermark(self, subset: list[str] | None = None) -> DataFrame:  # noqa: N802
+    def dropDuplicatesWithinWatermark(self, subset: list[str] | None = None) -> DataFrame:
         keys = tuple(subset) if subset else None
         return self._with_plan(Deduplicate(self._plan, keys, within_watermark=True))
 
-    def orderBy(self, *cols: Any, ascending: bool | list[bool] = True) -> DataFrame:  # noqa: N802
+    def orderBy(self, *cols: Any, ascending: bool | list[bool] = True) -> DataFrame:
         if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
             cols = tuple(cols[0])
         flags = ascending if isinstance(ascending, list) else [ascending] * len(cols)
@@ -236,7 +236,7 @@ class DataFrame:
                 f"{action}() cannot run on a streaming DataFrame.",
                 error_class="STREAMING_ACTION")
 
-    def toArrow(self) -> pa.Table:  # noqa: N802
+    def toArrow(self) -> pa.Table:
         self._require_batch("toArrow")
         ctx = CompileContext(__import__("polars").Schema(), int(time.time() * 1_000_000))
         return compile_plan(self._plan, {}, ctx).collect().to_arrow()
@@ -267,15 +267,16 @@ class DataFrame:
         self._require_batch("show")
         print(format_table(self.limit(n + 1).toArrow(), n, truncate), end="")
 
-    def toPandas(self) -> pd.DataFrame:  # noqa: N802
-        return self.toArrow().to_pandas()
+    def toPandas(self) -> pd.DataFrame:
+        frame: pd.DataFrame = self.toArrow().to_pandas()
+        return frame
 
-    def isEmpty(self) -> bool:  # noqa: N802
+    def isEmpty(self) -> bool:
         return self.limit(1).count() == 0
 
     # ---- streaming -----------------------------------------------------------------
     @property
-    def writeStream(self) -> DataStreamWriter:  # noqa: N802
+    def writeStream(self) -> DataStreamWriter:
         from unbounded.sql.streaming import DataStreamWriter
 
         if not self.isStreaming:
@@ -284,7 +285,7 @@ class DataFrame:
                 "spark.readStream to read a stream.")
         return DataStreamWriter(self)
 
-    def createOrReplaceTempView(self, name: str) -> None:  # noqa: N802
+    def createOrReplaceTempView(self, name: str) -> None:
         self.sparkSession._register_view(name, self)
 
 

@@ -91,7 +91,7 @@ def isnull(c: Any) -> Column: return column_of(c).isNull()
 def isnan(c: Any) -> Column: return _call("isnan", c)
 def greatest(*cols: Any) -> Column: return _call("greatest", *cols)
 def least(*cols: Any) -> Column: return _call("least", *cols)
-def abs(c: Any) -> Column: return _call("abs", c)  # noqa: A001
+def abs(c: Any) -> Column: return _call("abs", c)
 def ceil(c: Any) -> Column: return _call("ceil", c)
 def floor(c: Any) -> Column: return _call("floor", c)
 def sqrt(c: Any) -> Column: return _call("sqrt", c)
@@ -108,7 +108,7 @@ def reverse(c: Any) -> Column: return _call("reverse", c)
 def concat(*cols: Any) -> Column: return _call("concat", *cols)
 def array(*cols: Any) -> Column: return _call("array", *cols)
 def size(c: Any) -> Column: return _call("size", c)
-def hash(*cols: Any) -> Column: return _call("hash", *cols)  # noqa: A001
+def hash(*cols: Any) -> Column: return _call("hash", *cols)
 def base64(c: Any) -> Column: return _call("base64", c)
 def md5(c: Any) -> Column: return _call("md5", c)
 def current_timestamp() -> Column: return _call("current_timestamp")
@@ -125,7 +125,7 @@ def timestamp_millis(c: Any) -> Column: return _call("timestamp_millis", c)
 def window_time(c: Any) -> Column: return _call("window_time", c)
 
 
-def round(c: Any, scale: int = 0) -> Column:  # noqa: A001
+def round(c: Any, scale: int = 0) -> Column:
     return _call("round", c, scale=scale)
 
 
@@ -133,7 +133,7 @@ def concat_ws(sep: str, *cols: Any) -> Column:
     return _call("concat_ws", *cols, sep=sep)
 
 
-def substring(c: Any, pos: int, len: int) -> Column:  # noqa: A002
+def substring(c: Any, pos: int, len: int) -> Column:
     return _call("substring", c, pos=pos, len=len)
 
 
@@ -153,11 +153,11 @@ def instr(c: Any, substr: str) -> Column:
     return _call("instr", c, substr=substr)
 
 
-def lpad(c: Any, len: int, pad: str) -> Column:  # noqa: A002
+def lpad(c: Any, len: int, pad: str) -> Column:
     return _call("lpad", c, len=len, pad=pad)
 
 
-def rpad(c: Any, len: int, pad: str) -> Column:  # noqa: A002
+def rpad(c: Any, len: int, pad: str) -> Column:
     return _call("rpad", c, len=len, pad=pad)
 
 
@@ -196,29 +196,29 @@ def get_json_object(c: Any, path: str) -> Column:
     return _call("get_json_object", c, path=path)
 
 
-def to_timestamp(c: Any, format: str | None = None) -> Column:  # noqa: A002
+def to_timestamp(c: Any, format: str | None = None) -> Column:
     return _call("to_timestamp", c, format=format)
 
 
-def to_date(c: Any, format: str | None = None) -> Column:  # noqa: A002
+def to_date(c: Any, format: str | None = None) -> Column:
     return _call("to_date", c, format=format)
 
 
-def unix_timestamp(c: Any = None, format: str = "yyyy-MM-dd HH:mm:ss") -> Column:  # noqa: A002
+def unix_timestamp(c: Any = None, format: str = "yyyy-MM-dd HH:mm:ss") -> Column:
     if c is None:
         return _call("unix_timestamp")
     return _call("unix_timestamp", c, format=format)
 
 
-def from_unixtime(c: Any, format: str = "yyyy-MM-dd HH:mm:ss") -> Column:  # noqa: A002
+def from_unixtime(c: Any, format: str = "yyyy-MM-dd HH:mm:ss") -> Column:
     return _call("from_unixtime", c, format=format)
 
 
-def date_format(c: Any, format: str) -> Column:  # noqa: A002
+def date_format(c: Any, format: str) -> Column:
     return _call("date_format", c, format=format)
 
 
-def date_trunc(format: str, c: Any) -> Column:  # noqa: A002
+def date_trunc(format: str, c: Any) -> Column:
     return _call("date_trunc", c, unit=format)
 
 
@@ -231,10 +231,10 @@ def datediff(end: Any, start: Any) -> Column:
 
 
 def window(
-    timeColumn: Any,  # noqa: N803
-    windowDuration: str,  # noqa: N803
-    slideDuration: str | None = None,  # noqa: N803
-    startTime: str | None = None,  # noqa: N803
+    timeColumn: Any,
+    windowDuration: str,
+    slideDuration: str | None = None,
+    startTime: str | None = None,
 ) -> Column:
     """Event-time windows: tumbling, or sliding when ``slideDuration`` is shorter."""
     from unbounded.errors import AnalysisException
@@ -251,7 +251,7 @@ def window(
     return _call("window", timeColumn, duration_us=duration, slide_us=slide, start_us=start)
 
 
-def session_window(timeColumn: Any, gapDuration: Any) -> Column:  # noqa: N803
+def session_window(timeColumn: Any, gapDuration: Any) -> Column:
     """Session windows closed by a gap of inactivity (a string or a column expression)."""
     if isinstance(gapDuration, str):
         return _call("session_window", timeColumn, gap_us=parse_interval_us(gapDuration))
@@ -265,26 +265,26 @@ def _agg(name: str, c: Any = None, distinct: bool = False) -> Column:
 
 
 def count(c: Any) -> Column:
-    if isinstance(c, str) and c == "*" or isinstance(c, Column) and isinstance(c.expr, Star):
+    if (isinstance(c, str) and c == "*") or (isinstance(c, Column) and isinstance(c.expr, Star)):
         return Column(AggregateCall("count", (Star(),)))
     if isinstance(c, Column) and isinstance(c.expr, Literal):
         return Column(AggregateCall("count", (c.expr,)))
     return _agg("count", c)
 
 
-def sum(c: Any) -> Column: return _agg("sum", c)  # noqa: A001
+def sum(c: Any) -> Column: return _agg("sum", c)
 def sum_distinct(c: Any) -> Column: return _agg("sum", c, distinct=True)
 def avg(c: Any) -> Column: return _agg("avg", c)
 def mean(c: Any) -> Column: return _agg("mean", c)
-def min(c: Any) -> Column: return _agg("min", c)  # noqa: A001
-def max(c: Any) -> Column: return _agg("max", c)  # noqa: A001
+def min(c: Any) -> Column: return _agg("min", c)
+def max(c: Any) -> Column: return _agg("max", c)
 def collect_list(c: Any) -> Column: return _agg("collect_list", c)
 def collect_set(c: Any) -> Column: return _agg("collect_set", c)
 def stddev(c: Any) -> Column: return _agg("stddev", c)
 def variance(c: Any) -> Column: return _agg("variance", c)
 
 
-sumDistinct = sum_distinct  # noqa: N816
+sumDistinct = sum_distinct
 
 
 def first(c: Any, ignorenulls: bool = False) -> Column:
@@ -299,7 +299,7 @@ def count_distinct(c: Any, *cols: Any) -> Column:
     return Column(AggregateCall("count", tuple(_c(x) for x in (c, *cols)), distinct=True))
 
 
-countDistinct = count_distinct  # noqa: N816
+countDistinct = count_distinct
 
 
 def approx_count_distinct(c: Any, rsd: float | None = None) -> Column:

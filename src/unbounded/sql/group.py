@@ -49,7 +49,13 @@ class GroupedData:
 
     def _numeric_columns(self) -> list[str]:
         from unbounded.sql.types import (
-            ByteType, DecimalType, DoubleType, FloatType, IntegerType, LongType, ShortType,
+            ByteType,
+            DecimalType,
+            DoubleType,
+            FloatType,
+            IntegerType,
+            LongType,
+            ShortType,
         )
 
         numeric = (ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, DecimalType)

@@ -66,7 +66,7 @@ class DataFrameReader:
         self._schema = parse_ddl_schema(schema) if isinstance(schema, str) else schema
         return self
 
-    def load(self, path: str | list[str] | None = None, format: str | None = None,  # noqa: A002
+    def load(self, path: str | list[str] | None = None, format: str | None = None,
              schema: StructType | str | None = None, **options: Any) -> DataFrame:
         from unbounded.sources.file_formats import infer_schema
         from unbounded.sql.dataframe import DataFrame

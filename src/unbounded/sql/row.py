@@ -30,7 +30,7 @@ class Row(tuple[Any, ...]):
         row.__fields__ = tuple(fields)
         return row
 
-    def asDict(self, recursive: bool = False) -> dict[str, Any]:  # noqa: N802
+    def asDict(self, recursive: bool = False) -> dict[str, Any]:
         def conv(v: Any) -> Any:
             if recursive and isinstance(v, Row):
                 return v.asDict(True)

@@ -69,7 +69,7 @@ class DataStreamReader:
         self._schema = parse_ddl_schema(schema) if isinstance(schema, str) else schema
         return self
 
-    def load(self, path: str | None = None, format: str | None = None,  # noqa: A002
+    def load(self, path: str | None = None, format: str | None = None,
              schema: StructType | str | None = None, **options: Any) -> DataFrame:
         from unbounded.sql.dataframe import DataFrame
 
@@ -128,7 +128,7 @@ class DataStreamWriter:
             self.option(k, v)
         return self
 
-    def outputMode(self, outputMode: str) -> DataStreamWriter:  # noqa: N802, N803
+    def outputMode(self, outputMode: str) -> DataStreamWriter:
         mode = outputMode.lower()
         if mode not in _OUTPUT_MODES:
             raise AnalysisException(
@@ -137,23 +137,23 @@ class DataStreamWriter:
         self._output_mode = mode
         return self
 
-    def trigger(self, processingTime: str | None = None, once: bool | None = None,  # noqa: N803
+    def trigger(self, processingTime: str | None = None, once: bool | None = None,
                 continuous: str | None = None,
-                availableNow: bool | None = None) -> DataStreamWriter:  # noqa: N803
+                availableNow: bool | None = None) -> DataStreamWriter:
         self._trigger = make_trigger(processingTime, once, continuous, availableNow)
         return self
 
-    def queryName(self, queryName: str) -> DataStreamWriter:  # noqa: N802, N803
+    def queryName(self, queryName: str) -> DataStreamWriter:
         self._query_name = queryName
         return self
 
-    def partitionBy(self, *cols: str) -> DataStreamWriter:  # noqa: N802
+    def partitionBy(self, *cols: str) -> DataStreamWriter:
         if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
             cols = tuple(cols[0])
         self._partition_by = tuple(cols)
         return self
 
-    def foreachBatch(self, func: Callable[[DataFrame, int], None]) -> DataStreamWriter:  # noqa: N802
+    def foreachBatch(self, func: Callable[[DataFrame, int], None]) -> DataStreamWriter:
         session = self._df.sparkSession
 
         def call(table: pa.Table, batch_id: int) -> None:
@@ -179,9 +179,9 @@ class DataStreamWriter:
         self._custom_sink = lambda ctx: ForeachSink(process_partition, ctx)
         return self
 
-    def start(self, path: str | None = None, format: str | None = None,  # noqa: A002
-              outputMode: str | None = None, partitionBy: Any = None,  # noqa: N803
-              queryName: str | None = None, **options: Any) -> StreamingQuery:  # noqa: N803
+    def start(self, path: str | None = None, format: str | None = None,
+              outputMode: str | None = None, partitionBy: Any = None,
+              queryName: str | None = None, **options: Any) -> StreamingQuery:
         if format is not None:
             self.format(format)
         if outputMode is not None:
@@ -195,7 +195,7 @@ class DataStreamWriter:
             self._options["path"] = path
         return self._df.sparkSession.streams._start(self._build_spec())
 
-    def toTable(self, tableName: str, **options: Any) -> StreamingQuery:  # noqa: N802, N803
+    def toTable(self, tableName: str, **options: Any) -> StreamingQuery:
         raise AnalysisException("toTable is not supported yet; use format(...).start(path).")
 
     def _build_spec(self) -> QuerySpec:
@@ -264,7 +264,7 @@ class StreamingQuery:
         return self._execution.id
 
     @property
-    def runId(self) -> str:  # noqa: N802
+    def runId(self) -> str:
         return self._execution.run_id
 
     @property
@@ -272,7 +272,7 @@ class StreamingQuery:
         return self._execution.spec.query_name
 
     @property
-    def isActive(self) -> bool:  # noqa: N802
+    def isActive(self) -> bool:
         return self._execution.is_active
 
     @property
@@ -280,21 +280,21 @@ class StreamingQuery:
         return self._execution.status
 
     @property
-    def lastProgress(self) -> Progress | None:  # noqa: N802
+    def lastProgress(self) -> Progress | None:
         recent = self._execution.recent_progress
         return recent[-1] if recent else None
 
     @property
-    def recentProgress(self) -> list[Progress]:  # noqa: N802
+    def recentProgress(self) -> list[Progress]:
         return list(self._execution.recent_progress)
 
-    def awaitTermination(self, timeout: float | None = None) -> bool | None:  # noqa: N802
+    def awaitTermination(self, timeout: float | None = None) -> bool | None:
         finished = self._execution.await_termination(timeout)
         if self._execution.exception is not None:
             raise self._execution.exception
         return finished if timeout is not None else None
 
-    def processAllAvailable(self, timeout: float | None = None) -> None:  # noqa: N802
+    def processAllAvailable(self, timeout: float | None = None) -> None:
         self._execution.process_all_available(timeout)
 
     def stop(self) -> None:
@@ -365,10 +365,10 @@ class StreamingQueryManager:
         with self._changed:
             return [q for q in self._queries if q.isActive]
 
-    def get(self, id: str) -> StreamingQuery | None:  # noqa: A002
+    def get(self, id: str) -> StreamingQuery | None:
         return next((q for q in self.active if q.id == id), None)
 
-    def awaitAnyTermination(self, timeout: float | None = None) -> bool | None:  # noqa: N802
+    def awaitAnyTermination(self, timeout: float | None = None) -> bool | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while not self._terminated:
@@ -381,6 +381,6 @@ class StreamingQueryManager:
             raise failed.exception()  # type: ignore[misc]
         return True if timeout is not None else None
 
-    def resetTerminated(self) -> None:  # noqa: N802
+    def resetTerminated(self) -> None:
         with self._changed:
             self._terminated.clear()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -33,6 +33,7 @@ __all__ = [
     "StateStoreId",
     "StateStoreMetrics",
     "StateStoreProvider",
+    "StateStoreProviderFactory",
     "conform",
 ]
 
@@ -343,3 +344,9 @@ class StateStoreProvider(Protocol):
     def close(self) -> None:
         """Release memory and local resources; committed state stays on disk."""
         ...
+
+
+StateStoreProviderFactory = Callable[
+    [StateStoreId, StateSchema, "StateStoreConf | None"], StateStoreProvider
+]
+"""What a provider class is: ``cls(store_id, schema, conf)``."""

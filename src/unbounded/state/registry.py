@@ -6,7 +6,13 @@ from __future__ import annotations
 import importlib
 
 from unbounded.errors import AnalysisException
-from unbounded.state.base import StateSchema, StateStoreConf, StateStoreId, StateStoreProvider
+from unbounded.state.base import (
+    StateSchema,
+    StateStoreConf,
+    StateStoreId,
+    StateStoreProvider,
+    StateStoreProviderFactory,
+)
 
 __all__ = ["STATE_STORE_PROVIDERS", "create_provider", "provider_class"]
 
@@ -26,7 +32,7 @@ STATE_STORE_PROVIDERS: dict[str, str] = {
 }
 
 
-def provider_class(name: str) -> type[StateStoreProvider]:
+def provider_class(name: str) -> StateStoreProviderFactory:
     """The provider class for a configured name.
 
     >>> provider_class("org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
@@ -41,7 +47,7 @@ def provider_class(name: str) -> type[StateStoreProvider]:
             error_class="STATE_STORE_PROVIDER_NOT_FOUND",
         )
     module_name, _, cls_name = target.partition(":")
-    cls: type[StateStoreProvider] = getattr(importlib.import_module(module_name), cls_name)
+    cls: StateStoreProviderFactory = getattr(importlib.import_module(module_name), cls_name)
     return cls
 
 
@@ -51,4 +57,4 @@ def create_provider(
     """Build the provider ``conf.provider_class`` names for one operator partition;
     raises ``AnalysisException`` if the recorded state schema differs from ``schema``."""
     conf = conf or StateStoreConf()
-    return provider_class(conf.provider_class)(store_id, schema, conf)  # type: ignore[call-arg]
+    return provider_class(conf.provider_class)(store_id, schema, conf)
