@@ -13,7 +13,7 @@ import time
 import pytest
 
 from unbounded.demo import _job_command, _verify, generate_events
-from unbounded.runtime.faults import FAULT_POINTS
+from unbounded.faults import FAULT_POINTS
 from unbounded.sinks.file_manifest import FileSinkManifest
 
 FILES, PER_FILE = 8, 500

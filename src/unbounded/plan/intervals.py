@@ -25,6 +25,8 @@ def parse_interval_us(text: str) -> int:
 
     >>> parse_interval_us("interval 1 minute 30 seconds")
     90000000
+    >>> parse_interval_us("500ms")
+    500000
     """
     body = text.strip().lower()
     body = body.removeprefix("interval").strip()
@@ -38,7 +40,7 @@ def parse_interval_us(text: str) -> int:
         )
     total = 0.0
     for number, unit in parts:
-        key = unit[:-1] if unit.endswith("s") and unit[:-1] in _UNITS_US else unit
+        key = unit if unit in _UNITS_US else unit[:-1] if unit.endswith("s") else unit
         if key not in _UNITS_US:
             raise AnalysisException(
                 f"Unknown interval unit {unit!r} in {text!r}; use microseconds, milliseconds, "

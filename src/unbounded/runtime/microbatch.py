@@ -25,7 +25,7 @@ from unbounded.checkpoint.logs import CommitEntry, CommitLog, OffsetEntry, Offse
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.executors.base import Executor
 from unbounded.plan.logical import StreamingRelation, streaming_relations
-from unbounded.runtime.faults import fault_point, slow_batch_for_tests
+from unbounded.faults import fault_point, slow_batch_for_tests
 from unbounded.runtime.progress import Progress
 from unbounded.runtime.recovery import find_resume_point
 from unbounded.runtime.spec import QuerySpec

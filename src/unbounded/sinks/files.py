@@ -22,7 +22,7 @@ from unbounded.checkpoint.atomic import fsync_dir
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
-from unbounded.runtime.faults import fault_point
+from unbounded.faults import fault_point
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.sinks.file_manifest import FileSinkManifest
 

@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from unbounded.errors import AnalysisException, ConcurrentQueryError, UnboundedError
-from unbounded.runtime.faults import fault_point
+from unbounded.faults import fault_point
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.sources._kafka_common import (
     as_client_conf,
