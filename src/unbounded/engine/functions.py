@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
@@ -15,6 +16,7 @@ from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.expressions import cast_to, compile_expr
+from unbounded.engine.murmur3 import spark_hash
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall
@@ -98,9 +100,23 @@ def _array(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.E
 
 @_register("hash")
 def _hash(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    # A stable 32-bit hash of all arguments (not bit-identical to Spark's Murmur3).
-    low = (pl.struct(args).hash(seed=42) % (2**32)).cast(pl.Int64)
-    return pl.when(low >= 2**31).then(low - 2**32).otherwise(low).cast(pl.Int32)
+    """Spark's Murmur3 ``hash`` (seed 42), bit-identical; see ``unbounded.engine.murmur3``."""
+    if not args:
+        raise AnalysisException("hash() needs at least one argument.",
+                                error_class="WRONG_NUM_ARGS")
+    for arg, expr in zip(args, call.args, strict=True):
+        if isinstance(ctx.dtype_of(arg), (pl.List, pl.Array)):
+            raise AnalysisException(
+                f"hash() does not support array or map values yet ({expr.display_name()}); "
+                "hash its elements or cast it to a string.", error_class="DATATYPE_MISMATCH")
+    fields = [a.alias(f"_{i}") for i, a in enumerate(args)]
+    return pl.struct(fields).map_batches(_hash_batch, return_dtype=pl.Int32,
+                                         is_elementwise=True)
+
+
+def _hash_batch(series: pl.Series) -> pl.Series:
+    table = series.struct.unnest().to_arrow()
+    return pl.Series(series.name, spark_hash(table.columns), dtype=pl.Int32)
 
 
 # ---- maths ---------------------------------------------------------------------------
@@ -290,36 +306,110 @@ def _element_at(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
 def _from_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     schema: T.DataType = call.param("schema")
     dtype = to_polars_dtype(schema)
-    return args[0].map_batches(lambda s: _decode_json(s, dtype), return_dtype=dtype)
+    return args[0].map_batches(lambda s: _decode_json(s, schema, dtype), return_dtype=dtype,
+                               is_elementwise=True)
 
 
-def _decode_json(series: pl.Series, dtype: pl.DataType) -> pl.Series:
-    """Vectorised decode; on malformed input, decode the valid rows and NULL the rest."""
+def _decode_json(series: pl.Series, schema: T.DataType, dtype: pl.DataType) -> pl.Series:
+    """Vectorised decode; when some value does not fit (malformed JSON, a type that does
+    not match, a map), decode row by row with Spark's PERMISSIVE rules instead."""
+    if not _has_map(schema):
+        try:
+            return series.str.json_decode(dtype)
+        except pl.exceptions.PolarsError:
+            pass
+    values = [None if v is None else _json_row(v, schema) for v in series.to_list()]
+    return pl.Series(series.name, values, dtype=dtype, strict=False)
+
+
+def _has_map(t: T.DataType) -> bool:
+    if isinstance(t, T.MapType):
+        return True
+    if isinstance(t, T.ArrayType):
+        return _has_map(t.elementType)
+    if isinstance(t, T.StructType):
+        return any(_has_map(f.dataType) for f in t.fields)
+    return False
+
+
+class _Mismatch(ValueError):
+    """A JSON value that does not convert to the requested type."""
+
+
+def _json_row(text: str, schema: T.DataType) -> Any:
+    """One row; Spark 3 gives a struct of NULLs (not NULL) for a malformed struct record."""
     try:
-        return series.str.json_decode(dtype)
-    except pl.exceptions.ComputeError:
-        valid = [_is_json(v) for v in series.to_list()]
-        cleaned = series.zip_with(pl.Series(valid, dtype=pl.Boolean), pl.Series([None] * len(
-            series), dtype=pl.String))
-        return cleaned.str.json_decode(dtype)
+        return _json_value(json.loads(text), schema, top=True)
+    except (ValueError, _Mismatch):
+        if isinstance(schema, T.StructType):
+            return {f.name: None for f in schema.fields}
+        return None
 
 
-def _is_json(value: str | None) -> bool:
+def _json_value(value: Any, t: T.DataType, top: bool = False) -> Any:
     if value is None:
-        return False
+        return None
+    if isinstance(t, T.StructType):
+        if not isinstance(value, dict):
+            raise _Mismatch(t.simpleString())
+        return {f.name: _json_field(value.get(f.name), f.dataType, top) for f in t.fields}
+    if isinstance(t, T.ArrayType):
+        if not isinstance(value, list):
+            raise _Mismatch(t.simpleString())
+        return [_json_value(v, t.elementType) for v in value]
+    if isinstance(t, T.MapType):
+        if not isinstance(value, dict):
+            raise _Mismatch(t.simpleString())
+        return [{"key": k, "value": _json_value(v, t.valueType)} for k, v in value.items()]
+    return _json_scalar(value, t)
+
+
+def _json_field(value: Any, t: T.DataType, top: bool) -> Any:
+    """A struct field; a field that does not convert is NULL (Spark's partial results)."""
     try:
-        json.loads(value)
-    except ValueError:
-        return False
-    return True
+        return _json_value(value, t)
+    except _Mismatch:
+        return None
+
+
+def _json_scalar(value: Any, t: T.DataType) -> Any:
+    if isinstance(t, T.StringType):
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if isinstance(t, T.BooleanType) and isinstance(value, bool):
+        return value
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(t, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)) and is_int:
+        bits = {T.ByteType: 8, T.ShortType: 16, T.IntegerType: 32, T.LongType: 64}[type(t)]
+        if -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            return value
+    if isinstance(t, (T.FloatType, T.DoubleType)) and (is_int or isinstance(value, float)):
+        return float(value)
+    if isinstance(t, (T.TimestampType, T.DateType)) and isinstance(value, str):
+        return _json_temporal(value, t)
+    raise _Mismatch(t.simpleString())
+
+
+def _json_temporal(value: str, t: T.DataType) -> Any:
+    parsed = pl.Series([value]).str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+    if parsed[0] is None:
+        raise _Mismatch(t.simpleString())
+    return parsed[0].date() if isinstance(t, T.DateType) else parsed[0]
 
 
 @_register("to_json")
 def _to_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    dtype = ctx.dtype_of(args[0])
-    if isinstance(dtype, pl.Struct):
-        return args[0].struct.json_encode()
-    return pl.struct(args[0].alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+    return _json_text(args[0], ctx.dtype_of(args[0]))
+
+
+def _json_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """JSON of a value; NULL struct fields are left out (Spark's ``ignoreNullFields``)."""
+    if isinstance(dtype, pl.Struct) and dtype.fields:
+        parts = [pl.when(value.struct.field(f.name).is_not_null()).then(
+            pl.lit(json.dumps(f.name) + ":") + _json_text(value.struct.field(f.name), f.dtype))
+            for f in dtype.fields]
+        body = pl.concat_str(parts, separator=",", ignore_nulls=True)
+        return pl.when(value.is_not_null()).then(pl.lit("{") + body + pl.lit("}"))
+    return pl.struct(value.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
 
 
 @_register("get_json_object")

@@ -20,6 +20,7 @@ from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import Alias, Expression, FunctionCall
 from unbounded.plan.logical import (
     Aggregate,
+    BoundRelation,
     DataRelation,
     Deduplicate,
     FileRelation,
@@ -65,6 +66,12 @@ def compile_plan(plan: LogicalPlan, inputs: Bindings, ctx: CompileContext) -> pl
 
 @compile_plan.register
 def _(plan: StreamingRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
+    bound = inputs.get(plan.relation_id)
+    return bound if bound is not None else empty_frame(plan.schema)
+
+
+@compile_plan.register
+def _(plan: BoundRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     bound = inputs.get(plan.relation_id)
     return bound if bound is not None else empty_frame(plan.schema)
 

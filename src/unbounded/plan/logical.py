@@ -18,6 +18,7 @@ from unbounded.plan.types import StructType
 
 __all__ = [
     "Aggregate",
+    "BoundRelation",
     "DataRelation",
     "Deduplicate",
     "FileRelation",
@@ -31,6 +32,7 @@ __all__ = [
     "Union",
     "WithWatermark",
     "is_streaming",
+    "replace_node",
     "streaming_relations",
     "walk_plan",
 ]
@@ -81,6 +83,17 @@ class StreamingRelation(LogicalPlan):
 
     def describe(self) -> str:
         return f"StreamingRelation {self.spec.format} [{', '.join(self.schema.names)}]"
+
+
+@dataclass(frozen=True, eq=False)
+class BoundRelation(LogicalPlan):
+    """A leaf the runtime binds to data it computed (a stateful operator's output)."""
+
+    schema: StructType
+    relation_id: str = field(default_factory=_next_relation_id)
+
+    def describe(self) -> str:
+        return f"StateOutput [{', '.join(self.schema.names)}]"
 
 
 @dataclass(frozen=True, eq=False)
@@ -223,3 +236,23 @@ def tree_string(plan: LogicalPlan, indent: int = 0) -> str:
     lines = [prefix + plan.describe()]
     lines.extend(tree_string(child, indent + 1) for child in plan.children())
     return "\n".join(lines)
+
+
+def replace_node(plan: LogicalPlan, target: LogicalPlan, replacement: LogicalPlan) -> LogicalPlan:
+    """``plan`` with the node ``target`` (by identity) replaced by ``replacement``."""
+    import dataclasses
+
+    if plan is target:
+        return replacement
+    changes: dict[str, object] = {}
+    for f in dataclasses.fields(plan):  # type: ignore[arg-type]
+        value = getattr(plan, f.name)
+        if isinstance(value, LogicalPlan):
+            new = replace_node(value, target, replacement)
+            if new is not value:
+                changes[f.name] = new
+        elif isinstance(value, tuple) and value and isinstance(value[0], LogicalPlan):
+            items = tuple(replace_node(v, target, replacement) for v in value)
+            if any(a is not b for a, b in zip(items, value, strict=True)):
+                changes[f.name] = items
+    return dataclasses.replace(plan, **changes) if changes else plan  # type: ignore[type-var]

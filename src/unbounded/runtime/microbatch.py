@@ -29,6 +29,7 @@ from unbounded.faults import fault_point, slow_batch_for_tests
 from unbounded.runtime.progress import Progress
 from unbounded.runtime.recovery import find_resume_point
 from unbounded.runtime.spec import QuerySpec
+from unbounded.runtime.stateful.base import OperatorContext, StatefulOperator, split_stateful
 from unbounded.runtime.tasks import PartitionTask, TaskResult, run_task
 from unbounded.runtime.triggers import AvailableNow, Continuous, Once, ProcessingTime
 from unbounded.runtime.watermarks import WatermarkTracker
@@ -80,6 +81,10 @@ class MicroBatchExecution:
         self.executor = executor
         self.run_id = str(uuid.uuid4())
         self.relations: list[StreamingRelation] = streaming_relations(spec.plan)
+        self.split = split_stateful(spec.plan)
+        self.row_plan = self.split.below if self.split else spec.plan
+        self.operator: StatefulOperator | None = None
+        self.last_batch_watermark_ms = 0
         self.sources: list[Source] = []
         self.sink: Sink | None = None
         self.exception: StreamingQueryException | None = None
@@ -109,6 +114,7 @@ class MicroBatchExecution:
             self.commit_log = CommitLog(os.path.join(cp, "commits"))
             self.sources = [self._create_source(i, rel) for i, rel in enumerate(self.relations)]
             self.sink = self.spec.sink_factory(self._sink_context())
+            self.operator = self._create_operator()
         except BaseException:
             self._release()
             raise
@@ -140,6 +146,27 @@ class MicroBatchExecution:
             source_index=index)
         return create_source(rel.spec.format, ctx)
 
+    def _create_operator(self) -> StatefulOperator | None:
+        if self.split is None:
+            return None
+        from unbounded.engine.dtypes import arrow_schema_to_polars
+        from unbounded.engine.plans import plan_schema
+        from unbounded.plan.logical import Aggregate
+        from unbounded.runtime.stateful.aggregate import StreamingAggregation
+        from unbounded.runtime.stateful.dedup import StreamingDeduplication
+        from unbounded.state.base import StateStoreConf
+
+        ctx = OperatorContext(
+            state_root=os.path.join(self.spec.checkpoint, "state"),
+            num_partitions=int(self.fixed_conf["spark.sql.shuffle.partitions"]),
+            store_conf=StateStoreConf.from_spark_conf(self.spec.conf),
+            output_mode=self.spec.output_mode, executor=self.executor)
+        below = arrow_schema_to_polars(plan_schema(self.split.below).to_arrow_schema())
+        if isinstance(self.split.node, Aggregate):
+            out = arrow_schema_to_polars(plan_schema(self.split.node).to_arrow_schema())
+            return StreamingAggregation(self.split.node, below, ctx, out)
+        return StreamingDeduplication(self.split.node, below, ctx)
+
     def _sink_context(self) -> SinkContext:
         return SinkContext(
             query_id=self.id, query_name=self.spec.query_name,
@@ -170,6 +197,9 @@ class MicroBatchExecution:
         self.committed = resume.committed_offsets
         self.batch_id = resume.next_batch_id
         self.watermarks.restore(resume.watermark_ms, resume.node_watermarks)
+        if resume.rerun is None and self.batch_id > 0:
+            self.last_batch_watermark_ms = self.offset_log.get(self.batch_id - 1) \
+                .batch_watermark_ms
         trigger = self.spec.trigger
         if isinstance(trigger, AvailableNow):
             for src in self.sources:
@@ -235,12 +265,19 @@ class MicroBatchExecution:
         for src, start in zip(self.sources, self.committed, strict=True):
             end = src.latest_offset(start, respect_limits=respect)
             ends.append(start if end is None else end)
-        if ends == list(self.committed):
+        if ends == list(self.committed) and not self._no_data_batch_due():
             return None
         return OffsetEntry(
             offsets=ends, batch_timestamp_ms=_now_ms(),
             batch_watermark_ms=self.watermarks.current_ms, conf=dict(self.fixed_conf),
             watermarks=dict(self.watermarks.per_node_ms))
+
+    def _no_data_batch_due(self) -> bool:
+        """A batch without new rows runs when the watermark moved on, so a stateful
+        operator can emit closed windows and evict state (not under Trigger.Once)."""
+        return (self.operator is not None and self.watermarks.enabled
+                and not isinstance(self.spec.trigger, Once)
+                and self.watermarks.current_ms > self.last_batch_watermark_ms)
 
     def _run_batch(
         self, batch_id: int, entry: OffsetEntry, timer: _Timer
@@ -254,13 +291,41 @@ class MicroBatchExecution:
             if src_index is not None:
                 per_source[src_index] += result.input_rows
         event_time = self._observe_event_time(results)
-        batch = MicroBatch(batch_id, results[0].table.schema, [r.table for r in results])
+        self.state_metrics: list[dict[str, Any]] = []
+        with timer.measure("stateful"):
+            tables = self._stateful_stage(results, batch_id, entry)
+        batch = MicroBatch(batch_id, tables[0].schema, tables)
+        self.last_batch_watermark_ms = entry.batch_watermark_ms
         assert self.sink is not None
         with timer.measure("addBatch"):
             self.sink.add_batch(batch_id, batch)
         fault_point("after-sink", batch_id)
         slow_batch_for_tests()
         return sum(per_source), batch.num_rows, per_source, event_time
+
+    def _stateful_stage(self, results: list[TaskResult], batch_id: int,
+                        entry: OffsetEntry) -> list[Any]:
+        """Run the stateful operator and the plan above it; stateless plans pass through."""
+        if self.operator is None or self.split is None:
+            return [r.table for r in results]
+        import polars as pl
+        import pyarrow as pa
+
+        from unbounded.engine.context import CompileContext
+        from unbounded.engine.plans import compile_plan
+
+        merged = pl.from_arrow(pa.concat_tables([r.table for r in results]))
+        assert isinstance(merged, pl.DataFrame)
+        output = self.operator.process(merged, batch_id, entry.batch_watermark_ms)
+        self.state_metrics = [output.metrics]
+        ctx = CompileContext(pl.Schema(), entry.batch_timestamp_ms * 1000,
+                             entry.batch_watermark_ms * 1000)
+        bound = {self.split.placeholder.relation_id: output.rows.lazy()}
+        final = compile_plan(self.split.above, bound, ctx).collect()
+        if batch_id % 10 == 0:
+            self.operator.maintenance(
+                self.spec.conf_int("spark.sql.streaming.minBatchesToRetain", 100))
+        return [final.to_arrow()]
 
     def _plan_tasks(self, entry: OffsetEntry) -> tuple[list[PartitionTask], list[int | None]]:
         ts_us = entry.batch_timestamp_ms * 1000
@@ -272,11 +337,11 @@ class MicroBatchExecution:
             if end is None or end == start:
                 continue
             for part in src.partitions(start, end):
-                tasks.append(PartitionTask(self.spec.plan, rel.relation_id, part, rel.schema,
+                tasks.append(PartitionTask(self.row_plan, rel.relation_id, part, rel.schema,
                                            ts_us, wm_us))
                 owners.append(i)
         if not tasks:
-            tasks.append(PartitionTask(self.spec.plan, None, None, None, ts_us, wm_us))
+            tasks.append(PartitionTask(self.row_plan, None, None, None, ts_us, wm_us))
             owners.append(None)
         return tasks, owners
 
@@ -340,7 +405,8 @@ class MicroBatchExecution:
             "numInputRows": rows,
             "inputRowsPerSecond": rows / since_last if since_last else 0.0,
             "processedRowsPerSecond": rows / seconds,
-            "durationMs": timer.durations, "stateOperators": [], "sources": sources,
+            "durationMs": timer.durations, "stateOperators": list(self.state_metrics),
+            "sources": sources,
             "sink": {"description": self.sink.description, "numOutputRows": output_rows},
         }
         if event_time:
@@ -385,6 +451,8 @@ class MicroBatchExecution:
             raise self.exception
 
     def _shutdown(self) -> None:
+        if self.operator is not None:
+            self.operator.close()
         for src in self.sources:
             try:
                 src.stop()

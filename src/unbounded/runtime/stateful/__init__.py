@@ -1,0 +1,3 @@
+"""Stateful streaming operators: aggregation and deduplication over versioned state."""
+
+__all__: list[str] = []

@@ -1,0 +1,332 @@
+"""Streaming aggregation: partial aggregates per key, merged into versioned state.
+
+Each batch: key the rows (windows exploded), drop rows at or below the watermark, reduce
+them to one partial buffer row per key, split by key hash into state partitions, and
+per partition merge the buffers with the stored ones. What is emitted follows the output
+mode: ``update`` the keys changed in this batch, ``complete`` every key, ``append`` the
+keys whose window the watermark closed (then removed from state).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+
+from unbounded.engine.context import CompileContext
+from unbounded.engine.expressions import compile_expr, compile_named
+from unbounded.engine.functions import is_sliding_window
+from unbounded.errors import AnalysisException
+from unbounded.plan.expressions import AggregateCall, Alias, ColumnRef, Expression, FunctionCall, Star
+from unbounded.plan.logical import Aggregate
+from unbounded.runtime.stateful.base import (
+    OperatorContext,
+    OperatorOutput,
+    check_partitioning,
+    partition_ids,
+    watermark_delays,
+)
+from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStoreId, StateStoreProvider
+from unbounded.state.registry import create_provider
+
+__all__ = ["StreamingAggregation"]
+
+_UTC_US = pl.Datetime("us", "UTC")
+_GLOBAL_KEY = "__global_key"  # the one key of an aggregation without groupBy columns
+
+
+@dataclass(frozen=True)
+class _AggPlan:
+    """How one output aggregate is computed incrementally."""
+
+    output: str
+    partial: list[pl.Expr]  # over input rows, per key; aliased to buffer names
+    merge: list[pl.Expr]  # over new buffers b and old buffers b__old (+ FOUND_COLUMN)
+    final: pl.Expr  # over buffers
+
+
+def _old(name: str) -> pl.Expr:
+    return pl.col(f"{name}__old")
+
+
+def _found() -> pl.Expr:
+    return pl.col(FOUND_COLUMN)
+
+
+def _keep_old_else_new(b: str) -> pl.Expr:
+    return pl.when(_found()).then(_old(b)).otherwise(pl.col(b)).alias(b)
+
+
+def _plan_aggregate(index: int, expr: Expression, ctx: CompileContext) -> _AggPlan:
+    inner = expr.child if isinstance(expr, Alias) else expr
+    if not isinstance(inner, AggregateCall):
+        raise AnalysisException(
+            f"Streaming aggregation output {expr.display_name()} must be an aggregate function "
+            "(count, sum, avg, ...); compute derived values in a select(...) after agg(...).")
+    name = expr.display_name()
+    args = [compile_expr(a, ctx) for a in inner.args if not isinstance(a, Star)]
+    b = [f"{name}#{inner.name}{'_distinct' if inner.distinct else ''}{j}" for j in range(3)]
+    builder = _BUILDERS.get(inner.name)
+    if builder is None:
+        raise AnalysisException(f"Aggregate {inner.name} is not supported in streaming yet.")
+    return builder(name, b, args, inner)
+
+
+def _count(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+    if call.distinct:
+        return _distinct_set(name, b, args, final=lambda e: e.list.len().cast(pl.Int64))
+    partial = pl.len() if not args else args[0].count()
+    merge = (pl.when(_found()).then(_old(b[0]) + pl.col(b[0])).otherwise(pl.col(b[0])))
+    return _AggPlan(name, [partial.cast(pl.Int64).alias(b[0])], [merge.alias(b[0])],
+                    pl.col(b[0]))
+
+
+def _distinct_set(name: str, b: list[str], args: list[pl.Expr],
+                  final: Callable[[pl.Expr], pl.Expr]) -> _AggPlan:
+    value = args[0] if len(args) == 1 else pl.struct(args)
+    partial = value.drop_nulls().unique(maintain_order=True).alias(b[0])
+    merged = pl.when(_found()).then(pl.concat_list([_old(b[0]), pl.col(b[0])])) \
+        .otherwise(pl.col(b[0])).list.unique(maintain_order=True)
+    return _AggPlan(name, [partial], [merged.alias(b[0])], final(pl.col(b[0])))
+
+
+def _sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+    s, n = b[0], b[1]
+    merge = [pl.when(_found()).then(_old(s) + pl.col(s)).otherwise(pl.col(s)).alias(s),
+             pl.when(_found()).then(_old(n) + pl.col(n)).otherwise(pl.col(n)).alias(n)]
+    final = pl.when(pl.col(n) > 0).then(pl.col(s))
+    return _AggPlan(name, [args[0].sum().alias(s), args[0].count().cast(pl.Int64).alias(n)],
+                    merge, final)
+
+
+def _avg(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+    plan = _sum(name, b, [args[0].cast(pl.Float64)], call)
+    final = pl.when(pl.col(b[1]) > 0).then(pl.col(b[0]) / pl.col(b[1]))
+    return _AggPlan(name, plan.partial, plan.merge, final)
+
+
+def _extreme(horizontal: Callable[..., pl.Expr], method: str) -> Callable[..., _AggPlan]:
+    def build(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+        merge = pl.when(_found()).then(horizontal(_old(b[0]), pl.col(b[0]))) \
+            .otherwise(pl.col(b[0]))
+        return _AggPlan(name, [getattr(args[0], method)().alias(b[0])], [merge.alias(b[0])],
+                        pl.col(b[0]))
+
+    return build
+
+
+def _first(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+    value = args[0].drop_nulls() if call.distinct else args[0]
+    merge = pl.coalesce(_old(b[0]), pl.col(b[0])) if call.distinct else _keep_old_else_new(b[0])
+    return _AggPlan(name, [value.first().alias(b[0])], [merge.alias(b[0])], pl.col(b[0]))
+
+
+def _last(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+    value = args[0].drop_nulls() if call.distinct else args[0]
+    merge = pl.coalesce(pl.col(b[0]), _old(b[0])) if call.distinct else pl.col(b[0])
+    return _AggPlan(name, [value.last().alias(b[0])], [merge.alias(b[0])], pl.col(b[0]))
+
+
+def _collect(unique: bool) -> Callable[..., _AggPlan]:
+    def build(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+        if unique:
+            return _distinct_set(name, b, args, final=lambda e: e)
+        merged = pl.when(_found()).then(pl.concat_list([_old(b[0]), pl.col(b[0])])) \
+            .otherwise(pl.col(b[0]))
+        return _AggPlan(name, [args[0].drop_nulls().alias(b[0])], [merged.alias(b[0])],
+                        pl.col(b[0]))
+
+    return build
+
+
+def _moments(sqrt: bool) -> Callable[..., _AggPlan]:
+    """Count, mean and M2 per key, merged with Chan's parallel formula."""
+
+    def build(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+        x = args[0].cast(pl.Float64)
+        n, mean, m2 = b
+        partial = [x.count().cast(pl.Float64).alias(n), x.mean().fill_null(0.0).alias(mean),
+                   ((x - x.mean()) ** 2).sum().alias(m2)]
+        total = _old(n) + pl.col(n)
+        delta = pl.col(mean) - _old(mean)
+        safe_total = pl.when(total > 0).then(total).otherwise(1.0)
+        merge = [
+            pl.when(_found()).then(total).otherwise(pl.col(n)).alias(n),
+            pl.when(_found()).then(_old(mean) + delta * pl.col(n) / safe_total)
+            .otherwise(pl.col(mean)).alias(mean),
+            pl.when(_found()).then(_old(m2) + pl.col(m2) + delta**2 * _old(n) * pl.col(n)
+                                   / safe_total).otherwise(pl.col(m2)).alias(m2),
+        ]
+        variance = pl.when(pl.col(n) > 1).then(pl.col(m2) / (pl.col(n) - 1))
+        return _AggPlan(name, partial, merge, variance.sqrt() if sqrt else variance)
+
+    return build
+
+
+_BUILDERS: dict[str, Callable[..., _AggPlan]] = {
+    "count": _count, "sum": _sum, "avg": _avg, "mean": _avg,
+    "min": _extreme(pl.min_horizontal, "min"), "max": _extreme(pl.max_horizontal, "max"),
+    "first": _first, "last": _last,
+    "count_distinct": lambda n, b, a, c: _count(n, b, a, AggregateCall("count", (), True)),
+    "approx_count_distinct": lambda n, b, a, c: _count(n, b, a, AggregateCall("count", (), True)),
+    "collect_list": _collect(False), "collect_set": _collect(True),
+    "stddev": _moments(True), "stddev_samp": _moments(True),
+    "variance": _moments(False), "var_samp": _moments(False),
+}
+
+
+class StreamingAggregation:
+    """``groupBy(...).agg(...)`` on a stream."""
+
+    def __init__(self, node: Aggregate, input_schema: pl.Schema, ctx: OperatorContext,
+                 output_schema: pl.Schema) -> None:
+        self.node = node
+        self.ctx = ctx
+        self.output_schema = output_schema
+        cctx = CompileContext(input_schema, 0)
+        self.key_names = [k.display_name() for k in node.keys] or [_GLOBAL_KEY]
+        self.key_exprs = [compile_named(k, cctx) for k in node.keys] or [
+            pl.lit(0, dtype=pl.Int8).alias(_GLOBAL_KEY)]
+        self.sliding = [k.display_name() for k in node.keys if _is_sliding(k)]
+        keyed_schema = pl.LazyFrame(schema=input_schema).with_columns(self.key_exprs)
+        for name in self.sliding:
+            keyed_schema = keyed_schema.explode(name)
+        kctx = CompileContext(keyed_schema.collect_schema(), 0)
+        self.aggs = [_plan_aggregate(i, a, kctx) for i, a in enumerate(node.aggs)]
+        # Complete mode keeps every key: the watermark neither drops rows nor evicts state.
+        self.event_time = None if ctx.output_mode == "complete" else _event_time_key(
+            node, watermark_delays(node.child))
+        empty = self._partial(keyed_schema.collect())
+        self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
+                                  empty.drop(self.key_names).to_arrow().schema)
+        check_partitioning(ctx)
+        self.providers: dict[int, StateStoreProvider] = {}
+        for partition in range(ctx.num_partitions):  # checks the state schema before start
+            self._provider(partition)
+
+    # ---- one batch ---------------------------------------------------------------------
+    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int) -> OperatorOutput:
+        started = time.perf_counter()
+        keyed = batch.with_columns(self.key_exprs)
+        for name in self.sliding:
+            keyed = keyed.explode(name)
+        dropped = 0
+        if self.event_time is not None and watermark_ms > 0:
+            late = self._closed(watermark_ms)
+            before = keyed.height
+            keyed = keyed.filter(~late.fill_null(False))
+            dropped = before - keyed.height
+        partial = self._partial(keyed)
+        parts = partition_ids(partial, self.key_names, self.ctx.num_partitions)
+        tasks = [(p, partial.filter(parts == p)) for p in range(self.ctx.num_partitions)]
+        results = self.ctx.executor.map(
+            lambda task: self._process_partition(task[0], task[1], batch_id, watermark_ms),
+            tasks)
+        rows = pl.concat([r[0] for r in results], how="vertical_relaxed") if results else None
+        out = self._finalize(rows if rows is not None else partial.clear())
+        metrics = _sum_metrics([r[1] for r in results])
+        metrics.update(numRowsDroppedByWatermark=dropped, operatorName="stateStoreSave",
+                       numShufflePartitions=self.ctx.num_partitions,
+                       numStateStoreInstances=self.ctx.num_partitions,
+                       allUpdatesTimeMs=int((time.perf_counter() - started) * 1000))
+        return OperatorOutput(out, metrics)
+
+    def _partial(self, keyed: pl.DataFrame) -> pl.DataFrame:
+        exprs = [e for a in self.aggs for e in a.partial]
+        return keyed.group_by(self.key_names, maintain_order=True).agg(exprs)
+
+    def _closed(self, watermark_ms: int) -> pl.Expr:
+        assert self.event_time is not None
+        name, is_window = self.event_time
+        column = pl.col(name).struct.field("end") if is_window else pl.col(name)
+        return column <= pl.lit(watermark_ms * 1000, dtype=pl.Int64).cast(_UTC_US)
+
+    def _provider(self, partition: int) -> StateStoreProvider:
+        if partition not in self.providers:
+            store_id = StateStoreId(self.ctx.state_root, self.ctx.operator_id, partition)
+            self.providers[partition] = create_provider(store_id, self.schema,
+                                                        self.ctx.store_conf)
+        return self.providers[partition]
+
+    def _process_partition(self, partition: int, partial: pl.DataFrame, batch_id: int,
+                           watermark_ms: int) -> tuple[pl.DataFrame, dict[str, int]]:
+        store = self._provider(partition).get_store(batch_id)
+        try:
+            merged = self._merge(store.lookup(partial.select(self.key_names).to_arrow()), partial)
+            if merged.height:
+                store.upsert(merged.to_arrow())
+            mode = self.ctx.output_mode
+            closed = None
+            if self.event_time is not None and watermark_ms > 0:
+                closed = _frame(store.evict(self._closed(watermark_ms)))
+            if mode == "complete":
+                emitted = _frame(store.scan())
+            elif mode == "update":
+                emitted = merged
+            else:
+                emitted = closed if closed is not None else merged.clear()
+            store.commit()
+        except BaseException:
+            store.abort()
+            raise
+        return emitted, store.metrics.to_dict()
+
+    def _merge(self, old: pa.Table, partial: pl.DataFrame) -> pl.DataFrame:
+        if partial.height == 0:
+            return partial
+        old_frame = _frame(old).drop(self.key_names)
+        renamed = old_frame.rename({c: f"{c}__old" for c in old_frame.columns
+                                    if c != FOUND_COLUMN})
+        both = pl.concat([partial, renamed], how="horizontal")
+        merges = [e for a in self.aggs for e in a.merge]
+        return both.select([*self.key_names, *merges])
+
+    def _finalize(self, buffers: pl.DataFrame) -> pl.DataFrame:
+        finals = [a.final.alias(a.output) for a in self.aggs]
+        keys = [k for k in self.key_names if k != _GLOBAL_KEY]
+        out = buffers.select([*keys, *finals])
+        return out.cast(dict(self.output_schema), strict=False)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        for provider in self.providers.values():
+            provider.close()
+
+    def maintenance(self, min_versions: int) -> None:
+        for provider in self.providers.values():
+            provider.maintenance(min_versions)
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _is_sliding(key: Expression) -> bool:
+    inner = key.child if isinstance(key, Alias) else key
+    return isinstance(inner, FunctionCall) and is_sliding_window(inner)
+
+
+def _event_time_key(node: Aggregate, delays: dict[str, int]) -> tuple[str, bool] | None:
+    """The grouping key that carries event time: a window over, or the column itself of,
+    a watermarked column; (key name, is a window)."""
+    for key in node.keys:
+        inner = key.child if isinstance(key, Alias) else key
+        if isinstance(inner, ColumnRef) and inner.display_name().lower() in delays:
+            return key.display_name(), False
+        if isinstance(inner, FunctionCall) and inner.name == "window" and any(
+            isinstance(a, ColumnRef) and a.display_name().lower() in delays for a in inner.args
+        ):
+            return key.display_name(), True
+    return None
+
+
+def _sum_metrics(parts: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for metrics in parts:
+        for k, v in metrics.items():
+            total[k] = total.get(k, 0) + v
+    return total

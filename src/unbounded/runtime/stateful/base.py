@@ -1,0 +1,132 @@
+"""What every stateful operator shares: the plan split, key partitioning, state access.
+
+A streaming plan with one stateful node S runs in three parts each batch: the row-local
+plan below S on partition tasks; S itself against its state stores, one per state
+partition (key hash modulo ``spark.sql.shuffle.partitions``, fixed at the first run);
+and the row-local plan above S on S's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import polars as pl
+
+from unbounded.checkpoint.atomic import write_atomic
+from unbounded.errors import AnalysisException
+from unbounded.executors.base import Executor
+from unbounded.plan.logical import (
+    Aggregate,
+    BoundRelation,
+    Deduplicate,
+    LogicalPlan,
+    WithWatermark,
+    replace_node,
+    walk_plan,
+)
+from unbounded.state.base import StateStoreConf
+
+__all__ = ["OperatorContext", "OperatorOutput", "StatefulOperator", "StatefulSplit",
+           "partition_ids", "split_stateful"]
+
+_PROBE = pl.DataFrame({"a": [1, 2, None], "s": ["x", None, "z"]})
+
+
+@dataclass(frozen=True)
+class StatefulSplit:
+    below: LogicalPlan
+    node: Aggregate | Deduplicate
+    above: LogicalPlan
+    placeholder: BoundRelation
+
+
+def split_stateful(plan: LogicalPlan) -> StatefulSplit | None:
+    """Split ``plan`` at its stateful node; None for a stateless plan."""
+    nodes = [n for n in walk_plan(plan) if isinstance(n, (Aggregate, Deduplicate))]
+    if not nodes:
+        return None
+    if len(nodes) > 1:
+        raise AnalysisException(
+            "Only one stateful operator (aggregation or deduplication) per streaming query is "
+            "supported; split the pipeline into two queries chained through a sink.",
+            error_class="UNSUPPORTED_STREAMING_OPERATION")
+    node = nodes[0]
+    from unbounded.engine.plans import plan_schema
+
+    placeholder = BoundRelation(plan_schema(node))
+    return StatefulSplit(node.child, node, replace_node(plan, node, placeholder), placeholder)
+
+
+def watermark_delays(plan: LogicalPlan) -> dict[str, int]:
+    """Watermarked column (lower-cased) -> delay in ms, for the plan below an operator."""
+    return {n.column.lower(): n.delay_ms for n in walk_plan(plan) if isinstance(n, WithWatermark)}
+
+
+@dataclass(frozen=True)
+class OperatorContext:
+    """Where and how an operator keeps state."""
+
+    state_root: str
+    num_partitions: int
+    store_conf: StateStoreConf
+    output_mode: str
+    executor: Executor
+    operator_id: int = 0
+
+
+@dataclass
+class OperatorOutput:
+    rows: pl.DataFrame
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class StatefulOperator(Protocol):
+    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int) -> OperatorOutput:
+        """Fold ``batch`` into the state (version ``batch_id`` -> ``batch_id + 1``) and
+        return the rows the output mode emits; a re-run of ``batch_id`` recomputes the
+        same version from the same input."""
+        ...
+
+    def maintenance(self, min_versions: int) -> None:
+        """Delete state files no longer needed to recover the last ``min_versions``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def partition_ids(frame: pl.DataFrame, keys: list[str], n: int) -> pl.Series:
+    return frame.select((pl.struct(keys).hash(seed=0) % n).alias("p"))["p"]
+
+
+def check_partitioning(ctx: OperatorContext) -> None:
+    """Refuse to reuse state whose keys were partitioned by a different hash.
+
+    The key hash comes from Polars, which does not promise the same values across its
+    releases; a probe recorded at the first run detects a change before any key is
+    looked up in the wrong partition.
+    """
+    folder = os.path.join(ctx.state_root, str(ctx.operator_id), "_metadata")
+    path = os.path.join(folder, "partitioning")
+    probe = partition_ids(_PROBE, ["a", "s"], 1 << 30).to_list()
+    current = {"version": 1, "numPartitions": ctx.num_partitions, "probe": probe}
+    if not os.path.exists(path):
+        os.makedirs(folder, exist_ok=True)
+        write_atomic(path, json.dumps(current).encode())
+        return
+    with open(path, encoding="utf-8") as f:
+        recorded = json.load(f)
+    if recorded.get("numPartitions") != ctx.num_partitions:
+        raise AnalysisException(
+            f"The state in {folder} has {recorded.get('numPartitions')} partitions but the "
+            f"query now asks for {ctx.num_partitions}; the number of state partitions is fixed "
+            "at the first run. Start with a new checkpoint to change it.",
+            error_class="STATE_PARTITIONS_CHANGED")
+    if recorded.get("probe") != probe:
+        raise AnalysisException(
+            f"The state in {folder} was partitioned by a key hash that this installation "
+            f"computes differently (Polars {pl.__version__}). Install the Polars release the "
+            "checkpoint was written with, or start with a new checkpoint.",
+            error_class="STATE_PARTITIONING_CHANGED")

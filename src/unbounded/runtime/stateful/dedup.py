@@ -1,0 +1,124 @@
+"""Streaming deduplication: the first row per key passes, later ones are dropped.
+
+``dropDuplicates(cols)`` keeps every key seen, forever without a watermark; with a
+watermark on an event-time column among the keys, keys at or below the watermark are
+evicted. ``dropDuplicatesWithinWatermark(cols)`` keeps a key until its event time plus
+the watermark delay falls at or below the watermark. Rows at or below the watermark are
+late and dropped in both.
+"""
+
+from __future__ import annotations
+
+import time
+
+import polars as pl
+
+from unbounded.errors import AnalysisException
+from unbounded.plan.logical import Deduplicate
+from unbounded.runtime.stateful.base import (
+    OperatorContext,
+    OperatorOutput,
+    check_partitioning,
+    partition_ids,
+    watermark_delays,
+)
+from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStoreId, StateStoreProvider
+from unbounded.state.registry import create_provider
+
+__all__ = ["StreamingDeduplication"]
+
+_UTC_US = pl.Datetime("us", "UTC")
+_EXPIRES = "__expires_at"
+
+
+class StreamingDeduplication:
+    def __init__(self, node: Deduplicate, input_schema: pl.Schema, ctx: OperatorContext) -> None:
+        self.ctx = ctx
+        columns = list(input_schema)
+        lowered = {c.lower(): c for c in columns}
+        wanted = node.keys or tuple(columns)
+        missing = [k for k in wanted if k.lower() not in lowered]
+        if missing:
+            raise AnalysisException(f"dropDuplicates: no columns named {missing}; columns are "
+                                    f"{columns}.")
+        self.keys = [lowered[k.lower()] for k in wanted]
+        delays = watermark_delays(node.child)
+        self.event_time = next((lowered[c] for c in delays if c in lowered), None)
+        self.within = node.within_watermark
+        if self.within and self.event_time is None:
+            raise AnalysisException(
+                "dropDuplicatesWithinWatermark needs a watermark: add withWatermark(...) on "
+                "the event-time column before it.")
+        self.delay_ms = delays.get(self.event_time.lower(), 0) if self.event_time else 0
+        self.evicts = self.within or (self.event_time is not None and self.event_time in self.keys)
+        key_schema = pl.DataFrame(schema=input_schema).select(self.keys).to_arrow().schema
+        value = pl.DataFrame(schema={_EXPIRES: _UTC_US}).to_arrow().schema
+        self.schema = StateSchema(key_schema, value)
+        check_partitioning(ctx)
+        self.providers: dict[int, StateStoreProvider] = {}
+        for partition in range(ctx.num_partitions):  # checks the state schema before start
+            self._provider(partition)
+
+    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int) -> OperatorOutput:
+        started = time.perf_counter()
+        dropped = 0
+        wm = pl.lit(watermark_ms * 1000, dtype=pl.Int64).cast(_UTC_US)
+        if self.event_time is not None and watermark_ms > 0:
+            before = batch.height
+            batch = batch.filter(~(pl.col(self.event_time) <= wm).fill_null(False))
+            dropped = before - batch.height
+        firsts = batch.unique(subset=self.keys, keep="first", maintain_order=True)
+        parts = partition_ids(firsts, self.keys, self.ctx.num_partitions)
+        tasks = [(p, firsts.filter(parts == p)) for p in range(self.ctx.num_partitions)]
+        results = self.ctx.executor.map(
+            lambda t: self._process_partition(t[0], t[1], batch_id, wm, watermark_ms), tasks)
+        out = pl.concat([r[0] for r in results]) if results else firsts.clear()
+        metrics: dict[str, int | str] = {}
+        for _, m in results:
+            for k, v in m.items():
+                metrics[k] = int(metrics.get(k, 0)) + v
+        metrics.update(operatorName="dedupe", numRowsDroppedByWatermark=dropped,
+                       numShufflePartitions=self.ctx.num_partitions,
+                       numStateStoreInstances=self.ctx.num_partitions,
+                       allUpdatesTimeMs=int((time.perf_counter() - started) * 1000))
+        return OperatorOutput(out, metrics)
+
+    def _expiry(self) -> pl.Expr:
+        if self.event_time is None:
+            return pl.lit(None, dtype=_UTC_US)
+        delay = self.delay_ms * 1000 if self.within else 0
+        return (pl.col(self.event_time).dt.epoch("us") + delay).cast(_UTC_US)
+
+    def _process_partition(self, partition: int, rows: pl.DataFrame, batch_id: int,
+                           wm: pl.Expr, watermark_ms: int) -> tuple[pl.DataFrame, dict[str, int]]:
+        store = self._provider(partition).get_store(batch_id)
+        try:
+            found = pl.from_arrow(store.lookup(rows.select(self.keys).to_arrow()))
+            assert isinstance(found, pl.DataFrame)
+            fresh = rows.filter(~found[FOUND_COLUMN])
+            if fresh.height:
+                store.upsert(fresh.select([*self.keys, self._expiry().alias(_EXPIRES)])
+                             .to_arrow())
+            if self.evicts and watermark_ms > 0:
+                column = pl.col(_EXPIRES) if self.within else pl.col(self.event_time or "")
+                store.evict(column <= wm)
+            store.commit()
+        except BaseException:
+            store.abort()
+            raise
+        return fresh, store.metrics.to_dict()
+
+    def _provider(self, partition: int) -> StateStoreProvider:
+        if partition not in self.providers:
+            store_id = StateStoreId(self.ctx.state_root, self.ctx.operator_id, partition)
+            self.providers[partition] = create_provider(store_id, self.schema,
+                                                        self.ctx.store_conf)
+        return self.providers[partition]
+
+    def close(self) -> None:
+        for provider in self.providers.values():
+            provider.close()
+
+    def maintenance(self, min_versions: int) -> None:
+        for provider in self.providers.values():
+            provider.maintenance(min_versions)
