@@ -36,7 +36,7 @@ class Batches:
         return [rows for _, rows in sorted(self.by_id.items()) if rows]
 
 
-def S(rows: list[tuple]) -> list[tuple]:  # noqa: N802 - reads as a set literal
+def S(rows: list[tuple]) -> list[tuple]:
     return sorted(rows, key=repr)
 
 
@@ -164,7 +164,7 @@ def test_aggregates_over_plain_keys_match_a_batch_query(spark, tmp_path):
     q.stop()
     flat = [r for block in data for r in block]
     batch = spark.createDataFrame(flat, "k STRING, v LONG").groupBy("k").agg(*aggs)
-    normalise = lambda rows: sorted((r[:7] + (sorted(r[7]),) for r in rows), key=repr)  # noqa: E731
+    normalise = lambda rows: sorted(((*r[:7], sorted(r[7])) for r in rows), key=repr)  # noqa: E731
     assert normalise(sink.nonempty()[-1]) == normalise(tuple(r) for r in batch.collect())
 
 

@@ -27,7 +27,8 @@ class CheckpointLock:
             os.close(fd)
             raise ConcurrentQueryError(
                 "Another run of this query is active on the checkpoint "
-                f"{os.path.dirname(self.path)}. Stop it first, or start this query with another checkpointLocation."
+                f"{os.path.dirname(self.path)}. Stop it first, or start this query with "
+                "another checkpointLocation."
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

@@ -339,20 +339,20 @@ class _Mismatch(ValueError):
 def _json_row(text: str, schema: T.DataType) -> Any:
     """One row; Spark 3 gives a struct of NULLs (not NULL) for a malformed struct record."""
     try:
-        return _json_value(json.loads(text), schema, top=True)
+        return _json_value(json.loads(text), schema)
     except (ValueError, _Mismatch):
         if isinstance(schema, T.StructType):
             return {f.name: None for f in schema.fields}
         return None
 
 
-def _json_value(value: Any, t: T.DataType, top: bool = False) -> Any:
+def _json_value(value: Any, t: T.DataType) -> Any:
     if value is None:
         return None
     if isinstance(t, T.StructType):
         if not isinstance(value, dict):
             raise _Mismatch(t.simpleString())
-        return {f.name: _json_field(value.get(f.name), f.dataType, top) for f in t.fields}
+        return {f.name: _json_field(value.get(f.name), f.dataType) for f in t.fields}
     if isinstance(t, T.ArrayType):
         if not isinstance(value, list):
             raise _Mismatch(t.simpleString())
@@ -364,7 +364,7 @@ def _json_value(value: Any, t: T.DataType, top: bool = False) -> Any:
     return _json_scalar(value, t)
 
 
-def _json_field(value: Any, t: T.DataType, top: bool) -> Any:
+def _json_field(value: Any, t: T.DataType) -> Any:
     """A struct field; a field that does not convert is NULL (Spark's partial results)."""
     try:
         return _json_value(value, t)

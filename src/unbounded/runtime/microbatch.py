@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +25,8 @@ from unbounded.checkpoint.lock import CheckpointLock
 from unbounded.checkpoint.logs import CommitEntry, CommitLog, OffsetEntry, OffsetLog, QueryMetadata
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.executors.base import Executor
-from unbounded.plan.logical import StreamingRelation, streaming_relations
 from unbounded.faults import fault_point, slow_batch_for_tests
+from unbounded.plan.logical import StreamingRelation, streaming_relations
 from unbounded.runtime.progress import Progress
 from unbounded.runtime.recovery import find_resume_point
 from unbounded.runtime.spec import QuerySpec
@@ -67,6 +68,16 @@ class _Span:
     def __exit__(self, *exc: object) -> None:
         spent = int((time.perf_counter() - self.start) * 1000)
         self.timer.durations[self.name] = self.timer.durations.get(self.name, 0) + spent
+
+
+@dataclass
+class _BatchOutcome:
+    """What one batch did, for its progress report."""
+
+    input_rows: int
+    output_rows: int
+    rows_per_source: list[int]
+    event_time: dict[str, Any]
 
 
 class MicroBatchExecution:
@@ -245,7 +256,7 @@ class MicroBatchExecution:
             with timer.measure("walCommit"):
                 self.offset_log.add(batch_id, entry)
             fault_point("after-offset-write", batch_id)
-        rows, output_rows, per_source, stats = self._run_batch(batch_id, entry, timer)
+        outcome = self._run_batch(batch_id, entry, timer)
         fault_point("before-commit-write", batch_id)
         with timer.measure("commitOffsets"):
             self.commit_log.add(batch_id, CommitEntry(self.watermarks.current_ms))
@@ -254,8 +265,7 @@ class MicroBatchExecution:
         self.committed = entry.offsets
         self._release_committed(batch_id, entry)
         timer.durations["triggerExecution"] = int((time.perf_counter() - trigger_start) * 1000)
-        self._report(batch_id, entry, start_offsets, rows, output_rows, per_source, stats,
-                     timer)
+        self._report(batch_id, entry, start_offsets, outcome, timer)
         self.batch_id += 1
         return True
 
@@ -281,7 +291,7 @@ class MicroBatchExecution:
 
     def _run_batch(
         self, batch_id: int, entry: OffsetEntry, timer: _Timer
-    ) -> tuple[int, int, list[int], dict[str, Any]]:
+    ) -> _BatchOutcome:
         with timer.measure("queryPlanning"):
             tasks, task_source = self._plan_tasks(entry)
         with timer.measure("getBatch"):
@@ -301,7 +311,7 @@ class MicroBatchExecution:
             self.sink.add_batch(batch_id, batch)
         fault_point("after-sink", batch_id)
         slow_batch_for_tests()
-        return sum(per_source), batch.num_rows, per_source, event_time
+        return _BatchOutcome(sum(per_source), batch.num_rows, per_source, event_time)
 
     def _stateful_stage(self, results: list[TaskResult], batch_id: int,
                         entry: OffsetEntry) -> list[Any]:
@@ -384,9 +394,9 @@ class MicroBatchExecution:
             self._idle_checks += 1
             self._progress_lock.notify_all()
 
-    def _report(self, batch_id: int, entry: OffsetEntry, starts: list[Any], rows: int,
-                output_rows: int, per_source: list[int], event_time: dict[str, Any],
-                timer: _Timer) -> None:
+    def _report(self, batch_id: int, entry: OffsetEntry, starts: list[Any],
+                outcome: _BatchOutcome, timer: _Timer) -> None:
+        rows, per_source = outcome.input_rows, outcome.rows_per_source
         seconds = max(timer.durations["triggerExecution"], 1) / 1000
         since_last = self._since_last_trigger()
         sources = [
@@ -407,10 +417,11 @@ class MicroBatchExecution:
             "processedRowsPerSecond": rows / seconds,
             "durationMs": timer.durations, "stateOperators": list(self.state_metrics),
             "sources": sources,
-            "sink": {"description": self.sink.description, "numOutputRows": output_rows},
+            "sink": {"description": self.sink.description,
+                     "numOutputRows": outcome.output_rows},
         }
-        if event_time:
-            progress["eventTime"] = event_time
+        if outcome.event_time:
+            progress["eventTime"] = outcome.event_time
         with self._progress_lock:
             self.recent_progress.append(Progress(progress))
             self._progress_lock.notify_all()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Row"]
+import pyarrow as pa
+
+__all__ = ["Row", "rows_from_arrow"]
 
 
 class Row(tuple[Any, ...]):
@@ -67,3 +69,37 @@ class Row(tuple[Any, ...]):
 
     def __reduce__(self) -> Any:
         return (Row.from_fields, (list(self.__fields__), list(self)))
+
+
+def rows_from_arrow(table: pa.Table) -> list[Row]:
+    """The rows of ``table`` as PySpark returns them: structs as Rows, maps as dicts.
+
+    >>> t = pa.table({"s": pa.array([{"a": 1}]), "m": pa.array([[("k", 2)]], pa.map_(pa.string(), pa.int64()))})
+    >>> rows_from_arrow(t)
+    [Row(s=Row(a=1), m={'k': 2})]
+    """
+    names = table.column_names
+    columns = [[_python_value(v, field.type) for v in column.to_pylist()]
+               if _is_nested(field.type) else column.to_pylist()
+               for field, column in zip(table.schema, table.columns, strict=True)]
+    return [Row.from_fields(names, list(values)) for values in zip(*columns, strict=True)] \
+        if columns else [Row.from_fields([], []) for _ in range(table.num_rows)]
+
+
+def _is_nested(t: pa.DataType) -> bool:
+    return bool(pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_list(t)
+                or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
+
+
+def _python_value(value: Any, t: pa.DataType) -> Any:
+    if value is None:
+        return None
+    if pa.types.is_struct(t):
+        fields = [t.field(i) for i in range(t.num_fields)]
+        return Row.from_fields([f.name for f in fields],
+                               [_python_value(value[f.name], f.type) for f in fields])
+    if pa.types.is_map(t):
+        return {_python_value(k, t.key_type): _python_value(v, t.item_type) for k, v in value}
+    if _is_nested(t):
+        return [_python_value(v, t.value_type) for v in value]
+    return value

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -20,7 +21,14 @@ from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import compile_expr, compile_named
 from unbounded.engine.functions import is_sliding_window
 from unbounded.errors import AnalysisException
-from unbounded.plan.expressions import AggregateCall, Alias, ColumnRef, Expression, FunctionCall, Star
+from unbounded.plan.expressions import (
+    AggregateCall,
+    Alias,
+    ColumnRef,
+    Expression,
+    FunctionCall,
+    Star,
+)
 from unbounded.plan.logical import Aggregate
 from unbounded.runtime.stateful.base import (
     OperatorContext,
@@ -227,7 +235,7 @@ class StreamingAggregation:
             tasks)
         rows = pl.concat([r[0] for r in results], how="vertical_relaxed") if results else None
         out = self._finalize(rows if rows is not None else partial.clear())
-        metrics = _sum_metrics([r[1] for r in results])
+        metrics: dict[str, Any] = _sum_metrics([r[1] for r in results])
         metrics.update(numRowsDroppedByWatermark=dropped, operatorName="stateStoreSave",
                        numShufflePartitions=self.ctx.num_partitions,
                        numStateStoreInstances=self.ctx.num_partitions,
