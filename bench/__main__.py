@@ -21,7 +21,7 @@ import time
 import traceback
 from typing import Any
 
-from bench import kafka, throughput, windowed
+from bench import kafka, state_restore, throughput, windowed
 from bench.harness import (
     DATA_ROOT,
     REPO_ROOT,
@@ -37,7 +37,8 @@ __all__ = ["WORKLOADS", "main"]
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
-    for w in (throughput.WORKLOAD, windowed.WORKLOAD, kafka.WORKLOAD)
+    for w in (throughput.WORKLOAD, windowed.WORKLOAD, state_restore.WORKLOAD,
+              kafka.WORKLOAD)
 }
 
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         return _worker(args)
     from rich.console import Console
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     results: list[WorkloadResult] = []
     for name in args.only or list(WORKLOADS):
         workload = WORKLOADS[name]

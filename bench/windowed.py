@@ -177,6 +177,7 @@ def _pyspark(input_dir: str, run_dir: str) -> dict[str, Any]:
              .config("spark.sql.shuffle.partitions", "2")
              .config("spark.sql.session.timeZone", "UTC")
              .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
              .config("spark.driver.memory", "2g")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")

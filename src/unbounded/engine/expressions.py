@@ -31,6 +31,7 @@ from unbounded.plan.expressions import (
     Literal,
     Star,
     UnaryOp,
+    walk,
 )
 
 __all__ = ["compile_expr", "compile_named", "expand_star", "like_to_regex"]
@@ -60,7 +61,15 @@ def expand_star(exprs: tuple[Expression, ...], ctx: CompileContext) -> list[pl.E
             out.append(pl.col(ctx.resolve(e.target or "")).struct.unnest())
         else:
             out.append(compile_named(e, ctx))
+    if out and not any(_reads_input(e) for e in exprs):
+        # Spark keeps one output row per input row; Polars would give one row of constants.
+        return [pl.repeat(o, pl.len()).alias(e.display_name()) for o, e in
+                zip(out, exprs, strict=True)]
     return out
+
+
+def _reads_input(expr: Expression) -> bool:
+    return any(isinstance(n, (ColumnRef, Star)) for n in walk(expr))
 
 
 @compile_expr.register

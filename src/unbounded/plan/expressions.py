@@ -43,6 +43,20 @@ _INFIX = {
 }
 
 
+# Parameters that Spark shows in a function's column name, before and after the columns:
+# ``substring(name, 1, 3)``, ``concat_ws(-, a, b)``, ``date_trunc(hour, ts)``.
+_SHOWN_PARAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "substring": ((), ("pos", "len")), "split": ((), ("pattern", "limit")),
+    "round": ((), ("scale",)), "date_format": ((), ("format",)),
+    "to_timestamp": ((), ("format",)), "to_date": ((), ("format",)),
+    "get_json_object": ((), ("path",)), "regexp_replace": ((), ("pattern", "replacement")),
+    "regexp_extract": ((), ("pattern", "idx")), "instr": ((), ("substr",)),
+    "lpad": ((), ("len", "pad")), "rpad": ((), ("len", "pad")),
+    "from_unixtime": ((), ("format",)), "unix_timestamp": ((), ("format",)),
+    "concat_ws": (("sep",), ()), "date_trunc": (("unit",), ()),
+}
+
+
 class Expression:
     """Base of every expression node."""
 
@@ -110,6 +124,8 @@ class BinaryOp(Expression):
         return (self.left, self.right)
 
     def display_name(self) -> str:
+        if self.op == "pow":
+            return f"POWER({self.left.display_name()}, {self.right.display_name()})"
         symbol = _INFIX.get(self.op, self.op)
         return f"({self.left.display_name()} {symbol} {self.right.display_name()})"
 
@@ -233,8 +249,14 @@ class FunctionCall(Expression):
             return "session_window"
         if self.name == "current_timestamp":
             return "current_timestamp()"
-        inner = ", ".join(a.display_name() for a in self.args)
-        return f"{self.name}({inner})"
+        before, after = _SHOWN_PARAMS.get(self.name, ((), ()))
+        shown = [*(self._param_text(p) for p in before), *(a.display_name() for a in self.args),
+                 *(self._param_text(p) for p in after)]
+        return f"{self.name}({', '.join(t for t in shown if t is not None)})"
+
+    def _param_text(self, key: str) -> str | None:
+        value = self.param(key)
+        return None if value is None else Literal(value).display_name()
 
 
 @dataclass(frozen=True)

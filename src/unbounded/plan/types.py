@@ -48,19 +48,21 @@ __all__ = [
 class DataType:
     """Base of all Spark types; equal when of the same class and parameters."""
 
-    type_name: ClassVar[str] = "data"
+    type_name: ClassVar[str] = "data"  # the SQL name: simpleString(), e.g. "bigint"
+    json_name: ClassVar[str] = ""  # PySpark's typeName() when it differs, e.g. "long"
 
     def simpleString(self) -> str:
         return self.type_name
 
     def typeName(self) -> str:
-        return self.type_name
+        """PySpark's name of the type (``long``, ``integer``), used in JSON and printSchema."""
+        return self.json_name or self.type_name
 
     def to_arrow(self) -> pa.DataType:
         raise NotImplementedError(type(self).__name__)
 
     def jsonValue(self) -> Any:
-        return self.type_name
+        return self.typeName()
 
     def json(self) -> str:
         return json.dumps(self.jsonValue(), separators=(",", ":"))
@@ -105,6 +107,7 @@ class BooleanType(DataType):
 
 class ByteType(DataType):
     type_name = "tinyint"
+    json_name = "byte"
 
     def to_arrow(self) -> pa.DataType:
         return pa.int8()
@@ -112,6 +115,7 @@ class ByteType(DataType):
 
 class ShortType(DataType):
     type_name = "smallint"
+    json_name = "short"
 
     def to_arrow(self) -> pa.DataType:
         return pa.int16()
@@ -119,6 +123,7 @@ class ShortType(DataType):
 
 class IntegerType(DataType):
     type_name = "int"
+    json_name = "integer"
 
     def to_arrow(self) -> pa.DataType:
         return pa.int32()
@@ -126,6 +131,7 @@ class IntegerType(DataType):
 
 class LongType(DataType):
     type_name = "bigint"
+    json_name = "long"
 
     def to_arrow(self) -> pa.DataType:
         return pa.int64()
@@ -320,7 +326,7 @@ class StructType(DataType):
 
     def treeString(self) -> str:
         lines = ["root"]
-        _tree_lines(self, 1, lines)
+        _tree_lines(self, " |", lines)
         return "\n".join(lines) + "\n"
 
     def __repr__(self) -> str:
@@ -347,14 +353,28 @@ class StructType(DataType):
         return cls([StructField(f.name, from_arrow_type(f.type), f.nullable) for f in schema])
 
 
-def _tree_lines(struct: StructType, depth: int, lines: list[str]) -> None:
-    prefix = " |   " * (depth - 1) + " |-- "
-    for f in struct.fields:
-        lines.append(
-            f"{prefix}{f.name}: {f.dataType.type_name} (nullable = {str(f.nullable).lower()})"
-        )
-        if isinstance(f.dataType, StructType):
-            _tree_lines(f.dataType, depth + 1, lines)
+def _tree_lines(data_type: DataType, prefix: str, lines: list[str]) -> None:
+    """Spark's ``buildFormattedString``: one line per field, element, key and value."""
+    if isinstance(data_type, StructType):
+        for f in data_type.fields:
+            lines.append(f"{prefix}-- {f.name}: {_tree_name(f.dataType)} "
+                         f"(nullable = {str(f.nullable).lower()})")
+            _tree_lines(f.dataType, prefix + "    |", lines)
+    elif isinstance(data_type, ArrayType):
+        lines.append(f"{prefix}-- element: {_tree_name(data_type.elementType)} "
+                     f"(containsNull = {str(data_type.containsNull).lower()})")
+        _tree_lines(data_type.elementType, prefix + "    |", lines)
+    elif isinstance(data_type, MapType):
+        lines.append(f"{prefix}-- key: {_tree_name(data_type.keyType)}")
+        _tree_lines(data_type.keyType, prefix + "    |", lines)
+        lines.append(f"{prefix}-- value: {_tree_name(data_type.valueType)} "
+                     f"(valueContainsNull = {str(data_type.valueContainsNull).lower()})")
+        _tree_lines(data_type.valueType, prefix + "    |", lines)
+
+
+def _tree_name(data_type: DataType) -> str:
+    return data_type.simpleString() if isinstance(data_type, DecimalType) \
+        else data_type.typeName()
 
 
 def from_arrow_type(t: pa.DataType) -> DataType:

@@ -257,6 +257,7 @@ class KafkaSink:
         timeout_s = self._opts.timeout_ms / 1000
         producer.begin_transaction()
         produce_table(producer, table, self._opts.topic)
+        producer.flush(timeout_s)  # commit would flush too; here a crash leaves data sent
         fault_point("mid-sink-write", batch_id)
         marker = [TopicPartition(self._opts.marker_topic, 0, batch_id + 1)]
         producer.send_offsets_to_transaction(marker, self._group.consumer_group_metadata(),

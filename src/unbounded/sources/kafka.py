@@ -383,7 +383,8 @@ class _OffsetReader:
 _EARLIEST_SPEC: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 _LATEST_SPEC: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 _CONSUMER_ONLY = {"group.id", "enable.auto.commit", "enable.auto.offset.store",
-                  "enable.partition.eof", "auto.offset.reset", "isolation.level"}
+                  "enable.partition.eof", "auto.offset.reset", "isolation.level",
+                  "max.partition.fetch.bytes", "fetch.max.bytes", "queued.min.messages"}
 
 
 def _request_timeout_s(opts: KafkaSourceOptions) -> float:

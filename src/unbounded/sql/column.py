@@ -71,6 +71,7 @@ class Column:
     def __mod__(self, o: Any) -> Column: return self._bin("mod", o)
     def __rmod__(self, o: Any) -> Column: return self._rbin("mod", o)
     def __pow__(self, o: Any) -> Column: return self._bin("pow", o)
+    def __rpow__(self, o: Any) -> Column: return self._rbin("pow", o)
     def __eq__(self, o: Any) -> Column: return self._bin("eq", o)  # type: ignore[override]
     def __ne__(self, o: Any) -> Column: return self._bin("ne", o)  # type: ignore[override]
     def __lt__(self, o: Any) -> Column: return self._bin("lt", o)

@@ -31,7 +31,7 @@ from unbounded.plan.logical import (
 )
 from unbounded.sql.column import Column, column_of
 from unbounded.sql.group import GroupedData
-from unbounded.sql.row import Row
+from unbounded.sql.row import Row, rows_from_arrow
 from unbounded.sql.types import StructType
 
 if TYPE_CHECKING:
@@ -72,11 +72,12 @@ class DataFrame:
     def isStreaming(self) -> bool:
         return is_streaming(self._plan)
 
-    def printSchema(self) -> None:
-        print(self.schema.treeString(), end="")
+    def printSchema(self, level: int | None = None) -> None:
+        """Print the schema as a tree, as PySpark does (with a blank line after it)."""
+        print(self.schema.treeString())
 
     def explain(self, extended: bool | str | None = None, mode: str | None = None) -> None:
-        print("== Physical Plan ==\n" + tree_string(self._plan))
+        print("== Physical Plan ==\n" + tree_string(self._plan) + "\n")
 
     def __getitem__(self, item: str | int) -> Column:
         if isinstance(item, int):
@@ -139,9 +140,10 @@ class DataFrame:
         return self.withColumns({colName: col})
 
     def withColumnRenamed(self, existing: str, new: str) -> DataFrame:
-        if existing not in self.columns:
+        """Rename a column (matched case-insensitively); a no-op when there is none."""
+        if existing.lower() not in (c.lower() for c in self.columns):
             return self
-        exprs = tuple(Alias(_quoted(c), new) if c == existing else _quoted(c)
+        exprs = tuple(Alias(_quoted(c), new) if c.lower() == existing.lower() else _quoted(c)
                       for c in self.columns)
         return self._with_plan(Project(self._plan, exprs))
 
@@ -173,9 +175,11 @@ class DataFrame:
                 raise AnalysisException(
                     f"[NUM_COLUMNS_MISMATCH] unionByName: columns {sorted(missing)} are not in "
                     "both inputs. Pass allowMissingColumns=True to fill them with NULL.")
-            other = other.select(*self.columns)
+            # Reordered by name, the inputs then line up by position (types widen as union's).
+            other = other.select(*(_quoted(c) for c in self.columns))
+            return self.union(other)
         return self._with_plan(Union((self._plan, other._plan), by_name=True,
-                                     allow_missing=allowMissingColumns))
+                                     allow_missing=True))
 
     def withWatermark(self, eventTime: str, delayThreshold: str) -> DataFrame:
         field = next((f for f in self.schema.fields if f.name.lower() == eventTime.lower()), None)
@@ -242,9 +246,8 @@ class DataFrame:
         return compile_plan(self._plan, {}, ctx).collect().to_arrow()
 
     def collect(self) -> list[Row]:
-        table = self.toArrow()
-        names = table.column_names
-        return [Row.from_fields(names, [r[n] for n in names]) for r in table.to_pylist()]
+        """The rows; structs come back as Rows and maps as dicts, as in PySpark."""
+        return rows_from_arrow(self.toArrow(), self.schema)
 
     def count(self) -> int:
         return int(self.toArrow().num_rows)
@@ -265,11 +268,18 @@ class DataFrame:
         from unbounded.sinks.console import format_table
 
         self._require_batch("show")
-        print(format_table(self.limit(n + 1).toArrow(), n, truncate), end="")
+        print(format_table(self.limit(n + 1).toArrow(), n, truncate))
 
     def toPandas(self) -> pd.DataFrame:
-        frame: pd.DataFrame = self.toArrow().to_pandas()
-        return frame
+        """A pandas frame as PySpark builds it: strings as ``object`` (None for NULL),
+        timestamps as naive ``datetime64[ns]`` in the session time zone."""
+        import pandas as pd
+
+        table = self.toArrow()
+        zone = self.sparkSession.conf.get("spark.sql.session.timeZone", "UTC")
+        columns = {name: _pandas_column(column, zone)
+                   for name, column in zip(table.column_names, table.columns, strict=True)}
+        return pd.DataFrame(columns, columns=table.column_names)
 
     def isEmpty(self) -> bool:
         return self.limit(1).count() == 0
@@ -289,3 +299,18 @@ class DataFrame:
         self.sparkSession._register_view(name, self)
 
 
+
+
+def _pandas_column(column: pa.ChunkedArray, zone: str) -> pd.Series:
+    import pandas as pd
+
+    t = column.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pd.Series(column.to_pylist(), dtype=object)
+    if pa.types.is_timestamp(t):
+        local = column.to_pandas()
+        if t.tz is not None:
+            local = local.dt.tz_convert(zone).dt.tz_localize(None)
+        return local.astype("datetime64[ns]")
+    series: pd.Series = column.to_pandas()
+    return series

@@ -85,7 +85,8 @@ class DataFrameReader:
             raise AnalysisException("A path is required: spark.read.format(...).load(path).")
         paths = [raw] if isinstance(raw, str) else list(raw)
         files = self._files(paths)
-        resolved = self._schema or infer_schema(self._format, files, dict(self._options))
+        resolved = self._schema or infer_schema(self._format, files, dict(self._options),
+                                                streaming=False)
         relation = FileRelation(self._format, tuple(files), resolved,
                                 tuple(self._options.items()))
         return DataFrame(relation, self._session)

@@ -6,6 +6,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from unbounded.plan.types import ArrayType, DataType, MapType, StructType
+
 __all__ = ["Row", "rows_from_arrow"]
 
 
@@ -71,35 +73,39 @@ class Row(tuple[Any, ...]):
         return (Row.from_fields, (list(self.__fields__), list(self)))
 
 
-def rows_from_arrow(table: pa.Table) -> list[Row]:
+def rows_from_arrow(table: pa.Table, schema: StructType | None = None) -> list[Row]:
     """The rows of ``table`` as PySpark returns them: structs as Rows, maps as dicts.
 
-    >>> t = pa.table({"s": pa.array([{"a": 1}]), "m": pa.array([[("k", 2)]], pa.map_(pa.string(), pa.int64()))})
-    >>> rows_from_arrow(t)
+    ``schema`` (the Spark schema) tells maps apart from lists of key/value structs,
+    which is how Polars holds maps.
+
+    >>> m = pa.array([[("k", 2)]], pa.map_(pa.string(), pa.int64()))
+    >>> rows_from_arrow(pa.table({"s": pa.array([{"a": 1}]), "m": m}))
     [Row(s=Row(a=1), m={'k': 2})]
     """
+    spark = schema if schema is not None else StructType.from_arrow(table.schema)
     names = table.column_names
-    columns = [[_python_value(v, field.type) for v in column.to_pylist()]
-               if _is_nested(field.type) else column.to_pylist()
-               for field, column in zip(table.schema, table.columns, strict=True)]
-    return [Row.from_fields(names, list(values)) for values in zip(*columns, strict=True)] \
-        if columns else [Row.from_fields([], []) for _ in range(table.num_rows)]
+    columns = [[_python_value(v, field.dataType) for v in column.to_pylist()]
+               if _is_nested(field.dataType) else column.to_pylist()
+               for field, column in zip(spark.fields, table.columns, strict=True)]
+    if not columns:
+        return [Row.from_fields([], []) for _ in range(table.num_rows)]
+    return [Row.from_fields(names, list(values)) for values in zip(*columns, strict=True)]
 
 
-def _is_nested(t: pa.DataType) -> bool:
-    return bool(pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_list(t)
-                or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
+def _is_nested(t: DataType) -> bool:
+    return isinstance(t, (StructType, MapType, ArrayType))
 
 
-def _python_value(value: Any, t: pa.DataType) -> Any:
+def _python_value(value: Any, t: DataType) -> Any:
     if value is None:
         return None
-    if pa.types.is_struct(t):
-        fields = [t.field(i) for i in range(t.num_fields)]
-        return Row.from_fields([f.name for f in fields],
-                               [_python_value(value[f.name], f.type) for f in fields])
-    if pa.types.is_map(t):
-        return {_python_value(k, t.key_type): _python_value(v, t.item_type) for k, v in value}
-    if _is_nested(t):
-        return [_python_value(v, t.value_type) for v in value]
+    if isinstance(t, StructType):
+        return Row.from_fields(t.names, [_python_value(value.get(f.name), f.dataType)
+                                         for f in t.fields])
+    if isinstance(t, MapType):
+        pairs = ((p["key"], p["value"]) if isinstance(p, dict) else p for p in value)
+        return {_python_value(k, t.keyType): _python_value(v, t.valueType) for k, v in pairs}
+    if isinstance(t, ArrayType):
+        return [_python_value(v, t.elementType) for v in value]
     return value
