@@ -9,9 +9,6 @@ when a COMMIT marker of its producer follows it.
 
 from __future__ import annotations
 
-import io
-import json
-import logging
 import os
 import random
 import signal
@@ -19,17 +16,13 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -37,11 +30,9 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka.admin import AdminClient
 
-from kafka_broker import BrokerProcess, create_topic, delete_topic, produce_records, unique_topic
+from kafka_broker import create_topic, produce_records, unique_topic
 from unbounded.faults import FAULT_POINTS
 from unbounded.sinks.file_manifest import FileSinkManifest
-from unbounded.sql import SparkSession, StreamingQuery
-from unbounded.sql import functions as F
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -35,7 +35,13 @@ from unbounded.runtime.tasks import PartitionTask, TaskResult, run_task
 from unbounded.runtime.triggers import AvailableNow, Continuous, Once, ProcessingTime
 from unbounded.runtime.watermarks import WatermarkTracker
 from unbounded.sinks.base import MicroBatch, Sink, SinkContext
-from unbounded.sources.base import Offset, Source, SourceContext, SupportsAvailableNow
+from unbounded.sources.base import (
+    Offset,
+    Source,
+    SourceContext,
+    SupportsAvailableNow,
+    SupportsStatusReports,
+)
 from unbounded.sources.registry import create_source
 
 __all__ = ["MicroBatchExecution"]
@@ -124,6 +130,9 @@ class MicroBatchExecution:
             self.offset_log = OffsetLog(os.path.join(cp, "offsets"))
             self.commit_log = CommitLog(os.path.join(cp, "commits"))
             self.sources = [self._create_source(i, rel) for i, rel in enumerate(self.relations)]
+            for src in self.sources:
+                if isinstance(src, SupportsStatusReports):
+                    src.report_status_to(self._source_status)
             self.sink = self.spec.sink_factory(self._sink_context())
             self.operator = self._create_operator()
         except BaseException:
@@ -387,6 +396,10 @@ class MicroBatchExecution:
             self.commit_log.purge_before(oldest)
 
     # ---- progress and status -----------------------------------------------------------
+    def _source_status(self, message: str) -> None:
+        """A source's account of a wait (e.g. retrying unreachable brokers)."""
+        self.status = Progress({**self.status, "message": message})
+
     def _note_idle(self) -> None:
         self.status = Progress({"message": "Waiting for data to arrive",
                                 "isDataAvailable": False, "isTriggerActive": False})

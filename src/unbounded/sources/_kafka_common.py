@@ -29,6 +29,7 @@ __all__ = [
     "ClientConf",
     "KafkaDataLossError",
     "KafkaUnavailableError",
+    "StatusListener",
     "as_client_conf",
     "client_config",
     "redact_options",
@@ -36,6 +37,7 @@ __all__ = [
     "retry_until_timeout",
     "secret_values",
     "unavailable_error",
+    "waiting_message",
 ]
 
 _log = logging.getLogger(__name__)
@@ -141,14 +143,17 @@ def _translate_stores(config: dict[str, str]) -> None:
         )
 
 
+StatusListener = Callable[[str], None]
+
+
 def retry_until_timeout(
     call: Callable[[], T], *, what: str, bootstrap: str, timeout_ms: int, option: str,
-    secrets: list[str] | None = None,
+    secrets: list[str] | None = None, on_wait: StatusListener | None = None,
 ) -> T:
     """``call()``, retried with exponential backoff while it raises, for ``timeout_ms``.
 
-    Past the timeout raise :class:`KafkaUnavailableError` naming the broker and the option
-    that sets the timeout.
+    Each wait is logged and told to ``on_wait`` (the query's status). Past the timeout
+    raise :class:`KafkaUnavailableError` naming the broker and the option that sets it.
     """
     deadline = time.monotonic() + timeout_ms / 1000
     delay = 0.1
@@ -163,8 +168,17 @@ def retry_until_timeout(
             if remaining <= 0:
                 raise unavailable_error(what, bootstrap, timeout_ms, option, detail) from None
             _log.warning("Kafka %s failed (%s); retrying in %.1fs", what, detail, delay)
+            if on_wait is not None:
+                on_wait(waiting_message(what, bootstrap, timeout_ms, option, remaining))
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 5.0)
+
+
+def waiting_message(what: str, bootstrap: str, timeout_ms: int, option: str,
+                    remaining_s: float) -> str:
+    """The status line of a query waiting for unreachable brokers."""
+    return (f"Waiting for Kafka brokers at {bootstrap} ({what} failed); retrying for "
+            f"{max(remaining_s, 0):.0f}s more of {option}={timeout_ms}")
 
 
 def unavailable_error(

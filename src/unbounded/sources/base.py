@@ -8,6 +8,7 @@ same range, even in a new process: that is what makes a re-run batch determinist
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,6 +22,7 @@ __all__ = [
     "Source",
     "SourceContext",
     "SupportsAvailableNow",
+    "SupportsStatusReports",
     "parse_bool_option",
     "parse_int_option",
 ]
@@ -92,6 +94,14 @@ class SupportsAvailableNow(Protocol):
     """A source that can fix its end at "everything present now" (Trigger.AvailableNow)."""
 
     def prepare_for_available_now(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsStatusReports(Protocol):
+    """A source that describes its waits (e.g. for unreachable brokers) in the query's
+    ``status``; it calls ``listener(message)`` from whichever thread waits."""
+
+    def report_status_to(self, listener: Callable[[str], None]) -> None: ...
 
 
 def parse_int_option(ctx: SourceContext, key: str, default: int | None) -> int | None:

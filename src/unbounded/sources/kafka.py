@@ -56,6 +56,7 @@ from unbounded.plan.types import (
 from unbounded.sources._kafka_common import (
     POLL_TIMEOUT_OPTION,
     KafkaDataLossError,
+    StatusListener,
     as_client_conf,
     client_config,
     redact_options,
@@ -330,8 +331,9 @@ def _parse_duration_ms(ctx: SourceContext, key: str, default: str) -> int:
 class _OffsetReader:
     """Asks the brokers which partitions exist and what their offsets are (driver only)."""
 
-    def __init__(self, opts: KafkaSourceOptions) -> None:
+    def __init__(self, opts: KafkaSourceOptions, on_wait: StatusListener | None) -> None:
         self._opts = opts
+        self._on_wait = on_wait
         admin_keys = {k: v for k, v in opts.consumer_config.items() if k not in _CONSUMER_ONLY}
         self._admin = AdminClient(as_client_conf(admin_keys))
         self._isolation = (IsolationLevel.READ_COMMITTED if opts.read_committed
@@ -341,7 +343,7 @@ class _OffsetReader:
         timeout_ms = self._opts.poll_timeout_ms
         return retry_until_timeout(call, what=what, bootstrap=self._opts.bootstrap,
                                    timeout_ms=timeout_ms, option=POLL_TIMEOUT_OPTION,
-                                   secrets=self._opts.secrets)
+                                   secrets=self._opts.secrets, on_wait=self._on_wait)
 
     def partitions(self) -> set[TopicPartitionKey]:
         strategy = self._opts.strategy
@@ -388,7 +390,9 @@ _CONSUMER_ONLY = {"group.id", "enable.auto.commit", "enable.auto.offset.store",
 
 
 def _request_timeout_s(opts: KafkaSourceOptions) -> float:
-    return max(1.0, min(10.0, opts.poll_timeout_ms / 1000))
+    """One attempt's share of the poll timeout: short enough to retry (and report the
+    wait) several times before the query gives up on the brokers."""
+    return max(0.5, min(5.0, opts.poll_timeout_ms / 4000))
 
 
 class _DataLoss:
@@ -435,6 +439,7 @@ class KafkaSource:
         self._available_now: PartitionOffsets | None = None
         self._last_trigger = time.monotonic()
         self._data_loss = _DataLoss(self._opts.fail_on_data_loss)
+        self._on_wait: StatusListener | None = None
 
     @classmethod
     def infer_schema(cls, format: str, ctx: SourceContext) -> StructType:
@@ -460,10 +465,15 @@ class KafkaSource:
             return f"SubscribePattern[{strategy.pattern}]"
         return f"Assign[{','.join(f'{t}-{p}' for t, p in strategy.partitions)}]"
 
+    def report_status_to(self, listener: StatusListener) -> None:
+        """Tell ``listener`` (the query's status) while the brokers are waited for."""
+        self._on_wait = listener
+        self._reader = None
+
     @property
     def _offsets(self) -> _OffsetReader:
         if self._reader is None:
-            self._reader = _OffsetReader(self._opts)
+            self._reader = _OffsetReader(self._opts, self._on_wait)
         return self._reader
 
     # -- initial offsets
