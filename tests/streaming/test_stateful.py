@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from unbounded.errors import AnalysisException, UnsupportedOperationException
+from unbounded.sql import Row
 from unbounded.sql import functions as F
 from unbounded.testing import MemoryStream
 
@@ -19,8 +20,8 @@ def at(minutes: float) -> dt.datetime:
     return T0 + dt.timedelta(minutes=minutes)
 
 
-def w(start: float, end: float) -> dict:
-    return {"start": at(start), "end": at(end)}
+def w(start: float, end: float) -> Row:
+    return Row(start=at(start), end=at(end))
 
 
 class Batches:
