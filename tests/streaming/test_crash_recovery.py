@@ -111,7 +111,7 @@ def test_two_processes_on_one_checkpoint_exactly_one_runs(workdir, python_env):
 
 def test_sigterm_stops_cleanly_and_restart_continues_exactly(workdir, python_env):
     cmd = _job_command(workdir, files_per_trigger=1)
-    slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "0.3"}
+    slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "0.5"}
     log_path = os.path.join(workdir, "job.log")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, env=slow, stdout=log, stderr=log)

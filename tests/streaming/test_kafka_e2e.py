@@ -511,7 +511,7 @@ def test_the_kafka_to_console_reference_pipeline_runs_with_unbounded_imports(
     env = {**job_env, "KAFKA_BOOTSTRAP": kafka_bootstrap, "KAFKA_TOPIC": topic,
            "CHECKPOINT_DIR": str(tmp_path / "checkpoint"), "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "console.log"
-    value = b"hello-console"
+    value = b"hi-c"  # short enough not to be cut at 20 characters
     shown = "[" + " ".join(f"{b:02X}" for b in value) + "]"
     with _process([sys.executable, str(script)], env, log) as proc:
         deadline = time.monotonic() + 45
@@ -527,4 +527,4 @@ def test_the_kafka_to_console_reference_pipeline_runs_with_unbounded_imports(
     header = next(line for line in out.splitlines() if "|value|" in line.replace(" ", ""))
     assert [c.strip() for c in header.strip("|").split("|")] == [
         "key", "value", "topic", "partition", "offset", "timestamp", "timestampType"]
-    assert f"|{topic}|" in out.replace(" ", "")
+    assert "|console-" in out.replace(" ", "")  # the topic, cut to 20 characters

@@ -123,6 +123,7 @@ ROWS = [
     (7, "2147483648", -0.5, "2026-06-15 18:30:00", '{"b": {"c": "y", "d": 1}, "arr": [4]}'),
     (8, " -7 ", 123456789.125, "bad timestamp", "[1, 2]"),
     (9, "3.9", float("nan"), "2026-03-08 09:05:07", '{"a": true}'),
+    (10, "1e3", -1e-4, "2026-11-25T10:00:00", '{"a": "12", "arr": [1, "x"]}'),
 ]
 TS = "CAST(ts_s AS TIMESTAMP)"
 
@@ -156,6 +157,29 @@ EXPRESSIONS = [
     "get_json_object(js, '$.arr[1]')", "get_json_object(js, '$[0]')",
 ]
 
+# Differences found by this suite and not fixed yet (xfail is strict: a fix flips them).
+KNOWN_DIFFERENCES = {
+    "CAST(s AS INT)": "'1e3' casts to 1000; Spark gives NULL (no exponent in integral casts)",
+    "CAST(s AS LONG)": "'1e3' casts to 1000; Spark gives NULL (no exponent in integral casts)",
+    "CAST(s AS DOUBLE)": "' -7 ' gives NULL; Spark trims whitespace and gives -7.0",
+    "CAST(d AS INT)": "1e10 and NaN give NULL; Spark saturates to 2147483647 and maps NaN to 0",
+    "CAST(d AS LONG)": "NaN gives NULL; Spark gives 0",
+    "CAST(d AS STRING)": "plain decimals; Spark uses Java's Double.toString (1.0E10, -1.0E-4)",
+    "regexp_extract(s, '([a-z]+)', 1)": "NULL input gives ''; Spark gives NULL",
+    "instr(s, 'l')": "NULL input gives 0; Spark gives NULL",
+    "lpad(s, 6, '*')": "a longer string is returned whole; Spark truncates it to the length",
+    "rpad(s, 6, '*')": "a longer string is returned whole; Spark truncates it to the length",
+    "initcap(s)": "'1e3' gives '1E3' (digits split words); Spark splits on spaces only: '1e3'",
+    f"date_format({TS}, 'yyyy-MM-dd''T''HH:mm:ss.SSS')":
+        "the SQL parser reads '' inside a literal as two literals; Spark reads a quote",
+    f"date_format({TS}, 'D')": "pattern letter D (day of year) is not supported",
+}
+
+
+def _cases() -> list[Any]:
+    return [pytest.param(e, marks=pytest.mark.xfail(reason=KNOWN_DIFFERENCES[e], strict=True))
+            if e in KNOWN_DIFFERENCES else e for e in EXPRESSIONS]
+
 
 def _plain(value: Any) -> Any:
     """Rows, dicts and lists as plain Python values; NaN made comparable."""
@@ -177,7 +201,7 @@ def frames(pyspark_session) -> tuple[Any, Any]:
         ROWS, ROWS_SCHEMA)
 
 
-@pytest.mark.parametrize("expression", EXPRESSIONS)
+@pytest.mark.parametrize("expression", _cases())
 def test_batch_expression_matches_spark(frames, expression):
     ours, theirs = frames
     want = {r[0]: _plain(r[1]) for r in theirs.selectExpr("id", f"{expression} AS v").collect()}

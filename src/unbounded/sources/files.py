@@ -272,6 +272,8 @@ class FileSource:
             raise AnalysisException(
                 "Text data source supports only a single column of type string, and the "
                 f"schema given is {ctx.schema.simpleString()}.", error_class="INVALID_SCHEMA")
+        if format.lower() == "parquet":
+            _check_parquet_schema(path, ctx.schema)
         return ctx.schema
 
     @property
@@ -417,3 +419,40 @@ def _check_archive_dir(options: FileSourceOptions) -> None:
             "archived files would be read again. Choose a folder outside the source path.",
             error_class="INVALID_OPTION")
 
+
+
+def _check_parquet_schema(path: str, schema: StructType) -> None:
+    """Reject a declared schema whose column types contradict the Parquet files present
+    (a column missing from the files is allowed: it reads as NULL, as in Spark)."""
+    import pyarrow.parquet as pq
+
+    from unbounded.plan.types import from_arrow_type
+
+    files = list_data_files(path)
+    if not files:
+        return
+    found = pq.read_schema(files[0].path)
+    declared = {f.name.lower(): f for f in schema.fields}
+    for field in found:
+        want = declared.get(field.name.lower())
+        if want is None:
+            continue
+        have = from_arrow_type(field.type)
+        if have != want.dataType and not _widens(have, want.dataType):
+            raise AnalysisException(
+                f"The schema given for {path} does not match its Parquet files: column "
+                f"`{field.name}` is {have.simpleString()} in {files[0].path} but declared "
+                f"{want.dataType.simpleString()}. Declare it as {have.simpleString()} (or cast "
+                "it after reading), or leave out .schema(...) to use the files' schema.",
+                error_class="SCHEMA_MISMATCH")
+
+
+def _widens(have: object, want: object) -> bool:
+    from unbounded.plan import types as T
+
+    order = [T.ByteType, T.ShortType, T.IntegerType, T.LongType]
+    kinds = [type(have), type(want)]
+    if all(k in order for k in kinds):
+        return order.index(kinds[0]) <= order.index(kinds[1])
+    return isinstance(have, (T.FloatType, T.IntegerType, T.LongType)) and isinstance(
+        want, T.DoubleType)

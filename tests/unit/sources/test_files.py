@@ -291,3 +291,22 @@ def test_many_small_files_share_partitions(folder: Folder,
     parts = source.partitions(None, end)
     assert len(parts) == 2
     assert read(source, None, end) == list(range(10))
+
+
+def test_declared_schema_contradicting_parquet_files_is_rejected_before_start(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from unbounded.errors import AnalysisException
+    from unbounded.plan.types import StructType
+    from unbounded.sources.base import SourceContext
+    from unbounded.sources.files import FileSource
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"a": [1], "b": ["x"]}), folder / "f.parquet")
+    wrong = SourceContext({"path": str(folder)}, StructType.fromDDL("a LONG, b LONG"), None)
+    with pytest.raises(AnalysisException, match="column `b` is string"):
+        FileSource.infer_schema("parquet", wrong)
+    fine = SourceContext({"path": str(folder)}, StructType.fromDDL("a LONG, c DOUBLE"), None)
+    assert FileSource.infer_schema("parquet", fine).names == ["a", "c"]
