@@ -210,7 +210,7 @@ def _number(value: float | None, unit: str) -> str:
     if unit == "rows/s":
         return f"{value / 1e6:,.2f}M rows/s"
     if unit == "s":
-        return f"{value:,.2f} s"
+        return f"{value * 1000:,.1f} ms" if value < 1 else f"{value:,.2f} s"
     if float(value).is_integer():
         return f"{int(value):,} {unit}".strip()
     return f"{value:,.2f} {unit}".strip()

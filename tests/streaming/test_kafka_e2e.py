@@ -161,7 +161,7 @@ def read_log(bootstrap: str, topic: str, partitions: int) -> LogContents:
     out = LogContents()
     for p in range(partitions):
         leader = meta.brokers[meta.topics[topic].partitions[p].leader]
-        _classify(_fetch_all(leader.host, leader.port, topic, p), out)
+        _classify(_fetch_all(str(leader.host), int(leader.port), topic, p), out)
     return out
 
 
@@ -444,7 +444,8 @@ class _ConfigSpy:
     """Wraps a confluent-kafka client class and keeps every config it is built with."""
 
     def __init__(self, cls: Any) -> None:
-        self.cls, self.configs = cls, []
+        self.cls = cls
+        self.configs: list[dict[str, Any]] = []
 
     def __call__(self, config: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         self.configs.append(dict(config))

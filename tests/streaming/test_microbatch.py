@@ -210,3 +210,32 @@ def test_processing_time_trigger_spaces_batches(spark):
     q.stop()
     batches = q.recentProgress
     assert [p.batchId for p in batches] == [0, 1]
+
+
+def test_streams_manager_tracks_active_and_terminated_queries(spark):
+    stream = MemoryStream("id LONG", spark)
+    first = stream.toDF().writeStream.format("noop").queryName("m1").start()
+    second = stream.toDF().writeStream.format("noop").queryName("m2").start()
+    assert {q.name for q in spark.streams.active} == {"m1", "m2"}
+    assert spark.streams.get(first.id) is first
+    assert spark.streams.awaitAnyTermination(0.2) is False
+    with pytest.raises(AnalysisException, match="already active"):
+        stream.toDF().writeStream.format("noop").queryName("m1").start()
+    first.stop()
+    assert spark.streams.awaitAnyTermination(10) is True
+    assert [q.name for q in spark.streams.active] == ["m2"]
+    spark.streams.resetTerminated()
+    assert spark.streams.awaitAnyTermination(0.2) is False
+    second.stop()
+
+
+def test_stop_between_batches_leaves_every_logged_batch_committed(spark, tmp_path):
+    stream = MemoryStream("id LONG", spark)
+    cp = tmp_path / "cp"
+    q = stream.toDF().writeStream.format("noop").option("checkpointLocation", str(cp)).start()
+    for i in range(3):
+        stream.addData([(i,)])
+    q.processAllAvailable(30)
+    q.stop()
+    assert not q.isActive and q.exception() is None
+    assert sorted(os.listdir(cp / "offsets")) == sorted(os.listdir(cp / "commits"))
