@@ -1,19 +1,194 @@
 """Kafka -> transform -> Kafka with the transactional sink, beside Quix Streams (issue 4).
 
-Not written yet: the Kafka engineer owns it. The workload reports itself as a stub.
+One tansu broker (``tests/kafka_broker.py``; or ``$UNBOUNDED_TEST_KAFKA_BOOTSTRAP``)
+serves both contenders. The input topic (2 partitions) holds ``rows`` records with
+100-byte values; each pipeline upper-cases the value and writes it to its own output
+topic with exactly-once delivery: unbounded's Kafka sink (one transaction per batch)
+and Quix Streams with ``processing_guarantee="exactly-once"``.
+
+Rates are input records divided by wall time. unbounded's clock starts before the query
+starts (``trigger(availableNow=True)``) and stops when it finished; Quix's starts at its
+first record, because its consumer-group join alone takes about 23 s on tansu, and stops
+when its last transaction committed. The ratio is unbounded's rate over Quix's.
 """
 
 from __future__ import annotations
 
-from bench.harness import BenchContext, Workload, WorkloadResult
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bench.harness import (
+    REPO_ROOT,
+    BenchContext,
+    Measure,
+    Workload,
+    WorkloadResult,
+    stopwatch,
+)
 
 __all__ = ["WORKLOAD", "run"]
 
+PARTITIONS = 2
+VALUE_BYTES = 100
+MAX_OFFSETS_PER_TRIGGER = 500_000
+TARGET_RATIO = 10.0
+_QUIX_TIMEOUT_S = 240.0
+
+
+@contextmanager
+def _broker() -> Iterator[str]:
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
+    from kafka_broker import run_broker
+
+    with run_broker() as bootstrap:
+        yield bootstrap
+
+
+def _produce(bootstrap: str, topic: str, rows: int) -> None:
+    from confluent_kafka import Producer
+
+    from kafka_broker import create_topic, produce_records
+
+    create_topic(bootstrap, topic, partitions=PARTITIONS)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50,
+                         "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000})
+    per_partition = rows // PARTITIONS
+    for p in range(PARTITIONS):
+        for i in range(per_partition - 1):
+            value = f"{p}-{i}-".encode().ljust(VALUE_BYTES, b"x")
+            while True:
+                try:
+                    producer.produce(topic, value, partition=p)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+    if producer.flush(120):
+        raise TimeoutError("input records not delivered within 120 s")
+    for p in range(PARTITIONS):  # tansu: the last record of a partition on its own
+        produce_records(bootstrap, topic, [b"last".ljust(VALUE_BYTES, b"x")], partition=p)
+
+
+def _count(bootstrap: str, topic: str) -> int:
+    """Records in ``topic`` (no transaction of these runs aborts, so all are committed)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count",
+                         "enable.partition.eof": "true", "isolation.level": "read_committed"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    seen, at_end, deadline = 0, set(), time.monotonic() + 60
+    while len(at_end) < PARTITIONS and time.monotonic() < deadline:
+        for m in consumer.consume(100_000, timeout=0.5):
+            if m.error() is None:
+                seen += 1
+            else:
+                at_end.add(m.partition())
+    consumer.close()
+    return seen
+
+
+def _unbounded(bootstrap: str, source: str, sink: str, checkpoint: str) -> dict[str, Any]:
+    from unbounded.sql import SparkSession
+    from unbounded.sql import functions as F
+
+    spark = SparkSession.builder.appName("bench-kafka").getOrCreate()
+    with stopwatch() as elapsed:
+        query = (spark.readStream.format("kafka")
+                 .option("kafka.bootstrap.servers", bootstrap).option("subscribe", source)
+                 .option("startingOffsets", "earliest")
+                 .option("maxOffsetsPerTrigger", MAX_OFFSETS_PER_TRIGGER).load()
+                 .select(F.upper(F.col("value").cast("string")).alias("value"))
+                 .writeStream.format("kafka").option("kafka.bootstrap.servers", bootstrap)
+                 .option("topic", sink).option("checkpointLocation", checkpoint)
+                 .trigger(availableNow=True).start())
+        query.awaitTermination()
+    progress = query.recentProgress
+    spent: dict[str, int] = {}
+    for p in progress:
+        for phase, ms in p["durationMs"].items():
+            spent[phase] = spent.get(phase, 0) + ms
+    return {"seconds": elapsed[0], "batches": len(progress), "durationMs": spent,
+            "input_rows": sum(p["numInputRows"] for p in progress)}
+
+
+def _quix(bootstrap: str, source: str, sink: str, rows: int, state_dir: str) -> dict[str, Any]:
+    from quixstreams import Application
+
+    first: list[float] = []
+    processed = [0]
+    apps: list[Any] = []
+
+    def on_processed(_topic: str, _partition: int, _offset: int) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        processed[0] += 1
+        if processed[0] >= rows:
+            apps[0].stop()
+
+    app = Application(broker_address=bootstrap, consumer_group=f"bench-quix-{sink}",
+                      auto_offset_reset="earliest", processing_guarantee="exactly-once",
+                      state_dir=state_dir, loglevel="WARNING",
+                      on_message_processed=on_processed)
+    apps.append(app)
+    inputs = app.topic(source, value_deserializer="bytes")
+    outputs = app.topic(sink, value_serializer="bytes")
+    app.dataframe(inputs).apply(lambda value: value.upper()).to_topic(outputs)
+    watchdog = threading.Timer(_QUIX_TIMEOUT_S, app.stop)
+    watchdog.start()
+    try:
+        app.run()
+    finally:
+        watchdog.cancel()
+    ended = time.perf_counter()
+    if not first:
+        raise RuntimeError(f"Quix Streams processed no record within {_QUIX_TIMEOUT_S:.0f} s")
+    return {"seconds": ended - first[0], "input_rows": processed[0]}
+
 
 def run(ctx: BenchContext) -> WorkloadResult:
-    print("kafka: not yet")
-    return WorkloadResult("kafka", status="stub", error="not yet (issue 4)",
-                          params={"rows": ctx.rows})
+    rows = ctx.rows - ctx.rows % PARTITIONS
+    run_dir = ctx.fresh_run_dir("kafka")
+    stamp = time.monotonic_ns()
+    source, ours, theirs = f"in-{stamp}", f"out-unbounded-{stamp}", f"out-quix-{stamp}"
+    with _broker() as bootstrap:
+        with stopwatch() as produced:
+            _produce(bootstrap, source, rows)
+        from kafka_broker import create_topic
+
+        create_topic(bootstrap, ours, partitions=PARTITIONS)
+        create_topic(bootstrap, theirs, partitions=PARTITIONS)
+        stream = _unbounded(bootstrap, source, ours, os.path.join(run_dir, "checkpoint"))
+        quix = _quix(bootstrap, source, theirs, rows, os.path.join(run_dir, "quix-state"))
+        ours_out, theirs_out = _count(bootstrap, ours), _count(bootstrap, theirs)
+    our_rate, their_rate = rows / stream["seconds"], rows / quix["seconds"]
+    ratio = our_rate / their_rate
+    return WorkloadResult(
+        "kafka",
+        measures=[
+            Measure("quix streams exactly-once (baseline)", their_rate, "records/s", 1.0,
+                    note=f"{quix['seconds']:.2f} s from its first record"),
+            Measure("unbounded, transactional sink", our_rate, "records/s", ratio,
+                    f">= {TARGET_RATIO:.0f}x", ratio >= TARGET_RATIO,
+                    f"{stream['seconds']:.2f} s, {stream['batches']} batches"),
+        ],
+        checks={
+            "unbounded output": _check(ours_out, rows),
+            "quix output": _check(theirs_out, rows),
+            "unbounded read all input": _check(stream["input_rows"], rows),
+        },
+        params={"rows": rows, "partitions": PARTITIONS, "value_bytes": VALUE_BYTES,
+                "maxOffsetsPerTrigger": MAX_OFFSETS_PER_TRIGGER,
+                "produce_seconds": round(produced[0], 2), "unbounded": stream, "quix": quix},
+    )
 
 
-WORKLOAD = Workload("kafka", "Kafka -> transform -> Kafka (not yet)", 1_000_000, run)
+def _check(found: int, wanted: int) -> str:
+    return f"ok ({found:,})" if found == wanted else f"FAIL {found:,} of {wanted:,}"
+
+
+WORKLOAD = Workload("kafka", "Kafka -> upper(value) -> Kafka, exactly-once, vs Quix Streams",
+                    1_000_000, run)

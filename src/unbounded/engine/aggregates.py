@@ -9,6 +9,7 @@ import polars as pl
 from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import compile_expr, compile_named
 from unbounded.engine.functions import is_sliding_window
+from unbounded.engine.sessions import assign_sessions, find_session_window, session_bounds
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
     AggregateCall,
@@ -97,6 +98,9 @@ def compile_aggregate(
     if not keys:
         return frame.select([_compile_agg_output(a, ctx) for a in aggs])
     key_names = [k.display_name() for k in keys]
+    session = find_session_window(keys)
+    if session is not None:
+        return _compile_session_aggregate(frame, ctx, keys, aggs, session)
     keyed = frame.with_columns([compile_named(k, ctx) for k in keys])
     for k in keys:
         inner = k.child if isinstance(k, Alias) else k
@@ -105,3 +109,23 @@ def compile_aggregate(
     kctx = ctx.with_schema(keyed.collect_schema())
     outputs = [_compile_agg_output(a, kctx) for a in aggs]
     return keyed.group_by(key_names, maintain_order=True).agg(outputs)
+
+
+def _compile_session_aggregate(
+    frame: pl.LazyFrame,
+    ctx: CompileContext,
+    keys: tuple[Expression, ...],
+    aggs: tuple[Expression, ...],
+    session: tuple[Expression, FunctionCall],
+) -> pl.LazyFrame:
+    """Group by merged session windows (``engine/sessions.py``) and the other keys."""
+    key, call = session
+    others = [k for k in keys if k is not key]
+    bounds = session_bounds(call, ctx)
+    # Bounds first: a key may shadow an input column the session window reads.
+    keyed = frame.with_columns(bounds.exprs).with_columns([compile_named(k, ctx) for k in others])
+    keyed = assign_sessions(keyed, [k.display_name() for k in others], key.display_name(),
+                            bounds.dtype)
+    kctx = ctx.with_schema(keyed.collect_schema())
+    outputs = [_compile_agg_output(a, kctx) for a in aggs]
+    return keyed.group_by([k.display_name() for k in keys], maintain_order=True).agg(outputs)

@@ -401,7 +401,7 @@ def _to_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
     return _json_text(args[0], ctx.dtype_of(args[0]))
 
 
-def _json_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def _json_text(value: pl.Expr, dtype: object) -> pl.Expr:
     """JSON of a value; NULL struct fields are left out (Spark's ``ignoreNullFields``)."""
     if isinstance(dtype, pl.Struct) and dtype.fields:
         parts = [pl.when(value.struct.field(f.name).is_not_null()).then(

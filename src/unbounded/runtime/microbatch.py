@@ -174,6 +174,10 @@ class MicroBatchExecution:
         from unbounded.plan.logical import Aggregate
         from unbounded.runtime.stateful.aggregate import StreamingAggregation
         from unbounded.runtime.stateful.dedup import StreamingDeduplication
+        from unbounded.runtime.stateful.session import (
+            StreamingSessionAggregation,
+            has_session_window,
+        )
         from unbounded.state.base import StateStoreConf
 
         ctx = OperatorContext(
@@ -184,6 +188,8 @@ class MicroBatchExecution:
         below = arrow_schema_to_polars(plan_schema(self.split.below).to_arrow_schema())
         if isinstance(self.split.node, Aggregate):
             out = arrow_schema_to_polars(plan_schema(self.split.node).to_arrow_schema())
+            if has_session_window(self.split.node):
+                return StreamingSessionAggregation(self.split.node, below, ctx, out)
             return StreamingAggregation(self.split.node, below, ctx, out)
         return StreamingDeduplication(self.split.node, below, ctx)
 

@@ -450,8 +450,8 @@ def _check_parquet_schema(path: str, schema: StructType) -> None:
 def _widens(have: object, want: object) -> bool:
     from unbounded.plan import types as T
 
-    order = [T.ByteType, T.ShortType, T.IntegerType, T.LongType]
-    kinds = [type(have), type(want)]
+    order: list[type] = [T.ByteType, T.ShortType, T.IntegerType, T.LongType]
+    kinds: list[type] = [type(have), type(want)]
     if all(k in order for k in kinds):
         return order.index(kinds[0]) <= order.index(kinds[1])
     return isinstance(have, (T.FloatType, T.IntegerType, T.LongType)) and isinstance(

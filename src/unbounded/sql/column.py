@@ -18,6 +18,7 @@ from unbounded.plan.expressions import (
     Like,
     Literal,
     SortOrder,
+    Star,
     UnaryOp,
 )
 from unbounded.sql.types import DataType, parse_data_type
@@ -37,6 +38,8 @@ def to_expr(value: Any) -> Expression:
 def _to_column_expr(value: Any) -> Expression:
     """Like ``to_expr`` but a bare string names a column (PySpark's convention)."""
     if isinstance(value, str):
+        if value == "*" or value.endswith(".*"):
+            return Star(value[:-2] or None)
         return ColumnRef(value)
     return to_expr(value)
 

@@ -308,9 +308,10 @@ def _pandas_column(column: pa.ChunkedArray, zone: str) -> pd.Series:
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return pd.Series(column.to_pylist(), dtype=object)
     if pa.types.is_timestamp(t):
-        local = column.to_pandas()
+        local: pd.Series = column.to_pandas()
         if t.tz is not None:
             local = local.dt.tz_convert(zone).dt.tz_localize(None)
-        return local.astype("datetime64[ns]")
+        naive: pd.Series = local.astype("datetime64[ns]")
+        return naive
     series: pd.Series = column.to_pandas()
     return series

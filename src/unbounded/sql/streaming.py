@@ -24,7 +24,7 @@ from unbounded.sinks.foreach import ForeachBatchSink, ForeachSink
 from unbounded.sinks.registry import create_sink, sink_class
 from unbounded.sources.base import SourceContext
 from unbounded.sources.registry import source_schema
-from unbounded.sql.row import Row
+from unbounded.sql.row import rows_from_arrow
 from unbounded.sql.types import StructType, parse_ddl_schema
 
 if TYPE_CHECKING:
@@ -232,8 +232,7 @@ class DataStreamWriter:
 
 
 def _run_foreach_writer(f: Any, table: pa.Table, partition_id: int, epoch_id: int) -> None:
-    names = table.column_names
-    rows = (Row.from_fields(names, [r[n] for n in names]) for r in table.to_pylist())
+    rows = iter(rows_from_arrow(table))
     if not hasattr(f, "process"):
         for row in rows:
             f(row)

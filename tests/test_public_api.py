@@ -1,0 +1,98 @@
+"""The public surface is listed once and pinned here; every module declares ``__all__``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import unbounded
+import unbounded.sql
+from unbounded.sql import functions as F
+
+PACKAGE = Path(unbounded.__file__).resolve().parent
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+# The PySpark names a port relies on (pyspark.sql.functions): never drop one silently.
+REQUIRED_FUNCTIONS = {
+    "col", "lit", "expr", "when", "coalesce", "concat", "upper", "lower", "length", "split",
+    "from_json", "to_json", "get_json_object", "to_timestamp", "timestamp_seconds",
+    "current_timestamp", "date_format", "struct", "hash", "window", "count", "sum", "avg",
+    "min", "max",
+}
+
+
+def test_top_level_all_is_pinned():
+    assert unbounded.__all__ == ["AnalysisException", "StreamingQueryException",
+                                 "UnboundedError", "__version__"]
+
+
+def test_sql_all_is_pinned():
+    assert unbounded.sql.__all__ == [
+        "Column", "DataFrame", "DataFrameReader", "DataStreamReader", "DataStreamWriter",
+        "GroupedData", "Row", "RuntimeConfig", "SparkSession", "StreamingQuery",
+        "StreamingQueryManager", "functions", "types"]
+
+
+def test_functions_all_is_pinned():
+    assert F.__all__ == [
+        "abs", "approx_count_distinct", "array", "array_contains", "asc", "avg", "base64",
+        "ceil", "coalesce", "col", "collect_list", "collect_set", "column", "concat",
+        "concat_ws", "count", "countDistinct", "count_distinct", "current_date",
+        "current_timestamp", "date_add", "date_format", "date_trunc", "datediff", "dayofmonth",
+        "dayofweek", "desc", "element_at", "exp", "expr", "first", "floor", "from_json",
+        "from_unixtime", "get_json_object", "greatest", "hash", "hour", "initcap", "instr",
+        "isnan", "isnull", "last", "least", "length", "lit", "log", "lower", "lpad", "ltrim",
+        "max", "md5", "mean", "min", "minute", "month", "nullif", "regexp_extract",
+        "regexp_replace", "reverse", "round", "rpad", "rtrim", "second", "session_window",
+        "size", "split", "sqrt", "stddev", "struct", "substring", "sum", "sumDistinct",
+        "sum_distinct", "timestamp_millis", "timestamp_seconds", "to_date", "to_json",
+        "to_timestamp", "trim", "unix_timestamp", "upper", "variance", "when", "window",
+        "window_time", "year"]
+    assert set(F.__all__) >= REQUIRED_FUNCTIONS
+
+
+@pytest.mark.parametrize("module", [unbounded, unbounded.sql, F])
+def test_every_exported_name_resolves(module):
+    for name in module.__all__:
+        assert hasattr(module, name), f"{module.__name__}.__all__ lists missing {name!r}"
+
+
+def _declared_all(tree: ast.Module) -> list[str] | None:
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            value = ast.literal_eval(node.value)  # type: ignore[arg-type]
+            return list(value)
+    return None
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return names
+
+
+def test_the_package_has_modules_to_check():
+    assert len(MODULES) > 40
+    assert (PACKAGE / "sql" / "dataframe.py") in MODULES
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_every_module_declares_all_of_names_it_defines(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    exported = _declared_all(tree)
+    assert exported is not None, f"{path.relative_to(PACKAGE)} does not declare __all__"
+    missing = set(exported) - _top_level_names(tree)
+    if path.name == "__init__.py":
+        missing -= {p.stem for p in path.parent.iterdir()} | {p.name for p in path.parent.iterdir()}
+    assert not missing, f"{path.relative_to(PACKAGE)}: __all__ names undefined {missing}"
+    assert len(exported) == len(set(exported)), f"{path.name}: __all__ repeats a name"
