@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,20 @@ def _last_line(path: str) -> str:
     return lines[-1][:200] if lines else ""
 
 
+def _run_in_own_group(cmd: list[str], log_path: str, timeout: float) -> int:
+    """Run ``cmd`` in a new process group; on timeout kill the group (a JVM or a broker
+    the workload started goes with it) and re-raise."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+
+
 def _run_child(workload: Workload, rows: int | None, timeout: float) -> WorkloadResult:
     """Run one workload in a child process; a crash or timeout becomes a failed result."""
     logs = os.path.join(DATA_ROOT, "logs")
@@ -75,15 +90,13 @@ def _run_child(workload: Workload, rows: int | None, timeout: float) -> Workload
            result_path] + (["--rows", str(rows)] if rows else [])
     started = time.perf_counter()
     try:
-        with open(log_path, "w") as log:
-            proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=timeout, check=False)
+        returncode = _run_in_own_group(cmd, log_path, timeout)
         with open(result_path) as f:
             text = f.read()
         if text:
             result = WorkloadResult.from_json(json.loads(text))
         else:
-            reason = _last_line(log_path) or f"exit code {proc.returncode}"
+            reason = _last_line(log_path) or f"exit code {returncode}"
             result = WorkloadResult(workload.name, status="failed", error=reason)
     except subprocess.TimeoutExpired:
         result = WorkloadResult(workload.name, status="failed",

@@ -20,6 +20,7 @@ from typing import Any
 
 __all__ = [
     "DATA_ROOT",
+    "REPO_ROOT",
     "RESULTS_DIR",
     "BenchContext",
     "Measure",
@@ -224,15 +225,18 @@ def _ratio(m: Measure) -> str:
 
 
 def _rows(r: WorkloadResult) -> Iterator[tuple[str, str, str, str, str]]:
+    from rich.markup import escape
+
     if r.status == "failed":
-        yield f"[red]failed: {r.error}[/]", "", "", "", r.log or ""
+        yield f"[red]failed: {escape(r.error or '')}[/]", "", "", "", escape(r.log or "")
     elif r.status in ("skipped", "stub"):
-        yield f"[yellow]{r.status}[/]", "", "", "", r.error or ""
+        yield f"[yellow]{r.status}[/]", "", "", "", escape(r.error or "")
     for m in r.measures:
-        yield m.name, _number(m.value, m.unit), _ratio(m), m.target, m.note
+        yield (escape(m.name), _number(m.value, m.unit), _ratio(m), escape(m.target),
+               escape(m.note))
     for name, outcome in r.checks.items():
         colour = "[red]" if outcome.startswith("FAIL") else "[green]"
-        yield f"check: {name}", f"{colour}{outcome}[/]", "", "", ""
+        yield f"check: {escape(name)}", f"{colour}{escape(outcome)}[/]", "", "", ""
 
 
 def render_table(results: list[WorkloadResult]) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -15,7 +14,7 @@ from unbounded.sql import Row
 from unbounded.sql import functions as F
 from unbounded.testing import MemoryStream
 
-T0 = dt.datetime(2026, 1, 1, 10, 0, 0, tzinfo=ZoneInfo("UTC"))
+T0 = dt.datetime(2026, 1, 1, 10, 0, 0)
 SCHEMA = "ts TIMESTAMP, user STRING, v LONG"
 
 

@@ -59,7 +59,7 @@ class SourceSpec:
     """How to build a source: its format, options and (optional) user schema."""
 
     format: str
-    options: tuple[tuple[str, str], ...] = ()
+    options: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold secrets
     schema: StructType | None = None
 
     def option(self, key: str, default: str | None = None) -> str | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
-from unbounded.plan.types import ArrayType, DataType, MapType, StructType
+from unbounded.plan.types import ArrayType, DataType, MapType, StructType, TimestampType
 
 __all__ = ["Row", "rows_from_arrow"]
 
@@ -86,20 +87,23 @@ def rows_from_arrow(table: pa.Table, schema: StructType | None = None) -> list[R
     spark = schema if schema is not None else StructType.from_arrow(table.schema)
     names = table.column_names
     columns = [[_python_value(v, field.dataType) for v in column.to_pylist()]
-               if _is_nested(field.dataType) else column.to_pylist()
+               if _needs_conversion(field.dataType) else column.to_pylist()
                for field, column in zip(spark.fields, table.columns, strict=True)]
     if not columns:
         return [Row.from_fields([], []) for _ in range(table.num_rows)]
     return [Row.from_fields(names, list(values)) for values in zip(*columns, strict=True)]
 
 
-def _is_nested(t: DataType) -> bool:
-    return isinstance(t, (StructType, MapType, ArrayType))
+def _needs_conversion(t: DataType) -> bool:
+    return isinstance(t, (StructType, MapType, ArrayType, TimestampType))
 
 
 def _python_value(value: Any, t: DataType) -> Any:
     if value is None:
         return None
+    if isinstance(t, TimestampType):
+        # PySpark returns naive datetimes in the local time zone.
+        return datetime.fromtimestamp(value.timestamp()).replace(microsecond=value.microsecond)
     if isinstance(t, StructType):
         return Row.from_fields(t.names, [_python_value(value.get(f.name), f.dataType)
                                          for f in t.fields])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -14,7 +13,7 @@ from unbounded.errors import AnalysisException
 from unbounded.sql import Row
 from unbounded.sql import functions as F
 
-T0 = dt.datetime(2026, 1, 1, 10, 0, 0, tzinfo=ZoneInfo("UTC"))
+T0 = dt.datetime(2026, 1, 1, 10, 0, 0)
 SCHEMA = "k STRING, ts TIMESTAMP, v LONG"
 
 

@@ -95,7 +95,7 @@ def test_create_dataframe_with_ddl_or_struct_type_schema(spark):
     schema = StructType([StructField("id", LongType()), StructField("ts", TimestampType())])
     typed = spark.createDataFrame([(1, dt.datetime(2024, 1, 1, 12))], schema)
     assert typed.schema == schema
-    assert typed.collect()[0].ts == dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)
+    assert typed.collect()[0].ts == dt.datetime(2024, 1, 1, 12)
 
 
 def test_create_dataframe_from_dicts_and_rows(spark):
