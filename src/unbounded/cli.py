@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     inspect.add_argument("checkpoint")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from unbounded.demo import main as demo_main
+        from unbounded.demo.__main__ import main as demo_main
 
         return demo_main([])
     return _inspect(args.checkpoint)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from unbounded.demo import _job_command, _verify, generate_events
+from unbounded.demo.files import generate_events, job_command, verify
 from unbounded.faults import FAULT_POINTS
 from unbounded.sinks.file_manifest import FileSinkManifest
 
@@ -31,7 +31,7 @@ def _run(cmd, env, timeout=120):
 
 
 def _assert_exactly_once(workdir):
-    proof = _verify(workdir)
+    proof = verify(workdir)
     assert proof["input rows"] == FILES * PER_FILE
     assert proof["duplicates"] == 0, proof
     assert proof["missing"] == 0, proof
@@ -45,7 +45,7 @@ def _exists(workdir, *parts):
 
 @pytest.mark.parametrize("point", FAULT_POINTS)
 def test_kill_at_each_batch_step_then_restart_emits_each_row_once(workdir, python_env, point):
-    cmd = _job_command(workdir, files_per_trigger=2)
+    cmd = job_command(workdir, files_per_trigger=2)
     crashed = _run(cmd, {**python_env, "UNBOUNDED_FAULT": f"{point}@1"})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     offsets_written = point not in ("before-offset-write",)
@@ -61,7 +61,7 @@ def test_kill_at_each_batch_step_then_restart_emits_each_row_once(workdir, pytho
 
 
 def test_files_of_a_batch_killed_mid_write_are_never_read(workdir, python_env):
-    cmd = _job_command(workdir, files_per_trigger=2)
+    cmd = job_command(workdir, files_per_trigger=2)
     crashed = _run(cmd, {**python_env, "UNBOUNDED_FAULT": "mid-sink-write@2"})
     assert crashed.returncode == -signal.SIGKILL
     out = os.path.join(workdir, "output")
@@ -74,7 +74,7 @@ def test_files_of_a_batch_killed_mid_write_are_never_read(workdir, python_env):
 
 def test_random_kills_then_restart_emit_each_row_once(workdir, python_env):
     rng = random.Random(20261125)
-    cmd = _job_command(workdir, files_per_trigger=1)
+    cmd = job_command(workdir, files_per_trigger=1)
     for _ in range(4):
         proc = subprocess.Popen(cmd, env=python_env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -89,7 +89,7 @@ def test_random_kills_then_restart_emit_each_row_once(workdir, python_env):
 
 
 def test_two_processes_on_one_checkpoint_exactly_one_runs(workdir, python_env):
-    cmd = _job_command(workdir, files_per_trigger=1)
+    cmd = job_command(workdir, files_per_trigger=1)
     slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "0.3"}
     first = subprocess.Popen(cmd, env=slow, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -110,7 +110,7 @@ def test_two_processes_on_one_checkpoint_exactly_one_runs(workdir, python_env):
 
 
 def test_sigterm_stops_cleanly_and_restart_continues_exactly(workdir, python_env):
-    cmd = _job_command(workdir, files_per_trigger=1)
+    cmd = job_command(workdir, files_per_trigger=1)
     slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "0.5"}
     log_path = os.path.join(workdir, "job.log")
     with open(log_path, "w") as log:

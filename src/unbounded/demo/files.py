@@ -1,4 +1,4 @@
-"""``make demo``: a file pipeline killed with SIGKILL mid-run, restarted, and checked.
+"""The file pipeline of the demo, killed with SIGKILL mid-run, restarted, and checked.
 
 Generates JSON events, runs ``events -> filter/project -> Parquet`` as a streaming query in
 a child process, SIGKILLs the child after a few committed batches, restarts it on the
@@ -8,18 +8,19 @@ exactly once.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
-__all__ = ["build_query", "generate_events", "main"]
+from rich.console import Console
+
+from unbounded.demo.proof import kill_after_commits, print_proof
+
+__all__ = ["build_query", "generate_events", "job_command", "run_demo", "run_job", "verify"]
 
 EVENT_SCHEMA = "id LONG, kind STRING, amount DOUBLE, ts STRING"
 
@@ -63,39 +64,24 @@ def build_query(spark: object, input_dir: str, output_dir: str, checkpoint: str,
             .start(output_dir))
 
 
-def _run_job(args: argparse.Namespace) -> None:
+def run_job(input_dir: str, output_dir: str, checkpoint: str, files_per_trigger: int) -> None:
     from unbounded.sql import SparkSession
 
     spark = SparkSession.builder.appName("demo").getOrCreate()
-    query = build_query(spark, args.input, args.output, args.checkpoint, args.files_per_trigger)
+    query = build_query(spark, input_dir, output_dir, checkpoint, files_per_trigger)
     query.awaitTermination()  # type: ignore[attr-defined]
 
 
-def _job_command(workdir: str, files_per_trigger: int) -> list[str]:
-    return [sys.executable, "-m", "unbounded.demo", "job",
+def job_command(workdir: str, files_per_trigger: int) -> list[str]:
+    return [sys.executable, "-m", "unbounded.demo", "files-job",
             "--input", os.path.join(workdir, "input"),
             "--output", os.path.join(workdir, "output"),
             "--checkpoint", os.path.join(workdir, "checkpoint"),
             "--files-per-trigger", str(files_per_trigger)]
 
 
-def _committed(workdir: str) -> int:
-    folder = os.path.join(workdir, "checkpoint", "commits")
-    return len([n for n in os.listdir(folder) if n.isdigit()]) if os.path.isdir(folder) else 0
-
-
-def _kill_after_commits(cmd: list[str], workdir: str, commits: int, timeout: float) -> int:
-    proc = subprocess.Popen(cmd)
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and _committed(workdir) < commits and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    return _committed(workdir)
-
-
-def _verify(workdir: str) -> dict[str, int]:
+def verify(workdir: str) -> dict[str, int]:
+    """Compare the committed output with the input transformed once."""
     import polars as pl
 
     from unbounded.sql import SparkSession
@@ -111,52 +97,17 @@ def _verify(workdir: str) -> dict[str, int]:
             "missing": len(expected - set(counts)), "unexpected": len(set(counts) - expected)}
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    workdir = os.path.abspath(args.workdir)
+def run_demo(console: Console, workdir: str, files: int = 40, per_file: int = 10_000,
+             files_per_trigger: int = 2) -> bool:
+    """Files -> filter/project -> Parquet, killed after 3 batches and restarted."""
     shutil.rmtree(workdir, ignore_errors=True)
-    started = time.monotonic()
-    n = generate_events(os.path.join(workdir, "input"), args.files, args.per_file)
-    console.print(f"generated {n:,} events in {args.files} files under {workdir}/input")
-    cmd = _job_command(workdir, args.files_per_trigger)
-    done = _kill_after_commits(cmd, workdir, commits=3, timeout=120)
-    console.print(f"[bold red]SIGKILL[/] after {done} committed batches; restarting on the "
-                  "same checkpoint")
+    n = generate_events(os.path.join(workdir, "input"), files, per_file)
+    console.rule("[bold]files -> filter/project -> Parquet")
+    console.print(f"generated {n:,} JSON events in {files} files under {workdir}/input")
+    cmd = job_command(workdir, files_per_trigger)
+    done = kill_after_commits(cmd, os.path.join(workdir, "checkpoint"), 3, timeout=120)
+    console.print(f"[bold red]SIGKILL[/] after {done} committed batches; restarting")
     subprocess.run(cmd, check=True, timeout=300)
-    proof = _verify(workdir)
-    table = Table(title="exactly-once proof")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in proof.items():
-        table.add_row(key, f"{value:,}")
-    console.print(table)
-    ok = proof["duplicates"] == 0 and proof["missing"] == 0 and proof["unexpected"] == 0 \
-        and proof["output rows"] == proof["expected output rows"]
-    console.print(f"{'[green]PASS' if ok else '[red]FAIL'}[/] in {time.monotonic() - started:.1f}s")
-    return 0 if ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unbounded.demo")
-    sub = parser.add_subparsers(dest="command")
-    job = sub.add_parser("job", help="run the streaming query once (used by the demo)")
-    job.add_argument("--input", required=True)
-    job.add_argument("--output", required=True)
-    job.add_argument("--checkpoint", required=True)
-    job.add_argument("--files-per-trigger", type=int, default=2)
-    parser.add_argument("--workdir", default="demo-output")
-    parser.add_argument("--files", type=int, default=40)
-    parser.add_argument("--per-file", type=int, default=10_000)
-    parser.add_argument("--files-per-trigger", type=int, default=2)
-    args = parser.parse_args(argv)
-    if args.command == "job":
-        _run_job(args)
-        return 0
-    return _demo(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    proof = verify(workdir)
+    ok = proof["output rows"] == proof["expected output rows"]
+    return print_proof(console, "files: exactly-once proof", proof) and ok
