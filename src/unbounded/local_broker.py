@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewPartitions, NewTopic
 
 __all__ = [
     "BOOTSTRAP_ENV",
@@ -240,7 +241,7 @@ def produce_records(
         if err is not None:
             failures.append(err)
 
-    extra: dict[str, object] = {"partition": partition, "key": key, "on_delivery": on_delivery}
+    extra: dict[str, Any] = {"partition": partition, "key": key, "on_delivery": on_delivery}
     if headers is not None:
         extra["headers"] = list(headers)
     if timestamp_ms is not None:

@@ -333,9 +333,14 @@ def _split_lines(text: str, sep: str | None) -> list[str]:
 
 
 def _read_parquet(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
-    present = set(pq.read_schema(path).names)
-    columns = [f.name for f in schema.fields if f.name in present]
-    table = pq.read_table(path, columns=columns)
+    try:
+        present = set(pq.read_schema(path).names)
+        columns = [f.name for f in schema.fields if f.name in present]
+        table = pq.read_table(path, columns=columns)
+    except pa.ArrowInvalid as e:
+        raise MalformedRecordError(
+            f"Cannot read {path} as Parquet: {e}. Remove the file from the input folder, or "
+            "read the folder with the format its files are in.") from e
     try:
         return _conform(table, schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:

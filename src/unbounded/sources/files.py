@@ -428,10 +428,13 @@ def _check_parquet_schema(path: str, schema: StructType) -> None:
 
     from unbounded.plan.types import from_arrow_type
 
-    files = list_data_files(path)
+    files = [f for f in list_data_files(path) if f.path.endswith(".parquet")]
     if not files:
         return
-    found = pq.read_schema(files[0].path)
+    try:
+        found = pq.read_schema(files[0].path)
+    except (OSError, pa.ArrowInvalid):
+        return  # an unreadable file fails the batch that reads it, with its name
     declared = {f.name.lower(): f for f in schema.fields}
     for field in found:
         want = declared.get(field.name.lower())

@@ -196,8 +196,14 @@ class StreamingAggregation:
         self.output_schema = output_schema
         cctx = CompileContext(input_schema, 0)
         self.key_names = [k.display_name() for k in node.keys] or [_GLOBAL_KEY]
-        self.key_exprs = [compile_named(k, cctx) for k in node.keys] or [
-            pl.lit(0, dtype=pl.Int8).alias(_GLOBAL_KEY)]
+        # Tumbling windows group by their start in microseconds (a far cheaper key than
+        # the struct); the struct is rebuilt on the aggregated rows.
+        self.tumbling = {k.display_name(): _tumbling_start(k, cctx) for k in node.keys
+                         if _is_tumbling(k)}
+        self.key_exprs = [
+            self.tumbling[k.display_name()][0].alias(k.display_name())
+            if k.display_name() in self.tumbling else compile_named(k, cctx)
+            for k in node.keys] or [pl.lit(0, dtype=pl.Int8).alias(_GLOBAL_KEY)]
         self.sliding = [k.display_name() for k in node.keys if _is_sliding(k)]
         keyed_schema = pl.LazyFrame(schema=input_schema).with_columns(self.key_exprs)
         for name in self.sliding:
@@ -223,7 +229,7 @@ class StreamingAggregation:
             keyed = keyed.explode(name)
         dropped = 0
         if self.event_time is not None and watermark_ms > 0:
-            late = self._closed(watermark_ms)
+            late = self._late(watermark_ms)
             before = keyed.height
             keyed = keyed.filter(~late.fill_null(False))
             dropped = before - keyed.height
@@ -244,7 +250,18 @@ class StreamingAggregation:
 
     def _partial(self, keyed: pl.DataFrame) -> pl.DataFrame:
         exprs = [e for a in self.aggs for e in a.partial]
-        return keyed.group_by(self.key_names, maintain_order=True).agg(exprs)
+        partial = keyed.group_by(self.key_names).agg(exprs)
+        return partial.with_columns(
+            _window_struct(pl.col(name), duration).alias(name)
+            for name, (_, duration) in self.tumbling.items())
+
+    def _late(self, watermark_ms: int) -> pl.Expr:
+        """Input rows at or below the watermark (windows: whose window end is)."""
+        assert self.event_time is not None
+        name, _ = self.event_time
+        if name in self.tumbling:
+            return pl.col(name) + self.tumbling[name][1] <= watermark_ms * 1000
+        return self._closed(watermark_ms)
 
     def _closed(self, watermark_ms: int) -> pl.Expr:
         assert self.event_time is not None
@@ -338,3 +355,24 @@ def _sum_metrics(parts: list[dict[str, int]]) -> dict[str, int]:
         for k, v in metrics.items():
             total[k] = total.get(k, 0) + v
     return total
+
+
+def _is_tumbling(key: Expression) -> bool:
+    inner = key.child if isinstance(key, Alias) else key
+    return isinstance(inner, FunctionCall) and inner.name == "window" and \
+        not is_sliding_window(inner)
+
+
+def _tumbling_start(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int]:
+    """The window start in microseconds as an Int64 expression, and the duration."""
+    inner = key.child if isinstance(key, Alias) else key
+    assert isinstance(inner, FunctionCall)
+    duration = int(inner.param("duration_us"))
+    offset = int(inner.param("start_us") or 0)
+    ts = compile_expr(inner.args[0], ctx).cast(_UTC_US).dt.epoch("us")
+    return ts - (ts - offset) % duration, duration
+
+
+def _window_struct(start_us: pl.Expr, duration_us: int) -> pl.Expr:
+    return pl.struct(start_us.cast(_UTC_US).alias("start"),
+                     (start_us + duration_us).cast(_UTC_US).alias("end"))
