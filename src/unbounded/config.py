@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["DEFAULTS"]
+__all__ = ["DEFAULTS", "load_plugin", "option_value"]
 
 DEFAULTS: dict[str, str] = {
     "spark.sql.shuffle.partitions": str(os.cpu_count() or 2),
@@ -15,3 +18,27 @@ DEFAULTS: dict[str, str] = {
     "spark.sql.streaming.fileSink.log.compactInterval": "10",
     "spark.sql.session.timeZone": "UTC",
 }
+
+
+def option_value(options: Mapping[str, str], key: str, default: str | None = None) -> str | None:
+    """An option by name, matched case-insensitively as Spark matches option keys."""
+    lowered = key.lower()
+    for k, v in options.items():
+        if k.lower() == lowered:
+            return v
+    return default
+
+
+def load_plugin(table: Mapping[str, str], name: str, kind: str) -> Any:
+    """The class registered as ``name`` ("module:Class") in ``table``."""
+    from unbounded.errors import AnalysisException
+
+    target = table.get(name.lower())
+    if target is None:
+        raise AnalysisException(
+            f"[DATA_SOURCE_NOT_FOUND] Failed to find the {kind} {name!r}. "
+            f"Supported formats: {', '.join(sorted(table))}.",
+            error_class="DATA_SOURCE_NOT_FOUND",
+        )
+    module_name, _, cls_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), cls_name)

@@ -47,11 +47,9 @@ class SinkContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def option(self, key: str, default: str | None = None) -> str | None:
-        lowered = key.lower()
-        for k, v in self.options.items():
-            if k.lower() == lowered:
-                return v
-        return default
+        from unbounded.config import option_value
+
+        return option_value(self.options, key, default)
 
 
 @runtime_checkable

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from unbounded.errors import AnalysisException
+from unbounded.config import load_plugin
 from unbounded.sinks.base import Sink, SinkContext
 
 __all__ = ["SINK_FORMATS", "create_sink", "sink_class"]
@@ -24,15 +23,7 @@ SINK_FORMATS: dict[str, str] = {
 
 
 def sink_class(fmt: str) -> Any:
-    target = SINK_FORMATS.get(fmt.lower())
-    if target is None:
-        raise AnalysisException(
-            f"[DATA_SOURCE_NOT_FOUND] Failed to find the streaming sink {fmt!r}. "
-            f"Supported formats: {', '.join(sorted(SINK_FORMATS))}.",
-            error_class="DATA_SOURCE_NOT_FOUND",
-        )
-    module_name, _, cls_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), cls_name)
+    return load_plugin(SINK_FORMATS, fmt, "streaming sink")
 
 
 def create_sink(fmt: str, ctx: SinkContext) -> Sink:

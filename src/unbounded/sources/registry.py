@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from unbounded.errors import AnalysisException
+from unbounded.config import load_plugin
 from unbounded.plan.types import StructType
 from unbounded.sources.base import Source, SourceContext
 
@@ -24,15 +23,7 @@ SOURCE_FORMATS: dict[str, str] = {
 
 
 def source_class(fmt: str) -> Any:
-    target = SOURCE_FORMATS.get(fmt.lower())
-    if target is None:
-        raise AnalysisException(
-            f"[DATA_SOURCE_NOT_FOUND] Failed to find the streaming data source {fmt!r}. "
-            f"Supported formats: {', '.join(sorted(SOURCE_FORMATS))}.",
-            error_class="DATA_SOURCE_NOT_FOUND",
-        )
-    module_name, _, cls_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), cls_name)
+    return load_plugin(SOURCE_FORMATS, fmt, "streaming data source")
 
 
 def source_schema(fmt: str, ctx: SourceContext) -> StructType:

@@ -33,12 +33,13 @@ from unbounded.plan.logical import Aggregate
 from unbounded.runtime.stateful.base import (
     OperatorContext,
     OperatorOutput,
-    check_partitioning,
-    partition_ids,
+    PartitionedState,
+    frame_of,
+    map_partitions,
+    sum_metrics,
     watermark_delays,
 )
-from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStoreId, StateStoreProvider
-from unbounded.state.registry import create_provider
+from unbounded.state.base import FOUND_COLUMN, StateSchema
 
 __all__ = ["StreamingAggregation"]
 
@@ -216,10 +217,7 @@ class StreamingAggregation:
         empty = self._partial(keyed_schema.collect())
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)
-        check_partitioning(ctx)
-        self.providers: dict[int, StateStoreProvider] = {}
-        for partition in range(ctx.num_partitions):  # checks the state schema before start
-            self._provider(partition)
+        self.state = PartitionedState(ctx, self.schema)
 
     # ---- one batch ---------------------------------------------------------------------
     def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int) -> OperatorOutput:
@@ -234,14 +232,12 @@ class StreamingAggregation:
             keyed = keyed.filter(~late.fill_null(False))
             dropped = before - keyed.height
         partial = self._partial(keyed)
-        parts = partition_ids(partial, self.key_names, self.ctx.num_partitions)
-        tasks = [(p, partial.filter(parts == p)) for p in range(self.ctx.num_partitions)]
-        results = self.ctx.executor.map(
-            lambda task: self._process_partition(task[0], task[1], batch_id, watermark_ms),
-            tasks)
+        results = map_partitions(
+            self.ctx, partial, self.key_names,
+            lambda p, rows: self._process_partition(p, rows, batch_id, watermark_ms))
         rows = pl.concat([r[0] for r in results], how="vertical_relaxed") if results else None
         out = self._finalize(rows if rows is not None else partial.clear())
-        metrics: dict[str, Any] = _sum_metrics([r[1] for r in results])
+        metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
         metrics.update(numRowsDroppedByWatermark=dropped, operatorName="stateStoreSave",
                        numShufflePartitions=self.ctx.num_partitions,
                        numStateStoreInstances=self.ctx.num_partitions,
@@ -269,16 +265,9 @@ class StreamingAggregation:
         column = pl.col(name).struct.field("end") if is_window else pl.col(name)
         return column <= pl.lit(watermark_ms * 1000, dtype=pl.Int64).cast(_UTC_US)
 
-    def _provider(self, partition: int) -> StateStoreProvider:
-        if partition not in self.providers:
-            store_id = StateStoreId(self.ctx.state_root, self.ctx.operator_id, partition)
-            self.providers[partition] = create_provider(store_id, self.schema,
-                                                        self.ctx.store_conf)
-        return self.providers[partition]
-
     def _process_partition(self, partition: int, partial: pl.DataFrame, batch_id: int,
                            watermark_ms: int) -> tuple[pl.DataFrame, dict[str, int]]:
-        store = self._provider(partition).get_store(batch_id)
+        store = self.state.store(partition, batch_id)
         try:
             merged = self._merge(store.lookup(partial.select(self.key_names).to_arrow()), partial)
             if merged.height:
@@ -286,9 +275,9 @@ class StreamingAggregation:
             mode = self.ctx.output_mode
             closed = None
             if self.event_time is not None and watermark_ms > 0:
-                closed = _frame(store.evict(self._closed(watermark_ms)))
+                closed = frame_of(store.evict(self._closed(watermark_ms)))
             if mode == "complete":
-                emitted = _frame(store.scan())
+                emitted = frame_of(store.scan())
             elif mode == "update":
                 emitted = merged
             else:
@@ -302,7 +291,7 @@ class StreamingAggregation:
     def _merge(self, old: pa.Table, partial: pl.DataFrame) -> pl.DataFrame:
         if partial.height == 0:
             return partial
-        old_frame = _frame(old).drop(self.key_names)
+        old_frame = frame_of(old).drop(self.key_names)
         renamed = old_frame.rename({c: f"{c}__old" for c in old_frame.columns
                                     if c != FOUND_COLUMN})
         both = pl.concat([partial, renamed], how="horizontal")
@@ -316,18 +305,11 @@ class StreamingAggregation:
         return out.cast(dict(self.output_schema), strict=False)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        for provider in self.providers.values():
-            provider.close()
+        self.state.close()
 
     def maintenance(self, min_versions: int) -> None:
-        for provider in self.providers.values():
-            provider.maintenance(min_versions)
+        self.state.maintenance(min_versions)
 
-
-def _frame(table: pa.Table) -> pl.DataFrame:
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
 
 
 def _is_sliding(key: Expression) -> bool:
@@ -348,13 +330,6 @@ def _event_time_key(node: Aggregate, delays: dict[str, int]) -> tuple[str, bool]
             return key.display_name(), True
     return None
 
-
-def _sum_metrics(parts: list[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for metrics in parts:
-        for k, v in metrics.items():
-            total[k] = total.get(k, 0) + v
-    return total
 
 
 def _is_tumbling(key: Expression) -> bool:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import polars as pl
+import pyarrow as pa
 
 from unbounded.checkpoint.atomic import write_atomic
 from unbounded.errors import AnalysisException
@@ -27,11 +29,20 @@ from unbounded.plan.logical import (
     replace_node,
     walk_plan,
 )
-from unbounded.state.base import StateStoreConf
+from unbounded.state.base import (
+    StateSchema,
+    StateStore,
+    StateStoreConf,
+    StateStoreId,
+    StateStoreProvider,
+)
+from unbounded.state.registry import create_provider
 
-__all__ = ["OperatorContext", "OperatorOutput", "StatefulOperator", "StatefulSplit",
-           "partition_ids", "split_stateful"]
+__all__ = ["OperatorContext", "OperatorOutput", "PartitionedState", "StatefulOperator",
+           "StatefulSplit", "frame_of", "map_partitions", "partition_ids", "split_stateful",
+           "sum_metrics"]
 
+R = TypeVar("R")
 _PROBE = pl.DataFrame({"a": [1, 2, None], "s": ["x", None, "z"]})
 
 
@@ -130,3 +141,53 @@ def check_partitioning(ctx: OperatorContext) -> None:
             f"computes differently (Polars {pl.__version__}). Install the Polars release the "
             "checkpoint was written with, or start with a new checkpoint.",
             error_class="STATE_PARTITIONING_CHANGED")
+
+
+class PartitionedState:
+    """An operator's state stores, one per state partition.
+
+    All are opened when the operator is built, so a changed state schema or partitioning
+    fails before the query starts rather than in its first batch.
+    """
+
+    def __init__(self, ctx: OperatorContext, schema: StateSchema) -> None:
+        check_partitioning(ctx)
+        self.providers: list[StateStoreProvider] = [
+            create_provider(StateStoreId(ctx.state_root, ctx.operator_id, p), schema,
+                            ctx.store_conf)
+            for p in range(ctx.num_partitions)]
+
+    def store(self, partition: int, version: int) -> StateStore:
+        return self.providers[partition].get_store(version)
+
+    def maintenance(self, min_versions: int) -> None:
+        for provider in self.providers:
+            provider.maintenance(min_versions)
+
+    def close(self) -> None:
+        for provider in self.providers:
+            provider.close()
+
+
+def map_partitions(ctx: OperatorContext, frame: pl.DataFrame, keys: list[str],
+                   fn: Callable[[int, pl.DataFrame], R]) -> list[R]:
+    """Split ``frame`` by key hash into the state partitions and run ``fn`` on each (in
+    parallel on the executor), in partition order."""
+    parts = partition_ids(frame, keys, ctx.num_partitions)
+    return ctx.executor.map(lambda p: fn(p, frame.filter(parts == p)),
+                            list(range(ctx.num_partitions)))
+
+
+def frame_of(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def sum_metrics(parts: list[dict[str, int]]) -> dict[str, Any]:
+    """Per-partition store metrics added up into one operator's figures."""
+    total: dict[str, Any] = {}
+    for metrics in parts:
+        for k, v in metrics.items():
+            total[k] = total.get(k, 0) + v
+    return total

@@ -18,12 +18,12 @@ from unbounded.plan.logical import Deduplicate
 from unbounded.runtime.stateful.base import (
     OperatorContext,
     OperatorOutput,
-    check_partitioning,
-    partition_ids,
+    PartitionedState,
+    map_partitions,
+    sum_metrics,
     watermark_delays,
 )
-from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStoreId, StateStoreProvider
-from unbounded.state.registry import create_provider
+from unbounded.state.base import FOUND_COLUMN, StateSchema
 
 __all__ = ["StreamingDeduplication"]
 
@@ -54,10 +54,7 @@ class StreamingDeduplication:
         key_schema = pl.DataFrame(schema=input_schema).select(self.keys).to_arrow().schema
         value = pl.DataFrame(schema={_EXPIRES: _UTC_US}).to_arrow().schema
         self.schema = StateSchema(key_schema, value)
-        check_partitioning(ctx)
-        self.providers: dict[int, StateStoreProvider] = {}
-        for partition in range(ctx.num_partitions):  # checks the state schema before start
-            self._provider(partition)
+        self.state = PartitionedState(ctx, self.schema)
 
     def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int) -> OperatorOutput:
         started = time.perf_counter()
@@ -68,15 +65,11 @@ class StreamingDeduplication:
             batch = batch.filter(~(pl.col(self.event_time) <= wm).fill_null(False))
             dropped = before - batch.height
         firsts = batch.unique(subset=self.keys, keep="first", maintain_order=True)
-        parts = partition_ids(firsts, self.keys, self.ctx.num_partitions)
-        tasks = [(p, firsts.filter(parts == p)) for p in range(self.ctx.num_partitions)]
-        results = self.ctx.executor.map(
-            lambda t: self._process_partition(t[0], t[1], batch_id, wm, watermark_ms), tasks)
+        results = map_partitions(
+            self.ctx, firsts, self.keys,
+            lambda p, rows: self._process_partition(p, rows, batch_id, wm, watermark_ms))
         out = pl.concat([r[0] for r in results]) if results else firsts.clear()
-        metrics: dict[str, int | str] = {}
-        for _, m in results:
-            for k, v in m.items():
-                metrics[k] = int(metrics.get(k, 0)) + v
+        metrics = sum_metrics([r[1] for r in results])
         metrics.update(operatorName="dedupe", numRowsDroppedByWatermark=dropped,
                        numShufflePartitions=self.ctx.num_partitions,
                        numStateStoreInstances=self.ctx.num_partitions,
@@ -91,7 +84,7 @@ class StreamingDeduplication:
 
     def _process_partition(self, partition: int, rows: pl.DataFrame, batch_id: int,
                            wm: pl.Expr, watermark_ms: int) -> tuple[pl.DataFrame, dict[str, int]]:
-        store = self._provider(partition).get_store(batch_id)
+        store = self.state.store(partition, batch_id)
         try:
             found = pl.from_arrow(store.lookup(rows.select(self.keys).to_arrow()))
             assert isinstance(found, pl.DataFrame)
@@ -108,17 +101,8 @@ class StreamingDeduplication:
             raise
         return fresh, store.metrics.to_dict()
 
-    def _provider(self, partition: int) -> StateStoreProvider:
-        if partition not in self.providers:
-            store_id = StateStoreId(self.ctx.state_root, self.ctx.operator_id, partition)
-            self.providers[partition] = create_provider(store_id, self.schema,
-                                                        self.ctx.store_conf)
-        return self.providers[partition]
-
     def close(self) -> None:
-        for provider in self.providers.values():
-            provider.close()
+        self.state.close()
 
     def maintenance(self, min_versions: int) -> None:
-        for provider in self.providers.values():
-            provider.maintenance(min_versions)
+        self.state.maintenance(min_versions)

@@ -39,12 +39,12 @@ from unbounded.plan.logical import Aggregate
 from unbounded.runtime.stateful.base import (
     OperatorContext,
     OperatorOutput,
-    check_partitioning,
+    PartitionedState,
+    frame_of,
     partition_ids,
     watermark_delays,
 )
-from unbounded.state.base import StateSchema, StateStoreId, StateStoreProvider
-from unbounded.state.registry import create_provider
+from unbounded.state.base import StateSchema
 
 __all__ = ["StreamingSessionAggregation", "has_session_window"]
 
@@ -126,10 +126,7 @@ class StreamingSessionAggregation:
                 "the session window's time column: add withWatermark(...) on it, or use "
                 "outputMode('complete').", error_class="UNSUPPORTED_STREAMING_OPERATION")
         self.schema = self._state_schema(input_schema)
-        check_partitioning(ctx)
-        self.providers: dict[int, StateStoreProvider] = {}
-        for partition in range(ctx.num_partitions):  # checks the state schema before start
-            self._provider(partition)
+        self.state = PartitionedState(ctx, self.schema)
 
     def _state_schema(self, input_schema: pl.Schema) -> StateSchema:
         empty = self._rows(pl.DataFrame(schema=input_schema), 0)
@@ -178,11 +175,11 @@ class StreamingSessionAggregation:
 
     def _process_partition(self, partition: int, rows: pl.DataFrame, batch_id: int,
                            watermark_ms: int) -> tuple[pl.DataFrame, dict[str, int]]:
-        store = self._provider(partition).get_store(batch_id)
+        store = self.state.store(partition, batch_id)
         try:
             if rows.height:
                 store.upsert(rows.to_arrow())
-            stored = _frame(store.scan())
+            stored = frame_of(store.scan())
             sessions = assign_sessions(stored, self.group_names, self.session_name,
                                        self.bounds.dtype, tie_break=[_ROW_ID])
             if self.evicts:
@@ -204,28 +201,14 @@ class StreamingSessionAggregation:
         out = sessions.group_by(self.key_names, maintain_order=True).agg(outputs)
         return out.cast(dict(self.output_schema), strict=False)  # type: ignore[arg-type]
 
-    def _provider(self, partition: int) -> StateStoreProvider:
-        if partition not in self.providers:
-            store_id = StateStoreId(self.ctx.state_root, self.ctx.operator_id, partition)
-            self.providers[partition] = create_provider(store_id, self.schema,
-                                                        self.ctx.store_conf)
-        return self.providers[partition]
-
     def close(self) -> None:
-        for provider in self.providers.values():
-            provider.close()
+        self.state.close()
 
     def maintenance(self, min_versions: int) -> None:
-        for provider in self.providers.values():
-            provider.maintenance(min_versions)
+        self.state.maintenance(min_versions)
 
 
 def _is_watermarked(call: Expression, delays: dict[str, int]) -> bool:
     return any(isinstance(n, ColumnRef) and n.display_name().lower() in delays
                for n in walk(call))
 
-
-def _frame(table: pa.Table) -> pl.DataFrame:
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
