@@ -11,6 +11,8 @@ from rich.console import Console
 
 from unbounded.demo import files, kafka
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unbounded.demo")

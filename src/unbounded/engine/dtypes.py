@@ -30,7 +30,7 @@ def _cached_polars_dtype(data_type: DataType) -> pl.DataType:
 
 
 def arrow_schema_to_polars(schema: pa.Schema) -> pl.Schema:
-    empty = schema.empty_table()
+    empty = pa.Table.from_batches([], schema=schema)
     return pl.from_arrow(empty).schema  # type: ignore[union-attr]
 
 

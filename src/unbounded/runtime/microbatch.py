@@ -341,7 +341,8 @@ class MicroBatchExecution:
 
         merged = pl.from_arrow(pa.concat_tables([r.table for r in results]))
         assert isinstance(merged, pl.DataFrame)
-        output = self.operator.process(merged, batch_id, entry.batch_watermark_ms)
+        output = self.operator.process(merged, batch_id, entry.batch_watermark_ms,
+                                       dropped=sum(r.dropped_late for r in results))
         self.state_metrics = [output.metrics]
         ctx = CompileContext(pl.Schema(), entry.batch_timestamp_ms * 1000,
                              entry.batch_watermark_ms * 1000)
@@ -351,6 +352,9 @@ class MicroBatchExecution:
             self.operator.maintenance(
                 self.spec.conf_int("spark.sql.streaming.minBatchesToRetain", 100))
         return [final.to_arrow()]
+
+    def _map_side(self) -> Any:
+        return None if self.operator is None else self.operator.map_side
 
     def _plan_tasks(self, entry: OffsetEntry) -> tuple[list[PartitionTask], list[int | None]]:
         ts_us = entry.batch_timestamp_ms * 1000
@@ -363,10 +367,11 @@ class MicroBatchExecution:
                 continue
             for part in src.partitions(start, end):
                 tasks.append(PartitionTask(self.row_plan, rel.relation_id, part, rel.schema,
-                                           ts_us, wm_us))
+                                           ts_us, wm_us, self._map_side()))
                 owners.append(i)
         if not tasks:
-            tasks.append(PartitionTask(self.row_plan, None, None, None, ts_us, wm_us))
+            tasks.append(PartitionTask(self.row_plan, None, None, None, ts_us, wm_us,
+                                       self._map_side()))
             owners.append(None)
         return tasks, owners
 

@@ -7,6 +7,7 @@ executor may run it on a thread here or ship it to another process.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -26,6 +27,7 @@ class TaskResult:
     table: pa.Table
     input_rows: int
     event_time: dict[str, EventTimeStats] = field(default_factory=dict)
+    dropped_late: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class PartitionTask:
     source_schema: StructType | None
     batch_timestamp_us: int
     watermark_us: int
+    map_side: Any = None  # a stateful operator's per-task stage (picklable), if any
 
 
 def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
@@ -62,4 +65,7 @@ def run_task(task: PartitionTask) -> TaskResult:
     ctx = CompileContext(pl.Schema(), task.batch_timestamp_us, task.watermark_us,
                          observe_event_time=True)
     out = compile_plan(task.plan, inputs, ctx).collect()
-    return TaskResult(out.to_arrow(), rows, ctx.event_time)
+    dropped = 0
+    if task.map_side is not None:
+        out, dropped = task.map_side(out, task.watermark_us // 1000)
+    return TaskResult(out.to_arrow(), rows, ctx.event_time, dropped)

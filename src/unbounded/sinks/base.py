@@ -26,7 +26,7 @@ class MicroBatch:
 
     def table(self) -> pa.Table:
         if not self.partitions:
-            return self.schema.empty_table()
+            return pa.Table.from_batches([], schema=self.schema)
         return pa.concat_tables(self.partitions).combine_chunks()
 
     @property

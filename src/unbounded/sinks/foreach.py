@@ -42,7 +42,7 @@ class ForeachSink:
         return "ForeachWriterTable"
 
     def add_batch(self, batch_id: int, batch: MicroBatch) -> None:
-        parts = batch.partitions or [batch.schema.empty_table()]
+        parts = batch.partitions or [pa.Table.from_batches([], schema=batch.schema)]
         for partition_id, part in enumerate(parts):
             self.process_partition(part, partition_id, batch_id)
 

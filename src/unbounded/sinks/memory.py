@@ -61,7 +61,7 @@ class MemorySink:
             tables = [t for _, t in self.batches]
             schema = self.schema
         if not tables:
-            return (schema or pa.schema([])).empty_table()
+            return pa.Table.from_batches([], schema=schema or pa.schema([]))
         return pa.concat_tables(tables).combine_chunks()
 
     def stop(self) -> None:

@@ -261,7 +261,7 @@ def read_files(fmt: str, paths: list[str], schema: StructType,
     settings = ReadSettings.from_options(options)
     tables = [reader(p, schema, settings) for p in _expand(paths)]
     if not tables:
-        return schema.to_arrow_schema().empty_table()
+        return pa.Table.from_batches([], schema=schema.to_arrow_schema())
     return pa.concat_tables(tables)
 
 

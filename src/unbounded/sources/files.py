@@ -377,18 +377,20 @@ def _log_offset(offset: Offset | None) -> int:
 
 
 def _group_by_size(paths: list[str]) -> list[list[str]]:
-    """Consecutive files in about one group per core (at most 128 MiB each), so a
-    thread pool reads them in parallel while many small files share a task."""
-    sizes = [os.path.getsize(p) if os.path.exists(p) else 0 for p in paths]
-    target = min(_MAX_PARTITION_BYTES, max(1, -(-sum(sizes) // _parallelism())))
+    """Consecutive files in at least one group per core (and groups of at most about
+    128 MiB), balanced by file count, so a thread pool reads them in parallel while many
+    small files share a task."""
+    if not paths:
+        return []
+    total = sum(os.path.getsize(p) if os.path.exists(p) else 0 for p in paths)
+    count = min(len(paths), max(_parallelism(), -(-total // _MAX_PARTITION_BYTES)))
+    base, extra = divmod(len(paths), count)
     groups: list[list[str]] = []
-    size = 0
-    for p, file_size in zip(paths, sizes, strict=True):
-        if not groups or size >= target:
-            groups.append([])
-            size = 0
-        groups[-1].append(p)
-        size += file_size
+    start = 0
+    for i in range(count):
+        end = start + base + (1 if i < extra else 0)
+        groups.append(paths[start:end])
+        start = end
     return groups
 
 

@@ -305,7 +305,8 @@ class DiskStateStore:
             doomed += itertools.compress(encoded, mask.to_list())
             evicted.append(chunk.filter(mask.to_arrow()))
         self._provider.remove(doomed)
-        out = pa.concat_tables([self._schema.row_schema.empty_table(), *evicted])
+        empty = pa.Table.from_batches([], schema=self._schema.row_schema)
+        out = pa.concat_tables([empty, *evicted])
         self._delta.record_deletes(to_polars(out.select(self._schema.key_names)))
         self._removed += out.num_rows
         return out
@@ -313,7 +314,8 @@ class DiskStateStore:
     def scan(self) -> pa.Table:
         self._check_open()
         chunks = [chunk for _, chunk in self._provider.iterate()]
-        return pa.concat_tables([self._schema.row_schema.empty_table(), *chunks])
+        empty = pa.Table.from_batches([], schema=self._schema.row_schema)
+        return pa.concat_tables([empty, *chunks])
 
     def commit(self) -> int:
         self._check_open()

@@ -212,8 +212,8 @@ class StateDelta:
 
     def __init__(self, schema: StateSchema) -> None:
         self._keys = schema.key_names
-        self._value_types = to_polars(schema.value.empty_table()).schema
-        self._frame = to_polars(schema.row_schema.empty_table()).with_columns(
+        self._value_types = to_polars(pa.Table.from_batches([], schema=schema.value)).schema
+        self._frame = to_polars(pa.Table.from_batches([], schema=schema.row_schema)).with_columns(
             pl.lit(None, pl.Int8).alias(OP_COLUMN)
         )
 
@@ -378,7 +378,7 @@ class MemoryStateStoreProvider:
         StateSchemaFile(store_id).write_or_check(schema)
         self._files = StateFileLog(store_id, schema, self._conf.min_deltas_for_snapshot)
         self._cache: OrderedDict[int, pl.DataFrame] = OrderedDict()
-        self._empty = to_polars(schema.row_schema.empty_table())
+        self._empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema))
 
     @property
     def store_id(self) -> StateStoreId:

@@ -55,6 +55,7 @@ class _AggPlan:
     partial: list[pl.Expr]  # over input rows, per key; aliased to buffer names
     merge: list[pl.Expr]  # over new buffers b and old buffers b__old (+ FOUND_COLUMN)
     final: pl.Expr  # over buffers
+    combine: list[pl.Expr]  # per key, over several partial rows of one batch (group context)
 
 
 def _old(name: str) -> pl.Expr:
@@ -90,7 +91,7 @@ def _count(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) ->
     partial = pl.len() if not args else args[0].count()
     merge = (pl.when(_found()).then(_old(b[0]) + pl.col(b[0])).otherwise(pl.col(b[0])))
     return _AggPlan(name, [partial.cast(pl.Int64).alias(b[0])], [merge.alias(b[0])],
-                    pl.col(b[0]))
+                    pl.col(b[0]), [pl.col(b[0]).sum()])
 
 
 def _distinct_set(name: str, b: list[str], args: list[pl.Expr],
@@ -99,7 +100,8 @@ def _distinct_set(name: str, b: list[str], args: list[pl.Expr],
     partial = value.drop_nulls().unique(maintain_order=True).alias(b[0])
     merged = pl.when(_found()).then(pl.concat_list([_old(b[0]), pl.col(b[0])])) \
         .otherwise(pl.col(b[0])).list.unique(maintain_order=True)
-    return _AggPlan(name, [partial], [merged.alias(b[0])], final(pl.col(b[0])))
+    combine = pl.col(b[0]).explode().drop_nulls().unique(maintain_order=True)
+    return _AggPlan(name, [partial], [merged.alias(b[0])], final(pl.col(b[0])), [combine])
 
 
 def _sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
@@ -108,13 +110,13 @@ def _sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _
              pl.when(_found()).then(_old(n) + pl.col(n)).otherwise(pl.col(n)).alias(n)]
     final = pl.when(pl.col(n) > 0).then(pl.col(s))
     return _AggPlan(name, [args[0].sum().alias(s), args[0].count().cast(pl.Int64).alias(n)],
-                    merge, final)
+                    merge, final, [pl.col(s).sum(), pl.col(n).sum()])
 
 
 def _avg(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
     plan = _sum(name, b, [args[0].cast(pl.Float64)], call)
     final = pl.when(pl.col(b[1]) > 0).then(pl.col(b[0]) / pl.col(b[1]))
-    return _AggPlan(name, plan.partial, plan.merge, final)
+    return _AggPlan(name, plan.partial, plan.merge, final, plan.combine)
 
 
 def _extreme(horizontal: Callable[..., pl.Expr], method: str) -> Callable[..., _AggPlan]:
@@ -122,7 +124,7 @@ def _extreme(horizontal: Callable[..., pl.Expr], method: str) -> Callable[..., _
         merge = pl.when(_found()).then(horizontal(_old(b[0]), pl.col(b[0]))) \
             .otherwise(pl.col(b[0]))
         return _AggPlan(name, [getattr(args[0], method)().alias(b[0])], [merge.alias(b[0])],
-                        pl.col(b[0]))
+                        pl.col(b[0]), [getattr(pl.col(b[0]), method)()])
 
     return build
 
@@ -130,13 +132,17 @@ def _extreme(horizontal: Callable[..., pl.Expr], method: str) -> Callable[..., _
 def _first(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
     value = args[0].drop_nulls() if call.distinct else args[0]
     merge = pl.coalesce(_old(b[0]), pl.col(b[0])) if call.distinct else _keep_old_else_new(b[0])
-    return _AggPlan(name, [value.first().alias(b[0])], [merge.alias(b[0])], pl.col(b[0]))
+    combine = pl.col(b[0]).drop_nulls() if call.distinct else pl.col(b[0])
+    return _AggPlan(name, [value.first().alias(b[0])], [merge.alias(b[0])], pl.col(b[0]),
+                    [combine.first()])
 
 
 def _last(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
     value = args[0].drop_nulls() if call.distinct else args[0]
     merge = pl.coalesce(pl.col(b[0]), _old(b[0])) if call.distinct else pl.col(b[0])
-    return _AggPlan(name, [value.last().alias(b[0])], [merge.alias(b[0])], pl.col(b[0]))
+    combine = pl.col(b[0]).drop_nulls() if call.distinct else pl.col(b[0])
+    return _AggPlan(name, [value.last().alias(b[0])], [merge.alias(b[0])], pl.col(b[0]),
+                    [combine.last()])
 
 
 def _collect(unique: bool) -> Callable[..., _AggPlan]:
@@ -146,7 +152,7 @@ def _collect(unique: bool) -> Callable[..., _AggPlan]:
         merged = pl.when(_found()).then(pl.concat_list([_old(b[0]), pl.col(b[0])])) \
             .otherwise(pl.col(b[0]))
         return _AggPlan(name, [args[0].drop_nulls().alias(b[0])], [merged.alias(b[0])],
-                        pl.col(b[0]))
+                        pl.col(b[0]), [pl.col(b[0]).explode().drop_nulls()])
 
     return build
 
@@ -170,7 +176,12 @@ def _moments(sqrt: bool) -> Callable[..., _AggPlan]:
                                    / safe_total).otherwise(pl.col(m2)).alias(m2),
         ]
         variance = pl.when(pl.col(n) > 1).then(pl.col(m2) / (pl.col(n) - 1))
-        return _AggPlan(name, partial, merge, variance.sqrt() if sqrt else variance)
+        count = pl.col(n).sum()
+        safe_count = pl.when(count > 0).then(count).otherwise(1.0)
+        mean_all = (pl.col(n) * pl.col(mean)).sum() / safe_count
+        combine = [count, mean_all,
+                   pl.col(m2).sum() + (pl.col(n) * (pl.col(mean) - mean_all) ** 2).sum()]
+        return _AggPlan(name, partial, merge, variance.sqrt() if sqrt else variance, combine)
 
     return build
 
@@ -185,6 +196,46 @@ _BUILDERS: dict[str, Callable[..., _AggPlan]] = {
     "stddev": _moments(True), "stddev_samp": _moments(True),
     "variance": _moments(False), "var_samp": _moments(False),
 }
+
+
+@dataclass(frozen=True)
+class MapSideAggregation:
+    """The per-task half of a streaming aggregation: key the rows (windows exploded),
+    drop rows at or below the watermark, and reduce them to one partial-buffer row per
+    key. It holds only Polars expressions and names, so it pickles and runs wherever the
+    task runs; the stateful half combines the tasks' partial rows with the stored ones.
+    """
+
+    key_exprs: tuple[pl.Expr, ...]
+    key_names: tuple[str, ...]
+    sliding: tuple[str, ...]
+    partial: tuple[pl.Expr, ...]
+    tumbling: tuple[tuple[str, int], ...]  # window key name -> duration (us)
+    event_time: str | None  # the key that carries event time (None: nothing is late)
+
+    def __call__(self, rows: pl.DataFrame, watermark_ms: int) -> tuple[pl.DataFrame, int]:
+        keyed = rows.with_columns(self.key_exprs)
+        for name in self.sliding:
+            keyed = keyed.explode(name)
+        dropped = 0
+        if self.event_time is not None and watermark_ms > 0:
+            before = keyed.height
+            keyed = keyed.filter(~self._late(watermark_ms).fill_null(False))
+            dropped = before - keyed.height
+        partial = keyed.group_by(list(self.key_names)).agg(self.partial)
+        return partial.with_columns(_window_struct(pl.col(name), duration).alias(name)
+                                    for name, duration in self.tumbling), dropped
+
+    def _late(self, watermark_ms: int) -> pl.Expr:
+        """Rows at or below the watermark (for a window key: whose window end is)."""
+        assert self.event_time is not None
+        durations = dict(self.tumbling)
+        column = pl.col(self.event_time)
+        if self.event_time in durations:
+            return column + durations[self.event_time] <= watermark_ms * 1000
+        if self.event_time in self.sliding:
+            column = column.struct.field("end")
+        return column <= pl.lit(watermark_ms * 1000, dtype=pl.Int64).cast(_UTC_US)
 
 
 class StreamingAggregation:
@@ -214,24 +265,24 @@ class StreamingAggregation:
         # Complete mode keeps every key: the watermark neither drops rows nor evicts state.
         self.event_time = None if ctx.output_mode == "complete" else _event_time_key(
             node, watermark_delays(node.child))
-        empty = self._partial(keyed_schema.collect())
+        self.map_side = MapSideAggregation(
+            tuple(self.key_exprs), tuple(self.key_names), tuple(self.sliding),
+            tuple(e for a in self.aggs for e in a.partial),
+            tuple((name, d) for name, (_, d) in self.tumbling.items()),
+            self.event_time[0] if self.event_time else None)
+        self.combine = [c.alias(p.meta.output_name()) for a in self.aggs
+                        for c, p in zip(a.combine, a.partial, strict=True)]
+        empty, _ = self.map_side(pl.DataFrame(schema=input_schema), 0)
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)
         self.state = PartitionedState(ctx, self.schema)
 
     # ---- one batch ---------------------------------------------------------------------
-    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int) -> OperatorOutput:
+    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int,
+                dropped: int = 0) -> OperatorOutput:
+        """``batch`` holds the partial rows the tasks' ``map_side`` produced."""
         started = time.perf_counter()
-        keyed = batch.with_columns(self.key_exprs)
-        for name in self.sliding:
-            keyed = keyed.explode(name)
-        dropped = 0
-        if self.event_time is not None and watermark_ms > 0:
-            late = self._late(watermark_ms)
-            before = keyed.height
-            keyed = keyed.filter(~late.fill_null(False))
-            dropped = before - keyed.height
-        partial = self._partial(keyed)
+        partial = batch.group_by(self.key_names).agg(self.combine) if batch.height else batch
         results = map_partitions(
             self.ctx, partial, self.key_names,
             lambda p, rows: self._process_partition(p, rows, batch_id, watermark_ms))
@@ -243,21 +294,6 @@ class StreamingAggregation:
                        numStateStoreInstances=self.ctx.num_partitions,
                        allUpdatesTimeMs=int((time.perf_counter() - started) * 1000))
         return OperatorOutput(out, metrics)
-
-    def _partial(self, keyed: pl.DataFrame) -> pl.DataFrame:
-        exprs = [e for a in self.aggs for e in a.partial]
-        partial = keyed.group_by(self.key_names).agg(exprs)
-        return partial.with_columns(
-            _window_struct(pl.col(name), duration).alias(name)
-            for name, (_, duration) in self.tumbling.items())
-
-    def _late(self, watermark_ms: int) -> pl.Expr:
-        """Input rows at or below the watermark (windows: whose window end is)."""
-        assert self.event_time is not None
-        name, _ = self.event_time
-        if name in self.tumbling:
-            return pl.col(name) + self.tumbling[name][1] <= watermark_ms * 1000
-        return self._closed(watermark_ms)
 
     def _closed(self, watermark_ms: int) -> pl.Expr:
         assert self.event_time is not None

@@ -94,8 +94,19 @@ class OperatorOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+MapSide = Callable[[pl.DataFrame, int], tuple[pl.DataFrame, int]]
+
+
 class StatefulOperator(Protocol):
-    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int) -> OperatorOutput:
+    """``map_side``, when not None, runs in each partition task on the rows below the
+    operator (with the batch's watermark) and returns what ``process`` receives, plus the
+    number of late rows it dropped."""
+
+    @property
+    def map_side(self) -> MapSide | None: ...
+
+    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int,
+                dropped: int = 0) -> OperatorOutput:
         """Fold ``batch`` into the state (version ``batch_id`` -> ``batch_id + 1``) and
         return the rows the output mode emits; a re-run of ``batch_id`` recomputes the
         same version from the same input."""

@@ -16,6 +16,7 @@ import polars as pl
 from unbounded.errors import AnalysisException
 from unbounded.plan.logical import Deduplicate
 from unbounded.runtime.stateful.base import (
+    MapSide,
     OperatorContext,
     OperatorOutput,
     PartitionedState,
@@ -56,7 +57,10 @@ class StreamingDeduplication:
         self.schema = StateSchema(key_schema, value)
         self.state = PartitionedState(ctx, self.schema)
 
-    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int) -> OperatorOutput:
+    map_side: MapSide | None = None  # the whole operator runs on the batch's rows
+
+    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int,
+                dropped: int = 0) -> OperatorOutput:
         started = time.perf_counter()
         dropped = 0
         wm = pl.lit(watermark_ms * 1000, dtype=pl.Int64).cast(_UTC_US)

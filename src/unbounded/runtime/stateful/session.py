@@ -37,6 +37,7 @@ from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import AggregateCall, Alias, ColumnRef, Expression, Star, walk
 from unbounded.plan.logical import Aggregate
 from unbounded.runtime.stateful.base import (
+    MapSide,
     OperatorContext,
     OperatorOutput,
     PartitionedState,
@@ -135,7 +136,10 @@ class StreamingSessionAggregation:
         return StateSchema(key, pa.schema([f for f in table.schema if f.name != _ROW_ID]))
 
     # ---- one batch ---------------------------------------------------------------------
-    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int) -> OperatorOutput:
+    map_side: MapSide | None = None  # the whole operator runs on the batch's rows
+
+    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int,
+                dropped: int = 0) -> OperatorOutput:
         started = time.perf_counter()
         rows = self._rows(batch, batch_id)
         dropped = 0
