@@ -250,3 +250,82 @@ def test_changed_state_schema_fails_with_what_changed(spark, tmp_path):
     changed = stream.toDF().groupBy("k").agg(F.sum("v"))
     with pytest.raises(AnalysisException, match="state schema"):
         _start(changed, sink, tmp_path / "cp", "update")
+
+
+@pytest.mark.parametrize(("policy", "expected_minutes"), [("min", 5), ("max", 30)])
+def test_global_watermark_follows_the_multiple_watermark_policy(spark, tmp_path, policy,
+                                                               expected_minutes):
+    spark.conf.set("spark.sql.streaming.multipleWatermarkPolicy", policy)
+    left = MemoryStream("ts TIMESTAMP, word STRING", spark)
+    right = MemoryStream("ts TIMESTAMP, word STRING", spark)
+    both = left.toDF().withWatermark("ts", "0 seconds").union(
+        right.toDF().withWatermark("ts", "0 seconds"))
+    df = both.groupBy(F.window("ts", "5 minutes"), "word").count()
+    sink = Batches()
+    q = _start(df, sink, tmp_path / "cp", "update")
+    left.addData([(at(30), "a")])
+    right.addData([(at(5), "b")])
+    q.processAllAvailable(30)
+    q.stop()
+    assert q.lastProgress.eventTime["watermark"] == at(expected_minutes).strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_trigger_once_runs_no_batch_without_data(spark, tmp_path):
+    stream, df = _windowed_counts(spark)
+    stream.addData([(at(0), "a"), (at(30), "a")])
+    sink = Batches()
+    q = (df.writeStream.outputMode("append").foreachBatch(sink).trigger(once=True)
+         .option("checkpointLocation", str(tmp_path / "cp")).start())
+    assert q.awaitTermination(30)
+    assert list(sink.by_id) == [0] and sink.by_id[0] == []
+    q = (df.writeStream.outputMode("append").foreachBatch(sink).trigger(availableNow=True)
+         .option("checkpointLocation", str(tmp_path / "cp")).start())
+    assert q.awaitTermination(30)
+    assert sink.nonempty() == [[(w(0, 5), "a", 1)]], "availableNow runs the no-data batch"
+
+
+def test_window_fields_are_selectable_after_aggregation(spark, tmp_path):
+    stream, df = _windowed_counts(spark)
+    flat = df.select(F.col("window.start").alias("start"), F.col("window.end"), "word", "count")
+    sink = Batches()
+    q = _start(flat, sink, tmp_path / "cp", "update")
+    stream.addData([(at(1), "a")])
+    q.processAllAvailable(30)
+    q.stop()
+    assert sink.nonempty() == [[(at(0), at(5), "a", 1)]]
+
+
+def test_state_partitions_stay_as_first_run_fixed_them(spark, tmp_path):
+    stream, df = _windowed_counts(spark)
+    sink = Batches()
+    cp = tmp_path / "cp"
+    q = _start(df, sink, cp, "update")
+    stream.addData([(at(0), "a")])
+    q.processAllAvailable(30)
+    q.stop()
+    spark.conf.set("spark.sql.shuffle.partitions", "5")
+    stream.addData([(at(1), "a")])
+    q = _start(df, sink, cp, "update")
+    q.processAllAvailable(30)
+    q.stop()
+    assert sorted(os.listdir(cp / "state" / "0")) == ["0", "1", "_metadata"]
+    assert sink.nonempty()[-1] == [(w(0, 5), "a", 2)]
+    assert q.lastProgress.stateOperators[0]["numShufflePartitions"] == 2
+
+
+def test_rocksdb_provider_keeps_aggregation_state_across_restarts(spark, tmp_path):
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass",
+                   "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
+    stream, df = _windowed_counts(spark)
+    sink = Batches()
+    cp = tmp_path / "cp"
+    q = _start(df, sink, cp, "update")
+    stream.addData([(at(0), "a"), (at(0), "b")])
+    q.processAllAvailable(30)
+    q.stop()
+    stream.addData([(at(2), "a")])
+    q = _start(df, sink, cp, "update")
+    q.processAllAvailable(30)
+    q.stop()
+    assert sink.nonempty()[-1] == [(w(0, 5), "a", 2)]
