@@ -17,8 +17,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from unbounded.checkpoint.lock import CheckpointLock
@@ -27,10 +25,18 @@ from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.executors.base import Executor
 from unbounded.faults import fault_point, slow_batch_for_tests
 from unbounded.plan.logical import StreamingRelation, streaming_relations
-from unbounded.runtime.progress import Progress
+from unbounded.runtime.progress import (
+    BatchOutcome,
+    DurationTimer,
+    Progress,
+    ProgressReporter,
+    event_time_report,
+    now_ms,
+)
 from unbounded.runtime.recovery import find_resume_point
 from unbounded.runtime.spec import QuerySpec
-from unbounded.runtime.stateful.base import OperatorContext, StatefulOperator, split_stateful
+from unbounded.runtime.stateful.base import StatefulOperator, split_stateful
+from unbounded.runtime.stateful.factory import create_operator
 from unbounded.runtime.tasks import PartitionTask, TaskResult, run_task
 from unbounded.runtime.triggers import AvailableNow, Continuous, Once, ProcessingTime
 from unbounded.runtime.watermarks import WatermarkTracker
@@ -48,42 +54,6 @@ __all__ = ["MicroBatchExecution"]
 
 log = logging.getLogger(__name__)
 _POLL_DELAY_S = 0.01
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class _Timer:
-    """Collects the named durations of one trigger (Spark's durationMs)."""
-
-    def __init__(self) -> None:
-        self.durations: dict[str, int] = {}
-
-    def measure(self, name: str) -> _Span:
-        return _Span(self, name)
-
-
-class _Span:
-    def __init__(self, timer: _Timer, name: str) -> None:
-        self.timer, self.name = timer, name
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        spent = int((time.perf_counter() - self.start) * 1000)
-        self.timer.durations[self.name] = self.timer.durations.get(self.name, 0) + spent
-
-
-@dataclass
-class _BatchOutcome:
-    """What one batch did, for its progress report."""
-
-    input_rows: int
-    output_rows: int
-    rows_per_source: list[int]
-    event_time: dict[str, Any]
 
 
 class MicroBatchExecution:
@@ -115,6 +85,7 @@ class MicroBatchExecution:
         self._progress_lock = threading.Condition()
         self._lock = CheckpointLock(spec.checkpoint)
         self._thread: threading.Thread | None = None
+        self.reporter: ProgressReporter
         self.watermarks = WatermarkTracker(
             spec.plan, spec.conf.get("spark.sql.streaming.multipleWatermarkPolicy", "min"))
         self._prepare()
@@ -127,6 +98,7 @@ class MicroBatchExecution:
         self._lock.acquire()
         try:
             self.id = self._load_or_create_metadata(cp)
+            self.reporter = ProgressReporter(self.id, self.run_id, self.spec.query_name)
             self.offset_log = OffsetLog(os.path.join(cp, "offsets"))
             self.commit_log = CommitLog(os.path.join(cp, "commits"))
             self.sources = [self._create_source(i, rel) for i, rel in enumerate(self.relations)]
@@ -134,7 +106,8 @@ class MicroBatchExecution:
                 if isinstance(src, SupportsStatusReports):
                     src.report_status_to(self._source_status)
             self.sink = self.spec.sink_factory(self._sink_context())
-            self.operator = self._create_operator()
+            self.operator = create_operator(
+                self.split, self.spec, self.fixed_conf, self.executor)
         except BaseException:
             self._release()
             raise
@@ -165,33 +138,6 @@ class MicroBatchExecution:
             metadata_path=os.path.join(self.spec.checkpoint, "sources", str(index)),
             source_index=index)
         return create_source(rel.spec.format, ctx)
-
-    def _create_operator(self) -> StatefulOperator | None:
-        if self.split is None:
-            return None
-        from unbounded.engine.dtypes import arrow_schema_to_polars
-        from unbounded.engine.plans import plan_schema
-        from unbounded.plan.logical import Aggregate
-        from unbounded.runtime.stateful.aggregate import StreamingAggregation
-        from unbounded.runtime.stateful.dedup import StreamingDeduplication
-        from unbounded.runtime.stateful.session import (
-            StreamingSessionAggregation,
-            has_session_window,
-        )
-        from unbounded.state.base import StateStoreConf
-
-        ctx = OperatorContext(
-            state_root=os.path.join(self.spec.checkpoint, "state"),
-            num_partitions=int(self.fixed_conf["spark.sql.shuffle.partitions"]),
-            store_conf=StateStoreConf.from_spark_conf(self.spec.conf),
-            output_mode=self.spec.output_mode, executor=self.executor)
-        below = arrow_schema_to_polars(plan_schema(self.split.below).to_arrow_schema())
-        if isinstance(self.split.node, Aggregate):
-            out = arrow_schema_to_polars(plan_schema(self.split.node).to_arrow_schema())
-            if has_session_window(self.split.node):
-                return StreamingSessionAggregation(self.split.node, below, ctx, out)
-            return StreamingAggregation(self.split.node, below, ctx, out)
-        return StreamingDeduplication(self.split.node, below, ctx)
 
     def _sink_context(self) -> SinkContext:
         return SinkContext(
@@ -254,7 +200,7 @@ class MicroBatchExecution:
 
     def _trigger(self, rerun: OffsetEntry | None) -> bool:
         """One trigger: construct (or replay) a batch and run it; False when idle."""
-        timer = _Timer()
+        timer = DurationTimer()
         self.status = Progress({"message": "Getting offsets from sources",
                                 "isDataAvailable": False, "isTriggerActive": True})
         trigger_start = time.perf_counter()
@@ -276,11 +222,16 @@ class MicroBatchExecution:
         with timer.measure("commitOffsets"):
             self.commit_log.add(batch_id, CommitEntry(self.watermarks.current_ms))
         fault_point("after-commit-write", batch_id)
-        start_offsets = self.committed
         self.committed = entry.offsets
         self._release_committed(batch_id, entry)
         timer.durations["triggerExecution"] = int((time.perf_counter() - trigger_start) * 1000)
-        self._report(batch_id, entry, start_offsets, outcome, timer)
+        assert self.sink is not None
+        progress = self.reporter.report(outcome, timer, self.sources, self.sink)
+        with self._progress_lock:
+            self.recent_progress.append(progress)
+            self._progress_lock.notify_all()
+        self.status = Progress({"message": "Waiting for next trigger",
+                                "isDataAvailable": True, "isTriggerActive": False})
         self.batch_id += 1
         return True
 
@@ -293,7 +244,7 @@ class MicroBatchExecution:
         if ends == list(self.committed) and not self._no_data_batch_due():
             return None
         return OffsetEntry(
-            offsets=ends, batch_timestamp_ms=_now_ms(),
+            offsets=ends, batch_timestamp_ms=now_ms(),
             batch_watermark_ms=self.watermarks.current_ms, conf=dict(self.fixed_conf),
             watermarks=dict(self.watermarks.per_node_ms))
 
@@ -305,8 +256,8 @@ class MicroBatchExecution:
                 and self.watermarks.current_ms > self.last_batch_watermark_ms)
 
     def _run_batch(
-        self, batch_id: int, entry: OffsetEntry, timer: _Timer
-    ) -> _BatchOutcome:
+        self, batch_id: int, entry: OffsetEntry, timer: DurationTimer
+    ) -> BatchOutcome:
         with timer.measure("queryPlanning"):
             tasks, task_source = self._plan_tasks(entry)
         with timer.measure("getBatch"):
@@ -315,7 +266,7 @@ class MicroBatchExecution:
         for result, src_index in zip(results, task_source, strict=True):
             if src_index is not None:
                 per_source[src_index] += result.input_rows
-        event_time = self._observe_event_time(results)
+        event_time = event_time_report(results, self.watermarks)
         self.state_metrics: list[dict[str, Any]] = []
         with timer.measure("stateful"):
             tables = self._stateful_stage(results, batch_id, entry)
@@ -326,7 +277,8 @@ class MicroBatchExecution:
             self.sink.add_batch(batch_id, batch)
         fault_point("after-sink", batch_id)
         slow_batch_for_tests()
-        return _BatchOutcome(sum(per_source), batch.num_rows, per_source, event_time)
+        return BatchOutcome(batch_id, list(self.committed), list(entry.offsets), per_source,
+                            batch.num_rows, event_time, self.state_metrics)
 
     def _stateful_stage(self, results: list[TaskResult], batch_id: int,
                         entry: OffsetEntry) -> list[Any]:
@@ -375,27 +327,6 @@ class MicroBatchExecution:
             owners.append(None)
         return tasks, owners
 
-    def _observe_event_time(self, results: list[TaskResult]) -> dict[str, Any]:
-        if not self.watermarks.enabled:
-            return {}
-        from unbounded.engine.context import EventTimeStats
-
-        merged: dict[str, EventTimeStats] = {}
-        for r in results:
-            for key, stats in r.event_time.items():
-                merged.setdefault(key, EventTimeStats()).merge(stats)
-        watermark_before = self.watermarks.current_ms
-        self.watermarks.observe(merged)
-        report: dict[str, Any] = {"watermark": _iso(watermark_before)}
-        total = EventTimeStats()
-        for stats in merged.values():
-            total.merge(stats)
-        if total.count:
-            report.update(min=_iso((total.min_us or 0) // 1000),
-                          max=_iso((total.max_us or 0) // 1000),
-                          avg=_iso(total.sum_us // total.count // 1000))
-        return report
-
     def _release_committed(self, batch_id: int, entry: OffsetEntry) -> None:
         for src, end in zip(self.sources, entry.offsets, strict=True):
             if end is not None:
@@ -417,46 +348,6 @@ class MicroBatchExecution:
         with self._progress_lock:
             self._idle_checks += 1
             self._progress_lock.notify_all()
-
-    def _report(self, batch_id: int, entry: OffsetEntry, starts: list[Any],
-                outcome: _BatchOutcome, timer: _Timer) -> None:
-        rows, per_source = outcome.input_rows, outcome.rows_per_source
-        seconds = max(timer.durations["triggerExecution"], 1) / 1000
-        since_last = self._since_last_trigger()
-        sources = [
-            {"description": src.description, "startOffset": start, "endOffset": end,
-             "latestOffset": end, "numInputRows": n,
-             "inputRowsPerSecond": n / since_last if since_last else 0.0,
-             "processedRowsPerSecond": n / seconds}
-            for src, start, end, n in zip(self.sources, starts, entry.offsets, per_source,
-                                          strict=True)
-        ]
-        assert self.sink is not None
-        progress: dict[str, Any] = {
-            "id": self.id, "runId": self.run_id, "name": self.spec.query_name,
-            "timestamp": _iso(_now_ms()), "batchId": batch_id,
-            "batchDuration": timer.durations["triggerExecution"],
-            "numInputRows": rows,
-            "inputRowsPerSecond": rows / since_last if since_last else 0.0,
-            "processedRowsPerSecond": rows / seconds,
-            "durationMs": timer.durations, "stateOperators": list(self.state_metrics),
-            "sources": sources,
-            "sink": {"description": self.sink.description,
-                     "numOutputRows": outcome.output_rows},
-        }
-        if outcome.event_time:
-            progress["eventTime"] = outcome.event_time
-        with self._progress_lock:
-            self.recent_progress.append(Progress(progress))
-            self._progress_lock.notify_all()
-        self.status = Progress({"message": "Waiting for next trigger",
-                                "isDataAvailable": True, "isTriggerActive": False})
-
-    def _since_last_trigger(self) -> float:
-        now = time.monotonic()
-        last = getattr(self, "_last_trigger_at", None)
-        self._last_trigger_at = now
-        return 0.0 if last is None else now - last
 
     # ---- control -----------------------------------------------------------------------
     @property
@@ -510,6 +401,3 @@ class MicroBatchExecution:
         if self.spec.temporary_checkpoint:
             shutil.rmtree(self.spec.checkpoint, ignore_errors=True)
 
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

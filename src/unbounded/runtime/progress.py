@@ -7,9 +7,21 @@ indexes them like dicts (``p["batchId"]``); ``Progress`` supports both.
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Progress"]
+from unbounded.engine.context import EventTimeStats
+
+if TYPE_CHECKING:
+    from unbounded.runtime.tasks import TaskResult
+    from unbounded.runtime.watermarks import WatermarkTracker
+    from unbounded.sinks.base import Sink
+    from unbounded.sources.base import Source
+
+__all__ = ["BatchOutcome", "DurationTimer", "Progress", "ProgressReporter", "event_time_report",
+           "iso_ms", "now_ms"]
 
 
 class Progress(dict[str, Any]):
@@ -42,3 +54,112 @@ def _wrap(value: Any) -> Any:
     if isinstance(value, list):
         return [_wrap(v) for v in value]
     return value
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class DurationTimer:
+    """Collects the named durations of one trigger (Spark's durationMs)."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, int] = {}
+
+    def measure(self, name: str) -> Span:
+        return Span(self, name)
+
+
+class Span:
+    def __init__(self, timer: DurationTimer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        spent = int((time.perf_counter() - self.start) * 1000)
+        self.timer.durations[self.name] = self.timer.durations.get(self.name, 0) + spent
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did, for its progress report."""
+
+    batch_id: int
+    start_offsets: list[Any]
+    end_offsets: list[Any]
+    rows_per_source: list[int]
+    output_rows: int
+    event_time: dict[str, Any]
+    state_metrics: list[dict[str, Any]]
+
+
+class ProgressReporter:
+    """Builds each batch's progress record (Spark's StreamingQueryProgress fields)."""
+
+    def __init__(self, query_id: str, run_id: str, name: str | None) -> None:
+        self.query_id, self.run_id, self.name = query_id, run_id, name
+        self._last_trigger_at: float | None = None
+
+    def report(self, outcome: BatchOutcome, timer: DurationTimer, sources: list[Source],
+               sink: Sink) -> Progress:
+        per_source = outcome.rows_per_source
+        rows = sum(per_source)
+        seconds = max(timer.durations["triggerExecution"], 1) / 1000
+        since_last = self._since_last_trigger()
+        source_reports = [
+            {"description": src.description, "startOffset": start, "endOffset": end,
+             "latestOffset": end, "numInputRows": n,
+             "inputRowsPerSecond": n / since_last if since_last else 0.0,
+             "processedRowsPerSecond": n / seconds}
+            for src, start, end, n in zip(sources, outcome.start_offsets,
+                                          outcome.end_offsets, per_source, strict=True)
+        ]
+        progress: dict[str, Any] = {
+            "id": self.query_id, "runId": self.run_id, "name": self.name,
+            "timestamp": iso_ms(now_ms()), "batchId": outcome.batch_id,
+            "batchDuration": timer.durations["triggerExecution"],
+            "numInputRows": rows,
+            "inputRowsPerSecond": rows / since_last if since_last else 0.0,
+            "processedRowsPerSecond": rows / seconds,
+            "durationMs": timer.durations, "stateOperators": outcome.state_metrics,
+            "sources": source_reports,
+            "sink": {"description": sink.description,
+                     "numOutputRows": outcome.output_rows},
+        }
+        if outcome.event_time:
+            progress["eventTime"] = outcome.event_time
+        return Progress(progress)
+
+    def _since_last_trigger(self) -> float:
+        now = time.monotonic()
+        last = self._last_trigger_at
+        self._last_trigger_at = now
+        return 0.0 if last is None else now - last
+
+
+def event_time_report(results: list[TaskResult], watermarks: WatermarkTracker) -> dict[str, Any]:
+    """Fold a batch's event times into the watermarks; Spark's ``eventTime`` progress."""
+    if not watermarks.enabled:
+        return {}
+    merged: dict[str, EventTimeStats] = {}
+    for r in results:
+        for key, stats in r.event_time.items():
+            merged.setdefault(key, EventTimeStats()).merge(stats)
+    watermark_before = watermarks.current_ms
+    watermarks.observe(merged)
+    report: dict[str, Any] = {"watermark": iso_ms(watermark_before)}
+    total = EventTimeStats()
+    for stats in merged.values():
+        total.merge(stats)
+    if total.count:
+        report.update(min=iso_ms((total.min_us or 0) // 1000),
+                      max=iso_ms((total.max_us or 0) // 1000),
+                      avg=iso_ms(total.sum_us // total.count // 1000))
+    return report
+
+
+def iso_ms(ms: int) -> str:
+    text = datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return text[:-3] + "Z"
