@@ -228,7 +228,8 @@ def test_watermark_is_logged_and_restored(spark, tmp_path):
     assert all(r[1] != "late" for rows in sink.nonempty() for r in rows)
     latest = max(int(n) for n in os.listdir(cp / "offsets"))
     header = (cp / "offsets" / str(latest)).read_text().split("\n")[1]
-    assert '"batchWatermarkMs":' + str(int(at(20).timestamp() * 1000)) in header
+    watermark_ms = int(at(20).replace(tzinfo=dt.UTC).timestamp() * 1000)
+    assert f"\"batchWatermarkMs\":{watermark_ms}" in header
 
 
 def test_append_without_watermark_is_rejected_with_sparks_reason(spark):

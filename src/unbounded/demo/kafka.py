@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC
 
 from rich.console import Console
 
@@ -80,8 +81,8 @@ def verify(spark: object, output_dir: str, count: int, start_ms: int) -> dict[st
     expected = Counter(ts // 60_000 * 60_000 for ts in timestamps
                        if ts // 60_000 * 60_000 + 60_000 <= watermark)
     rows = spark.read.parquet(output_dir).collect()
-    seen = Counter(int(r["window"]["start"].timestamp() * 1000) for r in rows)
-    counted = {int(r["window"]["start"].timestamp() * 1000): r["count"] for r in rows}
+    seen = Counter(int(r["window"]["start"].replace(tzinfo=UTC).timestamp() * 1000) for r in rows)
+    counted = {int(r["window"]["start"].replace(tzinfo=UTC).timestamp() * 1000): r["count"] for r in rows}
     return {"events produced": len(timestamps),
             "events in closed windows": sum(expected.values()),
             "events counted": sum(r["count"] for r in rows),

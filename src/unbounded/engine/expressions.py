@@ -7,6 +7,7 @@ Unsupported nodes raise an error that names them. Scalar functions live in a tab
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import singledispatch
 from typing import Any
 
@@ -100,6 +101,11 @@ def _(expr: Literal, ctx: CompileContext) -> pl.Expr:
         return pl.lit(expr.value, dtype=pl.Int32 if small else pl.Int64)
     if isinstance(expr.value, float):
         return pl.lit(expr.value, dtype=pl.Float64)
+    if isinstance(expr.value, datetime):
+        # A naive datetime is wall-clock time in the session time zone (UTC), the zone
+        # collect() gives timestamps back in.
+        value = expr.value if expr.value.tzinfo else expr.value.replace(tzinfo=UTC)
+        return pl.lit(value.astimezone(UTC), dtype=pl.Datetime("us", "UTC"))
     return pl.lit(expr.value)
 
 

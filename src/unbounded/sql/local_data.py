@@ -49,6 +49,7 @@ def _infer_array(values: list[Any]) -> pa.Array:
     if pa.types.is_string(array.type):
         return array.cast(pa.large_string())
     if pa.types.is_timestamp(array.type) and array.type.tz is None:
+        # Naive datetimes are wall-clock time in the session time zone (UTC).
         return array.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
     return array
 

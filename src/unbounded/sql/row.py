@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC
 from typing import Any
 
 import pyarrow as pa
@@ -102,8 +102,9 @@ def _python_value(value: Any, t: DataType) -> Any:
     if value is None:
         return None
     if isinstance(t, TimestampType):
-        # PySpark returns naive datetimes in the local time zone.
-        return datetime.fromtimestamp(value.timestamp()).replace(microsecond=value.microsecond)
+        # Naive wall-clock time in the session time zone (UTC), as PySpark returns
+        # naive datetimes in its session's zone.
+        return value.astimezone(UTC).replace(tzinfo=None)
     if isinstance(t, StructType):
         return Row.from_fields(t.names, [_python_value(value.get(f.name), f.dataType)
                                          for f in t.fields])
