@@ -128,5 +128,6 @@ def test_minute_counts_with_watermark_write_closed_windows_to_parquet(
                 rows = spark.read.parquet(str(out_dir)).collect()
     finally:
         _stop(proc)
-    counts = sorted((r["window"]["start"].replace(tzinfo=UTC).timestamp() * 1000 - t0, r["count"]) for r in rows)
+    counts = sorted((r["window"]["start"].replace(tzinfo=UTC).timestamp() * 1000 - t0,
+                     r["count"]) for r in rows)
     assert counts == [(0, 3), (60_000, 1)]

@@ -81,8 +81,9 @@ def verify(spark: object, output_dir: str, count: int, start_ms: int) -> dict[st
     expected = Counter(ts // 60_000 * 60_000 for ts in timestamps
                        if ts // 60_000 * 60_000 + 60_000 <= watermark)
     rows = spark.read.parquet(output_dir).collect()
-    seen = Counter(int(r["window"]["start"].replace(tzinfo=UTC).timestamp() * 1000) for r in rows)
-    counted = {int(r["window"]["start"].replace(tzinfo=UTC).timestamp() * 1000): r["count"] for r in rows}
+    starts = [int(r["window"]["start"].replace(tzinfo=UTC).timestamp() * 1000) for r in rows]
+    seen = Counter(starts)
+    counted = {start: r["count"] for start, r in zip(starts, rows, strict=True)}
     return {"events produced": len(timestamps),
             "events in closed windows": sum(expected.values()),
             "events counted": sum(r["count"] for r in rows),
