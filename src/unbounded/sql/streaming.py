@@ -107,7 +107,7 @@ class DataStreamWriter:
 
     def __init__(self, df: DataFrame) -> None:
         self._df = df
-        self._format = "console"
+        self._format = "parquet"  # spark.sql.sources.default
         self._options: dict[str, str] = {}
         self._output_mode = "append"
         self._trigger: Trigger = ProcessingTime(0)
