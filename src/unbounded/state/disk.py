@@ -9,12 +9,18 @@ files after an abort, a restart or a jump to another version. RocksDB's own chec
 were not used because SST files would put a second, engine-specific format into the
 checkpoint and tie recovery to one RocksDB build.
 
-Keys and values are encoded by :class:`RowCodec`, a column-at-a-time numpy codec;
-writes go through one ``WriteBatch`` per operation and reads through multi-get.
+Keys and values are encoded a whole Arrow table at a time by
+:class:`~unbounded.state.rowcodec.RowCodec` into one buffer (no per-row Python for
+fixed-width columns). Every bulk read or write is put in near key order first, then cut
+into chunks of ``_CHUNK_ROWS``: one multi-get or one ``WriteBatch`` per chunk. Sorted
+access is what makes RocksDB fast here (about 8x for memtable inserts of random keys);
+chunking keeps memtables and Python lists small. The working copy runs without a
+write-ahead log (see ``DiskStateStoreProvider._write_options``).
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -22,16 +28,16 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
-from unbounded.errors import AnalysisException
 from unbounded.state.base import (
     FOUND_COLUMN,
     OP_COLUMN,
@@ -50,191 +56,22 @@ from unbounded.state.memory import (
     to_arrow,
     to_polars,
 )
+from unbounded.state.rowcodec import EncodedRows, RowCodec
 
-__all__ = ["DiskStateStore", "DiskStateStoreProvider", "RowCodec"]
+__all__ = ["DiskStateStore", "DiskStateStoreProvider"]
 
 logger = logging.getLogger(__name__)
 
 _CHUNK_ROWS = 65_536
-_EMPTY = pa.scalar(b"", pa.large_binary())
-Mask = npt.NDArray[np.bool_]
-Bytes2D = npt.NDArray[np.uint8]
+_WRITE_BUFFER_BYTES = 64 << 20
+_WRITE_BUFFERS = 4
 Index = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
 
 
-def _storage_type(t: pa.DataType, name: str) -> pa.DataType:
-    """The type a column is encoded as; view and dictionary types are normalised."""
-    if pa.types.is_dictionary(t):
-        return _storage_type(t.value_type, name)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return pa.large_string()
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-        return pa.large_binary()
-    if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, _storage_type(f.type, name)) for f in t])
-    if pa.types.is_boolean(t) or _fixed_width(t):
-        return t
-    raise AnalysisException(
-        f"State column {name!r} has type {t}, which the disk state store cannot encode. "
-        "Use the default provider (spark.sql.streaming.stateStore.providerClass="
-        "HDFSBackedStateStoreProvider) for this query.",
-        error_class="STATE_STORE_UNSUPPORTED_TYPE",
-    )
-
-
-def _fixed_width(t: pa.DataType) -> bool:
-    kinds = (pa.types.is_integer, pa.types.is_floating, pa.types.is_temporal,
-             pa.types.is_decimal, pa.types.is_fixed_size_binary)
-    return any(k(t) for k in kinds) and t.bit_width % 8 == 0
-
-
-def _validity(arr: pa.Array) -> Mask:
-    if arr.null_count == 0:
-        return np.ones(len(arr), dtype=np.bool_)
-    return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-
-
-def _fixed_bytes(arr: pa.Array, valid: Mask) -> Bytes2D:
-    """Each value's bytes as an (n, width) matrix; nulls zeroed, floats canonical."""
-    n, t = len(arr), arr.type
-    if pa.types.is_boolean(t):
-        flags = np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.bool_)
-        return (flags & valid).astype(np.uint8).reshape(n, 1)
-    width = t.bit_width // 8
-    buf = arr.buffers()[1]
-    if buf is None or n == 0:
-        return np.zeros((n, width), dtype=np.uint8)
-    raw = np.frombuffer(buf, dtype=np.uint8)[arr.offset * width : (arr.offset + n) * width]
-    mat = raw.reshape(n, width).copy()
-    if pa.types.is_floating(t):
-        dtype = np.dtype(f"f{width}")
-        floats = mat.view(dtype).reshape(n)
-        floats = np.where(np.isnan(floats), np.nan, floats + 0.0).astype(dtype)  # -0.0 -> 0.0
-        mat = floats.view(np.uint8).reshape(n, width).copy()
-    mat[~valid] = 0
-    return mat
-
-
-class _Encoder:
-    """Accumulates fixed-width byte matrices and variable-width pieces for n rows."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self._fixed: list[Bytes2D] = []
-        self._pieces: list[pa.Array] = []
-
-    def _flush(self) -> None:
-        if self._fixed:
-            mat = np.ascontiguousarray(np.hstack(self._fixed))
-            fixed = pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(mat.shape[1]), self.n, [None, pa.py_buffer(mat)]
-            )
-            self._pieces.append(fixed.cast(pa.large_binary()))
-            self._fixed = []
-
-    def add(self, arr: pa.Array, parent_valid: Mask) -> None:
-        valid = parent_valid & _validity(arr)
-        self._fixed.append(valid.astype(np.uint8).reshape(self.n, 1))
-        t = arr.type
-        if pa.types.is_struct(t):
-            for i in range(t.num_fields):
-                self.add(arr.field(i), valid)
-        elif pa.types.is_large_string(t) or pa.types.is_large_binary(t):
-            data = pc.if_else(pa.array(valid), arr.cast(pa.large_binary()), _EMPTY)
-            lengths = np.asarray(pc.binary_length(data).to_numpy(), dtype=np.uint32)
-            self._fixed.append(lengths.view(np.uint8).reshape(self.n, 4))
-            self._flush()
-            self._pieces.append(data)
-        else:
-            self._fixed.append(_fixed_bytes(arr, valid))
-
-    def finish(self) -> list[bytes]:
-        self._flush()
-        joined = (
-            self._pieces[0]
-            if len(self._pieces) == 1
-            else pc.binary_join_element_wise(*self._pieces, _EMPTY)
-        )
-        out: list[bytes] = joined.to_pylist()
-        return out
-
-
-def _gather(data: Bytes2D, pos: Index, width: int) -> Bytes2D:
-    out: Bytes2D = data[pos[:, None] + np.arange(width)]
-    return out
-
-
-def _bitmap(valid: Mask) -> pa.Buffer:
-    return pa.py_buffer(np.packbits(valid, bitorder="little"))
-
-
-def _decode(t: pa.DataType, data: Bytes2D, pos: Index) -> pa.Array:
-    """Read one column of type ``t`` for every row, advancing ``pos`` in place."""
-    n = len(pos)
-    valid = data[pos].astype(np.bool_)
-    pos += 1
-    if pa.types.is_struct(t):
-        children = [_decode(f.type, data, pos) for f in t]
-        return pa.StructArray.from_arrays(children, fields=list(t), mask=pa.array(~valid))
-    if pa.types.is_large_string(t) or pa.types.is_large_binary(t):
-        lengths = _gather(data, pos, 4).view(np.uint32).reshape(n).astype(np.int64)
-        pos += 4
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        idx = np.repeat(pos - offsets[:-1], lengths) + np.arange(offsets[-1])
-        values = np.ascontiguousarray(data[idx])
-        pos += lengths
-        buffers = [_bitmap(valid), pa.py_buffer(offsets), pa.py_buffer(values)]
-        return pa.Array.from_buffers(t, n, buffers)
-    if pa.types.is_boolean(t):
-        flags = data[pos].astype(np.bool_)
-        pos += 1
-        return pa.array(flags, mask=~valid)
-    width = t.bit_width // 8
-    mat = np.ascontiguousarray(_gather(data, pos, width))
-    pos += width
-    return pa.Array.from_buffers(t, n, [_bitmap(valid), pa.py_buffer(mat)])
-
-
-class RowCodec:
-    """Rows of one schema to bytes and back, a column at a time with numpy.
-
-    Per column: a validity byte (1 = set), then a fixed-width value in native byte order
-    (zeroed when null; -0.0 and NaN canonicalised), or a uint32 length and the bytes of
-    a string/binary value, or for a struct its children. Equal rows encode to equal
-    bytes, so an encoded key is a RocksDB key. The encoding only lives in the local
-    working database, which is rebuilt from the Arrow files, so it may change freely.
-
-    >>> codec = RowCodec(pa.schema([("k", pa.int64()), ("s", pa.string())]))
-    >>> blobs = codec.encode(pa.table({"k": [1, None], "s": ["a", "bc"]}))
-    >>> [a.to_pylist() for a in codec.decode(blobs)]
-    [[1, None], ['a', 'bc']]
-    """
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        self.storage = pa.schema([pa.field(f.name, _storage_type(f.type, f.name)) for f in schema])
-
-    def encode(self, table: pa.Table) -> list[bytes]:
-        n = table.num_rows
-        if not self.schema.names:
-            return [b""] * n
-        encoder = _Encoder(n)
-        for column in table.select(self.schema.names).cast(self.storage).columns:
-            encoder.add(column.combine_chunks(), np.ones(n, dtype=np.bool_))
-        return encoder.finish()
-
-    def decode(self, blobs: Sequence[bytes]) -> list[pa.Array]:
-        """One array per column of ``schema``, with its declared types."""
-        if not blobs:
-            return [pa.array([], f.type) for f in self.schema]
-        packed = pa.array(blobs, pa.large_binary())
-        offsets = np.frombuffer(packed.buffers()[1], dtype=np.int64)[: len(blobs) + 1]
-        data_buf = packed.buffers()[2]
-        data = np.frombuffer(data_buf or pa.py_buffer(b""), dtype=np.uint8)
-        pos = offsets[:-1].copy()
-        fields = zip(self.storage, self.schema, strict=True)
-        return [_decode(s.type, data, pos).cast(f.type) for s, f in fields]
+def _consume(calls: Iterator[object]) -> None:
+    """Run a lazy ``map`` of binding calls without a Python-level loop."""
+    collections.deque(calls, maxlen=0)
 
 
 class DiskStateStore:
@@ -269,9 +106,7 @@ class DiskStateStore:
     def lookup(self, keys: pa.Table) -> pa.Table:
         self._check_open()
         wanted = conform(keys, self._schema.key)
-        raw = self._provider.get_many(self._provider.key_codec.encode(wanted))
-        found = np.fromiter((v is not None for v in raw), dtype=np.bool_, count=len(raw))
-        values = self._provider.value_codec.decode([v for v in raw if v is not None])
+        found, values = self._provider.get_rows(self._provider.key_codec.encode(wanted))
         positions = pa.array(np.cumsum(found) - 1, mask=~found)
         columns = [*wanted.columns, *(v.take(positions) for v in values), pa.array(found)]
         schema = self._schema.row_schema.append(pa.field(FOUND_COLUMN, pa.bool_()))
@@ -289,12 +124,11 @@ class DiskStateStore:
         self._check_open()
         wanted = conform(keys, self._schema.key)
         encoded = self._provider.key_codec.encode(wanted)
-        raw = self._provider.get_many(encoded)
-        present = [i for i, v in enumerate(raw) if v is not None]
-        found = to_polars(wanted.take(pa.array(present, pa.int64()))).unique(maintain_order=True)
-        self._provider.remove(list(dict.fromkeys(encoded[i] for i in present)))
-        self._delta.record_deletes(found)
-        self._removed += found.height
+        first = np.flatnonzero(encoded.first_occurrences())
+        present = first[self._provider.contains(encoded.take(first))]
+        self._provider.remove(encoded.take(present), present=True)
+        self._delta.record_deletes(to_polars(wanted.take(pa.array(present, pa.int64()))))
+        self._removed += len(present)
 
     def evict(self, predicate: pl.Expr) -> pa.Table:
         self._check_open()
@@ -304,7 +138,7 @@ class DiskStateStore:
             mask = eviction_mask(to_polars(chunk), predicate)
             doomed += itertools.compress(encoded, mask.to_list())
             evicted.append(chunk.filter(mask.to_arrow()))
-        self._provider.remove(doomed)
+        self._provider.remove_listed(doomed)
         empty = pa.Table.from_batches([], schema=self._schema.row_schema)
         out = pa.concat_tables([empty, *evicted])
         self._delta.record_deletes(to_polars(out.select(self._schema.key_names)))
@@ -407,8 +241,27 @@ class DiskStateStoreProvider:
         self._close_db()
         path = os.path.join(self._workdir, "db")
         shutil.rmtree(path, ignore_errors=True)
-        self._db = Rdict(path, Options(raw_mode=True))
+        self._db = Rdict(path, self._db_options())
+        self._db.set_write_options(self._write_options())
         self.num_rows = 0
+
+    @staticmethod
+    def _db_options() -> Options:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(_WRITE_BUFFER_BYTES)
+        options.set_max_write_buffer_number(_WRITE_BUFFERS)
+        options.set_max_background_jobs(2)
+        return options
+
+    @staticmethod
+    def _write_options() -> WriteOptions:
+        """No write-ahead log: the working copy is never reopened after a crash (each
+        provider makes a fresh temp folder and rebuilds it from the Arrow files), so
+        RocksDB's own durability would be paid for and never used."""
+        options = WriteOptions()
+        options.disable_wal = True  # type: ignore[method-assign,assignment]  # a property
+        return options
 
     def _close_db(self) -> None:
         if self._db is not None:
@@ -427,39 +280,85 @@ class DiskStateStoreProvider:
             raise RuntimeError("the disk state store provider is closed")
         return self._db
 
-    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+    def _multi_get(self, keys: list[bytes]) -> list[bytes | None]:
         if not keys:
             return []
         values: list[bytes | None] = self.db[keys]  # type: ignore[index,assignment]
         return values
+
+    def _chunks(self, keys: EncodedRows, order: Index) -> Iterator[tuple[Index, list[bytes]]]:
+        """``keys`` in ``order`` as slices of at most ``_CHUNK_ROWS``: (rows, bytes)."""
+        for start in range(0, len(keys), _CHUNK_ROWS):
+            rows = order[start : start + _CHUNK_ROWS]
+            yield rows, keys.take(rows).to_list()
+
+    def get_rows(self, keys: EncodedRows) -> tuple[Mask, list[pa.Array]]:
+        """Whether each key is present, and the value columns of the present ones (in
+        the order of ``keys``)."""
+        order = keys.locality_order()
+        found = np.zeros(len(keys), dtype=np.bool_)
+        present: list[bytes] = []
+        for rows, chunk in self._chunks(keys, order):
+            raw = np.array(self._multi_get(chunk), dtype=object)
+            hit = raw != None  # noqa: E711 - elementwise over an object array
+            found[rows] = hit
+            present += raw[hit].tolist()
+        by_key = np.argsort(order[found[order]])  # read order -> key order
+        values = self.value_codec.decode(present)
+        return found, [v.take(pa.array(by_key)) for v in values]
+
+    def contains(self, keys: EncodedRows) -> Mask:
+        """Whether each key is present."""
+        found = np.zeros(len(keys), dtype=np.bool_)
+        for rows, chunk in self._chunks(keys, keys.locality_order()):
+            found[rows] = np.array(self._multi_get(chunk), dtype=object) != None  # noqa: E711
+        return found
 
     def put(self, rows: pa.Table, *, new_keys: bool = False) -> None:
         """Insert or replace ``rows`` (one row per key); ``new_keys`` promises that none
         is present yet, which skips the read that keeps ``num_rows`` exact."""
         keys = self.key_codec.encode(rows)
         values = self.value_codec.encode(rows)
-        self.num_rows += len(keys) if new_keys else sum(v is None for v in self.get_many(keys))
-        batch = WriteBatch(raw_mode=True)
-        for k, v in zip(keys, values, strict=True):
-            batch.put(k, v)
-        self.db.write(batch)
+        new_keys = new_keys or self.num_rows == 0
+        for order, chunk in self._chunks(keys, keys.locality_order()):
+            if not new_keys:
+                self.num_rows -= len(chunk) - self._multi_get(chunk).count(None)
+            self.num_rows += len(chunk)
+            batch = WriteBatch(raw_mode=True)
+            _consume(map(batch.put, chunk, values.take(order).to_list()))
+            self.db.write(batch)
 
-    def remove(self, keys: list[bytes]) -> None:
-        """Delete encoded ``keys``."""
-        self.num_rows -= sum(v is not None for v in self.get_many(keys))
-        batch = WriteBatch(raw_mode=True)
-        for k in keys:
-            batch.delete(k)
-        self.db.write(batch)
+    def remove(self, keys: EncodedRows, *, present: bool = False) -> None:
+        """Delete ``keys`` (each at most once); ``present`` promises they all exist."""
+        for _, chunk in self._chunks(keys, keys.locality_order()):
+            self.remove_listed(chunk, present=present)
+
+    def remove_listed(self, keys: list[bytes], *, present: bool = True) -> None:
+        """Delete encoded ``keys`` (each at most once)."""
+        for start in range(0, len(keys), _CHUNK_ROWS):
+            chunk = keys[start : start + _CHUNK_ROWS]
+            gone = len(chunk) if present else len(chunk) - self._multi_get(chunk).count(None)
+            self.num_rows -= gone
+            batch = WriteBatch(raw_mode=True)
+            _consume(map(batch.delete, chunk))
+            self.db.write(batch)
 
     def iterate(self) -> Iterator[tuple[list[bytes], pa.Table]]:
         """Every row, in chunks: the encoded keys and the decoded rows."""
-        items = self.db.items()
-        while chunk := list(itertools.islice(items, _CHUNK_ROWS)):
-            keys = [k for k, _ in chunk]
-            values = [v for _, v in chunk]
-            arrays = [*self.key_codec.decode(keys), *self.value_codec.decode(values)]  # type: ignore[arg-type]
-            yield keys, pa.Table.from_arrays(arrays, schema=self.schema.row_schema)  # type: ignore[misc]
+        snapshot = self.db.snapshot()  # keys and values read in step from one version
+        keys_in = snapshot.keys(read_opt=self._scan_options())
+        values_in = snapshot.values(read_opt=self._scan_options())
+        while keys := cast("list[bytes]", list(itertools.islice(keys_in, _CHUNK_ROWS))):
+            values = cast("list[bytes]", list(itertools.islice(values_in, len(keys))))
+            arrays = [*self.key_codec.decode(keys), *self.value_codec.decode(values)]
+            yield keys, pa.Table.from_arrays(arrays, schema=self.schema.row_schema)
+
+    @staticmethod
+    def _scan_options() -> ReadOptions:
+        options = ReadOptions()
+        options.fill_cache(False)  # type: ignore[call-arg]  # a full scan would only evict the hot blocks
+        options.set_readahead_size(2 << 20)
+        return options
 
     def publish(self, version: int, delta: pa.Table) -> None:
         """Make the working copy durable as ``version`` (called by ``commit``)."""
