@@ -263,9 +263,9 @@ def test_global_watermark_follows_the_multiple_watermark_policy(spark, tmp_path,
         right.toDF().withWatermark("ts", "0 seconds"))
     df = both.groupBy(F.window("ts", "5 minutes"), "word").count()
     sink = Batches()
-    q = _start(df, sink, tmp_path / "cp", "update")
-    left.addData([(at(30), "a")])
+    left.addData([(at(30), "a")])  # both before the start, so one batch sees both inputs
     right.addData([(at(5), "b")])
+    q = _start(df, sink, tmp_path / "cp", "update")
     q.processAllAvailable(30)
     q.stop()
     assert q.lastProgress.eventTime["watermark"] == at(expected_minutes).strftime(
