@@ -352,3 +352,22 @@ def test_read_committed_consumer_sees_what_the_source_reads(kafka_bootstrap: str
     table = read_all(source, None, {topic: {"0": 10, "1": 0}})
     assert values(table) == seen
     assert os.environ.get("UNBOUNDED_FAULT") is None
+
+
+def test_consecutive_ranges_read_exactly_once_across_new_records(
+        kafka_bootstrap: str, topic: str) -> None:
+    """A partition's consumer kept from one batch is reused by the next only at the exact
+    offset it stopped; records produced in between arrive in the next range, once."""
+    source = make_source(kafka_bootstrap, subscribe=topic, startingOffsets="earliest")
+    try:
+        first = read_all(source, {topic: {"0": 0, "1": 0}}, {topic: {"0": 10, "1": 5}})
+        produce_records(kafka_bootstrap, topic, [b"c%d" % i for i in range(4)], partition=0)
+        second = read_all(source, {topic: {"0": 10, "1": 5}}, {topic: {"0": 14, "1": 5}})
+        again = read_all(source, {topic: {"0": 8, "1": 3}}, {topic: {"0": 12, "1": 5}})
+        third = read_all(source, {topic: {"0": 12, "1": 5}}, {topic: {"0": 14, "1": 5}})
+    finally:
+        source.stop()
+    assert values(first) == [b"a%d" % i for i in range(10)] + [b"b%d" % i for i in range(5)]
+    assert values(second) == [b"c0", b"c1", b"c2", b"c3"]
+    assert values(again) == [b"a8", b"a9", b"c0", b"c1", b"b3", b"b4"]
+    assert values(third) == [b"c2", b"c3"]
