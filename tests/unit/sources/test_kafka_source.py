@@ -43,6 +43,15 @@ from unbounded.sources.kafka import (
 pytestmark = pytest.mark.timeout(90)
 
 
+@pytest.fixture(autouse=True)
+def _close_kept_consumers() -> Any:
+    """Tests read partitions without a query, so nothing else closes kept consumers."""
+    yield
+    from unbounded.sources.kafka import _POOL
+
+    _POOL.close()
+
+
 def make_source(bootstrap: str, tmp_path: Path | None = None, **options: str) -> KafkaSource:
     opts = {"kafka.bootstrap.servers": bootstrap, **options}
     metadata = None if tmp_path is None else str(tmp_path / "sources" / "0")
