@@ -336,7 +336,8 @@ def _read_parquet(path: str, schema: StructType, settings: ReadSettings) -> pa.T
     try:
         present = set(pq.read_schema(path).names)
         columns = [f.name for f in schema.fields if f.name in present]
-        table = pq.read_table(path, columns=columns)
+        # Tasks already run in parallel; a reader thread pool per file only oversubscribes.
+        table = pq.read_table(path, columns=columns, use_threads=False)
     except pa.ArrowInvalid as e:
         raise MalformedRecordError(
             f"Cannot read {path} as Parquet: {e}. Remove the file from the input folder, or "
