@@ -239,3 +239,28 @@ def test_stop_between_batches_leaves_every_logged_batch_committed(spark, tmp_pat
     q.stop()
     assert not q.isActive and q.exception() is None
     assert sorted(os.listdir(cp / "offsets")) == sorted(os.listdir(cp / "commits"))
+
+
+def test_an_overrun_processing_time_batch_starts_the_next_at_once(spark, monkeypatch,
+                                                                  tmp_path):
+    from datetime import datetime
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"f{i}.json").write_text(f'{{"id": {i}}}\n')
+        os.utime(folder / f"f{i}.json", (1_700_000_000 + i, 1_700_000_000 + i))
+    monkeypatch.setenv("UNBOUNDED_TEST_BATCH_DELAY", "0.4")  # each batch overruns 300 ms
+    q = (spark.readStream.schema("id LONG").option("maxFilesPerTrigger", 1)
+         .json(str(folder)).writeStream.format("noop")
+         .trigger(processingTime="100 milliseconds").start())
+    try:
+        q.processAllAvailable(60)
+    finally:
+        q.stop()
+    progress = q.recentProgress
+    ends = [datetime.fromisoformat(p.timestamp.replace("Z", "+00:00")) for p in progress]
+    idle = [(b - a).total_seconds() - p.batchDuration / 1000
+            for a, b, p in zip(ends, ends[1:], progress[1:], strict=False)]
+    assert len(progress) == 4
+    assert all(gap < 0.15 for gap in idle), idle
