@@ -250,10 +250,10 @@ def test_an_overrun_processing_time_batch_starts_the_next_at_once(spark, monkeyp
     for i in range(4):
         (folder / f"f{i}.json").write_text(f'{{"id": {i}}}\n')
         os.utime(folder / f"f{i}.json", (1_700_000_000 + i, 1_700_000_000 + i))
-    monkeypatch.setenv("UNBOUNDED_TEST_BATCH_DELAY", "0.4")  # each batch overruns 300 ms
+    monkeypatch.setenv("UNBOUNDED_TEST_BATCH_DELAY", "0.5")  # each batch overruns 200 ms
     q = (spark.readStream.schema("id LONG").option("maxFilesPerTrigger", 1)
          .json(str(folder)).writeStream.format("noop")
-         .trigger(processingTime="100 milliseconds").start())
+         .trigger(processingTime="300 milliseconds").start())
     try:
         q.processAllAvailable(60)
     finally:
