@@ -12,6 +12,8 @@ __all__ = [
     "CheckpointConflictError",
     "CheckpointCorruptError",
     "ConcurrentQueryError",
+    "KafkaDataLossError",
+    "KafkaUnavailableError",
     "MalformedRecordError",
     "ParseException",
     "StreamingQueryException",
@@ -87,3 +89,15 @@ class ConcurrentQueryError(UnboundedError, RuntimeError):
     """Another run already holds the checkpoint."""
 
     error_class = "CONCURRENT_QUERY"
+
+
+class KafkaUnavailableError(UnboundedError, TimeoutError):
+    """The broker did not answer within ``kafkaConsumer.pollTimeoutMs``."""
+
+    error_class = "KAFKA_BROKER_UNAVAILABLE"
+
+
+class KafkaDataLossError(UnboundedError, RuntimeError):
+    """Offsets a batch needs are gone from the broker and ``failOnDataLoss`` is true."""
+
+    error_class = "KAFKA_DATA_LOSS"

@@ -21,14 +21,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from unbounded.errors import AnalysisException, UnboundedError
+from unbounded.errors import (
+    AnalysisException,
+    KafkaUnavailableError,
+    UnboundedError,
+)
 
 __all__ = [
     "POLL_TIMEOUT_OPTION",
     "REDACTED",
     "ClientConf",
-    "KafkaDataLossError",
-    "KafkaUnavailableError",
     "StatusListener",
     "as_client_conf",
     "client_config",
@@ -50,18 +52,6 @@ _JAAS_MODULES = ("PlainLoginModule", "ScramLoginModule")
 
 T = TypeVar("T")
 ClientConf = dict[str, str | int | float | bool]
-
-
-class KafkaUnavailableError(UnboundedError, TimeoutError):
-    """The broker did not answer within ``kafkaConsumer.pollTimeoutMs``."""
-
-    error_class = "KAFKA_BROKER_UNAVAILABLE"
-
-
-class KafkaDataLossError(UnboundedError, RuntimeError):
-    """Offsets a batch needs are gone from the broker and ``failOnDataLoss`` is true."""
-
-    error_class = "KAFKA_DATA_LOSS"
 
 
 def _is_secret(key: str, value: str) -> bool:

@@ -43,7 +43,12 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec  # not re-exported in the stubs
 
 from unbounded.checkpoint.atomic import write_atomic
-from unbounded.errors import AnalysisException, CheckpointConflictError, CheckpointCorruptError
+from unbounded.errors import (
+    AnalysisException,
+    CheckpointConflictError,
+    CheckpointCorruptError,
+    KafkaDataLossError,
+)
 from unbounded.plan.intervals import parse_interval_ms
 from unbounded.plan.types import (
     ArrayType,
@@ -57,7 +62,6 @@ from unbounded.plan.types import (
 )
 from unbounded.sources._kafka_common import (
     POLL_TIMEOUT_OPTION,
-    KafkaDataLossError,
     StatusListener,
     as_client_conf,
     client_config,

@@ -23,11 +23,14 @@ from kafka_broker import (
     produce_records,
     unique_topic,
 )
-from unbounded.errors import AnalysisException, CheckpointCorruptError
-from unbounded.sources._kafka_common import (
-    REDACTED,
+from unbounded.errors import (
+    AnalysisException,
+    CheckpointCorruptError,
     KafkaDataLossError,
     KafkaUnavailableError,
+)
+from unbounded.sources._kafka_common import (
+    REDACTED,
     client_config,
 )
 from unbounded.sources.base import SourceContext

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.checkpoint.atomic import write_atomic
-from unbounded.errors import AnalysisException
+from unbounded.errors import AnalysisException, CheckpointCorruptError
 from unbounded.executors.base import Executor
 from unbounded.plan.logical import (
     Aggregate,
@@ -126,6 +126,10 @@ def partition_ids(frame: pl.DataFrame, keys: list[str], n: int) -> pl.Series:
 def check_partitioning(ctx: OperatorContext) -> None:
     """Refuse to reuse state whose keys were partitioned by a different hash.
 
+    Format of ``<state>/<operator>/_metadata/partitioning`` (JSON, written once)::
+
+        {"version": 1, "numPartitions": 2, "probe": [812..., 3...]}
+
     The key hash comes from Polars, which does not promise the same values across its
     releases; a probe recorded at the first run detects a change before any key is
     looked up in the wrong partition.
@@ -140,6 +144,10 @@ def check_partitioning(ctx: OperatorContext) -> None:
         return
     with open(path, encoding="utf-8") as f:
         recorded = json.load(f)
+    if recorded.get("version") != 1:
+        raise CheckpointCorruptError(
+            f"{path} has partitioning version {recorded.get('version')!r}; this release "
+            "reads version 1. Upgrade unbounded to use this checkpoint.")
     if recorded.get("numPartitions") != ctx.num_partitions:
         raise AnalysisException(
             f"The state in {folder} has {recorded.get('numPartitions')} partitions but the "
