@@ -5,6 +5,7 @@ batches. Random inputs with fixed seeds."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 
 import pytest
@@ -78,3 +79,39 @@ def test_append_mode_equals_batch_windows_closed_by_the_final_watermark(spark, t
         F.col("window.end") <= F.lit(watermark))
     assert streamed == _canon(closed.collect())
     assert streamed, "the input must close some windows"
+
+
+def test_parquet_windowed_counts_equal_batch_whether_files_scan_lazily_or_not(spark,
+                                                                             tmp_path):
+    """Files of one layout are scanned lazily inside the fused task; a file whose layout
+    differs (an extra column) is read eagerly: both give the batch query's windows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = sorted(_events(9, 400))
+    for i in range(4):
+        chunk = rows[i * 100:(i + 1) * 100]
+        table = pa.table({"ts": pa.array([r[0] for r in chunk], pa.timestamp("us", "UTC")),
+                          "k": [r[1] for r in chunk], "v": pa.array([r[2] for r in chunk],
+                                                                    pa.int64())})
+        if i == 2:
+            table = table.append_column("extra", pa.array(["x"] * len(chunk)))
+        pq.write_table(table, folder / f"part-{i}.parquet")
+        os.utime(folder / f"part-{i}.parquet", (1_700_000_000 + i, 1_700_000_000 + i))
+    query = lambda df: (df.withWatermark("ts", "1 minute")  # noqa: E731
+                        .groupBy(F.window("ts", "2 minutes"), "k").agg(*AGGS))
+    stream = spark.readStream.schema(SCHEMA).option("maxFilesPerTrigger", 2).parquet(
+        str(folder))
+    q = (query(stream).writeStream.outputMode("append").format("memory").queryName("pq_eq")
+         .option("checkpointLocation", str(tmp_path / "cp")).trigger(availableNow=True)
+         .start())
+    assert q.awaitTermination(60)
+    watermark = max(r[0] for r in rows) - dt.timedelta(minutes=1)
+    batch = query(spark.createDataFrame(rows, SCHEMA)).where(
+        F.col("window.end") <= F.lit(watermark))
+    assert _canon(spark.table("pq_eq").collect()) == _canon(batch.collect())
+    seen = [p.eventTime for p in q.recentProgress if "max" in p.eventTime]
+    assert max(e["max"] for e in seen) == max(r[0] for r in rows).strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z")

@@ -25,7 +25,8 @@ def to_polars_dtype(data_type: DataType) -> pl.DataType:
 
 @lru_cache(maxsize=512)
 def _cached_polars_dtype(data_type: DataType) -> pl.DataType:
-    empty = pa.table({"x": pa.array([], type=data_type.to_arrow())})
+    # from_batches, not pa.array([]): the latter imports pandas (0.2 s) on first use.
+    empty = pa.Table.from_batches([], schema=pa.schema([("x", data_type.to_arrow())]))
     return pl.from_arrow(empty).schema["x"]  # type: ignore[union-attr]
 
 

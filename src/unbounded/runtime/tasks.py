@@ -17,7 +17,7 @@ from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.plans import compile_plan
 from unbounded.plan.logical import LogicalPlan
 from unbounded.plan.types import StructType
-from unbounded.sources.base import InputPartition
+from unbounded.sources.base import InputPartition, SupportsLazyScan
 
 __all__ = ["PartitionTask", "TaskResult", "run_task"]
 
@@ -55,6 +55,8 @@ def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
 
 
 def run_task(task: PartitionTask) -> TaskResult:
+    if getattr(task.map_side, "fused", False):
+        return _run_fused(task)
     inputs: dict[str, pl.LazyFrame] = {}
     rows = 0
     if task.partition is not None and task.relation_id is not None:
@@ -69,3 +71,26 @@ def run_task(task: PartitionTask) -> TaskResult:
     if task.map_side is not None:
         out, dropped = task.map_side(out, task.watermark_us // 1000)
     return TaskResult(out.to_arrow(), rows, ctx.event_time, dropped)
+
+
+def _run_fused(task: PartitionTask) -> TaskResult:
+    """Read, the plan below the aggregation and the map-side aggregation as one lazy
+    Polars query on its streaming engine (no intermediate frame is materialized)."""
+    inputs: dict[str, pl.LazyFrame] = {}
+    rows = 0
+    if task.partition is not None and task.relation_id is not None:
+        assert task.source_schema is not None
+        scanned = task.partition.scan() if isinstance(task.partition, SupportsLazyScan) \
+            else None
+        if scanned is None:
+            table = task.partition.read()
+            scanned = source_frame(table, task.source_schema), table.num_rows
+        inputs[task.relation_id], rows = scanned
+    own_stats = task.map_side.watermark is not None
+    ctx = CompileContext(pl.Schema(), task.batch_timestamp_us, task.watermark_us,
+                         observe_event_time=not own_stats)
+    frame = compile_plan(task.plan, inputs, ctx)
+    partial, dropped, stats = task.map_side.run_lazy(frame, task.watermark_us // 1000)
+    if stats is not None:
+        ctx.event_time[task.map_side.watermark[0]] = stats
+    return TaskResult(partial.to_arrow(), rows, ctx.event_time, dropped)

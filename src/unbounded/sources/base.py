@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import polars as pl
 import pyarrow as pa
 
 from unbounded.plan.types import StructType
@@ -22,6 +23,7 @@ __all__ = [
     "Source",
     "SourceContext",
     "SupportsAvailableNow",
+    "SupportsLazyScan",
     "SupportsStatusReports",
     "parse_bool_option",
     "parse_int_option",
@@ -56,6 +58,16 @@ class InputPartition(Protocol):
     ship it. ``read`` returns the same rows each time."""
 
     def read(self) -> pa.Table: ...
+
+
+@runtime_checkable
+class SupportsLazyScan(Protocol):
+    """A partition that can also be read as a lazy Polars scan, so a task can fuse the
+    read with the work after it; ``scan`` returns None when it cannot (then ``read``)."""
+
+    def scan(self) -> tuple[pl.LazyFrame, int] | None:
+        """The lazy rows (exactly what ``read`` returns) and their count."""
+        ...
 
 
 @runtime_checkable

@@ -15,9 +15,11 @@ import os
 import shutil
 from dataclasses import dataclass
 
+import polars as pl
 import pyarrow as pa
 
 from unbounded.checkpoint.atomic import write_atomic
+from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException, CheckpointCorruptError
 from unbounded.plan.intervals import parse_interval_ms
 from unbounded.plan.types import StringType, StructType
@@ -122,6 +124,24 @@ class FileInputPartition:
 
     def read(self) -> pa.Table:
         return read_files(self.format, list(self.paths), self.schema, dict(self.options))
+
+    def scan(self) -> tuple[pl.LazyFrame, int] | None:
+        """Parquet files that share one layout, as a lazy scan cast to the schema."""
+        if self.format != "parquet" or not self.paths:
+            return None
+        try:
+            layouts = {tuple(pl.read_parquet_schema(p).items()) for p in self.paths}
+        except (OSError, pl.exceptions.PolarsError):
+            return None  # read() reports the unreadable file by name
+        if len(layouts) != 1:
+            return None
+        present = dict(next(iter(layouts)))
+        frame = pl.scan_parquet(list(self.paths))
+        columns = [pl.col(f.name).cast(to_polars_dtype(f.dataType)) if f.name in present
+                   else pl.lit(None, dtype=to_polars_dtype(f.dataType)).alias(f.name)
+                   for f in self.schema.fields]
+        rows = int(frame.select(pl.len()).collect().item())
+        return frame.select(columns), rows
 
 
 @dataclass(frozen=True)

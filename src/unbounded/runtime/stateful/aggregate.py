@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from unbounded.engine.context import CompileContext
+from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.expressions import compile_expr, compile_named
 from unbounded.engine.functions import is_sliding_window
 from unbounded.errors import AnalysisException
@@ -29,7 +29,7 @@ from unbounded.plan.expressions import (
     FunctionCall,
     Star,
 )
-from unbounded.plan.logical import Aggregate
+from unbounded.plan.logical import Aggregate, WithWatermark, walk_plan
 from unbounded.runtime.stateful.base import (
     OperatorContext,
     OperatorOutput,
@@ -44,7 +44,8 @@ from unbounded.state.base import FOUND_COLUMN, StateSchema
 __all__ = ["StreamingAggregation"]
 
 _UTC_US = pl.Datetime("us", "UTC")
-_GLOBAL_KEY = "__global_key"  # the one key of an aggregation without groupBy columns
+_GLOBAL_KEY = "__global_key"
+_LATE, _ROWS = "__late", "__rows"  # the one key of an aggregation without groupBy columns
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,41 @@ class MapSideAggregation:
     partial: tuple[pl.Expr, ...]
     tumbling: tuple[tuple[str, int], ...]  # window key name -> duration (us)
     event_time: str | None  # the key that carries event time (None: nothing is late)
+    # The withWatermark node right below the aggregation, whose event-time statistics the
+    # fused path computes in the same pass: (node id, column).
+    watermark: tuple[str, str] | None = None
+
+    @property
+    def fused(self) -> bool:
+        """Whether ``run_lazy`` can do the whole task in one streaming Polars query
+        (sliding windows repeat rows, so they take the eager path)."""
+        return not self.sliding
+
+    def run_lazy(self, rows: pl.LazyFrame, watermark_ms: int
+                 ) -> tuple[pl.DataFrame, int, EventTimeStats | None]:
+        """The partial rows, the late-row count and the watermark column's statistics,
+        from one pass: late rows are grouped apart (flag in the key) and counted there."""
+        late = self._late(watermark_ms).fill_null(False) \
+            if self.event_time is not None and watermark_ms > 0 else pl.lit(False)
+        extra = [pl.len().alias(_ROWS)]
+        if self.watermark is not None:
+            ts = pl.col(self.watermark[1]).dt.epoch("us")
+            extra += [ts.min().alias("__ts_min"), ts.max().alias("__ts_max"),
+                      ts.sum().alias("__ts_sum"), ts.count().alias("__ts_n")]
+        grouped = (rows.with_columns(self.key_exprs).with_columns(late.alias(_LATE))
+                   .group_by([*self.key_names, _LATE]).agg([*self.partial, *extra])
+                   .collect(engine="streaming"))
+        dropped = int(grouped.filter(pl.col(_LATE))[_ROWS].sum())
+        stats = None
+        if self.watermark is not None:
+            row = grouped.select(pl.col("__ts_min").min(), pl.col("__ts_max").max(),
+                                 pl.col("__ts_sum").sum(), pl.col("__ts_n").sum()).row(0)
+            stats = EventTimeStats(row[0], row[1], int(row[2] or 0), int(row[3] or 0))
+        partial = grouped.filter(~pl.col(_LATE)).select([*self.key_names,
+                                                         *(e.meta.output_name()
+                                                           for e in self.partial)])
+        return partial.with_columns(_window_struct(pl.col(name), duration).alias(name)
+                                    for name, duration in self.tumbling), dropped, stats
 
     def __call__(self, rows: pl.DataFrame, watermark_ms: int) -> tuple[pl.DataFrame, int]:
         keyed = rows.with_columns(self.key_exprs)
@@ -269,7 +305,8 @@ class StreamingAggregation:
             tuple(self.key_exprs), tuple(self.key_names), tuple(self.sliding),
             tuple(e for a in self.aggs for e in a.partial),
             tuple((name, d) for name, (_, d) in self.tumbling.items()),
-            self.event_time[0] if self.event_time else None)
+            self.event_time[0] if self.event_time else None,
+            _own_watermark(node))
         self.combine = [c.alias(p.meta.output_name()) for a in self.aggs
                         for c, p in zip(a.combine, a.partial, strict=True)]
         empty, _ = self.map_side(pl.DataFrame(schema=input_schema), 0)
@@ -387,3 +424,12 @@ def _tumbling_start(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int]
 def _window_struct(start_us: pl.Expr, duration_us: int) -> pl.Expr:
     return pl.struct(start_us.cast(_UTC_US).alias("start"),
                      (start_us + duration_us).cast(_UTC_US).alias("end"))
+
+
+def _own_watermark(node: Aggregate) -> tuple[str, str] | None:
+    """The withWatermark right below the aggregation, when it is the only one there: the
+    fused task path computes its event-time statistics itself."""
+    marks = [n for n in walk_plan(node.child) if isinstance(n, WithWatermark)]
+    if len(marks) == 1 and marks[0] is node.child:
+        return node.child.node_id, node.child.column
+    return None
