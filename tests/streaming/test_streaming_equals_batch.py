@@ -81,8 +81,8 @@ def test_append_mode_equals_batch_windows_closed_by_the_final_watermark(spark, t
     assert streamed, "the input must close some windows"
 
 
-def test_parquet_windowed_counts_equal_batch_whether_files_scan_lazily_or_not(spark,
-                                                                             tmp_path):
+def test_parquet_windowed_counts_equal_batch_whether_files_scan_lazily_or_not(
+        spark, tmp_path, monkeypatch):
     """Files of one layout are scanned lazily inside the fused task; a file whose layout
     differs (an extra column) is read eagerly: both give the batch query's windows."""
     import pyarrow as pa
@@ -102,7 +102,10 @@ def test_parquet_windowed_counts_equal_batch_whether_files_scan_lazily_or_not(sp
         os.utime(folder / f"part-{i}.parquet", (1_700_000_000 + i, 1_700_000_000 + i))
     query = lambda df: (df.withWatermark("ts", "1 minute")  # noqa: E731
                         .groupBy(F.window("ts", "2 minutes"), "k").agg(*AGGS))
-    stream = spark.readStream.schema(SCHEMA).option("maxFilesPerTrigger", 2).parquet(
+    import unbounded.sources.files as files
+
+    monkeypatch.setattr(files, "_parallelism", lambda: 2)  # tasks of files [0, 1], [2, 3]
+    stream = spark.readStream.schema(SCHEMA).option("maxFilesPerTrigger", 4).parquet(
         str(folder))
     q = (query(stream).writeStream.outputMode("append").format("memory").queryName("pq_eq")
          .option("checkpointLocation", str(tmp_path / "cp")).trigger(availableNow=True)
