@@ -50,7 +50,7 @@ from unbounded.state.base import (
 )
 from unbounded.state.memory import (
     OP_UPSERT,
-    StateDelta,
+    OpenVersion,
     StateFileLog,
     eviction_mask,
     to_arrow,
@@ -74,34 +74,16 @@ def _consume(calls: Iterator[object]) -> None:
     collections.deque(calls, maxlen=0)
 
 
-class DiskStateStore:
+class DiskStateStore(OpenVersion):
     """One open version backed by the provider's RocksDB; see ``StateStore``."""
 
     def __init__(self, provider: DiskStateStoreProvider, version: int) -> None:
+        super().__init__(provider.schema, version)
         self._provider = provider
-        self._version = version
-        self._schema = provider.schema
-        self._delta = StateDelta(provider.schema)
-        self._updated = 0
-        self._removed = 0
-        self._commit_ms = 0
-        self._status = "open"
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    @property
-    def schema(self) -> StateSchema:
-        return self._schema
 
     @property
     def is_open(self) -> bool:
         return self._status == "open"
-
-    def _check_open(self) -> None:
-        if self._status != "open":
-            raise RuntimeError(f"state store version {self._version} is already {self._status}")
 
     def lookup(self, keys: pa.Table) -> pa.Table:
         self._check_open()

@@ -36,6 +36,7 @@ from unbounded.state.base import (
 __all__ = [
     "MemoryStateStore",
     "MemoryStateStoreProvider",
+    "OpenVersion",
     "StateDelta",
     "StateFileLog",
     "to_polars",
@@ -259,18 +260,14 @@ def eviction_mask(frame: pl.DataFrame, predicate: pl.Expr) -> pl.Series:
     return mask
 
 
-class MemoryStateStore:
-    """One open version held as a Polars frame; see ``StateStore`` for the contract."""
+class OpenVersion:
+    """What every provider's open store shares: its version, schema, change log and the
+    open/committed/aborted status that guards it."""
 
-    def __init__(
-        self, provider: MemoryStateStoreProvider, version: int, frame: pl.DataFrame
-    ) -> None:
-        self._provider = provider
+    def __init__(self, schema: StateSchema, version: int) -> None:
         self._version = version
-        self._schema = provider.schema
-        self._keys = provider.schema.key_names
-        self._frame = frame
-        self._delta = StateDelta(provider.schema)
+        self._schema = schema
+        self._delta = StateDelta(schema)
         self._updated = 0
         self._removed = 0
         self._commit_ms = 0
@@ -287,6 +284,18 @@ class MemoryStateStore:
     def _check_open(self) -> None:
         if self._status != "open":
             raise RuntimeError(f"state store version {self._version} is already {self._status}")
+
+
+class MemoryStateStore(OpenVersion):
+    """One open version held as a Polars frame; see ``StateStore`` for the contract."""
+
+    def __init__(
+        self, provider: MemoryStateStoreProvider, version: int, frame: pl.DataFrame
+    ) -> None:
+        super().__init__(provider.schema, version)
+        self._provider = provider
+        self._keys = provider.schema.key_names
+        self._frame = frame
 
     def lookup(self, keys: pa.Table) -> pa.Table:
         self._check_open()
