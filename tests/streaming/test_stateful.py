@@ -330,3 +330,19 @@ def test_rocksdb_provider_keeps_aggregation_state_across_restarts(spark, tmp_pat
     q.processAllAvailable(30)
     q.stop()
     assert sink.nonempty()[-1] == [(w(0, 5), "a", 2)]
+
+
+def test_first_last_and_collect_list_follow_row_order_within_a_batch(spark, tmp_path):
+    stream = MemoryStream("k STRING, v LONG", spark)
+    df = stream.toDF().groupBy("k").agg(F.first("v").alias("f"), F.last("v").alias("l"),
+                                         F.collect_list("v").alias("all"))
+    sink = Batches()
+    q = _start(df, sink, tmp_path / "cp", "complete")
+    stream.addData([("a", i) for i in range(300_000)])
+    q.processAllAvailable(30)
+    stream.addData([("a", 5000), ("a", 5001)])
+    q.processAllAvailable(30)
+    q.stop()
+    [(key, first, last, values)] = sink.nonempty()[-1]
+    assert (key, first, last) == ("a", 0, 5001)
+    assert values == [*range(300_000), 5000, 5001]

@@ -28,6 +28,7 @@ from unbounded.plan.expressions import (
     Expression,
     FunctionCall,
     Star,
+    walk,
 )
 from unbounded.plan.logical import Aggregate, WithWatermark, walk_plan
 from unbounded.runtime.stateful.base import (
@@ -216,6 +217,9 @@ class MapSideAggregation:
     # The withWatermark node right below the aggregation, whose event-time statistics the
     # fused path computes in the same pass: (node id, column).
     watermark: tuple[str, str] | None = None
+    # first/last/collect_list depend on row order, which Polars guarantees within groups
+    # on its in-memory engine; a re-run batch must rebuild exactly the same state.
+    order_sensitive: bool = False
 
     @property
     def fused(self) -> bool:
@@ -236,7 +240,7 @@ class MapSideAggregation:
                       ts.sum().alias("__ts_sum"), ts.count().alias("__ts_n")]
         grouped = (rows.with_columns(self.key_exprs).with_columns(late.alias(_LATE))
                    .group_by([*self.key_names, _LATE]).agg([*self.partial, *extra])
-                   .collect(engine="streaming"))
+                   .collect(engine="in-memory" if self.order_sensitive else "streaming"))
         dropped = int(grouped.filter(pl.col(_LATE))[_ROWS].sum())
         stats = None
         if self.watermark is not None:
@@ -306,7 +310,7 @@ class StreamingAggregation:
             tuple(e for a in self.aggs for e in a.partial),
             tuple((name, d) for name, (_, d) in self.tumbling.items()),
             self.event_time[0] if self.event_time else None,
-            _own_watermark(node))
+            _own_watermark(node), _order_sensitive(node))
         self.combine = [c.alias(p.meta.output_name()) for a in self.aggs
                         for c, p in zip(a.combine, a.partial, strict=True)]
         empty, _ = self.map_side(pl.DataFrame(schema=input_schema), 0)
@@ -433,3 +437,8 @@ def _own_watermark(node: Aggregate) -> tuple[str, str] | None:
     if len(marks) == 1 and marks[0] is node.child:
         return node.child.node_id, node.child.column
     return None
+
+
+def _order_sensitive(node: Aggregate) -> bool:
+    return any(isinstance(n, AggregateCall) and n.name in ("first", "last", "collect_list")
+               for a in node.aggs for n in walk(a))
