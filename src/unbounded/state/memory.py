@@ -219,6 +219,9 @@ class StateDelta:
         )
 
     def _replace(self, changes: pl.DataFrame) -> None:
+        if self._frame.height == 0:  # the version's first change: nothing to replace
+            self._frame = changes.select(self._frame.columns)
+            return
         kept = self._frame.join(changes, on=self._keys, how="anti", nulls_equal=True)
         self._frame = pl.concat([kept, changes.select(self._frame.columns)])
 
