@@ -254,5 +254,8 @@ def produce_records(
         producer.produce(topic, items[-1], **extra)
         if producer.flush(15) != 0:
             raise TimeoutError("records not delivered within 15s")
+    close = getattr(producer, "close", None)  # confluent-kafka >= 2.13
+    if close is not None:
+        close()
     if failures:
         raise RuntimeError(f"delivery failed: {failures[0]}")

@@ -41,6 +41,9 @@ def produce_events(bootstrap: str, topic: str, count: int, start_ms: int) -> Non
         producer.produce(topic, b"event-end", partition=partition,
                          timestamp=start_ms + count * SPACING_MS)
         producer.flush(30)
+    close = getattr(producer, "close", None)  # confluent-kafka >= 2.13
+    if close is not None:
+        close()
 
 
 def build_query(spark: object, bootstrap: str, topic: str, output_dir: str,
