@@ -8,6 +8,7 @@ twice.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -160,12 +161,17 @@ class FileSourceLog:
         v1
         {"path":"file:///data/in/a.json","timestamp":1700000000000,"batchId":0}
 
-    ``<N>.compact`` files (written by Spark) hold all entries up to N and are read too.
-    Other version lines are rejected with :class:`CheckpointCorruptError`. Without a
-    metadata path (no checkpoint) the log lives in memory only.
+    As in Spark, every ``COMPACT_INTERVAL``-th batch (``(N + 1) % 10 == 0``) is written as
+    ``<N>.compact``, holding the entries of every batch up to N, and the files it covers
+    are then deleted, so the folder does not grow by one file per batch forever. A batch
+    found both in a compact file and in its own file (a crash between the two steps, or
+    Spark's delayed deletion) is read once. Other version lines are rejected with
+    :class:`CheckpointCorruptError`. Without a metadata path (no checkpoint) the log lives
+    in memory only.
     """
 
     VERSION = "v1"
+    COMPACT_INTERVAL = 10
 
     def __init__(self, metadata_path: str | None) -> None:
         self.metadata_path = metadata_path
@@ -174,9 +180,15 @@ class FileSourceLog:
             self._load(metadata_path)
 
     def _load(self, folder: str) -> None:
+        compacts = sorted((n for n in os.listdir(folder) if n.endswith(".compact")
+                           and n.removesuffix(".compact").isdigit()),
+                          key=lambda n: int(n.removesuffix(".compact")))
+        for name in reversed(compacts):  # the newest compact file covers the older ones
+            for entry in self._read(os.path.join(folder, name)):
+                self.batches.setdefault(entry.batch_id, []).append(entry)
+            break
         for name in os.listdir(folder):
-            stem = name.removesuffix(".compact")
-            if stem.isdigit():
+            if name.isdigit() and int(name) not in self.batches:
                 for entry in self._read(os.path.join(folder, name)):
                     self.batches.setdefault(entry.batch_id, []).append(entry)
 
@@ -202,12 +214,26 @@ class FileSourceLog:
         """Record batch ``batch_id``; durable before it returns."""
         entries = [_LogEntry(f.path, f.mtime_ms, batch_id) for f in files]
         if self.metadata_path is not None:
+            compact = (batch_id + 1) % self.COMPACT_INTERVAL == 0
+            logged = [e for b in sorted(self.batches) if b < batch_id
+                      for e in self.batches[b]] if compact else []
             lines = [self.VERSION, *(json.dumps(
-                {"path": path_uri(e.path), "timestamp": e.timestamp, "batchId": batch_id},
-                separators=(",", ":")) for e in entries)]
-            write_atomic(os.path.join(self.metadata_path, str(batch_id)),
-                         "\n".join(lines).encode())
+                {"path": path_uri(e.path), "timestamp": e.timestamp, "batchId": e.batch_id},
+                separators=(",", ":")) for e in [*logged, *entries])]
+            name = f"{batch_id}.compact" if compact else str(batch_id)
+            write_atomic(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
+            if compact:
+                self._delete_covered(batch_id)
         self.batches[batch_id] = entries
+
+    def _delete_covered(self, compact_id: int) -> None:
+        """Remove the batch and compact files that ``<compact_id>.compact`` covers."""
+        assert self.metadata_path is not None
+        for name in os.listdir(self.metadata_path):
+            stem = name.removesuffix(".compact")
+            if stem.isdigit() and int(stem) < compact_id:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.metadata_path, name))
 
     def files_between(self, start: int, end: int) -> list[_LogEntry]:
         """The entries of batches ``start + 1 .. end``, in log order."""
