@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -117,8 +118,18 @@ class FileSinkManifest:
         if (batch_id + 1) % self.compact_interval == 0:
             live = _live([*self.all_entries(), *normalised])
             self._write(f"{batch_id}.compact", live)
+            self._delete_before(batch_id - self.compact_interval)
         else:
             self._write(str(batch_id), normalised)
+
+    def _delete_before(self, keep_from: int) -> None:
+        """Delete log files older than the previous compact file: every reader that loaded
+        that one, or the new one, still finds what it needs (Spark waits a while too)."""
+        for name in os.listdir(self.metadata_path):
+            stem = name.removesuffix(".compact")
+            if stem.isdigit() and int(stem) < keep_from:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.metadata_path, name))
 
     def _write(self, name: str, entries: list[dict[str, Any]]) -> None:
         lines = [_VERSION, *(json.dumps(e, separators=(",", ":")) for e in entries)]

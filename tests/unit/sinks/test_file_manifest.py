@@ -136,3 +136,19 @@ def test_reading_the_folder_skips_files_not_in_the_manifest(tmp_path: Path) -> N
     manifest.add_batch(0, [{"path": committed}])
     table = read_files("text", [str(tmp_path)], StructType.fromDDL("value STRING"), {})
     assert table.column("value").to_pylist() == ["committed"]
+
+
+def test_log_files_older_than_the_previous_compaction_are_deleted(tmp_path):
+    from unbounded.sinks.file_manifest import FileSinkManifest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = FileSinkManifest(str(out))
+    for batch in range(30):
+        data = out / f"part-{batch}.parquet"
+        data.write_bytes(b"x")
+        manifest.add_batch(batch, [{"path": str(data)}])
+    names = sorted(os.listdir(out / "_spark_metadata"), key=lambda n: int(n.split(".")[0]))
+    assert names == ["19.compact", *map(str, range(20, 29)), "29.compact"]
+    assert len(manifest.all_files()) == 30
+    assert manifest.latest_batch_id() == 29
