@@ -109,7 +109,9 @@ def test_two_processes_on_one_checkpoint_exactly_one_runs(workdir, python_env):
     _assert_exactly_once(workdir)
 
 
-def test_sigterm_stops_cleanly_and_restart_continues_exactly(workdir, python_env):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_stops_cleanly_and_restart_continues_exactly(workdir, python_env,
+                                                                     sig):
     cmd = job_command(workdir, files_per_trigger=1)
     slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "0.5"}
     log_path = os.path.join(workdir, "job.log")
@@ -119,7 +121,7 @@ def test_sigterm_stops_cleanly_and_restart_continues_exactly(workdir, python_env
         deadline = time.monotonic() + 60
         while not _exists(workdir, "commits", "1") and time.monotonic() < deadline:
             time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         code = proc.wait(60)
         with open(log_path) as log:
             assert code == 0, log.read()

@@ -351,11 +351,17 @@ class StreamingQueryManager:
             previous = signal.getsignal(sig)
 
             def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-                for q in self.active:
+                active = self.active
+                for q in active:
                     threading.Thread(target=q.stop, daemon=True).start()
-                if signum == signal.SIGINT and callable(previous) and \
-                        previous is not signal.default_int_handler:
+                if active and signum == signal.SIGINT and \
+                        previous is signal.default_int_handler:
+                    return  # awaitTermination returns once the queries have stopped
+                if callable(previous):
                     previous(signum, frame)
+                elif previous == signal.SIG_DFL and signum == signal.SIGTERM and not active:
+                    signal.signal(signum, signal.SIG_DFL)
+                    os.kill(os.getpid(), signum)
 
             signal.signal(sig, handler)
 
