@@ -13,7 +13,7 @@ import polars as pl
 
 from unbounded.engine.aggregates import compile_aggregate
 from unbounded.engine.context import CompileContext, EventTimeStats
-from unbounded.engine.dtypes import arrow_schema_to_polars, polars_schema_to_spark, to_polars_dtype
+from unbounded.engine.dtypes import arrow_schema_to_polars, polars_schema_to_spark
 from unbounded.engine.expressions import compile_expr, expand_star
 from unbounded.engine.functions import is_sliding_window
 from unbounded.errors import AnalysisException
@@ -180,8 +180,3 @@ def _(plan: Sort, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
 @compile_plan.register
 def _(plan: Limit, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     return compile_plan(plan.child, inputs, ctx).head(plan.n)
-
-
-def cast_to_schema(frame: pl.LazyFrame, schema: StructType) -> pl.LazyFrame:
-    """Cast a frame's columns to a declared schema (e.g. a source's user schema)."""
-    return frame.cast({f.name: to_polars_dtype(f.dataType) for f in schema.fields})

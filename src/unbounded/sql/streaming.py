@@ -254,9 +254,8 @@ def _run_foreach_writer(f: Any, table: pa.Table, partition_id: int, epoch_id: in
 class StreamingQuery:
     """A handle on a running (or finished) query."""
 
-    def __init__(self, execution: MicroBatchExecution, manager: StreamingQueryManager) -> None:
+    def __init__(self, execution: MicroBatchExecution) -> None:
         self._execution = execution
-        self._manager = manager
 
     @property
     def id(self) -> str:
@@ -328,7 +327,7 @@ class StreamingQueryManager:
                     f"Cannot start query with name {spec.query_name} as a query with that "
                     "name is already active in this SparkSession.")
         execution = MicroBatchExecution(spec, self._session._executor())
-        query = StreamingQuery(execution, self)
+        query = StreamingQuery(execution)
         with self._changed:
             self._queries.append(query)
         self._install_signal_handlers()

@@ -87,7 +87,6 @@ class StateFileLog:
     def __init__(self, store_id: StateStoreId, schema: StateSchema, snapshot_every: int) -> None:
         self.folder = store_id.path
         self._row_schema = schema.row_schema
-        self._key_names = schema.key_names
         self._delta_schema = self._row_schema.append(pa.field(OP_COLUMN, pa.int8(), False))
         self._every = snapshot_every
 
