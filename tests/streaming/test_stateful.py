@@ -45,6 +45,20 @@ def _start(df, sink, cp, mode):
             .option("checkpointLocation", str(cp)).start())
 
 
+def _run(df, sink, cp, mode, stream, *blocks):
+    """Start the query, feed ``blocks`` one batch each, wait for each, stop."""
+    q = _start(df, sink, cp, mode)
+    try:
+        for block in blocks:
+            stream.addData(block)
+            q.processAllAvailable(30)
+        if not blocks:
+            q.processAllAvailable(30)
+    finally:
+        q.stop()
+    return q
+
+
 def _windowed_counts(spark):
     stream = MemoryStream("ts TIMESTAMP, word STRING", spark)
     df = (stream.toDF().withWatermark("ts", "10 minutes")
@@ -91,22 +105,16 @@ def test_append_mode_emits_each_window_once_when_the_watermark_closes_it(spark, 
 def test_complete_mode_keeps_every_window(spark, tmp_path):
     stream, df = _windowed_counts(spark)
     sink = Batches()
-    q = _start(df, sink, tmp_path / "cp", "complete")
-    stream.addData([(at(0), "a")])
-    q.processAllAvailable(30)
-    stream.addData([(at(30), "a"), (at(0), "a")])
-    q.processAllAvailable(30)
-    q.stop()
+    _run(df, sink, tmp_path / "cp", "complete", stream,
+         [(at(0), "a")],
+         [(at(30), "a"), (at(0), "a")])
     assert sink.nonempty()[-1] == S([(w(0, 5), "a", 2), (w(30, 35), "a", 1)])
 
 
 def test_state_survives_restart_between_batches(spark, tmp_path):
     stream, df = _windowed_counts(spark)
     sink = Batches()
-    q = _start(df, sink, tmp_path / "cp", "update")
-    stream.addData([(at(0), "a"), (at(1), "a")])
-    q.processAllAvailable(30)
-    q.stop()
+    q = _run(df, sink, tmp_path / "cp", "update", stream, [(at(0), "a"), (at(1), "a")])
     stream.addData([(at(2), "a")])
     q = _start(df, sink, tmp_path / "cp", "update")
     q.processAllAvailable(30)
@@ -118,12 +126,7 @@ def test_rerun_of_an_uncommitted_stateful_batch_recomputes_the_same_rows(spark, 
     stream, df = _windowed_counts(spark)
     sink = Batches()
     cp = tmp_path / "cp"
-    q = _start(df, sink, cp, "update")
-    stream.addData([(at(0), "a")])
-    q.processAllAvailable(30)
-    stream.addData([(at(1), "a"), (at(2), "b")])
-    q.processAllAvailable(30)
-    q.stop()
+    q = _run(df, sink, cp, "update", stream, [(at(0), "a")], [(at(1), "a"), (at(2), "b")])
     last = max(b for b, rows in sink.by_id.items() if rows)
     first = sink.by_id[last]
     for later in range(last + 1, max(sink.by_id) + 1):  # no-data batches after it
@@ -142,10 +145,7 @@ def test_sliding_windows_count_a_row_in_every_window_that_covers_it(spark, tmp_p
     df = stream.toDF().groupBy(F.window("ts", "10 minutes", "5 minutes")).agg(
         F.sum("v").alias("total"))
     sink = Batches()
-    q = _start(df, sink, tmp_path / "cp", "complete")
-    stream.addData([(at(7), 1), (at(12), 10)])
-    q.processAllAvailable(30)
-    q.stop()
+    _run(df, sink, tmp_path / "cp", "complete", stream, [(at(7), 1), (at(12), 10)])
     assert sink.nonempty()[-1] == S([(w(0, 10), 1), (w(5, 15), 11), (w(10, 20), 10)])
 
 
@@ -171,12 +171,9 @@ def test_aggregates_over_plain_keys_match_a_batch_query(spark, tmp_path):
 def test_drop_duplicates_without_watermark_remembers_every_key(spark, tmp_path):
     stream = MemoryStream("id LONG, v STRING", spark)
     sink = Batches()
-    q = _start(stream.toDF().dropDuplicates(["id"]), sink, tmp_path / "cp", "append")
-    stream.addData([(1, "a"), (1, "b"), (2, "c")])
-    q.processAllAvailable(30)
-    stream.addData([(2, "d"), (3, "e")])
-    q.processAllAvailable(30)
-    q.stop()
+    _run(stream.toDF().dropDuplicates(["id"]), sink, tmp_path / "cp", "append", stream,
+         [(1, "a"), (1, "b"), (2, "c")],
+         [(2, "d"), (3, "e")])
     assert sink.nonempty() == [S([(1, "a"), (2, "c")]), [(3, "e")]]
 
 
@@ -217,14 +214,8 @@ def test_watermark_is_logged_and_restored(spark, tmp_path):
     stream, df = _windowed_counts(spark)
     sink = Batches()
     cp = tmp_path / "cp"
-    q = _start(df, sink, cp, "update")
-    stream.addData([(at(30), "a")])
-    q.processAllAvailable(30)
-    q.stop()
-    q = _start(df, sink, cp, "update")
-    stream.addData([(at(0), "late")])
-    q.processAllAvailable(30)
-    q.stop()
+    _run(df, sink, cp, "update", stream, [(at(30), "a")])
+    _run(df, sink, cp, "update", stream, [(at(0), "late")])
     assert all(r[1] != "late" for rows in sink.nonempty() for r in rows)
     latest = max(int(n) for n in os.listdir(cp / "offsets"))
     header = (cp / "offsets" / str(latest)).read_text().split("\n")[1]
@@ -244,10 +235,8 @@ def test_append_without_watermark_is_rejected_with_sparks_reason(spark):
 def test_changed_state_schema_fails_with_what_changed(spark, tmp_path):
     stream = MemoryStream("k STRING, v LONG", spark)
     sink = Batches()
-    q = _start(stream.toDF().groupBy("k").count(), sink, tmp_path / "cp", "update")
-    stream.addData([("a", 1)])
-    q.processAllAvailable(30)
-    q.stop()
+    _run(stream.toDF().groupBy("k").count(), sink, tmp_path / "cp", "update", stream,
+         [("a", 1)])
     changed = stream.toDF().groupBy("k").agg(F.sum("v"))
     with pytest.raises(AnalysisException, match="state schema"):
         _start(changed, sink, tmp_path / "cp", "update")
@@ -290,10 +279,7 @@ def test_window_fields_are_selectable_after_aggregation(spark, tmp_path):
     stream, df = _windowed_counts(spark)
     flat = df.select(F.col("window.start").alias("start"), F.col("window.end"), "word", "count")
     sink = Batches()
-    q = _start(flat, sink, tmp_path / "cp", "update")
-    stream.addData([(at(1), "a")])
-    q.processAllAvailable(30)
-    q.stop()
+    _run(flat, sink, tmp_path / "cp", "update", stream, [(at(1), "a")])
     assert sink.nonempty() == [[(at(0), at(5), "a", 1)]]
 
 
@@ -301,10 +287,7 @@ def test_state_partitions_stay_as_first_run_fixed_them(spark, tmp_path):
     stream, df = _windowed_counts(spark)
     sink = Batches()
     cp = tmp_path / "cp"
-    q = _start(df, sink, cp, "update")
-    stream.addData([(at(0), "a")])
-    q.processAllAvailable(30)
-    q.stop()
+    q = _run(df, sink, cp, "update", stream, [(at(0), "a")])
     spark.conf.set("spark.sql.shuffle.partitions", "5")
     stream.addData([(at(1), "a")])
     q = _start(df, sink, cp, "update")
@@ -321,10 +304,7 @@ def test_rocksdb_provider_keeps_aggregation_state_across_restarts(spark, tmp_pat
     stream, df = _windowed_counts(spark)
     sink = Batches()
     cp = tmp_path / "cp"
-    q = _start(df, sink, cp, "update")
-    stream.addData([(at(0), "a"), (at(0), "b")])
-    q.processAllAvailable(30)
-    q.stop()
+    q = _run(df, sink, cp, "update", stream, [(at(0), "a"), (at(0), "b")])
     stream.addData([(at(2), "a")])
     q = _start(df, sink, cp, "update")
     q.processAllAvailable(30)
@@ -337,12 +317,9 @@ def test_first_last_and_collect_list_follow_row_order_within_a_batch(spark, tmp_
     df = stream.toDF().groupBy("k").agg(F.first("v").alias("f"), F.last("v").alias("l"),
                                          F.collect_list("v").alias("all"))
     sink = Batches()
-    q = _start(df, sink, tmp_path / "cp", "complete")
-    stream.addData([("a", i) for i in range(300_000)])
-    q.processAllAvailable(30)
-    stream.addData([("a", 5000), ("a", 5001)])
-    q.processAllAvailable(30)
-    q.stop()
+    _run(df, sink, tmp_path / "cp", "complete", stream,
+         [("a", i) for i in range(300_000)],
+         [("a", 5000), ("a", 5001)])
     [(key, first, last, values)] = sink.nonempty()[-1]
     assert (key, first, last) == ("a", 0, 5001)
     assert values == [*range(300_000), 5000, 5001]
