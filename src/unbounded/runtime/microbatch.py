@@ -19,8 +19,13 @@ import uuid
 from collections import deque
 from typing import Any
 
+import polars as pl
+import pyarrow as pa
+
 from unbounded.checkpoint.lock import CheckpointLock
 from unbounded.checkpoint.logs import CommitEntry, CommitLog, OffsetEntry, OffsetLog, QueryMetadata
+from unbounded.engine.context import CompileContext
+from unbounded.engine.plans import compile_plan
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.executors.base import Executor
 from unbounded.faults import fault_point, slow_batch_for_tests
@@ -285,12 +290,6 @@ class MicroBatchExecution:
         """Run the stateful operator and the plan above it; stateless plans pass through."""
         if self.operator is None or self.split is None:
             return [r.table for r in results]
-        import polars as pl
-        import pyarrow as pa
-
-        from unbounded.engine.context import CompileContext
-        from unbounded.engine.plans import compile_plan
-
         merged = pl.from_arrow(pa.concat_tables([r.table for r in results]))
         assert isinstance(merged, pl.DataFrame)
         output = self.operator.process(merged, batch_id, entry.batch_watermark_ms,

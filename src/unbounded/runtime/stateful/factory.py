@@ -31,7 +31,7 @@ def create_operator(split: StatefulSplit | None, spec: QuerySpec, fixed_conf: di
         output_mode=spec.output_mode, executor=executor)
     below = arrow_schema_to_polars(plan_schema(split.below).to_arrow_schema())
     if isinstance(split.node, Aggregate):
-        out = arrow_schema_to_polars(plan_schema(split.node).to_arrow_schema())
+        out = arrow_schema_to_polars(split.placeholder.schema.to_arrow_schema())
         if has_session_window(split.node):
             return StreamingSessionAggregation(split.node, below, ctx, out)
         return StreamingAggregation(split.node, below, ctx, out)
