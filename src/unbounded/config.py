@@ -17,6 +17,8 @@ DEFAULTS: dict[str, str] = {
     "spark.sql.streaming.stateStore.minDeltasForSnapshot": "10",
     "spark.sql.streaming.fileSink.log.compactInterval": "10",
     "spark.sql.session.timeZone": "UTC",
+    # ours: read batch N+1 while batch N's stateful stage and sink run (see microbatch.py)
+    "spark.unbounded.streaming.pipelineBatches": "true",
 }
 
 

@@ -5,10 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "PendingResults"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+@runtime_checkable
+class PendingResults(Protocol[R_co]):
+    """Tasks started ahead of need; ``result`` waits for all of them."""
+
+    def result(self) -> list[R_co]:
+        """The results in the order of the items; re-raises the first task's error."""
+        ...
+
+    def cancel(self) -> None:
+        """Drop tasks not yet started; tasks already running finish and are discarded."""
+        ...
 
 
 @runtime_checkable
@@ -20,5 +34,11 @@ class Executor(Protocol):
     """
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]: ...
+
+    def map_async(self, fn: Callable[[T], R], items: Sequence[T]) -> PendingResults[R]:
+        """Start the tasks and return at once. They must not wait for capacity that
+        ``map`` calls made meanwhile need: the micro-batch loop reads batch N+1 this
+        way while batch N's stateful stage runs through ``map``."""
+        ...
 
     def shutdown(self) -> None: ...

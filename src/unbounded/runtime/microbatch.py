@@ -6,6 +6,16 @@ write ``commits/N``, then let the sources release what is committed. A restart f
 ``offsets/N`` without ``commits/N`` and re-runs batch N with the logged offsets, batch
 timestamp and watermark, so the re-run computes the same rows; the sink's per-batch-id
 idempotence turns the second delivery into a no-op.
+
+Pipelining (``spark.unbounded.streaming.pipelineBatches``, on by default for the
+default and ``availableNow`` triggers): once batch N's partition tasks are done, the
+loop constructs batch N+1 (asks the sources, fixes its timestamp and watermark) and
+starts its tasks, then runs N's stateful stage, sink and commit. Nothing of N+1 is
+durable before ``commits/N``: its ``offsets/N+1`` entry is written only afterwards,
+exactly as without pipelining, so recovery is unchanged; a stop or failure in between
+drops the read-ahead (the file source's plan for N+1 is then handed out again, as
+after a crash between asking the sources and writing the offset log). Spark runs
+these phases one after the other.
 """
 
 from __future__ import annotations
@@ -17,6 +27,8 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -27,7 +39,7 @@ from unbounded.checkpoint.logs import CommitEntry, CommitLog, OffsetEntry, Offse
 from unbounded.engine.context import CompileContext
 from unbounded.engine.plans import compile_plan
 from unbounded.errors import AnalysisException, StreamingQueryException
-from unbounded.executors.base import Executor
+from unbounded.executors.base import Executor, PendingResults
 from unbounded.faults import fault_point, slow_batch_for_tests
 from unbounded.plan.logical import StreamingRelation, streaming_relations
 from unbounded.runtime.progress import (
@@ -61,6 +73,17 @@ log = logging.getLogger(__name__)
 _POLL_DELAY_S = 0.01
 
 
+@dataclass
+class _ReadAhead:
+    """Batch N+1, constructed and started while batch N finishes."""
+
+    entry: OffsetEntry
+    tasks: list[PartitionTask]
+    owners: list[int | None]
+    pending: PendingResults[TaskResult]
+    latest_offset_ms: int
+
+
 class MicroBatchExecution:
     """One run of a streaming query on its own thread."""
 
@@ -90,10 +113,19 @@ class MicroBatchExecution:
         self._progress_lock = threading.Condition()
         self._lock = CheckpointLock(spec.checkpoint)
         self._thread: threading.Thread | None = None
+        self._ahead: _ReadAhead | None = None
+        self._pipelined = self._pipelining_applies()
         self.reporter: ProgressReporter
         self.watermarks = WatermarkTracker(
             spec.plan, spec.conf.get("spark.sql.streaming.multipleWatermarkPolicy", "min"))
         self._prepare()
+
+    def _pipelining_applies(self) -> bool:
+        enabled = self.spec.conf.get("spark.unbounded.streaming.pipelineBatches", "true")
+        trigger = self.spec.trigger
+        back_to_back = isinstance(trigger, AvailableNow) or (
+            isinstance(trigger, ProcessingTime) and trigger.interval_ms == 0)
+        return enabled.strip().lower() == "true" and back_to_back
 
     # ---- start-up ----------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -209,8 +241,13 @@ class MicroBatchExecution:
         self.status = Progress({"message": "Getting offsets from sources",
                                 "isDataAvailable": False, "isTriggerActive": True})
         trigger_start = time.perf_counter()
-        with timer.measure("latestOffset"):
-            entry = rerun or self._next_offsets()
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            entry: OffsetEntry | None = ahead.entry
+            timer.durations["latestOffset"] = ahead.latest_offset_ms
+        else:
+            with timer.measure("latestOffset"):
+                entry = rerun or self._next_offsets(self.committed)
         if entry is None:
             self._note_idle()
             return False
@@ -222,7 +259,7 @@ class MicroBatchExecution:
             with timer.measure("walCommit"):
                 self.offset_log.add(batch_id, entry)
             fault_point("after-offset-write", batch_id)
-        outcome = self._run_batch(batch_id, entry, timer)
+        outcome = self._run_batch(batch_id, entry, timer, ahead)
         fault_point("before-commit-write", batch_id)
         with timer.measure("commitOffsets"):
             self.commit_log.add(batch_id, CommitEntry(self.watermarks.current_ms))
@@ -240,13 +277,13 @@ class MicroBatchExecution:
         self.batch_id += 1
         return True
 
-    def _next_offsets(self) -> OffsetEntry | None:
+    def _next_offsets(self, starts: Sequence[Offset | None]) -> OffsetEntry | None:
         respect = not isinstance(self.spec.trigger, Once)
         ends: list[Offset] = []
-        for src, start in zip(self.sources, self.committed, strict=True):
+        for src, start in zip(self.sources, starts, strict=True):
             end = src.latest_offset(start, respect_limits=respect)
             ends.append(start if end is None else end)
-        if ends == list(self.committed) and not self._no_data_batch_due():
+        if ends == list(starts) and not self._no_data_batch_due():
             return None
         return OffsetEntry(
             offsets=ends, batch_timestamp_ms=now_ms(),
@@ -260,23 +297,25 @@ class MicroBatchExecution:
                 and not isinstance(self.spec.trigger, Once)
                 and self.watermarks.current_ms > self.last_batch_watermark_ms)
 
-    def _run_batch(
-        self, batch_id: int, entry: OffsetEntry, timer: DurationTimer
-    ) -> BatchOutcome:
+    def _run_batch(self, batch_id: int, entry: OffsetEntry, timer: DurationTimer,
+                   ahead: _ReadAhead | None) -> BatchOutcome:
         with timer.measure("queryPlanning"):
-            tasks, task_source = self._plan_tasks(entry)
+            tasks, task_source = (ahead.tasks, ahead.owners) if ahead is not None \
+                else self._plan_tasks(self.committed, entry)
         with timer.measure("getBatch"):
-            results: list[TaskResult] = self.executor.map(run_task, tasks)
+            results: list[TaskResult] = ahead.pending.result() if ahead is not None \
+                else self.executor.map(run_task, tasks)
         per_source = [0] * len(self.sources)
         for result, src_index in zip(results, task_source, strict=True):
             if src_index is not None:
                 per_source[src_index] += result.input_rows
         event_time = event_time_report(results, self.watermarks)
+        self.last_batch_watermark_ms = entry.batch_watermark_ms
         self.state_metrics: list[dict[str, Any]] = []
+        self._read_ahead(entry)
         with timer.measure("stateful"):
             tables = self._stateful_stage(results, batch_id, entry)
         batch = MicroBatch(batch_id, tables[0].schema, tables)
-        self.last_batch_watermark_ms = entry.batch_watermark_ms
         assert self.sink is not None
         with timer.measure("addBatch"):
             self.sink.add_batch(batch_id, batch)
@@ -307,13 +346,32 @@ class MicroBatchExecution:
     def _map_side(self) -> Any:
         return None if self.operator is None else self.operator.map_side
 
-    def _plan_tasks(self, entry: OffsetEntry) -> tuple[list[PartitionTask], list[int | None]]:
+    def _read_ahead(self, current: OffsetEntry) -> None:
+        """Construct batch N+1 from batch N's end offsets and start its tasks."""
+        if not self._pipelined or self._stop.is_set():
+            return
+        started = time.perf_counter()
+        entry = self._next_offsets(current.offsets)
+        if entry is None:
+            return
+        latest_ms = int((time.perf_counter() - started) * 1000)
+        tasks, owners = self._plan_tasks(current.offsets, entry)
+        pending = self.executor.map_async(run_task, tasks)
+        self._ahead = _ReadAhead(entry, tasks, owners, pending, latest_ms)
+
+    def _drop_read_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.pending.cancel()
+
+    def _plan_tasks(self, starts: Sequence[Offset | None], entry: OffsetEntry
+                    ) -> tuple[list[PartitionTask], list[int | None]]:
         ts_us = entry.batch_timestamp_ms * 1000
         wm_us = entry.batch_watermark_ms * 1000
         tasks: list[PartitionTask] = []
         owners: list[int | None] = []
         for i, (src, rel) in enumerate(zip(self.sources, self.relations, strict=True)):
-            start, end = self.committed[i], entry.offsets[i]
+            start, end = starts[i], entry.offsets[i]
             if end is None or end == start:
                 continue
             for part in src.partitions(start, end):
@@ -376,6 +434,7 @@ class MicroBatchExecution:
             raise self.exception
 
     def _shutdown(self) -> None:
+        self._drop_read_ahead()
         if self.operator is not None:
             self.operator.close()
         for src in self.sources:

@@ -285,8 +285,10 @@ class StateStore(Protocol):
         columns (null where the key is absent) and a boolean ``FOUND_COLUMN``."""
         ...
 
-    def upsert(self, rows: pa.Table) -> None:
-        """Insert or replace rows (key and value columns); a later row for one key wins."""
+    def upsert(self, rows: pa.Table, *, distinct: bool = False) -> None:
+        """Insert or replace rows (key and value columns); a later row for one key wins.
+        ``distinct=True`` is the caller's promise that each key appears once (e.g. rows
+        of a group-by), which spares the de-duplication."""
         ...
 
     def delete(self, keys: pa.Table) -> None:

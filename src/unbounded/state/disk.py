@@ -53,6 +53,7 @@ from unbounded.state.memory import (
     OpenVersion,
     StateFileLog,
     eviction_mask,
+    last_changes,
     to_arrow,
     to_polars,
 )
@@ -94,10 +95,11 @@ class DiskStateStore(OpenVersion):
         schema = self._schema.row_schema.append(pa.field(FOUND_COLUMN, pa.bool_()))
         return pa.Table.from_arrays(columns, schema=schema)
 
-    def upsert(self, rows: pa.Table) -> None:
+    def upsert(self, rows: pa.Table, *, distinct: bool = False) -> None:
         self._check_open()
         new = to_polars(conform(rows, self._schema.row_schema))
-        new = new.unique(subset=self._schema.key_names, keep="last", maintain_order=True)
+        if not distinct:
+            new = new.unique(subset=self._schema.key_names, keep="last", maintain_order=True)
         self._provider.put(to_arrow(new, self._schema.row_schema))
         self._delta.record_upserts(new)
         self._updated += new.height
@@ -250,7 +252,8 @@ class DiskStateStoreProvider:
             self._db.close()
             self._db = None
 
-    def _apply_delta(self, delta: pa.Table) -> None:
+    def _apply_delta(self, changes: pa.Table) -> None:
+        delta = to_arrow(last_changes(changes, self.schema.key_names), changes.schema)
         upsert = pc.equal(delta[OP_COLUMN], OP_UPSERT)
         self.put(delta.filter(upsert).drop_columns([OP_COLUMN]))
         deleted = delta.filter(pc.invert(upsert)).select(self.schema.key_names)

@@ -39,6 +39,7 @@ __all__ = [
     "OpenVersion",
     "StateDelta",
     "StateFileLog",
+    "last_changes",
     "to_polars",
 ]
 
@@ -70,9 +71,11 @@ class StateFileLog:
     Both are Arrow IPC files (lz4-compressed buffers) whose schema metadata carries
     ``unbounded.state.format = "1"`` and ``unbounded.state.kind`` (``delta`` or
     ``snapshot``); a reader rejects other format versions. A snapshot holds every row
-    (key then value columns). A delta holds one row per changed key plus an int8
-    ``__op`` column: 0 = upsert (values set), 1 = delete (values null). For example the
-    delta of a batch that counted key 7 and expired key 3::
+    (key then value columns). A delta holds the version's changes in the order they were
+    made, with an int8 ``__op`` column: 0 = upsert (values set), 1 = delete (values
+    null); a key may appear more than once and its last row wins (as in Spark's delta
+    files, which log every put and remove in order). For example the delta of a batch
+    that counted key 7 and expired key 3::
 
         k  count  __op
         7  2      0
@@ -208,37 +211,40 @@ class StateFileLog:
 
 
 class StateDelta:
-    """The changes of one version as a frame with one row per changed key."""
+    """The changes of one version, kept in order; see :class:`StateFileLog`."""
 
     def __init__(self, schema: StateSchema) -> None:
         self._keys = schema.key_names
         self._value_types = to_polars(pa.Table.from_batches([], schema=schema.value)).schema
-        self._frame = to_polars(pa.Table.from_batches([], schema=schema.row_schema)).with_columns(
+        self._empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema)).with_columns(
             pl.lit(None, pl.Int8).alias(OP_COLUMN)
         )
-
-    def _replace(self, changes: pl.DataFrame) -> None:
-        if self._frame.height == 0:  # the version's first change: nothing to replace
-            self._frame = changes.select(self._frame.columns)
-            return
-        kept = self._frame.join(changes, on=self._keys, how="anti", nulls_equal=True)
-        self._frame = pl.concat([kept, changes.select(self._frame.columns)])
+        self._changes: list[pl.DataFrame] = []
 
     def record_upserts(self, rows: pl.DataFrame) -> None:
-        """``rows`` (key and value columns) must hold each key once."""
-        self._replace(rows.with_columns(pl.lit(OP_UPSERT, pl.Int8).alias(OP_COLUMN)))
+        op = pl.lit(OP_UPSERT, pl.Int8).alias(OP_COLUMN)
+        self._changes.append(rows.with_columns(op).select(self._empty.columns))
 
     def record_deletes(self, keys: pl.DataFrame) -> None:
         nulls = [pl.lit(None, t).alias(n) for n, t in self._value_types.items()]
         op = pl.lit(OP_DELETE, pl.Int8).alias(OP_COLUMN)
-        self._replace(keys.select(self._keys).with_columns(*nulls, op))
+        self._changes.append(keys.select(self._keys).with_columns(*nulls, op)
+                             .select(self._empty.columns))
 
     def to_arrow(self) -> pa.Table:
-        return self._frame.to_arrow()
+        changes = [c for c in self._changes if c.height]
+        if not changes:
+            return self._empty.to_arrow()
+        return pl.concat(changes, how="vertical_relaxed").to_arrow()
+
+
+def last_changes(delta: pa.Table, key_names: list[str]) -> pl.DataFrame:
+    """A delta's net effect: the last change of each key, in order."""
+    return to_polars(delta).unique(subset=key_names, keep="last", maintain_order=True)
 
 
 def apply_delta(frame: pl.DataFrame, delta: pa.Table, key_names: list[str]) -> pl.DataFrame:
-    changes = to_polars(delta)
+    changes = last_changes(delta, key_names)
     kept = frame.join(changes.select(key_names), on=key_names, how="anti", nulls_equal=True)
     upserts = changes.filter(pl.col(OP_COLUMN) == OP_UPSERT).drop(OP_COLUMN)
     return pl.concat([kept, upserts.select(frame.columns)])
@@ -308,10 +314,11 @@ class MemoryStateStore(OpenVersion):
         ).with_columns(pl.col(FOUND_COLUMN).fill_null(False))
         return to_arrow(out, self._schema.row_schema.append(pa.field(FOUND_COLUMN, pa.bool_())))
 
-    def upsert(self, rows: pa.Table) -> None:
+    def upsert(self, rows: pa.Table, *, distinct: bool = False) -> None:
         self._check_open()
         new = to_polars(conform(rows, self._schema.row_schema))
-        new = new.unique(subset=self._keys, keep="last", maintain_order=True)
+        if not distinct:
+            new = new.unique(subset=self._keys, keep="last", maintain_order=True)
         kept = self._frame.join(new, on=self._keys, how="anti", nulls_equal=True)
         self._frame = pl.concat([kept, new])
         self._delta.record_upserts(new)
