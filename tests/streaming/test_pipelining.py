@@ -1,0 +1,80 @@
+"""Pipelined micro-batches: batch N+1 is read while batch N is written, and nothing of
+N+1 becomes durable before ``commits/N``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pytest
+
+import tick_source
+from unbounded.sources.registry import SOURCE_FORMATS
+
+_WAIT_S = 10.0
+
+
+@pytest.fixture(autouse=True)
+def ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SOURCE_FORMATS, "ticks", "tick_source:TickSource")
+    tick_source.reset()
+
+
+def _start(spark: Any, checkpoint: str, write: Any, batches: int = 3) -> Any:
+    return (spark.readStream.format("ticks").option("batches", batches).load()
+            .writeStream.foreachBatch(write).option("checkpointLocation", checkpoint)
+            .trigger(availableNow=True).start())
+
+
+def _rows(df: Any) -> list[int]:
+    return [r.n for r in df.collect()]
+
+
+def test_next_batch_is_read_while_the_current_batch_is_written(spark, tmp_path):
+    overlapped: list[bool] = []
+
+    def write(df: Any, batch_id: int) -> None:
+        wait_s = _WAIT_S if batch_id < 2 else 0.3  # the last batch has nothing after it
+        overlapped.append(tick_source.read_started(batch_id + 1).wait(wait_s))
+
+    query = _start(spark, str(tmp_path / "cp"), write)
+    assert query.awaitTermination(60)
+    assert overlapped == [True, True, False]
+
+
+def test_without_pipelining_the_next_batch_waits_for_the_commit(spark, tmp_path):
+    spark.conf.set("spark.unbounded.streaming.pipelineBatches", "false")
+    overlapped: list[bool] = []
+
+    def write(df: Any, batch_id: int) -> None:
+        overlapped.append(tick_source.read_started(batch_id + 1).wait(0.3))
+
+    query = _start(spark, str(tmp_path / "cp"), write)
+    assert query.awaitTermination(60)
+    assert overlapped == [False, False, False]
+
+
+def test_stop_drops_the_read_ahead_and_a_restart_reads_it_once(spark, tmp_path):
+    checkpoint = str(tmp_path / "cp")
+    seen: list[int] = []
+    started: list[Any] = []
+    ready = threading.Event()
+
+    def write_then_stop(df: Any, batch_id: int) -> None:
+        seen.extend(_rows(df))
+        assert tick_source.read_started(1).wait(_WAIT_S)  # batch 1 is being read ahead
+        assert ready.wait(_WAIT_S)
+        started[0].stop()
+
+    started.append(_start(spark, checkpoint, write_then_stop))
+    ready.set()
+    assert started[0].awaitTermination(60)
+    assert started[0].exception() is None
+    assert seen == [0]
+    assert sorted(os.listdir(os.path.join(checkpoint, "offsets"))) == ["0"]
+    assert sorted(os.listdir(os.path.join(checkpoint, "commits"))) == ["0"]
+
+    query = _start(spark, checkpoint, lambda df, batch_id: seen.extend(_rows(df)))
+    assert query.awaitTermination(60)
+    assert seen == [0, 1, 2]
