@@ -9,14 +9,13 @@ __all__ = ["Executor", "PendingResults"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 
 
 @runtime_checkable
-class PendingResults(Protocol[R_co]):
+class PendingResults(Protocol[R]):
     """Tasks started ahead of need; ``result`` waits for all of them."""
 
-    def result(self) -> list[R_co]:
+    def result(self) -> list[R]:
         """The results in the order of the items; re-raises the first task's error."""
         ...
 
