@@ -236,20 +236,21 @@ class MapSideAggregation:
         from one pass: late rows are grouped apart (flag in the key) and counted there."""
         late = self._late(watermark_ms).fill_null(False) \
             if self.event_time is not None and watermark_ms > 0 else pl.lit(False)
-        extra = [pl.len().alias(_ROWS)]
-        if self.watermark is not None:
+        keyed = rows.with_columns(self.key_exprs).with_columns(late.alias(_LATE))
+        queries = [keyed.group_by([*self.key_names, _LATE]).agg([*self.partial,
+                                                                 pl.len().alias(_ROWS)])]
+        if self.watermark is not None:  # over all rows: cheaper than per group
             ts = pl.col(self.watermark[1]).dt.epoch("us")
-            extra += [ts.min().alias("__ts_min"), ts.max().alias("__ts_max"),
-                      ts.sum().alias("__ts_sum"), ts.count().alias("__ts_n")]
-        grouped = (rows.with_columns(self.key_exprs).with_columns(late.alias(_LATE))
-                   .group_by([*self.key_names, _LATE]).agg([*self.partial, *extra])
-                   .collect(engine="in-memory" if self.order_sensitive else "streaming"))
+            queries.append(keyed.select(ts.min(), ts.max().alias("max"),
+                                        ts.sum().alias("sum"), ts.count().alias("n")))
+        frames = pl.collect_all(queries, engine="in-memory" if self.order_sensitive
+                                else "streaming")
+        grouped = frames[0]
         dropped = int(grouped.filter(pl.col(_LATE))[_ROWS].sum())
         stats = None
         if self.watermark is not None:
-            row = grouped.select(pl.col("__ts_min").min(), pl.col("__ts_max").max(),
-                                 pl.col("__ts_sum").sum(), pl.col("__ts_n").sum()).row(0)
-            stats = EventTimeStats(row[0], row[1], int(row[2] or 0), int(row[3] or 0))
+            low, high, total, n = frames[1].row(0)
+            stats = EventTimeStats(low, high, int(total or 0), int(n or 0))
         partial = grouped.filter(~pl.col(_LATE)).select([*self.key_names,
                                                          *(e.meta.output_name()
                                                            for e in self.partial)])
