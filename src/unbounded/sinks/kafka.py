@@ -11,6 +11,13 @@ Consumers must read with ``isolation.level=read_committed`` to see exactly-once 
 
 Option ``deliveryGuarantee`` = ``exactly-once`` (default) | ``at-least-once`` (a plain
 idempotent producer, like Spark's sink).
+
+Option ``writer`` picks the exactly-once producer: ``wire`` speaks Kafka's protocol from
+Arrow columns (:mod:`unbounded._kafka.transactions`, no Python call per record; plaintext
+only), ``librdkafka`` hands each record to confluent-kafka, and ``auto`` (default) takes
+``wire`` unless a ``kafka.security.protocol`` other than plaintext or any
+``kafka.sasl.*``/``kafka.ssl.*`` option is set. At-least-once always uses confluent-kafka.
+Both place keyed rows by murmur2 of the key, like Java's (and Spark's) default partitioner.
 """
 
 from __future__ import annotations
@@ -28,7 +35,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from unbounded.errors import AnalysisException, ConcurrentQueryError, UnboundedError
+from unbounded._kafka.transactions import ProducerSettings, TransactionalProducer
+from unbounded.errors import (
+    AnalysisException,
+    ConcurrentQueryError,
+    KafkaUnavailableError,
+    UnboundedError,
+)
 from unbounded.faults import fault_point
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.sources._kafka_common import (
@@ -48,6 +61,8 @@ _log = logging.getLogger(__name__)
 EXACTLY_ONCE = "exactly-once"
 AT_LEAST_ONCE = "at-least-once"
 TIMEOUT_OPTION = "kafkaProducer.timeoutMs"
+WIRE, LIBRDKAFKA, AUTO = "wire", "librdkafka", "auto"
+_COMPRESSION = {"none", "gzip", "snappy", "lz4", "zstd"}
 _FORBIDDEN = {
     "kafka.key.serializer": "Keys are written as bytes; cast the 'key' column to "
                             "string or binary.",
@@ -76,6 +91,7 @@ class KafkaSinkOptions:
     timeout_ms: int
     producer_config: dict[str, str] = field(repr=False)
     redacted: dict[str, str] = field(default_factory=dict)
+    writer: str = LIBRDKAFKA
 
     @classmethod
     def parse(cls, ctx: SinkContext) -> KafkaSinkOptions:
@@ -93,7 +109,7 @@ class KafkaSinkOptions:
             raise _invalid("Option 'kafka.enable.idempotence' cannot be false with "
                            "deliveryGuarantee 'exactly-once'; remove it or choose "
                            "deliveryGuarantee 'at-least-once'.")
-        return cls(
+        options = cls(
             bootstrap=bootstrap,
             topic=ctx.option("topic"),
             exactly_once=exactly_once,
@@ -104,11 +120,36 @@ class KafkaSinkOptions:
             timeout_ms=_parse_timeout(ctx.option(TIMEOUT_OPTION)),
             producer_config=_producer_config(config),
             redacted=redact_options(ctx.options),
+            writer=_parse_writer(ctx.option("writer"), config, exactly_once),
         )
+        if options.writer == WIRE:
+            options.wire_settings("")  # rejects bad producer options before the query starts
+        return options
 
     @property
     def secrets(self) -> list[str]:
         return secret_values(self.producer_config)
+
+    def wire_settings(self, transactional_id: str) -> ProducerSettings:
+        """The wire producer's settings from the librdkafka-style ``kafka.*`` options."""
+        config = self.producer_config
+        request_bytes = _int_option(config, "message.max.bytes", 16 << 20)
+        compression = config.get("compression.type", config.get("compression.codec", "none"))
+        if compression.lower() not in _COMPRESSION:
+            raise _invalid(f"Option 'kafka.compression.type' must be one of "
+                           f"{sorted(_COMPRESSION)}, got {compression!r}.")
+        return ProducerSettings(
+            bootstrap=self.bootstrap, transactional_id=transactional_id,
+            timeout_ms=self.timeout_ms, timeout_option=TIMEOUT_OPTION,
+            transaction_timeout_ms=_int_option(config, "transaction.timeout.ms", 60_000),
+            request_timeout_ms=_int_option(config, "request.timeout.ms", 30_000),
+            batch_bytes=min(_int_option(config, "batch.size", 1_000_000), request_bytes),
+            request_bytes=request_bytes,
+            max_in_flight=min(5, _int_option(config, "max.in.flight.requests.per.connection",
+                                             _int_option(config, "max.in.flight", 5))),
+            compression=None if compression.lower() == "none" else compression.lower(),
+            client_id=config.get("client.id", "unbounded"),
+        )
 
 
 def _parse_guarantee(raw: str | None) -> bool:
@@ -132,7 +173,40 @@ def _producer_config(config: dict[str, str]) -> dict[str, str]:
     out = dict(config)
     out.setdefault("queue.buffering.max.messages", "1000000")
     out.setdefault("linger.ms", "10")
+    out.setdefault("partitioner", "murmur2_random")  # Java's placement of keyed records
     return out
+
+
+def _int_option(config: dict[str, str], key: str, default: int) -> int:
+    raw = config.get(key)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit() or int(raw) <= 0:
+        raise _invalid(f"Option 'kafka.{key}' must be a positive integer, got {raw!r}.")
+    return int(raw)
+
+
+def _wire_capable(config: dict[str, str]) -> bool:
+    """The wire producer speaks plaintext only: no TLS, no SASL."""
+    protocol = config.get("security.protocol", "plaintext").lower()
+    secured = any(key.startswith(("sasl.", "ssl.")) for key in config)
+    return protocol == "plaintext" and not secured
+
+
+def _parse_writer(raw: str | None, config: dict[str, str], exactly_once: bool) -> str:
+    value = (raw or AUTO).strip().lower()
+    if value not in (AUTO, WIRE, LIBRDKAFKA):
+        raise _invalid(f"Option 'writer' must be '{AUTO}', '{WIRE}' or '{LIBRDKAFKA}', "
+                       f"got {raw!r}.")
+    if value == WIRE and not exactly_once:
+        raise _invalid(f"Option 'writer' '{WIRE}' writes transactions only; remove it or "
+                       f"use deliveryGuarantee '{EXACTLY_ONCE}'.")
+    if value == WIRE and not _wire_capable(config):
+        raise _invalid(f"Option 'writer' '{WIRE}' speaks plaintext Kafka only; with TLS or "
+                       f"SASL options use writer '{LIBRDKAFKA}' (or '{AUTO}').")
+    if value == AUTO:
+        return WIRE if exactly_once and _wire_capable(config) else LIBRDKAFKA
+    return value
 
 
 class KafkaSink:
@@ -154,6 +228,7 @@ class KafkaSink:
         self._query_id = ctx.query_id
         self._task = task
         self._producer: Producer | None = None
+        self._wire: TransactionalProducer | None = None
         self._group: Consumer | None = None
         self._last_committed: int | None = None
         self._delivery_errors: list[KafkaError] = []
@@ -162,7 +237,7 @@ class KafkaSink:
     def description(self) -> str:
         guarantee = EXACTLY_ONCE if self._opts.exactly_once else AT_LEAST_ONCE
         return (f"KafkaSink[topic={self._opts.topic}, guarantee={guarantee}, "
-                f"options={self._opts.redacted}]")
+                f"writer={self._opts.writer}, options={self._opts.redacted}]")
 
     @property
     def transactional_id(self) -> str:
@@ -185,15 +260,15 @@ class KafkaSink:
         if not self._opts.exactly_once:
             self._write_at_least_once(table)
             return
-        producer = self._ensure_transactional()
+        self._ensure_transactional()
         if self._last_committed is not None and batch_id <= self._last_committed:
             _log.info("Kafka sink skips batch %d: batch %d is already committed",
                       batch_id, self._last_committed)
             return
-        try:
-            self._write_transaction(producer, batch_id, table)
-        except KafkaException as exc:
-            raise self._transaction_error(producer, batch_id, exc) from None
+        if self._wire is not None:
+            self._write_wire_transaction(self._wire, batch_id, table)
+        else:
+            self._write_librdkafka_transaction(batch_id, table)
         self._last_committed = batch_id
 
     def validate_schema(self, schema: pa.Schema) -> None:
@@ -202,22 +277,41 @@ class KafkaSink:
 
     # -- exactly-once
 
-    def _ensure_transactional(self) -> Producer:
-        if self._producer is None:
-            self._ensure_marker_topic()
-            config = {**self._opts.producer_config, "transactional.id": self.transactional_id}
-            producer = Producer(as_client_conf(config))
-            timeout_s = self._opts.timeout_ms / 1000
-            self._retry(lambda: producer.init_transactions(timeout_s), "init_transactions")
+    def _ensure_transactional(self) -> None:
+        """Start the transactional producer (fencing earlier runs) and learn the last
+        committed batch id, once per producer."""
+        if self._producer is not None or self._wire is not None:
+            return
+        self._ensure_marker_topic()
+        if self._opts.writer == WIRE:
+            self._wire = self._start_wire()
+        else:
+            self._producer = self._start_librdkafka()
+        if self._group is None:
             self._group = Consumer(as_client_conf(self._group_config()))
-            self._last_committed = self._read_committed_batch()
-            self._producer = producer
-        return self._producer
+        self._last_committed = self._read_committed_batch()
+
+    def _start_librdkafka(self) -> Producer:
+        config = {**self._opts.producer_config, "transactional.id": self.transactional_id}
+        producer = Producer(as_client_conf(config))
+        timeout_s = self._opts.timeout_ms / 1000
+        self._retry(lambda: producer.init_transactions(timeout_s), "init_transactions")
+        return producer
+
+    def _start_wire(self) -> TransactionalProducer:
+        producer = TransactionalProducer(self._opts.wire_settings(self.transactional_id))
+        try:
+            producer.init_transactions()
+        except BaseException:
+            producer.close()
+            raise
+        return producer
 
     def _group_config(self) -> dict[str, str]:
         keep = {k: v for k, v in self._opts.producer_config.items()
                 if not k.startswith(("queue.", "linger", "batch.", "compression",
-                                     "enable.idempotence", "acks", "transaction"))}
+                                     "enable.idempotence", "acks", "transaction",
+                                     "partitioner"))}
         return {**keep, "group.id": self.group_id, "enable.auto.commit": "false",
                 "isolation.level": "read_committed"}
 
@@ -233,7 +327,8 @@ class KafkaSink:
 
     def _ensure_marker_topic(self) -> None:
         admin_config = {k: v for k, v in self._opts.producer_config.items()
-                        if k not in ("queue.buffering.max.messages", "linger.ms")}
+                        if k not in ("queue.buffering.max.messages", "linger.ms",
+                                     "partitioner")}
         admin = AdminClient(as_client_conf(admin_config))
         topic = self._opts.marker_topic
         timeout_s = max(1.0, min(10.0, self._opts.timeout_ms / 1000))
@@ -251,6 +346,14 @@ class KafkaSink:
                     "topic with option 'transactionMarkerTopic'.",
                     error_class="KAFKA_SINK_SETUP",
                 ) from None
+
+    def _write_librdkafka_transaction(self, batch_id: int, table: pa.Table) -> None:
+        producer = self._producer
+        assert producer is not None
+        try:
+            self._write_transaction(producer, batch_id, table)
+        except KafkaException as exc:
+            raise self._transaction_error(producer, batch_id, exc) from None
 
     def _write_transaction(self, producer: Producer, batch_id: int, table: pa.Table) -> None:
         assert self._group is not None
@@ -270,20 +373,66 @@ class KafkaSink:
         detail = self._redact(err.str())
         if err.code() in _FENCED_CODES or err.fatal():
             self._producer = None
-            return ConcurrentQueryError(
-                f"The Kafka sink's producer {self.transactional_id!r} was fenced while "
-                f"writing batch {batch_id} ({detail}): another run of query "
-                f"{self._query_id} took over. Stop the other run; this one must not write.",
-                error_class="KAFKA_PRODUCER_FENCED",
-            )
+            return self._fenced_error(batch_id, detail)
         if err.txn_requires_abort():
             producer.abort_transaction(self._opts.timeout_ms / 1000)
+        return self._aborted_error(batch_id, detail)
+
+    def _fenced_error(self, batch_id: int, detail: str) -> ConcurrentQueryError:
+        return ConcurrentQueryError(
+            f"The Kafka sink's producer {self.transactional_id!r} was fenced while "
+            f"writing batch {batch_id} ({detail}): another run of query "
+            f"{self._query_id} took over. Stop the other run; this one must not write.",
+            error_class="KAFKA_PRODUCER_FENCED",
+        )
+
+    def _aborted_error(self, batch_id: int, detail: str) -> UnboundedError:
         return UnboundedError(
             f"The Kafka transaction for batch {batch_id} failed and was aborted ({detail}); "
             f"nothing of it is visible. The batch is retried when the query restarts. "
             f"Check the brokers at {self._opts.bootstrap!r}.",
             error_class="KAFKA_TRANSACTION_FAILED",
         )
+
+    # -- exactly-once over the wire protocol
+
+    def _write_wire_transaction(self, producer: TransactionalProducer, batch_id: int,
+                                table: pa.Table) -> None:
+        """The batch and its id in one transaction. On any failure the producer is
+        dropped: the next batch starts a new one, whose initialisation fences stragglers
+        and aborts whatever this one left open."""
+        try:
+            producer.begin_transaction()
+            producer.produce(table, self._opts.topic)
+            fault_point("mid-sink-write", batch_id)
+            marker = {(self._opts.marker_topic, 0): batch_id + 1}
+            producer.send_offsets_to_transaction(self.group_id, marker)
+            producer.commit_transaction()
+        except (AnalysisException, KafkaUnavailableError):
+            self._drop_wire(abort=False)
+            raise
+        except ConcurrentQueryError as exc:
+            self._drop_wire(abort=False)
+            raise self._fenced_error(batch_id, self._redact(str(exc))) from None
+        except UnboundedError as exc:
+            self._drop_wire(abort=True)
+            raise self._aborted_error(batch_id, self._redact(str(exc))) from None
+        except BaseException:
+            self._drop_wire(abort=False)
+            raise
+
+    def _drop_wire(self, *, abort: bool) -> None:
+        producer, self._wire = self._wire, None
+        if producer is None:
+            return
+        try:
+            if abort:
+                producer.abort_transaction()
+        except UnboundedError as exc:
+            _log.warning("Kafka sink: abort failed (%s); the next producer aborts it",
+                         self._redact(str(exc)))
+        finally:
+            producer.close()
 
     # -- at-least-once
 
@@ -315,6 +464,9 @@ class KafkaSink:
         return redact_text(text, self._opts.secrets)
 
     def stop(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
         if self._producer is not None:
             self._producer.flush(min(10.0, self._opts.timeout_ms / 1000))
             self._producer = None
