@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-import tick_source
+import pipeline_probes as probes
+from unbounded.sinks.registry import SINK_FORMATS
 from unbounded.sources.registry import SOURCE_FORMATS
 
 _WAIT_S = 10.0
@@ -17,8 +18,9 @@ _WAIT_S = 10.0
 
 @pytest.fixture(autouse=True)
 def ticks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SOURCE_FORMATS, "ticks", "tick_source:TickSource")
-    tick_source.reset()
+    monkeypatch.setitem(SOURCE_FORMATS, "ticks", "pipeline_probes:TickSource")
+    monkeypatch.setitem(SINK_FORMATS, "preparing", "pipeline_probes:PreparingSink")
+    probes.reset()
 
 
 def _start(spark: Any, checkpoint: str, write: Any, batches: int = 3) -> Any:
@@ -36,7 +38,7 @@ def test_next_batch_is_read_while_the_current_batch_is_written(spark, tmp_path):
 
     def write(df: Any, batch_id: int) -> None:
         wait_s = _WAIT_S if batch_id < 2 else 0.3  # the last batch has nothing after it
-        overlapped.append(tick_source.read_started(batch_id + 1).wait(wait_s))
+        overlapped.append(probes.read_started(batch_id + 1).wait(wait_s))
 
     query = _start(spark, str(tmp_path / "cp"), write)
     assert query.awaitTermination(60)
@@ -48,7 +50,7 @@ def test_without_pipelining_the_next_batch_waits_for_the_commit(spark, tmp_path)
     overlapped: list[bool] = []
 
     def write(df: Any, batch_id: int) -> None:
-        overlapped.append(tick_source.read_started(batch_id + 1).wait(0.3))
+        overlapped.append(probes.read_started(batch_id + 1).wait(0.3))
 
     query = _start(spark, str(tmp_path / "cp"), write)
     assert query.awaitTermination(60)
@@ -63,7 +65,7 @@ def test_stop_drops_the_read_ahead_and_a_restart_reads_it_once(spark, tmp_path):
 
     def write_then_stop(df: Any, batch_id: int) -> None:
         seen.extend(_rows(df))
-        assert tick_source.read_started(1).wait(_WAIT_S)  # batch 1 is being read ahead
+        assert probes.read_started(1).wait(_WAIT_S)  # batch 1 is being read ahead
         assert ready.wait(_WAIT_S)
         started[0].stop()
 
@@ -78,3 +80,15 @@ def test_stop_drops_the_read_ahead_and_a_restart_reads_it_once(spark, tmp_path):
     query = _start(spark, checkpoint, lambda df, batch_id: seen.extend(_rows(df)))
     assert query.awaitTermination(60)
     assert seen == [0, 1, 2]
+
+
+def test_sink_set_up_runs_while_the_first_batch_is_read(spark, tmp_path):
+    probes.PreparingSink.rows = []
+    query = (spark.readStream.format("ticks").option("batches", 2)
+             .option("waitForPrepare", "true").load()
+             .writeStream.format("preparing").option("checkpointLocation", str(tmp_path))
+             .trigger(availableNow=True).start())
+    assert query.awaitTermination(60)
+    assert query.exception() is None
+    assert probes.READ_SAW_PREPARE == [True]
+    assert probes.PreparingSink.rows == [0, 1]

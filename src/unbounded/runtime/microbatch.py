@@ -57,7 +57,7 @@ from unbounded.runtime.stateful.factory import create_operator
 from unbounded.runtime.tasks import PartitionTask, TaskResult, run_task
 from unbounded.runtime.triggers import AvailableNow, Continuous, Once, ProcessingTime
 from unbounded.runtime.watermarks import WatermarkTracker
-from unbounded.sinks.base import MicroBatch, Sink, SinkContext
+from unbounded.sinks.base import MicroBatch, Sink, SinkContext, SupportsPrepare
 from unbounded.sources.base import (
     Offset,
     Source,
@@ -114,6 +114,7 @@ class MicroBatchExecution:
         self._lock = CheckpointLock(spec.checkpoint)
         self._thread: threading.Thread | None = None
         self._ahead: _ReadAhead | None = None
+        self._sink_prepared = False
         self._pipelined = self._pipelining_applies()
         self.reporter: ProgressReporter
         self.watermarks = WatermarkTracker(
@@ -303,8 +304,10 @@ class MicroBatchExecution:
             tasks, task_source = (ahead.tasks, ahead.owners) if ahead is not None \
                 else self._plan_tasks(self.committed, entry)
         with timer.measure("getBatch"):
-            results: list[TaskResult] = ahead.pending.result() if ahead is not None \
-                else self.executor.map(run_task, tasks)
+            pending = ahead.pending if ahead is not None \
+                else self.executor.map_async(run_task, tasks)
+            self._prepare_sink_once()
+            results: list[TaskResult] = pending.result()
         per_source = [0] * len(self.sources)
         for result, src_index in zip(results, task_source, strict=True):
             if src_index is not None:
@@ -345,6 +348,11 @@ class MicroBatchExecution:
 
     def _map_side(self) -> Any:
         return None if self.operator is None else self.operator.map_side
+
+    def _prepare_sink_once(self) -> None:
+        if not self._sink_prepared and isinstance(self.sink, SupportsPrepare):
+            self.sink.prepare()
+        self._sink_prepared = True
 
     def _read_ahead(self, current: OffsetEntry) -> None:
         """Construct batch N+1 from batch N's end offsets and start its tasks."""

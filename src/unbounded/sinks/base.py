@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-__all__ = ["MicroBatch", "Sink", "SinkContext", "SupportsLastCommittedBatch"]
+__all__ = ["MicroBatch", "Sink", "SinkContext", "SupportsLastCommittedBatch", "SupportsPrepare"]
 
 
 @dataclass
@@ -71,3 +71,12 @@ class SupportsLastCommittedBatch(Protocol):
     """A sink that keeps its own record of the last batch it made durable."""
 
     def last_committed_batch(self) -> int | None: ...
+
+
+@runtime_checkable
+class SupportsPrepare(Protocol):
+    """A sink with slow set-up (connections, fencing an earlier run's writers): the
+    runner calls ``prepare`` once, on the query thread, while the first batch's tasks
+    run, so the set-up overlaps reading. ``add_batch`` must work without it too."""
+
+    def prepare(self) -> None: ...
