@@ -38,6 +38,7 @@ VALUE_BYTES = 100
 MAX_OFFSETS_PER_TRIGGER = 500_000
 TARGET_RATIO = 10.0
 _QUIX_TIMEOUT_S = 240.0
+_PRODUCE_TIMEOUT_S = 180.0
 
 
 @contextmanager
@@ -58,6 +59,7 @@ def _produce(bootstrap: str, topic: str, rows: int) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50,
                          "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000})
     per_partition = rows // PARTITIONS
+    deadline = time.monotonic() + _PRODUCE_TIMEOUT_S
     for p in range(PARTITIONS):
         for i in range(per_partition - 1):
             value = f"{p}-{i}-".encode().ljust(VALUE_BYTES, b"x")
@@ -66,6 +68,9 @@ def _produce(bootstrap: str, topic: str, rows: int) -> None:
                     producer.produce(topic, value, partition=p)
                     break
                 except BufferError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"input not produced within {_PRODUCE_TIMEOUT_S:.0f} s"
+                                           ) from None
                     producer.poll(0.05)
     if producer.flush(120):
         raise TimeoutError("input records not delivered within 120 s")
