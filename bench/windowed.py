@@ -4,7 +4,9 @@ Input: Parquet files of ``(event_time, key, value)``, 1000 keys, event times asc
 across files with up to 5 s of disorder (so, with a 10 s watermark, no row is late).
 The streaming query reads 4 files per batch, sets a 10 s watermark, counts and sums per
 ``(window, key)`` and writes the closed windows in append mode to a Parquet sink with
-``availableNow``. Baselines, measured in the same run on the same files:
+``availableNow``. Polars and unbounded run three times each, alternately, in one
+process, and the fastest run of each counts. Baselines, measured in the same run on the
+same files:
 
 - the same aggregation as one Polars batch query, keeping the windows the final
   watermark closes (``window.end <= max(event_time) - 10 s``);
@@ -46,6 +48,7 @@ WINDOW_S = 5
 WATERMARK_S = 10
 MAX_DISORDER_MS = 5_000
 TARGET_RATIO = 0.5
+REPEATS = 3  # runs of Polars and of unbounded, alternately; the best of each counts
 SCHEMA_DDL = "event_time TIMESTAMP, key LONG, value DOUBLE"
 _START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 _WINDOW_COLUMNS = ["window_start", "window_end", "key", "count", "sum"]
@@ -241,6 +244,29 @@ def _run_pyspark(result: WorkloadResult, ctx: BenchContext, input_dir: str,
     return float(ctx.rows / spark_run["seconds"])
 
 
+def _best_runs(input_dir: str, run_dir: str
+               ) -> tuple[float, pl.DataFrame, dict[str, Any] | None, str]:
+    """Polars and unbounded, alternately, ``REPEATS`` times each in this process; the
+    fastest run of each (one-time start-up costs fall on the first runs of both). A run
+    of unbounded whose windows differ from Polars' is kept if it is the fastest, so
+    the check reports it."""
+    best_batch: tuple[float, pl.DataFrame] | None = None
+    best_stream: dict[str, Any] | None = None
+    for i in range(REPEATS):
+        batch = _polars(input_dir, os.path.join(run_dir, f"polars-{i}.parquet"))
+        if best_batch is None or batch[0] < best_batch[0]:
+            best_batch = batch
+        try:
+            stream = _unbounded(input_dir, os.path.join(run_dir, f"unbounded-{i}"))
+        except Exception as exc:
+            traceback.print_exc()
+            return best_batch[0], best_batch[1], None, failure_reason(exc)
+        if best_stream is None or stream["seconds"] < best_stream["seconds"]:
+            best_stream = stream
+    assert best_batch is not None
+    return best_batch[0], best_batch[1], best_stream, ""
+
+
 def run(ctx: BenchContext) -> WorkloadResult:
     folder = ctx.folder("windowed")
     input_dir, generated = cached_dataset(
@@ -248,21 +274,18 @@ def run(ctx: BenchContext) -> WorkloadResult:
         lambda path: generate(path, ctx.rows))
     warm_page_cache(input_dir)
     run_dir = ctx.fresh_run_dir("windowed")
-    batch_s, expected = _polars(input_dir, os.path.join(run_dir, "polars.parquet"))
+    batch_s, expected, stream, failure = _best_runs(input_dir, run_dir)
     batch_rate = ctx.rows / batch_s
     result = WorkloadResult("windowed", params={
         "rows": ctx.rows, "files": FILES, "maxFilesPerTrigger": FILES_PER_TRIGGER,
         "keys": KEYS, "window_s": WINDOW_S, "watermark_s": WATERMARK_S,
         "data_generated_now": generated, "polars": {"seconds": batch_s},
-        "closed_windows": expected.height})
+        "closed_windows": expected.height, "repeats": REPEATS})
     result.measures.append(Measure("polars batch query (baseline)", batch_rate, "rows/s",
-                                   1.0, note=f"{batch_s:.2f} s"))
+                                   1.0, note=f"{batch_s:.2f} s, best of {REPEATS}"))
     stream_rate: float | None = None
-    try:
-        stream = _unbounded(input_dir, os.path.join(run_dir, "unbounded"))
-    except Exception as exc:
-        traceback.print_exc()
-        result.status, result.error = "failed", f"unbounded: {failure_reason(exc)}"
+    if stream is None:
+        result.status, result.error = "failed", f"unbounded: {failure}"
     else:
         stream_rate = ctx.rows / stream["seconds"]
         result.measures.append(_contender("unbounded availableNow", stream, ctx.rows,
