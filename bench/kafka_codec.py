@@ -5,7 +5,9 @@
 Decoding is timed on a blob of 1M records cut into batches of a given size (the Java
 producer's 16 KiB default holds ~140 such records, librdkafka's 1 MiB ~9,000), with
 record timestamps 1 ms apart every 10 records, as a busy producer would stamp them.
-The 140-records/batch encode also counts assembling the batches into one blob.
+The 140-records/batch encode also counts assembling the batches into one blob. The
+8,700-records/batch encodes are the Kafka sink's: ~1 MiB batches, one timestamp for all
+unless stated, with keys, headers or compression added one at a time.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from unbounded._kafka.records import decode_batches, encode_batch
+from unbounded._kafka.records import HEADERS_ARROW, decode_batches, encode_batch
 
 __all__ = ["RECORDS", "main"]
 
 RECORDS = 1_000_000
 VALUE_BYTES = 100
+SINK_BATCH = 8_700
+_COLUMNS = ("keys", "headers", "timestamp_ms")
 _REPEATS = 3
 
 
@@ -66,6 +71,37 @@ def _blob(values: pa.Array, per_batch: int, compression: str | None = None) -> b
     return b"".join(parts)
 
 
+def _keys(rows: int) -> pa.Array:
+    """Random 16-byte keys, as hashes or UUIDs are."""
+    data = np.random.default_rng(8).integers(0, 256, 16 * rows, dtype=np.uint8)
+    offsets = np.arange(rows + 1, dtype=np.int64) * 16
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.large_binary(), rows, buffers)
+
+
+def _headers(rows: int) -> pa.Array:
+    """Two headers per record, as tracing adds them."""
+    keys = pa.array(["trace-id", "source"] * rows, pa.large_string())
+    values = pa.array([b"4bf92f3577b34da6", b"checkout"] * rows, pa.large_binary())
+    entries = pa.StructArray.from_arrays([keys, values], fields=list(HEADERS_ARROW.value_type))
+    offsets = pa.array(np.arange(0, 2 * rows + 1, 2, dtype=np.int64))
+    return pa.LargeListArray.from_arrays(offsets, entries, type=HEADERS_ARROW)
+
+
+def _sink_batches(values: pa.Array, **columns: Any) -> Callable[[], object]:
+    """Encode ``values`` in the Kafka sink's ~1 MiB batches; ``columns`` are full-length
+    keys, headers or per-record timestamps, or other encode_batch arguments."""
+    def run() -> None:
+        for start in range(0, len(values), SINK_BATCH):
+            stop = min(start + SINK_BATCH, len(values))
+            sliced = {name: column[start:stop] if name in _COLUMNS else column
+                      for name, column in columns.items()}
+            sliced.setdefault("timestamp_ms", 1_700_000_000_000)
+            encode_batch(values[start:stop], **sliced)
+
+    return run
+
+
 def _best_seconds(run: Callable[[], object]) -> float:
     best = float("inf")
     for _ in range(_REPEATS):
@@ -101,6 +137,16 @@ def main() -> None:
     for codec in ("lz4", "zstd"):
         _report(f"encode, one batch, JSON values, {codec}", _best_seconds(
             lambda codec=codec: encode_batch(text, timestamp_ms=timestamps, compression=codec)))
+    sink: dict[str, dict[str, Any]] = {
+        "no key": {},
+        "16-byte keys": {"keys": _keys(RECORDS)},
+        "per-record timestamps": {"timestamp_ms": timestamps},
+        "2 headers": {"headers": _headers(RECORDS)},
+        "lz4": {"compression": "lz4"},
+    }
+    for label, columns in sink.items():
+        _report(f"encode, {SINK_BATCH:,} records/batch, {label}",
+                _best_seconds(_sink_batches(values, **columns)))
 
 
 if __name__ == "__main__":
