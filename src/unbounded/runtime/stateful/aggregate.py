@@ -45,8 +45,8 @@ from unbounded.state.base import FOUND_COLUMN, StateSchema
 __all__ = ["StreamingAggregation"]
 
 _UTC_US = pl.Datetime("us", "UTC")
-_GLOBAL_KEY = "__global_key"
-_LATE, _ROWS = "__late", "__rows"  # the one key of an aggregation without groupBy columns
+_GLOBAL_KEY = "__global_key"  # the one key of an aggregation without groupBy columns
+_LATE = "__late"  # marks rows at or below the watermark in the map-side query
 
 
 @dataclass(frozen=True)
@@ -233,27 +233,25 @@ class MapSideAggregation:
     def run_lazy(self, rows: pl.LazyFrame, watermark_ms: int
                  ) -> tuple[pl.DataFrame, int, EventTimeStats | None]:
         """The partial rows, the late-row count and the watermark column's statistics,
-        from one pass: late rows are grouped apart (flag in the key) and counted there."""
+        from one scan: the grouping of on-time rows and one summary row (late count,
+        event-time min/max/sum/count over all rows) are sibling queries."""
         late = self._late(watermark_ms).fill_null(False) \
             if self.event_time is not None and watermark_ms > 0 else pl.lit(False)
         keyed = rows.with_columns(self.key_exprs).with_columns(late.alias(_LATE))
-        queries = [keyed.group_by([*self.key_names, _LATE]).agg([*self.partial,
-                                                                 pl.len().alias(_ROWS)])]
+        summary = [pl.col(_LATE).sum().alias("late")]
         if self.watermark is not None:  # over all rows: cheaper than per group
             ts = pl.col(self.watermark[1]).dt.epoch("us")
-            queries.append(keyed.select(ts.min(), ts.max().alias("max"),
-                                        ts.sum().alias("sum"), ts.count().alias("n")))
-        frames = pl.collect_all(queries, engine="in-memory" if self.order_sensitive
-                                else "streaming")
-        grouped = frames[0]
-        dropped = int(grouped.filter(pl.col(_LATE))[_ROWS].sum())
+            summary += [ts.min().alias("min"), ts.max().alias("max"), ts.sum().alias("sum"),
+                        ts.count().alias("n")]
+        partial, totals = pl.collect_all(
+            [keyed.filter(~pl.col(_LATE)).group_by(list(self.key_names)).agg(self.partial),
+             keyed.select(summary)],
+            engine="in-memory" if self.order_sensitive else "streaming")
+        row = totals.row(0)
+        dropped = int(row[0] or 0)
         stats = None
         if self.watermark is not None:
-            low, high, total, n = frames[1].row(0)
-            stats = EventTimeStats(low, high, int(total or 0), int(n or 0))
-        partial = grouped.filter(~pl.col(_LATE)).select([*self.key_names,
-                                                         *(e.meta.output_name()
-                                                           for e in self.partial)])
+            stats = EventTimeStats(row[1], row[2], int(row[3] or 0), int(row[4] or 0))
         return partial, dropped, stats
 
     def __call__(self, rows: pl.DataFrame, watermark_ms: int) -> tuple[pl.DataFrame, int]:
