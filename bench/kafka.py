@@ -33,7 +33,7 @@ from bench.harness import (
     stopwatch,
 )
 
-__all__ = ["WORKLOAD", "run"]
+__all__ = ["WORKLOAD", "produce_input", "run"]
 
 PARTITIONS = 2
 VALUE_BYTES = 100
@@ -53,32 +53,38 @@ def _broker() -> Iterator[str]:
         yield bootstrap
 
 
-def _produce(bootstrap: str, topic: str, rows: int) -> None:
+def produce_input(bootstrap: str, topic: str, rows: int, partitions: int = PARTITIONS) -> None:
+    """``rows`` 100-byte records spread evenly over a new topic's partitions, each
+    partition's last record flushed on its own (tansu's ListOffsets needs that)."""
     from confluent_kafka import Producer
 
     from kafka_broker import create_topic, produce_records
 
-    create_topic(bootstrap, topic, partitions=PARTITIONS)
+    create_topic(bootstrap, topic, partitions=partitions)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50,
                          "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000})
-    per_partition = rows // PARTITIONS
     deadline = time.monotonic() + _PRODUCE_TIMEOUT_S
-    for p in range(PARTITIONS):
-        for i in range(per_partition - 1):
-            value = f"{p}-{i}-".encode().ljust(VALUE_BYTES, b"x")
-            while True:
-                try:
-                    producer.produce(topic, value, partition=p)
-                    break
-                except BufferError:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"input not produced within {_PRODUCE_TIMEOUT_S:.0f} s"
-                                           ) from None
-                    producer.poll(0.05)
-    if producer.flush(120):
-        raise TimeoutError("input records not delivered within 120 s")
-    for p in range(PARTITIONS):  # tansu: the last record of a partition on its own
+    for p in range(partitions):
+        for i in range(rows // partitions - 1):
+            _produce_one(producer, topic, f"{p}-{i}-".encode().ljust(VALUE_BYTES, b"x"), p,
+                         deadline)
+    if producer.flush(max(deadline - time.monotonic(), 1.0)):
+        raise TimeoutError(f"input records not delivered within {_PRODUCE_TIMEOUT_S:.0f} s")
+    for p in range(partitions):
         produce_records(bootstrap, topic, [b"last".ljust(VALUE_BYTES, b"x")], partition=p)
+
+
+def _produce_one(producer: Any, topic: str, value: bytes, partition: int,
+                 deadline: float) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, partition=partition)
+            return
+        except BufferError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"input not produced within {_PRODUCE_TIMEOUT_S:.0f} s"
+                                   ) from None
+            producer.poll(0.05)
 
 
 def _count(bootstrap: str, topic: str) -> int:
@@ -163,7 +169,7 @@ def _warm_up(bootstrap: str, run_dir: str, stamp: int) -> None:
     from kafka_broker import create_topic
 
     source, sink = f"warm-in-{stamp}", f"warm-out-{stamp}"
-    _produce(bootstrap, source, WARM_UP_ROWS)
+    produce_input(bootstrap, source, WARM_UP_ROWS)
     create_topic(bootstrap, sink, partitions=PARTITIONS)
     _unbounded(bootstrap, source, sink, os.path.join(run_dir, "warm-up-checkpoint"))
 
@@ -175,7 +181,7 @@ def run(ctx: BenchContext) -> WorkloadResult:
     source, ours, theirs = f"in-{stamp}", f"out-unbounded-{stamp}", f"out-quix-{stamp}"
     with _broker() as bootstrap:
         with stopwatch() as produced:
-            _produce(bootstrap, source, rows)
+            produce_input(bootstrap, source, rows)
         from kafka_broker import create_topic
 
         create_topic(bootstrap, ours, partitions=PARTITIONS)

@@ -28,12 +28,11 @@ from bench.harness import (
     WorkloadResult,
     stopwatch,
 )
+from bench.kafka import VALUE_BYTES, produce_input
 
 __all__ = ["WORKLOAD", "run"]
 
-VALUE_BYTES = 100
 REPEATS = 3
-PRODUCE_TIMEOUT_S = 180.0
 TARGET_RATE = 1_000_000
 READERS = ("librdkafka", "wire")
 
@@ -45,31 +44,6 @@ def _broker() -> Iterator[str]:
 
     with run_broker() as bootstrap:
         yield bootstrap
-
-
-def _produce(bootstrap: str, topic: str, rows: int) -> None:
-    from confluent_kafka import Producer
-
-    from kafka_broker import create_topic, produce_records
-
-    create_topic(bootstrap, topic)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50,
-                         "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000})
-    deadline = time.monotonic() + PRODUCE_TIMEOUT_S
-    for i in range(rows - 1):
-        value = f"{i}-".encode().ljust(VALUE_BYTES, b"x")
-        while True:
-            try:
-                producer.produce(topic, value, partition=0)
-                break
-            except BufferError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"only {i:,} records produced within "
-                                       f"{PRODUCE_TIMEOUT_S:.0f} s") from None
-                producer.poll(0.05)
-    if producer.flush(max(deadline - time.monotonic(), 1.0)):
-        raise TimeoutError(f"input records not delivered within {PRODUCE_TIMEOUT_S:.0f} s")
-    produce_records(bootstrap, topic, [b"last".ljust(VALUE_BYTES, b"x")])  # tansu
 
 
 def _partition(bootstrap: str, topic: str, rows: int, reader: str) -> Any:
@@ -129,7 +103,7 @@ def run(ctx: BenchContext) -> WorkloadResult:
     topic = f"read-{time.monotonic_ns()}"
     with _broker() as bootstrap:
         with stopwatch() as produced:
-            _produce(bootstrap, topic, rows)
+            produce_input(bootstrap, topic, rows, partitions=1)
         print(f"produced {rows:,} records in {produced[0]:.2f} s", flush=True)
         times, same = _time_readers(bootstrap, topic, rows)
     baseline = _measure("librdkafka reader (baseline)", rows, times["librdkafka"], None)
