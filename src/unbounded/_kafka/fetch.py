@@ -12,13 +12,7 @@ headers alone), so the broker and the network work while the decoder does. Clien
 kept between batches, in a pool keyed by the client config.
 
 Plaintext brokers only: with SASL or TLS settings the source keeps its librdkafka
-reader (see :func:`wire_supported`).
-
-Example:
-    >>> wire_supported({"bootstrap.servers": "b:9092", "isolation.level": "read_committed"})
-    True
-    >>> wire_supported({"bootstrap.servers": "b:9092", "security.protocol": "SASL_SSL"})
-    False
+reader (see :func:`unbounded.sources._kafka_common.wire_supported`).
 """
 
 from __future__ import annotations
@@ -38,7 +32,10 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from unbounded._kafka.records import decode_batches
-from unbounded.sources._kafka_common import POLL_TIMEOUT_OPTION, unavailable_error
+from unbounded.sources._kafka_common import (
+    POLL_TIMEOUT_OPTION,
+    unavailable_error,
+)
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -54,7 +51,6 @@ __all__ = [
     "close_clients",
     "read_range",
     "spark_rows",
-    "wire_supported",
 ]
 
 _log = logging.getLogger(__name__)
@@ -70,13 +66,6 @@ _FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.05, 1.0
 _MAX_IDLE_CLIENTS = 8  # per config: about the executor's thread count
 _BATCH_HEAD = struct.Struct(">qi")  # base offset, batch length
 _LAST_DELTA = struct.Struct(">i")  # last offset delta, 23 bytes into a v2 batch
-
-
-def wire_supported(config: Mapping[str, str]) -> bool:
-    """Whether ``config`` (librdkafka settings) can be served by this plaintext reader."""
-    protocol = str(config.get("security.protocol", "plaintext")).lower()
-    secured = any(k.lower().startswith(("sasl.", "ssl.")) for k in config)
-    return protocol == "plaintext" and not secured
 
 
 # ---------------------------------------------------------------- Spark's rows

@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 _POLL_DELAY_S = 0.01
 
 
-@dataclass
+@dataclass(frozen=True)
 class _ReadAhead:
     """Batch N+1, constructed and started while batch N finishes."""
 

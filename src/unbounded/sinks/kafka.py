@@ -52,6 +52,7 @@ from unbounded.sources._kafka_common import (
     retry_until_timeout,
     secret_values,
     unavailable_error,
+    wire_supported,
 )
 
 __all__ = ["KafkaSink", "KafkaSinkOptions"]
@@ -186,13 +187,6 @@ def _int_option(config: dict[str, str], key: str, default: int) -> int:
     return int(raw)
 
 
-def _wire_capable(config: dict[str, str]) -> bool:
-    """The wire producer speaks plaintext only: no TLS, no SASL."""
-    protocol = config.get("security.protocol", "plaintext").lower()
-    secured = any(key.startswith(("sasl.", "ssl.")) for key in config)
-    return protocol == "plaintext" and not secured
-
-
 def _parse_writer(raw: str | None, config: dict[str, str], exactly_once: bool) -> str:
     value = (raw or AUTO).strip().lower()
     if value not in (AUTO, WIRE, LIBRDKAFKA):
@@ -201,11 +195,11 @@ def _parse_writer(raw: str | None, config: dict[str, str], exactly_once: bool) -
     if value == WIRE and not exactly_once:
         raise _invalid(f"Option 'writer' '{WIRE}' writes transactions only; remove it or "
                        f"use deliveryGuarantee '{EXACTLY_ONCE}'.")
-    if value == WIRE and not _wire_capable(config):
+    if value == WIRE and not wire_supported(config):
         raise _invalid(f"Option 'writer' '{WIRE}' speaks plaintext Kafka only; with TLS or "
                        f"SASL options use writer '{LIBRDKAFKA}' (or '{AUTO}').")
     if value == AUTO:
-        return WIRE if exactly_once and _wire_capable(config) else LIBRDKAFKA
+        return WIRE if exactly_once and wire_supported(config) else LIBRDKAFKA
     return value
 
 

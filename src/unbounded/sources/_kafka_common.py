@@ -40,6 +40,7 @@ __all__ = [
     "secret_values",
     "unavailable_error",
     "waiting_message",
+    "wire_supported",
 ]
 
 _log = logging.getLogger(__name__)
@@ -179,3 +180,18 @@ def unavailable_error(
         f"{bootstrap!r} did not answer ({detail}). Check that the brokers are reachable, "
         f"or raise option {option!r} to wait longer.",
     )
+
+
+def wire_supported(config: Mapping[str, str]) -> bool:
+    """Whether ``config`` (librdkafka settings) suits our wire-protocol reader and
+    writer, which speak plaintext only: no TLS, no SASL.
+
+    Example:
+        >>> wire_supported({"bootstrap.servers": "b:9092", "isolation.level": "read_committed"})
+        True
+        >>> wire_supported({"bootstrap.servers": "b:9092", "security.protocol": "SASL_SSL"})
+        False
+    """
+    protocol = str(config.get("security.protocol", "plaintext")).lower()
+    secured = any(k.lower().startswith(("sasl.", "ssl.")) for k in config)
+    return protocol == "plaintext" and not secured

@@ -58,7 +58,6 @@ from unbounded._kafka.fetch import (
     close_clients,
     read_range,
     spark_rows,
-    wire_supported,
 )
 from unbounded.checkpoint.atomic import write_atomic
 from unbounded.errors import (
@@ -88,6 +87,7 @@ from unbounded.sources._kafka_common import (
     retry_until_timeout,
     secret_values,
     unavailable_error,
+    wire_supported,
 )
 from unbounded.sources.base import (
     InputPartition,

@@ -22,10 +22,10 @@ from unbounded._kafka.fetch import (
     FetchSettings,
     read_range,
     spark_rows,
-    wire_supported,
 )
 from unbounded._kafka.records import encode_batch
 from unbounded.errors import AnalysisException, KafkaUnavailableError
+from unbounded.sources._kafka_common import wire_supported
 from unbounded.sources.base import SourceContext
 from unbounded.sources.kafka import KafkaInputPartition, KafkaSource, kafka_schema
 
