@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from unbounded._kafka.network import Connections
 from unbounded._kafka.records import decode_batches
 from unbounded.sources._kafka_common import (
     POLL_TIMEOUT_OPTION,
@@ -40,7 +41,6 @@ from unbounded.sources._kafka_common import (
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)
     import kafka.errors as kafka_errors
-    from kafka.net import KafkaConnectionManager, NetworkSelector
     from kafka.protocol.consumer import FetchRequest, ListOffsetsRequest
     from kafka.structs import TopicPartition
 
@@ -207,8 +207,8 @@ class _Client:
 
     def __init__(self, settings: FetchSettings) -> None:
         self.settings = settings
-        self._net = NetworkSelector(client_id=settings.client_id, slow_task_threshold_secs=0)
-        self._manager = KafkaConnectionManager(self._net, **settings.manager_config())
+        self._conn = Connections(**settings.manager_config())
+        self._manager = self._conn.manager
         self._manager.cluster.config["allow_auto_create_topics"] = False
 
     def wait(self, future: Any, deadline: float) -> bool:
@@ -217,14 +217,12 @@ class _Client:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self._net.poll(timeout_ms=min(remaining, _POLL_SLICE_S) * 1000, future=future)
+            self._conn.poll(min(remaining, _POLL_SLICE_S), future)
         return True
 
     def idle(self, seconds: float) -> None:
         """Let ``seconds`` pass while the network moves (reconnects, metadata)."""
-        until = time.monotonic() + seconds
-        while (left := until - time.monotonic()) > 0:
-            self._net.poll(timeout_ms=left * 1000)
+        self._conn.idle(seconds)
 
     def leader(self, tp: Any) -> int | None:
         """The partition's leader as the cached metadata says; None when unknown."""
@@ -239,15 +237,14 @@ class _Client:
         return self._manager.cluster.request_update()
 
     def send(self, request: Any, node: int) -> Any:
-        return self._manager.send(request, node_id=node)
+        return self._conn.send(request, node)
 
     def address(self, node: int) -> str:
         broker = self._manager.cluster.broker_metadata(node)
         return "?" if broker is None else f"{broker.host}:{broker.port}"
 
     def close(self) -> None:
-        self._manager.close()
-        self._net.close()
+        self._conn.close()
 
 
 _PoolKey = tuple[tuple[str, str], ...]

@@ -41,7 +41,6 @@ import logging
 import math
 import time
 import warnings
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from unbounded._kafka.network import Connections
 from unbounded._kafka.records import encode_batch
 from unbounded.errors import (
     AnalysisException,
@@ -65,7 +65,6 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
     warnings.simplefilter("ignore", DeprecationWarning)
     import kafka.errors as kafka_errors
     from kafka.future import Future
-    from kafka.net import KafkaConnectionManager, NetworkSelector
     from kafka.protocol.metadata import FindCoordinatorRequest
     from kafka.protocol.producer import (
         AddOffsetsToTxnRequest,
@@ -463,15 +462,6 @@ class _Deadline:
         return max(0.0, self._at - time.monotonic())
 
 
-def _close_network(net: NetworkSelector, manager: KafkaConnectionManager) -> None:
-    manager.close()
-    net.poll(timeout_ms=0)  # let the transports close their sockets
-    for conn in list(manager._conns.values()):  # still flushing to a silent broker
-        if conn.transport is not None:
-            conn.transport.abort()
-    net.close()
-
-
 class _Network:
     """kafka-python's selector and connection manager, driven from the caller's thread.
 
@@ -481,21 +471,20 @@ class _Network:
 
     def __init__(self, settings: ProducerSettings) -> None:
         self._settings = settings
-        self._net = NetworkSelector(client_id=settings.client_id, slow_task_threshold_secs=0)
-        self.manager = KafkaConnectionManager(
-            self._net, bootstrap_servers=settings.bootstrap, client_id=settings.client_id,
+        self._conn = Connections(
+            settings.client_id, bootstrap_servers=settings.bootstrap,
             request_timeout_ms=min(settings.request_timeout_ms, settings.timeout_ms),
             reconnect_backoff_max_ms=1000,
             max_in_flight_requests_per_connection=settings.max_in_flight + 3)
-        self._finalizer = weakref.finalize(self, _close_network, self._net, self.manager)
+        self.manager = self._conn.manager
         self._topics: set[str] = set()
 
     @property
     def cluster(self) -> Any:
-        return self.manager.cluster
+        return self._conn.cluster
 
     def close(self) -> None:
-        self._finalizer()
+        self._conn.close()
 
     def unavailable(self, what: str, detail: str) -> Exception:
         s = self._settings
@@ -510,21 +499,21 @@ class _Network:
             raise self.unavailable("bootstrap", repr(exc)) from None
 
     def send(self, request: Any, node: Any = None) -> Future:
-        return self.manager.send(request, node_id=node)
+        return self._conn.send(request, node)
 
     def wait(self, future: Future, deadline: _Deadline, what: str) -> None:
         """Poll until ``future`` is done; past the deadline it counts as retriable."""
-        self._net.poll(timeout_ms=deadline.remaining_s() * 1000, future=future)
+        self._conn.poll(deadline.remaining_s(), future)
         if not future.is_done:
             raise _Retry(f"{what}: no answer")
 
     def idle(self, seconds: float) -> None:
         """Sleep while connections keep making progress."""
-        self._net.poll(timeout_ms=seconds * 1000)
+        self._conn.idle(seconds)
 
     def flush(self) -> None:
         """Hand queued bytes to the sockets (and take in responses) without waiting."""
-        self._net.poll(timeout_ms=0)
+        self._conn.poll(0)
 
     def retry(self, what: str, attempt: Callable[[], T], deadline: _Deadline) -> T:
         """``attempt()`` until it stops raising :class:`_Retry`, with backoff."""
