@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from unbounded.errors import AnalysisException, StreamingQueryException
+from unbounded.plan.analyzer import check_streaming_query
 from unbounded.plan.logical import SourceSpec, StreamingRelation
-from unbounded.runtime.analyzer import check_streaming_query
 from unbounded.runtime.microbatch import MicroBatchExecution
 from unbounded.runtime.progress import Progress
 from unbounded.runtime.spec import QuerySpec
