@@ -12,7 +12,7 @@ headers alone), so the broker and the network work while the decoder does. Clien
 kept between batches, in a pool keyed by the client config.
 
 Plaintext brokers only: with SASL or TLS settings the source keeps its librdkafka
-reader (see :func:`unbounded.sources._kafka_common.wire_supported`).
+reader (see :func:`unbounded._kafka.common.wire_supported`).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from unbounded._kafka.network import Connections
-from unbounded._kafka.records import decode_batches
-from unbounded.sources._kafka_common import (
+from unbounded._kafka.common import (
     POLL_TIMEOUT_OPTION,
     unavailable_error,
 )
+from unbounded._kafka.network import Connections
+from unbounded._kafka.records import decode_batches
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -51,6 +51,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from unbounded._kafka.common import unavailable_error
 from unbounded._kafka.network import Connections
 from unbounded._kafka.records import encode_batch
 from unbounded.errors import (
@@ -59,7 +60,6 @@ from unbounded.errors import (
     KafkaUnavailableError,
     UnboundedError,
 )
-from unbounded.sources._kafka_common import unavailable_error
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -35,16 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from unbounded._kafka.transactions import ProducerSettings, TransactionalProducer
-from unbounded.errors import (
-    AnalysisException,
-    ConcurrentQueryError,
-    KafkaUnavailableError,
-    UnboundedError,
-)
-from unbounded.faults import fault_point
-from unbounded.sinks.base import MicroBatch, SinkContext
-from unbounded.sources._kafka_common import (
+from unbounded._kafka.common import (
     as_client_conf,
     client_config,
     redact_options,
@@ -54,6 +45,15 @@ from unbounded.sources._kafka_common import (
     unavailable_error,
     wire_supported,
 )
+from unbounded._kafka.transactions import ProducerSettings, TransactionalProducer
+from unbounded.errors import (
+    AnalysisException,
+    ConcurrentQueryError,
+    KafkaUnavailableError,
+    UnboundedError,
+)
+from unbounded.faults import fault_point
+from unbounded.sinks.base import MicroBatch, SinkContext
 
 __all__ = ["KafkaSink", "KafkaSinkOptions"]
 

@@ -53,6 +53,18 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec  # not re-exported in the stubs
 
+from unbounded._kafka.common import (
+    POLL_TIMEOUT_OPTION,
+    StatusListener,
+    as_client_conf,
+    client_config,
+    redact_options,
+    redact_text,
+    retry_until_timeout,
+    secret_values,
+    unavailable_error,
+    wire_supported,
+)
 from unbounded._kafka.fetch import (
     FetchRange,
     close_clients,
@@ -76,18 +88,6 @@ from unbounded.plan.types import (
     StructField,
     StructType,
     TimestampType,
-)
-from unbounded.sources._kafka_common import (
-    POLL_TIMEOUT_OPTION,
-    StatusListener,
-    as_client_conf,
-    client_config,
-    redact_options,
-    redact_text,
-    retry_until_timeout,
-    secret_values,
-    unavailable_error,
-    wire_supported,
 )
 from unbounded.sources.base import (
     InputPartition,

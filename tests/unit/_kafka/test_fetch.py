@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from unbounded._kafka import fetch
+from unbounded._kafka.common import wire_supported
 from unbounded._kafka.fetch import (
     FetchRange,
     FetchSettings,
@@ -25,7 +26,6 @@ from unbounded._kafka.fetch import (
 )
 from unbounded._kafka.records import encode_batch
 from unbounded.errors import AnalysisException, KafkaUnavailableError
-from unbounded.sources._kafka_common import wire_supported
 from unbounded.sources.base import SourceContext
 from unbounded.sources.kafka import KafkaInputPartition, KafkaSource, kafka_schema
 

@@ -23,15 +23,15 @@ from kafka_broker import (
     produce_records,
     unique_topic,
 )
+from unbounded._kafka.common import (
+    REDACTED,
+    client_config,
+)
 from unbounded.errors import (
     AnalysisException,
     CheckpointCorruptError,
     KafkaDataLossError,
     KafkaUnavailableError,
-)
-from unbounded.sources._kafka_common import (
-    REDACTED,
-    client_config,
 )
 from unbounded.sources.base import SourceContext
 from unbounded.sources.kafka import (
