@@ -1,6 +1,6 @@
 """Kafka -> transform -> Kafka with the transactional sink, beside Quix Streams (issue 4).
 
-One tansu broker (``tests/kafka_broker.py``; or ``$UNBOUNDED_TEST_KAFKA_BOOTSTRAP``)
+One tansu broker (``unbounded.testing.broker``; or ``$UNBOUNDED_TEST_KAFKA_BOOTSTRAP``)
 serves both contenders. The input topic (2 partitions) holds ``rows`` records with
 100-byte values; each pipeline upper-cases the value and writes it to its own output
 topic with exactly-once delivery: unbounded's Kafka sink (one transaction per batch)
@@ -17,7 +17,6 @@ The ratio is unbounded's rate over Quix's.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from bench.harness import (
-    REPO_ROOT,
     BenchContext,
     Measure,
     Workload,
@@ -46,8 +44,7 @@ _PRODUCE_TIMEOUT_S = 180.0
 
 @contextmanager
 def _broker() -> Iterator[str]:
-    sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
-    from kafka_broker import run_broker
+    from unbounded.testing.broker import run_broker
 
     with run_broker() as bootstrap:
         yield bootstrap
@@ -58,7 +55,7 @@ def produce_input(bootstrap: str, topic: str, rows: int, partitions: int = PARTI
     partition's last record flushed on its own (tansu's ListOffsets needs that)."""
     from confluent_kafka import Producer
 
-    from kafka_broker import create_topic, produce_records
+    from unbounded.testing.broker import create_topic, produce_records
 
     create_topic(bootstrap, topic, partitions=partitions)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50,
@@ -166,7 +163,7 @@ def _quix(bootstrap: str, source: str, sink: str, rows: int, state_dir: str) -> 
 def _warm_up(bootstrap: str, run_dir: str, stamp: int) -> None:
     """The same query over a few records on other topics, so the measured run starts in
     a process whose modules are loaded, as Quix's clock starts in a running app."""
-    from kafka_broker import create_topic
+    from unbounded.testing.broker import create_topic
 
     source, sink = f"warm-in-{stamp}", f"warm-out-{stamp}"
     produce_input(bootstrap, source, WARM_UP_ROWS)
@@ -182,7 +179,7 @@ def run(ctx: BenchContext) -> WorkloadResult:
     with _broker() as bootstrap:
         with stopwatch() as produced:
             produce_input(bootstrap, source, rows)
-        from kafka_broker import create_topic
+        from unbounded.testing.broker import create_topic
 
         create_topic(bootstrap, ours, partitions=PARTITIONS)
         create_topic(bootstrap, theirs, partitions=PARTITIONS)

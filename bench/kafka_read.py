@@ -1,6 +1,6 @@
 """One partition's offset range read into one Arrow table: the wire reader vs librdkafka.
 
-One tansu broker (``tests/kafka_broker.py``; or ``$UNBOUNDED_TEST_KAFKA_BOOTSTRAP``)
+One tansu broker (``unbounded.testing.broker``; or ``$UNBOUNDED_TEST_KAFKA_BOOTSTRAP``)
 holds ``rows`` records with 100-byte values in one partition (the last one flushed on
 its own, for tansu's ListOffsets). Each reader reads the whole range, on one thread,
 the way a query's task does (``KafkaInputPartition.read`` with the source's client
@@ -12,16 +12,13 @@ the best run counts. The baseline is the librdkafka reader (confluent-kafka, one
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from bench.harness import (
-    REPO_ROOT,
     BenchContext,
     Measure,
     Workload,
@@ -39,8 +36,7 @@ READERS = ("librdkafka", "wire")
 
 @contextmanager
 def _broker() -> Iterator[str]:
-    sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
-    from kafka_broker import run_broker
+    from unbounded.testing.broker import run_broker
 
     with run_broker() as bootstrap:
         yield bootstrap

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kafka_broker import BOOTSTRAP_ENV, BrokerProcess, run_broker, started_broker
+from unbounded.testing.broker import BOOTSTRAP_ENV, BrokerProcess, run_broker, started_broker
 
 __all__ = ["kafka_bootstrap", "kafka_broker_process"]
 

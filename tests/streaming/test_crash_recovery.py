@@ -13,8 +13,8 @@ import time
 import pytest
 
 from unbounded.demo.files import generate_events, job_command, verify
-from unbounded.faults import FAULT_POINTS
 from unbounded.sinks.file_manifest import FileSinkManifest
+from unbounded.testing.faults import FAULT_POINTS
 
 FILES, PER_FILE = 8, 500
 

@@ -34,17 +34,17 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka.admin import AdminClient
 
-from kafka_broker import (
+from unbounded.sinks.file_manifest import FileSinkManifest
+from unbounded.sql import SparkSession, StreamingQuery
+from unbounded.sql import functions as F
+from unbounded.testing.broker import (
     BrokerProcess,
     create_topic,
     delete_topic,
     produce_records,
     unique_topic,
 )
-from unbounded.faults import FAULT_POINTS
-from unbounded.sinks.file_manifest import FileSinkManifest
-from unbounded.sql import SparkSession, StreamingQuery
-from unbounded.sql import functions as F
+from unbounded.testing.faults import FAULT_POINTS
 
 pytestmark = pytest.mark.timeout(150)
 

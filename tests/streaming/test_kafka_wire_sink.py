@@ -26,12 +26,12 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import Consumer, TopicPartition
 
-from kafka_broker import BrokerProcess, create_topic, unique_topic
 from unbounded._kafka.records import HEADERS_ARROW
 from unbounded._kafka.transactions import ProducerSettings, TransactionalProducer
 from unbounded.errors import AnalysisException, ConcurrentQueryError, KafkaUnavailableError
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.sinks.kafka import KafkaSink
+from unbounded.testing.broker import BrokerProcess, create_topic, unique_topic
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -25,17 +25,17 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import Producer
 
-from kafka_broker import (
+from unbounded._kafka import fetch
+from unbounded.errors import KafkaDataLossError, KafkaUnavailableError
+from unbounded.sources.base import SourceContext
+from unbounded.sources.kafka import _POOL, KafkaInputPartition, KafkaSource
+from unbounded.testing.broker import (
     BrokerProcess,
     create_topic,
     delete_topic,
     produce_records,
     unique_topic,
 )
-from unbounded._kafka import fetch
-from unbounded.errors import KafkaDataLossError, KafkaUnavailableError
-from unbounded.sources.base import SourceContext
-from unbounded.sources.kafka import _POOL, KafkaInputPartition, KafkaSource
 
 pytestmark = pytest.mark.timeout(90)
 

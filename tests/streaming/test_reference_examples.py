@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kafka_broker import create_topic, produce_records, unique_topic
+from unbounded.testing.broker import create_topic, produce_records, unique_topic
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import polars as pl
 import pytest
 
-from unbounded.faults import FAULT_POINTS
+from unbounded.testing.faults import FAULT_POINTS
 
 JOB = os.path.join(os.path.dirname(__file__), "stateful_job.py")
 FILES, PER_FILE = 6, 400

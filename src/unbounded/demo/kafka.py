@@ -97,8 +97,8 @@ def verify(spark: object, output_dir: str, count: int, start_ms: int) -> dict[st
 
 
 def run_demo(console: Console, workdir: str, count: int = 120_000) -> bool:
-    from unbounded.local_broker import create_topic, run_broker
     from unbounded.sql import SparkSession
+    from unbounded.testing.broker import create_topic, run_broker
 
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)

@@ -40,7 +40,6 @@ from unbounded.engine.context import CompileContext
 from unbounded.engine.plans import compile_plan
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.executors.base import Executor, PendingResults
-from unbounded.faults import fault_point, slow_batch_for_tests
 from unbounded.plan.logical import StreamingRelation, streaming_relations
 from unbounded.runtime.progress import (
     BatchOutcome,
@@ -66,6 +65,7 @@ from unbounded.sources.base import (
     SupportsStatusReports,
 )
 from unbounded.sources.registry import create_source
+from unbounded.testing.faults import fault_point, slow_batch_for_tests
 
 __all__ = ["MicroBatchExecution"]
 

@@ -22,9 +22,9 @@ from unbounded.checkpoint.atomic import fsync_dir
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
-from unbounded.faults import fault_point
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.sinks.file_manifest import FileSinkManifest
+from unbounded.testing.faults import fault_point
 
 __all__ = ["FileSink"]
 

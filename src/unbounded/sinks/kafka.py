@@ -52,8 +52,8 @@ from unbounded.errors import (
     KafkaUnavailableError,
     UnboundedError,
 )
-from unbounded.faults import fault_point
 from unbounded.sinks.base import MicroBatch, SinkContext
+from unbounded.testing.faults import fault_point
 
 __all__ = ["KafkaSink", "KafkaSinkOptions"]
 

@@ -23,10 +23,10 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import Consumer, TopicPartition
 
-from kafka_broker import BOOTSTRAP_ENV, create_topic, unique_topic
 from unbounded.errors import AnalysisException, ConcurrentQueryError
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.sinks.kafka import KafkaSink
+from unbounded.testing.broker import BOOTSTRAP_ENV, create_topic, unique_topic
 
 pytestmark = pytest.mark.timeout(90)
 SRC = str(Path(__file__).resolve().parents[3] / "src")

@@ -17,12 +17,6 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from kafka_broker import (
-    create_topic,
-    delete_topic,
-    produce_records,
-    unique_topic,
-)
 from unbounded._kafka.common import (
     REDACTED,
     client_config,
@@ -41,6 +35,12 @@ from unbounded.sources.kafka import (
     offsets_from_json,
     offsets_to_json,
     rate_limit,
+)
+from unbounded.testing.broker import (
+    create_topic,
+    delete_topic,
+    produce_records,
+    unique_topic,
 )
 
 pytestmark = pytest.mark.timeout(90)

@@ -1,0 +1,30 @@
+"""Test support that ships with the library, as Spark's ``testStream`` does.
+
+``stream``: ``MemoryStream`` and the recovery DSL (re-exported here); ``faults``: the named
+crash points the batch loop and the sinks pass through; ``broker``: a local Kafka broker
+for the tests and the demo.
+"""
+
+from unbounded.testing.stream import (
+    AddData,
+    CheckAnswer,
+    CheckLastBatch,
+    ExpectFailure,
+    MemoryStream,
+    ProcessAllAvailable,
+    StartStream,
+    StopStream,
+    run_stream_test,
+)
+
+__all__ = [
+    "AddData",
+    "CheckAnswer",
+    "CheckLastBatch",
+    "ExpectFailure",
+    "MemoryStream",
+    "ProcessAllAvailable",
+    "StartStream",
+    "StopStream",
+    "run_stream_test",
+]
