@@ -13,7 +13,7 @@ import time
 import pytest
 
 from unbounded.demo.files import generate_events, job_command, verify
-from unbounded.sinks.file_manifest import FileSinkManifest
+from unbounded.files.manifest import FileSinkManifest
 from unbounded.testing.faults import FAULT_POINTS
 
 FILES, PER_FILE = 8, 500

@@ -34,7 +34,7 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka.admin import AdminClient
 
-from unbounded.sinks.file_manifest import FileSinkManifest
+from unbounded.files.manifest import FileSinkManifest
 from unbounded.sql import SparkSession, StreamingQuery
 from unbounded.sql import functions as F
 from unbounded.testing.broker import (

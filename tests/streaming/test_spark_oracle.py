@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from unbounded.sinks.file_manifest import FileSinkManifest, local_path
+from unbounded.files.manifest import FileSinkManifest
+from unbounded.files.paths import local_path
 from unbounded.sql import SparkSession
 from unbounded.sql import functions as F
 

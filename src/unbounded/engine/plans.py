@@ -85,7 +85,7 @@ def _(plan: DataRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame
 
 @compile_plan.register
 def _(plan: FileRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
-    from unbounded.sources.file_formats import scan_files
+    from unbounded.files.formats import scan_files
 
     return scan_files(plan.format, list(plan.paths), plan.schema, dict(plan.options))
 

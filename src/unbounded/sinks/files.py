@@ -1,7 +1,7 @@
 """The file sink (parquet, json, csv): exactly-once through a manifest log.
 
 Each batch writes new data files, fsyncs them, then records them in
-``<path>/_spark_metadata/<batchId>`` (Spark's format, see ``file_manifest``). Readers
+``<path>/_spark_metadata/<batchId>`` (Spark's format, see ``unbounded.files.manifest``). Readers
 (ours and Apache Spark) list only files in the manifest, so files of a batch that
 crashed before its manifest entry are invisible; a batch id already in the manifest is
 skipped on replay.
@@ -22,8 +22,8 @@ from unbounded.checkpoint.atomic import fsync_dir
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
+from unbounded.files.manifest import FileSinkManifest
 from unbounded.sinks.base import MicroBatch, SinkContext
-from unbounded.sinks.file_manifest import FileSinkManifest
 from unbounded.testing.faults import fault_point
 
 __all__ = ["FileSink"]

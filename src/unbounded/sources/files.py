@@ -22,23 +22,17 @@ import pyarrow as pa
 from unbounded.checkpoint.atomic import write_atomic
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException, CheckpointCorruptError
+from unbounded.files.formats import ReadSettings, infer_schema, read_files
+from unbounded.files.listing import DataFile, has_glob, list_data_files
+from unbounded.files.paths import local_path, path_uri
 from unbounded.plan.intervals import parse_interval_ms
 from unbounded.plan.types import StringType, StructType
-from unbounded.sinks.file_manifest import local_path, path_uri
 from unbounded.sources.base import (
     InputPartition,
     Offset,
     SourceContext,
     parse_bool_option,
     parse_int_option,
-)
-from unbounded.sources.file_formats import (
-    DataFile,
-    ReadSettings,
-    has_glob,
-    infer_schema,
-    list_data_files,
-    read_files,
 )
 
 __all__ = ["CleanSource", "FileInputPartition", "FileSource", "FileSourceLog",

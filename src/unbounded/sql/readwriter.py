@@ -22,7 +22,7 @@ _FORMATS = ("csv", "json", "parquet", "text")
 def list_data_files(path: str) -> list[str]:
     """The data files under ``path``: the manifest's files when a file sink wrote it,
     otherwise every visible file (names starting with ``_`` or ``.`` are skipped)."""
-    from unbounded.sinks.file_manifest import FileSinkManifest
+    from unbounded.files.manifest import FileSinkManifest
 
     local = path.removeprefix("file://")
     if os.path.isdir(os.path.join(local, "_spark_metadata")):
@@ -68,7 +68,7 @@ class DataFrameReader:
 
     def load(self, path: str | list[str] | None = None, format: str | None = None,
              schema: StructType | str | None = None, **options: Any) -> DataFrame:
-        from unbounded.sources.file_formats import infer_schema
+        from unbounded.files.formats import infer_schema
         from unbounded.sql.dataframe import DataFrame
 
         if format is not None:

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from unbounded.errors import AnalysisException
+from unbounded.files.manifest import FileSinkManifest
 from unbounded.sinks.base import MicroBatch, SinkContext
-from unbounded.sinks.file_manifest import FileSinkManifest
 from unbounded.sinks.files import FileSink
 from unbounded.testing import MemoryStream
 

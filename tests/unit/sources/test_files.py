@@ -313,7 +313,7 @@ def test_declared_schema_contradicting_parquet_files_is_rejected_before_start(tm
 
 
 def test_source_log_compacts_every_tenth_batch_and_reloads_each_batch_once(tmp_path):
-    from unbounded.sources.file_formats import DataFile
+    from unbounded.files.listing import DataFile
     from unbounded.sources.files import FileSourceLog
 
     folder = tmp_path / "sources" / "0"

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from unbounded.errors import AnalysisException
-from unbounded.sinks.file_manifest import FileSinkManifest
+from unbounded.files.manifest import FileSinkManifest
 from unbounded.sql import Row, SparkSession
 from unbounded.sql.types import (
     ArrayType,

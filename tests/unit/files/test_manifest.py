@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from unbounded.errors import CheckpointConflictError, CheckpointCorruptError
-from unbounded.sinks.file_manifest import FileSinkManifest
-from unbounded.sources.file_formats import read_files
+from unbounded.files.formats import read_files
+from unbounded.files.manifest import FileSinkManifest
 from unbounded.sql.types import StructType
 
 
@@ -139,7 +139,7 @@ def test_reading_the_folder_skips_files_not_in_the_manifest(tmp_path: Path) -> N
 
 
 def test_log_files_older_than_the_previous_compaction_are_deleted(tmp_path):
-    from unbounded.sinks.file_manifest import FileSinkManifest
+    from unbounded.files.manifest import FileSinkManifest
 
     out = tmp_path / "out"
     out.mkdir()

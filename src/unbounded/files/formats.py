@@ -32,10 +32,7 @@ from __future__ import annotations
 import csv
 import datetime
 import enum
-import glob
 import json
-import logging
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +45,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from unbounded.errors import AnalysisException, MalformedRecordError
+from unbounded.files.listing import expand_paths
 from unbounded.plan.types import (
     ArrayType,
     BinaryType,
@@ -72,23 +70,16 @@ from unbounded.plan.types import (
 __all__ = [
     "DEFAULT_CORRUPT_RECORD_COLUMN",
     "FILE_FORMATS",
-    "DataFile",
     "ParseMode",
     "ReadSettings",
-    "has_glob",
     "infer_schema",
-    "is_hidden_name",
-    "list_data_files",
     "read_files",
     "scan_files",
 ]
 
-logger = logging.getLogger(__name__)
 
 FILE_FORMATS = ("csv", "json", "parquet", "text")
 DEFAULT_CORRUPT_RECORD_COLUMN = "_corrupt_record"
-_METADATA_DIR = "_spark_metadata"
-_GLOB_CHARS = frozenset("*?[{")
 _TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
 _NAIVE_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f",
                             "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d")
@@ -164,84 +155,6 @@ def _single_char(opts: dict[str, str], key: str, default: str) -> str:
     return value
 
 
-# ---------------------------------------------------------------------------- listing
-
-
-@dataclass(frozen=True)
-class DataFile:
-    """A file to read: its local path, size in bytes and modification time in ms."""
-
-    path: str
-    size: int
-    mtime_ms: int
-
-
-def is_hidden_name(name: str) -> bool:
-    """Spark's rule for names a file source skips (``_SUCCESS``, ``.crc``, temp files)."""
-    return (name.startswith("_") and "=" not in name) or name.startswith(".") \
-        or name.endswith("._COPYING_")
-
-
-def has_glob(path: str) -> bool:
-    return any(ch in _GLOB_CHARS for ch in path)
-
-
-def list_data_files(path: str) -> list[DataFile]:
-    """The data files under ``path`` (a file, a folder or a glob), hidden names skipped.
-
-    A folder written by a file sink yields only the files its ``_spark_metadata``
-    manifest lists. The order is by modification time, then path.
-    """
-    if has_glob(path):
-        found = [f for match in sorted(glob.glob(path)) for f in _list_one(match)]
-    else:
-        found = _list_one(path)
-    return sorted(found, key=lambda f: (f.mtime_ms, f.path))
-
-
-def _list_one(path: str) -> list[DataFile]:
-    if os.path.isdir(path):
-        if os.path.isdir(os.path.join(path, _METADATA_DIR)):
-            return _manifest_files(path)
-        return [_stat(p) for p in _walk(path)]
-    if os.path.isfile(path) and not is_hidden_name(os.path.basename(path)):
-        return [_stat(path)]
-    return []
-
-
-def _walk(folder: str) -> Iterable[str]:
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not is_hidden_name(d))
-        yield from (os.path.join(root, f) for f in sorted(files) if not is_hidden_name(f))
-
-
-def _stat(path: str) -> DataFile:
-    st = os.stat(path)
-    return DataFile(os.path.abspath(path), st.st_size, st.st_mtime_ns // 1_000_000)
-
-
-def _manifest_files(folder: str) -> list[DataFile]:
-    from unbounded.sinks.file_manifest import FileSinkManifest
-
-    out = []
-    for p in FileSinkManifest(folder).all_files():
-        if os.path.isfile(p):
-            out.append(_stat(p))
-        else:
-            logger.warning("File %s is in the manifest of %s but does not exist", p, folder)
-    return out
-
-
-def _expand(paths: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for p in paths:
-        if os.path.isfile(p):
-            out.append(os.path.abspath(p))
-        else:
-            out.extend(f.path for f in list_data_files(p))
-    return out
-
-
 # ----------------------------------------------------------------------------- reading
 
 
@@ -259,7 +172,7 @@ def read_files(fmt: str, paths: list[str], schema: StructType,
     """The rows of ``paths`` (files, folders or globs) in ``fmt``, cast to ``schema``."""
     reader = _reader(fmt)
     settings = ReadSettings.from_options(options)
-    tables = [reader(p, schema, settings) for p in _expand(paths)]
+    tables = [reader(p, schema, settings) for p in expand_paths(paths)]
     if not tables:
         return pa.Table.from_batches([], schema=schema.to_arrow_schema())
     return pa.concat_tables(tables)
@@ -698,7 +611,7 @@ def infer_schema(fmt: str, paths: list[str], options: dict[str, str],
     if fmt == "text":
         return StructType([StructField("value", StringType())])
     settings = ReadSettings.from_options(options)
-    files = _expand(paths)
+    files = expand_paths(paths)
     if fmt == "parquet":
         return _infer_parquet(files, paths)
     if not settings.infer_schema and streaming:

@@ -7,30 +7,17 @@ import json
 import os
 import re
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from unbounded.checkpoint.atomic import write_atomic
 from unbounded.errors import CheckpointCorruptError
+from unbounded.files.paths import local_path, path_uri
 
-__all__ = ["DEFAULT_COMPACT_INTERVAL", "FileSinkManifest", "local_path", "path_uri"]
+__all__ = ["DEFAULT_COMPACT_INTERVAL", "METADATA_DIR", "FileSinkManifest"]
 
+METADATA_DIR = "_spark_metadata"
 DEFAULT_COMPACT_INTERVAL = 10  # spark.sql.streaming.fileSink.log.compactInterval
 _VERSION = "v1"
 _ENTRY_NAME = re.compile(r"^(\d+)(\.compact)?$")
-
-
-def path_uri(path: str) -> str:
-    """``file:///abs/path`` for a local path; a URI is returned unchanged."""
-    if "://" in path or path.startswith("file:"):
-        return path
-    return "file://" + os.path.abspath(path)
-
-
-def local_path(uri: str) -> str:
-    """The local path of ``file:///x``, ``file:/x`` (Hadoop's form) or a bare path."""
-    if not uri.startswith("file:"):
-        return uri
-    return unquote(urlparse(uri).path)
 
 
 class FileSinkManifest:
@@ -63,7 +50,7 @@ class FileSinkManifest:
         if compact_interval <= 0:
             raise ValueError(f"compact_interval must be positive, got {compact_interval}")
         self.path = path
-        self.metadata_path = os.path.join(path, "_spark_metadata")
+        self.metadata_path = os.path.join(path, METADATA_DIR)
         self.compact_interval = compact_interval
 
     def _batches(self) -> dict[int, bool]:

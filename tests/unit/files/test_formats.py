@@ -10,13 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from unbounded.errors import AnalysisException, MalformedRecordError
-from unbounded.sinks.file_manifest import FileSinkManifest
-from unbounded.sources.file_formats import (
-    infer_schema,
-    list_data_files,
-    read_files,
-    scan_files,
-)
+from unbounded.files.formats import infer_schema, read_files, scan_files
+from unbounded.files.listing import list_data_files
+from unbounded.files.manifest import FileSinkManifest
 from unbounded.sql.types import (
     DoubleType,
     IntegerType,

@@ -1,0 +1,92 @@
+"""Which data files a path names: a file, a folder (walked, hidden names skipped) or a
+glob; a folder written by a file sink names only the files its manifest lists."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from unbounded.files.manifest import METADATA_DIR, FileSinkManifest
+
+__all__ = ["DataFile", "expand_paths", "has_glob", "is_hidden_name", "list_data_files"]
+
+logger = logging.getLogger(__name__)
+
+_GLOB_CHARS = frozenset("*?[{")
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file to read: its local path, size in bytes and modification time in ms."""
+
+    path: str
+    size: int
+    mtime_ms: int
+
+
+def is_hidden_name(name: str) -> bool:
+    """Spark's rule for names a file source skips (``_SUCCESS``, ``.crc``, temp files)."""
+    return (name.startswith("_") and "=" not in name) or name.startswith(".") \
+        or name.endswith("._COPYING_")
+
+
+def has_glob(path: str) -> bool:
+    return any(ch in _GLOB_CHARS for ch in path)
+
+
+def list_data_files(path: str) -> list[DataFile]:
+    """The data files under ``path`` (a file, a folder or a glob), hidden names skipped.
+
+    A folder written by a file sink yields only the files its ``_spark_metadata``
+    manifest lists. The order is by modification time, then path.
+    """
+    if has_glob(path):
+        found = [f for match in sorted(glob.glob(path)) for f in _list_one(match)]
+    else:
+        found = _list_one(path)
+    return sorted(found, key=lambda f: (f.mtime_ms, f.path))
+
+
+def _list_one(path: str) -> list[DataFile]:
+    if os.path.isdir(path):
+        if os.path.isdir(os.path.join(path, METADATA_DIR)):
+            return _manifest_files(path)
+        return [_stat(p) for p in _walk(path)]
+    if os.path.isfile(path) and not is_hidden_name(os.path.basename(path)):
+        return [_stat(path)]
+    return []
+
+
+def _walk(folder: str) -> Iterable[str]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not is_hidden_name(d))
+        yield from (os.path.join(root, f) for f in sorted(files) if not is_hidden_name(f))
+
+
+def _stat(path: str) -> DataFile:
+    st = os.stat(path)
+    return DataFile(os.path.abspath(path), st.st_size, st.st_mtime_ns // 1_000_000)
+
+
+def _manifest_files(folder: str) -> list[DataFile]:
+    out = []
+    for p in FileSinkManifest(folder).all_files():
+        if os.path.isfile(p):
+            out.append(_stat(p))
+        else:
+            logger.warning("File %s is in the manifest of %s but does not exist", p, folder)
+    return out
+
+
+def expand_paths(paths: Iterable[str]) -> list[str]:
+    """Each path as itself when it is a file, else the data files it names, in order."""
+    out: list[str] = []
+    for p in paths:
+        if os.path.isfile(p):
+            out.append(os.path.abspath(p))
+        else:
+            out.extend(f.path for f in list_data_files(p))
+    return out
