@@ -1,14 +1,34 @@
-"""What compiling an expression needs to know: the input columns and the batch clock."""
+"""What compiling an expression needs to know: the input columns and the batch clock.
+
+The input columns are ``OutputColumn``s, not bare Polars names: a join's output may hold
+two columns a user calls ``id``, so each column has a unique Polars (``physical``) name,
+the name users see, the aliases that qualify it (``a.id``) and the plan nodes it came out
+of (``df["id"]``). Resolution follows Spark: qualifier first, then a struct field; a bare
+name that matches columns of two sides is ambiguous. See docs/design/joins.md.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from unbounded.errors import AnalysisException
+from unbounded.plan.expressions import ColumnRef
 
-__all__ = ["CompileContext", "EventTimeStats"]
+if TYPE_CHECKING:
+    from unbounded.plan.logical import LogicalPlan
+
+__all__ = [
+    "CompileContext",
+    "EventTimeStats",
+    "OutputColumn",
+    "fresh_columns",
+    "split_name",
+    "unique_name",
+]
 
 
 @dataclass
@@ -29,12 +49,78 @@ class EventTimeStats:
         self.count += other.count
 
 
+@dataclass(frozen=True)
+class OutputColumn:
+    """One column of a compiled plan's output.
+
+    Invariant: ``physical`` names are unique within one output and are what the Polars
+    frame calls the column; ``name`` is what users see and may repeat (a join's ``id``).
+    ``qualifiers`` are lower-cased aliases (``df.alias("a")``); ``lineage`` holds the
+    ``plan_id`` of every node that passed this column through unchanged.
+
+    >>> OutputColumn("id#1", "id", frozenset({"b"})).label
+    '`b`.`id`'
+    """
+
+    physical: str
+    name: str
+    qualifiers: frozenset[str] = frozenset()
+    lineage: frozenset[str] = frozenset()
+
+    @property
+    def label(self) -> str:
+        """The column as Spark names it in messages: ```a`.`id``` or ```id```."""
+        qualifier = min(self.qualifiers) if self.qualifiers else None
+        return f"`{qualifier}`.`{self.name}`" if qualifier else f"`{self.name}`"
+
+    def seen_by(self, plan_id: str) -> OutputColumn:
+        return replace(self, lineage=self.lineage | {plan_id})
+
+
+def fresh_columns(names: Iterable[str]) -> tuple[OutputColumn, ...]:
+    """Columns with no qualifier or lineage, named as the frame names them."""
+    return tuple(OutputColumn(n, n) for n in names)
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name#k`` with the smallest k that is not ``taken``."""
+    candidate, k = name, 0
+    while candidate in taken:
+        k += 1
+        candidate = f"{name}#{k}"
+    return candidate
+
+
+def split_name(name: str) -> list[str]:
+    """The parts of a dotted name; backquoted parts keep their dots.
+
+    >>> split_name("a.b"), split_name("`x.y`.z"), split_name("`a.b`")
+    (['a', 'b'], ['x.y', 'z'], ['a.b'])
+    """
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in name:
+        if ch == "`":
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
 @dataclass
 class CompileContext:
     """Per-batch compile state.
 
     ``batch_timestamp_us`` is the batch time recorded in the offset log, so
     ``current_timestamp()`` is the same when a batch is re-run after a crash.
+    ``columns`` describes ``schema`` column by column (derived from it when not given);
+    ``plan_columns`` maps each plan node compiled so far to its output columns, shared by
+    every context derived from this one.
     """
 
     schema: pl.Schema
@@ -42,30 +128,101 @@ class CompileContext:
     watermark_us: int = 0
     event_time: dict[str, EventTimeStats] = field(default_factory=dict)
     observe_event_time: bool = False
+    columns: tuple[OutputColumn, ...] = ()
+    plan_columns: dict[LogicalPlan, tuple[OutputColumn, ...]] = field(default_factory=dict)
 
-    def with_schema(self, schema: pl.Schema) -> CompileContext:
+    def __post_init__(self) -> None:
+        if not self.columns and len(self.schema):
+            self.columns = fresh_columns(self.schema.names())
+
+    def with_schema(
+        self, schema: pl.Schema, columns: Sequence[OutputColumn] | None = None
+    ) -> CompileContext:
+        """A context over ``schema``; columns it shares with this one keep their names
+        and qualifiers unless ``columns`` says otherwise."""
+        if columns is None:
+            known = {c.physical: c for c in self.columns}
+            columns = [known.get(n) or OutputColumn(n, n) for n in schema.names()]
         return CompileContext(schema, self.batch_timestamp_us, self.watermark_us,
-                              self.event_time, self.observe_event_time)
+                              self.event_time, self.observe_event_time, tuple(columns),
+                              self.plan_columns)
 
     def resolve(self, name: str) -> str:
-        """The input column called ``name``, matched case-insensitively as Spark does."""
-        if name in self.schema:
-            return name
-        matches = [c for c in self.schema if c.lower() == name.lower()]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise AnalysisException(
-                f"[AMBIGUOUS_REFERENCE] Reference `{name}` is ambiguous, could be: {matches}.",
-                error_class="AMBIGUOUS_REFERENCE",
-            )
-        raise AnalysisException(
+        """The physical name of the input column called ``name`` (no struct fields)."""
+        column, fields = self.resolve_column(ColumnRef(name))
+        if fields:
+            raise self._unresolved(name)
+        return column.physical
+
+    def resolve_column(self, ref: ColumnRef) -> tuple[OutputColumn, list[str]]:
+        """The input column ``ref`` names, and the struct fields to read from it."""
+        if ref.ordinal is not None:
+            return self.columns[ref.ordinal], []
+        if ref.plan_id is not None:
+            scoped = [c for c in self.columns if ref.plan_id in c.lineage]
+            found = _match(ref.name, scoped, scoped_to_plan=True)
+            if found is not None:
+                return found
+        found = _match(ref.name, self.columns, scoped_to_plan=False)
+        if found is None:
+            raise self._unresolved(ref.name)
+        return found
+
+    def _unresolved(self, name: str) -> AnalysisException:
+        shown = ", ".join(c.label for c in self.columns)
+        return AnalysisException(
             f"[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column or function parameter with name "
-            f"`{name}` cannot be resolved. Did you mean one of the following? "
-            f"[{', '.join('`' + c + '`' for c in self.schema)}].",
+            f"`{name}` cannot be resolved. Did you mean one of the following? [{shown}].",
             error_class="UNRESOLVED_COLUMN",
         )
+
+    def columns_qualified(self, qualifier: str) -> list[OutputColumn]:
+        """The input columns of the side aliased ``qualifier`` (for ``a.*``)."""
+        return [c for c in self.columns if qualifier.lower() in c.qualifiers]
 
     def dtype_of(self, expr: pl.Expr) -> pl.DataType:
         """The dtype ``expr`` evaluates to over the input columns."""
         return pl.LazyFrame(schema=self.schema).select(expr.alias("_t")).collect_schema()["_t"]
+
+
+def _match(
+    name: str, columns: Sequence[OutputColumn], *, scoped_to_plan: bool
+) -> tuple[OutputColumn, list[str]] | None:
+    """Spark's order: the whole name, then ``qualifier.column.fields``, then
+    ``column.fields``; the first step that matches anything decides."""
+    parts = split_name(name)
+    lowered = [p.lower() for p in parts]
+    steps: list[tuple[list[OutputColumn], list[str]]] = []
+    if len(parts) > 1:
+        whole = name.lower()
+        steps.append(([c for c in columns if c.name.lower() == whole], []))
+        steps.append(([c for c in columns if lowered[0] in c.qualifiers
+                       and c.name.lower() == lowered[1]], parts[2:]))
+    steps.append(([c for c in columns if c.name.lower() == lowered[0]], parts[1:]))
+    for candidates, fields in steps:
+        if candidates:
+            return _one(name, candidates, parts, scoped_to_plan), fields
+    return None
+
+
+def _one(name: str, candidates: list[OutputColumn], parts: list[str],
+         scoped_to_plan: bool) -> OutputColumn:
+    if len(candidates) > 1:
+        exact = [c for c in candidates if c.name in parts]
+        candidates = exact if len(exact) == 1 else candidates
+    if len(candidates) == 1:
+        return candidates[0]
+    if scoped_to_plan:
+        raise AnalysisException(
+            f"[AMBIGUOUS_COLUMN_REFERENCE] Column `{name}` is ambiguous. It's because you "
+            "joined several DataFrame together, and some of these DataFrames are the same. "
+            "This column points to one of the DataFrames but Spark is unable to figure out "
+            "which one. Please alias the DataFrames with different names via "
+            "`DataFrame.alias` before joining them, and specify the column using qualified "
+            "name, e.g. `df.alias(\"a\").join(df.alias(\"b\"), col(\"a.id\") > col(\"b.id\"))`.",
+            error_class="AMBIGUOUS_COLUMN_REFERENCE")
+    shown = ", ".join(c.label for c in candidates)
+    raise AnalysisException(
+        f"[AMBIGUOUS_REFERENCE] Reference `{name}` is ambiguous, could be: [{shown}].",
+        error_class="AMBIGUOUS_REFERENCE",
+    )

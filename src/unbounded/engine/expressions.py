@@ -7,13 +7,14 @@ Unsupported nodes raise an error that names them. Scalar functions live in a tab
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import singledispatch
 from typing import Any
 
 import polars as pl
 
-from unbounded.engine.context import CompileContext
+from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
@@ -35,7 +36,9 @@ from unbounded.plan.expressions import (
     walk,
 )
 
-__all__ = ["compile_expr", "compile_named", "expand_star", "like_to_regex"]
+__all__ = [
+    "compile_expr", "compile_named", "compile_projection", "expand_star", "like_to_regex",
+]
 
 
 @singledispatch
@@ -53,20 +56,61 @@ def compile_named(expr: Expression, ctx: CompileContext) -> pl.Expr:
 
 
 def expand_star(exprs: tuple[Expression, ...], ctx: CompileContext) -> list[pl.Expr]:
-    """Compile a projection list, expanding ``*`` and ``struct.*``."""
-    out: list[pl.Expr] = []
+    """Compile a projection list, expanding ``*``, ``alias.*`` and ``struct.*``."""
+    return compile_projection(exprs, ctx)[0]
+
+
+def compile_projection(
+    exprs: tuple[Expression, ...], ctx: CompileContext
+) -> tuple[list[pl.Expr], tuple[OutputColumn, ...]]:
+    """A projection's Polars expressions and its output columns.
+
+    A bare column reference keeps the input column's qualifiers and lineage (Spark keeps
+    the attribute); anything else is a new column. Repeated output names get unique
+    physical names, so ``select(a.id, b.id)`` works as in Spark.
+    """
+    pairs: list[tuple[pl.Expr, OutputColumn]] = []
     for e in exprs:
-        if isinstance(e, Star) and e.target is None:
-            out.extend(pl.col(c) for c in ctx.schema)
-        elif isinstance(e, Star):
-            out.append(pl.col(ctx.resolve(e.target or "")).struct.unnest())
-        else:
-            out.append(compile_named(e, ctx))
-    if out and not any(_reads_input(e) for e in exprs):
+        pairs.extend(_project_one(e, ctx))
+    if pairs and not any(_reads_input(e) for e in exprs):
         # Spark keeps one output row per input row; Polars would give one row of constants.
-        return [pl.repeat(o, pl.len()).alias(e.display_name()) for o, e in
-                zip(out, exprs, strict=True)]
-    return out
+        pairs = [(pl.repeat(o, pl.len()), c) for o, c in pairs]
+    taken: set[str] = set()
+    out_exprs: list[pl.Expr] = []
+    columns: list[OutputColumn] = []
+    for compiled, column in pairs:
+        physical = unique_name(column.name, taken)
+        taken.add(physical)
+        out_exprs.append(compiled.alias(physical))
+        columns.append(replace(column, physical=physical))
+    return out_exprs, tuple(columns)
+
+
+def _project_one(e: Expression, ctx: CompileContext) -> list[tuple[pl.Expr, OutputColumn]]:
+    if isinstance(e, Star):
+        return _expand_one_star(e, ctx)
+    if isinstance(e, ColumnRef):
+        column, fields = ctx.resolve_column(e)
+        if not fields:
+            return [(pl.col(column.physical), replace(column, name=e.display_name()))]
+    name = e.display_name()
+    return [(compile_expr(e, ctx), OutputColumn(name, name))]
+
+
+def _expand_one_star(e: Star, ctx: CompileContext) -> list[tuple[pl.Expr, OutputColumn]]:
+    if e.target is None:
+        return [(pl.col(c.physical), c) for c in ctx.columns]
+    qualified = ctx.columns_qualified(e.target)
+    if qualified:
+        return [(pl.col(c.physical), c) for c in qualified]
+    struct = compile_expr(ColumnRef(e.target), ctx)
+    dtype = ctx.dtype_of(struct)
+    if not isinstance(dtype, pl.Struct):
+        raise AnalysisException(
+            f"[CANNOT_RESOLVE_STAR_EXPAND] Cannot resolve `{e.target}`.* given input columns "
+            f"[{', '.join(c.label for c in ctx.columns)}].",
+            error_class="CANNOT_RESOLVE_STAR_EXPAND")
+    return [(struct.struct.field(f.name), OutputColumn(f.name, f.name)) for f in dtype.fields]
 
 
 def _reads_input(expr: Expression) -> bool:
@@ -75,16 +119,8 @@ def _reads_input(expr: Expression) -> bool:
 
 @compile_expr.register
 def _(expr: ColumnRef, ctx: CompileContext) -> pl.Expr:
-    name = expr.name
-    if name.startswith("`") and name.endswith("`"):
-        return pl.col(ctx.resolve(name[1:-1]))
-    try:
-        return pl.col(ctx.resolve(name))
-    except AnalysisException:
-        if "." not in name:
-            raise
-    head, *fields = name.split(".")
-    out = pl.col(ctx.resolve(head))
+    column, fields = ctx.resolve_column(expr)
+    out = pl.col(column.physical)
     for f in fields:
         out = out.struct.field(f)
     return out

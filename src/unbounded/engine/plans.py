@@ -7,15 +7,18 @@ the current batch); everything else compiles the same for batch and streaming.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import singledispatch
 
 import polars as pl
+import pyarrow as pa
 
 from unbounded.engine.aggregates import compile_aggregate
-from unbounded.engine.context import CompileContext, EventTimeStats
+from unbounded.engine.context import CompileContext, EventTimeStats, OutputColumn
 from unbounded.engine.dtypes import arrow_schema_to_polars, polars_schema_to_spark
-from unbounded.engine.expressions import compile_expr, expand_star
+from unbounded.engine.expressions import compile_expr, compile_projection
 from unbounded.engine.functions import is_sliding_window
+from unbounded.engine.joins import join_frames
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import Alias, Expression, FunctionCall
 from unbounded.plan.logical import (
@@ -25,17 +28,27 @@ from unbounded.plan.logical import (
     Deduplicate,
     FileRelation,
     Filter,
+    Join,
     Limit,
     LogicalPlan,
     Project,
     Sort,
     StreamingRelation,
+    SubqueryAlias,
     Union,
     WithWatermark,
 )
-from unbounded.plan.types import StructType
+from unbounded.plan.types import StructField, StructType
 
-__all__ = ["Bindings", "compile_plan", "empty_frame", "plan_schema"]
+__all__ = [
+    "Bindings",
+    "compile_output",
+    "compile_plan",
+    "empty_frame",
+    "plan_columns",
+    "plan_schema",
+    "to_display_arrow",
+]
 
 Bindings = Mapping[str, pl.LazyFrame]
 
@@ -45,10 +58,52 @@ def empty_frame(schema: StructType) -> pl.LazyFrame:
 
 
 def plan_schema(plan: LogicalPlan) -> StructType:
-    """The output schema of ``plan``, found by compiling it over empty inputs."""
+    """The output schema of ``plan`` as users see it (names may repeat after a join),
+    found by compiling it over empty inputs."""
     ctx = CompileContext(pl.Schema(), batch_timestamp_us=0)
-    frame = compile_plan(plan, _EmptyBindings(), ctx)
-    return polars_schema_to_spark(frame.collect_schema())
+    frame, columns = compile_output(plan, _EmptyBindings(), ctx)
+    schema = polars_schema_to_spark(frame.collect_schema())
+    return StructType([StructField(c.name, f.dataType, f.nullable)
+                       for c, f in zip(columns, schema.fields, strict=True)])
+
+
+def plan_columns(plan: LogicalPlan) -> tuple[OutputColumn, ...]:
+    """The output columns of ``plan`` (physical names as ``compile_plan`` produces them,
+    display names, qualifiers, lineage), found by compiling it over empty inputs."""
+    ctx = CompileContext(pl.Schema(), batch_timestamp_us=0)
+    return compile_output(plan, _EmptyBindings(), ctx)[1]
+
+
+def compile_output(
+    plan: LogicalPlan, inputs: Bindings, ctx: CompileContext
+) -> tuple[pl.LazyFrame, tuple[OutputColumn, ...]]:
+    """``compile_plan`` plus the output columns, remembered in ``ctx.plan_columns``.
+
+    A rule that records no columns for its node (most pass rows through) gets its
+    child's columns for every physical name the child also had: a filter or a sort keeps
+    the qualifiers of its input, as in Spark.
+    """
+    frame = compile_plan(plan, inputs, ctx)
+    names = frame.collect_schema().names()
+    columns = ctx.plan_columns.get(plan)
+    if columns is None or [c.physical for c in columns] != names:
+        columns = _inherited_columns(plan, names, ctx)
+    columns = tuple(c.seen_by(plan.plan_id) for c in columns)
+    ctx.plan_columns[plan] = columns
+    return frame, columns
+
+
+def _inherited_columns(
+    plan: LogicalPlan, names: list[str], ctx: CompileContext
+) -> tuple[OutputColumn, ...]:
+    children = plan.children()
+    known = {c.physical: c for c in ctx.plan_columns.get(children[0], ())} if children else {}
+    return tuple(known.get(n) or OutputColumn(n, n) for n in names)
+
+
+def to_display_arrow(frame: pl.DataFrame, columns: tuple[OutputColumn, ...]) -> pa.Table:
+    """A collected frame as users see it: physical names replaced by display names."""
+    return frame.to_arrow().rename_columns([c.name for c in columns])
 
 
 class _EmptyBindings(dict[str, pl.LazyFrame]):
@@ -93,23 +148,42 @@ def _(plan: FileRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame
 def _child(plan: LogicalPlan, inputs: Bindings, ctx: CompileContext) -> tuple[
     pl.LazyFrame, CompileContext
 ]:
-    frame = compile_plan(plan, inputs, ctx)
-    return frame, ctx.with_schema(frame.collect_schema())
+    """A child compiled, and a context over its output (its columns and qualifiers).
+    Rules compile children through here so qualifiers reach the nodes above."""
+    frame, columns = compile_output(plan, inputs, ctx)
+    return frame, ctx.with_schema(frame.collect_schema(), columns)
 
 
 @compile_plan.register
 def _(plan: Project, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     frame, cctx = _child(plan.child, inputs, ctx)
-    out = frame.select(expand_star(plan.exprs, cctx))
-    return _explode_sliding_windows(out, plan.exprs)
+    selected, columns = compile_projection(plan.exprs, cctx)
+    ctx.plan_columns[plan] = columns
+    return _explode_sliding_windows(frame.select(selected), plan.exprs, columns)
 
 
-def _explode_sliding_windows(frame: pl.LazyFrame, exprs: tuple[Expression, ...]) -> pl.LazyFrame:
-    for e in exprs:
+def _explode_sliding_windows(frame: pl.LazyFrame, exprs: tuple[Expression, ...],
+                             columns: tuple[OutputColumn, ...]) -> pl.LazyFrame:
+    for e, column in zip(exprs, columns, strict=False):
         inner = e.child if isinstance(e, Alias) else e
         if isinstance(inner, FunctionCall) and is_sliding_window(inner):
-            frame = frame.explode(e.display_name())
+            frame = frame.explode(column.physical)
     return frame
+
+
+@compile_plan.register
+def _(plan: SubqueryAlias, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
+    frame, columns = compile_output(plan.child, inputs, ctx)
+    qualifier = frozenset({plan.alias.lower()})
+    ctx.plan_columns[plan] = tuple(replace(c, qualifiers=qualifier) for c in columns)
+    return frame
+
+
+@compile_plan.register
+def _(plan: Join, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
+    left, _ = compile_output(plan.left, inputs, ctx)
+    right, _ = compile_output(plan.right, inputs, ctx)
+    return join_frames(plan, left, right, ctx)
 
 
 @compile_plan.register
@@ -121,11 +195,11 @@ def _(plan: Filter, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
 @compile_plan.register
 def _(plan: WithWatermark, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     """Passes rows through; in a batch run, records the event-time range for the runtime."""
-    frame = compile_plan(plan.child, inputs, ctx)
+    frame, cctx = _child(plan.child, inputs, ctx)
     if not ctx.observe_event_time:
         return frame
     materialized = frame.collect()
-    column = pl.col(CompileContext(materialized.schema, 0).resolve(plan.column))
+    column = pl.col(cctx.resolve(plan.column))
     stats = materialized.select(
         column.min().dt.epoch("us").alias("mn"), column.max().dt.epoch("us").alias("mx"),
         column.dt.epoch("us").sum().alias("sm"), column.count().alias("n"),
@@ -137,7 +211,7 @@ def _(plan: WithWatermark, inputs: Bindings, ctx: CompileContext) -> pl.LazyFram
 
 @compile_plan.register
 def _(plan: Union, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
-    frames = [compile_plan(p, inputs, ctx) for p in plan.inputs]
+    frames = [compile_output(p, inputs, ctx)[0] for p in plan.inputs]
     first = frames[0].collect_schema()
     if plan.by_name:
         return pl.concat(frames, how="diagonal_relaxed" if plan.allow_missing else "vertical")
@@ -179,4 +253,4 @@ def _(plan: Sort, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
 
 @compile_plan.register
 def _(plan: Limit, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
-    return compile_plan(plan.child, inputs, ctx).head(plan.n)
+    return _child(plan.child, inputs, ctx)[0].head(plan.n)

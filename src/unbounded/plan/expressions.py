@@ -69,9 +69,19 @@ class Expression:
 
 @dataclass(frozen=True)
 class ColumnRef(Expression):
-    """A column by name; ``a.b`` names field ``b`` of struct column ``a``."""
+    """A column by name.
+
+    ``a.b`` names column ``b`` of the input aliased ``a`` or, when no input is aliased
+    ``a``, field ``b`` of struct column ``a`` (Spark tries the qualifier first).
+    ``plan_id`` is set by ``df["x"]``/``df.x``: the reference then means the column of
+    that DataFrame's output (the plan node with that id), whatever sits above it.
+    ``ordinal`` pins the reference to one input column by position, for projections the
+    API builds over inputs whose names repeat (``withColumn`` after a join).
+    """
 
     name: str
+    plan_id: str | None = field(default=None, repr=False)
+    ordinal: int | None = field(default=None, repr=False)
 
     def display_name(self) -> str:
         if self.name.startswith("`") and self.name.endswith("`"):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 
 import pyarrow as pa
 
+from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import Expression, SortOrder
 from unbounded.plan.types import StructType
 
@@ -23,12 +25,15 @@ __all__ = [
     "Deduplicate",
     "FileRelation",
     "Filter",
+    "Join",
+    "JoinType",
     "Limit",
     "LogicalPlan",
     "Project",
     "Sort",
     "SourceSpec",
     "StreamingRelation",
+    "SubqueryAlias",
     "Union",
     "WithWatermark",
     "is_streaming",
@@ -38,14 +43,28 @@ __all__ = [
 ]
 
 _relation_ids = itertools.count()
+_plan_ids = itertools.count()
 
 
 def _next_relation_id() -> str:
     return f"rel{next(_relation_ids)}"
 
 
+def _next_plan_id() -> str:
+    return f"plan{next(_plan_ids)}"
+
+
+@dataclass(frozen=True, eq=False)
 class LogicalPlan:
-    """Base of every plan node."""
+    """Base of every plan node.
+
+    ``plan_id`` names the node for ``df["x"]`` references (Spark Connect's plan id): a
+    column a DataFrame hands out resolves to that DataFrame's output, wherever it sits
+    in a bigger plan. It survives ``dataclasses.replace``.
+    """
+
+    plan_id: str = field(default_factory=_next_plan_id, kw_only=True, repr=False,
+                         compare=False)
 
     def children(self) -> tuple[LogicalPlan, ...]:
         return ()
@@ -214,6 +233,103 @@ class Limit(LogicalPlan):
         return (self.child,)
 
 
+class JoinType(Enum):
+    """Spark's join types; ``parse`` accepts every spelling ``DataFrame.join`` does."""
+
+    INNER = "inner"
+    CROSS = "cross"
+    LEFT_OUTER = "left_outer"
+    RIGHT_OUTER = "right_outer"
+    FULL_OUTER = "full_outer"
+    LEFT_SEMI = "left_semi"
+    LEFT_ANTI = "left_anti"
+
+    @classmethod
+    def parse(cls, how: str) -> JoinType:
+        """The join type ``how`` names, case-insensitive, underscores ignored (as Spark).
+
+        >>> JoinType.parse("Left_Outer"), JoinType.parse("full")
+        (<JoinType.LEFT_OUTER: 'left_outer'>, <JoinType.FULL_OUTER: 'full_outer'>)
+        """
+        found = _JOIN_SPELLINGS.get(how.lower().replace("_", ""))
+        if found is None:
+            supported = ", ".join(f"'{s}'" for s in _SUPPORTED_SPELLINGS)
+            raise AnalysisException(
+                f"[UNSUPPORTED_JOIN_TYPE] Unsupported join type '{how}'. Supported join "
+                f"types include: {supported}.", error_class="UNSUPPORTED_JOIN_TYPE")
+        return found
+
+    @property
+    def keeps_right_columns(self) -> bool:
+        """Whether the output holds the right side's columns (not for semi and anti)."""
+        return self not in (JoinType.LEFT_SEMI, JoinType.LEFT_ANTI)
+
+
+# Spark's JoinType.apply, in the order its error message lists them.
+_SUPPORTED_SPELLINGS = (
+    "inner", "outer", "full", "fullouter", "full_outer", "leftouter", "left", "left_outer",
+    "rightouter", "right", "right_outer", "leftsemi", "left_semi", "semi", "leftanti",
+    "left_anti", "anti", "cross",
+)
+_JOIN_SPELLINGS = {
+    "inner": JoinType.INNER, "cross": JoinType.CROSS,
+    "outer": JoinType.FULL_OUTER, "full": JoinType.FULL_OUTER,
+    "fullouter": JoinType.FULL_OUTER,
+    "left": JoinType.LEFT_OUTER, "leftouter": JoinType.LEFT_OUTER,
+    "right": JoinType.RIGHT_OUTER, "rightouter": JoinType.RIGHT_OUTER,
+    "semi": JoinType.LEFT_SEMI, "leftsemi": JoinType.LEFT_SEMI,
+    "anti": JoinType.LEFT_ANTI, "leftanti": JoinType.LEFT_ANTI,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Join(LogicalPlan):
+    """Rows of ``left`` and ``right`` matched by ``condition`` or by the ``using`` names.
+
+    With ``using`` (``df.join(other, "id")``) the output holds one column per name first,
+    then the other left columns, then the other right columns; otherwise all left columns
+    then all right columns (names may repeat). Semi and anti joins output left columns.
+    """
+
+    left: LogicalPlan
+    right: LogicalPlan
+    join_type: JoinType = JoinType.INNER
+    condition: Expression | None = None
+    using: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.using and self.condition is not None:
+            raise ValueError("A join has either a condition or USING names, not both.")
+
+    def children(self) -> tuple[LogicalPlan, ...]:
+        return (self.left, self.right)
+
+    def describe(self) -> str:
+        kind = self.join_type.name.replace("_", "")
+        if self.using:
+            return f"Join UsingJoin({kind}, [{', '.join(self.using)}])"
+        cond = f", {self.condition.display_name()}" if self.condition is not None else ""
+        return f"Join {kind}{cond}"
+
+
+@dataclass(frozen=True, eq=False)
+class SubqueryAlias(LogicalPlan):
+    """``df.alias(name)``: the same rows, with columns that ``name.col`` can reference."""
+
+    child: LogicalPlan
+    alias: str
+
+    def __post_init__(self) -> None:
+        if not self.alias:
+            raise ValueError("An alias must not be empty.")
+
+    def children(self) -> tuple[LogicalPlan, ...]:
+        return (self.child,)
+
+    def describe(self) -> str:
+        return f"SubqueryAlias {self.alias}"
+
+
 def walk_plan(plan: LogicalPlan) -> Iterator[LogicalPlan]:
     """Every node of ``plan``, parents before children, left to right."""
     yield plan
@@ -255,4 +371,4 @@ def replace_node(plan: LogicalPlan, target: LogicalPlan, replacement: LogicalPla
             items = tuple(replace_node(v, target, replacement) for v in value)
             if any(a is not b for a, b in zip(items, value, strict=True)):
                 changes[f.name] = items
-    return dataclasses.replace(plan, **changes) if changes else plan  # type: ignore[type-var]
+    return dataclasses.replace(plan, **changes) if changes else plan  # type: ignore[type-var,arg-type]

@@ -46,8 +46,9 @@ def format_table(table: pa.Table, num_rows: int = 20, truncate: int | bool = Tru
     """Spark's ``show()`` layout; ``truncate`` cuts cells to 20 characters (or N)."""
     width = 20 if truncate is True else int(truncate) if truncate else 0
     names = table.column_names
-    shown = table.slice(0, num_rows).to_pylist()
-    rows = [[_cut(format_value(r[n]), width) for n in names] for r in shown]
+    # By position, not by name: a join's output may repeat a column name.
+    shown = zip(*(c.to_pylist() for c in table.slice(0, num_rows).columns), strict=True)
+    rows = [[_cut(format_value(v), width) for v in r] for r in shown]
     widths = [max([3, len(n), *(len(r[i]) for r in rows)]) for i, n in enumerate(names)]
     line = "+" + "+".join("-" * w for w in widths) + "+"
 

@@ -12,18 +12,21 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from unbounded.engine.context import CompileContext
-from unbounded.engine.plans import compile_plan, plan_schema
+from unbounded.engine.context import CompileContext, OutputColumn
+from unbounded.engine.plans import compile_output, plan_columns, plan_schema, to_display_arrow
 from unbounded.errors import AnalysisException
-from unbounded.plan.expressions import Alias, ColumnRef, Expression, SortOrder
+from unbounded.plan.expressions import Alias, BinaryOp, ColumnRef, Expression, SortOrder, Star
 from unbounded.plan.intervals import parse_interval_ms
 from unbounded.plan.logical import (
     Deduplicate,
     Filter,
+    Join,
+    JoinType,
     Limit,
     LogicalPlan,
     Project,
     Sort,
+    SubqueryAlias,
     Union,
     WithWatermark,
     is_streaming,
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
     from unbounded.sql.streaming import DataStreamWriter
 
 __all__ = ["DataFrame"]
+
+
+_AMBIGUOUS = -1
 
 
 def _quoted(name: str) -> ColumnRef:
@@ -80,14 +86,28 @@ class DataFrame:
         print("== Physical Plan ==\n" + tree_string(self._plan) + "\n")
 
     def __getitem__(self, item: str | int) -> Column:
+        """The column ``item`` of this DataFrame: it keeps meaning this DataFrame's column
+        after a join with another one that has a column of the same name."""
         if isinstance(item, int):
-            return Column(_quoted(self.columns[item]))
-        return Column(ColumnRef(item))
+            item = _quoted(self.columns[item]).name
+        if item == "*":
+            return Column(Star())
+        return Column(ColumnRef(item, plan_id=self._plan.plan_id))
 
     def __getattr__(self, name: str) -> Column:
         if name.startswith("_") or name not in self.columns:
             raise AttributeError(f"'DataFrame' object has no attribute '{name}'")
-        return Column(ColumnRef(name))
+        return Column(ColumnRef(name, plan_id=self._plan.plan_id))
+
+    @cached_property
+    def _output(self) -> tuple[OutputColumn, ...]:
+        return plan_columns(self._plan)
+
+    def _refs(self) -> list[ColumnRef]:
+        """One reference per output column; a repeated name is pinned by position."""
+        names = [c.name.lower() for c in self._output]
+        return [_quoted(c.name) if names.count(c.name.lower()) == 1
+                else ColumnRef(c.name, ordinal=i) for i, c in enumerate(self._output)]
 
     def __repr__(self) -> str:
         return "DataFrame[" + ", ".join(f"{n}: {t}" for n, t in self.dtypes) + "]"
@@ -122,13 +142,13 @@ class DataFrame:
         lowered = {c.lower(): c for c in existing}
         exprs: list[Expression] = []
         replaced: set[str] = set()
-        for name in existing:
+        for name, ref in zip(existing, self._refs(), strict=True):
             new = next((k for k in colsMap if k.lower() == name.lower()), None)
             if new is not None:
                 exprs.append(Alias(colsMap[new].expr, new))
                 replaced.add(new)
             else:
-                exprs.append(_quoted(name))
+                exprs.append(ref)
         for name, column in colsMap.items():
             if name not in replaced and name.lower() not in lowered:
                 exprs.append(Alias(column.expr, name))
@@ -143,8 +163,8 @@ class DataFrame:
         """Rename a column (matched case-insensitively); a no-op when there is none."""
         if existing.lower() not in (c.lower() for c in self.columns):
             return self
-        exprs = tuple(Alias(_quoted(c), new) if c.lower() == existing.lower() else _quoted(c)
-                      for c in self.columns)
+        exprs = tuple(Alias(r, new) if c.lower() == existing.lower() else r
+                      for c, r in zip(self.columns, self._refs(), strict=True))
         return self._with_plan(Project(self._plan, exprs))
 
     def withColumnsRenamed(self, colsMap: dict[str, str]) -> DataFrame:
@@ -154,14 +174,51 @@ class DataFrame:
         return df
 
     def drop(self, *cols: Any) -> DataFrame:
+        """Drop columns by name (every column of that name) or by Column (that one:
+        ``joined.drop(df2.id)`` keeps ``df1``'s ``id``)."""
         names = {c.lower() for c in cols if isinstance(c, str)}
-        names |= {c.expr.name.lower() for c in cols
-                  if isinstance(c, Column) and isinstance(c.expr, ColumnRef)}
-        kept = tuple(_quoted(c) for c in self.columns if c.lower() not in names)
+        refs = [c.expr for c in cols if isinstance(c, Column) and isinstance(c.expr, ColumnRef)]
+        positions = [self._position_of(r) for r in refs]
+        names |= {r.display_name().lower() for r, i in zip(refs, positions, strict=True)
+                  if i == _AMBIGUOUS}
+        dropped = set(positions)
+        kept = tuple(r for i, (c, r) in enumerate(zip(self._output, self._refs(), strict=True))
+                     if c.name.lower() not in names and i not in dropped)
         return self._with_plan(Project(self._plan, kept))
 
+    def _position_of(self, ref: ColumnRef) -> int | None:
+        """Where ``ref`` points in the output; ``_AMBIGUOUS`` for a name that repeats
+        (then every column of that name goes, as a string would drop them)."""
+        ctx = CompileContext(__import__("polars").Schema(), 0, columns=self._output)
+        try:
+            column, fields = ctx.resolve_column(ref)
+        except AnalysisException as err:
+            # PySpark's drop ignores a column it cannot find.
+            return _AMBIGUOUS if err.error_class == "AMBIGUOUS_REFERENCE" else None
+        return None if fields else self._output.index(column)
+
     def alias(self, alias: str) -> DataFrame:
-        return self
+        """This DataFrame under the name ``alias``: ``F.col("alias.x")`` and ``"alias.x"``
+        in SQL strings then name its column ``x``, also after a join."""
+        return self._with_plan(SubqueryAlias(self._plan, alias))
+
+    def join(self, other: DataFrame, on: Any = None, how: str | None = None) -> DataFrame:
+        """Join with ``other`` (PySpark's ``DataFrame.join``).
+
+        ``on`` is a column name or a list of names (an equi-join keeping one column per
+        name), a boolean Column, a list of Columns (AND-ed), or None (every pair of rows).
+        ``how`` is any of Spark's join type spellings; inner by default.
+        """
+        join_type = JoinType.parse(how) if how is not None else JoinType.INNER
+        if isinstance(on, str):
+            on = [on]
+        if isinstance(on, (list, tuple)) and on and all(isinstance(n, str) for n in on):
+            return self._with_plan(Join(self._plan, other._plan, join_type, using=tuple(on)))
+        return self._with_plan(Join(self._plan, other._plan, join_type, _join_condition(on)))
+
+    def crossJoin(self, other: DataFrame) -> DataFrame:
+        """Every pair of a row of this DataFrame and a row of ``other``."""
+        return self._with_plan(Join(self._plan, other._plan, JoinType.CROSS))
 
     def union(self, other: DataFrame) -> DataFrame:
         return self._with_plan(Union((self._plan, other._plan)))
@@ -243,7 +300,8 @@ class DataFrame:
     def toArrow(self) -> pa.Table:
         self._require_batch("toArrow")
         ctx = CompileContext(__import__("polars").Schema(), int(time.time() * 1_000_000))
-        return compile_plan(self._plan, {}, ctx).collect().to_arrow()
+        frame, columns = compile_output(self._plan, {}, ctx)
+        return to_display_arrow(frame.collect(), columns)
 
     def collect(self) -> list[Row]:
         """The rows; structs come back as Rows and maps as dicts, as in PySpark."""
@@ -277,9 +335,11 @@ class DataFrame:
 
         table = self.toArrow()
         zone = self.sparkSession.conf.get("spark.sql.session.timeZone", "UTC")
-        columns = {name: _pandas_column(column, zone)
-                   for name, column in zip(table.column_names, table.columns, strict=True)}
-        return pd.DataFrame(columns, columns=table.column_names)
+        # By position: a join's output may repeat a name, which a dict would collapse.
+        columns = {i: _pandas_column(column, zone) for i, column in enumerate(table.columns)}
+        frame = pd.DataFrame(columns, columns=list(columns))
+        frame.columns = table.column_names
+        return frame
 
     def isEmpty(self) -> bool:
         return self.limit(1).count() == 0
@@ -299,6 +359,21 @@ class DataFrame:
         self.sparkSession._register_view(name, self)
 
 
+
+
+def _join_condition(on: Any) -> Expression | None:
+    """A join condition from a Column, a list of Columns (AND-ed) or None."""
+    if on is None or (isinstance(on, (list, tuple)) and not on):
+        return None
+    parts = list(on) if isinstance(on, (list, tuple)) else [on]
+    if not all(isinstance(p, Column) for p in parts):
+        raise TypeError("join's `on` must be a column name, a list of names, a Column or a "
+                        f"list of Columns, not {on!r}")
+    exprs: list[Expression] = [p.expr for p in parts]
+    condition = exprs[0]
+    for e in exprs[1:]:
+        condition = BinaryOp("and", condition, e)
+    return condition
 
 
 def _pandas_column(column: pa.ChunkedArray, zone: str) -> pd.Series:
