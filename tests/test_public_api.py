@@ -19,7 +19,10 @@ REQUIRED_FUNCTIONS = {
     "col", "lit", "expr", "when", "coalesce", "concat", "upper", "lower", "length", "split",
     "from_json", "to_json", "get_json_object", "to_timestamp", "timestamp_seconds",
     "current_timestamp", "date_format", "struct", "hash", "window", "count", "sum", "avg",
-    "min", "max",
+    "min", "max", "explode", "explode_outer", "posexplode", "array", "create_map", "map_keys",
+    "map_values", "regexp_extract", "regexp_replace", "json_tuple", "sha2", "md5", "crc32",
+    "max_by", "min_by", "percentile_approx", "date_trunc", "from_unixtime", "unix_timestamp",
+    "nvl", "greatest", "least", "row_number", "rank", "dense_rank", "lag", "lead",
 }
 
 
@@ -32,21 +35,25 @@ def test_sql_all_is_pinned():
     assert unbounded.sql.__all__ == [
         "Column", "DataFrame", "DataFrameReader", "DataStreamReader", "DataStreamWriter",
         "GroupedData", "Row", "RuntimeConfig", "SparkSession", "StreamingQuery",
-        "StreamingQueryManager", "functions", "types"]
+        "StreamingQueryManager", "Window", "WindowSpec", "functions", "types"]
 
 
 def test_functions_all_is_pinned():
     assert F.__all__ == [
         "abs", "approx_count_distinct", "array", "array_contains", "asc", "avg", "base64",
         "ceil", "coalesce", "col", "collect_list", "collect_set", "column", "concat",
-        "concat_ws", "count", "countDistinct", "count_distinct", "current_date",
-        "current_timestamp", "date_add", "date_format", "date_trunc", "datediff", "dayofmonth",
-        "dayofweek", "desc", "element_at", "exp", "expr", "first", "floor", "from_json",
-        "from_unixtime", "get_json_object", "greatest", "hash", "hour", "initcap", "instr",
-        "isnan", "isnull", "last", "least", "length", "lit", "log", "lower", "lpad", "ltrim",
-        "max", "md5", "mean", "min", "minute", "month", "nullif", "regexp_extract",
-        "regexp_replace", "reverse", "round", "rpad", "rtrim", "second", "session_window",
-        "size", "split", "sqrt", "stddev", "struct", "substring", "sum", "sumDistinct",
+        "concat_ws", "count", "countDistinct", "count_distinct", "crc32", "create_map",
+        "cume_dist", "current_date", "current_timestamp", "date_add", "date_format",
+        "date_trunc", "datediff", "dayofmonth", "dayofweek", "dense_rank", "desc",
+        "element_at", "exp", "explode", "explode_outer", "expr", "first", "floor",
+        "from_json", "from_unixtime", "get_json_object", "greatest", "hash", "hour",
+        "ifnull", "initcap", "instr", "isnan", "isnull", "json_tuple", "lag", "last",
+        "lead", "least", "length", "lit", "log", "lower", "lpad", "ltrim", "map_keys",
+        "map_values", "max", "max_by", "md5", "mean", "min", "min_by", "minute", "month",
+        "nullif", "nvl", "percent_rank", "percentile_approx", "posexplode",
+        "posexplode_outer", "rank", "regexp_extract", "regexp_replace", "reverse", "round",
+        "row_number", "rpad", "rtrim", "second", "session_window", "sha1", "sha2", "size",
+        "split", "sqrt", "stddev", "struct", "substring", "sum", "sumDistinct",
         "sum_distinct", "timestamp_millis", "timestamp_seconds", "to_date", "to_json",
         "to_timestamp", "trim", "unix_timestamp", "upper", "variance", "when", "window",
         "window_time", "year"]

@@ -14,13 +14,16 @@ from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
     AggregateCall,
     Alias,
+    ColumnRef,
     Expression,
     FunctionCall,
+    Literal,
     Star,
     walk,
 )
 
-__all__ = ["AGGREGATES", "compile_aggregate", "compile_aggregate_call"]
+__all__ = ["AGGREGATES", "compile_agg_args", "compile_aggregate", "compile_aggregate_call",
+           "widen_sum_input"]
 
 AggBuilder = Callable[[list[pl.Expr], AggregateCall], pl.Expr]
 
@@ -39,6 +42,42 @@ def _sum(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
     return pl.when(value.count() > 0).then(value.sum()).otherwise(None)
 
 
+def widen_sum_input(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
+    """Spark sums integers as bigint and floats as double."""
+    dtype = ctx.dtype_of(arg)
+    if dtype.is_integer():
+        return arg.cast(pl.Int64)
+    return arg.cast(pl.Float64) if dtype.is_float() else arg
+
+
+def _by(pick: str) -> AggBuilder:
+    """``max_by``/``min_by``: the value at the first row whose ordering value is the
+    largest (smallest); rows whose ordering value is NULL are skipped, as in Spark."""
+    def build(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
+        index = args[1].arg_max() if pick == "max" else args[1].arg_min()
+        return args[0].get(index, null_on_oob=True)
+
+    return build
+
+
+def _percentile_approx(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
+    """The smallest value with at least ``p`` of the non-NULL values at or below it (Spark's
+    answer, exact while the group is smaller than ``accuracy``)."""
+    values = args[0].drop_nulls().sort()
+    percentages = call.args[1]
+    if not isinstance(percentages, Literal):
+        raise AnalysisException("percentile_approx needs a literal percentage (or a list).",
+                                error_class="NON_FOLDABLE_INPUT")
+    ps = percentages.value
+    picks = [_nth_percentile(values, float(p)) for p in (ps if isinstance(ps, list) else [ps])]
+    return pl.concat_list(picks) if isinstance(ps, list) else picks[0]
+
+
+def _nth_percentile(values: pl.Expr, p: float) -> pl.Expr:
+    position = (values.len().cast(pl.Float64) * p).ceil().cast(pl.Int64) - 1
+    return values.get(pl.max_horizontal(position, pl.lit(0, dtype=pl.Int64)), null_on_oob=True)
+
+
 AGGREGATES: dict[str, AggBuilder] = {
     "count": _count,
     "sum": _sum,
@@ -50,13 +89,37 @@ AGGREGATES: dict[str, AggBuilder] = {
     "last": lambda a, c: a[0].drop_nulls().last() if c.distinct else a[0].last(),
     "count_distinct": lambda a, c: _count(a, AggregateCall("count", (), True)),
     "approx_count_distinct": lambda a, c: a[0].drop_nulls().n_unique().cast(pl.Int64),
-    "collect_list": lambda a, c: a[0].drop_nulls(),
-    "collect_set": lambda a, c: a[0].drop_nulls().unique(maintain_order=True),
+    # implode: one list per group, also without groupBy (a select) and over a window.
+    "collect_list": lambda a, c: a[0].drop_nulls().implode(),
+    "collect_set": lambda a, c: a[0].drop_nulls().unique(maintain_order=True).implode(),
     "stddev": lambda a, c: a[0].cast(pl.Float64).std(),
     "stddev_samp": lambda a, c: a[0].cast(pl.Float64).std(),
     "variance": lambda a, c: a[0].cast(pl.Float64).var(),
     "var_samp": lambda a, c: a[0].cast(pl.Float64).var(),
+    "max_by": _by("max"),
+    "min_by": _by("min"),
+    "percentile_approx": _percentile_approx,
+    "approx_percentile": _percentile_approx,
 }
+
+
+def compile_agg_args(call: AggregateCall, ctx: CompileContext) -> list[pl.Expr]:
+    """The column arguments of an aggregate, one value per input row.
+
+    A constant argument (``count(lit(1))``, ``sum(lit(2) * 3)``) is repeated once per
+    row: Polars aggregates a bare literal as a single value, so ``count`` would be 1 and
+    ``sum`` the constant itself, where Spark counts and sums every row.
+    """
+    args = [compile_expr(a, ctx) for a in call.args if not isinstance(a, Star)]
+    if call.name in ("percentile_approx", "approx_percentile"):
+        args = args[:1]
+    exprs = [a for a in call.args if not isinstance(a, Star)]
+    return [arg if _reads_rows(e) else pl.repeat(arg, pl.len())
+            for arg, e in zip(args, exprs, strict=False)]
+
+
+def _reads_rows(expr: Expression) -> bool:
+    return any(isinstance(n, (ColumnRef, Star)) for n in walk(expr))
 
 
 def compile_aggregate_call(call: AggregateCall, ctx: CompileContext) -> pl.Expr:
@@ -66,7 +129,9 @@ def compile_aggregate_call(call: AggregateCall, ctx: CompileContext) -> pl.Expr:
             f"Unknown aggregate function {call.name!r}; supported: {', '.join(AGGREGATES)}.",
             error_class="UNRESOLVED_ROUTINE",
         )
-    args = [compile_expr(a, ctx) for a in call.args if not isinstance(a, Star)]
+    args = compile_agg_args(call, ctx)
+    if call.name == "sum":
+        args = [widen_sum_input(args[0], ctx)]
     return builder(args, call)
 
 
@@ -106,6 +171,9 @@ def compile_aggregate(
         inner = k.child if isinstance(k, Alias) else k
         if isinstance(inner, FunctionCall) and is_sliding_window(inner):
             keyed = keyed.explode(k.display_name())
+        elif isinstance(inner, FunctionCall) and inner.name == "window":
+            # Spark filters out rows whose event time is NULL: no {NULL, NULL} window.
+            keyed = keyed.filter(pl.col(k.display_name()).struct.field("start").is_not_null())
     kctx = ctx.with_schema(keyed.collect_schema())
     outputs = [_compile_agg_output(a, kctx) for a in aggs]
     return keyed.group_by(key_names, maintain_order=True).agg(outputs)

@@ -6,7 +6,9 @@ Adding a function is one decorated builder here plus its constructor in
 
 from __future__ import annotations
 
+import hashlib
 import json
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +21,7 @@ from unbounded.engine.expressions import cast_to, compile_expr
 from unbounded.engine.murmur3 import spark_hash
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
-from unbounded.plan.expressions import FunctionCall
+from unbounded.plan.expressions import FunctionCall, Literal
 
 __all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function"]
 
@@ -229,11 +231,14 @@ def _split(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.E
     pattern = str(call.param("pattern"))
     limit = int(call.param("limit", -1))
     if limit > 0:
-        return args[0].map_batches(
-            lambda s: s.map_elements(lambda v: __import__("re").split(pattern, v, limit - 1),
-                                     return_dtype=pl.List(pl.String)),
-            return_dtype=pl.List(pl.String))
+        # The first limit-1 matches become a separator no input holds, then split on it.
+        marked = args[0].str.replace(pattern, _SPLIT_MARK, literal=not _is_regex(pattern),
+                                     n=limit - 1) if limit > 1 else args[0]
+        return marked.str.split(_SPLIT_MARK) if limit > 1 else pl.concat_list(marked)
     return args[0].str.split(pattern, literal=not _is_regex(pattern))
+
+
+_SPLIT_MARK = "\x00\x01split\x01\x00"
 
 
 def _is_regex(pattern: str) -> bool:
@@ -248,8 +253,8 @@ def _regexp_replace(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
 
 @_register("regexp_extract")
 def _regexp_extract(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return args[0].str.extract(str(call.param("pattern")), int(call.param("idx", 1))) \
-        .fill_null("")
+    found = args[0].str.extract(str(call.param("pattern")), int(call.param("idx", 1)))
+    return pl.when(args[0].is_not_null()).then(found.fill_null(""))  # no match: ""
 
 
 @_register("instr")
@@ -561,12 +566,124 @@ def _base64(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.
     return args[0].cast(pl.Binary).bin.encode("base64")
 
 
+def _digest(series: pl.Series, digest: Callable[[bytes], str | int | None],
+            dtype: pl.DataType) -> pl.Series:
+    """One batch through ``digest``: Polars and Arrow have no MD5/SHA/CRC32 kernels, so
+    this is the one place a function visits values in Python (a list comprehension over
+    the whole batch, never a per-row expression call)."""
+    values = series.cast(pl.Binary).to_list()
+    return pl.Series(series.name, [None if v is None else digest(v) for v in values],
+                     dtype=dtype)
+
+
+def _digest_expr(arg: pl.Expr, ctx: CompileContext, digest: Callable[[bytes], str | int | None],
+                 dtype: pl.DataType) -> pl.Expr:
+    source = arg if ctx.dtype_of(arg) in (pl.Binary, pl.String) else arg.cast(pl.String)
+    return source.map_batches(lambda s: _digest(s, digest, dtype), return_dtype=dtype,
+                              is_elementwise=True)
+
+
 @_register("md5")
 def _md5(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    import hashlib
+    return _digest_expr(args[0], ctx, lambda b: hashlib.md5(b).hexdigest(), pl.String())
 
-    return args[0].cast(pl.Binary).map_elements(
-        lambda b: hashlib.md5(b).hexdigest(), return_dtype=pl.String)
+
+@_register("sha1", "sha")
+def _sha1(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return _digest_expr(args[0], ctx, lambda b: hashlib.sha1(b).hexdigest(), pl.String())
+
+
+_SHA2 = {0: hashlib.sha256, 224: hashlib.sha224, 256: hashlib.sha256, 384: hashlib.sha384,
+         512: hashlib.sha512}
+
+
+@_register("sha2")
+def _sha2(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Spark's sha2: an unsupported bit length gives NULL."""
+    bits = call.args[1] if len(call.args) > 1 else None
+    if not isinstance(bits, Literal):
+        raise AnalysisException("sha2() needs a literal bit length (224, 256, 384, 512).",
+                                error_class="NON_FOLDABLE_INPUT")
+    algorithm = _SHA2.get(int(bits.value))
+    if algorithm is None:
+        return pl.lit(None, dtype=pl.String)
+    return _digest_expr(args[0], ctx, lambda b: algorithm(b).hexdigest(), pl.String())
+
+
+@_register("crc32")
+def _crc32(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return _digest_expr(args[0], ctx, zlib.crc32, pl.Int64())
+
+
+# ---- maps (a list of key/value structs inside the engine) ----------------------------
+@_register("map")
+def _map(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    if len(args) % 2:
+        raise AnalysisException(
+            f"[WRONG_NUM_ARGS] map() needs an even number of arguments (key, value, ...), "
+            f"got {len(args)}.", error_class="WRONG_NUM_ARGS")
+    entries = [pl.struct(k.alias("key"), v.alias("value"))
+               for k, v in zip(args[::2], args[1::2], strict=True)]
+    return pl.concat_list(entries) if entries else pl.lit([], dtype=pl.List(pl.Null))
+
+
+@_register("map_keys")
+def _map_keys(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return _entries(args[0], ctx).list.eval(pl.element().struct.field("key"))
+
+
+@_register("map_values")
+def _map_values(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return _entries(args[0], ctx).list.eval(pl.element().struct.field("value"))
+
+
+def _entries(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
+    """A map as the engine's list of key/value structs (Arrow maps read as Polars Map)."""
+    dtype = ctx.dtype_of(arg)
+    if isinstance(dtype, pl.Map):
+        return arg.cast(pl.List(pl.Struct({"key": dtype.key, "value": dtype.value})))
+    return arg
+
+
+# ---- generators: expanded into rows by the projection (engine/generators.py) ---------
+def _is_map(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct) and \
+        [f.name for f in dtype.inner.fields] == ["key", "value"]
+
+
+@_register("explode", "explode_outer")
+def _explode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    value = _entries(args[0], ctx)
+    dtype = ctx.dtype_of(value)
+    if isinstance(dtype, pl.Array):
+        return value.arr.to_list()
+    if not isinstance(dtype, pl.List):
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE] {call.name}() needs an array or a map, "
+            f"got {call.args[0].display_name()}.", error_class="DATATYPE_MISMATCH")
+    return value
+
+
+@_register("posexplode", "posexplode_outer")
+def _posexplode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    value = _explode(call, args, ctx)
+    pos = pl.int_range(pl.len(), dtype=pl.Int32).alias("pos")
+    if _is_map(ctx.dtype_of(value)):
+        entry = [pl.element().struct.field("key"), pl.element().struct.field("value")]
+        return value.list.eval(pl.struct(pos, *entry))
+    return value.list.eval(pl.struct(pos, pl.element().alias("col")))
+
+
+@_register("json_tuple")
+def _json_tuple(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    fields: tuple[str, ...] = call.param("fields") or ()
+    return pl.struct([_json_field_text(args[0], f).alias(f"c{i}")
+                      for i, f in enumerate(fields)])
+
+
+def _json_field_text(text: pl.Expr, name: str) -> pl.Expr:
+    return text.str.json_path_match("$." + name if name.isidentifier() else
+                                    "$['" + name.replace("'", "\\'") + "']")
 
 
 @_register("cast_timestamp")

@@ -18,7 +18,9 @@ from unbounded.engine.context import CompileContext, EventTimeStats, OutputColum
 from unbounded.engine.dtypes import arrow_schema_to_polars, polars_schema_to_spark
 from unbounded.engine.expressions import compile_expr, compile_projection
 from unbounded.engine.functions import is_sliding_window
+from unbounded.engine.generators import expand_generators
 from unbounded.engine.joins import join_frames
+from unbounded.engine.windows import with_window_columns
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import Alias, Expression, FunctionCall
 from unbounded.plan.logical import (
@@ -157,9 +159,11 @@ def _child(plan: LogicalPlan, inputs: Bindings, ctx: CompileContext) -> tuple[
 @compile_plan.register
 def _(plan: Project, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     frame, cctx = _child(plan.child, inputs, ctx)
-    selected, columns = compile_projection(plan.exprs, cctx)
+    frame, exprs, cctx = with_window_columns(frame, plan.exprs, cctx)
+    selected, columns = compile_projection(exprs, cctx)
     ctx.plan_columns[plan] = columns
-    return _explode_sliding_windows(frame.select(selected), plan.exprs, columns)
+    out = frame.select(selected)
+    return expand_generators(_explode_sliding_windows(out, exprs, columns), exprs)
 
 
 def _explode_sliding_windows(frame: pl.LazyFrame, exprs: tuple[Expression, ...],

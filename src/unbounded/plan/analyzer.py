@@ -17,11 +17,13 @@ from unbounded.plan.logical import (
     Aggregate,
     Limit,
     LogicalPlan,
+    Project,
     Sort,
     WithWatermark,
     is_streaming,
     walk_plan,
 )
+from unbounded.plan.window import contains_window
 
 __all__ = ["check_streaming_query", "watermarked_columns"]
 
@@ -61,6 +63,12 @@ def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
         raise _fail("Complete output mode not supported when there are no streaming "
                     "aggregations on streaming DataFrames/Datasets. Use outputMode('append').")
     for node in walk_plan(plan):
+        if isinstance(node, Project) and is_streaming(node) and any(
+                contains_window(e) for e in node.exprs):
+            raise _fail("Non-time-based windows are not supported on streaming "
+                        "DataFrames/Datasets. Use window(...) on an event-time column in "
+                        "groupBy, or apply the window function to each micro-batch inside "
+                        "foreachBatch.")
         if isinstance(node, Sort) and not (aggregates and output_mode == "complete"):
             raise _fail("Sorting is not supported on streaming DataFrames/Datasets, unless it "
                         "is on aggregated DataFrame/Dataset in Complete output mode.")

@@ -13,6 +13,7 @@ from unbounded.sql.streaming import (
     StreamingQuery,
     StreamingQueryManager,
 )
+from unbounded.sql.window import Window, WindowSpec
 
 __all__ = [
     "Column",
@@ -26,6 +27,8 @@ __all__ = [
     "SparkSession",
     "StreamingQuery",
     "StreamingQueryManager",
+    "Window",
+    "WindowSpec",
     "functions",
     "types",
 ]

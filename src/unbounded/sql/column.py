@@ -208,6 +208,19 @@ class Column:
     def desc_nulls_last(self) -> Column:
         return Column(SortOrder(self.expr, False, False))
 
+    def over(self, window: Any = None) -> Column:
+        """This aggregate or ranking function evaluated over ``window`` (a WindowSpec)."""
+        from unbounded.plan.window import WindowExpression, WindowSpec
+
+        spec = window.spec if window is not None else WindowSpec()
+        try:
+            return Column(WindowExpression(self.expr, spec))
+        except (TypeError, ValueError) as err:
+            from unbounded.errors import AnalysisException
+
+            raise AnalysisException(str(err), error_class="UNSUPPORTED_EXPR_FOR_WINDOW") \
+                from None
+
 
 def column_of(value: Any) -> Column:
     """A Column from a Column or a column name."""

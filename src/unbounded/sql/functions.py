@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
     AggregateCall,
     CaseWhen,
@@ -21,23 +22,27 @@ from unbounded.plan.expressions import (
     Star,
 )
 from unbounded.plan.intervals import parse_interval_us
+from unbounded.plan.window import RankingCall
 from unbounded.sql.column import Column, column_of, to_expr
 from unbounded.sql.types import DataType, parse_data_type, parse_ddl_schema
 
 __all__ = [
     "abs", "approx_count_distinct", "array", "array_contains", "asc", "avg", "base64",
     "ceil", "coalesce", "col", "collect_list", "collect_set", "column", "concat",
-    "concat_ws", "count", "countDistinct", "count_distinct", "current_date",
-    "current_timestamp", "date_add", "date_format", "date_trunc", "datediff", "dayofmonth",
-    "dayofweek", "desc", "element_at", "exp", "expr", "first", "floor", "from_json",
-    "from_unixtime", "get_json_object", "greatest", "hash", "hour", "initcap", "instr",
-    "isnan", "isnull", "last", "least", "length", "lit", "log", "lower", "lpad", "ltrim",
-    "max", "md5", "mean", "min", "minute", "month", "nullif", "regexp_extract",
-    "regexp_replace", "reverse", "round", "rpad", "rtrim", "second", "session_window",
-    "size", "split", "sqrt", "stddev", "struct", "substring", "sum", "sumDistinct",
-    "sum_distinct", "timestamp_millis", "timestamp_seconds", "to_date", "to_json",
-    "to_timestamp", "trim", "unix_timestamp", "upper", "variance", "when", "window",
-    "window_time", "year",
+    "concat_ws", "count", "countDistinct", "count_distinct", "crc32", "create_map",
+    "cume_dist", "current_date", "current_timestamp", "date_add", "date_format",
+    "date_trunc", "datediff", "dayofmonth", "dayofweek", "dense_rank", "desc", "element_at",
+    "exp", "explode", "explode_outer", "expr", "first", "floor", "from_json",
+    "from_unixtime", "get_json_object", "greatest", "hash", "hour", "ifnull", "initcap",
+    "instr", "isnan", "isnull", "json_tuple", "lag", "last", "lead", "least", "length",
+    "lit", "log", "lower", "lpad", "ltrim", "map_keys", "map_values", "max", "max_by",
+    "md5", "mean", "min", "min_by", "minute", "month", "nullif", "nvl", "percent_rank",
+    "percentile_approx", "posexplode", "posexplode_outer", "rank", "regexp_extract",
+    "regexp_replace", "reverse", "round", "row_number", "rpad", "rtrim", "second",
+    "session_window", "sha1", "sha2", "size", "split", "sqrt", "stddev", "struct",
+    "substring", "sum", "sumDistinct", "sum_distinct", "timestamp_millis",
+    "timestamp_seconds", "to_date", "to_json", "to_timestamp", "trim", "unix_timestamp",
+    "upper", "variance", "when", "window", "window_time", "year",
 ]
 
 
@@ -111,6 +116,45 @@ def size(c: Any) -> Column: return _call("size", c)
 def hash(*cols: Any) -> Column: return _call("hash", *cols)
 def base64(c: Any) -> Column: return _call("base64", c)
 def md5(c: Any) -> Column: return _call("md5", c)
+def sha1(c: Any) -> Column: return _call("sha1", c)
+def crc32(c: Any) -> Column: return _call("crc32", c)
+def nvl(col1: Any, col2: Any) -> Column: return _call("nvl", col1, col2)
+def ifnull(col1: Any, col2: Any) -> Column: return _call("ifnull", col1, col2)
+def map_keys(c: Any) -> Column: return _call("map_keys", c)
+def map_values(c: Any) -> Column: return _call("map_values", c)
+
+
+def sha2(c: Any, numBits: int) -> Column:
+    """SHA-2 hex digest; ``numBits`` is 224, 256 (or 0), 384 or 512, else NULL."""
+    return Column(FunctionCall("sha2", (_c(c), Literal(numBits))))
+
+
+def create_map(*cols: Any) -> Column:
+    """A map from alternating key and value columns: ``create_map(k1, v1, k2, v2)``."""
+    if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
+        cols = tuple(cols[0])
+    return _call("map", *cols)
+
+
+# ---- generators: one input row becomes zero or more output rows ----------------------
+def _generator(name: str, c: Any) -> Column:
+    # The projection names the rows ``col`` (``pos``, ``key``, ``value``), as Spark does.
+    return Column(FunctionCall(name, (_c(c),)))
+
+
+def explode(col: Any) -> Column: return _generator("explode", col)
+def explode_outer(col: Any) -> Column: return _generator("explode_outer", col)
+def posexplode(col: Any) -> Column: return _generator("posexplode", col)
+def posexplode_outer(col: Any) -> Column: return _generator("posexplode_outer", col)
+
+
+def json_tuple(col: Any, *fields: Any) -> Column:
+    """One string column per field (``c0``, ``c1``...) read from a JSON object column."""
+    fields = tuple(str(_constant(f).value) for f in fields)  # names, or lit(...) from SQL
+    if not fields:
+        raise AnalysisException("json_tuple needs at least one field name.",
+                                error_class="WRONG_NUM_ARGS")
+    return Column(FunctionCall("json_tuple", (_c(col),), (("fields", fields),)))
 def current_timestamp() -> Column: return _call("current_timestamp")
 def current_date() -> Column: return _call("current_date")
 def year(c: Any) -> Column: return _call("year", c)
@@ -145,7 +189,7 @@ def regexp_replace(c: Any, pattern: str, replacement: str) -> Column:
     return _call("regexp_replace", c, pattern=pattern, replacement=replacement)
 
 
-def regexp_extract(c: Any, pattern: str, idx: int) -> Column:
+def regexp_extract(c: Any, pattern: str, idx: int = 1) -> Column:
     return _call("regexp_extract", c, pattern=pattern, idx=idx)
 
 
@@ -237,8 +281,6 @@ def window(
     startTime: str | None = None,
 ) -> Column:
     """Event-time windows: tumbling, or sliding when ``slideDuration`` is shorter."""
-    from unbounded.errors import AnalysisException
-
     duration = parse_interval_us(windowDuration)
     slide = parse_interval_us(slideDuration) if slideDuration else duration
     start = parse_interval_us(startTime) if startTime else 0
@@ -306,3 +348,52 @@ def approx_count_distinct(c: Any, rsd: float | None = None) -> Column:
     return _agg("approx_count_distinct", c)
 
 
+
+
+def max_by(col: Any, ord: Any) -> Column:
+    """The value of ``col`` at the row with the largest ``ord`` (NULL orderings skipped)."""
+    return Column(AggregateCall("max_by", (_c(col), _c(ord))))
+
+
+def min_by(col: Any, ord: Any) -> Column:
+    """The value of ``col`` at the row with the smallest ``ord`` (NULL orderings skipped)."""
+    return Column(AggregateCall("min_by", (_c(col), _c(ord))))
+
+
+def percentile_approx(col: Any, percentage: Any, accuracy: Any = 10000) -> Column:
+    """The smallest value with at least ``percentage`` of the rows at or below it; a list
+    of percentages gives an array. Exact for groups smaller than ``accuracy``."""
+    value = _constant(percentage)
+    accuracy_value = accuracy.expr if isinstance(accuracy, Column) else Literal(accuracy)
+    return Column(AggregateCall("percentile_approx", (_c(col), value, accuracy_value)))
+
+
+def _constant(value: Any) -> Literal:
+    """A literal (or a list of literals, given as a list or as ``array(...)``)."""
+    if isinstance(value, (list, tuple)):
+        return Literal([_constant(v).value for v in value])
+    expr = value.expr if isinstance(value, Column) else Literal(value)
+    if isinstance(expr, FunctionCall) and expr.name == "array":
+        return Literal([_constant(Column(a)).value for a in expr.args])
+    if not isinstance(expr, Literal):
+        raise AnalysisException(f"Expected a literal, got {expr.display_name()}.",
+                                error_class="NON_FOLDABLE_INPUT")
+    return expr
+
+
+# ---- window functions: used with .over(Window...) --------------------------------------
+def row_number() -> Column: return Column(RankingCall("row_number"))
+def rank() -> Column: return Column(RankingCall("rank"))
+def dense_rank() -> Column: return Column(RankingCall("dense_rank"))
+def percent_rank() -> Column: return Column(RankingCall("percent_rank"))
+def cume_dist() -> Column: return Column(RankingCall("cume_dist"))
+
+
+def lag(col: Any, offset: int = 1, default: Any = None) -> Column:
+    """The value ``offset`` rows before in the window's order (``default`` past the start)."""
+    return Column(RankingCall("lag", (_c(col), Literal(offset), to_expr(default))))
+
+
+def lead(col: Any, offset: int = 1, default: Any = None) -> Column:
+    """The value ``offset`` rows after in the window's order (``default`` past the end)."""
+    return Column(RankingCall("lead", (_c(col), Literal(offset), to_expr(default))))

@@ -11,9 +11,6 @@ from typing import Any
 import polars as pl
 import pytest
 
-# Importing the engine before unbounded.sql currently runs into an import cycle
-# (engine.dtypes -> sql/__init__ -> session -> engine.plans); load the API package first.
-import unbounded.sql  # noqa: F401
 from unbounded.engine.aggregates import compile_aggregate
 from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import compile_expr
@@ -148,6 +145,11 @@ SAMPLE_CALLS = {
     "trim": "trim(s)", "unix_timestamp": "unix_timestamp(ts)", "upper": "upper(s)",
     "window": "window(ts, '1 minute')", "window_time": "window_time(window(ts, '1 minute'))",
     "year": "year(d)",
+    "crc32": "crc32(s)", "sha1": "sha1(s)", "sha2": "sha2(s, 256)", "nvl": "nvl(x, 1)",
+    "ifnull": "ifnull(x, 1)", "map_keys": "map_keys(map(s, x))",
+    "map_values": "map_values(map(s, x))", "explode": "explode(arr)",
+    "explode_outer": "explode_outer(arr)", "posexplode": "posexplode(arr)",
+    "posexplode_outer": "posexplode_outer(arr)", "json_tuple": "json_tuple(j, 'a', 'b')",
 }
 
 
