@@ -1,9 +1,14 @@
-"""``SparkSession``: the entry point; wiring only (builder, conf, readers, streams)."""
+"""``SparkSession``: the entry point; wiring only (builder, conf, readers, streams).
+
+This module sits above ``unbounded.sql``, whose ``__init__`` re-exports it (as
+``pyspark.sql`` does). So it imports the ``sql`` modules where a session uses them,
+never while it is being defined: ``import unbounded.session`` works as a first import.
+"""
 
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
@@ -12,9 +17,11 @@ from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
 from unbounded.plan.logical import DataRelation
 from unbounded.plan.types import StructType, parse_ddl_schema
-from unbounded.sql.dataframe import DataFrame
-from unbounded.sql.readwriter import DataFrameReader
-from unbounded.sql.streaming import DataStreamReader, StreamingQueryManager
+
+if TYPE_CHECKING:
+    from unbounded.sql.dataframe import DataFrame
+    from unbounded.sql.readwriter import DataFrameReader
+    from unbounded.sql.streaming import DataStreamReader, StreamingQueryManager
 
 __all__ = ["RuntimeConfig", "SparkSession"]
 
@@ -95,6 +102,8 @@ class SparkSession:
             return SparkSession(dict(self._options))
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
+        from unbounded.sql.streaming import StreamingQueryManager
+
         self.conf = RuntimeConfig(dict(options or {}))
         self._streams = StreamingQueryManager(self)
         self._views: dict[str, DataFrame] = {}
@@ -112,10 +121,14 @@ class SparkSession:
 
     @property
     def readStream(self) -> DataStreamReader:
+        from unbounded.sql.streaming import DataStreamReader
+
         return DataStreamReader(self)
 
     @property
     def read(self) -> DataFrameReader:
+        from unbounded.sql.readwriter import DataFrameReader
+
         return DataFrameReader(self)
 
     @property
@@ -133,6 +146,7 @@ class SparkSession:
 
     def createDataFrame(self, data: Any, schema: StructType | str | list[str] | None = None,
                         ) -> DataFrame:
+        from unbounded.sql.dataframe import DataFrame
         from unbounded.sql.local_data import table_from_data
 
         if isinstance(schema, str):
@@ -140,6 +154,8 @@ class SparkSession:
         return DataFrame(DataRelation(table_from_data(data, schema)), self)
 
     def range(self, start: int, end: int | None = None, step: int = 1) -> DataFrame:
+        from unbounded.sql.dataframe import DataFrame
+
         if end is None:
             start, end = 0, start
         return DataFrame(DataRelation(pa.table({"id": pa.array(range(start, end, step),
@@ -147,6 +163,7 @@ class SparkSession:
 
     def table(self, tableName: str) -> DataFrame:
         from unbounded.sinks.memory import memory_table
+        from unbounded.sql.dataframe import DataFrame
 
         if tableName in self._views:
             return self._views[tableName]

@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any
 from unbounded.engine.context import EventTimeStats
 
 if TYPE_CHECKING:
-    from unbounded.runtime.tasks import TaskResult
-    from unbounded.runtime.watermarks import WatermarkTracker
     from unbounded.sinks.base import Sink
     from unbounded.sources.base import Source
 
@@ -139,20 +137,13 @@ class ProgressReporter:
         return 0.0 if last is None else now - last
 
 
-def event_time_report(results: list[TaskResult], watermarks: WatermarkTracker) -> dict[str, Any]:
-    """Fold a batch's event times into the watermarks; Spark's ``eventTime`` progress."""
-    if not watermarks.enabled:
-        return {}
-    merged: dict[str, EventTimeStats] = {}
-    for r in results:
-        for key, stats in r.event_time.items():
-            merged.setdefault(key, EventTimeStats()).merge(stats)
-    watermark_before = watermarks.current_ms
-    watermarks.observe(merged)
-    report: dict[str, Any] = {"watermark": iso_ms(watermark_before)}
+def event_time_report(stats: dict[str, EventTimeStats], watermark_ms: int) -> dict[str, Any]:
+    """Spark's ``eventTime`` progress: the batch's event-time range and the watermark it
+    ran with (moving the watermark is the runner's job, not this report's)."""
+    report: dict[str, Any] = {"watermark": iso_ms(watermark_ms)}
     total = EventTimeStats()
-    for stats in merged.values():
-        total.merge(stats)
+    for seen in stats.values():
+        total.merge(seen)
     if total.count:
         report.update(min=iso_ms((total.min_us or 0) // 1000),
                       max=iso_ms((total.max_us or 0) // 1000),

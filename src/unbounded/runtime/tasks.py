@@ -7,7 +7,6 @@ executor may run it on a thread here or ship it to another process.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -17,6 +16,8 @@ from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.plans import compile_plan
 from unbounded.plan.logical import LogicalPlan
 from unbounded.plan.types import StructType
+from unbounded.runtime.stages import InputId
+from unbounded.runtime.stateful.base import MapSide
 from unbounded.sources.base import InputPartition, SupportsLazyScan
 
 __all__ = ["PartitionTask", "TaskResult", "run_task"]
@@ -24,6 +25,9 @@ __all__ = ["PartitionTask", "TaskResult", "run_task"]
 
 @dataclass
 class TaskResult:
+    """What one task made of its partition, tagged with the input it feeds."""
+
+    input_id: InputId
     table: pa.Table
     input_rows: int
     event_time: dict[str, EventTimeStats] = field(default_factory=dict)
@@ -33,15 +37,17 @@ class TaskResult:
 @dataclass(frozen=True)
 class PartitionTask:
     """Run ``plan`` with the streaming leaf ``relation_id`` bound to one partition and
-    every other streaming leaf empty (the plan is row-local, so this is exact)."""
+    every other streaming leaf empty (the plan is row-local, so this is exact), then the
+    consuming operator's map side, if it has one."""
 
+    input_id: InputId
     plan: LogicalPlan
     relation_id: str | None
     partition: InputPartition | None
     source_schema: StructType | None
     batch_timestamp_us: int
     watermark_us: int
-    map_side: Any = None  # a stateful operator's per-task stage (picklable), if any
+    map_side: MapSide | None = None
 
 
 def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
@@ -55,42 +61,31 @@ def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
 
 
 def run_task(task: PartitionTask) -> TaskResult:
-    if getattr(task.map_side, "fused", False):
-        return _run_fused(task)
+    """Read, the row-local plan and the map side as one lazy Polars query where the
+    partition can be scanned lazily (no intermediate frame is materialized)."""
     inputs: dict[str, pl.LazyFrame] = {}
     rows = 0
     if task.partition is not None and task.relation_id is not None:
-        assert task.source_schema is not None
-        table = task.partition.read()
-        rows = table.num_rows
-        inputs[task.relation_id] = source_frame(table, task.source_schema)
-    ctx = CompileContext(pl.Schema(), task.batch_timestamp_us, task.watermark_us,
-                         observe_event_time=True)
-    out = compile_plan(task.plan, inputs, ctx).collect()
-    dropped = 0
-    if task.map_side is not None:
-        out, dropped = task.map_side(out, task.watermark_us // 1000)
-    return TaskResult(out.to_arrow(), rows, ctx.event_time, dropped)
-
-
-def _run_fused(task: PartitionTask) -> TaskResult:
-    """Read, the plan below the aggregation and the map-side aggregation as one lazy
-    Polars query on its streaming engine (no intermediate frame is materialized)."""
-    inputs: dict[str, pl.LazyFrame] = {}
-    rows = 0
-    if task.partition is not None and task.relation_id is not None:
-        assert task.source_schema is not None
-        scanned = task.partition.scan() if isinstance(task.partition, SupportsLazyScan) \
-            else None
-        if scanned is None:
-            table = task.partition.read()
-            scanned = source_frame(table, task.source_schema), table.num_rows
-        inputs[task.relation_id], rows = scanned
-    own_stats = task.map_side.watermark is not None
+        inputs[task.relation_id], rows = _scan(task)
+    map_side = task.map_side
+    own_stats = map_side is not None and map_side.observed_watermark is not None
     ctx = CompileContext(pl.Schema(), task.batch_timestamp_us, task.watermark_us,
                          observe_event_time=not own_stats)
     frame = compile_plan(task.plan, inputs, ctx)
-    partial, dropped, stats = task.map_side.run_lazy(frame, task.watermark_us // 1000)
-    if stats is not None:
-        ctx.event_time[task.map_side.watermark[0]] = stats
-    return TaskResult(partial.to_arrow(), rows, ctx.event_time, dropped)
+    if map_side is None:
+        return TaskResult(task.input_id, frame.collect().to_arrow(), rows, ctx.event_time)
+    out = map_side.run(frame, task.watermark_us)
+    if out.event_time is not None:
+        ctx.event_time[out.event_time[0]] = out.event_time[1]
+    return TaskResult(task.input_id, out.rows.to_arrow(), rows, ctx.event_time,
+                      out.dropped_late)
+
+
+def _scan(task: PartitionTask) -> tuple[pl.LazyFrame, int]:
+    assert task.partition is not None and task.source_schema is not None
+    if task.map_side is not None and isinstance(task.partition, SupportsLazyScan):
+        scanned = task.partition.scan()
+        if scanned is not None:
+            return scanned
+    table = task.partition.read()
+    return source_frame(table, task.source_schema), table.num_rows

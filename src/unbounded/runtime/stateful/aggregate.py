@@ -10,7 +10,7 @@ keys whose window the watermark closed (then removed from state).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,9 @@ from unbounded.plan.expressions import (
 )
 from unbounded.plan.logical import Aggregate, WithWatermark, walk_plan
 from unbounded.runtime.stateful.base import (
+    BatchInfo,
+    InputBatch,
+    MapSideOutput,
     OperatorContext,
     OperatorOutput,
     PartitionedState,
@@ -225,18 +228,23 @@ class MapSideAggregation:
     order_sensitive: bool = False
 
     @property
-    def fused(self) -> bool:
-        """Whether ``run_lazy`` can do the whole task in one streaming Polars query
-        (sliding windows repeat rows, so they take the eager path)."""
-        return not self.sliding
+    def observed_watermark(self) -> str | None:
+        # Sliding windows repeat rows, so they take the eager path, which leaves the
+        # statistics to the task.
+        return self.watermark[0] if self.watermark is not None and not self.sliding else None
 
-    def run_lazy(self, rows: pl.LazyFrame, watermark_ms: int
-                 ) -> tuple[pl.DataFrame, int, EventTimeStats | None]:
+    def run(self, rows: pl.LazyFrame, watermark_us: int) -> MapSideOutput:
+        if self.sliding:
+            return self._run_eager(rows.collect(), watermark_us)
+        return self._run_fused(rows, watermark_us)
+
+    def _run_fused(self, rows: pl.LazyFrame, watermark_us: int) -> MapSideOutput:
         """The partial rows, the late-row count and the watermark column's statistics,
-        from one scan: the grouping of on-time rows and one summary row (late count,
-        event-time min/max/sum/count over all rows) are sibling queries."""
-        late = self._late(watermark_ms).fill_null(False) \
-            if self.event_time is not None and watermark_ms > 0 else pl.lit(False)
+        from one scan on Polars' streaming engine: the grouping of on-time rows and one
+        summary row (late count, event-time min/max/sum/count over all rows) are sibling
+        queries."""
+        late = self._late(watermark_us).fill_null(False) \
+            if self.event_time is not None and watermark_us > 0 else pl.lit(False)
         keyed = rows.with_columns(self.key_exprs).with_columns(late.alias(_LATE))
         summary = [pl.col(_LATE).sum().alias("late")]
         if self.watermark is not None:  # over all rows: cheaper than per group
@@ -248,33 +256,33 @@ class MapSideAggregation:
              keyed.select(summary)],
             engine="in-memory" if self.order_sensitive else "streaming")
         row = totals.row(0)
-        dropped = int(row[0] or 0)
         stats = None
         if self.watermark is not None:
-            stats = EventTimeStats(row[1], row[2], int(row[3] or 0), int(row[4] or 0))
-        return partial, dropped, stats
+            stats = self.watermark[0], EventTimeStats(row[1], row[2], int(row[3] or 0),
+                                                      int(row[4] or 0))
+        return MapSideOutput(partial, int(row[0] or 0), stats)
 
-    def __call__(self, rows: pl.DataFrame, watermark_ms: int) -> tuple[pl.DataFrame, int]:
+    def _run_eager(self, rows: pl.DataFrame, watermark_us: int) -> MapSideOutput:
         keyed = rows.with_columns(self.key_exprs)
         for name in self.sliding:
             keyed = keyed.explode(name)
         dropped = 0
-        if self.event_time is not None and watermark_ms > 0:
+        if self.event_time is not None and watermark_us > 0:
             before = keyed.height
-            keyed = keyed.filter(~self._late(watermark_ms).fill_null(False))
+            keyed = keyed.filter(~self._late(watermark_us).fill_null(False))
             dropped = before - keyed.height
-        return keyed.group_by(list(self.key_names)).agg(self.partial), dropped
+        return MapSideOutput(keyed.group_by(list(self.key_names)).agg(self.partial), dropped)
 
-    def _late(self, watermark_ms: int) -> pl.Expr:
+    def _late(self, watermark_us: int) -> pl.Expr:
         """Rows at or below the watermark (for a window key: whose window end is)."""
         assert self.event_time is not None
         durations = dict(self.tumbling)
         column = pl.col(self.event_time)
         if self.event_time in durations:
-            return column + durations[self.event_time] <= watermark_ms * 1000
+            return column + durations[self.event_time] <= watermark_us
         if self.event_time in self.sliding:
             column = column.struct.field("end")
-        return column <= pl.lit(watermark_ms * 1000, dtype=pl.Int64).cast(_UTC_US)
+        return column <= pl.lit(watermark_us, dtype=pl.Int64).cast(_UTC_US)
 
 
 class StreamingAggregation:
@@ -312,22 +320,26 @@ class StreamingAggregation:
             _own_watermark(node), _order_sensitive(node))
         self.combine = [c.alias(p.meta.output_name()) for a in self.aggs
                         for c, p in zip(a.combine, a.partial, strict=True)]
-        empty, _ = self.map_side(pl.DataFrame(schema=input_schema), 0)
+        empty = self.map_side.run(pl.LazyFrame(schema=input_schema), 0).rows
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)
         self.state = PartitionedState(ctx, self.schema)
 
+    @property
+    def map_sides(self) -> tuple[MapSideAggregation]:
+        return (self.map_side,)
+
     # ---- one batch ---------------------------------------------------------------------
-    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int,
-                dropped: int = 0) -> OperatorOutput:
-        """``batch`` holds the partial rows the tasks' ``map_side`` produced."""
+    def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
+        """The input holds the partial rows the tasks' map side produced."""
         started = time.perf_counter()
+        partials, dropped = inputs[0].rows, inputs[0].dropped_late
         results = map_partitions(
-            self.ctx, batch, self.key_names,
-            lambda p, rows: self._process_partition(p, self._combine(rows), batch_id,
-                                                    watermark_ms))
+            self.ctx, partials, self.key_names,
+            lambda p, rows: self._process_partition(p, self._combine(rows), batch.batch_id,
+                                                    batch.watermark_us))
         rows = pl.concat([r[0] for r in results], how="vertical_relaxed") if results else None
-        out = self._finalize(rows if rows is not None else batch.clear())
+        out = self._finalize(rows if rows is not None else partials.clear())
         metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
         metrics.update(numRowsDroppedByWatermark=dropped, operatorName="stateStoreSave",
                        numShufflePartitions=self.ctx.num_partitions,
@@ -341,16 +353,16 @@ class StreamingAggregation:
             return partials
         return partials.group_by(self.key_names).agg(self.combine)
 
-    def _closed(self, watermark_ms: int) -> pl.Expr:
+    def _closed(self, watermark_us: int) -> pl.Expr:
         assert self.event_time is not None
         name, is_window = self.event_time
         if name in self.tumbling:  # kept as the window's start (us) until the output
-            return pl.col(name) + self.tumbling[name][1] <= watermark_ms * 1000
+            return pl.col(name) + self.tumbling[name][1] <= watermark_us
         column = pl.col(name).struct.field("end") if is_window else pl.col(name)
-        return column <= pl.lit(watermark_ms * 1000, dtype=pl.Int64).cast(_UTC_US)
+        return column <= pl.lit(watermark_us, dtype=pl.Int64).cast(_UTC_US)
 
     def _process_partition(self, partition: int, partial: pl.DataFrame, batch_id: int,
-                           watermark_ms: int) -> tuple[pl.DataFrame, dict[str, int]]:
+                           watermark_us: int) -> tuple[pl.DataFrame, dict[str, int]]:
         store = self.state.store(partition, batch_id)
         try:
             merged = self._merge(store.lookup(partial.select(self.key_names).to_arrow()), partial)
@@ -358,8 +370,8 @@ class StreamingAggregation:
                 store.upsert(merged.to_arrow(), distinct=True)
             mode = self.ctx.output_mode
             closed = None
-            if self.event_time is not None and watermark_ms > 0:
-                closed = frame_of(store.evict(self._closed(watermark_ms)))
+            if self.event_time is not None and watermark_us > 0:
+                closed = frame_of(store.evict(self._closed(watermark_us)))
             if mode == "complete":
                 emitted = frame_of(store.scan())
             elif mode == "update":

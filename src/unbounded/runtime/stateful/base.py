@@ -1,34 +1,26 @@
 """What every stateful operator shares: the plan split, key partitioning, state access.
 
-A streaming plan with one stateful node S runs in three parts each batch: the row-local
-plan below S on partition tasks; S itself against its state stores, one per state
-partition (key hash modulo ``spark.sql.shuffle.partitions``, fixed at the first run);
-and the row-local plan above S on S's output.
+The physical plan (``runtime/stages.py``) gives each stateful node its inputs; the node
+runs against its state stores, one per state partition (key hash modulo
+``spark.sql.shuffle.partitions``, fixed at the first run).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 import pyarrow as pa
 
 from unbounded.checkpoint.atomic import write_atomic
+from unbounded.engine.context import EventTimeStats
 from unbounded.errors import AnalysisException, CheckpointCorruptError
 from unbounded.executors.base import Executor
-from unbounded.plan.logical import (
-    Aggregate,
-    BoundRelation,
-    Deduplicate,
-    LogicalPlan,
-    WithWatermark,
-    replace_node,
-    walk_plan,
-)
+from unbounded.plan.logical import LogicalPlan, WithWatermark, walk_plan
 from unbounded.state.base import (
     StateSchema,
     StateStore,
@@ -38,37 +30,12 @@ from unbounded.state.base import (
 )
 from unbounded.state.registry import create_provider
 
-__all__ = ["OperatorContext", "OperatorOutput", "PartitionedState", "StatefulOperator",
-           "StatefulSplit", "frame_of", "map_partitions", "partition_ids", "split_stateful",
-           "sum_metrics"]
+__all__ = ["BatchInfo", "InputBatch", "MapSide", "MapSideOutput", "OperatorContext",
+           "OperatorOutput", "PartitionedState", "StatefulOperator", "frame_of",
+           "map_partitions", "partition_ids", "sum_metrics", "watermark_delays"]
 
 R = TypeVar("R")
 _PROBE = pl.DataFrame({"a": [1, 2, None], "s": ["x", None, "z"]})
-
-
-@dataclass(frozen=True)
-class StatefulSplit:
-    below: LogicalPlan
-    node: Aggregate | Deduplicate
-    above: LogicalPlan
-    placeholder: BoundRelation
-
-
-def split_stateful(plan: LogicalPlan) -> StatefulSplit | None:
-    """Split ``plan`` at its stateful node; None for a stateless plan."""
-    nodes = [n for n in walk_plan(plan) if isinstance(n, (Aggregate, Deduplicate))]
-    if not nodes:
-        return None
-    if len(nodes) > 1:
-        raise AnalysisException(
-            "Only one stateful operator (aggregation or deduplication) per streaming query is "
-            "supported; split the pipeline into two queries chained through a sink.",
-            error_class="UNSUPPORTED_STREAMING_OPERATION")
-    node = nodes[0]
-    from unbounded.engine.plans import plan_schema
-
-    placeholder = BoundRelation(plan_schema(node))
-    return StatefulSplit(node.child, node, replace_node(plan, node, placeholder), placeholder)
 
 
 def watermark_delays(plan: LogicalPlan) -> dict[str, int]:
@@ -94,22 +61,63 @@ class OperatorOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-MapSide = Callable[[pl.DataFrame, int], tuple[pl.DataFrame, int]]
+@dataclass(frozen=True)
+class BatchInfo:
+    """The batch an operator runs, with its clock in microseconds.
+
+    ``watermark_us`` filters late rows and evicts state; it is the watermark logged in
+    ``offsets/N``, so a re-run of the batch sees the same value.
+    """
+
+    batch_id: int
+    timestamp_us: int
+    watermark_us: int
+
+
+@dataclass
+class InputBatch:
+    """One input's rows for this batch (what its map side made of them, if it has one)
+    and how many late rows the map side already dropped."""
+
+    rows: pl.DataFrame
+    dropped_late: int = 0
+
+
+@dataclass
+class MapSideOutput:
+    rows: pl.DataFrame
+    dropped_late: int = 0
+    # Statistics of a watermark column computed in the same pass: (node id, stats).
+    event_time: tuple[str, EventTimeStats] | None = None
+
+
+@runtime_checkable
+class MapSide(Protocol):
+    """An operator's per-task stage, run where the rows are read (a thread here, another
+    process later), so it must pickle. It reduces one partition's rows before they are
+    routed to state partitions."""
+
+    @property
+    def observed_watermark(self) -> str | None:
+        """The withWatermark node whose event-time statistics ``run`` computes itself
+        (the task then does not); None when it computes none."""
+        ...
+
+    def run(self, rows: pl.LazyFrame, watermark_us: int) -> MapSideOutput: ...
 
 
 class StatefulOperator(Protocol):
-    """``map_side``, when not None, runs in each partition task on the rows below the
-    operator (with the batch's watermark) and returns what ``process`` receives, plus the
-    number of late rows it dropped."""
+    """A node that keeps state across batches, with one input per child."""
 
     @property
-    def map_side(self) -> MapSide | None: ...
+    def map_sides(self) -> tuple[MapSide | None, ...]:
+        """Per input, the stage its partition tasks run (None: rows pass as they are)."""
+        ...
 
-    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int,
-                dropped: int = 0) -> OperatorOutput:
-        """Fold ``batch`` into the state (version ``batch_id`` -> ``batch_id + 1``) and
-        return the rows the output mode emits; a re-run of ``batch_id`` recomputes the
-        same version from the same input."""
+    def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
+        """Fold the inputs into the state (version ``batch_id`` -> ``batch_id + 1``) and
+        return the rows the output mode emits; a re-run of a batch recomputes the same
+        version from the same input."""
         ...
 
     def maintenance(self, min_versions: int) -> None:

@@ -10,12 +10,15 @@ late and dropped in both.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import polars as pl
 
 from unbounded.errors import AnalysisException
 from unbounded.plan.logical import Deduplicate
 from unbounded.runtime.stateful.base import (
+    BatchInfo,
+    InputBatch,
     MapSide,
     OperatorContext,
     OperatorOutput,
@@ -57,21 +60,21 @@ class StreamingDeduplication:
         self.schema = StateSchema(key_schema, value)
         self.state = PartitionedState(ctx, self.schema)
 
-    map_side: MapSide | None = None  # the whole operator runs on the batch's rows
+    map_sides: tuple[MapSide | None, ...] = (None,)  # the operator runs on the batch's rows
 
-    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int,
-                dropped: int = 0) -> OperatorOutput:
+    def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
         started = time.perf_counter()
+        rows, batch_id, watermark_us = inputs[0].rows, batch.batch_id, batch.watermark_us
         dropped = 0
-        wm = pl.lit(watermark_ms * 1000, dtype=pl.Int64).cast(_UTC_US)
-        if self.event_time is not None and watermark_ms > 0:
-            before = batch.height
-            batch = batch.filter(~(pl.col(self.event_time) <= wm).fill_null(False))
-            dropped = before - batch.height
-        firsts = batch.unique(subset=self.keys, keep="first", maintain_order=True)
+        wm = pl.lit(watermark_us, dtype=pl.Int64).cast(_UTC_US)
+        if self.event_time is not None and watermark_us > 0:
+            before = rows.height
+            rows = rows.filter(~(pl.col(self.event_time) <= wm).fill_null(False))
+            dropped = before - rows.height
+        firsts = rows.unique(subset=self.keys, keep="first", maintain_order=True)
         results = map_partitions(
             self.ctx, firsts, self.keys,
-            lambda p, rows: self._process_partition(p, rows, batch_id, wm, watermark_ms))
+            lambda p, part: self._process_partition(p, part, batch_id, wm, watermark_us))
         out = pl.concat([r[0] for r in results]) if results else firsts.clear()
         metrics = sum_metrics([r[1] for r in results])
         metrics.update(operatorName="dedupe", numRowsDroppedByWatermark=dropped,
@@ -87,7 +90,7 @@ class StreamingDeduplication:
         return (pl.col(self.event_time).dt.epoch("us") + delay).cast(_UTC_US)
 
     def _process_partition(self, partition: int, rows: pl.DataFrame, batch_id: int,
-                           wm: pl.Expr, watermark_ms: int) -> tuple[pl.DataFrame, dict[str, int]]:
+                           wm: pl.Expr, watermark_us: int) -> tuple[pl.DataFrame, dict[str, int]]:
         store = self.state.store(partition, batch_id)
         try:
             found = pl.from_arrow(store.lookup(rows.select(self.keys).to_arrow()))
@@ -96,7 +99,7 @@ class StreamingDeduplication:
             if fresh.height:
                 store.upsert(fresh.select([*self.keys, self._expiry().alias(_EXPIRES)])
                              .to_arrow())
-            if self.evicts and watermark_ms > 0:
+            if self.evicts and watermark_us > 0:
                 column = pl.col(_EXPIRES) if self.within else pl.col(self.event_time or "")
                 store.evict(column <= wm)
             store.commit()

@@ -17,6 +17,7 @@ re-run of a batch rewrites the same rows; the state metrics count input rows, no
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import AggregateCall, Alias, ColumnRef, Expression, Star, walk
 from unbounded.plan.logical import Aggregate
 from unbounded.runtime.stateful.base import (
+    BatchInfo,
+    InputBatch,
     MapSide,
     OperatorContext,
     OperatorOutput,
@@ -136,21 +139,21 @@ class StreamingSessionAggregation:
         return StateSchema(key, pa.schema([f for f in table.schema if f.name != _ROW_ID]))
 
     # ---- one batch ---------------------------------------------------------------------
-    map_side: MapSide | None = None  # the whole operator runs on the batch's rows
+    map_sides: tuple[MapSide | None, ...] = (None,)  # the operator runs on the batch's rows
 
-    def process(self, batch: pl.DataFrame, batch_id: int, watermark_ms: int,
-                dropped: int = 0) -> OperatorOutput:
+    def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
         started = time.perf_counter()
-        rows = self._rows(batch, batch_id)
+        rows = self._rows(inputs[0].rows, batch.batch_id)
         dropped = 0
-        if self.evicts and watermark_ms > 0:
+        if self.evicts and batch.watermark_us > 0:
             before = rows.height
-            rows = rows.filter(pl.col(SESSION_END) > watermark_ms * 1000)
+            rows = rows.filter(pl.col(SESSION_END) > batch.watermark_us)
             dropped = before - rows.height
         parts = self._partitions(rows)
         tasks = [(p, rows.filter(parts == p)) for p in range(self.ctx.num_partitions)]
         results = self.ctx.executor.map(
-            lambda task: self._process_partition(task[0], task[1], batch_id, watermark_ms),
+            lambda task: self._process_partition(task[0], task[1], batch.batch_id,
+                                                 batch.watermark_us),
             tasks)
         out = pl.concat([r[0] for r in results], how="vertical_relaxed")
         metrics: dict[str, Any] = {}
@@ -178,7 +181,7 @@ class StreamingSessionAggregation:
         return partition_ids(rows, self.group_names, self.ctx.num_partitions)
 
     def _process_partition(self, partition: int, rows: pl.DataFrame, batch_id: int,
-                           watermark_ms: int) -> tuple[pl.DataFrame, dict[str, int]]:
+                           watermark_us: int) -> tuple[pl.DataFrame, dict[str, int]]:
         store = self.state.store(partition, batch_id)
         try:
             if rows.height:
@@ -187,7 +190,7 @@ class StreamingSessionAggregation:
             sessions = assign_sessions(stored, self.group_names, self.session_name,
                                        self.bounds.dtype, tie_break=[_ROW_ID])
             if self.evicts:
-                wm = pl.lit(watermark_ms * 1000, dtype=pl.Int64).cast(self.bounds.dtype)
+                wm = pl.lit(watermark_us, dtype=pl.Int64).cast(self.bounds.dtype)
                 sessions = sessions.filter(
                     pl.col(self.session_name).struct.field("end") <= wm)
                 if sessions.height:

@@ -1,0 +1,237 @@
+"""One run of a streaming query: what it owns and how it starts and ends.
+
+``StreamExecution`` holds the run's life: the checkpoint lock, the query's metadata and
+logs, its sources, sink and stateful operators, its thread, status, progress and stop.
+How batches are made is the execution protocol beside it: ``MicroBatchExecution``
+today; a continuous protocol (long-running partition readers, epoch commits) will sit
+beside it and reuse everything here. Spark splits ``StreamExecution`` from
+``MicroBatchExecution``/``ContinuousExecution`` the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import deque
+
+from unbounded.checkpoint.lock import CheckpointLock
+from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
+from unbounded.errors import AnalysisException, StreamingQueryException
+from unbounded.executors.base import Executor
+from unbounded.plan.logical import StreamingRelation, streaming_relations
+from unbounded.runtime.microbatch import MicroBatchExecution
+from unbounded.runtime.progress import Progress, ProgressReporter
+from unbounded.runtime.spec import QuerySpec
+from unbounded.runtime.stage_runner import StageRunner
+from unbounded.runtime.stages import plan_stages
+from unbounded.runtime.stateful.base import OperatorContext, StatefulOperator
+from unbounded.runtime.stateful.factory import create_operator
+from unbounded.runtime.triggers import Continuous
+from unbounded.sinks.base import Sink, SinkContext
+from unbounded.sources.base import Source, SourceContext, SupportsStatusReports
+from unbounded.sources.registry import create_source
+from unbounded.state.base import StateStoreConf
+
+__all__ = ["StreamExecution"]
+
+log = logging.getLogger(__name__)
+
+
+class StreamExecution:
+    """One run of a streaming query on its own thread."""
+
+    def __init__(self, spec: QuerySpec, executor: Executor) -> None:
+        if isinstance(spec.trigger, Continuous):
+            raise AnalysisException(
+                "Continuous processing is not supported yet; use trigger(processingTime=...).",
+                error_class="UNSUPPORTED_TRIGGER")
+        self.spec = spec
+        self.executor = executor
+        self.run_id = str(uuid.uuid4())
+        self.relations: list[StreamingRelation] = streaming_relations(spec.plan)
+        self.physical = plan_stages(spec.plan)
+        self.sources: list[Source] = []
+        self.sink: Sink | None = None
+        self.operators: list[StatefulOperator] = []
+        self.exception: StreamingQueryException | None = None
+        self.recent_progress: deque[Progress] = deque(
+            maxlen=spec.conf_int("spark.sql.streaming.numRecentProgressUpdates", 100))
+        self.status = Progress({"message": "Initializing sources", "isDataAvailable": False,
+                                "isTriggerActive": False})
+        self.stop_requested = threading.Event()
+        self._terminated = threading.Event()
+        self._idle_checks = 0
+        self._progress_lock = threading.Condition()
+        self._lock = CheckpointLock(spec.checkpoint)
+        self._thread: threading.Thread | None = None
+        self.reporter: ProgressReporter
+        self._prepare()
+        self.protocol = MicroBatchExecution(self)
+
+    # ---- start-up ----------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """Everything that can fail before the query starts, on the caller's thread."""
+        cp = self.spec.checkpoint
+        os.makedirs(cp, exist_ok=True)
+        self._lock.acquire()
+        try:
+            self.id = self._load_or_create_metadata(cp)
+            self.reporter = ProgressReporter(self.id, self.run_id, self.spec.query_name)
+            self.offset_log = OffsetLog(os.path.join(cp, "offsets"))
+            self.commit_log = CommitLog(os.path.join(cp, "commits"))
+            self.sources = [self._create_source(i, rel) for i, rel in enumerate(self.relations)]
+            for src in self.sources:
+                if isinstance(src, SupportsStatusReports):
+                    src.report_status_to(self._source_status)
+            self.sink = self.spec.sink_factory(self._sink_context())
+            self.operators = self._create_operators()
+            self.stages = StageRunner(self.physical, self.operators, self.relations)
+        except BaseException:
+            self._close_operators()
+            self._release()
+            raise
+
+    def _create_operators(self) -> list[StatefulOperator]:
+        conf = StateStoreConf.from_spark_conf(self.spec.conf)
+        operators: list[StatefulOperator] = []
+        for stage in self.physical.operators:
+            ctx = OperatorContext(
+                state_root=os.path.join(self.spec.checkpoint, "state"),
+                num_partitions=int(self.fixed_conf["spark.sql.shuffle.partitions"]),
+                store_conf=conf, output_mode=self.spec.output_mode, executor=self.executor,
+                operator_id=stage.operator_id)
+            operators.append(create_operator(
+                stage.node, [i.plan for i in stage.inputs], stage.output.schema, ctx))
+            self.operators = operators  # closed on a later failure
+        return operators
+
+    def _load_or_create_metadata(self, cp: str) -> str:
+        formats = [rel.spec.format.lower() for rel in self.relations]
+        existing = QueryMetadata.read(cp)
+        if existing is None:
+            conf = {"spark.sql.shuffle.partitions": self.spec.conf.get(
+                "spark.sql.shuffle.partitions", str(os.cpu_count() or 2))}
+            meta = QueryMetadata(str(uuid.uuid4()), formats, self.spec.sink_format, conf)
+            meta.write(cp)
+            self.fixed_conf = conf
+            return meta.id
+        if existing.sources and existing.sources != formats:
+            raise AnalysisException(
+                f"The query's sources changed since its checkpoint {cp} was written: the "
+                f"checkpoint has {len(existing.sources)} source(s) {existing.sources}, the query "
+                f"has {len(formats)} {formats}. Restore the original sources, or start the "
+                "changed query with a new checkpointLocation.",
+                error_class="CHECKPOINT_QUERY_MISMATCH")
+        self.fixed_conf = existing.conf
+        return existing.id
+
+    def _create_source(self, index: int, rel: StreamingRelation) -> Source:
+        ctx = SourceContext(
+            options=rel.spec.options_dict(), schema=rel.spec.schema,
+            metadata_path=os.path.join(self.spec.checkpoint, "sources", str(index)),
+            source_index=index)
+        return create_source(rel.spec.format, ctx)
+
+    def _sink_context(self) -> SinkContext:
+        return SinkContext(
+            query_id=self.id, query_name=self.spec.query_name,
+            options=self.spec.sink_options, output_mode=self.spec.output_mode,
+            checkpoint_path=self.spec.checkpoint, partition_by=self.spec.partition_by,
+            extra={"executor": self.executor})
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"unbounded-query-{self.id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.protocol.run()
+        except BaseException as e:
+            log.exception("Query %s (run %s) failed", self.spec.query_name or self.id,
+                          self.run_id)
+            self.exception = StreamingQueryException(
+                f"Query {self.spec.query_name or ''} [id = {self.id}, runId = {self.run_id}] "
+                f"terminated with exception: {type(e).__name__}: {e}", cause=e)
+        finally:
+            self._shutdown()
+
+    # ---- progress and status (called by the protocol) ----------------------------------
+    def set_status(self, message: str, data_available: bool, trigger_active: bool) -> None:
+        self.status = Progress({"message": message, "isDataAvailable": data_available,
+                                "isTriggerActive": trigger_active})
+
+    def record_progress(self, progress: Progress) -> None:
+        with self._progress_lock:
+            self.recent_progress.append(progress)
+            self._progress_lock.notify_all()
+
+    def note_idle(self) -> None:
+        self.set_status("Waiting for data to arrive", False, False)
+        with self._progress_lock:
+            self._idle_checks += 1
+            self._progress_lock.notify_all()
+
+    def _source_status(self, message: str) -> None:
+        """A source's account of a wait (e.g. retrying unreachable brokers)."""
+        self.status = Progress({**self.status, "message": message})
+
+    # ---- control -----------------------------------------------------------------------
+    @property
+    def is_active(self) -> bool:
+        return not self._terminated.is_set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the run to stop after the current batch, then wait for it."""
+        self.stop_requested.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def await_termination(self, timeout: float | None = None) -> bool:
+        return self._terminated.wait(timeout)
+
+    def process_all_available(self, timeout: float | None = None) -> None:
+        """Wait until everything available now is processed (an idle check after now)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._progress_lock:
+            target = self._idle_checks + 2
+            while self._idle_checks < target and not self._terminated.is_set():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("processAllAvailable timed out")
+                self._progress_lock.wait(0.05 if remaining is None else min(remaining, 0.05))
+        if self.exception is not None:
+            raise self.exception
+
+    # ---- the end -----------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        self.protocol.abandon()
+        self._close_operators()
+        for src in self.sources:
+            try:
+                src.stop()
+            except Exception:
+                log.warning("Stopping source %s failed", src.description, exc_info=True)
+        if self.sink is not None:
+            try:
+                self.sink.stop()
+            except Exception:
+                log.warning("Stopping the sink failed", exc_info=True)
+        self._release()
+        self.set_status("Stopped", False, False)
+        with self._progress_lock:
+            self._terminated.set()
+            self._progress_lock.notify_all()
+
+    def _close_operators(self) -> None:
+        for operator in self.operators:
+            operator.close()
+
+    def _release(self) -> None:
+        self._lock.release()
+        if self.spec.temporary_checkpoint:
+            shutil.rmtree(self.spec.checkpoint, ignore_errors=True)

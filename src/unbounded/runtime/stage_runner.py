@@ -1,0 +1,162 @@
+"""Runs one batch through a physical plan's stages.
+
+Tasks read the sources' partitions and run the row-local input plans (plus the
+consuming operator's map side); then, on the driver, each operator in order folds its
+inputs into its state, and the input plans that sit on an operator's output run over
+that output. The final input's rows go to the sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from unbounded.engine.context import CompileContext, EventTimeStats
+from unbounded.engine.plans import compile_plan
+from unbounded.plan.logical import StreamingRelation
+from unbounded.runtime.stages import InputId, OperatorStage, PhysicalPlan, StageInput
+from unbounded.runtime.stateful.base import (
+    BatchInfo,
+    InputBatch,
+    MapSide,
+    StatefulOperator,
+    frame_of,
+)
+from unbounded.runtime.tasks import PartitionTask, TaskResult
+from unbounded.sources.base import Offset, Source
+
+__all__ = ["BatchClock", "PlannedTasks", "StageOutcome", "StageRunner", "merge_event_time"]
+
+
+@dataclass(frozen=True)
+class BatchClock:
+    """A batch's id and the times logged for it, in microseconds."""
+
+    batch_id: int
+    timestamp_us: int
+    watermark_us: int
+
+    def info(self) -> BatchInfo:
+        return BatchInfo(self.batch_id, self.timestamp_us, self.watermark_us)
+
+
+@dataclass(frozen=True)
+class PlannedTasks:
+    tasks: list[PartitionTask]
+    owners: list[int | None]  # the source index each task reads (None: an empty input)
+
+
+@dataclass
+class StageOutcome:
+    tables: list[pa.Table]
+    state_metrics: list[dict[str, Any]] = field(default_factory=list)
+    event_time: dict[str, EventTimeStats] = field(default_factory=dict)
+
+
+def merge_event_time(results: Sequence[TaskResult]) -> dict[str, EventTimeStats]:
+    merged: dict[str, EventTimeStats] = {}
+    for r in results:
+        for key, stats in r.event_time.items():
+            merged.setdefault(key, EventTimeStats()).merge(stats)
+    return merged
+
+
+class StageRunner:
+    """The stages of one query, with its operators (one per operator stage)."""
+
+    def __init__(self, physical: PhysicalPlan, operators: Sequence[StatefulOperator],
+                 relations: Sequence[StreamingRelation]) -> None:
+        self.physical = physical
+        self.operators = list(operators)
+        self.relations = list(relations)
+
+    def _map_side(self, input_id: InputId) -> MapSide | None:
+        if input_id.operator is None:
+            return None
+        return self.operators[input_id.operator].map_sides[input_id.index]
+
+    def plan_tasks(self, sources: Sequence[Source], starts: Sequence[Offset | None],
+                   ends: Sequence[Offset | None], clock: BatchClock) -> PlannedTasks:
+        """One task per source partition of the batch, and one task over empty inputs
+        for each task input that has no data (so every input has rows of its schema)."""
+        tasks: list[PartitionTask] = []
+        owners: list[int | None] = []
+        fed: set[InputId] = set()
+        for i, (src, rel) in enumerate(zip(sources, self.relations, strict=True)):
+            start, end = starts[i], ends[i]
+            if end is None or end == start:
+                continue
+            target = self.physical.input_of(rel)
+            for part in src.partitions(start, end):
+                tasks.append(self._task(target, rel, part, clock))
+                owners.append(i)
+                fed.add(target.id)
+        for target in self.physical.task_inputs():
+            if target.id not in fed:
+                tasks.append(self._task(target, None, None, clock))
+                owners.append(None)
+        return PlannedTasks(tasks, owners)
+
+    def _task(self, target: StageInput, rel: StreamingRelation | None, part: Any,
+              clock: BatchClock) -> PartitionTask:
+        return PartitionTask(
+            target.id, target.plan, None if rel is None else rel.relation_id, part,
+            None if rel is None else rel.schema, clock.timestamp_us, clock.watermark_us,
+            self._map_side(target.id))
+
+    def run(self, results: Sequence[TaskResult], clock: BatchClock) -> StageOutcome:
+        """The stateful stages and the final plan over the tasks' results."""
+        outcome = StageOutcome([])
+        outputs: dict[int, pl.DataFrame] = {}
+        for stage in self.physical.operators:
+            inputs = [self._input_batch(i, results, outputs, clock, outcome)
+                      for i in stage.inputs]
+            operator = self.operators[stage.operator_id]
+            out = operator.process(inputs, clock.info())
+            outcome.state_metrics.append(out.metrics)
+            outputs[stage.operator_id] = out.rows
+        final = self.physical.final
+        if final.upstream is None:
+            outcome.tables = [r.table for r in results if r.input_id == final.id]
+        else:
+            outcome.tables = [self._on_driver(final, outputs, clock, outcome).to_arrow()]
+        return outcome
+
+    def _input_batch(self, target: StageInput, results: Sequence[TaskResult],
+                     outputs: dict[int, pl.DataFrame], clock: BatchClock,
+                     outcome: StageOutcome) -> InputBatch:
+        if target.upstream is None:
+            mine = [r for r in results if r.input_id == target.id]
+            rows = frame_of(pa.concat_tables([r.table for r in mine]))
+            return InputBatch(rows, sum(r.dropped_late for r in mine))
+        rows = self._on_driver(target, outputs, clock, outcome)
+        map_side = self._map_side(target.id)
+        if map_side is None:
+            return InputBatch(rows)
+        mapped = map_side.run(rows.lazy(), clock.watermark_us)
+        return InputBatch(mapped.rows, mapped.dropped_late)
+
+    def _on_driver(self, target: StageInput, outputs: dict[int, pl.DataFrame],
+                   clock: BatchClock, outcome: StageOutcome) -> pl.DataFrame:
+        """An input plan over an upstream operator's output, run here."""
+        assert target.upstream is not None
+        stage: OperatorStage = self.physical.operators[target.upstream]
+        ctx = CompileContext(pl.Schema(), clock.timestamp_us, clock.watermark_us,
+                             observe_event_time=True)
+        bound = {stage.output.relation_id: outputs[target.upstream].lazy()}
+        frame = compile_plan(target.plan, bound, ctx).collect()
+        for key, stats in ctx.event_time.items():
+            outcome.event_time.setdefault(key, EventTimeStats()).merge(stats)
+        return frame
+
+    def maintenance(self, min_versions: int) -> None:
+        for operator in self.operators:
+            operator.maintenance(min_versions)
+
+    def close(self) -> None:
+        for operator in self.operators:
+            operator.close()
