@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from unbounded.engine.aggregates import compile_agg_args, widen_sum_input
 from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.expressions import compile_expr, compile_named
 from unbounded.engine.functions import is_sliding_window
@@ -27,7 +28,6 @@ from unbounded.plan.expressions import (
     ColumnRef,
     Expression,
     FunctionCall,
-    Star,
     walk,
 )
 from unbounded.plan.logical import Aggregate, WithWatermark, walk_plan
@@ -82,7 +82,9 @@ def _plan_aggregate(index: int, expr: Expression, ctx: CompileContext) -> _AggPl
             f"Streaming aggregation output {expr.display_name()} must be an aggregate function "
             "(count, sum, avg, ...); compute derived values in a select(...) after agg(...).")
     name = expr.display_name()
-    args = [compile_expr(a, ctx) for a in inner.args if not isinstance(a, Star)]
+    args = compile_agg_args(inner, ctx)  # a constant is repeated per row, as in batch
+    if inner.name == "sum":
+        args = [widen_sum_input(args[0], ctx)]
     b = [f"{name}#{inner.name}{'_distinct' if inner.distinct else ''}{j}" for j in range(3)]
     builder = _BUILDERS.get(inner.name)
     if builder is None:
@@ -252,7 +254,8 @@ class MapSideAggregation:
             summary += [ts.min().alias("min"), ts.max().alias("max"), ts.sum().alias("sum"),
                         ts.count().alias("n")]
         partial, totals = pl.collect_all(
-            [keyed.filter(~pl.col(_LATE)).group_by(list(self.key_names)).agg(self.partial),
+            [keyed.filter(~pl.col(_LATE) & self._has_window())
+             .group_by(list(self.key_names)).agg(self.partial),
              keyed.select(summary)],
             engine="in-memory" if self.order_sensitive else "streaming")
         row = totals.row(0)
@@ -266,12 +269,19 @@ class MapSideAggregation:
         keyed = rows.with_columns(self.key_exprs)
         for name in self.sliding:
             keyed = keyed.explode(name)
+        keyed = keyed.filter(self._has_window())
         dropped = 0
         if self.event_time is not None and watermark_us > 0:
             before = keyed.height
             keyed = keyed.filter(~self._late(watermark_us).fill_null(False))
             dropped = before - keyed.height
         return MapSideOutput(keyed.group_by(list(self.key_names)).agg(self.partial), dropped)
+
+    def _has_window(self) -> pl.Expr:
+        """Spark drops rows whose event time is NULL: they have no window (not even
+        {NULL, NULL}); a sliding window's empty list already explodes to no row."""
+        present = [pl.col(name).is_not_null() for name, _ in self.tumbling]
+        return pl.all_horizontal(present) if present else pl.lit(True)
 
     def _late(self, watermark_us: int) -> pl.Expr:
         """Rows at or below the watermark (for a window key: whose window end is)."""
