@@ -8,6 +8,7 @@ never while it is being defined: ``import unbounded.session`` works as a first i
 from __future__ import annotations
 
 import threading
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ from unbounded.plan.logical import DataRelation
 from unbounded.plan.types import StructType, parse_ddl_schema
 
 if TYPE_CHECKING:
+    from unbounded.sql.context import SparkContext
     from unbounded.sql.dataframe import DataFrame
     from unbounded.sql.readwriter import DataFrameReader
     from unbounded.sql.streaming import DataStreamReader, StreamingQueryManager
@@ -134,6 +136,13 @@ class SparkSession:
     @property
     def streams(self) -> StreamingQueryManager:
         return self._streams
+
+    @cached_property
+    def sparkContext(self) -> SparkContext:
+        """The parts of SparkContext scripts use: setLogLevel, applicationId, appName..."""
+        from unbounded.sql.context import SparkContext
+
+        return SparkContext(lambda key: self.conf.get(key, None))
 
     def _executor(self) -> Executor:
         if self._executor_instance is None:

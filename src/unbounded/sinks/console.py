@@ -16,9 +16,9 @@ __all__ = ["ConsoleSink", "format_table", "format_value"]
 
 
 def format_value(value: Any) -> str:
-    """A cell as Spark prints it (``null``, ``true``, ``[1, 2]``, ``{a, 1}``)."""
+    """A cell as Spark 4 prints it (``NULL``, ``true``, ``[1, NULL]``, ``{a, 1}``)."""
     if value is None:
-        return "null"
+        return "NULL"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):

@@ -289,6 +289,15 @@ class DataFrame:
     def limit(self, num: int) -> DataFrame:
         return self._with_plan(Limit(self._plan, num))
 
+    def repartition(self, numPartitions: int | Any = None, *cols: Any) -> DataFrame:
+        """Accepted for PySpark code; rows and results are unchanged (the engine picks
+        its own partitioning)."""
+        return self
+
+    def coalesce(self, numPartitions: int) -> DataFrame:
+        """Accepted for PySpark code; rows and results are unchanged."""
+        return self
+
     # ---- actions (batch only) ------------------------------------------------------
     def _require_batch(self, action: str) -> None:
         if self.isStreaming:

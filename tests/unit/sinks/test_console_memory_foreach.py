@@ -35,7 +35,7 @@ def test_console_sink_prints_a_batch_header_and_the_table_like_spark(capsys):
         "| id|word|\n"
         "+---+----+\n"
         "|  1|   a|\n"
-        "|  2|null|\n"
+        "|  2|NULL|\n"
         "+---+----+\n"
         "\n")
 

@@ -150,8 +150,8 @@ def test_show_prints_sparks_table_with_a_blank_line_after(people, capsys):
         "| id| name|score|\n"
         "+---+-----+-----+\n"
         "|  1|alice|  2.5|\n"
-        "|  2|  bob| null|\n"
-        "|  3| null|  7.0|\n"
+        "|  2|  bob| NULL|\n"
+        "|  3| NULL|  7.0|\n"
         "+---+-----+-----+\n"
         "\n")
 
@@ -163,7 +163,7 @@ def test_show_num_rows_adds_the_only_showing_footer(people, capsys):
         "| id| name|score|\n"
         "+---+-----+-----+\n"
         "|  1|alice|  2.5|\n"
-        "|  2|  bob| null|\n"
+        "|  2|  bob| NULL|\n"
         "+---+-----+-----+\n"
         "only showing top 2 rows\n"
         "\n")
