@@ -88,6 +88,14 @@ def _replace_value(value: object, names: dict[WindowExpression, str]) -> object:
     return value
 
 
+@compile_expr.register
+def _(expr: RankingCall, ctx: CompileContext) -> pl.Expr:
+    raise AnalysisException(
+        f'[WINDOW_FUNCTION_WITHOUT_OVER_CLAUSE] Window function "{expr.display_name()}" '
+        "requires an OVER clause: add .over(Window.partitionBy(...).orderBy(...)).",
+        error_class="WINDOW_FUNCTION_WITHOUT_OVER_CLAUSE")
+
+
 # ---- one window column ---------------------------------------------------------------
 def _add_window_column(frame: pl.LazyFrame, window: WindowExpression, name: str,
                        ctx: CompileContext) -> pl.LazyFrame:

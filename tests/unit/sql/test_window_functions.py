@@ -156,3 +156,8 @@ def test_window_function_in_a_streaming_query_is_rejected_before_start(spark, tm
                        match="Non-time-based windows are not supported on streaming"):
         ranked.writeStream.format("memory").queryName("w") \
             .option("checkpointLocation", str(tmp_path / "cp")).start()
+
+
+def test_ranking_function_without_over_is_rejected(df):
+    with pytest.raises(AnalysisException, match="WINDOW_FUNCTION_WITHOUT_OVER_CLAUSE"):
+        df.select(F.row_number()).collect()
