@@ -158,12 +158,12 @@ class CompileContext:
         """The input column ``ref`` names, and the struct fields to read from it."""
         if ref.ordinal is not None:
             return self.columns[ref.ordinal], []
-        if ref.plan_id is not None:
-            scoped = [c for c in self.columns if ref.plan_id in c.lineage]
-            found = _match(ref.name, scoped, scoped_to_plan=True)
-            if found is not None:
-                return found
-        found = _match(ref.name, self.columns, scoped_to_plan=False)
+        scoped = [c for c in self.columns if ref.plan_id in c.lineage] \
+            if ref.plan_id is not None else []
+        # A DataFrame's column is looked up among that DataFrame's columns only; by name
+        # when none of them is here (the runtime rebuilt the plan below, say).
+        found = _match(ref.name, scoped, scoped_to_plan=True) if scoped \
+            else _match(ref.name, self.columns, scoped_to_plan=False)
         if found is None:
             raise self._unresolved(ref.name)
         return found

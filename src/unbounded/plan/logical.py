@@ -106,10 +106,16 @@ class StreamingRelation(LogicalPlan):
 
 @dataclass(frozen=True, eq=False)
 class BoundRelation(LogicalPlan):
-    """A leaf the runtime binds to data it computed (a stateful operator's output)."""
+    """A leaf the runtime binds to data it computed (a stateful operator's output).
+
+    ``stands_for`` is the node whose output this leaf carries, when that output's columns
+    have more than names (a join's qualifiers and repeated names): references above the
+    leaf then resolve exactly as they did against the node.
+    """
 
     schema: StructType
     relation_id: str = field(default_factory=_next_relation_id)
+    stands_for: LogicalPlan | None = None
 
     def describe(self) -> str:
         return f"StateOutput [{', '.join(self.schema.names)}]"
@@ -305,7 +311,7 @@ class Join(LogicalPlan):
         return (self.left, self.right)
 
     def describe(self) -> str:
-        kind = self.join_type.name.replace("_", "")
+        kind = "".join(part.capitalize() for part in self.join_type.name.split("_"))
         if self.using:
             return f"Join UsingJoin({kind}, [{', '.join(self.using)}])"
         cond = f", {self.condition.display_name()}" if self.condition is not None else ""

@@ -77,6 +77,12 @@ def expr(sql: str) -> Column:
     return Column(parse_expression(sql))
 
 
+def broadcast(df: Any) -> Any:
+    """``df`` marked small enough to copy to every task of a join: a hint for Spark's
+    planner. Polars chooses its own join strategy, so ``df`` comes back unchanged."""
+    return df
+
+
 def when(condition: Column, value: Any) -> Column:
     return Column(CaseWhen(((condition.expr, to_expr(value)),)))
 
