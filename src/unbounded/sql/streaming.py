@@ -15,7 +15,7 @@ import pyarrow as pa
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.plan.analyzer import check_streaming_query
 from unbounded.plan.logical import SourceSpec, StreamingRelation
-from unbounded.runtime.microbatch import MicroBatchExecution
+from unbounded.runtime.execution import StreamExecution
 from unbounded.runtime.progress import Progress
 from unbounded.runtime.spec import QuerySpec
 from unbounded.runtime.triggers import ProcessingTime, Trigger, make_trigger
@@ -254,7 +254,7 @@ def _run_foreach_writer(f: Any, table: pa.Table, partition_id: int, epoch_id: in
 class StreamingQuery:
     """A handle on a running (or finished) query."""
 
-    def __init__(self, execution: MicroBatchExecution) -> None:
+    def __init__(self, execution: StreamExecution) -> None:
         self._execution = execution
 
     @property
@@ -326,7 +326,7 @@ class StreamingQueryManager:
                 raise AnalysisException(
                     f"Cannot start query with name {spec.query_name} as a query with that "
                     "name is already active in this SparkSession.")
-        execution = MicroBatchExecution(spec, self._session._executor())
+        execution = StreamExecution(spec, self._session._executor())
         query = StreamingQuery(execution)
         with self._changed:
             self._queries.append(query)
