@@ -172,7 +172,8 @@ class CompileContext:
         shown = ", ".join(c.label for c in self.columns)
         return AnalysisException(
             f"[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column or function parameter with name "
-            f"`{name}` cannot be resolved. Did you mean one of the following? [{shown}].",
+            f"`{_unquoted(name)}` cannot be resolved. Did you mean one of the following? "
+            f"[{shown}].",
             error_class="UNRESOLVED_COLUMN",
         )
 
@@ -183,6 +184,11 @@ class CompileContext:
     def dtype_of(self, expr: pl.Expr) -> pl.DataType:
         """The dtype ``expr`` evaluates to over the input columns."""
         return pl.LazyFrame(schema=self.schema).select(expr.alias("_t")).collect_schema()["_t"]
+
+
+def _unquoted(name: str) -> str:
+    """A name as messages show it, inside one pair of backquotes: ``a.b`` for ```a.b```."""
+    return ".".join(split_name(name))
 
 
 def _match(
@@ -214,8 +220,9 @@ def _one(name: str, candidates: list[OutputColumn], parts: list[str],
         return candidates[0]
     if scoped_to_plan:
         raise AnalysisException(
-            f"[AMBIGUOUS_COLUMN_REFERENCE] Column `{name}` is ambiguous. It's because you "
-            "joined several DataFrame together, and some of these DataFrames are the same. "
+            f"[AMBIGUOUS_COLUMN_REFERENCE] Column `{_unquoted(name)}` is ambiguous. It's "
+            "because you joined several DataFrame together, and some of these DataFrames "
+            "are the same. "
             "This column points to one of the DataFrames but Spark is unable to figure out "
             "which one. Please alias the DataFrames with different names via "
             "`DataFrame.alias` before joining them, and specify the column using qualified "
@@ -223,6 +230,7 @@ def _one(name: str, candidates: list[OutputColumn], parts: list[str],
             error_class="AMBIGUOUS_COLUMN_REFERENCE")
     shown = ", ".join(c.label for c in candidates)
     raise AnalysisException(
-        f"[AMBIGUOUS_REFERENCE] Reference `{name}` is ambiguous, could be: [{shown}].",
+        f"[AMBIGUOUS_REFERENCE] Reference `{_unquoted(name)}` is ambiguous, could be: "
+        f"[{shown}].",
         error_class="AMBIGUOUS_REFERENCE",
     )

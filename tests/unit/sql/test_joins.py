@@ -214,6 +214,8 @@ def test_bare_reference_to_a_name_on_both_sides_is_ambiguous(emp, dept):
         "[AMBIGUOUS_REFERENCE] Reference `dept` is ambiguous, could be: [`dept`, `dept`]."
     with pytest.raises(AnalysisException, match="AMBIGUOUS_REFERENCE"):
         joined.filter("dept = 10").collect()
+    with pytest.raises(AnalysisException, match=r"Reference `dept` is ambiguous"):
+        joined.select("`dept`").collect()
 
 
 def test_ambiguous_reference_names_the_aliased_candidates(emp, dept):
