@@ -1,7 +1,7 @@
 """The wire reader (Kafka Fetch requests, batches decoded to Arrow) against a real broker:
 the same rows as the librdkafka reader, transactions, a paused broker, lost offsets.
 
-The broker is tansu (or ``$UNBOUNDED_TEST_KAFKA_BOOTSTRAP``); see ``tests/kafka_broker.py``
+The broker is tansu (or ``$UNBOUNDED_TEST_KAFKA_BOOTSTRAP``); see ``unbounded.testing.broker``
 for its gaps. Ranges are given explicitly, so tansu's ListOffsets quirk does not matter.
 """
 
