@@ -130,6 +130,9 @@ class CompileContext:
     observe_event_time: bool = False
     columns: tuple[OutputColumn, ...] = ()
     plan_columns: dict[LogicalPlan, tuple[OutputColumn, ...]] = field(default_factory=dict)
+    # A streaming batch reads the files of a static side anew (a changed folder shows in
+    # the next batch); a batch DataFrame keeps the files listed when it was created.
+    relist_files: bool = False
 
     def __post_init__(self) -> None:
         if not self.columns and len(self.schema):
@@ -145,7 +148,7 @@ class CompileContext:
             columns = [known.get(n) or OutputColumn(n, n) for n in schema.names()]
         return CompileContext(schema, self.batch_timestamp_us, self.watermark_us,
                               self.event_time, self.observe_event_time, tuple(columns),
-                              self.plan_columns)
+                              self.plan_columns, self.relist_files)
 
     def resolve(self, name: str) -> str:
         """The physical name of the input column called ``name`` (no struct fields)."""

@@ -30,6 +30,7 @@ __all__ = [
     "EquiKey",
     "JoinCondition",
     "JoinInputs",
+    "equi_key_exprs",
     "join_frames",
     "join_inputs",
     "split_join_condition",
@@ -339,3 +340,12 @@ def _using_key(how: JoinType, lc: OutputColumn,
                        lineage=lc.lineage | rc.lineage)
         return pl.col(lc.physical), both
     return pl.col(lc.physical), lc
+
+
+def equi_key_exprs(keys: Sequence[EquiKey], ctx: CompileContext
+                   ) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """Each key compiled over ``ctx`` (a ``JoinInputs.ctx``) for the left and the right
+    side, both cast to their common type, so equal keys hash equal on both sides (a
+    stream-stream join routes each side's rows to state partitions by them)."""
+    pairs = [_coerced(key, ctx) for key in keys]
+    return [p[0] for p in pairs], [p[1] for p in pairs]

@@ -6,6 +6,7 @@ the current batch); everything else compiles the same for batch and streaming.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import singledispatch
@@ -130,7 +131,12 @@ def _(plan: StreamingRelation, inputs: Bindings, ctx: CompileContext) -> pl.Lazy
 @compile_plan.register
 def _(plan: BoundRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     bound = inputs.get(plan.relation_id)
-    return bound if bound is not None else empty_frame(plan.schema)
+    if plan.stands_for is None:
+        return bound if bound is not None else empty_frame(plan.schema)
+    empty, columns = compile_output(plan.stands_for, _EmptyBindings(),
+                                    CompileContext(pl.Schema(), ctx.batch_timestamp_us))
+    ctx.plan_columns[plan] = columns
+    return bound if bound is not None else empty
 
 
 @compile_plan.register
@@ -144,7 +150,41 @@ def _(plan: DataRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame
 def _(plan: FileRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     from unbounded.files.formats import scan_files
 
+    if ctx.relist_files and plan.roots:
+        return _static_files.read(plan)
     return scan_files(plan.format, list(plan.paths), plan.schema, dict(plan.options))
+
+
+class _StaticFiles:
+    """The static side of stream-static joins, read once per set of files: every batch
+    lists the folders again, and reads them again only when a file was added, removed
+    or rewritten (path, size and modification time)."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        self.capacity = capacity
+        self.frames: dict[tuple[object, ...], pl.DataFrame] = {}
+        self.lock = threading.Lock()
+
+    def read(self, plan: FileRelation) -> pl.LazyFrame:
+        from unbounded.files.formats import scan_files
+        from unbounded.files.listing import list_data_files
+
+        files = [f for root in plan.roots for f in list_data_files(root.removeprefix("file://"))]
+        key = (plan.format, plan.schema, plan.options,
+               tuple((f.path, f.size, f.mtime_ms) for f in files))
+        with self.lock:
+            cached = self.frames.get(key)
+        if cached is None:
+            cached = scan_files(plan.format, [f.path for f in files], plan.schema,
+                                dict(plan.options)).collect()
+            with self.lock:
+                if len(self.frames) >= self.capacity:
+                    self.frames.pop(next(iter(self.frames)))
+                self.frames[key] = cached
+        return cached.lazy()
+
+
+_static_files = _StaticFiles()
 
 
 def _child(plan: LogicalPlan, inputs: Bindings, ctx: CompileContext) -> tuple[

@@ -15,6 +15,8 @@ from unbounded.plan.expressions import (
 )
 from unbounded.plan.logical import (
     Aggregate,
+    Join,
+    JoinType,
     Limit,
     LogicalPlan,
     Project,
@@ -75,8 +77,52 @@ def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
         if isinstance(node, Limit) and output_mode == "update":
             raise _fail("Limits are not supported on streaming DataFrames/Datasets in Update "
                         "output mode. Use append or complete.")
+    for node in walk_plan(plan):
+        if isinstance(node, Join):
+            _check_join(node, output_mode)
     if aggregates:
         _check_aggregate(aggregates[0], output_mode)
+
+
+# (join type, streaming side) -> Spark's UnsupportedOperationChecker message for a
+# stream-static join of that shape.
+_STREAM_STATIC_REJECTED = {
+    (JoinType.RIGHT_OUTER, "left"): "RightOuter join with a streaming DataFrame/Dataset on "
+    "the left and a static DataFrame/Dataset on the right is not supported",
+    (JoinType.LEFT_OUTER, "right"): "LeftOuter join with a streaming DataFrame/Dataset on "
+    "the right and a static DataFrame/Dataset on the left is not supported",
+    (JoinType.FULL_OUTER, "left"): "FullOuter joins with streaming DataFrames/Datasets on "
+    "the left and a static DataFrame/Dataset on the right is not supported",
+    (JoinType.FULL_OUTER, "right"): "FullOuter joins with streaming DataFrames/Datasets on "
+    "the right and a static DataFrame/Dataset on the left is not supported",
+    (JoinType.LEFT_SEMI, "right"): "LeftSemi join with a streaming DataFrame/Dataset on the "
+    "right and a static DataFrame/Dataset on the left is not supported",
+    (JoinType.LEFT_ANTI, "right"): "LeftAnti join with a streaming DataFrame/Dataset on the "
+    "right and a static DataFrame/Dataset on the left is not supported",
+}
+
+
+def _check_join(join: Join, output_mode: str) -> None:
+    """Spark's rules for joins with a stream (before start, with Spark's messages)."""
+    left, right = is_streaming(join.left), is_streaming(join.right)
+    if left and right:
+        _check_stream_stream_join(join, output_mode)
+        return
+    side = "left" if left else "right"
+    message = _STREAM_STATIC_REJECTED.get((join.join_type, side))
+    if message is not None:
+        raise _fail(message + ". Swap the sides, or use an inner join.")
+
+
+def _check_stream_stream_join(join: Join, output_mode: str) -> None:
+    if output_mode != "append":
+        raise _fail(f"Join between two streaming DataFrames/Datasets is not supported in "
+                    f"{output_mode.capitalize()} output mode, only in Append output mode.")
+    if join.join_type is JoinType.LEFT_ANTI:
+        raise _fail("LeftAnti joins with a streaming DataFrame/Dataset on the right are not "
+                    "supported.")
+    if join.join_type is JoinType.CROSS:
+        raise _fail("Stream-stream join without equality predicate is not supported.")
 
 
 def _check_aggregate(agg: Aggregate, output_mode: str) -> None:

@@ -133,12 +133,17 @@ class DataRelation(LogicalPlan):
 
 @dataclass(frozen=True, eq=False)
 class FileRelation(LogicalPlan):
-    """A leaf that reads a set of files as one batch."""
+    """A leaf that reads a set of files as one batch.
+
+    ``paths`` are the files listed when the DataFrame was made; ``roots`` the paths the
+    user gave, listed again for each micro-batch of a stream-static join.
+    """
 
     format: str
     paths: tuple[str, ...]
     schema: StructType
     options: tuple[tuple[str, str], ...] = ()
+    roots: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return f"FileScan {self.format} [{', '.join(self.schema.names)}]"

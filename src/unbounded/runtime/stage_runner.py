@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.engine.context import CompileContext, EventTimeStats
-from unbounded.engine.plans import compile_plan
+from unbounded.engine.plans import compile_plan, plan_columns
 from unbounded.plan.logical import StreamingRelation
 from unbounded.runtime.stages import InputId, OperatorStage, PhysicalPlan, StageInput
 from unbounded.runtime.stateful.base import (
@@ -73,6 +73,9 @@ class StageRunner:
         self.physical = physical
         self.operators = list(operators)
         self.relations = list(relations)
+        # What the sink sees: display names (a join may hold two ``id`` columns, which
+        # the engine keeps apart under physical names).
+        self.output_names = [c.name for c in plan_columns(physical.final.plan)]
 
     def _map_side(self, input_id: InputId) -> MapSide | None:
         if input_id.operator is None:
@@ -121,10 +124,16 @@ class StageRunner:
             outputs[stage.operator_id] = out.rows
         final = self.physical.final
         if final.upstream is None:
-            outcome.tables = [r.table for r in results if r.input_id == final.id]
+            tables = [r.table for r in results if r.input_id == final.id]
         else:
-            outcome.tables = [self._on_driver(final, outputs, clock, outcome).to_arrow()]
+            tables = [self._on_driver(final, outputs, clock, outcome).to_arrow()]
+        outcome.tables = [self._displayed(t) for t in tables]
         return outcome
+
+    def _displayed(self, table: pa.Table) -> pa.Table:
+        if table.column_names == self.output_names:
+            return table
+        return table.rename_columns(self.output_names)
 
     def _input_batch(self, target: StageInput, results: Sequence[TaskResult],
                      outputs: dict[int, pl.DataFrame], clock: BatchClock,
@@ -146,7 +155,7 @@ class StageRunner:
         assert target.upstream is not None
         stage: OperatorStage = self.physical.operators[target.upstream]
         ctx = CompileContext(pl.Schema(), clock.timestamp_us, clock.watermark_us,
-                             observe_event_time=True)
+                             observe_event_time=True, relist_files=True)
         bound = {stage.output.relation_id: outputs[target.upstream].lazy()}
         frame = compile_plan(target.plan, bound, ctx).collect()
         for key, stats in ctx.event_time.items():

@@ -21,6 +21,7 @@ from unbounded.plan.logical import (
     Aggregate,
     BoundRelation,
     Deduplicate,
+    Join,
     LogicalPlan,
     StreamingRelation,
     is_streaming,
@@ -86,7 +87,10 @@ class PhysicalPlan:
 
 
 def is_stateful(node: LogicalPlan) -> bool:
-    """Whether ``node`` keeps state across batches in a streaming query."""
+    """Whether ``node`` keeps state across batches in a streaming query (a join with one
+    static side keeps none: each batch joins the static rows anew)."""
+    if isinstance(node, Join):
+        return is_streaming(node.left) and is_streaming(node.right)
     return isinstance(node, (Aggregate, Deduplicate)) and is_streaming(node)
 
 
@@ -112,7 +116,11 @@ def _cut(plan: LogicalPlan, operators: list[OperatorStage]) -> LogicalPlan:
         operator_id = len(operators)
         inputs = tuple(_stage_input(InputId(operator_id, i), child, operators)
                        for i, child in enumerate(children))
-        stage = OperatorStage(operator_id, node, inputs, BoundRelation(plan_schema(node)))
+        # A join's output columns carry qualifiers and may repeat names: the placeholder
+        # stands for the node so references above it resolve as against the node.
+        output = BoundRelation(plan_schema(node), stands_for=node if isinstance(node, Join)
+                               else None)
+        stage = OperatorStage(operator_id, node, inputs, output)
         operators.append(stage)
         plan = replace_node(plan, node, stage.output)
     return plan

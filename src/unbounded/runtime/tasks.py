@@ -70,7 +70,7 @@ def run_task(task: PartitionTask) -> TaskResult:
     map_side = task.map_side
     own_stats = map_side is not None and map_side.observed_watermark is not None
     ctx = CompileContext(pl.Schema(), task.batch_timestamp_us, task.watermark_us,
-                         observe_event_time=not own_stats)
+                         observe_event_time=not own_stats, relist_files=True)
     frame = compile_plan(task.plan, inputs, ctx)
     if map_side is None:
         return TaskResult(task.input_id, frame.collect().to_arrow(), rows, ctx.event_time)

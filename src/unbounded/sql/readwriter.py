@@ -88,7 +88,7 @@ class DataFrameReader:
         resolved = self._schema or infer_schema(self._format, files, dict(self._options),
                                                 streaming=False)
         relation = FileRelation(self._format, tuple(files), resolved,
-                                tuple(self._options.items()))
+                                tuple(self._options.items()), tuple(paths))
         return DataFrame(relation, self._session)
 
     @staticmethod

@@ -44,17 +44,22 @@ RESERVED_COLUMNS = frozenset({FOUND_COLUMN, OP_COLUMN})
 
 @dataclass(frozen=True)
 class StateStoreId:
-    """Where one operator partition keeps its state: ``<root>/<operator_id>/<partition_id>``.
+    """Where one operator partition keeps its state: ``<root>/<operator_id>/<partition_id>``,
+    or ``.../<partition_id>/<store_name>`` for an operator with several stores per
+    partition (a join keeps one per side, as Spark's ``left-...``/``right-...`` stores).
 
     ``root`` is the query's state folder (``<checkpoint>/state``).
 
     >>> StateStoreId("/ckpt/state", 0, 3).path
     '/ckpt/state/0/3'
+    >>> StateStoreId("/ckpt/state", 1, 0, "left").path
+    '/ckpt/state/1/0/left'
     """
 
     root: str
     operator_id: int
     partition_id: int
+    store_name: str = ""
 
     @property
     def operator_path(self) -> str:
@@ -62,7 +67,8 @@ class StateStoreId:
 
     @property
     def path(self) -> str:
-        return os.path.join(self.operator_path, str(self.partition_id))
+        partition = os.path.join(self.operator_path, str(self.partition_id))
+        return os.path.join(partition, self.store_name) if self.store_name else partition
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,8 @@ class StateSchemaFile:
     VERSION = 1
 
     def __init__(self, store_id: StateStoreId) -> None:
-        self.path = os.path.join(store_id.operator_path, "_metadata", "schema")
+        name = f"schema-{store_id.store_name}" if store_id.store_name else "schema"
+        self.path = os.path.join(store_id.operator_path, "_metadata", name)
 
     @staticmethod
     def _fields(schema: pa.Schema) -> list[dict[str, Any]]:

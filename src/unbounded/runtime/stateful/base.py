@@ -177,10 +177,10 @@ class PartitionedState:
     fails before the query starts rather than in its first batch.
     """
 
-    def __init__(self, ctx: OperatorContext, schema: StateSchema) -> None:
+    def __init__(self, ctx: OperatorContext, schema: StateSchema, store_name: str = "") -> None:
         check_partitioning(ctx)
         self.providers: list[StateStoreProvider] = [
-            create_provider(StateStoreId(ctx.state_root, ctx.operator_id, p), schema,
+            create_provider(StateStoreId(ctx.state_root, ctx.operator_id, p, store_name), schema,
                             ctx.store_conf)
             for p in range(ctx.num_partitions)]
 

@@ -7,11 +7,12 @@ import polars as pl
 from unbounded.engine.dtypes import arrow_schema_to_polars
 from unbounded.engine.plans import plan_schema
 from unbounded.errors import AnalysisException
-from unbounded.plan.logical import Aggregate, Deduplicate, LogicalPlan
+from unbounded.plan.logical import Aggregate, Deduplicate, Join, LogicalPlan
 from unbounded.plan.types import StructType
 from unbounded.runtime.stateful.aggregate import StreamingAggregation
 from unbounded.runtime.stateful.base import OperatorContext, StatefulOperator
 from unbounded.runtime.stateful.dedup import StreamingDeduplication
+from unbounded.runtime.stateful.join import StreamingJoin
 from unbounded.runtime.stateful.session import StreamingSessionAggregation, has_session_window
 
 __all__ = ["create_operator"]
@@ -25,6 +26,8 @@ def create_operator(node: LogicalPlan, inputs: list[LogicalPlan], output: Struct
                     ctx: OperatorContext) -> StatefulOperator:
     """The operator for ``node``, whose inputs are the row-local plans ``inputs``;
     opening it checks the recorded state schema and partitioning."""
+    if isinstance(node, Join):
+        return StreamingJoin(node, inputs[0], inputs[1], ctx)
     schemas = [polars_schema(plan_schema(p)) for p in inputs]
     if isinstance(node, Aggregate):
         if has_session_window(node):

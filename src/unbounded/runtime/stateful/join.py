@@ -1,0 +1,308 @@
+"""Stream-stream joins: Spark's symmetric hash join over versioned state.
+
+Each side's rows are kept in a state store per state partition (equi-key hash modulo
+the partition count, so matching rows of both sides meet in one partition), store
+``left`` and ``right`` of the operator's folder. A batch joins the new rows of each side
+with the other side's stored and new rows (never stored with stored: those pairs were
+emitted before), marks which rows ever matched, stores the new rows, then evicts the
+rows the watermark says can no longer match. An evicted row of an outer side that
+never matched is emitted padded with NULLs; a left semi join emits a left row once,
+when it first matches.
+
+Eviction follows Spark's ``StreamingSymmetricHashJoinHelper``: when a join key is an
+event-time column with a watermark (or a window over one), rows whose key is at or
+below the watermark go on both sides; otherwise a side with a watermark of its own is
+evicted by the *state value watermark* that the join condition's time-range conjuncts
+give when the other side's event time is replaced by the watermark (see
+``runtime/stateful/join_watermark.py``).
+
+State rows (Arrow IPC through the state store): key ``__join_row`` (int64, unique per
+side: batch id << 32 | row number), values the side's columns by physical name and
+``__join_matched`` (bool).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from unbounded.engine.context import CompileContext, OutputColumn
+from unbounded.engine.joins import (
+    EquiKey,
+    JoinInputs,
+    equi_key_exprs,
+    join_frames,
+    join_inputs,
+    split_join_condition,
+)
+from unbounded.engine.plans import compile_plan, plan_columns
+from unbounded.errors import UnsupportedOperationException
+from unbounded.plan.expressions import ColumnRef
+from unbounded.plan.logical import Join, JoinType, LogicalPlan
+from unbounded.runtime.stateful.base import (
+    BatchInfo,
+    InputBatch,
+    MapSide,
+    OperatorContext,
+    OperatorOutput,
+    PartitionedState,
+    frame_of,
+    partition_ids,
+    sum_metrics,
+)
+from unbounded.runtime.stateful.join_watermark import (
+    SideEviction,
+    side_evictions,
+    watermarked_columns,
+)
+from unbounded.state.base import StateSchema
+
+__all__ = ["StreamingJoin"]
+
+_ROW = "__join_row"
+_MATCHED = "__join_matched"
+_ROW_L = "__join_row_l"
+_ROW_R = "__join_row_r"
+_KEY = "__join_key"
+_ROWS_PER_BATCH = 1 << 32
+
+
+class _Side:
+    """One input of the join: its columns, key expressions, state and eviction rule."""
+
+    def __init__(self, name: str, plan: LogicalPlan, keys: list[pl.Expr],
+                 renames: dict[str, str], ctx: OperatorContext) -> None:
+        self.name = name
+        self.columns = plan_columns(plan)
+        empty = compile_plan(plan, {}, CompileContext(pl.Schema(), 0)).collect()
+        self.empty = empty
+        self.physical = [c.physical for c in self.columns]
+        self.keys = keys  # over the side's columns renamed by ``renames``
+        self.renames = renames
+        self.watermarked = watermarked_columns(plan, self.columns)
+        value = empty.with_columns(pl.lit(False).alias(_MATCHED)).to_arrow().schema
+        key = pa.schema([pa.field(_ROW, pa.int64())])
+        self.state = PartitionedState(ctx, StateSchema(key, value), store_name=name)
+        self.row_name = _ROW_L if name == "left" else _ROW_R
+
+    def key_values(self, rows: pl.DataFrame) -> pl.DataFrame:
+        renamed = rows.rename(self.renames) if self.renames else rows
+        return renamed.select([k.alias(f"{_KEY}{i}") for i, k in enumerate(self.keys)])
+
+    def with_ids(self, rows: pl.DataFrame, batch_id: int) -> pl.DataFrame:
+        ids = pl.int_range(pl.len(), dtype=pl.Int64) + batch_id * _ROWS_PER_BATCH
+        return rows.select(self.physical).with_columns(ids.alias(_ROW))
+
+    def output_columns(self) -> tuple[OutputColumn, ...]:
+        return (*self.columns, OutputColumn(self.row_name, self.row_name))
+
+    def for_join(self, rows: pl.DataFrame) -> pl.LazyFrame:
+        return rows.select([*self.physical, pl.col(_ROW).alias(self.row_name)]).lazy()
+
+
+class StreamingJoin:
+    """``left.join(right, on, how)`` with both sides streaming."""
+
+    def __init__(self, node: Join, left: LogicalPlan, right: LogicalPlan,
+                 ctx: OperatorContext) -> None:
+        self.node = node
+        self.ctx = ctx
+        self.how = node.join_type
+        lcols, rcols = plan_columns(left), plan_columns(right)
+        lschema = compile_plan(left, {}, CompileContext(pl.Schema(), 0)).collect_schema()
+        rschema = compile_plan(right, {}, CompileContext(pl.Schema(), 0)).collect_schema()
+        inputs = join_inputs(lcols, rcols, lschema, rschema, CompileContext(pl.Schema(), 0))
+        keys = _equi_keys(node, inputs)
+        if not keys:
+            raise UnsupportedOperationException(
+                "Stream-stream join without equality predicate is not supported. Join the "
+                "streams on at least one equal column (a = b).",
+                error_class="UNSUPPORTED_STREAMING_OPERATION")
+        lkeys, rkeys = equi_key_exprs(keys, inputs.ctx)
+        self.left = _Side("left", left, lkeys, {}, ctx)
+        self.right = _Side("right", right, rkeys, inputs.right_renames, ctx)
+        self.evictions = side_evictions(node, keys, inputs, self.left.watermarked,
+                                        self.right.watermarked)
+        _check_evictable(node.join_type, self.evictions)
+        self.output = plan_columns(node)
+
+    map_sides: tuple[MapSide | None, ...] = (None, None)
+
+    # ---- one batch ---------------------------------------------------------------------
+    def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
+        started = time.perf_counter()
+        lrows, ldropped = self._on_time(self.left, inputs[0].rows, batch.watermark_us)
+        rrows, rdropped = self._on_time(self.right, inputs[1].rows, batch.watermark_us)
+        lrows = self.left.with_ids(lrows, batch.batch_id)
+        rrows = self.right.with_ids(rrows, batch.batch_id)
+        lparts, rparts = self._partitions(self.left, lrows), self._partitions(self.right, rrows)
+        results = self.ctx.executor.map(
+            lambda p: self._process_partition(p, lrows.filter(lparts == p),
+                                              rrows.filter(rparts == p), batch),
+            list(range(self.ctx.num_partitions)))
+        frames = [r[0] for r in results]
+        out = pl.concat(frames, how="vertical_relaxed") if frames else self._empty_output()
+        metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
+        metrics.update(operatorName="symmetricHashJoin",
+                       numRowsDroppedByWatermark=ldropped + rdropped,
+                       numShufflePartitions=self.ctx.num_partitions,
+                       numStateStoreInstances=2 * self.ctx.num_partitions,
+                       allUpdatesTimeMs=int((time.perf_counter() - started) * 1000))
+        return OperatorOutput(out, metrics)
+
+    def _on_time(self, side: _Side, rows: pl.DataFrame,
+                 watermark_us: int) -> tuple[pl.DataFrame, int]:
+        """Rows whose event time is at or below the watermark are late and dropped."""
+        if not side.watermarked or watermark_us <= 0:
+            return rows, 0
+        late = pl.any_horizontal([_at_or_below(pl.col(c), watermark_us, rows.schema[c])
+                                  for c in side.watermarked]).fill_null(False)
+        kept = rows.filter(~late)
+        return kept, rows.height - kept.height
+
+    def _partitions(self, side: _Side, rows: pl.DataFrame) -> pl.Series:
+        keys = side.key_values(rows)
+        return partition_ids(keys, keys.columns, self.ctx.num_partitions)
+
+    def _process_partition(self, partition: int, lnew: pl.DataFrame, rnew: pl.DataFrame,
+                           batch: BatchInfo) -> tuple[pl.DataFrame, dict[str, int]]:
+        lstore = self.left.state.store(partition, batch.batch_id)
+        rstore = self.right.state.store(partition, batch.batch_id)
+        try:
+            out = self._join_partition(lstore, rstore, lnew, rnew, batch.watermark_us)
+            lstore.commit()
+            rstore.commit()
+        except BaseException:
+            lstore.abort()
+            rstore.abort()
+            raise
+        return out, sum_metrics([lstore.metrics.to_dict(), rstore.metrics.to_dict()])
+
+    def _join_partition(self, lstore: Any, rstore: Any, lnew: pl.DataFrame, rnew: pl.DataFrame,
+                        watermark_us: int) -> pl.DataFrame:
+        lold, rold = frame_of(lstore.scan()), frame_of(rstore.scan())
+        rall = pl.concat([rold.drop(_MATCHED), rnew], how="diagonal_relaxed")
+        pairs = pl.concat([self._pairs(lnew, rall), self._pairs(lold.drop(_MATCHED), rnew)],
+                          how="vertical_relaxed")
+        lmatched = pairs.get_column(_ROW_L).unique()
+        rmatched = pairs.get_column(_ROW_R).unique()
+        emitted = [self._emit_semi(lnew, lold, lmatched) if self.how is JoinType.LEFT_SEMI
+                   else pairs.select([c.physical for c in self.output])]
+        _store(lstore, lnew, lold, lmatched)
+        _store(rstore, rnew, rold, rmatched)
+        emitted += self._evict(lstore, self.left, self.evictions[0], watermark_us,
+                               self.how in (JoinType.LEFT_OUTER, JoinType.FULL_OUTER))
+        emitted += self._evict(rstore, self.right, self.evictions[1], watermark_us,
+                               self.how in (JoinType.RIGHT_OUTER, JoinType.FULL_OUTER))
+        return pl.concat(emitted, how="vertical_relaxed")
+
+    def _pairs(self, left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
+        """Every matching pair, with both rows' ids, as the node's join type shapes it."""
+        how = JoinType.INNER if self.how is JoinType.LEFT_SEMI else self.how
+        node = replace(self.node, join_type=how)
+        frame = join_frames(node, self.left.for_join(left), self.right.for_join(right),
+                            CompileContext(pl.Schema(), 0),
+                            left_columns=self.left.output_columns(),
+                            right_columns=self.right.output_columns())
+        pairs = frame.filter(pl.col(_ROW_L).is_not_null() & pl.col(_ROW_R).is_not_null())
+        return pairs.collect()
+
+    def _emit_semi(self, lnew: pl.DataFrame, lold: pl.DataFrame,
+                   matched: pl.Series) -> pl.DataFrame:
+        """Left rows matched for the first time: new ones, and stored ones never matched."""
+        fresh = lnew.filter(pl.col(_ROW).is_in(matched.implode()))
+        waiting = lold.filter(~pl.col(_MATCHED) & pl.col(_ROW).is_in(matched.implode()))
+        both = pl.concat([fresh, waiting.drop(_MATCHED)], how="diagonal_relaxed")
+        return both.select([c.physical for c in self.output])
+
+    def _evict(self, store: Any, side: _Side, rule: SideEviction | None, watermark_us: int,
+               pad: bool) -> list[pl.DataFrame]:
+        if rule is None or watermark_us <= 0:
+            return []
+        bound = rule.bound_us(watermark_us)
+        predicate = rule.predicate(side.renames, bound)
+        gone = frame_of(store.evict(predicate))
+        if not pad or gone.height == 0:
+            return []
+        return [self._padded(side, gone.filter(~pl.col(_MATCHED)))]
+
+    def _padded(self, side: _Side, rows: pl.DataFrame) -> pl.DataFrame:
+        """Rows of ``side`` that never matched, with the other side's columns NULL."""
+        other = self.right if side is self.left else self.left
+        empty = other.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
+        left, right = (rows, empty) if side is self.left else (empty, rows)
+        frame = join_frames(self.node, self.left.for_join(left), self.right.for_join(right),
+                            CompileContext(pl.Schema(), 0),
+                            left_columns=self.left.output_columns(),
+                            right_columns=self.right.output_columns())
+        return frame.select([c.physical for c in self.output]).collect()
+
+    def _empty_output(self) -> pl.DataFrame:
+        empty_l = self.left.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
+        empty_r = self.right.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
+        return self._pairs(empty_l, empty_r).select([c.physical for c in self.output])
+
+    def close(self) -> None:
+        self.left.state.close()
+        self.right.state.close()
+
+    def maintenance(self, min_versions: int) -> None:
+        self.left.state.maintenance(min_versions)
+        self.right.state.maintenance(min_versions)
+
+
+_SPARK_JOIN_NAMES = {JoinType.LEFT_OUTER: "LeftOuter", JoinType.RIGHT_OUTER: "RightOuter",
+                     JoinType.FULL_OUTER: "FullOuter", JoinType.LEFT_SEMI: "LeftSemi"}
+
+
+def _check_evictable(how: JoinType,
+                     evictions: tuple[SideEviction | None, SideEviction | None]) -> None:
+    """An outer or semi join must be able to tell when a row can no longer match, or it
+    could never emit its NULL-padded rows: Spark's rule, with Spark's message."""
+    needed = {JoinType.LEFT_OUTER: (0,), JoinType.LEFT_SEMI: (0,),
+              JoinType.RIGHT_OUTER: (1,), JoinType.FULL_OUTER: (0, 1)}.get(how, ())
+    if all(evictions[i] is not None for i in needed):
+        return
+    raise UnsupportedOperationException(
+        f"Stream-stream {_SPARK_JOIN_NAMES[how]} join between two streaming "
+        "DataFrame/Datasets is not supported without a watermark in the join keys, or a "
+        "watermark on the nullable side and an appropriate range condition. Add "
+        "withWatermark(...) on both sides and a time-range condition such as "
+        "rightTime BETWEEN leftTime AND leftTime + INTERVAL 1 HOUR.",
+        error_class="UNSUPPORTED_STREAMING_OPERATION")
+
+
+def _store(store: Any, new: pl.DataFrame, old: pl.DataFrame, matched: pl.Series) -> None:
+    """New rows in, with whether they matched; stored rows that matched now, flagged."""
+    ids = matched.implode()
+    rows = new.with_columns(pl.col(_ROW).is_in(ids).alias(_MATCHED))
+    newly = old.filter(~pl.col(_MATCHED) & pl.col(_ROW).is_in(ids))
+    newly = newly.with_columns(pl.lit(True).alias(_MATCHED))
+    changed = pl.concat([rows, newly.select(rows.columns)], how="vertical_relaxed")
+    if changed.height:
+        store.upsert(changed.select([_ROW, *[c for c in changed.columns if c != _ROW]])
+                     .to_arrow(), distinct=True)
+
+
+def _at_or_below(column: pl.Expr, bound_us: int, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Struct):
+        column = column.struct.field("end")
+    return column.dt.epoch("us") <= bound_us
+
+
+def _equi_keys(node: Join, inputs: JoinInputs) -> tuple[EquiKey, ...]:
+    if node.using:
+        return tuple(EquiKey(ColumnRef(name, ordinal=_index(inputs.left, name)),
+                             ColumnRef(name, ordinal=len(inputs.left)
+                                       + _index(inputs.right, name)))
+                     for name in node.using)
+    return split_join_condition(node.condition, inputs).keys
+
+
+def _index(columns: tuple[OutputColumn, ...], name: str) -> int:
+    return next(i for i, c in enumerate(columns) if c.name.lower() == name.lower())
