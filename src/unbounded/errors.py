@@ -15,6 +15,7 @@ __all__ = [
     "KafkaDataLossError",
     "KafkaUnavailableError",
     "MalformedRecordError",
+    "MissingFileError",
     "ParseException",
     "StreamingQueryException",
     "UnboundedError",
@@ -74,9 +75,17 @@ class MalformedRecordError(UnboundedError, ValueError):
 
 
 class CheckpointCorruptError(UnboundedError, OSError):
-    """A checkpoint file that is unreadable or of an unknown version."""
+    """A checkpoint file that is unreadable, damaged (its checksum does not match) or of an
+    unknown version; the message names the file and how to recover."""
 
     error_class = "CHECKPOINT_CORRUPT"
+
+
+class MissingFileError(UnboundedError, FileNotFoundError):
+    """A file a read needs is gone (Spark's FAILED_READ_FILE.FILE_NOT_EXIST); the option
+    or conf ``ignoreMissingFiles`` skips such files instead."""
+
+    error_class = "FAILED_READ_FILE.FILE_NOT_EXIST"
 
 
 class CheckpointConflictError(UnboundedError, OSError):

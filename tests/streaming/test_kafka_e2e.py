@@ -379,7 +379,8 @@ def test_a_paused_broker_is_waited_for_in_status_and_past_the_poll_timeout_fails
             time.sleep(0.5)  # more than a batch interval, still paused
             assert query.isActive
             assert _commits(checkpoint) == commits
-            assert len(os.listdir(checkpoint / "offsets")) == commits, "a half-done batch"
+            offsets = [n for n in os.listdir(checkpoint / "offsets") if n.isdigit()]
+            assert len(offsets) == commits, "a half-done batch"
         finally:
             broker.resume()
         produce_records(bootstrap, topic, _in_values(20, 20))

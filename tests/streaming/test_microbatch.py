@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from unbounded.checkpoint.logs import CommitLog, OffsetLog
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.sql import functions as F
 from unbounded.testing import (
@@ -157,8 +158,8 @@ def test_old_log_entries_are_purged_beyond_min_batches_to_retain(spark, tmp_path
         stream.addData([(i,)])
         q.processAllAvailable(30)
     q.stop()
-    assert sorted(os.listdir(cp / "offsets")) == ["3", "4"]
-    assert sorted(os.listdir(cp / "commits")) == ["3", "4"]
+    assert OffsetLog(str(cp / "offsets")).batch_ids() == [3, 4]
+    assert CommitLog(str(cp / "commits")).batch_ids() == [3, 4]
 
 
 def test_checkpoint_location_is_required_for_file_sinks(spark, tmp_path):

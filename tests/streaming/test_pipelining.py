@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import pipeline_probes as probes
+from unbounded.checkpoint.logs import CommitLog, OffsetLog
 from unbounded.sinks.registry import SINK_FORMATS
 from unbounded.sources.registry import SOURCE_FORMATS
 
@@ -74,8 +75,8 @@ def test_stop_drops_the_read_ahead_and_a_restart_reads_it_once(spark, tmp_path):
     assert started[0].awaitTermination(60)
     assert started[0].exception() is None
     assert seen == [0]
-    assert sorted(os.listdir(os.path.join(checkpoint, "offsets"))) == ["0"]
-    assert sorted(os.listdir(os.path.join(checkpoint, "commits"))) == ["0"]
+    assert OffsetLog(os.path.join(checkpoint, "offsets")).batch_ids() == [0]
+    assert CommitLog(os.path.join(checkpoint, "commits")).batch_ids() == [0]
 
     query = _start(spark, checkpoint, lambda df, batch_id: seen.extend(_rows(df)))
     assert query.awaitTermination(60)

@@ -4,17 +4,36 @@ Write to a temporary name in the same folder, flush and fsync it, publish it und
 final name with ``os.link`` (which fails if the name exists, so two writers of one entry
 cannot both win), remove the temporary name, then fsync the folder so the new name
 survives a power cut. A reader never sees a torn file under a final name.
+
+A temporary file never outlives a failed write (a full disk must not fill up with
+them), and the temporary files a killed process left behind are removed the first time
+this process writes into their folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import threading
 import uuid
+from collections.abc import Callable
+from typing import BinaryIO
 
 from unbounded.errors import CheckpointConflictError
 
-__all__ = ["fsync_dir", "write_atomic", "write_atomic_replace"]
+__all__ = [
+    "fsync_dir",
+    "is_temp_name",
+    "remove_stray_temps",
+    "write_atomic",
+    "write_atomic_replace",
+    "write_atomic_stream",
+]
+
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+_cleaned: set[str] = set()
+_cleaned_lock = threading.Lock()
 
 
 def fsync_dir(path: str) -> None:
@@ -25,20 +44,60 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _write_temp(path: str, data: bytes) -> str:
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a temporary file of this module (``.<name>.<uuid>.tmp``)."""
+    return _TEMP_NAME.match(name) is not None
+
+
+def remove_stray_temps(folder: str) -> list[str]:
+    """Delete the temporary files of earlier, interrupted writes in ``folder``."""
+    doomed = [os.path.join(folder, n) for n in os.listdir(folder) if is_temp_name(n)]
+    for path in doomed:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return doomed
+
+
+def _prepare_folder(folder: str) -> None:
+    """Create ``folder``; on its first use by this process, clear stray temp files.
+
+    Done under a lock and before this process creates any temp file there, so it can
+    only remove files of writes that were interrupted before this process wrote."""
+    key = os.path.abspath(folder)
+    if key in _cleaned:
+        return
+    with _cleaned_lock:
+        if key not in _cleaned:
+            os.makedirs(folder, exist_ok=True)
+            remove_stray_temps(folder)
+            _cleaned.add(key)
+
+
+def _write_temp(path: str, fill: Callable[[BinaryIO], None]) -> str:
     folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
+    _prepare_folder(folder)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            fill(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return tmp
+
+
+def _bytes_filler(data: bytes) -> Callable[[BinaryIO], None]:
+    def fill(f: BinaryIO) -> None:
+        f.write(data)
+    return fill
 
 
 def write_atomic(path: str, data: bytes) -> None:
     """Publish ``data`` at ``path``; raise CheckpointConflictError if it already exists."""
-    tmp = _write_temp(path, data)
+    tmp = _write_temp(path, _bytes_filler(data))
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -52,8 +111,23 @@ def write_atomic(path: str, data: bytes) -> None:
     fsync_dir(os.path.dirname(path) or ".")
 
 
-def write_atomic_replace(path: str, data: bytes) -> None:
-    """Publish ``data`` at ``path``, replacing any previous content atomically."""
-    tmp = _write_temp(path, data)
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path) or ".")
+def write_atomic_replace(path: str, data: bytes, *, sync_dir: bool = True) -> None:
+    """Publish ``data`` at ``path``, replacing any previous content atomically.
+
+    ``sync_dir=False`` skips the folder fsync, for a file whose loss in a power cut is
+    harmless (a checksum sidecar)."""
+    write_atomic_stream(path, _bytes_filler(data), sync_dir=sync_dir)
+
+
+def write_atomic_stream(path: str, fill: Callable[[BinaryIO], None], *,
+                        sync_dir: bool = True) -> None:
+    """Publish what ``fill`` writes into a binary file at ``path``, replacing atomically."""
+    tmp = _write_temp(path, fill)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if sync_dir:
+        fsync_dir(os.path.dirname(path) or ".")

@@ -10,6 +10,8 @@ Layout of a checkpoint folder::
 
 Each entry is written once with ``write_atomic``: the offset entry of batch N is the
 write-ahead record of what batch N reads, and the commit entry says batch N is durable.
+Each file's CRC-32C is kept in a sidecar ``.<name>.crc32c`` and verified on every read
+(``unbounded.checkpoint.checksum``); files Spark wrote have none and are read as they are.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from unbounded.checkpoint.atomic import write_atomic
+from unbounded.checkpoint.checksum import (
+    RECOVERY_HINT,
+    read_checked_text,
+    remove_checked,
+    write_checked,
+)
 from unbounded.errors import CheckpointCorruptError
 
 __all__ = ["BatchLog", "CommitEntry", "CommitLog", "OffsetEntry", "OffsetLog", "QueryMetadata"]
@@ -29,18 +36,17 @@ VERSION = 1
 _VOID = "-"
 
 
-def _read_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise CheckpointCorruptError(f"Cannot read checkpoint file {path}: {e}") from e
+def _invalid(path: str, what: str, error: Exception) -> CheckpointCorruptError:
+    return CheckpointCorruptError(f"Checkpoint file {path} is damaged: {what} ({error}). "
+                                  + RECOVERY_HINT)
 
 
 def _check_version(path: str, line: str) -> None:
     match = re.fullmatch(r"v(\d+)", line.strip())
     if match is None:
-        raise CheckpointCorruptError(f"{path} has no version header (expected 'v1').")
+        raise CheckpointCorruptError(
+            f"{path} has no version header (expected 'v1', found {line[:20]!r}). "
+            + RECOVERY_HINT)
     if int(match.group(1)) > VERSION:
         raise CheckpointCorruptError(
             f"{path} was written in log version v{match.group(1)}, newer than this release "
@@ -67,11 +73,11 @@ class BatchLog:
 
     def write_lines(self, batch_id: int, lines: list[str]) -> None:
         body = "\n".join([f"v{VERSION}", *lines])
-        write_atomic(self.path(batch_id), body.encode("utf-8"))
+        write_checked(self.path(batch_id), body.encode("utf-8"))
 
     def read_lines(self, batch_id: int) -> list[str]:
         path = self.path(batch_id)
-        lines = _read_text(path).split("\n")
+        lines = read_checked_text(path).split("\n")
         _check_version(path, lines[0])
         return lines[1:]
 
@@ -80,7 +86,7 @@ class BatchLog:
         for old in self.batch_ids():
             if old >= batch_id:
                 break
-            os.unlink(self.path(old))
+            remove_checked(self.path(old))
 
 
 @dataclass
@@ -122,15 +128,16 @@ class OffsetLog(BatchLog):
         try:
             meta = json.loads(lines[0])
             offsets = [None if ln == _VOID else json.loads(ln) for ln in lines[1:]]
-        except (ValueError, IndexError) as e:
-            raise CheckpointCorruptError(f"{self.path(batch_id)} is not valid: {e}") from e
-        return OffsetEntry(
-            offsets=offsets,
-            batch_timestamp_ms=int(meta.get("batchTimestampMs", 0)),
-            batch_watermark_ms=int(meta.get("batchWatermarkMs", 0)),
-            conf=dict(meta.get("conf", {})),
-            watermarks={k: int(v) for k, v in meta.get("unboundedWatermarksMs", {}).items()},
-        )
+            return OffsetEntry(
+                offsets=offsets,
+                batch_timestamp_ms=int(meta.get("batchTimestampMs", 0)),
+                batch_watermark_ms=int(meta.get("batchWatermarkMs", 0)),
+                conf=dict(meta.get("conf", {})),
+                watermarks={k: int(v)
+                            for k, v in meta.get("unboundedWatermarksMs", {}).items()},
+            )
+        except (ValueError, IndexError, TypeError, AttributeError) as e:
+            raise _invalid(self.path(batch_id), "not an offset log entry", e) from e
 
 
 @dataclass
@@ -158,9 +165,9 @@ class CommitLog(BatchLog):
         lines = self.read_lines(batch_id)
         try:
             data = json.loads(lines[0]) if lines and lines[0] else {}
-        except ValueError as e:
-            raise CheckpointCorruptError(f"{self.path(batch_id)} is not valid: {e}") from e
-        return CommitEntry(int(data.get("nextBatchWatermarkMs", 0)))
+            return CommitEntry(int(data.get("nextBatchWatermarkMs", 0)))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise _invalid(self.path(batch_id), "not a commit log entry", e) from e
 
 
 @dataclass
@@ -182,19 +189,20 @@ class QueryMetadata:
         path = os.path.join(checkpoint, "metadata")
         if not os.path.exists(path):
             return None
+        text = read_checked_text(path)
         try:
-            data = json.loads(_read_text(path))
+            data = json.loads(text)
             shape = data.get("unbounded", {})
             if int(shape.get("version", 1)) > VERSION:
                 raise CheckpointCorruptError(
                     f"{path} was written by a newer unbounded (version {shape['version']}).")
             return cls(str(data["id"]), list(shape.get("sources", [])),
                        str(shape.get("sink", "")), dict(shape.get("conf", {})))
-        except (ValueError, KeyError) as e:
-            raise CheckpointCorruptError(f"{path} is not valid query metadata: {e}") from e
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise _invalid(path, "not valid query metadata", e) from e
 
     def write(self, checkpoint: str) -> None:
         body = {"id": self.id, "unbounded": {"version": VERSION, "sources": self.sources,
                                              "sink": self.sink, "conf": self.conf}}
-        write_atomic(os.path.join(checkpoint, "metadata"),
-                     json.dumps(body, separators=(",", ":")).encode("utf-8"))
+        write_checked(os.path.join(checkpoint, "metadata"),
+                      json.dumps(body, separators=(",", ":")).encode("utf-8"))

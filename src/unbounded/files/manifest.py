@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 from typing import Any
 
-from unbounded.checkpoint.atomic import write_atomic
-from unbounded.errors import CheckpointCorruptError
+from unbounded.checkpoint.checksum import (
+    RECOVERY_HINT,
+    read_checked_text,
+    remove_checked,
+    write_checked,
+)
+from unbounded.errors import CheckpointCorruptError, MissingFileError
 from unbounded.files.paths import local_path, path_uri
 
 __all__ = ["DEFAULT_COMPACT_INTERVAL", "METADATA_DIR", "FileSinkManifest"]
@@ -36,6 +40,9 @@ class FileSinkManifest:
     same path. A reader that meets another version line fails with
     :class:`CheckpointCorruptError`. Only files in the manifest are part of the output:
     files of a batch that crashed before its manifest entry are ignored by readers.
+    Each log file's CRC-32C is kept in a sidecar ``.<name>.crc32c``
+    (:mod:`unbounded.checkpoint.checksum`) and checked on every read, so Spark still reads
+    the log and a damaged entry fails loudly instead of hiding files.
 
     Example:
         >>> import tempfile
@@ -94,6 +101,24 @@ class FileSinkManifest:
         """The local paths of the files that are part of the sink's output."""
         return [local_path(e["path"]) for e in self.all_entries()]
 
+    def existing_files(self, *, ignore_missing: bool = False) -> list[str]:
+        """:meth:`all_files`, each checked to exist: a listed file that is gone fails with
+        :class:`MissingFileError` naming it (Spark's ``ignoreMissingFiles=false``), or is
+        skipped when ``ignore_missing``. Paths are literal: ``*`` or ``[`` in a name is
+        never expanded, so a damaged entry cannot pick up other files."""
+        files = self.all_files()
+        missing = [p for p in files if not os.path.isfile(p)]
+        if missing and not ignore_missing:
+            raise MissingFileError(
+                f"[FAILED_READ_FILE.FILE_NOT_EXIST] Error while reading file "
+                f"{path_uri(missing[0])}: it is listed in the file sink manifest "
+                f"{self.metadata_path} but does not exist ({len(missing)} listed file(s) "
+                "missing). Restore the file, or set the option (or the conf "
+                "spark.sql.files.ignoreMissingFiles) ignoreMissingFiles=true to skip it.",
+            )
+        gone = set(missing)
+        return [p for p in files if p not in gone]
+
     def add_batch(self, batch_id: int, entries: list[dict[str, Any]]) -> None:
         """Publish the files of ``batch_id`` atomically; fails if the batch was published.
 
@@ -115,27 +140,36 @@ class FileSinkManifest:
         for name in os.listdir(self.metadata_path):
             stem = name.removesuffix(".compact")
             if stem.isdigit() and int(stem) < keep_from:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.metadata_path, name))
+                remove_checked(os.path.join(self.metadata_path, name))
 
     def _write(self, name: str, entries: list[dict[str, Any]]) -> None:
         lines = [_VERSION, *(json.dumps(e, separators=(",", ":")) for e in entries)]
-        write_atomic(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
+        write_checked(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
 
     def _read(self, batch_id: int, is_compact: bool) -> list[dict[str, Any]]:
         name = f"{batch_id}.compact" if is_compact else str(batch_id)
         file = os.path.join(self.metadata_path, name)
-        with open(file, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+        lines = read_checked_text(file).split("\n")
         if lines[0].strip() != _VERSION:
             raise CheckpointCorruptError(
                 f"{file} starts with {lines[0][:20]!r}, not the version line {_VERSION!r}: "
-                "it was written by an unsupported version or is damaged.",
+                "it was written by an unsupported version or is damaged. " + RECOVERY_HINT,
             )
         try:
-            return [json.loads(line) for line in lines[1:] if line.strip()]
-        except ValueError as e:
-            raise CheckpointCorruptError(f"{file} holds a line that is not JSON: {e}") from e
+            return [_checked_entry(json.loads(line)) for line in lines[1:] if line.strip()]
+        except (ValueError, TypeError) as e:
+            raise CheckpointCorruptError(
+                f"{file} holds a line that is not a manifest entry: {e}. " + RECOVERY_HINT,
+            ) from e
+
+
+def _checked_entry(entry: Any) -> dict[str, Any]:
+    """``entry`` if it has the fields readers rely on (a path string, an action)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        raise ValueError(f"expected an object with a 'path' string, found {entry!r:.80}")
+    if not isinstance(entry.get("action", "add"), str):
+        raise ValueError(f"'action' must be a string in {entry!r:.80}")
+    return entry
 
 
 def _normalise(entry: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ twice.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import logging
@@ -19,7 +18,12 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from unbounded.checkpoint.atomic import write_atomic
+from unbounded.checkpoint.checksum import (
+    RECOVERY_HINT,
+    read_checked_text,
+    remove_checked,
+    write_checked,
+)
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException, CheckpointCorruptError
 from unbounded.files.formats import ReadSettings, infer_schema, read_files
@@ -161,7 +165,9 @@ class FileSourceLog:
     found both in a compact file and in its own file (a crash between the two steps, or
     Spark's delayed deletion) is read once. Other version lines are rejected with
     :class:`CheckpointCorruptError`. Without a metadata path (no checkpoint) the log lives
-    in memory only.
+    in memory only. Each file's CRC-32C is kept in a sidecar ``.<name>.crc32c`` and
+    verified on every read (:mod:`unbounded.checkpoint.checksum`); Spark's own logs have
+    none and are read as they are.
     """
 
     VERSION = "v1"
@@ -187,18 +193,18 @@ class FileSourceLog:
                     self.batches.setdefault(entry.batch_id, []).append(entry)
 
     def _read(self, file: str) -> list[_LogEntry]:
-        with open(file, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+        lines = read_checked_text(file).split("\n")
         if lines[0].strip() != self.VERSION:
             raise CheckpointCorruptError(
                 f"{file} starts with {lines[0][:20]!r}, not {self.VERSION!r}: it was "
-                "written by an unsupported version or is damaged.")
+                "written by an unsupported version or is damaged. " + RECOVERY_HINT)
         try:
             raw = [json.loads(line) for line in lines[1:] if line.strip()]
             return [_LogEntry(local_path(r["path"]), int(r["timestamp"]), int(r["batchId"]))
                     for r in raw]
-        except (ValueError, KeyError, TypeError) as e:
-            raise CheckpointCorruptError(f"{file} holds a malformed entry: {e}") from e
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointCorruptError(
+                f"{file} holds a malformed entry: {e}. " + RECOVERY_HINT) from e
 
     @property
     def latest_batch_id(self) -> int | None:
@@ -215,7 +221,7 @@ class FileSourceLog:
                 {"path": path_uri(e.path), "timestamp": e.timestamp, "batchId": e.batch_id},
                 separators=(",", ":")) for e in [*logged, *entries])]
             name = f"{batch_id}.compact" if compact else str(batch_id)
-            write_atomic(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
+            write_checked(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
             if compact:
                 self._delete_covered(batch_id)
         self.batches[batch_id] = entries
@@ -226,8 +232,7 @@ class FileSourceLog:
         for name in os.listdir(self.metadata_path):
             stem = name.removesuffix(".compact")
             if stem.isdigit() and int(stem) < compact_id:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.metadata_path, name))
+                remove_checked(os.path.join(self.metadata_path, name))
 
     def files_between(self, start: int, end: int) -> list[_LogEntry]:
         """The entries of batches ``start + 1 .. end``, in log order."""

@@ -19,14 +19,15 @@ __all__ = ["DataFrameReader", "list_data_files"]
 _FORMATS = ("csv", "json", "parquet", "text")
 
 
-def list_data_files(path: str) -> list[str]:
-    """The data files under ``path``: the manifest's files when a file sink wrote it,
+def list_data_files(path: str, *, ignore_missing: bool = False) -> list[str]:
+    """The data files under ``path``: the manifest's files when a file sink wrote it
+    (a listed file that is gone fails unless ``ignore_missing``, as in Spark),
     otherwise every visible file (names starting with ``_`` or ``.`` are skipped)."""
     from unbounded.files.manifest import FileSinkManifest
 
     local = path.removeprefix("file://")
     if os.path.isdir(os.path.join(local, "_spark_metadata")):
-        return FileSinkManifest(local).all_files()
+        return FileSinkManifest(local).existing_files(ignore_missing=ignore_missing)
     if os.path.isfile(local):
         return [local]
     matches = glob.glob(local) if glob.has_magic(local) else [local]
@@ -84,22 +85,28 @@ class DataFrameReader:
         if raw is None:
             raise AnalysisException("A path is required: spark.read.format(...).load(path).")
         paths = [raw] if isinstance(raw, str) else list(raw)
-        files = self._files(paths)
+        files = self._files(paths, ignore_missing=self._ignore_missing_files())
         resolved = self._schema or infer_schema(self._format, files, dict(self._options),
                                                 streaming=False)
         relation = FileRelation(self._format, tuple(files), resolved,
                                 tuple(self._options.items()), tuple(paths))
         return DataFrame(relation, self._session)
 
+    def _ignore_missing_files(self) -> bool:
+        """The option ``ignoreMissingFiles``, else spark.sql.files.ignoreMissingFiles."""
+        conf = self._session.conf.get("spark.sql.files.ignoreMissingFiles", "false")
+        option = [v for k, v in self._options.items() if k.lower() == "ignoremissingfiles"]
+        return str(option[-1] if option else conf).lower() == "true"
+
     @staticmethod
-    def _files(paths: list[str]) -> list[str]:
+    def _files(paths: list[str], *, ignore_missing: bool) -> list[str]:
         files: list[str] = []
         for p in paths:
             local = p.removeprefix("file://")
             if not glob.has_magic(local) and not os.path.exists(local):
                 raise AnalysisException(f"[PATH_NOT_FOUND] Path does not exist: file:{local}.",
                                         error_class="PATH_NOT_FOUND")
-            files.extend(list_data_files(local))
+            files.extend(list_data_files(local, ignore_missing=ignore_missing))
         return files
 
     def csv(self, path: str | list[str], schema: StructType | str | None = None,

@@ -1,8 +1,9 @@
 """A state store for state larger than memory: the working rows live in a local RocksDB.
 
-Design (see also ``StateFileLog``): the checkpoint holds exactly the same Arrow IPC
-delta and snapshot files as the memory provider, so the checkpoint stays the truth,
-holds nothing but Arrow, and can be reopened by either provider. The RocksDB database is
+Design (see also ``unbounded.state.files``): the checkpoint holds exactly the same
+checksummed Arrow IPC delta and snapshot files as the memory provider, so the
+checkpoint stays the truth, holds nothing but Arrow, and can be reopened by either
+provider. The RocksDB database is
 a local working copy in a private temp folder (``StateStoreConf.local_dir``): it holds
 the latest committed version, is advanced in place by each batch and rebuilt from the
 files after an abort, a restart or a jump to another version. RocksDB's own checkpoints
@@ -48,10 +49,10 @@ from unbounded.state.base import (
     StateStoreMetrics,
     conform,
 )
+from unbounded.state.files import StateFileLog
 from unbounded.state.memory import (
     OP_UPSERT,
     OpenVersion,
-    StateFileLog,
     eviction_mask,
     last_changes,
     to_arrow,

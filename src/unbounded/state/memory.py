@@ -3,25 +3,21 @@
 Like Spark's HDFSBackedStateStoreProvider, every committed version writes a delta file
 and every ``min_deltas_for_snapshot``-th version also a full snapshot; recovering
 version V reads the newest snapshot at or below V and the deltas after it. The file
-format (:class:`StateFileLog`) is shared with the disk provider, so a checkpoint can be
-reopened with either provider.
+format (:class:`~unbounded.state.files.StateFileLog`, checksummed and validated before
+Arrow reads it) is shared with the disk provider, so a checkpoint can be reopened with
+either provider.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
-import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
 
 import polars as pl
 import pyarrow as pa
 
-from unbounded.checkpoint.atomic import fsync_dir, write_atomic_replace
-from unbounded.errors import AnalysisException, CheckpointCorruptError
+from unbounded.errors import AnalysisException
 from unbounded.state.base import (
     FOUND_COLUMN,
     OP_COLUMN,
@@ -32,6 +28,7 @@ from unbounded.state.base import (
     StateStoreMetrics,
     conform,
 )
+from unbounded.state.files import StateFileLog
 
 __all__ = [
     "MemoryStateStore",
@@ -47,10 +44,6 @@ logger = logging.getLogger(__name__)
 
 OP_UPSERT = 0
 OP_DELETE = 1
-_FORMAT_KEY = b"unbounded.state.format"
-_KIND_KEY = b"unbounded.state.kind"
-_FORMAT_VERSION = b"1"
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 def to_polars(table: pa.Table) -> pl.DataFrame:
@@ -62,152 +55,6 @@ def to_polars(table: pa.Table) -> pl.DataFrame:
 def to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
     """``frame`` as Arrow with exactly ``schema``'s types (Polars may pick view types)."""
     return frame.to_arrow().cast(schema)
-
-
-class StateFileLog:
-    """The files of one operator partition: ``<root>/<operator>/<partition>/<version>.delta``
-    and ``<version>.snapshot``.
-
-    Both are Arrow IPC files (lz4-compressed buffers) whose schema metadata carries
-    ``unbounded.state.format = "1"`` and ``unbounded.state.kind`` (``delta`` or
-    ``snapshot``); a reader rejects other format versions. A snapshot holds every row
-    (key then value columns). A delta holds the version's changes in the order they were
-    made, with an int8 ``__op`` column: 0 = upsert (values set), 1 = delete (values
-    null); a key may appear more than once and its last row wins (as in Spark's delta
-    files, which log every put and remove in order). For example the delta of a batch
-    that counted key 7 and expired key 3::
-
-        k  count  __op
-        7  2      0
-        3  null   1
-
-    Files are published with ``write_atomic_replace``: a replayed batch recomputes the
-    same version, so it overwrites rather than conflicts; two concurrent runs are fenced
-    by the checkpoint's run lock and offset log, not here. A snapshot is written when
-    ``version % min_deltas_for_snapshot == 0`` so a replay rewrites the same files.
-    """
-
-    def __init__(self, store_id: StateStoreId, schema: StateSchema, snapshot_every: int) -> None:
-        self.folder = store_id.path
-        self._row_schema = schema.row_schema
-        self._delta_schema = self._row_schema.append(pa.field(OP_COLUMN, pa.int8(), False))
-        self._every = snapshot_every
-
-    def delta_path(self, version: int) -> str:
-        return os.path.join(self.folder, f"{version}.delta")
-
-    def snapshot_path(self, version: int) -> str:
-        return os.path.join(self.folder, f"{version}.snapshot")
-
-    def snapshot_due(self, version: int) -> bool:
-        return version % self._every == 0
-
-    def _with_meta(self, schema: pa.Schema, kind: bytes) -> pa.Schema:
-        return schema.with_metadata({_FORMAT_KEY: _FORMAT_VERSION, _KIND_KEY: kind})
-
-    def write_delta(self, version: int, delta: pa.Table) -> None:
-        table = delta.cast(self._with_meta(self._delta_schema, b"delta"))
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_file(sink, table.schema, options=_IPC_OPTIONS) as writer:
-            writer.write_table(table)
-        write_atomic_replace(self.delta_path(version), sink.getvalue().to_pybytes())
-
-    def write_snapshot(self, version: int, chunks: Iterable[pa.Table]) -> None:
-        """Stream ``chunks`` (row tables) into the snapshot: tmp file, fsync, replace."""
-        path = self.snapshot_path(version)
-        os.makedirs(self.folder, exist_ok=True)
-        tmp = os.path.join(self.folder, f".{version}.snapshot.{uuid.uuid4().hex}.tmp")
-        schema = self._with_meta(self._row_schema, b"snapshot")
-        try:
-            with open(tmp, "wb") as f:
-                with pa.ipc.new_file(f, schema, options=_IPC_OPTIONS) as writer:
-                    for chunk in chunks:
-                        writer.write_table(chunk.cast(schema))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        fsync_dir(self.folder)
-
-    def versions(self) -> tuple[set[int], set[int]]:
-        """The versions that have a delta file and those that have a snapshot file."""
-        deltas: set[int] = set()
-        snapshots: set[int] = set()
-        names = os.listdir(self.folder) if os.path.isdir(self.folder) else []
-        for name in names:
-            stem, _, ext = name.partition(".")
-            if stem.isdigit() and ext in ("delta", "snapshot"):
-                (deltas if ext == "delta" else snapshots).add(int(stem))
-        return deltas, snapshots
-
-    def latest_version(self) -> int:
-        deltas, snapshots = self.versions()
-        return max(deltas | snapshots, default=0)
-
-    def plan(self, version: int, cached: Iterable[int] = ()) -> tuple[int, list[int]]:
-        """Where recovering ``version`` starts (a cached version, a snapshot, or 0 for
-        the empty state; a cached start is preferred) and the deltas to apply after it."""
-        if version == 0:
-            return 0, []
-        deltas, snapshots = self.versions()
-        base = max((s for s in snapshots if s <= version), default=0)
-        start = max((c for c in cached if base <= c <= version), default=base)
-        needed = list(range(start + 1, version + 1))
-        missing = [v for v in needed if v not in deltas]
-        if missing:
-            raise CheckpointCorruptError(
-                f"Cannot recover state version {version} in {self.folder}: the delta files "
-                f"for versions {missing[:10]} are missing (latest version on disk is "
-                f"{max(deltas | snapshots, default=0)}). The checkpoint is incomplete or "
-                "was cleaned up too aggressively; restore it or use a new checkpoint location."
-            )
-        return start, needed
-
-    def _open(self, path: str, kind: bytes, schema: pa.Schema) -> pa.ipc.RecordBatchFileReader:
-        try:
-            reader = pa.ipc.open_file(pa.OSFile(path))
-        except (OSError, pa.ArrowInvalid) as e:
-            raise CheckpointCorruptError(f"State file {path} is unreadable: {e}") from e
-        meta = reader.schema.metadata or {}
-        if meta.get(_FORMAT_KEY) != _FORMAT_VERSION or meta.get(_KIND_KEY) != kind:
-            raise CheckpointCorruptError(
-                f"State file {path} has format {meta.get(_FORMAT_KEY)!r} kind "
-                f"{meta.get(_KIND_KEY)!r}; expected format {_FORMAT_VERSION!r} kind {kind!r}. "
-                "It was written by another unbounded version; use a matching release."
-            )
-        if not reader.schema.remove_metadata().equals(schema):
-            raise CheckpointCorruptError(
-                f"State file {path} has columns {reader.schema.remove_metadata()}, "
-                f"expected {schema}."
-            )
-        return reader
-
-    def read_delta(self, version: int) -> pa.Table:
-        reader = self._open(self.delta_path(version), b"delta", self._delta_schema)
-        return reader.read_all().replace_schema_metadata(None)
-
-    def snapshot_chunks(self, version: int) -> Iterator[pa.Table]:
-        reader = self._open(self.snapshot_path(version), b"snapshot", self._row_schema)
-        for i in range(reader.num_record_batches):
-            yield pa.Table.from_batches([reader.get_batch(i)]).replace_schema_metadata(None)
-
-    def maintenance(self, min_versions_to_retain: int) -> list[str]:
-        """Delete files not needed to recover the latest ``min_versions_to_retain``
-        versions: everything before the newest snapshot at or below the oldest of them."""
-        deltas, snapshots = self.versions()
-        oldest = max(deltas | snapshots, default=0) - min_versions_to_retain + 1
-        base = max((s for s in snapshots if s <= oldest), default=None)
-        if base is None:
-            return []
-        doomed = [self.snapshot_path(s) for s in snapshots if s < base]
-        doomed += [self.delta_path(d) for d in deltas if d <= base]
-        for path in doomed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        logger.debug("state maintenance removed %d files from %s", len(doomed), self.folder)
-        return doomed
 
 
 class StateDelta:

@@ -58,7 +58,7 @@ def test_compaction_batch_is_written_as_compact_file_holding_all_live_entries(
     paths = [data_file(tmp_path, f"p{i}") for i in range(5)]
     for batch_id, path in enumerate(paths):
         manifest.add_batch(batch_id, [{"path": path}])
-    names = sorted(os.listdir(tmp_path / "_spark_metadata"))
+    names = sorted(n for n in os.listdir(tmp_path / "_spark_metadata") if not n.startswith("."))
     assert names == ["0", "1", "2.compact", "3", "4"]
     compact = manifest_lines(tmp_path, "2.compact")
     assert compact[0] == "v1"
@@ -148,7 +148,8 @@ def test_log_files_older_than_the_previous_compaction_are_deleted(tmp_path):
         data = out / f"part-{batch}.parquet"
         data.write_bytes(b"x")
         manifest.add_batch(batch, [{"path": str(data)}])
-    names = sorted(os.listdir(out / "_spark_metadata"), key=lambda n: int(n.split(".")[0]))
+    visible = [n for n in os.listdir(out / "_spark_metadata") if not n.startswith(".")]
+    names = sorted(visible, key=lambda n: int(n.split(".")[0]))
     assert names == ["19.compact", *map(str, range(20, 29)), "29.compact"]
     assert len(manifest.all_files()) == 30
     assert manifest.latest_batch_id() == 29

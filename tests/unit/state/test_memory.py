@@ -11,6 +11,7 @@ import pytest
 
 from unbounded.errors import CheckpointCorruptError
 from unbounded.state.base import OP_COLUMN, StateSchema, StateStoreConf, StateStoreId
+from unbounded.state.files import StateFileEnvelope, StateFileKind
 from unbounded.state.memory import MemoryStateStoreProvider
 
 SCHEMA = StateSchema(
@@ -30,7 +31,8 @@ def rows(ks: list[int], count: int = 1) -> pa.Table:
 
 
 def read_ipc(path: Path) -> pa.Table:
-    return pa.ipc.open_file(pa.OSFile(str(path))).read_all()
+    """The Arrow table inside a state file (after its checksummed header)."""
+    return pa.ipc.open_file(pa.py_buffer(path.read_bytes()[StateFileEnvelope.SIZE:])).read_all()
 
 
 def test_files_live_under_operator_then_partition(tmp_path: Path) -> None:
@@ -131,8 +133,11 @@ def test_state_file_of_unknown_format_is_rejected(tmp_path: Path) -> None:
     table = read_ipc(path).replace_schema_metadata(
         {"unbounded.state.format": "99", "unbounded.state.kind": "delta"}
     )
-    with pa.ipc.new_file(str(path), table.schema) as writer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
+    body = sink.getvalue().to_pybytes()
+    path.write_bytes(StateFileEnvelope.header(StateFileKind.DELTA, body) + body)
     with pytest.raises(CheckpointCorruptError, match="format"):
         provider(tmp_path).get_store(1)
 
@@ -144,5 +149,5 @@ def test_torn_state_file_is_reported_as_corrupt(tmp_path: Path) -> None:
     store.commit()
     path = tmp_path / "state" / "3" / "1" / "1.delta"
     path.write_bytes(path.read_bytes()[:20])
-    with pytest.raises(CheckpointCorruptError, match="unreadable"):
+    with pytest.raises(CheckpointCorruptError, match=r"1\.delta is corrupt: it has 20 bytes"):
         provider(tmp_path).get_store(1)

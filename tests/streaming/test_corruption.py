@@ -1,0 +1,184 @@
+"""Damaged checkpoint files are detected, never read silently and never crash the process:
+one flipped bit at (a sample of) every byte offset of each kind of file a real windowed
+file-to-file query wrote raises CheckpointCorruptError naming the file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
+from unbounded.errors import CheckpointCorruptError, MissingFileError, StreamingQueryException
+from unbounded.files.manifest import FileSinkManifest
+from unbounded.sources.files import FileSourceLog
+from unbounded.sql import functions as F
+from unbounded.state.base import OP_COLUMN, StateSchema, StateStoreId
+from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
+
+MAX_OFFSETS_PER_FILE = 400
+
+
+def _write_inputs(folder: Path) -> None:
+    folder.mkdir()
+    batches = [[("10:01", "a"), ("10:02", "b")], [("10:03", "a"), ("10:16", "c")],
+               [("10:31", "a")]]
+    for i, rows in enumerate(batches):
+        lines = [json.dumps({"ts": f"2026-01-01T{t}:00", "word": w}) for t, w in rows]
+        path = folder / f"in-{i}.json"
+        path.write_text("\n".join(lines) + "\n")
+        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
+
+
+def _start(spark, tmp_path: Path):
+    spark.conf.set("spark.sql.shuffle.partitions", "1")
+    spark.conf.set("spark.sql.streaming.stateStore.minDeltasForSnapshot", "2")
+    df = (spark.readStream.schema("ts TIMESTAMP, word STRING")
+          .option("maxFilesPerTrigger", 1).json(str(tmp_path / "in"))
+          .withWatermark("ts", "5 minutes")
+          .groupBy(F.window("ts", "5 minutes"), "word").count())
+    return (df.writeStream.format("parquet").outputMode("append")
+            .option("path", str(tmp_path / "out"))
+            .option("checkpointLocation", str(tmp_path / "cp"))
+            .trigger(availableNow=True).start())
+
+
+@pytest.fixture
+def query_dirs(spark, tmp_path: Path) -> Path:
+    """A checkpoint and output of a windowed file-to-file query that ran three batches."""
+    _write_inputs(tmp_path / "in")
+    query = _start(spark, tmp_path)
+    query.awaitTermination(60)
+    assert query.exception() is None
+    assert (tmp_path / "cp" / "commits" / "2").exists()
+    return tmp_path
+
+
+def _state_log(state: Path) -> StateFileLog:
+    """The state files of partition 0, with the schema their intact delta declares."""
+    body = StateFileEnvelope.body("1.delta", (state / "1.delta").read_bytes(),
+                                  StateFileKind.DELTA)
+    schema = pa.ipc.open_file(body).schema.remove_metadata()
+    fields = [f for f in schema if f.name != OP_COLUMN]
+    store = StateSchema(pa.schema(fields[:-1]), pa.schema(fields[-1:]))
+    return StateFileLog(StateStoreId(str(state.parent.parent), 0, 0), store, 2)
+
+
+def _kinds(root: Path) -> dict[str, tuple[Path, Callable[[], object]]]:
+    """Each kind of checkpoint file: one file, and the engine's reader of it."""
+    cp, out = root / "cp", root / "out"
+    state = cp / "state" / "0" / "0"
+    return {
+        "offsets": (cp / "offsets" / "1", lambda: OffsetLog(str(cp / "offsets")).get(1)),
+        "commits": (cp / "commits" / "1", lambda: CommitLog(str(cp / "commits")).get(1)),
+        "metadata": (cp / "metadata", lambda: QueryMetadata.read(str(cp))),
+        "source log": (cp / "sources" / "0" / "1",
+                       lambda: FileSourceLog(str(cp / "sources" / "0"))),
+        "sink manifest": (_largest_entry(out / "_spark_metadata"),
+                          lambda: FileSinkManifest(str(out)).all_entries()),
+        "state delta": (state / "1.delta", lambda: _state_log(state).read_delta(1)),
+        "state snapshot": (state / "2.snapshot",
+                           lambda: list(_state_log(state).snapshot_chunks(2))),
+    }
+
+
+def _largest_entry(folder: Path) -> Path:
+    """The manifest entry of a batch that wrote files (some batches write none)."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return max(entries, key=lambda p: p.stat().st_size)
+
+
+def _sample(size: int) -> list[int]:
+    """Every offset of a small file; an even spread with the first and last of a large one."""
+    if size <= MAX_OFFSETS_PER_FILE:
+        return list(range(size))
+    step = size / (MAX_OFFSETS_PER_FILE - 1)
+    return sorted({min(size - 1, round(i * step)) for i in range(MAX_OFFSETS_PER_FILE)})
+
+
+def _flip_scan(path: Path, read: Callable[[], object]) -> tuple[int, int]:
+    """(offsets tried, flips read without an error) for one bit per sampled offset."""
+    intact = path.read_bytes()
+    read()  # the intact file reads
+    silent = []
+    for offset in _sample(len(intact)):
+        damaged = bytearray(intact)
+        damaged[offset] ^= 1 << (offset % 8)
+        path.write_bytes(bytes(damaged))
+        try:
+            read()
+            silent.append(offset)
+        except CheckpointCorruptError as e:
+            assert path.name in str(e), str(e)
+    path.write_bytes(intact)
+    return len(_sample(len(intact))), len(silent)
+
+
+@pytest.mark.parametrize("kind", ["offsets", "commits", "metadata", "source log",
+                                  "sink manifest", "state delta", "state snapshot"])
+def test_one_flipped_bit_anywhere_in_a_checkpoint_file_is_detected(query_dirs, kind):
+    path, read = _kinds(query_dirs)[kind]
+    tried, silent = _flip_scan(path, read)
+    assert tried >= min(path.stat().st_size, MAX_OFFSETS_PER_FILE) > 20
+    assert silent == 0
+
+
+@pytest.mark.parametrize("kind", ["offsets", "source log", "state delta", "state snapshot"])
+def test_truncated_and_empty_checkpoint_files_are_detected(query_dirs, kind):
+    path, read = _kinds(query_dirs)[kind]
+    intact = path.read_bytes()
+    for damaged in (b"", intact[:1], intact[: len(intact) // 2], intact[:-1]):
+        path.write_bytes(damaged)
+        with pytest.raises(CheckpointCorruptError, match=path.name):
+            read()
+
+
+def test_restart_over_a_damaged_state_file_fails_naming_the_file(spark, query_dirs):
+    state = query_dirs / "cp" / "state" / "0" / "0"
+    latest = max(state.glob("*.snapshot"), key=lambda p: int(p.name.split(".")[0]))
+    data = bytearray(latest.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    latest.write_bytes(bytes(data))
+    (query_dirs / "in" / "in-3.json").write_text('{"ts":"2026-01-01T10:50:00","word":"z"}\n')
+    query = _start(spark, query_dirs)
+    with pytest.raises(StreamingQueryException) as failed:
+        query.awaitTermination(60)
+    assert isinstance(failed.value.cause, CheckpointCorruptError)
+    assert str(latest) in str(failed.value.cause)
+    assert "CRC-32C" in str(failed.value.cause)
+
+
+def _sink_output(tmp_path: Path, names: list[str]) -> Path:
+    """An output folder whose manifest lists ``names`` (only ``p1.parquet`` exists)."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    out.mkdir()
+    pq.write_table(pa.table({"id": [1, 2]}), out / "p1.parquet")
+    pq.write_table(pa.table({"id": [3]}), out / "p2.parquet")
+    FileSinkManifest(str(out)).add_batch(0, [{"path": str(out / n)} for n in names])
+    return out
+
+
+def test_reading_sink_output_with_a_listed_file_missing_fails_naming_it(spark, tmp_path):
+    out = _sink_output(tmp_path, ["p1.parquet", "p2.parquet"])
+    (out / "p2.parquet").unlink()
+    with pytest.raises(MissingFileError, match=r"p2\.parquet.*ignoreMissingFiles") as e:
+        spark.read.parquet(str(out)).collect()
+    assert e.value.getErrorClass() == "FAILED_READ_FILE.FILE_NOT_EXIST"
+    rows = spark.read.option("ignoreMissingFiles", True).parquet(str(out)).collect()
+    assert [r.id for r in rows] == [1, 2]
+    spark.conf.set("spark.sql.files.ignoreMissingFiles", "true")
+    assert [r.id for r in spark.read.parquet(str(out)).collect()] == [1, 2]
+
+
+def test_manifest_paths_are_literal_not_globs(spark, tmp_path):
+    out = _sink_output(tmp_path, ["p1.parquet", "p*.parquet"])
+    with pytest.raises(MissingFileError, match=r"p%2A\.parquet|p\*\.parquet"):
+        spark.read.parquet(str(out)).collect()
+    rows = spark.read.parquet(str(out), ignoreMissingFiles=True).collect()
+    assert [r.id for r in rows] == [1, 2]

@@ -1,0 +1,61 @@
+"""Atomic writes leave no temp file behind, and clear the ones killed runs left."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from unbounded.checkpoint import atomic
+from unbounded.checkpoint.atomic import write_atomic, write_atomic_replace, write_atomic_stream
+from unbounded.errors import CheckpointConflictError
+
+
+def _enospc(fd: int) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("write", [write_atomic, write_atomic_replace])
+def test_a_write_failing_on_a_full_disk_removes_its_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write) -> None:
+    write(str(tmp_path / "first"), b"ok")  # the folder's first use (stray clean-up) is done
+    monkeypatch.setattr(atomic.os, "fsync", _enospc)
+    for _ in range(3):
+        with pytest.raises(OSError, match="No space left"):
+            write(str(tmp_path / "0"), b"data")
+    assert sorted(os.listdir(tmp_path)) == ["first"]
+
+
+def test_a_stream_whose_producer_fails_removes_its_temp_file(tmp_path: Path) -> None:
+    def fill(f) -> None:
+        f.write(b"half")
+        raise RuntimeError("the producer failed")
+
+    with pytest.raises(RuntimeError, match="producer"):
+        write_atomic_stream(str(tmp_path / "snapshot"), fill)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_conflicting_write_removes_its_temp_file(tmp_path: Path) -> None:
+    write_atomic(str(tmp_path / "0"), b"a")
+    with pytest.raises(CheckpointConflictError):
+        write_atomic(str(tmp_path / "0"), b"b")
+    assert os.listdir(tmp_path) == ["0"]
+    assert (tmp_path / "0").read_bytes() == b"a"
+
+
+def test_temp_files_of_killed_runs_are_removed_when_the_folder_is_first_used(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "offsets"
+    folder.mkdir()
+    stray = [f".3.{'a' * 32}.tmp", f"..3.crc32c.{'b' * 32}.tmp", f".7.snapshot.{'c' * 32}.tmp"]
+    kept = ["2", ".2.crc32c", ".notes.tmp", "x.tmp"]
+    for name in stray + kept:
+        (folder / name).write_bytes(b"x")
+    write_atomic(str(folder / "3"), b"v1")
+    assert sorted(os.listdir(folder)) == sorted([*kept, "3"])
+    (folder / stray[0]).write_bytes(b"x")  # made by this process after the first use: kept
+    write_atomic(str(folder / "4"), b"v1")
+    assert stray[0] in os.listdir(folder)
