@@ -88,26 +88,25 @@ class StreamExecution:
                 if isinstance(src, SupportsStatusReports):
                     src.report_status_to(self._source_status)
             self.sink = self.spec.sink_factory(self._sink_context())
-            self.operators = self._create_operators()
+            self._create_operators()
             self.stages = StageRunner(self.physical, self.operators, self.relations)
         except BaseException:
             self._close_operators()
             self._release()
             raise
 
-    def _create_operators(self) -> list[StatefulOperator]:
+    def _create_operators(self) -> None:
+        """Each operator joins ``self.operators`` as it opens, so a later failure closes
+        the ones already open."""
         conf = StateStoreConf.from_spark_conf(self.spec.conf)
-        operators: list[StatefulOperator] = []
         for stage in self.physical.operators:
             ctx = OperatorContext(
                 state_root=os.path.join(self.spec.checkpoint, "state"),
                 num_partitions=int(self.fixed_conf["spark.sql.shuffle.partitions"]),
                 store_conf=conf, output_mode=self.spec.output_mode, executor=self.executor,
                 operator_id=stage.operator_id)
-            operators.append(create_operator(
+            self.operators.append(create_operator(
                 stage.node, [i.plan for i in stage.inputs], stage.output.schema, ctx))
-            self.operators = operators  # closed on a later failure
-        return operators
 
     def _load_or_create_metadata(self, cp: str) -> str:
         formats = [rel.spec.format.lower() for rel in self.relations]

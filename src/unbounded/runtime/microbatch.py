@@ -35,7 +35,8 @@ from unbounded.executors.base import PendingResults
 from unbounded.plan.logical import WithWatermark, walk_plan
 from unbounded.runtime.progress import BatchOutcome, DurationTimer, event_time_report, now_ms
 from unbounded.runtime.recovery import find_resume_point
-from unbounded.runtime.stage_runner import BatchClock, PlannedTasks, merge_event_time
+from unbounded.runtime.stage_runner import PlannedTasks, merge_event_time
+from unbounded.runtime.stateful.base import BatchInfo
 from unbounded.runtime.tasks import TaskResult, run_task
 from unbounded.runtime.triggers import AvailableNow, Once, ProcessingTime
 from unbounded.runtime.watermarks import WatermarkTracker
@@ -62,8 +63,8 @@ class _ReadAhead:
     latest_offset_ms: int
 
 
-def _clock(batch_id: int, entry: OffsetEntry) -> BatchClock:
-    return BatchClock(batch_id, entry.batch_timestamp_ms * 1000, entry.batch_watermark_ms * 1000)
+def _clock(batch_id: int, entry: OffsetEntry) -> BatchInfo:
+    return BatchInfo(batch_id, entry.batch_timestamp_ms * 1000, entry.batch_watermark_ms * 1000)
 
 
 class MicroBatchExecution:
@@ -203,15 +204,14 @@ class MicroBatchExecution:
         for result, src_index in zip(results, planned.owners, strict=True):
             if src_index is not None:
                 per_source[src_index] += result.input_rows
-        event_time = merge_event_time(results)
+        event_time = merge_event_time(r.event_time for r in results)
         self._advance_watermark(event_time)
         self.last_batch_watermark_ms = entry.batch_watermark_ms
         self._read_ahead(entry)
         with timer.measure("stateful"):
             stages = query.stages.run(results, clock)
         self._advance_watermark(stages.event_time)
-        for key, stats in stages.event_time.items():
-            event_time.setdefault(key, EventTimeStats()).merge(stats)
+        merge_event_time([stages.event_time], into=event_time)
         if query.operators and batch_id % 10 == 0:
             query.stages.maintenance(
                 self.spec.conf_int("spark.sql.streaming.minBatchesToRetain", 100))
@@ -238,7 +238,7 @@ class MicroBatchExecution:
         self._sink_prepared = True
 
     def _plan_tasks(self, starts: Sequence[Offset | None], entry: OffsetEntry,
-                    clock: BatchClock) -> PlannedTasks:
+                    clock: BatchInfo) -> PlannedTasks:
         return self.query.stages.plan_tasks(self.query.sources, starts, entry.offsets, clock)
 
     def _read_ahead(self, current: OffsetEntry) -> None:

@@ -8,7 +8,7 @@ that output. The final input's rows go to the sink.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,19 +29,7 @@ from unbounded.runtime.stateful.base import (
 from unbounded.runtime.tasks import PartitionTask, TaskResult
 from unbounded.sources.base import Offset, Source
 
-__all__ = ["BatchClock", "PlannedTasks", "StageOutcome", "StageRunner", "merge_event_time"]
-
-
-@dataclass(frozen=True)
-class BatchClock:
-    """A batch's id and the times logged for it, in microseconds."""
-
-    batch_id: int
-    timestamp_us: int
-    watermark_us: int
-
-    def info(self) -> BatchInfo:
-        return BatchInfo(self.batch_id, self.timestamp_us, self.watermark_us)
+__all__ = ["PlannedTasks", "StageOutcome", "StageRunner", "merge_event_time"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +45,13 @@ class StageOutcome:
     event_time: dict[str, EventTimeStats] = field(default_factory=dict)
 
 
-def merge_event_time(results: Sequence[TaskResult]) -> dict[str, EventTimeStats]:
-    merged: dict[str, EventTimeStats] = {}
-    for r in results:
-        for key, stats in r.event_time.items():
+def merge_event_time(parts: Iterable[Mapping[str, EventTimeStats]],
+                     into: dict[str, EventTimeStats] | None = None
+                     ) -> dict[str, EventTimeStats]:
+    """Event-time statistics per watermark node, added up over ``parts``."""
+    merged = {} if into is None else into
+    for part in parts:
+        for key, stats in part.items():
             merged.setdefault(key, EventTimeStats()).merge(stats)
     return merged
 
@@ -73,6 +64,7 @@ class StageRunner:
         self.physical = physical
         self.operators = list(operators)
         self.relations = list(relations)
+        self.input_of = [physical.input_of(rel) for rel in relations]  # per source
         # What the sink sees: display names (a join may hold two ``id`` columns, which
         # the engine keeps apart under physical names).
         self.output_names = [c.name for c in plan_columns(physical.final.plan)]
@@ -83,7 +75,7 @@ class StageRunner:
         return self.operators[input_id.operator].map_sides[input_id.index]
 
     def plan_tasks(self, sources: Sequence[Source], starts: Sequence[Offset | None],
-                   ends: Sequence[Offset | None], clock: BatchClock) -> PlannedTasks:
+                   ends: Sequence[Offset | None], clock: BatchInfo) -> PlannedTasks:
         """One task per source partition of the batch, and one task over empty inputs
         for each task input that has no data (so every input has rows of its schema)."""
         tasks: list[PartitionTask] = []
@@ -93,7 +85,7 @@ class StageRunner:
             start, end = starts[i], ends[i]
             if end is None or end == start:
                 continue
-            target = self.physical.input_of(rel)
+            target = self.input_of[i]
             for part in src.partitions(start, end):
                 tasks.append(self._task(target, rel, part, clock))
                 owners.append(i)
@@ -105,13 +97,13 @@ class StageRunner:
         return PlannedTasks(tasks, owners)
 
     def _task(self, target: StageInput, rel: StreamingRelation | None, part: Any,
-              clock: BatchClock) -> PartitionTask:
+              clock: BatchInfo) -> PartitionTask:
         return PartitionTask(
             target.id, target.plan, None if rel is None else rel.relation_id, part,
             None if rel is None else rel.schema, clock.timestamp_us, clock.watermark_us,
             self._map_side(target.id))
 
-    def run(self, results: Sequence[TaskResult], clock: BatchClock) -> StageOutcome:
+    def run(self, results: Sequence[TaskResult], clock: BatchInfo) -> StageOutcome:
         """The stateful stages and the final plan over the tasks' results."""
         outcome = StageOutcome([])
         outputs: dict[int, pl.DataFrame] = {}
@@ -119,7 +111,7 @@ class StageRunner:
             inputs = [self._input_batch(i, results, outputs, clock, outcome)
                       for i in stage.inputs]
             operator = self.operators[stage.operator_id]
-            out = operator.process(inputs, clock.info())
+            out = operator.process(inputs, clock)
             outcome.state_metrics.append(out.metrics)
             outputs[stage.operator_id] = out.rows
         final = self.physical.final
@@ -136,7 +128,7 @@ class StageRunner:
         return table.rename_columns(self.output_names)
 
     def _input_batch(self, target: StageInput, results: Sequence[TaskResult],
-                     outputs: dict[int, pl.DataFrame], clock: BatchClock,
+                     outputs: dict[int, pl.DataFrame], clock: BatchInfo,
                      outcome: StageOutcome) -> InputBatch:
         if target.upstream is None:
             mine = [r for r in results if r.input_id == target.id]
@@ -150,7 +142,7 @@ class StageRunner:
         return InputBatch(mapped.rows, mapped.dropped_late)
 
     def _on_driver(self, target: StageInput, outputs: dict[int, pl.DataFrame],
-                   clock: BatchClock, outcome: StageOutcome) -> pl.DataFrame:
+                   clock: BatchInfo, outcome: StageOutcome) -> pl.DataFrame:
         """An input plan over an upstream operator's output, run here."""
         assert target.upstream is not None
         stage: OperatorStage = self.physical.operators[target.upstream]
@@ -158,8 +150,7 @@ class StageRunner:
                              observe_event_time=True, relist_files=True)
         bound = {stage.output.relation_id: outputs[target.upstream].lazy()}
         frame = compile_plan(target.plan, bound, ctx).collect()
-        for key, stats in ctx.event_time.items():
-            outcome.event_time.setdefault(key, EventTimeStats()).merge(stats)
+        merge_event_time([ctx.event_time], into=outcome.event_time)
         return frame
 
     def maintenance(self, min_versions: int) -> None:

@@ -40,7 +40,7 @@ from unbounded.engine.joins import (
     join_inputs,
     split_join_condition,
 )
-from unbounded.engine.plans import compile_plan, plan_columns
+from unbounded.engine.plans import compile_output, plan_columns
 from unbounded.errors import UnsupportedOperationException
 from unbounded.plan.expressions import ColumnRef
 from unbounded.plan.logical import Join, JoinType, LogicalPlan
@@ -75,20 +75,20 @@ _ROWS_PER_BATCH = 1 << 32
 class _Side:
     """One input of the join: its columns, key expressions, state and eviction rule."""
 
-    def __init__(self, name: str, plan: LogicalPlan, keys: list[pl.Expr],
-                 renames: dict[str, str], ctx: OperatorContext) -> None:
+    def __init__(self, name: str, plan: LogicalPlan) -> None:
         self.name = name
-        self.columns = plan_columns(plan)
-        empty = compile_plan(plan, {}, CompileContext(pl.Schema(), 0)).collect()
-        self.empty = empty
+        frame, self.columns = compile_output(plan, {}, CompileContext(pl.Schema(), 0))
+        self.empty = frame.collect()
         self.physical = [c.physical for c in self.columns]
-        self.keys = keys  # over the side's columns renamed by ``renames``
-        self.renames = renames
         self.watermarked = watermarked_columns(plan, self.columns)
-        value = empty.with_columns(pl.lit(False).alias(_MATCHED)).to_arrow().schema
-        key = pa.schema([pa.field(_ROW, pa.int64())])
-        self.state = PartitionedState(ctx, StateSchema(key, value), store_name=name)
         self.row_name = _ROW_L if name == "left" else _ROW_R
+        self.keys: list[pl.Expr] = []  # over the side's columns renamed by ``renames``
+        self.renames: dict[str, str] = {}
+
+    def open_state(self, ctx: OperatorContext) -> None:
+        value = self.empty.with_columns(pl.lit(False).alias(_MATCHED)).to_arrow().schema
+        key = pa.schema([pa.field(_ROW, pa.int64())])
+        self.state = PartitionedState(ctx, StateSchema(key, value), store_name=self.name)
 
     def key_values(self, rows: pl.DataFrame) -> pl.DataFrame:
         renamed = rows.rename(self.renames) if self.renames else rows
@@ -106,30 +106,35 @@ class _Side:
 
 
 class StreamingJoin:
-    """``left.join(right, on, how)`` with both sides streaming."""
+    """``left.join(right, on, how)`` with both sides streaming.
+
+    Every check runs before a state store is opened, so a rejected join leaves no
+    store (or RocksDB lock) behind.
+    """
 
     def __init__(self, node: Join, left: LogicalPlan, right: LogicalPlan,
                  ctx: OperatorContext) -> None:
         self.node = node
         self.ctx = ctx
         self.how = node.join_type
-        lcols, rcols = plan_columns(left), plan_columns(right)
-        lschema = compile_plan(left, {}, CompileContext(pl.Schema(), 0)).collect_schema()
-        rschema = compile_plan(right, {}, CompileContext(pl.Schema(), 0)).collect_schema()
-        inputs = join_inputs(lcols, rcols, lschema, rschema, CompileContext(pl.Schema(), 0))
+        self.left, self.right = _Side("left", left), _Side("right", right)
+        inputs = join_inputs(self.left.columns, self.right.columns,
+                             self.left.empty.schema, self.right.empty.schema,
+                             CompileContext(pl.Schema(), 0))
         keys = _equi_keys(node, inputs)
         if not keys:
             raise UnsupportedOperationException(
                 "Stream-stream join without equality predicate is not supported. Join the "
                 "streams on at least one equal column (a = b).",
                 error_class="UNSUPPORTED_STREAMING_OPERATION")
-        lkeys, rkeys = equi_key_exprs(keys, inputs.ctx)
-        self.left = _Side("left", left, lkeys, {}, ctx)
-        self.right = _Side("right", right, rkeys, inputs.right_renames, ctx)
+        self.left.keys, self.right.keys = equi_key_exprs(keys, inputs.ctx)
+        self.right.renames = inputs.right_renames
         self.evictions = side_evictions(node, keys, inputs, self.left.watermarked,
                                         self.right.watermarked)
         _check_evictable(node.join_type, self.evictions)
         self.output = plan_columns(node)
+        self.left.open_state(ctx)
+        self.right.open_state(ctx)
 
     map_sides: tuple[MapSide | None, ...] = (None, None)
 
