@@ -30,6 +30,7 @@ __all__ = [
     "EquiKey",
     "JoinCondition",
     "JoinInputs",
+    "conjuncts",
     "equi_key_exprs",
     "join_frames",
     "join_inputs",
@@ -103,7 +104,7 @@ def split_join_condition(condition: Expression | None, inputs: JoinInputs) -> Jo
     """
     keys: list[EquiKey] = []
     rest: list[Expression] = []
-    for part in _conjuncts(condition):
+    for part in conjuncts(condition):
         key = _as_key(part, inputs)
         if key is None:
             rest.append(part)
@@ -113,11 +114,12 @@ def split_join_condition(condition: Expression | None, inputs: JoinInputs) -> Jo
     return JoinCondition(tuple(keys), residual)
 
 
-def _conjuncts(condition: Expression | None) -> list[Expression]:
+def conjuncts(condition: Expression | None) -> list[Expression]:
+    """The AND-ed parts of ``condition``, left to right (none for no condition)."""
     if condition is None:
         return []
     if isinstance(condition, BinaryOp) and condition.op == "and":
-        return [*_conjuncts(condition.left), *_conjuncts(condition.right)]
+        return [*conjuncts(condition.left), *conjuncts(condition.right)]
     return [condition]
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from unbounded.engine.context import OutputColumn
-from unbounded.engine.joins import EquiKey, JoinInputs
+from unbounded.engine.joins import EquiKey, JoinInputs, conjuncts
 from unbounded.plan.expressions import (
     Alias,
     BinaryOp,
@@ -146,7 +146,7 @@ def state_value_bounds(side: str, condition: Expression | None, inputs: JoinInpu
                        marked: dict[str, set[str]]) -> list[tuple[int, int]]:
     """Per usable conjunct: (constant in us, 1 for ``<=``/``>=`` else 0)."""
     bounds = []
-    for part in _conjuncts(condition):
+    for part in conjuncts(condition):
         if not (isinstance(part, BinaryOp) and part.op in _SWAPPED):
             continue
         _, swap, minus = _SWAPPED[part.op]
@@ -155,14 +155,6 @@ def state_value_bounds(side: str, condition: Expression | None, inputs: JoinInpu
         if constant is not None:
             bounds.append((constant, minus))
     return bounds
-
-
-def _conjuncts(condition: Expression | None) -> list[Expression]:
-    if condition is None:
-        return []
-    if isinstance(condition, BinaryOp) and condition.op == "and":
-        return [*_conjuncts(condition.left), *_conjuncts(condition.right)]
-    return [condition]
 
 
 @dataclass(frozen=True)
