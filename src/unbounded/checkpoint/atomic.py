@@ -59,16 +59,17 @@ def remove_stray_temps(folder: str) -> list[str]:
 
 
 def _prepare_folder(folder: str) -> None:
-    """Create ``folder``; on its first use by this process, clear stray temp files.
+    """Create ``folder`` (again, if it was deleted since this process last wrote there);
+    on its first use by this process, clear stray temp files.
 
     Done under a lock and before this process creates any temp file there, so it can
     only remove files of writes that were interrupted before this process wrote."""
+    os.makedirs(folder, exist_ok=True)
     key = os.path.abspath(folder)
     if key in _cleaned:
         return
     with _cleaned_lock:
         if key not in _cleaned:
-            os.makedirs(folder, exist_ok=True)
             remove_stray_temps(folder)
             _cleaned.add(key)
 

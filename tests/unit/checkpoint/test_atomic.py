@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def test_temp_files_of_killed_runs_are_removed_when_the_folder_is_first_used(
     (folder / stray[0]).write_bytes(b"x")  # made by this process after the first use: kept
     write_atomic(str(folder / "4"), b"v1")
     assert stray[0] in os.listdir(folder)
+
+
+@pytest.mark.parametrize("write", [write_atomic, write_atomic_replace])
+def test_a_folder_deleted_after_its_first_use_is_created_again(tmp_path: Path, write) -> None:
+    """A checkpoint deleted and reused by the same process (a notebook rerun) still writes."""
+    folder = tmp_path / "cp" / "state" / "0" / "0"
+    write(str(folder / "1.delta"), b"a")
+    shutil.rmtree(tmp_path / "cp")
+    write(str(folder / "1.delta"), b"b")
+    assert (folder / "1.delta").read_bytes() == b"b"
+    assert os.listdir(folder) == ["1.delta"]
