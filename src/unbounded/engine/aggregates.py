@@ -22,8 +22,7 @@ from unbounded.plan.expressions import (
     walk,
 )
 
-__all__ = ["AGGREGATES", "compile_agg_args", "compile_aggregate", "compile_aggregate_call",
-           "widen_sum_input"]
+__all__ = ["AGGREGATES", "compile_agg_args", "compile_aggregate", "compile_aggregate_call"]
 
 AggBuilder = Callable[[list[pl.Expr], AggregateCall], pl.Expr]
 
@@ -42,12 +41,11 @@ def _sum(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
     return pl.when(value.count() > 0).then(value.sum()).otherwise(None)
 
 
-def widen_sum_input(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
-    """Spark sums integers as bigint and floats as double."""
+def _widen_sum_input(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
+    """Spark sums integers as bigint and floats as double (no cast when already so)."""
     dtype = ctx.dtype_of(arg)
-    if dtype.is_integer():
-        return arg.cast(pl.Int64)
-    return arg.cast(pl.Float64) if dtype.is_float() else arg
+    target = pl.Int64 if dtype.is_integer() else pl.Float64 if dtype.is_float() else None
+    return arg if target is None or dtype == target else arg.cast(target)
 
 
 def _by(pick: str) -> AggBuilder:
@@ -104,22 +102,24 @@ AGGREGATES: dict[str, AggBuilder] = {
 
 
 def compile_agg_args(call: AggregateCall, ctx: CompileContext) -> list[pl.Expr]:
-    """The column arguments of an aggregate, one value per input row.
+    """The column arguments of an aggregate, one value per input row, typed as Spark
+    aggregates them; every engine path (batch, streaming, window) compiles them here.
 
     A constant argument (``count(lit(1))``, ``sum(lit(2) * 3)``) is repeated once per
     row: Polars aggregates a bare literal as a single value, so ``count`` would be 1 and
-    ``sum`` the constant itself, where Spark counts and sums every row.
+    ``sum`` the constant itself, where Spark counts and sums every row. A column
+    argument is left as it is, so the common case costs nothing extra.
     """
-    args = [compile_expr(a, ctx) for a in call.args if not isinstance(a, Star)]
-    if call.name in ("percentile_approx", "approx_percentile"):
-        args = args[:1]
     exprs = [a for a in call.args if not isinstance(a, Star)]
-    return [arg if _reads_rows(e) else pl.repeat(arg, pl.len())
-            for arg, e in zip(args, exprs, strict=False)]
+    args = [_per_row(compile_expr(e, ctx), e) for e in exprs]
+    if call.name == "sum":
+        args[0] = _widen_sum_input(args[0], ctx)
+    return args
 
 
-def _reads_rows(expr: Expression) -> bool:
-    return any(isinstance(n, (ColumnRef, Star)) for n in walk(expr))
+def _per_row(arg: pl.Expr, expr: Expression) -> pl.Expr:
+    reads_rows = any(isinstance(n, (ColumnRef, Star)) for n in walk(expr))
+    return arg if reads_rows else pl.repeat(arg, pl.len())
 
 
 def compile_aggregate_call(call: AggregateCall, ctx: CompileContext) -> pl.Expr:
@@ -129,10 +129,7 @@ def compile_aggregate_call(call: AggregateCall, ctx: CompileContext) -> pl.Expr:
             f"Unknown aggregate function {call.name!r}; supported: {', '.join(AGGREGATES)}.",
             error_class="UNRESOLVED_ROUTINE",
         )
-    args = compile_agg_args(call, ctx)
-    if call.name == "sum":
-        args = [widen_sum_input(args[0], ctx)]
-    return builder(args, call)
+    return builder(compile_agg_args(call, ctx), call)
 
 
 def _compile_agg_output(expr: Expression, ctx: CompileContext) -> pl.Expr:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from unbounded.engine.aggregates import compile_agg_args, compile_aggregate_call, widen_sum_input
+from unbounded.engine.aggregates import compile_agg_args, compile_aggregate_call
 from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import compile_expr
 from unbounded.errors import AnalysisException
@@ -241,7 +241,7 @@ def _running_count(x: pl.Expr | None, call: AggregateCall, ctx: CompileContext) 
 def _running_sum(x: pl.Expr | None, call: AggregateCall, ctx: CompileContext) -> pl.Expr:
     assert x is not None
     seen = x.is_not_null().cast(pl.Int64).cum_sum()
-    return pl.when(seen > 0).then(widen_sum_input(x, ctx).fill_null(0).cum_sum())
+    return pl.when(seen > 0).then(x.fill_null(0).cum_sum())  # x is widened already
 
 
 def _running_avg(x: pl.Expr | None, call: AggregateCall, ctx: CompileContext) -> pl.Expr:
@@ -293,7 +293,7 @@ def _sliding_rows(call: AggregateCall, args: list[pl.Expr], bounds: tuple[int, i
             return pl.max_horizontal(last - first + 1, pl.lit(0, dtype=pl.Int64))
         return present
     if call.name == "sum":
-        total = pl.sum_horizontal([widen_sum_input(c, ctx) for c in copies])
+        total = pl.sum_horizontal(copies)  # compile_agg_args widened the input
         return pl.when(present > 0).then(total)
     if call.name in ("avg", "mean"):
         total = pl.sum_horizontal([c.cast(pl.Float64) for c in copies])

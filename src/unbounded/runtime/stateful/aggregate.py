@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from unbounded.engine.aggregates import compile_agg_args, widen_sum_input
+from unbounded.engine.aggregates import compile_agg_args
 from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.expressions import compile_expr, compile_named
 from unbounded.engine.functions import is_sliding_window
@@ -83,8 +83,6 @@ def _plan_aggregate(index: int, expr: Expression, ctx: CompileContext) -> _AggPl
             "(count, sum, avg, ...); compute derived values in a select(...) after agg(...).")
     name = expr.display_name()
     args = compile_agg_args(inner, ctx)  # a constant is repeated per row, as in batch
-    if inner.name == "sum":
-        args = [widen_sum_input(args[0], ctx)]
     b = [f"{name}#{inner.name}{'_distinct' if inner.distinct else ''}{j}" for j in range(3)]
     builder = _BUILDERS.get(inner.name)
     if builder is None:
@@ -411,6 +409,9 @@ class StreamingAggregation:
                 for k in self.key_names if k != _GLOBAL_KEY]
         out = buffers.select([*keys, *finals])
         return out.cast(dict(self.output_schema), strict=False)  # type: ignore[arg-type]
+
+    def output_watermark_us(self, input_watermark_us: int) -> int:
+        return input_watermark_us
 
     def close(self) -> None:
         self.state.close()
