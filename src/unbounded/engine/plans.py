@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import singledispatch
+from weakref import WeakKeyDictionary
 
 import polars as pl
 import pyarrow as pa
@@ -63,9 +64,8 @@ def empty_frame(schema: StructType) -> pl.LazyFrame:
 def plan_schema(plan: LogicalPlan) -> StructType:
     """The output schema of ``plan`` as users see it (names may repeat after a join),
     found by compiling it over empty inputs."""
-    ctx = CompileContext(pl.Schema(), batch_timestamp_us=0)
-    frame, columns = compile_output(plan, _EmptyBindings(), ctx)
-    schema = polars_schema_to_spark(frame.collect_schema())
+    physical, columns = _empty_output(plan)
+    schema = polars_schema_to_spark(physical)
     return StructType([StructField(c.name, f.dataType, f.nullable)
                        for c, f in zip(columns, schema.fields, strict=True)])
 
@@ -73,8 +73,22 @@ def plan_schema(plan: LogicalPlan) -> StructType:
 def plan_columns(plan: LogicalPlan) -> tuple[OutputColumn, ...]:
     """The output columns of ``plan`` (physical names as ``compile_plan`` produces them,
     display names, qualifiers, lineage), found by compiling it over empty inputs."""
-    ctx = CompileContext(pl.Schema(), batch_timestamp_us=0)
-    return compile_output(plan, _EmptyBindings(), ctx)[1]
+    return _empty_output(plan)[1]
+
+
+_empty_outputs: WeakKeyDictionary[LogicalPlan, tuple[pl.Schema, tuple[OutputColumn, ...]]] = (
+    WeakKeyDictionary())
+
+
+def _empty_output(plan: LogicalPlan) -> tuple[pl.Schema, tuple[OutputColumn, ...]]:
+    """``plan``'s Polars schema and output columns, compiled over empty inputs once per
+    node: nodes are immutable, and a join's placeholder asks again every batch."""
+    known = _empty_outputs.get(plan)
+    if known is None:
+        ctx = CompileContext(pl.Schema(), batch_timestamp_us=0)
+        frame, columns = compile_output(plan, {}, ctx)
+        known = _empty_outputs[plan] = (frame.collect_schema(), columns)
+    return known
 
 
 def compile_output(
@@ -109,11 +123,6 @@ def to_display_arrow(frame: pl.DataFrame, columns: tuple[OutputColumn, ...]) -> 
     return frame.to_arrow().rename_columns([c.name for c in columns])
 
 
-class _EmptyBindings(dict[str, pl.LazyFrame]):
-    def __missing__(self, key: str) -> pl.LazyFrame:
-        raise KeyError(key)
-
-
 @singledispatch
 def compile_plan(plan: LogicalPlan, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     raise AnalysisException(
@@ -133,10 +142,9 @@ def _(plan: BoundRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFram
     bound = inputs.get(plan.relation_id)
     if plan.stands_for is None:
         return bound if bound is not None else empty_frame(plan.schema)
-    empty, columns = compile_output(plan.stands_for, _EmptyBindings(),
-                                    CompileContext(pl.Schema(), ctx.batch_timestamp_us))
+    physical, columns = _empty_output(plan.stands_for)
     ctx.plan_columns[plan] = columns
-    return bound if bound is not None else empty
+    return bound if bound is not None else pl.LazyFrame(schema=physical)
 
 
 @compile_plan.register
