@@ -199,11 +199,11 @@ def _framed_aggregate(call: AggregateCall, frame: WindowFrame, over: _Over,
     args = compile_agg_args(call, ctx)
     # RANGE frames compute as ROWS here; ties get their peers' value afterwards.
     if frame.start is None and frame.end == 0:
-        return over.partition(_running(call, args, ctx))
+        return over.partition(_running(call, args))
     if frame.start == 0 and frame.end is None:
-        return over.partition(_running(call, args, ctx, reverse=True))
+        return over.partition(_running(call, args, reverse=True))
     if frame.kind == "rows" and frame.start is not None and frame.end is not None:
-        return _sliding_rows(call, args, (frame.start, frame.end), over, ctx)
+        return _sliding_rows(call, args, (frame.start, frame.end), over)
     raise _unsupported(call, frame, "this frame")
 
 
@@ -215,12 +215,10 @@ def _unsupported(call: AggregateCall, frame: WindowFrame, what: str) -> Analysis
         error_class="UNSUPPORTED_WINDOW_FRAME")
 
 
-def _running(call: AggregateCall, args: list[pl.Expr], ctx: CompileContext,
-             reverse: bool = False) -> pl.Expr:
+def _running(call: AggregateCall, args: list[pl.Expr], reverse: bool = False) -> pl.Expr:
     """The aggregate over the rows from the partition's start to each row (in order;
     from each row to the end with ``reverse``), NULLs skipped as Spark does."""
     flip: Callable[[pl.Expr], pl.Expr] = (lambda e: e.reverse()) if reverse else (lambda e: e)
-    x = flip(args[0]) if args else None
     # Read backwards, the frame's first row is the running "last" and vice versa.
     name = {"first": "last", "last": "first"}.get(call.name, call.name) if reverse \
         else call.name
@@ -229,50 +227,42 @@ def _running(call: AggregateCall, args: list[pl.Expr], ctx: CompileContext,
         raise AnalysisException(
             f"{call.name} over a running window frame is not supported yet; supported: "
             f"{', '.join(sorted(_RUNNING))}.", error_class="UNSUPPORTED_WINDOW_FRAME")
-    return flip(builder(x, call, ctx))
+    if not args:  # count(*): the frame's rows
+        return flip(pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+    return flip(builder(flip(args[0]), call))
 
 
-def _running_count(x: pl.Expr | None, call: AggregateCall, ctx: CompileContext) -> pl.Expr:
-    if x is None:
-        return pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
-    return x.is_not_null().cast(pl.Int64).cum_sum()
-
-
-def _running_sum(x: pl.Expr | None, call: AggregateCall, ctx: CompileContext) -> pl.Expr:
-    assert x is not None
+def _running_sum(x: pl.Expr, call: AggregateCall) -> pl.Expr:
     seen = x.is_not_null().cast(pl.Int64).cum_sum()
     return pl.when(seen > 0).then(x.fill_null(0).cum_sum())  # x is widened already
 
 
-def _running_avg(x: pl.Expr | None, call: AggregateCall, ctx: CompileContext) -> pl.Expr:
-    assert x is not None
+def _running_avg(x: pl.Expr, call: AggregateCall) -> pl.Expr:
     value = x.cast(pl.Float64)
     seen = value.is_not_null().cast(pl.Int64).cum_sum()
     return pl.when(seen > 0).then(value.fill_null(0.0).cum_sum() / seen)
 
 
-def _running_first(x: pl.Expr | None, call: AggregateCall, ctx: CompileContext) -> pl.Expr:
-    assert x is not None
+def _running_first(x: pl.Expr, call: AggregateCall) -> pl.Expr:
     if call.distinct:  # ignorenulls: the first non-NULL value, once one has been seen
         return pl.when(x.is_not_null().cum_sum() > 0).then(x.drop_nulls().first())
     return pl.repeat(x.first(), pl.len())
 
 
-_RUNNING: dict[str, Callable[[pl.Expr | None, AggregateCall, CompileContext], pl.Expr]] = {
-    "count": _running_count,
+_RUNNING: dict[str, Callable[[pl.Expr, AggregateCall], pl.Expr]] = {
+    "count": lambda x, c: x.is_not_null().cast(pl.Int64).cum_sum(),
     "sum": _running_sum,
     "avg": _running_avg,
     "mean": _running_avg,
-    "min": lambda x, c, ctx: x.cum_min().forward_fill() if x is not None else pl.lit(None),
-    "max": lambda x, c, ctx: x.cum_max().forward_fill() if x is not None else pl.lit(None),
+    "min": lambda x, c: x.cum_min().forward_fill(),
+    "max": lambda x, c: x.cum_max().forward_fill(),
     "first": _running_first,
-    "last": lambda x, c, ctx: (x.forward_fill() if c.distinct else x) if x is not None
-    else pl.lit(None),
+    "last": lambda x, c: x.forward_fill() if c.distinct else x,
 }
 
 
 def _sliding_rows(call: AggregateCall, args: list[pl.Expr], bounds: tuple[int, int],
-                  over: _Over, ctx: CompileContext) -> pl.Expr:
+                  over: _Over) -> pl.Expr:
     """ROWS BETWEEN start AND end with finite offsets: one shifted copy per frame row
     (rows past the partition's edge are NULL, which every aggregate skips)."""
     start, end = bounds

@@ -161,3 +161,19 @@ def test_window_function_in_a_streaming_query_is_rejected_before_start(spark, tm
 def test_ranking_function_without_over_is_rejected(df):
     with pytest.raises(AnalysisException, match="WINDOW_FUNCTION_WITHOUT_OVER_CLAUSE"):
         df.select(F.row_number()).collect()
+
+
+def test_running_and_reverse_running_frames_for_every_running_aggregate(spark):
+    df = spark.createDataFrame([("a", 1, 10), ("a", 2, None), ("a", 3, 5), ("b", 1, 7)],
+                               "k string, t int, v int")
+    w = Window.partitionBy("k").orderBy("t")
+    aggs = (F.count("*"), F.count("v"), F.min("v"), F.max("v"), F.first("v"), F.last("v"),
+            F.first("v", True), F.last("v", True), F.avg("v"))
+    to_now = [a.over(w.rowsBetween(Window.unboundedPreceding, 0)) for a in aggs]
+    to_end = [a.over(w.rowsBetween(0, Window.unboundedFollowing)) for a in aggs]
+    out = sorted(tuple(r) for r in df.select("k", "t", *to_now, *to_end).collect())
+    assert out == [
+        ("a", 1, 1, 1, 10, 10, 10, 10, 10, 10, 10.0, 3, 2, 5, 10, 10, 5, 10, 5, 7.5),
+        ("a", 2, 2, 1, 10, 10, 10, None, 10, 10, 10.0, 2, 1, 5, 5, None, 5, 5, 5, 5.0),
+        ("a", 3, 3, 2, 5, 10, 10, 5, 10, 5, 7.5, 1, 1, 5, 5, 5, 5, 5, 5, 5.0),
+        ("b", 1, 1, 1, 7, 7, 7, 7, 7, 7, 7.0, 1, 1, 7, 7, 7, 7, 7, 7, 7.0)]
