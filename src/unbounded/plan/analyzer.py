@@ -11,6 +11,7 @@ from unbounded.plan.expressions import (
     ColumnRef,
     Expression,
     FunctionCall,
+    contains_node,
     walk,
 )
 from unbounded.plan.logical import (
@@ -25,7 +26,7 @@ from unbounded.plan.logical import (
     is_streaming,
     walk_plan,
 )
-from unbounded.plan.window import contains_window
+from unbounded.plan.window import WindowExpression
 
 __all__ = ["check_streaming_query", "watermarked_columns"]
 
@@ -66,7 +67,7 @@ def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
                     "aggregations on streaming DataFrames/Datasets. Use outputMode('append').")
     for node in walk_plan(plan):
         if isinstance(node, Project) and is_streaming(node) and any(
-                contains_window(e) for e in node.exprs):
+                contains_node(e, WindowExpression) for e in node.exprs):
             raise _fail("Non-time-based windows are not supported on streaming "
                         "DataFrames/Datasets. Use window(...) on an event-time column in "
                         "groupBy, or apply the window function to each micro-batch inside "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unbounded.plan.expressions import AggregateCall, Expression, Literal, SortOrder, walk
+from unbounded.plan.expressions import AggregateCall, Expression, Literal, SortOrder
 
 __all__ = [
     "UNBOUNDED",
@@ -18,7 +18,6 @@ __all__ = [
     "WindowExpression",
     "WindowFrame",
     "WindowSpec",
-    "contains_window",
 ]
 
 UNBOUNDED = None  # a frame bound that is unbounded (preceding as start, following as end)
@@ -136,7 +135,3 @@ class WindowExpression(Expression):
 
     def display_name(self) -> str:
         return f"{self.function.display_name()} OVER {self.spec.sql(self.function)}"
-
-
-def contains_window(expr: Expression) -> bool:
-    return any(isinstance(n, WindowExpression) for n in walk(expr))
