@@ -86,8 +86,8 @@ def _empty_output(plan: LogicalPlan) -> tuple[pl.Schema, tuple[OutputColumn, ...
     known = _empty_outputs.get(plan)
     if known is None:
         ctx = CompileContext(pl.Schema(), batch_timestamp_us=0)
-        frame, columns = compile_output(plan, {}, ctx)
-        known = _empty_outputs[plan] = (frame.collect_schema(), columns)
+        _, schema, columns = _compile_with_schema(plan, {}, ctx)
+        known = _empty_outputs[plan] = (schema, columns)
     return known
 
 
@@ -100,14 +100,22 @@ def compile_output(
     child's columns for every physical name the child also had: a filter or a sort keeps
     the qualifiers of its input, as in Spark.
     """
+    frame, _, columns = _compile_with_schema(plan, inputs, ctx)
+    return frame, columns
+
+
+def _compile_with_schema(
+    plan: LogicalPlan, inputs: Bindings, ctx: CompileContext
+) -> tuple[pl.LazyFrame, pl.Schema, tuple[OutputColumn, ...]]:
+    """``compile_output`` and the frame's schema, resolved once for both."""
     frame = compile_plan(plan, inputs, ctx)
-    names = frame.collect_schema().names()
+    schema = frame.collect_schema()
     columns = ctx.plan_columns.get(plan)
-    if columns is None or [c.physical for c in columns] != names:
-        columns = _inherited_columns(plan, names, ctx)
+    if columns is None or [c.physical for c in columns] != schema.names():
+        columns = _inherited_columns(plan, schema.names(), ctx)
     columns = tuple(c.seen_by(plan.plan_id) for c in columns)
     ctx.plan_columns[plan] = columns
-    return frame, columns
+    return frame, schema, columns
 
 
 def _inherited_columns(
@@ -200,8 +208,8 @@ def _child(plan: LogicalPlan, inputs: Bindings, ctx: CompileContext) -> tuple[
 ]:
     """A child compiled, and a context over its output (its columns and qualifiers).
     Rules compile children through here so qualifiers reach the nodes above."""
-    frame, columns = compile_output(plan, inputs, ctx)
-    return frame, ctx.with_schema(frame.collect_schema(), columns)
+    frame, schema, columns = _compile_with_schema(plan, inputs, ctx)
+    return frame, ctx.with_schema(schema, columns)
 
 
 @compile_plan.register
