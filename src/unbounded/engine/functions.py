@@ -23,7 +23,8 @@ from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, Literal
 
-__all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function"]
+__all__ = ["FUNCTIONS", "compile_function", "is_map_entry", "is_sliding_window",
+           "known_function"]
 
 Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
 FUNCTIONS: dict[str, Builder] = {}
@@ -646,9 +647,10 @@ def _entries(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
 
 
 # ---- generators: expanded into rows by the projection (engine/generators.py) ---------
-def _is_map(dtype: pl.DataType) -> bool:
-    return isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct) and \
-        [f.name for f in dtype.inner.fields] == ["key", "value"]
+def is_map_entry(dtype: object) -> bool:
+    """Whether ``dtype`` is one entry of a map as the engine holds maps (a struct of
+    ``key`` and ``value``); generators show such entries as two columns."""
+    return isinstance(dtype, pl.Struct) and [f.name for f in dtype.fields] == ["key", "value"]
 
 
 @_register("explode", "explode_outer")
@@ -668,7 +670,8 @@ def _explode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
 def _posexplode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     value = _explode(call, args, ctx)
     pos = pl.int_range(pl.len(), dtype=pl.Int32).alias("pos")
-    if _is_map(ctx.dtype_of(value)):
+    dtype = ctx.dtype_of(value)
+    if isinstance(dtype, pl.List) and is_map_entry(dtype.inner):
         entry = [pl.element().struct.field("key"), pl.element().struct.field("value")]
         return value.list.eval(pl.struct(pos, *entry))
     return value.list.eval(pl.struct(pos, pl.element().alias("col")))

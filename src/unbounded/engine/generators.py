@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from unbounded.engine.functions import is_map_entry
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import Alias, Expression, FunctionCall
 
@@ -21,6 +22,8 @@ GENERATORS: dict[str, tuple[bool, bool]] = {
     "posexplode": (True, False), "posexplode_outer": (True, True),
     "json_tuple": (False, True),
 }
+# Generators whose rows are always structs shown as several columns.
+_STRUCT_ROWS = frozenset({"json_tuple", "posexplode", "posexplode_outer"})
 
 
 def _generator_of(expr: Expression) -> FunctionCall | None:
@@ -46,12 +49,6 @@ def expand_generators(frame: pl.LazyFrame, exprs: tuple[Expression, ...]) -> pl.
     if explodes:
         frame = frame.explode(name, empty_as_null=outer, keep_nulls=outer)
     dtype = frame.collect_schema()[name]
-    if isinstance(dtype, pl.Struct) and _shown_as_columns(call, dtype):
+    if call.name in _STRUCT_ROWS or is_map_entry(dtype):
         return frame.unnest(name)
     return frame if isinstance(expr, Alias) else frame.rename({name: "col"})
-
-
-def _shown_as_columns(call: FunctionCall, dtype: pl.Struct) -> bool:
-    if call.name in ("json_tuple", "posexplode", "posexplode_outer"):
-        return True
-    return [f.name for f in dtype.fields] == ["key", "value"]  # a map's entries
