@@ -110,6 +110,7 @@ def test_expression_semi_and_anti_joins_output_left_columns_once_per_row(emp, de
 def test_null_keys_never_match_with_equals_but_match_with_eq_null_safe(emp, dept):
     strict = emp.join(dept, emp.dept == dept.dept)
     assert (3, "carol", None, None, "nowhere") not in rows(strict)
+    assert rows(strict) == srt(MATCHED_EXPR)
     safe = emp.join(dept, emp.dept.eqNullSafe(dept.dept))
     assert rows(safe) == srt([*MATCHED_EXPR, (3, "carol", None, None, "nowhere")])
     in_sql = emp.alias("e").join(dept.alias("d"), F.expr("e.dept <=> d.dept"), "left_anti")
@@ -173,6 +174,8 @@ def test_time_range_join_with_an_interval(spark):
     in_sql = imp.join(clk, F.expr(
         "i.ad = c.ad AND c.ct BETWEEN i.it AND i.it + INTERVAL 1 HOUR"))
     assert in_sql.count() == 2
+    assert rows(in_sql.select("i.ad", "ct")) == [(1, datetime(2024, 1, 1, 10, 30)),
+                                                 (3, datetime(2024, 1, 1, 12, 59))]
 
 
 def test_keys_of_different_integer_types_match(spark):
