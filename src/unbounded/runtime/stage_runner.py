@@ -9,7 +9,7 @@ that output. The final input's rows go to the sink.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -107,13 +107,20 @@ class StageRunner:
         """The stateful stages and the final plan over the tasks' results."""
         outcome = StageOutcome([])
         outputs: dict[int, pl.DataFrame] = {}
+        marks: dict[int, int] = {}  # operator -> the watermark its output carries
         for stage in self.physical.operators:
-            inputs = [self._input_batch(i, results, outputs, clock, outcome)
+            # An operator sees the query's watermark, or what its upstream operator
+            # passes on (Spark 3.4+'s propagation through chains).
+            watermark = min(clock.watermark_us if i.upstream is None else marks[i.upstream]
+                            for i in stage.inputs)
+            mine = replace(clock, watermark_us=watermark)
+            inputs = [self._input_batch(i, results, outputs, mine, outcome)
                       for i in stage.inputs]
             operator = self.operators[stage.operator_id]
-            out = operator.process(inputs, clock)
+            out = operator.process(inputs, mine)
             outcome.state_metrics.append(out.metrics)
             outputs[stage.operator_id] = out.rows
+            marks[stage.operator_id] = operator.output_watermark_us(watermark)
         final = self.physical.final
         if final.upstream is None:
             tables = [r.table for r in results if r.input_id == final.id]

@@ -120,6 +120,12 @@ class StatefulOperator(Protocol):
         version from the same input."""
         ...
 
+    def output_watermark_us(self, input_watermark_us: int) -> int:
+        """The watermark the operator's output carries to a stateful operator after it
+        (Spark's per-operator propagation): its input's, unless it may still emit rows
+        older than that (a join emits rows as old as the state it keeps)."""
+        ...
+
     def maintenance(self, min_versions: int) -> None:
         """Delete state files no longer needed to recover the last ``min_versions``."""
         ...

@@ -108,6 +108,9 @@ class StreamingDeduplication:
             raise
         return fresh, store.metrics.to_dict()
 
+    def output_watermark_us(self, input_watermark_us: int) -> int:
+        return input_watermark_us
+
     def close(self) -> None:
         self.state.close()
 

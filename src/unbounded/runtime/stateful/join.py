@@ -252,6 +252,13 @@ class StreamingJoin:
         empty_r = self.right.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
         return self._pairs(empty_l, empty_r).select([c.physical for c in self.output])
 
+    def output_watermark_us(self, input_watermark_us: int) -> int:
+        """The older of the two sides' state watermarks (rows at or below them were
+        evicted, so no later output is older), as Spark's join propagates."""
+        bounds = [rule.bound_us(input_watermark_us) for rule in self.evictions
+                  if rule is not None]
+        return min(bounds) if bounds and input_watermark_us > 0 else input_watermark_us
+
     def close(self) -> None:
         self.left.state.close()
         self.right.state.close()

@@ -208,6 +208,9 @@ class StreamingSessionAggregation:
         out = sessions.group_by(self.key_names, maintain_order=True).agg(outputs)
         return out.cast(dict(self.output_schema), strict=False)  # type: ignore[arg-type]
 
+    def output_watermark_us(self, input_watermark_us: int) -> int:
+        return input_watermark_us
+
     def close(self) -> None:
         self.state.close()
 
