@@ -77,12 +77,14 @@ class StateFileEnvelope:
     SIZE = _LAYOUT.size + 4
 
     @classmethod
-    def header(cls, kind: StateFileKind, body: bytes, *, crc: int | None = None,
-               length: int | None = None) -> bytes:
-        """The header of ``body`` (or of a body of ``length`` bytes with checksum ``crc``)."""
-        fields = cls._LAYOUT.pack(cls.MAGIC, cls.VERSION, kind, 0,
-                                  len(body) if length is None else length,
-                                  crc32c.crc32c(body) if crc is None else crc)
+    def header(cls, kind: StateFileKind, body: bytes) -> bytes:
+        """The header of ``body``."""
+        return cls.header_of(kind, len(body), crc32c.crc32c(body))
+
+    @classmethod
+    def header_of(cls, kind: StateFileKind, length: int, crc: int) -> bytes:
+        """The header of a body of ``length`` bytes whose CRC-32C is ``crc`` (streamed)."""
+        fields = cls._LAYOUT.pack(cls.MAGIC, cls.VERSION, kind, 0, length, crc)
         return fields + struct.pack("<I", crc32c.crc32c(fields))
 
     @classmethod
@@ -217,8 +219,7 @@ class StateFileLog:
                 for chunk in chunks:
                     writer.write_table(chunk.cast(schema))
             f.seek(0)
-            f.write(StateFileEnvelope.header(StateFileKind.SNAPSHOT, b"", crc=body.crc,
-                                             length=body.length))
+            f.write(StateFileEnvelope.header_of(StateFileKind.SNAPSHOT, body.length, body.crc))
 
         write_atomic_stream(self.snapshot_path(version), fill)
 
