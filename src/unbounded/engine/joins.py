@@ -24,7 +24,7 @@ from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.expressions import compile_expr
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import BinaryOp, ColumnRef, Expression, walk
-from unbounded.plan.logical import Join, JoinType
+from unbounded.plan.logical import Join, JoinType, LogicalPlan
 
 __all__ = [
     "EquiKey",
@@ -163,11 +163,11 @@ def join_frames(
     return out
 
 
-def _columns_of(plan: object, ctx: CompileContext) -> tuple[OutputColumn, ...]:
+def _columns_of(plan: LogicalPlan, ctx: CompileContext) -> tuple[OutputColumn, ...]:
     from unbounded.engine.plans import plan_columns  # plans imports this module
 
-    known = ctx.plan_columns.get(plan)  # type: ignore[call-overload]
-    return known if known is not None else plan_columns(plan)  # type: ignore[arg-type]
+    known = ctx.plan_columns.get(plan)
+    return known if known is not None else plan_columns(plan)
 
 
 def _condition_join(
