@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -231,15 +232,25 @@ def _substring(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> 
 def _split(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     pattern = str(call.param("pattern"))
     limit = int(call.param("limit", -1))
-    if limit > 0:
+    literal = not _is_regex(pattern)
+    if limit == 1:  # no split: the whole string (NULL stays NULL)
+        return pl.when(args[0].is_not_null()).then(pl.concat_list(args[0]))
+    if limit > 2 and not literal:  # Polars replaces one regex match at most
+        return args[0].map_batches(lambda s: _split_batch(s, re.compile(pattern), limit),
+                                   return_dtype=pl.List(pl.String), is_elementwise=True)
+    if limit > 1:
         # The first limit-1 matches become a separator no input holds, then split on it.
-        marked = args[0].str.replace(pattern, _SPLIT_MARK, literal=not _is_regex(pattern),
-                                     n=limit - 1) if limit > 1 else args[0]
-        return marked.str.split(_SPLIT_MARK) if limit > 1 else pl.concat_list(marked)
-    return args[0].str.split(pattern, literal=not _is_regex(pattern))
+        marked = args[0].str.replace(pattern, _SPLIT_MARK, literal=literal, n=limit - 1)
+        return marked.str.split(_SPLIT_MARK)
+    return args[0].str.split(pattern, literal=literal)
 
 
 _SPLIT_MARK = "\x00\x01split\x01\x00"
+
+
+def _split_batch(series: pl.Series, pattern: re.Pattern[str], limit: int) -> pl.Series:
+    values = [None if v is None else pattern.split(v, limit - 1) for v in series.to_list()]
+    return pl.Series(series.name, values, dtype=pl.List(pl.String))
 
 
 def _is_regex(pattern: str) -> bool:
@@ -570,8 +581,8 @@ def _base64(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.
 def _digest(series: pl.Series, digest: Callable[[bytes], str | int | None],
             dtype: pl.DataType) -> pl.Series:
     """One batch through ``digest``: Polars and Arrow have no MD5/SHA/CRC32 kernels, so
-    this is the one place a function visits values in Python (a list comprehension over
-    the whole batch, never a per-row expression call)."""
+    the values are visited in Python (a list comprehension over the whole batch, never a
+    per-row expression call)."""
     values = series.cast(pl.Binary).to_list()
     return pl.Series(series.name, [None if v is None else digest(v) for v in values],
                      dtype=dtype)

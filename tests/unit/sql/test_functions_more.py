@@ -124,6 +124,15 @@ def test_split_with_a_limit_and_regexp_functions(spark):
     assert tuple(out.collect()[1]) == (None, None, None, None, None)
 
 
+
+def test_split_limits_one_and_above_two_keep_spark_values_and_nulls(spark):
+    df = spark.createDataFrame([("a1b22c3d",), (None,)], "s string")
+    out = df.select(F.split("s", "[0-9]+", 1), F.split("s", "[0-9]+", 3),
+                    F.split("s", "[0-9]+", 10), F.split("s", "2", 3))
+    assert tuple(out.collect()[0]) == (["a1b22c3d"], ["a", "b", "c3d"], ["a", "b", "c", "d"],
+                                       ["a1b", "", "c3d"])
+    assert tuple(out.collect()[1]) == (None, None, None, None)
+
 def test_max_by_min_by_skip_null_orderings(spark):
     df = spark.createDataFrame([("k", "x", 1), ("k", "y", 3), ("k", "z", None), ("j", "w", None)],
                                "g string, name string, o int")
