@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
-import time
 from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
 
+from crash_runs import kill_at_random, run_job, run_killed_at
 from unbounded.testing.faults import FAULT_POINTS
 
 JOB = os.path.join(os.path.dirname(__file__), "stateful_job.py")
@@ -66,14 +64,12 @@ def _actual(spark, workdir) -> list[tuple]:
 
 
 def _run(workdir, env):
-    return subprocess.run(_cmd(workdir), env=env, timeout=120, capture_output=True, text=True,
-                          check=False)
+    return run_job(_cmd(workdir), env)
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS)
 def test_windowed_counts_survive_sigkill_at_each_step(workdir, python_env, spark, point):
-    crashed = _run(workdir, {**python_env, "UNBOUNDED_FAULT": f"{point}@2"})
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    run_killed_at(_cmd(workdir), python_env, point, 2)
     finished = _run(workdir, python_env)
     assert finished.returncode == 0, finished.stderr
     expected = _expected(workdir)
@@ -84,13 +80,6 @@ def test_windowed_counts_survive_sigkill_at_each_step(workdir, python_env, spark
 def test_windowed_counts_survive_random_sigkills(workdir, python_env, spark):
     rng = random.Random(7)
     for _ in range(3):
-        proc = subprocess.Popen(_cmd(workdir), env=python_env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(rng.uniform(0.6, 1.8))
-        finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        kill_at_random(_cmd(workdir), python_env, rng, (0.6, 1.8))
     assert _run(workdir, python_env).returncode == 0
     assert _actual(spark, workdir) == _expected(workdir)
