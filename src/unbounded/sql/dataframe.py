@@ -7,7 +7,7 @@ Transformations return new DataFrames; nothing runs until an action (batch) or
 from __future__ import annotations
 
 import time
-from functools import cached_property
+from functools import cached_property, reduce
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -15,7 +15,7 @@ import pyarrow as pa
 from unbounded.engine.context import CompileContext, OutputColumn
 from unbounded.engine.plans import compile_output, plan_columns, plan_schema, to_display_arrow
 from unbounded.errors import AnalysisException
-from unbounded.plan.expressions import Alias, BinaryOp, ColumnRef, Expression, SortOrder, Star
+from unbounded.plan.expressions import Alias, ColumnRef, Expression, SortOrder, Star
 from unbounded.plan.intervals import parse_interval_ms
 from unbounded.plan.logical import (
     Deduplicate,
@@ -374,15 +374,11 @@ def _join_condition(on: Any) -> Expression | None:
     """A join condition from a Column, a list of Columns (AND-ed) or None."""
     if on is None or (isinstance(on, (list, tuple)) and not on):
         return None
-    parts = list(on) if isinstance(on, (list, tuple)) else [on]
+    parts: list[Column] = list(on) if isinstance(on, (list, tuple)) else [on]
     if not all(isinstance(p, Column) for p in parts):
         raise TypeError("join's `on` must be a column name, a list of names, a Column or a "
                         f"list of Columns, not {on!r}")
-    exprs: list[Expression] = [p.expr for p in parts]
-    condition = exprs[0]
-    for e in exprs[1:]:
-        condition = BinaryOp("and", condition, e)
-    return condition
+    return reduce(Column.__and__, parts).expr
 
 
 def _pandas_column(column: pa.ChunkedArray, zone: str) -> pd.Series:
