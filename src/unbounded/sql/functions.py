@@ -354,8 +354,6 @@ def approx_count_distinct(c: Any, rsd: float | None = None) -> Column:
     return _agg("approx_count_distinct", c)
 
 
-
-
 def max_by(col: Any, ord: Any) -> Column:
     """The value of ``col`` at the row with the largest ``ord`` (NULL orderings skipped)."""
     return Column(AggregateCall("max_by", (_c(col), _c(ord))))
@@ -369,16 +367,15 @@ def min_by(col: Any, ord: Any) -> Column:
 def percentile_approx(col: Any, percentage: Any, accuracy: Any = 10000) -> Column:
     """The smallest value with at least ``percentage`` of the rows at or below it; a list
     of percentages gives an array. Exact for groups smaller than ``accuracy``."""
-    value = _constant(percentage)
-    accuracy_value = accuracy.expr if isinstance(accuracy, Column) else Literal(accuracy)
-    return Column(AggregateCall("percentile_approx", (_c(col), value, accuracy_value)))
+    return Column(AggregateCall("percentile_approx",
+                                (_c(col), _constant(percentage), to_expr(accuracy))))
 
 
 def _constant(value: Any) -> Literal:
     """A literal (or a list of literals, given as a list or as ``array(...)``)."""
     if isinstance(value, (list, tuple)):
         return Literal([_constant(v).value for v in value])
-    expr = value.expr if isinstance(value, Column) else Literal(value)
+    expr = to_expr(value)
     if isinstance(expr, FunctionCall) and expr.name == "array":
         return Literal([_constant(Column(a)).value for a in expr.args])
     if not isinstance(expr, Literal):
