@@ -77,9 +77,13 @@ class OutputColumn:
         return replace(self, lineage=self.lineage | {plan_id})
 
 
-def fresh_columns(names: Iterable[str]) -> tuple[OutputColumn, ...]:
-    """Columns with no qualifier or lineage, named as the frame names them."""
-    return tuple(OutputColumn(n, n) for n in names)
+def fresh_columns(
+    names: Iterable[str], inherit_from: Iterable[OutputColumn] = ()
+) -> tuple[OutputColumn, ...]:
+    """One column per frame name: the ``inherit_from`` column of that physical name
+    (keeping its display name, qualifiers and lineage), else one with none of them."""
+    known = {c.physical: c for c in inherit_from}
+    return tuple(known.get(n) or OutputColumn(n, n) for n in names)
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -144,8 +148,7 @@ class CompileContext:
         """A context over ``schema``; columns it shares with this one keep their names
         and qualifiers unless ``columns`` says otherwise."""
         if columns is None:
-            known = {c.physical: c for c in self.columns}
-            columns = [known.get(n) or OutputColumn(n, n) for n in schema.names()]
+            columns = fresh_columns(schema.names(), inherit_from=self.columns)
         return CompileContext(schema, self.batch_timestamp_us, self.watermark_us,
                               self.event_time, self.observe_event_time, tuple(columns),
                               self.plan_columns, self.relist_files)

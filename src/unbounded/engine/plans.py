@@ -16,7 +16,12 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.engine.aggregates import compile_aggregate
-from unbounded.engine.context import CompileContext, EventTimeStats, OutputColumn
+from unbounded.engine.context import (
+    CompileContext,
+    EventTimeStats,
+    OutputColumn,
+    fresh_columns,
+)
 from unbounded.engine.dtypes import arrow_schema_to_polars, polars_schema_to_spark
 from unbounded.engine.expressions import compile_expr, compile_projection
 from unbounded.engine.functions import is_sliding_window
@@ -122,8 +127,8 @@ def _inherited_columns(
     plan: LogicalPlan, names: list[str], ctx: CompileContext
 ) -> tuple[OutputColumn, ...]:
     children = plan.children()
-    known = {c.physical: c for c in ctx.plan_columns.get(children[0], ())} if children else {}
-    return tuple(known.get(n) or OutputColumn(n, n) for n in names)
+    return fresh_columns(names, inherit_from=ctx.plan_columns.get(children[0], ())
+                         if children else ())
 
 
 def to_display_arrow(frame: pl.DataFrame, columns: tuple[OutputColumn, ...]) -> pa.Table:
