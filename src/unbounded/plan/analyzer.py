@@ -28,15 +28,31 @@ from unbounded.plan.logical import (
 )
 from unbounded.plan.window import WindowExpression
 
-__all__ = ["check_streaming_query", "watermarked_columns"]
+__all__ = ["check_streaming_query", "event_time_columns", "watermarked_columns"]
 
 
 def _fail(message: str) -> UnsupportedOperationException:
     return UnsupportedOperationException(message, error_class="UNSUPPORTED_STREAMING_OPERATION")
 
 
+def event_time_columns(plan: LogicalPlan) -> dict[str, int]:
+    """Columns (lower-cased) of ``plan`` and below that carry event time, with their
+    watermark delay in ms: the withWatermark columns, and the time-window key of an
+    aggregation over one (Spark carries the watermark through it, so a chained
+    ``window(window_time(window), ...)`` is event time too)."""
+    delays: dict[str, int] = {}
+    for node in reversed(list(walk_plan(plan))):  # children before their parents
+        if isinstance(node, WithWatermark):
+            delays[node.column.lower()] = node.delay_ms
+        elif isinstance(node, Aggregate) and delays:
+            for key in node.keys:
+                if _key_is_event_time(key, set(delays)):
+                    delays.setdefault(key.display_name().lower(), min(delays.values()))
+    return delays
+
+
 def watermarked_columns(plan: LogicalPlan) -> set[str]:
-    return {n.column.lower() for n in walk_plan(plan) if isinstance(n, WithWatermark)}
+    return set(event_time_columns(plan))
 
 
 def _key_is_event_time(key: Expression, columns: set[str]) -> bool:
@@ -58,7 +74,7 @@ def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
     if not is_streaming(plan):
         return
     aggregates = [n for n in walk_plan(plan) if isinstance(n, Aggregate) and is_streaming(n)]
-    if len(aggregates) > 1:
+    if len(aggregates) > 1 and output_mode != "append":
         raise _fail("Multiple streaming aggregations are not supported with streaming "
                     "DataFrames/Datasets. Compute one aggregation per query, or chain queries "
                     "through a sink.")
@@ -81,8 +97,8 @@ def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
     for node in walk_plan(plan):
         if isinstance(node, Join):
             _check_join(node, output_mode)
-    if aggregates:
-        _check_aggregate(aggregates[0], output_mode)
+    for aggregate in aggregates:
+        _check_aggregate(aggregate, output_mode)
 
 
 # (join type, streaming side) -> Spark's UnsupportedOperationChecker message for a

@@ -63,8 +63,9 @@ class _ReadAhead:
     latest_offset_ms: int
 
 
-def _clock(batch_id: int, entry: OffsetEntry) -> BatchInfo:
-    return BatchInfo(batch_id, entry.batch_timestamp_ms * 1000, entry.batch_watermark_ms * 1000)
+def _clock(batch_id: int, entry: OffsetEntry, previous_watermark_ms: int) -> BatchInfo:
+    return BatchInfo(batch_id, entry.batch_timestamp_ms * 1000, entry.batch_watermark_ms * 1000,
+                     previous_watermark_ms * 1000)
 
 
 class MicroBatchExecution:
@@ -101,9 +102,7 @@ class MicroBatchExecution:
         self.committed = list(resume.committed_offsets)
         self.batch_id = resume.next_batch_id
         self.watermarks.restore(resume.watermark_ms, resume.node_watermarks)
-        if resume.rerun is None and self.batch_id > 0:
-            self.last_batch_watermark_ms = query.offset_log.get(self.batch_id - 1) \
-                .batch_watermark_ms
+        self.last_batch_watermark_ms = resume.previous_batch_watermark_ms
         trigger = self.spec.trigger
         if isinstance(trigger, AvailableNow):
             for src in query.sources:
@@ -191,7 +190,7 @@ class MicroBatchExecution:
     def _run_batch(self, batch_id: int, entry: OffsetEntry, timer: DurationTimer,
                    ahead: _ReadAhead | None) -> BatchOutcome:
         query = self.query
-        clock = _clock(batch_id, entry)
+        clock = _clock(batch_id, entry, self.last_batch_watermark_ms)
         with timer.measure("queryPlanning"):
             planned = ahead.planned if ahead is not None \
                 else self._plan_tasks(self.committed, entry, clock)
@@ -250,7 +249,8 @@ class MicroBatchExecution:
         if entry is None:
             return
         latest_ms = int((time.perf_counter() - started) * 1000)
-        planned = self._plan_tasks(current.offsets, entry, _clock(self.batch_id + 1, entry))
+        planned = self._plan_tasks(current.offsets, entry,
+                                   _clock(self.batch_id + 1, entry, current.batch_watermark_ms))
         pending = self.query.executor.map_async(run_task, planned.tasks)
         self._ahead = _ReadAhead(entry, planned, pending, latest_ms)
 

@@ -20,6 +20,9 @@ class ResumePoint:
     watermark_ms: int
     node_watermarks: dict[str, int]
     rerun: OffsetEntry | None
+    # The watermark the batch before ``next_batch_id`` ran with (late rows of the next
+    # batch are those at or below it).
+    previous_batch_watermark_ms: int = 0
 
 
 def find_resume_point(offsets: OffsetLog, commits: CommitLog, n_sources: int) -> ResumePoint:
@@ -34,13 +37,17 @@ def find_resume_point(offsets: OffsetLog, commits: CommitLog, n_sources: int) ->
     if last_commit == last_offset:
         entry = offsets.get(last_offset)
         watermark = commits.get(last_commit).next_batch_watermark_ms
-        return ResumePoint(last_offset + 1, entry.offsets, watermark, entry.watermarks, None)
+        return ResumePoint(last_offset + 1, entry.offsets, watermark, entry.watermarks, None,
+                           entry.batch_watermark_ms)
     previous = last_offset - 1
     if previous >= 0 and last_commit != previous:
         raise CheckpointCorruptError(
             f"Batch {previous} has offsets but no commit in {commits.folder}, and batch "
             f"{last_offset} started after it; the checkpoint is damaged.")
     pending = offsets.get(last_offset)
-    committed = offsets.get(previous).offsets if previous >= 0 else [None] * n_sources
-    return ResumePoint(last_offset, committed, pending.batch_watermark_ms, pending.watermarks,
-                       pending)
+    if previous < 0:
+        return ResumePoint(last_offset, [None] * n_sources, pending.batch_watermark_ms,
+                           pending.watermarks, pending)
+    before = offsets.get(previous)
+    return ResumePoint(last_offset, before.offsets, pending.batch_watermark_ms,
+                       pending.watermarks, pending, before.batch_watermark_ms)

@@ -101,26 +101,29 @@ class StageRunner:
         return PartitionTask(
             target.id, target.plan, None if rel is None else rel.relation_id, part,
             None if rel is None else rel.schema, clock.timestamp_us, clock.watermark_us,
-            self._map_side(target.id))
+            clock.late_watermark_us, self._map_side(target.id))
 
     def run(self, results: Sequence[TaskResult], clock: BatchInfo) -> StageOutcome:
         """The stateful stages and the final plan over the tasks' results."""
         outcome = StageOutcome([])
         outputs: dict[int, pl.DataFrame] = {}
-        marks: dict[int, int] = {}  # operator -> the watermark its output carries
+        # operator -> the (eviction, late-row) watermarks its output carries on
+        marks: dict[int, tuple[int, int]] = {}
         for stage in self.physical.operators:
-            # An operator sees the query's watermark, or what its upstream operator
+            # An operator sees the query's watermarks, or what its upstream operator
             # passes on (Spark 3.4+'s propagation through chains).
-            watermark = min(clock.watermark_us if i.upstream is None else marks[i.upstream]
-                            for i in stage.inputs)
-            mine = replace(clock, watermark_us=watermark)
+            ins = [(clock.watermark_us, clock.late_watermark_us) if i.upstream is None
+                   else marks[i.upstream] for i in stage.inputs]
+            watermark, late = min(w for w, _ in ins), min(w for _, w in ins)
+            mine = replace(clock, watermark_us=watermark, late_watermark_us=late)
             inputs = [self._input_batch(i, results, outputs, mine, outcome)
                       for i in stage.inputs]
             operator = self.operators[stage.operator_id]
             out = operator.process(inputs, mine)
             outcome.state_metrics.append(out.metrics)
             outputs[stage.operator_id] = out.rows
-            marks[stage.operator_id] = operator.output_watermark_us(watermark)
+            marks[stage.operator_id] = (operator.output_watermark_us(watermark),
+                                        operator.output_watermark_us(late))
         final = self.physical.final
         if final.upstream is None:
             tables = [r.table for r in results if r.input_id == final.id]
@@ -145,7 +148,7 @@ class StageRunner:
         map_side = self._map_side(target.id)
         if map_side is None:
             return InputBatch(rows)
-        mapped = map_side.run(rows.lazy(), clock.watermark_us)
+        mapped = map_side.run(rows.lazy(), clock.late_watermark_us)
         return InputBatch(mapped.rows, mapped.dropped_late)
 
     def _on_driver(self, target: StageInput, outputs: dict[int, pl.DataFrame],

@@ -47,6 +47,7 @@ class PartitionTask:
     source_schema: StructType | None
     batch_timestamp_us: int
     watermark_us: int
+    late_watermark_us: int
     map_side: MapSide | None = None
 
 
@@ -74,7 +75,7 @@ def run_task(task: PartitionTask) -> TaskResult:
     frame = compile_plan(task.plan, inputs, ctx)
     if map_side is None:
         return TaskResult(task.input_id, frame.collect().to_arrow(), rows, ctx.event_time)
-    out = map_side.run(frame, task.watermark_us)
+    out = map_side.run(frame, task.late_watermark_us)
     if out.event_time is not None:
         ctx.event_time[out.event_time[0]] = out.event_time[1]
     return TaskResult(task.input_id, out.rows.to_arrow(), rows, ctx.event_time,

@@ -434,7 +434,7 @@ def _event_time_key(node: Aggregate, delays: dict[str, int]) -> tuple[str, bool]
         if isinstance(inner, ColumnRef) and inner.display_name().lower() in delays:
             return key.display_name(), False
         if isinstance(inner, FunctionCall) and inner.name == "window" and any(
-            isinstance(a, ColumnRef) and a.display_name().lower() in delays for a in inner.args
+            isinstance(a, ColumnRef) and a.display_name().lower() in delays for a in walk(inner)
         ):
             return key.display_name(), True
     return None

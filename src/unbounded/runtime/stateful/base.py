@@ -20,7 +20,8 @@ from unbounded.checkpoint.atomic import write_atomic
 from unbounded.engine.context import EventTimeStats
 from unbounded.errors import AnalysisException, CheckpointCorruptError
 from unbounded.executors.base import Executor
-from unbounded.plan.logical import LogicalPlan, WithWatermark, walk_plan
+from unbounded.plan.analyzer import event_time_columns
+from unbounded.plan.logical import LogicalPlan
 from unbounded.state.base import (
     StateSchema,
     StateStore,
@@ -39,8 +40,9 @@ _PROBE = pl.DataFrame({"a": [1, 2, None], "s": ["x", None, "z"]})
 
 
 def watermark_delays(plan: LogicalPlan) -> dict[str, int]:
-    """Watermarked column (lower-cased) -> delay in ms, for the plan below an operator."""
-    return {n.column.lower(): n.delay_ms for n in walk_plan(plan) if isinstance(n, WithWatermark)}
+    """Event-time column (lower-cased) -> watermark delay in ms, for the plan below an
+    operator (an upstream time-window aggregation's window counts)."""
+    return event_time_columns(plan)
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,17 @@ class OperatorOutput:
 class BatchInfo:
     """The batch an operator runs, with its clock in microseconds.
 
-    ``watermark_us`` filters late rows and evicts state; it is the watermark logged in
-    ``offsets/N``, so a re-run of the batch sees the same value.
+    As in Spark 3.4+, two watermarks: ``watermark_us`` (this batch's, logged in
+    ``offsets/N``) evicts state and closes windows; ``late_watermark_us`` (the previous
+    batch's) filters late input rows. A row an upstream operator emits in this batch is
+    older than this batch's watermark but not than the previous one, so a chained
+    operator keeps it. Both are logged, so a re-run sees the same values.
     """
 
     batch_id: int
     timestamp_us: int
     watermark_us: int
+    late_watermark_us: int
 
 
 @dataclass

@@ -67,9 +67,10 @@ class StreamingDeduplication:
         rows, batch_id, watermark_us = inputs[0].rows, batch.batch_id, batch.watermark_us
         dropped = 0
         wm = pl.lit(watermark_us, dtype=pl.Int64).cast(_UTC_US)
-        if self.event_time is not None and watermark_us > 0:
+        late = pl.lit(batch.late_watermark_us, dtype=pl.Int64).cast(_UTC_US)
+        if self.event_time is not None and batch.late_watermark_us > 0:
             before = rows.height
-            rows = rows.filter(~(pl.col(self.event_time) <= wm).fill_null(False))
+            rows = rows.filter(~(pl.col(self.event_time) <= late).fill_null(False))
             dropped = before - rows.height
         firsts = rows.unique(subset=self.keys, keep="first", maintain_order=True)
         results = map_partitions(

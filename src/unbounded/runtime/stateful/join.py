@@ -141,8 +141,8 @@ class StreamingJoin:
     # ---- one batch ---------------------------------------------------------------------
     def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
         started = time.perf_counter()
-        lrows, ldropped = self._on_time(self.left, inputs[0].rows, batch.watermark_us)
-        rrows, rdropped = self._on_time(self.right, inputs[1].rows, batch.watermark_us)
+        lrows, ldropped = self._on_time(self.left, inputs[0].rows, batch.late_watermark_us)
+        rrows, rdropped = self._on_time(self.right, inputs[1].rows, batch.late_watermark_us)
         lrows = self.left.with_ids(lrows, batch.batch_id)
         rrows = self.right.with_ids(rrows, batch.batch_id)
         lparts, rparts = self._partitions(self.left, lrows), self._partitions(self.right, rrows)

@@ -145,9 +145,9 @@ class StreamingSessionAggregation:
         started = time.perf_counter()
         rows = self._rows(inputs[0].rows, batch.batch_id)
         dropped = 0
-        if self.evicts and batch.watermark_us > 0:
+        if self.evicts and batch.late_watermark_us > 0:
             before = rows.height
-            rows = rows.filter(pl.col(SESSION_END) > batch.watermark_us)
+            rows = rows.filter(pl.col(SESSION_END) > batch.late_watermark_us)
             dropped = before - rows.height
         parts = self._partitions(rows)
         tasks = [(p, rows.filter(parts == p)) for p in range(self.ctx.num_partitions)]
