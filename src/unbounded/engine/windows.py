@@ -15,7 +15,7 @@ from collections.abc import Callable
 import polars as pl
 
 from unbounded.engine.aggregates import compile_agg_args, compile_aggregate_call
-from unbounded.engine.context import CompileContext
+from unbounded.engine.context import CompileContext, OutputColumn
 from unbounded.engine.expressions import compile_expr
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import AggregateCall, Alias, ColumnRef, Expression, Star, walk
@@ -37,12 +37,11 @@ def with_window_columns(
     if not windows:
         return frame, exprs, ctx
     names = {w: f"__window_{i}" for i, w in enumerate(windows)}
-    visible = list(ctx.schema)
     out = frame.with_row_index(_ROW)
     for window, name in names.items():
         out = _add_window_column(out, window, name, ctx.with_schema(out.collect_schema()))
     out = out.sort(_ROW).drop(_ROW)
-    rewritten = tuple(_rewrite(e, names, visible) for e in exprs)
+    rewritten = tuple(_rewrite(e, names, ctx.columns) for e in exprs)
     flat = tuple(x for group in rewritten for x in group)
     return out, flat, ctx.with_schema(out.collect_schema())
 
@@ -57,9 +56,10 @@ def _distinct_windows(exprs: tuple[Expression, ...]) -> list[WindowExpression]:
 
 
 def _rewrite(expr: Expression, names: dict[WindowExpression, str],
-             visible: list[str]) -> tuple[Expression, ...]:
+             visible: tuple[OutputColumn, ...]) -> tuple[Expression, ...]:
     if isinstance(expr, Star) and expr.target is None:
-        return tuple(ColumnRef(f"`{c}`") for c in visible)
+        # By position: after a join two visible columns may share a name.
+        return tuple(ColumnRef(f"`{c.name}`", ordinal=i) for i, c in enumerate(visible))
     replaced = _replace(expr, names)
     if replaced is expr:
         return (expr,)

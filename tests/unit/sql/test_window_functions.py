@@ -177,3 +177,14 @@ def test_running_and_reverse_running_frames_for_every_running_aggregate(spark):
         ("a", 2, 2, 1, 10, 10, 10, None, 10, 10, 10.0, 2, 1, 5, 5, None, 5, 5, 5, 5.0),
         ("a", 3, 3, 2, 5, 10, 10, 5, 10, 5, 7.5, 1, 1, 5, 5, 5, 5, 5, 5, 5.0),
         ("b", 1, 1, 1, 7, 7, 7, 7, 7, 7, 7.0, 1, 1, 7, 7, 7, 7, 7, 7, 7.0)]
+
+
+def test_star_with_a_window_column_after_a_join_with_repeated_names(spark):
+    a = spark.createDataFrame([(1, "x"), (2, "y")], "id int, v string").alias("a")
+    b = spark.createDataFrame([(1, "p"), (2, "q")], "id int, w string").alias("b")
+    joined = a.join(b, F.col("a.id") == F.col("b.id"))
+    out = joined.select("*", F.row_number().over(Window.orderBy(F.col("a.id").desc()))
+                        .alias("rn"))
+    assert out.columns == ["id", "v", "id", "w", "rn"]
+    assert sorted(tuple(r) for r in out.collect()) == [(1, "x", 1, "p", 2), (2, "y", 2, "q", 1)]
+    assert sorted(tuple(r) for r in out.select("b.w", "rn").collect()) == [("p", 2), ("q", 1)]
