@@ -82,7 +82,8 @@ def compile_projection(
         physical = unique_name(column.name, taken)
         taken.add(physical)
         out_exprs.append(compiled.alias(physical))
-        columns.append(replace(column, physical=physical))
+        columns.append(column if column.physical == physical
+                       else replace(column, physical=physical))
     return out_exprs, tuple(columns)
 
 
@@ -92,7 +93,9 @@ def _project_one(e: Expression, ctx: CompileContext) -> list[tuple[pl.Expr, Outp
     if isinstance(e, ColumnRef):
         column, fields = ctx.resolve_column(e)
         if not fields:
-            return [(pl.col(column.physical), replace(column, name=e.display_name()))]
+            name = e.display_name()
+            kept = column if column.name == name else replace(column, name=name)
+            return [(pl.col(column.physical), kept)]
     name = e.display_name()
     return [(compile_expr(e, ctx), OutputColumn(name, name))]
 
