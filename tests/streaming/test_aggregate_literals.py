@@ -45,3 +45,10 @@ def test_window_aggregation_skips_rows_with_null_event_time(spark):
     out = _run(spark, sliding, "slide", [[(None, 5)]], stream)
     assert [(w.start, n) for w, n in out] == [
         (t0 - dt.timedelta(seconds=5), 2), (t0, 2)]
+
+
+def test_streaming_sum_of_integers_does_not_overflow(spark):
+    stream = MemoryStream("k string, v int", spark)
+    agg = stream.toDF().groupBy("k").agg(F.sum("v").alias("s"))
+    out = _run(spark, agg, "bigsum", [[("a", 2_000_000_000), ("a", 2_000_000_000)]], stream)
+    assert out == [("a", 4_000_000_000)]

@@ -46,8 +46,10 @@ def test_sql_count_of_a_literal(df):
         ("a", 3), ("b", 1)]
 
 
-def test_sum_of_integers_is_a_bigint(df):
+def test_sum_of_integers_is_a_bigint(df, spark):
     assert df.groupBy("k").agg(F.sum("v")).schema["sum(v)"].dataType == LongType()
+    big = spark.createDataFrame([("a", 2_000_000_000), ("a", 2_000_000_000)], "k string, v int")
+    assert [tuple(r) for r in big.groupBy("k").agg(F.sum("v")).collect()] == [("a", 4_000_000_000)]
 
 
 def test_tumbling_and_sliding_windows_skip_rows_with_null_event_time(spark):
