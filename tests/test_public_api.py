@@ -41,6 +41,7 @@ def test_sql_all_is_pinned():
 def test_functions_all_is_pinned():
     assert F.__all__ == [
         "abs", "approx_count_distinct", "array", "array_contains", "asc", "avg", "base64",
+        "broadcast",
         "ceil", "coalesce", "col", "collect_list", "collect_set", "column", "concat",
         "concat_ws", "count", "countDistinct", "count_distinct", "crc32", "create_map",
         "cume_dist", "current_date", "current_timestamp", "date_add", "date_format",

@@ -28,6 +28,7 @@ from unbounded.sql.types import DataType, parse_data_type, parse_ddl_schema
 
 __all__ = [
     "abs", "approx_count_distinct", "array", "array_contains", "asc", "avg", "base64",
+    "broadcast",
     "ceil", "coalesce", "col", "collect_list", "collect_set", "column", "concat",
     "concat_ws", "count", "countDistinct", "count_distinct", "crc32", "create_map",
     "cume_dist", "current_date", "current_timestamp", "date_add", "date_format",
