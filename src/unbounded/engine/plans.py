@@ -229,10 +229,13 @@ def _(plan: Project, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
 
 def _explode_sliding_windows(frame: pl.LazyFrame, exprs: tuple[Expression, ...],
                              columns: tuple[OutputColumn, ...]) -> pl.LazyFrame:
-    for e, column in zip(exprs, columns, strict=False):
+    """Each row once per sliding window it falls in. A window's column is found by its
+    name, the last of that name (``*`` before it may expand to any number of columns)."""
+    for e in exprs:
         inner = e.child if isinstance(e, Alias) else e
         if isinstance(inner, FunctionCall) and is_sliding_window(inner):
-            frame = frame.explode(column.physical)
+            named = [c for c in columns if c.name == e.display_name()]
+            frame = frame.explode(named[-1].physical)
     return frame
 
 

@@ -62,3 +62,9 @@ def test_tumbling_and_sliding_windows_skip_rows_with_null_event_time(spark):
     sliding = df.groupBy(F.window("ts", "10 seconds", "5 seconds")).agg(F.sum("v").alias("s"))
     assert sorted((r.window.start, r.s) for r in sliding.collect()) == [
         (dt.datetime(2024, 1, 1), 4), (dt.datetime(2024, 1, 1, 0, 0, 5), 4)]
+
+
+def test_a_sliding_window_after_star_repeats_each_row_per_window(spark):
+    df = spark.createDataFrame([(1, dt.datetime(2026, 1, 1, 0, 0, 7))], "v INT, ts TIMESTAMP")
+    rows = df.select("*", F.window("ts", "10 seconds", "5 seconds")).collect()
+    assert sorted((r.v, r.window.start.second) for r in rows) == [(1, 0), (1, 5)]
