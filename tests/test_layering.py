@@ -24,6 +24,7 @@ SRC = PACKAGE.parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("unbounded.cli",),
     ("unbounded.demo",),  # starts the local broker of unbounded.testing
+    ("unbounded.tools",),  # checkpoint tools (inspect, validate, rewind) the CLI renders
     ("unbounded", "unbounded.testing"),
     ("unbounded.session",),
     ("unbounded.sql",),
