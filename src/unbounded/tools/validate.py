@@ -151,12 +151,15 @@ def _check_order(cp: str, offset_ids: list[int], commit_ids: list[int],
             found.add(os.path.join(cp, name, str(b)),
                       f"batch {b} is missing from the {name} log, which runs from {ids[0]} "
                       f"to {ids[-1]}")
+    # Retention purges offsets before commits: commits below the offset log's start are
+    # the rest of an interrupted purge, not damage.
+    start = offset_ids[0] if offset_ids else 0
     for b in sorted(set(commit_ids) - set(offset_ids)):
-        found.add(os.path.join(cp, "commits", str(b)), f"batch {b} committed but has no "
-                                                       "offsets entry")
-    first = commit_ids[0] if commit_ids else None
+        if b >= start:
+            found.add(os.path.join(cp, "commits", str(b)), f"batch {b} committed but has no "
+                                                           "offsets entry")
     for b in offset_ids[:-1]:
-        if first is not None and b >= first and b not in commit_ids:
+        if b not in commit_ids:
             found.add(os.path.join(cp, "offsets", str(b)),
                       f"batch {b} has offsets but no commit, and batch {b + 1} ran after it")
 
