@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import deque
 
+from unbounded.checkpoint.epoch import EpochFence
 from unbounded.checkpoint.lock import CheckpointLock
 from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
 from unbounded.errors import AnalysisException, StreamingQueryException
@@ -25,6 +26,7 @@ from unbounded.executors.base import Executor
 from unbounded.plan.logical import StreamingRelation, streaming_relations
 from unbounded.runtime.microbatch import MicroBatchExecution
 from unbounded.runtime.progress import Progress, ProgressReporter
+from unbounded.runtime.recovery import StateLayout, cross_check
 from unbounded.runtime.spec import QuerySpec
 from unbounded.runtime.stage_runner import StageRunner
 from unbounded.runtime.stages import plan_stages
@@ -67,6 +69,7 @@ class StreamExecution:
         self._idle_checks = 0
         self._progress_lock = threading.Condition()
         self._lock = CheckpointLock(spec.checkpoint)
+        self._fence: EpochFence | None = None
         self._thread: threading.Thread | None = None
         self.reporter: ProgressReporter
         self._prepare()
@@ -79,6 +82,7 @@ class StreamExecution:
         os.makedirs(cp, exist_ok=True)
         self._lock.acquire()
         try:
+            self._fence = EpochFence.take(cp, self.run_id)
             self.id = self._load_or_create_metadata(cp)
             self.reporter = ProgressReporter(self.id, self.run_id, self.spec.query_name)
             self.offset_log = OffsetLog(os.path.join(cp, "offsets"))
@@ -90,10 +94,24 @@ class StreamExecution:
             self.sink = self.spec.sink_factory(self._sink_context())
             self._create_operators()
             self.stages = StageRunner(self.physical, self.operators, self.relations)
+            cross_check(self.offset_log, self.commit_log, self.sources, self.sink,
+                        fence=self.fence, state=self._state_layout())
         except BaseException:
             self._close_operators()
             self._release()
             raise
+
+    def _state_layout(self) -> StateLayout | None:
+        if not self.operators:
+            return None
+        return StateLayout(os.path.join(self.spec.checkpoint, "state"), len(self.operators),
+                           int(self.fixed_conf["spark.sql.shuffle.partitions"]))
+
+    @property
+    def fence(self) -> EpochFence:
+        """This run's epoch: checked before every checkpoint or sink publish."""
+        assert self._fence is not None, "the run has no epoch before _prepare"
+        return self._fence
 
     def _create_operators(self) -> None:
         """Each operator joins ``self.operators`` as it opens, so a later failure closes
@@ -231,6 +249,8 @@ class StreamExecution:
             operator.close()
 
     def _release(self) -> None:
+        if self._fence is not None:
+            self._fence.release()
         self._lock.release()
         if self.spec.temporary_checkpoint:
             shutil.rmtree(self.spec.checkpoint, ignore_errors=True)

@@ -151,11 +151,13 @@ class MicroBatchExecution:
         if rerun is None:
             fault_point("before-offset-write", batch_id)
             with timer.measure("walCommit"):
+                query.fence.check(query.offset_log.path(batch_id))
                 query.offset_log.add(batch_id, entry)
             fault_point("after-offset-write", batch_id)
         outcome = self._run_batch(batch_id, entry, timer, ahead)
         fault_point("before-commit-write", batch_id)
         with timer.measure("commitOffsets"):
+            query.fence.check(query.commit_log.path(batch_id))
             query.commit_log.add(batch_id, CommitEntry(self.watermarks.current_ms))
         fault_point("after-commit-write", batch_id)
         self.committed = list(entry.offsets)
@@ -267,5 +269,6 @@ class MicroBatchExecution:
         retain = self.spec.conf_int("spark.sql.streaming.minBatchesToRetain", 100)
         oldest = batch_id - retain + 1
         if oldest > 0:
+            self.query.fence.check(f"the retention purge of batches before {oldest}")
             self.query.offset_log.purge_before(oldest)
             self.query.commit_log.purge_before(oldest)
