@@ -292,3 +292,35 @@ def test_rewind_is_refused_while_a_query_runs_on_the_checkpoint(spark, tmp_path,
         query.stop()
     assert main(["checkpoint", "rewind", str(cp), "--to", "0", "--yes"]) == 0
     assert [n for n in os.listdir(cp / "offsets") if n.isdigit()] == []
+
+
+def test_a_join_s_left_and_right_stores_are_inspected_validated_and_rewound(
+        spark, tmp_path, capsys):
+    left = MemoryStream("k INT, a STRING", spark)
+    right = MemoryStream("k INT, b STRING", spark)
+    cp = tmp_path / "cp"
+    q = (left.toDF().join(right.toDF(), "k").writeStream.format("noop")
+         .option("checkpointLocation", str(cp)).start())
+    try:
+        for k in range(3):
+            left.addData([(k, f"a{k}")])
+            right.addData([(k, f"b{k}")])
+            q.processAllAvailable(30)
+    finally:
+        q.stop()
+    assert main(["checkpoint", "inspect", str(cp), "--json"]) == 0
+    [operator] = _json(capsys)["operators"]
+    assert [(s["partition_id"], s["store_name"], s["latest_version"])
+            for s in operator["stores"]] == [(0, "left", 3), (0, "right", 3),
+                                             (1, "left", 3), (1, "right", 3)]
+    assert main(["checkpoint", "validate", str(cp)]) == 0
+    capsys.readouterr()
+    (cp / "state/0/1/right/2.delta").write_bytes(b"")
+    assert main(["checkpoint", "validate", str(cp), "--json"]) == 1
+    assert [p["file"] for p in _json(capsys)["problems"]] == [str(cp / "state/0/1/right/2.delta")]
+    assert main(["checkpoint", "rewind", str(cp), "--to", "2", "--yes", "--json"]) == 0
+    doc = _json(capsys)
+    assert doc["notes"] == ["The noop sink is not rewound: batches from the target on are "
+                            "written to it again."]
+    assert sorted(os.path.relpath(m["from"], cp) for m in doc["moves"] if m["kind"] == "state") \
+        == [f"state/0/{p}/{side}/3.delta" for p in (0, 1) for side in ("left", "right")]
