@@ -28,7 +28,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("unbounded", "unbounded.testing"),
     ("unbounded.session",),
     ("unbounded.sql",),
-    ("unbounded.runtime",),
+    # observe: listeners, metrics, the HTTP server; fed by runtime.events, never imports it
+    ("unbounded.runtime", "unbounded.observe"),
     ("unbounded.runtime.stateful",),
     ("unbounded.engine", "unbounded.state", "unbounded.sources", "unbounded.sinks"),
     ("unbounded.files", "unbounded._kafka", "unbounded.executors",

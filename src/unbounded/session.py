@@ -142,7 +142,8 @@ class SparkSession:
         """The parts of SparkContext scripts use: setLogLevel, applicationId, appName..."""
         from unbounded.sql.context import SparkContext
 
-        return SparkContext(lambda key: self.conf.get(key, None))
+        return SparkContext(lambda key: self.conf.get(key, None),
+                            lambda: self._streams._hub.ui_url)
 
     def _executor(self) -> Executor:
         if self._executor_instance is None:
@@ -187,6 +188,7 @@ class SparkSession:
     def stop(self) -> None:
         for q in self._streams.active:
             q.stop()
+        self._streams._close()
         if self._executor_instance is not None:
             self._executor_instance.shutdown()
             self._executor_instance = None

@@ -21,11 +21,12 @@ from collections import deque
 from unbounded.checkpoint.epoch import EpochFence
 from unbounded.checkpoint.lock import CheckpointLock
 from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
-from unbounded.errors import AnalysisException, StreamingQueryException
+from unbounded.errors import AnalysisException, StreamingQueryException, UnboundedError
 from unbounded.executors.base import Executor
 from unbounded.plan.logical import StreamingRelation, streaming_relations
+from unbounded.runtime.events import NO_EVENTS, QueryEvents
 from unbounded.runtime.microbatch import MicroBatchExecution
-from unbounded.runtime.progress import Progress, ProgressReporter
+from unbounded.runtime.progress import Progress, ProgressReporter, iso_ms, now_ms
 from unbounded.runtime.recovery import StateLayout, cross_check
 from unbounded.runtime.spec import QuerySpec
 from unbounded.runtime.stage_runner import StageRunner
@@ -46,13 +47,15 @@ log = logging.getLogger(__name__)
 class StreamExecution:
     """One run of a streaming query on its own thread."""
 
-    def __init__(self, spec: QuerySpec, executor: Executor) -> None:
+    def __init__(self, spec: QuerySpec, executor: Executor,
+                 events: QueryEvents = NO_EVENTS) -> None:
         if isinstance(spec.trigger, Continuous):
             raise AnalysisException(
                 "Continuous processing is not supported yet; use trigger(processingTime=...).",
                 error_class="UNSUPPORTED_TRIGGER")
         self.spec = spec
         self.executor = executor
+        self.events = events
         self.run_id = str(uuid.uuid4())
         self.relations: list[StreamingRelation] = streaming_relations(spec.plan)
         self.physical = plan_stages(spec.plan)
@@ -67,6 +70,7 @@ class StreamExecution:
         self.stop_requested = threading.Event()
         self._terminated = threading.Event()
         self._idle_checks = 0
+        self._last_idle_event_ms: int | None = None
         self._progress_lock = threading.Condition()
         self._lock = CheckpointLock(spec.checkpoint)
         self._fence: EpochFence | None = None
@@ -161,6 +165,9 @@ class StreamExecution:
             extra={"executor": self.executor})
 
     def start(self) -> None:
+        restarted = self.offset_log.latest_id() is not None
+        self.events.started(self.id, self.run_id, self.spec.query_name, iso_ms(now_ms()),
+                            restarted)
         self._thread = threading.Thread(target=self._run, name=f"unbounded-query-{self.id}",
                                         daemon=True)
         self._thread.start()
@@ -171,11 +178,19 @@ class StreamExecution:
         except BaseException as e:
             log.exception("Query %s (run %s) failed", self.spec.query_name or self.id,
                           self.run_id)
-            self.exception = StreamingQueryException(
-                f"Query {self.spec.query_name or ''} [id = {self.id}, runId = {self.run_id}] "
-                f"terminated with exception: {type(e).__name__}: {e}", cause=e)
+            self.exception = self._failure(e)
         finally:
             self._shutdown()
+
+    def _failure(self, cause: BaseException) -> StreamingQueryException:
+        """Spark's STREAM_FAILED error, with the cause attached."""
+        said = str(cause) if isinstance(cause, UnboundedError) \
+            else f"{type(cause).__name__}: {cause}"
+        error = StreamingQueryException(
+            f"[STREAM_FAILED] Query [id = {self.id}, runId = {self.run_id}] terminated with "
+            f"exception: {said} SQLSTATE: XXKST", cause=cause)
+        error.__cause__ = cause
+        return error
 
     # ---- progress and status (called by the protocol) ----------------------------------
     def set_status(self, message: str, data_available: bool, trigger_active: bool) -> None:
@@ -186,12 +201,25 @@ class StreamExecution:
         with self._progress_lock:
             self.recent_progress.append(progress)
             self._progress_lock.notify_all()
+        self._last_idle_event_ms = now_ms()
+        self.events.progressed(progress)
 
     def note_idle(self) -> None:
         self.set_status("Waiting for data to arrive", False, False)
         with self._progress_lock:
             self._idle_checks += 1
             self._progress_lock.notify_all()
+        self._maybe_post_idle()
+
+    def _maybe_post_idle(self) -> None:
+        """Spark's QueryIdleEvent: at once when idle before any batch ran, then at most
+        once per ``spark.sql.streaming.noDataProgressEventInterval`` (ms)."""
+        now = now_ms()
+        interval = self.spec.conf_int("spark.sql.streaming.noDataProgressEventInterval", 10000)
+        last = self._last_idle_event_ms
+        if last is None or now - interval >= last:
+            self._last_idle_event_ms = now
+            self.events.idle(self.id, self.run_id, iso_ms(now))
 
     def _source_status(self, message: str) -> None:
         """A source's account of a wait (e.g. retrying unreachable brokers)."""
@@ -240,6 +268,8 @@ class StreamExecution:
                 log.warning("Stopping the sink failed", exc_info=True)
         self._release()
         self.set_status("Stopped", False, False)
+        self.events.terminated(self.id, self.run_id,
+                               None if self.exception is None else self.exception.cause)
         with self._progress_lock:
             self._terminated.set()
             self._progress_lock.notify_all()

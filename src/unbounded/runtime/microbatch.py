@@ -33,6 +33,7 @@ from unbounded.checkpoint.logs import CommitEntry, OffsetEntry
 from unbounded.engine.context import EventTimeStats
 from unbounded.executors.base import PendingResults
 from unbounded.plan.logical import WithWatermark, walk_plan
+from unbounded.runtime.observed import evaluate_observed
 from unbounded.runtime.progress import BatchOutcome, DurationTimer, event_time_report, now_ms
 from unbounded.runtime.recovery import find_resume_point
 from unbounded.runtime.stage_runner import PlannedTasks, merge_event_time
@@ -209,7 +210,7 @@ class MicroBatchExecution:
         self._advance_watermark(event_time)
         self.last_batch_watermark_ms = entry.batch_watermark_ms
         self._read_ahead(entry)
-        with timer.measure("stateful"):
+        with timer.measure("addBatch"):  # Spark's addBatch runs the whole query
             stages = query.stages.run(results, clock)
         self._advance_watermark(stages.event_time)
         merge_event_time([stages.event_time], into=event_time)
@@ -225,7 +226,8 @@ class MicroBatchExecution:
         report = event_time_report(event_time, entry.batch_watermark_ms) \
             if self.watermarks.enabled else {}
         return BatchOutcome(batch_id, list(self.committed), list(entry.offsets), per_source,
-                            batch.num_rows, report, stages.state_metrics)
+                            batch.num_rows, report, stages.state_metrics,
+                            evaluate_observed(self.spec.observed, stages.tables))
 
     def _advance_watermark(self, seen: dict[str, EventTimeStats]) -> None:
         """The one place the watermark moves: event times seen in this batch set the

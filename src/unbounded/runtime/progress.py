@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from unbounded.engine.context import EventTimeStats
 
@@ -18,8 +18,30 @@ if TYPE_CHECKING:
     from unbounded.sinks.base import Sink
     from unbounded.sources.base import Source
 
-__all__ = ["BatchOutcome", "DurationTimer", "Progress", "ProgressReporter", "event_time_report",
-           "iso_ms", "now_ms"]
+__all__ = ["DURATION_PARTS", "BatchOutcome", "DurationTimer", "Progress", "ProgressReporter",
+           "ReportsSourceMetrics", "event_time_report", "iso_ms", "now_ms",
+           "state_operator_report"]
+
+# Spark's durationMs keys of a batch; each is present (0 when the step did not run).
+DURATION_PARTS = ("latestOffset", "queryPlanning", "getBatch", "walCommit", "addBatch",
+                  "commitOffsets", "triggerExecution")
+
+# Spark's StateOperatorProgress fields; others an operator reports go to customMetrics.
+_STATE_FIELDS = ("numRowsTotal", "numRowsUpdated", "allUpdatesTimeMs", "numRowsRemoved",
+                 "allRemovalsTimeMs", "commitTimeMs", "memoryUsedBytes",
+                 "numRowsDroppedByWatermark", "numShufflePartitions", "numStateStoreInstances")
+
+
+@runtime_checkable
+class ReportsSourceMetrics(Protocol):
+    """A source that reports figures about itself in ``sources[*].metrics`` (Spark's
+    ``ReportsSourceMetrics``; e.g. Kafka's ``avgOffsetsBehindLatest``, files pending).
+
+    ``metrics(latest_consumed)`` gets the end offset of the batch just run and returns
+    text values, as Spark does; Prometheus shows the numeric ones as source lag.
+    """
+
+    def metrics(self, latest_consumed: Any) -> dict[str, str]: ...
 
 
 class Progress(dict[str, Any]):
@@ -91,6 +113,7 @@ class BatchOutcome:
     output_rows: int
     event_time: dict[str, Any]
     state_metrics: list[dict[str, Any]]
+    observed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ProgressReporter:
@@ -110,7 +133,7 @@ class ProgressReporter:
             {"description": src.description, "startOffset": start, "endOffset": end,
              "latestOffset": end, "numInputRows": n,
              "inputRowsPerSecond": n / since_last if since_last else 0.0,
-             "processedRowsPerSecond": n / seconds}
+             "processedRowsPerSecond": n / seconds, "metrics": _source_metrics(src, end)}
             for src, start, end, n in zip(sources, outcome.start_offsets,
                                           outcome.end_offsets, per_source, strict=True)
         ]
@@ -121,13 +144,14 @@ class ProgressReporter:
             "numInputRows": rows,
             "inputRowsPerSecond": rows / since_last if since_last else 0.0,
             "processedRowsPerSecond": rows / seconds,
-            "durationMs": timer.durations, "stateOperators": outcome.state_metrics,
+            "durationMs": {**dict.fromkeys(DURATION_PARTS, 0), **timer.durations},
+            "eventTime": outcome.event_time,
+            "stateOperators": [state_operator_report(m) for m in outcome.state_metrics],
             "sources": source_reports,
             "sink": {"description": sink.description,
-                     "numOutputRows": outcome.output_rows},
+                     "numOutputRows": outcome.output_rows, "metrics": {}},
+            "observedMetrics": outcome.observed,
         }
-        if outcome.event_time:
-            progress["eventTime"] = outcome.event_time
         return Progress(progress)
 
     def _since_last_trigger(self) -> float:
@@ -135,6 +159,23 @@ class ProgressReporter:
         last = self._last_trigger_at
         self._last_trigger_at = now
         return 0.0 if last is None else now - last
+
+
+def _source_metrics(source: Source, end: Any) -> dict[str, str]:
+    if not isinstance(source, ReportsSourceMetrics):
+        return {}
+    return {k: str(v) for k, v in source.metrics(end).items()}
+
+
+def state_operator_report(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Every field of Spark's StateOperatorProgress (0 when an operator did not say);
+    figures beyond them are the operator's ``customMetrics``."""
+    custom = {k: v for k, v in metrics.items()
+              if k not in _STATE_FIELDS and k not in ("operatorName", "customMetrics")}
+    report: dict[str, Any] = {"operatorName": metrics.get("operatorName", "")}
+    report.update({k: metrics.get(k, 0) for k in _STATE_FIELDS})
+    report["customMetrics"] = {**metrics.get("customMetrics", {}), **custom}
+    return report
 
 
 def event_time_report(stats: dict[str, EventTimeStats], watermark_ms: int) -> dict[str, Any]:

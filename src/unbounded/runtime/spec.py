@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from unbounded.plan.logical import LogicalPlan
+from unbounded.plan.observe import CollectMetrics
 from unbounded.runtime.triggers import ProcessingTime, Trigger
 from unbounded.sinks.base import Sink, SinkContext
 
@@ -30,6 +31,8 @@ class QuerySpec:
     query_name: str | None = None
     partition_by: tuple[str, ...] = ()
     conf: dict[str, str] = field(default_factory=dict)
+    # df.observe(...) nodes taken off the top of ``plan`` (runtime/observed.py)
+    observed: tuple[CollectMetrics, ...] = ()
 
     def conf_int(self, key: str, default: int) -> int:
         return int(self.conf.get(key, default))

@@ -1,7 +1,8 @@
 """``spark.sparkContext``: the parts of PySpark's ``SparkContext`` streaming scripts touch.
 
 There is no cluster behind it: ``setLogLevel`` sets the level of unbounded's loggers,
-``defaultParallelism`` is the local executor's thread count, and there is no web UI.
+``defaultParallelism`` is the local executor's thread count, and ``uiWebUrl`` is the
+session's HTTP server (metrics, UI) once it runs, else None.
 
 >>> import logging
 >>> sc = SparkContext({"spark.app.name": "demo"}.get)
@@ -31,9 +32,12 @@ _LEVELS = {
 class SparkContext:
     """Read-only facts about the local "application"; built by the session."""
 
-    def __init__(self, conf: Callable[[str], str | None]) -> None:
-        """``conf`` looks a setting up in the session's configuration (None if unset)."""
+    def __init__(self, conf: Callable[[str], str | None],
+                 ui_url: Callable[[], str | None] = lambda: None) -> None:
+        """``conf`` looks a setting up in the session's configuration (None if unset);
+        ``ui_url`` tells where the session's HTTP server listens, if it runs."""
         self._conf = conf
+        self._ui_url = ui_url
         self.applicationId = f"local-{uuid.uuid4().int % 10**13:013d}"
 
     @property
@@ -52,7 +56,9 @@ class SparkContext:
 
     @property
     def uiWebUrl(self) -> str | None:
-        return None  # no web UI
+        """``http://127.0.0.1:<port>`` of the session's HTTP server (e.g. with
+        ``spark.sql.streaming.metricsEnabled=true``), None while none runs."""
+        return self._ui_url()
 
     def setLogLevel(self, logLevel: str) -> None:
         """Set the level of unbounded's loggers, with Spark's level names (any case)."""

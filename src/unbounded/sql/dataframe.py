@@ -49,6 +49,18 @@ __all__ = ["DataFrame"]
 _AMBIGUOUS = -1
 
 
+def _check_observed_metric(expr: Expression) -> None:
+    """Spark's rule: a column may appear in an observed metric only inside an aggregate."""
+    from unbounded.plan.expressions import AggregateCall, contains_node
+
+    if contains_node(expr, ColumnRef) and not contains_node(expr, AggregateCall):
+        raise AnalysisException(
+            "[INVALID_OBSERVED_METRICS.NON_AGGREGATE_FUNC_ARG_IS_ATTRIBUTE] Invalid observed "
+            f"metrics: {expr.display_name()} uses a column outside an aggregate function. "
+            "Wrap it in one, e.g. max(col) or count(col).",
+            error_class="INVALID_OBSERVED_METRICS.NON_AGGREGATE_FUNC_ARG_IS_ATTRIBUTE")
+
+
 def _quoted(name: str) -> ColumnRef:
     return ColumnRef(f"`{name}`") if "." in name else ColumnRef(name)
 
@@ -237,6 +249,28 @@ class DataFrame:
             return self.union(other)
         return self._with_plan(Union((self._plan, other._plan), by_name=True,
                                      allow_missing=True))
+
+    def observe(self, observation: str, *exprs: Column) -> DataFrame:
+        """Named aggregates over the rows passing this point, rows unchanged (Spark's
+        CollectMetrics). On a streaming query they are evaluated per micro-batch and
+        reported in ``progress.observedMetrics[observation]``; observe must then be the
+        last transformation before ``writeStream``. A batch DataFrame's rows are unchanged
+        and its metrics are not reported (there is no ``Observation`` object yet).
+
+        >>> from unbounded.sql import SparkSession, functions as F
+        >>> df = SparkSession.builder.create().range(3)
+        >>> df.observe("m", F.count(F.lit(1)).alias("rows")).count()
+        3
+        """
+        from unbounded.plan.observe import collect_metrics
+
+        if not isinstance(observation, str):
+            raise TypeError("observe() takes the metrics' name as a string "
+                            f"(Observation objects are not supported), got {observation!r}")
+        metrics = tuple(column_of(e).expr for e in exprs)
+        for expr in metrics:
+            _check_observed_metric(expr)
+        return self._with_plan(collect_metrics(self._plan, observation, metrics))
 
     def withWatermark(self, eventTime: str, delayThreshold: str) -> DataFrame:
         field = next((f for f in self.schema.fields if f.name.lower() == eventTime.lower()), None)

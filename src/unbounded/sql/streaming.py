@@ -7,15 +7,25 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from unbounded.errors import AnalysisException, StreamingQueryException
+from unbounded.observe.hub import QueryObserver, SessionHub
+from unbounded.observe.listener import (
+    QueryIdleEvent,
+    QueryProgressEvent,
+    QueryStartedEvent,
+    QueryTerminatedEvent,
+    StreamingQueryListener,
+)
 from unbounded.plan.analyzer import check_streaming_query
 from unbounded.plan.logical import SourceSpec, StreamingRelation
 from unbounded.runtime.execution import StreamExecution
+from unbounded.runtime.observed import split_observed
 from unbounded.runtime.progress import Progress
 from unbounded.runtime.spec import QuerySpec
 from unbounded.runtime.triggers import ProcessingTime, Trigger, make_trigger
@@ -31,7 +41,9 @@ if TYPE_CHECKING:
     from unbounded.session import SparkSession
     from unbounded.sql.dataframe import DataFrame
 
-__all__ = ["DataStreamReader", "DataStreamWriter", "StreamingQuery", "StreamingQueryManager"]
+__all__ = ["DataStreamReader", "DataStreamWriter", "QueryIdleEvent", "QueryProgressEvent",
+           "QueryStartedEvent", "QueryTerminatedEvent", "StreamingQuery",
+           "StreamingQueryException", "StreamingQueryListener", "StreamingQueryManager"]
 
 _TEMP_CHECKPOINT_SINKS = {"console", "memory", "noop"}
 _OUTPUT_MODES = ("append", "update", "complete")
@@ -200,7 +212,8 @@ class DataStreamWriter:
 
     def _build_spec(self) -> QuerySpec:
         session = self._df.sparkSession
-        check_streaming_query(self._df._plan, self._output_mode)
+        plan, observed = split_observed(self._df._plan)
+        check_streaming_query(plan, self._output_mode)
         factory = self._custom_sink
         if factory is None:
             fmt = self._format
@@ -208,11 +221,11 @@ class DataStreamWriter:
             factory = lambda ctx: create_sink(fmt, ctx)  # noqa: E731
         checkpoint, temporary = self._checkpoint_location(session)
         return QuerySpec(
-            plan=self._df._plan, sink_format=self._format, sink_factory=factory,
+            plan=plan, sink_format=self._format, sink_factory=factory,
             sink_options=dict(self._options), output_mode=self._output_mode,
             checkpoint=checkpoint, temporary_checkpoint=temporary, trigger=self._trigger,
             query_name=self._query_name, partition_by=self._partition_by,
-            conf=session.conf.getAll())
+            conf=session.conf.getAll(), observed=observed)
 
     def _checkpoint_location(self, session: SparkSession) -> tuple[str, bool]:
         explicit = self._options.get("checkpointLocation")
@@ -310,15 +323,47 @@ class StreamingQuery:
         return f"<StreamingQuery id={self.id} name={self.name} active={self.isActive}>"
 
 
+@dataclass(frozen=True)
+class _Termination:
+    """What ``awaitAnyTermination`` reports: the latest terminated query's error, kept
+    while later queries stop cleanly (Spark's ``lastTerminatedQueryException``)."""
+
+    exception: StreamingQueryException | None
+
+
+@dataclass(frozen=True)
+class _ManagedEvents:
+    """A run's events: the session's observer first, then the manager's own record, so
+    ``awaitAnyTermination`` sees a termination before ``awaitTermination`` returns."""
+
+    observer: QueryObserver
+    manager: StreamingQueryManager
+
+    def started(self, query_id: str, run_id: str, name: str | None, timestamp: str,
+                restarted: bool) -> None:
+        self.observer.started(query_id, run_id, name, timestamp, restarted)
+
+    def progressed(self, progress: Mapping[str, Any]) -> None:
+        self.observer.progressed(progress)
+
+    def idle(self, query_id: str, run_id: str, timestamp: str) -> None:
+        self.observer.idle(query_id, run_id, timestamp)
+
+    def terminated(self, query_id: str, run_id: str, error: BaseException | None) -> None:
+        self.observer.terminated(query_id, run_id, error)
+        self.manager._notify_termination(run_id)
+
+
 class StreamingQueryManager:
-    """``spark.streams``: the queries of a session."""
+    """``spark.streams``: the queries of a session, and its listeners."""
 
     def __init__(self, session: SparkSession) -> None:
         self._session = session
         self._queries: list[StreamingQuery] = []
-        self._terminated: list[StreamingQuery] = []
+        self._last_terminated: _Termination | None = None
         self._changed = threading.Condition()
         self._signals_installed = False
+        self._hub = SessionHub(lambda key: session.conf.get(key, None))
 
     def _start(self, spec: QuerySpec) -> StreamingQuery:
         for q in self.active:
@@ -326,20 +371,41 @@ class StreamingQueryManager:
                 raise AnalysisException(
                     f"Cannot start query with name {spec.query_name} as a query with that "
                     "name is already active in this SparkSession.")
-        execution = StreamExecution(spec, self._session._executor())
+        events = _ManagedEvents(self._hub.observer_for(spec.conf), self)
+        execution = StreamExecution(spec, self._session._executor(), events)
         query = StreamingQuery(execution)
         with self._changed:
             self._queries.append(query)
         self._install_signal_handlers()
-        threading.Thread(target=self._watch, args=(query,), daemon=True).start()
         execution.start()
         return query
 
-    def _watch(self, query: StreamingQuery) -> None:
-        query._execution.await_termination()
+    def _notify_termination(self, run_id: str) -> None:
+        """Spark's notifyQueryTermination: a failure replaces the record, a clean stop
+        only fills an empty one."""
         with self._changed:
-            self._terminated.append(query)
+            query = next(q for q in self._queries if q.runId == run_id)
+            error = query.exception()
+            if self._last_terminated is None or error is not None:
+                self._last_terminated = _Termination(error)
             self._changed.notify_all()
+
+    # ---- listeners -------------------------------------------------------------------
+    def addListener(self, listener: StreamingQueryListener) -> None:
+        """Deliver the session's query events to ``listener``, on the listener thread."""
+        if not isinstance(listener, StreamingQueryListener):
+            raise TypeError("addListener needs a StreamingQueryListener, got "
+                            f"{type(listener).__name__}")
+        self._hub.bus.add(listener)
+
+    def removeListener(self, listener: StreamingQueryListener) -> None:
+        self._hub.bus.remove(listener)
+
+    @property
+    def droppedListenerEvents(self) -> int:
+        """Events not delivered because the listener queue was full (ours; Spark counts
+        them in its listener bus metrics)."""
+        return self._hub.bus.dropped
 
     def _install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM stop every query cleanly (a batch is never half committed)."""
@@ -373,18 +439,29 @@ class StreamingQueryManager:
         return next((q for q in self.active if q.id == id), None)
 
     def awaitAnyTermination(self, timeout: float | None = None) -> bool | None:
+        """Wait until a query of this session terminated since it was created or since
+        ``resetTerminated()``; raise the error of the latest one that failed."""
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be a positive integer or float. Got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while not self._terminated:
+            while self._last_terminated is None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
+                # short waits let a signal handler run on the main thread
                 self._changed.wait(0.1 if remaining is None else min(remaining, 0.1))
-            failed = next((q for q in self._terminated if q.exception() is not None), None)
-        if failed is not None:
-            raise failed.exception()  # type: ignore[misc]
+            last = self._last_terminated
+        if last.exception is not None:
+            raise last.exception
         return True if timeout is not None else None
 
     def resetTerminated(self) -> None:
+        """Forget past terminations, so ``awaitAnyTermination`` waits for a new one."""
         with self._changed:
-            self._terminated.clear()
+            self._last_terminated = None
+            self._queries = [q for q in self._queries if q.isActive]
+
+    def _close(self) -> None:
+        """The session stops: listeners get what is queued, the HTTP server closes."""
+        self._hub.close()

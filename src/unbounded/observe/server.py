@@ -1,0 +1,134 @@
+"""One small HTTP server per session, serving routes registered by name.
+
+Spark's driver runs one Jetty server on ``spark.ui.port`` (default 4040, the next port
+when taken, up to ``spark.port.maxRetries`` tries) and mounts its servlets on it: the UI
+pages and the PrometheusServlet. ``UiServer`` plays that part: a route is a path and a
+function returning a ``Response``; whoever needs a page (Prometheus metrics today, the
+Structured Streaming pages later) registers it. Requests are served on daemon threads,
+never on a query's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+__all__ = ["Response", "Route", "UiServer", "bind_first_free"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Response:
+    """What a route answers: a body and its content type (status 200 unless told)."""
+
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    status: int = 200
+
+
+Route = Callable[[], Response]
+
+
+class UiServer:
+    """The session's HTTP server: ``add_route("/metrics/prometheus", fn)`` mounts a page.
+
+    >>> server = UiServer.start("127.0.0.1", 0)
+    >>> server.add_route("/hello", lambda: Response(b"hi"))
+    >>> import urllib.request
+    >>> urllib.request.urlopen(server.url + "/hello").read()
+    b'hi'
+    >>> server.close()
+    """
+
+    def __init__(self, httpd: ThreadingHTTPServer) -> None:
+        self._httpd = httpd
+        self._routes: dict[str, Route] = {}
+        self._lock = threading.Lock()
+        httpd.RequestHandlerClass = _handler_for(self)
+        self._thread = threading.Thread(target=httpd.serve_forever, name="unbounded-ui",
+                                        daemon=True)
+
+    @classmethod
+    def start(cls, host: str, port: int, max_retries: int = 16) -> UiServer:
+        """Bind ``host:port`` or the next free port (``port`` 0: any free port)."""
+        server = cls(bind_first_free(host, port, max_retries))
+        server._thread.start()
+        log.info("Serving the unbounded UI and metrics at %s", server.url)
+        return server
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def add_route(self, path: str, route: Route) -> None:
+        """Mount ``route`` at ``path``; a second registration of one path replaces it."""
+        with self._lock:
+            self._routes[path] = route
+
+    def remove_route(self, path: str) -> None:
+        with self._lock:
+            self._routes.pop(path, None)
+
+    def route_for(self, path: str) -> Route | None:
+        with self._lock:
+            return self._routes.get(urlsplit(path).path.rstrip("/") or "/")
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def bind_first_free(host: str, port: int, max_retries: int) -> ThreadingHTTPServer:
+    """Spark's port search: ``port``, then ``port + 1``... up to ``max_retries`` more."""
+    last: OSError | None = None
+    for candidate in _candidates(port, max_retries):
+        try:
+            httpd = ThreadingHTTPServer((host, candidate), BaseHTTPRequestHandler)
+        except OSError as error:
+            last = error
+            continue
+        httpd.daemon_threads = True
+        return httpd
+    raise OSError(f"Could not bind the UI server on {host}: ports {port} to "
+                  f"{port + max_retries} are taken ({last}). Set spark.ui.port to a free "
+                  "port, or 0 for any free port.")
+
+
+def _candidates(port: int, max_retries: int) -> list[int]:
+    return [0] if port == 0 else [port + i for i in range(max_retries + 1) if port + i < 65536]
+
+
+def _answer(route: Route | None) -> Response:
+    if route is None:
+        return Response(b"Not found\n", status=404)
+    try:
+        return route()
+    except Exception:
+        log.exception("A UI route failed")
+        return Response(b"Internal error; see the driver's log\n", status=500)
+
+
+def _handler_for(server: UiServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            response = _answer(server.route_for(self.path))
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("%s " + format, self.address_string(), *args)
+
+    return Handler
