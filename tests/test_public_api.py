@@ -23,6 +23,7 @@ REQUIRED_FUNCTIONS = {
     "map_values", "regexp_extract", "regexp_replace", "json_tuple", "sha2", "md5", "crc32",
     "max_by", "min_by", "percentile_approx", "date_trunc", "from_unixtime", "unix_timestamp",
     "nvl", "greatest", "least", "row_number", "rank", "dense_rank", "lag", "lead",
+    "udf", "pandas_udf", "PandasUDFType", "call_udf",
 }
 
 
@@ -40,23 +41,23 @@ def test_sql_all_is_pinned():
 
 def test_functions_all_is_pinned():
     assert F.__all__ == [
-        "abs", "approx_count_distinct", "array", "array_contains", "asc", "avg", "base64",
-        "broadcast",
-        "ceil", "coalesce", "col", "collect_list", "collect_set", "column", "concat",
-        "concat_ws", "count", "countDistinct", "count_distinct", "crc32", "create_map",
-        "cume_dist", "current_date", "current_timestamp", "date_add", "date_format",
-        "date_trunc", "datediff", "dayofmonth", "dayofweek", "dense_rank", "desc",
-        "element_at", "exp", "explode", "explode_outer", "expr", "first", "floor",
-        "from_json", "from_unixtime", "get_json_object", "greatest", "hash", "hour",
-        "ifnull", "initcap", "instr", "isnan", "isnull", "json_tuple", "lag", "last",
-        "lead", "least", "length", "lit", "log", "lower", "lpad", "ltrim", "map_keys",
-        "map_values", "max", "max_by", "md5", "mean", "min", "min_by", "minute", "month",
-        "nullif", "nvl", "percent_rank", "percentile_approx", "posexplode",
-        "posexplode_outer", "rank", "regexp_extract", "regexp_replace", "reverse", "round",
-        "row_number", "rpad", "rtrim", "second", "session_window", "sha1", "sha2", "size",
-        "split", "sqrt", "stddev", "struct", "substring", "sum", "sumDistinct",
-        "sum_distinct", "timestamp_millis", "timestamp_seconds", "to_date", "to_json",
-        "to_timestamp", "trim", "unix_timestamp", "upper", "variance", "when", "window",
+        "PandasUDFType", "abs", "approx_count_distinct", "array", "array_contains", "asc",
+        "avg", "base64", "broadcast", "call_udf", "ceil", "coalesce", "col", "collect_list",
+        "collect_set", "column", "concat", "concat_ws", "count", "countDistinct",
+        "count_distinct", "crc32", "create_map", "cume_dist", "current_date",
+        "current_timestamp", "date_add", "date_format", "date_trunc", "datediff",
+        "dayofmonth", "dayofweek", "dense_rank", "desc", "element_at", "exp", "explode",
+        "explode_outer", "expr", "first", "floor", "from_json", "from_unixtime",
+        "get_json_object", "greatest", "hash", "hour", "ifnull", "initcap", "instr",
+        "isnan", "isnull", "json_tuple", "lag", "last", "lead", "least", "length", "lit",
+        "log", "lower", "lpad", "ltrim", "map_keys", "map_values", "max", "max_by", "md5",
+        "mean", "min", "min_by", "minute", "month", "nullif", "nvl", "pandas_udf",
+        "percent_rank", "percentile_approx", "posexplode", "posexplode_outer", "rank",
+        "regexp_extract", "regexp_replace", "reverse", "round", "row_number", "rpad",
+        "rtrim", "second", "session_window", "sha1", "sha2", "size", "split", "sqrt",
+        "stddev", "struct", "substring", "sum", "sumDistinct", "sum_distinct",
+        "timestamp_millis", "timestamp_seconds", "to_date", "to_json", "to_timestamp",
+        "trim", "udf", "unix_timestamp", "upper", "variance", "when", "window",
         "window_time", "year"]
     assert set(F.__all__) >= REQUIRED_FUNCTIONS
 

@@ -17,6 +17,7 @@ __all__ = [
     "MalformedRecordError",
     "MissingFileError",
     "ParseException",
+    "PythonException",
     "StreamingQueryException",
     "UnboundedError",
     "UnsupportedOperationException",
@@ -56,6 +57,19 @@ class UnsupportedOperationException(AnalysisException):
     """An operation streaming cannot support (an output mode, an operator)."""
 
     error_class = "UNSUPPORTED_OPERATION"
+
+
+class PythonException(UnboundedError, RuntimeError):
+    """User code (a UDF, ``mapInPandas``, ``applyInPandas``) raised or returned the wrong
+    thing; the message names the function, the error and, for row UDFs, the input row.
+    ``cause`` holds the exception the function raised, if it raised one."""
+
+    error_class = "PYTHON_EXCEPTION"
+
+    def __init__(self, message: str, *, error_class: str | None = None,
+                 cause: BaseException | None = None) -> None:
+        super().__init__(message, error_class=error_class)
+        self.cause = cause
 
 
 class StreamingQueryException(UnboundedError, RuntimeError):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from unbounded.sql.dataframe import DataFrame
     from unbounded.sql.readwriter import DataFrameReader
     from unbounded.sql.streaming import DataStreamReader, StreamingQueryManager
+    from unbounded.sql.udf import UDFRegistration
 
 __all__ = ["RuntimeConfig", "SparkSession"]
 
@@ -136,6 +137,13 @@ class SparkSession:
     @property
     def streams(self) -> StreamingQueryManager:
         return self._streams
+
+    @property
+    def udf(self) -> UDFRegistration:
+        """``spark.udf.register(name, f, returnType)``: functions callable from SQL."""
+        from unbounded.sql.udf import UDFRegistration
+
+        return UDFRegistration()
 
     @cached_property
     def sparkContext(self) -> SparkContext:

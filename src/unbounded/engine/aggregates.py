@@ -18,6 +18,7 @@ from unbounded.plan.expressions import (
     Expression,
     FunctionCall,
     Literal,
+    PythonUDF,
     Star,
     walk,
 )
@@ -137,6 +138,8 @@ def _compile_agg_output(expr: Expression, ctx: CompileContext) -> pl.Expr:
     inner = expr.child if isinstance(expr, Alias) else expr
     if isinstance(inner, AggregateCall):
         return compile_aggregate_call(inner, ctx).alias(expr.display_name())
+    if isinstance(inner, PythonUDF) and inner.is_aggregate:  # a grouped-agg pandas UDF
+        return compile_expr(inner, ctx).alias(expr.display_name())
     if not any(isinstance(n, AggregateCall) for n in walk(inner)):
         raise AnalysisException(
             f"[MISSING_AGGREGATION] The expression {expr.display_name()} is neither grouped "

@@ -27,6 +27,7 @@ from unbounded.engine.expressions import compile_expr, compile_projection
 from unbounded.engine.functions import is_sliding_window
 from unbounded.engine.generators import expand_generators
 from unbounded.engine.joins import join_frames
+from unbounded.engine.udfs import apply_in_cogroups, apply_in_groups, map_in_batches
 from unbounded.engine.windows import with_window_columns
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import Alias, Expression, FunctionCall
@@ -37,9 +38,12 @@ from unbounded.plan.logical import (
     Deduplicate,
     FileRelation,
     Filter,
+    FlatMapCoGroupsInPandas,
+    FlatMapGroupsInPandas,
     Join,
     Limit,
     LogicalPlan,
+    MapInBatches,
     Project,
     Sort,
     StreamingRelation,
@@ -322,3 +326,42 @@ def _(plan: Sort, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
 @compile_plan.register
 def _(plan: Limit, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     return _child(plan.child, inputs, ctx)[0].head(plan.n)
+
+
+def _user_frame(plan: LogicalPlan, inputs: Bindings, ctx: CompileContext) -> tuple[
+    pl.LazyFrame, CompileContext, list[str]
+]:
+    """A child of user code: its frame, a context over it, and its column names as the
+    user code sees them (display names, not the unique physical ones)."""
+    frame, cctx = _child(plan, inputs, ctx)
+    return frame, cctx, [c.name for c in cctx.columns]
+
+
+def _record_fresh_columns(plan: LogicalPlan, ctx: CompileContext, schema: StructType) -> None:
+    ctx.plan_columns[plan] = fresh_columns(schema.names)
+
+
+@compile_plan.register
+def _(plan: MapInBatches, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
+    frame, _, names = _user_frame(plan.child, inputs, ctx)
+    _record_fresh_columns(plan, ctx, plan.schema)
+    return map_in_batches(frame, names, plan.function, plan.schema)
+
+
+@compile_plan.register
+def _(plan: FlatMapGroupsInPandas, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
+    frame, cctx, names = _user_frame(plan.child, inputs, ctx)
+    keys = [compile_expr(k, cctx) for k in plan.keys]
+    _record_fresh_columns(plan, ctx, plan.schema)
+    return apply_in_groups(frame, names, keys, plan.function, plan.schema)
+
+
+@compile_plan.register
+def _(plan: FlatMapCoGroupsInPandas, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
+    left, lctx, left_names = _user_frame(plan.left, inputs, ctx)
+    right, rctx, right_names = _user_frame(plan.right, inputs, ctx)
+    keys = ([compile_expr(k, lctx) for k in plan.left_keys],
+            [compile_expr(k, rctx) for k in plan.right_keys])
+    _record_fresh_columns(plan, ctx, plan.schema)
+    return apply_in_cogroups((left, right), (left_names, right_names), keys, plan.function,
+                             plan.schema)

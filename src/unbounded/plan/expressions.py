@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from unbounded.plan.types import DataType
@@ -27,6 +28,9 @@ __all__ = [
     "In",
     "Like",
     "Literal",
+    "PythonEvalType",
+    "PythonFunction",
+    "PythonUDF",
     "SortOrder",
     "Star",
     "UnaryOp",
@@ -299,6 +303,51 @@ class SortOrder(Expression):
 
     def display_name(self) -> str:
         return f"{self.child.display_name()} {'ASC' if self.ascending else 'DESC'}"
+
+
+class PythonEvalType(IntEnum):
+    """How Python code sees its input, with PySpark's ``PythonEvalType`` numbers."""
+
+    SQL_BATCHED_UDF = 100
+    SQL_ARROW_BATCHED_UDF = 101
+    SQL_SCALAR_PANDAS_UDF = 200
+    SQL_GROUPED_MAP_PANDAS_UDF = 201
+    SQL_GROUPED_AGG_PANDAS_UDF = 202
+    SQL_SCALAR_PANDAS_ITER_UDF = 204
+    SQL_MAP_PANDAS_ITER_UDF = 205
+    SQL_COGROUPED_MAP_PANDAS_UDF = 206
+    SQL_MAP_ARROW_ITER_UDF = 207
+
+
+@dataclass(frozen=True)
+class PythonFunction:
+    """User code in a plan: the function as cloudpickle bytes, so a plan holding it
+    pickles for an executor in another process and compares by value."""
+
+    name: str
+    pickled: bytes = field(repr=False)
+    eval_type: PythonEvalType
+
+
+@dataclass(frozen=True)
+class PythonUDF(Expression):
+    """A call of a Python (or pandas) UDF on ``args``; Spark names its column
+    ``name(args)``. ``deterministic=False`` comes from ``asNondeterministic()``."""
+
+    function: PythonFunction
+    args: tuple[Expression, ...]
+    return_type: DataType
+    deterministic: bool = True
+
+    def children(self) -> tuple[Expression, ...]:
+        return self.args
+
+    @property
+    def is_aggregate(self) -> bool:
+        return self.function.eval_type is PythonEvalType.SQL_GROUPED_AGG_PANDAS_UDF
+
+    def display_name(self) -> str:
+        return f"{self.function.name}({', '.join(a.display_name() for a in self.args)})"
 
 
 def walk(expr: Expression) -> Iterator[Expression]:

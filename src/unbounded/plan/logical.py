@@ -15,7 +15,7 @@ from enum import Enum
 import pyarrow as pa
 
 from unbounded.errors import AnalysisException
-from unbounded.plan.expressions import Expression, SortOrder
+from unbounded.plan.expressions import Expression, PythonEvalType, PythonFunction, SortOrder
 from unbounded.plan.types import StructType
 
 __all__ = [
@@ -25,10 +25,13 @@ __all__ = [
     "Deduplicate",
     "FileRelation",
     "Filter",
+    "FlatMapCoGroupsInPandas",
+    "FlatMapGroupsInPandas",
     "Join",
     "JoinType",
     "Limit",
     "LogicalPlan",
+    "MapInBatches",
     "Project",
     "Sort",
     "SourceSpec",
@@ -339,6 +342,71 @@ class SubqueryAlias(LogicalPlan):
 
     def describe(self) -> str:
         return f"SubqueryAlias {self.alias}"
+
+
+@dataclass(frozen=True, eq=False)
+class MapInBatches(LogicalPlan):
+    """``mapInPandas``/``mapInArrow``: ``function`` turns an iterator of the child's
+    batches into batches of ``schema``. Row-local: a stream runs it inside its tasks."""
+
+    child: LogicalPlan
+    function: PythonFunction
+    schema: StructType
+
+    def __post_init__(self) -> None:
+        kinds = (PythonEvalType.SQL_MAP_PANDAS_ITER_UDF, PythonEvalType.SQL_MAP_ARROW_ITER_UDF)
+        if self.function.eval_type not in kinds:
+            raise ValueError(f"MapInBatches needs a map function, not {self.function.eval_type}")
+
+    def children(self) -> tuple[LogicalPlan, ...]:
+        return (self.child,)
+
+    def describe(self) -> str:
+        kind = "MapInArrow" if self.function.eval_type is PythonEvalType.SQL_MAP_ARROW_ITER_UDF \
+            else "MapInPandas"
+        return f"{kind} {self.function.name} [{', '.join(self.schema.names)}]"
+
+
+@dataclass(frozen=True, eq=False)
+class FlatMapGroupsInPandas(LogicalPlan):
+    """``groupBy(keys).applyInPandas``: ``function`` maps each group's rows (a pandas
+    DataFrame, with the key values first when it takes two arguments) to rows of
+    ``schema``."""
+
+    child: LogicalPlan
+    keys: tuple[Expression, ...]
+    function: PythonFunction
+    schema: StructType
+
+    def children(self) -> tuple[LogicalPlan, ...]:
+        return (self.child,)
+
+    def describe(self) -> str:
+        keys = ", ".join(k.display_name() for k in self.keys)
+        return f"FlatMapGroupsInPandas [{keys}], {self.function.name}"
+
+
+@dataclass(frozen=True, eq=False)
+class FlatMapCoGroupsInPandas(LogicalPlan):
+    """``cogroup(...).applyInPandas``: ``function`` maps the rows of both sides that share
+    a key (two pandas DataFrames, one possibly empty) to rows of ``schema``."""
+
+    left: LogicalPlan
+    right: LogicalPlan
+    left_keys: tuple[Expression, ...]
+    right_keys: tuple[Expression, ...]
+    function: PythonFunction
+    schema: StructType
+
+    def __post_init__(self) -> None:
+        if len(self.left_keys) != len(self.right_keys):
+            raise ValueError("Both sides of a cogroup need the same number of keys.")
+
+    def children(self) -> tuple[LogicalPlan, ...]:
+        return (self.left, self.right)
+
+    def describe(self) -> str:
+        return f"FlatMapCoGroupsInPandas {self.function.name}"
 
 
 def walk_plan(plan: LogicalPlan) -> Iterator[LogicalPlan]:

@@ -15,7 +15,14 @@ import pyarrow as pa
 from unbounded.engine.context import CompileContext, OutputColumn
 from unbounded.engine.plans import compile_output, plan_columns, plan_schema, to_display_arrow
 from unbounded.errors import AnalysisException
-from unbounded.plan.expressions import Alias, ColumnRef, Expression, SortOrder, Star
+from unbounded.plan.expressions import (
+    Alias,
+    ColumnRef,
+    Expression,
+    PythonEvalType,
+    SortOrder,
+    Star,
+)
 from unbounded.plan.intervals import parse_interval_ms
 from unbounded.plan.logical import (
     Deduplicate,
@@ -24,6 +31,7 @@ from unbounded.plan.logical import (
     JoinType,
     Limit,
     LogicalPlan,
+    MapInBatches,
     Project,
     Sort,
     SubqueryAlias,
@@ -35,7 +43,8 @@ from unbounded.plan.logical import (
 from unbounded.sql.column import Column, column_of
 from unbounded.sql.group import GroupedData
 from unbounded.sql.row import Row, rows_from_arrow
-from unbounded.sql.types import StructType
+from unbounded.sql.types import StructType, parse_ddl_schema
+from unbounded.sql.udf import python_function
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -322,6 +331,21 @@ class DataFrame:
 
     def limit(self, num: int) -> DataFrame:
         return self._with_plan(Limit(self._plan, num))
+
+    def mapInPandas(self, func: Any, schema: StructType | str, barrier: bool = False,
+                    profile: Any = None) -> DataFrame:
+        """Map an iterator of pandas DataFrames (batches of this DataFrame's rows) to an
+        iterator of DataFrames of ``schema``; on a stream it runs inside the tasks."""
+        return self._map_in(func, schema, PythonEvalType.SQL_MAP_PANDAS_ITER_UDF)
+
+    def mapInArrow(self, func: Any, schema: StructType | str, barrier: bool = False,
+                   profile: Any = None) -> DataFrame:
+        """``mapInPandas`` with ``pyarrow.RecordBatch``es in and out."""
+        return self._map_in(func, schema, PythonEvalType.SQL_MAP_ARROW_ITER_UDF)
+
+    def _map_in(self, func: Any, schema: StructType | str, kind: PythonEvalType) -> DataFrame:
+        target = parse_ddl_schema(schema) if isinstance(schema, str) else schema
+        return self._with_plan(MapInBatches(self._plan, python_function(func, kind), target))
 
     def repartition(self, numPartitions: int | Any = None, *cols: Any) -> DataFrame:
         """Accepted for PySpark code; rows and results are unchanged (the engine picks

@@ -56,6 +56,7 @@ from unbounded.sql.types import (
     TimestampType,
     parse_data_type,
 )
+from unbounded.sql.udf import registered_udf
 
 __all__ = ["parse_expression"]
 
@@ -510,7 +511,8 @@ def _(node: exp.RespectNulls) -> Expression:
 
 # SQL names of functions in ``unbounded.sql.functions`` that are not Spark SQL functions.
 _PYTHON_ONLY = frozenset({"col", "column", "lit", "expr", "when", "asc", "desc",
-                          "count_distinct", "sum_distinct"})
+                          "count_distinct", "sum_distinct", "udf", "pandas_udf", "call_udf",
+                          "PandasUDFType"})
 # Spark SQL spellings of a Python function under another name.
 _SQL_ALIASES = {"substr": "substring", "std": "stddev"}
 # Spark SQL defaults for parameters the Python function requires.
@@ -525,6 +527,9 @@ _DISTINCT_NEUTRAL = frozenset({"min", "max", "collect_set", "approx_count_distin
 
 
 def _call(name: str, args: list[exp.Expr]) -> Expression:
+    registered = registered_udf(name)  # temporary functions come first, as in Spark
+    if registered is not None:
+        return registered(*(Column(_convert(a)) for a in args)).expr
     special = _SPECIAL_CALLS.get(name)
     if special is not None:
         return special(args)

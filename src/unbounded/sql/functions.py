@@ -25,25 +25,25 @@ from unbounded.plan.intervals import parse_interval_us
 from unbounded.plan.window import RankingCall
 from unbounded.sql.column import Column, column_of, to_expr
 from unbounded.sql.types import DataType, parse_data_type, parse_ddl_schema
+from unbounded.sql.udf import PandasUDFType, pandas_udf, registered_udf, udf
 
 __all__ = [
-    "abs", "approx_count_distinct", "array", "array_contains", "asc", "avg", "base64",
-    "broadcast",
-    "ceil", "coalesce", "col", "collect_list", "collect_set", "column", "concat",
-    "concat_ws", "count", "countDistinct", "count_distinct", "crc32", "create_map",
-    "cume_dist", "current_date", "current_timestamp", "date_add", "date_format",
-    "date_trunc", "datediff", "dayofmonth", "dayofweek", "dense_rank", "desc", "element_at",
-    "exp", "explode", "explode_outer", "expr", "first", "floor", "from_json",
-    "from_unixtime", "get_json_object", "greatest", "hash", "hour", "ifnull", "initcap",
-    "instr", "isnan", "isnull", "json_tuple", "lag", "last", "lead", "least", "length",
-    "lit", "log", "lower", "lpad", "ltrim", "map_keys", "map_values", "max", "max_by",
-    "md5", "mean", "min", "min_by", "minute", "month", "nullif", "nvl", "percent_rank",
-    "percentile_approx", "posexplode", "posexplode_outer", "rank", "regexp_extract",
-    "regexp_replace", "reverse", "round", "row_number", "rpad", "rtrim", "second",
-    "session_window", "sha1", "sha2", "size", "split", "sqrt", "stddev", "struct",
-    "substring", "sum", "sumDistinct", "sum_distinct", "timestamp_millis",
-    "timestamp_seconds", "to_date", "to_json", "to_timestamp", "trim", "unix_timestamp",
-    "upper", "variance", "when", "window", "window_time", "year",
+    "PandasUDFType", "abs", "approx_count_distinct", "array", "array_contains", "asc",
+    "avg", "base64", "broadcast", "call_udf", "ceil", "coalesce", "col", "collect_list",
+    "collect_set", "column", "concat", "concat_ws", "count", "countDistinct",
+    "count_distinct", "crc32", "create_map", "cume_dist", "current_date",
+    "current_timestamp", "date_add", "date_format", "date_trunc", "datediff", "dayofmonth",
+    "dayofweek", "dense_rank", "desc", "element_at", "exp", "explode", "explode_outer",
+    "expr", "first", "floor", "from_json", "from_unixtime", "get_json_object", "greatest",
+    "hash", "hour", "ifnull", "initcap", "instr", "isnan", "isnull", "json_tuple", "lag",
+    "last", "lead", "least", "length", "lit", "log", "lower", "lpad", "ltrim", "map_keys",
+    "map_values", "max", "max_by", "md5", "mean", "min", "min_by", "minute", "month",
+    "nullif", "nvl", "pandas_udf", "percent_rank", "percentile_approx", "posexplode",
+    "posexplode_outer", "rank", "regexp_extract", "regexp_replace", "reverse", "round",
+    "row_number", "rpad", "rtrim", "second", "session_window", "sha1", "sha2", "size",
+    "split", "sqrt", "stddev", "struct", "substring", "sum", "sumDistinct", "sum_distinct",
+    "timestamp_millis", "timestamp_seconds", "to_date", "to_json", "to_timestamp", "trim",
+    "udf", "unix_timestamp", "upper", "variance", "when", "window", "window_time", "year",
 ]
 
 
@@ -76,6 +76,16 @@ def expr(sql: str) -> Column:
     from unbounded.sql.expr_parser import parse_expression
 
     return Column(parse_expression(sql))
+
+
+def call_udf(udfName: str, *cols: Any) -> Column:
+    """Call the function ``spark.udf.register`` stored as ``udfName``."""
+    registered = registered_udf(udfName)
+    if registered is None:
+        raise AnalysisException(
+            f"[UNRESOLVED_ROUTINE] Cannot resolve routine `{udfName}`; register it with "
+            "spark.udf.register first.", error_class="UNRESOLVED_ROUTINE")
+    return registered(*cols)
 
 
 def broadcast(df: Any) -> Any:

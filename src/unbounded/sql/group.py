@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from unbounded.plan.expressions import AggregateCall, Alias, ColumnRef, Expression, Star
-from unbounded.plan.logical import Aggregate
+from unbounded.plan.expressions import (
+    AggregateCall,
+    Alias,
+    ColumnRef,
+    Expression,
+    PythonEvalType,
+    Star,
+)
+from unbounded.plan.logical import Aggregate, FlatMapCoGroupsInPandas, FlatMapGroupsInPandas
 from unbounded.sql.column import Column, column_of
+from unbounded.sql.types import StructType, parse_ddl_schema
+from unbounded.sql.udf import python_function
 
 if TYPE_CHECKING:
     from unbounded.sql.dataframe import DataFrame
 
-__all__ = ["GroupedData"]
+__all__ = ["GroupedData", "PandasCogroupedOps"]
 
 _DICT_AGGS = {"count", "sum", "avg", "mean", "min", "max", "first", "last",
               "collect_list", "collect_set", "approx_count_distinct", "stddev", "variance"}
@@ -39,6 +48,18 @@ class GroupedData:
             raise AnalysisException(f"Unknown aggregate function {fn!r} in agg(dict).")
         arg: Expression = Star() if column == "*" else ColumnRef(column)
         return AggregateCall(name, (arg,))
+
+    def applyInPandas(self, func: Any, schema: StructType | str) -> DataFrame:
+        """Call ``func`` once per group with the group's rows as a pandas DataFrame
+        (``func(key, pdf)`` when it takes two arguments); its DataFrames, of ``schema``,
+        are the result."""
+        function = python_function(func, PythonEvalType.SQL_GROUPED_MAP_PANDAS_UDF)
+        plan = FlatMapGroupsInPandas(self._df._plan, self._keys, function, _schema(schema))
+        return self._df._with_plan(plan)
+
+    def cogroup(self, other: GroupedData) -> PandasCogroupedOps:
+        """Pair this grouping with ``other``'s, for ``applyInPandas`` over both."""
+        return PandasCogroupedOps(self, other)
 
     def count(self) -> DataFrame:
         return self.agg(Column(Alias(AggregateCall("count", (Star(),)), "count")))
@@ -68,3 +89,25 @@ class GroupedData:
     def mean(self, *cols: str) -> DataFrame: return self._each("avg", cols)
     def min(self, *cols: str) -> DataFrame: return self._each("min", cols)
     def max(self, *cols: str) -> DataFrame: return self._each("max", cols)
+
+
+class PandasCogroupedOps:
+    """``df1.groupBy(k).cogroup(df2.groupBy(k))``: groups of both sides by key."""
+
+    def __init__(self, left: GroupedData, right: GroupedData) -> None:
+        self._left = left
+        self._right = right
+
+    def applyInPandas(self, func: Any, schema: StructType | str) -> DataFrame:
+        """Call ``func(left_pdf, right_pdf)`` (or ``func(key, left_pdf, right_pdf)``) once
+        per key found on either side; a side without the key gets an empty DataFrame."""
+        left, right = self._left, self._right
+        plan = FlatMapCoGroupsInPandas(left._df._plan, right._df._plan, left._keys,
+                                       right._keys, python_function(
+            func, PythonEvalType.SQL_COGROUPED_MAP_PANDAS_UDF), _schema(schema))
+        return left._df._with_plan(plan)
+
+
+def _schema(schema: StructType | str) -> StructType:
+    return parse_ddl_schema(schema) if isinstance(schema, str) else schema
+
