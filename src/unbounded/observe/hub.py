@@ -96,13 +96,24 @@ def json_line(event: str, fields: Mapping[str, Any]) -> str:
     return json.dumps({"event": event, **fields}, separators=(",", ":"), default=str)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each line."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def enable_json_logs() -> None:
     """Print ``unbounded.events`` lines, bare, on stderr (once per process)."""
-    if any(getattr(h, "_unbounded_json", False) for h in JSON_LOGGER.handlers):
+    if any(isinstance(h, _StderrHandler) for h in JSON_LOGGER.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler._unbounded_json = True  # type: ignore[attr-defined]
     JSON_LOGGER.addHandler(handler)
     JSON_LOGGER.setLevel(logging.INFO)
     JSON_LOGGER.propagate = False
