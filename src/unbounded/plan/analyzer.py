@@ -11,11 +11,14 @@ from unbounded.plan.expressions import (
     ColumnRef,
     Expression,
     FunctionCall,
+    PythonUDF,
     contains_node,
     walk,
 )
 from unbounded.plan.logical import (
     Aggregate,
+    FlatMapCoGroupsInPandas,
+    FlatMapGroupsInPandas,
     Join,
     JoinType,
     Limit,
@@ -95,6 +98,8 @@ def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
             raise _fail("Limits are not supported on streaming DataFrames/Datasets in Update "
                         "output mode. Use append or complete.")
     for node in walk_plan(plan):
+        _check_user_code(node)
+    for node in walk_plan(plan):
         if isinstance(node, Join):
             _check_join(node, output_mode)
     for aggregate in aggregates:
@@ -140,6 +145,23 @@ def _check_stream_stream_join(join: Join, output_mode: str) -> None:
                     "supported.")
     if join.join_type is JoinType.CROSS:
         raise _fail("Stream-stream join without equality predicate is not supported.")
+
+
+def _check_user_code(node: LogicalPlan) -> None:
+    """Grouped pandas code needs every row of a group at once, which a stream only has
+    within one partition of one batch: rejected, as Spark rejects pandas aggregates."""
+    if not is_streaming(node):
+        return
+    if isinstance(node, (FlatMapGroupsInPandas, FlatMapCoGroupsInPandas)):
+        kind = "cogroup().applyInPandas" if isinstance(node, FlatMapCoGroupsInPandas) \
+            else "applyInPandas"
+        raise _fail(f"{kind} is not supported on streaming DataFrames/Datasets: its groups "
+                    "would hold the rows of one partition of one micro-batch. Use it inside "
+                    "foreachBatch, or a streaming groupBy(...).agg(...).")
+    if isinstance(node, Aggregate) and any(
+            isinstance(n, PythonUDF) and n.is_aggregate for a in node.aggs for n in walk(a)):
+        raise _fail("Streaming aggregation doesn't support group aggregate pandas UDF. "
+                    "Apply it inside foreachBatch, or use built-in aggregate functions.")
 
 
 def _check_aggregate(agg: Aggregate, output_mode: str) -> None:
