@@ -146,6 +146,16 @@ def test_upsert_keeps_the_last_row_per_key_and_reads_see_own_writes(make: Factor
     assert contents(provider.get_store(1).scan()) == {1: (3, 0.3), 2: (9, 9.0)}
 
 
+def test_upsert_of_new_keys_adds_them_beside_the_stored_rows(make: Factory) -> None:
+    provider = make()
+    commit_rows(provider, 0, {1: (1, 1.0)})
+    store = provider.get_store(1)
+    store.upsert(counts({2: (2, 2.0), 3: (3, 3.0)}), distinct=True, new_keys=True)
+    assert contents(store.scan()) == {1: (1, 1.0), 2: (2, 2.0), 3: (3, 3.0)}
+    store.commit()
+    assert contents(provider.get_store(2).scan()) == {1: (1, 1.0), 2: (2, 2.0), 3: (3, 3.0)}
+
+
 def test_null_key_is_a_key_like_any_other(make: Factory) -> None:
     provider = make()
     store = provider.get_store(0)

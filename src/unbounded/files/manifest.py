@@ -76,6 +76,12 @@ class FileSinkManifest:
         batches = self._batches()
         return max(batches) if batches else None
 
+    def entry_path(self, batch_id: int) -> str:
+        """The log file that records ``batch_id`` (a compact file every interval)."""
+        compact = (batch_id + 1) % self.compact_interval == 0
+        return os.path.join(self.metadata_path, f"{batch_id}.compact" if compact
+                            else str(batch_id))
+
     def has_batch(self, batch_id: int) -> bool:
         return batch_id in self._batches()
 

@@ -13,7 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-__all__ = ["MicroBatch", "Sink", "SinkContext", "SupportsLastCommittedBatch", "SupportsPrepare"]
+__all__ = ["MicroBatch", "Sink", "SinkContext", "SupportsCommitCheck",
+           "SupportsLastCommittedBatch", "SupportsPrepare"]
 
 
 @dataclass
@@ -71,6 +72,20 @@ class SupportsLastCommittedBatch(Protocol):
     """A sink that keeps its own record of the last batch it made durable."""
 
     def last_committed_batch(self) -> int | None: ...
+
+
+@runtime_checkable
+class SupportsCommitCheck(Protocol):
+    """A sink whose own durable record can be checked against the commit log at start-up.
+
+    Invariant: ``last_committed_batch()`` is the highest batch id whose output is
+    durable in the sink, read from the sink's storage (not from memory), so a restart can
+    tell a lost record (the sink is behind ``commits/N``) from a re-run it will skip.
+    ``commit_record(n)`` names where batch ``n`` is recorded, for error messages."""
+
+    def last_committed_batch(self) -> int | None: ...
+
+    def commit_record(self, batch_id: int) -> str: ...
 
 
 @runtime_checkable

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from unbounded.checkpoint.atomic import fsync_dir
+from unbounded.checkpoint.epoch import fence_for
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
@@ -106,6 +107,7 @@ class FileSink:
         self.options = tuple((k, v) for k, v in ctx.options.items() if k != "path")
         os.makedirs(self.path, exist_ok=True)
         self.manifest = FileSinkManifest(self.path)
+        self._fence = fence_for(ctx.checkpoint_path)
         executor = ctx.extra.get("executor")
         self.executor: Executor = executor if executor is not None else LocalExecutor()
 
@@ -115,6 +117,9 @@ class FileSink:
 
     def last_committed_batch(self) -> int | None:
         return self.manifest.latest_batch_id()
+
+    def commit_record(self, batch_id: int) -> str:
+        return self.manifest.entry_path(batch_id)
 
     def add_batch(self, batch_id: int, batch: MicroBatch) -> None:
         latest = self.manifest.latest_batch_id()
@@ -127,6 +132,8 @@ class FileSink:
         for folder in {os.path.dirname(str(e["path"]).removeprefix("file://")) for e in entries}:
             fsync_dir(folder)
         fault_point("mid-sink-write", batch_id)
+        if self._fence is not None:
+            self._fence.check(self.manifest.entry_path(batch_id))
         self.manifest.add_batch(batch_id, entries)
 
     def stop(self) -> None:

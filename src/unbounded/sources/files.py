@@ -9,10 +9,12 @@ twice.
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -24,8 +26,9 @@ from unbounded.checkpoint.checksum import (
     remove_checked,
     write_checked,
 )
+from unbounded.checkpoint.epoch import fence_for
 from unbounded.engine.dtypes import to_polars_dtype
-from unbounded.errors import AnalysisException, CheckpointCorruptError
+from unbounded.errors import AnalysisException, CheckpointCorruptError, MissingFileError
 from unbounded.files.formats import ReadSettings, infer_schema, read_files
 from unbounded.files.listing import DataFile, has_glob, list_data_files
 from unbounded.files.paths import local_path, path_uri
@@ -48,7 +51,7 @@ _DEFAULT_MAX_FILE_AGE = "7d"
 _MAX_PARTITION_BYTES = 128 * 1024 * 1024
 _SOURCE_OPTION_KEYS = frozenset({
     "path", "maxfilespertrigger", "maxbytespertrigger", "latestfirst", "maxfileage",
-    "cleansource", "sourcearchivedir", "filenameonly",
+    "cleansource", "sourcearchivedir", "filenameonly", "ignoremissingfiles",
 })
 
 
@@ -72,6 +75,7 @@ class FileSourceOptions:
     clean_source: CleanSource
     archive_dir: str | None
     file_name_only: bool
+    ignore_missing: bool = False
 
     @classmethod
     def from_context(cls, ctx: SourceContext) -> FileSourceOptions:
@@ -90,7 +94,8 @@ class FileSourceOptions:
         return cls(_path(ctx), max_files, max_bytes, latest_first,
                    2**62 if ignore_age else age, clean,
                    os.path.abspath(archive) if archive else None,
-                   parse_bool_option(ctx, "fileNameOnly", False))
+                   parse_bool_option(ctx, "fileNameOnly", False),
+                   parse_bool_option(ctx, "ignoreMissingFiles", False))
 
 
 def _path(ctx: SourceContext) -> str:
@@ -120,13 +125,29 @@ class FileInputPartition:
     paths: tuple[str, ...]
     schema: StructType
     options: tuple[tuple[str, str], ...]
+    ignore_missing: bool = False
 
     def read(self) -> pa.Table:
-        return read_files(self.format, list(self.paths), self.schema, dict(self.options))
+        return read_files(self.format, self._present(), self.schema, dict(self.options))
+
+    def _present(self) -> list[str]:
+        """The logged files, each checked to exist: a batch re-run after its input file
+        vanished must fail naming it, not silently read less (Spark's
+        ``ignoreMissingFiles=false``); ``ignoreMissingFiles`` skips it instead."""
+        missing = [p for p in self.paths if not os.path.isfile(p)]
+        if missing and not self.ignore_missing:
+            raise MissingFileError(
+                f"[FAILED_READ_FILE.FILE_NOT_EXIST] Error while reading file "
+                f"{path_uri(missing[0])}: the file source logged it for this batch but it "
+                f"no longer exists ({len(missing)} logged file(s) missing). Restore the "
+                "file, or set the source option ignoreMissingFiles=true to skip it.")
+        gone = set(missing)
+        return [p for p in self.paths if p not in gone]
 
     def scan(self) -> tuple[pl.LazyFrame, int] | None:
         """Parquet files that share one layout, as a lazy scan cast to the schema."""
-        if self.format != "parquet" or not self.paths:
+        if self.format != "parquet" or not self.paths or \
+                len(self._present()) != len(self.paths):
             return None
         try:
             layouts = {tuple(pl.read_parquet_schema(p).items()) for p in self.paths}
@@ -176,6 +197,7 @@ class FileSourceLog:
     def __init__(self, metadata_path: str | None) -> None:
         self.metadata_path = metadata_path
         self.batches: dict[int, list[_LogEntry]] = {}
+        self._fence = fence_for(metadata_path)
         if metadata_path is not None and os.path.isdir(metadata_path):
             self._load(metadata_path)
 
@@ -221,6 +243,8 @@ class FileSourceLog:
                 {"path": path_uri(e.path), "timestamp": e.timestamp, "batchId": e.batch_id},
                 separators=(",", ":")) for e in [*logged, *entries])]
             name = f"{batch_id}.compact" if compact else str(batch_id)
+            if self._fence is not None:
+                self._fence.check(os.path.join(self.metadata_path, name))
             write_checked(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
             if compact:
                 self._delete_covered(batch_id)
@@ -233,6 +257,29 @@ class FileSourceLog:
             stem = name.removesuffix(".compact")
             if stem.isdigit() and int(stem) < compact_id:
                 remove_checked(os.path.join(self.metadata_path, name))
+
+    def check_covers(self, logged: Sequence[tuple[str, int]]) -> None:
+        """Refuse a log that lacks a batch the offset log points at.
+
+        ``logged`` pairs each retained ``offsets/N`` file with its ``logOffset``, in batch
+        order. Log offsets never go back, and every log batch from the first to the last
+        of them must be here: a lost entry would make its files look new and be read a
+        second time."""
+        for (before, low), (path, high) in itertools.pairwise(logged):
+            if high < low:
+                raise CheckpointCorruptError(
+                    f"{path} points at batch {high} of the file source log, before the "
+                    f"{low} of {before}: log offsets never go back, so one of them is "
+                    "damaged. " + RECOVERY_HINT)
+        wanted = [(p, n) for p, n in logged if n >= 0]
+        if self.metadata_path is None or not wanted:
+            return
+        for batch_id in range(wanted[0][1], wanted[-1][1] + 1):
+            if batch_id not in self.batches:
+                raise CheckpointCorruptError(
+                    f"The file source log entry {os.path.join(self.metadata_path, str(batch_id))} "
+                    f"is missing, but {wanted[-1][0]} points at batch {wanted[-1][1]}: its "
+                    "files would be read again as new. " + RECOVERY_HINT)
 
     def files_between(self, start: int, end: int) -> list[_LogEntry]:
         """The entries of batches ``start + 1 .. end``, in log order."""
@@ -371,6 +418,10 @@ class FileSource:
             files = taken
         return files
 
+    def check_offsets(self, logged: Sequence[tuple[str, Offset | None]]) -> None:
+        """Start-up cross-check: the log holds every batch the offset log points at."""
+        self.log.check_covers([(path, _log_offset(o)) for path, o in logged])
+
     def prepare_for_available_now(self) -> None:
         """Fix the files visible now; later batches take only from these."""
         self._available_now = list_data_files(self.options.path)
@@ -380,7 +431,8 @@ class FileSource:
     def partitions(self, start: Offset | None, end: Offset) -> list[InputPartition]:
         entries = self.log.files_between(_log_offset(start), _log_offset(end))
         groups = _group_by_size([e.path for e in entries])
-        return [FileInputPartition(self.format, tuple(g), self._schema, self._reader_options)
+        return [FileInputPartition(self.format, tuple(g), self._schema, self._reader_options,
+                                   self.options.ignore_missing)
                 for g in groups]
 
     # -- release

@@ -292,10 +292,12 @@ class StateStore(Protocol):
         columns (null where the key is absent) and a boolean ``FOUND_COLUMN``."""
         ...
 
-    def upsert(self, rows: pa.Table, *, distinct: bool = False) -> None:
+    def upsert(self, rows: pa.Table, *, distinct: bool = False, new_keys: bool = False
+               ) -> None:
         """Insert or replace rows (key and value columns); a later row for one key wins.
         ``distinct=True`` is the caller's promise that each key appears once (e.g. rows
-        of a group-by), which spares the de-duplication."""
+        of a group-by), which spares the de-duplication; ``new_keys=True`` that no key
+        is stored yet (rows under fresh ids), which spares the match with stored rows."""
         ...
 
     def delete(self, keys: pa.Table) -> None:

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
+from unbounded.checkpoint.epoch import fence_for
 from unbounded.state.base import (
     FOUND_COLUMN,
     OP_COLUMN,
@@ -96,7 +97,9 @@ class DiskStateStore(OpenVersion):
         schema = self._schema.row_schema.append(pa.field(FOUND_COLUMN, pa.bool_()))
         return pa.Table.from_arrays(columns, schema=schema)
 
-    def upsert(self, rows: pa.Table, *, distinct: bool = False) -> None:
+    def upsert(self, rows: pa.Table, *, distinct: bool = False, new_keys: bool = False
+               ) -> None:
+        # A put replaces or inserts alike: ``new_keys`` spares nothing here.
         self._check_open()
         new = to_polars(conform(rows, self._schema.row_schema))
         if not distinct:
@@ -184,6 +187,7 @@ class DiskStateStoreProvider:
         self.value_codec = RowCodec(schema.value)
         StateSchemaFile(store_id).write_or_check(schema)
         self._files = StateFileLog(store_id, schema, self._conf.min_deltas_for_snapshot)
+        self._fence = fence_for(store_id.root)  # a newer run's start fences our commits
         prefix = f"unbounded-state-{store_id.operator_id}-{store_id.partition_id}-"
         self._workdir = tempfile.mkdtemp(prefix=prefix, dir=self._conf.local_dir)
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
@@ -348,6 +352,8 @@ class DiskStateStoreProvider:
 
     def publish(self, version: int, delta: pa.Table) -> None:
         """Make the working copy durable as ``version`` (called by ``commit``)."""
+        if self._fence is not None:
+            self._fence.check(self._files.delta_path(version))
         self._files.write_delta(version, delta)
         if self._files.snapshot_due(version):
             self._files.write_snapshot(version, (chunk for _, chunk in self.iterate()))

@@ -17,6 +17,7 @@ from collections import OrderedDict
 import polars as pl
 import pyarrow as pa
 
+from unbounded.checkpoint.epoch import fence_for
 from unbounded.errors import AnalysisException
 from unbounded.state.base import (
     FOUND_COLUMN,
@@ -161,12 +162,14 @@ class MemoryStateStore(OpenVersion):
         ).with_columns(pl.col(FOUND_COLUMN).fill_null(False))
         return to_arrow(out, self._schema.row_schema.append(pa.field(FOUND_COLUMN, pa.bool_())))
 
-    def upsert(self, rows: pa.Table, *, distinct: bool = False) -> None:
+    def upsert(self, rows: pa.Table, *, distinct: bool = False, new_keys: bool = False
+               ) -> None:
         self._check_open()
         new = to_polars(conform(rows, self._schema.row_schema))
         if not distinct:
             new = new.unique(subset=self._keys, keep="last", maintain_order=True)
-        kept = self._frame.join(new, on=self._keys, how="anti", nulls_equal=True)
+        kept = self._frame if new_keys else self._frame.join(
+            new, on=self._keys, how="anti", nulls_equal=True)
         self._frame = pl.concat([kept, new])
         self._delta.record_upserts(new)
         self._updated += new.height
@@ -242,6 +245,7 @@ class MemoryStateStoreProvider:
         self._conf = conf or StateStoreConf()
         StateSchemaFile(store_id).write_or_check(schema)
         self._files = StateFileLog(store_id, schema, self._conf.min_deltas_for_snapshot)
+        self._fence = fence_for(store_id.root)  # a newer run's start fences our commits
         self._cache: OrderedDict[int, pl.DataFrame] = OrderedDict()
         self._empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema))
 
@@ -279,6 +283,8 @@ class MemoryStateStoreProvider:
 
     def publish(self, version: int, frame: pl.DataFrame, delta: pa.Table) -> None:
         """Make ``frame`` durable as ``version`` (called by the store's ``commit``)."""
+        if self._fence is not None:
+            self._fence.check(self._files.delta_path(version))
         self._files.write_delta(version, delta)
         if self._files.snapshot_due(version):
             self._files.write_snapshot(version, [to_arrow(frame, self.schema.row_schema)])

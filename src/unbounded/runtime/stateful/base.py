@@ -33,9 +33,10 @@ from unbounded.state.registry import create_provider
 
 __all__ = ["BatchInfo", "InputBatch", "MapSide", "MapSideOutput", "OperatorContext",
            "OperatorOutput", "PartitionedState", "StatefulOperator", "frame_of",
-           "map_partitions", "partition_ids", "sum_metrics", "watermark_delays"]
+           "map_partitions", "partition_ids", "split_partitions", "sum_metrics", "watermark_delays"]
 
 R = TypeVar("R")
+_PARTITION = "__state_partition"
 _PROBE = pl.DataFrame({"a": [1, 2, None], "s": ["x", None, "z"]})
 
 
@@ -208,13 +209,21 @@ class PartitionedState:
             provider.close()
 
 
+def split_partitions(frame: pl.DataFrame, parts: pl.Series, n: int) -> list[pl.DataFrame]:
+    """``frame``'s rows per state partition (``parts`` holds each row's), in one pass."""
+    grouped = frame.with_columns(parts.alias(_PARTITION)).partition_by(
+        _PARTITION, as_dict=True, include_key=False)
+    empty = frame.clear()
+    return [grouped.get((p,), empty) for p in range(n)]
+
+
 def map_partitions(ctx: OperatorContext, frame: pl.DataFrame, keys: list[str],
                    fn: Callable[[int, pl.DataFrame], R]) -> list[R]:
     """Split ``frame`` by key hash into the state partitions and run ``fn`` on each (in
     parallel on the executor), in partition order."""
-    parts = partition_ids(frame, keys, ctx.num_partitions)
-    return ctx.executor.map(lambda p: fn(p, frame.filter(parts == p)),
-                            list(range(ctx.num_partitions)))
+    parts = split_partitions(frame, partition_ids(frame, keys, ctx.num_partitions),
+                             ctx.num_partitions)
+    return ctx.executor.map(lambda p: fn(p, parts[p]), list(range(ctx.num_partitions)))
 
 
 def frame_of(table: pa.Table) -> pl.DataFrame:

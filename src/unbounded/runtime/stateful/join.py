@@ -53,6 +53,7 @@ from unbounded.runtime.stateful.base import (
     PartitionedState,
     frame_of,
     partition_ids,
+    split_partitions,
     sum_metrics,
 )
 from unbounded.runtime.stateful.join_watermark import (
@@ -133,6 +134,13 @@ class StreamingJoin:
                                         self.right.watermarked)
         _check_evictable(node.join_type, self.evictions)
         self.output = plan_columns(node)
+        # Pairs are found by an inner join: its output holds the node's columns in the
+        # node's order (only a USING key of a right join is named after the right side).
+        self.pair_node = replace(node, join_type=JoinType.INNER)
+        self.pair_output = [pl.col(a.physical).alias(b.physical)
+                            for a, b in zip(plan_columns(self.pair_node), self.output,
+                                            strict=False)]
+        self.tracks_matches = self.how is not JoinType.INNER  # outer rows, semi: once
         self.left.open_state(ctx)
         self.right.open_state(ctx)
 
@@ -145,10 +153,12 @@ class StreamingJoin:
         rrows, rdropped = self._on_time(self.right, inputs[1].rows, batch.late_watermark_us)
         lrows = self.left.with_ids(lrows, batch.batch_id)
         rrows = self.right.with_ids(rrows, batch.batch_id)
-        lparts, rparts = self._partitions(self.left, lrows), self._partitions(self.right, rrows)
+        lparts = split_partitions(lrows, self._partitions(self.left, lrows),
+                                  self.ctx.num_partitions)
+        rparts = split_partitions(rrows, self._partitions(self.right, rrows),
+                                  self.ctx.num_partitions)
         results = self.ctx.executor.map(
-            lambda p: self._process_partition(p, lrows.filter(lparts == p),
-                                              rrows.filter(rparts == p), batch),
+            lambda p: self._process_partition(p, lparts[p], rparts[p], batch),
             list(range(self.ctx.num_partitions)))
         frames = [r[0] for r in results]
         out = pl.concat(frames, how="vertical_relaxed") if frames else self._empty_output()
@@ -192,12 +202,11 @@ class StreamingJoin:
                         watermark_us: int) -> pl.DataFrame:
         lold, rold = frame_of(lstore.scan()), frame_of(rstore.scan())
         rall = pl.concat([rold.drop(_MATCHED), rnew], how="diagonal_relaxed")
-        pairs = pl.concat([self._pairs(lnew, rall), self._pairs(lold.drop(_MATCHED), rnew)],
-                          how="vertical_relaxed")
-        lmatched = pairs.get_column(_ROW_L).unique()
-        rmatched = pairs.get_column(_ROW_R).unique()
-        emitted = [self._emit_semi(lnew, lold, lmatched) if self.how is JoinType.LEFT_SEMI
-                   else pairs.select([c.physical for c in self.output])]
+        pairs = self._pairs((lnew, rall), (lold.drop(_MATCHED), rnew))
+        lmatched = pairs.get_column(_ROW_L).unique() if self.tracks_matches else None
+        rmatched = pairs.get_column(_ROW_R).unique() if self.tracks_matches else None
+        emitted = [self._emit_semi(lnew, lold, lmatched) if lmatched is not None
+                   and self.how is JoinType.LEFT_SEMI else pairs.select(self.pair_output)]
         _store(lstore, lnew, lold, lmatched)
         _store(rstore, rnew, rold, rmatched)
         emitted += self._evict(lstore, self.left, self.evictions[0], watermark_us,
@@ -206,16 +215,15 @@ class StreamingJoin:
                                self.how in (JoinType.RIGHT_OUTER, JoinType.FULL_OUTER))
         return pl.concat(emitted, how="vertical_relaxed")
 
-    def _pairs(self, left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
-        """Every matching pair, with both rows' ids, as the node's join type shapes it."""
-        how = JoinType.INNER if self.how is JoinType.LEFT_SEMI else self.how
-        node = replace(self.node, join_type=how)
-        frame = join_frames(node, self.left.for_join(left), self.right.for_join(right),
-                            CompileContext(pl.Schema(), 0),
-                            left_columns=self.left.output_columns(),
-                            right_columns=self.right.output_columns())
-        pairs = frame.filter(pl.col(_ROW_L).is_not_null() & pl.col(_ROW_R).is_not_null())
-        return pairs.collect()
+    def _pairs(self, *sides: tuple[pl.DataFrame, pl.DataFrame]) -> pl.DataFrame:
+        """Every matching pair of each (left, right), with both rows' ids, from one
+        Polars run of the inner joins."""
+        frames = [join_frames(self.pair_node, self.left.for_join(left),
+                              self.right.for_join(right), CompileContext(pl.Schema(), 0),
+                              left_columns=self.left.output_columns(),
+                              right_columns=self.right.output_columns())
+                  for left, right in sides]
+        return pl.concat(pl.collect_all(frames), how="vertical_relaxed")
 
     def _emit_semi(self, lnew: pl.DataFrame, lold: pl.DataFrame,
                    matched: pl.Series) -> pl.DataFrame:
@@ -230,7 +238,7 @@ class StreamingJoin:
         if rule is None or watermark_us <= 0:
             return []
         bound = rule.bound_us(watermark_us)
-        predicate = rule.predicate(side.renames, bound)
+        predicate = rule.predicate(bound)
         gone = frame_of(store.evict(predicate))
         if not pad or gone.height == 0:
             return []
@@ -250,7 +258,7 @@ class StreamingJoin:
     def _empty_output(self) -> pl.DataFrame:
         empty_l = self.left.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
         empty_r = self.right.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
-        return self._pairs(empty_l, empty_r).select([c.physical for c in self.output])
+        return self._pairs((empty_l, empty_r)).select(self.pair_output)
 
     def output_watermark_us(self, input_watermark_us: int) -> int:
         """The older of the two sides' state watermarks (rows at or below them were
@@ -289,16 +297,21 @@ def _check_evictable(how: JoinType,
         error_class="UNSUPPORTED_STREAMING_OPERATION")
 
 
-def _store(store: Any, new: pl.DataFrame, old: pl.DataFrame, matched: pl.Series) -> None:
-    """New rows in, with whether they matched; stored rows that matched now, flagged."""
-    ids = matched.implode()
-    rows = new.with_columns(pl.col(_ROW).is_in(ids).alias(_MATCHED))
-    newly = old.filter(~pl.col(_MATCHED) & pl.col(_ROW).is_in(ids))
-    newly = newly.with_columns(pl.lit(True).alias(_MATCHED))
-    changed = pl.concat([rows, newly.select(rows.columns)], how="vertical_relaxed")
-    if changed.height:
-        store.upsert(changed.select([_ROW, *[c for c in changed.columns if c != _ROW]])
-                     .to_arrow(), distinct=True)
+def _store(store: Any, new: pl.DataFrame, old: pl.DataFrame,
+           matched: pl.Series | None) -> None:
+    """New rows in (under fresh ids, so nothing stored is looked at); when matches are
+    tracked, whether each matched, and stored rows that matched now, flagged."""
+    ids = None if matched is None else matched.implode()
+    flag = pl.lit(False) if ids is None else pl.col(_ROW).is_in(ids)
+    rows = new.with_columns(flag.alias(_MATCHED))
+    order = [_ROW, *[c for c in rows.columns if c != _ROW]]
+    if rows.height:
+        store.upsert(rows.select(order).to_arrow(), distinct=True, new_keys=True)
+    if ids is not None:
+        newly = old.filter(~pl.col(_MATCHED) & pl.col(_ROW).is_in(ids))
+        if newly.height:
+            store.upsert(newly.with_columns(pl.lit(True).alias(_MATCHED)).select(order)
+                         .to_arrow(), distinct=True)
 
 
 def _at_or_below(column: pl.Expr, bound_us: int, dtype: pl.DataType) -> pl.Expr:

@@ -62,7 +62,7 @@ class SideEviction:
         return min(int((watermark_ms * 1000 + c) / 1000) - minus
                    for c, minus in self.offsets) * 1000
 
-    def predicate(self, renames: dict[str, str], bound_us: int) -> pl.Expr:
+    def predicate(self, bound_us: int) -> pl.Expr:
         column = pl.col(self.column)
         if self.is_window:
             column = column.struct.field("end")
