@@ -341,3 +341,26 @@ def test_cogroup_apply_in_pandas_pairs_groups_of_both_sides(spark):
     out = orders.groupBy("id").cogroup(users.groupBy("uid")).applyInPandas(
         sizes, "l long, r long")
     assert sorted(_rows(out)) == [(0, 1), (1, 0), (2, 1)]
+
+
+def test_plan_with_a_udf_runs_in_another_process(people, tmp_path, python_env):
+    """What an executor in another process gets: the pickled plan, no test module."""
+    import subprocess
+    import sys
+
+    scale = 3
+    df = people.select(F.udf(lambda x: x * scale, "int")("id").alias("t"),
+                       F.pandas_udf(lambda s: s.str.len(), "long")("name").alias("n"))
+    plan_file = tmp_path / "plan.pkl"
+    plan_file.write_bytes(pickle.dumps(df._plan))
+    script = (
+        "import pickle, sys, polars as pl\n"
+        "from unbounded.engine.context import CompileContext\n"
+        "from unbounded.engine.plans import compile_output\n"
+        "plan = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "frame, _ = compile_output(plan, {}, CompileContext(pl.Schema(), 0))\n"
+        "print(frame.collect().rows())\n")
+    done = subprocess.run([sys.executable, "-c", script, str(plan_file)], env=python_env,
+                          capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[(3, 3), (6, None), (9, 2)]"
