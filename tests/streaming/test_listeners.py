@@ -320,3 +320,16 @@ def test_reset_terminated_forgets_failures_and_waits_for_the_next_termination(sp
 def test_await_any_termination_rejects_a_negative_timeout(spark):
     with pytest.raises(ValueError, match="positive"):
         spark.streams.awaitAnyTermination(-1)
+
+
+def test_a_query_ends_even_when_reporting_its_end_fails(spark, monkeypatch):
+    from unbounded.observe.hub import QueryObserver
+
+    def broken(self, query_id, run_id, error):
+        raise RuntimeError("observer bug")
+
+    monkeypatch.setattr(QueryObserver, "terminated", broken)
+    q = MemoryStream("id LONG", spark).toDF().writeStream.format("noop").start()
+    q.stop()
+    assert q.awaitTermination(10) is True and not q.isActive
+    assert spark.streams.awaitAnyTermination(5) is True

@@ -268,8 +268,11 @@ class StreamExecution:
                 log.warning("Stopping the sink failed", exc_info=True)
         self._release()
         self.set_status("Stopped", False, False)
-        self.events.terminated(self.id, self.run_id,
-                               None if self.exception is None else self.exception.cause)
+        try:
+            self.events.terminated(self.id, self.run_id,
+                                   None if self.exception is None else self.exception.cause)
+        except Exception:  # the run must still end: awaitTermination waits for it
+            log.exception("Reporting the end of query %s failed", self.id)
         with self._progress_lock:
             self._terminated.set()
             self._progress_lock.notify_all()

@@ -350,8 +350,10 @@ class _ManagedEvents:
         self.observer.idle(query_id, run_id, timestamp)
 
     def terminated(self, query_id: str, run_id: str, error: BaseException | None) -> None:
-        self.observer.terminated(query_id, run_id, error)
-        self.manager._notify_termination(run_id)
+        try:
+            self.observer.terminated(query_id, run_id, error)
+        finally:
+            self.manager._notify_termination(run_id)
 
 
 class StreamingQueryManager:
@@ -384,8 +386,8 @@ class StreamingQueryManager:
         """Spark's notifyQueryTermination: a failure replaces the record, a clean stop
         only fills an empty one."""
         with self._changed:
-            query = next(q for q in self._queries if q.runId == run_id)
-            error = query.exception()
+            query = next((q for q in self._queries if q.runId == run_id), None)
+            error = None if query is None else query.exception()
             if self._last_terminated is None or error is not None:
                 self._last_terminated = _Termination(error)
             self._changed.notify_all()
