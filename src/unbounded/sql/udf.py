@@ -124,8 +124,9 @@ def udf(f: Callable[..., Any] | DataType | str | None = None,
         returnType: DataType | str = "string", *,
         useArrow: bool | None = None) -> Any:
     """A row UDF: ``udf(f, "int")``, ``@udf``, ``@udf("int")`` or
-    ``@udf(returnType=IntegerType())``. It is called once per row, on batches of rows;
-    ``useArrow=True`` converts its results with Arrow (PySpark's Arrow-optimised UDF).
+    ``@udf(returnType=IntegerType())``. It is called once per row, on batches of rows.
+    ``useArrow=True`` marks PySpark's Arrow-optimised UDF; as in PySpark 4.3, results of
+    both kinds convert through Arrow.
 
     >>> udf(lambda s: s.upper())("name").expr.display_name()
     '<lambda>(name)'
