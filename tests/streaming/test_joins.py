@@ -285,3 +285,22 @@ def test_stream_stream_join_in_update_mode_is_rejected(spark, tmp_path):
     with pytest.raises(UnsupportedOperationException, match="only in Append output mode"):
         left.join(right, "k").writeStream.outputMode("update").foreachBatch(
             Batches()).option("checkpointLocation", str(tmp_path / "cp")).start()
+
+
+def test_stream_static_semi_and_anti_joins_keep_or_drop_stream_rows(spark, tmp_path):
+    events = MemoryStream("id INT, v INT", spark)
+    static = spark.createDataFrame([(1, "one"), (1, "uno"), (2, "two")], "id INT, name STRING")
+    semi, anti = Batches(), Batches()
+    qs = (events.toDF().join(static, "id", "left_semi").writeStream.foreachBatch(semi)
+          .option("checkpointLocation", str(tmp_path / "cps")).start())
+    qa = (events.toDF().join(static, "id", "left_anti").writeStream.foreachBatch(anti)
+          .option("checkpointLocation", str(tmp_path / "cpa")).start())
+    try:
+        events.addData([(1, 10), (3, 30), (None, 40)])
+        qs.processAllAvailable(30)
+        qa.processAllAvailable(30)
+    finally:
+        qs.stop()
+        qa.stop()
+    assert semi.rows() == [(1, 10)]  # once, though two static rows match
+    assert anti.rows() == sorted([(3, 30), (N, 40)], key=repr)
