@@ -27,6 +27,7 @@ folder, so the fence needs no new parameter through every constructor between th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -80,6 +81,12 @@ class EpochFence:
     def folder(self) -> str:
         return os.path.join(self.checkpoint, EPOCHS_DIR)
 
+    @functools.cached_property
+    def _paths(self) -> tuple[str, str]:
+        """This epoch's file and the next one's: what :meth:`check` stats."""
+        return (os.path.join(self.folder, str(self.epoch)),
+                os.path.join(self.folder, str(self.epoch + 1)))
+
     @classmethod
     def take(cls, checkpoint: str, run_id: str) -> EpochFence:
         """Publish a new epoch above every earlier one and register it for this process."""
@@ -108,8 +115,7 @@ class EpochFence:
         """Raise ``CheckpointConflictError`` if a newer run has taken an epoch since.
 
         ``what`` names the write that is refused, for the message."""
-        own = os.path.join(self.folder, str(self.epoch))
-        newer = os.path.join(self.folder, str(self.epoch + 1))
+        own, newer = self._paths
         if os.path.exists(own) and not os.path.exists(newer):
             return
         raise CheckpointConflictError(
