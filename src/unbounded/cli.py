@@ -1,4 +1,5 @@
-"""The ``unbounded`` command: run the demo, or open a stopped query's checkpoint.
+"""The ``unbounded`` command: run the demo, open a stopped query's checkpoint, or serve
+the streaming UI of this machine's queries (``unbounded ui``, see observe/ui_viewer.py).
 
 ``unbounded checkpoint inspect|validate|rewind DIR`` (``unbounded inspect DIR`` is the
 older spelling of ``checkpoint inspect``). Humans get rich tables with ISO times;
@@ -151,6 +152,42 @@ def _rewind(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- ui --------------------------------------------------------------------------------
+def _ui(args: argparse.Namespace) -> int:
+    import threading
+    from pathlib import Path
+
+    from unbounded.observe.ui import API_PATH, LIST_PATH
+    from unbounded.observe.ui_viewer import ViewerDocuments, serve_viewer
+    from unbounded.tools.history import checkpoint_document, checkpoint_documents
+
+    for path in args.checkpoint:
+        checkpoint_document(path)  # a wrong folder is named now, not on every page load
+    docs = ViewerDocuments(args.run_dir and Path(args.run_dir),
+                           lambda: checkpoint_documents(args.checkpoint))
+    server = serve_viewer(args.host, args.port, docs)
+    print(f"unbounded ui: {server.url}{LIST_PATH}/ (JSON: {server.url}{API_PATH}); "
+          "Ctrl-C stops it", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+def _ui_parser(sub: Any) -> None:
+    ui = sub.add_parser("ui", help="serve the streaming UI of this machine's queries")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=4040, help="first port to try (0: any)")
+    ui.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
+                    help="also show the history of the stopped query of DIR (repeatable)")
+    ui.add_argument("--run-dir", metavar="DIR",
+                    help="where sessions publish status files (default: $UNBOUNDED_UI_DIR, "
+                         "$XDG_RUNTIME_DIR/unbounded-ui or <tmp>/unbounded-ui-<uid>)")
+
+
 # ---- arguments -------------------------------------------------------------------------
 def _version() -> str:
     try:
@@ -186,14 +223,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the kill-and-restart exactly-once demo")
     _add_reader(sub, "inspect", "the same as 'checkpoint inspect'")
     _checkpoint_parser(sub)
+    _ui_parser(sub)
     return parser
 
 
-_TOOLS = {"inspect": _inspect, "validate": _validate, "rewind": _rewind}
+_TOOLS = {"inspect": _inspect, "validate": _validate, "rewind": _rewind, "ui": _ui}
 
 
 def _run_tool(args: argparse.Namespace) -> int:
-    tool = _TOOLS["inspect" if args.command == "inspect" else args.tool]
+    tool = _TOOLS[args.command if args.command in ("inspect", "ui") else args.tool]
     try:
         return tool(args)
     except NotACheckpointError as e:

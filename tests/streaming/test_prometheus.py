@@ -104,10 +104,10 @@ def test_a_failed_batch_is_counted_and_a_query_without_metrics_is_absent(metered
     assert got[("unbounded_listener_events_dropped_total", ())] == 0.0
 
 
-def test_the_url_is_on_loopback_and_none_without_metrics(metered):
+def test_the_url_is_on_loopback_and_none_with_the_ui_off(metered):
     url = metered.sparkContext.uiWebUrl
     assert url.startswith("http://127.0.0.1:")
-    plain = SparkSession.builder.create()
+    plain = SparkSession.builder.config("spark.ui.enabled", "false").create()
     try:
         assert plain.sparkContext.uiWebUrl is None
     finally:

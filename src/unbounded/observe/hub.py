@@ -28,6 +28,9 @@ from unbounded.observe.listener import (
 )
 from unbounded.observe.metrics import StreamingMetrics
 from unbounded.observe.server import UiServer
+from unbounded.observe.ui import LIST_PATH, StreamingUi
+from unbounded.observe.ui_board import QueryBoard
+from unbounded.observe.ui_publish import StatusPublisher
 
 __all__ = ["JSON_LOGGER", "PROMETHEUS_PATH", "QueryObserver", "SessionHub", "enable_json_logs",
            "json_line"]
@@ -44,9 +47,12 @@ class QueryObserver:
     bus: ListenerBus
     metrics: StreamingMetrics | None = None
     json_logs: bool = False
+    board: QueryBoard | None = None
 
     def started(self, query_id: str, run_id: str, name: str | None, timestamp: str,
                 restarted: bool) -> None:
+        if self.board is not None:
+            self.board.started(query_id, run_id, name, timestamp)
         if self.metrics is not None:
             self.metrics.started(query_id, name)
         self.bus.post(QueryStartedEvent(uuid.UUID(query_id), uuid.UUID(run_id), name,
@@ -55,6 +61,8 @@ class QueryObserver:
                   timestamp=timestamp)
 
     def progressed(self, progress: Mapping[str, Any]) -> None:
+        if self.board is not None:
+            self.board.progressed(progress)
         if self.metrics is not None:
             self.metrics.batch_done(str(progress["id"]), progress)
         self.bus.post(QueryProgressEvent(progress))
@@ -65,6 +73,8 @@ class QueryObserver:
         self.bus.post(QueryIdleEvent(uuid.UUID(query_id), uuid.UUID(run_id), timestamp))
 
     def terminated(self, query_id: str, run_id: str, error: BaseException | None) -> None:
+        if self.board is not None:
+            self.board.terminated(run_id, error)
         if self.metrics is not None:
             self.metrics.terminated(query_id, failed=error is not None)
         text = None if error is None else "".join(traceback.format_exception(error))
@@ -130,8 +140,31 @@ class SessionHub:
         self._server: UiServer | None = None
         self._metrics: StreamingMetrics | None = None
         self._lock = threading.Lock()
+        self.board: QueryBoard | None = None
+        self._publisher: StatusPublisher | None = None
+        if (conf("spark.ui.enabled") or "true").strip().lower() != "false":
+            self._start_ui()
         if _true(conf("spark.sql.streaming.metricsEnabled")):
             self.metrics()
+
+    def _start_ui(self) -> None:
+        """Spark's UI is on by default: the pages are served from the session's start.
+        A UI that cannot bind is logged, not fatal: the queries matter more."""
+        try:
+            server = self.server()
+        except OSError as error:
+            log.warning("The streaming UI did not start: %s", error)
+            return
+        board = QueryBoard(int(self._conf("spark.sql.streaming.ui.retainedProgressUpdates")
+                               or 100),
+                           int(self._conf("spark.sql.streaming.ui.retainedQueries") or 100),
+                           {"uiUrl": server.url})
+        StreamingUi(board.documents, self._conf("spark.app.name") or "unbounded").mount(server)
+        if (self._conf("spark.unbounded.ui.statusFiles") or "true").lower() != "false":
+            self._publisher = StatusPublisher(board.document)
+            board.on_change(self._publisher.changed)
+        self.board = board
+        log.info("Structured Streaming UI: %s%s/", server.url, LIST_PATH)
 
     def server(self) -> UiServer:
         """The session's one HTTP server, started on first use (Spark's UI port rules)."""
@@ -141,8 +174,6 @@ class SessionHub:
                     self._conf("spark.driver.bindAddress") or "127.0.0.1",
                     int(self._conf("spark.ui.port") or 4040),
                     int(self._conf("spark.port.maxRetries") or 16))
-                log.info("Prometheus metrics of streaming queries: %s%s", self._server.url,
-                         PROMETHEUS_PATH)
             return self._server
 
     def metrics(self) -> StreamingMetrics:
@@ -152,6 +183,8 @@ class SessionHub:
             if self._metrics is None:
                 self._metrics = StreamingMetrics(lambda: self.bus.dropped)
                 server.add_route(PROMETHEUS_PATH, self._metrics.route)
+                log.info("Prometheus metrics of streaming queries: %s%s", server.url,
+                         PROMETHEUS_PATH)
             return self._metrics
 
     @property
@@ -165,10 +198,12 @@ class SessionHub:
         json_logs = _true(query_conf.get("spark.unbounded.streaming.jsonLogs"))
         if json_logs:
             enable_json_logs()
-        return QueryObserver(self.bus, metrics, json_logs)
+        return QueryObserver(self.bus, metrics, json_logs, self.board)
 
     def close(self) -> None:
         self.bus.stop()
+        if self._publisher is not None:
+            self._publisher.close()
         with self._lock:
             server, self._server, self._metrics = self._server, None, None
         if server is not None:

@@ -10,6 +10,7 @@ never on a query's thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-__all__ = ["Response", "Route", "UiServer", "bind_first_free"]
+__all__ = ["PrefixRoute", "Response", "Route", "UiServer", "bind_first_free"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class Response:
 
 
 Route = Callable[[], Response]
+# Answers every path under a prefix; gets the rest of the path (``/q/abc`` -> ``"abc"``).
+PrefixRoute = Callable[[str], Response]
 
 
 class UiServer:
@@ -48,6 +51,7 @@ class UiServer:
     def __init__(self, httpd: ThreadingHTTPServer) -> None:
         self._httpd = httpd
         self._routes: dict[str, Route] = {}
+        self._prefixes: dict[str, PrefixRoute] = {}
         self._lock = threading.Lock()
         httpd.RequestHandlerClass = _handler_for(self)
         self._thread = threading.Thread(target=httpd.serve_forever, name="unbounded-ui",
@@ -75,13 +79,26 @@ class UiServer:
         with self._lock:
             self._routes[path] = route
 
+    def add_prefix_route(self, prefix: str, route: PrefixRoute) -> None:
+        """Mount ``route`` for every path ``prefix/<rest>`` (an exact route wins)."""
+        with self._lock:
+            self._prefixes[prefix.rstrip("/") + "/"] = route
+
     def remove_route(self, path: str) -> None:
         with self._lock:
             self._routes.pop(path, None)
+            self._prefixes.pop(path.rstrip("/") + "/", None)
 
     def route_for(self, path: str) -> Route | None:
+        clean = urlsplit(path).path.rstrip("/") or "/"
         with self._lock:
-            return self._routes.get(urlsplit(path).path.rstrip("/") or "/")
+            exact = self._routes.get(clean)
+            if exact is not None:
+                return exact
+            for prefix, route in self._prefixes.items():
+                if clean.startswith(prefix):
+                    return functools.partial(route, clean[len(prefix):])
+        return None
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -13,7 +13,7 @@ def test_spark_context_parts_streaming_scripts_use(spark):
     sc = spark.sparkContext
     assert sc is spark.sparkContext
     assert sc.applicationId.startswith("local-")
-    assert sc.uiWebUrl is None
+    assert sc.uiWebUrl.startswith("http://127.0.0.1:")  # the UI is on by default
     assert sc.defaultParallelism >= 1
     assert isinstance(sc.appName, str)
     spark.conf.set("unbounded.executor.threads", "3")
