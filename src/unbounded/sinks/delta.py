@@ -1,0 +1,247 @@
+"""The Delta Lake sink (``writeStream.format("delta")``): exactly-once through ``txn``.
+
+Each batch is one Delta commit made by ``deltalake`` (delta-rs) that carries, besides
+its ``add`` (and, in complete mode, ``remove``) actions, the application transaction
+action ``{"txn": {"appId": <query id>, "version": <batch id>}}``, as Spark's Delta sink
+writes. Before writing, the sink reads the table's latest ``txn`` version for the query
+id; a batch whose id is not above it is already in the table and is skipped, so a batch
+re-run after a crash between the Delta commit and ``commits/N`` changes nothing. A batch
+with no rows still commits (only its ``txn``), as Spark's sink does. A process killed
+inside the write leaves at most Parquet files that no commit names: readers never see
+them and ``VACUUM`` removes them.
+
+A concurrent commit carrying a ``txn`` for the same query id makes delta-rs reject ours
+(the Delta protocol's concurrent-transaction conflict): another run of the query is
+writing, and the batch fails with :class:`ConcurrentQueryError`. Concurrent appends by
+other writers do not conflict; delta-rs retries the commit on top of them.
+
+:func:`write_batch` gives ``foreachBatch`` code the same protection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
+
+from unbounded.checkpoint.epoch import fence_for
+from unbounded.errors import AnalysisException, ConcurrentQueryError, UnboundedError
+from unbounded.files.paths import local_path
+from unbounded.sinks.base import MicroBatch, SinkContext
+from unbounded.testing.faults import fault_point
+
+__all__ = ["DeltaSink", "DeltaWriteSettings", "committed_batch", "write_batch"]
+
+log = logging.getLogger(__name__)
+_MODES: dict[str, Literal["append", "overwrite"]] = {"append": "append",
+                                                     "complete": "overwrite"}
+
+
+@runtime_checkable
+class SupportsToArrow(Protocol):
+    """A frame that converts itself to Arrow (unbounded's and PySpark's ``toArrow``)."""
+
+    def toArrow(self) -> pa.Table: ...
+
+
+@dataclass(frozen=True)
+class DeltaWriteSettings:
+    """How batches go into one table: its path, append or overwrite, layout, schema rule."""
+
+    path: str
+    mode: Literal["append", "overwrite"] = "append"
+    partition_by: tuple[str, ...] = ()
+    merge_schema: bool = False
+    overwrite_schema: bool = False
+
+    @classmethod
+    def from_context(cls, ctx: SinkContext) -> DeltaWriteSettings:
+        """Spark's Delta sink options: the path, outputMode, partitionBy, mergeSchema and
+        (complete mode only) overwriteSchema."""
+        path = ctx.option("path")
+        if not path:
+            raise AnalysisException(
+                "The delta sink needs the table's path: .start('/tables/events') or "
+                ".option('path', ...).", error_class="MISSING_PATH")
+        mode = _MODES.get(ctx.output_mode)
+        if mode is None:
+            raise AnalysisException(
+                f"Data source delta does not support {ctx.output_mode} output mode. Use "
+                "outputMode('append') or outputMode('complete').",
+                error_class="UNSUPPORTED_OUTPUT_MODE")
+        merge = _bool(ctx, "mergeSchema")
+        overwrite = _bool(ctx, "overwriteSchema")
+        if overwrite and mode != "overwrite":
+            raise AnalysisException(
+                "Option overwriteSchema applies to complete output mode only (it replaces "
+                "the table); in append mode use mergeSchema.", error_class="INVALID_OPTION")
+        return cls(local_path(path), mode, ctx.partition_by, merge, overwrite)
+
+    def schema_mode(self) -> Literal["merge", "overwrite"] | None:
+        if self.overwrite_schema:
+            return "overwrite"
+        return "merge" if self.merge_schema else None
+
+
+def _bool(ctx: SinkContext, key: str) -> bool:
+    raw = (ctx.option(key) or "false").strip().lower()
+    if raw not in ("true", "false"):
+        raise AnalysisException(f"Option {key!r} must be 'true' or 'false', got {raw!r}.",
+                                error_class="INVALID_OPTION")
+    return raw == "true"
+
+
+def _open_table(path: str) -> DeltaTable | None:
+    return DeltaTable(path) if DeltaTable.is_deltatable(path) else None
+
+
+def committed_batch(path: str, app_id: str) -> int | None:
+    """The highest batch id that ``app_id`` committed to the Delta table at ``path``
+    (its ``txn`` version), or None when it wrote none or the table does not exist."""
+    table = _open_table(local_path(path))
+    return None if table is None else table.transaction_version(app_id)
+
+
+def write_batch(data: SupportsToArrow | pa.Table, batch_id: int, path: str, query_id: str,
+                *, settings: DeltaWriteSettings | None = None) -> bool:
+    """Write one ``foreachBatch`` batch into a Delta table exactly once.
+
+    The commit carries ``txn(appId=query_id, version=batch_id)``; a batch id at or below
+    the table's ``txn`` version for ``query_id`` was written before and is skipped.
+    Pass the streaming query's id (``query.id``, stable across restarts) or any id
+    fixed for this writer. Returns whether it wrote.
+
+    Example:
+        >>> import tempfile, pyarrow as pa
+        >>> table = tempfile.mkdtemp() + "/t"
+        >>> write_batch(pa.table({"x": [1]}), 0, table, "q")
+        True
+        >>> write_batch(pa.table({"x": [1]}), 0, table, "q")  # the re-run is skipped
+        False
+    """
+    rows = data if isinstance(data, pa.Table) else data.toArrow()
+    chosen = settings if settings is not None else DeltaWriteSettings(local_path(path))
+    return _TableWriter(chosen, query_id).write(batch_id, rows)
+
+
+class _TableWriter:
+    """One query's commits into one table, keeping the table handle between batches."""
+
+    def __init__(self, settings: DeltaWriteSettings, app_id: str) -> None:
+        self.settings = settings
+        self.app_id = app_id
+        self._table: DeltaTable | None = None
+
+    def refresh(self) -> DeltaTable | None:
+        """The table at its newest version (None while it does not exist)."""
+        if self._table is None:
+            self._table = _open_table(self.settings.path)
+        else:
+            self._table.update_incremental()
+        return self._table
+
+    def committed(self) -> int | None:
+        table = self.refresh()
+        return None if table is None else table.transaction_version(self.app_id)
+
+    def write(self, batch_id: int, rows: pa.Table,
+              before_commit: Callable[[], None] | None = None) -> bool:
+        done = self.committed()
+        if done is not None and batch_id <= done:
+            log.info("Delta sink skips batch %d: the table's txn for %s is at %d",
+                     batch_id, self.app_id, done)
+            return False
+        if before_commit is not None:
+            before_commit()
+        self._commit(batch_id, rows)
+        return True
+
+    def _commit(self, batch_id: int, rows: pa.Table) -> None:
+        s = self.settings
+        txn = CommitProperties(app_transactions=[Transaction(self.app_id, batch_id)])
+        try:
+            write_deltalake(self._table if self._table is not None else s.path, rows,
+                            mode=s.mode, partition_by=list(s.partition_by) or None,
+                            schema_mode=s.schema_mode(), commit_properties=txn)
+        except SchemaMismatchError as exc:
+            raise _schema_error(s, exc) from None
+        except CommitFailedError as exc:
+            raise self._conflict(batch_id, exc) from None
+        except DeltaError as exc:
+            raise UnboundedError(
+                f"Writing batch {batch_id} to the Delta table {s.path} failed: {exc}. "
+                "Nothing of the batch is committed; it is retried when the query restarts.",
+                error_class="DELTA_WRITE_FAILED") from None
+        if self._table is None:
+            self._table = DeltaTable(s.path)
+
+    def _conflict(self, batch_id: int, exc: Exception) -> Exception:
+        self._table = None  # the handle lost the race; the next batch opens a fresh one
+        done = committed_batch(self.settings.path, self.app_id)
+        if done is not None and done >= batch_id:
+            return ConcurrentQueryError(
+                f"Another writer committed batch {done} of query {self.app_id} to the "
+                f"Delta table {self.settings.path} while this run wrote batch {batch_id} "
+                f"({exc}): two runs of the query are writing. Stop the other run.",
+                error_class="DELTA_CONCURRENT_TRANSACTION")
+        return UnboundedError(
+            f"The Delta commit of batch {batch_id} to {self.settings.path} conflicted with "
+            f"a concurrent commit ({exc}); nothing of the batch is committed. It is "
+            "retried when the query restarts.", error_class="DELTA_COMMIT_CONFLICT")
+
+
+def _schema_error(settings: DeltaWriteSettings, exc: Exception) -> AnalysisException:
+    return AnalysisException(
+        f"A schema mismatch was detected when writing to the Delta table {settings.path}: "
+        f"{exc}. To add the new columns to the table, set .option('mergeSchema', 'true'); "
+        "or make the query's columns match the table's.",
+        error_class="DELTA_FAILED_TO_MERGE_FIELDS")
+
+
+class DeltaSink:
+    """Writes each batch as one Delta commit carrying ``txn(query id, batch id)``.
+
+    Options: the table path (``.start(path)``), ``mergeSchema``, ``overwriteSchema``
+    (complete mode), with ``partitionBy`` and the output mode (append or complete, which
+    replaces the table's rows each batch).
+
+    Example:
+        >>> import tempfile
+        >>> ctx = SinkContext("q1", None, {"path": tempfile.mkdtemp()}, "append", None)
+        >>> DeltaSink("delta", ctx).last_committed_batch() is None
+        True
+    """
+
+    def __init__(self, fmt: str, ctx: SinkContext) -> None:
+        self.settings = DeltaWriteSettings.from_context(ctx)
+        self._writer = _TableWriter(self.settings, ctx.query_id)
+        self._fence = fence_for(ctx.checkpoint_path)
+
+    @property
+    def description(self) -> str:
+        return f"DeltaSink[{self.settings.path}]"
+
+    def last_committed_batch(self) -> int | None:
+        """The query's ``txn`` version in the table, read from the table's log."""
+        return self._writer.committed()
+
+    def commit_record(self, batch_id: int) -> str:
+        return (f"the txn action (appId={self._writer.app_id}, version={batch_id}) in "
+                f"{os.path.join(self.settings.path, '_delta_log')}")
+
+    def add_batch(self, batch_id: int, batch: MicroBatch) -> None:
+        self._writer.write(batch_id, batch.table(), lambda: self._before_commit(batch_id))
+
+    def _before_commit(self, batch_id: int) -> None:
+        fault_point("mid-sink-write", batch_id)
+        if self._fence is not None:
+            self._fence.check(self.commit_record(batch_id))
+
+    def stop(self) -> None:
+        """Nothing to release: every commit is complete when ``add_batch`` returns."""
