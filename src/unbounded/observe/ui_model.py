@@ -57,7 +57,7 @@ def batch_point(progress: Mapping[str, Any]) -> dict[str, Any]:
         "durationMs": {k: int(v) for k, v in durations.items()},
         "numOutputRows": (progress.get("sink") or {}).get("numOutputRows"),
         # Spark's "Global Watermark Gap": batch time minus watermark, once one is set
-        "watermarkMs": watermark,
+        "watermarkMs": watermark or None,  # 0: no watermark yet, as Spark's UI reads it
         "watermarkGapMs": None if not watermark or timestamp is None
         else timestamp - watermark,
         "stateOperators": [_operator_point(op) for op in progress.get("stateOperators", [])],

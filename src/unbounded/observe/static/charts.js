@@ -21,7 +21,7 @@
     if (a >= 1e9) return (v / 1e9).toFixed(1) + "G";
     if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
     if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
-    if (a === 0 || a >= 10) return String(Math.round(v));
+    if (Number.isInteger(v) || a >= 10) return String(Math.round(v));
     return v.toFixed(2);
   }
 

@@ -149,8 +149,10 @@
     renderSummary(detail.query, detail);
     const err = document.getElementById("error");
     if (detail.exception) { err.hidden = false; err.textContent = detail.exception; } else err.hidden = true;
+    // a checkpoint keeps offsets and watermarks, not row counts or durations
+    const empty = detail.query.source === "checkpoint" ? "not kept in a checkpoint" : "no data yet";
     for (const [id, , kind, unit, series] of CHARTS) {
-      UbCharts[kind](document.getElementById(id), {series: series(detail.batches), unit});
+      UbCharts[kind](document.getElementById(id), {series: series(detail.batches), unit, empty});
     }
     renderOperators(detail.operators || []);
     renderBatches(detail.batches);
