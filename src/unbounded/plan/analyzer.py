@@ -19,6 +19,8 @@ from unbounded.plan.logical import (
     Aggregate,
     FlatMapCoGroupsInPandas,
     FlatMapGroupsInPandas,
+    FlatMapGroupsInPandasWithState,
+    GroupStateTimeoutKind,
     Join,
     JoinType,
     Limit,
@@ -99,6 +101,7 @@ def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
                         "output mode. Use append or complete.")
     for node in walk_plan(plan):
         _check_user_code(node)
+    _check_group_state(plan, output_mode, aggregates)
     for node in walk_plan(plan):
         if isinstance(node, Join):
             _check_join(node, output_mode)
@@ -162,6 +165,42 @@ def _check_user_code(node: LogicalPlan) -> None:
             isinstance(n, PythonUDF) and n.is_aggregate for a in node.aggs for n in walk(a)):
         raise _fail("Streaming aggregation doesn't support group aggregate pandas UDF. "
                     "Apply it inside foreachBatch, or use built-in aggregate functions.")
+
+
+def _check_group_state(plan: LogicalPlan, output_mode: str,
+                       aggregates: list[Aggregate]) -> None:
+    """Spark's UnsupportedOperationChecker rules for applyInPandasWithState."""
+    nodes = [n for n in walk_plan(plan)
+             if isinstance(n, FlatMapGroupsInPandasWithState) and is_streaming(n)]
+    if len(nodes) > 1:
+        raise _fail("Multiple applyInPandasWithStates are not supported on a streaming "
+                    "DataFrames/Datasets. Keep one per query, or chain queries through a sink.")
+    for node in nodes:
+        _check_group_state_mode(node, output_mode, aggregates)
+        if node.timeout is GroupStateTimeoutKind.EVENT_TIME and not watermarked_columns(
+                node.child):
+            raise _fail("Watermark must be specified in the query using "
+                        "'[Dataset/DataFrame].withWatermark()' for using event-time timeout "
+                        "in a applyInPandasWithState. Event-time timeout not supported "
+                        "without watermark.")
+
+
+def _check_group_state_mode(node: FlatMapGroupsInPandasWithState, output_mode: str,
+                            aggregates: list[Aggregate]) -> None:
+    mode = node.output_mode
+    if not aggregates:
+        if mode != output_mode:
+            raise _fail(f"applyInPandasWithState in {mode} mode is not supported with "
+                        f"{output_mode.capitalize()} output mode on a streaming "
+                        f"DataFrame/Dataset. Use outputMode('{mode}') for the query.")
+        return
+    if mode == "update":
+        raise _fail("applyInPandasWithState in update mode is not supported with "
+                    "aggregation on a streaming DataFrame/Dataset. Use 'append' as the "
+                    "function's output mode.")
+    if any(isinstance(n, Aggregate) and is_streaming(n) for n in walk_plan(node.child)):
+        raise _fail("applyInPandasWithState in append mode is not supported after "
+                    "aggregation on a streaming DataFrame/Dataset.")
 
 
 def _check_aggregate(agg: Aggregate, output_mode: str) -> None:

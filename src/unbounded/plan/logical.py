@@ -27,6 +27,8 @@ __all__ = [
     "Filter",
     "FlatMapCoGroupsInPandas",
     "FlatMapGroupsInPandas",
+    "FlatMapGroupsInPandasWithState",
+    "GroupStateTimeoutKind",
     "Join",
     "JoinType",
     "Limit",
@@ -384,6 +386,41 @@ class FlatMapGroupsInPandas(LogicalPlan):
     def describe(self) -> str:
         keys = ", ".join(k.display_name() for k in self.keys)
         return f"FlatMapGroupsInPandas [{keys}], {self.function.name}"
+
+
+class GroupStateTimeoutKind(Enum):
+    """``applyInPandasWithState``'s ``timeoutConf``, valued as PySpark's strings."""
+
+    NONE = "NoTimeout"
+    PROCESSING_TIME = "ProcessingTimeTimeout"
+    EVENT_TIME = "EventTimeTimeout"
+
+
+@dataclass(frozen=True, eq=False)
+class FlatMapGroupsInPandasWithState(LogicalPlan):
+    """``groupBy(keys).applyInPandasWithState``: ``function(key, frames, state)`` maps
+    each group's rows and its ``GroupState`` (values of ``state_schema``) to rows of
+    ``schema``; ``output_mode`` is the function's ("append" or "update")."""
+
+    child: LogicalPlan
+    keys: tuple[Expression, ...]
+    function: PythonFunction
+    schema: StructType
+    state_schema: StructType
+    output_mode: str
+    timeout: GroupStateTimeoutKind
+
+    def __post_init__(self) -> None:
+        if self.output_mode not in ("append", "update"):
+            raise ValueError("applyInPandasWithState's output mode is append or update")
+
+    def children(self) -> tuple[LogicalPlan, ...]:
+        return (self.child,)
+
+    def describe(self) -> str:
+        keys = ", ".join(k.display_name() for k in self.keys)
+        return (f"FlatMapGroupsInPandasWithState [{keys}], {self.function.name}, "
+                f"{self.output_mode.capitalize()}, {self.timeout.value}")
 
 
 @dataclass(frozen=True, eq=False)

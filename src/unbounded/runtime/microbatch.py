@@ -38,6 +38,7 @@ from unbounded.runtime.progress import BatchOutcome, DurationTimer, event_time_r
 from unbounded.runtime.recovery import find_resume_point
 from unbounded.runtime.stage_runner import PlannedTasks, merge_event_time
 from unbounded.runtime.stateful.base import BatchInfo
+from unbounded.runtime.stateful.group_state import SupportsTimeouts
 from unbounded.runtime.tasks import TaskResult, run_task
 from unbounded.runtime.triggers import AvailableNow, Once, ProcessingTime
 from unbounded.runtime.watermarks import WatermarkTracker
@@ -176,19 +177,24 @@ class MicroBatchExecution:
         for src, start in zip(self.query.sources, starts, strict=True):
             end = src.latest_offset(start, respect_limits=respect)
             ends.append(start if end is None else end)
-        if ends == list(starts) and not self._no_data_batch_due():
+        now = now_ms()
+        if ends == list(starts) and not self._no_data_batch_due(now):
             return None
         return OffsetEntry(
-            offsets=ends, batch_timestamp_ms=now_ms(),
+            offsets=ends, batch_timestamp_ms=now,
             batch_watermark_ms=self.watermarks.current_ms, conf=dict(self.query.fixed_conf),
             watermarks=dict(self.watermarks.per_node_ms))
 
-    def _no_data_batch_due(self) -> bool:
+    def _no_data_batch_due(self, now: int) -> bool:
         """A batch without new rows runs when the watermark moved on, so a stateful
-        operator can emit closed windows and evict state (not under Trigger.Once)."""
+        operator can emit closed windows and evict state, or when an operator's
+        processing-time timeouts are due at ``now`` (not under Trigger.Once)."""
+        if isinstance(self.spec.trigger, Once):
+            return False
         return (bool(self.query.operators) and self.watermarks.enabled
-                and not isinstance(self.spec.trigger, Once)
-                and self.watermarks.current_ms > self.last_batch_watermark_ms)
+                and self.watermarks.current_ms > self.last_batch_watermark_ms) or any(
+            isinstance(op, SupportsTimeouts) and op.timeouts_due(now)
+            for op in self.query.operators)
 
     def _run_batch(self, batch_id: int, entry: OffsetEntry, timer: DurationTimer,
                    ahead: _ReadAhead | None) -> BatchOutcome:

@@ -1,10 +1,11 @@
 """Physical planning: a streaming plan cut into row-local stages and stateful operators.
 
 Every stateful node of a streaming plan (a streaming aggregation or deduplication, a
-stream-stream join) becomes an ``OperatorStage`` with one ``StageInput`` per child. A
-stage input is a row-local plan: when its leaves are streaming sources it runs as
-partition tasks (one per source partition, exact because the plan is row-local); when
-its leaf is an upstream operator's output it runs on the driver after that operator.
+stream-stream join, applyInPandasWithState) becomes an ``OperatorStage`` with one
+``StageInput`` per child. A stage input is a row-local plan: when its leaves are
+streaming sources it runs as partition tasks (one per source partition, exact because
+the plan is row-local); when its leaf is an upstream operator's output it runs on the
+driver after that operator.
 What is left above the last operator is the query's ``final`` input, which feeds the
 sink. A stateless query is only its final input, run as partition tasks.
 
@@ -21,6 +22,7 @@ from unbounded.plan.logical import (
     Aggregate,
     BoundRelation,
     Deduplicate,
+    FlatMapGroupsInPandasWithState,
     Join,
     LogicalPlan,
     StreamingRelation,
@@ -91,7 +93,8 @@ def is_stateful(node: LogicalPlan) -> bool:
     static side keeps none: each batch joins the static rows anew)."""
     if isinstance(node, Join):
         return is_streaming(node.left) and is_streaming(node.right)
-    return isinstance(node, (Aggregate, Deduplicate)) and is_streaming(node)
+    return isinstance(node, (Aggregate, Deduplicate, FlatMapGroupsInPandasWithState)) \
+        and is_streaming(node)
 
 
 def plan_stages(plan: LogicalPlan) -> PhysicalPlan:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import unbounded.engine.group_state  # noqa: F401  (registers the plan node's compile rule)
+from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
     AggregateCall,
     Alias,
@@ -12,7 +14,13 @@ from unbounded.plan.expressions import (
     PythonEvalType,
     Star,
 )
-from unbounded.plan.logical import Aggregate, FlatMapCoGroupsInPandas, FlatMapGroupsInPandas
+from unbounded.plan.logical import (
+    Aggregate,
+    FlatMapCoGroupsInPandas,
+    FlatMapGroupsInPandas,
+    FlatMapGroupsInPandasWithState,
+    GroupStateTimeoutKind,
+)
 from unbounded.sql.column import Column, column_of
 from unbounded.sql.types import StructType, parse_ddl_schema
 from unbounded.sql.udf import python_function
@@ -55,6 +63,22 @@ class GroupedData:
         are the result."""
         function = python_function(func, PythonEvalType.SQL_GROUPED_MAP_PANDAS_UDF)
         plan = FlatMapGroupsInPandas(self._df._plan, self._keys, function, _schema(schema))
+        return self._df._with_plan(plan)
+
+    def applyInPandasWithState(self, func: Any, outputStructType: StructType | str,
+                               stateStructType: StructType | str, outputMode: str,
+                               timeoutConf: str) -> DataFrame:
+        """Call ``func(key, frames, state)`` per group of each micro-batch, with the
+        group's rows as an iterator of pandas DataFrames and its ``GroupState`` (a tuple
+        of ``stateStructType``'s fields kept across batches); the DataFrames it yields,
+        of ``outputStructType``, are the result. ``outputMode`` ("append" or "update")
+        must match the query's; ``timeoutConf`` is a ``GroupStateTimeout``. Streams only,
+        as in Spark."""
+        function = python_function(func, PythonEvalType.SQL_GROUPED_MAP_PANDAS_UDF)
+        plan = FlatMapGroupsInPandasWithState(
+            self._df._plan, self._keys, function, _schema(outputStructType),
+            _schema(stateStructType), _function_output_mode(outputMode),
+            _timeout_kind(timeoutConf))
         return self._df._with_plan(plan)
 
     def cogroup(self, other: GroupedData) -> PandasCogroupedOps:
@@ -106,6 +130,29 @@ class PandasCogroupedOps:
                                        right._keys, python_function(
             func, PythonEvalType.SQL_COGROUPED_MAP_PANDAS_UDF), _schema(schema))
         return left._df._with_plan(plan)
+
+
+def _function_output_mode(mode: str) -> str:
+    """Spark's check of ``applyInPandasWithState``'s output mode (case-insensitive)."""
+    lowered = mode.lower() if isinstance(mode, str) else ""
+    if lowered == "complete":
+        raise AnalysisException("The output mode of function should be append or update",
+                                error_class="ILLEGAL_ARGUMENT")
+    if lowered not in ("append", "update"):
+        raise AnalysisException(
+            f"[STREAMING_OUTPUT_MODE.INVALID] Invalid streaming output mode: {mode}. Accepted "
+            "output modes are 'Append', 'Complete', 'Update'.",
+            error_class="STREAMING_OUTPUT_MODE.INVALID")
+    return lowered
+
+
+def _timeout_kind(conf: str) -> GroupStateTimeoutKind:
+    for kind in GroupStateTimeoutKind:
+        if kind.value == conf:
+            return kind
+    raise AnalysisException(
+        f"Unknown timeoutConf {conf!r}: use GroupStateTimeout.NoTimeout, "
+        "ProcessingTimeTimeout or EventTimeTimeout.", error_class="ILLEGAL_ARGUMENT")
 
 
 def _schema(schema: StructType | str) -> StructType:

@@ -7,11 +7,18 @@ import polars as pl
 from unbounded.engine.dtypes import arrow_schema_to_polars
 from unbounded.engine.plans import plan_schema
 from unbounded.errors import AnalysisException
-from unbounded.plan.logical import Aggregate, Deduplicate, Join, LogicalPlan
+from unbounded.plan.logical import (
+    Aggregate,
+    Deduplicate,
+    FlatMapGroupsInPandasWithState,
+    Join,
+    LogicalPlan,
+)
 from unbounded.plan.types import StructType
 from unbounded.runtime.stateful.aggregate import StreamingAggregation
 from unbounded.runtime.stateful.base import OperatorContext, StatefulOperator
 from unbounded.runtime.stateful.dedup import StreamingDeduplication
+from unbounded.runtime.stateful.group_state import StreamingGroupsWithState
 from unbounded.runtime.stateful.join import StreamingJoin
 from unbounded.runtime.stateful.session import StreamingSessionAggregation, has_session_window
 
@@ -35,5 +42,7 @@ def create_operator(node: LogicalPlan, inputs: list[LogicalPlan], output: Struct
         return StreamingAggregation(node, schemas[0], ctx, polars_schema(output))
     if isinstance(node, Deduplicate):
         return StreamingDeduplication(node, schemas[0], ctx)
+    if isinstance(node, FlatMapGroupsInPandasWithState):
+        return StreamingGroupsWithState(node, schemas[0], ctx)
     raise AnalysisException(f"No streaming operator runs {type(node).__name__}.",
                             error_class="UNSUPPORTED_PLAN")
