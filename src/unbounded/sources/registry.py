@@ -18,6 +18,7 @@ SOURCE_FORMATS: dict[str, str] = {
     "csv": "unbounded.sources.files:FileSource",
     "json": "unbounded.sources.files:FileSource",
     "parquet": "unbounded.sources.files:FileSource",
+    "delta": "unbounded.sources.delta:DeltaSource",
     "text": "unbounded.sources.files:FileSource",
 }
 
