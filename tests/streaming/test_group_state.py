@@ -266,7 +266,7 @@ def test_output_mode_and_timeout_arguments_are_checked_when_built(spark):
 def test_a_batch_dataframe_fails_as_in_spark(spark):
     df = _grouped(None, "update", df=spark.createDataFrame([("a",)], "k string"))
     with pytest.raises(UnsupportedOperationException,
-                       match="unsupported in batch query. Use applyInPandas instead"):
+                       match=r"unsupported in batch query\. Use applyInPandas instead"):
         df.collect()
 
 
