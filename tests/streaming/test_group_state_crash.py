@@ -1,0 +1,71 @@
+"""SIGKILL a sessionization job (applyInPandasWithState, event-time timeouts) at each
+batch step and at random; after a restart its output equals an uninterrupted run's."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+
+from crash_runs import kill_at_random, run_job, run_killed_at
+from unbounded.testing.faults import FAULT_POINTS
+
+JOB = os.path.join(os.path.dirname(__file__), "group_state_job.py")
+FILES, PER_FILE = 5, 120
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """Events 2 s apart with random pauses, a little out of order; each file's users are
+    one of three groups of 4, so sessions close while later files are read."""
+    folder = tmp_path / "input"
+    folder.mkdir()
+    rng = random.Random(5)
+    clock = datetime(2026, 11, 25, 10, 0, 0)
+    for f in range(FILES):
+        lines = []
+        for i in range(PER_FILE):
+            clock += timedelta(seconds=2 + (150 if rng.random() < 0.1 else 0))
+            ts = clock - timedelta(seconds=rng.uniform(0, 10))
+            lines.append(json.dumps({"user": f"u{rng.randrange(4) + 4 * (f % 3)}", "amount": i % 7,
+                                     "ts": ts.strftime("%Y-%m-%d %H:%M:%S")}))
+        (folder / f"events-{f:03d}.json").write_text("\n".join(lines) + "\n")
+        os.utime(folder / f"events-{f:03d}.json", (1_700_000_000 + f, 1_700_000_000 + f))
+    return tmp_path
+
+
+def _cmd(workdir, out="out", cp="cp"):
+    return [sys.executable, JOB, str(workdir / "input"), str(workdir / out), str(workdir / cp)]
+
+
+def _sessions(spark, folder) -> list[tuple]:
+    return sorted(tuple(r) for r in spark.read.parquet(str(folder)).collect())
+
+
+@pytest.fixture
+def expected(workdir, python_env, spark) -> list[tuple]:
+    clean = run_job(_cmd(workdir, "clean-out", "clean-cp"), python_env)
+    assert clean.returncode == 0, clean.stderr
+    rows = _sessions(spark, workdir / "clean-out")
+    assert len(rows) > 12, "the input must close sessions before its end"
+    return rows
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_sessions_survive_sigkill_at_each_step(workdir, python_env, spark, expected, point):
+    run_killed_at(_cmd(workdir), python_env, point, 2)
+    finished = run_job(_cmd(workdir), python_env)
+    assert finished.returncode == 0, finished.stderr
+    assert _sessions(spark, workdir / "out") == expected
+
+
+def test_sessions_survive_random_sigkills(workdir, python_env, spark, expected):
+    rng = random.Random(3)
+    for _ in range(3):
+        kill_at_random(_cmd(workdir), python_env, rng, (0.6, 1.8))
+    assert run_job(_cmd(workdir), python_env).returncode == 0
+    assert _sessions(spark, workdir / "out") == expected
