@@ -208,7 +208,15 @@ class DataStreamWriter:
         return self._df.sparkSession.streams._start(self._build_spec())
 
     def toTable(self, tableName: str, **options: Any) -> StreamingQuery:
-        raise AnalysisException("toTable is not supported yet; use format(...).start(path).")
+        """Only a path-based Delta table, ``delta.`/path``` (there is no catalog)."""
+        prefix, _, rest = tableName.partition(".")
+        if prefix.lower() != "delta" or len(rest) < 3 or not rest.startswith("`") \
+                or not rest.endswith("`"):
+            raise AnalysisException(
+                f"toTable({tableName!r}): there is no table catalog; name a path-based "
+                "Delta table as delta.`/path/to/table`, or use format(...).start(path).",
+                error_class="TABLE_OR_VIEW_NOT_FOUND")
+        return self.format("delta").start(rest[1:-1], **options)
 
     def _build_spec(self) -> QuerySpec:
         session = self._df.sparkSession

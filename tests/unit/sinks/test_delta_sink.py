@@ -210,3 +210,16 @@ def test_write_settings_carry_partitioning_for_the_helper(tmp_path):
     assert write_batch(pa.table({"k": ["x"], "v": [1]}), 3, out, "p", settings=settings)
     assert DeltaTable(out).metadata().partition_columns == ["k"]
     assert committed_batch(out, "p") == 3
+
+
+def test_to_table_writes_a_path_based_delta_table(spark, tmp_path):
+    out = str(tmp_path / "t")
+    stream = MemoryStream("id LONG", spark)
+    query = (stream.toDF().writeStream.option("checkpointLocation", str(tmp_path / "cp"))
+             .toTable(f"delta.`{out}`"))
+    stream.addData([(7,)])
+    query.processAllAvailable(30)
+    query.stop()
+    assert _rows(out, "id") == [{"id": 7}]
+    with pytest.raises(AnalysisException, match=r"delta\.`/path/to/table`"):
+        stream.toDF().writeStream.toTable("events")
