@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from kafka_fixtures import kafka_bootstrap, kafka_broker_process  # noqa: F401
+from postgres_fixtures import postgres_db, postgres_server  # noqa: F401
 from unbounded.sql import SparkSession
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,6 +17,7 @@ SINK_FORMATS: dict[str, str] = {
     "json": "unbounded.sinks.files:FileSink",
     "csv": "unbounded.sinks.files:FileSink",
     "kafka": "unbounded.sinks.kafka:KafkaSink",
+    "postgresql": "unbounded.sinks.postgres:PostgresSink",
     "delta": "unbounded.sinks.delta:DeltaSink",
     "foreachbatch": "unbounded.sinks.foreach:ForeachBatchSink",
     "foreach": "unbounded.sinks.foreach:ForeachSink",
