@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean browser ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,8 +23,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# The web UI's browser tests drive Debian's Chromium (never a downloaded browser): as root
+# with apt-get it is installed when missing; otherwise those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+	  ! command -v apt-get >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; } || \
+	  echo "chromium could not be installed: the web UI's browser tests will be skipped"
+
+# Refresh the screenshots of docs/ui/ from the browser tests.
+ui-screenshots: $(STAMP) browser
+	UNBOUNDED_UI_SCREENSHOTS=1 $(BIN)/pytest -q tests/streaming/test_web_ui.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

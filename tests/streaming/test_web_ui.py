@@ -109,7 +109,9 @@ def test_a_running_query_s_charts_and_latest_batch_move_without_reload(session, 
         assert page.text_content("#completed-queries tbody") == ""
         shoot(page, tmp_path, "queries")
         page.click("#active-queries a:text('window_counts')")
-        page.wait_for_selector("#chart-input-rows svg[data-points]", timeout=WAIT_MS)
+        page.wait_for_function(  # the first batch is on the page
+            "() => /^[0-9]+$/.test(document.getElementById('latest-batch')?.textContent)",
+            timeout=WAIT_MS)
         assert page.text_content("#summary .status") == "RUNNING"
         assert q.runId in page.text_content("#summary")
         first_batch = int(page.text_content("#latest-batch"))
