@@ -150,6 +150,32 @@ def test_a_re_run_batch_already_recorded_is_skipped_even_by_a_new_sink(
     other.stop()
 
 
+def test_a_database_restored_without_the_last_batch_gets_it_again_at_restart(
+        spark: SparkSession, postgres_server: PostgresServer, postgres_db: str,
+        tmp_path: Any) -> None:
+    stream = MemoryStream("id LONG, name STRING", spark)
+
+    def start() -> Any:
+        return (stream.toDF().writeStream.format("postgresql")
+                .options(**_options(postgres_server, postgres_db, "restored"))
+                .option("checkpointLocation", str(tmp_path / "cp")).start())
+
+    query = start()
+    for first in (0, 2):
+        stream.addData([(first, "a"), (first + 1, "b")])
+        query.processAllAvailable()
+    query.stop()
+    _sql_exec(postgres_server, postgres_db, "DELETE FROM restored WHERE id >= 2; "
+              "UPDATE unbounded_sink_progress SET batch_id = 0")  # a backup before batch 1
+    query = start()
+    query.processAllAvailable()
+    query.stop()
+    assert _sql(postgres_server, postgres_db, "SELECT id, name FROM restored ORDER BY id") == [
+        (0, "a"), (1, "b"), (2, "a"), (3, "b")]
+    assert _sql(postgres_server, postgres_db,
+                "SELECT batch_id FROM unbounded_sink_progress") == [(1,)]
+
+
 def test_an_empty_batch_is_recorded_too(postgres_server: PostgresServer,
                                         postgres_db: str) -> None:
     sink = _sink(postgres_server, postgres_db, "empty_batches")
