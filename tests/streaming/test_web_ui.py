@@ -107,6 +107,9 @@ def test_a_running_query_s_charts_and_latest_batch_move_without_reload(session, 
         page.goto(session.sparkContext.uiWebUrl + "/StreamingQuery/")
         page.wait_for_selector("#active-queries a:text('window_counts')", timeout=WAIT_MS)
         assert page.text_content("#completed-queries tbody") == ""
+        page.wait_for_function(  # the list refreshes too: its latest batch column moves
+            "() => Number(document.querySelector('#active-queries tbody td:nth-child(7)')"
+            "?.textContent || -1) >= 2", timeout=WAIT_MS)
         shoot(page, tmp_path, "queries")
         page.click("#active-queries a:text('window_counts')")
         page.wait_for_function(  # the first batch is on the page
