@@ -105,3 +105,12 @@ def test_every_module_declares_all_of_names_it_defines(path):
         missing -= {p.stem for p in path.parent.iterdir()} | {p.name for p in path.parent.iterdir()}
     assert not missing, f"{path.relative_to(PACKAGE)}: __all__ names undefined {missing}"
     assert len(exported) == len(set(exported)), f"{path.name}: __all__ repeats a name"
+
+
+def test_streaming_state_all_is_pinned():
+    """``pyspark.sql.streaming.state``'s names; ``unbounded.sql.streaming`` is a module,
+    so they live in ``unbounded.sql.streaming_state``."""
+    import unbounded.sql.streaming_state as state
+
+    assert state.__all__ == ["GroupState", "GroupStateTimeout"]
+    assert state.GroupStateTimeout.EventTimeTimeout == "EventTimeTimeout"
