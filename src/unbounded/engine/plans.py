@@ -274,7 +274,7 @@ def _(plan: WithWatermark, inputs: Bindings, ctx: CompileContext) -> pl.LazyFram
     column = pl.col(cctx.resolve(plan.column))
     stats = materialized.select(
         column.min().dt.epoch("us").alias("mn"), column.max().dt.epoch("us").alias("mx"),
-        column.dt.epoch("us").sum().alias("sm"), column.count().alias("n"),
+        column.dt.epoch("us").cast(pl.Int128).sum().alias("sm"), column.count().alias("n"),
     ).row(0)
     seen = EventTimeStats(stats[0], stats[1], int(stats[2] or 0), int(stats[3]))
     ctx.event_time.setdefault(plan.node_id, EventTimeStats()).merge(seen)

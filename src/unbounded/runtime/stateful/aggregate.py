@@ -249,8 +249,9 @@ class MapSideAggregation:
         summary = [pl.col(_LATE).sum().alias("late")]
         if self.watermark is not None:  # over all rows: cheaper than per group
             ts = pl.col(self.watermark[1]).dt.epoch("us")
-            summary += [ts.min().alias("min"), ts.max().alias("max"), ts.sum().alias("sum"),
-                        ts.count().alias("n")]
+            # Int128: epoch microseconds summed as int64 overflow past ~5,000 rows.
+            summary += [ts.min().alias("min"), ts.max().alias("max"),
+                        ts.cast(pl.Int128).sum().alias("sum"), ts.count().alias("n")]
         partial, totals = pl.collect_all(
             [keyed.filter(~pl.col(_LATE) & self._has_window())
              .group_by(list(self.key_names)).agg(self.partial),

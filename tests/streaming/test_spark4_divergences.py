@@ -1,0 +1,41 @@
+"""Regression tests for divergences from PySpark 4.3 found by comparing the two engines
+(issue 9, "Spark 4 semantics"): each one fails without its fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from unbounded.sql import functions as F
+from unbounded.testing import MemoryStream
+
+T0 = dt.datetime(2026, 1, 1, 10, 0, 0)
+
+
+def _progress_event_time(spark, tmp_path, df, stream, rows):
+    q = (df.writeStream.format("noop").outputMode("append")
+         .option("checkpointLocation", str(tmp_path / "cp")).start())
+    try:
+        stream.addData(rows)
+        q.processAllAvailable(30)
+        return next(p.eventTime for p in q.recentProgress if p.numInputRows)
+    finally:
+        q.stop()
+
+
+def test_event_time_avg_of_a_large_batch_is_the_mean_not_an_int64_overflow(spark, tmp_path):
+    stream = MemoryStream("ts TIMESTAMP, v LONG", spark)
+    df = stream.toDF().withWatermark("ts", "1 minute").select("ts", "v")
+    rows = [(T0 + dt.timedelta(seconds=i % 2), i) for i in range(20_000)]
+    seen = _progress_event_time(spark, tmp_path, df, stream, rows)
+    assert seen["min"] == "2026-01-01T10:00:00.000Z"
+    assert seen["avg"] == "2026-01-01T10:00:00.500Z"
+    assert seen["max"] == "2026-01-01T10:00:01.000Z"
+
+
+def test_event_time_avg_of_a_large_aggregated_batch_is_the_mean(spark, tmp_path):
+    stream = MemoryStream("ts TIMESTAMP, v LONG", spark)
+    df = (stream.toDF().withWatermark("ts", "1 minute")
+          .groupBy(F.window("ts", "1 minute")).count())
+    rows = [(T0 + dt.timedelta(seconds=i % 2), i) for i in range(20_000)]
+    seen = _progress_event_time(spark, tmp_path, df, stream, rows)
+    assert seen["avg"] == "2026-01-01T10:00:00.500Z"
