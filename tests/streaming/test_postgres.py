@@ -247,6 +247,21 @@ def test_bad_options_fail_before_the_query_starts(options: dict[str, str], mode:
     assert PASSWORD not in str(caught.value)
 
 
+def test_a_constraint_violation_fails_the_batch_at_once_and_commits_nothing(
+        postgres_server: PostgresServer, postgres_db: str) -> None:
+    _sql_exec(postgres_server, postgres_db, "CREATE TABLE keyed (id BIGINT PRIMARY KEY, "
+              "name TEXT)")
+    sink = _sink(postgres_server, postgres_db, "keyed", retryTimeoutMs="30000")
+    sink.add_batch(0, _batch(0, _rows(range(2))))
+    with pytest.raises(UnboundedError, match=r"writing batch 1 failed: duplicate key value "
+                                             r".* \(SQLSTATE 23505\)") as caught:
+        sink.add_batch(1, _batch(1, _rows(range(1, 4))))
+    assert caught.value.error_class == "POSTGRES_WRITE_FAILED"
+    assert _sql(postgres_server, postgres_db, "SELECT id FROM keyed ORDER BY id") == [(0,), (1,)]
+    assert sink.last_committed_batch() == 0
+    sink.stop()
+
+
 def test_complete_mode_replaces_the_tables_rows_each_batch(
         postgres_server: PostgresServer, postgres_db: str) -> None:
     sink = _sink(postgres_server, postgres_db, "totals", output_mode="complete")

@@ -493,8 +493,8 @@ class PostgresBatchWriter:
     def _failed(self, what: str, exc: psycopg.Error) -> UnboundedError:
         return UnboundedError(
             f"PostgreSQL server {self.settings.server}: {what} failed: {self._detail(exc)}"
-            f"{f' (SQLSTATE {exc.sqlstate})' if exc.sqlstate else ''}. Nothing of the "
-            "batch was committed; it is written when the query restarts.",
+            f"{f' (SQLSTATE {exc.sqlstate})' if exc.sqlstate else ''}. Nothing of it was "
+            "committed; fix the cause and restart the query, which writes the batch once.",
             error_class="POSTGRES_WRITE_FAILED")
 
     def _unavailable(self, what: str, exc: psycopg.Error) -> UnboundedError:
