@@ -18,7 +18,11 @@ import pytest
 
 from unbounded.checkpoint import epoch as epoch_module
 from unbounded.checkpoint.epoch import EpochFence, fence_for, newest_epoch
-from unbounded.errors import CheckpointConflictError, ConcurrentQueryError
+from unbounded.errors import (
+    CheckpointConflictError,
+    CheckpointCorruptError,
+    ConcurrentQueryError,
+)
 from unbounded.files.listing import DataFile
 from unbounded.files.manifest import FileSinkManifest
 from unbounded.sinks.base import MicroBatch, SinkContext
@@ -54,7 +58,17 @@ def test_each_run_takes_a_higher_epoch_and_removes_the_older_files(tmp_path, fen
     assert epochs == [0, 1, 2]
     assert sorted(n for n in os.listdir(tmp_path / "epochs") if n.isdigit()) == ["2"]
     assert newest_epoch(cp) == 2
-    assert json.loads(fences[-1].describe().split("\n")[1])["runId"] == "run-2"
+    assert fences[-1].record()["runId"] == "run-2"
+
+
+def test_an_epoch_file_of_another_version_is_refused(tmp_path, fences):
+    fence = _take(fences, str(tmp_path), "a")
+    path = tmp_path / "epochs" / "0"
+    os.unlink(path)
+    os.unlink(tmp_path / "epochs" / ".0.crc32c")
+    path.write_text('v9\n{"epoch":0}')
+    with pytest.raises(CheckpointCorruptError, match=re.escape(f"{path} starts with 'v9'")):
+        fence.record()
 
 
 def test_only_the_newest_epoch_passes_the_check(tmp_path, fences):

@@ -33,9 +33,15 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from unbounded.checkpoint.checksum import read_checked_text, remove_checked, write_checked
-from unbounded.errors import CheckpointConflictError, ConcurrentQueryError
+from unbounded.checkpoint.checksum import (
+    RECOVERY_HINT,
+    read_checked_text,
+    remove_checked,
+    write_checked,
+)
+from unbounded.errors import CheckpointConflictError, CheckpointCorruptError, ConcurrentQueryError
 
 __all__ = ["EPOCHS_DIR", "EpochFence", "fence_for", "newest_epoch"]
 
@@ -126,9 +132,23 @@ class EpochFence:
             "checkpoint; nothing needs repair.",
             error_class="CHECKPOINT_EPOCH_FENCED")
 
-    def describe(self) -> str:
-        """The epoch file's content (for diagnostics and ``checkpoint validate``)."""
-        return read_checked_text(os.path.join(self.folder, str(self.epoch)))
+    def record(self) -> dict[str, Any]:
+        """The epoch file's fields (which run took it, when), for diagnostics; a file of
+        another version or a damaged one raises ``CheckpointCorruptError``."""
+        path = self._paths[0]
+        version, _, body = read_checked_text(path).partition("\n")
+        if version.strip() != _VERSION:
+            raise CheckpointCorruptError(
+                f"{path} starts with {version[:20]!r}, not {_VERSION!r}: written by another "
+                "version of unbounded, or damaged. " + RECOVERY_HINT)
+        try:
+            fields = json.loads(body)
+        except ValueError as e:
+            raise CheckpointCorruptError(f"{path} is not an epoch record ({e}). "
+                                         + RECOVERY_HINT) from e
+        if not isinstance(fields, dict):
+            raise CheckpointCorruptError(f"{path} is not an epoch record. " + RECOVERY_HINT)
+        return fields
 
     def release(self) -> None:
         """Forget this fence in the registry (the run ended); its epoch file stays."""
