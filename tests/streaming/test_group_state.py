@@ -285,3 +285,27 @@ def test_a_failing_function_fails_the_query_naming_the_group(spark, tmp_path):
     with pytest.raises(Exception, match=r"STATE_NOT_EXISTS"):
         q.processAllAvailable(30)
     q.stop()
+
+
+def test_a_restarted_query_times_out_keys_stored_before_the_restart(spark, tmp_path,
+                                                                    monkeypatch):
+    clock = Clock(2_000_000)
+    monkeypatch.setattr(microbatch, "now_ms", clock)
+    stream = MemoryStream("k STRING", spark)
+    sink = Batches()
+
+    def start() -> Any:
+        df = stream.toDF().groupBy("k").applyInPandasWithState(
+            counts_with_idle_timeout, "k string, n long, expired boolean, at long", "n long",
+            "update", GroupStateTimeout.ProcessingTimeTimeout)
+        return (df.writeStream.outputMode("update").foreachBatch(sink)
+                .option("checkpointLocation", str(tmp_path / "cp")).start())
+
+    q = start()
+    _feed(q, stream, [("a",)])
+    q.stop()
+    clock.now += 60_001
+    q = start()  # no new rows: only the stored timeout asks for a batch
+    q.processAllAvailable(30)
+    q.stop()
+    assert sink.nonempty() == [[("a", 1, False, 2_000_000)], [("a", 1, True, 2_060_001)]]
