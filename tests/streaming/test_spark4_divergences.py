@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
 from unbounded.sql import functions as F
 from unbounded.testing import MemoryStream
 
@@ -39,3 +43,17 @@ def test_event_time_avg_of_a_large_aggregated_batch_is_the_mean(spark, tmp_path)
     rows = [(T0 + dt.timedelta(seconds=i % 2), i) for i in range(20_000)]
     seen = _progress_event_time(spark, tmp_path, df, stream, rows)
     assert seen["avg"] == "2026-01-01T10:00:00.500Z"
+
+
+@pytest.mark.parametrize("folder", ["out#1", "what?x", "p%20q", "a b"])
+def test_local_paths_with_uri_characters_are_plain_paths(spark, tmp_path, folder):
+    base = tmp_path / folder
+    (base / "in").mkdir(parents=True)
+    pq.write_table(pa.table({"id": [1, 2], "s": ["a", "b"]}), str(base / "in" / "p.parquet"))
+    query = (spark.readStream.schema("id LONG, s STRING").parquet(str(base / "in"))
+             .writeStream.format("parquet").option("checkpointLocation", str(base / "cp"))
+             .trigger(availableNow=True).start(str(base / "out")))
+    query.awaitTermination(60)
+    assert query.exception() is None
+    rows = spark.read.parquet(str(base / "out")).orderBy("id").collect()
+    assert [tuple(r) for r in rows] == [(1, "a"), (2, "b")]

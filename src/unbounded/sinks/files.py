@@ -24,6 +24,7 @@ from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
 from unbounded.files.manifest import FileSinkManifest
+from unbounded.files.paths import local_path, path_uri
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.testing.faults import fault_point
 
@@ -62,7 +63,7 @@ def _write_file(path: str, fmt: str, table: pa.Table, options: dict[str, str]) -
     finally:
         os.close(fd)
     stat = os.stat(path)
-    return {"path": "file://" + os.path.abspath(path), "size": stat.st_size, "isDir": False,
+    return {"path": path_uri(path), "size": stat.st_size, "isDir": False,
             "modificationTime": int(stat.st_mtime * 1000), "blockReplication": 1,
             "blockSize": 33554432, "action": "add"}
 
@@ -102,7 +103,7 @@ class FileSink:
                 "sinks support only append. Use outputMode('append') (with a watermark for "
                 "aggregations).", error_class="UNSUPPORTED_OUTPUT_MODE")
         self.fmt = fmt
-        self.path = os.path.abspath(path.removeprefix("file://"))
+        self.path = os.path.abspath(local_path(path))
         self.partition_by = ctx.partition_by
         self.options = tuple((k, v) for k, v in ctx.options.items() if k != "path")
         os.makedirs(self.path, exist_ok=True)
@@ -129,7 +130,7 @@ class FileSink:
         tasks = [_WriteTask(self.path, self.fmt, i, t, self.partition_by, self.options)
                  for i, t in enumerate(p for p in batch.partitions if p.num_rows > 0)]
         entries = [e for written in self.executor.map(_run_write, tasks) for e in written]
-        for folder in {os.path.dirname(str(e["path"]).removeprefix("file://")) for e in entries}:
+        for folder in {os.path.dirname(local_path(str(e["path"]))) for e in entries}:
             fsync_dir(folder)
         fault_point("mid-sink-write", batch_id)
         if self._fence is not None:
