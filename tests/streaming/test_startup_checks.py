@@ -194,3 +194,40 @@ def test_a_missing_state_version_is_refused_before_any_batch(tmp_path, python_en
                             check=False)
     assert failed.returncode != 0
     assert latest in failed.stderr
+
+
+def _lists_files(entry: str) -> bool:
+    with open(entry) as f:
+        return len(f.read().strip().split("\n")) > 1
+
+
+def _window_rows(out: str) -> list[tuple]:
+    files = FileSinkManifest(out).existing_files()
+    frame = pl.read_parquet(files).unnest("window") if files else pl.DataFrame()
+    return sorted(frame.rows())
+
+
+def test_a_lost_manifest_entry_of_a_windowed_query_is_rewritten_from_its_state(tmp_path,
+                                                                              python_env):
+    inputs, out, cp = (str(tmp_path / n) for n in ("input", "output", "checkpoint"))
+    _events(inputs)
+    cmd = [sys.executable, STATEFUL_JOB, inputs, out, cp]
+    done = subprocess.run(cmd, env=python_env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    manifest = FileSinkManifest(out)
+    last = manifest.latest_batch_id()
+    emitted = [b for b in range(last + 1) if _lists_files(manifest.entry_path(b))]
+    lost = emitted[-1]
+    clean = _window_rows(out)
+    for batch in range(lost, last + 1):  # the last batch that emitted rows, and after it
+        _remove(manifest.entry_path(batch))
+    for batch in range(lost + 1, last + 1):  # as if the job had stopped after that batch
+        _remove(os.path.join(cp, "commits", str(batch)))
+        _remove(os.path.join(cp, "offsets", str(batch)))
+    assert _window_rows(out) != clean
+    repaired = subprocess.run(cmd, env=python_env, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "re-running the batch" in repaired.stderr
+    assert _window_rows(out) == clean
