@@ -21,7 +21,7 @@ import pyarrow as pa
 from unbounded.engine.context import CompileContext, fresh_columns
 from unbounded.engine.dtypes import arrow_schema_to_polars
 from unbounded.engine.plans import Bindings, compile_plan
-from unbounded.engine.udfs import MAX_RECORDS_PER_BATCH, _batch_of, _frame_to_pandas
+from unbounded.engine.udfs import MAX_RECORDS_PER_BATCH, batch_of, frame_to_pandas
 from unbounded.errors import UnsupportedOperationException
 from unbounded.plan.logical import FlatMapGroupsInPandasWithState, GroupStateTimeoutKind
 from unbounded.plan.types import StructType
@@ -190,7 +190,7 @@ def _python_value(value: Any) -> Any:
 def pandas_frames(rows: pa.Table) -> Iterator[pd.DataFrame]:
     """A group's rows as pandas DataFrames of at most ``MAX_RECORDS_PER_BATCH`` rows."""
     for batch in rows.to_batches(max_chunksize=MAX_RECORDS_PER_BATCH):
-        yield _frame_to_pandas(batch)
+        yield frame_to_pandas(batch)
 
 
 def call_group(user: Callable[..., Any], key: tuple[Any, ...], frames: Iterable[pd.DataFrame],
@@ -213,7 +213,7 @@ def call_group(user: Callable[..., Any], key: tuple[Any, ...], frames: Iterable[
                                f"Expected: {len(schema.fields)} Actual: {len(frame.columns)}")
         if isinstance(frame, pd.DataFrame) and frame.empty:
             continue
-        tables.append(_batch_of(frame, schema, arrow=False))
+        tables.append(batch_of(frame, schema, arrow=False))
     return tables
 
 

@@ -35,7 +35,9 @@ __all__ = [
     "MAX_RECORDS_PER_BATCH",
     "apply_in_cogroups",
     "apply_in_groups",
+    "batch_of",
     "compile_udf",
+    "frame_to_pandas",
     "load_function",
     "map_in_batches",
 ]
@@ -291,8 +293,8 @@ class _MapRun:
         user = load_function(self.function.pickled)
         arrow = self.function.eval_type is PythonEvalType.SQL_MAP_ARROW_ITER_UDF
         try:
-            inputs = batches if arrow else (_frame_to_pandas(b) for b in batches)
-            outputs = [_batch_of(out, self.schema, arrow) for out in user(inputs)]
+            inputs = batches if arrow else (frame_to_pandas(b) for b in batches)
+            outputs = [batch_of(out, self.schema, arrow) for out in user(inputs)]
         except Exception as error:
             raise _function_error(self.function, error) from error
         return _frame_of(outputs, self.schema)
@@ -316,7 +318,7 @@ class _GroupRun:
         user = load_function(self.function.pickled)
         outputs = []
         for key, group in _groups(frame, self.keys):
-            pdf = _frame_to_pandas(group.drop(self.keys).to_arrow().rename_columns(self.names))
+            pdf = frame_to_pandas(group.drop(self.keys).to_arrow().rename_columns(self.names))
             outputs.append(self._call(user, key, (pdf,)))
         return _frame_of(outputs, self.schema)
 
@@ -325,7 +327,7 @@ class _GroupRun:
         try:
             with_key = len(inspect.signature(user).parameters) == len(frames) + 1
             result = user(key, *frames) if with_key else user(*frames)
-            return _batch_of(result, self.schema, arrow=False)
+            return batch_of(result, self.schema, arrow=False)
         except Exception as error:
             raise _function_error(self.function, error, key) from error
 
@@ -370,10 +372,10 @@ class _CoGroupRun(_GroupRun):
     def _side(self, whole: pl.DataFrame, group: pl.DataFrame | None,
               names: Sequence[str]) -> pd.DataFrame:
         rows = (group if group is not None else whole.clear()).drop(self.keys)
-        return _frame_to_pandas(rows.to_arrow().rename_columns(list(names)))
+        return frame_to_pandas(rows.to_arrow().rename_columns(list(names)))
 
 
-def _frame_to_pandas(data: pa.Table | pa.RecordBatch) -> pd.DataFrame:
+def frame_to_pandas(data: pa.Table | pa.RecordBatch) -> pd.DataFrame:
     """Rows as a pandas DataFrame, timestamps naive in the session time zone (UTC)."""
     columns = [c.cast(pa.timestamp(c.type.unit)) if pa.types.is_timestamp(c.type)
                and c.type.tz is not None else c for c in data.columns]
@@ -381,7 +383,7 @@ def _frame_to_pandas(data: pa.Table | pa.RecordBatch) -> pd.DataFrame:
     return frame
 
 
-def _batch_of(result: Any, schema: T.StructType, arrow: bool) -> pa.Table:
+def batch_of(result: Any, schema: T.StructType, arrow: bool) -> pa.Table:
     """Rows the user function returned, checked and cast to ``schema``."""
     import pandas as pd
 

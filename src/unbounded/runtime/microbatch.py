@@ -37,8 +37,7 @@ from unbounded.runtime.observed import evaluate_observed
 from unbounded.runtime.progress import BatchOutcome, DurationTimer, event_time_report, now_ms
 from unbounded.runtime.recovery import find_resume_point
 from unbounded.runtime.stage_runner import PlannedTasks, merge_event_time
-from unbounded.runtime.stateful.base import BatchInfo
-from unbounded.runtime.stateful.group_state import SupportsTimeouts
+from unbounded.runtime.stateful.base import BatchInfo, SupportsTimeouts
 from unbounded.runtime.tasks import TaskResult, run_task
 from unbounded.runtime.triggers import AvailableNow, Once, ProcessingTime
 from unbounded.runtime.watermarks import WatermarkTracker

@@ -32,7 +32,7 @@ from unbounded.state.base import (
 from unbounded.state.registry import create_provider
 
 __all__ = ["BatchInfo", "InputBatch", "MapSide", "MapSideOutput", "OperatorContext",
-           "OperatorOutput", "PartitionedState", "StatefulOperator", "frame_of",
+           "OperatorOutput", "PartitionedState", "StatefulOperator", "SupportsTimeouts", "frame_of",
            "map_partitions", "partition_ids", "split_partitions", "sum_metrics", "watermark_delays"]
 
 R = TypeVar("R")
@@ -138,6 +138,16 @@ class StatefulOperator(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsTimeouts(Protocol):
+    """An operator whose state can time out on processing time, which passes without
+    new rows: the micro-batch loop asks it whether a batch without data is due."""
+
+    def timeouts_due(self, batch_timestamp_ms: int) -> bool:
+        """Whether a batch with this timestamp would time out some stored key."""
+        ...
 
 
 def partition_ids(frame: pl.DataFrame, keys: list[str], n: int) -> pl.Series:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
@@ -29,7 +29,7 @@ from unbounded.engine.group_state import (
     call_group,
     pandas_frames,
 )
-from unbounded.engine.udfs import _frame_to_pandas, load_function
+from unbounded.engine.udfs import frame_to_pandas, load_function
 from unbounded.errors import AnalysisException, PythonException
 from unbounded.plan.logical import FlatMapGroupsInPandasWithState, GroupStateTimeoutKind
 from unbounded.runtime.stateful.base import (
@@ -49,21 +49,11 @@ from unbounded.state.base import FOUND_COLUMN, StateSchema
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["StreamingGroupsWithState", "SupportsTimeouts"]
+__all__ = ["StreamingGroupsWithState"]
 
 STATE = "groupState"
 TIMEOUT = "timeoutTimestamp"
 _KEY = "__gkey"
-
-
-@runtime_checkable
-class SupportsTimeouts(Protocol):
-    """An operator whose state can time out on processing time, which passes without
-    new rows: the micro-batch loop asks it whether a batch without data is due."""
-
-    def timeouts_due(self, batch_timestamp_ms: int) -> bool:
-        """Whether a batch with this timestamp would time out some stored key."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -124,7 +114,7 @@ class StreamingGroupsWithState:
         self.schema = self._state_schema(input_schema)
         self.state = PartitionedState(ctx, self.schema)
         self.user = load_function(node.function.pickled)
-        self.empty_input = _frame_to_pandas(pl.DataFrame(schema=input_schema).to_arrow())
+        self.empty_input = frame_to_pandas(pl.DataFrame(schema=input_schema).to_arrow())
         self.deadlines = self._stored_deadlines()
 
     def _state_schema(self, input_schema: pl.Schema) -> StateSchema:
@@ -260,7 +250,7 @@ class StreamingGroupsWithState:
 
     def _key_tuples(self, keys: pl.DataFrame) -> list[tuple[Any, ...]]:
         """Keys as PySpark passes them: values of pandas Series (NumPy scalars)."""
-        frame = _frame_to_pandas(keys.to_arrow())
+        frame = frame_to_pandas(keys.to_arrow())
         columns = [frame[c].array for c in frame.columns]
         return [tuple(c[i] for c in columns) for i in range(len(frame))]
 
