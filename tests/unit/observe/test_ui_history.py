@@ -41,3 +41,10 @@ def test_a_folder_without_a_query_is_named_and_left_out_of_the_list(tmp_path):
     with pytest.raises(NotACheckpointError):
         checkpoint_document(str(tmp_path))
     assert checkpoint_documents([str(tmp_path)]) == []
+
+
+def test_unbounded_ui_names_a_wrong_checkpoint_before_serving(tmp_path, capsys):
+    from unbounded.cli import main
+
+    assert main(["ui", "--port", "0", "--checkpoint", str(tmp_path)]) == 2
+    assert "is not a checkpoint" in capsys.readouterr().err
