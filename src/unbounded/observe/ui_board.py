@@ -76,13 +76,6 @@ class QueryBoard:
         """Call ``callback(run_id)`` after each change (on the thread that made it)."""
         self._listeners.append(callback)
 
-    def set_extra(self, key: str, value: Any) -> None:
-        """A field every document carries from now on (e.g. the session's UI URL)."""
-        self._extra[key] = value
-        with self._lock:
-            for run in self._runs.values():
-                run.extra[key] = value
-
     def started(self, query_id: str, run_id: str, name: str | None, timestamp: str) -> None:
         run = _Run(query_id, run_id, name, epoch_ms(timestamp),
                    deque(maxlen=self._retained_batches), extra=dict(self._extra))
