@@ -205,19 +205,22 @@ def _chain_query(session: Any, functions: Any, folder: str, chain: str) -> Any:
             .groupBy(functions.window("ts", "10 minutes")).count())
 
 
+def _run_chain(session: Any, functions: Any, folder: str, chain: str,
+               checkpoint: str) -> Counter[tuple]:
+    rows: list[Any] = []
+    query = (_chain_query(session, functions, folder, chain).writeStream
+             .outputMode("append").foreachBatch(lambda df, _: rows.extend(df.collect()))
+             .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())
+    query.awaitTermination()
+    return _bag(rows)
+
+
 @pytest.mark.parametrize("chain", ["windows", "dedup"])
 def test_chained_stateful_operators_match_spark(ours, pyspark_session, tmp_path, chain):
     from pyspark.sql import functions as PF
 
     folder = _event_files(tmp_path)
-    results = []
-    for session, functions, name in ((pyspark_session, PF, "spark"), (ours, F, "ours")):
-        rows: list[Any] = []
-        query = (_chain_query(session, functions, folder, chain).writeStream
-                 .outputMode("append").foreachBatch(lambda df, _: rows.extend(df.collect()))
-                 .option("checkpointLocation", str(tmp_path / f"cp-{name}"))
-                 .trigger(availableNow=True).start())
-        query.awaitTermination()
-        results.append(_bag(rows))
+    results = [_run_chain(session, functions, folder, chain, str(tmp_path / f"cp-{name}"))
+               for session, functions, name in ((pyspark_session, PF, "spark"), (ours, F, "ours"))]
     assert sum(results[1].values()) > 0
     assert results[1] == results[0]
