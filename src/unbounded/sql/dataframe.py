@@ -10,6 +10,7 @@ import time
 from functools import cached_property, reduce
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
 import pyarrow as pa
 
 from unbounded.engine.context import CompileContext, OutputColumn
@@ -40,6 +41,7 @@ from unbounded.plan.logical import (
     is_streaming,
     tree_string,
 )
+from unbounded.sql.analysis import analyze, engine_error
 from unbounded.sql.column import Column, column_of
 from unbounded.sql.group import GroupedData
 from unbounded.sql.row import Row, rows_from_arrow
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from unbounded.session import SparkSession
+    from unbounded.sql.readwriter import DataFrameWriter
     from unbounded.sql.streaming import DataStreamWriter
 
 __all__ = ["DataFrame"]
@@ -80,6 +83,7 @@ class DataFrame:
         self.sparkSession = session
 
     def _with_plan(self, plan: LogicalPlan) -> DataFrame:
+        analyze(plan)  # eager, as PySpark: a bad column or type fails at this call
         return DataFrame(plan, self.sparkSession)
 
     # ---- schema --------------------------------------------------------------------
@@ -368,7 +372,11 @@ class DataFrame:
         self._require_batch("toArrow")
         ctx = CompileContext(__import__("polars").Schema(), int(time.time() * 1_000_000))
         frame, columns = compile_output(self._plan, {}, ctx)
-        return to_display_arrow(frame.collect(), columns)
+        try:
+            collected = frame.collect()
+        except pl.exceptions.PolarsError as err:
+            raise engine_error(self._plan, err) from None
+        return to_display_arrow(collected, columns)
 
     def collect(self) -> list[Row]:
         """The rows; structs come back as Rows and maps as dicts, as in PySpark."""
@@ -424,6 +432,28 @@ class DataFrame:
 
     def createOrReplaceTempView(self, name: str) -> None:
         self.sparkSession._register_view(name, self)
+
+    def createTempView(self, name: str) -> None:
+        """A session view for ``spark.sql``; fails if the name is taken."""
+        self.sparkSession.catalog._create_temp_view(name, self, replace=False)
+
+    def createOrReplaceGlobalTempView(self, name: str) -> None:
+        """A view every session of this process reads as ``global_temp.<name>``."""
+        self.sparkSession.catalog._create_global_temp_view(name, self, replace=True)
+
+    def createGlobalTempView(self, name: str) -> None:
+        self.sparkSession.catalog._create_global_temp_view(name, self, replace=False)
+
+    @property
+    def write(self) -> DataFrameWriter:
+        """The batch writer: ``df.write.mode("append").parquet(path)``, ``saveAsTable``."""
+        from unbounded.sql.readwriter import DataFrameWriter
+
+        if self.isStreaming:
+            raise AnalysisException(
+                "'write' can not be called on streaming Dataset/DataFrame; use writeStream.",
+                error_class="WRITE_STREAM_NOT_ALLOWED")
+        return DataFrameWriter(self)
 
 
 
