@@ -231,3 +231,10 @@ def test_a_lost_manifest_entry_of_a_windowed_query_is_rewritten_from_its_state(t
     assert repaired.returncode == 0, repaired.stderr
     assert "re-running the batch" in repaired.stderr
     assert _window_rows(out) == clean
+
+
+def test_a_lost_manifest_entry_with_a_later_batch_started_is_refused(dirs, python_env):
+    crashed = _run(dirs, python_env, fault="after-offset-write@5")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    _remove(os.path.join(dirs["output"], "_spark_metadata", "4"))
+    _refused(dirs, python_env, os.path.join(dirs["output"], "_spark_metadata", "4"))

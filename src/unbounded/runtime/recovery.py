@@ -124,16 +124,19 @@ def _check_sink(offsets: OffsetLog, commits: CommitLog, sink: object,
     raise CheckpointCorruptError(
         f"{commits.path(last)} says batch {last} is committed, but the sink does not hold "
         f"it: its record {sink.commit_record(lost)} is missing (the sink's last batch is "
-        f"{held}), and batches {lost}..{last} cannot be re-run from the retained logs. "
+        f"{held}). Only one lost latest batch is repaired, by re-running it while it is "
+        f"the newest in the offset log and the offsets it starts from are retained; here "
+        f"batches {lost}..{last} are lost, or a later batch started. "
         "Restore the sink's log, or start the query with a new checkpoint and output. "
         + RECOVERY_HINT)
 
 
 def _can_rerun(offsets: OffsetLog, commits: CommitLog, batch_id: int) -> bool:
-    """Batch ``batch_id`` can be run again exactly: its offsets and those it starts
-    from are retained (and the batch before it is committed)."""
+    """Batch ``batch_id`` can be run again exactly: it is the latest in the offset log
+    (no later batch started), and its offsets and those it starts from are retained
+    (and the batch before it is committed)."""
     has = set(offsets.batch_ids())
-    return batch_id in has and (batch_id == 0 or (
+    return max(has, default=None) == batch_id and (batch_id == 0 or (
         batch_id - 1 in has and batch_id - 1 in set(commits.batch_ids())))
 
 
