@@ -15,11 +15,12 @@ import pyarrow as pa
 
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
-from unbounded.executors.local import LocalExecutor
+from unbounded.executors.master import create_executor, parse_master
 from unbounded.plan.logical import DataRelation
 from unbounded.plan.types import StructType, parse_ddl_schema
 
 if TYPE_CHECKING:
+    from unbounded.sql.catalog import Catalog
     from unbounded.sql.context import SparkContext
     from unbounded.sql.dataframe import DataFrame
     from unbounded.sql.readwriter import DataFrameReader
@@ -109,8 +110,8 @@ class SparkSession:
 
         self.conf = RuntimeConfig(dict(options or {}))
         self._streams = StreamingQueryManager(self)
-        self._views: dict[str, DataFrame] = {}
         self._executor_instance: Executor | None = None
+        self._master = parse_master(self.conf.get("spark.master", "local[*]"))
 
     @classmethod
     def getActiveSession(cls) -> SparkSession | None:
@@ -155,12 +156,30 @@ class SparkSession:
 
     def _executor(self) -> Executor:
         if self._executor_instance is None:
-            workers = self.conf.get("unbounded.executor.threads", None)
-            self._executor_instance = LocalExecutor(int(workers) if workers else None)
+            self._executor_instance = create_executor(
+                self._master, lambda key: self.conf.get(key, None))
         return self._executor_instance
 
+    @cached_property
+    def catalog(self) -> Catalog:
+        """Temporary views, global temporary views and warehouse tables."""
+        from unbounded.sql.catalog import Catalog
+
+        return Catalog(self)
+
     def _register_view(self, name: str, df: DataFrame) -> None:
-        self._views[name] = df
+        self.catalog._create_temp_view(name, df, replace=True)
+
+    def sql(self, sqlQuery: str, args: Any = None, **kwargs: Any) -> DataFrame:
+        """Run a SQL query over temporary views and tables: a batch DataFrame, or a
+        streaming one when a view it reads is streaming."""
+        from unbounded.sql.sql_parser import run_sql
+
+        if args or kwargs:
+            raise AnalysisException("spark.sql(...) with parameters (args, kwargs) is not "
+                                    "supported; format the values into the query text.",
+                                    error_class="UNSUPPORTED_FEATURE")
+        return run_sql(self, sqlQuery)
 
     def createDataFrame(self, data: Any, schema: StructType | str | list[str] | None = None,
                         ) -> DataFrame:
@@ -180,18 +199,8 @@ class SparkSession:
                                                                  pa.int64())})), self)
 
     def table(self, tableName: str) -> DataFrame:
-        from unbounded.sinks.memory import memory_table
-        from unbounded.sql.dataframe import DataFrame
-
-        if tableName in self._views:
-            return self._views[tableName]
-        table = memory_table(tableName)
-        if table is None:
-            raise AnalysisException(
-                f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `{tableName}` cannot be found. "
-                "A memory sink's table is named by the query's queryName(...).",
-                error_class="TABLE_OR_VIEW_NOT_FOUND")
-        return DataFrame(DataRelation(table), self)
+        """A view, a warehouse table, or a memory sink's table (named by its queryName)."""
+        return self.catalog._resolve(tableName)
 
     def stop(self) -> None:
         for q in self._streams.active:

@@ -1,4 +1,5 @@
-"""Reading csv, JSON lines, parquet and text files into Arrow, as Spark's file formats do.
+"""Reading csv, JSON lines, parquet, ORC, Avro and text files into Arrow, as Spark's file
+formats do.
 
 Parsing is vectorised: pyarrow tokenises csv and JSON, Polars converts strings to the
 schema's types, and a row whose conversion fails is found with a column mask, not a
@@ -43,6 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+from pyarrow import orc
 
 from unbounded.errors import AnalysisException, MalformedRecordError
 from unbounded.files.listing import expand_paths
@@ -78,7 +80,7 @@ __all__ = [
 ]
 
 
-FILE_FORMATS = ("csv", "json", "parquet", "text")
+FILE_FORMATS = ("csv", "json", "parquet", "text", "orc", "avro")
 DEFAULT_CORRUPT_RECORD_COLUMN = "_corrupt_record"
 _TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
 _NAIVE_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f",
@@ -184,6 +186,7 @@ _Reader = Callable[[str, StructType, ReadSettings], pa.Table]
 def _reader(fmt: str) -> _Reader:
     readers: dict[str, _Reader] = {
         "csv": _read_csv, "json": _read_json, "parquet": _read_parquet, "text": _read_text,
+        "orc": _read_orc, "avro": _read_avro,
     }
     reader = readers.get(fmt.lower())
     if reader is None:
@@ -263,6 +266,27 @@ def _read_parquet(path: str, schema: StructType, settings: ReadSettings) -> pa.T
             "Read it with a schema whose types match the file.",
             error_class="PARQUET_SCHEMA_MISMATCH",
         ) from e
+
+
+# -- orc and avro (self-describing, like parquet)
+
+
+def _read_orc(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
+    try:
+        source = orc.ORCFile(path)
+        present = set(source.schema.names)
+        table = source.read(columns=[f.name for f in schema.fields if f.name in present])
+    except (pa.ArrowInvalid, OSError) as e:
+        raise MalformedRecordError(
+            f"Cannot read {path} as ORC: {e}. Remove the file from the input folder, or "
+            "read the folder with the format its files are in.") from e
+    return _conform(table, schema)
+
+
+def _read_avro(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
+    from unbounded.files.avro import read_avro
+
+    return read_avro(path, schema)
 
 
 # -- records (csv and JSON): a fast vectorised pass, a line-by-line pass on bad files
@@ -601,10 +625,10 @@ def infer_schema(fmt: str, paths: list[str], options: dict[str, str],
                  *, streaming: bool = True) -> StructType:
     """The schema of ``paths`` when the user gave none.
 
-    Parquet's comes from file metadata and text's is ``value STRING``. csv and JSON are
-    sampled only with option ``inferSchema=true``; a streaming read without it fails,
-    as in Spark, while a batch read falls back to Spark's batch defaults (csv: all
-    strings, JSON: inferred).
+    Parquet's, ORC's and Avro's come from file metadata and text's is ``value STRING``.
+    csv and JSON are sampled only with option ``inferSchema=true``; a streaming read
+    without it fails, as in Spark, while a batch read falls back to Spark's batch
+    defaults (csv: all strings, JSON: inferred).
     """
     fmt = fmt.lower()
     _reader(fmt)
@@ -612,8 +636,8 @@ def infer_schema(fmt: str, paths: list[str], options: dict[str, str],
         return StructType([StructField("value", StringType())])
     settings = ReadSettings.from_options(options)
     files = expand_paths(paths)
-    if fmt == "parquet":
-        return _infer_parquet(files, paths)
+    if fmt in ("parquet", "orc", "avro"):
+        return _infer_self_describing(fmt, files, paths)
     if not settings.infer_schema and streaming:
         raise AnalysisException(
             f"Schema must be specified when creating a streaming source DataFrame from "
@@ -626,15 +650,27 @@ def infer_schema(fmt: str, paths: list[str], options: dict[str, str],
     return _infer_json(files)
 
 
-def _infer_parquet(files: list[str], paths: list[str]) -> StructType:
+def _infer_self_describing(fmt: str, files: list[str], paths: list[str]) -> StructType:
+    """The schema stored in the first file (Parquet, ORC or Avro), every field nullable."""
     if not files:
+        label = {"parquet": "Parquet", "orc": "ORC", "avro": "Avro"}[fmt]
         raise AnalysisException(
-            f"Unable to infer schema for Parquet at {', '.join(paths)}: no parquet files "
+            f"Unable to infer schema for {label} at {', '.join(paths)}: no {fmt} files "
             "found. Specify the schema with .schema(...).",
             error_class="UNABLE_TO_INFER_SCHEMA",
         )
-    schema = StructType.from_arrow(pq.read_schema(files[0]))
+    schema = _file_schema(fmt, files[0])
     return StructType([StructField(f.name, f.dataType, True) for f in schema.fields])
+
+
+def _file_schema(fmt: str, path: str) -> StructType:
+    if fmt == "parquet":
+        return StructType.from_arrow(pq.read_schema(path))
+    if fmt == "orc":
+        return StructType.from_arrow(orc.ORCFile(path).schema)
+    from unbounded.files.avro import avro_file_schema
+
+    return avro_file_schema(path)
 
 
 def _infer_csv(files: list[str], settings: ReadSettings) -> StructType:

@@ -1,4 +1,4 @@
-"""The file sink (parquet, json, csv): exactly-once through a manifest log.
+"""The file sink (parquet, orc, avro, json, csv, text): exactly-once through a manifest log.
 
 Each batch writes new data files, fsyncs them, then records them in
 ``<path>/_spark_metadata/<batchId>`` (Spark's format, see ``unbounded.files.manifest``). Readers
@@ -14,9 +14,7 @@ import os
 import uuid
 from dataclasses import dataclass
 
-import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from unbounded.checkpoint.atomic import fsync_dir
 from unbounded.checkpoint.epoch import fence_for
@@ -25,13 +23,13 @@ from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
 from unbounded.files.manifest import FileSinkManifest
 from unbounded.files.paths import local_path, path_uri
+from unbounded.files.writing import file_extension, write_partitioned
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.testing.faults import fault_point
 
 __all__ = ["FileSink"]
 
 log = logging.getLogger(__name__)
-_EXTENSIONS = {"parquet": ".snappy.parquet", "json": ".json", "csv": ".csv"}
 
 
 @dataclass(frozen=True)
@@ -44,24 +42,7 @@ class _WriteTask:
     options: tuple[tuple[str, str], ...]
 
 
-def _write_file(path: str, fmt: str, table: pa.Table, options: dict[str, str]) -> dict[str, object]:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if fmt == "parquet":
-        pq.write_table(table, path, compression=options.get("compression", "snappy"))
-    else:
-        frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        if fmt == "json":
-            frame.write_ndjson(path)
-        else:
-            header = options.get("header", "false").lower() == "true"
-            frame.write_csv(path, include_header=header,
-                            separator=options.get("sep", options.get("delimiter", ",")))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _manifest_entry(path: str) -> dict[str, object]:
     stat = os.stat(path)
     return {"path": path_uri(path), "size": stat.st_size, "isDir": False,
             "modificationTime": int(stat.st_mtime * 1000), "blockReplication": 1,
@@ -70,24 +51,10 @@ def _write_file(path: str, fmt: str, table: pa.Table, options: dict[str, str]) -
 
 def _run_write(task: _WriteTask) -> list[dict[str, object]]:
     """Write one task's rows: one file, or one per partition-column value."""
-    options = dict(task.options)
-    name = f"part-{task.index:05d}-{uuid.uuid4()}.c000{_EXTENSIONS[task.fmt]}"
-    if not task.partition_by:
-        return [_write_file(os.path.join(task.folder, name), task.fmt, task.table, options)]
-    frame = pl.from_arrow(task.table)
-    assert isinstance(frame, pl.DataFrame)
-    entries = []
-    for key, group in frame.partition_by(list(task.partition_by), as_dict=True).items():
-        sub = os.path.join(task.folder, *(
-            f"{col}={_partition_value(v)}" for col, v in zip(task.partition_by, key,
-                                                               strict=True)))
-        data = group.drop(list(task.partition_by)).to_arrow()
-        entries.append(_write_file(os.path.join(sub, name), task.fmt, data, options))
-    return entries
-
-
-def _partition_value(value: object) -> str:
-    return "__HIVE_DEFAULT_PARTITION__" if value is None else str(value)
+    stem = f"part-{task.index:05d}-{uuid.uuid4()}.c000"
+    paths = write_partitioned(task.folder, task.fmt, task.table, task.partition_by,
+                              dict(task.options), stem=stem)
+    return [_manifest_entry(p) for p in paths]
 
 
 class FileSink:
@@ -102,6 +69,7 @@ class FileSink:
                 f"Data source {fmt} does not support {ctx.output_mode} output mode; file "
                 "sinks support only append. Use outputMode('append') (with a watermark for "
                 "aggregations).", error_class="UNSUPPORTED_OUTPUT_MODE")
+        file_extension(fmt)  # an unwritable format fails before the query starts
         self.fmt = fmt
         self.path = os.path.abspath(local_path(path))
         self.partition_by = ctx.partition_by

@@ -323,7 +323,7 @@ class _SeenFiles:
 
 
 class FileSource:
-    """Files appearing under a folder (or glob), read as csv, json, parquet or text.
+    """Files appearing under a folder (or glob), read as csv, json, parquet, orc, avro or text.
 
     Options (Spark's): ``maxFilesPerTrigger``, ``maxBytesPerTrigger`` (a soft limit:
     a batch takes at least one file), ``latestFirst``, ``maxFileAge`` (default 7 days,

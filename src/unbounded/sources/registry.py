@@ -20,6 +20,8 @@ SOURCE_FORMATS: dict[str, str] = {
     "parquet": "unbounded.sources.files:FileSource",
     "delta": "unbounded.sources.delta:DeltaSource",
     "text": "unbounded.sources.files:FileSource",
+    "orc": "unbounded.sources.files:FileSource",
+    "avro": "unbounded.sources.files:FileSource",
 }
 
 

@@ -22,7 +22,7 @@ from functools import cache, singledispatch
 from typing import Any, ClassVar
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import TokenType, exp
 from sqlglot.dialects.spark import Spark
 from sqlglot.errors import ParseError, TokenError
 
@@ -58,7 +58,7 @@ from unbounded.sql.types import (
 )
 from unbounded.sql.udf import registered_udf
 
-__all__ = ["parse_expression"]
+__all__ = ["convert_node", "parse_expression", "parse_statement"]
 
 
 class _SparkExpressions(Spark):
@@ -76,6 +76,9 @@ class _SparkExpressions(Spark):
             k: v for k, v in Spark.Parser.FUNCTION_PARSERS.items()
             if k in ("CAST", "TRY_CAST", "EXTRACT")
         }
+        # ``GROUP BY window(ts, '5 minutes')`` is Spark's time window, not a WINDOW clause.
+        QUERY_MODIFIER_TOKENS: ClassVar[set[Any]] = (
+            Spark.Parser.QUERY_MODIFIER_TOKENS - {TokenType.WINDOW})
 
 
 class _Rejected(Exception):
@@ -108,6 +111,30 @@ def parse_expression(sql: str) -> Expression:
         return _convert(tree)
     except _Rejected as err:
         raise ParseException(f"[{err.error_class}] {err} (in the SQL expression {sql!r}).",
+                             error_class=err.error_class) from None
+
+
+def parse_statement(sql: str) -> exp.Expr:
+    """Parse a whole SQL statement in the dialect expressions use; the statement
+    translator (``unbounded.sql.sql_parser``) converts its expressions with
+    :func:`convert_node`, so SQL statements and expression strings share one parser."""
+    try:
+        return sqlglot.parse_one(sql, dialect=_SparkExpressions)
+    except ParseError as err:
+        raise ParseException(_syntax_message(sql, err).replace("SQL expression",
+                                                               "SQL statement")) from None
+    except TokenError as err:
+        raise ParseException(
+            f"[PARSE_SYNTAX_ERROR] Cannot tokenize the SQL statement {sql!r}: {err}. "
+            "Check for an unclosed quote or backquote.") from None
+
+
+def convert_node(node: exp.Expr, sql: str) -> Expression:
+    """One expression of a statement parsed by :func:`parse_statement`, as a node."""
+    try:
+        return _convert(node)
+    except _Rejected as err:
+        raise ParseException(f"[{err.error_class}] {err} (in the SQL statement {sql!r}).",
                              error_class=err.error_class) from None
 
 

@@ -1,12 +1,19 @@
-"""``spark.read``: batch reads of the file formats, honouring file-sink manifests."""
+"""``spark.read`` and ``df.write``: batch reads of the file formats (honouring file-sink
+manifests) and batch writes of files and warehouse tables."""
 
 from __future__ import annotations
 
 import glob
 import os
+import shutil
+import uuid
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from unbounded.errors import AnalysisException
+from unbounded.files.paths import local_path, path_uri
 from unbounded.plan.logical import FileRelation
 from unbounded.sql.types import StructType, parse_ddl_schema
 
@@ -14,9 +21,9 @@ if TYPE_CHECKING:
     from unbounded.session import SparkSession
     from unbounded.sql.dataframe import DataFrame
 
-__all__ = ["DataFrameReader", "list_data_files"]
+__all__ = ["DataFrameReader", "DataFrameWriter", "list_data_files"]
 
-_FORMATS = ("csv", "json", "parquet", "text")
+_FORMATS = ("csv", "json", "parquet", "text", "orc", "avro")
 
 
 def list_data_files(path: str, *, ignore_missing: bool = False) -> list[str]:
@@ -122,3 +129,261 @@ class DataFrameReader:
 
     def text(self, path: str | list[str], **options: Any) -> DataFrame:
         return self.load(path, "text", None, **options)
+
+    def orc(self, path: str | list[str], **options: Any) -> DataFrame:
+        return self.load(path, "orc", None, **options)
+
+    def table(self, tableName: str) -> DataFrame:
+        return self._session.table(tableName)
+
+
+class SaveMode(Enum):
+    """What a batch write does when its target exists (Spark's ``SaveMode``)."""
+
+    APPEND = "append"
+    OVERWRITE = "overwrite"
+    IGNORE = "ignore"
+    ERROR = "errorifexists"
+
+    @classmethod
+    def parse(cls, mode: str) -> SaveMode:
+        text = mode.lower()
+        if text in ("error", "default"):
+            return cls.ERROR
+        try:
+            return cls(text)
+        except ValueError:
+            raise AnalysisException(
+                f"[INVALID_SAVE_MODE] Unknown save mode: {mode}. Accepted save modes are "
+                "'overwrite', 'append', 'ignore', 'error', 'errorifexists', 'default'.",
+                error_class="INVALID_SAVE_MODE") from None
+
+
+class DataFrameWriter:
+    """``df.write``: write a batch DataFrame's rows to files or to a warehouse table.
+
+    Data files are written to ``<path>/_temporary/<id>`` first and moved into place, then
+    ``_SUCCESS`` is written, so a failed write leaves no partial data where readers look.
+
+    >>> import tempfile
+    >>> from unbounded.sql import SparkSession
+    >>> spark = SparkSession.builder.create()
+    >>> out = tempfile.mkdtemp() + "/out"
+    >>> spark.range(3).write.mode("overwrite").json(out)
+    >>> sorted(r.id for r in spark.read.json(out).collect())
+    [0, 1, 2]
+    """
+
+    def __init__(self, df: DataFrame) -> None:
+        self._df = df
+        self._format: str | None = None
+        self._mode = SaveMode.ERROR
+        self._options: dict[str, str] = {}
+        self._partition_by: tuple[str, ...] = ()
+
+    def format(self, source: str) -> DataFrameWriter:
+        self._format = source.lower()
+        return self
+
+    def mode(self, saveMode: str | None) -> DataFrameWriter:
+        if saveMode is not None:
+            self._mode = SaveMode.parse(saveMode)
+        return self
+
+    def option(self, key: str, value: Any) -> DataFrameWriter:
+        self._options[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        return self
+
+    def options(self, **options: Any) -> DataFrameWriter:
+        for k, v in options.items():
+            self.option(k, v)
+        return self
+
+    def partitionBy(self, *cols: str | list[str]) -> DataFrameWriter:
+        names = cols[0] if len(cols) == 1 and isinstance(cols[0], list) else cols
+        self._partition_by = tuple(str(c) for c in names)
+        return self
+
+    def _configure(self, format: str | None, mode: str | None, partitionBy: Any,
+                   options: dict[str, Any]) -> None:
+        if format is not None:
+            self.format(format)
+        self.mode(mode)
+        if partitionBy is not None:
+            self.partitionBy(*([partitionBy] if isinstance(partitionBy, str) else partitionBy))
+        self.options(**{k: v for k, v in options.items() if v is not None})
+
+    @property
+    def _resolved_format(self) -> str:
+        return self._format or str(self._df.sparkSession.conf.get(
+            "spark.sql.sources.default", "parquet")).lower()
+
+    # ---- files -------------------------------------------------------------------------
+    def save(self, path: str | None = None, format: str | None = None,
+             mode: str | None = None, partitionBy: Any = None, **options: Any) -> None:
+        self._configure(format, mode, partitionBy, options)
+        target = path if path is not None else self._options.get("path")
+        if target is None:
+            raise AnalysisException("A path is required: df.write.format(...).save(path), "
+                                    "or saveAsTable(name).", error_class="MISSING_PATH")
+        self._write_path(os.path.abspath(local_path(target)))
+
+    def _write_path(self, folder: str) -> None:
+        exists = os.path.exists(folder)
+        if exists and self._mode is SaveMode.ERROR:
+            raise AnalysisException(
+                f"[PATH_ALREADY_EXISTS] Path {path_uri(folder)} already exists. Set mode as "
+                '"overwrite" to overwrite the existing path.', error_class="PATH_ALREADY_EXISTS")
+        if exists and self._mode is SaveMode.IGNORE:
+            return
+        table = self._table()
+        if exists and self._mode is SaveMode.OVERWRITE:
+            _clear_folder(folder)
+        _write_files(folder, self._resolved_format, table, self._partition_by,
+                     {k: v for k, v in self._options.items() if k != "path"})
+
+    def _table(self) -> pa.Table:
+        table = self._df.toArrow()
+        missing = [c for c in self._partition_by if c not in table.column_names]
+        if missing:
+            raise AnalysisException(
+                f"[UNRESOLVED_COLUMN] partitionBy: no column {missing[0]!r}; columns: "
+                f"{table.column_names}.", error_class="UNRESOLVED_COLUMN")
+        return table
+
+    def parquet(self, path: str, mode: str | None = None, partitionBy: Any = None,
+                compression: str | None = None) -> None:
+        self.save(path, "parquet", mode, partitionBy, compression=compression)
+
+    def orc(self, path: str, mode: str | None = None, partitionBy: Any = None,
+            compression: str | None = None) -> None:
+        self.save(path, "orc", mode, partitionBy, compression=compression)
+
+    def json(self, path: str, mode: str | None = None, **options: Any) -> None:
+        self.save(path, "json", mode, None, **options)
+
+    def csv(self, path: str, mode: str | None = None, **options: Any) -> None:
+        self.save(path, "csv", mode, None, **options)
+
+    def text(self, path: str, **options: Any) -> None:
+        self.save(path, "text", None, None, **options)
+
+    # ---- tables ------------------------------------------------------------------------
+    def saveAsTable(self, name: str, format: str | None = None, mode: str | None = None,
+                    partitionBy: Any = None, **options: Any) -> None:
+        """Write the rows as the warehouse table ``name`` (created when missing; with
+        append, matched to the existing table's columns by name, as in Spark)."""
+        self._configure(format, mode, partitionBy, options)
+        catalog = self._df.sparkSession.catalog
+        existing = catalog._table(name)
+        if existing is None or self._mode is SaveMode.OVERWRITE:
+            self._create_table(name)
+            return
+        if self._mode is SaveMode.ERROR:
+            raise AnalysisException(
+                f"[TABLE_OR_VIEW_ALREADY_EXISTS] Cannot create table or view `{name}` because "
+                "it already exists. Choose a different name, drop the existing object, or use "
+                'mode("append") / mode("overwrite").', error_class="TABLE_OR_VIEW_ALREADY_EXISTS")
+        if self._mode is SaveMode.APPEND:
+            location, metadata = existing
+            self._check_table_format(name, metadata)
+            by_name = _conform_by_name(self._table(), metadata.schema, name)
+            _write_files(location, metadata.format, by_name, metadata.partition_columns,
+                         self._options)
+
+    def _create_table(self, name: str) -> None:
+        from unbounded.sql.catalog import TableMetadata
+
+        table = self._table()
+        order = [c for c in table.column_names if c not in self._partition_by]
+        table = table.select([*order, *self._partition_by])
+        metadata = TableMetadata(self._resolved_format, StructType.from_arrow(table.schema),
+                                 self._partition_by)
+        location = self._df.sparkSession.catalog._create_table(name, metadata, replace=True)
+        _write_files(location, metadata.format, table, self._partition_by, self._options)
+
+    def _check_table_format(self, name: str, metadata: Any) -> None:
+        if self._format is not None and self._format != metadata.format:
+            raise AnalysisException(
+                f"The format of the existing table {name} is `{metadata.format}`. It doesn't "
+                f"match the specified format `{self._format}`.",
+                error_class="TABLE_FORMAT_MISMATCH")
+
+    def insertInto(self, tableName: str, overwrite: bool | None = None) -> None:
+        """Add the rows to an existing table, matching its columns by position."""
+        catalog = self._df.sparkSession.catalog
+        existing = catalog._table(tableName)
+        if existing is None:
+            catalog._resolve(tableName)  # raises TABLE_OR_VIEW_NOT_FOUND
+            raise AnalysisException(f"insertInto({tableName!r}): only warehouse tables take "
+                                    "inserts, not views.", error_class="UNSUPPORTED_INSERT")
+        location, metadata = existing
+        table = _conform_by_position(self._df.toArrow(), metadata.schema, tableName)
+        if overwrite or self._mode is SaveMode.OVERWRITE:
+            _clear_folder(location, keep={"_unbounded_table.json"})
+        _write_files(location, metadata.format, table, metadata.partition_columns,
+                     self._options)
+
+
+def _clear_folder(folder: str, keep: set[str] | frozenset[str] = frozenset()) -> None:
+    """Remove what ``folder`` holds (a file sink's manifest too), except ``keep``."""
+    if os.path.isfile(folder):
+        os.remove(folder)
+        return
+    for name in os.listdir(folder):
+        if name in keep:
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def _write_files(folder: str, fmt: str, table: pa.Table, partition_by: tuple[str, ...],
+                 options: dict[str, str]) -> None:
+    """Write into a staging folder, move the files into place, then mark ``_SUCCESS``."""
+    from unbounded.files.writing import write_partitioned
+
+    staging = os.path.join(folder, "_temporary", uuid.uuid4().hex)
+    written = write_partitioned(staging, fmt, table, partition_by, options,
+                                stem=f"part-00000-{uuid.uuid4()}-c000")
+    for path in written:
+        target = os.path.join(folder, os.path.relpath(path, staging))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(os.path.join(folder, "_temporary"), ignore_errors=True)
+    with open(os.path.join(folder, "_SUCCESS"), "w"):
+        pass
+
+
+def _conform_by_name(table: pa.Table, schema: StructType, name: str) -> pa.Table:
+    lowered = {c.lower(): c for c in table.column_names}
+    missing = [f.name for f in schema.fields if f.name.lower() not in lowered]
+    if missing or len(table.column_names) != len(schema.fields):
+        raise AnalysisException(
+            f"[INCOMPATIBLE_DATA_FOR_TABLE.CANNOT_FIND_DATA] Cannot write to table {name}: "
+            f"its columns are {schema.names}, the data has {table.column_names}.",
+            error_class="INCOMPATIBLE_DATA_FOR_TABLE.CANNOT_FIND_DATA")
+    ordered = table.select([lowered[f.name.lower()] for f in schema.fields])
+    return _cast_to(ordered, schema, name)
+
+
+def _conform_by_position(table: pa.Table, schema: StructType, name: str) -> pa.Table:
+    if table.num_columns != len(schema.fields):
+        side = "TOO_MANY" if table.num_columns > len(schema.fields) else "NOT_ENOUGH"
+        raise AnalysisException(
+            f"[INSERT_COLUMN_ARITY_MISMATCH.{side}_DATA_COLUMNS] "
+            f"Cannot write to {name}: the table has {len(schema.fields)} columns "
+            f"{schema.names}, the data has {table.num_columns}.",
+            error_class="INSERT_COLUMN_ARITY_MISMATCH")
+    return _cast_to(table.rename_columns(schema.names), schema, name)
+
+
+def _cast_to(table: pa.Table, schema: StructType, name: str) -> pa.Table:
+    try:
+        return table.cast(schema.to_arrow_schema())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise AnalysisException(
+            f"[INCOMPATIBLE_DATA_FOR_TABLE.CANNOT_SAFELY_CAST] Cannot write to table {name}: "
+            f"{err}.", error_class="INCOMPATIBLE_DATA_FOR_TABLE.CANNOT_SAFELY_CAST") from err

@@ -113,6 +113,23 @@ class DataStreamReader:
     def text(self, path: str, **options: Any) -> DataFrame:
         return self._file("text", path, None, options)
 
+    def orc(self, path: str, **options: Any) -> DataFrame:
+        return self._file("orc", path, None, options)
+
+    def table(self, tableName: str) -> DataFrame:
+        """Stream the rows added to a warehouse table (or a streaming view)."""
+        catalog = self._session.catalog
+        named = catalog._resolve(tableName)  # TABLE_OR_VIEW_NOT_FOUND when missing
+        if named.isStreaming:
+            return named
+        found = catalog._table(tableName)
+        if found is None:
+            raise AnalysisException(
+                f"readStream.table({tableName!r}): only warehouse tables and streaming views "
+                "can be read as a stream.", error_class="UNSUPPORTED_STREAMING_TABLE")
+        location, metadata = found
+        return self.format(metadata.format).schema(metadata.schema).load(location)
+
 
 class DataStreamWriter:
     """``df.writeStream``: where and how a streaming query writes its results."""
@@ -207,16 +224,53 @@ class DataStreamWriter:
             self._options["path"] = path
         return self._df.sparkSession.streams._start(self._build_spec())
 
-    def toTable(self, tableName: str, **options: Any) -> StreamingQuery:
-        """Only a path-based Delta table, ``delta.`/path``` (there is no catalog)."""
-        prefix, _, rest = tableName.partition(".")
-        if prefix.lower() != "delta" or len(rest) < 3 or not rest.startswith("`") \
-                or not rest.endswith("`"):
+    def toTable(self, tableName: str, format: str | None = None,
+                outputMode: str | None = None, partitionBy: Any = None,
+                queryName: str | None = None, **options: Any) -> StreamingQuery:
+        """Write to the warehouse table ``tableName`` (created with this stream's schema
+        when missing, in ``format``, Parquet by default), or to a path-based Delta table
+        named ``delta.`/path```."""
+        from unbounded.sql.catalog import parse_table_name
+
+        parts = parse_table_name(tableName)
+        if len(parts) == 2 and parts[0].lower() == "delta" and "/" in parts[1]:
+            return self.format("delta").start(parts[1], outputMode=outputMode,
+                                              partitionBy=partitionBy, queryName=queryName,
+                                              **options)
+        if format is not None:
+            self.format(format)
+        if partitionBy is not None:
+            self.partitionBy(partitionBy)
+        location = self._table_location(tableName)
+        return self.start(location, outputMode=outputMode, queryName=queryName, **options)
+
+    def _table_location(self, name: str) -> str:
+        """The folder of table ``name``; a missing table is created with this schema."""
+        from unbounded.files.writing import WRITE_FORMATS
+        from unbounded.sql.catalog import TableMetadata
+
+        catalog = self._df.sparkSession.catalog
+        existing = catalog._table(name)
+        if existing is not None:
+            location, metadata = existing
+            if [n.lower() for n in metadata.schema.names] != \
+                    [n.lower() for n in self._df.columns]:
+                raise AnalysisException(
+                    f"[INCOMPATIBLE_DATA_FOR_TABLE] Cannot write to table {name}: its "
+                    f"columns are {metadata.schema.names}, the stream has {self._df.columns}.",
+                    error_class="INCOMPATIBLE_DATA_FOR_TABLE")
+            self._format = metadata.format
+            self._partition_by = metadata.partition_columns
+            return location
+        if self._format not in WRITE_FORMATS:
             raise AnalysisException(
-                f"toTable({tableName!r}): there is no table catalog; name a path-based "
-                "Delta table as delta.`/path/to/table`, or use format(...).start(path).",
-                error_class="TABLE_OR_VIEW_NOT_FOUND")
-        return self.format("delta").start(rest[1:-1], **options)
+                f"toTable({name!r}): tables are stored as files; format {self._format!r} "
+                f"is not one of {', '.join(WRITE_FORMATS)}.",
+                error_class="UNSUPPORTED_DATA_SOURCE_FOR_TABLE")
+        order = [c for c in self._df.columns if c not in self._partition_by]
+        schema = self._df.select(*order, *self._partition_by).schema
+        metadata = TableMetadata(self._format, schema, self._partition_by)
+        return catalog._create_table(name, metadata, replace=False)
 
     def _build_spec(self) -> QuerySpec:
         session = self._df.sparkSession

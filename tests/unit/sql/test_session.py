@@ -196,7 +196,7 @@ def test_read_fails_clearly_on_missing_path_and_unknown_format(spark, tmp_path):
     with pytest.raises(AnalysisException, match="PATH_NOT_FOUND"):
         spark.read.parquet(str(tmp_path / "nope"))
     with pytest.raises(AnalysisException, match="DATA_SOURCE_NOT_FOUND"):
-        spark.read.format("avro").load(str(tmp_path))
+        spark.read.format("nosuchformat").load(str(tmp_path))
 
 
 def test_streams_is_the_query_manager(spark):

@@ -1,0 +1,132 @@
+"""Writing one data file in a Spark file format: what the file sink and the batch writer
+(``DataFrame.write``) share.
+
+Files are named as Spark names them (``part-00000-<uuid>.c000.snappy.parquet``) and are
+fsynced before the caller records them anywhere. A partitioned write puts each partition's
+rows under ``col=value/`` folders, without the partition columns, as Spark does.
+
+Example:
+    >>> import os, tempfile
+    >>> import pyarrow as pa
+    >>> folder = tempfile.mkdtemp()
+    >>> table = pa.table({"k": ["a", "b"], "v": [1, 2]})
+    >>> [os.path.relpath(p, folder).split(os.sep)[0] for p in
+    ...  write_partitioned(folder, "json", table, ("k",), {}, stem="part-0")]
+    ['k=a', 'k=b']
+"""
+
+from __future__ import annotations
+
+import os
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import orc
+
+from unbounded.errors import AnalysisException
+
+__all__ = ["WRITE_FORMATS", "file_extension", "write_data_file", "write_partitioned"]
+
+_EXTENSIONS = {"parquet": ".snappy.parquet", "json": ".json", "csv": ".csv", "text": ".txt",
+               "orc": ".snappy.orc", "avro": ".avro"}
+WRITE_FORMATS = tuple(_EXTENSIONS)
+_ORC_CODECS = {"none": "uncompressed", "uncompressed": "uncompressed", "snappy": "snappy",
+               "zlib": "zlib", "lz4": "lz4", "zstd": "zstd"}
+
+
+def file_extension(fmt: str) -> str:
+    """The file name suffix Spark gives a data file of ``fmt``."""
+    if fmt not in _EXTENSIONS:
+        raise AnalysisException(
+            f"Cannot write the format {fmt!r}; writable formats are "
+            f"{', '.join(WRITE_FORMATS)}.", error_class="DATA_SOURCE_NOT_FOUND")
+    return _EXTENSIONS[fmt]
+
+
+def write_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str]) -> None:
+    """Write ``table`` to the new file ``path`` in ``fmt`` and fsync it."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _WRITERS[fmt](path, table, {k.lower(): v for k, v in options.items()})
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tuple[str, ...],
+                      options: dict[str, str], *, stem: str) -> list[str]:
+    """Write ``table`` as ``<folder>/[col=value/...]<stem><ext>`` files; their paths."""
+    name = stem + file_extension(fmt)
+    if not partition_by:
+        path = os.path.join(folder, name)
+        write_data_file(path, fmt, table, options)
+        return [path]
+    frame = _polars(table)
+    paths = []
+    for key, group in frame.partition_by(list(partition_by), as_dict=True).items():
+        sub = os.path.join(folder, *(f"{c}={partition_value(v)}"
+                                     for c, v in zip(partition_by, key, strict=True)))
+        path = os.path.join(sub, name)
+        write_data_file(path, fmt, group.drop(list(partition_by)).to_arrow(), options)
+        paths.append(path)
+    return paths
+
+
+def partition_value(value: object) -> str:
+    """A partition folder's value as Spark spells it (NULL is a special name)."""
+    return "__HIVE_DEFAULT_PARTITION__" if value is None else str(value)
+
+
+def _polars(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _write_parquet(path: str, table: pa.Table, options: dict[str, str]) -> None:
+    pq.write_table(table, path, compression=options.get("compression", "snappy"))
+
+
+def _write_orc(path: str, table: pa.Table, options: dict[str, str]) -> None:
+    codec = _ORC_CODECS.get(options.get("compression", "snappy").lower())
+    if codec is None:
+        raise AnalysisException(
+            f"Unknown orc compression {options['compression']!r}; use one of "
+            f"{', '.join(sorted(_ORC_CODECS))}.", error_class="INVALID_OPTION")
+    orc.write_table(table, path, compression=codec)
+
+
+def _write_json(path: str, table: pa.Table, options: dict[str, str]) -> None:
+    _polars(table).write_ndjson(path)
+
+
+def _write_csv(path: str, table: pa.Table, options: dict[str, str]) -> None:
+    header = options.get("header", "false").lower() == "true"
+    _polars(table).write_csv(path, include_header=header,
+                             separator=options.get("sep", options.get("delimiter", ",")),
+                             null_value=options.get("nullvalue", ""))
+
+
+def _write_text(path: str, table: pa.Table, options: dict[str, str]) -> None:
+    if table.num_columns != 1 or not (pa.types.is_string(table.schema.types[0])
+                                      or pa.types.is_large_string(table.schema.types[0])):
+        raise AnalysisException(
+            "Text data source supports only a single column of type string, but the data "
+            f"has {table.num_columns} column(s): {table.schema}. Select one string column "
+            "(e.g. with to_json or concat_ws).", error_class="INVALID_SCHEMA")
+    separator = options.get("linesep", "\n")
+    with open(path, "w", encoding="utf-8") as out:
+        for value in table.column(0).to_pylist():
+            out.write(("" if value is None else value) + separator)
+
+
+def _write_avro(path: str, table: pa.Table, options: dict[str, str]) -> None:
+    from unbounded.files.avro import write_avro
+
+    write_avro(path, table, options)
+
+
+_WRITERS = {"parquet": _write_parquet, "orc": _write_orc, "json": _write_json,
+            "csv": _write_csv, "text": _write_text, "avro": _write_avro}

@@ -1,0 +1,502 @@
+"""``spark.sql(query)``: SELECT statements translated into logical plans.
+
+sqlglot parses the statement (``expr_parser.parse_statement``, the dialect expression
+strings use) and every expression in it becomes an expression node through
+``expr_parser.convert_node``; this module only maps the statement's structure to plan
+nodes, as Spark's analyzer would:
+
+* ``FROM``/``JOIN`` -> views, tables, CTEs and subqueries under ``SubqueryAlias``
+  (``t.col`` then names their columns), ``Join`` for every join type;
+* ``WHERE`` -> ``Filter``; ``UNION [ALL]``, ``EXCEPT``, ``INTERSECT``;
+* ``GROUP BY``/``HAVING`` and aggregates in the select list -> ``Aggregate`` over the
+  grouping keys and every aggregate call found, then a ``Project`` that computes the
+  select list over them (so ``count(*) + 1`` and ``HAVING sum(x) > 2`` work);
+* ``ORDER BY`` (select aliases and ordinals too), ``DISTINCT``, ``LIMIT``.
+
+The result is streaming when any input is. Other statements fail naming the construct.
+
+Example:
+    >>> from unbounded.sql import SparkSession
+    >>> spark = SparkSession.builder.create()
+    >>> spark.createDataFrame([("a", 1), ("a", 2), ("b", 5)], "k STRING, v INT") \\
+    ...     .createOrReplaceTempView("t")
+    >>> spark.sql("SELECT k, sum(v) AS s FROM t GROUP BY k ORDER BY s DESC").collect()
+    [Row(k='b', s=5), Row(k='a', s=3)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from unbounded.engine.plans import plan_columns
+from unbounded.errors import AnalysisException
+from unbounded.plan.expressions import (
+    AggregateCall,
+    Alias,
+    BinaryOp,
+    ColumnRef,
+    Expression,
+    FunctionCall,
+    Literal,
+    PythonUDF,
+    SortOrder,
+    Star,
+    walk,
+)
+from unbounded.plan.logical import (
+    Aggregate,
+    DataRelation,
+    Deduplicate,
+    Filter,
+    Join,
+    JoinType,
+    Limit,
+    LogicalPlan,
+    Project,
+    Sort,
+    SubqueryAlias,
+    Union,
+)
+from unbounded.sql.expr_parser import convert_node, parse_statement
+
+if TYPE_CHECKING:
+    from unbounded.session import SparkSession
+    from unbounded.sql.dataframe import DataFrame
+
+__all__ = ["run_sql", "translate_query"]
+
+_PATH_FORMATS = frozenset({"parquet", "json", "csv", "orc", "avro", "text", "delta"})
+# Select clauses this translator handles; any other filled clause is rejected by name.
+_SELECT_ARGS = frozenset({"expressions", "from_", "from", "joins", "where", "group",
+                          "having", "order", "limit", "distinct", "with_", "with", "hint",
+                          "kind"})
+_SET_OP_ARGS = frozenset({"this", "expression", "distinct", "order", "limit", "with_",
+                          "with", "by_name", "side", "kind"})
+_CLAUSE_NAMES = {"offset": "OFFSET", "qualify": "QUALIFY", "windows": "WINDOW",
+                 "laterals": "LATERAL VIEW", "cluster": "CLUSTER BY",
+                 "distribute": "DISTRIBUTE BY", "sort": "SORT BY", "pivots": "PIVOT",
+                 "into": "SELECT INTO", "locks": "FOR UPDATE", "sample": "TABLESAMPLE",
+                 "connect": "CONNECT BY", "prewhere": "PREWHERE", "match": "MATCH_RECOGNIZE"}
+
+
+def run_sql(session: SparkSession, query: str) -> DataFrame:
+    """The DataFrame of one SQL query over the session's views and tables."""
+    from unbounded.sql.dataframe import DataFrame
+
+    return DataFrame(translate_query(session, query), session)
+
+
+def translate_query(session: SparkSession, query: str) -> LogicalPlan:
+    tree = parse_statement(query)
+    if not isinstance(tree, exp.Query):
+        raise _unsupported(f"The statement {_head(tree)}", query)
+    return _Translator(session, query).query(tree, {})
+
+
+def _head(node: exp.Expr) -> str:
+    text = node.sql(dialect="spark")
+    return (text[:60] + "...") if len(text) > 60 else text
+
+
+def _unsupported(what: str, query: str) -> AnalysisException:
+    return AnalysisException(
+        f"[UNSUPPORTED_SQL] {what} is not supported by spark.sql (in {query!r}). "
+        "spark.sql runs SELECT queries (WHERE, GROUP BY, HAVING, JOIN, UNION, CTEs, "
+        "subqueries in FROM, ORDER BY, LIMIT); use the DataFrame API or spark.catalog "
+        "for the rest.", error_class="UNSUPPORTED_SQL")
+
+
+Scope = dict[str, LogicalPlan]
+
+
+class _Translator:
+    """One statement's translation: the session resolves names, ``sql`` is quoted in
+    errors."""
+
+    def __init__(self, session: SparkSession, sql: str) -> None:
+        self.session = session
+        self.sql = sql
+
+    def expr(self, node: exp.Expr) -> Expression:
+        return convert_node(node, self.sql)
+
+    # ---- queries -------------------------------------------------------------------------
+    def query(self, node: exp.Expr, scope: Scope) -> LogicalPlan:
+        scope = self.with_ctes(node, scope)
+        if isinstance(node, exp.Select):
+            return self.select(node, scope)
+        if isinstance(node, exp.SetOperation):
+            return self.set_operation(node, scope)
+        if isinstance(node, exp.Subquery):
+            return self.finish(self.query(node.this, scope), node, output_only=True)
+        raise _unsupported(f"The query {_head(node)}", self.sql)
+
+    def with_ctes(self, node: exp.Expr, scope: Scope) -> Scope:
+        ctes = node.args.get("with_") or node.args.get("with")
+        if ctes is None:
+            return scope
+        if ctes.args.get("recursive"):
+            raise _unsupported("WITH RECURSIVE", self.sql)
+        inner = dict(scope)
+        for cte in ctes.expressions:
+            inner[cte.alias.lower()] = SubqueryAlias(self.query(cte.this, inner), cte.alias)
+        return inner
+
+    def set_operation(self, node: exp.SetOperation, scope: Scope) -> LogicalPlan:
+        self.check_args(node, _SET_OP_ARGS)
+        if node.args.get("by_name") or node.args.get("side") or node.args.get("kind"):
+            raise _unsupported(f"The set operation {_head(node)}", self.sql)
+        left, right = self.query(node.this, scope), self.query(node.expression, scope)
+        distinct = bool(node.args.get("distinct"))
+        if isinstance(node, exp.Union):
+            plan: LogicalPlan = Union((left, right))
+            plan = Deduplicate(plan, None) if distinct else plan
+        else:
+            if not distinct:
+                raise _unsupported(f"{node.key.upper()} ALL", self.sql)
+            kind = JoinType.LEFT_SEMI if isinstance(node, exp.Intersect) else JoinType.LEFT_ANTI
+            plan = Join(Deduplicate(left, None), right, kind, _same_rows(left, right))
+        return self.finish(plan, node, output_only=True)
+
+    def finish(self, plan: LogicalPlan, node: exp.Expr, *, output_only: bool) -> LogicalPlan:
+        """ORDER BY and LIMIT over a query's output (set operations, parenthesised)."""
+        order = node.args.get("order")
+        if order is not None and output_only:
+            plan = Sort(plan, tuple(self.sort_order(o, lambda e: e) for o in order.expressions))
+        return self.limit(plan, node)
+
+    def limit(self, plan: LogicalPlan, node: exp.Expr) -> LogicalPlan:
+        limit = node.args.get("limit")
+        if limit is None:
+            return plan
+        value = self.expr(limit.expression)
+        if not (isinstance(value, Literal) and isinstance(value.value, int)) or value.value < 0:
+            raise AnalysisException(
+                f"[INVALID_LIMIT_LIKE_EXPRESSION] LIMIT needs a non-negative integer "
+                f"literal, got {limit.expression.sql(dialect='spark')}.",
+                error_class="INVALID_LIMIT_LIKE_EXPRESSION")
+        return Limit(plan, value.value)
+
+    def check_args(self, node: exp.Expr, allowed: frozenset[str]) -> None:
+        for key, value in node.args.items():
+            if key not in allowed and value not in (None, [], False):
+                name = _CLAUSE_NAMES.get(key, key.upper())
+                raise _unsupported(f"The clause {name}", self.sql)
+
+    # ---- SELECT --------------------------------------------------------------------------
+    def select(self, node: exp.Select, scope: Scope) -> LogicalPlan:
+        self.check_args(node, _SELECT_ARGS)
+        if node.args.get("kind"):
+            raise _unsupported(f"SELECT AS {node.args['kind']}", self.sql)
+        plan = self.from_clause(node, scope)
+        where = node.args.get("where")
+        if where is not None:
+            plan = Filter(plan, self.expr(where.this))
+        items = [self.expr(e) for e in node.expressions]
+        group = node.args.get("group")
+        having = node.args.get("having")
+        if group is not None or having is not None or any(_is_aggregated(i) for i in items):
+            plan = _Aggregation(self, plan, items).build(group, having, node.args.get("order"))
+        else:
+            plan = self.projection(plan, items, node)
+        if node.args.get("distinct") is not None:
+            if node.args["distinct"].args.get("on"):
+                raise _unsupported("DISTINCT ON", self.sql)
+            plan = Deduplicate(plan, None)
+            plan = self.output_sort(plan, items, node)
+        return self.limit(plan, node)
+
+    def projection(self, plan: LogicalPlan, items: list[Expression],
+                   node: exp.Select) -> LogicalPlan:
+        """Rows in ORDER BY order (sorted below the projection, so ORDER BY may name
+        input columns the select list drops), then the select list."""
+        order = node.args.get("order")
+        if order is not None and node.args.get("distinct") is None:
+            aliases = _alias_map(items)
+            plan = Sort(plan, tuple(self.sort_order(o, lambda e: _substitute(e, aliases, items))
+                                    for o in order.expressions))
+        return Project(plan, tuple(items))
+
+    def output_sort(self, plan: LogicalPlan, items: list[Expression],
+                    node: exp.Select) -> LogicalPlan:
+        """ORDER BY above DISTINCT: it names output columns (aliases, ordinals, items)."""
+        order = node.args.get("order")
+        if order is None:
+            return plan
+        names = [i.display_name() for i in items]
+
+        def to_output(e: Expression) -> Expression:
+            position = _ordinal(e, len(items))
+            if position is not None:
+                return ColumnRef(_quote(names[position]))
+            bare = [i.child if isinstance(i, Alias) else i for i in items]
+            return ColumnRef(_quote(names[bare.index(e)])) if e in bare else e
+
+        return Sort(plan, tuple(self.sort_order(o, to_output) for o in order.expressions))
+
+    def sort_order(self, node: exp.Expr, rewrite: Callable[[Expression], Expression],
+                   ) -> SortOrder:
+        if not isinstance(node, exp.Ordered):
+            return SortOrder(rewrite(self.expr(node)), True)
+        ascending = not node.args.get("desc")
+        nulls_first = node.args.get("nulls_first")
+        return SortOrder(rewrite(self.expr(node.this)), ascending,
+                         bool(nulls_first) if nulls_first is not None else None)
+
+    # ---- FROM ----------------------------------------------------------------------------
+    def from_clause(self, node: exp.Select, scope: Scope) -> LogicalPlan:
+        source = node.args.get("from_") or node.args.get("from")
+        if source is None:
+            if node.args.get("joins"):
+                raise _unsupported("JOIN without FROM", self.sql)
+            return DataRelation(pa.table({"__one_row": [0]}))
+        plan = self.relation(source.this, scope)
+        for join in node.args.get("joins") or []:
+            plan = self.join(plan, join, scope)
+        return plan
+
+    def relation(self, node: exp.Expr, scope: Scope) -> LogicalPlan:
+        if isinstance(node, exp.Table):
+            return self.table(node, scope)
+        if isinstance(node, exp.Subquery):
+            plan = self.query(node.this, scope)
+            plan = self.finish(plan, node, output_only=True)
+            return SubqueryAlias(plan, node.alias) if node.alias else plan
+        raise _unsupported(f"The relation {_head(node)}", self.sql)
+
+    def table(self, node: exp.Table, scope: Scope) -> LogicalPlan:
+        for key in ("joins", "pivots", "laterals", "sample", "version", "changes"):
+            if node.args.get(key):
+                raise _unsupported(f"{_CLAUSE_NAMES.get(key, key.upper())} on a table",
+                                   self.sql)
+        parts = [p.name for p in node.parts]
+        plan = self.named_relation(parts, scope)
+        alias = node.alias or parts[-1]
+        return SubqueryAlias(plan, alias)
+
+    def named_relation(self, parts: list[str], scope: Scope) -> LogicalPlan:
+        if len(parts) == 1 and parts[0].lower() in scope:
+            return scope[parts[0].lower()]
+        if len(parts) == 2 and parts[0].lower() in _PATH_FORMATS and "/" in parts[1]:
+            return self.session.read.format(parts[0].lower()).load(parts[1])._plan
+        name = ".".join("`" + p.replace("`", "``") + "`" for p in parts)
+        return self.session.catalog._resolve(name)._plan
+
+    def join(self, left: LogicalPlan, node: exp.Join, scope: Scope) -> LogicalPlan:
+        if node.args.get("method"):
+            raise _unsupported(f"{node.args['method'].upper()} JOIN", self.sql)
+        right = self.relation(node.this, scope)
+        join_type = _join_type(node.args.get("side") or "", node.args.get("kind") or "")
+        using = node.args.get("using")
+        if using:
+            names = tuple(u.name for u in using)
+            return Join(left, right, join_type, using=names)
+        on = node.args.get("on")
+        if on is None and join_type is JoinType.INNER:
+            join_type = JoinType.CROSS
+        return Join(left, right, join_type, self.expr(on) if on is not None else None)
+
+
+def _join_type(side: str, kind: str) -> JoinType:
+    side, kind = side.upper(), kind.upper()
+    if kind in ("SEMI", "ANTI"):
+        return JoinType.LEFT_SEMI if kind == "SEMI" else JoinType.LEFT_ANTI
+    if kind == "CROSS":
+        return JoinType.CROSS
+    by_side = {"LEFT": JoinType.LEFT_OUTER, "RIGHT": JoinType.RIGHT_OUTER,
+               "FULL": JoinType.FULL_OUTER}
+    return by_side.get(side, JoinType.INNER)
+
+
+def _same_rows(left: LogicalPlan, right: LogicalPlan) -> Expression | None:
+    """EXCEPT/INTERSECT match whole rows, by position, NULLs equal (Spark's rule)."""
+    lcols, rcols = plan_columns(left), plan_columns(right)
+    if len(lcols) != len(rcols):
+        raise AnalysisException(
+            f"[NUM_COLUMNS_MISMATCH] EXCEPT/INTERSECT can only be performed on inputs with "
+            f"the same number of columns, but the inputs have {len(lcols)} and "
+            f"{len(rcols)}.", error_class="NUM_COLUMNS_MISMATCH")
+    condition: Expression | None = None
+    for lc, rc in zip(lcols, rcols, strict=True):
+        pair = BinaryOp("eq_null_safe", ColumnRef(_quote(lc.name), plan_id=left.plan_id),
+                        ColumnRef(_quote(rc.name), plan_id=right.plan_id))
+        condition = pair if condition is None else BinaryOp("and", condition, pair)
+    return condition
+
+
+# ---- expressions over the select list ----------------------------------------------------
+def _quote(name: str) -> str:
+    return f"`{name}`" if "." in name else name
+
+
+def _is_aggregate_node(e: Expression) -> bool:
+    return isinstance(e, AggregateCall) or (isinstance(e, PythonUDF) and e.is_aggregate)
+
+
+def _is_aggregated(e: Expression) -> bool:
+    return any(_is_aggregate_node(n) for n in walk(e))
+
+
+def _alias_map(items: list[Expression]) -> dict[str, Expression]:
+    return {i.name.lower(): i.child for i in items if isinstance(i, Alias)}
+
+
+def _ordinal(e: Expression, count: int) -> int | None:
+    """``ORDER BY 2`` / ``GROUP BY 1``: the 0-based select item an integer names."""
+    if isinstance(e, Literal) and isinstance(e.value, int) and not isinstance(e.value, bool):
+        if not 1 <= e.value <= count:
+            raise AnalysisException(
+                f"[ORDER_BY_POS_OUT_OF_RANGE] The position {e.value} is not in the select "
+                f"list (1 to {count}).", error_class="ORDER_BY_POS_OUT_OF_RANGE")
+        return e.value - 1
+    return None
+
+
+def _substitute(e: Expression, aliases: dict[str, Expression],
+                items: list[Expression]) -> Expression:
+    """A select alias or ordinal named in ORDER BY/GROUP BY, as the item's expression."""
+    position = _ordinal(e, len(items))
+    if position is not None:
+        item = items[position]
+        return item.child if isinstance(item, Alias) else item
+    if isinstance(e, ColumnRef) and e.plan_id is None and e.name.lower() in aliases:
+        return aliases[e.name.lower()]
+    return e
+
+
+def transform(expr: Expression, fn: Callable[[Expression], Expression | None]) -> Expression:
+    """``expr`` with each node ``fn`` maps (to a non-None value) replaced, top down."""
+    replaced = fn(expr)
+    if replaced is not None:
+        return replaced
+    if not dataclasses.is_dataclass(expr):
+        return expr
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(expr):
+        value = getattr(expr, f.name)
+        new = _transform_value(value, fn)
+        if new is not value:
+            changes[f.name] = new
+    return dataclasses.replace(expr, **changes) if changes else expr  # type: ignore[type-var]
+
+
+def _transform_value(value: Any, fn: Callable[[Expression], Expression | None]) -> Any:
+    if isinstance(value, Expression):
+        return transform(value, fn)
+    if isinstance(value, tuple) and any(isinstance(v, (Expression, tuple)) for v in value):
+        items = tuple(_transform_value(v, fn) for v in value)
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    return value
+
+
+class _Aggregation:
+    """GROUP BY: keys and aggregate calls into one ``Aggregate``, the rest above it.
+
+    Keys are named as Spark names them (a column's name, ``window`` for a time window);
+    aggregate calls get internal names, and the select list, HAVING and ORDER BY are
+    rewritten to read those columns.
+    """
+
+    def __init__(self, translator: _Translator, child: LogicalPlan,
+                 items: list[Expression]) -> None:
+        self.t = translator
+        self.child = child
+        self.items = items
+        self.keys: list[tuple[Expression, str]] = []
+        self.aggs: list[Expression] = []
+
+    def build(self, group: exp.Group | None, having: exp.Having | None,
+              order: exp.Order | None) -> LogicalPlan:
+        if any(isinstance(i, Star) for i in self.items):
+            raise AnalysisException(
+                "[MISSING_AGGREGATION] SELECT * cannot be used with GROUP BY or aggregates; "
+                "list the grouping columns and aggregates.", error_class="MISSING_AGGREGATION")
+        for i, key in enumerate(self.group_keys(group)):
+            self.keys.append((key, self.key_name(key, i)))
+        outputs = [Alias(self.rewrite(i), i.display_name()) for i in self.items]
+        aliases = _alias_map(self.items)
+        condition = None
+        if having is not None:
+            named = transform(self.t.expr(having.this), self.alias_of)
+            condition = self.rewrite(named)
+        orders = [self.t.sort_order(o, lambda e: self.rewrite(_substitute(e, aliases,
+                                                                          self.items)))
+                  for o in (order.expressions if order is not None else [])]
+        plan: LogicalPlan = Aggregate(
+            self.child, tuple(Alias(k, n) for k, n in self.keys),
+            tuple(Alias(a, f"_agg{j}") for j, a in enumerate(self.aggs)))
+        if condition is not None:
+            plan = Filter(plan, condition)
+        if orders:
+            plan = Sort(plan, tuple(orders))
+        return Project(plan, tuple(outputs))
+
+    def group_keys(self, group: exp.Group | None) -> list[Expression]:
+        if group is None:
+            return []
+        for clause in ("rollup", "cube", "grouping_sets"):
+            if group.args.get(clause):
+                raise _unsupported(f"GROUP BY {clause.upper().replace('_', ' ')}", self.t.sql)
+        if group.args.get("all"):
+            return [i.child if isinstance(i, Alias) else i
+                    for i in self.items if not _is_aggregated(i)]
+        inputs = {c.name.lower() for c in plan_columns(self.child)}
+        aliases = {k: v for k, v in _alias_map(self.items).items() if k not in inputs}
+        return [_substitute(self.t.expr(g), aliases, self.items) for g in group.expressions]
+
+    def alias_of(self, e: Expression) -> Expression | None:
+        """HAVING may name a select alias (``HAVING total > 2``) that no input has."""
+        if not isinstance(e, ColumnRef) or e.plan_id is not None:
+            return None
+        inputs = {c.name.lower() for c in plan_columns(self.child)}
+        name = e.name.lower()
+        return _alias_map(self.items).get(name) if name not in inputs else None
+
+    def key_name(self, key: Expression, index: int) -> str:
+        if isinstance(key, FunctionCall) and key.name in ("window", "session_window"):
+            name = key.name
+        elif isinstance(key, ColumnRef):
+            name = key.display_name()
+        else:
+            name = f"_groupingexpression{index}"
+        taken = {n.lower() for _, n in self.keys}
+        return name if name.lower() not in taken else f"{name}_{index}"
+
+    def rewrite(self, expr: Expression) -> Expression:
+        return transform(expr, self.replace)
+
+    def replace(self, e: Expression) -> Expression | None:
+        for key, name in self.keys:
+            if e == key or _same_column(e, key):
+                return ColumnRef(_quote(name))
+        if _is_aggregate_node(e):
+            if e not in self.aggs:
+                self.aggs.append(e)
+            return ColumnRef(f"_agg{self.aggs.index(e)}")
+        if isinstance(e, ColumnRef) and not self.names_key(e):
+            raise AnalysisException(
+                f"[MISSING_AGGREGATION] The column {e.name} is neither in GROUP BY nor "
+                "inside an aggregate function. Add it to GROUP BY, or wrap it in an "
+                "aggregate such as first() or any_value().", error_class="MISSING_AGGREGATION")
+        return None
+
+    def names_key(self, ref: ColumnRef) -> bool:
+        """``window.start`` over a ``window`` key: a field of a grouped column."""
+        head = ref.name.strip("`").split(".")[0].lower()
+        return any(head == name.lower() for _, name in self.keys)
+
+
+def _same_column(a: Expression, b: Expression) -> bool:
+    """``k`` and ``t.k`` name the same grouped column (qualifiers may be left out)."""
+    if not (isinstance(a, ColumnRef) and isinstance(b, ColumnRef)):
+        return False
+    if a.plan_id != b.plan_id:
+        return False
+    an, bn = a.name.lower(), b.name.lower()
+    return an == bn or an.endswith("." + bn) or bn.endswith("." + an)
+
