@@ -8,11 +8,18 @@ survives a power cut. A reader never sees a torn file under a final name.
 A temporary file never outlives a failed write (a full disk must not fill up with
 them), and the temporary files a killed process left behind are removed the first time
 this process writes into their folder.
+
+Every system call goes through the module-level ``file_ops`` (a :class:`FileOps`), the
+seam Spark calls ``spark.sql.streaming.checkpointFileManagerClass``: set
+``UNBOUNDED_CHECKPOINT_FILE_OPS=<module>:<class>`` (read once, at import) or call
+:func:`set_file_ops` to run the checkpoint over a fault-injecting file system
+(``unbounded.testing.checkpoint_faults``). The default calls ``os`` directly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import threading
@@ -23,13 +30,77 @@ from typing import BinaryIO
 from unbounded.errors import CheckpointConflictError
 
 __all__ = [
+    "FILE_OPS_ENV",
+    "FileOps",
+    "file_ops",
     "fsync_dir",
     "is_temp_name",
     "remove_stray_temps",
+    "set_file_ops",
     "write_atomic",
     "write_atomic_replace",
     "write_atomic_stream",
 ]
+
+FILE_OPS_ENV = "UNBOUNDED_CHECKPOINT_FILE_OPS"
+
+
+class FileOps:
+    """The file-system calls of an atomic write; a subclass may inject faults.
+
+    Invariant: each method has the effect of the system call it names, or raises OSError
+    without a partial effect the caller cannot undo (a temp file may stay, never a final
+    name)."""
+
+    def open(self, path: str) -> BinaryIO:
+        return open(path, "wb")
+
+    def fsync(self, f: BinaryIO, path: str) -> None:
+        f.flush()
+        os.fsync(f.fileno())
+
+    def close(self, f: BinaryIO, path: str) -> None:
+        f.close()
+
+    def link(self, src: str, dst: str) -> None:
+        os.link(src, dst)
+
+    def replace(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def fsync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _load_file_ops() -> FileOps:
+    """The FileOps class named by ``$UNBOUNDED_CHECKPOINT_FILE_OPS``, or the default."""
+    name = os.environ.get(FILE_OPS_ENV)
+    if not name:
+        return FileOps()
+    module, _, attr = name.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    ops = cls()
+    if not isinstance(ops, FileOps):
+        raise TypeError(f"{FILE_OPS_ENV}={name} is not a FileOps subclass")
+    return ops
+
+
+file_ops: FileOps = _load_file_ops()
+
+
+def set_file_ops(ops: FileOps) -> FileOps:
+    """Install ``ops`` for every later checkpoint write; returns the previous one."""
+    global file_ops
+    previous, file_ops = file_ops, ops
+    return previous
+
 
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 _cleaned: set[str] = set()
@@ -37,11 +108,7 @@ _cleaned_lock = threading.Lock()
 
 
 def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    file_ops.fsync_dir(path)
 
 
 def is_temp_name(name: str) -> bool:
@@ -78,14 +145,17 @@ def _write_temp(path: str, fill: Callable[[BinaryIO], None]) -> str:
     folder = os.path.dirname(path) or "."
     _prepare_folder(folder)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    ops = file_ops
     try:
-        with open(tmp, "wb") as f:
+        f = ops.open(tmp)
+        try:
             fill(f)
-            f.flush()
-            os.fsync(f.fileno())
+            ops.fsync(f, tmp)
+        finally:
+            ops.close(f, tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            ops.unlink(tmp)
         raise
     return tmp
 
@@ -100,7 +170,7 @@ def write_atomic(path: str, data: bytes) -> None:
     """Publish ``data`` at ``path``; raise CheckpointConflictError if it already exists."""
     tmp = _write_temp(path, _bytes_filler(data))
     try:
-        os.link(tmp, path)
+        file_ops.link(tmp, path)
     except FileExistsError:
         raise CheckpointConflictError(
             f"{path} was already written by another run of this query. Two runs may be "
@@ -108,7 +178,7 @@ def write_atomic(path: str, data: bytes) -> None:
         ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            file_ops.unlink(tmp)
     fsync_dir(os.path.dirname(path) or ".")
 
 
@@ -125,10 +195,10 @@ def write_atomic_stream(path: str, fill: Callable[[BinaryIO], None], *,
     """Publish what ``fill`` writes into a binary file at ``path``, replacing atomically."""
     tmp = _write_temp(path, fill)
     try:
-        os.replace(tmp, path)
+        file_ops.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            file_ops.unlink(tmp)
         raise
     if sync_dir:
         fsync_dir(os.path.dirname(path) or ".")
