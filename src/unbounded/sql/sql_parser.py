@@ -217,7 +217,7 @@ class _Translator:
         input columns the select list drops), then the select list."""
         order = node.args.get("order")
         if order is not None and node.args.get("distinct") is None:
-            aliases = _alias_map(items)
+            aliases = _output_map(items)
             plan = Sort(plan, tuple(self.sort_order(o, lambda e: _substitute(e, aliases, items))
                                     for o in order.expressions))
         return Project(plan, tuple(items))
@@ -346,6 +346,13 @@ def _alias_map(items: list[Expression]) -> dict[str, Expression]:
     return {i.name.lower(): i.child for i in items if isinstance(i, Alias)}
 
 
+def _output_map(items: list[Expression]) -> dict[str, Expression]:
+    """ORDER BY resolves against the select list's output names first (``window.start``
+    is ``start``), explicit aliases winning, as Spark's analyzer does."""
+    named = {i.display_name().lower(): i for i in items if not isinstance(i, (Alias, Star))}
+    return {**named, **_alias_map(items)}
+
+
 def _ordinal(e: Expression, count: int) -> int | None:
     """``ORDER BY 2`` / ``GROUP BY 1``: the 0-based select item an integer names."""
     if isinstance(e, Literal) and isinstance(e.value, int) and not isinstance(e.value, bool):
@@ -419,7 +426,7 @@ class _Aggregation:
         for i, key in enumerate(self.group_keys(group)):
             self.keys.append((key, self.key_name(key, i)))
         outputs = [Alias(self.rewrite(i), i.display_name()) for i in self.items]
-        aliases = _alias_map(self.items)
+        aliases = _output_map(self.items)
         condition = None
         if having is not None:
             named = transform(self.t.expr(having.this), self.alias_of)
