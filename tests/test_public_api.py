@@ -34,7 +34,8 @@ def test_top_level_all_is_pinned():
 
 def test_sql_all_is_pinned():
     assert unbounded.sql.__all__ == [
-        "Column", "DataFrame", "DataFrameReader", "DataStreamReader", "DataStreamWriter",
+        "Catalog", "Column", "DataFrame", "DataFrameReader", "DataFrameWriter",
+        "DataStreamReader", "DataStreamWriter",
         "GroupedData", "Row", "RuntimeConfig", "SparkSession", "StreamingQuery",
         "StreamingQueryManager", "Window", "WindowSpec", "functions", "types"]
 

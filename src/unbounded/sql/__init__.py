@@ -5,7 +5,8 @@ from unbounded.sql import functions, types
 from unbounded.sql.column import Column
 from unbounded.sql.dataframe import DataFrame
 from unbounded.sql.group import GroupedData
-from unbounded.sql.readwriter import DataFrameReader
+from unbounded.sql.catalog import Catalog
+from unbounded.sql.readwriter import DataFrameReader, DataFrameWriter
 from unbounded.sql.row import Row
 from unbounded.sql.streaming import (
     DataStreamReader,
@@ -16,9 +17,11 @@ from unbounded.sql.streaming import (
 from unbounded.sql.window import Window, WindowSpec
 
 __all__ = [
+    "Catalog",
     "Column",
     "DataFrame",
     "DataFrameReader",
+    "DataFrameWriter",
     "DataStreamReader",
     "DataStreamWriter",
     "GroupedData",
