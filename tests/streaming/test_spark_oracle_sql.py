@@ -1,0 +1,135 @@
+"""Apache Spark as the oracle for spark.sql, the catalog and the batch writer: the same
+views, the same queries, the same rows and column names.
+
+Opt-in, because it starts a JVM: ``UNBOUNDED_SPARK_ORACLE=1 pytest
+tests/streaming/test_spark_oracle_sql.py`` with ``pyspark`` installed
+(``pip install -e '.[oracle]'``; Java 17+).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unbounded.sql import SparkSession
+
+if os.environ.get("UNBOUNDED_SPARK_ORACLE") != "1":
+    pytest.skip("Spark oracle tests are opt-in: set UNBOUNDED_SPARK_ORACLE=1 (needs pyspark "
+                "and Java 17+)", allow_module_level=True)
+pytest.importorskip("pyspark", reason="UNBOUNDED_SPARK_ORACLE=1 but pyspark is not "
+                                      "installed: pip install -e '.[oracle]'")
+
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
+              pytest.mark.filterwarnings("ignore::ResourceWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+def _at(minute: int) -> dt.datetime:
+    return dt.datetime(2024, 1, 1, 0, minute)
+
+
+ORDERS = ([(1, "a", 10.0, _at(0)), (2, "b", 5.5, _at(3)), (3, "a", None, _at(4)),
+           (4, "c", 7.0, _at(9)), (5, "a", 1.0, _at(11)), (6, None, 2.0, _at(12))],
+          "id BIGINT, customer STRING, amount DOUBLE, ts TIMESTAMP")
+CUSTOMERS = ([("a", "Ann", "FR"), ("b", "Bob", "DE"), ("d", "Dee", "FR")],
+             "customer STRING, name STRING, country STRING")
+
+QUERIES = [
+    "SELECT customer, count(*) AS n, sum(amount) AS total, avg(amount) FROM orders "
+    "GROUP BY customer ORDER BY customer NULLS FIRST",
+    "SELECT customer, max(amount) AS top FROM orders GROUP BY customer "
+    "HAVING count(*) > 1 OR max(amount) > 6 ORDER BY top DESC",
+    "SELECT o.id, c.name, c.country FROM orders o JOIN customers c ON o.customer = c.customer "
+    "ORDER BY o.id",
+    "SELECT o.id, c.name FROM orders o LEFT JOIN customers c ON o.customer = c.customer "
+    "ORDER BY o.id",
+    "SELECT c.name, o.id FROM orders o RIGHT JOIN customers c ON o.customer = c.customer "
+    "ORDER BY c.name, o.id",
+    "SELECT o.id, c.name FROM orders o FULL OUTER JOIN customers c "
+    "ON o.customer = c.customer ORDER BY o.id NULLS FIRST, c.name",
+    "SELECT * FROM orders LEFT ANTI JOIN customers USING (customer) ORDER BY id",
+    "SELECT * FROM customers LEFT SEMI JOIN orders USING (customer) ORDER BY customer",
+    "SELECT customer FROM orders UNION SELECT customer FROM customers ORDER BY customer",
+    "SELECT customer FROM orders EXCEPT SELECT customer FROM customers",
+    "WITH big AS (SELECT * FROM orders WHERE amount > 5) "
+    "SELECT country, count(*) AS n FROM big JOIN customers USING (customer) "
+    "GROUP BY country ORDER BY country",
+    "SELECT t.customer, t.total FROM (SELECT customer, sum(amount) AS total FROM orders "
+    "GROUP BY customer) t WHERE t.total > 5 ORDER BY t.total",
+    "SELECT id, CASE WHEN amount IS NULL THEN 'none' WHEN amount > 5 THEN 'big' "
+    "ELSE 'small' END AS size FROM orders ORDER BY amount DESC NULLS LAST, id LIMIT 4",
+    "SELECT DISTINCT customer FROM orders WHERE customer IS NOT NULL ORDER BY customer DESC",
+    "SELECT window.start, window.end, count(*) AS n FROM orders "
+    "GROUP BY window(ts, '5 minutes') ORDER BY start",
+    "SELECT customer, count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC, 1",
+]
+
+
+@pytest.fixture(scope="module")
+def pyspark_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from pyspark.sql import SparkSession as PySparkSession
+
+    warehouse = str(tmp_path_factory.mktemp("spark-warehouse"))
+    session = (PySparkSession.builder.master("local[1]").appName("unbounded-oracle-sql")
+               .config("spark.sql.warehouse.dir", warehouse)
+               .config("spark.sql.shuffle.partitions", "1")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def both(pyspark_session: Any, spark: SparkSession) -> tuple[Any, SparkSession]:
+    for session in (pyspark_session, spark):
+        session.createDataFrame(*ORDERS).createOrReplaceTempView("orders")
+        session.createDataFrame(*CUSTOMERS).createOrReplaceTempView("customers")
+    return pyspark_session, spark
+
+
+def _result(df: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+    return df.columns, [tuple(r) for r in df.collect()]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_sql_query_matches_spark(both: tuple[Any, SparkSession], query: str) -> None:
+    expected_columns, expected = _result(both[0].sql(query))
+    columns, actual = _result(both[1].sql(query))
+    assert columns == expected_columns
+    if "ORDER BY" not in query:
+        expected, actual = sorted(expected, key=repr), sorted(actual, key=repr)
+    assert actual == expected
+
+
+def test_list_tables_matches_spark(both: tuple[Any, SparkSession], tmp_path: Path) -> None:
+    pyspark_session, spark = both
+    spark.conf.set("spark.sql.warehouse.dir", str(tmp_path / "warehouse"))
+    spark.range(2).write.saveAsTable("zeta_table")
+    pyspark_session.range(2).write.saveAsTable("zeta_table")
+    try:
+        ours = [(t.name, t.namespace, t.tableType, t.isTemporary)
+                for t in spark.catalog.listTables()]
+        theirs = [(t.name, t.namespace, t.tableType, t.isTemporary)
+                  for t in pyspark_session.catalog.listTables()]
+        assert ours == theirs
+    finally:
+        pyspark_session.sql("DROP TABLE IF EXISTS zeta_table")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "orc", "json"])
+def test_spark_reads_what_the_batch_writer_wrote(both: tuple[Any, SparkSession],
+                                                 tmp_path: Path, fmt: str) -> None:
+    pyspark_session, spark = both
+    out = str(tmp_path / fmt)
+    spark.table("orders").write.partitionBy("customer").format(fmt).save(out)
+    theirs = pyspark_session.read.format(fmt).load(out)
+    rows = sorted((r.id, r.customer, r.amount) for r in theirs.collect())
+    assert rows == sorted((r[0], r[1], r[2]) for r in ORDERS[0])
