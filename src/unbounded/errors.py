@@ -9,15 +9,19 @@ from __future__ import annotations
 
 __all__ = [
     "AnalysisException",
+    "ArithmeticException",
     "CheckpointConflictError",
     "CheckpointCorruptError",
     "ConcurrentQueryError",
+    "DateTimeException",
     "KafkaDataLossError",
     "KafkaUnavailableError",
     "MalformedRecordError",
     "MissingFileError",
+    "NumberFormatException",
     "ParseException",
     "PythonException",
+    "SparkRuntimeException",
     "StreamingQueryException",
     "UnboundedError",
     "UnsupportedOperationException",
@@ -57,6 +61,46 @@ class UnsupportedOperationException(AnalysisException):
     """An operation streaming cannot support (an output mode, an operator)."""
 
     error_class = "UNSUPPORTED_OPERATION"
+
+
+class SparkRuntimeException(UnboundedError, RuntimeError):
+    """A value that fails at run time under ANSI mode (``spark.sql.ansi.enabled``).
+
+    Raised inside a Polars expression, which re-creates it from its message with its own
+    plan appended: the constructor cuts that part and reads the error class back from the
+    message's ``[CLASS]`` prefix, so users see Spark's message and class only.
+    """
+
+    error_class = "SPARK_RUNTIME_ERROR"
+
+    def __init__(self, message: str, *, error_class: str | None = None) -> None:
+        message = message.split(_POLARS_CONTEXT, maxsplit=1)[0]
+        if error_class is None and message.startswith("[") and "]" in message:
+            error_class = message[1:message.index("]")]
+        super().__init__(message, error_class=error_class)
+
+
+_POLARS_CONTEXT = "\n\nThis error occurred in the following expression:"
+
+
+class ArithmeticException(SparkRuntimeException, ArithmeticError):
+    """ANSI mode: an overflow or a division by zero (``ARITHMETIC_OVERFLOW``,
+    ``CAST_OVERFLOW``, ``DIVIDE_BY_ZERO``, ``REMAINDER_BY_ZERO``)."""
+
+    error_class = "ARITHMETIC_OVERFLOW"
+
+
+class NumberFormatException(SparkRuntimeException, ValueError):
+    """ANSI mode: a string that is not a number cast to one (``CAST_INVALID_INPUT``)."""
+
+    error_class = "CAST_INVALID_INPUT"
+
+
+class DateTimeException(SparkRuntimeException, ValueError):
+    """ANSI mode: a string that is not a date or timestamp cast to one
+    (``CAST_INVALID_INPUT``)."""
+
+    error_class = "CAST_INVALID_INPUT"
 
 
 class PythonException(UnboundedError, RuntimeError):

@@ -9,7 +9,7 @@ name that matches columns of two sides is ambiguous. See docs/design/joins.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,13 +22,23 @@ if TYPE_CHECKING:
     from unbounded.plan.logical import LogicalPlan
 
 __all__ = [
+    "ANSI_CONF",
     "CompileContext",
     "EventTimeStats",
     "OutputColumn",
+    "ansi_enabled",
     "fresh_columns",
     "split_name",
     "unique_name",
 ]
+
+
+ANSI_CONF = "spark.sql.ansi.enabled"
+
+
+def ansi_enabled(conf: Mapping[str, str]) -> bool:
+    """``spark.sql.ansi.enabled`` from a conf: on unless set to false, as in Spark 4."""
+    return str(conf.get(ANSI_CONF, "true")).strip().lower() != "false"
 
 
 @dataclass
@@ -127,7 +137,7 @@ class CompileContext:
     ``current_timestamp()`` is the same when a batch is re-run after a crash.
     ``columns`` describes ``schema`` column by column (derived from it when not given);
     ``plan_columns`` maps each plan node compiled so far to its output columns, shared by
-    every context derived from this one.
+    every context derived from this one. ``ansi`` is ``spark.sql.ansi.enabled``.
     """
 
     schema: pl.Schema
@@ -140,6 +150,9 @@ class CompileContext:
     # A streaming batch reads the files of a static side anew (a changed folder shows in
     # the next batch); a batch DataFrame keeps the files listed when it was created.
     relist_files: bool = False
+    # Spark 4's default (spark.sql.ansi.enabled): invalid casts, overflows and division
+    # by zero raise Spark's errors; False gives NULL as Spark 3 did.
+    ansi: bool = True
 
     def __post_init__(self) -> None:
         if not self.columns and len(self.schema):
@@ -154,7 +167,7 @@ class CompileContext:
             columns = fresh_columns(schema.names(), inherit_from=self.columns)
         return CompileContext(schema, self.batch_timestamp_us, self.watermark_us,
                               self.event_time, self.observe_event_time, tuple(columns),
-                              self.plan_columns, self.relist_files)
+                              self.plan_columns, self.relist_files, self.ansi)
 
     def resolve(self, name: str) -> str:
         """The physical name of the input column called ``name`` (no struct fields)."""

@@ -14,6 +14,12 @@ from typing import Any
 
 import polars as pl
 
+from unbounded.engine.ansi import (
+    arithmetic_checked,
+    cast_checked,
+    division_checked,
+    integral_bounds,
+)
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException
@@ -175,16 +181,34 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
     right = compile_expr(expr.right, ctx)
     if expr.op in _COMPARISONS:
         left, right = _coerce_temporal_literal(expr, left, right, ctx)
-    if expr.op == "div":
-        # Spark: division by zero is NULL, never inf.
-        return pl.when(right == 0).then(None).otherwise(_ARITH["div"](left, right))
-    if expr.op == "mod":
-        # Spark's remainder takes the sign of the dividend (-7 % 3 = -1); Polars' the divisor's.
-        remainder = left.abs() % right.abs()
-        return pl.when(right == 0).then(None).when(left < 0).then(-remainder) \
-            .otherwise(remainder)
-    result: pl.Expr = _ARITH[expr.op](left, right)
+    if expr.op in ("div", "mod"):
+        result = _divide(expr.op, left, right)
+        return division_checked(expr.op, left, right, result, ctx.dtype_of(result)) \
+            if ctx.ansi else result
+    result = _ARITH[expr.op](left, right)
+    if ctx.ansi and expr.op in ("add", "sub", "mul"):
+        return _overflow_checked(expr.op, left, right, result, ctx)
     return result
+
+
+def _divide(op: str, left: pl.Expr, right: pl.Expr) -> pl.Expr:
+    """Spark's non-ANSI ``/`` and ``%``: NULL for a zero divisor, never inf."""
+    if op == "div":
+        return pl.when(right == 0).then(None).otherwise(_ARITH["div"](left, right))
+    # Spark's remainder takes the sign of the dividend (-7 % 3 = -1); Polars' the divisor's.
+    remainder = left.abs() % right.abs()
+    return pl.when(right == 0).then(None).when(left < 0).then(-remainder).otherwise(remainder)
+
+
+def _overflow_checked(op: str, left: pl.Expr, right: pl.Expr, result: pl.Expr,
+                      ctx: CompileContext) -> pl.Expr:
+    """ANSI: integral ``+ - *`` raise ARITHMETIC_OVERFLOW instead of wrapping."""
+    dtype = ctx.dtype_of(result)
+    bounds = integral_bounds(dtype)
+    if bounds is None:
+        return result
+    wide = _ARITH[op](left.cast(pl.Int128), right.cast(pl.Int128))
+    return arithmetic_checked(op, wide, result, dtype, bounds)
 
 
 def _coerce_temporal_literal(
@@ -215,6 +239,11 @@ def _(expr: UnaryOp, ctx: CompileContext) -> pl.Expr:
         # NOT NULL is NULL; an untyped NULL literal has Polars' Null dtype, which ``~`` rejects.
         return ~child.cast(pl.Boolean) if ctx.dtype_of(child) == pl.Null else ~child
     if expr.op == "neg":
+        bounds = integral_bounds(ctx.dtype_of(child)) if ctx.ansi else None
+        if bounds is not None:  # ANSI: -(min value) overflows
+            wide = pl.lit(0, pl.Int128) - child.cast(pl.Int128)  # Int128 has no negate
+            return arithmetic_checked("neg", wide, -child,
+                                      ctx.dtype_of(child), bounds)
         return -child
     if expr.op == "isnull":
         return child.is_null()
@@ -228,11 +257,53 @@ def _(expr: UnaryOp, ctx: CompileContext) -> pl.Expr:
 @compile_expr.register
 def _(expr: Cast, ctx: CompileContext) -> pl.Expr:
     child = compile_expr(expr.child, ctx)
-    return cast_to(child, ctx.dtype_of(child), expr.to)
+    source = ctx.dtype_of(child)
+    result = cast_to(child, source, expr.to, ansi=ctx.ansi)
+    if not ctx.ansi or isinstance(expr.to, (T.StringType, T.BinaryType)) \
+            or source in (pl.Null, to_polars_dtype(expr.to)):
+        return result
+    # ANSI: a non-NULL value that casts to NULL did not convert (malformed or overflow).
+    return cast_checked(result, child, source, expr.to, ctx.dtype_of(result))
 
 
-def cast_to(child: pl.Expr, source: pl.DataType, target: T.DataType) -> pl.Expr:
-    """Spark's (non-ANSI) cast: a value that does not convert becomes NULL."""
+_INTEGRAL = (T.IntegerType, T.LongType, T.ShortType, T.ByteType)
+
+
+def cast_to(child: pl.Expr, source: pl.DataType, target: T.DataType,
+            *, ansi: bool = False) -> pl.Expr:
+    """Spark's cast; a value that does not convert becomes NULL (under ANSI mode the
+    caller turns those NULLs into errors). Non-ANSI numbers out of an integral type's
+    range wrap (integers) or saturate (floating point, NaN to 0) as in Spark."""
+    if isinstance(target, _INTEGRAL) and (source == pl.String or source.is_numeric()):
+        return _cast_to_integral(child, source, to_polars_dtype(target), ansi)
+    if source == pl.String and isinstance(target, (T.DoubleType, T.FloatType)):
+        return child.str.strip_chars().cast(to_polars_dtype(target), strict=False)
+    return _cast_other(child, source, target)
+
+
+def _cast_to_integral(child: pl.Expr, source: pl.DataType, dtype: pl.DataType,
+                      ansi: bool) -> pl.Expr:
+    if source == pl.String:
+        # Spark: optional sign and digits; non-ANSI also takes a fraction (truncated),
+        # never an exponent ('1e3' is NULL).
+        text = child.str.strip_chars()
+        pattern = r"^[+-]?\d+$" if ansi else r"^[+-]?(\d+\.?\d*|\.\d+)$"
+        whole = text.str.replace(r"\..*$", "").str.strip_prefix("+")
+        whole = pl.when(whole.is_in(["", "-"])).then(pl.lit("0")).otherwise(whole)
+        parsed = pl.when(text.str.contains(pattern)).then(whole).cast(pl.Int64, strict=False)
+        return parsed.cast(dtype, strict=False)
+    bounds = integral_bounds(dtype)
+    if ansi or bounds is None or source == pl.Boolean:
+        return child.cast(dtype, strict=False)
+    if source.is_float():
+        clipped = child.clip(float(bounds[0]), float(bounds[1]))
+        return pl.when(child.is_nan()).then(0).otherwise(clipped).cast(dtype, strict=False)
+    span = bounds[1] - bounds[0] + 1
+    wrapped = (child.cast(pl.Int128) - bounds[0]) % span + bounds[0]
+    return wrapped.cast(dtype, strict=False)
+
+
+def _cast_other(child: pl.Expr, source: pl.DataType, target: T.DataType) -> pl.Expr:
     numeric = source.is_numeric()
     if isinstance(target, T.StringType):
         if source == pl.Binary:
@@ -266,10 +337,6 @@ def cast_to(child: pl.Expr, source: pl.DataType, target: T.DataType) -> pl.Expr:
         lowered = child.str.strip_chars().str.to_lowercase()
         return pl.when(lowered.is_in(["true", "t", "yes", "y", "1"])).then(True) \
             .when(lowered.is_in(["false", "f", "no", "n", "0"])).then(False)
-    if source == pl.String and isinstance(target, (T.IntegerType, T.LongType, T.ShortType,
-                                                   T.ByteType)):
-        return child.str.strip_chars().cast(pl.Float64, strict=False) \
-            .cast(to_polars_dtype(target), strict=False)
     return child.cast(to_polars_dtype(target), strict=False)
 
 

@@ -21,6 +21,7 @@ from collections import deque
 from unbounded.checkpoint.epoch import EpochFence
 from unbounded.checkpoint.lock import CheckpointLock
 from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
+from unbounded.engine.context import ansi_enabled
 from unbounded.errors import AnalysisException, StreamingQueryException, UnboundedError
 from unbounded.executors.base import Executor
 from unbounded.plan.logical import StreamingRelation, streaming_relations
@@ -97,7 +98,8 @@ class StreamExecution:
                     src.report_status_to(self._source_status)
             self.sink = self.spec.sink_factory(self._sink_context())
             self._create_operators()
-            self.stages = StageRunner(self.physical, self.operators, self.relations)
+            self.stages = StageRunner(self.physical, self.operators, self.relations,
+                                      ansi=ansi_enabled(self.spec.conf))
             cross_check(self.offset_log, self.commit_log, self.sources, self.sink,
                         fence=self.fence, state=self._state_layout())
         except BaseException:

@@ -60,8 +60,9 @@ class StageRunner:
     """The stages of one query, with its operators (one per operator stage)."""
 
     def __init__(self, physical: PhysicalPlan, operators: Sequence[StatefulOperator],
-                 relations: Sequence[StreamingRelation]) -> None:
+                 relations: Sequence[StreamingRelation], *, ansi: bool = True) -> None:
         self.physical = physical
+        self.ansi = ansi  # spark.sql.ansi.enabled, for every plan this runner compiles
         self.operators = list(operators)
         self.relations = list(relations)
         self.input_of = [physical.input_of(rel) for rel in relations]  # per source
@@ -101,7 +102,7 @@ class StageRunner:
         return PartitionTask(
             target.id, target.plan, None if rel is None else rel.relation_id, part,
             None if rel is None else rel.schema, clock.timestamp_us, clock.watermark_us,
-            clock.late_watermark_us, self._map_side(target.id))
+            clock.late_watermark_us, self._map_side(target.id), self.ansi)
 
     def run(self, results: Sequence[TaskResult], clock: BatchInfo) -> StageOutcome:
         """The stateful stages and the final plan over the tasks' results."""
@@ -157,7 +158,7 @@ class StageRunner:
         assert target.upstream is not None
         stage: OperatorStage = self.physical.operators[target.upstream]
         ctx = CompileContext(pl.Schema(), clock.timestamp_us, clock.watermark_us,
-                             observe_event_time=True, relist_files=True)
+                             observe_event_time=True, relist_files=True, ansi=self.ansi)
         bound = {stage.output.relation_id: outputs[target.upstream].lazy()}
         frame = compile_plan(target.plan, bound, ctx).collect()
         merge_event_time([ctx.event_time], into=outcome.event_time)

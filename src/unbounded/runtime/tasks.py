@@ -14,13 +14,14 @@ import pyarrow as pa
 from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.plans import compile_plan
+from unbounded.executors.base import ShippableTask
 from unbounded.plan.logical import LogicalPlan
 from unbounded.plan.types import StructType
 from unbounded.runtime.stages import InputId
 from unbounded.runtime.stateful.base import MapSide
 from unbounded.sources.base import InputPartition, SupportsLazyScan
 
-__all__ = ["PartitionTask", "TaskResult", "run_task"]
+__all__ = ["PartitionTask", "TaskResult", "run_partition", "run_task"]
 
 
 @dataclass
@@ -49,6 +50,7 @@ class PartitionTask:
     watermark_us: int
     late_watermark_us: int
     map_side: MapSide | None = None
+    ansi: bool = True  # spark.sql.ansi.enabled of the query's session
 
 
 def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
@@ -61,7 +63,7 @@ def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
     return frame.lazy()
 
 
-def run_task(task: PartitionTask) -> TaskResult:
+def run_partition(task: PartitionTask) -> TaskResult:
     """Read, the row-local plan and the map side as one lazy Polars query where the
     partition can be scanned lazily (no intermediate frame is materialized)."""
     inputs: dict[str, pl.LazyFrame] = {}
@@ -71,7 +73,8 @@ def run_task(task: PartitionTask) -> TaskResult:
     map_side = task.map_side
     own_stats = map_side is not None and map_side.observed_watermark is not None
     ctx = CompileContext(pl.Schema(), task.batch_timestamp_us, task.watermark_us,
-                         observe_event_time=not own_stats, relist_files=True)
+                         observe_event_time=not own_stats, relist_files=True,
+                         ansi=task.ansi)
     frame = compile_plan(task.plan, inputs, ctx)
     if map_side is None:
         return TaskResult(task.input_id, frame.collect().to_arrow(), rows, ctx.event_time)
@@ -80,6 +83,11 @@ def run_task(task: PartitionTask) -> TaskResult:
         ctx.event_time[out.event_time[0]] = out.event_time[1]
     return TaskResult(task.input_id, out.rows.to_arrow(), rows, ctx.event_time,
                       out.dropped_late)
+
+
+# A pure function of its task (the same partition gives the same rows), so an executor
+# may run it on another node and run it again when an attempt fails.
+run_task: ShippableTask[PartitionTask, TaskResult] = ShippableTask(run_partition)
 
 
 def _scan(task: PartitionTask) -> tuple[pl.LazyFrame, int]:

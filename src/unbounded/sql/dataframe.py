@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from unbounded.engine.context import CompileContext, OutputColumn
+from unbounded.engine.context import CompileContext, OutputColumn, ansi_enabled
 from unbounded.engine.plans import compile_output, plan_columns, plan_schema, to_display_arrow
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
@@ -370,7 +370,8 @@ class DataFrame:
 
     def toArrow(self) -> pa.Table:
         self._require_batch("toArrow")
-        ctx = CompileContext(__import__("polars").Schema(), int(time.time() * 1_000_000))
+        ctx = CompileContext(pl.Schema(), int(time.time() * 1_000_000),
+                             ansi=ansi_enabled(self.sparkSession.conf.getAll()))
         frame, columns = compile_output(self._plan, {}, ctx)
         try:
             collected = frame.collect()

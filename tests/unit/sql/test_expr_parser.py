@@ -40,9 +40,11 @@ from unbounded.sql.expr_parser import parse_expression
 
 def evaluate(sql: str, data: dict[str, Any] | None = None,
              schema: dict[str, pl.DataType] | None = None) -> list[Any]:
-    """The values of ``sql`` over a small frame, as the engine computes them."""
+    """The values of ``sql`` over a small frame, as the engine computes them with
+    spark.sql.ansi.enabled=false (NULL for a bad cast or a zero divisor); ANSI mode is
+    tested in tests/unit/engine/test_ansi.py."""
     frame = pl.DataFrame(data if data is not None else {"_row": [0]}, schema=schema)
-    ctx = CompileContext(frame.schema, batch_timestamp_us=0)
+    ctx = CompileContext(frame.schema, batch_timestamp_us=0, ansi=False)
     compiled = compile_expr(parse_expression(sql), ctx)
     return frame.lazy().select(compiled.alias("r")).collect()["r"].to_list()
 

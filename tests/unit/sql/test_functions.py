@@ -40,6 +40,7 @@ def test_arithmetic_operators_and_their_names(df):
 
 
 def test_division_by_zero_is_null_and_remainder_takes_the_dividends_sign(spark):
+    spark.conf.set("spark.sql.ansi.enabled", "false")  # ANSI: tests/unit/engine/test_ansi.py
     df = spark.createDataFrame([(-7, 3), (7, -3), (1, 0)], "a INT, b INT")
     assert values(df, F.col("a") / F.col("b"), F.col("a") % F.col("b")) == [
         [-7 / 3, 7 / -3, None], [-1, 1, None]]
@@ -64,6 +65,7 @@ def test_boolean_operators_follow_sql_three_valued_logic(df):
 
 
 def test_cast_converts_with_sparks_non_ansi_rules(spark):
+    spark.conf.set("spark.sql.ansi.enabled", "false")
     df = spark.createDataFrame([("12", 2.7, 1, True), ("x", -2.7, 0, False)],
                                "s STRING, d DOUBLE, i INT, b BOOLEAN")
     assert values(df, F.col("s").cast("int"), F.col("d").cast(IntegerType()),
