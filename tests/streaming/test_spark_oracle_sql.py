@@ -67,6 +67,13 @@ QUERIES = [
     "SELECT window.start, window.end, count(*) AS n FROM orders "
     "GROUP BY window(ts, '5 minutes') ORDER BY start",
     "SELECT customer, count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC, 1",
+    "SELECT * FROM orders NATURAL JOIN customers ORDER BY id",
+    "SELECT id FROM orders WHERE amount > 1 AND customer IN "
+    "(SELECT customer FROM customers WHERE country = 'FR') ORDER BY id",
+    "SELECT a.id, b.id AS other FROM orders a JOIN orders b ON a.customer = b.customer "
+    "AND a.id < b.id ORDER BY a.id, other",
+    "SELECT upper(customer) AS c, count(*) AS n FROM orders GROUP BY upper(customer) "
+    "ORDER BY c NULLS LAST",
 ]
 
 

@@ -7,7 +7,8 @@ nodes, as Spark's analyzer would:
 
 * ``FROM``/``JOIN`` -> views, tables, CTEs and subqueries under ``SubqueryAlias``
   (``t.col`` then names their columns), ``Join`` for every join type;
-* ``WHERE`` -> ``Filter``; ``UNION [ALL]``, ``EXCEPT``, ``INTERSECT``;
+* ``WHERE`` -> ``Filter`` (``x IN (SELECT ...)`` -> a left semi join);
+  ``UNION [ALL]``, ``EXCEPT``, ``INTERSECT``; NATURAL joins;
 * ``GROUP BY``/``HAVING`` and aggregates in the select list -> ``Aggregate`` over the
   grouping keys and every aggregate call found, then a ``Project`` that computes the
   select list over them (so ``count(*) + 1`` and ``HAVING sum(x) > 2`` work);
@@ -121,6 +122,7 @@ class _Translator:
     def __init__(self, session: SparkSession, sql: str) -> None:
         self.session = session
         self.sql = sql
+        self.subqueries = 0
 
     def expr(self, node: exp.Expr) -> Expression:
         return convert_node(node, self.sql)
@@ -196,7 +198,7 @@ class _Translator:
         plan = self.from_clause(node, scope)
         where = node.args.get("where")
         if where is not None:
-            plan = Filter(plan, self.expr(where.this))
+            plan = self.where(plan, where.this, scope)
         items = [self.expr(e) for e in node.expressions]
         group = node.args.get("group")
         having = node.args.get("having")
@@ -210,6 +212,39 @@ class _Translator:
             plan = Deduplicate(plan, None)
             plan = self.output_sort(plan, items, node)
         return self.limit(plan, node)
+
+    def where(self, plan: LogicalPlan, condition: exp.Expr, scope: Scope) -> LogicalPlan:
+        """A filter; ``x IN (SELECT ...)`` conjuncts become left semi joins, as Spark's
+        optimizer rewrites them."""
+        conjuncts = list(condition.flatten()) if isinstance(condition, exp.And) \
+            else [condition]
+        plain = [c for c in conjuncts if not (isinstance(c, exp.In) and c.args.get("query"))]
+        for conjunct in conjuncts:
+            if isinstance(conjunct, exp.In) and conjunct.args.get("query"):
+                plan = self.in_subquery(plan, conjunct, scope)
+        if not plain:
+            return plan
+        converted = [self.expr(c) for c in plain]
+        combined = converted[0]
+        for more in converted[1:]:
+            combined = BinaryOp("and", combined, more)
+        return Filter(plan, combined)
+
+    def in_subquery(self, plan: LogicalPlan, node: exp.In, scope: Scope) -> LogicalPlan:
+        query = node.args["query"]
+        sub = self.query(query.this if isinstance(query, exp.Subquery) else query, scope)
+        columns = plan_columns(sub)
+        if len(columns) != 1:
+            raise AnalysisException(
+                "[DATATYPE_MISMATCH.IN_SUBQUERY_LENGTH_MISMATCH] The number of columns in the "
+                f"left hand side of an IN subquery (1) does not match the number of columns "
+                f"in the output of the subquery ({len(columns)}).",
+                error_class="DATATYPE_MISMATCH.IN_SUBQUERY_LENGTH_MISMATCH")
+        name = f"__in_subquery_{self.subqueries}"
+        self.subqueries += 1
+        values = Project(sub, (Alias(ColumnRef(_quote(columns[0].name)), name),))
+        condition = BinaryOp("eq", self.expr(node.this), ColumnRef(name))
+        return Join(plan, values, JoinType.LEFT_SEMI, condition)
 
     def projection(self, plan: LogicalPlan, items: list[Expression],
                    node: exp.Select) -> LogicalPlan:
@@ -288,13 +323,18 @@ class _Translator:
         return self.session.catalog._resolve(name)._plan
 
     def join(self, left: LogicalPlan, node: exp.Join, scope: Scope) -> LogicalPlan:
-        if node.args.get("method"):
-            raise _unsupported(f"{node.args['method'].upper()} JOIN", self.sql)
+        method = str(node.args.get("method") or "").upper()
+        if method not in ("", "NATURAL"):
+            raise _unsupported(f"{method} JOIN", self.sql)
         right = self.relation(node.this, scope)
         join_type = _join_type(node.args.get("side") or "", node.args.get("kind") or "")
         using = node.args.get("using")
-        if using:
-            names = tuple(u.name for u in using)
+        names = tuple(u.name for u in using) if using else ()
+        if method == "NATURAL":
+            names = _common_names(left, right)
+            if not names and join_type is JoinType.INNER:
+                return Join(left, right, JoinType.CROSS)
+        if names:
             return Join(left, right, join_type, using=names)
         on = node.args.get("on")
         if on is None and join_type is JoinType.INNER:
@@ -311,6 +351,12 @@ def _join_type(side: str, kind: str) -> JoinType:
     by_side = {"LEFT": JoinType.LEFT_OUTER, "RIGHT": JoinType.RIGHT_OUTER,
                "FULL": JoinType.FULL_OUTER}
     return by_side.get(side, JoinType.INNER)
+
+
+def _common_names(left: LogicalPlan, right: LogicalPlan) -> tuple[str, ...]:
+    """NATURAL JOIN's keys: the left's column names the right also has, in left order."""
+    right_names = {c.name.lower() for c in plan_columns(right)}
+    return tuple(c.name for c in plan_columns(left) if c.name.lower() in right_names)
 
 
 def _same_rows(left: LogicalPlan, right: LogicalPlan) -> Expression | None:

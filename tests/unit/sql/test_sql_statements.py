@@ -93,6 +93,20 @@ def test_union_distinct_union_all_except_intersect(views: SparkSession) -> None:
     assert sql_rows(views, "SELECT k FROM t INTERSECT SELECT k FROM u")[1] == [("a",)]
 
 
+def test_natural_joins_use_the_common_columns(views: SparkSession) -> None:
+    assert sql_rows(views, "SELECT * FROM t NATURAL LEFT JOIN u ORDER BY v") == (
+        ["k", "v", "z", "name"],
+        [("a", 1, "x", "A"), ("a", 2, "y", "A"), ("b", 5, None, None)])
+
+
+def test_in_subquery_in_where_is_a_semi_join(views: SparkSession) -> None:
+    query = ("SELECT k, v FROM t WHERE v > 1 AND k IN (SELECT k FROM u WHERE name = 'A') "
+             "ORDER BY v")
+    assert sql_rows(views, query) == (["k", "v"], [("a", 2)])
+    with pytest.raises(AnalysisException, match="IN_SUBQUERY_LENGTH_MISMATCH"):
+        views.sql("SELECT k FROM t WHERE k IN (SELECT k, name FROM u)")
+
+
 def test_cte_and_subquery_in_from(views: SparkSession) -> None:
     cte = "WITH c AS (SELECT k, v * 2 AS w FROM t WHERE v > 1) SELECT * FROM c ORDER BY w"
     assert sql_rows(views, cte) == (["k", "w"], [("a", 4), ("b", 10)])
