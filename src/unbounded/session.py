@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
-from unbounded.executors.local import LocalExecutor
+from unbounded.executors.master import create_executor, parse_master
 from unbounded.plan.logical import DataRelation
 from unbounded.plan.types import StructType, parse_ddl_schema
 
@@ -111,6 +111,7 @@ class SparkSession:
         self.conf = RuntimeConfig(dict(options or {}))
         self._streams = StreamingQueryManager(self)
         self._executor_instance: Executor | None = None
+        self._master = parse_master(self.conf.get("spark.master", "local[*]"))
 
     @classmethod
     def getActiveSession(cls) -> SparkSession | None:
@@ -155,8 +156,8 @@ class SparkSession:
 
     def _executor(self) -> Executor:
         if self._executor_instance is None:
-            workers = self.conf.get("unbounded.executor.threads", None)
-            self._executor_instance = LocalExecutor(int(workers) if workers else None)
+            self._executor_instance = create_executor(
+                self._master, lambda key: self.conf.get(key, None))
         return self._executor_instance
 
     @cached_property

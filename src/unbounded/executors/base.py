@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar, runtime_checkable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Executor", "PendingResults"]
+__all__ = ["Executor", "PendingResults", "ShippableTask"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ShippableTask(Generic[T, R]):
+    """A task body that depends on nothing but its item: an executor may run it in
+    another process, on another node, and run it again after a failure.
+
+    ``fn`` is a module-level function (pickled by reference) whose result is a pure
+    function of the item. Callables that are not wrapped (closures over state stores or
+    sinks on the driver) always run in the driver's process, where their effects land.
+    """
+
+    fn: Callable[[T], R]
+
+    def __call__(self, item: T) -> R:
+        return self.fn(item)
 
 
 @runtime_checkable
@@ -28,8 +45,9 @@ class PendingResults(Protocol[R]):
 class Executor(Protocol):
     """Runs independent tasks; results come back in the order of ``items``.
 
-    ``fn`` and every item must be picklable for executors that ship tasks to other
-    processes (Ray); the local executor runs them on a thread pool.
+    An executor may ship a ``ShippableTask`` and its items (picklable) to other processes
+    (Ray) and retry it there; every other callable runs in the driver's process. The
+    local executor runs both on a thread pool.
     """
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]: ...

@@ -1,0 +1,185 @@
+"""A real multi-node Ray cluster on this machine for the Ray executor's tests, and the
+windowed workload they run on it (JSON event files -> windowed counts -> Parquet).
+
+The cluster (a head and two worker nodes, one CPU each) starts once per test module;
+``ray_cluster`` brings it back to two live workers before each test, as a test may
+remove one. Every failure the tests inject lives in a UDF built by a factory here, so
+cloudpickle ships it by value to the Ray workers (nested functions are not importable).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import polars as pl
+import pytest
+
+__all__ = ["HAS_RAY", "PER_FILE", "SKIP_REASON", "append_events", "expected_windows",
+           "fail_first_attempts", "kill_worker_once", "output_windows", "ray_cluster_fixture",
+           "ray_cluster_module_fixture", "sleep_on_worker_once", "windowed_query"]
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+SKIP_REASON = "ray is not installed (pip install 'unbounded[ray]' or pip install ray)"
+PER_FILE = 300
+_STORE_BYTES = 80 * 1024 * 1024  # per node; Ray's minimum is 75 MiB
+_BASE = datetime(2026, 11, 25, 10, 0, 0)
+# Ray workers cannot import this module (tests/ is not on their path): the probes and
+# the helpers they call travel by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+# Fixtures are registered under names that differ from the functions', so a test module
+# importing them does not shadow the import with its parameters.
+@pytest.fixture(scope="module", name="ray_cluster_module")
+def ray_cluster_module_fixture() -> Iterator[Any]:
+    """Head + two workers, 1 CPU each; this process is the driver connected to it."""
+    if not HAS_RAY:
+        pytest.skip(SKIP_REASON)
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": _STORE_BYTES, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, object_store_memory=_STORE_BYTES)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level="WARNING")
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture(name="ray_cluster")
+def ray_cluster_fixture(ray_cluster_module: Any) -> Any:
+    """The module's cluster with two live worker nodes (a test may have removed one)."""
+    while len(ray_cluster_module.worker_nodes) < 2:
+        ray_cluster_module.add_node(num_cpus=1, object_store_memory=_STORE_BYTES)
+    ray_cluster_module.wait_for_nodes()
+    return ray_cluster_module
+
+
+def append_events(folder: Path, first: int, count: int, seed: int = 11) -> None:
+    """Files ``first .. first+count-1`` of events half a second apart, a little out of
+    order, each with a distinct modification time (the file source's order)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed + first)
+    for f in range(first, first + count):
+        lines = []
+        for i in range(PER_FILE):
+            n = f * PER_FILE + i
+            ts = _BASE + timedelta(seconds=n * 0.5 - rng.uniform(0, 20))
+            lines.append(json.dumps({"id": n, "kind": "abc"[n % 3], "amount": n % 17 / 4,
+                                     "ts": ts.strftime("%Y-%m-%d %H:%M:%S")}))
+        path = folder / f"events-{f:03d}.json"
+        path.write_text("\n".join(lines) + "\n")
+        os.utime(path, (1_700_000_000 + f, 1_700_000_000 + f))
+
+
+def windowed_query(spark: Any, workdir: Path, probe: Callable[..., Any] | None = None,
+                   files_per_trigger: int = 2) -> Any:
+    """Windowed counts of the event files to Parquet (availableNow); ``probe`` is a UDF
+    of (id, amount) returning amount, where a test injects its failure."""
+    from unbounded.sql import functions as F
+
+    events = (spark.readStream.schema("id LONG, kind STRING, amount DOUBLE, ts STRING")
+              .option("maxFilesPerTrigger", files_per_trigger).json(str(workdir / "input"))
+              .withColumn("event_time", F.to_timestamp("ts")))
+    if probe is not None:
+        events = events.withColumn("amount", F.udf(probe, "double")("id", "amount"))
+    counts = (events.withWatermark("event_time", "30 seconds")
+              .groupBy(F.window("event_time", "1 minute"), "kind")
+              .agg(F.count("*").alias("n"), F.sum("amount").alias("total")))
+    return (counts.writeStream.outputMode("append").format("parquet")
+            .option("checkpointLocation", str(workdir / "cp")).trigger(availableNow=True)
+            .start(str(workdir / "out")))
+
+
+def expected_windows(workdir: Path) -> list[tuple[Any, ...]]:
+    """The same aggregation as one batch query, keeping the windows the final watermark
+    closes."""
+    events = pl.read_ndjson(str(workdir / "input" / "*.json")).with_columns(
+        pl.col("ts").str.to_datetime("%Y-%m-%d %H:%M:%S", time_zone="UTC"))
+    watermark = events["ts"].max() - pl.duration(seconds=30)
+    windows = events.with_columns(pl.col("ts").dt.truncate("1m").alias("start"))
+    closed = windows.filter(pl.col("start") + pl.duration(minutes=1) <= watermark)
+    grouped = closed.group_by("start", "kind").agg(pl.len().alias("n"),
+                                                    pl.col("amount").sum().alias("total"))
+    return sorted((r[0].replace(tzinfo=None), r[1], r[2], round(r[3], 6))
+                  for r in grouped.iter_rows())
+
+
+def output_windows(workdir: Path) -> list[tuple[Any, ...]]:
+    """Every row the Parquet sink committed (duplicates kept, so they show)."""
+    rows = pl.read_parquet(str(workdir / "out" / "*.parquet")).rows(named=True)
+    return sorted((r["window"]["start"].replace(tzinfo=None), r["kind"], r["n"],
+                   round(r["total"], 6)) for r in rows)
+
+
+def _claim(marker: Path) -> bool:
+    """True for exactly one caller across processes: the one that creates ``marker``."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def kill_worker_once(marker: Path, from_id: int) -> Callable[[int, float], float]:
+    """A UDF that SIGKILLs its own Ray worker process at the first row with id >=
+    ``from_id`` (once, across every attempt); never the driver's process."""
+    driver = os.getpid()
+
+    def probe(row_id: int, amount: float) -> float:
+        if row_id >= from_id and os.getpid() != driver and _claim(marker):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return amount
+
+    return probe
+
+
+def sleep_on_worker_once(marker: Path, from_id: int, head_node_id: str,
+                         ) -> Callable[[int, float], float]:
+    """A UDF that, at the first row with id >= ``from_id`` in a task on a worker node
+    (not the head), writes that node's id to ``marker`` and sleeps, so the test can
+    remove the node under the running task."""
+
+    def probe(row_id: int, amount: float) -> float:
+        if row_id < from_id or marker.exists():
+            return amount
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()
+        if node != head_node_id and _claim(marker.with_suffix(".claim")):
+            marker.write_text(node)
+            time.sleep(60)
+        return amount
+
+    return probe
+
+
+def fail_first_attempts(folder: Path, failures: int) -> Callable[[int, float], float]:
+    """A UDF whose first ``failures`` calls on the row with id 0 raise (one marker file
+    per attempt in ``folder``, so the attempts can be counted)."""
+
+    def probe(row_id: int, amount: float) -> float:
+        if row_id == 0:
+            attempt = len(list(folder.iterdir())) + 1
+            (folder / f"attempt-{attempt}-{os.getpid()}").touch()
+            if attempt <= failures:
+                raise RuntimeError(f"injected failure, attempt {attempt}")
+        return amount
+
+    return probe

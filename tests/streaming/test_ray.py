@@ -1,0 +1,186 @@
+"""The Ray executor on a real three-node Ray cluster on this machine: the same query and
+checkpoint as under the local executor, task retry after an error, a SIGKILLed worker
+process and a removed worker node, each ending with the batch query's rows (0 lost, 0
+duplicated). Skipped when ray is not installed; the longer randomized runs need
+UNBOUNDED_RAY_LONG=1."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+
+import pytest
+
+from ray_fixtures import (
+    HAS_RAY,
+    PER_FILE,
+    SKIP_REASON,
+    append_events,
+    expected_windows,
+    fail_first_attempts,
+    kill_worker_once,
+    output_windows,
+    ray_cluster_fixture,  # noqa: F401
+    ray_cluster_module_fixture,  # noqa: F401
+    sleep_on_worker_once,
+    windowed_query,
+)
+from unbounded.errors import StreamingQueryException
+from unbounded.sql import SparkSession
+
+pytestmark = pytest.mark.skipif(not HAS_RAY, reason=SKIP_REASON)
+LONG = os.environ.get("UNBOUNDED_RAY_LONG") == "1"
+
+
+def _session(master: str, **conf: str) -> SparkSession:
+    builder = SparkSession.builder.master(master).config("spark.sql.shuffle.partitions", "2")
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.create()
+
+
+def _run(workdir, master: str, probe=None, **conf: str) -> None:
+    spark = _session(master, **conf)
+    try:
+        windowed_query(spark, workdir, probe).awaitTermination(120)
+    finally:
+        spark.stop()
+
+
+def _executor_kind(spark: SparkSession) -> str:
+    return type(spark._executor()).__name__
+
+
+def test_master_ray_runs_partition_tasks_on_the_cluster(ray_cluster, tmp_path):
+    spark = _session("ray")
+    try:
+        assert _executor_kind(spark) == "RayExecutor"
+        assert spark._executor().max_failures == 4  # Spark's default on a cluster
+    finally:
+        spark.stop()
+    import ray
+
+    assert ray.is_initialized(), "a session that joined the runtime leaves it running"
+
+
+def test_windowed_query_on_ray_equals_the_batch_query(ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 6)
+    _run(tmp_path, "ray")
+    expected = expected_windows(tmp_path)
+    assert len(expected) > 20
+    assert output_windows(tmp_path) == expected
+
+
+def test_checkpoint_written_locally_resumes_on_ray_and_back(ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 3)
+    _run(tmp_path, "local[2]")
+    append_events(tmp_path / "input", 3, 3)
+    _run(tmp_path, "ray")
+    append_events(tmp_path / "input", 6, 3)
+    _run(tmp_path, "local[*]")
+    batches = sorted(int(p.name) for p in (tmp_path / "cp" / "commits").iterdir()
+                     if p.name.isdigit())
+    assert batches == list(range(len(batches))) and len(batches) >= 5
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_a_task_that_raises_is_retried_with_the_same_partition(ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 4)
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+    _run(tmp_path, "ray", fail_first_attempts(attempts, 3))  # 4 attempts allowed
+    assert len(list(attempts.iterdir())) == 4
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_the_batch_fails_with_the_tasks_error_after_max_failures(ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 2)
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+    spark = _session("ray", **{"spark.task.maxFailures": "2"})
+    try:
+        query = windowed_query(spark, tmp_path, fail_first_attempts(attempts, 5))
+        with pytest.raises(StreamingQueryException) as failed:
+            query.awaitTermination(120)
+    finally:
+        spark.stop()
+    assert "injected failure, attempt 2" in str(failed.value)
+    assert "spark.task.maxFailures=2" in "".join(_notes(failed.value))
+    assert len(list(attempts.iterdir())) == 2
+    assert not (tmp_path / "cp" / "commits" / "0").exists()
+
+
+def _notes(err: BaseException | None) -> list[str]:
+    """The notes along a chain of causes (Ray's wrapper and its cause point at each
+    other, so each error is visited once)."""
+    notes: list[str] = []
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        notes += err.__dict__.get("__notes__", [])
+        err = err.__cause__ or err.__dict__.get("cause")
+    return notes
+
+
+def test_a_worker_process_sigkilled_mid_batch_loses_and_duplicates_nothing(
+        ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 6)
+    marker = tmp_path / "killed"
+    _run(tmp_path, "ray", kill_worker_once(marker, from_id=700))  # in batch 1
+    assert marker.exists(), "the probe never killed a worker"
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_without_retries_a_killed_worker_fails_the_batch_and_a_restart_completes_it(
+        ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 6)
+    marker = tmp_path / "killed"
+    spark = _session("ray", **{"spark.task.maxFailures": "1"})
+    try:
+        query = windowed_query(spark, tmp_path, kill_worker_once(marker, from_id=700))
+        with pytest.raises(StreamingQueryException, match=r"(?i)worker|died|crash"):
+            query.awaitTermination(120)
+    finally:
+        spark.stop()
+    assert marker.exists()
+    _run(tmp_path, "ray")  # resumes from the offset log: batch 1 runs again
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_a_worker_node_removed_mid_run_loses_and_duplicates_nothing(ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 6)
+    marker = tmp_path / "node"
+    head = ray_cluster.head_node.node_id
+    remover = threading.Thread(target=_remove_node_named_in, args=(ray_cluster, marker))
+    remover.start()
+    try:
+        _run(tmp_path, "ray", sleep_on_worker_once(marker, 700, head))
+    finally:
+        remover.join(90)
+    assert len(ray_cluster.worker_nodes) == 1, "the node under the task was not removed"
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def _remove_node_named_in(cluster, marker, timeout_s: float = 60) -> None:
+    """Wait for the probe to name its node, then remove that node (not gracefully)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if marker.exists() and marker.read_text():
+            node_id = marker.read_text()
+            node = next(n for n in cluster.worker_nodes if n.node_id == node_id)
+            cluster.remove_node(node, allow_graceful=False)
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not LONG, reason="long randomized run: set UNBOUNDED_RAY_LONG=1")
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_worker_kills_at_random_rows_lose_and_duplicate_nothing(ray_cluster, tmp_path, seed):
+    rng = random.Random(seed)
+    for round_ in range(3):
+        append_events(tmp_path / "input", round_ * 4, 4, seed=seed)
+        first_id = round_ * 4 * PER_FILE + rng.randrange(0, 4 * PER_FILE)
+        _run(tmp_path, "ray", kill_worker_once(tmp_path / f"killed-{round_}", first_id))
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
