@@ -131,6 +131,22 @@ def test_list_tables_matches_spark(both: tuple[Any, SparkSession], tmp_path: Pat
         pyspark_session.sql("DROP TABLE IF EXISTS zeta_table")
 
 
+@pytest.mark.parametrize("statements", [
+    ["CREATE TEMP VIEW big AS SELECT * FROM orders WHERE amount > 5", "SHOW TABLES"],
+    ["SELECT * FROM VALUES (1, 'a'), (2, 'b') AS v(x, y)"],
+    ["CREATE OR REPLACE TEMPORARY VIEW pairs AS SELECT * FROM VALUES (1, 'a') AS v(x, y)",
+     "SELECT y, x FROM pairs"],
+])
+def test_sql_commands_match_spark(both: tuple[Any, SparkSession],
+                                  statements: list[str]) -> None:
+    results = []
+    for session in both:
+        for statement in statements[:-1]:
+            session.sql(statement)
+        results.append(_result(session.sql(statements[-1])))
+    assert results[1] == results[0]
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "orc", "json"])
 def test_spark_reads_what_the_batch_writer_wrote(both: tuple[Any, SparkSession],
                                                  tmp_path: Path, fmt: str) -> None:

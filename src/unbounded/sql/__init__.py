@@ -2,10 +2,10 @@
 
 from unbounded.session import RuntimeConfig, SparkSession
 from unbounded.sql import functions, types
+from unbounded.sql.catalog import Catalog
 from unbounded.sql.column import Column
 from unbounded.sql.dataframe import DataFrame
 from unbounded.sql.group import GroupedData
-from unbounded.sql.catalog import Catalog
 from unbounded.sql.readwriter import DataFrameReader, DataFrameWriter
 from unbounded.sql.row import Row
 from unbounded.sql.streaming import (

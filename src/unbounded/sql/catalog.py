@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from unbounded.session import SparkSession
     from unbounded.sql.dataframe import DataFrame
 
-__all__ = ["Catalog", "Database", "Table", "TableMetadata", "parse_table_name"]
+__all__ = ["Catalog", "Database", "Table", "TableMetadata", "parse_table_name",
+           "table_not_found"]
 
 DEFAULT_DATABASE = "default"
 CATALOG_NAME = "spark_catalog"
@@ -137,7 +138,7 @@ def parse_table_name(name: str) -> list[str]:
     return [*parts, current]
 
 
-def _not_found(name: str) -> AnalysisException:
+def table_not_found(name: str) -> AnalysisException:
     return AnalysisException(
         f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `{name}` cannot be found. Verify the "
         "spelling and correctness of the schema and catalog; create it with "
@@ -263,7 +264,7 @@ class Catalog:
         """The DataFrame ``name`` stands for: a view, a table, or a memory sink's table."""
         found = self._lookup([p.lower() for p in parse_table_name(name)])
         if found is None:
-            raise _not_found(name)
+            raise table_not_found(name)
         return found
 
     def _lookup(self, parts: list[str]) -> DataFrame | None:
@@ -273,14 +274,14 @@ class Catalog:
             with _GLOBAL_LOCK:
                 view = _GLOBAL_VIEWS.get(parts[1])
             if view is None:
-                raise _not_found(".".join(parts))
+                raise table_not_found(".".join(parts))
             return view
         db, name = self._qualify(parts)
         if os.path.isfile(os.path.join(self._database_location(db), name, _METADATA_FILE)):
             return self._read_table(db, name)
         if len(parts) == 1:
             return self._memory_table(parts[0])
-        raise _not_found(".".join(parts))
+        raise table_not_found(".".join(parts))
 
     def _memory_table(self, name: str) -> DataFrame:
         from unbounded.plan.logical import DataRelation
@@ -289,7 +290,7 @@ class Catalog:
 
         table = memory_table(name)
         if table is None:
-            raise _not_found(name)
+            raise table_not_found(name)
         return DataFrame(DataRelation(table), self._session)
 
     def _qualify(self, parts: list[str]) -> tuple[str, str]:
@@ -307,7 +308,7 @@ class Catalog:
         location = os.path.join(self._database_location(db), name)
         metadata = TableMetadata.read(location)
         if metadata is None:
-            raise _not_found(shown)
+            raise table_not_found(shown)
         return location, metadata
 
     def _read_table(self, db: str, name: str) -> DataFrame:

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
     from unbounded.session import SparkSession
     from unbounded.sql.dataframe import DataFrame
 
-__all__ = ["run_sql", "translate_query"]
+__all__ = ["run_sql", "translate_node", "translate_query", "unsupported_sql"]
 
 _PATH_FORMATS = frozenset({"parquet", "json", "csv", "orc", "avro", "text", "delta"})
 # Select clauses this translator handles; any other filled clause is rejected by name.
@@ -86,17 +87,31 @@ _CLAUSE_NAMES = {"offset": "OFFSET", "qualify": "QUALIFY", "windows": "WINDOW",
 
 
 def run_sql(session: SparkSession, query: str) -> DataFrame:
-    """The DataFrame of one SQL query over the session's views and tables."""
+    """The DataFrame of one SQL query over the session's views and tables; a command
+    (CREATE, DROP, INSERT, SHOW...) runs at once (``unbounded.sql.sql_commands``)."""
     from unbounded.sql.dataframe import DataFrame
+    from unbounded.sql.sql_commands import run_command
 
-    return DataFrame(translate_query(session, query), session)
+    show = _SHOW.match(query)
+    # sqlglot parses SHOW only as an opaque command (and logs a warning doing so).
+    tree = exp.Command(this="SHOW", expression=exp.Literal.string(query[show.end():])) \
+        if show else parse_statement(query)
+    if not isinstance(tree, (exp.Query, exp.Values)):
+        return run_command(session, tree, query)
+    return DataFrame(translate_node(session, tree, query), session)
 
 
 def translate_query(session: SparkSession, query: str) -> LogicalPlan:
+    """The plan of one SELECT query (a command fails naming itself)."""
     tree = parse_statement(query)
-    if not isinstance(tree, exp.Query):
+    if not isinstance(tree, (exp.Query, exp.Values)):
         raise _unsupported(f"The statement {_head(tree)}", query)
-    return _Translator(session, query).query(tree, {})
+    return translate_node(session, tree, query)
+
+
+def translate_node(session: SparkSession, node: exp.Expr, sql: str) -> LogicalPlan:
+    """The plan of a parsed query (or VALUES list) inside the statement ``sql``."""
+    return _Translator(session, sql).query(node, {})
 
 
 def _head(node: exp.Expr) -> str:
@@ -104,12 +119,17 @@ def _head(node: exp.Expr) -> str:
     return (text[:60] + "...") if len(text) > 60 else text
 
 
-def _unsupported(what: str, query: str) -> AnalysisException:
+def unsupported_sql(what: str, query: str) -> AnalysisException:
     return AnalysisException(
         f"[UNSUPPORTED_SQL] {what} is not supported by spark.sql (in {query!r}). "
         "spark.sql runs SELECT queries (WHERE, GROUP BY, HAVING, JOIN, UNION, CTEs, "
-        "subqueries in FROM, ORDER BY, LIMIT); use the DataFrame API or spark.catalog "
-        "for the rest.", error_class="UNSUPPORTED_SQL")
+        "subqueries in FROM, ORDER BY, LIMIT) and the commands CREATE/DROP TEMP VIEW, "
+        "CREATE/DROP TABLE, INSERT, CREATE DATABASE, USE, SHOW TABLES; use the DataFrame "
+        "API or spark.catalog for the rest.", error_class="UNSUPPORTED_SQL")
+
+
+_unsupported = unsupported_sql
+_SHOW = re.compile(r"^\s*SHOW\b", re.IGNORECASE)
 
 
 Scope = dict[str, LogicalPlan]
@@ -136,7 +156,23 @@ class _Translator:
             return self.set_operation(node, scope)
         if isinstance(node, exp.Subquery):
             return self.finish(self.query(node.this, scope), node, output_only=True)
+        if isinstance(node, exp.Values):
+            return self.values(node)
         raise _unsupported(f"The query {_head(node)}", self.sql)
+
+    def values(self, node: exp.Values) -> LogicalPlan:
+        """``VALUES (1, 'a'), (2, 'b') [AS t(x, y)]``: literal rows, columns col1...."""
+        rows = [[self.expr(v) for v in (t.expressions if isinstance(t, exp.Tuple) else [t])]
+                for t in node.expressions]
+        if any(not isinstance(v, Literal) for row in rows for v in row) or \
+                len({len(r) for r in rows}) != 1:
+            raise _unsupported("VALUES rows other than literals of equal length", self.sql)
+        alias = node.args.get("alias")
+        names = [c.name for c in alias.columns] if alias is not None and alias.columns else \
+            [f"col{i + 1}" for i in range(len(rows[0]))]
+        columns = {n: _literal_column([r[i] for r in rows]) for i, n in enumerate(names)}
+        plan: LogicalPlan = DataRelation(pa.table(columns))
+        return SubqueryAlias(plan, alias.name) if alias is not None and alias.name else plan
 
     def with_ctes(self, node: exp.Expr, scope: Scope) -> Scope:
         ctes = node.args.get("with_") or node.args.get("with")
@@ -298,6 +334,8 @@ class _Translator:
     def relation(self, node: exp.Expr, scope: Scope) -> LogicalPlan:
         if isinstance(node, exp.Table):
             return self.table(node, scope)
+        if isinstance(node, exp.Values):
+            return self.values(node)
         if isinstance(node, exp.Subquery):
             plan = self.query(node.this, scope)
             plan = self.finish(plan, node, output_only=True)
@@ -340,6 +378,15 @@ class _Translator:
         if on is None and join_type is JoinType.INNER:
             join_type = JoinType.CROSS
         return Join(left, right, join_type, self.expr(on) if on is not None else None)
+
+
+def _literal_column(values: list[Expression]) -> pa.Array:
+    """A VALUES column: integer literals are INT when they fit, as Spark types them."""
+    python = [v.value for v in values if isinstance(v, Literal)]
+    if all(isinstance(x, int) and not isinstance(x, bool) and -(2**31) <= x < 2**31
+           for x in python if x is not None) and any(x is not None for x in python):
+        return pa.array(python, pa.int32())
+    return pa.array(python)
 
 
 def _join_type(side: str, kind: str) -> JoinType:
