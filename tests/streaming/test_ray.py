@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import threading
 import time
 
 import pytest
 
+from crash_runs import run_job, run_killed_at
 from ray_fixtures import (
     HAS_RAY,
     PER_FILE,
@@ -29,9 +31,14 @@ from ray_fixtures import (
 )
 from unbounded.errors import StreamingQueryException
 from unbounded.sql import SparkSession
+from unbounded.testing.faults import FAULT_POINTS
 
 pytestmark = pytest.mark.skipif(not HAS_RAY, reason=SKIP_REASON)
 LONG = os.environ.get("UNBOUNDED_RAY_LONG") == "1"
+# Tasks in flight, and the sink's files written but not committed; every point when LONG.
+DRIVER_KILL_POINTS = FAULT_POINTS if LONG else ("after-offset-write", "mid-sink-write")
+JOB = os.path.join(os.path.dirname(__file__), "ray_job.py")
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _session(master: str, **conf: str) -> SparkSession:
@@ -173,6 +180,19 @@ def _remove_node_named_in(cluster, marker, timeout_s: float = 60) -> None:
             cluster.remove_node(node, allow_graceful=False)
             return
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("point", DRIVER_KILL_POINTS)
+def test_a_driver_sigkilled_at_each_batch_step_resumes_on_ray_with_each_window_once(
+        ray_cluster, tmp_path, python_env, point):
+    append_events(tmp_path / "input", 0, 6)
+    env = {**python_env, "RAY_ADDRESS": ray_cluster.address,
+           "PYTHONPATH": TESTS + os.pathsep + python_env["PYTHONPATH"]}
+    cmd = [sys.executable, JOB, str(tmp_path)]
+    run_killed_at(cmd, env, point, 1)
+    finished = run_job(cmd, env)
+    assert finished.returncode == 0, finished.stderr
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
 
 
 @pytest.mark.skipif(not LONG, reason="long randomized run: set UNBOUNDED_RAY_LONG=1")
