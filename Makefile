@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean browser ui-screenshots
+.PHONY: demo test lint typecheck pytest bench chaos clean browser ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench chaos
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -41,6 +41,10 @@ ui-screenshots: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The chaos suite (issue 10): crashes, disk faults, damaged checkpoints; SEED=n repeats a run.
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -92,9 +92,6 @@ def _load_file_ops() -> FileOps:
     return ops
 
 
-file_ops: FileOps = _load_file_ops()
-
-
 def set_file_ops(ops: FileOps) -> FileOps:
     """Install ``ops`` for every later checkpoint write; returns the previous one."""
     global file_ops
@@ -202,3 +199,7 @@ def write_atomic_stream(path: str, fill: Callable[[BinaryIO], None], *,
         raise
     if sync_dir:
         fsync_dir(os.path.dirname(path) or ".")
+
+
+# Last, so that a FileOps module importing this one finds every name defined.
+file_ops: FileOps = _load_file_ops()

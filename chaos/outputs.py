@@ -1,0 +1,49 @@
+"""Read what a sink committed, as a multiset of rows in the oracle's shape."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import Counter
+
+import polars as pl
+
+__all__ = ["committed_rows"]
+
+
+def _frame_rows(frame: pl.DataFrame, query: str) -> Counter[tuple[object, ...]]:
+    if frame.is_empty():
+        return Counter()
+    if query == "stateless":
+        return Counter(frame.select("id", "key", "seq", "ts_ms").iter_rows())
+    ws = pl.col("ws").dt.epoch("ms") if frame.schema["ws"] != pl.Int64 else pl.col("ws")
+    return Counter(frame.select(ws.alias("ws"), "key", "count", "ids").iter_rows())
+
+
+def _read_parquet(files: list[str]) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame()
+
+
+def _kafka_rows(bootstrap: str, topic: str, query: str) -> Counter[tuple[object, ...]]:
+    from unbounded.testing.kafka_log import read_log
+
+    values = [v.decode().split("|") for v in read_log(bootstrap, topic, 1).committed]
+    if query == "stateless":
+        return Counter((int(i), k, int(s), int(t)) for i, k, s, t in values)
+    raise ValueError("the Kafka sink runs the stateless query only")
+
+
+def committed_rows(sink: str, query: str, output: str,
+                   bootstrap: str = "") -> Counter[tuple[object, ...]]:
+    """Rows the sink committed: the file sink's manifest, the foreachBatch writer's batch
+    files, or the committed records of the Kafka topic ``output``."""
+    if sink == "file":
+        from unbounded.files.manifest import FileSinkManifest
+
+        if not os.path.isdir(os.path.join(output, "_spark_metadata")):
+            return Counter()
+        return _frame_rows(_read_parquet(FileSinkManifest(output).existing_files()), query)
+    if sink == "foreach":
+        files = sorted(glob.glob(os.path.join(output, "batch-*.parquet")))
+        return _frame_rows(_read_parquet(files), query)
+    return _kafka_rows(bootstrap, output, query)

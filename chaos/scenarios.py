@@ -1,0 +1,204 @@
+"""Chaos scenarios over the file sink and foreachBatch: crash points, random SIGKILLs,
+file-system faults, power loss, damaged checkpoint files, stray temp files.
+
+Each scenario runs the job in fresh folders under ``root``, finishes it with clean
+restarts, and compares the committed output with the oracle as a multiset.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chaos.outputs import committed_rows
+from chaos.report import Row
+from chaos.supervisor import JobSpec, run_to_end, supervise
+from chaos.workload import Workload, compare, expected_rows, generate
+from unbounded.testing.faults import FAULT_POINTS
+
+__all__ = ["Size", "crash_points", "fs_faults", "power_loss", "random_kills", "stray_temps"]
+
+FAULTY_OPS = "unbounded.testing.checkpoint_faults:FaultyFileOps"
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much input each run gets, and how many repetitions a scenario makes."""
+
+    files: int = 8
+    per_file: int = 200
+    repeats: int = 2
+
+
+def prepare(root: str, name: str, sink: str, query: str, seed: int, *,
+            size: Size) -> tuple[JobSpec, Workload]:
+    """Fresh folders and input for one run."""
+    workdir = os.path.join(root, name)
+    shutil.rmtree(workdir, ignore_errors=True)
+    work = generate(os.path.join(workdir, "input"), seed, size.files, size.per_file)
+    return JobSpec(sink, query, workdir), work
+
+
+def check(row: Row, spec: JobSpec, work: Workload, returncode: int) -> None:
+    """Add the run's lost and duplicated rows; a wrong output after exit 0 is silent."""
+    lost, dup = compare(expected_rows(work, spec.query),
+                        committed_rows(spec.sink, spec.query, spec.output, spec.bootstrap))
+    row.runs += 1
+    row.lost, row.duplicated = row.lost + lost, row.duplicated + dup
+    if returncode == 0 and (lost or dup):
+        row.silent += 1
+    if returncode != 0:
+        row.notes.append(f"{spec.workdir}: final run exit {returncode}")
+
+
+def finish(row: Row, spec: JobSpec, work: Workload) -> None:
+    """Restart without faults until done, then check the output."""
+    done = run_to_end(spec)
+    check(row, spec, work, done.returncode)
+    if done.returncode != 0:
+        row.notes.append(done.stderr[-600:])
+
+
+def crash_points(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+    """SIGKILL at each named crash point of a random batch, then restart."""
+    row, rng = Row("crash points", sink, query), random.Random(seed)
+    for point in FAULT_POINTS:
+        if point == "mid-sink-write" and sink == "foreach":
+            continue  # foreachBatch has no such point: the user's function is the write
+        spec, work = prepare(root, f"crash-{point}", sink, query, seed, size=size)
+        batch = rng.randrange(1, size.files - 1)
+        crashed = run_to_end(spec, {"UNBOUNDED_FAULT": f"{point}@{batch}"})
+        row.faults += crashed.returncode == -9
+        done = supervise(spec, rng, kills=0, first_killed=True)
+        row.recoveries_s += done.recoveries_s
+        check(row, spec, work, done.returncode)
+    return row
+
+
+def random_kills(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+    """SIGKILL at random moments, restart each time, then let the last run finish."""
+    row, rng = Row("random SIGKILL", sink, query), random.Random(seed)
+    for i in range(size.repeats):
+        bigger = Size(size.files * 6, size.per_file, size.repeats)
+        spec, work = prepare(root, f"kill-{i}", sink, query, seed + i, size=bigger)
+        done = supervise(spec, rng, kills=4)
+        row.faults += done.kills
+        row.recoveries_s += done.recoveries_s
+        check(row, spec, work, done.returncode)
+    return row
+
+
+def _fs_fault_specs(rng: random.Random, query: str, ops_per_kind: int) -> list[str]:
+    """Per error, ``ops_per_kind`` of write/fsync/rename on a random checkpoint folder
+    (ENOSPC stays: a full disk does not empty itself)."""
+    folders = ["offsets", "commits", "sources", "_spark_metadata"]
+    folders += ["state"] if query == "windowed" else []
+    return [f"{kind}:{op}:{rng.randrange(2, 5)}{'+' if kind == 'enospc' else ''}:"
+            f"*/{rng.choice(folders)}/*"
+            for kind in ("enospc", "eio", "erofs")
+            for op in rng.sample(["write", "fsync", "rename"], ops_per_kind)]
+
+
+def _reported(fault: str, proc: subprocess.CompletedProcess[str]) -> bool:
+    words = {"enospc": "No space left", "eio": "Input/output error",
+             "erofs": "Read-only file system"}
+    return proc.returncode not in (0, -9) and words[fault.split(":", maxsplit=1)[0]] in proc.stderr
+
+
+def _fired(log: str) -> int:
+    if not os.path.exists(log):
+        return 0
+    with open(log) as f:
+        return sum(1 for _ in f)
+
+
+def fs_faults(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+    """ENOSPC, EIO and EROFS on the n-th write, fsync or rename of one checkpoint folder:
+    the run fails naming the error, a restart without the fault finishes exactly."""
+    row, rng = Row("ENOSPC/EIO/EROFS", sink, query), random.Random(seed)
+    for i, fault in enumerate(_fs_fault_specs(rng, query, min(3, size.repeats))):
+        spec, work = prepare(root, f"fs-{i}", sink, query, seed, size=size)
+        log = os.path.join(spec.workdir, "faults.log")
+        failed = run_to_end(spec, {"UNBOUNDED_CHECKPOINT_FILE_OPS": FAULTY_OPS,
+                                   "UNBOUNDED_CHECKPOINT_FAULTS": fault,
+                                   "UNBOUNDED_CHECKPOINT_FAULTS_LOG": log})
+        fired = _fired(log) > 0
+        row.faults += fired
+        row.detected += fired and _reported(fault, failed)
+        if fired and failed.returncode == 0:
+            row.notes.append(f"{fault}: fired but the run ended 0")
+        finish(row, spec, work)
+    return row
+
+
+def power_loss(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+    """Cut the power at the n-th rename or folder fsync of a checkpoint folder: what no
+    fsync made durable is lost, then a restart must finish exactly."""
+    row, rng = Row("power loss", sink, query), random.Random(seed)
+    for i in range(size.repeats * 3):
+        spec, work = prepare(root, f"power-{i}", sink, query, seed + i, size=size)
+        op, folder = rng.choice(["rename", "dirsync"]), rng.choice(
+            ["offsets", "commits", "sources", "_spark_metadata", "state"])
+        fault = f"power:{op}:{rng.randrange(1, size.files)}:*/{folder}/*"
+        log = os.path.join(spec.workdir, "faults.log")
+        cut = run_to_end(spec, {"UNBOUNDED_CHECKPOINT_FILE_OPS": FAULTY_OPS,
+                                "UNBOUNDED_CHECKPOINT_FAULTS": fault,
+                                "UNBOUNDED_CHECKPOINT_FAULTS_LOG": log})
+        row.faults += cut.returncode == -9
+        if cut.returncode != -9:
+            row.notes.append(f"{fault}: never reached (exit {cut.returncode})")
+        done = supervise(spec, rng, kills=0, first_killed=cut.returncode == -9)
+        row.recoveries_s += done.recoveries_s
+        check(row, spec, work, done.returncode)
+    return row
+
+
+def delayed_close(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+    """Every checkpoint file's close takes 50 ms (a slow network file system)."""
+    row = Row("delayed close", sink, query)
+    spec, work = prepare(root, "slow-close", sink, query, seed, size=size)
+    log = os.path.join(spec.workdir, "faults.log")
+    done = run_to_end(spec, {"UNBOUNDED_CHECKPOINT_FILE_OPS": FAULTY_OPS,
+                             "UNBOUNDED_CHECKPOINT_FAULTS": "delay=0.05:close:1+:*",
+                             "UNBOUNDED_CHECKPOINT_FAULTS_LOG": log})
+    row.faults += _fired(log)
+    check(row, spec, work, done.returncode)
+    return row
+
+
+def _plant_temps(checkpoint: str, rng: random.Random) -> int:
+    planted = 0
+    for folder, _, names in os.walk(checkpoint):
+        if not any(n[0].isdigit() or n == "metadata" for n in names):
+            continue  # only beside the files a killed writer could have been writing
+        name = f".{rng.randrange(99)}.{rng.getrandbits(128):032x}.tmp"
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(b"half a file")
+        planted += 1
+    return planted
+
+
+def _temps_left(checkpoint: str) -> list[str]:
+    return [os.path.join(folder, n) for folder, _, names in os.walk(checkpoint)
+            for n in names if n.endswith(".tmp")]
+
+
+def stray_temps(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+    """Temp files a killed writer left in every checkpoint folder are removed at start and
+    never read."""
+    row, rng = Row("stray temp files", sink, query), random.Random(seed)
+    spec, work = prepare(root, "temps", sink, query, seed, size=size)
+    run_to_end(spec, {"UNBOUNDED_FAULT": f"after-sink@{size.files // 2}"})
+    row.faults += _plant_temps(spec.checkpoint, rng)
+    finish(row, spec, work)
+    left = _temps_left(spec.checkpoint)
+    row.detected = row.faults - len(left)
+    row.notes += [f"stray temp file kept: {p}" for p in left]
+    return row
+
+
+Scenario = Callable[..., Row]  # (sink, query, seed, *, root, size)
