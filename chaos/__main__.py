@@ -17,6 +17,7 @@ import time
 
 from chaos import scenarios as sc
 from chaos.corruption import corruption
+from chaos.kafka import kafka_crash_points, kafka_network
 from chaos.report import Row, render
 
 __all__ = ["MATRIX", "main"]
@@ -26,6 +27,8 @@ SCENARIOS: dict[str, sc.Scenario] = {
     "ENOSPC/EIO/EROFS": sc.fs_faults, "power loss": sc.power_loss,
     "delayed close": sc.delayed_close, "stray temp files": sc.stray_temps,
     "corrupt files": corruption,
+    "kafka crash points": lambda _s, _q, seed, **kw: kafka_crash_points(seed, **kw),
+    "network faults": lambda _s, _q, seed, **kw: kafka_network(seed, **kw),
 }
 
 # (scenario, sink, query): file sink + windowed first, as the most state to lose.
@@ -36,6 +39,7 @@ MATRIX: list[tuple[str, str, str]] = [
     ("crash points", "foreach", "windowed"), ("random SIGKILL", "foreach", "windowed"),
     ("power loss", "foreach", "windowed"), ("crash points", "foreach", "stateless"),
     ("random SIGKILL", "foreach", "stateless"),
+    ("kafka crash points", "kafka", "stateless"), ("network faults", "kafka", "stateless"),
 ]
 
 
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos")
     parser.add_argument("--seed", type=int, default=random.randrange(1 << 31))
     parser.add_argument("--only", help="one scenario name")
-    parser.add_argument("--sink", help="one sink: file, foreach")
+    parser.add_argument("--sink", help="one sink: file, foreach, kafka")
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--rows", type=int, default=200, help="rows per input file")
     args = parser.parse_args(argv)

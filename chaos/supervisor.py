@@ -119,7 +119,8 @@ def supervise(spec: JobSpec, rng: random.Random, kills: int, *,
               after_s: tuple[float, float] = (0.0, 0.5),
               extra: dict[str, str] | None = None, first_killed: bool = False) -> Supervised:
     """Start the job, SIGKILL it a random delay after its first commit, restart it,
-    ``kills`` times; then let the last run finish. ``first_killed``: a crash point already killed a run."""
+    ``kills`` times; then let the last run finish. ``first_killed``: a crash point
+    already killed a run."""
     result, recovery = Supervised(-1, ""), _Recovery()
     if first_killed:
         recovery.start(commit_count(spec.checkpoint))

@@ -93,15 +93,19 @@ def _answers(bootstrap: str) -> bool:
 class BrokerProcess:
     """A started tansu process; ``pause``/``resume`` simulate an outage (SIGSTOP/SIGCONT)."""
 
-    def __init__(self, binary: Path, log_dir: str) -> None:
+    def __init__(self, binary: Path, log_dir: str, advertised_port: int | None = None) -> None:
+        """``advertised_port``: the port clients are told to use (a proxy's), if not the
+        broker's own."""
         self.port = _free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.bootstrap = f"127.0.0.1:{advertised_port or self.port}"
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://{self.bootstrap}"
         self.log_path = os.path.join(log_dir, f"tansu-{self.port}.log")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [str(binary), "broker", "--listener-url", url,
-                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                 "--advertised-listener-url", advertised,
+                 "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl(2)
             )
@@ -115,7 +119,7 @@ class BrokerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 return False
-            if _answers(self.bootstrap):
+            if _answers(f"127.0.0.1:{self.port}"):
                 return True
             time.sleep(0.1)
         return False
@@ -154,12 +158,12 @@ def run_broker(attempts: int = 3) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _started_broker(attempts: int) -> Iterator[BrokerProcess]:
+def _started_broker(attempts: int, advertised_port: int | None = None) -> Iterator[BrokerProcess]:
     binary = tansu_binary()
     with tempfile.TemporaryDirectory(prefix="unbounded-tansu-") as log_dir:
         last_log = ""
         for _ in range(attempts):
-            broker = BrokerProcess(binary, log_dir)
+            broker = BrokerProcess(binary, log_dir, advertised_port)
             try:
                 ready = broker.wait_until_ready()
                 if ready:
@@ -174,9 +178,11 @@ def _started_broker(attempts: int) -> Iterator[BrokerProcess]:
         )
 
 
-def started_broker(attempts: int = 3) -> contextlib.AbstractContextManager[BrokerProcess]:
-    """A locally started broker (never the external one), for outage tests."""
-    return _started_broker(attempts)
+def started_broker(attempts: int = 3, advertised_port: int | None = None,
+                   ) -> contextlib.AbstractContextManager[BrokerProcess]:
+    """A locally started broker (never the external one), for outage tests;
+    ``advertised_port`` puts a proxy listening there between every client and it."""
+    return _started_broker(attempts, advertised_port)
 
 
 def unique_topic(prefix: str = "t") -> str:
