@@ -9,13 +9,16 @@ cloudpickle ships it by value to the Ray workers (nested functions are not impor
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
 import random
 import signal
+import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,11 +28,13 @@ import cloudpickle
 import polars as pl
 import pytest
 
-__all__ = ["HAS_RAY", "PER_FILE", "SKIP_REASON", "append_events", "expected_windows",
-           "fail_first_attempts", "kill_worker_once", "output_windows", "ray_cluster_fixture",
-           "ray_cluster_module_fixture", "sleep_on_worker_once", "windowed_query"]
+__all__ = ["HAS_RAY", "HAS_RAY_CLIENT", "PER_FILE", "SKIP_REASON", "append_events",
+           "expected_windows", "fail_first_attempts", "kill_worker_once", "output_windows",
+           "ray_cluster_fixture", "ray_cluster_module_fixture", "sleep_on_worker_once",
+           "windowed_query"]
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
+HAS_RAY_CLIENT = HAS_RAY and importlib.util.find_spec("grpc") is not None  # ray[client]
 SKIP_REASON = "ray is not installed (pip install 'unbounded[ray]' or pip install ray)"
 PER_FILE = 300
 _STORE_BYTES = 80 * 1024 * 1024  # per node; Ray's minimum is 75 MiB
@@ -43,14 +48,24 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 # importing them does not shadow the import with its parameters.
 @pytest.fixture(scope="module", name="ray_cluster_module")
 def ray_cluster_module_fixture() -> Iterator[Any]:
-    """Head + two workers, 1 CPU each; this process is the driver connected to it."""
+    """Head + two workers, 1 CPU each; this process is the driver connected to it. With
+    ray[client] installed the head also serves Ray Client at ``cluster.client_address``."""
     if not HAS_RAY:
         pytest.skip(SKIP_REASON)
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "object_store_memory": _STORE_BYTES, "include_dashboard": False})
+    head: dict[str, Any] = {"num_cpus": 1, "object_store_memory": _STORE_BYTES,
+                            "include_dashboard": False}
+    if HAS_RAY_CLIENT:
+        head["ray_client_server_port"] = _free_port()
+    with warnings.catch_warnings():
+        # Ray leaves the client server's log files to the garbage collector
+        warnings.simplefilter("ignore", ResourceWarning)
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        gc.collect()
+    cluster.client_address = f"ray://127.0.0.1:{head['ray_client_server_port']}" \
+        if HAS_RAY_CLIENT else None
     for _ in range(2):
         cluster.add_node(num_cpus=1, object_store_memory=_STORE_BYTES)
     cluster.wait_for_nodes()
@@ -60,6 +75,13 @@ def ray_cluster_module_fixture() -> Iterator[Any]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 @pytest.fixture(name="ray_cluster")

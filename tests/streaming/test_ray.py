@@ -17,6 +17,7 @@ import pytest
 from crash_runs import run_job, run_killed_at
 from ray_fixtures import (
     HAS_RAY,
+    HAS_RAY_CLIENT,
     PER_FILE,
     SKIP_REASON,
     append_events,
@@ -182,12 +183,26 @@ def _remove_node_named_in(cluster, marker, timeout_s: float = 60) -> None:
         time.sleep(0.05)
 
 
+def _job_env(cluster, python_env) -> dict[str, str]:
+    return {**python_env, "RAY_ADDRESS": cluster.address,
+            "PYTHONPATH": TESTS + os.pathsep + python_env["PYTHONPATH"]}
+
+
+@pytest.mark.skipif(not HAS_RAY_CLIENT, reason="ray:// needs pip install 'ray[client]'")
+def test_master_ray_url_runs_the_query_through_ray_client(ray_cluster, tmp_path, python_env):
+    append_events(tmp_path / "input", 0, 4)
+    env = _job_env(ray_cluster, python_env)
+    del env["RAY_ADDRESS"]  # the master URL alone names the cluster
+    finished = run_job([sys.executable, JOB, str(tmp_path), ray_cluster.client_address], env)
+    assert finished.returncode == 0, finished.stderr
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
 @pytest.mark.parametrize("point", DRIVER_KILL_POINTS)
 def test_a_driver_sigkilled_at_each_batch_step_resumes_on_ray_with_each_window_once(
         ray_cluster, tmp_path, python_env, point):
     append_events(tmp_path / "input", 0, 6)
-    env = {**python_env, "RAY_ADDRESS": ray_cluster.address,
-           "PYTHONPATH": TESTS + os.pathsep + python_env["PYTHONPATH"]}
+    env = _job_env(ray_cluster, python_env)
     cmd = [sys.executable, JOB, str(tmp_path)]
     run_killed_at(cmd, env, point, 1)
     finished = run_job(cmd, env)
