@@ -22,7 +22,7 @@ import time
 import traceback
 from typing import Any
 
-from bench import join, kafka, kafka_read, state_restore, throughput, windowed
+from bench import join, kafka, kafka_read, ray_windowed, state_restore, throughput, windowed
 from bench.harness import (
     DATA_ROOT,
     REPO_ROOT,
@@ -39,7 +39,7 @@ __all__ = ["WORKLOADS", "main"]
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (throughput.WORKLOAD, windowed.WORKLOAD, state_restore.WORKLOAD,
-              join.WORKLOAD, kafka.WORKLOAD, kafka_read.WORKLOAD)
+              join.WORKLOAD, kafka.WORKLOAD, kafka_read.WORKLOAD, ray_windowed.WORKLOAD)
 }
 
 

@@ -1,0 +1,163 @@
+"""The windowed workload (bench/windowed.py) on the local executor and on Ray (issue 13).
+
+Same files, same query (5 s tumbling windows by key, 10 s watermark, append, Parquet
+sink, ``availableNow``), three ways on the same cores:
+
+- ``local[2]``: partition tasks on two threads of this process (the baseline);
+- ``ray`` on a cluster of one worker node with 2 CPUs;
+- ``ray`` on a cluster of two worker nodes with 1 CPU each.
+
+Each cluster (``ray.cluster_utils.Cluster``; its head has no CPUs, so every task runs on
+a worker node) is started once and the query runs ``REPEATS`` times on it; the fastest
+run counts, so the workers' start-up (importing Polars) falls on the first. Reported:
+rows/s of each, the ratio to ``local[2]`` (aim >= 0.7x) and the per-batch overhead Ray
+adds, ``(best Ray time - best local time) / batches`` (aim < 20 ms), beside the median
+round trip of one batch's worth of trivial Ray tasks (Ray's fixed cost per batch).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import statistics
+from typing import Any
+
+import polars as pl
+
+from bench import windowed
+from bench.harness import (
+    BenchContext,
+    Measure,
+    Workload,
+    WorkloadResult,
+    cached_dataset,
+    stopwatch,
+    warm_page_cache,
+)
+
+__all__ = ["WORKLOAD", "run"]
+
+REPEATS = 3
+TARGET_RATIO = 0.7
+TARGET_OVERHEAD_MS = 20.0
+_STORE_BYTES = 256 * 1024 * 1024
+
+
+def _query_run(master: str, input_dir: str, run_dir: str) -> dict[str, Any]:
+    """One availableNow run of the windowed query under ``master``."""
+    from unbounded.sql import SparkSession
+    from unbounded.sql import functions as F
+
+    spark = (SparkSession.builder.master(master).appName("bench-windowed-ray")
+             .config("spark.sql.shuffle.partitions", "2")
+             .config("spark.ui.enabled", "false").create())
+    try:
+        with stopwatch() as elapsed:
+            query = windowed._streaming_query(spark, F, input_dir, os.path.join(run_dir, "out"),
+                                              os.path.join(run_dir, "ckpt"))
+            query.awaitTermination()
+        if query.exception() is not None:
+            raise RuntimeError(str(query.exception()))
+        frame = pl.from_arrow(spark.read.parquet(os.path.join(run_dir, "out")).toArrow())
+        return {"seconds": elapsed[0], "batches": len(query.recentProgress),
+                "input_rows": sum(p["numInputRows"] for p in query.recentProgress),
+                "windows": windowed._normalise(frame)}  # type: ignore[arg-type]
+    finally:
+        spark.stop()
+
+
+def _best_of(master: str, input_dir: str, run_dir: str) -> dict[str, Any]:
+    runs = [_query_run(master, input_dir, os.path.join(run_dir, f"{i}"))
+            for i in range(REPEATS)]
+    return min(runs, key=lambda r: r["seconds"])
+
+
+def _on_cluster(nodes: int, cpus_per_node: int, input_dir: str, run_dir: str,
+                ) -> dict[str, Any]:
+    """The best run on a fresh cluster of ``nodes`` worker nodes; this process drives."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "object_store_memory": _STORE_BYTES, "include_dashboard": False})
+    try:
+        for _ in range(nodes):
+            cluster.add_node(num_cpus=cpus_per_node, object_store_memory=_STORE_BYTES)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level="WARNING")
+        best = _best_of("ray", input_dir, run_dir)
+        best["dispatch_ms"] = _dispatch_ms(windowed.FILES_PER_TRIGGER)
+        return best
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _dispatch_ms(tasks: int, rounds: int = 50) -> float:
+    """Median time for the Ray executor to run ``tasks`` trivial tasks and return their
+    results: the fixed cost Ray puts on each batch, without the work."""
+    from unbounded.executors.base import ShippableTask
+    from unbounded.executors.ray import RayExecutor
+
+    executor, trivial = RayExecutor(None, 4, 2), ShippableTask(len)
+    times = []
+    try:
+        for _ in range(rounds):
+            with stopwatch() as elapsed:
+                executor.map(trivial, [b"x"] * tasks)
+            times.append(elapsed[0] * 1000)
+    finally:
+        executor.shutdown()
+    return statistics.median(times)
+
+
+def _measure(result: WorkloadResult, name: str, run: dict[str, Any], rows: int,
+             local: dict[str, Any] | None, expected: pl.DataFrame) -> None:
+    rate = rows / run["seconds"]
+    note = f"{run['seconds']:.2f} s, {run['batches']} batches"
+    if local is None:
+        result.measures.append(Measure(name, rate, "rows/s", 1.0, note=note))
+    else:
+        ratio = rate / (rows / local["seconds"])
+        result.measures.append(Measure(name, rate, "rows/s", ratio, f">= {TARGET_RATIO}x",
+                                       ratio >= TARGET_RATIO, note))
+        overhead_ms = (run["seconds"] - local["seconds"]) * 1000 / max(run["batches"], 1)
+        result.measures.append(Measure(f"{name}: per-batch overhead", overhead_ms, "ms",
+                                       None, f"< {TARGET_OVERHEAD_MS:.0f} ms",
+                                       overhead_ms < TARGET_OVERHEAD_MS,
+                                       "(Ray time - local time) / batches"))
+        result.measures.append(Measure(
+            f"{name}: dispatch of a batch's tasks", run["dispatch_ms"], "ms",
+            note=f"median round trip of {windowed.FILES_PER_TRIGGER} trivial Ray tasks"))
+    result.checks[f"{name} closed windows == polars"] = windowed.compare_windows(
+        run["windows"], expected)
+    result.checks[f"{name} read all input"] = (
+        "ok" if run["input_rows"] == rows else f"FAIL {run['input_rows']:,} of {rows:,}")
+    result.params[name] = {k: v for k, v in run.items() if k != "windows"}
+
+
+def run(ctx: BenchContext) -> WorkloadResult:
+    if importlib.util.find_spec("ray") is None:
+        return WorkloadResult("windowed_ray", status="skipped",
+                              error="ray is not installed (pip install -e '.[ray]')")
+    input_dir, generated = cached_dataset(  # the windowed workload's files, shared
+        ctx.folder("windowed"), {"rows": ctx.rows, "files": windowed.FILES,
+                                 "keys": windowed.KEYS},
+        lambda path: windowed.generate(path, ctx.rows))
+    warm_page_cache(input_dir)
+    run_dir = ctx.fresh_run_dir("windowed-ray")
+    _, expected = windowed._polars(input_dir, os.path.join(run_dir, "polars.parquet"))
+    result = WorkloadResult("windowed_ray", params={
+        "rows": ctx.rows, "files": windowed.FILES, "repeats": REPEATS,
+        "data_generated_now": generated, "closed_windows": expected.height})
+    local = _best_of("local[2]", input_dir, os.path.join(run_dir, "local"))
+    _measure(result, "local[2] (baseline)", local, ctx.rows, None, expected)
+    for name, nodes, cpus in (("ray, 1 worker node x 2 CPUs", 1, 2),
+                              ("ray, 2 worker nodes x 1 CPU", 2, 1)):
+        ray_run = _on_cluster(nodes, cpus, input_dir, os.path.join(run_dir, f"ray{nodes}"))
+        _measure(result, name, ray_run, ctx.rows, local, expected)
+    return result
+
+
+WORKLOAD = Workload("windowed_ray", "the windowed workload on local[2] and on Ray "
+                    "(1 and 2 worker nodes)", 10_000_000, run)
