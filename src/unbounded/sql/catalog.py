@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from unbounded.session import SparkSession
     from unbounded.sql.dataframe import DataFrame
 
-__all__ = ["Catalog", "Database", "Table", "TableMetadata", "parse_table_name",
+__all__ = ["Catalog", "Column", "Database", "Table", "TableMetadata", "parse_table_name",
            "table_not_found"]
 
 DEFAULT_DATABASE = "default"
@@ -67,6 +67,18 @@ class Table(NamedTuple):
     @property
     def database(self) -> str | None:
         return self.namespace[0] if self.namespace and len(self.namespace) == 1 else None
+
+
+class Column(NamedTuple):
+    """A row of ``listColumns`` (PySpark's ``catalog.Column``)."""
+
+    name: str
+    description: str | None
+    dataType: str
+    nullable: bool
+    isPartition: bool
+    isBucket: bool
+    isCluster: bool
 
 
 @dataclass(frozen=True)
@@ -258,6 +270,17 @@ class Catalog:
         db, name = self._qualify(parts)
         self._table_metadata(db, name, tableName)
         return Table(name, CATALOG_NAME, [db], None, "MANAGED", False)
+
+    def listColumns(self, tableName: str, dbName: str | None = None) -> list[Column]:
+        """The columns of a view or table, partition columns flagged."""
+        name = tableName if dbName is None else f"{dbName}.{tableName}"
+        df = self._resolve(name)
+        found = self._table(name) if len(parse_table_name(name)) > 1 or \
+            name.lower() not in self._views else None
+        partitions = {c.lower() for c in found[1].partition_columns} if found else set()
+        return [Column(f.name, None, f.dataType.simpleString(), f.nullable,
+                       f.name.lower() in partitions, False, False)
+                for f in df.schema.fields]
 
     # ---- used by spark.table, spark.sql, the writers -------------------------------------
     def _resolve(self, name: str) -> DataFrame:

@@ -241,8 +241,14 @@ class DataStreamWriter:
             self.format(format)
         if partitionBy is not None:
             self.partitionBy(partitionBy)
+        if outputMode is not None:
+            self.outputMode(outputMode)
+        self.options(**options)
+        # A query that cannot start must not leave a new table behind.
+        check_streaming_query(split_observed(self._df._plan)[0], self._output_mode)
+        self._checkpoint_location(self._df.sparkSession)
         location = self._table_location(tableName)
-        return self.start(location, outputMode=outputMode, queryName=queryName, **options)
+        return self.start(location, queryName=queryName)
 
     def _table_location(self, name: str) -> str:
         """The folder of table ``name``; a missing table is created with this schema."""

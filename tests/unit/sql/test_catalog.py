@@ -10,7 +10,7 @@ import pytest
 
 from unbounded.errors import AnalysisException
 from unbounded.sql import Row, SparkSession
-from unbounded.sql.catalog import Database, Table, TableMetadata, parse_table_name
+from unbounded.sql.catalog import Column, Database, Table, TableMetadata, parse_table_name
 
 
 @pytest.fixture
@@ -116,3 +116,14 @@ def test_parse_table_name_handles_backquotes() -> None:
     assert parse_table_name("`we``ird`") == ["we`ird"]
     with pytest.raises(AnalysisException, match="INVALID_IDENTIFIER"):
         parse_table_name("a..b")
+
+
+def test_list_columns_of_a_table_and_a_view(spark: SparkSession, warehouse: Path) -> None:
+    df = spark.createDataFrame([(1, "a", "x")], "id INT, name STRING, grp STRING")
+    df.write.partitionBy("grp").saveAsTable("parts")
+    assert spark.catalog.listColumns("parts") == [
+        Column("id", None, "int", True, False, False, False),
+        Column("name", None, "string", True, False, False, False),
+        Column("grp", None, "string", True, True, False, False)]
+    df.createOrReplaceTempView("v")
+    assert [c.name for c in spark.catalog.listColumns("v")] == ["id", "name", "grp"]
