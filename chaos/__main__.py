@@ -17,7 +17,8 @@ import time
 
 from chaos import scenarios as sc
 from chaos.corruption import corruption
-from chaos.kafka import kafka_crash_points, kafka_network
+from chaos.kafka import kafka_broker_pause, kafka_commit_cuts, kafka_crash_points, kafka_network
+from chaos.pauses import paused_run
 from chaos.report import Row, render
 
 __all__ = ["MATRIX", "main"]
@@ -26,20 +27,25 @@ SCENARIOS: dict[str, sc.Scenario] = {
     "crash points": sc.crash_points, "random SIGKILL": sc.random_kills,
     "ENOSPC/EIO/EROFS": sc.fs_faults, "power loss": sc.power_loss,
     "delayed close": sc.delayed_close, "stray temp files": sc.stray_temps,
-    "corrupt files": corruption,
+    "corrupt files": corruption, "paused run": paused_run, "clock jumps": sc.clock_jumps,
     "kafka crash points": lambda _s, _q, seed, **kw: kafka_crash_points(seed, **kw),
     "network faults": lambda _s, _q, seed, **kw: kafka_network(seed, **kw),
+    "cut at txn commit": lambda _s, _q, seed, **kw: kafka_commit_cuts(seed, **kw),
+    "broker SIGSTOP": lambda _s, _q, seed, **kw: kafka_broker_pause(seed, **kw),
 }
+_KAFKA = ("kafka crash points", "network faults", "cut at txn commit", "broker SIGSTOP")
 
 # (scenario, sink, query): file sink + windowed first, as the most state to lose.
 MATRIX: list[tuple[str, str, str]] = [
-    *((name, "file", "windowed") for name in SCENARIOS),
+    *((name, "file", "windowed") for name in SCENARIOS if name not in _KAFKA),
     ("crash points", "file", "stateless"), ("random SIGKILL", "file", "stateless"),
     ("corrupt files", "file", "stateless"), ("power loss", "file", "stateless"),
     ("crash points", "foreach", "windowed"), ("random SIGKILL", "foreach", "windowed"),
     ("power loss", "foreach", "windowed"), ("crash points", "foreach", "stateless"),
     ("random SIGKILL", "foreach", "stateless"),
-    ("kafka crash points", "kafka", "stateless"), ("network faults", "kafka", "stateless"),
+    ("paused run", "foreach", "windowed"), ("paused run", "file", "stateless"),
+    ("clock jumps", "foreach", "stateless"), ("clock jumps", "file", "stateless"),
+    *((name, "kafka", "stateless") for name in _KAFKA),
 ]
 
 

@@ -7,15 +7,49 @@ Parquet file per batch id, replaced when a batch is re-run: an idempotent writer
 ``kafka`` (transactional; OUTPUT is the topic). QUERY is ``stateless`` (filter and
 projection) or ``windowed`` (10 s tumbling windows per key, 15 s watermark, append).
 Every job uses ``availableNow`` with one input file per batch and exits 0 when done.
+
+With ``CHAOS_CLOCK_SEED`` set, the engine's wall clock (``now_ms``, which stamps batches and
+progress) jumps hours and days forward and back at random, the query runs with a 50 ms
+processing-time trigger until all input is processed, and each batch's id, watermark and
+input rows are written as JSON lines to ``$CHAOS_PROGRESS``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import sys
+import time
 from typing import Any
 
-__all__ = ["build_query", "foreach_writer", "main"]
+__all__ = ["JumpingClock", "build_query", "foreach_writer", "main"]
+
+
+class JumpingClock:
+    """``now_ms`` whose offset from the real clock jumps at random: up to two days either
+    way, sometimes back to none; never ``time.monotonic``, which the trigger waits use."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.offset_ms = 0
+        self.jumps = 0
+
+    def __call__(self) -> int:
+        if self.rng.random() < 0.3:
+            self.offset_ms = self.rng.choice([0, 1, -1]) * self.rng.randrange(3_600_000,
+                                                                              172_800_000)
+            self.jumps += 1
+        return int(time.time() * 1000) + self.offset_ms
+
+
+def _install_clock(seed: int) -> JumpingClock:
+    from unbounded.runtime import execution, microbatch, progress
+
+    clock = JumpingClock(seed)
+    for module in (execution, microbatch, progress):
+        module.now_ms = clock  # type: ignore[attr-defined]
+    return clock
 
 
 def _rows(spark: Any, query: str, input_dir: str) -> Any:
@@ -52,7 +86,11 @@ def build_query(spark: Any, sink: str, query: str, args: list[str]) -> Any:
     input_dir, output, checkpoint = args[:3]
     rows = _rows(spark, query, input_dir)
     writer = rows.writeStream.option("checkpointLocation", checkpoint)
-    writer = writer.trigger(availableNow=True).outputMode("append")
+    if os.environ.get("CHAOS_CLOCK_SEED"):
+        writer = writer.trigger(processingTime="50 milliseconds")
+    else:
+        writer = writer.trigger(availableNow=True)
+    writer = writer.outputMode("append")
     if sink == "file":
         return writer.format("parquet").start(output)
     if sink == "foreach":
@@ -61,6 +99,8 @@ def build_query(spark: Any, sink: str, query: str, args: list[str]) -> Any:
     return (rows.select(value.alias("value")).writeStream
             .option("checkpointLocation", checkpoint).trigger(availableNow=True)
             .format("kafka").option("kafka.bootstrap.servers", args[3])
+            .option("kafka.transaction.timeout.ms",
+                    os.environ.get("CHAOS_TXN_TIMEOUT_MS", "60000"))
             .option("topic", output).start())
 
 
@@ -71,8 +111,23 @@ def main(argv: list[str]) -> int:
     spark = (SparkSession.builder.appName(f"chaos-{sink}-{query}")
              .config("spark.sql.shuffle.partitions", "2")
              .config("spark.sql.streaming.stateStore.minDeltasForSnapshot", "2")
+             .config("spark.sql.streaming.minBatchesToRetain",
+                     os.environ.get("CHAOS_RETAIN", "100"))
              .getOrCreate())
-    build_query(spark, sink, query, rest).awaitTermination()
+    seed = os.environ.get("CHAOS_CLOCK_SEED")
+    if not seed:
+        build_query(spark, sink, query, rest).awaitTermination()
+        return 0
+    clock = _install_clock(int(seed))
+    running = build_query(spark, sink, query, rest)
+    running.processAllAvailable()
+    time.sleep(0.5)  # idle triggers under the jumping clock: they must not run batches
+    running.stop()
+    with open(os.environ["CHAOS_PROGRESS"], "w") as f:
+        for p in running.recentProgress:
+            f.write(json.dumps({"batchId": p["batchId"], "numInputRows": p["numInputRows"],
+                                "watermark": p.get("eventTime", {}).get("watermark"),
+                                "jumps": clock.jumps}) + "\n")
     return 0
 
 

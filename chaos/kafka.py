@@ -8,18 +8,22 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
 from chaos.proxy import Proxy
 from chaos.report import Row
 from chaos.scenarios import Size, check, prepare
-from chaos.supervisor import JobSpec, run_to_end, supervise
+from chaos.supervisor import JobSpec, commit_count, run_to_end, supervise
 from chaos.workload import Workload
 from unbounded.testing.broker import BrokerProcess, create_topic, started_broker, unique_topic
 from unbounded.testing.faults import FAULT_POINTS
 
-__all__ = ["kafka_broker", "kafka_crash_points", "kafka_network"]
+__all__ = ["kafka_broker", "kafka_broker_pause", "kafka_commit_cuts", "kafka_crash_points",
+           "kafka_network"]
+
+_END_TXN = 26  # the Kafka API key of EndTxn
 
 
 @contextlib.contextmanager
@@ -101,3 +105,65 @@ def kafka_network(seed: int, *, root: str, size: Size) -> Row:
     return row
 
 
+
+
+def _until_done(spec: JobSpec, extra: dict[str, str] | None = None) -> tuple[int, int]:
+    """Run until a run ends 0 (at most 6 runs): (last exit code, failed runs)."""
+    code, failures = 1, 0
+    while code != 0 and failures < 6:
+        code = run_to_end(spec, extra, timeout_s=180).returncode
+        failures += code != 0
+    return code, failures
+
+
+def kafka_commit_cuts(seed: int, *, root: str, size: Size) -> Row:
+    """Every connection cut at a transaction's commit request, before the broker gets it
+    and right after it forwarded it (committed, unacknowledged)."""
+    row = Row("cut at txn commit", "kafka", "stateless")
+    with kafka_broker() as (broker, proxy):
+        for i in range(size.repeats):
+            for after in (False, True):
+                spec, work = _spec(root, f"kcommit-{i}-{int(after)}", seed + i, size,
+                                   broker.bootstrap)
+                proxy.arm_cut(_END_TXN, after)
+                fired = proxy.fired
+                code, failures = _until_done(spec)
+                row.faults += proxy.fired - fired
+                row.detected += failures
+                check(row, spec, work, code)
+    return row
+
+
+def _pause_broker(broker: BrokerProcess, spec: JobSpec, pause_s: float,
+                  rng: random.Random) -> None:
+    deadline = time.monotonic() + 60
+    while commit_count(spec.checkpoint) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.3))
+    broker.pause()
+    try:
+        time.sleep(pause_s)
+    finally:
+        broker.resume()
+
+
+def kafka_broker_pause(seed: int, *, root: str, size: Size) -> Row:
+    """The broker SIGSTOPped mid-run for 1 s and 5 s with a 2 s transaction timeout."""
+    row, rng = Row("broker SIGSTOP", "kafka", "stateless"), random.Random(seed)
+    timeout = {"CHAOS_TXN_TIMEOUT_MS": "2000", "UNBOUNDED_TEST_BATCH_DELAY": "0.2"}
+    with kafka_broker() as (broker, _proxy):
+        for i in range(size.repeats):
+            for pause_s in (1.0, 5.0):
+                spec, work = _spec(root, f"kpause-{i}-{pause_s:.0f}", seed + i, size,
+                                   broker.bootstrap)
+                pauser = threading.Thread(target=_pause_broker,
+                                          args=(broker, spec, pause_s, rng))
+                pauser.start()
+                try:
+                    code, failures = _until_done(spec, timeout)
+                finally:
+                    pauser.join()
+                row.faults += 1
+                row.detected += failures
+                check(row, spec, work, code)
+    return row

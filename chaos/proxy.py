@@ -26,6 +26,8 @@ class Proxy:
         self.delay_s = 0.0
         self.cuts = 0
         self._stalled_until = 0.0
+        self._armed: tuple[int, bool] | None = None
+        self.fired = 0
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
 
@@ -56,6 +58,8 @@ class Proxy:
                     time.sleep(0.01)
                 if self.delay_s:
                     time.sleep(self.delay_s)
+                if self._trips(chunk):
+                    return
                 dst.sendall(chunk)
         for s in (src, dst):
             with contextlib.suppress(OSError):
@@ -70,6 +74,25 @@ class Proxy:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
                 s.close()
         self.cuts += 1
+
+    def arm_cut(self, api_key: int, after: bool) -> None:
+        """Cut every connection at the next request with ``api_key`` (26: EndTxn, the
+        transaction commit): before the broker sees it, or once it is forwarded (the
+        broker commits, the client never hears)."""
+        self._armed = (api_key, after)
+
+    def _trips(self, chunk: bytes) -> bool:
+        """Whether ``chunk`` is the armed request (then the connections are cut and, if
+        not ``after``, the request is dropped)."""
+        armed = self._armed
+        if armed is None or len(chunk) < 6 or int.from_bytes(chunk[4:6]) != armed[0]:
+            return False
+        self._armed, self.fired = None, self.fired + 1
+        if armed[1]:
+            threading.Timer(0.05, self.cut).start()
+            return False
+        self.cut()
+        return True
 
     def stall(self, seconds: float) -> None:
         self._stalled_until = time.monotonic() + seconds
