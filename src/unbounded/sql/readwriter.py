@@ -84,6 +84,8 @@ class DataFrameReader:
         if schema is not None:
             self.schema(schema)
         self.options(**options)
+        if self._format == "delta":
+            return self._load_delta(path)
         if self._format not in _FORMATS:
             raise AnalysisException(
                 f"[DATA_SOURCE_NOT_FOUND] Failed to find the data source {self._format!r}; "
@@ -98,6 +100,27 @@ class DataFrameReader:
         relation = FileRelation(self._format, tuple(files), resolved,
                                 tuple(self._options.items()), tuple(paths))
         return DataFrame(relation, self._session)
+
+    def _load_delta(self, path: str | list[str] | None) -> DataFrame:
+        """A Delta table's snapshot (option ``versionAsOf`` for an older one), read now."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        from unbounded.plan.logical import DataRelation
+        from unbounded.sql.dataframe import DataFrame
+
+        raw = path if path is not None else self._options.get("path")
+        if not isinstance(raw, str):
+            raise AnalysisException("A Delta read takes one table path: "
+                                    "spark.read.format('delta').load('/path').")
+        version = self._options.get("versionAsOf")
+        try:
+            table = DeltaTable(local_path(raw), version=int(version) if version else None)
+        except TableNotFoundError:
+            raise AnalysisException(
+                f"[DELTA_TABLE_NOT_FOUND] {raw} is not a Delta table (no _delta_log).",
+                error_class="DELTA_TABLE_NOT_FOUND") from None
+        return DataFrame(DataRelation(pa.table(table.to_pyarrow_table())), self._session)
 
     def _ignore_missing_files(self) -> bool:
         """The option ``ignoreMissingFiles``, else spark.sql.files.ignoreMissingFiles."""
@@ -226,7 +249,39 @@ class DataFrameWriter:
         if target is None:
             raise AnalysisException("A path is required: df.write.format(...).save(path), "
                                     "or saveAsTable(name).", error_class="MISSING_PATH")
-        self._write_path(os.path.abspath(local_path(target)))
+        folder = os.path.abspath(local_path(target))
+        if self._resolved_format == "delta":
+            self._write_delta(folder)
+        else:
+            self._write_path(folder)
+
+    def _write_delta(self, folder: str) -> None:
+        """A Delta commit through delta-rs; with options ``txnAppId`` and ``txnVersion``
+        (Delta's idempotent writes, for ``foreachBatch``) a version already committed by
+        that app id is skipped."""
+        from deltalake import write_deltalake
+
+        from unbounded.sinks.delta import write_batch
+
+        app_id, version = self._options.get("txnAppId"), self._options.get("txnVersion")
+        table = self._table()
+        if app_id and version:
+            if self._mode is not SaveMode.APPEND:
+                raise AnalysisException("Idempotent Delta writes (txnAppId, txnVersion) "
+                                        'need mode("append").', error_class="INVALID_OPTION")
+            write_batch(table, int(version), folder, app_id)
+            return
+        if self._mode is SaveMode.ERROR and os.path.isdir(os.path.join(folder, "_delta_log")):
+            raise AnalysisException(
+                f"[DELTA_PATH_EXISTS] Cannot write to already existent path {path_uri(folder)} "
+                'without setting mode("overwrite") or mode("append").',
+                error_class="DELTA_PATH_EXISTS")
+        schema_mode = "overwrite" if _flag(self._options, "overwriteSchema") else (
+            "merge" if _flag(self._options, "mergeSchema") else None)
+        mode = "error" if self._mode is SaveMode.ERROR else self._mode.value
+        write_deltalake(folder, table, mode=mode,  # type: ignore[arg-type]
+                        partition_by=list(self._partition_by) or None,
+                        schema_mode=schema_mode)  # type: ignore[arg-type]
 
     def _write_path(self, folder: str) -> None:
         exists = os.path.exists(folder)
@@ -323,6 +378,10 @@ class DataFrameWriter:
             _clear_folder(location, keep={"_unbounded_table.json"})
         _write_files(location, metadata.format, table, metadata.partition_columns,
                      self._options)
+
+
+def _flag(options: dict[str, str], key: str) -> bool:
+    return any(k.lower() == key.lower() and v.lower() == "true" for k, v in options.items())
 
 
 def _clear_folder(folder: str, keep: set[str] | frozenset[str] = frozenset()) -> None:

@@ -133,3 +133,22 @@ def test_foreach_batch_writes_each_batch_with_the_batch_writer(spark: SparkSessi
              .foreachBatch(write).trigger(availableNow=True).start())
     query.awaitTermination(30)
     assert sorted(spark.read.orc(out).collect()) == [Row(n=1), Row(n=2)]
+
+
+def test_delta_batch_writes_modes_versions_and_idempotent_txn(people, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spark = people.sparkSession
+    table = str(tmp_path / "delta")
+    people.write.format("delta").save(table)
+    with pytest.raises(AnalysisException, match="DELTA_PATH_EXISTS"):
+        people.write.format("delta").save(table)
+    people.limit(1).write.format("delta").mode("append").save(table)
+    assert spark.read.format("delta").load(table).count() == 4
+    assert spark.read.format("delta").option("versionAsOf", 0).load(table).count() == 3
+    # foreachBatch's idempotent form: a txnVersion already committed by the app is skipped
+    for _ in range(2):
+        (people.limit(1).write.format("delta").mode("append")
+         .option("txnAppId", "job").option("txnVersion", 7).save(table))
+    assert spark.read.format("delta").load(table).count() == 5
+    people.select("id").filter("id = 2").write.format("delta").mode("overwrite") \
+        .option("overwriteSchema", "true").save(table)
+    assert spark.read.format("delta").load(table).collect() == [Row(id=2)]
