@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from unbounded.checkpoint import atomic
-from unbounded.checkpoint.atomic import write_atomic
+from unbounded.checkpoint.atomic import write_atomic, write_atomic_replace
 from unbounded.testing.checkpoint_faults import FaultyFileOps, parse_faults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,6 +21,7 @@ sys.path.insert(0, ROOT)  # the chaos package lives at the repository root, as b
 
 from chaos import scenarios as sc  # noqa: E402
 from chaos.corruption import corruption  # noqa: E402
+from chaos.kafka import kafka_commit_cuts  # noqa: E402
 from chaos.outputs import committed_rows  # noqa: E402
 from chaos.supervisor import run_to_end  # noqa: E402
 from chaos.workload import compare, expected_rows, generate  # noqa: E402
@@ -68,11 +69,28 @@ def test_faulty_file_ops_fire_on_the_nth_matching_operation(tmp_path, monkeypatc
     assert ops.fired == [f"enospc:write:2:{tmp_path}/commits/1"]
 
 
+def test_a_power_cut_loses_exactly_what_no_fsync_made_durable(tmp_path, monkeypatch):
+    ops = FaultyFileOps([])
+    monkeypatch.setattr(atomic, "file_ops", ops)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "1.delta").write_bytes(b"old")
+    write_atomic(str(tmp_path / "commits" / "0"), b"durable")
+    write_atomic_replace(str(tmp_path / "state" / "1.delta"), b"new", sync_dir=False)
+    write_atomic_replace(str(tmp_path / "state" / "2.delta"), b"new", sync_dir=False)
+    ops.lose_unsynced()
+    assert (tmp_path / "commits" / "0").read_bytes() == b"durable"
+    assert (tmp_path / "state" / "1.delta").read_bytes() == b"old"
+    assert not (tmp_path / "state" / "2.delta").exists()
+    temps = [p for p in (tmp_path / "state").iterdir() if p.name.endswith(".tmp")]
+    assert len(temps) == 2, "the renamed-away temp files come back, as on a real disk"
+
+
 @pytest.mark.parametrize(("scenario", "sink", "query"), [
     (sc.crash_points, "file", "windowed"),
     (sc.fs_faults, "file", "windowed"),
     (sc.power_loss, "foreach", "windowed"),
     (sc.random_kills, "file", "stateless"),
+    (sc.clock_jumps, "file", "windowed"),
 ])
 def test_chaos_scenarios_lose_and_duplicate_nothing(tmp_path, scenario, sink, query):
     row = scenario(sink, query, SEED, root=str(tmp_path), size=SIZE)
@@ -85,3 +103,12 @@ def test_damaged_state_and_logs_are_detected_or_repaired_exactly(tmp_path):
                      kinds=["state delta", "sink manifest"], damages=["bit flip", "delete"])
     assert row.faults == 8
     assert row.detected == 8 and row.silent == 0, row.notes
+
+
+def test_a_connection_cut_at_the_transaction_commit_loses_and_duplicates_nothing(tmp_path):
+    pytest.importorskip("confluent_kafka")
+    if os.environ.get("UNBOUNDED_TEST_KAFKA_BOOTSTRAP"):
+        pytest.skip("the proxy needs a private broker")
+    row = kafka_commit_cuts(SEED, root=str(tmp_path), size=SIZE)
+    assert row.faults == 2, "the commit request was cut before and after the broker got it"
+    assert (row.lost, row.duplicated, row.silent) == (0, 0, 0), row.notes

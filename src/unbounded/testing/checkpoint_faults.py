@@ -145,11 +145,18 @@ class FaultyFileOps(FileOps):
         if fault.kind.startswith("delay="):
             time.sleep(float(fault.kind.removeprefix("delay=")))
         elif fault.kind == "power":
-            self._volatile.lose_everything()
+            self.lose_unsynced()
             os.kill(os.getpid(), signal.SIGKILL)
         else:
             code = _ERRORS[fault.kind]
             raise OSError(code, os.strerror(code), path)
+
+    def lose_unsynced(self) -> None:
+        """What a power cut does to the disk: undo every directory change no folder fsync
+        made durable, and empty every file written since its last fsync."""
+        with self._lock:
+            self._volatile.lose_everything()
+            self._volatile = _Volatile()
 
     def open(self, path: str) -> BinaryIO:
         f = super().open(path)
