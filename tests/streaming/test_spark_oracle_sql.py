@@ -9,6 +9,7 @@ tests/streaming/test_spark_oracle_sql.py`` with ``pyspark`` installed
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +157,34 @@ def test_spark_reads_what_the_batch_writer_wrote(both: tuple[Any, SparkSession],
     theirs = pyspark_session.read.format(fmt).load(out)
     rows = sorted((r.id, r.customer, r.amount) for r in theirs.collect())
     assert rows == sorted((r[0], r[1], r[2]) for r in ORDERS[0])
+
+
+STREAM_QUERY = ("SELECT window.start AS start, customer, count(*) AS n, sum(amount) AS total "
+                "FROM events GROUP BY window(ts, '5 minutes'), customer")
+
+
+def _run_stream(session: Any, source: str, out: str, checkpoint: str) -> None:
+    stream = (session.readStream.schema("id BIGINT, customer STRING, amount DOUBLE, "
+                                        "ts TIMESTAMP").json(source))
+    stream.withWatermark("ts", "2 minutes").createOrReplaceTempView("events")
+    query = (session.sql(STREAM_QUERY).writeStream.format("parquet")
+             .option("checkpointLocation", checkpoint).trigger(availableNow=True).start(out))
+    query.awaitTermination(120)
+
+
+def test_streaming_window_sql_matches_spark(both: tuple[Any, SparkSession],
+                                            tmp_path: Path) -> None:
+    source = tmp_path / "events"
+    source.mkdir()
+    lines = [json.dumps({"id": i, "customer": c, "amount": a,
+                         "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ")})
+             for i, c, a, ts in ORDERS[0]]
+    (source / "a.json").write_text("\n".join(lines) + "\n")
+    results = []
+    for name, session in zip(("spark", "ours"), both, strict=True):
+        out = str(tmp_path / f"out_{name}")
+        _run_stream(session, str(source), out, str(tmp_path / f"ck_{name}"))
+        results.append(sorted((tuple(r) for r in both[0].read.parquet(out).collect()),
+                              key=repr))
+    assert results[1] == results[0]
+    assert len(results[0]) == 3  # the windows ending by the watermark (12 - 2 minutes)
