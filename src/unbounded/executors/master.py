@@ -50,8 +50,8 @@ def parse_master(url: str) -> Master:
 
     >>> parse_master("local[4]")
     Master(kind='local', threads=4, max_failures=None, address=None)
-    >>> parse_master("ray://10.0.0.1:10001").address
-    'ray://10.0.0.1:10001'
+    >>> parse_master("local[*, 3]").task_max_failures(None)
+    3
     """
     text = url.strip()
     local = _LOCAL.fullmatch(text)
