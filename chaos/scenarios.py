@@ -200,6 +200,7 @@ def stray_temps(sink: str, query: str, seed: int, *, root: str, size: Size) -> R
     left = _temps_left(spec.checkpoint)
     row.detected = row.faults - len(left)
     row.notes += [f"stray temp file kept: {p}" for p in left]
+    row.silent += bool(left)  # not read, but a leak the start-up must clean
     return row
 
 

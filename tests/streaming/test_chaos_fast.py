@@ -91,6 +91,7 @@ def test_a_power_cut_loses_exactly_what_no_fsync_made_durable(tmp_path, monkeypa
     (sc.power_loss, "foreach", "windowed"),
     (sc.random_kills, "file", "stateless"),
     (sc.clock_jumps, "file", "windowed"),
+    (sc.stray_temps, "file", "windowed"),
 ])
 def test_chaos_scenarios_lose_and_duplicate_nothing(tmp_path, scenario, sink, query):
     row = scenario(sink, query, SEED, root=str(tmp_path), size=SIZE)

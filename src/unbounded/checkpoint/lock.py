@@ -1,7 +1,10 @@
 """The run lock: at most one live run of a query per checkpoint.
 
 An exclusive ``flock`` on ``<checkpoint>/.lock``; the kernel releases it when the
-process dies (even by SIGKILL), so a crashed run never blocks its restart.
+process dies (even by SIGKILL), so a crashed run never blocks its restart. Once held,
+temp files an interrupted write left in the checkpoint's root are removed: no later
+write may go there (``metadata`` is written once), so the lazy clean-up of
+``atomic.py`` would never reach them.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 
+from unbounded.checkpoint.atomic import remove_stray_temps
 from unbounded.errors import ConcurrentQueryError
 
 __all__ = ["CheckpointLock"]
@@ -33,6 +37,7 @@ class CheckpointLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+        remove_stray_temps(os.path.dirname(self.path))
 
     def release(self) -> None:
         if self._fd is not None:
