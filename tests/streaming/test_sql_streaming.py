@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,15 @@ def test_delta_path_tables_still_work_with_to_table(spark: SparkSession, events:
              .trigger(availableNow=True).toTable(f"delta.`{target}`"))
     query.awaitTermination(60)
     assert (target / "_delta_log").is_dir()
+
+
+def test_partitioned_stream_table_reads_back_its_partition_column(
+        spark: SparkSession, events: Path, tmp_path: Path) -> None:
+    query = (spark.sql("SELECT v, k FROM events WHERE v > 1").writeStream
+             .option("checkpointLocation", str(tmp_path / "ck4")).partitionBy("k")
+             .trigger(availableNow=True).toTable("by_key"))
+    query.awaitTermination(30)
+    assert sorted(os.listdir(tmp_path / "warehouse" / "by_key")) == [
+        "_spark_metadata", "_unbounded_table.json", "k=a", "k=b"]
+    assert sorted(spark.table("by_key").collect()) == [
+        Row(v=2, k="b"), Row(v=3, k="a"), Row(v=4, k="a"), Row(v=5, k="b")]

@@ -29,7 +29,8 @@ import pyarrow as pa
 
 from unbounded.errors import AnalysisException
 from unbounded.files.paths import local_path
-from unbounded.plan.types import StructType
+from unbounded.plan.expressions import Expression
+from unbounded.plan.types import StructField, StructType
 
 if TYPE_CHECKING:
     from unbounded.session import SparkSession
@@ -336,8 +337,34 @@ class Catalog:
 
     def _read_table(self, db: str, name: str) -> DataFrame:
         location, metadata = self._table_metadata(db, name, f"{db}.{name}")
+        if metadata.partition_columns:
+            return self._read_partitioned(location, metadata)
         reader = self._session.read.format(metadata.format).schema(metadata.schema)
         return reader.load(location)
+
+    def _read_partitioned(self, location: str, metadata: TableMetadata) -> DataFrame:
+        """A partitioned table: each ``col=value`` folder's files, with the partition
+        columns as constants of the types the table declares (the catalog knows them,
+        as Spark's metastore does; nothing is inferred from the folder names)."""
+        from unbounded.plan.logical import FileRelation, Project, Union
+        from unbounded.sql.dataframe import DataFrame
+        from unbounded.sql.readwriter import list_data_files
+
+        keys = [f for f in metadata.schema.fields if f.name in metadata.partition_columns]
+        data = StructType([f for f in metadata.schema.fields
+                           if f.name not in metadata.partition_columns])
+        groups: dict[tuple[str | None, ...], list[str]] = {}
+        for path in list_data_files(location):
+            values = _partition_values(os.path.relpath(path, location), len(keys))
+            groups.setdefault(values, []).append(path)
+        plans = [Project(FileRelation(metadata.format, tuple(files), data),
+                         _with_constants(data, keys, values))
+                 for values, files in sorted(groups.items(), key=lambda g: str(g[0]))]
+        if not plans:
+            empty = FileRelation(metadata.format, (), metadata.schema)
+            return DataFrame(empty, self._session)
+        plan = plans[0] if len(plans) == 1 else Union(tuple(plans))
+        return DataFrame(plan, self._session)
 
     def _table(self, name: str) -> tuple[str, TableMetadata] | None:
         """A warehouse table's location and metadata; None when there is none."""
@@ -359,6 +386,23 @@ class Catalog:
             shutil.rmtree(location)
         metadata.write(location)
         return location
+
+
+def _partition_values(relative: str, count: int) -> tuple[str | None, ...]:
+    """The values of ``a=1/b=x/part-0.parquet``'s partition folders (NULL's name too)."""
+    folders = relative.split(os.sep)[:-1][-count:] if count else []
+    values = [f.partition("=")[2] for f in folders]
+    return tuple(None if v == "__HIVE_DEFAULT_PARTITION__" else v for v in values)
+
+
+def _with_constants(data: StructType, keys: list[StructField],
+                    values: tuple[str | None, ...]) -> tuple[Expression, ...]:
+    from unbounded.plan.expressions import Alias, Cast, ColumnRef, Literal
+
+    columns: list[Expression] = [ColumnRef(f"`{f.name}`") for f in data.fields]
+    columns += [Alias(Cast(Literal(v), k.dataType), k.name)
+                for k, v in zip(keys, values, strict=True)]
+    return tuple(columns)
 
 
 def _view_name(name: str) -> str:

@@ -128,6 +128,12 @@ class DataStreamReader:
                 f"readStream.table({tableName!r}): only warehouse tables and streaming views "
                 "can be read as a stream.", error_class="UNSUPPORTED_STREAMING_TABLE")
         location, metadata = found
+        if metadata.partition_columns:
+            raise AnalysisException(
+                f"readStream.table({tableName!r}): streaming reads of a partitioned table "
+                f"(partitioned by {', '.join(metadata.partition_columns)}) are not supported "
+                "yet; read it with spark.table(...) or write it unpartitioned.",
+                error_class="UNSUPPORTED_STREAMING_TABLE")
         return self.format(metadata.format).schema(metadata.schema).load(location)
 
 

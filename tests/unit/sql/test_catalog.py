@@ -127,3 +127,27 @@ def test_list_columns_of_a_table_and_a_view(spark: SparkSession, warehouse: Path
         Column("grp", None, "string", True, True, False, False)]
     df.createOrReplaceTempView("v")
     assert [c.name for c in spark.catalog.listColumns("v")] == ["id", "name", "grp"]
+
+
+def test_partitioned_table_reads_partition_columns_with_declared_types(
+        spark: SparkSession, warehouse: Path) -> None:
+    df = spark.createDataFrame([(1, "x", 5), (2, "y", 6), (3, None, 5)],
+                               "id INT, g STRING, n INT")
+    df.write.partitionBy("g", "n").saveAsTable("parts")
+    assert sorted(os.listdir(warehouse / "parts")) == [
+        "_SUCCESS", "_unbounded_table.json", "g=__HIVE_DEFAULT_PARTITION__", "g=x", "g=y"]
+    table = spark.table("parts")
+    assert table.schema.simpleString() == "struct<id:int,g:string,n:int>"
+    assert sorted(table.collect(), key=lambda r: r.id) == [
+        Row(id=1, g="x", n=5), Row(id=2, g="y", n=6), Row(id=3, g=None, n=5)]
+    spark.sql("INSERT INTO parts VALUES (4, 'x', 7)")
+    assert spark.sql("SELECT g, sum(id) AS s FROM parts GROUP BY g ORDER BY g").collect() == [
+        Row(g=None, s=3), Row(g="x", s=5), Row(g="y", s=2)]
+    with pytest.raises(AnalysisException, match="partitioned table"):
+        spark.readStream.table("parts")
+
+
+def test_empty_partitioned_table_has_its_schema(spark: SparkSession, warehouse: Path) -> None:
+    spark.sql("CREATE TABLE e (a INT, p STRING) PARTITIONED BY (p)")
+    assert spark.table("e").columns == ["a", "p"]
+    assert spark.table("e").collect() == []
