@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
+from unbounded.executors.retry import RetryingExecutor
 
 __all__ = ["Master", "create_executor", "parse_master"]
 
@@ -36,12 +37,11 @@ class Master:
     address: str | None = None  # ray only; None: this machine's runtime
 
     def task_max_failures(self, conf_value: str | None) -> int:
-        """Attempts per task: ``spark.task.maxFailures``, else the master's default."""
-        if conf_value is not None:
-            return max(1, int(conf_value))
-        if self.max_failures is not None:
-            return self.max_failures
-        return _LOCAL_FAILURES if self.kind == "local" else _CLUSTER_FAILURES
+        """Attempts per task. As in Spark: in local mode F of ``local[N, F]``, else 1
+        (``spark.task.maxFailures`` does not apply); on a cluster that setting, else 4."""
+        if self.kind == "local":
+            return self.max_failures or _LOCAL_FAILURES
+        return max(1, int(conf_value)) if conf_value is not None else _CLUSTER_FAILURES
 
 
 def parse_master(url: str) -> Master:
@@ -74,7 +74,9 @@ def create_executor(master: Master, conf: Callable[[str], str | None]) -> Execut
     threads = conf("unbounded.executor.threads")
     workers = int(threads) if threads else master.threads
     if master.kind == "local":
-        return LocalExecutor(workers)
+        attempts = master.task_max_failures(None)
+        local = LocalExecutor(workers)
+        return local if attempts == 1 else RetryingExecutor(local, attempts)
     from unbounded.executors.ray import RayExecutor
 
     return RayExecutor(master.address, master.task_max_failures(conf("spark.task.maxFailures")),
