@@ -220,8 +220,10 @@ def _dedup_files(folder: str, seed: int) -> None:
             seconds = max(0, clock + offset)
             rows.append({"id": rng.randrange(0, 15),
                          "ts": f"2026-01-01 10:{seconds // 60:02d}:{seconds % 60:02d}"})
-        with open(os.path.join(folder, f"part-{f}.json"), "w") as out:
+        path = os.path.join(folder, f"part-{f}.json")
+        with open(path, "w") as out:
             out.write("".join(json.dumps(r) + "\n" for r in rows))
+        os.utime(path, (1_700_000_000 + f, 1_700_000_000 + f))  # one batch order for both
 
 
 def _run_dedup(session: Any, functions: Any, folder: str, checkpoint: str) -> list[Any]:
