@@ -75,6 +75,12 @@ QUERIES = [
     "AND a.id < b.id ORDER BY a.id, other",
     "SELECT upper(customer) AS c, count(*) AS n FROM orders GROUP BY upper(customer) "
     "ORDER BY c NULLS LAST",
+    "SELECT id, customer, row_number() OVER (PARTITION BY customer ORDER BY amount DESC) "
+    "AS rn, sum(amount) OVER (PARTITION BY customer ORDER BY id ROWS BETWEEN 1 PRECEDING "
+    "AND CURRENT ROW) AS recent, lead(id) OVER (ORDER BY ts) AS next_id FROM orders "
+    "ORDER BY id",
+    "SELECT customer, sum(amount) AS total, rank() OVER (ORDER BY sum(amount) DESC) AS r "
+    "FROM orders GROUP BY customer ORDER BY r, customer",
 ]
 
 

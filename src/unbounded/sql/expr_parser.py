@@ -41,6 +41,7 @@ from unbounded.plan.expressions import (
     In,
     Like,
     Literal,
+    SortOrder,
     Star,
     UnaryOp,
 )
@@ -519,6 +520,56 @@ def _(node: exp.Extract) -> Expression:
         raise _Rejected(f"EXTRACT of {unit} is not supported; use one of "
                         f"{', '.join(_EXTRACT_FUNCTIONS)}")
     return _call(_EXTRACT_FUNCTIONS[unit], [node.expression])
+
+
+@_convert.register
+def _(node: exp.Window) -> Expression:
+    """``f(...) OVER ([PARTITION BY ...] [ORDER BY ...] [ROWS|RANGE BETWEEN ...])``: the
+    node ``Column.over(WindowSpec)`` builds."""
+    from unbounded.plan import window as W
+
+    order = node.args.get("order")
+    if node.args.get("alias") is not None or node.args.get("over") != "OVER":
+        raise _Rejected(f"Named windows ({node.sql(dialect='spark')}) are not supported; "
+                        "write the window inline: OVER (PARTITION BY ... ORDER BY ...)")
+    spec = W.WindowSpec(tuple(_convert(e) for e in node.args.get("partition_by") or []),
+                        tuple(_sort_order(o) for o in (order.expressions if order else [])),
+                        _frame(node.args.get("spec")))
+    try:
+        return W.WindowExpression(_convert(node.this), spec)
+    except (TypeError, ValueError) as err:
+        raise _Rejected(str(err), "UNSUPPORTED_EXPR_FOR_WINDOW") from None
+
+
+def _sort_order(node: exp.Expr) -> SortOrder:
+    if not isinstance(node, exp.Ordered):
+        return SortOrder(_convert(node), True)
+    nulls_first = node.args.get("nulls_first")
+    return SortOrder(_convert(node.this), not node.args.get("desc"),
+                     bool(nulls_first) if nulls_first is not None else None)
+
+
+def _frame(spec: exp.WindowSpec | None) -> Any:
+    from unbounded.plan import window as W
+
+    if spec is None:
+        return None
+    return W.WindowFrame(str(spec.args.get("kind") or "rows").lower(),
+                         _frame_bound(spec.args.get("start"), spec.args.get("start_side")),
+                         _frame_bound(spec.args.get("end"), spec.args.get("end_side")))
+
+
+def _frame_bound(value: Any, side: Any) -> int | None:
+    """``UNBOUNDED`` -> None, ``CURRENT ROW`` -> 0, ``n PRECEDING`` -> -n."""
+    if isinstance(value, str):
+        if value.upper() == "UNBOUNDED":
+            return None
+        if value.upper() == "CURRENT ROW":
+            return 0
+    offset = _constant(value) if isinstance(value, exp.Expr) else value
+    if not isinstance(offset, int):
+        raise _Rejected(f"A window frame bound must be an integer, got {value}")
+    return -offset if str(side).upper() == "PRECEDING" else offset
 
 
 @_convert.register

@@ -64,6 +64,7 @@ from unbounded.plan.logical import (
     SubqueryAlias,
     Union,
 )
+from unbounded.plan.window import WindowExpression
 from unbounded.sql.expr_parser import convert_node, parse_statement
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ class _Translator:
             if node.args["distinct"].args.get("on"):
                 raise _unsupported("DISTINCT ON", self.sql)
             plan = Deduplicate(plan, None)
-            plan = self.output_sort(plan, items, node)
+            plan = self.output_sort(plan, items, node.args.get("order"))
         return self.limit(plan, node)
 
     def where(self, plan: LogicalPlan, condition: exp.Expr, scope: Scope) -> LogicalPlan:
@@ -285,18 +286,22 @@ class _Translator:
     def projection(self, plan: LogicalPlan, items: list[Expression],
                    node: exp.Select) -> LogicalPlan:
         """Rows in ORDER BY order (sorted below the projection, so ORDER BY may name
-        input columns the select list drops), then the select list."""
+        input columns the select list drops), then the select list. An ORDER BY on a
+        window function's result sorts the projection's output instead."""
         order = node.args.get("order")
-        if order is not None and node.args.get("distinct") is None:
-            aliases = _output_map(items)
-            plan = Sort(plan, tuple(self.sort_order(o, lambda e: _substitute(e, aliases, items))
-                                    for o in order.expressions))
-        return Project(plan, tuple(items))
+        if order is None or node.args.get("distinct") is not None:
+            return Project(plan, tuple(items))
+        aliases = _output_map(items)
+        below = tuple(self.sort_order(o, lambda e: _substitute(e, aliases, items))
+                      for o in order.expressions)
+        if any(isinstance(n, WindowExpression) for o in below for n in walk(o.child)):
+            return self.output_sort(Project(plan, tuple(items)), items, order)
+        return Project(Sort(plan, below), tuple(items))
 
     def output_sort(self, plan: LogicalPlan, items: list[Expression],
-                    node: exp.Select) -> LogicalPlan:
-        """ORDER BY above DISTINCT: it names output columns (aliases, ordinals, items)."""
-        order = node.args.get("order")
+                    order: exp.Order | None) -> LogicalPlan:
+        """ORDER BY over the output (above DISTINCT or window functions): it names output
+        columns (aliases, ordinals, items)."""
         if order is None:
             return plan
         names = [i.display_name() for i in items]
@@ -432,7 +437,10 @@ def _is_aggregate_node(e: Expression) -> bool:
 
 
 def _is_aggregated(e: Expression) -> bool:
-    return any(_is_aggregate_node(n) for n in walk(e))
+    """Whether ``e`` aggregates rows (an aggregate inside ``OVER (...)`` does not)."""
+    if isinstance(e, WindowExpression):
+        return False
+    return _is_aggregate_node(e) or any(_is_aggregated(c) for c in e.children())
 
 
 def _alias_map(items: list[Expression]) -> dict[str, Expression]:
@@ -532,6 +540,8 @@ class _Aggregation:
             tuple(Alias(a, f"_agg{j}") for j, a in enumerate(self.aggs)))
         if condition is not None:
             plan = Filter(plan, condition)
+        if any(isinstance(n, WindowExpression) for o in orders for n in walk(o.child)):
+            return self.t.output_sort(Project(plan, tuple(outputs)), self.items, order)
         if orders:
             plan = Sort(plan, tuple(orders))
         return Project(plan, tuple(outputs))
@@ -571,6 +581,8 @@ class _Aggregation:
         return transform(expr, self.replace)
 
     def replace(self, e: Expression) -> Expression | None:
+        if isinstance(e, WindowExpression):
+            return self.window_over_groups(e)
         for key, name in self.keys:
             if e == key or _same_column(e, key):
                 return ColumnRef(_quote(name))
@@ -584,6 +596,18 @@ class _Aggregation:
                 "inside an aggregate function. Add it to GROUP BY, or wrap it in an "
                 "aggregate such as first() or any_value().", error_class="MISSING_AGGREGATION")
         return None
+
+    def window_over_groups(self, e: WindowExpression) -> Expression:
+        """``rank() OVER (ORDER BY sum(v))`` runs over the grouped rows: its arguments,
+        partitioning and ordering read the keys and aggregates."""
+        function = dataclasses.replace(  # type: ignore[type-var]
+            e.function, args=tuple(self.rewrite(a) for a in e.function.children()))
+        spec = e.spec
+        partition = tuple(self.rewrite(p) for p in spec.partition_by)
+        order = tuple(dataclasses.replace(o, child=self.rewrite(o.child))
+                      for o in spec.order_by)
+        return WindowExpression(function, dataclasses.replace(
+            spec, partition_by=partition, order_by=order))
 
     def names_key(self, ref: ColumnRef) -> bool:
         """``window.start`` over a ``window`` key: a field of a grouped column."""

@@ -93,6 +93,34 @@ def test_union_distinct_union_all_except_intersect(views: SparkSession) -> None:
     assert sql_rows(views, "SELECT k FROM t INTERSECT SELECT k FROM u")[1] == [("a",)]
 
 
+def test_window_functions_over_partitions_and_frames(views: SparkSession) -> None:
+    query = ("SELECT k, v, row_number() OVER (PARTITION BY k ORDER BY v DESC) AS rn, "
+             "sum(v) OVER (PARTITION BY k ORDER BY v ROWS BETWEEN 1 PRECEDING AND "
+             "CURRENT ROW) AS s, lag(v) OVER (PARTITION BY k ORDER BY v) AS prev "
+             "FROM t ORDER BY k, v")
+    assert sql_rows(views, query) == (["k", "v", "rn", "s", "prev"], [
+        ("a", 1, 2, 1, None), ("a", 2, 1, 3, 1), ("b", 5, 1, 5, None)])
+    top = ("SELECT k, v FROM (SELECT k, v, row_number() OVER (PARTITION BY k ORDER BY v "
+           "DESC) AS rn FROM t) x WHERE rn = 1 ORDER BY k")
+    assert sql_rows(views, top)[1] == [("a", 2), ("b", 5)]
+
+
+def test_window_functions_over_grouped_rows_and_sorted_by(views: SparkSession) -> None:
+    query = ("SELECT k, sum(v) AS s, rank() OVER (ORDER BY sum(v) DESC) AS r, "
+             "sum(sum(v)) OVER () AS total FROM t GROUP BY k ORDER BY r")
+    assert sql_rows(views, query) == (["k", "s", "r", "total"],
+                                      [("b", 5, 1, 8), ("a", 3, 2, 8)])
+    assert sql_rows(views, "SELECT k, count(*) OVER (PARTITION BY k) AS n FROM t "
+                           "ORDER BY n DESC, k")[1] == [("a", 2), ("a", 2), ("b", 1)]
+
+
+def test_window_functions_in_expression_strings(spark: SparkSession) -> None:
+    df = spark.range(3).selectExpr("id", "rank() OVER (ORDER BY id DESC) AS r")
+    assert [tuple(r) for r in df.orderBy("id").collect()] == [(0, 3), (1, 2), (2, 1)]
+    with pytest.raises(AnalysisException, match="Named windows"):
+        spark.range(3).selectExpr("rank() OVER w")
+
+
 def test_natural_joins_use_the_common_columns(views: SparkSession) -> None:
     assert sql_rows(views, "SELECT * FROM t NATURAL LEFT JOIN u ORDER BY v") == (
         ["k", "v", "z", "name"],
