@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.master import create_executor, parse_master
 from unbounded.plan.logical import DataRelation
@@ -170,16 +169,15 @@ class SparkSession:
     def _register_view(self, name: str, df: DataFrame) -> None:
         self.catalog._create_temp_view(name, df, replace=True)
 
-    def sql(self, sqlQuery: str, args: Any = None, **kwargs: Any) -> DataFrame:
+    def sql(self, sqlQuery: str, args: dict[str, Any] | list[Any] | None = None,
+            **kwargs: Any) -> DataFrame:
         """Run a SQL query over temporary views and tables: a batch DataFrame, or a
-        streaming one when a view it reads is streaming."""
+        streaming one when a view it reads is streaming. ``args`` binds ``:name`` (dict)
+        or ``?`` (list) parameters; ``kwargs`` fill ``{name}`` fields (a DataFrame there
+        is read as a view), as in PySpark."""
         from unbounded.sql.sql_parser import run_sql
 
-        if args or kwargs:
-            raise AnalysisException("spark.sql(...) with parameters (args, kwargs) is not "
-                                    "supported; format the values into the query text.",
-                                    error_class="UNSUPPORTED_FEATURE")
-        return run_sql(self, sqlQuery)
+        return run_sql(self, sqlQuery, args, kwargs)
 
     def createDataFrame(self, data: Any, schema: StructType | str | list[str] | None = None,
                         ) -> DataFrame:

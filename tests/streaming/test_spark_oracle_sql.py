@@ -123,6 +123,20 @@ def test_sql_query_matches_spark(both: tuple[Any, SparkSession], query: str) -> 
     assert actual == expected
 
 
+def test_parameters_and_formatting_match_spark(both: tuple[Any, SparkSession]) -> None:
+    results = []
+    for session in both:
+        small = session.table("orders").filter("amount < 6")
+        results.append(_result(session.sql(
+            "SELECT id, customer FROM {df} WHERE customer = {who} ORDER BY id",
+            df=small, who="a")))
+        results.append(_result(session.sql(
+            "SELECT id FROM orders WHERE amount > :low AND ts < :before ORDER BY id",
+            args={"low": 2, "before": dt.datetime(2024, 1, 1, 0, 10)})))
+        results.append(_result(session.sql("SELECT ? * 2 AS x, ? AS s", args=[21, "y"])))
+    assert results[3:] == results[:3]
+
+
 def test_list_tables_matches_spark(both: tuple[Any, SparkSession], tmp_path: Path) -> None:
     pyspark_session, spark = both
     spark.conf.set("spark.sql.warehouse.dir", str(tmp_path / "warehouse"))

@@ -206,3 +206,27 @@ def test_unknown_view_and_syntax_errors(views: SparkSession) -> None:
         views.sql("SELECT * FROM nope")
     with pytest.raises(AnalysisException, match="PARSE_SYNTAX_ERROR"):
         views.sql("SELECT FROM WHERE")
+
+
+def test_kwargs_format_dataframes_columns_and_string_literals(spark: SparkSession) -> None:
+    df = spark.createDataFrame([(1, "a"), (2, "o'k")], "id INT, s STRING")
+    query = "SELECT {col} FROM {table} WHERE id > {low} AND s = {text}"
+    assert spark.sql(query, table=df, col=df.s, low=1, text="o'k").collect() == [
+        Row(s="o'k")]
+    assert spark.catalog.listTables() == []  # the DataFrame's view is gone again
+    with pytest.raises(AnalysisException, match="VALUE_NOT_PLAIN_COLUMN_REFERENCE"):
+        spark.sql("SELECT {c} FROM {t}", t=df, c=df.id + 1)
+
+
+def test_args_bind_named_and_positional_parameters(views: SparkSession) -> None:
+    named = "SELECT k, v FROM t WHERE v >= :low AND k = :key ORDER BY v"
+    with pytest.raises(AnalysisException, match="UNBOUND_SQL_PARAMETER"):
+        views.sql(named)
+    assert [tuple(r) for r in views.sql(named, args={"low": 2, "key": "a"}).collect()] == [
+        ("a", 2)]
+    assert views.sql("SELECT ? + ? AS x, ? AS y", args=[1, 2, "z"]).collect() == [
+        Row(x=3, y="z")]
+    when = views.sql("SELECT :d AS d", args={"d": dt.date(2024, 1, 2)}).collect()
+    assert when == [Row(d=dt.date(2024, 1, 2))]
+    with pytest.raises(AnalysisException, match="UNBOUND_SQL_PARAMETER"):
+        views.sql("SELECT :missing", args={"other": 1})
