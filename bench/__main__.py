@@ -22,7 +22,16 @@ import time
 import traceback
 from typing import Any
 
-from bench import join, kafka, kafka_read, ray_windowed, state_restore, throughput, windowed
+from bench import (
+    join,
+    kafka,
+    kafka_read,
+    ray_windowed,
+    small_batch,
+    state_restore,
+    throughput,
+    windowed,
+)
 from bench.harness import (
     DATA_ROOT,
     REPO_ROOT,
@@ -39,7 +48,8 @@ __all__ = ["WORKLOADS", "main"]
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (throughput.WORKLOAD, windowed.WORKLOAD, state_restore.WORKLOAD,
-              join.WORKLOAD, kafka.WORKLOAD, kafka_read.WORKLOAD, ray_windowed.WORKLOAD)
+              join.WORKLOAD, kafka.WORKLOAD, kafka_read.WORKLOAD, ray_windowed.WORKLOAD,
+              small_batch.WORKLOAD)
 }
 
 
