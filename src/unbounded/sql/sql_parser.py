@@ -28,10 +28,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
-import string
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -69,13 +66,13 @@ from unbounded.plan.logical import (
 )
 from unbounded.plan.window import WindowExpression
 from unbounded.sql.expr_parser import convert_node, parse_statement
+from unbounded.sql.sql_params import QueryFormatter, bind_parameters
 
 if TYPE_CHECKING:
     from unbounded.session import SparkSession
     from unbounded.sql.dataframe import DataFrame
 
-__all__ = ["bind_parameters", "run_sql", "translate_node", "translate_query",
-           "unsupported_sql"]
+__all__ = ["run_sql", "translate_node", "translate_query", "unsupported_sql"]
 
 _PATH_FORMATS = frozenset({"parquet", "json", "csv", "orc", "avro", "text", "delta"})
 # Select clauses this translator handles; any other filled clause is rejected by name.
@@ -98,7 +95,7 @@ def run_sql(session: SparkSession, query: str, args: dict[str, Any] | list[Any] 
     from unbounded.sql.dataframe import DataFrame
     from unbounded.sql.sql_commands import run_command
 
-    formatter = _QueryFormatter(session)
+    formatter = QueryFormatter(session)
     try:
         text = formatter.format(query, **kwargs) if kwargs else query
         show = _SHOW.match(text)
@@ -110,98 +107,6 @@ def run_sql(session: SparkSession, query: str, args: dict[str, Any] | list[Any] 
         return DataFrame(translate_node(session, tree, text), session)
     finally:
         formatter.drop_views()
-
-
-class _QueryFormatter(string.Formatter):
-    """PySpark's ``spark.sql(query, **kwargs)`` formatting: a DataFrame becomes a
-    temporary view for the query's translation, a string a SQL string literal, a Column
-    its name; anything else its ``str``."""
-
-    def __init__(self, session: SparkSession) -> None:
-        self.session = session
-        self.views: list[tuple[object, str]] = []
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
-        value, first = super().get_field(field_name, args, kwargs)
-        return self.sql_text(value, field_name), first
-
-    def sql_text(self, value: Any, field_name: str) -> Any:
-        from unbounded.sql.column import Column
-        from unbounded.sql.dataframe import DataFrame
-
-        if isinstance(value, DataFrame):
-            for df, name in self.views:
-                if df is value:
-                    return name
-            name = f"_unbounded_{uuid.uuid4().hex}"
-            self.views.append((value, name))
-            value.createOrReplaceTempView(name)
-            return name
-        if isinstance(value, Column):
-            if not isinstance(value.expr, ColumnRef):
-                raise AnalysisException(
-                    f"[VALUE_NOT_PLAIN_COLUMN_REFERENCE] Value {value.expr.display_name()} in "
-                    f"{field_name} should be a plain column reference such as `df.col` or "
-                    "`col('column')`.", error_class="VALUE_NOT_PLAIN_COLUMN_REFERENCE")
-            return value.expr.name
-        if isinstance(value, str):
-            return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        return value
-
-    def drop_views(self) -> None:
-        """The plans hold the views' plans, so the names can go once translated."""
-        for _, name in self.views:
-            self.session.catalog.dropTempView(name)
-
-
-def bind_parameters(tree: exp.Expr, args: dict[str, Any] | list[Any] | None) -> exp.Expr:
-    """``:name`` markers bound from a dict, ``?`` markers (in text order) from a list, as
-    SQL literals; a marker without a value fails with Spark's error class."""
-    markers = [n for n in tree.walk(bfs=False) if isinstance(n, exp.Placeholder)]
-    if not markers:
-        return tree
-    positional = iter(args) if isinstance(args, list) else None
-    for marker in markers:
-        name = str(marker.this) if marker.this is not None else ""
-        if positional is not None and not name:
-            value = next(positional, _MISSING)
-        elif isinstance(args, dict) and name:
-            value = args.get(name, _MISSING)
-        else:
-            value = _MISSING
-        if value is _MISSING:
-            raise AnalysisException(
-                f"[UNBOUND_SQL_PARAMETER] Found the unbound parameter: {name or '?'}. Please, "
-                "fix `args` and provide a mapping of the parameter to a SQL literal.",
-                error_class="UNBOUND_SQL_PARAMETER")
-        marker.replace(_literal_node(value))
-    return tree
-
-
-_MISSING = object()
-
-
-def _literal_node(value: Any) -> exp.Expr:
-    """A Python value (or ``lit(...)`` Column) as the sqlglot literal expr_parser reads."""
-    from unbounded.sql.column import Column
-
-    if isinstance(value, Column) and isinstance(value.expr, Literal):
-        value = value.expr.value
-    if value is None:
-        return exp.Null()
-    if isinstance(value, bool):
-        return exp.Boolean(this=value)
-    if isinstance(value, (int, float)):
-        return exp.Literal.number(value)
-    if isinstance(value, str):
-        return exp.Literal.string(value)
-    if isinstance(value, (dt.datetime, dt.date)):
-        kind = "TIMESTAMP" if isinstance(value, dt.datetime) else "DATE"
-        return exp.cast(exp.Literal.string(value.isoformat()), kind)
-    raise AnalysisException(
-        f"[INVALID_SQL_ARG] The argument {value!r} of `sql()` is invalid; pass a Python "
-        "literal (number, string, bool, date, datetime, None) or lit(...).",
-        error_class="INVALID_SQL_ARG")
 
 
 def translate_query(session: SparkSession, query: str) -> LogicalPlan:
