@@ -109,9 +109,12 @@ def test_every_module_declares_all_of_names_it_defines(path):
 
 
 def test_streaming_state_all_is_pinned():
-    """``pyspark.sql.streaming.state``'s names; ``unbounded.sql.streaming`` is a module,
-    so they live in ``unbounded.sql.streaming_state``."""
+    """``pyspark.sql.streaming.state``'s and ``stateful_processor``'s names;
+    ``unbounded.sql.streaming`` is a module, so they live in
+    ``unbounded.sql.streaming_state``."""
     import unbounded.sql.streaming_state as state
 
-    assert state.__all__ == ["GroupState", "GroupStateTimeout"]
+    assert state.__all__ == ["ExpiredTimerInfo", "GroupState", "GroupStateTimeout", "ListState",
+                             "MapState", "StatefulProcessor", "StatefulProcessorHandle",
+                             "TimerValues", "ValueState"]
     assert state.GroupStateTimeout.EventTimeTimeout == "EventTimeTimeout"

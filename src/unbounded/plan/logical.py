@@ -39,6 +39,8 @@ __all__ = [
     "SourceSpec",
     "StreamingRelation",
     "SubqueryAlias",
+    "TimeMode",
+    "TransformWithStateInPandas",
     "Union",
     "WithWatermark",
     "is_streaming",
@@ -421,6 +423,46 @@ class FlatMapGroupsInPandasWithState(LogicalPlan):
         keys = ", ".join(k.display_name() for k in self.keys)
         return (f"FlatMapGroupsInPandasWithState [{keys}], {self.function.name}, "
                 f"{self.output_mode.capitalize()}, {self.timeout.value}")
+
+
+class TimeMode(Enum):
+    """``transformWithStateInPandas``'s ``timeMode``: what timers and TTL count in."""
+
+    NONE = "None"
+    PROCESSING_TIME = "ProcessingTime"
+    EVENT_TIME = "EventTime"
+
+
+@dataclass(frozen=True, eq=False)
+class TransformWithStateInPandas(LogicalPlan):
+    """``groupBy(keys).transformWithStateInPandas``: ``processor`` (a pickled
+    ``StatefulProcessor``) maps each group's rows, its state variables and timers to rows
+    of ``schema``. ``initial_state`` (a batch plan grouped by ``initial_keys``) seeds the
+    state in the first batch; it is not a child, so the stream's stages never run it."""
+
+    child: LogicalPlan
+    keys: tuple[Expression, ...]
+    processor: PythonFunction
+    schema: StructType
+    output_mode: str
+    time_mode: TimeMode
+    initial_state: LogicalPlan | None = None
+    initial_keys: tuple[Expression, ...] = ()
+    event_time_column: str = ""
+
+    def __post_init__(self) -> None:
+        if self.output_mode not in ("append", "update"):
+            raise ValueError("transformWithStateInPandas's output mode is append or update")
+        if self.initial_state is not None and len(self.initial_keys) != len(self.keys):
+            raise ValueError("the initial state needs as many grouping keys as the stream")
+
+    def children(self) -> tuple[LogicalPlan, ...]:
+        return (self.child,)
+
+    def describe(self) -> str:
+        keys = ", ".join(k.display_name() for k in self.keys)
+        return (f"TransformWithStateInPandas [{keys}], {self.processor.name}, "
+                f"{self.output_mode.capitalize()}, {self.time_mode.value}")
 
 
 @dataclass(frozen=True, eq=False)

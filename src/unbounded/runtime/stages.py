@@ -26,6 +26,7 @@ from unbounded.plan.logical import (
     Join,
     LogicalPlan,
     StreamingRelation,
+    TransformWithStateInPandas,
     is_streaming,
     replace_node,
     walk_plan,
@@ -93,8 +94,8 @@ def is_stateful(node: LogicalPlan) -> bool:
     static side keeps none: each batch joins the static rows anew)."""
     if isinstance(node, Join):
         return is_streaming(node.left) and is_streaming(node.right)
-    return isinstance(node, (Aggregate, Deduplicate, FlatMapGroupsInPandasWithState)) \
-        and is_streaming(node)
+    return isinstance(node, (Aggregate, Deduplicate, FlatMapGroupsInPandasWithState,
+                             TransformWithStateInPandas)) and is_streaming(node)
 
 
 def plan_stages(plan: LogicalPlan) -> PhysicalPlan:

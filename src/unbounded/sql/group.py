@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import unbounded.engine.group_state  # noqa: F401  (registers the plan node's compile rule)
+import unbounded.engine.group_state
+import unbounded.engine.stateful_processor  # noqa: F401  (the same for transformWithState)
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
     AggregateCall,
@@ -20,6 +21,8 @@ from unbounded.plan.logical import (
     FlatMapGroupsInPandas,
     FlatMapGroupsInPandasWithState,
     GroupStateTimeoutKind,
+    TimeMode,
+    TransformWithStateInPandas,
 )
 from unbounded.sql.column import Column, column_of
 from unbounded.sql.types import StructType, parse_ddl_schema
@@ -79,6 +82,32 @@ class GroupedData:
             self._df._plan, self._keys, function, _schema(outputStructType),
             _schema(stateStructType), _function_output_mode(outputMode),
             _timeout_kind(timeoutConf))
+        return self._df._with_plan(plan)
+
+    def transformWithStateInPandas(self, statefulProcessor: Any,  # noqa: PLR0917 (PySpark's)
+                                   outputStructType: StructType | str, outputMode: str,
+                                   timeMode: str, initialState: GroupedData | None = None,
+                                   eventTimeColumnName: str = "") -> DataFrame:
+        """Run ``statefulProcessor`` (a ``StatefulProcessor``) per group of each
+        micro-batch: its ``handleInputRows(key, frames, timerValues)`` gets the group's
+        rows as pandas DataFrames and keeps value, list and map state and timers
+        (``timeMode``: "None", "ProcessingTime" or "EventTime"); the DataFrames it yields,
+        of ``outputStructType``, are the result. ``initialState`` (a batch DataFrame's
+        ``groupBy``) seeds the state in the first batch through ``handleInitialState``.
+        Streams only here (Spark also runs it on batch DataFrames)."""
+        from unbounded.engine.stateful_processor import StatefulProcessor
+
+        if not isinstance(statefulProcessor, StatefulProcessor):
+            raise TypeError("[NOT_EXPECTED_TYPE] Argument `statefulProcessor` should be a "
+                            f"StatefulProcessor, got {type(statefulProcessor).__name__}.")
+        processor = python_function(statefulProcessor,  # type: ignore[arg-type]
+                                    PythonEvalType.SQL_GROUPED_MAP_PANDAS_UDF,
+                                    name=type(statefulProcessor).__name__)
+        plan = TransformWithStateInPandas(
+            self._df._plan, self._keys, processor, _schema(outputStructType),
+            _function_output_mode(outputMode), _time_mode(timeMode),
+            initialState._df._plan if initialState is not None else None,
+            initialState._keys if initialState is not None else (), eventTimeColumnName)
         return self._df._with_plan(plan)
 
     def cogroup(self, other: GroupedData) -> PandasCogroupedOps:
@@ -153,6 +182,16 @@ def _timeout_kind(conf: str) -> GroupStateTimeoutKind:
     raise AnalysisException(
         f"Unknown timeoutConf {conf!r}: use GroupStateTimeout.NoTimeout, "
         "ProcessingTimeTimeout or EventTimeTimeout.", error_class="ILLEGAL_ARGUMENT")
+
+
+def _time_mode(mode: str) -> TimeMode:
+    for kind in TimeMode:
+        if isinstance(mode, str) and kind.value.lower() == mode.lower():
+            return kind
+    raise AnalysisException(
+        f"[STATEFUL_PROCESSOR_UNKNOWN_TIME_MODE] Unknown time mode {mode}. Accepted timeMode "
+        "modes are 'none', 'processingTime', 'eventTime'",
+        error_class="STATEFUL_PROCESSOR_UNKNOWN_TIME_MODE")
 
 
 def _schema(schema: StructType | str) -> StructType:

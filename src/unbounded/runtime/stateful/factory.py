@@ -13,6 +13,7 @@ from unbounded.plan.logical import (
     FlatMapGroupsInPandasWithState,
     Join,
     LogicalPlan,
+    TransformWithStateInPandas,
 )
 from unbounded.plan.types import StructType
 from unbounded.runtime.stateful.aggregate import StreamingAggregation
@@ -21,6 +22,7 @@ from unbounded.runtime.stateful.dedup import StreamingDeduplication
 from unbounded.runtime.stateful.group_state import StreamingGroupsWithState
 from unbounded.runtime.stateful.join import StreamingJoin
 from unbounded.runtime.stateful.session import StreamingSessionAggregation, has_session_window
+from unbounded.runtime.stateful.transform_state import StreamingTransformWithState
 
 __all__ = ["create_operator"]
 
@@ -44,5 +46,7 @@ def create_operator(node: LogicalPlan, inputs: list[LogicalPlan], output: Struct
         return StreamingDeduplication(node, schemas[0], ctx)
     if isinstance(node, FlatMapGroupsInPandasWithState):
         return StreamingGroupsWithState(node, schemas[0], ctx)
+    if isinstance(node, TransformWithStateInPandas):
+        return StreamingTransformWithState(node, schemas[0], ctx)
     raise AnalysisException(f"No streaming operator runs {type(node).__name__}.",
                             error_class="UNSUPPORTED_PLAN")
