@@ -415,8 +415,9 @@ class StreamingTransformWithState:
         for expiry, _, key in due:
             runtime.current = state = run.states[key]
             self._emit(run, "handleExpiredTimer", lambda k=key, t=expiry:
-                       processor.handleExpiredTimer(run.users[k], runtime.timer_values(),
-                                                    ExpiredTimerInfo(t)))
+                       processor.handleExpiredTimer(  # by keyword, as PySpark calls it
+                           key=run.users[k], timerValues=runtime.timer_values(),
+                           expiredTimerInfo=ExpiredTimerInfo(t)))
             state.timers.discard(expiry)
             state.dirty.add("timers")
 
