@@ -87,18 +87,27 @@ def random_kills(sink: str, query: str, seed: int, *, root: str, size: Size) -> 
     for i in range(size.repeats):
         bigger = Size(size.files * 6, size.per_file, size.repeats)
         spec, work = prepare(root, f"kill-{i}", sink, query, seed + i, size=bigger)
-        done = supervise(spec, rng, kills=4)
+        # a stateless batch takes milliseconds: kill sooner, or the run ends first
+        after = (0.0, 0.5) if query == "windowed" else (0.0, 0.08)
+        done = supervise(spec, rng, kills=4, after_s=after)
         row.faults += done.kills
         row.recoveries_s += done.recoveries_s
         check(row, spec, work, done.returncode)
     return row
 
 
-def _fs_fault_specs(rng: random.Random, query: str, ops_per_kind: int) -> list[str]:
+def _folders(sink: str, query: str) -> list[str]:
+    """The folders this job's checkpoint (and file sink) write into."""
+    folders = ["offsets", "commits", "sources"]
+    folders += ["_spark_metadata"] if sink == "file" else []
+    return folders + (["state"] if query == "windowed" else [])
+
+
+def _fs_fault_specs(rng: random.Random, sink: str, query: str,
+                    ops_per_kind: int) -> list[str]:
     """Per error, ``ops_per_kind`` of write/fsync/rename on a random checkpoint folder
     (ENOSPC stays: a full disk does not empty itself)."""
-    folders = ["offsets", "commits", "sources", "_spark_metadata"]
-    folders += ["state"] if query == "windowed" else []
+    folders = _folders(sink, query)
     return [f"{kind}:{op}:{rng.randrange(2, 5)}{'+' if kind == 'enospc' else ''}:"
             f"*/{rng.choice(folders)}/*"
             for kind in ("enospc", "eio", "erofs")
@@ -122,7 +131,8 @@ def fs_faults(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row
     """ENOSPC, EIO and EROFS on the n-th write, fsync or rename of one checkpoint folder:
     the run fails naming the error, a restart without the fault finishes exactly."""
     row, rng = Row("ENOSPC/EIO/EROFS", sink, query), random.Random(seed)
-    for i, fault in enumerate(_fs_fault_specs(rng, query, min(3, size.repeats))):
+    for i, fault in enumerate(_fs_fault_specs(rng, sink, query,
+                                                       min(3, size.repeats))):
         spec, work = prepare(root, f"fs-{i}", sink, query, seed, size=size)
         log = os.path.join(spec.workdir, "faults.log")
         failed = run_to_end(spec, {"UNBOUNDED_CHECKPOINT_FILE_OPS": FAULTY_OPS,
@@ -143,8 +153,7 @@ def power_loss(sink: str, query: str, seed: int, *, root: str, size: Size) -> Ro
     row, rng = Row("power loss", sink, query), random.Random(seed)
     for i in range(size.repeats * 3):
         spec, work = prepare(root, f"power-{i}", sink, query, seed + i, size=size)
-        op, folder = rng.choice(["rename", "dirsync"]), rng.choice(
-            ["offsets", "commits", "sources", "_spark_metadata", "state"])
+        op, folder = rng.choice(["rename", "dirsync"]), rng.choice(_folders(sink, query))
         fault = f"power:{op}:{rng.randrange(1, size.files)}:*/{folder}/*"
         log = os.path.join(spec.workdir, "faults.log")
         cut = run_to_end(spec, {"UNBOUNDED_CHECKPOINT_FILE_OPS": FAULTY_OPS,
