@@ -138,6 +138,24 @@ def test_a_lost_latest_sink_manifest_entry_is_repaired_by_rerunning_its_batch(di
     assert FileSinkManifest(dirs["output"]).latest_batch_id() == FILES
 
 
+@pytest.mark.parametrize("damage", ["truncate", "empty", "flip"])
+def test_a_damaged_latest_sink_manifest_entry_is_refused_at_start(dirs, python_env, damage):
+    _clean_run(dirs, python_env)
+    entry = os.path.join(dirs["output"], "_spark_metadata", "7")
+    with open(entry, "rb") as f:
+        data = bytearray(f.read())
+    data = {"truncate": data[: len(data) // 2], "empty": bytearray(),
+            "flip": data[:-2] + bytes([data[-2] ^ 0x01]) + data[-1:]}[damage]
+    with open(entry, "wb") as f:
+        f.write(data)
+    _write_input(dirs["input"], FILES)
+    failed = _run(dirs, python_env)
+    assert failed.returncode != 0
+    assert entry in failed.stderr and "CheckpointCorruptError" in failed.stderr
+    assert not os.path.exists(os.path.join(dirs["checkpoint"], "offsets", str(FILES)))
+    assert not os.path.exists(os.path.join(dirs["output"], "_spark_metadata", str(FILES)))
+
+
 def test_two_lost_sink_manifest_entries_are_refused_naming_the_first(dirs, python_env):
     _clean_run(dirs, python_env)
     for batch in (6, 7):

@@ -76,6 +76,17 @@ class FileSinkManifest:
         batches = self._batches()
         return max(batches) if batches else None
 
+    def latest_checked_batch_id(self) -> int | None:
+        """``latest_batch_id``, once its entry has read back intact (checksum, version,
+        entries); a damaged latest entry raises ``CheckpointCorruptError`` naming it, so
+        a query never starts writing after a record it cannot read."""
+        batches = self._batches()
+        if not batches:
+            return None
+        latest = max(batches)
+        self._read(latest, batches[latest])
+        return latest
+
     def entry_path(self, batch_id: int) -> str:
         """The log file that records ``batch_id`` (a compact file every interval)."""
         compact = (batch_id + 1) % self.compact_interval == 0

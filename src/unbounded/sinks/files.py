@@ -85,7 +85,7 @@ class FileSink:
         return f"FileSink[{self.path}]"
 
     def last_committed_batch(self) -> int | None:
-        return self.manifest.latest_batch_id()
+        return self.manifest.latest_checked_batch_id()
 
     def commit_record(self, batch_id: int) -> str:
         return self.manifest.entry_path(batch_id)
