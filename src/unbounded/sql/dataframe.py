@@ -39,7 +39,6 @@ from unbounded.plan.logical import (
     Union,
     WithWatermark,
     is_streaming,
-    tree_string,
 )
 from unbounded.sql.analysis import analyze, engine_error
 from unbounded.sql.column import Column, column_of
@@ -108,7 +107,15 @@ class DataFrame:
         print(self.schema.treeString())
 
     def explain(self, extended: bool | str | None = None, mode: str | None = None) -> None:
-        print("== Physical Plan ==\n" + tree_string(self._plan) + "\n")
+        """Print the plan: ``extended=True`` (or ``mode="extended"``) adds the parsed,
+        analysed and optimised plans before the physical one, as PySpark does."""
+        from unbounded.sql.explain import explain_text
+
+        if isinstance(extended, str):
+            mode, extended = extended, None
+        chosen = mode or ("extended" if extended else "simple")
+        schema = ", ".join(f"{n}: {t}" for n, t in self.dtypes)
+        print(explain_text(self._plan, schema, chosen))
 
     def __getitem__(self, item: str | int) -> Column:
         """The column ``item`` of this DataFrame: it keeps meaning this DataFrame's column

@@ -389,9 +389,15 @@ class StreamingQuery:
         return self._execution.exception
 
     def explain(self, extended: bool = False) -> None:
-        from unbounded.plan.logical import tree_string
+        """Print the query's plan; ``extended=True`` adds the parsed, analysed and
+        optimised logical plans before the physical one, as Spark's sections do."""
+        from unbounded.engine.plans import plan_schema
+        from unbounded.sql.explain import explain_text
 
-        print("== Physical Plan ==\n" + tree_string(self._execution.spec.plan))
+        plan = self._execution.spec.plan
+        schema = ", ".join(f"{f.name}: {f.dataType.simpleString()}"
+                           for f in plan_schema(plan).fields)
+        print(explain_text(plan, schema, "extended" if extended else "simple"))
 
     def __repr__(self) -> str:
         return f"<StreamingQuery id={self.id} name={self.name} active={self.isActive}>"
