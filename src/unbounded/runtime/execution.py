@@ -204,7 +204,15 @@ class StreamExecution:
             self.recent_progress.append(progress)
             self._progress_lock.notify_all()
         self._last_idle_event_ms = now_ms()
+        self._log_batch(progress)
         self.events.progressed(progress)
+
+    def _log_batch(self, progress: Progress) -> None:
+        """The one INFO line a batch leaves, so a running query is not silent."""
+        log.info("Query %s batch %d: %d rows in %d ms, watermark %s",
+                 self.spec.query_name or self.id, progress["batchId"],
+                 progress["numInputRows"], progress["durationMs"]["triggerExecution"],
+                 progress["eventTime"].get("watermark", "none"))
 
     def note_idle(self) -> None:
         self.set_status("Waiting for data to arrive", False, False)

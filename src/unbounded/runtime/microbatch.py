@@ -130,6 +130,10 @@ class MicroBatchExecution:
         elapsed = time.monotonic() - started
         if elapsed < interval:
             self.query.stop_requested.wait(interval - elapsed)
+        elif elapsed > interval:  # Spark's ProcessingTimeExecutor warning, word for word
+            log.warning("Current batch is falling behind. The trigger interval is %d "
+                        "milliseconds, but spent %d milliseconds", interval_ms,
+                        int(elapsed * 1000))
 
     def _trigger(self, rerun: OffsetEntry | None) -> bool:
         """One trigger: construct (or replay) a batch and run it; False when idle."""
