@@ -19,7 +19,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from unbounded.errors import (
     AnalysisException,
@@ -52,7 +52,7 @@ _JAAS_FIELD = re.compile(r"""(\w+)\s*=\s*"((?:[^"\\]|\\.)*)\"""")
 _JAAS_MODULES = ("PlainLoginModule", "ScramLoginModule")
 
 T = TypeVar("T")
-ClientConf = dict[str, str | int | float | bool]
+ClientConf = dict[str, Any]  # values: librdkafka settings, and the `logger` object
 
 
 def _is_secret(key: str, value: str) -> bool:
@@ -77,8 +77,13 @@ def redact_text(text: str, secrets: list[str]) -> str:
 
 
 def as_client_conf(config: Mapping[str, str]) -> ClientConf:
-    """``config`` typed as the confluent-kafka constructors want it."""
-    return dict(config)
+    """``config`` typed as the confluent-kafka constructors want it, librdkafka's own
+    messages routed through Python logging (rate-limited) unless a logger is given."""
+    from unbounded._kafka.logs import KAFKA_CLIENT_LOG
+
+    conf: ClientConf = dict(config)
+    conf.setdefault("logger", KAFKA_CLIENT_LOG)
+    return conf
 
 
 def client_config(options: Mapping[str, str]) -> dict[str, str]:
