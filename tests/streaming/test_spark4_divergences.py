@@ -85,10 +85,6 @@ def test_kafka_headers_are_collected_as_a_list_of_rows(spark, kafka_bootstrap, t
     assert headers[0].key == "h"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "partition discovery is not implemented: the batch reader expands a folder to its files "
-    "before schema inference (sql/readwriter.py, files/formats.py), losing the k=v "
-    "directories; see tests/fixtures/differential/ACCEPTED.md"))
 def test_reading_a_partitioned_folder_restores_the_partition_columns(spark, tmp_path):
     for key, day in [(1, "2026-01-01"), (2, "2026-01-02")]:
         folder = tmp_path / "out" / f"key={key}" / f"day={day}"

@@ -15,9 +15,12 @@ import pyarrow as pa
 from unbounded.errors import AnalysisException
 from unbounded.files.paths import local_path, path_uri
 from unbounded.plan.logical import FileRelation
-from unbounded.sql.types import StructType, parse_ddl_schema
+from unbounded.sql.types import StructField, StructType, parse_ddl_schema
 
 if TYPE_CHECKING:
+    from unbounded.files.partitions import PartitionedFiles
+    from unbounded.plan.expressions import Expression
+    from unbounded.plan.logical import LogicalPlan
     from unbounded.session import SparkSession
     from unbounded.sql.dataframe import DataFrame
 
@@ -48,6 +51,23 @@ def list_data_files(path: str, *, ignore_missing: bool = False) -> list[str]:
             files.extend(os.path.join(root, n) for n in sorted(names)
                          if not n.startswith(("_", ".")))
     return files
+
+
+def _partition_projection(full: StructType, keys: list[StructField],
+                          values: tuple[str | None, ...]) -> tuple[Expression, ...]:
+    """Spark's order: the files' columns, a partition column taking the place (and the
+    value) of a file column of its name, then the other partition columns."""
+    from unbounded.plan.expressions import Alias, Cast, ColumnRef, Literal
+
+    constants: dict[str, Expression] = {
+        k.name.lower(): Alias(Cast(Literal(v), k.dataType), k.name)
+        for k, v in zip(keys, values, strict=True)}
+    exprs = [constants.pop(f.name.lower(), ColumnRef(f"`{f.name}`")) for f in full.fields]
+    return (*exprs, *constants.values())
+
+
+def _under(path: str, root: str) -> bool:
+    return os.path.abspath(path).startswith(os.path.abspath(root).rstrip(os.sep) + os.sep)
 
 
 class DataFrameReader:
@@ -86,6 +106,8 @@ class DataFrameReader:
         self.options(**options)
         if self._format == "delta":
             return self._load_delta(path)
+        if self._format in ("statestore", "state-metadata"):
+            return self._load_state(path)
         if self._format not in _FORMATS:
             raise AnalysisException(
                 f"[DATA_SOURCE_NOT_FOUND] Failed to find the data source {self._format!r}; "
@@ -95,11 +117,48 @@ class DataFrameReader:
             raise AnalysisException("A path is required: spark.read.format(...).load(path).")
         paths = [raw] if isinstance(raw, str) else list(raw)
         files = self._files(paths, ignore_missing=self._ignore_missing_files())
+        found = self._partitions(paths, files)
+        if found is not None and len(found.columns.fields):
+            return DataFrame(self._partitioned_plan(found), self._session)
         resolved = self._schema or infer_schema(self._format, files, dict(self._options),
                                                 streaming=False)
         relation = FileRelation(self._format, tuple(files), resolved,
                                 tuple(self._options.items()), tuple(paths))
         return DataFrame(relation, self._session)
+
+    def _partitions(self, paths: list[str], files: list[str]) -> PartitionedFiles | None:
+        """The ``col=value`` folders under the given folders (None unless every path is
+        a folder; columns must agree across them, as Spark's discovery requires)."""
+        from unbounded.files.partitions import discover_partitions
+
+        roots = [p.removeprefix("file://") for p in paths]
+        if not roots or not all(os.path.isdir(r) and not glob.has_magic(r) for r in roots):
+            return None
+        infer = self._session.conf.get(
+            "spark.sql.sources.partitionColumnTypeInference.enabled", "true")
+        return discover_partitions({r: [f for f in files if _under(f, r)] for r in roots},
+                                   infer_types=str(infer).lower() == "true")
+
+    def _partitioned_plan(self, found: PartitionedFiles) -> LogicalPlan:
+        """Spark's partitioned read: each group's files with its values as constants,
+        the partition columns after the data columns (typed as a user schema says)."""
+        from unbounded.files.formats import infer_schema
+        from unbounded.plan.logical import Project, Union
+
+        names = {n.lower() for n in found.columns.names}
+        files = [f for group in found.groups.values() for f in group]
+        full = self._schema or infer_schema(self._format, files, dict(self._options),
+                                            streaming=False)
+        data = StructType([f for f in full.fields if f.name.lower() not in names])
+        given = {f.name.lower(): f for f in (self._schema.fields if self._schema else [])}
+        keys = [StructField(k.name, given[k.name.lower()].dataType)
+                if k.name.lower() in given else k for k in found.columns.fields]
+        options = tuple(self._options.items())
+        plans: list[LogicalPlan] = [
+            Project(FileRelation(self._format, tuple(group), data, options),
+                    _partition_projection(full, keys, values))
+            for values, group in sorted(found.groups.items(), key=lambda g: str(g[0]))]
+        return plans[0] if len(plans) == 1 else Union(tuple(plans))
 
     def _load_delta(self, path: str | list[str] | None) -> DataFrame:
         """A Delta table's snapshot (option ``versionAsOf`` for an older one), read now."""
@@ -121,6 +180,25 @@ class DataFrameReader:
                 f"[DELTA_TABLE_NOT_FOUND] {raw} is not a Delta table (no _delta_log).",
                 error_class="DELTA_TABLE_NOT_FOUND") from None
         return DataFrame(DataRelation(pa.table(table.to_pyarrow_table())), self._session)
+
+    def _load_state(self, path: str | list[str] | None) -> DataFrame:
+        """Spark 4's state data sources over a checkpoint folder (batch-only)."""
+        from unbounded.plan.logical import DataRelation
+        from unbounded.sql.dataframe import DataFrame
+        from unbounded.state.reader import (
+            StateReadOptions,
+            read_state_metadata,
+            read_state_store,
+        )
+
+        raw = path if path is not None else self._options.get("path")
+        if not isinstance(raw, str):
+            raise AnalysisException("A state read takes one checkpoint folder: spark.read"
+                                    f".format({self._format!r}).load('/checkpoint').")
+        folder = local_path(raw)
+        table = (read_state_metadata(folder) if self._format == "state-metadata" else
+                 read_state_store(folder, StateReadOptions.parse(self._options)))
+        return DataFrame(DataRelation(table), self._session)
 
     def _ignore_missing_files(self) -> bool:
         """The option ``ignoreMissingFiles``, else spark.sql.files.ignoreMissingFiles."""

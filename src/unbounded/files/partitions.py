@@ -1,0 +1,145 @@
+"""Partition discovery: the ``col=value`` folders between a read's root and its files.
+
+Spark's ``PartitioningUtils``: a folder written with ``partitionBy`` yields its partition
+columns after the data columns, each typed from its values (int, long, decimal, double,
+date, timestamp, else string; ``__HIVE_DEFAULT_PARTITION__`` is NULL), unless
+``spark.sql.sources.partitionColumnTypeInference.enabled`` is false (all strings).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from urllib.parse import unquote
+
+from unbounded.errors import AnalysisException
+from unbounded.plan.types import (
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+__all__ = ["DEFAULT_PARTITION_NAME", "PartitionedFiles", "discover_partitions"]
+
+DEFAULT_PARTITION_NAME = "__HIVE_DEFAULT_PARTITION__"
+
+_INTEGRAL = re.compile(r"[+-]?\d+")
+_FRACTIONAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[dDfF]?|NaN|[+-]?Infinity")
+_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{1,2}-\d{1,2}[ T]\d{1,2}:\d{2}:\d{2}(\.\d{1,9})?")
+# Wider-type rules of Spark's findWiderTypeForPartitionColumn, over these inferred types.
+_NUMERIC_ORDER = (IntegerType(), LongType(), DoubleType())
+
+
+@dataclass(frozen=True)
+class PartitionedFiles:
+    """Files grouped by their partition values (raw strings, None for NULL), with the
+    partition columns' schema; ``columns`` is empty for an unpartitioned folder."""
+
+    columns: StructType
+    groups: dict[tuple[str | None, ...], list[str]]
+
+
+def discover_partitions(files_by_root: dict[str, list[str]], *,
+                        infer_types: bool) -> PartitionedFiles:
+    """The partition columns of the files under each root folder.
+
+    Files must agree on the column names (Spark's "Conflicting directory structures"
+    otherwise); roots with no ``col=value`` folders give no columns.
+    """
+    parsed = {f: _parse(os.path.relpath(f, root))
+              for root, files in files_by_root.items() for f in files}
+    names = {tuple(n for n, _ in pairs) for pairs in parsed.values()}
+    if len(names) > 1:
+        listed = "; ".join(sorted(", ".join(n) or "<none>" for n in names))
+        raise AnalysisException(
+            f"Conflicting directory structures detected under {', '.join(files_by_root)}: "
+            f"partition columns {listed}. Read the folders separately.")
+    columns = next(iter(names), ())
+    groups: dict[tuple[str | None, ...], list[str]] = {}
+    for f, pairs in parsed.items():
+        groups.setdefault(tuple(v for _, v in pairs), []).append(f)
+    types = [_column_type([vals[i] for vals in groups], infer_types)
+             for i in range(len(columns))]
+    return PartitionedFiles(StructType([StructField(n, t) for n, t in zip(columns, types,
+                                                                            strict=True)]),
+                            groups)
+
+
+def _parse(relative: str) -> list[tuple[str, str | None]]:
+    """The ``(column, value)`` pairs of a file's folders; stops at the first non-pair."""
+    pairs: list[tuple[str, str | None]] = []
+    for folder in relative.split(os.sep)[:-1]:
+        name, eq, value = folder.partition("=")
+        if not eq or not name:
+            return []
+        raw = unquote(value)
+        pairs.append((unquote(name), None if raw == DEFAULT_PARTITION_NAME else raw))
+    return pairs
+
+
+def _column_type(values: list[str | None], infer_types: bool) -> DataType:
+    present = [v for v in values if v is not None]
+    if not infer_types or not present:
+        return StringType()
+    types = {_value_type(v) for v in present}
+    return types.pop() if len(types) == 1 else _wider(types)
+
+
+def _value_type(raw: str) -> DataType:
+    """Spark's inferPartitionColumnValue: the first type in its order that parses."""
+    if _INTEGRAL.fullmatch(raw):
+        number = int(raw)
+        if -2**31 <= number < 2**31:
+            return IntegerType()
+        if -2**63 <= number < 2**63:
+            return LongType()
+        return _integral_decimal(raw)
+    if _FRACTIONAL.fullmatch(raw):
+        return DoubleType()
+    if _DATE.fullmatch(raw) and _parses(dt.date.fromisoformat, _padded_date(raw)):
+        return DateType()
+    if _TIMESTAMP.fullmatch(raw):
+        return TimestampType()
+    return StringType()
+
+
+def _integral_decimal(raw: str) -> DataType:
+    try:
+        digits = len(Decimal(raw).as_tuple().digits)
+    except InvalidOperation:  # pragma: no cover - the regex admits only digits
+        return StringType()
+    return DecimalType(digits, 0) if digits <= 38 else DoubleType()
+
+
+def _padded_date(raw: str) -> str:
+    year, month, day = raw.split("-")
+    return f"{year}-{int(month):02d}-{int(day):02d}"
+
+
+def _parses(parse: object, text: str) -> bool:
+    try:
+        parse(text)  # type: ignore[operator]
+    except ValueError:
+        return False
+    return True
+
+
+def _wider(types: set[DataType]) -> DataType:
+    """Spark's findWiderTypeForPartitionColumn: numbers widen, date+timestamp is a
+    timestamp, any other mix (and anything with a string or a decimal) is a string."""
+    if types <= set(_NUMERIC_ORDER):
+        return max(types, key=_NUMERIC_ORDER.index)
+    if types == {DateType(), TimestampType()}:
+        return TimestampType()
+    return StringType()

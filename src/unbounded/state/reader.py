@@ -1,0 +1,240 @@
+"""Spark 4's state data sources over a stopped query's checkpoint, batch-only:
+``spark.read.format("statestore")`` and ``format("state-metadata")``.
+
+``statestore`` returns Spark's columns ``key`` (struct), ``value`` (struct) and
+``partition_id`` (int) for one store at the state version a committed batch left
+(version = batch id + 1). ``state-metadata`` returns one row per operator and store:
+``operatorId``, ``operatorName``, ``stateStoreName``, ``numPartitions``, ``minBatchId``,
+``maxBatchId``, ``operatorProperties``. Where our state differs from Spark's (an
+aggregation's buffer names, a join keyed by row) ``docs/checkpoint-tools.md`` says how.
+
+It lives below ``sql`` (which dispatches to it) and reads files only through the state
+store's own readers, so it never disagrees with a restart about what a file means.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+
+from unbounded.checkpoint.logs import CommitLog
+from unbounded.errors import AnalysisException
+from unbounded.state.base import OP_COLUMN, StateSchema, StateSchemaFile, StateStoreId
+from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
+from unbounded.state.memory import apply_delta, to_arrow, to_polars
+
+__all__ = [
+    "METADATA_SCHEMA",
+    "StateReadOptions",
+    "read_state_metadata",
+    "read_state_store",
+]
+
+_JOIN_SIDES = ("left", "right")
+_JOIN_MATCHED = "__join_matched"  # runtime/stateful/join.py's flag, not a row column
+_DEFAULT_STORE = "default"
+
+METADATA_SCHEMA = pa.schema([
+    ("operatorId", pa.int64()), ("operatorName", pa.large_string()),
+    ("stateStoreName", pa.large_string()), ("numPartitions", pa.int32()),
+    ("minBatchId", pa.int64()), ("maxBatchId", pa.int64()),
+    ("operatorProperties", pa.large_string()),
+])
+"""The columns of ``format("state-metadata")``, as Spark 4 names and types them."""
+
+
+@dataclass(frozen=True)
+class StateReadOptions:
+    """The ``statestore`` reader's options, parsed: Spark's names and defaults.
+
+    >>> StateReadOptions.parse({"operatorId": "1", "joinSide": "Left"})
+    StateReadOptions(batch_id=None, operator_id=1, store_name='default', join_side='left')
+    """
+
+    batch_id: int | None = None
+    operator_id: int = 0
+    store_name: str = _DEFAULT_STORE
+    join_side: str | None = None
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str]) -> StateReadOptions:
+        opts = {k.lower(): str(v) for k, v in options.items()}
+        side = opts.get("joinside", "none").lower()
+        if side not in (*_JOIN_SIDES, "none"):
+            raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] joinSide must be left, "
+                                    f"right or none, not {side!r}.")
+        if side != "none" and "storename" in opts:
+            raise AnalysisException("[STDS_CONFLICT_OPTIONS] The options joinSide and "
+                                    "storeName cannot be specified together.")
+        batch = opts.get("batchid")
+        return cls(None if batch is None else _non_negative("batchId", batch),
+                   _non_negative("operatorId", opts.get("operatorid", "0")),
+                   opts.get("storename", _DEFAULT_STORE), None if side == "none" else side)
+
+
+def _non_negative(name: str, raw: str) -> int:
+    if not raw.strip().isdigit():
+        raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] {name} must be a "
+                                f"non-negative integer, not {raw!r}.")
+    return int(raw)
+
+
+def _digit_dirs(folder: str) -> list[int]:
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(n) for n in os.listdir(folder)
+                  if n.isdigit() and os.path.isdir(os.path.join(folder, n)))
+
+
+def _store_names(op_path: str, partition: int) -> list[str]:
+    """The stores of one partition: ``[""]`` for a single-store operator."""
+    folder = os.path.join(op_path, str(partition))
+    names = sorted(n for n in os.listdir(folder)
+                   if os.path.isdir(os.path.join(folder, n)) and not n.startswith("."))
+    return names or [""]
+
+
+def _last_committed(checkpoint: str) -> int:
+    folder = os.path.join(checkpoint, "commits")
+    latest = CommitLog(folder).latest_id() if os.path.isdir(folder) else None
+    if latest is None:
+        raise AnalysisException(f"[STDS_OFFSET_LOG_UNAVAILABLE] {checkpoint} has no "
+                                "committed batch: there is no state to read.")
+    return latest
+
+
+def _file_schema(path: str, kind: StateFileKind) -> pa.Schema:
+    body = StateFileEnvelope.body(path, pa.memory_map(path).read_buffer(), kind)
+    schema = pa.ipc.open_file(body).schema.remove_metadata()
+    return pa.schema([f for f in schema if f.name != OP_COLUMN])
+
+
+def _state_schema(store: StateStoreId, log: StateFileLog, version: int) -> StateSchema:
+    """The store's columns as its files hold them, split as ``_metadata/schema`` records."""
+    doc = StateSchemaFile(store).read()
+    if doc is None:
+        raise AnalysisException(f"[STDS_FAILED_TO_READ_STATE_SCHEMA] "
+                                f"{StateSchemaFile(store).path} is missing.")
+    start, deltas = log.plan(version)
+    path, kind = ((log.snapshot_path(start), StateFileKind.SNAPSHOT) if start
+                  else (log.delta_path(deltas[0]), StateFileKind.DELTA))
+    found = _file_schema(path, kind)
+    keys = {f["name"] for f in doc["keySchema"]}
+    return StateSchema(pa.schema([f for f in found if f.name in keys]),
+                       pa.schema([f for f in found if f.name not in keys]))
+
+
+def _load(store: StateStoreId, version: int) -> tuple[StateSchema, pl.DataFrame]:
+    """The store's rows at ``version``: the newest snapshot at or below it, then deltas."""
+    log = StateFileLog(store, StateSchema(pa.schema([("k", pa.int8())]), pa.schema([])), 1)
+    schema = _state_schema(store, log, version)
+    log = StateFileLog(store, schema, 1)
+    start, deltas = log.plan(version)
+    empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema))
+    frame = pl.concat([empty, *(to_polars(c) for c in log.snapshot_chunks(start))]) \
+        if start else empty
+    for v in deltas:
+        frame = apply_delta(frame, log.read_delta(v), schema.key_names)
+    return schema, frame
+
+
+def _as_rows(schema: StateSchema, frame: pl.DataFrame, partition: int,
+             drop: frozenset[str]) -> pa.Table:
+    """Spark's ``key``/``value``/``partition_id`` columns of one partition's rows."""
+    table = to_arrow(frame, schema.row_schema)
+    values = [n for n in schema.value_names if n not in drop]
+    key = pa.StructArray.from_arrays([table.column(n).combine_chunks() for n in
+                                      schema.key_names], names=schema.key_names)
+    value = pa.StructArray.from_arrays([table.column(n).combine_chunks() for n in values],
+                                       fields=[schema.value.field(n) for n in values])
+    part = pa.array([partition] * len(table), pa.int32())
+    return pa.table({"key": key, "value": value, "partition_id": part})
+
+
+def _store_folder(op_path: str, partition: int, options: StateReadOptions) -> str:
+    """The store name inside a partition folder the options pick ("" = the only one)."""
+    names = _store_names(op_path, partition)
+    wanted = options.join_side or options.store_name
+    if names == [""] and wanted == _DEFAULT_STORE:
+        return ""
+    if wanted in names:
+        return wanted
+    shown = ["default" if n == "" else n for n in names]
+    raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] operator {options.operator_id} "
+                            f"has no store {wanted!r}; its stores are {shown}.")
+
+
+def read_state_store(checkpoint: str, options: StateReadOptions) -> pa.Table:
+    """Every row of one store of one operator, at the batch ``options`` picks.
+
+    ``joinSide`` returns that side's rows without the join's matched flag; naming the
+    store (``storeName="left"``) returns it raw.
+    """
+    last = _last_committed(checkpoint)
+    batch = last if options.batch_id is None else options.batch_id
+    if batch > last:
+        raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] batchId {batch} is not "
+                                f"committed; the last committed batch is {last}.")
+    op_path = os.path.join(checkpoint, "state", str(options.operator_id))
+    partitions = _digit_dirs(op_path)
+    if not partitions:
+        raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] {checkpoint} has no state "
+                                f"for operator {options.operator_id}.")
+    drop = frozenset({_JOIN_MATCHED}) if options.join_side else frozenset()
+    parts = []
+    for p in partitions:
+        store = StateStoreId(os.path.join(checkpoint, "state"), options.operator_id, p,
+                             _store_folder(op_path, p, options))
+        parts.append(_as_rows(*_load(store, batch + 1), p, drop))
+    return pa.concat_tables(parts)
+
+
+def _operator_name(stores: list[str], value_names: list[str]) -> str:
+    """Spark's name for the operator that wrote stores with these value columns."""
+    if set(stores) == set(_JOIN_SIDES):
+        return "symmetricHashJoin"
+    if value_names == ["__expires_at"]:
+        return "dedupe"
+    if {"groupState", "timeoutTimestamp"} <= set(value_names):
+        return "flatMapGroupsWithState"
+    if any("#" in n for n in value_names):
+        return "stateStoreSave"
+    return "transformWithStateExec" if stores != [""] else "stateStoreSave"
+
+
+def _min_batch(checkpoint: str, op: int, partitions: list[int], store: str) -> int:
+    """The oldest batch whose state every partition can still rebuild."""
+    oldest = 1
+    for p in partitions:
+        log = StateFileLog(StateStoreId(os.path.join(checkpoint, "state"), op, p, store),
+                           StateSchema(pa.schema([("k", pa.int8())]), pa.schema([])), 1)
+        deltas, snapshots = log.versions()
+        starts = set(snapshots) | ({1} if 1 in deltas else set())
+        oldest = max(oldest, min(starts, default=1))
+    return oldest - 1
+
+
+def _value_names(checkpoint: str, op: int, store: str) -> list[str]:
+    doc = StateSchemaFile(StateStoreId(os.path.join(checkpoint, "state"), op, 0, store)).read()
+    return [f["name"] for f in doc["valueSchema"]] if doc else []
+
+
+def read_state_metadata(checkpoint: str) -> pa.Table:
+    """One row per operator and store of the checkpoint (Spark's ``state-metadata``)."""
+    last = _last_committed(checkpoint)
+    rows: list[dict[str, object]] = []
+    for op in _digit_dirs(os.path.join(checkpoint, "state")):
+        partitions = _digit_dirs(os.path.join(checkpoint, "state", str(op)))
+        if not partitions:
+            continue
+        stores = _store_names(os.path.join(checkpoint, "state", str(op)), partitions[0])
+        name = _operator_name(stores, _value_names(checkpoint, op, stores[0]))
+        rows += [{"operatorId": op, "operatorName": name,
+                  "stateStoreName": s or _DEFAULT_STORE, "numPartitions": len(partitions),
+                  "minBatchId": _min_batch(checkpoint, op, partitions, s),
+                  "maxBatchId": last, "operatorProperties": None} for s in stores]
+    return pa.Table.from_pylist(rows, schema=METADATA_SCHEMA)
