@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from unbounded.errors import AnalysisException, StreamingQueryException
-from unbounded.observe.hub import QueryObserver, SessionHub
+from unbounded.observe.hub import SessionHub
 from unbounded.observe.listener import (
     QueryIdleEvent,
     QueryProgressEvent,
@@ -22,8 +22,10 @@ from unbounded.observe.listener import (
     QueryTerminatedEvent,
     StreamingQueryListener,
 )
+from unbounded.observe.terminal import TeeEvents, backfill_bar_for
 from unbounded.plan.analyzer import check_streaming_query
 from unbounded.plan.logical import SourceSpec, StreamingRelation
+from unbounded.runtime.events import QueryEvents
 from unbounded.runtime.execution import StreamExecution
 from unbounded.runtime.observed import split_observed
 from unbounded.runtime.progress import Progress
@@ -416,7 +418,7 @@ class _ManagedEvents:
     """A run's events: the session's observer first, then the manager's own record, so
     ``awaitAnyTermination`` sees a termination before ``awaitTermination`` returns."""
 
-    observer: QueryObserver
+    observer: QueryEvents
     manager: StreamingQueryManager
 
     def started(self, query_id: str, run_id: str, name: str | None, timestamp: str,
@@ -453,7 +455,7 @@ class StreamingQueryManager:
                 raise AnalysisException(
                     f"Cannot start query with name {spec.query_name} as a query with that "
                     "name is already active in this SparkSession.")
-        events = _ManagedEvents(self._hub.observer_for(spec.conf), self)
+        events = _ManagedEvents(self._observer(spec), self)
         execution = StreamExecution(spec, self._session._executor(), events)
         query = StreamingQuery(execution)
         with self._changed:
@@ -461,6 +463,12 @@ class StreamingQueryManager:
         self._install_signal_handlers()
         execution.start()
         return query
+
+    def _observer(self, spec: QuerySpec) -> QueryEvents:
+        """The session's observer, and a progress bar for a backfill at a terminal."""
+        observer = self._hub.observer_for(spec.conf)
+        bar = backfill_bar_for(spec.trigger)
+        return observer if bar is None else TeeEvents(observer, bar)
 
     def _notify_termination(self, run_id: str) -> None:
         """Spark's notifyQueryTermination: a failure replaces the record, a clean stop
