@@ -18,7 +18,7 @@ from collections import Counter
 
 from rich.console import Console
 
-from unbounded.demo.proof import kill_after_commits, print_proof
+from unbounded.demo.proof import announce_ui, kill_after_commits, print_proof
 
 __all__ = ["build_query", "generate_events", "job_command", "run_demo", "run_job", "verify"]
 
@@ -69,6 +69,7 @@ def run_job(input_dir: str, output_dir: str, checkpoint: str, files_per_trigger:
 
     spark = SparkSession.builder.appName("demo").getOrCreate()
     query = build_query(spark, input_dir, output_dir, checkpoint, files_per_trigger)
+    announce_ui(spark)
     query.awaitTermination()  # type: ignore[attr-defined]
 
 

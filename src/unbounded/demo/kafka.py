@@ -14,7 +14,7 @@ from datetime import UTC
 
 from rich.console import Console
 
-from unbounded.demo.proof import kill_after_commits, print_proof
+from unbounded.demo.proof import announce_ui, kill_after_commits, print_proof
 
 __all__ = ["build_query", "produce_events", "run_demo", "run_job", "verify"]
 
@@ -68,7 +68,9 @@ def run_job(bootstrap: str, topic: str, output_dir: str, checkpoint: str) -> Non
     from unbounded.sql import SparkSession
 
     spark = SparkSession.builder.appName("demo-kafka").getOrCreate()
-    build_query(spark, bootstrap, topic, output_dir, checkpoint).awaitTermination()  # type: ignore[attr-defined]
+    query = build_query(spark, bootstrap, topic, output_dir, checkpoint)
+    announce_ui(spark)
+    query.awaitTermination()  # type: ignore[attr-defined]
 
 
 def verify(spark: object, output_dir: str, count: int, start_ms: int) -> dict[str, int]:

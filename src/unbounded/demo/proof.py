@@ -10,7 +10,19 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["committed_batches", "kill_after_commits", "print_proof"]
+__all__ = ["announce_ui", "committed_batches", "kill_after_commits", "print_proof"]
+
+
+def announce_ui(spark: object) -> str | None:
+    """Print where the job's live UI is: it lives only while the job runs, so the line
+    comes right after the query starts (flushed: the demo reads it from a pipe)."""
+    from unbounded.sql import SparkSession
+
+    assert isinstance(spark, SparkSession)
+    url = spark.sparkContext.uiWebUrl
+    if url is not None:
+        print(f"Streaming UI (live while this job runs): {url}", flush=True)
+    return url
 
 
 def committed_batches(checkpoint: str) -> int:
