@@ -26,6 +26,7 @@ from bench import (
     join,
     kafka,
     kafka_read,
+    observe_overhead,
     ray_windowed,
     small_batch,
     state_restore,
@@ -49,7 +50,7 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (throughput.WORKLOAD, windowed.WORKLOAD, state_restore.WORKLOAD,
               join.WORKLOAD, kafka.WORKLOAD, kafka_read.WORKLOAD, ray_windowed.WORKLOAD,
-              small_batch.WORKLOAD)
+              small_batch.WORKLOAD, observe_overhead.WORKLOAD)
 }
 
 
