@@ -31,6 +31,7 @@ from bench import (
     small_batch,
     state_restore,
     throughput,
+    udf,
     windowed,
 )
 from bench.harness import (
@@ -50,7 +51,7 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (throughput.WORKLOAD, windowed.WORKLOAD, state_restore.WORKLOAD,
               join.WORKLOAD, kafka.WORKLOAD, kafka_read.WORKLOAD, ray_windowed.WORKLOAD,
-              small_batch.WORKLOAD, observe_overhead.WORKLOAD)
+              small_batch.WORKLOAD, udf.WORKLOAD, observe_overhead.WORKLOAD)
 }
 
 
