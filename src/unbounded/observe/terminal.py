@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -27,10 +27,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from unbounded.runtime.events import QueryEvents
-from unbounded.runtime.triggers import AvailableNow, Once, Trigger
+if TYPE_CHECKING:  # observe sits beside runtime: the protocol is for the type checker
+    from unbounded.runtime.events import QueryEvents
 
-__all__ = ["BackfillBar", "TeeEvents", "backfill_bar_for", "offset_position"]
+__all__ = ["BackfillBar", "TeeEvents", "backfill_bar", "offset_position"]
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +140,8 @@ def _quietly(call: Callable[..., None], *args: Any) -> None:
         log.warning("Drawing the progress bar failed", exc_info=True)
 
 
-def backfill_bar_for(trigger: Trigger, console: Console | None = None) -> BackfillBar | None:
-    """A bar for a backfill trigger when the console (stderr by default) is a terminal."""
-    if not isinstance(trigger, (AvailableNow, Once)):
-        return None
+def backfill_bar(console: Console | None = None) -> BackfillBar | None:
+    """A bar for a backfill (the caller knows the trigger) when the console (stderr by
+    default) is a terminal."""
     console = console or Console(file=sys.stderr)
     return BackfillBar(console) if console.is_terminal else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from rich.console import Console
 
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.observe.hub import SessionHub
@@ -22,7 +23,7 @@ from unbounded.observe.listener import (
     QueryTerminatedEvent,
     StreamingQueryListener,
 )
-from unbounded.observe.terminal import TeeEvents, backfill_bar_for
+from unbounded.observe.terminal import BackfillBar, TeeEvents, backfill_bar
 from unbounded.plan.analyzer import check_streaming_query
 from unbounded.plan.logical import SourceSpec, StreamingRelation
 from unbounded.runtime.events import QueryEvents
@@ -30,7 +31,7 @@ from unbounded.runtime.execution import StreamExecution
 from unbounded.runtime.observed import split_observed
 from unbounded.runtime.progress import Progress
 from unbounded.runtime.spec import QuerySpec
-from unbounded.runtime.triggers import ProcessingTime, Trigger, make_trigger
+from unbounded.runtime.triggers import AvailableNow, Once, ProcessingTime, Trigger, make_trigger
 from unbounded.sinks.base import Sink, SinkContext
 from unbounded.sinks.foreach import ForeachBatchSink, ForeachSink
 from unbounded.sinks.registry import create_sink, sink_class
@@ -437,6 +438,11 @@ class _ManagedEvents:
         finally:
             self.manager._notify_termination(run_id)
 
+
+
+def backfill_bar_for(trigger: Trigger, console: Console | None = None) -> BackfillBar | None:
+    """A progress bar for a backfill (``availableNow`` / ``once``) at a terminal."""
+    return backfill_bar(console) if isinstance(trigger, (AvailableNow, Once)) else None
 
 class StreamingQueryManager:
     """``spark.streams``: the queries of a session, and its listeners."""

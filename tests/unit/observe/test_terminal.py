@@ -10,9 +10,10 @@ from rich.console import Console
 
 import unbounded.sql.streaming as streaming
 from unbounded.observe import terminal
-from unbounded.observe.terminal import BackfillBar, backfill_bar_for, offset_position
+from unbounded.observe.terminal import BackfillBar, offset_position
 from unbounded.runtime.triggers import AvailableNow, Once, ProcessingTime, Trigger
 from unbounded.sql import SparkSession
+from unbounded.sql.streaming import backfill_bar_for
 from unbounded.testing import MemoryStream
 
 
@@ -71,8 +72,8 @@ def test_only_a_backfill_at_a_terminal_gets_a_bar(trigger: Trigger, terminal_: b
 def test_a_trigger_once_query_draws_its_source_line(
         spark: SparkSession, monkeypatch: pytest.MonkeyPatch) -> None:
     console = _console()
-    monkeypatch.setattr(streaming, "backfill_bar_for",
-                        lambda trigger: terminal.backfill_bar_for(trigger, console))
+    monkeypatch.setattr(streaming, "backfill_bar",
+                        lambda console_=None: terminal.backfill_bar(console))
     stream = MemoryStream("v int", spark)
     stream.addData([(1,), (2,), (3,)])
     query = stream.toDF().writeStream.format("memory").queryName("barred") \
