@@ -38,7 +38,7 @@ from bench.harness import (
 __all__ = ["WORKLOAD", "generate", "run"]
 
 FILES = 20
-PYSPARK_MAX_ROWS = 2_000_000
+PYSPARK_MAX_ROWS = 10_000_000
 TARGET_RATIO = 5.0
 REPEATS = 2  # unbounded runs per UDF; the fastest counts (the first pays imports)
 KINDS = ("pandas_udf", "row udf")
