@@ -54,8 +54,10 @@ class UiServer:
         self._prefixes: dict[str, PrefixRoute] = {}
         self._lock = threading.Lock()
         httpd.RequestHandlerClass = _handler_for(self)
+        # shutdown() waits for the serve loop's next poll: a short poll keeps a
+        # session's stop (and every test's teardown) from waiting half a second.
         self._thread = threading.Thread(target=httpd.serve_forever, name="unbounded-ui",
-                                        daemon=True)
+                                        kwargs={"poll_interval": 0.02}, daemon=True)
 
     @classmethod
     def start(cls, host: str, port: int, max_retries: int = 16) -> UiServer:
