@@ -31,7 +31,7 @@ import pytest
 __all__ = ["HAS_RAY", "HAS_RAY_CLIENT", "PER_FILE", "SKIP_REASON", "append_events",
            "expected_windows", "fail_first_attempts", "kill_worker_once", "output_windows",
            "ray_cluster_fixture", "ray_cluster_module_fixture", "sleep_on_worker_once",
-           "windowed_query"]
+           "stall_first_copy", "windowed_query"]
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 HAS_RAY_CLIENT = HAS_RAY and importlib.util.find_spec("grpc") is not None  # ray[client]
@@ -210,6 +210,26 @@ def fail_first_attempts(folder: Path, failures: int) -> Callable[[int, float], f
             (folder / f"attempt-{attempt}-{os.getpid()}").touch()
             if attempt <= failures:
                 raise RuntimeError(f"injected failure, attempt {attempt}")
+        return amount
+
+    return probe
+
+
+def stall_first_copy(folder: Path, row_id: int) -> Callable[[int, float], float]:
+    """A UDF that stalls (two minutes) the first task copy to reach ``row_id`` on a Ray
+    worker, after writing its process id to ``folder/stalled``; every later copy that
+    reaches the row leaves ``folder/copy-<pid>`` and goes on."""
+    driver = os.getpid()
+
+    def probe(found: int, amount: float) -> float:
+        if found != row_id or os.getpid() == driver:
+            return amount
+        if _claim(folder / "stalled.claim"):
+            (folder / "stalled").write_text(str(os.getpid()))
+            time.sleep(120)
+            (folder / "stalled-finished").touch()
+        else:
+            (folder / f"copy-{os.getpid()}").touch()
         return amount
 
     return probe

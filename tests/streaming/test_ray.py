@@ -1,8 +1,8 @@
 """The Ray executor on a real three-node Ray cluster on this machine: the same query and
 checkpoint as under the local executor, task retry after an error, a SIGKILLed worker
-process and a removed worker node, each ending with the batch query's rows (0 lost, 0
-duplicated). Skipped when ray is not installed; the longer randomized runs need
-UNBOUNDED_RAY_LONG=1."""
+process, a removed worker node and speculation of a stalled task, each ending with the
+batch query's rows (0 lost, 0 duplicated). Skipped when ray is not installed; the longer
+randomized runs need UNBOUNDED_RAY_LONG=1."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from ray_fixtures import (
     ray_cluster_fixture,  # noqa: F401
     ray_cluster_module_fixture,  # noqa: F401
     sleep_on_worker_once,
+    stall_first_copy,
     windowed_query,
 )
 from unbounded.errors import StreamingQueryException
@@ -181,6 +182,31 @@ def _remove_node_named_in(cluster, marker, timeout_s: float = 60) -> None:
             cluster.remove_node(node, allow_graceful=False)
             return
         time.sleep(0.05)
+
+
+def test_speculation_gives_a_stalled_task_a_second_copy_whose_result_wins(
+        ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 6)
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    _run(tmp_path, "ray", stall_first_copy(probes, 700), **{"spark.speculation": "true"})
+    copies = [p for p in probes.iterdir() if p.name.startswith("copy-")]
+    assert len(copies) == 1, "exactly one speculative copy reached the stalled row"
+    stalled = int((probes / "stalled").read_text())
+    assert _exits(stalled, timeout_s=30), "the losing copy's worker was not killed"
+    assert not (probes / "stalled-finished").exists()
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def _exits(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _job_env(cluster, python_env) -> dict[str, str]:

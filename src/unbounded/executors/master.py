@@ -17,6 +17,7 @@ from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
 from unbounded.executors.retry import RetryingExecutor
+from unbounded.executors.speculation import SpeculationConf
 
 __all__ = ["Master", "create_executor", "parse_master"]
 
@@ -80,4 +81,4 @@ def create_executor(master: Master, conf: Callable[[str], str | None]) -> Execut
     from unbounded.executors.ray import RayExecutor
 
     return RayExecutor(master.address, master.task_max_failures(conf("spark.task.maxFailures")),
-                       workers or os.cpu_count() or 2)
+                       workers or os.cpu_count() or 2, SpeculationConf.from_conf(conf))

@@ -4,7 +4,9 @@ Only ``ShippableTask``s leave the driver: each item becomes one Ray task, spread
 nodes, whose result (Arrow tables inside) comes back through Ray's object store. Ray
 re-runs an attempt that raised or whose worker process or node died, up to
 ``spark.task.maxFailures`` attempts in all, with the same item (the same input
-partition), so a retried task reads the same rows. Everything else (a stateful
+partition), so a retried task reads the same rows. With ``spark.speculation`` a slow
+task gets a second copy (``executors/speculation.py``); the first copy to succeed gives
+the item's one result and the other copies are killed. Everything else (a stateful
 operator's fold over its state stores, a sink's writes) runs on a thread pool in the
 driver, where those objects live.
 """
@@ -12,7 +14,9 @@ driver, where those objects live.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import ray
@@ -20,6 +24,7 @@ from ray.exceptions import RayTaskError
 
 from unbounded.executors.base import PendingResults, ShippableTask
 from unbounded.executors.local import LocalExecutor
+from unbounded.executors.speculation import SpeculationConf, speculatable
 
 __all__ = ["RayExecutor"]
 
@@ -28,9 +33,19 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
-def _attempt(task: ShippableTask[Any, Any], item: Any) -> Any:
+@dataclass(frozen=True)
+class _Timed(Generic[R]):
+    """An attempt's result and how long it ran on its worker (speculation's median)."""
+
+    value: R
+    seconds: float
+
+
+def _attempt(task: ShippableTask[Any, Any], item: Any) -> _Timed[Any]:
     """One attempt of a task, on a Ray worker."""
-    return task(item)
+    started = time.perf_counter()
+    value = task(item)
+    return _Timed(value, time.perf_counter() - started)
 
 
 class _RayResults(Generic[R]):
@@ -42,22 +57,87 @@ class _RayResults(Generic[R]):
 
     def result(self) -> list[R]:
         try:
-            values: list[R] = ray.get(self._refs)
+            timed: list[_Timed[R]] = ray.get(self._refs)
         except RayTaskError as err:
             raise _task_error(err, self._max_failures) from err
         except ray.exceptions.RayError as err:
             err.add_note(_failed_note(self._max_failures))
             raise
-        return values
+        return [t.value for t in timed]
 
     def cancel(self) -> None:
         for ref in self._refs:
             ray.cancel(ref)
 
 
+class _SpeculativeResults(Generic[R]):
+    """Ray tasks watched every ``spark.speculation.interval``: a slow one gets a second
+    copy, the first copy to succeed is the item's only result, the others are killed.
+
+    A copy's running time counts from its submission (Ray does not report when a queued
+    task starts); finished tasks' durations are measured on the worker.
+    """
+
+    def __init__(self, launch: Callable[[int], Any], count: int, max_failures: int,
+                 conf: SpeculationConf) -> None:
+        self._launch, self._conf, self._max_failures = launch, conf, max_failures
+        self._copies: dict[int, list[Any]] = {i: [launch(i)] for i in range(count)}
+        self._since = dict.fromkeys(self._copies, time.monotonic())
+        self._done: dict[int, _Timed[R]] = {}
+        self._speculated: set[int] = set()
+
+    def result(self) -> list[R]:
+        while len(self._done) < len(self._copies):
+            pending = [r for refs in self._copies.values() for r in refs]
+            ready, _ = ray.wait(pending, num_returns=len(pending),
+                                timeout=self._conf.interval_s)
+            for ref in ready:
+                self._settle(ref)
+            self._speculate()
+        return [self._done[i].value for i in range(len(self._copies))]
+
+    def _settle(self, ref: Any) -> None:
+        index = next(i for i, refs in self._copies.items() if ref in refs)
+        self._copies[index].remove(ref)
+        try:
+            self._done[index] = ray.get(ref)
+        except ray.exceptions.RayError as err:
+            if not self._copies[index]:  # no other copy may still succeed
+                self.cancel()
+                raise _surfaced(err, self._max_failures) from err
+            log.warning("a copy of task %d failed; its other copy runs on: %s", index, err)
+            return
+        for loser in self._copies[index]:
+            ray.cancel(loser, force=True)  # a stalled copy may never look at a flag
+        self._copies[index] = []
+
+    def _speculate(self) -> None:
+        now = time.monotonic()
+        running = {i: now - self._since[i] for i, refs in self._copies.items()
+                   if len(refs) == 1 and i not in self._speculated}
+        finished = [t.seconds for t in self._done.values()]
+        for index in speculatable(self._conf, len(self._copies), finished, running):
+            log.info("task %d ran %.2fs, over the speculation threshold: starting a "
+                     "second copy", index, running[index])
+            self._speculated.add(index)
+            self._copies[index].append(self._launch(index))
+
+    def cancel(self) -> None:
+        for refs in self._copies.values():
+            for ref in refs:
+                ray.cancel(ref, force=True)
+
+
 def _failed_note(max_failures: int) -> str:
     return (f"The partition task failed {max_failures} time(s) "
             f"(spark.task.maxFailures={max_failures}).")
+
+
+def _surfaced(err: ray.exceptions.RayError, max_failures: int) -> BaseException:
+    if isinstance(err, RayTaskError):
+        return _task_error(err, max_failures)
+    err.add_note(_failed_note(max_failures))
+    return err
 
 
 def _task_error(err: RayTaskError, max_failures: int) -> BaseException:
@@ -76,8 +156,10 @@ class RayExecutor:
     machine (``ray start``) or a new one, which ``shutdown`` then stops.
     """
 
-    def __init__(self, address: str | None, max_failures: int, driver_threads: int) -> None:
+    def __init__(self, address: str | None, max_failures: int, driver_threads: int,
+                 speculation: SpeculationConf | None = None) -> None:
         self.max_failures = max_failures
+        self.speculation = speculation or SpeculationConf()
         self._owns_runtime = _connect(address)
         self._remote = ray.remote(_attempt).options(
             num_cpus=1, max_retries=max_failures - 1, retry_exceptions=True,
@@ -94,6 +176,9 @@ class RayExecutor:
         them, as those run on the driver's own threads."""
         if not isinstance(fn, ShippableTask):
             return self._driver.map_async(fn, items)
+        if self.speculation.enabled:
+            return _SpeculativeResults(lambda i: self._remote.remote(fn, items[i]),
+                                       len(items), self.max_failures, self.speculation)
         return _RayResults([self._remote.remote(fn, item) for item in items],
                            self.max_failures)
 
