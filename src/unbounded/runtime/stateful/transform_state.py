@@ -56,6 +56,7 @@ from unbounded.runtime.stateful.base import (
     watermark_delays,
 )
 from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
+from unbounded.testing.faults import fault_point
 
 __all__ = ["StreamingTransformWithState"]
 
@@ -309,8 +310,7 @@ class StreamingTransformWithState:
             deadline = _earliest(stores[TIMERS]) \
                 if self.node.time_mode is TimeMode.PROCESSING_TIME else None
             metrics = [s.metrics.to_dict() for s in stores.values()]
-            for store in stores.values():
-                store.commit()
+            _commit_all(list(stores.values()), batch.batch_id)
         except BaseException:
             for store in stores.values():
                 store.abort()
@@ -514,6 +514,15 @@ class StreamingTransformWithState:
     def close(self) -> None:
         for state in self.states.values():
             state.close()
+
+
+def _commit_all(stores: list[StateStore], batch_id: int) -> None:
+    """Commit the variables' stores one by one: a crash in between (the test point
+    ``mid-state-commit``) leaves some at version N+1, which a re-run of batch N rewrites."""
+    for i, store in enumerate(stores):
+        if i == 1:
+            fault_point("mid-state-commit", batch_id)
+        store.commit()
 
 
 def _live(content: Any, now_ms: int) -> Any:
