@@ -29,7 +29,8 @@ import polars as pl
 import pytest
 
 __all__ = ["HAS_RAY", "HAS_RAY_CLIENT", "PER_FILE", "SKIP_REASON", "append_events",
-           "expected_windows", "fail_first_attempts", "kill_worker_once", "output_windows",
+           "expected_windows", "fail_first_attempts", "kafka_to_kafka_query", "kill_worker_once",
+           "kill_worker_once_mapping", "output_windows",
            "ray_cluster_fixture", "ray_cluster_module_fixture", "sleep_on_worker_once",
            "stall_first_copy", "windowed_query"]
 
@@ -233,3 +234,32 @@ def stall_first_copy(folder: Path, row_id: int) -> Callable[[int, float], float]
         return amount
 
     return probe
+
+
+def kafka_to_kafka_query(spark: Any, bootstrap: str, topics: tuple[str, str], workdir: Path,
+                         mapping: Callable[[str], str], per_trigger: int = 300) -> Any:
+    """Kafka ``topics[0]`` -> each value through the UDF ``mapping`` -> Kafka
+    ``topics[1]``, exactly-once (the sink's transactions), availableNow."""
+    from unbounded.sql import functions as F
+
+    rows = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", bootstrap)
+            .option("subscribe", topics[0]).option("startingOffsets", "earliest")
+            .option("maxOffsetsPerTrigger", str(per_trigger)).load())
+    text = F.col("value").cast("string")
+    out = rows.select(F.udf(mapping, "string")(text).alias("value"))
+    return (out.writeStream.format("kafka").option("kafka.bootstrap.servers", bootstrap)
+            .option("topic", topics[1]).option("checkpointLocation", str(workdir / "cp"))
+            .trigger(availableNow=True).start())
+
+
+def kill_worker_once_mapping(marker: Path, at_value: str) -> Callable[[str], str]:
+    """A UDF mapping ``in-<n>`` to ``out-<n>`` that SIGKILLs its own Ray worker process
+    at ``at_value`` (once, across every attempt); never the driver's process."""
+    driver = os.getpid()
+
+    def mapping(value: str) -> str:
+        if value == at_value and os.getpid() != driver and _claim(marker):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "out-" + value.removeprefix("in-")
+
+    return mapping

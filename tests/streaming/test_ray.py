@@ -11,6 +11,7 @@ import random
 import sys
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -23,7 +24,9 @@ from ray_fixtures import (
     append_events,
     expected_windows,
     fail_first_attempts,
+    kafka_to_kafka_query,
     kill_worker_once,
+    kill_worker_once_mapping,
     output_windows,
     ray_cluster_fixture,  # noqa: F401
     ray_cluster_module_fixture,  # noqa: F401
@@ -196,6 +199,32 @@ def test_speculation_gives_a_stalled_task_a_second_copy_whose_result_wins(
     assert _exits(stalled, timeout_s=30), "the losing copy's worker was not killed"
     assert not (probes / "stalled-finished").exists()
     assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_kafka_to_kafka_on_ray_with_a_worker_sigkilled_mid_batch_commits_each_record_once(
+        ray_cluster, kafka_bootstrap, tmp_path):
+    pytest.importorskip("confluent_kafka")
+    from streaming.test_kafka_e2e import read_log  # the raw-log judge (see its docstring)
+
+    from unbounded.testing.broker import create_topic, produce_records, unique_topic
+
+    source, sink = unique_topic("ray-in"), unique_topic("ray-out")
+    create_topic(kafka_bootstrap, source, partitions=2)
+    create_topic(kafka_bootstrap, sink, partitions=2)
+    for p in range(2):
+        produce_records(kafka_bootstrap, source, [f"in-{p * 600 + i}" for i in range(600)],
+                        partition=p)
+    marker = tmp_path / "killed"
+    spark = _session("ray")
+    try:  # in-800: partition 1, offset 200, in the second batch (150 per partition)
+        kafka_to_kafka_query(spark, kafka_bootstrap, (source, sink), tmp_path,
+                             kill_worker_once_mapping(marker, "in-800")).awaitTermination(120)
+    finally:
+        spark.stop()
+    assert marker.exists(), "the mapping never killed a worker"
+    committed = Counter(v.decode() for v in read_log(kafka_bootstrap, sink, 2).committed)
+    assert committed == Counter(f"out-{n}" for n in range(1200))
+    assert len(list((tmp_path / "cp" / "commits").iterdir())) >= 4
 
 
 def _exits(pid: int, timeout_s: float) -> bool:
