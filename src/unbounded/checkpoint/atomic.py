@@ -1,4 +1,5 @@
-"""Atomic, durable file writes: the only way anything is written into a checkpoint.
+"""Atomic, durable file writes: the only way anything is written into a checkpoint, and
+the way a sink's data files and folders are made durable.
 
 Write to a temporary name in the same folder, flush and fsync it, publish it under its
 final name with ``os.link`` (which fails if the name exists, so two writers of one entry
@@ -8,6 +9,11 @@ survives a power cut. A reader never sees a torn file under a final name.
 A temporary file never outlives a failed write (a full disk must not fill up with
 them), and the temporary files a killed process left behind are removed the first time
 this process writes into their folder.
+
+Folders are made with :func:`make_dirs`, which fsyncs each new folder's parent, so a
+file published inside a new folder cannot vanish with it in a power cut. A sink's data
+file, written by a library that takes a path (Arrow, Polars), is made durable with
+:func:`fsync_file` before anything names it.
 
 Every system call goes through the module-level ``file_ops`` (a :class:`FileOps`), the
 seam Spark calls ``spark.sql.streaming.checkpointFileManagerClass``: set
@@ -34,9 +40,12 @@ __all__ = [
     "FileOps",
     "file_ops",
     "fsync_dir",
+    "fsync_file",
     "is_temp_name",
+    "make_dirs",
     "remove_stray_temps",
     "set_file_ops",
+    "sync_folder_name",
     "write_atomic",
     "write_atomic_replace",
     "write_atomic_stream",
@@ -72,11 +81,22 @@ class FileOps:
         os.unlink(path)
 
     def fsync_dir(self, path: str) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_path(path)
+
+    def make_dir(self, path: str) -> None:
+        os.mkdir(path)
+
+    def fsync_file(self, path: str) -> None:
+        """fsync a file another library wrote by name (a sink's data file)."""
+        _fsync_path(path)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _load_file_ops() -> FileOps:
@@ -108,6 +128,41 @@ def fsync_dir(path: str) -> None:
     file_ops.fsync_dir(path)
 
 
+def fsync_file(path: str) -> None:
+    """Make the data of the file at ``path`` durable (its name needs a folder fsync)."""
+    file_ops.fsync_file(path)
+
+
+def _missing_folders(path: str) -> list[str]:
+    """``path`` and its ancestors that are not folders yet, deepest first."""
+    missing, head = [], os.path.abspath(path)
+    while not os.path.isdir(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    return missing
+
+
+def sync_folder_name(path: str) -> None:
+    """fsync the parent of the folder ``path``, so its name survives a power cut whoever
+    made it."""
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def make_dirs(path: str) -> None:
+    """Create the folder ``path`` and its missing parents, durably: each new folder's
+    parent is fsynced before this returns (also when another thread made it meanwhile),
+    so what is later published inside cannot be lost with the folder in a power cut."""
+    missing = _missing_folders(path)
+    for folder in reversed(missing):
+        try:
+            file_ops.make_dir(folder)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
+    for folder in missing:
+        fsync_dir(os.path.dirname(folder))
+
+
 def is_temp_name(name: str) -> bool:
     """Whether ``name`` is a temporary file of this module (``.<name>.<uuid>.tmp``)."""
     return _TEMP_NAME.match(name) is not None
@@ -124,17 +179,19 @@ def remove_stray_temps(folder: str) -> list[str]:
 
 def _prepare_folder(folder: str) -> None:
     """Create ``folder`` (again, if it was deleted since this process last wrote there);
-    on its first use by this process, clear stray temp files.
+    on its first use by this process, clear stray temp files and make its name durable
+    (a plain ``makedirs``, or a run that lost power, may have made it).
 
     Done under a lock and before this process creates any temp file there, so it can
     only remove files of writes that were interrupted before this process wrote."""
-    os.makedirs(folder, exist_ok=True)
+    make_dirs(folder)
     key = os.path.abspath(folder)
     if key in _cleaned:
         return
     with _cleaned_lock:
         if key not in _cleaned:
             remove_stray_temps(folder)
+            sync_folder_name(folder)
             _cleaned.add(key)
 
 

@@ -2,7 +2,10 @@
 (``DataFrame.write``) share.
 
 Files are named as Spark names them (``part-00000-<uuid>.c000.snappy.parquet``) and are
-fsynced before the caller records them anywhere. A partitioned write puts each partition's
+fsynced before the caller records them anywhere; new folders (``col=value/``) are made
+with their names fsynced into their parents. What is left to the caller is one fsync of
+each folder the files went into, once all are written (the file sink does it before its
+manifest entry names them). A partitioned write puts each partition's
 rows under ``col=value/`` folders, without the partition columns, as Spark does.
 
 Example:
@@ -24,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import orc
 
+from unbounded.checkpoint.atomic import fsync_file, make_dirs
 from unbounded.errors import AnalysisException
 
 __all__ = ["WRITE_FORMATS", "file_extension", "write_data_file", "write_partitioned"]
@@ -45,14 +49,11 @@ def file_extension(fmt: str) -> str:
 
 
 def write_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str]) -> None:
-    """Write ``table`` to the new file ``path`` in ``fmt`` and fsync it."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Write ``table`` to the new file ``path`` in ``fmt`` and fsync it (through the
+    checkpoint's file-system seam, so a fault-injecting one sees data files too)."""
+    make_dirs(os.path.dirname(path))
     _WRITERS[fmt](path, table, {k.lower(): v for k, v in options.items()})
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(path)
 
 
 def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tuple[str, ...],

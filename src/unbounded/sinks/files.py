@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from unbounded.checkpoint.atomic import fsync_dir
+from unbounded.checkpoint.atomic import fsync_dir, make_dirs, sync_folder_name
 from unbounded.checkpoint.epoch import fence_for
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
@@ -74,7 +74,8 @@ class FileSink:
         self.path = os.path.abspath(local_path(path))
         self.partition_by = ctx.partition_by
         self.options = tuple((k, v) for k, v in ctx.options.items() if k != "path")
-        os.makedirs(self.path, exist_ok=True)
+        make_dirs(self.path)
+        sync_folder_name(self.path)  # an earlier run may have made it, not durably
         self.manifest = FileSinkManifest(self.path)
         self._fence = fence_for(ctx.checkpoint_path)
         executor = ctx.extra.get("executor")

@@ -12,6 +12,8 @@ close on a network file system); ``power`` cuts the power: every file write and 
 entry that no fsync made durable is undone, then the process is SIGKILLed. Operations:
 ``write`` (creating a temp file), ``fsync``, ``close``, ``rename`` (link or replace),
 ``dirsync`` (matched against ``<folder>/``). A temp file is matched under its final name.
+Data files written by name (a file sink's) count from their ``fsync``: a power cut then
+removes the file, and every folder made since, unless a folder fsync kept its name.
 Each fired fault appends a line to ``$UNBOUNDED_CHECKPOINT_FAULTS_LOG`` when set.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import shutil
 import signal
 import threading
 import time
@@ -113,9 +116,13 @@ def _read_or_none(path: str) -> bytes | None:
 
 def _restore(undo: _Undo) -> None:
     if undo.content is None:
-        if os.path.exists(undo.path):
+        if os.path.isdir(undo.path):
+            shutil.rmtree(undo.path)  # a folder made since: it goes with all it holds
+        elif os.path.exists(undo.path):
             os.unlink(undo.path)
         return
+    if not os.path.isdir(os.path.dirname(undo.path)):
+        return  # its folder was made since, and is gone again
     with open(undo.path, "wb") as f:
         f.write(undo.content)
 
@@ -195,6 +202,18 @@ class FaultyFileOps(FileOps):
         before = _read_or_none(path)
         super().unlink(path)
         self._volatile.note_entry(path, before)
+
+    def make_dir(self, path: str) -> None:
+        super().make_dir(path)
+        self._volatile.note_entry(path, None)
+
+    def fsync_file(self, path: str) -> None:
+        """A data file written by name: volatile (data and name) until this fsync."""
+        self._volatile.files.add(path)
+        self._volatile.note_entry(path, None)
+        self._check("fsync", path)
+        super().fsync_file(path)
+        self._volatile.files.discard(path)
 
     def fsync_dir(self, path: str) -> None:
         self._check("dirsync", os.path.join(path, ""))
