@@ -23,10 +23,12 @@ import traceback
 from typing import Any
 
 from bench import (
+    delta,
     join,
     kafka,
     kafka_read,
     observe_overhead,
+    postgres,
     ray_windowed,
     small_batch,
     state_restore,
@@ -51,7 +53,8 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (throughput.WORKLOAD, windowed.WORKLOAD, state_restore.WORKLOAD,
               join.WORKLOAD, kafka.WORKLOAD, kafka_read.WORKLOAD, ray_windowed.WORKLOAD,
-              small_batch.WORKLOAD, udf.WORKLOAD, observe_overhead.WORKLOAD)
+              small_batch.WORKLOAD, udf.WORKLOAD, observe_overhead.WORKLOAD,
+              delta.WORKLOAD, postgres.WORKLOAD)
 }
 
 
