@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import selectors
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,10 +56,11 @@ class UiServer:
         self._prefixes: dict[str, PrefixRoute] = {}
         self._lock = threading.Lock()
         httpd.RequestHandlerClass = _handler_for(self)
-        # shutdown() waits for the serve loop's next poll: a short poll keeps a
-        # session's stop (and every test's teardown) from waiting half a second.
-        self._thread = threading.Thread(target=httpd.serve_forever, name="unbounded-ui",
-                                        kwargs={"poll_interval": 0.02}, daemon=True)
+        httpd.timeout = 0  # handle_request() is only called once the socket is readable
+        # The loop sleeps until a request or close() writes to this pipe: no polling, so
+        # an idle UI costs a running query nothing and a stop does not wait for a poll.
+        self._wake_read, self._wake_write = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="unbounded-ui", daemon=True)
 
     @classmethod
     def start(cls, host: str, port: int, max_retries: int = 16) -> UiServer:
@@ -102,9 +105,20 @@ class UiServer:
                     return functools.partial(route, clean[len(prefix):])
         return None
 
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._httpd, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while not any(key.fd == self._wake_read for key, _ in selector.select()):
+                self._httpd.handle_request()
+
     def close(self) -> None:
-        self._httpd.shutdown()
+        os.write(self._wake_write, b"x")
+        if self._thread.is_alive():
+            self._thread.join()
         self._httpd.server_close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
 
 def bind_first_free(host: str, port: int, max_retries: int) -> ThreadingHTTPServer:

@@ -90,7 +90,7 @@ class StatusPublisher:
             self._path(run_id).unlink(missing_ok=True)
 
     def _loop(self) -> None:
-        _remove_stale(self.directory)
+        _remove_stale_once(self.directory)
         while True:
             with self._wake:
                 while not self._dirty and not self._closed:
@@ -123,16 +123,47 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+_CLEANED: set[Path] = set()
+_CLEANED_LOCK = threading.Lock()
+
+
+def _remove_stale_once(directory: Path) -> None:
+    """Clean a directory once per process: stale files only appear at a day's pace."""
+    with _CLEANED_LOCK:
+        if directory in _CLEANED:
+            return
+        _CLEANED.add(directory)
+    _remove_stale(directory)
+
+
 def _remove_stale(directory: Path) -> None:
-    """Files of processes that died a day or more ago."""
-    for path, doc in _documents(directory):
-        pid = doc.get("pid")
+    """Files (and temporary files) of processes that died a day or more ago.
+
+    Decided from the directory listing alone (age by mtime, writer by the ``<pid>-``
+    of the name), never by parsing files: the folder is shared by every process on the
+    machine and can hold thousands of them, and this runs beside a session's queries.
+    """
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        pid = _writer_pid(entry.name)
         try:
-            if time.time() - path.stat().st_mtime > STALE_SECONDS and \
-                    not (isinstance(pid, int) and pid_alive(pid)):
-                path.unlink(missing_ok=True)
+            if pid is None or now - entry.stat().st_mtime <= STALE_SECONDS or pid_alive(pid):
+                continue
+            os.unlink(entry.path)
         except OSError:
             continue  # another process removed it first
+
+
+def _writer_pid(name: str) -> int | None:
+    """The pid in ``<pid>-<runId>.json`` or its temporary ``.<pid>-<runId>.json.tmp``."""
+    if not name.endswith((".json", ".json.tmp")):
+        return None
+    head = name.lstrip(".").split("-", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def _documents(directory: Path) -> list[tuple[Path, dict[str, Any]]]:

@@ -47,3 +47,20 @@ def test_the_run_directory_follows_the_environment(tmp_path, monkeypatch):
     assert run_dir() == tmp_path / "unbounded-ui"
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "absent"))
     assert run_dir().name == f"unbounded-ui-{os.getuid()}"
+
+
+def test_files_of_processes_dead_a_day_go_without_being_read_and_the_rest_stay(tmp_path):
+    from unbounded.observe.ui_publish import STALE_SECONDS, _remove_stale
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid, old = int(dead.stdout), os.path.getmtime(tmp_path) - STALE_SECONDS - 60
+    names = {f"{pid}-old.json": old, f".{pid}-old.json.tmp": old, f"{pid}-new.json": None,
+             f"{os.getpid()}-mine.json": old, "notes.txt": old}
+    for name, mtime in names.items():
+        (tmp_path / name).write_text("not JSON: the name and age decide")
+        if mtime is not None:
+            os.utime(tmp_path / name, (mtime, mtime))
+    _remove_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        f"{pid}-new.json", f"{os.getpid()}-mine.json", "notes.txt"])
