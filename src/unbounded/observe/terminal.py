@@ -2,9 +2,10 @@
 
 One line per source, fed by the run's progress events (never by the batch thread's own
 work): Kafka-shaped offsets (topic -> partition -> offset) count offsets done since the
-run began, other sources count rows. Where a source reports Spark's
-``avgOffsetsBehindLatest`` in its progress metrics, the line gets a total and an ETA.
-Nothing is drawn unless stderr is a terminal.
+run began, and Spark's ``avgOffsetsBehindLatest`` in the source's progress metrics gives
+the total; a file source's ``numFilesProcessed`` / ``numFilesOutstanding`` count files;
+other sources count rows, without a total. A line with a total gets an ETA. Nothing is
+drawn unless stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from rich.progress import (
 if TYPE_CHECKING:  # observe sits beside runtime: the protocol is for the type checker
     from unbounded.runtime.events import QueryEvents
 
-__all__ = ["BackfillBar", "TeeEvents", "backfill_bar", "offset_position"]
+__all__ = ["BackfillBar", "TeeEvents", "backfill_bar", "files_done_and_total",
+           "offset_position"]
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +94,17 @@ class BackfillBar:
     def _add_task(self, source: Mapping[str, Any], index: int) -> None:
         start = offset_position(source.get("startOffset"))
         kafka = offset_position(source.get("endOffset")) is not None
+        files = files_done_and_total(source) is not None
         self._first.append(start[0] if start else (0 if kafka else None))
         self._rows.append(0)
         self._tasks.append(self.progress.add_task(
             escape(str(source.get("description", f"source {index}"))[:40]), total=None,
-            unit="offsets" if kafka else "rows", rate="0"))
+            unit="offsets" if kafka else "files" if files else "rows", rate="0"))
 
     def _done_and_total(self, index: int, source: Mapping[str, Any]) -> tuple[int, int | None]:
+        files = files_done_and_total(source)
+        if files is not None:
+            return files
         first, end = self._first[index], offset_position(source.get("endOffset"))
         if first is None or end is None:
             return self._rows[index], None
@@ -107,6 +113,15 @@ class BackfillBar:
         if behind is None:
             return done, None
         return done, done + round(float(behind) * end[1])
+
+
+def files_done_and_total(source: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(files read, files read + outstanding) from a file source's progress metrics."""
+    metrics = source.get("metrics") or {}
+    done, left = metrics.get("numFilesProcessed"), metrics.get("numFilesOutstanding")
+    if done is None or left is None:
+        return None
+    return int(done), int(done) + int(left)
 
 
 class TeeEvents:

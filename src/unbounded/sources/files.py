@@ -346,6 +346,7 @@ class FileSource:
                 self.seen.add(e.path, e.timestamp)
         self.seen.purge()
         self._available_now: list[DataFile] | None = None
+        self._unplanned = 0  # new files the last listing found but left for later batches
         self._cleaned_through = -1
         _check_archive_dir(self.options)
 
@@ -384,7 +385,9 @@ class FileSource:
         if logged is not None and logged > done:
             # Batches planned before a restart are handed out again, one per trigger.
             return {"logOffset": done + 1 if respect_limits else logged}
-        files = self._take(self._new_files(), respect_limits)
+        new = self._new_files()
+        files = self._take(new, respect_limits)
+        self._unplanned = len(new) - len(files)
         if files:
             batch_id = max(done, -1 if logged is None else logged) + 1
             self.log.add(batch_id, files)
@@ -417,6 +420,21 @@ class FileSource:
                 taken.append(f)
             files = taken
         return files
+
+    def metrics(self, latest_consumed: Offset | None) -> dict[str, str]:
+        """What is left to read (ours: Spark's file source reports nothing here).
+
+        ``numFilesOutstanding``: files this source knows of that the batches through
+        ``latest_consumed`` did not read (planned for later batches, or found by the last
+        listing and held back by ``maxFilesPerTrigger``/``maxBytesPerTrigger``);
+        ``numFilesProcessed``: files those batches read, over the checkpoint's life.
+        """
+        done = _log_offset(latest_consumed)
+        sizes = [(batch, len(entries)) for batch, entries in self.log.batches.items()]
+        processed = sum(n for batch, n in sizes if batch <= done)
+        planned = sum(n for batch, n in sizes if batch > done)
+        return {"numFilesOutstanding": str(planned + self._unplanned),
+                "numFilesProcessed": str(processed)}
 
     def check_offsets(self, logged: Sequence[tuple[str, Offset | None]]) -> None:
         """Start-up cross-check: the log holds every batch the offset log points at."""

@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -102,6 +103,7 @@ __all__ = [
     "KafkaSource",
     "KafkaSourceOptions",
     "kafka_schema",
+    "offsets_behind_latest",
     "offsets_from_json",
     "offsets_to_json",
 ]
@@ -474,6 +476,7 @@ class KafkaSource:
         self._initial: PartitionOffsets | None = None
         self._ending: PartitionOffsets | None = None
         self._available_now: PartitionOffsets | None = None
+        self._latest_available: PartitionOffsets | None = None  # at the last planning
         self._last_trigger = time.monotonic()
         self._data_loss = _DataLoss(self._opts.fail_on_data_loss)
         self._on_wait: StatusListener | None = None
@@ -593,7 +596,8 @@ class KafkaSource:
         for tp in sorted(tp for tp in tps & begin.keys() if latest[tp] < begin[tp]):
             self._data_loss(f"Partition {tp[0]}-{tp[1]}'s offset went back from {begin[tp]} "
                             f"to {latest[tp]}.")
-        return self._cap(latest)
+        self._latest_available = self._cap(latest)
+        return self._latest_available
 
     def _cap(self, latest: PartitionOffsets) -> PartitionOffsets:
         caps = [c for c in (self._ending_offsets(), self._available_now) if c is not None]
@@ -650,6 +654,13 @@ class KafkaSource:
         starts = {**begin, **earliest}
         return [(tp, starts[tp], u) for tp, u in sorted(until.items()) if u > starts[tp]]
 
+    def metrics(self, latest_consumed: Offset | None) -> dict[str, str]:
+        """Spark's ``KafkaMicroBatchStream.metrics``: how far ``latest_consumed`` is behind
+        the newest offsets the last planning saw (for ``availableNow``, its fixed end)."""
+        if latest_consumed is None or self._latest_available is None:
+            return {}
+        return offsets_behind_latest(self._latest_available, offsets_from_json(latest_consumed))
+
     def commit(self, end: Offset) -> None:
         """Nothing to release: Kafka keeps the data and the checkpoint keeps the offsets."""
 
@@ -660,6 +671,37 @@ class KafkaSource:
 
 
 OffsetRange = tuple[TopicPartitionKey, int, int]
+
+
+def offsets_behind_latest(latest: PartitionOffsets, consumed: PartitionOffsets
+                          ) -> dict[str, str]:
+    """Spark's min/max/avg of ``latest - consumed`` over the latest partitions (a partition
+    not consumed yet counts from 0), as text the way the JVM prints numbers.
+
+    >>> offsets_behind_latest({("t", 0): 10, ("t", 1): 25}, {("t", 0): 4})
+    {'minOffsetsBehindLatest': '6', 'maxOffsetsBehindLatest': '25', \
+'avgOffsetsBehindLatest': '15.5'}
+    """
+    behind = [offset - consumed.get(tp, 0) for tp, offset in latest.items()]
+    if not behind:
+        return {}
+    return {"minOffsetsBehindLatest": str(min(behind)),
+            "maxOffsetsBehindLatest": str(max(behind)),
+            "avgOffsetsBehindLatest": java_double_text(sum(behind) / len(behind))}
+
+
+def java_double_text(value: float) -> str:
+    """``Double.toString`` of a finite value: plain between 1e-3 and 1e7, else ``d.dddE<n>``.
+
+    >>> [java_double_text(v) for v in (0.0, 35.0, 12.5, 1e7, 1.25e-4, -123456789.5)]
+    ['0.0', '35.0', '12.5', '1.0E7', '1.25E-4', '-1.234567895E8']
+    """
+    if value == 0 or 1e-3 <= abs(value) < 1e7:
+        return repr(float(value))
+    sign, digits, exponent = Decimal(repr(value)).as_tuple()
+    text = "".join(map(str, digits)).rstrip("0") or "0"
+    power = len(digits) + int(exponent) - 1
+    return f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}E{power}"
 
 
 def _tp_list(tps: Iterable[TopicPartitionKey]) -> str:

@@ -80,3 +80,13 @@ def test_a_trigger_once_query_draws_its_source_line(
         .trigger(once=True).start()
     query.awaitTermination(30)
     assert "3/? rows" in console.export_text()
+
+
+def test_a_file_source_counts_files_against_files_outstanding() -> None:
+    def files(rows: int, done: int, left: int) -> dict[str, Any]:
+        return {"description": "FileStreamSource[file:/in]", "numInputRows": rows,
+                "startOffset": None, "endOffset": {"logOffset": 0},
+                "metrics": {"numFilesProcessed": str(done), "numFilesOutstanding": str(left)}}
+    text = _drawn(BackfillBar(_console()), files(10, 2, 6), files(10, 4, 4))
+    assert "4/8 files" in text
+    assert "20/? rows" not in text
