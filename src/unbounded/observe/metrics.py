@@ -6,13 +6,16 @@ Spark's metrics system reports, per query, the gauges ``inputRate-total``,
 same figures per query (labels ``query_name`` and ``query_id``) in Prometheus' units
 (seconds, bytes), plus what an operator pages on: a batch-duration histogram, failed
 batches, rows dropped by the watermark and source lag where a source reports it
-(``sources[*].metrics``, e.g. Kafka's ``avgOffsetsBehindLatest``). The gauges are read
-from each query's latest progress when scraped; counters and the histogram are updated
-when a batch ends, on the batch thread, which costs a few dictionary updates.
+(the ``...Behind...``/``...Outstanding`` figures of ``sources[*].metrics``: Kafka's
+``avgOffsetsBehindLatest`` and its min/max, a file source's ``numFilesOutstanding``).
+The gauges are read from each query's latest progress when scraped; counters and the
+histogram are updated when a batch ends, on the batch thread, which costs a few
+dictionary updates.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
@@ -188,15 +191,19 @@ def _histogram(queries: list[QueryMetrics]) -> Metric:
 def _source_lag(queries: list[QueryMetrics]) -> Iterator[Metric]:
     family = GaugeMetricFamily(
         _P + "source_lag", "Lag a source reports in its progress metrics (e.g. Kafka's "
-        "avgOffsetsBehindLatest, files pending)", labels=[*_LABELS, "source", "metric"])
+        "avgOffsetsBehindLatest, a file source's numFilesOutstanding)",
+        labels=[*_LABELS, "source", "metric"])
     for q in queries:
         for source in (q.last_progress or {}).get("sources", []):
             for metric, value in (source.get("metrics") or {}).items():
-                number = _number(value)
+                number = _number(value) if _LAG_WORDS.search(metric) else None
                 if number is not None:
                     family.add_metric([*q.labels, str(source.get("description", "")),
                                        str(metric)], number)
     yield family
+
+
+_LAG_WORDS = re.compile("Behind|Outstanding")  # lag figures, not counts of work done
 
 
 def _number(value: Any) -> float | None:

@@ -35,7 +35,8 @@ _STATE_FIELDS = ("numRowsTotal", "numRowsUpdated", "allUpdatesTimeMs", "numRowsR
 @runtime_checkable
 class ReportsSourceMetrics(Protocol):
     """A source that reports figures about itself in ``sources[*].metrics`` (Spark's
-    ``ReportsSourceMetrics``; e.g. Kafka's ``avgOffsetsBehindLatest``, files pending).
+    ``ReportsSourceMetrics``; e.g. Kafka's ``avgOffsetsBehindLatest``, the file source's
+    ``numFilesOutstanding``).
 
     ``metrics(latest_consumed)`` gets the end offset of the batch just run and returns
     text values, as Spark does; Prometheus shows the numeric ones as source lag.

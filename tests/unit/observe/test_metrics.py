@@ -63,3 +63,15 @@ def test_a_query_without_a_batch_has_no_gauges_and_no_watermark_means_none():
     assert got[("unbounded_streaming_query_active", q)] == 1.0
     assert ("unbounded_streaming_latency_seconds", q) not in got
     assert watermark_seconds({"eventTime": {}}) is None
+
+
+def test_source_lag_shows_a_file_source_s_outstanding_files_but_not_its_files_done():
+    metrics = StreamingMetrics()
+    metrics.started("q3", "files")
+    progress = {"id": "q3", "batchId": 0, "sources": [{
+        "description": "FileStreamSource[file:/in]",
+        "metrics": {"numFilesOutstanding": "7", "numFilesProcessed": "40"}}]}
+    metrics.batch_done("q3", progress)
+    lags = {dict(k[1])["metric"]: v for k, v in _samples(metrics).items()
+            if k[0] == "unbounded_streaming_source_lag"}
+    assert lags == {"numFilesOutstanding": 7.0}
