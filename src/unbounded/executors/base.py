@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Executor", "PendingResults", "ShippableTask"]
+__all__ = ["Executor", "HostCall", "PendingResults", "ResourceHosts", "ShippableTask",
+           "SupportsResourceHosts"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,46 @@ class Executor(Protocol):
         ...
 
     def shutdown(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class HostCall(Generic[S, R]):
+    """``fn`` applied to the resource ``key`` on host ``slot``; the host builds the
+    resource with ``open`` the first time, and again after it lost it. All three pickle
+    (module-level functions, frozen dataclasses)."""
+
+    slot: int
+    key: str
+    open: Callable[[], S]
+    fn: Callable[[S], R]
+
+
+@runtime_checkable
+class ResourceHosts(Protocol):
+    """Long-lived processes that keep keyed resources (state partitions' stores) between
+    calls, so a batch ships only its rows to them.
+
+    Invariants: the calls of one slot run one at a time, in order; a host may lose its
+    resources at any moment (its process died) and is then replaced, so a resource must
+    be rebuildable by ``open`` from durable state, and ``fn`` must give the same result
+    when it runs again after being cut off (the host re-runs the call).
+    """
+
+    def map(self, calls: Sequence[HostCall[Any, R]]) -> list[R]:
+        """The calls' results in order; the slots run in parallel."""
+        ...
+
+    def close(self) -> None:
+        """Release the resources and stop the hosts."""
+        ...
+
+
+@runtime_checkable
+class SupportsResourceHosts(Protocol):
+    """An executor that can keep resources in processes of its own (the Ray executor's
+    actors); without it, resources stay in the driver."""
+
+    def resource_hosts(self, slots: int) -> ResourceHosts | None:
+        """Hosts for ``slots`` slots (several slots may share one process); None when
+        the session keeps resources on the driver."""
+        ...

@@ -2,7 +2,9 @@
 
 ``local``, ``local[N]``, ``local[*]`` and ``local[N, F]`` run tasks on threads here;
 ``ray`` joins the Ray runtime this process is connected to, or the one started on this
-machine, or starts one; ``ray://host:port`` joins a cluster through Ray Client.
+machine, or starts one; ``ray://host:port`` joins a cluster through Ray Client. On Ray,
+``spark.speculation*`` (Spark's settings) and ``spark.unbounded.ray.stateActors`` (ours,
+default true: state partitions live in Ray actors) apply.
 """
 
 from __future__ import annotations
@@ -80,5 +82,6 @@ def create_executor(master: Master, conf: Callable[[str], str | None]) -> Execut
         return local if attempts == 1 else RetryingExecutor(local, attempts)
     from unbounded.executors.ray import RayExecutor
 
+    actors = (conf("spark.unbounded.ray.stateActors") or "true").strip().lower() == "true"
     return RayExecutor(master.address, master.task_max_failures(conf("spark.task.maxFailures")),
-                       workers or os.cpu_count() or 2, SpeculationConf.from_conf(conf))
+                       workers or os.cpu_count() or 2, SpeculationConf.from_conf(conf), actors)

@@ -4,7 +4,8 @@ Only ``ShippableTask``s leave the driver: each item becomes one Ray task, spread
 nodes, whose result (Arrow tables inside) comes back through Ray's object store. Ray
 re-runs an attempt that raised or whose worker process or node died, up to
 ``spark.task.maxFailures`` attempts in all, with the same item (the same input
-partition), so a retried task reads the same rows. With ``spark.speculation`` a slow
+partition), so a retried task reads the same rows. State partitions can live in actors
+(``resource_hosts``, ``executors/ray_hosts.py``). With ``spark.speculation`` a slow
 task gets a second copy (``executors/speculation.py``); the first copy to succeed gives
 the item's one result and the other copies are killed. Everything else (a stateful
 operator's fold over its state stores, a sink's writes) runs on a thread pool in the
@@ -20,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import ray
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayError
 
 from unbounded.executors.base import PendingResults, ShippableTask
 from unbounded.executors.local import LocalExecutor
+from unbounded.executors.ray_errors import raise_surfaced
+from unbounded.executors.ray_hosts import RayHosts
 from unbounded.executors.speculation import SpeculationConf, speculatable
 
 __all__ = ["RayExecutor"]
@@ -58,11 +61,8 @@ class _RayResults(Generic[R]):
     def result(self) -> list[R]:
         try:
             timed: list[_Timed[R]] = ray.get(self._refs)
-        except RayTaskError as err:
-            raise _task_error(err, self._max_failures) from err
-        except ray.exceptions.RayError as err:
-            err.add_note(_failed_note(self._max_failures))
-            raise
+        except RayError as err:
+            raise_surfaced(err, self._max_failures)
         return [t.value for t in timed]
 
     def cancel(self) -> None:
@@ -101,10 +101,10 @@ class _SpeculativeResults(Generic[R]):
         self._copies[index].remove(ref)
         try:
             self._done[index] = ray.get(ref)
-        except ray.exceptions.RayError as err:
+        except RayError as err:
             if not self._copies[index]:  # no other copy may still succeed
                 self.cancel()
-                raise _surfaced(err, self._max_failures) from err
+                raise_surfaced(err, self._max_failures)
             log.warning("a copy of task %d failed; its other copy runs on: %s", index, err)
             return
         for loser in self._copies[index]:
@@ -128,26 +128,6 @@ class _SpeculativeResults(Generic[R]):
                 ray.cancel(ref, force=True)
 
 
-def _failed_note(max_failures: int) -> str:
-    return (f"The partition task failed {max_failures} time(s) "
-            f"(spark.task.maxFailures={max_failures}).")
-
-
-def _surfaced(err: ray.exceptions.RayError, max_failures: int) -> BaseException:
-    if isinstance(err, RayTaskError):
-        return _task_error(err, max_failures)
-    err.add_note(_failed_note(max_failures))
-    return err
-
-
-def _task_error(err: RayTaskError, max_failures: int) -> BaseException:
-    """The task's own exception (a UDF's PythonException, a source's error), not Ray's
-    wrapper, so the query fails as it would locally."""
-    cause = err.cause if isinstance(err.cause, BaseException) else err
-    cause.add_note(_failed_note(max_failures))
-    return cause
-
-
 class RayExecutor:
     """Ships ``ShippableTask``s to Ray; runs other callables on driver threads.
 
@@ -157,9 +137,11 @@ class RayExecutor:
     """
 
     def __init__(self, address: str | None, max_failures: int, driver_threads: int,
-                 speculation: SpeculationConf | None = None) -> None:
+                 speculation: SpeculationConf | None = None, state_actors: bool = True,
+                 ) -> None:
         self.max_failures = max_failures
         self.speculation = speculation or SpeculationConf()
+        self.state_actors = state_actors  # spark.unbounded.ray.stateActors
         self._owns_runtime = _connect(address)
         self._remote = ray.remote(_attempt).options(
             num_cpus=1, max_retries=max_failures - 1, retry_exceptions=True,
@@ -181,6 +163,11 @@ class RayExecutor:
                                        len(items), self.max_failures, self.speculation)
         return _RayResults([self._remote.remote(fn, item) for item in items],
                            self.max_failures)
+
+    def resource_hosts(self, slots: int) -> RayHosts | None:
+        """Actors that keep state partitions between batches (``executors/ray_hosts.py``),
+        unless ``spark.unbounded.ray.stateActors`` is false."""
+        return RayHosts(slots, self.max_failures) if self.state_actors else None
 
     def shutdown(self) -> None:
         self._driver.shutdown()
