@@ -3,7 +3,8 @@
 A ``PythonUDF`` becomes one ``map_batches`` call over a struct of its arguments: pandas
 UDFs get each batch as pandas Series (one Python call per batch), row UDFs are called
 once per row but their input and output are converted a column at a time through Arrow
-(no Polars ``map_elements``). ``mapInPandas``/``mapInArrow``, ``applyInPandas`` and
+(no Polars ``map_elements``; ``engine/row_udfs.py``), a large batch over worker processes
+(``engine/udf_workers.py``). ``mapInPandas``/``mapInArrow``, ``applyInPandas`` and
 cogrouped ``applyInPandas`` are frame-level calls (``map_in_batches``, ``apply_in_groups``,
 ``apply_in_cogroups``). Any failure of user code is a ``PythonException`` naming the
 function, the error and, for row UDFs, the input row.
@@ -13,17 +14,17 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Callable, Iterator, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import cloudpickle
 import polars as pl
 import pyarrow as pa
 
 from unbounded.engine.context import CompileContext
 from unbounded.engine.dtypes import arrow_schema_to_polars, to_polars_dtype
 from unbounded.engine.expressions import compile_expr
+from unbounded.engine.row_udfs import RowFailure, load_function
+from unbounded.engine.udf_workers import run_row_udf
 from unbounded.errors import PythonException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import PythonEvalType, PythonFunction, PythonUDF
@@ -45,14 +46,7 @@ __all__ = [
 # spark.sql.execution.arrow.maxRecordsPerBatch: the batch size iterator UDFs see.
 MAX_RECORDS_PER_BATCH = 10_000
 
-_Runner = Callable[[Callable[..., Any], list[pa.Array], int, T.DataType], pa.Array]
-
-
-@lru_cache(maxsize=512)
-def load_function(pickled: bytes) -> Callable[..., Any]:
-    """The user function, unpickled once per process (a plan compiles every batch)."""
-    function: Callable[..., Any] = cloudpickle.loads(pickled)
-    return function
+_Runner = Callable[[PythonFunction, list[pa.Array], int, T.DataType], pa.Array]
 
 
 # ---- scalar UDFs -------------------------------------------------------------------
@@ -80,12 +74,11 @@ class _BatchCall:
     def __call__(self, packed: pl.Series) -> pl.Series:
         columns = [c.combine_chunks() for c in packed.struct.unnest().to_arrow().columns] \
             if self.expr.args else []
-        function = load_function(self.expr.function.pickled)
         try:
-            out = self.runner(function, columns, len(packed), self.expr.return_type)
+            out = self.runner(self.expr.function, columns, len(packed), self.expr.return_type)
         except PythonException:
             raise
-        except _RowFailure as failure:
+        except RowFailure as failure:
             raise _udf_error(self.expr, failure.error, _row_text(self.expr, columns,
                                                                failure.index)) from failure.error
         except Exception as error:
@@ -93,13 +86,6 @@ class _BatchCall:
         series = pl.from_arrow(out)
         assert isinstance(series, pl.Series)
         return series if series.dtype == self.target else series.cast(self.target)
-
-
-class _RowFailure(Exception):
-    def __init__(self, index: int, error: Exception) -> None:
-        super().__init__(index, error)
-        self.index = index
-        self.error = error
 
 
 def _udf_error(expr: PythonUDF, error: Exception, row: str | None) -> PythonException:
@@ -118,76 +104,31 @@ def _row_text(expr: PythonUDF, columns: list[pa.Array], index: int) -> str:
 
 
 # ---- row UDFs ----------------------------------------------------------------------
-def _run_rows(function: Callable[..., Any], columns: list[pa.Array], n: int,
+def _run_rows(function: PythonFunction, columns: list[pa.Array], n: int,
               return_type: T.DataType) -> pa.Array:
-    """One call per row; the results convert as PySpark 4.3 converts them, with or
-    without ``useArrow``: through Arrow (an int widens to double, a float is truncated to
-    an int, a bool or an out-of-range int for an int column fails the batch), and to
-    text as Spark prints it (``true``, ``[1, 2]``) for a string column."""
-    return _arrow_values(_call_rows(function, columns, n), return_type)
-
-
-def _call_rows(function: Callable[..., Any], columns: list[pa.Array], n: int) -> list[Any]:
-    values = [_python_values(c) for c in columns]
-    rows: Iterator[tuple[Any, ...]] = zip(*values, strict=True) if values \
-        else itertools.repeat((), n)
-    results: list[Any] = []
-    try:
-        # extend keeps what was appended before an exception: its length is the bad row.
-        results.extend(itertools.starmap(function, rows))
-    except Exception as error:
-        raise _RowFailure(len(results), error) from error
-    return results
-
-
-def _python_values(column: pa.Array) -> list[Any]:
-    """Python values as PySpark passes them: timestamps as naive datetimes in the
-    session time zone (UTC)."""
-    if pa.types.is_timestamp(column.type) and column.type.tz is not None:
-        column = column.cast(pa.timestamp(column.type.unit))
-    values: list[Any] = column.to_pylist()
-    return values
-
-
-def _arrow_values(results: list[Any], return_type: T.DataType) -> pa.Array:
-    if isinstance(return_type, T.StringType) and not set(map(type, results)) <= _TEXT:
-        results = [v if v is None or type(v) is str else _java_string(v) for v in results]
-    return pa.array(results, type=return_type.to_arrow())
-
-
-_TEXT = frozenset({str, type(None)})
-
-
-def _java_string(value: Any) -> str:
-    """``value`` as Spark prints it in a string column."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_java_string(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_java_string(k)}={_java_string(v)}"
-                               for k, v in value.items()) + "}"
-    return "null" if value is None else str(value)
+    """One call per row (``engine/row_udfs.py``), large batches over worker processes
+    (``engine/udf_workers.py``)."""
+    return run_row_udf(function.pickled, columns, n, return_type)
 
 
 # ---- pandas UDFs -------------------------------------------------------------------
-def _run_pandas(function: Callable[..., Any], columns: list[pa.Array], n: int,
+def _run_pandas(udf: PythonFunction, columns: list[pa.Array], n: int,
                 return_type: T.DataType) -> pa.Array:
     """Series -> Series, one call per batch; the result must keep the batch's length."""
-    result = function(*(_to_pandas(c) for c in columns))
+    result = load_function(udf.pickled)(*(_to_pandas(c) for c in columns))
     _check_pandas_result(result, return_type)
     _check_length(len(result), n)
     return _pandas_to_arrow(result, return_type)
 
 
-def _run_pandas_iter(function: Callable[..., Any], columns: list[pa.Array], n: int,
+def _run_pandas_iter(udf: PythonFunction, columns: list[pa.Array], n: int,
                      return_type: T.DataType) -> pa.Array:
     """Iterator[Series] -> Iterator[Series] over slices of ``MAX_RECORDS_PER_BATCH``
     rows (a tuple of Series per slice when the UDF takes several columns)."""
     series = [_to_pandas(c) for c in columns]
     slices = (_slice(series, start) for start in range(0, n, MAX_RECORDS_PER_BATCH))
     outputs: list[pa.Array] = []
-    for result in function(slices):
+    for result in load_function(udf.pickled)(slices):
         _check_pandas_result(result, return_type)
         outputs.append(_pandas_to_arrow(result, return_type))
     _check_length(sum(len(o) for o in outputs), n)
@@ -199,12 +140,12 @@ def _slice(series: list[pd.Series], start: int) -> Any:
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
-def _run_grouped_agg(function: Callable[..., Any], columns: list[pa.Array], n: int,
+def _run_grouped_agg(udf: PythonFunction, columns: list[pa.Array], n: int,
                      return_type: T.DataType) -> pa.Array:
     """Series -> scalar: one call per group."""
     import pandas as pd
 
-    value = function(*(_to_pandas(c) for c in columns))
+    value = load_function(udf.pickled)(*(_to_pandas(c) for c in columns))
     return pa.Array.from_pandas(pd.Series([value]), type=return_type.to_arrow(), safe=False)
 
 

@@ -1,0 +1,318 @@
+"""Row UDFs over row ranges in worker processes, as PySpark runs Python UDFs.
+
+A row UDF is one Python call per row, bound by the GIL; a large batch is cut into row
+ranges, one per idle worker process plus one that the calling thread runs itself, and the
+results are put back together in row order. A worker is a child interpreter
+(``python -m unbounded.engine.udf_workers``, never a fork: Polars' threads do not survive
+one, and a spawned ``multiprocessing`` child would re-run the user's unguarded script)
+started the first time a batch is large enough, reused for every later batch and UDF.
+
+Protocol, one pickle (protocol 5) after another on the child's stdin and stdout:
+the child first writes ``"ready"``; then for each task ``(pickled_function, arrow_ipc,
+rows, return_type)`` it writes ``("ok", arrow_ipc)``, ``("row", index, error)`` when the
+function raised on the row at ``index`` of the range, or ``("batch", error)``. Arguments
+and results travel as Arrow IPC streams, which carry only a slice's own bytes. The child
+points its fd 1 at stderr, so a ``print`` in a UDF cannot corrupt the protocol.
+
+Nothing here is durable: a worker that dies mid-task is dropped and its range is run by
+the calling thread, so the batch's answer does not depend on it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import logging
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Any
+
+import pyarrow as pa
+
+from unbounded.engine.row_udfs import RowFailure, load_function, rows_to_arrow
+from unbounded.plan import types as T
+
+__all__ = ["MIN_ROWS_PER_PROCESS", "UdfWorkerPool", "main", "run_row_udf", "worker_pool"]
+
+logger = logging.getLogger(__name__)
+
+# Below this many rows per range, shipping the range costs more than the calls it saves.
+MIN_ROWS_PER_PROCESS = 100_000
+_WORKERS_ENV = "UNBOUNDED_UDF_WORKERS"
+
+
+def run_row_udf(pickled: bytes, columns: list[pa.Array], n: int,
+                return_type: T.DataType) -> pa.Array:
+    """The row UDF ``pickled`` over ``n`` rows: in parallel when the batch is large and
+    workers are idle, else on this thread. Raises ``RowFailure`` (batch-wide row index)
+    or the function's own exception, as a local run does."""
+    pool = worker_pool()
+    workers = pool.take_idle(n // MIN_ROWS_PER_PROCESS - 1) if columns else []
+    if not workers:
+        return rows_to_arrow(load_function(pickled), columns, n, return_type)
+    return _ParallelRun(pool, pickled, columns, return_type).run(workers, n)
+
+
+@dataclass(frozen=True)
+class _Range:
+    start: int
+    stop: int
+
+
+def _ranges(n: int, parts: int) -> list[_Range]:
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [_Range(a, b) for a, b in itertools.pairwise(bounds)]
+
+
+class _ParallelRun:
+    """One batch cut into ranges: the first ones go to workers, the last runs here."""
+
+    def __init__(self, pool: UdfWorkerPool, pickled: bytes, columns: list[pa.Array],
+                 return_type: T.DataType) -> None:
+        self.pool, self.pickled, self.columns = pool, pickled, columns
+        self.return_type = return_type
+
+    def run(self, workers: list[_Worker], n: int) -> pa.Array:
+        ranges = _ranges(n, len(workers) + 1)
+        futures = [self.pool.dispatch(self._remote, w, r)
+                   for w, r in zip(workers, ranges, strict=False)]
+        local = self._here(ranges[-1])
+        outcomes = [f.result() for f in futures] + [local]
+        return self._combine(outcomes, ranges)
+
+    def _remote(self, worker: _Worker, rows: _Range) -> _Outcome:
+        try:
+            return worker.call(self.pickled, self._slice(rows), self.return_type)
+        except (OSError, EOFError, pickle.UnpicklingError) as error:
+            logger.warning("A UDF worker process failed (%s); running its rows here.", error)
+            self.pool.discard(worker)
+            return self._here(rows)
+
+    def _here(self, rows: _Range) -> _Outcome:
+        try:
+            function = load_function(self.pickled)
+            return _Outcome(rows_to_arrow(function, self._slice(rows), rows.stop - rows.start,
+                                          self.return_type))
+        except Exception as error:
+            return _Outcome(None, error)
+
+    def _slice(self, rows: _Range) -> list[pa.Array]:
+        return [c.slice(rows.start, rows.stop - rows.start) for c in self.columns]
+
+    @staticmethod
+    def _combine(outcomes: list[_Outcome], ranges: list[_Range]) -> pa.Array:
+        for outcome, rows in zip(outcomes, ranges, strict=True):
+            if isinstance(outcome.error, RowFailure):
+                raise RowFailure(rows.start + outcome.error.index, outcome.error.error)
+            if outcome.error is not None:
+                raise outcome.error
+        return pa.concat_arrays([o.array for o in outcomes if o.array is not None])
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    array: pa.Array | None
+    error: Exception | None = None
+
+
+# ---- the parent's side ---------------------------------------------------------------
+class _Worker:
+    """One child interpreter; used by one thread at a time (it is taken from the pool)."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "unbounded.engine.udf_workers"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.to_child: IO[bytes] = self.process.stdin
+        self.from_child: IO[bytes] = self.process.stdout
+
+    def wait_ready(self) -> bool:
+        try:
+            return bool(pickle.load(self.from_child) == "ready")
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return False
+
+    def call(self, pickled: bytes, columns: list[pa.Array],
+             return_type: T.DataType) -> _Outcome:
+        rows = len(columns[0])
+        pickle.dump((pickled, _to_ipc(columns), rows, return_type), self.to_child,
+                    protocol=5)
+        self.to_child.flush()
+        reply = pickle.load(self.from_child)
+        if reply[0] == "ok":
+            return _Outcome(_from_ipc(reply[1])[0])
+        if reply[0] == "row":
+            return _Outcome(None, RowFailure(reply[1], reply[2]))
+        return _Outcome(None, reply[1])
+
+    def stop(self) -> None:
+        for stream in (self.to_child, self.from_child):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class UdfWorkerPool:
+    """The worker processes of this interpreter; started in the background on first use,
+    so the first large batch runs on its own thread instead of waiting for them."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pid = os.getpid()
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._started = False
+        self._threads = ThreadPoolExecutor(max_workers=max(size, 1),
+                                           thread_name_prefix="udf-worker-io")
+
+    def take_idle(self, at_most: int) -> list[_Worker]:
+        """Up to ``at_most`` idle workers, now (starting the pool if it never started)."""
+        if at_most <= 0 or self.size == 0:
+            return []
+        self._start_once()
+        taken: list[_Worker] = []
+        while len(taken) < at_most:
+            try:
+                taken.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def dispatch(self, call: Callable[[_Worker, _Range], _Outcome], worker: _Worker,
+                 rows: _Range) -> Future[_Outcome]:
+        """``call(worker, rows)`` on an I/O thread; the worker is idle again after it."""
+        def run() -> _Outcome:
+            try:
+                return call(worker, rows)
+            finally:
+                if worker.process.poll() is None:
+                    self._idle.put(worker)
+        return self._threads.submit(run)
+
+    def discard(self, worker: _Worker) -> None:
+        worker.stop()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Start the workers and wait until every one answered (tests, benchmarks)."""
+        self._start_once()
+        return self._ready.wait(timeout)
+
+    def _start_once(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._start, name="udf-worker-start", daemon=True).start()
+
+    def _start(self) -> None:
+        for _ in range(self.size):
+            worker = _Worker()
+            self._all.append(worker)
+            if worker.wait_ready():
+                self._idle.put(worker)
+        self._ready.set()
+
+    def stop(self) -> None:
+        """Stop every worker (at exit; a stopped pool is replaced on next use)."""
+        for worker in self._all:
+            worker.stop()
+        self._threads.shutdown(wait=False)
+
+
+_POOL: list[UdfWorkerPool] = []
+_POOL_LOCK = threading.Lock()
+
+
+def worker_pool() -> UdfWorkerPool:
+    """This process's pool (a forked child gets its own: pipes do not survive a fork)."""
+    with _POOL_LOCK:
+        if not _POOL or _POOL[0].pid != os.getpid():
+            _POOL[:] = [UdfWorkerPool(_pool_size())]
+        return _POOL[0]
+
+
+def _pool_size() -> int:
+    """``UNBOUNDED_UDF_WORKERS`` if set, else one less than the usable cores."""
+    configured = os.environ.get(_WORKERS_ENV, "").strip()
+    if configured:
+        return max(int(configured), 0)
+    return max(len(os.sched_getaffinity(0)) - 1, 0)
+
+
+@atexit.register
+def _stop_pool() -> None:
+    for pool in _POOL:
+        if pool.pid == os.getpid():
+            pool.stop()
+
+
+# ---- Arrow IPC -------------------------------------------------------------------------
+def _to_ipc(columns: list[pa.Array]) -> pa.Buffer:
+    batch = pa.record_batch(columns, names=[f"_{i}" for i in range(len(columns))])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def _from_ipc(data: Any) -> list[pa.Array]:
+    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    return [c.combine_chunks() for c in table.columns]
+
+
+# ---- the child's side ------------------------------------------------------------------
+def main() -> None:
+    """The worker loop: read a task, run it, write the reply, until stdin closes."""
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # the user's prints go to stderr, never into the protocol
+    tasks = sys.stdin.buffer
+    _reply(replies, "ready")
+    while True:
+        try:
+            pickled, ipc, rows, return_type = pickle.load(tasks)
+        except EOFError:
+            return
+        _reply(replies, _serve(pickled, ipc, rows, return_type))
+
+
+def _serve(pickled: bytes, ipc: Any, rows: int, return_type: T.DataType) -> tuple[Any, ...]:
+    try:
+        result = rows_to_arrow(load_function(pickled), _from_ipc(ipc), rows, return_type)
+    except RowFailure as failure:
+        return ("row", failure.index, _sendable(failure.error))
+    except Exception as error:
+        return ("batch", _sendable(error))
+    return ("ok", _to_ipc([result]))
+
+
+def _sendable(error: Exception) -> Exception:
+    """``error`` if it survives pickling, else a RuntimeError with its type and text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
+
+
+def _reply(stream: IO[bytes], reply: object) -> None:
+    pickle.dump(reply, stream, protocol=5)
+    stream.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Row UDFs: the per-row call loop (engine/row_udfs.py) and row ranges run in worker
+processes (engine/udf_workers.py)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import cloudpickle
+import pyarrow as pa
+import pytest
+
+from unbounded.engine import udf_workers
+from unbounded.engine.row_udfs import RowFailure, call_rows, python_values, rows_to_arrow
+from unbounded.engine.udf_workers import UdfWorkerPool, run_row_udf
+from unbounded.errors import PythonException
+from unbounded.sql import functions as F
+from unbounded.sql import types as T
+
+
+# ---- the call loop -----------------------------------------------------------------
+@pytest.mark.parametrize("arity", [1, 2, 3])
+def test_a_failure_names_the_row_it_happened_on_for_any_number_of_arguments(arity):
+    columns = [pa.array(range(10))] * arity
+
+    def fail_on_six(*args):
+        if args[0] == 6:
+            raise ValueError("six")
+        return sum(args)
+
+    with pytest.raises(RowFailure) as raised:
+        call_rows(fail_on_six, columns, 10)
+    assert raised.value.index == 6
+    assert str(raised.value.error) == "six"
+
+
+def test_calls_return_one_result_per_row_in_order():
+    assert call_rows(lambda a, b: f"{a}{b}", [pa.array([1, 2]), pa.array(["x", None])], 2) \
+        == ["1x", "2None"]
+    assert call_rows(lambda: 7, [], 3) == [7, 7, 7]
+
+
+def test_python_values_match_to_pylist_with_and_without_nulls():
+    for column in (pa.array([1, 2]), pa.array([1.5, None]), pa.array([True, False]),
+                   pa.array([1.25], pa.float32()), pa.array([2**63 - 1])):
+        values = python_values(column)
+        assert values == column.to_pylist()
+        assert [type(v) for v in values] == [type(v) for v in column.to_pylist()]
+
+
+# ---- worker processes --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def started_pool() -> Iterator[UdfWorkerPool]:
+    pool = UdfWorkerPool(2)
+    assert pool.wait_ready(60)
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+def two_workers(started_pool, monkeypatch) -> UdfWorkerPool:
+    """A pool of two started workers, used for ranges of 10 rows or more."""
+    monkeypatch.setattr(udf_workers, "_POOL", [started_pool])
+    monkeypatch.setattr(udf_workers, "MIN_ROWS_PER_PROCESS", 10)
+    return started_pool
+
+
+def _pickled(function) -> bytes:
+    return cloudpickle.dumps(function)
+
+
+def test_a_large_batch_runs_its_ranges_in_worker_processes_in_row_order(two_workers):
+    column = pa.array(range(30))
+    out = run_row_udf(_pickled(lambda x: f"{x}:{os.getpid()}"), [column], 30, T.StringType())
+    values, pids = zip(*(v.split(":") for v in out.to_pylist()), strict=True)
+    assert [int(v) for v in values] == list(range(30))
+    assert len(set(pids)) == 3  # two workers and this process, one range each
+    assert pids[-1] == str(os.getpid())
+
+
+def test_a_failure_in_a_worker_names_the_batch_wide_row(two_workers):
+    def inverse(x):
+        return 1 // (x - 13)
+
+    with pytest.raises(RowFailure) as raised:
+        run_row_udf(_pickled(inverse), [pa.array(range(30))], 30, T.LongType())
+    assert raised.value.index == 13
+    assert isinstance(raised.value.error, ZeroDivisionError)
+
+
+def test_a_conversion_error_in_a_worker_fails_the_batch_with_its_own_error(two_workers):
+    with pytest.raises(pa.ArrowInvalid, match=r"Could not convert .text."):
+        run_row_udf(_pickled(lambda x: "text"), [pa.array(range(30))], 30, T.LongType())
+
+
+def test_a_dead_worker_is_dropped_and_its_rows_run_here(monkeypatch):
+    pool = UdfWorkerPool(1)
+    monkeypatch.setattr(udf_workers, "_POOL", [pool])
+    monkeypatch.setattr(udf_workers, "MIN_ROWS_PER_PROCESS", 10)
+    assert pool.wait_ready(60)
+    [worker] = pool.take_idle(1)
+    worker.process.kill()
+    worker.process.wait()
+    pool._idle.put(worker)
+    out = run_row_udf(_pickled(lambda x: x * 2), [pa.array(range(30))], 30, T.LongType())
+    assert out.to_pylist() == [x * 2 for x in range(30)]
+    assert pool.take_idle(1) == []
+    pool.stop()
+
+
+def test_prints_in_a_worker_do_not_break_the_protocol(two_workers, capfd):
+    def noisy(x):
+        print("row", x)
+        return x
+
+    out = run_row_udf(_pickled(noisy), [pa.array(range(30))], 30, T.LongType())
+    assert out.to_pylist() == list(range(30))
+
+
+def test_a_small_batch_stays_in_this_process(two_workers):
+    out = run_row_udf(_pickled(lambda x: os.getpid()), [pa.array(range(15))], 15,
+                      T.LongType())
+    assert set(out.to_pylist()) == {os.getpid()}
+
+
+def test_a_udf_failing_in_a_worker_names_the_udf_the_error_and_the_row(spark, two_workers):
+    def inverse(x):
+        return 1 // (x - 4)
+
+    df = spark.range(40).select(F.udf(inverse, "long")("id").alias("y"))
+    with pytest.raises(PythonException) as raised:
+        df.collect()
+    assert "`inverse`" in str(raised.value)
+    assert "ZeroDivisionError: integer division or modulo by zero" in str(raised.value)
+    assert "(id=4)" in str(raised.value)
+
+
+def test_a_query_over_workers_gives_the_rows_of_one_process(spark, two_workers):
+    df = spark.range(100).select(F.udf(lambda x: x * 3 + 1, "long")("id").alias("y"))
+    assert [r.y for r in df.collect()] == [x * 3 + 1 for x in range(100)]
+
+
+def test_rows_to_arrow_converts_as_pyspark(two_workers):
+    assert rows_to_arrow(lambda x: x, [pa.array([1, None])], 2, T.DoubleType()).to_pylist() \
+        == [1.0, None]
+    out = run_row_udf(_pickled(lambda x: x % 2 == 0), [pa.array(range(30))], 30,
+                      T.StringType())
+    assert out.to_pylist()[:2] == ["true", "false"]
