@@ -62,10 +62,6 @@ def test_local_paths_with_uri_characters_are_plain_paths(spark, tmp_path, folder
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=True, reason=(
-    "Polars holds a map as a list of key/value structs, so plan_schema reads Kafka's "
-    "array<struct<key: string, value: binary>> back as map<string, binary>: needs a map "
-    "marker in engine/dtypes.py (see tests/fixtures/differential/ACCEPTED.md)"))
 def test_kafka_headers_are_collected_as_a_list_of_rows(spark, kafka_bootstrap, tmp_path):
     topic = unique_topic("hdr")
     create_topic(kafka_bootstrap, topic)

@@ -36,23 +36,25 @@ def arrow_schema_to_polars(schema: pa.Schema) -> pl.Schema:
 
 
 def polars_schema_to_spark(schema: pl.Schema, nullable: bool = True) -> StructType:
-    """The Spark schema of a Polars frame; maps Polars' list-of-key/value structs back."""
+    """The Spark schema of a Polars frame, every field nullable.
+
+    Polars has a Map type (Arrow's map), so a ``map<k, v>`` and an
+    ``array<struct<key, value>>`` (Kafka's headers) stay apart both ways.
+    """
     empty = pl.DataFrame(schema=schema).to_arrow()
     struct = StructType.from_arrow(empty.schema)
-    return StructType([_restore(f) for f in struct.fields])
+    return StructType([_nullable(f) for f in struct.fields])
 
 
-def _restore(f: StructField) -> StructField:
-    return StructField(f.name, _restore_type(f.dataType), True)
+def _nullable(f: StructField) -> StructField:
+    return StructField(f.name, _nullable_type(f.dataType), True)
 
 
-def _restore_type(t: DataType) -> DataType:
+def _nullable_type(t: DataType) -> DataType:
     if isinstance(t, ArrayType):
-        elem = t.elementType
-        if isinstance(elem, StructType) and elem.names == ["key", "value"]:
-            return MapType(_restore_type(elem.fields[0].dataType),
-                           _restore_type(elem.fields[1].dataType))
-        return ArrayType(_restore_type(elem))
+        return ArrayType(_nullable_type(t.elementType))
+    if isinstance(t, MapType):
+        return MapType(_nullable_type(t.keyType), _nullable_type(t.valueType))
     if isinstance(t, StructType):
-        return StructType([_restore(f) for f in t.fields])
+        return StructType([_nullable(f) for f in t.fields])
     return t

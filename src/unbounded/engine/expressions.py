@@ -398,20 +398,18 @@ def _(expr: Like, ctx: CompileContext) -> pl.Expr:
 
 @compile_expr.register
 def _(expr: GetField, ctx: CompileContext) -> pl.Expr:
-    return compile_expr(expr.child, ctx).struct.field(expr.field_name)
+    child = compile_expr(expr.child, ctx)
+    if isinstance(ctx.dtype_of(child), pl.Map):  # col["k"] on a map is a lookup in Spark
+        return child.map.get(pl.lit(expr.field_name))
+    return child.struct.field(expr.field_name)
 
 
 @compile_expr.register
 def _(expr: GetItem, ctx: CompileContext) -> pl.Expr:
     child = compile_expr(expr.child, ctx)
     dtype = ctx.dtype_of(child)
-    if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct) and [
-        f.name for f in dtype.inner.fields
-    ] == ["key", "value"]:
-        key = compile_expr(expr.key, ctx)
-        return child.list.eval(
-            pl.element().filter(pl.element().struct.field("key") == key)
-        ).list.first().struct.field("value")
+    if isinstance(dtype, pl.Map):
+        return child.map.get(compile_expr(expr.key, ctx))
     if isinstance(dtype, pl.Struct) and isinstance(expr.key, Literal):
         return child.struct.field(str(expr.key.value))
     return child.list.get(compile_expr(expr.key, ctx), null_on_oob=True)

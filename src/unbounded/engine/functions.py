@@ -24,8 +24,8 @@ from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, Literal
 
-__all__ = ["FUNCTIONS", "compile_function", "is_map_entry", "is_sliding_window",
-           "known_function"]
+__all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function",
+           "map_entries"]
 
 Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
 FUNCTIONS: dict[str, Builder] = {}
@@ -627,7 +627,7 @@ def _crc32(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.E
     return _digest_expr(args[0], ctx, zlib.crc32, pl.Int64())
 
 
-# ---- maps (a list of key/value structs inside the engine) ----------------------------
+# ---- maps (Polars' Map; an array of key/value structs stays a List) -----------------
 @_register("map")
 def _map(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     if len(args) % 2:
@@ -636,7 +636,14 @@ def _map(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Exp
             f"got {len(args)}.", error_class="WRONG_NUM_ARGS")
     entries = [pl.struct(k.alias("key"), v.alias("value"))
                for k, v in zip(args[::2], args[1::2], strict=True)]
-    return pl.concat_list(entries) if entries else pl.lit([], dtype=pl.List(pl.Null))
+    if not entries:  # Spark's map<void,void>; Polars keys cannot be of the Null type
+        return pl.lit([], dtype=pl.List(pl.Struct({"key": pl.String, "value": pl.String})))\
+            .cast(pl.Map(pl.String, pl.String))
+    listed = pl.concat_list(entries)
+    entry = ctx.dtype_of(listed)
+    assert isinstance(entry, pl.List) and isinstance(entry.inner, pl.Struct)
+    key, value = entry.inner.fields
+    return listed.cast(pl.Map(key.dtype, value.dtype))
 
 
 @_register("map_keys")
@@ -650,24 +657,24 @@ def _map_values(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
 
 
 def _entries(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
-    """A map as the engine's list of key/value structs (Arrow maps read as Polars Map)."""
+    """A map's entries as a list of key/value structs (an array is returned as is)."""
     dtype = ctx.dtype_of(arg)
-    if isinstance(dtype, pl.Map):
-        return arg.cast(pl.List(pl.Struct({"key": dtype.key, "value": dtype.value})))
-    return arg
+    return map_entries(arg, dtype) if isinstance(dtype, pl.Map) else arg
+
+
+def map_entries(value: pl.Expr, dtype: pl.Map) -> pl.Expr:
+    """The entries of a Map column as a list of ``key``/``value`` structs."""
+    return value.cast(pl.List(pl.Struct({"key": dtype.key, "value": dtype.value})))
 
 
 # ---- generators: expanded into rows by the projection (engine/generators.py) ---------
-def is_map_entry(dtype: object) -> bool:
-    """Whether ``dtype`` is one entry of a map as the engine holds maps (a struct of
-    ``key`` and ``value``); generators show such entries as two columns."""
-    return isinstance(dtype, pl.Struct) and [f.name for f in dtype.fields] == ["key", "value"]
-
-
 @_register("explode", "explode_outer")
 def _explode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    value = _entries(args[0], ctx)
+    # A map stays a Map: the projection explodes its entries into key and value columns.
+    value = args[0]
     dtype = ctx.dtype_of(value)
+    if isinstance(dtype, pl.Map):
+        return value
     if isinstance(dtype, pl.Array):
         return value.arr.to_list()
     if not isinstance(dtype, pl.List):
@@ -682,9 +689,9 @@ def _posexplode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
     value = _explode(call, args, ctx)
     pos = pl.int_range(pl.len(), dtype=pl.Int32).alias("pos")
     dtype = ctx.dtype_of(value)
-    if isinstance(dtype, pl.List) and is_map_entry(dtype.inner):
+    if isinstance(dtype, pl.Map):
         entry = [pl.element().struct.field("key"), pl.element().struct.field("value")]
-        return value.list.eval(pl.struct(pos, *entry))
+        return map_entries(value, dtype).list.eval(pl.struct(pos, *entry))
     return value.list.eval(pl.struct(pos, pl.element().alias("col")))
 
 

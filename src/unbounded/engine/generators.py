@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from unbounded.engine.functions import is_map_entry
+from unbounded.engine.functions import map_entries
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import Alias, Expression, FunctionCall
 
@@ -46,9 +46,11 @@ def expand_generators(frame: pl.LazyFrame, exprs: tuple[Expression, ...]) -> pl.
     expr, call = found[0]
     name = expr.display_name()
     explodes, outer = GENERATORS[call.name]
+    dtype = frame.collect_schema()[name]
+    if isinstance(dtype, pl.Map):  # a map's entries become key and value columns
+        frame = frame.with_columns(map_entries(pl.col(name), dtype))
     if explodes:
         frame = frame.explode(name, empty_as_null=outer, keep_nulls=outer)
-    dtype = frame.collect_schema()[name]
-    if call.name in _STRUCT_ROWS or is_map_entry(dtype):
+    if call.name in _STRUCT_ROWS or isinstance(dtype, pl.Map):
         return frame.unnest(name)
     return frame if isinstance(expr, Alias) else frame.rename({name: "col"})

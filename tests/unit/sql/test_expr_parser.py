@@ -542,7 +542,8 @@ def test_tumbling_window_groups_timestamps_into_five_minute_buckets() -> None:
 def test_nested_access_on_structs_maps_and_arrays() -> None:
     data = {
         "s": [{"a": 1, "inner": {"b": "x"}}],
-        "m": [[{"key": "k", "value": 5}, {"key": "j", "value": 6}]],
+        "m": pl.Series([{"k": 5, "j": 6}], dtype=pl.Map(pl.String, pl.Int64)),
+        "kv": [[{"key": "k", "value": 5}, {"key": "j", "value": 6}]],  # an array, not a map
         "arr": [[10, 20]],
         "my col": [7],
     }
@@ -551,6 +552,8 @@ def test_nested_access_on_structs_maps_and_arrays() -> None:
     assert one("s['a']", data) == 1
     assert one("m['j']", data) == 6
     assert one("m['missing']", data) is None
+    assert one("kv[1].key", data) == "j"
+    assert one("kv[1]['value']", data) == 6
     assert one("arr[0]", data) == 10
     assert one("arr[5]", data) is None
     assert one("`my col` + 1", data) == 8
