@@ -3,12 +3,13 @@ batchId, operatorId, storeName, joinSide) and ``format("state-metadata")``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from unbounded.errors import AnalysisException
+from unbounded.errors import AnalysisException, CheckpointCorruptError
 from unbounded.sql import DataFrame, SparkSession
 from unbounded.sql import functions as F
 
@@ -88,14 +89,47 @@ def test_join_sides_return_each_sides_rows(two_partitions, tmp_path):
     reader = two_partitions.read.format("statestore")
     left = reader.option("joinSide", "left").load(cp)
     assert left.schema.simpleString() == (
-        "struct<key:struct<__join_row:bigint>,value:struct<id:bigint,lv:string>,"
+        "struct<key:struct<field0:bigint>,value:struct<id:bigint,lv:string>,"
         "partition_id:int>")
-    assert _rows(left) == [((0,), (1, "x"), 0), ((1,), (2, "y"), 0)]
+    assert _rows(left) == [((1,), (1, "x"), 0), ((2,), (2, "y"), 0)]
     right = two_partitions.read.format("statestore").option("joinSide", "right").load(cp)
-    assert _rows(right) == [((0,), (1, "p"), 0), ((1,), (3, "q"), 1)]
+    assert _rows(right) == [((1,), (1, "p"), 0), ((3,), (3, "q"), 1)]
     raw = two_partitions.read.format("statestore").option("storeName", "right").load(cp)
+    assert raw.schema["key"].dataType.simpleString() == "struct<__join_row:bigint>"
     assert [f.name for f in raw.schema["value"].dataType.fields] == ["id", "rv",
                                                                      "__join_matched"]
+
+
+def test_a_join_side_s_key_is_each_join_key_coerced_to_the_common_type(
+        two_partitions, tmp_path):
+    left, right, cp = tmp_path / "l", tmp_path / "r", tmp_path / "cp"
+    _write(left, "0.json", ['{"id":1,"k":"a","v":"x"}', '{"id":2,"k":"b","v":"y"}'])
+    _write(right, "0.json", ['{"id":1,"k":"a","v":"p"}', '{"id":2,"k":"c","v":"q"}'])
+    lhs = two_partitions.readStream.schema("id int, k string, v string").json(str(left))
+    rhs = two_partitions.readStream.schema("id long, k string, v string").json(str(right))
+    _run(lhs.join(rhs, (lhs.id == rhs.id) & (F.upper(lhs.k) == F.upper(rhs.k))), cp)
+    side = two_partitions.read.format("statestore").option("joinSide", "right").load(str(cp))
+    assert side.schema.simpleString() == (
+        "struct<key:struct<field0:bigint,field1:string>,"
+        "value:struct<id:bigint,k:string,v:string>,partition_id:int>")
+    assert sorted(r[0] for r in _rows(side)) == [(1, "A"), (2, "C")]
+    lside = two_partitions.read.format("statestore").option("joinSide", "left").load(str(cp))
+    assert sorted(r[0] for r in _rows(lside)) == [(1, "A"), (2, "B")]
+
+
+def test_a_join_checkpoint_without_recorded_keys_reads_sides_by_row(two_partitions, tmp_path):
+    cp = _join(two_partitions, tmp_path)
+    os.remove(os.path.join(cp, "state", "0", "_metadata", "join-keys"))
+    left = two_partitions.read.format("statestore").option("joinSide", "left").load(cp)
+    assert _rows(left) == [((0,), (1, "x"), 0), ((1,), (2, "y"), 0)]
+
+
+def test_a_damaged_join_keys_record_is_named(two_partitions, tmp_path):
+    cp = _join(two_partitions, tmp_path)
+    record = Path(cp, "state", "0", "_metadata", "join-keys")
+    record.write_text('{"version": 7, "sides": {}}')
+    with pytest.raises(CheckpointCorruptError, match="join-keys has join keys format version 7"):
+        two_partitions.read.format("statestore").option("joinSide", "left").load(cp)
 
 
 def _metadata(df: DataFrame) -> list[tuple[Any, ...]]:

@@ -6,7 +6,9 @@
 (version = batch id + 1). ``state-metadata`` returns one row per operator and store:
 ``operatorId``, ``operatorName``, ``stateStoreName``, ``numPartitions``, ``minBatchId``,
 ``maxBatchId``, ``operatorProperties``. Where our state differs from Spark's (an
-aggregation's buffer names, a join keyed by row) ``docs/checkpoint-tools.md`` says how.
+aggregation's buffer names) ``docs/checkpoint-tools.md`` says how. A join keeps its rows
+by row id; with ``joinSide`` the reader computes Spark's key (``field0``...) from each
+row as the join recorded it (``state/join_keys.py``), so both engines show one shape.
 
 It lives below ``sql`` (which dispatches to it) and reads files only through the state
 store's own readers, so it never disagrees with a restart about what a file means.
@@ -25,6 +27,7 @@ from unbounded.checkpoint.logs import CommitLog
 from unbounded.errors import AnalysisException
 from unbounded.state.base import OP_COLUMN, StateSchema, StateSchemaFile, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
+from unbounded.state.join_keys import JoinKeysFile, JoinSideKeys
 from unbounded.state.memory import apply_delta, to_arrow, to_polars
 
 __all__ = [
@@ -143,16 +146,24 @@ def _load(store: StateStoreId, version: int) -> tuple[StateSchema, pl.DataFrame]
 
 
 def _as_rows(schema: StateSchema, frame: pl.DataFrame, partition: int,
-             drop: frozenset[str]) -> pa.Table:
-    """Spark's ``key``/``value``/``partition_id`` columns of one partition's rows."""
+             drop: frozenset[str], join_keys: JoinSideKeys | None) -> pa.Table:
+    """Spark's ``key``/``value``/``partition_id`` columns of one partition's rows: the
+    stored key, or for a join side the join key computed from each row."""
     table = to_arrow(frame, schema.row_schema)
     values = [n for n in schema.value_names if n not in drop]
     key = pa.StructArray.from_arrays([table.column(n).combine_chunks() for n in
-                                      schema.key_names], names=schema.key_names)
+                                      schema.key_names], names=schema.key_names) \
+        if join_keys is None else _join_key(join_keys, frame)
     value = pa.StructArray.from_arrays([table.column(n).combine_chunks() for n in values],
                                        fields=[schema.value.field(n) for n in values])
     part = pa.array([partition] * len(table), pa.int32())
     return pa.table({"key": key, "value": value, "partition_id": part})
+
+
+def _join_key(keys: JoinSideKeys, frame: pl.DataFrame) -> pa.StructArray:
+    fields = keys.key_frame(frame).to_arrow()
+    return pa.StructArray.from_arrays([c.combine_chunks() for c in fields.columns],
+                                      names=fields.column_names)
 
 
 def _store_folder(op_path: str, partition: int, options: StateReadOptions) -> str:
@@ -171,8 +182,10 @@ def _store_folder(op_path: str, partition: int, options: StateReadOptions) -> st
 def read_state_store(checkpoint: str, options: StateReadOptions) -> pa.Table:
     """Every row of one store of one operator, at the batch ``options`` picks.
 
-    ``joinSide`` returns that side's rows without the join's matched flag; naming the
-    store (``storeName="left"``) returns it raw.
+    ``joinSide`` returns that side's rows keyed by the join key (Spark's
+    ``struct<field0, ...>``; by row id for a checkpoint written before the join recorded
+    its keys) without the join's matched flag; naming the store (``storeName="left"``)
+    returns it raw.
     """
     last = _last_committed(checkpoint)
     batch = last if options.batch_id is None else options.batch_id
@@ -185,11 +198,13 @@ def read_state_store(checkpoint: str, options: StateReadOptions) -> pa.Table:
         raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] {checkpoint} has no state "
                                 f"for operator {options.operator_id}.")
     drop = frozenset({_JOIN_MATCHED}) if options.join_side else frozenset()
+    keys = None if options.join_side is None else JoinKeysFile(
+        os.path.join(checkpoint, "state"), options.operator_id).read(options.join_side)
     parts = []
     for p in partitions:
         store = StateStoreId(os.path.join(checkpoint, "state"), options.operator_id, p,
                              _store_folder(op_path, p, options))
-        parts.append(_as_rows(*_load(store, batch + 1), p, drop))
+        parts.append(_as_rows(*_load(store, batch + 1), p, drop, keys))
     return pa.concat_tables(parts)
 
 

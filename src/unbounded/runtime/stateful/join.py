@@ -62,6 +62,7 @@ from unbounded.runtime.stateful.join_watermark import (
     watermarked_columns,
 )
 from unbounded.state.base import StateSchema
+from unbounded.state.join_keys import JoinKeysFile, JoinSideKeys
 
 __all__ = ["StreamingJoin"]
 
@@ -141,6 +142,9 @@ class StreamingJoin:
                             for a, b in zip(plan_columns(self.pair_node), self.output,
                                             strict=False)]
         self.tracks_matches = self.how is not JoinType.INNER  # outer rows, semi: once
+        JoinKeysFile(ctx.state_root, ctx.operator_id).write_once(  # for the state reader
+            {side.name: JoinSideKeys(tuple(side.keys), side.renames)
+             for side in (self.left, self.right)})
         self.left.open_state(ctx)
         self.right.open_state(ctx)
 
