@@ -120,6 +120,52 @@ def test_rows_go_into_an_existing_table_by_column_name_case_insensitively(
     sink.stop()
 
 
+def test_fixed_width_columns_with_nulls_land_exactly_through_the_numpy_copy(
+        postgres_server: PostgresServer, postgres_db: str) -> None:
+    # every column fixed-width: the COPY stream is laid out by postgres_copy, not row by row
+    _sql_exec(postgres_server, postgres_db,
+              "CREATE TABLE fixed (id INTEGER, n BIGINT, f REAL, d DOUBLE PRECISION, "
+              "b BOOLEAN, day DATE, ts TIMESTAMPTZ, ntz TIMESTAMP, s SMALLINT)")
+    utc = dt.UTC
+    rows = pa.table({
+        "id": pa.array([1, 2, 3], pa.int64()),
+        "n": pa.array([-(2**40), None, 0], pa.int64()),
+        "f": pa.array([1.5, None, -0.25], pa.float32()),
+        "d": pa.array([None, 2.125, float("-inf")], pa.float64()),
+        "b": pa.array([True, None, False]),
+        "day": pa.array([dt.date(1999, 12, 31), dt.date(2026, 12, 7), None]),
+        "ts": pa.array([dt.datetime(1969, 7, 20, 20, 17, 40, 5, tzinfo=utc), None,
+                        dt.datetime(2026, 12, 7, 1, 2, 3, 456789, tzinfo=utc)],
+                       pa.timestamp("us", tz="UTC")),
+        "ntz": pa.array([None, dt.datetime(2000, 1, 1), dt.datetime(1900, 3, 1, 0, 0, 1)],
+                        pa.timestamp("ms")),
+        "s": pa.array([7, -8, None], pa.int16()),
+    })
+    sink = _sink(postgres_server, postgres_db, "fixed")
+    sink.add_batch(0, _batch(0, rows))
+    sink.stop()
+    assert _sql(postgres_server, postgres_db, "SELECT * FROM fixed ORDER BY id") == [
+        (1, -(2**40), 1.5, None, True, dt.date(1999, 12, 31),
+         dt.datetime(1969, 7, 20, 20, 17, 40, 5, tzinfo=utc), None, 7),
+        (2, None, None, 2.125, None, dt.date(2026, 12, 7), None, dt.datetime(2000, 1, 1),
+         -8),
+        (3, 0, -0.25, float("-inf"), False, None,
+         dt.datetime(2026, 12, 7, 1, 2, 3, 456789, tzinfo=utc),
+         dt.datetime(1900, 3, 1, 0, 0, 1), None)]
+
+
+def test_a_long_out_of_an_integer_columns_range_fails_the_batch_committing_nothing(
+        postgres_server: PostgresServer, postgres_db: str) -> None:
+    _sql_exec(postgres_server, postgres_db, "CREATE TABLE narrow (id INTEGER)")
+    sink = _sink(postgres_server, postgres_db, "narrow")
+    with pytest.raises(UnboundedError, match="Column 'id' holds a value that does not fit"):
+        sink.add_batch(0, _batch(0, pa.table({"id": pa.array([1, 2**40], pa.int64())})))
+    sink.stop()
+    assert _sql(postgres_server, postgres_db, "SELECT count(*) FROM narrow") == [(0,)]
+    assert _sql(postgres_server, postgres_db,
+                "SELECT count(*) FROM unbounded_sink_progress") == [(0,)]
+
+
 def _sql_exec(server: PostgresServer, db: str, statement: str) -> None:
     with psycopg.connect(server.conninfo(db), autocommit=True) as conn:
         conn.execute(statement)  # type: ignore[arg-type]

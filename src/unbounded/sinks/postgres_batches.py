@@ -41,6 +41,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from unbounded.errors import AnalysisException, UnboundedError
+from unbounded.sinks.postgres_copy import encode_binary_copy
 from unbounded.sinks.postgres_types import column_ddl, quote_identifier
 from unbounded.testing.faults import fault_point
 
@@ -327,13 +328,18 @@ def _create_table(conn: psycopg.Connection[Any], table: str, schema: pa.Schema,
 
 def _copy(conn: psycopg.Connection[Any], target: sql.Composable, rows: pa.Table,
           columns: list[tuple[str, int]]) -> None:
-    """``COPY target (columns) FROM STDIN (FORMAT BINARY)``, typed by the columns' oids."""
+    """``COPY target (columns) FROM STDIN (FORMAT BINARY)``, typed by the columns' oids;
+    the stream is built with NumPy when every column has a fixed width."""
     names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
-    values = [c.to_pylist() for c in rows.columns]
+    oids = [oid for _, oid in columns]
+    stream = encode_binary_copy(rows, oids)
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types([oid for _, oid in columns])
-        for row in zip(*values, strict=True):
+        if stream is not None:  # fixed-width columns: laid out at once
+            copy.write(stream)
+            return
+        copy.set_types(oids)
+        for row in zip(*(c.to_pylist() for c in rows.columns), strict=True):
             copy.write_row(row)
 
 
