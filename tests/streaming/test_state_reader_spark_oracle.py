@@ -3,9 +3,10 @@ stream-stream join run on both engines, then ``statestore`` and ``state-metadata
 back. Opt-in like ``test_spark_oracle.py`` (UNBOUNDED_SPARK_ORACLE=1, pyspark, Java 17).
 
 Compared: the columns Spark promises (``key``, ``value``, ``partition_id``; the
-metadata's seven), the key of an aggregation, a join side's value columns and the rows'
-keys and values where both engines store the same thing. Our documented differences
-(aggregate buffer names, a join side's key) are asserted as such.
+metadata's seven), the key of an aggregation, a join side's key and value columns and
+the rows' keys and values where both engines store the same thing (partition ids are not
+compared: the engines hash keys differently). Our documented difference (aggregate
+buffer names) is asserted as such.
 """
 
 from __future__ import annotations
@@ -108,10 +109,10 @@ def test_aggregation_keys_match_spark_and_buffers_hold_the_same_partials(both):
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_join_side_values_match_spark(both, side):
+def test_join_side_keys_and_values_match_spark(both, side):
     pyspark, ours, spark = both
     schema, rows = _read(SparkSession.builder.getOrCreate(), ours / "join", "statestore",
                          joinSide=side)
     spark_schema, spark_rows = _read(pyspark, spark / "join", "statestore", joinSide=side)
-    assert schema.split(",value:")[1] == spark_schema.split(",value:")[1]
-    assert sorted(r[1] for r in rows) == sorted(r[1] for r in spark_rows)
+    assert schema == spark_schema
+    assert sorted(r[:2] for r in rows) == sorted(r[:2] for r in spark_rows)

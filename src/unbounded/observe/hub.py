@@ -161,7 +161,7 @@ class SessionHub:
                            {"uiUrl": server.url})
         StreamingUi(board.documents, self._conf("spark.app.name") or "unbounded").mount(server)
         if (self._conf("spark.unbounded.ui.statusFiles") or "true").lower() != "false":
-            self._publisher = StatusPublisher(board.document)
+            self._publisher = StatusPublisher(board.document_json)
             board.on_change(self._publisher.changed)
         self.board = board
         log.info("Structured Streaming UI: %s%s/", server.url, LIST_PATH)

@@ -3,12 +3,17 @@
 Spark's ``StreamingQueryStatusListener`` keeps, per run, the query's identity, its
 state and its recent progress (``spark.sql.streaming.ui.retainedProgressUpdates``), and
 forgets the oldest finished runs beyond ``spark.sql.streaming.ui.retainedQueries``.
-``QueryBoard`` does the same; the batch thread only appends a small point under a lock,
-and whoever wants to know of a change (the status file publisher) is told by callback.
+``QueryBoard`` does the same. The batch thread only appends the progress record under a
+lock; its batch point (``ui_model.batch_point``) and that point's JSON text are built when
+someone first asks (a page, the status file publisher) and kept, so a batch costs
+nothing more while nobody looks and each point is built and encoded once however often
+the run's document is asked for. Whoever wants to know of a change (the publisher) is
+told by callback.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -26,27 +31,57 @@ __all__ = ["QueryBoard"]
 Changed = Callable[[str], None]
 
 
+class _Batch:
+    """One batch of a run: its progress, and its point and point JSON once asked for."""
+
+    __slots__ = ("_json", "_point", "progress")
+
+    def __init__(self, progress: Mapping[str, Any]) -> None:
+        self.progress = progress
+        self._point: dict[str, Any] | None = None
+        self._json: str | None = None
+
+    def point(self) -> dict[str, Any]:
+        if self._point is None:
+            self._point = batch_point(self.progress)
+        return self._point
+
+    def json(self) -> str:
+        if self._json is None:
+            self._json = _dumps(self.point())
+        return self._json
+
+
 @dataclass
 class _Run:
-    """One run of a query; ``batches`` keeps the newest points only."""
+    """One run of a query; ``batches`` keeps the newest batches only."""
 
     query_id: str
     run_id: str
     name: str | None
     start_ms: int | None
-    batches: deque[dict[str, Any]]
+    batches: deque[_Batch]
     status: str = "RUNNING"
     end_ms: int | None = None
     exception: str | None = None
     error_class: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def document(self) -> dict[str, Any]:
+    def head(self) -> dict[str, Any]:
         return {"version": DOCUMENT_VERSION, "id": self.query_id, "runId": self.run_id,
                 "name": self.name, "status": self.status, "startMs": self.start_ms,
                 "endMs": self.end_ms, "exception": self.exception,
                 "errorClass": self.error_class, "pid": os.getpid(), "source": "session",
-                "batches": list(self.batches), **self.extra}
+                **self.extra}
+
+    def document(self) -> dict[str, Any]:
+        return {**self.head(), "batches": [b.point() for b in self.batches]}
+
+    def document_json(self) -> str:
+        """``json.dumps(document())`` compactly, reusing each batch's encoded point."""
+        head = _dumps(self.head())
+        points = ",".join(b.json() for b in self.batches)
+        return f'{head[:-1]},"batches":[{points}]}}'
 
 
 class QueryBoard:
@@ -84,12 +119,11 @@ class QueryBoard:
         self._changed(run_id)
 
     def progressed(self, progress: Mapping[str, Any]) -> None:
-        point = batch_point(progress)
         with self._lock:
             run = self._runs.get(str(progress.get("runId")))
             if run is None:
                 return
-            run.batches.append(point)
+            run.batches.append(_Batch(progress))
         self._changed(run.run_id)
 
     def terminated(self, run_id: str, error: BaseException | None) -> None:
@@ -112,6 +146,12 @@ class QueryBoard:
             run = self._runs.get(run_id)
             return None if run is None else run.document()
 
+    def document_json(self, run_id: str) -> str | None:
+        """The run's document as compact JSON text (what the status files hold)."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            return None if run is None else run.document_json()
+
     def documents(self) -> list[dict[str, Any]]:
         with self._lock:
             return [run.document() for run in self._runs.values()]
@@ -126,6 +166,10 @@ class QueryBoard:
     def _changed(self, run_id: str) -> None:
         for callback in self._listeners:
             callback(run_id)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _now_ms() -> int:

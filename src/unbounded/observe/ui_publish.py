@@ -28,7 +28,7 @@ __all__ = ["StatusPublisher", "pid_alive", "read_published", "run_dir"]
 
 log = logging.getLogger(__name__)
 STALE_SECONDS = 24 * 3600
-Document = Callable[[str], dict[str, Any] | None]
+DocumentText = Callable[[str], str | None]  # a run's document as JSON text, None: gone
 
 
 def run_dir() -> Path:
@@ -55,7 +55,7 @@ def pid_alive(pid: int) -> bool:
 class StatusPublisher:
     """Writes the files of one session's runs, off the batch thread."""
 
-    def __init__(self, document: Document, directory: Path | None = None,
+    def __init__(self, document: DocumentText, directory: Path | None = None,
                  interval: float = 0.25) -> None:
         self.directory = directory or run_dir()
         self._document, self._interval = document, interval
@@ -110,7 +110,7 @@ class StatusPublisher:
                 path.unlink(missing_ok=True)
                 self._written.discard(run_id)
                 return
-            _write_atomically(path, json.dumps(doc, separators=(",", ":"), default=str))
+            _write_atomically(path, doc)
             self._written.add(run_id)
         except OSError as error:
             log.warning("Could not write the UI status file %s: %s", path, error)

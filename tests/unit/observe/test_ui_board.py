@@ -38,3 +38,23 @@ def test_only_the_newest_finished_runs_are_kept_and_each_change_is_announced():
     assert [d["runId"] for d in board.documents()] == ["b", "c"]
     assert changed == ["a", "a", "b", "b", "a", "c"]  # "a" again when it is forgotten
     assert board.document("a") is None
+
+
+def test_a_batch_point_is_built_when_first_asked_for_and_the_json_text_matches_the_document(
+        monkeypatch):
+    import json
+
+    from unbounded.observe import ui_board
+
+    built: list[object] = []
+    real = ui_board.batch_point
+    monkeypatch.setattr(ui_board, "batch_point", lambda p: built.append(p) or real(p))
+    board = QueryBoard(retained_batches=2, extra={"uiUrl": "http://x"})
+    board.started("q", "r", "n", "2024-01-01T00:00:00.000Z")
+    for n in range(3):
+        board.progressed(_progress("r", n))
+    assert built == []  # nothing built while nobody looks
+    assert json.loads(board.document_json("r")) == board.document("r")
+    assert json.loads(board.document_json("r"))["batches"][1]["numInputRows"] == 2
+    assert [p["batchId"] for p in built] == [1, 2]  # once each, the dropped batch never
+    assert board.document_json("missing") is None

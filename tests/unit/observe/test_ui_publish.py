@@ -13,7 +13,7 @@ from unbounded.observe.ui_publish import StatusPublisher, read_published, run_di
 
 def test_a_run_s_file_follows_its_batches_and_goes_when_the_session_stops(tmp_path):
     board = QueryBoard()
-    publisher = StatusPublisher(board.document, tmp_path, interval=0)
+    publisher = StatusPublisher(board.document_json, tmp_path, interval=0)
     board.on_change(publisher.changed)
     board.started("q", "r", "n", "2024-01-01T00:00:00.000Z")
     board.progressed({"runId": "r", "batchId": 0})
