@@ -3,6 +3,7 @@
     python -m chaos                       # every scenario, a random seed (printed)
     python -m chaos --seed 1234           # repeat a run exactly
     python -m chaos --only "corrupt files" --sink file
+    python -m chaos --source kafka --query windowed
 
 Exits 1 when any row lost, duplicated or silently changed output.
 """
@@ -17,7 +18,7 @@ import time
 
 from chaos import scenarios as sc
 from chaos.corruption import corruption
-from chaos.kafka import kafka_broker_pause, kafka_commit_cuts, kafka_crash_points, kafka_network
+from chaos.kafka import kafka_broker_pause, kafka_commit_cuts, kafka_network, on_broker
 from chaos.pauses import paused_run
 from chaos.report import Row, render
 
@@ -26,38 +27,66 @@ __all__ = ["MATRIX", "main"]
 SCENARIOS: dict[str, sc.Scenario] = {
     "crash points": sc.crash_points, "random SIGKILL": sc.random_kills,
     "ENOSPC/EIO/EROFS": sc.fs_faults, "power loss": sc.power_loss,
+    "power loss in sink data": sc.power_loss_data,
     "delayed close": sc.delayed_close, "stray temp files": sc.stray_temps,
     "corrupt files": corruption, "paused run": paused_run, "clock jumps": sc.clock_jumps,
-    "kafka crash points": lambda _s, _q, seed, **kw: kafka_crash_points(seed, **kw),
     "network faults": lambda _s, _q, seed, **kw: kafka_network(seed, **kw),
     "cut at txn commit": lambda _s, _q, seed, **kw: kafka_commit_cuts(seed, **kw),
     "broker SIGSTOP": lambda _s, _q, seed, **kw: kafka_broker_pause(seed, **kw),
 }
-_KAFKA = ("kafka crash points", "network faults", "cut at txn commit", "broker SIGSTOP")
+_BROKER_FAULTS = ("network faults", "cut at txn commit", "broker SIGSTOP")
 
-# (scenario, sink, query): file sink + windowed first, as the most state to lose.
-MATRIX: list[tuple[str, str, str]] = [
-    *((name, "file", "windowed") for name in SCENARIOS if name not in _KAFKA),
-    ("crash points", "file", "stateless"), ("random SIGKILL", "file", "stateless"),
-    ("corrupt files", "file", "stateless"), ("power loss", "file", "stateless"),
-    ("crash points", "foreach", "windowed"), ("random SIGKILL", "foreach", "windowed"),
-    ("power loss", "foreach", "windowed"), ("corrupt files", "foreach", "windowed"),
-    ("crash points", "foreach", "stateless"),
-    ("random SIGKILL", "foreach", "stateless"),
-    ("paused run", "foreach", "windowed"), ("paused run", "file", "stateless"),
-    ("clock jumps", "foreach", "stateless"), ("clock jumps", "file", "stateless"),
-    *((name, "kafka", "stateless") for name in _KAFKA),
+# (scenario, sink, query, source): file sink + windowed first, as the most state to lose.
+MATRIX: list[tuple[str, str, str, str]] = [
+    *((name, "file", "windowed", "files") for name in SCENARIOS
+      if name not in _BROKER_FAULTS),
+    *((name, "file", "stateless", "files") for name in (
+        "crash points", "random SIGKILL", "corrupt files", "power loss",
+        "power loss in sink data", "paused run", "clock jumps")),
+    *((name, "foreach", "windowed", "files") for name in (
+        "crash points", "random SIGKILL", "power loss", "corrupt files", "paused run")),
+    *((name, "foreach", "stateless", "files") for name in (
+        "crash points", "random SIGKILL", "clock jumps")),
+    # more queries: stream-stream join, deduplication, update-mode aggregation
+    ("crash points", "file", "join", "files"), ("random SIGKILL", "file", "join", "files"),
+    ("power loss in sink data", "file", "join", "files"),
+    ("crash points", "file", "dedup", "files"),
+    ("crash points", "foreach", "aggregate", "files"),
+    ("crash points", "kafka", "stateless", "files"),
+    *((name, "kafka", "stateless", "files") for name in _BROKER_FAULTS),
+    *(("crash points", "kafka", query, "files")
+      for query in ("windowed", "join", "dedup", "aggregate")),
+    ("random SIGKILL", "kafka", "aggregate", "files"),
+    # a Kafka source: into Kafka and into files
+    *((name, sink, query, "kafka") for name in ("clock jumps", "paused run", "crash points")
+      for sink, query in (("kafka", "stateless"), ("file", "windowed"))),
+    ("clock jumps", "kafka", "windowed", "kafka"),
 ]
 
 
-def _run(name: str, sink: str, query: str, seed: int, *, root: str,
-         size: sc.Size) -> Row:
+def _scenario(name: str, sink: str, source: str) -> sc.Scenario:
+    """The scenario, on a private broker when its sink or source is Kafka."""
+    if name in _BROKER_FAULTS or (sink != "kafka" and source != "kafka"):
+        return SCENARIOS[name]
+    return on_broker(SCENARIOS[name], source)
+
+
+def _run(entry: tuple[str, str, str, str], seed: int, *, root: str, size: sc.Size) -> Row:
+    name, sink, query, source = entry
     started = time.monotonic()
-    row = SCENARIOS[name](sink, query, seed, root=root, size=size)
-    print(f"  {name} / {sink} / {query}: {time.monotonic() - started:.0f}s", flush=True)
+    row = _scenario(name, sink, source)(sink, query, seed, root=root, size=size)
+    print(f"  {name} / {source} -> {sink} / {query}: {time.monotonic() - started:.0f}s",
+          flush=True)
     for note in row.notes:
         print(f"    {note}", flush=True)
     return row
+
+
+def _chosen(entry: tuple[str, str, str, str], args: argparse.Namespace) -> bool:
+    name, sink, query, source = entry
+    wanted = (args.only, args.sink, args.query, args.source)
+    return all(w in (None, v) for w, v in zip(wanted, (name, sink, query, source),
+                                               strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=random.randrange(1 << 31))
     parser.add_argument("--only", help="one scenario name")
     parser.add_argument("--sink", help="one sink: file, foreach, kafka")
+    parser.add_argument("--query", help="one query: stateless, windowed, join, dedup, "
+                        "aggregate")
+    parser.add_argument("--source", help="one source: files, kafka")
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--rows", type=int, default=200, help="rows per input file")
     args = parser.parse_args(argv)
@@ -72,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     size = sc.Size(args.files, args.rows, 3)
     rows = []
     with tempfile.TemporaryDirectory(prefix="unbounded-chaos-") as root:
-        for name, sink, query in MATRIX:
-            if args.only in (None, name) and args.sink in (None, sink):
-                rows.append(_run(name, sink, query, args.seed, root=root, size=size))
+        for entry in MATRIX:
+            if _chosen(entry, args):
+                rows.append(_run(entry, args.seed, root=root, size=size))
     print(render(rows))
     print(f"seed {args.seed}")
     return 0 if all(r.ok for r in rows) else 1

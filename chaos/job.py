@@ -5,13 +5,19 @@
 SINK is ``file`` (Parquet with ``_spark_metadata``), ``foreach`` (foreachBatch writing one
 Parquet file per batch id, replaced when a batch is re-run: an idempotent writer) or
 ``kafka`` (transactional; OUTPUT is the topic). QUERY is ``stateless`` (filter and
-projection) or ``windowed`` (10 s tumbling windows per key, 15 s watermark, append).
+projection), ``windowed`` (10 s tumbling windows per key, 15 s watermark, append),
+``dedup`` (distinct key and sequence bucket, no watermark), ``join`` (stream-stream
+inner join of a key's even sequence number with the next, no watermark) or
+``aggregate`` (count and sum per key, update mode; not into the file sink). INPUT is a
+folder of JSON files, or with ``CHAOS_KAFKA_INPUT=<bootstrap>`` a topic.
 Every job uses ``availableNow`` with one input file per batch and exits 0 when done.
 
 With ``CHAOS_CLOCK_SEED`` set, the engine's wall clock (``now_ms``, which stamps batches and
 progress) jumps hours and days forward and back at random, the query runs with a 50 ms
 processing-time trigger until all input is processed, and each batch's id, watermark and
-input rows are written as JSON lines to ``$CHAOS_PROGRESS``.
+input rows are written as JSON lines to ``$CHAOS_PROGRESS``. With ``CHAOS_PARTITION`` set,
+the file sink writes ``part=<n>/`` folders (``part``: ``id`` or ``ids`` modulo 3, a
+column the oracle does not compare).
 """
 
 from __future__ import annotations
@@ -52,17 +58,62 @@ def _install_clock(seed: int) -> JumpingClock:
     return clock
 
 
-def _rows(spark: Any, query: str, input_dir: str) -> Any:
+_SCHEMA = "id LONG, key STRING, seq LONG, ts TIMESTAMP, ts_ms LONG"
+
+
+def _read(spark: Any, source: str) -> Any:
+    """The input rows: JSON files one per batch, or (``CHAOS_KAFKA_INPUT`` set) the
+    records of the topic ``source`` on ``$CHAOS_KAFKA_INPUT``, one file's records per
+    batch (``maxOffsetsPerTrigger`` = ``$CHAOS_PER_FILE``, one partition)."""
     from unbounded.sql import functions as F
 
-    rows = (spark.readStream.schema("id LONG, key STRING, seq LONG, ts TIMESTAMP, ts_ms LONG")
-            .option("maxFilesPerTrigger", 1).json(input_dir))
-    if query == "stateless":
-        return rows.where(F.col("seq") % 7 != 3).select("id", "key", "seq", "ts_ms")
+    bootstrap = os.environ.get("CHAOS_KAFKA_INPUT")
+    if not bootstrap:
+        return spark.readStream.schema(_SCHEMA).option("maxFilesPerTrigger", 1).json(source)
+    records = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", bootstrap)
+               .option("subscribe", source).option("startingOffsets", "earliest")
+               .option("maxOffsetsPerTrigger", os.environ["CHAOS_PER_FILE"]).load())
+    parsed = F.from_json(F.col("value").cast("string"), _SCHEMA)
+    return records.select(parsed.alias("r")).select("r.*")
+
+
+def _windowed(rows: Any) -> Any:
+    from unbounded.sql import functions as F
+
     return (rows.withWatermark("ts", "15 seconds")
             .groupBy(F.window("ts", "10 seconds"), "key")
             .agg(F.count("id").alias("count"), F.sum("id").alias("ids"))
             .select(F.col("window.start").alias("ws"), "key", "count", "ids"))
+
+
+def _join(spark: Any, source: str) -> Any:
+    """Stream-stream inner join (no watermark): each even sequence number of a key with
+    the key's next one, two reads of the same input."""
+    from unbounded.sql import functions as F
+
+    left = _read(spark, source).where(F.col("seq") % 2 == 0).select(
+        "key", F.col("seq").alias("jseq"), F.col("id").alias("lid"))
+    right = _read(spark, source).where(F.col("seq") % 2 == 1).select(
+        "key", (F.col("seq") - 1).alias("jseq"), F.col("id").alias("rid"))
+    return left.join(right, ["key", "jseq"]).select("key", "lid", "rid")
+
+
+def _rows(spark: Any, query: str, source: str) -> Any:
+    """The query's output rows (see QUERIES in ``chaos.workload``)."""
+    from unbounded.sql import functions as F
+
+    if query == "join":
+        return _join(spark, source)
+    rows = _read(spark, source)
+    if query == "stateless":
+        return rows.where(F.col("seq") % 7 != 3).select("id", "key", "seq", "ts_ms")
+    if query == "dedup":
+        bucket = F.floor(F.col("seq") / 5).cast("long").alias("bucket")
+        return rows.select("key", bucket).dropDuplicates(["key", "bucket"])
+    if query == "aggregate":
+        return rows.groupBy("key").agg(F.count("id").alias("count"),
+                                       F.sum("id").alias("ids"))
+    return _windowed(rows)
 
 
 def foreach_writer(output: str) -> Any:
@@ -79,26 +130,44 @@ def foreach_writer(output: str) -> Any:
     return write
 
 
-def build_query(spark: Any, sink: str, query: str, args: list[str]) -> Any:
-    """Start the query named by ``sink`` and ``query`` (see the module docstring)."""
+def _kafka_values(rows: Any) -> Any:
+    """One ``|``-joined value per row; timestamps as epoch milliseconds."""
     from unbounded.sql import functions as F
 
-    input_dir, output, checkpoint = args[:3]
-    rows = _rows(spark, query, input_dir)
+    cells = [F.col(name).cast("long") * 1000 if kind == "timestamp"
+             else F.col(name).cast("string") for name, kind in rows.dtypes]
+    return rows.select(F.concat_ws("|", *cells).alias("value"))
+
+
+def _partitioned(rows: Any, query: str) -> Any:
+    """``part`` = a long column modulo 3 (new ``part=<n>/`` folders in some batches)."""
+    from unbounded.sql import functions as F
+
+    column = {"stateless": "id", "windowed": "ids", "join": "lid"}.get(query, "count")
+    return rows.withColumn("part", F.col(column) % 3)
+
+
+def build_query(spark: Any, sink: str, query: str, args: list[str]) -> Any:
+    """Start the query named by ``sink`` and ``query`` (see the module docstring)."""
+    source, output, checkpoint = args[:3]
+    rows = _rows(spark, query, source)
+    partitioned = sink == "file" and bool(os.environ.get("CHAOS_PARTITION"))
+    if partitioned:
+        rows = _partitioned(rows, query)
+    if sink == "kafka":
+        rows = _kafka_values(rows)
     writer = rows.writeStream.option("checkpointLocation", checkpoint)
     if os.environ.get("CHAOS_CLOCK_SEED"):
         writer = writer.trigger(processingTime="50 milliseconds")
     else:
         writer = writer.trigger(availableNow=True)
-    writer = writer.outputMode("append")
+    writer = writer.outputMode("update" if query == "aggregate" else "append")
     if sink == "file":
+        writer = writer.partitionBy("part") if partitioned else writer
         return writer.format("parquet").start(output)
     if sink == "foreach":
         return writer.foreachBatch(foreach_writer(output)).start()
-    value = F.concat_ws("|", *(F.col(c).cast("string") for c in rows.columns))
-    return (rows.select(value.alias("value")).writeStream
-            .option("checkpointLocation", checkpoint).trigger(availableNow=True)
-            .format("kafka").option("kafka.bootstrap.servers", args[3])
+    return (writer.format("kafka").option("kafka.bootstrap.servers", args[3])
             .option("kafka.transaction.timeout.ms",
                     os.environ.get("CHAOS_TXN_TIMEOUT_MS", "60000"))
             .option("topic", output).start())

@@ -1,11 +1,14 @@
-"""Chaos over the Kafka transactional sink (stateless query, file source): crash points,
-random SIGKILLs, and a proxy between engine and broker that cuts, stalls and slows
-connections, including while a transaction commits; the broker paused shorter and longer
-than the transaction timeout. Committed records are read from the raw log."""
+"""Chaos over Kafka: any scenario of ``chaos.scenarios`` on a private broker
+(:func:`on_broker`: the transactional sink, a Kafka source, or both), and the broker's
+own faults over the Kafka sink (stateless query, file source): a proxy between engine and
+broker that cuts, stalls and slows connections, including while a transaction commits;
+the broker paused shorter and longer than the transaction timeout. Committed records are
+read from the raw log."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 import time
@@ -14,14 +17,19 @@ from dataclasses import replace
 
 from chaos.proxy import Proxy
 from chaos.report import Row
-from chaos.scenarios import Size, check, prepare
-from chaos.supervisor import JobSpec, commit_count, run_to_end, supervise
+from chaos.scenarios import Scenario, Size, SpecFactory, check, prepare
+from chaos.supervisor import JobSpec, commit_count, run_to_end
 from chaos.workload import Workload
-from unbounded.testing.broker import BrokerProcess, create_topic, started_broker, unique_topic
-from unbounded.testing.faults import FAULT_POINTS
+from unbounded.testing.broker import (
+    BrokerProcess,
+    create_topic,
+    produce_records,
+    started_broker,
+    unique_topic,
+)
 
-__all__ = ["kafka_broker", "kafka_broker_pause", "kafka_commit_cuts", "kafka_crash_points",
-           "kafka_network"]
+__all__ = ["kafka_broker", "kafka_broker_pause", "kafka_commit_cuts", "kafka_jobs",
+           "kafka_network", "on_broker"]
 
 _END_TXN = 26  # the Kafka API key of EndTxn
 
@@ -40,24 +48,48 @@ def kafka_broker() -> Iterator[tuple[BrokerProcess, Proxy]]:
 
 def _spec(root: str, name: str, seed: int, size: Size,
           bootstrap: str) -> tuple[JobSpec, Workload]:
-    spec, work = prepare(root, name, "kafka", "stateless", seed, size=size)
-    topic = unique_topic("chaos")
+    return kafka_jobs(root, bootstrap)(name, "kafka", "stateless", seed, size)
+
+
+def _input_topic(bootstrap: str, spec: JobSpec) -> str:
+    """A one-partition topic holding the input files' lines, file after file."""
+    topic = unique_topic("chaos-in")
     create_topic(bootstrap, topic)
-    return replace(spec, bootstrap=bootstrap, topic=topic), work
+    lines = []
+    for name in sorted(os.listdir(spec.input)):
+        with open(os.path.join(spec.input, name)) as f:
+            lines += f.read().splitlines()
+    produce_records(bootstrap, topic, lines)
+    return topic
 
 
-def kafka_crash_points(seed: int, *, root: str, size: Size) -> Row:
-    """SIGKILL at each crash point (mid-sink-write: inside the open transaction)."""
-    row, rng = Row("crash points", "kafka", "stateless"), random.Random(seed)
-    with kafka_broker() as (broker, _proxy):
-        for point in FAULT_POINTS:
-            spec, work = _spec(root, f"kcrash-{point}", seed, size, broker.bootstrap)
-            crashed = run_to_end(spec, {"UNBOUNDED_FAULT": f"{point}@{rng.randrange(1, 3)}"})
-            row.faults += crashed.returncode == -9
-            done = supervise(spec, rng, kills=0, first_killed=True)
-            row.recoveries_s += done.recoveries_s
-            check(row, spec, work, done.returncode)
-    return row
+def kafka_jobs(root: str, bootstrap: str, *, source: str = "files") -> SpecFactory:
+    """Jobs on the broker ``bootstrap``: a fresh output topic for the Kafka sink, and
+    (``source="kafka"``) the input as a topic, one input file per batch."""
+    def make(name: str, sink: str, query: str, seed: int,
+             size: Size) -> tuple[JobSpec, Workload]:
+        spec, work = prepare(root, name, sink, query, seed, size=size)
+        spec = replace(spec, bootstrap=bootstrap)
+        if sink == "kafka":
+            spec = replace(spec, topic=unique_topic("chaos"))
+            create_topic(bootstrap, spec.topic)
+        if source == "kafka":
+            env = (("CHAOS_KAFKA_INPUT", bootstrap), ("CHAOS_PER_FILE", str(size.per_file)))
+            spec = replace(spec, source_topic=_input_topic(bootstrap, spec),
+                           env=spec.env + env)
+        return spec, work
+    return make
+
+
+def on_broker(scenario: Scenario, source: str) -> Scenario:
+    """``scenario`` with its jobs on a private broker (Kafka sink, Kafka source or both)."""
+    def run(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+        with kafka_broker() as (broker, _proxy):
+            row = scenario(sink, query, seed, root=root, size=size,
+                           make=kafka_jobs(root, broker.bootstrap, source=source))
+        row.source = source
+        return row
+    return run
 
 
 def _disturb(proxy: Proxy, broker: BrokerProcess, rng: random.Random, stop: threading.Event,

@@ -8,16 +8,17 @@ from collections import Counter
 
 import polars as pl
 
+from chaos.workload import COLUMNS
+
 __all__ = ["committed_rows"]
 
 
 def _frame_rows(frame: pl.DataFrame, query: str) -> Counter[tuple[object, ...]]:
     if frame.is_empty():
         return Counter()
-    if query == "stateless":
-        return Counter(frame.select("id", "key", "seq", "ts_ms").iter_rows())
-    ws = pl.col("ws").dt.epoch("ms") if frame.schema["ws"] != pl.Int64 else pl.col("ws")
-    return Counter(frame.select(ws.alias("ws"), "key", "count", "ids").iter_rows())
+    if query == "windowed" and frame.schema["ws"] != pl.Int64:
+        frame = frame.with_columns(pl.col("ws").dt.epoch("ms"))
+    return Counter(frame.select(COLUMNS[query]).iter_rows())
 
 
 def _read_parquet(files: list[str]) -> pl.DataFrame:
@@ -25,12 +26,13 @@ def _read_parquet(files: list[str]) -> pl.DataFrame:
 
 
 def _kafka_rows(bootstrap: str, topic: str, query: str) -> Counter[tuple[object, ...]]:
+    """Committed records ``a|b|...`` (chaos.job), every column a long but ``key``."""
     from unbounded.testing.kafka_log import read_log
 
+    names = COLUMNS[query]
     values = [v.decode().split("|") for v in read_log(bootstrap, topic, 1).committed]
-    if query == "stateless":
-        return Counter((int(i), k, int(s), int(t)) for i, k, s, t in values)
-    raise ValueError("the Kafka sink runs the stateless query only")
+    return Counter(tuple(cell if name == "key" else int(cell)
+                         for name, cell in zip(names, row, strict=True)) for row in values)
 
 
 def committed_rows(sink: str, query: str, output: str,

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from chaos.report import Row
-from chaos.scenarios import Size, check, prepare
+from chaos.scenarios import Size, SpecFactory, check, file_input
 from chaos.supervisor import JobSpec, commit_count, run_to_end
 
 __all__ = ["paused_run"]
@@ -75,13 +75,13 @@ def _one(row: Row, spec: JobSpec, with_lock: bool) -> None:
         row.notes.append(f"{spec.workdir}: resumed run exit {code}: {err[-300:]}")
 
 
-def paused_run(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+def paused_run(sink: str, query: str, seed: int, *, root: str, size: Size,
+               make: SpecFactory | None = None) -> Row:
     """Pause with and without the lock file, for each repetition."""
-    row = Row("paused run", sink, query)
+    row, make = Row("paused run", sink, query), make or file_input(root)
     for i in range(size.repeats):
         for with_lock in (True, False):
-            spec, work = prepare(root, f"pause-{i}-{int(with_lock)}", sink, query,
-                                 seed + i, size=size)
+            spec, work = make(f"pause-{i}-{int(with_lock)}", sink, query, seed + i, size)
             _one(row, spec, with_lock)
             done = run_to_end(spec)
             check(row, spec, work, done.returncode)

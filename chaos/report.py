@@ -16,6 +16,7 @@ class Row:
     scenario: str
     sink: str
     query: str
+    source: str = "files"
     runs: int = 0
     faults: int = 0
     lost: int = 0
@@ -36,12 +37,12 @@ class Row:
         return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))]:.2f}s"
 
 
-_HEADER = ("scenario", "sink", "query", "runs", "faults", "lost", "dup", "detected",
+_HEADER = ("scenario", "source", "sink", "query", "runs", "faults", "lost", "dup", "detected",
            "silent", "p50 rec", "p99 rec")
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    return (row.scenario, row.sink, row.query, str(row.runs), str(row.faults),
+    return (row.scenario, row.source, row.sink, row.query, str(row.runs), str(row.faults),
             str(row.lost), str(row.duplicated), str(row.detected), str(row.silent),
             row.percentile(0.5), row.percentile(0.99))
 

@@ -13,7 +13,7 @@ import random
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chaos.outputs import committed_rows
 from chaos.report import Row
@@ -21,8 +21,18 @@ from chaos.supervisor import JobSpec, run_to_end, supervise
 from chaos.workload import Workload, compare, expected_rows, generate
 from unbounded.testing.faults import FAULT_POINTS
 
-__all__ = ["Size", "clock_jumps", "crash_points", "fs_faults", "power_loss", "random_kills",
-           "stray_temps"]
+__all__ = [
+    "Size",
+    "SpecFactory",
+    "clock_jumps",
+    "crash_points",
+    "file_input",
+    "fs_faults",
+    "power_loss",
+    "power_loss_data",
+    "random_kills",
+    "stray_temps",
+]
 
 FAULTY_OPS = "unbounded.testing.checkpoint_faults:FaultyFileOps"
 
@@ -45,6 +55,18 @@ def prepare(root: str, name: str, sink: str, query: str, seed: int, *,
     return JobSpec(sink, query, workdir), work
 
 
+SpecFactory = Callable[[str, str, str, int, Size], tuple[JobSpec, Workload]]
+"""(run name, sink, query, seed, size) -> a fresh job and its input."""
+
+
+def file_input(root: str) -> SpecFactory:
+    """Jobs reading JSON files, in fresh folders under ``root``."""
+    def make(name: str, sink: str, query: str, seed: int,
+             size: Size) -> tuple[JobSpec, Workload]:
+        return prepare(root, name, sink, query, seed, size=size)
+    return make
+
+
 def check(row: Row, spec: JobSpec, work: Workload, returncode: int) -> None:
     """Add the run's lost and duplicated rows; a wrong output after exit 0 is silent."""
     lost, dup = compare(expected_rows(work, spec.query),
@@ -65,13 +87,15 @@ def finish(row: Row, spec: JobSpec, work: Workload) -> None:
         row.notes.append(done.stderr[-600:])
 
 
-def crash_points(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+def crash_points(sink: str, query: str, seed: int, *, root: str, size: Size,
+                 make: SpecFactory | None = None) -> Row:
     """SIGKILL at each named crash point of a random batch, then restart."""
     row, rng = Row("crash points", sink, query), random.Random(seed)
+    make = make or file_input(root)
     for point in FAULT_POINTS:
         if point == "mid-sink-write" and sink == "foreach":
             continue  # foreachBatch has no such point: the user's function is the write
-        spec, work = prepare(root, f"crash-{point}", sink, query, seed, size=size)
+        spec, work = make(f"crash-{point}", sink, query, seed, size)
         batch = rng.randrange(1, size.files - 1)
         crashed = run_to_end(spec, {"UNBOUNDED_FAULT": f"{point}@{batch}"})
         row.faults += crashed.returncode == -9
@@ -81,12 +105,14 @@ def crash_points(sink: str, query: str, seed: int, *, root: str, size: Size) -> 
     return row
 
 
-def random_kills(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+def random_kills(sink: str, query: str, seed: int, *, root: str, size: Size,
+                 make: SpecFactory | None = None) -> Row:
     """SIGKILL at random moments, restart each time, then let the last run finish."""
     row, rng = Row("random SIGKILL", sink, query), random.Random(seed)
+    make = make or file_input(root)
     for i in range(size.repeats):
         bigger = Size(size.files * 6, size.per_file, size.repeats)
-        spec, work = prepare(root, f"kill-{i}", sink, query, seed + i, size=bigger)
+        spec, work = make(f"kill-{i}", sink, query, seed + i, bigger)
         # A stateless batch takes milliseconds, and on a busy machine the whole run can
         # end before a random delay does: its batches are slowed, so kills always land.
         slow = {} if query == "windowed" else {"UNBOUNDED_TEST_BATCH_DELAY": "0.05"}
@@ -149,14 +175,41 @@ def fs_faults(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row
     return row
 
 
+# Where a power cut lands in the file sink's data (partitioned output): a data file's
+# fsync, the fsync of a partition folder holding new files, of the output folder
+# holding new partition folders.
+_DATA_CUTS = (("fsync", "*/output/*part-*"), ("dirsync", "*/output/part=*/"),
+              ("dirsync", "*/output/"))
+
+
+def _checkpoint_cuts(sink: str, query: str) -> list[tuple[str, str]]:
+    return [(op, f"*/{folder}/*") for op in ("rename", "dirsync")
+            for folder in _folders(sink, query)]
+
+
 def power_loss(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
     """Cut the power at the n-th rename or folder fsync of a checkpoint folder: what no
     fsync made durable is lost, then a restart must finish exactly."""
-    row, rng = Row("power loss", sink, query), random.Random(seed)
+    return _power_cuts(Row("power loss", sink, query), _checkpoint_cuts(sink, query),
+                       seed, root=root, size=size)
+
+
+def power_loss_data(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+    """Cut the power while the file sink makes its partitioned data files durable (a
+    file's fsync, a partition folder's, the output folder's): no committed batch may
+    name a file the cut took."""
+    return _power_cuts(Row("power loss in sink data", sink, query), list(_DATA_CUTS),
+                       seed, root=root, size=size)
+
+
+def _power_cuts(row: Row, places: list[tuple[str, str]], seed: int, *, root: str,
+                size: Size) -> Row:
+    rng, sink, query = random.Random(seed), row.sink, row.query
     for i in range(size.repeats * 3):
         spec, work = prepare(root, f"power-{i}", sink, query, seed + i, size=size)
-        op, folder = rng.choice(["rename", "dirsync"]), rng.choice(_folders(sink, query))
-        fault = f"power:{op}:{rng.randrange(1, size.files)}:*/{folder}/*"
+        spec = replace(spec, env=(("CHAOS_PARTITION", "1"),))
+        op, pattern = places[i % len(places)] if i < len(places) else rng.choice(places)
+        fault = f"power:{op}:{rng.randrange(1, size.files)}:{pattern}"
         log = os.path.join(spec.workdir, "faults.log")
         cut = run_to_end(spec, {"UNBOUNDED_CHECKPOINT_FILE_OPS": FAULTY_OPS,
                                 "UNBOUNDED_CHECKPOINT_FAULTS": fault,
@@ -229,12 +282,13 @@ def _trigger_faults(progress: list[dict[str, object]], files: int) -> list[str]:
     return found
 
 
-def clock_jumps(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+def clock_jumps(sink: str, query: str, seed: int, *, root: str, size: Size,
+                make: SpecFactory | None = None) -> Row:
     """The wall clock jumps days forward and back under a 50 ms processing-time trigger:
     event-time output unchanged, watermarks monotone, no extra or missing batches."""
-    row = Row("clock jumps", sink, query)
+    row, make = Row("clock jumps", sink, query), make or file_input(root)
     for i in range(size.repeats):
-        spec, work = prepare(root, f"clock-{i}", sink, query, seed + i, size=size)
+        spec, work = make(f"clock-{i}", sink, query, seed + i, size)
         progress_file = os.path.join(spec.workdir, "progress.jsonl")
         done = run_to_end(spec, {"CHAOS_CLOCK_SEED": str(seed + i),
                                  "CHAOS_PROGRESS": progress_file}, timeout_s=90)

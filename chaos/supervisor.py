@@ -31,10 +31,11 @@ class JobSpec:
     bootstrap: str = ""
     topic: str = ""
     env: tuple[tuple[str, str], ...] = ()
+    source_topic: str = ""  # read from this topic instead of the input folder
 
     @property
     def input(self) -> str:
-        return os.path.join(self.workdir, "input")
+        return self.source_topic or os.path.join(self.workdir, "input")
 
     @property
     def output(self) -> str:

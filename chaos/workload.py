@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 __all__ = [
+    "COLUMNS",
     "DELAY_MS",
     "KEYS",
     "WINDOW_MS",
@@ -37,6 +38,10 @@ DELAY_MS = 15_000
 _SPAN_MS = 20_000  # event time each file moves forward
 _JITTER_MS = DELAY_MS - 3_000  # out of order, yet on time
 _T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+# What each query (chaos.job) outputs, in the order the oracle compares.
+COLUMNS = {"stateless": ("id", "key", "seq", "ts_ms"), "windowed": ("ws", "key", "count", "ids"),
+           "dedup": ("key", "bucket"), "join": ("key", "lid", "rid"),
+           "aggregate": ("key", "count", "ids")}
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class Workload:
 
     seed: int
     rows: pl.DataFrame  # id, key, seq, ts_ms, late
+    per_file: int  # rows of one input file, which is one batch: file = id // per_file
 
     @property
     def final_watermark_ms(self) -> int:
@@ -97,20 +103,48 @@ def generate(folder: str, seed: int, files: int, per_file: int) -> Workload:
         everything.extend(rows)
         top = max(int(r["ts_ms"]) for r in everything)  # type: ignore[call-overload]
         marks = (marks[1], top - DELAY_MS)
-    return Workload(seed, pl.DataFrame(everything))
+    return Workload(seed, pl.DataFrame(everything), per_file)
+
+
+def _windowed(work: Workload) -> pl.DataFrame:
+    on_time = work.rows.filter(~pl.col("late"))
+    return (on_time.with_columns(ws=pl.col("ts_ms") - pl.col("ts_ms") % WINDOW_MS)
+            .group_by("ws", "key").agg(pl.len().alias("count"),
+                                       pl.col("id").sum().alias("ids"))
+            .filter(pl.col("ws") + WINDOW_MS <= work.final_watermark_ms))
+
+
+def _join(work: Workload) -> pl.DataFrame:
+    left = work.rows.filter(pl.col("seq") % 2 == 0).select(
+        "key", jseq=pl.col("seq"), lid=pl.col("id"))
+    right = work.rows.filter(pl.col("seq") % 2 == 1).select(
+        "key", jseq=pl.col("seq") - 1, rid=pl.col("id"))
+    return left.join(right, on=["key", "jseq"])
+
+
+def _updates(work: Workload) -> pl.DataFrame:
+    """Update mode: after each batch, the running count and sum of every key it held."""
+    batch = (pl.col("id") // work.per_file).alias("batch")
+    per_batch = work.rows.group_by(batch, "key").agg(pl.len().alias("n"),
+                                                     pl.col("id").sum().alias("s"))
+    ordered = per_batch.sort("batch")
+    return ordered.with_columns(count=pl.col("n").cum_sum().over("key"),
+                                ids=pl.col("s").cum_sum().over("key"))
 
 
 def expected_rows(work: Workload, query: str) -> Counter[tuple[object, ...]]:
     """The oracle: the query's whole output as one batch query over every input row."""
     if query == "stateless":
-        kept = work.rows.filter(pl.col("seq") % 7 != 3)
-        return Counter(kept.select("id", "key", "seq", "ts_ms").iter_rows())
-    on_time = work.rows.filter(~pl.col("late"))
-    windows = (on_time.with_columns(ws=pl.col("ts_ms") - pl.col("ts_ms") % WINDOW_MS)
-               .group_by("ws", "key").agg(pl.len().alias("count"),
-                                          pl.col("id").sum().alias("ids"))
-               .filter(pl.col("ws") + WINDOW_MS <= work.final_watermark_ms))
-    return Counter(windows.select("ws", "key", "count", "ids").iter_rows())
+        frame = work.rows.filter(pl.col("seq") % 7 != 3)
+    elif query == "windowed":
+        frame = _windowed(work)
+    elif query == "dedup":
+        frame = work.rows.select("key", bucket=pl.col("seq") // 5).unique()
+    elif query == "join":
+        frame = _join(work)
+    else:
+        frame = _updates(work)
+    return Counter(frame.select(COLUMNS[query]).iter_rows())
 
 
 def compare(expected: Counter[tuple[object, ...]],
