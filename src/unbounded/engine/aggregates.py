@@ -6,11 +6,14 @@ from collections.abc import Callable
 
 import polars as pl
 
+from unbounded.engine.ansi import sum_checked
+from unbounded.engine.coercion import STRING_AS_DOUBLE_AGGREGATES
 from unbounded.engine.context import CompileContext
-from unbounded.engine.expressions import compile_expr, compile_named
+from unbounded.engine.expressions import compile_expr, compile_named, implicit_cast
 from unbounded.engine.functions import is_sliding_window
 from unbounded.engine.sessions import assign_sessions, find_session_window, session_bounds
 from unbounded.errors import AnalysisException
+from unbounded.plan import types as T
 from unbounded.plan.expressions import (
     AggregateCall,
     Alias,
@@ -40,6 +43,15 @@ def _count(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
 def _sum(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
     value = args[0].unique() if call.distinct else args[0]
     return pl.when(value.count() > 0).then(value.sum()).otherwise(None)
+
+
+def _ansi_sum(call: AggregateCall, arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
+    """ANSI mode: a bigint sum that overflows raises ARITHMETIC_OVERFLOW (without ANSI it
+    wraps, as Spark's does)."""
+    result = _sum([arg], call)
+    if not ctx.ansi or ctx.dtype_of(arg) != pl.Int64:
+        return result
+    return sum_checked(arg.unique() if call.distinct else arg, result)
 
 
 def _widen_sum_input(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
@@ -113,6 +125,8 @@ def compile_agg_args(call: AggregateCall, ctx: CompileContext) -> list[pl.Expr]:
     """
     exprs = [a for a in call.args if not isinstance(a, Star)]
     args = [_per_row(compile_expr(e, ctx), e) for e in exprs]
+    if args and call.name in STRING_AS_DOUBLE_AGGREGATES and ctx.dtype_of(args[0]) == pl.String:
+        args[0] = implicit_cast(args[0], T.DoubleType(), ctx)  # Spark: sum('2') is 2.0
     if call.name == "sum":
         args[0] = _widen_sum_input(args[0], ctx)
     return args
@@ -130,7 +144,10 @@ def compile_aggregate_call(call: AggregateCall, ctx: CompileContext) -> pl.Expr:
             f"Unknown aggregate function {call.name!r}; supported: {', '.join(AGGREGATES)}.",
             error_class="UNRESOLVED_ROUTINE",
         )
-    return builder(compile_agg_args(call, ctx), call)
+    args = compile_agg_args(call, ctx)
+    if call.name == "sum":
+        return _ansi_sum(call, args[0], ctx)
+    return builder(args, call)
 
 
 def _compile_agg_output(expr: Expression, ctx: CompileContext) -> pl.Expr:

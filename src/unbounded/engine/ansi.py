@@ -39,6 +39,7 @@ from unbounded.plan import types as T
 
 __all__ = [
     "arithmetic_checked", "cast_checked", "division_checked", "integral_bounds", "sql_value",
+    "sum_checked",
 ]
 
 _BYPASS = 'If necessary set "spark.sql.ansi.enabled" to "false" to bypass this error.'
@@ -116,6 +117,19 @@ def arithmetic_checked(op: str, wide: pl.Expr, result: pl.Expr, dtype: pl.DataTy
 
     failed = (wide < bounds[0]) | (wide > bounds[1])
     return checked(result, failed, wide, dtype, error)
+
+
+def sum_checked(values: pl.Expr, result: pl.Expr) -> pl.Expr:
+    """``result``, the bigint sum of ``values``, raising ``ARITHMETIC_OVERFLOW`` (Spark's
+    message for ``sum``, which adds with ``try_add``'s hint) when the exact sum leaves
+    bigint's range; NULL when there is no non-NULL value.
+
+    Spark adds row by row within each partition, so it also fails when only a partial
+    sum overflows and the total fits (``MAX, 1, -1``) -- an answer that depends on how
+    rows are partitioned. The total is checked here: the same answer in every layout.
+    """
+    wide = values.cast(pl.Int128).sum()
+    return arithmetic_checked("add", wide, result, pl.Int64(), (-(2**63), 2**63 - 1))
 
 
 def division_checked(op: str, left: pl.Expr, right: pl.Expr, result: pl.Expr,

@@ -20,6 +20,7 @@ from unbounded.engine.ansi import (
     division_checked,
     integral_bounds,
 )
+from unbounded.engine.coercion import binary_operand_types
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException
@@ -43,7 +44,8 @@ from unbounded.plan.expressions import (
 )
 
 __all__ = [
-    "compile_expr", "compile_named", "compile_projection", "expand_star", "like_to_regex",
+    "compile_expr", "compile_named", "compile_projection", "expand_star", "implicit_cast",
+    "like_to_regex",
 ]
 
 
@@ -181,6 +183,7 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
     right = compile_expr(expr.right, ctx)
     if expr.op in _COMPARISONS:
         left, right = _coerce_temporal_literal(expr, left, right, ctx)
+    left, right = _coerce_string_number(expr.op, left, right, ctx)
     if expr.op in ("div", "mod"):
         result = _divide(expr.op, left, right)
         return division_checked(expr.op, left, right, result, ctx.dtype_of(result)) \
@@ -189,6 +192,14 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
     if ctx.ansi and expr.op in ("add", "sub", "mul"):
         return _overflow_checked(expr.op, left, right, result, ctx)
     return result
+
+
+def _coerce_string_number(op: str, left: pl.Expr, right: pl.Expr,
+                          ctx: CompileContext) -> tuple[pl.Expr, pl.Expr]:
+    """Spark's implicit casts between a string and a number (``engine/coercion.py``)."""
+    targets = binary_operand_types(op, ctx.dtype_of(left), ctx.dtype_of(right),
+                                   ansi=ctx.ansi)
+    return implicit_cast(left, targets[0], ctx), implicit_cast(right, targets[1], ctx)
 
 
 def _divide(op: str, left: pl.Expr, right: pl.Expr) -> pl.Expr:
@@ -239,6 +250,8 @@ def _(expr: UnaryOp, ctx: CompileContext) -> pl.Expr:
         # NOT NULL is NULL; an untyped NULL literal has Polars' Null dtype, which ``~`` rejects.
         return ~child.cast(pl.Boolean) if ctx.dtype_of(child) == pl.Null else ~child
     if expr.op == "neg":
+        if ctx.dtype_of(child) == pl.String:  # Spark: -'1.5' is -1.5
+            return -implicit_cast(child, T.DoubleType(), ctx)
         bounds = integral_bounds(ctx.dtype_of(child)) if ctx.ansi else None
         if bounds is not None:  # ANSI: -(min value) overflows
             wide = pl.lit(0, pl.Int128) - child.cast(pl.Int128)  # Int128 has no negate
@@ -264,6 +277,18 @@ def _(expr: Cast, ctx: CompileContext) -> pl.Expr:
         return result
     # ANSI: a non-NULL value that casts to NULL did not convert (malformed or overflow).
     return cast_checked(result, child, source, expr.to, ctx.dtype_of(result))
+
+
+def implicit_cast(value: pl.Expr, target: T.DataType | None, ctx: CompileContext) -> pl.Expr:
+    """A cast Spark's analyzer inserts (None: none), failing under ANSI mode as an
+    explicit cast does."""
+    if target is None:
+        return value
+    source = ctx.dtype_of(value)
+    result = cast_to(value, source, target, ansi=ctx.ansi)
+    if not ctx.ansi or isinstance(target, T.StringType) or source == pl.Null:
+        return result
+    return cast_checked(result, value, source, target, to_polars_dtype(target))
 
 
 _INTEGRAL = (T.IntegerType, T.LongType, T.ShortType, T.ByteType)
@@ -354,13 +379,25 @@ def _(expr: CaseWhen, ctx: CompileContext) -> pl.Expr:
 @compile_expr.register
 def _(expr: In, ctx: CompileContext) -> pl.Expr:
     child = compile_expr(expr.child, ctx)
-    if all(isinstance(v, Literal) for v in expr.values):
-        values = [v.value for v in expr.values if isinstance(v, Literal)]
-        return child.is_in(pl.Series(values))
+    values = [v.value for v in expr.values if isinstance(v, Literal)]
+    if len(values) == len(expr.values):
+        if not _mixes_text_and_numbers(child, values, ctx):
+            return child.is_in(pl.Series(values))
+        if not ctx.ansi:  # Spark 3's rules: a string and a number compare as strings
+            texts = [None if v is None else str(v) for v in values]
+            return implicit_cast(child, T.StringType(), ctx).is_in(pl.Series(texts))
+    # Each comparison casts as ``=`` does (a number IN ('1', '3') compares numbers).
     out = pl.lit(False)
     for v in expr.values:
-        out = out | (child == compile_expr(v, ctx))
+        out = out | compile_expr(BinaryOp("eq", expr.child, v), ctx)
     return out
+
+
+def _mixes_text_and_numbers(child: pl.Expr, values: list[Any], ctx: CompileContext) -> bool:
+    texts = any(isinstance(v, str) for v in values)
+    numbers = any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    dtype = ctx.dtype_of(child)
+    return (texts and dtype.is_numeric()) or (numbers and dtype == pl.String)
 
 
 def like_to_regex(pattern: str, escape: str = "\\") -> str:

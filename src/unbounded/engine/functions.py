@@ -15,10 +15,11 @@ from typing import Any
 
 import polars as pl
 
+from unbounded.engine.coercion import coerced_function, function_arg_types
 from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
-from unbounded.engine.expressions import cast_to, compile_expr
+from unbounded.engine.expressions import cast_to, compile_expr, implicit_cast
 from unbounded.engine.murmur3 import spark_hash
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
@@ -54,6 +55,9 @@ def compile_function(call: FunctionCall, ctx: CompileContext) -> pl.Expr:
             error_class="UNRESOLVED_ROUTINE",
         )
     args = [compile_expr(a, ctx) for a in call.args]
+    if coerced_function(call.name.lower()):
+        targets = function_arg_types(call.name.lower(), [ctx.dtype_of(a) for a in args])
+        args = [implicit_cast(a, t, ctx) for a, t in zip(args, targets, strict=True)]
     return builder(call, args, ctx)
 
 

@@ -42,7 +42,7 @@ def test_an_unresolved_column_fails_at_the_call_with_suggestions(df, call):
 MISMATCHED = {
     "binary_op": (lambda df: df.select(F.col("s") - F.col("s")), '"(s - s)"',
                   '("string", "string")'),
-    "function": (lambda df: df.withColumn("u", F.upper("id") == "1"), '"upper(id)"',
+    "function": (lambda df: df.withColumn("u", F.year("id") == 1), '"year(id)"',
                  '("bigint")'),
 }
 
