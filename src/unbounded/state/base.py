@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,8 +24,10 @@ from unbounded.errors import AnalysisException, CheckpointConflictError, Checkpo
 
 __all__ = [
     "FOUND_COLUMN",
+    "OLD_SUFFIX",
     "OP_COLUMN",
     "RESERVED_COLUMNS",
+    "MergeFold",
     "StateSchema",
     "StateSchemaFile",
     "StateStore",
@@ -34,12 +36,14 @@ __all__ = [
     "StateStoreMetrics",
     "StateStoreProvider",
     "StateStoreProviderFactory",
+    "SupportsMergeFold",
     "conform",
 ]
 
 FOUND_COLUMN = "__found"
 OP_COLUMN = "__op"
 RESERVED_COLUMNS = frozenset({FOUND_COLUMN, OP_COLUMN})
+OLD_SUFFIX = "__old"  # a stored value column beside the new one, in a merge expression
 
 
 @dataclass(frozen=True)
@@ -323,6 +327,36 @@ class StateStore(Protocol):
 
     @property
     def metrics(self) -> StateStoreMetrics: ...
+
+
+@dataclass(frozen=True)
+class MergeFold:
+    """What :meth:`SupportsMergeFold.merge_fold` did: the rows it upserted and the rows
+    it evicted (key and value columns, Polars frames, in no particular order)."""
+
+    merged: pl.DataFrame
+    evicted: pl.DataFrame
+
+
+@runtime_checkable
+class SupportsMergeFold(Protocol):
+    """A store that folds a batch into state in one pass: the streaming aggregation's
+    lookup, merge, upsert and eviction, without a round trip through Arrow per step.
+
+    Invariant: ``merge_fold(rows, merge, evict)`` has exactly the effect (on the store,
+    its delta and its metrics) of ``lookup`` of ``rows``' keys, ``upsert(merged,
+    distinct=True)`` and then ``evict(evict)`` (skipped when ``evict`` is None), where
+    ``merged`` is ``rows``' keys and the ``merge`` expressions evaluated over ``rows``'
+    value columns, the stored values under their names plus ``OLD_SUFFIX`` and
+    ``FOUND_COLUMN``. ``rows`` holds each key at most once, in the key and value columns
+    of the state schema; each ``merge`` expression is named after one value column and
+    every value column has one.
+    """
+
+    def merge_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
+                   evict: pl.Expr | None) -> MergeFold:
+        """Merge ``rows`` into state, evict, and return what changed."""
+        ...
 
 
 @runtime_checkable

@@ -10,9 +10,11 @@ either provider.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import polars as pl
 import pyarrow as pa
@@ -21,7 +23,9 @@ from unbounded.checkpoint.epoch import fence_for
 from unbounded.errors import AnalysisException
 from unbounded.state.base import (
     FOUND_COLUMN,
+    OLD_SUFFIX,
     OP_COLUMN,
+    MergeFold,
     StateSchema,
     StateSchemaFile,
     StateStoreConf,
@@ -38,6 +42,7 @@ __all__ = [
     "StateDelta",
     "StateFileLog",
     "last_changes",
+    "merge_rows",
     "to_polars",
 ]
 
@@ -45,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 OP_UPSERT = 0
 OP_DELETE = 1
+_NEW = "__new"  # marks, in a merge's join, the rows the batch brought
+_EVICT = "__evict"
+_TRUE = pl.Series("", [True], dtype=pl.Boolean)
+_UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
 
 
 def to_polars(table: pa.Table) -> pl.DataFrame:
@@ -63,27 +72,37 @@ class StateDelta:
 
     def __init__(self, schema: StateSchema) -> None:
         self._keys = schema.key_names
-        self._value_types = to_polars(pa.Table.from_batches([], schema=schema.value)).schema
-        self._empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema)).with_columns(
-            pl.lit(None, pl.Int8).alias(OP_COLUMN)
-        )
+        self._value_types, self._empty = _delta_layout(schema)
         self._changes: list[pl.DataFrame] = []
 
     def record_upserts(self, rows: pl.DataFrame) -> None:
-        op = pl.lit(OP_UPSERT, pl.Int8).alias(OP_COLUMN)
-        self._changes.append(rows.with_columns(op).select(self._empty.columns))
+        if rows.height:
+            columns = self._empty.columns[:-1]
+            rows = rows if rows.columns == columns else rows.select(columns)
+            self._changes.append(rows.hstack([_UPSERT.new_from_index(0, rows.height)]))
 
     def record_deletes(self, keys: pl.DataFrame) -> None:
-        nulls = [pl.lit(None, t).alias(n) for n, t in self._value_types.items()]
-        op = pl.lit(OP_DELETE, pl.Int8).alias(OP_COLUMN)
-        self._changes.append(keys.select(self._keys).with_columns(*nulls, op)
-                             .select(self._empty.columns))
+        if keys.height:
+            nulls = [pl.lit(None, t).alias(n) for n, t in self._value_types.items()]
+            op = pl.lit(OP_DELETE, pl.Int8).alias(OP_COLUMN)
+            self._changes.append(keys.select(*self._keys, *nulls, op))
 
     def to_arrow(self) -> pa.Table:
-        changes = [c for c in self._changes if c.height]
-        if not changes:
+        if not self._changes:
             return self._empty.to_arrow()
-        return pl.concat(changes, how="vertical_relaxed").to_arrow()
+        if len(self._changes) == 1:
+            return self._changes[0].to_arrow()
+        return pl.concat(self._changes, how="vertical_relaxed").to_arrow()
+
+
+@functools.lru_cache(maxsize=64)
+def _delta_layout(schema: StateSchema) -> tuple[pl.Schema, pl.DataFrame]:
+    """The value columns' Polars types and an empty delta (built once per schema: a
+    store is opened on every batch)."""
+    value_types = to_polars(pa.Table.from_batches([], schema=schema.value)).schema
+    empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema)).with_columns(
+        pl.lit(None, pl.Int8).alias(OP_COLUMN))
+    return value_types, empty
 
 
 def last_changes(delta: pa.Table, key_names: list[str]) -> pl.DataFrame:
@@ -98,16 +117,72 @@ def apply_delta(frame: pl.DataFrame, delta: pa.Table, key_names: list[str]) -> p
     return pl.concat([kept, upserts.select(frame.columns)])
 
 
+def merge_rows(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr],
+               schema: StateSchema, evict: pl.Expr | None
+               ) -> tuple[pl.DataFrame, pl.Series, pl.Series | None]:
+    """``state`` with ``rows`` merged in (see ``SupportsMergeFold``), which of its rows
+    the batch brought, and (when ``evict`` reads only key columns, so it can run in the
+    same projection) which rows ``evict`` selects: one full join and one projection,
+    whatever the row counts. ``rows`` and ``state`` have the same columns and types."""
+    keys = schema.key_names
+    joined = _flagged(rows, _NEW).join(
+        _flagged(state, FOUND_COLUMN), on=keys, how="full", coalesce=True, nulls_equal=True,
+        suffix=OLD_SUFFIX, maintain_order="left")
+    new = pl.col(_NEW).fill_null(False)
+    values = [pl.when(new).then(e).otherwise(pl.col(n + OLD_SUFFIX)).alias(n)
+              for n, e in _merge_by_column(merge, schema).items()]
+    fused = evict is not None and set(evict.meta.root_names()) <= set(keys)
+    extra = [evict.fill_null(False).alias(_EVICT)] if fused and evict is not None else []
+    try:
+        out = joined.select(*keys, *values, new, *extra)
+    except pl.exceptions.PolarsError:
+        if evict is not None:
+            eviction_mask(state, evict)  # raises the predicate's error, if it is the cause
+        raise
+    mask = _checked_mask(out.drop_in_place(_EVICT), evict) if extra else None
+    brought = out.drop_in_place(_NEW)
+    if out.dtypes != state.dtypes:
+        out = out.cast(dict(zip(state.columns, state.dtypes, strict=True)))
+    return out, brought, mask
+
+
+def _brought_rows(state: pl.DataFrame, brought: pl.Series, count: int) -> pl.DataFrame:
+    """The ``count`` rows ``brought`` marks: the first ones, as the join kept the batch's
+    rows first in their order (checked, for Polars releases that would not)."""
+    head = brought.head(count)
+    if head.len() == count and head.all():
+        return state.head(count)
+    return state.filter(brought)
+
+
+def _flagged(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """``frame`` with a constant true column ``name``, appended without running a query."""
+    return frame.hstack([_TRUE.new_from_index(0, frame.height).alias(name)])
+
+
+def _merge_by_column(merge: Sequence[pl.Expr], schema: StateSchema) -> dict[str, pl.Expr]:
+    """The merge expression of each value column, in the state's column order."""
+    by_name = {e.meta.output_name(): e for e in merge}
+    missing = [n for n in schema.value_names if n not in by_name]
+    if missing:
+        raise ValueError(f"merge expressions are missing for the state columns {missing}")
+    return {n: by_name[n] for n in schema.value_names}
+
+
 def eviction_mask(frame: pl.DataFrame, predicate: pl.Expr) -> pl.Series:
     """The rows ``predicate`` selects (null counts as not selected)."""
     try:
-        mask = frame.select(predicate.fill_null(False).alias("__evict")).to_series()
+        mask = frame.select(predicate.fill_null(False).alias(_EVICT)).to_series()
     except pl.exceptions.PolarsError as e:
         raise AnalysisException(
             f"The state eviction predicate {predicate} cannot be evaluated over the state "
             f"columns {frame.columns}: {e}",
             error_class="STATE_STORE_BAD_PREDICATE",
         ) from e
+    return _checked_mask(mask, predicate)
+
+
+def _checked_mask(mask: pl.Series, predicate: pl.Expr | None) -> pl.Series:
     if mask.dtype != pl.Boolean:
         raise AnalysisException(
             f"The state eviction predicate {predicate} returns {mask.dtype}, not a boolean.",
@@ -198,6 +273,34 @@ class MemoryStateStore(OpenVersion):
         self._check_open()
         return to_arrow(self._frame, self._schema.row_schema)
 
+    def merge_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
+                   evict: pl.Expr | None) -> MergeFold:
+        self._check_open()
+        empty = self._provider.empty
+        state, merged, mask = self._frame, empty, None
+        if rows.height:
+            state, brought, mask = merge_rows(state, self._conformed(rows), merge,
+                                              self._schema, evict)
+            merged = _brought_rows(state, brought, rows.height)
+        if mask is None and evict is not None and state.height:
+            mask = eviction_mask(state, evict)
+        evicted = empty
+        if mask is not None and mask.any():
+            evicted, state = state.filter(mask), state.filter(~mask)
+        self._frame = state
+        self._delta.record_upserts(merged)
+        self._delta.record_deletes(evicted)
+        self._updated += merged.height
+        self._removed += evicted.height
+        return MergeFold(merged, evicted)
+
+    def _conformed(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """``rows`` in the state's columns and types (usually already so: no copy)."""
+        empty = self._provider.empty
+        if rows.columns == empty.columns and rows.dtypes == empty.dtypes:
+            return rows
+        return rows.select(empty.columns).cast(dict(zip(empty.columns, empty.dtypes, strict=True)))
+
     def commit(self) -> int:
         self._check_open()
         started = time.monotonic()
@@ -248,6 +351,11 @@ class MemoryStateStoreProvider:
         self._fence = fence_for(store_id.root)  # a newer run's start fences our commits
         self._cache: OrderedDict[int, pl.DataFrame] = OrderedDict()
         self._empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema))
+
+    @property
+    def empty(self) -> pl.DataFrame:
+        """No rows, in the state's columns and Polars types."""
+        return self._empty
 
     @property
     def store_id(self) -> StateStoreId:

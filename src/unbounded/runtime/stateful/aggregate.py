@@ -43,7 +43,14 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
-from unbounded.state.base import FOUND_COLUMN, StateSchema
+from unbounded.state.base import (
+    FOUND_COLUMN,
+    OLD_SUFFIX,
+    MergeFold,
+    StateSchema,
+    StateStore,
+    SupportsMergeFold,
+)
 
 __all__ = ["StreamingAggregation"]
 
@@ -64,7 +71,7 @@ class _AggPlan:
 
 
 def _old(name: str) -> pl.Expr:
-    return pl.col(f"{name}__old")
+    return pl.col(f"{name}{OLD_SUFFIX}")
 
 
 def _found() -> pl.Expr:
@@ -329,6 +336,7 @@ class StreamingAggregation:
             _own_watermark(node), _order_sensitive(node))
         self.combine = [c.alias(p.meta.output_name()) for a in self.aggs
                         for c, p in zip(a.combine, a.partial, strict=True)]
+        self.merges = [e for a in self.aggs for e in a.merge]
         empty = self.map_side.run(pl.LazyFrame(schema=input_schema), 0).rows
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)
@@ -358,7 +366,7 @@ class StreamingAggregation:
 
     def _combine(self, partials: pl.DataFrame) -> pl.DataFrame:
         """The tasks' partial rows of one state partition, one row per key."""
-        if partials.height == 0:
+        if partials.height <= 1:
             return partials
         return partials.group_by(self.key_names).agg(self.combine)
 
@@ -374,34 +382,40 @@ class StreamingAggregation:
                            watermark_us: int) -> tuple[pl.DataFrame, dict[str, int]]:
         store = self.state.store(partition, batch_id)
         try:
-            merged = self._merge(store.lookup(partial.select(self.key_names).to_arrow()), partial)
-            if merged.height:
-                store.upsert(merged.to_arrow(), distinct=True)
+            evict = self._closed(watermark_us) \
+                if self.event_time is not None and watermark_us > 0 else None
+            fold = store.merge_fold(partial, self.merges, evict) \
+                if isinstance(store, SupportsMergeFold) else self._fold(store, partial, evict)
             mode = self.ctx.output_mode
-            closed = None
-            if self.event_time is not None and watermark_us > 0:
-                closed = frame_of(store.evict(self._closed(watermark_us)))
             if mode == "complete":
                 emitted = frame_of(store.scan())
             elif mode == "update":
-                emitted = merged
+                emitted = fold.merged
             else:
-                emitted = closed if closed is not None else merged.clear()
+                emitted = fold.evicted
             store.commit()
         except BaseException:
             store.abort()
             raise
         return emitted, store.metrics.to_dict()
 
+    def _fold(self, store: StateStore, partial: pl.DataFrame, evict: pl.Expr | None
+              ) -> MergeFold:
+        """``merge_fold`` for a store without it: lookup, merge, upsert, evict."""
+        merged = self._merge(store.lookup(partial.select(self.key_names).to_arrow()), partial)
+        if merged.height:
+            store.upsert(merged.to_arrow(), distinct=True)
+        evicted = merged.clear() if evict is None else frame_of(store.evict(evict))
+        return MergeFold(merged, evicted)
+
     def _merge(self, old: pa.Table, partial: pl.DataFrame) -> pl.DataFrame:
         if partial.height == 0:
             return partial
         old_frame = frame_of(old).drop(self.key_names)
-        renamed = old_frame.rename({c: f"{c}__old" for c in old_frame.columns
+        renamed = old_frame.rename({c: f"{c}{OLD_SUFFIX}" for c in old_frame.columns
                                     if c != FOUND_COLUMN})
         both = pl.concat([partial, renamed], how="horizontal")
-        merges = [e for a in self.aggs for e in a.merge]
-        return both.select([*self.key_names, *merges])
+        return both.select([*self.key_names, *self.merges])
 
     def _finalize(self, buffers: pl.DataFrame) -> pl.DataFrame:
         finals = [a.final.alias(a.output) for a in self.aggs]
@@ -409,6 +423,8 @@ class StreamingAggregation:
                 if k in self.tumbling else pl.col(k)
                 for k in self.key_names if k != _GLOBAL_KEY]
         out = buffers.select([*keys, *finals])
+        if out.schema == self.output_schema:
+            return out
         return out.cast(dict(self.output_schema), strict=False)  # type: ignore[arg-type]
 
     def output_watermark_us(self, input_watermark_us: int) -> int:

@@ -1,0 +1,149 @@
+"""``merge_fold`` of the memory store: the streaming aggregation's state path in one pass,
+with exactly the effect of lookup + upsert + evict (state, delta file, metrics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from unbounded.errors import AnalysisException
+from unbounded.state.base import (
+    FOUND_COLUMN,
+    OLD_SUFFIX,
+    StateSchema,
+    StateStoreId,
+    SupportsMergeFold,
+)
+from unbounded.state.files import StateFileEnvelope
+from unbounded.state.memory import MemoryStateStoreProvider
+
+SCHEMA = StateSchema(
+    key=pa.schema([("g", pa.large_string()), ("w", pa.int64())]),
+    value=pa.schema([("n", pa.int64()), ("s", pa.float64())]),
+)
+_FOUND = pl.col(FOUND_COLUMN)
+MERGE = [
+    pl.when(_FOUND).then(pl.col(f"n{OLD_SUFFIX}") + pl.col("n")).otherwise(pl.col("n"))
+    .alias("n"),
+    pl.when(_FOUND).then(pl.col(f"s{OLD_SUFFIX}") + pl.col("s")).otherwise(pl.col("s"))
+    .alias("s"),
+]
+
+
+def provider(root: Path, name: str = "a") -> MemoryStateStoreProvider:
+    return MemoryStateStoreProvider(StateStoreId(str(root / name), 0, 0), SCHEMA)
+
+
+def batch(g: list[str | None], w: list[int], n: list[int]) -> pl.DataFrame:
+    return pl.DataFrame({"g": g, "w": w, "n": n, "s": [float(x) for x in n]},
+                        schema={"g": pl.String, "w": pl.Int64, "n": pl.Int64, "s": pl.Float64})
+
+
+def rows_of(frame: pl.DataFrame | pa.Table) -> list[tuple[object, ...]]:
+    df = frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)
+    assert isinstance(df, pl.DataFrame)
+    return sorted(df.select("g", "w", "n", "s").rows(), key=repr)
+
+
+def delta_rows(root: Path, name: str, version: int) -> list[dict[str, object]]:
+    path = root / name / "0" / "0" / f"{version}.delta"
+    body = pa.py_buffer(path.read_bytes()[StateFileEnvelope.SIZE:])
+    rows = pa.ipc.open_file(body).read_all().to_pylist()
+    # Upserts precede deletes in both; within one op the key order is the state's.
+    return sorted(rows, key=lambda r: (r["__op"], repr(r)))
+
+
+def fold_by_steps(store: object, rows: pl.DataFrame, evict: pl.Expr | None) -> None:
+    """The reference: the contract's lookup, merge, upsert and evict."""
+    keys = SCHEMA.key_names
+    old = pl.from_arrow(store.lookup(rows.select(keys).to_arrow()))  # type: ignore[attr-defined]
+    assert isinstance(old, pl.DataFrame)
+    renamed = old.drop(keys).rename({"n": f"n{OLD_SUFFIX}", "s": f"s{OLD_SUFFIX}"})
+    merged = pl.concat([rows, renamed], how="horizontal").select(*keys, *MERGE)
+    store.upsert(merged.to_arrow(), distinct=True)  # type: ignore[attr-defined]
+    if evict is not None:
+        store.evict(evict)  # type: ignore[attr-defined]
+
+
+BATCHES: list[tuple[pl.DataFrame, pl.Expr | None]] = [
+    (batch(["a", "b", None], [0, 0, 5], [1, 2, 3]), None),
+    (batch(["a", None, "c"], [0, 5, 10], [10, 20, 30]), pl.col("w") + 5 <= 0),
+    (batch([], [], []), pl.col("w") + 5 <= 5),
+    (batch(["c", "d"], [10, 15], [1, 1]), pl.col("n") > 30),  # reads a value column
+]
+
+
+def test_memory_store_supports_merge_fold(tmp_path: Path) -> None:
+    assert isinstance(provider(tmp_path).get_store(0), SupportsMergeFold)
+
+
+def test_merge_fold_matches_lookup_upsert_evict_in_state_delta_and_metrics(
+        tmp_path: Path) -> None:
+    fused, steps = provider(tmp_path, "fused"), provider(tmp_path, "steps")
+    for version, (rows, evict) in enumerate(BATCHES):
+        a, b = fused.get_store(version), steps.get_store(version)
+        a.merge_fold(rows, MERGE, evict)
+        fold_by_steps(b, rows, evict)
+        assert rows_of(a.scan()) == rows_of(b.scan())
+        same = ("numRowsTotal", "numRowsUpdated", "numRowsRemoved")
+        assert [a.metrics.to_dict()[k] for k in same] == [b.metrics.to_dict()[k] for k in same]
+        a.commit()
+        b.commit()
+        assert delta_rows(tmp_path, "fused", version + 1) == \
+            delta_rows(tmp_path, "steps", version + 1)
+    recovered = provider(tmp_path, "fused").get_store(len(BATCHES))
+    assert rows_of(recovered.scan()) == [("d", 15, 1, 1.0), (None, 5, 23, 23.0)]
+
+
+def test_merge_fold_returns_the_merged_and_the_evicted_rows(tmp_path: Path) -> None:
+    p = provider(tmp_path)
+    store = p.get_store(0)
+    store.merge_fold(batch(["a", None], [0, 5], [1, 3]), MERGE, None)
+    store.commit()
+    fold = p.get_store(1).merge_fold(batch([None, "x"], [5, 10], [4, 1]), MERGE,
+                                     pl.col("w") + 5 <= 5)
+    assert rows_of(fold.merged) == [("x", 10, 1, 1.0), (None, 5, 7, 7.0)]
+    assert rows_of(fold.evicted) == [("a", 0, 1, 1.0)]
+
+
+def test_merge_fold_without_rows_only_evicts(tmp_path: Path) -> None:
+    p = provider(tmp_path)
+    store = p.get_store(0)
+    store.merge_fold(batch(["a", "b"], [0, 5], [1, 3]), MERGE, None)
+    store.commit()
+    store = p.get_store(1)
+    fold = store.merge_fold(batch([], [], []), MERGE, pl.col("w") <= 0)
+    assert (fold.merged.height, rows_of(fold.evicted)) == (0, [("a", 0, 1, 1.0)])
+    store.commit()
+    assert delta_rows(tmp_path, "a", 2) == [{"g": "a", "w": 0, "n": None, "s": None,
+                                              "__op": 1}]
+
+
+def test_merge_fold_rejects_a_predicate_that_is_not_boolean(tmp_path: Path) -> None:
+    store = provider(tmp_path).get_store(0)
+    with pytest.raises(AnalysisException, match="not a boolean"):
+        store.merge_fold(batch(["a"], [0], [1]), MERGE, pl.col("w") + 1)
+
+
+def test_merge_fold_rejects_a_predicate_over_missing_columns(tmp_path: Path) -> None:
+    store = provider(tmp_path).get_store(0)
+    with pytest.raises(AnalysisException, match="cannot be evaluated"):
+        store.merge_fold(batch(["a"], [0], [1]), MERGE, pl.col("nope") > 1)
+
+
+def test_merge_fold_needs_a_merge_for_every_value_column(tmp_path: Path) -> None:
+    store = provider(tmp_path).get_store(0)
+    with pytest.raises(ValueError, match=r"\['s'\]"):
+        store.merge_fold(batch(["a"], [0], [1]), MERGE[:1], None)
+
+
+def test_merge_fold_conforms_rows_in_another_column_order(tmp_path: Path) -> None:
+    store = provider(tmp_path).get_store(0)
+    rows = batch(["a"], [0], [2]).select("s", "n", "w", "g") \
+        .with_columns(pl.col("n").cast(pl.Int32))
+    fold = store.merge_fold(rows, MERGE, None)
+    assert fold.merged.columns == ["g", "w", "n", "s"]
+    assert rows_of(store.scan()) == [("a", 0, 2, 2.0)]
