@@ -262,9 +262,13 @@ def _match_with_predicate(
 ) -> pl.LazyFrame:
     """Pairs that match on the keys and every predicate; the unmatched rows each join
     type keeps are then found by row number, so an outer join pads a row whose every
-    candidate failed the predicate, and a semi join keeps a left row once."""
-    left = left.with_row_index(_ROW_LEFT)
-    right = right.with_row_index(_ROW_RIGHT)
+    candidate failed the predicate, and a semi join keeps a left row once. An inner
+    join keeps only the pairs, so it numbers no rows (numbering stops Polars from
+    streaming the inputs into the join)."""
+    numbered = how not in (JoinType.INNER, JoinType.CROSS)
+    if numbered:
+        left = left.with_row_index(_ROW_LEFT)
+        right = right.with_row_index(_ROW_RIGHT)
     if keys.left:
         pairs = left.join(right, left_on=keys.left, right_on=keys.right, how="inner",
                           nulls_equal=keys.nulls_equal, coalesce=False)
@@ -272,6 +276,8 @@ def _match_with_predicate(
         pairs = left.join(right, how="cross")
     if predicates:
         pairs = pairs.filter(pl.all_horizontal(predicates).fill_null(False))
+    if not numbered:
+        return pairs
     return _keep_unmatched(how, left, right, pairs).drop([_ROW_LEFT, _ROW_RIGHT], strict=False)
 
 
