@@ -125,3 +125,45 @@ def test_failing_udf_fails_the_batch_naming_it_and_a_restart_runs_the_batch_once
     query.processAllAvailable()
     query.stop()
     assert batches == [(0, [(4, 25), (5, 20)])]
+
+
+def test_row_udf_over_worker_processes_names_the_failing_row_and_a_restart_reruns_it(
+        spark, tmp_path, monkeypatch):
+    from unbounded.engine import udf_workers
+
+    pool = udf_workers.UdfWorkerPool(1)
+    monkeypatch.setattr(udf_workers, "_POOL", [pool])
+    monkeypatch.setattr(udf_workers, "MIN_ROWS_PER_PROCESS", 10)
+    assert pool.wait_ready(60)
+    stream = MemoryStream("id LONG", spark)
+    broken = tmp_path / "broken"
+    broken.write_text("yes")
+
+    def tagged(x):  # the first half of each batch runs in the worker process
+        if x == 3 and os.path.exists(broken):
+            raise KeyError(x)
+        return x * 10 + (os.getpid() != parent)
+
+    parent = os.getpid()
+    df = stream.toDF().select("id", F.udf(tagged, "long")("id").alias("t"))
+    batches: list[tuple[int, list[tuple]]] = []
+
+    def start():
+        def sink(batch, batch_id):
+            batches.append((batch_id, sorted(tuple(r) for r in batch.collect())))
+
+        return (df.writeStream.foreachBatch(sink)
+                .option("checkpointLocation", str(tmp_path / "cp")).start())
+
+    query = start()
+    stream.addData([(i,) for i in range(20)])
+    with pytest.raises(StreamingQueryException) as failed:
+        query.awaitTermination(timeout=60)
+    assert "The Python UDF `tagged` failed on the input row (id=3): KeyError: 3" \
+        in str(failed.value)
+    broken.unlink()
+    query = start()
+    query.processAllAvailable()
+    query.stop()
+    pool.stop()
+    assert batches == [(0, [(i, i * 10 + (i < 10)) for i in range(20)])]
