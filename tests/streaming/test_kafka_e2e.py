@@ -34,11 +34,11 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka.admin import AdminClient
 
+from kafka_fixtures import PausableBroker
 from unbounded.files.manifest import FileSinkManifest
 from unbounded.sql import SparkSession, StreamingQuery
 from unbounded.sql import functions as F
 from unbounded.testing.broker import (
-    BrokerProcess,
     create_topic,
     delete_topic,
     produce_records,
@@ -359,7 +359,7 @@ def _in_values(start: int, n: int) -> list[str]:
 
 
 def test_a_paused_broker_is_waited_for_in_status_and_past_the_poll_timeout_fails_clearly(
-        kafka_broker_process: BrokerProcess, spark: SparkSession, tmp_path: Path) -> None:
+        kafka_broker_process: PausableBroker, spark: SparkSession, tmp_path: Path) -> None:
     broker, checkpoint = kafka_broker_process, tmp_path / "checkpoint"
     bootstrap, topic = broker.bootstrap, unique_topic("pause")
     create_topic(bootstrap, topic)

@@ -26,12 +26,13 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import Consumer, TopicPartition
 
+from kafka_fixtures import PausableBroker
 from unbounded._kafka.records import HEADERS_ARROW
 from unbounded._kafka.transactions import ProducerSettings, TransactionalProducer
 from unbounded.errors import AnalysisException, ConcurrentQueryError, KafkaUnavailableError
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.sinks.kafka import KafkaSink
-from unbounded.testing.broker import BrokerProcess, create_topic, unique_topic
+from unbounded.testing.broker import create_topic, unique_topic
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -326,7 +327,7 @@ def test_sequence_numbers_start_at_zero_and_continue_across_transactions(
 
 
 def test_a_briefly_paused_broker_is_waited_for_and_the_transaction_commits(
-        kafka_broker_process: BrokerProcess) -> None:
+        kafka_broker_process: PausableBroker) -> None:
     broker = kafka_broker_process
     topic = unique_topic("wire-pause")
     create_topic(broker.bootstrap, topic, partitions=2)
@@ -353,7 +354,7 @@ def test_a_briefly_paused_broker_is_waited_for_and_the_transaction_commits(
 
 
 def test_a_broker_paused_past_the_timeout_fails_naming_it_and_the_option(
-        kafka_broker_process: BrokerProcess) -> None:
+        kafka_broker_process: PausableBroker) -> None:
     broker = kafka_broker_process
     topic = unique_topic("wire-timeout")
     create_topic(broker.bootstrap, topic)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import struct
 import threading
 import time
@@ -25,12 +24,12 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import Producer
 
+from kafka_fixtures import PausableBroker
 from unbounded._kafka import fetch
 from unbounded.errors import KafkaDataLossError, KafkaUnavailableError
 from unbounded.sources.base import SourceContext
 from unbounded.sources.kafka import _POOL, KafkaInputPartition, KafkaSource
 from unbounded.testing.broker import (
-    BrokerProcess,
     create_topic,
     delete_topic,
     produce_records,
@@ -200,31 +199,17 @@ def test_consecutive_ranges_reuse_the_kept_connection(
 # ---------------------------------------------------------------- a paused broker
 
 
-def _stopped(pid: int) -> bool:
-    """Whether every thread of ``pid`` is stopped: SIGSTOP takes a few ms to reach all
-    of a broker's threads, and a connected client can be answered meanwhile."""
-    states = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/stat") as f:
-            states.append(f.read().rsplit(")", 1)[1].split()[0])
-    return all(state in ("T", "t") for state in states)
-
-
 @contextmanager
-def _paused(broker: BrokerProcess) -> Iterator[None]:
-    broker.pause()
+def _paused(broker: PausableBroker) -> Iterator[None]:
+    broker.pause()  # returns once every broker thread has stopped
     try:
-        deadline = time.monotonic() + 5
-        while not _stopped(broker.pid):
-            assert time.monotonic() < deadline, "the broker did not stop within 5 s"
-            time.sleep(0.001)
         yield
     finally:
         broker.resume()
 
 
 def test_a_broker_paused_shorter_than_the_poll_timeout_is_waited_for(
-        kafka_broker_process: BrokerProcess) -> None:
+        kafka_broker_process: PausableBroker) -> None:
     bootstrap, topic = kafka_broker_process.bootstrap, unique_topic("wire-pause")
     create_topic(bootstrap, topic)
     produce_records(bootstrap, topic, [b"r%d" % i for i in range(6)])
@@ -243,7 +228,7 @@ def test_a_broker_paused_shorter_than_the_poll_timeout_is_waited_for(
 
 
 def test_a_broker_paused_past_the_poll_timeout_fails_naming_it_and_the_option(
-        kafka_broker_process: BrokerProcess) -> None:
+        kafka_broker_process: PausableBroker) -> None:
     bootstrap, topic = kafka_broker_process.bootstrap, unique_topic("wire-stop")
     create_topic(bootstrap, topic)
     produce_records(bootstrap, topic, [b"r%d" % i for i in range(6)])
