@@ -98,8 +98,11 @@ class StreamExecution:
                     src.report_status_to(self._source_status)
             self.sink = self.spec.sink_factory(self._sink_context())
             self._create_operators()
-            self.stages = StageRunner(self.physical, self.operators, self.relations,
-                                      ansi=ansi_enabled(self.spec.conf))
+            self.stages = StageRunner(
+                self.physical, self.operators, self.relations,
+                ansi=ansi_enabled(self.spec.conf),
+                output_partitions=int(self.fixed_conf["spark.sql.shuffle.partitions"])
+                if self.operators else 1)
             cross_check(self.offset_log, self.commit_log, self.sources, self.sink,
                         fence=self.fence, state=self._state_layout())
         except BaseException:

@@ -29,7 +29,10 @@ from unbounded.runtime.stateful.base import (
 from unbounded.runtime.tasks import PartitionTask, TaskResult
 from unbounded.sources.base import Offset, Source
 
-__all__ = ["PlannedTasks", "StageOutcome", "StageRunner", "merge_event_time"]
+__all__ = ["MIN_ROWS_PER_OUTPUT_PART", "PlannedTasks", "StageOutcome", "StageRunner",
+           "merge_event_time"]
+
+MIN_ROWS_PER_OUTPUT_PART = 65_536
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,13 @@ class StageRunner:
     """The stages of one query, with its operators (one per operator stage)."""
 
     def __init__(self, physical: PhysicalPlan, operators: Sequence[StatefulOperator],
-                 relations: Sequence[StreamingRelation], *, ansi: bool = True) -> None:
+                 relations: Sequence[StreamingRelation], *, ansi: bool = True,
+                 output_partitions: int = 1) -> None:
         self.physical = physical
         self.ansi = ansi  # spark.sql.ansi.enabled, for every plan this runner compiles
+        # Output over an operator reaches the sink in up to this many parts (Spark's
+        # shuffle partitions), which a sink writes in parallel.
+        self.output_partitions = max(1, output_partitions)
         self.operators = list(operators)
         self.relations = list(relations)
         self.input_of = [physical.input_of(rel) for rel in relations]  # per source
@@ -129,9 +136,20 @@ class StageRunner:
         if final.upstream is None:
             tables = [r.table for r in results if r.input_id == final.id]
         else:
-            tables = [self._on_driver(final, outputs, clock, outcome).to_arrow()]
+            tables = self._parts(self._on_driver(final, outputs, clock, outcome).to_arrow())
         outcome.tables = [self._displayed(t) for t in tables]
         return outcome
+
+    def _parts(self, table: pa.Table) -> list[pa.Table]:
+        """``table`` cut (zero-copy) into up to ``output_partitions`` slices of at least
+        ``MIN_ROWS_PER_OUTPUT_PART`` rows: a sink writes a batch's parts in parallel, as
+        Spark's tasks write one file per shuffle partition, and a part smaller than that
+        costs more in per-file work (open, footer, fsync, manifest entry) than it saves."""
+        parts = min(self.output_partitions, table.num_rows // MIN_ROWS_PER_OUTPUT_PART)
+        if parts <= 1:
+            return [table]
+        bounds = [table.num_rows * i // parts for i in range(parts + 1)]
+        return [table.slice(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
 
     def _displayed(self, table: pa.Table) -> pa.Table:
         if table.column_names == self.output_names:
