@@ -11,13 +11,15 @@ starts (``trigger(availableNow=True)``) and stops when it finished, in a process
 ran the same query over 2,000 records on other topics first (modules loaded, as in a
 long-running service); Quix's starts at its first record, because its consumer-group
 join alone takes about 23 s on tansu, and stops when its last transaction committed.
-The ratio is unbounded's rate over Quix's.
+The ratio is unbounded's rate over Quix's. Quix Streams runs in a venv of its own
+(``bench/quix_env.py``: it pins an older ``confluent-kafka``), made on first use.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import threading
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,37 +129,18 @@ def _unbounded(bootstrap: str, source: str, sink: str, checkpoint: str) -> dict[
 
 
 def _quix(bootstrap: str, source: str, sink: str, rows: int, state_dir: str) -> dict[str, Any]:
-    from quixstreams import Application
+    """Quix Streams' run, in its own venv (``bench/quix_env.py``), by ``kafka_quix.py``."""
+    from bench.quix_env import ensure_quix_python
 
-    first: list[float] = []
-    processed = [0]
-    apps: list[Any] = []
-
-    def on_processed(_topic: str, _partition: int, _offset: int) -> None:
-        if not first:
-            first.append(time.perf_counter())
-        processed[0] += 1
-        if processed[0] >= rows:
-            apps[0].stop()
-
-    app = Application(broker_address=bootstrap, consumer_group=f"bench-quix-{sink}",
-                      auto_offset_reset="earliest", processing_guarantee="exactly-once",
-                      state_dir=state_dir, loglevel="WARNING",
-                      on_message_processed=on_processed)
-    apps.append(app)
-    inputs = app.topic(source, value_deserializer="bytes")
-    outputs = app.topic(sink, value_serializer="bytes")
-    app.dataframe(inputs).apply(lambda value: value.upper()).to_topic(outputs)
-    watchdog = threading.Timer(_QUIX_TIMEOUT_S, app.stop)
-    watchdog.start()
-    try:
-        app.run()
-    finally:
-        watchdog.cancel()
-    ended = time.perf_counter()
-    if not first:
-        raise RuntimeError(f"Quix Streams processed no record within {_QUIX_TIMEOUT_S:.0f} s")
-    return {"seconds": ended - first[0], "input_rows": processed[0]}
+    cmd = [ensure_quix_python(), os.path.join(os.path.dirname(__file__), "kafka_quix.py"),
+           bootstrap, source, sink, str(rows), state_dir, str(_QUIX_TIMEOUT_S)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                          timeout=_QUIX_TIMEOUT_S + 60)
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise RuntimeError(f"Quix Streams run failed: {last[0]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _warm_up(bootstrap: str, run_dir: str, stamp: int) -> None:

@@ -47,6 +47,7 @@ class PostgresTarget:
     """The PostgreSQL sink and a direct psycopg COPY, on one server's database."""
 
     name = "postgresql"
+    direct_tries = 1  # seconds each
 
     def __init__(self, url: str, conninfo: str, user: str, password: str) -> None:
         from unbounded.sinks.postgres import PostgresSink
@@ -73,16 +74,18 @@ class PostgresTarget:
                 conn.commit()
         return elapsed[0]
 
-    def write_direct_batches(self, batches: list[pa.Table], run: int) -> float:
+    def write_direct_batches(self, batches: list[pa.Table], run: int) -> list[float]:
         table = f"direct_batches_{run}"
         with self._connect() as conn:
             conn.execute(_DDL.format(table))
             conn.commit()
-            with stopwatch() as elapsed:
-                for rows in batches:
+            seconds = []
+            for rows in batches:
+                with stopwatch() as elapsed:
                     direct_copy(conn, table, rows)
                     conn.commit()
-        return elapsed[0]
+                seconds.append(elapsed[0])
+        return seconds
 
     def read_back(self, run: int) -> pl.DataFrame:
         with self._connect() as conn:

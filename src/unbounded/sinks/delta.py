@@ -137,6 +137,8 @@ class _TableWriter:
         self.settings = settings
         self.app_id = app_id
         self._table: DeltaTable | None = None
+        # the last batch this writer committed through ``_table`` (None: none yet)
+        self._own: int | None = None
 
     def refresh(self) -> DeltaTable | None:
         """The table at its newest version (None while it does not exist)."""
@@ -150,9 +152,15 @@ class _TableWriter:
         table = self.refresh()
         return None if table is None else table.transaction_version(self.app_id)
 
+    def _done(self) -> int | None:
+        """The app's txn version. After a commit of its own the handle is current for
+        this app id without reading the log again: a newer txn of the same app id (a
+        second run of the query) fails our next commit as a concurrent transaction."""
+        return self._own if self._own is not None else self.committed()
+
     def write(self, batch_id: int, rows: pa.Table,
               before_commit: Callable[[], None] | None = None) -> bool:
-        done = self.committed()
+        done = self._done()
         if done is not None and batch_id <= done:
             log.info("Delta sink skips batch %d: the table's txn for %s is at %d",
                      batch_id, self.app_id, done)
@@ -180,9 +188,11 @@ class _TableWriter:
                 error_class="DELTA_WRITE_FAILED") from None
         if self._table is None:
             self._table = DeltaTable(s.path)
+        self._own = batch_id
 
     def _conflict(self, batch_id: int, exc: Exception) -> Exception:
         self._table = None  # the handle lost the race; the next batch opens a fresh one
+        self._own = None
         done = committed_batch(self.settings.path, self.app_id)
         if done is not None and done >= batch_id:
             return ConcurrentQueryError(
@@ -202,6 +212,14 @@ def _schema_error(settings: DeltaWriteSettings, exc: Exception) -> AnalysisExcep
         f"{exc}. To add the new columns to the table, set .option('mergeSchema', 'true'); "
         "or make the query's columns match the table's.",
         error_class="DELTA_FAILED_TO_MERGE_FIELDS")
+
+
+def _rows(batch: MicroBatch) -> pa.Table:
+    """The batch's partitions as one table, chunks kept: delta-rs writes record batch by
+    record batch, so copying them into one chunk first would only cost time."""
+    if not batch.partitions:
+        return batch.table()
+    return pa.concat_tables(batch.partitions)
 
 
 class DeltaSink:
@@ -236,7 +254,7 @@ class DeltaSink:
                 f"{os.path.join(self.settings.path, '_delta_log')}")
 
     def add_batch(self, batch_id: int, batch: MicroBatch) -> None:
-        self._writer.write(batch_id, batch.table(), lambda: self._before_commit(batch_id))
+        self._writer.write(batch_id, _rows(batch), lambda: self._before_commit(batch_id))
 
     def _before_commit(self, batch_id: int) -> None:
         fault_point("mid-sink-write", batch_id)

@@ -145,6 +145,28 @@ def test_same_query_committing_concurrently_fails_as_a_concurrent_transaction(tm
     assert _rows(path, "id") == [{"id": 1}, {"id": 2}]
 
 
+def test_after_its_own_commit_a_second_run_committing_the_next_batch_fails_ours(tmp_path):
+    # the sink no longer re-reads the log between its own commits: the Delta conflict
+    # check is what catches the other run's txn for the same query id
+    path = str(tmp_path / "t")
+    sink = _sink(path)
+    sink.add_batch(0, _batch(0, id=[1]))
+    write_deltalake(path, pa.table({"id": [2]}), mode="append", commit_properties=
+                    CommitProperties(app_transactions=[Transaction("q1", 1)]))
+    with pytest.raises(ConcurrentQueryError, match="two runs of the query"):
+        sink.add_batch(1, _batch(1, id=[2]))
+    assert _rows(path, "id") == [{"id": 1}, {"id": 2}]
+    sink.add_batch(1, _batch(1, id=[2]))  # the handle was dropped: it reads the txn, skips
+    assert DeltaTable(path).version() == 1
+
+
+def test_a_batch_of_several_partitions_lands_whole_in_one_commit(tmp_path):
+    parts = [pa.table({"id": [1, 2]}), pa.table({"id": [3]}), pa.table({"id": [4, 5]})]
+    _sink(tmp_path / "t").add_batch(0, MicroBatch(0, parts[0].schema, parts))
+    assert DeltaTable(str(tmp_path / "t")).version() == 0
+    assert _rows(tmp_path / "t", "id") == [{"id": i} for i in range(1, 6)]
+
+
 def test_a_concurrent_append_by_another_writer_does_not_conflict(tmp_path):
     path = str(tmp_path / "t")
     sink = _sink(path)
