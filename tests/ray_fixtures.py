@@ -28,11 +28,26 @@ import cloudpickle
 import polars as pl
 import pytest
 
-__all__ = ["HAS_RAY", "HAS_RAY_CLIENT", "PER_FILE", "SKIP_REASON", "append_events",
-           "expected_windows", "fail_first_attempts", "kafka_to_kafka_query", "kill_worker_once",
-           "kill_worker_once_mapping", "output_windows",
-           "ray_cluster_fixture", "ray_cluster_module_fixture", "sleep_on_worker_once",
-           "stall_first_copy", "windowed_query"]
+__all__ = [
+    "HAS_RAY",
+    "HAS_RAY_CLIENT",
+    "PER_FILE",
+    "SKIP_REASON",
+    "append_events",
+    "count_state_actors",
+    "expected_windows",
+    "fail_first_attempts",
+    "kafka_to_kafka_query",
+    "kill_state_actor_once",
+    "kill_worker_once",
+    "kill_worker_once_mapping",
+    "output_windows",
+    "ray_cluster_fixture",
+    "ray_cluster_module_fixture",
+    "sleep_on_worker_once",
+    "stall_first_copy",
+    "windowed_query",
+]
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 HAS_RAY_CLIENT = HAS_RAY and importlib.util.find_spec("grpc") is not None  # ray[client]
@@ -263,3 +278,46 @@ def kill_worker_once_mapping(marker: Path, at_value: str) -> Callable[[str], str
         return "out-" + value.removeprefix("in-")
 
     return mapping
+
+
+def kill_state_actor_once(marker: Path, from_id: int) -> Callable[[int, float], float]:
+    """A UDF that, at the first row with id >= ``from_id`` in a task on a Ray worker,
+    SIGKILLs the process of one of the query's state actors (once) and writes its pid
+    to ``marker``."""
+    driver = os.getpid()
+
+    def probe(row_id: int, amount: float) -> float:
+        if row_id < from_id or os.getpid() == driver or not _claim(marker.with_suffix(".claim")):
+            return amount
+        import ray
+
+        named = _state_actors()
+        actor = ray.get_actor(named[0]["name"], namespace=named[0]["namespace"])
+        pid = ray.get(actor.pid.remote())
+        marker.write_text(str(pid))
+        os.kill(pid, signal.SIGKILL)
+        return amount
+
+    return probe
+
+
+def _state_actors() -> list[dict[str, str]]:
+    from ray.util import list_named_actors
+
+    from unbounded.executors.ray_hosts import ACTOR_PREFIX
+
+    return [a for a in list_named_actors(all_namespaces=True)
+            if a["name"].startswith(ACTOR_PREFIX)]
+
+
+def count_state_actors(marker: Path, from_id: int) -> Callable[[int, float], float]:
+    """A UDF that, at the first row with id >= ``from_id`` in a task on a Ray worker,
+    writes to ``marker`` how many state actors are alive in the cluster."""
+    driver = os.getpid()
+
+    def probe(row_id: int, amount: float) -> float:
+        if row_id >= from_id and os.getpid() != driver and _claim(marker.with_suffix(".c")):
+            marker.write_text(str(len(_state_actors())))
+        return amount
+
+    return probe

@@ -22,9 +22,11 @@ from ray_fixtures import (
     PER_FILE,
     SKIP_REASON,
     append_events,
+    count_state_actors,
     expected_windows,
     fail_first_attempts,
     kafka_to_kafka_query,
+    kill_state_actor_once,
     kill_worker_once,
     kill_worker_once_mapping,
     output_windows,
@@ -201,11 +203,30 @@ def test_speculation_gives_a_stalled_task_a_second_copy_whose_result_wins(
     assert output_windows(tmp_path) == expected_windows(tmp_path)
 
 
+def test_a_state_actor_killed_mid_run_is_restored_from_the_checkpoint(ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 8)
+    marker = tmp_path / "actor"
+    _run(tmp_path, "ray", kill_state_actor_once(marker, from_id=1300))  # batch 2's tasks
+    assert marker.exists(), "the probe found no state actor to kill"
+    assert _exits(int(marker.read_text()), timeout_s=30)
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+@pytest.mark.parametrize(("setting", "actors"), [("true", "2"), ("false", "0")])
+def test_state_partitions_live_in_one_actor_each_unless_state_actors_are_off(
+        ray_cluster, tmp_path, setting, actors):
+    append_events(tmp_path / "input", 0, 4)
+    marker = tmp_path / "actors"  # two state partitions, three CPUs: two actors
+    _run(tmp_path, "ray", count_state_actors(marker, from_id=700),
+         **{"spark.unbounded.ray.stateActors": setting})
+    assert marker.read_text() == actors
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
 def test_kafka_to_kafka_on_ray_with_a_worker_sigkilled_mid_batch_commits_each_record_once(
         ray_cluster, kafka_bootstrap, tmp_path):
     pytest.importorskip("confluent_kafka")
     from streaming.test_kafka_e2e import read_log  # the raw-log judge (see its docstring)
-
     from unbounded.testing.broker import create_topic, produce_records, unique_topic
 
     source, sink = unique_topic("ray-in"), unique_topic("ray-out")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
@@ -43,6 +43,7 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
+from unbounded.runtime.stateful.hosted import HostedState
 from unbounded.state.base import (
     FOUND_COLUMN,
     OLD_SUFFIX,
@@ -301,6 +302,79 @@ class MapSideAggregation:
         return column <= pl.lit(watermark_us, dtype=pl.Int64).cast(_UTC_US)
 
 
+@dataclass(frozen=True)
+class AggregationFold:
+    """One state partition's half of a batch: the tasks' partial rows combined per key,
+    merged with the stored buffers, closed windows evicted, the version committed, and
+    what the output mode emits returned with the store's metrics. It holds only names
+    and Polars expressions, so it pickles and runs where the partition's store lives:
+    a driver thread, or the partition's Ray actor (``runtime/stateful/hosted.py``).
+    """
+
+    key_names: tuple[str, ...]
+    combine: tuple[pl.Expr, ...]
+    merges: tuple[pl.Expr, ...]
+    output_mode: str
+    # The key that closes: (name, tumbling duration in us or None, is a window struct).
+    closing: tuple[str, int | None, bool] | None
+    watermark_us: int = 0  # this batch's, which evicts
+
+    def _combine(self, partials: pl.DataFrame) -> pl.DataFrame:
+        """The tasks' partial rows of one state partition, one row per key."""
+        if partials.height <= 1:
+            return partials
+        return partials.group_by(list(self.key_names)).agg(self.combine)
+
+    def _closed(self, watermark_us: int) -> pl.Expr:
+        assert self.closing is not None
+        name, tumbling_us, is_window = self.closing
+        if tumbling_us is not None:  # kept as the window's start (us) until the output
+            return pl.col(name) + tumbling_us <= watermark_us
+        column = pl.col(name).struct.field("end") if is_window else pl.col(name)
+        return column <= pl.lit(watermark_us, dtype=pl.Int64).cast(_UTC_US)
+
+    def __call__(self, store: StateStore, partials: pl.DataFrame
+                 ) -> tuple[pl.DataFrame, dict[str, int]]:
+        partial, watermark_us = self._combine(partials), self.watermark_us
+        try:
+            evict = self._closed(watermark_us) \
+                if self.closing is not None and watermark_us > 0 else None
+            merges = list(self.merges)
+            fold = store.merge_fold(partial, merges, evict) \
+                if isinstance(store, SupportsMergeFold) else self._fold(store, partial, evict)
+            mode = self.output_mode
+            if mode == "complete":
+                emitted = frame_of(store.scan())
+            elif mode == "update":
+                emitted = fold.merged
+            else:
+                emitted = fold.evicted
+            store.commit()
+        except BaseException:
+            store.abort()
+            raise
+        return emitted, store.metrics.to_dict()
+
+    def _fold(self, store: StateStore, partial: pl.DataFrame, evict: pl.Expr | None
+              ) -> MergeFold:
+        """``merge_fold`` for a store without it: lookup, merge, upsert, evict."""
+        merged = self._merge(store.lookup(partial.select(self.key_names).to_arrow()),
+                             partial)
+        if merged.height:
+            store.upsert(merged.to_arrow(), distinct=True)
+        evicted = merged.clear() if evict is None else frame_of(store.evict(evict))
+        return MergeFold(merged, evicted)
+
+    def _merge(self, old: pa.Table, partial: pl.DataFrame) -> pl.DataFrame:
+        if partial.height == 0:
+            return partial
+        old_frame = frame_of(old).drop(list(self.key_names))
+        renamed = old_frame.rename({c: f"{c}{OLD_SUFFIX}" for c in old_frame.columns
+                                    if c != FOUND_COLUMN})
+        both = pl.concat([partial, renamed], how="horizontal")
+        return both.select([*self.key_names, *self.merges])
+
+
 class StreamingAggregation:
     """``groupBy(...).agg(...)`` on a stream."""
 
@@ -337,10 +411,14 @@ class StreamingAggregation:
         self.combine = [c.alias(p.meta.output_name()) for a in self.aggs
                         for c, p in zip(a.combine, a.partial, strict=True)]
         self.merges = [e for a in self.aggs for e in a.merge]
+        self.fold = AggregationFold(
+            tuple(self.key_names), tuple(self.combine), tuple(self.merges), ctx.output_mode,
+            _closing_key(self.event_time, self.tumbling))
         empty = self.map_side.run(pl.LazyFrame(schema=input_schema), 0).rows
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)
         self.state = PartitionedState(ctx, self.schema)
+        self.hosted = HostedState.open(ctx, self.schema)  # None: the stores stay here
 
     @property
     def map_sides(self) -> tuple[MapSideAggregation]:
@@ -351,10 +429,12 @@ class StreamingAggregation:
         """The input holds the partial rows the tasks' map side produced."""
         started = time.perf_counter()
         partials, dropped = inputs[0].rows, inputs[0].dropped_late
-        results = map_partitions(
-            self.ctx, partials, self.key_names,
-            lambda p, rows: self._process_partition(p, self._combine(rows), batch.batch_id,
-                                                    batch.watermark_us))
+        fold = replace(self.fold, watermark_us=batch.watermark_us)
+        if self.hosted is not None:
+            results = self.hosted.fold(partials, self.key_names, fold, batch.batch_id)
+        else:
+            results = map_partitions(self.ctx, partials, self.key_names, lambda p, rows: fold(
+                self.state.store(p, batch.batch_id), rows))
         rows = pl.concat([r[0] for r in results], how="vertical_relaxed") if results else None
         out = self._finalize(rows if rows is not None else partials.clear())
         metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
@@ -363,59 +443,6 @@ class StreamingAggregation:
                        numStateStoreInstances=self.ctx.num_partitions,
                        allUpdatesTimeMs=int((time.perf_counter() - started) * 1000))
         return OperatorOutput(out, metrics)
-
-    def _combine(self, partials: pl.DataFrame) -> pl.DataFrame:
-        """The tasks' partial rows of one state partition, one row per key."""
-        if partials.height <= 1:
-            return partials
-        return partials.group_by(self.key_names).agg(self.combine)
-
-    def _closed(self, watermark_us: int) -> pl.Expr:
-        assert self.event_time is not None
-        name, is_window = self.event_time
-        if name in self.tumbling:  # kept as the window's start (us) until the output
-            return pl.col(name) + self.tumbling[name][1] <= watermark_us
-        column = pl.col(name).struct.field("end") if is_window else pl.col(name)
-        return column <= pl.lit(watermark_us, dtype=pl.Int64).cast(_UTC_US)
-
-    def _process_partition(self, partition: int, partial: pl.DataFrame, batch_id: int,
-                           watermark_us: int) -> tuple[pl.DataFrame, dict[str, int]]:
-        store = self.state.store(partition, batch_id)
-        try:
-            evict = self._closed(watermark_us) \
-                if self.event_time is not None and watermark_us > 0 else None
-            fold = store.merge_fold(partial, self.merges, evict) \
-                if isinstance(store, SupportsMergeFold) else self._fold(store, partial, evict)
-            mode = self.ctx.output_mode
-            if mode == "complete":
-                emitted = frame_of(store.scan())
-            elif mode == "update":
-                emitted = fold.merged
-            else:
-                emitted = fold.evicted
-            store.commit()
-        except BaseException:
-            store.abort()
-            raise
-        return emitted, store.metrics.to_dict()
-
-    def _fold(self, store: StateStore, partial: pl.DataFrame, evict: pl.Expr | None
-              ) -> MergeFold:
-        """``merge_fold`` for a store without it: lookup, merge, upsert, evict."""
-        merged = self._merge(store.lookup(partial.select(self.key_names).to_arrow()), partial)
-        if merged.height:
-            store.upsert(merged.to_arrow(), distinct=True)
-        evicted = merged.clear() if evict is None else frame_of(store.evict(evict))
-        return MergeFold(merged, evicted)
-
-    def _merge(self, old: pa.Table, partial: pl.DataFrame) -> pl.DataFrame:
-        if partial.height == 0:
-            return partial
-        old_frame = frame_of(old).drop(self.key_names)
-        renamed = old_frame.rename({c: f"{c}{OLD_SUFFIX}" for c in old_frame.columns
-                                    if c != FOUND_COLUMN})
-        both = pl.concat([partial, renamed], how="horizontal")
-        return both.select([*self.key_names, *self.merges])
 
     def _finalize(self, buffers: pl.DataFrame) -> pl.DataFrame:
         finals = [a.final.alias(a.output) for a in self.aggs]
@@ -431,11 +458,24 @@ class StreamingAggregation:
         return input_watermark_us
 
     def close(self) -> None:
+        if self.hosted is not None:
+            self.hosted.close()
         self.state.close()
 
     def maintenance(self, min_versions: int) -> None:
-        self.state.maintenance(min_versions)
+        if self.hosted is not None:
+            self.hosted.maintenance(min_versions)
+        else:
+            self.state.maintenance(min_versions)
 
+
+
+def _closing_key(event_time: tuple[str, bool] | None,
+                 tumbling: dict[str, tuple[pl.Expr, int]]) -> tuple[str, int | None, bool] | None:
+    if event_time is None:
+        return None
+    name, is_window = event_time
+    return name, tumbling[name][1] if name in tumbling else None, is_window
 
 
 def _is_sliding(key: Expression) -> bool:

@@ -13,7 +13,7 @@ run replaced writes no state through its actors.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -29,15 +29,17 @@ from unbounded.runtime.stateful.base import (
     split_partitions,
 )
 from unbounded.state.base import (
+    MergeFold,
     StateSchema,
     StateStore,
     StateStoreId,
     StateStoreMetrics,
     StateStoreProvider,
+    SupportsMergeFold,
 )
 from unbounded.state.registry import create_provider
 
-__all__ = ["FencedStore", "HostedState", "PartitionFold"]
+__all__ = ["FencedStore", "HostedState", "PartitionFold", "fenced"]
 
 R = TypeVar("R")
 PartitionFold = Callable[[StateStore, pl.DataFrame], R]
@@ -87,6 +89,26 @@ class FencedStore:
         self._store.abort()
 
 
+class _FencedMergeStore(FencedStore):
+    """A fenced store over one that folds a batch in one pass (keeps that fast path)."""
+
+    def __init__(self, store: SupportsMergeFold, fence: EpochFence, path: str) -> None:
+        assert isinstance(store, StateStore)
+        super().__init__(store, fence, path)
+        self._merging = store
+
+    def merge_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
+                   evict: pl.Expr | None) -> MergeFold:
+        return self._merging.merge_fold(rows, merge, evict)
+
+
+def fenced(store: StateStore, fence: EpochFence, path: str) -> FencedStore:
+    """``store`` behind the fence, keeping its optional abilities."""
+    if isinstance(store, SupportsMergeFold):
+        return _FencedMergeStore(store, fence, path)
+    return FencedStore(store, fence, path)
+
+
 @dataclass(frozen=True)
 class _FoldVersion(Generic[R]):
     """A fold on one version of a partition's store, run in its host."""
@@ -99,7 +121,7 @@ class _FoldVersion(Generic[R]):
     def __call__(self, provider: StateStoreProvider) -> R:
         store: StateStore = provider.get_store(self.version)
         if self.fence is not None:
-            store = FencedStore(store, self.fence, provider.store_id.path)
+            store = fenced(store, self.fence, provider.store_id.path)
         return self.fold(store, frame_of(self.rows))
 
 

@@ -18,8 +18,17 @@ from unbounded.checkpoint.epoch import EpochFence
 from unbounded.errors import CheckpointConflictError
 from unbounded.executors.base import HostCall, SupportsResourceHosts
 from unbounded.runtime.stateful.base import OperatorContext, partition_ids
-from unbounded.runtime.stateful.hosted import HostedState
-from unbounded.state.base import StateSchema, StateStore, StateStoreConf
+from unbounded.runtime.stateful.hosted import HostedState, fenced
+from unbounded.state.base import (
+    FOUND_COLUMN,
+    OLD_SUFFIX,
+    StateSchema,
+    StateStore,
+    StateStoreConf,
+    StateStoreId,
+    SupportsMergeFold,
+)
+from unbounded.state.memory import MemoryStateStoreProvider
 
 SCHEMA = StateSchema(pa.schema([("k", pa.int64())]), pa.schema([("n", pa.int64())]))
 
@@ -113,6 +122,21 @@ def _newer_run_takes_epoch(checkpoint) -> None:
     code = "import sys; from unbounded.checkpoint.epoch import EpochFence as E; " \
            "E.take(sys.argv[1], 'new-run')"
     subprocess.run([sys.executable, "-c", code, str(checkpoint)], check=True, timeout=60)
+
+
+def test_a_fenced_store_keeps_the_one_pass_fold_of_the_store_it_wraps(tmp_path):
+    provider = MemoryStateStoreProvider(StateStoreId(str(tmp_path), 0, 0), SCHEMA)
+    fence = EpochFence.take(str(tmp_path), "run")
+    try:
+        store = fenced(provider.get_store(0), fence, "p")
+        assert isinstance(store, SupportsMergeFold)
+        merge = [pl.when(pl.col(FOUND_COLUMN)).then(pl.col("n") + pl.col(f"n{OLD_SUFFIX}"))
+                 .otherwise(pl.col("n")).alias("n")]
+        store.merge_fold(pl.DataFrame({"k": [1], "n": [5]}), merge, None)
+        assert store.commit() == 1
+    finally:
+        fence.release()
+    assert provider.get_store(1).scan().to_pydict() == {"k": [1], "n": [5]}
 
 
 def test_close_stops_the_hosts(tmp_path):
