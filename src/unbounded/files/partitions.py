@@ -4,6 +4,8 @@ Spark's ``PartitioningUtils``: a folder written with ``partitionBy`` yields its 
 columns after the data columns, each typed from its values (int, long, decimal, double,
 date, timestamp, else string; ``__HIVE_DEFAULT_PARTITION__`` is NULL), unless
 ``spark.sql.sources.partitionColumnTypeInference.enabled`` is false (all strings).
+A streaming file source fixes its columns and their types once (``PartitionLayout``)
+and types each new file's values with them.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import unquote
 
-from unbounded.errors import AnalysisException
+import pyarrow as pa
+
+from unbounded.errors import AnalysisException, SparkRuntimeException
 from unbounded.plan.types import (
+    BinaryType,
     DataType,
     DateType,
     DecimalType,
     DoubleType,
+    FloatType,
     IntegerType,
     LongType,
     StringType,
@@ -29,7 +35,8 @@ from unbounded.plan.types import (
     TimestampType,
 )
 
-__all__ = ["DEFAULT_PARTITION_NAME", "PartitionedFiles", "discover_partitions"]
+__all__ = ["DEFAULT_PARTITION_NAME", "PartitionLayout", "PartitionedFiles",
+           "discover_partitions"]
 
 DEFAULT_PARTITION_NAME = "__HIVE_DEFAULT_PARTITION__"
 
@@ -143,3 +150,79 @@ def _wider(types: set[DataType]) -> DataType:
     if types == {DateType(), TimestampType()}:
         return TimestampType()
     return StringType()
+
+
+@dataclass(frozen=True)
+class PartitionLayout:
+    """The partition columns of the files under ``root``, named and typed once.
+
+    Spark's streaming file source fixes them when the stream is defined (from the
+    folders present then, a user schema's type winning over inference); later files must
+    have the same ``col=value`` folders, and their values must cast to those types.
+    """
+
+    root: str
+    columns: StructType
+
+    @classmethod
+    def discover(cls, root: str, files: list[str], given: StructType | None, *,
+                 infer_types: bool) -> PartitionLayout | None:
+        """The layout of ``files`` under ``root``; None when they have no partitions."""
+        found = discover_partitions({root: files}, infer_types=infer_types)
+        if not found.columns.fields:
+            return None
+        by_name = {f.name.lower(): f for f in (given.fields if given else [])}
+        typed = StructType([StructField(c.name, by_name[c.name.lower()].dataType)
+                            if c.name.lower() in by_name else c for c in found.columns.fields])
+        layout = cls(root, typed)
+        for values in found.groups:
+            layout.typed_values(values)  # a value the given type cannot hold fails now
+        return layout
+
+    def raw_values(self, path: str) -> tuple[str | None, ...]:
+        """The raw partition values of the file ``path`` (None for NULL)."""
+        pairs = _parse(os.path.relpath(path, self.root))
+        names = [n.lower() for n, _ in pairs]
+        if names != [c.lower() for c in self.columns.names]:
+            raise SparkRuntimeException(
+                "[CONFLICTING_PARTITION_COLUMN_NAMES] Conflicting partition column names "
+                f"detected: {path} has partition folders ({', '.join(names) or 'none'}), "
+                f"the stream has ({', '.join(self.columns.names)}). Partition columns are "
+                "fixed when the stream is defined: keep the same folder layout, or read the "
+                "new layout as another stream.",
+                error_class="CONFLICTING_PARTITION_COLUMN_NAMES")
+        return tuple(v for _, v in pairs)
+
+    def typed_values(self, raw: tuple[str | None, ...]) -> list[pa.Scalar]:
+        """The values as Arrow scalars of the columns' types (Spark's
+        INVALID_PARTITION_VALUE when one does not cast)."""
+        return [_typed_value(v, f.name, f.dataType) for v, f in
+                zip(raw, self.columns.fields, strict=True)]
+
+
+def _typed_value(raw: str | None, name: str, t: DataType) -> pa.Scalar:
+    target = t.to_arrow()
+    if raw is None:
+        return pa.scalar(None, target)
+    try:
+        return _cast_text(raw, t).cast(target)[0]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        raise SparkRuntimeException(
+            f"[INVALID_PARTITION_VALUE] Failed to cast value '{raw}' to data type "
+            f'"{t.simpleString().upper()}" for partition column `{name}`. Ensure the value '
+            "matches the expected data type for this partition column.",
+            error_class="INVALID_PARTITION_VALUE") from None
+
+
+def _cast_text(raw: str, t: DataType) -> pa.Array:
+    """``raw`` as a one-value Arrow array ready to cast to ``t`` as Spark parses it."""
+    if isinstance(t, DateType) and _DATE.fullmatch(raw):
+        raw = _padded_date(raw)
+    if isinstance(t, (DoubleType, FloatType)) and raw[-1:] in ("d", "D", "f", "F"):
+        raw = raw[:-1]
+    if isinstance(t, BinaryType):
+        return pa.array([raw.encode()])
+    text = pa.array([raw.strip() if not isinstance(t, StringType) else raw])
+    if isinstance(t, TimestampType):  # a wall-clock time in the session zone (UTC)
+        return text.cast(pa.timestamp("us"))
+    return text

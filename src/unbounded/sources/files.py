@@ -3,7 +3,8 @@
 Like Spark's ``FileStreamSource``, offsets are ``{"logOffset": N}`` and the source keeps
 its own log of which files make up batch N, written before batch N's offset is handed
 out, so a re-run of N reads exactly the same files and a restart never reads a file
-twice.
+twice. Partition columns (``col=value`` folders) are discovered when the source is
+defined, as Spark does, and each file's values come from its logged path.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException, CheckpointCorruptError, MissingFileError
 from unbounded.files.formats import ReadSettings, infer_schema, read_files
 from unbounded.files.listing import DataFile, has_glob, list_data_files
+from unbounded.files.partitions import PartitionLayout
 from unbounded.files.paths import local_path, path_uri
 from unbounded.plan.intervals import parse_interval_ms
-from unbounded.plan.types import StringType, StructType
+from unbounded.plan.types import StringType, StructField, StructType
 from unbounded.sources.base import (
     InputPartition,
     Offset,
@@ -51,8 +53,9 @@ _DEFAULT_MAX_FILE_AGE = "7d"
 _MAX_PARTITION_BYTES = 128 * 1024 * 1024
 _SOURCE_OPTION_KEYS = frozenset({
     "path", "maxfilespertrigger", "maxbytespertrigger", "latestfirst", "maxfileage",
-    "cleansource", "sourcearchivedir", "filenameonly", "ignoremissingfiles",
+    "cleansource", "sourcearchivedir", "filenameonly", "ignoremissingfiles", "basepath",
 })
+_TYPE_INFERENCE = "spark.sql.sources.partitionColumnTypeInference.enabled"
 
 
 class CleanSource(enum.Enum):
@@ -126,9 +129,25 @@ class FileInputPartition:
     schema: StructType
     options: tuple[tuple[str, str], ...]
     ignore_missing: bool = False
+    layout: PartitionLayout | None = None
 
     def read(self) -> pa.Table:
-        return read_files(self.format, self._present(), self.schema, dict(self.options))
+        if self.layout is None:
+            return read_files(self.format, self._present(), self.schema, dict(self.options))
+        data, options = _data_fields(self.schema, self.layout), dict(self.options)
+        tables = [_with_values(read_files(self.format, files, data, options), self.layout,
+                               values) for values, files in self._groups(self._present())]
+        if not tables:
+            return pa.Table.from_batches([], schema=self.schema.to_arrow_schema())
+        return pa.concat_tables(tables)
+
+    def _groups(self, paths: list[str]) -> list[tuple[list[pa.Scalar], list[str]]]:
+        """The files by partition values, in order of first appearance."""
+        assert self.layout is not None
+        groups: dict[tuple[str | None, ...], list[str]] = {}
+        for p in paths:
+            groups.setdefault(self.layout.raw_values(p), []).append(p)
+        return [(self.layout.typed_values(raw), files) for raw, files in groups.items()]
 
     def _present(self) -> list[str]:
         """The logged files, each checked to exist: a batch re-run after its input file
@@ -156,12 +175,38 @@ class FileInputPartition:
         if len(layouts) != 1:
             return None
         present = dict(next(iter(layouts)))
-        frame = pl.scan_parquet(list(self.paths))
+        groups = [([], list(self.paths))] if self.layout is None else self._groups(
+            list(self.paths))
+        frame = pl.concat([self._scan_group(files, values, present)
+                           for values, files in groups])
+        rows = int(frame.select(pl.len()).collect().item())
+        return frame, rows
+
+    def _scan_group(self, files: list[str], values: list[pa.Scalar],
+                    present: dict[str, pl.DataType]) -> pl.LazyFrame:
+        """Files of one partition: their columns cast to the schema, then the values."""
+        data = _data_fields(self.schema, self.layout) if self.layout else self.schema
         columns = [pl.col(f.name).cast(to_polars_dtype(f.dataType)) if f.name in present
                    else pl.lit(None, dtype=to_polars_dtype(f.dataType)).alias(f.name)
-                   for f in self.schema.fields]
-        rows = int(frame.select(pl.len()).collect().item())
-        return frame.select(columns), rows
+                   for f in data.fields]
+        keys = self.layout.columns.fields if self.layout else []
+        constants = [pl.lit(v.as_py(), dtype=to_polars_dtype(k.dataType)).alias(k.name)
+                     for k, v in zip(keys, values, strict=True)]
+        return pl.scan_parquet(files).select([*columns, *constants])
+
+
+def _data_fields(schema: StructType, layout: PartitionLayout) -> StructType:
+    """``schema`` without its partition columns: what the files themselves hold."""
+    keys = {n.lower() for n in layout.columns.names}
+    return StructType([f for f in schema.fields if f.name.lower() not in keys])
+
+
+def _with_values(table: pa.Table, layout: PartitionLayout,
+                 values: list[pa.Scalar]) -> pa.Table:
+    """The files' rows with the partition columns appended (Spark's order)."""
+    for name, scalar in zip(layout.columns.names, values, strict=True):
+        table = table.append_column(name, pa.repeat(scalar, table.num_rows))
+    return table
 
 
 @dataclass(frozen=True)
@@ -335,7 +380,9 @@ class FileSource:
     def __init__(self, format: str, ctx: SourceContext) -> None:
         self.format = format.lower()
         self.options = FileSourceOptions.from_context(ctx)
-        self._schema = ctx.schema if ctx.schema is not None else self.infer_schema(format, ctx)
+        self.layout = _partition_layout(ctx)
+        data = ctx.schema if ctx.schema is not None else self._data_schema(format, ctx)
+        self._schema = _with_partitions(data, self.layout)
         self._reader_options = tuple(sorted(
             (k, str(v)) for k, v in ctx.options.items() if k.lower() not in _SOURCE_OPTION_KEYS))
         ReadSettings.from_options(dict(self._reader_options))  # a bad option fails now
@@ -352,7 +399,13 @@ class FileSource:
 
     @classmethod
     def infer_schema(cls, format: str, ctx: SourceContext) -> StructType:
-        """The schema of the stream; fails if the path does not exist or needs a schema."""
+        """The schema of the stream: the files' columns, then the partition columns.
+
+        Fails if the path does not exist or needs a schema."""
+        return _with_partitions(cls._data_schema(format, ctx), _partition_layout(ctx))
+
+    @classmethod
+    def _data_schema(cls, format: str, ctx: SourceContext) -> StructType:
         path = _path(ctx)
         if not has_glob(path) and not os.path.exists(path):
             raise AnalysisException(
@@ -450,7 +503,7 @@ class FileSource:
         entries = self.log.files_between(_log_offset(start), _log_offset(end))
         groups = _group_by_size([e.path for e in entries])
         return [FileInputPartition(self.format, tuple(g), self._schema, self._reader_options,
-                                   self.options.ignore_missing)
+                                   self.options.ignore_missing, self.layout)
                 for g in groups]
 
     # -- release
@@ -478,6 +531,35 @@ class FileSource:
 
     def stop(self) -> None:
         self._available_now = None
+
+
+def _partition_layout(ctx: SourceContext) -> PartitionLayout | None:
+    """The partition columns of the files under the source's path (or option
+    ``basePath``), typed by the user schema, else inferred unless the session's
+    ``spark.sql.sources.partitionColumnTypeInference.enabled`` is false."""
+    path, base = _path(ctx), ctx.option("basePath")
+    root = local_path(base) if base else path
+    if (base is None and has_glob(path)) or not os.path.isdir(root):
+        return None
+    if base is not None and os.path.commonpath([os.path.abspath(root),
+                                                 os.path.abspath(path)]) != os.path.abspath(root):
+        raise AnalysisException(
+            f"Wrong basePath {base} for the path {path}: basePath must be a folder that "
+            "holds the path.", error_class="INVALID_OPTION")
+    conf: dict[str, str] = ctx.extra.get("conf", {})
+    infer = str(conf.get(_TYPE_INFERENCE, "true")).lower() == "true"
+    files = [f.path for f in list_data_files(path)]
+    return PartitionLayout.discover(root, files, ctx.schema, infer_types=infer)
+
+
+def _with_partitions(data: StructType, layout: PartitionLayout | None) -> StructType:
+    """Spark's streaming order: the data columns (a user schema's columns named like a
+    partition column are the partition column), then the partition columns."""
+    if layout is None:
+        return data
+    keys = {n.lower() for n in layout.columns.names}
+    return StructType([*(f for f in data.fields if f.name.lower() not in keys),
+                       *(StructField(k.name, k.dataType) for k in layout.columns.fields)])
 
 
 def _log_offset(offset: Offset | None) -> int:

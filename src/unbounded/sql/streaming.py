@@ -95,7 +95,8 @@ class DataStreamReader:
         self.options(**options)
         if path is not None:
             self._options["path"] = path
-        ctx = SourceContext(dict(self._options), self._schema, None)
+        ctx = SourceContext(dict(self._options), self._schema, None,
+                            extra={"conf": self._session.conf.getAll()})
         resolved = source_schema(self._format, ctx)
         spec = SourceSpec(self._format.lower(), tuple(self._options.items()), self._schema)
         return DataFrame(StreamingRelation(spec, resolved), self._session)
