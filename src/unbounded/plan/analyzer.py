@@ -37,7 +37,8 @@ __all__ = ["check_streaming_query", "event_time_columns", "watermarked_columns"]
 
 
 def _fail(message: str) -> UnsupportedOperationException:
-    return UnsupportedOperationException(message, error_class="UNSUPPORTED_STREAMING_OPERATION")
+    # Spark 4's UnsupportedOperationChecker raises each of its rejections with this class.
+    return UnsupportedOperationException(message, error_class="_LEGACY_ERROR_TEMP_3102")
 
 
 def event_time_columns(plan: LogicalPlan) -> dict[str, int]:
