@@ -6,6 +6,13 @@ is exact. Each engine runs, as a batch query, ``select(f(x)).agg(sum)`` for
 - ``pandas_udf`` ``Series -> Series`` computing ``2 * x + 1``;
 - a row ``udf`` (``useArrow=True`` in PySpark, its fastest row UDF) computing the same.
 
+The same query with ``2 * x + 1`` as a plain column expression is timed too (``no udf``):
+what reading and summing cost, under both UDF figures.
+
+A row UDF is one Python call per row in both engines; unbounded cuts a large batch into
+row ranges run in worker processes (``engine/udf_workers.py``, started by the first large
+batch, so the best of ``REPEATS`` runs uses them), as PySpark's Python workers do.
+
 Both engines run in this process on the same machine; unbounded reads all rows, PySpark
 (``local[2]``, Arrow enabled) reads the first files only when ``--rows`` is large
 (``PYSPARK_MAX_ROWS``), which the output states. The figure compared is rows per second;
@@ -42,6 +49,7 @@ PYSPARK_MAX_ROWS = 10_000_000
 TARGET_RATIO = 5.0
 REPEATS = 2  # unbounded runs per UDF; the fastest counts (the first pays imports)
 KINDS = ("pandas_udf", "row udf")
+NO_UDF = "no udf"  # the same query with 2 * x + 1 as a column expression: read + sum cost
 
 
 def generate(folder: str, rows: int, files: int = FILES) -> None:
@@ -74,7 +82,8 @@ def _udfs(F: Any, pandas_udf: Callable[..., Any], use_arrow: bool | None
         return 2 * x + 1
 
     kwargs = {} if use_arrow is None else {"useArrow": use_arrow}
-    return {"pandas_udf": twice_plus_one, "row udf": F.udf(row, "double", **kwargs)}
+    return {"pandas_udf": twice_plus_one, "row udf": F.udf(row, "double", **kwargs),
+            NO_UDF: lambda x: 2 * x + 1}
 
 
 def _time(spark: Any, F: Any, udf: Any, paths: list[str]) -> tuple[float, float]:
@@ -92,7 +101,7 @@ def _unbounded(paths: list[str]) -> dict[str, tuple[float, float]]:
     udfs = _udfs(F, F.pandas_udf, None)
     best: dict[str, tuple[float, float]] = {}
     for _ in range(REPEATS):
-        for kind in KINDS:
+        for kind in (*KINDS, NO_UDF):
             got = _time(spark, F, udfs[kind], paths)
             best[kind] = min(best.get(kind, got), got)
     return best
@@ -169,6 +178,9 @@ def run(ctx: BenchContext) -> WorkloadResult:
         result.measures.append(Measure(f"unbounded vs pyspark, {kind}", None, "", ratio,
                                        f">= {TARGET_RATIO:.0f}x", ratio >= TARGET_RATIO,
                                        "rate of unbounded / rate of pyspark"))
+    result.measures.append(Measure(
+        "unbounded without a udf (read + sum)", count / mine[NO_UDF][0], "rows/s",
+        note=f"{mine[NO_UDF][0]:.2f} s: the floor under both UDF figures"))
     result.params["pyspark_rows"] = spark[0] if spark else None
     return result
 
