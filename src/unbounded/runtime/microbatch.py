@@ -210,9 +210,9 @@ class MicroBatchExecution:
             pending = ahead.pending if ahead is not None \
                 else query.executor.map_async(run_task, planned.tasks)
             self._prepare_sink_once()
-            results: list[TaskResult] = pending.result()
+            results: list[TaskResult] = planned.complete(pending.result())
         per_source = [0] * len(query.sources)
-        for result, src_index in zip(results, planned.owners, strict=True):
+        for result, src_index in zip(results, planned.result_owners, strict=True):
             if src_index is not None:
                 per_source[src_index] += result.input_rows
         event_time = merge_event_time(r.event_time for r in results)

@@ -26,7 +26,7 @@ from unbounded.runtime.stateful.base import (
     StatefulOperator,
     frame_of,
 )
-from unbounded.runtime.tasks import PartitionTask, TaskResult
+from unbounded.runtime.tasks import PartitionTask, TaskResult, run_partition
 from unbounded.sources.base import Offset, Source
 
 __all__ = ["MIN_ROWS_PER_OUTPUT_PART", "PlannedTasks", "StageOutcome", "StageRunner",
@@ -39,6 +39,17 @@ MIN_ROWS_PER_OUTPUT_PART = 65_536
 class PlannedTasks:
     tasks: list[PartitionTask]
     owners: list[int | None]  # the source index each task reads (None: an empty input)
+    # The results of inputs without data in this batch, known without running a task.
+    ready: tuple[TaskResult, ...] = ()
+
+    def complete(self, ran: Sequence[TaskResult]) -> list[TaskResult]:
+        """Every input's results: the tasks' (in task order), then the ready ones."""
+        return [*ran, *(replace(r, event_time=dict(r.event_time)) for r in self.ready)]
+
+    @property
+    def result_owners(self) -> list[int | None]:
+        """The source index of each of ``complete``'s results (None: an empty input)."""
+        return [*self.owners, *([None] * len(self.ready))]
 
 
 @dataclass
@@ -76,6 +87,7 @@ class StageRunner:
         # What the sink sees: display names (a join may hold two ``id`` columns, which
         # the engine keeps apart under physical names).
         self.output_names = [c.name for c in plan_columns(physical.final.plan)]
+        self._empty_results: dict[InputId, TaskResult] = {}
 
     def _map_side(self, input_id: InputId) -> MapSide | None:
         if input_id.operator is None:
@@ -84,10 +96,12 @@ class StageRunner:
 
     def plan_tasks(self, sources: Sequence[Source], starts: Sequence[Offset | None],
                    ends: Sequence[Offset | None], clock: BatchInfo) -> PlannedTasks:
-        """One task per source partition of the batch, and one task over empty inputs
-        for each task input that has no data (so every input has rows of its schema)."""
+        """One task per source partition of the batch; a task input that has no data
+        gets the result of its plan over empty inputs (so every input has rows of its
+        schema), ready in ``PlannedTasks.ready``."""
         tasks: list[PartitionTask] = []
         owners: list[int | None] = []
+        ready: list[TaskResult] = []
         fed: set[InputId] = set()
         for i, (src, rel) in enumerate(zip(sources, self.relations, strict=True)):
             start, end = starts[i], ends[i]
@@ -100,9 +114,18 @@ class StageRunner:
                 fed.add(target.id)
         for target in self.physical.task_inputs():
             if target.id not in fed:
-                tasks.append(self._task(target, None, None, clock))
-                owners.append(None)
-        return PlannedTasks(tasks, owners)
+                ready.append(self._empty_result(target, clock))
+        return PlannedTasks(tasks, owners, tuple(ready))
+
+    def _empty_result(self, target: StageInput, clock: BatchInfo) -> TaskResult:
+        """An input's result over empty inputs, computed once on the driver: it is the
+        same empty rows in every batch, so a batch without data spares a task's thread
+        hand-off and its Polars query."""
+        cached = self._empty_results.get(target.id)
+        if cached is None:
+            cached = run_partition(self._task(target, None, None, clock))
+            self._empty_results[target.id] = cached
+        return cached
 
     def _task(self, target: StageInput, rel: StreamingRelation | None, part: Any,
               clock: BatchInfo) -> PartitionTask:
