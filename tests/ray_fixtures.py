@@ -9,6 +9,8 @@ cloudpickle ships it by value to the Ray workers (nested functions are not impor
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
 import importlib.util
 import json
@@ -17,6 +19,7 @@ import random
 import signal
 import socket
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -42,6 +45,7 @@ __all__ = [
     "kill_worker_once",
     "kill_worker_once_mapping",
     "output_windows",
+    "ray_client_turn",
     "ray_cluster_fixture",
     "ray_cluster_module_fixture",
     "sleep_on_worker_once",
@@ -55,6 +59,13 @@ SKIP_REASON = "ray is not installed (pip install 'unbounded[ray]' or pip install
 PER_FILE = 300
 _STORE_BYTES = 80 * 1024 * 1024  # per node; Ray's minimum is 75 MiB
 _BASE = datetime(2026, 11, 25, 10, 0, 0)
+# Bounds of the waits for Ray's own processes, generous for a loaded 2-core machine: nodes
+# registering, the head's Ray Client proxy listening, a client's own server starting (Ray
+# waits 30 s for that by default) and another test run's Ray Client job ending.
+_NODES_WAIT_S = 120.0
+_PROXY_WAIT_S = 60.0
+_CLIENT_SERVER_WAIT_S = 90
+_CLIENT_TURN_WAIT_S = 600.0
 # Ray workers cannot import this module (tests/ is not on their path): the probes and
 # the helpers they call travel by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -75,7 +86,7 @@ def ray_cluster_module_fixture() -> Iterator[Any]:
                             "include_dashboard": False}
     if HAS_RAY_CLIENT:
         head["ray_client_server_port"] = _free_port()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _patient_client_servers():
         # Ray leaves the client server's log files to the garbage collector
         warnings.simplefilter("ignore", ResourceWarning)
         cluster = Cluster(initialize_head=True, head_node_args=head)
@@ -84,7 +95,9 @@ def ray_cluster_module_fixture() -> Iterator[Any]:
         if HAS_RAY_CLIENT else None
     for _ in range(2):
         cluster.add_node(num_cpus=1, object_store_memory=_STORE_BYTES)
-    cluster.wait_for_nodes()
+    cluster.wait_for_nodes(timeout=_NODES_WAIT_S)
+    if HAS_RAY_CLIENT:
+        _wait_for_client_proxy(cluster, head["ray_client_server_port"])
     ray.init(address=cluster.address, logging_level="WARNING")
     try:
         yield cluster
@@ -98,6 +111,63 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+@contextlib.contextmanager
+def _patient_client_servers() -> Iterator[None]:
+    """The head's processes (started inside) inherit a longer wait of the Ray Client proxy
+    for each client's own server process, which can take over 30 s to start under load."""
+    key = "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"
+    before = os.environ.get(key)
+    os.environ[key] = str(_CLIENT_SERVER_WAIT_S)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = before
+
+
+def _wait_for_client_proxy(cluster: Any, port: int) -> None:
+    """Ray starts the head's Ray Client proxy without waiting for it to listen."""
+    deadline = time.monotonic() + _PROXY_WAIT_S
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        if time.monotonic() > deadline:
+            logs = cluster.head_node.get_logs_dir_path()
+            raise RuntimeError(f"The head's Ray Client proxy was not listening on port {port} "
+                               f"{_PROXY_WAIT_S:.0f}s after the cluster started (taken by "
+                               f"another process?); see {logs}/ray_client_server.err")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def ray_client_turn() -> Iterator[None]:
+    """Hold this machine's Ray Client turn while a ``ray://`` job connects and runs.
+
+    Every Ray Client proxy gives each client a server process on the first port from 23000
+    that a bind probe finds free, and the server binds it seconds later. Two test runs'
+    clients connecting at once can both be given 23000, where gRPC's SO_REUSEPORT lets both
+    servers listen: one cluster's proxy may then reach the other's server. Runs take turns.
+    """
+    path = os.path.join(tempfile.gettempdir(), "unbounded-ray-client.lock")
+    with open(path, "a") as lock:
+        deadline = time.monotonic() + _CLIENT_TURN_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"Another Ray Client job on this machine held {path} for "
+                                       f"{_CLIENT_TURN_WAIT_S:.0f}s") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(name="ray_cluster")

@@ -30,6 +30,7 @@ from ray_fixtures import (
     kill_worker_once,
     kill_worker_once_mapping,
     output_windows,
+    ray_client_turn,
     ray_cluster_fixture,  # noqa: F401
     ray_cluster_module_fixture,  # noqa: F401
     sleep_on_worker_once,
@@ -269,7 +270,9 @@ def test_master_ray_url_runs_the_query_through_ray_client(ray_cluster, tmp_path,
     append_events(tmp_path / "input", 0, 4)
     env = _job_env(ray_cluster, python_env)
     del env["RAY_ADDRESS"]  # the master URL alone names the cluster
-    finished = run_job([sys.executable, JOB, str(tmp_path), ray_cluster.client_address], env)
+    with ray_client_turn():  # Ray gives every client on this machine a port from 23000
+        finished = run_job([sys.executable, JOB, str(tmp_path), ray_cluster.client_address],
+                           env)
     assert finished.returncode == 0, finished.stderr
     assert output_windows(tmp_path) == expected_windows(tmp_path)
 
