@@ -2,7 +2,8 @@
 
 The mapping is the contract between the PySpark-shaped API and the columnar engine:
 ``TimestampType`` is Arrow ``timestamp[us, UTC]``, ``LongType`` is ``int64``, and a
-``MapType`` is Arrow's ``map`` (a list of key/value structs inside Polars).
+``MapType`` is Arrow's ``map`` (Polars' ``Map``; an ``array<struct<key, value>>`` stays a
+list).
 
 Example:
     >>> StructType.fromDDL("id LONG, name STRING").simpleString()

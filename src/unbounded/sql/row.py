@@ -77,8 +77,8 @@ class Row(tuple[Any, ...]):
 def rows_from_arrow(table: pa.Table, schema: StructType | None = None) -> list[Row]:
     """The rows of ``table`` as PySpark returns them: structs as Rows, maps as dicts.
 
-    ``schema`` (the Spark schema) tells maps apart from lists of key/value structs,
-    which is how Polars holds maps.
+    ``schema`` (the Spark schema) is the one the result was planned with; without it
+    the table's Arrow types say (a ``map`` is a map, a list of structs a list).
 
     >>> m = pa.array([[("k", 2)]], pa.map_(pa.string(), pa.int64()))
     >>> rows_from_arrow(pa.table({"s": pa.array([{"a": 1}]), "m": m}))
