@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.plans import compile_plan, plan_columns
-from unbounded.plan.logical import StreamingRelation
+from unbounded.plan.logical import BoundRelation, StreamingRelation
 from unbounded.runtime.stages import InputId, OperatorStage, PhysicalPlan, StageInput
 from unbounded.runtime.stateful.base import (
     BatchInfo,
@@ -198,6 +198,9 @@ class StageRunner:
         """An input plan over an upstream operator's output, run here."""
         assert target.upstream is not None
         stage: OperatorStage = self.physical.operators[target.upstream]
+        if isinstance(target.plan, BoundRelation) and \
+                target.plan.relation_id == stage.output.relation_id:
+            return outputs[target.upstream]  # the operator's rows as they are: no query
         ctx = CompileContext(pl.Schema(), clock.timestamp_us, clock.watermark_us,
                              observe_event_time=True, relist_files=True, ansi=self.ansi)
         bound = {stage.output.relation_id: outputs[target.upstream].lazy()}
