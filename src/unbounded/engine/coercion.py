@@ -51,8 +51,8 @@ _STRING_ARGS: dict[str, tuple[int, ...]] = {
     **dict.fromkeys(("contains", "startswith", "endswith"), (0, 1)),
 }
 _DOUBLE_ARGS: dict[str, tuple[int, ...]] = {
-    **dict.fromkeys(("sqrt", "exp", "ln", "abs", "round", "floor", "ceil", "ceiling"),
-                    (0,)),
+    **dict.fromkeys(("sqrt", "exp", "ln", "abs", "round", "floor", "ceil", "ceiling",
+                     "isnan"), (0,)),
     "log": (0, 1),
 }
 _DATE_ARGS: dict[str, tuple[int, ...]] = {
@@ -60,8 +60,8 @@ _DATE_ARGS: dict[str, tuple[int, ...]] = {
                      "quarter", "dayofweek", "date_add"), (0,)),
     "datediff": (0, 1),
 }
-_TIMESTAMP_ARGS: dict[str, tuple[int, ...]] = dict.fromkeys(("hour", "minute", "second"),
-                                                            (0,))
+_TIMESTAMP_ARGS: dict[str, tuple[int, ...]] = dict.fromkeys(
+    ("hour", "minute", "second", "date_trunc"), (0,))
 _RULES: tuple[tuple[dict[str, tuple[int, ...]], T.DataType], ...] = (
     (_STRING_ARGS, _STRING), (_DOUBLE_ARGS, _DOUBLE), (_DATE_ARGS, T.DateType()),
     (_TIMESTAMP_ARGS, T.TimestampType()),

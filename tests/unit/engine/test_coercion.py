@@ -6,7 +6,7 @@ Every expected value is PySpark 4.3's for the same call (local[1], run by hand w
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
@@ -72,7 +72,8 @@ def test_string_functions_cast_dates_and_booleans_as_spark_prints_them(spark, on
 
 # ---- numeric functions take numeric strings ------------------------------------------
 @pytest.mark.parametrize("make", [lambda: F.sqrt("s"), lambda: F.abs("s"),
-                                  lambda: F.round("s"), lambda: F.exp("s")])
+                                  lambda: F.round("s"), lambda: F.exp("s"),
+                                  lambda: F.isnan("s")])
 def test_numeric_functions_on_a_malformed_string_fail_under_ansi(spark, df, make):
     with pytest.raises(NumberFormatException, match=r"\[CAST_INVALID_INPUT\] The value 'x' "
                        r'of the type "STRING" cannot be cast to "DOUBLE"'):
@@ -85,6 +86,7 @@ def test_numeric_functions_cast_strings_to_double_without_ansi(spark, df):
     assert _column(df, F.abs("s")) == [2.0, None]
     assert _column(df, F.round("s")) == [2.0, None]
     assert _column(df, F.exp("s")) == [pytest.approx(7.38905609893065), None]
+    assert _column(df, F.isnan("s")) == [False, False]
 
 
 @pytest.mark.parametrize("ansi", [True, False])
@@ -103,6 +105,7 @@ def test_date_functions_cast_strings_to_dates(spark, one, ansi):
     assert _column(one, F.date_add("ds", 1)) == [date(2024, 3, 6)]
     assert _column(one, F.hour("ds")) == [0]
     assert _column(one, F.datediff("ds", "ds")) == [0]
+    assert _column(one, F.date_trunc("month", "ds")) == [datetime(2024, 3, 1)]
 
 
 def test_date_functions_on_a_malformed_string(spark, df):
