@@ -166,8 +166,11 @@ class PartitionLayout:
 
     @classmethod
     def discover(cls, root: str, files: list[str], given: StructType | None, *,
-                 infer_types: bool) -> PartitionLayout | None:
-        """The layout of ``files`` under ``root``; None when they have no partitions."""
+                 infer_types: bool, check_values: bool = True) -> PartitionLayout | None:
+        """The layout of ``files`` under ``root``; None when they have no partitions.
+
+        ``check_values``: a value the given type cannot hold fails now (when a stream is
+        defined), else only when a batch reads its file."""
         found = discover_partitions({root: files}, infer_types=infer_types)
         if not found.columns.fields:
             return None
@@ -175,8 +178,8 @@ class PartitionLayout:
         typed = StructType([StructField(c.name, by_name[c.name.lower()].dataType)
                             if c.name.lower() in by_name else c for c in found.columns.fields])
         layout = cls(root, typed)
-        for values in found.groups:
-            layout.typed_values(values)  # a value the given type cannot hold fails now
+        for values in found.groups if check_values else []:
+            layout.typed_values(values)
         return layout
 
     def raw_values(self, path: str) -> tuple[str | None, ...]:

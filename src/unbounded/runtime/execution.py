@@ -159,7 +159,8 @@ class StreamExecution:
         ctx = SourceContext(
             options=rel.spec.options_dict(), schema=rel.spec.schema,
             metadata_path=os.path.join(self.spec.checkpoint, "sources", str(index)),
-            source_index=index, extra={"conf": dict(self.spec.conf)})
+            source_index=index,
+            extra={"conf": dict(self.spec.conf), "planned_schema": rel.schema})
         return create_source(rel.spec.format, ctx)
 
     def _sink_context(self) -> SinkContext:

@@ -536,7 +536,11 @@ class FileSource:
 def _partition_layout(ctx: SourceContext) -> PartitionLayout | None:
     """The partition columns of the files under the source's path (or option
     ``basePath``), typed by the user schema, else inferred unless the session's
-    ``spark.sql.sources.partitionColumnTypeInference.enabled`` is false."""
+    ``spark.sql.sources.partitionColumnTypeInference.enabled`` is false.
+
+    A query's source gets the schema its DataFrame was defined with
+    (``ctx.extra["planned_schema"]``): Spark fixes the partition columns then, so
+    folders added since keep those types and add no columns."""
     path, base = _path(ctx), ctx.option("basePath")
     root = local_path(base) if base else path
     if (base is None and has_glob(path)) or not os.path.isdir(root):
@@ -549,7 +553,13 @@ def _partition_layout(ctx: SourceContext) -> PartitionLayout | None:
     conf: dict[str, str] = ctx.extra.get("conf", {})
     infer = str(conf.get(_TYPE_INFERENCE, "true")).lower() == "true"
     files = [f.path for f in list_data_files(path)]
-    return PartitionLayout.discover(root, files, ctx.schema, infer_types=infer)
+    planned: StructType | None = ctx.extra.get("planned_schema")
+    layout = PartitionLayout.discover(root, files, planned or ctx.schema, infer_types=infer,
+                                      check_values=planned is None)
+    if layout is None or planned is None:
+        return layout
+    known = {n.lower() for n in planned.names}
+    return layout if all(n.lower() in known for n in layout.columns.names) else None
 
 
 def _with_partitions(data: StructType, layout: PartitionLayout | None) -> StructType:

@@ -4,6 +4,7 @@ expected schema and row below is what PySpark 4.3 gave for the same folders)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import pickle
@@ -209,3 +210,25 @@ def test_partitions_pickle_with_their_layout_and_read_lazily_or_eagerly(dated) -
     assert all(s is not None for s in scans)
     lazy = [row for s in scans if s is not None for row in s[0].collect().rows()]
     assert sorted(lazy) == [("x", dt.date(2024, 1, 1)), ("y", dt.date(2024, 1, 2))]
+
+
+@pytest.mark.timeout(90)
+def test_a_dataframe_defined_earlier_keeps_its_partition_types_on_a_new_run(spark, tmp_path):
+    root = tmp_path / "kept"
+    put(root, "k=1", "a")
+    frame = spark.readStream.schema("v string").parquet(str(root))
+    seen: Batches = []
+
+    def run() -> Any:
+        query = (frame.writeStream.option("checkpointLocation", str(tmp_path / "cp-kept"))
+                 .foreachBatch(lambda df, i: seen.append((i, [tuple(r) for r in df.collect()])))
+                 .trigger(availableNow=True).start())
+        with contextlib.suppress(StreamingQueryException):  # the failure is kept below
+            query.awaitTermination(60)
+        return query.exception()
+
+    assert run() is None
+    put(root, "k=3000000000", "b")  # Spark fixed k as int when the DataFrame was defined
+    failure = run()
+    assert failure is not None and "[INVALID_PARTITION_VALUE]" in str(failure)
+    assert seen == [(0, [("a", 1)])]
