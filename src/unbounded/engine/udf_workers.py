@@ -10,7 +10,8 @@ started the first time a batch is large enough, reused for every later batch and
 Protocol, one pickle (protocol 5) after another on the child's stdin and stdout:
 the child first writes ``"ready"``; then for each task ``(pickled_function, arrow_ipc,
 rows, return_type)`` it writes ``("ok", arrow_ipc)``, ``("row", index, error)`` when the
-function raised on the row at ``index`` of the range, or ``("batch", error)``. Arguments
+function raised on the row at ``index`` of the range, or ``("batch", error)`` (errors as
+cloudpickle bytes). Arguments
 and results travel as Arrow IPC streams, which carry only a slice's own bytes. The child
 points its fd 1 at stderr, so a ``print`` in a UDF cannot corrupt the protocol.
 
@@ -35,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
+import cloudpickle
 import pyarrow as pa
 
 from unbounded.engine.row_udfs import RowFailure, load_function, rows_to_arrow
@@ -152,10 +154,11 @@ class _Worker:
         if reply[0] == "ok":
             return _Outcome(_from_ipc(reply[1])[0])
         if reply[0] == "row":
-            return _Outcome(None, RowFailure(reply[1], reply[2]))
-        return _Outcome(None, reply[1])
+            return _Outcome(None, RowFailure(reply[1], _received(reply[2])))
+        return _Outcome(None, _received(reply[1]))
 
     def stop(self) -> None:
+        """Close the pipes (the child exits at end of input) and reap the child."""
         for stream in (self.to_child, self.from_child):
             with contextlib.suppress(OSError):
                 stream.close()
@@ -300,13 +303,18 @@ def _serve(pickled: bytes, ipc: Any, rows: int, return_type: T.DataType) -> tupl
     return ("ok", _to_ipc([result]))
 
 
-def _sendable(error: Exception) -> Exception:
-    """``error`` if it survives pickling, else a RuntimeError with its type and text."""
+def _sendable(error: Exception) -> bytes:
+    """``error`` pickled by cloudpickle (a class defined in the user's script travels by
+    value), else a RuntimeError with its type and text."""
     try:
-        pickle.loads(pickle.dumps(error))
+        return bytes(cloudpickle.dumps(error))
     except Exception:
-        return RuntimeError(f"{type(error).__name__}: {error}")
-    return error
+        return bytes(cloudpickle.dumps(RuntimeError(f"{type(error).__name__}: {error}")))
+
+
+def _received(pickled: bytes) -> Exception:
+    error = pickle.loads(pickled)
+    return error if isinstance(error, Exception) else RuntimeError(repr(error))
 
 
 def _reply(stream: IO[bytes], reply: object) -> None:

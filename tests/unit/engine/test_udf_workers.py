@@ -88,6 +88,22 @@ def test_a_failure_in_a_worker_names_the_batch_wide_row(two_workers):
     assert isinstance(raised.value.error, ZeroDivisionError)
 
 
+def test_an_exception_class_defined_in_user_code_comes_back_with_its_name(two_workers):
+    class LookupMissing(Exception):
+        pass
+
+    def lookup(x):
+        if x == 2:
+            raise LookupMissing(f"no entry for {x}")
+        return x
+
+    with pytest.raises(RowFailure) as raised:
+        run_row_udf(_pickled(lookup), [pa.array(range(30))], 30, T.LongType())
+    assert raised.value.index == 2
+    assert type(raised.value.error).__name__ == "LookupMissing"
+    assert str(raised.value.error) == "no entry for 2"
+
+
 def test_a_conversion_error_in_a_worker_fails_the_batch_with_its_own_error(two_workers):
     with pytest.raises(pa.ArrowInvalid, match=r"Could not convert .text."):
         run_row_udf(_pickled(lambda x: "text"), [pa.array(range(30))], 30, T.LongType())
