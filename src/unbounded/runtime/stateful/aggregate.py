@@ -39,7 +39,8 @@ from unbounded.runtime.stateful.base import (
     OperatorOutput,
     PartitionedState,
     frame_of,
-    map_partitions,
+    partition_ids,
+    split_partitions,
     sum_metrics,
     watermark_delays,
 )
@@ -433,8 +434,10 @@ class StreamingAggregation:
         if self.hosted is not None:
             results = self.hosted.fold(partials, self.key_names, fold, batch.batch_id)
         else:
-            results = map_partitions(self.ctx, partials, self.key_names, lambda p, rows: fold(
-                self.state.store(p, batch.batch_id), rows))
+            parts = _route(partials, self.key_names, self.ctx.num_partitions)
+            results = self.ctx.executor.map(
+                lambda p: fold(self.state.store(p, batch.batch_id), parts[p]),
+                list(range(self.ctx.num_partitions)))
         rows = pl.concat([r[0] for r in results], how="vertical_relaxed") if results else None
         out = self._finalize(rows if rows is not None else partials.clear())
         metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
@@ -476,6 +479,17 @@ def _closing_key(event_time: tuple[str, bool] | None,
         return None
     name, is_window = event_time
     return name, tumbling[name][1] if name in tumbling else None, is_window
+
+
+def _route(rows: pl.DataFrame, keys: list[str], n: int) -> list[pl.DataFrame]:
+    """``rows`` per state partition (key hash modulo ``n``). A batch of no rows or one
+    row, as small batches and batches without data are, needs no partitioning pass."""
+    if rows.height == 0:
+        return [rows] * n
+    if rows.height == 1:
+        target = partition_ids(rows, keys, n).item()
+        return [rows if p == target else rows.clear() for p in range(n)]
+    return split_partitions(rows, partition_ids(rows, keys, n), n)
 
 
 def _is_sliding(key: Expression) -> bool:

@@ -1,0 +1,39 @@
+"""The aggregation's routing of partial rows to state partitions: its shortcuts for no
+row and one row put every row where the general partitioning pass puts it (a row in the
+wrong partition would be merged with the wrong stored state)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from unbounded.runtime.stateful.aggregate import _route
+from unbounded.runtime.stateful.base import partition_ids, split_partitions
+
+ROWS = pl.DataFrame({"w": [0, 5_000_000, None, 10_000_000, 15_000_000],
+                     "g": ["a", None, "c", "d", "e"], "n": [1, 2, 3, 4, 5]})
+
+
+def _general(rows: pl.DataFrame, n: int) -> list[list[tuple[object, ...]]]:
+    return [p.rows() for p in split_partitions(rows, partition_ids(rows, ["w", "g"], n), n)]
+
+
+@pytest.mark.parametrize("index", range(ROWS.height))
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_one_row_goes_where_the_partitioning_pass_puts_it(index: int, n: int) -> None:
+    row = ROWS.slice(index, 1)
+    routed = _route(row, ["w", "g"], n)
+    assert [p.rows() for p in routed] == _general(row, n)
+    assert all(p.schema == ROWS.schema for p in routed)
+
+
+def test_no_rows_give_every_partition_an_empty_frame_of_the_schema() -> None:
+    routed = _route(ROWS.clear(), ["w", "g"], 3)
+    assert [(p.height, p.schema) for p in routed] == [(0, ROWS.schema)] * 3
+
+
+def test_several_rows_take_the_partitioning_pass() -> None:
+    routed = _route(ROWS, ["w", "g"], 2)
+    assert [p.rows() for p in routed] == _general(ROWS, 2)
+    assert sorted((r for p in routed for r in p.rows()), key=repr) == \
+        sorted(ROWS.rows(), key=repr)
