@@ -365,14 +365,17 @@ def test_a_paused_broker_is_waited_for_in_status_and_past_the_poll_timeout_fails
     create_topic(bootstrap, topic)
     produce_records(bootstrap, topic, _in_values(0, 20))
     every_200ms = {"processingTime": "200 milliseconds"}
+    # The status shows the wait after one request timeout (5 s here), and every check
+    # below must be done before the poll timeout fails the query: 60 s leaves a loaded
+    # machine ample time for both.
     query = _kafka_to_files(spark, bootstrap, topic, tmp_path, every_200ms,
-                            **{"kafkaConsumer.pollTimeoutMs": "10000"})
+                            **{"kafkaConsumer.pollTimeoutMs": "60000"})
     try:
         query.processAllAvailable(30)
         commits = _commits(checkpoint)
         broker.pause()
         try:
-            _wait_until(lambda: "Waiting for Kafka brokers" in query.status["message"], 8,
+            _wait_until(lambda: "Waiting for Kafka brokers" in query.status["message"], 40,
                         "the wait to show in status")
             assert bootstrap in query.status["message"]
             assert "kafkaConsumer.pollTimeoutMs" in query.status["message"]

@@ -153,11 +153,12 @@ def test_committed_transactions_are_read_across_their_commit_markers(
     create_topic(kafka_bootstrap, topic)
     _transactions(kafka_bootstrap, topic, 3, 4)
     produce_records(kafka_bootstrap, topic, [b"plain"])
-    started = time.monotonic()
+    # A record follows every marker, so no range needs to wait: one that waited for a
+    # marker's offset would fail with KafkaUnavailableError after this poll timeout.
+    patience = {"kafkaConsumer.pollTimeoutMs": "20000"}
     for start, end in [(0, 16), (0, 15), (5, 10), (3, 5), (4, 5), (9, 11)]:
-        wire, librdkafka = _both(_partition(kafka_bootstrap, topic, start, end))
+        wire, librdkafka = _both(_partition(kafka_bootstrap, topic, start, end, **patience))
         assert wire.equals(librdkafka), (start, end)
-    assert time.monotonic() - started < 10, "a range ending at a marker waited for it"
     everything = _partition(kafka_bootstrap, topic, 0, 16).read()
     assert everything.column("offset").to_pylist() == [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12,
                                                        13, 15]
@@ -240,7 +241,8 @@ def test_a_broker_paused_past_the_poll_timeout_fails_naming_it_and_the_option(
             started = time.monotonic()
             with pytest.raises(KafkaUnavailableError) as failure:
                 part.read()
-            assert time.monotonic() - started < 5
+            elapsed = time.monotonic() - started  # a bound the machine's load cannot reach:
+            assert 1.0 <= elapsed < 60, "the option (1 s), not the default (120 s), ended it"
             message = str(failure.value)
             assert bootstrap in message
             assert "kafkaConsumer.pollTimeoutMs" in message
