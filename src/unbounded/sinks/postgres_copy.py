@@ -20,7 +20,7 @@ writer reject it).
 Example:
     >>> import pyarrow as pa
     >>> data = encode_binary_copy(pa.table({"n": [1, None]}), [20])
-    >>> bytes(data[19:]).hex(" ")
+    >>> data[19:].hex(" ")
     '00 01 00 00 00 08 00 00 00 00 00 00 00 01 00 01 ff ff ff ff ff ff'
 """
 
@@ -104,7 +104,7 @@ def _valid(column: pa.ChunkedArray) -> npt.NDArray[np.bool_] | None:
     return np.asarray(pc.is_valid(column))
 
 
-def encode_binary_copy(rows: pa.Table, oids: Sequence[int]) -> bytearray | None:
+def encode_binary_copy(rows: pa.Table, oids: Sequence[int]) -> memoryview | None:
     """The whole ``COPY ... FROM STDIN (FORMAT BINARY)`` stream of ``rows`` into columns
     of types ``oids`` (signature and trailer included), or None when a column cannot be
     laid out here."""
@@ -113,20 +113,52 @@ def encode_binary_copy(rows: pa.Table, oids: Sequence[int]) -> bytearray | None:
     values = [_checked(rows, i, oid) for i, oid in enumerate(oids)]
     if any(v is None for v in values):
         return None
+    numbers = [v for v in values if v is not None]
     valid = [_valid(c) for c in rows.columns]
-    widths = [_KINDS[oid].width for oid in oids]
-    sizes = np.full(rows.num_rows, 2, dtype=np.int64)
-    for width, ok in zip(widths, valid, strict=True):
-        sizes += 4 + (width if ok is None else width * ok)
-    out = np.empty(len(SIGNATURE) + int(sizes.sum()) + len(TRAILER), dtype=np.uint8)
+    if all(ok is None for ok in valid):
+        return _dense(list(oids), numbers)
+    return _scattered(list(oids), numbers, valid)
+
+
+def _framed(body_size: int) -> npt.NDArray[np.uint8]:
+    """A buffer for the stream: signature and trailer written, the body left to fill."""
+    out = np.empty(len(SIGNATURE) + body_size + len(TRAILER), dtype=np.uint8)
     out[:len(SIGNATURE)] = np.frombuffer(SIGNATURE, dtype=np.uint8)
     out[len(out) - len(TRAILER):] = np.frombuffer(TRAILER, dtype=np.uint8)
+    return out
+
+
+def _dense(oids: list[int], numbers: list[npt.NDArray[Any]]) -> memoryview:
+    """No NULLs: every row has the same size, so the rows are one packed record array
+    (field count, then per column its length and value) filled column by column."""
+    fields: list[tuple[str, str]] = [("count", ">i2")]
+    for i, oid in enumerate(oids):
+        fields += [(f"length{i}", ">i4"), (f"value{i}", _KINDS[oid].dtype)]
+    layout = np.dtype(fields)
+    rows = len(numbers[0]) if numbers else 0
+    out = _framed(rows * layout.itemsize)
+    body = out[len(SIGNATURE):len(SIGNATURE) + rows * layout.itemsize].view(layout)
+    body["count"] = len(oids)
+    for i, (oid, number) in enumerate(zip(oids, numbers, strict=True)):
+        body[f"length{i}"] = _KINDS[oid].width
+        body[f"value{i}"] = number
+    return out.data
+
+
+def _scattered(oids: list[int], numbers: list[npt.NDArray[Any]],
+               valid: list[npt.NDArray[np.bool_] | None]) -> memoryview:
+    """With NULLs rows differ in size: each field goes to its row's computed offset."""
+    rows = len(numbers[0])
+    widths = [_KINDS[oid].width for oid in oids]
+    sizes = np.full(rows, 2, dtype=np.int64)
+    for width, ok in zip(widths, valid, strict=True):
+        sizes += 4 + (width if ok is None else width * ok)
+    out = _framed(int(sizes.sum()))
     position = len(SIGNATURE) + np.cumsum(sizes) - sizes
-    _put(out, position, np.full(rows.num_rows, len(oids), dtype=">i2"))
+    _put(out, position, np.full(rows, len(oids), dtype=">i2"))
     position += 2
-    for oid, width, number, ok in zip(oids, widths, values, valid, strict=True):
-        assert number is not None
-        lengths = np.full(rows.num_rows, width, dtype=">i4")
+    for oid, width, number, ok in zip(oids, widths, numbers, valid, strict=True):
+        lengths = np.full(rows, width, dtype=">i4")
         if ok is not None:
             lengths[~ok] = -1
         _put(out, position, lengths)
@@ -134,7 +166,7 @@ def encode_binary_copy(rows: pa.Table, oids: Sequence[int]) -> bytearray | None:
         data = number.astype(_KINDS[oid].dtype, copy=False)
         _put(out, position if ok is None else position[ok], data if ok is None else data[ok])
         position += width if ok is None else width * ok
-    return bytearray(out.data)
+    return out.data
 
 
 def _put(out: npt.NDArray[np.uint8], at: npt.NDArray[np.int64],

@@ -69,6 +69,16 @@ def test_a_table_of_many_columns_and_chunks_encodes_as_psycopg_does() -> None:
     assert bytes(got) == _psycopg_stream(rows, oids)
 
 
+def test_a_table_without_nulls_is_laid_out_as_packed_records_as_psycopg_does() -> None:
+    rows = pa.table({f"c{i}": pa.array([x for x in v if x is not None], a)
+                     for i, (v, a, _) in enumerate(FIXED)})
+    assert rows.num_rows == 3 and not any(c.null_count for c in rows.columns)
+    oids = [oid for _, _, oid in FIXED]
+    got = encode_binary_copy(rows, oids)
+    assert got is not None
+    assert bytes(got) == _psycopg_stream(rows, oids)
+
+
 def test_no_rows_is_the_signature_and_the_trailer() -> None:
     got = encode_binary_copy(pa.table({"c": pa.array([], pa.int64())}), [20])
     assert got is not None
