@@ -15,11 +15,15 @@ from typing import Any
 
 import polars as pl
 
-from unbounded.engine.coercion import coerced_function, function_arg_types
+from unbounded.engine.coercion import (
+    COMMON_TYPE_FUNCTIONS,
+    coerced_function,
+    function_arg_types,
+)
 from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
-from unbounded.engine.expressions import cast_to, compile_expr, implicit_cast
+from unbounded.engine.expressions import cast_to, compile_expr, implicit_cast, unify_values
 from unbounded.engine.murmur3 import spark_hash
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
@@ -58,7 +62,16 @@ def compile_function(call: FunctionCall, ctx: CompileContext) -> pl.Expr:
     if coerced_function(call.name.lower()):
         targets = function_arg_types(call.name.lower(), [ctx.dtype_of(a) for a in args])
         args = [implicit_cast(a, t, ctx) for a, t in zip(args, targets, strict=True)]
+    if call.name.lower() in COMMON_TYPE_FUNCTIONS and len(args) > 1:
+        args = unify_values(args, ctx, _coalesce_taken(args)
+                            if call.name.lower() in ("coalesce", "nvl", "ifnull") else None)
     return builder(call, args, ctx)
+
+
+def _coalesce_taken(args: list[pl.Expr]) -> list[pl.Expr]:
+    """Per argument, the rows whose value ``coalesce`` returns: every earlier one NULL."""
+    return [pl.all_horizontal([a.is_null() for a in args[:i]]) if i else pl.lit(True)
+            for i in range(len(args))]
 
 
 def is_sliding_window(call: FunctionCall) -> bool:
@@ -307,7 +320,9 @@ def _endswith(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> p
 # ---- collections ---------------------------------------------------------------------
 @_register("size", "cardinality")
 def _size(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return args[0].list.len().cast(pl.Int32).fill_null(-1)
+    value = args[0]
+    length = value.map.len() if isinstance(ctx.dtype_of(value), pl.Map) else value.list.len()
+    return length.cast(pl.Int32).fill_null(-1)
 
 
 @_register("array_contains")
@@ -318,6 +333,8 @@ def _array_contains(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
 @_register("element_at")
 def _element_at(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     index = args[1]
+    if isinstance(ctx.dtype_of(args[0]), pl.Map):  # element_at(map, key): the key's value
+        return args[0].map.get(index)
     return args[0].list.get(pl.when(index > 0).then(index - 1).otherwise(index),
                             null_on_oob=True)
 

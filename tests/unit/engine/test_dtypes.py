@@ -82,3 +82,12 @@ def test_created_maps_are_maps(spark: SparkSession) -> None:
     assert out.collect() == [Row(m={"x": 1}, kv=[Row(key="x", value=1)])]
     assert out.select(F.to_json("m"), F.to_json("kv")).collect()[0] == (
         '{"x":1}', '[{"key":"x","value":1}]')
+
+
+def test_size_and_element_at_take_maps_and_arrays(spark: SparkSession) -> None:
+    df = spark.createDataFrame([(1, "x")], "id long, s string").select(
+        F.create_map("s", "id").alias("m"), F.array("id", "id").alias("a"))
+    out = df.select(F.size("m"), F.size("a"), F.element_at("m", F.lit("x")),
+                    F.element_at("m", F.lit("z")), F.element_at("a", -1))
+    assert [tuple(r) for r in out.collect()] == [(1, 2, 1, None, 1)]
+    assert tuple(df.selectExpr("cardinality(m)", "m['x']").collect()[0]) == (1, 1)
