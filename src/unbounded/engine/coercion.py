@@ -7,19 +7,25 @@ module holds only the rules, as types; ``engine/expressions.py`` (``implicit_cas
 applies them with Spark's cast, so under ANSI mode a string that is not a number fails
 with ``CAST_INVALID_INPUT`` as an explicit cast does, and gives NULL when ANSI is off.
 
-The rules, checked against PySpark 4.3 in both modes:
+The rules, checked against PySpark 4.3 (Spark 4's default, ANSI on):
 
 - string functions cast numbers, booleans, dates and timestamps to string;
 - numeric functions (``sqrt``, ``abs``, ``round``...) and ``sum``/``avg`` cast strings
   to double; date functions cast strings to date, time-of-day ones to timestamp;
-- arithmetic and comparison between a string and a number: under ANSI both sides become
-  bigint when the number is integral, double otherwise (``'2' + 1`` is bigint 3); with
-  ANSI off arithmetic is done in double (``'2' + 1`` is 3.0) and a comparison casts the
-  string to the number's type; arithmetic between two strings is rejected as in ANSI
-  Spark (``'1' - '1'``; Spark without ANSI computes it in double, but a plan's schema is
-  derived once, under Spark 4's default);
-- ``IN`` between a string and numbers: under ANSI each comparison casts as ``=`` does;
-  with ANSI off Spark 3's rules compare them as strings (``'1.0' IN (1)`` is false).
+- arithmetic and comparison between a string and a number: both sides become bigint
+  when the number is integral, double otherwise (``'2' + 1`` is bigint 3); arithmetic
+  between two strings is rejected (``'1' - '1'``);
+- ``coalesce``/``nvl``, ``greatest``/``least`` and ``CASE`` values mixing strings and
+  numbers: bigint (double if a number is fractional), a string checked only in the rows
+  whose value is returned (``coalesce(1, 'x')`` is 1: Spark evaluates lazily);
+- ``IN`` between a string and numbers: each comparison casts as ``=`` does.
+
+With ANSI off, a comparison follows Spark 3's rules exactly (the string is cast to the
+number's type; ``IN`` compares as strings, so ``'1.0' IN (1)`` is false), and a string
+that does not convert is NULL. Result types stay ANSI's: a plan's schema is derived once,
+under Spark 4's default, so the data must match it. Spark 3's rules would give double
+for ``'2.5' + 1`` (3.5; here bigint 3) and string for ``coalesce(1, 'a')`` (here bigint
+1; ``'a'`` is NULL); ``docs/ACCEPTED.md``-style divergences for the non-default mode.
 
 >>> import polars as pl
 >>> function_arg_types("upper", [pl.Int32])
@@ -36,8 +42,8 @@ import polars as pl
 
 from unbounded.plan import types as T
 
-__all__ = ["STRING_AS_DOUBLE_AGGREGATES", "binary_operand_types", "coerced_function",
-           "function_arg_types"]
+__all__ = ["COMMON_TYPE_FUNCTIONS", "STRING_AS_DOUBLE_AGGREGATES", "binary_operand_types",
+           "coerced_function", "common_value_type", "function_arg_types"]
 
 _STRING = T.StringType()
 _DOUBLE = T.DoubleType()
@@ -94,6 +100,22 @@ def _converts(dtype: pl.DataType, target: T.DataType) -> bool:
     return dtype == pl.String
 
 
+# Functions whose arguments take one common type (coalesce('1', 2), greatest).
+COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull", "greatest", "least"})
+
+
+def common_value_type(dtypes: Sequence[pl.DataType]) -> T.DataType | None:
+    """The common type of values that mix strings and numbers (NULLs aside): bigint when
+    every number is integral, else double. None when they do not mix (Polars' supertype
+    is then Spark's)."""
+    kinds = [d for d in dtypes if d != pl.Null]
+    numbers = [d for d in kinds if d.is_numeric()]
+    texts = [d for d in kinds if d == pl.String]
+    if not numbers or not texts or len(numbers) + len(texts) != len(kinds):
+        return None
+    return _LONG if all(d.is_integer() for d in numbers) else _DOUBLE
+
+
 # Aggregates whose string input Spark casts to double (sum('2') is 2.0).
 STRING_AS_DOUBLE_AGGREGATES = frozenset({"sum", "avg", "mean", "stddev", "stddev_samp",
                                          "variance", "var_samp"})
@@ -119,10 +141,8 @@ def binary_operand_types(op: str, left: pl.DataType, right: pl.DataType, *, ansi
 
 
 def _common_with_string(op: str, number: pl.DataType, ansi: bool) -> T.DataType | None:
-    if ansi:
+    if ansi or op in _ARITHMETIC:  # a result type: ANSI's in both modes (see above)
         return _LONG if number.is_integer() else _DOUBLE
-    if op in _ARITHMETIC:
-        return _DOUBLE
     return _spark_numeric(number)
 
 

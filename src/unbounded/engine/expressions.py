@@ -20,7 +20,7 @@ from unbounded.engine.ansi import (
     division_checked,
     integral_bounds,
 )
-from unbounded.engine.coercion import binary_operand_types
+from unbounded.engine.coercion import binary_operand_types, common_value_type
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException
@@ -45,7 +45,7 @@ from unbounded.plan.expressions import (
 
 __all__ = [
     "compile_expr", "compile_named", "compile_projection", "expand_star", "implicit_cast",
-    "like_to_regex",
+    "like_to_regex", "unify_values",
 ]
 
 
@@ -183,23 +183,66 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
     right = compile_expr(expr.right, ctx)
     if expr.op in _COMPARISONS:
         left, right = _coerce_temporal_literal(expr, left, right, ctx)
-    left, right = _coerce_string_number(expr.op, left, right, ctx)
+    dtypes = _operand_dtypes(expr.op, left, right, ctx)
+    if dtypes is not None:
+        left, right, dtypes = _coerce_string_number(expr.op, left, right, dtypes, ctx)
     if expr.op in ("div", "mod"):
         result = _divide(expr.op, left, right)
         return division_checked(expr.op, left, right, result, ctx.dtype_of(result)) \
             if ctx.ansi else result
     result = _ARITH[expr.op](left, right)
     if ctx.ansi and expr.op in ("add", "sub", "mul"):
-        return _overflow_checked(expr.op, left, right, result, ctx)
+        return _overflow_checked(expr.op, left, right, result, ctx,
+                                 dtype=_result_dtype(dtypes))
     return result
 
 
+def _operand_dtypes(op: str, left: pl.Expr, right: pl.Expr, ctx: CompileContext
+                    ) -> tuple[pl.DataType, pl.DataType] | None:
+    """Both operands' dtypes in one schema query (compiling a plan asks for every
+    operator's), or None for an operator no implicit cast applies to."""
+    if op not in _ARITHMETIC_OPS and op not in _COMPARISONS:
+        return None
+    both = ctx.dtype_of(pl.struct(left.alias("l"), right.alias("r")))
+    assert isinstance(both, pl.Struct)
+    left_t, right_t = (f.dtype for f in both.fields)
+    return _instance(left_t), _instance(right_t)
+
+
+def _instance(dtype: Any) -> pl.DataType:
+    """A dtype instance (a struct's fields may hold the class, ``pl.Int64``)."""
+    instance: pl.DataType = dtype() if isinstance(dtype, type) else dtype
+    return instance
+
+
+_ARITHMETIC_OPS = frozenset({"add", "sub", "mul", "div", "mod", "pow"})
+
+
 def _coerce_string_number(op: str, left: pl.Expr, right: pl.Expr,
-                          ctx: CompileContext) -> tuple[pl.Expr, pl.Expr]:
-    """Spark's implicit casts between a string and a number (``engine/coercion.py``)."""
-    targets = binary_operand_types(op, ctx.dtype_of(left), ctx.dtype_of(right),
-                                   ansi=ctx.ansi)
-    return implicit_cast(left, targets[0], ctx), implicit_cast(right, targets[1], ctx)
+                          dtypes: tuple[pl.DataType, pl.DataType], ctx: CompileContext
+                          ) -> tuple[pl.Expr, pl.Expr, tuple[pl.DataType, pl.DataType]]:
+    """Spark's implicit casts between a string and a number (``engine/coercion.py``),
+    with the operands' dtypes after them."""
+    lt, rt = binary_operand_types(op, *dtypes, ansi=ctx.ansi)
+    if lt is None and rt is None:
+        return left, right, dtypes
+    after = (dtypes[0] if lt is None else to_polars_dtype(lt),
+             dtypes[1] if rt is None else to_polars_dtype(rt))
+    return implicit_cast(left, lt, ctx), implicit_cast(right, rt, ctx), after
+
+
+_SIGNED_BITS = {pl.Int8: 8, pl.Int16: 16, pl.Int32: 32, pl.Int64: 64}
+
+
+def _result_dtype(dtypes: tuple[pl.DataType, pl.DataType] | None) -> pl.DataType | None:
+    """The dtype of ``+ - *`` when both operands are signed integers (the wider one, as
+    Polars and Spark type it) or a float; None: ask Polars."""
+    if dtypes is None:
+        return None
+    bits = [next((b for t, b in _SIGNED_BITS.items() if d == t), None) for d in dtypes]
+    if None not in bits:
+        return dtypes[0] if bits[0] >= bits[1] else dtypes[1]  # type: ignore[operator]
+    return pl.Float64() if any(d.is_float() for d in dtypes) else None
 
 
 def _divide(op: str, left: pl.Expr, right: pl.Expr) -> pl.Expr:
@@ -212,9 +255,10 @@ def _divide(op: str, left: pl.Expr, right: pl.Expr) -> pl.Expr:
 
 
 def _overflow_checked(op: str, left: pl.Expr, right: pl.Expr, result: pl.Expr,
-                      ctx: CompileContext) -> pl.Expr:
-    """ANSI: integral ``+ - *`` raise ARITHMETIC_OVERFLOW instead of wrapping."""
-    dtype = ctx.dtype_of(result)
+                      ctx: CompileContext, *, dtype: pl.DataType | None = None) -> pl.Expr:
+    """ANSI: integral ``+ - *`` raise ARITHMETIC_OVERFLOW instead of wrapping (``dtype``:
+    the result's, when already known)."""
+    dtype = ctx.dtype_of(result) if dtype is None else dtype
     bounds = integral_bounds(dtype)
     if bounds is None:
         return result
@@ -289,6 +333,24 @@ def implicit_cast(value: pl.Expr, target: T.DataType | None, ctx: CompileContext
     if not ctx.ansi or isinstance(target, T.StringType) or source == pl.Null:
         return result
     return cast_checked(result, value, source, target, to_polars_dtype(target))
+
+
+def unify_values(values: list[pl.Expr], ctx: CompileContext,
+                 used: list[pl.Expr] | None = None) -> list[pl.Expr]:
+    """``values`` cast to their common type when they mix strings and numbers
+    (``engine/coercion.py``); under ANSI a string is checked only where ``used[i]``
+    holds, the rows whose value is returned (Spark evaluates them lazily)."""
+    dtypes = [ctx.dtype_of(v) for v in values]
+    target = common_value_type(dtypes)
+    if target is None:
+        return values
+    out = []
+    for i, (value, dtype) in enumerate(zip(values, dtypes, strict=True)):
+        if used is not None and ctx.ansi and dtype == pl.String:
+            value = pl.when(used[i]).then(value)
+        out.append(value if dtype == to_polars_dtype(target) else
+                   implicit_cast(value, target, ctx))
+    return out
 
 
 _INTEGRAL = (T.IntegerType, T.LongType, T.ShortType, T.ByteType)
@@ -367,13 +429,27 @@ def _cast_other(child: pl.Expr, source: pl.DataType, target: T.DataType) -> pl.E
 
 @compile_expr.register
 def _(expr: CaseWhen, ctx: CompileContext) -> pl.Expr:
-    (cond0, val0), *rest = expr.branches
-    chain: Any = pl.when(compile_expr(cond0, ctx)).then(compile_expr(val0, ctx))
-    for cond, val in rest:
-        chain = chain.when(compile_expr(cond, ctx)).then(compile_expr(val, ctx))
+    conds = [compile_expr(c, ctx) for c, _ in expr.branches]
+    values = [compile_expr(v, ctx) for _, v in expr.branches]
     if expr.otherwise is not None:
-        return chain.otherwise(compile_expr(expr.otherwise, ctx))  # type: ignore[no-any-return]
+        values.append(compile_expr(expr.otherwise, ctx))
+    values = unify_values(values, ctx, _branch_taken(conds))
+    chain: Any = pl.when(conds[0]).then(values[0])
+    for cond, value in zip(conds[1:], values[1:], strict=False):
+        chain = chain.when(cond).then(value)
+    if expr.otherwise is not None:
+        return chain.otherwise(values[-1])  # type: ignore[no-any-return]
     return chain  # type: ignore[no-any-return]
+
+
+def _branch_taken(conds: list[pl.Expr]) -> list[pl.Expr]:
+    """Per branch (and the ELSE after them), the rows whose value CASE returns."""
+    taken, none_before = [], pl.lit(True)
+    for cond in conds:
+        holds = cond.fill_null(False)
+        taken.append(none_before & holds)
+        none_before = none_before & ~holds
+    return [*taken, none_before]
 
 
 @compile_expr.register
