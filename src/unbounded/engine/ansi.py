@@ -38,8 +38,8 @@ from unbounded.errors import (
 from unbounded.plan import types as T
 
 __all__ = [
-    "arithmetic_checked", "cast_checked", "division_checked", "integral_bounds", "sql_value",
-    "sum_checked",
+    "arithmetic_checked", "bigint_add_checked", "cast_checked", "division_checked",
+    "integral_bounds", "sql_value", "sum_checked",
 ]
 
 _BYPASS = 'If necessary set "spark.sql.ansi.enabled" to "false" to bypass this error.'
@@ -129,7 +129,17 @@ def sum_checked(values: pl.Expr, result: pl.Expr) -> pl.Expr:
     rows are partitioned. The total is checked here: the same answer in every layout.
     """
     wide = values.cast(pl.Int128).sum()
-    return arithmetic_checked("add", wide, result, pl.Int64(), (-(2**63), 2**63 - 1))
+    return arithmetic_checked("add", wide, result, pl.Int64(), _BIGINT)
+
+
+def bigint_add_checked(left: pl.Expr, right: pl.Expr) -> pl.Expr:
+    """``left + right`` of bigints, raising ``ARITHMETIC_OVERFLOW`` as ``sum`` does (the
+    merge of two partial sums)."""
+    wide = left.cast(pl.Int128) + right.cast(pl.Int128)
+    return arithmetic_checked("add", wide, left + right, pl.Int64(), _BIGINT)
+
+
+_BIGINT = (-(2**63), 2**63 - 1)
 
 
 def division_checked(op: str, left: pl.Expr, right: pl.Expr, result: pl.Expr,

@@ -131,7 +131,7 @@ class StreamExecution:
                 state_root=os.path.join(self.spec.checkpoint, "state"),
                 num_partitions=int(self.fixed_conf["spark.sql.shuffle.partitions"]),
                 store_conf=conf, output_mode=self.spec.output_mode, executor=self.executor,
-                operator_id=stage.operator_id)
+                operator_id=stage.operator_id, ansi=ansi_enabled(self.spec.conf))
             self.operators.append(create_operator(
                 stage.node, [i.plan for i in stage.inputs], stage.output.schema, ctx))
 

@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.engine.aggregates import compile_agg_args
+from unbounded.engine.ansi import bigint_add_checked, sum_checked
 from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.expressions import compile_expr, compile_named
 from unbounded.engine.functions import is_sliding_window
@@ -94,6 +95,8 @@ def _plan_aggregate(index: int, expr: Expression, ctx: CompileContext) -> _AggPl
     args = compile_agg_args(inner, ctx)  # a constant is repeated per row, as in batch
     b = [f"{name}#{inner.name}{'_distinct' if inner.distinct else ''}{j}" for j in range(3)]
     builder = _BUILDERS.get(inner.name)
+    if inner.name == "sum" and ctx.ansi and ctx.dtype_of(args[0]) == pl.Int64:
+        builder = _checked_sum
     if builder is None:
         raise AnalysisException(f"Aggregate {inner.name} is not supported in streaming yet.")
     return builder(name, b, args, inner)
@@ -125,6 +128,17 @@ def _sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _
     final = pl.when(pl.col(n) > 0).then(pl.col(s))
     return _AggPlan(name, [args[0].sum().alias(s), args[0].count().cast(pl.Int64).alias(n)],
                     merge, final, [pl.col(s).sum(), pl.col(n).sum()])
+
+
+def _checked_sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall
+                 ) -> _AggPlan:
+    """ANSI mode: a bigint sum raises ARITHMETIC_OVERFLOW, as in batch, when a task's
+    partial sum, the batch's combined sum or the sum merged with the state overflows."""
+    plan, s = _sum(name, b, args, call), b[0]
+    merged = pl.when(_found()).then(bigint_add_checked(_old(s), pl.col(s))).otherwise(pl.col(s))
+    return _AggPlan(name, [sum_checked(args[0], args[0].sum()).alias(s), *plan.partial[1:]],
+                    [merged.alias(s), *plan.merge[1:]], plan.final,
+                    [sum_checked(pl.col(s), pl.col(s).sum()).alias(s), *plan.combine[1:]])
 
 
 def _avg(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
@@ -384,7 +398,7 @@ class StreamingAggregation:
         self.node = node
         self.ctx = ctx
         self.output_schema = output_schema
-        cctx = CompileContext(input_schema, 0)
+        cctx = CompileContext(input_schema, 0, ansi=ctx.ansi)
         self.key_names = [k.display_name() for k in node.keys] or [_GLOBAL_KEY]
         # Tumbling windows group by their start in microseconds (a far cheaper key than
         # the struct); the struct is rebuilt on the aggregated rows.
@@ -398,7 +412,7 @@ class StreamingAggregation:
         keyed_schema = pl.LazyFrame(schema=input_schema).with_columns(self.key_exprs)
         for name in self.sliding:
             keyed_schema = keyed_schema.explode(name)
-        kctx = CompileContext(keyed_schema.collect_schema(), 0)
+        kctx = CompileContext(keyed_schema.collect_schema(), 0, ansi=ctx.ansi)
         self.aggs = [_plan_aggregate(i, a, kctx) for i, a in enumerate(node.aggs)]
         # Complete mode keeps every key: the watermark neither drops rows nor evicts state.
         self.event_time = None if ctx.output_mode == "complete" else _event_time_key(

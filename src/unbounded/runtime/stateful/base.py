@@ -56,6 +56,7 @@ class OperatorContext:
     output_mode: str
     executor: Executor
     operator_id: int = 0
+    ansi: bool = True  # spark.sql.ansi.enabled: how the operator's own expressions fail
 
 
 @dataclass
