@@ -65,6 +65,9 @@ def _one(row: Row, spec: JobSpec, with_lock: bool) -> None:
     if with_lock:
         refused = successor.returncode != 0 and "Another run" in successor.stderr
         row.detected += refused and code == 0
+        if not (refused and code == 0):
+            row.notes.append(f"{spec.workdir}: successor exit {successor.returncode}, "
+                             f"resumed run exit {code}: {err[-400:]}")
         return
     fenced = code != 0 and "Epoch conflict" in err
     row.detected += fenced

@@ -1,7 +1,8 @@
 """The fast slice of the chaos suite (``make chaos`` runs the whole of it): a seeded
 workload checked against its batch oracle, then crash points, random SIGKILLs, disk
-errors, a power cut, damaged checkpoint files and stray temp files over the file sink and
-foreachBatch, each finishing with every expected row exactly once."""
+errors, a power cut (in the checkpoint and in the file sink's data), damaged checkpoint
+files and stray temp files over the file sink and foreachBatch, each finishing with every
+expected row exactly once; the oracles of the join, dedup and update-mode queries."""
 
 from __future__ import annotations
 
@@ -47,13 +48,30 @@ def test_compare_counts_lost_and_duplicated_rows():
     assert compare(expected, actual) == (1, 1)
 
 
-@pytest.mark.parametrize("query", ["stateless", "windowed"])
-def test_a_clean_run_equals_the_batch_oracle(tmp_path, query):
-    spec, work = sc.prepare(str(tmp_path), "clean", "file", query, SEED, size=SIZE)
+@pytest.mark.parametrize(("sink", "query"), [
+    ("file", "stateless"), ("file", "windowed"), ("file", "join"), ("file", "dedup"),
+    ("foreach", "aggregate"),
+])
+def test_a_clean_run_equals_the_batch_oracle(tmp_path, sink, query):
+    spec, work = sc.prepare(str(tmp_path), "clean", sink, query, SEED, size=SIZE)
     assert run_to_end(spec).returncode == 0
-    rows = committed_rows("file", query, spec.output)
+    rows = committed_rows(sink, query, spec.output)
     assert rows == expected_rows(work, query)
     assert rows, "the oracle expects output"
+
+
+def test_the_update_mode_oracle_emits_running_totals_of_the_keys_each_batch_held(tmp_path):
+    work = generate(str(tmp_path), SEED, 2, 3)
+    rows = list(work.rows.select("id", "key").iter_rows())
+    seen: dict[str, list[int]] = {}
+    expected: Counter[tuple[object, ...]] = Counter()
+    for batch in ([r for r in rows if r[0] < 3], [r for r in rows if r[0] >= 3]):
+        for key in {k for _, k in batch}:
+            seen.setdefault(key, [])
+            ids = [i for i, k in batch if k == key]
+            seen[key] += ids
+            expected[(key, len(seen[key]), sum(seen[key]))] += 1
+    assert expected_rows(work, "aggregate") == expected
 
 
 def test_faulty_file_ops_fire_on_the_nth_matching_operation(tmp_path, monkeypatch):
@@ -89,6 +107,7 @@ def test_a_power_cut_loses_exactly_what_no_fsync_made_durable(tmp_path, monkeypa
     (sc.crash_points, "file", "windowed"),
     (sc.fs_faults, "file", "windowed"),
     (sc.power_loss, "foreach", "windowed"),
+    (sc.power_loss_data, "file", "stateless"),
     (sc.random_kills, "file", "stateless"),
     (sc.clock_jumps, "file", "windowed"),
     (sc.stray_temps, "file", "windowed"),
