@@ -541,18 +541,12 @@ def _partition_layout(ctx: SourceContext) -> PartitionLayout | None:
     A query's source gets the schema its DataFrame was defined with
     (``ctx.extra["planned_schema"]``): Spark fixes the partition columns then, so
     folders added since keep those types and add no columns."""
-    path, base = _path(ctx), ctx.option("basePath")
-    root = local_path(base) if base else path
-    if (base is None and has_glob(path)) or not os.path.isdir(root):
+    root = _discovery_root(ctx)
+    if root is None:
         return None
-    if base is not None and os.path.commonpath([os.path.abspath(root),
-                                                 os.path.abspath(path)]) != os.path.abspath(root):
-        raise AnalysisException(
-            f"Wrong basePath {base} for the path {path}: basePath must be a folder that "
-            "holds the path.", error_class="INVALID_OPTION")
     conf: dict[str, str] = ctx.extra.get("conf", {})
     infer = str(conf.get(_TYPE_INFERENCE, "true")).lower() == "true"
-    files = [f.path for f in list_data_files(path)]
+    files = [f.path for f in list_data_files(_path(ctx))]
     planned: StructType | None = ctx.extra.get("planned_schema")
     layout = PartitionLayout.discover(root, files, planned or ctx.schema, infer_types=infer,
                                       check_values=planned is None)
@@ -560,6 +554,20 @@ def _partition_layout(ctx: SourceContext) -> PartitionLayout | None:
         return layout
     known = {n.lower() for n in planned.names}
     return layout if all(n.lower() in known for n in layout.columns.names) else None
+
+
+def _discovery_root(ctx: SourceContext) -> str | None:
+    """The folder whose ``col=value`` subfolders are partitions: option ``basePath``,
+    else the source's path; none for a glob without ``basePath`` (as Spark)."""
+    path, base = _path(ctx), ctx.option("basePath")
+    root = os.path.abspath(local_path(base) if base else path)
+    if (base is None and has_glob(path)) or not os.path.isdir(root):
+        return None
+    if os.path.commonpath([root, os.path.abspath(path)]) != root:
+        raise AnalysisException(
+            f"Wrong basePath {base} for the path {path}: basePath must be a folder that "
+            "holds the path.", error_class="INVALID_OPTION")
+    return root
 
 
 def _with_partitions(data: StructType, layout: PartitionLayout | None) -> StructType:

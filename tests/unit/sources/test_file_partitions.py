@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from unbounded.errors import SparkRuntimeException, StreamingQueryException
+from unbounded.errors import AnalysisException, SparkRuntimeException, StreamingQueryException
 from unbounded.sources.base import SourceContext
 from unbounded.sources.files import FileSource
 from unbounded.sql import SparkSession
@@ -232,3 +232,10 @@ def test_a_dataframe_defined_earlier_keeps_its_partition_types_on_a_new_run(spar
     failure = run()
     assert failure is not None and "[INVALID_PARTITION_VALUE]" in str(failure)
     assert seen == [(0, [("a", 1)])]
+
+
+def test_a_base_path_that_does_not_hold_the_path_is_refused(spark, dated, tmp_path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    reader = spark.readStream.schema("v string").option("basePath", str(tmp_path / "elsewhere"))
+    with pytest.raises(AnalysisException, match="Wrong basePath"):
+        reader.parquet(str(dated))
