@@ -250,10 +250,14 @@ def worker_pool() -> UdfWorkerPool:
 
 
 def _pool_size() -> int:
-    """``UNBOUNDED_UDF_WORKERS`` if set, else one less than the usable cores."""
+    """``UNBOUNDED_UDF_WORKERS`` if set, else one less than the usable cores; none in a
+    Ray worker process (raylet starts them with ``RAY_RAYLET_PID``), where Ray already
+    runs one task per core."""
     configured = os.environ.get(_WORKERS_ENV, "").strip()
     if configured:
         return max(int(configured), 0)
+    if "RAY_RAYLET_PID" in os.environ:
+        return 0
     return max(len(os.sched_getaffinity(0)) - 1, 0)
 
 

@@ -162,3 +162,15 @@ def test_rows_to_arrow_converts_as_pyspark(two_workers):
     out = run_row_udf(_pickled(lambda x: x % 2 == 0), [pa.array(range(30))], 30,
                       T.StringType())
     assert out.to_pylist()[:2] == ["true", "false"]
+
+
+def test_pool_size_follows_the_setting_and_is_zero_inside_a_ray_worker(monkeypatch):
+    monkeypatch.delenv("UNBOUNDED_UDF_WORKERS", raising=False)
+    monkeypatch.setenv("RAY_RAYLET_PID", "1")
+    assert udf_workers._pool_size() == 0
+    monkeypatch.setenv("UNBOUNDED_UDF_WORKERS", "3")
+    assert udf_workers._pool_size() == 3
+    monkeypatch.delenv("RAY_RAYLET_PID")
+    monkeypatch.setenv("UNBOUNDED_UDF_WORKERS", "0")
+    assert udf_workers._pool_size() == 0
+    assert UdfWorkerPool(0).take_idle(5) == []
