@@ -81,6 +81,28 @@ def _die_with_parent() -> None:
         _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on ``port`` (Linux's /proc;
+    elsewhere assumed)."""
+    try:
+        with open("/proc/net/tcp") as table:
+            rows = [line.split() for line in list(table)[1:]]
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return not os.path.isdir("/proc/self")
+    listening = {r[9] for r in rows if r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port}
+    return any(f"socket:[{inode}]" in _links(pid, fds) for inode in listening)
+
+
+def _links(pid: int, fds: list[str]) -> set[str]:
+    """What the descriptors point at; one closed meanwhile is skipped."""
+    found = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return found
+
+
 def _answers(bootstrap: str) -> bool:
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1000})
     try:
@@ -120,7 +142,9 @@ class BrokerProcess:
             if self.process.poll() is not None:
                 return False
             if _answers(f"127.0.0.1:{self.port}"):
-                return True
+                # Another test run may have taken the port between _free_port and our
+                # bind: then someone else's broker answers and ours exits.
+                return _listens(self.pid, self.port)
             time.sleep(0.1)
         return False
 
