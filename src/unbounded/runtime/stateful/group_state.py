@@ -27,9 +27,8 @@ from unbounded.engine.group_state import (
     GroupState,
     StateOutcome,
     call_group,
-    pandas_frames,
 )
-from unbounded.engine.udfs import frame_to_pandas, load_function
+from unbounded.engine.udfs import MAX_RECORDS_PER_BATCH, frame_to_pandas, load_function
 from unbounded.errors import AnalysisException, PythonException
 from unbounded.plan.logical import FlatMapGroupsInPandasWithState, GroupStateTimeoutKind
 from unbounded.runtime.stateful.base import (
@@ -49,11 +48,47 @@ from unbounded.state.base import FOUND_COLUMN, StateSchema
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["StreamingGroupsWithState"]
+__all__ = ["KeyedFrames", "StreamingGroupsWithState"]
 
 STATE = "groupState"
 TIMEOUT = "timeoutTimestamp"
 _KEY = "__gkey"
+
+
+@dataclass(frozen=True)
+class KeyedFrames:
+    """A partition's rows grouped by key and converted to pandas once: a user call per
+    key gets views of its slice (a pandas conversion per key costs ~10x a slice).
+
+    ``keys`` holds one row per key (the grouping-key columns) in the order keys first
+    appear; the rows of key ``i`` are ``frame`` rows ``offsets[i]:offsets[i + 1]``.
+    """
+
+    keys: pl.DataFrame
+    frame: pd.DataFrame
+    offsets: list[int]
+
+    @classmethod
+    def of(cls, rows: pl.DataFrame, gkeys: list[str]) -> KeyedFrames:
+        groups = (rows.select(gkeys).with_row_index("__row")
+                  .group_by(gkeys, maintain_order=True).agg(pl.col("__row")))
+        order = groups["__row"].explode()
+        data = rows.drop(gkeys).select(pl.all().gather(order))
+        offsets = [0, *groups["__row"].list.len().cum_sum().to_list()]
+        return cls(groups.drop("__row"), frame_to_pandas(data.to_arrow()), offsets)
+
+    def frames(self, i: int) -> list[pd.DataFrame]:
+        """Key ``i``'s rows as DataFrames of at most ``MAX_RECORDS_PER_BATCH`` rows, each
+        indexed from 0 as PySpark's (slices are copy-on-write: the user cannot alter
+        another key's rows)."""
+        import pandas as pd
+
+        end, pieces = self.offsets[i + 1], []
+        for start in range(self.offsets[i], end, MAX_RECORDS_PER_BATCH):
+            piece = self.frame.iloc[start:min(start + MAX_RECORDS_PER_BATCH, end)]
+            piece.index = pd.RangeIndex(len(piece))
+            pieces.append(piece)
+        return pieces
 
 
 @dataclass(frozen=True)
@@ -208,19 +243,16 @@ class StreamingGroupsWithState:
         """One call per key of the batch, in the order keys first appear; the rows are
         grouped once."""
         calls = _Calls()
-        groups = rows.partition_by(self.gkeys, maintain_order=True)
-        keys = pl.concat([g.select(self.gkeys).head(1) for g in groups]) if groups \
-            else rows.select(self.gkeys)
-        keys = keys.rename(dict(zip(self.gkeys, self.key_names, strict=True)))
+        grouped = KeyedFrames.of(rows, self.gkeys)
+        keys = grouped.keys.rename(dict(zip(self.gkeys, self.key_names, strict=True)))
         found = lookup(keys.to_arrow())
         values, timeouts = self._stored_values(found), found.column(TIMEOUT).to_pylist()
         exists = found.column(FOUND_COLUMN).to_pylist()
         source = calls.add_source(keys)
-        for i, (key, group) in enumerate(zip(self._key_tuples(keys), groups, strict=True)):
-            data = group.drop(self.gkeys).to_arrow()
+        for i, key in enumerate(self._key_tuples(keys)):
             stored_timeout = timeouts[i] if exists[i] else NO_TIMESTAMP
             state = self._state(values[i], clock, timed_out=False)
-            self._call(key, pandas_frames(data), state, stored_timeout, calls)
+            self._call(key, grouped.frames(i), state, stored_timeout, calls)
             calls.refs.append((source, i))
         return keys, calls
 

@@ -25,7 +25,6 @@ import pyarrow as pa
 
 from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import compile_expr
-from unbounded.engine.group_state import pandas_frames
 from unbounded.engine.plans import compile_output, to_display_arrow
 from unbounded.engine.stateful_processor import (
     NO_EXPIRY,
@@ -55,6 +54,7 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
+from unbounded.runtime.stateful.group_state import KeyedFrames
 from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
 from unbounded.testing.faults import fault_point
 
@@ -389,13 +389,12 @@ class StreamingTransformWithState:
                     processor: StatefulProcessor, rows: pl.DataFrame) -> None:
         if not rows.height:
             return
-        groups = rows.partition_by(self.gkeys, maintain_order=True)
-        keys = self._load(run, pl.concat([self._key_frame(g.head(1)) for g in groups]))
-        for key, group in zip(keys, groups, strict=True):
+        grouped = KeyedFrames.of(rows, self.gkeys)
+        keys = self._load(run, self._key_frame(grouped.keys))
+        for i, key in enumerate(keys):
             runtime.current = run.states[key]
-            data = group.drop(self.gkeys).to_arrow()
-            self._emit(run, "handleInputRows", lambda k=key, d=data: processor.handleInputRows(
-                run.users[k], pandas_frames(d), runtime.timer_values()))
+            self._emit(run, "handleInputRows", lambda k=key, i=i: processor.handleInputRows(
+                run.users[k], iter(grouped.frames(i)), runtime.timer_values()))
 
     def _timers(self, run: _Partition, runtime: ProcessorRuntime,
                 processor: StatefulProcessor) -> None:
