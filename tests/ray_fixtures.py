@@ -175,7 +175,7 @@ def ray_cluster_fixture(ray_cluster_module: Any) -> Any:
     """The module's cluster with two live worker nodes (a test may have removed one)."""
     while len(ray_cluster_module.worker_nodes) < 2:
         ray_cluster_module.add_node(num_cpus=1, object_store_memory=_STORE_BYTES)
-    ray_cluster_module.wait_for_nodes()
+    ray_cluster_module.wait_for_nodes(timeout=_NODES_WAIT_S)
     return ray_cluster_module
 
 
