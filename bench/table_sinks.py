@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -45,8 +45,8 @@ from bench.harness import (
 )
 from bench.windowed import compare_windows
 
-__all__ = ["SinkRun", "SinkTarget", "expected_windows", "generate", "normalise",
-           "run_workload"]
+__all__ = ["SinkRun", "SinkTarget", "SupportsSecondBaseline", "expected_windows", "generate",
+           "normalise", "run_workload"]
 
 FILES = 20
 FILES_PER_TRIGGER = 2
@@ -129,6 +129,16 @@ class SinkTarget(Protocol):
         """What the query's table holds, in ``COLUMNS``."""
 
 
+@runtime_checkable
+class SupportsSecondBaseline(Protocol):
+    """A target with another direct way to write the rows at once, reported beside."""
+
+    second_baseline: str
+
+    def write_second(self, rows: pa.Table, run: int) -> float:
+        """Seconds to write ``rows`` at once the other way."""
+
+
 @dataclass
 class SinkRun:
     """One streaming run: per-batch sink seconds and rows, and what the engine reported."""
@@ -199,6 +209,7 @@ class _Best:
     streams: list[SinkRun] = field(default_factory=list)
     sink: list[float] = field(default_factory=list)
     direct: float = float("inf")
+    second: float = float("inf")
     per_batch: list[float] = field(default_factory=list)
 
 
@@ -218,6 +229,8 @@ def _race(target: SinkTarget, input_dir: str, run_dir: str) -> _Best:
         rows = pa.concat_tables(stream.batches)
         for attempt in range(target.direct_tries):
             best.direct = min(best.direct, target.write_direct(rows, run * 100 + attempt))
+        if isinstance(target, SupportsSecondBaseline):
+            best.second = min(best.second, target.write_second(rows, run))
         best.per_batch = _fastest(best.per_batch,
                                   target.write_direct_batches(stream.batches, run))
     return best
@@ -229,6 +242,10 @@ def _measures(target: SinkTarget, best: _Best) -> list[Measure]:
     sink_s, per_batch_s = sum(best.sink), sum(best.per_batch)
     direct_rate, sink_rate = rows / best.direct, rows / sink_s
     ratio = sink_rate / direct_rate
+    second = [] if not isinstance(target, SupportsSecondBaseline) else [
+        Measure(target.second_baseline, rows / best.second, "rows/s", best.direct / best.second,
+                note=f"{best.second * 1000:.0f} ms, best of {REPEATS}; the sink's rate is "
+                     f"{best.second / sink_s:.2f}x this")]
     return [
         Measure(f"direct {target.name} write, one-shot (baseline)", direct_rate, "rows/s",
                 1.0, note=f"{best.direct * 1000:.0f} ms for {rows:,} rows, best of "
@@ -243,6 +260,7 @@ def _measures(target: SinkTarget, best: _Best) -> list[Measure]:
                 "rows/s", (rows / per_batch_s) / direct_rate,
                 note=f"{per_batch_s * 1000:.0f} ms over {batches} writes (each the best "
                      f"of {REPEATS})"),
+        *second,
     ]
 
 
