@@ -274,9 +274,21 @@ def test_stream_stream_outer_join_without_watermarks_is_rejected(spark, tmp_path
     left = MemoryStream("k INT, a INT", spark).toDF()
     right = MemoryStream("k INT, b INT", spark).toDF()
     with pytest.raises(UnsupportedOperationException,
-                       match="Stream-stream LeftOuter join between two streaming"):
+                       match="Stream-stream LeftOuter join between two streaming") as raised:
         left.join(right, "k", "left").writeStream.foreachBatch(Batches()).option(
             "checkpointLocation", str(tmp_path / "cp")).start()
+    assert raised.value.getErrorClass() == "_LEGACY_ERROR_TEMP_3102"  # Spark 4's
+
+
+def test_stream_stream_join_without_an_equality_is_rejected(spark, tmp_path):
+    left = MemoryStream("k INT, a INT", spark).toDF()
+    right = MemoryStream("j INT, b INT", spark).toDF()
+    with pytest.raises(UnsupportedOperationException,
+                       match="Stream-stream join without equality predicate") as raised:
+        left.join(right, F.col("a") < F.col("b")).writeStream.foreachBatch(
+            Batches()).option("checkpointLocation", str(tmp_path / "cp")).start()
+    assert raised.value.getErrorClass() == "_LEGACY_ERROR_TEMP_3102"
+    assert not os.path.exists(tmp_path / "cp" / "state")  # refused before any store opened
 
 
 def test_stream_stream_join_in_update_mode_is_rejected(spark, tmp_path):

@@ -52,10 +52,10 @@ from unbounded.runtime.stateful.base import (
     OperatorOutput,
     PartitionedState,
     frame_of,
-    partition_ids,
     split_partitions,
     sum_metrics,
 )
+from unbounded.runtime.stateful.join_map_side import PARTITION_COLUMN, JoinMapSide
 from unbounded.runtime.stateful.join_watermark import (
     SideEviction,
     side_evictions,
@@ -70,7 +70,6 @@ _ROW = "__join_row"
 _MATCHED = "__join_matched"
 _ROW_L = "__join_row_l"
 _ROW_R = "__join_row_r"
-_KEY = "__join_key"
 _ROWS_PER_BATCH = 1 << 32
 
 
@@ -92,9 +91,16 @@ class _Side:
         key = pa.schema([pa.field(_ROW, pa.int64())])
         self.state = PartitionedState(ctx, StateSchema(key, value), store_name=self.name)
 
-    def key_values(self, rows: pl.DataFrame) -> pl.DataFrame:
-        renamed = rows.rename(self.renames) if self.renames else rows
-        return renamed.select([k.alias(f"{_KEY}{i}") for i, k in enumerate(self.keys)])
+    def map_side(self, num_partitions: int) -> JoinMapSide:
+        return JoinMapSide(tuple(self.physical), tuple(self.keys),
+                           tuple(self.renames.items()), tuple(self.watermarked),
+                           num_partitions)
+
+    def split(self, rows: pl.DataFrame, batch_id: int,
+              num_partitions: int) -> list[pl.DataFrame]:
+        """The batch's rows (as the map side tagged them) numbered, per state partition."""
+        parts = rows.get_column(PARTITION_COLUMN)
+        return split_partitions(self.with_ids(rows, batch_id), parts, num_partitions)
 
     def with_ids(self, rows: pl.DataFrame, batch_id: int) -> pl.DataFrame:
         ids = pl.int_range(pl.len(), dtype=pl.Int64) + batch_id * _ROWS_PER_BATCH
@@ -128,7 +134,7 @@ class StreamingJoin:
             raise UnsupportedOperationException(
                 "Stream-stream join without equality predicate is not supported. Join the "
                 "streams on at least one equal column (a = b).",
-                error_class="UNSUPPORTED_STREAMING_OPERATION")
+                error_class="_LEGACY_ERROR_TEMP_3102")  # Spark 4's class for it
         self.left.keys, self.right.keys = equi_key_exprs(keys, inputs.ctx)
         self.right.renames = inputs.right_renames
         self.evictions = side_evictions(node, keys, inputs, self.left.watermarked,
@@ -147,20 +153,14 @@ class StreamingJoin:
              for side in (self.left, self.right)})
         self.left.open_state(ctx)
         self.right.open_state(ctx)
-
-    map_sides: tuple[MapSide | None, ...] = (None, None)
+        self.map_sides: tuple[MapSide | None, ...] = (
+            self.left.map_side(ctx.num_partitions), self.right.map_side(ctx.num_partitions))
 
     # ---- one batch ---------------------------------------------------------------------
     def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
         started = time.perf_counter()
-        lrows, ldropped = self._on_time(self.left, inputs[0].rows, batch.late_watermark_us)
-        rrows, rdropped = self._on_time(self.right, inputs[1].rows, batch.late_watermark_us)
-        lrows = self.left.with_ids(lrows, batch.batch_id)
-        rrows = self.right.with_ids(rrows, batch.batch_id)
-        lparts = split_partitions(lrows, self._partitions(self.left, lrows),
-                                  self.ctx.num_partitions)
-        rparts = split_partitions(rrows, self._partitions(self.right, rrows),
-                                  self.ctx.num_partitions)
+        lparts = self.left.split(inputs[0].rows, batch.batch_id, self.ctx.num_partitions)
+        rparts = self.right.split(inputs[1].rows, batch.batch_id, self.ctx.num_partitions)
         results = self.ctx.executor.map(
             lambda p: self._process_partition(p, lparts[p], rparts[p], batch),
             list(range(self.ctx.num_partitions)))
@@ -168,25 +168,11 @@ class StreamingJoin:
         out = pl.concat(frames, how="vertical_relaxed") if frames else self._empty_output()
         metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
         metrics.update(operatorName="symmetricHashJoin",
-                       numRowsDroppedByWatermark=ldropped + rdropped,
+                       numRowsDroppedByWatermark=sum(i.dropped_late for i in inputs),
                        numShufflePartitions=self.ctx.num_partitions,
                        numStateStoreInstances=2 * self.ctx.num_partitions,
                        allUpdatesTimeMs=int((time.perf_counter() - started) * 1000))
         return OperatorOutput(out, metrics)
-
-    def _on_time(self, side: _Side, rows: pl.DataFrame,
-                 watermark_us: int) -> tuple[pl.DataFrame, int]:
-        """Rows whose event time is at or below the watermark are late and dropped."""
-        if not side.watermarked or watermark_us <= 0:
-            return rows, 0
-        late = pl.any_horizontal([_at_or_below(pl.col(c), watermark_us, rows.schema[c])
-                                  for c in side.watermarked]).fill_null(False)
-        kept = rows.filter(~late)
-        return kept, rows.height - kept.height
-
-    def _partitions(self, side: _Side, rows: pl.DataFrame) -> pl.Series:
-        keys = side.key_values(rows)
-        return partition_ids(keys, keys.columns, self.ctx.num_partitions)
 
     def _process_partition(self, partition: int, lnew: pl.DataFrame, rnew: pl.DataFrame,
                            batch: BatchInfo) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -298,7 +284,7 @@ def _check_evictable(how: JoinType,
         "watermark on the nullable side and an appropriate range condition. Add "
         "withWatermark(...) on both sides and a time-range condition such as "
         "rightTime BETWEEN leftTime AND leftTime + INTERVAL 1 HOUR.",
-        error_class="UNSUPPORTED_STREAMING_OPERATION")
+        error_class="_LEGACY_ERROR_TEMP_3102")  # Spark 4's class for it
 
 
 def _store(store: Any, new: pl.DataFrame, old: pl.DataFrame,
@@ -316,12 +302,6 @@ def _store(store: Any, new: pl.DataFrame, old: pl.DataFrame,
         if newly.height:
             store.upsert(newly.with_columns(pl.lit(True).alias(_MATCHED)).select(order)
                          .to_arrow(), distinct=True)
-
-
-def _at_or_below(column: pl.Expr, bound_us: int, dtype: pl.DataType) -> pl.Expr:
-    if isinstance(dtype, pl.Struct):
-        column = column.struct.field("end")
-    return column.dt.epoch("us") <= bound_us
 
 
 def _equi_keys(node: Join, inputs: JoinInputs) -> tuple[EquiKey, ...]:
