@@ -258,7 +258,14 @@ def _pool_size() -> int:
         return max(int(configured), 0)
     if "RAY_RAYLET_PID" in os.environ:
         return 0
-    return max(len(os.sched_getaffinity(0)) - 1, 0)
+    return max(_usable_cores() - 1, 0)
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity on Linux; all of them elsewhere)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @atexit.register
