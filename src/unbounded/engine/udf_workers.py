@@ -223,12 +223,16 @@ class UdfWorkerPool:
         threading.Thread(target=self._start, name="udf-worker-start", daemon=True).start()
 
     def _start(self) -> None:
-        for _ in range(self.size):
-            worker = _Worker()
-            self._all.append(worker)
-            if worker.wait_ready():
-                self._idle.put(worker)
-        self._ready.set()
+        try:
+            for _ in range(self.size):
+                worker = _Worker()
+                self._all.append(worker)
+                if worker.wait_ready():
+                    self._idle.put(worker)
+        except OSError as error:  # no interpreter to start: UDFs run on their threads
+            logger.warning("UDF worker processes could not start (%s).", error)
+        finally:
+            self._ready.set()
 
     def stop(self) -> None:
         """Stop every worker (at exit; a stopped pool is replaced on next use)."""

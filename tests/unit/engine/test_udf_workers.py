@@ -174,3 +174,14 @@ def test_pool_size_follows_the_setting_and_is_zero_inside_a_ray_worker(monkeypat
     monkeypatch.setenv("UNBOUNDED_UDF_WORKERS", "0")
     assert udf_workers._pool_size() == 0
     assert UdfWorkerPool(0).take_idle(5) == []
+
+
+def test_a_pool_whose_workers_cannot_start_runs_udfs_here(monkeypatch):
+    monkeypatch.setattr(udf_workers.sys, "executable", "/nonexistent/python")
+    pool = UdfWorkerPool(1)
+    monkeypatch.setattr(udf_workers, "_POOL", [pool])
+    monkeypatch.setattr(udf_workers, "MIN_ROWS_PER_PROCESS", 10)
+    assert pool.wait_ready(30)
+    out = run_row_udf(_pickled(lambda x: x + 1), [pa.array(range(30))], 30, T.LongType())
+    assert out.to_pylist() == list(range(1, 31))
+    assert pool.take_idle(1) == []
