@@ -44,8 +44,8 @@ from unbounded.plan.expressions import (
 )
 
 __all__ = [
-    "compile_expr", "compile_named", "compile_projection", "expand_star", "implicit_cast",
-    "like_to_regex", "unify_values",
+    "compile_expr", "compile_named", "compile_projection", "dtypes_of", "expand_star",
+    "implicit_cast", "like_to_regex", "unify_values",
 ]
 
 
@@ -203,10 +203,18 @@ def _operand_dtypes(op: str, left: pl.Expr, right: pl.Expr, ctx: CompileContext
     operator's), or None for an operator no implicit cast applies to."""
     if op not in _ARITHMETIC_OPS and op not in _COMPARISONS:
         return None
-    both = ctx.dtype_of(pl.struct(left.alias("l"), right.alias("r")))
-    assert isinstance(both, pl.Struct)
-    left_t, right_t = (f.dtype for f in both.fields)
-    return _instance(left_t), _instance(right_t)
+    left_t, right_t = dtypes_of([left, right], ctx)
+    return left_t, right_t
+
+
+def dtypes_of(exprs: list[pl.Expr], ctx: CompileContext) -> list[pl.DataType]:
+    """The dtypes of ``exprs`` over the input columns, in one schema query (compiling a
+    plan asks for many; each query costs as much as one)."""
+    if not exprs:
+        return []
+    packed = ctx.dtype_of(pl.struct([e.alias(f"_{i}") for i, e in enumerate(exprs)]))
+    assert isinstance(packed, pl.Struct)
+    return [_instance(f.dtype) for f in packed.fields]
 
 
 def _instance(dtype: Any) -> pl.DataType:
@@ -340,7 +348,7 @@ def unify_values(values: list[pl.Expr], ctx: CompileContext,
     """``values`` cast to their common type when they mix strings and numbers
     (``engine/coercion.py``); under ANSI a string is checked only where ``used[i]``
     holds, the rows whose value is returned (Spark evaluates them lazily)."""
-    dtypes = [ctx.dtype_of(v) for v in values]
+    dtypes = dtypes_of(values, ctx)
     target = common_value_type(dtypes)
     if target is None:
         return values

@@ -23,7 +23,13 @@ from unbounded.engine.coercion import (
 from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
-from unbounded.engine.expressions import cast_to, compile_expr, implicit_cast, unify_values
+from unbounded.engine.expressions import (
+    cast_to,
+    compile_expr,
+    dtypes_of,
+    implicit_cast,
+    unify_values,
+)
 from unbounded.engine.murmur3 import spark_hash
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
@@ -60,7 +66,7 @@ def compile_function(call: FunctionCall, ctx: CompileContext) -> pl.Expr:
         )
     args = [compile_expr(a, ctx) for a in call.args]
     if coerced_function(call.name.lower()):
-        targets = function_arg_types(call.name.lower(), [ctx.dtype_of(a) for a in args])
+        targets = function_arg_types(call.name.lower(), dtypes_of(args, ctx))
         args = [implicit_cast(a, t, ctx) for a, t in zip(args, targets, strict=True)]
     if call.name.lower() in COMMON_TYPE_FUNCTIONS and len(args) > 1:
         args = unify_values(args, ctx, _coalesce_taken(args)
