@@ -12,8 +12,11 @@ import os
 import random
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+
+import polars as pl
 
 from chaos.outputs import committed_rows
 from chaos.report import Row
@@ -67,10 +70,19 @@ def file_input(root: str) -> SpecFactory:
     return make
 
 
+def _committed(row: Row, spec: JobSpec) -> Counter[tuple[object, ...]]:
+    """What the sink committed; output that cannot be read back (a listed data file
+    missing, emptied or damaged) counts as nothing committed, and is noted."""
+    try:
+        return committed_rows(spec.sink, spec.query, spec.output, spec.bootstrap)
+    except (OSError, pl.exceptions.PolarsError) as e:
+        row.notes.append(f"{spec.workdir}: committed output unreadable: {e}"[:600])
+        return Counter()
+
+
 def check(row: Row, spec: JobSpec, work: Workload, returncode: int) -> None:
     """Add the run's lost and duplicated rows; a wrong output after exit 0 is silent."""
-    lost, dup = compare(expected_rows(work, spec.query),
-                        committed_rows(spec.sink, spec.query, spec.output, spec.bootstrap))
+    lost, dup = compare(expected_rows(work, spec.query), _committed(row, spec))
     row.runs += 1
     row.lost, row.duplicated = row.lost + lost, row.duplicated + dup
     if returncode == 0 and (lost or dup):

@@ -15,6 +15,7 @@ import pytest
 
 from unbounded.checkpoint import atomic
 from unbounded.checkpoint.atomic import write_atomic, write_atomic_replace
+from unbounded.files.manifest import FileSinkManifest
 from unbounded.testing.checkpoint_faults import FaultyFileOps, parse_faults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,6 +25,7 @@ from chaos import scenarios as sc  # noqa: E402
 from chaos.corruption import corruption  # noqa: E402
 from chaos.kafka import kafka_commit_cuts  # noqa: E402
 from chaos.outputs import committed_rows  # noqa: E402
+from chaos.report import Row  # noqa: E402
 from chaos.supervisor import run_to_end  # noqa: E402
 from chaos.workload import compare, expected_rows, generate  # noqa: E402
 
@@ -58,6 +60,17 @@ def test_a_clean_run_equals_the_batch_oracle(tmp_path, sink, query):
     rows = committed_rows(sink, query, spec.output)
     assert rows == expected_rows(work, query)
     assert rows, "the oracle expects output"
+
+
+def test_a_committed_data_file_that_a_power_cut_emptied_counts_as_lost_and_silent(tmp_path):
+    spec, work = sc.prepare(str(tmp_path), "emptied", "file", "stateless", SEED, size=SIZE)
+    assert run_to_end(spec).returncode == 0
+    listed = FileSinkManifest(spec.output).all_files()
+    os.truncate(listed[0], 0)  # what a cut does to a data file no fsync made durable
+    row = Row("power loss in sink data", "file", "stateless")
+    sc.check(row, spec, work, 0)
+    assert (row.lost, row.silent) == (sum(expected_rows(work, "stateless").values()), 1)
+    assert "committed output unreadable" in row.notes[0]
 
 
 def test_the_update_mode_oracle_emits_running_totals_of_the_keys_each_batch_held(tmp_path):
