@@ -44,6 +44,7 @@ __all__ = [
     "kill_state_actor_once",
     "kill_worker_once",
     "kill_worker_once_mapping",
+    "name_state_actor_node_once",
     "output_windows",
     "ray_client_turn",
     "ray_cluster_fixture",
@@ -388,6 +389,27 @@ def count_state_actors(marker: Path, from_id: int) -> Callable[[int, float], flo
     def probe(row_id: int, amount: float) -> float:
         if row_id >= from_id and os.getpid() != driver and _claim(marker.with_suffix(".c")):
             marker.write_text(str(len(_state_actors())))
+        return amount
+
+    return probe
+
+
+def name_state_actor_node_once(marker: Path, from_id: int, head_node_id: str,
+                               ) -> Callable[[int, float], float]:
+    """A UDF that, at the first row with id >= ``from_id`` in a task on a Ray worker,
+    writes to ``marker`` the id of a worker node (not the head) that runs a state actor,
+    then waits a few seconds, so the test removes that node before the batch's fold."""
+    driver = os.getpid()
+
+    def probe(row_id: int, amount: float) -> float:
+        if row_id < from_id or os.getpid() == driver or not _claim(marker.with_suffix(".c")):
+            return amount
+        import ray
+
+        handles = [ray.get_actor(a["name"], namespace=a["namespace"]) for a in _state_actors()]
+        nodes = [n for n in ray.get([h.node.remote() for h in handles]) if n != head_node_id]
+        marker.write_text(nodes[0])
+        time.sleep(5)
         return amount
 
     return probe

@@ -29,6 +29,7 @@ from ray_fixtures import (
     kill_state_actor_once,
     kill_worker_once,
     kill_worker_once_mapping,
+    name_state_actor_node_once,
     output_windows,
     ray_client_turn,
     ray_cluster_fixture,  # noqa: F401
@@ -210,6 +211,21 @@ def test_a_state_actor_killed_mid_run_is_restored_from_the_checkpoint(ray_cluste
     _run(tmp_path, "ray", kill_state_actor_once(marker, from_id=1300))  # batch 2's tasks
     assert marker.exists(), "the probe found no state actor to kill"
     assert _exits(int(marker.read_text()), timeout_s=30)
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_the_node_of_a_state_actor_removed_mid_run_loses_and_duplicates_nothing(
+        ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 8)
+    marker = tmp_path / "node"
+    probe = name_state_actor_node_once(marker, 1300, ray_cluster.head_node.node_id)
+    remover = threading.Thread(target=_remove_node_named_in, args=(ray_cluster, marker))
+    remover.start()
+    try:
+        _run(tmp_path, "ray", probe)
+    finally:
+        remover.join(90)
+    assert len(ray_cluster.worker_nodes) == 1, "the state actor's node was not removed"
     assert output_windows(tmp_path) == expected_windows(tmp_path)
 
 

@@ -90,6 +90,12 @@ class ResourceHosts(Protocol):
         """The calls' results in order; the slots run in parallel."""
         ...
 
+    def prepare(self, calls: Sequence[HostCall[Any, Any]]) -> None:
+        """Start ``calls`` now and return (to open resources while the driver does other
+        work); they run before later calls of their slots. Their results and errors are
+        dropped: a later call opens a resource that is still missing, and fails alike."""
+        ...
+
     def close(self) -> None:
         """Release the resources and stop the hosts."""
         ...

@@ -26,7 +26,7 @@ from ray.exceptions import RayError
 from unbounded.executors.base import PendingResults, ShippableTask
 from unbounded.executors.local import LocalExecutor
 from unbounded.executors.ray_errors import raise_surfaced
-from unbounded.executors.ray_hosts import RayHosts
+from unbounded.executors.ray_hosts import HostPool, RayHosts
 from unbounded.executors.speculation import SpeculationConf, speculatable
 
 __all__ = ["RayExecutor"]
@@ -142,6 +142,7 @@ class RayExecutor:
         self.max_failures = max_failures
         self.speculation = speculation or SpeculationConf()
         self.state_actors = state_actors  # spark.unbounded.ray.stateActors
+        self._pool: HostPool | None = None
         self._owns_runtime = _connect(address)
         self._remote = ray.remote(_attempt).options(
             num_cpus=1, max_retries=max_failures - 1, retry_exceptions=True,
@@ -167,10 +168,16 @@ class RayExecutor:
     def resource_hosts(self, slots: int) -> RayHosts | None:
         """Actors that keep state partitions between batches (``executors/ray_hosts.py``),
         unless ``spark.unbounded.ray.stateActors`` is false."""
-        return RayHosts(slots, self.max_failures) if self.state_actors else None
+        if not self.state_actors:
+            return None
+        if self._pool is None:
+            self._pool = HostPool(self.max_failures)
+        return self._pool.hosts(slots)
 
     def shutdown(self) -> None:
         self._driver.shutdown()
+        if self._pool is not None:
+            self._pool.shutdown()
         if self._owns_runtime and ray.is_initialized():
             ray.shutdown()
 

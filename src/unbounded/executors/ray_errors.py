@@ -10,18 +10,19 @@ from ray.exceptions import RayError, RayTaskError
 __all__ = ["failed_note", "raise_surfaced"]
 
 
-def failed_note(max_failures: int) -> str:
-    return (f"The partition task failed {max_failures} time(s) "
+def failed_note(max_failures: int, what: str = "partition task") -> str:
+    return (f"The {what} failed {max_failures} time(s) "
             f"(spark.task.maxFailures={max_failures}).")
 
 
-def raise_surfaced(err: RayError, max_failures: int) -> NoReturn:
+def raise_surfaced(err: RayError, max_failures: int, what: str = "partition task"
+                   ) -> NoReturn:
     """Raise, for ``err``, a task's own exception (caused by Ray's wrapper), else Ray's
     error itself (a worker or node that died), each with the note."""
     err_cause = err.cause if isinstance(err, RayTaskError) else None
     if isinstance(err_cause, BaseException):
-        err_cause.add_note(failed_note(max_failures))
+        err_cause.add_note(failed_note(max_failures, what))
         raise err_cause from err
-    err.add_note(failed_note(max_failures))
+    err.add_note(failed_note(max_failures, what))
     raise err
 

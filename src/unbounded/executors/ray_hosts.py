@@ -6,7 +6,9 @@ names its key and keeps it, so a batch ships only its rows. An actor whose proce
 node dies is restarted by Ray (``max_restarts=-1``) empty, and the call it was running
 is re-run there (up to ``spark.task.maxFailures`` attempts): the resource is rebuilt by
 its ``open`` from durable state (the checkpoint) and the call recomputes the same result.
-Actors belong to the driver that made them: when it dies, Ray stops them. Each takes no
+Actors belong to the driver that made them: when it dies, Ray stops them. A session
+keeps its actors for its later queries (``HostPool``); a stopped query releases its
+resources in them. Each takes no
 CPU from Ray's accounting (``num_cpus=0``), so on a cluster of one-CPU nodes the
 partition tasks never wait behind them.
 """
@@ -15,22 +17,25 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import ActorUnavailableError, RayError
 
 from unbounded.executors.base import HostCall
 from unbounded.executors.ray_errors import raise_surfaced
 
-__all__ = ["ACTOR_PREFIX", "RayHosts"]
+__all__ = ["ACTOR_PREFIX", "HostPool", "RayHosts"]
 
 R = TypeVar("R")
 S = TypeVar("S")
 log = logging.getLogger(__name__)
-ACTOR_PREFIX = "unbounded-state-"  # actor names: <prefix><hosts id>-<index>
+ACTOR_PREFIX = "unbounded-state-"  # actor names: <prefix><pool id>-<index>
+_UNREACHABLE_WAIT_S = 120.0  # Ray declares a silent node dead well within this
 
 
 @runtime_checkable
@@ -54,11 +59,16 @@ class _Host:
         """This actor's process id (tests kill it)."""
         return os.getpid()
 
-    def close(self) -> None:
-        for resource in self._resources.values():
+    def node(self) -> str:
+        """The id of the Ray node this actor runs on (tests remove it)."""
+        return str(ray.get_runtime_context().get_node_id())
+
+    def release(self, keys: list[str]) -> None:
+        """Close and forget the resources ``keys`` (their query stopped)."""
+        for key in keys:
+            resource = self._resources.pop(key, None)
             if isinstance(resource, _Closeable):
                 resource.close()
-        self._resources.clear()
 
 
 def _cluster_cpus() -> float:
@@ -66,36 +76,85 @@ def _cluster_cpus() -> float:
     return resources.get("CPU", 1.0)
 
 
-class RayHosts:
-    """Actors for ``slots`` slots; see the module docstring."""
+class HostPool:
+    """The session's host actors: started when a query first needs them and kept for
+    its later queries (an actor's start, a process importing the engine, takes seconds;
+    a query stopped and started again finds them ready). ``shutdown`` stops them."""
 
-    def __init__(self, slots: int, max_failures: int) -> None:
+    def __init__(self, max_failures: int) -> None:
         self._max_failures = max_failures
-        cpus = int(_cluster_cpus())
-        name = f"{ACTOR_PREFIX}{uuid.uuid4().hex[:12]}"
-        actor = ray.remote(_Host)
-        # Ray types handles per class but not their methods' ``.remote``.
-        self._actors: list[Any] = [
-            actor.options(name=f"{name}-{i}", num_cpus=0, max_restarts=-1,
-                          max_task_retries=max_failures - 1, scheduling_strategy="SPREAD")
-            .remote()
-            for i in range(max(1, min(slots, cpus)))]
+        self._name = f"{ACTOR_PREFIX}{uuid.uuid4().hex[:12]}"
+        self._actors: list[Any] = []  # Ray types handles, not their methods' ``.remote``
+        self._lock = threading.Lock()
+
+    def hosts(self, slots: int) -> RayHosts:
+        """Hosts for ``slots`` slots: one actor per slot up to the cluster's CPUs."""
+        wanted = max(1, min(slots, int(_cluster_cpus())))
+        with self._lock:
+            while len(self._actors) < wanted:
+                self._actors.append(self._start(len(self._actors)))
+            return RayHosts(self._actors[:wanted], self._max_failures)
+
+    def _start(self, index: int) -> Any:
+        return ray.remote(_Host).options(
+            name=f"{self._name}-{index}", num_cpus=0, max_restarts=-1,
+            max_task_retries=self._max_failures - 1, scheduling_strategy="SPREAD").remote()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            actors, self._actors = self._actors, []
+        if ray.is_initialized():
+            for actor in actors:
+                ray.kill(actor)
+
+
+class RayHosts:
+    """One query's view of the pool's actors; ``close`` releases its resources there."""
+
+    def __init__(self, actors: list[Any], max_failures: int) -> None:
+        self._actors, self._max_failures = actors, max_failures
+        self._keys: list[set[str]] = [set() for _ in actors]
+
+    def _submit(self, calls: Sequence[HostCall[Any, R]]) -> list[Any]:
+        refs = []
+        for call in calls:
+            index = call.slot % len(self._actors)
+            self._keys[index].add(call.key)
+            refs.append(self._actors[index].run.remote(call.key, call.open, call.fn))
+        return refs
+
+    def prepare(self, calls: Sequence[HostCall[Any, Any]]) -> None:
+        """Opening calls: their errors need no reporting, as every later call opens its
+        resource again if it is missing and raises the same error."""
+        self._submit(calls)
 
     def map(self, calls: Sequence[HostCall[Any, R]]) -> list[R]:
-        refs = [self._actors[c.slot % len(self._actors)].run.remote(c.key, c.open, c.fn)
-                for c in calls]
-        try:
-            results: list[R] = ray.get(refs)
-        except RayError as err:
-            raise_surfaced(err, self._max_failures)
-        return results
+        refs = self._submit(calls)
+        return [self._result(ref, call) for ref, call in zip(refs, calls, strict=True)]
+
+    def _result(self, ref: Any, call: HostCall[Any, R]) -> R:
+        """The call's result. An actor that Ray cannot reach yet (its node just died,
+        not yet declared dead and restarted) gets the call again until it answers:
+        Ray does not retry those calls itself, and a call may run twice by contract."""
+        deadline = time.monotonic() + _UNREACHABLE_WAIT_S
+        while True:
+            try:
+                result: R = ray.get(ref)
+                return result
+            except ActorUnavailableError as err:
+                if time.monotonic() > deadline:
+                    raise_surfaced(err, self._max_failures, "state partition's call")
+                log.info("state actor unreachable, calling again: %s", err)
+                time.sleep(0.5)
+                ref = self._submit([call])[0]
+            except RayError as err:
+                raise_surfaced(err, self._max_failures, "state partition's call")
 
     def close(self) -> None:
         if not ray.is_initialized():
             return
         try:
-            ray.get([a.close.remote() for a in self._actors], timeout=30)
+            ray.get([a.release.remote(sorted(keys))
+                     for a, keys in zip(self._actors, self._keys, strict=True)], timeout=30)
         except RayError as err:  # a dead actor has nothing left to release
-            log.warning("closing state actors: %s", err)
-        for actor in self._actors:
-            ray.kill(actor)
+            log.warning("releasing state partitions in their actors: %s", err)

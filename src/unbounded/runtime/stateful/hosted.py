@@ -125,6 +125,10 @@ class _FoldVersion(Generic[R]):
         return self.fold(store, frame_of(self.rows))
 
 
+def _opened(provider: StateStoreProvider) -> None:
+    """Nothing: calling it makes the host open the provider."""
+
+
 @dataclass(frozen=True)
 class _Maintain:
     min_versions: int
@@ -152,7 +156,17 @@ class HostedState:
         if not isinstance(ctx.executor, SupportsResourceHosts):
             return None
         hosts = ctx.executor.resource_hosts(ctx.num_partitions)
-        return None if hosts is None else cls(hosts, ctx, schema, store_name)
+        if hosts is None:
+            return None
+        hosted = cls(hosts, ctx, schema, store_name)
+        hosted.prepare()
+        return hosted
+
+    def prepare(self) -> None:
+        """Open the providers in the hosts now: a new host process imports the engine
+        and reads the schema files while the driver starts the first batch's tasks."""
+        self._hosts.prepare([HostCall(p, self._ids[p].path, self._opens[p], _opened)
+                             for p in range(self._ctx.num_partitions)])
 
     def fold(self, frame: pl.DataFrame, keys: list[str], fold: PartitionFold[R],
              version: int) -> list[R]:

@@ -48,6 +48,9 @@ class _InProcessHosts:
             out.append(call.fn(self.resources[call.key]))
         return out
 
+    def prepare(self, calls: Sequence[HostCall[Any, Any]]) -> None:
+        self.map(calls)
+
     def lose(self) -> None:
         self.resources.clear()
 
