@@ -51,6 +51,7 @@ __all__ = [
     "ray_cluster_module_fixture",
     "sleep_on_worker_once",
     "stall_first_copy",
+    "to_output",
     "windowed_query",
 ]
 
@@ -338,6 +339,11 @@ def kafka_to_kafka_query(spark: Any, bootstrap: str, topics: tuple[str, str], wo
             .trigger(availableNow=True).start())
 
 
+def to_output(value: str) -> str:
+    """``in-<n>`` -> ``out-<n>``: the Kafka query's mapping."""
+    return "out-" + value.removeprefix("in-")
+
+
 def kill_worker_once_mapping(marker: Path, at_value: str) -> Callable[[str], str]:
     """A UDF mapping ``in-<n>`` to ``out-<n>`` that SIGKILLs its own Ray worker process
     at ``at_value`` (once, across every attempt); never the driver's process."""
@@ -346,7 +352,7 @@ def kill_worker_once_mapping(marker: Path, at_value: str) -> Callable[[str], str
     def mapping(value: str) -> str:
         if value == at_value and os.getpid() != driver and _claim(marker):
             os.kill(os.getpid(), signal.SIGKILL)
-        return "out-" + value.removeprefix("in-")
+        return to_output(value)
 
     return mapping
 

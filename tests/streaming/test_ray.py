@@ -244,14 +244,7 @@ def test_kafka_to_kafka_on_ray_with_a_worker_sigkilled_mid_batch_commits_each_re
         ray_cluster, kafka_bootstrap, tmp_path):
     pytest.importorskip("confluent_kafka")
     from streaming.test_kafka_e2e import read_log  # the raw-log judge (see its docstring)
-    from unbounded.testing.broker import create_topic, produce_records, unique_topic
-
-    source, sink = unique_topic("ray-in"), unique_topic("ray-out")
-    create_topic(kafka_bootstrap, source, partitions=2)
-    create_topic(kafka_bootstrap, sink, partitions=2)
-    for p in range(2):
-        produce_records(kafka_bootstrap, source, [f"in-{p * 600 + i}" for i in range(600)],
-                        partition=p)
+    source, sink = _kafka_topics(kafka_bootstrap, 600)
     marker = tmp_path / "killed"
     spark = _session("ray")
     try:  # in-800: partition 1, offset 200, in the second batch (150 per partition)
@@ -263,6 +256,35 @@ def test_kafka_to_kafka_on_ray_with_a_worker_sigkilled_mid_batch_commits_each_re
     committed = Counter(v.decode() for v in read_log(kafka_bootstrap, sink, 2).committed)
     assert committed == Counter(f"out-{n}" for n in range(1200))
     assert len(list((tmp_path / "cp" / "commits").iterdir())) >= 4
+
+
+@pytest.mark.parametrize("point", DRIVER_KILL_POINTS)
+def test_kafka_to_kafka_on_ray_with_the_driver_sigkilled_commits_each_record_once(
+        ray_cluster, kafka_bootstrap, tmp_path, python_env, point):
+    pytest.importorskip("confluent_kafka")
+    from streaming.test_kafka_e2e import read_log
+
+    source, sink = _kafka_topics(kafka_bootstrap, 600)
+    cmd = [sys.executable, JOB, str(tmp_path), "kafka", kafka_bootstrap, source, sink]
+    env = _job_env(ray_cluster, python_env)
+    run_killed_at(cmd, env, point, 1)
+    finished = run_job(cmd, env)
+    assert finished.returncode == 0, finished.stderr
+    committed = Counter(v.decode() for v in read_log(kafka_bootstrap, sink, 2).committed)
+    assert committed == Counter(f"out-{n}" for n in range(1200))
+
+
+def _kafka_topics(bootstrap: str, per_partition: int) -> tuple[str, str]:
+    """A source topic of two partitions holding in-0 .. in-<2n-1>, and an empty sink."""
+    from unbounded.testing.broker import create_topic, produce_records, unique_topic
+
+    source, sink = unique_topic("ray-in"), unique_topic("ray-out")
+    create_topic(bootstrap, source, partitions=2)
+    create_topic(bootstrap, sink, partitions=2)
+    for p in range(2):
+        values = [f"in-{p * per_partition + i}" for i in range(per_partition)]
+        produce_records(bootstrap, source, values, partition=p)
+    return source, sink
 
 
 def _exits(pid: int, timeout_s: float) -> bool:
