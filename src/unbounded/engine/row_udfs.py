@@ -20,6 +20,7 @@ import cloudpickle
 import pyarrow as pa
 
 from unbounded.plan import types as T
+from unbounded.plan.row import values_from_arrow
 
 __all__ = ["RowFailure", "call_rows", "load_function", "python_values", "rows_to_arrow",
            "to_arrow"]
@@ -76,15 +77,27 @@ _PLAIN_NUMBERS = (pa.types.is_integer, pa.types.is_float64, pa.types.is_float32,
 
 def python_values(column: pa.Array) -> list[Any]:
     """Python values as PySpark passes them: timestamps as naive datetimes in the
-    session time zone (UTC); numbers without nulls through NumPy (the same Python ints,
-    floats and bools, built a little faster)."""
+    session time zone (UTC), structs as Rows, maps as dicts; numbers without nulls
+    through NumPy (the same Python ints, floats and bools, built a little faster)."""
     if column.null_count == 0 and any(test(column.type) for test in _PLAIN_NUMBERS):
         numbers: list[Any] = column.to_numpy(zero_copy_only=False).tolist()
         return numbers
+    if _nested(column.type):  # structs as Rows, maps as dicts, as PySpark passes them
+        return values_from_arrow(column, T.from_arrow_type(column.type))
     if pa.types.is_timestamp(column.type) and column.type.tz is not None:
         column = column.cast(pa.timestamp(column.type.unit))
     values: list[Any] = column.to_pylist()
     return values
+
+
+def _nested(dtype: pa.DataType) -> bool:
+    """Whether Arrow's Python values differ from PySpark's somewhere inside ``dtype``."""
+    if pa.types.is_struct(dtype) or pa.types.is_map(dtype):
+        return True
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        inner = dtype.value_type
+        return _nested(inner) or pa.types.is_timestamp(inner)
+    return False
 
 
 def to_arrow(results: list[Any], return_type: T.DataType) -> pa.Array:

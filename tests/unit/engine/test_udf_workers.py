@@ -185,3 +185,14 @@ def test_a_pool_whose_workers_cannot_start_runs_udfs_here(monkeypatch):
     out = run_row_udf(_pickled(lambda x: x + 1), [pa.array(range(30))], 30, T.LongType())
     assert out.to_pylist() == list(range(1, 31))
     assert pool.take_idle(1) == []
+
+
+def test_struct_map_and_array_arguments_arrive_as_pyspark_passes_them(spark):
+    """PySpark 4.3 (with and without useArrow) passes Row, dict and list."""
+    df = spark.createDataFrame([(1, "a")], "i int, s string").select(
+        F.struct("i", F.struct("s").alias("inner")).alias("st"),
+        F.create_map(F.lit("k"), F.col("i")).alias("m"), F.array("i").alias("arr"))
+    shown = F.udf(lambda v: f"{type(v).__name__}{v!r}", "string")
+    out = df.select(shown("st"), shown("m"), shown("arr"),
+                    F.udf(lambda r: r.i * 10 + len(r["inner"].s), "int")("st")).collect()
+    assert tuple(out[0]) == ("RowRow(i=1, inner=Row(s='a'))", "dict{'k': 1}", "list[1]", 11)
