@@ -51,6 +51,7 @@ __all__ = [
     "ray_cluster_module_fixture",
     "sleep_on_worker_once",
     "stall_first_copy",
+    "stall_first_copy_fail_others",
     "to_output",
     "windowed_query",
 ]
@@ -374,6 +375,26 @@ def kill_state_actor_once(marker: Path, from_id: int) -> Callable[[int, float], 
         marker.write_text(str(pid))
         os.kill(pid, signal.SIGKILL)
         return amount
+
+    return probe
+
+
+def stall_first_copy_fail_others(folder: Path, row_id: int, stall_s: float,
+                                 ) -> Callable[[int, float], float]:
+    """A UDF under which the first task copy to reach ``row_id`` on a Ray worker stalls
+    ``stall_s`` seconds and then goes on, and every later copy raises at that row
+    (leaving ``folder/failed-<n>-<pid>``)."""
+    driver = os.getpid()
+
+    def probe(found: int, amount: float) -> float:
+        if found != row_id or os.getpid() == driver:
+            return amount
+        if _claim(folder / "stalled.claim"):
+            time.sleep(stall_s)
+            return amount
+        failed = len(list(folder.glob("failed-*")))
+        (folder / f"failed-{failed}-{os.getpid()}").touch()
+        raise RuntimeError("injected failure of a speculative copy")
 
     return probe
 

@@ -36,6 +36,7 @@ from ray_fixtures import (
     ray_cluster_module_fixture,  # noqa: F401
     sleep_on_worker_once,
     stall_first_copy,
+    stall_first_copy_fail_others,
     windowed_query,
 )
 from unbounded.errors import StreamingQueryException
@@ -237,6 +238,17 @@ def test_state_partitions_live_in_one_actor_each_unless_state_actors_are_off(
     _run(tmp_path, "ray", count_state_actors(marker, from_id=700),
          **{"spark.unbounded.ray.stateActors": setting})
     assert marker.read_text() == actors
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_a_speculative_copy_that_fails_leaves_the_slow_original_to_finish(
+        ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 6)
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    _run(tmp_path, "ray", stall_first_copy_fail_others(probes, 700, stall_s=6),
+         **{"spark.speculation": "true"})
+    assert len(list(probes.glob("failed-*"))) == 4  # the copy's 4 attempts, all raised
     assert output_windows(tmp_path) == expected_windows(tmp_path)
 
 
