@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from kafka_fixtures import stopped
 from unbounded.checkpoint import epoch as epoch_module
 from unbounded.checkpoint.epoch import EpochFence, fence_for, newest_epoch
 from unbounded.errors import (
@@ -204,6 +205,11 @@ def test_a_paused_run_resumed_after_a_newer_run_went_past_retention_writes_nothi
         # The sink has written batch 2: the job now sleeps before commits/2 for 2 s.
         _wait_for(os.path.join(out, "_spark_metadata", "2"), paused)
         paused.send_signal(signal.SIGSTOP)
+        # kill(2) returns before every thread has stopped; the run must be frozen first.
+        deadline = time.monotonic() + 30
+        while not stopped(paused.pid):
+            assert time.monotonic() < deadline, "the job did not stop within 30 s"
+            time.sleep(0.01)
         os.unlink(os.path.join(cp, ".lock"))  # removed by hand: the lock cannot fence
         successor = subprocess.run(cmd, env=python_env, capture_output=True, text=True,
                                    timeout=120, check=False)

@@ -38,6 +38,10 @@ class SourceContext:
 
     ``metadata_path`` is the source's own folder in the checkpoint
     (``<checkpoint>/sources/<index>``), for sources that log what each batch read.
+    ``extra`` carries what the runtime knows beyond the options: ``"conf"``, the
+    session's conf (e.g. ``spark.sql.sources.partitionColumnTypeInference.enabled``), and
+    once a query starts, ``"planned_schema"``, the schema its DataFrame was defined with
+    (a file source fixes its partition columns' types from it, as Spark does at load).
     """
 
     options: dict[str, str]

@@ -2,7 +2,8 @@
 
 ``stream``: ``MemoryStream`` and the recovery DSL (re-exported here); ``faults``: the named
 crash points the batch loop and the sinks pass through; ``broker``: a local Kafka broker
-for the tests and the demo.
+for the tests and the demo; ``postgres``: a private PostgreSQL server on loopback (Debian's
+packages, installed when missing) for the PostgreSQL sink's tests and ``make bench``.
 """
 
 from unbounded.testing.stream import (
