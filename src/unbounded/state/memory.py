@@ -36,6 +36,7 @@ from unbounded.state.base import (
 from unbounded.state.files import StateFileLog
 
 __all__ = [
+    "SMALL_MERGE_ROWS",
     "MemoryStateStore",
     "MemoryStateStoreProvider",
     "OpenVersion",
@@ -52,6 +53,7 @@ OP_UPSERT = 0
 OP_DELETE = 1
 _NEW = "__new"  # marks, in a merge's join, the rows the batch brought
 _EVICT = "__evict"
+SMALL_MERGE_ROWS = 2048  # stored + new rows up to which a merge takes one full join
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
 _UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
 
@@ -119,11 +121,29 @@ def apply_delta(frame: pl.DataFrame, delta: pa.Table, key_names: list[str]) -> p
 
 def merge_rows(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr],
                schema: StateSchema, evict: pl.Expr | None
-               ) -> tuple[pl.DataFrame, pl.Series, pl.Series | None]:
-    """``state`` with ``rows`` merged in (see ``SupportsMergeFold``), which of its rows
-    the batch brought, and (when ``evict`` reads only key columns, so it can run in the
-    same projection) which rows ``evict`` selects: one full join and one projection,
-    whatever the row counts. ``rows`` and ``state`` have the same columns and types."""
+               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series | None]:
+    """``state`` with ``rows`` merged in (see ``SupportsMergeFold``), the merged rows,
+    and which rows of the new state ``evict`` selects when that came for free (None:
+    not evaluated). ``rows`` and ``state`` have the same columns and types.
+
+    Small frames take one full join and one projection (the fewest queries, each with
+    a fixed cost); larger ones a left join for the merged rows and an anti join for the
+    untouched ones, which Polars runs about twice as fast as a full join."""
+    if state.height + rows.height <= SMALL_MERGE_ROWS:
+        return _merge_small(state, rows, merge, schema, evict)
+    keys = schema.key_names
+    joined = rows.join(_flagged(state, FOUND_COLUMN), on=keys, how="left", nulls_equal=True,
+                       suffix=OLD_SUFFIX)
+    merged = _like(joined.select(*keys, *_merge_by_column(merge, schema).values()), state)
+    kept = state.join(rows.select(keys), on=keys, how="anti", nulls_equal=True)
+    return pl.concat([kept, merged]), merged, None
+
+
+def _merge_small(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr],
+                 schema: StateSchema, evict: pl.Expr | None
+                 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series | None]:
+    """``merge_rows`` as one full join and one projection, which also evaluates ``evict``
+    when it reads only key columns."""
     keys = schema.key_names
     joined = _flagged(rows, _NEW).join(
         _flagged(state, FOUND_COLUMN), on=keys, how="full", coalesce=True, nulls_equal=True,
@@ -141,9 +161,15 @@ def merge_rows(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr]
         raise
     mask = _checked_mask(out.drop_in_place(_EVICT), evict) if extra else None
     brought = out.drop_in_place(_NEW)
-    if out.dtypes != state.dtypes:
-        out = out.cast(dict(zip(state.columns, state.dtypes, strict=True)))
-    return out, brought, mask
+    out = _like(out, state)
+    return out, _brought_rows(out, brought, rows.height), mask
+
+
+def _like(frame: pl.DataFrame, state: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (the state's columns) cast to the state's types where they differ."""
+    if frame.dtypes == state.dtypes:
+        return frame
+    return frame.cast(dict(zip(state.columns, state.dtypes, strict=True)))
 
 
 def _brought_rows(state: pl.DataFrame, brought: pl.Series, count: int) -> pl.DataFrame:
@@ -279,9 +305,8 @@ class MemoryStateStore(OpenVersion):
         empty = self._provider.empty
         state, merged, mask = self._frame, empty, None
         if rows.height:
-            state, brought, mask = merge_rows(state, self._conformed(rows), merge,
-                                              self._schema, evict)
-            merged = _brought_rows(state, brought, rows.height)
+            state, merged, mask = merge_rows(state, self._conformed(rows), merge,
+                                             self._schema, evict)
         if mask is None and evict is not None and state.height:
             mask = eviction_mask(state, evict)
         evicted = empty

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from unbounded.errors import AnalysisException
+from unbounded.state import memory
 from unbounded.state.base import (
     FOUND_COLUMN,
     OLD_SUFFIX,
@@ -31,6 +32,15 @@ MERGE = [
     pl.when(_FOUND).then(pl.col(f"s{OLD_SUFFIX}") + pl.col("s")).otherwise(pl.col("s"))
     .alias("s"),
 ]
+
+
+@pytest.fixture(autouse=True, params=["full join", "left and anti join"])
+def merge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs over both merge paths: small frames (one full join) and large ones
+    (a left and an anti join), the size switch forced to each."""
+    if request.param != "full join":
+        monkeypatch.setattr(memory, "SMALL_MERGE_ROWS", -1)
+    return str(request.param)
 
 
 def provider(root: Path, name: str = "a") -> MemoryStateStoreProvider:
