@@ -36,7 +36,7 @@ from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, Literal
 
 __all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function",
-           "map_entries"]
+           "map_entries", "register"]
 
 Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
 FUNCTIONS: dict[str, Builder] = {}
@@ -50,6 +50,9 @@ def _register(*names: str) -> Callable[[Builder], Builder]:
         return fn
 
     return wrap
+
+
+register = _register  # for the function families in modules of their own
 
 
 def known_function(name: str) -> bool:
@@ -742,3 +745,12 @@ def _cast_ts(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
 @_register("typed_null")
 def _typed_null(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     return pl.lit(None, dtype=to_polars_dtype(call.param("type")))
+
+
+# ---- families in modules of their own: importing them registers their builders -------
+from unbounded.engine import (  # noqa: E402, F401
+    collection_functions,
+    datetime_functions,
+    math_functions,
+    string_functions,
+)

@@ -24,6 +24,7 @@ from unbounded.plan.expressions import (
 from unbounded.plan.intervals import parse_interval_us
 from unbounded.plan.window import RankingCall
 from unbounded.sql.column import Column, column_of, to_expr
+from unbounded.sql.function_call import column_expr, function_call
 from unbounded.sql.types import DataType, parse_data_type, parse_ddl_schema
 from unbounded.sql.udf import PandasUDFType, pandas_udf, registered_udf, udf
 
@@ -47,12 +48,8 @@ __all__ = [
 ]
 
 
-def _c(value: Any) -> Expression:
-    return column_of(value).expr
-
-
-def _call(name: str, *args: Any, **params: Any) -> Column:
-    return Column(FunctionCall(name, tuple(_c(a) for a in args), tuple(params.items())))
+_c = column_expr
+_call = function_call
 
 
 def col(name: str) -> Column:
@@ -411,3 +408,21 @@ def lag(col: Any, offset: int = 1, default: Any = None) -> Column:
 def lead(col: Any, offset: int = 1, default: Any = None) -> Column:
     """The value ``offset`` rows after in the window's order (``default`` past the end)."""
     return Column(RankingCall("lead", (_c(col), Literal(offset), to_expr(default))))
+
+
+# ---- families kept in modules of their own, re-exported here as PySpark has them ------
+from unbounded.sql import (  # noqa: E402
+    collection_functions,
+    datetime_functions,
+    math_functions,
+    string_functions,
+)
+from unbounded.sql.collection_functions import *  # noqa: E402, F403
+from unbounded.sql.datetime_functions import *  # noqa: E402, F403
+from unbounded.sql.math_functions import *  # noqa: E402, F403
+from unbounded.sql.string_functions import *  # noqa: E402, F403
+
+__all__ += collection_functions.__all__
+__all__ += datetime_functions.__all__
+__all__ += math_functions.__all__
+__all__ += string_functions.__all__

@@ -1,0 +1,7 @@
+"""PySpark's math functions (``pyspark.sql.functions``), re-exported by
+``unbounded.sql.functions``; each compiles through the engine builder of the same name
+in ``unbounded/engine/math_functions.py``."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
