@@ -348,3 +348,17 @@ def test_worker_kills_at_random_rows_lose_and_duplicate_nothing(ray_cluster, tmp
         first_id = round_ * 4 * PER_FILE + rng.randrange(0, 4 * PER_FILE)
         _run(tmp_path, "ray", kill_worker_once(tmp_path / f"killed-{round_}", first_id))
     assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+@pytest.mark.skipif(not LONG, reason="long randomized run: set UNBOUNDED_RAY_LONG=1")
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_state_actor_kills_at_random_rows_lose_and_duplicate_nothing(
+        ray_cluster, tmp_path, seed):
+    rng = random.Random(seed)
+    for round_ in range(3):
+        append_events(tmp_path / "input", round_ * 4, 4, seed=seed)
+        first_id = round_ * 4 * PER_FILE + rng.randrange(0, 4 * PER_FILE)
+        marker = tmp_path / f"actor-{round_}"
+        _run(tmp_path, "ray", kill_state_actor_once(marker, first_id))
+        assert marker.exists(), f"round {round_}: no state actor was killed"
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
