@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["NO_EXPIRY", "ExpiredTimerInfo", "HandlePhase", "KeyState", "ListState",
-           "MapState", "ProcessorRuntime", "StateVariable", "StatefulProcessor",
-           "StatefulProcessorHandle", "TimerValues", "ValueState", "VariableKind"]
+           "MapState", "ProcessorRuntime", "RowProcessor", "StateVariable",
+           "StatefulProcessor", "StatefulProcessorHandle", "TimerValues", "ValueState",
+           "VariableKind"]
 
 NO_EXPIRY = -1
 Stamped = tuple[tuple[Any, ...], int]  # a value and its TTL expiry (epoch ms, -1: none)
@@ -415,6 +416,40 @@ class StatefulProcessor(ABC):
     def handleInitialState(  # noqa: B027  (optional hook, as in PySpark)
             self, key: Any, initialState: pd.DataFrame, timerValues: TimerValues) -> None:
         """Seed a key's state from the initial state's rows (first batch only)."""
+
+
+class RowProcessor(StatefulProcessor):
+    """``transformWithState``'s processor: the user's, called with and yielding ``Row``s.
+
+    The operator sees this wrapper and hands the user, as PySpark 4.1+ does, each key's
+    rows as an iterator of ``Row`` (values as ``pyarrow``'s ``as_py``: timestamps aware in
+    UTC, structs as dicts), the key as a tuple of Python values, and each initial-state
+    row on its own; the ``Row``s it yields are matched to the output schema by name.
+    """
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.processor.init(handle)
+
+    def handleInputRows(self, key: Any, rows: Iterator[Any],
+                        timerValues: TimerValues) -> Iterator[Any]:
+        result: Iterator[Any] = self.processor.handleInputRows(key, rows, timerValues)
+        return result
+
+    def handleExpiredTimer(self, key: Any, timerValues: TimerValues,
+                           expiredTimerInfo: ExpiredTimerInfo) -> Iterator[Any]:
+        result: Iterator[Any] = self.processor.handleExpiredTimer(
+            key=key, timerValues=timerValues, expiredTimerInfo=expiredTimerInfo)
+        return result
+
+    def handleInitialState(self, key: Any, initialState: Any,
+                           timerValues: TimerValues) -> None:
+        self.processor.handleInitialState(key, initialState, timerValues)
+
+    def close(self) -> None:
+        self.processor.close()
 
 
 @compile_plan.register

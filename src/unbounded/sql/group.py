@@ -95,12 +95,34 @@ class GroupedData:
         of ``outputStructType``, are the result. ``initialState`` (a batch DataFrame's
         ``groupBy``) seeds the state in the first batch through ``handleInitialState``.
         Streams only here (Spark also runs it on batch DataFrames)."""
+        return self._transform_with_state(statefulProcessor, statefulProcessor,
+                                          outputStructType, outputMode, timeMode,
+                                          initialState, eventTimeColumnName)
+
+    def transformWithState(self, statefulProcessor: Any,  # noqa: PLR0917 (PySpark's)
+                           outputStructType: StructType | str, outputMode: str,
+                           timeMode: str, initialState: GroupedData | None = None,
+                           eventTimeColumnName: str = "") -> DataFrame:
+        """As ``transformWithStateInPandas`` (PySpark 4.1+), but the processor's
+        ``handleInputRows(key, rows, timerValues)`` gets an iterator of ``Row`` and
+        yields ``Row``s, and ``handleInitialState`` gets one initial-state ``Row`` per
+        call."""
+        from unbounded.engine.stateful_processor import RowProcessor
+
+        return self._transform_with_state(RowProcessor(statefulProcessor), statefulProcessor,
+                                          outputStructType, outputMode, timeMode,
+                                          initialState, eventTimeColumnName)
+
+    def _transform_with_state(self, runs: Any, statefulProcessor: Any,  # noqa: PLR0917
+                              outputStructType: StructType | str, outputMode: str,
+                              timeMode: str, initialState: GroupedData | None,
+                              eventTimeColumnName: str) -> DataFrame:
         from unbounded.engine.stateful_processor import StatefulProcessor
 
         if not isinstance(statefulProcessor, StatefulProcessor):
             raise TypeError("[NOT_EXPECTED_TYPE] Argument `statefulProcessor` should be a "
                             f"StatefulProcessor, got {type(statefulProcessor).__name__}.")
-        processor = python_function(statefulProcessor,  # type: ignore[arg-type]
+        processor = python_function(runs,
                                     PythonEvalType.SQL_GROUPED_MAP_PANDAS_UDF,
                                     name=type(statefulProcessor).__name__)
         plan = TransformWithStateInPandas(

@@ -48,11 +48,22 @@ from unbounded.state.base import FOUND_COLUMN, StateSchema
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["KeyedFrames", "StreamingGroupsWithState"]
+__all__ = ["KeyedFrames", "StreamingGroupsWithState", "group_rows"]
 
 STATE = "groupState"
 TIMEOUT = "timeoutTimestamp"
 _KEY = "__gkey"
+
+
+def group_rows(rows: pl.DataFrame, gkeys: list[str]
+               ) -> tuple[pl.DataFrame, pl.DataFrame, list[int]]:
+    """``rows`` grouped by ``gkeys`` in one pass: the keys in the order they first appear,
+    the other columns ordered by key, and where each key's rows start (plus the end)."""
+    groups = (rows.select(gkeys).with_row_index("__row")
+              .group_by(gkeys, maintain_order=True).agg(pl.col("__row")))
+    data = rows.drop(gkeys).select(pl.all().gather(groups["__row"].explode()))
+    offsets = [0, *groups["__row"].list.len().cum_sum().to_list()]
+    return groups.drop("__row"), data, offsets
 
 
 @dataclass(frozen=True)
@@ -70,12 +81,8 @@ class KeyedFrames:
 
     @classmethod
     def of(cls, rows: pl.DataFrame, gkeys: list[str]) -> KeyedFrames:
-        groups = (rows.select(gkeys).with_row_index("__row")
-                  .group_by(gkeys, maintain_order=True).agg(pl.col("__row")))
-        order = groups["__row"].explode()
-        data = rows.drop(gkeys).select(pl.all().gather(order))
-        offsets = [0, *groups["__row"].list.len().cum_sum().to_list()]
-        return cls(groups.drop("__row"), frame_to_pandas(data.to_arrow()), offsets)
+        keys, data, offsets = group_rows(rows, gkeys)
+        return cls(keys, frame_to_pandas(data.to_arrow()), offsets)
 
     def frames(self, i: int) -> list[pd.DataFrame]:
         """Key ``i``'s rows as DataFrames of at most ``MAX_RECORDS_PER_BATCH`` rows, each

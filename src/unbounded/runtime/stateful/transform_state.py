@@ -32,6 +32,7 @@ from unbounded.engine.stateful_processor import (
     HandlePhase,
     KeyState,
     ProcessorRuntime,
+    RowProcessor,
     StatefulProcessor,
     StatefulProcessorHandle,
     StateVariable,
@@ -40,6 +41,7 @@ from unbounded.engine.stateful_processor import (
 from unbounded.engine.udfs import batch_of, frame_to_pandas
 from unbounded.errors import AnalysisException, PythonException
 from unbounded.plan.logical import TimeMode, TransformWithStateInPandas
+from unbounded.plan.row import Row
 from unbounded.runtime.stateful.base import (
     BatchInfo,
     InputBatch,
@@ -54,7 +56,7 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
-from unbounded.runtime.stateful.group_state import KeyedFrames
+from unbounded.runtime.stateful.group_state import KeyedFrames, group_rows
 from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
 from unbounded.testing.faults import fault_point
 
@@ -198,6 +200,7 @@ class StreamingTransformWithState:
         self.event_time = next((lowered[c] for c in watermark_delays(node.child)
                                 if c in lowered), None)
         self.variables = self._declared_variables()
+        self.row_mode = isinstance(self._processor(), RowProcessor)  # transformWithState
         self.codecs = {n: _Codec(v) for n, v in self.variables.items()}
         self.codecs[TIMERS] = _Codec(None)
         self.states = {n: PartitionedState(ctx, self._schema(c), self._folder(n))
@@ -349,7 +352,7 @@ class StreamingTransformWithState:
         looked up in every store once."""
         table = key_rows.to_arrow().cast(self.key_schema)
         keys = [tuple(r.values()) for r in table.to_pylist()]
-        users = _user_keys(table)
+        users = keys if self.row_mode else _user_keys(table)
         fresh = [i for i, k in enumerate(keys) if k not in run.states]
         if fresh:
             lookup = table.take(fresh)
@@ -381,13 +384,18 @@ class StreamingTransformWithState:
         keys = self._load(run, pl.concat([self._key_frame(g.head(1)) for g in groups]))
         for key, group in zip(keys, groups, strict=True):
             runtime.current = run.states[key]
-            data = frame_to_pandas(group.drop(self.gkeys).to_arrow())
-            self._call("handleInitialState", lambda k=key, d=data: processor.handleInitialState(
-                run.users[k], d, runtime.timer_values()))
+            table = group.drop(self.gkeys).to_arrow()
+            seeds = _rows_of(table) if self.row_mode else [frame_to_pandas(table)]
+            for seed in seeds:  # transformWithState: once per initial-state Row, as PySpark
+                self._call("handleInitialState", lambda k=key, d=seed: processor.
+                           handleInitialState(run.users[k], d, runtime.timer_values()))
 
     def _input_rows(self, run: _Partition, runtime: ProcessorRuntime,
                     processor: StatefulProcessor, rows: pl.DataFrame) -> None:
         if not rows.height:
+            return
+        if self.row_mode:
+            self._input_row_objects(run, runtime, processor, rows)
             return
         grouped = KeyedFrames.of(rows, self.gkeys)
         keys = self._load(run, self._key_frame(grouped.keys))
@@ -395,6 +403,18 @@ class StreamingTransformWithState:
             runtime.current = run.states[key]
             self._emit(run, "handleInputRows", lambda k=key, i=i: processor.handleInputRows(
                 run.users[k], iter(grouped.frames(i)), runtime.timer_values()))
+
+    def _input_row_objects(self, run: _Partition, runtime: ProcessorRuntime,
+                           processor: StatefulProcessor, rows: pl.DataFrame) -> None:
+        """transformWithState: each key's rows as an iterator of ``Row``."""
+        key_rows, data, offsets = group_rows(rows, self.gkeys)
+        keys = self._load(run, self._key_frame(key_rows))
+        objects = _rows_of(data.to_arrow())
+        for i, key in enumerate(keys):
+            runtime.current = run.states[key]
+            mine = objects[offsets[i]:offsets[i + 1]]
+            self._emit(run, "handleInputRows", lambda k=key, r=mine: processor.handleInputRows(
+                run.users[k], iter(r), runtime.timer_values()))
 
     def _timers(self, run: _Partition, runtime: ProcessorRuntime,
                 processor: StatefulProcessor) -> None:
@@ -430,15 +450,31 @@ class StreamingTransformWithState:
             result = call()
             if result is None:
                 return
-            if isinstance(result, pd.DataFrame) or not isinstance(result, Iterable):
+            if isinstance(result, (pd.DataFrame, Row)) or not isinstance(result, Iterable):
                 raise TypeError("[UDF_RETURN_TYPE] Return type of the user-defined function "
-                                "should be iterator of pandas.DataFrame, but is "
+                                f"should be iterator of {self._yields()}, but is "
                                 f"{type(result).__name__}.")
+            if self.row_mode:
+                run.tables.append(self._rows_table(list(result)))
+                return
             for frame in result:
                 if isinstance(frame, pd.DataFrame) and frame.empty:
                     continue
                 run.tables.append(batch_of(frame, self.node.schema, arrow=False))
         self._call(method, consume)
+
+    def _yields(self) -> str:
+        return "pyspark.sql.Row" if self.row_mode else "pandas.DataFrame"
+
+    def _rows_table(self, rows: list[Any]) -> pa.Table:
+        """Yielded ``Row``s by field name (a missing field is null), as PySpark's
+        ``RecordBatch.from_pylist(row.asDict(True))``."""
+        wrong = next((r for r in rows if not isinstance(r, Row)), None)
+        if wrong is not None:
+            raise TypeError(f"[UDF_RETURN_TYPE] transformWithState's handlers must yield "
+                            f"pyspark.sql.Row, got {type(wrong).__name__}.")
+        return pa.Table.from_pylist([r.asDict(True) for r in rows],
+                                    schema=self.node.schema.to_arrow_schema())
 
     def _call(self, method: str, call: Any) -> None:
         try:
@@ -538,6 +574,13 @@ def _earliest(store: StateStore) -> int | None:
         return None
     earliest = timers.select(pl.col(TIMERS).list.min().min()).item()
     return None if earliest is None else int(earliest)
+
+
+def _rows_of(table: pa.Table) -> list[Row]:
+    """Rows as PySpark's transformWithState builds them: ``as_py`` values by column."""
+    names = table.column_names
+    columns = [c.to_pylist() for c in table.columns]
+    return [Row.from_fields(names, list(values)) for values in zip(*columns, strict=True)]
 
 
 def _user_keys(keys: pa.Table) -> list[Key]:
