@@ -37,13 +37,13 @@ __all__ = [
     "PER_FILE",
     "SKIP_REASON",
     "append_events",
-    "count_state_actors",
     "expected_windows",
     "fail_first_attempts",
     "kafka_to_kafka_query",
     "kill_state_actor_once",
     "kill_worker_once",
     "kill_worker_once_mapping",
+    "list_state_actors",
     "name_state_actor_node_once",
     "output_windows",
     "ray_client_turn",
@@ -408,14 +408,14 @@ def _state_actors() -> list[dict[str, str]]:
             if a["name"].startswith(ACTOR_PREFIX)]
 
 
-def count_state_actors(marker: Path, from_id: int) -> Callable[[int, float], float]:
+def list_state_actors(marker: Path, from_id: int) -> Callable[[int, float], float]:
     """A UDF that, at the first row with id >= ``from_id`` in a task on a Ray worker,
-    writes to ``marker`` how many state actors are alive in the cluster."""
+    writes to ``marker`` the names of the state actors alive in the cluster, one a line."""
     driver = os.getpid()
 
     def probe(row_id: int, amount: float) -> float:
         if row_id >= from_id and os.getpid() != driver and _claim(marker.with_suffix(".c")):
-            marker.write_text(str(len(_state_actors())))
+            marker.write_text("\n".join(sorted(a["name"] for a in _state_actors())))
         return amount
 
     return probe

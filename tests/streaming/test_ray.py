@@ -22,13 +22,13 @@ from ray_fixtures import (
     PER_FILE,
     SKIP_REASON,
     append_events,
-    count_state_actors,
     expected_windows,
     fail_first_attempts,
     kafka_to_kafka_query,
     kill_state_actor_once,
     kill_worker_once,
     kill_worker_once_mapping,
+    list_state_actors,
     name_state_actor_node_once,
     output_windows,
     ray_client_turn,
@@ -230,14 +230,14 @@ def test_the_node_of_a_state_actor_removed_mid_run_loses_and_duplicates_nothing(
     assert output_windows(tmp_path) == expected_windows(tmp_path)
 
 
-@pytest.mark.parametrize(("setting", "actors"), [("true", "2"), ("false", "0")])
+@pytest.mark.parametrize(("setting", "actors"), [("true", 2), ("false", 0)])
 def test_state_partitions_live_in_one_actor_each_unless_state_actors_are_off(
         ray_cluster, tmp_path, setting, actors):
     append_events(tmp_path / "input", 0, 4)
     marker = tmp_path / "actors"  # two state partitions, three CPUs: two actors
-    _run(tmp_path, "ray", count_state_actors(marker, from_id=700),
+    _run(tmp_path, "ray", list_state_actors(marker, from_id=700),
          **{"spark.unbounded.ray.stateActors": setting})
-    assert marker.read_text() == actors
+    assert len(marker.read_text().split()) == actors
     assert output_windows(tmp_path) == expected_windows(tmp_path)
 
 
@@ -249,6 +249,22 @@ def test_a_speculative_copy_that_fails_leaves_the_slow_original_to_finish(
     _run(tmp_path, "ray", stall_first_copy_fail_others(probes, 700, stall_s=6),
          **{"spark.speculation": "true"})
     assert len(list(probes.glob("failed-*"))) == 4  # the copy's 4 attempts, all raised
+    assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_a_query_restarted_in_its_session_reuses_the_state_actors_and_resumes(
+        ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 4)
+    first, second = tmp_path / "first", tmp_path / "second"
+    spark = _session("ray")
+    try:
+        windowed_query(spark, tmp_path, list_state_actors(first, 700)).awaitTermination(120)
+        append_events(tmp_path / "input", 4, 4)
+        windowed_query(spark, tmp_path, list_state_actors(second, 1300)).awaitTermination(120)
+    finally:
+        spark.stop()
+    assert len(first.read_text().split()) == 2
+    assert second.read_text() == first.read_text()  # the same two actors
     assert output_windows(tmp_path) == expected_windows(tmp_path)
 
 
