@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -139,10 +140,18 @@ def test_row_udf_over_worker_processes_names_the_failing_row_and_a_restart_rerun
     broken = tmp_path / "broken"
     broken.write_text("yes")
 
-    def tagged(x):  # the first half of each batch runs in the worker process
+    ran_in_worker = str(tmp_path / "worker-ran")
+
+    def tagged(x):  # this process waits until the worker took a range (at most 30 s)
         if x == 3 and os.path.exists(broken):
             raise KeyError(x)
-        return x * 10 + (os.getpid() != parent)
+        if os.getpid() != parent:
+            open(ran_in_worker, "a").close()
+            return x * 10 + 1
+        deadline = time.monotonic() + 30
+        while not os.path.exists(ran_in_worker) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return x * 10
 
     parent = os.getpid()
     df = stream.toDF().select("id", F.udf(tagged, "long")("id").alias("t"))
@@ -162,8 +171,13 @@ def test_row_udf_over_worker_processes_names_the_failing_row_and_a_restart_rerun
     assert "The Python UDF `tagged` failed on the input row (id=3): KeyError: 3" \
         in str(failed.value)
     broken.unlink()
+    if os.path.exists(ran_in_worker):
+        os.unlink(ran_in_worker)
     query = start()
     query.processAllAvailable()
     query.stop()
     pool.stop()
-    assert batches == [(0, [(i, i * 10 + (i < 10)) for i in range(20)])]
+    [(batch_id, rows)] = batches
+    assert batch_id == 0
+    assert [(i, t // 10) for i, t in rows] == [(i, i) for i in range(20)]
+    assert any(t % 10 for _, t in rows)  # some of the rows ran in the worker

@@ -1,8 +1,9 @@
 """Row UDFs over row ranges in worker processes, as PySpark runs Python UDFs.
 
 A row UDF is one Python call per row, bound by the GIL; a large batch is cut into row
-ranges, one per idle worker process plus one that the calling thread runs itself, and the
-results are put back together in row order. A worker is a child interpreter
+ranges that the calling thread and the idle worker processes take in order until none is
+left (a worker still starting joins late; a slower one takes fewer), and the results are
+put back together in row order. A worker is a child interpreter
 (``python -m unbounded.engine.udf_workers``, never a fork: Polars' threads do not survive
 one, and a spawned ``multiprocessing`` child would re-run the user's unguarded script)
 started the first time a batch is large enough, reused for every later batch and UDF.
@@ -42,25 +43,29 @@ import pyarrow as pa
 from unbounded.engine.row_udfs import RowFailure, load_function, rows_to_arrow
 from unbounded.plan import types as T
 
-__all__ = ["MIN_ROWS_PER_PROCESS", "UdfWorkerPool", "main", "run_row_udf", "worker_pool"]
+__all__ = ["MIN_ROWS_PER_PROCESS", "RANGES_PER_PROCESS", "UdfWorkerPool", "main",
+           "run_row_udf", "worker_pool"]
 
 logger = logging.getLogger(__name__)
 
 # Below this many rows per range, shipping the range costs more than the calls it saves.
 MIN_ROWS_PER_PROCESS = 100_000
+# Ranges per process (this one and each worker): fewer leave a core idle at the end of a
+# batch when one process is slower; more cost a round trip each.
+RANGES_PER_PROCESS = 4
+_IDLE_POLL_S = 0.02  # how often a lending thread looks for an idle worker
 _WORKERS_ENV = "UNBOUNDED_UDF_WORKERS"
 
 
 def run_row_udf(pickled: bytes, columns: list[pa.Array], n: int,
                 return_type: T.DataType) -> pa.Array:
-    """The row UDF ``pickled`` over ``n`` rows: in parallel when the batch is large and
-    workers are idle, else on this thread. Raises ``RowFailure`` (batch-wide row index)
+    """The row UDF ``pickled`` over ``n`` rows: shared with the worker processes when the
+    batch is large, else on this thread. Raises ``RowFailure`` (batch-wide row index)
     or the function's own exception, as a local run does."""
     pool = worker_pool()
-    workers = pool.take_idle(n // MIN_ROWS_PER_PROCESS - 1) if columns else []
-    if not workers:
+    if pool.size == 0 or not columns or n < 2 * MIN_ROWS_PER_PROCESS:
         return rows_to_arrow(load_function(pickled), columns, n, return_type)
-    return _ParallelRun(pool, pickled, columns, return_type).run(workers, n)
+    return _SharedRun(pool, pickled, columns, return_type, n).run()
 
 
 @dataclass(frozen=True)
@@ -74,28 +79,58 @@ def _ranges(n: int, parts: int) -> list[_Range]:
     return [_Range(a, b) for a, b in itertools.pairwise(bounds)]
 
 
-class _ParallelRun:
-    """One batch cut into ranges: the first ones go to workers, the last runs here."""
+class _SharedRun:
+    """One batch cut into ranges that this thread and every worker that is, or becomes,
+    idle take in row order until none is left: a worker still starting joins late, a
+    slow one takes fewer. After a failure no range is handed out; the earliest failing
+    row among the ranges taken is reported (later ranges hold later rows)."""
 
     def __init__(self, pool: UdfWorkerPool, pickled: bytes, columns: list[pa.Array],
-                 return_type: T.DataType) -> None:
+                 return_type: T.DataType, n: int) -> None:
         self.pool, self.pickled, self.columns = pool, pickled, columns
         self.return_type = return_type
+        parts = min(n // MIN_ROWS_PER_PROCESS, RANGES_PER_PROCESS * (pool.size + 1))
+        self.ranges = _ranges(n, max(parts, 2))
+        self.outcomes: dict[int, _Outcome] = {}
+        self._next = 0
+        self._lock = threading.Lock()
 
-    def run(self, workers: list[_Worker], n: int) -> pa.Array:
-        ranges = _ranges(n, len(workers) + 1)
-        futures = [self.pool.dispatch(self._remote, w, r)
-                   for w, r in zip(workers, ranges, strict=False)]
-        local = self._here(ranges[-1])
-        outcomes = [f.result() for f in futures] + [local]
-        return self._combine(outcomes, ranges)
+    def run(self) -> pa.Array:
+        helpers = self.pool.lend(self._with_worker, self.has_work)
+        while (i := self._take()) is not None:
+            self._record(i, self._here(self.ranges[i]))
+        for helper in helpers:
+            helper.result()
+        return self._combine()
+
+    def has_work(self) -> bool:
+        with self._lock:
+            return self._next < len(self.ranges) and not self._failed()
+
+    def _failed(self) -> bool:
+        return any(o.error is not None for o in self.outcomes.values())
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self._next == len(self.ranges) or self._failed():
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def _record(self, index: int, outcome: _Outcome) -> None:
+        with self._lock:
+            self.outcomes[index] = outcome
+
+    def _with_worker(self, worker: _Worker) -> None:
+        while worker.alive() and (i := self._take()) is not None:
+            self._record(i, self._remote(worker, self.ranges[i]))
 
     def _remote(self, worker: _Worker, rows: _Range) -> _Outcome:
         try:
             return worker.call(self.pickled, self._slice(rows), self.return_type)
         except (OSError, EOFError, pickle.UnpicklingError) as error:
             logger.warning("A UDF worker process failed (%s); running its rows here.", error)
-            self.pool.discard(worker)
+            worker.stop()
             return self._here(rows)
 
     def _here(self, rows: _Range) -> _Outcome:
@@ -109,14 +144,14 @@ class _ParallelRun:
     def _slice(self, rows: _Range) -> list[pa.Array]:
         return [c.slice(rows.start, rows.stop - rows.start) for c in self.columns]
 
-    @staticmethod
-    def _combine(outcomes: list[_Outcome], ranges: list[_Range]) -> pa.Array:
-        for outcome, rows in zip(outcomes, ranges, strict=True):
-            if isinstance(outcome.error, RowFailure):
-                raise RowFailure(rows.start + outcome.error.index, outcome.error.error)
-            if outcome.error is not None:
-                raise outcome.error
-        return pa.concat_arrays([o.array for o in outcomes if o.array is not None])
+    def _combine(self) -> pa.Array:
+        for index in sorted(self.outcomes):
+            error, start = self.outcomes[index].error, self.ranges[index].start
+            if isinstance(error, RowFailure):
+                raise RowFailure(start + error.index, error.error)
+            if error is not None:
+                raise error
+        return pa.concat_arrays([self.outcomes[i].array for i in range(len(self.ranges))])
 
 
 @dataclass(frozen=True)
@@ -157,6 +192,9 @@ class _Worker:
             return _Outcome(None, RowFailure(reply[1], _received(reply[2])))
         return _Outcome(None, _received(reply[1]))
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def stop(self) -> None:
         """Close the pipes (the child exits at end of input) and reap the child."""
         for stream in (self.to_child, self.from_child):
@@ -169,8 +207,9 @@ class _Worker:
 
 
 class UdfWorkerPool:
-    """The worker processes of this interpreter; started in the background on first use,
-    so the first large batch runs on its own thread instead of waiting for them."""
+    """The worker processes of this interpreter; started in the background on first use:
+    the first large batch starts on its own thread and shares its ranges with the
+    workers as they come up."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -183,32 +222,25 @@ class UdfWorkerPool:
         self._threads = ThreadPoolExecutor(max_workers=max(size, 1),
                                            thread_name_prefix="udf-worker-io")
 
-    def take_idle(self, at_most: int) -> list[_Worker]:
-        """Up to ``at_most`` idle workers, now (starting the pool if it never started)."""
-        if at_most <= 0 or self.size == 0:
-            return []
+    def lend(self, work: Callable[[_Worker], None], wanted: Callable[[], bool]
+             ) -> list[Future[None]]:
+        """One I/O thread per worker slot, each waiting (while ``wanted()``) for an idle
+        worker, then running ``work(worker)`` with it; the pool starts on first use."""
         self._start_once()
-        taken: list[_Worker] = []
-        while len(taken) < at_most:
+        return [self._threads.submit(self._lend_one, work, wanted) for _ in range(self.size)]
+
+    def _lend_one(self, work: Callable[[_Worker], None], wanted: Callable[[], bool]) -> None:
+        while wanted():
             try:
-                taken.append(self._idle.get_nowait())
+                worker = self._idle.get(timeout=_IDLE_POLL_S)
             except queue.Empty:
-                break
-        return taken
-
-    def dispatch(self, call: Callable[[_Worker, _Range], _Outcome], worker: _Worker,
-                 rows: _Range) -> Future[_Outcome]:
-        """``call(worker, rows)`` on an I/O thread; the worker is idle again after it."""
-        def run() -> _Outcome:
+                continue
             try:
-                return call(worker, rows)
+                work(worker)
             finally:
-                if worker.process.poll() is None:
+                if worker.alive():
                     self._idle.put(worker)
-        return self._threads.submit(run)
-
-    def discard(self, worker: _Worker) -> None:
-        worker.stop()
+            return
 
     def wait_ready(self, timeout: float) -> bool:
         """Start the workers and wait until every one answered (tests, benchmarks)."""

@@ -4,6 +4,7 @@ processes (engine/udf_workers.py)."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import cloudpickle
@@ -69,13 +70,47 @@ def _pickled(function) -> bytes:
     return cloudpickle.dumps(function)
 
 
-def test_a_large_batch_runs_its_ranges_in_worker_processes_in_row_order(two_workers):
-    column = pa.array(range(30))
-    out = run_row_udf(_pickled(lambda x: f"{x}:{os.getpid()}"), [column], 30, T.StringType())
+def _wait_for_a_worker(marker):
+    """A UDF body for this process: wait until a worker process has run a row (so the
+    test sees the ranges shared, whatever the threads' timing), at most 30 s."""
+    deadline = time.monotonic() + 30
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_large_batch_shares_its_ranges_with_worker_processes_in_row_order(
+        two_workers, tmp_path):
+    parent, marker = os.getpid(), str(tmp_path / "worker-ran")
+
+    def tagged(x):
+        if os.getpid() == parent:
+            _wait_for_a_worker(marker)
+        else:
+            open(marker, "a").close()
+        return f"{x}:{os.getpid()}"
+
+    out = run_row_udf(_pickled(tagged), [pa.array(range(30))], 30, T.StringType())
     values, pids = zip(*(v.split(":") for v in out.to_pylist()), strict=True)
     assert [int(v) for v in values] == list(range(30))
-    assert len(set(pids)) == 3  # two workers and this process, one range each
-    assert pids[-1] == str(os.getpid())
+    assert {int(p) for p in pids} - {parent}  # some rows ran in a worker process
+
+
+def test_a_cold_pool_joins_a_batch_that_already_started(monkeypatch, tmp_path):
+    pool = UdfWorkerPool(1)
+    monkeypatch.setattr(udf_workers, "_POOL", [pool])
+    monkeypatch.setattr(udf_workers, "MIN_ROWS_PER_PROCESS", 10)
+    parent, marker = os.getpid(), str(tmp_path / "worker-ran")
+
+    def tagged(x):
+        if os.getpid() == parent:
+            _wait_for_a_worker(marker)
+        else:
+            open(marker, "a").close()
+        return os.getpid()
+
+    out = run_row_udf(_pickled(tagged), [pa.array(range(80))], 80, T.LongType())
+    assert set(out.to_pylist()) - {parent}
+    pool.stop()
 
 
 def test_a_failure_in_a_worker_names_the_batch_wide_row(two_workers):
@@ -109,18 +144,24 @@ def test_a_conversion_error_in_a_worker_fails_the_batch_with_its_own_error(two_w
         run_row_udf(_pickled(lambda x: "text"), [pa.array(range(30))], 30, T.LongType())
 
 
-def test_a_dead_worker_is_dropped_and_its_rows_run_here(monkeypatch):
+def test_a_worker_that_dies_mid_range_is_dropped_and_its_rows_run_here(
+        monkeypatch, tmp_path):
     pool = UdfWorkerPool(1)
     monkeypatch.setattr(udf_workers, "_POOL", [pool])
     monkeypatch.setattr(udf_workers, "MIN_ROWS_PER_PROCESS", 10)
     assert pool.wait_ready(60)
-    [worker] = pool.take_idle(1)
-    worker.process.kill()
-    worker.process.wait()
-    pool._idle.put(worker)
-    out = run_row_udf(_pickled(lambda x: x * 2), [pa.array(range(30))], 30, T.LongType())
+    parent, marker = os.getpid(), str(tmp_path / "worker-ran")
+
+    def doubled(x):
+        if os.getpid() != parent:
+            open(marker, "a").close()
+            os._exit(3)  # the worker process dies in the middle of its range
+        _wait_for_a_worker(marker)
+        return x * 2
+
+    out = run_row_udf(_pickled(doubled), [pa.array(range(30))], 30, T.LongType())
     assert out.to_pylist() == [x * 2 for x in range(30)]
-    assert pool.take_idle(1) == []
+    assert pool._idle.empty()
     pool.stop()
 
 
@@ -173,7 +214,6 @@ def test_pool_size_follows_the_setting_and_is_zero_inside_a_ray_worker(monkeypat
     monkeypatch.delenv("RAY_RAYLET_PID")
     monkeypatch.setenv("UNBOUNDED_UDF_WORKERS", "0")
     assert udf_workers._pool_size() == 0
-    assert UdfWorkerPool(0).take_idle(5) == []
 
 
 def test_a_pool_whose_workers_cannot_start_runs_udfs_here(monkeypatch):
@@ -184,7 +224,7 @@ def test_a_pool_whose_workers_cannot_start_runs_udfs_here(monkeypatch):
     assert pool.wait_ready(30)
     out = run_row_udf(_pickled(lambda x: x + 1), [pa.array(range(30))], 30, T.LongType())
     assert out.to_pylist() == list(range(1, 31))
-    assert pool.take_idle(1) == []
+    assert pool._idle.empty()
 
 
 def test_struct_map_and_array_arguments_arrive_as_pyspark_passes_them(spark):
