@@ -97,9 +97,9 @@ class StreamingDeduplication:
             found = pl.from_arrow(store.lookup(rows.select(self.keys).to_arrow()))
             assert isinstance(found, pl.DataFrame)
             fresh = rows.filter(~found[FOUND_COLUMN])
-            if fresh.height:
+            if fresh.height:  # keys unique in the batch and absent from the store
                 store.upsert(fresh.select([*self.keys, self._expiry().alias(_EXPIRES)])
-                             .to_arrow())
+                             .to_arrow(), distinct=True, new_keys=True)
             if self.evicts and watermark_us > 0:
                 column = pl.col(_EXPIRES) if self.within else pl.col(self.event_time or "")
                 store.evict(column <= wm)
