@@ -8,6 +8,7 @@ that output. The final input's rows go to the sink.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -172,7 +173,7 @@ class StageRunner:
         if parts <= 1:
             return [table]
         bounds = [table.num_rows * i // parts for i in range(parts + 1)]
-        return [table.slice(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [table.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
 
     def _displayed(self, table: pa.Table) -> pa.Table:
         if table.column_names == self.output_names:
