@@ -52,6 +52,7 @@ __all__ = [
     "sleep_on_worker_once",
     "stall_first_copy",
     "stall_first_copy_fail_others",
+    "start_newer_run_once",
     "to_output",
     "windowed_query",
 ]
@@ -395,6 +396,21 @@ def stall_first_copy_fail_others(folder: Path, row_id: int, stall_s: float,
         failed = len(list(folder.glob("failed-*")))
         (folder / f"failed-{failed}-{os.getpid()}").touch()
         raise RuntimeError("injected failure of a speculative copy")
+
+    return probe
+
+
+def start_newer_run_once(checkpoint: Path, from_id: int) -> Callable[[int, float], float]:
+    """A UDF that, at the first row with id >= ``from_id`` in a task on a Ray worker,
+    takes a newer epoch of ``checkpoint``, as a second driver of the query starting."""
+    driver = os.getpid()
+
+    def probe(row_id: int, amount: float) -> float:
+        if row_id >= from_id and os.getpid() != driver and _claim(checkpoint / "newer.claim"):
+            from unbounded.checkpoint.epoch import EpochFence
+
+            EpochFence.take(str(checkpoint), "a-newer-run").release()
+        return amount
 
     return probe
 

@@ -37,6 +37,7 @@ from ray_fixtures import (
     sleep_on_worker_once,
     stall_first_copy,
     stall_first_copy_fail_others,
+    start_newer_run_once,
     windowed_query,
 )
 from unbounded.errors import StreamingQueryException
@@ -250,6 +251,21 @@ def test_a_speculative_copy_that_fails_leaves_the_slow_original_to_finish(
          **{"spark.speculation": "true"})
     assert len(list(probes.glob("failed-*"))) == 4  # the copy's 4 attempts, all raised
     assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_state_actors_of_a_driver_that_a_newer_run_replaced_write_no_state(
+        ray_cluster, tmp_path):
+    append_events(tmp_path / "input", 0, 6)
+    (tmp_path / "cp").mkdir()
+    spark = _session("ray", **{"spark.unbounded.streaming.pipelineBatches": "false"})
+    try:  # row 700 is in batch 1: its fold would write state version 2
+        query = windowed_query(spark, tmp_path, start_newer_run_once(tmp_path / "cp", 700))
+        with pytest.raises(StreamingQueryException, match="without writing state version 2"):
+            query.awaitTermination(120)
+    finally:
+        spark.stop()
+    state = tmp_path / "cp" / "state" / "0"
+    assert sorted(p.name for p in state.rglob("*.delta")) == ["1.delta", "1.delta"]
 
 
 def test_a_query_restarted_in_its_session_reuses_the_state_actors_and_resumes(

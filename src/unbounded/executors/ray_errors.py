@@ -7,12 +7,20 @@ from typing import NoReturn
 
 from ray.exceptions import RayError, RayTaskError
 
-__all__ = ["failed_note", "raise_surfaced"]
+__all__ = ["failed_note", "raise_own", "raise_surfaced"]
 
 
 def failed_note(max_failures: int, what: str = "partition task") -> str:
     return (f"The {what} failed {max_failures} time(s) "
             f"(spark.task.maxFailures={max_failures}).")
+
+
+def raise_own(err: RayTaskError) -> NoReturn:
+    """Raise the exception the remote code raised (caused by Ray's wrapper): a call Ray
+    does not retry (an actor's method) failed once, so no note counts attempts."""
+    if isinstance(err.cause, BaseException):
+        raise err.cause from err
+    raise err
 
 
 def raise_surfaced(err: RayError, max_failures: int, what: str = "partition task"

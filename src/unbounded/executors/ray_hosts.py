@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayError
+from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
 from unbounded.executors.base import HostCall
-from unbounded.executors.ray_errors import raise_surfaced
+from unbounded.executors.ray_errors import raise_own, raise_surfaced
 
 __all__ = ["ACTOR_PREFIX", "HostPool", "RayHosts"]
 
@@ -147,7 +147,9 @@ class RayHosts:
                 log.info("state actor unreachable, calling again: %s", err)
                 time.sleep(0.5)
                 ref = self._submit([call])[0]
-            except RayError as err:
+            except RayTaskError as err:  # the fold's own error, which Ray does not retry
+                raise_own(err)
+            except RayError as err:  # the actor died more often than Ray restarts calls
                 raise_surfaced(err, self._max_failures, "state partition's call")
 
     def close(self) -> None:
