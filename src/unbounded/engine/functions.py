@@ -33,7 +33,7 @@ from unbounded.engine.expressions import (
 from unbounded.engine.murmur3 import spark_hash
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
-from unbounded.plan.expressions import FunctionCall, Literal
+from unbounded.plan.expressions import FunctionCall, LambdaFunction, Literal
 
 __all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function",
            "map_entries", "register"]
@@ -67,7 +67,9 @@ def compile_function(call: FunctionCall, ctx: CompileContext) -> pl.Expr:
             f"supported functions are: {', '.join(sorted(FUNCTIONS))}.",
             error_class="UNRESOLVED_ROUTINE",
         )
-    args = [compile_expr(a, ctx) for a in call.args]
+    # A lambda argument is compiled by its higher-order function, over one row per element.
+    args = [pl.lit(None) if isinstance(a, LambdaFunction) else compile_expr(a, ctx)
+            for a in call.args]
     if coerced_function(call.name.lower()):
         targets = function_arg_types(call.name.lower(), dtypes_of(args, ctx))
         args = [implicit_cast(a, t, ctx) for a, t in zip(args, targets, strict=True)]
@@ -182,9 +184,12 @@ def _exp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Exp
 
 @_register("log", "ln")
 def _log(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    # Spark: NULL where the value (or the base) is not positive, never -inf or NaN.
+    value = args[-1].cast(pl.Float64)
     if len(args) == 2:
-        return args[1].cast(pl.Float64).log() / args[0].cast(pl.Float64).log()
-    return args[0].cast(pl.Float64).log()
+        base = args[0].cast(pl.Float64)
+        return pl.when((value > 0) & (base > 0)).then(value.log() / base.log())
+    return pl.when(value > 0).then(value.log())
 
 
 # ---- strings -------------------------------------------------------------------------
@@ -560,14 +565,7 @@ def _date_trunc(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
     return args[0].dt.truncate(units[unit])
 
 
-@_register("date_add")
-def _date_add(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return args[0].cast(pl.Date) + pl.duration(days=args[1])
-
-
-@_register("datediff")
-def _datediff(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return (args[0].cast(pl.Date) - args[1].cast(pl.Date)).dt.total_days().cast(pl.Int32)
+# date_add, date_sub, datediff and the other date functions: engine/datetime_functions.py
 
 
 # ---- event-time windows --------------------------------------------------------------

@@ -1,7 +1,358 @@
 """Engine builders of PySpark's math functions (Polars expressions with Spark's
 semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (the
-import at the end of ``engine/functions.py`` does it)."""
+import at the end of ``engine/functions.py`` does it).
+
+Spark's conventions kept here: trigonometry and logarithms work in doubles; a logarithm
+of a value outside its domain is NULL (not NaN or -inf); integral bit operations wrap as
+Java's ``int``/``long`` do; ``try_*`` give NULL where the ANSI operator raises.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from unbounded.engine.ansi import checked, integral_bounds
+from unbounded.engine.context import CompileContext
+from unbounded.engine.expressions import compile_expr
+from unbounded.engine.functions import register
+from unbounded.errors import AnalysisException, ArithmeticException, SparkRuntimeException
+from unbounded.plan.expressions import BinaryOp, FunctionCall, Literal, UnaryOp
+
+__all__ = ["convert_base", "literal_arg"]
+
+Unary = Callable[[pl.Expr], pl.Expr]
+
+
+def literal_arg(call: FunctionCall, index: int, what: str) -> Any:
+    """The constant value of argument ``index`` (a pattern, a base, a bit count...)."""
+    arg = call.args[index] if index < len(call.args) else None
+    if not isinstance(arg, Literal):
+        shown = arg.display_name() if arg is not None else "nothing"
+        raise AnalysisException(
+            f"[NON_FOLDABLE_INPUT] {call.name}() needs a constant {what}, got {shown}.",
+            error_class="NON_FOLDABLE_INPUT")
+    return arg.value
+
+
+def _doubles(name: str, fn: Unary) -> None:
+    """Register ``name`` as ``fn`` of its argument cast to double."""
+    def build(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+        return fn(args[0].cast(pl.Float64))
+
+    register(name)(build)
+
+
+def _numpy_floats(x: pl.Expr, fn: Callable[[np.ndarray], np.ndarray]) -> pl.Expr:
+    """``fn`` (a numpy ufunc, correctly rounded where Polars' kernel is not) per batch."""
+    return x.map_batches(lambda s: pl.Series(s.name, fn(s.to_numpy()), dtype=pl.Float64),
+                         return_dtype=pl.Float64, is_elementwise=True)
+
+
+def _positive_domain(fn: Unary, lowest: float = 0.0) -> Unary:
+    """Spark's logarithms: NULL at or below ``lowest`` instead of -inf or NaN."""
+    return lambda x: pl.when(x > lowest).then(fn(x))
+
+
+for _name, _fn in {
+    "acos": pl.Expr.arccos, "asin": pl.Expr.arcsin, "atan": pl.Expr.arctan,
+    "acosh": pl.Expr.arccosh, "asinh": pl.Expr.arcsinh, "atanh": pl.Expr.arctanh,
+    "cos": pl.Expr.cos, "cosh": pl.Expr.cosh, "sin": pl.Expr.sin, "sinh": pl.Expr.sinh,
+    "tan": pl.Expr.tan, "tanh": pl.Expr.tanh, "cot": lambda x: 1.0 / x.tan(),
+    "csc": lambda x: 1.0 / x.sin(), "sec": lambda x: 1.0 / x.cos(), "cbrt": pl.Expr.cbrt,
+    "degrees": pl.Expr.degrees, "radians": pl.Expr.radians, "expm1": lambda x: x.exp() - 1.0,
+    "log10": _positive_domain(lambda x: _numpy_floats(x, np.log10)),
+    "log2": _positive_domain(lambda x: x.log(2.0)),
+    "log1p": _positive_domain(pl.Expr.log1p, -1.0),
+    "rint": lambda x: x.round(0, mode="half_to_even"),
+    "signum": pl.Expr.sign, "sign": pl.Expr.sign,
+}.items():
+    _doubles(_name, _fn)
+
+
+@register("e")
+def _e(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.lit(math.e, dtype=pl.Float64)
+
+
+@register("pi")
+def _pi(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.lit(math.pi, dtype=pl.Float64)
+
+
+@register("atan2")
+def _atan2(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.arctan2(args[0].cast(pl.Float64), args[1].cast(pl.Float64))
+
+
+@register("hypot")
+def _hypot(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    x, y = (a.cast(pl.Float64) for a in args)
+    return (x * x + y * y).sqrt()
+
+
+@register("nanvl")
+def _nanvl(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    x, y = (a.cast(pl.Float64) for a in args)
+    return pl.when(x.is_nan()).then(y).otherwise(x)
+
+
+@register("bround")
+def _bround(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Half-even rounding to ``scale`` digits; integers keep their type (a negative
+    scale rounds them to tens, hundreds...)."""
+    scale = int(literal_arg(call, 1, "scale") or 0) if len(call.args) > 1 else 0
+    dtype = ctx.dtype_of(args[0])
+    if not dtype.is_integer():
+        return args[0].cast(pl.Float64).round(scale, mode="half_to_even") if scale >= 0 \
+            else _round_tens(args[0].cast(pl.Float64), -scale)
+    return args[0] if scale >= 0 else _round_tens(args[0], -scale).cast(dtype)
+
+
+def _round_tens(value: pl.Expr, digits: int) -> pl.Expr:
+    unit = 10.0 ** digits
+    return (value.cast(pl.Float64) / unit).round(0, mode="half_to_even") * unit
+
+
+@register("pmod")
+def _pmod(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """The non-negative remainder (for a positive divisor): ``%`` raises
+    REMAINDER_BY_ZERO under ANSI, so this compiles it and then moves the sign."""
+    divisor = args[1]
+    remainder = compile_expr(BinaryOp("mod", call.args[0], call.args[1]), ctx)
+    return pl.when(remainder < 0).then((remainder + divisor) % divisor).otherwise(remainder)
+
+
+_FACTORIALS = {n: math.factorial(n) for n in range(21)}
+
+
+@register("factorial")
+def _factorial(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """``n!`` for 0 <= n <= 20 (the ones a bigint holds), else NULL."""
+    return args[0].cast(pl.Int64).replace_strict(_FACTORIALS, default=None,
+                                                 return_dtype=pl.Int64)
+
+
+@register("negative")
+def _negative(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return compile_expr(UnaryOp("neg", call.args[0]), ctx)
+
+
+@register("positive")
+def _positive(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0]
+
+
+# ---- try_*: the operator without ANSI's errors, NULL where it would raise --------------
+def _try_arithmetic(op: str) -> None:
+    def build(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+        lenient = ctx.with_schema(ctx.schema, ctx.columns)
+        lenient.ansi = False
+        result = compile_expr(BinaryOp(op, call.args[0], call.args[1]), lenient)
+        if op not in ("add", "sub", "mul"):
+            return result
+        bounds = integral_bounds(ctx.dtype_of(result))
+        if bounds is None:
+            return result
+        wide = _WIDE[op](*(a.cast(pl.Int128) for a in args))
+        return pl.when((wide < bounds[0]) | (wide > bounds[1])).then(None).otherwise(result)
+
+    register(f"try_{_TRY_NAMES[op]}")(build)
+
+
+_TRY_NAMES = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide",
+              "mod": "mod"}
+_WIDE: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b}
+for _op in _TRY_NAMES:
+    _try_arithmetic(_op)
+
+
+@register("width_bucket")
+def _width_bucket(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Spark's equi-width histogram bucket: 0 below the range, ``n + 1`` above it, NULL
+    for a bucket count that is not positive or an empty range."""
+    value, low, high = (a.cast(pl.Float64) for a in args[:3])
+    count = args[3].cast(pl.Int64)
+    ascending = pl.when(value < low).then(0).when(value >= high).then(count + 1) \
+        .otherwise(((value - low) / (high - low) * count).floor().cast(pl.Int64) + 1)
+    descending = pl.when(value > low).then(0).when(value <= high).then(count + 1) \
+        .otherwise(((low - value) / (low - high) * count).floor().cast(pl.Int64) + 1)
+    invalid = (count <= 0) | (low == high) | value.is_nan() | low.is_nan() | high.is_nan()
+    return pl.when(invalid).then(None).when(low < high).then(ascending) \
+        .otherwise(descending).cast(pl.Int64)
+
+
+# ---- integral bits: Java's int and long arithmetic, through numpy per batch -------------
+def _java_integral(dtype: pl.DataType) -> pl.DataType:
+    """Spark's bit functions take int or bigint (a byte or short widens to int)."""
+    return pl.Int64() if dtype == pl.Int64 else pl.Int32()
+
+
+def _on_numbers(arg: pl.Expr, dtype: pl.DataType, out: pl.DataType,
+                fn: Callable[[np.ndarray], np.ndarray]) -> pl.Expr:
+    """``fn`` over the batch's values as a numpy array; NULL rows stay NULL."""
+    def run(series: pl.Series) -> pl.Series:
+        values = fn(series.fill_null(0).to_numpy())
+        return pl.Series(series.name, values, dtype=out).zip_with(series.is_not_null(),
+                                                                  pl.Series([None], dtype=out))
+
+    return arg.cast(dtype).map_batches(run, return_dtype=out, is_elementwise=True)
+
+
+def _shift(kind: str) -> None:
+    def build(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+        dtype = _java_integral(ctx.dtype_of(args[0]))
+        bits = 64 if dtype == pl.Int64 else 32
+        count = int(literal_arg(call, 1, "number of bits")) % bits
+        signed, unsigned = (np.int64, np.uint64) if bits == 64 else (np.int32, np.uint32)
+
+        def shift(values: Any) -> Any:
+            if kind == "left":
+                return values << signed(count)
+            if kind == "right":
+                return values >> signed(count)
+            return (values.view(unsigned) >> unsigned(count)).view(signed)
+
+        return _on_numbers(args[0], dtype, dtype, shift)
+
+    register(f"shift{kind}")(build)
+
+
+for _kind in ("left", "right", "rightunsigned"):
+    _shift(_kind)
+
+
+@register("bit_count")
+def _bit_count(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Set bits of the value as a bigint (Spark widens an int: ``bit_count(-4)`` is 62)."""
+    if ctx.dtype_of(args[0]) == pl.Boolean:
+        return args[0].cast(pl.Int32)
+    return args[0].cast(pl.Int64).bitwise_count_ones().cast(pl.Int32)
+
+
+@register("bit_get", "getbit")
+def _bit_get(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Bit ``pos`` of the value; a position outside the type's width raises Spark's
+    INVALID_PARAMETER_VALUE.BIT_POSITION_RANGE."""
+    dtype = _java_integral(ctx.dtype_of(args[0]))
+    bits = 64 if dtype == pl.Int64 else 32
+    pos = args[1].cast(pl.Int64)
+    value = args[0].cast(pl.Int64)
+    bit = (value // pl.lit(2, pl.Int64).pow(pos.clip(0, 62)) % 2).cast(pl.Int8)
+    bit = pl.when(pos == 63).then((value < 0).cast(pl.Int8)).otherwise(bit)
+
+    def error(got: object) -> Exception:
+        return SparkRuntimeException(
+            "[INVALID_PARAMETER_VALUE.BIT_POSITION_RANGE] The value of parameter(s) `pos` "
+            f"in `{call.name}` is invalid: expects an integer value in [0, {bits}), but got "
+            f"{got}. SQLSTATE: 22023", error_class="INVALID_PARAMETER_VALUE")
+
+    bad = value.is_not_null() & ((pos < 0) | (pos >= bits))
+    return checked(bit, bad, pos, pl.Int8(), error)
+
+
+# ---- radix conversions -------------------------------------------------------------------
+def _map_values(arg: pl.Expr, out: pl.DataType, fn: Callable[[Any], object]) -> pl.Expr:
+    """``fn`` over each non-NULL value of a batch (one Python call per batch)."""
+    def run(series: pl.Series) -> pl.Series:
+        return pl.Series(series.name, [None if v is None else fn(v) for v in series.to_list()],
+                         dtype=out)
+
+    return arg.map_batches(run, return_dtype=out, is_elementwise=True)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+@register("bin")
+def _bin(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Java's ``Long.toBinaryString``: a negative value shows its 64-bit two's complement."""
+    return _map_values(args[0].cast(pl.Int64), pl.String(),
+                       lambda v: format(int(v) & _MASK64, "b"))
+
+
+@register("hex")
+def _hex(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Upper-case hex of a number (two's complement) or of a string's UTF-8 bytes."""
+    dtype = ctx.dtype_of(args[0])
+    if dtype == pl.Binary:
+        return args[0].bin.encode("hex").str.to_uppercase()
+    if dtype == pl.String:
+        return args[0].cast(pl.Binary).bin.encode("hex").str.to_uppercase()
+    return _map_values(args[0].cast(pl.Int64), pl.String(),
+                       lambda v: format(int(v) & _MASK64, "X"))
+
+
+@register("unhex")
+def _unhex(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Bytes from hex digits (an odd count takes a leading 0); NULL if not hex."""
+    return _map_values(args[0].cast(pl.String), pl.Binary(), _from_hex)
+
+
+def _from_hex(value: object) -> bytes | None:
+    text = str(value)
+    try:
+        return bytes.fromhex(text if len(text) % 2 == 0 else "0" + text)
+    except ValueError:
+        return None
+
+
+@register("conv")
+def _conv(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Spark's ``conv``: digits read up to the first invalid one as an unsigned 64-bit
+    number; a negative target base prints signed values. Overflow raises under ANSI
+    and saturates (all ones) without."""
+    source = int(literal_arg(call, 1, "base"))
+    target = int(literal_arg(call, 2, "base"))
+    if not 2 <= source <= 36 or not 2 <= abs(target) <= 36:
+        return pl.lit(None, dtype=pl.String)
+    ansi = ctx.ansi
+    return _map_values(args[0].cast(pl.String), pl.String(),
+                       lambda v: convert_base(str(v), source, target, ansi))
+
+
+_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def convert_base(text: str, source: int, target: int, ansi: bool) -> str | None:
+    """One value of ``conv`` (Spark's ``NumberConverter.convert``)."""
+    negative = text.startswith("-")
+    digits = text[1:] if negative else text
+    if not text:
+        return None
+    value = 0
+    for ch in digits:
+        digit = int(ch, 36) if ch.isascii() and ch.isalnum() else 99
+        if digit >= source:
+            break
+        value = value * source + digit
+        if value > _MASK64:
+            if ansi:
+                raise ArithmeticException(
+                    "[ARITHMETIC_OVERFLOW] Overflow in function conv(). If necessary set "
+                    '"spark.sql.ansi.enabled" to "false" to bypass this error. SQLSTATE: 22003',
+                    error_class="ARITHMETIC_OVERFLOW")
+            value = _MASK64
+            break
+    signed = value - (1 << 64) if value >> 63 else value
+    if negative and target > 0:
+        signed = -1 if signed < 0 else -signed
+    if target < 0 and signed < 0:
+        signed, negative = -signed, True
+    shown = _in_base(signed & _MASK64, abs(target))
+    return "-" + shown if negative and target < 0 else shown
+
+
+def _in_base(value: int, base: int) -> str:
+    out = ""
+    while True:
+        value, digit = divmod(value, base)
+        out = _DIGITS[digit] + out
+        if not value:
+            return out
+

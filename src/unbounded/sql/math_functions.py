@@ -1,7 +1,258 @@
 """PySpark's math functions (``pyspark.sql.functions``), re-exported by
 ``unbounded.sql.functions``; each compiles through the engine builder of the same name
-in ``unbounded/engine/math_functions.py``."""
+in ``unbounded/engine/math_functions.py``. Miscellaneous functions (``nvl2``, ``rand``,
+``uuid``, ``assert_true``...) live here too.
+
+Output columns are named as PySpark 4 names them, which is not always ``name(args)``:
+
+>>> acos("x").expr.display_name(), pow("a", 2).expr.display_name()
+('ACOS(x)', 'POWER(a, 2)')
+>>> positive("i").expr.display_name(), bround("x").expr.display_name()
+('(+ i)', 'bround(x, 0)')
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any
+
+from unbounded.plan.expressions import BinaryOp, FunctionCall, Literal, UnaryOp
+from unbounded.sql.column import Column
+from unbounded.sql.function_call import column_expr, function_call
+
+__all__ = [
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atan2",
+    "atanh",
+    "bin",
+    "bit_count",
+    "bit_get",
+    "bitwiseNOT",
+    "bitwise_not",
+    "bround",
+    "cbrt",
+    "conv",
+    "cos",
+    "cosh",
+    "cot",
+    "csc",
+    "degrees",
+    "e",
+    "expm1",
+    "factorial",
+    "getbit",
+    "hex",
+    "hypot",
+    "ln",
+    "log1p",
+    "log2",
+    "log10",
+    "nanvl",
+    "negate",
+    "negative",
+    "pi",
+    "pmod",
+    "positive",
+    "pow",
+    "power",
+    "radians",
+    "rint",
+    "sec",
+    "shiftLeft",
+    "shiftRight",
+    "shiftRightUnsigned",
+    "shiftleft",
+    "shiftright",
+    "shiftrightunsigned",
+    "sign",
+    "signum",
+    "sin",
+    "sinh",
+    "tan",
+    "tanh",
+    "toDegrees",
+    "toRadians",
+    "try_add",
+    "try_divide",
+    "try_mod",
+    "try_multiply",
+    "try_subtract",
+    "unhex",
+    "width_bucket",
+]
+
+
+def shown_call(name: str, *args: Any, shown: str | None = None,
+               template: str | None = None) -> Column:
+    """``name(args...)`` whose output column Spark names ``shown(args...)`` (``ACOS(x)``)
+    or fills ``template`` with the arguments' names (``(+ {0})``); a string argument
+    names a column, as everywhere in PySpark."""
+    exprs = tuple(column_expr(a) for a in args)
+    names = [e.display_name() for e in exprs]
+    if template is not None:
+        label = template.format(*names)
+    elif shown is not None:
+        label = f"{shown}({', '.join(names)})"
+    else:
+        return Column(FunctionCall(name, exprs))
+    return Column(FunctionCall(name, exprs, (("display", label),)))
+
+
+def _upper(name: str, *args: Any) -> Column:
+    return shown_call(name, *args, shown=name.upper())
+
+
+def _lit(value: Any) -> Any:
+    """A Python number as a literal (PySpark's ``float`` arguments), else a column."""
+    return Column(Literal(value)) if isinstance(value, (int, float)) else value
+
+
+# ---- trigonometry, logarithms, roots -----------------------------------------------------
+def acos(col: Any) -> Column: return _upper("acos", col)
+def acosh(col: Any) -> Column: return _upper("acosh", col)
+def asin(col: Any) -> Column: return _upper("asin", col)
+def asinh(col: Any) -> Column: return _upper("asinh", col)
+def atan(col: Any) -> Column: return _upper("atan", col)
+def atanh(col: Any) -> Column: return _upper("atanh", col)
+def cos(col: Any) -> Column: return _upper("cos", col)
+def cosh(col: Any) -> Column: return _upper("cosh", col)
+def sin(col: Any) -> Column: return _upper("sin", col)
+def sinh(col: Any) -> Column: return _upper("sinh", col)
+def tan(col: Any) -> Column: return _upper("tan", col)
+def tanh(col: Any) -> Column: return _upper("tanh", col)
+def cot(col: Any) -> Column: return _upper("cot", col)
+def csc(col: Any) -> Column: return _upper("csc", col)
+def sec(col: Any) -> Column: return _upper("sec", col)
+def cbrt(col: Any) -> Column: return _upper("cbrt", col)
+def degrees(col: Any) -> Column: return _upper("degrees", col)
+def radians(col: Any) -> Column: return _upper("radians", col)
+def log10(col: Any) -> Column: return _upper("log10", col)
+def log2(col: Any) -> Column: return _upper("log2", col)
+def log1p(col: Any) -> Column: return _upper("log1p", col)
+def expm1(col: Any) -> Column: return _upper("expm1", col)
+def signum(col: Any) -> Column: return _upper("signum", col)
+def sign(col: Any) -> Column: return function_call("sign", col)
+def rint(col: Any) -> Column: return function_call("rint", col)
+def ln(col: Any) -> Column: return function_call("ln", col)
+def e() -> Column: return _upper("e")
+def pi() -> Column: return _upper("pi")
+
+
+toDegrees = degrees
+toRadians = radians
+
+
+def atan2(col1: Any, col2: Any) -> Column:
+    """The angle of the point (``col2``, ``col1``) in radians, as ``java.lang.Math.atan2``."""
+    return _upper("atan2", _lit(col1), _lit(col2))
+
+
+def hypot(col1: Any, col2: Any) -> Column:
+    return _upper("hypot", _lit(col1), _lit(col2))
+
+
+def pow(col1: Any, col2: Any) -> Column:
+    """``col1`` to the power ``col2`` as a double (Spark's ``POWER``)."""
+    return Column(BinaryOp("pow", column_expr(_lit(col1)), column_expr(_lit(col2))))
+
+
+power = pow
+
+
+def nanvl(col1: Any, col2: Any) -> Column:
+    """``col1`` unless it is NaN, then ``col2`` (both doubles)."""
+    return function_call("nanvl", col1, col2)
+
+
+def bround(col: Any, scale: Any = None) -> Column:
+    """Half-even ("banker's") rounding to ``scale`` decimal places (negative: tens...)."""
+    return function_call("bround", col, Column(Literal(0 if scale is None else scale))
+                         if not isinstance(scale, Column) else scale)
+
+
+def pmod(dividend: Any, divisor: Any) -> Column:
+    """The positive remainder of ``dividend / divisor``."""
+    return function_call("pmod", _lit(dividend), _lit(divisor))
+
+
+def factorial(col: Any) -> Column: return function_call("factorial", col)
+
+
+# ---- signs and checked arithmetic ---------------------------------------------------------
+def negative(col: Any) -> Column: return function_call("negative", col)
+def positive(col: Any) -> Column: return shown_call("positive", col, template="(+ {0})")
+def try_add(left: Any, right: Any) -> Column: return function_call("try_add", left, right)
+def try_subtract(left: Any, right: Any) -> Column:
+    return function_call("try_subtract", left, right)
+def try_multiply(left: Any, right: Any) -> Column:
+    return function_call("try_multiply", left, right)
+def try_divide(left: Any, right: Any) -> Column:
+    return function_call("try_divide", left, right)
+def try_mod(left: Any, right: Any) -> Column: return function_call("try_mod", left, right)
+
+
+negate = negative
+
+
+def width_bucket(v: Any, min: Any, max: Any, numBucket: Any) -> Column:
+    """The 1-based bucket of ``v`` among ``numBucket`` equal-width buckets of
+    [``min``, ``max``): 0 below, ``numBucket + 1`` above."""
+    return function_call("width_bucket", v, min, max, _lit(numBucket))
+
+
+# ---- bits and radixes ----------------------------------------------------------------------
+def _shift(name: str, col: Any, numBits: int) -> Column:
+    return function_call(name, col, Column(Literal(numBits)))
+
+
+def shiftleft(col: Any, numBits: int) -> Column:
+    """``col << numBits`` with Java's wrap-around (int or bigint)."""
+    return _shift("shiftleft", col, numBits)
+
+
+def shiftright(col: Any, numBits: int) -> Column:
+    """``col >> numBits``, sign-extending."""
+    return _shift("shiftright", col, numBits)
+
+
+def shiftrightunsigned(col: Any, numBits: int) -> Column:
+    """``col >>> numBits``, filling with zeros."""
+    return _shift("shiftrightunsigned", col, numBits)
+
+
+shiftLeft = shiftleft
+shiftRight = shiftright
+shiftRightUnsigned = shiftrightunsigned
+
+
+def bitwise_not(col: Any) -> Column:
+    return Column(UnaryOp("bitnot", column_expr(col)))
+
+
+bitwiseNOT = bitwise_not
+
+
+def bit_count(col: Any) -> Column: return function_call("bit_count", col)
+
+
+def bit_get(col: Any, pos: Any) -> Column:
+    """Bit ``pos`` (0 is the lowest) of an integral value, as a tinyint."""
+    return function_call("bit_get", col, _lit(pos))
+
+
+def getbit(col: Any, pos: Any) -> Column:
+    return function_call("getbit", col, _lit(pos))
+
+
+def bin(col: Any) -> Column: return function_call("bin", col)
+def hex(col: Any) -> Column: return function_call("hex", col)
+def unhex(col: Any) -> Column: return function_call("unhex", col)
+
+
+def conv(col: Any, fromBase: int, toBase: int) -> Column:
+    """The number written in ``col`` in base ``fromBase``, written in base ``toBase``
+    (negative: signed)."""
+    return function_call("conv", col, Column(Literal(fromBase)), Column(Literal(toBase)))
