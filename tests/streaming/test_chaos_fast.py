@@ -2,7 +2,8 @@
 workload checked against its batch oracle, then crash points, random SIGKILLs, disk
 errors, a power cut (in the checkpoint and in the file sink's data), damaged checkpoint
 files and stray temp files over the file sink and foreachBatch, each finishing with every
-expected row exactly once; the oracles of the join, dedup and update-mode queries."""
+expected row exactly once; the oracles of the join and update-mode queries (the dedup
+and update-mode queries run in ``make chaos``)."""
 
 from __future__ import annotations
 
@@ -51,8 +52,7 @@ def test_compare_counts_lost_and_duplicated_rows():
 
 
 @pytest.mark.parametrize(("sink", "query"), [
-    ("file", "stateless"), ("file", "windowed"), ("file", "join"), ("file", "dedup"),
-    ("foreach", "aggregate"),
+    ("file", "stateless"), ("file", "windowed"), ("file", "join"),
 ])
 def test_a_clean_run_equals_the_batch_oracle(tmp_path, sink, query):
     spec, work = sc.prepare(str(tmp_path), "clean", sink, query, SEED, size=SIZE)
@@ -63,7 +63,8 @@ def test_a_clean_run_equals_the_batch_oracle(tmp_path, sink, query):
 
 
 def test_a_committed_data_file_that_a_power_cut_emptied_counts_as_lost_and_silent(tmp_path):
-    spec, work = sc.prepare(str(tmp_path), "emptied", "file", "stateless", SEED, size=SIZE)
+    small = sc.Size(files=2, per_file=20, repeats=1)
+    spec, work = sc.prepare(str(tmp_path), "emptied", "file", "stateless", SEED, size=small)
     assert run_to_end(spec).returncode == 0
     listed = FileSinkManifest(spec.output).all_files()
     os.truncate(listed[0], 0)  # what a cut does to a data file no fsync made durable
