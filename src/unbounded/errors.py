@@ -14,6 +14,7 @@ __all__ = [
     "CheckpointCorruptError",
     "ConcurrentQueryError",
     "DateTimeException",
+    "IllegalArgumentException",
     "KafkaDataLossError",
     "KafkaUnavailableError",
     "MalformedRecordError",
@@ -101,6 +102,13 @@ class DateTimeException(SparkRuntimeException, ValueError):
     (``CAST_INVALID_INPUT``)."""
 
     error_class = "CAST_INVALID_INPUT"
+
+
+class IllegalArgumentException(SparkRuntimeException, ValueError):
+    """A function given an argument it cannot take (PySpark's
+    ``pyspark.errors.IllegalArgumentException``), e.g. ``ILLEGAL_DAY_OF_WEEK``."""
+
+    error_class = "ILLEGAL_ARGUMENT"
 
 
 class PythonException(UnboundedError, RuntimeError):

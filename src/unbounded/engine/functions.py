@@ -470,7 +470,7 @@ def _get_json_object(call: FunctionCall, args: list[pl.Expr], ctx: CompileContex
 
 
 # ---- date and time -------------------------------------------------------------------
-@_register("current_timestamp", "now")
+@_register("current_timestamp")  # now(): the parser and F.now() call it so
 def _current_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     return pl.lit(ctx.batch_timestamp_us, dtype=pl.Int64).cast(_UTC_US)
 

@@ -263,6 +263,9 @@ class FunctionCall(Expression):
             return "session_window"
         if self.name == "current_timestamp":
             return "current_timestamp()"
+        shown_as = self.param("display")  # a name Spark forms its own way (extract(x FROM t))
+        if shown_as is not None:
+            return str(shown_as)
         before, after = _SHOWN_PARAMS.get(self.name, ((), ()))
         shown = [*(self._param_text(p) for p in before), *(a.display_name() for a in self.args),
                  *(self._param_text(p) for p in after)]

@@ -153,6 +153,23 @@ SAMPLE_CALLS = {
     "explode_outer": "explode_outer(arr)", "posexplode": "posexplode(arr)",
     "posexplode_outer": "posexplode_outer(arr)", "json_tuple": "json_tuple(j, 'a', 'b')",
 }
+# Dates and times (engine/datetime_functions.py).
+SAMPLE_CALLS.update({
+    "add_months": "add_months(d, 1)", "date_sub": "date_sub(d, 1)",
+    "date_diff": "date_diff(d, d)", "weekday": "weekday(d)", "dayname": "dayname(d)",
+    "monthname": "monthname(d)", "last_day": "last_day(d)",
+    "next_day": "next_day(d, 'Mon')", "trunc": "trunc(d, 'year')",
+    "months_between": "months_between(ts, d)", "make_date": "make_date(x, 1, 1)",
+    "make_timestamp": "make_timestamp(x, 1, 1, 0, 0, 1.5)", "unix_seconds": "unix_seconds(ts)",
+    "unix_millis": "unix_millis(ts)", "unix_micros": "unix_micros(ts)",
+    "unix_date": "unix_date(d)", "date_from_unix_date": "date_from_unix_date(x)",
+    "to_unix_timestamp": "to_unix_timestamp(ts)",
+    "from_utc_timestamp": "from_utc_timestamp(ts, 'Europe/Paris')",
+    "to_utc_timestamp": "to_utc_timestamp(ts, 'Europe/Paris')",
+    "date_part": "date_part('YEAR', ts)", "dayofyear": "dayofyear(d)",
+    "weekofyear": "weekofyear(d)", "quarter": "quarter(d)", "day": "day(d)",
+    "timestamp_micros": "timestamp_micros(x)",
+})
 
 
 def test_sample_calls_cover_every_function_of_both_the_api_and_the_engine() -> None:
