@@ -139,11 +139,6 @@ def test_a_power_cut_after_a_commit_loses_no_file_the_batch_names(spark, tmp_pat
     assert sorted(rows["id"].to_list()) == [b * 10 + i for b in range(3) for i in range(4)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runtime/stateful/base.py makes state/<operator>/ with os.makedirs, so the names "
-    "state/ and state/<operator>/ are never fsynced into their parents: a power cut can "
-    "take the state folder; the restart then refuses (a missing delta), never reads "
-    "wrong state. Fix: atomic.make_dirs there."))
 def test_a_power_cut_after_a_commit_keeps_the_state_store(spark, tmp_path, disk):
     root = str(tmp_path / "fresh")
     os.mkdir(root)

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import polars as pl
 import pyarrow as pa
 
-from unbounded.checkpoint.atomic import write_atomic
+from unbounded.checkpoint.atomic import make_dirs, write_atomic
 from unbounded.engine.context import EventTimeStats
 from unbounded.errors import AnalysisException, CheckpointCorruptError
 from unbounded.executors.base import Executor
@@ -171,7 +171,7 @@ def check_partitioning(ctx: OperatorContext) -> None:
     probe = partition_ids(_PROBE, ["a", "s"], 1 << 30).to_list()
     current = {"version": 1, "numPartitions": ctx.num_partitions, "probe": probe}
     if not os.path.exists(path):
-        os.makedirs(folder, exist_ok=True)
+        make_dirs(folder)  # durably: state/ and state/<op>/ survive a power cut
         write_atomic(path, json.dumps(current).encode())
         return
     with open(path, encoding="utf-8") as f:
