@@ -12,6 +12,7 @@ time is the batch timestamp logged in ``offsets/N``, so a re-run makes the same 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,11 +27,11 @@ from unbounded.engine.group_state import (
     NO_TIMESTAMP,
     GroupState,
     StateOutcome,
-    call_group,
 )
-from unbounded.engine.udfs import MAX_RECORDS_PER_BATCH, frame_to_pandas, load_function
+from unbounded.engine.udfs import MAX_RECORDS_PER_BATCH, batch_of, frame_to_pandas, load_function
 from unbounded.errors import AnalysisException, PythonException
 from unbounded.plan.logical import FlatMapGroupsInPandasWithState, GroupStateTimeoutKind
+from unbounded.plan.types import StructType
 from unbounded.runtime.stateful.base import (
     BatchInfo,
     InputBatch,
@@ -48,7 +49,8 @@ from unbounded.state.base import FOUND_COLUMN, StateSchema
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["KeyedFrames", "StreamingGroupsWithState", "group_rows"]
+__all__ = ["KeyedFrames", "StreamingGroupsWithState", "group_rows", "output_tables",
+           "user_frames"]
 
 STATE = "groupState"
 TIMEOUT = "timeoutTimestamp"
@@ -98,6 +100,47 @@ class KeyedFrames:
         return pieces
 
 
+def user_frames(result: Any, schema: StructType) -> list[pd.DataFrame]:
+    """The non-empty DataFrames a user function returned, checked as PySpark does."""
+    import pandas as pd
+
+    if isinstance(result, pd.DataFrame) or not isinstance(result, Iterable):
+        raise TypeError("[UDF_RETURN_TYPE] Return type of the user-defined function should "
+                        f"be iterable of pandas.DataFrame, but is {type(result).__name__}.")
+    frames = []
+    for frame in result:
+        if isinstance(frame, pd.DataFrame) and not (
+                len(frame.columns) == len(schema.fields) or (frame.empty and not
+                                                             len(frame.columns))):
+            raise RuntimeError("[RESULT_COLUMN_SCHEMA_MISMATCH] Number of columns of the "
+                               f"returned pandas.DataFrame doesn't match specified schema. "
+                               f"Expected: {len(schema.fields)} Actual: {len(frame.columns)}")
+        if not (isinstance(frame, pd.DataFrame) and frame.empty):
+            frames.append(frame)
+    return frames
+
+
+def output_tables(frames: list[pd.DataFrame], schema: StructType) -> list[pa.Table]:
+    """The frames as Arrow, runs of frames with the same columns and dtypes concatenated
+    first (one conversion instead of one per key; equal dtypes make it exact)."""
+    import pandas as pd
+
+    tables: list[pa.Table] = []
+    for _, run in itertools.groupby(frames, key=_layout):
+        same = list(run)
+        frame = same[0] if len(same) == 1 else pd.concat(same, ignore_index=True)
+        tables.append(batch_of(frame, schema, arrow=False))
+    return tables
+
+
+def _layout(frame: Any) -> Any:
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        return id(frame)  # batch_of rejects it
+    return tuple(frame.columns), tuple(map(str, frame.dtypes))
+
+
 @dataclass(frozen=True)
 class _Clock:
     processing_ms: int
@@ -106,9 +149,9 @@ class _Clock:
 
 @dataclass
 class _Calls:
-    """One partition's calls: output tables, and each call's key row and outcome."""
+    """One partition's calls: output frames, and each call's key row and outcome."""
 
-    tables: list[pa.Table] = field(default_factory=list)
+    frames: list[pd.DataFrame] = field(default_factory=list)
     outcomes: list[StateOutcome] = field(default_factory=list)
     refs: list[tuple[int, int]] = field(default_factory=list)  # (source, row) per outcome
     sources: list[pl.DataFrame] = field(default_factory=list)  # frames of key rows
@@ -239,7 +282,17 @@ class StreamingGroupsWithState:
         except BaseException:
             store.abort()
             raise
-        return calls.tables, store.metrics.to_dict(), self._deadline(stored, due, keys, calls)
+        deadline = self._deadline(stored, due, keys, calls)
+        return self._tables(calls.frames), store.metrics.to_dict(), deadline
+
+    def _tables(self, frames: list[pd.DataFrame]) -> list[pa.Table]:
+        try:
+            return output_tables(frames, self.node.schema)
+        except Exception as error:
+            raise PythonException(
+                f"[PYTHON_EXCEPTION] The Python function `{self.node.function.name}` returned "
+                f"DataFrames that do not fit its output schema: {type(error).__name__}: "
+                f"{error}.", cause=error) from error
 
     def _times_out(self) -> bool:
         return self.node.timeout is not GroupStateTimeoutKind.NONE
@@ -273,7 +326,8 @@ class StreamingGroupsWithState:
     def _call(self, key: tuple[Any, ...], frames: Iterable[pd.DataFrame], state: GroupState,
               stored_timeout: int, calls: _Calls) -> None:
         try:
-            calls.tables.extend(call_group(self.user, key, frames, state, self.node.schema))
+            calls.frames.extend(user_frames(self.user(key, iter(frames), state),
+                                            self.node.schema))
         except Exception as error:
             raise PythonException(
                 f"[PYTHON_EXCEPTION] The Python function `{self.node.function.name}` failed "
