@@ -23,7 +23,7 @@ from unbounded.engine.functions import register
 from unbounded.errors import AnalysisException, ArithmeticException, SparkRuntimeException
 from unbounded.plan.expressions import BinaryOp, FunctionCall, Literal, UnaryOp
 
-__all__ = ["convert_base", "literal_arg"]
+__all__ = ["convert_base", "literal_arg", "map_values"]
 
 Unary = Callable[[pl.Expr], pl.Expr]
 
@@ -257,7 +257,7 @@ def _bit_get(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
 
 
 # ---- radix conversions -------------------------------------------------------------------
-def _map_values(arg: pl.Expr, out: pl.DataType, fn: Callable[[Any], object]) -> pl.Expr:
+def map_values(arg: pl.Expr, out: pl.DataType, fn: Callable[[Any], object]) -> pl.Expr:
     """``fn`` over each non-NULL value of a batch (one Python call per batch)."""
     def run(series: pl.Series) -> pl.Series:
         return pl.Series(series.name, [None if v is None else fn(v) for v in series.to_list()],
@@ -272,7 +272,7 @@ _MASK64 = (1 << 64) - 1
 @register("bin")
 def _bin(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """Java's ``Long.toBinaryString``: a negative value shows its 64-bit two's complement."""
-    return _map_values(args[0].cast(pl.Int64), pl.String(),
+    return map_values(args[0].cast(pl.Int64), pl.String(),
                        lambda v: format(int(v) & _MASK64, "b"))
 
 
@@ -284,14 +284,14 @@ def _hex(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Exp
         return args[0].bin.encode("hex").str.to_uppercase()
     if dtype == pl.String:
         return args[0].cast(pl.Binary).bin.encode("hex").str.to_uppercase()
-    return _map_values(args[0].cast(pl.Int64), pl.String(),
+    return map_values(args[0].cast(pl.Int64), pl.String(),
                        lambda v: format(int(v) & _MASK64, "X"))
 
 
 @register("unhex")
 def _unhex(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """Bytes from hex digits (an odd count takes a leading 0); NULL if not hex."""
-    return _map_values(args[0].cast(pl.String), pl.Binary(), _from_hex)
+    return map_values(args[0].cast(pl.String), pl.Binary(), _from_hex)
 
 
 def _from_hex(value: object) -> bytes | None:
@@ -312,7 +312,7 @@ def _conv(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Ex
     if not 2 <= source <= 36 or not 2 <= abs(target) <= 36:
         return pl.lit(None, dtype=pl.String)
     ansi = ctx.ansi
-    return _map_values(args[0].cast(pl.String), pl.String(),
+    return map_values(args[0].cast(pl.String), pl.String(),
                        lambda v: convert_base(str(v), source, target, ansi))
 
 

@@ -1,0 +1,98 @@
+"""Java's ``String.format`` for ``format_string``/``printf``: Python's ``%`` operator
+differs in what a NULL, a boolean and a double print as, so each conversion is
+rendered here with Java's rules.
+
+>>> java_format("%s-%d|%5s|%-3s|%.2f%%", ["a", 7, None, True, 2.345])
+'a-7| null|true|2.35%'
+>>> java_format("%05.2f|%x|%,d", [None, 255, 1234567])
+'   nu|ff|1,234,567'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from unbounded.engine.ansi import java_double
+from unbounded.errors import SparkRuntimeException
+
+__all__ = ["java_format"]
+
+_SPEC = re.compile(r"%(?:(\d+)\$)?([-#+ 0,(]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])")
+
+
+def java_format(fmt: str, args: Sequence[Any]) -> str:
+    """``String.format(fmt, args...)`` for the conversions Spark users write:
+    s S d x X o f e E g b c n %."""
+    position = 0
+
+    def render(match: re.Match[str]) -> str:
+        nonlocal position
+        index, flags, width, precision, kind = match.groups()
+        if kind == "%":
+            return _pad("%", flags, width)
+        if kind == "n":
+            return "\n"
+        if index is not None:
+            value = args[int(index) - 1]
+        else:
+            if position >= len(args):
+                raise _format_error(f"Format specifier '{match.group(0)}'")
+            value = args[position]
+            position += 1
+        return _pad(_convert(value, kind, flags, precision), flags, width)
+
+    return _SPEC.sub(render, fmt)
+
+
+def _convert(value: Any, kind: str, flags: str, precision: str | None) -> str:
+    if value is None:
+        text = "null" if kind not in "bB" else "false"
+        return text[: int(precision)] if precision is not None else text
+    if kind in "sS":
+        text = _java_string(value)
+        text = text[: int(precision)] if precision is not None else text
+        return text.upper() if kind == "S" else text
+    if kind in "bB":
+        return str(bool(value)).lower() if isinstance(value, bool) else "true"
+    if kind == "c":
+        return chr(int(value))
+    if kind in "dxXo":
+        return _integer(value, kind, flags)
+    if kind in "feEgG":
+        spec = "".join(f for f in flags if f in "+ ,") + f".{precision or 6}{kind}"
+        return format(float(value), spec)
+    raise _format_error(f"Conversion '{kind}'")
+
+
+def _integer(value: Any, kind: str, flags: str) -> str:
+    if isinstance(value, (float, bool)):
+        raise _format_error(f"%{kind} applied to {type(value).__name__}")
+    spec = "".join(f for f in flags if f in "+ ,") if kind == "d" else ""
+    return format(int(value), spec + {"d": "d", "x": "x", "X": "X", "o": "o"}[kind])
+
+
+def _java_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return java_double(value)
+    return str(value)
+
+
+def _pad(text: str, flags: str, width: str | None) -> str:
+    if width is None:
+        return text
+    if "-" in flags:
+        return text.ljust(int(width))
+    if "0" in flags and text not in ("null",) and re.fullmatch(r"[-+ ]?[\d.,]+", text):
+        sign = text[0] if text[0] in "-+ " else ""
+        return sign + text[len(sign):].rjust(int(width) - len(sign), "0")
+    return text.rjust(int(width))
+
+
+def _format_error(what: str) -> SparkRuntimeException:
+    return SparkRuntimeException(
+        f"[FORMAT_STRING] {what} does not match the arguments of format_string.",
+        error_class="FORMAT_STRING")
