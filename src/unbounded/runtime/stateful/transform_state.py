@@ -38,7 +38,7 @@ from unbounded.engine.stateful_processor import (
     StateVariable,
     VariableKind,
 )
-from unbounded.engine.udfs import batch_of, frame_to_pandas
+from unbounded.engine.udfs import frame_to_pandas
 from unbounded.errors import AnalysisException, PythonException
 from unbounded.plan.logical import TimeMode, TransformWithStateInPandas
 from unbounded.plan.row import Row
@@ -56,7 +56,7 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
-from unbounded.runtime.stateful.group_state import KeyedFrames, group_rows
+from unbounded.runtime.stateful.group_state import KeyedFrames, group_rows, output_tables
 from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
 from unbounded.testing.faults import fault_point
 
@@ -162,6 +162,7 @@ class _Partition:
     states: dict[Key, KeyState] = field(default_factory=dict)
     users: dict[Key, Key] = field(default_factory=dict)  # key -> the key the user sees
     tables: list[pa.Table] = field(default_factory=list)
+    frames: list[Any] = field(default_factory=list)  # pandas output, converted at the end
 
 
 class StreamingTransformWithState:
@@ -344,6 +345,8 @@ class StreamingTransformWithState:
         runtime.current = None
         runtime.phase = HandlePhase.CLOSED
         self._call("close", processor.close)
+        self._call("handleInputRows or handleExpiredTimer (their output)",
+                   lambda: run.tables.extend(output_tables(run.frames, self.node.schema)))
         self._write(run)
 
     # ---- keys and their state ----------------------------------------------------------
@@ -457,10 +460,8 @@ class StreamingTransformWithState:
             if self.row_mode:
                 run.tables.append(self._rows_table(list(result)))
                 return
-            for frame in result:
-                if isinstance(frame, pd.DataFrame) and frame.empty:
-                    continue
-                run.tables.append(batch_of(frame, self.node.schema, arrow=False))
+            run.frames.extend(f for f in result
+                              if not (isinstance(f, pd.DataFrame) and f.empty))
         self._call(method, consume)
 
     def _yields(self) -> str:
