@@ -9,11 +9,13 @@ name that matches columns of two sides is ambiguous. See docs/design/joins.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import ColumnRef
@@ -28,6 +30,7 @@ __all__ = [
     "OutputColumn",
     "ansi_enabled",
     "fresh_columns",
+    "schema_frame",
     "split_name",
     "unique_name",
 ]
@@ -99,6 +102,17 @@ def fresh_columns(
     return tuple(known.get(n) or OutputColumn(n, n) for n in names)
 
 
+def schema_frame(schema: pl.Schema) -> pl.LazyFrame:
+    """An empty frame of ``schema`` for schema queries and for running expressions over
+    no rows. ``pl.LazyFrame(schema=)`` builds a Series per column (milliseconds for a wide
+    frame); this builds only the columns a query reads, when it is collected."""
+    def no_rows(with_columns: list[str] | None, *_: object) -> Iterator[pl.DataFrame]:
+        names = schema.names() if with_columns is None else with_columns
+        yield pl.DataFrame(schema={n: schema[n] for n in names})
+
+    return register_io_source(no_rows, schema=schema)
+
+
 def unique_name(name: str, taken: set[str]) -> str:
     """``name``, or ``name#k`` with the smallest k that is not ``taken``."""
     candidate, k = name, 0
@@ -153,6 +167,10 @@ class CompileContext:
     # Spark 4's default (spark.sql.ansi.enabled): invalid casts, overflows and division
     # by zero raise Spark's errors; False gives NULL as Spark 3 did.
     ansi: bool = True
+    # The task's source partition (its place in the batch's list, the same on a re-run)
+    # and its file when it reads one: spark_partition_id(), rand(), input_file_name().
+    partition_index: int = 0
+    input_file: str = ""
 
     def __post_init__(self) -> None:
         if not self.columns and len(self.schema):
@@ -167,7 +185,8 @@ class CompileContext:
             columns = fresh_columns(schema.names(), inherit_from=self.columns)
         return CompileContext(schema, self.batch_timestamp_us, self.watermark_us,
                               self.event_time, self.observe_event_time, tuple(columns),
-                              self.plan_columns, self.relist_files, self.ansi)
+                              self.plan_columns, self.relist_files, self.ansi,
+                              self.partition_index, self.input_file)
 
     def resolve(self, name: str) -> str:
         """The physical name of the input column called ``name`` (no struct fields)."""
@@ -180,12 +199,11 @@ class CompileContext:
         """The input column ``ref`` names, and the struct fields to read from it."""
         if ref.ordinal is not None:
             return self.columns[ref.ordinal], []
-        scoped = [c for c in self.columns if ref.plan_id in c.lineage] \
-            if ref.plan_id is not None else []
+        scoped = self._by_plan.get(ref.plan_id, []) if ref.plan_id is not None else []
         # A DataFrame's column is looked up among that DataFrame's columns only; by name
         # when none of them is here (the runtime rebuilt the plan below, say).
-        found = _match(ref.name, scoped, scoped_to_plan=True) if scoped \
-            else _match(ref.name, self.columns, scoped_to_plan=False)
+        found = _match(ref.name, _index_by_name(scoped), scoped_to_plan=True) if scoped \
+            else _match(ref.name, self._by_name, scoped_to_plan=False)
         if found is None:
             raise self._unresolved(ref.name)
         return found
@@ -205,7 +223,26 @@ class CompileContext:
 
     def dtype_of(self, expr: pl.Expr) -> pl.DataType:
         """The dtype ``expr`` evaluates to over the input columns."""
-        return pl.LazyFrame(schema=self.schema).select(expr.alias("_t")).collect_schema()["_t"]
+        return self.empty_input.select(expr.alias("_t")).collect_schema()["_t"]
+
+    @cached_property
+    def empty_input(self) -> pl.LazyFrame:
+        """An empty frame of the input columns, made once per context."""
+        return schema_frame(self.schema)
+
+    # Indexes of ``columns`` (fixed once the context is made): resolving a reference is
+    # a lookup, so compiling a node costs its width, not its width squared.
+    @cached_property
+    def _by_name(self) -> dict[str, list[OutputColumn]]:
+        return _index_by_name(self.columns)
+
+    @cached_property
+    def _by_plan(self) -> dict[str, list[OutputColumn]]:
+        index: dict[str, list[OutputColumn]] = {}
+        for c in self.columns:
+            for plan_id in c.lineage:
+                index.setdefault(plan_id, []).append(c)
+        return index
 
 
 def _unquoted(name: str) -> str:
@@ -213,8 +250,16 @@ def _unquoted(name: str) -> str:
     return ".".join(split_name(name))
 
 
+def _index_by_name(columns: Iterable[OutputColumn]) -> dict[str, list[OutputColumn]]:
+    """Columns by lower-cased name, each list in column order."""
+    index: dict[str, list[OutputColumn]] = {}
+    for c in columns:
+        index.setdefault(c.name.lower(), []).append(c)
+    return index
+
+
 def _match(
-    name: str, columns: Sequence[OutputColumn], *, scoped_to_plan: bool
+    name: str, by_name: Mapping[str, list[OutputColumn]], *, scoped_to_plan: bool
 ) -> tuple[OutputColumn, list[str]] | None:
     """Spark's order: the whole name, then ``qualifier.column.fields``, then
     ``column.fields``; the first step that matches anything decides."""
@@ -222,11 +267,10 @@ def _match(
     lowered = [p.lower() for p in parts]
     steps: list[tuple[list[OutputColumn], list[str]]] = []
     if len(parts) > 1:
-        whole = name.lower()
-        steps.append(([c for c in columns if c.name.lower() == whole], []))
-        steps.append(([c for c in columns if lowered[0] in c.qualifiers
-                       and c.name.lower() == lowered[1]], parts[2:]))
-    steps.append(([c for c in columns if c.name.lower() == lowered[0]], parts[1:]))
+        steps.append((by_name.get(name.lower(), []), []))
+        steps.append(([c for c in by_name.get(lowered[1], []) if lowered[0] in c.qualifiers],
+                      parts[2:]))
+    steps.append((by_name.get(lowered[0], []), parts[1:]))
     for candidates, fields in steps:
         if candidates:
             return _one(name, candidates, parts, scoped_to_plan), fields

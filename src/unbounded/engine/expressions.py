@@ -36,6 +36,8 @@ from unbounded.plan.expressions import (
     GetField,
     GetItem,
     In,
+    LambdaFunction,
+    LambdaVariable,
     Like,
     Literal,
     Star,
@@ -45,7 +47,7 @@ from unbounded.plan.expressions import (
 
 __all__ = [
     "compile_expr", "compile_named", "compile_projection", "dtypes_of", "expand_star",
-    "implicit_cast", "like_to_regex", "unify_values",
+    "implicit_cast", "lambda_column", "like_to_regex", "unify_values",
 ]
 
 
@@ -125,7 +127,15 @@ def _expand_one_star(e: Star, ctx: CompileContext) -> list[tuple[pl.Expr, Output
 
 
 def _reads_input(expr: Expression) -> bool:
-    return any(isinstance(n, (ColumnRef, Star)) for n in walk(expr))
+    return any(isinstance(n, (ColumnRef, Star)) or
+               (isinstance(n, FunctionCall) and n.name.lower() in _PER_ROW)
+               for n in walk(expr))
+
+
+# Functions whose value differs from row to row without reading a column (Polars gives
+# them one value per input row already, so they must not be repeated as constants).
+_PER_ROW = frozenset({"rand", "random", "randn", "uuid", "monotonically_increasing_id",
+                      "raise_error"})
 
 
 @compile_expr.register
@@ -534,6 +544,30 @@ def _(expr: GetItem, ctx: CompileContext) -> pl.Expr:
     if isinstance(dtype, pl.Struct) and isinstance(expr.key, Literal):
         return child.struct.field(str(expr.key.value))
     return child.list.get(compile_expr(expr.key, ctx), null_on_oob=True)
+
+
+def lambda_column(name: str) -> str:
+    """The column a lambda variable reads while its body runs over one row per element
+    (``engine/collection_functions.py`` adds it to the body's input)."""
+    return f"__lambda_{name}"
+
+
+@compile_expr.register
+def _(expr: LambdaVariable, ctx: CompileContext) -> pl.Expr:
+    physical = lambda_column(expr.name)
+    if physical not in ctx.schema:
+        raise AnalysisException(
+            f"[UNRESOLVED_COLUMN] The lambda variable `{expr.name}` is used outside the "
+            "lambda function that declares it.", error_class="UNRESOLVED_COLUMN")
+    return pl.col(physical)
+
+
+@compile_expr.register
+def _(expr: LambdaFunction, ctx: CompileContext) -> pl.Expr:
+    raise AnalysisException(
+        f"[INVALID_LAMBDA_FUNCTION_CALL] {expr.display_name()} can only be an argument of a "
+        "higher-order function such as transform, filter or aggregate.",
+        error_class="INVALID_LAMBDA_FUNCTION_CALL")
 
 
 @compile_expr.register

@@ -10,6 +10,7 @@ Java's ``int``/``long`` do; ``try_*`` give NULL where the ANSI operator raises.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +19,10 @@ import polars as pl
 
 from unbounded.engine.ansi import checked, integral_bounds
 from unbounded.engine.context import CompileContext
-from unbounded.engine.expressions import compile_expr
+from unbounded.engine.dtypes import polars_schema_to_spark
+from unbounded.engine.expressions import compile_expr, dtypes_of
 from unbounded.engine.functions import register
+from unbounded.engine.xxhash64 import xxhash64_row
 from unbounded.errors import AnalysisException, ArithmeticException, SparkRuntimeException
 from unbounded.plan.expressions import BinaryOp, FunctionCall, Literal, UnaryOp
 
@@ -356,3 +359,150 @@ def _in_base(value: int, base: int) -> str:
         if not value:
             return out
 
+
+
+# ---- miscellaneous -----------------------------------------------------------------------
+@register("nvl2")
+def _nvl2(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.when(args[0].is_not_null()).then(args[1]).otherwise(args[2])
+
+
+@register("equal_null")
+def _equal_null(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    left, right = args
+    if ctx.dtype_of(right) == pl.Null:
+        return left.is_null()
+    if ctx.dtype_of(left) == pl.Null:
+        return right.is_null()
+    return left.eq_missing(right)
+
+
+@register("typeof")
+def _typeof(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    dtype = ctx.dtype_of(args[0])
+    spark = polars_schema_to_spark(pl.Schema({"v": dtype})).fields[0].dataType
+    return pl.lit(spark.simpleString(), dtype=pl.String)
+
+
+@register("zeroifnull")
+def _zeroifnull(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    dtype = ctx.dtype_of(args[0])
+    return pl.coalesce(args[0], pl.lit(0).cast(pl.Int32 if dtype == pl.Null else dtype))
+
+
+@register("nullifzero")
+def _nullifzero(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return pl.when(args[0] != 0).then(args[0])
+
+
+# ---- per-partition values: the same for the same seed, partition and row ----------------
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _row_bits(key: int) -> pl.Expr:
+    """64 random-looking bits per row (SplitMix64 of the row's place in the partition and
+    ``key``): a re-run batch gets the same bits, as Spark's per-partition generators."""
+    def mix(index: pl.Series) -> pl.Series:
+        z = index.to_numpy().astype(np.uint64) * np.uint64(_GOLDEN) + np.uint64(key)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return pl.Series(index.name, z ^ (z >> np.uint64(31)), dtype=pl.UInt64)
+
+    return pl.int_range(pl.len(), dtype=pl.UInt64).map_batches(
+        mix, return_dtype=pl.UInt64, is_elementwise=True)
+
+
+def _key(seed: int, ctx: CompileContext, stream: int = 0) -> int:
+    return (seed * _GOLDEN + ctx.partition_index * 0xD1B54A32D192ED03
+            + stream * 0x8CB92BA72F3D8DD7) & ((1 << 64) - 1)
+
+
+def _uniform(seed: int, ctx: CompileContext, stream: int = 0) -> pl.Expr:
+    return (_row_bits(_key(seed, ctx, stream)) // (1 << 11)).cast(pl.Float64) * 2.0 ** -53
+
+
+@register("rand", "random")
+def _rand(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return _uniform(int(literal_arg(call, 0, "seed") or 0), ctx)
+
+
+@register("randn")
+def _randn(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Box-Muller over two uniform streams."""
+    seed = int(literal_arg(call, 0, "seed") or 0)
+    u1, u2 = 1.0 - _uniform(seed, ctx, 1), _uniform(seed, ctx, 2)
+    return (-2.0 * u1.log()).sqrt() * (2.0 * math.pi * u2).cos()
+
+
+@register("uuid")
+def _uuid(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    seed = int(call.param("seed", 0))
+    high = _row_bits(_key(seed, ctx, 1)).alias("h")
+    low = _row_bits(_key(seed, ctx, 2)).alias("l")
+
+    def text(pairs: pl.Series) -> pl.Series:
+        rows = zip(pairs.struct.field("h").to_list(), pairs.struct.field("l").to_list(),
+                   strict=True)
+        return pl.Series(pairs.name, [str(uuid.UUID(int=(h << 64) | lo, version=4))
+                                      for h, lo in rows], dtype=pl.String)
+
+    return pl.struct(high, low).map_batches(text, return_dtype=pl.String,
+                                            is_elementwise=True)
+
+
+@register("monotonically_increasing_id")
+def _monotonically_increasing_id(call: FunctionCall, args: list[pl.Expr],
+                                 ctx: CompileContext) -> pl.Expr:
+    return pl.int_range(pl.len(), dtype=pl.Int64) + (ctx.partition_index << 33)
+
+
+@register("spark_partition_id")
+def _spark_partition_id(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
+                        ) -> pl.Expr:
+    return pl.lit(ctx.partition_index, dtype=pl.Int32)
+
+
+@register("input_file_name")
+def _input_file_name(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
+                     ) -> pl.Expr:
+    return pl.lit(ctx.input_file, dtype=pl.String)
+
+
+# ---- assertions ----------------------------------------------------------------------------
+def _user_error(message: object) -> Exception:
+    return SparkRuntimeException(f"[USER_RAISED_EXCEPTION] {message} SQLSTATE: P0001",
+                                 error_class="USER_RAISED_EXCEPTION")
+
+
+@register("assert_true")
+def _assert_true(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """NULL, or USER_RAISED_EXCEPTION at the first row whose condition is false or NULL."""
+    condition = args[0].cast(pl.Boolean)
+    failed = condition.is_null() | ~condition
+    return checked(pl.lit(None), failed, args[1].cast(pl.String), pl.Null(), _user_error)
+
+
+@register("raise_error")
+def _raise_error(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    every_row = pl.int_range(pl.len()) >= 0
+    return checked(pl.lit(None), every_row, args[0].cast(pl.String), pl.Null(), _user_error)
+
+
+@register("xxhash64")
+def _xxhash64(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Spark's XXH64 (seed 42) of the row's values; see ``engine/xxhash64.py``."""
+    kinds = [_hash_kind(d) for d in dtypes_of(args, ctx)]
+
+    def run(series: pl.Series) -> pl.Series:
+        columns = [series.struct.field(f"_{i}").to_list() for i in range(len(args))]
+        hashes = [xxhash64_row(row, kinds) for row in zip(*columns, strict=True)]
+        return pl.Series(series.name, hashes, dtype=pl.Int64)
+
+    packed = pl.struct([a.alias(f"_{i}") for i, a in enumerate(args)])
+    return packed.map_batches(run, return_dtype=pl.Int64, is_elementwise=True)
+
+
+def _hash_kind(dtype: pl.DataType) -> str:
+    if dtype in (pl.Int8, pl.Int16, pl.Int32, pl.Boolean):
+        return "int"
+    return "float" if dtype == pl.Float32 else ""

@@ -109,8 +109,8 @@ class StageRunner:
             if end is None or end == start:
                 continue
             target = self.input_of[i]
-            for part in src.partitions(start, end):
-                tasks.append(self._task(target, rel, part, clock))
+            for index, part in enumerate(src.partitions(start, end)):
+                tasks.append(self._task(target, rel, part, clock, index))
                 owners.append(i)
                 fed.add(target.id)
         for target in self.physical.task_inputs():
@@ -129,11 +129,11 @@ class StageRunner:
         return cached
 
     def _task(self, target: StageInput, rel: StreamingRelation | None, part: Any,
-              clock: BatchInfo) -> PartitionTask:
+              clock: BatchInfo, index: int = 0) -> PartitionTask:
         return PartitionTask(
             target.id, target.plan, None if rel is None else rel.relation_id, part,
             None if rel is None else rel.schema, clock.timestamp_us, clock.watermark_us,
-            clock.late_watermark_us, self._map_side(target.id), self.ansi)
+            clock.late_watermark_us, self._map_side(target.id), self.ansi, index)
 
     def run(self, results: Sequence[TaskResult], clock: BatchInfo) -> StageOutcome:
         """The stateful stages and the final plan over the tasks' results."""

@@ -15,11 +15,13 @@ from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.plans import compile_plan
 from unbounded.executors.base import ShippableTask
+from unbounded.files.paths import path_uri
 from unbounded.plan.logical import LogicalPlan
 from unbounded.plan.types import StructType
 from unbounded.runtime.stages import InputId
 from unbounded.runtime.stateful.base import MapSide
 from unbounded.sources.base import InputPartition, SupportsLazyScan
+from unbounded.sources.files import FileInputPartition
 
 __all__ = ["PartitionTask", "TaskResult", "run_partition", "run_task"]
 
@@ -51,6 +53,7 @@ class PartitionTask:
     late_watermark_us: int
     map_side: MapSide | None = None
     ansi: bool = True  # spark.sql.ansi.enabled of the query's session
+    partition_index: int = 0  # the partition's place among its source's in this batch
 
 
 def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
@@ -74,7 +77,8 @@ def run_partition(task: PartitionTask) -> TaskResult:
     own_stats = map_side is not None and map_side.observed_watermark is not None
     ctx = CompileContext(pl.Schema(), task.batch_timestamp_us, task.watermark_us,
                          observe_event_time=not own_stats, relist_files=True,
-                         ansi=task.ansi)
+                         ansi=task.ansi, partition_index=task.partition_index,
+                         input_file=_input_file(task.partition))
     frame = compile_plan(task.plan, inputs, ctx)
     if map_side is None:
         return TaskResult(task.input_id, frame.collect().to_arrow(), rows, ctx.event_time)
@@ -98,3 +102,11 @@ def _scan(task: PartitionTask) -> tuple[pl.LazyFrame, int]:
             return scanned
     table = task.partition.read()
     return source_frame(table, task.source_schema), table.num_rows
+
+
+def _input_file(partition: InputPartition | None) -> str:
+    """The file a partition reads, as ``input_file_name()`` shows it (a ``file:`` URI);
+    "" when it reads several or is not a file."""
+    if isinstance(partition, FileInputPartition) and len(partition.paths) == 1:
+        return path_uri(partition.paths[0])
+    return ""

@@ -13,6 +13,7 @@ Output columns are named as PySpark 4 names them, which is not always ``name(arg
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from unbounded.plan.expressions import BinaryOp, FunctionCall, Literal, UnaryOp
@@ -24,6 +25,7 @@ __all__ = [
     "acosh",
     "asin",
     "asinh",
+    "assert_true",
     "atan",
     "atan2",
     "atanh",
@@ -41,26 +43,36 @@ __all__ = [
     "csc",
     "degrees",
     "e",
+    "equal_null",
     "expm1",
     "factorial",
     "getbit",
     "hex",
     "hypot",
+    "input_file_name",
+    "isnotnull",
     "ln",
     "log1p",
     "log2",
     "log10",
+    "monotonically_increasing_id",
     "nanvl",
     "negate",
     "negative",
+    "nullifzero",
+    "nvl2",
     "pi",
     "pmod",
     "positive",
     "pow",
     "power",
     "radians",
+    "raise_error",
+    "rand",
+    "randn",
     "rint",
     "sec",
+    "sha",
     "shiftLeft",
     "shiftRight",
     "shiftRightUnsigned",
@@ -71,6 +83,7 @@ __all__ = [
     "signum",
     "sin",
     "sinh",
+    "spark_partition_id",
     "tan",
     "tanh",
     "toDegrees",
@@ -80,8 +93,12 @@ __all__ = [
     "try_mod",
     "try_multiply",
     "try_subtract",
+    "typeof",
     "unhex",
+    "uuid",
     "width_bucket",
+    "xxhash64",
+    "zeroifnull",
 ]
 
 
@@ -256,3 +273,93 @@ def conv(col: Any, fromBase: int, toBase: int) -> Column:
     """The number written in ``col`` in base ``fromBase``, written in base ``toBase``
     (negative: signed)."""
     return function_call("conv", col, Column(Literal(fromBase)), Column(Literal(toBase)))
+
+
+# ---- miscellaneous: NULL handling, types, randomness, assertions, hashes -----------------
+def nvl2(col1: Any, col2: Any, col3: Any) -> Column:
+    """``col2`` where ``col1`` is not NULL, else ``col3``."""
+    return function_call("nvl2", col1, col2, col3)
+
+
+def equal_null(col1: Any, col2: Any) -> Column:
+    """``=`` where NULL equals NULL (never NULL itself)."""
+    return function_call("equal_null", col1, col2)
+
+
+def isnotnull(col: Any) -> Column:
+    return Column(UnaryOp("isnotnull", column_expr(col)))
+
+
+def typeof(col: Any) -> Column:
+    """The Spark SQL type name of ``col`` (``int``, ``string``, ``array<bigint>``...)."""
+    return function_call("typeof", col)
+
+
+def zeroifnull(col: Any) -> Column: return function_call("zeroifnull", col)
+def nullifzero(col: Any) -> Column: return function_call("nullifzero", col)
+
+
+def _seed(seed: int | None) -> Column:
+    """A fixed seed: one drawn now when none is given, so the plan (and a re-run of a
+    batch) keeps it, as Spark fixes it when the expression is made."""
+    return Column(Literal(seed if seed is not None else secrets.randbits(63)))
+
+
+def rand(seed: int | None = None) -> Column:
+    """Uniform doubles in [0, 1), the same for the same seed, partition and row."""
+    return function_call("rand", _seed(seed))
+
+
+def randn(seed: int | None = None) -> Column:
+    """Standard normal doubles, the same for the same seed, partition and row."""
+    return function_call("randn", _seed(seed))
+
+
+def uuid(seed: Any = None) -> Column:
+    """A version-4 UUID string per row, the same when a batch is re-run."""
+    fixed = seed.expr.value if isinstance(seed, Column) and isinstance(seed.expr, Literal) \
+        else seed
+    chosen = fixed if isinstance(fixed, int) else secrets.randbits(63)
+    return Column(FunctionCall("uuid", (), (("seed", chosen), ("display", "uuid()"))))
+
+
+def monotonically_increasing_id() -> Column:
+    """Unique, increasing bigints: the partition index in the upper 31 bits, the row's
+    position in its partition in the lower 33 (Spark's layout)."""
+    return function_call("monotonically_increasing_id")
+
+
+def spark_partition_id() -> Column:
+    return shown_call("spark_partition_id", shown="SPARK_PARTITION_ID")
+
+
+def input_file_name() -> Column:
+    """The file the row was read from (a ``file:`` URI), or ""."""
+    return function_call("input_file_name")
+
+
+def assert_true(col: Any, errMsg: Any = None) -> Column:
+    """NULL where ``col`` is true; raises USER_RAISED_EXCEPTION with ``errMsg`` else."""
+    condition = column_expr(col)
+    message = errMsg if errMsg is not None else f"'{condition.display_name()}' is not true!"
+    return function_call("assert_true", col, _text(message))
+
+
+def raise_error(errMsg: Any) -> Column:
+    """Fails the query with USER_RAISED_EXCEPTION and ``errMsg``."""
+    message = _text(errMsg)
+    return shown_call("raise_error", message,
+                      template="raise_error(USER_RAISED_EXCEPTION, map(errorMessage, {0}))")
+
+
+def _text(value: Any) -> Any:
+    return Column(Literal(value)) if isinstance(value, str) else value
+
+
+def xxhash64(*cols: Any) -> Column:
+    """Spark's 64-bit xxHash of the columns (seed 42), bit-identical."""
+    return function_call("xxhash64", *cols)
+
+
+def sha(col: Any) -> Column: return function_call("sha", col)
+
