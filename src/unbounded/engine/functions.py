@@ -127,6 +127,9 @@ def _struct(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.
 
 @_register("array")
 def _array(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    # concat_list splices list arguments; array(xs, ys) nests them as Spark does.
+    if any(isinstance(d, (pl.List, pl.Array)) for d in dtypes_of(args, ctx)):
+        args = [a.repeat_by(1) for a in args]
     return pl.concat_list(args)
 
 
@@ -336,7 +339,8 @@ def _endswith(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> p
 def _size(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     value = args[0]
     length = value.map.len() if isinstance(ctx.dtype_of(value), pl.Map) else value.list.len()
-    return length.cast(pl.Int32).fill_null(-1)
+    # Spark: size(NULL) is -1 (spark.sql.legacy.sizeOfNull), but NULL under ANSI mode.
+    return length.cast(pl.Int32) if ctx.ansi else length.cast(pl.Int32).fill_null(-1)
 
 
 @_register("array_contains")
@@ -349,8 +353,37 @@ def _element_at(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
     index = args[1]
     if isinstance(ctx.dtype_of(args[0]), pl.Map):  # element_at(map, key): the key's value
         return args[0].map.get(index)
-    return args[0].list.get(pl.when(index > 0).then(index - 1).otherwise(index),
-                            null_on_oob=True)
+    got = args[0].list.get(pl.when(index > 0).then(index - 1).otherwise(index),
+                           null_on_oob=True)
+    return _element_at_checked(got, args[0], index, ctx)
+
+
+def _element_at_checked(got: pl.Expr, array: pl.Expr, index: pl.Expr,
+                        ctx: CompileContext) -> pl.Expr:
+    """Spark 4: index 0 always fails; an index past the end fails under ANSI mode."""
+    from unbounded.engine.ansi import checked
+    from unbounded.errors import SparkRuntimeException
+
+    def zero(_: Any) -> Exception:
+        return SparkRuntimeException(
+            "[INVALID_INDEX_OF_ZERO] The index 0 is invalid. An index shall be either < 0 or "
+            "> 0 (the first element has index 1). SQLSTATE: 22003",
+            error_class="INVALID_INDEX_OF_ZERO")
+
+    def outside(value: Any) -> Exception:
+        return SparkRuntimeException(
+            f"[INVALID_ARRAY_INDEX_IN_ELEMENT_AT] The index {value['i']} is out of bounds. "
+            f"The array has {value['n']} elements. Use `try_element_at` to tolerate accessing "
+            "element at invalid index and return NULL instead. SQLSTATE: 22003",
+            error_class="INVALID_ARRAY_INDEX_IN_ELEMENT_AT")
+
+    dtype = ctx.dtype_of(got)
+    out = checked(got, index == 0, index, dtype, zero)
+    if not ctx.ansi:
+        return out
+    length = array.list.len()
+    past = index.abs() > length
+    return checked(out, past, pl.struct(index.alias("i"), length.alias("n")), dtype, outside)
 
 
 # ---- JSON ----------------------------------------------------------------------------

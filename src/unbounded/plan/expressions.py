@@ -26,6 +26,8 @@ __all__ = [
     "GetField",
     "GetItem",
     "In",
+    "LambdaFunction",
+    "LambdaVariable",
     "Like",
     "Literal",
     "PythonEvalType",
@@ -306,6 +308,37 @@ class SortOrder(Expression):
 
     def display_name(self) -> str:
         return f"{self.child.display_name()} {'ASC' if self.ascending else 'DESC'}"
+
+
+@dataclass(frozen=True)
+class LambdaVariable(Expression):
+    """A parameter of a lambda (``x`` in ``transform(xs, x -> x + 1)``), bound by the
+    enclosing ``LambdaFunction``; Spark 4 shows every one as ``namedlambdavariable()``."""
+
+    name: str
+
+    def display_name(self) -> str:
+        return "namedlambdavariable()"
+
+
+@dataclass(frozen=True)
+class LambdaFunction(Expression):
+    """The function argument of a higher-order function (``transform``, ``filter``...):
+    ``body`` over the ``LambdaVariable``s named in ``params`` and over input columns."""
+
+    body: Expression
+    params: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.params or len(set(self.params)) != len(self.params):
+            raise ValueError(f"A lambda needs distinct parameter names, got {self.params}.")
+
+    def children(self) -> tuple[Expression, ...]:
+        return (self.body,)
+
+    def display_name(self) -> str:
+        shown = ", ".join("namedlambdavariable()" for _ in self.params)
+        return f"lambdafunction({self.body.display_name()}, {shown})"
 
 
 class PythonEvalType(IntEnum):

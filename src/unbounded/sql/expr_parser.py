@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -39,6 +40,8 @@ from unbounded.plan.expressions import (
     GetField,
     GetItem,
     In,
+    LambdaFunction,
+    LambdaVariable,
     Like,
     Literal,
     SortOrder,
@@ -490,6 +493,40 @@ def _(node: exp.If) -> Expression:
                     _convert(otherwise) if otherwise is not None else None)
 
 
+# ---- lambdas: ``x -> x + 1``, ``(acc, x) -> acc + x`` -----------------------------------
+@_convert.register
+def _(node: exp.Lambda) -> Expression:
+    params = tuple(e.name for e in node.expressions)
+    try:
+        return LambdaFunction(_bind_variables(_convert(node.this), set(params)), params)
+    except ValueError as err:
+        raise _Rejected(str(err), "INVALID_LAMBDA_FUNCTION_CALL") from None
+
+
+@_convert.register
+def _(node: exp.Identifier) -> Expression:  # sqlglot's form of a lambda parameter's use
+    return ColumnRef(node.name)
+
+
+def _bind_variables(expr: Any, names: set[str]) -> Any:
+    """``expr`` with each reference to a lambda parameter as a ``LambdaVariable`` (an
+    inner lambda's own parameters are already bound, so they shadow outer ones)."""
+    if isinstance(expr, ColumnRef) and expr.name in names and expr.plan_id is None:
+        return LambdaVariable(expr.name)
+    if isinstance(expr, tuple):
+        return tuple(_bind_variables(e, names) for e in expr)
+    if not isinstance(expr, Expression) or not dataclasses.is_dataclass(expr):
+        return expr
+    changed = {f.name: _bind_variables(getattr(expr, f.name), names)
+               for f in dataclasses.fields(expr)}
+    return dataclasses.replace(expr, **changed)
+
+
+@_convert.register
+def _(node: exp.Transform) -> Expression:  # sqlglot's own node for transform(xs, x -> ...)
+    return _call("transform", [node.this, node.expression])
+
+
 # ---- function calls ------------------------------------------------------------------
 @_convert.register
 def _(node: exp.Anonymous) -> Expression:
@@ -685,7 +722,7 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _argument(name: str, param: inspect.Parameter, node: exp.Expr) -> Any:
-    if param.annotation in ("Any", Any):
+    if param.annotation in ("Any", Any) or isinstance(node, exp.Lambda):
         return Column(_convert(node))
     try:
         value = _constant(node)
