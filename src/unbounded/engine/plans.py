@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
-from functools import singledispatch
+from dataclasses import dataclass, replace
+from functools import cached_property, singledispatch
+from types import MappingProxyType
 from weakref import WeakKeyDictionary
 
 import polars as pl
@@ -21,6 +22,7 @@ from unbounded.engine.context import (
     EventTimeStats,
     OutputColumn,
     fresh_columns,
+    schema_frame,
 )
 from unbounded.engine.dtypes import arrow_schema_to_polars, polars_schema_to_spark
 from unbounded.engine.expressions import compile_expr, compile_projection
@@ -59,6 +61,7 @@ __all__ = [
     "compile_plan",
     "empty_frame",
     "plan_columns",
+    "plan_physical_schema",
     "plan_schema",
     "to_display_arrow",
 ]
@@ -73,30 +76,59 @@ def empty_frame(schema: StructType) -> pl.LazyFrame:
 def plan_schema(plan: LogicalPlan) -> StructType:
     """The output schema of ``plan`` as users see it (names may repeat after a join),
     found by compiling it over empty inputs."""
-    physical, columns = _empty_output(plan)
-    schema = polars_schema_to_spark(physical)
-    return StructType([StructField(c.name, f.dataType, f.nullable)
-                       for c, f in zip(columns, schema.fields, strict=True)])
+    return _empty_output(plan).schema
 
 
 def plan_columns(plan: LogicalPlan) -> tuple[OutputColumn, ...]:
     """The output columns of ``plan`` (physical names as ``compile_plan`` produces them,
     display names, qualifiers, lineage), found by compiling it over empty inputs."""
-    return _empty_output(plan)[1]
+    return _empty_output(plan).columns
 
 
-_empty_outputs: WeakKeyDictionary[LogicalPlan, tuple[pl.Schema, tuple[OutputColumn, ...]]] = (
-    WeakKeyDictionary())
+def plan_physical_schema(plan: LogicalPlan) -> pl.Schema:
+    """The Polars schema of ``compile_plan(plan)`` over empty inputs: the schema an
+    expression over ``plan``'s output compiles against (column by column as
+    ``plan_columns``)."""
+    return _empty_output(plan).physical
 
 
-def _empty_output(plan: LogicalPlan) -> tuple[pl.Schema, tuple[OutputColumn, ...]]:
-    """``plan``'s Polars schema and output columns, compiled over empty inputs once per
-    node: nodes are immutable, and a join's placeholder asks again every batch."""
+@dataclass(frozen=True, eq=False)
+class _EmptyOutput:
+    """What one node outputs over empty inputs, kept while the node lives. ``frame`` is
+    an empty frame of ``physical``, what the node stands for when its parent is
+    resolved; ``schema`` (the Spark schema) is derived on first use."""
+
+    physical: pl.Schema
+    columns: tuple[OutputColumn, ...]
+    frame: pl.LazyFrame
+
+    @cached_property
+    def schema(self) -> StructType:
+        spark = polars_schema_to_spark(self.physical)
+        return StructType([StructField(c.name, f.dataType, f.nullable)
+                           for c, f in zip(self.columns, spark.fields, strict=True)])
+
+
+_empty_outputs: WeakKeyDictionary[LogicalPlan, _EmptyOutput] = WeakKeyDictionary()
+_empty_outputs_lock = threading.Lock()
+
+# Bindings that stand every child of the node being resolved by its cached empty output:
+# resolving a node is one node's work, never a walk or a recompile of the plan below it.
+_RESOLVED_CHILDREN: Bindings = MappingProxyType({})
+
+
+def _empty_output(plan: LogicalPlan) -> _EmptyOutput:
+    """``plan``'s output over empty inputs, compiled once per node (nodes are immutable;
+    a join's placeholder asks again every batch) over its children's cached outputs."""
     known = _empty_outputs.get(plan)
     if known is None:
         ctx = CompileContext(pl.Schema(), batch_timestamp_us=0)
-        _, schema, columns = _compile_with_schema(plan, {}, ctx)
-        known = _empty_outputs[plan] = (schema, columns)
+        frame = compile_plan(plan, _RESOLVED_CHILDREN, ctx)
+        physical = frame.collect_schema()
+        columns = _output_columns(plan, physical, ctx)
+        known = _EmptyOutput(physical, columns, schema_frame(physical))
+        with _empty_outputs_lock:
+            _empty_outputs[plan] = known
     return known
 
 
@@ -116,15 +148,28 @@ def compile_output(
 def _compile_with_schema(
     plan: LogicalPlan, inputs: Bindings, ctx: CompileContext
 ) -> tuple[pl.LazyFrame, pl.Schema, tuple[OutputColumn, ...]]:
-    """``compile_output`` and the frame's schema, resolved once for both."""
+    """``compile_output`` and the frame's schema, resolved once for both. While a parent
+    is resolved over empty inputs, a child is its cached empty output."""
+    if inputs is _RESOLVED_CHILDREN:
+        known = _empty_output(plan)
+        ctx.plan_columns[plan] = known.columns
+        return known.frame, known.physical, known.columns
     frame = compile_plan(plan, inputs, ctx)
     schema = frame.collect_schema()
+    return frame, schema, _output_columns(plan, schema, ctx)
+
+
+def _output_columns(
+    plan: LogicalPlan, schema: pl.Schema, ctx: CompileContext
+) -> tuple[OutputColumn, ...]:
+    """``plan``'s output columns once compiled to a frame of ``schema`` (the rule's, else
+    inherited from its child), recorded in ``ctx.plan_columns``."""
     columns = ctx.plan_columns.get(plan)
     if columns is None or [c.physical for c in columns] != schema.names():
         columns = _inherited_columns(plan, schema.names(), ctx)
     columns = tuple(c.seen_by(plan.plan_id) for c in columns)
     ctx.plan_columns[plan] = columns
-    return frame, schema, columns
+    return columns
 
 
 def _inherited_columns(
@@ -159,9 +204,9 @@ def _(plan: BoundRelation, inputs: Bindings, ctx: CompileContext) -> pl.LazyFram
     bound = inputs.get(plan.relation_id)
     if plan.stands_for is None:
         return bound if bound is not None else empty_frame(plan.schema)
-    physical, columns = _empty_output(plan.stands_for)
-    ctx.plan_columns[plan] = columns
-    return bound if bound is not None else pl.LazyFrame(schema=physical)
+    known = _empty_output(plan.stands_for)
+    ctx.plan_columns[plan] = known.columns
+    return bound if bound is not None else known.frame
 
 
 @compile_plan.register

@@ -2,13 +2,14 @@
 
 PySpark's analyzer runs at each transformation, so ``df.select("nope")`` fails at that
 line, not later inside an action or a streaming query's thread. Resolving a plan here is
-deriving its schema (``plan_schema``, cached per immutable node, so a chain of calls
-compiles each node once), then evaluating the new node's own expressions over an empty
-frame of its input's schema: Polars finds some type errors only when it runs
-(``"a" - "b"``, ``upper`` of a number). A Polars error met on the way is a type error in
-the user's expressions; it is reported as Spark's ``DATATYPE_MISMATCH`` naming the
-expression and its input types, never as Polars' text or plan. Expressions holding a
-Python UDF are not evaluated: user code runs only when an action does.
+deriving its output (``plan_columns``: cached per immutable node and derived from its
+children's cached outputs, so each call compiles its own node only), then evaluating the
+new node's own expressions over an empty frame of its input's schema: Polars finds some
+type errors only when it runs (``"a" - "b"``, ``upper`` of a number). A Polars error met
+on the way is a type error in the user's expressions; it is reported as Spark's
+``DATATYPE_MISMATCH`` naming the expression and its input types, never as Polars' text
+or plan. Expressions holding a Python UDF are not evaluated: user code runs only when an
+action does.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import polars as pl
 
 from unbounded.engine.aggregates import compile_aggregate_call
 from unbounded.engine.context import CompileContext
-from unbounded.engine.dtypes import polars_schema_to_spark, to_polars_dtype
+from unbounded.engine.dtypes import polars_schema_to_spark
 from unbounded.engine.expressions import compile_expr
-from unbounded.engine.plans import plan_columns, plan_schema
+from unbounded.engine.plans import plan_columns, plan_physical_schema
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
     AggregateCall,
+    ColumnRef,
     Expression,
     PythonUDF,
     Star,
@@ -41,7 +43,7 @@ def analyze(plan: LogicalPlan) -> None:
     if isinstance(plan, Filter):
         _check_filter(plan, _input_context(plan))
     try:
-        plan_schema(plan)
+        plan_columns(plan)
     except pl.exceptions.PolarsError as err:
         raise engine_error(plan, err) from None
     if isinstance(plan, (Project, Filter, Aggregate)):
@@ -87,16 +89,13 @@ def _check_filter(plan: Filter, ctx: CompileContext | None) -> None:
 
 def _input_context(plan: LogicalPlan) -> CompileContext | None:
     """The compile context of a one-input node's input (None for joins and leaves),
-    from the input's cached schema and columns."""
+    from the input's cached schema and columns: what the node compiles against."""
     children = plan.children()
     if len(children) != 1:
         return None
-    columns = plan_columns(children[0])
-    types = plan_schema(children[0]).fields
-    schema = pl.Schema({c.physical: to_polars_dtype(f.dataType)
-                        for c, f in zip(columns, types, strict=True)})
     # ANSI off: analysis checks types; a bad literal value fails when the action runs.
-    return CompileContext(schema, 0, columns=columns, ansi=False)
+    return CompileContext(plan_physical_schema(children[0]), 0,
+                          columns=plan_columns(children[0]), ansi=False)
 
 
 def _failing_expression(
@@ -106,7 +105,9 @@ def _failing_expression(
     Spark types of its inputs; None when no single expression is to blame."""
     if ctx is None:
         return None
-    tops = [e for e in _expressions(plan) if not contains_node(e, PythonUDF)]
+    # A bare reference cannot fail once the node resolved; a projection has many.
+    tops = [e for e in _expressions(plan)
+            if not isinstance(e, ColumnRef) and not contains_node(e, PythonUDF)]
     if _all_compile(tops, ctx):
         return None
     for top in tops:
@@ -119,6 +120,8 @@ def _failing_expression(
 
 def _all_compile(exprs: list[Expression], ctx: CompileContext) -> bool:
     """Whether every expression runs over an empty input: one Polars query for all."""
+    if not exprs:
+        return True
     compiled = []
     for i, e in enumerate(exprs):
         try:
@@ -126,7 +129,7 @@ def _all_compile(exprs: list[Expression], ctx: CompileContext) -> bool:
         except (AnalysisException, pl.exceptions.PolarsError):
             return False
     try:
-        pl.LazyFrame(schema=ctx.schema).select(compiled).collect()
+        ctx.empty_input.select(compiled).collect()
     except pl.exceptions.PolarsError:
         return False
     return True
@@ -134,7 +137,7 @@ def _all_compile(exprs: list[Expression], ctx: CompileContext) -> bool:
 
 def _compiles(node: Expression, ctx: CompileContext) -> bool:
     try:
-        pl.LazyFrame(schema=ctx.schema).select(_compile(node, ctx).alias("_t")).collect()
+        ctx.empty_input.select(_compile(node, ctx).alias("_t")).collect()
     except pl.exceptions.PolarsError:
         return False
     except AnalysisException:

@@ -7,6 +7,7 @@ Transformations return new DataFrames; nothing runs until an action (batch) or
 from __future__ import annotations
 
 import time
+from collections import Counter
 from functools import cached_property, reduce
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,8 @@ class DataFrame:
 
     @property
     def columns(self) -> list[str]:
-        return self.schema.names
+        # From the cached output columns: no Spark schema is built for a chain's steps.
+        return [c.name for c in self._output]
 
     @property
     def dtypes(self) -> list[tuple[str, str]]:
@@ -137,8 +139,8 @@ class DataFrame:
 
     def _refs(self) -> list[ColumnRef]:
         """One reference per output column; a repeated name is pinned by position."""
-        names = [c.name.lower() for c in self._output]
-        return [_quoted(c.name) if names.count(c.name.lower()) == 1
+        names = Counter(c.name.lower() for c in self._output)
+        return [_quoted(c.name) if names[c.name.lower()] == 1
                 else ColumnRef(c.name, ordinal=i) for i, c in enumerate(self._output)]
 
     def __repr__(self) -> str:
