@@ -115,7 +115,15 @@ def ceil(c: Any) -> Column: return _call("ceil", c)
 def floor(c: Any) -> Column: return _call("floor", c)
 def sqrt(c: Any) -> Column: return _call("sqrt", c)
 def exp(c: Any) -> Column: return _call("exp", c)
-def log(c: Any) -> Column: return _call("log", c)
+def log(arg1: Any, arg2: Any = None) -> Column:
+    """The natural logarithm of ``arg1``, or the logarithm of ``arg2`` in base ``arg1``."""
+    if arg2 is None:
+        return _call("log", arg1)
+    base, value = to_expr(arg1), _c(arg2)
+    shown = f"LOG({base.display_name()}, {value.display_name()})"
+    return Column(FunctionCall("log", (base, value), (("display", shown),)))
+
+
 def upper(c: Any) -> Column: return _call("upper", c)
 def lower(c: Any) -> Column: return _call("lower", c)
 def initcap(c: Any) -> Column: return _call("initcap", c)
