@@ -1,0 +1,216 @@
+"""PySpark's string functions: output names, values, NULLs and errors as PySpark 4.3 gives
+them (each expected value below was read off PySpark 4.3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from unbounded.engine.java_format import java_format
+from unbounded.engine.string_functions import soundex
+from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.sql import functions as F
+from unbounded.testing import MemoryStream
+
+URL = "http://u@host:8/p/a?k=v&q=1#f"
+
+
+@pytest.fixture
+def df(spark):
+    rows = [(0.5, 3, "Hello"), (-1.0, None, None), (None, -4, "ab,cd"), (2.0, 0, "")]
+    return spark.createDataFrame(rows, "x double, i int, s string")
+
+
+def _rows(frame):
+    return frame.columns, [tuple(r) for r in frame.collect()]
+
+
+def _one(df, *cols):
+    return tuple(df.limit(1).select(*cols).collect()[0])
+
+
+def test_like_family_names_and_matches(df):
+    names, rows = _rows(df.select(
+        F.like("s", F.lit("H%")), F.ilike("s", F.lit("h%")), F.rlike("s", F.lit("l+")),
+        F.regexp("s", F.lit("l+")), F.regexp_like("s", F.lit("^a")),
+        F.like("s", F.lit("a%"), F.lit("/"))))
+    assert names == ["s LIKE H%", "ilike(s, h%)", "RLIKE(s, l+)", "REGEXP(s, l+)",
+                     "REGEXP_LIKE(s, ^a)", "s LIKE a% ESCAPE '/'"]
+    assert rows == [(True, True, True, True, False, False), (None,) * 6,
+                    (False, False, False, False, True, True), (False,) * 6]
+
+
+def test_prefixes_and_slices(df):
+    names, rows = _rows(df.select(
+        F.startswith("s", F.lit("He")), F.endswith("s", F.lit("cd")), F.contains("s", F.lit("l")),
+        F.substring_index("s", ",", 1), F.substring_index("s", "l", -1), F.left("s", F.lit(2)),
+        F.right("s", F.lit(2))))
+    assert names == ["startswith(s, He)", "endswith(s, cd)", "contains(s, l)",
+                     "substring_index(s, ,, 1)", "substring_index(s, l, -1)", "left(s, 2)",
+                     "right(s, 2)"]
+    assert rows == [(True, False, True, "Hello", "o", "He", "lo"), (None,) * 7,
+                    (False, True, False, "ab", "ab,cd", "ab", "cd"),
+                    (False, False, False, "", "", "", "")]
+    assert _one(df, F.substring_index("s", ",", 0), F.substring_index("s", "l", 5),
+                F.left("s", F.lit(0)), F.right("s", F.lit(-1)), F.left("s", F.lit(99))) == \
+        ("", "Hello", "", "", "Hello")
+
+
+def test_locate_translate_repeat_overlay(df):
+    names, rows = _rows(df.select(
+        F.locate("l", "s"), F.locate("l", "s", 4), F.position(F.lit("l"), "s"),
+        F.translate("s", "lo", "x"), F.repeat("s", 2), F.repeat("s", F.lit(-1)),
+        F.overlay("s", F.lit("XY"), 2), F.overlay("s", F.lit("XY"), 2, 0)))
+    assert names == ["locate(l, s, 1)", "locate(l, s, 4)", "position(l, s, 1)",
+                     "translate(s, lo, x)", "repeat(s, 2)", "repeat(s, -1)",
+                     "overlay(s, XY, 2, -1)", "overlay(s, XY, 2, 0)"]
+    assert rows == [(3, 4, 3, "Hexx", "HelloHello", "", "HXYlo", "HXYello"), (None,) * 8,
+                    (0, 0, 0, "ab,cd", "ab,cdab,cd", "", "aXYcd", "aXYb,cd"),
+                    (0, 0, 0, "", "", "", "XY", "XY")]
+    assert _one(df, F.locate("", "s"), F.locate("l", "s", 0),
+                F.translate(F.lit("abcabc"), "abc", "xy"),
+                F.overlay(F.lit("Spark SQL"), F.lit("_"), F.lit(6)),
+                F.overlay(F.lit("Spark SQL"), F.lit("ANSI "), F.lit(7), F.lit(0))) == \
+        (1, 0, "xyxy", "Spark_SQL", "Spark ANSI SQL")
+
+
+def test_characters_codecs_and_lengths(df):
+    names, rows = _rows(df.select(
+        F.ascii("s"), F.char(F.lit(65)), F.chr(F.lit(321)), F.char(F.lit(-1)),
+        F.unbase64(F.lit("SGVsbG8=")), F.encode("s", "UTF-8"),
+        F.decode(F.encode("s", "UTF-16"), "UTF-16"), F.octet_length("s"), F.bit_length("s")))
+    assert names == ["ascii(s)", "char(65)", "chr(321)", "char(-1)", "unbase64(SGVsbG8=)",
+                     "encode(s, UTF-8)", "decode(encode(s, UTF-16), UTF-16)", "octet_length(s)",
+                     "bit_length(s)"]
+    assert rows == [(72, "A", "A", "", b"Hello", b"Hello", "Hello", 5, 40),
+                    (None, "A", "A", "", b"Hello", None, None, None, None),
+                    (97, "A", "A", "", b"Hello", b"ab,cd", "ab,cd", 5, 40),
+                    (0, "A", "A", "", b"Hello", b"", "", 0, 0)]
+    assert _one(df, F.chr(F.lit(255)), F.unbase64(F.lit("SGVsbG8")), F.unbase64(F.lit("@@")),
+                F.octet_length(F.lit("é"))) == ("ÿ", b"Hello", b"", 2)
+
+
+def test_decode_of_malformed_bytes_and_unknown_charsets_raise(df):
+    with pytest.raises(SparkRuntimeException, match=r"\[MALFORMED_CHARACTER_CODING\]"):
+        df.select(F.decode(F.lit(b"\xff"), "UTF-8")).collect()
+    with pytest.raises(AnalysisException, match=r"INVALID_PARAMETER_VALUE.CHARSET"):
+        df.select(F.encode("s", "nope")).collect()
+
+
+def test_formatting_like_java(df):
+    names, rows = _rows(df.select(
+        F.format_number("x", 2), F.format_number(F.lit(1234567.891), 0),
+        F.format_string("%s-%d", "s", "i"), F.printf(F.lit("%s:%05.2f"), "s", "x")))
+    assert names == ["format_number(x, 2)", "format_number(1234567.891, 0)",
+                     "format_string(%s-%d, s, i)", "printf(%s:%05.2f, s, x)"]
+    assert rows == [("0.50", "1,234,568", "Hello-3", "Hello:00.50"),
+                    ("-1.00", "1,234,568", "null-null", "null:-1.00"),
+                    (None, "1,234,568", "ab,cd--4", "ab,cd:   nu"),
+                    ("2.00", "1,234,568", "-0", ":02.00")]
+    assert _one(df, F.printf(F.lit("%d%%"), F.lit(5)),
+                F.format_string("%5s|%-5s|", F.lit("a"), F.lit("b")),
+                F.format_string("%x %o %e %b %c", F.lit(255), F.lit(8), F.lit(1234.5),
+                                F.lit(True), F.lit(65))) == \
+        ("5%", "    a|b    |", "ff 10 1.234500e+03 true A")
+
+
+def test_java_format_renders_null_with_the_conversions_width_and_precision():
+    assert java_format("%s|%5.2s|%-6s|", [None, None, 1.0]) == "null|   nu|1.0   |"
+
+
+def test_soundex_levenshtein_and_masks(df):
+    names, rows = _rows(df.select(
+        F.soundex("s"), F.levenshtein("s", F.lit("Hallo")), F.levenshtein("s", F.lit("Hallo"), 1),
+        F.mask("s"), F.mask("s", F.lit("Y"), F.lit("y"), F.lit("9"), F.lit("*"))))
+    assert names == ["soundex(s)", "levenshtein(s, Hallo)", "levenshtein(s, Hallo, 1)",
+                     "mask(s, X, x, n, NULL)", "mask(s, Y, y, 9, *)"]
+    assert rows == [("H400", 1, 1, "Xxxxx", "Yyyyy"), (None,) * 5,
+                    ("A123", 5, -1, "xx,xx", "yy*yy"), ("", 5, -1, "", "")]
+    assert [soundex(w) for w in ("Robert", "Tymczak", "1abc", "", "Ashcraft", "Pfister")] == \
+        ["R163", "T522", "1abc", "", "A261", "P236"]
+
+
+def test_split_part_find_in_set_elt_btrim_quote(df):
+    names, rows = _rows(df.select(
+        F.split_part("s", F.lit(","), F.lit(2)), F.split_part("s", F.lit(","), F.lit(-1)),
+        F.find_in_set(F.lit("cd"), "s"), F.elt(F.lit(2), F.lit("a"), F.lit("b")),
+        F.btrim(F.lit("  a ")), F.btrim(F.lit("xxaxx"), F.lit("x")), F.quote("s")))
+    assert names == ["split_part(s, ,, 2)", "split_part(s, ,, -1)", "find_in_set(cd, s)",
+                     "elt(2, a, b)", "btrim(  a )", "btrim(xxaxx, x)", "quote(s)"]
+    assert rows == [("", "Hello", 0, "b", "a", "a", "'Hello'"),
+                    (None, None, None, "b", "a", "a", None),
+                    ("cd", "cd", 2, "b", "a", "a", "'ab,cd'"),
+                    ("", "", 0, "b", "a", "a", "''")]
+    assert _one(df, F.split_part(F.lit("abc"), F.lit(""), F.lit(1)),
+                F.split_part(F.lit("abc"), F.lit(""), F.lit(2)), F.quote(F.lit("it's"))) == \
+        ("abc", "", "'it\\'s'")
+
+
+def test_index_errors_follow_ansi(spark, df):
+    with pytest.raises(SparkRuntimeException, match=r"\[INVALID_INDEX_OF_ZERO\]"):
+        df.select(F.split_part("s", F.lit(","), F.lit(0))).collect()
+    with pytest.raises(SparkRuntimeException, match=r"\[INVALID_ARRAY_INDEX\] The index 3"):
+        df.select(F.elt(F.lit(3), F.lit("a"), F.lit("b"))).collect()
+    spark.conf.set("spark.sql.ansi.enabled", "false")
+    assert _one(df, F.elt(F.lit(3), F.lit("a"), F.lit("b"))) == (None,)
+
+
+def test_urls(df):
+    parts = ["HOST", "PATH", "QUERY", "REF", "PROTOCOL", "FILE", "AUTHORITY", "USERINFO"]
+    got = _one(df, *(F.parse_url(F.lit(URL), F.lit(p)) for p in parts),
+               F.parse_url(F.lit(URL), F.lit("QUERY"), F.lit("k")),
+               F.url_encode(F.lit("a b&c")), F.url_decode(F.lit("a+b%26c")))
+    assert got == ("host", "/p/a", "k=v&q=1", "f", "http", "/p/a?k=v&q=1", "u@host:8", "u", "v",
+                   "a+b%26c", "a b&c")
+    with pytest.raises(SparkRuntimeException, match=r"\[CANNOT_DECODE_URL\].*%zz"):
+        df.select(F.url_decode(F.lit("%zz"))).collect()
+
+
+def test_regular_expression_extraction(df):
+    names, rows = _rows(df.select(
+        F.regexp_count("s", F.lit("l")), F.regexp_substr("s", F.lit("l+")),
+        F.regexp_instr("s", F.lit("l+")), F.regexp_extract_all(F.lit("a1b22"), F.lit(r"\d+"), 0),
+        F.regexp_extract_all(F.lit("a1b22"), F.lit(r"(\d)(\d)?"), 2)))
+    assert names == ["regexp_count(s, l)", "regexp_substr(s, l+)", "regexp_instr(s, l+, 0)",
+                     "regexp_extract_all(a1b22, \\d+, 0)",
+                     "regexp_extract_all(a1b22, (\\d)(\\d)?, 2)"]
+    found = (["1", "22"], ["", "2"])
+    assert rows == [(2, "ll", 3, *found), (None, None, None, *found), (0, None, 0, *found),
+                    (0, None, 0, *found)]
+    with pytest.raises(SparkRuntimeException, match=r"REGEX_GROUP_INDEX.*between 0 and 0"):
+        df.select(F.regexp_extract_all(F.lit("a1"), F.lit(r"\d+"))).collect()
+
+
+def test_sql_strings_reach_the_same_functions(spark, df):
+    df.createOrReplaceTempView("t")
+    names, rows = _rows(spark.sql(
+        "SELECT like(s, 'H%'), rlike(s, 'l+'), regexp(s, 'l'), ilike(s, 'h%'), "
+        "startswith(s, 'He'), left(s, 2), locate('l', s), repeat(s, 2), chr(65), "
+        "format_number(x, 2), format_string('%s', s), mask(s), split_part(s, ',', 2), "
+        "elt(1, 'a', 'b'), quote(s) FROM t"))
+    assert names == ["s LIKE H%", "RLIKE(s, l+)", "REGEXP(s, l)", "ilike(s, h%)",
+                     "startswith(s, He)", "left(s, 2)", "locate(l, s, 1)", "repeat(s, 2)",
+                     "chr(65)", "format_number(x, 2)", "format_string(%s, s)",
+                     "mask(s, X, x, n, NULL)", "split_part(s, ,, 2)", "elt(1, a, b)",
+                     "quote(s)"]
+    assert rows[0] == (True, True, True, True, True, "He", 3, "HelloHello", "A", "0.50",
+                       "Hello", "Xxxxx", "", "a", "'Hello'")
+    assert rows[1] == (None,) * 8 + ("A", "-1.00", "null", None, None, "a", None)
+
+
+def test_string_functions_in_a_streaming_query(spark):
+    events = MemoryStream("s STRING", spark)
+    out = events.toDF().select(
+        F.split_part("s", F.lit(","), F.lit(2)).alias("p"), F.soundex("s").alias("sx"),
+        F.format_string("%s!", "s").alias("f"), F.regexp_count("s", F.lit(",")).alias("c"))
+    query = out.writeStream.format("memory").queryName("texts").start()
+    try:
+        events.addData([("Robert,x",), (None,)])
+        query.processAllAvailable(30)
+        events.addData([("a,b,c",)])
+        query.processAllAvailable(30)
+    finally:
+        query.stop()
+    got = [tuple(r) for r in spark.sql("SELECT * FROM texts").collect()]
+    assert sorted(got, key=str) == sorted([("x", "R163", "Robert,x!", 1),
+                                           (None, None, "null!", None),
+                                           ("b", "A120", "a,b,c!", 2)], key=str)
