@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
@@ -163,11 +165,58 @@ def _compile_agg_output(expr: Expression, ctx: CompileContext) -> pl.Expr:
             "nor aggregated. Add it to groupBy(...) or wrap it in an aggregate function.",
             error_class="MISSING_AGGREGATION",
         )
-    raise AnalysisException(
-        f"Expressions over aggregates ({expr.display_name()}) are not supported yet; "
+    raise AnalysisException(  # compile_aggregate computes these after the aggregation
+        f"Expressions over aggregates ({expr.display_name()}) are not supported here; "
         "compute them in a select(...) after agg(...).",
         error_class="UNSUPPORTED_EXPRESSION",
     )
+
+
+_AGG_COLUMN = "__unbounded_agg"
+
+
+def _over_aggregates(expr: Expression) -> bool:
+    """An output that computes over aggregates (``sum(x) / count(x)``), not one itself."""
+    inner = expr.child if isinstance(expr, Alias) else expr
+    return not isinstance(inner, (AggregateCall, PythonUDF)) and any(
+        isinstance(n, AggregateCall) for n in walk(inner))
+
+
+def _lift_aggregates(expr: Expression, lifted: dict[str, Alias]) -> Expression:
+    """``expr`` with each aggregate call replaced by a column that the aggregation
+    computes first (recorded in ``lifted``, equal calls once), as Spark projects over
+    an aggregate's results."""
+    if isinstance(expr, AggregateCall):
+        name = next((n for n, a in lifted.items() if a.child == expr),
+                    f"{_AGG_COLUMN}{len(lifted)}")
+        lifted[name] = Alias(expr, name)
+        return ColumnRef(name)
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(expr):  # type: ignore[arg-type]
+        value = getattr(expr, f.name)
+        if isinstance(value, Expression):
+            changes[f.name] = _lift_aggregates(value, lifted)
+        elif isinstance(value, tuple) and value and all(isinstance(v, Expression)
+                                                        for v in value):
+            changes[f.name] = tuple(_lift_aggregates(v, lifted) for v in value)
+    return dataclasses.replace(expr, **changes) if changes else expr  # type: ignore[type-var]
+
+
+def _aggregate_then_project(
+    grouped: Callable[[list[pl.Expr]], pl.LazyFrame], ctx: CompileContext,
+    key_names: list[str], aggs: tuple[Expression, ...],
+) -> pl.LazyFrame:
+    """The aggregation of the plain outputs and of every aggregate the derived ones use,
+    then the outputs in order, the derived ones computed over those columns."""
+    lifted: dict[str, Alias] = {}
+    derived = {i: _lift_aggregates(a.child if isinstance(a, Alias) else a, lifted)
+               for i, a in enumerate(aggs) if _over_aggregates(a)}
+    plain = [_compile_agg_output(a, ctx) for i, a in enumerate(aggs) if i not in derived]
+    frame = grouped(plain + [_compile_agg_output(a, ctx) for a in lifted.values()])
+    after = ctx.with_schema(frame.collect_schema())
+    outputs = [compile_expr(derived[i], after).alias(a.display_name()) if i in derived
+               else pl.col(a.display_name()) for i, a in enumerate(aggs)]
+    return frame.select([*(pl.col(k) for k in key_names), *outputs])
 
 
 def compile_aggregate(
@@ -178,6 +227,8 @@ def compile_aggregate(
 ) -> pl.LazyFrame:
     """Group ``frame`` by ``keys`` (sliding windows exploded first) and aggregate."""
     if not keys:
+        if any(_over_aggregates(a) for a in aggs):
+            return _aggregate_then_project(frame.select, ctx, [], aggs)
         return frame.select([_compile_agg_output(a, ctx) for a in aggs])
     key_names = [k.display_name() for k in keys]
     session = find_session_window(keys)
@@ -192,6 +243,9 @@ def compile_aggregate(
             # Spark filters out rows whose event time is NULL: no {NULL, NULL} window.
             keyed = keyed.filter(pl.col(k.display_name()).struct.field("start").is_not_null())
     kctx = ctx.with_schema(keyed.collect_schema())
+    if any(_over_aggregates(a) for a in aggs):
+        by_keys = keyed.group_by(key_names, maintain_order=True)
+        return _aggregate_then_project(by_keys.agg, kctx, key_names, aggs)
     outputs = [_compile_agg_output(a, kctx) for a in aggs]
     return keyed.group_by(key_names, maintain_order=True).agg(outputs)
 
@@ -214,3 +268,7 @@ def _compile_session_aggregate(
     kctx = ctx.with_schema(keyed.collect_schema())
     outputs = [_compile_agg_output(a, kctx) for a in aggs]
     return keyed.group_by([k.display_name() for k in keys], maintain_order=True).agg(outputs)
+
+
+# Statistical, boolean and exact-percentile aggregates: importing them adds their builders.
+from unbounded.engine import aggregate_functions  # noqa: E402, F401

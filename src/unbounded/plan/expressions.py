@@ -293,7 +293,10 @@ class AggregateCall(Expression):
         inner = ", ".join(a.display_name() for a in self.args) or "1"
         if self.name == "count" and self.args and isinstance(self.args[0], Star):
             inner = "1"
-        prefix = "DISTINCT " if self.distinct else ""
+        # For these, ``distinct`` carries ignoreNulls, which Spark does not show.
+        ignores_nulls = self.name in ("first", "last", "first_value", "last_value",
+                                      "any_value")
+        prefix = "DISTINCT " if self.distinct and not ignores_nulls else ""
         return f"{self.name}({prefix}{inner})"
 
 

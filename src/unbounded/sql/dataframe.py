@@ -18,6 +18,7 @@ from unbounded.engine.context import CompileContext, OutputColumn, ansi_enabled
 from unbounded.engine.plans import compile_output, plan_columns, plan_schema, to_display_arrow
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
+    AggregateCall,
     Alias,
     ColumnRef,
     Expression,
@@ -151,14 +152,21 @@ class DataFrame:
         if len(cols) == 1 and isinstance(cols[0], (list, tuple)):
             cols = tuple(cols[0])
         exprs = tuple(column_of(c).expr for c in cols)
-        return self._with_plan(Project(self._plan, exprs))
+        return self._project(exprs)
 
     def selectExpr(self, *exprs: str) -> DataFrame:
         from unbounded.sql.expr_parser import parse_expression
 
         if len(exprs) == 1 and isinstance(exprs[0], (list, tuple)):
             exprs = tuple(exprs[0])
-        return self._with_plan(Project(self._plan, tuple(parse_expression(e) for e in exprs)))
+        return self._project(tuple(parse_expression(e) for e in exprs))
+
+    def _project(self, exprs: tuple[Expression, ...]) -> DataFrame:
+        """A projection; one holding an aggregate outside a window is a global
+        aggregation, as Spark plans ``df.select(F.max("x"))``."""
+        if any(_has_bare_aggregate(e) for e in exprs):
+            return self.groupBy().agg(*(Column(e) for e in exprs))
+        return self._with_plan(Project(self._plan, exprs))
 
     def filter(self, condition: Column | str) -> DataFrame:
         if isinstance(condition, str):
@@ -493,3 +501,14 @@ def _pandas_column(column: pa.ChunkedArray, zone: str) -> pd.Series:
         return naive
     series: pd.Series = column.to_pandas()
     return series
+
+
+def _has_bare_aggregate(expr: Expression) -> bool:
+    """Whether ``expr`` holds an aggregate call that no window (``over``) owns."""
+    from unbounded.plan.window import WindowExpression
+
+    if isinstance(expr, AggregateCall):
+        return True
+    if isinstance(expr, WindowExpression):
+        return False
+    return any(_has_bare_aggregate(child) for child in expr.children())

@@ -420,16 +420,19 @@ def lead(col: Any, offset: int = 1, default: Any = None) -> Column:
 
 # ---- families kept in modules of their own, re-exported here as PySpark has them ------
 from unbounded.sql import (  # noqa: E402
+    aggregate_functions,
     collection_functions,
     datetime_functions,
     math_functions,
     string_functions,
 )
+from unbounded.sql.aggregate_functions import *  # noqa: E402, F403
 from unbounded.sql.collection_functions import *  # noqa: E402, F403
 from unbounded.sql.datetime_functions import *  # noqa: E402, F403
 from unbounded.sql.math_functions import *  # noqa: E402, F403
 from unbounded.sql.string_functions import *  # noqa: E402, F403
 
+__all__ += aggregate_functions.__all__
 __all__ += collection_functions.__all__
 __all__ += datetime_functions.__all__
 __all__ += math_functions.__all__

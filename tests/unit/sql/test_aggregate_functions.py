@@ -1,0 +1,108 @@
+"""PySpark's statistical, boolean and percentile aggregates, global aggregation through
+``select``, and expressions over aggregates: names and values as PySpark 4.3 gives them
+(expected values read off PySpark 4.3; floating-point ones compared to 1e-12)."""
+
+from __future__ import annotations
+
+import pytest
+
+from unbounded.errors import AnalysisException
+from unbounded.sql import functions as F
+from unbounded.sql.window import Window
+
+
+@pytest.fixture
+def df(spark):
+    rows = [("a", 1.0, 2.0, True), ("a", 2.0, 4.5, False), ("a", 4.0, 7.0, None),
+            ("a", None, 1.0, True), ("b", 5.0, None, None), ("c", 3.0, 3.0, True),
+            ("c", 3.0, 3.0, True)]
+    return spark.createDataFrame(rows, "k string, x double, y double, b boolean")
+
+
+def _close(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        if isinstance(w, float):
+            assert g == pytest.approx(w, rel=1e-12, abs=1e-12)
+        else:
+            assert g == w
+
+
+def test_statistics_per_group(df):
+    out = df.groupBy("k").agg(
+        F.stddev_pop("x"), F.var_pop("x"), F.std("x"), F.corr("x", "y"), F.covar_pop("x", "y"),
+        F.covar_samp("x", "y"), F.skewness("x"), F.kurtosis("x")).orderBy("k")
+    assert out.columns == ["k", "stddev_pop(x)", "var_pop(x)", "std(x)", "corr(x, y)",
+                           "covar_pop(x, y)", "covar_samp(x, y)", "skewness(x)", "kurtosis(x)"]
+    rows = [tuple(r) for r in out.collect()]
+    _close(rows[0], ("a", 1.247219128924647, 1.5555555555555554, 1.5275252316519465,
+                     0.9819805060619657, 2.5, 3.75, 0.3818017741606068, -1.5000000000000009))
+    assert rows[1] == ("b", 0.0, 0.0, None, None, None, None, None, None)
+    assert rows[2] == ("c", 0.0, 0.0, 0.0, None, 0.0, 0.0, None, None)
+
+
+def test_percentiles_counts_and_booleans_per_group(df):
+    out = df.groupBy("k").agg(
+        F.median("x"), F.percentile("x", 0.25), F.percentile("x", [0.1, 0.9]),
+        F.count_if(F.col("x") > 1), F.bool_and("b"), F.bool_or("b"), F.every("b"),
+        F.some("b"), F.product("x"), F.array_agg("x"), F.first_value("x"),
+        F.last_value("x", F.lit(True))).orderBy("k")
+    assert out.columns == [
+        "k", "median(x)", "percentile(x, 0.25, 1)", "percentile(x, array(0.1, 0.9), 1)",
+        "count_if((x > 1))", "bool_and(b)", "bool_or(b)", "every(b)", "some(b)",
+        "product(x)", "collect_list(x)", "first_value(x)", "last_value(x)"]
+    rows = [tuple(r) for r in out.collect()]
+    _close(rows[0][:3], ("a", 2.0, 1.5))
+    _close(rows[0][3], [1.2, 3.6])
+    assert rows[0][4:] == (2, False, True, False, True, 8.0, [1.0, 2.0, 4.0], 1.0, 4.0)
+    assert rows[1] == ("b", 5.0, 5.0, [5.0, 5.0], 1, None, None, None, None, 5.0, [5.0],
+                       5.0, 5.0)
+    assert rows[2] == ("c", 3.0, 3.0, [3.0, 3.0], 2, True, True, True, True, 9.0,
+                       [3.0, 3.0], 3.0, 3.0)
+
+
+def test_mode_takes_the_most_frequent_and_the_smallest_of_a_tie(spark):
+    frame = spark.createDataFrame([(1, 7), (1, 3), (1, 3), (2, 9), (2, 4), (2, None)],
+                                  "g int, v int")
+    got = [tuple(r) for r in frame.groupBy("g").agg(F.mode("v")).orderBy("g").collect()]
+    assert got == [(1, 3), (2, 4)]  # Spark picks any of a tie; we pick the smallest
+
+
+def test_percentile_counts_each_value_frequency_times(df):
+    assert df.select(F.percentile("x", 0.5, F.lit(2))).collect()[0][0] == 3.0
+    with pytest.raises(AnalysisException, match="between 0.0 and 1.0"):
+        df.select(F.percentile("x", 1.5)).collect()
+
+
+def test_empty_input_gives_null_and_count_if_zero(spark):
+    row = spark.range(0).agg(F.median("id"), F.bool_and(F.col("id") > 0), F.product("id"),
+                             F.count_if(F.col("id") > 0), F.mode("id"),
+                             F.skewness("id")).collect()[0]
+    assert tuple(row) == (None, None, None, 0, None, None)
+
+
+def test_select_of_aggregates_is_a_global_aggregation(df):
+    row = df.select(F.sum("x"), (F.max("x") + 1).alias("m"), F.count_if("b")).collect()
+    assert [tuple(r) for r in row] == [(18.0, 6.0, 4)]
+    assert df.selectExpr("count(*) AS n", "max(y) - min(y) AS spread").collect()[0] \
+        .asDict() == {"n": 7, "spread": 6.0}
+    with pytest.raises(AnalysisException, match="MISSING_AGGREGATION"):
+        df.select("k", F.sum("x")).collect()
+
+
+def test_a_window_aggregate_in_select_stays_per_row(df):
+    frame = df.select("k", F.count("x").over(Window.partitionBy("k")).alias("n"))
+    assert sorted(tuple(r) for r in frame.collect()) == [
+        ("a", 3), ("a", 3), ("a", 3), ("a", 3), ("b", 1), ("c", 2), ("c", 2)]
+
+
+def test_expressions_over_aggregates_are_computed_after_the_aggregation(df, spark):
+    out = df.groupBy("k").agg((F.sum("x") / F.count("x")).alias("mean"),
+                              F.round(F.avg("y"), 1), F.sum("x") + F.sum("x")).orderBy("k")
+    assert out.columns == ["k", "mean", "round(avg(y), 1)", "(sum(x) + sum(x))"]
+    assert [tuple(r) for r in out.collect()] == [
+        ("a", 7.0 / 3, 3.6, 14.0), ("b", 5.0, None, 10.0), ("c", 3.0, 3.0, 12.0)]
+    df.createOrReplaceTempView("t")
+    got = spark.sql("SELECT k, sum(x) * 2 AS d, count(*) FROM t GROUP BY k ORDER BY k")
+    assert [tuple(r) for r in got.collect()] == [("a", 14.0, 4), ("b", 10.0, 1),
+                                                 ("c", 12.0, 2)]
