@@ -185,8 +185,9 @@ def _collect(unique: bool) -> Callable[..., _AggPlan]:
     return build
 
 
-def _moments(sqrt: bool) -> Callable[..., _AggPlan]:
-    """Count, mean and M2 per key, merged with Chan's parallel formula."""
+def _moments(sqrt: bool, ddof: int = 1) -> Callable[..., _AggPlan]:
+    """Count, mean and M2 per key, merged with Chan's parallel formula; ``ddof`` 1 for
+    the sample statistic, 0 for the population one."""
 
     def build(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
         x = args[0].cast(pl.Float64)
@@ -203,7 +204,7 @@ def _moments(sqrt: bool) -> Callable[..., _AggPlan]:
             pl.when(_found()).then(_old(m2) + pl.col(m2) + delta**2 * _old(n) * pl.col(n)
                                    / safe_total).otherwise(pl.col(m2)).alias(m2),
         ]
-        variance = pl.when(pl.col(n) > 1).then(pl.col(m2) / (pl.col(n) - 1))
+        variance = pl.when(pl.col(n) > ddof).then(pl.col(m2) / (pl.col(n) - ddof))
         count = pl.col(n).sum()
         safe_count = pl.when(count > 0).then(count).otherwise(1.0)
         mean_all = (pl.col(n) * pl.col(mean)).sum() / safe_count
@@ -223,6 +224,12 @@ _BUILDERS: dict[str, Callable[..., _AggPlan]] = {
     "collect_list": _collect(False), "collect_set": _collect(True),
     "stddev": _moments(True), "stddev_samp": _moments(True),
     "variance": _moments(False), "var_samp": _moments(False),
+    "std": _moments(True), "stddev_pop": _moments(True, 0), "var_pop": _moments(False, 0),
+    "count_if": lambda n, b, a, c: _count(n, b, [pl.when(a[0].cast(pl.Boolean)).then(1)],
+                                          AggregateCall("count", (), False)),
+    "bool_and": _extreme(pl.min_horizontal, "min"), "every": _extreme(pl.min_horizontal, "min"),
+    "bool_or": _extreme(pl.max_horizontal, "max"), "some": _extreme(pl.max_horizontal, "max"),
+    "first_value": _first, "any_value": _first, "last_value": _last,
 }
 
 
