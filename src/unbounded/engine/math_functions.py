@@ -21,25 +21,15 @@ from unbounded.engine.ansi import checked, integral_bounds
 from unbounded.engine.context import CompileContext
 from unbounded.engine.dtypes import polars_schema_to_spark
 from unbounded.engine.expressions import compile_expr, dtypes_of
+from unbounded.engine.function_args import literal_arg, map_values
 from unbounded.engine.functions import register
 from unbounded.engine.xxhash64 import xxhash64_row
-from unbounded.errors import AnalysisException, ArithmeticException, SparkRuntimeException
-from unbounded.plan.expressions import BinaryOp, FunctionCall, Literal, UnaryOp
+from unbounded.errors import ArithmeticException, SparkRuntimeException
+from unbounded.plan.expressions import BinaryOp, FunctionCall, UnaryOp
 
-__all__ = ["convert_base", "literal_arg", "map_values"]
+__all__ = ["convert_base"]
 
 Unary = Callable[[pl.Expr], pl.Expr]
-
-
-def literal_arg(call: FunctionCall, index: int, what: str) -> Any:
-    """The constant value of argument ``index`` (a pattern, a base, a bit count...)."""
-    arg = call.args[index] if index < len(call.args) else None
-    if not isinstance(arg, Literal):
-        shown = arg.display_name() if arg is not None else "nothing"
-        raise AnalysisException(
-            f"[NON_FOLDABLE_INPUT] {call.name}() needs a constant {what}, got {shown}.",
-            error_class="NON_FOLDABLE_INPUT")
-    return arg.value
 
 
 def _doubles(name: str, fn: Unary) -> None:
@@ -260,15 +250,6 @@ def _bit_get(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
 
 
 # ---- radix conversions -------------------------------------------------------------------
-def map_values(arg: pl.Expr, out: pl.DataType, fn: Callable[[Any], object]) -> pl.Expr:
-    """``fn`` over each non-NULL value of a batch (one Python call per batch)."""
-    def run(series: pl.Series) -> pl.Series:
-        return pl.Series(series.name, [None if v is None else fn(v) for v in series.to_list()],
-                         dtype=out)
-
-    return arg.map_batches(run, return_dtype=out, is_elementwise=True)
-
-
 _MASK64 = (1 << 64) - 1
 
 

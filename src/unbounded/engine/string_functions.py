@@ -21,9 +21,9 @@ import polars as pl
 from unbounded.engine.ansi import checked
 from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import like_to_regex
+from unbounded.engine.function_args import literal_arg, map_values
 from unbounded.engine.functions import register
 from unbounded.engine.java_format import java_format
-from unbounded.engine.math_functions import literal_arg, map_values
 from unbounded.errors import AnalysisException, SparkRuntimeException
 from unbounded.plan.expressions import FunctionCall
 
