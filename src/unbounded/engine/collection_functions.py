@@ -30,7 +30,7 @@ from unbounded.engine.lambdas import (
     per_row,
     rebuild_lists,
 )
-from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.errors import AnalysisException, IllegalArgumentException, SparkRuntimeException
 from unbounded.plan.expressions import ColumnRef, FunctionCall, LambdaFunction, Literal
 
 __all__: list[str] = []
@@ -293,8 +293,7 @@ def _transform_keys(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
         entries = _bind(el.rows, fn, [_KEY, _VALUE]).select(
             fn.body.alias("key"), _VALUE.alias("value"))
         if entries["key"].null_count():
-            raise SparkRuntimeException("[NULL_MAP_KEY] Cannot use null as map key.",
-                                        error_class="NULL_MAP_KEY")
+            raise _null_key_error(None)
         lists = rebuild_lists(entries.to_struct(), el.counts, el.valid, listed)
         _reject_duplicate_keys(lists)
         return lists
@@ -355,22 +354,39 @@ def duplicate_keys_checked(lists: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 # ---- arrays -------------------------------------------------------------------------------
 def _element_typed(value: pl.Expr, inner: pl.DataType, ctx: CompileContext) -> pl.Expr:
-    """``value`` cast to the array's element type (Spark widens both to a common type;
-    a literal NULL or a narrower number is what users pass)."""
+    """``value`` cast to the array's element type (a literal NULL, a narrower number)."""
     return value if ctx.dtype_of(value) == inner else value.cast(inner)
+
+
+def _widened(call: FunctionCall, array: pl.Expr, value: pl.Expr, ctx: CompileContext
+             ) -> tuple[pl.Expr, pl.Expr, pl.DataType]:
+    """The array and the value in their common element type (``array_append(ints,
+    bigint)`` is ``array<bigint>``); a string and a number have none, as in Spark."""
+    inner = _inner(call, array, ctx)
+    given = ctx.dtype_of(value)
+    if given in (inner, pl.Null()):
+        return array, value.cast(inner), inner
+    if (given == pl.String()) != (inner == pl.String()):
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.ARRAY_FUNCTION_DIFF_TYPES] Cannot resolve "
+            f"\"{call.display_name()}\" due to data type mismatch: Input to `{call.name}` "
+            "should have been \"ARRAY\" followed by a value with same element type.",
+            error_class="DATATYPE_MISMATCH")
+    common = _dt(ctx.dtype_of(pl.concat([pl.lit(None, inner), pl.lit(None, given)])))
+    return array.cast(pl.List(common)), value.cast(common), common
 
 
 @register("array_append", "array_prepend")
 def _array_append(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    value = _element_typed(args[1], _inner(call, args[0], ctx), ctx)
-    parts = [args[0], value] if call.name == "array_append" else [value, args[0]]
-    return pl.when(args[0].is_not_null()).then(pl.concat_list(parts))
+    array, value, _ = _widened(call, args[0], args[1], ctx)
+    parts = [array, value] if call.name == "array_append" else [value, array]
+    return pl.when(array.is_not_null()).then(pl.concat_list(parts))
 
 
 @register("array_insert")
 def _array_insert(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    inner = _inner(call, args[0], ctx)
-    arr, pos, value = args[0], args[1].cast(pl.Int64), _element_typed(args[2], inner, ctx)
+    arr, value, inner = _widened(call, args[0], args[2], ctx)
+    pos = args[1].cast(pl.Int64)
     length = arr.list.len().cast(pl.Int64)
     at = pl.when(pos > 0).then(pos - 1).otherwise(length + pos + 1)  # 0-based
     nulls = pl.lit(None, dtype=inner).repeat_by((at - length).clip(0, None))
@@ -582,7 +598,7 @@ def _flatten(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
 def _sequence(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """Integers from start to stop inclusive; the step's sign must lead there."""
     start, stop = args[0], args[1]
-    dtype = ctx.dtype_of(start)
+    dtype = _dt(ctx.dtype_of(pl.concat([start.first(), stop.first()])))
     if not all(d.is_integer() for d in dtypes_of(args, ctx)):
         raise AnalysisException(
             f"[DATATYPE_MISMATCH.SEQUENCE_WRONG_INPUT_TYPES] Cannot resolve "
@@ -595,14 +611,15 @@ def _sequence(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> p
     out = pl.int_ranges(start.cast(pl.Int64), end, step, dtype=pl.Int64).cast(pl.List(dtype))
     wrong = ((step > 0) & (start > stop)) | ((step < 0) & (start < stop)) | \
         ((step == 0) & (start != stop))
-    fixed = pl.when(step == 0).then(pl.concat_list(start)).otherwise(out)
-    return checked(fixed, wrong, step, ctx.dtype_of(fixed), _sequence_error)
+    fixed = pl.when(step == 0).then(pl.concat_list(start.cast(dtype))).otherwise(out)
+    bounds = pl.struct(start.alias("a"), stop.alias("b"), step.alias("s"))
+    return checked(fixed, wrong, bounds, ctx.dtype_of(fixed), _sequence_error)
 
 
 def _sequence_error(value: Any) -> Exception:
-    return SparkRuntimeException(
-        f"[INVALID_SEQUENCE_STEP] Illegal sequence boundaries: the step {value} does not "
-        "lead from start to stop.", error_class="INVALID_SEQUENCE_STEP")
+    return IllegalArgumentException(
+        f"requirement failed: Illegal sequence boundaries: {value['a']} to {value['b']} by "
+        f"{value['s']}", error_class="ILLEGAL_ARGUMENT")
 
 
 @register("shuffle")
@@ -719,8 +736,8 @@ def _map_from_arrays(call: FunctionCall, args: list[pl.Expr], ctx: CompileContex
 
 def _length_error(_: Any) -> Exception:
     return SparkRuntimeException(
-        "[INVALID_PARAMETER_VALUE] The key array and value array of map_from_arrays() must "
-        "have the same length.", error_class="INVALID_PARAMETER_VALUE")
+        "The key array and value array of MapData must have the same length.",
+        error_class="SPARK_RUNTIME_ERROR")
 
 
 @register("str_to_map")

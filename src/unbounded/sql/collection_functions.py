@@ -94,7 +94,8 @@ def reduce(col: Any, initialValue: Any, merge: LambdaArg,
 def _fold(name: str, col: Any, zero: Any, merge: LambdaArg, finish: LambdaArg | None
           ) -> Column:
     done = _lambda(finish if finish is not None else (lambda acc: acc), (1,))
-    return _hof(name, col, Column(to_expr(zero)), _lambda(merge, (2,)), done)
+    start = column_expr(zero) if isinstance(zero, str) else to_expr(zero)  # a name: a column
+    return _hof(name, col, Column(start), _lambda(merge, (2,)), done)
 
 
 def zip_with(left: Any, right: Any, f: LambdaArg) -> Column:
@@ -193,7 +194,8 @@ def shuffle(col: Any, seed: Any = None) -> Column:
     """A random permutation; the same ``seed`` gives the same permutation."""
     if seed is None:
         return function_call("shuffle", col)
-    return function_call("shuffle", col, _value(seed))
+    shown = f"shuffle({column_expr(col).display_name()})"  # Spark does not show the seed
+    return function_call("shuffle", col, _value(seed), display=shown)
 
 
 def get(col: Any, index: Any) -> Column:

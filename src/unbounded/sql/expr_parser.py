@@ -795,6 +795,9 @@ def _session_window(args: list[exp.Expr]) -> Expression:
 
 
 def _named_struct(args: list[exp.Expr]) -> Expression:
+    if len(args) % 2 == 0 and all(isinstance(a, exp.Literal) and a.is_string
+                                  for a in args[::2]):
+        return F.named_struct(*(Column(_convert(a)) for a in args)).expr
     if len(args) % 2:
         raise _Rejected("named_struct() takes name/value pairs", "WRONG_NUM_ARGS")
     names = tuple(_constant(a) for a in args[::2])
