@@ -135,7 +135,7 @@ def _reads_input(expr: Expression) -> bool:
 # Functions whose value differs from row to row without reading a column (Polars gives
 # them one value per input row already, so they must not be repeated as constants).
 _PER_ROW = frozenset({"rand", "random", "randn", "uuid", "monotonically_increasing_id",
-                      "raise_error"})
+                      "raise_error", "uniform", "randstr"})
 
 
 @compile_expr.register

@@ -9,9 +9,11 @@ Java's ``int``/``long`` do; ``try_*`` give NULL where the ANSI operator raises.
 
 from __future__ import annotations
 
+import getpass
 import math
 import uuid
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -487,3 +489,45 @@ def _hash_kind(dtype: pl.DataType) -> str:
     if dtype in (pl.Int8, pl.Int16, pl.Int32, pl.Boolean):
         return "int"
     return "float" if dtype == pl.Float32 else ""
+
+
+# ---- session facts -------------------------------------------------------------------------
+def _constant(value: Callable[[], object], dtype: pl.DataType, *names: str) -> None:
+    def build(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+        return pl.lit(value(), dtype=dtype)
+
+    register(*names)(build)
+
+
+_constant(lambda: "spark_catalog", pl.String(), "current_catalog")
+_constant(lambda: "default", pl.String(), "current_database", "current_schema")
+_constant(getpass.getuser, pl.String(), "current_user", "user", "session_user")
+_constant(lambda: metadata.version("unbounded"), pl.String(), "version")
+_constant(lambda: -1, pl.Int64(), "input_file_block_length", "input_file_block_start")
+
+
+@register("uniform")
+def _uniform_range(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """``min + u * (max - min)``; floored to an integer when both bounds are integers."""
+    low, high = literal_arg(call, 0, "minimum"), literal_arg(call, 1, "maximum")
+    seed = int(literal_arg(call, 2, "seed"))
+    value: pl.Expr = low + _uniform(seed, ctx) * (high - low)
+    if isinstance(low, int) and isinstance(high, int):
+        return value.floor().cast(pl.Int64 if max(abs(low), abs(high)) >> 31 else pl.Int32)
+    return value
+
+
+@register("randstr")
+def _randstr(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """``length`` characters of [0-9a-zA-Z] per row, drawn from the row's random bits."""
+    length = int(literal_arg(call, 0, "length"))
+    seed = int(literal_arg(call, 1, "seed"))
+    streams = [_row_bits(_key(seed, ctx, 10 + k)).alias(f"c{k}") for k in range(length)]
+    if not streams:
+        return pl.repeat(pl.lit(""), pl.len())
+    chars = [pl.lit(_ALPHANUMERIC).str.slice((s % len(_ALPHANUMERIC)).cast(pl.Int64), 1)
+             for s in streams]
+    return pl.concat_str(chars)
+
+
+_ALPHANUMERIC = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -24,10 +24,14 @@ from unbounded.engine.expressions import like_to_regex
 from unbounded.engine.function_args import literal_arg, map_values
 from unbounded.engine.functions import register
 from unbounded.engine.java_format import java_format
-from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.errors import (
+    AnalysisException,
+    IllegalArgumentException,
+    SparkRuntimeException,
+)
 from unbounded.plan.expressions import FunctionCall
 
-__all__ = ["map_rows", "soundex"]
+__all__ = ["jaro_winkler", "map_rows", "soundex"]
 
 Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
 
@@ -395,6 +399,17 @@ def _unbase64(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> p
     return map_values(_text(args[0], ctx), pl.Binary(), decode)
 
 
+def _from_base64(text: str) -> bytes:
+    kept = re.sub(r"[^A-Za-z0-9+/]", "", text)
+    if len(kept) % 4 == 1:
+        raise ValueError(text)
+    return base64.b64decode(kept + "=" * (-len(kept) % 4))
+
+
+def _from_hex_strict(text: str) -> bytes:
+    return bytes.fromhex(text if len(text) % 2 == 0 else "0" + text)
+
+
 _CHARSETS = {"US-ASCII": "ascii", "ISO-8859-1": "latin-1", "UTF-8": "utf-8",
              "UTF-16BE": "utf-16-be", "UTF-16LE": "utf-16-le", "UTF-16": "utf-16-be",
              "UTF-32": "utf-32-be"}
@@ -457,10 +472,16 @@ def _url_encode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-@register("url_decode")
+@register("url_decode", "try_url_decode")
 def _url_decode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    def decode(text: str) -> str:
+    """``+`` is a space and ``%xx`` a byte; a bad escape raises CANNOT_DECODE_URL
+    (NULL for ``try_url_decode``)."""
+    lenient = call.name.lower() == "try_url_decode"
+
+    def decode(text: str) -> str | None:
         if _BAD_ESCAPE.search(text):
+            if lenient:
+                return None
             raise SparkRuntimeException(
                 f"[CANNOT_DECODE_URL] The provided URL cannot be decoded: {text}. Please "
                 "ensure that the URL is properly formatted and try again. SQLSTATE: 22546",
@@ -470,12 +491,17 @@ def _url_decode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
     return map_values(_text(args[0], ctx), pl.String(), decode)
 
 
+class _InvalidURL(ValueError):
+    """A URL ``java.net.URI`` would not parse."""
+
+
 def _url_part(url: str, part: str, key: str | None = None) -> str | None:
     """One part of a URL as ``java.net.URI`` splits it; NULL when absent."""
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 (a bad port shows only when read)
     except ValueError:
-        return None
+        raise _InvalidURL(url) from None
     netloc = parts.netloc or None
     file = parts.path + ("?" + parts.query if parts.query else "")
     found = {
@@ -490,4 +516,153 @@ def _url_part(url: str, part: str, key: str | None = None) -> str | None:
     return None if match is None else match.group(2)
 
 
-_rows(pl.String(), _url_part, "parse_url")
+@register("parse_url", "try_parse_url")
+def _parse_url(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """An invalid URL raises INVALID_URL under ANSI (``parse_url``), else gives NULL."""
+    strict = ctx.ansi and call.name.lower() == "parse_url"
+
+    def part(url: str, name: str, key: str | None = None) -> str | None:
+        try:
+            return _url_part(url, name, key)
+        except _InvalidURL:
+            if not strict:
+                return None
+            raise IllegalArgumentException(
+                f"[INVALID_URL] The url is invalid: {url}. Use `try_parse_url` to tolerate "
+                "invalid URL and return NULL instead. SQLSTATE: 22P02",
+                error_class="INVALID_URL") from None
+
+    return map_rows([_text(a, ctx) for a in args], pl.String(), part)
+
+
+@register("replace")
+def _replace(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Every occurrence of ``search`` replaced (an empty ``search`` changes nothing)."""
+    replacement = args[2] if len(args) > 2 else pl.lit("")
+    return map_rows([_text(args[0], ctx), _text(args[1], ctx), _text(replacement, ctx)],
+                    pl.String(), lambda t, old, new: t.replace(old, new) if old else t)
+
+
+# ---- UTF-8 validity, binary conversions ------------------------------------------------------
+def _utf8_of(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
+    """Bytes to check: a string column is valid UTF-8 already, so it is read as bytes."""
+    return arg if ctx.dtype_of(arg) == pl.Binary else _text(arg, ctx).cast(pl.Binary)
+
+
+def _decodes(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@register("is_valid_utf8")
+def _is_valid_utf8(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return map_values(_utf8_of(args[0], ctx), pl.Boolean(), _decodes)
+
+
+@register("make_valid_utf8")
+def _make_valid_utf8(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
+                     ) -> pl.Expr:
+    """Invalid bytes become U+FFFD."""
+    return map_values(_utf8_of(args[0], ctx), pl.String(),
+                      lambda b: b.decode("utf-8", errors="replace"))
+
+
+@register("validate_utf8", "try_validate_utf8")
+def _validate_utf8(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """The string, or INVALID_UTF8_STRING (NULL for ``try_validate_utf8``)."""
+    lenient = call.name.lower() == "try_validate_utf8"
+
+    def validate(data: bytes) -> str | None:
+        if _decodes(data):
+            return data.decode("utf-8")
+        if lenient:
+            return None
+        shown = re.sub(r"\\x([0-9a-f]{2})", lambda m: "\\x" + m.group(1).upper(),
+                       data.decode("utf-8", errors="backslashreplace"))
+        raise IllegalArgumentException(
+            f"[INVALID_UTF8_STRING] Invalid UTF8 byte sequence found in string: {shown}. "
+            "SQLSTATE: 22029", error_class="INVALID_UTF8_STRING")
+
+    return map_values(_utf8_of(args[0], ctx), pl.String(), validate)
+
+
+_BINARY_FORMATS: dict[str, Callable[[str], bytes]] = {
+    "hex": _from_hex_strict, "utf-8": str.encode, "utf8": str.encode, "base64": _from_base64}
+
+
+@register("to_binary", "try_to_binary")
+def _to_binary(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Bytes from hex (the default), UTF-8 or base64 text; malformed text raises
+    CONVERSION_INVALID_INPUT (NULL for ``try_to_binary``)."""
+    fmt = str(literal_arg(call, 1, "format")).lower() if len(call.args) > 1 else "hex"
+    if fmt not in _BINARY_FORMATS:
+        raise AnalysisException(
+            f"[INVALID_PARAMETER_VALUE.BINARY_FORMAT] The value of parameter(s) `format` in "
+            f"`{call.name}` is invalid: expects one of binary formats 'base64', 'hex', "
+            f"'utf-8', but got '{fmt}'. SQLSTATE: 22023", error_class="INVALID_PARAMETER_VALUE")
+    lenient = call.name.lower() == "try_to_binary"
+
+    def convert(text: str) -> bytes | None:
+        try:
+            return _BINARY_FORMATS[fmt](text)
+        except ValueError:
+            if lenient:
+                return None
+            raise IllegalArgumentException(
+                f"[CONVERSION_INVALID_INPUT] The value '{text}' ('{fmt.upper()}') cannot be "
+                'converted to "BINARY" because it is malformed. Correct the value as per the '
+                "syntax, or change its format. Use `try_to_binary` to tolerate malformed input "
+                "and return NULL instead. SQLSTATE: 22018",
+                error_class="CONVERSION_INVALID_INPUT") from None
+
+    return map_values(_text(args[0], ctx), pl.Binary(), convert)
+
+
+@register("to_base32")
+def _to_base32(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return map_values(_utf8_of(args[0], ctx), pl.String(),
+                      lambda b: base64.b32encode(b).decode())
+
+
+@register("from_base32")
+def _from_base32(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    def decode(text: str) -> bytes | None:
+        try:
+            return base64.b32decode(text + "=" * (-len(text) % 8), casefold=True)
+        except ValueError:
+            return None
+
+    return map_values(_text(args[0], ctx), pl.Binary(), decode)
+
+
+# ---- similarity and random strings -----------------------------------------------------------
+def jaro_winkler(left: str, right: str) -> float:
+    """Jaro-Winkler similarity as Apache Commons Text computes it (Spark's): the prefix
+    bonus (up to 4 characters, scale 0.1) applies only from a Jaro score of 0.7."""
+    if left == right:
+        return 1.0
+    shorter, longer = sorted((left, right), key=len)
+    window = max(len(longer) // 2 - 1, 0)
+    taken = [False] * len(longer)
+    matched: list[str] = []
+    for i, ch in enumerate(shorter):
+        for j in range(max(i - window, 0), min(i + window + 1, len(longer))):
+            if not taken[j] and longer[j] == ch:
+                taken[j] = True
+                matched.append(ch)
+                break
+    if not matched:
+        return 0.0
+    other = [longer[j] for j in range(len(longer)) if taken[j]]
+    halves = sum(a != b for a, b in zip(matched, other, strict=True)) // 2
+    m = len(matched)
+    jaro = (m / len(left) + m / len(right) + (m - halves) / m) / 3
+    prefix = next((k for k in range(min(4, len(shorter))) if left[k] != right[k]),
+                  min(4, len(shorter)))
+    return jaro if jaro < 0.7 else jaro + 0.1 * prefix * (1.0 - jaro)
+
+
+_rows(pl.Float64(), jaro_winkler, "jaro_winkler_similarity")

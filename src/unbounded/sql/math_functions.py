@@ -17,7 +17,7 @@ import secrets
 from typing import Any
 
 from unbounded.plan.expressions import BinaryOp, FunctionCall, Literal, UnaryOp
-from unbounded.sql.column import Column
+from unbounded.sql.column import Column, column_of
 from unbounded.sql.function_call import column_expr, function_call
 
 __all__ = [
@@ -363,3 +363,42 @@ def xxhash64(*cols: Any) -> Column:
 
 def sha(col: Any) -> Column: return function_call("sha", col)
 
+
+
+# ---- session facts, random numbers in a range, sort orders ----------------------------------
+def current_catalog() -> Column: return function_call("current_catalog")
+
+
+def current_database() -> Column:
+    return shown_call("current_database", template="current_schema()")
+
+
+def current_schema() -> Column: return function_call("current_schema")
+def current_user() -> Column: return function_call("current_user")
+def user() -> Column: return function_call("user")
+def session_user() -> Column: return function_call("session_user")
+def version() -> Column: return function_call("version")
+def input_file_block_length() -> Column: return function_call("input_file_block_length")
+def input_file_block_start() -> Column: return function_call("input_file_block_start")
+
+
+def uniform(min: Any, max: Any, seed: Any = None) -> Column:
+    """Random numbers in [``min``, ``max``): integers when both bounds are, fixed by seed,
+    partition and row."""
+    fixed = seed if seed is not None else secrets.randbits(63)
+    return function_call("uniform", _lit(min), _lit(max), _lit(fixed))
+
+
+def ceiling(col: Any) -> Column: return function_call("ceiling", col)
+def asc_nulls_first(col: Any) -> Column: return column_of(col).asc_nulls_first()
+def asc_nulls_last(col: Any) -> Column: return column_of(col).asc_nulls_last()
+def desc_nulls_first(col: Any) -> Column: return column_of(col).desc_nulls_first()
+def desc_nulls_last(col: Any) -> Column: return column_of(col).desc_nulls_last()
+
+
+__all__ += [
+    "asc_nulls_first", "asc_nulls_last", "ceiling", "current_catalog", "current_database",
+    "current_schema", "current_user", "desc_nulls_first", "desc_nulls_last",
+    "input_file_block_length", "input_file_block_start", "session_user", "uniform", "user",
+    "version",
+]

@@ -13,11 +13,13 @@ types as columns may be columns. Output columns are named as PySpark names them:
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from unbounded.plan.expressions import Literal
+from unbounded.errors import AnalysisException
+from unbounded.plan.expressions import FunctionCall, Literal
 from unbounded.sql.column import Column
-from unbounded.sql.function_call import function_call
+from unbounded.sql.function_call import column_expr, function_call
 from unbounded.sql.math_functions import shown_call
 
 __all__ = [
@@ -207,3 +209,79 @@ def parse_url(url: Any, partToExtract: Any, key: Any = None) -> Column:
     USERINFO of a URL."""
     extra = () if key is None else (key,)
     return function_call("parse_url", url, partToExtract, *extra)
+
+
+# ---- more of PySpark 4's string functions ----------------------------------------------------
+def replace(src: Any, search: Any, replace: Any = None) -> Column:
+    """Every ``search`` in ``src`` replaced by ``replace`` (default: removed)."""
+    return function_call("replace", src, search, _opt(replace, ""))
+
+
+def substr(str: Any, pos: Any, len: Any = None) -> Column:
+    """``substring`` with its position and length as literal columns or numbers."""
+    start = _int_value(pos, "pos")
+    length = 2147483647 if len is None else _int_value(len, "len")
+    child = column_expr(str)
+    shown = f"substr({child.display_name()}, {start}, {length})"
+    return Column(FunctionCall("substring", (child,),
+                               (("pos", start), ("len", length), ("display", shown))))
+
+
+def _int_value(value: Any, name: str) -> int:
+    literal = value.expr if isinstance(value, Column) else Literal(value)
+    if not isinstance(literal, Literal) or not isinstance(literal.value, int):
+        raise AnalysisException(f"substr() needs a literal integer `{name}`.",
+                                error_class="NON_FOLDABLE_INPUT")
+    return literal.value
+
+
+def char_length(str: Any) -> Column: return function_call("char_length", str)
+def character_length(str: Any) -> Column: return function_call("character_length", str)
+def lcase(str: Any) -> Column: return function_call("lcase", str)
+def ucase(str: Any) -> Column: return function_call("ucase", str)
+def try_url_decode(str: Any) -> Column: return function_call("try_url_decode", str)
+def is_valid_utf8(str: Any) -> Column: return function_call("is_valid_utf8", str)
+def make_valid_utf8(str: Any) -> Column: return function_call("make_valid_utf8", str)
+def validate_utf8(str: Any) -> Column: return function_call("validate_utf8", str)
+def try_validate_utf8(str: Any) -> Column: return function_call("try_validate_utf8", str)
+def to_base32(col: Any) -> Column: return function_call("to_base32", col)
+def from_base32(col: Any) -> Column: return function_call("from_base32", col)
+
+
+def try_parse_url(url: Any, partToExtract: Any, key: Any = None) -> Column:
+    """``parse_url`` giving NULL for an invalid URL."""
+    extra = () if key is None else (key,)
+    return function_call("try_parse_url", url, partToExtract, *extra)
+
+
+def to_binary(col: Any, format: Any = None) -> Column:
+    """Bytes from text in ``format``: ``hex`` (the default), ``utf-8`` or ``base64``."""
+    extra = () if format is None else (lit(format),)
+    return function_call("to_binary", col, *extra)
+
+
+def try_to_binary(col: Any, format: Any = None) -> Column:
+    extra = () if format is None else (lit(format),)
+    return function_call("try_to_binary", col, *extra)
+
+
+def jaro_winkler_similarity(str1: Any, str2: Any) -> Column:
+    """Jaro-Winkler similarity in [0, 1]."""
+    return function_call("jaro_winkler_similarity", str1, str2)
+
+
+def randstr(length: Any, seed: Any = None) -> Column:
+    """Random strings of ``length`` letters and digits, fixed by seed, partition and row."""
+    return function_call("randstr", lit(length), _seed_of(seed))
+
+
+def _seed_of(seed: Any) -> Column:
+    return lit(secrets.randbits(63) if seed is None else seed)
+
+
+__all__ += [
+    "char_length", "character_length", "from_base32", "is_valid_utf8", "jaro_winkler_similarity",
+    "lcase", "make_valid_utf8", "randstr", "replace", "substr", "to_base32", "to_binary",
+    "try_parse_url", "try_to_binary", "try_url_decode", "try_validate_utf8", "ucase",
+    "validate_utf8",
+]

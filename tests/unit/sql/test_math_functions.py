@@ -323,3 +323,28 @@ def test_math_functions_in_a_streaming_query(spark):
     stream_rand = [r[0] for r in spark.sql("SELECT r FROM maths").collect()]
     batch = spark.createDataFrame([(-7, 2.25), (5, None)], "i int, x double")
     assert stream_rand == [r[0] for r in batch.select(F.rand(3)).collect()]
+
+
+def test_session_facts(df):
+    import getpass
+
+    names, rows = _rows(df.limit(1).select(
+        F.current_catalog(), F.current_database(), F.current_schema(), F.current_user(),
+        F.user(), F.session_user(), F.input_file_block_length(), F.input_file_block_start()))
+    assert names == ["current_catalog()", "current_schema()", "current_schema()",
+                     "current_user()", "user()", "session_user()", "input_file_block_length()",
+                     "input_file_block_start()"]
+    me = getpass.getuser()
+    assert rows == [("spark_catalog", "default", "default", me, me, me, -1, -1)]
+
+
+def test_uniform_and_randstr_keep_sparks_types(df):
+    frame = df.select(F.uniform(F.lit(1), F.lit(10), F.lit(0)),
+                      F.uniform(F.lit(1.0), F.lit(10), F.lit(0)), F.randstr(F.lit(5), F.lit(0)))
+    assert frame.columns == ["uniform(1, 10, 0)", "uniform(1.0, 10, 0)", "randstr(5, 0)"]
+    assert frame.schema.simpleString() == \
+        "struct<uniform(1, 10, 0):int,uniform(1.0, 10, 0):double,randstr(5, 0):string>"
+    rows = [tuple(r) for r in frame.collect()]
+    assert rows == [tuple(r) for r in frame.collect()]
+    assert all(1 <= i < 10 and 1.0 <= f < 10.0 and int(f) == i for i, f, _ in rows)
+    assert all(re.fullmatch(r"[0-9a-zA-Z]{5}", s) for _, _, s in rows)

@@ -214,3 +214,54 @@ def test_string_functions_in_a_streaming_query(spark):
     assert sorted(got, key=str) == sorted([("x", "R163", "Robert,x!", 1),
                                            (None, None, "null!", None),
                                            ("b", "A120", "a,b,c!", 2)], key=str)
+
+
+def test_replace_substr_and_aliases(df):
+    names, rows = _rows(df.select(
+        F.replace("s", F.lit("l")), F.replace("s", F.lit("l"), F.lit("L")), F.substr("s", F.lit(2)),
+        F.substr("s", F.lit(2), F.lit(2)), F.char_length("s"), F.character_length("s"),
+        F.lcase("s"), F.ucase("s"), F.ceiling("x")))
+    assert names == ["replace(s, l, )", "replace(s, l, L)", "substr(s, 2, 2147483647)",
+                     "substr(s, 2, 2)", "char_length(s)", "character_length(s)", "lcase(s)",
+                     "ucase(s)", "ceiling(x)"]
+    assert rows == [("Heo", "HeLLo", "ello", "el", 5, 5, "hello", "HELLO", 1),
+                    (None, None, None, None, None, None, None, None, -1),
+                    ("ab,cd", "ab,cd", "b,cd", "b,", 5, 5, "ab,cd", "AB,CD", None),
+                    ("", "", "", "", 0, 0, "", "", 2)]
+
+
+def test_utf8_checks(df):
+    names, rows = _rows(df.select(
+        F.is_valid_utf8(F.lit(b"\xff")), F.make_valid_utf8(F.lit(b"a\xffb")),
+        F.try_validate_utf8(F.lit(b"\xff")), F.validate_utf8(F.lit("ok")), F.is_valid_utf8("s")))
+    assert names[3:] == ["validate_utf8(ok)", "is_valid_utf8(s)"]
+    assert rows == [(False, "a\ufffdb", None, "ok", True), (False, "a\ufffdb", None, "ok", None),
+                    (False, "a\ufffdb", None, "ok", True), (False, "a\ufffdb", None, "ok", True)]
+    with pytest.raises(Exception, match=r"\[INVALID_UTF8_STRING\].*: \\xFF\."):
+        df.select(F.validate_utf8(F.lit(b"\xff"))).collect()
+
+
+def test_binary_text_conversions(df):
+    assert _one(df, F.to_binary(F.lit("abc"), F.lit("utf-8")), F.to_binary(F.lit("616263")),
+                F.to_binary(F.lit("YWJj"), F.lit("base64")),
+                F.try_to_binary(F.lit("zz"), F.lit("hex")),
+                F.to_base32(F.lit("abc")), F.from_base32(F.lit("MFRGG==="))) == \
+        (b"abc", b"abc", b"abc", None, "MFRGG===", b"abc")
+    with pytest.raises(Exception, match=r"\[CONVERSION_INVALID_INPUT\] The value 'zz' \('HEX'\)"):
+        df.select(F.to_binary(F.lit("zz"), F.lit("hex"))).collect()
+
+
+def test_jaro_winkler_similarity(df):
+    names, rows = _rows(df.select(F.jaro_winkler_similarity("s", F.lit("Hallo")),
+                                  F.jaro_winkler_similarity(F.lit("MARTHA"), F.lit("MARHTA"))))
+    assert names == ["jaro_winkler_similarity(s, Hallo)",
+                     "jaro_winkler_similarity(MARTHA, MARHTA)"]
+    assert rows == [(0.88, 0.9611111111111111), (None, 0.9611111111111111),
+                    (0.4666666666666666, 0.9611111111111111), (0.0, 0.9611111111111111)]
+
+
+def test_try_variants_of_url_functions(df):
+    assert _one(df, F.try_url_decode(F.lit("%zz")),
+                F.try_parse_url(F.lit("http://[bad"), F.lit("HOST"))) == (None, None)
+    with pytest.raises(Exception, match=r"\[INVALID_URL\] The url is invalid: http://\[bad"):
+        df.select(F.parse_url(F.lit("http://[bad"), F.lit("HOST"))).collect()
