@@ -155,8 +155,20 @@ def _compile_with_schema(
         ctx.plan_columns[plan] = known.columns
         return known.frame, known.physical, known.columns
     frame = compile_plan(plan, inputs, ctx)
-    schema = frame.collect_schema()
+    schema = _schema_of(plan, frame, inputs, ctx)
     return frame, schema, _output_columns(plan, schema, ctx)
+
+
+def _schema_of(
+    plan: LogicalPlan, frame: pl.LazyFrame, inputs: Bindings, ctx: CompileContext
+) -> pl.Schema:
+    """The schema of ``frame``, ``plan`` compiled. Polars derives it again from the
+    leaves on every ask (a cost of the whole plan below, per node), so a compile that
+    binds no input and checks as analysis does (ANSI) takes the node's cached schema:
+    that compile differs from the cached one only in the rows of its leaves."""
+    if not inputs and ctx.ansi:
+        return _empty_output(plan).physical
+    return frame.collect_schema()
 
 
 def _output_columns(
