@@ -10,6 +10,7 @@ list and map expressions.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from functools import cmp_to_key
 from typing import Any
 
@@ -598,6 +599,8 @@ def _flatten(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
 def _sequence(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """Integers from start to stop inclusive; the step's sign must lead there."""
     start, stop = args[0], args[1]
+    if all(isinstance(d, (pl.Date, pl.Datetime)) for d in dtypes_of(args[:2], ctx)):
+        return _time_sequence(call, args, ctx)
     dtype = _dt(ctx.dtype_of(pl.concat([start.first(), stop.first()])))
     if not all(d.is_integer() for d in dtypes_of(args, ctx)):
         raise AnalysisException(
@@ -614,6 +617,32 @@ def _sequence(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> p
     fixed = pl.when(step == 0).then(pl.concat_list(start.cast(dtype))).otherwise(out)
     bounds = pl.struct(start.alias("a"), stop.alias("b"), step.alias("s"))
     return checked(fixed, wrong, bounds, ctx.dtype_of(fixed), _sequence_error)
+
+
+def _time_sequence(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Dates or timestamps from start to stop by a fixed interval literal (one day by
+    default, minus one day when stop comes first); month intervals are not supported."""
+    step = call.args[2] if len(call.args) > 2 else None
+    if step is not None and not (isinstance(step, Literal)
+                                 and isinstance(step.value, timedelta)):
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.SEQUENCE_WRONG_INPUT_TYPES] sequence() of dates or timestamps "
+            f"needs an interval literal step (INTERVAL 1 DAY), got {step.display_name()}.",
+            error_class="DATATYPE_MISMATCH")
+    us = int((step.value if step is not None else timedelta(days=1)) / timedelta(microseconds=1))
+    start, stop = args[0], args[1]
+    if isinstance(ctx.dtype_of(start), pl.Datetime):
+        start, stop = start.cast(pl.Datetime("us", "UTC")), stop.cast(pl.Datetime("us", "UTC"))
+        ranges: Callable[..., pl.Expr] = pl.datetime_ranges
+    else:
+        ranges = pl.date_ranges
+    day = 86_400_000_000
+    every = f"{abs(us) // day}d" if ranges is pl.date_ranges and us % day == 0 \
+        else f"{abs(us)}us"
+    forward = ranges(start, stop, interval=every, closed="both")
+    backward = ranges(stop, start, interval=every, closed="both").list.reverse()
+    return pl.when(start <= stop).then(forward).otherwise(backward) if step is None \
+        else (forward if us > 0 else backward)
 
 
 def _sequence_error(value: Any) -> Exception:

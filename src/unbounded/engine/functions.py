@@ -127,6 +127,8 @@ def _struct(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.
 
 @_register("array")
 def _array(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    if not args:  # Spark's array(): an empty array<void>
+        return pl.lit([], dtype=pl.List(pl.Null))
     # concat_list splices list arguments; array(xs, ys) nests them as Spark does.
     if any(isinstance(d, (pl.List, pl.Array)) for d in dtypes_of(args, ctx)):
         args = [a.repeat_by(1) for a in args]

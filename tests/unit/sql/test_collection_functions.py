@@ -3,12 +3,15 @@ them (every expected value below was read off PySpark 4.3, ANSI mode on unless s
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
-from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.errors import AnalysisException, IllegalArgumentException, SparkRuntimeException
 from unbounded.sql import Row
 from unbounded.sql import functions as F
 
+D, T = dt.date, dt.datetime
 XS = "xs array<int>, ys array<int>, y int"
 # A plain array, one holding NULLs, a NULL array and an empty one.
 ROWS = [([1, 2, 3, 2], [2, 5], 10), ([None, 4, None], [4], 20), (None, [1], 30), ([], [], 40)]
@@ -180,3 +183,84 @@ def test_sql_strings_call_the_same_functions(df):
         (None, None, None, None, None),
         ([], [], "", [], 0),
     ]
+
+
+def test_sequence_of_dates_and_timestamps(spark):
+    out = spark.sql(
+        "SELECT sequence(DATE'2024-01-30', DATE'2024-02-02') AS a, "
+        "sequence(DATE'2024-02-02', DATE'2024-01-31') AS b, "
+        "sequence(DATE'2024-01-01', DATE'2024-01-10', INTERVAL 4 DAYS) AS c, "
+        "sequence(TIMESTAMP'2024-01-01 00:00:00', TIMESTAMP'2024-01-01 02:30:00', "
+        "INTERVAL 1 HOUR) AS d")
+    assert out.schema.simpleString() == \
+        "struct<a:array<date>,b:array<date>,c:array<date>,d:array<timestamp>>"
+    assert [tuple(r) for r in out.collect()] == [(
+        [D(2024, 1, 30), D(2024, 1, 31), D(2024, 2, 1), D(2024, 2, 2)],
+        [D(2024, 2, 2), D(2024, 2, 1), D(2024, 1, 31)],
+        [D(2024, 1, 1), D(2024, 1, 5), D(2024, 1, 9)],
+        [T(2024, 1, 1, 0), T(2024, 1, 1, 1), T(2024, 1, 1, 2)])]
+
+
+def test_sequence_with_a_step_away_from_stop_fails(spark):
+    with pytest.raises(IllegalArgumentException,
+                       match=r"^requirement failed: Illegal sequence boundaries: 1 to 5 by -1"):
+        spark.range(1).select(F.sequence(F.lit(1), F.lit(5), F.lit(-1))).collect()
+    out = spark.range(1).select(F.sequence(F.lit(5), F.lit(1)), F.sequence(F.lit(5), F.lit(5),
+                                                                           F.lit(0)))
+    assert [tuple(r) for r in out.collect()] == [([5, 4, 3, 2, 1], [5])]
+
+
+def test_array_functions_without_ansi_mode(spark, df):
+    spark.conf.set("spark.sql.ansi.enabled", "false")
+    out = df.select(F.size("xs"), F.cardinality("xs"), F.element_at("xs", 5))
+    assert [tuple(r) for r in out.collect()] == [
+        (4, 4, None), (3, 3, None), (-1, -1, None), (0, 0, None)]
+    with pytest.raises(SparkRuntimeException, match=r"^\[INVALID_PARAMETER_VALUE.START\]"):
+        df.select(F.slice("xs", 0, 1)).collect()
+
+
+@pytest.mark.parametrize(("column", "name", "dtype", "values"), [
+    (F.slice("xs", -9, 2), "slice(xs, -9, 2)", "array<int>", [[], [], None, []]),
+    (F.array_append("xs", F.lit(5).cast("bigint")), "array_append(xs, CAST(5 AS BIGINT))",
+     "array<bigint>", [[1, 2, 3, 2, 5], [None, 4, None, 5], None, [5]]),
+    (F.arrays_zip(F.array(F.lit(1)), "xs"), "arrays_zip(array(1), xs)",
+     "array<struct<0:int,xs:int>>",
+     [[Row(**{"0": 1, "xs": 1}), Row(**{"0": None, "xs": 2}), Row(**{"0": None, "xs": 3}),
+       Row(**{"0": None, "xs": 2})],
+      [Row(**{"0": 1, "xs": None}), Row(**{"0": None, "xs": 4}),
+       Row(**{"0": None, "xs": None})], None, [Row(**{"0": 1, "xs": None})]]),
+    (F.array_position("xs", F.lit(None).cast("int")), "array_position(xs, CAST(NULL AS INT))",
+     "bigint", [None] * 4),
+    (F.array_remove("xs", F.lit(None).cast("int")), "array_remove(xs, CAST(NULL AS INT))",
+     "array<int>", [None] * 4),
+    (F.array_repeat(F.lit("a"), -1), "array_repeat(a, -1)", "array<string>", [[]] * 4),
+    (F.get("xs", -1), "get(xs, -1)", "int", [None] * 4),
+    (F.try_element_at("xs", F.lit(-1)), "try_element_at(xs, -1)", "int", [2, None, None, None]),
+    (F.array_join(F.array(F.lit(1), F.lit(None).cast("int")), "-", "?"),
+     "array_join(array(1, CAST(NULL AS INT)), -, ?)", "string", ["1-?"] * 4),
+])
+def test_array_edge_cases_match_pyspark(df, column, name, dtype, values):
+    assert _one(df, column) == (name, dtype, values)
+
+
+def test_array_errors_match_pyspark(df):
+    with pytest.raises(AnalysisException, match="ARRAY_FUNCTION_DIFF_TYPES"):
+        df.select(F.array_append("xs", "a"))
+    with pytest.raises(SparkRuntimeException,
+                       match="The key array and value array of MapData must have the same"):
+        df.select(F.map_from_arrays("xs", "ys")).collect()
+    with pytest.raises(SparkRuntimeException, match=r"^\[NULL_MAP_KEY\]"):
+        df.select(F.map_from_arrays(F.array(F.lit(None).cast("int")), F.array(F.lit(1)))) \
+            .collect()
+    with pytest.raises(SparkRuntimeException, match=r"^\[INVALID_INDEX_OF_ZERO\]"):
+        df.select(F.try_element_at("xs", F.lit(0))).collect()
+    with pytest.raises(SparkRuntimeException, match=r"^\[INVALID_ARRAY_INDEX_IN_ELEMENT_AT\]"
+                                                    r" The index -9 is out of bounds"):
+        df.select(F.element_at("xs", -9)).collect()
+
+
+def test_str_to_map_of_a_column(spark):
+    rows = [("a:1,b:2",), ("c",), (None,), ("",)]
+    got = _one(spark.createDataFrame(rows, "s string"), F.str_to_map("s"))
+    assert got == ("str_to_map(s, ,, :)", "map<string,string>",
+                   [{"a": "1", "b": "2"}, {"c": None}, None, {"": None}])
