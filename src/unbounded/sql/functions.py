@@ -111,14 +111,22 @@ def isnan(c: Any) -> Column: return _call("isnan", c)
 def greatest(*cols: Any) -> Column: return _call("greatest", *cols)
 def least(*cols: Any) -> Column: return _call("least", *cols)
 def abs(c: Any) -> Column: return _call("abs", c)
-def ceil(c: Any) -> Column: return _call("ceil", c)
-def floor(c: Any) -> Column: return _call("floor", c)
-def sqrt(c: Any) -> Column: return _call("sqrt", c)
-def exp(c: Any) -> Column: return _call("exp", c)
+def ceil(c: Any) -> Column: return _shown("ceil", c, "CEIL")
+def floor(c: Any) -> Column: return _shown("floor", c, "FLOOR")
+def sqrt(c: Any) -> Column: return _shown("sqrt", c, "SQRT")
+def exp(c: Any) -> Column: return _shown("exp", c, "EXP")
+
+
+def _shown(name: str, c: Any, shown: str) -> Column:
+    """``name(c)`` named as PySpark names its column (``SQRT(x)``, ``ln(x)``)."""
+    arg = _c(c)
+    return Column(FunctionCall(name, (arg,), (("display", f"{shown}({arg.display_name()})"),)))
+
+
 def log(arg1: Any, arg2: Any = None) -> Column:
     """The natural logarithm of ``arg1``, or the logarithm of ``arg2`` in base ``arg1``."""
     if arg2 is None:
-        return _call("log", arg1)
+        return _shown("log", arg1, "ln")
     base, value = to_expr(arg1), _c(arg2)
     shown = f"LOG({base.display_name()}, {value.display_name()})"
     return Column(FunctionCall("log", (base, value), (("display", shown),)))
