@@ -178,8 +178,11 @@ _AGG_COLUMN = "__unbounded_agg"
 def _over_aggregates(expr: Expression) -> bool:
     """An output that computes over aggregates (``sum(x) / count(x)``), not one itself."""
     inner = expr.child if isinstance(expr, Alias) else expr
-    return not isinstance(inner, (AggregateCall, PythonUDF)) and any(
-        isinstance(n, AggregateCall) for n in walk(inner))
+    if isinstance(inner, (AggregateCall, PythonUDF)):
+        return False
+    nodes = list(walk(inner))  # a constant (lit("count")) is an output of its own too
+    return any(isinstance(n, AggregateCall) for n in nodes) or not any(
+        isinstance(n, ColumnRef) for n in nodes)
 
 
 def _lift_aggregates(expr: Expression, lifted: dict[str, Alias]) -> Expression:

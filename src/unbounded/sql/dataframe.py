@@ -44,6 +44,7 @@ from unbounded.plan.logical import (
 )
 from unbounded.sql.analysis import analyze, engine_error
 from unbounded.sql.column import Column, column_of
+from unbounded.sql.dataframe_ops import DataFrameOps
 from unbounded.sql.group import GroupedData
 from unbounded.sql.row import Row, rows_from_arrow
 from unbounded.sql.types import StructType, parse_ddl_schema
@@ -78,7 +79,7 @@ def _quoted(name: str) -> ColumnRef:
     return ColumnRef(f"`{name}`") if "." in name else ColumnRef(name)
 
 
-class DataFrame:
+class DataFrame(DataFrameOps):
     def __init__(self, plan: LogicalPlan, session: SparkSession) -> None:
         self._plan = plan
         self.sparkSession = session
