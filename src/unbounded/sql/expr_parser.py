@@ -794,6 +794,15 @@ def _session_window(args: list[exp.Expr]) -> Expression:
     return F.session_window(Column(_convert(args[0])), gap_value).expr
 
 
+def _position(args: list[exp.Expr]) -> Expression:
+    """``position(substr IN str)`` (Spark names it ``locate(substr, str, 1)``), or the
+    function call ``position(substr, str[, start])``."""
+    if len(args) == 1 and isinstance(args[0], exp.In) and args[0].args.get("field"):
+        substr, text = _convert(args[0].this), _convert(args[0].args["field"])
+        return FunctionCall("locate", (substr, text, Literal(1)))
+    return _bind("position", F.position, args)
+
+
 def _named_struct(args: list[exp.Expr]) -> Expression:
     if len(args) % 2 == 0 and all(isinstance(a, exp.Literal) and a.is_string
                                   for a in args[::2]):
@@ -810,5 +819,5 @@ def _named_struct(args: list[exp.Expr]) -> Expression:
 
 _SPECIAL_CALLS: dict[str, Callable[[list[exp.Expr]], Expression]] = {
     "log": _log, "power": _power, "pow": _power, "isnotnull": _isnotnull,
-    "session_window": _session_window, "named_struct": _named_struct,
+    "session_window": _session_window, "named_struct": _named_struct, "position": _position,
 }

@@ -265,3 +265,10 @@ def test_try_variants_of_url_functions(df):
                 F.try_parse_url(F.lit("http://[bad"), F.lit("HOST"))) == (None, None)
     with pytest.raises(Exception, match=r"\[INVALID_URL\] The url is invalid: http://\[bad"):
         df.select(F.parse_url(F.lit("http://[bad"), F.lit("HOST"))).collect()
+
+
+def test_sql_position_in_syntax(spark, df):
+    df.createOrReplaceTempView("t")
+    names, rows = _rows(spark.sql("SELECT position('l' IN s), position('l', s, 4) FROM t"))
+    assert names == ["locate(l, s, 1)", "position(l, s, 4)"]
+    assert rows == [(3, 4), (None, None), (0, 0), (0, 0)]
