@@ -52,3 +52,18 @@ def test_an_aggregate_without_a_streaming_form_fails_before_start(spark):
     with pytest.raises(AnalysisException, match="median is not supported in streaming"):
         events.toDF().groupBy("k").agg(F.median("x")).writeStream.outputMode(
             "complete").format("memory").queryName("m").start()
+
+
+def test_max_of_doubles_is_nan_once_a_nan_arrives_as_in_batch(spark):
+    events = MemoryStream("k STRING, x DOUBLE", spark)
+    query = (events.toDF().groupBy("k").agg(F.max("x"), F.min("x")).writeStream
+             .outputMode("complete").format("memory").queryName("extremes").start())
+    try:
+        for rows in ([("a", 1.0), ("b", float("nan")), ("c", None)],
+                     [("a", float("nan")), ("b", 2.0), ("c", 3.0)]):
+            events.addData(rows)
+            query.processAllAvailable(30)
+    finally:
+        query.stop()
+    got = {r[0]: (str(r[1]), r[2]) for r in spark.sql("SELECT * FROM extremes").collect()}
+    assert got == {"a": ("nan", 1.0), "b": ("nan", 2.0), "c": ("3.0", 3.0)}

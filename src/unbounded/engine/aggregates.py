@@ -149,6 +149,8 @@ def compile_aggregate_call(call: AggregateCall, ctx: CompileContext) -> pl.Expr:
     args = compile_agg_args(call, ctx)
     if call.name == "sum":
         return _ansi_sum(call, args[0], ctx)
+    if call.name == "max" and ctx.dtype_of(args[0]).is_float():
+        return args[0].nan_max()  # Spark orders NaN above every number; Polars' max skips it
     return builder(args, call)
 
 

@@ -106,3 +106,11 @@ def test_expressions_over_aggregates_are_computed_after_the_aggregation(df, spar
     got = spark.sql("SELECT k, sum(x) * 2 AS d, count(*) FROM t GROUP BY k ORDER BY k")
     assert [tuple(r) for r in got.collect()] == [("a", 14.0, 4), ("b", 10.0, 1),
                                                  ("c", 12.0, 2)]
+
+
+def test_max_of_doubles_orders_nan_above_every_number(spark):
+    frame = spark.createDataFrame([("a", 1.0), ("a", float("nan")), ("b", 2.0), ("b", None)],
+                                  "k string, x double")
+    got = {r[0]: str(r[1]) for r in frame.groupBy("k").agg(F.max("x")).collect()}
+    assert got == {"a": "nan", "b": "2.0"}  # PySpark 4.3: NaN and 2.0
+    assert str(frame.select(F.max("x")).collect()[0][0]) == "nan"

@@ -97,6 +97,8 @@ def _plan_aggregate(index: int, expr: Expression, ctx: CompileContext) -> _AggPl
     builder = _BUILDERS.get(inner.name)
     if inner.name == "sum" and ctx.ansi and ctx.dtype_of(args[0]) == pl.Int64:
         builder = _checked_sum
+    if inner.name == "max" and ctx.dtype_of(args[0]).is_float():
+        builder = _nan_max
     if builder is None:
         raise AnalysisException(f"Aggregate {inner.name} is not supported in streaming yet.")
     return builder(name, b, args, inner)
@@ -155,6 +157,16 @@ def _extreme(horizontal: Callable[..., pl.Expr], method: str) -> Callable[..., _
                         pl.col(b[0]), [getattr(pl.col(b[0]), method)()])
 
     return build
+
+
+def _nan_max(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+    """``max`` of a floating-point column: NaN is above every number, as Spark orders it
+    (Polars' ``max`` skips NaN; its comparisons already order it so)."""
+    old, new = _old(b[0]), pl.col(b[0])
+    larger = pl.when(new.is_null() | (old >= new)).then(old).otherwise(new)
+    merge = pl.when(_found() & old.is_not_null()).then(larger).otherwise(new)
+    return _AggPlan(name, [args[0].nan_max().alias(b[0])], [merge.alias(b[0])], new,
+                    [new.nan_max()])
 
 
 def _first(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
