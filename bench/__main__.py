@@ -30,6 +30,7 @@ from bench import (
     observe_overhead,
     postgres,
     ray_windowed,
+    sessionization,
     small_batch,
     state_restore,
     throughput,
@@ -54,7 +55,7 @@ WORKLOADS: dict[str, Workload] = {
     for w in (throughput.WORKLOAD, windowed.WORKLOAD, state_restore.WORKLOAD,
               join.WORKLOAD, kafka.WORKLOAD, kafka_read.WORKLOAD, ray_windowed.WORKLOAD,
               small_batch.WORKLOAD, udf.WORKLOAD, observe_overhead.WORKLOAD,
-              delta.WORKLOAD, postgres.WORKLOAD)
+              delta.WORKLOAD, postgres.WORKLOAD, sessionization.WORKLOAD)
 }
 
 
