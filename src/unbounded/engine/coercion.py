@@ -55,11 +55,27 @@ _STRING_ARGS: dict[str, tuple[int, ...]] = {
                      "rtrim", "reverse", "substring", "substr", "split", "regexp_replace",
                      "regexp_extract", "instr", "lpad", "rpad"), (0,)),
     **dict.fromkeys(("contains", "startswith", "endswith"), (0, 1)),
+    # engine/string_functions.py (Spark's mask and soundex take strings only: no cast)
+    **dict.fromkeys(("like", "ilike", "rlike", "regexp", "regexp_like", "regexp_count",
+                     "regexp_substr", "regexp_instr", "regexp_extract_all", "substring_index",
+                     "left", "right", "translate", "repeat", "btrim", "quote", "ascii",
+                     "url_encode", "url_decode", "try_url_decode", "char_length",
+                     "character_length", "to_binary", "try_to_binary"), (0,)),
+    **dict.fromkeys(("overlay", "split_part", "find_in_set", "levenshtein",
+                     "jaro_winkler_similarity", "parse_url", "try_parse_url", "locate",
+                     "position"), (0, 1)),
+    "replace": (0, 1, 2),
 }
 _DOUBLE_ARGS: dict[str, tuple[int, ...]] = {
     **dict.fromkeys(("sqrt", "exp", "ln", "abs", "round", "floor", "ceil", "ceiling",
                      "isnan"), (0,)),
     "log": (0, 1),
+    # engine/math_functions.py
+    **dict.fromkeys(("acos", "asin", "atan", "acosh", "asinh", "atanh", "cos", "cosh", "sin",
+                     "sinh", "tan", "tanh", "cot", "csc", "sec", "cbrt", "degrees", "radians",
+                     "log10", "log2", "log1p", "expm1", "rint", "signum", "sign", "bround"),
+                    (0,)),
+    **dict.fromkeys(("atan2", "hypot", "nanvl"), (0, 1)),
 }
 _DATE_ARGS: dict[str, tuple[int, ...]] = {
     **dict.fromkeys(("year", "month", "dayofmonth", "day", "dayofyear", "weekofyear",

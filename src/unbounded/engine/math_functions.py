@@ -26,7 +26,11 @@ from unbounded.engine.expressions import compile_expr, dtypes_of
 from unbounded.engine.function_args import literal_arg, map_values
 from unbounded.engine.functions import register
 from unbounded.engine.xxhash64 import xxhash64_row
-from unbounded.errors import ArithmeticException, SparkRuntimeException
+from unbounded.errors import (
+    ArithmeticException,
+    IllegalArgumentException,
+    SparkRuntimeException,
+)
 from unbounded.plan.expressions import BinaryOp, FunctionCall, UnaryOp
 
 __all__ = ["convert_base"]
@@ -242,7 +246,7 @@ def _bit_get(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
     bit = pl.when(pos == 63).then((value < 0).cast(pl.Int8)).otherwise(bit)
 
     def error(got: object) -> Exception:
-        return SparkRuntimeException(
+        return IllegalArgumentException(
             "[INVALID_PARAMETER_VALUE.BIT_POSITION_RANGE] The value of parameter(s) `pos` "
             f"in `{call.name}` is invalid: expects an integer value in [0, {bits}), but got "
             f"{got}. SQLSTATE: 22023", error_class="INVALID_PARAMETER_VALUE")

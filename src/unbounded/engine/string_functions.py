@@ -482,7 +482,7 @@ def _url_decode(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
         if _BAD_ESCAPE.search(text):
             if lenient:
                 return None
-            raise SparkRuntimeException(
+            raise IllegalArgumentException(
                 f"[CANNOT_DECODE_URL] The provided URL cannot be decoded: {text}. Please "
                 "ensure that the URL is properly formatted and try again. SQLSTATE: 22546",
                 error_class="CANNOT_DECODE_URL")

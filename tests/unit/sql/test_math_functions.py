@@ -9,7 +9,12 @@ import re
 
 import pytest
 
-from unbounded.errors import ArithmeticException, SparkRuntimeException
+from unbounded.errors import (
+    ArithmeticException,
+    IllegalArgumentException,
+    NumberFormatException,
+    SparkRuntimeException,
+)
 from unbounded.sql import functions as F
 from unbounded.testing import MemoryStream
 
@@ -195,7 +200,7 @@ def test_buckets_and_bits(df):
 
 
 def test_bit_get_outside_the_type_raises(df):
-    with pytest.raises(SparkRuntimeException, match=r"BIT_POSITION_RANGE.*\[0, 32\), but got 40"):
+    with pytest.raises(IllegalArgumentException, match=r"BIT_POSITION_RANGE.*32\), but got 40"):
         df.select(F.bit_get(F.lit(5), F.lit(40))).collect()
 
 
@@ -348,3 +353,22 @@ def test_uniform_and_randstr_keep_sparks_types(df):
     assert rows == [tuple(r) for r in frame.collect()]
     assert all(1 <= i < 10 and 1.0 <= f < 10.0 and int(f) == i for i, f, _ in rows)
     assert all(re.fullmatch(r"[0-9a-zA-Z]{5}", s) for _, _, s in rows)
+
+
+def test_strings_are_cast_to_double_as_spark_does(df):
+    names, rows = _rows(df.limit(1).select(
+        F.acos(F.lit("0.5")), F.atan2(F.lit("1"), F.lit(1)), F.bround(F.lit("2.5")),
+        F.cbrt(F.lit("8")), F.log10(F.lit("100")), F.hypot(F.lit("3"), F.lit(4))))
+    assert names == ["ACOS(0.5)", "ATAN2(1, 1)", "bround(2.5, 0)", "CBRT(8)", "LOG10(100)",
+                     "HYPOT(3, 4)"]
+    assert rows == [(1.0471975511965979, 0.7853981633974483, 2.0, 2.0, 2.0, 5.0)]
+    with pytest.raises(NumberFormatException, match=r"\[CAST_INVALID_INPUT\] The value 'abc'"):
+        df.select(F.acos(F.lit("abc"))).collect()
+
+
+def test_without_ansi_overflows_and_bad_values_give_null_or_wrap(spark, df):
+    spark.conf.set("spark.sql.ansi.enabled", "false")
+    _, rows = _rows(df.limit(1).select(
+        F.acos(F.lit("abc")), F.conv(F.lit("ffffffffffffffffff"), 16, 10),
+        F.negative(F.lit(-2147483648)), F.pmod(F.lit(3), F.lit(0))))
+    assert rows == [(None, "18446744073709551615", -2147483648, None)]

@@ -7,7 +7,7 @@ import pytest
 
 from unbounded.engine.java_format import java_format
 from unbounded.engine.string_functions import soundex
-from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.errors import AnalysisException, IllegalArgumentException, SparkRuntimeException
 from unbounded.sql import functions as F
 from unbounded.testing import MemoryStream
 
@@ -272,3 +272,19 @@ def test_sql_position_in_syntax(spark, df):
     names, rows = _rows(spark.sql("SELECT position('l' IN s), position('l', s, 4) FROM t"))
     assert names == ["locate(l, s, 1)", "position(l, s, 4)"]
     assert rows == [(3, 4), (None, None), (0, 0), (0, 0)]
+
+
+def test_numbers_are_cast_to_string_as_spark_does(df):
+    assert _one(df, F.left(F.lit(12345), F.lit(2)), F.repeat(F.lit(1.5), F.lit(2)),
+                F.like(F.lit(123), F.lit("1%")), F.rlike(F.lit(123), F.lit("2")),
+                F.split_part(F.lit(1.5), F.lit("."), F.lit(1)), F.replace(F.lit(1212), F.lit("1")),
+                F.locate("1", F.lit(212)), F.ascii(F.lit(5)), F.overlay(F.lit(123), F.lit(9), 2),
+                F.levenshtein(F.lit(12), F.lit(13))) == \
+        ("12", "1.51.5", True, True, "1", "22", 2, 53, "193", 1)
+
+
+def test_parse_url_without_ansi_gives_null_for_an_invalid_url(spark, df):
+    spark.conf.set("spark.sql.ansi.enabled", "false")
+    assert _one(df, F.parse_url(F.lit("http://[bad"), F.lit("HOST"))) == (None,)
+    with pytest.raises(IllegalArgumentException, match=r"\[CANNOT_DECODE_URL\]"):
+        df.select(F.url_decode(F.lit("%zz"))).collect()
