@@ -778,3 +778,36 @@ def _str_to_map(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
     listed = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
     entries = pairs.list.eval(pl.struct(key.alias("key"), value.alias("value")))
     return duplicate_keys_checked(entries, listed).cast(pl.Map(pl.String, pl.String))
+
+
+# ---- generators: the projection explodes and unnests these (engine/generators.py) ------
+@register("inline", "inline_outer")
+def _inline(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """An array of structs: one row per element, one column per field."""
+    if not isinstance(_inner(call, args[0], ctx), pl.Struct):
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE] {call.name}() needs an array of "
+            f"structs, got {call.args[0].display_name()}.", error_class="DATATYPE_MISMATCH")
+    return args[0]
+
+
+@register("stack")
+def _stack(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """``stack(n, v...)``: the values in ``n`` rows of columns ``col0``...; NULL pads."""
+    n = _literal(call, 0)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise AnalysisException(
+            "[DATATYPE_MISMATCH.NON_FOLDABLE_INPUT] stack() needs a positive integer literal "
+            "as its first argument.", error_class="DATATYPE_MISMATCH")
+    values = args[1:]
+    width = -(-len(values) // n)
+    columns = [values[c::width] for c in range(width)]
+    rows = [pl.struct([_stacked(columns[c], r, ctx).alias(f"col{c}") for c in range(width)])
+            for r in range(n)]
+    return pl.concat_list(rows)
+
+
+def _stacked(column: list[pl.Expr], row: int, ctx: CompileContext) -> pl.Expr:
+    """The value of one stacked column at ``row``, in the column's common type."""
+    common = _dt(ctx.dtype_of(pl.concat([v.first() for v in column])))
+    return column[row].cast(common) if row < len(column) else pl.lit(None, common)

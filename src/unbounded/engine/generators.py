@@ -21,9 +21,11 @@ GENERATORS: dict[str, tuple[bool, bool]] = {
     "explode": (True, False), "explode_outer": (True, True),
     "posexplode": (True, False), "posexplode_outer": (True, True),
     "json_tuple": (False, True),
+    "inline": (True, False), "inline_outer": (True, True), "stack": (True, False),
 }
 # Generators whose rows are always structs shown as several columns.
-_STRUCT_ROWS = frozenset({"json_tuple", "posexplode", "posexplode_outer"})
+_STRUCT_ROWS = frozenset({"json_tuple", "posexplode", "posexplode_outer", "inline",
+                          "inline_outer", "stack"})
 
 
 def _generator_of(expr: Expression) -> FunctionCall | None:

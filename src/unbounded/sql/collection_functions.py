@@ -26,10 +26,11 @@ __all__ = [
     "array_insert", "array_intersect", "array_join", "array_max", "array_min",
     "array_position", "array_prepend", "array_remove", "array_repeat", "array_size",
     "array_sort", "array_union", "arrays_overlap", "arrays_zip", "cardinality", "exists",
-    "filter", "flatten", "forall", "get", "map_concat", "map_contains_key", "map_entries",
+    "filter", "flatten", "forall", "get", "inline", "inline_outer", "map_concat",
+    "map_contains_key", "map_entries",
     "map_filter", "map_from_arrays", "map_from_entries", "map_zip_with", "named_struct",
     "reduce",
-    "sequence", "shuffle", "slice", "sort_array", "str_to_map", "transform",
+    "sequence", "shuffle", "slice", "sort_array", "stack", "str_to_map", "transform",
     "transform_keys", "transform_values", "try_element_at", "zip_with",
 ]
 
@@ -275,3 +276,19 @@ def named_struct(*cols: Any) -> Column:
     shown = f"named_struct({', '.join(e.display_name() for e in exprs)})"
     return Column(FunctionCall("named_struct", tuple(exprs[1::2]),
                                (("names", tuple(names)), ("display", shown))))
+
+
+# ---- generators: one input row becomes several output rows ------------------------------
+def inline(col: Any) -> Column:
+    """One row per struct of the array, one column per field."""
+    return function_call("inline", col)
+
+
+def inline_outer(col: Any) -> Column:
+    """``inline``, with one row of NULLs for a NULL or empty array."""
+    return function_call("inline_outer", col)
+
+
+def stack(*cols: Any) -> Column:
+    """``stack(n, v1, v2, ...)``: the values in ``n`` rows (columns ``col0``, ``col1``...)."""
+    return function_call("stack", *cols)

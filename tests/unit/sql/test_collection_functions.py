@@ -264,3 +264,33 @@ def test_str_to_map_of_a_column(spark):
     got = _one(spark.createDataFrame(rows, "s string"), F.str_to_map("s"))
     assert got == ("str_to_map(s, ,, :)", "map<string,string>",
                    [{"a": "1", "b": "2"}, {"c": None}, None, {"": None}])
+
+
+# ---- generators ------------------------------------------------------------------------
+@pytest.fixture
+def structs(spark):
+    rows = [(1, [(1, "a"), (2, None)]), (2, []), (3, None)]
+    return spark.createDataFrame(rows, "id int, xs array<struct<a:int,b:string>>")
+
+
+def _sorted_rows(frame):
+    return frame.columns, sorted((tuple(r) for r in frame.collect()), key=str)
+
+
+def test_inline_gives_a_row_per_struct_and_a_column_per_field(structs):
+    assert _sorted_rows(structs.select("id", F.inline("xs"))) == (
+        ["id", "a", "b"], [(1, 1, "a"), (1, 2, None)])
+    assert _sorted_rows(structs.select("id", F.inline_outer("xs"))) == (
+        ["id", "a", "b"], [(1, 1, "a"), (1, 2, None), (2, None, None), (3, None, None)])
+
+
+def test_stack_spreads_values_over_rows(spark, structs):
+    assert _sorted_rows(structs.select("id", F.stack(F.lit(2), F.lit(1), F.lit(2), F.lit(3)))) \
+        == (["id", "col0", "col1"],
+            [(1, 1, 2), (1, 3, None), (2, 1, 2), (2, 3, None), (3, 1, 2), (3, 3, None)])
+    out = structs.select(F.stack(F.lit(2), "id", F.lit("x"), F.col("id") * 10, F.lit("y")))
+    assert out.schema.simpleString() == "struct<col0:int,col1:string>"
+    assert _sorted_rows(out)[1] == [(1, "x"), (10, "y"), (2, "x"), (20, "y"), (3, "x"),
+                                    (30, "y")]
+    sql = spark.sql("SELECT stack(2, 1, 'a', 2, 'b')")
+    assert _sorted_rows(sql) == (["col0", "col1"], [(1, "a"), (2, "b")])

@@ -198,6 +198,8 @@ SAMPLE_CALLS.update({
     "map_from_entries": "map_from_entries(arrays_zip(arr, arr))",
     "map_contains_key": "map_contains_key(map(s, x), 'k')", "str_to_map": "str_to_map(s)",
     "named_struct": "named_struct('a', x, 'b', s)",
+    "inline": "inline(arrays_zip(arr, arr))", "inline_outer": "inline_outer(arrays_zip(arr, arr))",
+    "stack": "stack(2, x, x)",
 })
 
 # Math, string and misc functions (engine/math_functions.py, engine/string_functions.py).
