@@ -61,7 +61,9 @@ def compile_lambda(fn: LambdaFunction, dtypes: list[pl.DataType],
     names = tuple(lambda_column(p) for p in fn.params)
     schema = dict(ctx.schema)
     schema.update(zip(names, dtypes, strict=False))
-    inner = ctx.with_schema(pl.Schema(schema))
+    # The variables are in the schema but not among the named columns, so a name that
+    # does not resolve is reported with the input's columns only.
+    inner = ctx.with_schema(pl.Schema(schema), columns=ctx.columns)
     body = compile_expr(fn.body, inner)
     outer = tuple(n for n in dict.fromkeys(body.meta.root_names()) if n not in names)
     return CompiledLambda(body, names, outer, inner.dtype_of(body))

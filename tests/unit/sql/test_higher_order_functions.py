@@ -190,3 +190,11 @@ def test_streaming_query_transforms_each_batch(spark):
         query.stop()
     got = sorted((tuple(r) for r in spark.sql("SELECT * FROM hof").collect()), key=str)
     assert got == sorted([([10, 20], 3), (None, None), ([6, None], None), ([], 0)], key=str)
+
+
+def test_an_unknown_name_in_a_lambda_is_reported_with_the_input_columns_only(df):
+    with pytest.raises(AnalysisException) as info:
+        df.selectExpr("transform(xs, x -> x + nope)")
+    assert info.value.error_class == "UNRESOLVED_COLUMN"
+    assert str(info.value).endswith(
+        "name `nope` cannot be resolved. Did you mean one of the following? [`xs`, `ys`, `y`].")
