@@ -13,6 +13,7 @@ import getpass
 import math
 import uuid
 from collections.abc import Callable
+from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import metadata
 from typing import Any
 
@@ -106,10 +107,23 @@ def _bround(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.
     scale rounds them to tens, hundreds...)."""
     scale = int(literal_arg(call, 1, "scale") or 0) if len(call.args) > 1 else 0
     dtype = ctx.dtype_of(args[0])
+    if isinstance(dtype, pl.Decimal):
+        return _bround_decimal(args[0], dtype, scale)
     if not dtype.is_integer():
         return args[0].cast(pl.Float64).round(scale, mode="half_to_even") if scale >= 0 \
             else _round_tens(args[0].cast(pl.Float64), -scale)
     return args[0] if scale >= 0 else _round_tens(args[0], -scale).cast(dtype)
+
+
+def _bround_decimal(value: pl.Expr, dtype: pl.Decimal, scale: int) -> pl.Expr:
+    """A decimal stays a decimal: Spark's type keeps the integral digits plus one for a
+    carry, with ``scale`` digits after the point (unchanged when it already has fewer)."""
+    precision = dtype.precision or 38
+    if scale >= dtype.scale:
+        return value
+    out = pl.Decimal(min(38, precision - dtype.scale + max(scale, 0) + 1), max(scale, 0))
+    unit = Decimal(1).scaleb(-scale)
+    return map_values(value, out, lambda v: v.quantize(unit, rounding=ROUND_HALF_EVEN))
 
 
 def _round_tens(value: pl.Expr, digits: int) -> pl.Expr:
@@ -492,6 +506,9 @@ def _xxhash64(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> p
 def _hash_kind(dtype: pl.DataType) -> str:
     if dtype in (pl.Int8, pl.Int16, pl.Int32, pl.Boolean):
         return "int"
+    if isinstance(dtype, pl.Decimal):
+        wide = "big" if (dtype.precision or 38) > 18 else ""
+        return f"{wide}decimal:{dtype.scale}"
     return "float" if dtype == pl.Float32 else ""
 
 

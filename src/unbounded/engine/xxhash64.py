@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 __all__ = ["xxhash64_row"]
@@ -91,6 +92,8 @@ def _hash_bytes(data: bytes, seed: int) -> int:
 def _hash_value(value: Any, kind: str, seed: int) -> int:
     if value is None:
         return seed
+    if kind.startswith(("decimal:", "bigdecimal:")):
+        return _hash_decimal(value, kind, seed)
     if kind == "int" or isinstance(value, bool):
         return _hash_int(int(value), seed)
     if kind == "float":
@@ -108,6 +111,16 @@ def _hash_value(value: Any, kind: str, seed: int) -> int:
     return _hash_long(int(value), seed)
 
 
+def _hash_decimal(value: Decimal, kind: str, seed: int) -> int:
+    """Spark hashes a decimal of precision up to 18 as the long of its unscaled value,
+    a wider one as the bytes of ``BigInteger.toByteArray`` (big-endian, minimal)."""
+    unscaled = int(value.scaleb(int(kind.split(":")[1])))
+    if kind.startswith("decimal:"):
+        return _hash_long(unscaled, seed)
+    size = (unscaled.bit_length() if unscaled >= 0 else (~unscaled).bit_length()) // 8 + 1
+    return _hash_bytes(unscaled.to_bytes(size, "big", signed=True), seed)
+
+
 def _micros(value: datetime) -> int:
     epoch = datetime(1970, 1, 1, tzinfo=value.tzinfo)
     delta = value - epoch
@@ -116,7 +129,8 @@ def _micros(value: datetime) -> int:
 
 def xxhash64_row(values: Sequence[Any], kinds: Sequence[str] | None = None) -> int:
     """The signed 64-bit hash of one row's values; ``kinds`` says which are ``int``
-    (32 bits or fewer) or ``float`` (32-bit) columns, the others being read from the value."""
+    (32 bits or fewer), ``float`` (32-bit) or ``decimal:<scale>`` (precision up to 18;
+    ``bigdecimal:<scale>`` above) columns, the others being read from the value."""
     seed = _SEED
     for i, value in enumerate(values):
         seed = _hash_value(value, kinds[i] if kinds else "", seed)

@@ -6,6 +6,7 @@ bit)."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -372,3 +373,19 @@ def test_without_ansi_overflows_and_bad_values_give_null_or_wrap(spark, df):
         F.acos(F.lit("abc")), F.conv(F.lit("ffffffffffffffffff"), 16, 10),
         F.negative(F.lit(-2147483648)), F.pmod(F.lit(3), F.lit(0))))
     assert rows == [(None, "18446744073709551615", -2147483648, None)]
+
+
+def test_decimals_keep_their_type_and_hash_as_in_spark(spark):
+    rows = [(Decimal("12.35"),), (Decimal("-2.45"),), (None,)]
+    dec = spark.createDataFrame(rows, "d decimal(10,2)")
+    frame = dec.select(F.bround("d", 1), F.xxhash64("d"), F.sign("d"), F.format_number("d", 1))
+    assert frame.schema.simpleString() == ("struct<bround(d, 1):decimal(10,1),xxhash64(d):bigint,"
+                                           "sign(d):double,format_number(d, 1):string>")
+    assert [tuple(r) for r in frame.collect()] == [
+        (Decimal("12.4"), -5753788848973304900, 1.0, "12.4"),
+        (Decimal("-2.4"), -1767403143242243012, -1.0, "-2.4"), (None, 42, None, None)]
+    wide = dec.limit(1).select(
+        F.xxhash64(F.lit(Decimal("-123456789012345678901.5")).cast("decimal(30,1)")),
+        F.bround(F.lit(Decimal("125")).cast("decimal(5,0)"), -1))
+    assert wide.schema.fields[1].dataType.simpleString() == "decimal(6,0)"
+    assert tuple(wide.collect()[0]) == (-8511116344682871550, Decimal("120"))
