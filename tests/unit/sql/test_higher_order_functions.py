@@ -179,7 +179,8 @@ def test_streaming_query_transforms_each_batch(spark):
     events = MemoryStream("xs ARRAY<INT>, y INT", spark)
     out = events.toDF().select(
         F.transform("xs", lambda x: x * F.col("y")).alias("scaled"),
-        F.aggregate("xs", F.lit(0), lambda acc, x: acc + x).alias("total"))
+        F.aggregate("xs", F.lit(0), lambda acc, x: acc + x).alias("total"),
+        F.expr("filter(xs, x -> x > y)").alias("above"))
     query = out.writeStream.format("memory").queryName("hof").start()
     try:
         events.addData([([1, 2], 10), (None, 1)])
@@ -189,7 +190,8 @@ def test_streaming_query_transforms_each_batch(spark):
     finally:
         query.stop()
     got = sorted((tuple(r) for r in spark.sql("SELECT * FROM hof").collect()), key=str)
-    assert got == sorted([([10, 20], 3), (None, None), ([6, None], None), ([], 0)], key=str)
+    assert got == sorted([([10, 20], 3, []), (None, None, None), ([6, None], None, [3]),
+                          ([], 0, [])], key=str)
 
 
 def test_an_unknown_name_in_a_lambda_is_reported_with_the_input_columns_only(df):
