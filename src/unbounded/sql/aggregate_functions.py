@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from unbounded.plan.expressions import AggregateCall, Expression, FunctionCall, Literal
+from unbounded.plan.expressions import AggregateCall, Alias, Expression, FunctionCall, Literal
 from unbounded.sql.column import Column
 from unbounded.sql.function_call import column_expr
 
 __all__ = [
     "any_value", "array_agg", "bool_and", "bool_or", "corr", "count_if", "covar_pop",
-    "covar_samp", "every", "first_value", "kurtosis", "last_value", "median", "mode",
+    "covar_samp", "every", "first_value", "grouping", "grouping_id", "kurtosis",
+    "last_value", "median", "mode",
     "percentile", "product", "skewness", "some", "std", "stddev_pop", "stddev_samp",
     "var_pop", "var_samp",
 ]
@@ -42,6 +43,17 @@ def every(col: Any) -> Column: return _agg("every", col)
 def some(col: Any) -> Column: return _agg("some", col)
 def product(col: Any) -> Column: return _agg("product", col)
 def array_agg(col: Any) -> Column: return _agg("collect_list", col)
+
+
+def grouping(col: Any) -> Column:
+    """1 where ``col`` is rolled up in this row of a rollup or cube, else 0 (tinyint)."""
+    return _agg("grouping", col)
+
+
+def grouping_id(*cols: Any) -> Column:
+    """The grouping bits of ``cols`` (every key when none), the first the highest."""
+    call = _agg("grouping_id", *cols)
+    return call if cols else Column(Alias(call.expr, "grouping_id()"))
 
 
 def mode(col: Any, deterministic: bool = False) -> Column:

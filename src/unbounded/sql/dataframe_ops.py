@@ -16,16 +16,19 @@ from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.sql import functions as F
 from unbounded.sql.column import Column
+from unbounded.sql.grouping_ops import GroupingSets, cube_sets, rollup_sets
 from unbounded.sql.row import Row
 
 if TYPE_CHECKING:
     from unbounded.sql.dataframe import DataFrame
+    from unbounded.sql.group import GroupedData
 
-__all__ = ["DataFrameNaFunctions", "DataFrameOps"]
+__all__ = ["DataFrameNaFunctions", "DataFrameOps", "DataFrameStatFunctions"]
 
 _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
             T.DecimalType)
 _ROW_NUMBER = "__unbounded_row_in_group"
+_UNPIVOT = "__unbounded_unpivot"
 
 
 def _kind(value: Any) -> type | None:
@@ -78,6 +81,7 @@ class DataFrameOps:
         def orderBy(self, *cols: Any, ascending: bool | list[bool] = True) -> DataFrame: ...
         def collect(self) -> list[Row]: ...
         def createOrReplaceTempView(self, name: str) -> None: ...
+        def groupBy(self, *cols: Any) -> GroupedData: ...
 
     # ---- shape and names -------------------------------------------------------------
     def toDF(self, *cols: str) -> DataFrame:
@@ -267,6 +271,98 @@ class DataFrameOps:
                                      "max"]
         return _summary(self, [], stats)
 
+    # ---- grouping sets and reshaping -------------------------------------------------
+    def rollup(self, *cols: Any) -> GroupedData:
+        """Aggregates by ``cols``, by each prefix of them and overall; rolled-up keys are
+        NULL (``F.grouping``/``F.grouping_id`` tell them from NULL values)."""
+        return self._grouping_sets(cols, rollup_sets)
+
+    def cube(self, *cols: Any) -> GroupedData:
+        """Aggregates by every subset of ``cols``."""
+        return self._grouping_sets(cols, cube_sets)
+
+    def _grouping_sets(self, cols: tuple[Any, ...],
+                       sets_of: Callable[[int], tuple[tuple[int, ...], ...]]
+                       ) -> GroupedData:
+        from unbounded.sql.group import GroupedData
+
+        grouped = self.groupBy(*cols)
+        keys = grouped._keys
+        types = tuple(f.dataType for f in self.select(*(Column(k) for k in keys)).schema.fields)
+        return GroupedData(grouped._df, keys, GroupingSets(sets_of(len(keys)), types))
+
+    def unpivot(self, ids: Any, values: Any, variableColumnName: str,
+                valueColumnName: str) -> DataFrame:
+        """One row per input row and value column: the ids, the column's name and its
+        value (cast to the value columns' common type), in input order."""
+        id_cols = [_as_column(c) for c in _listed(ids)]
+        value_cols = self._value_columns(id_cols, values)
+        types = [self.select(c).schema.fields[0].dataType for c in value_cols]
+        target = _common_type(types, [c.expr.display_name() for c in value_cols])
+        pairs = [F.struct(F.lit(c.expr.display_name()).alias(variableColumnName),
+                          c.cast(target).alias(valueColumnName)) for c in value_cols]
+        exploded = self.select(*id_cols, F.explode(F.array(*pairs)).alias(_UNPIVOT))
+        return exploded.select(*(exploded.columns[:-1]),
+                               F.col(_UNPIVOT)[variableColumnName].alias(variableColumnName),
+                               F.col(_UNPIVOT)[valueColumnName].alias(valueColumnName))
+
+    melt = unpivot
+
+    def _value_columns(self, id_cols: list[Column], values: Any) -> list[Column]:
+        if values is None:
+            taken = {c.expr.display_name() for c in id_cols}
+            found = [F.col(f"`{n}`") for n in self.columns if n not in taken]
+        else:
+            found = [_as_column(c) for c in _listed(values)]
+        if not found:
+            raise AnalysisException(
+                "[UNPIVOT_REQUIRES_VALUE_COLUMNS] At least one value column needs to be "
+                "specified for UNPIVOT, all columns specified as ids.",
+                error_class="UNPIVOT_REQUIRES_VALUE_COLUMNS")
+        return found
+
+    # ---- statistics ------------------------------------------------------------------
+    @property
+    def stat(self) -> DataFrameStatFunctions:
+        return DataFrameStatFunctions(self)
+
+    def corr(self, col1: str, col2: str, method: str | None = None) -> float | None:
+        """Pearson correlation of two numeric columns (the only method Spark has); a
+        NULL counts as 0, as in Spark."""
+        if method not in (None, "pearson"):
+            raise ValueError(f"Currently only the calculation of the Pearson Correlation "
+                             f"coefficient is supported, not {method!r}.")
+        return self._one_value(F.corr(_as_double(col1), _as_double(col2)))
+
+    def cov(self, col1: str, col2: str) -> float | None:
+        """Sample covariance of two numeric columns."""
+        return self._one_value(F.covar_samp(_as_double(col1), _as_double(col2)))
+
+    def _one_value(self, aggregate: Column) -> float | None:
+        value = self.groupBy().agg(aggregate).collect()[0][0]
+        return None if value is None else float(value)
+
+    def approxQuantile(self, col: str | list[str] | tuple[str, ...],
+                       probabilities: list[float] | tuple[float, ...],
+                       relativeError: float) -> list[float] | list[list[float]]:
+        """Quantiles of numeric columns (values of the column, NULL and NaN skipped);
+        exact here whatever ``relativeError``, which Spark's error bound allows."""
+        names = [col] if isinstance(col, str) else list(col)
+        probs = [float(p) for p in probabilities]
+        row = self.groupBy().agg(*(_quantiles(self, n, probs) for n in names)).collect()[0]
+        found = [[float(v) for v in (row[i] or [])] for i in range(len(names))]
+        return found[0] if isinstance(col, str) else found
+
+    def crosstab(self, col1: str, col2: str) -> DataFrame:
+        """A contingency table: one row per value of ``col1`` (as a string), one count
+        column per value of ``col2``, 0 where a pair never occurs."""
+        left = F.col(col1).cast("string")
+        right = F.coalesce(F.col(col2).cast("string"), F.lit("null"))
+        counts = (self.select(F.coalesce(left, F.lit("null")).alias(f"{col1}_{col2}"),
+                              right.alias(col2))
+                  .groupBy(f"{col1}_{col2}").pivot(col2).count())
+        return counts.fillna(0)
+
 
 class DataFrameNaFunctions:
     """``df.na``: ``fill``, ``drop`` and ``replace`` as ``fillna``, ``dropna``,
@@ -284,6 +380,67 @@ class DataFrameNaFunctions:
 
     def replace(self, to_replace: Any, value: Any = ..., subset: Any = None) -> DataFrame:
         return self._df.replace(to_replace, value, subset)
+
+
+class DataFrameStatFunctions:
+    """``df.stat``: ``corr``, ``cov``, ``crosstab`` and ``approxQuantile``."""
+
+    def __init__(self, df: DataFrameOps) -> None:
+        self._df = df
+
+    def corr(self, col1: str, col2: str, method: str | None = None) -> float | None:
+        return self._df.corr(col1, col2, method)
+
+    def cov(self, col1: str, col2: str) -> float | None:
+        return self._df.cov(col1, col2)
+
+    def crosstab(self, col1: str, col2: str) -> DataFrame:
+        return self._df.crosstab(col1, col2)
+
+    def approxQuantile(self, col: Any, probabilities: Any,
+                       relativeError: float) -> list[float] | list[list[float]]:
+        return self._df.approxQuantile(col, probabilities, relativeError)
+
+
+def _quantiles(df: DataFrameOps, name: str, probs: list[float]) -> Column:
+    column = F.col(name)
+    if isinstance(df.select(column).schema.fields[0].dataType, (T.FloatType, T.DoubleType)):
+        column = F.when(~F.isnan(column), column)
+    return F.percentile_approx(column.cast("double"), probs).alias(name)
+
+
+def _as_double(name: str) -> Column:
+    """Spark's stat functions read a NULL as 0.0 (they do not skip the row)."""
+    return F.coalesce(F.col(name).cast("double"), F.lit(0.0))
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _as_column(value: Any) -> Column:
+    return value if isinstance(value, Column) else F.col(value)
+
+
+_WIDENING = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType)
+
+
+def _common_type(types: list[T.DataType], names: list[str]) -> T.DataType:
+    """The least common type of unpivot's value columns (numbers widen; anything else
+    must be equal), or Spark's UNPIVOT_VALUE_DATA_TYPE_MISMATCH."""
+    known = [t for t in types if not isinstance(t, T.NullType)] or types
+    if all(t == known[0] for t in known):
+        return known[0]
+    ranks = [next((i for i, k in enumerate(_WIDENING) if isinstance(t, k)), None)
+             for t in known]
+    if all(r is not None for r in ranks):
+        return _WIDENING[builtins.max(r for r in ranks if r is not None)]()
+    shown = ", ".join(f'"{t.simpleString().upper()}" (`{n}`)'
+                      for t, n in zip(types, names, strict=True))
+    raise AnalysisException(
+        "[UNPIVOT_VALUE_DATA_TYPE_MISMATCH] Unpivot value columns must share a least "
+        f"common type, some types do not: [{shown}].",
+        error_class="UNPIVOT_VALUE_DATA_TYPE_MISMATCH")
 
 
 def _subset(subset: Any, columns: list[str]) -> set[str]:

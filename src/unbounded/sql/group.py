@@ -25,6 +25,7 @@ from unbounded.plan.logical import (
     TransformWithStateInPandas,
 )
 from unbounded.sql.column import Column, column_of
+from unbounded.sql.grouping_ops import GroupingSets, Pivot, grouping_sets_plan, pivot_plan
 from unbounded.sql.types import StructType, parse_ddl_schema
 from unbounded.sql.udf import python_function
 
@@ -38,9 +39,25 @@ _DICT_AGGS = {"count", "sum", "avg", "mean", "min", "max", "first", "last",
 
 
 class GroupedData:
-    def __init__(self, df: DataFrame, keys: tuple[Expression, ...]) -> None:
+    def __init__(self, df: DataFrame, keys: tuple[Expression, ...],
+                 sets: GroupingSets | None = None, pivot_by: Pivot | None = None) -> None:
         self._df = df
         self._keys = keys
+        self._sets = sets  # rollup/cube (sql/grouping_ops.py)
+        self._pivot = pivot_by
+
+    def pivot(self, pivot_col: Any, values: list[Any] | None = None) -> GroupedData:
+        """One output column per value of ``pivot_col`` (and aggregate): ``values``, or
+        its sorted distinct values (a batch job of its own, as in Spark)."""
+        if self._sets is not None or self._pivot is not None:
+            raise AnalysisException("[REPEATED_CLAUSE] pivot is only supported after a "
+                                    "groupBy.", error_class="REPEATED_CLAUSE")
+        column = column_of(pivot_col)
+        data_type = self._df.select(column).schema.fields[0].dataType
+        if values is None:
+            values = _distinct_sorted(self._df, column)
+        return GroupedData(self._df, self._keys, None,
+                           Pivot(column.expr, data_type, tuple(values)))
 
     def agg(self, *exprs: Any) -> DataFrame:
         """Aggregate with Columns (``F.sum("x")``) or a dict ``{"x": "sum"}``."""
@@ -48,7 +65,12 @@ class GroupedData:
             aggs = tuple(self._dict_agg(c, f) for c, f in exprs[0].items())
         else:
             aggs = tuple(column_of(e).expr for e in exprs)
-        return self._df._with_plan(Aggregate(self._df._plan, self._keys, aggs))
+        plan = self._df._plan
+        if self._pivot is not None:
+            return self._df._with_plan(pivot_plan(plan, self._keys, self._pivot, aggs))
+        if self._sets is not None:
+            return self._df._with_plan(grouping_sets_plan(plan, self._keys, self._sets, aggs))
+        return self._df._with_plan(Aggregate(plan, self._keys, aggs))
 
     @staticmethod
     def _dict_agg(column: str, fn: str) -> Expression:
@@ -214,6 +236,16 @@ def _time_mode(mode: str) -> TimeMode:
         f"[STATEFUL_PROCESSOR_UNKNOWN_TIME_MODE] Unknown time mode {mode}. Accepted timeMode "
         "modes are 'none', 'processingTime', 'eventTime'",
         error_class="STATEFUL_PROCESSOR_UNKNOWN_TIME_MODE")
+
+
+def _distinct_sorted(df: DataFrame, column: Column) -> list[Any]:
+    """Spark's pivot values when none are given: distinct, ascending, NULL first."""
+    if df.isStreaming:
+        raise AnalysisException(
+            "pivot is not supported on a streaming DataFrames/Datasets (give the values: "
+            "pivot(column, [values])).", error_class="UNSUPPORTED_FEATURE")
+    rows = df.select(column.alias("v")).distinct().orderBy(column_of("v").asc_nulls_first())
+    return [r[0] for r in rows.collect()]
 
 
 def _schema(schema: StructType | str) -> StructType:

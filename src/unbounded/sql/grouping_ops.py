@@ -1,0 +1,162 @@
+"""Plans for ``pivot``, ``rollup`` and ``cube``, built from the nodes the engine already
+runs (Aggregate, Project, Union), as Spark's analyzer rewrites them:
+
+- a pivot aggregates by the keys and the pivot column, then keeps, per key and pivot
+  value, the one aggregated value (Spark's ``PivotFirst``): a missing combination is NULL;
+- a rollup or cube is the union of one aggregation per grouping set, the rolled-up keys
+  NULL, ``grouping(col)``/``grouping_id(...)`` constants of each set (Spark's ``Expand``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from dataclasses import dataclass
+from typing import Any
+
+from unbounded.errors import AnalysisException
+from unbounded.plan import types as T
+from unbounded.plan.expressions import (
+    AggregateCall,
+    Alias,
+    BinaryOp,
+    CaseWhen,
+    Cast,
+    ColumnRef,
+    Expression,
+    Literal,
+)
+from unbounded.plan.logical import Aggregate, LogicalPlan, Project, Union
+
+__all__ = ["GroupingSets", "Pivot", "cube_sets", "grouping_sets_plan", "pivot_name",
+           "pivot_plan", "rollup_sets"]
+
+_PIVOT = "__unbounded_pivot"
+
+
+@dataclass(frozen=True)
+class Pivot:
+    """``groupBy(...).pivot(column, values)``: ``values`` already resolved (sorted
+    distinct values when the caller gave none), each cast to the column's type."""
+
+    column: Expression
+    data_type: T.DataType
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class GroupingSets:
+    """Which keys (by index) each aggregation of a rollup or cube groups by, and the
+    keys' types (a rolled-up key is a NULL of its type)."""
+
+    sets: tuple[tuple[int, ...], ...]
+    key_types: tuple[T.DataType, ...]
+
+
+def rollup_sets(n: int) -> tuple[tuple[int, ...], ...]:
+    """``rollup(a, b)``: (a, b), (a), () -- Spark's order."""
+    return tuple(tuple(range(i)) for i in range(n, -1, -1))
+
+
+def cube_sets(n: int) -> tuple[tuple[int, ...], ...]:
+    """``cube(a, b)``: every subset, as Spark lists them (by grouping id ascending)."""
+    return tuple(tuple(i for i in range(n) if not mask >> (n - 1 - i) & 1)
+                 for mask in range(2 ** n))
+
+
+# ---- pivot -------------------------------------------------------------------------
+def pivot_name(value: Any, agg: Expression, single: bool) -> str:
+    """Spark's pivot output name: the value as a string, then ``_<aggregate>`` when
+    there are several aggregates."""
+    text = _value_text(value)
+    return text if single else f"{text}_{agg.display_name()}"
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime.date, decimal.Decimal)):
+        return str(value)
+    return str(value)
+
+
+def pivot_plan(child: LogicalPlan, keys: tuple[Expression, ...], pivot: Pivot,
+               aggs: tuple[Expression, ...]) -> LogicalPlan:
+    """Aggregate by keys and pivot value, then spread each value's row into columns."""
+    inner = Aggregate(child, (*keys, Alias(pivot.column, _PIVOT)),
+                      tuple(Alias(a, f"__unbounded_agg{i}") for i, a in enumerate(aggs)))
+    outer_keys = tuple(ColumnRef(k.display_name(), ordinal=i) for i, k in enumerate(keys))
+    single = len(aggs) == 1
+    spread = tuple(_spread(value, pivot.data_type, len(keys), i, agg, single)
+                   for value in pivot.values for i, agg in enumerate(aggs))
+    return Aggregate(inner, outer_keys, spread)
+
+
+def _spread(value: Any, data_type: T.DataType, n_keys: int, index: int,  # noqa: PLR0917
+            agg: Expression, single: bool) -> Expression:
+    pivot_ref = ColumnRef(_PIVOT, ordinal=n_keys)
+    matches = BinaryOp("eq_null_safe", pivot_ref, Cast(Literal(value), data_type))
+    picked = CaseWhen(((matches, ColumnRef(f"__unbounded_agg{index}",
+                                           ordinal=n_keys + 1 + index)),))
+    return Alias(AggregateCall("first", (picked,), True), pivot_name(value, agg, single))
+
+
+# ---- rollup and cube ---------------------------------------------------------------
+def grouping_sets_plan(child: LogicalPlan, keys: tuple[Expression, ...],
+                       sets: GroupingSets, aggs: tuple[Expression, ...]) -> LogicalPlan:
+    """One aggregation per grouping set, unioned by position."""
+    real = tuple(a for a in aggs if _grouping_call(a) is None)
+    parts = tuple(_one_set(child, keys, sets, chosen, real, aggs) for chosen in sets.sets)
+    return parts[0] if len(parts) == 1 else Union(parts)
+
+
+def _one_set(child: LogicalPlan, keys: tuple[Expression, ...], sets: GroupingSets,  # noqa: PLR0917
+             chosen: tuple[int, ...], real: tuple[Expression, ...],
+             aggs: tuple[Expression, ...]) -> LogicalPlan:
+    grouped = Aggregate(child, tuple(keys[i] for i in chosen), real)
+    outputs = [_key_output(keys, sets, chosen, i) for i in range(len(keys))]
+    position = len(chosen)
+    for agg in aggs:
+        call = _grouping_call(agg)
+        if call is None:
+            outputs.append(ColumnRef(agg.display_name(), ordinal=position))
+            position += 1
+        else:
+            outputs.append(Alias(_grouping_value(call, keys, chosen), agg.display_name()))
+    return Project(grouped, tuple(outputs))
+
+
+def _key_output(keys: tuple[Expression, ...], sets: GroupingSets, chosen: tuple[int, ...],
+                index: int) -> Expression:
+    name = keys[index].display_name()
+    if index in chosen:
+        return ColumnRef(name, ordinal=chosen.index(index))
+    return Alias(Cast(Literal(None), sets.key_types[index]), name)
+
+
+def _grouping_call(expr: Expression) -> AggregateCall | None:
+    inner = expr.child if isinstance(expr, Alias) else expr
+    if isinstance(inner, AggregateCall) and inner.name in ("grouping", "grouping_id"):
+        return inner
+    return None
+
+
+def _grouping_value(call: AggregateCall, keys: tuple[Expression, ...],
+                    chosen: tuple[int, ...]) -> Expression:
+    """``grouping(c)``: 1 when ``c`` is rolled up (tinyint); ``grouping_id(c1, ...)``:
+    those bits, the first column the highest (bigint; no columns: every key)."""
+    names = [k.display_name() for k in keys]
+    columns = [a.display_name() for a in call.args] or names
+    bits = []
+    for column in columns:
+        if column not in names:
+            raise AnalysisException(
+                f"[GROUPING_COLUMN_MISMATCH] Column of grouping ({column}) can't be found "
+                f"in grouping columns {', '.join(names)}.",
+                error_class="GROUPING_COLUMN_MISMATCH")
+        bits.append(0 if names.index(column) in chosen else 1)
+    if call.name == "grouping":
+        return Cast(Literal(bits[0]), T.ByteType())
+    return Cast(Literal(int("".join(map(str, bits)), 2)), T.LongType())

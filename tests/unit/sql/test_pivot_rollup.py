@@ -1,0 +1,119 @@
+"""pivot, rollup, cube (with grouping/grouping_id), unpivot/melt and df.stat: output
+names, types and rows as PySpark 4.3 gives them on the same input."""
+
+from __future__ import annotations
+
+import pytest
+
+from unbounded.errors import AnalysisException
+from unbounded.sql import functions as F
+
+
+@pytest.fixture
+def df(spark):
+    rows = [("a", 2024, 1, 10.0), ("a", 2025, 2, None), ("b", 2024, 3, 30.0),
+            ("b", 2024, 4, 40.0), ("c", 2025, 5, 50.0)]
+    return spark.createDataFrame(rows, "k string, y int, x int, d double")
+
+
+def _rows(frame):
+    return sorted((tuple(r) for r in frame.collect()), key=str)
+
+
+def test_pivot_one_aggregate_names_columns_by_sorted_values_null_where_missing(df):
+    out = df.groupBy("k").pivot("y").sum("x")
+    assert out.schema.simpleString() == "struct<k:string,2024:bigint,2025:bigint>"
+    assert _rows(out) == [("a", 1, 2), ("b", 7, None), ("c", None, 5)]
+
+
+def test_pivot_several_aggregates_suffix_each_value_with_the_aggregate_or_alias(df):
+    out = df.groupBy("k").pivot("y").agg(F.sum("x").alias("s"), F.max("d"))
+    assert out.columns == ["k", "2024_s", "2024_max(d)", "2025_s", "2025_max(d)"]
+    assert _rows(out) == [("a", 1, 10.0, 2, None), ("b", 7, 40.0, None, None),
+                          ("c", None, None, 5, 50.0)]
+
+
+def test_pivot_count_is_null_not_zero_for_a_missing_combination(df):
+    assert _rows(df.groupBy("k").pivot("y").count()) == [
+        ("a", 1, 1), ("b", 2, None), ("c", None, 1)]
+
+
+def test_pivot_given_values_keeps_their_order_and_unseen_values(df):
+    out = df.groupBy("k").pivot("y", [2025, 2030]).agg(F.sum("x"))
+    assert out.columns == ["k", "2025", "2030"]
+    assert _rows(out) == [("a", 2, None), ("b", None, None), ("c", 5, None)]
+
+
+def test_pivot_on_strings_and_average_of_every_numeric_column(df):
+    assert _rows(df.groupBy("y").pivot("k").agg(F.count("x"))) == [
+        (2024, 1, 2, None), (2025, 1, None, 1)]
+    out = df.groupBy("k").pivot("y").avg()
+    assert out.columns == ["k", "2024_avg(y)", "2024_avg(x)", "2024_avg(d)",
+                           "2025_avg(y)", "2025_avg(x)", "2025_avg(d)"]
+
+
+def test_pivot_without_values_on_a_stream_is_spark_s_error(spark):
+    stream = spark.readStream.format("rate").load()
+    with pytest.raises(AnalysisException, match="pivot is not supported on a streaming"):
+        stream.groupBy("value").pivot("timestamp")
+
+
+def test_rollup_adds_subtotals_with_null_keys_and_grouping_flags(df):
+    out = df.rollup("k", "y").agg(F.sum("x"), F.grouping("k"), F.grouping_id())
+    assert out.schema.simpleString() == (
+        "struct<k:string,y:int,sum(x):bigint,grouping(k):tinyint,grouping_id():bigint>")
+    assert _rows(out) == [
+        ("a", 2024, 1, 0, 0), ("a", 2025, 2, 0, 0), ("a", None, 3, 0, 1),
+        ("b", 2024, 7, 0, 0), ("b", None, 7, 0, 1), ("c", 2025, 5, 0, 0),
+        ("c", None, 5, 0, 1), (None, None, 15, 1, 3)]
+
+
+def test_cube_groups_by_every_subset_of_the_keys(df):
+    out = df.cube("k", "y").agg(F.count("*"), F.grouping_id("k", "y"))
+    assert out.columns == ["k", "y", "count(1)", "grouping_id(k, y)"]
+    assert _rows(out) == [
+        ("a", 2024, 1, 0), ("a", 2025, 1, 0), ("a", None, 2, 1), ("b", 2024, 2, 0),
+        ("b", None, 2, 1), ("c", 2025, 1, 0), ("c", None, 1, 1), (None, 2024, 3, 2),
+        (None, 2025, 2, 2), (None, None, 5, 3)]
+
+
+def test_rollup_count(df):
+    assert _rows(df.rollup("k").count()) == [("a", 2), ("b", 2), ("c", 1), (None, 5)]
+
+
+def test_unpivot_emits_each_row_s_values_in_order_cast_to_their_common_type(df):
+    out = df.unpivot("k", ["x", "d"], "var", "val")
+    assert out.schema.simpleString() == "struct<k:string,var:string,val:double>"
+    assert [tuple(r) for r in out.collect()][:4] == [
+        ("a", "x", 1.0), ("a", "d", 10.0), ("a", "x", 2.0), ("a", "d", None)]
+
+
+def test_melt_with_no_values_takes_every_non_id_column(df):
+    out = df.select("k", "x", "y").melt(["k"], None, "var", "val")
+    assert out.schema.simpleString() == "struct<k:string,var:string,val:int>"
+    assert _rows(out)[:4] == [("a", "x", 1), ("a", "x", 2), ("a", "y", 2024),
+                              ("a", "y", 2025)]
+
+
+def test_unpivot_errors_are_spark_s(df):
+    with pytest.raises(AnalysisException, match="UNPIVOT_VALUE_DATA_TYPE_MISMATCH"):
+        df.unpivot("k", ["x", "k"], "var", "val")
+    with pytest.raises(AnalysisException, match="UNPIVOT_REQUIRES_VALUE_COLUMNS"):
+        df.unpivot("k", [], "var", "val")
+
+
+def test_corr_counts_null_as_zero_and_cov_is_the_sample_covariance(df):
+    assert df.stat.corr("x", "d") == pytest.approx(0.914991421995628)
+    assert df.corr("x", "y") == pytest.approx(0.2886751345947951)
+    assert df.cov("x", "y") == pytest.approx(0.25)
+
+
+def test_approx_quantile_of_one_and_of_several_columns(df):
+    assert df.approxQuantile("x", [0.0, 0.5, 1.0], 0.0) == [1.0, 3.0, 5.0]
+    assert df.stat.approxQuantile(["x", "d"], [0.25], 0.0) == [[2.0], [10.0]]
+
+
+def test_crosstab_counts_pairs_with_zero_for_absent_ones(df):
+    out = df.crosstab("k", "y")
+    assert out.schema.simpleString() == "struct<k_y:string,2024:bigint,2025:bigint>"
+    assert _rows(out) == [("a", 1, 1), ("b", 2, 0), ("c", 0, 1)]
