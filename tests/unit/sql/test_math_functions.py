@@ -389,3 +389,25 @@ def test_decimals_keep_their_type_and_hash_as_in_spark(spark):
         F.bround(F.lit(Decimal("125")).cast("decimal(5,0)"), -1))
     assert wide.schema.fields[1].dataType.simpleString() == "decimal(6,0)"
     assert tuple(wide.collect()[0]) == (-8511116344682871550, Decimal("120"))
+
+
+def test_partition_functions_see_the_task_of_a_file_stream(spark, tmp_path, monkeypatch):
+    import unbounded.sources.files as file_source
+
+    monkeypatch.setattr(file_source, "_parallelism", lambda: 3)  # one task per file
+    for k in range(3):
+        (tmp_path / f"part{k}.json").write_text(f'{{"v": {k}}}\n{{"v": {k + 10}}}\n')
+    stream = spark.readStream.schema("v long").json(str(tmp_path)).select(
+        "v", F.spark_partition_id().alias("p"), F.input_file_name().alias("f"),
+        F.monotonically_increasing_id().alias("m"))
+    query = stream.writeStream.format("memory").queryName("parts").start()
+    try:
+        query.processAllAvailable(30)
+    finally:
+        query.stop()
+    rows = [tuple(r) for r in spark.sql("SELECT * FROM parts").collect()]
+    assert sorted(v for v, *_ in rows) == [0, 1, 2, 10, 11, 12]
+    assert {p for _, p, _, _ in rows} == {0, 1, 2}
+    assert len({m for *_, m in rows}) == 6
+    assert all(m >> 33 == p for _, p, _, m in rows)  # Spark's id layout: partition << 33
+    assert all(f == (tmp_path / f"part{v % 10}.json").as_uri() for v, _, f, _ in rows)
