@@ -70,7 +70,7 @@ def test_mode_takes_the_most_frequent_and_the_smallest_of_a_tie(spark):
 
 def test_percentile_counts_each_value_frequency_times(df):
     assert df.select(F.percentile("x", 0.5, F.lit(2))).collect()[0][0] == 3.0
-    with pytest.raises(AnalysisException, match="between 0.0 and 1.0"):
+    with pytest.raises(AnalysisException, match=r"between 0\.0 and 1\.0"):
         df.select(F.percentile("x", 1.5)).collect()
 
 
