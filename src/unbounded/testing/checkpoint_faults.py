@@ -98,10 +98,11 @@ class _Volatile:
         self.entries.setdefault(os.path.abspath(folder), []).append(_Undo(path, before))
 
     def lose_everything(self) -> None:
-        for undos in self.entries.values():
-            for undo in reversed(undos):
+        # Copies: other threads (state partitions, sink writers) keep writing meanwhile.
+        for undos in list(self.entries.values()):
+            for undo in reversed(list(undos)):
                 _restore(undo)
-        for path in self.files:
+        for path in list(self.files):
             if os.path.exists(path):
                 os.truncate(path, 0)
 
