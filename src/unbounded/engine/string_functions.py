@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus, urlsplit
 
@@ -24,6 +25,7 @@ from unbounded.engine.expressions import like_to_regex
 from unbounded.engine.function_args import literal_arg, map_values
 from unbounded.engine.functions import register
 from unbounded.engine.java_format import java_format
+from unbounded.engine.number_format import NumberFormat
 from unbounded.errors import (
     AnalysisException,
     IllegalArgumentException,
@@ -305,7 +307,7 @@ def _mask(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Ex
 def _format_number(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """``#,###.##`` with ``d`` decimals, rounded half-even from the exact binary value
     (Java's DecimalFormat); NULL for a negative ``d``."""
-    from decimal import ROUND_HALF_EVEN, Decimal
+    from decimal import ROUND_HALF_EVEN
 
     digits = int(literal_arg(call, 1, "number of decimal places"))
     if digits < 0:
@@ -666,3 +668,57 @@ def jaro_winkler(left: str, right: str) -> float:
 
 
 _rows(pl.Float64(), jaro_winkler, "jaro_winkler_similarity")
+
+
+# ---- number formats: to_number, to_char ------------------------------------------------------
+def _number_format(call: FunctionCall) -> NumberFormat:
+    return NumberFormat(str(literal_arg(call, 1, "format")))
+
+
+@register("to_number", "try_to_number")
+def _to_number(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """A decimal of the format's digits; a string that does not match raises
+    INVALID_FORMAT.MISMATCH_INPUT (NULL for ``try_to_number``)."""
+    fmt = _number_format(call)
+    lenient = call.name.lower() == "try_to_number"
+
+    def parse(text: str) -> Decimal | None:
+        found = fmt.parse(text)
+        if found is None and not lenient:
+            raise IllegalArgumentException(
+                f"[INVALID_FORMAT.MISMATCH_INPUT] The format is invalid: {fmt.text}. The input "
+                f'"STRING" {text} does not match the format. SQLSTATE: 42601',
+                error_class="INVALID_FORMAT")
+        return found
+
+    return map_values(_text(args[0], ctx), pl.Decimal(max(fmt.precision, 1), fmt.scale), parse)
+
+
+_BINARY_TEXT: dict[str, Callable[[bytes], str]] = {
+    "hex": lambda b: b.hex().upper(), "base64": lambda b: base64.b64encode(b).decode(),
+    "utf-8": lambda b: b.decode("utf-8", errors="replace"),
+    "utf8": lambda b: b.decode("utf-8", errors="replace")}
+
+
+@register("to_char", "to_varchar")
+def _to_char(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """A number written in a Spark number format; bytes as ``hex``, ``base64`` or
+    ``utf-8`` text."""
+    dtype = ctx.dtype_of(args[0])
+    if dtype == pl.Binary:
+        kind = str(literal_arg(call, 1, "format")).strip().lower()
+        if kind not in _BINARY_TEXT:
+            raise AnalysisException(
+                f"[INVALID_PARAMETER_VALUE.BINARY_FORMAT] The value of parameter(s) `format` "
+                f"in `{call.name}` is invalid: expects one of binary formats 'base64', 'hex', "
+                f"'utf-8', but got '{kind}'. SQLSTATE: 22023",
+                error_class="INVALID_PARAMETER_VALUE")
+        return map_values(args[0], pl.String(), _BINARY_TEXT[kind])
+    if not (dtype.is_numeric()):
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE] {call.name}() formats numbers and "
+            f"binaries here; use date_format for dates and timestamps "
+            f"({call.args[0].display_name()}).", error_class="DATATYPE_MISMATCH")
+    fmt = _number_format(call)
+    return map_values(args[0], pl.String(),
+                      lambda v: fmt.format(v if isinstance(v, Decimal) else Decimal(repr(v))))

@@ -279,6 +279,28 @@ def _seed_of(seed: Any) -> Column:
     return lit(secrets.randbits(63) if seed is None else seed)
 
 
+def to_number(col: Any, format: Any) -> Column:
+    """The decimal a string spells in a Spark number format (``'$99.99'``); raises when
+    it does not match."""
+    return function_call("to_number", col, lit(format))
+
+
+def try_to_number(col: Any, format: Any) -> Column:
+    return function_call("try_to_number", col, lit(format))
+
+
+def to_char(col: Any, format: Any) -> Column:
+    """A number written in a Spark number format; bytes as hex, base64 or utf-8 text."""
+    return function_call("to_char", col, lit(format))
+
+
+def to_varchar(col: Any, format: Any) -> Column:
+    return shown_call("to_varchar", col, lit(format), shown="to_char")
+
+
+__all__ += [
+    "to_char", "to_number", "to_varchar", "try_to_number",
+]
 __all__ += [
     "char_length", "character_length", "from_base32", "is_valid_utf8", "jaro_winkler_similarity",
     "lcase", "make_valid_utf8", "randstr", "replace", "substr", "to_base32", "to_binary",

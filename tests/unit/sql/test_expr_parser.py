@@ -259,6 +259,8 @@ SAMPLE_CALLS.update({
     "input_file_block_length": "input_file_block_length()",
     "input_file_block_start": "input_file_block_start()", "uniform": "uniform(1, 5, 0)",
     "ceiling": "ceiling(x)",
+    "to_number": "to_number(s, '999')", "try_to_number": "try_to_number(s, '999')",
+    "to_char": "to_char(x, '999')", "to_varchar": "to_varchar(x, '999')",
 })
 
 def test_sample_calls_cover_every_function_of_both_the_api_and_the_engine() -> None:

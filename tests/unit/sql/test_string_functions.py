@@ -3,6 +3,8 @@ them (each expected value below was read off PySpark 4.3)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from unbounded.engine.java_format import java_format
@@ -288,3 +290,37 @@ def test_parse_url_without_ansi_gives_null_for_an_invalid_url(spark, df):
     assert _one(df, F.parse_url(F.lit("http://[bad"), F.lit("HOST"))) == (None,)
     with pytest.raises(IllegalArgumentException, match=r"\[CANNOT_DECODE_URL\]"):
         df.select(F.url_decode(F.lit("%zz"))).collect()
+
+
+def test_to_number_reads_sparks_number_formats(df):
+    names, rows = _rows(df.limit(1).select(
+        F.to_number(F.lit("-$12,345.67"), F.lit("S$999,099.99")),
+        F.to_number(F.lit("$345"), F.lit("S$999,099.99")),
+        F.to_number(F.lit("<123>"), F.lit("999PR")),
+        F.to_number(F.lit("12.5-"), F.lit("99.9MI")), F.to_number(F.lit(" 12 "), F.lit("999")),
+        F.try_to_number(F.lit("$45"), F.lit("S$999,099.99")),
+        F.to_number(F.lit("1,234"), F.lit("9G999"))))
+    assert names[0] == "to_number(-$12,345.67, S$999,099.99)"
+    assert rows == [(Decimal("-12345.67"), Decimal("345.00"), Decimal("-123"), Decimal("-12.5"),
+                     Decimal("12"), None, Decimal("1234"))]
+    typed = df.select(F.to_number(F.lit("1.5"), F.lit("9D9")))
+    assert typed.schema.fields[0].dataType.simpleString() == "decimal(2,1)"
+    with pytest.raises(IllegalArgumentException, match=r"MISMATCH_INPUT.*\$45 does not match"):
+        df.select(F.to_number(F.lit("$45"), F.lit("S$999,099.99"))).collect()
+    with pytest.raises(AnalysisException, match=r"UNEXPECTED_TOKEN.*'X99'"):
+        df.select(F.to_number(F.lit("12"), F.lit("x99"))).collect()
+
+
+def test_to_char_writes_sparks_number_formats(df):
+    cases = [(454, "999", "454"), (454.0, "000D00", "454.00"), (12454, "99G999", "12,454"),
+             (78.12, "$99.99", "$78.12"), (-12454.8, "99G999D9S", "12,454.8-"),
+             (-12454.8, "99G999D9MI", "12,454.8-"), (-12454.8, "99G999D9PR", "<12,454.8>"),
+             (12454.8, "99G999D9PR", "12,454.8  "), (0.5, "99.99", " 0.50"), (-5, "S999", "  -5"),
+             (5, "S999", "  +5"), (1234567, "9,999", "# ###"), (12, "9,999", "   12"),
+             (0, "999", "   "), (-0.5, "9.9", "0.5"), (Decimal("1.50"), "9.999", "1.500")]
+    got = _one(df, *(F.to_char(F.lit(v), F.lit(f)) for v, f, _ in cases))
+    assert got == tuple(want for *_, want in cases)
+    assert _one(df, F.to_char(F.lit(b"abc"), F.lit("hex")),
+                F.to_char(F.lit(b"abc"), F.lit("base64")),
+                F.to_varchar(F.lit(3), F.lit("0000"))) == ("616263", "YWJj", "0003")
+    assert df.select(F.to_varchar(F.lit(3), F.lit("0000"))).columns == ["to_char(3, 0000)"]
