@@ -276,4 +276,6 @@ def _compile_session_aggregate(
 
 
 # Statistical, boolean and exact-percentile aggregates: importing them adds their builders.
-from unbounded.engine import aggregate_functions  # noqa: E402, F401
+# struct_functions (try_cast, update_fields) is scalar; it is imported here because every
+# plan compile imports this module (its place is functions.py's family list).
+from unbounded.engine import aggregate_functions, struct_functions  # noqa: E402, F401

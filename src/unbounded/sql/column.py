@@ -136,6 +136,47 @@ class Column:
 
     astype = cast
 
+    def try_cast(self, dataType: DataType | str) -> Column:
+        """As ``cast``, but NULL where a value does not convert, even under ANSI mode."""
+        target = parse_data_type(dataType) if isinstance(dataType, str) else dataType
+        shown = (self.expr.display_name() if isinstance(self.expr, ColumnRef) else
+                 f"TRY_CAST({self.expr.display_name()} AS {target.simpleString().upper()})")
+        return Column(FunctionCall("try_cast", (self.expr,),
+                                   (("type", target), ("display", shown))))
+
+    def isNaN(self) -> Column:
+        return Column(FunctionCall("isnan", (self.expr,)))
+
+    def withField(self, fieldName: str, col: Column) -> Column:
+        """This struct with field ``fieldName`` set to ``col`` (replaced or appended)."""
+        if not isinstance(col, Column):
+            raise TypeError(f"[NOT_COLUMN] Argument `col` should be a Column, got "
+                            f"{type(col).__name__}.")
+        return self._update_fields(("with", fieldName), col.expr,
+                                   f"WithField({col.expr.display_name()})")
+
+    def dropFields(self, *fieldNames: str) -> Column:
+        """This struct without the named fields (dropping every field is an error)."""
+        column = self
+        for name in fieldNames:
+            column = column._update_fields(("drop", name), None, "dropfield()")
+        return column
+
+    def _update_fields(self, op: tuple[str, str], value: Expression | None,
+                       shown: str) -> Column:
+        """Chained updates fold into one ``update_fields`` call, named as Spark names it."""
+        base, ops, parts = self.expr, (op,), (shown,)
+        values: tuple[Expression, ...] = ()
+        if isinstance(base, FunctionCall) and base.name == "update_fields":
+            ops = (*base.param("ops"), op)
+            values = base.args[1:]
+            parts = (*base.param("parts"), shown)
+            base = base.args[0]
+        values = (*values, value) if value is not None else values
+        display = f"update_fields({base.display_name()}, {', '.join(parts)})"
+        return Column(FunctionCall("update_fields", (base, *values), (
+            ("ops", ops), ("parts", parts), ("display", display))))
+
     def isNull(self) -> Column:
         return Column(UnaryOp("isnull", self.expr))
 
