@@ -101,6 +101,9 @@ class _EmptyOutput:
     physical: pl.Schema
     columns: tuple[OutputColumn, ...]
     frame: pl.LazyFrame
+    # The relation id of each leaf below that a compile may bind (streaming and state
+    # output leaves), with the schema it was resolved with.
+    bound_leaves: Mapping[str, pl.Schema]
 
     @cached_property
     def schema(self) -> StructType:
@@ -126,10 +129,20 @@ def _empty_output(plan: LogicalPlan) -> _EmptyOutput:
         frame = compile_plan(plan, _RESOLVED_CHILDREN, ctx)
         physical = frame.collect_schema()
         columns = _output_columns(plan, physical, ctx)
-        known = _EmptyOutput(physical, columns, schema_frame(physical))
+        known = _EmptyOutput(physical, columns, schema_frame(physical),
+                             _bound_leaves(plan, physical))
         with _empty_outputs_lock:
             _empty_outputs[plan] = known
     return known
+
+
+def _bound_leaves(plan: LogicalPlan, physical: pl.Schema) -> Mapping[str, pl.Schema]:
+    if isinstance(plan, (StreamingRelation, BoundRelation)):
+        return {plan.relation_id: physical}
+    below = [_empty_output(c).bound_leaves for c in plan.children()]
+    if len(below) == 1:
+        return below[0]  # shared down a chain: no copy per node
+    return {r: s for leaves in below for r, s in leaves.items()}
 
 
 def compile_output(
@@ -164,11 +177,19 @@ def _schema_of(
 ) -> pl.Schema:
     """The schema of ``frame``, ``plan`` compiled. Polars derives it again from the
     leaves on every ask (a cost of the whole plan below, per node), so a compile that
-    binds no input and checks as analysis does (ANSI) takes the node's cached schema:
-    that compile differs from the cached one only in the rows of its leaves."""
-    if not inputs and ctx.ansi:
-        return _empty_output(plan).physical
+    checks as analysis does (ANSI) and binds each input to a frame of the schema its leaf
+    was resolved with takes the node's cached schema: it differs from the cached compile
+    only in the rows of its leaves. A node resolved nowhere yet (a plan unpickled by a
+    worker) is resolved for a batch compile only."""
+    known = _empty_output(plan) if not inputs else _empty_outputs.get(plan)
+    if ctx.ansi and known is not None and _bound_as_resolved(known, inputs):
+        return known.physical
     return frame.collect_schema()
+
+
+def _bound_as_resolved(known: _EmptyOutput, inputs: Bindings) -> bool:
+    return all(inputs[r].collect_schema() == schema
+               for r, schema in known.bound_leaves.items() if r in inputs)
 
 
 def _output_columns(
