@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from unbounded.engine.ansi import java_double
@@ -60,10 +61,20 @@ def _convert(value: Any, kind: str, flags: str, precision: str | None) -> str:
         return chr(int(value))
     if kind in "dxXo":
         return _integer(value, kind, flags)
-    if kind in "feEgG":
+    if kind == "f":
+        return _fixed(value, flags, 6 if precision is None else int(precision))
+    if kind in "eEgG":
         spec = "".join(f for f in flags if f in "+ ,") + f".{precision or 6}{kind}"
         return format(float(value), spec)
     raise _format_error(f"Conversion '{kind}'")
+
+
+def _fixed(value: Any, flags: str, digits: int) -> str:
+    """``%f``: Java rounds the shortest decimal form of a double half-up (``%.2f`` of
+    49.125 is 49.13; Python's rounding of the binary value gives 49.12)."""
+    exact = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+    rounded = exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    return format(rounded, "".join(f for f in flags if f in "+ ,") + f".{digits}f")
 
 
 def _integer(value: Any, kind: str, flags: str) -> str:

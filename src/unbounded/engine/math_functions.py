@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import math
+import struct
 import uuid
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -34,7 +35,7 @@ from unbounded.errors import (
 )
 from unbounded.plan.expressions import BinaryOp, FunctionCall, UnaryOp
 
-__all__ = ["convert_base"]
+__all__ = ["convert_base", "fdlibm_cbrt"]
 
 Unary = Callable[[pl.Expr], pl.Expr]
 
@@ -47,15 +48,51 @@ def _doubles(name: str, fn: Unary) -> None:
     register(name)(build)
 
 
-def _numpy_floats(x: pl.Expr, fn: Callable[[np.ndarray], np.ndarray]) -> pl.Expr:
-    """``fn`` (a numpy ufunc, correctly rounded where Polars' kernel is not) per batch."""
-    return x.map_batches(lambda s: pl.Series(s.name, fn(s.to_numpy()), dtype=pl.Float64),
-                         return_dtype=pl.Float64, is_elementwise=True)
-
-
 def _positive_domain(fn: Unary, lowest: float = 0.0) -> Unary:
     """Spark's logarithms: NULL at or below ``lowest`` instead of -inf or NaN."""
-    return lambda x: pl.when(x > lowest).then(fn(x))
+    return lambda x: pl.when(x <= lowest).then(None).otherwise(fn(x))
+
+
+def _words(x: float) -> tuple[int, int]:
+    bits = struct.unpack("<Q", struct.pack("<d", x))[0]
+    return bits >> 32, bits & 0xFFFFFFFF
+
+
+def _double(high: int, low: int) -> float:
+    value: float = struct.unpack("<d", struct.pack("<Q", (high << 32) | low))[0]
+    return value
+
+
+def fdlibm_cbrt(x: float) -> float:
+    """The cube root exactly as the JVM's ``StrictMath.cbrt`` (fdlibm) rounds it; libm and
+    numpy differ from it in the last bit for about one value in ten."""
+    high, low = _words(x)
+    sign, high = high & 0x80000000, high & 0x7FFFFFFF
+    if high >= 0x7FF00000 or (high | low) == 0:
+        return x + x if high >= 0x7FF00000 else x
+    x = _double(high, low)
+    if high < 0x00100000:  # subnormal
+        t_high, t_low = _words(18014398509481984.0 * x)
+        t = _double(t_high // 3 + 696219795, t_low)
+    else:
+        t = _double(high // 3 + 715094163, 0)
+    r = t * t / x
+    s = 5.42857142857142815906e-01 + r * t
+    t *= 3.57142857142857150787e-01 + 1.60714285714285720630e+00 / (
+        s + 1.41428571428571436819e+00 + -7.05306122448979611050e-01 / s)
+    t = _double(_words(t)[0] + 1, 0)
+    s = t * t
+    r = x / s
+    w = t + t
+    r = (r - t) / (w + r)
+    t = t + t * r
+    t_high, t_low = _words(t)
+    return _double(t_high | sign, t_low)
+
+
+def _log10(value: float) -> float | None:
+    """libm's log10, which rounds as the JVM's does (numpy's differs in the last bit)."""
+    return None if value <= 0 else math.log10(value)
 
 
 for _name, _fn in {
@@ -63,9 +100,10 @@ for _name, _fn in {
     "acosh": pl.Expr.arccosh, "asinh": pl.Expr.arcsinh, "atanh": pl.Expr.arctanh,
     "cos": pl.Expr.cos, "cosh": pl.Expr.cosh, "sin": pl.Expr.sin, "sinh": pl.Expr.sinh,
     "tan": pl.Expr.tan, "tanh": pl.Expr.tanh, "cot": lambda x: 1.0 / x.tan(),
-    "csc": lambda x: 1.0 / x.sin(), "sec": lambda x: 1.0 / x.cos(), "cbrt": pl.Expr.cbrt,
+    "csc": lambda x: 1.0 / x.sin(), "sec": lambda x: 1.0 / x.cos(),
+    "cbrt": lambda x: map_values(x, pl.Float64(), fdlibm_cbrt),
     "degrees": pl.Expr.degrees, "radians": pl.Expr.radians, "expm1": lambda x: x.exp() - 1.0,
-    "log10": _positive_domain(lambda x: _numpy_floats(x, np.log10)),
+    "log10": _positive_domain(lambda x: map_values(x, pl.Float64(), _log10)),
     "log2": _positive_domain(lambda x: x.log(2.0)),
     "log1p": _positive_domain(pl.Expr.log1p, -1.0),
     "rint": lambda x: x.round(0, mode="half_to_even"),

@@ -392,11 +392,14 @@ def _levenshtein_builder(call: FunctionCall, args: list[pl.Expr], ctx: CompileCo
 # ---- binary codecs and URLs ----------------------------------------------------------------
 @register("unbase64")
 def _unbase64(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    """Lenient, as Spark's decoder: characters outside the alphabet are skipped and
-    missing padding is tolerated."""
+    """Lenient, as Java's MIME decoder Spark uses: characters outside the alphabet are
+    skipped and missing padding is tolerated; one dangling character raises."""
     def decode(text: str) -> bytes:
         kept = re.sub(r"[^A-Za-z0-9+/]", "", text)
-        return base64.b64decode(kept + "=" * (-len(kept) % 4)) if len(kept) % 4 != 1 else b""
+        if len(kept) % 4 == 1:
+            raise IllegalArgumentException(
+                f"Last unit does not have enough valid bits (unbase64 of {text!r}).")
+        return base64.b64decode(kept + "=" * (-len(kept) % 4))
 
     return map_values(_text(args[0], ctx), pl.Binary(), decode)
 
@@ -642,8 +645,8 @@ def _from_base32(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -
 
 # ---- similarity and random strings -----------------------------------------------------------
 def jaro_winkler(left: str, right: str) -> float:
-    """Jaro-Winkler similarity as Apache Commons Text computes it (Spark's): the prefix
-    bonus (up to 4 characters, scale 0.1) applies only from a Jaro score of 0.7."""
+    """Jaro-Winkler similarity as Spark computes it: the Jaro score plus the common-prefix
+    bonus (up to 4 characters, scale 0.1), whatever the Jaro score."""
     if left == right:
         return 1.0
     shorter, longer = sorted((left, right), key=len)
@@ -664,7 +667,7 @@ def jaro_winkler(left: str, right: str) -> float:
     jaro = (m / len(left) + m / len(right) + (m - halves) / m) / 3
     prefix = next((k for k in range(min(4, len(shorter))) if left[k] != right[k]),
                   min(4, len(shorter)))
-    return jaro if jaro < 0.7 else jaro + 0.1 * prefix * (1.0 - jaro)
+    return jaro + 0.1 * prefix * (1.0 - jaro)
 
 
 _rows(pl.Float64(), jaro_winkler, "jaro_winkler_similarity")

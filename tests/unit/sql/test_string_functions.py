@@ -324,3 +324,12 @@ def test_to_char_writes_sparks_number_formats(df):
                 F.to_char(F.lit(b"abc"), F.lit("base64")),
                 F.to_varchar(F.lit(3), F.lit("0000"))) == ("616263", "YWJj", "0003")
     assert df.select(F.to_varchar(F.lit(3), F.lit("0000"))).columns == ["to_char(3, 0000)"]
+
+
+def test_edge_values_found_by_comparing_with_pyspark(df):
+    """Cases where a first version differed from PySpark 4.3 on random inputs."""
+    assert _one(df, F.jaro_winkler_similarity(F.lit(",yy+"), F.lit(",ca")),
+                F.format_string("%.2f|%10.2f", F.lit(49.125), F.lit(-93.625)),
+                F.unbase64(F.lit("a=b"))) == (0.575, "49.13|    -93.63", b"i")
+    with pytest.raises(IllegalArgumentException, match="Last unit does not have enough"):
+        df.select(F.unbase64(F.lit("abcde"))).collect()
