@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import numpy as np
+
 from unbounded.engine.ansi import java_double
 from unbounded.errors import SparkRuntimeException
 
@@ -23,10 +25,16 @@ __all__ = ["java_format"]
 _SPEC = re.compile(r"%(?:(\d+)\$)?([-#+ 0,(]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])")
 
 
-def java_format(fmt: str, args: Sequence[Any]) -> str:
+def java_format(fmt: str, args: Sequence[Any], kinds: Sequence[str] = ()) -> str:
     """``String.format(fmt, args...)`` for the conversions Spark users write:
-    s S d x X o f e E g b c n %."""
+    s S d x X o f e E g b c n %. ``kinds`` names each argument's Java type where the
+    value alone does not tell it: ``byte``/``short``/``int`` (``%x`` of a negative value
+    is its two's complement in that width, as for ``long``), ``float`` (``%s`` prints
+    the shortest float, not double, digits)."""
     position = 0
+
+    def kind_of(index: int) -> str:
+        return kinds[index] if index < len(kinds) else ""
 
     def render(match: re.Match[str]) -> str:
         nonlocal position
@@ -36,23 +44,22 @@ def java_format(fmt: str, args: Sequence[Any]) -> str:
         if kind == "n":
             return "\n"
         if index is not None:
-            value = args[int(index) - 1]
+            at = int(index) - 1
         else:
             if position >= len(args):
                 raise _format_error(f"Format specifier '{match.group(0)}'")
-            value = args[position]
-            position += 1
-        return _pad(_convert(value, kind, flags, precision), flags, width)
+            at, position = position, position + 1
+        return _pad(_convert(args[at], kind, flags, precision, kind_of(at)), flags, width)
 
     return _SPEC.sub(render, fmt)
 
 
-def _convert(value: Any, kind: str, flags: str, precision: str | None) -> str:
+def _convert(value: Any, kind: str, flags: str, precision: str | None, java: str) -> str:
     if value is None:
         text = "null" if kind not in "bB" else "false"
         return text[: int(precision)] if precision is not None else text
     if kind in "sS":
-        text = _java_string(value)
+        text = _java_string(value, java)
         text = text[: int(precision)] if precision is not None else text
         return text.upper() if kind == "S" else text
     if kind in "bB":
@@ -60,7 +67,7 @@ def _convert(value: Any, kind: str, flags: str, precision: str | None) -> str:
     if kind == "c":
         return chr(int(value))
     if kind in "dxXo":
-        return _integer(value, kind, flags)
+        return _integer(value, kind, flags, _BITS.get(java, 64))
     if kind == "f":
         return _fixed(value, flags, 6 if precision is None else int(precision))
     if kind in "eEgG":
@@ -77,16 +84,24 @@ def _fixed(value: Any, flags: str, digits: int) -> str:
     return format(rounded, "".join(f for f in flags if f in "+ ,") + f".{digits}f")
 
 
-def _integer(value: Any, kind: str, flags: str) -> str:
+_BITS = {"byte": 8, "short": 16, "int": 32}
+
+
+def _integer(value: Any, kind: str, flags: str, bits: int) -> str:
     if isinstance(value, (float, bool)):
         raise _format_error(f"%{kind} applied to {type(value).__name__}")
+    number = int(value)
+    if kind != "d" and number < 0:  # Java prints the two's complement of its type
+        number += 1 << bits
     spec = "".join(f for f in flags if f in "+ ,") if kind == "d" else ""
-    return format(int(value), spec + {"d": "d", "x": "x", "X": "X", "o": "o"}[kind])
+    return format(number, spec + {"d": "d", "x": "x", "X": "X", "o": "o"}[kind])
 
 
-def _java_string(value: Any) -> str:
+def _java_string(value: Any, java: str = "") -> str:
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, float) and java == "float":
+        return java_double(float(str(np.float32(value))))
     if isinstance(value, float):
         return java_double(value)
     return str(value)

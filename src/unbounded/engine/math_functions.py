@@ -102,7 +102,8 @@ for _name, _fn in {
     "tan": pl.Expr.tan, "tanh": pl.Expr.tanh, "cot": lambda x: 1.0 / x.tan(),
     "csc": lambda x: 1.0 / x.sin(), "sec": lambda x: 1.0 / x.cos(),
     "cbrt": lambda x: map_values(x, pl.Float64(), fdlibm_cbrt),
-    "degrees": pl.Expr.degrees, "radians": pl.Expr.radians, "expm1": lambda x: x.exp() - 1.0,
+    "degrees": pl.Expr.degrees, "radians": pl.Expr.radians,
+    "expm1": lambda x: map_values(x, pl.Float64(), math.expm1),
     "log10": _positive_domain(lambda x: map_values(x, pl.Float64(), _log10)),
     "log2": _positive_domain(lambda x: x.log(2.0)),
     "log1p": _positive_domain(pl.Expr.log1p, -1.0),
@@ -359,10 +360,12 @@ def _conv(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Ex
 
 
 _DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_JAVA_TRIMMED = "".join(chr(c) for c in range(33))  # String.trim: every char <= ' '
 
 
 def convert_base(text: str, source: int, target: int, ansi: bool) -> str | None:
     """One value of ``conv`` (Spark's ``NumberConverter.convert``)."""
+    text = text.strip(_JAVA_TRIMMED)
     negative = text.startswith("-")
     digits = text[1:] if negative else text
     if not text:

@@ -21,7 +21,7 @@ import polars as pl
 
 from unbounded.engine.ansi import checked
 from unbounded.engine.context import CompileContext
-from unbounded.engine.expressions import like_to_regex
+from unbounded.engine.expressions import dtypes_of, like_to_regex
 from unbounded.engine.function_args import literal_arg, map_values
 from unbounded.engine.functions import register
 from unbounded.engine.java_format import java_format
@@ -321,13 +321,18 @@ def _format_number(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext)
     return map_values(args[0], pl.String(), fmt)
 
 
+_JAVA_KINDS = {"Int8": "byte", "Int16": "short", "Int32": "int", "Float32": "float"}
+
+
 @register("format_string", "printf")
 def _format_string(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """Java's ``String.format`` of the format and the other arguments (NULL prints as
     ``null``; a NULL format gives NULL)."""
+    kinds = [_JAVA_KINDS.get(str(d), "") for d in dtypes_of(args[1:], ctx)]
+
     def run(series: pl.Series) -> pl.Series:
         columns = [series.struct.field(f"_{i}").to_list() for i in range(len(args))]
-        values = [None if row[0] is None else java_format(row[0], row[1:])
+        values = [None if row[0] is None else java_format(row[0], row[1:], kinds)
                   for row in zip(*columns, strict=True)]
         return pl.Series(series.name, values, dtype=pl.String)
 
@@ -336,23 +341,24 @@ def _format_string(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext)
 
 
 # ---- phonetic and edit distance ----------------------------------------------------------
-_SOUNDEX = {**dict.fromkeys("BFPV", "1"), **dict.fromkeys("CGJKQSXZ", "2"),
-            **dict.fromkeys("DT", "3"), "L": "4", **dict.fromkeys("MN", "5"), "R": "6"}
+_SOUNDEX_CODES = "01230127022455012623017202"  # A..Z; 0: vowels and Y, 7: H and W
 
 
 def soundex(text: str) -> str:
-    """Spark's soundex: a string not starting with a letter comes back unchanged."""
-    if not text or not ("A" <= text[0].upper() <= "Z"):
+    """Spark's soundex: a string not starting with an ASCII letter comes back unchanged;
+    vowels and other characters than ASCII letters separate equal codes, H and W do
+    not."""
+    if not text or not ("A" <= text[0] <= "Z" or "a" <= text[0] <= "z"):
         return text
-    upper = text.upper()
-    code, last = upper[0], _SOUNDEX.get(upper[0], "")
-    for ch in upper[1:]:
-        digit = _SOUNDEX.get(ch)
-        if digit is None:
-            if ch not in "HW":  # vowels separate equal codes; H and W do not
-                last = ""
+    code, last = text[0].upper(), _SOUNDEX_CODES[ord(text[0].upper()) - 65]
+    for ch in text[1:]:
+        if not ("A" <= ch <= "Z" or "a" <= ch <= "z"):
+            last = "0"  # a non-letter separates equal codes, as a vowel does
             continue
-        if digit != last:
+        digit = _SOUNDEX_CODES[ord(ch.upper()) - 65]
+        if digit == "7":
+            continue
+        if digit not in ("0", last):
             code += digit
             if len(code) == 4:
                 return code

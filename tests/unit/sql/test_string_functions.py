@@ -331,5 +331,10 @@ def test_edge_values_found_by_comparing_with_pyspark(df):
     assert _one(df, F.jaro_winkler_similarity(F.lit(",yy+"), F.lit(",ca")),
                 F.format_string("%.2f|%10.2f", F.lit(49.125), F.lit(-93.625)),
                 F.unbase64(F.lit("a=b"))) == (0.575, "49.13|    -93.63", b"i")
+    assert _one(df, F.soundex(F.lit("ybßcÉzß h")), F.soundex(F.lit("dEHAsÉztx")),
+                F.soundex(F.lit("ßHppx")),
+                F.printf(F.lit("%x|%s"), F.lit(-10), F.lit(-2269.7293658813096).cast("float")),
+                F.conv(F.lit(" 65b"), 16, 10)) == \
+        ("Y122", "D223", "ßHppx", "fffffff6|-2269.7292", "1627")
     with pytest.raises(IllegalArgumentException, match="Last unit does not have enough"):
         df.select(F.unbase64(F.lit("abcde"))).collect()
