@@ -353,6 +353,26 @@ class DataFrameOps:
         found = [[float(v) for v in (row[i] or [])] for i in range(len(names))]
         return found[0] if isinstance(col, str) else found
 
+    def freqItems(self, cols: list[str] | tuple[str, ...],
+                  support: float | None = None) -> DataFrame:
+        """Items that may occur in more than ``support`` of the rows (Karp et al.'s one
+        pass, as Spark runs it: false positives possible, no false negatives); one row,
+        a ``<col>_freqItems`` array per column, items in first-kept order (Spark's come
+        in its hash map's order)."""
+        share = 0.01 if support is None else support
+        if not 1e-4 <= share <= 1.0:
+            raise ValueError(f"requirement failed: Support must be in [1e-4, 1], but got "
+                             f"{share}.")
+        names = list(cols)
+        counters = [_FrequentItems(int(1 / share)) for _ in names]
+        for row in self.select(*names).collect():
+            for counter, value in zip(counters, row, strict=True):
+                counter.add(value)
+        types = [f.dataType for f in self.select(*names).schema.fields]
+        return self.groupBy().agg(*(
+            F.array(*(F.lit(v).cast(t) for v in c.items())).cast(T.ArrayType(t))
+            .alias(f"{n}_freqItems") for n, c, t in zip(names, counters, types, strict=True)))
+
     def crosstab(self, col1: str, col2: str) -> DataFrame:
         """A contingency table: one row per value of ``col1`` (as a string), one count
         column per value of ``col2``, 0 where a pair never occurs."""
@@ -383,7 +403,8 @@ class DataFrameNaFunctions:
 
 
 class DataFrameStatFunctions:
-    """``df.stat``: ``corr``, ``cov``, ``crosstab`` and ``approxQuantile``."""
+    """``df.stat``: ``corr``, ``cov``, ``crosstab``, ``freqItems`` and
+    ``approxQuantile``."""
 
     def __init__(self, df: DataFrameOps) -> None:
         self._df = df
@@ -397,9 +418,34 @@ class DataFrameStatFunctions:
     def crosstab(self, col1: str, col2: str) -> DataFrame:
         return self._df.crosstab(col1, col2)
 
+    def freqItems(self, cols: list[str] | tuple[str, ...],
+                  support: float | None = None) -> DataFrame:
+        return self._df.freqItems(cols, support)
+
     def approxQuantile(self, col: Any, probabilities: Any,
                        relativeError: float) -> list[float] | list[list[float]]:
         return self._df.approxQuantile(col, probabilities, relativeError)
+
+
+class _FrequentItems:
+    """Spark's ``FreqItemCounter``: at most ``size`` candidate items; an item that finds
+    the map full is not kept and lowers every count by one."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._counts: dict[Any, int] = {}
+
+    def add(self, key: Any) -> None:
+        counts = self._counts
+        if key in counts:
+            counts[key] += 1
+        elif len(counts) < self._size:
+            counts[key] = 1
+        else:  # with a count of 1 Spark's rule keeps no new key and lowers every count by 1
+            self._counts = {k: v - 1 for k, v in counts.items() if v > 1}
+
+    def items(self) -> list[Any]:
+        return list(self._counts)
 
 
 def _quantiles(df: DataFrameOps, name: str, probs: list[float]) -> Column:

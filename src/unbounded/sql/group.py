@@ -25,7 +25,13 @@ from unbounded.plan.logical import (
     TransformWithStateInPandas,
 )
 from unbounded.sql.column import Column, column_of
-from unbounded.sql.grouping_ops import GroupingSets, Pivot, grouping_sets_plan, pivot_plan
+from unbounded.sql.grouping_ops import (
+    GroupingSets,
+    Pivot,
+    grouping_sets_plan,
+    pivot_plan,
+    uses_grouping,
+)
 from unbounded.sql.types import StructType, parse_ddl_schema
 from unbounded.sql.udf import python_function
 
@@ -66,6 +72,10 @@ class GroupedData:
         else:
             aggs = tuple(column_of(e).expr for e in exprs)
         plan = self._df._plan
+        if self._sets is None and any(uses_grouping(a) for a in aggs):
+            raise AnalysisException(
+                "[UNSUPPORTED_GROUPING_EXPRESSION] grouping()/grouping_id() can only be used "
+                "with GroupingSets/Cube/Rollup.", error_class="UNSUPPORTED_GROUPING_EXPRESSION")
         if self._pivot is not None:
             return self._df._with_plan(pivot_plan(plan, self._keys, self._pivot, aggs))
         if self._sets is not None:

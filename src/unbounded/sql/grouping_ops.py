@@ -25,13 +25,16 @@ from unbounded.plan.expressions import (
     ColumnRef,
     Expression,
     Literal,
+    walk,
 )
 from unbounded.plan.logical import Aggregate, LogicalPlan, Project, Union
+from unbounded.sql.sql_parser import transform
 
 __all__ = ["GroupingSets", "Pivot", "cube_sets", "grouping_sets_plan", "pivot_name",
-           "pivot_plan", "rollup_sets"]
+           "pivot_plan", "rollup_sets", "uses_grouping"]
 
 _PIVOT = "__unbounded_pivot"
+_GROUPING = ("grouping", "grouping_id")
 
 
 @dataclass(frozen=True)
@@ -107,24 +110,24 @@ def _spread(value: Any, data_type: T.DataType, n_keys: int, index: int,  # noqa:
 def grouping_sets_plan(child: LogicalPlan, keys: tuple[Expression, ...],
                        sets: GroupingSets, aggs: tuple[Expression, ...]) -> LogicalPlan:
     """One aggregation per grouping set, unioned by position."""
-    real = tuple(a for a in aggs if _grouping_call(a) is None)
-    parts = tuple(_one_set(child, keys, sets, chosen, real, aggs) for chosen in sets.sets)
+    parts = tuple(_one_set(child, keys, sets, chosen, aggs) for chosen in sets.sets)
     return parts[0] if len(parts) == 1 else Union(parts)
 
 
-def _one_set(child: LogicalPlan, keys: tuple[Expression, ...], sets: GroupingSets,  # noqa: PLR0917
-             chosen: tuple[int, ...], real: tuple[Expression, ...],
-             aggs: tuple[Expression, ...]) -> LogicalPlan:
-    grouped = Aggregate(child, tuple(keys[i] for i in chosen), real)
+def _one_set(child: LogicalPlan, keys: tuple[Expression, ...], sets: GroupingSets,
+             chosen: tuple[int, ...], aggs: tuple[Expression, ...]) -> LogicalPlan:
+    """``grouping``/``grouping_id`` become this set's constants wherever they appear."""
+    def constant(node: Expression) -> Expression | None:
+        if isinstance(node, AggregateCall) and node.name in _GROUPING:
+            return _grouping_value(node, keys, chosen)
+        return None
+
+    fixed = tuple(a if isinstance(a, Alias) else Alias(a, a.display_name()) for a in aggs)
+    grouped = Aggregate(child, tuple(keys[i] for i in chosen),
+                        tuple(transform(a, constant) for a in fixed))
     outputs = [_key_output(keys, sets, chosen, i) for i in range(len(keys))]
-    position = len(chosen)
-    for agg in aggs:
-        call = _grouping_call(agg)
-        if call is None:
-            outputs.append(ColumnRef(agg.display_name(), ordinal=position))
-            position += 1
-        else:
-            outputs.append(Alias(_grouping_value(call, keys, chosen), agg.display_name()))
+    outputs += [ColumnRef(a.display_name(), ordinal=len(chosen) + i)
+                for i, a in enumerate(fixed)]
     return Project(grouped, tuple(outputs))
 
 
@@ -136,11 +139,9 @@ def _key_output(keys: tuple[Expression, ...], sets: GroupingSets, chosen: tuple[
     return Alias(Cast(Literal(None), sets.key_types[index]), name)
 
 
-def _grouping_call(expr: Expression) -> AggregateCall | None:
-    inner = expr.child if isinstance(expr, Alias) else expr
-    if isinstance(inner, AggregateCall) and inner.name in ("grouping", "grouping_id"):
-        return inner
-    return None
+def uses_grouping(expr: Expression) -> bool:
+    """Whether ``grouping``/``grouping_id`` appear (only a rollup or cube has them)."""
+    return any(isinstance(n, AggregateCall) and n.name in _GROUPING for n in walk(expr))
 
 
 def _grouping_value(call: AggregateCall, keys: tuple[Expression, ...],

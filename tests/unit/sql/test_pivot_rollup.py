@@ -117,3 +117,46 @@ def test_crosstab_counts_pairs_with_zero_for_absent_ones(df):
     out = df.crosstab("k", "y")
     assert out.schema.simpleString() == "struct<k_y:string,2024:bigint,2025:bigint>"
     assert _rows(out) == [("a", 1, 1), ("b", 2, 0), ("c", 0, 1)]
+
+
+def test_grouping_inside_an_expression_takes_each_set_s_value(df):
+    out = df.rollup("k").agg((F.sum("x") * (1 - F.grouping("k"))).alias("m"),
+                             F.sum("x") + F.grouping_id())
+    assert out.columns == ["k", "m", "(sum(x) + grouping_id())"]
+    assert _rows(out) == [("a", 3, 3), ("b", 7, 7), ("c", 5, 5), (None, 0, 16)]
+
+
+def test_cube_of_three_keys_numbers_grouping_ids_first_key_highest(df):
+    out = df.cube("k", "y", "x").agg(F.grouping_id()).filter("x = 1")
+    assert _rows(out) == [("a", 2024, 1, 0), ("a", None, 1, 2), (None, 2024, 1, 4),
+                          (None, None, 1, 6)]
+
+
+def test_grouping_outside_a_rollup_or_of_another_column_is_spark_s_error(df):
+    with pytest.raises(AnalysisException, match="UNSUPPORTED_GROUPING_EXPRESSION"):
+        df.groupBy("k").agg(F.grouping("k"))
+    with pytest.raises(AnalysisException, match="GROUPING_COLUMN_MISMATCH"):
+        df.rollup("k").agg(F.grouping("y")).collect()
+
+
+def test_pivot_and_crosstab_name_a_null_value_null(spark):
+    frame = spark.createDataFrame([("a", "u", 1), ("a", None, 2), ("b", "v", 3)],
+                                  "k string, p string, x int")
+    pivoted = frame.groupBy("k").pivot("p").sum("x")
+    assert pivoted.columns == ["k", "null", "u", "v"]
+    assert _rows(pivoted) == [("a", 2, 1, None), ("b", None, None, 3)]
+    assert _rows(frame.rollup("p").agg(F.sum("x"), F.grouping("p"))) == [
+        ("u", 1, 0), ("v", 3, 0), (None, 2, 0), (None, 6, 1)]
+    assert _rows(frame.crosstab("k", "p")) == [("a", 1, 1, 0), ("b", 0, 0, 1)]
+
+
+def test_freq_items_keeps_the_items_spark_s_counter_keeps(df, spark):
+    out = df.freqItems(["k", "y"], 0.4)
+    assert out.schema.simpleString() == (
+        "struct<k_freqItems:array<string>,y_freqItems:array<int>>")
+    assert [sorted(v) for v in out.collect()[0]] == [["a", "b"], [2024, 2025]]
+    mixed = spark.createDataFrame([(i % 3, str(i)) for i in range(10)], "a int, s string")
+    row = mixed.stat.freqItems(["a", "s"], 0.3).collect()[0]
+    assert (sorted(row[0]), sorted(row[1])) == ([0, 1, 2], ["8", "9"])
+    empty = spark.createDataFrame([], "a int")
+    assert [tuple(r) for r in empty.freqItems(["a"]).collect()] == [([],)]
