@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from functools import cached_property, singledispatch
 from types import MappingProxyType
@@ -52,6 +53,7 @@ from unbounded.plan.logical import (
     SubqueryAlias,
     Union,
     WithWatermark,
+    walk_plan,
 )
 from unbounded.plan.types import StructField, StructType
 
@@ -167,9 +169,47 @@ def _compile_with_schema(
         known = _empty_output(plan)
         ctx.plan_columns[plan] = known.columns
         return known.frame, known.physical, known.columns
+    memo = _compiled.get()
+    if memo is None and _deeper_than(plan, _SHALLOW):
+        return _compile_bottom_up(plan, inputs, ctx)
+    key = (id(plan), id(inputs), id(ctx.plan_columns))
+    if memo is not None and key in memo:
+        ctx.plan_columns[plan] = memo[key][2]
+        return memo[key]
     frame = compile_plan(plan, inputs, ctx)
     schema = _schema_of(plan, frame, inputs, ctx)
-    return frame, schema, _output_columns(plan, schema, ctx)
+    compiled = frame, schema, _output_columns(plan, schema, ctx)
+    if memo is not None:
+        memo[key] = compiled
+    return compiled
+
+
+# A compile recurses through every node (a few Python frames each): a plan deeper than
+# this is compiled from its leaves up instead, each node over its children's remembered
+# frames, so a chain of hundreds of steps stays within Python's recursion limit.
+_SHALLOW = 64
+_Compiled = tuple[pl.LazyFrame, pl.Schema, tuple[OutputColumn, ...]]
+_compiled: ContextVar[dict[tuple[int, int, int], _Compiled] | None] = ContextVar(
+    "_compiled", default=None)
+
+
+def _deeper_than(plan: LogicalPlan, depth: int) -> bool:
+    level = [plan]
+    for _ in range(depth):
+        level = [c for p in level for c in p.children()]
+        if not level:
+            return False
+    return True
+
+
+def _compile_bottom_up(plan: LogicalPlan, inputs: Bindings, ctx: CompileContext) -> _Compiled:
+    token = _compiled.set({})
+    try:
+        for node in reversed(list(walk_plan(plan))):  # children before parents
+            _compile_with_schema(node, inputs, ctx)
+        return _compile_with_schema(plan, inputs, ctx)
+    finally:
+        _compiled.reset(token)
 
 
 def _schema_of(

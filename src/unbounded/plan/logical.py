@@ -489,10 +489,13 @@ class FlatMapCoGroupsInPandas(LogicalPlan):
 
 
 def walk_plan(plan: LogicalPlan) -> Iterator[LogicalPlan]:
-    """Every node of ``plan``, parents before children, left to right."""
-    yield plan
-    for child in plan.children():
-        yield from walk_plan(child)
+    """Every node of ``plan``, parents before children, left to right. A stack, not
+    recursion: a chain of a thousand transformations is a plan that deep."""
+    stack = [plan]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(node.children()))
 
 
 def streaming_relations(plan: LogicalPlan) -> list[StreamingRelation]:

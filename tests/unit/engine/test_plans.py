@@ -53,3 +53,12 @@ def test_a_worker_compiles_an_unresolved_plan_by_asking_polars(streamed, monkeyp
                               CompileContext(pl.Schema(), 0))
     assert frame.collect().rows() == [(1, 2)]
     assert len(plans._empty_outputs) == 0
+
+
+def test_a_plan_deeper_than_the_recursion_limit_compiles(spark):
+    """1,200 nodes: compiled from the leaves up, each node over its child's frame."""
+    df = spark.createDataFrame([(1, "a"), (2, "b")], "id LONG, s STRING")
+    for i in range(400):
+        df = df.withColumn("v", F.col("id") + i).filter(F.col("v") > 0).select("id", "s", "v")
+    assert df.isStreaming is False
+    assert [tuple(r) for r in df.collect()] == [(1, "a", 400), (2, "b", 401)]
