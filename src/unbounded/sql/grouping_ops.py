@@ -3,8 +3,9 @@ runs (Aggregate, Project, Union), as Spark's analyzer rewrites them:
 
 - a pivot aggregates by the keys and the pivot column, then keeps, per key and pivot
   value, the one aggregated value (Spark's ``PivotFirst``): a missing combination is NULL;
-- a rollup or cube is the union of one aggregation per grouping set, the rolled-up keys
-  NULL, ``grouping(col)``/``grouping_id(...)`` constants of each set (Spark's ``Expand``).
+- a rollup or cube copies each row once per grouping set, the rolled-up keys NULL and
+  ``grouping(col)``/``grouping_id(...)`` the set's constants (Spark's ``Expand``), then
+  aggregates once.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from unbounded.plan.expressions import (
     Cast,
     ColumnRef,
     Expression,
+    FunctionCall,
+    GetField,
     Literal,
+    Star,
     walk,
 )
-from unbounded.plan.logical import Aggregate, LogicalPlan, Project, Union
+from unbounded.plan.logical import Aggregate, LogicalPlan, Project
 from unbounded.sql.sql_parser import transform
 
 __all__ = ["GroupingSets", "Pivot", "cube_sets", "grouping_sets_plan", "pivot_name",
@@ -35,6 +39,8 @@ __all__ = ["GroupingSets", "Pivot", "cube_sets", "grouping_sets_plan", "pivot_na
 
 _PIVOT = "__unbounded_pivot"
 _GROUPING = ("grouping", "grouping_id")
+_EXPAND = "__unbounded_grouping_set"
+_SET_ID = "__unbounded_grouping_set_id"
 
 
 @dataclass(frozen=True)
@@ -109,34 +115,57 @@ def _spread(value: Any, data_type: T.DataType, n_keys: int, index: int,  # noqa:
 # ---- rollup and cube ---------------------------------------------------------------
 def grouping_sets_plan(child: LogicalPlan, keys: tuple[Expression, ...],
                        sets: GroupingSets, aggs: tuple[Expression, ...]) -> LogicalPlan:
-    """One aggregation per grouping set, unioned by position."""
-    parts = tuple(_one_set(child, keys, sets, chosen, aggs) for chosen in sets.sets)
-    return parts[0] if len(parts) == 1 else Union(parts)
+    """Spark's ``Expand``: each row once per grouping set (rolled-up keys NULL, the set's
+    grouping values beside), then one aggregation by the keys and the set's id, so a
+    NULL key value and a rolled-up key stay apart. One aggregation: streams run it."""
+    calls = _grouping_calls(aggs)
+    fixed = tuple(a if isinstance(a, Alias) else Alias(a, a.display_name()) for a in aggs)
 
-
-def _one_set(child: LogicalPlan, keys: tuple[Expression, ...], sets: GroupingSets,
-             chosen: tuple[int, ...], aggs: tuple[Expression, ...]) -> LogicalPlan:
-    """``grouping``/``grouping_id`` become this set's constants wherever they appear."""
-    def constant(node: Expression) -> Expression | None:
+    def per_set(node: Expression) -> Expression | None:
         if isinstance(node, AggregateCall) and node.name in _GROUPING:
-            return _grouping_value(node, keys, chosen)
+            return AggregateCall("max", (_field(f"c{calls.index(node)}"),))
         return None
 
-    fixed = tuple(a if isinstance(a, Alias) else Alias(a, a.display_name()) for a in aggs)
-    grouped = Aggregate(child, tuple(keys[i] for i in chosen),
-                        tuple(transform(a, constant) for a in fixed))
-    outputs = [_key_output(keys, sets, chosen, i) for i in range(len(keys))]
-    outputs += [ColumnRef(a.display_name(), ordinal=len(chosen) + i)
+    group_by = (*(Alias(_field(f"k{i}"), k.display_name()) for i, k in enumerate(keys)),
+                Alias(_field("id"), _SET_ID))
+    grouped = Aggregate(_expand(child, keys, sets, calls), group_by,
+                        tuple(transform(a, per_set) for a in fixed))
+    outputs = [ColumnRef(k.display_name(), ordinal=i) for i, k in enumerate(keys)]
+    outputs += [ColumnRef(a.display_name(), ordinal=len(keys) + 1 + i)
                 for i, a in enumerate(fixed)]
     return Project(grouped, tuple(outputs))
 
 
-def _key_output(keys: tuple[Expression, ...], sets: GroupingSets, chosen: tuple[int, ...],
-                index: int) -> Expression:
-    name = keys[index].display_name()
-    if index in chosen:
-        return ColumnRef(name, ordinal=chosen.index(index))
-    return Alias(Cast(Literal(None), sets.key_types[index]), name)
+def _expand(child: LogicalPlan, keys: tuple[Expression, ...], sets: GroupingSets,
+            calls: list[AggregateCall]) -> LogicalPlan:
+    rows = tuple(_set_row(keys, sets, chosen, calls) for chosen in sets.sets)
+    copies = FunctionCall("explode", (FunctionCall("array", rows),))
+    return Project(child, (Star(), Alias(copies, _EXPAND)))
+
+
+def _field(name: str) -> Expression:
+    return GetField(ColumnRef(_EXPAND), name)
+
+
+def _grouping_calls(aggs: tuple[Expression, ...]) -> list[AggregateCall]:
+    found: list[AggregateCall] = []
+    for node in (n for a in aggs for n in walk(a)):
+        if isinstance(node, AggregateCall) and node.name in _GROUPING and node not in found:
+            found.append(node)
+    return found
+
+
+def _set_row(keys: tuple[Expression, ...], sets: GroupingSets, chosen: tuple[int, ...],
+             calls: list[AggregateCall]) -> Expression:
+    """One grouping set's copy of a row: keys ``k<i>`` (NULL when rolled up), the set's
+    ``id`` and each grouping call's value ``c<j>``."""
+    values = [k if i in chosen else Cast(Literal(None), sets.key_types[i])
+              for i, k in enumerate(keys)]
+    values.append(Literal(sets.sets.index(chosen)))
+    values += [_grouping_value(c, keys, chosen) for c in calls]
+    names = (*(f"k{i}" for i in range(len(keys))), "id",
+             *(f"c{j}" for j in range(len(calls))))
+    return FunctionCall("struct", tuple(values), (("names", names),))
 
 
 def uses_grouping(expr: Expression) -> bool:

@@ -7,6 +7,14 @@ import pytest
 
 from unbounded.errors import AnalysisException
 from unbounded.sql import functions as F
+from unbounded.testing import (
+    AddData,
+    CheckAnswer,
+    MemoryStream,
+    StartStream,
+    StopStream,
+    run_stream_test,
+)
 
 
 @pytest.fixture
@@ -160,3 +168,26 @@ def test_freq_items_keeps_the_items_spark_s_counter_keeps(df, spark):
     assert (sorted(row[0]), sorted(row[1])) == ([0, 1, 2], ["8", "9"])
     empty = spark.createDataFrame([], "a int")
     assert [tuple(r) for r in empty.freqItems(["a"]).collect()] == [([],)]
+
+
+def test_rollup_on_a_stream_is_one_aggregation_kept_across_batches(spark, tmp_path):
+    stream = MemoryStream("k STRING, x LONG", spark)
+    totals = stream.toDF().rollup("k").agg(F.sum("x"), F.grouping("k"))
+    latest: list[tuple] = []
+
+    def start():
+        def sink(batch, batch_id):
+            latest[:] = [tuple(r) for r in batch.collect()]
+
+        return (totals.writeStream.outputMode("complete").foreachBatch(sink)
+                .option("checkpointLocation", str(tmp_path / "cp")).start())
+
+    run_stream_test(
+        start, lambda: latest,
+        AddData(stream, [("a", 1), ("b", 2)]),
+        CheckAnswer([("a", 1, 0), ("b", 2, 0), (None, 3, 1)]),
+        StopStream(),
+        AddData(stream, [("a", 4), (None, 5)]),
+        StartStream(),
+        CheckAnswer([("a", 5, 0), ("b", 2, 0), (None, 5, 0), (None, 12, 1)]),
+    )
