@@ -197,7 +197,8 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
     if dtypes is not None:
         left, right, dtypes = _coerce_string_number(expr.op, left, right, dtypes, ctx)
     if expr.op in ("div", "mod"):
-        result = _divide(expr.op, left, right)
+        integral = dtypes is not None and all(d.is_integer() for d in dtypes)
+        result = _divide(expr.op, left, right, integral)
         return division_checked(expr.op, left, right, result, ctx.dtype_of(result)) \
             if ctx.ansi else result
     result = _ARITH[expr.op](left, right)
@@ -263,13 +264,20 @@ def _result_dtype(dtypes: tuple[pl.DataType, pl.DataType] | None) -> pl.DataType
     return pl.Float64() if any(d.is_float() for d in dtypes) else None
 
 
-def _divide(op: str, left: pl.Expr, right: pl.Expr) -> pl.Expr:
+def _divide(op: str, left: pl.Expr, right: pl.Expr, integral: bool = False) -> pl.Expr:
     """Spark's non-ANSI ``/`` and ``%``: NULL for a zero divisor, never inf."""
     if op == "div":
         return pl.when(right == 0).then(None).otherwise(_ARITH["div"](left, right))
     # Spark's remainder takes the sign of the dividend (-7 % 3 = -1); Polars' the divisor's.
-    remainder = left.abs() % right.abs()
-    return pl.when(right == 0).then(None).when(left < 0).then(-remainder).otherwise(remainder)
+    # Integers move by one divisor (abs() overflows for the type's minimum); floats go
+    # through abs(), exact where adding a divisor back would round.
+    if integral:
+        floored = left % right
+        remainder = pl.when((floored != 0) & ((floored < 0) != (left < 0))) \
+            .then(floored - right).otherwise(floored)
+        return pl.when(right == 0).then(None).otherwise(remainder)
+    magnitude = left.abs() % right.abs()
+    return pl.when(right == 0).then(None).when(left < 0).then(-magnitude).otherwise(magnitude)
 
 
 def _overflow_checked(op: str, left: pl.Expr, right: pl.Expr, result: pl.Expr,

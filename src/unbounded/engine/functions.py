@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from unbounded.engine.ansi import arithmetic_checked, integral_bounds
 from unbounded.engine.coercion import (
     COMMON_TYPE_FUNCTIONS,
     coerced_function,
@@ -159,7 +160,13 @@ def _hash_batch(series: pl.Series) -> pl.Series:
 # ---- maths ---------------------------------------------------------------------------
 @_register("abs")
 def _abs(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return args[0].abs()
+    """ANSI: the absolute value of an integral type's minimum overflows, as in Spark."""
+    dtype = ctx.dtype_of(args[0])
+    bounds = integral_bounds(dtype) if ctx.ansi else None
+    if bounds is None:
+        return args[0].abs()
+    wide = args[0].cast(pl.Int128).abs()
+    return arithmetic_checked("abs", wide, args[0].abs(), dtype, bounds)
 
 
 @_register("round")

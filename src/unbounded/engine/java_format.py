@@ -10,9 +10,10 @@ rendered here with Java's rules.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import numpy as np
@@ -68,10 +69,15 @@ def _convert(value: Any, kind: str, flags: str, precision: str | None, java: str
         return chr(int(value))
     if kind in "dxXo":
         return _integer(value, kind, flags, _BITS.get(java, 64))
+    if kind in "feEgG" and isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
+    digits = 6 if precision is None else int(precision)
     if kind == "f":
-        return _fixed(value, flags, 6 if precision is None else int(precision))
-    if kind in "eEgG":
-        spec = "".join(f for f in flags if f in "+ ,") + f".{precision or 6}{kind}"
+        return _fixed(value, flags, digits)
+    if kind in "gG":
+        return _general(value, flags, digits, kind)
+    if kind in "eE":
+        spec = "".join(f for f in flags if f in "+ ,") + f".{digits}{kind}"
         return format(float(value), spec)
     raise _format_error(f"Conversion '{kind}'")
 
@@ -80,11 +86,26 @@ def _fixed(value: Any, flags: str, digits: int) -> str:
     """``%f``: Java rounds the shortest decimal form of a double half-up (``%.2f`` of
     49.125 is 49.13; Python's rounding of the binary value gives 49.12)."""
     exact = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
-    rounded = exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    with localcontext() as ctx:
+        ctx.prec = 800  # room for a double's 308 integral digits
+        rounded = exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
     return format(rounded, "".join(f for f in flags if f in "+ ,") + f".{digits}f")
 
 
 _BITS = {"byte": 8, "short": 16, "int": 32}
+
+
+def _general(value: Any, flags: str, digits: int, kind: str) -> str:
+    """Java's ``%g``: ``digits`` significant digits, plain between 1e-4 and 10^digits,
+    else scientific; trailing zeros are kept (Python's ``g`` drops them)."""
+    digits = digits or 1
+    number = float(value)
+    rounded = float(f"{number:.{digits - 1}e}")
+    if rounded == 0 or 1e-4 <= abs(rounded) < 10 ** digits:
+        exponent = 0 if rounded == 0 else math.floor(math.log10(abs(rounded)))
+        return _fixed(value, flags, max(digits - 1 - exponent, 0))
+    text = format(number, "".join(f for f in flags if f in "+ ,") + f".{digits - 1}e")
+    return text.upper() if kind == "G" else text
 
 
 def _integer(value: Any, kind: str, flags: str, bits: int) -> str:

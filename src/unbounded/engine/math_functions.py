@@ -149,8 +149,10 @@ def _bround(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.
     if isinstance(dtype, pl.Decimal):
         return _bround_decimal(args[0], dtype, scale)
     if not dtype.is_integer():
-        return args[0].cast(pl.Float64).round(scale, mode="half_to_even") if scale >= 0 \
+        rounded = args[0].cast(pl.Float64).round(scale, mode="half_to_even") if scale >= 0 \
             else _round_tens(args[0].cast(pl.Float64), -scale)
+        # Spark rounds through BigDecimal: -0.0 comes back as 0.0.
+        return pl.when(rounded == 0).then(0.0).otherwise(rounded)
     return args[0] if scale >= 0 else _round_tens(args[0], -scale).cast(dtype)
 
 
@@ -423,7 +425,9 @@ def _equal_null(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
 def _typeof(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     dtype = ctx.dtype_of(args[0])
     spark = polars_schema_to_spark(pl.Schema({"v": dtype})).fields[0].dataType
-    return pl.lit(spark.simpleString(), dtype=pl.String)
+    # As long as the argument (a bare literal would make a projection of it one row long).
+    every_row = args[0].is_null() | args[0].is_not_null()
+    return pl.when(every_row).then(pl.lit(spark.simpleString(), dtype=pl.String))
 
 
 @register("zeroifnull")

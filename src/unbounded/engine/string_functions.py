@@ -11,9 +11,10 @@ characters, 1-based, as in Spark (Polars' ``str.find`` counts bytes, so it is no
 from __future__ import annotations
 
 import base64
+import math
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus, urlsplit
 
@@ -307,21 +308,35 @@ def _mask(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Ex
 def _format_number(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """``#,###.##`` with ``d`` decimals, rounded half-even from the exact binary value
     (Java's DecimalFormat); NULL for a negative ``d``."""
-    from decimal import ROUND_HALF_EVEN
-
     digits = int(literal_arg(call, 1, "number of decimal places"))
     if digits < 0:
         return pl.lit(None, dtype=pl.String)
     unit = Decimal(1).scaleb(-digits)
 
     def fmt(value: Any) -> str:
-        exact = Decimal(value).quantize(unit, rounding=ROUND_HALF_EVEN)
-        return f"{exact:,.{digits}f}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("-∞" if value < 0 else "∞")
+        return f"{_decimal_format_digits(value, unit):,.{digits}f}"
 
     return map_values(args[0], pl.String(), fmt)
 
 
 _JAVA_KINDS = {"Int8": "byte", "Int16": "short", "Int32": "int", "Float32": "float"}
+
+
+def _decimal_format_digits(value: Any, unit: Decimal) -> Decimal:
+    """Java's DecimalFormat: a double's shortest digits rounded half-even, a tie in them
+    settled by the exact binary value (1e300 prints as 1 and zeros; 0.125 to two places
+    is 0.12 while 0.135 is 0.14, as 0.135 is stored above the tie)."""
+    from decimal import ROUND_DOWN, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 800  # a double's integral digits (1e308) and its exact binary fraction
+        if not isinstance(value, float):
+            return Decimal(value).quantize(unit, rounding=ROUND_HALF_EVEN)
+        short = Decimal(repr(value))
+        tie = abs(short - short.quantize(unit, rounding=ROUND_DOWN)) == unit / 2
+        return (Decimal(value) if tie else short).quantize(unit, rounding=ROUND_HALF_EVEN)
 
 
 @register("format_string", "printf")

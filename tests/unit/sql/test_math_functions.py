@@ -422,3 +422,21 @@ def test_cube_roots_round_as_the_jvm_does(df):
 
 def _one_row(df, *cols):
     return tuple(df.limit(1).select(*cols).collect()[0])
+
+
+def test_edge_values_found_by_comparing_integer_functions_with_pyspark(spark):
+    rows = [(-2147483648, 641, -0.0), (7, -8004885606950162879, 1e300)]
+    frame = spark.createDataFrame(rows, "a int, b long, d double")
+    got = [tuple(r) for r in frame.select(
+        F.pmod("b", "a"), F.try_mod("b", "a"), F.bround("d", 3), F.typeof(F.col("a") + F.col("b")),
+        F.format_number("d", 1)).collect()]
+    assert got[0] == (641, 641, 0.0, "bigint", "-0.0")
+    assert got[1][:4] == (3, -4, 1e300, "bigint")
+    assert got[1][4] == "1" + ",000" * 100 + ".0"
+    with pytest.raises(ArithmeticException, match=r"\[ARITHMETIC_OVERFLOW\] overflow"):
+        frame.select(F.abs("a")).collect()
+    assert _one_row(frame, F.format_number(F.lit(float("nan")), 2),
+                    F.format_number(F.lit(float("inf")), 2),
+                    F.format_string("%.3e|%g|%g|%e", F.lit(1e300), F.lit(1e300), F.lit(0.0),
+                                    F.lit(float("nan")))) == \
+        ("NaN", "∞", "1.000e+300|1.00000e+300|0.00000|NaN")
