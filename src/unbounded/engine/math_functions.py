@@ -482,7 +482,10 @@ def _randn(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.E
 
 @register("uuid")
 def _uuid(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    seed = int(call.param("seed", 0))
+    """Fixed by seed, partition, row and the batch's logged timestamp: a re-run batch
+    gets the same UUIDs and the next batch new ones (``rand`` repeats per batch, as
+    Spark's per-partition generators do; UUIDs are used as keys)."""
+    seed = int(call.param("seed", 0)) ^ (ctx.batch_timestamp_us * _GOLDEN & ((1 << 63) - 1))
     high = _row_bits(_key(seed, ctx, 1)).alias("h")
     low = _row_bits(_key(seed, ctx, 2)).alias("l")
 

@@ -440,3 +440,19 @@ def test_edge_values_found_by_comparing_integer_functions_with_pyspark(spark):
                     F.format_string("%.3e|%g|%g|%e", F.lit(1e300), F.lit(1e300), F.lit(0.0),
                                     F.lit(float("nan")))) == \
         ("NaN", "∞", "1.000e+300|1.00000e+300|0.00000|NaN")
+
+
+def test_uuids_differ_between_batches_of_a_stream(spark):
+    events = MemoryStream("i INT", spark)
+    query = events.toDF().select("i", F.uuid().alias("u")).writeStream.format("memory") \
+        .queryName("uuids").start()
+    try:
+        events.addData([(1,), (2,)])
+        query.processAllAvailable(30)
+        events.addData([(3,), (4,)])
+        query.processAllAvailable(30)
+    finally:
+        query.stop()
+    uuids = [r[0] for r in spark.sql("SELECT u FROM uuids").collect()]
+    assert len(uuids) == 4
+    assert len(set(uuids)) == 4
