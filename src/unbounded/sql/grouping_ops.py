@@ -10,8 +10,6 @@ runs (Aggregate, Project, Union), as Spark's analyzer rewrites them:
 
 from __future__ import annotations
 
-import datetime
-import decimal
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,9 +84,7 @@ def _value_text(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (datetime.date, decimal.Decimal)):
-        return str(value)
-    return str(value)
+    return str(value)  # numbers, strings, dates and decimals print as Spark casts them
 
 
 def pivot_plan(child: LogicalPlan, keys: tuple[Expression, ...], pivot: Pivot,
