@@ -17,6 +17,7 @@ from unbounded.plan.expressions import (
 )
 from unbounded.plan.logical import (
     Aggregate,
+    Filter,
     FlatMapCoGroupsInPandas,
     FlatMapGroupsInPandas,
     FlatMapGroupsInPandasWithState,
@@ -94,6 +95,10 @@ def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
                         "DataFrames/Datasets. Use window(...) on an event-time column in "
                         "groupBy, or apply the window function to each micro-batch inside "
                         "foreachBatch.")
+        if isinstance(node, (Project, Filter)) and is_streaming(node) and _monotonic_id(node):
+            raise _fail("Expression(s): monotonically_increasing_id() is not supported with "
+                        "streaming DataFrames/Datasets. Number rows inside foreachBatch, or "
+                        "use uuid() for unique ids.")
         if isinstance(node, Sort) and not (aggregates and output_mode == "complete"):
             raise _fail("Sorting is not supported on streaming DataFrames/Datasets, unless it "
                         "is on aggregated DataFrame/Dataset in Complete output mode.")
@@ -108,6 +113,14 @@ def check_streaming_query(plan: LogicalPlan, output_mode: str) -> None:
             _check_join(node, output_mode)
     for aggregate in aggregates:
         _check_aggregate(aggregate, output_mode)
+
+
+def _monotonic_id(node: Project | Filter) -> bool:
+    """Spark rejects monotonically_increasing_id() in a stream: each micro-batch would
+    number its rows from zero again."""
+    exprs = node.exprs if isinstance(node, Project) else (node.condition,)
+    return any(isinstance(n, FunctionCall) and n.name == "monotonically_increasing_id"
+               for e in exprs for n in walk(e))
 
 
 # (join type, streaming side) -> Spark's UnsupportedOperationChecker message for a

@@ -15,6 +15,7 @@ from unbounded.errors import (
     IllegalArgumentException,
     NumberFormatException,
     SparkRuntimeException,
+    UnsupportedOperationException,
 )
 from unbounded.sql import functions as F
 from unbounded.testing import MemoryStream
@@ -398,8 +399,7 @@ def test_partition_functions_see_the_task_of_a_file_stream(spark, tmp_path, monk
     for k in range(3):
         (tmp_path / f"part{k}.json").write_text(f'{{"v": {k}}}\n{{"v": {k + 10}}}\n')
     stream = spark.readStream.schema("v long").json(str(tmp_path)).select(
-        "v", F.spark_partition_id().alias("p"), F.input_file_name().alias("f"),
-        F.monotonically_increasing_id().alias("m"))
+        "v", F.spark_partition_id().alias("p"), F.input_file_name().alias("f"))
     query = stream.writeStream.format("memory").queryName("parts").start()
     try:
         query.processAllAvailable(30)
@@ -407,10 +407,17 @@ def test_partition_functions_see_the_task_of_a_file_stream(spark, tmp_path, monk
         query.stop()
     rows = [tuple(r) for r in spark.sql("SELECT * FROM parts").collect()]
     assert sorted(v for v, *_ in rows) == [0, 1, 2, 10, 11, 12]
-    assert {p for _, p, _, _ in rows} == {0, 1, 2}
-    assert len({m for *_, m in rows}) == 6
-    assert all(m >> 33 == p for _, p, _, m in rows)  # Spark's id layout: partition << 33
-    assert all(f == (tmp_path / f"part{v % 10}.json").as_uri() for v, _, f, _ in rows)
+    assert {p for _, p, _ in rows} == {0, 1, 2}
+    assert all(f == (tmp_path / f"part{v % 10}.json").as_uri() for v, _, f in rows)
+    assert len({(p, f) for _, p, f in rows}) == 3  # a task per file
+
+
+def test_monotonically_increasing_id_is_rejected_in_a_stream_as_spark_does(spark):
+    events = MemoryStream("i INT", spark)
+    ids = events.toDF().select(F.monotonically_increasing_id())
+    with pytest.raises(UnsupportedOperationException,
+                       match=r"monotonically_increasing_id\(\) is not supported with streaming"):
+        ids.writeStream.format("memory").queryName("ids").start()
 
 
 def test_cube_roots_round_as_the_jvm_does(df):
