@@ -124,18 +124,38 @@ _RESOLVED_CHILDREN: Bindings = MappingProxyType({})
 
 def _empty_output(plan: LogicalPlan) -> _EmptyOutput:
     """``plan``'s output over empty inputs, compiled once per node (nodes are immutable;
-    a join's placeholder asks again every batch) over its children's cached outputs."""
+    a join's placeholder asks again every batch) over its children's cached outputs.
+    Nodes below that no one resolved yet (a plan the runtime rebuilt) are resolved first,
+    from the bottom up: no recursion through a deep plan."""
     known = _empty_outputs.get(plan)
     if known is None:
-        ctx = CompileContext(pl.Schema(), batch_timestamp_us=0)
-        frame = compile_plan(plan, _RESOLVED_CHILDREN, ctx)
-        physical = frame.collect_schema()
-        columns = _output_columns(plan, physical, ctx)
-        known = _EmptyOutput(physical, columns, schema_frame(physical),
-                             _bound_leaves(plan, physical))
-        with _empty_outputs_lock:
-            _empty_outputs[plan] = known
+        for node in _unresolved(plan):
+            if node not in _empty_outputs:
+                _resolve(node)
+        known = _empty_outputs[plan]
     return known
+
+
+def _unresolved(plan: LogicalPlan) -> list[LogicalPlan]:
+    """The nodes of ``plan`` not resolved yet, each after the nodes below it."""
+    order, stack = [], [plan]
+    while stack:
+        node = stack.pop()
+        if node not in _empty_outputs:
+            order.append(node)
+            stack.extend(node.children())
+    return order[::-1]
+
+
+def _resolve(plan: LogicalPlan) -> None:
+    ctx = CompileContext(pl.Schema(), batch_timestamp_us=0)
+    frame = compile_plan(plan, _RESOLVED_CHILDREN, ctx)
+    physical = frame.collect_schema()
+    columns = _output_columns(plan, physical, ctx)
+    known = _EmptyOutput(physical, columns, schema_frame(physical),
+                         _bound_leaves(plan, physical))
+    with _empty_outputs_lock:
+        _empty_outputs[plan] = known
 
 
 def _bound_leaves(plan: LogicalPlan, physical: pl.Schema) -> Mapping[str, pl.Schema]:

@@ -62,3 +62,19 @@ def test_a_plan_deeper_than_the_recursion_limit_compiles(spark):
         df = df.withColumn("v", F.col("id") + i).filter(F.col("v") > 0).select("id", "s", "v")
     assert df.isStreaming is False
     assert [tuple(r) for r in df.collect()] == [(1, "a", 400), (2, "b", 401)]
+
+
+def test_a_deep_plan_no_one_resolved_resolves_from_the_bottom_up():
+    """A plan the runtime builds is resolved node by node without recursing through it."""
+    import pyarrow as pa
+
+    from unbounded.plan.expressions import Alias, BinaryOp, ColumnRef, Literal
+    from unbounded.plan.logical import DataRelation, Filter, Project
+
+    plan = DataRelation(pa.table({"id": pa.array([1, 2], pa.int64())}))
+    for i in range(600):
+        plan = Project(plan, (Alias(BinaryOp("add", ColumnRef("id"), Literal(1)), "id"),))
+        plan = Filter(plan, BinaryOp("gt", ColumnRef("id"), Literal(i)))
+    assert plans.plan_schema(plan).simpleString() == "struct<id:bigint>"
+    frame, _ = compile_output(plan, {}, CompileContext(pl.Schema(), 0))
+    assert frame.collect().rows() == [(601,), (602,)]
