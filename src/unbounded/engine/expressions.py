@@ -6,12 +6,14 @@ Unsupported nodes raise an error that names them. Scalar functions live in a tab
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import singledispatch
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from unbounded.engine.ansi import (
@@ -19,6 +21,7 @@ from unbounded.engine.ansi import (
     cast_checked,
     division_checked,
     integral_bounds,
+    java_double,
 )
 from unbounded.engine.coercion import binary_operand_types, common_value_type
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
@@ -426,6 +429,8 @@ def _cast_other(child: pl.Expr, source: pl.DataType, target: T.DataType) -> pl.E
         if isinstance(source, pl.Datetime):
             return child.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.f") \
                 .str.strip_suffix(".000000").str.replace(r"(\.\d*?)0+$", "$1")
+        if source.is_float():
+            return _java_float_text(child, source)
         return child.cast(pl.String, strict=False)
     if isinstance(target, T.BinaryType) and source == pl.String:
         return child.cast(pl.Binary)
@@ -451,6 +456,23 @@ def _cast_other(child: pl.Expr, source: pl.DataType, target: T.DataType) -> pl.E
         return pl.when(lowered.is_in(["true", "t", "yes", "y", "1"])).then(True) \
             .when(lowered.is_in(["false", "f", "no", "n", "0"])).then(False)
     return child.cast(to_polars_dtype(target), strict=False)
+
+
+def _java_float_text(child: pl.Expr, source: pl.DataType) -> pl.Expr:
+    """A double or float as Java prints it (Spark's cast to string): ``1.0E20``,
+    ``1.0E-5``, ``1.23456789E8``; Polars writes ``1e+20`` and ``123456789.0``."""
+    single = source == pl.Float32
+
+    def java(value: float) -> str:
+        if not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return java_double(float(str(np.float32(value))) if single else value)
+
+    def text(series: pl.Series) -> pl.Series:
+        values = [None if v is None else java(v) for v in series.to_list()]
+        return pl.Series(series.name, values, dtype=pl.String)
+
+    return child.map_batches(text, return_dtype=pl.String, is_elementwise=True)
 
 
 @compile_expr.register

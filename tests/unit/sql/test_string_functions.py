@@ -338,3 +338,13 @@ def test_edge_values_found_by_comparing_with_pyspark(df):
         ("Y122", "D223", "ßHppx", "fffffff6|-2269.7292", "1627")
     with pytest.raises(IllegalArgumentException, match="Last unit does not have enough"):
         df.select(F.unbase64(F.lit("abcde"))).collect()
+
+
+def test_doubles_become_strings_as_java_prints_them(df):
+    """Spark casts a double to string with Java's Double.toString, so string functions
+    of doubles see 1.0E20, not 1e+20."""
+    assert _one(df, F.lit(1e20).cast("string"), F.lit(1e-5).cast("string"),
+                F.lit(123456789.0).cast("string"), F.lit(float("nan")).cast("string"),
+                F.lit(float("-inf")).cast("string"), F.right(F.lit(1e20), F.lit(3)),
+                F.lit(1.5).cast("float").cast("string")) == \
+        ("1.0E20", "1.0E-5", "1.23456789E8", "NaN", "-Infinity", "E20", "1.5")
