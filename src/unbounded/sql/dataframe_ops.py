@@ -350,7 +350,8 @@ class DataFrameOps:
         names = [col] if isinstance(col, str) else list(col)
         probs = [float(p) for p in probabilities]
         row = self.groupBy().agg(*(_quantiles(self, n, probs) for n in names)).collect()[0]
-        found = [[float(v) for v in (row[i] or [])] for i in range(len(names))]
+        found = [[float(v) for v in row[i]] if row[i] and None not in row[i] else []
+                 for i in range(len(names))]  # no values: Spark's empty list
         return found[0] if isinstance(col, str) else found
 
     def freqItems(self, cols: list[str] | tuple[str, ...],

@@ -10,9 +10,11 @@ runs (Aggregate, Project, Union), as Spark's analyzer rewrites them:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+from unbounded.engine.ansi import java_double
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import (
@@ -84,7 +86,17 @@ def _value_text(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)  # numbers, strings, dates and decimals print as Spark casts them
+    if isinstance(value, float):
+        return _double_text(value)
+    return str(value)  # integers, strings, dates and decimals print as Spark casts them
+
+
+def _double_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return java_double(value)
 
 
 def pivot_plan(child: LogicalPlan, keys: tuple[Expression, ...], pivot: Pivot,

@@ -3,6 +3,8 @@ names, types and rows as PySpark 4.3 gives them on the same input."""
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from unbounded.errors import AnalysisException
@@ -191,3 +193,22 @@ def test_rollup_on_a_stream_is_one_aggregation_kept_across_batches(spark, tmp_pa
         StartStream(),
         CheckAnswer([("a", 5, 0), ("b", 2, 0), (None, 5, 0), (None, 12, 1)]),
     )
+
+
+def test_pivot_names_values_as_spark_casts_them_to_strings(spark):
+    frame = spark.createDataFrame(
+        [("a", 1.5, True, datetime.date(2024, 1, 2), 1),
+         ("b", 1e20, False, datetime.date(2024, 1, 3), 2)],
+        "k string, f double, b boolean, d date, x int")
+    assert frame.groupBy("k").pivot("f").sum("x").columns == ["k", "1.5", "1.0E20"]
+    assert frame.groupBy("k").pivot("b").sum("x").columns == ["k", "false", "true"]
+    assert frame.groupBy("k").pivot("d").sum("x").columns == ["k", "2024-01-02", "2024-01-03"]
+    given = frame.groupBy("k").pivot("x", ["1", "2"]).count()
+    assert _rows(given) == [("a", 1, None), ("b", None, 1)]
+
+
+def test_approx_quantile_skips_null_and_nan_and_is_empty_without_values(spark):
+    frame = spark.createDataFrame([(1.0,), (float("nan"),), (None,), (3.0,), (2.0,)],
+                                  "v double")
+    assert frame.approxQuantile("v", [0.0, 0.5, 1.0], 0.0) == [1.0, 2.0, 3.0]
+    assert spark.createDataFrame([], "v double").approxQuantile("v", [0.5], 0.1) == []
