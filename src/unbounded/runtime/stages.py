@@ -105,9 +105,17 @@ def plan_stages(plan: LogicalPlan) -> PhysicalPlan:
 
 
 def _topmost_stateful(plan: LogicalPlan) -> list[LogicalPlan]:
-    if is_stateful(plan):
-        return [plan]
-    return [n for child in plan.children() for n in _topmost_stateful(child)]
+    """The stateful nodes with no stateful node above them, left to right; a loop, not
+    recursion, so a plan of a long DataFrame chain (thousands of nodes) is cut too."""
+    found: list[LogicalPlan] = []
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        if is_stateful(node):
+            found.append(node)
+        else:
+            pending.extend(reversed(node.children()))
+    return found
 
 
 def _cut(plan: LogicalPlan, operators: list[OperatorStage]) -> LogicalPlan:
