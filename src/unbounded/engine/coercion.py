@@ -65,6 +65,8 @@ _STRING_ARGS: dict[str, tuple[int, ...]] = {
                      "jaro_winkler_similarity", "parse_url", "try_parse_url", "locate",
                      "position"), (0, 1)),
     "replace": (0, 1, 2),
+    # every argument: concat(1.5, 'x') is '1.5x', numbers printed as Java prints them
+    **dict.fromkeys(("concat", "concat_ws"), tuple(range(256))),
 }
 _DOUBLE_ARGS: dict[str, tuple[int, ...]] = {
     **dict.fromkeys(("sqrt", "exp", "ln", "abs", "round", "floor", "ceil", "ceiling",

@@ -348,3 +348,9 @@ def test_doubles_become_strings_as_java_prints_them(df):
                 F.lit(float("-inf")).cast("string"), F.right(F.lit(1e20), F.lit(3)),
                 F.lit(1.5).cast("float").cast("string")) == \
         ("1.0E20", "1.0E-5", "1.23456789E8", "NaN", "-Infinity", "E20", "1.5")
+
+
+def test_concat_prints_numbers_as_spark_does(df):
+    assert _one(df, F.concat(F.lit(1e20), F.lit("x")), F.concat(F.lit(3), F.lit(True)),
+                F.concat_ws("-", F.lit(1e20), F.lit(3), F.lit(None).cast("string"))) == \
+        ("1.0E20x", "3true", "1.0E20-3")
