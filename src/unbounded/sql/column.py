@@ -148,30 +148,34 @@ class Column:
         return Column(FunctionCall("isnan", (self.expr,)))
 
     def withField(self, fieldName: str, col: Column) -> Column:
-        """This struct with field ``fieldName`` set to ``col`` (replaced or appended)."""
+        """This struct with field ``fieldName`` set to ``col`` (replaced or appended);
+        ``a.b`` sets field ``b`` of struct field ``a``."""
         if not isinstance(col, Column):
             raise TypeError(f"[NOT_COLUMN] Argument `col` should be a Column, got "
                             f"{type(col).__name__}.")
-        return self._update_fields(("with", fieldName), col.expr,
-                                   f"WithField({col.expr.display_name()})")
+        return self._update_fields("with", fieldName, col.expr)
 
     def dropFields(self, *fieldNames: str) -> Column:
-        """This struct without the named fields (dropping every field is an error)."""
+        """This struct without the named fields (``a.b``: field ``b`` of struct field
+        ``a``); a name it lacks is ignored, dropping every field is an error."""
         column = self
         for name in fieldNames:
-            column = column._update_fields(("drop", name), None, "dropfield()")
+            column = column._update_fields("drop", name, None)
         return column
 
-    def _update_fields(self, op: tuple[str, str], value: Expression | None,
-                       shown: str) -> Column:
-        """Chained updates fold into one ``update_fields`` call, named as Spark names it."""
-        base, ops, parts = self.expr, (op,), (shown,)
+    def _update_fields(self, kind: str, name: str, value: Expression | None) -> Column:
+        """Chained updates fold into one ``update_fields`` call, named as Spark names it;
+        each op is ``(kind, path)``, its value (for "with") the next argument."""
+        base = self.expr
+        ops: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        parts: tuple[str, ...] = ()
         values: tuple[Expression, ...] = ()
         if isinstance(base, FunctionCall) and base.name == "update_fields":
-            ops = (*base.param("ops"), op)
-            values = base.args[1:]
-            parts = (*base.param("parts"), shown)
+            ops, values, parts = base.param("ops"), base.args[1:], base.param("parts")
             base = base.args[0]
+        path = tuple(name.split("."))
+        ops = (*ops, (kind, path))
+        parts = (*parts, _field_op_text(base.display_name(), kind, path, value))
         values = (*values, value) if value is not None else values
         display = f"update_fields({base.display_name()}, {', '.join(parts)})"
         return Column(FunctionCall("update_fields", (base, *values), (
@@ -261,6 +265,17 @@ class Column:
 
             raise AnalysisException(str(err), error_class="UNSUPPORTED_EXPR_FOR_WINDOW") \
                 from None
+
+
+def _field_op_text(base: str, kind: str, path: tuple[str, ...],
+                   value: Expression | None) -> str:
+    """How Spark shows one field update: ``WithField(v)``, ``dropfield()``, or for a
+    nested path ``WithField(update_fields(s.a, ...))``."""
+    if len(path) > 1:
+        inner = f"{base}.{path[0]}"
+        text = _field_op_text(inner, kind, path[1:], value)
+        return f"WithField(update_fields({inner}, {text}))"
+    return "dropfield()" if value is None else f"WithField({value.display_name()})"
 
 
 def column_of(value: Any) -> Column:

@@ -62,3 +62,32 @@ def test_drop_fields_and_chained_updates_fold_into_one_call(structs):
 def test_dropping_every_field_is_spark_s_error(structs):
     with pytest.raises(AnalysisException, match="CANNOT_DROP_ALL_FIELDS"):
         structs.select(F.col("s").dropFields("a", "b")).collect()
+
+
+@pytest.fixture
+def nested(spark):
+    inner = F.struct(F.lit(1).alias("b"), F.lit(2).alias("c")).alias("a")
+    frame = spark.createDataFrame([(1,)], "i int")
+    return frame.select(F.struct(inner, F.lit("q").alias("d")).alias("s"))
+
+
+def test_dotted_names_update_and_drop_fields_of_a_nested_struct(nested):
+    s = F.col("s")
+    out = nested.select(s.withField("a.e", F.lit(3)), s.withField("a.b", F.lit("z")).alias("r"),
+                        s.dropFields("a.b").alias("t"))
+    assert out.schema.simpleString() == (
+        "struct<update_fields(s, WithField(update_fields(s.a, WithField(3)))):"
+        "struct<a:struct<b:int,c:int,e:int>,d:string>,r:struct<a:struct<b:string,c:int>,"
+        "d:string>,t:struct<a:struct<c:int>,d:string>>")
+    assert [tuple(r) for r in out.collect()] == [
+        (((1, 2, 3), "q"), (("z", 2), "q"), ((2,), "q"))]
+
+
+def test_a_missing_or_non_struct_parent_field_is_spark_s_error(nested):
+    with pytest.raises(AnalysisException, match=r"FIELD_NOT_FOUND.*`x` in `a`, `d`"):
+        nested.select(F.col("s").withField("x.y", F.lit(3))).collect()
+    with pytest.raises(AnalysisException, match=r"FIELD_NOT_FOUND"):
+        nested.select(F.col("s").dropFields("x.y")).collect()
+    with pytest.raises(AnalysisException, match=r'requires the "STRUCT" type, however "s.d" '
+                                                r'has the type "STRING"'):
+        nested.select(F.col("s").withField("d.y", F.lit(3))).collect()
