@@ -13,12 +13,11 @@ Output columns are named as PySpark 4 names them, which is not always ``name(arg
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from unbounded.plan.expressions import BinaryOp, FunctionCall, Literal, UnaryOp
 from unbounded.sql.column import Column, column_of
-from unbounded.sql.function_call import column_expr, function_call
+from unbounded.sql.function_call import column_expr, function_call, unseeded
 
 __all__ = [
     "acos",
@@ -300,9 +299,10 @@ def nullifzero(col: Any) -> Column: return function_call("nullifzero", col)
 
 
 def _seed(seed: int | None) -> Column:
-    """A fixed seed: one drawn now when none is given, so the plan (and a re-run of a
-    batch) keeps it, as Spark fixes it when the expression is made."""
-    return Column(Literal(seed if seed is not None else secrets.randbits(63)))
+    """A fixed seed: when none is given, the next of a sequence every process repeats, so
+    a restarted job that builds its columns in the same order gets the same seeds and a
+    re-run batch the same values (Spark draws a random one: a restart changes them)."""
+    return Column(Literal(seed if seed is not None else unseeded()))
 
 
 def rand(seed: int | None = None) -> Column:
@@ -319,7 +319,7 @@ def uuid(seed: Any = None) -> Column:
     """A version-4 UUID string per row, the same when a batch is re-run."""
     fixed = seed.expr.value if isinstance(seed, Column) and isinstance(seed.expr, Literal) \
         else seed
-    chosen = fixed if isinstance(fixed, int) else secrets.randbits(63)
+    chosen = fixed if isinstance(fixed, int) else unseeded()
     return Column(FunctionCall("uuid", (), (("seed", chosen), ("display", "uuid()"))))
 
 
@@ -385,7 +385,7 @@ def input_file_block_start() -> Column: return function_call("input_file_block_s
 def uniform(min: Any, max: Any, seed: Any = None) -> Column:
     """Random numbers in [``min``, ``max``): integers when both bounds are, fixed by seed,
     partition and row."""
-    fixed = seed if seed is not None else secrets.randbits(63)
+    fixed = seed if seed is not None else unseeded()
     return function_call("uniform", _lit(min), _lit(max), _lit(fixed))
 
 

@@ -13,13 +13,12 @@ types as columns may be columns. Output columns are named as PySpark names them:
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import FunctionCall, Literal
 from unbounded.sql.column import Column
-from unbounded.sql.function_call import column_expr, function_call
+from unbounded.sql.function_call import column_expr, function_call, unseeded
 from unbounded.sql.math_functions import shown_call
 
 __all__ = [
@@ -276,7 +275,7 @@ def randstr(length: Any, seed: Any = None) -> Column:
 
 
 def _seed_of(seed: Any) -> Column:
-    return lit(secrets.randbits(63) if seed is None else seed)
+    return lit(unseeded() if seed is None else seed)
 
 
 def to_number(col: Any, format: Any) -> Column:
