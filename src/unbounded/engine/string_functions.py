@@ -34,7 +34,7 @@ from unbounded.errors import (
 )
 from unbounded.plan.expressions import FunctionCall
 
-__all__ = ["jaro_winkler", "map_rows", "soundex"]
+__all__ = ["jaro_winkler", "map_rows", "soundex", "split_sentences"]
 
 Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
 
@@ -746,3 +746,39 @@ def _to_char(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
     fmt = _number_format(call)
     return map_values(args[0], pl.String(),
                       lambda v: fmt.format(v if isinstance(v, Decimal) else Decimal(repr(v))))
+
+
+# ---- sentences ---------------------------------------------------------------------------------
+_WORD = re.compile(r"[^\W_]+(?:(?:['.,]|_+)[^\W_]+)*")
+_TERMINATOR = re.compile(r"[.!?]+['\")\]]*(\s+|$)")
+
+
+def split_sentences(text: str) -> list[list[str]]:
+    """Words per sentence as Java's BreakIterator finds them (Spark's ``sentences``):
+    a sentence ends at ``!``, ``?`` or ``...``, or at ``.`` followed by a space and then
+    not by a lower-case letter or a digit (``e.g. 3.5 apples`` is one sentence); words
+    keep inner apostrophes, points and underscores (``don't``, ``e.g``, ``a_b``)."""
+    sentences: list[list[str]] = []
+    start = 0
+    for end in _sentence_ends(text):
+        words = [w for w in _WORD.findall(text[start:end]) if w[0].isalnum()]
+        if words:
+            sentences.append(words)
+        start = end
+    return sentences
+
+
+def _sentence_ends(text: str) -> list[int]:
+    ends = []
+    for match in _TERMINATOR.finditer(text):
+        rest, mark = text[match.end():], match.group()
+        if "!" not in mark and "?" not in mark and "..." not in mark and rest and (
+                rest[0].islower() or rest[0].isdigit()):
+            continue
+        ends.append(match.end())
+    return [*ends, len(text)] if not ends or ends[-1] != len(text) else ends
+
+
+@register("sentences")
+def _sentences(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return map_values(_text(args[0], ctx), pl.List(pl.List(pl.String)), split_sentences)

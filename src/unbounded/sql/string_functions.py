@@ -297,6 +297,13 @@ def to_varchar(col: Any, format: Any) -> Column:
     return shown_call("to_varchar", col, lit(format), shown="to_char")
 
 
+def sentences(string: Any, language: Any = None, country: Any = None) -> Column:
+    """The words of each sentence, as an array of arrays of strings (Java's
+    BreakIterator rules for English; ``language`` and ``country`` are accepted)."""
+    return function_call("sentences", string, _opt(language, ""), _opt(country, ""))
+
+
+__all__ += ["sentences"]
 __all__ += [
     "to_char", "to_number", "to_varchar", "try_to_number",
 ]

@@ -261,6 +261,7 @@ SAMPLE_CALLS.update({
     "ceiling": "ceiling(x)",
     "to_number": "to_number(s, '999')", "try_to_number": "try_to_number(s, '999')",
     "to_char": "to_char(x, '999')", "to_varchar": "to_varchar(x, '999')",
+    "sentences": "sentences(s)",
 })
 
 def test_sample_calls_cover_every_function_of_both_the_api_and_the_engine() -> None:

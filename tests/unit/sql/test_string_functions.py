@@ -354,3 +354,17 @@ def test_concat_prints_numbers_as_spark_does(df):
     assert _one(df, F.concat(F.lit(1e20), F.lit("x")), F.concat(F.lit(3), F.lit(True)),
                 F.concat_ws("-", F.lit(1e20), F.lit(3), F.lit(None).cast("string"))) == \
         ("1.0E20x", "3true", "1.0E20-3")
+
+
+def test_sentences_split_as_javas_break_iterator(df):
+    texts = ["Hi there! Good morning.", "I don't know, e.g. 3.5 apples? Yes...  ok",
+             'Mr. Smith went to Washington. He said: "Hi!" Then left.',
+             "a_b c, 1,000 dollars. _x y", "Wait.. what", "It's 3 p.m. now. OK", ""]
+    got = _one(df, *(F.sentences(F.lit(t)) for t in texts))
+    assert got == (
+        [["Hi", "there"], ["Good", "morning"]],
+        [["I", "don't", "know", "e.g", "3.5", "apples"], ["Yes"], ["ok"]],
+        [["Mr"], ["Smith", "went", "to", "Washington"], ["He", "said", "Hi"], ["Then", "left"]],
+        [["a_b", "c", "1,000", "dollars"], ["x", "y"]], [["Wait", "what"]],
+        [["It's", "3", "p.m", "now"], ["OK"]], [])
+    assert df.select(F.sentences("s")).columns == ["sentences(s, , )"]
