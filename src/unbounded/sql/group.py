@@ -249,13 +249,22 @@ def _time_mode(mode: str) -> TimeMode:
 
 
 def _distinct_sorted(df: DataFrame, column: Column) -> list[Any]:
-    """Spark's pivot values when none are given: distinct, ascending, NULL first."""
+    """Spark's pivot values when none are given: distinct (at most
+    ``spark.sql.pivotMaxValues``), ascending, NULL first."""
     if df.isStreaming:
         raise AnalysisException(
             "pivot is not supported on a streaming DataFrames/Datasets (give the values: "
             "pivot(column, [values])).", error_class="UNSUPPORTED_FEATURE")
-    rows = df.select(column.alias("v")).distinct().orderBy(column_of("v").asc_nulls_first())
-    return [r[0] for r in rows.collect()]
+    limit = int(df.sparkSession.conf.get("spark.sql.pivotMaxValues", "10000"))
+    rows = (df.select(column.alias("v")).distinct().limit(limit + 1)
+            .orderBy(column_of("v").asc_nulls_first()).collect())
+    if len(rows) > limit:
+        raise AnalysisException(
+            f"The pivot column {column.expr.display_name()} has more than {limit} distinct "
+            "values, this could indicate an error. If this was intended, set "
+            "spark.sql.pivotMaxValues to at least the number of distinct values of the "
+            "pivot column.", error_class="_LEGACY_ERROR_TEMP_1324")
+    return [r[0] for r in rows]
 
 
 def _schema(schema: StructType | str) -> StructType:

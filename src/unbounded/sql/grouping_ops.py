@@ -114,7 +114,9 @@ def pivot_plan(child: LogicalPlan, keys: tuple[Expression, ...], pivot: Pivot,
 def _spread(value: Any, data_type: T.DataType, n_keys: int, index: int,  # noqa: PLR0917
             agg: Expression, single: bool) -> Expression:
     pivot_ref = ColumnRef(_PIVOT, ordinal=n_keys)
-    matches = BinaryOp("eq_null_safe", pivot_ref, Cast(Literal(value), data_type))
+    matches: Expression = BinaryOp("eq_null_safe", pivot_ref, Cast(Literal(value), data_type))
+    if isinstance(value, float) and math.isnan(value):
+        matches = Literal(False)  # PySpark 4.3's NaN column is NULL: no row matches it
     picked = CaseWhen(((matches, ColumnRef(f"__unbounded_agg{index}",
                                            ordinal=n_keys + 1 + index)),))
     return Alias(AggregateCall("first", (picked,), True), pivot_name(value, agg, single))

@@ -212,3 +212,20 @@ def test_approx_quantile_skips_null_and_nan_and_is_empty_without_values(spark):
                                   "v double")
     assert frame.approxQuantile("v", [0.0, 0.5, 1.0], 0.0) == [1.0, 2.0, 3.0]
     assert spark.createDataFrame([], "v double").approxQuantile("v", [0.5], 0.1) == []
+
+
+def test_pivot_without_values_stops_past_spark_sql_pivot_max_values(spark):
+    spark.conf.set("spark.sql.pivotMaxValues", "2")
+    frame = spark.createDataFrame([("a", 1), ("b", 2), ("c", 3)], "k string, x int")
+    with pytest.raises(AnalysisException, match="The pivot column k has more than 2 distinct"):
+        frame.groupBy("x").pivot("k")
+    spark.conf.set("spark.sql.pivotMaxValues", "3")
+    assert frame.groupBy("x").pivot("k").count().columns == ["x", "a", "b", "c"]
+
+
+def test_pivot_sorts_nan_after_numbers_and_its_column_is_null_as_in_spark(spark):
+    frame = spark.createDataFrame([("a", float("nan"), 1), ("a", 2.0, 2), ("b", -1.0, 3)],
+                                  "k string, f double, x int")
+    out = frame.groupBy("k").pivot("f").sum("x")
+    assert out.columns == ["k", "-1.0", "2.0", "NaN"]
+    assert _rows(out) == [("a", None, 2, None), ("b", 3, None, None)]
