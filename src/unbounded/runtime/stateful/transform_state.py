@@ -1,5 +1,7 @@
-"""``groupBy(...).transformWithStateInPandas(...)`` on a stream: a user ``StatefulProcessor``
-with value, list and map state, timers and TTL.
+"""``groupBy(...).transformWithStateInPandas(...)`` and its Row-based twin
+``transformWithState(...)`` on a stream: a user ``StatefulProcessor`` with value, list and
+map state, timers and TTL. The two differ only in what crosses the user boundary (pandas
+DataFrames or ``Row``s; the processor arrives wrapped in ``RowProcessor`` for Rows).
 
 Each batch, per state partition: late rows are dropped (event time only, as Spark), the
 rows are grouped once and the processor (a fresh copy, ``init`` first, ``close`` last) is
