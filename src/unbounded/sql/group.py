@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import unbounded.engine.group_state
 import unbounded.engine.stateful_processor  # noqa: F401  (the same for transformWithState)
-from unbounded.errors import AnalysisException
+from unbounded.errors import AnalysisException, UnsupportedOperationException
 from unbounded.plan.expressions import (
     AggregateCall,
     Alias,
@@ -55,9 +55,15 @@ class GroupedData:
     def pivot(self, pivot_col: Any, values: list[Any] | None = None) -> GroupedData:
         """One output column per value of ``pivot_col`` (and aggregate): ``values``, or
         its sorted distinct values (a batch job of its own, as in Spark)."""
-        if self._sets is not None or self._pivot is not None:
-            raise AnalysisException("[REPEATED_CLAUSE] pivot is only supported after a "
-                                    "groupBy.", error_class="REPEATED_CLAUSE")
+        if self._pivot is not None:
+            raise UnsupportedOperationException(
+                "[REPEATED_CLAUSE] The PIVOT clause may be used at most once per SUBQUERY "
+                "operation.", error_class="REPEATED_CLAUSE")
+        if self._sets is not None:
+            raise UnsupportedOperationException(
+                "[UNSUPPORTED_FEATURE.PIVOT_AFTER_GROUP_BY] The feature is not supported: "
+                "PIVOT clause following a GROUP BY clause. Consider pushing the GROUP BY "
+                "into a subquery.", error_class="UNSUPPORTED_FEATURE.PIVOT_AFTER_GROUP_BY")
         column = column_of(pivot_col)
         data_type = self._df.select(column).schema.fields[0].dataType
         if values is None:

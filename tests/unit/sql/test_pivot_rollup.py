@@ -7,7 +7,7 @@ import datetime
 
 import pytest
 
-from unbounded.errors import AnalysisException
+from unbounded.errors import AnalysisException, UnsupportedOperationException
 from unbounded.sql import functions as F
 from unbounded.testing import (
     AddData,
@@ -229,3 +229,10 @@ def test_pivot_sorts_nan_after_numbers_and_its_column_is_null_as_in_spark(spark)
     out = frame.groupBy("k").pivot("f").sum("x")
     assert out.columns == ["k", "-1.0", "2.0", "NaN"]
     assert _rows(out) == [("a", None, 2, None), ("b", 3, None, None)]
+
+
+def test_pivot_twice_or_after_a_rollup_is_spark_s_error(df):
+    with pytest.raises(UnsupportedOperationException, match="REPEATED_CLAUSE"):
+        df.groupBy("k").pivot("y").pivot("y")
+    with pytest.raises(UnsupportedOperationException, match="PIVOT_AFTER_GROUP_BY"):
+        df.rollup("k").pivot("y")
