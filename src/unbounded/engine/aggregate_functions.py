@@ -18,7 +18,7 @@ from unbounded.engine.aggregates import AGGREGATES
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import AggregateCall, Expression, FunctionCall, Literal
 
-__all__ = ["percentages_of"]
+__all__ = ["percentages_of", "try_sum_integers"]
 
 AggBuilder = Callable[[list[pl.Expr], AggregateCall], pl.Expr]
 
@@ -144,7 +144,65 @@ def _first_or_last(method: str) -> AggBuilder:
     return build
 
 
+def _bitwise(method: str) -> AggBuilder:
+    def build(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
+        return _when_any(args[0], getattr(args[0], method)())
+
+    return build
+
+
+def _listagg(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
+    """The non-NULL values as text joined by the delimiter (none by default), in input
+    order; DISTINCT keeps each value's first occurrence."""
+    delimiter = call.args[1].value if len(call.args) > 1 and isinstance(
+        call.args[1], Literal) and call.args[1].value is not None else ""
+    values = args[0].cast(pl.String).drop_nulls()
+    if call.distinct:
+        values = values.unique(maintain_order=True)
+    return _when_any(values, values.str.join(str(delimiter)))
+
+
+def try_sum_integers(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
+    """``try_sum`` of integers: NULL instead of an error or a wrapped value when the sum
+    leaves the long range (summed exactly in 128 bits first). ``compile_aggregate_call``
+    takes ``sum`` for other types, which cannot overflow that way."""
+    values = args[0].unique() if call.distinct else args[0]
+    wide = values.cast(pl.Int128).sum()
+    exact = pl.when(wide.is_between(-(2**63), 2**63 - 1)).then(wide.cast(pl.Int64))
+    return pl.when(values.count() > 0).then(exact)
+
+
+def _regression(stat: str) -> AggBuilder:
+    """Spark's ``regr_*(y, x)`` over the rows where both are non-NULL."""
+    def build(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
+        y, x = _pairs(args)
+        n = x.count()
+        sxx = ((x - x.mean()) ** 2).sum()
+        syy = ((y - y.mean()) ** 2).sum()
+        sxy = ((x - x.mean()) * (y - y.mean())).sum()
+        if stat == "count":
+            return n.cast(pl.Int64)
+        values = {"avgx": x.mean(), "avgy": y.mean(), "sxx": sxx, "syy": syy, "sxy": sxy}
+        if stat in values:
+            return pl.when(n > 0).then(values[stat])
+        slope = pl.when((n > 0) & (sxx != 0)).then(sxy / sxx)
+        if stat == "slope":
+            return slope
+        if stat == "intercept":
+            return y.mean() - slope * x.mean()
+        return pl.when((n > 0) & (sxx != 0)).then(
+            pl.when(syy == 0).then(1.0).otherwise(sxy ** 2 / (sxx * syy)))
+
+    return build
+
+
 AGGREGATES.update({
+    "bit_and": _bitwise("bitwise_and"), "bit_or": _bitwise("bitwise_or"),
+    "bit_xor": _bitwise("bitwise_xor"),
+    "listagg": _listagg, "string_agg": _listagg,
+    "try_sum": try_sum_integers, "try_avg": AGGREGATES["avg"],
+    **{f"regr_{stat}": _regression(stat) for stat in (
+        "count", "avgx", "avgy", "sxx", "syy", "sxy", "slope", "intercept", "r2")},
     "stddev_pop": _spread(0, sqrt=True), "var_pop": _spread(0, sqrt=False),
     "std": AGGREGATES["stddev"],
     "covar_pop": _covar(0), "covar_samp": _covar(1), "corr": _corr,

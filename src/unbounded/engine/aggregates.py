@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
@@ -147,8 +148,8 @@ def compile_aggregate_call(call: AggregateCall, ctx: CompileContext) -> pl.Expr:
             error_class="UNRESOLVED_ROUTINE",
         )
     args = compile_agg_args(call, ctx)
-    if call.name == "sum":
-        return _ansi_sum(call, args[0], ctx)
+    if call.name == "sum" or (call.name == "try_sum" and not ctx.dtype_of(args[0]).is_integer()):
+        return _ansi_sum(replace(call, name="sum"), _widen_sum_input(args[0], ctx), ctx)
     if call.name == "max" and ctx.dtype_of(args[0]).is_float():
         return args[0].nan_max()  # Spark orders NaN above every number; Polars' max skips it
     return builder(args, call)

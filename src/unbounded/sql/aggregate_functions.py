@@ -13,11 +13,51 @@ from unbounded.sql.column import Column
 from unbounded.sql.function_call import column_expr
 
 __all__ = [
-    "any_value", "array_agg", "bool_and", "bool_or", "corr", "count_if", "covar_pop",
-    "covar_samp", "every", "first_value", "grouping", "grouping_id", "kurtosis",
-    "last_value", "median", "mode",
-    "percentile", "product", "skewness", "some", "std", "stddev_pop", "stddev_samp",
-    "var_pop", "var_samp",
+    "any_value",
+    "approxCountDistinct",
+    "approx_percentile",
+    "array_agg",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bool_and",
+    "bool_or",
+    "corr",
+    "count_if",
+    "covar_pop",
+    "covar_samp",
+    "every",
+    "first_value",
+    "grouping",
+    "grouping_id",
+    "kurtosis",
+    "last_value",
+    "listagg",
+    "listagg_distinct",
+    "median",
+    "mode",
+    "percentile",
+    "product",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "skewness",
+    "some",
+    "std",
+    "stddev_pop",
+    "stddev_samp",
+    "string_agg",
+    "string_agg_distinct",
+    "try_avg",
+    "try_sum",
+    "var_pop",
+    "var_samp",
 ]
 
 
@@ -90,3 +130,64 @@ def percentile(col: Any, percentage: Any, frequency: Any = 1) -> Column:
         shown = column_expr(percentage)
     return Column(AggregateCall("percentile", (column_expr(col), shown,
                                                column_expr(frequency))))
+
+
+def bit_and(col: Any) -> Column: return _agg("bit_and", col)
+def bit_or(col: Any) -> Column: return _agg("bit_or", col)
+def bit_xor(col: Any) -> Column: return _agg("bit_xor", col)
+def try_sum(col: Any) -> Column: return _agg("try_sum", col)
+def try_avg(col: Any) -> Column: return _agg("try_avg", col)
+
+
+def approxCountDistinct(col: Any, rsd: float | None = None) -> Column:
+    """Exact here, which Spark's error bound allows."""
+    return _agg("approx_count_distinct", col)
+
+
+def approx_percentile(col: Any, percentage: Any, accuracy: Any = 10000) -> Column:
+    shown: Expression = FunctionCall("array", tuple(Literal(p) for p in percentage)) \
+        if isinstance(percentage, (list, tuple)) else column_expr(percentage)
+    return Column(AggregateCall("approx_percentile", (column_expr(col), shown,
+                                                      column_expr(accuracy))))
+
+
+def _joined(name: str, col: Any, delimiter: Any, distinct: bool) -> Column:
+    separator = delimiter.expr if isinstance(delimiter, Column) else Literal(delimiter)
+    return Column(AggregateCall(name, (column_expr(col), separator), distinct))
+
+
+def listagg(col: Any, delimiter: Any = None) -> Column:
+    """The non-NULL values as one string, joined by ``delimiter`` (none by default)."""
+    return _joined("listagg", col, delimiter, False)
+
+
+def listagg_distinct(col: Any, delimiter: Any = None) -> Column:
+    return _joined("listagg", col, delimiter, True)
+
+
+def string_agg(col: Any, delimiter: Any = None) -> Column:
+    return _joined("string_agg", col, delimiter, False)
+
+
+def string_agg_distinct(col: Any, delimiter: Any = None) -> Column:
+    return _joined("string_agg", col, delimiter, True)
+
+
+def _regr(stat: str) -> Any:
+    def build(y: Any, x: Any) -> Column:
+        return _agg(f"regr_{stat}", y, x)
+
+    build.__name__ = f"regr_{stat}"
+    build.__doc__ = f"Spark's regr_{stat}(y, x), over the rows where both are non-NULL."
+    return build
+
+
+regr_count = _regr("count")
+regr_avgx = _regr("avgx")
+regr_avgy = _regr("avgy")
+regr_sxx = _regr("sxx")
+regr_syy = _regr("syy")
+regr_sxy = _regr("sxy")
+regr_slope = _regr("slope")
+regr_intercept = _regr("intercept")
+regr_r2 = _regr("r2")

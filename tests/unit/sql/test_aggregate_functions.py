@@ -114,3 +114,37 @@ def test_max_of_doubles_orders_nan_above_every_number(spark):
     got = {r[0]: str(r[1]) for r in frame.groupBy("k").agg(F.max("x")).collect()}
     assert got == {"a": "nan", "b": "2.0"}  # PySpark 4.3: NaN and 2.0
     assert str(frame.select(F.max("x")).collect()[0][0]) == "nan"
+
+
+def test_bitwise_joined_try_and_regression_aggregates(spark):
+    frame = spark.createDataFrame(
+        [("a", 1, 2.0, "x"), ("a", 6, 4.5, None), ("a", 3, 7.0, "y"), ("b", None, 1.0, "z"),
+         ("c", 5, None, None)], "k string, i int, y double, s string")
+    out = frame.groupBy("k").agg(
+        F.bit_and("i"), F.bit_or("i"), F.bit_xor("i"), F.listagg("s"), F.listagg("s", ","),
+        F.string_agg("s", "-"), F.listagg_distinct("s"), F.try_sum("i"), F.try_avg("i"),
+        F.regr_count("y", "i"), F.regr_avgx("y", "i"), F.regr_avgy("y", "i"),
+        F.regr_sxx("y", "i"), F.regr_syy("y", "i"), F.regr_sxy("y", "i"),
+        F.regr_slope("y", "i"), F.regr_intercept("y", "i"), F.regr_r2("y", "i"),
+        F.approx_percentile("i", 0.5), F.approxCountDistinct("i")).orderBy("k")
+    assert out.columns == [
+        "k", "bit_and(i)", "bit_or(i)", "bit_xor(i)", "listagg(s, NULL)", "listagg(s, ,)",
+        "string_agg(s, -)", "listagg(DISTINCT s, NULL)", "try_sum(i)", "try_avg(i)",
+        "regr_count(y, i)", "regr_avgx(y, i)", "regr_avgy(y, i)", "regr_sxx(y, i)",
+        "regr_syy(y, i)", "regr_sxy(y, i)", "regr_slope(y, i)", "regr_intercept(y, i)",
+        "regr_r2(y, i)", "approx_percentile(i, 0.5, 10000)", "approx_count_distinct(i)"]
+    rows = [tuple(r) for r in out.collect()]
+    _close(rows[0], ("a", 0, 7, 4, "xy", "x,y", "x-y", "xy", 10, 3.3333333333333335, 3,
+                     3.3333333333333335, 4.5, 12.666666666666666, 12.5, 5.0,
+                     0.39473684210526316, 3.1842105263157894, 0.1578947368421053, 3, 3))
+    assert rows[1] == ("b", None, None, None, "z", "z", "z", "z", None, None, 0, None, None,
+                       None, None, None, None, None, None, None, 0)
+    assert rows[2] == ("c", 5, 5, 5, None, None, None, None, 5, 5.0, 0, None, None, None,
+                       None, None, None, None, None, 5, 1)
+
+
+def test_try_sum_is_null_where_sum_overflows(spark):
+    big = spark.createDataFrame([(9223372036854775807,), (1,)], "v long")
+    assert tuple(big.select(F.try_sum("v")).collect()[0]) == (None,)
+    halves = spark.createDataFrame([(1.5,), (2.0,)], "v double")
+    assert tuple(halves.select(F.try_sum("v")).collect()[0]) == (3.5,)
