@@ -105,10 +105,12 @@ def _one(row: Row, spec: JobSpec, kind: str, damage: str, *, mid_run: bool,
     half = len(os.listdir(spec.input)) // 2
     aside = _hold_back(spec, half)
     extra = {"UNBOUNDED_FAULT": f"after-sink@{half - 1}"} if mid_run else {}
-    run_to_end(spec, extra)
+    first = run_to_end(spec, extra)
     target = damage_targets(spec).get(kind)
     if target is None or not os.path.exists(target):
-        row.notes.append(f"{kind}: no file to damage")
+        why = first.stderr.strip().splitlines()[-1:] if first.returncode not in (0, -9) else ""
+        row.notes.append(f"{kind}: no file to damage (first run exit {first.returncode}"
+                         f"{': ' if why else ''}{why})")
         return
     DAMAGES[damage](target, rng)
     row.faults += 1
