@@ -63,7 +63,7 @@ _CORE_FUNCTIONS = [
         "get_json_object", "greatest", "hash", "hour", "ifnull", "initcap", "instr",
         "isnan", "isnull", "json_tuple", "lag", "last", "lead", "least", "length", "lit",
         "log", "lower", "lpad", "ltrim", "map_keys", "map_values", "max", "max_by", "md5",
-        "mean", "min", "min_by", "minute", "month", "nullif", "nvl", "pandas_udf",
+        "mean", "min", "min_by", "minute", "month", "ntile", "nullif", "nvl", "pandas_udf",
         "percent_rank", "percentile_approx", "posexplode", "posexplode_outer", "rank",
         "regexp_extract", "regexp_replace", "reverse", "round", "row_number", "rpad",
         "rtrim", "second", "session_window", "sha1", "sha2", "size", "split", "sqrt",

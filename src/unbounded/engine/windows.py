@@ -18,7 +18,15 @@ from unbounded.engine.aggregates import compile_agg_args, compile_aggregate_call
 from unbounded.engine.context import CompileContext, OutputColumn
 from unbounded.engine.expressions import compile_expr
 from unbounded.errors import AnalysisException
-from unbounded.plan.expressions import AggregateCall, Alias, ColumnRef, Expression, Star, walk
+from unbounded.plan.expressions import (
+    AggregateCall,
+    Alias,
+    ColumnRef,
+    Expression,
+    Literal,
+    Star,
+    walk,
+)
 from unbounded.plan.window import RankingCall, WindowExpression, WindowFrame
 
 __all__ = ["MAX_ROWS_FRAME", "with_window_columns"]
@@ -171,7 +179,26 @@ def _ranking(fn: RankingCall, over: _Over, ctx: CompileContext) -> pl.Expr:
         return pl.when(size > 1).then((rank - 1) / (size - 1)).otherwise(0.0)
     if fn.name == "cume_dist":
         return over.peers(rn.max()).cast(pl.Float64) / size
+    if fn.name == "ntile":
+        return _ntile(fn, rn.cast(pl.Int64), size)
     return _offset_value(fn, over, ctx)
+
+
+def _ntile(fn: RankingCall, rn: pl.Expr, size: pl.Expr) -> pl.Expr:
+    """The bucket of ``n`` a row falls in: the first ``size % n`` buckets hold one row
+    more than the others, as Spark's ``NTile``."""
+    n = fn.args[0].value if fn.args and isinstance(fn.args[0], Literal) else None
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.VALUE_OUT_OF_RANGE] ntile's number of buckets must be a "
+            f"positive integer literal, got {fn.args[0].display_name() if fn.args else ''}.",
+            error_class="DATATYPE_MISMATCH.VALUE_OUT_OF_RANGE")
+    small = size // n
+    larger = size % n  # buckets of small + 1 rows
+    first_rows = larger * (small + 1)
+    in_larger = (rn - 1) // (small + 1) + 1
+    in_smaller = larger + (rn - 1 - first_rows) // pl.when(small > 0).then(small).otherwise(1) + 1
+    return pl.when(rn <= first_rows).then(in_larger).otherwise(in_smaller).cast(pl.Int32)
 
 
 def _offset_value(fn: RankingCall, over: _Over, ctx: CompileContext) -> pl.Expr:

@@ -25,13 +25,14 @@ UNBOUNDED = None  # a frame bound that is unbounded (preceding as start, followi
 # Functions Spark prints in upper case with empty parentheses (RankLike.sql).
 _UPPER_NAMES = frozenset({"rank", "dense_rank", "percent_rank", "cume_dist"})
 # Functions whose frame Spark fixes, whatever the window specification says.
-_ROW_FRAMED = frozenset({"row_number", "rank", "dense_rank", "percent_rank", "cume_dist"})
+_ROW_FRAMED = frozenset({"row_number", "rank", "dense_rank", "percent_rank", "cume_dist",
+                         "ntile"})
 
 
 @dataclass(frozen=True)
 class RankingCall(Expression):
     """A function that only means something over a window: ``row_number``, ``rank``,
-    ``dense_rank``, ``percent_rank``, ``cume_dist``, ``lag``, ``lead``."""
+    ``dense_rank``, ``percent_rank``, ``cume_dist``, ``ntile``, ``lag``, ``lead``."""
 
     name: str
     args: tuple[Expression, ...] = ()

@@ -39,7 +39,7 @@ __all__ = [
     "hash", "hour", "ifnull", "initcap", "instr", "isnan", "isnull", "json_tuple", "lag",
     "last", "lead", "least", "length", "lit", "log", "lower", "lpad", "ltrim", "map_keys",
     "map_values", "max", "max_by", "md5", "mean", "min", "min_by", "minute", "month",
-    "nullif", "nvl", "pandas_udf", "percent_rank", "percentile_approx", "posexplode",
+    "ntile", "nullif", "nvl", "pandas_udf", "percent_rank", "percentile_approx", "posexplode",
     "posexplode_outer", "rank", "regexp_extract", "regexp_replace", "reverse", "round",
     "row_number", "rpad", "rtrim", "second", "session_window", "sha1", "sha2", "size",
     "split", "sqrt", "stddev", "struct", "substring", "sum", "sumDistinct", "sum_distinct",
@@ -414,6 +414,7 @@ def rank() -> Column: return Column(RankingCall("rank"))
 def dense_rank() -> Column: return Column(RankingCall("dense_rank"))
 def percent_rank() -> Column: return Column(RankingCall("percent_rank"))
 def cume_dist() -> Column: return Column(RankingCall("cume_dist"))
+def ntile(n: int) -> Column: return Column(RankingCall("ntile", (Literal(n),)))
 
 
 def lag(col: Any, offset: int = 1, default: Any = None) -> Column:
