@@ -97,7 +97,9 @@ class _SpeculativeResults(Generic[R]):
         return [self._done[i].value for i in range(len(self._copies))]
 
     def _settle(self, ref: Any) -> None:
-        index = next(i for i, refs in self._copies.items() if ref in refs)
+        index = next((i for i, refs in self._copies.items() if ref in refs), None)
+        if index is None:  # both copies finished in one wait; the other one settled it
+            return
         self._copies[index].remove(ref)
         try:
             self._done[index] = ray.get(ref)
