@@ -202,8 +202,11 @@ def test_a_paused_run_resumed_after_a_newer_run_went_past_retention_writes_nothi
     paused = subprocess.Popen(cmd, env={**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "2"},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        # The sink has written batch 2: the job now sleeps before commits/2 for 2 s.
-        _wait_for(os.path.join(out, "_spark_metadata", "2"), paused)
+        # The sink has written batch 2 (its manifest entry, then the entry's checksum
+        # sidecar): the job now sleeps before commits/2 for 2 s. Waiting for the entry
+        # alone could pause the job between the two; resumed, it would then write the
+        # sidecar of its own entry (consistent, but a change this test forbids).
+        _wait_for(os.path.join(out, "_spark_metadata", ".2.crc32c"), paused)
         paused.send_signal(signal.SIGSTOP)
         # kill(2) returns before every thread has stopped; the run must be frozen first.
         deadline = time.monotonic() + 30
