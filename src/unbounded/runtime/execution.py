@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import deque
 
+from unbounded.checkpoint.atomic import make_dirs
 from unbounded.checkpoint.epoch import EpochFence
 from unbounded.checkpoint.lock import CheckpointLock
 from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
@@ -84,7 +85,7 @@ class StreamExecution:
     def _prepare(self) -> None:
         """Everything that can fail before the query starts, on the caller's thread."""
         cp = self.spec.checkpoint
-        os.makedirs(cp, exist_ok=True)
+        make_dirs(cp)  # durably: a power cut must not take the checkpoint folder's name
         self._lock.acquire()
         try:
             self._fence = EpochFence.take(cp, self.run_id)
