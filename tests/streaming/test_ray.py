@@ -347,6 +347,9 @@ def _job_env(cluster, python_env) -> dict[str, str]:
             "PYTHONPATH": TESTS + os.pathsep + python_env["PYTHONPATH"]}
 
 
+_CLIENT_SERVER_DIED = "Starting Ray client server failed"
+
+
 @pytest.mark.skipif(not HAS_RAY_CLIENT, reason="ray:// needs pip install 'ray[client]'")
 def test_master_ray_url_runs_the_query_through_ray_client(ray_cluster, tmp_path, python_env):
     append_events(tmp_path / "input", 0, 4)
@@ -355,6 +358,12 @@ def test_master_ray_url_runs_the_query_through_ray_client(ray_cluster, tmp_path,
     with ray_client_turn():  # Ray gives every client on this machine a port from 23000
         finished = run_job([sys.executable, JOB, str(tmp_path), ray_cluster.client_address],
                            env)
+        if finished.returncode != 0 and _CLIENT_SERVER_DIED in finished.stderr:
+            # Ray's proxy starts a server process per client; in a full test run on this
+            # 2-core machine that process has exited at launch with empty logs (inside
+            # Ray; the same test alone passes). The job connects again once: nothing ran.
+            finished = run_job([sys.executable, JOB, str(tmp_path),
+                                ray_cluster.client_address], env)
     assert finished.returncode == 0, finished.stderr
     assert output_windows(tmp_path) == expected_windows(tmp_path)
 
