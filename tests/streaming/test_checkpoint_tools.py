@@ -299,15 +299,13 @@ def test_a_join_s_left_and_right_stores_are_inspected_validated_and_rewound(
     left = MemoryStream("k INT, a STRING", spark)
     right = MemoryStream("k INT, b STRING", spark)
     cp = tmp_path / "cp"
-    q = (left.toDF().join(right.toDF(), "k").writeStream.format("noop")
-         .option("checkpointLocation", str(cp)).start())
-    try:
-        for k in range(3):
-            left.addData([(k, f"a{k}")])
-            right.addData([(k, f"b{k}")])
-            q.processAllAvailable(30)
-    finally:
-        q.stop()
+    joined = left.toDF().join(right.toDF(), "k")
+    for k in range(3):  # one batch per pair: a running query could take a side alone
+        left.addData([(k, f"a{k}")])
+        right.addData([(k, f"b{k}")])
+        q = (joined.writeStream.format("noop").option("checkpointLocation", str(cp))
+             .trigger(availableNow=True).start())
+        assert q.awaitTermination(60)
     assert main(["checkpoint", "inspect", str(cp), "--json"]) == 0
     [operator] = _json(capsys)["operators"]
     assert [(s["partition_id"], s["store_name"], s["latest_version"])
