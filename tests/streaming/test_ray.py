@@ -287,7 +287,7 @@ def test_a_query_restarted_in_its_session_reuses_the_state_actors_and_resumes(
 def test_kafka_to_kafka_on_ray_with_a_worker_sigkilled_mid_batch_commits_each_record_once(
         ray_cluster, kafka_bootstrap, tmp_path):
     pytest.importorskip("confluent_kafka")
-    from streaming.test_kafka_e2e import read_log  # the raw-log judge (see its docstring)
+    from unbounded.testing.kafka_log import read_log  # the raw-log judge (see its docstring)
     source, sink = _kafka_topics(kafka_bootstrap, 600)
     marker = tmp_path / "killed"
     spark = _session("ray")
@@ -306,7 +306,7 @@ def test_kafka_to_kafka_on_ray_with_a_worker_sigkilled_mid_batch_commits_each_re
 def test_kafka_to_kafka_on_ray_with_the_driver_sigkilled_commits_each_record_once(
         ray_cluster, kafka_bootstrap, tmp_path, python_env, point):
     pytest.importorskip("confluent_kafka")
-    from streaming.test_kafka_e2e import read_log
+    from unbounded.testing.kafka_log import read_log
 
     source, sink = _kafka_topics(kafka_bootstrap, 600)
     cmd = [sys.executable, JOB, str(tmp_path), "kafka", kafka_bootstrap, source, sink]
