@@ -11,17 +11,15 @@ DataFrame fails as in Spark.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow as pa
 
 from unbounded.engine.context import CompileContext, fresh_columns
 from unbounded.engine.dtypes import arrow_schema_to_polars
 from unbounded.engine.plans import Bindings, compile_plan
-from unbounded.engine.udfs import MAX_RECORDS_PER_BATCH, batch_of, frame_to_pandas
 from unbounded.errors import UnsupportedOperationException
 from unbounded.plan.logical import FlatMapGroupsInPandasWithState, GroupStateTimeoutKind
 from unbounded.plan.types import StructType
@@ -29,8 +27,7 @@ from unbounded.plan.types import StructType
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NO_TIMESTAMP", "GroupState", "GroupStateTimeout", "StateOutcome", "call_group",
-           "pandas_frames"]
+__all__ = ["NO_TIMESTAMP", "GroupState", "GroupStateTimeout", "StateOutcome", "user_frames"]
 
 NO_TIMESTAMP = -1
 
@@ -187,23 +184,14 @@ def _python_value(value: Any) -> Any:
     return value
 
 
-def pandas_frames(rows: pa.Table) -> Iterator[pd.DataFrame]:
-    """A group's rows as pandas DataFrames of at most ``MAX_RECORDS_PER_BATCH`` rows."""
-    for batch in rows.to_batches(max_chunksize=MAX_RECORDS_PER_BATCH):
-        yield frame_to_pandas(batch)
-
-
-def call_group(user: Callable[..., Any], key: tuple[Any, ...], frames: Iterable[pd.DataFrame],
-               state: GroupState, schema: StructType) -> list[pa.Table]:
-    """``user(key, frames, state)``, its DataFrames checked and cast to ``schema``; empty
-    ones are skipped, as PySpark does."""
+def user_frames(result: Any, schema: StructType) -> list[pd.DataFrame]:
+    """The non-empty DataFrames a user function returned, checked as PySpark does."""
     import pandas as pd
 
-    result = user(key, iter(frames), state)
     if isinstance(result, pd.DataFrame) or not isinstance(result, Iterable):
         raise TypeError("[UDF_RETURN_TYPE] Return type of the user-defined function should "
                         f"be iterable of pandas.DataFrame, but is {type(result).__name__}.")
-    tables = []
+    frames = []
     for frame in result:
         if isinstance(frame, pd.DataFrame) and not (
                 len(frame.columns) == len(schema.fields) or (frame.empty and not
@@ -211,10 +199,10 @@ def call_group(user: Callable[..., Any], key: tuple[Any, ...], frames: Iterable[
             raise RuntimeError("[RESULT_COLUMN_SCHEMA_MISMATCH] Number of columns of the "
                                f"returned pandas.DataFrame doesn't match specified schema. "
                                f"Expected: {len(schema.fields)} Actual: {len(frame.columns)}")
-        if isinstance(frame, pd.DataFrame) and frame.empty:
-            continue
-        tables.append(batch_of(frame, schema, arrow=False))
-    return tables
+        if not (isinstance(frame, pd.DataFrame) and frame.empty):
+            frames.append(frame)
+    return frames
+
 
 
 @compile_plan.register

@@ -27,6 +27,7 @@ from unbounded.engine.group_state import (
     NO_TIMESTAMP,
     GroupState,
     StateOutcome,
+    user_frames,
 )
 from unbounded.engine.udfs import MAX_RECORDS_PER_BATCH, batch_of, frame_to_pandas, load_function
 from unbounded.errors import AnalysisException, PythonException
@@ -49,8 +50,7 @@ from unbounded.state.base import FOUND_COLUMN, StateSchema
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["KeyedFrames", "StreamingGroupsWithState", "group_rows", "output_tables",
-           "user_frames"]
+__all__ = ["KeyedFrames", "StreamingGroupsWithState", "group_rows", "output_tables"]
 
 STATE = "groupState"
 TIMEOUT = "timeoutTimestamp"
@@ -110,26 +110,6 @@ def _rows_slice(frame: pd.DataFrame, start: int, end: int) -> pd.DataFrame:
         piece = frame.iloc[start:end]
         piece.index = index
         return piece
-
-
-def user_frames(result: Any, schema: StructType) -> list[pd.DataFrame]:
-    """The non-empty DataFrames a user function returned, checked as PySpark does."""
-    import pandas as pd
-
-    if isinstance(result, pd.DataFrame) or not isinstance(result, Iterable):
-        raise TypeError("[UDF_RETURN_TYPE] Return type of the user-defined function should "
-                        f"be iterable of pandas.DataFrame, but is {type(result).__name__}.")
-    frames = []
-    for frame in result:
-        if isinstance(frame, pd.DataFrame) and not (
-                len(frame.columns) == len(schema.fields) or (frame.empty and not
-                                                             len(frame.columns))):
-            raise RuntimeError("[RESULT_COLUMN_SCHEMA_MISMATCH] Number of columns of the "
-                               f"returned pandas.DataFrame doesn't match specified schema. "
-                               f"Expected: {len(schema.fields)} Actual: {len(frame.columns)}")
-        if not (isinstance(frame, pd.DataFrame) and frame.empty):
-            frames.append(frame)
-    return frames
 
 
 def output_tables(frames: list[pd.DataFrame], schema: StructType) -> list[pa.Table]:
