@@ -32,7 +32,7 @@ from unbounded.plan.expressions import (
     walk,
 )
 from unbounded.plan.logical import Aggregate, LogicalPlan, Project
-from unbounded.sql.sql_parser import transform
+from unbounded.sql.expr_rewrite import transform
 
 __all__ = ["GroupingSets", "Pivot", "cube_sets", "grouping_sets_plan", "pivot_name",
            "pivot_plan", "rollup_sets", "uses_grouping"]
@@ -51,6 +51,13 @@ class Pivot:
     column: Expression
     data_type: T.DataType
     values: tuple[Any, ...]
+    labels: tuple[str | None, ...] = ()  # SQL's ``IN ('x' AS ex)``: the value's name
+
+    def label(self, position: int) -> str:
+        """The name of the value at ``position``: its alias, else its text as Spark casts
+        it to a string (a tuple of several pivot columns prints as ``{x, true}``)."""
+        given = self.labels[position] if self.labels else None
+        return given if given is not None else _value_text(self.values[position])
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,16 @@ def cube_sets(n: int) -> tuple[tuple[int, ...], ...]:
 def pivot_name(value: Any, agg: Expression, single: bool) -> str:
     """Spark's pivot output name: the value as a string, then ``_<aggregate>`` when
     there are several aggregates."""
-    text = _value_text(value)
+    return _joined_name(_value_text(value), agg, single)
+
+
+def _joined_name(text: str, agg: Expression, single: bool) -> str:
     return text if single else f"{text}_{agg.display_name()}"
 
 
 def _value_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "{" + ", ".join(_value_text(v) for v in value) + "}"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -106,20 +118,34 @@ def pivot_plan(child: LogicalPlan, keys: tuple[Expression, ...], pivot: Pivot,
                       tuple(Alias(a, f"__unbounded_agg{i}") for i, a in enumerate(aggs)))
     outer_keys = tuple(ColumnRef(k.display_name(), ordinal=i) for i, k in enumerate(keys))
     single = len(aggs) == 1
-    spread = tuple(_spread(value, pivot.data_type, len(keys), i, agg, single)
-                   for value in pivot.values for i, agg in enumerate(aggs))
+    spread = tuple(_spread(pivot, position, len(keys), i, agg, single)
+                   for position in range(len(pivot.values)) for i, agg in enumerate(aggs))
     return Aggregate(inner, outer_keys, spread)
 
 
-def _spread(value: Any, data_type: T.DataType, n_keys: int, index: int,  # noqa: PLR0917
+def _spread(pivot: Pivot, position: int, n_keys: int, index: int,  # noqa: PLR0917
             agg: Expression, single: bool) -> Expression:
     pivot_ref = ColumnRef(_PIVOT, ordinal=n_keys)
-    matches: Expression = BinaryOp("eq_null_safe", pivot_ref, Cast(Literal(value), data_type))
-    if isinstance(value, float) and math.isnan(value):
-        matches = Literal(False)  # PySpark 4.3's NaN column is NULL: no row matches it
+    matches = _matches(pivot_ref, pivot.values[position], pivot.data_type)
     picked = CaseWhen(((matches, ColumnRef(f"__unbounded_agg{index}",
                                            ordinal=n_keys + 1 + index)),))
-    return Alias(AggregateCall("first", (picked,), True), pivot_name(value, agg, single))
+    name = _joined_name(pivot.label(position), agg, single)
+    return Alias(AggregateCall("first", (picked,), True), name)
+
+
+def _matches(pivot_ref: Expression, value: Any, data_type: T.DataType) -> Expression:
+    """Whether the pivot column holds ``value`` (NULL matches NULL; one field each for a
+    tuple of several pivot columns)."""
+    if isinstance(value, tuple) and isinstance(data_type, T.StructType):
+        fields = [_matches(GetField(pivot_ref, f.name), v, f.dataType)
+                  for f, v in zip(data_type.fields, value, strict=True)]
+        both = fields[0]
+        for more in fields[1:]:
+            both = BinaryOp("and", both, more)
+        return both
+    if isinstance(value, float) and math.isnan(value):
+        return Literal(False)  # PySpark 4.3's NaN column is NULL: no row matches it
+    return BinaryOp("eq_null_safe", pivot_ref, Cast(Literal(value), data_type))
 
 
 # ---- rollup and cube ---------------------------------------------------------------
@@ -148,7 +174,7 @@ def grouping_sets_plan(child: LogicalPlan, keys: tuple[Expression, ...],
 
 def _expand(child: LogicalPlan, keys: tuple[Expression, ...], sets: GroupingSets,
             calls: list[AggregateCall]) -> LogicalPlan:
-    rows = tuple(_set_row(keys, sets, chosen, calls) for chosen in sets.sets)
+    rows = tuple(_set_row(keys, sets, position, calls) for position in range(len(sets.sets)))
     copies = FunctionCall("explode", (FunctionCall("array", rows),))
     return Project(child, (Star(), Alias(copies, _EXPAND)))
 
@@ -165,13 +191,15 @@ def _grouping_calls(aggs: tuple[Expression, ...]) -> list[AggregateCall]:
     return found
 
 
-def _set_row(keys: tuple[Expression, ...], sets: GroupingSets, chosen: tuple[int, ...],
+def _set_row(keys: tuple[Expression, ...], sets: GroupingSets, position: int,
              calls: list[AggregateCall]) -> Expression:
     """One grouping set's copy of a row: keys ``k<i>`` (NULL when rolled up), the set's
-    ``id`` and each grouping call's value ``c<j>``."""
+    ``id`` (its position: a set listed twice gives its rows twice, as in Spark) and each
+    grouping call's value ``c<j>``."""
+    chosen = sets.sets[position]
     values = [k if i in chosen else Cast(Literal(None), sets.key_types[i])
               for i, k in enumerate(keys)]
-    values.append(Literal(sets.sets.index(chosen)))
+    values.append(Literal(position))
     values += [_grouping_value(c, keys, chosen) for c in calls]
     names = (*(f"k{i}" for i in range(len(keys))), "id",
              *(f"c{j}" for j in range(len(calls))))
@@ -189,6 +217,11 @@ def _grouping_value(call: AggregateCall, keys: tuple[Expression, ...],
     those bits, the first column the highest (bigint; no columns: every key)."""
     names = [k.display_name() for k in keys]
     columns = [a.display_name() for a in call.args] or names
+    if call.name == "grouping_id" and columns != names:
+        raise AnalysisException(
+            f"[GROUPING_ID_COLUMN_MISMATCH] Columns of grouping_id ({','.join(columns)}) "
+            f"does not match grouping columns ({','.join(names)}).",
+            error_class="GROUPING_ID_COLUMN_MISMATCH")
     bits = []
     for column in columns:
         if column not in names:

@@ -66,9 +66,14 @@ from unbounded.plan.logical import (
 )
 from unbounded.plan.window import WindowExpression
 from unbounded.sql.expr_parser import convert_node, parse_statement
+from unbounded.sql.expr_rewrite import transform
+from unbounded.sql.grouping_ops import GroupingSets, grouping_sets_plan, uses_grouping
+from unbounded.sql.sql_grouping import group_by_sets
 from unbounded.sql.sql_params import QueryFormatter, bind_parameters
+from unbounded.sql.sql_pivot import pivot_clause
 
 if TYPE_CHECKING:
+    from unbounded.plan.types import DataType
     from unbounded.session import SparkSession
     from unbounded.sql.dataframe import DataFrame
 
@@ -351,18 +356,31 @@ class _Translator:
         if isinstance(node, exp.Subquery):
             plan = self.query(node.this, scope)
             plan = self.finish(plan, node, output_only=True)
+            if node.args.get("pivots"):
+                return self.pivots(plan, node)
             return SubqueryAlias(plan, node.alias) if node.alias else plan
         raise _unsupported(f"The relation {_head(node)}", self.sql)
 
     def table(self, node: exp.Table, scope: Scope) -> LogicalPlan:
-        for key in ("joins", "pivots", "laterals", "sample", "version", "changes"):
+        for key in ("joins", "laterals", "sample", "version", "changes"):
             if node.args.get(key):
                 raise _unsupported(f"{_CLAUSE_NAMES.get(key, key.upper())} on a table",
                                    self.sql)
         parts = [p.name for p in node.parts]
         plan = self.named_relation(parts, scope)
+        if node.args.get("pivots"):
+            return self.pivots(SubqueryAlias(plan, parts[-1]), node)
         alias = node.alias or parts[-1]
         return SubqueryAlias(plan, alias)
+
+    def pivots(self, plan: LogicalPlan, node: exp.Expr) -> LogicalPlan:
+        """PIVOT/UNPIVOT clauses of a FROM item (``sql_pivot``), then its alias."""
+        for clause in node.args["pivots"]:
+            plan = pivot_clause(self.session, plan, clause, self.expr)
+            alias = clause.args.get("alias")
+            if alias is not None and alias.name:
+                plan = SubqueryAlias(plan, alias.name)
+        return plan
 
     def named_relation(self, parts: list[str], scope: Scope) -> LogicalPlan:
         if len(parts) == 1 and parts[0].lower() in scope:
@@ -484,31 +502,6 @@ def _substitute(e: Expression, aliases: dict[str, Expression],
     return e
 
 
-def transform(expr: Expression, fn: Callable[[Expression], Expression | None]) -> Expression:
-    """``expr`` with each node ``fn`` maps (to a non-None value) replaced, top down."""
-    replaced = fn(expr)
-    if replaced is not None:
-        return replaced
-    if not dataclasses.is_dataclass(expr):
-        return expr
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(expr):
-        value = getattr(expr, f.name)
-        new = _transform_value(value, fn)
-        if new is not value:
-            changes[f.name] = new
-    return dataclasses.replace(expr, **changes) if changes else expr  # type: ignore[type-var]
-
-
-def _transform_value(value: Any, fn: Callable[[Expression], Expression | None]) -> Any:
-    if isinstance(value, Expression):
-        return transform(value, fn)
-    if isinstance(value, tuple) and any(isinstance(v, (Expression, tuple)) for v in value):
-        items = tuple(_transform_value(v, fn) for v in value)
-        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
-    return value
-
-
 class _Aggregation:
     """GROUP BY: keys and aggregate calls into one ``Aggregate``, the rest above it.
 
@@ -524,6 +517,7 @@ class _Aggregation:
         self.items = items
         self.keys: list[tuple[Expression, str]] = []
         self.aggs: list[Expression] = []
+        self.sets: tuple[tuple[int, ...], ...] | None = None  # ROLLUP, CUBE, GROUPING SETS
 
     def build(self, group: exp.Group | None, having: exp.Having | None,
               order: exp.Order | None) -> LogicalPlan:
@@ -542,9 +536,7 @@ class _Aggregation:
         orders = [self.t.sort_order(o, lambda e: self.rewrite(_substitute(e, aliases,
                                                                           self.items)))
                   for o in (order.expressions if order is not None else [])]
-        plan: LogicalPlan = Aggregate(
-            self.child, tuple(Alias(k, n) for k, n in self.keys),
-            tuple(Alias(a, f"_agg{j}") for j, a in enumerate(self.aggs)))
+        plan = self.aggregate()
         if condition is not None:
             plan = Filter(plan, condition)
         if any(isinstance(n, WindowExpression) for o in orders for n in walk(o.child)):
@@ -553,18 +545,32 @@ class _Aggregation:
             plan = Sort(plan, tuple(orders))
         return Project(plan, tuple(outputs))
 
+    def aggregate(self) -> LogicalPlan:
+        """One ``Aggregate``, or, for ROLLUP/CUBE/GROUPING SETS, the plan the DataFrame
+        methods ``rollup``/``cube`` build (``grouping_ops``)."""
+        keys = tuple(Alias(k, n) for k, n in self.keys)
+        aggs = tuple(Alias(a, f"_agg{j}") for j, a in enumerate(self.aggs))
+        if self.sets is None:
+            if any(uses_grouping(a) for a in self.aggs):
+                raise AnalysisException(
+                    "[UNSUPPORTED_GROUPING_EXPRESSION] grouping()/grouping_id() can only be "
+                    "used with GroupingSets/Cube/Rollup.",
+                    error_class="UNSUPPORTED_GROUPING_EXPRESSION")
+            return Aggregate(self.child, keys, aggs)
+        types = tuple(_expression_types(self.t.session, self.child, [k for k, _ in self.keys]))
+        return grouping_sets_plan(self.child, keys, GroupingSets(self.sets, types), aggs)
+
     def group_keys(self, group: exp.Group | None) -> list[Expression]:
         if group is None:
             return []
-        for clause in ("rollup", "cube", "grouping_sets"):
-            if group.args.get(clause):
-                raise _unsupported(f"GROUP BY {clause.upper().replace('_', ' ')}", self.t.sql)
         if group.args.get("all"):
             return [i.child if isinstance(i, Alias) else i
                     for i in self.items if not _is_aggregated(i)]
         inputs = {c.name.lower() for c in plan_columns(self.child)}
         aliases = {k: v for k, v in _alias_map(self.items).items() if k not in inputs}
-        return [_substitute(self.t.expr(g), aliases, self.items) for g in group.expressions]
+        keys, self.sets = group_by_sets(
+            group, lambda g: _substitute(self.t.expr(g), aliases, self.items))
+        return keys
 
     def alias_of(self, e: Expression) -> Expression | None:
         """HAVING may name a select alias (``HAVING total > 2``) that no input has."""
@@ -590,9 +596,13 @@ class _Aggregation:
     def replace(self, e: Expression) -> Expression | None:
         if isinstance(e, WindowExpression):
             return self.window_over_groups(e)
-        for key, name in self.keys:
-            if e == key or _same_column(e, key):
-                return ColumnRef(_quote(name))
+        key = self.key_ref(e)
+        if key is not None:
+            return key
+        if isinstance(e, ColumnRef) and e.plan_id is None and e.name.lower() == "grouping__id":
+            e = AggregateCall("grouping_id", ())  # Hive's virtual column
+        if isinstance(e, AggregateCall) and e.name in ("grouping", "grouping_id"):
+            e = dataclasses.replace(e, args=tuple(self.key_ref(a) or a for a in e.args))
         if _is_aggregate_node(e):
             if e not in self.aggs:
                 self.aggs.append(e)
@@ -602,6 +612,13 @@ class _Aggregation:
                 f"[MISSING_AGGREGATION] The column {e.name} is neither in GROUP BY nor "
                 "inside an aggregate function. Add it to GROUP BY, or wrap it in an "
                 "aggregate such as first() or any_value().", error_class="MISSING_AGGREGATION")
+        return None
+
+    def key_ref(self, e: Expression) -> Expression | None:
+        """The column of the grouping key ``e`` is, if it is one."""
+        for key, name in self.keys:
+            if e == key or _same_column(e, key):
+                return ColumnRef(_quote(name))
         return None
 
     def window_over_groups(self, e: WindowExpression) -> Expression:
@@ -620,6 +637,15 @@ class _Aggregation:
         """``window.start`` over a ``window`` key: a field of a grouped column."""
         head = ref.name.strip("`").split(".")[0].lower()
         return any(head == name.lower() for _, name in self.keys)
+
+
+def _expression_types(session: SparkSession, child: LogicalPlan,
+                      exprs: list[Expression]) -> list[DataType]:
+    """The types of ``exprs`` over ``child``'s rows."""
+    from unbounded.sql.dataframe import DataFrame
+
+    projected = Project(child, tuple(Alias(e, f"_k{i}") for i, e in enumerate(exprs)))
+    return [f.dataType for f in DataFrame(projected, session).schema.fields]
 
 
 def _same_column(a: Expression, b: Expression) -> bool:
