@@ -11,8 +11,8 @@ module needs only pyarrow and cloudpickle, so the UDF worker processes
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -50,25 +50,24 @@ def rows_to_arrow(function: Callable[..., Any], columns: list[pa.Array], n: int,
 
 def call_rows(function: Callable[..., Any], columns: list[pa.Array], n: int) -> list[Any]:
     """One call per row, in row order; a failure is a ``RowFailure`` naming the row."""
-    values = [python_values(c) for c in columns]
-    # zip pulls a row, then the next count: after an exception in row i, the counter's
-    # next value is i + 1 (the comprehension's partial list is lost with the exception).
-    counter = itertools.count()
+    rows = [iter(python_values(c)) for c in columns]
+    position = rows[0] if rows else iter(range(n))
     try:
-        return _call_each(function, values, n, counter)
+        return _call_each(function, rows, position)
     except Exception as error:
-        raise RowFailure(next(counter) - 1, error) from error
+        # Row i was taken from every iterator before the call on it: i + 1 are gone.
+        raise RowFailure(n - operator.length_hint(position) - 1, error) from error
 
 
-def _call_each(function: Callable[..., Any], values: list[list[Any]], n: int,
-               counter: itertools.count[int]) -> list[Any]:
-    if len(values) == 1:
-        return [function(a) for a, _ in zip(values[0], counter, strict=False)]
-    if len(values) == 2:
-        return [function(a, b) for a, b, _ in zip(values[0], values[1], counter, strict=False)]
-    if not values:
-        return [function() for _, _ in zip(range(n), counter, strict=False)]
-    return [function(*args) for args, _ in zip(zip(*values, strict=True), counter, strict=False)]
+def _call_each(function: Callable[..., Any], rows: list[Iterator[Any]],
+               position: Iterator[Any]) -> list[Any]:
+    if len(rows) == 1:
+        return [function(a) for a in position]
+    if len(rows) == 2:
+        return [function(a, b) for a, b in zip(rows[0], rows[1], strict=True)]
+    if not rows:
+        return [function() for _ in position]
+    return [function(*args) for args in zip(*rows, strict=True)]
 
 
 _PLAIN_NUMBERS = (pa.types.is_integer, pa.types.is_float64, pa.types.is_float32,

@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.engine.context import CompileContext
+from unbounded.engine.distinct_calls import distinct_arguments
 from unbounded.engine.dtypes import arrow_schema_to_polars, to_polars_dtype
 from unbounded.engine.expressions import compile_expr
 from unbounded.engine.row_udfs import RowFailure, load_function
@@ -46,7 +47,7 @@ __all__ = [
 # spark.sql.execution.arrow.maxRecordsPerBatch: the batch size iterator UDFs see.
 MAX_RECORDS_PER_BATCH = 10_000
 
-_Runner = Callable[[PythonFunction, list[pa.Array], int, T.DataType], pa.Array]
+_Runner = Callable[[PythonUDF, list[pa.Array], int], pa.Array]
 
 
 # ---- scalar UDFs -------------------------------------------------------------------
@@ -75,7 +76,7 @@ class _BatchCall:
         columns = [c.combine_chunks() for c in packed.struct.unnest().to_arrow().columns] \
             if self.expr.args else []
         try:
-            out = self.runner(self.expr.function, columns, len(packed), self.expr.return_type)
+            out = self.runner(self.expr, columns, len(packed))
         except PythonException:
             raise
         except RowFailure as failure:
@@ -104,31 +105,39 @@ def _row_text(expr: PythonUDF, columns: list[pa.Array], index: int) -> str:
 
 
 # ---- row UDFs ----------------------------------------------------------------------
-def _run_rows(function: PythonFunction, columns: list[pa.Array], n: int,
-              return_type: T.DataType) -> pa.Array:
+def _run_rows(expr: PythonUDF, columns: list[pa.Array], n: int) -> pa.Array:
     """One call per row (``engine/row_udfs.py``), large batches over worker processes
-    (``engine/udf_workers.py``)."""
-    return run_row_udf(function.pickled, columns, n, return_type)
+    (``engine/udf_workers.py``); a deterministic UDF once per distinct argument tuple
+    when the batch repeats them enough (``engine/distinct_calls.py``)."""
+    distinct = distinct_arguments(columns, n) if expr.deterministic else None
+    if distinct is None:
+        return run_row_udf(expr.function.pickled, columns, n, expr.return_type)
+    try:
+        results = run_row_udf(expr.function.pickled, distinct.columns, distinct.count,
+                              expr.return_type)
+    except RowFailure as failure:
+        raise RowFailure(distinct.first_row(failure.index), failure.error) from failure.error
+    return distinct.expand(results)
 
 
 # ---- pandas UDFs -------------------------------------------------------------------
-def _run_pandas(udf: PythonFunction, columns: list[pa.Array], n: int,
-                return_type: T.DataType) -> pa.Array:
+def _run_pandas(expr: PythonUDF, columns: list[pa.Array], n: int) -> pa.Array:
     """Series -> Series, one call per batch; the result must keep the batch's length."""
-    result = load_function(udf.pickled)(*(_to_pandas(c) for c in columns))
+    return_type = expr.return_type
+    result = load_function(expr.function.pickled)(*(_to_pandas(c) for c in columns))
     _check_pandas_result(result, return_type)
     _check_length(len(result), n)
     return _pandas_to_arrow(result, return_type)
 
 
-def _run_pandas_iter(udf: PythonFunction, columns: list[pa.Array], n: int,
-                     return_type: T.DataType) -> pa.Array:
+def _run_pandas_iter(expr: PythonUDF, columns: list[pa.Array], n: int) -> pa.Array:
     """Iterator[Series] -> Iterator[Series] over slices of ``MAX_RECORDS_PER_BATCH``
     rows (a tuple of Series per slice when the UDF takes several columns)."""
+    return_type = expr.return_type
     series = [_to_pandas(c) for c in columns]
     slices = (_slice(series, start) for start in range(0, n, MAX_RECORDS_PER_BATCH))
     outputs: list[pa.Array] = []
-    for result in load_function(udf.pickled)(slices):
+    for result in load_function(expr.function.pickled)(slices):
         _check_pandas_result(result, return_type)
         outputs.append(_pandas_to_arrow(result, return_type))
     _check_length(sum(len(o) for o in outputs), n)
@@ -140,13 +149,13 @@ def _slice(series: list[pd.Series], start: int) -> Any:
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
-def _run_grouped_agg(udf: PythonFunction, columns: list[pa.Array], n: int,
-                     return_type: T.DataType) -> pa.Array:
+def _run_grouped_agg(expr: PythonUDF, columns: list[pa.Array], n: int) -> pa.Array:
     """Series -> scalar: one call per group."""
     import pandas as pd
 
-    value = load_function(udf.pickled)(*(_to_pandas(c) for c in columns))
-    return pa.Array.from_pandas(pd.Series([value]), type=return_type.to_arrow(), safe=False)
+    value = load_function(expr.function.pickled)(*(_to_pandas(c) for c in columns))
+    return pa.Array.from_pandas(pd.Series([value]), type=expr.return_type.to_arrow(),
+                                safe=False)
 
 
 def _to_pandas(column: pa.Array) -> Any:
