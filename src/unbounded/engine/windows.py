@@ -159,6 +159,8 @@ class _Over:
 
 def _window_value(window: WindowExpression, over: _Over, ctx: CompileContext) -> pl.Expr:
     fn = window.function
+    if isinstance(fn, RankingCall) and fn.name == "nth_value":
+        return _nth_value(fn, window.spec.frame_for(fn), over, ctx)
     if isinstance(fn, RankingCall):
         return _ranking(fn, over, ctx)
     assert isinstance(fn, AggregateCall)
@@ -216,6 +218,59 @@ def _offset_value(fn: RankingCall, over: _Over, ctx: CompileContext) -> pl.Expr:
     return pl.when(inside).then(shifted).otherwise(default)
 
 
+def _nth_value(fn: RankingCall, frame: WindowFrame, over: _Over,
+               ctx: CompileContext) -> pl.Expr:
+    """The value at the frame's n-th row (with ignoreNulls, at its n-th non-NULL value),
+    NULL when the frame holds fewer, as Spark's ``NthValue``. RANGE frames compute as ROWS;
+    ties then take their peers' value."""
+    if frame.kind == "range" and (frame.start, frame.end) not in _RANGE_AS_ROWS:
+        raise AnalysisException(
+            f"nth_value over {frame.sql()} is not supported yet; supported: every ROWS "
+            "frame, and RANGE frames bounded by UNBOUNDED or CURRENT ROW.",
+            error_class="UNSUPPORTED_WINDOW_FRAME")
+    n = _nth_offset(fn)
+    x = compile_expr(fn.args[0], ctx)
+    rn, size = pl.col(_RN), pl.len().cast(pl.Int64)
+    one = pl.lit(1, pl.Int64)
+    first = pl.min_horizontal(rn, one) if frame.start is None else \
+        pl.max_horizontal(rn + frame.start, one)  # per row, so every part has one value
+    last = size if frame.end is None else pl.min_horizontal(rn + frame.end, size)
+    target = _nth_non_null(x, first, n, size) if fn.ignores_nulls() else first + (n - 1)
+    value = x.gather((target - 1).clip(0, size - 1))
+    return over.partition(pl.when(target <= last).then(value))
+
+
+_RANGE_AS_ROWS = frozenset({(None, 0), (0, None), (None, None)})
+
+
+def _nth_non_null(x: pl.Expr, first: pl.Expr, n: int, size: pl.Expr) -> pl.Expr:
+    """The 1-based row of the n-th non-NULL value from row ``first`` on: the first row
+    whose running count of non-NULL values reaches those before ``first`` plus n."""
+    seen = x.is_not_null().cast(pl.Int64).cum_sum()
+    before = pl.when(first >= 2).then(seen.gather((first - 2).clip(0, size - 1))) \
+        .otherwise(pl.lit(0, pl.Int64))
+    return seen.search_sorted(before + n, side="left").cast(pl.Int64) + 1
+
+
+def _nth_offset(fn: RankingCall) -> int:
+    """nth_value's row number: a positive integer literal, as Spark requires."""
+    arg = fn.args[1]
+    if not isinstance(arg, Literal):
+        raise AnalysisException(
+            f'[DATATYPE_MISMATCH.NON_FOLDABLE_INPUT] Cannot resolve "{fn.display_name()}" '
+            "due to data type mismatch: the input `offset` should be a foldable \"INT\" "
+            f'expression; however, got "{arg.display_name()}".',
+            error_class="DATATYPE_MISMATCH.NON_FOLDABLE_INPUT")
+    n = arg.value
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise AnalysisException(
+            f'[DATATYPE_MISMATCH.VALUE_OUT_OF_RANGE] Cannot resolve "{fn.display_name()}" '
+            "due to data type mismatch: The offset must be between (0, "
+            f"9223372036854775807] (current value = {n}L).",
+            error_class="DATATYPE_MISMATCH.VALUE_OUT_OF_RANGE")
+    return n
+
+
 # ---- aggregates over a frame ---------------------------------------------------------
 def _framed_aggregate(call: AggregateCall, frame: WindowFrame, over: _Over,
                       ctx: CompileContext) -> pl.Expr:
@@ -224,13 +279,15 @@ def _framed_aggregate(call: AggregateCall, frame: WindowFrame, over: _Over,
     if call.distinct and call.name not in ("first", "last"):
         raise _unsupported(call, frame, "DISTINCT over a moving frame")
     args = compile_agg_args(call, ctx)
+    # Spark orders NaN above every number: max is NaN once the frame holds one.
+    nan_aware = call.name in ("min", "max") and ctx.dtype_of(args[0]).is_float()
     # RANGE frames compute as ROWS here; ties get their peers' value afterwards.
     if frame.start is None and frame.end == 0:
-        return over.partition(_running(call, args))
+        return over.partition(_running(call, args, nan_aware=nan_aware))
     if frame.start == 0 and frame.end is None:
-        return over.partition(_running(call, args, reverse=True))
+        return over.partition(_running(call, args, reverse=True, nan_aware=nan_aware))
     if frame.kind == "rows" and frame.start is not None and frame.end is not None:
-        return _sliding_rows(call, args, (frame.start, frame.end), over)
+        return _sliding_rows(call, args, (frame.start, frame.end), over, nan_aware=nan_aware)
     raise _unsupported(call, frame, "this frame")
 
 
@@ -242,14 +299,15 @@ def _unsupported(call: AggregateCall, frame: WindowFrame, what: str) -> Analysis
         error_class="UNSUPPORTED_WINDOW_FRAME")
 
 
-def _running(call: AggregateCall, args: list[pl.Expr], reverse: bool = False) -> pl.Expr:
+def _running(call: AggregateCall, args: list[pl.Expr], reverse: bool = False, *,
+             nan_aware: bool = False) -> pl.Expr:
     """The aggregate over the rows from the partition's start to each row (in order;
     from each row to the end with ``reverse``), NULLs skipped as Spark does."""
     flip: Callable[[pl.Expr], pl.Expr] = (lambda e: e.reverse()) if reverse else (lambda e: e)
     # Read backwards, the frame's first row is the running "last" and vice versa.
     name = {"first": "last", "last": "first"}.get(call.name, call.name) if reverse \
         else call.name
-    builder = _RUNNING.get(name)
+    builder = _RUNNING_NAN.get(name) if nan_aware else _RUNNING.get(name)
     if builder is None:
         raise AnalysisException(
             f"{call.name} over a running window frame is not supported yet; supported: "
@@ -288,8 +346,42 @@ _RUNNING: dict[str, Callable[[pl.Expr, AggregateCall], pl.Expr]] = {
 }
 
 
+def _running_nan_max(x: pl.Expr, call: AggregateCall) -> pl.Expr:
+    numbers = _without_nan(x).cum_max().forward_fill()
+    return pl.when(_nan_seen(x)).then(pl.lit(float("nan"))).otherwise(numbers)
+
+
+def _running_nan_min(x: pl.Expr, call: AggregateCall) -> pl.Expr:
+    """NaN only while the frame holds nothing but NaN (and NULL)."""
+    numbers = _without_nan(x).cum_min().forward_fill()
+    return pl.when(numbers.is_null() & _nan_seen(x)).then(pl.lit(float("nan"))) \
+        .otherwise(numbers)
+
+
+def _without_nan(x: pl.Expr) -> pl.Expr:
+    return pl.when(x.is_nan()).then(None).otherwise(x)
+
+
+def _nan_seen(x: pl.Expr) -> pl.Expr:
+    return x.is_nan().fill_null(False).cast(pl.Int64).cum_sum() > 0
+
+
+_RUNNING_NAN = {"min": _running_nan_min, "max": _running_nan_max}
+
+
+def _sliding_extreme(name: str, copies: list[pl.Expr], nan_aware: bool) -> pl.Expr:
+    """min/max of a sliding frame's copies; with NaN as Spark orders it for doubles."""
+    pick = pl.min_horizontal if name == "min" else pl.max_horizontal
+    if not nan_aware:
+        return pick(copies)
+    numbers = pick([_without_nan(c) for c in copies])
+    has_nan = pl.any_horizontal([c.is_nan().fill_null(False) for c in copies])
+    nan_wins = has_nan if name == "max" else has_nan & numbers.is_null()
+    return pl.when(nan_wins).then(pl.lit(float("nan"))).otherwise(numbers)
+
+
 def _sliding_rows(call: AggregateCall, args: list[pl.Expr], bounds: tuple[int, int],
-                  over: _Over) -> pl.Expr:
+                  over: _Over, *, nan_aware: bool = False) -> pl.Expr:
     """ROWS BETWEEN start AND end with finite offsets: one shifted copy per frame row
     (rows past the partition's edge are NULL, which every aggregate skips)."""
     start, end = bounds
@@ -315,10 +407,8 @@ def _sliding_rows(call: AggregateCall, args: list[pl.Expr], bounds: tuple[int, i
     if call.name in ("avg", "mean"):
         total = pl.sum_horizontal([c.cast(pl.Float64) for c in copies])
         return pl.when(present > 0).then(total / present)
-    if call.name == "min":
-        return pl.min_horizontal(copies)
-    if call.name == "max":
-        return pl.max_horizontal(copies)
+    if call.name in ("min", "max"):
+        return _sliding_extreme(call.name, copies, nan_aware)
     raise AnalysisException(
         f"{call.name} over a sliding ROWS frame is not supported yet; supported: count, "
         "sum, avg, min, max.", error_class="UNSUPPORTED_WINDOW_FRAME")

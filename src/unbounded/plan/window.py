@@ -32,7 +32,8 @@ _ROW_FRAMED = frozenset({"row_number", "rank", "dense_rank", "percent_rank", "cu
 @dataclass(frozen=True)
 class RankingCall(Expression):
     """A function that only means something over a window: ``row_number``, ``rank``,
-    ``dense_rank``, ``percent_rank``, ``cume_dist``, ``ntile``, ``lag``, ``lead``."""
+    ``dense_rank``, ``percent_rank``, ``cume_dist``, ``ntile``, ``lag``, ``lead``,
+    ``nth_value`` (which, unlike the others, reads the window's frame)."""
 
     name: str
     args: tuple[Expression, ...] = ()
@@ -43,7 +44,15 @@ class RankingCall(Expression):
     def display_name(self) -> str:
         if self.name in _UPPER_NAMES:
             return f"{self.name.upper()}()"
+        if self.name == "nth_value":  # Spark's NthValue.sql: the flag is a suffix
+            ignore = " ignore nulls" if self.ignores_nulls() else ""
+            return f"nth_value({self.args[0].display_name()}, " \
+                   f"{self.args[1].display_name()}){ignore}"
         return f"{self.name}({', '.join(a.display_name() for a in self.args)})"
+
+    def ignores_nulls(self) -> bool:
+        """nth_value's third argument: skip NULL values when counting rows."""
+        return len(self.args) > 2 and self.args[2] == Literal(True)
 
     def offset(self) -> int:
         """lag/lead: how many rows back (negative) or ahead (positive)."""

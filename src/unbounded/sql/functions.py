@@ -39,9 +39,9 @@ __all__ = [
     "hash", "hour", "ifnull", "initcap", "instr", "isnan", "isnull", "json_tuple", "lag",
     "last", "lead", "least", "length", "lit", "log", "lower", "lpad", "ltrim", "map_keys",
     "map_values", "max", "max_by", "md5", "mean", "min", "min_by", "minute", "month",
-    "ntile", "nullif", "nvl", "pandas_udf", "percent_rank", "percentile_approx", "posexplode",
-    "posexplode_outer", "rank", "regexp_extract", "regexp_replace", "reverse", "round",
-    "row_number", "rpad", "rtrim", "second", "session_window", "sha1", "sha2", "size",
+    "nth_value", "ntile", "nullif", "nvl", "pandas_udf", "percent_rank", "percentile_approx",
+    "posexplode", "posexplode_outer", "rank", "regexp_extract", "regexp_replace", "reverse",
+    "round", "row_number", "rpad", "rtrim", "second", "session_window", "sha1", "sha2", "size",
     "split", "sqrt", "stddev", "struct", "substring", "sum", "sumDistinct", "sum_distinct",
     "timestamp_millis", "timestamp_seconds", "to_date", "to_json", "to_timestamp", "trim",
     "udf", "unix_timestamp", "upper", "variance", "when", "window", "window_time", "year",
@@ -425,6 +425,14 @@ def lag(col: Any, offset: int = 1, default: Any = None) -> Column:
 def lead(col: Any, offset: int = 1, default: Any = None) -> Column:
     """The value ``offset`` rows after in the window's order (``default`` past the end)."""
     return Column(RankingCall("lead", (_c(col), Literal(offset), to_expr(default))))
+
+
+def nth_value(col: Any, offset: int, ignoreNulls: bool | None = False) -> Column:
+    """The value at the ``offset``-th row of the window frame (the ``offset``-th non-NULL
+    value with ``ignoreNulls``); NULL while the frame holds fewer, so with an ordered
+    window's default frame it is NULL until the ``offset``-th row."""
+    args = (_c(col), to_expr(offset))
+    return Column(RankingCall("nth_value", (*args, Literal(True)) if ignoreNulls else args))
 
 
 # ---- families kept in modules of their own, re-exported here as PySpark has them ------
