@@ -9,9 +9,15 @@ is exact. Each engine runs, as a batch query, ``select(f(x)).agg(sum)`` for
 The same query with ``2 * x + 1`` as a plain column expression is timed too (``no udf``):
 what reading and summing cost, under both UDF figures.
 
-A row UDF is one Python call per row in both engines; unbounded cuts a large batch into
-row ranges run in worker processes (``engine/udf_workers.py``, started by the first large
-batch, so the best of ``REPEATS`` runs uses them), as PySpark's Python workers do.
+A row UDF is one Python call per row in PySpark. In unbounded a deterministic one (the
+default; Spark allows eliminating duplicate invocations of it) runs once per distinct
+argument when a sample of the batch shows enough repeats (``engine/distinct_calls.py``):
+``x`` has 8,000 distinct values, so the ``row udf`` figure measures that path. The same
+UDF marked ``asNondeterministic()`` is timed too (``row udf, one call per row``): one call
+per row, a large batch cut into row ranges run in worker processes
+(``engine/udf_workers.py``, started by the first large batch, so the best of ``REPEATS``
+runs uses them), as PySpark's Python workers do. Its baseline is PySpark's ``row udf``
+time: PySpark calls a Python UDF once per row whether it is deterministic or not.
 
 Both engines run in this process on the same machine; unbounded reads all rows, PySpark
 (``local[2]``, Arrow enabled) reads the first files only when ``--rows`` is large
@@ -29,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.harness import (
@@ -49,6 +56,7 @@ PYSPARK_MAX_ROWS = 10_000_000
 TARGET_RATIO = 5.0
 REPEATS = 2  # unbounded runs per UDF; the fastest counts (the first pays imports)
 KINDS = ("pandas_udf", "row udf")
+PER_ROW = "row udf, one call per row"  # asNondeterministic: no distinct-argument calls
 NO_UDF = "no udf"  # the same query with 2 * x + 1 as a column expression: read + sum cost
 
 
@@ -71,6 +79,11 @@ def _expected(paths: list[str]) -> tuple[int, float]:
     return len(x), float((2 * x + 1).sum())
 
 
+def _distinct_x(paths: list[str]) -> int:
+    x = pq.read_table(paths, columns=["x"])["x"]
+    return int(pc.count_distinct(x).as_py())
+
+
 def _udfs(F: Any, pandas_udf: Callable[..., Any], use_arrow: bool | None
           ) -> dict[str, Any]:
     """The two UDFs, defined alike for both engines (``F`` is either's functions)."""
@@ -83,6 +96,7 @@ def _udfs(F: Any, pandas_udf: Callable[..., Any], use_arrow: bool | None
 
     kwargs = {} if use_arrow is None else {"useArrow": use_arrow}
     return {"pandas_udf": twice_plus_one, "row udf": F.udf(row, "double", **kwargs),
+            PER_ROW: F.udf(row, "double", **kwargs).asNondeterministic(),
             NO_UDF: lambda x: 2 * x + 1}
 
 
@@ -101,7 +115,7 @@ def _unbounded(paths: list[str]) -> dict[str, tuple[float, float]]:
     udfs = _udfs(F, F.pandas_udf, None)
     best: dict[str, tuple[float, float]] = {}
     for _ in range(REPEATS):
-        for kind in (*KINDS, NO_UDF):
+        for kind in (*KINDS, PER_ROW, NO_UDF):
             got = _time(spark, F, udfs[kind], paths)
             best[kind] = min(best.get(kind, got), got)
     return best
@@ -178,11 +192,26 @@ def run(ctx: BenchContext) -> WorkloadResult:
         result.measures.append(Measure(f"unbounded vs pyspark, {kind}", None, "", ratio,
                                        f">= {TARGET_RATIO:.0f}x", ratio >= TARGET_RATIO,
                                        "rate of unbounded / rate of pyspark"))
+    _per_row(result, mine[PER_ROW][0], count, spark)
     result.measures.append(Measure(
         "unbounded without a udf (read + sum)", count / mine[NO_UDF][0], "rows/s",
         note=f"{mine[NO_UDF][0]:.2f} s: the floor under both UDF figures"))
     result.params["pyspark_rows"] = spark[0] if spark else None
+    result.params["distinct_x"] = _distinct_x(paths)
     return result
+
+
+def _per_row(result: WorkloadResult, seconds: float, count: int,
+             spark: tuple[int, dict[str, tuple[float, float]]] | None) -> None:
+    """The row UDF called once per row (asNondeterministic), against PySpark's row UDF."""
+    rate = count / seconds
+    result.measures.append(Measure(f"unbounded {PER_ROW}", rate, "rows/s",
+                                   note=f"{seconds:.2f} s, asNondeterministic()"))
+    if spark is not None:
+        ratio = rate / (spark[0] / spark[1]["row udf"][0])
+        result.measures.append(Measure(
+            f"unbounded vs pyspark, {PER_ROW}", None, "", ratio,
+            note="vs PySpark's row udf (one call per row there too); informational"))
 
 
 WORKLOAD = Workload("udf", "pandas_udf and row udf, select + sum, vs PySpark Arrow UDFs",
