@@ -49,8 +49,8 @@ def test_streaming_aggregates_equal_the_batch_query(spark):
 
 def test_an_aggregate_without_a_streaming_form_fails_before_start(spark):
     events = MemoryStream("k STRING, x DOUBLE", spark)
-    with pytest.raises(AnalysisException, match="median is not supported in streaming"):
-        events.toDF().groupBy("k").agg(F.median("x")).writeStream.outputMode(
+    with pytest.raises(AnalysisException, match="max_by is not supported in streaming"):
+        events.toDF().groupBy("k").agg(F.max_by("k", "x")).writeStream.outputMode(
             "complete").format("memory").queryName("m").start()
 
 

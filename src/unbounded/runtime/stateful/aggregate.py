@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from unbounded.engine.aggregates import compile_agg_args
+from unbounded.engine.aggregates import AGGREGATES, compile_agg_args
 from unbounded.engine.ansi import bigint_add_checked, sum_checked
 from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.expressions import compile_expr, compile_named
@@ -227,7 +227,28 @@ def _moments(sqrt: bool, ddof: int = 1) -> Callable[..., _AggPlan]:
     return build
 
 
+def _kept_rows(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
+    """median, percentile, corr and the other aggregates without a mergeable buffer here:
+    a key's argument rows stay in state and the batch aggregate runs over them when the
+    key is emitted. Spark keeps a TypedImperativeAggregate's object instead (a value
+    count map, a sketch, moments), so this state grows with the rows of a key."""
+    rows = pl.struct([a.alias(f"a{i}") for i, a in enumerate(args)])
+    merged = pl.when(_found()).then(pl.concat_list([_old(b[0]), pl.col(b[0])])) \
+        .otherwise(pl.col(b[0]))
+    fields = [pl.element().struct.field(f"a{i}") for i in range(len(args))]
+    final = pl.col(b[0]).list.eval(AGGREGATES[call.name](fields, call)).list.first()
+    return _AggPlan(name, [rows.alias(b[0])], [merged.alias(b[0])], final,
+                    [pl.col(b[0]).explode()])
+
+
+# Order-insensitive aggregates computed over their kept rows (``_kept_rows``).
+_KEPT_ROWS = ("median", "percentile", "percentile_approx", "approx_percentile", "mode",
+              "corr", "covar_pop", "covar_samp", "skewness", "kurtosis", "product",
+              *(f"regr_{s}" for s in ("count", "avgx", "avgy", "sxx", "syy", "sxy", "slope",
+                                      "intercept", "r2")))
+
 _BUILDERS: dict[str, Callable[..., _AggPlan]] = {
+    **dict.fromkeys(_KEPT_ROWS, _kept_rows),
     "count": _count, "sum": _sum, "avg": _avg, "mean": _avg,
     "min": _extreme(pl.min_horizontal, "min"), "max": _extreme(pl.max_horizontal, "max"),
     "first": _first, "last": _last,
