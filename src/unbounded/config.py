@@ -7,7 +7,25 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DEFAULTS", "load_plugin", "option_value"]
+__all__ = ["DEFAULTS", "load_plugin", "local_zone_id", "option_value"]
+
+
+def local_zone_id() -> str:
+    """The machine's time zone as the JVM finds it, Spark's default session zone: ``TZ``,
+    else ``/etc/localtime``'s link into the zone database, else ``/etc/timezone``, else
+    UTC."""
+    env = os.environ.get("TZ", "").lstrip(":")
+    if env:
+        return env
+    link = os.path.realpath("/etc/localtime")
+    if "zoneinfo/" in link:
+        return link.split("zoneinfo/", 1)[1]
+    try:
+        with open("/etc/timezone", encoding="utf-8") as f:
+            return f.read().strip() or "UTC"
+    except OSError:
+        return "UTC"
+
 
 DEFAULTS: dict[str, str] = {
     "spark.sql.shuffle.partitions": str(os.cpu_count() or 2),
@@ -16,7 +34,7 @@ DEFAULTS: dict[str, str] = {
     "spark.sql.streaming.multipleWatermarkPolicy": "min",
     "spark.sql.streaming.stateStore.minDeltasForSnapshot": "10",
     "spark.sql.streaming.fileSink.log.compactInterval": "10",
-    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.session.timeZone": local_zone_id(),
     # ours: read batch N+1 while batch N's stateful stage and sink run (see microbatch.py)
     "spark.unbounded.streaming.pipelineBatches": "true",
 }

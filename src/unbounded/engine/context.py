@@ -17,31 +17,44 @@ from typing import TYPE_CHECKING
 import polars as pl
 from polars.io.plugins import register_io_source
 
+from unbounded.config import local_zone_id
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import ColumnRef
+from unbounded.plan.time_zones import parse_zone
 
 if TYPE_CHECKING:
     from unbounded.plan.logical import LogicalPlan
 
 __all__ = [
     "ANSI_CONF",
+    "TIME_ZONE_CONF",
     "CompileContext",
     "EventTimeStats",
     "OutputColumn",
     "ansi_enabled",
     "fresh_columns",
     "schema_frame",
+    "session_time_zone",
     "split_name",
     "unique_name",
 ]
 
 
 ANSI_CONF = "spark.sql.ansi.enabled"
+TIME_ZONE_CONF = "spark.sql.session.timeZone"
 
 
 def ansi_enabled(conf: Mapping[str, str]) -> bool:
     """``spark.sql.ansi.enabled`` from a conf: on unless set to false, as in Spark 4."""
     return str(conf.get(ANSI_CONF, "true")).strip().lower() != "false"
+
+
+def session_time_zone(conf: Mapping[str, str]) -> str:
+    """``spark.sql.session.timeZone`` from a conf, checked (an unknown zone fails as
+    Spark's does); unset, the machine's zone, as Spark's default is the JVM's."""
+    zone = conf.get(TIME_ZONE_CONF) or local_zone_id()
+    parse_zone(zone)
+    return zone
 
 
 @dataclass
@@ -151,7 +164,9 @@ class CompileContext:
     ``current_timestamp()`` is the same when a batch is re-run after a crash.
     ``columns`` describes ``schema`` column by column (derived from it when not given);
     ``plan_columns`` maps each plan node compiled so far to its output columns, shared by
-    every context derived from this one. ``ansi`` is ``spark.sql.ansi.enabled``.
+    every context derived from this one. ``ansi`` is ``spark.sql.ansi.enabled``;
+    ``time_zone`` is ``spark.sql.session.timeZone`` (engine/time_zones.py), read when a
+    batch action or a streaming query starts.
     """
 
     schema: pl.Schema
@@ -171,6 +186,7 @@ class CompileContext:
     # and its file when it reads one: spark_partition_id(), rand(), input_file_name().
     partition_index: int = 0
     input_file: str = ""
+    time_zone: str = "UTC"
 
     def __post_init__(self) -> None:
         if not self.columns and len(self.schema):
@@ -186,7 +202,7 @@ class CompileContext:
         return CompileContext(schema, self.batch_timestamp_us, self.watermark_us,
                               self.event_time, self.observe_event_time, tuple(columns),
                               self.plan_columns, self.relist_files, self.ansi,
-                              self.partition_index, self.input_file)
+                              self.partition_index, self.input_file, self.time_zone)
 
     def resolve(self, name: str) -> str:
         """The physical name of the input column called ``name`` (no struct fields)."""

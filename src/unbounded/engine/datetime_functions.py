@@ -2,10 +2,12 @@
 semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (the
 import at the end of ``engine/functions.py`` does it).
 
-Times are computed in UTC, the engine's one time zone (as with ``hour`` or
-``date_trunc``). A date argument may be a date, a timestamp (its UTC date) or a string
-(Spark's implicit cast). Formats, units and field names are literals, as Spark requires
-for most of them; a column there fails at analysis naming the function.
+A timestamp is an instant; its fields, its date, its text and the instant a string names
+are read in the session time zone (``ctx.time_zone``, engine/time_zones.py), as Spark's
+time-zone-aware expressions are, while epochs and ``window()`` are zone-free. A date
+argument may be a date, a timestamp (its date in the session zone) or a string (Spark's
+implicit cast). Formats, units and field names are literals, as Spark requires for most
+of them; a column there fails at analysis naming the function.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import polars as pl
 
 from unbounded.engine.ansi import checked
 from unbounded.engine.context import CompileContext
+from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import FUNCTIONS, register
+from unbounded.engine.time_zones import from_local, to_local
 from unbounded.errors import AnalysisException, DateTimeException, IllegalArgumentException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, Literal
+from unbounded.plan.time_zones import offset_text, parse_zone
 
 __all__ = ["DATE_PARTS", "TIMESTAMP_UNITS", "day_of_week_number"]
 
@@ -37,7 +42,7 @@ def _as_date(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
     if dtype == pl.Date:
         return arg
     if isinstance(dtype, pl.Datetime):
-        return arg.dt.date()
+        return to_local(arg, ctx.time_zone).dt.date()
     if dtype == pl.String:
         return cast_to(arg, dtype, T.DateType())
     return arg.cast(pl.Date)
@@ -48,8 +53,18 @@ def _as_timestamp(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
         return arg.cast(_UTC_US) if dtype.time_zone else arg.dt.replace_time_zone("UTC")
     if dtype == pl.Date:
-        return arg.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    return cast_to(arg, dtype, T.TimestampType())
+        return from_local(arg.cast(pl.Datetime("us")), ctx.time_zone)
+    return cast_to(arg, dtype, T.TimestampType(), zone=ctx.time_zone)
+
+
+def _as_local(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
+    """The wall-clock time (naive) of a timestamp, date or string in the session zone."""
+    dtype = ctx.dtype_of(arg)
+    if dtype == pl.Date:
+        return arg.cast(pl.Datetime("us"))
+    if isinstance(dtype, pl.Datetime) or dtype == pl.String:
+        return to_local(_as_timestamp(arg, ctx), ctx.time_zone)
+    return arg.dt.replace_time_zone(None)  # not a time: analysis fails naming the call
 
 
 def _literal_text(call: FunctionCall, index: int, what: str) -> str:
@@ -59,6 +74,15 @@ def _literal_text(call: FunctionCall, index: int, what: str) -> str:
             f"[DATATYPE_MISMATCH.NON_FOLDABLE_INPUT] {call.name}: the {what} must be a "
             "string literal.", error_class="DATATYPE_MISMATCH.NON_FOLDABLE_INPUT")
     return arg.value
+
+
+def _since_midnight(arg: pl.Expr, ctx: CompileContext) -> pl.Expr:
+    """Microseconds from the first instant of the argument's day in the session zone."""
+    local = _as_local(arg, ctx)
+    midnight = from_local(local.dt.truncate("1d"), ctx.time_zone)
+    moment = from_local(local, ctx.time_zone) if ctx.dtype_of(arg) == pl.Date \
+        else _as_timestamp(arg, ctx)
+    return moment.dt.epoch("us") - midnight.dt.epoch("us")
 
 
 def _micros_of_day(ts: pl.Expr) -> pl.Expr:
@@ -160,14 +184,17 @@ def _months_between(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
     """Spark's ``DateTimeUtils.monthsBetween``: whole months when the days of month are
     equal or both are their month's last, else the day and time difference over 31-day
     months, rounded to 8 digits (half up) unless ``roundOff`` is false."""
-    t1, t2 = _as_timestamp(args[0], ctx), _as_timestamp(args[1], ctx)
+    t1, t2 = _as_local(args[0], ctx), _as_local(args[1], ctx)
     d1, d2 = t1.dt.date(), t2.dt.date()
+    # The time of day is the time since the day's first instant (23 or 25 hours a day
+    # across a DST change), as Spark's monthsBetween counts it.
+    of_day1, of_day2 = (_since_midnight(a, ctx) for a in args[:2])
     months = (d1.dt.year() * 12 + d1.dt.month() - d2.dt.year() * 12 - d2.dt.month()
               ).cast(pl.Float64)
     whole = (d1.dt.day() == d2.dt.day()) | ((d1 == d1.dt.month_end())
                                             & (d2 == d2.dt.month_end()))
     days = (d1.dt.day() - d2.dt.day()).cast(pl.Float64) \
-        + (_micros_of_day(t1) - _micros_of_day(t2)).cast(pl.Float64) / _DAY_US
+        + (of_day1 - of_day2).cast(pl.Float64) / _DAY_US
     diff = pl.when(whole).then(months).otherwise(months + days / 31.0)
     round_off = call.args[2] if len(call.args) > 2 else Literal(True)
     if not isinstance(round_off, Literal) or not isinstance(round_off.value, bool):
@@ -216,7 +243,7 @@ def _invalid_date(value: dict[str, int]) -> Exception:
 @register("make_timestamp")
 def _make_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """A timestamp from its fields (seconds with a fraction), in the time zone given as a
-    literal sixth argument, else UTC."""
+    literal sixth argument, else the session's."""
     year, month, day, hour, minute = (a.cast(pl.Int32) for a in args[:5])
     micros = (args[5].cast(pl.Float64) * 1_000_000).round(0).cast(pl.Int64)
     valid = (_valid_date(year, month, day) & hour.is_between(0, 23)
@@ -225,8 +252,8 @@ def _make_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
                    pl.when(valid).then(day).otherwise(1))
     local = date.cast(pl.Datetime("us")) + pl.duration(
         hours=hour, minutes=minute, microseconds=micros)
-    zone = _literal_text(call, 6, "time zone") if len(call.args) > 6 else "UTC"
-    moment = local.dt.replace_time_zone(zone, ambiguous="earliest").dt.convert_time_zone("UTC")
+    zone = _literal_text(call, 6, "time zone") if len(call.args) > 6 else ctx.time_zone
+    moment = from_local(local, zone)
     result = pl.when(valid).then(moment)
     if not ctx.ansi:
         return result
@@ -261,6 +288,21 @@ def _epoch(unit_us: int) -> Builder:
 for _epoch_name, _epoch_unit in (("unix_seconds", 1_000_000), ("unix_millis", 1_000),
                                  ("unix_micros", 1)):
     FUNCTIONS[_epoch_name] = _epoch(_epoch_unit)
+
+
+@register("timestamp_seconds")
+def _timestamp_seconds(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return (args[0].cast(pl.Float64) * 1_000_000).round(0).cast(pl.Int64).cast(_UTC_US)
+
+
+@register("timestamp_millis")
+def _timestamp_millis(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return (args[0].cast(pl.Int64) * 1_000).cast(_UTC_US)
+
+
+@register("timestamp_micros")
+def _timestamp_micros(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return args[0].cast(pl.Int64).cast(_UTC_US)
 
 
 @register("unix_date")
@@ -337,7 +379,7 @@ def _date_part(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> 
             error_class="INVALID_EXTRACT_FIELD")
     dtype = ctx.dtype_of(args[1])
     source = args[1] if dtype == pl.Date and field.upper() not in _TIME_FIELDS \
-        else _as_timestamp(args[1], ctx)
+        else _as_local(args[1], ctx)
     return part(source)
 
 
@@ -369,16 +411,23 @@ def _unit(call: FunctionCall) -> str:
 def _timestamp_add(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     unit = _unit(call)
     ts, amount = _as_timestamp(args[2], ctx), args[1].cast(pl.Int64)
-    if unit in _MONTH_UNITS:
-        return ts.dt.offset_by(pl.format("{}mo", amount * _MONTH_UNITS[unit]))
+    if unit in _MONTH_UNITS:  # on the wall clock of the session zone
+        local = to_local(ts, ctx.time_zone)
+        moved = local.dt.offset_by(pl.format("{}mo", amount * _MONTH_UNITS[unit]))
+        return from_local(moved, ctx.time_zone)
+    if unit in ("DAY", "WEEK"):  # days too: a day across a DST change is 23 or 25 hours
+        local = to_local(ts, ctx.time_zone)
+        moved = local + pl.duration(microseconds=amount * TIMESTAMP_UNITS[unit])
+        return from_local(moved, ctx.time_zone)
     return ts + pl.duration(microseconds=amount * TIMESTAMP_UNITS[unit])
 
 
 @register("timestampdiff")
 def _timestamp_diff(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    """Whole units from start to end, truncated toward zero (Java's ``until``)."""
+    """Whole units from start to end, truncated toward zero (Java's ``until`` between the
+    wall-clock times in the session zone)."""
     unit = _unit(call)
-    start, end = _as_timestamp(args[1], ctx), _as_timestamp(args[2], ctx)
+    start, end = _as_local(args[1], ctx), _as_local(args[2], ctx)
     if unit in _MONTH_UNITS:
         months = _whole_months(start, end)
         return _truncated_div(months, _MONTH_UNITS[unit])
@@ -398,3 +447,113 @@ def _whole_months(start: pl.Expr, end: pl.Expr) -> pl.Expr:
 def _truncated_div(value: pl.Expr, by: int) -> pl.Expr:
     quotient = value.abs() // by
     return pl.when(value < 0).then(-quotient).otherwise(quotient)
+
+
+# ---- the session zone: current date, parsing, formatting, fields, truncation ----------
+@register("current_date")
+def _current_date(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """The batch time's date in the session zone."""
+    now = pl.lit(ctx.batch_timestamp_us, dtype=pl.Int64).cast(_UTC_US)
+    return to_local(now, ctx.time_zone).dt.date()
+
+
+@register("to_timestamp", "cast_timestamp")
+def _to_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """A string parsed with a Spark pattern: wall-clock time in the session zone unless
+    the pattern reads an offset; without a pattern, Spark's cast."""
+    fmt = call.param("format")
+    if fmt is None or ctx.dtype_of(args[0]) != pl.String:
+        return _as_timestamp(args[0], ctx)
+    chrono = spark_to_chrono(fmt)
+    if "%z" in chrono or "%:z" in chrono:
+        return args[0].str.to_datetime(chrono, time_unit="us", time_zone="UTC", strict=False)
+    naive = args[0].str.to_datetime(chrono, time_unit="us", strict=False)
+    return from_local(naive, ctx.time_zone)
+
+
+@register("to_date")
+def _to_date(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    fmt = call.param("format")
+    if fmt is None or ctx.dtype_of(args[0]) != pl.String:
+        return _as_date(args[0], ctx)
+    return args[0].str.to_date(spark_to_chrono(fmt), strict=False)
+
+
+@register("unix_timestamp")
+def _unix_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    if not args:
+        return pl.lit(ctx.batch_timestamp_us // 1_000_000, dtype=pl.Int64)
+    return _to_timestamp(call, args, ctx).dt.epoch("s")
+
+
+@register("from_unixtime")
+def _from_unixtime(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    moment = (args[0].cast(pl.Int64) * 1_000_000).cast(_UTC_US)
+    return _format(moment, call.param("format", "yyyy-MM-dd HH:mm:ss"), ctx.time_zone)
+
+
+@register("date_format")
+def _date_format(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    return _format(_as_timestamp(args[0], ctx), str(call.param("format")), ctx.time_zone)
+
+
+def _format(moment: pl.Expr, pattern: str, zone: str) -> pl.Expr:
+    """An instant as text in the zone; offset letters print the zone's offset, and
+    Java's ``X`` letters print ``Z`` for a zero one."""
+    chrono = spark_to_chrono(pattern)
+    zero_as_z = "X" in pattern and not any(c in pattern for c in "xZ")
+    rule = parse_zone(zone)
+    if rule.region is not None:
+        local = moment.dt.convert_time_zone(rule.region)
+        text = local.dt.strftime(chrono)
+        if not zero_as_z:
+            return text
+        offset = local.dt.base_utc_offset() + local.dt.dst_offset()
+        return pl.when(offset == pl.duration(seconds=0)) \
+            .then(text.str.replace_all(r"\+00:?00", "Z")).otherwise(text)
+    shown = "Z" if zero_as_z and rule.is_utc else offset_text(rule.offset_us)
+    chrono = chrono.replace("%:z", shown).replace("%z", shown.replace(":", "")) \
+        .replace("%Z", "UTC" if rule.is_utc else shown)
+    return to_local(moment, zone).dt.strftime(chrono)
+
+
+def _local_field(part: Callable[[pl.Expr], pl.Expr]) -> Builder:
+    def build(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+        return part(_as_local(args[0], ctx))
+
+    return build
+
+
+for _field_name, _field in (
+        ("year", DATE_PARTS["YEAR"]), ("quarter", DATE_PARTS["QUARTER"]),
+        ("month", DATE_PARTS["MONTH"]), ("weekofyear", DATE_PARTS["WEEK"]),
+        ("day", DATE_PARTS["DAY"]), ("dayofmonth", DATE_PARTS["DAY"]),
+        ("dayofyear", DATE_PARTS["DOY"]), ("dayofweek", DATE_PARTS["DAYOFWEEK"]),
+        ("hour", DATE_PARTS["HOUR"]), ("minute", DATE_PARTS["MINUTE"]),
+        ("second", lambda t: t.dt.second().cast(pl.Int32))):
+    FUNCTIONS[_field_name] = _local_field(_field)
+
+
+_DATE_TRUNC_UNITS = {"year": "1y", "yyyy": "1y", "yy": "1y", "quarter": "1q",
+                     "month": "1mo", "mm": "1mo", "mon": "1mo", "week": "1w", "day": "1d",
+                     "dd": "1d", "hour": "1h", "minute": "1m", "second": "1s",
+                     "millisecond": "1ms", "microsecond": "1us"}
+
+
+@register("date_trunc")
+def _date_trunc(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Truncated on the session zone's wall clock. As Java's ``ZonedDateTime.truncatedTo``,
+    the instant keeps its offset when the truncated time is valid with it (an overlap);
+    units from a week up start at midnight (the earlier instant in an overlap)."""
+    unit = str(call.param("unit")).lower()
+    if unit not in _DATE_TRUNC_UNITS:
+        raise AnalysisException(f"date_trunc does not know the unit {unit!r}")
+    ts = _as_timestamp(args[0], ctx)
+    local = to_local(ts, ctx.time_zone)
+    truncated = local.dt.truncate(_DATE_TRUNC_UNITS[unit])
+    earliest = from_local(truncated, ctx.time_zone)
+    if unit in ("hour", "minute", "second", "millisecond", "microsecond", "day", "dd"):
+        kept = ts - (local - truncated)
+        return pl.when(to_local(kept, ctx.time_zone) == truncated).then(kept) \
+            .otherwise(earliest)
+    return earliest

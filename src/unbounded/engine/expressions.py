@@ -26,6 +26,7 @@ from unbounded.engine.ansi import (
 from unbounded.engine.coercion import binary_operand_types, common_value_type
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import to_polars_dtype
+from unbounded.engine.time_zones import from_local, to_local
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import (
@@ -50,7 +51,7 @@ from unbounded.plan.expressions import (
 
 __all__ = [
     "compile_expr", "compile_named", "compile_projection", "dtypes_of", "expand_star",
-    "implicit_cast", "lambda_column", "like_to_regex", "unify_values",
+    "implicit_cast", "lambda_column", "like_to_regex", "string_to_timestamp", "unify_values",
 ]
 
 
@@ -152,6 +153,10 @@ def _(expr: ColumnRef, ctx: CompileContext) -> pl.Expr:
 
 @compile_expr.register
 def _(expr: Literal, ctx: CompileContext) -> pl.Expr:
+    if isinstance(expr.data_type, T.TimestampType) and isinstance(expr.value, datetime) \
+            and expr.value.tzinfo is None:
+        # SQL's TIMESTAMP '...' without an offset: wall-clock time in the session zone.
+        return from_local(pl.lit(expr.value, dtype=pl.Datetime("us")), ctx.time_zone)
     if expr.data_type is not None:
         return pl.lit(expr.value, dtype=to_polars_dtype(expr.data_type))
     if isinstance(expr.value, bool):
@@ -162,10 +167,9 @@ def _(expr: Literal, ctx: CompileContext) -> pl.Expr:
     if isinstance(expr.value, float):
         return pl.lit(expr.value, dtype=pl.Float64)
     if isinstance(expr.value, datetime):
-        # A naive datetime is wall-clock time in the session time zone (UTC), the zone
-        # collect() gives timestamps back in.
-        value = expr.value if expr.value.tzinfo else expr.value.replace(tzinfo=UTC)
-        return pl.lit(value.astimezone(UTC), dtype=pl.Datetime("us", "UTC"))
+        # lit(naive datetime) is wall-clock time in the Python process's zone, as
+        # PySpark converts it (time.mktime) and as collect() gives timestamps back.
+        return pl.lit(expr.value.astimezone(UTC), dtype=pl.Datetime("us", "UTC"))
     return pl.lit(expr.value)
 
 
@@ -304,8 +308,8 @@ def _coerce_temporal_literal(
             return None
         dtype = ctx.dtype_of(other)
         if isinstance(dtype, pl.Datetime):
-            return pl.lit(lit.value).str.to_datetime(
-                time_unit="us", time_zone=dtype.time_zone, strict=False)
+            return cast_to(pl.lit(lit.value), pl.String(), T.TimestampType(),
+                           zone=ctx.time_zone)
         if isinstance(dtype, pl.Date):
             return pl.lit(lit.value).str.to_date(strict=False)
         return None
@@ -344,7 +348,7 @@ def _(expr: UnaryOp, ctx: CompileContext) -> pl.Expr:
 def _(expr: Cast, ctx: CompileContext) -> pl.Expr:
     child = compile_expr(expr.child, ctx)
     source = ctx.dtype_of(child)
-    result = cast_to(child, source, expr.to, ansi=ctx.ansi)
+    result = cast_to(child, source, expr.to, ansi=ctx.ansi, zone=ctx.time_zone)
     if not ctx.ansi or isinstance(expr.to, (T.StringType, T.BinaryType)) \
             or source in (pl.Null, to_polars_dtype(expr.to)):
         return result
@@ -358,7 +362,7 @@ def implicit_cast(value: pl.Expr, target: T.DataType | None, ctx: CompileContext
     if target is None:
         return value
     source = ctx.dtype_of(value)
-    result = cast_to(value, source, target, ansi=ctx.ansi)
+    result = cast_to(value, source, target, ansi=ctx.ansi, zone=ctx.time_zone)
     if not ctx.ansi or isinstance(target, T.StringType) or source == pl.Null:
         return result
     return cast_checked(result, value, source, target, to_polars_dtype(target))
@@ -386,14 +390,18 @@ _INTEGRAL = (T.IntegerType, T.LongType, T.ShortType, T.ByteType)
 
 
 def cast_to(child: pl.Expr, source: pl.DataType, target: T.DataType,
-            *, ansi: bool = False) -> pl.Expr:
+            *, ansi: bool = False, zone: str = "UTC") -> pl.Expr:
     """Spark's cast; a value that does not convert becomes NULL (under ANSI mode the
     caller turns those NULLs into errors). Non-ANSI numbers out of an integral type's
-    range wrap (integers) or saturate (floating point, NaN to 0) as in Spark."""
+    range wrap (integers) or saturate (floating point, NaN to 0) as in Spark. Timestamps
+    meet strings and dates as wall-clock times in ``zone``, the session time zone."""
     if isinstance(target, _INTEGRAL) and (source == pl.String or source.is_numeric()):
         return _cast_to_integral(child, source, to_polars_dtype(target), ansi)
     if source == pl.String and isinstance(target, (T.DoubleType, T.FloatType)):
         return child.str.strip_chars().cast(to_polars_dtype(target), strict=False)
+    if isinstance(source, pl.Datetime) or isinstance(target, T.TimestampType) or \
+            (isinstance(target, (T.DateType, T.TimestampNTZType)) and source == pl.String):
+        return _cast_temporal(child, source, target, zone)
     return _cast_other(child, source, target)
 
 
@@ -419,38 +427,66 @@ def _cast_to_integral(child: pl.Expr, source: pl.DataType, dtype: pl.DataType,
     return wrapped.cast(dtype, strict=False)
 
 
+def _cast_temporal(child: pl.Expr, source: pl.DataType, target: T.DataType,
+                   zone: str) -> pl.Expr:
+    """Casts from a timestamp, or to a timestamp or date (where the zone matters)."""
+    if isinstance(source, pl.Datetime) and source.time_zone is None:  # TIMESTAMP_NTZ
+        return from_local(child, zone) if isinstance(target, T.TimestampType) \
+            else _cast_from_timestamp(child.dt.replace_time_zone("UTC"), target, "UTC")
+    if isinstance(source, pl.Datetime):
+        return _cast_from_timestamp(child, target, zone)
+    if isinstance(target, T.TimestampNTZType):  # from a string: its wall-clock time
+        return child.str.strip_chars().str.to_datetime(time_unit="us", strict=False)
+    if isinstance(target, T.DateType):  # from a string
+        return child.str.strip_chars().str.slice(0, 10).str.to_date(strict=False)
+    if source == pl.String:
+        return string_to_timestamp(child, zone)
+    if source.is_numeric():
+        return (child.cast(pl.Float64) * 1_000_000).cast(pl.Int64) \
+            .cast(pl.Datetime("us", "UTC"))
+    if source == pl.Date:
+        return from_local(child.cast(pl.Datetime("us")), zone)
+    return child.cast(to_polars_dtype(target), strict=False)
+
+
+def _cast_from_timestamp(child: pl.Expr, target: T.DataType, zone: str) -> pl.Expr:
+    if isinstance(target, T.StringType):
+        return to_local(child, zone).dt.strftime("%Y-%m-%d %H:%M:%S%.f") \
+            .str.strip_suffix(".000000").str.replace(r"(\.\d*?)0+$", "$1")
+    if isinstance(target, T.DateType):
+        return to_local(child, zone).dt.date()
+    if isinstance(target, T.TimestampNTZType):
+        return to_local(child, zone)
+    if isinstance(target, (T.LongType, T.IntegerType, T.DoubleType)):
+        seconds = child.dt.epoch("us").cast(pl.Float64) / 1_000_000
+        return seconds if isinstance(target, T.DoubleType) else seconds.floor().cast(
+            to_polars_dtype(target))
+    return child.cast(to_polars_dtype(target), strict=False)
+
+
+def string_to_timestamp(text: pl.Expr, zone: str) -> pl.Expr:
+    """Spark's string to timestamp: a time with an offset or ``Z`` names that instant;
+    one without is wall-clock time in ``zone``; a date alone is its midnight there."""
+    stripped = text.str.strip_chars()
+    with_offset = stripped.str.contains(r"(?:[+-]\d{1,2}(?::?\d{2})?|Z|UTC|GMT)$")
+    aware = stripped.str.to_datetime(time_unit="us", time_zone="UTC", strict=False,
+                                     ambiguous="null")
+    naive = stripped.str.to_datetime(time_unit="us", strict=False)
+    local = from_local(naive, zone)
+    return pl.when(with_offset).then(aware).otherwise(local)
+
+
 def _cast_other(child: pl.Expr, source: pl.DataType, target: T.DataType) -> pl.Expr:
-    numeric = source.is_numeric()
     if isinstance(target, T.StringType):
         if source == pl.Binary:
             return child.cast(pl.String, strict=False)
         if source == pl.Boolean:
             return pl.when(child).then(pl.lit("true")).when(~child).then(pl.lit("false"))
-        if isinstance(source, pl.Datetime):
-            return child.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.f") \
-                .str.strip_suffix(".000000").str.replace(r"(\.\d*?)0+$", "$1")
         if source.is_float():
             return _java_float_text(child, source)
         return child.cast(pl.String, strict=False)
     if isinstance(target, T.BinaryType) and source == pl.String:
         return child.cast(pl.Binary)
-    if isinstance(target, T.TimestampType):
-        if source == pl.String:
-            return child.str.strip_chars().str.to_datetime(
-                time_unit="us", time_zone="UTC", strict=False, ambiguous="null")
-        if numeric:
-            return (child.cast(pl.Float64) * 1_000_000).cast(pl.Int64) \
-                .cast(pl.Datetime("us", "UTC"))
-        if source == pl.Date:
-            return child.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    if isinstance(target, T.DateType) and source == pl.String:
-        return child.str.strip_chars().str.slice(0, 10).str.to_date(strict=False)
-    if isinstance(source, pl.Datetime) and isinstance(
-        target, (T.LongType, T.IntegerType, T.DoubleType)
-    ):
-        seconds = child.dt.epoch("us").cast(pl.Float64) / 1_000_000
-        return seconds if isinstance(target, T.DoubleType) else seconds.floor().cast(
-            to_polars_dtype(target))
     if isinstance(target, T.BooleanType) and source == pl.String:
         lowered = child.str.strip_chars().str.to_lowercase()
         return pl.when(lowered.is_in(["true", "t", "yes", "y", "1"])).then(True) \

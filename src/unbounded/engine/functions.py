@@ -22,10 +22,8 @@ from unbounded.engine.coercion import (
     function_arg_types,
 )
 from unbounded.engine.context import CompileContext
-from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.expressions import (
-    cast_to,
     compile_expr,
     dtypes_of,
     implicit_cast,
@@ -517,97 +515,8 @@ def _current_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileCont
     return pl.lit(ctx.batch_timestamp_us, dtype=pl.Int64).cast(_UTC_US)
 
 
-@_register("current_date")
-def _current_date(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return _current_timestamp(call, args, ctx).dt.date()
-
-
-@_register("to_timestamp")
-def _to_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    fmt = call.param("format")
-    source = ctx.dtype_of(args[0])
-    if fmt is None or source != pl.String:
-        return cast_to(args[0], source, T.TimestampType())
-    return args[0].str.to_datetime(spark_to_chrono(fmt), time_unit="us", time_zone="UTC",
-                                   strict=False)
-
-
-@_register("to_date")
-def _to_date(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    fmt = call.param("format")
-    source = ctx.dtype_of(args[0])
-    if fmt is None or source != pl.String:
-        if isinstance(source, pl.Datetime):
-            return args[0].dt.date()
-        return cast_to(args[0], source, T.DateType())
-    return args[0].str.to_date(spark_to_chrono(fmt), strict=False)
-
-
-@_register("timestamp_seconds")
-def _timestamp_seconds(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return (args[0].cast(pl.Float64) * 1_000_000).round(0).cast(pl.Int64).cast(_UTC_US)
-
-
-@_register("timestamp_millis")
-def _timestamp_millis(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return (args[0].cast(pl.Int64) * 1_000).cast(_UTC_US)
-
-
-@_register("timestamp_micros")
-def _timestamp_micros(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return args[0].cast(pl.Int64).cast(_UTC_US)
-
-
-@_register("unix_timestamp")
-def _unix_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    ts = _to_timestamp(call, args, ctx) if args else _current_timestamp(call, args, ctx)
-    return ts.dt.epoch("s")
-
-
-@_register("from_unixtime")
-def _from_unixtime(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    fmt = spark_to_chrono(call.param("format", "yyyy-MM-dd HH:mm:ss"))
-    return (args[0].cast(pl.Int64) * 1_000_000).cast(_UTC_US).dt.strftime(fmt)
-
-
-@_register("date_format")
-def _date_format(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    source = ctx.dtype_of(args[0])
-    value = args[0] if source != pl.String else cast_to(args[0], source, T.TimestampType())
-    return value.dt.strftime(spark_to_chrono(str(call.param("format"))))
-
-
-def _datetime_part(part: str) -> Builder:
-    def build(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-        return getattr(args[0].dt, part)().cast(pl.Int32)  # type: ignore[no-any-return]
-
-    return build
-
-
-for _name, _part in [("year", "year"), ("month", "month"), ("dayofmonth", "day"),
-                     ("day", "day"), ("hour", "hour"), ("minute", "minute"),
-                     ("second", "second"), ("dayofyear", "ordinal_day"),
-                     ("weekofyear", "week"), ("quarter", "quarter")]:
-    FUNCTIONS[_name] = _datetime_part(_part)
-
-
-@_register("dayofweek")
-def _dayofweek(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return (args[0].dt.weekday() % 7 + 1).cast(pl.Int32)  # Spark: Sunday = 1
-
-
-@_register("date_trunc")
-def _date_trunc(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    units = {"year": "1y", "yyyy": "1y", "yy": "1y", "quarter": "1q", "month": "1mo",
-             "mm": "1mo", "mon": "1mo", "week": "1w", "day": "1d", "dd": "1d",
-             "hour": "1h", "minute": "1m", "second": "1s", "millisecond": "1ms"}
-    unit = str(call.param("unit")).lower()
-    if unit not in units:
-        raise AnalysisException(f"date_trunc does not know the unit {unit!r}")
-    return args[0].dt.truncate(units[unit])
-
-
-# date_add, date_sub, datediff and the other date functions: engine/datetime_functions.py
+# current_date, to_timestamp, date_format, hour, date_trunc and the other date functions
+# (the ones the session time zone governs): engine/datetime_functions.py
 
 
 # ---- event-time windows --------------------------------------------------------------
@@ -775,11 +684,6 @@ def _json_tuple(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
 def _json_field_text(text: pl.Expr, name: str) -> pl.Expr:
     return text.str.json_path_match("$." + name if name.isidentifier() else
                                     "$['" + name.replace("'", "\\'") + "']")
-
-
-@_register("cast_timestamp")
-def _cast_ts(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return cast_to(args[0], ctx.dtype_of(args[0]), T.TimestampType())
 
 
 @_register("typed_null")

@@ -18,7 +18,8 @@ __all__: list[str] = []
 @register("try_cast")
 def _try_cast(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """ANSI cast rules, NULL where the value does not convert (never an error)."""
-    return cast_to(args[0], ctx.dtype_of(args[0]), call.param("type"), ansi=True)
+    return cast_to(args[0], ctx.dtype_of(args[0]), call.param("type"), ansi=True,
+                   zone=ctx.time_zone)
 
 
 @register("update_fields")

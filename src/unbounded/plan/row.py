@@ -7,7 +7,7 @@ too: a row UDF receives struct arguments as Rows, as in PySpark.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -15,6 +15,9 @@ import pyarrow as pa
 from unbounded.plan.types import ArrayType, DataType, MapType, StructType, TimestampType
 
 __all__ = ["Row", "rows_from_arrow", "values_from_arrow"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class Row(tuple[Any, ...]):
@@ -119,9 +122,11 @@ def _python_value(value: Any, t: DataType) -> Any:
     if value is None:
         return None
     if isinstance(t, TimestampType):
-        # Naive wall-clock time in the session time zone (UTC), as PySpark returns
-        # naive datetimes in its session's zone.
-        return value.astimezone(UTC).replace(tzinfo=None)
+        # Naive wall-clock time in the Python process's zone (not the session's), as
+        # PySpark's collect() makes it (fromtimestamp: the second of two 01:30s has fold=1).
+        micros = (value - _EPOCH) // _MICROSECOND
+        return datetime.fromtimestamp(micros // 1_000_000).replace(
+            microsecond=micros % 1_000_000)
     if isinstance(t, StructType):
         return Row.from_fields(t.names, [_python_value(value.get(f.name), f.dataType)
                                          for f in t.fields])

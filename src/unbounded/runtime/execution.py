@@ -22,7 +22,7 @@ from unbounded.checkpoint.atomic import make_dirs
 from unbounded.checkpoint.epoch import EpochFence
 from unbounded.checkpoint.lock import CheckpointLock
 from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
-from unbounded.engine.context import ansi_enabled
+from unbounded.engine.context import ansi_enabled, session_time_zone
 from unbounded.errors import AnalysisException, StreamingQueryException, UnboundedError
 from unbounded.executors.base import Executor
 from unbounded.plan.logical import StreamingRelation, streaming_relations
@@ -102,6 +102,7 @@ class StreamExecution:
             self.stages = StageRunner(
                 self.physical, self.operators, self.relations,
                 ansi=ansi_enabled(self.spec.conf),
+                time_zone=session_time_zone(self.spec.conf),
                 output_partitions=int(self.fixed_conf["spark.sql.shuffle.partitions"])
                 if self.operators else 1)
             cross_check(self.offset_log, self.commit_log, self.sources, self.sink,
@@ -132,7 +133,8 @@ class StreamExecution:
                 state_root=os.path.join(self.spec.checkpoint, "state"),
                 num_partitions=int(self.fixed_conf["spark.sql.shuffle.partitions"]),
                 store_conf=conf, output_mode=self.spec.output_mode, executor=self.executor,
-                operator_id=stage.operator_id, ansi=ansi_enabled(self.spec.conf))
+                operator_id=stage.operator_id, ansi=ansi_enabled(self.spec.conf),
+                time_zone=session_time_zone(self.spec.conf))
             self.operators.append(create_operator(
                 stage.node, [i.plan for i in stage.inputs], stage.output.schema, ctx))
 

@@ -76,9 +76,10 @@ class StageRunner:
 
     def __init__(self, physical: PhysicalPlan, operators: Sequence[StatefulOperator],
                  relations: Sequence[StreamingRelation], *, ansi: bool = True,
-                 output_partitions: int = 1) -> None:
+                 time_zone: str = "UTC", output_partitions: int = 1) -> None:
         self.physical = physical
         self.ansi = ansi  # spark.sql.ansi.enabled, for every plan this runner compiles
+        self.time_zone = time_zone  # spark.sql.session.timeZone when the query started
         # Output over an operator reaches the sink in up to this many parts (Spark's
         # shuffle partitions), which a sink writes in parallel.
         self.output_partitions = max(1, output_partitions)
@@ -133,7 +134,8 @@ class StageRunner:
         return PartitionTask(
             target.id, target.plan, None if rel is None else rel.relation_id, part,
             None if rel is None else rel.schema, clock.timestamp_us, clock.watermark_us,
-            clock.late_watermark_us, self._map_side(target.id), self.ansi, index)
+            clock.late_watermark_us, self._map_side(target.id), self.ansi, index,
+            self.time_zone)
 
     def run(self, results: Sequence[TaskResult], clock: BatchInfo) -> StageOutcome:
         """The stateful stages and the final plan over the tasks' results."""
@@ -203,7 +205,8 @@ class StageRunner:
                 target.plan.relation_id == stage.output.relation_id:
             return outputs[target.upstream]  # the operator's rows as they are: no query
         ctx = CompileContext(pl.Schema(), clock.timestamp_us, clock.watermark_us,
-                             observe_event_time=True, relist_files=True, ansi=self.ansi)
+                             observe_event_time=True, relist_files=True, ansi=self.ansi,
+                             time_zone=self.time_zone)
         bound = {stage.output.relation_id: outputs[target.upstream].lazy()}
         frame = compile_plan(target.plan, bound, ctx).collect()
         merge_event_time([ctx.event_time], into=outcome.event_time)

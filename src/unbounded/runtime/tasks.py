@@ -54,6 +54,7 @@ class PartitionTask:
     map_side: MapSide | None = None
     ansi: bool = True  # spark.sql.ansi.enabled of the query's session
     partition_index: int = 0  # the partition's place among its source's in this batch
+    time_zone: str = "UTC"  # spark.sql.session.timeZone of the query's session
 
 
 def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
@@ -78,7 +79,7 @@ def run_partition(task: PartitionTask) -> TaskResult:
     ctx = CompileContext(pl.Schema(), task.batch_timestamp_us, task.watermark_us,
                          observe_event_time=not own_stats, relist_files=True,
                          ansi=task.ansi, partition_index=task.partition_index,
-                         input_file=_input_file(task.partition))
+                         input_file=_input_file(task.partition), time_zone=task.time_zone)
     frame = compile_plan(task.plan, inputs, ctx)
     if map_side is None:
         return TaskResult(task.input_id, frame.collect().to_arrow(), rows, ctx.event_time)

@@ -9,7 +9,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from unbounded.config import DEFAULTS
 from unbounded.errors import AnalysisException
+from unbounded.plan.time_zones import in_zone
 from unbounded.sinks.base import MicroBatch, SinkContext
 
 __all__ = ["ConsoleSink", "format_table", "format_value"]
@@ -42,9 +44,12 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def format_table(table: pa.Table, num_rows: int = 20, truncate: int | bool = True) -> str:
-    """Spark's ``show()`` layout; ``truncate`` cuts cells to 20 characters (or N)."""
+def format_table(table: pa.Table, num_rows: int = 20, truncate: int | bool = True,
+                 zone: str = "UTC") -> str:
+    """Spark's ``show()`` layout; ``truncate`` cuts cells to 20 characters (or N);
+    timestamps print as wall-clock times in ``zone``, the session time zone."""
     width = 20 if truncate is True else int(truncate) if truncate else 0
+    table = in_zone(table, zone)
     names = table.column_names
     # By position, not by name: a join's output may repeat a column name.
     shown = zip(*(c.to_pylist() for c in table.slice(0, num_rows).columns), strict=True)
@@ -81,6 +86,9 @@ class ConsoleSink:
         raw = (ctx.option("truncate", "true") or "true").lower()
         self.truncate: int | bool = True if raw == "true" else False if raw == "false" \
             else int(raw)
+        conf = ctx.extra.get("conf", {})
+        self.zone = conf.get("spark.sql.session.timeZone") or \
+            DEFAULTS["spark.sql.session.timeZone"]
 
     @property
     def description(self) -> str:
@@ -88,7 +96,7 @@ class ConsoleSink:
 
     def add_batch(self, batch_id: int, batch: MicroBatch) -> None:
         bar = "-" * 43
-        text = format_table(batch.table(), self.num_rows, self.truncate)
+        text = format_table(batch.table(), self.num_rows, self.truncate, self.zone)
         sys.stdout.write(f"{bar}\nBatch: {batch_id}\n{bar}\n{text}\n")
         sys.stdout.flush()
 

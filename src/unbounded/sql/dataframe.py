@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from unbounded.engine.context import CompileContext, OutputColumn, ansi_enabled
+from unbounded.engine.context import (
+    CompileContext,
+    OutputColumn,
+    ansi_enabled,
+    session_time_zone,
+)
 from unbounded.engine.plans import compile_output, plan_columns, plan_schema, to_display_arrow
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
@@ -388,8 +393,9 @@ class DataFrame(DataFrameOps):
 
     def toArrow(self) -> pa.Table:
         self._require_batch("toArrow")
+        conf = self.sparkSession.conf.getAll()
         ctx = CompileContext(pl.Schema(), int(time.time() * 1_000_000),
-                             ansi=ansi_enabled(self.sparkSession.conf.getAll()))
+                             ansi=ansi_enabled(conf), time_zone=session_time_zone(conf))
         frame, columns = compile_output(self._plan, {}, ctx)
         try:
             collected = frame.collect()
@@ -420,7 +426,8 @@ class DataFrame(DataFrameOps):
         from unbounded.sinks.console import format_table
 
         self._require_batch("show")
-        print(format_table(self.limit(n + 1).toArrow(), n, truncate))
+        zone = session_time_zone(self.sparkSession.conf.getAll())
+        print(format_table(self.limit(n + 1).toArrow(), n, truncate, zone))
 
     def toPandas(self) -> pd.DataFrame:
         """A pandas frame as PySpark builds it: strings as ``object`` (None for NULL),
@@ -428,7 +435,7 @@ class DataFrame(DataFrameOps):
         import pandas as pd
 
         table = self.toArrow()
-        zone = self.sparkSession.conf.get("spark.sql.session.timeZone", "UTC")
+        zone = session_time_zone(self.sparkSession.conf.getAll())
         # By position: a join's output may repeat a name, which a dict would collapse.
         columns = {i: _pandas_column(column, zone) for i, column in enumerate(table.columns)}
         frame = pd.DataFrame(columns, columns=list(columns))

@@ -337,8 +337,9 @@ def _typed_literal(text: str, target: DataType) -> Literal | None:
             value = datetime.fromisoformat(text.strip())
             if isinstance(target, TimestampNTZType):
                 return Literal(value.replace(tzinfo=None), target)
-            aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-            return Literal(aware, target)
+            # Without an offset: wall-clock time in the session zone, which the engine
+            # knows (engine/expressions.py compiles the literal).
+            return Literal(value if value.tzinfo is None else value.astimezone(UTC), target)
     except ValueError:
         raise _Rejected(f"Cannot parse the {target.simpleString().upper()} value {text!r}",
                         "INVALID_TYPED_LITERAL") from None

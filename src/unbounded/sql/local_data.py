@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -37,7 +38,7 @@ def _from_rows(rows: list[Any], schema: StructType | list[str] | None) -> pa.Tab
                 f"A row has {len(values)} values but the schema has {len(names)} columns: "
                 f"{row!r}")
         for i, v in enumerate(values):
-            columns[i].append(v)
+            columns[i].append(_instant(v))
     if isinstance(schema, StructType):
         return pa.table([pa.array(c, f.dataType.to_arrow()) for c, f in
                          zip(columns, schema.fields, strict=True)], schema=schema.to_arrow_schema())
@@ -48,10 +49,17 @@ def _infer_array(values: list[Any]) -> pa.Array:
     array = pa.array(values)
     if pa.types.is_string(array.type):
         return array.cast(pa.large_string())
-    if pa.types.is_timestamp(array.type) and array.type.tz is None:
-        # Naive datetimes are wall-clock time in the session time zone (UTC).
-        return array.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+    if pa.types.is_timestamp(array.type):
+        return array.cast(pa.timestamp("us", tz="UTC"))
     return array
+
+
+def _instant(value: Any) -> Any:
+    """A naive datetime as the instant it names in the Python process's zone, as PySpark
+    reads one (``time.mktime``), whatever the session zone."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.astimezone()
+    return value
 
 
 def _names(rows: list[Any], schema: StructType | list[str] | None) -> list[str]:

@@ -325,8 +325,11 @@ def test_column_references(sql: str, node: Expression) -> None:
     ("NULL", Literal(None)),
     ("X'0AFF'", Literal(b"\n\xff", T.BinaryType())),
     ("DATE '2024-03-15'", Literal(date(2024, 3, 15), T.DateType())),
+    # Without an offset: wall-clock time, read in the session zone when compiled.
     ("TIMESTAMP '2024-03-15 10:11:12.5'",
-     Literal(datetime(2024, 3, 15, 10, 11, 12, 500000, tzinfo=UTC), T.TimestampType())),
+     Literal(datetime(2024, 3, 15, 10, 11, 12, 500000), T.TimestampType())),
+    ("TIMESTAMP '2024-03-15 10:11:12+02:00'",
+     Literal(datetime(2024, 3, 15, 8, 11, 12, tzinfo=UTC), T.TimestampType())),
     ("INTERVAL 90 SECONDS", Literal(timedelta(seconds=90))),
 ])
 def test_literals(sql: str, node: Literal) -> None:

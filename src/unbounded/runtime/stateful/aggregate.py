@@ -438,7 +438,7 @@ class StreamingAggregation:
         self.node = node
         self.ctx = ctx
         self.output_schema = output_schema
-        cctx = CompileContext(input_schema, 0, ansi=ctx.ansi)
+        cctx = CompileContext(input_schema, 0, ansi=ctx.ansi, time_zone=ctx.time_zone)
         self.key_names = [k.display_name() for k in node.keys] or [_GLOBAL_KEY]
         # Tumbling windows group by their start in microseconds (a far cheaper key than
         # the struct); the struct is rebuilt on the aggregated rows.
@@ -452,7 +452,8 @@ class StreamingAggregation:
         keyed_schema = pl.LazyFrame(schema=input_schema).with_columns(self.key_exprs)
         for name in self.sliding:
             keyed_schema = keyed_schema.explode(name)
-        kctx = CompileContext(keyed_schema.collect_schema(), 0, ansi=ctx.ansi)
+        kctx = CompileContext(keyed_schema.collect_schema(), 0, ansi=ctx.ansi,
+                              time_zone=ctx.time_zone)
         self.aggs = [_plan_aggregate(i, a, kctx) for i, a in enumerate(node.aggs)]
         # Complete mode keeps every key: the watermark neither drops rows nor evicts state.
         self.event_time = None if ctx.output_mode == "complete" else _event_time_key(

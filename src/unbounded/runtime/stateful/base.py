@@ -57,6 +57,7 @@ class OperatorContext:
     executor: Executor
     operator_id: int = 0
     ansi: bool = True  # spark.sql.ansi.enabled: how the operator's own expressions fail
+    time_zone: str = "UTC"  # spark.sql.session.timeZone: how they read timestamps
 
 
 @dataclass

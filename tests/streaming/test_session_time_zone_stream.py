@@ -1,0 +1,41 @@
+"""A streaming query reads timestamps in the session time zone it started with, in its
+partition tasks and in its aggregation keys, as Spark fixes a query's zone at start;
+window() boundaries stay on the epoch. Expected values are PySpark 4.3's for the same
+rows in batch (hour() of these instants in America/Los_Angeles)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from unbounded.sql import functions as F
+from unbounded.testing import MemoryStream
+
+# 2024-03-10 06:00 UTC (22:00 PST on the 9th) every 30 minutes: eight rows.
+ROWS = [(datetime.fromtimestamp(1710050400 + i * 1800, UTC),) for i in range(8)]
+
+
+def test_a_streaming_aggregation_keys_on_hours_of_the_zone_it_started_with(spark):
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    stream = MemoryStream("ts timestamp", spark)
+    hours = stream.toDF().groupBy(F.hour("ts").alias("h")).count()
+    query = hours.writeStream.format("memory").queryName("hours").outputMode(
+        "complete").start()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # too late for this query
+    stream.addData(ROWS)
+    query.processAllAvailable()
+    query.stop()
+    got = sorted(tuple(r) for r in spark.table("hours").collect())
+    assert got == [(0, 2), (1, 2), (22, 2), (23, 2)]
+
+
+def test_stream_tasks_format_in_the_session_zone_and_windows_stay_on_the_epoch(spark):
+    spark.conf.set("spark.sql.session.timeZone", "Asia/Kolkata")
+    stream = MemoryStream("ts timestamp", spark)
+    shown = stream.toDF().select(F.date_format("ts", "yyyy-MM-dd HH:mm").alias("local"),
+                                 F.window("ts", "1 day").start.alias("day"))
+    query = shown.writeStream.format("memory").queryName("local").start()
+    stream.addData(ROWS[:1])
+    query.processAllAvailable()
+    query.stop()
+    assert [tuple(r) for r in spark.table("local").collect()] == [
+        ("2024-03-10 11:30", datetime(2024, 3, 10))]
