@@ -18,17 +18,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 import pyarrow as pa
 
 from unbounded.checkpoint.logs import CommitLog
-from unbounded.errors import AnalysisException
+from unbounded.errors import AnalysisException, SparkRuntimeException
 from unbounded.state.base import OP_COLUMN, StateSchema, StateSchemaFile, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
 from unbounded.state.join_keys import JoinKeysFile, JoinSideKeys
 from unbounded.state.memory import apply_delta, to_arrow, to_polars
+from unbounded.state.transform_meta import (
+    TIMERS_STORE,
+    OperatorInfo,
+    StateVariableInfo,
+    TransformWithStateFile,
+    VariableType,
+    variable_name,
+)
+from unbounded.state.transform_reader import (
+    invalid_option,
+    parse_transform_options,
+    timers_table,
+    variable_table,
+)
 
 __all__ = [
     "METADATA_SCHEMA",
@@ -55,13 +69,17 @@ class StateReadOptions:
     """The ``statestore`` reader's options, parsed: Spark's names and defaults.
 
     >>> StateReadOptions.parse({"operatorId": "1", "joinSide": "Left"})
-    StateReadOptions(batch_id=None, operator_id=1, store_name='default', join_side='left')
+    StateReadOptions(batch_id=None, operator_id=1, store_name='default', join_side='left', \
+state_var_name=None, read_timers=False, flatten=True)
     """
 
     batch_id: int | None = None
     operator_id: int = 0
     store_name: str = _DEFAULT_STORE
     join_side: str | None = None
+    state_var_name: str | None = None  # transformWithState: one state variable
+    read_timers: bool = False  # transformWithState: its registered timers
+    flatten: bool = True  # flattenCollectionTypes: a row per list element / map entry
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> StateReadOptions:
@@ -76,7 +94,8 @@ class StateReadOptions:
         batch = opts.get("batchid")
         return cls(None if batch is None else _non_negative("batchId", batch),
                    _non_negative("operatorId", opts.get("operatorid", "0")),
-                   opts.get("storename", _DEFAULT_STORE), None if side == "none" else side)
+                   opts.get("storename", _DEFAULT_STORE), None if side == "none" else side,
+                   *parse_transform_options(opts))
 
 
 def _non_negative(name: str, raw: str) -> int:
@@ -179,6 +198,91 @@ def _store_folder(op_path: str, partition: int, options: StateReadOptions) -> st
                             f"has no store {wanted!r}; its stores are {shown}.")
 
 
+def _transform_stores(op_path: str, partitions: list[int], options: StateReadOptions) -> bool:
+    """Whether to read a transformWithState operator through ``stateVarName`` or
+    ``readRegisteredTimers``: its stores, and no ``storeName``/``joinSide`` naming one raw
+    store (``storeName="var-count"`` still returns that store's rows as stored)."""
+    return (options.store_name == _DEFAULT_STORE and options.join_side is None
+            and TIMERS_STORE in _store_names(op_path, partitions[0]))
+
+
+def _refuse_transform_options(checkpoint: str, options: StateReadOptions,
+                              stores: list[str]) -> None:
+    """Spark's error for the transformWithState options on another operator."""
+    option = ("stateVarName" if options.state_var_name is not None else
+              "readRegisteredTimers" if options.read_timers else None)
+    if option is None:
+        return
+    name = _operator_name(stores, _value_names(checkpoint, options.operator_id, stores[0]))
+    what = "state variable names" if option == "stateVarName" else "readRegisteredTimers=true"
+    raise invalid_option(option, f"Providing {what} is only supported with the "
+                                 f"transformWithState operator. Found operator={name}. "
+                                 "Please remove this option and re-run the query.")
+
+
+def _operator_info(checkpoint: str, op: int, stores: list[str]) -> OperatorInfo:
+    recorded = TransformWithStateFile(os.path.join(checkpoint, "state"), op).read()
+    return recorded or _inferred_info(checkpoint, op, stores)
+
+
+def _inferred_info(checkpoint: str, op: int, stores: list[str]) -> OperatorInfo:
+    """A checkpoint written before the operator recorded its declarations: the variables
+    from their stores' columns; TTL and the time mode unknown."""
+    variables = []
+    for store in stores:
+        name = variable_name(store)
+        if name is not None:
+            values = _value_names(checkpoint, op, store)
+            kind = (VariableType.MAP if "__keys" in values else
+                    VariableType.LIST if "__values" in values else VariableType.VALUE)
+            variables.append(StateVariableInfo(name, kind, ttl_enabled=False))
+    return OperatorInfo("transformWithStateInPandasExec", None, None, tuple(variables))
+
+
+def _selected_variable(info: OperatorInfo, options: StateReadOptions) -> StateVariableInfo | None:
+    """The variable the options name (None: the timers), checked as Spark checks it."""
+    if options.read_timers:
+        if info.time_mode == "None":
+            raise invalid_option("readRegisteredTimers",
+                                 "Registered timers are not available in TimeMode=None.")
+        return None
+    if options.state_var_name is None:
+        raise SparkRuntimeException("[STDS_REQUIRED_OPTION_UNSPECIFIED] 'stateVarName' must "
+                                    "be specified.",
+                                    error_class="STDS_REQUIRED_OPTION_UNSPECIFIED")
+    variable = info.variable(options.state_var_name)
+    if variable is None:
+        raise invalid_option("stateVarName", f"State variable {options.state_var_name} is "
+                                             "not defined for the transformWithState operator.")
+    return variable
+
+
+def _has_expiry(frame: pl.DataFrame) -> bool:
+    """Whether any stored value carries a TTL expiry (-1: none)."""
+    column = frame.get_column("__expires_ms")
+    values = column.explode() if isinstance(column.dtype, pl.List) else column
+    return bool((values.drop_nulls() != -1).any())
+
+
+def _read_transform(checkpoint: str, partitions: list[int], options: StateReadOptions,
+                    batch: int) -> pa.Table:
+    """One state variable, or the timers, of a transformWithState operator."""
+    root, op = os.path.join(checkpoint, "state"), options.operator_id
+    info = _operator_info(checkpoint, op, _store_names(os.path.join(root, str(op)),
+                                                        partitions[0]))
+    variable = _selected_variable(info, options)
+    folder = TIMERS_STORE if variable is None else variable.store
+    loaded = [(p, *_load(StateStoreId(root, op, p, folder), batch + 1)) for p in partitions]
+    if variable is not None and info.time_mode is None:
+        variable = replace(variable, ttl_enabled=any(_has_expiry(f) for _, _, f in loaded))
+    parts = []
+    for p, schema, frame in loaded:
+        rows = to_arrow(frame, schema.row_schema)
+        parts.append(timers_table(rows, schema.key_names, p) if variable is None else
+                     variable_table(variable, rows, schema.key_names, p, options.flatten))
+    return pa.concat_tables(parts)
+
+
 def read_state_store(checkpoint: str, options: StateReadOptions) -> pa.Table:
     """Every row of one store of one operator, at the batch ``options`` picks.
 
@@ -197,6 +301,9 @@ def read_state_store(checkpoint: str, options: StateReadOptions) -> pa.Table:
     if not partitions:
         raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] {checkpoint} has no state "
                                 f"for operator {options.operator_id}.")
+    if _transform_stores(op_path, partitions, options):
+        return _read_transform(checkpoint, partitions, options, batch)
+    _refuse_transform_options(checkpoint, options, _store_names(op_path, partitions[0]))
     drop = frozenset({_JOIN_MATCHED}) if options.join_side else frozenset()
     keys = None if options.join_side is None else JoinKeysFile(
         os.path.join(checkpoint, "state"), options.operator_id).read(options.join_side)
@@ -238,6 +345,17 @@ def _value_names(checkpoint: str, op: int, store: str) -> list[str]:
     return [f["name"] for f in doc["valueSchema"]] if doc else []
 
 
+def _transform_metadata(checkpoint: str, op: int, partitions: list[int], stores: list[str],
+                        last: int) -> dict[str, object]:
+    """A transformWithState operator as Spark lists it: one ``default`` store (its
+    variables are column families of it) with the declarations as properties."""
+    info = _operator_info(checkpoint, op, stores)
+    oldest = max(_min_batch(checkpoint, op, partitions, s) for s in stores)
+    return {"operatorId": op, "operatorName": info.operator_name,
+            "stateStoreName": _DEFAULT_STORE, "numPartitions": len(partitions),
+            "minBatchId": oldest, "maxBatchId": last, "operatorProperties": info.properties()}
+
+
 def read_state_metadata(checkpoint: str) -> pa.Table:
     """One row per operator and store of the checkpoint (Spark's ``state-metadata``)."""
     last = _last_committed(checkpoint)
@@ -247,6 +365,9 @@ def read_state_metadata(checkpoint: str) -> pa.Table:
         if not partitions:
             continue
         stores = _store_names(os.path.join(checkpoint, "state", str(op)), partitions[0])
+        if TIMERS_STORE in stores:
+            rows.append(_transform_metadata(checkpoint, op, partitions, stores, last))
+            continue
         name = _operator_name(stores, _value_names(checkpoint, op, stores[0]))
         rows += [{"operatorId": op, "operatorName": name,
                   "stateStoreName": s or _DEFAULT_STORE, "numPartitions": len(partitions),
