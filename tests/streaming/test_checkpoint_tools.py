@@ -213,7 +213,8 @@ def test_rewind_then_restart_writes_batches_from_n_again_exactly_once(spark, roo
     assert main(["checkpoint", "rewind", str(root / "cp"), "--to", "2", "--sink",
                  str(root / "out"), "--yes"]) == 0
     assert "next run starts at batch 2" in capsys.readouterr().out
-    assert sorted(os.listdir(root / "cp/offsets")) == [".0.crc32c", ".1.crc32c", "0", "1"]
+    assert sorted(os.listdir(root / "cp/offsets")) == [".0.crc32c", ".1.crc32c", ".crc32c-from",
+                                                         "0", "1"]
     assert FileSinkManifest(str(root / "out")).latest_batch_id() == 1
     assert _output(root) == []  # windows close from batch 2 on
     assert {v for s in ("0", "1") for v in os.listdir(root / f"cp/state/0/{s}")} == {

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from unbounded.checkpoint.checksum import sidecar_path
+from unbounded.checkpoint.atomic import set_file_ops
+from unbounded.checkpoint.checksum import MARKER_NAME, sidecar_path
 from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
 from unbounded.errors import CheckpointCorruptError, MissingFileError, StreamingQueryException
 from unbounded.files.manifest import FileSinkManifest
@@ -20,6 +22,7 @@ from unbounded.sources.files import FileSourceLog
 from unbounded.sql import functions as F
 from unbounded.state.base import OP_COLUMN, StateSchema, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
+from unbounded.testing.checkpoint_faults import Fault, FaultyFileOps
 
 MAX_OFFSETS_PER_FILE = 400
 
@@ -197,12 +200,23 @@ def _edit_watermark(path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def _as_spark_wrote_it(root: Path) -> None:
+    """Remove every checksum file unbounded writes under ``root`` (sidecars and the
+    ``.crc32c-from`` markers) and add Hadoop's ``.<name>.crc`` beside each log entry, as
+    Spark's checkpoint on a local disk has them."""
+    for path in list(root.rglob(".*")):
+        if path.name == MARKER_NAME or path.name.endswith(".crc32c"):
+            path.unlink()
+    for path in list(root.rglob("*")):
+        if path.is_file() and path.name.split(".")[0].isdigit() and path.suffix != ".delta":
+            (path.parent / f".{path.name}.crc").write_bytes(b"crc\x00\x00\x00\x01")
+
+
 def test_a_log_written_by_spark_reads_unverified_as_it_was(query_dirs):
     """No sidecar anywhere in the folder: Spark wrote it, and it reads as written."""
     offsets = query_dirs / "cp" / "offsets"
     before = OffsetLog(str(offsets)).get(1)
-    for side in offsets.glob(".*.crc32c"):
-        side.unlink()
+    _as_spark_wrote_it(offsets)
     assert OffsetLog(str(offsets)).get(1) == before
 
 
@@ -213,12 +227,107 @@ def test_an_edit_with_its_sidecar_kept_is_detected(query_dirs):
         OffsetLog(str(path.parent)).get(1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not detectable yet: a log entry without a sidecar reads as Spark-written, also "
-    "between entries that have one (docs/guarantees.md, 'What a checksum cannot tell')"))
 def test_an_edit_with_its_sidecar_deleted_between_checked_entries_is_detected(query_dirs):
     path = query_dirs / "cp" / "offsets" / "1"
     _edit_watermark(path)
     Path(sidecar_path(str(path))).unlink()
     with pytest.raises(CheckpointCorruptError, match=str(path)):
         OffsetLog(str(path.parent)).get(1)
+
+
+def _epoch_kind(cp: Path) -> tuple[Path, Callable[[], object]]:
+    from unbounded.checkpoint.epoch import EpochFence
+
+    newest = max((p for p in (cp / "epochs").iterdir() if p.name.isdigit()),
+                 key=lambda p: int(p.name))
+    return newest, lambda: EpochFence(str(cp), int(newest.name)).record()
+
+
+@pytest.mark.parametrize("kind", ["offsets", "commits", "metadata", "source log",
+                                  "sink manifest", "epoch"])
+def test_an_entry_of_each_sidecar_kind_whose_sidecar_was_deleted_is_refused(query_dirs,
+                                                                          kind):
+    """Intact content, sidecar gone: the entry cannot be told from an edited one."""
+    kinds = {**_kinds(query_dirs), "epoch": _epoch_kind(query_dirs / "cp")}
+    path, read = kinds[kind]
+    read()
+    Path(sidecar_path(str(path))).unlink()
+    with pytest.raises(CheckpointCorruptError, match="no checksum file") as e:
+        read()
+    assert str(path) in str(e.value)
+    assert sidecar_path(str(path)) in str(e.value)
+    assert "accept_unverified" in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["state delta", "state snapshot"])
+def test_a_state_file_without_its_embedded_checksum_is_refused(query_dirs, kind):
+    """State files carry their checksum in a header: a bare Arrow body is refused."""
+    path, read = _kinds(query_dirs)[kind]
+    data = path.read_bytes()
+    path.write_bytes(data[len(StateFileEnvelope.header_of(StateFileKind.DELTA, 0, 0)):])
+    with pytest.raises(CheckpointCorruptError) as e:
+        read()
+    assert str(path) in str(e.value)
+
+
+def _stateless(spark, root: Path):
+    df = (spark.readStream.schema("ts TIMESTAMP, word STRING")
+          .option("maxFilesPerTrigger", 1).json(str(root / "in")))
+    return (df.writeStream.format("parquet").option("path", str(root / "out"))
+            .option("checkpointLocation", str(root / "cp"))
+            .trigger(availableNow=True).start())
+
+
+def _run_to_end(query) -> None:
+    query.awaitTermination(60)
+    assert query.exception() is None
+
+
+def test_a_checkpoint_spark_began_and_unbounded_continued_checks_only_its_own_entries(
+        spark, tmp_path):
+    _write_inputs(tmp_path / "in")
+    _run_to_end(_stateless(spark, tmp_path))
+    shutil.rmtree(tmp_path / "cp" / "epochs")  # Spark has no epochs
+    _as_spark_wrote_it(tmp_path)
+    (tmp_path / "in" / "in-3.json").write_text('{"ts":"2026-01-01T10:50:00","word":"z"}\n')
+    _run_to_end(_stateless(spark, tmp_path))
+    rows = spark.read.parquet(str(tmp_path / "out")).collect()
+    assert sorted((r.word, r.ts.strftime("%H:%M")) for r in rows) == [
+        ("a", "10:01"), ("a", "10:03"), ("a", "10:31"), ("b", "10:02"), ("c", "10:16"),
+        ("z", "10:50")]
+    cp = tmp_path / "cp"
+    for folder in (cp / "offsets", cp / "commits", cp / "sources" / "0",
+                   tmp_path / "out" / "_spark_metadata"):
+        assert (folder / MARKER_NAME).read_text().startswith("v1 first=3 "), folder
+        assert (folder / ".3.crc32c").exists() and not (folder / ".2.crc32c").exists()
+    offsets = OffsetLog(str(cp / "offsets"))
+    assert offsets.get(2).offsets == [{"logOffset": 2}]  # Spark's entry, unverified
+    Path(sidecar_path(str(cp / "offsets" / "3"))).unlink()
+    with pytest.raises(CheckpointCorruptError, match=str(cp / "offsets" / "3")):
+        offsets.get(3)
+    assert offsets.get(2).offsets == [{"logOffset": 2}]
+
+
+def test_a_crash_between_a_sidecar_and_its_entry_reads_as_never_written(spark, tmp_path):
+    """The run fails where a crash would stop it: commits/1's sidecar durable, the entry
+    not yet linked. Then a power cut, then a restart: batch 1 re-runs, rows once."""
+    _write_inputs(tmp_path / "in")
+    faulty = FaultyFileOps([Fault("eio", "rename", 1, False, "*/commits/1")])
+    previous = set_file_ops(faulty)
+    try:
+        query = _start(spark, tmp_path)
+        with pytest.raises(StreamingQueryException):
+            query.awaitTermination(60)
+        faulty.lose_unsynced()
+    finally:
+        set_file_ops(previous)
+    commits = tmp_path / "cp" / "commits"
+    assert (commits / ".1.crc32c").exists() and not (commits / "1").exists()
+    assert CommitLog(str(commits)).batch_ids() == [0]
+    _run_to_end(_start(spark, tmp_path))
+    rows = spark.read.parquet(str(tmp_path / "out")).collect()
+    assert sorted((r.word, r.window.start.strftime("%H:%M"), r["count"]) for r in rows) == [
+        ("a", "10:00", 2), ("b", "10:00", 1), ("c", "10:15", 1)]
+    ids = CommitLog(str(commits)).batch_ids()
+    assert ids[:3] == [0, 1, 2] and ids == list(range(len(ids)))
+    CommitLog(str(commits)).get(1)  # its sidecar matches the entry written on the re-run

@@ -14,7 +14,7 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from unbounded.checkpoint.checksum import sidecar_path
+from unbounded.checkpoint.checksum import MARKER_NAME, sidecar_path
 from unbounded.files.manifest import FileSinkManifest
 
 HERE = os.path.dirname(__file__)
@@ -68,10 +68,14 @@ def _remove(path: str) -> None:
 
 
 def _rewrite_unchecked(path: str, edit) -> None:
-    """Edit a log file and drop its checksum, as a log written by Spark (no sidecar)."""
+    """Edit a log file in a folder made to look as Spark wrote it (no checksum sidecar, no
+    ``.crc32c-from`` marker: an entry whose sidecar alone was deleted is refused)."""
     with open(path) as f:
         text = f.read()
-    _remove(path)
+    folder = os.path.dirname(path)
+    for name in os.listdir(folder):
+        if name == MARKER_NAME or (name.startswith(".") and name.endswith(".crc32c")):
+            os.unlink(os.path.join(folder, name))
     with open(path, "w") as f:
         f.write(edit(text))
 

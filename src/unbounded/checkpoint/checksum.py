@@ -12,10 +12,25 @@ checksum of each such file ``<folder>/<name>`` lives beside it in
 every log listing, Spark's included, and the suffix differs from Hadoop's own ``.crc``
 sidecars, which Hadoop would try to verify in its own format.
 
-Order of writes: the file first (atomically, failing if it exists), then its sidecar. A
-crash between the two leaves an intact file without a sidecar, which reads as a file
-Spark wrote: accepted, unverified. A sidecar whose file differs, or a sidecar that does
-not parse, raises :class:`CheckpointCorruptError`. See ``docs/design/checksums.md``.
+A folder this engine writes into also holds ``.crc32c-from``, written once before the
+folder's first sidecar: the id of the first entry this engine wrote there::
+
+    v1 first=5 crc32c=0d2b7a1e
+
+(the CRC-32C of ``v1 first=5``). Entries with a lower id were written by Spark (a
+checkpoint Spark began and this engine continued) and are read unverified; from that
+id on, every entry has its sidecar, so an entry without one had it deleted and is
+refused. Non-numeric names (``metadata``) count as id 0. Without the marker (deleted,
+or a folder an older release wrote), the lowest id that has a sidecar stands in.
+
+Order of writes: the sidecar first, durably (its folder fsynced), then the file
+(atomically, failing if it exists). So no crash or power cut leaves an entry of ours
+without its sidecar; the one thing they leave is a sidecar without its entry, which
+means the entry was never written: it is replaced when the entry is written again and
+removed the first time a process writes into its folder. Removal goes the other way:
+the entry, a folder fsync, then the sidecar. A sidecar whose file differs, or a
+sidecar that does not parse, raises :class:`CheckpointCorruptError`. See
+``docs/design/checksums.md``.
 
 Example:
     >>> import os, tempfile
@@ -30,14 +45,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 
 import crc32c
 
+from unbounded.checkpoint import atomic
 from unbounded.checkpoint.atomic import write_atomic, write_atomic_replace
-from unbounded.errors import CheckpointCorruptError
+from unbounded.errors import CheckpointConflictError, CheckpointCorruptError
 
 __all__ = [
+    "MARKER_NAME",
     "RECOVERY_HINT",
+    "accept_unverified",
+    "first_checked_id",
     "read_checked",
     "read_checked_text",
     "remove_checked",
@@ -49,8 +69,13 @@ RECOVERY_HINT = (
     "Restore the file from a backup of the checkpoint, or, if the query can rebuild its "
     "state and output, start it with a new checkpointLocation."
 )
+MARKER_NAME = ".crc32c-from"
 _SIDECAR_VERSION = 1
 _SIDECAR = re.compile(r"v(\d+) crc32c=([0-9a-f]{8}) length=(\d+)\n")
+_SIDECAR_NAME = re.compile(r"^\.(.+)\.crc32c$")
+_MARKER = re.compile(r"(v(\d+) first=(\d+)) crc32c=([0-9a-f]{8})\n")
+_prepared: set[str] = set()
+_prepared_lock = threading.Lock()
 
 
 def sidecar_path(path: str) -> str:
@@ -59,21 +84,82 @@ def sidecar_path(path: str) -> str:
     return os.path.join(folder, f".{name}.crc32c")
 
 
+def _entry_id(name: str) -> int:
+    """The batch id an entry's name starts with (``7``, ``9.compact``); 0 for others."""
+    digits = re.match(r"\d+", name)
+    return int(digits.group(0)) if digits else 0
+
+
 def _sidecar_line(data: bytes) -> bytes:
     return f"v{_SIDECAR_VERSION} crc32c={crc32c.crc32c(data):08x} length={len(data)}\n".encode()
 
 
+def _marker_line(first: int) -> bytes:
+    body = f"v{_SIDECAR_VERSION} first={first}"
+    return f"{body} crc32c={crc32c.crc32c(body.encode()):08x}\n".encode()
+
+
 def write_checked(path: str, data: bytes) -> None:
-    """Publish ``data`` at ``path`` (failing if it exists), then its checksum sidecar."""
+    """Publish the checksum of ``data``, durably, then ``data`` at ``path`` (failing if
+    it exists: raises ``CheckpointConflictError`` before touching its sidecar)."""
+    folder = os.path.dirname(path) or "."
+    _prepare(folder, _entry_id(os.path.basename(path)))
+    if os.path.lexists(path):
+        raise CheckpointConflictError(
+            f"{path} was already written by another run of this query. Two runs may be "
+            "using the same checkpoint location; stop one of them.")
+    write_atomic_replace(sidecar_path(path), _sidecar_line(data))
     write_atomic(path, data)
-    write_atomic_replace(sidecar_path(path), _sidecar_line(data), sync_dir=False)
 
 
-def remove_checked(path: str) -> None:
-    """Delete ``path`` and its sidecar (retention, compaction)."""
-    for p in (path, sidecar_path(path)):
+def accept_unverified(path: str) -> None:
+    """Record the checksum of ``path`` as it is now: for an entry that Spark wrote after
+    this engine last ran (its sidecar was never there), once you know it is intact."""
+    write_atomic_replace(sidecar_path(path), _sidecar_line(_read_bytes(path)))
+
+
+def _prepare(folder: str, first: int) -> None:
+    """On this process's first write into ``folder``: mark it as checked from ``first``
+    on (unless marked already) and remove the sidecars of entries never written."""
+    key = os.path.abspath(folder)
+    marker = os.path.join(folder, MARKER_NAME)
+    if key in _prepared and os.path.exists(marker):
+        return  # checked each time: a checkpoint may be deleted and made again meanwhile
+    with _prepared_lock:
+        if key in _prepared and os.path.exists(marker):
+            return
+        atomic.make_dirs(folder)
+        _remove_orphan_sidecars(folder)
+        if not os.path.exists(marker):
+            with contextlib.suppress(CheckpointConflictError):  # another run marked it
+                write_atomic(marker, _marker_line(first))
+        _prepared.add(key)
+
+
+def _remove_orphan_sidecars(folder: str) -> None:
+    """A sidecar without its entry is what a crash between the two writes leaves: the
+    entry was never written, so its checksum goes too."""
+    for name in os.listdir(folder):
+        match = _SIDECAR_NAME.match(name)
+        if match and not os.path.lexists(os.path.join(folder, match.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
+
+
+def remove_checked(*paths: str) -> None:
+    """Delete ``paths`` and their sidecars (retention, compaction): the entries, their
+    folders fsynced, then the sidecars, so a power cut can resurrect a sidecar alone
+    (an entry never written) but never an entry without its sidecar."""
+    folders = set()
+    for path in paths:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(p)
+            atomic.file_ops.unlink(path)
+            folders.add(os.path.dirname(path) or ".")
+    for folder in folders:
+        atomic.fsync_dir(folder)
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            atomic.file_ops.unlink(sidecar_path(path))
 
 
 def _read_bytes(path: str) -> bytes:
@@ -96,17 +182,61 @@ def _expected(path: str) -> tuple[int, int] | None:
         raise CheckpointCorruptError(
             f"The checksum file {side} of {path} is damaged: expected one line "
             f"'v{_SIDECAR_VERSION} crc32c=<8 hex digits> length=<bytes>', found {raw[:60]!r}. "
-            f"If {path} itself is intact, delete {side} to accept it unverified; otherwise "
-            + RECOVERY_HINT,
+            f"If {path} itself is intact, delete {side} and run "
+            f"unbounded.checkpoint.checksum.accept_unverified({path!r}) to accept it "
+            "unverified; otherwise " + RECOVERY_HINT,
         )
     return int(match.group(2), 16), int(match.group(3))
 
 
+def _marked_first(folder: str) -> int | None:
+    """The first id ``folder``'s marker records; None without a marker."""
+    path = os.path.join(folder, MARKER_NAME)
+    if not os.path.exists(path):
+        return None
+    raw = _read_bytes(path)
+    match = _MARKER.fullmatch(raw.decode("ascii", errors="replace"))
+    if (match is None or int(match.group(2)) != _SIDECAR_VERSION
+            or crc32c.crc32c(match.group(1).encode()) != int(match.group(4), 16)):
+        raise CheckpointCorruptError(
+            f"The checksum marker {path} is damaged: expected one line "
+            f"'v{_SIDECAR_VERSION} first=<batch id> crc32c=<8 hex digits>', found "
+            f"{raw[:60]!r}. It records the first entry of {folder} that unbounded wrote; "
+            "rewrite it with that id, or " + RECOVERY_HINT)
+    return int(match.group(3))
+
+
+def first_checked_id(folder: str) -> int | None:
+    """The lowest entry id of ``folder`` from which on every entry has a sidecar (None:
+    no entry does; Spark wrote the folder)."""
+    ids = [_entry_id(m.group(1)) for m in map(_SIDECAR_NAME.match, os.listdir(folder)) if m]
+    marked = _marked_first(folder)
+    candidates = ids + ([] if marked is None else [marked])
+    return min(candidates) if candidates else None
+
+
+def _refuse_if_checked(path: str) -> None:
+    """An entry without a sidecar in the checked range of its folder lost its sidecar."""
+    folder, name = os.path.split(path)
+    first = first_checked_id(folder or ".")
+    if first is None or _entry_id(name) < first:
+        return  # written by Spark: read as it is
+    raise CheckpointCorruptError(
+        f"Checkpoint file {path} has no checksum file {sidecar_path(path)}, but unbounded "
+        f"wrote every entry of {folder} from id {first} on with its checksum written "
+        "first: the checksum was deleted, so the entry cannot be trusted. If Apache Spark "
+        "wrote this entry after unbounded last ran and it is intact, accept it with "
+        f"unbounded.checkpoint.checksum.accept_unverified({path!r}); otherwise "
+        + RECOVERY_HINT)
+
+
 def read_checked(path: str) -> bytes:
-    """The bytes of ``path``, verified against its sidecar when it has one."""
+    """The bytes of ``path``, verified against its sidecar; an entry without a sidecar is
+    read as Spark wrote it unless its folder says unbounded wrote it."""
     data = _read_bytes(path)
     expected = _expected(path)
     if expected is None:
+        _refuse_if_checked(path)
         return data
     crc, length = expected
     actual = crc32c.crc32c(data)

@@ -10,8 +10,10 @@ Layout of a checkpoint folder::
 
 Each entry is written once with ``write_atomic``: the offset entry of batch N is the
 write-ahead record of what batch N reads, and the commit entry says batch N is durable.
-Each file's CRC-32C is kept in a sidecar ``.<name>.crc32c`` and verified on every read
-(``unbounded.checkpoint.checksum``); files Spark wrote have none and are read as they are.
+Each file's CRC-32C is kept in a sidecar ``.<name>.crc32c``, written before the file, and
+verified on every read (``unbounded.checkpoint.checksum``); entries Spark wrote have none
+and are read as they are, while an entry without one in the part of a folder this engine
+wrote (from the id its ``.crc32c-from`` marker records) is refused.
 """
 
 from __future__ import annotations
@@ -83,10 +85,7 @@ class BatchLog:
 
     def purge_before(self, batch_id: int) -> None:
         """Delete entries with ids below ``batch_id`` (retention)."""
-        for old in self.batch_ids():
-            if old >= batch_id:
-                break
-            remove_checked(self.path(old))
+        remove_checked(*(self.path(old) for old in self.batch_ids() if old < batch_id))
 
 
 @dataclass

@@ -61,10 +61,13 @@ def test_a_damaged_sidecar_is_reported_with_how_to_accept_the_file(tmp_path: Pat
         QueryMetadata.read(str(tmp_path))
 
 
-def test_a_crash_between_file_and_sidecar_leaves_a_readable_entry(tmp_path: Path) -> None:
+def test_an_entry_whose_sidecar_was_deleted_is_refused_naming_both(tmp_path: Path) -> None:
     write_checked(str(tmp_path / "0"), b"v1\n{}")
     Path(sidecar_path(str(tmp_path / "0"))).unlink()
-    assert read_checked_text(str(tmp_path / "0")) == "v1\n{}"
+    with pytest.raises(CheckpointCorruptError, match="no checksum file") as e:
+        read_checked_text(str(tmp_path / "0"))
+    assert str(tmp_path / "0") in str(e.value)
+    assert sidecar_path(str(tmp_path / "0")) in str(e.value)
 
 
 @pytest.mark.parametrize("make", ["offsets", "metadata", "source log", "sink manifest"])
@@ -101,4 +104,4 @@ def test_retention_removes_entries_with_their_sidecars(tmp_path: Path) -> None:
     for batch in range(3):
         log.add(batch, OffsetEntry([None], 0))
     log.purge_before(2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".2.crc32c", "2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".2.crc32c", ".crc32c-from", "2"]
