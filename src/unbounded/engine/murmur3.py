@@ -22,7 +22,6 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 __all__ = ["DEFAULT_SEED", "spark_hash"]
 
@@ -102,6 +101,8 @@ def _float_bits(array: pa.Array, width: int) -> npt.NDArray[np.uint64] | U32:
 
 def _hash_array(array: pa.Array, seed: U32) -> U32:
     """Hash one column into ``seed`` (rows where it is NULL keep their seed)."""
+    import pyarrow.compute as pc  # lazy: 30-50 ms at import, only hashing needs it
+
     t = array.type
     filled: pa.Array = array
     if pa.types.is_struct(t):

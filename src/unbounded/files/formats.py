@@ -40,7 +40,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -227,7 +226,7 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
         return pa.chunked_array([pa.nulls(len(column), target)])
     # Only temporal casts may lose precision (ns -> us), as Spark truncates.
     safe = not (pa.types.is_timestamp(target) or pa.types.is_date(target))
-    return pc.cast(column, target, safe=safe)
+    return column.cast(target, safe=safe)
 
 
 def _data_fields(schema: StructType, settings: ReadSettings) -> list[StructField]:
@@ -604,6 +603,8 @@ def _parse_expr(source: pl.Expr, data_type: DataType) -> pl.Expr:
 
 def _apply_mode(typed: pa.Table, bad: pl.Series, lines: _Lines,
                 schema: StructType, settings: ReadSettings) -> pa.Table:
+    import pyarrow.compute as pc  # lazy: 30-50 ms at import, only malformed rows need it
+
     mask = pa.array([b or bool(c) for b, c in zip(lines.broken, bad.to_list(), strict=True)],
                     pa.bool_())
     if settings.mode is ParseMode.FAILFAST and pc.any(mask).as_py():
@@ -711,6 +712,8 @@ def _csv_sample(path: str, settings: ReadSettings) -> pa.Table:
 def _csv_inferred_type(column: pa.ChunkedArray) -> DataType:
     t = column.type
     if pa.types.is_integer(t):
+        import pyarrow.compute as pc  # lazy: 30-50 ms at import
+
         low, high = pc.min(column).as_py(), pc.max(column).as_py()
         fits = low is None or (low >= -(2**31) and high < 2**31)
         return IntegerType() if fits else LongType()

@@ -2,6 +2,8 @@
 
 Sits beside ``runtime`` (it never imports it): a run reports through
 ``runtime.events.QueryEvents``, which ``observe.hub.QueryObserver`` implements.
+``observe.metrics.StreamingMetrics`` is not re-exported here: it imports prometheus_client,
+which only a session with metrics on needs (start-up is measured, issue 15).
 """
 
 from unbounded.observe.hub import QueryObserver, SessionHub
@@ -13,7 +15,6 @@ from unbounded.observe.listener import (
     QueryTerminatedEvent,
     StreamingQueryListener,
 )
-from unbounded.observe.metrics import StreamingMetrics
 from unbounded.observe.server import Response, UiServer
 
 __all__ = [
@@ -25,7 +26,6 @@ __all__ = [
     "QueryTerminatedEvent",
     "Response",
     "SessionHub",
-    "StreamingMetrics",
     "StreamingQueryListener",
     "UiServer",
 ]

@@ -16,7 +16,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unbounded.errors import UnboundedError
 from unbounded.observe.listener import (
@@ -26,11 +26,13 @@ from unbounded.observe.listener import (
     QueryStartedEvent,
     QueryTerminatedEvent,
 )
-from unbounded.observe.metrics import StreamingMetrics
 from unbounded.observe.server import UiServer
 from unbounded.observe.ui import LIST_PATH, StreamingUi
 from unbounded.observe.ui_board import QueryBoard
 from unbounded.observe.ui_publish import StatusPublisher
+
+if TYPE_CHECKING:  # prometheus_client (~20 ms) is imported when metrics are turned on
+    from unbounded.observe.metrics import StreamingMetrics
 
 __all__ = ["JSON_LOGGER", "PROMETHEUS_PATH", "QueryObserver", "SessionHub", "enable_json_logs",
            "json_line"]
@@ -178,6 +180,8 @@ class SessionHub:
 
     def metrics(self) -> StreamingMetrics:
         """The Prometheus metrics, served at ``/metrics/prometheus`` once created."""
+        from unbounded.observe.metrics import StreamingMetrics
+
         server = self.server()
         with self._lock:
             if self._metrics is None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from rich.console import Console
 
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.observe.hub import SessionHub
@@ -41,6 +40,8 @@ from unbounded.sql.row import rows_from_arrow
 from unbounded.sql.types import StructType, parse_ddl_schema
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from unbounded.session import SparkSession
     from unbounded.sql.dataframe import DataFrame
 

@@ -227,7 +227,7 @@ class StateFileLog:
             body = _ChecksummingWriter(f)
             with pa.ipc.new_file(body, schema, options=options) as writer:
                 for chunk in chunks:
-                    writer.write_table(chunk.cast(schema))
+                    writer.write_table(_conformed(chunk, schema))
             f.seek(0)
             f.write(StateFileEnvelope.header_of(kind, body.length, body.crc))
 
@@ -323,6 +323,17 @@ class StateFileLog:
                 os.unlink(path)
         logger.debug("state maintenance removed %d files from %s", len(doomed), self.folder)
         return doomed
+
+
+def _conformed(chunk: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``chunk`` with ``schema``: relabelled without a copy when only nullability or
+    metadata differ and no NULL meets a non-nullable field (what ``cast`` would do too,
+    at the price of a pass over the columns and, on a process's first state write, the
+    import of ``pyarrow.compute``); otherwise ``cast``, which converts or refuses."""
+    if chunk.column_names == schema.names and chunk.schema.types == schema.types and all(
+            f.nullable or c.null_count == 0 for f, c in zip(schema, chunk.columns, strict=True)):
+        return pa.Table.from_arrays(chunk.columns, schema=schema)
+    return chunk.cast(schema)
 
 
 def _corrupt(path: str, what: str) -> CheckpointCorruptError:

@@ -19,10 +19,8 @@ from unbounded.plan.types import StructType
 from unbounded.runtime.stateful.aggregate import StreamingAggregation
 from unbounded.runtime.stateful.base import OperatorContext, StatefulOperator
 from unbounded.runtime.stateful.dedup import StreamingDeduplication
-from unbounded.runtime.stateful.group_state import StreamingGroupsWithState
 from unbounded.runtime.stateful.join import StreamingJoin
 from unbounded.runtime.stateful.session import StreamingSessionAggregation, has_session_window
-from unbounded.runtime.stateful.transform_state import StreamingTransformWithState
 
 __all__ = ["create_operator"]
 
@@ -44,9 +42,15 @@ def create_operator(node: LogicalPlan, inputs: list[LogicalPlan], output: Struct
         return StreamingAggregation(node, schemas[0], ctx, polars_schema(output))
     if isinstance(node, Deduplicate):
         return StreamingDeduplication(node, schemas[0], ctx)
+    # The pandas-state operators are imported when used: they pull in pyarrow.compute and
+    # cloudpickle, which start-up of every other query would pay for.
     if isinstance(node, FlatMapGroupsInPandasWithState):
+        from unbounded.runtime.stateful.group_state import StreamingGroupsWithState
+
         return StreamingGroupsWithState(node, schemas[0], ctx)
     if isinstance(node, TransformWithStateInPandas):
+        from unbounded.runtime.stateful.transform_state import StreamingTransformWithState
+
         return StreamingTransformWithState(node, schemas[0], ctx)
     raise AnalysisException(f"No streaming operator runs {type(node).__name__}.",
                             error_class="UNSUPPORTED_PLAN")

@@ -1,0 +1,68 @@
+"""A query imports only the libraries it uses (start-up time is an issue-15 figure).
+
+Each test starts a fresh process (``startup_imports_job.py``) that runs a query to its
+first commit and lists ``sys.modules``; a library made lazy that comes back at module
+level (a regression of 20-50 ms of start-up each) fails here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+JOB = Path(__file__).with_name("startup_imports_job.py")
+
+# What neither query below uses: optional connectors, pandas, the terminal bar (rich,
+# only for availableNow/once at a terminal), Prometheus (metrics off by default), the
+# SQL parser, Arrow's compute module (its import builds docstrings: 30-50 ms), the
+# pandas-state operators and the statistics module (speculation only).
+NOT_IMPORTED = (
+    "confluent_kafka", "deltalake", "fastavro", "pandas", "prometheus_client", "psycopg",
+    "pyarrow.compute", "ray", "rich", "rocksdict", "sqlglot", "statistics",
+    "unbounded.runtime.stateful.group_state", "unbounded.runtime.stateful.transform_state",
+)
+
+
+def _modules(*args: str) -> set[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    done = subprocess.run([sys.executable, str(JOB), *args], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def _unexpected(modules: set[str]) -> list[str]:
+    return sorted(m for m in NOT_IMPORTED if m in modules)
+
+
+def test_windowed_file_query_to_its_first_commits_imports_no_unused_library(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    times = pa.array([1_767_225_600_000_000 + i * 100_000 for i in range(20)],
+                     pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"event_time": times, "key": pa.array(range(20), pa.int64()),
+                             "value": pa.array([1.0] * 20)}), folder / "part-0.parquet")
+    out, checkpoint = tmp_path / "out", tmp_path / "ckpt"
+
+    modules = _modules("files", str(folder), str(out), str(checkpoint))
+
+    assert _unexpected(modules) == []
+    assert "unbounded.runtime.stateful.aggregate" in modules  # the query did run
+    assert (checkpoint / "commits" / "0").exists()
+
+
+def test_stateless_rate_query_to_its_first_commit_imports_no_unused_library(
+        tmp_path: Path) -> None:
+    out, checkpoint = tmp_path / "out", tmp_path / "ckpt"
+
+    modules = _modules("rate", str(out), str(checkpoint))
+
+    assert _unexpected(modules) == []
+    assert "unbounded.sources.rate" in modules
+    assert (checkpoint / "commits" / "0").exists()
