@@ -5,12 +5,14 @@ Spark's rejections."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from unbounded.engine import state_workers
 from unbounded.errors import AnalysisException, UnsupportedOperationException
 from unbounded.runtime import microbatch
 from unbounded.sql import functions as F
@@ -20,6 +22,15 @@ from unbounded.testing import MemoryStream
 T0 = dt.datetime(2026, 1, 1, 10, 0, 0)
 GAP_MS = 30 * 60 * 1000
 SESSIONS = "user string, start timestamp, end timestamp, n long"
+
+
+@pytest.fixture(autouse=True, params=["in_process", "in_workers"])
+def calls_run(request, monkeypatch) -> str:
+    """Every test twice: the user calls on the driver, then every state partition's calls
+    shipped to a worker process (as a large partition is)."""
+    if request.param == "in_workers":
+        monkeypatch.setattr(state_workers, "MIN_CALLS_PER_WORKER", 0)
+    return str(request.param)
 
 
 def at(minutes: float) -> dt.datetime:
@@ -282,7 +293,8 @@ def test_a_failing_function_fails_the_query_naming_the_group(spark, tmp_path):
     q = (df.writeStream.outputMode("update").format("noop")
          .option("checkpointLocation", str(tmp_path / "cp")).start())
     stream.addData([("a",)])
-    with pytest.raises(Exception, match=r"STATE_NOT_EXISTS"):
+    with pytest.raises(Exception, match=r"`boom` failed on the group \('a',\): ValueError: "
+                                        r"\[STATE_NOT_EXISTS\]"):
         q.processAllAvailable(30)
     q.stop()
 
@@ -309,3 +321,26 @@ def test_a_restarted_query_times_out_keys_stored_before_the_restart(spark, tmp_p
     q.processAllAvailable(30)
     q.stop()
     assert sink.nonempty() == [[("a", 1, False, 2_000_000)], [("a", 1, True, 2_060_001)]]
+
+
+def pid_of_call(key: tuple[Any, ...], frames: Iterator[pd.DataFrame],
+                state: GroupState) -> Iterator[pd.DataFrame]:
+    n = sum(len(f) for f in frames)
+    yield pd.DataFrame({"k": [key[0]], "n": [n], "pid": [os.getpid()]})
+
+
+def test_shipped_calls_run_in_worker_processes_with_the_same_output(spark, tmp_path,
+                                                                    calls_run):
+    stream = MemoryStream("k STRING", spark)
+    sink = Batches()
+    df = stream.toDF().groupBy("k").applyInPandasWithState(
+        pid_of_call, "k string, n long, pid long", "n long", "update",
+        GroupStateTimeout.NoTimeout)
+    q = (df.writeStream.outputMode("update").foreachBatch(sink)
+         .option("checkpointLocation", str(tmp_path / "cp")).start())
+    _feed(q, stream, [("a",), ("b",), ("a",)])
+    q.stop()
+    [rows] = sink.nonempty()
+    assert sorted(r[:2] for r in rows) == [("a", 2), ("b", 1)]
+    here = {r[2] == os.getpid() for r in rows}
+    assert here == ({True} if calls_run == "in_process" else {False})

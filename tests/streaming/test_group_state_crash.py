@@ -38,8 +38,9 @@ def workdir(tmp_path):
     return tmp_path
 
 
-def _cmd(workdir, out="out", cp="cp"):
-    return [sys.executable, JOB, str(workdir / "input"), str(workdir / out), str(workdir / cp)]
+def _cmd(workdir, out="out", cp="cp", where=""):
+    return [sys.executable, JOB, str(workdir / "input"), str(workdir / out), str(workdir / cp),
+            where]
 
 
 def _sessions(spark, folder) -> list[tuple]:
@@ -68,4 +69,23 @@ def test_sessions_survive_random_sigkills(workdir, python_env, spark, expected):
     for _ in range(3):
         kill_at_random(_cmd(workdir), python_env, rng, (0.6, 1.8))
     assert run_job(_cmd(workdir), python_env).returncode == 0
+    assert _sessions(spark, workdir / "out") == expected
+
+
+def test_sessions_survive_random_sigkills_with_the_calls_in_worker_processes(
+        workdir, python_env, spark, expected):
+    rng = random.Random(4)
+    for _ in range(2):
+        kill_at_random(_cmd(workdir, where="workers"), python_env, rng, (1.0, 2.5))
+    assert run_job(_cmd(workdir, where="workers"), python_env).returncode == 0
+    assert _sessions(spark, workdir / "out") == expected
+
+
+def test_a_worker_killed_mid_batch_fails_it_and_a_restart_equals_an_uninterrupted_run(
+        workdir, python_env, spark, expected):
+    env = dict(python_env, KILL_WORKER_ONCE=str(workdir / "killed"))
+    failed = run_job(_cmd(workdir, where="workers"), env)
+    assert failed.returncode != 0 and (workdir / "killed").exists()
+    assert "PYTHON_WORKER_EXITED" in failed.stderr or "exited (code -9)" in failed.stderr
+    assert run_job(_cmd(workdir, where="workers"), env).returncode == 0
     assert _sessions(spark, workdir / "out") == expected

@@ -12,27 +12,28 @@ time is the batch timestamp logged in ``offsets/N``, so a re-run makes the same 
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import compile_expr
 from unbounded.engine.group_state import (
     NO_TIMESTAMP,
-    GroupState,
-    StateOutcome,
-    user_frames,
+    STORED_TIMEOUT,
+    STORED_VALUE,
+    GroupCalls,
+    UserFunction,
+    call_groups,
+    group_rows,
 )
-from unbounded.engine.udfs import MAX_RECORDS_PER_BATCH, batch_of, frame_to_pandas, load_function
-from unbounded.errors import AnalysisException, PythonException
+from unbounded.engine.state_workers import run_job
+from unbounded.errors import AnalysisException
 from unbounded.plan.logical import FlatMapGroupsInPandasWithState, GroupStateTimeoutKind
-from unbounded.plan.types import StructType
 from unbounded.runtime.stateful.base import (
     BatchInfo,
     InputBatch,
@@ -45,119 +46,19 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
-from unbounded.state.base import FOUND_COLUMN, StateSchema
+from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-__all__ = ["KeyedFrames", "StreamingGroupsWithState", "group_rows", "output_tables"]
+__all__ = ["StreamingGroupsWithState"]
 
 STATE = "groupState"
 TIMEOUT = "timeoutTimestamp"
 _KEY = "__gkey"
 
 
-def group_rows(rows: pl.DataFrame, gkeys: list[str]
-               ) -> tuple[pl.DataFrame, pl.DataFrame, list[int]]:
-    """``rows`` grouped by ``gkeys`` in one pass: the keys in the order they first appear,
-    the other columns ordered by key, and where each key's rows start (plus the end)."""
-    groups = (rows.select(gkeys).with_row_index("__row")
-              .group_by(gkeys, maintain_order=True).agg(pl.col("__row")))
-    data = rows.drop(gkeys).select(pl.all().gather(groups["__row"].explode()))
-    offsets = [0, *groups["__row"].list.len().cum_sum().to_list()]
-    return groups.drop("__row"), data, offsets
-
-
-@dataclass(frozen=True)
-class KeyedFrames:
-    """A partition's rows grouped by key and converted to pandas once: a user call per
-    key gets views of its slice (a pandas conversion per key costs ~10x a slice).
-
-    ``keys`` holds one row per key (the grouping-key columns) in the order keys first
-    appear; the rows of key ``i`` are ``frame`` rows ``offsets[i]:offsets[i + 1]``.
-    """
-
-    keys: pl.DataFrame
-    frame: pd.DataFrame
-    offsets: list[int]
-
-    @classmethod
-    def of(cls, rows: pl.DataFrame, gkeys: list[str]) -> KeyedFrames:
-        keys, data, offsets = group_rows(rows, gkeys)
-        return cls(keys, frame_to_pandas(data.to_arrow()), offsets)
-
-    def frames(self, i: int) -> list[pd.DataFrame]:
-        """Key ``i``'s rows as DataFrames of at most ``MAX_RECORDS_PER_BATCH`` rows, each
-        indexed from 0 as PySpark's (slices are copy-on-write: the user cannot alter
-        another key's rows)."""
-        end = self.offsets[i + 1]
-        return [_rows_slice(self.frame, start, min(start + MAX_RECORDS_PER_BATCH, end))
-                for start in range(self.offsets[i], end, MAX_RECORDS_PER_BATCH)]
-
-
-def _rows_slice(frame: pd.DataFrame, start: int, end: int) -> pd.DataFrame:
-    """Rows ``start:end`` indexed from 0. Slicing pandas' block manager directly costs a
-    seventh of ``iloc`` plus a new index (measured: 10 us vs 70 us), which with a call
-    per key is most of the operator's own time; ``iloc`` if pandas changes it."""
-    import pandas as pd
-
-    index = pd.RangeIndex(end - start)
-    try:
-        mgr = frame._mgr.get_slice(slice(start, end), axis=1)
-        mgr.set_axis(1, index)
-        return pd.DataFrame._from_mgr(mgr, axes=mgr.axes)  # type: ignore[attr-defined,no-any-return]
-    except (AttributeError, TypeError):
-        piece = frame.iloc[start:end]
-        piece.index = index
-        return piece
-
-
-def output_tables(frames: list[pd.DataFrame], schema: StructType) -> list[pa.Table]:
-    """The frames as Arrow, runs of frames with the same columns and dtypes concatenated
-    first (one conversion instead of one per key; equal dtypes make it exact)."""
-    import pandas as pd
-
-    tables: list[pa.Table] = []
-    for _, run in itertools.groupby(frames, key=_layout):
-        same = list(run)
-        frame = same[0] if len(same) == 1 else pd.concat(same, ignore_index=True)
-        tables.append(batch_of(frame, schema, arrow=False))
-    return tables
-
-
-def _layout(frame: Any) -> Any:
-    import pandas as pd
-
-    if not isinstance(frame, pd.DataFrame):
-        return id(frame)  # batch_of rejects it
-    return tuple(frame.columns), tuple(map(str, frame.dtypes))
-
-
 @dataclass(frozen=True)
 class _Clock:
     processing_ms: int
     watermark_ms: int
-
-
-@dataclass
-class _Calls:
-    """One partition's calls: output frames, and each call's key row and outcome."""
-
-    frames: list[pd.DataFrame] = field(default_factory=list)
-    outcomes: list[StateOutcome] = field(default_factory=list)
-    refs: list[tuple[int, int]] = field(default_factory=list)  # (source, row) per outcome
-    sources: list[pl.DataFrame] = field(default_factory=list)  # frames of key rows
-
-    def add_source(self, keys: pl.DataFrame) -> int:
-        self.sources.append(keys)
-        return len(self.sources) - 1
-
-    def key_rows(self, calls: list[int]) -> pa.Table:
-        """The key rows of the given calls, in their order."""
-        parts = [frame.select(pl.all().gather([r for s, r in (self.refs[c] for c in calls)
-                                                if s == source]))
-                 for source, frame in enumerate(self.sources)]
-        return pl.concat(parts).to_arrow()
 
 
 class StreamingGroupsWithState:
@@ -190,8 +91,9 @@ class StreamingGroupsWithState:
         self.state_type = pa.struct(list(node.state_schema.to_arrow_schema()))
         self.schema = self._state_schema(input_schema)
         self.state = PartitionedState(ctx, self.schema)
-        self.user = load_function(node.function.pickled)
-        self.empty_input = frame_to_pandas(pl.DataFrame(schema=input_schema).to_arrow())
+        self.user = UserFunction(node.function.pickled, node.function.name, node.schema,
+                                 self.state_type, node.timeout.value,
+                                 self.event_time is not None)
         self.deadlines = self._stored_deadlines()
 
     def _state_schema(self, input_schema: pl.Schema) -> StateSchema:
@@ -232,7 +134,7 @@ class StreamingGroupsWithState:
         results = map_partitions(
             self.ctx, keyed, self.gkeys,
             lambda p, part: self._process_partition(p, part, batch.batch_id, clock))
-        tables = [t for r in results for t in r[0]]
+        tables = [r[0] for r in results]
         for p, result in enumerate(results):
             self.deadlines[p] = result[2]
         metrics = sum_metrics([r[1] for r in results])
@@ -261,83 +163,51 @@ class StreamingGroupsWithState:
         return frame_of(pa.concat_tables(tables) if tables else target.empty_table())
 
     def _process_partition(self, partition: int, rows: pl.DataFrame, batch_id: int,
-                           clock: _Clock) -> tuple[list[pa.Table], dict[str, int], int | None]:
+                           clock: _Clock) -> tuple[pa.Table, dict[str, int], int | None]:
         store = self.state.store(partition, batch_id)
         try:
-            keys, calls = self._call_with_rows(store.lookup, rows, clock)
+            keys, data, offsets = group_rows(rows, self.gkeys)
+            keys = keys.rename(dict(zip(self.gkeys, self.key_names, strict=True)))
             stored = frame_of(store.scan()) if self._times_out() else None
             due = self._due(stored, keys, clock)
-            if due is not None:
-                self._call_timed_out(due, clock, calls)
-            self._write(store, calls)
+            job = GroupCalls(self.user, clock.processing_ms, clock.watermark_ms,
+                             self._with_stored(keys, store.lookup(keys.to_arrow())),
+                             data.to_arrow(), offsets, self._due_calls(due, keys))
+            result = run_job(call_groups, job, job.size)
+            self._write(store, self._call_keys(keys, due), result.outcomes)
             store.commit()
         except BaseException:
             store.abort()
             raise
-        deadline = self._deadline(stored, due, keys, calls)
-        return self._tables(calls.frames), store.metrics.to_dict(), deadline
-
-    def _tables(self, frames: list[pd.DataFrame]) -> list[pa.Table]:
-        try:
-            return output_tables(frames, self.node.schema)
-        except Exception as error:
-            raise PythonException(
-                f"[PYTHON_EXCEPTION] The Python function `{self.node.function.name}` returned "
-                f"DataFrames that do not fit its output schema: {type(error).__name__}: "
-                f"{error}.", cause=error) from error
+        deadline = self._deadline(stored, due, keys, result.outcomes)
+        return result.output, store.metrics.to_dict(), deadline
 
     def _times_out(self) -> bool:
         return self.node.timeout is not GroupStateTimeoutKind.NONE
 
-    # ---- calls with new rows -----------------------------------------------------------
-    def _call_with_rows(self, lookup: Callable[[pa.Table], pa.Table], rows: pl.DataFrame,
-                        clock: _Clock) -> tuple[pl.DataFrame, _Calls]:
-        """One call per key of the batch, in the order keys first appear; the rows are
-        grouped once."""
-        calls = _Calls()
-        grouped = KeyedFrames.of(rows, self.gkeys)
-        keys = grouped.keys.rename(dict(zip(self.gkeys, self.key_names, strict=True)))
-        found = lookup(keys.to_arrow())
-        values, timeouts = self._stored_values(found), found.column(TIMEOUT).to_pylist()
-        exists = found.column(FOUND_COLUMN).to_pylist()
-        source = calls.add_source(keys)
-        for i, key in enumerate(self._key_tuples(keys)):
-            stored_timeout = timeouts[i] if exists[i] else NO_TIMESTAMP
-            state = self._state(values[i], clock, timed_out=False)
-            self._call(key, grouped.frames(i), state, stored_timeout, calls)
-            calls.refs.append((source, i))
-        return keys, calls
+    # ---- the calls' input ----------------------------------------------------------------
+    def _with_stored(self, keys: pl.DataFrame, found: pa.Table) -> pa.Table:
+        """The keys with rows, each with its stored state and timeout (none if absent)."""
+        stored_timeout = pc.if_else(found.column(FOUND_COLUMN), found.column(TIMEOUT),
+                                    pa.scalar(NO_TIMESTAMP, pa.int64()))
+        return (keys.to_arrow().append_column(STORED_VALUE, found.column(STATE))
+                .append_column(STORED_TIMEOUT, stored_timeout))
 
-    def _state(self, value: tuple[Any, ...] | None, clock: _Clock, *,
-               timed_out: bool) -> GroupState:
-        return GroupState(value, processing_time_ms=clock.processing_ms,
-                          watermark_ms=clock.watermark_ms, timeout_conf=self.node.timeout.value,
-                          has_timed_out=timed_out, watermark_present=self.event_time is not None,
-                          n_fields=len(self.node.state_schema.fields))
+    def _due_calls(self, due: pl.DataFrame | None, keys: pl.DataFrame) -> pa.Table:
+        """The timed-out keys with their stored state and timeout."""
+        if due is None:
+            return self._with_stored(keys.clear(), self._no_state())
+        return due.rename({STATE: STORED_VALUE, TIMEOUT: STORED_TIMEOUT}).to_arrow()
 
-    def _call(self, key: tuple[Any, ...], frames: Iterable[pd.DataFrame], state: GroupState,
-              stored_timeout: int, calls: _Calls) -> None:
-        try:
-            calls.frames.extend(user_frames(self.user(key, iter(frames), state),
-                                            self.node.schema))
-        except Exception as error:
-            raise PythonException(
-                f"[PYTHON_EXCEPTION] The Python function `{self.node.function.name}` failed "
-                f"on the group {key!r}: {type(error).__name__}: {error}. A streaming query "
-                "restarted from its checkpoint runs the failed batch again.",
-                cause=error) from error
-        calls.outcomes.append(state.outcome(stored_timeout))
+    def _no_state(self) -> pa.Table:
+        return pa.table({STATE: pa.array([], self.state_type),
+                         TIMEOUT: pa.array([], pa.int64()),
+                         FOUND_COLUMN: pa.array([], pa.bool_())})
 
-    def _stored_values(self, rows: pa.Table) -> list[tuple[Any, ...] | None]:
-        """Stored state values as tuples (timestamps naive, in UTC, as PySpark's)."""
-        column = rows.column(STATE).cast(_naive(self.state_type))
-        return [None if v is None else tuple(v.values()) for v in column.to_pylist()]
-
-    def _key_tuples(self, keys: pl.DataFrame) -> list[tuple[Any, ...]]:
-        """Keys as PySpark passes them: values of pandas Series (NumPy scalars)."""
-        frame = frame_to_pandas(keys.to_arrow())
-        columns = [frame[c].array for c in frame.columns]
-        return [tuple(c[i] for c in columns) for i in range(len(frame))]
+    @staticmethod
+    def _call_keys(keys: pl.DataFrame, due: pl.DataFrame | None) -> pl.DataFrame:
+        """Every call's key row, in call order."""
+        return keys if due is None else pl.concat([keys, due.select(keys.columns)])
 
     # ---- timeouts ----------------------------------------------------------------------
     def _threshold(self, clock: _Clock) -> int:
@@ -354,32 +224,21 @@ class StreamingGroupsWithState:
         due = stored.filter((timeout != NO_TIMESTAMP) & (timeout < self._threshold(clock)))
         return due.join(keys, on=self.key_names, how="anti", nulls_equal=True)
 
-    def _call_timed_out(self, due: pl.DataFrame, clock: _Clock, calls: _Calls) -> None:
-        values, timeouts = self._stored_values(due.to_arrow()), due[TIMEOUT].to_list()
-        key_frame = due.select(self.key_names)
-        source = calls.add_source(key_frame)
-        for i, key in enumerate(self._key_tuples(key_frame)):
-            state = self._state(values[i], clock, timed_out=True)
-            self._call(key, [self.empty_input.copy()], state, timeouts[i], calls)
-            calls.refs.append((source, i))
-
     # ---- writing back ------------------------------------------------------------------
-    def _write(self, store: Any, calls: _Calls) -> None:
-        writes = [i for i, o in enumerate(calls.outcomes) if o.write]
-        deletes = [i for i, o in enumerate(calls.outcomes) if o.delete]
-        if writes:
-            writes.sort(key=lambda i: calls.refs[i][0])  # key_rows orders by source
-            keys = calls.key_rows(writes)
-            states = pa.array([_as_dict(calls.outcomes[i], self.state_type) for i in writes],
-                              type=self.state_type)
-            timeouts = pa.array([calls.outcomes[i].timeout_ms for i in writes], pa.int64())
-            store.upsert(keys.append_column(STATE, states).append_column(TIMEOUT, timeouts),
+    def _write(self, store: StateStore, keys: pl.DataFrame, outcomes: pa.Table) -> None:
+        """Each call's outcome by Spark's rule: written (value and timeout) or deleted."""
+        write, delete = outcomes.column("write"), outcomes.column("delete")
+        if pc.any(write).as_py():
+            written = outcomes.filter(write)
+            store.upsert(keys.filter(pl.Series(write)).to_arrow()
+                         .append_column(STATE, written.column(STORED_VALUE))
+                         .append_column(TIMEOUT, written.column(STORED_TIMEOUT)),
                          distinct=True)
-        if deletes:
-            store.delete(calls.key_rows(deletes))
+        if pc.any(delete).as_py():
+            store.delete(keys.filter(pl.Series(delete)).to_arrow())
 
     def _deadline(self, stored: pl.DataFrame | None, due: pl.DataFrame | None,
-                  keys: pl.DataFrame, calls: _Calls) -> int | None:
+                  keys: pl.DataFrame, outcomes: pa.Table) -> int | None:
         """The earliest processing-time timeout left in the partition."""
         if self.node.timeout is not GroupStateTimeoutKind.PROCESSING_TIME or stored is None:
             return None
@@ -387,8 +246,8 @@ class StreamingGroupsWithState:
         if due is not None:
             untouched = untouched.join(due.select(self.key_names), on=self.key_names,
                                        how="anti", nulls_equal=True)
-        written = [o.timeout_ms for o in calls.outcomes if not o.delete]
-        candidates = [t for t in [_earliest(untouched[TIMEOUT]), *written]
+        kept = outcomes.filter(pc.invert(outcomes.column("delete"))).column(STORED_TIMEOUT)
+        candidates = [t for t in [_earliest(untouched[TIMEOUT]), *kept.to_pylist()]
                       if t is not None and t != NO_TIMESTAMP]
         return min(candidates) if candidates else None
 
@@ -408,15 +267,3 @@ class StreamingGroupsWithState:
 def _earliest(timeouts: pl.Series) -> int | None:
     pending = timeouts.filter(timeouts != NO_TIMESTAMP)
     return int(pending.min()) if pending.len() else None  # type: ignore[arg-type]
-
-
-def _naive(t: pa.StructType) -> pa.StructType:
-    fields = [f.with_type(pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type)
-              else f for f in t]
-    return pa.struct(fields)
-
-
-def _as_dict(outcome: StateOutcome, t: pa.StructType) -> dict[str, Any] | None:
-    if outcome.value is None:
-        return None
-    return dict(zip([f.name for f in t], outcome.value, strict=True))

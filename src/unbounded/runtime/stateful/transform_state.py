@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import compile_expr
+from unbounded.engine.group_state import KeyedFrames, group_rows, output_tables
 from unbounded.engine.plans import compile_output, to_display_arrow
 from unbounded.engine.stateful_processor import (
     NO_EXPIRY,
@@ -58,7 +59,6 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
-from unbounded.runtime.stateful.group_state import KeyedFrames, group_rows, output_tables
 from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
 from unbounded.testing.faults import fault_point
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from unbounded.runtime.stateful import group_state
-from unbounded.runtime.stateful.group_state import KeyedFrames
+from unbounded.engine import group_state
+from unbounded.engine.group_state import KeyedFrames
 
 
 def _frames() -> KeyedFrames:
