@@ -368,9 +368,9 @@ class _Translator:
                                    self.sql)
         parts = [p.name for p in node.parts]
         plan = self.named_relation(parts, scope)
-        if node.args.get("pivots"):
-            return self.pivots(SubqueryAlias(plan, parts[-1]), node)
         alias = node.alias or parts[-1]
+        if node.args.get("pivots"):
+            return self.pivots(SubqueryAlias(plan, alias), node)
         return SubqueryAlias(plan, alias)
 
     def pivots(self, plan: LogicalPlan, node: exp.Expr) -> LogicalPlan:

@@ -193,6 +193,13 @@ def test_pivot_groups_by_the_columns_it_does_not_read(views: Any) -> None:
             ("r2", None, 3, None), ("r1", 0.5, 5, None)])
 
 
+def test_pivot_of_an_aliased_table_reads_columns_through_the_alias(views: Any) -> None:
+    _check(views, "SELECT * FROM p AS t PIVOT (sum(t.v) FOR cat IN ('x'))",
+           ["k", "w", "x"], ["string", "double", "bigint"],
+           [("r1", 1.5, 1), ("r1", 2.5, None), ("r2", None, 3), ("r2", 4.5, None),
+            ("r1", 0.5, 5)])
+
+
 def test_pivot_names_several_aggregates_value_underscore_alias_or_sql(views: Any) -> None:
     _check(views, "SELECT * FROM (SELECT k, cat, v, w FROM p) PIVOT (sum(v) AS s, avg(w) "
            "FOR cat IN ('x' AS ex, 'y'))", ["k", "ex_s", "ex_avg(w)", "y_s", "y_avg(w)"],
