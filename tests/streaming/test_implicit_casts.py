@@ -39,4 +39,5 @@ def test_a_malformed_string_fails_the_batch_under_ansi_and_is_null_without(spark
     lenient.addData([(1, "x")])
     query.processAllAvailable()
     query.stop()
-    assert [tuple(r) for r in spark.table("lenient").collect()] == [("1", None, 1)]
+    # Non-ANSI: 'x' + 1 is a NULL double, coalesce(1, 'x') the string '1'.
+    assert [tuple(r) for r in spark.table("lenient").collect()] == [("1", None, "1")]

@@ -20,12 +20,22 @@ The rules, checked against PySpark 4.3 (Spark 4's default, ANSI on):
   whose value is returned (``coalesce(1, 'x')`` is 1: Spark evaluates lazily);
 - ``IN`` between a string and numbers: each comparison casts as ``=`` does.
 
-With ANSI off, a comparison follows Spark 3's rules exactly (the string is cast to the
-number's type; ``IN`` compares as strings, so ``'1.0' IN (1)`` is false), and a string
-that does not convert is NULL. Result types stay ANSI's: a plan's schema is derived once,
-under Spark 4's default, so the data must match it. Spark 3's rules would give double
-for ``'2.5' + 1`` (3.5; here bigint 3) and string for ``coalesce(1, 'a')`` (here bigint
-1; ``'a'`` is NULL); ``docs/ACCEPTED.md``-style divergences for the non-default mode.
+With ANSI off (Spark's ``TypeCoercion``), a comparison casts the string to the number's
+type (``IN`` compares as strings, so ``'1.0' IN (1)`` is false), and a string that does
+not convert is NULL. Where the non-ANSI rules give other result types, the table below
+(``LEGACY_*``, ``legacy_binary_types``, ``legacy_common_type``) says so and
+``engine/legacy_coercion.py`` inserts the casts into a plan's expressions when the
+DataFrame is built, as Spark's analyzer does, so the schema and the data agree in every
+mode. Checked against PySpark 4.3 with ``spark.sql.ansi.enabled=false``:
+
+- arithmetic (``+ - * / %``) with a string operand: the string becomes double, and so
+  does the result (``'2' + 1`` is 3.0, ``'2.5' + 1`` 3.5, ``'2' + '2'`` 4.0, ``'x' + 1``
+  NULL), where ANSI gives bigint 3 and rejects two strings;
+- a string compared with a decimal: both sides double (``'2' = 2.0BD`` is true);
+- ``coalesce``/``nvl``/``ifnull``/``nvl2``/``CASE``/``IF`` values mixing strings with
+  numbers, dates or timestamps: string (``coalesce(1, 'a')`` is '1'), where ANSI gives
+  bigint;
+- both modes: a string compared with a date or timestamp column is cast to that type.
 
 >>> import polars as pl
 >>> function_arg_types("upper", [pl.Int32])
@@ -42,8 +52,10 @@ import polars as pl
 
 from unbounded.plan import types as T
 
-__all__ = ["COMMON_TYPE_FUNCTIONS", "STRING_AS_DOUBLE_AGGREGATES", "binary_operand_types",
-           "coerced_function", "common_value_type", "function_arg_types"]
+__all__ = ["COMMON_TYPE_FUNCTIONS", "LEGACY_COMMON_TYPE_FUNCTIONS",
+           "STRING_AS_DOUBLE_AGGREGATES", "binary_operand_types", "coerced_function",
+           "common_value_type", "function_arg_types", "legacy_binary_types",
+           "legacy_common_type"]
 
 _STRING = T.StringType()
 _DOUBLE = T.DoubleType()
@@ -142,9 +154,13 @@ STRING_AS_DOUBLE_AGGREGATES = frozenset({"sum", "avg", "mean", "stddev", "stddev
 def binary_operand_types(op: str, left: pl.DataType, right: pl.DataType, *, ansi: bool
                          ) -> tuple[T.DataType | None, T.DataType | None]:
     """The types both operands of ``op`` are cast to when one is a string and the other
-    a number; (None, None) when no cast applies."""
+    a number (or, compared, a date or timestamp); (None, None) when no cast applies."""
     if op not in _ARITHMETIC and op not in _COMPARISON:
         return None, None
+    if op in _COMPARISON:
+        temporal = _temporal_comparison(left, right)
+        if temporal != (None, None):
+            return temporal
     if left == pl.String and right.is_numeric():
         number, string_left = right, True
     elif right == pl.String and left.is_numeric():
@@ -175,3 +191,51 @@ def _spark_numeric(dtype: pl.DataType) -> T.DataType | None:
         (pl.Int64, _LONG), (pl.Float32, T.FloatType()), (pl.Float64, _DOUBLE),
     ]
     return next((t for d, t in table if dtype == d), None)
+
+
+def _temporal_comparison(left: pl.DataType, right: pl.DataType
+                         ) -> tuple[T.DataType | None, T.DataType | None]:
+    """A string compared with a date or a timestamp is cast to it (both modes)."""
+    def target(other: pl.DataType) -> T.DataType | None:
+        if other == pl.Date:
+            return T.DateType()
+        return T.TimestampType() if isinstance(other, pl.Datetime) else None
+
+    if left == pl.String:
+        return target(right), None
+    if right == pl.String:
+        return None, target(left)
+    return None, None
+
+
+# ---- non-ANSI (spark.sql.ansi.enabled=false) where its result types differ ------------
+# Functions whose values take one common type, which non-ANSI finds with string promotion.
+LEGACY_COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull"})
+_LEGACY_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "mod"})
+
+
+def legacy_binary_types(op: str, left: pl.DataType, right: pl.DataType
+                        ) -> tuple[T.DataType | None, T.DataType | None]:
+    """Non-ANSI casts of ``op``'s operands where they differ from ANSI's: a string in
+    arithmetic becomes double; a string compared with a decimal makes both double."""
+    if op in _LEGACY_ARITHMETIC and pl.String in (left, right):
+        other = right if left == pl.String else left
+        if other == pl.String or other.is_numeric() or other == pl.Null:
+            return (_DOUBLE if left == pl.String else None,
+                    _DOUBLE if right == pl.String else None)
+    if op in _COMPARISON and {left, right} & {pl.String} and \
+            any(isinstance(d, pl.Decimal) for d in (left, right)):
+        return _DOUBLE, _DOUBLE
+    return None, None
+
+
+def legacy_common_type(dtypes: Sequence[pl.DataType]) -> T.DataType | None:
+    """Non-ANSI common type of values mixing strings with numbers, dates or timestamps:
+    string (Spark's ``stringPromotion``); None when they do not mix so."""
+    kinds = [d for d in dtypes if d != pl.Null]
+    if pl.String not in kinds:
+        return None
+    others = [d for d in kinds if d != pl.String]
+    if others and all(d.is_numeric() or d.is_temporal() for d in others):
+        return _STRING
+    return None

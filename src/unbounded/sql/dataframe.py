@@ -20,6 +20,7 @@ from unbounded.engine.context import (
     ansi_enabled,
     session_time_zone,
 )
+from unbounded.engine.legacy_coercion import with_legacy_casts
 from unbounded.engine.plans import compile_output, plan_columns, plan_schema, to_display_arrow
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
@@ -86,12 +87,14 @@ def _quoted(name: str) -> ColumnRef:
 
 class DataFrame(DataFrameOps):
     def __init__(self, plan: LogicalPlan, session: SparkSession) -> None:
-        self._plan = plan
+        # Non-ANSI sessions type expressions by Spark's other rules: casts written in.
+        self._plan = plan if ansi_enabled(session.conf.getAll()) else with_legacy_casts(plan)
         self.sparkSession = session
 
     def _with_plan(self, plan: LogicalPlan) -> DataFrame:
-        analyze(plan)  # eager, as PySpark: a bad column or type fails at this call
-        return DataFrame(plan, self.sparkSession)
+        frame = DataFrame(plan, self.sparkSession)
+        analyze(frame._plan)  # eager, as PySpark: a bad column or type fails at this call
+        return frame
 
     # ---- schema --------------------------------------------------------------------
     @cached_property

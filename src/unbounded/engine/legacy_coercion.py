@@ -1,0 +1,171 @@
+"""Spark's non-ANSI implicit casts (``spark.sql.ansi.enabled=false``), inserted into a
+plan's expressions where their result types differ from ANSI's.
+
+Spark's analyzer rewrites ``'2' + i`` into ``CAST('2' AS DOUBLE) + i`` with the session's
+rules when a DataFrame is built; the analysed plan then has one type whatever runs it.
+The engine compiles under ANSI's rules, so for a non-ANSI session the sql layer passes each
+new plan node through :func:`with_legacy_casts`, which writes those casts in explicitly
+(the rules, as types, are in ``engine/coercion.py``). An expression that gained a cast
+keeps its name: a top-level one is aliased to the name it had.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
+
+import polars as pl
+
+from unbounded.engine.coercion import (
+    LEGACY_COMMON_TYPE_FUNCTIONS,
+    legacy_binary_types,
+    legacy_common_type,
+)
+from unbounded.engine.context import CompileContext
+from unbounded.engine.expressions import compile_expr
+from unbounded.engine.plans import plan_columns, plan_physical_schema
+from unbounded.errors import AnalysisException
+from unbounded.plan import types as T
+from unbounded.plan.expressions import (
+    Alias,
+    BinaryOp,
+    CaseWhen,
+    Cast,
+    ColumnRef,
+    Expression,
+    FunctionCall,
+    LambdaFunction,
+    Star,
+)
+from unbounded.plan.logical import Aggregate, Filter, LogicalPlan, Project, Sort
+
+__all__ = ["with_legacy_casts"]
+
+N = TypeVar("N")
+
+_done: WeakKeyDictionary[LogicalPlan, LogicalPlan] = WeakKeyDictionary()
+
+
+def with_legacy_casts(plan: LogicalPlan) -> LogicalPlan:
+    """``plan`` with non-ANSI casts written into its nodes' expressions, children
+    first; each node is rewritten once (a node already seen maps to its rewrite)."""
+    known = _done.get(plan)
+    if known is not None:
+        return known
+    rebuilt = _map_fields(plan, LogicalPlan, with_legacy_casts)
+    if isinstance(rebuilt, (Project, Filter, Aggregate, Sort)):
+        rebuilt = _rewrite_node(rebuilt)
+    _done[plan] = rebuilt
+    _done[rebuilt] = rebuilt
+    return rebuilt
+
+
+def _rewrite_node(plan: LogicalPlan) -> LogicalPlan:
+    child = plan.children()[0]
+    ctx = CompileContext(plan_physical_schema(child), 0, columns=plan_columns(child),
+                         ansi=False)
+
+    def top(expr: Expression) -> Expression:
+        new = _coerce(expr, ctx)
+        if new is expr or isinstance(expr, (Alias, ColumnRef, Star)):
+            return new
+        return Alias(new, expr.display_name())  # the name Spark gives the unanalysed one
+
+    if isinstance(plan, Filter):
+        return _map_fields(plan, Expression, lambda e: _coerce(e, ctx))
+    return _map_fields(plan, Expression, top)
+
+
+def _coerce(expr: Expression, ctx: CompileContext) -> Expression:
+    """``expr`` with the non-ANSI casts, bottom up (a lambda's body is left alone: its
+    variables have no type outside the call)."""
+    if isinstance(expr, LambdaFunction):
+        return expr
+    expr = _map_fields(expr, Expression, lambda e: _coerce(e, ctx))
+    if isinstance(expr, BinaryOp):
+        return _binary(expr, ctx)
+    if isinstance(expr, FunctionCall):
+        return _common_args(expr, ctx)
+    if isinstance(expr, CaseWhen):
+        return _case_values(expr, ctx)
+    return expr
+
+
+def _binary(expr: BinaryOp, ctx: CompileContext) -> Expression:
+    left, right = _dtype(expr.left, ctx), _dtype(expr.right, ctx)
+    if left is None or right is None:
+        return expr
+    lt, rt = legacy_binary_types(expr.op, left, right)
+    if lt is None and rt is None:
+        return expr
+    return BinaryOp(expr.op, _cast(expr.left, lt), _cast(expr.right, rt))
+
+
+def _common_args(call: FunctionCall, ctx: CompileContext) -> Expression:
+    name = call.name.lower()
+    first = 0 if name in LEGACY_COMMON_TYPE_FUNCTIONS else 1 if name == "nvl2" else None
+    if first is None or len(call.args) - first < 2:
+        return call
+    values = _to_common(call.args[first:], ctx)
+    return call if values is None else dataclasses.replace(
+        call, args=(*call.args[:first], *values))
+
+
+def _case_values(expr: CaseWhen, ctx: CompileContext) -> Expression:
+    values = [v for _, v in expr.branches]
+    if expr.otherwise is not None:
+        values.append(expr.otherwise)
+    common = _to_common(tuple(values), ctx)
+    if common is None:
+        return expr
+    branches = tuple((c, v) for (c, _), v in zip(expr.branches, common, strict=False))
+    otherwise = common[-1] if expr.otherwise is not None else None
+    return CaseWhen(branches, otherwise)
+
+
+def _to_common(values: tuple[Expression, ...], ctx: CompileContext
+               ) -> tuple[Expression, ...] | None:
+    dtypes = [_dtype(v, ctx) for v in values]
+    if any(d is None for d in dtypes):
+        return None
+    target = legacy_common_type([d for d in dtypes if d is not None])
+    if target is None:
+        return None
+    return tuple(v if d == pl.String else _cast(v, target)
+                 for v, d in zip(values, dtypes, strict=True))
+
+
+def _cast(expr: Expression, target: T.DataType | None) -> Expression:
+    return expr if target is None else Cast(expr, target)
+
+
+def _dtype(expr: Expression, ctx: CompileContext) -> pl.DataType | None:
+    """The type ``expr`` has over the node's input; None where it is not a row value
+    here (an aggregate, a lambda variable) or does not compile."""
+    try:
+        return ctx.dtype_of(compile_expr(expr, ctx))
+    except (pl.exceptions.PolarsError, AnalysisException, TypeError, KeyError):
+        return None
+
+
+def _map_fields(node: N, kind: type, fn: Callable[[Any], Any]) -> N:
+    """``node`` with ``fn`` applied to each field of type ``kind`` (also inside tuples);
+    the same object when nothing changed."""
+    changes = {}
+    for f in dataclasses.fields(node):  # type: ignore[arg-type]
+        value = getattr(node, f.name)
+        new = _map_value(value, kind, fn)
+        if new is not value:
+            changes[f.name] = new
+    return dataclasses.replace(node, **changes) if changes else node  # type: ignore[type-var]
+
+
+def _map_value(value: Any, kind: type, fn: Callable[[Any], Any]) -> Any:
+    if isinstance(value, kind):
+        return fn(value)
+    if isinstance(value, tuple):
+        items = tuple(_map_value(v, kind, fn) for v in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
