@@ -10,6 +10,7 @@ import pytest
 
 from kafka_fixtures import kafka_bootstrap, kafka_broker_process  # noqa: F401
 from postgres_fixtures import postgres_db, postgres_server  # noqa: F401
+from s3_fixtures import s3_bucket, s3_server  # noqa: F401
 from unbounded.sql import SparkSession
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from typing import BinaryIO
 
-from unbounded.errors import CheckpointConflictError
+from unbounded.errors import CheckpointConflictError, IllegalArgumentException
 
 __all__ = [
     "FILE_OPS_ENV",
@@ -133,6 +133,19 @@ def fsync_file(path: str) -> None:
     file_ops.fsync_file(path)
 
 
+_URL = re.compile(r"^(?!file://)[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _local_only(path: str) -> None:
+    """Refuse a URL: these are local file-system writes (a URL checkpoint goes through
+    ``checkpoint/storage.py``); without this, ``s3://b/cp`` would become a local folder."""
+    if _URL.match(path):
+        raise IllegalArgumentException(
+            f"Cannot write {path}: this part of the checkpoint (or output) is written to "
+            "local files only so far; use a local or shared-file-system path for it.",
+            error_class="CHECKPOINT_STORE_UNSUPPORTED")
+
+
 def _missing_folders(path: str) -> list[str]:
     """``path`` and its ancestors that are not folders yet, deepest first."""
     missing, head = [], os.path.abspath(path)
@@ -152,6 +165,7 @@ def make_dirs(path: str) -> None:
     """Create the folder ``path`` and its missing parents, durably: each new folder's
     parent is fsynced before this returns (also when another thread made it meanwhile),
     so what is later published inside cannot be lost with the folder in a power cut."""
+    _local_only(path)
     missing = _missing_folders(path)
     for folder in reversed(missing):
         try:
@@ -196,6 +210,7 @@ def _prepare_folder(folder: str) -> None:
 
 
 def _write_temp(path: str, fill: Callable[[BinaryIO], None]) -> str:
+    _local_only(path)
     folder = os.path.dirname(path) or "."
     _prepare_folder(folder)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")

@@ -9,16 +9,22 @@ So each run takes an epoch, one higher than any before it, published under
 ``<checkpoint>/epochs/<n>`` with the no-replace atomic write (two runs cannot take the
 same number), and then removes the older epoch files. Before every publish (offset and
 commit log entries, source log entries, state versions, the sink's manifest) a writer
-calls :meth:`EpochFence.check`: two ``stat`` calls, which pass only while its own epoch
-file exists and no ``epochs/<n + 1>`` does. A paused run thus fails at its next publish,
-whatever retention removed and even with the lock file gone. The check sits right
-before each rename or link; a process stopped inside that window of a few instructions
-can still publish that one file (the no-replace writes then conflict instead).
+calls :meth:`EpochFence.check`: two ``stat`` calls (two HEAD requests on an object
+store), which pass only while its own epoch file exists and no ``epochs/<n + 1>`` does.
+A paused run thus fails at its next publish, whatever retention removed and even with
+the lock file gone. The check sits right before each rename or link; a process stopped
+inside that window of a few instructions can still publish that one file (the
+no-replace writes then conflict instead).
+
+On an object store (a checkpoint URL, :mod:`unbounded.checkpoint.storage`) the epoch file
+is published with a conditional create (``If-None-Match: *`` on S3), so two drivers on
+different nodes cannot take the same epoch either; the run lease
+(:class:`unbounded.checkpoint.lock.CheckpointLock`) decides whether a driver may take one.
 
 Format of ``epochs/<n>`` (checksummed like every checkpoint file)::
 
     v1
-    {"epoch":3,"runId":"5f1c...","pid":4242,"startedAtMs":1700000000000}
+    {"epoch":3,"runId":"5f1c...","pid":4242,"host":"node-1","startedAtMs":1700000000000}
 
 Writers that are built deep inside a run (state providers, sinks, source logs) find
 their run's fence with :func:`fence_for`, a per-process registry keyed by checkpoint
@@ -30,10 +36,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from unbounded.checkpoint.checksum import (
     RECOVERY_HINT,
@@ -41,6 +48,7 @@ from unbounded.checkpoint.checksum import (
     remove_checked,
     write_checked,
 )
+from unbounded.checkpoint.storage import normalize_location, storage_for
 from unbounded.errors import CheckpointConflictError, CheckpointCorruptError, ConcurrentQueryError
 
 __all__ = ["EPOCHS_DIR", "EpochFence", "fence_for", "newest_epoch"]
@@ -52,8 +60,7 @@ _registry_lock = threading.Lock()
 
 
 def _epochs(folder: str) -> list[int]:
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    return sorted(int(n) for n in names if n.isdigit())
+    return sorted(int(n) for n in storage_for(folder).list(folder) if n.isdigit())
 
 
 def newest_epoch(checkpoint: str) -> int | None:
@@ -94,25 +101,28 @@ class EpochFence:
                 os.path.join(self.folder, str(self.epoch + 1)))
 
     @classmethod
-    def take(cls, checkpoint: str, run_id: str) -> EpochFence:
-        """Publish a new epoch above every earlier one and register it for this process."""
+    def take(cls, checkpoint: str, run_id: str, *, expected: int | None = None) -> EpochFence:
+        """Publish a new epoch above every earlier one and register it for this process.
+
+        ``expected``: the epoch the run lease was checked for (one above the epoch whose
+        lease had expired); another run that took an epoch since wins, and this one is
+        refused rather than fencing it."""
         folder = os.path.join(checkpoint, EPOCHS_DIR)
-        os.makedirs(folder, exist_ok=True)
+        storage_for(folder).make_folder(folder)
         taken = _epochs(folder)
         epoch = taken[-1] + 1 if taken else 0
+        if expected is not None and epoch != expected:
+            _raise_taken(expected, folder)
         body = {"epoch": epoch, "runId": run_id, "pid": os.getpid(),
-                "startedAtMs": int(time.time() * 1000)}
+                "host": socket.gethostname(), "startedAtMs": int(time.time() * 1000)}
         path = os.path.join(folder, str(epoch))
         try:
             write_checked(path, f"{_VERSION}\n{json.dumps(body, separators=(',', ':'))}".encode())
         except CheckpointConflictError:
-            raise ConcurrentQueryError(
-                f"Another run of this query took epoch {epoch} ({path}) while this one "
-                "was starting. Stop the other run first, or use another checkpointLocation.",
-            ) from None
+            _raise_taken(epoch, folder)
         for old in taken:
             remove_checked(os.path.join(folder, str(old)))
-        fence = cls(os.path.abspath(checkpoint), epoch)
+        fence = cls(normalize_location(checkpoint), epoch)
         with _registry_lock:
             _registry[fence.checkpoint] = fence
         return fence
@@ -122,7 +132,8 @@ class EpochFence:
 
         ``what`` names the write that is refused, for the message."""
         own, newer = self._paths
-        if os.path.exists(own) and not os.path.exists(newer):
+        store = storage_for(own)
+        if store.exists(own) and not store.exists(newer):
             return
         raise CheckpointConflictError(
             f"Epoch conflict: this run holds epoch {self.epoch} of the checkpoint "
@@ -157,13 +168,20 @@ class EpochFence:
                 del _registry[self.checkpoint]
 
 
+def _raise_taken(epoch: int, folder: str) -> NoReturn:
+    raise ConcurrentQueryError(
+        f"Another run of this query took epoch {epoch} ({os.path.join(folder, str(epoch))}) "
+        "while this one was starting. Stop the other run first, or use another "
+        "checkpointLocation.")
+
+
 def fence_for(path: str | None) -> EpochFence | None:
     """The fence of this process's live run whose checkpoint holds ``path`` (or is it).
 
     None outside a run (a store or sink used on its own), where there is nothing to fence."""
     if path is None:
         return None
-    current = os.path.abspath(path)
+    current = normalize_location(path)
     with _registry_lock:
         while True:
             fence = _registry.get(current)

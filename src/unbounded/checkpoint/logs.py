@@ -30,6 +30,7 @@ from unbounded.checkpoint.checksum import (
     remove_checked,
     write_checked,
 )
+from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import CheckpointCorruptError
 
 __all__ = ["BatchLog", "CommitEntry", "CommitLog", "OffsetEntry", "OffsetLog", "QueryMetadata"]
@@ -61,13 +62,14 @@ class BatchLog:
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
-        os.makedirs(folder, exist_ok=True)
+        storage_for(folder).make_folder(folder)
 
     def path(self, batch_id: int) -> str:
         return os.path.join(self.folder, str(batch_id))
 
     def batch_ids(self) -> list[int]:
-        return sorted(int(n) for n in os.listdir(self.folder) if n.isdigit())
+        return sorted(int(n) for n in storage_for(self.folder).list(self.folder)
+                      if n.isdigit())
 
     def latest_id(self) -> int | None:
         ids = self.batch_ids()
@@ -186,7 +188,7 @@ class QueryMetadata:
     @classmethod
     def read(cls, checkpoint: str) -> QueryMetadata | None:
         path = os.path.join(checkpoint, "metadata")
-        if not os.path.exists(path):
+        if not storage_for(path).exists(path):
             return None
         text = read_checked_text(path)
         try:

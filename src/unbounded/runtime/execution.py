@@ -18,10 +18,10 @@ import time
 import uuid
 from collections import deque
 
-from unbounded.checkpoint.atomic import make_dirs
 from unbounded.checkpoint.epoch import EpochFence
-from unbounded.checkpoint.lock import CheckpointLock
+from unbounded.checkpoint.lock import DEFAULT_LEASE_TIMEOUT_MS, CheckpointLock
 from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
+from unbounded.checkpoint.storage import storage_for
 from unbounded.engine.context import ansi_enabled, session_time_zone
 from unbounded.errors import AnalysisException, StreamingQueryException, UnboundedError
 from unbounded.executors.base import Executor
@@ -74,7 +74,8 @@ class StreamExecution:
         self._idle_checks = 0
         self._last_idle_event_ms: int | None = None
         self._progress_lock = threading.Condition()
-        self._lock = CheckpointLock(spec.checkpoint)
+        self._lock = CheckpointLock(spec.checkpoint, lease_timeout_ms=spec.conf_int(
+            "spark.unbounded.checkpoint.leaseTimeoutMs", DEFAULT_LEASE_TIMEOUT_MS))
         self._fence: EpochFence | None = None
         self._thread: threading.Thread | None = None
         self.reporter: ProgressReporter
@@ -85,10 +86,12 @@ class StreamExecution:
     def _prepare(self) -> None:
         """Everything that can fail before the query starts, on the caller's thread."""
         cp = self.spec.checkpoint
-        make_dirs(cp)  # durably: a power cut must not take the checkpoint folder's name
+        # durably: a power cut must not take the checkpoint folder's name
+        storage_for(cp).make_folder(cp, durable=True)
         self._lock.acquire()
         try:
-            self._fence = EpochFence.take(cp, self.run_id)
+            self._fence = EpochFence.take(cp, self.run_id, expected=self._lock.next_epoch)
+            self._lock.hold(self._fence, self.run_id)
             self.id = self._load_or_create_metadata(cp)
             self.reporter = ProgressReporter(self.id, self.run_id, self.spec.query_name)
             self.offset_log = OffsetLog(os.path.join(cp, "offsets"))

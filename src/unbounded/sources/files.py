@@ -28,6 +28,7 @@ from unbounded.checkpoint.checksum import (
     write_checked,
 )
 from unbounded.checkpoint.epoch import fence_for
+from unbounded.checkpoint.storage import storage_for
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException, CheckpointCorruptError, MissingFileError
 from unbounded.files.formats import ReadSettings, infer_schema, read_files
@@ -243,18 +244,19 @@ class FileSourceLog:
         self.metadata_path = metadata_path
         self.batches: dict[int, list[_LogEntry]] = {}
         self._fence = fence_for(metadata_path)
-        if metadata_path is not None and os.path.isdir(metadata_path):
+        if metadata_path is not None:
             self._load(metadata_path)
 
     def _load(self, folder: str) -> None:
-        compacts = sorted((n for n in os.listdir(folder) if n.endswith(".compact")
+        names = storage_for(folder).list(folder)  # none: a new log
+        compacts = sorted((n for n in names if n.endswith(".compact")
                            and n.removesuffix(".compact").isdigit()),
                           key=lambda n: int(n.removesuffix(".compact")))
         for name in reversed(compacts):  # the newest compact file covers the older ones
             for entry in self._read(os.path.join(folder, name)):
                 self.batches.setdefault(entry.batch_id, []).append(entry)
             break
-        for name in os.listdir(folder):
+        for name in names:
             if name.isdigit() and int(name) not in self.batches:
                 for entry in self._read(os.path.join(folder, name)):
                     self.batches.setdefault(entry.batch_id, []).append(entry)
@@ -298,7 +300,7 @@ class FileSourceLog:
     def _delete_covered(self, compact_id: int) -> None:
         """Remove the batch and compact files that ``<compact_id>.compact`` covers."""
         assert self.metadata_path is not None
-        for name in os.listdir(self.metadata_path):
+        for name in storage_for(self.metadata_path).list(self.metadata_path):
             stem = name.removesuffix(".compact")
             if stem.isdigit() and int(stem) < compact_id:
                 remove_checked(os.path.join(self.metadata_path, name))

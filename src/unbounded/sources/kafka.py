@@ -72,7 +72,7 @@ from unbounded._kafka.fetch import (
     read_range,
     spark_rows,
 )
-from unbounded.checkpoint.atomic import write_atomic
+from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import (
     AnalysisException,
     CheckpointConflictError,
@@ -535,10 +535,9 @@ class KafkaSource:
 
     def _read_initial(self) -> PartitionOffsets | None:
         path = self._initial_file()
-        if path is None or not os.path.exists(path):
+        if path is None or not storage_for(path).exists(path):
             return None
-        with open(path, encoding="utf-8") as f:
-            version, _, body = f.read().partition("\n")
+        version, _, body = storage_for(path).read(path).decode("utf-8").partition("\n")
         if version.strip() != _VERSION:
             raise CheckpointCorruptError(
                 f"{path} has version {version.strip()!r}; this version of unbounded reads "
@@ -554,7 +553,7 @@ class KafkaSource:
             return offsets
         text = f"{_VERSION}\n{json.dumps(offsets_to_json(offsets), separators=(',', ':'))}"
         try:
-            write_atomic(path, text.encode("utf-8"))
+            storage_for(path).create(path, text.encode("utf-8"))
         except CheckpointConflictError:
             stored = self._read_initial()  # another run resolved them first: use theirs
             if stored is not None:

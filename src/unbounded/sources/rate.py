@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from unbounded.checkpoint.atomic import write_atomic
+from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import CheckpointCorruptError
 from unbounded.plan.types import LongType, StructField, StructType, TimestampType
 from unbounded.sources.base import InputPartition, Offset, SourceContext, parse_int_option
@@ -65,12 +65,12 @@ class RateSource:
         if folder is None:
             return now
         path = os.path.join(folder, "0")
-        if not os.path.exists(path):
+        store = storage_for(path)
+        if not store.exists(path):
             body = "v1\n" + json.dumps({"startTimeMs": now})
-            write_atomic(path, body.encode())
+            store.create(path, body.encode())
             return now
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+        lines = store.read(path).decode("utf-8").split("\n")
         if lines[0] != "v1":
             raise CheckpointCorruptError(f"{path}: unknown rate source log version {lines[0]!r}")
         return int(json.loads(lines[1])["startTimeMs"])

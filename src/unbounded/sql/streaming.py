@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from unbounded.checkpoint.storage import normalize_location
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.observe.hub import SessionHub
 from unbounded.observe.listener import (
@@ -309,11 +310,11 @@ class DataStreamWriter:
     def _checkpoint_location(self, session: SparkSession) -> tuple[str, bool]:
         explicit = self._options.get("checkpointLocation")
         if explicit:
-            return os.path.abspath(explicit.removeprefix("file://")), False
+            return normalize_location(explicit), False
         root = session.conf.get("spark.sql.streaming.checkpointLocation", None)
         if root:
             leaf = self._query_name or str(__import__("uuid").uuid4())
-            return os.path.abspath(os.path.join(root, leaf)), False
+            return normalize_location(os.path.join(root, leaf)), False
         if self._format in _TEMP_CHECKPOINT_SINKS or self._custom_sink is not None:
             return tempfile.mkdtemp(prefix="unbounded-checkpoint-"), True
         raise AnalysisException(
