@@ -50,9 +50,12 @@ def _covar(ddof: int) -> AggBuilder:
 
 
 def _corr(args: list[pl.Expr], call: AggregateCall) -> pl.Expr:
+    # Spark's form, ck / sqrt(xMk * yMk) over centred sums: corr(c, c) is exactly 1.0
+    # because sqrt(a * a) == |a| in IEEE arithmetic, where std_x * std_y rounds twice.
     x, y = _pairs(args)
-    scale = x.std(ddof=0) * y.std(ddof=0)
-    return pl.when((x.count() > 0) & (scale != 0)).then(pl.cov(x, y, ddof=0) / scale)
+    dx, dy = x - x.mean(), y - y.mean()
+    scale = ((dx * dx).sum() * (dy * dy).sum()).sqrt()
+    return pl.when((x.count() > 0) & (scale != 0)).then((dx * dy).sum() / scale)
 
 
 def _central(x: pl.Expr, power: int) -> pl.Expr:

@@ -613,10 +613,11 @@ def _frame_bound(value: Any, side: Any) -> int | None:
 @_convert.register
 def _(node: exp.IgnoreNulls) -> Expression:
     inner = node.this
-    if isinstance(inner, exp.Anonymous) and str(inner.this).lower() in ("first", "last"):
+    takes_flag = ("first", "last", "nth_value")
+    if isinstance(inner, exp.Anonymous) and str(inner.this).lower() in takes_flag:
         ignorenulls = exp.Boolean(this=True)
         return _call(str(inner.this).lower(), [*inner.expressions, ignorenulls])
-    raise _Rejected(f"IGNORE NULLS is only supported on first() and last(), not "
+    raise _Rejected(f"IGNORE NULLS is only supported on first(), last() and nth_value(), not "
                     f"{inner.sql(dialect='spark')}")
 
 

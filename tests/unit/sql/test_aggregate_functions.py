@@ -148,3 +148,11 @@ def test_try_sum_is_null_where_sum_overflows(spark):
     assert tuple(big.select(F.try_sum("v")).collect()[0]) == (None,)
     halves = spark.createDataFrame([(1.5,), (2.0,)], "v double")
     assert tuple(halves.select(F.try_sum("v")).collect()[0]) == (3.5,)
+
+
+def test_corr_of_a_column_with_itself_is_exactly_one_as_spark(spark):
+    """Spark divides the centred co-moment by sqrt(xMk * yMk); dividing by std_x * std_y
+    rounds twice and gave 0.9999999999999998 for these values."""
+    rows = [(1.0, 2.0), (2.5, 1.0), (3.7, 9.1), (None, 3.0), (11.3, 0.5)]
+    df = spark.createDataFrame(rows, "c double, d double")
+    assert df.agg(F.corr("c", "c"), F.corr("d", "d")).collect()[0] == (1.0, 1.0)

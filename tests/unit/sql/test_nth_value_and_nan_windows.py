@@ -73,6 +73,16 @@ def test_nth_value_ignore_nulls_names_its_column_as_spark(views: Any) -> None:
         ("b", 1, None), ("b", 2, None), ("b", 3, 8)]
 
 
+def test_nth_value_ignore_nulls_in_sql_syntax_equals_the_flag(views: Any) -> None:
+    """`nth_value(v, 2) IGNORE NULLS` is the SQL spelling of the third argument."""
+    query = ("SELECT k, o, nth_value(v, 2) {} OVER (PARTITION BY k ORDER BY o) AS n FROM w "
+             "ORDER BY k, o")
+    assert _column(views, query.format("IGNORE NULLS")) == [None, None, 30, 30, 30, None,
+                                                           None, 8]
+    assert _column(views, query.format("IGNORE NULLS")) == _column(
+        views, query.format("").replace("(v, 2)", "(v, 2, true)"))
+
+
 @pytest.mark.parametrize(("column", "error_class"), [
     (F.nth_value("v", 0), "DATATYPE_MISMATCH.VALUE_OUT_OF_RANGE"),
     (F.nth_value("v", F.col("o")), "DATATYPE_MISMATCH.NON_FOLDABLE_INPUT"),
