@@ -9,12 +9,18 @@ one, and a spawned ``multiprocessing`` child would re-run the user's unguarded s
 started the first time a batch is large enough, reused for every later batch and UDF.
 
 Protocol, one pickle (protocol 5) after another on the child's stdin and stdout:
-the child first writes ``"ready"``; then for each task ``(pickled_function, arrow_ipc,
-rows, return_type)`` it writes ``("ok", arrow_ipc)``, ``("row", index, error)`` when the
-function raised on the row at ``index`` of the range, or ``("batch", error)`` (errors as
-cloudpickle bytes). Arguments
-and results travel as Arrow IPC streams, which carry only a slice's own bytes. The child
-points its fd 1 at stderr, so a ``print`` in a UDF cannot corrupt the protocol.
+the child first writes ``"ready"``; then for each task ``(pickled_function, source, rows,
+return_type, target)`` it writes ``("ok",)`` once the results are in the file ``target``,
+``("row", index, error)`` when the function raised on the row at ``index`` of the range,
+or ``("batch", error)`` (errors as cloudpickle bytes). Arguments (``source``) and results
+(``target``) are Arrow IPC files in a folder of this worker in shared memory
+(``/dev/shm`` where there is one), which carry only a slice's own bytes and are read
+memory-mapped; only the small messages cross the pipes. Large payloads through a pipe
+made the calling thread take the GIL back once per 64 KiB while the UDF loop held it (up
+to 5 ms each): a 10 MB range took 0.1-0.4 s to hand over, as long as its calls. The
+parent queues a worker's next task before collecting its result, so a worker never
+waits for the parent between ranges. The child points its fd 1 at stderr, so a
+``print`` in a UDF cannot corrupt the protocol.
 
 Nothing here is durable: a worker that dies mid-task is dropped and its range is run by
 the calling thread, so the batch's answer does not depend on it.
@@ -23,14 +29,17 @@ the calling thread, so the batch's answer does not depend on it.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import itertools
 import logging
 import os
 import pickle
 import queue
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,9 +59,10 @@ logger = logging.getLogger(__name__)
 
 # Below this many rows per range, shipping the range costs more than the calls it saves.
 MIN_ROWS_PER_PROCESS = 100_000
-# Ranges per process (this one and each worker): fewer leave a core idle at the end of a
-# batch when one process is slower; more cost a round trip each.
-RANGES_PER_PROCESS = 4
+# A range is at most 1 / (RANGES_PER_PROCESS x processes) of the rows left (guided
+# self-scheduling): large ranges first, small ones last, so no core idles long at the end.
+RANGES_PER_PROCESS = 2
+_IN_FLIGHT = 2  # tasks queued on a worker: its next range waits while it runs one
 _IDLE_POLL_S = 0.02  # how often a lending thread looks for an idle worker
 _WORKERS_ENV = "UNBOUNDED_UDF_WORKERS"
 
@@ -74,8 +84,12 @@ class _Range:
     stop: int
 
 
-def _ranges(n: int, parts: int) -> list[_Range]:
-    bounds = [n * i // parts for i in range(parts + 1)]
+def _ranges(n: int, processes: int) -> list[_Range]:
+    """Ranges shrinking with the rows left, none under ``MIN_ROWS_PER_PROCESS`` rows."""
+    bounds = [0]
+    while bounds[-1] < n:
+        size = max((n - bounds[-1]) // (RANGES_PER_PROCESS * processes), MIN_ROWS_PER_PROCESS)
+        bounds.append(min(bounds[-1] + size, n))
     return [_Range(a, b) for a, b in itertools.pairwise(bounds)]
 
 
@@ -89,8 +103,7 @@ class _SharedRun:
                  return_type: T.DataType, n: int) -> None:
         self.pool, self.pickled, self.columns = pool, pickled, columns
         self.return_type = return_type
-        parts = min(n // MIN_ROWS_PER_PROCESS, RANGES_PER_PROCESS * (pool.size + 1))
-        self.ranges = _ranges(n, max(parts, 2))
+        self.ranges = _ranges(n, pool.size + 1)
         self.outcomes: dict[int, _Outcome] = {}
         self._next = 0
         self._lock = threading.Lock()
@@ -122,16 +135,25 @@ class _SharedRun:
             self.outcomes[index] = outcome
 
     def _with_worker(self, worker: _Worker) -> None:
-        while worker.alive() and (i := self._take()) is not None:
-            self._record(i, self._remote(worker, self.ranges[i]))
-
-    def _remote(self, worker: _Worker, rows: _Range) -> _Outcome:
+        """Ranges for ``worker``, ``_IN_FLIGHT`` queued at a time; if it dies, the ranges
+        it held run here."""
+        queued: collections.deque[int] = collections.deque()
         try:
-            return worker.call(self.pickled, self._slice(rows), self.return_type)
+            while self._queue_more(worker, queued):
+                self._record(queued[0], worker.receive())
+                queued.popleft()
         except (OSError, EOFError, pickle.UnpicklingError) as error:
             logger.warning("A UDF worker process failed (%s); running its rows here.", error)
             worker.stop()
-            return self._here(rows)
+            for i in queued:
+                self._record(i, self._here(self.ranges[i]))
+
+    def _queue_more(self, worker: _Worker, queued: collections.deque[int]) -> bool:
+        """Send ranges until ``_IN_FLIGHT`` are queued; whether one awaits its result."""
+        while len(queued) < _IN_FLIGHT and (i := self._take()) is not None:
+            queued.append(i)
+            worker.send(self.pickled, self._slice(self.ranges[i]), self.return_type)
+        return bool(queued)
 
     def _here(self, rows: _Range) -> _Outcome:
         try:
@@ -172,6 +194,9 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.to_child: IO[bytes] = self.process.stdin
         self.from_child: IO[bytes] = self.process.stdout
+        self.folder = tempfile.mkdtemp(prefix="unbounded-udf-", dir=_SHARED_MEMORY)
+        self._names = itertools.count()
+        self._queued: collections.deque[tuple[str, str]] = collections.deque()
 
     def wait_ready(self) -> bool:
         try:
@@ -179,24 +204,37 @@ class _Worker:
         except (OSError, EOFError, pickle.UnpicklingError):
             return False
 
-    def call(self, pickled: bytes, columns: list[pa.Array],
-             return_type: T.DataType) -> _Outcome:
-        rows = len(columns[0])
-        pickle.dump((pickled, _to_ipc(columns), rows, return_type), self.to_child,
+    def send(self, pickled: bytes, columns: list[pa.Array], return_type: T.DataType) -> None:
+        """Queue a task: its arguments go to a file, the message to the child."""
+        task = next(self._names)
+        source, target = (os.path.join(self.folder, f"{task}.{kind}") for kind in ("in", "out"))
+        self._queued.append((source, target))
+        _write_ipc(source, columns)
+        pickle.dump((pickled, source, len(columns[0]), return_type, target), self.to_child,
                     protocol=5)
         self.to_child.flush()
-        reply = pickle.load(self.from_child)
-        if reply[0] == "ok":
-            return _Outcome(_from_ipc(reply[1])[0])
-        if reply[0] == "row":
-            return _Outcome(None, RowFailure(reply[1], _received(reply[2])))
-        return _Outcome(None, _received(reply[1]))
+
+    def receive(self) -> _Outcome:
+        """The outcome of the oldest queued task."""
+        source, target = self._queued.popleft()
+        try:
+            reply = pickle.load(self.from_child)
+            if reply[0] == "ok":
+                return _Outcome(_read_ipc(target)[0])
+            if reply[0] == "row":
+                return _Outcome(None, RowFailure(reply[1], _received(reply[2])))
+            return _Outcome(None, _received(reply[1]))
+        finally:
+            for path in (source, target):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        """Close the pipes (the child exits at end of input) and reap the child."""
+        """Close the pipes (the child exits at end of input), reap the child and remove
+        its folder."""
         for stream in (self.to_child, self.from_child):
             with contextlib.suppress(OSError):
                 stream.close()
@@ -204,6 +242,7 @@ class _Worker:
             self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class UdfWorkerPool:
@@ -311,17 +350,22 @@ def _stop_pool() -> None:
             pool.stop()
 
 
-# ---- Arrow IPC -------------------------------------------------------------------------
-def _to_ipc(columns: list[pa.Array]) -> pa.Buffer:
+# ---- Arrow IPC files in shared memory -------------------------------------------------
+_SHARED_MEMORY = "/dev/shm" if os.path.isdir("/dev/shm") else None  # else the temp folder
+
+
+def _write_ipc(path: str, columns: list[pa.Array]) -> None:
+    """``columns`` as an Arrow IPC file (a slice writes only its own rows)."""
     batch = pa.record_batch(columns, names=[f"_{i}" for i in range(len(columns))])
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
         writer.write_batch(batch)
-    return sink.getvalue()
 
 
-def _from_ipc(data: Any) -> list[pa.Array]:
-    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+def _read_ipc(path: str) -> list[pa.Array]:
+    """The columns of an Arrow IPC file, memory-mapped (they stay valid once the file is
+    closed and removed)."""
+    with pa.memory_map(path) as source:
+        table = pa.ipc.open_file(source).read_all()
     return [c.combine_chunks() for c in table.columns]
 
 
@@ -334,20 +378,22 @@ def main() -> None:
     _reply(replies, "ready")
     while True:
         try:
-            pickled, ipc, rows, return_type = pickle.load(tasks)
+            pickled, source, rows, return_type, target = pickle.load(tasks)
         except EOFError:
             return
-        _reply(replies, _serve(pickled, ipc, rows, return_type))
+        _reply(replies, _serve(pickled, source, rows, return_type, target))
 
 
-def _serve(pickled: bytes, ipc: Any, rows: int, return_type: T.DataType) -> tuple[Any, ...]:
+def _serve(pickled: bytes, source: str, rows: int, return_type: T.DataType,
+           target: str) -> tuple[Any, ...]:
     try:
-        result = rows_to_arrow(load_function(pickled), _from_ipc(ipc), rows, return_type)
+        result = rows_to_arrow(load_function(pickled), _read_ipc(source), rows, return_type)
+        _write_ipc(target, [result])
     except RowFailure as failure:
         return ("row", failure.index, _sendable(failure.error))
     except Exception as error:
         return ("batch", _sendable(error))
-    return ("ok", _to_ipc([result]))
+    return ("ok",)
 
 
 def _sendable(error: Exception) -> bytes:

@@ -237,3 +237,26 @@ def test_struct_map_and_array_arguments_arrive_as_pyspark_passes_them(spark):
     out = df.select(shown("st"), shown("m"), shown("arr"),
                     F.udf(lambda r: r.i * 10 + len(r["inner"].s), "int")("st")).collect()
     assert tuple(out[0]) == ("RowRow(i=1, inner=Row(s='a'))", "dict{'k': 1}", "list[1]", 11)
+
+
+def test_ranges_shrink_with_the_rows_left_and_never_go_under_the_minimum(monkeypatch):
+    monkeypatch.setattr(udf_workers, "MIN_ROWS_PER_PROCESS", 10)
+    bounds = [(r.start, r.stop) for r in udf_workers._ranges(100, 2)]
+    assert bounds == [(0, 25), (25, 43), (43, 57), (57, 67), (67, 77), (77, 87), (87, 97),
+                      (97, 100)]
+
+
+def test_arguments_and_results_pass_through_files_that_are_gone_after_the_batch(
+        two_workers):
+    out = run_row_udf(_pickled(lambda x: x * 2), [pa.array(range(40))], 40, T.LongType())
+    assert out.to_pylist() == [x * 2 for x in range(40)]
+    folders = [w.folder for w in two_workers._all]
+    assert all(os.path.isdir(f) and os.listdir(f) == [] for f in folders)
+
+
+def test_a_stopped_pool_leaves_no_folder_behind():
+    pool = UdfWorkerPool(1)
+    assert pool.wait_ready(60)
+    folder = pool._all[0].folder
+    pool.stop()
+    assert not os.path.exists(folder)
