@@ -110,3 +110,23 @@ def test_a_wrong_return_type_still_fails_the_batch(spark):
     df = spark.createDataFrame([(1,), (1,), (1,)], "x long")
     with pytest.raises(PythonException, match="`<lambda>` failed on a batch"):
         df.select(F.udf(lambda x: "text", "long")("x")).collect()
+
+
+def test_typed_arguments_arrive_as_in_a_row_by_row_run(spark, tmp_path):
+    from datetime import date, datetime
+    from decimal import Decimal
+
+    row = (date(2024, 1, 2), datetime(2024, 1, 2, 3, 4, 5), Decimal("1.50"), True, b"ab")
+    df = spark.createDataFrame([row, row, (None, None, None, None, None), row],
+                               "d date, t timestamp, m decimal(4,2), b boolean, y binary")
+    log = tmp_path / "calls"
+
+    def shown(*values):
+        _log(log, "call")
+        return repr(values)
+
+    out = [r[0] for r in df.select(F.udf(shown, "string")(*df.columns)).collect()]
+    seen = ("(datetime.date(2024, 1, 2), datetime.datetime(2024, 1, 2, 3, 4, 5), "
+            "Decimal('1.50'), True, b'ab')")
+    assert out == [seen, seen, "(None, None, None, None, None)", seen]
+    assert _calls(log) == ["call", "call"]
