@@ -10,6 +10,17 @@ with no rows still commits (only its ``txn``), as Spark's sink does. A process k
 inside the write leaves at most Parquet files that no commit names: readers never see
 them and ``VACUUM`` removes them.
 
+Durability on a local disk: delta-rs makes no fsync, so after each commit the sink
+fsyncs what the new versions name (every data file they add, the folders holding new
+names up to the table folder, ``_delta_log/<version>.json`` and any checkpoint, then
+``_delta_log``) before ``add_batch`` returns, i.e. before ``commits/N``. A power cut
+that drops the Delta commit drops ``commits/N`` too (written later), and the re-run
+batch finds no ``txn`` and writes again; a cut that keeps the commit makes the re-run a
+no-op. A re-run skipped that way first checks that the version holding its ``txn``
+still has every data file at its recorded size (the kernel may have written the log
+entry back before the data of a commit cut short) and fsyncs it: a process killed
+before its fsyncs leaves a commit that only the page cache holds.
+
 A concurrent commit carrying a ``txn`` for the same query id makes delta-rs reject ours
 (the Delta protocol's concurrent-transaction conflict): another run of the query is
 writing, and the batch fails with :class:`ConcurrentQueryError`. Concurrent appends by
@@ -20,23 +31,32 @@ other writers do not conflict; delta-rs retries the commit on top of them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
+from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
 
+from unbounded.checkpoint.atomic import fsync_dir, fsync_file, make_dirs
 from unbounded.checkpoint.epoch import fence_for
 from unbounded.errors import AnalysisException, ConcurrentQueryError, UnboundedError
 from unbounded.files.paths import local_path
 from unbounded.sinks.base import MicroBatch, SinkContext
 from unbounded.testing.faults import fault_point
 
-__all__ = ["DeltaSink", "DeltaWriteSettings", "committed_batch", "write_batch"]
+__all__ = [
+    "DeltaSink",
+    "DeltaWriteSettings",
+    "committed_batch",
+    "make_versions_durable",
+    "write_batch",
+]
 
 log = logging.getLogger(__name__)
 _MODES: dict[str, Literal["append", "overwrite"]] = {"append": "append",
@@ -95,6 +115,91 @@ def _bool(ctx: SinkContext, key: str) -> bool:
         raise AnalysisException(f"Option {key!r} must be 'true' or 'false', got {raw!r}.",
                                 error_class="INVALID_OPTION")
     return raw == "true"
+
+
+_LOG_DIR = "_delta_log"
+_TXN_SEARCH = 100  # versions searched back for a re-run batch's txn
+
+
+def _log_file(table: str, version: int, kind: str = "json") -> str:
+    return os.path.join(table, _LOG_DIR, f"{version:020d}.{kind}")
+
+
+def _actions(table: str, version: int) -> list[dict[str, object]]:
+    """The actions of the log entry of ``version`` (one JSON object a line)."""
+    with open(_log_file(table, version), encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _data_files(table: str, actions: list[dict[str, object]]) -> Iterator[tuple[str, int]]:
+    """(local path, recorded size) of each file the actions add; a path is relative to
+    the table and URL-encoded (``k=c%252Fd/part-0.parquet``) as the protocol says."""
+    for action in actions:
+        added = action.get("add") or action.get("cdc")
+        if isinstance(added, dict):
+            relative = unquote(str(added["path"]))
+            if "://" not in relative and not os.path.isabs(relative):
+                yield os.path.join(table, relative), int(added.get("size", -1))
+
+
+def _folders_up_to(table: str, folder: str) -> Iterator[str]:
+    """``folder`` and each folder above it, up to and including ``table``."""
+    while len(folder) > len(table):
+        yield folder
+        folder = os.path.dirname(folder)
+    yield table
+
+
+def make_versions_durable(table: str, first: int, last: int) -> None:
+    """fsync what versions ``first..last`` of the local Delta table ``table`` wrote:
+    each added data file, the folders holding them (deepest first, up to the table
+    folder, which holds ``_delta_log`` and new partition folders), then each version's
+    log entry and checkpoint, ``_last_checkpoint``, and ``_delta_log``. Data first, so
+    the fsyncs never make a log entry durable before the files it names."""
+    folders: set[str] = set()
+    for version in range(first, last + 1):
+        for path, _size in _data_files(table, _actions(table, version)):
+            fsync_file(path)
+            folders.update(_folders_up_to(table, os.path.dirname(path)))
+    for folder in sorted(folders | {table}, key=len, reverse=True):
+        fsync_dir(folder)
+    for version in range(first, last + 1):
+        for kind in ("json", "checkpoint.parquet"):
+            if kind == "json" or os.path.exists(_log_file(table, version, kind)):
+                fsync_file(_log_file(table, version, kind))
+    last_checkpoint = os.path.join(table, _LOG_DIR, "_last_checkpoint")
+    if os.path.exists(last_checkpoint):
+        fsync_file(last_checkpoint)
+    fsync_dir(os.path.join(table, _LOG_DIR))
+
+
+def _txn_version(table: str, newest: int, app_id: str, batch_id: int) -> int | None:
+    """The version whose log entry carries ``txn(app_id, batch_id)``, searched back from
+    ``newest``; None when not among the last versions (or their entries are gone)."""
+    for version in range(newest, max(-1, newest - _TXN_SEARCH), -1):
+        if not os.path.exists(_log_file(table, version)):
+            return None
+        for action in _actions(table, version):
+            txn = action.get("txn")
+            if isinstance(txn, dict) and (txn.get("appId"), txn.get("version")) == (
+                    app_id, batch_id):
+                return version
+    return None
+
+
+def _check_files_of(table: str, version: int, batch_id: int) -> None:
+    """Every data file of ``version`` is there at its recorded size, or the batch's rows
+    are gone from a commit the table shows (a power cut that kept only its log entry)."""
+    for path, size in _data_files(table, _actions(table, version)):
+        found = os.path.getsize(path) if os.path.exists(path) else None
+        if found != size:
+            raise UnboundedError(
+                f"Batch {batch_id} is committed to the Delta table {table} (version "
+                f"{version}), but its data file {path} is "
+                f"{'missing' if found is None else f'{found} bytes, not {size}'}: lost in a "
+                f"power cut before it reached the disk. Restore the table from a backup, or, "
+                f"if {version} is its newest version, delete {_log_file(table, version)} so "
+                "the batch is written again.", error_class="DELTA_COMMITTED_FILE_MISSING")
 
 
 def _open_table(path: str) -> DeltaTable | None:
@@ -164,15 +269,34 @@ class _TableWriter:
         if done is not None and batch_id <= done:
             log.info("Delta sink skips batch %d: the table's txn for %s is at %d",
                      batch_id, self.app_id, done)
+            self._confirm(batch_id)
             return False
         if before_commit is not None:
             before_commit()
         self._commit(batch_id, rows)
         return True
 
+    def _local(self) -> bool:
+        return "://" not in self.settings.path  # object stores: durable when acknowledged
+
+    def _confirm(self, batch_id: int) -> None:
+        """A skipped batch's commit: its files are all there, and durable (a killed run
+        may have left it in the page cache only)."""
+        table = self._table
+        if not self._local() or table is None or self._own is not None:
+            return  # this writer made it durable itself
+        newest = table.version()
+        version = _txn_version(self.settings.path, newest, self.app_id, batch_id)
+        if version is not None:
+            _check_files_of(self.settings.path, version, batch_id)
+            make_versions_durable(self.settings.path, version, newest)
+
     def _commit(self, batch_id: int, rows: pa.Table) -> None:
         s = self.settings
         txn = CommitProperties(app_transactions=[Transaction(self.app_id, batch_id)])
+        if self._table is None and self._local():
+            make_dirs(s.path)  # its missing parents durably; delta-rs would make them plain
+        before = self._table.version() if self._table is not None else -1
         try:
             write_deltalake(self._table if self._table is not None else s.path, rows,
                             mode=s.mode, partition_by=list(s.partition_by) or None,
@@ -188,6 +312,8 @@ class _TableWriter:
                 error_class="DELTA_WRITE_FAILED") from None
         if self._table is None:
             self._table = DeltaTable(s.path)
+        if self._local():
+            make_versions_durable(s.path, before + 1, self._table.version())
         self._own = batch_id
 
     def _conflict(self, batch_id: int, exc: Exception) -> Exception:
