@@ -256,14 +256,14 @@ def _rows_slice(frame: pd.DataFrame, start: int, end: int) -> pd.DataFrame:
     per key is most of the operator's own time; ``iloc`` if pandas changes it."""
     import pandas as pd
 
-    index = pd.RangeIndex(end - start)
     try:
+        index = pd.RangeIndex._simple_new(range(end - start))  # type: ignore[attr-defined]
         mgr = frame._mgr.get_slice(slice(start, end), axis=1)
         mgr.set_axis(1, index)
         return pd.DataFrame._from_mgr(mgr, axes=mgr.axes)  # type: ignore[attr-defined,no-any-return]
     except (AttributeError, TypeError):
         piece = frame.iloc[start:end]
-        piece.index = index
+        piece.index = pd.RangeIndex(end - start)
         return piece
 
 
@@ -357,12 +357,22 @@ def _stored(calls: pa.Table) -> list[tuple[tuple[Any, ...], tuple[Any, ...] | No
     """Each call's key (as PySpark passes it: values of pandas Series, NumPy scalars),
     stored value (a tuple, timestamps naive in UTC) and stored timeout."""
     keys = frame_to_pandas(calls.drop_columns([STORED_VALUE, STORED_TIMEOUT]))
-    columns = [keys[c].array for c in keys.columns]
+    columns = [_key_values(keys[c]) for c in keys.columns]
     value = calls.column(STORED_VALUE)
     values = value.cast(_naive(value.type)).to_pylist()
     timeouts = calls.column(STORED_TIMEOUT).to_pylist()
     return [(tuple(c[i] for c in columns), None if v is None else tuple(v.values()), t)
             for i, (v, t) in enumerate(zip(values, timeouts, strict=True))]
+
+
+def _key_values(column: pd.Series) -> Any:
+    """A key column whose items are what ``Series[i]`` gives: numbers as an ndarray
+    (the same NumPy scalars, ten times faster to index than the pandas array)."""
+    import numpy as np
+
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        return column.to_numpy()
+    return column.array
 
 
 def _state(job: GroupCalls, value: tuple[Any, ...] | None, *, timed_out: bool) -> GroupState:

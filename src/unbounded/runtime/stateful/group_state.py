@@ -44,8 +44,8 @@ from unbounded.runtime.stateful.base import (
     frame_of,
     map_partitions,
     sum_metrics,
-    watermark_delays,
 )
+from unbounded.runtime.stateful.user_input import UserInput
 from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
 
 __all__ = ["StreamingGroupsWithState"]
@@ -79,21 +79,19 @@ class StreamingGroupsWithState:
             raise AnalysisException("applyInPandasWithState on a stream needs grouping "
                                     "keys: groupBy(col, ...).", error_class="UNSUPPORTED_PLAN")
         self.node, self.ctx = node, ctx
-        self.names = list(input_schema)
+        self.input = UserInput.of(node.child, input_schema,
+                                  event_time_mode=node.timeout is GroupStateTimeoutKind.EVENT_TIME)
         cctx = CompileContext(input_schema, 0)
         self.gkeys = [f"{_KEY}{i}" for i in range(len(node.keys))]
         self.key_exprs = [compile_expr(k, cctx).alias(g) for k, g in
                           zip(node.keys, self.gkeys, strict=True)]
         self.key_names = [k.display_name() for k in node.keys]
-        lowered = {c.lower(): c for c in self.names}
-        self.event_time = next((lowered[c] for c in watermark_delays(node.child)
-                                if c in lowered), None)
         self.state_type = pa.struct(list(node.state_schema.to_arrow_schema()))
         self.schema = self._state_schema(input_schema)
         self.state = PartitionedState(ctx, self.schema)
         self.user = UserFunction(node.function.pickled, node.function.name, node.schema,
                                  self.state_type, node.timeout.value,
-                                 self.event_time is not None)
+                                 self.input.event_time is not None)
         self.deadlines = self._stored_deadlines()
 
     def _state_schema(self, input_schema: pl.Schema) -> StateSchema:
@@ -128,7 +126,7 @@ class StreamingGroupsWithState:
 
     def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
         started = time.perf_counter()
-        rows, dropped = self._drop_late(self._named(inputs[0].rows), batch.late_watermark_us)
+        rows, dropped = self.input.rows(inputs[0].rows, batch.late_watermark_us)
         clock = _Clock(batch.timestamp_us // 1000, batch.watermark_us // 1000)
         keyed = rows.with_columns(self.key_exprs)
         results = map_partitions(
@@ -143,20 +141,6 @@ class StreamingGroupsWithState:
                        numStateStoreInstances=self.ctx.num_partitions,
                        allUpdatesTimeMs=int((time.perf_counter() - started) * 1000))
         return OperatorOutput(self._output(tables), metrics)
-
-    def _named(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """The rows under the names the user function sees (physical names may differ)."""
-        return rows if rows.columns == self.names else rows.rename(
-            dict(zip(rows.columns, self.names, strict=True)))
-
-    def _drop_late(self, rows: pl.DataFrame, late_us: int) -> tuple[pl.DataFrame, int]:
-        """Spark drops late rows only under event-time timeouts."""
-        if (self.node.timeout is not GroupStateTimeoutKind.EVENT_TIME or self.event_time is None
-                or late_us <= 0):
-            return rows, 0
-        late = pl.lit(late_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
-        kept = rows.filter(~(pl.col(self.event_time) <= late).fill_null(False))
-        return kept, rows.height - kept.height
 
     def _output(self, tables: list[pa.Table]) -> pl.DataFrame:
         target = self.node.schema.to_arrow_schema()

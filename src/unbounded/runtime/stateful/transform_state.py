@@ -57,8 +57,8 @@ from unbounded.runtime.stateful.base import (
     partition_ids,
     split_partitions,
     sum_metrics,
-    watermark_delays,
 )
+from unbounded.runtime.stateful.user_input import UserInput
 from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
 from unbounded.testing.faults import fault_point
 
@@ -192,16 +192,14 @@ class StreamingTransformWithState:
             raise AnalysisException("transformWithStateInPandas on a stream needs grouping "
                                     "keys: groupBy(col, ...).", error_class="UNSUPPORTED_PLAN")
         self.node, self.ctx = node, ctx
-        self.names = list(input_schema)
+        self.input = UserInput.of(node.child, input_schema,
+                                  event_time_mode=node.time_mode is TimeMode.EVENT_TIME)
         cctx = CompileContext(input_schema, 0)
         self.gkeys = [f"{_KEY}{i}" for i in range(len(node.keys))]
         self.key_exprs = [compile_expr(k, cctx).alias(g)
                           for k, g in zip(node.keys, self.gkeys, strict=True)]
         self.key_names = [k.display_name() for k in node.keys]
         self.key_schema = self._key_schema(input_schema)
-        lowered = {c.lower(): c for c in self.names}
-        self.event_time = next((lowered[c] for c in watermark_delays(node.child)
-                                if c in lowered), None)
         self.variables = self._declared_variables()
         self.row_mode = isinstance(self._processor(), RowProcessor)  # transformWithState
         self.codecs = {n: _Codec(v) for n, v in self.variables.items()}
@@ -258,7 +256,7 @@ class StreamingTransformWithState:
     # ---- one batch ---------------------------------------------------------------------
     def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
         started = time.perf_counter()
-        rows, dropped = self._drop_late(self._named(inputs[0].rows), batch.late_watermark_us)
+        rows, dropped = self.input.rows(inputs[0].rows, batch.late_watermark_us)
         keyed = rows.with_columns(self.key_exprs)
         initial = self._initial_parts() if batch.batch_id == 0 else None
         results = map_partitions(self.ctx, keyed, self.gkeys, lambda p, part: self._partition(
@@ -275,19 +273,6 @@ class StreamingTransformWithState:
         target = self.node.schema.to_arrow_schema()
         return OperatorOutput(frame_of(pa.concat_tables(tables) if tables
                                        else target.empty_table()), metrics)
-
-    def _named(self, rows: pl.DataFrame) -> pl.DataFrame:
-        return rows if rows.columns == self.names else rows.rename(
-            dict(zip(rows.columns, self.names, strict=True)))
-
-    def _drop_late(self, rows: pl.DataFrame, late_us: int) -> tuple[pl.DataFrame, int]:
-        """Spark drops late rows (at or below the watermark) only in event-time mode."""
-        if (self.node.time_mode is not TimeMode.EVENT_TIME or self.event_time is None
-                or late_us <= 0):
-            return rows, 0
-        late = pl.lit(late_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
-        kept = rows.filter(~(pl.col(self.event_time) <= late).fill_null(False))
-        return kept, rows.height - kept.height
 
     def _initial_parts(self) -> list[pl.DataFrame] | None:
         """The initial state's rows, keyed like the stream's and split by partition."""
