@@ -17,9 +17,11 @@ names up to the table folder, ``_delta_log/<version>.json`` and any checkpoint, 
 that drops the Delta commit drops ``commits/N`` too (written later), and the re-run
 batch finds no ``txn`` and writes again; a cut that keeps the commit makes the re-run a
 no-op. A re-run skipped that way first checks that the version holding its ``txn``
-still has every data file at its recorded size (the kernel may have written the log
-entry back before the data of a commit cut short) and fsyncs it: a process killed
-before its fsyncs leaves a commit that only the page cache holds.
+still has every data file at its recorded size and fsyncs it (a process killed before
+its fsyncs leaves a commit that only the page cache holds). A cut inside the fsyncs can
+keep the log entry and lose data the kernel had not written back yet: if that version
+is the table's newest, it is removed and the batch written again (as if the cut had
+taken the whole commit); under later versions it is refused, naming the files.
 
 A concurrent commit carrying a ``txn`` for the same query id makes delta-rs reject ours
 (the Delta protocol's concurrent-transaction conflict): another run of the query is
@@ -187,19 +189,31 @@ def _txn_version(table: str, newest: int, app_id: str, batch_id: int) -> int | N
     return None
 
 
-def _check_files_of(table: str, version: int, batch_id: int) -> None:
-    """Every data file of ``version`` is there at its recorded size, or the batch's rows
-    are gone from a commit the table shows (a power cut that kept only its log entry)."""
+def _lost_files(table: str, version: int) -> list[str]:
+    """The data files of ``version`` that are missing or not at their recorded size."""
+    lost = []
     for path, size in _data_files(table, _actions(table, version)):
         found = os.path.getsize(path) if os.path.exists(path) else None
         if found != size:
-            raise UnboundedError(
-                f"Batch {batch_id} is committed to the Delta table {table} (version "
-                f"{version}), but its data file {path} is "
-                f"{'missing' if found is None else f'{found} bytes, not {size}'}: lost in a "
-                f"power cut before it reached the disk. Restore the table from a backup, or, "
-                f"if {version} is its newest version, delete {_log_file(table, version)} so "
-                "the batch is written again.", error_class="DELTA_COMMITTED_FILE_MISSING")
+            lost.append(f"{path} ({'missing' if found is None else f'{found} bytes, not {size}'})")
+    return lost
+
+
+def _lost_error(table: str, version: int, batch_id: int, lost: list[str]) -> UnboundedError:
+    return UnboundedError(
+        f"Batch {batch_id} is committed to the Delta table {table} (version {version}), but "
+        f"data files of that commit are gone: {', '.join(lost)}; lost in a power cut before "
+        "they reached the disk, and later versions exist, so the commit cannot be taken "
+        f"back. Restore the table from a backup, or remove {_log_file(table, version)} and "
+        "every later version by hand so the batch is written again.",
+        error_class="DELTA_COMMITTED_FILE_MISSING")
+
+
+def _take_back(table: str, version: int) -> None:
+    """Remove the newest log entry, whose data a power cut took: the table returns to
+    the version before, as if the commit had been lost with its data."""
+    os.unlink(_log_file(table, version))
+    fsync_dir(os.path.join(table, _LOG_DIR))
 
 
 def _open_table(path: str) -> DeltaTable | None:
@@ -266,10 +280,9 @@ class _TableWriter:
     def write(self, batch_id: int, rows: pa.Table,
               before_commit: Callable[[], None] | None = None) -> bool:
         done = self._done()
-        if done is not None and batch_id <= done:
+        if done is not None and batch_id <= done and self._confirm(batch_id):
             log.info("Delta sink skips batch %d: the table's txn for %s is at %d",
                      batch_id, self.app_id, done)
-            self._confirm(batch_id)
             return False
         if before_commit is not None:
             before_commit()
@@ -279,17 +292,31 @@ class _TableWriter:
     def _local(self) -> bool:
         return "://" not in self.settings.path  # object stores: durable when acknowledged
 
-    def _confirm(self, batch_id: int) -> None:
-        """A skipped batch's commit: its files are all there, and durable (a killed run
-        may have left it in the page cache only)."""
+    def _confirm(self, batch_id: int) -> bool:
+        """Whether a skipped batch's commit stands: its files are all there, and now
+        durable (a killed run may have left it in the page cache only). A newest commit
+        whose data files a power cut took is taken back (False: write the batch again)."""
         table = self._table
         if not self._local() or table is None or self._own is not None:
-            return  # this writer made it durable itself
+            return True  # this writer made it durable itself
         newest = table.version()
         version = _txn_version(self.settings.path, newest, self.app_id, batch_id)
-        if version is not None:
-            _check_files_of(self.settings.path, version, batch_id)
+        if version is None:
+            return True
+        lost = _lost_files(self.settings.path, version)
+        if not lost:
             make_versions_durable(self.settings.path, version, newest)
+            return True
+        has_checkpoint = os.path.exists(_log_file(self.settings.path, version,
+                                                  "checkpoint.parquet"))
+        if version != newest or has_checkpoint:
+            raise _lost_error(self.settings.path, version, batch_id, lost)
+        log.warning("Delta sink: version %d of %s holds batch %d but lost %s in a power "
+                    "cut; removing that version and writing the batch again", version,
+                    self.settings.path, batch_id, ", ".join(lost))
+        _take_back(self.settings.path, version)
+        self._table = _open_table(self.settings.path)
+        return False
 
     def _commit(self, batch_id: int, rows: pa.Table) -> None:
         s = self.settings

@@ -123,8 +123,9 @@ def test_each_version_is_fsynced_before_the_commit_log_names_its_batch(spark, tm
         "fsync", os.path.join(table, "_delta_log", f"{0:020d}.json"))
 
 
-def _sink(path: str) -> DeltaSink:
-    return DeltaSink("delta", SinkContext("q1", None, {"path": path}, "append", None, ()))
+def _sink(path: str, query_id: str = "q1") -> DeltaSink:
+    return DeltaSink("delta", SinkContext(query_id, None, {"path": path}, "append", None,
+                                          ()))
 
 
 def _batch(batch_id: int, ids: list[int]) -> MicroBatch:
@@ -146,17 +147,39 @@ def test_a_skipped_rerun_batch_makes_its_commit_durable(tmp_path, recorder):
     assert ("dirsync", table) in recorder.calls
 
 
-@pytest.mark.parametrize("damage", ["delete", "truncate"])
-def test_a_skipped_rerun_whose_committed_data_file_was_lost_fails_naming_it(tmp_path,
-                                                                            damage):
-    """A power cut that kept the log entry but not the data of a commit cut short."""
-    table = str(tmp_path / "t")
-    _sink(table).add_batch(0, _batch(0, [1, 2]))
-    [path] = _version_files(table, 0)[1]
+def _lose(path: str, damage: str) -> None:
     if damage == "delete":
         os.unlink(path)
     else:
         os.truncate(path, 0)
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_newest_commit_that_lost_its_data_is_taken_back_and_the_batch_rewritten(
+        tmp_path, damage):
+    """A power cut inside the sink's fsyncs that kept the log entry but not the data."""
+    table = str(tmp_path / "t")
+    _sink(table).add_batch(0, _batch(0, [1, 2]))
+    _sink(table).add_batch(1, _batch(1, [3]))
+    [path] = _version_files(table, 1)[1]
+    _lose(path, damage)
+    rerun = _sink(table)
+    rerun.add_batch(1, _batch(1, [3]))
+    delta = DeltaTable(table)
+    assert delta.version() == 1 and delta.transaction_version("q1") == 1
+    assert sorted(delta.to_pyarrow_table().column("id").to_pylist()) == [1, 2, 3]
+    assert _version_files(table, 1)[1] != [path]
+    rerun.add_batch(2, _batch(2, [4]))
+    assert sorted(DeltaTable(table).to_pyarrow_table().column("id").to_pylist()) == [
+        1, 2, 3, 4]
+
+
+def test_a_commit_that_lost_its_data_under_later_versions_is_refused_naming_it(tmp_path):
+    table = str(tmp_path / "t")
+    _sink(table).add_batch(0, _batch(0, [1, 2]))
+    _sink(table, "q2").add_batch(0, _batch(0, [9]))  # another writer's version 1
+    [path] = _version_files(table, 0)[1]
+    _lose(path, "truncate")
     with pytest.raises(UnboundedError, match="lost in a power cut") as e:
         _sink(table).add_batch(0, _batch(0, [1, 2]))
     assert e.value.getErrorClass() == "DELTA_COMMITTED_FILE_MISSING"
