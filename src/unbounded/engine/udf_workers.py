@@ -14,13 +14,13 @@ return_type, target)`` it writes ``("ok",)`` once the results are in the file ``
 ``("row", index, error)`` when the function raised on the row at ``index`` of the range,
 or ``("batch", error)`` (errors as cloudpickle bytes). Arguments (``source``) and results
 (``target``) are Arrow IPC files in a folder of this worker in shared memory
-(``/dev/shm`` where there is one), which carry only a slice's own bytes and are read
-memory-mapped; only the small messages cross the pipes. Large payloads through a pipe
-made the calling thread take the GIL back once per 64 KiB while the UDF loop held it (up
-to 5 ms each): a 10 MB range took 0.1-0.4 s to hand over, as long as its calls. The
-parent queues a worker's next task before collecting its result, so a worker never
-waits for the parent between ranges. The child points its fd 1 at stderr, so a
-``print`` in a UDF cannot corrupt the protocol.
+(``/dev/shm`` where it has room, else the temp folder), which carry only a slice's own
+bytes and are read memory-mapped; only the small messages cross the pipes (a 10 MB
+payload read from a pipe in 64 KiB pieces made the calling thread take the GIL back from
+the UDF loop for each: 0.1-0.4 s per range, as long as its calls). The parent queues a
+worker's next task before collecting its result, so a worker never waits for the parent
+between ranges. The child points its fd 1 at stderr, so a ``print`` in a UDF cannot
+corrupt the protocol.
 
 Nothing here is durable: a worker that dies mid-task is dropped and its range is run by
 the calling thread, so the batch's answer does not depend on it.
@@ -194,7 +194,7 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.to_child: IO[bytes] = self.process.stdin
         self.from_child: IO[bytes] = self.process.stdout
-        self.folder = tempfile.mkdtemp(prefix="unbounded-udf-", dir=_SHARED_MEMORY)
+        self.folder = tempfile.mkdtemp(prefix="unbounded-udf-", dir=_exchange_root())
         self._names = itertools.count()
         self._queued: collections.deque[tuple[str, str]] = collections.deque()
 
@@ -351,7 +351,18 @@ def _stop_pool() -> None:
 
 
 # ---- Arrow IPC files in shared memory -------------------------------------------------
-_SHARED_MEMORY = "/dev/shm" if os.path.isdir("/dev/shm") else None  # else the temp folder
+_SHARED_MEMORY = "/dev/shm"
+_MIN_SHARED_BYTES = 1 << 30  # a container's /dev/shm is often 64 MiB: too small for ranges
+
+
+def _exchange_root() -> str | None:
+    """``/dev/shm`` when it exists with room for a few ranges, else the temp folder
+    (None: files in the page cache, written back only under memory pressure)."""
+    try:
+        stats = os.statvfs(_SHARED_MEMORY)
+    except (OSError, AttributeError):  # no /dev/shm, or no statvfs (Windows)
+        return None
+    return _SHARED_MEMORY if stats.f_bavail * stats.f_frsize >= _MIN_SHARED_BYTES else None
 
 
 def _write_ipc(path: str, columns: list[pa.Array]) -> None:

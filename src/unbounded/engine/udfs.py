@@ -5,10 +5,11 @@ UDFs get each batch as pandas Series (one Python call per batch), row UDFs are c
 once per row but their input and output are converted a column at a time through Arrow
 (no Polars ``map_elements``; ``engine/row_udfs.py``), a large batch over worker processes
 (``engine/udf_workers.py``), a deterministic one once per distinct argument tuple when
-the batch repeats them (``engine/distinct_calls.py``). ``mapInPandas``/``mapInArrow``, ``applyInPandas`` and
-cogrouped ``applyInPandas`` are frame-level calls (``map_in_batches``, ``apply_in_groups``,
-``apply_in_cogroups``). Any failure of user code is a ``PythonException`` naming the
-function, the error and, for row UDFs, the input row.
+the batch repeats them (``engine/distinct_calls.py``). ``mapInPandas``/``mapInArrow``,
+``applyInPandas`` and cogrouped ``applyInPandas`` are frame-level calls
+(``map_in_batches``, ``apply_in_groups``, ``apply_in_cogroups``). Any failure of user
+code is a ``PythonException`` naming the function, the error and, for row UDFs, the
+input row.
 """
 
 from __future__ import annotations

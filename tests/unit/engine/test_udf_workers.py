@@ -260,3 +260,14 @@ def test_a_stopped_pool_leaves_no_folder_behind():
     folder = pool._all[0].folder
     pool.stop()
     assert not os.path.exists(folder)
+
+
+def test_files_go_to_the_temp_folder_when_shared_memory_is_missing_or_small(
+        monkeypatch, tmp_path):
+    monkeypatch.setattr(udf_workers, "_SHARED_MEMORY", str(tmp_path))
+    monkeypatch.setattr(udf_workers, "_MIN_SHARED_BYTES", 0)
+    assert udf_workers._exchange_root() == str(tmp_path)
+    monkeypatch.setattr(udf_workers, "_MIN_SHARED_BYTES", 1 << 62)
+    assert udf_workers._exchange_root() is None
+    monkeypatch.setattr(udf_workers, "_SHARED_MEMORY", "/nonexistent/shm")
+    assert udf_workers._exchange_root() is None
