@@ -325,6 +325,8 @@ def _operator_name(stores: list[str], value_names: list[str]) -> str:
         return "flatMapGroupsWithState"
     if any("#" in n for n in value_names):
         return "stateStoreSave"
+    if TIMERS_STORE in stores:
+        return "transformWithStateInPandasExec"
     return "transformWithStateExec" if stores != [""] else "stateStoreSave"
 
 
