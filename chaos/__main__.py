@@ -28,6 +28,7 @@ SCENARIOS: dict[str, sc.Scenario] = {
     "crash points": sc.crash_points, "random SIGKILL": sc.random_kills,
     "ENOSPC/EIO/EROFS": sc.fs_faults, "power loss": sc.power_loss,
     "power loss in sink data": sc.power_loss_data,
+    "power loss in Delta commit": sc.power_loss_delta,
     "delayed close": sc.delayed_close, "stray temp files": sc.stray_temps,
     "corrupt files": corruption, "paused run": paused_run, "clock jumps": sc.clock_jumps,
     "network faults": lambda _s, _q, seed, **kw: kafka_network(seed, **kw),
@@ -39,7 +40,7 @@ _BROKER_FAULTS = ("network faults", "cut at txn commit", "broker SIGSTOP")
 # (scenario, sink, query, source): file sink + windowed first, as the most state to lose.
 MATRIX: list[tuple[str, str, str, str]] = [
     *((name, "file", "windowed", "files") for name in SCENARIOS
-      if name not in _BROKER_FAULTS),
+      if name not in (*_BROKER_FAULTS, "power loss in Delta commit")),
     *((name, "file", "stateless", "files") for name in (
         "crash points", "random SIGKILL", "corrupt files", "power loss",
         "power loss in sink data", "paused run", "clock jumps")),
@@ -57,6 +58,9 @@ MATRIX: list[tuple[str, str, str, str]] = [
     *(("crash points", "kafka", query, "files")
       for query in ("windowed", "join", "dedup", "aggregate")),
     ("random SIGKILL", "kafka", "aggregate", "files"),
+    # the Delta sink: crashes and power cuts in its commits
+    *((name, "delta", query, "files") for name in (
+        "crash points", "power loss in Delta commit") for query in ("windowed", "stateless")),
     # a Kafka source: into Kafka and into files
     *((name, sink, query, "kafka") for name in ("clock jumps", "paused run", "crash points")
       for sink, query in (("kafka", "stateless"), ("file", "windowed"))),
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos")
     parser.add_argument("--seed", type=int, default=random.randrange(1 << 31))
     parser.add_argument("--only", help="one scenario name")
-    parser.add_argument("--sink", help="one sink: file, foreach, kafka")
+    parser.add_argument("--sink", help="one sink: file, foreach, kafka, delta")
     parser.add_argument("--query", help="one query: stateless, windowed, join, dedup, "
                         "aggregate")
     parser.add_argument("--source", help="one source: files, kafka")

@@ -4,7 +4,8 @@
 
 SINK is ``file`` (Parquet with ``_spark_metadata``), ``foreach`` (foreachBatch writing one
 Parquet file per batch id, replaced when a batch is re-run: an idempotent writer) or
-``kafka`` (transactional; OUTPUT is the topic). QUERY is ``stateless`` (filter and
+``kafka`` (transactional; OUTPUT is the topic) or ``delta`` (a Delta table at OUTPUT,
+one commit per batch). QUERY is ``stateless`` (filter and
 projection), ``windowed`` (10 s tumbling windows per key, 15 s watermark, append),
 ``dedup`` (distinct key and sequence bucket, no watermark), ``join`` (stream-stream
 inner join of a key's even sequence number with the next, no watermark) or
@@ -16,7 +17,7 @@ With ``CHAOS_CLOCK_SEED`` set, the engine's wall clock (``now_ms``, which stamps
 progress) jumps hours and days forward and back at random, the query runs with a 50 ms
 processing-time trigger until all input is processed, and each batch's id, watermark and
 input rows are written as JSON lines to ``$CHAOS_PROGRESS``. With ``CHAOS_PARTITION`` set,
-the file sink writes ``part=<n>/`` folders (``part``: ``id`` or ``ids`` modulo 3, a
+the file and Delta sinks write ``part=<n>/`` folders (``part``: ``id`` or ``ids`` modulo 3, a
 column the oracle does not compare).
 """
 
@@ -151,7 +152,7 @@ def build_query(spark: Any, sink: str, query: str, args: list[str]) -> Any:
     """Start the query named by ``sink`` and ``query`` (see the module docstring)."""
     source, output, checkpoint = args[:3]
     rows = _rows(spark, query, source)
-    partitioned = sink == "file" and bool(os.environ.get("CHAOS_PARTITION"))
+    partitioned = sink in ("file", "delta") and bool(os.environ.get("CHAOS_PARTITION"))
     if partitioned:
         rows = _partitioned(rows, query)
     if sink == "kafka":
@@ -162,9 +163,9 @@ def build_query(spark: Any, sink: str, query: str, args: list[str]) -> Any:
     else:
         writer = writer.trigger(availableNow=True)
     writer = writer.outputMode("update" if query == "aggregate" else "append")
-    if sink == "file":
+    if sink in ("file", "delta"):
         writer = writer.partitionBy("part") if partitioned else writer
-        return writer.format("parquet").start(output)
+        return writer.format("parquet" if sink == "file" else "delta").start(output)
     if sink == "foreach":
         return writer.foreachBatch(foreach_writer(output)).start()
     return (writer.format("kafka").option("kafka.bootstrap.servers", args[3])

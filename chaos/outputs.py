@@ -35,10 +35,22 @@ def _kafka_rows(bootstrap: str, topic: str, query: str) -> Counter[tuple[object,
                          for name, cell in zip(names, row, strict=True)) for row in values)
 
 
+def _delta_rows(table: str, query: str) -> Counter[tuple[object, ...]]:
+    """The rows of the Delta table's newest version, read through its log."""
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(table):
+        return Counter()
+    frame = pl.from_arrow(DeltaTable(table).to_pyarrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return _frame_rows(frame, query)
+
+
 def committed_rows(sink: str, query: str, output: str,
                    bootstrap: str = "") -> Counter[tuple[object, ...]]:
     """Rows the sink committed: the file sink's manifest, the foreachBatch writer's batch
-    files, or the committed records of the Kafka topic ``output``."""
+    files, the Delta table's newest version, or the committed records of the Kafka topic
+    ``output``."""
     if sink == "file":
         from unbounded.files.manifest import FileSinkManifest
 
@@ -48,4 +60,6 @@ def committed_rows(sink: str, query: str, output: str,
     if sink == "foreach":
         files = sorted(glob.glob(os.path.join(output, "batch-*.parquet")))
         return _frame_rows(_read_parquet(files), query)
+    if sink == "delta":
+        return _delta_rows(output, query)
     return _kafka_rows(bootstrap, output, query)

@@ -33,6 +33,7 @@ __all__ = [
     "fs_faults",
     "power_loss",
     "power_loss_data",
+    "power_loss_delta",
     "random_kills",
     "stray_temps",
 ]
@@ -211,6 +212,21 @@ def power_loss_data(sink: str, query: str, seed: int, *, root: str, size: Size) 
     file's fsync, a partition folder's, the output folder's): no committed batch may
     name a file the cut took."""
     return _power_cuts(Row("power loss in sink data", sink, query), list(_DATA_CUTS),
+                       seed, root=root, size=size)
+
+
+# Where a power cut lands in a Delta commit (delta-rs makes no fsync; the sink fsyncs
+# each data file, the folders holding them, the log entry, then _delta_log): a cut before
+# the log entry is durable keeps it (the kernel may write it back early) and loses data.
+_DELTA_CUTS = (("fsync", "*/output/*part-*"), ("dirsync", "*/output/part=*/"),
+               ("dirsync", "*/output/"), ("fsync", "*/output/_delta_log/*.json"),
+               ("dirsync", "*/output/_delta_log/"))
+
+
+def power_loss_delta(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+    """Cut the power while the Delta sink makes a commit durable: no committed batch may
+    be lost or written twice, whichever of the commit's files the cut took."""
+    return _power_cuts(Row("power loss in Delta commit", sink, query), list(_DELTA_CUTS),
                        seed, root=root, size=size)
 
 
