@@ -167,19 +167,29 @@ class StateWorkerPool:
         self._lock = threading.Lock()
 
     def run(self, function: Callable[[A], R], argument: A) -> R:
-        """``function(argument)`` in the next idle worker (waiting for one)."""
+        """``function(argument)`` in the next idle worker (waiting for one), or on this
+        thread when no worker process can start."""
         worker = self._take()
+        if worker is None:
+            return function(argument)
         try:
             return worker.call(function, argument)
         finally:
             self._give_back(worker)
 
-    def _take(self) -> _Worker:
+    def _take(self) -> _Worker | None:
         with self._lock:
             while len(self._all) < self.size:
-                worker = _Worker()
+                try:
+                    worker = _Worker()
+                except OSError as error:  # no interpreter to start: calls stay here
+                    logger.warning("State worker processes could not start (%s).", error)
+                    self.size = len(self._all)
+                    break
                 self._all.append(worker)
                 self._idle.put(worker)
+            if not self._all:
+                return None
         return self._idle.get()
 
     def _give_back(self, worker: _Worker) -> None:

@@ -95,3 +95,13 @@ def test_no_workers_when_configured_to_zero(monkeypatch):
     assert state_workers._pool_size() == 0
     monkeypatch.setenv("UNBOUNDED_STATE_WORKERS", "3")
     assert state_workers._pool_size() == 3
+
+
+def test_a_job_runs_on_the_calling_thread_when_no_worker_can_start(monkeypatch):
+    def cannot_start() -> None:
+        raise OSError("no interpreter")
+
+    monkeypatch.setattr(state_workers, "_Worker", cannot_start)
+    pool = StateWorkerPool(2)
+    assert pool.run(pid_plus, 1) == (os.getpid(), 2)
+    assert pool.size == 0
