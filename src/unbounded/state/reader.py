@@ -24,11 +24,17 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.checkpoint.logs import CommitLog
-from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.errors import AnalysisException
 from unbounded.state.base import OP_COLUMN, StateSchema, StateSchemaFile, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
 from unbounded.state.join_keys import JoinKeysFile, JoinSideKeys
 from unbounded.state.memory import apply_delta, to_arrow, to_polars
+from unbounded.state.reader_errors import (
+    invalid_option,
+    missing_snapshot,
+    required_option,
+    snapshot_partition_not_found,
+)
 from unbounded.state.transform_meta import (
     TIMERS_STORE,
     OperatorInfo,
@@ -38,7 +44,6 @@ from unbounded.state.transform_meta import (
     variable_name,
 )
 from unbounded.state.transform_reader import (
-    invalid_option,
     parse_transform_options,
     timers_table,
     variable_table,
@@ -70,7 +75,8 @@ class StateReadOptions:
 
     >>> StateReadOptions.parse({"operatorId": "1", "joinSide": "Left"})
     StateReadOptions(batch_id=None, operator_id=1, store_name='default', join_side='left', \
-state_var_name=None, read_timers=False, flatten=True)
+state_var_name=None, read_timers=False, flatten=True, snapshot_start=None, \
+snapshot_partition=None)
     """
 
     batch_id: int | None = None
@@ -80,6 +86,8 @@ state_var_name=None, read_timers=False, flatten=True)
     state_var_name: str | None = None  # transformWithState: one state variable
     read_timers: bool = False  # transformWithState: its registered timers
     flatten: bool = True  # flattenCollectionTypes: a row per list element / map entry
+    snapshot_start: int | None = None  # snapshotStartBatchId: replay from its snapshot
+    snapshot_partition: int | None = None  # snapshotPartitionId: that partition only
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> StateReadOptions:
@@ -95,7 +103,19 @@ state_var_name=None, read_timers=False, flatten=True)
         return cls(None if batch is None else _non_negative("batchId", batch),
                    _non_negative("operatorId", opts.get("operatorid", "0")),
                    opts.get("storename", _DEFAULT_STORE), None if side == "none" else side,
-                   *parse_transform_options(opts))
+                   *parse_transform_options(opts), *_snapshot_options(opts))
+
+
+def _snapshot_options(opts: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """``snapshotStartBatchId`` and ``snapshotPartitionId``: both or neither, as Spark."""
+    start, partition = opts.get("snapshotstartbatchid"), opts.get("snapshotpartitionid")
+    if start is None and partition is None:
+        return None, None
+    if start is None or partition is None:
+        raise required_option("snapshotStartBatchId" if start is None else
+                              "snapshotPartitionId")
+    return (_non_negative("snapshotStartBatchId", start),
+            _non_negative("snapshotPartitionId", partition))
 
 
 def _non_negative(name: str, raw: str) -> int:
@@ -150,12 +170,29 @@ def _state_schema(store: StateStoreId, log: StateFileLog, version: int) -> State
                        pa.schema([f for f in found if f.name not in keys]))
 
 
-def _load(store: StateStoreId, version: int) -> tuple[StateSchema, pl.DataFrame]:
-    """The store's rows at ``version``: the newest snapshot at or below it, then deltas."""
+def _from_snapshot(log: StateFileLog, snapshot: int, version: int) -> tuple[int, list[int]]:
+    """Spark's ``snapshotStartBatchId`` plan: the snapshot of version ``snapshot`` (it
+    must exist), then every delta after it up to ``version``."""
+    deltas, snapshots = log.versions()
+    if snapshot not in snapshots:
+        raise missing_snapshot(log.snapshot_path(snapshot))
+    needed = list(range(snapshot + 1, version + 1))
+    missing = [v for v in needed if v not in deltas]
+    if missing:
+        raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] {log.folder} no longer has "
+                                f"the delta files of versions {missing}.")
+    return snapshot, needed
+
+
+def _load(store: StateStoreId, version: int,
+          snapshot: int | None = None) -> tuple[StateSchema, pl.DataFrame]:
+    """The store's rows at ``version``: the newest snapshot at or below it (or the
+    snapshot of version ``snapshot``), then deltas."""
     log = StateFileLog(store, StateSchema(pa.schema([("k", pa.int8())]), pa.schema([])), 1)
     schema = _state_schema(store, log, version)
     log = StateFileLog(store, schema, 1)
-    start, deltas = log.plan(version)
+    start, deltas = log.plan(version) if snapshot is None else \
+        _from_snapshot(log, snapshot, version)
     empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema))
     frame = pl.concat([empty, *(to_polars(c) for c in log.snapshot_chunks(start))]) \
         if start else empty
@@ -196,6 +233,24 @@ def _store_folder(op_path: str, partition: int, options: StateReadOptions) -> st
     shown = ["default" if n == "" else n for n in names]
     raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] operator {options.operator_id} "
                             f"has no store {wanted!r}; its stores are {shown}.")
+
+
+def _snapshot_version(options: StateReadOptions) -> int | None:
+    return None if options.snapshot_start is None else options.snapshot_start + 1
+
+
+def _chosen_partitions(checkpoint: str, partitions: list[int], options: StateReadOptions,
+                       batch: int) -> list[int]:
+    """Every partition, or with ``snapshotPartitionId`` that one (checked as Spark)."""
+    if options.snapshot_start is None or options.snapshot_partition is None:
+        return partitions
+    if options.snapshot_start > batch:
+        raise invalid_option("snapshotStartBatchId",
+                             f"value should be less than or equal to {batch}")
+    if options.snapshot_partition not in partitions:
+        raise snapshot_partition_not_found(options.snapshot_partition, options.operator_id,
+                                           checkpoint)
+    return [options.snapshot_partition]
 
 
 def _transform_stores(op_path: str, partitions: list[int], options: StateReadOptions) -> bool:
@@ -247,9 +302,7 @@ def _selected_variable(info: OperatorInfo, options: StateReadOptions) -> StateVa
                                  "Registered timers are not available in TimeMode=None.")
         return None
     if options.state_var_name is None:
-        raise SparkRuntimeException("[STDS_REQUIRED_OPTION_UNSPECIFIED] 'stateVarName' must "
-                                    "be specified.",
-                                    error_class="STDS_REQUIRED_OPTION_UNSPECIFIED")
+        raise required_option("stateVarName")
     variable = info.variable(options.state_var_name)
     if variable is None:
         raise invalid_option("stateVarName", f"State variable {options.state_var_name} is "
@@ -272,7 +325,8 @@ def _read_transform(checkpoint: str, partitions: list[int], options: StateReadOp
                                                         partitions[0]))
     variable = _selected_variable(info, options)
     folder = TIMERS_STORE if variable is None else variable.store
-    loaded = [(p, *_load(StateStoreId(root, op, p, folder), batch + 1)) for p in partitions]
+    loaded = [(p, *_load(StateStoreId(root, op, p, folder), batch + 1,
+                         _snapshot_version(options))) for p in partitions]
     if variable is not None and info.time_mode is None:
         variable = replace(variable, ttl_enabled=any(_has_expiry(f) for _, _, f in loaded))
     parts = []
@@ -301,6 +355,7 @@ def read_state_store(checkpoint: str, options: StateReadOptions) -> pa.Table:
     if not partitions:
         raise AnalysisException(f"[STDS_INVALID_OPTION_VALUE] {checkpoint} has no state "
                                 f"for operator {options.operator_id}.")
+    partitions = _chosen_partitions(checkpoint, partitions, options, batch)
     if _transform_stores(op_path, partitions, options):
         return _read_transform(checkpoint, partitions, options, batch)
     _refuse_transform_options(checkpoint, options, _store_names(op_path, partitions[0]))
@@ -311,7 +366,8 @@ def read_state_store(checkpoint: str, options: StateReadOptions) -> pa.Table:
     for p in partitions:
         store = StateStoreId(os.path.join(checkpoint, "state"), options.operator_id, p,
                              _store_folder(op_path, p, options))
-        parts.append(_as_rows(*_load(store, batch + 1), p, drop, keys))
+        parts.append(_as_rows(*_load(store, batch + 1, _snapshot_version(options)), p, drop,
+                              keys))
     return pa.concat_tables(parts)
 
 

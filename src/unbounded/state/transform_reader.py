@@ -23,24 +23,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from unbounded.errors import SparkRuntimeException
+from unbounded.state.reader_errors import conflict_options, invalid_option
 from unbounded.state.transform_meta import StateVariableInfo, VariableType
 
 __all__ = [
-    "invalid_option",
     "parse_transform_options",
     "timers_table",
     "variable_table",
 ]
 
 VALUE, VALUES, KEYS, EXPIRES, TIMERS = "__value", "__values", "__keys", "__expires_ms", "__timers"
-
-
-def invalid_option(option: str, message: str) -> SparkRuntimeException:
-    """Spark's ``STDS_INVALID_OPTION_VALUE.WITH_MESSAGE``, worded as PySpark 4.3 words it."""
-    return SparkRuntimeException(
-        f"[STDS_INVALID_OPTION_VALUE.WITH_MESSAGE] Invalid value for source option "
-        f"'{option}': {message}", error_class="STDS_INVALID_OPTION_VALUE.WITH_MESSAGE")
 
 
 def _boolean(opts: Mapping[str, str], key: str, name: str, default: bool) -> bool:
@@ -59,10 +51,7 @@ def parse_transform_options(opts: Mapping[str, str]) -> tuple[str | None, bool, 
     timers = _boolean(opts, "readregisteredtimers", "readRegisteredTimers", False)
     flatten = _boolean(opts, "flattencollectiontypes", "flattenCollectionTypes", True)
     if timers and name is not None:
-        raise SparkRuntimeException(
-            "[STDS_CONFLICT_OPTIONS] The options ['readRegisteredTimers', 'stateVarName'] "
-            "cannot be specified together. Please specify the one.",
-            error_class="STDS_CONFLICT_OPTIONS")
+        raise conflict_options("readRegisteredTimers", "stateVarName")
     return (None if name is None else name.strip()), timers, flatten
 
 
