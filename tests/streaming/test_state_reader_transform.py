@@ -367,3 +367,45 @@ def test_the_declarations_file_rejects_another_format_version(tmp_path):
     Path(record.path).write_text(json.dumps({**doc, "version": 2}))
     with pytest.raises(CheckpointCorruptError, match="format version 2"):
         record.read()
+
+
+class Deadline(StatefulProcessor):
+    """Row-based (transformWithState): the last event time per key and a timer 10
+    minutes after it, in event time."""
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.handle = handle
+        self.last = handle.getValueState("last", "ts timestamp")
+
+    def handleInputRows(self, key: Any, rows: Iterator[Any],
+                        timerValues: TimerValues) -> Iterator[Any]:
+        newest = max(r.ts for r in rows)
+        self.last.update((newest,))
+        self.handle.registerTimer(int(newest.timestamp() * 1000) + 600_000)
+        return iter([])
+
+
+def test_row_based_event_time_state_and_timers_read_like_pandas_ones(spark, tmp_path):
+    import datetime as dt
+
+    utc = dt.UTC
+    stream = MemoryStream("user STRING, ts TIMESTAMP", spark)
+    df = (stream.toDF().withWatermark("ts", "1 hour").groupBy("user")
+          .transformWithState(Deadline(), "user string", "Append", "EventTime"))
+    q = (df.writeStream.format("noop").outputMode("append")
+         .option("checkpointLocation", str(tmp_path)).start())
+    t0 = dt.datetime(2026, 1, 1, 10, 0)
+    stream.addData([("a", t0), ("b", t0 + dt.timedelta(minutes=3)),
+                    ("a", t0 + dt.timedelta(minutes=1))])
+    q.processAllAvailable(30)
+    q.stop()
+    stamp = int(t0.replace(tzinfo=utc).timestamp() * 1000)
+    timers = _read(spark, str(tmp_path), readRegisteredTimers=True)
+    assert timers.schema.simpleString() == \
+        "struct<key:struct<user:string>,expiration_timestamp_ms:bigint,partition_id:int>"
+    assert _rows(timers) == [(("a",), stamp + 660_000, 1), (("b",), stamp + 780_000, 1)]
+    last = _read(spark, str(tmp_path), stateVarName="last")
+    assert last.schema.simpleString() == \
+        "struct<key:struct<user:string>,value:struct<ts:timestamp>,partition_id:int>"
+    assert sorted((r.key.user, r.value.ts) for r in last.collect()) == [
+        ("a", t0 + dt.timedelta(minutes=1)), ("b", t0 + dt.timedelta(minutes=3))]
