@@ -49,8 +49,12 @@ import threading
 
 import crc32c
 
-from unbounded.checkpoint import atomic
-from unbounded.checkpoint.atomic import write_atomic, write_atomic_replace
+from unbounded.checkpoint.storage import (
+    conflict_error,
+    is_url,
+    normalize_location,
+    storage_for,
+)
 from unbounded.errors import CheckpointConflictError, CheckpointCorruptError
 
 __all__ = [
@@ -104,46 +108,54 @@ def write_checked(path: str, data: bytes) -> None:
     it exists: raises ``CheckpointConflictError`` before touching its sidecar)."""
     folder = os.path.dirname(path) or "."
     _prepare(folder, _entry_id(os.path.basename(path)))
-    if os.path.lexists(path):
-        raise CheckpointConflictError(
-            f"{path} was already written by another run of this query. Two runs may be "
-            "using the same checkpoint location; stop one of them.")
-    write_atomic_replace(sidecar_path(path), _sidecar_line(data))
-    write_atomic(path, data)
+    store = storage_for(path)
+    if store.exists(path):
+        raise conflict_error(path)
+    store.replace(sidecar_path(path), _sidecar_line(data))
+    store.create(path, data)
 
 
 def accept_unverified(path: str) -> None:
     """Record the checksum of ``path`` as it is now: for an entry that Spark wrote after
     this engine last ran (its sidecar was never there), once you know it is intact."""
-    write_atomic_replace(sidecar_path(path), _sidecar_line(_read_bytes(path)))
+    storage_for(path).replace(sidecar_path(path), _sidecar_line(_read_bytes(path)))
 
 
 def _prepare(folder: str, first: int) -> None:
     """On this process's first write into ``folder``: mark it as checked from ``first``
     on (unless marked already) and remove the sidecars of entries never written."""
-    key = os.path.abspath(folder)
-    marker = os.path.join(folder, MARKER_NAME)
-    if key in _prepared and os.path.exists(marker):
-        return  # checked each time: a checkpoint may be deleted and made again meanwhile
+    key = normalize_location(folder)
+    if key in _prepared and _still_marked(folder):
+        return
     with _prepared_lock:
-        if key in _prepared and os.path.exists(marker):
+        if key in _prepared and _still_marked(folder):
             return
-        atomic.make_dirs(folder)
+        store = storage_for(folder)
+        store.make_folder(folder, durable=True)
         _remove_orphan_sidecars(folder)
-        if not os.path.exists(marker):
+        if not store.exists(os.path.join(folder, MARKER_NAME)):
             with contextlib.suppress(CheckpointConflictError):  # another run marked it
-                write_atomic(marker, _marker_line(first))
+                store.create(os.path.join(folder, MARKER_NAME), _marker_line(first))
         _prepared.add(key)
+
+
+def _still_marked(folder: str) -> bool:
+    """Whether a folder prepared before still has its marker: a local one is checked
+    (one ``stat``), as a checkpoint may be deleted and made again while a process runs;
+    a remote one is trusted, as each check would be a request."""
+    if is_url(folder):
+        return True
+    return os.path.exists(os.path.join(folder, MARKER_NAME))
 
 
 def _remove_orphan_sidecars(folder: str) -> None:
     """A sidecar without its entry is what a crash between the two writes leaves: the
     entry was never written, so its checksum goes too."""
-    for name in os.listdir(folder):
+    store = storage_for(folder)
+    for name in store.list(folder):
         match = _SIDECAR_NAME.match(name)
-        if match and not os.path.lexists(os.path.join(folder, match.group(1))):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(folder, name))
+        if match and not store.exists(os.path.join(folder, match.group(1))):
+            store.delete(os.path.join(folder, name))
 
 
 def remove_checked(*paths: str) -> None:
@@ -152,20 +164,17 @@ def remove_checked(*paths: str) -> None:
     (an entry never written) but never an entry without its sidecar."""
     folders = set()
     for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            atomic.file_ops.unlink(path)
-            folders.add(os.path.dirname(path) or ".")
+        storage_for(path).delete(path)
+        folders.add(os.path.dirname(path) or ".")
     for folder in folders:
-        atomic.fsync_dir(folder)
+        storage_for(folder).sync_folder(folder)
     for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            atomic.file_ops.unlink(sidecar_path(path))
+        storage_for(path).delete(sidecar_path(path))
 
 
 def _read_bytes(path: str) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return storage_for(path).read(path)
     except OSError as e:
         raise CheckpointCorruptError(
             f"Cannot read checkpoint file {path}: {e}. {RECOVERY_HINT}") from e
@@ -174,7 +183,7 @@ def _read_bytes(path: str) -> bytes:
 def _expected(path: str) -> tuple[int, int] | None:
     """The (crc32c, length) the sidecar of ``path`` records; None without a sidecar."""
     side = sidecar_path(path)
-    if not os.path.exists(side):
+    if not storage_for(side).exists(side):
         return None
     raw = _read_bytes(side)
     match = _SIDECAR.fullmatch(raw.decode("ascii", errors="replace"))
@@ -192,7 +201,7 @@ def _expected(path: str) -> tuple[int, int] | None:
 def _marked_first(folder: str) -> int | None:
     """The first id ``folder``'s marker records; None without a marker."""
     path = os.path.join(folder, MARKER_NAME)
-    if not os.path.exists(path):
+    if not storage_for(path).exists(path):
         return None
     raw = _read_bytes(path)
     match = _MARKER.fullmatch(raw.decode("ascii", errors="replace"))
@@ -209,7 +218,8 @@ def _marked_first(folder: str) -> int | None:
 def first_checked_id(folder: str) -> int | None:
     """The lowest entry id of ``folder`` from which on every entry has a sidecar (None:
     no entry does; Spark wrote the folder)."""
-    ids = [_entry_id(m.group(1)) for m in map(_SIDECAR_NAME.match, os.listdir(folder)) if m]
+    names = storage_for(folder).list(folder)
+    ids = [_entry_id(m.group(1)) for m in map(_SIDECAR_NAME.match, names) if m]
     marked = _marked_first(folder)
     candidates = ids + ([] if marked is None else [marked])
     return min(candidates) if candidates else None

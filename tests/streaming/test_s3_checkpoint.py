@@ -1,0 +1,126 @@
+"""A streaming query whose checkpoint is an S3 URL (issue 13): it runs, restarts and
+resumes with exact output; a second driver is refused; a damaged object is reported by
+its URL. Against moto's S3 server on loopback, through s3fs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import fsspec
+import polars as pl
+import pytest
+
+from unbounded.errors import (
+    CheckpointCorruptError,
+    ConcurrentQueryError,
+    IllegalArgumentException,
+    StreamingQueryException,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _write_input(folder: Path, index: int, rows: list[tuple[str, int]]) -> None:
+    folder.mkdir(exist_ok=True)
+    path = folder / f"in-{index}.json"
+    path.write_text("".join(json.dumps({"word": w, "n": n}) + "\n" for w, n in rows))
+    os.utime(path, (1_700_000_000 + index, 1_700_000_000 + index))
+
+
+def _start(spark, tmp_path: Path, checkpoint: str, trigger: dict | None = None):
+    df = (spark.readStream.schema("word STRING, n INT").option("maxFilesPerTrigger", 1)
+          .json(str(tmp_path / "in")).where("n > 0").selectExpr("word", "n * 10 AS n10"))
+    return (df.writeStream.format("parquet").option("path", str(tmp_path / "out"))
+            .option("checkpointLocation", checkpoint)
+            .trigger(**(trigger or {"availableNow": True})).start())
+
+
+def _output(tmp_path: Path) -> list[tuple[str, int]]:
+    frame = pl.concat([pl.read_parquet(p) for p in (tmp_path / "out").glob("*.parquet")])
+    return sorted(frame.select("word", "n10").iter_rows())
+
+
+def _names(url: str) -> list[str]:
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    return sorted(os.path.basename(p) for p in fs.ls(url, detail=False))
+
+
+def _run(query) -> None:
+    query.awaitTermination(60)
+    assert query.exception() is None
+
+
+def test_a_query_with_an_s3_checkpoint_restarts_and_resumes_with_exact_output(
+        spark, tmp_path, s3_bucket):
+    checkpoint = f"{s3_bucket}/queries/words"
+    _write_input(tmp_path / "in", 0, [("a", 1), ("b", 0), ("c", 2)])
+    _write_input(tmp_path / "in", 1, [("d", 3)])
+    first = _start(spark, tmp_path, checkpoint)
+    _run(first)
+    assert _output(tmp_path) == [("a", 10), ("c", 20), ("d", 30)]
+    assert _names(f"{checkpoint}/offsets") == [".0.crc32c", ".1.crc32c", ".crc32c-from",
+                                               "0", "1"]
+    assert _names(f"{checkpoint}/commits")[-2:] == ["0", "1"]
+    assert {"metadata", "epochs", "leases", "sources"} <= set(_names(checkpoint))
+
+    _write_input(tmp_path / "in", 2, [("e", 4), ("f", -1)])
+    second = _start(spark, tmp_path, checkpoint)
+    _run(second)
+    assert second.id == first.id and second.runId != first.runId
+    assert _output(tmp_path) == [("a", 10), ("c", 20), ("d", 30), ("e", 40)]
+    assert [n for n in _names(f"{checkpoint}/offsets") if n.isdigit()] == ["0", "1", "2"]
+    assert [n for n in _names(f"{checkpoint}/epochs") if n.isdigit()] == ["1"]
+    assert _names(f"{checkpoint}/leases") == ["1"]
+
+
+def test_a_second_driver_on_a_running_s3_checkpoint_is_refused(spark, tmp_path, s3_bucket):
+    checkpoint = f"{s3_bucket}/cp"
+    _write_input(tmp_path / "in", 0, [("a", 1)])
+    running = _start(spark, tmp_path, checkpoint, {"processingTime": "1 second"})
+    try:
+        running.processAllAvailable()
+        with pytest.raises(ConcurrentQueryError, match=r"holds the lease of the checkpoint "
+                           rf"{checkpoint} for \d+\.\d s more"):
+            _start(spark, tmp_path, checkpoint)
+    finally:
+        running.stop()
+    again = _start(spark, tmp_path, checkpoint)  # the stop ended the lease
+    _run(again)
+    assert _output(tmp_path) == [("a", 10)]
+
+
+def test_a_damaged_checkpoint_object_fails_the_restart_naming_its_url(
+        spark, tmp_path, s3_bucket):
+    checkpoint = f"{s3_bucket}/cp"
+    _write_input(tmp_path / "in", 0, [("a", 1)])
+    _write_input(tmp_path / "in", 1, [("b", 2)])
+    _run(_start(spark, tmp_path, checkpoint))
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    damaged = f"{checkpoint}/offsets/1"
+    data = bytearray(fs.cat_file(damaged))
+    data[len(data) // 2] ^= 0x04
+    fs.pipe_file(damaged, bytes(data))
+    with pytest.raises((CheckpointCorruptError, StreamingQueryException)) as failed:
+        _run(_start(spark, tmp_path, checkpoint))
+    error = failed.value
+    cause = error.cause if isinstance(error, StreamingQueryException) else error
+    assert isinstance(cause, CheckpointCorruptError)
+    assert f"Checkpoint file {damaged} is corrupt" in str(cause)
+    assert "CRC-32C" in str(cause)
+
+
+def test_a_stateful_query_on_an_s3_checkpoint_fails_at_start_naming_what_is_local_only(
+        spark, tmp_path, s3_bucket):
+    """State stores are local files so far: the query fails before it runs, and nothing
+    is written into a local folder named ``s3:``."""
+    _write_input(tmp_path / "in", 0, [("a", 1)])
+    df = (spark.readStream.schema("word STRING, n INT").json(str(tmp_path / "in"))
+          .groupBy("word").count())
+    with pytest.raises(IllegalArgumentException, match=rf"Cannot write {s3_bucket}/cp/state/"
+                       r".*local files only so far") as failed:
+        (df.writeStream.format("memory").queryName("counts").outputMode("complete")
+         .option("checkpointLocation", f"{s3_bucket}/cp").start())
+    assert failed.value.getErrorClass() == "CHECKPOINT_STORE_UNSUPPORTED"
+    assert not os.path.exists("s3:")
