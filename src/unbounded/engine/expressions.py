@@ -203,6 +203,8 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
     dtypes = _operand_dtypes(expr.op, left, right, ctx)
     if dtypes is not None:
         left, right, dtypes = _coerce_string_number(expr.op, left, right, dtypes, ctx)
+        if expr.op in _STRING_REJECTING and dtypes == (pl.String(), pl.String()):
+            raise _string_operands(expr)
     if expr.op in ("div", "mod"):
         integral = dtypes is not None and all(d.is_integer() for d in dtypes)
         result = _divide(expr.op, left, right, integral)
@@ -213,6 +215,18 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
         return _overflow_checked(expr.op, left, right, result, ctx,
                                  dtype=_result_dtype(dtypes))
     return result
+
+
+_STRING_REJECTING = frozenset({"add", "sub", "mul", "div", "mod"})
+
+
+def _string_operands(expr: BinaryOp) -> AnalysisException:
+    """ANSI arithmetic between two strings (non-ANSI casts both to double first)."""
+    return AnalysisException(
+        f'[DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE] Cannot resolve "{expr.display_name()}" '
+        "due to data type mismatch: the binary operator requires the input type "
+        '("NUMERIC" or "INTERVAL DAY TO SECOND" or "INTERVAL YEAR TO MONTH" or "INTERVAL"), '
+        'not "STRING". SQLSTATE: 42K09', error_class="DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE")
 
 
 def _operand_dtypes(op: str, left: pl.Expr, right: pl.Expr, ctx: CompileContext
@@ -468,7 +482,8 @@ def string_to_timestamp(text: pl.Expr, zone: str) -> pl.Expr:
     """Spark's string to timestamp: a time with an offset or ``Z`` names that instant;
     one without is wall-clock time in ``zone``; a date alone is its midnight there."""
     stripped = text.str.strip_chars()
-    with_offset = stripped.str.contains(r"(?:[+-]\d{1,2}(?::?\d{2})?|Z|UTC|GMT)$")
+    with_offset = stripped.str.contains(
+        r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d*)?)?\s*(?:[+-]\d{1,2}(?::?\d{2})?|Z|UTC|GMT)$")
     aware = stripped.str.to_datetime(time_unit="us", time_zone="UTC", strict=False,
                                      ambiguous="null")
     naive = stripped.str.to_datetime(time_unit="us", strict=False)

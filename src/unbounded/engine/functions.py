@@ -75,6 +75,9 @@ def compile_function(call: FunctionCall, ctx: CompileContext) -> pl.Expr:
     if call.name.lower() in COMMON_TYPE_FUNCTIONS and len(args) > 1:
         args = unify_values(args, ctx, _coalesce_taken(args)
                             if call.name.lower() in ("coalesce", "nvl", "ifnull") else None)
+    if call.name.lower() == "nvl2" and len(args) == 3:  # its two values: one type
+        taken = args[0].is_not_null()
+        args = [args[0], *unify_values(args[1:], ctx, [taken, ~taken])]
     return builder(call, args, ctx)
 
 

@@ -12,6 +12,7 @@ import datetime
 
 import pytest
 
+from unbounded.errors import AnalysisException
 from unbounded.sql import SparkSession
 from unbounded.sql import functions as F
 
@@ -65,6 +66,7 @@ NON_ANSI = [
     ("round(t)", "double", 3.0),
     ("pow(s, 2)", "double", 4.0),
     ("x + 1", "double", None),
+    ("nvl2(x, i, s)", "string", "1"),
 ]
 
 ANSI = [  # the same queries where ANSI's answer differs (Spark 4's default)
@@ -75,6 +77,7 @@ ANSI = [  # the same queries where ANSI's answer differs (Spark 4's default)
     ("CASE WHEN b THEN i ELSE s END", "bigint", 1),
     ("nvl(s, d)", "double", 2.0),
     ("ds = DATE '2024-03-05'", "boolean", True),
+    ("nvl2(x, i, s)", "bigint", 1),
 ]
 
 
@@ -120,3 +123,15 @@ def test_casts_reach_aggregates_and_filters(spark: SparkSession) -> None:
     summed = df.filter(F.col("s") + 1 > 2).groupBy("k").agg(F.sum(F.col("s") * 2).alias("t"))
     assert summed.schema["t"].dataType.simpleString() == "double"
     assert sorted(tuple(r) for r in summed.collect()) == [("a", 4.0), ("b", 10.0)]
+
+
+@pytest.mark.parametrize("expr", ["s + s", "s - s", "t * t"])
+def test_ansi_arithmetic_between_two_strings_is_rejected_as_spark(view: SparkSession,
+                                                                    expr: str) -> None:
+    rows = view.sql("SELECT * FROM v")
+    with pytest.raises(AnalysisException) as raised:
+        rows.selectExpr(expr)  # at the call, as PySpark's eager analysis
+    assert raised.value.error_class == "DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE"
+    assert str(raised.value).startswith(
+        f'[DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE] Cannot resolve "({expr})" due to data '
+        'type mismatch: the binary operator requires the input type ("NUMERIC"')

@@ -40,8 +40,6 @@ def test_an_unresolved_column_fails_at_the_call_with_suggestions(df, call):
 
 
 MISMATCHED = {
-    "binary_op": (lambda df: df.select(F.col("s") - F.col("s")), '"(s - s)"',
-                  '("string", "string")'),
     "function": (lambda df: df.withColumn("u", F.year("id") == 1), '"year(id)"',
                  '("bigint")'),
 }
@@ -56,6 +54,16 @@ def test_a_type_mismatch_fails_at_the_call_naming_the_expression(df, call, name,
     assert message.startswith(f"[DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE] Cannot resolve {name}")
     assert f"its inputs have the types {types}" in message
     assert "polars" not in message.lower() and "dtype" not in message
+
+
+def test_arithmetic_between_two_strings_fails_at_the_call_as_spark(df):
+    with pytest.raises(AnalysisException) as raised:
+        df.select(F.col("s") - F.col("s"))
+    assert raised.value.error_class == "DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE"
+    assert str(raised.value) == (
+        '[DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE] Cannot resolve "(s - s)" due to data type '
+        'mismatch: the binary operator requires the input type ("NUMERIC" or "INTERVAL DAY TO '
+        'SECOND" or "INTERVAL YEAR TO MONTH" or "INTERVAL"), not "STRING". SQLSTATE: 42K09')
 
 
 def test_a_filter_on_a_non_boolean_fails_as_spark(df):

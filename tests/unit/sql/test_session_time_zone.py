@@ -333,3 +333,14 @@ def test_the_default_session_zone_is_the_machines(python_env: dict[str, str]) ->
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True, timeout=120).stdout
     assert out.splitlines() == ["Asia/Kolkata", "5"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-03-10", datetime(2024, 3, 10, 8, 0)),  # a date alone: midnight there (PST)
+    ("2024-03-10 12:00:00-05:00", datetime(2024, 3, 10, 17, 0)),  # its own offset
+    ("2024-03-10 12:00:00.5+01", datetime(2024, 3, 10, 11, 0, 0, 500000)),
+])
+def test_a_string_names_the_instant_of_its_offset_else_of_the_session_zone(
+        spark: SparkSession, text: str, expected: datetime) -> None:
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    assert spark.sql(f"SELECT CAST('{text}' AS TIMESTAMP)").collect()[0][0] == expected
