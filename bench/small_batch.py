@@ -103,6 +103,32 @@ def _timed_triggers() -> Iterator[TriggerTimes]:
         microbatch.MicroBatchExecution._trigger = original  # type: ignore[method-assign]
 
 
+class FsyncCount:
+    """``os.fsync`` calls while the block runs, and the seconds they took."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.seconds = 0.0
+
+
+@contextmanager
+def _counted_fsyncs() -> Iterator[FsyncCount]:
+    """Every durable write goes through ``os.fsync`` (files and folders alike)."""
+    count, original = FsyncCount(), os.fsync
+
+    def fsync(fd: int) -> None:
+        started = time.perf_counter()
+        original(fd)
+        count.calls += 1
+        count.seconds += time.perf_counter() - started
+
+    os.fsync = fsync
+    try:
+        yield count
+    finally:
+        os.fsync = original
+
+
 def _split(times: dict[int, float], query: Any) -> tuple[list[float], list[float]]:
     """Milliseconds of the batches with input rows, and of those without."""
     rows = {p["batchId"]: p["numInputRows"] for p in query.recentProgress}
@@ -124,13 +150,14 @@ def _fixed_cost(root: str) -> dict[str, Any]:
     for i in range(FILES):
         _write_file(input_dir, i)
     spark = SparkSession.builder.appName("bench-small-batch").getOrCreate()
-    with _timed_triggers() as times:
+    with _timed_triggers() as times, _counted_fsyncs() as fsyncs:
         query = start_windowed_files(spark, input_dir, os.path.join(root, "files-out"),
                                      os.path.join(root, "files-ckpt"), availableNow=True)
         query.awaitTermination()
     data, _ = _split(times, query)
     return {"batches": len(data), "median_ms": statistics.median(data[5:]),
-            "cpu_ms": times.cpu_ms_per_batch()}
+            "cpu_ms": times.cpu_ms_per_batch(), "fsyncs_per_batch": fsyncs.calls / len(times),
+            "fsync_ms_per_batch": 1000 * fsyncs.seconds / len(times)}
 
 
 def _rate_latency(root: str, name: str, shape: Callable[[Any], Any]) -> dict[str, Any]:
@@ -276,6 +303,9 @@ def run(ctx: BenchContext) -> WorkloadResult:
                  f"{fixed['batches']} batches of {FILE_ROWS} rows"),
         Measure("fixed cost: process CPU per batch", _rounded(fixed["cpu_ms"]), "ms",
                 note="all threads, steady state: what a batch costs with a core to itself"),
+        Measure("fixed cost: fsyncs per batch", _rounded(fixed["fsyncs_per_batch"]), "calls",
+                note=f"{fixed['fsync_ms_per_batch']:.1f} ms/batch inside fsync (files and "
+                     "folders; the disk is shared, so this varies 0.3-5 ms per call)"),
         _measure("no-data batch (median)", win["no_data_median_ms"], "ms", 12, 3,
                  f"{win['no_data_batches']} batches"),
         _measure("windowed rate 1000/s: median", win["median_ms"], "ms", 13.5, 5,

@@ -8,6 +8,7 @@ import pytest
 
 from unbounded.checkpoint.logs import CommitLog, OffsetLog
 from unbounded.errors import AnalysisException, StreamingQueryException
+from unbounded.runtime.microbatch import PURGE_EVERY, _purge_due
 from unbounded.sql import functions as F
 from unbounded.testing import (
     AddData,
@@ -150,16 +151,27 @@ def test_changed_sources_are_rejected_before_start(spark, tmp_path):
 
 
 def test_old_log_entries_are_purged_beyond_min_batches_to_retain(spark, tmp_path):
+    # A purge runs every min(PURGE_EVERY, retain) batches: here after batches 1, 3 and 5,
+    # so between 2 and 3 entries are kept, never fewer than minBatchesToRetain.
     spark.conf.set("spark.sql.streaming.minBatchesToRetain", "2")
     stream = MemoryStream("id LONG", spark)
     cp = tmp_path / "cp"
     q = stream.toDF().writeStream.format("noop").option("checkpointLocation", str(cp)).start()
-    for i in range(5):
+    kept = []
+    for i in range(6):
         stream.addData([(i,)])
         q.processAllAvailable(30)
+        kept.append(OffsetLog(str(cp / "offsets")).batch_ids())
     q.stop()
-    assert OffsetLog(str(cp / "offsets")).batch_ids() == [3, 4]
-    assert CommitLog(str(cp / "commits")).batch_ids() == [3, 4]
+    assert kept == [[0], [0, 1], [0, 1, 2], [2, 3], [2, 3, 4], [4, 5]]
+    assert CommitLog(str(cp / "commits")).batch_ids() == [4, 5]
+
+
+def test_default_retention_purges_every_ten_batches_and_keeps_at_least_a_hundred():
+    assert PURGE_EVERY == 10
+    due = [b for b in range(100, 140) if _purge_due(b, 100)]
+    assert due == [109, 119, 129, 139]
+    assert [b for b in range(6) if _purge_due(b, 1)] == [0, 1, 2, 3, 4, 5]
 
 
 def test_checkpoint_location_is_required_for_file_sinks(spark, tmp_path):
