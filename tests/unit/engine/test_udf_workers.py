@@ -271,3 +271,33 @@ def test_files_go_to_the_temp_folder_when_shared_memory_is_missing_or_small(
     assert udf_workers._exchange_root() is None
     monkeypatch.setattr(udf_workers, "_SHARED_MEMORY", "/nonexistent/shm")
     assert udf_workers._exchange_root() is None
+
+
+def test_many_distinct_arguments_are_shared_with_the_workers_and_expanded_in_order(
+        spark, two_workers, tmp_path):
+    df = spark.createDataFrame([(i % 50,) for i in range(200)], "x long")
+    log = tmp_path / "calls"
+
+    def tagged(x):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return x * 10
+
+    out = [r[0] for r in df.select(F.udf(tagged, "long")("x")).collect()]
+    assert out == [(i % 50) * 10 for i in range(200)]
+    assert len(log.read_text().split()) == 50  # once per distinct value
+
+
+def test_a_failure_among_distinct_arguments_in_a_worker_names_its_first_row(
+        spark, two_workers):
+    df = spark.createDataFrame([(i % 50, i // 100) for i in range(200)], "x long, h long")
+
+    def picky(x, h):
+        if x == 37:
+            raise ValueError(f"no {x} in half {h}")
+        return x
+
+    with pytest.raises(PythonException) as raised:
+        df.select(F.udf(picky, "long")("x", "h")).collect()
+    assert "ValueError: no 37 in half 0" in str(raised.value)
+    assert "(x=37, h=0)" in str(raised.value)
