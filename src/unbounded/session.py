@@ -16,6 +16,7 @@ import pyarrow as pa
 from unbounded.executors.base import Executor
 from unbounded.executors.master import create_executor, parse_master
 from unbounded.plan.logical import DataRelation
+from unbounded.plan.time_zones import parse_zone
 from unbounded.plan.types import StructType, parse_ddl_schema
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class RuntimeConfig:
         self._values = values
 
     def set(self, key: str, value: Any) -> None:
+        if key == "spark.sql.session.timeZone":
+            parse_zone(str(value))  # an unknown zone fails here, as Spark's conf check
         self._values[key] = str(value).lower() if isinstance(value, bool) else str(value)
 
     def get(self, key: str, default: Any = _UNSET) -> Any:

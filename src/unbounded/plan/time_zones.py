@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import pyarrow as pa
 
-from unbounded.errors import AnalysisException
+from unbounded.errors import IllegalArgumentException
 
 __all__ = ["ZoneRule", "in_zone", "offset_text", "parse_zone"]
 
@@ -62,8 +62,8 @@ def _offset_us(sign: str, hours: str, minutes: str | None, seconds: str | None) 
     return (-1 if sign == "-" else 1) * total * 1_000_000
 
 
-def _invalid_zone(zone_id: str) -> AnalysisException:
-    return AnalysisException(
+def _invalid_zone(zone_id: str) -> IllegalArgumentException:
+    return IllegalArgumentException(
         f"[INVALID_CONF_VALUE.TIME_ZONE] The value '{zone_id}' in the config "
         '"spark.sql.session.timeZone" is invalid. Cannot resolve the given timezone. '
         "SQLSTATE: 22022", error_class="INVALID_CONF_VALUE.TIME_ZONE")

@@ -5,9 +5,12 @@ the local catalog (``unbounded.sql.catalog``), run at once as Spark runs command
 * ``CREATE [OR REPLACE] TABLE [IF NOT EXISTS] t [(col type, ...)] [USING fmt]
   [PARTITIONED BY (cols)] [AS <query>]``, ``DROP TABLE [IF EXISTS] t``;
 * ``INSERT INTO|OVERWRITE [TABLE] t <query or VALUES>`` (columns by position);
-* ``CREATE DATABASE|SCHEMA [IF NOT EXISTS] db``, ``USE db``, ``SHOW TABLES [IN db]``.
+* ``CREATE DATABASE|SCHEMA [IF NOT EXISTS] db``, ``USE db``, ``SHOW TABLES [IN db]``;
+* ``SET key = value``, ``SET key``, ``SET TIME ZONE 'zone' | LOCAL | INTERVAL 'hh:mm'
+  HOUR TO MINUTE`` (the session's conf, as ``spark.conf.set``).
 
-A command's DataFrame is empty (``SHOW TABLES``: namespace, tableName, isTemporary).
+A command's DataFrame is empty (``SHOW TABLES``: namespace, tableName, isTemporary;
+``SET``: key, value).
 
 Example:
     >>> from unbounded.sql import SparkSession
@@ -37,6 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = ["run_command"]
 
+_SET = re.compile(r"^\s*SET\s+(?P<key>[\w.]+)\s*(?:=\s*(?P<value>.*?))?\s*;?\s*$",
+                  re.IGNORECASE | re.DOTALL)
+_SET_TIME_ZONE = re.compile(
+    r"^\s*SET\s+TIME\s+ZONE\s+(?:(?P<local>LOCAL)|'(?P<zone>[^']*)'|\"(?P<dq>[^\"]*)\"|"
+    r"INTERVAL\s+'(?P<interval>[+-]?\d{1,2}(?::\d{2})?)'\s+HOUR(?:\s+TO\s+MINUTE)?)\s*;?\s*$",
+    re.IGNORECASE)
 _SHOW_TABLES = re.compile(r"^\s*TABLES(?:\s+(?:IN|FROM)\s+(`[^`]+`|\w+))?"
                           r"(?:\s+(?:LIKE\s+)?'([^']*)')?\s*$", re.IGNORECASE)
 
@@ -192,6 +201,23 @@ class _Command:
         df.write.insertInto(_name(target), overwrite=bool(node.args.get("overwrite")))
         return self.done()
 
+    def set(self) -> DataFrame:
+        """``SET``: write (or read) one conf of the session; its key and value."""
+        zone = _SET_TIME_ZONE.match(self.sql)
+        setting = _SET.match(self.sql) if zone is None else None
+        if zone is not None:
+            key, value = "spark.sql.session.timeZone", _zone_of(zone)
+        elif setting is not None and setting.group("key").upper() != "TIME":
+            key, value = setting.group("key"), setting.group("value")
+        else:
+            raise self.unsupported(f"The statement {self.sql.strip()[:60]}")
+        if value is not None:
+            self.session.conf.set(key, value)
+        shown = str(self.session.conf.get(key, "<undefined>"))
+        return self.frame(DataRelation(pa.table(
+            {"key": [key], "value": [shown]},
+            schema=pa.schema([("key", pa.large_string()), ("value", pa.large_string())]))))
+
     def show(self, node: exp.Command) -> DataFrame:
         text = str(node.expression.this) if node.expression is not None else ""
         match = _SHOW_TABLES.match(text)
@@ -205,6 +231,21 @@ class _Command:
         return self.frame(DataRelation(pa.table(rows, schema=pa.schema([
             ("namespace", pa.large_string()), ("tableName", pa.large_string()),
             ("isTemporary", pa.bool_())]))))
+
+
+def _zone_of(match: re.Match[str]) -> str:
+    """The zone ``SET TIME ZONE`` names: LOCAL is the machine's, an interval an offset."""
+    from unbounded.config import local_zone_id
+
+    if match.group("local"):
+        return local_zone_id()
+    interval = match.group("interval")
+    if interval is None:
+        return str(match.group("zone") if match.group("zone") is not None
+                   else match.group("dq"))
+    sign = "-" if interval.startswith("-") else "+"
+    hours, _, minutes = interval.lstrip("+-").partition(":")
+    return f"{sign}{int(hours):02d}:{minutes or '00'}"
 
 
 def _property_kinds(node: exp.Create) -> set[type]:
@@ -232,4 +273,7 @@ def run_command(session: SparkSession, node: exp.Expr, sql: str) -> DataFrame:
         return command.insert(node)
     if isinstance(node, exp.Command) and str(node.this).upper() == "SHOW":
         return command.show(node)
+    if isinstance(node, exp.Set) or (isinstance(node, exp.Command)
+                                     and str(node.this).upper() == "SET"):
+        return command.set()
     raise command.unsupported(f"The statement {node.sql(dialect='spark')[:60]}")

@@ -17,7 +17,7 @@ from datetime import date, datetime
 
 import pytest
 
-from unbounded.errors import AnalysisException
+from unbounded.errors import IllegalArgumentException
 from unbounded.sql import SparkSession
 from unbounded.sql import functions as F
 
@@ -318,10 +318,29 @@ def test_window_boundaries_are_on_the_epoch_whatever_the_zone(spark: SparkSessio
     assert [tuple(r) for r in hours] == [(0, 2), (1, 2), (22, 2), (23, 2)]
 
 
-def test_an_unknown_session_zone_fails_naming_the_config(spark: SparkSession) -> None:
-    spark.conf.set("spark.sql.session.timeZone", "Mars/Olympus")
-    with pytest.raises(AnalysisException, match=r"INVALID_CONF_VALUE.TIME_ZONE.*Mars/Olympus"):
-        spark.range(1).collect()
+def test_an_unknown_session_zone_fails_when_set_as_spark(spark: SparkSession) -> None:
+    with pytest.raises(IllegalArgumentException) as raised:
+        spark.conf.set("spark.sql.session.timeZone", "Mars/Olympus")
+    assert str(raised.value) == (
+        "[INVALID_CONF_VALUE.TIME_ZONE] The value 'Mars/Olympus' in the config "
+        '"spark.sql.session.timeZone" is invalid. Cannot resolve the given timezone. '
+        "SQLSTATE: 22022")
+    with pytest.raises(IllegalArgumentException, match=r"INVALID_CONF_VALUE\.TIME_ZONE"):
+        spark.sql("SET TIME ZONE 'Mars/Olympus'")
+    assert spark.conf.get("spark.sql.session.timeZone") != "Mars/Olympus"
+
+
+@pytest.mark.parametrize(("statement", "zone"), [
+    ("SET TIME ZONE 'America/Los_Angeles'", "America/Los_Angeles"),
+    ("SET TIME ZONE INTERVAL '+08:00' HOUR TO MINUTE", "+08:00"),
+    ("SET spark.sql.session.timeZone=Asia/Kolkata", "Asia/Kolkata"),
+])
+def test_set_time_zone_in_sql_sets_the_session_zone(spark: SparkSession, statement: str,
+                                                    zone: str) -> None:
+    assert [tuple(r) for r in spark.sql(statement).collect()] == [
+        ("spark.sql.session.timeZone", zone)]
+    assert spark.sql("SELECT hour(timestamp_seconds(0))").collect()[0][0] == {
+        "America/Los_Angeles": 16, "+08:00": 8, "Asia/Kolkata": 5}[zone]
 
 
 def test_the_default_session_zone_is_the_machines(python_env: dict[str, str]) -> None:
