@@ -274,7 +274,9 @@ def test_transform_with_state_timers_match_spark(tws, batch):
 @pytest.mark.parametrize("options", [
     {}, {"stateVarName": "nope"}, {"stateVarName": "count", "readRegisteredTimers": "true"},
     {"stateVarName": "count", "flattenCollectionTypes": "maybe"},
-    {"readRegisteredTimers": "yes"}])
+    {"readRegisteredTimers": "yes"}, {"stateVarName": "count", "snapshotStartBatchId": "0"},
+    {"stateVarName": "count", "snapshotStartBatchId": "1", "snapshotPartitionId": "0",
+     "batchId": "0"}])
 def test_transform_with_state_errors_match_spark(tws, options):
     from pyspark.errors import PySparkException
 

@@ -188,7 +188,15 @@ def test_fired_timers_and_expired_values_are_gone_from_the_read(spark, tmp_path,
         (("a",), (3,), 1), (("b",), (1,), 1), (("c",), (1,), 0)]
 
 
+def _unrecorded(cp: str) -> str:
+    """The checkpoint as one written before the operator recorded its declarations:
+    the reader infers them from the stores."""
+    Path(cp, "state", "0", "_metadata", "transform-with-state").unlink(missing_ok=True)
+    return cp
+
+
 def test_state_metadata_lists_the_operator_as_one_default_store(spark, checkpoint):
+    _unrecorded(checkpoint)
     rows = [tuple(r) for r in spark.read.format("state-metadata").load(checkpoint).collect()]
     assert rows == [(0, "transformWithStateInPandasExec", "default", 2, 0, 1, None)]
 
@@ -236,7 +244,8 @@ def test_a_recorded_ttl_gives_the_ttl_columns_even_for_an_empty_variable(spark, 
     stream.addData([("a",)])
     q.processAllAvailable(30)
     q.stop()
-    inferred = _read(spark, str(tmp_path), stateVarName="unused")  # no value shows a TTL
+    # inferred, an empty variable shows no TTL
+    inferred = _read(spark, _unrecorded(str(tmp_path)), stateVarName="unused")
     assert inferred.schema["list_element"].dataType.simpleString() == "struct<v:bigint>"
     TransformWithStateFile(str(tmp_path / "state"), 0).write(OperatorInfo.of(
         "transformWithStateInPandasExec", "ProcessingTime", "update",
@@ -293,7 +302,7 @@ def _no_time(spark: SparkSession, cp: Path) -> str:
 
 
 def test_timers_of_a_time_mode_none_operator_are_refused_once_recorded(spark, tmp_path):
-    cp = _no_time(spark, tmp_path / "cp")
+    cp = _unrecorded(_no_time(spark, tmp_path / "cp"))
     assert _rows(_read(spark, cp, readRegisteredTimers=True)) == []  # not recorded: none
     TransformWithStateFile(str(tmp_path / "cp" / "state"), 0).write(
         OperatorInfo.of("transformWithStateInPandasExec", "None", "update",
