@@ -9,6 +9,11 @@
 aggregation's buffer names) ``docs/checkpoint-tools.md`` says how. A join keeps its rows
 by row id; with ``joinSide`` the reader computes Spark's key (``field0``...) from each
 row as the join recorded it (``state/join_keys.py``), so both engines show one shape.
+A transformWithState operator is read one state variable (``stateVarName``) or its timers
+(``readRegisteredTimers``) at a time, in Spark's columns (``state/transform_reader.py``),
+and listed by ``state-metadata`` as Spark's single ``default`` store with its declarations
+(``state/transform_meta.py``). ``snapshotStartBatchId``/``snapshotPartitionId`` rebuild
+one partition from a given snapshot.
 
 It lives below ``sql`` (which dispatches to it) and reads files only through the state
 store's own readers, so it never disagrees with a restart about what a file means.
