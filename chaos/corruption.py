@@ -1,7 +1,8 @@
-"""Damaged checkpoint files: truncate, flip a bit, empty or delete the newest file of each
-kind, after a clean run or mid-run (killed after its sink wrote), then restart with more
-input. The restart must fail naming the file (detected) or finish with exactly the
-oracle's output (repaired); anything else is silent.
+"""Damaged checkpoint files: truncate, flip a bit (with or without deleting its checksum
+sidecar), empty or delete the newest file of each kind, after a clean run or mid-run
+(killed after its sink wrote), then restart with more input. The restart must fail
+naming the file (detected) or finish with exactly the oracle's output (repaired);
+anything else is silent.
 """
 
 from __future__ import annotations
@@ -78,8 +79,18 @@ def _delete(path: str, _rng: random.Random) -> None:
     os.unlink(path)
 
 
+def _flip_unchecked(path: str, rng: random.Random) -> None:
+    """Flip a bit and delete the file's checksum sidecar (state files have none: their
+    checksum is in the file), so the sidecar cannot give the change away."""
+    sidecar = _sidecar(path)
+    if sidecar is not None and os.path.exists(sidecar):
+        os.unlink(sidecar)
+    _flip(path, rng)
+
+
 DAMAGES: dict[str, Callable[[str, random.Random], None]] = {
-    "truncate": _truncate, "bit flip": _flip, "empty": _empty, "delete": _delete}
+    "truncate": _truncate, "bit flip": _flip, "empty": _empty, "delete": _delete,
+    "bit flip, sidecar deleted": _flip_unchecked}
 
 
 def _hold_back(spec: JobSpec, half: int) -> str:
