@@ -24,6 +24,7 @@ from typing import Any
 
 from bench import (
     delta,
+    high_cardinality,
     join,
     kafka,
     kafka_read,
@@ -55,7 +56,8 @@ WORKLOADS: dict[str, Workload] = {
     for w in (throughput.WORKLOAD, windowed.WORKLOAD, state_restore.WORKLOAD,
               join.WORKLOAD, kafka.WORKLOAD, kafka_read.WORKLOAD, ray_windowed.WORKLOAD,
               small_batch.WORKLOAD, udf.WORKLOAD, observe_overhead.WORKLOAD,
-              delta.WORKLOAD, postgres.WORKLOAD, sessionization.WORKLOAD)
+              delta.WORKLOAD, postgres.WORKLOAD, sessionization.WORKLOAD,
+              high_cardinality.WORKLOAD)
 }
 
 

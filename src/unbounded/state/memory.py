@@ -42,6 +42,7 @@ __all__ = [
     "OpenVersion",
     "StateDelta",
     "StateFileLog",
+    "key_hashes",
     "last_changes",
     "merge_rows",
     "to_polars",
@@ -53,6 +54,7 @@ OP_UPSERT = 0
 OP_DELETE = 1
 _NEW = "__new"  # marks, in a merge's join, the rows the batch brought
 _EVICT = "__evict"
+_HASH, _AT = "__hash", "__at"  # a merge's key hashes and stored row positions
 SMALL_MERGE_ROWS = 2048  # stored + new rows up to which a merge takes one full join
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
 _UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
@@ -132,11 +134,66 @@ def merge_rows(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr]
     if state.height + rows.height <= SMALL_MERGE_ROWS:
         return _merge_small(state, rows, merge, schema, evict)
     keys = schema.key_names
+    hashed = _merge_hashed(state, rows, merge, schema) if _hashable(state.select(keys)) \
+        else None
+    if hashed is not None:
+        return hashed[0], hashed[1], None
     joined = rows.join(_flagged(state, FOUND_COLUMN), on=keys, how="left", nulls_equal=True,
                        suffix=OLD_SUFFIX)
     merged = _like(joined.select(*keys, *_merge_by_column(merge, schema).values()), state)
     kept = state.join(rows.select(keys), on=keys, how="anti", nulls_equal=True)
     return pl.concat([kept, merged]), merged, None
+
+
+def _hashable(keys: pl.DataFrame) -> bool:
+    """Key columns whose equal values hash equal and compare equal: not floats (NaN,
+    -0.0) nor nested types, for which the merge joins on the columns themselves."""
+    return all(t.is_integer() or t.is_temporal() or t in (pl.Boolean, pl.String, pl.Binary)
+               for t in keys.dtypes)
+
+
+def _merge_hashed(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr],
+                  schema: StateSchema) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """``merge_rows`` through the positions of the keys both frames hold (see
+    ``_matching_positions``), without a join over the key columns; None when two
+    different keys share a hash. The stored values of a batch row are gathered from
+    its match's position (null, and ``FOUND_COLUMN`` false, where it has none)."""
+    keys = schema.key_names
+    matched = _matching_positions(state.select(keys), rows.select(keys))
+    if matched is None:
+        return None
+    stored, new = matched
+    slot = pl.repeat(None, rows.height, dtype=pl.UInt32, eager=True).scatter(new, stored)
+    old = state.select(pl.exclude(keys).gather(slot).name.suffix(OLD_SUFFIX))
+    joined = rows.hstack([*old.get_columns(), slot.is_not_null().alias(FOUND_COLUMN)])
+    merged = _like(joined.select(*keys, *_merge_by_column(merge, schema).values()), state)
+    found = pl.repeat(False, state.height, dtype=pl.Boolean, eager=True).scatter(stored, True)
+    return pl.concat([state.filter(~found), merged]), merged
+
+
+def _matching_positions(stored: pl.DataFrame, new: pl.DataFrame
+                        ) -> tuple[pl.Series, pl.Series] | None:
+    """The row positions in ``stored`` and in ``new`` (both of unique keys) of the keys
+    both hold, found by joining one 64-bit hash of the key columns, which Polars joins
+    several times faster than two or more key columns; each pair's keys are then
+    compared, so a hash collision returns None instead of a wrong match."""
+    probe = pl.DataFrame([key_hashes(stored).alias(_HASH), _positions(stored.height, _AT)])
+    build = pl.DataFrame([key_hashes(new).alias(_HASH), _positions(new.height, _NEW)])
+    pairs = probe.join(build, on=_HASH, how="inner")
+    at, to = pairs.get_column(_AT), pairs.get_column(_NEW)
+    if not all(stored.get_column(c).gather(at).eq_missing(new.get_column(c).gather(to)).all()
+               for c in stored.columns):
+        return None
+    return at, to
+
+
+def key_hashes(keys: pl.DataFrame) -> pl.Series:
+    """One 64-bit hash per row of ``keys``; equal rows hash equal within a process."""
+    return keys.hash_rows()
+
+
+def _positions(n: int, name: str) -> pl.Series:
+    return pl.int_range(0, n, dtype=pl.UInt32, eager=True).alias(name)
 
 
 def _merge_small(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr],

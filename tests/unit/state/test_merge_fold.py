@@ -26,6 +26,7 @@ SCHEMA = StateSchema(
     value=pa.schema([("n", pa.int64()), ("s", pa.float64())]),
 )
 _FOUND = pl.col(FOUND_COLUMN)
+HASHABLE = memory._hashable  # before a test's monkeypatch replaces it
 MERGE = [
     pl.when(_FOUND).then(pl.col(f"n{OLD_SUFFIX}") + pl.col("n")).otherwise(pl.col("n"))
     .alias("n"),
@@ -34,12 +35,19 @@ MERGE = [
 ]
 
 
-@pytest.fixture(autouse=True, params=["full join", "left and anti join"])
+@pytest.fixture(autouse=True, params=["full join", "hashed keys", "left and anti join",
+                                      "hash collisions"])
 def merge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs over both merge paths: small frames (one full join) and large ones
-    (a left and an anti join), the size switch forced to each."""
+    """Every test runs over every merge path: small frames (one full join); large ones
+    through key hashes; large ones with keys that do not hash (a left and an anti join);
+    and large ones whose keys all share one hash, which must fall back to the joins."""
     if request.param != "full join":
         monkeypatch.setattr(memory, "SMALL_MERGE_ROWS", -1)
+    if request.param == "left and anti join":
+        monkeypatch.setattr(memory, "_hashable", lambda keys: False)
+    if request.param == "hash collisions":
+        monkeypatch.setattr(memory, "key_hashes",
+                            lambda keys: pl.repeat(7, keys.height, dtype=pl.UInt64, eager=True))
     return str(request.param)
 
 
@@ -157,3 +165,24 @@ def test_merge_fold_conforms_rows_in_another_column_order(tmp_path: Path) -> Non
     fold = store.merge_fold(rows, MERGE, None)
     assert fold.merged.columns == ["g", "w", "n", "s"]
     assert rows_of(store.scan()) == [("a", 0, 2, 2.0)]
+
+
+def test_hashed_merge_pairs_equal_keys_and_refuses_colliding_hashes(
+        merge_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = batch(["a", None, "b"], [0, 5, 5], [1, 2, 3])
+    rows = batch([None, "c", "a"], [5, 0, 0], [10, 20, 30])
+    out = memory._merge_hashed(state, rows, MERGE, SCHEMA)
+    if merge_path == "hash collisions":
+        assert out is None
+        return
+    assert out is not None
+    new_state, merged = out
+    assert rows_of(merged) == [("a", 0, 31, 31.0), ("c", 0, 20, 20.0), (None, 5, 12, 12.0)]
+    assert rows_of(new_state) == [("a", 0, 31, 31.0), ("b", 5, 3, 3.0), ("c", 0, 20, 20.0),
+                                  (None, 5, 12, 12.0)]
+
+
+def test_only_keys_that_hash_like_they_compare_take_the_hashed_merge() -> None:
+    assert HASHABLE(pl.DataFrame({"g": ["a"], "w": [1], "d": [True]}))
+    assert not HASHABLE(pl.DataFrame({"g": ["a"], "x": [0.0]}))
+    assert not HASHABLE(pl.DataFrame({"l": [[1]]}))
