@@ -15,9 +15,9 @@ import pytest
 from unbounded.errors import (
     CheckpointCorruptError,
     ConcurrentQueryError,
-    IllegalArgumentException,
     StreamingQueryException,
 )
+from unbounded.sql import functions as F
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,9 +37,13 @@ def _start(spark, tmp_path: Path, checkpoint: str, trigger: dict | None = None):
             .trigger(**(trigger or {"availableNow": True})).start())
 
 
-def _output(tmp_path: Path) -> list[tuple[str, int]]:
-    frame = pl.concat([pl.read_parquet(p) for p in (tmp_path / "out").glob("*.parquet")])
-    return sorted(frame.select("word", "n10").iter_rows())
+def _output(tmp_path: Path, columns: tuple[str, ...] | list[str] = ("word", "n10")
+            ) -> list[tuple]:
+    files = list((tmp_path / "out").glob("*.parquet"))
+    if not files:
+        return []
+    frame = pl.concat([pl.read_parquet(p) for p in files])
+    return sorted(frame.select(*columns).iter_rows())
 
 
 def _names(url: str) -> list[str]:
@@ -111,16 +115,44 @@ def test_a_damaged_checkpoint_object_fails_the_restart_naming_its_url(
     assert "CRC-32C" in str(cause)
 
 
-def test_a_stateful_query_on_an_s3_checkpoint_fails_at_start_naming_what_is_local_only(
-        spark, tmp_path, s3_bucket):
-    """State stores are local files so far: the query fails before it runs, and nothing
-    is written into a local folder named ``s3:``."""
-    _write_input(tmp_path / "in", 0, [("a", 1)])
-    df = (spark.readStream.schema("word STRING, n INT").json(str(tmp_path / "in"))
-          .groupBy("word").count())
-    with pytest.raises(IllegalArgumentException, match=rf"Cannot write {s3_bucket}/cp/state/"
-                       r".*local files only so far") as failed:
-        (df.writeStream.format("memory").queryName("counts").outputMode("complete")
-         .option("checkpointLocation", f"{s3_bucket}/cp").start())
-    assert failed.value.getErrorClass() == "CHECKPOINT_STORE_UNSUPPORTED"
-    assert not os.path.exists("s3:")
+def _windowed(spark, tmp_path: Path, checkpoint: str, provider: str):
+    spark.conf.set("spark.sql.shuffle.partitions", "2")
+    spark.conf.set("spark.sql.streaming.stateStore.minDeltasForSnapshot", "2")
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass", provider)
+    df = (spark.readStream.schema("ts TIMESTAMP, word STRING")
+          .option("maxFilesPerTrigger", 1).json(str(tmp_path / "in"))
+          .withWatermark("ts", "5 minutes")
+          .groupBy(F.window("ts", "5 minutes"), "word").count()
+          .selectExpr("date_format(window.start, 'HH:mm') AS start", "word", "count"))
+    return (df.writeStream.format("parquet").outputMode("append")
+            .option("path", str(tmp_path / "out"))
+            .option("checkpointLocation", checkpoint)
+            .trigger(availableNow=True).start())
+
+
+def _write_events(folder: Path, index: int, rows: list[tuple[str, str]]) -> None:
+    folder.mkdir(exist_ok=True)
+    path = folder / f"in-{index}.json"
+    path.write_text("".join(json.dumps({"ts": f"2026-01-01T{t}:00", "word": w}) + "\n"
+                            for t, w in rows))
+    os.utime(path, (1_700_000_000 + index, 1_700_000_000 + index))
+
+
+@pytest.mark.parametrize("provider", ["memory", "rocksdb"])
+def test_a_windowed_aggregation_on_an_s3_checkpoint_keeps_its_state_across_a_restart(
+        spark, tmp_path, s3_bucket, provider):
+    """State deltas and snapshots go to S3: the window of 10:00 counts rows of both runs,
+    so the second run reopened the first run's state from S3."""
+    checkpoint = f"{s3_bucket}/cp"
+    _write_events(tmp_path / "in", 0, [("10:01", "a"), ("10:02", "b")])
+    _write_events(tmp_path / "in", 1, [("10:03", "a")])
+    _run(_windowed(spark, tmp_path, checkpoint, provider))
+    assert _output(tmp_path, ["start", "word", "count"]) == []  # watermark 09:58: all open
+    kinds = {name.partition(".")[2] for name in _names(f"{checkpoint}/state/0/0")}
+    assert {"delta", "snapshot"} <= kinds
+
+    _write_events(tmp_path / "in", 2, [("10:04", "a"), ("10:16", "c")])
+    _write_events(tmp_path / "in", 3, [("10:31", "a")])
+    _run(_windowed(spark, tmp_path, checkpoint, provider))
+    assert _output(tmp_path, ["start", "word", "count"]) == [
+        ("10:00", "a", 3), ("10:00", "b", 1), ("10:15", "c", 1)]

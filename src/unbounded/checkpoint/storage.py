@@ -18,7 +18,8 @@ The operations, and what each guarantees on every store:
 - ``list`` (names directly inside a folder; none when it does not exist), ``exists``,
   ``delete`` (missing is fine), ``make_folder``, ``sync_folder`` (make the folder's
   names durable: an fsync of a local folder, nothing on an object store, whose PUT and
-  DELETE are durable when they return).
+  DELETE are durable when they return), ``folders`` (the sub-folders of a folder: on an
+  object store, the prefixes that hold keys).
 
 How each store keeps them (also in ``docs/architecture.md``):
 
@@ -55,6 +56,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import posixpath
@@ -90,6 +92,7 @@ class CheckpointStorage(Protocol):
     def delete(self, path: str) -> None: ...
     def make_folder(self, folder: str, *, durable: bool = False) -> None: ...
     def sync_folder(self, folder: str) -> None: ...
+    def folders(self, folder: str) -> builtins.list[str]: ...
 
 
 def conflict_error(path: str) -> CheckpointConflictError:
@@ -125,6 +128,9 @@ class LocalStorage:
 
     def sync_folder(self, folder: str) -> None:
         atomic.fsync_dir(folder)
+
+    def folders(self, folder: str) -> builtins.list[str]:
+        return [n for n in self.list(folder) if os.path.isdir(os.path.join(folder, n))]
 
     def make_folder(self, folder: str, *, durable: bool = False) -> None:
         """``durable`` fsyncs each new folder's parent (a checkpoint's root)."""
@@ -176,6 +182,14 @@ class FsspecStorage:
 
     def sync_folder(self, folder: str) -> None:
         """Nothing to do: a PUT or DELETE is durable once the store answered."""
+
+    def folders(self, folder: str) -> builtins.list[str]:
+        try:
+            entries = self.fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return []
+        return [posixpath.basename(str(e["name"]).rstrip("/")) for e in entries
+                if e.get("type") == "directory"]
 
 
 _LOCAL = LocalStorage()

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from unbounded.checkpoint.checksum import RECOVERY_HINT, remove_checked
 from unbounded.checkpoint.epoch import EpochFence
 from unbounded.checkpoint.logs import CommitLog, OffsetEntry, OffsetLog
+from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import CheckpointCorruptError
 from unbounded.sinks.base import SupportsCommitCheck
 from unbounded.sources.base import Offset
@@ -159,10 +160,9 @@ def _store_names(operator_folder: str, partitions: int) -> list[str]:
     names: set[str] = set()
     for p in range(partitions):
         folder = os.path.join(operator_folder, str(p))
-        if not os.path.isdir(folder):
+        if not storage_for(folder).list(folder):
             continue
-        subs = [n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))
-                and not n.startswith("_")]
+        subs = [n for n in storage_for(folder).folders(folder) if not n.startswith("_")]
         names.update(subs if subs else [""])
     return sorted(names) or [""]
 
@@ -181,7 +181,7 @@ def _check_store(folder: str, version: int) -> None:
 
 def _state_versions(folder: str) -> list[tuple[int, bool]]:
     """(version, is snapshot) for each state file in ``folder``."""
-    names = os.listdir(folder) if os.path.isdir(folder) else []
+    names = storage_for(folder).list(folder)
     found = []
     for name in names:
         stem, _, ext = name.partition(".")

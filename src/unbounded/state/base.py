@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import polars as pl
 import pyarrow as pa
 
-from unbounded.checkpoint.atomic import write_atomic
+from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import AnalysisException, CheckpointConflictError, CheckpointCorruptError
 
 __all__ = [
@@ -141,11 +141,11 @@ class StateSchemaFile:
         }
 
     def read(self) -> dict[str, Any] | None:
-        if not os.path.exists(self.path):
+        store = storage_for(self.path)
+        if not store.exists(self.path):
             return None
         try:
-            with open(self.path, encoding="utf-8") as f:
-                doc = json.load(f)
+            doc = json.loads(store.read(self.path))
         except (OSError, ValueError) as e:
             raise CheckpointCorruptError(
                 f"{self.path} is not readable state schema JSON: {e}"
@@ -164,7 +164,8 @@ class StateSchemaFile:
         existing = self.read()
         if existing is None:
             try:
-                write_atomic(self.path, json.dumps(self.to_json(schema), indent=1).encode())
+                storage_for(self.path).create(
+                    self.path, json.dumps(self.to_json(schema), indent=1).encode())
                 return
             except CheckpointConflictError:  # another partition of this operator won
                 existing = self.read()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import io
 import logging
 import os
 import struct
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from unbounded.checkpoint.atomic import write_atomic_stream
 from unbounded.checkpoint.checksum import RECOVERY_HINT
+from unbounded.checkpoint.storage import is_url, storage_for
 from unbounded.errors import CheckpointCorruptError
 from unbounded.state.base import OP_COLUMN, StateSchema, StateStoreId
 
@@ -231,14 +233,18 @@ class StateFileLog:
             f.seek(0)
             f.write(StateFileEnvelope.header_of(kind, body.length, body.crc))
 
-        write_atomic_stream(path, fill)
+        if is_url(path):  # an object store takes the whole body in one PUT
+            buffer = io.BytesIO()
+            fill(buffer)
+            storage_for(path).replace(path, buffer.getvalue())
+        else:
+            write_atomic_stream(path, fill)
 
     def versions(self) -> tuple[set[int], set[int]]:
         """The versions that have a delta file and those that have a snapshot file."""
         deltas: set[int] = set()
         snapshots: set[int] = set()
-        names = os.listdir(self.folder) if os.path.isdir(self.folder) else []
-        for name in names:
+        for name in storage_for(self.folder).list(self.folder):
             stem, _, ext = name.partition(".")
             if stem.isdigit() and ext in ("delta", "snapshot"):
                 (deltas if ext == "delta" else snapshots).add(int(stem))
@@ -270,11 +276,12 @@ class StateFileLog:
     def _open(self, path: str, kind: StateFileKind, schema: pa.Schema
               ) -> pa.ipc.RecordBatchFileReader:
         try:
-            mapped = pa.memory_map(path)
+            data = (pa.py_buffer(storage_for(path).read(path)) if is_url(path)
+                    else pa.memory_map(path).read_buffer())
         except OSError as e:
             raise CheckpointCorruptError(
                 f"State file {path} is unreadable: {e}. {RECOVERY_HINT}") from e
-        body = StateFileEnvelope.body(path, mapped.read_buffer(), kind)
+        body = StateFileEnvelope.body(path, data, kind)
         try:
             reader = pa.ipc.open_file(body)
         except (OSError, pa.ArrowException) as e:
@@ -319,6 +326,9 @@ class StateFileLog:
         doomed = [self.snapshot_path(s) for s in snapshots if s < base]
         doomed += [self.delta_path(d) for d in deltas if d <= base]
         for path in doomed:
+            if is_url(path):
+                storage_for(path).delete(path)
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         logger.debug("state maintenance removed %d files from %s", len(doomed), self.folder)

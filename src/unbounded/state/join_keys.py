@@ -34,7 +34,7 @@ from typing import Any
 
 import polars as pl
 
-from unbounded.checkpoint.atomic import write_atomic
+from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import AnalysisException, CheckpointConflictError, CheckpointCorruptError
 
 __all__ = ["JoinKeysFile", "JoinSideKeys"]
@@ -72,18 +72,18 @@ class JoinKeysFile:
     def write_once(self, sides: Mapping[str, JoinSideKeys]) -> None:
         """Record the sides' keys at the first start; later starts keep the first record
         (a changed join cannot reuse the state anyway: its rows sit in other partitions)."""
-        if os.path.exists(self.path):
+        if storage_for(self.path).exists(self.path):
             return
         doc = {"version": self.VERSION, "polars": pl.__version__,
                "sides": {name: side.to_json() for name, side in sides.items()}}
         try:
-            write_atomic(self.path, json.dumps(doc, indent=1).encode())
+            storage_for(self.path).create(self.path, json.dumps(doc, indent=1).encode())
         except CheckpointConflictError:
             return  # written by another run at the same moment: the same content
 
     def read(self, side: str) -> JoinSideKeys | None:
         """The keys of ``side``, or None for a checkpoint written before this file."""
-        if not os.path.exists(self.path):
+        if not storage_for(self.path).exists(self.path):
             return None
         doc = self._document()
         raw = doc["sides"].get(side)
@@ -94,8 +94,7 @@ class JoinKeysFile:
 
     def _document(self) -> dict[str, Any]:
         try:
-            with open(self.path, encoding="utf-8") as f:
-                doc: dict[str, Any] = json.load(f)
+            doc: dict[str, Any] = json.loads(storage_for(self.path).read(self.path))
         except (OSError, ValueError) as e:
             raise CheckpointCorruptError(f"{self.path} is not readable join keys JSON: {e}") \
                 from e

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from unbounded.checkpoint.atomic import make_dirs, write_atomic
 from unbounded.checkpoint.storage import (
     FsspecStorage,
     LocalStorage,
@@ -17,7 +18,7 @@ from unbounded.checkpoint.storage import (
     normalize_location,
     storage_for,
 )
-from unbounded.errors import CheckpointConflictError
+from unbounded.errors import CheckpointConflictError, IllegalArgumentException
 
 
 @pytest.fixture(params=["local", "memory", "s3"])
@@ -118,3 +119,17 @@ def test_of_racing_creates_of_one_entry_exactly_one_wins(root):
     winners = [o for o in outcomes if o.startswith("won")]
     assert len(winners) == 1 and outcomes.count("refused") == 7
     assert store.read(path) == f"writer {winners[0].split()[1]}".encode()
+
+
+def test_the_local_file_writers_refuse_a_url_rather_than_make_a_local_folder(tmp_path,
+                                                                            monkeypatch):
+    """A writer not routed through the storage layer fails naming the URL; without the
+    check, ``s3://bucket/x`` would become the local folder ``./s3:/bucket``."""
+    monkeypatch.chdir(tmp_path)
+    for write in (lambda: write_atomic("s3://bucket/cp/x", b"1"),
+                  lambda: make_dirs("s3://bucket/cp/state")):
+        with pytest.raises(IllegalArgumentException, match=r"Cannot write s3://bucket/cp/"
+                           ) as refused:
+            write()
+        assert refused.value.getErrorClass() == "CHECKPOINT_STORE_UNSUPPORTED"
+    assert list(tmp_path.iterdir()) == []

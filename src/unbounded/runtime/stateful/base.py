@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import polars as pl
 import pyarrow as pa
 
-from unbounded.checkpoint.atomic import make_dirs, write_atomic
+from unbounded.checkpoint.storage import storage_for
 from unbounded.engine.context import EventTimeStats
 from unbounded.errors import AnalysisException, CheckpointCorruptError
 from unbounded.executors.base import Executor
@@ -171,12 +171,12 @@ def check_partitioning(ctx: OperatorContext) -> None:
     path = os.path.join(folder, "partitioning")
     probe = partition_ids(_PROBE, ["a", "s"], 1 << 30).to_list()
     current = {"version": 1, "numPartitions": ctx.num_partitions, "probe": probe}
-    if not os.path.exists(path):
-        make_dirs(folder)  # durably: state/ and state/<op>/ survive a power cut
-        write_atomic(path, json.dumps(current).encode())
+    store = storage_for(path)
+    if not store.exists(path):
+        store.make_folder(folder, durable=True)  # state/ and state/<op>/ survive a power cut
+        store.create(path, json.dumps(current).encode())
         return
-    with open(path, encoding="utf-8") as f:
-        recorded = json.load(f)
+    recorded = json.loads(store.read(path))
     if recorded.get("version") != 1:
         raise CheckpointCorruptError(
             f"{path} has partitioning version {recorded.get('version')!r}; this release "
