@@ -165,7 +165,7 @@ class CompileContext:
     ``columns`` describes ``schema`` column by column (derived from it when not given);
     ``plan_columns`` maps each plan node compiled so far to its output columns, shared by
     every context derived from this one. ``ansi`` is ``spark.sql.ansi.enabled``;
-    ``time_zone`` is ``spark.sql.session.timeZone`` (engine/time_zones.py), read when a
+    ``time_zone`` is ``spark.sql.session.timeZone`` (plan/time_zones.py), read when a
     batch action or a streaming query starts.
     """
 

@@ -3,7 +3,7 @@ semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (
 import at the end of ``engine/functions.py`` does it).
 
 A timestamp is an instant; its fields, its date, its text and the instant a string names
-are read in the session time zone (``ctx.time_zone``, engine/time_zones.py), as Spark's
+are read in the session time zone (``ctx.time_zone``, plan/time_zones.py), as Spark's
 time-zone-aware expressions are, while epochs and ``window()`` are zone-free. A date
 argument may be a date, a timestamp (its date in the session zone) or a string (Spark's
 implicit cast). Formats, units and field names are literals, as Spark requires for most
@@ -21,11 +21,10 @@ from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import FUNCTIONS, register
-from unbounded.engine.time_zones import from_local, to_local
 from unbounded.errors import AnalysisException, DateTimeException, IllegalArgumentException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, Literal
-from unbounded.plan.time_zones import offset_text, parse_zone
+from unbounded.plan.time_zones import from_local, offset_text, parse_zone, to_local
 
 __all__ = ["DATE_PARTS", "TIMESTAMP_UNITS", "day_of_week_number"]
 

@@ -26,7 +26,6 @@ from unbounded.engine.ansi import (
 from unbounded.engine.coercion import binary_operand_types, common_value_type
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import to_polars_dtype
-from unbounded.engine.time_zones import from_local, to_local
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import (
@@ -48,6 +47,7 @@ from unbounded.plan.expressions import (
     UnaryOp,
     walk,
 )
+from unbounded.plan.time_zones import from_local, to_local
 
 __all__ = [
     "compile_expr", "compile_named", "compile_projection", "dtypes_of", "expand_star",

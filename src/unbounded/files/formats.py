@@ -47,6 +47,7 @@ from pyarrow import orc
 
 from unbounded.errors import AnalysisException, MalformedRecordError
 from unbounded.files.listing import expand_paths
+from unbounded.plan.time_zones import from_local
 from unbounded.plan.types import (
     ArrayType,
     BinaryType,
@@ -109,6 +110,9 @@ class ReadSettings:
     multiline: bool = False
     wholetext: bool = False
     line_sep: str | None = None
+    # Spark's timeZone option (the session zone unless set): where a timestamp without an
+    # offset is a wall-clock time.
+    time_zone: str = "UTC"
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> ReadSettings:
@@ -125,6 +129,7 @@ class ReadSettings:
             multiline=_flag(opts, "multiline"),
             wholetext=_flag(opts, "wholetext"),
             line_sep=opts.get("linesep"),
+            time_zone=opts.get("timezone", "UTC"),
         )
 
 
@@ -316,11 +321,11 @@ def _read_csv(path: str, schema: StructType, settings: ReadSettings) -> pa.Table
     _check_csv_types(fields)
     raw = _csv_fast(path, fields, settings)
     if raw is not None:
-        typed, bad = _parse_strings(raw, fields)
+        typed, bad = _parse_strings(raw, fields, settings.time_zone)
         if not bad.any():
             return _conform(typed.to_arrow(), schema)
     raw, lines = _csv_slow(path, fields, settings)
-    typed, bad = _parse_strings(raw, fields)
+    typed, bad = _parse_strings(raw, fields, settings.time_zone)
     return _apply_mode(typed.to_arrow(), bad, lines, schema, settings)
 
 
@@ -423,12 +428,12 @@ def _read_json(path: str, schema: StructType, settings: ReadSettings) -> pa.Tabl
     if not settings.multiline:
         table = _json_fast(path, staging)
         if table is not None:
-            typed, bad = _parse_strings(_to_polars(table), fields)
+            typed, bad = _parse_strings(_to_polars(table), fields, settings.time_zone)
             if not bad.any():
                 return _conform(typed.to_arrow(), schema)
     records, lines = _json_records(path, settings)
     staged, broken_values = _stage_records(records, fields, staging)
-    typed, bad = _parse_strings(_to_polars(staged), fields)
+    typed, bad = _parse_strings(_to_polars(staged), fields, settings.time_zone)
     lines.broken = [a or b for a, b in zip(lines.broken, broken_values, strict=True)]
     return _apply_mode(typed.to_arrow(), bad, lines, schema, settings)
 
@@ -562,9 +567,10 @@ def _array_or_nulls(values: list[Any], target: pa.DataType, broken: list[bool]) 
 # -- string to type conversion, shared by csv and JSON
 
 
-def _parse_strings(raw: pl.DataFrame, fields: list[StructField]) -> tuple[pl.DataFrame,
-                                                                         pl.Series]:
-    """Convert string columns to their field types; also the mask of rows that failed."""
+def _parse_strings(raw: pl.DataFrame, fields: list[StructField], zone: str = "UTC"
+                   ) -> tuple[pl.DataFrame, pl.Series]:
+    """Convert string columns to their field types (a timestamp without an offset is a
+    wall-clock time in ``zone``); also the mask of rows that failed."""
     exprs: list[pl.Expr] = []
     failures: list[pl.Expr] = []
     for f in fields:
@@ -573,7 +579,7 @@ def _parse_strings(raw: pl.DataFrame, fields: list[StructField]) -> tuple[pl.Dat
             exprs.append(column)
             continue
         source = pl.when(column.str.strip_chars() == "").then(None).otherwise(column)
-        parsed = _parse_expr(source, f.dataType)
+        parsed = _parse_expr(source, f.dataType, zone)
         exprs.append(parsed.alias(f.name))
         failures.append(source.is_not_null() & parsed.is_null())
     bad = pl.any_horizontal(failures) if failures else pl.repeat(False, pl.len())
@@ -581,16 +587,18 @@ def _parse_strings(raw: pl.DataFrame, fields: list[StructField]) -> tuple[pl.Dat
     return out.drop("__bad"), out.get_column("__bad")
 
 
-def _parse_expr(source: pl.Expr, data_type: DataType) -> pl.Expr:
+def _parse_expr(source: pl.Expr, data_type: DataType, zone: str) -> pl.Expr:
     if isinstance(data_type, BooleanType):
         lowered = source.str.to_lowercase()
         return pl.when(lowered == "true").then(True).when(lowered == "false").then(False)
     if isinstance(data_type, DateType):
         return source.str.to_date("%Y-%m-%d", strict=False)
     if isinstance(data_type, TimestampType):
-        return pl.coalesce([source.str.to_datetime(fmt, time_unit="us", time_zone="UTC",
-                                                   strict=False)
-                            for fmt in (*_TIMESTAMP_FORMATS, *_NAIVE_TIMESTAMP_FORMATS)])
+        with_offset = [source.str.to_datetime(fmt, time_unit="us", time_zone="UTC",
+                                              strict=False) for fmt in _TIMESTAMP_FORMATS]
+        naive = [from_local(source.str.to_datetime(fmt, time_unit="us", strict=False), zone)
+                 for fmt in _NAIVE_TIMESTAMP_FORMATS]
+        return pl.coalesce([*with_offset, *naive])
     if isinstance(data_type, TimestampNTZType):
         return pl.coalesce([source.str.to_datetime(fmt, time_unit="us", strict=False)
                             for fmt in _NAIVE_TIMESTAMP_FORMATS])

@@ -1,8 +1,14 @@
 """Spark's time zone ids (``spark.sql.session.timeZone``): a region
 (``America/Los_Angeles``), ``UTC``/``Z``, or an offset (``+05:30``, ``-8``, ``GMT+01:00``),
-parsed once, and Arrow tables shown as wall-clock times in one.
+parsed once; the two conversions every zone-aware expression is made of; Arrow tables
+shown as wall-clock times in a zone.
 
-The engine's conversions over Polars expressions are in ``engine/time_zones.py``.
+A timestamp is an instant: Polars ``Datetime("us", "UTC")``, whatever the session zone.
+The zone only says how an instant reads as a wall-clock time (``to_local``: its fields,
+its text, its date) and which instant a wall-clock time names (``from_local``: a string
+or a date cast to a timestamp). As Java's ``ZonedDateTime.of``, a wall-clock time in a
+daylight-saving gap moves later by the gap's length, and one in an overlap is the earlier
+instant. See docs/design/session-conf-semantics.md.
 """
 
 from __future__ import annotations
@@ -12,11 +18,14 @@ import zoneinfo
 from dataclasses import dataclass
 from functools import lru_cache
 
+import polars as pl
 import pyarrow as pa
 
 from unbounded.errors import IllegalArgumentException
 
-__all__ = ["ZoneRule", "in_zone", "offset_text", "parse_zone"]
+__all__ = ["ZoneRule", "from_local", "in_zone", "offset_text", "parse_zone", "to_local"]
+
+_UTC = pl.Datetime("us", "UTC")
 
 _OFFSET = re.compile(r"^(?:UTC|GMT|UT)?([+-])(\d{1,2})(?::?(\d{2}))?(?::?(\d{2}))?$")
 _UTC_NAMES = {"Z", "UTC", "GMT", "UT", "ETC/UTC", "ETC/GMT", "ZULU", "UCT", "ETC/UCT",
@@ -97,3 +106,30 @@ def _zoned(t: pa.DataType, tz: str) -> pa.DataType:
         item = t.value_field.with_type(_zoned(t.value_type, tz))
         return pa.list_(item) if pa.types.is_list(t) else pa.large_list(item)
     return t
+
+
+def to_local(ts: pl.Expr, zone_id: str) -> pl.Expr:
+    """The wall-clock time (naive ``Datetime("us")``) of the instant ``ts`` in the zone."""
+    rule = parse_zone(zone_id)
+    naive = ts.cast(_UTC).dt.replace_time_zone(None)
+    if rule.region is None:
+        return naive if rule.is_utc else naive + pl.duration(microseconds=rule.offset_us)
+    return ts.cast(_UTC).dt.convert_time_zone(rule.region).dt.replace_time_zone(None)
+
+
+def from_local(local: pl.Expr, zone_id: str) -> pl.Expr:
+    """The instant (``Datetime("us", "UTC")``) a naive wall-clock time names in the zone:
+    in a gap, the time moved later by the gap; in an overlap, the earlier instant."""
+    rule = parse_zone(zone_id)
+    if rule.region is None:
+        shifted = local if rule.is_utc else local - pl.duration(microseconds=rule.offset_us)
+        return shifted.dt.replace_time_zone("UTC")
+    zone = rule.region
+    exact = local.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+    # A gap: read with the offset in force just before it (a day earlier).
+    before = (local - pl.duration(days=1)).dt.replace_time_zone("UTC") \
+        .dt.convert_time_zone(zone)
+    offset = (before.dt.base_utc_offset() + before.dt.dst_offset()).cast(pl.Duration("us"))
+    moved = (local - offset).dt.replace_time_zone("UTC")
+    return pl.when(exact.is_null() & local.is_not_null()).then(moved) \
+        .otherwise(exact.dt.convert_time_zone("UTC"))

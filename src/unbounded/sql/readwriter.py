@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from unbounded.engine.context import session_time_zone
 from unbounded.errors import AnalysisException
 from unbounded.files.paths import local_path, path_uri
 from unbounded.plan.logical import FileRelation
@@ -123,8 +124,16 @@ class DataFrameReader:
         resolved = self._schema or infer_schema(self._format, files, dict(self._options),
                                                 streaming=False)
         relation = FileRelation(self._format, tuple(files), resolved,
-                                tuple(self._options.items()), tuple(paths))
+                                self._read_options(), tuple(paths))
         return DataFrame(relation, self._session)
+
+    def _read_options(self) -> tuple[tuple[str, str], ...]:
+        """The reader's options, with Spark's ``timeZone`` default: the session zone,
+        where csv/JSON timestamps without an offset are wall-clock times."""
+        options = tuple(self._options.items())
+        if self._format.lower() not in ("csv", "json"):
+            return options
+        return (("timeZone", session_time_zone(self._session.conf.getAll())), *options)
 
     def _partitions(self, paths: list[str], files: list[str]) -> PartitionedFiles | None:
         """The ``col=value`` folders under the given folders (None unless every path is
@@ -153,7 +162,7 @@ class DataFrameReader:
         given = {f.name.lower(): f for f in (self._schema.fields if self._schema else [])}
         keys = [StructField(k.name, given[k.name.lower()].dataType)
                 if k.name.lower() in given else k for k in found.columns.fields]
-        options = tuple(self._options.items())
+        options = self._read_options()
         plans: list[LogicalPlan] = [
             Project(FileRelation(self._format, tuple(group), data, options),
                     _partition_projection(full, keys, values))

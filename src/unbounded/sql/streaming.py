@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from unbounded.checkpoint.storage import normalize_location
+from unbounded.engine.context import session_time_zone
 from unbounded.errors import AnalysisException, StreamingQueryException
 from unbounded.observe.hub import SessionHub
 from unbounded.observe.listener import (
@@ -100,7 +101,10 @@ class DataStreamReader:
         ctx = SourceContext(dict(self._options), self._schema, None,
                             extra={"conf": self._session.conf.getAll()})
         resolved = source_schema(self._format, ctx)
-        spec = SourceSpec(self._format.lower(), tuple(self._options.items()), self._schema)
+        given = tuple(self._options.items())
+        if self._format.lower() in ("csv", "json"):  # Spark's timeZone default for them
+            given = (("timeZone", session_time_zone(self._session.conf.getAll())), *given)
+        spec = SourceSpec(self._format.lower(), given, self._schema)
         return DataFrame(StreamingRelation(spec, resolved), self._session)
 
     def _file(self, fmt: str, path: str, schema: StructType | str | None,

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 
@@ -363,3 +364,38 @@ def test_a_string_names_the_instant_of_its_offset_else_of_the_session_zone(
         spark: SparkSession, text: str, expected: datetime) -> None:
     spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
     assert spark.sql(f"SELECT CAST('{text}' AS TIMESTAMP)").collect()[0][0] == expected
+
+
+CSV = "id,ts\n1,2024-03-10 02:30:00\n2,2024-03-10T12:00:00Z\n3,2024-11-03 01:30:00\n"
+READ_IN_LOS_ANGELES = [(1, datetime(2024, 3, 10, 10, 30)), (2, datetime(2024, 3, 10, 12, 0)),
+                       (3, datetime(2024, 11, 3, 8, 30))]
+
+
+def test_csv_and_json_timestamps_without_offset_are_read_in_the_session_zone(
+        spark: SparkSession, tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text(CSV)
+    (tmp_path / "a.json").write_text('{"id":1,"ts":"2024-03-10 02:30:00"}\n'
+                                     '{"id":2,"ts":"2024-03-10T12:00:00Z"}\n')
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    reader = spark.read.schema("id int, ts timestamp")
+    csv = reader.option("header", "true").csv(str(tmp_path / "a.csv"))
+    assert [tuple(r) for r in csv.collect()] == READ_IN_LOS_ANGELES
+    json = spark.read.schema("id int, ts timestamp").json(str(tmp_path / "a.json"))
+    assert [tuple(r) for r in json.collect()] == READ_IN_LOS_ANGELES[:2]
+    utc = spark.read.schema("id int, ts timestamp").option("timeZone", "UTC")
+    assert [tuple(r) for r in utc.json(str(tmp_path / "a.json")).collect()] == [
+        (1, datetime(2024, 3, 10, 2, 30)), (2, datetime(2024, 3, 10, 12, 0))]
+
+
+def test_a_csv_stream_reads_timestamps_in_the_session_zone(spark: SparkSession,
+                                                           tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text(CSV)
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    stream = spark.readStream.schema("id int, ts timestamp").option("header", "true") \
+        .csv(str(tmp_path / "in"))
+    query = stream.writeStream.format("memory").queryName("zoned_csv").start()
+    query.processAllAvailable()
+    query.stop()
+    rows = sorted(tuple(r) for r in spark.table("zoned_csv").collect())
+    assert rows == READ_IN_LOS_ANGELES
