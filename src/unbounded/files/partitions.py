@@ -18,8 +18,10 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import unquote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.plan.time_zones import offset_text, parse_zone
 from unbounded.plan.types import (
     BinaryType,
     DataType,
@@ -163,10 +165,12 @@ class PartitionLayout:
 
     root: str
     columns: StructType
+    time_zone: str = "UTC"  # where a timestamp value is a wall-clock time (the session's)
 
     @classmethod
     def discover(cls, root: str, files: list[str], given: StructType | None, *,
-                 infer_types: bool, check_values: bool = True) -> PartitionLayout | None:
+                 infer_types: bool, check_values: bool = True,
+                 time_zone: str = "UTC") -> PartitionLayout | None:
         """The layout of ``files`` under ``root``; None when they have no partitions.
 
         ``check_values``: a value the given type cannot hold fails now (when a stream is
@@ -177,7 +181,7 @@ class PartitionLayout:
         by_name = {f.name.lower(): f for f in (given.fields if given else [])}
         typed = StructType([StructField(c.name, by_name[c.name.lower()].dataType)
                             if c.name.lower() in by_name else c for c in found.columns.fields])
-        layout = cls(root, typed)
+        layout = cls(root, typed, time_zone)
         for values in found.groups if check_values else []:
             layout.typed_values(values)
         return layout
@@ -199,16 +203,21 @@ class PartitionLayout:
     def typed_values(self, raw: tuple[str | None, ...]) -> list[pa.Scalar]:
         """The values as Arrow scalars of the columns' types (Spark's
         INVALID_PARTITION_VALUE when one does not cast)."""
-        return [_typed_value(v, f.name, f.dataType) for v, f in
+        return [_typed_value(v, f.name, f.dataType, self.time_zone) for v, f in
                 zip(raw, self.columns.fields, strict=True)]
 
 
-def _typed_value(raw: str | None, name: str, t: DataType) -> pa.Scalar:
+def _typed_value(raw: str | None, name: str, t: DataType, zone: str) -> pa.Scalar:
     target = t.to_arrow()
     if raw is None:
         return pa.scalar(None, target)
     try:
-        return _cast_text(raw, t).cast(target)[0]
+        text = _cast_text(raw, t)
+        if isinstance(t, TimestampType):  # a wall-clock time in the session zone
+            rule = parse_zone(zone)
+            text = pc.assume_timezone(text, rule.region or offset_text(rule.offset_us),
+                                      ambiguous="earliest", nonexistent="earliest")
+        return text.cast(target)[0]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         raise SparkRuntimeException(
             f"[INVALID_PARTITION_VALUE] Failed to cast value '{raw}' to data type "
@@ -226,6 +235,6 @@ def _cast_text(raw: str, t: DataType) -> pa.Array:
     if isinstance(t, BinaryType):
         return pa.array([raw.encode()])
     text = pa.array([raw.strip() if not isinstance(t, StringType) else raw])
-    if isinstance(t, TimestampType):  # a wall-clock time in the session zone (UTC)
+    if isinstance(t, TimestampType):  # naive: the caller says in which zone
         return text.cast(pa.timestamp("us"))
     return text

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import polars as pl
@@ -28,7 +29,9 @@ import pyarrow.parquet as pq
 from pyarrow import orc
 
 from unbounded.checkpoint.atomic import fsync_file, make_dirs
+from unbounded.config import option_value
 from unbounded.errors import AnalysisException
+from unbounded.plan.time_zones import to_local
 
 __all__ = ["WRITE_FORMATS", "file_extension", "write_data_file", "write_partitioned"]
 
@@ -57,14 +60,19 @@ def write_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str
 
 
 def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tuple[str, ...],
-                      options: dict[str, str], *, stem: str) -> list[str]:
-    """Write ``table`` as ``<folder>/[col=value/...]<stem><ext>`` files; their paths."""
+                      options: dict[str, str], *, stem: str, zone: str = "UTC") -> list[str]:
+    """Write ``table`` as ``<folder>/[col=value/...]<stem><ext>`` files; their paths. A
+    timestamp partition value is its wall-clock time in ``zone`` (the session's, unless
+    the ``timeZone`` option says otherwise), as Spark names the folder."""
     name = stem + file_extension(fmt)
     if not partition_by:
         path = os.path.join(folder, name)
         write_data_file(path, fmt, table, options)
         return [path]
+    zone = option_value(options, "timeZone", zone) or zone
     frame = _polars(table)
+    frame = frame.with_columns([to_local(pl.col(c), zone).alias(c) for c in partition_by
+                                if _is_instant(frame.schema[c])])
     paths = []
     for key, group in frame.partition_by(list(partition_by), as_dict=True).items():
         sub = os.path.join(folder, *(f"{c}={partition_value(v)}"
@@ -75,9 +83,18 @@ def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tupl
     return paths
 
 
+def _is_instant(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+
+
 def partition_value(value: object) -> str:
     """A partition folder's value as Spark spells it (NULL is a special name)."""
-    return "__HIVE_DEFAULT_PARTITION__" if value is None else str(value)
+    if value is None:
+        return "__HIVE_DEFAULT_PARTITION__"
+    if isinstance(value, datetime.datetime):  # as CAST(ts AS STRING): no zero fraction
+        text = value.strftime("%Y-%m-%d %H:%M:%S")
+        return text + f".{value.microsecond:06d}".rstrip("0") if value.microsecond else text
+    return str(value)
 
 
 def _polars(table: pa.Table) -> pl.DataFrame:

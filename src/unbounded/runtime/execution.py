@@ -174,7 +174,7 @@ class StreamExecution:
             query_id=self.id, query_name=self.spec.query_name,
             options=self.spec.sink_options, output_mode=self.spec.output_mode,
             checkpoint_path=self.spec.checkpoint, partition_by=self.spec.partition_by,
-            extra={"executor": self.executor})
+            extra={"executor": self.executor, "conf": dict(self.spec.conf)})
 
     def start(self) -> None:
         restarted = self.offset_log.latest_id() is not None

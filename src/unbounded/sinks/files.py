@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from unbounded.checkpoint.atomic import fsync_dir, make_dirs, sync_folder_name
 from unbounded.checkpoint.epoch import fence_for
+from unbounded.config import DEFAULTS
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
@@ -40,6 +41,7 @@ class _WriteTask:
     table: pa.Table
     partition_by: tuple[str, ...]
     options: tuple[tuple[str, str], ...]
+    zone: str = "UTC"  # the session time zone: timestamp partition folders' wall clock
 
 
 def _manifest_entry(path: str) -> dict[str, object]:
@@ -53,7 +55,7 @@ def _run_write(task: _WriteTask) -> list[dict[str, object]]:
     """Write one task's rows: one file, or one per partition-column value."""
     stem = f"part-{task.index:05d}-{uuid.uuid4()}.c000"
     paths = write_partitioned(task.folder, task.fmt, task.table, task.partition_by,
-                              dict(task.options), stem=stem)
+                              dict(task.options), stem=stem, zone=task.zone)
     return [_manifest_entry(p) for p in paths]
 
 
@@ -74,6 +76,9 @@ class FileSink:
         self.path = os.path.abspath(local_path(path))
         self.partition_by = ctx.partition_by
         self.options = tuple((k, v) for k, v in ctx.options.items() if k != "path")
+        conf = ctx.extra.get("conf", {})
+        self.zone: str = conf.get("spark.sql.session.timeZone") or \
+            DEFAULTS["spark.sql.session.timeZone"]
         make_dirs(self.path)
         sync_folder_name(self.path)  # an earlier run may have made it, not durably
         self.manifest = FileSinkManifest(self.path)
@@ -96,7 +101,8 @@ class FileSink:
         if latest is not None and batch_id <= latest:
             log.info("Skipping batch %d: already committed to %s", batch_id, self.path)
             return
-        tasks = [_WriteTask(self.path, self.fmt, i, t, self.partition_by, self.options)
+        tasks = [_WriteTask(self.path, self.fmt, i, t, self.partition_by, self.options,
+                            self.zone)
                  for i, t in enumerate(p for p in batch.partitions if p.num_rows > 0)]
         entries = [e for written in self.executor.map(_run_write, tasks) for e in written]
         for folder in {os.path.dirname(local_path(str(e["path"]))) for e in entries}:

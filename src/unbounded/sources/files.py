@@ -29,6 +29,7 @@ from unbounded.checkpoint.checksum import (
 )
 from unbounded.checkpoint.epoch import fence_for
 from unbounded.checkpoint.storage import storage_for
+from unbounded.config import DEFAULTS
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException, CheckpointCorruptError, MissingFileError
 from unbounded.files.formats import ReadSettings, infer_schema, read_files
@@ -550,8 +551,9 @@ def _partition_layout(ctx: SourceContext) -> PartitionLayout | None:
     infer = str(conf.get(_TYPE_INFERENCE, "true")).lower() == "true"
     files = [f.path for f in list_data_files(_path(ctx))]
     planned: StructType | None = ctx.extra.get("planned_schema")
+    zone = conf.get("spark.sql.session.timeZone") or DEFAULTS["spark.sql.session.timeZone"]
     layout = PartitionLayout.discover(root, files, planned or ctx.schema, infer_types=infer,
-                                      check_values=planned is None)
+                                      check_values=planned is None, time_zone=zone)
     if layout is None or planned is None:
         return layout
     known = {n.lower() for n in planned.names}

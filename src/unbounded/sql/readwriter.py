@@ -286,6 +286,8 @@ class DataFrameWriter:
 
     def __init__(self, df: DataFrame) -> None:
         self._df = df
+        # The session zone: the wall clock of timestamp partition folders.
+        self._zone = session_time_zone(df.sparkSession.conf.getAll())
         self._format: str | None = None
         self._mode = SaveMode.ERROR
         self._options: dict[str, str] = {}
@@ -382,7 +384,7 @@ class DataFrameWriter:
         if exists and self._mode is SaveMode.OVERWRITE:
             _clear_folder(folder)
         _write_files(folder, self._resolved_format, table, self._partition_by,
-                     {k: v for k, v in self._options.items() if k != "path"})
+                     {k: v for k, v in self._options.items() if k != "path"}, zone=self._zone)
 
     def _table(self) -> pa.Table:
         table = self._df.toArrow()
@@ -431,7 +433,7 @@ class DataFrameWriter:
             self._check_table_format(name, metadata)
             by_name = _conform_by_name(self._table(), metadata.schema, name)
             _write_files(location, metadata.format, by_name, metadata.partition_columns,
-                         self._options)
+                         self._options, zone=self._zone)
 
     def _create_table(self, name: str) -> None:
         from unbounded.sql.catalog import TableMetadata
@@ -442,7 +444,8 @@ class DataFrameWriter:
         metadata = TableMetadata(self._resolved_format, StructType.from_arrow(table.schema),
                                  self._partition_by)
         location = self._df.sparkSession.catalog._create_table(name, metadata, replace=True)
-        _write_files(location, metadata.format, table, self._partition_by, self._options)
+        _write_files(location, metadata.format, table, self._partition_by, self._options,
+                     zone=self._zone)
 
     def _check_table_format(self, name: str, metadata: Any) -> None:
         if self._format is not None and self._format != metadata.format:
@@ -464,7 +467,7 @@ class DataFrameWriter:
         if overwrite or self._mode is SaveMode.OVERWRITE:
             _clear_folder(location, keep={"_unbounded_table.json"})
         _write_files(location, metadata.format, table, metadata.partition_columns,
-                     self._options)
+                     self._options, zone=self._zone)
 
 
 def _flag(options: dict[str, str], key: str) -> bool:
@@ -487,13 +490,13 @@ def _clear_folder(folder: str, keep: set[str] | frozenset[str] = frozenset()) ->
 
 
 def _write_files(folder: str, fmt: str, table: pa.Table, partition_by: tuple[str, ...],
-                 options: dict[str, str]) -> None:
+                 options: dict[str, str], *, zone: str = "UTC") -> None:
     """Write into a staging folder, move the files into place, then mark ``_SUCCESS``."""
     from unbounded.files.writing import write_partitioned
 
     staging = os.path.join(folder, "_temporary", uuid.uuid4().hex)
     written = write_partitioned(staging, fmt, table, partition_by, options,
-                                stem=f"part-00000-{uuid.uuid4()}-c000")
+                                stem=f"part-00000-{uuid.uuid4()}-c000", zone=zone)
     for path in written:
         target = os.path.join(folder, os.path.relpath(path, staging))
         os.makedirs(os.path.dirname(target), exist_ok=True)
