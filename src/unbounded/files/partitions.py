@@ -18,7 +18,6 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import unquote
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from unbounded.errors import AnalysisException, SparkRuntimeException
 from unbounded.plan.time_zones import offset_text, parse_zone
@@ -214,6 +213,8 @@ def _typed_value(raw: str | None, name: str, t: DataType, zone: str) -> pa.Scala
     try:
         text = _cast_text(raw, t)
         if isinstance(t, TimestampType):  # a wall-clock time in the session zone
+            import pyarrow.compute as pc  # lazy: 30-50 ms at import (issue 15)
+
             rule = parse_zone(zone)
             text = pc.assume_timezone(text, rule.region or offset_text(rule.offset_us),
                                       ambiguous="earliest", nonexistent="earliest")
