@@ -8,6 +8,7 @@ test, returned as ``s3://<bucket>``. Skipped, saying why, when moto or s3fs is m
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["s3_bucket", "s3_server"]
+__all__ = ["fsspec_s3_env", "s3_bucket", "s3_server"]
 
 _CREDENTIALS = {"key": "testing", "secret": "testing"}
 
@@ -34,13 +35,23 @@ def s3_server() -> Iterator[str]:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     previous = fsspec.config.conf.get("s3")
-    fsspec.config.conf["s3"] = {"endpoint_url": endpoint, **_CREDENTIALS,
-                                "client_kwargs": {"region_name": "us-east-1"}}
+    fsspec.config.conf["s3"] = _settings(endpoint)
     try:
         yield endpoint
     finally:
         _restore(fsspec.config.conf, previous)
         server.stop()
+
+
+def _settings(endpoint: str) -> dict[str, Any]:
+    return {"endpoint_url": endpoint, **_CREDENTIALS,
+            "client_kwargs": {"region_name": "us-east-1"}}
+
+
+def fsspec_s3_env(endpoint: str) -> dict[str, str]:
+    """The environment that points a child process's ``s3://`` at the server: fsspec
+    reads ``FSSPEC_S3`` (a JSON object of S3FileSystem arguments) at import."""
+    return {"FSSPEC_S3": json.dumps(_settings(endpoint))}
 
 
 def _restore(conf: dict[str, Any], previous: Any) -> None:

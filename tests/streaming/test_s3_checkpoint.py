@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import fsspec
 import polars as pl
 import pytest
 
+from s3_fixtures import fsspec_s3_env
 from unbounded.errors import (
     CheckpointCorruptError,
     ConcurrentQueryError,
@@ -20,6 +25,8 @@ from unbounded.errors import (
 from unbounded.sql import functions as F
 
 pytestmark = pytest.mark.timeout(120)
+JOB = os.path.join(os.path.dirname(__file__), "s3_driver_job.py")
+LEASE_MS = 5000  # refreshed every 1.7 s: a loaded machine does not let it lapse by accident
 
 
 def _write_input(folder: Path, index: int, rows: list[tuple[str, int]]) -> None:
@@ -47,8 +54,12 @@ def _output(tmp_path: Path, columns: tuple[str, ...] | list[str] = ("word", "n10
 
 
 def _names(url: str) -> list[str]:
+    """What is stored under ``url``, asked of the server (none: nothing yet)."""
     fs = fsspec.filesystem("s3", use_listings_cache=False)
-    return sorted(os.path.basename(p) for p in fs.ls(url, detail=False))
+    try:
+        return sorted(os.path.basename(p) for p in fs.ls(url, detail=False))
+    except FileNotFoundError:
+        return []
 
 
 def _run(query) -> None:
@@ -156,3 +167,59 @@ def test_a_windowed_aggregation_on_an_s3_checkpoint_keeps_its_state_across_a_res
     _run(_windowed(spark, tmp_path, checkpoint, provider))
     assert _output(tmp_path, ["start", "word", "count"]) == [
         ("10:00", "a", 3), ("10:00", "b", 1), ("10:15", "c", 1)]
+
+
+def _lease_holder_pid(checkpoint: str) -> int | None:
+    leases = _names(f"{checkpoint}/leases")
+    if not leases:
+        return None
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    body = fs.cat_file(f"{checkpoint}/leases/{leases[-1]}").decode().split("\n", 1)[1]
+    return int(json.loads(body)["pid"])
+
+
+def _wait_for(condition, seconds: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        said = f"; the child said: {log.read_text()[-2000:]}" if log else ""
+        assert time.monotonic() < deadline, f"timed out waiting for {what}{said}"
+        time.sleep(0.1)
+
+
+def test_a_driver_in_another_process_is_fenced_off_until_its_lease_expires_after_a_kill(
+        spark, tmp_path, s3_bucket, s3_server, python_env):
+    """The lease works across processes (as across nodes): while a driver in a child
+    process runs, this one is refused; after that driver is SIGKILLed (no clean stop:
+    its lease stays), this one starts once the lease expired and resumes with every row
+    exactly once."""
+    checkpoint = f"{s3_bucket}/cp"
+    _write_input(tmp_path / "in", 0, [("a", 1), ("b", 2)])
+    env = {**python_env, **fsspec_s3_env(s3_server)}
+    log = tmp_path / "child.log"
+    with open(log, "wb") as err:
+        child = subprocess.Popen(
+            [sys.executable, JOB, str(tmp_path / "in"), str(tmp_path / "out"), checkpoint,
+             str(LEASE_MS)], env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        _wait_for(lambda: _lease_holder_pid(checkpoint) == child.pid, 60, "its lease", log)
+        _wait_for(lambda: "0" in _names(f"{checkpoint}/commits"), 60, "its commit", log)
+        spark.conf.set("spark.unbounded.checkpoint.leaseTimeoutMs", str(LEASE_MS))
+        with pytest.raises(ConcurrentQueryError, match=rf"pid {child.pid}\) holds the lease"):
+            _start(spark, tmp_path, checkpoint)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    _write_input(tmp_path / "in", 1, [("c", 3)])
+    started = []
+
+    def try_start() -> bool:
+        try:
+            started.append(_start(spark, tmp_path, checkpoint))
+        except ConcurrentQueryError:
+            return False
+        return True
+
+    _wait_for(try_start, 4 * LEASE_MS / 1000, "the dead driver's lease to expire")
+    _run(started[0])
+    assert _output(tmp_path) == [("a", 10), ("b", 20), ("c", 30)]
+    assert [n for n in _names(f"{checkpoint}/epochs") if n.isdigit()] == ["1"]

@@ -84,24 +84,24 @@ def test_a_clean_stop_ends_the_lease_so_the_next_run_starts_at_once(checkpoint):
 
 
 def test_the_running_driver_refreshes_its_lease(checkpoint):
-    first = Driver(checkpoint, "run-a", timeout_ms=600).start()
+    first = Driver(checkpoint, "run-a", timeout_ms=3000).start()
     try:
         written = _lease(checkpoint, 0).expires_at_ms
-        time.sleep(1.0)  # five refreshes of a 600 ms lease (every 200 ms)
+        time.sleep(1.5)  # a refresh of a 3 s lease comes every second
         assert _lease(checkpoint, 0).expires_at_ms > written
         with pytest.raises(ConcurrentQueryError):
-            Driver(checkpoint, "run-b", timeout_ms=600).start()
+            Driver(checkpoint, "run-b", timeout_ms=3000).start()
     finally:
         first.stop()
 
 
 def test_after_a_dead_drivers_lease_expires_a_new_driver_takes_over_and_fences_it(checkpoint):
-    old = Driver(checkpoint, "run-a", timeout_ms=400).start()
+    old = Driver(checkpoint, "run-a", timeout_ms=2000).start()
     old.die()
     with pytest.raises(ConcurrentQueryError, match="holds the lease"):
-        Driver(checkpoint, "run-b", timeout_ms=400).start()
-    time.sleep(0.5)
-    new = Driver(checkpoint, "run-b", timeout_ms=400).start()
+        Driver(checkpoint, "run-b", timeout_ms=2000).start()
+    time.sleep(2.1)
+    new = Driver(checkpoint, "run-b", timeout_ms=2000).start()
     try:
         assert new.fence is not None and new.fence.epoch == 1
         with pytest.raises(CheckpointConflictError, match="newer run has started"):
