@@ -24,7 +24,7 @@ from unbounded.state.base import OP_COLUMN, StateSchema, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
 from unbounded.testing.checkpoint_faults import Fault, FaultyFileOps
 
-MAX_OFFSETS_PER_FILE = 400
+MAX_OFFSETS_PER_FILE = 8192  # above every file of the fixture: each byte is flipped
 
 
 def _write_inputs(folder: Path) -> None:
@@ -125,11 +125,14 @@ def _flip_scan(path: Path, read: Callable[[], object]) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("kind", ["offsets", "commits", "metadata", "source log",
-                                  "sink manifest", "state delta", "state snapshot"])
+                                  "sink manifest", "state delta", "state snapshot",
+                                  "epoch", "checksum sidecar"])
 def test_one_flipped_bit_anywhere_in_a_checkpoint_file_is_detected(query_dirs, kind):
-    path, read = _kinds(query_dirs)[kind]
+    offsets, read_offsets = _kinds(query_dirs)["offsets"]
+    path, read = {**_kinds(query_dirs), "epoch": _epoch_kind(query_dirs / "cp"),
+                  "checksum sidecar": (Path(sidecar_path(str(offsets))), read_offsets)}[kind]
     tried, silent = _flip_scan(path, read)
-    assert tried >= min(path.stat().st_size, MAX_OFFSETS_PER_FILE) > 20
+    assert tried == path.stat().st_size > 20  # every byte of the file
     assert silent == 0
 
 
