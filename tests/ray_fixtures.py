@@ -37,6 +37,7 @@ __all__ = [
     "PER_FILE",
     "SKIP_REASON",
     "append_events",
+    "expected_stateful",
     "expected_windows",
     "fail_first_attempts",
     "kafka_to_kafka_query",
@@ -45,6 +46,7 @@ __all__ = [
     "kill_worker_once_mapping",
     "list_state_actors",
     "name_state_actor_node_once",
+    "output_stateful",
     "output_windows",
     "ray_client_turn",
     "ray_cluster_fixture",
@@ -53,6 +55,7 @@ __all__ = [
     "stall_first_copy",
     "stall_first_copy_fail_others",
     "start_newer_run_once",
+    "stateful_query",
     "to_output",
     "windowed_query",
 ]
@@ -217,6 +220,69 @@ def windowed_query(spark: Any, workdir: Path, probe: Callable[..., Any] | None =
     return (counts.writeStream.outputMode("append").format("parquet")
             .option("checkpointLocation", str(workdir / "cp")).trigger(availableNow=True)
             .start(str(workdir / "out")))
+
+
+DEDUP_KEYS = 1000  # ids k, k+1000, k+2000 share a key and fall in different batches
+JOIN_KEYS = 400  # each id meets the 5 others of its key on the other side
+
+
+def _events(spark: Any, workdir: Path, probe: Callable[..., Any] | None,
+            files_per_trigger: int) -> Any:
+    from unbounded.sql import functions as F
+
+    events = (spark.readStream.schema("id LONG, kind STRING, amount DOUBLE, ts STRING")
+              .option("maxFilesPerTrigger", files_per_trigger).json(str(workdir / "input")))
+    if probe is not None:
+        events = events.withColumn("amount", F.udf(probe, "double")("id", "amount"))
+    return events
+
+
+def stateful_query(kind: str, spark: Any, workdir: Path,
+                   probe: Callable[..., Any] | None = None) -> Any:
+    """``dedup``: the first row of each key ``id % DEDUP_KEYS`` as (key, id);
+    ``join``: the event files joined with themselves (a second stream) on
+    ``id % JOIN_KEYS``, as (left id, right id); both to Parquet (availableNow). The
+    probe UDF runs in the (left) stream's tasks."""
+    from unbounded.sql import functions as F
+
+    events = _events(spark, workdir, probe, 2)
+    if kind == "dedup":
+        out = (events.withColumn("key", F.col("id") % DEDUP_KEYS).dropDuplicates(["key"])
+               .select(F.col("key").alias("a"), F.col("id").alias("b")))
+    else:
+        left = events.select(F.col("id").alias("a"), (F.col("id") % JOIN_KEYS).alias("lk"),
+                             "amount")  # kept, so the probe runs
+        right = _events(spark, workdir, None, 2).select(
+            F.col("id").alias("b"), (F.col("id") % JOIN_KEYS).alias("rk"))
+        out = left.join(right, F.expr("lk = rk")).select("a", "b")
+    return (out.writeStream.outputMode("append").format("parquet")
+            .option("checkpointLocation", str(workdir / "cp")).trigger(availableNow=True)
+            .start(str(workdir / "out")))
+
+
+def expected_stateful(kind: str, workdir: Path) -> list[tuple[int, int]]:
+    """What ``stateful_query`` gives over every event file, as a batch query would:
+    each key's first id (files are read in order, ids ascend), or every pair of ids of
+    one key."""
+    ids = pl.read_ndjson(str(workdir / "input" / "*.json"))["id"].to_list()
+    if kind == "dedup":
+        return sorted({i % DEDUP_KEYS: i for i in sorted(ids, reverse=True)}.items())
+    by_key: dict[int, list[int]] = {}
+    for i in ids:
+        by_key.setdefault(i % JOIN_KEYS, []).append(i)
+    return sorted((a, b) for same in by_key.values() for a in same for b in same)
+
+
+def output_stateful(workdir: Path) -> list[tuple[int, int]]:
+    """Every (a, b) row the Parquet sink committed, duplicates kept."""
+    from unbounded.sql import SparkSession
+
+    spark = SparkSession.builder.master("local[1]").create()
+    try:
+        rows = spark.read.parquet(str(workdir / "out")).collect()
+    finally:
+        spark.stop()
+    return sorted((r["a"], r["b"]) for r in rows)
 
 
 def expected_windows(workdir: Path) -> list[tuple[Any, ...]]:

@@ -22,6 +22,7 @@ from ray_fixtures import (
     PER_FILE,
     SKIP_REASON,
     append_events,
+    expected_stateful,
     expected_windows,
     fail_first_attempts,
     kafka_to_kafka_query,
@@ -30,6 +31,7 @@ from ray_fixtures import (
     kill_worker_once_mapping,
     list_state_actors,
     name_state_actor_node_once,
+    output_stateful,
     output_windows,
     ray_client_turn,
     ray_cluster_fixture,  # noqa: F401
@@ -38,6 +40,7 @@ from ray_fixtures import (
     stall_first_copy,
     stall_first_copy_fail_others,
     start_newer_run_once,
+    stateful_query,
     windowed_query,
 )
 from unbounded.errors import StreamingQueryException
@@ -229,6 +232,39 @@ def test_the_node_of_a_state_actor_removed_mid_run_loses_and_duplicates_nothing(
         remover.join(90)
     assert len(ray_cluster.worker_nodes) == 1, "the state actor's node was not removed"
     assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def _run_stateful(kind: str, workdir, master: str, probe=None) -> None:
+    spark = _session(master)
+    try:
+        stateful_query(kind, spark, workdir, probe).awaitTermination(120)
+    finally:
+        spark.stop()
+
+
+@pytest.mark.parametrize("kind", ["dedup", "join"])
+def test_dedup_and_join_state_actor_killed_mid_run_is_restored_from_the_checkpoint(
+        ray_cluster, tmp_path, kind):
+    append_events(tmp_path / "input", 0, 8)
+    marker = tmp_path / "actor"  # the operator's own actors: no other state in the query
+    _run_stateful(kind, tmp_path, "ray", kill_state_actor_once(marker, from_id=1300))
+    assert marker.exists(), "the probe found no state actor to kill"
+    assert _exits(int(marker.read_text()), timeout_s=30)
+    assert output_stateful(tmp_path) == expected_stateful(kind, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["dedup", "join"])
+def test_dedup_and_join_state_moves_from_the_driver_to_actors_and_back(
+        ray_cluster, tmp_path, kind):
+    append_events(tmp_path / "input", 0, 3)
+    _run_stateful(kind, tmp_path, "local[2]")
+    append_events(tmp_path / "input", 3, 3)
+    marker = tmp_path / "actors"
+    _run_stateful(kind, tmp_path, "ray", list_state_actors(marker, from_id=900))
+    append_events(tmp_path / "input", 6, 3)
+    _run_stateful(kind, tmp_path, "local[2]")
+    assert len(marker.read_text().split()) == 2  # one actor per state partition
+    assert output_stateful(tmp_path) == expected_stateful(kind, tmp_path)
 
 
 @pytest.mark.parametrize(("setting", "actors"), [("true", 2), ("false", 0)])

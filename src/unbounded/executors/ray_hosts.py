@@ -55,6 +55,11 @@ class _Host:
         resource: S = self._resources[key]
         return fn(resource)
 
+    def run_all(self, calls: list[HostCall[Any, Any]]) -> list[Any]:
+        """Several slots' calls of one batch, in order: one actor call per batch (a
+        call's fixed cost is paid once, and the fold they share is pickled once)."""
+        return [self.run(c.key, c.open, c.fn) for c in calls]
+
     def pid(self) -> int:
         """This actor's process id (tests kill it)."""
         return os.getpid()
@@ -115,13 +120,14 @@ class RayHosts:
         self._actors, self._max_failures = actors, max_failures
         self._keys: list[set[str]] = [set() for _ in actors]
 
+    def _index(self, call: HostCall[Any, Any]) -> int:
+        index = call.slot % len(self._actors)
+        self._keys[index].add(call.key)
+        return index
+
     def _submit(self, calls: Sequence[HostCall[Any, R]]) -> list[Any]:
-        refs = []
-        for call in calls:
-            index = call.slot % len(self._actors)
-            self._keys[index].add(call.key)
-            refs.append(self._actors[index].run.remote(call.key, call.open, call.fn))
-        return refs
+        return [self._actors[i].run.remote(c.key, c.open, c.fn)
+                for c, i in ((c, self._index(c)) for c in calls)]
 
     def prepare(self, calls: Sequence[HostCall[Any, Any]]) -> None:
         """Opening calls: their errors need no reporting, as every later call opens its
@@ -129,24 +135,36 @@ class RayHosts:
         self._submit(calls)
 
     def map(self, calls: Sequence[HostCall[Any, R]]) -> list[R]:
-        refs = self._submit(calls)
-        return [self._result(ref, call) for ref, call in zip(refs, calls, strict=True)]
+        """The calls grouped by actor, one ``run_all`` per actor; results in order."""
+        groups: dict[int, list[int]] = {}
+        for n, call in enumerate(calls):
+            groups.setdefault(self._index(call), []).append(n)
+        refs = {i: self._send(i, [calls[n] for n in ns]) for i, ns in groups.items()}
+        results: list[Any] = [None] * len(calls)
+        for i, ns in groups.items():
+            for n, value in zip(ns, self._result(refs[i], i, [calls[n] for n in ns]),
+                                strict=True):
+                results[n] = value
+        return results
 
-    def _result(self, ref: Any, call: HostCall[Any, R]) -> R:
-        """The call's result. An actor that Ray cannot reach yet (its node just died,
-        not yet declared dead and restarted) gets the call again until it answers:
+    def _send(self, index: int, calls: list[HostCall[Any, R]]) -> Any:
+        return self._actors[index].run_all.remote(calls)
+
+    def _result(self, ref: Any, index: int, calls: list[HostCall[Any, R]]) -> list[R]:
+        """The calls' results. An actor that Ray cannot reach yet (its node just died,
+        not yet declared dead and restarted) gets the calls again until it answers:
         Ray does not retry those calls itself, and a call may run twice by contract."""
         deadline = time.monotonic() + _UNREACHABLE_WAIT_S
         while True:
             try:
-                result: R = ray.get(ref)
+                result: list[R] = ray.get(ref)
                 return result
             except ActorUnavailableError as err:
                 if time.monotonic() > deadline:
                     raise_surfaced(err, self._max_failures, "state partition's call")
                 log.info("state actor unreachable, calling again: %s", err)
                 time.sleep(0.5)
-                ref = self._submit([call])[0]
+                ref = self._send(index, calls)
             except RayTaskError as err:  # the fold's own error, which Ray does not retry
                 raise_own(err)
             except RayError as err:  # the actor died more often than Ray restarts calls

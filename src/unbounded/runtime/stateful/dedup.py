@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -22,17 +23,55 @@ from unbounded.runtime.stateful.base import (
     MapSide,
     OperatorContext,
     OperatorOutput,
-    PartitionedState,
-    map_partitions,
+    frame_of,
+    partition_ids,
+    split_partitions,
     sum_metrics,
     watermark_delays,
 )
-from unbounded.state.base import FOUND_COLUMN, StateSchema
+from unbounded.runtime.stateful.hosted import StatePartitions
+from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
 
-__all__ = ["StreamingDeduplication"]
+__all__ = ["DeduplicationFold", "StreamingDeduplication"]
 
 _UTC_US = pl.Datetime("us", "UTC")
 _EXPIRES = "__expires_at"
+
+
+@dataclass(frozen=True)
+class DeduplicationFold:
+    """One state partition's half of a batch: its rows whose keys the store has not
+    seen pass and are stored, keys the watermark expires are evicted, the version is
+    committed. Names and Polars expressions only, so it pickles and runs where the
+    partition's store lives (a driver thread or its Ray actor, ``hosted.py``)."""
+
+    keys: tuple[str, ...]
+    expiry: pl.Expr  # the stored value: when the key expires
+    evict_column: str | None  # compared with the watermark; None: keys never expire
+    watermark_us: int = 0
+
+    def __call__(self, stores: Sequence[StateStore], rows: Sequence[pl.DataFrame]
+                 ) -> tuple[pl.DataFrame, dict[str, int]]:
+        store, part = stores[0], rows[0]
+        try:
+            fresh = self._fold(store, part)
+            store.commit()
+        except BaseException:
+            store.abort()
+            raise
+        return fresh, store.metrics.to_dict()
+
+    def _fold(self, store: StateStore, rows: pl.DataFrame) -> pl.DataFrame:
+        keys = list(self.keys)
+        found = frame_of(store.lookup(rows.select(keys).to_arrow()))
+        fresh = rows.filter(~found[FOUND_COLUMN])
+        if fresh.height:  # keys unique in the batch and absent from the store
+            store.upsert(fresh.select([*keys, self.expiry.alias(_EXPIRES)]).to_arrow(),
+                         distinct=True, new_keys=True)
+        if self.evict_column is not None and self.watermark_us > 0:
+            wm = pl.lit(self.watermark_us, dtype=pl.Int64).cast(_UTC_US)
+            store.evict(pl.col(self.evict_column) <= wm)
+        return fresh
 
 
 class StreamingDeduplication:
@@ -58,7 +97,9 @@ class StreamingDeduplication:
         key_schema = pl.DataFrame(schema=input_schema).select(self.keys).to_arrow().schema
         value = pl.DataFrame(schema={_EXPIRES: _UTC_US}).to_arrow().schema
         self.schema = StateSchema(key_schema, value)
-        self.state = PartitionedState(ctx, self.schema)
+        evict_column = (_EXPIRES if self.within else self.event_time) if self.evicts else None
+        self.fold = DeduplicationFold(tuple(self.keys), self._expiry(), evict_column)
+        self.state = StatePartitions(ctx, [("", self.schema)])
 
     map_sides: tuple[MapSide | None, ...] = (None,)  # the operator runs on the batch's rows
 
@@ -66,16 +107,16 @@ class StreamingDeduplication:
         started = time.perf_counter()
         rows, batch_id, watermark_us = inputs[0].rows, batch.batch_id, batch.watermark_us
         dropped = 0
-        wm = pl.lit(watermark_us, dtype=pl.Int64).cast(_UTC_US)
         late = pl.lit(batch.late_watermark_us, dtype=pl.Int64).cast(_UTC_US)
         if self.event_time is not None and batch.late_watermark_us > 0:
             before = rows.height
             rows = rows.filter(~(pl.col(self.event_time) <= late).fill_null(False))
             dropped = before - rows.height
         firsts = rows.unique(subset=self.keys, keep="first", maintain_order=True)
-        results = map_partitions(
-            self.ctx, firsts, self.keys,
-            lambda p, part: self._process_partition(p, part, batch_id, wm, watermark_us))
+        n = self.ctx.num_partitions
+        parts = split_partitions(firsts, partition_ids(firsts, self.keys, n), n)
+        fold = replace(self.fold, watermark_us=watermark_us)
+        results = self.state.fold([(part,) for part in parts], fold, batch_id)
         out = pl.concat([r[0] for r in results]) if results else firsts.clear()
         metrics = sum_metrics([r[1] for r in results])
         metrics.update(operatorName="dedupe", numRowsDroppedByWatermark=dropped,
@@ -89,25 +130,6 @@ class StreamingDeduplication:
             return pl.lit(None, dtype=_UTC_US)
         delay = self.delay_ms * 1000 if self.within else 0
         return (pl.col(self.event_time).dt.epoch("us") + delay).cast(_UTC_US)
-
-    def _process_partition(self, partition: int, rows: pl.DataFrame, batch_id: int,
-                           wm: pl.Expr, watermark_us: int) -> tuple[pl.DataFrame, dict[str, int]]:
-        store = self.state.store(partition, batch_id)
-        try:
-            found = pl.from_arrow(store.lookup(rows.select(self.keys).to_arrow()))
-            assert isinstance(found, pl.DataFrame)
-            fresh = rows.filter(~found[FOUND_COLUMN])
-            if fresh.height:  # keys unique in the batch and absent from the store
-                store.upsert(fresh.select([*self.keys, self._expiry().alias(_EXPIRES)])
-                             .to_arrow(), distinct=True, new_keys=True)
-            if self.evicts and watermark_us > 0:
-                column = pl.col(_EXPIRES) if self.within else pl.col(self.event_time or "")
-                store.evict(column <= wm)
-            store.commit()
-        except BaseException:
-            store.abort()
-            raise
-        return fresh, store.metrics.to_dict()
 
     def output_watermark_us(self, input_watermark_us: int) -> int:
         return input_watermark_us

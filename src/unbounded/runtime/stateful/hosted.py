@@ -1,21 +1,23 @@
-"""State partitions kept by the executor's resource hosts (Ray actors), not the driver.
+"""State partitions kept by the executor's resource hosts (Ray actors) or the driver.
 
-An operator whose per-partition work is a picklable fold of ``(store, rows)`` hands it
-here: the batch's rows are split by key hash into the state partitions, and partition
-``p``'s fold runs in the host of slot ``p``, on the store its provider opens at the
-batch's version. The provider lives in the host between batches (its recent versions in
-memory); a host that died is replaced and reopens the provider, which reads the last
-committed version from the checkpoint, so the re-run fold computes the same version.
-Before a fold commits, the host checks the driver's epoch fence: a driver that a newer
-run replaced writes no state through its actors.
+An operator's per-partition work is a picklable fold of ``(stores, rows)``: the
+partition's stores at the batch's version (one per store name: an aggregation's or a
+deduplication's one, a join's ``left`` and ``right``) and its share of each input,
+routed by the recorded key hash. ``StatePartitions`` runs it on driver threads, or in
+the host of slot ``p`` for partition ``p`` when the executor has hosts; both read and
+write the same checkpoint files, so a query resumes with its state moved either way.
+In a host the providers live between batches (their recent versions in memory); a
+host that died is replaced and reopens them, which reads the last committed version
+from the checkpoint, so the re-run fold computes the same version. Before a fold
+commits, the host checks the driver's epoch fence: a driver that a newer run replaced
+writes no state through its actors.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -24,6 +26,7 @@ from unbounded.checkpoint.epoch import EpochFence, fence_for
 from unbounded.executors.base import HostCall, ResourceHosts, SupportsResourceHosts
 from unbounded.runtime.stateful.base import (
     OperatorContext,
+    PartitionedState,
     frame_of,
     partition_ids,
     split_partitions,
@@ -32,6 +35,7 @@ from unbounded.state.base import (
     MergeFold,
     StateSchema,
     StateStore,
+    StateStoreConf,
     StateStoreId,
     StateStoreMetrics,
     StateStoreProvider,
@@ -39,9 +43,11 @@ from unbounded.state.base import (
 )
 from unbounded.state.registry import create_provider
 
-__all__ = ["FencedStore", "HostedState", "PartitionFold", "fenced"]
+__all__ = ["FencedStore", "HostedState", "PartitionFold", "StatePartitions", "StoresFold",
+           "fenced"]
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 PartitionFold = Callable[[StateStore, pl.DataFrame], R]
 """One state partition's work in one batch: fold the rows into the open store, commit
 it, return what the operator emits. Must pickle and be re-runnable on the same version."""
@@ -109,48 +115,109 @@ def fenced(store: StateStore, fence: EpochFence, path: str) -> FencedStore:
     return FencedStore(store, fence, path)
 
 
+class StoresFold(Protocol[R_co]):
+    """One state partition's work in one batch over several stores (a join's two
+    sides): fold each input's rows into the open stores, commit them, return what the
+    operator emits. Must pickle and be re-runnable on the same version."""
+
+    def __call__(self, stores: Sequence[StateStore], rows: Sequence[pl.DataFrame]
+                 ) -> R_co: ...
+
+
 @dataclass(frozen=True)
-class _FoldVersion(Generic[R]):
-    """A fold on one version of a partition's store, run in its host."""
+class _OneStore(Generic[R]):
+    """A ``PartitionFold`` as a ``StoresFold`` over one store."""
 
     fold: PartitionFold[R]
-    rows: pa.Table
+
+    def __call__(self, stores: Sequence[StateStore], rows: Sequence[pl.DataFrame]) -> R:
+        return self.fold(stores[0], rows[0])
+
+
+class _Providers:
+    """One state partition's providers (one per store name), a host's resource."""
+
+    def __init__(self, providers: list[StateStoreProvider]) -> None:
+        self.providers = providers
+
+    def stores(self, version: int, fence: EpochFence | None) -> list[StateStore]:
+        opened = [p.get_store(version) for p in self.providers]
+        if fence is None:
+            return opened
+        return [fenced(s, fence, p.store_id.path)
+                for s, p in zip(opened, self.providers, strict=True)]
+
+    def maintenance(self, min_versions: int) -> None:
+        for provider in self.providers:
+            provider.maintenance(min_versions)
+
+    def close(self) -> None:
+        for provider in self.providers:
+            provider.close()
+
+
+@dataclass(frozen=True)
+class _OpenProviders:
+    """Opens one partition's providers in a host (from the checkpoint, after a loss)."""
+
+    ids: tuple[StateStoreId, ...]
+    schemas: tuple[StateSchema, ...]
+    conf: StateStoreConf
+
+    def __call__(self) -> _Providers:
+        return _Providers([create_provider(i, s, self.conf)
+                           for i, s in zip(self.ids, self.schemas, strict=True)])
+
+
+@dataclass(frozen=True)
+class _FoldVersion(Generic[R]):
+    """A fold on one version of a partition's stores, run in its host."""
+
+    fold: StoresFold[R]
+    rows: tuple[pa.Table, ...]
     version: int
     fence: EpochFence | None
 
-    def __call__(self, provider: StateStoreProvider) -> R:
-        store: StateStore = provider.get_store(self.version)
-        if self.fence is not None:
-            store = fenced(store, self.fence, provider.store_id.path)
-        return self.fold(store, frame_of(self.rows))
+    def __call__(self, providers: _Providers) -> R:
+        return self.fold(providers.stores(self.version, self.fence),
+                         [frame_of(t) for t in self.rows])
 
 
-def _opened(provider: StateStoreProvider) -> None:
-    """Nothing: calling it makes the host open the provider."""
+def _opened(providers: _Providers) -> None:
+    """Nothing: calling it makes the host open the providers."""
 
 
 @dataclass(frozen=True)
 class _Maintain:
     min_versions: int
 
-    def __call__(self, provider: StateStoreProvider) -> None:
-        provider.maintenance(self.min_versions)
+    def __call__(self, providers: _Providers) -> None:
+        providers.maintenance(self.min_versions)
 
 
 class HostedState:
-    """One operator's state partitions (one store name) in the executor's hosts."""
+    """One operator's state partitions (one or more store names) in the executor's
+    hosts: partition ``p``'s stores are one resource of the host of slot ``p``."""
 
-    def __init__(self, hosts: ResourceHosts, ctx: OperatorContext, schema: StateSchema,
-                 store_name: str) -> None:
+    def __init__(self, hosts: ResourceHosts, ctx: OperatorContext,
+                 stores: Sequence[tuple[str, StateSchema]]) -> None:
         self._hosts, self._ctx = hosts, ctx
-        self._ids = [StateStoreId(ctx.state_root, ctx.operator_id, p, store_name)
-                     for p in range(ctx.num_partitions)]
-        self._opens = [functools.partial(create_provider, i, schema, ctx.store_conf)
-                       for i in self._ids]
+        names = tuple(name for name, _ in stores)
+        schemas = tuple(schema for _, schema in stores)
+        self._opens = [_OpenProviders(
+            tuple(StateStoreId(ctx.state_root, ctx.operator_id, p, n) for n in names),
+            schemas, ctx.store_conf) for p in range(ctx.num_partitions)]
+        self._keys = [",".join(i.path for i in o.ids) for o in self._opens]
 
     @classmethod
     def open(cls, ctx: OperatorContext, schema: StateSchema, store_name: str = ""
              ) -> HostedState | None:
+        """Hosted state of one store name (see ``open_stores``)."""
+        return cls.open_stores(ctx, [(store_name, schema)])
+
+    @classmethod
+    def open_stores(cls, ctx: OperatorContext, stores: Sequence[tuple[str, StateSchema]]
+                    ) -> HostedState | None:
         """Hosted state when the executor keeps resources in hosts and the session lets
         it; None: the operator keeps its stores on the driver."""
         if not isinstance(ctx.executor, SupportsResourceHosts):
@@ -158,15 +225,17 @@ class HostedState:
         hosts = ctx.executor.resource_hosts(ctx.num_partitions)
         if hosts is None:
             return None
-        hosted = cls(hosts, ctx, schema, store_name)
+        hosted = cls(hosts, ctx, stores)
         hosted.prepare()
         return hosted
+
+    def _call(self, p: int, fn: Callable[[_Providers], R]) -> HostCall[_Providers, R]:
+        return HostCall(p, self._keys[p], self._opens[p], fn)
 
     def prepare(self) -> None:
         """Open the providers in the hosts now: a new host process imports the engine
         and reads the schema files while the driver starts the first batch's tasks."""
-        self._hosts.prepare([HostCall(p, self._ids[p].path, self._opens[p], _opened)
-                             for p in range(self._ctx.num_partitions)])
+        self._hosts.prepare([self._call(p, _opened) for p in range(self._ctx.num_partitions)])
 
     def fold(self, frame: pl.DataFrame, keys: list[str], fold: PartitionFold[R],
              version: int) -> list[R]:
@@ -174,15 +243,60 @@ class HostedState:
         of ``keys``) on ``version``, in partition order."""
         n = self._ctx.num_partitions
         parts = split_partitions(frame, partition_ids(frame, keys, n), n)
+        return self.fold_parts([(part,) for part in parts], _OneStore(fold), version)
+
+    def fold_parts(self, parts: Sequence[Sequence[pl.DataFrame]], fold: StoresFold[R],
+                   version: int) -> list[R]:
+        """``fold`` per state partition over its rows ``parts[p]`` (one frame per input)
+        on ``version``, in partition order."""
         fence = fence_for(self._ctx.state_root)
         return self._hosts.map([
-            HostCall(p, self._ids[p].path, self._opens[p],
-                     _FoldVersion(fold, parts[p].to_arrow(), version, fence))
-            for p in range(n)])
+            self._call(p, _FoldVersion(fold, tuple(f.to_arrow() for f in frames), version,
+                                       fence))
+            for p, frames in enumerate(parts)])
 
     def maintenance(self, min_versions: int) -> None:
-        self._hosts.map([HostCall(p, self._ids[p].path, self._opens[p], _Maintain(min_versions))
+        self._hosts.map([self._call(p, _Maintain(min_versions))
                          for p in range(self._ctx.num_partitions)])
 
     def close(self) -> None:
         self._hosts.close()
+
+
+class StatePartitions:
+    """An operator's state partitions wherever they live: in the executor's hosts (Ray
+    actors) when it has them, else on the driver. The same fold runs in either place on
+    the same checkpoint files, so a query resumes with its state moved either way.
+
+    The driver opens every store at start in both cases, so a changed state schema or
+    partitioning fails before the query starts.
+    """
+
+    def __init__(self, ctx: OperatorContext, stores: Sequence[tuple[str, StateSchema]]
+                 ) -> None:
+        self._ctx = ctx
+        self.local = [PartitionedState(ctx, schema, name) for name, schema in stores]
+        self.hosted = HostedState.open_stores(ctx, stores)
+
+    def fold(self, parts: Sequence[Sequence[pl.DataFrame]], fold: StoresFold[R],
+             version: int) -> list[R]:
+        """``fold`` of every partition ``p`` over ``parts[p]`` on ``version``, in
+        partition order (in parallel on the executor or the hosts)."""
+        if self.hosted is not None:
+            return self.hosted.fold_parts(parts, fold, version)
+        return self._ctx.executor.map(
+            lambda p: fold([s.store(p, version) for s in self.local], parts[p]),
+            list(range(self._ctx.num_partitions)))
+
+    def maintenance(self, min_versions: int) -> None:
+        if self.hosted is not None:
+            self.hosted.maintenance(min_versions)
+            return
+        for state in self.local:
+            state.maintenance(min_versions)
+
+    def close(self) -> None:
+        if self.hosted is not None:
+            self.hosted.close()
+        for state in self.local:
+            state.close()

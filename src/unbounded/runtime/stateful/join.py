@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
@@ -43,28 +43,28 @@ from unbounded.engine.joins import (
 from unbounded.engine.plans import compile_output, plan_columns
 from unbounded.errors import UnsupportedOperationException
 from unbounded.plan.expressions import ColumnRef
-from unbounded.plan.logical import Join, JoinType, LogicalPlan
+from unbounded.plan.logical import DataRelation, Join, JoinType, LogicalPlan
 from unbounded.runtime.stateful.base import (
     BatchInfo,
     InputBatch,
     MapSide,
     OperatorContext,
     OperatorOutput,
-    PartitionedState,
     frame_of,
     split_partitions,
     sum_metrics,
 )
+from unbounded.runtime.stateful.hosted import StatePartitions
 from unbounded.runtime.stateful.join_map_side import PARTITION_COLUMN, JoinMapSide
 from unbounded.runtime.stateful.join_watermark import (
     SideEviction,
     side_evictions,
     watermarked_columns,
 )
-from unbounded.state.base import StateSchema
+from unbounded.state.base import StateSchema, StateStore
 from unbounded.state.join_keys import JoinKeysFile, JoinSideKeys
 
-__all__ = ["StreamingJoin"]
+__all__ = ["JoinFold", "StreamingJoin"]
 
 _ROW = "__join_row"
 _MATCHED = "__join_matched"
@@ -86,10 +86,9 @@ class _Side:
         self.keys: list[pl.Expr] = []  # over the side's columns renamed by ``renames``
         self.renames: dict[str, str] = {}
 
-    def open_state(self, ctx: OperatorContext) -> None:
+    def state_schema(self) -> StateSchema:
         value = self.empty.with_columns(pl.lit(False).alias(_MATCHED)).to_arrow().schema
-        key = pa.schema([pa.field(_ROW, pa.int64())])
-        self.state = PartitionedState(ctx, StateSchema(key, value), store_name=self.name)
+        return StateSchema(pa.schema([pa.field(_ROW, pa.int64())]), value)
 
     def map_side(self, num_partitions: int) -> JoinMapSide:
         return JoinMapSide(tuple(self.physical), tuple(self.keys),
@@ -111,6 +110,102 @@ class _Side:
 
     def for_join(self, rows: pl.DataFrame) -> pl.LazyFrame:
         return rows.select([*self.physical, pl.col(_ROW).alias(self.row_name)]).lazy()
+
+
+def _detached(node: Join, how: JoinType) -> Join:
+    """``node`` as ``how`` without its inputs' plans (a fold is given their columns), so
+    it pickles small and never carries a source's objects to a Ray actor."""
+    leaf = DataRelation(pa.table({}))
+    return replace(node, left=leaf, right=leaf, join_type=how)
+
+
+@dataclass(frozen=True)
+class JoinFold:
+    """One state partition's half of a batch (stores ``left``, ``right``; rows: each
+    side's new rows, numbered): the pairs the new rows make, the match flags and new
+    rows stored, the rows the watermark expires evicted (an outer side's unmatched ones
+    emitted padded), both versions committed. It holds the sides' columns and Polars
+    expressions, so it pickles and runs where the partition's stores live: a driver
+    thread or its Ray actor (``runtime/stateful/hosted.py``)."""
+
+    left: _Side
+    right: _Side
+    pair_node: Join  # the inner join that finds the pairs
+    node: Join  # the join itself, which pads an outer side's unmatched rows
+    pair_output: tuple[pl.Expr, ...]
+    output: tuple[str, ...]  # physical names of the join's output
+    evictions: tuple[SideEviction | None, SideEviction | None]
+    watermark_us: int = 0  # this batch's, which evicts
+
+    def __call__(self, stores: Sequence[StateStore], rows: Sequence[pl.DataFrame]
+                 ) -> tuple[pl.DataFrame, dict[str, int]]:
+        lstore, rstore = stores
+        try:
+            out = self._join_partition(lstore, rstore, rows[0], rows[1])
+            lstore.commit()
+            rstore.commit()
+        except BaseException:
+            lstore.abort()
+            rstore.abort()
+            raise
+        return out, sum_metrics([lstore.metrics.to_dict(), rstore.metrics.to_dict()])
+
+    def _join_partition(self, lstore: StateStore, rstore: StateStore, lnew: pl.DataFrame,
+                        rnew: pl.DataFrame) -> pl.DataFrame:
+        how = self.node.join_type
+        lold, rold = frame_of(lstore.scan()), frame_of(rstore.scan())
+        rall = pl.concat([rold.drop(_MATCHED), rnew], how="diagonal_relaxed")
+        pairs = self.pairs((lnew, rall), (lold.drop(_MATCHED), rnew))
+        tracks = how is not JoinType.INNER  # outer rows, semi: once
+        lmatched = pairs.get_column(_ROW_L).unique() if tracks else None
+        rmatched = pairs.get_column(_ROW_R).unique() if tracks else None
+        emitted = [self._emit_semi(lnew, lold, lmatched) if lmatched is not None
+                   and how is JoinType.LEFT_SEMI else pairs.select(self.pair_output)]
+        _store(lstore, lnew, lold, lmatched)
+        _store(rstore, rnew, rold, rmatched)
+        emitted += self._evict(lstore, self.left, self.evictions[0],
+                               how in (JoinType.LEFT_OUTER, JoinType.FULL_OUTER))
+        emitted += self._evict(rstore, self.right, self.evictions[1],
+                               how in (JoinType.RIGHT_OUTER, JoinType.FULL_OUTER))
+        return pl.concat(emitted, how="vertical_relaxed")
+
+    def pairs(self, *sides: tuple[pl.DataFrame, pl.DataFrame]) -> pl.DataFrame:
+        """Every matching pair of each (left, right), with both rows' ids, from one
+        Polars run of the inner joins."""
+        frames = [join_frames(self.pair_node, self.left.for_join(left),
+                              self.right.for_join(right), CompileContext(pl.Schema(), 0),
+                              left_columns=self.left.output_columns(),
+                              right_columns=self.right.output_columns())
+                  for left, right in sides]
+        return pl.concat(pl.collect_all(frames), how="vertical_relaxed")
+
+    def _emit_semi(self, lnew: pl.DataFrame, lold: pl.DataFrame,
+                   matched: pl.Series) -> pl.DataFrame:
+        """Left rows matched for the first time: new ones, and stored ones never matched."""
+        fresh = lnew.filter(pl.col(_ROW).is_in(matched.implode()))
+        waiting = lold.filter(~pl.col(_MATCHED) & pl.col(_ROW).is_in(matched.implode()))
+        both = pl.concat([fresh, waiting.drop(_MATCHED)], how="diagonal_relaxed")
+        return both.select(list(self.output))
+
+    def _evict(self, store: StateStore, side: _Side, rule: SideEviction | None,
+               pad: bool) -> list[pl.DataFrame]:
+        if rule is None or self.watermark_us <= 0:
+            return []
+        gone = frame_of(store.evict(rule.predicate(rule.bound_us(self.watermark_us))))
+        if not pad or gone.height == 0:
+            return []
+        return [self._padded(side, gone.filter(~pl.col(_MATCHED)))]
+
+    def _padded(self, side: _Side, rows: pl.DataFrame) -> pl.DataFrame:
+        """Rows of ``side`` that never matched, with the other side's columns NULL."""
+        other = self.right if side is self.left else self.left
+        empty = other.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
+        left, right = (rows, empty) if side is self.left else (empty, rows)
+        frame = join_frames(self.node, self.left.for_join(left), self.right.for_join(right),
+                            CompileContext(pl.Schema(), 0),
+                            left_columns=self.left.output_columns(),
+                            right_columns=self.right.output_columns())
+        return frame.select(list(self.output)).collect()
 
 
 class StreamingJoin:
@@ -143,16 +238,17 @@ class StreamingJoin:
         self.output = plan_columns(node)
         # Pairs are found by an inner join: its output holds the node's columns in the
         # node's order (only a USING key of a right join is named after the right side).
-        self.pair_node = replace(node, join_type=JoinType.INNER)
-        self.pair_output = [pl.col(a.physical).alias(b.physical)
-                            for a, b in zip(plan_columns(self.pair_node), self.output,
-                                            strict=False)]
-        self.tracks_matches = self.how is not JoinType.INNER  # outer rows, semi: once
+        pair_output = [pl.col(a.physical).alias(b.physical)
+                       for a, b in zip(plan_columns(replace(node, join_type=JoinType.INNER)),
+                                       self.output, strict=False)]
         JoinKeysFile(ctx.state_root, ctx.operator_id).write_once(  # for the state reader
             {side.name: JoinSideKeys(tuple(side.keys), side.renames)
              for side in (self.left, self.right)})
-        self.left.open_state(ctx)
-        self.right.open_state(ctx)
+        self.fold = JoinFold(self.left, self.right, _detached(node, JoinType.INNER),
+                             _detached(node, node.join_type), tuple(pair_output),
+                             tuple(c.physical for c in self.output), self.evictions)
+        self.state = StatePartitions(ctx, [(side.name, side.state_schema())
+                                           for side in (self.left, self.right)])
         self.map_sides: tuple[MapSide | None, ...] = (
             self.left.map_side(ctx.num_partitions), self.right.map_side(ctx.num_partitions))
 
@@ -161,9 +257,8 @@ class StreamingJoin:
         started = time.perf_counter()
         lparts = self.left.split(inputs[0].rows, batch.batch_id, self.ctx.num_partitions)
         rparts = self.right.split(inputs[1].rows, batch.batch_id, self.ctx.num_partitions)
-        results = self.ctx.executor.map(
-            lambda p: self._process_partition(p, lparts[p], rparts[p], batch),
-            list(range(self.ctx.num_partitions)))
+        fold = replace(self.fold, watermark_us=batch.watermark_us)
+        results = self.state.fold(list(zip(lparts, rparts, strict=True)), fold, batch.batch_id)
         frames = [r[0] for r in results]
         out = pl.concat(frames, how="vertical_relaxed") if frames else self._empty_output()
         metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
@@ -174,81 +269,10 @@ class StreamingJoin:
                        allUpdatesTimeMs=int((time.perf_counter() - started) * 1000))
         return OperatorOutput(out, metrics)
 
-    def _process_partition(self, partition: int, lnew: pl.DataFrame, rnew: pl.DataFrame,
-                           batch: BatchInfo) -> tuple[pl.DataFrame, dict[str, int]]:
-        lstore = self.left.state.store(partition, batch.batch_id)
-        rstore = self.right.state.store(partition, batch.batch_id)
-        try:
-            out = self._join_partition(lstore, rstore, lnew, rnew, batch.watermark_us)
-            lstore.commit()
-            rstore.commit()
-        except BaseException:
-            lstore.abort()
-            rstore.abort()
-            raise
-        return out, sum_metrics([lstore.metrics.to_dict(), rstore.metrics.to_dict()])
-
-    def _join_partition(self, lstore: Any, rstore: Any, lnew: pl.DataFrame, rnew: pl.DataFrame,
-                        watermark_us: int) -> pl.DataFrame:
-        lold, rold = frame_of(lstore.scan()), frame_of(rstore.scan())
-        rall = pl.concat([rold.drop(_MATCHED), rnew], how="diagonal_relaxed")
-        pairs = self._pairs((lnew, rall), (lold.drop(_MATCHED), rnew))
-        lmatched = pairs.get_column(_ROW_L).unique() if self.tracks_matches else None
-        rmatched = pairs.get_column(_ROW_R).unique() if self.tracks_matches else None
-        emitted = [self._emit_semi(lnew, lold, lmatched) if lmatched is not None
-                   and self.how is JoinType.LEFT_SEMI else pairs.select(self.pair_output)]
-        _store(lstore, lnew, lold, lmatched)
-        _store(rstore, rnew, rold, rmatched)
-        emitted += self._evict(lstore, self.left, self.evictions[0], watermark_us,
-                               self.how in (JoinType.LEFT_OUTER, JoinType.FULL_OUTER))
-        emitted += self._evict(rstore, self.right, self.evictions[1], watermark_us,
-                               self.how in (JoinType.RIGHT_OUTER, JoinType.FULL_OUTER))
-        return pl.concat(emitted, how="vertical_relaxed")
-
-    def _pairs(self, *sides: tuple[pl.DataFrame, pl.DataFrame]) -> pl.DataFrame:
-        """Every matching pair of each (left, right), with both rows' ids, from one
-        Polars run of the inner joins."""
-        frames = [join_frames(self.pair_node, self.left.for_join(left),
-                              self.right.for_join(right), CompileContext(pl.Schema(), 0),
-                              left_columns=self.left.output_columns(),
-                              right_columns=self.right.output_columns())
-                  for left, right in sides]
-        return pl.concat(pl.collect_all(frames), how="vertical_relaxed")
-
-    def _emit_semi(self, lnew: pl.DataFrame, lold: pl.DataFrame,
-                   matched: pl.Series) -> pl.DataFrame:
-        """Left rows matched for the first time: new ones, and stored ones never matched."""
-        fresh = lnew.filter(pl.col(_ROW).is_in(matched.implode()))
-        waiting = lold.filter(~pl.col(_MATCHED) & pl.col(_ROW).is_in(matched.implode()))
-        both = pl.concat([fresh, waiting.drop(_MATCHED)], how="diagonal_relaxed")
-        return both.select([c.physical for c in self.output])
-
-    def _evict(self, store: Any, side: _Side, rule: SideEviction | None, watermark_us: int,
-               pad: bool) -> list[pl.DataFrame]:
-        if rule is None or watermark_us <= 0:
-            return []
-        bound = rule.bound_us(watermark_us)
-        predicate = rule.predicate(bound)
-        gone = frame_of(store.evict(predicate))
-        if not pad or gone.height == 0:
-            return []
-        return [self._padded(side, gone.filter(~pl.col(_MATCHED)))]
-
-    def _padded(self, side: _Side, rows: pl.DataFrame) -> pl.DataFrame:
-        """Rows of ``side`` that never matched, with the other side's columns NULL."""
-        other = self.right if side is self.left else self.left
-        empty = other.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
-        left, right = (rows, empty) if side is self.left else (empty, rows)
-        frame = join_frames(self.node, self.left.for_join(left), self.right.for_join(right),
-                            CompileContext(pl.Schema(), 0),
-                            left_columns=self.left.output_columns(),
-                            right_columns=self.right.output_columns())
-        return frame.select([c.physical for c in self.output]).collect()
-
     def _empty_output(self) -> pl.DataFrame:
         empty_l = self.left.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
         empty_r = self.right.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
-        return self._pairs((empty_l, empty_r)).select(self.pair_output)
+        return self.fold.pairs((empty_l, empty_r)).select(self.fold.pair_output)
 
     def output_watermark_us(self, input_watermark_us: int) -> int:
         """The older of the two sides' state watermarks (rows at or below them were
@@ -258,12 +282,10 @@ class StreamingJoin:
         return min(bounds) if bounds and input_watermark_us > 0 else input_watermark_us
 
     def close(self) -> None:
-        self.left.state.close()
-        self.right.state.close()
+        self.state.close()
 
     def maintenance(self, min_versions: int) -> None:
-        self.left.state.maintenance(min_versions)
-        self.right.state.maintenance(min_versions)
+        self.state.maintenance(min_versions)
 
 
 _SPARK_JOIN_NAMES = {JoinType.LEFT_OUTER: "LeftOuter", JoinType.RIGHT_OUTER: "RightOuter",
