@@ -224,6 +224,8 @@ def windowed_query(spark: Any, workdir: Path, probe: Callable[..., Any] | None =
 
 DEDUP_KEYS = 1000  # ids k, k+1000, k+2000 share a key and fall in different batches
 JOIN_KEYS = 400  # each id meets the 5 others of its key on the other side
+SESSION_KEYS = 40  # a key's events are 20 s apart, give or take the 20 s of disorder
+SESSION_GAP_S = 15
 
 
 def _events(spark: Any, workdir: Path, probe: Callable[..., Any] | None,
@@ -241,12 +243,20 @@ def stateful_query(kind: str, spark: Any, workdir: Path,
                    probe: Callable[..., Any] | None = None) -> Any:
     """``dedup``: the first row of each key ``id % DEDUP_KEYS`` as (key, id);
     ``join``: the event files joined with themselves (a second stream) on
-    ``id % JOIN_KEYS``, as (left id, right id); both to Parquet (availableNow). The
-    probe UDF runs in the (left) stream's tasks."""
+    ``id % JOIN_KEYS``, as (left id, right id); ``session``: events per session window
+    (15 s gap, 30 s watermark) of key ``id % SESSION_KEYS`` as (key, count, start); all
+    to Parquet (availableNow). The probe UDF runs in the (left) stream's tasks."""
     from unbounded.sql import functions as F
 
     events = _events(spark, workdir, probe, 2)
-    if kind == "dedup":
+    if kind == "session":
+        timed = events.withColumn("event_time", F.to_timestamp("ts")).withColumn(
+            "key", F.col("id") % SESSION_KEYS).withWatermark("event_time", "30 seconds")
+        out = (timed.groupBy(F.session_window("event_time", f"{SESSION_GAP_S} seconds"), "key")
+               .agg(F.count("*").alias("n"))
+               .select(F.col("key").alias("a"), F.col("n").alias("b"),
+                       F.col("session_window.start").alias("s")))
+    elif kind == "dedup":
         out = (events.withColumn("key", F.col("id") % DEDUP_KEYS).dropDuplicates(["key"])
                .select(F.col("key").alias("a"), F.col("id").alias("b")))
     else:
@@ -260,11 +270,14 @@ def stateful_query(kind: str, spark: Any, workdir: Path,
             .start(str(workdir / "out")))
 
 
-def expected_stateful(kind: str, workdir: Path) -> list[tuple[int, int]]:
+def expected_stateful(kind: str, workdir: Path) -> list[tuple[Any, ...]]:
     """What ``stateful_query`` gives over every event file, as a batch query would:
     each key's first id (files are read in order, ids ascend), or every pair of ids of
     one key."""
-    ids = pl.read_ndjson(str(workdir / "input" / "*.json"))["id"].to_list()
+    events = pl.read_ndjson(str(workdir / "input" / "*.json"))
+    if kind == "session":
+        return _expected_sessions(events)
+    ids = events["id"].to_list()
     if kind == "dedup":
         return sorted({i % DEDUP_KEYS: i for i in sorted(ids, reverse=True)}.items())
     by_key: dict[int, list[int]] = {}
@@ -273,8 +286,24 @@ def expected_stateful(kind: str, workdir: Path) -> list[tuple[int, int]]:
     return sorted((a, b) for same in by_key.values() for a in same for b in same)
 
 
-def output_stateful(workdir: Path) -> list[tuple[int, int]]:
-    """Every (a, b) row the Parquet sink committed, duplicates kept."""
+def _expected_sessions(events: pl.DataFrame) -> list[tuple[Any, ...]]:
+    """Sessions of each key (a row at most the gap after the one before, in event time,
+    joins its session: Spark merges windows that touch) that the final watermark
+    closed, as (key, count, start)."""
+    timed = events.with_columns(
+        pl.col("ts").str.to_datetime("%Y-%m-%d %H:%M:%S"),
+        (pl.col("id") % SESSION_KEYS).alias("a")).sort("a", "ts")
+    gap = timedelta(seconds=SESSION_GAP_S)
+    starts = (pl.col("ts").diff().over("a") > gap).fill_null(True).cum_sum()
+    sessions = timed.with_columns(starts.alias("session")).group_by("a", "session").agg(
+        pl.len().alias("b"), pl.col("ts").min().alias("s"), pl.col("ts").max().alias("last"))
+    watermark = timed["ts"].max() - timedelta(seconds=30)
+    closed = sessions.filter(pl.col("last") + gap <= watermark)
+    return sorted(closed.select("a", "b", "s").iter_rows())
+
+
+def output_stateful(workdir: Path) -> list[tuple[Any, ...]]:
+    """Every row the Parquet sink committed (duplicates kept), as plain tuples."""
     from unbounded.sql import SparkSession
 
     spark = SparkSession.builder.master("local[1]").create()
@@ -282,7 +311,8 @@ def output_stateful(workdir: Path) -> list[tuple[int, int]]:
         rows = spark.read.parquet(str(workdir / "out")).collect()
     finally:
         spark.stop()
-    return sorted((r["a"], r["b"]) for r in rows)
+    return sorted(tuple(v.replace(tzinfo=None) if isinstance(v, datetime) else v
+                        for v in r) for r in rows)
 
 
 def expected_windows(workdir: Path) -> list[tuple[Any, ...]]:

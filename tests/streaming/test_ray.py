@@ -253,8 +253,8 @@ def test_dedup_and_join_state_actor_killed_mid_run_is_restored_from_the_checkpoi
     assert output_stateful(tmp_path) == expected_stateful(kind, tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["dedup", "join"])
-def test_dedup_and_join_state_moves_from_the_driver_to_actors_and_back(
+@pytest.mark.parametrize("kind", ["dedup", "join", "session"])
+def test_dedup_join_and_session_state_moves_from_the_driver_to_actors_and_back(
         ray_cluster, tmp_path, kind):
     append_events(tmp_path / "input", 0, 3)
     _run_stateful(kind, tmp_path, "local[2]")

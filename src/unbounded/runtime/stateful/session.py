@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
@@ -43,14 +43,14 @@ from unbounded.runtime.stateful.base import (
     MapSide,
     OperatorContext,
     OperatorOutput,
-    PartitionedState,
     frame_of,
     partition_ids,
     watermark_delays,
 )
-from unbounded.state.base import StateSchema
+from unbounded.runtime.stateful.hosted import StatePartitions
+from unbounded.state.base import StateSchema, StateStore
 
-__all__ = ["StreamingSessionAggregation", "has_session_window"]
+__all__ = ["SessionFold", "StreamingSessionAggregation", "has_session_window"]
 
 _ROW_ID = "__row_id"
 _ROWS_PER_BATCH = 1 << 32
@@ -95,6 +95,57 @@ def _store_arguments(aggs: tuple[Expression, ...], ctx: CompileContext
     return columns, stored
 
 
+@dataclass(frozen=True)
+class SessionFold:
+    """One state partition's half of a batch: its new rows stored, the sessions
+    recomputed over the stored rows, those the watermark closed (append) removed, the
+    version committed, the emitted sessions aggregated. Names, plan expressions and a
+    schema only, so it pickles and runs where the partition's store lives (a driver
+    thread or its Ray actor, ``runtime/stateful/hosted.py``)."""
+
+    group_names: tuple[str, ...]
+    key_names: tuple[str, ...]
+    session_name: str
+    bounds_dtype: pl.DataType
+    aggs: tuple[_StoredAggregate, ...]
+    output_schema: pl.Schema
+    evicts: bool
+    watermark_us: int = 0
+
+    def __call__(self, stores: Sequence[StateStore], rows: Sequence[pl.DataFrame]
+                 ) -> tuple[pl.DataFrame, dict[str, int]]:
+        store = stores[0]
+        try:
+            if rows[0].height:
+                store.upsert(rows[0].to_arrow())
+            sessions = self._closed(store)
+            emitted = self._aggregate(sessions)
+            store.commit()
+        except BaseException:
+            store.abort()
+            raise
+        return emitted, store.metrics.to_dict()
+
+    def _closed(self, store: StateStore) -> pl.DataFrame:
+        """The stored rows by session; in append mode only the closed sessions, whose
+        rows leave the store."""
+        sessions = assign_sessions(frame_of(store.scan()), list(self.group_names),
+                                   self.session_name, self.bounds_dtype, tie_break=[_ROW_ID])
+        if not self.evicts:
+            return sessions
+        wm = pl.lit(self.watermark_us, dtype=pl.Int64).cast(self.bounds_dtype)
+        sessions = sessions.filter(pl.col(self.session_name).struct.field("end") <= wm)
+        if sessions.height:
+            store.delete(sessions.select(_ROW_ID).to_arrow())
+        return sessions
+
+    def _aggregate(self, sessions: pl.DataFrame) -> pl.DataFrame:
+        kctx = CompileContext(sessions.schema, 0)
+        outputs = [compile_aggregate_call(a.call, kctx).alias(a.output) for a in self.aggs]
+        out = sessions.group_by(list(self.key_names), maintain_order=True).agg(outputs)
+        return out.cast(dict(self.output_schema), strict=False)  # type: ignore[arg-type]
+
+
 class StreamingSessionAggregation:
     """``groupBy(session_window(...), ...).agg(...)`` on a stream.
 
@@ -130,7 +181,10 @@ class StreamingSessionAggregation:
                 "the session window's time column: add withWatermark(...) on it, or use "
                 "outputMode('complete').", error_class="UNSUPPORTED_STREAMING_OPERATION")
         self.schema = self._state_schema(input_schema)
-        self.state = PartitionedState(ctx, self.schema)
+        self.fold = SessionFold(tuple(self.group_names), tuple(self.key_names),
+                                self.session_name, self.bounds.dtype, tuple(self.aggs),
+                                output_schema, self.evicts)
+        self.state = StatePartitions(ctx, [("", self.schema)])
 
     def _state_schema(self, input_schema: pl.Schema) -> StateSchema:
         empty = self._rows(pl.DataFrame(schema=input_schema), 0)
@@ -150,11 +204,10 @@ class StreamingSessionAggregation:
             rows = rows.filter(pl.col(SESSION_END) > batch.late_watermark_us)
             dropped = before - rows.height
         parts = self._partitions(rows)
-        tasks = [(p, rows.filter(parts == p)) for p in range(self.ctx.num_partitions)]
-        results = self.ctx.executor.map(
-            lambda task: self._process_partition(task[0], task[1], batch.batch_id,
-                                                 batch.watermark_us),
-            tasks)
+        fold = replace(self.fold, watermark_us=batch.watermark_us)
+        results = self.state.fold([(rows.filter(parts == p),)
+                                   for p in range(self.ctx.num_partitions)],
+                                  fold, batch.batch_id)
         out = pl.concat([r[0] for r in results], how="vertical_relaxed")
         metrics: dict[str, Any] = {}
         for _, part in results:
@@ -179,34 +232,6 @@ class StreamingSessionAggregation:
         if not self.group_names:  # one group: every row in partition 0
             return pl.Series("p", [0] * rows.height, dtype=pl.UInt64)
         return partition_ids(rows, self.group_names, self.ctx.num_partitions)
-
-    def _process_partition(self, partition: int, rows: pl.DataFrame, batch_id: int,
-                           watermark_us: int) -> tuple[pl.DataFrame, dict[str, int]]:
-        store = self.state.store(partition, batch_id)
-        try:
-            if rows.height:
-                store.upsert(rows.to_arrow())
-            stored = frame_of(store.scan())
-            sessions = assign_sessions(stored, self.group_names, self.session_name,
-                                       self.bounds.dtype, tie_break=[_ROW_ID])
-            if self.evicts:
-                wm = pl.lit(watermark_us, dtype=pl.Int64).cast(self.bounds.dtype)
-                sessions = sessions.filter(
-                    pl.col(self.session_name).struct.field("end") <= wm)
-                if sessions.height:
-                    store.delete(sessions.select(_ROW_ID).to_arrow())
-            emitted = self._aggregate(sessions)
-            store.commit()
-        except BaseException:
-            store.abort()
-            raise
-        return emitted, store.metrics.to_dict()
-
-    def _aggregate(self, sessions: pl.DataFrame) -> pl.DataFrame:
-        kctx = CompileContext(sessions.schema, 0)
-        outputs = [compile_aggregate_call(a.call, kctx).alias(a.output) for a in self.aggs]
-        out = sessions.group_by(self.key_names, maintain_order=True).agg(outputs)
-        return out.cast(dict(self.output_schema), strict=False)  # type: ignore[arg-type]
 
     def output_watermark_us(self, input_watermark_us: int) -> int:
         return input_watermark_us
