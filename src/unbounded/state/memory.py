@@ -15,6 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import polars as pl
 import pyarrow as pa
@@ -37,6 +38,7 @@ from unbounded.state.files import StateFileLog
 
 __all__ = [
     "SMALL_MERGE_ROWS",
+    "KeyedFrame",
     "MemoryStateStore",
     "MemoryStateStoreProvider",
     "OpenVersion",
@@ -134,10 +136,6 @@ def merge_rows(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr]
     if state.height + rows.height <= SMALL_MERGE_ROWS:
         return _merge_small(state, rows, merge, schema, evict)
     keys = schema.key_names
-    hashed = _merge_hashed(state, rows, merge, schema) if _hashable(state.select(keys)) \
-        else None
-    if hashed is not None:
-        return hashed[0], hashed[1], None
     joined = rows.join(_flagged(state, FOUND_COLUMN), on=keys, how="left", nulls_equal=True,
                        suffix=OLD_SUFFIX)
     merged = _like(joined.select(*keys, *_merge_by_column(merge, schema).values()), state)
@@ -152,14 +150,26 @@ def _hashable(keys: pl.DataFrame) -> bool:
                for t in keys.dtypes)
 
 
+class KeyedFrame(NamedTuple):
+    """State rows and the ``key_hashes`` of their key columns, row for row."""
+
+    frame: pl.DataFrame
+    hashes: pl.Series
+
+
 def _merge_hashed(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr],
-                  schema: StateSchema) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-    """``merge_rows`` through the positions of the keys both frames hold (see
-    ``_matching_positions``), without a join over the key columns; None when two
-    different keys share a hash. The stored values of a batch row are gathered from
-    its match's position (null, and ``FOUND_COLUMN`` false, where it has none)."""
+                  schema: StateSchema, hashes: pl.Series | None = None
+                  ) -> tuple[KeyedFrame, pl.DataFrame] | None:
+    """``merge_rows`` (without eviction) through the positions of the keys both frames
+    hold (see ``_matching_positions``), without a join over the key columns; None when
+    two different keys share a hash. The stored values of a batch row are gathered from
+    its match's position (null, and ``FOUND_COLUMN`` false, where it has none).
+    ``hashes`` are ``state``'s key hashes when known; the new state's are returned."""
     keys = schema.key_names
-    matched = _matching_positions(state.select(keys), rows.select(keys))
+    stored_hashes = key_hashes(state.select(keys)) if hashes is None else hashes
+    new_hashes = key_hashes(rows.select(keys))
+    matched = _matching_positions(state.select(keys), stored_hashes, rows.select(keys),
+                                  new_hashes)
     if matched is None:
         return None
     stored, new = matched
@@ -167,18 +177,19 @@ def _merge_hashed(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Ex
     old = state.select(pl.exclude(keys).gather(slot).name.suffix(OLD_SUFFIX))
     joined = rows.hstack([*old.get_columns(), slot.is_not_null().alias(FOUND_COLUMN)])
     merged = _like(joined.select(*keys, *_merge_by_column(merge, schema).values()), state)
-    found = pl.repeat(False, state.height, dtype=pl.Boolean, eager=True).scatter(stored, True)
-    return pl.concat([state.filter(~found), merged]), merged
+    kept = ~pl.repeat(False, state.height, dtype=pl.Boolean, eager=True).scatter(stored, True)
+    return KeyedFrame(pl.concat([state.filter(kept), merged]),
+                      pl.concat([stored_hashes.filter(kept), new_hashes])), merged
 
 
-def _matching_positions(stored: pl.DataFrame, new: pl.DataFrame
-                        ) -> tuple[pl.Series, pl.Series] | None:
+def _matching_positions(stored: pl.DataFrame, stored_hashes: pl.Series, new: pl.DataFrame,
+                        new_hashes: pl.Series) -> tuple[pl.Series, pl.Series] | None:
     """The row positions in ``stored`` and in ``new`` (both of unique keys) of the keys
     both hold, found by joining one 64-bit hash of the key columns, which Polars joins
     several times faster than two or more key columns; each pair's keys are then
     compared, so a hash collision returns None instead of a wrong match."""
-    probe = pl.DataFrame([key_hashes(stored).alias(_HASH), _positions(stored.height, _AT)])
-    build = pl.DataFrame([key_hashes(new).alias(_HASH), _positions(new.height, _NEW)])
+    probe = pl.DataFrame([stored_hashes.alias(_HASH), _positions(stored.height, _AT)])
+    build = pl.DataFrame([new_hashes.alias(_HASH), _positions(new.height, _NEW)])
     pairs = probe.join(build, on=_HASH, how="inner")
     at, to = pairs.get_column(_AT), pairs.get_column(_NEW)
     if not all(stored.get_column(c).gather(at).eq_missing(new.get_column(c).gather(to)).all()
@@ -190,6 +201,10 @@ def _matching_positions(stored: pl.DataFrame, new: pl.DataFrame
 def key_hashes(keys: pl.DataFrame) -> pl.Series:
     """One 64-bit hash per row of ``keys``; equal rows hash equal within a process."""
     return keys.hash_rows()
+
+
+def _size(series: pl.Series | None) -> int:
+    return 0 if series is None else int(series.estimated_size())
 
 
 def _positions(n: int, name: str) -> pl.Series:
@@ -310,6 +325,9 @@ class MemoryStateStore(OpenVersion):
         self._provider = provider
         self._keys = provider.schema.key_names
         self._frame = frame
+        # The key hashes of a frame this store held; they count only while that frame
+        # is still ``_frame`` (checked by identity), so no other change can stale them.
+        self._keyed = provider.keyed(version)
 
     def lookup(self, keys: pa.Table) -> pa.Table:
         self._check_open()
@@ -362,19 +380,37 @@ class MemoryStateStore(OpenVersion):
         empty = self._provider.empty
         state, merged, mask = self._frame, empty, None
         if rows.height:
-            state, merged, mask = merge_rows(state, self._conformed(rows), merge,
-                                             self._schema, evict)
+            state, merged, mask = self._merge(self._conformed(rows), merge, evict)
         if mask is None and evict is not None and state.height:
             mask = eviction_mask(state, evict)
         evicted = empty
         if mask is not None and mask.any():
+            hashes = self._hashes(state)
             evicted, state = state.filter(mask), state.filter(~mask)
+            self._keyed = None if hashes is None else KeyedFrame(state, hashes.filter(~mask))
         self._frame = state
         self._delta.record_upserts(merged)
         self._delta.record_deletes(evicted)
         self._updated += merged.height
         self._removed += evicted.height
         return MergeFold(merged, evicted)
+
+    def _merge(self, rows: pl.DataFrame, merge: Sequence[pl.Expr], evict: pl.Expr | None
+               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series | None]:
+        """``merge_rows``; a large merge over keys that hash goes through the key hashes
+        (kept for the next batch, so the stored keys are hashed once)."""
+        state = self._frame
+        if state.height + rows.height > SMALL_MERGE_ROWS and _hashable(rows.select(self._keys)):
+            hashed = _merge_hashed(state, rows, merge, self._schema, self._hashes())
+            if hashed is not None:
+                self._keyed = hashed[0]
+                return hashed[0].frame, hashed[1], None
+        return merge_rows(state, rows, merge, self._schema, evict)
+
+    def _hashes(self, frame: pl.DataFrame | None = None) -> pl.Series | None:
+        """The key hashes of ``frame`` (default ``_frame``), if known."""
+        keyed, frame = self._keyed, self._frame if frame is None else frame
+        return keyed.hashes if keyed is not None and keyed.frame is frame else None
 
     def _conformed(self, rows: pl.DataFrame) -> pl.DataFrame:
         """``rows`` in the state's columns and types (usually already so: no copy)."""
@@ -387,7 +423,8 @@ class MemoryStateStore(OpenVersion):
         self._check_open()
         started = time.monotonic()
         new_version = self._version + 1
-        self._provider.publish(new_version, self._frame, self._delta.to_arrow())
+        self._provider.publish(new_version, self._frame, self._delta.to_arrow(),
+                               self._hashes())
         self._commit_ms = int((time.monotonic() - started) * 1000)
         self._status = "committed"
         return new_version
@@ -402,7 +439,7 @@ class MemoryStateStore(OpenVersion):
             num_rows_total=self._frame.height,
             num_rows_updated=self._updated,
             num_rows_removed=self._removed,
-            memory_used_bytes=int(self._frame.estimated_size()),
+            memory_used_bytes=int(self._frame.estimated_size()) + _size(self._hashes()),
             commit_time_ms=self._commit_ms,
         )
 
@@ -432,6 +469,7 @@ class MemoryStateStoreProvider:
         self._files = StateFileLog(store_id, schema, self._conf.min_deltas_for_snapshot)
         self._fence = fence_for(store_id.root)  # a newer run's start fences our commits
         self._cache: OrderedDict[int, pl.DataFrame] = OrderedDict()
+        self._keyed: dict[int, KeyedFrame] = {}  # of cached versions whose hashes are known
         self._empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema))
 
     @property
@@ -469,16 +507,25 @@ class MemoryStateStoreProvider:
         self._cache[version] = frame
         self._cache.move_to_end(version)
         while len(self._cache) > self._conf.max_versions_in_memory:
-            self._cache.popitem(last=False)
+            self._keyed.pop(self._cache.popitem(last=False)[0], None)
 
-    def publish(self, version: int, frame: pl.DataFrame, delta: pa.Table) -> None:
-        """Make ``frame`` durable as ``version`` (called by the store's ``commit``)."""
+    def keyed(self, version: int) -> KeyedFrame | None:
+        """Cached ``version``'s frame with its key hashes, when they are known."""
+        return self._keyed.get(version)
+
+    def publish(self, version: int, frame: pl.DataFrame, delta: pa.Table,
+                hashes: pl.Series | None = None) -> None:
+        """Make ``frame`` durable as ``version`` (called by the store's ``commit``);
+        ``hashes`` are its key hashes, if known, kept with it in memory only."""
         if self._fence is not None:
             self._fence.check(self._files.delta_path(version))
         self._files.write_delta(version, delta)
         if self._files.snapshot_due(version):
             self._files.write_snapshot(version, [to_arrow(frame, self.schema.row_schema)])
         self._remember(version, frame)
+        self._keyed.pop(version, None)
+        if hashes is not None:
+            self._keyed[version] = KeyedFrame(frame, hashes)
 
     def latest_version(self) -> int:
         return self._files.latest_version()
@@ -489,3 +536,4 @@ class MemoryStateStoreProvider:
 
     def close(self) -> None:
         self._cache.clear()
+        self._keyed.clear()

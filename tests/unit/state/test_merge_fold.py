@@ -176,7 +176,8 @@ def test_hashed_merge_pairs_equal_keys_and_refuses_colliding_hashes(
         assert out is None
         return
     assert out is not None
-    new_state, merged = out
+    (new_state, hashes), merged = out
+    assert hashes.to_list() == memory.key_hashes(new_state.select("g", "w")).to_list()
     assert rows_of(merged) == [("a", 0, 31, 31.0), ("c", 0, 20, 20.0), (None, 5, 12, 12.0)]
     assert rows_of(new_state) == [("a", 0, 31, 31.0), ("b", 5, 3, 3.0), ("c", 0, 20, 20.0),
                                   (None, 5, 12, 12.0)]
@@ -186,3 +187,40 @@ def test_only_keys_that_hash_like_they_compare_take_the_hashed_merge() -> None:
     assert HASHABLE(pl.DataFrame({"g": ["a"], "w": [1], "d": [True]}))
     assert not HASHABLE(pl.DataFrame({"g": ["a"], "x": [0.0]}))
     assert not HASHABLE(pl.DataFrame({"l": [[1]]}))
+
+
+def test_merge_fold_keeps_the_key_hashes_of_the_state_it_commits(
+        tmp_path: Path, merge_path: str) -> None:
+    """A version's key hashes stay in memory with it, row for row with its frame after
+    merges and evictions, so the next batch hashes only its own keys."""
+    p = provider(tmp_path)
+    for version, (rows, evict) in enumerate(BATCHES):
+        store = p.get_store(version)
+        store.merge_fold(rows, MERGE, evict)
+        store.commit()
+        keyed = p.keyed(version + 1)
+        if merge_path == "hashed keys":
+            assert keyed is not None
+        if keyed is not None:
+            frame = pl.from_arrow(p.get_store(version + 1).scan())
+            assert isinstance(frame, pl.DataFrame)
+            assert keyed.frame.equals(frame)
+            assert keyed.hashes.to_list() == \
+                memory.key_hashes(keyed.frame.select("g", "w")).to_list()
+
+
+def test_the_next_batch_hashes_only_its_own_keys(
+        tmp_path: Path, merge_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if merge_path != "hashed keys":
+        return
+    hashed: list[int] = []
+    real = memory.key_hashes
+    monkeypatch.setattr(memory, "key_hashes", lambda keys: hashed.append(keys.height) or
+                        real(keys))
+    p = provider(tmp_path)
+    for version, (rows, evict) in enumerate(BATCHES):
+        store = p.get_store(version)
+        store.merge_fold(rows, MERGE, evict)
+        store.commit()
+    # Each batch's rows once, and the empty first state; never the stored rows again.
+    assert hashed == [0, 3, 3, 2]
