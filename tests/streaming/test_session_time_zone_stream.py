@@ -73,3 +73,19 @@ def test_the_console_sink_prints_in_the_session_zone(spark, capsys):
     query.processAllAvailable()
     query.stop()
     assert "|1970-01-01 05:30:00|" in capsys.readouterr().out.splitlines()
+
+
+def test_a_stream_reads_in_the_zone_its_dataframe_was_built_in(spark, tmp_path):
+    """PySpark 4.3: a streaming DataFrame built in Los Angeles, started after the zone
+    changed to UTC, still reads there (l=1710097200, h=16)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("2024-03-10 12:00:00\n")
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    df = spark.readStream.text(str(tmp_path / "in")).select(
+        F.col("value").cast("timestamp").cast("long").alias("l"),
+        F.hour(F.timestamp_seconds(F.lit(0))).alias("h"))
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    query = df.writeStream.format("memory").queryName("built").start()
+    query.processAllAvailable()
+    query.stop()
+    assert [tuple(r) for r in spark.table("built").collect()] == [(1710097200, 16)]

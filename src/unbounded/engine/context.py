@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from unbounded.config import local_zone_id
+from unbounded.config import DEFAULTS
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import ColumnRef
 from unbounded.plan.time_zones import parse_zone
@@ -52,7 +52,7 @@ def ansi_enabled(conf: Mapping[str, str]) -> bool:
 def session_time_zone(conf: Mapping[str, str]) -> str:
     """``spark.sql.session.timeZone`` from a conf, checked (an unknown zone fails as
     Spark's does); unset, the machine's zone, as Spark's default is the JVM's."""
-    zone = conf.get(TIME_ZONE_CONF) or local_zone_id()
+    zone = conf.get(TIME_ZONE_CONF) or DEFAULTS[TIME_ZONE_CONF]
     parse_zone(zone)
     return zone
 

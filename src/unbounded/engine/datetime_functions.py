@@ -26,7 +26,7 @@ from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, Literal
 from unbounded.plan.time_zones import from_local, offset_text, parse_zone, to_local
 
-__all__ = ["DATE_PARTS", "TIMESTAMP_UNITS", "day_of_week_number"]
+__all__ = ["DATE_PARTS", "TIMESTAMP_UNITS", "ZONE_AWARE_FUNCTIONS", "day_of_week_number"]
 
 Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
 _UTC_US = pl.Datetime("us", "UTC")
@@ -556,3 +556,9 @@ def _date_trunc(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
         return pl.when(to_local(kept, ctx.time_zone) == truncated).then(kept) \
             .otherwise(earliest)
     return earliest
+
+
+# Every function above reads the session zone (or may, through an implicit cast): a
+# DataFrame binds its zone into their calls when it is built (engine/zone_binding.py).
+ZONE_AWARE_FUNCTIONS = frozenset(
+    {n for n, b in FUNCTIONS.items() if b.__module__ == __name__} | {"try_cast"})

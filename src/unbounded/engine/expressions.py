@@ -362,7 +362,8 @@ def _(expr: UnaryOp, ctx: CompileContext) -> pl.Expr:
 def _(expr: Cast, ctx: CompileContext) -> pl.Expr:
     child = compile_expr(expr.child, ctx)
     source = ctx.dtype_of(child)
-    result = cast_to(child, source, expr.to, ansi=ctx.ansi, zone=ctx.time_zone)
+    result = cast_to(child, source, expr.to, ansi=ctx.ansi,
+                     zone=expr.time_zone or ctx.time_zone)
     if not ctx.ansi or isinstance(expr.to, (T.StringType, T.BinaryType)) \
             or source in (pl.Null, to_polars_dtype(expr.to)):
         return result

@@ -69,6 +69,19 @@ def compile_function(call: FunctionCall, ctx: CompileContext) -> pl.Expr:
     # A lambda argument is compiled by its higher-order function, over one row per element.
     args = [pl.lit(None) if isinstance(a, LambdaFunction) else compile_expr(a, ctx)
             for a in call.args]
+    zone = call.param("time_zone")  # the session's when the DataFrame was built
+    if zone is None or zone == ctx.time_zone:
+        return _apply(call, builder, args, ctx)
+    running, ctx.time_zone = ctx.time_zone, zone
+    try:
+        return _apply(call, builder, args, ctx)
+    finally:
+        ctx.time_zone = running
+
+
+def _apply(call: FunctionCall, builder: Builder, args: list[pl.Expr],
+           ctx: CompileContext) -> pl.Expr:
+    """The builder over the compiled arguments, after Spark's implicit casts."""
     if coerced_function(call.name.lower()):
         targets = function_arg_types(call.name.lower(), dtypes_of(args, ctx))
         args = [implicit_cast(a, t, ctx) for a, t in zip(args, targets, strict=True)]

@@ -41,7 +41,7 @@ from unbounded.plan.expressions import (
 )
 from unbounded.plan.logical import Aggregate, Filter, LogicalPlan, Project, Sort
 
-__all__ = ["with_legacy_casts"]
+__all__ = ["map_fields", "with_legacy_casts"]
 
 N = TypeVar("N")
 
@@ -54,7 +54,7 @@ def with_legacy_casts(plan: LogicalPlan) -> LogicalPlan:
     known = _done.get(plan)
     if known is not None:
         return known
-    rebuilt = _map_fields(plan, LogicalPlan, with_legacy_casts)
+    rebuilt = map_fields(plan, LogicalPlan, with_legacy_casts)
     if isinstance(rebuilt, (Project, Filter, Aggregate, Sort)):
         rebuilt = _rewrite_node(rebuilt)
     _done[plan] = rebuilt
@@ -74,8 +74,8 @@ def _rewrite_node(plan: LogicalPlan) -> LogicalPlan:
         return Alias(new, expr.display_name())  # the name Spark gives the unanalysed one
 
     if isinstance(plan, Filter):
-        return _map_fields(plan, Expression, lambda e: _coerce(e, ctx))
-    return _map_fields(plan, Expression, top)
+        return map_fields(plan, Expression, lambda e: _coerce(e, ctx))
+    return map_fields(plan, Expression, top)
 
 
 def _coerce(expr: Expression, ctx: CompileContext) -> Expression:
@@ -83,7 +83,7 @@ def _coerce(expr: Expression, ctx: CompileContext) -> Expression:
     variables have no type outside the call)."""
     if isinstance(expr, LambdaFunction):
         return expr
-    expr = _map_fields(expr, Expression, lambda e: _coerce(e, ctx))
+    expr = map_fields(expr, Expression, lambda e: _coerce(e, ctx))
     if isinstance(expr, BinaryOp):
         return _binary(expr, ctx)
     if isinstance(expr, FunctionCall):
@@ -150,7 +150,7 @@ def _dtype(expr: Expression, ctx: CompileContext) -> pl.DataType | None:
         return None
 
 
-def _map_fields(node: N, kind: type, fn: Callable[[Any], Any]) -> N:
+def map_fields(node: N, kind: type, fn: Callable[[Any], Any]) -> N:
     """``node`` with ``fn`` applied to each field of type ``kind`` (also inside tuples);
     the same object when nothing changed."""
     changes = {}

@@ -164,8 +164,12 @@ class UnaryOp(Expression):
 
 @dataclass(frozen=True)
 class Cast(Expression):
+    """``time_zone``: the session zone when the DataFrame was built (Spark fixes a
+    time-zone-aware expression's zone at analysis); None reads the running query's."""
+
     child: Expression
     to: DataType
+    time_zone: str | None = None
 
     def children(self) -> tuple[Expression, ...]:
         return (self.child,)

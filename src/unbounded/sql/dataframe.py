@@ -22,6 +22,7 @@ from unbounded.engine.context import (
 )
 from unbounded.engine.legacy_coercion import with_legacy_casts
 from unbounded.engine.plans import compile_output, plan_columns, plan_schema, to_display_arrow
+from unbounded.engine.zone_binding import with_time_zone
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
     AggregateCall,
@@ -87,8 +88,11 @@ def _quoted(name: str) -> ColumnRef:
 
 class DataFrame(DataFrameOps):
     def __init__(self, plan: LogicalPlan, session: SparkSession) -> None:
-        # Non-ANSI sessions type expressions by Spark's other rules: casts written in.
-        self._plan = plan if ansi_enabled(session.conf.getAll()) else with_legacy_casts(plan)
+        # As Spark's analyzer: the session zone is bound into the new nodes' expressions,
+        # and non-ANSI sessions type them by Spark's other rules (casts written in).
+        conf = session.conf.getAll()
+        plan = with_time_zone(plan, session_time_zone(conf))
+        self._plan = plan if ansi_enabled(conf) else with_legacy_casts(plan)
         self.sparkSession = session
 
     def _with_plan(self, plan: LogicalPlan) -> DataFrame:

@@ -399,3 +399,15 @@ def test_a_csv_stream_reads_timestamps_in_the_session_zone(spark: SparkSession,
     query.stop()
     rows = sorted(tuple(r) for r in spark.table("zoned_csv").collect())
     assert rows == READ_IN_LOS_ANGELES
+
+
+def test_a_dataframe_keeps_the_zone_it_was_built_in_as_spark(spark: SparkSession) -> None:
+    """Spark fixes a time-zone-aware expression's zone when the DataFrame is analysed:
+    the cast below reads Los Angeles, the hour() added after the change reads UTC
+    (PySpark 4.3: l=1710097200, h=0)."""
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    built = spark.sql("SELECT CAST(CAST('2024-03-10 12:00:00' AS TIMESTAMP) AS LONG) AS l")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    later = built.select("l", F.hour(F.timestamp_seconds(F.lit(0))).alias("h"))
+    assert [tuple(r) for r in later.collect()] == [(1710097200, 0)]
+    assert [tuple(r) for r in built.collect()] == [(1710097200,)]
