@@ -6,7 +6,9 @@ restart. Once held, temp files an interrupted write left in the checkpoint's roo
 removed: no later write may go there (``metadata`` is written once), so the lazy
 clean-up of ``atomic.py`` would never reach them.
 
-A checkpoint URL (an object store, reached from every node; no ``flock`` there): a lease,
+A checkpoint URL (an object store, reached from every node; no ``flock`` there), or a
+local path on a shared file system with ``spark.unbounded.checkpoint.leaseOnLocalPath``
+(NFS and the like may not carry ``flock`` between nodes; the ``flock`` stays): a lease,
 :class:`RunLease`. The run of epoch ``n`` (``checkpoint/epoch.py``) keeps
 ``leases/<n>`` alive by rewriting its expiry every third of the lease timeout
 (``spark.unbounded.checkpoint.leaseTimeoutMs``, default 60 s). A driver that starts reads
@@ -60,20 +62,32 @@ class CheckpointLock:
     ``acquire`` before the run takes its epoch (``EpochFence.take(..., expected=
     lock.next_epoch)``), ``hold(fence)`` once it has, ``release`` when it ends."""
 
-    def __init__(self, checkpoint: str, *,
-                 lease_timeout_ms: int = DEFAULT_LEASE_TIMEOUT_MS) -> None:
+    def __init__(self, checkpoint: str, *, lease_timeout_ms: int = DEFAULT_LEASE_TIMEOUT_MS,
+                 lease_on_local_path: bool = False) -> None:
+        """``lease_on_local_path``: hold a lease on a local path too, besides the
+        ``flock``, for a shared file system whose locks other nodes may not see
+        (``spark.unbounded.checkpoint.leaseOnLocalPath``)."""
         self.checkpoint = checkpoint
         self.path = os.path.join(checkpoint, ".lock")
         self._fd: int | None = None
-        self._lease = RunLease(checkpoint, lease_timeout_ms) if is_url(checkpoint) else None
+        leased = is_url(checkpoint) or lease_on_local_path
+        self._lease = RunLease(checkpoint, lease_timeout_ms) if leased else None
         self.next_epoch: int | None = None
         """Under a lease, the epoch the run must take: one above the lease it found
-        expired (None for a folder: the ``flock`` already excludes other runs)."""
+        expired (None without a lease: the ``flock`` already excludes other runs)."""
 
     def acquire(self) -> None:
-        if self._lease is not None:
-            self.next_epoch = self._lease.refuse_if_held()
+        if not is_url(self.checkpoint):
+            self._flock()
+        if self._lease is None:
             return
+        try:
+            self.next_epoch = self._lease.refuse_if_held()
+        except BaseException:
+            self.release()
+            raise
+
+    def _flock(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -90,8 +104,8 @@ class CheckpointLock:
         remove_stray_temps(os.path.dirname(self.path))
 
     def hold(self, fence: EpochFence, run_id: str) -> None:
-        """Start keeping the lease of ``fence``'s epoch alive (a URL; a no-op for a folder,
-        where the ``flock`` lasts as long as the process)."""
+        """Start keeping the lease of ``fence``'s epoch alive (a no-op without a lease:
+        the ``flock`` lasts as long as the process)."""
         if self._lease is not None:
             self._lease.hold(fence, run_id)
 

@@ -74,8 +74,11 @@ class StreamExecution:
         self._idle_checks = 0
         self._last_idle_event_ms: int | None = None
         self._progress_lock = threading.Condition()
-        self._lock = CheckpointLock(spec.checkpoint, lease_timeout_ms=spec.conf_int(
-            "spark.unbounded.checkpoint.leaseTimeoutMs", DEFAULT_LEASE_TIMEOUT_MS))
+        self._lock = CheckpointLock(
+            spec.checkpoint, lease_timeout_ms=spec.conf_int(
+                "spark.unbounded.checkpoint.leaseTimeoutMs", DEFAULT_LEASE_TIMEOUT_MS),
+            lease_on_local_path=spec.conf.get(
+                "spark.unbounded.checkpoint.leaseOnLocalPath", "false").lower() == "true")
         self._fence: EpochFence | None = None
         self._thread: threading.Thread | None = None
         self.reporter: ProgressReporter

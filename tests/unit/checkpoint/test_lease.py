@@ -1,5 +1,6 @@
 """The run lock of a checkpoint URL: a lease in the checkpoint plus epoch fencing, on a
-real S3 server (moto on loopback, through s3fs)."""
+real S3 server (moto on loopback, through s3fs); and on a local path, the flock alone or
+(a shared file system) the flock and a lease."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from unbounded.errors import CheckpointConflictError, CheckpointCorruptError, Co
 class Driver:
     """One driver's start-up and shutdown, as ``StreamExecution`` does them."""
 
-    def __init__(self, checkpoint: str, run_id: str, timeout_ms: int = 60_000) -> None:
+    def __init__(self, checkpoint: str, run_id: str, timeout_ms: int = 60_000, *,
+                 lease_on_local_path: bool = False) -> None:
         self.run_id = run_id
-        self.lock = CheckpointLock(checkpoint, lease_timeout_ms=timeout_ms)
+        self.lock = CheckpointLock(checkpoint, lease_timeout_ms=timeout_ms,
+                                   lease_on_local_path=lease_on_local_path)
         self.checkpoint = checkpoint
         self.fence: EpochFence | None = None
 
@@ -166,3 +169,44 @@ def test_a_damaged_lease_is_a_corrupt_checkpoint_error_naming_its_url(checkpoint
     storage_for(path).replace(path, b"v1\n{\"runId\":")
     with pytest.raises(CheckpointCorruptError, match=rf"The run lease {path} is damaged"):
         Driver(checkpoint, "run-b").start()
+
+
+def _drop_flock(driver: Driver) -> None:
+    """What a node of a shared file system that does not carry ``flock`` sees: no lock."""
+    fd = driver.lock._fd
+    assert fd is not None
+    os.close(fd)
+    driver.lock._fd = None
+
+
+def test_a_local_path_keeps_its_flock_and_writes_no_lease_by_default(tmp_path):
+    checkpoint = str(tmp_path / "cp")
+    os.makedirs(checkpoint)
+    first = Driver(checkpoint, "run-a").start()
+    try:
+        with pytest.raises(ConcurrentQueryError, match="Another run of this query is active"):
+            Driver(checkpoint, "run-b").start()
+        assert not os.path.exists(os.path.join(checkpoint, LEASES_DIR))
+    finally:
+        first.stop()
+
+
+def test_on_a_shared_file_system_the_lease_refuses_a_driver_the_flock_does_not(tmp_path):
+    checkpoint = str(tmp_path / "cp")
+    os.makedirs(checkpoint)
+    first = Driver(checkpoint, "run-a", lease_on_local_path=True).start()
+    try:
+        assert _lease(checkpoint, 0).run_id == "run-a"
+        _drop_flock(first)
+        second = Driver(checkpoint, "run-b", lease_on_local_path=True)
+        with pytest.raises(ConcurrentQueryError, match=r"run run-a, epoch 0.*holds the lease"):
+            second.start()
+        assert second.lock._fd is None  # the refused driver let its flock go
+        first.fence.check("offsets/0")  # type: ignore[union-attr]
+    finally:
+        first.stop()
+    third = Driver(checkpoint, "run-c", lease_on_local_path=True).start()
+    try:
+        assert third.fence is not None and third.fence.epoch == 1
+    finally:
+        third.stop()
