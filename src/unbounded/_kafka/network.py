@@ -16,6 +16,8 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka.net import KafkaConnectionManager, NetworkSelector
 
+from unbounded._kafka.frames import FrameConnectionManager
+
 __all__ = ["Connections"]
 
 
@@ -24,7 +26,7 @@ class Connections:
 
     def __init__(self, client_id: str, **manager_config: Any) -> None:
         self.net = NetworkSelector(client_id=client_id, slow_task_threshold_secs=0)
-        self.manager = KafkaConnectionManager(self.net, client_id=client_id, **manager_config)
+        self.manager = FrameConnectionManager(self.net, client_id=client_id, **manager_config)
         self._finalizer = weakref.finalize(self, _close, self.net, self.manager)
 
     @property

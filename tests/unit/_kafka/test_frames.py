@@ -1,0 +1,76 @@
+"""The wire clients' response framing (``unbounded._kafka.frames``): responses split at any
+byte boundary decode to what kafka-python's own parser gives, records intact."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from unbounded._kafka.frames import _Frame, _FrameParser
+from unbounded._kafka.records import decode_batches, encode_batch
+
+with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka.protocol.consumer import FetchRequest, FetchResponse
+    from kafka.protocol.parser import KafkaProtocol
+
+BLOB = encode_batch(pa.array([f"v{i}".encode() for i in range(300)]), timestamp_ms=5)
+
+
+def _fetch_request() -> Any:
+    partition = FetchRequest.FetchTopic.FetchPartition(
+        partition=0, fetch_offset=0, partition_max_bytes=1 << 20)
+    return FetchRequest(max_wait_ms=1, min_bytes=1, max_bytes=1 << 20, isolation_level=1,
+                        topics=[FetchRequest.FetchTopic(topic="t", partitions=[partition])],
+                        forgotten_topics_data=[], version=12)
+
+
+def _fetch_response(correlation_id: int, records: bytes) -> bytes:
+    topic = FetchResponse.FetchableTopicResponse
+    part = topic.PartitionData(partition_index=0, error_code=0, high_watermark=300,
+                               last_stable_offset=300, log_start_offset=0,
+                               aborted_transactions=[], preferred_read_replica=-1,
+                               records=records)
+    response = FetchResponse(throttle_time_ms=0, error_code=0, session_id=0,
+                             responses=[topic(topic="t", partitions=[part])], version=12)
+    response.with_header(correlation_id=correlation_id)
+    return bytes(response.encode(framed=True, header=True))
+
+
+def _exchange(parser: Any, chunk: int, responses: int = 2) -> list[tuple[int, Any]]:
+    """``responses`` Fetch round trips whose response bytes arrive ``chunk`` at a time
+    (all responses back to back, so a chunk may end one frame and start the next)."""
+    wire = b""
+    for _ in range(responses):
+        wire += _fetch_response(parser.send_request(_fetch_request()), BLOB)
+    parser.send_bytes()
+    out: list[tuple[int, Any]] = []
+    for start in range(0, len(wire), chunk):
+        out += parser.receive_bytes(wire[start:start + chunk])
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 5, 97, 1 << 20])
+def test_responses_split_anywhere_decode_as_kafka_pythons_parser_does(chunk: int) -> None:
+    ours = _exchange(_FrameParser(client_id="c"), chunk)
+    theirs = _exchange(KafkaProtocol(client_id="c"), 4096)
+    assert [cid for cid, _ in ours] == [1, 2]
+    assert [r for _, r in ours] == [r for _, r in theirs]
+    records = ours[1][1].responses[0].partitions[0].records
+    assert bytes(records) == BLOB
+    assert decode_batches(records, 0, 300).values.to_pylist()[298:] == [b"v298", b"v299"]
+
+
+def test_a_frame_reads_its_rest_as_a_view_and_parts_as_bytes() -> None:
+    frame = _Frame(6)
+    frame.write(b"abcdef")
+    frame.seek(0)
+    assert frame.read(2) == b"ab"
+    assert isinstance(frame.read(2), bytes)
+    rest = frame.read()
+    assert isinstance(rest, memoryview)
+    assert bytes(rest) == b"ef"
+    assert frame.tell() == 6
