@@ -25,7 +25,7 @@ from unbounded.engine.ansi import (
 )
 from unbounded.engine.coercion import binary_operand_types, common_value_type
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
-from unbounded.engine.dtypes import to_polars_dtype
+from unbounded.engine.dtypes import polars_schema_to_spark, to_polars_dtype
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import (
@@ -203,8 +203,8 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
     dtypes = _operand_dtypes(expr.op, left, right, ctx)
     if dtypes is not None:
         left, right, dtypes = _coerce_string_number(expr.op, left, right, dtypes, ctx)
-        if expr.op in _STRING_REJECTING and dtypes == (pl.String(), pl.String()):
-            raise _string_operands(expr)
+        if expr.op in _STRING_REJECTING:
+            _check_arithmetic_operands(expr, dtypes)
     if expr.op in ("div", "mod"):
         integral = dtypes is not None and all(d.is_integer() for d in dtypes)
         result = _divide(expr.op, left, right, integral)
@@ -220,13 +220,30 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
 _STRING_REJECTING = frozenset({"add", "sub", "mul", "div", "mod"})
 
 
-def _string_operands(expr: BinaryOp) -> AnalysisException:
-    """ANSI arithmetic between two strings (non-ANSI casts both to double first)."""
-    return AnalysisException(
-        f'[DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE] Cannot resolve "{expr.display_name()}" '
-        "due to data type mismatch: the binary operator requires the input type "
-        '("NUMERIC" or "INTERVAL DAY TO SECOND" or "INTERVAL YEAR TO MONTH" or "INTERVAL"), '
-        'not "STRING". SQLSTATE: 42K09', error_class="DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE")
+def _check_arithmetic_operands(expr: BinaryOp, dtypes: tuple[pl.DataType, pl.DataType]
+                               ) -> None:
+    """Spark's analysis errors for arithmetic on strings (ANSI: non-ANSI casts them to
+    double first) or booleans, which Polars would compute (concatenate, count as 0/1)."""
+    left, right = dtypes
+    shown = f'Cannot resolve "{expr.display_name()}" due to data type mismatch: '
+    if left == right and left in (pl.String(), pl.Boolean()):
+        name = "STRING" if left == pl.String() else "BOOLEAN"
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE] {shown}the binary operator requires "
+            'the input type ("NUMERIC" or "INTERVAL DAY TO SECOND" or "INTERVAL YEAR TO '
+            f'MONTH" or "INTERVAL"), not "{name}". SQLSTATE: 42K09',
+            error_class="DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE")
+    if pl.Boolean() in dtypes and all(d == pl.Boolean() or d.is_numeric() for d in dtypes):
+        names = [_spark_name(d) for d in dtypes]
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.BINARY_OP_DIFF_TYPES] {shown}the left and right operands of "
+            f'the binary operator have incompatible types ("{names[0]}" and "{names[1]}"). '
+            "SQLSTATE: 42K09", error_class="DATATYPE_MISMATCH.BINARY_OP_DIFF_TYPES")
+
+
+def _spark_name(dtype: pl.DataType) -> str:
+    spark = polars_schema_to_spark(pl.Schema({"c": dtype}))
+    return spark.fields[0].dataType.simpleString().upper()
 
 
 def _operand_dtypes(op: str, left: pl.Expr, right: pl.Expr, ctx: CompileContext

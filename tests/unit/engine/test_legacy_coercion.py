@@ -135,3 +135,20 @@ def test_ansi_arithmetic_between_two_strings_is_rejected_as_spark(view: SparkSes
     assert str(raised.value).startswith(
         f'[DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE] Cannot resolve "({expr})" due to data '
         'type mismatch: the binary operator requires the input type ("NUMERIC"')
+
+
+@pytest.mark.parametrize("ansi", ["true", "false"])
+@pytest.mark.parametrize(("expr", "error_class", "types"), [
+    ("i + b", "BINARY_OP_DIFF_TYPES", '("INT" and "BOOLEAN")'),
+    ("b * d", "BINARY_OP_DIFF_TYPES", '("BOOLEAN" and "DOUBLE")'),
+    ("b - b", "BINARY_OP_WRONG_TYPE", 'not "BOOLEAN"'),
+])
+def test_arithmetic_on_booleans_is_rejected_in_both_modes_as_spark(
+        view: SparkSession, ansi: str, expr: str, error_class: str, types: str) -> None:
+    view.conf.set("spark.sql.ansi.enabled", ansi)
+    rows = view.sql("SELECT * FROM v")
+    with pytest.raises(AnalysisException) as raised:
+        rows.selectExpr(expr)
+    assert raised.value.error_class == f"DATATYPE_MISMATCH.{error_class}"
+    assert f'Cannot resolve "({expr})" due to data type mismatch' in str(raised.value)
+    assert types in str(raised.value)
