@@ -172,30 +172,34 @@ def _merge_hashed(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Ex
                                   new_hashes)
     if matched is None:
         return None
-    stored, new = matched
+    found, stored, new = matched
     slot = pl.repeat(None, rows.height, dtype=pl.UInt32, eager=True).scatter(new, stored)
     old = state.select(pl.exclude(keys).gather(slot).name.suffix(OLD_SUFFIX))
     joined = rows.hstack([*old.get_columns(), slot.is_not_null().alias(FOUND_COLUMN)])
     merged = _like(joined.select(*keys, *_merge_by_column(merge, schema).values()), state)
-    kept = ~pl.repeat(False, state.height, dtype=pl.Boolean, eager=True).scatter(stored, True)
+    kept = ~found
     return KeyedFrame(pl.concat([state.filter(kept), merged]),
                       pl.concat([stored_hashes.filter(kept), new_hashes])), merged
 
 
 def _matching_positions(stored: pl.DataFrame, stored_hashes: pl.Series, new: pl.DataFrame,
-                        new_hashes: pl.Series) -> tuple[pl.Series, pl.Series] | None:
-    """The row positions in ``stored`` and in ``new`` (both of unique keys) of the keys
-    both hold, found by joining one 64-bit hash of the key columns, which Polars joins
-    several times faster than two or more key columns; each pair's keys are then
-    compared, so a hash collision returns None instead of a wrong match."""
-    probe = pl.DataFrame([stored_hashes.alias(_HASH), _positions(stored.height, _AT)])
+                        new_hashes: pl.Series
+                        ) -> tuple[pl.Series, pl.Series, pl.Series] | None:
+    """Which rows of ``stored`` hold a key of ``new`` (both of unique keys), and the
+    row positions of those pairs in each, found through one 64-bit hash of the key
+    columns, which Polars matches several times faster than two or more key columns
+    (a set probe over all stored rows, then a join of the few that hit); each pair's
+    keys are then compared, so a hash collision returns None instead of a wrong match."""
+    found = stored_hashes.is_in(new_hashes.implode())
+    probe = pl.DataFrame([stored_hashes.filter(found).alias(_HASH),
+                          found.arg_true().cast(pl.UInt32).alias(_AT)])
     build = pl.DataFrame([new_hashes.alias(_HASH), _positions(new.height, _NEW)])
     pairs = probe.join(build, on=_HASH, how="inner")
     at, to = pairs.get_column(_AT), pairs.get_column(_NEW)
     if not all(stored.get_column(c).gather(at).eq_missing(new.get_column(c).gather(to)).all()
                for c in stored.columns):
         return None
-    return at, to
+    return found, at, to
 
 
 def key_hashes(keys: pl.DataFrame) -> pl.Series:
