@@ -45,20 +45,20 @@ __all__ = ["map_fields", "with_legacy_casts"]
 
 N = TypeVar("N")
 
-_done: WeakKeyDictionary[LogicalPlan, LogicalPlan] = WeakKeyDictionary()
+# A node -> what it became, None for itself (a value never holds its own key alive).
+_done: WeakKeyDictionary[LogicalPlan, LogicalPlan | None] = WeakKeyDictionary()
 
 
 def with_legacy_casts(plan: LogicalPlan) -> LogicalPlan:
     """``plan`` with non-ANSI casts written into its nodes' expressions, children
     first; each node is rewritten once (a node already seen maps to its rewrite)."""
-    known = _done.get(plan)
-    if known is not None:
-        return known
+    if plan in _done:
+        return _done[plan] or plan
     rebuilt = map_fields(plan, LogicalPlan, with_legacy_casts)
     if isinstance(rebuilt, (Project, Filter, Aggregate, Sort)):
         rebuilt = _rewrite_node(rebuilt)
-    _done[plan] = rebuilt
-    _done[rebuilt] = rebuilt
+    _done[plan] = None if rebuilt is plan else rebuilt
+    _done[rebuilt] = None
     return rebuilt
 
 

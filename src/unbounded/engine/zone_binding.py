@@ -26,19 +26,19 @@ from unbounded.plan.time_zones import parse_zone
 
 __all__ = ["with_time_zone"]
 
-_bound: WeakKeyDictionary[LogicalPlan, LogicalPlan] = WeakKeyDictionary()
+# A node -> what it became, None for itself (a value never holds its own key alive).
+_bound: WeakKeyDictionary[LogicalPlan, LogicalPlan | None] = WeakKeyDictionary()
 
 
 def with_time_zone(plan: LogicalPlan, zone: str) -> LogicalPlan:
     """``plan`` with ``zone`` bound where nothing was bound yet; a node seen before maps
     to what it became then (its zone stays the one of its own DataFrame)."""
-    known = _bound.get(plan)
-    if known is not None:
-        return known
+    if plan in _bound:
+        return _bound[plan] or plan
     rebuilt = map_fields(plan, LogicalPlan, lambda child: with_time_zone(child, zone))
     rebuilt = map_fields(rebuilt, Expression, lambda e: _bind(e, zone))
-    _bound[plan] = rebuilt
-    _bound[rebuilt] = rebuilt
+    _bound[plan] = None if rebuilt is plan else rebuilt
+    _bound[rebuilt] = None
     return rebuilt
 
 
