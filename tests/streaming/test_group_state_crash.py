@@ -86,6 +86,6 @@ def test_a_worker_killed_mid_batch_fails_it_and_a_restart_equals_an_uninterrupte
     env = dict(python_env, KILL_WORKER_ONCE=str(workdir / "killed"))
     failed = run_job(_cmd(workdir, where="workers"), env)
     assert failed.returncode != 0 and (workdir / "killed").exists()
-    assert "PYTHON_WORKER_EXITED" in failed.stderr or "exited (code -9)" in failed.stderr
+    assert "Python worker exited unexpectedly (crashed) with exit code -9" in failed.stderr
     assert run_job(_cmd(workdir, where="workers"), env).returncode == 0
     assert _sessions(spark, workdir / "out") == expected

@@ -31,6 +31,7 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -127,9 +128,10 @@ class _Worker:
         except (OSError, EOFError, pickle.UnpicklingError) as error:
             self.stop()
             raise StateWorkerLost(
-                f"The worker process running {function.__name__} exited (code "
-                f"{self.process.returncode}): {type(error).__name__}. A streaming query "
-                "restarted from its checkpoint runs the batch again.") from error
+                "[PYTHON_WORKER_EXITED] Python worker exited unexpectedly (crashed) with exit "
+                f"code {self.process.returncode} while running {function.__name__} "
+                f"({type(error).__name__}). A streaming query restarted from its checkpoint "
+                "runs the batch again.") from error
         if status == "error":
             raise _received(payload)
         result: R = payload
@@ -242,21 +244,22 @@ def _stop_pool() -> None:
 
 # ---- the child's side ------------------------------------------------------------------
 def main() -> None:
-    """The worker loop: read a job, run it, write the reply, until stdin closes."""
+    """The worker loop: read a job, run it, write the reply, until stdin closes (or the
+    driver is gone when the reply is written). Ctrl-C in a terminal reaches the whole
+    process group: the driver handles it, and its exit closes our stdin."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # the user's prints go to stderr, never into the protocol
     jobs = sys.stdin.buffer
-    _reply(replies, "ready")
-    while True:
-        try:
+    with contextlib.suppress(BrokenPipeError, EOFError):
+        _reply(replies, "ready")
+        while True:
             function, argument = pickle.load(jobs)
-        except EOFError:
-            return
-        try:
-            reply: tuple[str, Any] = ("ok", function(argument))
-        except Exception as error:
-            reply = ("error", _sendable(error))
-        _reply(replies, reply)
+            try:
+                reply: tuple[str, Any] = ("ok", function(argument))
+            except Exception as error:
+                reply = ("error", _sendable(error))
+            _reply(replies, reply)
 
 
 def _sendable(error: Exception) -> bytes:
