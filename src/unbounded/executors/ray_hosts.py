@@ -2,7 +2,9 @@
 
 Each slot maps to one actor (``slot mod actors``; as many actors as slots, up to the
 cluster's CPUs), spread over the nodes. An actor builds a resource the first time a call
-names its key and keeps it, so a batch ships only its rows. An actor whose process or
+names its key and keeps it, so a batch ships only its rows; ``map`` sends each actor one
+call carrying all its slots' calls (with Spark's 200 state partitions on a few actors, a
+batch pays a few actor round trips, not 200). An actor whose process or
 node dies is restarted by Ray (``max_restarts=-1``) empty, and the call it was running
 is re-run there (up to ``spark.task.maxFailures`` attempts): the resource is rebuilt by
 its ``open`` from durable state (the checkpoint) and the call recomputes the same result.

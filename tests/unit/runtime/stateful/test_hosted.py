@@ -18,7 +18,7 @@ from unbounded.checkpoint.epoch import EpochFence
 from unbounded.errors import CheckpointConflictError
 from unbounded.executors.base import HostCall, SupportsResourceHosts
 from unbounded.runtime.stateful.base import OperatorContext, partition_ids
-from unbounded.runtime.stateful.hosted import HostedState, fenced
+from unbounded.runtime.stateful.hosted import HostedState, StatePartitions, fenced
 from unbounded.state.base import (
     FOUND_COLUMN,
     OLD_SUFFIX,
@@ -146,3 +146,41 @@ def test_close_stops_the_hosts(tmp_path):
     executor = _Executor()
     _hosted(tmp_path, executor).close()
     assert executor.hosts.closed
+
+
+class _DriverOnly:
+    """An executor without hosts: state partitions fold on its (here: calling) thread."""
+
+    def map(self, fn, items):
+        return [fn(item) for item in items]
+
+
+def _pair_counts(stores: Sequence[StateStore], rows: Sequence[pl.DataFrame]
+                 ) -> list[list[tuple[int, int]]]:
+    """A two-store fold (as a join's): each input's counts added into its own store."""
+    return [_add_counts(store, part) for store, part in zip(stores, rows, strict=True)]
+
+
+def _partitions(tmp_path, executor) -> StatePartitions:
+    ctx = OperatorContext(str(tmp_path / "state"), 2, StateStoreConf(), "update", executor)
+    return StatePartitions(ctx, [("left", SCHEMA), ("right", SCHEMA)])
+
+
+def test_a_fold_over_two_stores_gives_the_same_state_on_the_driver_and_in_hosts(tmp_path):
+    left = pl.DataFrame({"k": [0, 1], "n": [1, 1]})
+    right = pl.DataFrame({"k": [1, 2], "n": [5, 5]})
+    parts = [(left.filter(pl.col("k") % 2 == p), right.filter(pl.col("k") % 2 == p))
+             for p in (0, 1)]
+    on_driver = _partitions(tmp_path, _DriverOnly())
+    assert on_driver.hosted is None
+    first = on_driver.fold(parts, _pair_counts, 0)
+    on_driver.close()
+    in_hosts = _partitions(tmp_path, _Executor())  # resumes the driver's version 1
+    assert in_hosts.hosted is not None
+    second = in_hosts.fold(parts, _pair_counts, 1)
+    in_hosts.close()
+    assert first == [[[(0, 1)], [(2, 5)]], [[(1, 1)], [(1, 5)]]]
+    assert second == [[[(0, 2)], [(2, 10)]], [[(1, 2)], [(1, 10)]]]
+    back = _partitions(tmp_path, _DriverOnly())  # and back: version 2 from the hosts
+    assert back.fold(parts, _pair_counts, 2)[1] == [[(1, 3)], [(1, 15)]]
+    back.close()
