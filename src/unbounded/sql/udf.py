@@ -108,7 +108,8 @@ class UserDefinedFunction:
         return Column(PythonUDF(self._function(), args, self.returnType, self.deterministic))
 
     def asNondeterministic(self) -> UserDefinedFunction:
-        """Mark the UDF nondeterministic (PySpark changes and returns the same UDF)."""
+        """Mark the UDF nondeterministic (PySpark changes and returns the same UDF): it is
+        then called once per row, never once per distinct argument tuple."""
         self.deterministic = False
         return self
 
@@ -124,7 +125,10 @@ def udf(f: Callable[..., Any] | DataType | str | None = None,
         returnType: DataType | str = "string", *,
         useArrow: bool | None = None) -> Any:
     """A row UDF: ``udf(f, "int")``, ``@udf``, ``@udf("int")`` or
-    ``@udf(returnType=IntegerType())``. It is called once per row, on batches of rows.
+    ``@udf(returnType=IntegerType())``. It is called once per row, on batches of rows;
+    a deterministic one (the default) may be called once per distinct argument tuple of
+    a batch, as Spark allows ("duplicate invocations may be eliminated"), unless marked
+    with ``asNondeterministic()``.
     ``useArrow=True`` marks PySpark's Arrow-optimised UDF; as in PySpark 4.3, results of
     both kinds convert through Arrow.
 
