@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import types
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -18,10 +20,14 @@ from unbounded.checkpoint.checksum import MARKER_NAME, sidecar_path
 from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
 from unbounded.errors import CheckpointCorruptError, MissingFileError, StreamingQueryException
 from unbounded.files.manifest import FileSinkManifest
+from unbounded.runtime.stateful.base import check_partitioning
+from unbounded.sources.base import SourceContext
 from unbounded.sources.files import FileSourceLog
+from unbounded.sources.rate import RateSource
 from unbounded.sql import functions as F
-from unbounded.state.base import OP_COLUMN, StateSchema, StateStoreId
+from unbounded.state.base import OP_COLUMN, StateSchema, StateSchemaFile, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
+from unbounded.state.join_keys import JoinKeysFile, JoinSideKeys
 from unbounded.testing.checkpoint_faults import Fault, FaultyFileOps
 
 MAX_OFFSETS_PER_FILE = 8192  # above every file of the fixture: each byte is flipped
@@ -88,6 +94,28 @@ def _kinds(root: Path) -> dict[str, tuple[Path, Callable[[], object]]]:
         "state delta": (state / "1.delta", lambda: store.read_delta(1)),
         "state snapshot": (state / "2.snapshot",
                            lambda: list(store.snapshot_chunks(2))),
+        **_metadata_kinds(cp),
+    }
+
+
+def _metadata_kinds(cp: Path) -> dict[str, tuple[Path, Callable[[], object]]]:
+    """The write-once metadata files: the windowed query's state schema and partitioning,
+    a join's keys and a rate source's start time (written here by their own writers)."""
+    meta = cp / "state" / "0" / "_metadata"
+    operator = types.SimpleNamespace(state_root=str(cp / "state"), operator_id=0,
+                                     num_partitions=1)
+    joins = JoinKeysFile(str(cp / "state"), 7)
+    joins.write_once({"left": JoinSideKeys((pl.col("k"),), {}),
+                      "right": JoinSideKeys((pl.col("k") + 1,), {"k": "rk"})})
+    rate = SourceContext({}, None, str(cp / "sources" / "1"))
+    RateSource("rate", rate)
+    return {
+        "state schema": (meta / "schema",
+                         lambda: StateSchemaFile(StateStoreId(str(cp / "state"), 0, 0)).read()),
+        "state partitioning": (meta / "partitioning", lambda: check_partitioning(operator)),
+        "join keys": (Path(joins.path), lambda: JoinKeysFile(str(cp / "state"), 7).read("left")),
+        "rate source start": (cp / "sources" / "1" / "0",
+                              lambda: RateSource("rate", rate).start_ms),
     }
 
 
@@ -124,9 +152,12 @@ def _flip_scan(path: Path, read: Callable[[], object]) -> tuple[int, int]:
     return len(_sample(len(intact))), len(silent)
 
 
+_METADATA_KINDS = ["state schema", "state partitioning", "join keys", "rate source start"]
+
+
 @pytest.mark.parametrize("kind", ["offsets", "commits", "metadata", "source log",
                                   "sink manifest", "state delta", "state snapshot",
-                                  "epoch", "checksum sidecar"])
+                                  "epoch", "checksum sidecar", *_METADATA_KINDS])
 def test_one_flipped_bit_anywhere_in_a_checkpoint_file_is_detected(query_dirs, kind):
     offsets, read_offsets = _kinds(query_dirs)["offsets"]
     path, read = {**_kinds(query_dirs), "epoch": _epoch_kind(query_dirs / "cp"),
@@ -136,7 +167,8 @@ def test_one_flipped_bit_anywhere_in_a_checkpoint_file_is_detected(query_dirs, k
     assert silent == 0
 
 
-@pytest.mark.parametrize("kind", ["offsets", "source log", "state delta", "state snapshot"])
+@pytest.mark.parametrize("kind", ["offsets", "source log", "state delta", "state snapshot",
+                                  *_METADATA_KINDS])
 def test_truncated_and_empty_checkpoint_files_are_detected(query_dirs, kind):
     path, read = _kinds(query_dirs)[kind]
     intact = path.read_bytes()
@@ -247,7 +279,7 @@ def _epoch_kind(cp: Path) -> tuple[Path, Callable[[], object]]:
 
 
 @pytest.mark.parametrize("kind", ["offsets", "commits", "metadata", "source log",
-                                  "sink manifest", "epoch"])
+                                  "sink manifest", "epoch", *_METADATA_KINDS])
 def test_an_entry_of_each_sidecar_kind_whose_sidecar_was_deleted_is_refused(query_dirs,
                                                                           kind):
     """Intact content, sidecar gone: the entry cannot be told from an edited one."""

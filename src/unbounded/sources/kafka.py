@@ -72,6 +72,7 @@ from unbounded._kafka.fetch import (
     read_range,
     spark_rows,
 )
+from unbounded.checkpoint.checksum import read_checked_text, write_checked
 from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import (
     AnalysisException,
@@ -537,7 +538,7 @@ class KafkaSource:
         path = self._initial_file()
         if path is None or not storage_for(path).exists(path):
             return None
-        version, _, body = storage_for(path).read(path).decode("utf-8").partition("\n")
+        version, _, body = read_checked_text(path).partition("\n")
         if version.strip() != _VERSION:
             raise CheckpointCorruptError(
                 f"{path} has version {version.strip()!r}; this version of unbounded reads "
@@ -553,7 +554,7 @@ class KafkaSource:
             return offsets
         text = f"{_VERSION}\n{json.dumps(offsets_to_json(offsets), separators=(',', ':'))}"
         try:
-            storage_for(path).create(path, text.encode("utf-8"))
+            write_checked(path, text.encode("utf-8"))
         except CheckpointConflictError:
             stored = self._read_initial()  # another run resolved them first: use theirs
             if stored is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from unbounded.checkpoint.checksum import read_checked_text, write_checked
 from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import CheckpointCorruptError
 from unbounded.plan.types import LongType, StructField, StructType, TimestampType
@@ -65,15 +66,16 @@ class RateSource:
         if folder is None:
             return now
         path = os.path.join(folder, "0")
-        store = storage_for(path)
-        if not store.exists(path):
-            body = "v1\n" + json.dumps({"startTimeMs": now})
-            store.create(path, body.encode())
+        if not storage_for(path).exists(path):
+            write_checked(path, ("v1\n" + json.dumps({"startTimeMs": now})).encode())
             return now
-        lines = store.read(path).decode("utf-8").split("\n")
-        if lines[0] != "v1":
-            raise CheckpointCorruptError(f"{path}: unknown rate source log version {lines[0]!r}")
-        return int(json.loads(lines[1])["startTimeMs"])
+        version, _, body = read_checked_text(path).partition("\n")
+        if version != "v1":
+            raise CheckpointCorruptError(f"{path}: unknown rate source log version {version!r}")
+        try:
+            return int(json.loads(body)["startTimeMs"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointCorruptError(f"{path} is not a rate source start time: {e}") from e
 
     @classmethod
     def infer_schema(cls, fmt: str, ctx: SourceContext) -> StructType:

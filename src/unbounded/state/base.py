@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import polars as pl
 import pyarrow as pa
 
+from unbounded.checkpoint.checksum import read_checked, write_checked
 from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import AnalysisException, CheckpointConflictError, CheckpointCorruptError
 
@@ -145,7 +146,9 @@ class StateSchemaFile:
         if not store.exists(self.path):
             return None
         try:
-            doc = json.loads(store.read(self.path))
+            doc = json.loads(read_checked(self.path))
+        except CheckpointCorruptError:
+            raise  # names the file and what its checksum expected
         except (OSError, ValueError) as e:
             raise CheckpointCorruptError(
                 f"{self.path} is not readable state schema JSON: {e}"
@@ -164,8 +167,7 @@ class StateSchemaFile:
         existing = self.read()
         if existing is None:
             try:
-                storage_for(self.path).create(
-                    self.path, json.dumps(self.to_json(schema), indent=1).encode())
+                write_checked(self.path, json.dumps(self.to_json(schema), indent=1).encode())
                 return
             except CheckpointConflictError:  # another partition of this operator won
                 existing = self.read()

@@ -34,6 +34,7 @@ from typing import Any
 
 import polars as pl
 
+from unbounded.checkpoint.checksum import read_checked, write_checked
 from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import AnalysisException, CheckpointConflictError, CheckpointCorruptError
 
@@ -77,7 +78,7 @@ class JoinKeysFile:
         doc = {"version": self.VERSION, "polars": pl.__version__,
                "sides": {name: side.to_json() for name, side in sides.items()}}
         try:
-            storage_for(self.path).create(self.path, json.dumps(doc, indent=1).encode())
+            write_checked(self.path, json.dumps(doc, indent=1).encode())
         except CheckpointConflictError:
             return  # written by another run at the same moment: the same content
 
@@ -94,7 +95,9 @@ class JoinKeysFile:
 
     def _document(self) -> dict[str, Any]:
         try:
-            doc: dict[str, Any] = json.loads(storage_for(self.path).read(self.path))
+            doc: dict[str, Any] = json.loads(read_checked(self.path))
+        except CheckpointCorruptError:
+            raise  # names the file and what its checksum expected
         except (OSError, ValueError) as e:
             raise CheckpointCorruptError(f"{self.path} is not readable join keys JSON: {e}") \
                 from e

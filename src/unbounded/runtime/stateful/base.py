@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import polars as pl
 import pyarrow as pa
 
+from unbounded.checkpoint.checksum import read_checked, write_checked
 from unbounded.checkpoint.storage import storage_for
 from unbounded.engine.context import EventTimeStats
 from unbounded.errors import AnalysisException, CheckpointCorruptError
@@ -174,9 +175,9 @@ def check_partitioning(ctx: OperatorContext) -> None:
     store = storage_for(path)
     if not store.exists(path):
         store.make_folder(folder, durable=True)  # state/ and state/<op>/ survive a power cut
-        store.create(path, json.dumps(current).encode())
+        write_checked(path, json.dumps(current).encode())
         return
-    recorded = json.loads(store.read(path))
+    recorded = json.loads(read_checked(path))
     if recorded.get("version") != 1:
         raise CheckpointCorruptError(
             f"{path} has partitioning version {recorded.get('version')!r}; this release "
