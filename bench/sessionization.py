@@ -10,7 +10,11 @@ every session still open (the second batch's watermark is the first's event, so 
 needs a no-data batch), and the sessions' event counts must add up to the input.
 
 The same function runs in both engines (``sessionize``: start, end, count and amount
-total per session in the state; a closed session is one output row). unbounded reads all
+total per session in the state; a closed session is one output row), with 2 shuffle
+partitions in both and in one Python process per core in both: PySpark ``local[2]``'s two
+Python workers, unbounded's state workers (``engine/state_workers.py``, one state
+partition's calls per job). Under a loaded machine both share the same cores, so the
+ratio mostly compares CPU per event. unbounded reads all
 files; PySpark (``local[2]``) reads the first files only when ``--rows`` is large
 (``PYSPARK_MAX_ROWS``), which the output states. The figure compared is input rows per
 second of the whole availableNow run.
