@@ -14,7 +14,9 @@ the fastest run counts, so the workers' and the state actors' start-up (processe
 importing Polars and the engine) falls on the first, whose time the note shows. Reported:
 rows/s of each, the ratio to ``local[2]`` (aim >= 0.7x) and the per-batch overhead Ray
 adds, ``(best Ray time - best local time) / batches`` (aim < 20 ms), beside the median
-round trip of one batch's worth of trivial Ray tasks (Ray's fixed cost per batch).
+round trip of one batch's worth of trivial Ray tasks (Ray's fixed cost per batch) and of
+one batch's calls to the state actors for Spark's default 200 state partitions (one call
+per actor carrying all its partitions; the note shows one call per partition, as before).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from bench.harness import (
 __all__ = ["WORKLOAD", "run"]
 
 REPEATS = 3
+SPARK_PARTITIONS = 200  # spark.sql.shuffle.partitions' default
 TARGET_RATIO = 0.7
 TARGET_OVERHEAD_MS = 20.0
 _STORE_BYTES = 256 * 1024 * 1024
@@ -105,8 +108,9 @@ def _on_cluster(nodes: int, cpus_per_node: int, input_dir: str, run_dir: str,
         bests = {name: _best_of("ray", input_dir, os.path.join(run_dir, str(i)), conf)
                  for i, (name, conf) in enumerate(variants.items())}
         dispatch_ms = _dispatch_ms(windowed.FILES_PER_TRIGGER)
+        host_calls_ms = _host_calls_ms(SPARK_PARTITIONS)
         for best in bests.values():
-            best["dispatch_ms"] = dispatch_ms
+            best["dispatch_ms"], best["host_calls_ms"] = dispatch_ms, host_calls_ms
         return bests
     finally:
         ray.shutdown()
@@ -131,6 +135,34 @@ def _dispatch_ms(tasks: int, rounds: int = 50) -> float:
     return statistics.median(times)
 
 
+def _host_calls_ms(partitions: int, rounds: int = 30) -> tuple[float, float]:
+    """Median time of one batch's calls (trivial ones) to the state actors for
+    ``partitions`` state partitions: as ``RayHosts.map`` sends them (one call per actor)
+    and one call per partition."""
+    import ray
+
+    from unbounded.executors.base import HostCall
+    from unbounded.executors.ray_hosts import HostPool
+
+    pool = HostPool(4)
+    try:
+        hosts = pool.hosts(partitions)
+        # builtins, which every worker unpickles: the resource is int() = 0, the call abs
+        calls = [HostCall(p, f"p{p}", int, abs) for p in range(partitions)]
+        hosts.map(calls)  # the actors start and open their resources
+        grouped, single = [], []
+        for _ in range(rounds):
+            with stopwatch() as elapsed:
+                hosts.map(calls)
+            grouped.append(elapsed[0] * 1000)
+            with stopwatch() as elapsed:  # one call per partition (prepare's path)
+                ray.get(hosts._submit(calls))
+            single.append(elapsed[0] * 1000)
+    finally:
+        pool.shutdown()
+    return statistics.median(grouped), statistics.median(single)
+
+
 def _measure(result: WorkloadResult, name: str, run: dict[str, Any], rows: int,
              local: dict[str, Any] | None, expected: pl.DataFrame) -> None:
     rate = rows / run["seconds"]
@@ -150,6 +182,10 @@ def _measure(result: WorkloadResult, name: str, run: dict[str, Any], rows: int,
         result.measures.append(Measure(
             f"{name}: dispatch of a batch's tasks", run["dispatch_ms"], "ms",
             note=f"median round trip of {windowed.FILES_PER_TRIGGER} trivial Ray tasks"))
+        grouped, single = run["host_calls_ms"]
+        result.measures.append(Measure(
+            f"{name}: state actor calls of a batch, {SPARK_PARTITIONS} partitions", grouped,
+            "ms", note=f"one call per actor; one per partition: {single:.1f} ms"))
     result.checks[f"{name} closed windows == polars"] = windowed.compare_windows(
         run["windows"], expected)
     result.checks[f"{name} read all input"] = (
