@@ -28,6 +28,12 @@ from unbounded.sql import functions as F
 from unbounded.state.base import OP_COLUMN, StateSchema, StateSchemaFile, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
 from unbounded.state.join_keys import JoinKeysFile, JoinSideKeys
+from unbounded.state.transform_meta import (
+    OperatorInfo,
+    StateVariableInfo,
+    TransformWithStateFile,
+    VariableType,
+)
 from unbounded.testing.checkpoint_faults import Fault, FaultyFileOps
 
 MAX_OFFSETS_PER_FILE = 8192  # above every file of the fixture: each byte is flipped
@@ -109,6 +115,8 @@ def _metadata_kinds(cp: Path) -> dict[str, tuple[Path, Callable[[], object]]]:
                       "right": JoinSideKeys((pl.col("k") + 1,), {"k": "rk"})})
     rate = SourceContext({}, None, str(cp / "sources" / "1"))
     RateSource("rate", rate)
+    declared = TransformWithStateFile(str(cp / "state"), 8)
+    declared.write(_declared("count"))
     return {
         "state schema": (meta / "schema",
                          lambda: StateSchemaFile(StateStoreId(str(cp / "state"), 0, 0)).read()),
@@ -116,7 +124,27 @@ def _metadata_kinds(cp: Path) -> dict[str, tuple[Path, Callable[[], object]]]:
         "join keys": (Path(joins.path), lambda: JoinKeysFile(str(cp / "state"), 7).read("left")),
         "rate source start": (cp / "sources" / "1" / "0",
                               lambda: RateSource("rate", rate).start_ms),
+        "transform-with-state": (Path(declared.path), declared.read),
     }
+
+
+def _declared(*names: str) -> OperatorInfo:
+    return OperatorInfo("transformWithStateInPandasExec", "None", "Update", tuple(
+        StateVariableInfo(n, VariableType.VALUE, False) for n in names))
+
+
+def test_a_changed_transform_with_state_declaration_is_rewritten_checked(tmp_path):
+    """The one metadata file rewritten in place: removed with its sidecar, then written
+    checked again, so the new declaration reads back and a flip in it is still refused."""
+    declared = TransformWithStateFile(str(tmp_path / "state"), 0)
+    declared.write(_declared("count"))
+    declared.write(_declared("count", "seen"))
+    assert declared.read() == _declared("count", "seen")
+    path = Path(declared.path)
+    path.write_bytes(path.read_bytes().replace(b"seen", b"seem"))
+    with pytest.raises(CheckpointCorruptError, match="CRC-32C") as e:
+        declared.read()
+    assert str(path) in str(e.value)
 
 
 def _largest_entry(folder: Path) -> Path:
@@ -152,7 +180,8 @@ def _flip_scan(path: Path, read: Callable[[], object]) -> tuple[int, int]:
     return len(_sample(len(intact))), len(silent)
 
 
-_METADATA_KINDS = ["state schema", "state partitioning", "join keys", "rate source start"]
+_METADATA_KINDS = ["state schema", "state partitioning", "join keys", "rate source start",
+                   "transform-with-state"]
 
 
 @pytest.mark.parametrize("kind", ["offsets", "commits", "metadata", "source log",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from unbounded.checkpoint.atomic import write_atomic_replace
+from unbounded.checkpoint.checksum import read_checked, remove_checked, write_checked
 from unbounded.errors import CheckpointCorruptError
 
 __all__ = [
@@ -143,7 +143,9 @@ class TransformWithStateFile:
         doc = {"version": self.VERSION, "operatorName": info.operator_name,
                "timeMode": info.time_mode, "outputMode": info.output_mode,
                "stateVariables": [v.to_json() for v in info.variables]}
-        write_atomic_replace(self.path, json.dumps(doc, indent=1).encode())
+        if os.path.exists(self.path):  # checked files are written once: remove, then write
+            remove_checked(self.path)  # a crash between reads as a checkpoint from before it
+        write_checked(self.path, json.dumps(doc, indent=1).encode())
 
     def read(self) -> OperatorInfo | None:
         """The recorded declarations, or None for a checkpoint written before this file."""
@@ -160,8 +162,9 @@ class TransformWithStateFile:
 
     def _document(self) -> dict[str, Any]:
         try:
-            with open(self.path, encoding="utf-8") as f:
-                doc: dict[str, Any] = json.load(f)
+            doc: dict[str, Any] = json.loads(read_checked(self.path))
+        except CheckpointCorruptError:
+            raise  # names the file and what its checksum expected
         except (OSError, ValueError) as e:
             raise CheckpointCorruptError(f"{self.path} is not readable JSON: {e}") from e
         version = doc.get("version") if isinstance(doc, dict) else None
