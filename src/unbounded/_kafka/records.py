@@ -54,6 +54,7 @@ __all__ = [
     "DecodedRecords",
     "decode_batches",
     "encode_batch",
+    "encode_batch_view",
     "encode_control_batch",
 ]
 
@@ -351,7 +352,7 @@ def _decompress(codec: int, block: memoryview) -> memoryview:
     raise ValueError(f"unknown compression codec {codec}")
 
 
-def _compress(codec: int, records: pa.Buffer, level: int | None) -> memoryview:
+def _compress(codec: int, records: memoryview, level: int | None) -> memoryview:
     """Compress a records section; lz4 defaults to its fast mode, as librdkafka does."""
     if codec == 1:
         return memoryview(cramjam.gzip.compress(records, level=level))
@@ -1138,7 +1139,9 @@ class _Section:
     each piece into place, once."""
 
     def __init__(self, pieces: int) -> None:
-        self.views = np.empty((2 * pieces + 1, 2), dtype=np.uint64)
+        # row 0 holds room for the batch header (or nothing); the records follow it
+        self._rows = np.empty((2 * pieces + 2, 2), dtype=np.uint64)
+        self.views = self._rows[1:]
         self.buffers: list[pa.Buffer] = []
 
     def put_column(self, column: _Column, slots: slice | Int64s) -> None:
@@ -1162,17 +1165,22 @@ class _Section:
         structs = np.ascontiguousarray(views).view(_VIEW)[:, 0]
         self.views.view(_VIEW)[rows, 0][slots] = structs
 
-    def array(self, last_run: int) -> pa.Array:
-        """The binary_view array, ended by a run of ``last_run`` zero bytes (a header count)."""
+    def array(self, last_run: int, room: int) -> pa.Array:
+        """The binary_view array, ended by a run of ``last_run`` zero bytes (a header count)
+        and started by ``room`` zero bytes (over 12, or none) for the batch header."""
         self.views[-1] = (last_run, 0)
-        buffers = [None, pa.py_buffer(self.views), *self.buffers]
-        return pa.Array.from_buffers(pa.binary_view(), len(self.views), buffers)
+        self._rows[0] = (room, len(self.buffers)) if room else (0, 0)
+        buffers = [None, pa.py_buffer(self._rows), *self.buffers]
+        if room:
+            buffers.append(pa.py_buffer(bytes(room)))
+        return pa.Array.from_buffers(pa.binary_view(), len(self._rows), buffers)
 
 
-def _concatenated(pieces: pa.Array) -> pa.Buffer:
+def _concatenated(pieces: pa.Array) -> memoryview:
     joined = pieces.cast(pa.large_binary())
     size = int(np.frombuffer(joined.buffers()[1], dtype=np.int64)[len(pieces)])
-    return joined.buffers()[2].slice(0, size)
+    # a view, not Buffer.slice: a sliced Buffer is read-only, and the header goes in place
+    return memoryview(joined.buffers()[2]).cast("B")[:size]
 
 
 _VIEW = np.dtype("V16")  # one binary_view struct
@@ -1232,8 +1240,9 @@ def _put_headers(section: _Section, columns: _RecordColumns, headers: _Headers) 
     section.put_runs(_Run(parts, len(records)), keys[firsts])
 
 
-def _section(columns: _RecordColumns) -> pa.Buffer:
-    """The records section of a batch: offset deltas 0..n-1, timestamps relative to the first."""
+def _section(columns: _RecordColumns, room: int) -> memoryview:
+    """The records section of a batch: offset deltas 0..n-1, timestamps relative to the
+    first; behind ``room`` zero bytes (for the batch header, saving a copy to prepend it)."""
     rows, keys, headers = columns.rows, columns.keys, columns.headers
     entries = 0 if headers is None else len(headers.keys.lengths)
     section = _Section(rows * (1 + (keys is not None)) + 2 * entries)
@@ -1247,18 +1256,18 @@ def _section(columns: _RecordColumns) -> pa.Buffer:
     if keys is not None:
         section.put_runs(_Run([columns.value_lengths], rows), slots[1])
     if headers is None:
-        return _concatenated(section.array(1))
+        return _concatenated(section.array(1, room))
     _put_headers(section, columns, headers)
-    return _concatenated(section.array(int(headers.counts[-1] == 0)))
+    return _concatenated(section.array(int(headers.counts[-1] == 0), room))
 
 
 def _records(values: pa.Array, keys: pa.Array | None, headers: pa.Array | None,
-             timestamp_deltas: Int64s | None) -> pa.Buffer:
+             timestamp_deltas: Int64s | None, room: int = 0) -> memoryview:
     value_column = _binary_column(values)
     rows = len(value_column.lengths)
     key_column = None if keys is None else _binary_column(_rows_of(keys, rows))
     entries = None if headers is None else _header_entries(headers, rows)
-    return _section(_record_columns(value_column, key_column, entries, timestamp_deltas))
+    return _section(_record_columns(value_column, key_column, entries, timestamp_deltas), room)
 
 
 def _frame_batch(records: memoryview, header: _Batch) -> bytes:
@@ -1268,6 +1277,16 @@ def _frame_batch(records: memoryview, header: _Batch) -> bytes:
     crc = crc32c.crc32c(records, crc32c.crc32c(bytes(fixed[_CRC_FROM:])))
     struct.pack_into(">I", fixed, _CRC_AT, crc)
     return b"".join([fixed, records])
+
+
+def _frame_in_place(view: memoryview, header: _Batch) -> memoryview:
+    """Write ``header`` (length and CRC filled) into the room left before the records."""
+    if view.readonly:  # Arrow made a buffer it does not let us write: copy it once
+        view = memoryview(bytearray(view))
+    header = header._replace(batch_length=len(view) - _LOG_OVERHEAD)
+    view[: _HEADER.size] = _HEADER.pack(*header[:-1])
+    struct.pack_into(">I", view, _CRC_AT, crc32c.crc32c(view[_CRC_FROM:]))
+    return view
 
 
 def _timestamp_deltas(timestamp_ms: int | Int64s, rows: int) -> tuple[int, int, Int64s | None]:
@@ -1291,12 +1310,13 @@ def _batch(
     header: _Batch,
     codec: int,
     level: int | None = None,
-) -> bytes:
+) -> bytes | memoryview:
+    """The batch; uncompressed, a view of the records' own buffer with the header written
+    into room left before them (prepending it would copy every record once more)."""
     rows = len(values)
     if rows == 0:
         raise ValueError("a Kafka record batch needs at least one record")
     first, latest, deltas = _timestamp_deltas(timestamp_ms, rows)
-    records = _records(values, keys, headers, deltas)
     header = header._replace(
         attributes=header.attributes | codec,
         last_offset_delta=rows - 1,
@@ -1304,6 +1324,9 @@ def _batch(
         max_timestamp=latest,
         records_count=rows,
     )
+    if codec == 0:
+        return _frame_in_place(_records(values, keys, headers, deltas, _HEADER.size), header)
+    records = _records(values, keys, headers, deltas)
     return _frame_batch(_compress(codec, records, level), header)
 
 
@@ -1340,6 +1363,34 @@ def encode_batch(
         >>> len(blob), decode_batches(blob, 0, 1).keys.to_pylist()
         (70, [b'k'])
     """
+    return bytes(encode_batch_view(
+        values, keys, headers, timestamp_ms=timestamp_ms, producer_id=producer_id,
+        producer_epoch=producer_epoch, base_sequence=base_sequence, transactional=transactional,
+        compression=compression, compression_level=compression_level))
+
+
+def encode_batch_view(
+    values: pa.Array,
+    keys: pa.Array | None = None,
+    headers: pa.Array | None = None,
+    *,
+    timestamp_ms: int | Int64s,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    transactional: bool = False,
+    compression: str | None = None,
+    compression_level: int | None = None,
+) -> bytes | memoryview:
+    """:func:`encode_batch` without its final copy: an uncompressed batch is a view of
+    the buffer its records were assembled in (the Kafka sink sends it as it is).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> view = encode_batch_view(pa.array([b"v"]), timestamp_ms=7)
+        >>> bytes(view) == encode_batch(pa.array([b"v"]), timestamp_ms=7)
+        True
+    """
     if compression not in _CODECS:
         raise ValueError(f"unknown compression {compression!r}; use one of gzip, snappy, lz4, zstd")
     header = _Batch(0, 0, -1, 2, 0, _TRANSACTIONAL if transactional else 0, 0, 0, 0,
@@ -1364,4 +1415,5 @@ def encode_control_batch(
     value = pa.array([struct.pack(">hi", 0, 0)])  # version, coordinator epoch
     header = _Batch(base_offset, 0, -1, 2, 0, _TRANSACTIONAL | _CONTROL, 0, 0, 0,
                     producer_id, producer_epoch, -1, 0)
-    return _batch(value, keys=key, headers=None, timestamp_ms=timestamp_ms, header=header, codec=0)
+    return bytes(_batch(value, keys=key, headers=None, timestamp_ms=timestamp_ms, header=header,
+                        codec=0))

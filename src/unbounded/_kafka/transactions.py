@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 
 from unbounded._kafka.common import unavailable_error
 from unbounded._kafka.network import Connections
-from unbounded._kafka.records import encode_batch
+from unbounded._kafka.records import encode_batch_view
 from unbounded.errors import (
     AnalysisException,
     ConcurrentQueryError,
@@ -396,7 +396,7 @@ class _Batch:
     partition: Partition
     base_sequence: int
     records: int
-    payload: bytes
+    payload: bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -435,10 +435,11 @@ class _PartitionWriter:
         self.next_sequence = _add_sequence(self.next_sequence, stop - start)
         return batch
 
-    def _encode(self, start: int, stop: int, identity: _Identity, sequence: int) -> bytes:
+    def _encode(self, start: int, stop: int, identity: _Identity,
+                sequence: int) -> bytes | memoryview:
         columns = {name: _column_slice(self._rows.column(name), start, stop)
                    for name in ("value", "key", "headers") if name in self._rows.column_names}
-        return encode_batch(columns["value"], columns.get("key"), columns.get("headers"),
+        return encode_batch_view(columns["value"], columns.get("key"), columns.get("headers"),
                             timestamp_ms=int(time.time() * 1000),
                             producer_id=identity.producer_id, producer_epoch=identity.epoch,
                             base_sequence=sequence, transactional=True,

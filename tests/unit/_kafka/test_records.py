@@ -443,8 +443,8 @@ def validated_views(monkeypatch: pytest.MonkeyPatch) -> None:
     bounds, inline bytes): a wrong view would be read out of bounds, not raise."""
     build = codec._Section.array
 
-    def validated(self: Any, last_run: int) -> pa.Array:
-        array = build(self, last_run)
+    def validated(self: Any, *args: Any) -> pa.Array:
+        array = build(self, *args)
         array.validate(full=True)
         return array
 
