@@ -6,10 +6,10 @@ before the caller sees its record batches: joined chunks, a slice into the frame
 field. A 16 MiB Fetch response costs ~4,000 system calls and ~80 MiB of fresh memory;
 on the Kafka -> Kafka workload this was about half of each reader thread's time.
 
-Here a plaintext transport reads up to 1 MiB per call (one chunk is passed on without
-a join), and its connection's parser fills the frame buffer once and hands the frame to
-the response decoder as a ``memoryview``; only the records field is still copied (by
-kafka-python's generated decoder). TLS transports are kafka-python's, unchanged.
+Here a plaintext transport receives the rest of a large frame straight into the frame's
+buffer (``recv_into``), other bytes up to 1 MiB per call, and its connection's parser hands
+the frame to the response decoder as a ``memoryview``; only the records field is still
+copied (by kafka-python's generated decoder). TLS transports are kafka-python's, unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
 __all__ = ["FrameConnectionManager"]
 
 _RECV_BYTES = 1 << 20
+_DIRECT_BYTES = 64 << 10  # a frame's rest this large is received into it directly
 
 
 class _Frame(KafkaBytes):  # type: ignore[misc]
@@ -50,23 +51,37 @@ class _FrameParser(KafkaProtocol):  # type: ignore[misc]
     """
 
     def receive_bytes(self, data: bytes) -> list[tuple[int, Any]]:
+        """Responses completed by ``data`` (or, when empty, by :meth:`received`)."""
         view = memoryview(data)
         responses: list[tuple[int, Any]] = []
-        while view:
+        while view or self._receiving:
             if not self._receiving:
                 view = self._take_size(view)
                 if not self._receiving:
                     break
             frame = self._rbuffer
             take = min(len(frame) - frame.tell(), len(view))
-            frame.write(view[:take])
-            view = view[take:]
+            if take:
+                frame.write(view[:take])
+                view = view[take:]
             if frame.tell() < len(frame):
                 break
             frame.seek(0)
             responses.append(self._process_response(frame))
             self._reset_buffer()
         return responses
+
+    def room(self) -> memoryview | None:
+        """The unfilled rest of the frame being received, when large enough to receive
+        into directly (saving a copy of its bytes); None otherwise."""
+        if not self._receiving or len(self._rbuffer) - self._rbuffer.tell() < _DIRECT_BYTES:
+            return None
+        return memoryview(self._rbuffer)[self._rbuffer.tell():]
+
+    def received(self, nbytes: int) -> None:
+        """``nbytes`` were written into :meth:`room`; :meth:`receive_bytes` of nothing
+        then hands on the frame if it is complete."""
+        self._rbuffer.seek(self._rbuffer.tell() + nbytes)
 
     def _take_size(self, view: memoryview) -> memoryview:
         """Read (part of) the 4-byte frame size; start the frame once it is whole."""
@@ -86,7 +101,10 @@ class _FrameTransport(KafkaTCPTransport):  # type: ignore[misc]
     :class:`_FrameParser`."""
 
     def _sock_recv(self) -> tuple[bytes, Exception | None]:
-        self._adopt_parser()
+        parser = self._adopt_parser()
+        room = None if parser is None else parser.room()
+        if parser is not None and room is not None:
+            return self._recv_into(parser, room)
         chunks: list[bytes] = []
         while True:
             try:
@@ -103,12 +121,33 @@ class _FrameTransport(KafkaTCPTransport):  # type: ignore[misc]
                 break
         return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None
 
-    def _adopt_parser(self) -> None:
+    def _recv_into(self, parser: _FrameParser, room: memoryview) -> tuple[bytes, Exception | None]:
+        """Receive straight into the frame; the parser is told how much arrived, and the
+        transport passes it no bytes (it then hands on the frame if complete)."""
+        got, error = 0, None
+        while got < len(room):
+            try:
+                count = self._sock.recv_into(room[got:])
+            except (BlockingIOError, InterruptedError):
+                break
+            except Exception as exc:  # kafka-python's: the transport aborts with it
+                error = kafka_errors.KafkaConnectionError(exc)
+                break
+            if not count:
+                error = kafka_errors.KafkaConnectionError("socket disconnected")
+                break
+            got += count
+        room.release()
+        parser.received(got)
+        return b"", error
+
+    def _adopt_parser(self) -> _FrameParser | None:
         # The connection builds its parser in connection_made, before the first read;
         # the class is swapped in place so its state (in-flight requests) carries over.
         parser = getattr(self._protocol, "parser", None)
         if type(parser) is KafkaProtocol:
             parser.__class__ = _FrameParser
+        return parser if isinstance(parser, _FrameParser) else None
 
 
 class FrameConnectionManager(KafkaConnectionManager):  # type: ignore[misc]

@@ -64,6 +64,40 @@ def test_responses_split_anywhere_decode_as_kafka_pythons_parser_does(chunk: int
     assert decode_batches(records, 0, 300).values.to_pylist()[298:] == [b"v298", b"v299"]
 
 
+def test_a_frame_received_into_its_room_decodes_as_one_received_as_bytes() -> None:
+    big = encode_batch(pa.array([b"x" * 1000] * 300), timestamp_ms=5)  # over 64 KiB
+    parser = _FrameParser(client_id="c")
+    wire = _fetch_response(parser.send_request(_fetch_request()), big)
+    parser.send_bytes()
+    assert parser.room() is None  # no frame started yet
+    assert parser.receive_bytes(wire[:100]) == []
+    room = parser.room()
+    assert room is not None and len(room) == len(wire) - 100
+    direct = len(wire) - 1_100
+    room[:direct] = wire[100:100 + direct]
+    parser.received(direct)
+    assert parser.receive_bytes(b"") == []  # not complete yet
+    assert parser.room() is None  # under 64 KiB left: received as bytes
+    [(cid, response)] = parser.receive_bytes(wire[100 + direct:])
+    assert cid == 1
+    assert response.responses[0].partitions[0].records == big
+
+
+def test_a_frame_completed_in_its_room_is_handed_on_by_receiving_nothing() -> None:
+    big = encode_batch(pa.array([b"y" * 1000] * 300), timestamp_ms=5)
+    parser = _FrameParser(client_id="c")
+    wire = _fetch_response(parser.send_request(_fetch_request()), big)
+    parser.send_bytes()
+    parser.receive_bytes(wire[:10])
+    room = parser.room()
+    assert room is not None
+    room[:] = wire[10:]
+    parser.received(len(wire) - 10)
+    [(_, response)] = parser.receive_bytes(b"")
+    assert response.responses[0].partitions[0].records == big
+    assert parser.receive_bytes(b"") == []
+
+
 def test_a_frame_reads_its_rest_as_a_view_and_parts_as_bytes() -> None:
     frame = _Frame(6)
     frame.write(b"abcdef")
