@@ -14,6 +14,7 @@ copied (by kafka-python's generated decoder). TLS transports are kafka-python's,
 
 from __future__ import annotations
 
+import socket
 import warnings
 from typing import Any
 
@@ -71,6 +72,11 @@ class _FrameParser(KafkaProtocol):  # type: ignore[misc]
             self._reset_buffer()
         return responses
 
+    @property
+    def between_frames(self) -> bool:
+        """No byte of the next frame (not even of its size) has been received."""
+        return not self._receiving and self._header.tell() == 0
+
     def room(self) -> memoryview | None:
         """The unfilled rest of the frame being received, when large enough to receive
         into directly (saving a copy of its bytes); None otherwise."""
@@ -102,9 +108,12 @@ class _FrameTransport(KafkaTCPTransport):  # type: ignore[misc]
 
     def _sock_recv(self) -> tuple[bytes, Exception | None]:
         parser = self._adopt_parser()
-        room = None if parser is None else parser.room()
-        if parser is not None and room is not None:
-            return self._recv_into(parser, room)
+        if parser is not None:
+            if parser.between_frames and self._large_frame_next():
+                parser.receive_bytes(self._sock.recv(4))  # its size: starts the frame
+            room = parser.room()
+            if room is not None:
+                return self._recv_into(parser, room)
         chunks: list[bytes] = []
         while True:
             try:
@@ -120,6 +129,15 @@ class _FrameTransport(KafkaTCPTransport):  # type: ignore[misc]
             if len(data) < _RECV_BYTES:
                 break
         return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), None
+
+    def _large_frame_next(self) -> bool:
+        """Whether the size at the head of the socket's bytes is one to receive directly
+        (peeked, not consumed)."""
+        try:
+            head = self._sock.recv(4, socket.MSG_PEEK)
+        except OSError:  # nothing yet, or a failure the normal read reports
+            return False
+        return len(head) == 4 and int.from_bytes(head, "big", signed=True) >= _DIRECT_BYTES
 
     def _recv_into(self, parser: _FrameParser, room: memoryview) -> tuple[bytes, Exception | None]:
         """Receive straight into the frame; the parser is told how much arrived, and the
