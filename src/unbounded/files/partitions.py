@@ -15,7 +15,6 @@ import os
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from urllib.parse import unquote
 
 import pyarrow as pa
 
@@ -37,7 +36,7 @@ from unbounded.plan.types import (
 )
 
 __all__ = ["DEFAULT_PARTITION_NAME", "PartitionLayout", "PartitionedFiles",
-           "discover_partitions"]
+           "discover_partitions", "escape_path_name", "unescape_path_name"]
 
 DEFAULT_PARTITION_NAME = "__HIVE_DEFAULT_PARTITION__"
 
@@ -91,9 +90,36 @@ def _parse(relative: str) -> list[tuple[str, str | None]]:
         name, eq, value = folder.partition("=")
         if not eq or not name:
             return []
-        raw = unquote(value)
-        pairs.append((unquote(name), None if raw == DEFAULT_PARTITION_NAME else raw))
+        raw = unescape_path_name(value)
+        pairs.append((unescape_path_name(name), None if raw == DEFAULT_PARTITION_NAME else raw))
     return pairs
+
+
+# ExternalCatalogUtils.charToEscape (off Windows): the ASCII controls and these.
+_ESCAPED = frozenset([*map(chr, range(1, 32)), *'"#%\'*/:=?\\\x7f{[]^'])
+_ESCAPE = re.compile("[" + re.escape("".join(sorted(_ESCAPED))) + "]")
+_UNESCAPE = re.compile("%([0-9A-Fa-f]{2})")
+
+
+def escape_path_name(text: str) -> str:
+    """A partition column name or value as Spark writes it in a folder name: each
+    character of ``_ESCAPED`` as ``%XX`` (upper-case hex), the rest (spaces, non-ASCII)
+    kept.
+
+    >>> escape_path_name("2024-03-10 03:00:00/a%b")
+    '2024-03-10 03%3A00%3A00%2Fa%25b'
+    """
+    return _ESCAPE.sub(lambda m: f"%{ord(m.group()):02X}", text)
+
+
+def unescape_path_name(text: str) -> str:
+    """What :func:`escape_path_name` wrote; as Spark's ``unescapePathName``, each ``%XX``
+    is the one character of that code (not UTF-8 bytes) and anything else stays.
+
+    >>> unescape_path_name("a%3Ab%2"), unescape_path_name("%C3%A9")
+    ('a:b%2', 'Ã©')
+    """
+    return _UNESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
 def _column_type(values: list[str | None], infer_types: bool) -> DataType:

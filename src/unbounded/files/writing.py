@@ -31,6 +31,7 @@ from pyarrow import orc
 from unbounded.checkpoint.atomic import fsync_file, make_dirs
 from unbounded.config import option_value
 from unbounded.errors import AnalysisException
+from unbounded.files.partitions import DEFAULT_PARTITION_NAME, escape_path_name
 from unbounded.plan.time_zones import to_local
 
 __all__ = ["WRITE_FORMATS", "file_extension", "write_data_file", "write_partitioned"]
@@ -73,9 +74,11 @@ def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tupl
     frame = _polars(table)
     frame = frame.with_columns([to_local(pl.col(c), zone).alias(c) for c in partition_by
                                 if _is_instant(frame.schema[c])])
+    frame = frame.with_columns([pl.col(c).replace("", None) for c in partition_by
+                                if frame.schema[c] == pl.String])  # one folder with NULL
     paths = []
     for key, group in frame.partition_by(list(partition_by), as_dict=True).items():
-        sub = os.path.join(folder, *(f"{c}={partition_value(v)}"
+        sub = os.path.join(folder, *(f"{escape_path_name(c)}={partition_value(v)}"
                                      for c, v in zip(partition_by, key, strict=True)))
         path = os.path.join(sub, name)
         write_data_file(path, fmt, group.drop(list(partition_by)).to_arrow(), options)
@@ -88,13 +91,15 @@ def _is_instant(dtype: pl.DataType) -> bool:
 
 
 def partition_value(value: object) -> str:
-    """A partition folder's value as Spark spells it (NULL is a special name)."""
-    if value is None:
-        return "__HIVE_DEFAULT_PARTITION__"
+    """A partition folder's value as Spark spells it: path-escaped, NULL and the empty
+    string as a special name."""
+    if value is None or value == "":
+        return DEFAULT_PARTITION_NAME
     if isinstance(value, datetime.datetime):  # as CAST(ts AS STRING): no zero fraction
         text = value.strftime("%Y-%m-%d %H:%M:%S")
-        return text + f".{value.microsecond:06d}".rstrip("0") if value.microsecond else text
-    return str(value)
+        text += f".{value.microsecond:06d}".rstrip("0") if value.microsecond else ""
+        return escape_path_name(text)
+    return escape_path_name(str(value))
 
 
 def _polars(table: pa.Table) -> pl.DataFrame:

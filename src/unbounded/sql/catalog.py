@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import pyarrow as pa
 
 from unbounded.errors import AnalysisException
+from unbounded.files.partitions import unescape_path_name
 from unbounded.files.paths import local_path
 from unbounded.plan.expressions import Expression
 from unbounded.plan.types import StructField, StructType
@@ -391,7 +392,7 @@ class Catalog:
 def _partition_values(relative: str, count: int) -> tuple[str | None, ...]:
     """The values of ``a=1/b=x/part-0.parquet``'s partition folders (NULL's name too)."""
     folders = relative.split(os.sep)[:-1][-count:] if count else []
-    values = [f.partition("=")[2] for f in folders]
+    values = [unescape_path_name(f.partition("=")[2]) for f in folders]
     return tuple(None if v == "__HIVE_DEFAULT_PARTITION__" else v for v in values)
 
 
