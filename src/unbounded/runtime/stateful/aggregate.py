@@ -38,14 +38,13 @@ from unbounded.runtime.stateful.base import (
     MapSideOutput,
     OperatorContext,
     OperatorOutput,
-    PartitionedState,
     frame_of,
     partition_ids,
     split_partitions,
     sum_metrics,
     watermark_delays,
 )
-from unbounded.runtime.stateful.hosted import HostedState
+from unbounded.runtime.stateful.hosted import OneStoreFold, StatePartitions
 from unbounded.state.base import (
     FOUND_COLUMN,
     OLD_SUFFIX,
@@ -480,8 +479,7 @@ class StreamingAggregation:
         empty = self.map_side.run(pl.LazyFrame(schema=input_schema), 0).rows
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)
-        self.state = PartitionedState(ctx, self.schema)
-        self.hosted = HostedState.open(ctx, self.schema)  # None: the stores stay here
+        self.state = StatePartitions(ctx, [("", self.schema)])  # in Ray actors or here
 
     @property
     def map_sides(self) -> tuple[MapSideAggregation]:
@@ -492,14 +490,9 @@ class StreamingAggregation:
         """The input holds the partial rows the tasks' map side produced."""
         started = time.perf_counter()
         partials, dropped = inputs[0].rows, inputs[0].dropped_late
-        fold = replace(self.fold, watermark_us=batch.watermark_us)
-        if self.hosted is not None:
-            results = self.hosted.fold(partials, self.key_names, fold, batch.batch_id)
-        else:
-            parts = _route(partials, self.key_names, self.ctx.num_partitions)
-            results = self.ctx.executor.map(
-                lambda p: fold(self.state.store(p, batch.batch_id), parts[p]),
-                list(range(self.ctx.num_partitions)))
+        fold = OneStoreFold(replace(self.fold, watermark_us=batch.watermark_us))
+        parts = _route(partials, self.key_names, self.ctx.num_partitions)
+        results = self.state.fold([(part,) for part in parts], fold, batch.batch_id)
         rows = pl.concat([r[0] for r in results], how="vertical_relaxed") if results else None
         out = self._finalize(rows if rows is not None else partials.clear())
         metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
@@ -523,15 +516,10 @@ class StreamingAggregation:
         return input_watermark_us
 
     def close(self) -> None:
-        if self.hosted is not None:
-            self.hosted.close()
         self.state.close()
 
     def maintenance(self, min_versions: int) -> None:
-        if self.hosted is not None:
-            self.hosted.maintenance(min_versions)
-        else:
-            self.state.maintenance(min_versions)
+        self.state.maintenance(min_versions)
 
 
 

@@ -43,8 +43,8 @@ from unbounded.state.base import (
 )
 from unbounded.state.registry import create_provider
 
-__all__ = ["FencedStore", "HostedState", "PartitionFold", "StatePartitions", "StoresFold",
-           "fenced"]
+__all__ = ["FencedStore", "HostedState", "OneStoreFold", "PartitionFold", "StatePartitions",
+           "StoresFold", "fenced"]
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -125,7 +125,7 @@ class StoresFold(Protocol[R_co]):
 
 
 @dataclass(frozen=True)
-class _OneStore(Generic[R]):
+class OneStoreFold(Generic[R]):
     """A ``PartitionFold`` as a ``StoresFold`` over one store."""
 
     fold: PartitionFold[R]
@@ -243,7 +243,7 @@ class HostedState:
         of ``keys``) on ``version``, in partition order."""
         n = self._ctx.num_partitions
         parts = split_partitions(frame, partition_ids(frame, keys, n), n)
-        return self.fold_parts([(part,) for part in parts], _OneStore(fold), version)
+        return self.fold_parts([(part,) for part in parts], OneStoreFold(fold), version)
 
     def fold_parts(self, parts: Sequence[Sequence[pl.DataFrame]], fold: StoresFold[R],
                    version: int) -> list[R]:
