@@ -20,8 +20,9 @@ from functools import reduce
 
 import polars as pl
 
+from unbounded.engine.coercion import binary_operand_types
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
-from unbounded.engine.expressions import compile_expr
+from unbounded.engine.expressions import compile_expr, implicit_cast
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import BinaryOp, ColumnRef, Expression, walk
 from unbounded.plan.logical import Join, JoinType, LogicalPlan
@@ -229,6 +230,10 @@ def _add_keys(
 def _coerced(key: EquiKey, ctx: CompileContext) -> tuple[pl.Expr, pl.Expr]:
     lexpr, rexpr = compile_expr(key.left, ctx), compile_expr(key.right, ctx)
     ltype, rtype = ctx.dtype_of(lexpr), ctx.dtype_of(rexpr)
+    casts = binary_operand_types("eq", ltype, rtype, ansi=ctx.ansi)  # as `=` does
+    if casts != (None, None):  # a string meets a timestamp (in ctx's zone) or a number
+        lexpr, rexpr = implicit_cast(lexpr, casts[0], ctx), implicit_cast(rexpr, casts[1], ctx)
+        ltype, rtype = ctx.dtype_of(lexpr), ctx.dtype_of(rexpr)
     if ltype == rtype:
         return lexpr, rexpr
     try:

@@ -81,7 +81,7 @@ class StreamingGroupsWithState:
         self.node, self.ctx = node, ctx
         self.input = UserInput.of(node.child, input_schema,
                                   event_time_mode=node.timeout is GroupStateTimeoutKind.EVENT_TIME)
-        cctx = CompileContext(input_schema, 0)
+        cctx = CompileContext(input_schema, 0, ansi=ctx.ansi, time_zone=ctx.time_zone)
         self.gkeys = [f"{_KEY}{i}" for i in range(len(node.keys))]
         self.key_exprs = [compile_expr(k, cctx).alias(g) for k, g in
                           zip(node.keys, self.gkeys, strict=True)]

@@ -76,9 +76,9 @@ _ROWS_PER_BATCH = 1 << 32
 class _Side:
     """One input of the join: its columns, key expressions, state and eviction rule."""
 
-    def __init__(self, name: str, plan: LogicalPlan) -> None:
+    def __init__(self, name: str, plan: LogicalPlan, ctx: CompileContext) -> None:
         self.name = name
-        frame, self.columns = compile_output(plan, {}, CompileContext(pl.Schema(), 0))
+        frame, self.columns = compile_output(plan, {}, ctx)
         self.empty = frame.collect()
         self.physical = [c.physical for c in self.columns]
         self.watermarked = watermarked_columns(plan, self.columns)
@@ -136,6 +136,13 @@ class JoinFold:
     output: tuple[str, ...]  # physical names of the join's output
     evictions: tuple[SideEviction | None, SideEviction | None]
     watermark_us: int = 0  # this batch's, which evicts
+    ansi: bool = True  # the query's, as its condition's implicit casts read them
+    time_zone: str = "UTC"
+
+    def compile_context(self) -> CompileContext:
+        """Where the condition compiles: a string compared with a timestamp names an
+        instant in the query's zone, as Spark's analyzer bound it."""
+        return CompileContext(pl.Schema(), 0, ansi=self.ansi, time_zone=self.time_zone)
 
     def __call__(self, stores: Sequence[StateStore], rows: Sequence[pl.DataFrame]
                  ) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -173,7 +180,7 @@ class JoinFold:
         """Every matching pair of each (left, right), with both rows' ids, from one
         Polars run of the inner joins."""
         frames = [join_frames(self.pair_node, self.left.for_join(left),
-                              self.right.for_join(right), CompileContext(pl.Schema(), 0),
+                              self.right.for_join(right), self.compile_context(),
                               left_columns=self.left.output_columns(),
                               right_columns=self.right.output_columns())
                   for left, right in sides]
@@ -202,7 +209,7 @@ class JoinFold:
         empty = other.empty.with_columns(pl.lit(None, dtype=pl.Int64).alias(_ROW))
         left, right = (rows, empty) if side is self.left else (empty, rows)
         frame = join_frames(self.node, self.left.for_join(left), self.right.for_join(right),
-                            CompileContext(pl.Schema(), 0),
+                            self.compile_context(),
                             left_columns=self.left.output_columns(),
                             right_columns=self.right.output_columns())
         return frame.select(list(self.output)).collect()
@@ -220,10 +227,10 @@ class StreamingJoin:
         self.node = node
         self.ctx = ctx
         self.how = node.join_type
-        self.left, self.right = _Side("left", left), _Side("right", right)
+        cctx = CompileContext(pl.Schema(), 0, ansi=ctx.ansi, time_zone=ctx.time_zone)
+        self.left, self.right = _Side("left", left, cctx), _Side("right", right, cctx)
         inputs = join_inputs(self.left.columns, self.right.columns,
-                             self.left.empty.schema, self.right.empty.schema,
-                             CompileContext(pl.Schema(), 0))
+                             self.left.empty.schema, self.right.empty.schema, cctx)
         keys = _equi_keys(node, inputs)
         if not keys:
             raise UnsupportedOperationException(
@@ -246,7 +253,8 @@ class StreamingJoin:
              for side in (self.left, self.right)})
         self.fold = JoinFold(self.left, self.right, _detached(node, JoinType.INNER),
                              _detached(node, node.join_type), tuple(pair_output),
-                             tuple(c.physical for c in self.output), self.evictions)
+                             tuple(c.physical for c in self.output), self.evictions,
+                             ansi=ctx.ansi, time_zone=ctx.time_zone)
         self.state = StatePartitions(ctx, [(side.name, side.state_schema())
                                            for side in (self.left, self.right)])
         self.map_sides: tuple[MapSide | None, ...] = (

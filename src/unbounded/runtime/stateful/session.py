@@ -111,6 +111,8 @@ class SessionFold:
     output_schema: pl.Schema
     evicts: bool
     watermark_us: int = 0
+    ansi: bool = True  # the query's, as the aggregates' implicit casts read them
+    time_zone: str = "UTC"
 
     def __call__(self, stores: Sequence[StateStore], rows: Sequence[pl.DataFrame]
                  ) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -140,7 +142,7 @@ class SessionFold:
         return sessions
 
     def _aggregate(self, sessions: pl.DataFrame) -> pl.DataFrame:
-        kctx = CompileContext(sessions.schema, 0)
+        kctx = CompileContext(sessions.schema, 0, ansi=self.ansi, time_zone=self.time_zone)
         outputs = [compile_aggregate_call(a.call, kctx).alias(a.output) for a in self.aggs]
         out = sessions.group_by(list(self.key_names), maintain_order=True).agg(outputs)
         return out.cast(dict(self.output_schema), strict=False)  # type: ignore[arg-type]
@@ -167,7 +169,7 @@ class StreamingSessionAggregation:
         key, call = found
         self.ctx = ctx
         self.output_schema = output_schema
-        cctx = CompileContext(input_schema, 0)
+        cctx = CompileContext(input_schema, 0, ansi=ctx.ansi, time_zone=ctx.time_zone)
         self.session_name = key.display_name()
         self.key_names = [k.display_name() for k in node.keys]
         self.group_names = [k.display_name() for k in node.keys if k is not key]
@@ -183,7 +185,8 @@ class StreamingSessionAggregation:
         self.schema = self._state_schema(input_schema)
         self.fold = SessionFold(tuple(self.group_names), tuple(self.key_names),
                                 self.session_name, self.bounds.dtype, tuple(self.aggs),
-                                output_schema, self.evicts)
+                                output_schema, self.evicts, ansi=ctx.ansi,
+                                time_zone=ctx.time_zone)
         self.state = StatePartitions(ctx, [("", self.schema)])
 
     def _state_schema(self, input_schema: pl.Schema) -> StateSchema:

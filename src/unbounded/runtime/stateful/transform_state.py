@@ -194,7 +194,7 @@ class StreamingTransformWithState:
         self.node, self.ctx = node, ctx
         self.input = UserInput.of(node.child, input_schema,
                                   event_time_mode=node.time_mode is TimeMode.EVENT_TIME)
-        cctx = CompileContext(input_schema, 0)
+        cctx = CompileContext(input_schema, 0, ansi=ctx.ansi, time_zone=ctx.time_zone)
         self.gkeys = [f"{_KEY}{i}" for i in range(len(node.keys))]
         self.key_exprs = [compile_expr(k, cctx).alias(g)
                           for k, g in zip(node.keys, self.gkeys, strict=True)]
@@ -279,9 +279,11 @@ class StreamingTransformWithState:
         plan = self.node.initial_state
         if plan is None:
             return None
-        frame, columns = compile_output(plan, {}, CompileContext(pl.Schema(), 0))
+        ansi, zone = self.ctx.ansi, self.ctx.time_zone
+        frame, columns = compile_output(
+            plan, {}, CompileContext(pl.Schema(), 0, ansi=ansi, time_zone=zone))
         rows = frame_of(to_display_arrow(frame.collect(), columns))
-        cctx = CompileContext(rows.schema, 0)
+        cctx = CompileContext(rows.schema, 0, ansi=ansi, time_zone=zone)
         key_types = pl.DataFrame(self.key_schema.empty_table()).dtypes
         keyed = rows.with_columns(
             compile_expr(k, cctx).cast(t).alias(g)
