@@ -37,6 +37,7 @@ from unbounded.state.base import (
 from unbounded.state.files import StateFileLog
 
 __all__ = [
+    "MAX_STATE_CHUNKS",
     "SMALL_MERGE_ROWS",
     "KeyedFrame",
     "MemoryStateStore",
@@ -58,6 +59,7 @@ _NEW = "__new"  # marks, in a merge's join, the rows the batch brought
 _EVICT = "__evict"
 _HASH, _AT = "__hash", "__at"  # a merge's key hashes and stored row positions
 SMALL_MERGE_ROWS = 2048  # stored + new rows up to which a merge takes one full join
+MAX_STATE_CHUNKS = 16  # chunks of a state frame beyond which a merge rechunks it
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
 _UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
 
@@ -392,7 +394,7 @@ class MemoryStateStore(OpenVersion):
             hashes = self._hashes(state)
             evicted, state = state.filter(mask), state.filter(~mask)
             self._keyed = None if hashes is None else KeyedFrame(state, hashes.filter(~mask))
-        self._frame = state
+        self._frame = self._compacted(state)
         self._delta.record_upserts(merged)
         self._delta.record_deletes(evicted)
         self._updated += merged.height
@@ -410,6 +412,17 @@ class MemoryStateStore(OpenVersion):
                 self._keyed = hashed[0]
                 return hashed[0].frame, hashed[1], None
         return merge_rows(state, rows, merge, self._schema, evict)
+
+    def _compacted(self, state: pl.DataFrame) -> pl.DataFrame:
+        """``state`` in one chunk once it has more than ``MAX_STATE_CHUNKS``: a large
+        merge appends the merged rows as a chunk on every batch, and joins, gathers and
+        filters slow down as chunks multiply over a long-running query."""
+        if state.n_chunks() <= MAX_STATE_CHUNKS:
+            return state
+        hashes = self._hashes(state)
+        state = state.rechunk()
+        self._keyed = None if hashes is None else KeyedFrame(state, hashes.rechunk())
+        return state
 
     def _hashes(self, frame: pl.DataFrame | None = None) -> pl.Series | None:
         """The key hashes of ``frame`` (default ``_frame``), if known."""

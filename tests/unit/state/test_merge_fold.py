@@ -224,3 +224,23 @@ def test_the_next_batch_hashes_only_its_own_keys(
         store.commit()
     # Each batch's rows once, and the empty first state; never the stored rows again.
     assert hashed == [0, 3, 3, 2]
+
+
+def test_state_merged_batch_after_batch_stays_in_few_chunks(
+        tmp_path: Path, merge_path: str) -> None:
+    """Each large merge appends a chunk; past MAX_STATE_CHUNKS the state is rechunked,
+    its key hashes with it, so a long-running query does not slow down chunk by chunk."""
+    p = provider(tmp_path)
+    batches = 3 * memory.MAX_STATE_CHUNKS
+    for version in range(batches):
+        store = p.get_store(version)
+        store.merge_fold(batch(["k"], [version], [1]), MERGE, pl.col("w") + 3 <= version)
+        assert store._frame.n_chunks() <= memory.MAX_STATE_CHUNKS
+        store.commit()
+    final = p.get_store(batches)
+    assert sorted(final._frame.get_column("w").to_list()) == list(range(batches - 3, batches))
+    keyed = p.keyed(batches)
+    if merge_path == "hashed keys":
+        assert keyed is not None
+        assert keyed.hashes.n_chunks() <= memory.MAX_STATE_CHUNKS
+        assert keyed.hashes.to_list() == memory.key_hashes(keyed.frame.select("g", "w")).to_list()
