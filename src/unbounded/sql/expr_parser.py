@@ -650,6 +650,11 @@ def _call(name: str, args: list[exp.Expr]) -> Expression:
     special = _SPECIAL_CALLS.get(name)
     if special is not None:
         return special(args)
+    return _builtin(name, args)
+
+
+def _builtin(name: str, args: list[exp.Expr]) -> Expression:
+    """A call of a built-in function (or aggregate) by its SQL name."""
     if any(isinstance(a, exp.Distinct) for a in args):
         return _distinct_aggregate(name, args)
     python_function = _python_function(name)
@@ -819,7 +824,40 @@ def _named_struct(args: list[exp.Expr]) -> Expression:
     return FunctionCall("named_struct", values, (("names", names),))
 
 
+# Spark's grammar gives these a bare unit word first (``timestampdiff(HOUR, a, b)``).
+_UNIT_ORDER = ("YEAR", "QUARTER", "MONTH", "WEEK", "DAY", "DAYOFYEAR", "HOUR", "MINUTE",
+               "SECOND", "MILLISECOND", "MICROSECOND")
+_DATETIME_UNITS = frozenset(_UNIT_ORDER)
+_UNIT_CALLS = {"timestampadd": "timestampadd", "dateadd": "timestampadd",
+               "date_add": "timestampadd", "timestampdiff": "timestampdiff",
+               "datediff": "timestampdiff", "date_diff": "timestampdiff",
+               "timediff": "timestampdiff"}
+
+
+def _unit_call(name: str) -> Callable[[list[exp.Expr]], Expression]:
+    """``name(unit, x, y)`` as Spark parses it: the unit a keyword, never a quoted
+    string (INVALID_PARAMETER_VALUE.DATETIME_UNIT); with two arguments, the function
+    of that name (``date_add(d, 1)``, ``datediff(end, start)``)."""
+    def parse(args: list[exp.Expr]) -> Expression:
+        if len(args) != 3:
+            return _builtin(name, args)
+        target, unit = _UNIT_CALLS[name], args[0]
+        if isinstance(unit, exp.Literal) and unit.is_string:
+            raise _Rejected(
+                f"The value of parameter(s) `unit` in `{target}` is invalid: expects one of "
+                f"the units without quotes {', '.join(_UNIT_ORDER)}, but got the string "
+                f"literal '{unit.this}'.", "INVALID_PARAMETER_VALUE.DATETIME_UNIT")
+        word = unit.name.upper() if isinstance(unit, exp.Column) and not unit.table else ""
+        if word not in _DATETIME_UNITS:
+            raise _Rejected(f"Cannot resolve routine `{name}`: its first argument must be "
+                            f"a unit, one of {', '.join(_UNIT_ORDER)}", "UNRESOLVED_ROUTINE")
+        rest = tuple(_convert(a) for a in args[1:])
+        return FunctionCall(target, (Literal(word), *rest))
+    return parse
+
+
 _SPECIAL_CALLS: dict[str, Callable[[list[exp.Expr]], Expression]] = {
     "log": _log, "power": _power, "pow": _power, "isnotnull": _isnotnull,
     "session_window": _session_window, "named_struct": _named_struct, "position": _position,
+    **{name: _unit_call(name) for name in _UNIT_CALLS},
 }

@@ -145,15 +145,14 @@ SHOWN = {  # show() of lit_ts, gap_ts, overlap_ts, z_ts, d2ts, fu
 }
 
 
-# The units of timestampdiff/timestampadd are quoted: Spark's parser takes them bare.
 QUERY_DST = """SELECT
  date_trunc('HOUR', timestamp_seconds(1730622600 + 3600)) AS trunc_overlap_hour,
  date_trunc('DAY', timestamp_seconds(1730622600 + 3600)) AS trunc_overlap_day,
  date_trunc('MONTH', timestamp_seconds(1710064800)) AS trunc_month,
- timestampdiff('HOUR', timestamp_seconds(1710050400), timestamp_seconds(1710097200)) AS diff_hours,
- timestampdiff('DAY', timestamp_seconds(1710050400), timestamp_seconds(1710136800)) AS diff_days,
- timestampadd('DAY', 1, timestamp_seconds(1710050400)) AS add_day,
- timestampadd('MONTH', 1, timestamp_seconds(1710050400)) AS add_month,
+ timestampdiff(HOUR, timestamp_seconds(1710050400), timestamp_seconds(1710097200)) AS diff_hours,
+ timestampdiff(DAY, timestamp_seconds(1710050400), timestamp_seconds(1710136800)) AS diff_days,
+ timestampadd(DAY, 1, timestamp_seconds(1710050400)) AS add_day,
+ timestampadd(MONTH, 1, timestamp_seconds(1710050400)) AS add_month,
  months_between(timestamp_seconds(1710097200), timestamp_seconds(1707465600)) AS mb,
  make_timestamp(2024, 3, 10, 2, 30, 0) AS mk_gap,
  make_timestamp(2024, 3, 10, 2, 30, 0, 'UTC') AS mk_utc,
