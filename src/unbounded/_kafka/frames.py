@@ -18,12 +18,13 @@ import socket
 import warnings
 from typing import Any
 
+import numpy as np
+
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)
     import kafka.errors as kafka_errors
     from kafka.net import KafkaConnectionManager
     from kafka.net.transport import KafkaTCPTransport
-    from kafka.protocol.frame import KafkaBytes
     from kafka.protocol.parser import KafkaProtocol
     from kafka.protocol.schemas.fields.codecs import Int32
 
@@ -33,15 +34,38 @@ _RECV_BYTES = 1 << 20
 _DIRECT_BYTES = 64 << 10  # a frame's rest this large is received into it directly
 
 
-class _Frame(KafkaBytes):  # type: ignore[misc]
-    """One response's bytes; reading the rest of it is a view, not two copies."""
+class _Frame:
+    """One response's bytes, read as kafka-python reads its ``KafkaBytes`` (``read``,
+    ``seek``, ``tell``) but reading the rest is a view, not two copies, and the buffer is
+    not zero-filled first (NumPy's ``empty``: every byte is received before it is read)."""
+
+    def __init__(self, size: int) -> None:
+        self._view = np.empty(size, dtype=np.uint8).data.cast("B")
+        self._at = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def write(self, data: memoryview | bytes) -> None:
+        self._view[self._at : self._at + len(data)] = data
+        self._at += len(data)
 
     def read(self, nbytes: int | None = None) -> bytes | memoryview:
-        start: int = self.tell()
-        end = len(self) if nbytes is None else min(start + nbytes, len(self))
-        self.seek(end)
-        view = memoryview(self)[start:end]
+        start = self._at
+        end = len(self._view) if nbytes is None else min(start + nbytes, len(self._view))
+        self._at = end
+        view = self._view[start:end]
         return view if nbytes is None else bytes(view)
+
+    def seek(self, position: int) -> None:
+        self._at = position
+
+    def tell(self) -> int:
+        return self._at
+
+    def rest(self) -> memoryview:
+        """The bytes not yet written or read."""
+        return self._view[self._at :]
 
 
 class _FrameParser(KafkaProtocol):  # type: ignore[misc]
@@ -82,7 +106,8 @@ class _FrameParser(KafkaProtocol):  # type: ignore[misc]
         into directly (saving a copy of its bytes); None otherwise."""
         if not self._receiving or len(self._rbuffer) - self._rbuffer.tell() < _DIRECT_BYTES:
             return None
-        return memoryview(self._rbuffer)[self._rbuffer.tell():]
+        frame: _Frame = self._rbuffer
+        return frame.rest()
 
     def received(self, nbytes: int) -> None:
         """``nbytes`` were written into :meth:`room`; :meth:`receive_bytes` of nothing
