@@ -15,8 +15,10 @@ The rules, checked against PySpark 4.3 (Spark 4's default, ANSI on):
 - arithmetic and comparison between a string and a number: both sides become bigint
   when the number is integral, double otherwise (``'2' + 1`` is bigint 3); arithmetic
   between two strings is rejected (``'1' - '1'``);
-- ``coalesce``/``nvl``, ``greatest``/``least`` and ``CASE`` values mixing strings and
-  numbers: bigint (double if a number is fractional), a string checked only in the rows
+- ``greatest``/``least`` take values of one type (numbers widen): a string among
+  numbers is ``DATATYPE_MISMATCH.DATA_DIFF_TYPES`` in both modes;
+- ``coalesce``/``nvl`` and ``CASE`` values mixing strings and numbers: bigint (double
+  if a number is fractional), a string checked only in the rows
   whose value is returned (``coalesce(1, 'x')`` is 1: Spark evaluates lazily);
 - ``IN`` between a string and numbers: each comparison casts as ``=`` does.
 
@@ -50,12 +52,22 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from unbounded.engine.dtypes import polars_schema_to_spark
+from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 
-__all__ = ["COMMON_TYPE_FUNCTIONS", "LEGACY_COMMON_TYPE_FUNCTIONS",
-           "STRING_AS_DOUBLE_AGGREGATES", "binary_operand_types", "coerced_function",
-           "common_value_type", "function_arg_types", "legacy_binary_types",
-           "legacy_common_type"]
+__all__ = [
+    "COMMON_TYPE_FUNCTIONS",
+    "LEGACY_COMMON_TYPE_FUNCTIONS",
+    "STRING_AS_DOUBLE_AGGREGATES",
+    "binary_operand_types",
+    "check_same_type_inputs",
+    "coerced_function",
+    "common_value_type",
+    "function_arg_types",
+    "legacy_binary_types",
+    "legacy_common_type",
+]
 
 _STRING = T.StringType()
 _DOUBLE = T.DoubleType()
@@ -131,7 +143,37 @@ def _converts(dtype: pl.DataType, target: T.DataType) -> bool:
 
 
 # Functions whose arguments take one common type (coalesce('1', 2), greatest).
-COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull", "greatest", "least"})
+COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull"})
+# Functions whose inputs must already share a type up to widening (no string promotion).
+SAME_TYPE_FUNCTIONS = frozenset({"greatest", "least"})
+
+
+def check_same_type_inputs(name: str, display: str, dtypes: Sequence[pl.DataType]) -> None:
+    """Spark's analysis error when ``greatest``/``least`` mix kinds of values (a string
+    and a number, a boolean and a date): Polars would compare them anyway."""
+    if name not in SAME_TYPE_FUNCTIONS:
+        return
+    kinds = {_kind(d) for d in dtypes if d != pl.Null}
+    if len(kinds) <= 1:
+        return
+    names = ", ".join(f'"{_spark_name(d)}"' for d in dtypes)
+    raise AnalysisException(
+        f'[DATATYPE_MISMATCH.DATA_DIFF_TYPES] Cannot resolve "{display}" due to data type '
+        f"mismatch: Input to `{name}` should all be the same type, but it's [{names}]. "
+        "SQLSTATE: 42K09", error_class="DATATYPE_MISMATCH.DATA_DIFF_TYPES")
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if dtype.is_numeric():
+        return "number"
+    if dtype.is_temporal() and not isinstance(dtype, pl.Duration):
+        return "datetime"
+    return str(dtype.base_type())
+
+
+def _spark_name(dtype: pl.DataType) -> str:
+    spark = polars_schema_to_spark(pl.Schema({"c": dtype}))
+    return spark.fields[0].dataType.simpleString().upper()
 
 
 def common_value_type(dtypes: Sequence[pl.DataType]) -> T.DataType | None:

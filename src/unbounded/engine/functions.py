@@ -18,6 +18,7 @@ import polars as pl
 from unbounded.engine.ansi import arithmetic_checked, integral_bounds
 from unbounded.engine.coercion import (
     COMMON_TYPE_FUNCTIONS,
+    check_same_type_inputs,
     coerced_function,
     function_arg_types,
 )
@@ -85,6 +86,8 @@ def _apply(call: FunctionCall, builder: Builder, args: list[pl.Expr],
     if coerced_function(call.name.lower()):
         targets = function_arg_types(call.name.lower(), dtypes_of(args, ctx))
         args = [implicit_cast(a, t, ctx) for a, t in zip(args, targets, strict=True)]
+    if call.name.lower() in ("greatest", "least"):
+        check_same_type_inputs(call.name.lower(), call.display_name(), dtypes_of(args, ctx))
     if call.name.lower() in COMMON_TYPE_FUNCTIONS and len(args) > 1:
         args = unify_values(args, ctx, _coalesce_taken(args)
                             if call.name.lower() in ("coalesce", "nvl", "ifnull") else None)

@@ -10,7 +10,12 @@ from datetime import date, datetime
 
 import pytest
 
-from unbounded.errors import ArithmeticException, DateTimeException, NumberFormatException
+from unbounded.errors import (
+    AnalysisException,
+    ArithmeticException,
+    DateTimeException,
+    NumberFormatException,
+)
 from unbounded.sql import functions as F
 
 MAX = 2**63 - 1
@@ -220,12 +225,25 @@ def test_coalesce_and_case_take_bigint_and_check_only_the_strings_they_return(sp
 
 
 def test_a_returned_malformed_string_fails_under_ansi_and_is_null_without(spark, mixed):
-    for column in (F.when(F.col("i") > 1, F.col("s")).otherwise(F.col("i")),
-                   F.greatest("i", "s")):
-        with pytest.raises(NumberFormatException, match="The value 'x'"):
-            mixed.select(column).collect()
+    with pytest.raises(NumberFormatException, match="The value 'x'"):
+        mixed.select(F.when(F.col("i") > 1, F.col("s")).otherwise(F.col("i"))).collect()
     _ansi(spark, False)
-    assert _column(mixed, F.greatest("i", "s")) == [2, 12, 7]
     # Non-ANSI: a CASE mixing strings and numbers is a string (Spark's stringPromotion).
     assert _column(mixed, F.when(F.col("i") > 1, F.col("s")).otherwise(F.col("i"))) \
         == ["1", "x", None]
+
+
+@pytest.mark.parametrize("ansi", [True, False])
+def test_greatest_and_least_of_strings_and_numbers_fail_analysis_in_both_modes(
+        spark, mixed, ansi):
+    """PySpark 4.3 (both modes): no string promotion for greatest/least."""
+    _ansi(spark, ansi)
+    with pytest.raises(AnalysisException) as raised:
+        mixed.select(F.greatest("i", "s"))
+    assert str(raised.value) == (
+        '[DATATYPE_MISMATCH.DATA_DIFF_TYPES] Cannot resolve "greatest(i, s)" due to data '
+        "type mismatch: Input to `greatest` should all be the same type, but it's "
+        '["INT", "STRING"]. SQLSTATE: 42K09')
+    with pytest.raises(AnalysisException, match=r'DATA_DIFF_TYPES.*\["STRING", "DOUBLE"\]'):
+        mixed.select(F.least("s", "d"))
+    assert _column(mixed, F.greatest("i", "d")) == [2.5, 12.0, None]
