@@ -28,10 +28,12 @@ from unbounded.engine.expressions import (
     compile_expr,
     dtypes_of,
     implicit_cast,
+    string_to_timestamp,
     unify_values,
 )
 from unbounded.engine.murmur3 import spark_hash
 from unbounded.errors import AnalysisException
+from unbounded.files.json_text import map_leaves, timestamps_as_strings, timestamps_as_text
 from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, LambdaFunction, Literal
 
@@ -417,8 +419,12 @@ def _element_at_checked(got: pl.Expr, array: pl.Expr, index: pl.Expr,
 def _from_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     schema: T.DataType = call.param("schema")
     dtype = to_polars_dtype(schema)
-    return args[0].map_batches(lambda s: _decode_json(s, schema, dtype), return_dtype=dtype,
-                               is_elementwise=True)
+    texts = timestamps_as_strings(dtype)  # timestamps decode as text, then in the zone
+    decoded = args[0].map_batches(lambda s: _decode_json(s, schema, texts),
+                                  return_dtype=texts, is_elementwise=True)
+    zone = ctx.time_zone  # a JSON timestamp's text: its own offset, else in the zone
+    return map_leaves(decoded, texts, lambda text, *_: string_to_timestamp(text, zone),
+                      dtype)
 
 
 def _decode_json(series: pl.Series, schema: T.DataType, dtype: pl.DataType) -> pl.Series:
@@ -501,6 +507,8 @@ def _json_scalar(value: Any, t: T.DataType) -> Any:
 
 
 def _json_temporal(value: str, t: T.DataType) -> Any:
+    if isinstance(t, T.TimestampType):  # read in the zone once the batch is decoded
+        return value
     parsed = pl.Series([value]).str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
     if parsed[0] is None:
         raise _Mismatch(t.simpleString())
@@ -509,7 +517,9 @@ def _json_temporal(value: str, t: T.DataType) -> Any:
 
 @_register("to_json")
 def _to_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return _json_text(args[0], ctx.dtype_of(args[0]))
+    dtype = ctx.dtype_of(args[0])  # timestamps at any depth: Spark's text in the zone
+    value = timestamps_as_text(args[0], dtype, ctx.time_zone)
+    return _json_text(value, timestamps_as_strings(dtype))
 
 
 def _json_text(value: pl.Expr, dtype: object) -> pl.Expr:

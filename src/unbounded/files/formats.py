@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 from pyarrow import orc
 
 from unbounded.errors import AnalysisException, MalformedRecordError
+from unbounded.files.json_text import has_instants, map_leaves
 from unbounded.files.listing import expand_paths
 from unbounded.plan.time_zones import from_local
 from unbounded.plan.types import (
@@ -447,6 +448,8 @@ def _json_staging_type(data_type: DataType) -> pa.DataType:
 
 
 def _json_nested_type(data_type: DataType) -> pa.DataType:
+    if isinstance(data_type, TimestampType):  # text, read in the zone by _parse_strings
+        return pa.large_string()
     if isinstance(data_type, ArrayType):
         return pa.list_(_json_nested_type(data_type.elementType))
     if isinstance(data_type, StructType):
@@ -531,8 +534,9 @@ def _json_nested_value(value: Any, data_type: DataType) -> Any:
         return [_json_nested_value(v, data_type.elementType) for v in value]
     if isinstance(data_type, MapType) and isinstance(value, dict):
         return {k: _json_nested_value(v, data_type.valueType) for k, v in value.items()}
-    if isinstance(data_type, TimestampType | TimestampNTZType | DateType) \
-            and isinstance(value, str):
+    if isinstance(data_type, TimestampType):
+        return value if isinstance(value, str) else None
+    if isinstance(data_type, TimestampNTZType | DateType) and isinstance(value, str):
         return _iso_value(value, data_type)
     return value
 
@@ -576,7 +580,8 @@ def _parse_strings(raw: pl.DataFrame, fields: list[StructField], zone: str = "UT
     for f in fields:
         column = pl.col(f.name)
         if raw.schema[f.name] != pl.String or isinstance(f.dataType, StringType):
-            exprs.append(column)
+            exprs.append(_nested_timestamps(column, raw.schema[f.name], f.dataType, zone)
+                         .alias(f.name))
             continue
         source = pl.when(column.str.strip_chars() == "").then(None).otherwise(column)
         parsed = _parse_expr(source, f.dataType, zone)
@@ -585,6 +590,22 @@ def _parse_strings(raw: pl.DataFrame, fields: list[StructField], zone: str = "UT
     bad = pl.any_horizontal(failures) if failures else pl.repeat(False, pl.len())
     out = raw.select([*exprs, bad.alias("__bad")])
     return out.drop("__bad"), out.get_column("__bad")
+
+
+def _nested_timestamps(column: pl.Expr, staged: pl.DataType, data_type: DataType,
+                       zone: str) -> pl.Expr:
+    """A struct's or an array's timestamps, staged as text, read as the top-level ones
+    (in ``zone`` unless they carry an offset); unparsable ones are NULL."""
+    from unbounded.engine.dtypes import to_polars_dtype
+
+    target = to_polars_dtype(data_type)
+    if not has_instants(target) or isinstance(target, pl.Map):
+        return column
+
+    def leaf(text: pl.Expr, *_: pl.DataType) -> pl.Expr:
+        blank = text.str.strip_chars() == ""
+        return _parse_expr(pl.when(blank).then(None).otherwise(text), TimestampType(), zone)
+    return map_leaves(column, staged, leaf, target)
 
 
 def _parse_expr(source: pl.Expr, data_type: DataType, zone: str) -> pl.Expr:

@@ -31,6 +31,7 @@ from pyarrow import orc
 from unbounded.checkpoint.atomic import fsync_file, make_dirs
 from unbounded.config import option_value
 from unbounded.errors import AnalysisException
+from unbounded.files.json_text import has_instants, timestamps_as_text
 from unbounded.files.partitions import DEFAULT_PARTITION_NAME, escape_path_name
 from unbounded.plan.time_zones import to_local
 
@@ -66,11 +67,12 @@ def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tupl
     timestamp partition value is its wall-clock time in ``zone`` (the session's, unless
     the ``timeZone`` option says otherwise), as Spark names the folder."""
     name = stem + file_extension(fmt)
+    zone = option_value(options, "timeZone", zone) or zone
+    options = {**options, "timeZone": zone}  # the JSON writer's timestamps read it
     if not partition_by:
         path = os.path.join(folder, name)
         write_data_file(path, fmt, table, options)
         return [path]
-    zone = option_value(options, "timeZone", zone) or zone
     frame = _polars(table)
     frame = frame.with_columns([to_local(pl.col(c), zone).alias(c) for c in partition_by
                                 if _is_instant(frame.schema[c])])
@@ -122,7 +124,12 @@ def _write_orc(path: str, table: pa.Table, options: dict[str, str]) -> None:
 
 
 def _write_json(path: str, table: pa.Table, options: dict[str, str]) -> None:
-    _polars(table).write_ndjson(path)
+    """Timestamps, nested ones too, as Spark's JSON text in the ``timeZone`` option."""
+    frame = _polars(table)
+    zone = options.get("timezone", "UTC")
+    frame = frame.with_columns(timestamps_as_text(pl.col(c), t, zone).alias(c)
+                               for c, t in frame.schema.items() if has_instants(t))
+    frame.write_ndjson(path)
 
 
 def _write_csv(path: str, table: pa.Table, options: dict[str, str]) -> None:
