@@ -58,6 +58,10 @@ MATRIX: list[tuple[str, str, str, str]] = [
     *(("crash points", "kafka", query, "files")
       for query in ("windowed", "join", "dedup", "aggregate")),
     ("random SIGKILL", "kafka", "aggregate", "files"),
+    # the transactional sink under damaged checkpoints, a faulty and a power-cut file system
+    *((name, "kafka", query, "files") for name in (
+        "corrupt files", "ENOSPC/EIO/EROFS", "power loss")
+      for query in ("stateless", "windowed")),
     # the Delta sink: crashes and power cuts in its commits
     *((name, "delta", query, "files") for name in (
         "crash points", "power loss in Delta commit") for query in ("windowed", "stateless")),

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 
 from chaos.report import Row
-from chaos.scenarios import Size, check, prepare
+from chaos.scenarios import Size, SpecFactory, check, file_input, prepare
 from chaos.supervisor import JobSpec, run_to_end
 from chaos.workload import Workload
 from unbounded.errors import CheckpointCorruptError
@@ -151,14 +151,16 @@ def _one(row: Row, spec: JobSpec, kind: str, damage: str, *, mid_run: bool,
 
 
 def corruption(sink: str, query: str, seed: int, *, root: str, size: Size,
-               kinds: list[str] | None = None, damages: list[str] | None = None) -> Row:
+               kinds: list[str] | None = None, damages: list[str] | None = None,
+               make: SpecFactory | None = None) -> Row:
     """Every kind x damage (or those named), after a clean run and mid-run."""
     row, rng = Row("corrupt files", sink, query), random.Random(seed)
+    make = make or file_input(root)
     spec0, _ = prepare(root, "probe", sink, query, seed, size=size)
     for kind in kinds or list(damage_targets(spec0)):
         for damage in damages or list(DAMAGES):
             for mid_run in (False, True):
                 name = f"corrupt-{kind.replace(' ', '_')}-{damage.replace(' ', '_')}"
-                spec, work = prepare(root, f"{name}-{int(mid_run)}", sink, query, seed, size=size)
+                spec, work = make(f"{name}-{int(mid_run)}", sink, query, seed, size)
                 _one(row, spec, kind, damage, mid_run=mid_run, rng=rng, work=work)
     return row

@@ -168,13 +168,15 @@ def _fired(log: str) -> int:
         return sum(1 for _ in f)
 
 
-def fs_faults(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+def fs_faults(sink: str, query: str, seed: int, *, root: str, size: Size,
+              make: SpecFactory | None = None) -> Row:
     """ENOSPC, EIO and EROFS on the n-th write, fsync or rename of one checkpoint folder:
     the run fails naming the error, a restart without the fault finishes exactly."""
     row, rng = Row("ENOSPC/EIO/EROFS", sink, query), random.Random(seed)
+    make = make or file_input(root)
     for i, fault in enumerate(_fs_fault_specs(rng, sink, query,
                                                        min(3, size.repeats))):
-        spec, work = prepare(root, f"fs-{i}", sink, query, seed, size=size)
+        spec, work = make(f"fs-{i}", sink, query, seed, size)
         log = os.path.join(spec.workdir, "faults.log")
         failed = run_to_end(spec, {"UNBOUNDED_CHECKPOINT_FILE_OPS": FAULTY_OPS,
                                    "UNBOUNDED_CHECKPOINT_FAULTS": fault,
@@ -200,11 +202,12 @@ def _checkpoint_cuts(sink: str, query: str) -> list[tuple[str, str]]:
             for folder in _folders(sink, query)]
 
 
-def power_loss(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+def power_loss(sink: str, query: str, seed: int, *, root: str, size: Size,
+               make: SpecFactory | None = None) -> Row:
     """Cut the power at the n-th rename or folder fsync of a checkpoint folder: what no
     fsync made durable is lost, then a restart must finish exactly."""
     return _power_cuts(Row("power loss", sink, query), _checkpoint_cuts(sink, query),
-                       seed, root=root, size=size)
+                       seed, root=root, size=size, make=make)
 
 
 def power_loss_data(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
@@ -231,11 +234,12 @@ def power_loss_delta(sink: str, query: str, seed: int, *, root: str, size: Size)
 
 
 def _power_cuts(row: Row, places: list[tuple[str, str]], seed: int, *, root: str,
-                size: Size) -> Row:
+                size: Size, make: SpecFactory | None = None) -> Row:
     rng, sink, query = random.Random(seed), row.sink, row.query
+    make = make or file_input(root)
     for i in range(size.repeats * 3):
-        spec, work = prepare(root, f"power-{i}", sink, query, seed + i, size=size)
-        spec = replace(spec, env=(("CHAOS_PARTITION", "1"),))
+        spec, work = make(f"power-{i}", sink, query, seed + i, size)
+        spec = replace(spec, env=(*spec.env, ("CHAOS_PARTITION", "1")))
         op, pattern = places[i % len(places)] if i < len(places) else rng.choice(places)
         fault = f"power:{op}:{rng.randrange(1, size.files)}:{pattern}"
         log = os.path.join(spec.workdir, "faults.log")

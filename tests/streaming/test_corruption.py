@@ -395,3 +395,16 @@ def test_a_crash_between_a_sidecar_and_its_entry_reads_as_never_written(spark, t
     ids = CommitLog(str(commits)).batch_ids()
     assert ids[:3] == [0, 1, 2] and ids == list(range(len(ids)))
     CommitLog(str(commits)).get(1)  # its sidecar matches the entry written on the re-run
+
+
+def test_a_restart_with_metadata_deleted_is_refused_not_given_a_new_query_id(spark,
+                                                                           query_dirs):
+    """A new query id would hide the batches a Kafka sink committed under the old one
+    (chaos: 172 duplicated records after deleting metadata mid-run); Spark makes a new id,
+    this engine refuses and names the file."""
+    metadata = query_dirs / "cp" / "metadata"
+    metadata.unlink()
+    with pytest.raises(CheckpointCorruptError, match="query's id is lost") as e:
+        _start(spark, query_dirs)
+    assert str(metadata) in str(e.value)
+    assert not metadata.exists()

@@ -20,10 +20,15 @@ from collections import deque
 
 from unbounded.checkpoint.epoch import EpochFence
 from unbounded.checkpoint.lock import DEFAULT_LEASE_TIMEOUT_MS, CheckpointLock
-from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
+from unbounded.checkpoint.logs import BatchLog, CommitLog, OffsetLog, QueryMetadata
 from unbounded.checkpoint.storage import storage_for
 from unbounded.engine.context import ansi_enabled, session_time_zone
-from unbounded.errors import AnalysisException, StreamingQueryException, UnboundedError
+from unbounded.errors import (
+    AnalysisException,
+    CheckpointCorruptError,
+    StreamingQueryException,
+    UnboundedError,
+)
 from unbounded.executors.base import Executor
 from unbounded.plan.logical import StreamingRelation, streaming_relations
 from unbounded.runtime.events import NO_EVENTS, QueryEvents
@@ -148,6 +153,7 @@ class StreamExecution:
         formats = [rel.spec.format.lower() for rel in self.relations]
         existing = QueryMetadata.read(cp)
         if existing is None:
+            _refuse_lost_metadata(cp)
             conf = {"spark.sql.shuffle.partitions": self.spec.conf.get(
                 "spark.sql.shuffle.partitions", str(os.cpu_count() or 2))}
             meta = QueryMetadata(str(uuid.uuid4()), formats, self.spec.sink_format, conf)
@@ -310,3 +316,22 @@ class StreamExecution:
         self._lock.release()
         if self.spec.temporary_checkpoint:
             shutil.rmtree(self.spec.checkpoint, ignore_errors=True)
+
+
+def _refuse_lost_metadata(cp: str) -> None:
+    """A checkpoint with logged batches but no ``metadata`` lost its query id. A new id
+    would be a guess that breaks exactly-once: the Kafka sink finds the batches it
+    committed by the id (``unbounded-sink-<id>``), so a re-run batch would be written
+    again. Spark makes a new id here; this engine refuses."""
+    logged = [name for name in ("offsets", "commits")
+              if BatchLog(os.path.join(cp, name)).latest_id() is not None]
+    if logged:
+        path = os.path.join(cp, "metadata")
+        raise CheckpointCorruptError(
+            f"Checkpoint file {path} is missing, but {cp} has logged batches "
+            f"({' and '.join(logged)}): the query's id is lost, and sinks that recognise "
+            "a re-run batch by it (Kafka) would write it again. Restore the file from a "
+            "backup of the checkpoint (or write it back with the query's id, "
+            "unbounded.checkpoint.logs.QueryMetadata(id, sources, sink).write(checkpoint)), "
+            "or start the query with a new checkpointLocation.")
+
