@@ -17,9 +17,9 @@ The rules, checked against PySpark 4.3 (Spark 4's default, ANSI on):
   between two strings is rejected (``'1' - '1'``);
 - ``greatest``/``least`` take values of one type (numbers widen): a string among
   numbers is ``DATATYPE_MISMATCH.DATA_DIFF_TYPES`` in both modes;
-- ``coalesce``/``nvl`` and ``CASE`` values mixing strings and numbers: bigint (double
-  if a number is fractional), a string checked only in the rows
-  whose value is returned (``coalesce(1, 'x')`` is 1: Spark evaluates lazily);
+- ``coalesce``/``nvl``, ``array`` and ``CASE`` values mixing strings and numbers: bigint
+  (double if a number is fractional; ``array(1, 'a')`` fails), a string checked only in
+  the rows whose value is returned (``coalesce(1, 'x')`` is 1: Spark evaluates lazily);
 - ``IN`` between a string and numbers: each comparison casts as ``=`` does.
 
 With ANSI off (Spark's ``TypeCoercion``), a comparison casts the string to the number's
@@ -143,7 +143,7 @@ def _converts(dtype: pl.DataType, target: T.DataType) -> bool:
 
 
 # Functions whose arguments take one common type (coalesce('1', 2), greatest).
-COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull"})
+COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull", "array"})
 # Functions whose inputs must already share a type up to widening (no string promotion).
 SAME_TYPE_FUNCTIONS = frozenset({"greatest", "least"})
 
@@ -252,7 +252,7 @@ def _temporal_comparison(left: pl.DataType, right: pl.DataType
 
 # ---- non-ANSI (spark.sql.ansi.enabled=false) where its result types differ ------------
 # Functions whose values take one common type, which non-ANSI finds with string promotion.
-LEGACY_COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull"})
+LEGACY_COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull", "array"})
 _LEGACY_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "mod"})
 
 

@@ -247,3 +247,20 @@ def test_greatest_and_least_of_strings_and_numbers_fail_analysis_in_both_modes(
     with pytest.raises(AnalysisException, match=r'DATA_DIFF_TYPES.*\["STRING", "DOUBLE"\]'):
         mixed.select(F.least("s", "d"))
     assert _column(mixed, F.greatest("i", "d")) == [2.5, 12.0, None]
+
+
+def test_array_of_strings_and_numbers_is_numeric_under_ansi_and_string_without(spark):
+    """PySpark 4.3: array(1, '2') is array<bigint> [1, 2] (array(1, 2.5D, '3')
+    array<double>), array(1, 'a') fails at run time with CAST_INVALID_INPUT; with ANSI
+    off both are array<string>."""
+    for sql, kind, value in [("array(1, '2')", "array<bigint>", [1, 2]),
+                             ("array('2', 1)", "array<bigint>", [2, 1]),
+                             ("array(1, 2.5D, '3')", "array<double>", [1.0, 2.5, 3.0])]:
+        df = spark.sql(f"SELECT {sql} AS r")
+        assert (df.schema["r"].dataType.simpleString(), df.collect()[0].r) == (kind, value)
+    with pytest.raises(NumberFormatException, match=r"CAST_INVALID_INPUT.*'a'.*BIGINT"):
+        spark.sql("SELECT array(1, 'a') AS r").collect()
+    _ansi(spark, False)
+    df = spark.sql("SELECT array(1, 'a', NULL) AS r")
+    assert (df.schema["r"].dataType.simpleString(), df.collect()[0].r) == (
+        "array<string>", ["1", "a", None])
