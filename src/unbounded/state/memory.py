@@ -80,7 +80,7 @@ class StateDelta:
 
     def __init__(self, schema: StateSchema) -> None:
         self._keys = schema.key_names
-        self._value_types, self._empty = _delta_layout(schema)
+        self._value_types, self._empty, self._empty_arrow = _delta_layout(schema)
         self._changes: list[pl.DataFrame] = []
 
     def record_upserts(self, rows: pl.DataFrame) -> None:
@@ -96,21 +96,21 @@ class StateDelta:
             self._changes.append(keys.select(*self._keys, *nulls, op))
 
     def to_arrow(self) -> pa.Table:
-        if not self._changes:
-            return self._empty.to_arrow()
+        if not self._changes:  # a partition the batch left alone: built once per schema
+            return self._empty_arrow
         if len(self._changes) == 1:
             return self._changes[0].to_arrow()
         return pl.concat(self._changes, how="vertical_relaxed").to_arrow()
 
 
 @functools.lru_cache(maxsize=64)
-def _delta_layout(schema: StateSchema) -> tuple[pl.Schema, pl.DataFrame]:
-    """The value columns' Polars types and an empty delta (built once per schema: a
-    store is opened on every batch)."""
+def _delta_layout(schema: StateSchema) -> tuple[pl.Schema, pl.DataFrame, pa.Table]:
+    """The value columns' Polars types and an empty delta, as Polars and as Arrow
+    (built once per schema: a store is opened on every batch)."""
     value_types = to_polars(pa.Table.from_batches([], schema=schema.value)).schema
     empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema)).with_columns(
         pl.lit(None, pl.Int8).alias(OP_COLUMN))
-    return value_types, empty
+    return value_types, empty, empty.to_arrow()
 
 
 def last_changes(delta: pa.Table, key_names: list[str]) -> pl.DataFrame:

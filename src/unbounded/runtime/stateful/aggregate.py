@@ -493,8 +493,7 @@ class StreamingAggregation:
         fold = OneStoreFold(replace(self.fold, watermark_us=batch.watermark_us))
         parts = _route(partials, self.key_names, self.ctx.num_partitions)
         results = self.state.fold([(part,) for part in parts], fold, batch.batch_id)
-        rows = pl.concat([r[0] for r in results], how="vertical_relaxed") if results else None
-        out = self._finalize(rows if rows is not None else partials.clear())
+        out = self._finalize(_emitted([r[0] for r in results], partials))
         metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
         metrics.update(numRowsDroppedByWatermark=dropped, operatorName="stateStoreSave",
                        numShufflePartitions=self.ctx.num_partitions,
@@ -529,6 +528,18 @@ def _closing_key(event_time: tuple[str, bool] | None,
         return None
     name, is_window = event_time
     return name, tumbling[name][1] if name in tumbling else None, is_window
+
+
+def _emitted(frames: list[pl.DataFrame], partials: pl.DataFrame) -> pl.DataFrame:
+    """The state partitions' emitted rows as one frame. A small batch's rows come from
+    at most one partition: then no concatenation (a Polars query) is needed; the types
+    a relaxed concatenation would widen to are set by ``_finalize``'s cast."""
+    if not frames:
+        return partials.clear()
+    filled = [f for f in frames if f.height]
+    if len(filled) <= 1:
+        return filled[0] if filled else frames[0]
+    return pl.concat(frames, how="vertical_relaxed")
 
 
 def _route(rows: pl.DataFrame, keys: list[str], n: int) -> list[pl.DataFrame]:
