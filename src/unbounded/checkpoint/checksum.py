@@ -70,8 +70,11 @@ __all__ = [
 ]
 
 RECOVERY_HINT = (
-    "Restore the file from a backup of the checkpoint, or, if the query can rebuild its "
-    "state and output, start it with a new checkpointLocation."
+    "Run `unbounded checkpoint validate <checkpoint>` to list every damaged file. Restore "
+    "the file from a backup of the checkpoint; or, if the damage is in the newest batches, "
+    "roll the query back to a batch before it with `unbounded checkpoint rewind "
+    "<checkpoint> --to N`; or, if the query can rebuild its state and output, start it "
+    "with a new checkpointLocation."
 )
 MARKER_NAME = ".crc32c-from"
 _SIDECAR_VERSION = 1
