@@ -15,12 +15,20 @@ sidecars, which Hadoop would try to verify in its own format.
 A folder this engine writes into also holds ``.crc32c-from``, written once before the
 folder's first sidecar: the id of the first entry this engine wrote there::
 
-    v1 first=5 crc32c=0d2b7a1e
+    v1 first=5 crc32c=c422593c
 
 (the CRC-32C of ``v1 first=5``). Entries with a lower id were written by Spark (a
 checkpoint Spark began and this engine continued) and are read unverified; from that
 id on, every entry has its sidecar, so an entry without one had it deleted and is
-refused. Non-numeric names (``metadata``) count as id 0. Without the marker (deleted,
+refused. Non-numeric names (``metadata``, ``schema``) count as id 0. Files already in
+the folder without a sidecar when the marker is made, at or above its id and read
+unverified until then (an older release's or Spark's ``state/<op>/_metadata/schema``
+when ``join-keys`` is added), are named in it, version 2, and stay readable unverified::
+
+    v2 first=0 unchecked=["partitioning","schema"] crc32c=5227d740
+
+(the CRC-32C of everything before `` crc32c=``). Writing such a name anew drops it from
+the list first, so its sidecar is checked from then on. Without the marker (deleted,
 or a folder an older release wrote), the lowest id that has a sidecar stands in.
 
 Order of writes: the sidecar first, durably (its folder fsynced), then the file
@@ -43,6 +51,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import threading
@@ -80,8 +89,10 @@ MARKER_NAME = ".crc32c-from"
 _SIDECAR_VERSION = 1
 _SIDECAR = re.compile(r"v(\d+) crc32c=([0-9a-f]{8}) length=(\d+)\n")
 _SIDECAR_NAME = re.compile(r"^\.(.+)\.crc32c$")
-_MARKER = re.compile(r"(v(\d+) first=(\d+)) crc32c=([0-9a-f]{8})\n")
+_MARKER = re.compile(r"(v(\d+) first=(\d+)(?: unchecked=(\[.*\]))?) crc32c=([0-9a-f]{8})\n")
+_UNCHECKED_VERSION = 2  # a marker that names files read unverified
 _prepared: set[str] = set()
+_unchecked: dict[str, frozenset[str]] = {}  # per prepared folder: its marker's names
 _prepared_lock = threading.Lock()
 
 
@@ -101,8 +112,12 @@ def _sidecar_line(data: bytes) -> bytes:
     return f"v{_SIDECAR_VERSION} crc32c={crc32c.crc32c(data):08x} length={len(data)}\n".encode()
 
 
-def _marker_line(first: int) -> bytes:
+def _marker_line(first: int, unchecked: frozenset[str] = frozenset()) -> bytes:
+    """Version 1 without unchecked names, so older releases still read the marker."""
     body = f"v{_SIDECAR_VERSION} first={first}"
+    if unchecked:
+        names = json.dumps(sorted(unchecked), separators=(",", ":"))
+        body = f"v{_UNCHECKED_VERSION} first={first} unchecked={names}"
     return f"{body} crc32c={crc32c.crc32c(body.encode()):08x}\n".encode()
 
 
@@ -114,6 +129,7 @@ def write_checked(path: str, data: bytes) -> None:
     store = storage_for(path)
     if store.exists(path):
         raise conflict_error(path)
+    _check_from_now_on(folder, os.path.basename(path))
     store.replace(sidecar_path(path), _sidecar_line(data))
     store.create(path, data)
 
@@ -138,8 +154,38 @@ def _prepare(folder: str, first: int) -> None:
         _remove_orphan_sidecars(folder)
         if not store.exists(os.path.join(folder, MARKER_NAME)):
             with contextlib.suppress(CheckpointConflictError):  # another run marked it
-                store.create(os.path.join(folder, MARKER_NAME), _marker_line(first))
+                store.create(os.path.join(folder, MARKER_NAME),
+                             _marker_line(first, _unchecked_names(folder, first)))
+        marker = _marker(folder)
+        _unchecked[key] = frozenset() if marker is None else marker[1]
         _prepared.add(key)
+
+
+def _unchecked_names(folder: str, first: int) -> frozenset[str]:
+    """Files of ``folder`` without a sidecar that read unverified now but that a marker
+    from ``first`` would refuse: they predate it (an older release or Spark wrote them).
+    Those at or above the lowest id with a sidecar are refused now and stay refused."""
+    store = storage_for(folder)
+    names = set(store.list(folder))
+    sidecar_ids = [_entry_id(m.group(1)) for m in map(_SIDECAR_NAME.match, names) if m]
+    below = min(sidecar_ids, default=None)
+    files = names - set(store.folders(folder))
+    return frozenset(n for n in files if not n.startswith(".") and f".{n}.crc32c" not in names
+                     and first <= _entry_id(n) and (below is None or _entry_id(n) < below))
+
+
+def _check_from_now_on(folder: str, name: str) -> None:
+    """Before ``name`` is written with a sidecar, drop it from its folder's unchecked
+    names (it does not exist now, so nothing unverified is lost by a crash after)."""
+    key = normalize_location(folder)
+    if name not in _unchecked.get(key, frozenset()):
+        return
+    marker = _marker(folder)
+    if marker is not None and name in marker[1]:
+        remaining = marker[1] - {name}
+        storage_for(folder).replace(os.path.join(folder, MARKER_NAME),
+                                    _marker_line(marker[0], remaining))
+        _unchecked[key] = remaining
 
 
 def _still_marked(folder: str) -> bool:
@@ -201,21 +247,41 @@ def _expected(path: str) -> tuple[int, int] | None:
     return int(match.group(2), 16), int(match.group(3))
 
 
-def _marked_first(folder: str) -> int | None:
-    """The first id ``folder``'s marker records; None without a marker."""
+def _marker(folder: str) -> tuple[int, frozenset[str]] | None:
+    """The first id ``folder``'s marker records and the names it leaves unchecked; None
+    without a marker."""
     path = os.path.join(folder, MARKER_NAME)
     if not storage_for(path).exists(path):
         return None
     raw = _read_bytes(path)
-    match = _MARKER.fullmatch(raw.decode("ascii", errors="replace"))
-    if (match is None or int(match.group(2)) != _SIDECAR_VERSION
-            or crc32c.crc32c(match.group(1).encode()) != int(match.group(4), 16)):
+    match = _MARKER.fullmatch(raw.decode("utf-8", errors="replace"))
+    unchecked = _parse_unchecked(match)
+    if unchecked is None:
         raise CheckpointCorruptError(
             f"The checksum marker {path} is damaged: expected one line "
-            f"'v{_SIDECAR_VERSION} first=<batch id> crc32c=<8 hex digits>', found "
-            f"{raw[:60]!r}. It records the first entry of {folder} that unbounded wrote; "
-            "rewrite it with that id, or " + RECOVERY_HINT)
-    return int(match.group(3))
+            f"'v{_SIDECAR_VERSION} first=<batch id> crc32c=<8 hex digits>' (or "
+            f"'v{_UNCHECKED_VERSION} first=<batch id> unchecked=<JSON list of names> "
+            f"crc32c=<8 hex digits>'), found {raw[:80]!r}. It records the first entry of "
+            f"{folder} that unbounded wrote; rewrite it with that id, or " + RECOVERY_HINT)
+    assert match is not None
+    return int(match.group(3)), unchecked
+
+
+def _parse_unchecked(match: re.Match[str] | None) -> frozenset[str] | None:
+    """The unchecked names of a marker line; None when it is damaged: a wrong checksum,
+    an unknown version, or a list where its version has none."""
+    if match is None or crc32c.crc32c(match.group(1).encode()) != int(match.group(5), 16):
+        return None
+    version, names = int(match.group(2)), match.group(4)
+    if version == _SIDECAR_VERSION and names is None:
+        return frozenset()
+    if version != _UNCHECKED_VERSION or names is None:
+        return None
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(names)
+        if isinstance(parsed, list) and all(isinstance(n, str) for n in parsed):
+            return frozenset(parsed)
+    return None
 
 
 def first_checked_id(folder: str) -> int | None:
@@ -223,8 +289,8 @@ def first_checked_id(folder: str) -> int | None:
     no entry does; Spark wrote the folder)."""
     names = storage_for(folder).list(folder)
     ids = [_entry_id(m.group(1)) for m in map(_SIDECAR_NAME.match, names) if m]
-    marked = _marked_first(folder)
-    candidates = ids + ([] if marked is None else [marked])
+    marker = _marker(folder)
+    candidates = ids + ([] if marker is None else [marker[0]])
     return min(candidates) if candidates else None
 
 
@@ -234,6 +300,9 @@ def _refuse_if_checked(path: str) -> None:
     first = first_checked_id(folder or ".")
     if first is None or _entry_id(name) < first:
         return  # written by Spark: read as it is
+    marker = _marker(folder or ".")
+    if marker is not None and name in marker[1]:
+        return  # there without a sidecar before this engine marked the folder
     raise CheckpointCorruptError(
         f"Checkpoint file {path} has no checksum file {sidecar_path(path)}, but unbounded "
         f"wrote every entry of {folder} from id {first} on with its checksum written "
