@@ -47,7 +47,7 @@ MATRIX: list[tuple[str, str, str, str]] = [
     *((name, "foreach", "windowed", "files") for name in (
         "crash points", "random SIGKILL", "power loss", "corrupt files", "paused run")),
     *((name, "foreach", "stateless", "files") for name in (
-        "crash points", "random SIGKILL", "clock jumps")),
+        "crash points", "random SIGKILL", "clock jumps", "corrupt files", "power loss")),
     # more queries: stream-stream join, deduplication, update-mode aggregation
     ("crash points", "file", "join", "files"), ("random SIGKILL", "file", "join", "files"),
     ("power loss in sink data", "file", "join", "files"),
