@@ -304,9 +304,6 @@ def _properties(spark: Any, checkpoint: Path) -> Any:
     return {**doc, "stateVariables": sorted(doc.get("stateVariables", []), key=repr)}
 
 
-@pytest.mark.xfail(strict=True, reason="operatorProperties needs the transformWithState "
-                   "operator to record its declarations (state/transform_meta.py); the hook "
-                   "in runtime/stateful/transform_state.py is not in yet")
 def test_transform_with_state_operator_properties_match_spark(tws):
     pyspark, ours, spark = tws
     assert _properties(SparkSession.builder.getOrCreate(), ours) == _properties(pyspark, spark)

@@ -226,6 +226,22 @@ def test_recorded_declarations_give_spark_operator_properties(spark, checkpoint)
              "ttlEnabled": False}]}
 
 
+def test_the_operator_records_its_declarations_for_operator_properties(spark, checkpoint):
+    """No hand-written record: the running operator wrote state/0/_metadata/
+    transform-with-state at its start, so state-metadata shows Spark's properties."""
+    assert Path(checkpoint, "state", "0", "_metadata", "transform-with-state").exists()
+    row = spark.read.format("state-metadata").load(checkpoint).collect()[0]
+    assert row.operatorName == "transformWithStateInPandasExec"
+    properties = json.loads(row.operatorProperties)
+    assert (properties["timeMode"], properties["outputMode"]) == ("ProcessingTime", "Update")
+    assert [(v["stateName"], v["stateVariableType"], v["ttlEnabled"])
+            for v in properties["stateVariables"]] == [
+        ("count", "ValueState", False), ("seen", "ListState", False),
+        ("last", "MapState", False), ("recent", "ValueState", True),
+        ("window", "ListState", True), ("tags", "MapState", True),
+        ("$procTimers_keyToTimestamp", "TimerState", False)]
+
+
 class Unused(StatefulProcessor):
     """A TTL list state that no key ever writes: an empty store."""
 

@@ -28,6 +28,7 @@ from enum import Enum
 from typing import Any
 
 from unbounded.checkpoint.checksum import read_checked, remove_checked, write_checked
+from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import CheckpointCorruptError
 
 __all__ = [
@@ -138,18 +139,20 @@ class TransformWithStateFile:
 
     def write(self, info: OperatorInfo) -> None:
         """Record ``info``; a start that declares the same keeps the file untouched."""
-        if os.path.exists(self.path) and self.read() == info:
+        if storage_for(self.path).exists(self.path) and self.read() == info:
             return
         doc = {"version": self.VERSION, "operatorName": info.operator_name,
                "timeMode": info.time_mode, "outputMode": info.output_mode,
                "stateVariables": [v.to_json() for v in info.variables]}
-        if os.path.exists(self.path):  # checked files are written once: remove, then write
-            remove_checked(self.path)  # a crash between reads as a checkpoint from before it
+        if storage_for(self.path).exists(self.path):
+            # checked files are written once: remove, then write; a crash between the two
+            # reads as a checkpoint from before the file existed
+            remove_checked(self.path)
         write_checked(self.path, json.dumps(doc, indent=1).encode())
 
     def read(self) -> OperatorInfo | None:
         """The recorded declarations, or None for a checkpoint written before this file."""
-        if not os.path.exists(self.path):
+        if not storage_for(self.path).exists(self.path):
             return None
         doc = self._document()
         try:

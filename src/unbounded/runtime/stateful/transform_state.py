@@ -15,7 +15,6 @@ batch makes the same calls.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from unbounded.runtime.stateful.base import (
 )
 from unbounded.runtime.stateful.user_input import UserInput
 from unbounded.state.base import FOUND_COLUMN, StateSchema, StateStore
+from unbounded.state.transform_meta import OperatorInfo, TransformWithStateFile, store_folder
 from unbounded.testing.faults import fault_point
 
 __all__ = ["StreamingTransformWithState"]
@@ -150,12 +150,6 @@ class _Codec:
         return row
 
 
-def _store_name(name: str) -> str:
-    """A state variable's store folder: its name when path-safe, else its hex."""
-    safe = re.fullmatch(r"[A-Za-z0-9_\-]+", name) is not None
-    return f"var-{name}" if safe else f"varx-{name.encode().hex()}"
-
-
 @dataclass
 class _Partition:
     """One batch partition's open stores, loaded keys and output."""
@@ -202,12 +196,23 @@ class StreamingTransformWithState:
         self.key_schema = self._key_schema(input_schema)
         self.variables = self._declared_variables()
         self.row_mode = isinstance(self._processor(), RowProcessor)  # transformWithState
+        self._record_declarations()
         self.codecs = {n: _Codec(v) for n, v in self.variables.items()}
         self.codecs[TIMERS] = _Codec(None)
         self.states = {n: PartitionedState(ctx, self._schema(c), self._folder(n))
                        for n, c in self.codecs.items()}
         self.empty_input = frame_to_pandas(pl.DataFrame(schema=input_schema).to_arrow())
         self.deadlines = self._stored_deadlines()
+
+    def _record_declarations(self) -> None:
+        """What the processor declares, for the statestore reader's ``operatorProperties``
+        and its checks (state/transform_meta.py), as Spark's operator records them."""
+        name = ("transformWithStateInPySparkExec" if self.row_mode
+                else "transformWithStateInPandasExec")
+        TransformWithStateFile(self.ctx.state_root, self.ctx.operator_id).write(
+            OperatorInfo.of(name, self.node.time_mode.value, self.node.output_mode,
+                            [(n, v.kind.value, v.ttl_ms is not None)
+                             for n, v in self.variables.items()]))
 
     def _key_schema(self, input_schema: pl.Schema) -> pa.Schema:
         keys = pl.DataFrame(schema=input_schema).select(self.key_exprs).to_arrow()
@@ -224,7 +229,7 @@ class StreamingTransformWithState:
 
     @staticmethod
     def _folder(name: str) -> str:
-        return "timers" if name == TIMERS else _store_name(name)
+        return "timers" if name == TIMERS else store_folder(name)
 
     def _declared_variables(self) -> dict[str, StateVariable]:
         runtime = ProcessorRuntime(self.node.time_mode, -1, -1)
