@@ -31,12 +31,14 @@ SCENARIOS: dict[str, sc.Scenario] = {
     "power loss in Delta commit": sc.power_loss_delta,
     "delayed close": sc.delayed_close, "stray temp files": sc.stray_temps,
     "corrupt files": corruption, "paused run": paused_run, "clock jumps": sc.clock_jumps,
-    "network faults": lambda _s, _q, seed, **kw: kafka_network(seed, **kw),
-    "cut at txn commit": lambda _s, _q, seed, **kw: kafka_commit_cuts(seed, **kw),
-    "broker SIGSTOP": lambda _s, _q, seed, **kw: kafka_broker_pause(seed, **kw),
+    "network faults": lambda _s, q, seed, **kw: kafka_network(seed, query=q, **kw),
+    "cut at txn commit": lambda _s, q, seed, **kw: kafka_commit_cuts(seed, query=q, **kw),
+    "broker SIGSTOP": lambda _s, q, seed, **kw: kafka_broker_pause(seed, query=q, **kw),
 }
 _BROKER_FAULTS = ("network faults", "cut at txn commit", "broker SIGSTOP")
 
+_GENERAL = ("crash points", "random SIGKILL", "ENOSPC/EIO/EROFS", "power loss",
+            "delayed close", "stray temp files", "corrupt files", "paused run", "clock jumps")
 # (scenario, sink, query, source): file sink + windowed first, as the most state to lose.
 MATRIX: list[tuple[str, str, str, str]] = [
     *((name, "file", "windowed", "files") for name in SCENARIOS
@@ -70,6 +72,20 @@ MATRIX: list[tuple[str, str, str, str]] = [
       for sink, query in (("kafka", "stateless"), ("file", "windowed"))),
     ("clock jumps", "kafka", "windowed", "kafka"),
 ]
+
+
+def _completed(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """``rows`` and, after them, every general scenario (and the broker faults on the
+    Kafka sink) over the file, foreach and Kafka sinks for a stateless and a windowed
+    query that ``rows`` leaves out, from files: the suite's promise is the whole product."""
+    covered = {(name, sink, query) for name, sink, query, _source in rows}
+    wanted = [(name, sink, query) for sink in ("file", "foreach", "kafka")
+              for query in ("stateless", "windowed")
+              for name in (*_GENERAL, *(_BROKER_FAULTS if sink == "kafka" else ()))]
+    return rows + [(n, s, q, "files") for n, s, q in wanted if (n, s, q) not in covered]
+
+
+MATRIX = _completed(MATRIX)
 
 
 def _scenario(name: str, sink: str, source: str) -> sc.Scenario:

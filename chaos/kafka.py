@@ -46,9 +46,9 @@ def kafka_broker() -> Iterator[tuple[BrokerProcess, Proxy]]:
         proxy.close()
 
 
-def _spec(root: str, name: str, seed: int, size: Size,
-          bootstrap: str) -> tuple[JobSpec, Workload]:
-    return kafka_jobs(root, bootstrap)(name, "kafka", "stateless", seed, size)
+def _spec(root: str, name: str, seed: int, size: Size, bootstrap: str, *,
+          query: str = "stateless") -> tuple[JobSpec, Workload]:
+    return kafka_jobs(root, bootstrap)(name, "kafka", query, seed, size)
 
 
 def _input_topic(bootstrap: str, spec: JobSpec) -> str:
@@ -111,13 +111,14 @@ def _disturb(proxy: Proxy, broker: BrokerProcess, rng: random.Random, stop: thre
     proxy.delay_s = 0.0
 
 
-def kafka_network(seed: int, *, root: str, size: Size) -> Row:
+def kafka_network(seed: int, *, root: str, size: Size, query: str = "stateless") -> Row:
     """Network faults and short broker pauses while the job runs; runs that fail are
     restarted (with the faults still coming) until one finishes."""
-    row, rng = Row("network faults", "kafka", "stateless"), random.Random(seed)
+    row, rng = Row("network faults", "kafka", query), random.Random(seed)
     with kafka_broker() as (broker, proxy):
         for i in range(size.repeats):
-            spec, work = _spec(root, f"knet-{i}", seed + i, size, broker.bootstrap)
+            spec, work = _spec(root, f"knet-{i}", seed + i, size, broker.bootstrap,
+                               query=query)
             stop, counter = threading.Event(), [0]
             chaos = threading.Thread(target=_disturb,
                                      args=(proxy, broker, rng, stop, counter))
@@ -148,15 +149,15 @@ def _until_done(spec: JobSpec, extra: dict[str, str] | None = None) -> tuple[int
     return code, failures
 
 
-def kafka_commit_cuts(seed: int, *, root: str, size: Size) -> Row:
+def kafka_commit_cuts(seed: int, *, root: str, size: Size, query: str = "stateless") -> Row:
     """Every connection cut at a transaction's commit request, before the broker gets it
     and right after it forwarded it (committed, unacknowledged)."""
-    row = Row("cut at txn commit", "kafka", "stateless")
+    row = Row("cut at txn commit", "kafka", query)
     with kafka_broker() as (broker, proxy):
         for i in range(size.repeats):
             for after in (False, True):
                 spec, work = _spec(root, f"kcommit-{i}-{int(after)}", seed + i, size,
-                                   broker.bootstrap)
+                                   broker.bootstrap, query=query)
                 proxy.arm_cut(_END_TXN, after)
                 fired = proxy.fired
                 code, failures = _until_done(spec)
@@ -179,15 +180,15 @@ def _pause_broker(broker: BrokerProcess, spec: JobSpec, pause_s: float,
         broker.resume()
 
 
-def kafka_broker_pause(seed: int, *, root: str, size: Size) -> Row:
+def kafka_broker_pause(seed: int, *, root: str, size: Size, query: str = "stateless") -> Row:
     """The broker SIGSTOPped mid-run for 1 s and 5 s with a 2 s transaction timeout."""
-    row, rng = Row("broker SIGSTOP", "kafka", "stateless"), random.Random(seed)
+    row, rng = Row("broker SIGSTOP", "kafka", query), random.Random(seed)
     timeout = {"CHAOS_TXN_TIMEOUT_MS": "2000", "UNBOUNDED_TEST_BATCH_DELAY": "0.2"}
     with kafka_broker() as (broker, _proxy):
         for i in range(size.repeats):
             for pause_s in (1.0, 5.0):
                 spec, work = _spec(root, f"kpause-{i}-{pause_s:.0f}", seed + i, size,
-                                   broker.bootstrap)
+                                   broker.bootstrap, query=query)
                 pauser = threading.Thread(target=_pause_broker,
                                           args=(broker, spec, pause_s, rng))
                 pauser.start()
