@@ -255,10 +255,11 @@ def _power_cuts(row: Row, places: list[tuple[str, str]], seed: int, *, root: str
     return row
 
 
-def delayed_close(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+def delayed_close(sink: str, query: str, seed: int, *, root: str, size: Size,
+                  make: SpecFactory | None = None) -> Row:
     """Every checkpoint file's close takes 50 ms (a slow network file system)."""
     row = Row("delayed close", sink, query)
-    spec, work = prepare(root, "slow-close", sink, query, seed, size=size)
+    spec, work = (make or file_input(root))("slow-close", sink, query, seed, size)
     log = os.path.join(spec.workdir, "faults.log")
     done = run_to_end(spec, {"UNBOUNDED_CHECKPOINT_FILE_OPS": FAULTY_OPS,
                              "UNBOUNDED_CHECKPOINT_FAULTS": "delay=0.05:close:1+:*",
@@ -285,11 +286,12 @@ def _temps_left(checkpoint: str) -> list[str]:
             for n in names if n.endswith(".tmp")]
 
 
-def stray_temps(sink: str, query: str, seed: int, *, root: str, size: Size) -> Row:
+def stray_temps(sink: str, query: str, seed: int, *, root: str, size: Size,
+                make: SpecFactory | None = None) -> Row:
     """Temp files a killed writer left in every checkpoint folder are removed at start and
     never read."""
     row, rng = Row("stray temp files", sink, query), random.Random(seed)
-    spec, work = prepare(root, "temps", sink, query, seed, size=size)
+    spec, work = (make or file_input(root))("temps", sink, query, seed, size)
     run_to_end(spec, {"UNBOUNDED_FAULT": f"after-sink@{size.files // 2}"})
     row.faults += _plant_temps(spec.checkpoint, rng)
     finish(row, spec, work)
