@@ -101,7 +101,7 @@ def parse_expression(sql: str) -> Expression:
 
     Example:
         >>> parse_expression("CAST(id AS STRING) AS s")
-        Alias(child=Cast(child=ColumnRef(name='id'), to=StringType()), name='s')
+        Alias(child=Cast(child=ColumnRef(name='id'), to=StringType(), time_zone=None), name='s')
     """
     try:
         tree = sqlglot.parse_one(sql, dialect=_SparkExpressions)
