@@ -25,7 +25,6 @@ query runs it again from the checkpoint. Whether a job ships is decided by its s
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -41,6 +40,11 @@ from typing import IO, Any, TypeVar
 import cloudpickle
 import pyarrow as pa
 
+from unbounded.engine.worker_pools import (
+    configured_workers,
+    pool_of_this_process,
+    usable_cores,
+)
 from unbounded.errors import UnboundedError
 
 __all__ = ["MIN_CALLS_PER_WORKER", "ShipsArrow", "StateWorkerLost", "StateWorkerPool",
@@ -211,35 +215,17 @@ class StateWorkerPool:
 
 
 _POOL: list[StateWorkerPool] = []
-_POOL_LOCK = threading.Lock()
 
 
 def worker_pool() -> StateWorkerPool:
     """This process's pool (a forked child gets its own: pipes do not survive a fork)."""
-    with _POOL_LOCK:
-        if not _POOL or _POOL[0].pid != os.getpid():
-            _POOL[:] = [StateWorkerPool(_pool_size())]
-        return _POOL[0]
+    return pool_of_this_process(_POOL, lambda: StateWorkerPool(_pool_size()))
 
 
 def _pool_size() -> int:
     """``UNBOUNDED_STATE_WORKERS`` if set, else the usable cores (the driver thread that
-    ships a job waits for it); none in a Ray worker process, where Ray already runs one
-    task per core."""
-    configured = os.environ.get(_WORKERS_ENV, "").strip()
-    if configured:
-        return max(int(configured), 0)
-    if "RAY_RAYLET_PID" in os.environ:
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(cores or 1, 1)
-
-
-@atexit.register
-def _stop_pool() -> None:
-    for pool in _POOL:
-        if pool.pid == os.getpid():
-            pool.stop()
+    ships a job waits for it); none in a Ray worker process."""
+    return configured_workers(_WORKERS_ENV, usable_cores())
 
 
 # ---- the child's side ------------------------------------------------------------------

@@ -28,7 +28,6 @@ the calling thread, so the batch's answer does not depend on it.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import contextlib
 import itertools
@@ -50,6 +49,11 @@ import cloudpickle
 import pyarrow as pa
 
 from unbounded.engine.row_udfs import RowFailure, load_function, rows_to_arrow
+from unbounded.engine.worker_pools import (
+    configured_workers,
+    pool_of_this_process,
+    usable_cores,
+)
 from unbounded.plan import types as T
 
 __all__ = ["MIN_ROWS_PER_PROCESS", "RANGES_PER_PROCESS", "UdfWorkerPool", "main",
@@ -313,41 +317,17 @@ class UdfWorkerPool:
 
 
 _POOL: list[UdfWorkerPool] = []
-_POOL_LOCK = threading.Lock()
 
 
 def worker_pool() -> UdfWorkerPool:
     """This process's pool (a forked child gets its own: pipes do not survive a fork)."""
-    with _POOL_LOCK:
-        if not _POOL or _POOL[0].pid != os.getpid():
-            _POOL[:] = [UdfWorkerPool(_pool_size())]
-        return _POOL[0]
+    return pool_of_this_process(_POOL, lambda: UdfWorkerPool(_pool_size()))
 
 
 def _pool_size() -> int:
-    """``UNBOUNDED_UDF_WORKERS`` if set, else one less than the usable cores; none in a
-    Ray worker process (raylet starts them with ``RAY_RAYLET_PID``), where Ray already
-    runs one task per core."""
-    configured = os.environ.get(_WORKERS_ENV, "").strip()
-    if configured:
-        return max(int(configured), 0)
-    if "RAY_RAYLET_PID" in os.environ:
-        return 0
-    return max(_usable_cores() - 1, 0)
-
-
-def _usable_cores() -> int:
-    """Cores this process may run on (its affinity on Linux; all of them elsewhere)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-@atexit.register
-def _stop_pool() -> None:
-    for pool in _POOL:
-        if pool.pid == os.getpid():
-            pool.stop()
+    """``UNBOUNDED_UDF_WORKERS`` if set, else one less than the usable cores (the calling
+    thread runs ranges too); none in a Ray worker process."""
+    return configured_workers(_WORKERS_ENV, usable_cores() - 1)
 
 
 # ---- Arrow IPC files in shared memory -------------------------------------------------
