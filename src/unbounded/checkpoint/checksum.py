@@ -55,6 +55,7 @@ import json
 import os
 import re
 import threading
+from typing import Any
 
 import crc32c
 
@@ -72,6 +73,7 @@ __all__ = [
     "accept_unverified",
     "first_checked_id",
     "read_checked",
+    "read_checked_json",
     "read_checked_text",
     "remove_checked",
     "sidecar_path",
@@ -329,6 +331,17 @@ def read_checked(path: str) -> bytes:
             f"CRC-32C {actual:08x}. {RECOVERY_HINT}",
         )
     return data
+
+
+def read_checked_json(path: str, what: str = "JSON") -> Any:
+    """``read_checked`` parsed as JSON; a document that does not parse is a
+    ``CheckpointCorruptError`` naming the file (``what`` says what it should hold)."""
+    try:
+        return json.loads(read_checked(path))
+    except CheckpointCorruptError:
+        raise  # it names the file and what its checksum expected (it is an OSError too)
+    except (OSError, ValueError) as e:  # ValueError: also UnicodeDecodeError
+        raise CheckpointCorruptError(f"{path} is not readable {what}: {e}") from e
 
 
 def read_checked_text(path: str) -> str:

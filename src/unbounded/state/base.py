@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import polars as pl
 import pyarrow as pa
 
-from unbounded.checkpoint.checksum import read_checked, write_checked
+from unbounded.checkpoint.checksum import read_checked_json, write_checked
 from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import AnalysisException, CheckpointConflictError, CheckpointCorruptError
 
@@ -145,14 +145,7 @@ class StateSchemaFile:
         store = storage_for(self.path)
         if not store.exists(self.path):
             return None
-        try:
-            doc = json.loads(read_checked(self.path))
-        except CheckpointCorruptError:
-            raise  # names the file and what its checksum expected
-        except (OSError, ValueError) as e:
-            raise CheckpointCorruptError(
-                f"{self.path} is not readable state schema JSON: {e}"
-            ) from e
+        doc = read_checked_json(self.path, "state schema JSON")
         if not isinstance(doc, dict) or doc.get("version") != self.VERSION:
             version = doc.get("version") if isinstance(doc, dict) else None
             raise CheckpointCorruptError(

@@ -34,7 +34,7 @@ from typing import Any
 
 import polars as pl
 
-from unbounded.checkpoint.checksum import read_checked, write_checked
+from unbounded.checkpoint.checksum import read_checked_json, write_checked
 from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import AnalysisException, CheckpointConflictError, CheckpointCorruptError
 
@@ -94,13 +94,7 @@ class JoinKeysFile:
                             dict(raw.get("renames") or {}))
 
     def _document(self) -> dict[str, Any]:
-        try:
-            doc: dict[str, Any] = json.loads(read_checked(self.path))
-        except CheckpointCorruptError:
-            raise  # names the file and what its checksum expected
-        except (OSError, ValueError) as e:
-            raise CheckpointCorruptError(f"{self.path} is not readable join keys JSON: {e}") \
-                from e
+        doc: dict[str, Any] = read_checked_json(self.path, "join keys JSON")
         version = doc.get("version") if isinstance(doc, dict) else None
         if version != self.VERSION or not isinstance(doc.get("sides"), dict):
             raise CheckpointCorruptError(

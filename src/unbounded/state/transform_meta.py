@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from unbounded.checkpoint.checksum import read_checked, remove_checked, write_checked
+from unbounded.checkpoint.checksum import read_checked_json, remove_checked, write_checked
 from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import CheckpointCorruptError
 
@@ -164,12 +164,7 @@ class TransformWithStateFile:
             raise CheckpointCorruptError(f"{self.path} is missing a field: {e}") from e
 
     def _document(self) -> dict[str, Any]:
-        try:
-            doc: dict[str, Any] = json.loads(read_checked(self.path))
-        except CheckpointCorruptError:
-            raise  # names the file and what its checksum expected
-        except (OSError, ValueError) as e:
-            raise CheckpointCorruptError(f"{self.path} is not readable JSON: {e}") from e
+        doc: dict[str, Any] = read_checked_json(self.path)
         version = doc.get("version") if isinstance(doc, dict) else None
         if version != self.VERSION:
             raise CheckpointCorruptError(

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import polars as pl
 import pyarrow as pa
 
-from unbounded.checkpoint.checksum import read_checked, write_checked
+from unbounded.checkpoint.checksum import read_checked_json, write_checked
 from unbounded.checkpoint.storage import storage_for
 from unbounded.engine.context import EventTimeStats
 from unbounded.errors import AnalysisException, CheckpointCorruptError
@@ -177,7 +177,7 @@ def check_partitioning(ctx: OperatorContext) -> None:
         store.make_folder(folder, durable=True)  # state/ and state/<op>/ survive a power cut
         write_checked(path, json.dumps(current).encode())
         return
-    recorded = json.loads(read_checked(path))
+    recorded = read_checked_json(path, "state partitioning JSON")
     if recorded.get("version") != 1:
         raise CheckpointCorruptError(
             f"{path} has partitioning version {recorded.get('version')!r}; this release "
