@@ -42,6 +42,9 @@ Listings are never served from fsspec's listings cache: another node may have wr
 since. Options (endpoint, credentials) come from fsspec's own configuration:
 ``fsspec.config.conf["s3"] = {"endpoint_url": ...}`` or ``FSSPEC_S3_ENDPOINT_URL`` in the
 environment, and the store's usual environment variables (``AWS_ACCESS_KEY_ID``, ...).
+Other processes (Ray's state actors) get the driver's options as :class:`StoreOptions`
+(:func:`store_options` on the driver, :meth:`StoreOptions.install` there): their own
+fsspec configuration is not the driver's.
 
 Example:
     >>> import os, tempfile
@@ -58,6 +61,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import os
 import posixpath
 import re
@@ -71,10 +75,12 @@ __all__ = [
     "CheckpointStorage",
     "FsspecStorage",
     "LocalStorage",
+    "StoreOptions",
     "conflict_error",
     "is_url",
     "normalize_location",
     "storage_for",
+    "store_options",
 ]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -216,8 +222,60 @@ def storage_for(path: str) -> CheckpointStorage:
     return FsspecStorage(_filesystem(path))
 
 
+class StoreOptions:
+    """The fsspec options a driver opens a URL location with, for another process.
+
+    A Ray actor's process has its own (usually empty) fsspec configuration, so the
+    driver's options (endpoint, credentials, region: ``fsspec.config.conf[scheme]``,
+    which includes the ``FSSPEC_<SCHEME>_*`` variables read at import) travel with the
+    work that opens the location. They pickle as they are (Ray's object store, never a
+    file), and ``repr`` shows only their names, so a logged call reveals no secret.
+
+    Example:
+        >>> StoreOptions("s3://b/cp", {"key": "AKIA", "secret": "shh"})
+        StoreOptions('s3://b/cp', keys=['key', 'secret'])
+    """
+
+    __slots__ = ("options", "prefix")
+
+    def __init__(self, prefix: str, options: dict[str, Any]) -> None:
+        self.prefix, self.options = prefix, options
+
+    def __repr__(self) -> str:
+        return f"StoreOptions({self.prefix!r}, keys={sorted(self.options)})"
+
+    def install(self) -> None:
+        """Open every URL under ``prefix`` with these options in this process (later
+        ``storage_for`` calls, the state stores' and the epoch fence's included)."""
+        _INSTALLED[self.prefix] = self.options
+
+
+_INSTALLED: dict[str, dict[str, Any]] = {}
+
+
+def store_options(location: str) -> StoreOptions | None:
+    """The options this process opens ``location`` with (installed ones first, else
+    fsspec's configuration of its scheme); None for a local path."""
+    if not is_url(location):
+        return None
+    installed = _installed_options(location)
+    if installed is not None:
+        return StoreOptions(location, installed)
+    import fsspec.config
+
+    scheme = location.split("://", 1)[0].lower()
+    return StoreOptions(location, copy.deepcopy(fsspec.config.conf.get(scheme, {})))
+
+
+def _installed_options(url: str) -> dict[str, Any] | None:
+    """The options installed for the longest prefix of ``url`` (a whole path part)."""
+    found = [p for p in _INSTALLED if url == p or url.startswith(p.rstrip("/") + "/")]
+    return _INSTALLED[max(found, key=len)] if found else None
+
+
 def _filesystem(url: str) -> Any:
-    """fsspec's (cached) file system for the URL's scheme, without a listings cache."""
+    """fsspec's (cached) file system for the URL's scheme, without a listings cache,
+    opened with the options installed for the URL (:class:`StoreOptions`) if any."""
     try:
         import fsspec
     except ImportError:
@@ -228,7 +286,8 @@ def _filesystem(url: str) -> Any:
         ) from None
     scheme = url.split("://", 1)[0].lower()
     try:
-        return fsspec.filesystem(scheme, use_listings_cache=False)
+        options = _installed_options(url) or {}
+        return fsspec.filesystem(scheme, **{**options, "use_listings_cache": False})
     except (ImportError, ValueError) as e:
         raise IllegalArgumentException(
             f"Cannot open the checkpoint location {url}: {e}. Install the fsspec package "

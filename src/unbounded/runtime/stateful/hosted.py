@@ -15,6 +15,7 @@ writes no state through its actors.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -23,6 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.checkpoint.epoch import EpochFence, fence_for
+from unbounded.checkpoint.storage import StoreOptions, store_options
 from unbounded.executors.base import HostCall, ResourceHosts, SupportsResourceHosts
 from unbounded.runtime.stateful.base import (
     OperatorContext,
@@ -163,8 +165,11 @@ class _OpenProviders:
     ids: tuple[StateStoreId, ...]
     schemas: tuple[StateSchema, ...]
     conf: StateStoreConf
+    store: StoreOptions | None = None  # the driver's options of a URL checkpoint
 
     def __call__(self) -> _Providers:
+        if self.store is not None:
+            self.store.install()
         return _Providers([create_provider(i, s, self.conf)
                            for i, s in zip(self.ids, self.schemas, strict=True)])
 
@@ -204,9 +209,10 @@ class HostedState:
         self._hosts, self._ctx = hosts, ctx
         names = tuple(name for name, _ in stores)
         schemas = tuple(schema for _, schema in stores)
+        checkpoint = store_options(os.path.dirname(ctx.state_root))  # state/, epochs/
         self._opens = [_OpenProviders(
             tuple(StateStoreId(ctx.state_root, ctx.operator_id, p, n) for n in names),
-            schemas, ctx.store_conf) for p in range(ctx.num_partitions)]
+            schemas, ctx.store_conf, checkpoint) for p in range(ctx.num_partitions)]
         self._keys = [",".join(i.path for i in o.ids) for o in self._opens]
 
     @classmethod
