@@ -11,7 +11,6 @@ DataFrame fails as in Spark.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import pyarrow as pa
 
 from unbounded.engine.context import CompileContext, fresh_columns
 from unbounded.engine.dtypes import arrow_schema_to_polars
+from unbounded.engine.frame_runs import frame_runs
 from unbounded.engine.plans import Bindings, compile_plan
 from unbounded.engine.row_udfs import load_function
 from unbounded.engine.state_workers import ShipsArrow
@@ -268,24 +268,10 @@ def _rows_slice(frame: pd.DataFrame, start: int, end: int) -> pd.DataFrame:
 
 
 def output_tables(frames: list[pd.DataFrame], schema: StructType) -> list[pa.Table]:
-    """The frames as Arrow, runs of frames with the same columns and dtypes concatenated
-    first (one conversion instead of one per key; equal dtypes make it exact)."""
-    import pandas as pd
-
-    tables: list[pa.Table] = []
-    for _, run in itertools.groupby(frames, key=_layout):
-        same = list(run)
-        frame = same[0] if len(same) == 1 else pd.concat(same, ignore_index=True)
-        tables.append(batch_of(frame, schema, arrow=False))
-    return tables
-
-
-def _layout(frame: Any) -> Any:
-    import pandas as pd
-
-    if not isinstance(frame, pd.DataFrame):
-        return id(frame)  # batch_of rejects it
-    return tuple(frame.columns), tuple(map(str, frame.dtypes))
+    """The frames as Arrow, runs of frames with the same columns and dtypes joined first
+    (``engine/frame_runs.py``: one conversion instead of one per key; equal dtypes make
+    it exact)."""
+    return [batch_of(frame, schema, arrow=False) for frame in frame_runs(frames)]
 
 
 @dataclass(frozen=True)
