@@ -18,7 +18,7 @@ import polars as pl
 
 from unbounded.engine.ansi import checked
 from unbounded.engine.context import CompileContext
-from unbounded.engine.datetime_format import spark_to_chrono
+from unbounded.engine.datetime_format import field_text, spark_format_parts, spark_to_chrono
 from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import FUNCTIONS, register
 from unbounded.errors import AnalysisException, DateTimeException, IllegalArgumentException
@@ -497,9 +497,19 @@ def _date_format(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -
 
 
 def _format(moment: pl.Expr, pattern: str, zone: str) -> pl.Expr:
-    """An instant as text in the zone; offset letters print the zone's offset, and
-    Java's ``X`` letters print ``Z`` for a zero one."""
-    chrono = spark_to_chrono(pattern)
+    """An instant as text in the zone: chrono prints what it can, the other fields
+    (``DD``, ``QQQ``...) are computed from the wall clock."""
+    parts = spark_format_parts(pattern)
+    if len(parts) == 1 and isinstance(parts[0], str):
+        return _strftime(moment, parts[0], pattern, zone)
+    local = to_local(moment, zone)
+    return pl.concat_str([_strftime(moment, p, pattern, zone) if isinstance(p, str)
+                          else field_text(local, p) for p in parts])
+
+
+def _strftime(moment: pl.Expr, chrono: str, pattern: str, zone: str) -> pl.Expr:
+    """Chrono's text in the zone; offset letters print the zone's offset, and Java's
+    ``X`` letters print ``Z`` for a zero one."""
     zero_as_z = "X" in pattern and not any(c in pattern for c in "xZ")
     rule = parse_zone(zone)
     if rule.region is not None:

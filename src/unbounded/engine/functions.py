@@ -234,11 +234,6 @@ def _lower(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.E
     return args[0].str.to_lowercase()
 
 
-@_register("initcap")
-def _initcap(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return args[0].str.to_titlecase()
-
-
 @_register("length", "char_length", "character_length")
 def _length(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     if ctx.dtype_of(args[0]) == pl.Binary:
@@ -329,22 +324,6 @@ def _regexp_replace(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
 def _regexp_extract(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     found = args[0].str.extract(str(call.param("pattern")), int(call.param("idx", 1)))
     return pl.when(args[0].is_not_null()).then(found.fill_null(""))  # no match: ""
-
-
-@_register("instr")
-def _instr(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    found = args[0].str.find(str(call.param("substr")), literal=True)
-    return (found.fill_null(-1) + 1).cast(pl.Int32)
-
-
-@_register("lpad")
-def _lpad(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return args[0].str.pad_start(int(call.param("len")), str(call.param("pad", " "))[:1])
-
-
-@_register("rpad")
-def _rpad(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return args[0].str.pad_end(int(call.param("len")), str(call.param("pad", " "))[:1])
 
 
 @_register("contains")

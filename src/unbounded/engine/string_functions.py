@@ -159,6 +159,44 @@ def _locate_builder(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
                     pl.Int32(), _locate)
 
 
+@register("instr")
+def _instr(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """1-based character position of the first ``substr``, 0 when absent, NULL for NULL."""
+    text, substr = _text(args[0], ctx), str(call.param("substr"))
+    if not substr:
+        return pl.when(text.is_not_null()).then(pl.lit(1, dtype=pl.Int32))
+    parts = text.str.splitn(substr, 2)
+    before = parts.struct.field("field_0").str.len_chars().cast(pl.Int32) + 1
+    return pl.when(parts.struct.field("field_1").is_not_null()).then(before) \
+        .when(text.is_not_null()).then(pl.lit(0, dtype=pl.Int32))
+
+
+@register("lpad", "rpad")
+def _pad(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    """Spark's ``UTF8String.lpad``/``rpad``: the pad repeated to fill up to ``len``
+    characters; a longer string (or any string, with an empty pad) is cut to ``len``."""
+    text, length = _text(args[0], ctx), max(int(call.param("len")), 0)
+    pad = str(call.param("pad", " "))
+    if not pad:
+        return text.str.slice(0, length)
+    fill = pl.lit(pad * length).str.slice(0, length - text.str.len_chars())
+    padded = pl.concat_str([fill, text] if call.name.lower() == "lpad" else [text, fill])
+    return pl.when(text.str.len_chars() >= length).then(text.str.slice(0, length)) \
+        .otherwise(padded)
+
+
+def _initcap(text: str) -> str:
+    """Spark 4 lower-cases, then title-cases the first letter after each space (only a
+    space: '1e3' and 'a-b' stay one word; 'ß' becomes 'Ss', as ICU's title case)."""
+    return " ".join(w[:1].title() + w[1:] for w in text.lower().split(" "))
+
+
+@register("initcap")
+def _initcap_builder(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
+                     ) -> pl.Expr:
+    return map_values(_text(args[0], ctx), pl.String(), _initcap)
+
+
 @register("translate")
 def _translate(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     """Each character of ``matching`` becomes the one at its place in ``replace``, or is

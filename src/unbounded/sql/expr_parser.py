@@ -73,6 +73,10 @@ class _SparkExpressions(Spark):
     losing the Spark name our function table is keyed on.
     """
 
+    # Spark reads a doubled quote inside a literal as one quote ('yyyy-MM-dd''T''HH').
+    class Tokenizer(Spark.Tokenizer):  # type: ignore[name-defined,valid-type,misc]
+        STRING_ESCAPES: ClassVar[list[str]] = ["\\", "'", '"']
+
     # Spark.Parser is a class attribute in sqlglot's stubs, a class at runtime.
     class Parser(Spark.Parser):  # type: ignore[name-defined,valid-type,misc]
         FUNCTIONS: ClassVar[dict[str, Any]] = {}
