@@ -88,6 +88,19 @@ class _SparkExpressions(Spark):
         QUERY_MODIFIER_TOKENS: ClassVar[set[Any]] = (
             Spark.Parser.QUERY_MODIFIER_TOKENS - {TokenType.WINDOW})
 
+        def _parse_pivot_aggregation(self) -> exp.Expr | None:
+            # Spark's PIVOT takes any expression over aggregates (``sum(v) + 1 AS s``);
+            # sqlglot's only a call. sql/sql_pivot.py checks that it aggregates.
+            value: exp.Expr | None = self._parse_expression()
+            if value is None:
+                self.raise_error("Expecting an aggregation function in PIVOT")
+            return value
+
+        # ``x FOR y IN z`` is no Spark syntax (a comprehension elsewhere): in a PIVOT, FOR
+        # ends the aggregates.
+        RANGE_PARSERS: ClassVar[dict[Any, Any]] = {
+            k: v for k, v in Spark.Parser.RANGE_PARSERS.items() if k != TokenType.FOR}
+
 
 class _Rejected(Exception):
     """A construct the parser cannot turn into a node; becomes a ParseException."""

@@ -1,7 +1,8 @@
 """SQL's ``PIVOT`` and ``UNPIVOT`` clauses of a FROM item, as Spark's analyzer resolves
 them, over the plans of the DataFrame API:
 
-* ``t PIVOT (agg [AS a], ... FOR col IN (v [AS x], ...))`` groups by every column of
+* ``t PIVOT (agg [AS a], ... FOR col IN (v [AS x], ...))`` (``agg`` an aggregate or an
+  expression over aggregates and literals, ``sum(v) + 1``) groups by every column of
   ``t`` that neither the aggregates nor the pivot column read, then spreads one column per
   value (and aggregate): named by the value's alias or text, then ``_<aggregate alias or
   SQL>`` when there are several aggregates (``grouping_ops.pivot_plan``). Several pivot
@@ -68,10 +69,7 @@ def _pivot(frame: DataFrame, node: exp.Pivot, convert: Convert) -> LogicalPlan:
 
     aggs = tuple(convert(e) for e in node.expressions)
     for agg, source in zip(aggs, node.expressions, strict=True):
-        if not any(_is_aggregate(n) for n in walk(agg)):
-            raise AnalysisException(
-                f"Aggregate expression required for pivot, but '{source.sql('spark')}' did "
-                "not appear in any aggregate function.", error_class="_LEGACY_ERROR_TEMP_1006")
+        _check_aggregated(agg, source)
     (field,) = node.args["fields"]
     columns = [convert(c) for c in _members(field.this)]
     column = columns[0] if len(columns) == 1 else struct(*(Column(c) for c in columns)).expr
@@ -80,6 +78,30 @@ def _pivot(frame: DataFrame, node: exp.Pivot, convert: Convert) -> LogicalPlan:
                          strict=True)
     keys = _implicit_keys(frame, (*aggs, *columns))
     return pivot_plan(frame._plan, keys, Pivot(column, data_type, values, labels), aggs)
+
+
+def _check_aggregated(agg: Expression, source: exp.Expr) -> None:
+    """Spark's rule: a pivot value is an aggregate or an expression over aggregates and
+    literals (``sum(v) + 1``); a column read outside an aggregate is named."""
+    loose = _outside_aggregates(agg)
+    if loose is not None:
+        _not_aggregated(loose.name)
+    if not any(_is_aggregate(n) for n in walk(agg)):
+        _not_aggregated(source.sql("spark"))
+
+
+def _outside_aggregates(e: Expression) -> ColumnRef | None:
+    if _is_aggregate(e):
+        return None
+    if isinstance(e, ColumnRef):
+        return e
+    return next((c for c in map(_outside_aggregates, e.children()) if c is not None), None)
+
+
+def _not_aggregated(shown: str) -> None:
+    raise AnalysisException(
+        f"Aggregate expression required for pivot, but '{shown}' did not appear in any "
+        "aggregate function.", error_class="_LEGACY_ERROR_TEMP_1006")
 
 
 def _is_aggregate(e: Expression) -> bool:
