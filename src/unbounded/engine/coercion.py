@@ -67,6 +67,7 @@ __all__ = [
     "function_arg_types",
     "legacy_binary_types",
     "legacy_common_type",
+    "spark_type_name",
 ]
 
 _STRING = T.StringType()
@@ -156,7 +157,7 @@ def check_same_type_inputs(name: str, display: str, dtypes: Sequence[pl.DataType
     kinds = {_kind(d) for d in dtypes if d != pl.Null}
     if len(kinds) <= 1:
         return
-    names = ", ".join(f'"{_spark_name(d)}"' for d in dtypes)
+    names = ", ".join(f'"{spark_type_name(d)}"' for d in dtypes)
     raise AnalysisException(
         f'[DATATYPE_MISMATCH.DATA_DIFF_TYPES] Cannot resolve "{display}" due to data type '
         f"mismatch: Input to `{name}` should all be the same type, but it's [{names}]. "
@@ -171,7 +172,8 @@ def _kind(dtype: pl.DataType) -> str:
     return str(dtype.base_type())
 
 
-def _spark_name(dtype: pl.DataType) -> str:
+def spark_type_name(dtype: pl.DataType) -> str:
+    """How Spark's error messages name the type of a ``dtype`` value (``INT``)."""
     spark = polars_schema_to_spark(pl.Schema({"c": dtype}))
     return spark.fields[0].dataType.simpleString().upper()
 

@@ -21,6 +21,7 @@ from unbounded.engine.coercion import (
     check_same_type_inputs,
     coerced_function,
     function_arg_types,
+    spark_type_name,
 )
 from unbounded.engine.context import CompileContext
 from unbounded.engine.dtypes import to_polars_dtype
@@ -575,21 +576,30 @@ def _digest(series: pl.Series, digest: Callable[[bytes], str | int | None],
                      dtype=dtype)
 
 
-def _digest_expr(arg: pl.Expr, ctx: CompileContext, digest: Callable[[bytes], str | int | None],
-                 dtype: pl.DataType) -> pl.Expr:
-    source = arg if ctx.dtype_of(arg) in (pl.Binary, pl.String) else arg.cast(pl.String)
+def _digest_expr(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext,
+                 digest: Callable[[bytes], str | int | None], dtype: pl.DataType) -> pl.Expr:
+    """Spark's digests take BINARY; a string (or NULL) is cast, any other type is
+    DATATYPE_MISMATCH in both ANSI modes (``md5(1)``)."""
+    source = args[0]
+    if ctx.dtype_of(source) not in (pl.Binary, pl.String, pl.Null):
+        raise AnalysisException(
+            f'[DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE] Cannot resolve "{call.display_name()}"'
+            ' due to data type mismatch: The first parameter requires the "BINARY" type, '
+            f'however "{call.args[0].display_name()}" has the type '
+            f'"{spark_type_name(ctx.dtype_of(source))}". SQLSTATE: 42K09',
+            error_class="DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE")
     return source.map_batches(lambda s: _digest(s, digest, dtype), return_dtype=dtype,
                               is_elementwise=True)
 
 
 @_register("md5")
 def _md5(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return _digest_expr(args[0], ctx, lambda b: hashlib.md5(b).hexdigest(), pl.String())
+    return _digest_expr(call, args, ctx, lambda b: hashlib.md5(b).hexdigest(), pl.String())
 
 
 @_register("sha1", "sha")
 def _sha1(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return _digest_expr(args[0], ctx, lambda b: hashlib.sha1(b).hexdigest(), pl.String())
+    return _digest_expr(call, args, ctx, lambda b: hashlib.sha1(b).hexdigest(), pl.String())
 
 
 _SHA2 = {0: hashlib.sha256, 224: hashlib.sha224, 256: hashlib.sha256, 384: hashlib.sha384,
@@ -606,12 +616,12 @@ def _sha2(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Ex
     algorithm = _SHA2.get(int(bits.value))
     if algorithm is None:
         return pl.lit(None, dtype=pl.String)
-    return _digest_expr(args[0], ctx, lambda b: algorithm(b).hexdigest(), pl.String())
+    return _digest_expr(call, args, ctx, lambda b: algorithm(b).hexdigest(), pl.String())
 
 
 @_register("crc32")
 def _crc32(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return _digest_expr(args[0], ctx, zlib.crc32, pl.Int64())
+    return _digest_expr(call, args, ctx, zlib.crc32, pl.Int64())
 
 
 # ---- maps (Polars' Map; an array of key/value structs stays a List) -----------------
