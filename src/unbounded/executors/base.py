@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Executor", "HostCall", "PendingResults", "ResourceHosts", "ShippableTask",
-           "SupportsResourceHosts"]
+__all__ = ["Executor", "HostCall", "Locality", "LocalityKind", "PendingResults",
+           "ResourceHosts", "ShippableTask", "SupportsResourceHosts"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 S = TypeVar("S")
+
+
+class LocalityKind(Enum):
+    """How a task's data prefers a node."""
+
+    STREAM_PARTITION = "stream-partition"  # sticky: the node that read it last
+    FILE = "file"  # stable: the path's hash over the live nodes
+
+
+@dataclass(frozen=True)
+class Locality:
+    """What a task reads, as placement sees it: ``key`` names the data (``topic:3``, a
+    file's path); tasks with equal keys read the same data."""
+
+    kind: LocalityKind
+    key: str
 
 
 @dataclass(frozen=True)
@@ -22,9 +39,12 @@ class ShippableTask(Generic[T, R]):
     ``fn`` is a module-level function (pickled by reference) whose result is a pure
     function of the item. Callables that are not wrapped (closures over state stores or
     sinks on the driver) always run in the driver's process, where their effects land.
+    ``locality`` (also module-level) names the data an item reads, so an executor that
+    can choose nodes runs it near that data; it never changes the result.
     """
 
     fn: Callable[[T], R]
+    locality: Callable[[T], Locality | None] | None = None
 
     def __call__(self, item: T) -> R:
         return self.fn(item)

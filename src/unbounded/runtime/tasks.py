@@ -7,6 +7,7 @@ executor may run it on a thread here or ship it to another process.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 import pyarrow as pa
@@ -14,7 +15,7 @@ import pyarrow as pa
 from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.plans import compile_plan
-from unbounded.executors.base import ShippableTask
+from unbounded.executors.base import Locality, LocalityKind, ShippableTask
 from unbounded.files.paths import path_uri
 from unbounded.plan.logical import LogicalPlan
 from unbounded.plan.types import StructType
@@ -23,7 +24,7 @@ from unbounded.runtime.stateful.base import MapSide
 from unbounded.sources.base import InputPartition, SupportsLazyScan
 from unbounded.sources.files import FileInputPartition
 
-__all__ = ["PartitionTask", "TaskResult", "run_partition", "run_task"]
+__all__ = ["PartitionTask", "TaskResult", "run_partition", "run_task", "task_locality"]
 
 
 @dataclass
@@ -90,9 +91,29 @@ def run_partition(task: PartitionTask) -> TaskResult:
                       out.dropped_late)
 
 
+@runtime_checkable
+class _TopicPartition(Protocol):
+    """A partition of a stream's topic (the Kafka source's), read by offsets."""
+
+    topic: str
+    partition: int
+
+
+def task_locality(task: PartitionTask) -> Locality | None:
+    """The data a task reads, for placing it near that data: a topic-partition (its
+    consumer stays warm on one node) or a file (first path); None for other inputs."""
+    part = task.partition
+    if isinstance(part, FileInputPartition) and part.paths:
+        return Locality(LocalityKind.FILE, part.paths[0])
+    if isinstance(part, _TopicPartition):
+        return Locality(LocalityKind.STREAM_PARTITION, f"{part.topic}:{part.partition}")
+    return None
+
+
 # A pure function of its task (the same partition gives the same rows), so an executor
 # may run it on another node and run it again when an attempt fails.
-run_task: ShippableTask[PartitionTask, TaskResult] = ShippableTask(run_partition)
+run_task: ShippableTask[PartitionTask, TaskResult] = ShippableTask(run_partition,
+                                                                    task_locality)
 
 
 def _scan(task: PartitionTask) -> tuple[pl.LazyFrame, int]:

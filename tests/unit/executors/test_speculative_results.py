@@ -22,7 +22,7 @@ class _FakeRay:
         return list(pending), []
 
     def get(self, ref):
-        return ray_executor._Timed(value=ref.split("#")[0], seconds=0.01)
+        return ray_executor._Timed(value=ref.split("#")[0], seconds=0.01, node="n1")
 
     def cancel(self, ref, force=False):
         self.cancelled.append(ref)
@@ -33,12 +33,15 @@ def test_two_copies_ready_in_one_wait_give_one_result(monkeypatch):
     monkeypatch.setattr(ray_executor, "ray", fake)
     launched: list[str] = []
 
-    def launch(index: int) -> str:
+    def launch(index: int, first: bool = True) -> str:
         ref = f"item{index}#copy{sum(r.startswith(f'item{index}#') for r in launched)}"
         launched.append(ref)
         return ref
 
-    results = ray_executor._SpeculativeResults(launch, 2, 4, SpeculationConf(enabled=True))
+    settled: list[tuple[int, str]] = []
+    results = ray_executor._SpeculativeResults(launch, 2, 4, SpeculationConf(enabled=True),
+                                               lambda i, t: settled.append((i, t.value)))
     results._copies[0].append(launch(0))  # a speculative copy of item 0, both finished
     assert results.result() == ["item0", "item1"]
     assert launched == ["item0#copy0", "item1#copy0", "item0#copy1"]
+    assert sorted(settled) == [(0, "item0"), (1, "item1")]  # each item's winner, once
