@@ -26,7 +26,8 @@ from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, Literal
 from unbounded.plan.time_zones import from_local, offset_text, parse_zone, to_local
 
-__all__ = ["DATE_PARTS", "TIMESTAMP_UNITS", "ZONE_AWARE_FUNCTIONS", "day_of_week_number"]
+__all__ = ["DATE_PARTS", "TIMESTAMP_UNITS", "ZONE_AWARE_FUNCTIONS", "day_of_week_number",
+           "format_instant", "parse_timestamp", "text_to_instant"]
 
 Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
 _UTC_US = pl.Datetime("us", "UTC")
@@ -463,11 +464,33 @@ def _to_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) 
     fmt = call.param("format")
     if fmt is None or ctx.dtype_of(args[0]) != pl.String:
         return _as_timestamp(args[0], ctx)
-    chrono = spark_to_chrono(fmt)
+    return parse_timestamp(args[0], fmt, ctx.time_zone)
+
+
+def text_to_instant(text: pl.Expr, zone: str) -> pl.Expr:
+    """Spark's reading of timestamp text without a pattern (``2026-03-08``,
+    ``2026-03-08T09:05``, ``2026-03-08 09:05:07.5+01:00``, ``...Z``): an offset names the
+    instant, none means the wall clock in ``zone``. Each value is brought to one shape and
+    read with an explicit format, since Polars would infer one format per column."""
+    shaped = text.str.strip_chars().str.replace(r"^(\S+?)T", "$1 ") \
+        .str.replace(r"\s*(?:Z|UTC|GMT)$", "+00:00")
+    shaped = pl.when(shaped.str.contains(r"^\d{4,}-\d{1,2}-\d{1,2}$")) \
+        .then(shaped + pl.lit(" 00:00:00")).otherwise(shaped) \
+        .str.replace(r" (\d{1,2}:\d{1,2})([+-]|$)", " $1:00$2")
+    with_offset = shaped.str.contains(r" .*[+-]\d{1,2}(?::?\d{2})?$")
+    aware = shaped.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", time_unit="us",
+                                   time_zone="UTC", strict=False)
+    naive = shaped.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False)
+    return pl.when(with_offset).then(aware).otherwise(from_local(naive, zone))
+
+
+def parse_timestamp(text: pl.Expr, pattern: str, zone: str) -> pl.Expr:
+    """Text read with a Spark pattern: wall-clock time in ``zone`` unless the pattern
+    reads an offset; NULL where it does not match."""
+    chrono = spark_to_chrono(pattern)
     if "%z" in chrono or "%:z" in chrono:
-        return args[0].str.to_datetime(chrono, time_unit="us", time_zone="UTC", strict=False)
-    naive = args[0].str.to_datetime(chrono, time_unit="us", strict=False)
-    return from_local(naive, ctx.time_zone)
+        return text.str.to_datetime(chrono, time_unit="us", time_zone="UTC", strict=False)
+    return from_local(text.str.to_datetime(chrono, time_unit="us", strict=False), zone)
 
 
 @register("to_date")
@@ -488,15 +511,15 @@ def _unix_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
 @register("from_unixtime")
 def _from_unixtime(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     moment = (args[0].cast(pl.Int64) * 1_000_000).cast(_UTC_US)
-    return _format(moment, call.param("format", "yyyy-MM-dd HH:mm:ss"), ctx.time_zone)
+    return format_instant(moment, call.param("format", "yyyy-MM-dd HH:mm:ss"), ctx.time_zone)
 
 
 @register("date_format")
 def _date_format(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    return _format(_as_timestamp(args[0], ctx), str(call.param("format")), ctx.time_zone)
+    return format_instant(_as_timestamp(args[0], ctx), str(call.param("format")), ctx.time_zone)
 
 
-def _format(moment: pl.Expr, pattern: str, zone: str) -> pl.Expr:
+def format_instant(moment: pl.Expr, pattern: str, zone: str) -> pl.Expr:
     """An instant as text in the zone: chrono prints what it can, the other fields
     (``DD``, ``QQQ``...) are computed from the wall clock."""
     parts = spark_format_parts(pattern)
@@ -571,4 +594,5 @@ def _date_trunc(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
 # Every function above reads the session zone (or may, through an implicit cast): a
 # DataFrame binds its zone into their calls when it is built (engine/zone_binding.py).
 ZONE_AWARE_FUNCTIONS = frozenset(
-    {n for n, b in FUNCTIONS.items() if b.__module__ == __name__} | {"try_cast"})
+    {n for n, b in FUNCTIONS.items() if b.__module__ == __name__}
+    | {"try_cast", "from_json", "to_json"})

@@ -7,7 +7,6 @@ Adding a function is one decorated builder here plus its constructor in
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import zlib
 from collections.abc import Callable
@@ -29,13 +28,10 @@ from unbounded.engine.expressions import (
     compile_expr,
     dtypes_of,
     implicit_cast,
-    string_to_timestamp,
     unify_values,
 )
 from unbounded.engine.murmur3 import spark_hash
 from unbounded.errors import AnalysisException
-from unbounded.files.json_text import map_leaves, timestamps_as_strings, timestamps_as_text
-from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, LambdaFunction, Literal
 
 __all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function",
@@ -394,125 +390,7 @@ def _element_at_checked(got: pl.Expr, array: pl.Expr, index: pl.Expr,
     return checked(out, past, pl.struct(index.alias("i"), length.alias("n")), dtype, outside)
 
 
-# ---- JSON ----------------------------------------------------------------------------
-@_register("from_json")
-def _from_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    schema: T.DataType = call.param("schema")
-    dtype = to_polars_dtype(schema)
-    texts = timestamps_as_strings(dtype)  # timestamps decode as text, then in the zone
-    decoded = args[0].map_batches(lambda s: _decode_json(s, schema, texts),
-                                  return_dtype=texts, is_elementwise=True)
-    zone = ctx.time_zone  # a JSON timestamp's text: its own offset, else in the zone
-    return map_leaves(decoded, texts, lambda text, *_: string_to_timestamp(text, zone),
-                      dtype)
-
-
-def _decode_json(series: pl.Series, schema: T.DataType, dtype: pl.DataType) -> pl.Series:
-    """Vectorised decode; when some value does not fit (malformed JSON, a type that does
-    not match, a map), decode row by row with Spark's PERMISSIVE rules instead."""
-    if not _has_map(schema):
-        try:
-            return series.str.json_decode(dtype)
-        except pl.exceptions.PolarsError:
-            pass
-    values = [None if v is None else _json_row(v, schema) for v in series.to_list()]
-    return pl.Series(series.name, values, dtype=dtype, strict=False)
-
-
-def _has_map(t: T.DataType) -> bool:
-    if isinstance(t, T.MapType):
-        return True
-    if isinstance(t, T.ArrayType):
-        return _has_map(t.elementType)
-    if isinstance(t, T.StructType):
-        return any(_has_map(f.dataType) for f in t.fields)
-    return False
-
-
-class _Mismatch(ValueError):
-    """A JSON value that does not convert to the requested type."""
-
-
-def _json_row(text: str, schema: T.DataType) -> Any:
-    """One row; Spark 3 gives a struct of NULLs (not NULL) for a malformed struct record."""
-    try:
-        return _json_value(json.loads(text), schema)
-    except (ValueError, _Mismatch):
-        if isinstance(schema, T.StructType):
-            return {f.name: None for f in schema.fields}
-        return None
-
-
-def _json_value(value: Any, t: T.DataType) -> Any:
-    if value is None:
-        return None
-    if isinstance(t, T.StructType):
-        if not isinstance(value, dict):
-            raise _Mismatch(t.simpleString())
-        return {f.name: _json_field(value.get(f.name), f.dataType) for f in t.fields}
-    if isinstance(t, T.ArrayType):
-        if not isinstance(value, list):
-            raise _Mismatch(t.simpleString())
-        return [_json_value(v, t.elementType) for v in value]
-    if isinstance(t, T.MapType):
-        if not isinstance(value, dict):
-            raise _Mismatch(t.simpleString())
-        return [{"key": k, "value": _json_value(v, t.valueType)} for k, v in value.items()]
-    return _json_scalar(value, t)
-
-
-def _json_field(value: Any, t: T.DataType) -> Any:
-    """A struct field; a field that does not convert is NULL (Spark's partial results)."""
-    try:
-        return _json_value(value, t)
-    except _Mismatch:
-        return None
-
-
-def _json_scalar(value: Any, t: T.DataType) -> Any:
-    if isinstance(t, T.StringType):
-        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    if isinstance(t, T.BooleanType) and isinstance(value, bool):
-        return value
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(t, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)) and is_int:
-        bits = {T.ByteType: 8, T.ShortType: 16, T.IntegerType: 32, T.LongType: 64}[type(t)]
-        if -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
-            return value
-    if isinstance(t, (T.FloatType, T.DoubleType)) and (is_int or isinstance(value, float)):
-        return float(value)
-    if isinstance(t, (T.TimestampType, T.DateType)) and isinstance(value, str):
-        return _json_temporal(value, t)
-    raise _Mismatch(t.simpleString())
-
-
-def _json_temporal(value: str, t: T.DataType) -> Any:
-    if isinstance(t, T.TimestampType):  # read in the zone once the batch is decoded
-        return value
-    parsed = pl.Series([value]).str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
-    if parsed[0] is None:
-        raise _Mismatch(t.simpleString())
-    return parsed[0].date() if isinstance(t, T.DateType) else parsed[0]
-
-
-@_register("to_json")
-def _to_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    dtype = ctx.dtype_of(args[0])  # timestamps at any depth: Spark's text in the zone
-    value = timestamps_as_text(args[0], dtype, ctx.time_zone)
-    return _json_text(value, timestamps_as_strings(dtype))
-
-
-def _json_text(value: pl.Expr, dtype: object) -> pl.Expr:
-    """JSON of a value; NULL struct fields are left out (Spark's ``ignoreNullFields``)."""
-    if isinstance(dtype, pl.Struct) and dtype.fields:
-        parts = [pl.when(value.struct.field(f.name).is_not_null()).then(
-            pl.lit(json.dumps(f.name) + ":") + _json_text(value.struct.field(f.name), f.dtype))
-            for f in dtype.fields]
-        body = pl.concat_str(parts, separator=",", ignore_nulls=True)
-        return pl.when(value.is_not_null()).then(pl.lit("{") + body + pl.lit("}"))
-    return pl.struct(value.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
-
-
+# ---- JSON (from_json and to_json: engine/json_functions.py) ------------------------
 @_register("get_json_object")
 def _get_json_object(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     return args[0].str.json_path_match(str(call.param("path")))
@@ -713,6 +591,7 @@ def _typed_null(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
 from unbounded.engine import (  # noqa: E402, F401
     collection_functions,
     datetime_functions,
+    json_functions,
     math_functions,
     string_functions,
 )

@@ -23,7 +23,9 @@ from polars.datatypes import DataTypeClass
 from unbounded.plan.time_zones import to_local
 
 __all__ = [
+    "DType",
     "has_instants",
+    "has_temporals",
     "json_timestamp_text",
     "map_leaves",
     "timestamps_as_strings",
@@ -53,37 +55,56 @@ def has_instants(dtype: DType) -> bool:
     return False
 
 
-def timestamps_as_strings(dtype: DType) -> pl.DataType:
-    """``dtype`` with every instant a string: the shape JSON text decodes into first."""
+def has_temporals(dtype: DType) -> bool:
+    """Whether an instant or a date is in ``dtype`` at any depth."""
     dtype = _instance(dtype)
-    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+    if dtype == pl.Date:
+        return True
+    if isinstance(dtype, pl.Struct):
+        return any(has_temporals(f.dtype) for f in dtype.fields)
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return has_temporals(dtype.inner)
+    if isinstance(dtype, pl.Map):
+        return has_temporals(dtype.key) or has_temporals(dtype.value)
+    return has_instants(dtype)
+
+
+def timestamps_as_strings(dtype: DType, *, dates: bool = False) -> pl.DataType:
+    """``dtype`` with every instant (and date, with ``dates``) a string: the shape JSON
+    text decodes into first."""
+    dtype = _instance(dtype)
+    if (isinstance(dtype, pl.Datetime) and dtype.time_zone is not None) or \
+            (dates and dtype == pl.Date):
         return pl.String()
     if isinstance(dtype, pl.Struct):
-        return pl.Struct([pl.Field(f.name, timestamps_as_strings(f.dtype))
+        return pl.Struct([pl.Field(f.name, timestamps_as_strings(f.dtype, dates=dates))
                           for f in dtype.fields])
     if isinstance(dtype, pl.List):
-        return pl.List(timestamps_as_strings(dtype.inner))
+        return pl.List(timestamps_as_strings(dtype.inner, dates=dates))
     if isinstance(dtype, pl.Map):
-        return pl.Map(timestamps_as_strings(dtype.key), timestamps_as_strings(dtype.value))
+        return pl.Map(timestamps_as_strings(dtype.key, dates=dates),
+                      timestamps_as_strings(dtype.value, dates=dates))
     return dtype
 
 
-def map_leaves(expr: pl.Expr, dtype: DType, leaf: Leaf, result: DType) -> pl.Expr:
+def map_leaves(expr: pl.Expr, dtype: DType, leaf: Leaf, result: DType,
+               where: Callable[[DType], bool] = has_instants) -> pl.Expr:
     """``expr`` (of ``dtype``) reshaped to ``result``: each value where one of the two
-    has an instant is passed to ``leaf(value, its dtype, its result dtype)``, inside
-    structs, lists and maps at any depth; a NULL struct stays NULL."""
+    has an instant (or what ``where`` asks for) is passed to ``leaf(value, its dtype, its
+    result dtype)``, inside structs, lists and maps at any depth; a NULL struct stays
+    NULL."""
     dtype, result = _instance(dtype), _instance(result)
-    if not (has_instants(dtype) or has_instants(result)):
+    if not (where(dtype) or where(result)):
         return expr
     if isinstance(dtype, pl.Struct) and isinstance(result, pl.Struct):
-        fields = [map_leaves(expr.struct.field(f.name), f.dtype, leaf, r.dtype).alias(f.name)
-                  for f, r in zip(dtype.fields, result.fields, strict=True)]
+        fields = [map_leaves(expr.struct.field(f.name), f.dtype, leaf, r.dtype, where)
+                  .alias(f.name) for f, r in zip(dtype.fields, result.fields, strict=True)]
         return pl.when(expr.is_not_null()).then(pl.struct(fields))
     if isinstance(dtype, pl.List) and isinstance(result, pl.List):
-        return expr.list.eval(map_leaves(pl.element(), dtype.inner, leaf, result.inner))
+        return expr.list.eval(map_leaves(pl.element(), dtype.inner, leaf, result.inner, where))
     if isinstance(dtype, pl.Map) and isinstance(result, pl.Map):  # as its entries
         listed = map_leaves(expr.cast(_entries(dtype)), _entries(dtype), leaf,
-                            _entries(result))
+                            _entries(result), where)
         return listed.cast(result)
     return leaf(expr, dtype, result)
 

@@ -252,7 +252,16 @@ def struct(*cols: Any) -> Column:
 def from_json(c: Any, schema: DataType | str, options: dict[str, str] | None = None) -> Column:
     """Parse a JSON string column; a malformed value gives NULL (PERMISSIVE)."""
     parsed = schema if isinstance(schema, DataType) else _schema_from_string(schema)
-    return _call("from_json", c, schema=parsed)
+    return _call("from_json", c, schema=parsed, options=_json_options(options))
+
+
+def _json_options(options: dict[str, str] | None) -> tuple[tuple[str, str], ...] | None:
+    """Options as sorted pairs (a plan node's params are hashable); PySpark's bools are
+    the strings Spark reads."""
+    if not options:
+        return None
+    return tuple(sorted((k, str(v).lower() if isinstance(v, bool) else str(v))
+                        for k, v in options.items()))
 
 
 def _schema_from_string(text: str) -> DataType:
@@ -263,7 +272,7 @@ def _schema_from_string(text: str) -> DataType:
 
 
 def to_json(c: Any, options: dict[str, str] | None = None) -> Column:
-    return _call("to_json", c)
+    return _call("to_json", c, options=_json_options(options))
 
 
 def get_json_object(c: Any, path: str) -> Column:

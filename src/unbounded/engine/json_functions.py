@@ -1,0 +1,341 @@
+"""``from_json`` and ``to_json`` with the options Spark 4 honours for them.
+
+Reading: the JSON syntax options (``allowSingleQuotes``... see ``files/json_syntax.py``),
+``mode`` (PERMISSIVE, FAILFAST), ``columnNameOfCorruptRecord``, ``timeZone``,
+``timestampFormat`` and ``dateFormat``. Timestamps and dates decode as text first, then
+are read in one vectorised pass: with the format when one is given, else as Spark's cast
+reads them (an offset names the instant; none means the wall clock in the zone); a JSON
+integer for a timestamp is seconds since the epoch. A value that does not convert is
+NULL (Spark's partial results) and makes its record malformed: the corrupt-record column
+gets the text, FAILFAST raises, and a result that is not a struct is NULL as a whole.
+Writing: ``timeZone``, ``timestampFormat``, ``dateFormat`` and ``ignoreNullFields``.
+
+The zone is the ``timeZone`` option, else the session's when the DataFrame was built
+(both functions are zone-aware: ``engine/zone_binding.py`` binds it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from unbounded.engine import datetime_functions as dates  # a module: imports are circular
+from unbounded.engine.ansi import checked
+from unbounded.engine.context import CompileContext
+from unbounded.engine.datetime_format import spark_to_chrono
+from unbounded.engine.dtypes import to_polars_dtype
+from unbounded.engine.functions import register
+from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.files.json_syntax import JsonSyntax, loads
+from unbounded.files.json_text import (
+    DType,
+    has_temporals,
+    json_timestamp_text,
+    map_leaves,
+    timestamps_as_strings,
+)
+from unbounded.plan import types as T
+from unbounded.plan.expressions import FunctionCall
+
+__all__ = ["JsonOptions", "json_options"]
+
+_UTC_US = pl.Datetime("us", "UTC")
+_EPOCH_SECONDS = r"^\s*-?\d+\s*$"  # a JSON integer read into a timestamp
+# Spark's cast from text to a date: a year, then optionally the month and the day, then
+# optionally anything after a 'T' or a space.
+_DATE_TEXT = r"^\s*(\d{4,7})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ].*)?)?)?\s*$"
+
+
+@dataclass(frozen=True)
+class JsonOptions:
+    """The options of one ``from_json``/``to_json`` call, with Spark's defaults."""
+
+    zone: str
+    timestamp_format: str | None = None
+    date_format: str | None = None
+    syntax: JsonSyntax = field(default_factory=JsonSyntax)
+    failfast: bool = False
+    corrupt_column: str = "_corrupt_record"
+    ignore_null_fields: bool = True
+
+
+def json_options(call: FunctionCall, ctx: CompileContext) -> JsonOptions:
+    """The call's options (keys are case-insensitive, as Spark's)."""
+    raw = {str(k).lower(): str(v) for k, v in call.param("options") or ()}
+    mode = raw.get("mode", "PERMISSIVE").upper()
+    if mode == "DROPMALFORMED":
+        raise AnalysisException(
+            f"[PARSE_MODE_UNSUPPORTED] The function `{call.name}` doesn't support the "
+            "DROPMALFORMED mode. Acceptable modes are PERMISSIVE and FAILFAST.",
+            error_class="PARSE_MODE_UNSUPPORTED")
+    return JsonOptions(
+        zone=raw.get("timezone", ctx.time_zone),
+        timestamp_format=raw.get("timestampformat"), date_format=raw.get("dateformat"),
+        syntax=_syntax(raw), failfast=mode == "FAILFAST",
+        corrupt_column=raw.get("columnnameofcorruptrecord", "_corrupt_record"),
+        ignore_null_fields=_flag(raw, "ignorenullfields", True))
+
+
+def _flag(raw: dict[str, str], key: str, default: bool) -> bool:
+    return raw[key].strip().lower() == "true" if key in raw else default
+
+
+def _syntax(raw: dict[str, str]) -> JsonSyntax:
+    return JsonSyntax(
+        single_quotes=_flag(raw, "allowsinglequotes", True),
+        non_numeric_numbers=_flag(raw, "allownonnumericnumbers", True),
+        unquoted_field_names=_flag(raw, "allowunquotedfieldnames", False),
+        numeric_leading_zeros=_flag(raw, "allownumericleadingzeros", False),
+        backslash_escaping_any_character=_flag(raw, "allowbackslashescapinganycharacter",
+                                               False),
+        unquoted_control_chars=_flag(raw, "allowunquotedcontrolchars", False))
+
+
+# ---- from_json ---------------------------------------------------------------------------
+@register("from_json")
+def _from_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    schema: T.DataType = call.param("schema")
+    options = json_options(call, ctx)
+    target = to_polars_dtype(schema)
+    staged = timestamps_as_strings(target, dates=True)
+    decoded = args[0].map_batches(
+        lambda s: _decode(s, schema, staged, options),
+        return_dtype=pl.Struct({"value": staged, "bad": pl.Boolean}), is_elementwise=True)
+    value = decoded.struct.field("value")
+
+    def leaf(text: pl.Expr, _staged: pl.DataType, result: pl.DataType) -> pl.Expr:
+        return _temporal(text, result, options)
+
+    parsed = map_leaves(value, staged, leaf, target, has_temporals)
+    failed = decoded.struct.field("bad") | _failed(value, staged, target, leaf)
+    return _finish(parsed, failed, args[0], schema, options)
+
+
+def _finish(parsed: pl.Expr, failed: pl.Expr, text: pl.Expr, schema: T.DataType,
+            options: JsonOptions) -> pl.Expr:
+    """Spark's parse modes over a record that did not convert."""
+    if options.failfast:
+        return checked(parsed, failed, text, to_polars_dtype(schema), _malformed)
+    if not isinstance(schema, T.StructType):
+        return pl.when(failed.not_()).then(parsed)
+    names = [f.name for f in schema.fields]
+    if options.corrupt_column not in names:
+        return parsed
+    fields = [pl.when(failed).then(text).alias(n) if n == options.corrupt_column
+              else parsed.struct.field(n) for n in names]
+    return pl.when(text.is_not_null()).then(pl.struct(fields))
+
+
+def _malformed(text: Any) -> Exception:
+    return SparkRuntimeException(
+        "[MALFORMED_RECORD_IN_PARSING.WITHOUT_SUGGESTION] Malformed records are detected "
+        f"in record parsing: {text}. Parse Mode: FAILFAST. To process malformed records as "
+        "null result, try setting the option 'mode' as 'PERMISSIVE'. SQLSTATE: 22023",
+        error_class="MALFORMED_RECORD_IN_PARSING")
+
+
+def _failed(value: pl.Expr, staged: DType, target: DType,
+            leaf: Callable[[pl.Expr, pl.DataType, pl.DataType], pl.Expr]) -> pl.Expr:
+    """Whether some temporal text in ``value`` did not convert, at any depth."""
+    if not has_temporals(target):
+        return pl.lit(False)
+    if isinstance(staged, pl.Struct) and isinstance(target, pl.Struct):
+        parts = [_failed(value.struct.field(s.name), s.dtype, t.dtype, leaf)
+                 for s, t in zip(staged.fields, target.fields, strict=True)]
+        return pl.any_horizontal(parts).fill_null(False)
+    if isinstance(staged, pl.List) and isinstance(target, pl.List):
+        inner = _failed(pl.element(), staged.inner, target.inner, leaf)
+        return value.list.eval(inner).list.any().fill_null(False)
+    if isinstance(staged, pl.Map) and isinstance(target, pl.Map):
+        entries = value.cast(pl.List(pl.Struct({"key": staged.key, "value": staged.value})))
+        inner = _failed(pl.element().struct.field("value"), staged.value, target.value, leaf)
+        return entries.list.eval(inner).list.any().fill_null(False)
+    converted = leaf(value, pl.String(), target if isinstance(target, pl.DataType) else target())
+    return (value.is_not_null() & converted.is_null()).fill_null(False)
+
+
+def _temporal(text: pl.Expr, result: pl.DataType, options: JsonOptions) -> pl.Expr:
+    """One timestamp's or date's JSON text as its value (NULL where it does not read)."""
+    text = pl.when(text.str.strip_chars() != "").then(text)
+    if result == pl.Date:
+        if options.date_format is not None:
+            return text.str.to_date(spark_to_chrono(options.date_format), strict=False)
+        return _date_from_text(text)
+    seconds = text.str.contains(_EPOCH_SECONDS)
+    epoch = (text.str.strip_chars().cast(pl.Int64, strict=False) * 1_000_000).cast(_UTC_US)
+    read = dates.text_to_instant(text, options.zone) if options.timestamp_format is None \
+        else dates.parse_timestamp(text, options.timestamp_format, options.zone)
+    return pl.when(seconds).then(epoch).otherwise(read)
+
+
+def _date_from_text(text: pl.Expr) -> pl.Expr:
+    """Spark's text-to-date reading: ``2026-3-8``, ``2026-03``, ``2026-03-08T10:00``."""
+    parts = text.str.extract_groups(_DATE_TEXT)
+    month = parts.struct.field("2").fill_null("1").str.zfill(2)
+    day = parts.struct.field("3").fill_null("1").str.zfill(2)
+    iso = pl.concat_str([parts.struct.field("1"), month, day], separator="-")
+    return iso.str.to_date("%Y-%m-%d", strict=False)
+
+
+# ---- decoding, row by row where the vectorised decoder cannot be exact ------------------
+class _Mismatch(ValueError):
+    """A JSON value that does not convert to the requested type."""
+
+
+def _decode(series: pl.Series, schema: T.DataType, staged: pl.DataType,
+            options: JsonOptions) -> pl.Series:
+    """``{value, bad}`` per row. Polars' decoder is taken when it reads every row and
+    nothing needs to know which records were malformed; else Spark's rules, row by row."""
+    exact = options.failfast or _corrupt_field(schema, options) is not None
+    if not exact and not _has_map(schema):
+        try:
+            value = series.str.json_decode(staged)
+            return pl.DataFrame({"value": value, "bad": pl.repeat(False, len(series),
+                                                                    eager=True)}).to_struct()
+        except pl.exceptions.PolarsError:
+            pass
+    rows = [(None, False) if v is None else _json_row(v, schema, options)
+            for v in series.to_list()]
+    values = pl.Series("value", [r[0] for r in rows], dtype=staged, strict=False)
+    return pl.DataFrame({"value": values, "bad": [r[1] for r in rows]}).to_struct(series.name)
+
+
+def _corrupt_field(schema: T.DataType, options: JsonOptions) -> str | None:
+    if isinstance(schema, T.StructType) and options.corrupt_column in schema.fieldNames():
+        return options.corrupt_column
+    return None
+
+
+def _has_map(t: T.DataType) -> bool:
+    if isinstance(t, T.MapType):
+        return True
+    if isinstance(t, T.ArrayType):
+        return _has_map(t.elementType)
+    if isinstance(t, T.StructType):
+        return any(_has_map(f.dataType) for f in t.fields)
+    return False
+
+
+def _json_row(text: str, schema: T.DataType, options: JsonOptions) -> tuple[Any, bool]:
+    """One row and whether it was malformed; Spark gives a struct of NULLs (not NULL) for
+    a record that does not parse."""
+    bad: list[bool] = []
+    try:
+        parsed = loads(text, options.syntax)
+        if isinstance(schema, T.StructType):
+            return _json_struct(parsed, schema, options, bad, root=True), bool(bad)
+        return _json_value(parsed, schema, options, bad), bool(bad)
+    except (ValueError, _Mismatch, RecursionError):
+        if isinstance(schema, T.StructType):
+            return {f.name: None for f in schema.fields}, True
+        return None, True
+
+
+def _json_struct(value: Any, t: T.StructType, options: JsonOptions, bad: list[bool],
+                 root: bool = False) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Mismatch(t.simpleString())
+    skipped = options.corrupt_column if root else None
+    return {f.name: None if f.name == skipped else
+            _json_field(value.get(f.name), f.dataType, options, bad) for f in t.fields}
+
+
+def _json_value(value: Any, t: T.DataType, options: JsonOptions, bad: list[bool]) -> Any:
+    if value is None:
+        return None
+    if isinstance(t, T.StructType):
+        return _json_struct(value, t, options, bad)
+    if isinstance(t, T.ArrayType):
+        if not isinstance(value, list):
+            raise _Mismatch(t.simpleString())
+        return [_json_value(v, t.elementType, options, bad) for v in value]
+    if isinstance(t, T.MapType):
+        if not isinstance(value, dict):
+            raise _Mismatch(t.simpleString())
+        return [{"key": k, "value": _json_value(v, t.valueType, options, bad)}
+                for k, v in value.items()]
+    return _json_scalar(value, t, options)
+
+
+def _json_field(value: Any, t: T.DataType, options: JsonOptions, bad: list[bool]) -> Any:
+    """A struct field; a field that does not convert is NULL (Spark's partial results)
+    and marks the record malformed."""
+    try:
+        return _json_value(value, t, options, bad)
+    except _Mismatch:
+        bad.append(True)
+        return None
+
+
+_NON_NUMERIC = {"NaN": float("nan"), "Infinity": float("inf"), "+Infinity": float("inf"),
+                "+INF": float("inf"), "-Infinity": float("-inf"), "-INF": float("-inf")}
+_INTEGRAL_BITS = {T.ByteType: 8, T.ShortType: 16, T.IntegerType: 32, T.LongType: 64}
+
+
+def _json_scalar(value: Any, t: T.DataType, options: JsonOptions) -> Any:
+    if isinstance(t, T.StringType):
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if isinstance(t, T.BooleanType) and isinstance(value, bool):
+        return value
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    bits = _INTEGRAL_BITS.get(type(t))
+    if bits is not None and is_int and -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        return value
+    if isinstance(t, (T.FloatType, T.DoubleType)):
+        if is_int or isinstance(value, float):
+            return float(value)
+        if value in _NON_NUMERIC and options.syntax.non_numeric_numbers:
+            return _NON_NUMERIC[value]
+    if isinstance(t, T.TimestampType) and (isinstance(value, str) or is_int):
+        return str(value)  # read with the others once the batch is decoded
+    if isinstance(t, T.DateType) and isinstance(value, str):
+        return value
+    raise _Mismatch(t.simpleString())
+
+
+# ---- to_json -----------------------------------------------------------------------------
+@register("to_json")
+def _to_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    options = json_options(call, ctx)
+    dtype = ctx.dtype_of(args[0])
+
+    def leaf(value: pl.Expr, dt: pl.DataType, _result: pl.DataType) -> pl.Expr:
+        return _temporal_text(value, dt, options)
+
+    texts = timestamps_as_strings(dtype, dates=True)
+    value = map_leaves(args[0], dtype, leaf, texts, has_temporals)
+    return _json_text(value, texts, options.ignore_null_fields)
+
+
+def _temporal_text(value: pl.Expr, dtype: pl.DataType, options: JsonOptions) -> pl.Expr:
+    """A timestamp or date as Spark's JSON writer prints it."""
+    if dtype == pl.Date:
+        if options.date_format is None:
+            return value.dt.strftime("%Y-%m-%d")
+        return dates.format_instant(value.cast(_UTC_US), options.date_format, "UTC")
+    if options.timestamp_format is None:
+        return json_timestamp_text(value, options.zone)
+    return dates.format_instant(value, options.timestamp_format, options.zone)
+
+
+def _json_text(value: pl.Expr, dtype: object, ignore_nulls: bool) -> pl.Expr:
+    """JSON of a value; NULL struct fields are left out unless ``ignoreNullFields`` is
+    false."""
+    if isinstance(dtype, pl.Struct) and dtype.fields:
+        parts = [_member(value.struct.field(f.name), f.name, f.dtype, ignore_nulls)
+                 for f in dtype.fields]
+        body = pl.concat_str(parts, separator=",", ignore_nulls=True)
+        return pl.when(value.is_not_null()).then(pl.lit("{") + body + pl.lit("}"))
+    return pl.struct(value.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+
+
+def _member(value: pl.Expr, name: str, dtype: DType, ignore_nulls: bool) -> pl.Expr:
+    key = pl.lit(json.dumps(name) + ":")
+    text = _json_text(value, dtype, ignore_nulls)
+    if ignore_nulls:
+        return pl.when(value.is_not_null()).then(key + text)
+    return key + text.fill_null(pl.lit("null"))
