@@ -17,7 +17,6 @@ The zone is the ``timeZone`` option, else the session's when the DataFrame was b
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from unbounded.files.json_text import (
     DType,
     has_temporals,
     json_timestamp_text,
+    leaves_failed,
     map_leaves,
     timestamps_as_strings,
 )
@@ -111,7 +111,8 @@ def _from_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> 
         return _temporal(text, result, options)
 
     parsed = map_leaves(value, staged, leaf, target, has_temporals)
-    failed = decoded.struct.field("bad") | _failed(value, staged, target, leaf)
+    failed = decoded.struct.field("bad") | leaves_failed(value, staged, leaf, target,
+                                                         has_temporals)
     return _finish(parsed, failed, args[0], schema, options)
 
 
@@ -136,26 +137,6 @@ def _malformed(text: Any) -> Exception:
         f"in record parsing: {text}. Parse Mode: FAILFAST. To process malformed records as "
         "null result, try setting the option 'mode' as 'PERMISSIVE'. SQLSTATE: 22023",
         error_class="MALFORMED_RECORD_IN_PARSING")
-
-
-def _failed(value: pl.Expr, staged: DType, target: DType,
-            leaf: Callable[[pl.Expr, pl.DataType, pl.DataType], pl.Expr]) -> pl.Expr:
-    """Whether some temporal text in ``value`` did not convert, at any depth."""
-    if not has_temporals(target):
-        return pl.lit(False)
-    if isinstance(staged, pl.Struct) and isinstance(target, pl.Struct):
-        parts = [_failed(value.struct.field(s.name), s.dtype, t.dtype, leaf)
-                 for s, t in zip(staged.fields, target.fields, strict=True)]
-        return pl.any_horizontal(parts).fill_null(False)
-    if isinstance(staged, pl.List) and isinstance(target, pl.List):
-        inner = _failed(pl.element(), staged.inner, target.inner, leaf)
-        return value.list.eval(inner).list.any().fill_null(False)
-    if isinstance(staged, pl.Map) and isinstance(target, pl.Map):
-        entries = value.cast(pl.List(pl.Struct({"key": staged.key, "value": staged.value})))
-        inner = _failed(pl.element().struct.field("value"), staged.value, target.value, leaf)
-        return entries.list.eval(inner).list.any().fill_null(False)
-    converted = leaf(value, pl.String(), target if isinstance(target, pl.DataType) else target())
-    return (value.is_not_null() & converted.is_null()).fill_null(False)
 
 
 def _temporal(text: pl.Expr, result: pl.DataType, options: JsonOptions) -> pl.Expr:

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from pyarrow import orc
 
 from unbounded.errors import AnalysisException, MalformedRecordError
-from unbounded.files.json_text import has_instants, map_leaves
+from unbounded.files.json_text import has_instants, leaves_failed, map_leaves
 from unbounded.files.listing import expand_paths
 from unbounded.plan.time_zones import from_local
 from unbounded.plan.types import (
@@ -452,6 +452,8 @@ def _json_nested_type(data_type: DataType) -> pa.DataType:
         return pa.large_string()
     if isinstance(data_type, ArrayType):
         return pa.list_(_json_nested_type(data_type.elementType))
+    if isinstance(data_type, MapType):
+        return pa.map_(data_type.keyType.to_arrow(), _json_nested_type(data_type.valueType))
     if isinstance(data_type, StructType):
         return pa.struct([pa.field(f.name, _json_nested_type(f.dataType))
                           for f in data_type.fields])
@@ -534,8 +536,9 @@ def _json_nested_value(value: Any, data_type: DataType) -> Any:
         return [_json_nested_value(v, data_type.elementType) for v in value]
     if isinstance(data_type, MapType) and isinstance(value, dict):
         return {k: _json_nested_value(v, data_type.valueType) for k, v in value.items()}
-    if isinstance(data_type, TimestampType):
-        return value if isinstance(value, str) else None
+    if isinstance(data_type, TimestampType):  # text; an integer is epoch seconds
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        return value if isinstance(value, str) else str(value) if is_int else None
     if isinstance(data_type, TimestampNTZType | DateType) and isinstance(value, str):
         return _iso_value(value, data_type)
     return value
@@ -580,8 +583,9 @@ def _parse_strings(raw: pl.DataFrame, fields: list[StructField], zone: str = "UT
     for f in fields:
         column = pl.col(f.name)
         if raw.schema[f.name] != pl.String or isinstance(f.dataType, StringType):
-            exprs.append(_nested_timestamps(column, raw.schema[f.name], f.dataType, zone)
-                         .alias(f.name))
+            nested, failed = _nested_timestamps(column, raw.schema[f.name], f.dataType, zone)
+            exprs.append(nested.alias(f.name))
+            failures.append(failed)
             continue
         source = pl.when(column.str.strip_chars() == "").then(None).otherwise(column)
         parsed = _parse_expr(source, f.dataType, zone)
@@ -593,19 +597,27 @@ def _parse_strings(raw: pl.DataFrame, fields: list[StructField], zone: str = "UT
 
 
 def _nested_timestamps(column: pl.Expr, staged: pl.DataType, data_type: DataType,
-                       zone: str) -> pl.Expr:
-    """A struct's or an array's timestamps, staged as text, read as the top-level ones
-    (in ``zone`` unless they carry an offset); unparsable ones are NULL."""
+                       zone: str) -> tuple[pl.Expr, pl.Expr]:
+    """A struct's, an array's or a map's timestamps, staged as text, read as the
+    top-level ones (in ``zone`` unless they carry an offset; a JSON integer is seconds
+    since the epoch), and whether one did not read: it is NULL and its record malformed;
+    a map with such a value is NULL as a whole, as Spark's."""
     from unbounded.engine.dtypes import to_polars_dtype
 
     target = to_polars_dtype(data_type)
-    if not has_instants(target) or isinstance(target, pl.Map):
-        return column
+    if not has_instants(target):
+        return column, pl.lit(False)
 
     def leaf(text: pl.Expr, *_: pl.DataType) -> pl.Expr:
-        blank = text.str.strip_chars() == ""
-        return _parse_expr(pl.when(blank).then(None).otherwise(text), TimestampType(), zone)
-    return map_leaves(column, staged, leaf, target)
+        text = pl.when(text.str.strip_chars() != "").then(text)
+        seconds = text.str.strip_chars().cast(pl.Int64, strict=False)
+        epoch = (seconds * 1_000_000).cast(pl.Datetime("us", "UTC"))
+        return pl.when(text.str.contains(r"^\s*-?\d+\s*$")).then(epoch) \
+            .otherwise(_parse_expr(text, TimestampType(), zone))
+    parsed = map_leaves(column, staged, leaf, target)
+    failed = leaves_failed(column, staged, leaf, target)
+    return (pl.when(failed.not_()).then(parsed) if isinstance(target, pl.Map) else parsed,
+            failed)
 
 
 def _parse_expr(source: pl.Expr, data_type: DataType, zone: str) -> pl.Expr:

@@ -27,6 +27,7 @@ __all__ = [
     "has_instants",
     "has_temporals",
     "json_timestamp_text",
+    "leaves_failed",
     "map_leaves",
     "timestamps_as_strings",
     "timestamps_as_text",
@@ -107,6 +108,26 @@ def map_leaves(expr: pl.Expr, dtype: DType, leaf: Leaf, result: DType,
                             _entries(result), where)
         return listed.cast(result)
     return leaf(expr, dtype, result)
+
+
+def leaves_failed(expr: pl.Expr, dtype: DType, leaf: Leaf, result: DType,
+                  where: Callable[[DType], bool] = has_instants) -> pl.Expr:
+    """Whether ``leaf`` (as :func:`map_leaves` applies it) turned some non-NULL value of
+    ``expr`` into NULL, at any depth: the value did not convert (a malformed record)."""
+    dtype, result = _instance(dtype), _instance(result)
+    if not (where(dtype) or where(result)):
+        return pl.lit(False)
+    if isinstance(dtype, pl.Struct) and isinstance(result, pl.Struct):
+        parts = [leaves_failed(expr.struct.field(f.name), f.dtype, leaf, r.dtype, where)
+                 for f, r in zip(dtype.fields, result.fields, strict=True)]
+        return pl.any_horizontal(parts).fill_null(False)
+    if isinstance(dtype, pl.List) and isinstance(result, pl.List):
+        inner = leaves_failed(pl.element(), dtype.inner, leaf, result.inner, where)
+        return expr.list.eval(inner).list.any().fill_null(False)
+    if isinstance(dtype, pl.Map) and isinstance(result, pl.Map):
+        return leaves_failed(expr.cast(_entries(dtype)), _entries(dtype), leaf,
+                             _entries(result), where)
+    return (expr.is_not_null() & leaf(expr, dtype, result).is_null()).fill_null(False)
 
 
 def _entries(dtype: pl.Map) -> pl.List:
