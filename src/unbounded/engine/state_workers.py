@@ -6,8 +6,9 @@ process runs one call at a time however many state partitions a batch has. A sta
 partition's calls depend on nothing but its own rows and state, so a large partition is
 shipped to a worker process as one job (a module-level function and a picklable
 argument: Arrow tables travel as IPC streams, ``ShipsArrow``), and the partitions of a
-batch run in as many processes as there are cores. The driver keeps everything durable
-(state store reads and writes, the checkpoint): a job only computes.
+batch run in as many processes as there are cores. The process that holds the
+partition's stores (the driver, or its Ray state actor, which starts no workers: Ray
+already spreads the actors) keeps everything durable: a job only computes.
 
 A worker is a child interpreter (``python -m unbounded.engine.state_workers``, never a
 fork: Polars' threads do not survive one) started on first use and reused. Protocol, one

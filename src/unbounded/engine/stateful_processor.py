@@ -6,8 +6,9 @@ their declared schemas; timers are epoch milliseconds per grouping key. Every ca
 on the *implicit key*, the group the operator is calling the processor for.
 
 Here the state of the keys of one batch partition lives in Python objects (``KeyState``)
-that the operator (``runtime/stateful/transform_state.py``) reads from and writes back to
-its columnar stores; nothing is pickled into the checkpoint.
+that the partition's fold (``runtime/stateful/transform_fold.py``, on a driver thread or
+in a Ray state actor) reads from and writes back to its columnar stores; nothing is
+pickled into the checkpoint.
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ batch ``handleInitialState`` runs first for the initial state's keys. Then every
 or before the batch's threshold (processing time: the batch timestamp; event time: the
 watermark) fires, earliest first, through ``handleExpiredTimer`` and is deleted. Last,
 values whose TTL passed are evicted. Times come from ``offsets/N``, so a re-run of a
-batch makes the same calls.
+batch makes the same calls. That per-partition work is ``TransformFold``
+(``transform_fold.py``), run by ``StatePartitions`` on driver threads or in the
+partition's Ray state actor; this operator keys and routes the rows and keeps the
+processing-time deadlines.
 """
 
 from __future__ import annotations
