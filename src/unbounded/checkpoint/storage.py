@@ -189,6 +189,24 @@ class FsspecStorage:
     def sync_folder(self, folder: str) -> None:
         """Nothing to do: a PUT or DELETE is durable once the store answered."""
 
+    def upload(self, local: str, path: str) -> None:
+        """Publish the local file ``local`` as the object ``path`` (a data file under a
+        new name: one PUT, or a multipart upload that appears whole when it completes)."""
+        self.fs.put_file(local, path)
+
+    def stat(self, path: str) -> tuple[int, int]:
+        """The object's size in bytes and its modification time in ms (``LastModified``
+        on S3), as asked of the store."""
+        info = self.fs.info(path)
+        modified = info.get("LastModified", info.get("mtime", info.get("created")))
+        return int(info["size"]), _epoch_ms(modified)
+
+    def walk(self, folder: str) -> builtins.list[str]:
+        """Every object under ``folder`` (at any depth), as full URLs, in name order."""
+        scheme = folder.split("://", 1)[0]
+        return sorted(f"{scheme}://{p}" if "://" not in p else p
+                      for p in self.fs.find(folder))
+
     def folders(self, folder: str) -> builtins.list[str]:
         try:
             entries = self.fs.ls(folder, detail=True)
@@ -196,6 +214,15 @@ class FsspecStorage:
             return []
         return [posixpath.basename(str(e["name"]).rstrip("/")) for e in entries
                 if e.get("type") == "directory"]
+
+
+def _epoch_ms(value: Any) -> int:
+    """A store's modification time (a datetime, or seconds since the epoch) in ms."""
+    if value is None:
+        return 0
+    if hasattr(value, "timestamp"):
+        return int(value.timestamp() * 1000)
+    return int(float(value) * 1000)
 
 
 _LOCAL = LocalStorage()

@@ -1,5 +1,7 @@
 """Which data files a path names: a file, a folder (walked, hidden names skipped) or a
-glob; a folder written by a file sink names only the files its manifest lists."""
+glob; a folder written by a file sink names only the files its manifest lists. An
+fsspec URL (``s3://bucket/out``) names the objects under it (globs are not expanded
+there), or a file sink's manifest files."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from unbounded.checkpoint.storage import FsspecStorage, is_url, storage_for
 from unbounded.files.manifest import METADATA_DIR, FileSinkManifest
 
 __all__ = ["DataFile", "expand_paths", "has_glob", "is_hidden_name", "list_data_files"]
@@ -20,7 +23,8 @@ _GLOB_CHARS = frozenset("*?[{")
 
 @dataclass(frozen=True)
 class DataFile:
-    """A file to read: its local path, size in bytes and modification time in ms."""
+    """A file to read: its local path (or URL), size in bytes and modification time in
+    ms."""
 
     path: str
     size: int
@@ -43,7 +47,7 @@ def list_data_files(path: str) -> list[DataFile]:
     A folder written by a file sink yields only the files its ``_spark_metadata``
     manifest lists. The order is by modification time, then path.
     """
-    if has_glob(path):
+    if has_glob(path) and not is_url(path):
         found = [f for match in sorted(glob.glob(path)) for f in _list_one(match)]
     else:
         found = _list_one(path)
@@ -51,6 +55,8 @@ def list_data_files(path: str) -> list[DataFile]:
 
 
 def _list_one(path: str) -> list[DataFile]:
+    if is_url(path):
+        return _list_url(path)
     if os.path.isdir(path):
         if os.path.isdir(os.path.join(path, METADATA_DIR)):
             return _manifest_files(path)
@@ -79,6 +85,26 @@ def _manifest_files(folder: str) -> list[DataFile]:
         else:
             logger.warning("File %s is in the manifest of %s but does not exist", p, folder)
     return out
+
+
+def _list_url(url: str) -> list[DataFile]:
+    """The data files under an fsspec URL (an object, or every object under a prefix),
+    hidden names skipped; a file sink's output folder yields its manifest's files."""
+    store = storage_for(url)
+    assert isinstance(store, FsspecStorage)
+    manifest = FileSinkManifest(url)
+    if store.list(manifest.metadata_path):
+        return [_stat_url(store, p) for p in manifest.existing_files(ignore_missing=True)]
+    prefix = url.rstrip("/") + "/"
+    found = [p for p in store.walk(url)
+             if p == url or not any(is_hidden_name(part) for part in
+                                    p.removeprefix(prefix).split("/"))]
+    return [_stat_url(store, p) for p in found]
+
+
+def _stat_url(store: FsspecStorage, url: str) -> DataFile:
+    size, mtime_ms = store.stat(url)
+    return DataFile(url, size, mtime_ms)
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:

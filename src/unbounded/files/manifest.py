@@ -13,6 +13,7 @@ from unbounded.checkpoint.checksum import (
     remove_checked,
     write_checked,
 )
+from unbounded.checkpoint.storage import is_url, storage_for
 from unbounded.errors import CheckpointCorruptError, MissingFileError
 from unbounded.files.paths import local_path, path_uri
 
@@ -44,6 +45,11 @@ class FileSinkManifest:
     (:mod:`unbounded.checkpoint.checksum`) and checked on every read, so Spark still reads
     the log and a damaged entry fails loudly instead of hiding files.
 
+    The folder may be an fsspec URL (``s3://bucket/out``): the log goes through the
+    checkpoint's storage layer, where an entry is published with ``create`` (on S3 a
+    conditional PUT), so of two writers of one batch only the first publishes it, and
+    entries' paths are then the data files' URLs.
+
     Example:
         >>> import tempfile
         >>> out = tempfile.mkdtemp()
@@ -59,13 +65,12 @@ class FileSinkManifest:
         self.path = path
         self.metadata_path = os.path.join(path, METADATA_DIR)
         self.compact_interval = compact_interval
+        self._store = storage_for(path)
 
     def _batches(self) -> dict[int, bool]:
         """Batch id -> whether its file is a compact file."""
-        if not os.path.isdir(self.metadata_path):
-            return {}
         found: dict[int, bool] = {}
-        for name in os.listdir(self.metadata_path):
+        for name in self._store.list(self.metadata_path):
             match = _ENTRY_NAME.match(name)
             if match:
                 batch_id = int(match.group(1))
@@ -124,7 +129,7 @@ class FileSinkManifest:
         skipped when ``ignore_missing``. Paths are literal: ``*`` or ``[`` in a name is
         never expanded, so a damaged entry cannot pick up other files."""
         files = self.all_files()
-        missing = [p for p in files if not os.path.isfile(p)]
+        missing = [p for p in files if not _is_file(p)]
         if missing and not ignore_missing:
             raise MissingFileError(
                 f"[FAILED_READ_FILE.FILE_NOT_EXIST] Error while reading file "
@@ -154,7 +159,7 @@ class FileSinkManifest:
     def _delete_before(self, keep_from: int) -> None:
         """Delete log files older than the previous compact file: every reader that loaded
         that one, or the new one, still finds what it needs (Spark waits a while too)."""
-        for name in os.listdir(self.metadata_path):
+        for name in self._store.list(self.metadata_path):
             stem = name.removesuffix(".compact")
             if stem.isdigit() and int(stem) < keep_from:
                 remove_checked(os.path.join(self.metadata_path, name))
@@ -178,6 +183,11 @@ class FileSinkManifest:
             raise CheckpointCorruptError(
                 f"{file} holds a line that is not a manifest entry: {e}. " + RECOVERY_HINT,
             ) from e
+
+
+def _is_file(path: str) -> bool:
+    """Whether the data file ``path`` (a local path or a URL) exists."""
+    return storage_for(path).exists(path) if is_url(path) else os.path.isfile(path)
 
 
 def _checked_entry(entry: Any) -> dict[str, Any]:

@@ -5,7 +5,8 @@ Files are named as Spark names them (``part-00000-<uuid>.c000.snappy.parquet``) 
 fsynced before the caller records them anywhere; new folders (``col=value/``) are made
 with their names fsynced into their parents. What is left to the caller is one fsync of
 each folder the files went into, once all are written (the file sink does it before its
-manifest entry names them). A partitioned write puts each partition's
+manifest entry names them). A folder may be an fsspec URL (``s3://bucket/out``): each
+file is then uploaded whole under its name. A partitioned write puts each partition's
 rows under ``col=value/`` folders, without the partition columns, as Spark does.
 
 Example:
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import tempfile
 
 import polars as pl
 import pyarrow as pa
@@ -29,6 +31,7 @@ import pyarrow.parquet as pq
 from pyarrow import orc
 
 from unbounded.checkpoint.atomic import fsync_file, make_dirs
+from unbounded.checkpoint.storage import FsspecStorage, is_url, storage_for
 from unbounded.config import option_value
 from unbounded.errors import AnalysisException
 from unbounded.files.json_text import has_instants, timestamps_as_text
@@ -55,10 +58,29 @@ def file_extension(fmt: str) -> str:
 
 def write_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str]) -> None:
     """Write ``table`` to the new file ``path`` in ``fmt`` and fsync it (through the
-    checkpoint's file-system seam, so a fault-injecting one sees data files too)."""
+    checkpoint's file-system seam, so a fault-injecting one sees data files too). At a
+    URL the file is written locally first and uploaded under its final name, which no
+    other writer uses (a uuid): an object store publishes it whole or not at all."""
+    lowered = {k.lower(): v for k, v in options.items()}
+    if is_url(path):
+        _upload_data_file(path, fmt, table, lowered)
+        return
     make_dirs(os.path.dirname(path))
-    _WRITERS[fmt](path, table, {k.lower(): v for k, v in options.items()})
+    _WRITERS[fmt](path, table, lowered)
     fsync_file(path)
+
+
+def _upload_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str]
+                      ) -> None:
+    store = storage_for(path)
+    assert isinstance(store, FsspecStorage)
+    handle, local = tempfile.mkstemp(suffix=file_extension(fmt), prefix=".unbounded-")
+    os.close(handle)
+    try:
+        _WRITERS[fmt](local, table, options)
+        store.upload(local, path)
+    finally:
+        os.unlink(local)
 
 
 def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tuple[str, ...],

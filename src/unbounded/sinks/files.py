@@ -5,6 +5,11 @@ Each batch writes new data files, fsyncs them, then records them in
 (ours and Apache Spark) list only files in the manifest, so files of a batch that
 crashed before its manifest entry are invisible; a batch id already in the manifest is
 skipped on replay.
+
+The output folder may be an fsspec URL (``s3://bucket/out``): data files are uploaded
+under their unique names, and the manifest entry, the batch's commit point, is published
+with the storage layer's ``create`` (on S3 a conditional PUT that a second writer of the
+same batch cannot overwrite), so the output stays exactly-once across restarts there too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,12 @@ import pyarrow as pa
 
 from unbounded.checkpoint.atomic import fsync_dir, make_dirs, sync_folder_name
 from unbounded.checkpoint.epoch import fence_for
+from unbounded.checkpoint.storage import (
+    FsspecStorage,
+    is_url,
+    normalize_location,
+    storage_for,
+)
 from unbounded.config import DEFAULTS
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
@@ -45,10 +56,18 @@ class _WriteTask:
 
 
 def _manifest_entry(path: str) -> dict[str, object]:
-    stat = os.stat(path)
-    return {"path": path_uri(path), "size": stat.st_size, "isDir": False,
-            "modificationTime": int(stat.st_mtime * 1000), "blockReplication": 1,
+    size, mtime_ms = _size_and_mtime(path)
+    return {"path": path_uri(path), "size": size, "isDir": False,
+            "modificationTime": mtime_ms, "blockReplication": 1,
             "blockSize": 33554432, "action": "add"}
+
+
+def _size_and_mtime(path: str) -> tuple[int, int]:
+    store = storage_for(path)
+    if isinstance(store, FsspecStorage):
+        return store.stat(path)
+    stat = os.stat(path)
+    return stat.st_size, int(stat.st_mtime * 1000)
 
 
 def _run_write(task: _WriteTask) -> list[dict[str, object]]:
@@ -73,18 +92,25 @@ class FileSink:
                 "aggregations).", error_class="UNSUPPORTED_OUTPUT_MODE")
         file_extension(fmt)  # an unwritable format fails before the query starts
         self.fmt = fmt
-        self.path = os.path.abspath(local_path(path))
+        self.path = normalize_location(local_path(path))
         self.partition_by = ctx.partition_by
         self.options = tuple((k, v) for k, v in ctx.options.items() if k != "path")
         conf = ctx.extra.get("conf", {})
         self.zone: str = conf.get("spark.sql.session.timeZone") or \
             DEFAULTS["spark.sql.session.timeZone"]
-        make_dirs(self.path)
-        sync_folder_name(self.path)  # an earlier run may have made it, not durably
+        self._make_output_folder()
         self.manifest = FileSinkManifest(self.path)
         self._fence = fence_for(ctx.checkpoint_path)
         executor = ctx.extra.get("executor")
         self.executor: Executor = executor if executor is not None else LocalExecutor()
+
+    def _make_output_folder(self) -> None:
+        """A local folder is made with its name durable (an earlier run may have made
+        it, not durably); an object store has no folders to make."""
+        if is_url(self.path):
+            return
+        make_dirs(self.path)
+        sync_folder_name(self.path)
 
     @property
     def description(self) -> str:
@@ -105,8 +131,9 @@ class FileSink:
                             self.zone)
                  for i, t in enumerate(p for p in batch.partitions if p.num_rows > 0)]
         entries = [e for written in self.executor.map(_run_write, tasks) for e in written]
-        for folder in {os.path.dirname(local_path(str(e["path"]))) for e in entries}:
-            fsync_dir(folder)
+        if not is_url(self.path):  # an object's PUT is durable once answered
+            for folder in {os.path.dirname(local_path(str(e["path"]))) for e in entries}:
+                fsync_dir(folder)
         fault_point("mid-sink-write", batch_id)
         if self._fence is not None:
             self._fence.check(self.manifest.entry_path(batch_id))
