@@ -188,13 +188,14 @@ class StageRunner:
         if target.upstream is None:
             mine = [r for r in results if r.input_id == target.id]
             rows = frame_of(pa.concat_tables([r.table for r in mine]))
-            return InputBatch(rows, sum(r.dropped_late for r in mine))
+            return InputBatch(rows, sum(r.dropped_late for r in mine),
+                              sum(r.input_rows for r in mine))
         rows = self._on_driver(target, outputs, clock, outcome)
         map_side = self._map_side(target.id)
         if map_side is None:
             return InputBatch(rows)
         mapped = map_side.run(rows.lazy(), clock.late_watermark_us)
-        return InputBatch(mapped.rows, mapped.dropped_late)
+        return InputBatch(mapped.rows, mapped.dropped_late, rows.height)
 
     def _on_driver(self, target: StageInput, outputs: dict[int, pl.DataFrame],
                    clock: BatchInfo, outcome: StageOutcome) -> pl.DataFrame:

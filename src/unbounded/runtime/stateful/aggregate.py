@@ -59,6 +59,14 @@ __all__ = ["StreamingAggregation"]
 _UTC_US = pl.Datetime("us", "UTC")
 _GLOBAL_KEY = "__global_key"  # the one key of an aggregation without groupBy columns
 _LATE = "__late"  # marks rows at or below the watermark in the map-side query
+_PARTITION = "__agg_partition"  # a map-side row's state partition, computed in its task
+# Spark's partial aggregation skipping (spark.sql.aggregate.skipPartialAggregate*): once
+# the tasks' grouping leaves more than this share of the rows it read, from at least
+# this many rows, the tasks send their rows' buffers ungrouped and the state partitions
+# group them once; grouping resumes when a batch's keys repeat (RESUME_RATIO).
+SKIP_PARTIAL_MIN_ROWS = 100_000
+SKIP_PARTIAL_RATIO = 0.9
+RESUME_PARTIAL_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,9 @@ class _AggPlan:
     merge: list[pl.Expr]  # over new buffers b and old buffers b__old (+ FOUND_COLUMN)
     final: pl.Expr  # over buffers
     combine: list[pl.Expr]  # per key, over several partial rows of one batch (group context)
+    # The partial buffers of one row on its own (no group context), which ``combine``
+    # folds as it folds partial rows; None when the aggregate has no such form.
+    row: list[pl.Expr] | None = None
 
 
 def _old(name: str) -> pl.Expr:
@@ -107,9 +118,10 @@ def _count(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) ->
     if call.distinct:
         return _distinct_set(name, b, args, final=lambda e: e.list.len().cast(pl.Int64))
     partial = pl.len() if not args else args[0].count()
+    row = pl.lit(1) if not args else args[0].is_not_null()
     merge = (pl.when(_found()).then(_old(b[0]) + pl.col(b[0])).otherwise(pl.col(b[0])))
     return _AggPlan(name, [partial.cast(pl.Int64).alias(b[0])], [merge.alias(b[0])],
-                    pl.col(b[0]), [pl.col(b[0]).sum()])
+                    pl.col(b[0]), [pl.col(b[0]).sum()], [row.cast(pl.Int64).alias(b[0])])
 
 
 def _distinct_set(name: str, b: list[str], args: list[pl.Expr],
@@ -128,7 +140,9 @@ def _sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _
              pl.when(_found()).then(_old(n) + pl.col(n)).otherwise(pl.col(n)).alias(n)]
     final = pl.when(pl.col(n) > 0).then(pl.col(s))
     return _AggPlan(name, [args[0].sum().alias(s), args[0].count().cast(pl.Int64).alias(n)],
-                    merge, final, [pl.col(s).sum(), pl.col(n).sum()])
+                    merge, final, [pl.col(s).sum(), pl.col(n).sum()],
+                    [args[0].fill_null(0).alias(s),  # as a sum over NULLs only: 0
+                     args[0].is_not_null().cast(pl.Int64).alias(n)])
 
 
 def _checked_sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall
@@ -139,13 +153,14 @@ def _checked_sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCa
     merged = pl.when(_found()).then(bigint_add_checked(_old(s), pl.col(s))).otherwise(pl.col(s))
     return _AggPlan(name, [sum_checked(args[0], args[0].sum()).alias(s), *plan.partial[1:]],
                     [merged.alias(s), *plan.merge[1:]], plan.final,
-                    [sum_checked(pl.col(s), pl.col(s).sum()).alias(s), *plan.combine[1:]])
+                    [sum_checked(pl.col(s), pl.col(s).sum()).alias(s), *plan.combine[1:]],
+                    plan.row)
 
 
 def _avg(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
     plan = _sum(name, b, [args[0].cast(pl.Float64)], call)
     final = pl.when(pl.col(b[1]) > 0).then(pl.col(b[0]) / pl.col(b[1]))
-    return _AggPlan(name, plan.partial, plan.merge, final, plan.combine)
+    return _AggPlan(name, plan.partial, plan.merge, final, plan.combine, plan.row)
 
 
 def _extreme(horizontal: Callable[..., pl.Expr], method: str) -> Callable[..., _AggPlan]:
@@ -153,7 +168,7 @@ def _extreme(horizontal: Callable[..., pl.Expr], method: str) -> Callable[..., _
         merge = pl.when(_found()).then(horizontal(_old(b[0]), pl.col(b[0]))) \
             .otherwise(pl.col(b[0]))
         return _AggPlan(name, [getattr(args[0], method)().alias(b[0])], [merge.alias(b[0])],
-                        pl.col(b[0]), [getattr(pl.col(b[0]), method)()])
+                        pl.col(b[0]), [getattr(pl.col(b[0]), method)()], [args[0].alias(b[0])])
 
     return build
 
@@ -165,7 +180,7 @@ def _nan_max(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) 
     larger = pl.when(new.is_null() | (old >= new)).then(old).otherwise(new)
     merge = pl.when(_found() & old.is_not_null()).then(larger).otherwise(new)
     return _AggPlan(name, [args[0].nan_max().alias(b[0])], [merge.alias(b[0])], new,
-                    [new.nan_max()])
+                    [new.nan_max()], [args[0].alias(b[0])])
 
 
 def _first(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
@@ -288,6 +303,13 @@ class MapSideAggregation:
     # first/last/collect_list depend on row order, which Polars guarantees within groups
     # on its in-memory engine; a re-run batch must rebuild exactly the same state.
     order_sensitive: bool = False
+    # Each row's own buffers, typed as the partial rows (None: some aggregate has none),
+    # sent instead of the grouped ones while ``skip_partial`` holds.
+    row_partial: tuple[pl.Expr, ...] | None = None
+    skip_partial: bool = False
+    # When positive, each output row is tagged with its state partition (``_PARTITION``)
+    # here in the task, so the driver only splits the rows by it.
+    num_partitions: int = 0
 
     @property
     def observed_watermark(self) -> str | None:
@@ -315,8 +337,7 @@ class MapSideAggregation:
             summary += [ts.min().alias("min"), ts.max().alias("max"),
                         ts.cast(pl.Int128).sum().alias("sum"), ts.count().alias("n")]
         partial, totals = pl.collect_all(
-            [keyed.filter(~pl.col(_LATE) & self._has_window())
-             .group_by(list(self.key_names)).agg(self.partial),
+            [self._tagged(self._reduced(keyed.filter(~pl.col(_LATE) & self._has_window()))),
              keyed.select(summary)],
             engine="in-memory" if self.order_sensitive else "streaming")
         row = totals.row(0)
@@ -336,7 +357,22 @@ class MapSideAggregation:
             before = keyed.height
             keyed = keyed.filter(~self._late(watermark_us).fill_null(False))
             dropped = before - keyed.height
-        return MapSideOutput(keyed.group_by(list(self.key_names)).agg(self.partial), dropped)
+        reduced = keyed.group_by(list(self.key_names)).agg(self.partial)
+        return MapSideOutput(self._tagged(reduced.lazy()).collect(), dropped)
+
+    def _reduced(self, rows: pl.LazyFrame) -> pl.LazyFrame:
+        """One partial-buffer row per key, or per row while partial grouping is skipped."""
+        if self.skip_partial and self.row_partial is not None:
+            return rows.select(*self.key_names, *self.row_partial)
+        return rows.group_by(list(self.key_names)).agg(self.partial)
+
+    def _tagged(self, rows: pl.LazyFrame) -> pl.LazyFrame:
+        """``rows`` with their state partition, as ``partition_ids`` computes it."""
+        if self.num_partitions <= 0:
+            return rows
+        return rows.with_columns(
+            (pl.struct(list(self.key_names)).hash(seed=0) % self.num_partitions)
+            .alias(_PARTITION))
 
     def _has_window(self) -> pl.Expr:
         """Spark drops rows whose event time is NULL: they have no window (not even
@@ -479,11 +515,15 @@ class StreamingAggregation:
         empty = self.map_side.run(pl.LazyFrame(schema=input_schema), 0).rows
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)
+        self.map_side = replace(self.map_side, row_partial=_row_partial(self.aggs, empty),
+                                num_partitions=ctx.num_partitions)
+        self._skipping = replace(self.map_side, skip_partial=True)
+        self.skip_partial = False  # see SKIP_PARTIAL_RATIO; decided batch by batch
         self.state = StatePartitions(ctx, [("", self.schema)])  # in Ray actors or here
 
     @property
     def map_sides(self) -> tuple[MapSideAggregation]:
-        return (self.map_side,)
+        return (self._skipping if self.skip_partial else self.map_side,)
 
     # ---- one batch ---------------------------------------------------------------------
     def process(self, inputs: Sequence[InputBatch], batch: BatchInfo) -> OperatorOutput:
@@ -495,11 +535,23 @@ class StreamingAggregation:
         results = self.state.fold([(part,) for part in parts], fold, batch.batch_id)
         out = self._finalize(_emitted([r[0] for r in results], partials))
         metrics: dict[str, Any] = sum_metrics([r[1] for r in results])
+        self._judge_partial(inputs[0], metrics.get("numRowsUpdated", 0))
         metrics.update(numRowsDroppedByWatermark=dropped, operatorName="stateStoreSave",
                        numShufflePartitions=self.ctx.num_partitions,
                        numStateStoreInstances=self.ctx.num_partitions,
                        allUpdatesTimeMs=int((time.perf_counter() - started) * 1000))
         return OperatorOutput(out, metrics)
+
+    def _judge_partial(self, given: InputBatch, combined: int) -> None:
+        """Skip the tasks' grouping from the next batches on when it barely reduced
+        this one; resume it when this batch's ``combined`` keys show rows repeating."""
+        on_time = given.input_rows - given.dropped_late
+        if self.map_side.row_partial is None or on_time < SKIP_PARTIAL_MIN_ROWS:
+            return
+        if self.skip_partial:
+            self.skip_partial = combined / on_time >= RESUME_PARTIAL_RATIO
+        else:
+            self.skip_partial = given.rows.height / on_time > SKIP_PARTIAL_RATIO
 
     def _finalize(self, buffers: pl.DataFrame) -> pl.DataFrame:
         finals = [a.final.alias(a.output) for a in self.aggs]
@@ -543,14 +595,29 @@ def _emitted(frames: list[pl.DataFrame], partials: pl.DataFrame) -> pl.DataFrame
 
 
 def _route(rows: pl.DataFrame, keys: list[str], n: int) -> list[pl.DataFrame]:
-    """``rows`` per state partition (key hash modulo ``n``). A batch of no rows or one
-    row, as small batches and batches without data are, needs no partitioning pass."""
+    """``rows`` per state partition (key hash modulo ``n``, computed by the tasks when
+    they tagged the rows). A batch of no rows or one row, as small batches and batches
+    without data are, needs no partitioning pass."""
+    parts = rows.get_column(_PARTITION) if _PARTITION in rows.columns else None
+    if parts is not None:
+        rows = rows.drop(_PARTITION)
     if rows.height == 0:
         return [rows] * n
+    if parts is None:
+        parts = partition_ids(rows, keys, n)
     if rows.height == 1:
-        target = partition_ids(rows, keys, n).item()
+        target = parts.item()
         return [rows if p == target else rows.clear() for p in range(n)]
-    return split_partitions(rows, partition_ids(rows, keys, n), n)
+    return split_partitions(rows, parts, n)
+
+
+def _row_partial(aggs: list[_AggPlan], partial: pl.DataFrame
+                 ) -> tuple[pl.Expr, ...] | None:
+    """Every aggregate's per-row buffers cast to the partial rows' types, or None."""
+    rows = [e for a in aggs for e in (a.row if a.row is not None else [None])]
+    if any(e is None for e in rows):
+        return None
+    return tuple(e.cast(partial.schema[e.meta.output_name()]) for e in rows if e is not None)
 
 
 def _is_sliding(key: Expression) -> bool:

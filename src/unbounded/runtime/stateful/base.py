@@ -86,11 +86,13 @@ class BatchInfo:
 
 @dataclass
 class InputBatch:
-    """One input's rows for this batch (what its map side made of them, if it has one)
-    and how many late rows the map side already dropped."""
+    """One input's rows for this batch (what its map side made of them, if it has one),
+    how many late rows the map side already dropped, and how many rows it read (0:
+    not known)."""
 
     rows: pl.DataFrame
     dropped_late: int = 0
+    input_rows: int = 0
 
 
 @dataclass
