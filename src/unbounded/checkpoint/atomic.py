@@ -20,6 +20,17 @@ seam Spark calls ``spark.sql.streaming.checkpointFileManagerClass``: set
 ``UNBOUNDED_CHECKPOINT_FILE_OPS=<module>:<class>`` (read once, at import) or call
 :func:`set_file_ops` to run the checkpoint over a fault-injecting file system
 (``unbounded.testing.checkpoint_faults``). The default calls ``os`` directly.
+
+Whether a folder's file system keeps namespace operations (``link``, ``rename``,
+``unlink``) in the order they were made across a power cut is
+:meth:`FileOps.keeps_name_order`: true of the journaling file systems that log every
+metadata change of a file system in one journal, committed in order (ext3, ext4, XFS,
+btrfs), and of tmpfs (which keeps nothing). There, a name that survives a cut implies
+that every name made before it survives, so a checksum sidecar and its entry need one
+folder fsync after both instead of one after each (``checkpoint/checksum.py``).
+``UNBOUNDED_CHECKPOINT_NAME_ORDER=strict`` makes every folder strict (an fsync after
+each name), ``=kept`` trusts every folder; unset, the file system type of the folder's
+mount (``/proc/self/mountinfo``) decides, and anything unknown is strict.
 """
 
 from __future__ import annotations
@@ -37,12 +48,15 @@ from unbounded.errors import CheckpointConflictError, IllegalArgumentException
 
 __all__ = [
     "FILE_OPS_ENV",
+    "NAME_ORDER_ENV",
     "FileOps",
     "file_ops",
     "fsync_dir",
     "fsync_file",
     "is_temp_name",
+    "keeps_name_order",
     "make_dirs",
+    "parse_mountinfo",
     "remove_stray_temps",
     "set_file_ops",
     "sync_folder_name",
@@ -52,6 +66,9 @@ __all__ = [
 ]
 
 FILE_OPS_ENV = "UNBOUNDED_CHECKPOINT_FILE_OPS"
+NAME_ORDER_ENV = "UNBOUNDED_CHECKPOINT_NAME_ORDER"
+# One journal per file system, committed in order (tmpfs: nothing survives a cut at all).
+_ORDERED_FS_TYPES = frozenset({"ext3", "ext4", "xfs", "btrfs", "tmpfs"})
 
 
 class FileOps:
@@ -89,6 +106,54 @@ class FileOps:
     def fsync_file(self, path: str) -> None:
         """fsync a file another library wrote by name (a sink's data file)."""
         _fsync_path(path)
+
+    def keeps_name_order(self, folder: str) -> bool:
+        """Whether a power cut can only drop the newest of ``folder``'s unsynced names
+        (a suffix of them), never keep a later name while losing an earlier one."""
+        forced = os.environ.get(NAME_ORDER_ENV, "")
+        if forced in ("strict", "kept"):
+            return forced == "kept"
+        return _mount_type(folder) in _ORDERED_FS_TYPES
+
+
+_mount_types: dict[str, str] = {}
+
+
+def _mount_type(folder: str) -> str:
+    """The file system type of the mount holding ``folder`` ("" where unknown): the
+    mount point of ``/proc/self/mountinfo`` that is the longest prefix of its real path."""
+    path = os.path.realpath(folder)
+    if path not in _mount_types:
+        best, kind = "", ""
+        for point, fs_type in _mounts():
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, fs_type
+        _mount_types[path] = kind
+    return _mount_types[path]
+
+
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, file system type) of each mount; empty off Linux."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            return parse_mountinfo(f.read())
+    except OSError:
+        return []
+
+
+def parse_mountinfo(text: str) -> list[tuple[str, str]]:
+    """(mount point, file system type) of each line of ``/proc/<pid>/mountinfo``: the
+    fifth field (octal escapes such as ``\\040`` for a space undone) and the first one
+    after the `` - `` separator."""
+    mounts = []
+    for line in text.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split(" ")
+        if len(parts) >= 5 and rest:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
+            mounts.append((point, rest.split(" ")[0]))
+    return mounts
 
 
 def _fsync_path(path: str) -> None:
@@ -131,6 +196,11 @@ def fsync_dir(path: str) -> None:
 def fsync_file(path: str) -> None:
     """Make the data of the file at ``path`` durable (its name needs a folder fsync)."""
     file_ops.fsync_file(path)
+
+
+def keeps_name_order(folder: str) -> bool:
+    """:meth:`FileOps.keeps_name_order` of the installed ``file_ops``."""
+    return file_ops.keeps_name_order(folder)
 
 
 _URL = re.compile(r"^(?!file://)[A-Za-z][A-Za-z0-9+.-]*://")

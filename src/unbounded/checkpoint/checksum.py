@@ -31,11 +31,16 @@ when ``join-keys`` is added), are named in it, version 2, and stay readable unve
 the list first, so its sidecar is checked from then on. Without the marker (deleted,
 or a folder an older release wrote), the lowest id that has a sidecar stands in.
 
-Order of writes: the sidecar first, durably (its folder fsynced), then the file
-(atomically, failing if it exists). So no crash or power cut leaves an entry of ours
-without its sidecar; the one thing they leave is a sidecar without its entry, which
-means the entry was never written: it is replaced when the entry is written again and
-removed the first time a process writes into its folder. Removal goes the other way:
+Order of writes: the sidecar first, durably, then the file (atomically, failing if it
+exists). So no crash or power cut leaves an entry of ours without its sidecar; the one
+thing they leave is a sidecar without its entry, which means the entry was never
+written: it is replaced when the entry is written again and removed the first time a
+process writes into its folder. "Durably" is the sidecar's data fsynced before its
+name is made and, on a file system that keeps names in order
+(:func:`unbounded.checkpoint.atomic.keeps_name_order`: ext4, XFS, btrfs), nothing
+more: a cut that keeps the entry's name keeps the sidecar's, made before it, and the
+one folder fsync after the entry makes both durable. Elsewhere the folder is fsynced
+after the sidecar too. Removal goes the other way:
 the entry, a folder fsync, then the sidecar. A sidecar whose file differs, or a
 sidecar that does not parse, raises :class:`CheckpointCorruptError`. See
 ``docs/design/checksums.md``.
@@ -59,6 +64,7 @@ from typing import Any
 
 import crc32c
 
+from unbounded.checkpoint.atomic import keeps_name_order
 from unbounded.checkpoint.storage import (
     conflict_error,
     is_url,
@@ -132,7 +138,9 @@ def write_checked(path: str, data: bytes) -> None:
     if store.exists(path):
         raise conflict_error(path)
     _check_from_now_on(folder, os.path.basename(path))
-    store.replace(sidecar_path(path), _sidecar_line(data))
+    # On a file system that keeps names in order, the entry's folder fsync covers both.
+    store.replace(sidecar_path(path), _sidecar_line(data),
+                  durable=is_url(folder) or not keeps_name_order(folder))
     store.create(path, data)
 
 

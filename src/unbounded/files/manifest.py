@@ -159,10 +159,10 @@ class FileSinkManifest:
     def _delete_before(self, keep_from: int) -> None:
         """Delete log files older than the previous compact file: every reader that loaded
         that one, or the new one, still finds what it needs (Spark waits a while too)."""
-        for name in self._store.list(self.metadata_path):
-            stem = name.removesuffix(".compact")
-            if stem.isdigit() and int(stem) < keep_from:
-                remove_checked(os.path.join(self.metadata_path, name))
+        folder = self.metadata_path
+        remove_checked(*(os.path.join(folder, name) for name in self._store.list(folder)
+                         if (stem := name.removesuffix(".compact")).isdigit()
+                         and int(stem) < keep_from))  # one folder fsync for them all
 
     def _write(self, name: str, entries: list[dict[str, Any]]) -> None:
         lines = [_VERSION, *(json.dumps(e, separators=(",", ":")) for e in entries)]

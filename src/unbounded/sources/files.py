@@ -304,10 +304,10 @@ class FileSourceLog:
     def _delete_covered(self, compact_id: int) -> None:
         """Remove the batch and compact files that ``<compact_id>.compact`` covers."""
         assert self.metadata_path is not None
-        for name in storage_for(self.metadata_path).list(self.metadata_path):
-            stem = name.removesuffix(".compact")
-            if stem.isdigit() and int(stem) < compact_id:
-                remove_checked(os.path.join(self.metadata_path, name))
+        folder = self.metadata_path
+        remove_checked(*(os.path.join(folder, name) for name in storage_for(folder).list(folder)
+                         if (stem := name.removesuffix(".compact")).isdigit()
+                         and int(stem) < compact_id))  # one folder fsync for them all
 
     def check_covers(self, logged: Sequence[tuple[str, int]]) -> None:
         """Refuse a log that lacks a batch the offset log points at.
