@@ -122,15 +122,16 @@ _mount_types: dict[str, str] = {}
 def _mount_type(folder: str) -> str:
     """The file system type of the mount holding ``folder`` ("" where unknown): the
     mount point of ``/proc/self/mountinfo`` that is the longest prefix of its real path."""
-    path = os.path.realpath(folder)
-    if path not in _mount_types:
-        best, kind = "", ""
-        for point, fs_type in _mounts():
-            inside = path == point or path.startswith(point.rstrip("/") + "/")
-            if inside and len(point) >= len(best):
-                best, kind = point, fs_type
-        _mount_types[path] = kind
-    return _mount_types[path]
+    known = _mount_types.get(folder)  # by the name given: no system call per write
+    if known is not None:
+        return known
+    path, best, kind = os.path.realpath(folder), "", ""
+    for point, fs_type in _mounts():
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fs_type
+    _mount_types[folder] = kind
+    return kind
 
 
 def _mounts() -> list[tuple[str, str]]:
