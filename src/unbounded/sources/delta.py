@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from unbounded.checkpoint.checksum import read_checked_text, write_checked
+from unbounded.checkpoint.storage import storage_for
 from unbounded.errors import AnalysisException, CheckpointCorruptError, UnboundedError
 from unbounded.files.paths import local_path
 from unbounded.plan.types import StructType
@@ -286,9 +287,10 @@ class DeltaSource:
         return self._start
 
     def _load_start(self) -> DeltaPosition | None:
-        if self._start_file is None or not os.path.exists(self._start_file):
+        path = self._start_file  # in the checkpoint: a local folder or a URL
+        if path is None or not storage_for(path).exists(path):
             return None
-        return DeltaPosition.parse(json.loads(read_checked_text(self._start_file)))
+        return DeltaPosition.parse(json.loads(read_checked_text(path)))
 
     def _resolve_start(self) -> DeltaPosition:
         latest = _latest_version(self.root)
@@ -302,7 +304,7 @@ class DeltaSource:
         else:
             start = DeltaPosition(latest, -1, True)
         if self._start_file is not None:
-            os.makedirs(os.path.dirname(self._start_file), exist_ok=True)
+            storage_for(self._start_file).make_folder(os.path.dirname(self._start_file))
             write_checked(self._start_file, json.dumps(start.offset(self.table_id)).encode())
         return start
 

@@ -5,7 +5,8 @@ sink and fixed configuration, one :class:`BatchRecord` per offset log entry (its
 per source, clock, watermark and whether it committed), the versions and sizes of every
 state store, and, given the file sink's output folder, its manifest. A damaged file does
 not stop the report: the entry carries the error and ``unbounded checkpoint validate``
-names every problem.
+names every problem. The checkpoint (and the sink's folder) may be a URL
+(``s3://bucket/cp``): everything is read through the checkpoint's storage layer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from unbounded.checkpoint.logs import CommitLog, OffsetLog, QueryMetadata
+from unbounded.checkpoint.storage import normalize_location, storage_for
 from unbounded.errors import CheckpointCorruptError
 from unbounded.files.manifest import FileSinkManifest
 from unbounded.tools.sink import manifest_batches
@@ -126,8 +128,7 @@ class CheckpointReport:
 
 def _log_ids(checkpoint: str, name: str) -> list[int]:
     folder = os.path.join(checkpoint, name)
-    return sorted(int(n) for n in os.listdir(folder) if n.isdigit()) \
-        if os.path.isdir(folder) else []
+    return sorted(int(n) for n in storage_for(folder).list(folder) if n.isdigit())
 
 
 def _batch(checkpoint: str, batch_id: int, committed: bool) -> BatchRecord:
@@ -166,7 +167,7 @@ def _operators(checkpoint: str) -> list[OperatorRecord]:
 
 
 def _sink(path: str) -> SinkRecord:
-    manifest = FileSinkManifest(os.path.abspath(path))
+    manifest = FileSinkManifest(normalize_location(path))
     ids = sorted(manifest_batches(manifest))
     try:
         entries = manifest.all_entries()
@@ -182,6 +183,6 @@ def inspect_checkpoint(checkpoint: str, sink_path: str | None = None) -> Checkpo
     if meta is None:
         raise NotACheckpointError(f"{checkpoint} is not a checkpoint (no metadata file)")
     return CheckpointReport(
-        os.path.abspath(checkpoint), meta.id, meta.sources, meta.sink, meta.conf,
+        normalize_location(checkpoint), meta.id, meta.sources, meta.sink, meta.conf,
         _batches(checkpoint), _operators(checkpoint),
         None if sink_path is None else _sink(sink_path))

@@ -34,6 +34,7 @@ from unbounded.checkpoint.atomic import write_atomic_replace
 from unbounded.checkpoint.checksum import sidecar_path
 from unbounded.checkpoint.lock import CheckpointLock
 from unbounded.checkpoint.logs import QueryMetadata
+from unbounded.checkpoint.storage import is_url
 from unbounded.files.manifest import FileSinkManifest
 from unbounded.tools.inspect import NotACheckpointError
 from unbounded.tools.sink import manifest_batches, manifest_file
@@ -45,9 +46,11 @@ __all__ = [
     "Move",
     "RewindPlan",
     "RewindRefusedError",
+    "UnsupportedLocationError",
     "apply_rewind",
     "locked_checkpoint",
     "plan_rewind",
+    "refuse_urls",
 ]
 
 REWOUND_DIR = "rewound"
@@ -56,6 +59,33 @@ FILE_SINK_FORMATS = frozenset({"parquet", "json", "csv", "text", "orc"})
 
 class RewindRefusedError(ValueError):
     """The checkpoint cannot be rewound to the asked batch; the message says why."""
+
+
+class UnsupportedLocationError(RewindRefusedError):
+    """A tool that works on local folders only was given a URL. A ``RewindRefusedError``
+    so that the command line reports any such tool as refused (exit code 1)."""
+
+
+_URL_HELP = {
+    "rewind": "it sets files aside by renaming them, and an object store has no rename "
+              "(a copy and a delete, interrupted, would leave a half-rewound checkpoint). "
+              "While no query runs, copy the checkpoint to a local folder (aws s3 sync), "
+              "rewind it there and copy it back deleting what was set aside (aws s3 sync "
+              "--delete), or start the query on a new checkpoint",
+    "validate": "it walks the checkpoint's local folders. 'unbounded checkpoint inspect' "
+                "reads a checkpoint at a URL (a damaged entry shows in its report), and "
+                "every entry a query reads there is checked against its CRC-32C",
+}
+
+
+def refuse_urls(tool: str, *paths: str | None) -> None:
+    """Refuse, naming what is unsupported, a checkpoint or sink folder given as a URL to a
+    tool that works on local folders only (``rewind``, ``validate``)."""
+    for path in paths:
+        if path is not None and is_url(path):
+            raise UnsupportedLocationError(
+                f"'unbounded checkpoint {tool}' does not support {path}: a folder at a URL "
+                f"is not supported by this tool yet; {_URL_HELP[tool]}.")
 
 
 @dataclass(frozen=True)
@@ -92,6 +122,7 @@ class RewindPlan:
 def locked_checkpoint(checkpoint: str) -> Iterator[None]:
     """Hold the query's run lock: no run starts, and none is running (else
     :class:`unbounded.errors.ConcurrentQueryError`)."""
+    refuse_urls("rewind", checkpoint)
     if not os.path.exists(os.path.join(checkpoint, "metadata")):
         raise NotACheckpointError(f"{checkpoint} is not a checkpoint (no metadata file)")
     lock = CheckpointLock(checkpoint)
@@ -209,6 +240,7 @@ def _sink_notes(meta: QueryMetadata, sink_path: str | None) -> list[str]:
 def plan_rewind(checkpoint: str, to: int, sink_path: str | None = None) -> RewindPlan:
     """What rewinding ``checkpoint`` to batch ``to`` would move; raises
     :class:`RewindRefusedError` when the rewound checkpoint could not run."""
+    refuse_urls("rewind", checkpoint, sink_path)
     cp = os.path.abspath(checkpoint)
     meta = QueryMetadata.read(cp)
     if meta is None:

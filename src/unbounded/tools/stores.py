@@ -4,7 +4,8 @@
 ``state/<operator>/_metadata/partitioning`` and ``.../_metadata/schema[-<store>]``
 (formats: :class:`unbounded.state.files.StateFileLog`,
 :class:`unbounded.state.base.StateSchemaFile`,
-:func:`unbounded.runtime.stateful.base.check_partitioning`).
+:func:`unbounded.runtime.stateful.base.check_partitioning`). Found and sized through the
+checkpoint's storage layer, so a checkpoint at a URL is listed as a local one is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from unbounded.checkpoint.storage import FsspecStorage, storage_for
 from unbounded.errors import CheckpointCorruptError
 from unbounded.state.base import OP_COLUMN, StateSchema, StateSchemaFile, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
@@ -49,10 +51,7 @@ class StoreFiles:
 
 
 def _digit_dirs(folder: str) -> list[int]:
-    if not os.path.isdir(folder):
-        return []
-    return sorted(int(n) for n in os.listdir(folder)
-                  if n.isdigit() and os.path.isdir(os.path.join(folder, n)))
+    return sorted(int(n) for n in storage_for(folder).folders(folder) if n.isdigit())
 
 
 def operator_ids(state_root: str) -> list[int]:
@@ -63,11 +62,11 @@ def operator_ids(state_root: str) -> list[int]:
 def partitioning(state_root: str, operator_id: int) -> dict[str, Any] | None:
     """The operator's recorded ``_metadata/partitioning``; None when it has none."""
     path = os.path.join(state_root, str(operator_id), "_metadata", "partitioning")
-    if not os.path.exists(path):
+    store = storage_for(path)
+    if not store.exists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        doc = json.loads(store.read(path))
     except (OSError, ValueError) as e:
         raise CheckpointCorruptError(f"{path} is not readable partitioning JSON: {e}") from e
     if not isinstance(doc, dict) or doc.get("version") != 1:
@@ -82,8 +81,7 @@ def store_ids(state_root: str, operator_id: int) -> list[StateStoreId]:
     out: list[StateStoreId] = []
     for p in _digit_dirs(op_path):
         folder = os.path.join(op_path, str(p))
-        names = sorted(n for n in os.listdir(folder)
-                       if os.path.isdir(os.path.join(folder, n)) and not n.startswith("."))
+        names = sorted(n for n in storage_for(folder).folders(folder) if not n.startswith("."))
         out += [StateStoreId(state_root, operator_id, p, n) for n in names or [""]]
     return out
 
@@ -97,8 +95,16 @@ def store_files(store_id: StateStoreId) -> StoreFiles:
     log = listing_log(store_id)
     deltas, snapshots = log.versions()
     paths = [log.delta_path(v) for v in deltas] + [log.snapshot_path(v) for v in snapshots]
-    size = sum(os.path.getsize(p) for p in paths if os.path.exists(p))
+    size = sum(_size(p) for p in paths)
     return StoreFiles(store_id, tuple(sorted(deltas)), tuple(sorted(snapshots)), size)
+
+
+def _size(path: str) -> int:
+    """The file's size in bytes (0 when it is gone), on a local disk or a store."""
+    store = storage_for(path)
+    if isinstance(store, FsspecStorage):
+        return store.stat(path)[0] if store.exists(path) else 0
+    return os.path.getsize(path) if os.path.exists(path) else 0
 
 
 def _file_schema(path: str, kind: StateFileKind) -> pa.Schema:

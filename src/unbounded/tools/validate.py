@@ -31,7 +31,7 @@ from unbounded.sources.files import FileSourceLog
 from unbounded.state.base import StateStoreId
 from unbounded.state.files import StateFileKind
 from unbounded.tools.inspect import NotACheckpointError
-from unbounded.tools.rewind import REWOUND_DIR
+from unbounded.tools.rewind import REWOUND_DIR, refuse_urls
 from unbounded.tools.sink import manifest_batches, manifest_file
 from unbounded.tools.stores import (
     listing_log,
@@ -291,7 +291,8 @@ def _metadata(cp: str, found: _Findings) -> QueryMetadata | None:
 
 def validate_checkpoint(checkpoint: str, sink_path: str | None = None) -> list[Problem]:
     """Every problem found in ``checkpoint`` (and the file sink at ``sink_path``);
-    empty when it is sound."""
+    empty when it is sound. A URL is refused (:class:`UnsupportedLocationError`)."""
+    refuse_urls("validate", checkpoint, sink_path)
     cp, found = os.path.abspath(checkpoint), _Findings()
     _check_sums(cp, found)
     meta = _metadata(cp, found) or QueryMetadata("", [], "")
