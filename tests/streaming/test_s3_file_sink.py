@@ -133,3 +133,30 @@ def test_a_url_folder_without_a_manifest_lists_its_visible_objects(s3_bucket):
     assert sorted(listed) == [f"{s3_bucket}/in/{n}" for n in ("a.json", "k=1/d.json",
                                                               "sub/b.json")]
     assert {f.size for f in list_data_files(f"{s3_bucket}/in")} == {3}
+
+
+def test_the_manifest_at_an_s3_url_compacts_and_deletes_the_entries_it_covers(s3_bucket):
+    """Every second batch is a compact file holding every live entry; log files older
+    than the previous compact file are deleted, through the store."""
+    output = f"{s3_bucket}/out"
+    manifest = FileSinkManifest(output, compact_interval=2)
+    for batch in range(6):
+        manifest.add_batch(batch, [{"path": f"{output}/part-{batch}.parquet", "size": 1}])
+    names = sorted(n.rsplit("/", 1)[1] for n in _fs().ls(manifest.metadata_path,
+                                                             detail=False))
+    assert [n for n in names if not n.startswith(".")] == ["3.compact", "4", "5.compact"]
+    assert FileSinkManifest(output).all_files() == [f"{output}/part-{b}.parquet"
+                                                    for b in range(6)]
+
+
+def test_a_partitioned_file_sink_at_an_s3_url_writes_partition_folders(
+        spark, tmp_path, s3_bucket):
+    output, checkpoint = f"{s3_bucket}/out", f"{s3_bucket}/cp"
+    _write_input(tmp_path / "in", 0, [("a", 1), ("b", 2), ("a", 3)])
+    rows = (spark.readStream.schema("word STRING, n INT").json(str(tmp_path / "in")))
+    _run(rows.writeStream.format("json").partitionBy("word").option("path", output)
+         .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())
+    files = sorted(FileSinkManifest(output).existing_files())
+    assert [f.removeprefix(f"{output}/").split("/")[0] for f in files] == ["word=a", "word=b"]
+    assert [sorted(json.loads(line)["n"] for line in _fs().cat_file(f).decode().split())
+            for f in files] == [[1, 3], [2]]
