@@ -26,6 +26,7 @@ from unbounded.engine.ansi import (
 from unbounded.engine.coercion import binary_operand_types, common_value_type
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import polars_schema_to_spark, to_polars_dtype
+from unbounded.engine.struct_comparison import compare_structs
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import (
@@ -201,6 +202,9 @@ def _(expr: BinaryOp, ctx: CompileContext) -> pl.Expr:
     if expr.op in _COMPARISONS:
         left, right = _coerce_temporal_literal(expr, left, right, ctx)
     dtypes = _operand_dtypes(expr.op, left, right, ctx)
+    if dtypes is not None and expr.op in _COMPARISONS and \
+            isinstance(dtypes[0], pl.Struct) and isinstance(dtypes[1], pl.Struct):
+        return compare_structs(expr, left, right, (dtypes[0], dtypes[1]))
     if dtypes is not None:
         left, right, dtypes = _coerce_string_number(expr.op, left, right, dtypes, ctx)
         if expr.op in _STRING_REJECTING:

@@ -23,6 +23,7 @@ import polars as pl
 from unbounded.engine.coercion import binary_operand_types
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.expressions import compile_expr, implicit_cast
+from unbounded.engine.struct_comparison import aligned_structs
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import BinaryOp, ColumnRef, Expression, walk
 from unbounded.plan.logical import Join, JoinType, LogicalPlan
@@ -234,6 +235,9 @@ def _coerced(key: EquiKey, ctx: CompileContext) -> tuple[pl.Expr, pl.Expr]:
     if casts != (None, None):  # a string meets a timestamp (in ctx's zone) or a number
         lexpr, rexpr = implicit_cast(lexpr, casts[0], ctx), implicit_cast(rexpr, casts[1], ctx)
         ltype, rtype = ctx.dtype_of(lexpr), ctx.dtype_of(rexpr)
+    if isinstance(ltype, pl.Struct) and isinstance(rtype, pl.Struct):  # by field position
+        shown = f"({key.left.display_name()} = {key.right.display_name()})"
+        return aligned_structs(shown, (lexpr, rexpr), (ltype, rtype))[0]
     if ltype == rtype:
         return lexpr, rexpr
     try:

@@ -86,6 +86,8 @@ def _coerce(expr: Expression, ctx: CompileContext) -> Expression:
     expr = map_fields(expr, Expression, lambda e: _coerce(e, ctx))
     if isinstance(expr, BinaryOp):
         return _binary(expr, ctx)
+    if isinstance(expr, FunctionCall) and expr.name.lower() == "div":
+        return _div_strings(expr, ctx)
     if isinstance(expr, FunctionCall):
         return _common_args(expr, ctx)
     if isinstance(expr, CaseWhen):
@@ -111,6 +113,20 @@ def _common_args(call: FunctionCall, ctx: CompileContext) -> Expression:
     values = _to_common(call.args[first:], ctx)
     return call if values is None else dataclasses.replace(
         call, args=(*call.args[:first], *values))
+
+
+def _div_strings(call: FunctionCall, ctx: CompileContext) -> Expression:
+    """``a div b``: a string operand becomes double, as in other arithmetic, which div
+    then rejects (``'7' div 2`` is DATATYPE_MISMATCH with ANSI off)."""
+    dtypes = [_dtype(a, ctx) for a in call.args]
+    if pl.String not in dtypes:
+        return call
+    args = tuple(_cast(a, _DOUBLE if d == pl.String else None)
+                 for a, d in zip(call.args, dtypes, strict=True))
+    return dataclasses.replace(call, args=args)
+
+
+_DOUBLE = T.DoubleType()
 
 
 def _case_values(expr: CaseWhen, ctx: CompileContext) -> Expression:

@@ -21,18 +21,20 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from unbounded.engine.ansi import checked, integral_bounds
+from unbounded.engine.ansi import checked, division_checked, integral_bounds, spark_type_name
 from unbounded.engine.context import CompileContext
 from unbounded.engine.dtypes import polars_schema_to_spark
-from unbounded.engine.expressions import compile_expr, dtypes_of
+from unbounded.engine.expressions import compile_expr, dtypes_of, implicit_cast
 from unbounded.engine.function_args import literal_arg, map_values
 from unbounded.engine.functions import register
 from unbounded.engine.xxhash64 import xxhash64_row
 from unbounded.errors import (
+    AnalysisException,
     ArithmeticException,
     IllegalArgumentException,
     SparkRuntimeException,
 )
+from unbounded.plan import types as T
 from unbounded.plan.expressions import BinaryOp, FunctionCall, UnaryOp
 
 __all__ = ["convert_base", "fdlibm_cbrt"]
@@ -224,6 +226,109 @@ _WIDE: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b}
 for _op in _TRY_NAMES:
     _try_arithmetic(_op)
+
+
+# ---- div: Spark's IntegralDivide ---------------------------------------------------------
+_LONG_INPUTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+@register("div")
+def _integral_divide(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext
+                     ) -> pl.Expr:
+    """``a div b``: the quotient truncated toward zero as a BIGINT. Spark takes BIGINT
+    (narrower integers widen) or DECIMAL: a double is DATATYPE_MISMATCH, a string is cast
+    to BIGINT (ANSI) or to DOUBLE (non-ANSI, so rejected). A zero divisor is NULL, or
+    DIVIDE_BY_ZERO under ANSI."""
+    left_t, right_t = _div_operand_types(*dtypes_of(args, ctx), ansi=ctx.ansi)
+    _check_div_operands(call, left_t, right_t)
+    left, right = (_to_operand(a, t, ctx) for a, t in zip(args, (left_t, right_t),
+                                                          strict=True))
+    quotient = _truncated_quotient(left, right, left_t, right_t)
+    result = pl.when(right == 0).then(None).otherwise(quotient)
+    if not ctx.ansi:
+        return result
+    overflow = (left == _LONG_MIN) & (right == -1) if left_t == pl.Int64 else pl.lit(False)
+    return checked(division_checked("div", left, right, result, pl.Int64()), overflow, left,
+                   pl.Int64(), _divide_overflow)
+
+
+_LONG_MIN = -(2**63)
+
+
+def _divide_overflow(_: Any) -> Exception:
+    return ArithmeticException(
+        "[ARITHMETIC_OVERFLOW] Overflow in integral divide. Use 'try_divide' to tolerate "
+        'overflow and return NULL instead. If necessary set "spark.sql.ansi.enabled" to '
+        '"false" to bypass this error. SQLSTATE: 22003', error_class="ARITHMETIC_OVERFLOW")
+
+
+def _div_operand_types(left: pl.DataType, right: pl.DataType, *, ansi: bool
+                       ) -> tuple[pl.DataType, pl.DataType]:
+    """Each operand's type after Spark's implicit casts for ``div``; a decimal meeting a
+    double (or a string, which becomes one) is a double as well."""
+    types = _div_operand(left, right, ansi), _div_operand(right, left, ansi)
+    if any(isinstance(t, pl.Decimal) for t in types) and any(t.is_float() for t in types):
+        return pl.Float64(), pl.Float64()
+    return types
+
+
+def _div_operand(dtype: pl.DataType, other: pl.DataType, ansi: bool) -> pl.DataType:
+    if dtype in _LONG_INPUTS or (dtype == pl.Null and other == pl.Null):
+        return pl.Int64()
+    if dtype == pl.Null and other == pl.String and not ansi:
+        return dtype  # VOID against the string's DOUBLE: Spark's DIFF_TYPES
+    if dtype == pl.Null:  # takes the other side's type
+        return _div_operand(other, pl.Null(), ansi)
+    if dtype != pl.String:
+        return dtype
+    # Non-ANSI promotes a string in arithmetic to double; ANSI casts it to the other side.
+    if not ansi or other.is_float() or isinstance(other, pl.Decimal):
+        return pl.Float64()
+    return pl.String() if other in (pl.String, pl.Null) else pl.Int64()
+
+
+def _check_div_operands(call: FunctionCall, left: pl.DataType, right: pl.DataType) -> None:
+    shown = (f'Cannot resolve "{call.display_name()}" due to data type mismatch: ')
+    decimal = [isinstance(d, pl.Decimal) for d in (left, right)]
+    if left != right and not (any(decimal) and all(d == pl.Int64 or isinstance(d, pl.Decimal)
+                                                   for d in (left, right))):
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.BINARY_OP_DIFF_TYPES] {shown}the left and right operands "
+            "of the binary operator have incompatible types "
+            f'("{spark_type_name(left)}" and "{spark_type_name(right)}"). SQLSTATE: 42K09',
+            error_class="DATATYPE_MISMATCH.BINARY_OP_DIFF_TYPES")
+    if left != pl.Int64 and not isinstance(left, pl.Decimal):
+        raise AnalysisException(
+            f"[DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE] {shown}the binary operator requires "
+            'the input type ("BIGINT" or "DECIMAL" or "INTERVAL YEAR TO MONTH" or "INTERVAL '
+            f'DAY TO SECOND"), not "{spark_type_name(left)}". SQLSTATE: 42K09',
+            error_class="DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE")
+
+
+def _to_operand(value: pl.Expr, dtype: pl.DataType, ctx: CompileContext) -> pl.Expr:
+    if dtype == pl.Int64:
+        return implicit_cast(value, T.LongType(), ctx)
+    return value
+
+
+def _truncated_quotient(left: pl.Expr, right: pl.Expr, left_t: pl.DataType,
+                        right_t: pl.DataType) -> pl.Expr:
+    """Java's ``/`` on longs (toward zero; Long.MIN_VALUE div -1 wraps); decimals divide
+    exactly in Python's Decimal, as Spark's BigDecimal does, then truncate."""
+    if left_t == pl.Int64 and right_t == pl.Int64:
+        floored = left // right
+        inexact = (floored * right != left) & ((left < 0) != (right < 0))
+        return pl.when(right == -1).then(-left).when(inexact).then(floored + 1) \
+            .otherwise(floored)
+    pair = pl.struct(left.alias("a"), right.alias("b"))
+    return pair.map_batches(_decimal_quotients, return_dtype=pl.Int64, is_elementwise=True)
+
+
+def _decimal_quotients(pairs: pl.Series) -> pl.Series:
+    out = [None if a is None or b is None or b == 0 else int(Decimal(a) / Decimal(b))
+           for a, b in zip(pairs.struct.field("a").to_list(), pairs.struct.field("b").to_list(),
+                           strict=True)]
+    return pl.Series(pairs.name, out, dtype=pl.Int64)
 
 
 @register("width_bucket")

@@ -55,7 +55,7 @@ from unbounded.sql.types import (
     BinaryType,
     DataType,
     DateType,
-    LongType,
+    DecimalType,
     TimestampNTZType,
     TimestampType,
     parse_data_type,
@@ -382,8 +382,23 @@ def _(node: exp.Binary) -> Expression:
 
 @_convert.register
 def _(node: exp.IntDiv) -> Expression:
-    # Spark's ``a DIV b``: the quotient truncated to a BIGINT, NULL when b is 0.
-    return Cast(BinaryOp("div", _convert(node.this), _convert(node.expression)), LongType())
+    # Spark's ``a DIV b`` (its type checks: engine/math_functions.py), named as Spark does.
+    left, right = _convert(node.this), _convert(node.expression)
+    shown = f"({left.display_name()} div {right.display_name()})"
+    return FunctionCall("div", (_decimal_literal(node.this, left),
+                                _decimal_literal(node.expression, right)), (("display", shown),))
+
+
+def _decimal_literal(node: exp.Expr, value: Expression) -> Expression:
+    """``7.5`` as Spark types it, DECIMAL(2,1), where a double would be rejected (div)."""
+    number = node.this if isinstance(node, exp.Neg) else node
+    if not isinstance(number, exp.Literal) or number.is_string \
+            or "." not in str(number.this) \
+            or not str(number.this).replace(".", "", 1).isdigit():
+        return value
+    whole, _, fraction = str(number.this).partition(".")
+    precision = max(len((whole + fraction).lstrip("0")), len(fraction), 1)
+    return Cast(value, DecimalType(precision, len(fraction)))
 
 
 @_convert.register

@@ -64,3 +64,150 @@ def test_digests_of_non_binary_values_are_datatype_mismatch(v: Any, ansi: bool, 
 ])
 def test_digests_of_strings_and_binaries_answer(v: Any, expr: str, expected: Any) -> None:
     assert _answer(v, expr, True) == expected
+
+
+# ---- div: Spark's IntegralDivide takes BIGINT or DECIMAL ---------------------------
+_DIFF = "DATATYPE_MISMATCH.BINARY_OP_DIFF_TYPES"
+_WRONG = "DATATYPE_MISMATCH.BINARY_OP_WRONG_TYPE"
+
+
+@pytest.mark.parametrize(("expr", "ansi", "expected"), [
+    ("s div i", True, 2), ("l div i", False, 3), ("l div i", True, 3),
+    ("'7' div 2", True, 3), ("7.5 div 2", True, 3), ("7.5 div 2", False, 3),
+    ("-7 div 2", True, -3), ("7 div -2", False, -3), ("-7 div -2", True, 3),
+    ("7.9 div 0.5", True, 15), ("-7.9 div 2", False, -3), ("div(7, 2)", True, 3),
+    ("NULL div i", True, None), ("i div NULL", False, None), ("i div 0", False, None),
+    ("CAST(9223372036854775807 AS BIGINT) div 3", True, 3074457345618258602),
+    ("CAST(-9223372036854775808 AS BIGINT) div -1", False, -9223372036854775808),
+    ("CAST(7 AS DECIMAL(10,0)) div CAST(0 AS DECIMAL(3,1))", False, None),
+])
+def test_div_truncates_toward_zero_to_a_bigint(v: Any, expr: str, ansi: bool,
+                                               expected: Any) -> None:
+    assert _answer(v, expr, ansi) == ("bigint", expected)
+
+
+def test_div_is_named_as_spark_names_it(v: Any) -> None:
+    assert v.sql("SELECT l div i FROM v").columns == ["(l div i)"]
+
+
+@pytest.mark.parametrize(("expr", "ansi", "error_class", "types"), [
+    ("s div i", False, _DIFF, '("DOUBLE" and "BIGINT")'),
+    ("'7' div 2", False, _DIFF, '("DOUBLE" and "BIGINT")'),
+    ("d div i", True, _DIFF, '("DOUBLE" and "BIGINT")'),
+    ("i div d", False, _DIFF, '("BIGINT" and "DOUBLE")'),
+    ("CAST(7.5 AS FLOAT) div 2", True, _DIFF, '("FLOAT" and "BIGINT")'),
+    ("b div i", True, _DIFF, '("BOOLEAN" and "BIGINT")'),
+    ("d7 div d", False, _WRONG, 'not "DOUBLE"'), ("s div s", True, _WRONG, 'not "STRING"'),
+    ("s div s", False, _WRONG, 'not "DOUBLE"'), ("s div d", True, _WRONG, 'not "DOUBLE"'),
+    ("s div CAST(2 AS DECIMAL(3,1))", True, _WRONG, 'not "DOUBLE"'),
+    ("NULL div s", True, _WRONG, 'not "STRING"'),
+])
+def test_div_of_doubles_or_non_ansi_strings_is_datatype_mismatch(
+        v: Any, expr: str, ansi: bool, error_class: str, types: str) -> None:
+    err = _error(v, expr, ansi)
+    assert err.error_class == error_class
+    assert types in str(err)
+
+
+@pytest.mark.parametrize(("expr", "error_class"), [
+    ("x div i", "CAST_INVALID_INPUT"), ("t div i", "CAST_INVALID_INPUT"),
+    ("i div 0", "DIVIDE_BY_ZERO"),
+    ("CAST(7 AS DECIMAL(10,0)) div CAST(0 AS DECIMAL(3,1))", "DIVIDE_BY_ZERO"),
+    ("CAST(-9223372036854775808 AS BIGINT) div -1", "ARITHMETIC_OVERFLOW"),
+])
+def test_div_under_ansi_raises_spark_s_runtime_errors(v: Any, expr: str,
+                                                      error_class: str) -> None:
+    v.conf.set("spark.sql.ansi.enabled", "true")
+    with pytest.raises(Exception, match=rf"^\[{error_class}\]") as err:
+        v.sql(f"SELECT {expr} AS r FROM v").collect()
+    assert getattr(err.value, "error_class", None) == error_class
+
+
+# ---- structs compare by field position ---------------------------------------------
+@pytest.mark.parametrize(("expr", "expected"), [
+    ("named_struct('a', 1, 'b', 2) = named_struct('b', 1, 'a', 2)", True),
+    ("named_struct('a', 1, 'b', 2) = named_struct('a', 2, 'b', 1)", False),
+    ("named_struct('a', 1, 'b', 2) < named_struct('b', 2, 'a', 1)", True),
+    ("named_struct('a', 1) <=> named_struct('b', 1)", True),
+    ("named_struct('a', 1) IN (named_struct('b', 1))", True),
+    ("named_struct('a', 1) IN (named_struct('b', 1), named_struct('a', 2))", True),
+    ("named_struct('a', 1) = named_struct('a', CAST(1 AS BIGINT))", True),
+    ("named_struct('a', 1) = named_struct('A', CAST(1 AS BIGINT))", True),
+    ("named_struct('a', 1) >= named_struct('a', CAST(2 AS BIGINT))", False),
+    ("named_struct('a', 1) = named_struct('a', CAST(1.5 AS DOUBLE))", False),
+    ("named_struct('a', 1) = named_struct('a', NULL)", False),
+    ("named_struct('a', CAST(NULL AS INT), 'b', 2) < named_struct('a', 1, 'b', 1)", True),
+    ("named_struct('a', 1, 'b', CAST(NULL AS INT)) < named_struct('a', 1, 'b', 1)", True),
+    ("named_struct('a', 1, 'b', 2) > named_struct('a', 1, 'b', CAST(NULL AS INT))", True),
+    ("named_struct('a', 1, 'b', CAST(NULL AS INT)) = "
+     "named_struct('a', 1, 'b', CAST(NULL AS INT))", True),
+    ("named_struct('a', 1, 'b', CAST(NULL AS INT)) <=> "
+     "named_struct('x', 1, 'y', CAST(NULL AS INT))", True),
+    ("named_struct('a', CAST('NaN' AS DOUBLE)) > named_struct('a', 1.0D)", True),
+    ("named_struct('a', 1, 'b', named_struct('c', 2)) > "
+     "named_struct('x', 1, 'y', named_struct('z', 1))", True),
+    ("named_struct('a', 'x', 'b', 1) < named_struct('a', 'y', 'b', 0)", True),
+    ("named_struct('a', array(1)) = named_struct('b', array(1))", True),
+    ("CAST(NULL AS STRUCT<a: INT>) < named_struct('a', 1)", None),
+    ("named_struct('a', 1) <=> CAST(NULL AS STRUCT<b: INT>)", False),
+])
+@pytest.mark.parametrize("ansi", [True, False])
+def test_structs_compare_by_position_with_null_fields_first(v: Any, ansi: bool, expr: str,
+                                                            expected: Any) -> None:
+    assert _answer(v, expr, ansi) == ("boolean", expected)
+
+
+@pytest.mark.parametrize(("expr", "types"), [
+    ("named_struct('a', 1) = named_struct('a', 'x')",
+     '("STRUCT<a: INT>" and "STRUCT<a: STRING>")'),
+    ("named_struct('a', 1) < named_struct('b', CAST(1 AS BIGINT))",
+     '("STRUCT<a: INT>" and "STRUCT<b: BIGINT>")'),
+    ("named_struct('a', 1) = named_struct('b', CAST(1.5 AS DOUBLE))", None),
+    ("named_struct('a', NULL) = named_struct('b', 1)", None),
+    ("named_struct('a', 1) = named_struct('a', 1, 'b', 2)", None),
+    ("named_struct('a', i) = named_struct('a', s)", None),
+])
+def test_structs_whose_field_types_differ_do_not_compare(v: Any, expr: str,
+                                                         types: str | None) -> None:
+    err = _error(v, expr, True)
+    assert err.error_class == _DIFF
+    assert types is None or types in str(err)
+
+
+@pytest.fixture
+def p(spark: Any) -> Any:
+    spark.createDataFrame([(1, "a", 10), (1, "b", 20), (2, "a", 5), (2, None, 7)],
+                          "k int, c string, v int").createOrReplaceTempView("p")
+    return spark
+
+
+@pytest.mark.parametrize(("left", "right", "on", "expected"), [
+    ("named_struct('a', k)", "named_struct('b', k)", "ON x.s = y.s", 8),
+    ("named_struct('a', k)", "named_struct('a', CAST(k AS BIGINT))", "ON x.s = y.s", 8),
+    ("named_struct('a', k, 'b', c)", "named_struct('b', k, 'a', c)", "ON x.s = y.s", 4),
+    ("named_struct('a', k, 'b', c)", "named_struct('b', k, 'a', c)", "USING (s)", 4),
+])
+def test_struct_join_keys_match_by_field_position(p: Any, left: str, right: str, on: str,
+                                                  expected: int) -> None:
+    sql = (f"SELECT count(*) AS r FROM (SELECT {left} AS s FROM p) x "
+           f"JOIN (SELECT {right} AS s FROM p) y {on}")
+    assert p.sql(sql).collect()[0][0] == expected
+
+
+def test_struct_join_keys_of_other_field_types_are_datatype_mismatch(p: Any) -> None:
+    sql = ("SELECT count(*) AS r FROM (SELECT named_struct('a', k) AS s FROM p) x "
+           "JOIN (SELECT named_struct('a', c) AS s FROM p) y ON x.s = y.s")
+    with pytest.raises(AnalysisException) as err:
+        p.sql(sql).collect()
+    assert err.value.error_class == _DIFF
+
+
+@pytest.mark.parametrize(("order", "expected"), [
+    ("r", [None, (1, "a"), (1, "b"), (2, None), (2, "a")]),
+    ("r DESC", [(2, "a"), (2, None), (1, "b"), (1, "a"), None]),
+])
+def test_order_by_a_struct_sorts_by_position_with_null_fields_first(
+        p: Any, order: str, expected: list[Any]) -> None:
+    rows = p.sql("SELECT r FROM (SELECT named_struct('a', k, 'b', c) AS r FROM p UNION ALL "
+                 f"SELECT CAST(NULL AS STRUCT<a: INT, b: STRING>)) ORDER BY {order}").collect()
+    assert [None if r[0] is None else tuple(r[0]) for r in rows] == expected
