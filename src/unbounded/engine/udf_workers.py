@@ -10,7 +10,7 @@ started the first time a batch is large enough, reused for every later batch and
 
 Protocol, one pickle (protocol 5) after another on the child's stdin and stdout:
 the child first writes ``"ready"``; then for each task ``(pickled_function, source, rows,
-return_type, target)`` it writes ``("ok",)`` once the results are in the file ``target``,
+return_type, arrow, target)`` it writes ``("ok",)`` once the results are in the file ``target``,
 ``("row", index, error)`` when the function raised on the row at ``index`` of the range,
 or ``("batch", error)`` (errors as cloudpickle bytes). Arguments (``source``) and results
 (``target``) are Arrow IPC files in a folder of this worker in shared memory
@@ -72,14 +72,15 @@ _WORKERS_ENV = "UNBOUNDED_UDF_WORKERS"
 
 
 def run_row_udf(pickled: bytes, columns: list[pa.Array], n: int,
-                return_type: T.DataType) -> pa.Array:
+                return_type: T.DataType, arrow: bool = False) -> pa.Array:
     """The row UDF ``pickled`` over ``n`` rows: shared with the worker processes when the
     batch is large, else on this thread. Raises ``RowFailure`` (batch-wide row index)
-    or the function's own exception, as a local run does."""
+    or the function's own exception, as a local run does. ``arrow``: a ``useArrow`` UDF
+    (``rows_to_arrow``)."""
     pool = worker_pool()
     if pool.size == 0 or not columns or n < 2 * MIN_ROWS_PER_PROCESS:
-        return rows_to_arrow(load_function(pickled), columns, n, return_type)
-    return _SharedRun(pool, pickled, columns, return_type, n).run()
+        return rows_to_arrow(load_function(pickled), columns, n, return_type, arrow)
+    return _SharedRun(pool, pickled, columns, (return_type, arrow), n).run()
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,9 @@ class _SharedRun:
     row among the ranges taken is reported (later ranges hold later rows)."""
 
     def __init__(self, pool: UdfWorkerPool, pickled: bytes, columns: list[pa.Array],
-                 return_type: T.DataType, n: int) -> None:
+                 returns: tuple[T.DataType, bool], n: int) -> None:
         self.pool, self.pickled, self.columns = pool, pickled, columns
-        self.return_type = return_type
+        self.returns = returns  # the return type, and whether it is a useArrow UDF
         self.ranges = _ranges(n, pool.size + 1)
         self.outcomes: dict[int, _Outcome] = {}
         self._next = 0
@@ -156,14 +157,14 @@ class _SharedRun:
         """Send ranges until ``_IN_FLIGHT`` are queued; whether one awaits its result."""
         while len(queued) < _IN_FLIGHT and (i := self._take()) is not None:
             queued.append(i)
-            worker.send(self.pickled, self._slice(self.ranges[i]), self.return_type)
+            worker.send(self.pickled, self._slice(self.ranges[i]), self.returns)
         return bool(queued)
 
     def _here(self, rows: _Range) -> _Outcome:
         try:
             function = load_function(self.pickled)
             return _Outcome(rows_to_arrow(function, self._slice(rows), rows.stop - rows.start,
-                                          self.return_type))
+                                          *self.returns))
         except Exception as error:
             return _Outcome(None, error)
 
@@ -208,13 +209,14 @@ class _Worker:
         except (OSError, EOFError, pickle.UnpicklingError):
             return False
 
-    def send(self, pickled: bytes, columns: list[pa.Array], return_type: T.DataType) -> None:
+    def send(self, pickled: bytes, columns: list[pa.Array],
+             returns: tuple[T.DataType, bool]) -> None:
         """Queue a task: its arguments go to a file, the message to the child."""
         task = next(self._names)
         source, target = (os.path.join(self.folder, f"{task}.{kind}") for kind in ("in", "out"))
         self._queued.append((source, target))
         _write_ipc(source, columns)
-        pickle.dump((pickled, source, len(columns[0]), return_type, target), self.to_child,
+        pickle.dump((pickled, source, len(columns[0]), *returns, target), self.to_child,
                     protocol=5)
         self.to_child.flush()
 
@@ -369,16 +371,16 @@ def main() -> None:
     _reply(replies, "ready")
     while True:
         try:
-            pickled, source, rows, return_type, target = pickle.load(tasks)
+            pickled, source, rows, return_type, arrow, target = pickle.load(tasks)
         except EOFError:
             return
-        _reply(replies, _serve(pickled, source, rows, return_type, target))
+        _reply(replies, _serve(pickled, source, rows, (return_type, arrow), target))
 
 
-def _serve(pickled: bytes, source: str, rows: int, return_type: T.DataType,
+def _serve(pickled: bytes, source: str, rows: int, returns: tuple[T.DataType, bool],
            target: str) -> tuple[Any, ...]:
     try:
-        result = rows_to_arrow(load_function(pickled), _read_ipc(source), rows, return_type)
+        result = rows_to_arrow(load_function(pickled), _read_ipc(source), rows, *returns)
         _write_ipc(target, [result])
     except RowFailure as failure:
         return ("row", failure.index, _sendable(failure.error))

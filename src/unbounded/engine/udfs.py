@@ -59,11 +59,20 @@ def compile_udf(expr: PythonUDF, ctx: CompileContext) -> pl.Expr:
     args = [compile_expr(a, ctx).alias(f"_{i}") for i, a in enumerate(expr.args)]
     # Not elementwise: Polars then hands over whole columns (one call per task's frame,
     # per group in an aggregation) and re-raises the UDF's own exception unchanged.
-    # A UDF without arguments is called once and its value fills the column.
-    packed = pl.struct(args) if args else pl.lit(0)
+    once = not args and not _per_row_without_arguments(expr)
+    packed = pl.struct(args) if args else pl.lit(0) if once else pl.int_range(pl.len())
     return packed.map_batches(
         _BatchCall(expr), return_dtype=to_polars_dtype(expr.return_type),
-        is_elementwise=False, returns_scalar=expr.is_aggregate or not args)
+        is_elementwise=False, returns_scalar=expr.is_aggregate or once)
+
+
+def _per_row_without_arguments(expr: PythonUDF) -> bool:
+    """Whether a UDF without arguments is called once per row, as PySpark calls it
+    (a random id), rather than once per batch with its value filling the column: a
+    nondeterministic row UDF. A deterministic one has one distinct argument tuple, so
+    one call is the ``distinct_calls`` rule (Spark: duplicate invocations of a
+    deterministic UDF may be eliminated)."""
+    return not expr.deterministic and expr.function.eval_type in _ROW_EVAL_TYPES
 
 
 class _BatchCall:
@@ -112,11 +121,12 @@ def _run_rows(expr: PythonUDF, columns: list[pa.Array], n: int) -> pa.Array:
     (``engine/udf_workers.py``); a deterministic UDF once per distinct argument tuple
     when the batch repeats them enough (``engine/distinct_calls.py``)."""
     distinct = distinct_arguments(columns, n) if expr.deterministic else None
+    arrow = expr.function.eval_type is PythonEvalType.SQL_ARROW_BATCHED_UDF
     if distinct is None:
-        return run_row_udf(expr.function.pickled, columns, n, expr.return_type)
+        return run_row_udf(expr.function.pickled, columns, n, expr.return_type, arrow)
     try:
         results = run_row_udf(expr.function.pickled, distinct.columns, distinct.count,
-                              expr.return_type)
+                              expr.return_type, arrow)
     except RowFailure as failure:
         raise RowFailure(distinct.first_row(failure.index), failure.error) from failure.error
     return distinct.expand(results)
@@ -211,6 +221,8 @@ def _frame_column(frame: pd.DataFrame, name: str, position: int) -> pd.Series:
     return by_position
 
 
+_ROW_EVAL_TYPES = frozenset({PythonEvalType.SQL_BATCHED_UDF,
+                             PythonEvalType.SQL_ARROW_BATCHED_UDF})
 _RUNNERS: dict[PythonEvalType, _Runner] = {
     PythonEvalType.SQL_BATCHED_UDF: _run_rows,
     PythonEvalType.SQL_ARROW_BATCHED_UDF: _run_rows,
