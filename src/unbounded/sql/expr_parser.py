@@ -605,8 +605,15 @@ def _(node: exp.Window) -> Expression:
     spec = W.WindowSpec(tuple(_convert(e) for e in node.args.get("partition_by") or []),
                         tuple(_sort_order(o) for o in (order.expressions if order else [])),
                         _frame(node.args.get("spec")))
+    function = _convert(node.this)
+    if isinstance(function, W.RankingCall) and not spec.order_by:
+        raise _Rejected(
+            f"Window function {function.name} requires the window to be ordered. You need to "
+            f"add an ORDER BY clause. For example: SELECT {function.display_name()} OVER "
+            "(PARTITION BY window_partition ORDER BY window_ordering) FROM table.",
+            "WINDOW_FUNCTION_FRAME_NOT_ORDERED")
     try:
-        return W.WindowExpression(_convert(node.this), spec)
+        return W.WindowExpression(function, spec)
     except (TypeError, ValueError) as err:
         raise _Rejected(str(err), "UNSUPPORTED_EXPR_FOR_WINDOW") from None
 
