@@ -31,12 +31,15 @@ How each store keeps them (also in ``docs/architecture.md``):
   ``create`` is a conditional PUT with ``If-None-Match: *`` (AWS S3 since 2024, MinIO,
   moto), which the store refuses with 412 when the key exists. A store that ignores the
   header would let the later of two racing writers replace an entry.
-- Any other fsspec file system (``memory://``, and today ``gs://`` through gcsfs and
-  ``abfs://`` through adlfs unless their ``pipe_file`` honours ``mode="create"``):
-  ``create`` checks for the name and then writes, which is not atomic against a second
-  writer. The lease still keeps a second driver off while the first one lives, and the
-  epoch fence stops a stale run at its next publish; what is weaker is only the last
-  line of defence, two writers of one entry in the same instant.
+- ``gs://`` (gcsfs) and ``abfs://`` (adlfs) pass ``mode="create"`` on as the store's
+  own precondition (gcsfs: ``ifGenerationMatch=0``, which gcsfs calls experimental;
+  adlfs: ``overwrite=False``, sent as ``If-None-Match: *``), so the server refuses a
+  second writer there too; neither is tested here.
+- Any other fsspec file system (``memory://``, ...): fsspec's default ``create`` checks
+  for the name and then writes, which is not atomic against a second writer. The lease
+  still keeps a second driver off while the first one lives, and the epoch fence stops a
+  stale run at its next publish; what is weaker is only the last line of defence, two
+  writers of one entry in the same instant.
 
 Listings are never served from fsspec's listings cache: another node may have written
 since. Options (endpoint, credentials) come from fsspec's own configuration:
