@@ -4,9 +4,12 @@ What costs time here is the interpreter, not the data: a Python call per row. So
 arguments are converted a column at a time (``to_pylist``, or NumPy's ``tolist`` for a
 numeric column without nulls), the function is called from a list comprehension (CPython
 3.11 inlines a Python-to-Python call made there; ``map``/``starmap`` call from C and cost
-about a quarter more per row) and the results go back to Arrow in one ``pa.array``. This
-module needs only pyarrow and cloudpickle, so the UDF worker processes
-(``engine/udf_workers.py``) start quickly.
+about a sixth more per row) and the results go back to Arrow in one ``pa.array``, all
+``CHUNK_ROWS`` rows at a time so the Python values stay in the CPU cache. Measured (CPU
+time, float64, the bench's ``2 * x + 1``): ~16 ns a row to Python values, ~97 for the
+call, of which the function's own body is ~65, ~15 back to Arrow. This module needs only
+pyarrow and cloudpickle, so the UDF worker processes (``engine/udf_workers.py``) start
+quickly.
 """
 
 from __future__ import annotations
