@@ -467,21 +467,25 @@ def _to_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) 
     return parse_timestamp(args[0], fmt, ctx.time_zone)
 
 
+_AWARE_SHAPES = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M%#z",
+                 "%Y-%m-%dT%H:%M%#z")
+_NAIVE_SHAPES = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M",
+                 "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+
 def text_to_instant(text: pl.Expr, zone: str) -> pl.Expr:
     """Spark's reading of timestamp text without a pattern (``2026-03-08``,
-    ``2026-03-08T09:05``, ``2026-03-08 09:05:07.5+01:00``, ``...Z``): an offset names the
-    instant, none means the wall clock in ``zone``. Each value is brought to one shape and
-    read with an explicit format, since Polars would infer one format per column."""
-    shaped = text.str.strip_chars().str.replace(r"^(\S+?)T", "$1 ") \
-        .str.replace(r"\s*(?:Z|UTC|GMT)$", "+00:00")
-    shaped = pl.when(shaped.str.contains(r"^\d{4,}-\d{1,2}-\d{1,2}$")) \
-        .then(shaped + pl.lit(" 00:00:00")).otherwise(shaped) \
-        .str.replace(r" (\d{1,2}:\d{1,2})([+-]|$)", " $1:00$2")
-    with_offset = shaped.str.contains(r" .*[+-]\d{1,2}(?::?\d{2})?$")
-    aware = shaped.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", time_unit="us",
-                                   time_zone="UTC", strict=False)
-    naive = shaped.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False)
-    return pl.when(with_offset).then(aware).otherwise(from_local(naive, zone))
+    ``2026-03-08T09:05``, ``2026-3-8 9:05:07.5+01:00``, ``...Z``, ``... UTC``): an offset
+    names the instant, none means the wall clock in ``zone``. Each shape is read with an
+    explicit format (Polars would infer one format per column, from its first value)."""
+    stripped = text.str.strip_chars()
+    utc = stripped.str.ends_with(" UTC") | stripped.str.ends_with(" GMT")
+    stripped = pl.when(utc).then(stripped.str.head(-4) + pl.lit("Z")).otherwise(stripped)
+    aware = [stripped.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False)
+             for f in _AWARE_SHAPES]
+    naive = pl.coalesce([stripped.str.to_datetime(f, time_unit="us", strict=False)
+                         for f in _NAIVE_SHAPES])
+    return pl.coalesce([*aware, from_local(naive, zone)])
 
 
 def parse_timestamp(text: pl.Expr, pattern: str, zone: str) -> pl.Expr:

@@ -23,7 +23,6 @@ from typing import Any
 import polars as pl
 
 from unbounded.engine import datetime_functions as dates  # a module: imports are circular
-from unbounded.engine.ansi import checked
 from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
@@ -101,26 +100,33 @@ def _from_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> 
     schema: T.DataType = call.param("schema")
     options = json_options(call, ctx)
     target = to_polars_dtype(schema)
+    return args[0].map_batches(lambda s: _from_json_batch(s, schema, target, options),
+                               return_dtype=target, is_elementwise=True)
+
+
+def _from_json_batch(texts: pl.Series, schema: T.DataType, target: pl.DataType,
+                     options: JsonOptions) -> pl.Series:
+    """One batch, eagerly: decode with temporals as text, read them (once), then apply
+    the parse mode to the records where something did not convert."""
     staged = timestamps_as_strings(target, dates=True)
-    decoded = args[0].map_batches(
-        lambda s: _decode(s, schema, staged, options),
-        return_dtype=pl.Struct({"value": staged, "bad": pl.Boolean}), is_elementwise=True)
-    value = decoded.struct.field("value")
+    decoded = _decode(texts, schema, staged, options).struct.unnest()
 
     def leaf(text: pl.Expr, _staged: pl.DataType, result: pl.DataType) -> pl.Expr:
         return _temporal(text, result, options)
 
-    parsed = map_leaves(value, staged, leaf, target, has_temporals)
-    failed = decoded.struct.field("bad") | leaves_failed(value, staged, leaf, target,
-                                                         has_temporals)
-    return _finish(parsed, failed, args[0], schema, options)
+    frame = decoded.with_columns(texts.alias("text"), map_leaves(
+        pl.col("value"), staged, leaf, target, has_temporals).alias("parsed"))
+    frame = frame.with_columns(failed=pl.col("bad") | leaves_failed(
+        pl.col("value"), staged, pl.col("parsed"), target, has_temporals))
+    if options.failfast and frame["failed"].any():
+        raise _malformed(frame.filter(pl.col("failed"))["text"][0])
+    finished = _finish(pl.col("parsed"), pl.col("failed"), pl.col("text"), schema, options)
+    return frame.select(finished.alias(texts.name)).to_series()
 
 
 def _finish(parsed: pl.Expr, failed: pl.Expr, text: pl.Expr, schema: T.DataType,
             options: JsonOptions) -> pl.Expr:
-    """Spark's parse modes over a record that did not convert."""
-    if options.failfast:
-        return checked(parsed, failed, text, to_polars_dtype(schema), _malformed)
+    """Spark's PERMISSIVE mode over a record that did not convert."""
     if not isinstance(schema, T.StructType):
         return pl.when(failed.not_()).then(parsed)
     names = [f.name for f in schema.fields]

@@ -615,7 +615,7 @@ def _nested_timestamps(column: pl.Expr, staged: pl.DataType, data_type: DataType
         return pl.when(text.str.contains(r"^\s*-?\d+\s*$")).then(epoch) \
             .otherwise(_parse_expr(text, TimestampType(), zone))
     parsed = map_leaves(column, staged, leaf, target)
-    failed = leaves_failed(column, staged, leaf, target)
+    failed = leaves_failed(column, staged, parsed, target)
     return (pl.when(failed.not_()).then(parsed) if isinstance(target, pl.Map) else parsed,
             failed)
 

@@ -110,24 +110,31 @@ def map_leaves(expr: pl.Expr, dtype: DType, leaf: Leaf, result: DType,
     return leaf(expr, dtype, result)
 
 
-def leaves_failed(expr: pl.Expr, dtype: DType, leaf: Leaf, result: DType,
+def leaves_failed(before: pl.Expr, dtype: DType, after: pl.Expr, result: DType,
                   where: Callable[[DType], bool] = has_instants) -> pl.Expr:
-    """Whether ``leaf`` (as :func:`map_leaves` applies it) turned some non-NULL value of
-    ``expr`` into NULL, at any depth: the value did not convert (a malformed record)."""
+    """Whether ``after`` (``before`` passed through :func:`map_leaves` with the same
+    ``where``) has fewer non-NULL leaves: some value did not convert (a malformed
+    record). Only the subtrees ``where`` selects are counted."""
+    return (_present(before, dtype, result, where)
+            != _present(after, result, result, where)).fill_null(False)
+
+
+def _present(expr: pl.Expr, dtype: DType, result: DType,
+             where: Callable[[DType], bool]) -> pl.Expr:
+    """How many non-NULL leaves ``expr`` has in the subtrees ``where`` selects."""
     dtype, result = _instance(dtype), _instance(result)
     if not (where(dtype) or where(result)):
-        return pl.lit(False)
+        return pl.lit(0, dtype=pl.Int64)
     if isinstance(dtype, pl.Struct) and isinstance(result, pl.Struct):
-        parts = [leaves_failed(expr.struct.field(f.name), f.dtype, leaf, r.dtype, where)
-                 for f, r in zip(dtype.fields, result.fields, strict=True)]
-        return pl.any_horizontal(parts).fill_null(False)
+        return pl.sum_horizontal(
+            [_present(expr.struct.field(f.name), f.dtype, r.dtype, where)
+             for f, r in zip(dtype.fields, result.fields, strict=True)])
     if isinstance(dtype, pl.List) and isinstance(result, pl.List):
-        inner = leaves_failed(pl.element(), dtype.inner, leaf, result.inner, where)
-        return expr.list.eval(inner).list.any().fill_null(False)
+        inner = _present(pl.element(), dtype.inner, result.inner, where)
+        return expr.list.eval(inner).list.sum().fill_null(0)
     if isinstance(dtype, pl.Map) and isinstance(result, pl.Map):
-        return leaves_failed(expr.cast(_entries(dtype)), _entries(dtype), leaf,
-                             _entries(result), where)
-    return (expr.is_not_null() & leaf(expr, dtype, result).is_null()).fill_null(False)
+        return _present(expr.cast(_entries(dtype)), _entries(dtype), _entries(result), where)
+    return expr.is_not_null().cast(pl.Int64)
 
 
 def _entries(dtype: pl.Map) -> pl.List:
