@@ -148,10 +148,62 @@ def to_arrow(results: list[Any], return_type: T.DataType, arrow: bool = False) -
     (``true``, ``[1, 2]``) for a string column."""
     if isinstance(return_type, T.StringType) and not set(map(type, results)) <= _TEXT:
         results = [v if v is None or type(v) is str else _java_string(v) for v in results]
-    elif isinstance(return_type, (T.TimestampType, T.TimestampNTZType)):
-        convert = _DATETIME_RESULTS[isinstance(return_type, T.TimestampType), arrow]
+    elif (convert := _datetime_converter(return_type, arrow)) is not None:
         results = [None if v is None else convert(v) for v in results]
     return pa.array(results, type=return_type.to_arrow())
+
+
+_Convert = Callable[[Any], Any]
+
+
+def _datetime_converter(data_type: T.DataType, arrow: bool) -> _Convert | None:
+    """How a non-null result of ``data_type`` has its datetimes read as PySpark reads
+    them (inside arrays, maps and structs too), or None when it holds none."""
+    if isinstance(data_type, (T.TimestampType, T.TimestampNTZType)):
+        return _DATETIME_RESULTS[isinstance(data_type, T.TimestampType), arrow]
+    if isinstance(data_type, T.ArrayType):
+        inner = _datetime_converter(data_type.elementType, arrow)
+        return None if inner is None else lambda v: [_or_none(inner, x) for x in v]
+    if isinstance(data_type, T.MapType):
+        return _map_converter(data_type, arrow)
+    if isinstance(data_type, T.StructType):
+        return _struct_converter(data_type, arrow)
+    return None
+
+
+def _map_converter(data_type: T.MapType, arrow: bool) -> _Convert | None:
+    keys = _datetime_converter(data_type.keyType, arrow) or _same
+    values = _datetime_converter(data_type.valueType, arrow) or _same
+    if keys is _same and values is _same:
+        return None
+    return lambda v: {keys(k): _or_none(values, x) for k, x in v.items()} \
+        if isinstance(v, dict) else v
+
+
+def _struct_converter(data_type: T.StructType, arrow: bool) -> _Convert | None:
+    """A struct result as a tuple (a Row, positional as Arrow reads it) or a dict (by
+    name), its datetime fields converted."""
+    fields = {f.name: _datetime_converter(f.dataType, arrow) or _same
+              for f in data_type.fields}
+    if all(c is _same for c in fields.values()):
+        return None
+    order = list(fields.values())
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: _or_none(fields.get(k, _same), x) for k, x in v.items()}
+        if isinstance(v, tuple) and len(v) == len(order):
+            return tuple(_or_none(c, x) for c, x in zip(order, v, strict=True))
+        return v
+    return convert
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _or_none(convert: _Convert, value: Any) -> Any:
+    return None if value is None else convert(value)
 
 
 def _instant(value: Any) -> datetime:

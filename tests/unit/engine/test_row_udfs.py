@@ -23,6 +23,7 @@ import pytest
 from unbounded.engine import row_udfs
 from unbounded.engine.row_udfs import RowFailure, rows_to_arrow
 from unbounded.errors import PythonException
+from unbounded.sql import Row
 from unbounded.sql import functions as F
 from unbounded.sql import types as T
 
@@ -146,6 +147,19 @@ def test_returned_wall_clocks_at_dst_changes_read_as_pyspark_reads_them(
     values = [datetime(2024, 11, 3, 1, 30), datetime(2024, 11, 3, 1, 30, fold=1),
               datetime(2024, 3, 10, 2, 30)]
     assert _returned_micros(spark, values, use_arrow) == expected
+
+
+@pytest.mark.parametrize("use_arrow", [False, True])
+def test_naive_datetimes_inside_array_struct_and_map_results_read_in_the_process_zone(
+        spark, process_zone, use_arrow):
+    process_zone("Asia/Tokyo")
+    noon = datetime(2024, 7, 1, 12)
+    udfs = [F.udf(lambda: [noon, None], "array<timestamp>", useArrow=use_arrow)()[0],
+            F.udf(lambda: Row(t=noon), "struct<t: timestamp>", useArrow=use_arrow)().t,
+            F.udf(lambda: {"t": noon}, "struct<t: timestamp>", useArrow=use_arrow)().t,
+            F.udf(lambda: {"k": noon}, "map<string, timestamp>", useArrow=use_arrow)()["k"]]
+    assert list(spark.range(1).select(*(F.unix_micros(u) for u in udfs)).collect()[0]) \
+        == [1719802800000000] * 4
 
 
 def test_a_pickled_udf_drops_the_zone_of_an_aware_timestamp_ntz_result(spark):
