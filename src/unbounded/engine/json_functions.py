@@ -60,6 +60,7 @@ class JsonOptions:
     failfast: bool = False
     corrupt_column: str = "_corrupt_record"
     ignore_null_fields: bool = True
+    pretty: bool = False
 
 
 def json_options(call: FunctionCall, ctx: CompileContext) -> JsonOptions:
@@ -76,7 +77,8 @@ def json_options(call: FunctionCall, ctx: CompileContext) -> JsonOptions:
         timestamp_format=raw.get("timestampformat"), date_format=raw.get("dateformat"),
         syntax=_syntax(raw), failfast=mode == "FAILFAST",
         corrupt_column=raw.get("columnnameofcorruptrecord", "_corrupt_record"),
-        ignore_null_fields=_flag(raw, "ignorenullfields", True))
+        ignore_null_fields=_flag(raw, "ignorenullfields", True),
+        pretty=_flag(raw, "pretty", False))
 
 
 def _flag(raw: dict[str, str], key: str, default: bool) -> bool:
@@ -91,7 +93,8 @@ def _syntax(raw: dict[str, str]) -> JsonSyntax:
         numeric_leading_zeros=_flag(raw, "allownumericleadingzeros", False),
         backslash_escaping_any_character=_flag(raw, "allowbackslashescapinganycharacter",
                                                False),
-        unquoted_control_chars=_flag(raw, "allowunquotedcontrolchars", False))
+        unquoted_control_chars=_flag(raw, "allowunquotedcontrolchars", False),
+        comments=_flag(raw, "allowcomments", False))
 
 
 # ---- from_json ---------------------------------------------------------------------------
@@ -295,7 +298,37 @@ def _to_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
 
     texts = timestamps_as_strings(dtype, dates=True)
     value = map_leaves(args[0], dtype, leaf, texts, has_temporals)
-    return _json_text(value, texts, options.ignore_null_fields)
+    compact = _json_text(value, texts, options.ignore_null_fields)
+    if not options.pretty:
+        return compact
+    return compact.map_batches(_pretty_batch, return_dtype=pl.String, is_elementwise=True)
+
+
+def _pretty_batch(texts: pl.Series) -> pl.Series:
+    return pl.Series(texts.name, [None if t is None else _pretty(json.loads(
+        t, parse_int=_Raw, parse_float=_Raw, parse_constant=_Raw)) for t in texts.to_list()],
+        dtype=pl.String)
+
+
+class _Raw(str):
+    """A number's JSON text, kept as written."""
+
+
+def _pretty(value: Any, depth: int = 0) -> str:
+    """Jackson's default pretty printer: two spaces per enclosing object, ``" : "``
+    between a name and its value, arrays on one line (``[ 1, 2 ]``)."""
+    if isinstance(value, dict):
+        if not value:
+            return "{ }"
+        inner = "  " * (depth + 1)
+        members = ",\n".join(f"{inner}{json.dumps(k, ensure_ascii=False)} : "
+                             f"{_pretty(v, depth + 1)}" for k, v in value.items())
+        return "{\n" + members + "\n" + "  " * depth + "}"
+    if isinstance(value, list):
+        return "[ " + ", ".join(_pretty(v, depth) for v in value) + " ]" if value else "[ ]"
+    if isinstance(value, _Raw):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _temporal_text(value: pl.Expr, dtype: pl.DataType, options: JsonOptions) -> pl.Expr:

@@ -3,8 +3,9 @@
 Spark's JSON reader and ``from_json`` accept more than strict JSON, each extension behind
 an option: ``allowSingleQuotes`` (on by default: ``{'a': 'x'}``), ``allowNonNumericNumbers``
 (on: ``NaN``, ``Infinity``, ``-Infinity``), ``allowUnquotedFieldNames`` (``{a: 1}``),
-``allowNumericLeadingZeros`` (``007``), ``allowBackslashEscapingAnyCharacter`` (``\\y``)
-and ``allowUnquotedControlChars`` (a raw tab inside a string). Strict text goes through
+``allowNumericLeadingZeros`` (``007``), ``allowBackslashEscapingAnyCharacter`` (``\\y``),
+``allowUnquotedControlChars`` (a raw tab inside a string) and ``allowComments``
+(``/* ... */`` and ``// ...``). Strict text goes through
 :func:`json.loads`; only text it rejects is read by the small parser here.
 
 Example:
@@ -42,6 +43,7 @@ class JsonSyntax:
     numeric_leading_zeros: bool = False
     backslash_escaping_any_character: bool = False
     unquoted_control_chars: bool = False
+    comments: bool = False
 
 
 def loads(text: str, syntax: JsonSyntax) -> Any:
@@ -50,7 +52,7 @@ def loads(text: str, syntax: JsonSyntax) -> Any:
         return json.loads(text, parse_constant=_constant(syntax),
                           strict=not syntax.unquoted_control_chars)
     except ValueError:
-        if not (syntax.single_quotes or syntax.unquoted_field_names
+        if not (syntax.single_quotes or syntax.unquoted_field_names or syntax.comments
                 or syntax.numeric_leading_zeros or syntax.backslash_escaping_any_character):
             raise
     reader = _Reader(text, syntax)
@@ -77,9 +79,20 @@ class _Reader:
         return ValueError(f"{what} at character {self.pos}")
 
     def skip(self) -> str:
-        while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
-            self.pos += 1
-        return self.text[self.pos] if self.pos < len(self.text) else ""
+        """The next significant character, past whitespace (and comments, when on)."""
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
+                self.pos += 1
+            if not (self.syntax.comments and self.text.startswith(("/*", "//"), self.pos)):
+                return self.text[self.pos] if self.pos < len(self.text) else ""
+            self.skip_comment()
+
+    def skip_comment(self) -> None:
+        block = self.text.startswith("/*", self.pos)
+        end = self.text.find("*/" if block else "\n", self.pos + 2)
+        if end < 0 and block:
+            raise self.fail("unterminated comment")
+        self.pos = len(self.text) if end < 0 else end + (2 if block else 1)
 
     def end(self) -> None:
         if self.skip():

@@ -171,3 +171,24 @@ def test_the_zone_is_the_sessions_when_the_dataframe_was_built(spark, texts):
     rows = built.select(F.col("r.t").cast("string"), "o").collect()
     assert rows[0][0] == "2026-03-08 16:05:07"
     assert rows[0][1] == '{"t":"2026-03-08T09:05:07.000-07:00"}'
+
+
+def test_allow_comments_skips_block_and_line_comments(spark):
+    row = spark.sql("""SELECT from_json('{"a": 1, /* c */ "b": "z" // x\n}', 'a int, b string',
+                       map('allowComments', 'true')),
+                       from_json('{"a": 1 # y\n}', 'a int', map('allowComments', 'true')),
+                       from_json('/* h */ {"a": 2}', 'a int', map('allowComments', 'true')),
+                       from_json('/* h */ {"a": 2}', 'a int')""").collect()[0]
+    assert [tuple(v) for v in row] == [(1, "z"), (None,), (2,), (None,)]
+
+
+def test_to_json_pretty_prints_as_jacksons_default_printer(spark):
+    row = spark.sql("""SELECT to_json(named_struct('a', array(named_struct('b', 1),
+                       named_struct('b', 2)), 'e', array(), 'o', named_struct('x', 1.5D,
+                       'y', array(1, 2)), 'm', map('k', 1), 'z', named_struct('q',
+                       CAST(NULL AS INT))), map('pretty', 'true')),
+                       to_json(array(1, 2), map('pretty', 'true'))""").collect()[0]
+    assert row[0] == ('{\n  "a" : [ {\n    "b" : 1\n  }, {\n    "b" : 2\n  } ],\n'
+                      '  "e" : [ ],\n  "o" : {\n    "x" : 1.5,\n    "y" : [ 1, 2 ]\n  },\n'
+                      '  "m" : {\n    "k" : 1\n  },\n  "z" : { }\n}')
+    assert row[1] == "[ 1, 2 ]"
