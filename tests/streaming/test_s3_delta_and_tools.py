@@ -1,7 +1,7 @@
 """Checkpoints at an S3 URL, beyond the logs and the state (issue 13): the Delta source
-keeps its start record there, `unbounded checkpoint inspect` reads a URL checkpoint and
-its sink's manifest, and `validate` and `rewind`, which work on local folders only, refuse
-a URL naming what is unsupported. Against moto's S3 server on loopback."""
+keeps its start record there, `unbounded checkpoint inspect` and `validate` read a URL
+checkpoint and its sink's manifest, and `rewind`, which moves files aside by renaming
+them, refuses a URL naming what is unsupported. Against moto's S3 server on loopback."""
 
 from __future__ import annotations
 
@@ -111,25 +111,55 @@ def test_inspect_on_the_command_line_reads_an_s3_checkpoint(windowed, capsys):
     assert doc["path"] == checkpoint and len(doc["batches"]) == 4
 
 
-def test_validate_and_rewind_refuse_an_s3_checkpoint_naming_what_is_unsupported(windowed):
+def _damage(url: str) -> None:
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    data = bytearray(fs.cat_file(url))
+    data[len(data) // 2] ^= 0x04
+    fs.pipe_file(url, bytes(data))
+
+
+def test_validate_finds_an_s3_checkpoint_and_its_sink_sound(windowed):
     checkpoint, output = windowed
-    with pytest.raises(UnsupportedLocationError, match=r"'unbounded checkpoint validate' "
-                       rf"does not support {checkpoint}: a folder at a URL"):
-        validate_checkpoint(checkpoint)
-    with pytest.raises(UnsupportedLocationError, match=rf"does not support {output}"):
-        validate_checkpoint("/tmp/local-cp", output)
-    with pytest.raises(UnsupportedLocationError, match="an object store has no rename"):
+    assert validate_checkpoint(checkpoint, output) == []
+
+
+def test_validate_names_each_damaged_or_missing_object_of_an_s3_checkpoint(windowed):
+    checkpoint, output = windowed
+    _damage(f"{checkpoint}/offsets/1")
+    _damage(f"{checkpoint}/state/0/1/2.delta")
+    (data_file,) = FileSinkManifest(output).all_files()
+    fsspec.filesystem("s3", use_listings_cache=False).rm_file(data_file)
+    problems = {p.file: p.message for p in validate_checkpoint(checkpoint, output)}
+    assert set(problems) == {f"{checkpoint}/offsets/1", f"{checkpoint}/state/0/1/2.delta",
+                             data_file}
+    assert "CRC-32C" in problems[f"{checkpoint}/offsets/1"]
+    assert problems[data_file] == (f"listed in the file sink manifest {output}/"
+                                   "_spark_metadata but missing")
+
+
+def test_rewind_refuses_an_s3_checkpoint_naming_what_is_unsupported(windowed):
+    checkpoint, output = windowed
+    with pytest.raises(UnsupportedLocationError, match=r"'unbounded checkpoint rewind' "
+                       rf"does not support {checkpoint}: a folder at a URL .* an object "
+                       "store has no rename"):
         plan_rewind(checkpoint, 1)
+    with pytest.raises(UnsupportedLocationError, match=rf"does not support {output}"):
+        plan_rewind("/tmp/local-cp", 1, output)
 
 
-def test_the_command_line_reports_a_refused_url_checkpoint_with_exit_code_1(
+def test_the_command_line_validates_and_refuses_to_rewind_an_s3_checkpoint(
         windowed, s3_server, python_env):
     checkpoint, _ = windowed
     env = {**python_env, **fsspec_s3_env(s3_server)}
-    for tool in (["validate"], ["rewind", "--to", "1", "--yes"]):
-        done = subprocess.run([sys.executable, "-m", "unbounded.cli", "checkpoint", *tool,
-                               checkpoint], capture_output=True, text=True, env=env,
-                              timeout=120, check=False)
-        assert done.returncode == 1, done.stderr
-        assert f"Refused: 'unbounded checkpoint {tool[0]}' does not support {checkpoint}" \
-            in done.stderr
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "unbounded.cli", "checkpoint", *args],
+                              capture_output=True, text=True, env=env, timeout=120,
+                              check=False)
+
+    validated = cli("validate", checkpoint)
+    assert (validated.returncode, validated.stdout) == (0, f"{checkpoint}: sound\n")
+    refused = cli("rewind", "--to", "1", "--yes", checkpoint)
+    assert refused.returncode == 1, refused.stderr
+    assert f"Refused: 'unbounded checkpoint rewind' does not support {checkpoint}" \
+        in refused.stderr

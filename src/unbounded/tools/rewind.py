@@ -72,15 +72,12 @@ _URL_HELP = {
               "While no query runs, copy the checkpoint to a local folder (aws s3 sync), "
               "rewind it there and copy it back deleting what was set aside (aws s3 sync "
               "--delete), or start the query on a new checkpoint",
-    "validate": "it walks the checkpoint's local folders. 'unbounded checkpoint inspect' "
-                "reads a checkpoint at a URL (a damaged entry shows in its report), and "
-                "every entry a query reads there is checked against its CRC-32C",
 }
 
 
 def refuse_urls(tool: str, *paths: str | None) -> None:
     """Refuse, naming what is unsupported, a checkpoint or sink folder given as a URL to a
-    tool that works on local folders only (``rewind``, ``validate``)."""
+    tool that works on local folders only (``rewind``)."""
     for path in paths:
         if path is not None and is_url(path):
             raise UnsupportedLocationError(

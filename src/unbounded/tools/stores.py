@@ -107,10 +107,18 @@ def _size(path: str) -> int:
     return os.path.getsize(path) if os.path.exists(path) else 0
 
 
+def _file_bytes(path: str) -> pa.Buffer:
+    """The whole file: mapped from a local disk, read from a store."""
+    store = storage_for(path)
+    if isinstance(store, FsspecStorage):
+        return pa.py_buffer(store.read(path))
+    return pa.memory_map(path).read_buffer()
+
+
 def _file_schema(path: str, kind: StateFileKind) -> pa.Schema:
     """The row columns of the state file ``path``, after its envelope's checks."""
     try:
-        body = StateFileEnvelope.body(path, pa.memory_map(path).read_buffer(), kind)
+        body = StateFileEnvelope.body(path, _file_bytes(path), kind)
         schema = pa.ipc.open_file(body).schema.remove_metadata()
     except (OSError, pa.ArrowException) as e:
         if isinstance(e, CheckpointCorruptError):

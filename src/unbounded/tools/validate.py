@@ -13,7 +13,9 @@
 - given the file sink's folder: its manifest ids are contiguous, it neither lags the
   commits nor runs ahead of the offsets, and the files it lists exist.
 
-Each :class:`Problem` names the file (or folder) it is about.
+Each :class:`Problem` names the file (or folder) it is about. The checkpoint and the
+sink's folder may be URLs (``s3://bucket/cp``): everything is read through the
+checkpoint's storage layer.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from unbounded.checkpoint.checksum import read_checked
 from unbounded.checkpoint.logs import CommitLog, OffsetEntry, OffsetLog, QueryMetadata
+from unbounded.checkpoint.storage import FsspecStorage, normalize_location, storage_for
 from unbounded.errors import CheckpointCorruptError
 from unbounded.files.manifest import FileSinkManifest
 from unbounded.files.paths import local_path
@@ -31,7 +34,7 @@ from unbounded.sources.files import FileSourceLog
 from unbounded.state.base import StateStoreId
 from unbounded.state.files import StateFileKind
 from unbounded.tools.inspect import NotACheckpointError
-from unbounded.tools.rewind import REWOUND_DIR, refuse_urls
+from unbounded.tools.rewind import REWOUND_DIR
 from unbounded.tools.sink import manifest_batches, manifest_file
 from unbounded.tools.stores import (
     listing_log,
@@ -73,6 +76,9 @@ class _Findings:
 
 def _checksummed_files(root: str) -> list[str]:
     """Every file under ``root`` that has a checksum sidecar."""
+    store = storage_for(root)
+    if isinstance(store, FsspecStorage):
+        return _checksummed_objects(store, root)
     found = []
     for folder, subfolders, names in os.walk(root):
         if folder == root and REWOUND_DIR in subfolders:  # set aside, not read on restart
@@ -83,6 +89,17 @@ def _checksummed_files(root: str) -> list[str]:
                 if os.path.exists(target):
                     found.append(target)
     return sorted(found)
+
+
+def _checksummed_objects(store: FsspecStorage, root: str) -> list[str]:
+    """``_checksummed_files`` of a URL: the objects under it, each found by its sidecar."""
+    objects = set(store.walk(root))
+    aside = f"{root}/{REWOUND_DIR}/"
+    targets = (f"{path.rpartition('/')[0]}/{name[1:-len(_SIDECAR_SUFFIX)]}"
+               for path in objects
+               if (name := path.rpartition("/")[2]).startswith(".")
+               and name.endswith(_SIDECAR_SUFFIX))
+    return sorted(t for t in targets if t in objects and not t.startswith(aside))
 
 
 def _check_sums(root: str, found: _Findings) -> None:
@@ -98,9 +115,7 @@ def _gaps(ids: list[int]) -> list[int]:
 
 
 def _ids(folder: str) -> list[int]:
-    if not os.path.isdir(folder):
-        return []
-    return sorted(int(n) for n in os.listdir(folder) if n.isdigit())
+    return sorted(int(n) for n in storage_for(folder).list(folder) if n.isdigit())
 
 
 @dataclass(frozen=True)
@@ -264,7 +279,7 @@ def _check_sink_ids(manifest: FileSinkManifest, logs: _Logs, found: _Findings) -
 
 
 def _check_sink(path: str, logs: _Logs, found: _Findings) -> None:
-    manifest = FileSinkManifest(os.path.abspath(path))
+    manifest = FileSinkManifest(normalize_location(path))
     _check_sums(manifest.metadata_path, found)
     if not _check_sink_ids(manifest, logs, found):
         return
@@ -274,13 +289,20 @@ def _check_sink(path: str, logs: _Logs, found: _Findings) -> None:
         found.damage(manifest.metadata_path, e)
         return
     for entry in entries:
-        if not os.path.isfile(local_path(entry["path"])):
-            found.add(local_path(entry["path"]), "listed in the file sink manifest "
-                                                 f"{manifest.metadata_path} but missing")
+        file = local_path(entry["path"])
+        if not _is_file(file):
+            found.add(file, f"listed in the file sink manifest {manifest.metadata_path} "
+                            "but missing")
+
+
+def _is_file(path: str) -> bool:
+    store = storage_for(path)
+    return store.exists(path) if isinstance(store, FsspecStorage) else os.path.isfile(path)
 
 
 def _metadata(cp: str, found: _Findings) -> QueryMetadata | None:
-    if not os.path.exists(os.path.join(cp, "metadata")):
+    path = os.path.join(cp, "metadata")
+    if not storage_for(path).exists(path):
         raise NotACheckpointError(f"{cp} is not a checkpoint (no metadata file)")
     try:
         return QueryMetadata.read(cp)
@@ -291,9 +313,8 @@ def _metadata(cp: str, found: _Findings) -> QueryMetadata | None:
 
 def validate_checkpoint(checkpoint: str, sink_path: str | None = None) -> list[Problem]:
     """Every problem found in ``checkpoint`` (and the file sink at ``sink_path``);
-    empty when it is sound. A URL is refused (:class:`UnsupportedLocationError`)."""
-    refuse_urls("validate", checkpoint, sink_path)
-    cp, found = os.path.abspath(checkpoint), _Findings()
+    empty when it is sound. Either may be a URL (read through the storage layer)."""
+    cp, found = normalize_location(checkpoint), _Findings()
     _check_sums(cp, found)
     meta = _metadata(cp, found) or QueryMetadata("", [], "")
     logs = _check_logs(cp, meta, found)
