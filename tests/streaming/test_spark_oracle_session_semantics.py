@@ -119,6 +119,11 @@ COERCION_EXPRESSIONS = [
     "named_struct('a', 1) IN (named_struct('b', 1))",
     "named_struct('a', CAST(NULL AS INT), 'b', 2) < named_struct('a', 1, 'b', 1)",
     "named_struct('a', 1) = named_struct('b', CAST(1 AS BIGINT))",
+    "array(bs, b)", "array(ds, dt)", "array(tss, ts)", "array(ds, dt, ts)", "array(s, b)",
+    "array(i, b)", "array(bs, b, i)", "coalesce(bs, b)", "coalesce(ds, dt)", "nvl(bs, b)",
+    "nvl2(x, ds, dt)", "CASE WHEN i = 1 THEN bs ELSE b END", "IF(b, ds, dt)",
+    "map(1, bs, 2, b)", "map(1, s, 2, i)", "map(bs, 1, i, 2)", "b IN ('true')",
+    "dt IN ('2024-03-05')", "b IN ('true', 'x')", "coalesce(i, b)",
 ]
 # Spark rejects these at analysis (or, under ANSI, types them otherwise); unbounded
 # still answers: each is listed in the README's differences.

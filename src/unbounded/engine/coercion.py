@@ -17,10 +17,15 @@ The rules, checked against PySpark 4.3 (Spark 4's default, ANSI on):
   between two strings is rejected (``'1' - '1'``);
 - ``greatest``/``least`` take values of one type (numbers widen): a string among
   numbers is ``DATATYPE_MISMATCH.DATA_DIFF_TYPES`` in both modes;
-- ``coalesce``/``nvl``, ``array`` and ``CASE`` values mixing strings and numbers: bigint
-  (double if a number is fractional; ``array(1, 'a')`` fails), a string checked only in
-  the rows whose value is returned (``coalesce(1, 'x')`` is 1: Spark evaluates lazily);
-- ``IN`` between a string and numbers: each comparison casts as ``=`` does.
+- ``coalesce``/``nvl``/``nvl2``, ``array``, ``map`` keys and values and ``CASE``/``IF``
+  values mixing strings with another type: the string is cast to it (findWiderCommonType,
+  strings first): bigint for integral numbers, double for fractional ones, boolean, date,
+  timestamp (``array('true', true)`` is ``array<boolean>``; ``array(1, 'a')`` fails at run
+  time), a string checked only in the rows whose value is returned (``coalesce(1, 'x')``
+  is 1: Spark evaluates lazily); types that do not meet (an int and a boolean, structs
+  with other field names) are ``DATA_DIFF_TYPES`` in both modes;
+- ``IN`` between a string and numbers, booleans, dates or timestamps: each comparison
+  casts as ``=`` does.
 
 With ANSI off (Spark's ``TypeCoercion``), a comparison casts the string to the number's
 type (``IN`` compares as strings, so ``'1.0' IN (1)`` is false), and a string that does
@@ -34,9 +39,9 @@ mode. Checked against PySpark 4.3 with ``spark.sql.ansi.enabled=false``:
   does the result (``'2' + 1`` is 3.0, ``'2.5' + 1`` 3.5, ``'2' + '2'`` 4.0, ``'x' + 1``
   NULL), where ANSI gives bigint 3 and rejects two strings;
 - a string compared with a decimal: both sides double (``'2' = 2.0BD`` is true);
-- ``coalesce``/``nvl``/``ifnull``/``nvl2``/``CASE``/``IF`` values mixing strings with
-  numbers, dates or timestamps: string (``coalesce(1, 'a')`` is '1'), where ANSI gives
-  bigint;
+- ``coalesce``/``nvl``/``ifnull``/``nvl2``/``CASE``/``IF``/``array``/``map`` values mixing
+  strings with numbers, dates or timestamps: string (``coalesce(1, 'a')`` is '1'), where
+  ANSI gives bigint; a string among booleans (also in ``IN``) is ``DATA_DIFF_TYPES``;
 - both modes: a string compared with a date or timestamp column is cast to that type.
 
 >>> import polars as pl
@@ -52,6 +57,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from unbounded.engine.ansi import spark_type_name
 from unbounded.engine.dtypes import polars_schema_to_spark
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
@@ -60,13 +66,17 @@ __all__ = [
     "COMMON_TYPE_FUNCTIONS",
     "LEGACY_COMMON_TYPE_FUNCTIONS",
     "STRING_AS_DOUBLE_AGGREGATES",
+    "NoCommonType",
     "binary_operand_types",
     "check_same_type_inputs",
     "coerced_function",
     "common_value_type",
+    "data_diff_types",
     "function_arg_types",
     "legacy_binary_types",
     "legacy_common_type",
+    "legacy_mix_fails",
+    "map_diff_types",
     "spark_type_name",
 ]
 
@@ -164,6 +174,29 @@ def check_same_type_inputs(name: str, display: str, dtypes: Sequence[pl.DataType
         "SQLSTATE: 42K09", error_class="DATATYPE_MISMATCH.DATA_DIFF_TYPES")
 
 
+def data_diff_types(name: str, display: str, dtypes: Sequence[pl.DataType], *,
+                    listed: bool = False) -> AnalysisException:
+    """Spark's error for inputs that share no type: ``listed`` prints them as
+    ``["A", "B"]`` (casewhen, in, greatest), else as ``("A" or "B")`` (coalesce, array)."""
+    names = [f'"{spark_type_name(d)}"' for d in dtypes]
+    shown = f"[{', '.join(names)}]" if listed else f"({' or '.join(names)})"
+    return AnalysisException(
+        f'[DATATYPE_MISMATCH.DATA_DIFF_TYPES] Cannot resolve "{display}" due to data type '
+        f"mismatch: Input to `{name}` should all be the same type, but it's {shown}. "
+        "SQLSTATE: 42K09", error_class="DATATYPE_MISMATCH.DATA_DIFF_TYPES")
+
+
+def map_diff_types(part: str, display: str, dtypes: Sequence[pl.DataType]
+                   ) -> AnalysisException:
+    """Spark's error for ``map`` keys (``part`` KEY) or values (VALUE) of no one type."""
+    names = ", ".join(f'"{spark_type_name(d)}"' for d in dtypes)
+    return AnalysisException(
+        f'[DATATYPE_MISMATCH.CREATE_MAP_{part}_DIFF_TYPES] Cannot resolve "{display}" due '
+        f"to data type mismatch: The given {part.lower()}s of function `map` should all be "
+        f"the same type, but they are [{names}]. SQLSTATE: 42K09",
+        error_class=f"DATATYPE_MISMATCH.CREATE_MAP_{part}_DIFF_TYPES")
+
+
 def _kind(dtype: pl.DataType) -> str:
     if dtype.is_numeric():
         return "number"
@@ -172,22 +205,65 @@ def _kind(dtype: pl.DataType) -> str:
     return str(dtype.base_type())
 
 
-def spark_type_name(dtype: pl.DataType) -> str:
-    """How Spark's error messages name the type of a ``dtype`` value (``INT``)."""
-    spark = polars_schema_to_spark(pl.Schema({"c": dtype}))
-    return spark.fields[0].dataType.simpleString().upper()
+class NoCommonType(ValueError):
+    """Values whose types Spark finds no common type for (an int and a boolean, a
+    boolean and a date): the caller raises its DATA_DIFF_TYPES error."""
 
 
 def common_value_type(dtypes: Sequence[pl.DataType]) -> T.DataType | None:
-    """The common type of values that mix strings and numbers (NULLs aside): bigint when
-    every number is integral, else double. None when they do not mix (Polars' supertype
-    is then Spark's)."""
+    """ANSI's common type of values that mix strings with other atomic types (Spark's
+    findWiderCommonType, strings first): the string takes the other's type, bigint for
+    an integral number, double for a fractional one, else boolean, date or timestamp
+    (a date and a timestamp give timestamp). None where no string mixes in (Polars'
+    supertype is Spark's) or a type is nested; raises NoCommonType when the types do not
+    meet (``array(1, true)``, ``coalesce(bs, b, 1)``)."""
     kinds = [d for d in dtypes if d != pl.Null]
-    numbers = [d for d in kinds if d.is_numeric()]
-    texts = [d for d in kinds if d == pl.String]
-    if not numbers or not texts or len(numbers) + len(texts) != len(kinds):
+    if _structs_named_apart(kinds):
+        raise NoCommonType(dtypes)
+    if not kinds or not all(_atomic(d) for d in kinds):
         return None
-    return _LONG if all(d.is_integer() for d in numbers) else _DOUBLE
+    ordered = sorted(kinds, key=lambda d: d != pl.String)
+    common: pl.DataType | None = ordered[0]
+    for dtype in ordered[1:]:
+        common = None if common is None else _wider(common, dtype)
+    if common is None:
+        raise NoCommonType(dtypes)
+    if pl.String not in kinds or common == pl.String:
+        return None
+    return polars_schema_to_spark(pl.Schema({"c": common})).fields[0].dataType
+
+
+def _structs_named_apart(kinds: list[pl.DataType]) -> bool:
+    """Structs whose field names differ share no type (Spark matches them by name here,
+    case-insensitively); Polars would merge their fields."""
+    names = {tuple(f.name.lower() for f in d.fields) for d in kinds if isinstance(d, pl.Struct)}
+    return len(names) > 1
+
+
+def _atomic(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() or dtype in (pl.String, pl.Boolean, pl.Date) \
+        or isinstance(dtype, pl.Datetime)
+
+
+def _wider(left: pl.DataType, right: pl.DataType) -> pl.DataType | None:
+    """The wider of two atomic types, as Spark's ANSI rules find it; None: none."""
+    if left == right:
+        return left
+    if left.is_numeric() and right.is_numeric():
+        return pl.Int64() if left.is_integer() and right.is_integer() else pl.Float64()
+    if left == pl.String:
+        return _string_with(right)
+    temporal = {left, right}
+    if pl.Date in temporal and any(isinstance(d, pl.Datetime) for d in temporal):
+        return left if isinstance(left, pl.Datetime) else right
+    return None
+
+
+def _string_with(other: pl.DataType) -> pl.DataType:
+    """A string meeting ``other`` is cast to it (a number: bigint or double)."""
+    if other.is_numeric():
+        return pl.Int64() if other.is_integer() else pl.Float64()
+    return other
 
 
 # Aggregates whose string input Spark casts to double (sum('2') is 2.0).
@@ -239,10 +315,13 @@ def _spark_numeric(dtype: pl.DataType) -> T.DataType | None:
 
 def _temporal_comparison(left: pl.DataType, right: pl.DataType
                          ) -> tuple[T.DataType | None, T.DataType | None]:
-    """A string compared with a date or a timestamp is cast to it (both modes)."""
+    """A string compared with a date, a timestamp or a boolean is cast to it (both
+    modes)."""
     def target(other: pl.DataType) -> T.DataType | None:
         if other == pl.Date:
             return T.DateType()
+        if other == pl.Boolean:
+            return T.BooleanType()
         return T.TimestampType() if isinstance(other, pl.Datetime) else None
 
     if left == pl.String:
@@ -254,7 +333,7 @@ def _temporal_comparison(left: pl.DataType, right: pl.DataType
 
 # ---- non-ANSI (spark.sql.ansi.enabled=false) where its result types differ ------------
 # Functions whose values take one common type, which non-ANSI finds with string promotion.
-LEGACY_COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull", "array"})
+LEGACY_COMMON_TYPE_FUNCTIONS = frozenset({"coalesce", "nvl", "ifnull", "array", "map"})
 _LEGACY_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "mod"})
 
 
@@ -283,3 +362,10 @@ def legacy_common_type(dtypes: Sequence[pl.DataType]) -> T.DataType | None:
     if others and all(d.is_numeric() or d.is_temporal() for d in others):
         return _STRING
     return None
+
+
+def legacy_mix_fails(dtypes: Sequence[pl.DataType]) -> bool:
+    """Whether non-ANSI finds no common type where ANSI casts the string: a string
+    among booleans (``array('true', true)``, ``b IN ('true')``)."""
+    kinds = {d for d in dtypes if d != pl.Null}
+    return pl.String in kinds and pl.Boolean in kinds

@@ -23,7 +23,12 @@ from unbounded.engine.ansi import (
     integral_bounds,
     java_double,
 )
-from unbounded.engine.coercion import binary_operand_types, common_value_type
+from unbounded.engine.coercion import (
+    NoCommonType,
+    binary_operand_types,
+    common_value_type,
+    data_diff_types,
+)
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import polars_schema_to_spark, to_polars_dtype
 from unbounded.engine.struct_comparison import compare_structs
@@ -405,12 +410,20 @@ def implicit_cast(value: pl.Expr, target: T.DataType | None, ctx: CompileContext
 
 
 def unify_values(values: list[pl.Expr], ctx: CompileContext,
-                 used: list[pl.Expr] | None = None) -> list[pl.Expr]:
-    """``values`` cast to their common type when they mix strings and numbers
+                 used: list[pl.Expr] | None = None, *,
+                 who: Callable[[list[pl.DataType]], Exception] | None = None
+                 ) -> list[pl.Expr]:
+    """``values`` cast to their common type when they mix strings with other types
     (``engine/coercion.py``); under ANSI a string is checked only where ``used[i]``
-    holds, the rows whose value is returned (Spark evaluates them lazily)."""
+    holds, the rows whose value is returned (Spark evaluates them lazily). Types that
+    share none raise ``who(dtypes)``, the caller's DATA_DIFF_TYPES."""
     dtypes = dtypes_of(values, ctx)
-    target = common_value_type(dtypes)
+    try:
+        target = common_value_type(dtypes)
+    except NoCommonType:
+        if who is None:
+            raise AnalysisException(f"No common type for {dtypes}.") from None
+        raise who(dtypes) from None
     if target is None:
         return values
     out = []
@@ -554,7 +567,8 @@ def _(expr: CaseWhen, ctx: CompileContext) -> pl.Expr:
     values = [compile_expr(v, ctx) for _, v in expr.branches]
     if expr.otherwise is not None:
         values.append(compile_expr(expr.otherwise, ctx))
-    values = unify_values(values, ctx, _branch_taken(conds))
+    values = unify_values(values, ctx, _branch_taken(conds), who=lambda dtypes: data_diff_types(
+        "casewhen", expr.display_name(), dtypes, listed=True))
     chain: Any = pl.when(conds[0]).then(values[0])
     for cond, value in zip(conds[1:], values[1:], strict=False):
         chain = chain.when(cond).then(value)
@@ -577,7 +591,7 @@ def _branch_taken(conds: list[pl.Expr]) -> list[pl.Expr]:
 def _(expr: In, ctx: CompileContext) -> pl.Expr:
     child = compile_expr(expr.child, ctx)
     values = [v.value for v in expr.values if isinstance(v, Literal)]
-    if len(values) == len(expr.values):
+    if len(values) == len(expr.values) and not _text_meets_typed(child, values, ctx):
         if not _mixes_text_and_numbers(child, values, ctx):
             return child.is_in(pl.Series(values))
         if not ctx.ansi:  # Spark 3's rules: a string and a number compare as strings
@@ -588,6 +602,13 @@ def _(expr: In, ctx: CompileContext) -> pl.Expr:
     for v in expr.values:
         out = out | compile_expr(BinaryOp("eq", expr.child, v), ctx)
     return out
+
+
+def _text_meets_typed(child: pl.Expr, values: list[Any], ctx: CompileContext) -> bool:
+    """A boolean, date or timestamp IN strings: each string is cast as ``=`` does."""
+    dtype = ctx.dtype_of(child)
+    typed = dtype in (pl.Boolean, pl.Date) or isinstance(dtype, pl.Datetime)
+    return typed and any(isinstance(v, str) for v in values)
 
 
 def _mixes_text_and_numbers(child: pl.Expr, values: list[Any], ctx: CompileContext) -> bool:

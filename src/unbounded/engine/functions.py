@@ -19,7 +19,9 @@ from unbounded.engine.coercion import (
     COMMON_TYPE_FUNCTIONS,
     check_same_type_inputs,
     coerced_function,
+    data_diff_types,
     function_arg_types,
+    map_diff_types,
     spark_type_name,
 )
 from unbounded.engine.context import CompileContext
@@ -87,12 +89,16 @@ def _apply(call: FunctionCall, builder: Builder, args: list[pl.Expr],
         args = [implicit_cast(a, t, ctx) for a, t in zip(args, targets, strict=True)]
     if call.name.lower() in ("greatest", "least"):
         check_same_type_inputs(call.name.lower(), call.display_name(), dtypes_of(args, ctx))
-    if call.name.lower() in COMMON_TYPE_FUNCTIONS and len(args) > 1:
-        args = unify_values(args, ctx, _coalesce_taken(args)
-                            if call.name.lower() in ("coalesce", "nvl", "ifnull") else None)
-    if call.name.lower() == "nvl2" and len(args) == 3:  # its two values: one type
+    name = call.name.lower()
+    if name in COMMON_TYPE_FUNCTIONS and len(args) > 1:
+        shown = "array" if name == "array" else "coalesce"  # Spark's nvl is a coalesce
+        args = unify_values(args, ctx, None if name == "array" else _coalesce_taken(args),
+                            who=lambda d: data_diff_types(shown, call.display_name(), d))
+    if name == "nvl2" and len(args) == 3:  # its two values: one type
         taken = args[0].is_not_null()
-        args = [args[0], *unify_values(args[1:], ctx, [taken, ~taken])]
+        args = [args[0], *unify_values(args[1:], ctx, [taken, ~taken], who=lambda d:
+                                       data_diff_types("if", call.display_name(), d,
+                                                       listed=True))]
     return builder(call, args, ctx)
 
 
@@ -509,8 +515,11 @@ def _map(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Exp
         raise AnalysisException(
             f"[WRONG_NUM_ARGS] map() needs an even number of arguments (key, value, ...), "
             f"got {len(args)}.", error_class="WRONG_NUM_ARGS")
+    shown = call.display_name()
+    keys = unify_values(args[::2], ctx, who=lambda d: map_diff_types("KEY", shown, d))
+    values = unify_values(args[1::2], ctx, who=lambda d: map_diff_types("VALUE", shown, d))
     entries = [pl.struct(k.alias("key"), v.alias("value"))
-               for k, v in zip(args[::2], args[1::2], strict=True)]
+               for k, v in zip(keys, values, strict=True)]
     if not entries:  # Spark's map<void,void>; Polars keys cannot be of the Null type
         return pl.lit([], dtype=pl.List(pl.Struct({"key": pl.String, "value": pl.String})))\
             .cast(pl.Map(pl.String, pl.String))

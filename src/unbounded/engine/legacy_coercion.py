@@ -20,8 +20,11 @@ import polars as pl
 
 from unbounded.engine.coercion import (
     LEGACY_COMMON_TYPE_FUNCTIONS,
+    data_diff_types,
     legacy_binary_types,
     legacy_common_type,
+    legacy_mix_fails,
+    map_diff_types,
 )
 from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import compile_expr
@@ -36,6 +39,7 @@ from unbounded.plan.expressions import (
     ColumnRef,
     Expression,
     FunctionCall,
+    In,
     LambdaFunction,
     Star,
 )
@@ -92,6 +96,8 @@ def _coerce(expr: Expression, ctx: CompileContext) -> Expression:
         return _common_args(expr, ctx)
     if isinstance(expr, CaseWhen):
         return _case_values(expr, ctx)
+    if isinstance(expr, In):
+        return _in_values(expr, ctx)
     return expr
 
 
@@ -107,12 +113,37 @@ def _binary(expr: BinaryOp, ctx: CompileContext) -> Expression:
 
 def _common_args(call: FunctionCall, ctx: CompileContext) -> Expression:
     name = call.name.lower()
+    if name == "map":
+        return _map_args(call, ctx) if len(call.args) % 2 == 0 else call
     first = 0 if name in LEGACY_COMMON_TYPE_FUNCTIONS else 1 if name == "nvl2" else None
     if first is None or len(call.args) - first < 2:
         return call
-    values = _to_common(call.args[first:], ctx)
+    shown = {"array": "array", "nvl2": "if"}.get(name, "coalesce")
+    values = _to_common(call.args[first:], ctx, lambda d: data_diff_types(
+        shown, call.display_name(), d, listed=name == "nvl2"))
     return call if values is None else dataclasses.replace(
         call, args=(*call.args[:first], *values))
+
+
+def _map_args(call: FunctionCall, ctx: CompileContext) -> Expression:
+    """``map(k, v, ...)``: keys and values each take one type, as in ``array``."""
+    keys, values = call.args[::2], call.args[1::2]
+    shown = call.display_name()
+    new_keys = _to_common(keys, ctx, lambda d: map_diff_types("KEY", shown, d)) or keys
+    new_values = _to_common(values, ctx, lambda d: map_diff_types("VALUE", shown, d)) or values
+    if new_keys is keys and new_values is values:
+        return call
+    args = tuple(a for pair in zip(new_keys, new_values, strict=True) for a in pair)
+    return dataclasses.replace(call, args=args)
+
+
+def _in_values(expr: In, ctx: CompileContext) -> Expression:
+    """Non-ANSI ``IN`` does not cast a string to a boolean (ANSI does)."""
+    dtypes = [_dtype(e, ctx) for e in (expr.child, *expr.values)]
+    if None not in dtypes and legacy_mix_fails([d for d in dtypes if d is not None]):
+        raise data_diff_types("in", expr.display_name(),
+                              [d for d in dtypes if d is not None], listed=True)
+    return expr
 
 
 def _div_strings(call: FunctionCall, ctx: CompileContext) -> Expression:
@@ -133,7 +164,8 @@ def _case_values(expr: CaseWhen, ctx: CompileContext) -> Expression:
     values = [v for _, v in expr.branches]
     if expr.otherwise is not None:
         values.append(expr.otherwise)
-    common = _to_common(tuple(values), ctx)
+    common = _to_common(tuple(values), ctx, lambda d: data_diff_types(
+        "casewhen", expr.display_name(), d, listed=True))
     if common is None:
         return expr
     branches = tuple((c, v) for (c, _), v in zip(expr.branches, common, strict=False))
@@ -141,12 +173,18 @@ def _case_values(expr: CaseWhen, ctx: CompileContext) -> Expression:
     return CaseWhen(branches, otherwise)
 
 
-def _to_common(values: tuple[Expression, ...], ctx: CompileContext
+def _to_common(values: tuple[Expression, ...], ctx: CompileContext,
+               who: Callable[[list[pl.DataType]], Exception]
                ) -> tuple[Expression, ...] | None:
+    """``values`` cast to their non-ANSI common type (None: as they are); a string
+    among booleans raises ``who(types)`` (ANSI would cast it)."""
     dtypes = [_dtype(v, ctx) for v in values]
     if any(d is None for d in dtypes):
         return None
-    target = legacy_common_type([d for d in dtypes if d is not None])
+    known = [d for d in dtypes if d is not None]
+    if legacy_mix_fails(known):
+        raise who(known)
+    target = legacy_common_type(known)
     if target is None:
         return None
     return tuple(v if d == pl.String else _cast(v, target)

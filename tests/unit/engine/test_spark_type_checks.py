@@ -6,6 +6,7 @@ against Spark."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 import pytest
@@ -211,3 +212,95 @@ def test_order_by_a_struct_sorts_by_position_with_null_fields_first(
     rows = p.sql("SELECT r FROM (SELECT named_struct('a', k, 'b', c) AS r FROM p UNION ALL "
                  f"SELECT CAST(NULL AS STRUCT<a: INT, b: STRING>)) ORDER BY {order}").collect()
     assert [None if r[0] is None else tuple(r[0]) for r in rows] == expected
+
+
+# ---- common types: ANSI casts a string to the other value's type --------------------
+D = date(2024, 3, 5)
+TS = datetime(2024, 3, 5, 10, 0)
+
+
+@pytest.mark.parametrize(("expr", "expected"), [
+    ("array(bs, b)", ("array<boolean>", [True, True])),
+    ("array(ds, dt)", ("array<date>", [D, D])),
+    ("array(tss, ts)", ("array<timestamp>", [TS, TS])),
+    ("array(ds, ts)", ("array<timestamp>", [datetime(2024, 3, 5), TS])),
+    ("array(ds, dt, ts)", ("array<timestamp>", [datetime(2024, 3, 5)] * 2 + [TS])),
+    ("array(bs, NULL, b)", ("array<boolean>", [True, None, True])),
+    ("array(CAST(NULL AS STRING), b)", ("array<boolean>", [None, True])),
+    ("array(s, d)", ("array<double>", [2.0, 1.5])),
+    ("array(s, CAST(1 AS DECIMAL(3,1)))", ("array<double>", [2.0, 1.0])),
+    ("array(DATE '2024-01-01', '2024-01-02')", ("array<date>", [date(2024, 1, 1),
+                                                               date(2024, 1, 2)])),
+    ("coalesce(bs, b)", ("boolean", True)), ("coalesce(ds, dt)", ("date", D)),
+    ("nvl(bs, b)", ("boolean", True)), ("ifnull(ds, dt)", ("date", D)),
+    ("nvl2(x, b, bs)", ("boolean", True)), ("nvl2(x, ds, dt)", ("date", D)),
+    ("CASE WHEN i = 1 THEN bs ELSE b END", ("boolean", True)),
+    ("CASE WHEN i = 1 THEN ts ELSE tss END", ("timestamp", TS)),
+    ("IF(i = 1, b, bs)", ("boolean", True)), ("IF(b, ds, dt)", ("date", D)),
+    ("map(1, bs, 2, b)", ("map<int,boolean>", {1: True, 2: True})),
+    ("map(1, ds, 2, dt)", ("map<int,date>", {1: D, 2: D})),
+    ("map(1, s, 2, i)", ("map<int,bigint>", {1: 2, 2: 1})),
+    ("b IN ('true')", ("boolean", True)), ("dt IN ('2024-03-05')", ("boolean", True)),
+    ("bs IN (b)", ("boolean", True)),
+])
+def test_ansi_common_type_casts_the_string_to_the_other_type(v: Any, expr: str,
+                                                             expected: Any) -> None:
+    assert _answer(v, expr, True) == expected
+
+
+@pytest.mark.parametrize(("expr", "expected"), [
+    ("array(ds, dt)", ("array<string>", ["2024-03-05", "2024-03-05"])),
+    ("array(s, d)", ("array<string>", ["2", "1.5"])),
+    ("coalesce(ds, dt)", ("string", "2024-03-05")),
+    ("ifnull(ds, dt)", ("string", "2024-03-05")),
+    ("CASE WHEN i = 1 THEN ds ELSE dt END", ("string", "2024-03-05")),
+    ("map(1, ds, 2, dt)", ("map<int,string>", {1: "2024-03-05", 2: "2024-03-05"})),
+    ("map(1, s, 2, i)", ("map<int,string>", {1: "2", 2: "1"})),
+    ("dt IN ('2024-03-05')", ("boolean", True)),
+])
+def test_non_ansi_common_type_of_strings_is_string(v: Any, expr: str, expected: Any) -> None:
+    assert _answer(v, expr, False) == expected
+
+
+_DATA_DIFF = "DATATYPE_MISMATCH.DATA_DIFF_TYPES"
+
+
+@pytest.mark.parametrize(("expr", "ansi", "error_class", "shown"), [
+    ("array(i, b)", True, _DATA_DIFF, 'Input to `array` should all be the same type, but '
+     'it\'s ("INT" or "BOOLEAN")'),
+    ("array(i, dt)", False, _DATA_DIFF, None),
+    ("array(bs, b, i)", True, _DATA_DIFF, '("STRING" or "BOOLEAN" or "INT")'),
+    ("array(s, i, b)", False, _DATA_DIFF, None),
+    ("coalesce(i, b)", True, _DATA_DIFF, "Input to `coalesce`"),
+    ("coalesce(named_struct('a', 1), named_struct('b', 2))", True, _DATA_DIFF, None),
+    ("array(named_struct('a', 1), named_struct('b', 2))", False, _DATA_DIFF, None),
+    ("array(s, b)", False, _DATA_DIFF, '("STRING" or "BOOLEAN")'),
+    ("array(bs, b)", False, _DATA_DIFF, None),
+    ("array(bs, NULL, b)", False, _DATA_DIFF, None),
+    ("coalesce(bs, b)", False, _DATA_DIFF, None), ("nvl(bs, b)", False, _DATA_DIFF, None),
+    ("nvl2(x, b, bs)", False, _DATA_DIFF, None),
+    ("CASE WHEN i = 1 THEN x ELSE b END", False, _DATA_DIFF,
+     'Input to `casewhen` should all be the same type, but it\'s ["STRING", "BOOLEAN"]'),
+    ("IF(i = 1, b, bs)", False, _DATA_DIFF, None),
+    ("b IN ('true')", False, _DATA_DIFF, 'Input to `in` should all be the same type'),
+    ("b IN (bs, false)", False, _DATA_DIFF, None), ("bs IN (b)", False, _DATA_DIFF, None),
+    ("map(1, bs, 2, b)", False, "DATATYPE_MISMATCH.CREATE_MAP_VALUE_DIFF_TYPES",
+     'The given values of function `map` should all be the same type, but they are '
+     '["STRING", "BOOLEAN"]'),
+    ("map(bs, 1, b, 2)", False, "DATATYPE_MISMATCH.CREATE_MAP_KEY_DIFF_TYPES", None),
+])
+def test_values_without_a_common_type_are_spark_s_errors(v: Any, expr: str, ansi: bool,
+                                                         error_class: str,
+                                                         shown: str | None) -> None:
+    err = _error(v, expr, ansi)
+    assert err.error_class == error_class
+    assert shown is None or shown in str(err)
+
+
+@pytest.mark.parametrize("expr", ["array(s, b)", "array(x, b)", "array(s, bs, b)",
+                                  "coalesce(x, b)", "array(dt, bs)",
+                                  "CASE WHEN i = 1 THEN x ELSE b END", "b IN ('true', 'x')"])
+def test_ansi_string_that_is_not_the_common_type_fails_at_run_time(v: Any, expr: str) -> None:
+    v.conf.set("spark.sql.ansi.enabled", "true")
+    with pytest.raises(Exception, match=r"^\[CAST_INVALID_INPUT\]"):
+        v.sql(f"SELECT {expr} AS r FROM v").collect()
