@@ -26,13 +26,13 @@ _TOKENS: dict[str, str] = {
     "mm": "%M", "m": "%-M", "ss": "%S", "s": "%-S",
     "SSSSSS": "%6f", "SSS": "%3f",
     "a": "%p", "EEEE": "%A", "EEE": "%a", "EE": "%a", "E": "%a",
-    "XXX": "%:z", "XX": "%z", "X": "%z", "Z": "%z", "ZZ": "%z", "xxx": "%:z", "VV": "%Z",
-    "z": "%Z",
+    "Z": "%z", "ZZ": "%z", "ZZZ": "%z", "z": "%Z", "zz": "%Z", "zzz": "%Z",
 }
 # Letters chrono cannot print, with the widths Spark accepts for each.
-_FIELDS: dict[str, range] = {"D": range(2, 3), "y": range(1, 10), "Q": range(1, 5),
-                             "q": range(1, 5), "F": range(1, 2), "G": range(1, 5),
-                             "K": range(1, 3), "k": range(1, 3), "S": range(1, 10)}
+_FIELDS: dict[str, range | tuple[int, ...]] = {
+    "D": (2,), "y": range(1, 10), "Q": range(1, 5), "q": range(1, 5), "F": (1,),
+    "G": range(1, 5), "K": range(1, 3), "k": range(1, 3), "S": range(1, 10),
+    "x": range(1, 6), "X": range(1, 6), "O": (1, 4), "Z": (4, 5), "V": (2,)}
 _WEEK_BASED = frozenset("YwWuec")
 _ILLEGAL = frozenset("AnNpB")
 _FORMAT_ONLY = frozenset("EFqQ")
@@ -92,6 +92,10 @@ def _parse_directive(field: PatternField) -> str:
         return "Anno Domini" if field.width == 4 else "AD"
     if field.letter == "S":
         return "%6f" if field.width > 3 else "%3f"
+    if field.letter in "xXZ":
+        return "%#z"
+    if field.letter in "OV":
+        raise AnalysisException(f"Parsing the pattern letter {field.letter!r} is not supported.")
     return {"y": "%Y", "D": "%j", "K": "%I", "k": "%H"}[field.letter]
 
 
@@ -143,6 +147,10 @@ def _part(run: str, pattern: str) -> Part:
         raise _illegal(letter, pattern)
     if run in _TOKENS:
         return _TOKENS[run]
+    if run == "zzzz":
+        raise AnalysisException(
+            f"Full time-zone names (zzzz, in {pattern!r}) are not supported; use z for the "
+            "short name or VV for the zone id.", error_class="UNSUPPORTED_DATETIME_PATTERN")
     if letter in _FIELDS and len(run) in _FIELDS[letter]:
         return PatternField(letter, len(run))
     raise AnalysisException(
@@ -159,9 +167,15 @@ def _illegal(letter: str, pattern: str) -> AnalysisException:
         "provide legal character.", error_class="INVALID_DATETIME_PATTERN.ILLEGAL_CHARACTER")
 
 
-def field_text(local: pl.Expr, field: PatternField) -> pl.Expr:
-    """A field's text from a wall-clock datetime, as Java's formatter prints it."""
+def field_text(local: pl.Expr, field: PatternField, offset_minutes: pl.Expr,
+               zone_id: str) -> pl.Expr:
+    """A field's text from a wall-clock datetime (and its offset from UTC, and the zone's
+    id for ``VV``), as Java's formatter prints it."""
     letter, width = field.letter, field.width
+    if letter in "xXOZ":
+        return _offset_text(offset_minutes, letter, width)
+    if letter == "V":
+        return pl.lit(zone_id)
     if letter in "Qq" and width >= 3:
         quarter = local.dt.quarter()
         if width == 3:
@@ -175,6 +189,25 @@ def field_text(local: pl.Expr, field: PatternField) -> pl.Expr:
         era = ("BC", "AD") if width < 4 else ("Before Christ", "Anno Domini")
         return pl.when(local.dt.year() > 0).then(pl.lit(era[1])).otherwise(pl.lit(era[0]))
     return _number(local, letter).cast(pl.String).str.zfill(width)
+
+
+def _offset_text(minutes: pl.Expr, letter: str, width: int) -> pl.Expr:
+    """``x``: -08, +0530; ``xx``: -0800; ``xxx``: -08:00; ``X``: the same with Z for zero;
+    ``O``: GMT-8, GMT+5:30; ``OOOO``/``ZZZZ``: GMT-08:00; ``ZZZZZ``: -08:00 or Z."""
+    sign = pl.when(minutes < 0).then(pl.lit("-")).otherwise(pl.lit("+"))
+    hours, rest = (minutes.abs() // 60).cast(pl.String), (minutes.abs() % 60).cast(pl.String)
+    hh, mm = hours.str.zfill(2), rest.str.zfill(2)
+    if letter == "O" and width == 1:
+        text = pl.concat_str([pl.lit("GMT"), sign, hours,
+                              pl.when(rest != "0").then(pl.lit(":") + mm).otherwise(pl.lit(""))])
+    elif letter in "OZ" and width == 4:
+        text = pl.concat_str([pl.lit("GMT"), sign, hh, pl.lit(":"), mm])
+    elif width == 1:
+        text = pl.concat_str([sign, hh, pl.when(rest != "0").then(mm).otherwise(pl.lit(""))])
+    else:
+        text = pl.concat_str([sign, hh, pl.lit(":" if width in (3, 5) else ""), mm])
+    zero = {"X": "Z", "O": "GMT", "Z": "GMT" if width == 4 else "Z"}.get(letter)
+    return text if zero is None else pl.when(minutes == 0).then(pl.lit(zero)).otherwise(text)
 
 
 def _number(local: pl.Expr, letter: str) -> pl.Expr:

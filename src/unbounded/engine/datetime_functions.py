@@ -528,27 +528,22 @@ def format_instant(moment: pl.Expr, pattern: str, zone: str) -> pl.Expr:
     (``DD``, ``QQQ``...) are computed from the wall clock."""
     parts = spark_format_parts(pattern)
     if len(parts) == 1 and isinstance(parts[0], str):
-        return _strftime(moment, parts[0], pattern, zone)
+        return _strftime(moment, parts[0], zone)
     local = to_local(moment, zone)
-    return pl.concat_str([_strftime(moment, p, pattern, zone) if isinstance(p, str)
-                          else field_text(local, p) for p in parts])
+    offset = (local.dt.replace_time_zone("UTC") - moment).dt.total_minutes()
+    rule = parse_zone(zone)
+    zone_id = rule.region or ("UTC" if rule.is_utc else offset_text(rule.offset_us))
+    return pl.concat_str([_strftime(moment, p, zone) if isinstance(p, str)
+                          else field_text(local, p, offset, zone_id) for p in parts])
 
 
-def _strftime(moment: pl.Expr, chrono: str, pattern: str, zone: str) -> pl.Expr:
-    """Chrono's text in the zone; offset letters print the zone's offset, and Java's
-    ``X`` letters print ``Z`` for a zero one."""
-    zero_as_z = "X" in pattern and not any(c in pattern for c in "xZ")
+def _strftime(moment: pl.Expr, chrono: str, zone: str) -> pl.Expr:
+    """Chrono's text in the zone; offset letters print the zone's offset."""
     rule = parse_zone(zone)
     if rule.region is not None:
-        local = moment.dt.convert_time_zone(rule.region)
-        text = local.dt.strftime(chrono)
-        if not zero_as_z:
-            return text
-        offset = local.dt.base_utc_offset() + local.dt.dst_offset()
-        return pl.when(offset == pl.duration(seconds=0)) \
-            .then(text.str.replace_all(r"\+00:?00", "Z")).otherwise(text)
-    shown = "Z" if zero_as_z and rule.is_utc else offset_text(rule.offset_us)
-    chrono = chrono.replace("%:z", shown).replace("%z", shown.replace(":", "")) \
+        return moment.dt.convert_time_zone(rule.region).dt.strftime(chrono)
+    shown = offset_text(rule.offset_us)
+    chrono = chrono.replace("%z", shown.replace(":", "")) \
         .replace("%Z", "UTC" if rule.is_utc else shown)
     return to_local(moment, zone).dt.strftime(chrono)
 

@@ -69,3 +69,27 @@ def test_quoted_text_decodes_doubled_quotes():
     assert spark_format_parts("'o''clock' h") == ("o'clock %-I",)
     assert spark_format_parts("''DD") == ("'", PatternField("D", 2))
     assert spark_to_chrono("yyyy-MM-dd'T'HH") == "%Y-%m-%dT%H"
+
+
+@pytest.mark.parametrize(("zone", "pattern", "expected"), [
+    ("America/Los_Angeles", "x", ("-08", "-07")), ("America/Los_Angeles", "xx", ("-0800", "-0700")),
+    ("America/Los_Angeles", "xxxxx", ("-08:00", "-07:00")),
+    ("America/Los_Angeles", "X", ("-08", "-07")), ("America/Los_Angeles", "O", ("GMT-8", "GMT-7")),
+    ("America/Los_Angeles", "OOOO", ("GMT-08:00", "GMT-07:00")),
+    ("America/Los_Angeles", "ZZZZ", ("GMT-08:00", "GMT-07:00")),
+    ("America/Los_Angeles", "ZZZZZ", ("-08:00", "-07:00")),
+    ("America/Los_Angeles", "VV", ("America/Los_Angeles",) * 2),
+    ("America/Los_Angeles", "z", ("PST", "PDT")),
+    ("+05:30", "x", ("+0530",) * 2), ("+05:30", "X", ("+0530",) * 2),
+    ("+05:30", "XXX", ("+05:30",) * 2), ("+05:30", "O", ("GMT+5:30",) * 2),
+    ("+05:30", "OOOO", ("GMT+05:30",) * 2), ("+05:30", "VV", ("+05:30",) * 2),
+    ("+05:30", "z", ("+05:30",) * 2), ("+05:30", "Z", ("+0530",) * 2),
+    ("UTC", "O", ("GMT",) * 2), ("UTC", "ZZZZ", ("GMT",) * 2), ("UTC", "ZZZZZ", ("Z",) * 2),
+    ("UTC", "VV", ("UTC",) * 2), ("UTC", "z", ("UTC",) * 2), ("UTC", "x", ("+00",) * 2),
+    ("UTC", "X", ("Z",) * 2),
+])
+def test_zone_and_offset_letters_print_as_spark(spark, zone, pattern, expected):
+    spark.conf.set("spark.sql.session.timeZone", zone)
+    row = spark.sql(f"SELECT date_format(TIMESTAMP'2026-01-08 09:05:07Z', '{pattern}'), "
+                    f"date_format(TIMESTAMP'2026-07-08 09:05:07Z', '{pattern}')").collect()[0]
+    assert tuple(row) == expected
