@@ -311,11 +311,26 @@ class UdfWorkerPool:
         finally:
             self._ready.set()
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the live workers have used (Linux ``/proc``; None elsewhere): on a
+        loaded machine a benchmark's CPU time moves less than its wall time."""
+        try:
+            return sum(_cpu_seconds(w.process.pid) for w in self._all if w.alive())
+        except (OSError, ValueError, IndexError):
+            return None
+
     def stop(self) -> None:
         """Stop every worker (at exit; a stopped pool is replaced on next use)."""
         for worker in self._all:
             worker.stop()
         self._threads.shutdown(wait=False)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (fields 14 and 15 of its stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _POOL: list[UdfWorkerPool] = []
