@@ -301,3 +301,12 @@ def test_a_failure_among_distinct_arguments_in_a_worker_names_its_first_row(
         df.select(F.udf(picky, "long")("x", "h")).collect()
     assert "ValueError: no 37 in half 0" in str(raised.value)
     assert "(x=37, h=0)" in str(raised.value)
+
+
+def test_cpu_seconds_counts_the_live_workers_and_nothing_once_they_stopped():
+    pool = UdfWorkerPool(1)
+    assert pool.wait_ready(60)
+    started = pool.cpu_seconds()
+    assert started is not None and started > 0  # the child imported pyarrow to start
+    pool.stop()
+    assert pool.cpu_seconds() == 0
