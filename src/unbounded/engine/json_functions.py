@@ -26,6 +26,7 @@ from unbounded.engine import datetime_functions as dates  # a module: imports ar
 from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
+from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import register
 from unbounded.errors import AnalysisException, SparkRuntimeException
 from unbounded.files.json_syntax import JsonSyntax, loads
@@ -350,6 +351,27 @@ def _json_text(value: pl.Expr, dtype: object, ignore_nulls: bool) -> pl.Expr:
                  for f in dtype.fields]
         body = pl.concat_str(parts, separator=",", ignore_nulls=True)
         return pl.when(value.is_not_null()).then(pl.lit("{") + body + pl.lit("}"))
+    if isinstance(dtype, pl.List):
+        items = value.list.eval(_json_text(pl.element(), dtype.inner, ignore_nulls)
+                                .fill_null(pl.lit("null")))
+        return pl.lit("[") + items.list.join(",") + pl.lit("]")
+    if isinstance(dtype, pl.Map):
+        entries = pl.List(pl.Struct({"key": dtype.key, "value": dtype.value}))
+        pairs = value.cast(entries).list.eval(pl.concat_str([
+            _encoded(pl.element().struct.field("key").cast(pl.String)), pl.lit(":"),
+            _json_text(pl.element().struct.field("value"), dtype.value, ignore_nulls)
+            .fill_null(pl.lit("null"))]))
+        return pl.lit("{") + pairs.list.join(",") + pl.lit("}")
+    if dtype in (pl.Float32, pl.Float64):  # Java's text (1.0E10); NaN and infinities quoted
+        text = cast_to(value, pl.Float32() if dtype == pl.Float32 else pl.Float64(),
+                       T.StringType())
+        return pl.when(value.is_nan() | value.is_infinite()) \
+            .then(pl.lit('"') + text + pl.lit('"')).otherwise(text)
+    return _encoded(value)
+
+
+def _encoded(value: pl.Expr) -> pl.Expr:
+    """Polars' JSON text of one scalar value."""
     return pl.struct(value.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
 
 

@@ -192,3 +192,16 @@ def test_to_json_pretty_prints_as_jacksons_default_printer(spark):
                       '  "e" : [ ],\n  "o" : {\n    "x" : 1.5,\n    "y" : [ 1, 2 ]\n  },\n'
                       '  "m" : {\n    "k" : 1\n  },\n  "z" : { }\n}')
     assert row[1] == "[ 1, 2 ]"
+
+
+def test_to_json_writes_floating_point_numbers_as_java(spark):
+    row = spark.sql("""SELECT to_json(named_struct('d', 1e10D, 'f', 1.5F, 'g', 0.1D,
+                       'n', CAST('NaN' AS DOUBLE), 'i', CAST('-Infinity' AS DOUBLE),
+                       'l', array(1e7D, 2.5D, NULL), 'e', 1e-5D, 'h', 100.0D,
+                       'ff', CAST(1e10 AS FLOAT), 'm', map('k', 1e10D),
+                       'a', array(named_struct('x', 1e8D)))),
+                       to_json(array(1e10D, 3.0D)), to_json(map('a', array(1e-7D)))""")
+    assert tuple(row.collect()[0]) == (
+        '{"d":1.0E10,"f":1.5,"g":0.1,"n":"NaN","i":"-Infinity","l":[1.0E7,2.5,null],'
+        '"e":1.0E-5,"h":100.0,"ff":1.0E10,"m":{"k":1.0E10},"a":[{"x":1.0E8}]}',
+        "[1.0E10,3.0]", '{"a":[1.0E-7]}')
