@@ -31,7 +31,7 @@ from unbounded.executors.base import Locality, PendingResults, ShippableTask
 from unbounded.executors.local import LocalExecutor
 from unbounded.executors.placement import NodePlacement
 from unbounded.executors.ray_errors import raise_surfaced
-from unbounded.executors.ray_hosts import HostPool, RayHosts
+from unbounded.executors.ray_hosts import ONE_POLARS_THREAD, HostPool, RayHosts, cpu_nodes
 from unbounded.executors.speculation import SpeculationConf, speculatable
 
 __all__ = ["RayExecutor"]
@@ -168,7 +168,8 @@ class RayExecutor:
         self._nodes: tuple[float, dict[str, float]] = (-_NODES_TTL_S, {})
         self._owns_runtime = _connect(address)
         self._options: dict[str, Any] = {"num_cpus": 1, "max_retries": max_failures - 1,
-                                         "retry_exceptions": True}
+                                         "retry_exceptions": True,
+                                         "runtime_env": ONE_POLARS_THREAD}
         self._attempt = ray.remote(_attempt)
         self._remote = self._attempt.options(**self._options, scheduling_strategy="SPREAD")
         self._driver = LocalExecutor(driver_threads)
@@ -228,9 +229,7 @@ class RayExecutor:
         fetched, nodes = self._nodes
         if time.monotonic() - fetched < _NODES_TTL_S:
             return nodes
-        nodes = {str(n["NodeID"]): float(n["Resources"].get("CPU", 0.0))
-                 for n in ray.nodes()  # type: ignore[no-untyped-call]
-                 if n["Alive"] and n["Resources"].get("CPU", 0.0) > 0}
+        nodes = cpu_nodes()
         self._nodes = (time.monotonic(), nodes)
         return nodes
 

@@ -1,18 +1,18 @@
 """Resource hosts on Ray: long-lived actors that keep state partitions' stores.
 
 Each slot maps to one actor (``slot mod actors``; as many actors as slots, up to the
-cluster's CPUs), spread over the nodes. An actor builds a resource the first time a call
-names its key and keeps it, so a batch ships only its rows; ``map`` sends each actor one
-call carrying all its slots' calls (with Spark's 200 state partitions on a few actors, a
-batch pays a few actor round trips, not 200). An actor whose process or
-node dies is restarted by Ray (``max_restarts=-1``) empty, and the call it was running
-is re-run there (up to ``spark.task.maxFailures`` attempts): the resource is rebuilt by
-its ``open`` from durable state (the checkpoint) and the call recomputes the same result.
-Actors belong to the driver that made them: when it dies, Ray stops them. A session
-keeps its actors for its later queries (``HostPool``); a stopped query releases its
-resources in them. Each takes no
-CPU from Ray's accounting (``num_cpus=0``), so on a cluster of one-CPU nodes the
-partition tasks never wait behind them.
+cluster's CPUs), actor ``i`` on the ``i``-th node with CPUs. An actor builds a resource
+the first time a call names its key and keeps it, so a batch ships only its rows;
+``map`` sends each actor one call carrying all its slots' calls (with Spark's 200 state
+partitions on a few actors, a batch pays a few actor round trips, not 200). An actor
+whose process or node dies is restarted by Ray (``max_restarts=-1``) empty, and the call
+it was running is re-run there (up to ``spark.task.maxFailures`` attempts): the resource
+is rebuilt by its ``open`` from durable state (the checkpoint) and the call recomputes
+the same result. Actors belong to the driver that made them: when it dies, Ray stops
+them. A session keeps its actors for its later queries (``HostPool``); a stopped query
+releases its resources in them. An actor holds no CPU while it runs (Ray's default for
+actors: a free CPU to be placed, none held), so on a cluster of one-CPU nodes the
+partition tasks never wait behind it.
 """
 
 from __future__ import annotations
@@ -27,17 +27,23 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from unbounded.executors.base import HostCall
 from unbounded.executors.ray_errors import raise_own, raise_surfaced
 
-__all__ = ["ACTOR_PREFIX", "HostPool", "RayHosts"]
+__all__ = ["ACTOR_PREFIX", "ONE_POLARS_THREAD", "HostPool", "RayHosts", "cpu_nodes"]
 
 R = TypeVar("R")
 S = TypeVar("S")
 log = logging.getLogger(__name__)
 ACTOR_PREFIX = "unbounded-state-"  # actor names: <prefix><pool id>-<index>
 _UNREACHABLE_WAIT_S = 120.0  # Ray declares a silent node dead well within this
+# Polars sizes its pool by the machine's cores in every process, so each of a node's Ray
+# workers would run that many threads; an actor (and a one-CPU task) gets one, as Ray
+# gives OMP_NUM_THREADS (and with it Arrow's pool). A batch's small folds on a busy node
+# took half the time (issue 13's profile: 35-40 ms per partition against 64-86 ms).
+ONE_POLARS_THREAD: dict[str, Any] = {"env_vars": {"POLARS_MAX_THREADS": "1"}}
 
 
 @runtime_checkable
@@ -78,6 +84,13 @@ class _Host:
                 resource.close()
 
 
+def cpu_nodes() -> dict[str, float]:
+    """The alive nodes that can run work (with CPUs), by id, and their CPUs."""
+    return {str(n["NodeID"]): float(n["Resources"].get("CPU", 0.0))
+            for n in ray.nodes()  # type: ignore[no-untyped-call]
+            if n["Alive"] and n["Resources"].get("CPU", 0.0) > 0}
+
+
 def _cluster_cpus() -> float:
     resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
     return resources.get("CPU", 1.0)
@@ -103,9 +116,18 @@ class HostPool:
             return RayHosts(self._actors[:wanted], self._max_failures)
 
     def _start(self, index: int) -> Any:
+        """Actor ``index`` on the ``index``-th node (by id) with CPUs, softly (a restart
+        after the node is lost goes to another): Ray's ``SPREAD`` let two actors share
+        a node while another had none. Ray's default for an actor (a CPU to be placed,
+        none held while it runs) and not ``num_cpus=0``, under which Ray ignored a soft
+        node affinity (Ray 2.60)."""
+        nodes = sorted(cpu_nodes())
+        where: Any = NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=True) \
+            if nodes else "SPREAD"
         return ray.remote(_Host).options(
-            name=f"{self._name}-{index}", num_cpus=0, max_restarts=-1,
-            max_task_retries=self._max_failures - 1, scheduling_strategy="SPREAD").remote()
+            name=f"{self._name}-{index}", max_restarts=-1,
+            max_task_retries=self._max_failures - 1, scheduling_strategy=where,
+            runtime_env=ONE_POLARS_THREAD).remote()
 
     def shutdown(self) -> None:
         with self._lock:
