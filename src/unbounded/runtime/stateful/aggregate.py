@@ -67,6 +67,7 @@ _PARTITION = "__agg_partition"  # a map-side row's state partition, computed in 
 SKIP_PARTIAL_MIN_ROWS = 100_000
 SKIP_PARTIAL_RATIO = 0.9
 RESUME_PARTIAL_RATIO = 0.5
+_MAX_RUNS = 64  # runs of one partition per partition up to which routing slices rows
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ class MapSideAggregation:
         if self.watermark is not None:
             stats = self.watermark[0], EventTimeStats(row[1], row[2], int(row[3] or 0),
                                                       int(row[4] or 0))
-        return MapSideOutput(partial, int(row[0] or 0), stats)
+        return MapSideOutput(self._grouped_by_partition(partial), int(row[0] or 0), stats)
 
     def _run_eager(self, rows: pl.DataFrame, watermark_us: int) -> MapSideOutput:
         keyed = rows.with_columns(self.key_exprs)
@@ -358,13 +359,21 @@ class MapSideAggregation:
             keyed = keyed.filter(~self._late(watermark_us).fill_null(False))
             dropped = before - keyed.height
         reduced = keyed.group_by(list(self.key_names)).agg(self.partial)
-        return MapSideOutput(self._tagged(reduced.lazy()).collect(), dropped)
+        return MapSideOutput(self._grouped_by_partition(self._tagged(reduced.lazy()).collect()),
+                             dropped)
 
     def _reduced(self, rows: pl.LazyFrame) -> pl.LazyFrame:
         """One partial-buffer row per key, or per row while partial grouping is skipped."""
         if self.skip_partial and self.row_partial is not None:
             return rows.select(*self.key_names, *self.row_partial)
         return rows.group_by(list(self.key_names)).agg(self.partial)
+
+    def _grouped_by_partition(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Tagged ``rows`` in partition order (stable), so that the driver cuts each
+        task's rows into partitions by slicing (``_route``) instead of copying them."""
+        if self.num_partitions <= 1 or rows.height <= 1:
+            return rows
+        return rows.sort(_PARTITION, maintain_order=True)
 
     def _tagged(self, rows: pl.LazyFrame) -> pl.LazyFrame:
         """``rows`` with their state partition, as ``partition_ids`` computes it."""
@@ -608,7 +617,21 @@ def _route(rows: pl.DataFrame, keys: list[str], n: int) -> list[pl.DataFrame]:
     if rows.height == 1:
         target = parts.item()
         return [rows if p == target else rows.clear() for p in range(n)]
-    return split_partitions(rows, parts, n)
+    return _sliced(rows, parts, n) or split_partitions(rows, parts, n)
+
+
+def _sliced(rows: pl.DataFrame, parts: pl.Series, n: int) -> list[pl.DataFrame] | None:
+    """``rows`` per partition as zero-copy slices of their runs of one partition (the
+    tasks send their rows in partition order); None when the runs are many."""
+    runs = parts.rle()
+    if runs.len() > _MAX_RUNS * n:
+        return None
+    pieces: list[list[pl.DataFrame]] = [[] for _ in range(n)]
+    offset = 0
+    for length, value in runs.struct.unnest().iter_rows():
+        pieces[value].append(rows.slice(offset, length))
+        offset += length
+    return [pl.concat(p) if p else rows.clear() for p in pieces]
 
 
 def _row_partial(aggs: list[_AggPlan], partial: pl.DataFrame

@@ -129,3 +129,16 @@ def test_task_partition_tags_route_rows_as_the_partitioning_pass(n: int, skip: b
         [sorted(p.rows(), key=repr) for p in general]
     assert sorted((r for p in routed for r in p.rows()), key=repr) == \
         sorted(ROWS.rows(), key=repr)
+
+
+@pytest.mark.parametrize("max_runs", [0, 64])
+def test_tagged_rows_in_any_order_route_as_the_partitioning_pass(
+        max_runs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows in partition runs are sliced; rows in many runs take the partitioning pass."""
+    monkeypatch.setattr(aggregate, "_MAX_RUNS", max_runs)
+    n = 3
+    tagged = ROWS.with_columns(partition_ids(ROWS, ["w", "g"], n).alias(aggregate._PARTITION))
+    for rows in (tagged, tagged.reverse(), pl.concat([tagged, tagged.reverse()])):
+        plain = rows.drop(aggregate._PARTITION)
+        general = split_partitions(plain, partition_ids(plain, ["w", "g"], n), n)
+        assert [p.rows() for p in _route(rows, ["w", "g"], n)] == [p.rows() for p in general]
