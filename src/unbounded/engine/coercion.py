@@ -78,6 +78,7 @@ __all__ = [
     "legacy_mix_fails",
     "map_diff_types",
     "spark_type_name",
+    "union_column_type",
 ]
 
 _STRING = T.StringType()
@@ -369,3 +370,28 @@ def legacy_mix_fails(dtypes: Sequence[pl.DataType]) -> bool:
     among booleans (``array('true', true)``, ``b IN ('true')``)."""
     kinds = {d for d in dtypes if d != pl.Null}
     return pl.String in kinds and pl.Boolean in kinds
+
+
+def union_column_type(dtypes: Sequence[pl.DataType]) -> pl.DataType | None:
+    """The type one UNION column takes where Spark's answer is the same in both ANSI
+    modes: numbers widen (an int and a double: double), a date and a timestamp give
+    timestamp. None: the first input's type (strings, whose common type depends on the
+    mode, and nested types). Raises NoCommonType for a boolean, date or timestamp
+    meeting a number (Spark's INCOMPATIBLE_COLUMN_TYPE)."""
+    kinds = [d for d in dtypes if d != pl.Null]
+    if len(set(kinds)) <= 1 or pl.String in kinds or not all(_atomic(d) for d in kinds):
+        return None
+    common = kinds[0]
+    for dtype in kinds[1:]:
+        wider = _numeric_supertype(common, dtype) if common.is_numeric() and \
+            dtype.is_numeric() else _wider(common, dtype)
+        if wider is None:
+            raise NoCommonType(dtypes)
+        common = wider
+    return common
+
+
+def _numeric_supertype(left: pl.DataType, right: pl.DataType) -> pl.DataType:
+    """Polars' supertype of two numbers, Spark's widening (int and bigint: bigint)."""
+    frames = [pl.DataFrame(schema={"c": left}), pl.DataFrame(schema={"c": right})]
+    return pl.concat(frames, how="vertical_relaxed").schema["c"]

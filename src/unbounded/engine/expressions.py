@@ -31,7 +31,7 @@ from unbounded.engine.coercion import (
 )
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import polars_schema_to_spark, to_polars_dtype
-from unbounded.engine.struct_comparison import compare_structs
+from unbounded.engine.struct_comparison import compare_structs, struct_common_type
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import (
@@ -598,10 +598,20 @@ def _(expr: In, ctx: CompileContext) -> pl.Expr:
             texts = [None if v is None else str(v) for v in values]
             return implicit_cast(child, T.StringType(), ctx).is_in(pl.Series(texts))
     # Each comparison casts as ``=`` does (a number IN ('1', '3') compares numbers).
+    _check_struct_values(expr, child, ctx)
     out = pl.lit(False)
     for v in expr.values:
         out = out | compile_expr(BinaryOp("eq", expr.child, v), ctx)
     return out
+
+
+def _check_struct_values(expr: In, child: pl.Expr, ctx: CompileContext) -> None:
+    """Structs IN structs of other field types: Spark's error names ``in``."""
+    dtypes = dtypes_of([child, *(compile_expr(v, ctx) for v in expr.values)], ctx)
+    if isinstance(dtypes[0], pl.Struct) and any(
+            not isinstance(d, pl.Struct) or struct_common_type(dtypes[0], d) is None
+            for d in dtypes[1:] if d != pl.Null):
+        raise data_diff_types("in", expr.display_name(), dtypes, listed=True)
 
 
 def _text_meets_typed(child: pl.Expr, values: list[Any], ctx: CompileContext) -> bool:

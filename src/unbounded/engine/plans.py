@@ -18,6 +18,8 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.engine.aggregates import compile_aggregate
+from unbounded.engine.ansi import spark_type_name
+from unbounded.engine.coercion import NoCommonType, union_column_type
 from unbounded.engine.context import (
     CompileContext,
     EventTimeStats,
@@ -26,7 +28,7 @@ from unbounded.engine.context import (
     schema_frame,
 )
 from unbounded.engine.dtypes import arrow_schema_to_polars, polars_schema_to_spark
-from unbounded.engine.expressions import compile_expr, compile_projection
+from unbounded.engine.expressions import cast_to, compile_expr, compile_projection
 from unbounded.engine.functions import is_sliding_window
 from unbounded.engine.generators import expand_generators
 from unbounded.engine.joins import join_frames
@@ -55,7 +57,7 @@ from unbounded.plan.logical import (
     WithWatermark,
     walk_plan,
 )
-from unbounded.plan.types import StructField, StructType
+from unbounded.plan.types import StringType, StructField, StructType
 
 __all__ = [
     "Bindings",
@@ -433,9 +435,58 @@ def _(plan: Union, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
                 f"[NUM_COLUMNS_MISMATCH] UNION can only be performed on inputs with the same "
                 f"number of columns, but the first input has {len(first)} columns and another "
                 f"has {len(names)}.", error_class="NUM_COLUMNS_MISMATCH")
-        renamed = f.rename(dict(zip(names, first.names(), strict=True)))
-        aligned.append(renamed.cast(dict(first)))  # type: ignore[arg-type]
-    return pl.concat(aligned, how="vertical")
+        aligned.append(f.rename(dict(zip(names, first.names(), strict=True))))
+    target = _union_schema([f.collect_schema() for f in aligned])
+    return pl.concat([_cast_columns(f, target, ctx) for f in aligned], how="vertical")
+
+
+def _cast_columns(frame: pl.LazyFrame, target: pl.Schema, ctx: CompileContext
+                  ) -> pl.LazyFrame:
+    """``frame`` in ``target``'s types; to a string as Spark casts (a timestamp is
+    ``2024-03-05 10:00:00``, a double ``1.0E20``), else as Polars does."""
+    source = frame.collect_schema()
+    if source == target:
+        return frame
+    return frame.select(
+        cast_to(pl.col(name), source[name], StringType(), zone=ctx.time_zone).alias(name)
+        if dtype == pl.String and source[name] not in (pl.String, pl.Null)
+        else pl.col(name).cast(dtype) for name, dtype in target.items())
+
+
+def _union_schema(schemas: list[pl.Schema]) -> pl.Schema:
+    """Each UNION column's type (``engine/coercion.py``: numbers widen, else the first
+    input's type that is not NULL), or Spark's INCOMPATIBLE_COLUMN_TYPE."""
+    out = {}
+    for i, (name, dtype) in enumerate(schemas[0].items()):
+        types = [list(s.values())[i] for s in schemas]
+        try:
+            out[name] = union_column_type(types) or next(
+                (t for t in types if t != pl.Null), dtype)
+        except NoCommonType:
+            raise _incompatible_column(i, types) from None
+    return pl.Schema(out)
+
+
+def _no_common_type(types: list[pl.DataType]) -> bool:
+    try:
+        union_column_type(types)
+    except NoCommonType:
+        return True
+    return False
+
+
+def _ordinal(n: int) -> str:
+    return {1: "first", 2: "second", 3: "third"}.get(n, f"{n}th")
+
+
+def _incompatible_column(index: int, types: list[pl.DataType]) -> AnalysisException:
+    other = next(k for k in range(1, len(types)) if _no_common_type(types[:k + 1]))
+    return AnalysisException(
+        f"[INCOMPATIBLE_COLUMN_TYPE] UNION can only be performed on tables with compatible "
+        f"column types. The {_ordinal(index + 1)} column of the {_ordinal(other + 1)} table "
+        f'is "{spark_type_name(types[other])}" type which is not compatible with '
+        f'"{spark_type_name(types[0])}" at the same column of the first table.. '
+        "SQLSTATE: 42825", error_class="INCOMPATIBLE_COLUMN_TYPE")
 
 
 @compile_plan.register

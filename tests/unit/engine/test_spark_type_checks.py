@@ -304,3 +304,71 @@ def test_ansi_string_that_is_not_the_common_type_fails_at_run_time(v: Any, expr:
     v.conf.set("spark.sql.ansi.enabled", "true")
     with pytest.raises(Exception, match=r"^\[CAST_INVALID_INPUT\]"):
         v.sql(f"SELECT {expr} AS r FROM v").collect()
+
+
+# ---- UNION columns: numbers widen, a boolean or date with a number is rejected ------
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT i AS r FROM v UNION ALL SELECT d AS r FROM v", ("double", [1.0, 1.5])),
+    ("SELECT i AS r FROM v UNION ALL SELECT l AS r FROM v", ("bigint", [1, 3])),
+    ("SELECT i AS r FROM v UNION SELECT d AS r FROM v", ("double", [1.0, 1.5])),
+    ("SELECT dt AS r FROM v UNION ALL SELECT ts AS r FROM v",
+     ("timestamp", [datetime(2024, 3, 5), TS])),
+    ("SELECT NULL AS r FROM v UNION ALL SELECT d AS r FROM v UNION ALL SELECT i AS r FROM v",
+     ("double", [None, 1.5, 1.0])),
+])
+@pytest.mark.parametrize("ansi", [True, False])
+def test_union_columns_take_their_common_type(v: Any, ansi: bool, sql: str,
+                                              expected: Any) -> None:
+    v.conf.set("spark.sql.ansi.enabled", str(ansi).lower())
+    df = v.sql(f"SELECT r FROM ({sql})")
+    assert (df.schema["r"].dataType.simpleString(), [r[0] for r in df.collect()]) == expected
+
+
+def test_union_of_a_timestamp_into_a_string_column_prints_it_as_spark(v: Any) -> None:
+    v.conf.set("spark.sql.ansi.enabled", "false")
+    rows = v.sql("SELECT tss AS r FROM v UNION ALL SELECT ts AS r FROM v").collect()
+    assert [r[0] for r in rows] == ["2024-03-05 10:00:00", "2024-03-05 10:00:00"]
+
+
+@pytest.mark.parametrize(("sql", "message"), [
+    ("SELECT i AS r FROM v UNION ALL SELECT b AS r FROM v",
+     'The first column of the second table is "BOOLEAN" type which is not compatible with '
+     '"INT" at the same column of the first table.'),
+    ("SELECT dt AS r FROM v UNION ALL SELECT i AS r FROM v",
+     'The first column of the second table is "INT" type which is not compatible with '
+     '"DATE" at the same column of the first table.'),
+    ("SELECT i AS r, i AS q FROM v UNION ALL SELECT d AS r, b AS q FROM v",
+     'The second column of the second table is "BOOLEAN" type which is not compatible '
+     'with "INT" at the same column of the first table.'),
+])
+@pytest.mark.parametrize("ansi", [True, False])
+def test_union_of_a_number_with_a_boolean_or_date_is_incompatible(v: Any, ansi: bool,
+                                                                  sql: str, message: str
+                                                                  ) -> None:
+    v.conf.set("spark.sql.ansi.enabled", str(ansi).lower())
+    with pytest.raises(AnalysisException) as err:
+        v.sql(sql).collect()
+    assert err.value.error_class == "INCOMPATIBLE_COLUMN_TYPE"
+    assert str(err.value) == (
+        "[INCOMPATIBLE_COLUMN_TYPE] UNION can only be performed on tables with compatible "
+        f"column types. {message}. SQLSTATE: 42825")
+
+
+@pytest.mark.parametrize(("expr", "ansi", "expected"), [
+    ("b = 'x'", False, None), ("'true' = b", True, True), ("'true' = b", False, True),
+])
+def test_a_string_compared_with_a_boolean_is_cast_to_boolean(v: Any, expr: str, ansi: bool,
+                                                             expected: Any) -> None:
+    assert _answer(v, expr, ansi) == ("boolean", expected)
+
+
+def test_ansi_string_compared_with_a_boolean_must_convert(v: Any) -> None:
+    v.conf.set("spark.sql.ansi.enabled", "true")
+    with pytest.raises(Exception, match=r"^\[CAST_INVALID_INPUT\] The value 'x'"):
+        v.sql("SELECT b = 'x' AS r FROM v").collect()
+
+
+def test_struct_in_structs_of_other_field_types_names_in(v: Any) -> None:
+    err = _error(v, "named_struct('a', i) IN (named_struct('b', CAST(1 AS BIGINT)))", True)
+    assert err.error_class == _DATA_DIFF
+    assert "Input to `in` should all be the same type" in str(err)
