@@ -15,7 +15,8 @@ the parse mode can act on it with the raw line and its line number:
 
 The result is always cast to the requested schema: its column order and types, with
 missing columns NULL. A directory written by a file sink (it has ``_spark_metadata``)
-reads only the files its manifest lists.
+reads only the files its manifest lists. A path may be an fsspec URL
+(``s3://bucket/in``): its objects are read through the store (:mod:`.stores`).
 
 Example:
     >>> import os, tempfile
@@ -30,11 +31,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import enum
 import json
-from collections.abc import Callable, Iterable
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +46,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
-import pyarrow.parquet as pq
 from pyarrow import orc
 
+from unbounded.checkpoint.storage import is_url
 from unbounded.errors import AnalysisException, MalformedRecordError
 from unbounded.files.json_text import has_instants, leaves_failed, map_leaves
 from unbounded.files.listing import expand_paths
+from unbounded.files.stores import arrow_input, parquet_file, read_bytes
 from unbounded.plan.time_zones import from_local
 from unbounded.plan.types import (
     ArrayType,
@@ -243,8 +248,7 @@ def _data_fields(schema: StructType, settings: ReadSettings) -> list[StructField
 
 
 def _read_text(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
-    with open(path, "rb") as f:
-        text = f.read().decode("utf-8", errors="replace")
+    text = read_bytes(path).decode("utf-8", errors="replace")
     lines = [text] if settings.wholetext else _split_lines(text, settings.line_sep)
     name = schema.fields[0].name if schema.fields else "value"
     return _conform(pa.table({name: pa.array(lines, pa.large_string())}), schema)
@@ -265,10 +269,11 @@ def _split_lines(text: str, sep: str | None) -> list[str]:
 
 def _read_parquet(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
     try:
-        present = set(pq.read_schema(path).names)
-        columns = [f.name for f in schema.fields if f.name in present]
-        # Tasks already run in parallel; a reader thread pool per file only oversubscribes.
-        table = pq.read_table(path, columns=columns, use_threads=False)
+        with parquet_file(path) as source:  # one footer read for the schema and the rows
+            present = set(source.schema_arrow.names)
+            columns = [f.name for f in schema.fields if f.name in present]
+            # Tasks already run in parallel; a thread pool per file only oversubscribes.
+            table = source.read(columns=columns, use_threads=False)
     except pa.ArrowInvalid as e:
         raise MalformedRecordError(
             f"Cannot read {path} as Parquet: {e}. Remove the file from the input folder, or "
@@ -288,7 +293,7 @@ def _read_parquet(path: str, schema: StructType, settings: ReadSettings) -> pa.T
 
 def _read_orc(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
     try:
-        source = orc.ORCFile(path)
+        source = orc.ORCFile(arrow_input(path))
         present = set(source.schema.names)
         table = source.read(columns=[f.name for f in schema.fields if f.name in present])
     except (pa.ArrowInvalid, OSError) as e:
@@ -301,7 +306,26 @@ def _read_orc(path: str, schema: StructType, settings: ReadSettings) -> pa.Table
 def _read_avro(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
     from unbounded.files.avro import read_avro
 
-    return read_avro(path, schema)
+    with _local_copy(path) as local:
+        return read_avro(local, schema)
+
+
+@contextlib.contextmanager
+def _local_copy(path: str) -> Iterator[str]:
+    """A local path holding ``path``'s bytes (the Avro reader opens paths); an error
+    that names the copy names ``path`` instead."""
+    if not is_url(path):
+        yield path
+        return
+    handle, local = tempfile.mkstemp(prefix=".unbounded-", suffix=".avro")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(read_bytes(path))
+        yield local
+    except (MalformedRecordError, AnalysisException) as e:
+        raise type(e)(str(e).replace(local, path), error_class=e.error_class) from e
+    finally:
+        os.unlink(local)
 
 
 # -- records (csv and JSON): a fast vectorised pass, a line-by-line pass on bad files
@@ -362,7 +386,7 @@ def _csv_fast(path: str, fields: list[StructField],
     names = [f.name for f in fields]
     try:
         table = pacsv.read_csv(
-            path,
+            arrow_input(path),
             read_options=pacsv.ReadOptions(column_names=names,
                                            skip_rows=1 if settings.header else 0),
             parse_options=_csv_parse_options(settings, on_invalid),
@@ -386,8 +410,7 @@ def _to_polars(table: pa.Table) -> pl.DataFrame:
 
 def _file_lines(path: str) -> Iterable[tuple[int, str]]:
     """The non-blank lines of a file with their 1-based numbers."""
-    with open(path, "rb") as f:
-        text = f.read().decode("utf-8", errors="replace")
+    text = read_bytes(path).decode("utf-8", errors="replace")
     for number, line in enumerate(text.split("\n"), start=1):
         stripped = line.removesuffix("\r")
         if stripped.strip():
@@ -463,7 +486,7 @@ def _json_nested_type(data_type: DataType) -> pa.DataType:
 def _json_fast(path: str, staging: pa.Schema) -> pa.Table | None:
     options = pajson.ParseOptions(explicit_schema=staging, unexpected_field_behavior="ignore")
     try:
-        table = pajson.read_json(path, parse_options=options)
+        table = pajson.read_json(arrow_input(path), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return table.select(staging.names) if staging.names else table
@@ -497,8 +520,7 @@ def _json_line_records(line: str) -> list[dict[str, Any] | None]:
 
 
 def _json_document(path: str) -> tuple[list[dict[str, Any]], _Lines]:
-    with open(path, "rb") as f:
-        text = f.read().decode("utf-8", errors="replace")
+    text = read_bytes(path).decode("utf-8", errors="replace")
     records = _json_line_records(text)
     n = len(records)
     return [r or {} for r in records], _Lines(path, [1] * n, [text] * n,
@@ -717,12 +739,14 @@ def _infer_self_describing(fmt: str, files: list[str], paths: list[str]) -> Stru
 
 def _file_schema(fmt: str, path: str) -> StructType:
     if fmt == "parquet":
-        return StructType.from_arrow(pq.read_schema(path))
+        with parquet_file(path) as source:
+            return StructType.from_arrow(source.schema_arrow)
     if fmt == "orc":
-        return StructType.from_arrow(orc.ORCFile(path).schema)
+        return StructType.from_arrow(orc.ORCFile(arrow_input(path)).schema)
     from unbounded.files.avro import avro_file_schema
 
-    return avro_file_schema(path)
+    with _local_copy(path) as local:
+        return avro_file_schema(local)
 
 
 def _infer_csv(files: list[str], settings: ReadSettings) -> StructType:
@@ -741,7 +765,7 @@ def _infer_csv(files: list[str], settings: ReadSettings) -> StructType:
 
 def _csv_sample(path: str, settings: ReadSettings) -> pa.Table:
     return pacsv.read_csv(
-        path,
+        arrow_input(path),
         read_options=pacsv.ReadOptions(autogenerate_column_names=not settings.header),
         parse_options=_csv_parse_options(settings, lambda _row: "skip"),
         convert_options=pacsv.ConvertOptions(
@@ -780,7 +804,7 @@ def _infer_json(files: list[str]) -> StructType:
 
 def _json_file_schema(path: str) -> StructType:
     try:
-        return StructType.from_arrow(pajson.read_json(path).schema)
+        return StructType.from_arrow(pajson.read_json(arrow_input(path)).schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     records = [r for _, line in _file_lines(path)

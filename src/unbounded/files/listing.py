@@ -5,16 +5,19 @@ there), or a file sink's manifest files."""
 
 from __future__ import annotations
 
+import datetime
 import glob
 import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from unbounded.checkpoint.storage import FsspecStorage, is_url, storage_for
 from unbounded.files.manifest import METADATA_DIR, FileSinkManifest
 
-__all__ = ["DataFile", "expand_paths", "has_glob", "is_hidden_name", "list_data_files"]
+__all__ = ["DataFile", "expand_paths", "has_glob", "has_sink_manifest", "is_hidden_name",
+           "list_data_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +57,18 @@ def list_data_files(path: str) -> list[DataFile]:
     return sorted(found, key=lambda f: (f.mtime_ms, f.path))
 
 
+def has_sink_manifest(folder: str) -> bool:
+    """Whether a file sink wrote ``folder`` (it holds a ``_spark_metadata`` log)."""
+    if is_url(folder):
+        return bool(storage_for(folder).list(FileSinkManifest(folder).metadata_path))
+    return os.path.isdir(os.path.join(folder, METADATA_DIR))
+
+
 def _list_one(path: str) -> list[DataFile]:
     if is_url(path):
         return _list_url(path)
     if os.path.isdir(path):
-        if os.path.isdir(os.path.join(path, METADATA_DIR)):
+        if has_sink_manifest(path):
             return _manifest_files(path)
         return [_stat(p) for p in _walk(path)]
     if os.path.isfile(path) and not is_hidden_name(os.path.basename(path)):
@@ -89,29 +99,63 @@ def _manifest_files(folder: str) -> list[DataFile]:
 
 def _list_url(url: str) -> list[DataFile]:
     """The data files under an fsspec URL (an object, or every object under a prefix),
-    hidden names skipped; a file sink's output folder yields its manifest's files."""
+    hidden names skipped; a file sink's output folder yields its manifest's files. One
+    listing gives every object's size and time (no request per file)."""
+    objects = _objects(url)
+    if has_sink_manifest(url):
+        return _manifest_objects(url, objects)
+    prefix = url.rstrip("/") + "/"
+    return [f for p, f in sorted(objects.items())
+            if p == url or not any(is_hidden_name(part) for part in
+                                   p.removeprefix(prefix).split("/"))]
+
+
+def _objects(url: str) -> dict[str, DataFile]:
+    """Every object at or under ``url``, by its full URL."""
     store = storage_for(url)
     assert isinstance(store, FsspecStorage)
-    manifest = FileSinkManifest(url)
-    if store.list(manifest.metadata_path):
-        return [_stat_url(store, p) for p in manifest.existing_files(ignore_missing=True)]
-    prefix = url.rstrip("/") + "/"
-    found = [p for p in store.walk(url)
-             if p == url or not any(is_hidden_name(part) for part in
-                                    p.removeprefix(prefix).split("/"))]
-    return [_stat_url(store, p) for p in found]
+    scheme = url.split("://", 1)[0]
+    found = store.fs.find(url, detail=True)
+    return {f"{scheme}://{p}": DataFile(f"{scheme}://{p}", int(info.get("size") or 0),
+                                         _modified_ms(info))
+            for p, info in found.items() if info.get("type") != "directory"}
 
 
-def _stat_url(store: FsspecStorage, url: str) -> DataFile:
-    size, mtime_ms = store.stat(url)
-    return DataFile(url, size, mtime_ms)
+def _manifest_objects(url: str, objects: dict[str, DataFile]) -> list[DataFile]:
+    out = []
+    for p in FileSinkManifest(url).all_files():
+        if p in objects:
+            out.append(objects[p])
+        else:
+            logger.warning("File %s is in the manifest of %s but does not exist", p, url)
+    return out
+
+
+def _modified_ms(info: dict[str, Any]) -> int:
+    """An object's modification time in ms (``LastModified`` on S3, ``mtime`` or
+    ``created`` elsewhere, a datetime or seconds since the epoch)."""
+    value = info.get("LastModified", info.get("mtime", info.get("created")))
+    if value is None:
+        return 0
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp() * 1000)
+    return int(float(value) * 1000)
+
+
+def _is_object(url: str) -> bool:
+    store = storage_for(url)
+    assert isinstance(store, FsspecStorage)
+    return bool(store.fs.isfile(url))
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
-    """Each path as itself when it is a file, else the data files it names, in order."""
+    """Each path as itself when it is a file, else the data files it names, in order
+    (at a URL, one request asks whether it is an object)."""
     out: list[str] = []
     for p in paths:
-        if os.path.isfile(p):
+        if is_url(p) and _is_object(p):
+            out.append(p)
+        elif os.path.isfile(p):
             out.append(os.path.abspath(p))
         else:
             out.extend(f.path for f in list_data_files(p))

@@ -1,8 +1,8 @@
 """Partition discovery: the ``col=value`` folders between a read's root and its files.
 
-Spark's ``PartitioningUtils``: a folder written with ``partitionBy`` yields its partition
-columns after the data columns, each typed from its values (int, long, decimal, double,
-date, timestamp, else string; ``__HIVE_DEFAULT_PARTITION__`` is NULL), unless
+Spark's ``PartitioningUtils``: a folder (or an fsspec URL) written with ``partitionBy``
+yields its partition columns after the data columns, each typed from its values (int,
+long, decimal, double, date, timestamp, else string; ``__HIVE_DEFAULT_PARTITION__`` is NULL), unless
 ``spark.sql.sources.partitionColumnTypeInference.enabled`` is false (all strings).
 A streaming file source fixes its columns and their types once (``PartitionLayout``)
 and types each new file's values with them.
@@ -11,7 +11,6 @@ and types each new file's values with them.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -19,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 import pyarrow as pa
 
 from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.files.stores import relative_to
 from unbounded.plan.time_zones import offset_text, parse_zone
 from unbounded.plan.types import (
     BinaryType,
@@ -64,7 +64,7 @@ def discover_partitions(files_by_root: dict[str, list[str]], *,
     Files must agree on the column names (Spark's "Conflicting directory structures"
     otherwise); roots with no ``col=value`` folders give no columns.
     """
-    parsed = {f: _parse(os.path.relpath(f, root))
+    parsed = {f: _parse(relative_to(f, root))
               for root, files in files_by_root.items() for f in files}
     names = {tuple(n for n, _ in pairs) for pairs in parsed.values()}
     if len(names) > 1:
@@ -86,7 +86,7 @@ def discover_partitions(files_by_root: dict[str, list[str]], *,
 def _parse(relative: str) -> list[tuple[str, str | None]]:
     """The ``(column, value)`` pairs of a file's folders; stops at the first non-pair."""
     pairs: list[tuple[str, str | None]] = []
-    for folder in relative.split(os.sep)[:-1]:
+    for folder in relative.split("/")[:-1]:
         name, eq, value = folder.partition("=")
         if not eq or not name:
             return []
@@ -213,7 +213,7 @@ class PartitionLayout:
 
     def raw_values(self, path: str) -> tuple[str | None, ...]:
         """The raw partition values of the file ``path`` (None for NULL)."""
-        pairs = _parse(os.path.relpath(path, self.root))
+        pairs = _parse(relative_to(path, self.root))
         names = [n.lower() for n, _ in pairs]
         if names != [c.lower() for c in self.columns.names]:
             raise SparkRuntimeException(

@@ -28,7 +28,7 @@ from unbounded.checkpoint.checksum import (
     write_checked,
 )
 from unbounded.checkpoint.epoch import fence_for
-from unbounded.checkpoint.storage import storage_for
+from unbounded.checkpoint.storage import is_url, storage_for
 from unbounded.config import DEFAULTS
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.errors import AnalysisException, CheckpointCorruptError, MissingFileError
@@ -36,6 +36,7 @@ from unbounded.files.formats import ReadSettings, infer_schema, read_files
 from unbounded.files.listing import DataFile, has_glob, list_data_files
 from unbounded.files.partitions import PartitionLayout
 from unbounded.files.paths import local_path, path_uri
+from unbounded.files.stores import is_file, is_folder, parquet_file, path_exists, under
 from unbounded.plan.intervals import parse_interval_ms
 from unbounded.plan.types import StringType, StructField, StructType
 from unbounded.sources.base import (
@@ -98,7 +99,8 @@ class FileSourceOptions:
                 "that committed files are moved to.", error_class="INVALID_OPTION")
         return cls(_path(ctx), max_files, max_bytes, latest_first,
                    2**62 if ignore_age else age, clean,
-                   os.path.abspath(archive) if archive else None,
+                   (archive if is_url(archive) else os.path.abspath(archive))
+                   if archive else None,
                    parse_bool_option(ctx, "fileNameOnly", False),
                    parse_bool_option(ctx, "ignoreMissingFiles", False))
 
@@ -155,7 +157,7 @@ class FileInputPartition:
         """The logged files, each checked to exist: a batch re-run after its input file
         vanished must fail naming it, not silently read less (Spark's
         ``ignoreMissingFiles=false``); ``ignoreMissingFiles`` skips it instead."""
-        missing = [p for p in self.paths if not os.path.isfile(p)]
+        missing = [p for p in self.paths if not is_file(p)]
         if missing and not self.ignore_missing:
             raise MissingFileError(
                 f"[FAILED_READ_FILE.FILE_NOT_EXIST] Error while reading file "
@@ -167,8 +169,10 @@ class FileInputPartition:
 
     def scan(self) -> tuple[pl.LazyFrame, int] | None:
         """Parquet files that share one layout, as a lazy scan cast to the schema."""
-        if self.format != "parquet" or not self.paths or \
-                len(self._present()) != len(self.paths):
+        # Polars' own object-store client knows nothing of fsspec's endpoint and
+        # credentials: objects at a URL are read through the store by read().
+        if self.format != "parquet" or not self.paths or any(is_url(p) for p in self.paths) \
+                or len(self._present()) != len(self.paths):
             return None
         try:
             layouts = {tuple(pl.read_parquet_schema(p).items()) for p in self.paths}
@@ -413,7 +417,7 @@ class FileSource:
     @classmethod
     def _data_schema(cls, format: str, ctx: SourceContext) -> StructType:
         path = _path(ctx)
-        if not has_glob(path) and not os.path.exists(path):
+        if (is_url(path) or not has_glob(path)) and not path_exists(path):
             raise AnalysisException(
                 f"[PATH_NOT_FOUND] Path does not exist: {path}. Create the folder before "
                 "starting the query, or fix the path.", error_class="PATH_NOT_FOUND")
@@ -524,11 +528,11 @@ class FileSource:
         self._cleaned_through = last
 
     def _clean(self, path: str) -> None:
-        if not os.path.exists(path):
+        if not path_exists(path):
             return
         try:
             if self.options.clean_source is CleanSource.DELETE:
-                os.remove(path)
+                storage_for(path).delete(path)
             else:
                 _archive(path, self.options.archive_dir or "")
         except OSError as e:
@@ -567,10 +571,11 @@ def _discovery_root(ctx: SourceContext) -> str | None:
     """The folder whose ``col=value`` subfolders are partitions: option ``basePath``,
     else the source's path; none for a glob without ``basePath`` (as Spark)."""
     path, base = _path(ctx), ctx.option("basePath")
-    root = os.path.abspath(local_path(base) if base else path)
-    if (base is None and has_glob(path)) or not os.path.isdir(root):
+    root = local_path(base) if base else path
+    root = root.rstrip("/") if is_url(root) else os.path.abspath(root)
+    if (base is None and has_glob(path)) or not is_folder(root):
         return None
-    if os.path.commonpath([root, os.path.abspath(path)]) != root:
+    if root != path.rstrip("/") and not under(path, root):
         raise AnalysisException(
             f"Wrong basePath {base} for the path {path}: basePath must be a folder that "
             "holds the path.", error_class="INVALID_OPTION")
@@ -604,7 +609,7 @@ def _group_by_size(paths: list[str]) -> list[list[str]]:
     small files share a task."""
     if not paths:
         return []
-    total = sum(os.path.getsize(p) if os.path.exists(p) else 0 for p in paths)
+    total = sum(os.path.getsize(p) for p in paths if not is_url(p) and os.path.exists(p))
     count = min(len(paths), max(_parallelism(), -(-total // _MAX_PARTITION_BYTES)))
     base, extra = divmod(len(paths), count)
     groups: list[list[str]] = []
@@ -634,6 +639,11 @@ def _archive(path: str, archive_dir: str) -> None:
 def _check_archive_dir(options: FileSourceOptions) -> None:
     if options.archive_dir is None or options.clean_source is not CleanSource.ARCHIVE:
         return
+    if is_url(options.path) or is_url(options.archive_dir):
+        raise AnalysisException(
+            f"cleanSource='archive' moves files, which a store at a URL cannot do "
+            f"({options.path} to {options.archive_dir}). Use cleanSource='delete', or a "
+            "local or shared file system path.", error_class="UNSUPPORTED_LOCATION")
     source = os.path.abspath(options.path if not has_glob(options.path)
                              else os.path.dirname(options.path.split("*")[0]))
     inside = os.path.commonpath([source, options.archive_dir]) == source
@@ -648,7 +658,6 @@ def _check_archive_dir(options: FileSourceOptions) -> None:
 def _check_parquet_schema(path: str, schema: StructType) -> None:
     """Reject a declared schema whose column types contradict the Parquet files present
     (a column missing from the files is allowed: it reads as NULL, as in Spark)."""
-    import pyarrow.parquet as pq
 
     from unbounded.plan.types import from_arrow_type
 
@@ -656,7 +665,8 @@ def _check_parquet_schema(path: str, schema: StructType) -> None:
     if not files:
         return
     try:
-        found = pq.read_schema(files[0].path)
+        with parquet_file(files[0].path) as first:
+            found = first.schema_arrow
     except (OSError, pa.ArrowInvalid):
         return  # an unreadable file fails the batch that reads it, with its name
     declared = {f.name.lower(): f for f in schema.fields}

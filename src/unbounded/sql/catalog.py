@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow as pa
 
+from unbounded.checkpoint.storage import is_url
 from unbounded.errors import AnalysisException
 from unbounded.files.partitions import unescape_path_name
 from unbounded.files.paths import local_path
@@ -171,8 +172,14 @@ class Catalog:
     # ---- databases ---------------------------------------------------------------------
     @property
     def _warehouse(self) -> str:
-        root = self._session.conf.get("spark.sql.warehouse.dir", "spark-warehouse")
-        return os.path.abspath(local_path(str(root)))
+        root = str(self._session.conf.get("spark.sql.warehouse.dir", "spark-warehouse"))
+        if is_url(root):  # refused: abspath would make a local folder named "s3:"
+            raise AnalysisException(
+                f"spark.sql.warehouse.dir is a URL ({root}); warehouse tables live in a "
+                "local or shared file system folder only. Set it to a path, or write the "
+                "table's files with df.write.parquet('s3://...') and read them back with "
+                "spark.read.", error_class="UNSUPPORTED_LOCATION")
+        return os.path.abspath(local_path(root))
 
     @property
     def _global_db(self) -> str:

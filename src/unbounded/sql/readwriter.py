@@ -1,5 +1,10 @@
 """``spark.read`` and ``df.write``: batch reads of the file formats (honouring file-sink
-manifests) and batch writes of files and warehouse tables."""
+manifests) and batch writes of files and warehouse tables.
+
+A path may be a local one or an fsspec URL (``s3://bucket/out``, reached with fsspec's
+options as a checkpoint is): reads list, check and open it through the store, and
+writes upload each data file under its own name (:mod:`unbounded.files.stores`).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from unbounded.checkpoint.storage import is_url, storage_for
 from unbounded.engine.context import session_time_zone
 from unbounded.errors import AnalysisException
 from unbounded.files.paths import local_path, path_uri
+from unbounded.files.stores import clear_folder, is_folder, join, path_exists, under
 from unbounded.plan.logical import FileRelation
 from unbounded.sql.types import StructField, StructType, parse_ddl_schema
 
@@ -36,6 +43,8 @@ def list_data_files(path: str, *, ignore_missing: bool = False) -> list[str]:
     otherwise every visible file (names starting with ``_`` or ``.`` are skipped)."""
     from unbounded.files.manifest import FileSinkManifest
 
+    if is_url(path):
+        return _url_data_files(path, ignore_missing=ignore_missing)
     local = path.removeprefix("file://")
     if os.path.isdir(os.path.join(local, "_spark_metadata")):
         return FileSinkManifest(local).existing_files(ignore_missing=ignore_missing)
@@ -54,6 +63,17 @@ def list_data_files(path: str, *, ignore_missing: bool = False) -> list[str]:
     return files
 
 
+def _url_data_files(url: str, *, ignore_missing: bool) -> list[str]:
+    """The objects under ``url`` in name order, or its file sink manifest's files."""
+    from unbounded.files.listing import has_sink_manifest
+    from unbounded.files.listing import list_data_files as listed
+    from unbounded.files.manifest import FileSinkManifest
+
+    if has_sink_manifest(url):
+        return FileSinkManifest(url).existing_files(ignore_missing=ignore_missing)
+    return sorted(f.path for f in listed(url))
+
+
 def _partition_projection(full: StructType, keys: list[StructField],
                           values: tuple[str | None, ...]) -> tuple[Expression, ...]:
     """Spark's order: the files' columns, a partition column taking the place (and the
@@ -65,10 +85,6 @@ def _partition_projection(full: StructType, keys: list[StructField],
         for k, v in zip(keys, values, strict=True)}
     exprs = [constants.pop(f.name.lower(), ColumnRef(f"`{f.name}`")) for f in full.fields]
     return (*exprs, *constants.values())
-
-
-def _under(path: str, root: str) -> bool:
-    return os.path.abspath(path).startswith(os.path.abspath(root).rstrip(os.sep) + os.sep)
 
 
 class DataFrameReader:
@@ -140,12 +156,12 @@ class DataFrameReader:
         a folder; columns must agree across them, as Spark's discovery requires)."""
         from unbounded.files.partitions import discover_partitions
 
-        roots = [p.removeprefix("file://") for p in paths]
-        if not roots or not all(os.path.isdir(r) and not glob.has_magic(r) for r in roots):
+        roots = [_root(p) for p in paths]
+        if not roots or not all(_is_discoverable(r) for r in roots):
             return None
         infer = self._session.conf.get(
             "spark.sql.sources.partitionColumnTypeInference.enabled", "true")
-        return discover_partitions({r: [f for f in files if _under(f, r)] for r in roots},
+        return discover_partitions({r: [f for f in files if under(f, r)] for r in roots},
                                    infer_types=str(infer).lower() == "true")
 
     def _partitioned_plan(self, found: PartitionedFiles) -> LogicalPlan:
@@ -181,6 +197,7 @@ class DataFrameReader:
         if not isinstance(raw, str):
             raise AnalysisException("A Delta read takes one table path: "
                                     "spark.read.format('delta').load('/path').")
+        _refuse_url("Delta tables", raw)
         version = self._options.get("versionAsOf")
         try:
             table = DeltaTable(local_path(raw), version=int(version) if version else None)
@@ -219,11 +236,12 @@ class DataFrameReader:
     def _files(paths: list[str], *, ignore_missing: bool) -> list[str]:
         files: list[str] = []
         for p in paths:
-            local = p.removeprefix("file://")
-            if not glob.has_magic(local) and not os.path.exists(local):
-                raise AnalysisException(f"[PATH_NOT_FOUND] Path does not exist: file:{local}.",
+            root = _root(p)
+            if (is_url(root) or not glob.has_magic(root)) and not path_exists(root):
+                shown = root if is_url(root) else f"file:{root}"
+                raise AnalysisException(f"[PATH_NOT_FOUND] Path does not exist: {shown}.",
                                         error_class="PATH_NOT_FOUND")
-            files.extend(list_data_files(local, ignore_missing=ignore_missing))
+            files.extend(list_data_files(root, ignore_missing=ignore_missing))
         return files
 
     def csv(self, path: str | list[str], schema: StructType | str | None = None,
@@ -245,6 +263,24 @@ class DataFrameReader:
 
     def table(self, tableName: str) -> DataFrame:
         return self._session.table(tableName)
+
+
+def _root(path: str) -> str:
+    """A read path as it is listed: a URL without its trailing slash, a local path
+    without ``file://``."""
+    return path.rstrip("/") if is_url(path) else path.removeprefix("file://")
+
+
+def _is_discoverable(root: str) -> bool:
+    """Whether ``root`` is a folder whose ``col=value`` subfolders are partitions (a
+    glob is not one; a URL's globs are not expanded)."""
+    return (is_url(root) or not glob.has_magic(root)) and is_folder(root)
+
+
+def _target_folder(path: str) -> str:
+    """A write's output folder: a URL as given (no trailing slash), a local path made
+    absolute."""
+    return path.rstrip("/") if is_url(path) else os.path.abspath(local_path(path))
 
 
 class SaveMode(Enum):
@@ -338,7 +374,7 @@ class DataFrameWriter:
         if target is None:
             raise AnalysisException("A path is required: df.write.format(...).save(path), "
                                     "or saveAsTable(name).", error_class="MISSING_PATH")
-        folder = os.path.abspath(local_path(target))
+        folder = _target_folder(target)
         if self._resolved_format == "delta":
             self._write_delta(folder)
         else:
@@ -352,6 +388,7 @@ class DataFrameWriter:
 
         from unbounded.sinks.delta import write_batch
 
+        _refuse_url("Delta tables", folder)
         app_id, version = self._options.get("txnAppId"), self._options.get("txnVersion")
         table = self._table()
         if app_id and version:
@@ -373,7 +410,7 @@ class DataFrameWriter:
                         schema_mode=schema_mode)  # type: ignore[arg-type]
 
     def _write_path(self, folder: str) -> None:
-        exists = os.path.exists(folder)
+        exists = path_exists(folder)
         if exists and self._mode is SaveMode.ERROR:
             raise AnalysisException(
                 f"[PATH_ALREADY_EXISTS] Path {path_uri(folder)} already exists. Set mode as "
@@ -382,7 +419,7 @@ class DataFrameWriter:
             return
         table = self._table()
         if exists and self._mode is SaveMode.OVERWRITE:
-            _clear_folder(folder)
+            clear_folder(folder)
         _write_files(folder, self._resolved_format, table, self._partition_by,
                      {k: v for k, v in self._options.items() if k != "path"}, zone=self._zone)
 
@@ -465,7 +502,7 @@ class DataFrameWriter:
         location, metadata = existing
         table = _conform_by_position(self._df.toArrow(), metadata.schema, tableName)
         if overwrite or self._mode is SaveMode.OVERWRITE:
-            _clear_folder(location, keep={"_unbounded_table.json"})
+            clear_folder(location, keep=frozenset({"_unbounded_table.json"}))
         _write_files(location, metadata.format, table, metadata.partition_columns,
                      self._options, zone=self._zone)
 
@@ -474,26 +511,28 @@ def _flag(options: dict[str, str], key: str) -> bool:
     return any(k.lower() == key.lower() and v.lower() == "true" for k, v in options.items())
 
 
-def _clear_folder(folder: str, keep: set[str] | frozenset[str] = frozenset()) -> None:
-    """Remove what ``folder`` holds (a file sink's manifest too), except ``keep``."""
-    if os.path.isfile(folder):
-        os.remove(folder)
-        return
-    for name in os.listdir(folder):
-        if name in keep:
-            continue
-        path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
+def _refuse_url(what: str, path: str) -> None:
+    """Writers that reach only local folders refuse a URL rather than make a local
+    folder named ``s3:``."""
+    if is_url(path):
+        raise AnalysisException(
+            f"{what} are not supported at a URL yet: {path}. Write to a local or shared "
+            "file system path, or write the files with format parquet/csv/json/text/orc/"
+            "avro, which work at fsspec URLs.", error_class="UNSUPPORTED_LOCATION")
 
 
 def _write_files(folder: str, fmt: str, table: pa.Table, partition_by: tuple[str, ...],
                  options: dict[str, str], *, zone: str = "UTC") -> None:
-    """Write into a staging folder, move the files into place, then mark ``_SUCCESS``."""
+    """Write into a staging folder, move the files into place, then mark ``_SUCCESS``.
+    At a URL, which has no rename, each file is uploaded under its final, unique name
+    (an object appears whole or not at all), then ``_SUCCESS`` is written."""
     from unbounded.files.writing import write_partitioned
 
+    if is_url(folder):
+        write_partitioned(folder, fmt, table, partition_by, options,
+                          stem=f"part-00000-{uuid.uuid4()}-c000", zone=zone)
+        storage_for(folder).replace(join(folder, "_SUCCESS"), b"")
+        return
     staging = os.path.join(folder, "_temporary", uuid.uuid4().hex)
     written = write_partitioned(staging, fmt, table, partition_by, options,
                                 stem=f"part-00000-{uuid.uuid4()}-c000", zone=zone)

@@ -29,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.checkpoint.logs import CommitLog
+from unbounded.checkpoint.storage import is_url, storage_for
 from unbounded.errors import AnalysisException
 from unbounded.state.base import OP_COLUMN, StateSchema, StateSchemaFile, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind, StateFileLog
@@ -131,23 +132,20 @@ def _non_negative(name: str, raw: str) -> int:
 
 
 def _digit_dirs(folder: str) -> list[int]:
-    if not os.path.isdir(folder):
-        return []
-    return sorted(int(n) for n in os.listdir(folder)
-                  if n.isdigit() and os.path.isdir(os.path.join(folder, n)))
+    """The numbered subfolders (operators, partitions), locally or at a URL."""
+    return sorted(int(n) for n in storage_for(folder).folders(folder) if n.isdigit())
 
 
 def _store_names(op_path: str, partition: int) -> list[str]:
     """The stores of one partition: ``[""]`` for a single-store operator."""
     folder = os.path.join(op_path, str(partition))
-    names = sorted(n for n in os.listdir(folder)
-                   if os.path.isdir(os.path.join(folder, n)) and not n.startswith("."))
+    names = sorted(n for n in storage_for(folder).folders(folder) if not n.startswith("."))
     return names or [""]
 
 
 def _last_committed(checkpoint: str) -> int:
     folder = os.path.join(checkpoint, "commits")
-    latest = CommitLog(folder).latest_id() if os.path.isdir(folder) else None
+    latest = CommitLog(folder).latest_id() if storage_for(folder).exists(folder) else None
     if latest is None:
         raise AnalysisException(f"[STDS_OFFSET_LOG_UNAVAILABLE] {checkpoint} has no "
                                 "committed batch: there is no state to read.")
@@ -155,7 +153,9 @@ def _last_committed(checkpoint: str) -> int:
 
 
 def _file_schema(path: str, kind: StateFileKind) -> pa.Schema:
-    body = StateFileEnvelope.body(path, pa.memory_map(path).read_buffer(), kind)
+    data = (pa.py_buffer(storage_for(path).read(path)) if is_url(path)
+            else pa.memory_map(path).read_buffer())
+    body = StateFileEnvelope.body(path, data, kind)
     schema = pa.ipc.open_file(body).schema.remove_metadata()
     return pa.schema([f for f in schema if f.name != OP_COLUMN])
 
