@@ -18,8 +18,9 @@ import numpy as np
 import polars as pl
 
 from unbounded.engine.ansi import checked
+from unbounded.engine.coercion import map_diff_types
 from unbounded.engine.context import CompileContext
-from unbounded.engine.expressions import dtypes_of
+from unbounded.engine.expressions import dtypes_of, unify_values
 from unbounded.engine.functions import map_entries, register
 from unbounded.engine.lambdas import (
     CompiledLambda,
@@ -693,6 +694,28 @@ def _arrays_zip(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) ->
 
 
 # ---- maps -----------------------------------------------------------------------------
+@register("map")
+def _map(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
+    if len(args) % 2:
+        raise AnalysisException(
+            f"[WRONG_NUM_ARGS] map() needs an even number of arguments (key, value, ...), "
+            f"got {len(args)}.", error_class="WRONG_NUM_ARGS")
+    shown = call.display_name()
+    keys = unify_values(args[::2], ctx, who=lambda d: map_diff_types("KEY", shown, d))
+    if all(d == pl.Null for d in dtypes_of(keys, ctx)):  # map(NULL, v): NULL_MAP_KEY per row
+        keys = [k.cast(pl.String) for k in keys]
+    values = unify_values(args[1::2], ctx, who=lambda d: map_diff_types("VALUE", shown, d))
+    entries = [pl.struct(k.alias("key"), v.alias("value"))
+               for k, v in zip(keys, values, strict=True)]
+    if not entries:  # Spark's map<void,void>; Polars keys cannot be of the Null type
+        return pl.lit([], dtype=pl.List(pl.Struct({"key": pl.String, "value": pl.String})))\
+            .cast(pl.Map(pl.String, pl.String))
+    listed = pl.concat_list(entries)
+    entry = ctx.dtype_of(listed)
+    assert isinstance(entry, pl.List) and isinstance(entry.inner, pl.Struct)
+    return _map_of_entries(listed, entry)  # a NULL or repeated key fails, as in Spark 4
+
+
 @register("map_entries")
 def _map_entries(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     return map_entries(args[0], _entry_dtype(args[0], ctx, call))

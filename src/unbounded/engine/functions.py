@@ -21,7 +21,6 @@ from unbounded.engine.coercion import (
     coerced_function,
     data_diff_types,
     function_arg_types,
-    map_diff_types,
     spark_type_name,
 )
 from unbounded.engine.context import CompileContext
@@ -509,27 +508,6 @@ def _crc32(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.E
 
 
 # ---- maps (Polars' Map; an array of key/value structs stays a List) -----------------
-@_register("map")
-def _map(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
-    if len(args) % 2:
-        raise AnalysisException(
-            f"[WRONG_NUM_ARGS] map() needs an even number of arguments (key, value, ...), "
-            f"got {len(args)}.", error_class="WRONG_NUM_ARGS")
-    shown = call.display_name()
-    keys = unify_values(args[::2], ctx, who=lambda d: map_diff_types("KEY", shown, d))
-    values = unify_values(args[1::2], ctx, who=lambda d: map_diff_types("VALUE", shown, d))
-    entries = [pl.struct(k.alias("key"), v.alias("value"))
-               for k, v in zip(keys, values, strict=True)]
-    if not entries:  # Spark's map<void,void>; Polars keys cannot be of the Null type
-        return pl.lit([], dtype=pl.List(pl.Struct({"key": pl.String, "value": pl.String})))\
-            .cast(pl.Map(pl.String, pl.String))
-    listed = pl.concat_list(entries)
-    entry = ctx.dtype_of(listed)
-    assert isinstance(entry, pl.List) and isinstance(entry.inner, pl.Struct)
-    key, value = entry.inner.fields
-    return listed.cast(pl.Map(key.dtype, value.dtype))
-
-
 @_register("map_keys")
 def _map_keys(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     return _entries(args[0], ctx).list.eval(pl.element().struct.field("key"))

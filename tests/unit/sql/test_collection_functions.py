@@ -171,6 +171,29 @@ def test_map_concat_with_a_repeated_key_fails(maps):
         maps.select(F.map_concat("m", "n")).collect()
 
 
+@pytest.mark.parametrize("query", ["SELECT map(1, 2, 1, 3) AS m",
+                                   "SELECT map(k, 1, 1, 2) AS m FROM VALUES (2), (1) AS t(k)"])
+def test_map_with_a_repeated_key_fails(spark, query):
+    # PySpark 4.3: spark.sql.mapKeyDedupPolicy=EXCEPTION (the map kept the last value here)
+    with pytest.raises(SparkRuntimeException,
+                       match=r"^\[DUPLICATED_MAP_KEY\] Duplicate map key 1 was found"):
+        spark.sql(query).collect()
+
+
+@pytest.mark.parametrize("query", ["SELECT map(NULL, 2) AS m",
+                                   "SELECT map(k, 1) AS m FROM VALUES (1), (NULL) AS t(k)"])
+def test_map_with_a_null_key_fails(spark, query):
+    with pytest.raises(SparkRuntimeException,
+                       match=r"^\[NULL_MAP_KEY\] Cannot use null as map key. SQLSTATE: 2200E$"):
+        spark.sql(query).collect()
+
+
+def test_create_map_of_distinct_keys(spark):
+    df = spark.createDataFrame([(1,), (2,)], "k int")
+    assert [r.m for r in df.select(F.create_map("k", F.lit(7), F.lit(9), "k").alias("m"))
+            .collect()] == [{1: 7, 9: 1}, {2: 7, 9: 2}]
+
+
 # ---- the same functions from SQL strings ------------------------------------------------
 def test_sql_strings_call_the_same_functions(df):
     out = df.selectExpr("array_distinct(xs)", "slice(xs, 1, 2)", "array_join(xs, '-', '?')",
