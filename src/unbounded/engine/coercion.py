@@ -58,7 +58,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from unbounded.engine.ansi import spark_type_name
-from unbounded.engine.dtypes import polars_schema_to_spark
+from unbounded.engine.dtypes import polars_schema_to_spark, to_polars_dtype
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 
@@ -372,15 +372,19 @@ def legacy_mix_fails(dtypes: Sequence[pl.DataType]) -> bool:
     return pl.String in kinds and pl.Boolean in kinds
 
 
-def union_column_type(dtypes: Sequence[pl.DataType]) -> pl.DataType | None:
-    """The type one UNION column takes where Spark's answer is the same in both ANSI
-    modes: numbers widen (an int and a double: double), a date and a timestamp give
-    timestamp. None: the first input's type (strings, whose common type depends on the
-    mode, and nested types). Raises NoCommonType for a boolean, date or timestamp
-    meeting a number (Spark's INCOMPATIBLE_COLUMN_TYPE)."""
+def union_column_type(dtypes: Sequence[pl.DataType], *, ansi: bool) -> pl.DataType | None:
+    """The type one UNION column takes (Spark's WidenSetOperationTypes): numbers widen
+    (an int and a double: double), a date and a timestamp give timestamp; a string among
+    other atomic types takes their type under ANSI (bigint for integers, double for
+    fractions, boolean, date, timestamp: ``'1' UNION 2`` is bigint) and makes the column a
+    string without it. None: the first input's type (one type, nested types). Raises
+    NoCommonType for types that do not meet (a boolean, date or timestamp with a number;
+    without ANSI a string with a boolean): Spark's INCOMPATIBLE_COLUMN_TYPE."""
     kinds = [d for d in dtypes if d != pl.Null]
-    if len(set(kinds)) <= 1 or pl.String in kinds or not all(_atomic(d) for d in kinds):
+    if len(set(kinds)) <= 1 or not all(_atomic(d) for d in kinds):
         return None
+    if pl.String in kinds:
+        return _union_with_strings(dtypes, kinds, ansi)
     common = kinds[0]
     for dtype in kinds[1:]:
         wider = _numeric_supertype(common, dtype) if common.is_numeric() and \
@@ -389,6 +393,17 @@ def union_column_type(dtypes: Sequence[pl.DataType]) -> pl.DataType | None:
             raise NoCommonType(dtypes)
         common = wider
     return common
+
+
+def _union_with_strings(dtypes: Sequence[pl.DataType], kinds: list[pl.DataType],
+                        ansi: bool) -> pl.DataType:
+    if ansi:
+        common = common_value_type(dtypes)
+        assert common is not None  # strings mixed with other atomic types
+        return to_polars_dtype(common)
+    if pl.Boolean in kinds:
+        raise NoCommonType(dtypes)
+    return pl.String()
 
 
 def _numeric_supertype(left: pl.DataType, right: pl.DataType) -> pl.DataType:

@@ -11,6 +11,7 @@ keeps its name: a top-level one is aliased to the name it had.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,11 +21,13 @@ import polars as pl
 
 from unbounded.engine.coercion import (
     LEGACY_COMMON_TYPE_FUNCTIONS,
+    NoCommonType,
     data_diff_types,
     legacy_binary_types,
     legacy_common_type,
     legacy_mix_fails,
     map_diff_types,
+    union_column_type,
 )
 from unbounded.engine.context import CompileContext
 from unbounded.engine.expressions import compile_expr
@@ -43,7 +46,7 @@ from unbounded.plan.expressions import (
     LambdaFunction,
     Star,
 )
-from unbounded.plan.logical import Aggregate, Filter, LogicalPlan, Project, Sort
+from unbounded.plan.logical import Aggregate, Filter, LogicalPlan, Project, Sort, Union
 
 __all__ = ["map_fields", "with_legacy_casts"]
 
@@ -61,6 +64,8 @@ def with_legacy_casts(plan: LogicalPlan) -> LogicalPlan:
     rebuilt = map_fields(plan, LogicalPlan, with_legacy_casts)
     if isinstance(rebuilt, (Project, Filter, Aggregate, Sort)):
         rebuilt = _rewrite_node(rebuilt)
+    elif isinstance(rebuilt, Union) and not rebuilt.by_name:
+        rebuilt = _union_strings(rebuilt)
     _done[plan] = None if rebuilt is plan else rebuilt
     _done[rebuilt] = None
     return rebuilt
@@ -80,6 +85,39 @@ def _rewrite_node(plan: LogicalPlan) -> LogicalPlan:
     if isinstance(plan, Filter):
         return map_fields(plan, Expression, lambda e: _coerce(e, ctx))
     return map_fields(plan, Expression, top)
+
+
+def _union_strings(plan: Union) -> Union:
+    """A UNION column mixing strings with numbers, dates or timestamps is a string
+    column without ANSI (``'1' UNION 2`` is '1', '2'): each input casts its column."""
+    schemas = [list(plan_physical_schema(p).values()) for p in plan.inputs]
+    if len({len(s) for s in schemas}) != 1:
+        return plan  # NUM_COLUMNS_MISMATCH, raised when the plan compiles
+    to_string = set()
+    for i in range(len(schemas[0])):
+        types = [s[i] for s in schemas]
+        with contextlib.suppress(NoCommonType):  # INCOMPATIBLE_COLUMN_TYPE when compiled
+            if union_column_type(types, ansi=False) == pl.String:
+                to_string.add(i)
+    if not to_string:
+        return plan
+    inputs = tuple(_strings_at(p, to_string, schemas[k])
+                   for k, p in enumerate(plan.inputs))
+    return dataclasses.replace(plan, inputs=inputs)
+
+
+def _strings_at(plan: LogicalPlan, positions: set[int], types: list[pl.DataType]
+                ) -> LogicalPlan:
+    """``plan`` with its columns at ``positions`` cast to string (as Spark's cast)."""
+    if not any(types[i] != pl.String for i in positions):
+        return plan
+    columns = plan_columns(plan)
+    exprs: list[Expression] = []
+    for i, column in enumerate(columns):
+        ref = ColumnRef(column.name, ordinal=i)
+        exprs.append(Alias(Cast(ref, T.StringType()), column.name)
+                     if i in positions and types[i] not in (pl.String, pl.Null) else ref)
+    return Project(plan, tuple(exprs))
 
 
 def _coerce(expr: Expression, ctx: CompileContext) -> Expression:

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.engine.aggregates import compile_aggregate
-from unbounded.engine.ansi import spark_type_name
+from unbounded.engine.ansi import cast_checked, spark_type_name
 from unbounded.engine.coercion import NoCommonType, union_column_type
 from unbounded.engine.context import (
     CompileContext,
@@ -57,7 +57,7 @@ from unbounded.plan.logical import (
     WithWatermark,
     walk_plan,
 )
-from unbounded.plan.types import StringType, StructField, StructType
+from unbounded.plan.types import StructField, StructType
 
 __all__ = [
     "Bindings",
@@ -436,40 +436,58 @@ def _(plan: Union, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
                 f"number of columns, but the first input has {len(first)} columns and another "
                 f"has {len(names)}.", error_class="NUM_COLUMNS_MISMATCH")
         aligned.append(f.rename(dict(zip(names, first.names(), strict=True))))
-    target = _union_schema([f.collect_schema() for f in aligned])
+    target = _union_schema([f.collect_schema() for f in aligned], ctx.ansi)
     return pl.concat([_cast_columns(f, target, ctx) for f in aligned], how="vertical")
 
 
 def _cast_columns(frame: pl.LazyFrame, target: pl.Schema, ctx: CompileContext
                   ) -> pl.LazyFrame:
-    """``frame`` in ``target``'s types; to a string as Spark casts (a timestamp is
-    ``2024-03-05 10:00:00``, a double ``1.0E20``), else as Polars does."""
+    """``frame`` in ``target``'s types, each column cast as Spark casts it (a timestamp
+    into a string is ``2024-03-05 10:00:00``, a date into a timestamp is midnight in the
+    session zone, a string that is no number fails under ANSI)."""
     source = frame.collect_schema()
     if source == target:
         return frame
-    return frame.select(
-        cast_to(pl.col(name), source[name], StringType(), zone=ctx.time_zone).alias(name)
-        if dtype == pl.String and source[name] not in (pl.String, pl.Null)
-        else pl.col(name).cast(dtype) for name, dtype in target.items())
+    return frame.select(_cast_column(name, source[name], dtype, ctx).alias(name)
+                        for name, dtype in target.items())
 
 
-def _union_schema(schemas: list[pl.Schema]) -> pl.Schema:
-    """Each UNION column's type (``engine/coercion.py``: numbers widen, else the first
-    input's type that is not NULL), or Spark's INCOMPATIBLE_COLUMN_TYPE."""
+def _cast_column(name: str, source: pl.DataType, dtype: pl.DataType, ctx: CompileContext
+                 ) -> pl.Expr:
+    column = pl.col(name)
+    if source == dtype:
+        return column
+    if source == pl.Null or not _atomic_type(source) or not _atomic_type(dtype):
+        return column.cast(dtype)
+    spark = polars_schema_to_spark(pl.Schema({name: dtype})).fields[0].dataType
+    cast = cast_to(column, source, spark, ansi=ctx.ansi, zone=ctx.time_zone)
+    if not ctx.ansi or dtype == pl.String:
+        return cast
+    return cast_checked(cast, column, source, spark, dtype)
+
+
+def _atomic_type(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() or dtype.is_temporal() or dtype in (pl.String, pl.Boolean)
+
+
+def _union_schema(schemas: list[pl.Schema], ansi: bool) -> pl.Schema:
+    """Each UNION column's type (``engine/coercion.py``: numbers widen, strings by the
+    ANSI mode, else the first input's type that is not NULL), or Spark's
+    INCOMPATIBLE_COLUMN_TYPE."""
     out = {}
     for i, (name, dtype) in enumerate(schemas[0].items()):
         types = [list(s.values())[i] for s in schemas]
         try:
-            out[name] = union_column_type(types) or next(
+            out[name] = union_column_type(types, ansi=ansi) or next(
                 (t for t in types if t != pl.Null), dtype)
         except NoCommonType:
-            raise _incompatible_column(i, types) from None
+            raise _incompatible_column(i, types, ansi) from None
     return pl.Schema(out)
 
 
-def _no_common_type(types: list[pl.DataType]) -> bool:
+def _no_common_type(types: list[pl.DataType], ansi: bool) -> bool:
     try:
-        union_column_type(types)
+        union_column_type(types, ansi=ansi)
     except NoCommonType:
         return True
     return False
@@ -479,8 +497,9 @@ def _ordinal(n: int) -> str:
     return {1: "first", 2: "second", 3: "third"}.get(n, f"{n}th")
 
 
-def _incompatible_column(index: int, types: list[pl.DataType]) -> AnalysisException:
-    other = next(k for k in range(1, len(types)) if _no_common_type(types[:k + 1]))
+def _incompatible_column(index: int, types: list[pl.DataType], ansi: bool
+                         ) -> AnalysisException:
+    other = next(k for k in range(1, len(types)) if _no_common_type(types[:k + 1], ansi))
     return AnalysisException(
         f"[INCOMPATIBLE_COLUMN_TYPE] UNION can only be performed on tables with compatible "
         f"column types. The {_ordinal(index + 1)} column of the {_ordinal(other + 1)} table "

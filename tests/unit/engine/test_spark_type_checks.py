@@ -324,6 +324,61 @@ def test_union_columns_take_their_common_type(v: Any, ansi: bool, sql: str,
     assert (df.schema["r"].dataType.simpleString(), [r[0] for r in df.collect()]) == expected
 
 
+# PySpark 4.3's answers for UNION columns mixing strings with other types
+_UNION_STRINGS = [
+    ("SELECT '1' AS r UNION ALL SELECT 2 AS r", ("bigint", [1, 2]), ("string", ["1", "2"])),
+    ("SELECT 2 AS r UNION ALL SELECT '1' AS r", ("bigint", [2, 1]), ("string", ["2", "1"])),
+    ("SELECT '1.5' AS r UNION ALL SELECT 2.5D AS r", ("double", [1.5, 2.5]),
+     ("string", ["1.5", "2.5"])),
+    ("SELECT 'true' AS r UNION ALL SELECT true AS r", ("boolean", [True, True]), None),
+    ("SELECT '2024-03-05' AS r UNION ALL SELECT DATE'2024-03-06' AS r",
+     ("date", [date(2024, 3, 5), date(2024, 3, 6)]), ("string", ["2024-03-05", "2024-03-06"])),
+    ("SELECT DATE'2024-03-06' AS r UNION ALL SELECT '2024-03-05' AS r",
+     ("date", [date(2024, 3, 6), date(2024, 3, 5)]), ("string", ["2024-03-06", "2024-03-05"])),
+    ("SELECT '2024-03-05 10:00:00' AS r UNION ALL SELECT TIMESTAMP'2024-03-06 01:00:00' AS r",
+     ("timestamp", [datetime(2024, 3, 5, 10), datetime(2024, 3, 6, 1)]),
+     ("string", ["2024-03-05 10:00:00", "2024-03-06 01:00:00"])),
+    ("SELECT 1.5D AS r UNION SELECT '1.5' AS r", ("double", [1.5]), ("string", ["1.5"])),
+    ("SELECT NULL AS r UNION ALL SELECT '1' UNION ALL SELECT 2",
+     ("bigint", [None, 1, 2]), ("string", [None, "1", "2"])),
+]
+
+
+@pytest.mark.parametrize(("sql", "ansi_answer", "legacy_answer"), _UNION_STRINGS)
+@pytest.mark.parametrize("ansi", [True, False])
+def test_union_of_strings_with_other_types(v: Any, sql: str, ansi_answer: Any,
+                                           legacy_answer: Any, ansi: bool) -> None:
+    v.conf.set("spark.sql.ansi.enabled", str(ansi).lower())
+    expected = ansi_answer if ansi else legacy_answer
+    df = v.sql(f"SELECT r FROM ({sql})")
+    if expected is None:
+        with pytest.raises(AnalysisException) as err:
+            df.collect()
+        assert str(err.value).startswith(
+            "[INCOMPATIBLE_COLUMN_TYPE] UNION can only be performed on tables with compatible "
+            'column types. The first column of the second table is "BOOLEAN" type which is not'
+            ' compatible with "STRING" at the same column of the first table.')
+        return
+    rows = sorted(df.collect(), key=lambda r: (r[0] is not None, str(r[0])))
+    assert (df.schema["r"].dataType.simpleString(),
+            sorted((r[0] for r in rows), key=lambda x: (x is not None, str(x)))) == (
+        expected[0], sorted(expected[1], key=lambda x: (x is not None, str(x))))
+
+
+def test_ansi_union_of_a_string_that_is_no_number_fails(v: Any) -> None:
+    v.conf.set("spark.sql.ansi.enabled", "true")
+    with pytest.raises(Exception, match=r"^\[CAST_INVALID_INPUT\] The value 'a' of the type "
+                                        r'"STRING" cannot be cast to "BIGINT"'):
+        v.sql("SELECT 'a' AS r UNION ALL SELECT 2 AS r").collect()
+
+
+def test_union_of_a_date_into_a_timestamp_is_midnight_in_the_session_zone(v: Any) -> None:
+    v.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    rows = v.sql("SELECT CAST(r AS STRING) FROM (SELECT DATE'2024-03-05' AS r UNION ALL "
+                 "SELECT TIMESTAMP'2024-03-05 10:00:00' AS r)").collect()
+    assert [r[0] for r in rows] == ["2024-03-05 00:00:00", "2024-03-05 10:00:00"]
+
+
 def test_union_of_a_timestamp_into_a_string_column_prints_it_as_spark(v: Any) -> None:
     v.conf.set("spark.sql.ansi.enabled", "false")
     rows = v.sql("SELECT tss AS r FROM v UNION ALL SELECT ts AS r FROM v").collect()
