@@ -7,7 +7,9 @@ query document of ``ui_model`` (version 1). A writer thread rewrites a run's fil
 its changes, at most every ``interval`` seconds, atomically (temporary file, then
 rename), so a batch never waits on the disk and a reader never sees half a file.
 When the session stops its files are removed; a process that dies leaves its files,
-which readers show as ``EXITED`` and writers delete once a day old.
+which readers show as ``EXITED`` and writers delete once a day old. A writer looks for
+such files ``clean_delay`` seconds after it starts (30 s), not at once: the folder can
+hold thousands of them and a session's start-up is measured (issue 15).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = ["StatusPublisher", "pid_alive", "read_published", "run_dir"]
 
 log = logging.getLogger(__name__)
 STALE_SECONDS = 24 * 3600
+CLEAN_DELAY_SECONDS = 30.0
 DocumentText = Callable[[str], str | None]  # a run's document as JSON text, None: gone
 
 
@@ -56,9 +59,10 @@ class StatusPublisher:
     """Writes the files of one session's runs, off the batch thread."""
 
     def __init__(self, document: DocumentText, directory: Path | None = None,
-                 interval: float = 0.25) -> None:
+                 interval: float = 0.25, clean_delay: float = CLEAN_DELAY_SECONDS) -> None:
         self.directory = directory or run_dir()
         self._document, self._interval = document, interval
+        self._clean_at: float | None = time.monotonic() + clean_delay
         self._dirty: set[str] = set()
         self._written: set[str] = set()
         self._wake = threading.Condition()
@@ -90,15 +94,23 @@ class StatusPublisher:
             self._path(run_id).unlink(missing_ok=True)
 
     def _loop(self) -> None:
-        _remove_stale_once(self.directory)
         while True:
             with self._wake:
-                while not self._dirty and not self._closed:
-                    self._wake.wait()
+                self._wake.wait_for(lambda: self._dirty or self._closed, self._until_clean())
                 if self._closed:
                     return
+            self._clean_when_due()
             self.flush()
             time.sleep(self._interval)
+
+    def _until_clean(self) -> float | None:
+        """Seconds until stale files are due to be cleaned; None: already done."""
+        return None if self._clean_at is None else max(0.0, self._clean_at - time.monotonic())
+
+    def _clean_when_due(self) -> None:
+        if self._clean_at is not None and time.monotonic() >= self._clean_at:
+            self._clean_at = None
+            _remove_stale_once(self.directory)
 
     def _path(self, run_id: str) -> Path:
         return self.directory / f"{os.getpid()}-{run_id}.json"

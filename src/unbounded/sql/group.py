@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import unbounded.engine.group_state
-import unbounded.engine.stateful_processor  # noqa: F401  (the same for transformWithState)
 from unbounded.errors import AnalysisException, UnsupportedOperationException
 from unbounded.plan.expressions import (
     AggregateCall,
@@ -115,6 +113,10 @@ class GroupedData:
         of ``outputStructType``, are the result. ``outputMode`` ("append" or "update")
         must match the query's; ``timeoutConf`` is a ``GroupStateTimeout``. Streams only,
         as in Spark."""
+        # Registers the node's compile rule; imported here, not at the top, so start-up
+        # of every other query does not pay for it (transformWithState does the same).
+        import unbounded.engine.group_state  # noqa: F401
+
         function = python_function(func, PythonEvalType.SQL_GROUPED_MAP_PANDAS_UDF)
         plan = FlatMapGroupsInPandasWithState(
             self._df._plan, self._keys, function, _schema(outputStructType),

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from unbounded.observe.ui_board import QueryBoard
 from unbounded.observe.ui_publish import StatusPublisher, read_published, run_dir
@@ -64,3 +65,31 @@ def test_files_of_processes_dead_a_day_go_without_being_read_and_the_rest_stay(t
     _remove_stale(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
         f"{pid}-new.json", f"{os.getpid()}-mine.json", "notes.txt"])
+
+
+def _stale_file(folder):
+    """A status file of a process that died more than a day ago."""
+    from unbounded.observe.ui_publish import STALE_SECONDS
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    folder.mkdir()
+    path, old = folder / f"{int(dead.stdout)}-old.json", time.time() - STALE_SECONDS - 60
+    path.write_text("{}")
+    os.utime(path, (old, old))
+    return path
+
+
+def test_a_publisher_cleans_stale_files_after_its_clean_delay_not_at_start(tmp_path):
+    kept = _stale_file(tmp_path / "later")
+    publisher = StatusPublisher(QueryBoard().document_json, kept.parent, clean_delay=3600)
+    publisher.changed("r")  # wakes the writer: it writes, but the clean is not due yet
+    publisher.close()
+    assert kept.exists()
+    removed = _stale_file(tmp_path / "due")
+    publisher = StatusPublisher(QueryBoard().document_json, removed.parent, clean_delay=0)
+    deadline = time.monotonic() + 30
+    while removed.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    publisher.close()
+    assert not removed.exists()

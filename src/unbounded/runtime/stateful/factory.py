@@ -18,8 +18,6 @@ from unbounded.plan.logical import (
 from unbounded.plan.types import StructType
 from unbounded.runtime.stateful.aggregate import StreamingAggregation
 from unbounded.runtime.stateful.base import OperatorContext, StatefulOperator
-from unbounded.runtime.stateful.dedup import StreamingDeduplication
-from unbounded.runtime.stateful.join import StreamingJoin
 from unbounded.runtime.stateful.session import StreamingSessionAggregation, has_session_window
 
 __all__ = ["create_operator"]
@@ -33,7 +31,11 @@ def create_operator(node: LogicalPlan, inputs: list[LogicalPlan], output: Struct
                     ctx: OperatorContext) -> StatefulOperator:
     """The operator for ``node``, whose inputs are the row-local plans ``inputs``;
     opening it checks the recorded state schema and partitioning."""
+    # Each operator but the aggregation is imported when used: start-up pays only for
+    # the operators its query runs (a join pulls in its state keys and watermark rules).
     if isinstance(node, Join):
+        from unbounded.runtime.stateful.join import StreamingJoin
+
         return StreamingJoin(node, inputs[0], inputs[1], ctx)
     schemas = [polars_schema(plan_schema(p)) for p in inputs]
     if isinstance(node, Aggregate):
@@ -41,9 +43,9 @@ def create_operator(node: LogicalPlan, inputs: list[LogicalPlan], output: Struct
             return StreamingSessionAggregation(node, schemas[0], ctx, polars_schema(output))
         return StreamingAggregation(node, schemas[0], ctx, polars_schema(output))
     if isinstance(node, Deduplicate):
+        from unbounded.runtime.stateful.dedup import StreamingDeduplication
+
         return StreamingDeduplication(node, schemas[0], ctx)
-    # The pandas-state operators are imported when used: they pull in pyarrow.compute and
-    # cloudpickle, which start-up of every other query would pay for.
     if isinstance(node, FlatMapGroupsInPandasWithState):
         from unbounded.runtime.stateful.group_state import StreamingGroupsWithState
 
