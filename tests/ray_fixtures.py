@@ -455,6 +455,30 @@ def kill_worker_once_mapping(marker: Path, at_value: str) -> Callable[[str], str
     return mapping
 
 
+def node_removal_mapping(marker: Path, from_number: int, head_node_id: str,
+                         per_partition: int) -> Callable[[str], str]:
+    """The Kafka query's mapping, with ``sleep_on_worker_once`` at the first record
+    numbered ``>= from_number`` within its partition on a worker node."""
+    probe = sleep_on_worker_once(marker, from_number, head_node_id)
+
+    def mapping(value: str) -> str:
+        probe(int(value.removeprefix("in-")) % per_partition, 0.0)
+        return to_output(value)
+
+    return mapping
+
+
+def stalled_copy_mapping(folder: Path, number: int) -> Callable[[str], str]:
+    """The Kafka query's mapping, with ``stall_first_copy`` at record ``in-<number>``."""
+    probe = stall_first_copy(folder, number)
+
+    def mapping(value: str) -> str:
+        probe(int(value.removeprefix("in-")), 0.0)
+        return to_output(value)
+
+    return mapping
+
+
 def kill_state_actor_once(marker: Path, from_id: int) -> Callable[[int, float], float]:
     """A UDF that, at the first row with id >= ``from_id`` in a task on a Ray worker,
     SIGKILLs the process of one of the query's state actors (once) and writes its pid

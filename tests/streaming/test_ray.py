@@ -31,6 +31,7 @@ from ray_fixtures import (
     kill_worker_once_mapping,
     list_state_actors,
     name_state_actor_node_once,
+    node_removal_mapping,
     output_stateful,
     output_windows,
     ray_client_turn,
@@ -39,6 +40,7 @@ from ray_fixtures import (
     sleep_on_worker_once,
     stall_first_copy,
     stall_first_copy_fail_others,
+    stalled_copy_mapping,
     start_newer_run_once,
     stateful_query,
     windowed_query,
@@ -439,3 +441,55 @@ def test_state_actor_kills_at_random_rows_lose_and_duplicate_nothing(
         _run(tmp_path, "ray", kill_state_actor_once(marker, first_id))
         assert marker.exists(), f"round {round_}: no state actor was killed"
     assert output_windows(tmp_path) == expected_windows(tmp_path)
+
+
+def test_kafka_to_kafka_on_ray_with_a_worker_node_removed_mid_batch_commits_each_record_once(
+        ray_cluster, kafka_bootstrap, tmp_path):
+    """(b) for the Kafka query: the node under a running task is removed (not
+    gracefully); its tasks run again elsewhere and the transactional sink commits
+    each record once."""
+    pytest.importorskip("confluent_kafka")
+    from unbounded.testing.kafka_log import read_log
+
+    source, sink = _kafka_topics(kafka_bootstrap, 600)
+    marker = tmp_path / "node"
+    # from the second batch of either partition (150 records per partition and batch)
+    mapping = node_removal_mapping(marker, 300, ray_cluster.head_node.node_id, 600)
+    remover = threading.Thread(target=_remove_node_named_in, args=(ray_cluster, marker))
+    remover.start()
+    spark = _session("ray")
+    try:
+        kafka_to_kafka_query(spark, kafka_bootstrap, (source, sink), tmp_path,
+                             mapping).awaitTermination(150)
+    finally:
+        spark.stop()
+        remover.join(90)
+    assert len(ray_cluster.worker_nodes) == 1, "the node under the task was not removed"
+    committed = Counter(v.decode() for v in read_log(kafka_bootstrap, sink, 2).committed)
+    assert committed == Counter(f"out-{n}" for n in range(1200))
+
+
+def test_kafka_to_kafka_on_ray_with_speculation_commits_only_the_winning_copy(
+        ray_cluster, kafka_bootstrap, tmp_path):
+    """(e) for the Kafka query: a stalled task gets a speculative copy; the copy's
+    records are the ones committed, the stalled original's never reach the topic."""
+    pytest.importorskip("confluent_kafka")
+    from unbounded.testing.kafka_log import read_log
+
+    source, sink = _kafka_topics(kafka_bootstrap, 600)
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    mapping = stalled_copy_mapping(probes, 700)
+    spark = _session("ray", **{"spark.speculation": "true"})
+    try:
+        kafka_to_kafka_query(spark, kafka_bootstrap, (source, sink), tmp_path,
+                             mapping).awaitTermination(150)
+    finally:
+        spark.stop()
+    assert len([p for p in probes.iterdir() if p.name.startswith("copy-")]) == 1
+    stalled = int((probes / "stalled").read_text())
+    assert _exits(stalled, timeout_s=30), "the losing copy's worker was not killed"
+    assert not (probes / "stalled-finished").exists()
+    log = read_log(kafka_bootstrap, sink, 2)
+    assert Counter(v.decode() for v in log.committed) == Counter(
+        f"out-{n}" for n in range(1200))
