@@ -5,7 +5,10 @@ when taken, up to ``spark.port.maxRetries`` tries) and mounts its servlets on it
 pages and the PrometheusServlet. ``UiServer`` plays that part: a route is a path and a
 function returning a ``Response``; whoever needs a page (Prometheus metrics today, the
 Structured Streaming pages later) registers it. Requests are served on daemon threads,
-never on a query's thread.
+never on a query's thread. The port is bound at once (its URL is known and a taken
+range fails the caller), but ``http.server`` (with ``http.client``, ``ssl`` and
+``email``) is imported and the server built on the serving thread: a session's start-up
+does not wait for them (issue 15).
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ import functools
 import logging
 import os
 import selectors
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 __all__ = ["PrefixRoute", "Response", "Route", "UiServer", "bind_first_free"]
 
@@ -50,13 +57,11 @@ class UiServer:
     >>> server.close()
     """
 
-    def __init__(self, httpd: ThreadingHTTPServer) -> None:
-        self._httpd = httpd
+    def __init__(self, listening: socket.socket) -> None:
+        self._socket = listening
         self._routes: dict[str, Route] = {}
         self._prefixes: dict[str, PrefixRoute] = {}
         self._lock = threading.Lock()
-        httpd.RequestHandlerClass = _handler_for(self)
-        httpd.timeout = 0  # handle_request() is only called once the socket is readable
         # The loop sleeps until a request or close() writes to this pipe: no polling, so
         # an idle UI costs a running query nothing and a stop does not wait for a poll.
         self._wake_read, self._wake_write = os.pipe()
@@ -72,12 +77,12 @@ class UiServer:
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
+        host, port = self._socket.getsockname()[:2]
         return f"http://{host!s}:{port}"
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return int(self._socket.getsockname()[1])
 
     def add_route(self, path: str, route: Route) -> None:
         """Mount ``route`` at ``path``; a second registration of one path replaces it."""
@@ -106,35 +111,64 @@ class UiServer:
         return None
 
     def _serve(self) -> None:
+        httpd = _http_server(self._socket, self)
         with selectors.DefaultSelector() as selector:
-            selector.register(self._httpd, selectors.EVENT_READ)
+            selector.register(httpd, selectors.EVENT_READ)
             selector.register(self._wake_read, selectors.EVENT_READ)
             while not any(key.fd == self._wake_read for key, _ in selector.select()):
-                self._httpd.handle_request()
+                httpd.handle_request()
 
     def close(self) -> None:
         os.write(self._wake_write, b"x")
         if self._thread.is_alive():
             self._thread.join()
-        self._httpd.server_close()
+        self._socket.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
 
 
-def bind_first_free(host: str, port: int, max_retries: int) -> ThreadingHTTPServer:
-    """Spark's port search: ``port``, then ``port + 1``... up to ``max_retries`` more."""
+def bind_first_free(host: str, port: int, max_retries: int) -> socket.socket:
+    """Spark's port search: ``port``, then ``port + 1``... up to ``max_retries`` more;
+    the socket is listening (as ``http.server`` binds: IPv4, address reuse)."""
     last: OSError | None = None
     for candidate in _candidates(port, max_retries):
         try:
-            httpd = ThreadingHTTPServer((host, candidate), BaseHTTPRequestHandler)
+            return _listening(host, candidate)
         except OSError as error:
             last = error
-            continue
-        httpd.daemon_threads = True
-        return httpd
     raise OSError(f"Could not bind the UI server on {host}: ports {port} to "
                   f"{port + max_retries} are taken ({last}). Set spark.ui.port to a free "
                   "port, or 0 for any free port.")
+
+
+def _listening(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+_BACKLOG = 5  # socketserver's request_queue_size
+
+
+def _http_server(listening: socket.socket, server: UiServer) -> ThreadingHTTPServer:
+    """A ``ThreadingHTTPServer`` over the socket ``bind_first_free`` bound."""
+    from http.server import ThreadingHTTPServer
+
+    httpd = ThreadingHTTPServer(listening.getsockname()[:2], _handler_for(server),
+                                bind_and_activate=False)
+    httpd.socket.close()  # the unbound socket it made; ours is bound and listening
+    host, port = listening.getsockname()[:2]
+    httpd.socket, httpd.server_address = listening, (host, port)
+    httpd.server_name, httpd.server_port = str(host), int(port)
+    httpd.daemon_threads = True
+    httpd.timeout = 0  # handle_request() is only called once the socket is readable
+    return httpd
 
 
 def _candidates(port: int, max_retries: int) -> list[int]:
@@ -152,6 +186,8 @@ def _answer(route: Route | None) -> Response:
 
 
 def _handler_for(server: UiServer) -> type[BaseHTTPRequestHandler]:
+    from http.server import BaseHTTPRequestHandler
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             response = _answer(server.route_for(self.path))
