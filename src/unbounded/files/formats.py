@@ -39,7 +39,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -50,6 +50,12 @@ from pyarrow import orc
 
 from unbounded.checkpoint.storage import is_url
 from unbounded.errors import AnalysisException, MalformedRecordError
+from unbounded.files.datetime_text import (
+    DatetimeOptions,
+    read_date,
+    read_timestamp,
+    read_timestamp_ntz,
+)
 from unbounded.files.json_text import has_instants, leaves_failed, map_leaves
 from unbounded.files.listing import expand_paths
 from unbounded.files.stores import arrow_input, parquet_file, read_bytes
@@ -116,9 +122,10 @@ class ReadSettings:
     multiline: bool = False
     wholetext: bool = False
     line_sep: str | None = None
-    # Spark's timeZone option (the session zone unless set): where a timestamp without an
-    # offset is a wall-clock time.
-    time_zone: str = "UTC"
+    # timestampFormat, timestampNTZFormat, dateFormat and timeZone (the session zone
+    # unless set: where a timestamp without an offset is a wall-clock time).
+    datetimes: DatetimeOptions = field(default_factory=DatetimeOptions)
+    prefer_date: bool = True  # csv inference: a column of dates is DATE, not TIMESTAMP
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> ReadSettings:
@@ -135,7 +142,8 @@ class ReadSettings:
             multiline=_flag(opts, "multiline"),
             wholetext=_flag(opts, "wholetext"),
             line_sep=opts.get("linesep"),
-            time_zone=opts.get("timezone", "UTC"),
+            datetimes=DatetimeOptions.for_reading(opts),
+            prefer_date=_flag(opts, "preferdate", "true"),
         )
 
 
@@ -149,8 +157,8 @@ def _parse_mode(raw: str) -> ParseMode:
         ) from None
 
 
-def _flag(opts: dict[str, str], key: str) -> bool:
-    raw = opts.get(key, "false").strip().lower()
+def _flag(opts: dict[str, str], key: str, default: str = "false") -> bool:
+    raw = opts.get(key, default).strip().lower()
     if raw not in ("true", "false"):
         raise AnalysisException(f"Option {key!r} must be 'true' or 'false', got {raw!r}.",
                                 error_class="INVALID_OPTION")
@@ -346,11 +354,11 @@ def _read_csv(path: str, schema: StructType, settings: ReadSettings) -> pa.Table
     _check_csv_types(fields)
     raw = _csv_fast(path, fields, settings)
     if raw is not None:
-        typed, bad = _parse_strings(raw, fields, settings.time_zone)
+        typed, bad = _parse_strings(raw, fields, settings.datetimes)
         if not bad.any():
             return _conform(typed.to_arrow(), schema)
     raw, lines = _csv_slow(path, fields, settings)
-    typed, bad = _parse_strings(raw, fields, settings.time_zone)
+    typed, bad = _parse_strings(raw, fields, settings.datetimes)
     return _apply_mode(typed.to_arrow(), bad, lines, schema, settings)
 
 
@@ -452,12 +460,12 @@ def _read_json(path: str, schema: StructType, settings: ReadSettings) -> pa.Tabl
     if not settings.multiline:
         table = _json_fast(path, staging)
         if table is not None:
-            typed, bad = _parse_strings(_to_polars(table), fields, settings.time_zone)
+            typed, bad = _parse_strings(_to_polars(table), fields, settings.datetimes)
             if not bad.any():
                 return _conform(typed.to_arrow(), schema)
     records, lines = _json_records(path, settings)
     staged, broken_values = _stage_records(records, fields, staging)
-    typed, bad = _parse_strings(_to_polars(staged), fields, settings.time_zone)
+    typed, bad = _parse_strings(_to_polars(staged), fields, settings.datetimes)
     lines.broken = [a or b for a, b in zip(lines.broken, broken_values, strict=True)]
     return _apply_mode(typed.to_arrow(), bad, lines, schema, settings)
 
@@ -596,21 +604,23 @@ def _array_or_nulls(values: list[Any], target: pa.DataType, broken: list[bool]) 
 # -- string to type conversion, shared by csv and JSON
 
 
-def _parse_strings(raw: pl.DataFrame, fields: list[StructField], zone: str = "UTC"
+def _parse_strings(raw: pl.DataFrame, fields: list[StructField], formats: DatetimeOptions
                    ) -> tuple[pl.DataFrame, pl.Series]:
-    """Convert string columns to their field types (a timestamp without an offset is a
-    wall-clock time in ``zone``); also the mask of rows that failed."""
+    """Convert string columns to their field types (dates and timestamps with the
+    reader's formats, else as Spark's cast reads them: a timestamp without an offset is a
+    wall-clock time in the zone); also the mask of rows that failed."""
     exprs: list[pl.Expr] = []
     failures: list[pl.Expr] = []
     for f in fields:
         column = pl.col(f.name)
         if raw.schema[f.name] != pl.String or isinstance(f.dataType, StringType):
-            nested, failed = _nested_timestamps(column, raw.schema[f.name], f.dataType, zone)
+            nested, failed = _nested_timestamps(column, raw.schema[f.name], f.dataType,
+                                                formats)
             exprs.append(nested.alias(f.name))
             failures.append(failed)
             continue
         source = pl.when(column.str.strip_chars() == "").then(None).otherwise(column)
-        parsed = _parse_expr(source, f.dataType, zone)
+        parsed = _parse_expr(source, f.dataType, formats)
         exprs.append(parsed.alias(f.name))
         failures.append(source.is_not_null() & parsed.is_null())
     bad = pl.any_horizontal(failures) if failures else pl.repeat(False, pl.len())
@@ -619,11 +629,11 @@ def _parse_strings(raw: pl.DataFrame, fields: list[StructField], zone: str = "UT
 
 
 def _nested_timestamps(column: pl.Expr, staged: pl.DataType, data_type: DataType,
-                       zone: str) -> tuple[pl.Expr, pl.Expr]:
+                       formats: DatetimeOptions) -> tuple[pl.Expr, pl.Expr]:
     """A struct's, an array's or a map's timestamps, staged as text, read as the
-    top-level ones (in ``zone`` unless they carry an offset; a JSON integer is seconds
-    since the epoch), and whether one did not read: it is NULL and its record malformed;
-    a map with such a value is NULL as a whole, as Spark's."""
+    top-level ones (with timestampFormat, else in the zone unless they carry an offset; a
+    JSON integer is seconds since the epoch), and whether one did not read: it is NULL
+    and its record malformed; a map with such a value is NULL as a whole, as Spark's."""
     from unbounded.engine.dtypes import to_polars_dtype
 
     target = to_polars_dtype(data_type)
@@ -635,33 +645,47 @@ def _nested_timestamps(column: pl.Expr, staged: pl.DataType, data_type: DataType
         seconds = text.str.strip_chars().cast(pl.Int64, strict=False)
         epoch = (seconds * 1_000_000).cast(pl.Datetime("us", "UTC"))
         return pl.when(text.str.contains(r"^\s*-?\d+\s*$")).then(epoch) \
-            .otherwise(_parse_expr(text, TimestampType(), zone))
+            .otherwise(_parse_expr(text, TimestampType(), formats))
     parsed = map_leaves(column, staged, leaf, target)
     failed = leaves_failed(column, staged, parsed, target)
     return (pl.when(failed.not_()).then(parsed) if isinstance(target, pl.Map) else parsed,
             failed)
 
 
-def _parse_expr(source: pl.Expr, data_type: DataType, zone: str) -> pl.Expr:
+def _parse_expr(source: pl.Expr, data_type: DataType, formats: DatetimeOptions) -> pl.Expr:
     if isinstance(data_type, BooleanType):
         lowered = source.str.to_lowercase()
         return pl.when(lowered == "true").then(True).when(lowered == "false").then(False)
-    if isinstance(data_type, DateType):
-        return source.str.to_date("%Y-%m-%d", strict=False)
-    if isinstance(data_type, TimestampType):
-        with_offset = [source.str.to_datetime(fmt, time_unit="us", time_zone="UTC",
-                                              strict=False) for fmt in _TIMESTAMP_FORMATS]
-        naive = [from_local(source.str.to_datetime(fmt, time_unit="us", strict=False), zone)
-                 for fmt in _NAIVE_TIMESTAMP_FORMATS]
-        return pl.coalesce([*with_offset, *naive])
-    if isinstance(data_type, TimestampNTZType):
-        return pl.coalesce([source.str.to_datetime(fmt, time_unit="us", strict=False)
-                            for fmt in _NAIVE_TIMESTAMP_FORMATS])
+    if isinstance(data_type, DateType | TimestampType | TimestampNTZType):
+        return _parse_datetime(source, data_type, formats)
     if isinstance(data_type, BinaryType):
         return source.cast(pl.Binary)
     from unbounded.engine.dtypes import to_polars_dtype
 
     return source.str.strip_chars().cast(to_polars_dtype(data_type), strict=False)
+
+
+def _parse_datetime(source: pl.Expr, data_type: DataType, formats: DatetimeOptions
+                    ) -> pl.Expr:
+    """A date or timestamp with the reader's pattern for it, else in Spark's default
+    shapes (a timestamp without an offset is a wall-clock time in the zone)."""
+    if isinstance(data_type, DateType):
+        if formats.date is not None:
+            return read_date(source, formats)
+        return source.str.to_date("%Y-%m-%d", strict=False)
+    if isinstance(data_type, TimestampType):
+        if formats.timestamp is not None:
+            return read_timestamp(source, formats)
+        zone = formats.zone
+        with_offset = [source.str.to_datetime(fmt, time_unit="us", time_zone="UTC",
+                                              strict=False) for fmt in _TIMESTAMP_FORMATS]
+        naive = [from_local(source.str.to_datetime(fmt, time_unit="us", strict=False), zone)
+                 for fmt in _NAIVE_TIMESTAMP_FORMATS]
+        return pl.coalesce([*with_offset, *naive])
+    if formats.timestamp_ntz is not None:
+        return read_timestamp_ntz(source, formats)
+    return pl.coalesce([source.str.to_datetime(fmt, time_unit="us", strict=False)
+                        for fmt in _NAIVE_TIMESTAMP_FORMATS])
 
 
 def _apply_mode(typed: pa.Table, bad: pl.Series, lines: _Lines,
@@ -759,19 +783,52 @@ def _infer_csv(files: list[str], settings: ReadSettings) -> StructType:
     names = [n if settings.header else f"_c{i}" for i, n in enumerate(table.column_names)]
     if not settings.infer_schema:
         return StructType([StructField(n, StringType()) for n in names])
-    return StructType([StructField(n, _csv_inferred_type(table.column(i)))
-                       for i, n in enumerate(names)])
+    types = [_csv_inferred_type(table.column(i)) for i in range(table.num_columns)]
+    texts = [n for n, t in zip(table.column_names, types, strict=True)
+             if isinstance(t, StringType | DateType | TimestampType | TimestampNTZType)]
+    if texts:
+        sample = _to_polars(_csv_sample(files[0], settings, as_text=texts))
+        decided = {n: _csv_datetime_type(sample.get_column(n), settings) for n in texts}
+        types = [decided.get(n, t) for n, t in zip(table.column_names, types, strict=True)]
+    return StructType([StructField(n, t) for n, t in zip(names, types, strict=True)])
 
 
-def _csv_sample(path: str, settings: ReadSettings) -> pa.Table:
+def _csv_sample(path: str, settings: ReadSettings, as_text: list[str] | None = None
+                ) -> pa.Table:
+    """The file with pyarrow's inferred types, or only the ``as_text`` columns as text."""
+    text_types = dict.fromkeys(as_text or [], pa.large_string())
     return pacsv.read_csv(
         arrow_input(path),
         read_options=pacsv.ReadOptions(autogenerate_column_names=not settings.header),
         parse_options=_csv_parse_options(settings, lambda _row: "skip"),
         convert_options=pacsv.ConvertOptions(
             null_values=[settings.null_value], strings_can_be_null=True,
-            true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"]),
+            true_values=["true", "True", "TRUE"], false_values=["false", "False", "FALSE"],
+            column_types=text_types, include_columns=as_text),
     )
+
+
+def _csv_datetime_type(values: pl.Series, settings: ReadSettings) -> DataType:
+    """Spark's csv inference of a column of text: DATE when every value reads with
+    ``dateFormat`` (``preferDate``, the default), TIMESTAMP when every value reads with
+    ``timestampFormat`` (without it, in the shapes Spark's cast reads), both mixed:
+    TIMESTAMP only when neither format is set, as the lenient default reads the dates
+    too; else STRING."""
+    formats = settings.datetimes
+    text = pl.col("v")
+    date_formats = DatetimeOptions(formats.zone, date=formats.date or "yyyy-MM-dd")
+    is_date = read_date(text, date_formats).is_not_null() if settings.prefer_date \
+        else pl.lit(False)
+    is_instant = _parse_datetime(text, TimestampType(), formats).is_not_null()
+    kinds = pl.DataFrame({"v": values}).drop_nulls() \
+        .select(is_date.alias("date"), (is_instant & is_date.not_()).alias("instant"))
+    dates, instants = int(kinds["date"].sum()), int(kinds["instant"].sum())
+    if kinds.height == 0 or dates + instants < kinds.height:
+        return StringType()
+    if instants == 0:
+        return DateType()
+    lenient = formats.timestamp is None and formats.date in (None, "yyyy-MM-dd")
+    return TimestampType() if dates == 0 or lenient else StringType()
 
 
 def _csv_inferred_type(column: pa.ChunkedArray) -> DataType:

@@ -34,7 +34,7 @@ from unbounded.checkpoint.atomic import fsync_file, make_dirs
 from unbounded.checkpoint.storage import FsspecStorage, is_url, storage_for
 from unbounded.config import option_value
 from unbounded.errors import AnalysisException
-from unbounded.files.json_text import has_instants, timestamps_as_text
+from unbounded.files.datetime_text import DatetimeOptions, datetimes_as_text, has_datetimes
 from unbounded.files.partitions import DEFAULT_PARTITION_NAME, escape_path_name
 from unbounded.plan.time_zones import to_local
 
@@ -90,7 +90,7 @@ def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tupl
     the ``timeZone`` option says otherwise), as Spark names the folder."""
     name = stem + file_extension(fmt)
     zone = option_value(options, "timeZone", zone) or zone
-    options = {**options, "timeZone": zone}  # the JSON writer's timestamps read it
+    options = {**options, "timeZone": zone}  # the csv/JSON writers' timestamps read it
     if not partition_by:
         path = os.path.join(folder, name)
         write_data_file(path, fmt, table, options)
@@ -146,17 +146,34 @@ def _write_orc(path: str, table: pa.Table, options: dict[str, str]) -> None:
 
 
 def _write_json(path: str, table: pa.Table, options: dict[str, str]) -> None:
-    """Timestamps, nested ones too, as Spark's JSON text in the ``timeZone`` option."""
+    """One object a line; a NULL column is left out of it, as Spark's ``ignoreNullFields``
+    default does (a NULL inside a struct is still written)."""
+    frame = _with_datetime_text(table, options)
+    members = [pl.when(pl.col(c).is_not_null()).then(_member(c)) for c in frame.columns]
+    lines = frame.select(pl.lit("{") + pl.concat_str(members, separator=",", ignore_nulls=True)
+                         + pl.lit("}")).to_series()
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(lines.str.join("\n").item() + "\n" if len(lines) else "")
+
+
+def _member(name: str) -> pl.Expr:
+    """``"name":value`` (the object Polars encodes for the one column, unwrapped)."""
+    encoded = pl.struct(name).struct.json_encode()
+    return encoded.str.slice(1, encoded.str.len_chars() - 2)
+
+
+def _with_datetime_text(table: pa.Table, options: dict[str, str]) -> pl.DataFrame:
+    """Dates and timestamps, nested ones too, as text with the writer's timestampFormat,
+    timestampNTZFormat and dateFormat (Spark's defaults without them) in its zone."""
     frame = _polars(table)
-    zone = options.get("timezone", "UTC")
-    frame = frame.with_columns(timestamps_as_text(pl.col(c), t, zone).alias(c)
-                               for c, t in frame.schema.items() if has_instants(t))
-    frame.write_ndjson(path)
+    formats = DatetimeOptions.from_options(options)
+    return frame.with_columns(datetimes_as_text(pl.col(c), t, formats).alias(c)
+                              for c, t in frame.schema.items() if has_datetimes(t))
 
 
 def _write_csv(path: str, table: pa.Table, options: dict[str, str]) -> None:
     header = options.get("header", "false").lower() == "true"
-    _polars(table).write_csv(path, include_header=header,
+    _with_datetime_text(table, options).write_csv(path, include_header=header,
                              separator=options.get("sep", options.get("delimiter", ",")),
                              null_value=options.get("nullvalue", ""))
 
