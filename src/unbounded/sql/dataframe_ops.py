@@ -78,6 +78,7 @@ class DataFrameOps:
         def join(self, other: DataFrame, on: Any = None, how: str | None = None
                  ) -> DataFrame: ...
         def distinct(self) -> DataFrame: ...
+        def union(self, other: DataFrame) -> DataFrame: ...
         def orderBy(self, *cols: Any, ascending: bool | list[bool] = True) -> DataFrame: ...
         def collect(self) -> list[Row]: ...
         def createOrReplaceTempView(self, name: str) -> None: ...
@@ -195,19 +196,21 @@ class DataFrameOps:
     # ---- set operations by row -------------------------------------------------------
     def intersect(self, other: DataFrame) -> DataFrame:
         """Distinct rows present in both, matched by position with NULLs equal."""
-        return self.distinct().join(other, _same_rows(self, other), "left_semi")
+        left, right = _aligned(self, other)
+        return left.distinct().join(right, _same_rows(left, right), "left_semi")
 
     def subtract(self, other: DataFrame) -> DataFrame:
         """Distinct rows of this one absent from ``other`` (SQL's EXCEPT DISTINCT)."""
-        return self.distinct().join(other, _same_rows(self, other), "left_anti")
+        left, right = _aligned(self, other)
+        return left.distinct().join(right, _same_rows(left, right), "left_anti")
 
     def exceptAll(self, other: DataFrame) -> DataFrame:
         """Rows of this one less as many equal rows of ``other`` (EXCEPT ALL)."""
-        return _by_occurrence(self, other, "left_anti")
+        return _by_occurrence(*_aligned(self, other), "left_anti")
 
     def intersectAll(self, other: DataFrame) -> DataFrame:
         """Each row as many times as it is in both (INTERSECT ALL)."""
-        return _by_occurrence(self, other, "left_semi")
+        return _by_occurrence(*_aligned(self, other), "left_semi")
 
     # ---- rows to the driver ----------------------------------------------------------
     def tail(self, num: int) -> list[Row]:
@@ -534,6 +537,23 @@ def _same_rows(left: DataFrameOps, right: DataFrameOps) -> Column:
             f"{len(right.columns)}.", error_class="NUM_COLUMNS_MISMATCH")
     pairs = [left[i].eqNullSafe(right[i]) for i in range(len(left.columns))]
     return reduce(lambda a, b: a & b, pairs)
+
+
+def _aligned(left: DataFrameOps, right: DataFrameOps) -> tuple[DataFrame, DataFrame]:
+    """Both inputs in the column types their UNION would have (Spark widens the inputs of
+    every set operation alike: '1' INTERSECT 1 is bigint under ANSI, string without)."""
+    _same_rows(left, right)  # the same number of columns, or Spark's error
+    target = left.union(right).schema  # type: ignore[arg-type]
+    return _cast_to(left, target), _cast_to(right, target)
+
+
+def _cast_to(df: DataFrameOps, target: T.StructType) -> DataFrame:
+    fields = df.schema.fields
+    if all(f.dataType == t.dataType for f, t in zip(fields, target.fields, strict=True)):
+        return df  # type: ignore[return-value]
+    return df.select(*(df[i] if f.dataType == t.dataType else
+                       df[i].cast(t.dataType).alias(f.name)
+                       for i, (f, t) in enumerate(zip(fields, target.fields, strict=True))))
 
 
 def _numbered(df: DataFrameOps) -> DataFrame:

@@ -210,9 +210,18 @@ class _Translator:
         else:
             if not distinct:
                 raise _unsupported(f"{node.key.upper()} ALL", self.sql)
-            kind = JoinType.LEFT_SEMI if isinstance(node, exp.Intersect) else JoinType.LEFT_ANTI
-            plan = Join(Deduplicate(left, None), right, kind, _same_rows(left, right))
+            plan = self.match_rows(left, right, isinstance(node, exp.Intersect))
         return self.finish(plan, node, output_only=True)
+
+    def match_rows(self, left: LogicalPlan, right: LogicalPlan, intersect: bool
+                   ) -> LogicalPlan:
+        """INTERSECT or EXCEPT (distinct) through the DataFrame methods, which widen both
+        inputs to the types their UNION would have, in the session's ANSI mode."""
+        from unbounded.sql.dataframe import DataFrame
+
+        _same_rows(left, right)  # the SQL error for inputs of other widths
+        lhs, rhs = DataFrame(left, self.session), DataFrame(right, self.session)
+        return (lhs.intersect(rhs) if intersect else lhs.subtract(rhs))._plan
 
     def finish(self, plan: LogicalPlan, node: exp.Expr, *, output_only: bool) -> LogicalPlan:
         """ORDER BY and LIMIT over a query's output (set operations, parenthesised)."""

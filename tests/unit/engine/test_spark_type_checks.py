@@ -365,6 +365,31 @@ def test_union_of_strings_with_other_types(v: Any, sql: str, ansi_answer: Any,
         expected[0], sorted(expected[1], key=lambda x: (x is not None, str(x))))
 
 
+@pytest.mark.parametrize(("sql", "ansi", "expected"), [
+    ("SELECT '1' AS r INTERSECT SELECT 1 AS r", True, ("bigint", [1])),
+    ("SELECT '1' AS r INTERSECT SELECT 1 AS r", False, ("string", ["1"])),
+    ("SELECT '1' AS r EXCEPT SELECT 1 AS r", True, ("bigint", [])),
+    ("SELECT '1' AS r EXCEPT SELECT 1 AS r", False, ("string", [])),
+    ("SELECT '2' AS r EXCEPT SELECT 1 AS r", True, ("bigint", [2])),
+])
+def test_intersect_and_except_take_the_union_column_type(v: Any, sql: str, ansi: bool,
+                                                         expected: Any) -> None:
+    # PySpark 4.3's answers
+    v.conf.set("spark.sql.ansi.enabled", str(ansi).lower())
+    df = v.sql(sql)
+    assert (df.schema["r"].dataType.simpleString(), [r[0] for r in df.collect()]) == expected
+
+
+@pytest.mark.parametrize("method", ["intersect", "subtract", "exceptAll", "intersectAll"])
+def test_set_operation_methods_widen_their_inputs(spark: Any, method: str) -> None:
+    left = spark.createDataFrame([(1,), (2,)], "r int")
+    right = spark.createDataFrame([(1.0,)], "r double")
+    out = getattr(left, method)(right)
+    assert out.schema["r"].dataType.simpleString() == "double"
+    assert sorted(r[0] for r in out.collect()) == (
+        [1.0] if method.startswith("intersect") else [2.0])
+
+
 def test_ansi_union_of_a_string_that_is_no_number_fails(v: Any) -> None:
     v.conf.set("spark.sql.ansi.enabled", "true")
     with pytest.raises(Exception, match=r"^\[CAST_INVALID_INPUT\] The value 'a' of the type "
