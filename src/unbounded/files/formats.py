@@ -56,7 +56,7 @@ from unbounded.files.datetime_text import (
     read_timestamp,
     read_timestamp_ntz,
 )
-from unbounded.files.json_text import has_instants, leaves_failed, map_leaves
+from unbounded.files.json_text import has_temporals, leaves_failed, map_leaves
 from unbounded.files.listing import expand_paths
 from unbounded.files.stores import arrow_input, parquet_file, read_bytes
 from unbounded.plan.time_zones import from_local
@@ -479,7 +479,8 @@ def _json_staging_type(data_type: DataType) -> pa.DataType:
 
 
 def _json_nested_type(data_type: DataType) -> pa.DataType:
-    if isinstance(data_type, TimestampType):  # text, read in the zone by _parse_strings
+    # Text, read with timestampFormat/dateFormat (in the zone) by _parse_strings.
+    if isinstance(data_type, TimestampType | DateType):
         return pa.large_string()
     if isinstance(data_type, ArrayType):
         return pa.list_(_json_nested_type(data_type.elementType))
@@ -569,21 +570,18 @@ def _json_nested_value(value: Any, data_type: DataType) -> Any:
     if isinstance(data_type, TimestampType):  # text; an integer is epoch seconds
         is_int = isinstance(value, int) and not isinstance(value, bool)
         return value if isinstance(value, str) else str(value) if is_int else None
-    if isinstance(data_type, TimestampNTZType | DateType) and isinstance(value, str):
-        return _iso_value(value, data_type)
+    if isinstance(data_type, DateType):  # text; another value does not read as a date
+        return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(data_type, TimestampNTZType) and isinstance(value, str):
+        return _iso_value(value)
     return value
 
 
-def _iso_value(text: str, data_type: DataType) -> Any:
+def _iso_value(text: str) -> Any:
     try:
-        if isinstance(data_type, DateType):
-            return datetime.date.fromisoformat(text)
-        parsed = datetime.datetime.fromisoformat(text)
+        return datetime.datetime.fromisoformat(text)
     except ValueError:
         return text  # fails the Arrow conversion, so the record counts as malformed
-    if isinstance(data_type, TimestampType) and parsed.tzinfo is None:
-        return parsed.replace(tzinfo=datetime.UTC)
-    return parsed
 
 
 def _array_or_nulls(values: list[Any], target: pa.DataType, broken: list[bool]) -> pa.Array:
@@ -630,24 +628,29 @@ def _parse_strings(raw: pl.DataFrame, fields: list[StructField], formats: Dateti
 
 def _nested_timestamps(column: pl.Expr, staged: pl.DataType, data_type: DataType,
                        formats: DatetimeOptions) -> tuple[pl.Expr, pl.Expr]:
-    """A struct's, an array's or a map's timestamps, staged as text, read as the
-    top-level ones (with timestampFormat, else in the zone unless they carry an offset; a
-    JSON integer is seconds since the epoch), and whether one did not read: it is NULL
-    and its record malformed; a map with such a value is NULL as a whole, as Spark's."""
+    """A struct's, an array's or a map's timestamps and dates, staged as text, read as the
+    top-level ones (with timestampFormat/dateFormat, else a timestamp in the zone unless
+    it carries an offset; a JSON integer is seconds since the epoch), and whether one did
+    not read: it is NULL and its record malformed; a map with such a value is NULL as a
+    whole, as Spark's."""
     from unbounded.engine.dtypes import to_polars_dtype
 
     target = to_polars_dtype(data_type)
-    if not has_instants(target):
+    if not has_temporals(target):
         return column, pl.lit(False)
 
-    def leaf(text: pl.Expr, *_: pl.DataType) -> pl.Expr:
+    def leaf(text: pl.Expr, staged_leaf: pl.DataType, result: pl.DataType) -> pl.Expr:
+        if staged_leaf != pl.String:  # a map's date key: Arrow read it
+            return text
         text = pl.when(text.str.strip_chars() != "").then(text)
+        if result == pl.Date:
+            return _parse_expr(text, DateType(), formats)
         seconds = text.str.strip_chars().cast(pl.Int64, strict=False)
         epoch = (seconds * 1_000_000).cast(pl.Datetime("us", "UTC"))
         return pl.when(text.str.contains(r"^\s*-?\d+\s*$")).then(epoch) \
             .otherwise(_parse_expr(text, TimestampType(), formats))
-    parsed = map_leaves(column, staged, leaf, target)
-    failed = leaves_failed(column, staged, parsed, target)
+    parsed = map_leaves(column, staged, leaf, target, has_temporals)
+    failed = leaves_failed(column, staged, parsed, target, has_temporals)
     return (pl.when(failed.not_()).then(parsed) if isinstance(target, pl.Map) else parsed,
             failed)
 

@@ -117,13 +117,23 @@ def test_json_reads_top_level_and_nested_timestamps_with_the_patterns(tmp_path: 
     rows = read_files("json", [write(tmp_path, "a.json", JSON)], SCHEMA, FORMATS)
     assert rows.to_pylist() == [GOOD, nulls(JSON.splitlines()[1])]
     nested = write(tmp_path / "n", "a.json", '{"a":{"ts":"08/03/2026 10:00"},"l":['
-                   '"08/03/2026 11:00"],"m":{"k":"08/03/2026 12:00"}}\n')
+                   '"08/03/2026 11:00"],"m":{"k":"08/03/2026 12:00"},"ds":["08/03/2026"]}\n')
     schema = StructType.fromDDL("a STRUCT<ts: TIMESTAMP>, l ARRAY<TIMESTAMP>, "
-                                "m MAP<STRING, TIMESTAMP>")
+                                "m MAP<STRING, TIMESTAMP>, ds ARRAY<DATE>")
     row = read_files("json", [nested], schema, FORMATS).to_pylist()[0]
     assert row == {"a": {"ts": dt.datetime(2026, 3, 8, 17, tzinfo=UTC)},
                    "l": [dt.datetime(2026, 3, 8, 18, tzinfo=UTC)],
-                   "m": [("k", dt.datetime(2026, 3, 8, 19, tzinfo=UTC))]}
+                   "m": [("k", dt.datetime(2026, 3, 8, 19, tzinfo=UTC))],
+                   "ds": [dt.date(2026, 3, 8)]}
+
+
+def test_a_nested_date_reads_in_the_default_shape_and_marks_its_record_when_it_cannot(
+        tmp_path: Path):
+    folder = write(tmp_path, "a.json", '{"s":{"d":"2026-03-08"}}\n{"s":{"d":"08/03/2026"}}\n')
+    schema = StructType.fromDDL("s STRUCT<d: DATE>, _corrupt_record STRING")
+    rows = read_files("json", [folder], schema, {}).to_pylist()
+    assert rows == [{"s": {"d": dt.date(2026, 3, 8)}, "_corrupt_record": None},
+                    {"s": {"d": None}, "_corrupt_record": '{"s":{"d":"08/03/2026"}}'}]
 
 
 INFER_CSV = ("a,b,c,d,e,f,g\n"
