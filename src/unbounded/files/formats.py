@@ -460,12 +460,12 @@ def _read_json(path: str, schema: StructType, settings: ReadSettings) -> pa.Tabl
     if not settings.multiline:
         table = _json_fast(path, staging)
         if table is not None:
-            typed, bad = _parse_strings(_to_polars(table), fields, settings.datetimes)
+            typed, bad = _parse_strings(_to_polars(table), fields, settings.datetimes, json=True)
             if not bad.any():
                 return _conform(typed.to_arrow(), schema)
     records, lines = _json_records(path, settings)
     staged, broken_values = _stage_records(records, fields, staging)
-    typed, bad = _parse_strings(_to_polars(staged), fields, settings.datetimes)
+    typed, bad = _parse_strings(_to_polars(staged), fields, settings.datetimes, json=True)
     lines.broken = [a or b for a, b in zip(lines.broken, broken_values, strict=True)]
     return _apply_mode(typed.to_arrow(), bad, lines, schema, settings)
 
@@ -549,6 +549,9 @@ def _stage_records(records: list[dict[str, Any]], fields: list[StructField],
 
 def _json_value(value: Any, data_type: DataType) -> Any:
     """A top-level value as the staging column takes it."""
+    if isinstance(data_type, TimestampType) and isinstance(value, int) \
+            and not isinstance(value, bool):
+        return str(value)  # epoch seconds, read by _json_instant
     if isinstance(data_type, DateType | TimestampType | TimestampNTZType):
         return value  # parsed by Polars with the other strings
     return _json_nested_value(value, data_type)
@@ -602,11 +605,12 @@ def _array_or_nulls(values: list[Any], target: pa.DataType, broken: list[bool]) 
 # -- string to type conversion, shared by csv and JSON
 
 
-def _parse_strings(raw: pl.DataFrame, fields: list[StructField], formats: DatetimeOptions
-                   ) -> tuple[pl.DataFrame, pl.Series]:
+def _parse_strings(raw: pl.DataFrame, fields: list[StructField], formats: DatetimeOptions,
+                   *, json: bool = False) -> tuple[pl.DataFrame, pl.Series]:
     """Convert string columns to their field types (dates and timestamps with the
     reader's formats, else as Spark's cast reads them: a timestamp without an offset is a
-    wall-clock time in the zone); also the mask of rows that failed."""
+    wall-clock time in the zone; in JSON an integer is epoch seconds); also the mask of
+    rows that failed."""
     exprs: list[pl.Expr] = []
     failures: list[pl.Expr] = []
     for f in fields:
@@ -618,7 +622,9 @@ def _parse_strings(raw: pl.DataFrame, fields: list[StructField], formats: Dateti
             failures.append(failed)
             continue
         source = pl.when(column.str.strip_chars() == "").then(None).otherwise(column)
-        parsed = _parse_expr(source, f.dataType, formats)
+        parsed = _json_instant(source, formats) \
+            if json and isinstance(f.dataType, TimestampType) \
+            else _parse_expr(source, f.dataType, formats)
         exprs.append(parsed.alias(f.name))
         failures.append(source.is_not_null() & parsed.is_null())
     bad = pl.any_horizontal(failures) if failures else pl.repeat(False, pl.len())
@@ -645,14 +651,20 @@ def _nested_timestamps(column: pl.Expr, staged: pl.DataType, data_type: DataType
         text = pl.when(text.str.strip_chars() != "").then(text)
         if result == pl.Date:
             return _parse_expr(text, DateType(), formats)
-        seconds = text.str.strip_chars().cast(pl.Int64, strict=False)
-        epoch = (seconds * 1_000_000).cast(pl.Datetime("us", "UTC"))
-        return pl.when(text.str.contains(r"^\s*-?\d+\s*$")).then(epoch) \
-            .otherwise(_parse_expr(text, TimestampType(), formats))
+        return _json_instant(text, formats)
     parsed = map_leaves(column, staged, leaf, target, has_temporals)
     failed = leaves_failed(column, staged, parsed, target, has_temporals)
     return (pl.when(failed.not_()).then(parsed) if isinstance(target, pl.Map) else parsed,
             failed)
+
+
+def _json_instant(text: pl.Expr, formats: DatetimeOptions) -> pl.Expr:
+    """A JSON timestamp: an integer is seconds since the epoch (staged as its digits),
+    text is read with timestampFormat or in Spark's default shapes."""
+    seconds = text.str.strip_chars().cast(pl.Int64, strict=False)
+    epoch = (seconds * 1_000_000).cast(pl.Datetime("us", "UTC"))
+    return pl.when(text.str.contains(r"^\s*-?\d+\s*$")).then(epoch) \
+        .otherwise(_parse_expr(text, TimestampType(), formats))
 
 
 def _parse_expr(source: pl.Expr, data_type: DataType, formats: DatetimeOptions) -> pl.Expr:

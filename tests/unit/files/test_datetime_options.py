@@ -27,7 +27,8 @@ CSV = ("08/03/2026 10:00,08/03/2026,08/03/2026 10:00:05\n"
        "2026-03-08 10:00:00,2026-03-08,2026-03-08T10:00:00\n"
        "8/3/2026 1:02,8/3/2026,8/3/2026 1:02:03\n")
 JSON = ('{"ts":"08/03/2026 10:00","d":"08/03/2026","n":"08/03/2026 10:00:05"}\n'
-        '{"ts":"2026-03-08 10:00:00","d":"2026-03-08","n":"2026-03-08T10:00:00"}\n')
+        '{"ts":"2026-03-08 10:00:00","d":"2026-03-08","n":"2026-03-08T10:00:00"}\n'
+        '{"ts":1700000000,"d":"8/3/2026","n":"8/3/2026 1:02:03"}\n')
 GOOD = {"ts": dt.datetime(2026, 3, 8, 17, 0, tzinfo=UTC), "d": dt.date(2026, 3, 8),
         "n": dt.datetime(2026, 3, 8, 10, 0, 5), "_corrupt_record": None}
 
@@ -113,9 +114,11 @@ def test_a_pattern_spark_cannot_parse_with_fails_before_reading(tmp_path: Path):
                    {"timestampFormat": "yyyy QQQ"})
 
 
-def test_json_reads_top_level_and_nested_timestamps_with_the_patterns(tmp_path: Path):
+def test_json_reads_top_level_and_nested_values_with_the_patterns_an_integer_as_epoch(tmp_path: Path):
     rows = read_files("json", [write(tmp_path, "a.json", JSON)], SCHEMA, FORMATS)
-    assert rows.to_pylist() == [GOOD, nulls(JSON.splitlines()[1])]
+    epoch = {**nulls(JSON.splitlines()[2]), "ts": dt.datetime(2023, 11, 14, 22, 13, 20,
+                                                               tzinfo=UTC)}
+    assert rows.to_pylist() == [GOOD, nulls(JSON.splitlines()[1]), epoch]
     nested = write(tmp_path / "n", "a.json", '{"a":{"ts":"08/03/2026 10:00"},"l":['
                    '"08/03/2026 11:00"],"m":{"k":"08/03/2026 12:00"},"ds":["08/03/2026"]}\n')
     schema = StructType.fromDDL("a STRUCT<ts: TIMESTAMP>, l ARRAY<TIMESTAMP>, "
