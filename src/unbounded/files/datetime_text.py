@@ -47,6 +47,11 @@ _NTZ_US = pl.Datetime("us")
 _NTZ_DEFAULT = "%Y-%m-%dT%H:%M:%S%.3f"  # yyyy-MM-dd'T'HH:mm:ss[.SSS], the section printed
 _TOKEN = re.compile(r"'(?:[^']|'')*'|([A-Za-z])\1*|.", re.S)
 _MAX_VARIANTS = 16
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+# MMM reads only the short names, MMMM only the full ones (chrono's %b/%B take both).
+_MONTH_NAMES = {3: "(?i:" + "|".join(m[:3] for m in _MONTHS) + ")",
+                4: "(?i:" + "|".join(_MONTHS) + ")"}
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,8 @@ def _field_shape(letter: str, width: int, after_dot: bool) -> str:
         return rf"\d{{{width},3}}"
     if letter in "MLdHhKkms" and width <= 2:
         return r"\d{1,2}" if width == 1 else r"\d{2}"
+    if letter in "ML" and width in _MONTH_NAMES:
+        return _MONTH_NAMES[width]
     return ".+?"
 
 

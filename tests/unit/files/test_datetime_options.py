@@ -107,6 +107,28 @@ def test_a_date_format_reads_dates_and_not_timestamps(tmp_path: Path):
     assert instants.column("d").to_pylist() == [None, dt.datetime(2026, 3, 8, 8, tzinfo=UTC)]
 
 
+@pytest.mark.parametrize(("pattern", "read"), [
+    ("dd MMM yyyy hh:mm a", [dt.datetime(2026, 3, 9, 5, tzinfo=UTC),
+                             dt.datetime(2026, 3, 8, 17, tzinfo=UTC), None, None]),
+    ("dd MMMM yyyy hh:mm a", [None, None, None, dt.datetime(2026, 3, 9, 5, tzinfo=UTC)]),
+])
+def test_month_names_read_in_any_case_short_for_mmm_and_full_for_mmmm(
+        tmp_path: Path, pattern: str, read: list[dt.datetime | None]):
+    folder = write(tmp_path, "a.csv", "08 Mar 2026 10:00 PM,x\n08 mar 2026 10:00 AM,y\n"
+                   "8 Mar 2026 10:00 PM,z\n08 March 2026 10:00 PM,w\n")
+    table = read_files("csv", [folder], StructType.fromDDL("ts TIMESTAMP, s STRING"),
+                       {"timestampFormat": pattern, "timeZone": LA})
+    assert table.column("ts").to_pylist() == read
+
+
+def test_surrounding_spaces_do_not_match_a_pattern(tmp_path: Path):
+    folder = write(tmp_path, "a.csv", " 2026-03-08 10:00, 2026-03-08\n")
+    rows = read_files("csv", [folder], StructType.fromDDL(
+        "ts TIMESTAMP, d DATE, _corrupt_record STRING"),
+        {"timestampFormat": "yyyy-MM-dd HH:mm", "dateFormat": "yyyy-MM-dd"}).to_pylist()
+    assert rows == [{"ts": None, "d": None, "_corrupt_record": " 2026-03-08 10:00, 2026-03-08"}]
+
+
 def test_a_pattern_spark_cannot_parse_with_fails_before_reading(tmp_path: Path):
     folder = write(tmp_path, "a.csv", "x\n")
     with pytest.raises(AnalysisException, match="ILLEGAL_CHARACTER"):
@@ -114,7 +136,8 @@ def test_a_pattern_spark_cannot_parse_with_fails_before_reading(tmp_path: Path):
                    {"timestampFormat": "yyyy QQQ"})
 
 
-def test_json_reads_top_level_and_nested_values_with_the_patterns_an_integer_as_epoch(tmp_path: Path):
+def test_json_reads_top_level_and_nested_values_with_the_patterns_an_integer_as_epoch(
+        tmp_path: Path):
     rows = read_files("json", [write(tmp_path, "a.json", JSON)], SCHEMA, FORMATS)
     epoch = {**nulls(JSON.splitlines()[2]), "ts": dt.datetime(2023, 11, 14, 22, 13, 20,
                                                                tzinfo=UTC)}
@@ -243,6 +266,13 @@ def test_csv_writes_spark_default_shapes_or_the_patterns(tmp_path: Path,
 def test_json_writes_nested_dates_and_timestamps_alike(tmp_path: Path,
                                                        options: dict[str, str], line: str):
     assert written(tmp_path, "json", nested_table(), options) == line + "\n"
+
+
+def test_an_optional_section_is_printed(tmp_path: Path):
+    options = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss[.SSS]",
+               "timestampNTZFormat": "yyyy-MM-dd HH:mm[:ss]", "timeZone": LA}
+    text = written(tmp_path, "csv", temporal_table().select(["ts", "n"]), options)
+    assert text == "2026-03-08T10:00:00.123,2026-03-08 10:00:00\n"
 
 
 def test_a_format_only_pattern_letter_is_fine_for_writing(tmp_path: Path):
