@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      # crash points the batch loop and the sinks pass through; stdlib only
      "unbounded.testing.faults"),
     ("unbounded.plan", "unbounded.checkpoint", "unbounded.config"),
-    ("unbounded.errors",),
+    ("unbounded.errors", "unbounded.startup"),  # startup: stdlib only (the gc pause)
 )
 
 # (importer family, imported module): why the arrow may point this way.

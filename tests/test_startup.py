@@ -52,3 +52,37 @@ def test_importing_the_api_and_starting_a_session_load_no_module_a_query_may_not
     assert after_import == []
     # the session's UI serves from its own thread, which may have imported http.server
     assert [m for m in after_session if m != "http.server"] == []
+
+
+_GC_PROBE = """
+import gc, json, sys
+loading = []  # collections that ran while a module unbounded.sql imports was loading
+
+def inside_a_load():
+    frame, names = sys._getframe(2), []
+    while frame is not None:
+        if frame.f_code.co_filename.endswith("unbounded/sql/__init__.py"):
+            return "_find_and_load" in names
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return False
+
+gc.callbacks.append(lambda phase, info: loading.append(1)
+                    if phase == "start" and inside_a_load() else None)
+if sys.argv[1] == "off":
+    gc.disable()
+from unbounded.sql import SparkSession, functions as F
+print(json.dumps([len(loading), gc.isenabled()]))
+"""
+
+
+def _import_with_collector(state: str) -> list[object]:
+    done = subprocess.run([sys.executable, "-c", _GC_PROBE, state], capture_output=True,
+                          text=True, check=True, timeout=300)
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_the_api_loads_with_the_collector_paused_and_restores_it():
+    # unpaused, loading Polars, pyarrow and the API runs about 150 collections
+    assert _import_with_collector("on") == [0, True]
+    assert _import_with_collector("off") == [0, False]

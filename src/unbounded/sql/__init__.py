@@ -1,20 +1,27 @@
-"""The PySpark-shaped API: ``from unbounded.sql import SparkSession, functions as F``."""
+"""The PySpark-shaped API: ``from unbounded.sql import SparkSession, functions as F``.
 
-from unbounded.session import RuntimeConfig, SparkSession
-from unbounded.sql import functions, types
-from unbounded.sql.catalog import Catalog
-from unbounded.sql.column import Column
-from unbounded.sql.dataframe import DataFrame
-from unbounded.sql.group import GroupedData
-from unbounded.sql.readwriter import DataFrameReader, DataFrameWriter
-from unbounded.sql.row import Row
-from unbounded.sql.streaming import (
-    DataStreamReader,
-    DataStreamWriter,
-    StreamingQuery,
-    StreamingQueryManager,
-)
-from unbounded.sql.window import Window, WindowSpec
+The modules load with the garbage collector paused (``unbounded.startup``): this is the
+first import of almost every program, and it brings in Polars and pyarrow too.
+"""
+
+from unbounded.startup import collector_paused
+
+with collector_paused():
+    from unbounded.session import RuntimeConfig, SparkSession
+    from unbounded.sql import functions, types
+    from unbounded.sql.catalog import Catalog
+    from unbounded.sql.column import Column
+    from unbounded.sql.dataframe import DataFrame
+    from unbounded.sql.group import GroupedData
+    from unbounded.sql.readwriter import DataFrameReader, DataFrameWriter
+    from unbounded.sql.row import Row
+    from unbounded.sql.streaming import (
+        DataStreamReader,
+        DataStreamWriter,
+        StreamingQuery,
+        StreamingQueryManager,
+    )
+    from unbounded.sql.window import Window, WindowSpec
 
 __all__ = [
     "Catalog",
