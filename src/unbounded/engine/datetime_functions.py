@@ -21,6 +21,7 @@ from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import field_text, spark_format_parts, spark_to_chrono
 from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import FUNCTIONS, register
+from unbounded.engine.timestamp_text import text_to_timestamp
 from unbounded.errors import AnalysisException, DateTimeException, IllegalArgumentException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, Literal
@@ -467,25 +468,12 @@ def _to_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) 
     return parse_timestamp(args[0], fmt, ctx.time_zone)
 
 
-_AWARE_SHAPES = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M%#z",
-                 "%Y-%m-%dT%H:%M%#z")
-_NAIVE_SHAPES = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M",
-                 "%Y-%m-%dT%H:%M", "%Y-%m-%d")
-
-
 def text_to_instant(text: pl.Expr, zone: str) -> pl.Expr:
     """Spark's reading of timestamp text without a pattern (``2026-03-08``,
-    ``2026-03-08T09:05``, ``2026-3-8 9:05:07.5+01:00``, ``...Z``, ``... UTC``): an offset
-    names the instant, none means the wall clock in ``zone``. Each shape is read with an
-    explicit format (Polars would infer one format per column, from its first value)."""
-    stripped = text.str.strip_chars()
-    utc = stripped.str.ends_with(" UTC") | stripped.str.ends_with(" GMT")
-    stripped = pl.when(utc).then(stripped.str.head(-4) + pl.lit("Z")).otherwise(stripped)
-    aware = [stripped.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False)
-             for f in _AWARE_SHAPES]
-    naive = pl.coalesce([stripped.str.to_datetime(f, time_unit="us", strict=False)
-                         for f in _NAIVE_SHAPES])
-    return pl.coalesce([*aware, from_local(naive, zone)])
+    ``2026-03-08T09:05``, ``2026-3-8 9:05:07.5+01:00``, ``... UTC``), each row in its own
+    shape (engine/timestamp_text.py): an offset or zone names the instant, none means the
+    wall clock in ``zone``."""
+    return text_to_timestamp(text, zone)
 
 
 def parse_timestamp(text: pl.Expr, pattern: str, zone: str) -> pl.Expr:

@@ -32,6 +32,11 @@ from unbounded.engine.coercion import (
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import polars_schema_to_spark, to_polars_dtype
 from unbounded.engine.struct_comparison import compare_structs, struct_common_type
+from unbounded.engine.timestamp_text import (
+    text_to_date,
+    text_to_timestamp,
+    text_to_timestamp_ntz,
+)
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import (
@@ -485,9 +490,9 @@ def _cast_temporal(child: pl.Expr, source: pl.DataType, target: T.DataType,
     if isinstance(source, pl.Datetime):
         return _cast_from_timestamp(child, target, zone)
     if isinstance(target, T.TimestampNTZType):  # from a string: its wall-clock time
-        return child.str.strip_chars().str.to_datetime(time_unit="us", strict=False)
+        return text_to_timestamp_ntz(child)
     if isinstance(target, T.DateType):  # from a string
-        return child.str.strip_chars().str.slice(0, 10).str.to_date(strict=False)
+        return text_to_date(child)
     if source == pl.String:
         return string_to_timestamp(child, zone)
     if source.is_numeric():
@@ -514,16 +519,10 @@ def _cast_from_timestamp(child: pl.Expr, target: T.DataType, zone: str) -> pl.Ex
 
 
 def string_to_timestamp(text: pl.Expr, zone: str) -> pl.Expr:
-    """Spark's string to timestamp: a time with an offset or ``Z`` names that instant;
-    one without is wall-clock time in ``zone``; a date alone is its midnight there."""
-    stripped = text.str.strip_chars()
-    with_offset = stripped.str.contains(
-        r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d*)?)?\s*(?:[+-]\d{1,2}(?::?\d{2})?|Z|UTC|GMT)$")
-    aware = stripped.str.to_datetime(time_unit="us", time_zone="UTC", strict=False,
-                                     ambiguous="null")
-    naive = stripped.str.to_datetime(time_unit="us", strict=False)
-    local = from_local(naive, zone)
-    return pl.when(with_offset).then(aware).otherwise(local)
+    """Spark's string to timestamp, each row in its own shape (engine/timestamp_text.py):
+    a time with an offset or zone names that instant; one without is wall-clock time in
+    ``zone``; a date alone is its midnight there."""
+    return text_to_timestamp(text, zone)
 
 
 def _cast_other(child: pl.Expr, source: pl.DataType, target: T.DataType) -> pl.Expr:

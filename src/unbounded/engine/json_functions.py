@@ -28,6 +28,7 @@ from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import register
+from unbounded.engine.timestamp_text import text_to_date
 from unbounded.errors import AnalysisException, SparkRuntimeException
 from unbounded.files.json_syntax import JsonSyntax, loads
 from unbounded.files.json_text import (
@@ -45,9 +46,6 @@ __all__ = ["JsonOptions", "json_options"]
 
 _UTC_US = pl.Datetime("us", "UTC")
 _EPOCH_SECONDS = r"^\s*-?\d+\s*$"  # a JSON integer read into a timestamp
-# Spark's cast from text to a date: a year, then optionally the month and the day, then
-# optionally anything after a 'T' or a space.
-_DATE_TEXT = r"^\s*(\d{4,7})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ].*)?)?)?\s*$"
 
 
 @dataclass(frozen=True)
@@ -155,21 +153,12 @@ def _temporal(text: pl.Expr, result: pl.DataType, options: JsonOptions) -> pl.Ex
     if result == pl.Date:
         if options.date_format is not None:
             return text.str.to_date(spark_to_chrono(options.date_format), strict=False)
-        return _date_from_text(text)
+        return text_to_date(text)
     seconds = text.str.contains(_EPOCH_SECONDS)
     epoch = (text.str.strip_chars().cast(pl.Int64, strict=False) * 1_000_000).cast(_UTC_US)
     read = dates.text_to_instant(text, options.zone) if options.timestamp_format is None \
         else dates.parse_timestamp(text, options.timestamp_format, options.zone)
     return pl.when(seconds).then(epoch).otherwise(read)
-
-
-def _date_from_text(text: pl.Expr) -> pl.Expr:
-    """Spark's text-to-date reading: ``2026-3-8``, ``2026-03``, ``2026-03-08T10:00``."""
-    parts = text.str.extract_groups(_DATE_TEXT)
-    month = parts.struct.field("2").fill_null("1").str.zfill(2)
-    day = parts.struct.field("3").fill_null("1").str.zfill(2)
-    iso = pl.concat_str([parts.struct.field("1"), month, day], separator="-")
-    return iso.str.to_date("%Y-%m-%d", strict=False)
 
 
 # ---- decoding, row by row where the vectorised decoder cannot be exact ------------------
