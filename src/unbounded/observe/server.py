@@ -7,8 +7,9 @@ function returning a ``Response``; whoever needs a page (Prometheus metrics toda
 Structured Streaming pages later) registers it. Requests are served on daemon threads,
 never on a query's thread. The port is bound at once (its URL is known and a taken
 range fails the caller), but ``http.server`` (with ``http.client``, ``ssl`` and
-``email``) is imported and the server built on the serving thread: a session's start-up
-does not wait for them (issue 15).
+``email``) is imported and the server built on the serving thread when the first
+request arrives: a session's start-up does not pay for them (issue 15), and a UI nobody
+opens never does.
 """
 
 from __future__ import annotations
@@ -111,11 +112,12 @@ class UiServer:
         return None
 
     def _serve(self) -> None:
-        httpd = _http_server(self._socket, self)
+        httpd: ThreadingHTTPServer | None = None
         with selectors.DefaultSelector() as selector:
-            selector.register(httpd, selectors.EVENT_READ)
+            selector.register(self._socket, selectors.EVENT_READ)
             selector.register(self._wake_read, selectors.EVENT_READ)
             while not any(key.fd == self._wake_read for key, _ in selector.select()):
+                httpd = httpd or _http_server(self._socket, self)
                 httpd.handle_request()
 
     def close(self) -> None:
