@@ -27,7 +27,10 @@ Whether a folder's file system keeps namespace operations (``link``, ``rename``,
 metadata change of a file system in one journal, committed in order (ext3, ext4, XFS,
 btrfs), and of tmpfs (which keeps nothing). There, a name that survives a cut implies
 that every name made before it survives, so a checksum sidecar and its entry need one
-folder fsync after both instead of one after each (``checkpoint/checksum.py``).
+folder fsync after both instead of one after each (``checkpoint/checksum.py``). Where
+the journal is the file system's one (:meth:`FileOps.keeps_order_across`: not btrfs),
+the order holds across its folders too: a file source's log entry and the ``offsets/N``
+entry naming it need one folder fsync, ``offsets/``'s, after both.
 ``UNBOUNDED_CHECKPOINT_NAME_ORDER=strict`` makes every folder strict (an fsync after
 each name), ``=kept`` trusts every folder; unset, the file system type of the folder's
 mount (``/proc/self/mountinfo``) decides, and anything unknown is strict.
@@ -42,6 +45,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from unbounded.errors import CheckpointConflictError, IllegalArgumentException
@@ -55,12 +59,14 @@ __all__ = [
     "fsync_file",
     "is_temp_name",
     "keeps_name_order",
+    "keeps_order_across",
     "make_dirs",
     "parse_mountinfo",
     "remove_stray_temps",
     "set_file_ops",
     "sync_folder_name",
     "write_atomic",
+    "write_atomic_after",
     "write_atomic_replace",
     "write_atomic_stream",
 ]
@@ -69,6 +75,8 @@ FILE_OPS_ENV = "UNBOUNDED_CHECKPOINT_FILE_OPS"
 NAME_ORDER_ENV = "UNBOUNDED_CHECKPOINT_NAME_ORDER"
 # One journal per file system, committed in order (tmpfs: nothing survives a cut at all).
 _ORDERED_FS_TYPES = frozenset({"ext3", "ext4", "xfs", "btrfs", "tmpfs"})
+# ...and one journal for all folders, so the order holds across folders too.
+_GLOBAL_ORDER_FS_TYPES = frozenset({"ext3", "ext4", "xfs", "tmpfs"})
 
 
 class FileOps:
@@ -115,8 +123,33 @@ class FileOps:
             return forced == "kept"
         return _mount_type(folder) in _ORDERED_FS_TYPES
 
+    def keeps_order_across(self, folder: str, other: str) -> bool:
+        """Whether a name made in ``folder`` before one made in ``other`` survives every
+        power cut the later one survives, so one fsync of ``other`` makes both durable:
+        both on one file system with one journal committed in order (ext3, ext4, XFS;
+        not btrfs, whose fsync logs the synced folder's tree alone)."""
+        forced = os.environ.get(NAME_ORDER_ENV, "")
+        if forced == "strict":
+            return False
+        device = _device(folder)
+        if device is None or device != _device(other):
+            return False
+        return forced == "kept" or _mount_type(folder) in _GLOBAL_ORDER_FS_TYPES
+
 
 _mount_types: dict[str, str] = {}
+_devices: dict[str, int] = {}
+
+
+def _device(folder: str) -> int | None:
+    """The device of ``folder`` (None if it does not exist), cached by the name given."""
+    known = _devices.get(folder)
+    if known is None:
+        try:
+            known = _devices[folder] = os.stat(folder).st_dev
+        except OSError:
+            return None
+    return known
 
 
 def _mount_type(folder: str) -> str:
@@ -204,6 +237,11 @@ def keeps_name_order(folder: str) -> bool:
     return file_ops.keeps_name_order(folder)
 
 
+def keeps_order_across(folder: str, other: str) -> bool:
+    """:meth:`FileOps.keeps_order_across` of the installed ``file_ops``."""
+    return file_ops.keeps_order_across(folder, other)
+
+
 _URL = re.compile(r"^(?!file://)[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -280,11 +318,15 @@ def _prepare_folder(folder: str) -> None:
             _cleaned.add(key)
 
 
-def _write_temp(path: str, fill: Callable[[BinaryIO], None]) -> str:
+def _temp_beside(path: str) -> str:
     _local_only(path)
     folder = os.path.dirname(path) or "."
     _prepare_folder(folder)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    return os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+
+
+def _write_temp(path: str, fill: Callable[[BinaryIO], None]) -> str:
+    tmp = _temp_beside(path)
     ops = file_ops
     try:
         f = ops.open(tmp)
@@ -300,6 +342,64 @@ def _write_temp(path: str, fill: Callable[[BinaryIO], None]) -> str:
     return tmp
 
 
+def _filled_temp(path: str, data: bytes) -> tuple[BinaryIO, str]:
+    """A temp file beside ``path`` holding ``data``, still open and not yet fsynced."""
+    tmp = _temp_beside(path)
+    f = file_ops.open(tmp)
+    try:
+        f.write(data)
+    except BaseException:
+        _discard(f, tmp)
+        raise
+    return f, tmp
+
+
+def _discard(f: BinaryIO, tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        f.close()
+    with contextlib.suppress(FileNotFoundError):
+        file_ops.unlink(tmp)
+
+
+def _sync_close(f: BinaryIO, tmp: str) -> None:
+    try:
+        file_ops.fsync(f, tmp)
+    finally:
+        file_ops.close(f, tmp)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(4, thread_name_prefix="unbounded-fsync")
+        return _pool
+
+
+def _sync_together(temps: list[tuple[BinaryIO, str]]) -> None:
+    """fsync (and close) every temp file, all at once: fsyncs issued together share one
+    journal commit, so two cost about one (measured: 1.9-2.2 ms against 6.0 ms in a row,
+    3.2 ms for one, on this machine's ext4). Raises the first error once all finished."""
+    *others, last = temps
+    futures = [_fsync_pool().submit(_sync_close, f, tmp) for f, tmp in others]
+    errors: list[BaseException] = []
+    try:
+        _sync_close(*last)
+    except BaseException as e:
+        errors.append(e)
+    for future in futures:
+        try:
+            future.result()
+        except BaseException as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
 def _bytes_filler(data: bytes) -> Callable[[BinaryIO], None]:
     def fill(f: BinaryIO) -> None:
         f.write(data)
@@ -308,7 +408,12 @@ def _bytes_filler(data: bytes) -> Callable[[BinaryIO], None]:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Publish ``data`` at ``path``; raise CheckpointConflictError if it already exists."""
-    tmp = _write_temp(path, _bytes_filler(data))
+    _link_new(_write_temp(path, _bytes_filler(data)), path)
+    fsync_dir(os.path.dirname(path) or ".")
+
+
+def _link_new(tmp: str, path: str) -> None:
+    """Name the fsynced temp file ``tmp`` ``path``, failing if that name exists."""
     try:
         file_ops.link(tmp, path)
     except FileExistsError:
@@ -319,7 +424,38 @@ def write_atomic(path: str, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             file_ops.unlink(tmp)
-    fsync_dir(os.path.dirname(path) or ".")
+
+
+def write_atomic_after(first: str, first_data: bytes, path: str, data: bytes, *,
+                       sync_between: bool, sync_after: bool = True) -> None:
+    """Publish ``first`` (replacing it) and then ``path`` (failing if it exists, as
+    :func:`write_atomic`), in one folder: a checksum sidecar and its entry.
+
+    Both files' data are fsynced together before either name is made, so the order a
+    power cut must respect (each file's data before its name; ``first``'s name before
+    ``path``'s) is that of two :func:`write_atomic` calls, at the cost of about one data
+    fsync. ``sync_between`` fsyncs the folder after ``first``'s name (a file system that
+    may reorder names); ``sync_after=False`` leaves the folder fsync after ``path`` to
+    the caller (:func:`unbounded.checkpoint.checksum.deferred_folder_syncs`)."""
+    temps: list[tuple[BinaryIO, str]] = []
+    try:
+        temps.append(_filled_temp(first, first_data))
+        temps.append(_filled_temp(path, data))
+        _sync_together(temps)
+        file_ops.replace(temps[0][1], first)
+    except BaseException:
+        for f, tmp in temps:
+            _discard(f, tmp)
+        raise
+    if sync_between:
+        try:
+            fsync_dir(os.path.dirname(first) or ".")
+        except BaseException:
+            _discard(*temps[1])
+            raise
+    _link_new(temps[1][1], path)
+    if sync_after:
+        fsync_dir(os.path.dirname(path) or ".")
 
 
 def write_atomic_replace(path: str, data: bytes, *, sync_dir: bool = True) -> None:

@@ -60,11 +60,12 @@ import json
 import os
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import crc32c
 
-from unbounded.checkpoint.atomic import keeps_name_order
+from unbounded.checkpoint.atomic import keeps_name_order, keeps_order_across, write_atomic_after
 from unbounded.checkpoint.storage import (
     conflict_error,
     is_url,
@@ -77,12 +78,14 @@ __all__ = [
     "MARKER_NAME",
     "RECOVERY_HINT",
     "accept_unverified",
+    "deferred_folder_syncs",
     "first_checked_id",
     "read_checked",
     "read_checked_json",
     "read_checked_text",
     "remove_checked",
     "sidecar_path",
+    "sync_deferred",
     "write_checked",
 ]
 
@@ -102,6 +105,9 @@ _UNCHECKED_VERSION = 2  # a marker that names files read unverified
 _prepared: set[str] = set()
 _unchecked: dict[str, frozenset[str]] = {}  # per prepared folder: its marker's names
 _prepared_lock = threading.Lock()
+_deferring = threading.local()  # .on: inside deferred_folder_syncs()
+_pending: list[str] = []  # folders holding names no folder fsync made durable yet
+_pending_lock = threading.Lock()
 
 
 def sidecar_path(path: str) -> str:
@@ -138,10 +144,72 @@ def write_checked(path: str, data: bytes) -> None:
     if store.exists(path):
         raise conflict_error(path)
     _check_from_now_on(folder, os.path.basename(path))
+    if is_url(folder):  # a PUT is durable when it returns
+        store.replace(sidecar_path(path), _sidecar_line(data))
+        store.create(path, data)
+        return
+    defer = getattr(_deferring, "on", False) and keeps_order_across(folder, folder)
+    settled = _settle_pending(folder)
     # On a file system that keeps names in order, the entry's folder fsync covers both.
-    store.replace(sidecar_path(path), _sidecar_line(data),
-                  durable=is_url(folder) or not keeps_name_order(folder))
-    store.create(path, data)
+    write_atomic_after(sidecar_path(path), _sidecar_line(data), path, data,
+                       sync_between=not keeps_name_order(folder), sync_after=not defer)
+    _after_names(folder, settled, deferred=defer)
+
+
+@contextlib.contextmanager
+def deferred_folder_syncs() -> Iterator[None]:
+    """Checked entries written inside, by this thread, into a local folder whose file
+    system keeps names in order across folders (``atomic.keeps_order_across``) leave
+    their folder fsync to the next checked write or removal: that write's own folder
+    fsync makes them durable with it (the journal commits names in the order made), and
+    one elsewhere (another file system) fsyncs them first. For entries that only a later
+    entry names: a file source's log entry, then ``offsets/N``. A cut in between loses
+    the unnamed entry alone, or the sidecar with it, which reads as never written."""
+    before = getattr(_deferring, "on", False)
+    _deferring.on = True
+    try:
+        yield
+    finally:
+        _deferring.on = before
+
+
+def sync_deferred() -> None:
+    """fsync every folder whose entries still wait for a later write (a run's end)."""
+    with _pending_lock:
+        folders = list(dict.fromkeys(_pending))
+        _pending.clear()
+    for folder in folders:
+        storage_for(folder).sync_folder(folder)
+
+
+def _settle_pending(folder: str) -> list[str]:
+    """Before a new name in ``folder``: fsync the deferred folders its folder fsync
+    would not cover; returns those it will cover (a snapshot: their names came first)."""
+    with _pending_lock:
+        pending = list(dict.fromkeys(_pending))
+    apart = [p for p in pending if not keeps_order_across(p, folder)]
+    for other in apart:
+        storage_for(other).sync_folder(other)
+    with _pending_lock:
+        for other in apart:
+            _drop_all(other)
+    return [p for p in pending if p not in apart]
+
+
+def _after_names(folder: str, covered: list[str], *, deferred: bool) -> None:
+    """After a write's names: a deferred folder waits; a synced one made ``covered``
+    durable too."""
+    with _pending_lock:
+        if deferred:
+            _pending.append(folder)
+            return
+        for other in covered:
+            _drop_all(other)
+
+
+def _drop_all(folder: str) -> None:
+    while folder in _pending:
+        _pending.remove(folder)
 
 
 def accept_unverified(path: str) -> None:
@@ -221,12 +289,13 @@ def remove_checked(*paths: str) -> None:
     """Delete ``paths`` and their sidecars (retention, compaction): the entries, their
     folders fsynced, then the sidecars, so a power cut can resurrect a sidecar alone
     (an entry never written) but never an entry without its sidecar."""
-    folders = set()
+    folders = list(dict.fromkeys(os.path.dirname(path) or "." for path in paths))
+    covered = [_settle_pending(folder) for folder in folders]
     for path in paths:
         storage_for(path).delete(path)
-        folders.add(os.path.dirname(path) or ".")
-    for folder in folders:
+    for folder, earlier in zip(folders, covered, strict=True):
         storage_for(folder).sync_folder(folder)
+        _after_names(folder, earlier, deferred=False)
     for path in paths:
         storage_for(path).delete(sidecar_path(path))
 

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from unbounded.errors import AnalysisException
 from unbounded.plan.intervals import parse_interval_ms
+from unbounded.sources.base import Offset
 
-__all__ = ["AvailableNow", "Continuous", "Once", "ProcessingTime", "Trigger", "make_trigger"]
+__all__ = ["AvailableNow", "Continuous", "Once", "ProcessingTime", "SupportsDataDue", "Trigger",
+           "make_trigger"]
+
+
+@runtime_checkable
+class SupportsDataDue(Protocol):
+    """A source that knows when its next rows become available (the ``rate`` source: at
+    the end of each second since its start), so an idle trigger loop wakes then rather
+    than at its next poll, up to a poll interval late."""
+
+    def next_data_due_ms(self, start: Offset | None) -> int:
+        """Epoch milliseconds from which ``latest_offset(start)`` is past ``start``."""
+        ...
 
 
 @dataclass(frozen=True)

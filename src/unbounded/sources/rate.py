@@ -95,6 +95,10 @@ class RateSource:
     def latest_offset(self, start: Offset | None, *, respect_limits: bool = True) -> Offset:
         return max(0, (int(time.time() * 1000) - self.start_ms) // 1000)
 
+    def next_data_due_ms(self, start: Offset | None) -> int:
+        """The second after ``start`` is complete (``runtime.triggers.SupportsDataDue``)."""
+        return self.start_ms + (int(start or 0) + 1) * 1000
+
     def partitions(self, start: Offset | None, end: Offset) -> list[InputPartition]:
         first = int(start or 0) * self.rows_per_second
         stop = int(end) * self.rows_per_second

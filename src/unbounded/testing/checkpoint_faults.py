@@ -220,3 +220,8 @@ class FaultyFileOps(FileOps):
         self._check("dirsync", os.path.join(path, ""))
         super().fsync_dir(path)
         self._volatile.entries.pop(os.path.abspath(path), None)
+
+    def keeps_order_across(self, folder: str, other: str) -> bool:
+        """No: this model's folder fsync keeps its own folder's names alone, so every
+        write into one folder that a name in another depends on is fsynced first."""
+        return False
