@@ -17,12 +17,14 @@ The zone is the ``timeZone`` option, else the session's when the DataFrame was b
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
 from unbounded.engine import datetime_functions as dates  # a module: imports are circular
+from unbounded.engine.ansi import java_double
 from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
@@ -30,6 +32,7 @@ from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import register
 from unbounded.engine.timestamp_text import text_to_date
 from unbounded.errors import AnalysisException, SparkRuntimeException
+from unbounded.files.json_strict import strict_decode
 from unbounded.files.json_syntax import JsonSyntax, loads
 from unbounded.files.json_text import (
     DType,
@@ -168,16 +171,28 @@ class _Mismatch(ValueError):
 
 def _decode(series: pl.Series, schema: T.DataType, staged: pl.DataType,
             options: JsonOptions) -> pl.Series:
-    """``{value, bad}`` per row. Polars' decoder is taken when it reads every row and
-    nothing needs to know which records were malformed; else Spark's rules, row by row."""
+    """``{value, bad}`` per row. Rows are decoded in bulk where the decoder is as strict
+    as Spark (files/json_strict.py) and nothing needs to know which records were
+    malformed; the others by Spark's rules, row by row."""
     exact = options.failfast or _corrupt_field(schema, options) is not None
-    if not exact and not _has_map(schema):
-        try:
-            value = series.str.json_decode(staged)
-            return pl.DataFrame({"value": value, "bad": pl.repeat(False, len(series),
-                                                                    eager=True)}).to_struct()
-        except pl.exceptions.PolarsError:
-            pass
+    if exact or _has_map(schema):
+        return _rows(series, schema, staged, options)
+    values, read = strict_decode(series, staged)
+    rest = series.is_not_null() & ~read
+    if not rest.any():
+        return pl.DataFrame({"value": values, "bad": pl.repeat(False, len(series), eager=True)
+                             }).to_struct(series.name)
+    slow = _rows(series.filter(rest), schema, staged, options).struct.unnest()
+    rows = rest.arg_true().cast(pl.Int64)
+    index = pl.int_range(len(series), eager=True).scatter(
+        rows, pl.int_range(len(series), len(series) + len(rows), eager=True))
+    frame = pl.DataFrame({"value": pl.concat([values, slow["value"]]),
+                          "bad": pl.concat([~rest, slow["bad"]]).fill_null(False)})
+    return frame[index].to_struct(series.name)
+
+
+def _rows(series: pl.Series, schema: T.DataType, staged: pl.DataType,
+          options: JsonOptions) -> pl.Series:
     rows = [(None, False) if v is None else _json_row(v, schema, options)
             for v in series.to_list()]
     values = pl.Series("value", [r[0] for r in rows], dtype=staged, strict=False)
@@ -204,11 +219,18 @@ def _json_row(text: str, schema: T.DataType, options: JsonOptions) -> tuple[Any,
     """One row and whether it was malformed; Spark gives a struct of NULLs (not NULL) for
     a record that does not parse."""
     bad: list[bool] = []
+    if not text.strip(" \t\n\r"):
+        return None, False  # no document: NULL, not a malformed record
     try:
         parsed = loads(text, options.syntax)
         if isinstance(schema, T.StructType):
             return _json_struct(parsed, schema, options, bad, root=True), bool(bad)
-        return _json_value(parsed, schema, options, bad), bool(bad)
+        if isinstance(schema, T.ArrayType) and isinstance(schema.elementType, T.StructType) \
+                and isinstance(parsed, dict):
+            parsed = [parsed]  # Spark reads one object as an array of it
+        # A struct's field that did not convert leaves a partial result (not NULL): only
+        # FAILFAST needs to know of it.
+        return _json_value(parsed, schema, options, bad), options.failfast and bool(bad)
     except (ValueError, _Mismatch, RecursionError):
         if isinstance(schema, T.StructType):
             return {f.name: None for f in schema.fields}, True
@@ -258,13 +280,15 @@ _INTEGRAL_BITS = {T.ByteType: 8, T.ShortType: 16, T.IntegerType: 32, T.LongType:
 
 def _json_scalar(value: Any, t: T.DataType, options: JsonOptions) -> Any:
     if isinstance(t, T.StringType):
-        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        return value if isinstance(value, str) else _jackson_text(value)
     if isinstance(t, T.BooleanType) and isinstance(value, bool):
         return value
     is_int = isinstance(value, int) and not isinstance(value, bool)
     bits = _INTEGRAL_BITS.get(type(t))
     if bits is not None and is_int and -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
         return value
+    if isinstance(t, T.ByteType) and is_int and 128 <= value <= 255:
+        return value - 256  # Jackson's getByteValue takes unsigned bytes too
     if isinstance(t, (T.FloatType, T.DoubleType)):
         if is_int or isinstance(value, float):
             return float(value)
@@ -275,6 +299,20 @@ def _json_scalar(value: Any, t: T.DataType, options: JsonOptions) -> Any:
     if isinstance(t, T.DateType) and isinstance(value, str):
         return value
     raise _Mismatch(t.simpleString())
+
+
+def _jackson_text(value: Any) -> str:
+    """A JSON value read into a string field, as Spark's parser copies it: compact, its
+    numbers as Java prints them (``1e2`` is ``100.0``, ``1e20`` is ``1.0E20``), text
+    unescaped beyond JSON's needs."""
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _jackson_text(v)
+                              for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_jackson_text(v) for v in value) + "]"
+    if isinstance(value, float) and math.isfinite(value):
+        return java_double(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 # ---- to_json -----------------------------------------------------------------------------

@@ -47,18 +47,18 @@ class JsonSyntax:
 
 
 def loads(text: str, syntax: JsonSyntax) -> Any:
-    """The value of one JSON document; ``ValueError`` when it does not read."""
+    """The value of the first JSON document in ``text``: Spark's parser reads no further,
+    so what follows it is ignored (``{"a": 1} x`` is ``{"a": 1}``); ``ValueError`` when
+    it does not read."""
+    decoder = json.JSONDecoder(parse_constant=_constant(syntax),
+                               strict=not syntax.unquoted_control_chars)
     try:
-        return json.loads(text, parse_constant=_constant(syntax),
-                          strict=not syntax.unquoted_control_chars)
+        return decoder.raw_decode(text, len(text) - len(text.lstrip(" \t\n\r")))[0]
     except ValueError:
         if not (syntax.single_quotes or syntax.unquoted_field_names or syntax.comments
                 or syntax.numeric_leading_zeros or syntax.backslash_escaping_any_character):
             raise
-    reader = _Reader(text, syntax)
-    value = reader.value()
-    reader.end()
-    return value
+    return _Reader(text, syntax).value()
 
 
 def _constant(syntax: JsonSyntax) -> Any:
@@ -93,10 +93,6 @@ class _Reader:
         if end < 0 and block:
             raise self.fail("unterminated comment")
         self.pos = len(self.text) if end < 0 else end + (2 if block else 1)
-
-    def end(self) -> None:
-        if self.skip():
-            raise self.fail("trailing text")
 
     def value(self) -> Any:
         ch = self.skip()

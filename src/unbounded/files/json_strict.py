@@ -1,0 +1,104 @@
+"""JSON values decoded in bulk only where the decoder is as strict as Spark's parser.
+
+Polars' ``json_decode`` converts what Spark refuses: ``1.5`` or ``true`` into an integer
+(1), a scalar into an array (``[1]``), ``true`` into a double, and makes an integer out
+of its type's range NULL where Spark makes NULL of the field that holds it. pyarrow's
+JSON reader refuses all of these (a number for a string field too, whose text Spark
+writes its own way), so a row it reads is read as Spark reads it; a chunk of rows it
+refuses is left to the caller's row-by-row reader, which applies Spark's rules.
+
+Rows are handed over one per line: a line break inside a row becomes a tab, which is
+whitespace between tokens and, like the line break, invalid inside a string. A value
+that is not an object is wrapped (``{"v": ...}``) and read with unexpected fields
+refused, so text around it cannot pass for another field.
+"""
+
+from __future__ import annotations
+
+import io
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from unbounded.files.json_text import DType
+
+__all__ = ["arrow_json_type", "strict_decode"]
+
+_CHUNK = 4096
+_INTEGERS = {pl.Int8: pa.int8(), pl.Int16: pa.int16(), pl.Int32: pa.int32(),
+             pl.Int64: pa.int64(), pl.Float32: pa.float32(), pl.Float64: pa.float64(),
+             pl.Boolean: pa.bool_(), pl.String: pa.string()}
+
+
+def arrow_json_type(dtype: DType) -> pa.DataType | None:
+    """The Arrow type pyarrow's reader decodes ``dtype`` as, or None when it does not
+    decode it as Spark does (decimals, binary, maps)."""
+    if isinstance(dtype, pl.List):
+        inner = arrow_json_type(dtype.inner)
+        return None if inner is None else pa.list_(inner)
+    if isinstance(dtype, pl.Struct):
+        fields = [(f.name, arrow_json_type(f.dtype)) for f in dtype.fields]
+        if any(t is None for _, t in fields):
+            return None
+        return pa.struct([pa.field(n, t) for n, t in fields])
+    return next((t for p, t in _INTEGERS.items() if dtype == p), None)
+
+
+def strict_decode(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
+    """``(values, read)``: each row's value where pyarrow read it; ``read`` is False for
+    a NULL or blank row and for rows of a chunk pyarrow refused."""
+    n = len(texts)
+    arrow = arrow_json_type(dtype if isinstance(dtype, pl.Struct)
+                            else pl.Struct({"v": dtype}))
+    present = texts.is_not_null() & (texts.str.strip_chars() != "")
+    rows = present.arg_true() if arrow is not None else pl.Series([], dtype=pl.UInt32)
+    lines = texts.gather(rows).str.replace_all(r"[\r\n]", "\t")
+    if not isinstance(dtype, pl.Struct):
+        lines = '{"v":' + lines + "}"
+    parts = [] if arrow is None else _read_chunks(lines, arrow, isinstance(dtype, pl.Struct))
+    return _placed(parts, rows, n, dtype)
+
+
+def _read_chunks(lines: pl.Series, arrow: pa.DataType, is_object: bool
+                 ) -> list[tuple[int, pl.Series]]:
+    """(offset, values) of the chunks pyarrow read: the whole batch at once, else
+    chunk by chunk so one refused row keeps only its chunk from the fast path."""
+    whole = _read(lines, arrow, is_object)
+    if whole is not None:
+        return [(0, whole)]
+    out = []
+    for start in range(0, len(lines), _CHUNK) if len(lines) > _CHUNK else ():
+        chunk = _read(lines.slice(start, _CHUNK), arrow, is_object)
+        if chunk is not None:
+            out.append((start, chunk))
+    return out
+
+
+def _read(lines: pl.Series, arrow: pa.DataType, is_object: bool) -> pl.Series | None:
+    if len(lines) == 0:
+        return None
+    data = lines.str.join("\n").item().encode()
+    options = pajson.ParseOptions(explicit_schema=pa.schema(list(arrow)),
+                                  unexpected_field_behavior="ignore" if is_object else "error")
+    try:
+        table = pajson.read_json(io.BytesIO(data), parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != len(lines):  # two documents on one row
+        return None
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.to_struct() if is_object else frame.to_series()
+
+
+def _placed(parts: list[tuple[int, pl.Series]], rows: pl.Series, n: int,
+            dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
+    """The chunks' values at their rows of the batch (NULL elsewhere), and the mask."""
+    if not parts:
+        return pl.repeat(None, n, dtype=dtype, eager=True), pl.repeat(False, n, eager=True)
+    values = pl.concat([p.cast(dtype) for _, p in parts])
+    at = pl.concat([rows.slice(start, len(p)) for start, p in parts]).cast(pl.Int64)
+    index = pl.repeat(None, n, dtype=pl.Int64, eager=True).scatter(
+        at, pl.int_range(len(values), eager=True))
+    return values.gather(index), index.is_not_null()

@@ -1,0 +1,180 @@
+"""``from_json`` in PERMISSIVE mode reads what Spark reads: a value Spark's parser does not
+convert (``1.5`` or ``true`` for an integer, a number out of the type's range, a scalar
+or an object for an array, ``true`` or a quoted number for a double) is NULL where Spark
+makes it NULL, and a value read into a string field is its text as Spark writes it.
+Polars' decoder read ``1.5`` as 1, ``true`` as 1 and wrapped a scalar in an array.
+Expected values are PySpark 4.3's (a recorded run of ``from_json(js, schema)``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import polars as pl
+import pytest
+
+from unbounded.files.json_strict import strict_decode
+from unbounded.sql import SparkSession
+
+CASES = [
+    ('a INT, b STRING', [
+        ('{"a": 1.5, "b": "x"}', {'a': None, 'b': 'x'}),
+        ('{"a": true, "b": "x"}', {'a': None, 'b': 'x'}),
+        ('{"a": 3000000000, "b": "x"}', {'a': None, 'b': 'x'}),
+        ('{"a": 1e2, "b": "x"}', {'a': None, 'b': 'x'}),
+        ('{"a": 1.0, "b": "x"}', {'a': None, 'b': 'x'}),
+        ('{"a": 99999999999999999999, "b": "x"}', {'a': None, 'b': 'x'}),
+        ('{"a": "7", "b": "x"}', {'a': None, 'b': 'x'}),
+        ('{"a": 1, "b": {"x": 1}}', {'a': 1, 'b': '{"x":1}'}),
+        ('{"a": 1, "b": [1, 2]}', {'a': 1, 'b': '[1,2]'}),
+        ('{"a": 1, "b": 1.50}', {'a': 1, 'b': '1.5'}),
+        ('{"a": 1, "b": 1e2}', {'a': 1, 'b': '100.0'}),
+        ('{"a": 1, "b": true}', {'a': 1, 'b': 'true'}),
+        ('{"a": 1, "b": 12}', {'a': 1, 'b': '12'}),
+        ('{"a": 1, "b": {"x": 1.50, "y": [true, null], "z": "q\\"r"}}',
+         {'a': 1, 'b': '{"x":1.5,"y":[true,null],"z":"q\\"r"}'}),
+        ('{"a": -0, "b": -0.0}', {'a': 0, 'b': '-0.0'}),
+        ('{"a": 1, "b": 1E+2}', {'a': 1, 'b': '100.0'}),
+        ('{"a": 1, "b": 0.1}', {'a': 1, 'b': '0.1'}),
+        ('{"a": 1, "b": 1e20}', {'a': 1, 'b': '1.0E20'}),
+        ('{"a": 1, "b": 123456789012345678901234567890}',
+         {'a': 1, 'b': '123456789012345678901234567890'}),
+        ('{"a": 1, "b": 1.0e-5}', {'a': 1, 'b': '1.0E-5'}),
+        ('{"a": 2, "b": null}', {'a': 2, 'b': None}),
+        ('{"b": "only"}', {'a': None, 'b': 'only'}),
+    ]),
+    ('a BIGINT', [
+        ('{"a": 1.5}', {'a': None}),
+        ('{"a": true}', {'a': None}),
+        ('{"a": 99999999999999999999}', {'a': None}),
+        ('{"a": 9223372036854775807}', {'a': 9223372036854775807}),
+        ('{"a": -9223372036854775808}', {'a': -9223372036854775808}),
+        ('{"a": 9223372036854775808}', {'a': None}),
+        ('{"a": 5}', {'a': 5}),
+    ]),
+    ('a TINYINT, c SMALLINT', [
+        ('{"a": 200, "c": 1}', {'a': -56, 'c': 1}),
+        ('{"a": 1, "c": 40000}', {'a': 1, 'c': None}),
+        ('{"a": -128, "c": -32768}', {'a': -128, 'c': -32768}),
+    ]),
+    ('a DOUBLE, b FLOAT', [
+        ('{"a": true, "b": 1}', {'a': None, 'b': 1.0}),
+        ('{"a": "1.5", "b": 1}', {'a': None, 'b': 1.0}),
+        ('{"a": 1, "b": 1.5}', {'a': 1.0, 'b': 1.5}),
+        ('{"a": "NaN", "b": "Infinity"}', {'a': 'NaN', 'b': 'inf'}),
+        ('{"a": 1e400, "b": 1e39}', {'a': 'inf', 'b': 'inf'}),
+    ]),
+    ('a BOOLEAN', [
+        ('{"a": 1}', {'a': None}),
+        ('{"a": "true"}', {'a': None}),
+        ('{"a": false}', {'a': False}),
+    ]),
+    ('arr ARRAY<INT>', [
+        ('{"arr": 1}', {'arr': None}),
+        ('{"arr": "x"}', {'arr': None}),
+        ('{"arr": {"x": 1}}', {'arr': None}),
+        ('{"arr": [1.5, 2]}', {'arr': None}),
+        ('{"arr": [true]}', {'arr': None}),
+        ('{"arr": [1, null]}', {'arr': [1, None]}),
+        ('{"arr": [3000000000]}', {'arr': None}),
+    ]),
+    ('s STRUCT<a: INT>, n INT', [
+        ('{"s": {"a": 1.5}, "n": 1}', {'s': {'a': None}, 'n': 1}),
+        ('{"s": 1, "n": 1}', {'s': None, 'n': 1}),
+        ('{"s": [1], "n": 1}', {'s': None, 'n': 1}),
+        ('{"s": {"a": 2}, "n": 1.5}', {'s': {'a': 2}, 'n': None}),
+    ]),
+    ('arr ARRAY<STRUCT<a: INT>>', [
+        ('{"arr": [{"a": 1.5}, {"a": 2}]}', {'arr': [{'a': None}, {'a': 2}]}),
+        ('{"arr": {"a": 1}}', {'arr': None}),
+        ('{"arr": [1]}', {'arr': None}),
+    ]),
+    ('ARRAY<INT>', [
+        ('[1.5, 2]', None),
+        ('[1, 2]', [1, 2]),
+        ('1', None),
+        ('{"a": 1}', None),
+    ]),
+    ('ARRAY<STRUCT<a: INT>>', [
+        ('{"a": 1}', [{'a': 1}]),
+        ('[{"a": 1.5}]', [{'a': None}]),
+        ('{"a": 1.5}', [{'a': None}]),
+    ]),
+    ('a STRING', [
+        ('{"a": 1}', {'a': '1'}),
+        ('{"a": [1,{"b":2.50}]}', {'a': '[1,{"b":2.5}]'}),
+        ('{"a": {}}', {'a': '{}'}),
+        ('{"a": []}', {'a': '[]'}),
+    ]),
+]
+
+
+@pytest.fixture(scope="module")
+def spark() -> SparkSession:
+    return SparkSession.builder.create()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, float) and math.isinf(value):
+        return str(value)
+    return value
+
+
+def _from_json(spark: SparkSession, texts: list[str], schema: str) -> list[Any]:
+    frame = spark.createDataFrame([(t,) for t in texts], "js STRING")
+    rows = frame.selectExpr(f"from_json(js, '{schema}') AS v").toArrow().to_pylist()
+    return [_plain(r["v"]) for r in rows]
+
+
+@pytest.mark.parametrize(("schema", "cases"), CASES, ids=[c[0] for c in CASES])
+def test_each_value_alone_reads_as_spark_reads_it(spark, schema, cases):
+    got = {text: _from_json(spark, [text], schema)[0] for text, _ in cases}
+    assert got == dict(cases)
+
+
+@pytest.mark.parametrize(("schema", "cases"), CASES, ids=[c[0] for c in CASES])
+def test_a_batch_of_them_reads_as_spark_reads_it(spark, schema, cases):
+    texts = [text for text, _ in cases]
+    assert dict(zip(texts, _from_json(spark, texts, schema), strict=True)) == dict(cases)
+
+
+def test_one_refused_row_sends_only_its_chunk_row_by_row(spark):
+    texts = [f'{{"a": {i}, "b": "x{i}"}}' for i in range(9000)]
+    texts[5000] = '{"a": 1.5, "b": "bad"}'
+    texts[5001] = '{"a": 7, "b": 1e20}'
+    got = _from_json(spark, texts, "a INT, b STRING")
+    want = [{"a": i, "b": f"x{i}"} for i in range(9000)]
+    want[5000], want[5001] = {"a": None, "b": "bad"}, {"a": 7, "b": "1.0E20"}
+    assert got == want
+    values, read = strict_decode(pl.Series(texts), pl.Struct({"a": pl.Int32, "b": pl.String}))
+    assert read.sum() == 9000 - 4096  # the chunk of rows 4096..8191 is left to the rows
+    assert values[0] == {"a": 0, "b": "x0"}
+    assert values[8999] == {"a": 8999, "b": "x8999"}
+
+
+# PySpark 4.3: no document is NULL; a line break between tokens is whitespace, one inside
+# a string is malformed (a struct of NULLs); what follows the first document is ignored;
+# the last of a repeated field wins; one object is read as an array of structs.
+EDGES = [
+    ("a INT", None, None), ("a INT", "", None), ("a INT", "  ", None),
+    ("a INT", '{"a":\n 1}', {"a": 1}), ("a INT", '{"a": "x\ny"}', {"a": None}),
+    ("a INT", '{"a": 2} {"a": 3}', {"a": 2}), ("a INT", '{"a": 1, "a": 2}', {"a": 2}),
+    ("a INT", '{"a": 1}x', {"a": 1}),
+    ("ARRAY<STRUCT<a: INT>>", '[{"a": 1, "z": 2}]', [{"a": 1}]),
+    ("ARRAY<STRUCT<a: INT>>", '{"a": 1, "z": 2}', [{"a": 1}]),
+    ("ARRAY<STRUCT<a: INT>>", '[{"a": 1}, 2]', None), ("ARRAY<STRUCT<a: INT>>", "[]", []),
+    ("ARRAY<STRUCT<a: INT>>", "", None), ("ARRAY<STRUCT<a: INT>>", '[{"a": 1}] x', [{"a": 1}]),
+    ("ARRAY<INT>", "", None), ("ARRAY<INT>", '[1, "2"]', None), ("ARRAY<INT>", "[1, 2] 3", [1, 2]),
+]
+
+
+@pytest.mark.parametrize(("schema", "text", "want"), EDGES)
+def test_edges_read_as_spark_reads_them(spark, schema, text, want):
+    assert _from_json(spark, [text], schema) == [want]
+    assert _from_json(spark, [text, text], schema) == [want, want]
