@@ -56,6 +56,7 @@ from unbounded.files.datetime_text import (
     read_timestamp,
     read_timestamp_ntz,
 )
+from unbounded.files.json_strict import spark_json_scalar
 from unbounded.files.json_text import has_temporals, leaves_failed, map_leaves
 from unbounded.files.listing import expand_paths
 from unbounded.files.stores import arrow_input, parquet_file, read_bytes
@@ -577,7 +578,7 @@ def _json_nested_value(value: Any, data_type: DataType) -> Any:
         return value if isinstance(value, str) else json.dumps(value)
     if isinstance(data_type, TimestampNTZType) and isinstance(value, str):
         return _iso_value(value)
-    return value
+    return spark_json_scalar(value, data_type)  # REFUSED fails the Arrow conversion
 
 
 def _iso_value(text: str) -> Any:

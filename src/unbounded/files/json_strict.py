@@ -16,14 +16,16 @@ refused, so text around it cannot pass for another field.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pajson
 
 from unbounded.files.json_text import DType
+from unbounded.plan import types as T
 
-__all__ = ["arrow_json_type", "strict_decode"]
+__all__ = ["REFUSED", "arrow_json_type", "spark_json_scalar", "strict_decode"]
 
 _CHUNK = 4096
 _INTEGERS = {pl.Int8: pa.int8(), pl.Int16: pa.int16(), pl.Int32: pa.int32(),
@@ -102,3 +104,42 @@ def _placed(parts: list[tuple[int, pl.Series]], rows: pl.Series, n: int,
     index = pl.repeat(None, n, dtype=pl.Int64, eager=True).scatter(
         at, pl.int_range(len(values), eager=True))
     return values.gather(index), index.is_not_null()
+
+
+class _Refused:
+    """A JSON value Spark's parser does not convert to the field's type."""
+
+    def __repr__(self) -> str:
+        return "REFUSED"
+
+
+REFUSED: Any = _Refused()  # fails an Arrow conversion, so the record counts as malformed
+_INTEGRAL_RANGES = {T.ByteType: (-128, 255), T.ShortType: (-(2 ** 15), 2 ** 15 - 1),
+                    T.IntegerType: (-(2 ** 31), 2 ** 31 - 1),
+                    T.LongType: (-(2 ** 63), 2 ** 63 - 1)}
+_NON_NUMERIC = {"NaN": float("nan"), "Infinity": float("inf"), "+Infinity": float("inf"),
+                "+INF": float("inf"), "-Infinity": float("-inf"), "-INF": float("-inf")}
+
+
+def spark_json_scalar(value: Any, data_type: T.DataType) -> Any:
+    """A parsed JSON scalar in a boolean or numeric field as Spark's parser converts it
+    (``REFUSED`` where it does not: ``1.5`` or ``true`` for an integer, a number out of
+    range, ``true`` for a double); a TINYINT takes 128..255 as Jackson's getByteValue,
+    wrapped. Other types pass through.
+
+    >>> spark_json_scalar(200, T.ByteType()), spark_json_scalar(1.5, T.IntegerType())
+    (-56, REFUSED)
+    """
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    bounds = _INTEGRAL_RANGES.get(type(data_type))
+    if bounds is not None:
+        if not (isinstance(value, int) and is_number and bounds[0] <= value <= bounds[1]):
+            return REFUSED
+        return value - 256 if value > 127 and isinstance(data_type, T.ByteType) else value
+    if isinstance(data_type, T.FloatType | T.DoubleType):
+        if isinstance(value, str):
+            return _NON_NUMERIC.get(value, REFUSED)
+        return float(value) if is_number else REFUSED
+    if isinstance(data_type, T.BooleanType):
+        return value if isinstance(value, bool) else REFUSED
+    return value

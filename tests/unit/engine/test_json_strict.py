@@ -178,3 +178,32 @@ EDGES = [
 def test_edges_read_as_spark_reads_them(spark, schema, text, want):
     assert _from_json(spark, [text], schema) == [want]
     assert _from_json(spark, [text, text], schema) == [want, want]
+
+
+# spark.read.schema(...).json over the same lines (PySpark 4.3): the file reader's
+# row-by-row fallback, taken when pyarrow refuses a line of the file.
+FILE_CASES = [
+    ("a INT, b STRING", ['{"a": 1.5, "b": "x"}', '{"a": true, "b": "x"}', '{"a": 1e2, "b": "x"}',
+                         '{"a": 3000000000, "b": "x"}', '{"a": 1, "b": "y"}'],
+     [{"a": None, "b": "x"}] * 4 + [{"a": 1, "b": "y"}]),
+    ("a BIGINT", ['{"a": 1.5}', '{"a": true}', '{"a": 9223372036854775808}',
+                  '{"a": -9223372036854775808}'],
+     [{"a": None}] * 3 + [{"a": -9223372036854775808}]),
+    ("a TINYINT, c SMALLINT", ['{"a": 200, "c": 1}', '{"a": 1, "c": 40000}',
+                               '{"a": -128, "c": -32768}'],
+     [{"a": -56, "c": 1}, {"a": 1, "c": None}, {"a": -128, "c": -32768}]),
+    ("a DOUBLE, b FLOAT", ['{"a": true, "b": 1}', '{"a": "1.5", "b": 1}',
+                           '{"a": "NaN", "b": "Infinity"}'],
+     [{"a": None, "b": 1.0}, {"a": None, "b": 1.0}, {"a": "NaN", "b": "inf"}]),
+    ("a BOOLEAN", ['{"a": 1}', '{"a": "true"}', '{"a": false}'],
+     [{"a": None}, {"a": None}, {"a": False}]),
+    ("arr ARRAY<INT>", ['{"arr": 1}', '{"arr": [1.5, 2]}', '{"arr": [true]}', '{"arr": [1, null]}'],
+     [{"arr": None}] * 3 + [{"arr": [1, None]}]),
+]
+
+
+@pytest.mark.parametrize(("schema", "lines", "want"), FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_the_json_file_reader_refuses_what_spark_refuses(spark, tmp_path, schema, lines, want):
+    (tmp_path / "part.json").write_text("\n".join(lines) + "\n")
+    rows = spark.read.schema(schema).json(str(tmp_path)).toArrow().to_pylist()
+    assert [_plain(r) for r in rows] == want
