@@ -30,8 +30,8 @@ from functools import lru_cache
 
 import polars as pl
 
-from unbounded.files.json_text import DType, json_timestamp_text, map_leaves
-from unbounded.plan.time_zones import from_local
+from unbounded.files.json_text import DType, map_leaves
+from unbounded.plan.time_zones import from_local, parse_zone
 
 __all__ = [
     "DatetimeOptions",
@@ -40,11 +40,13 @@ __all__ = [
     "read_date",
     "read_timestamp",
     "read_timestamp_ntz",
+    "wall_clock_instant",
 ]
 
 _UTC_US = pl.Datetime("us", "UTC")
 _NTZ_US = pl.Datetime("us")
 _NTZ_DEFAULT = "%Y-%m-%dT%H:%M:%S%.3f"  # yyyy-MM-dd'T'HH:mm:ss[.SSS], the section printed
+_TIMESTAMP_DEFAULT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 _TOKEN = re.compile(r"'(?:[^']|'')*'|([A-Za-z])\1*|.", re.S)
 _MAX_VARIANTS = 16
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -122,13 +124,23 @@ def _instant(text: pl.Expr, variant: _Variant, zone: str) -> pl.Expr:
     if variant.has_offset:
         return shaped.str.to_datetime(variant.chrono, time_unit="us", time_zone="UTC",
                                       strict=False)
-    return from_local(shaped.str.to_datetime(variant.chrono, time_unit="us", strict=False),
-                      zone)
+    return wall_clock_instant(
+        shaped.str.to_datetime(variant.chrono, time_unit="us", strict=False), zone)
+
+
+def wall_clock_instant(naive: pl.Expr, zone: str) -> pl.Expr:
+    """The instants wall-clock times name in ``zone`` (``from_local``), taken over the
+    times once computed: ``from_local`` reads its input several times, and each read
+    parsed the text again (a zone with rules made a default read 5x slower)."""
+    if parse_zone(zone).region is None:
+        return from_local(naive, zone)  # a fixed offset reads its input once
+    return naive.map_batches(lambda local: pl.select(from_local(pl.lit(local), zone))
+                             .to_series(), return_dtype=_UTC_US, is_elementwise=True)
 
 
 def _wall_clock(text: pl.Expr, variant: _Variant) -> pl.Expr:
     if variant.has_offset:
-        return pl.lit(None, dtype=_NTZ_US)
+        return pl.repeat(None, pl.len(), dtype=_NTZ_US)
     return _shaped(text, variant).str.to_datetime(variant.chrono, time_unit="us",
                                                   strict=False)
 
@@ -242,9 +254,7 @@ def _text(value: pl.Expr, dtype: pl.DataType, options: DatetimeOptions) -> pl.Ex
         if options.timestamp_ntz is None:
             return value.dt.strftime(_NTZ_DEFAULT)
         return _formatted(value.dt.replace_time_zone("UTC"), options.timestamp_ntz, "UTC")
-    if options.timestamp is None:
-        return json_timestamp_text(value, options.zone)
-    return _formatted(value, options.timestamp, options.zone)
+    return _formatted(value, options.timestamp or _TIMESTAMP_DEFAULT, options.zone)
 
 
 def _formatted(moment: pl.Expr, pattern: str, zone: str) -> pl.Expr:
