@@ -45,7 +45,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from unbounded.errors import CheckpointConflictError, IllegalArgumentException
@@ -54,6 +54,7 @@ __all__ = [
     "FILE_OPS_ENV",
     "NAME_ORDER_ENV",
     "FileOps",
+    "PendingPair",
     "file_ops",
     "fsync_dir",
     "fsync_file",
@@ -437,25 +438,64 @@ def write_atomic_after(first: str, first_data: bytes, path: str, data: bytes, *,
     fsync. ``sync_between`` fsyncs the folder after ``first``'s name (a file system that
     may reorder names); ``sync_after=False`` leaves the folder fsync after ``path`` to
     the caller (:func:`unbounded.checkpoint.checksum.deferred_folder_syncs`)."""
-    temps: list[tuple[BinaryIO, str]] = []
-    try:
-        temps.append(_filled_temp(first, first_data))
-        temps.append(_filled_temp(path, data))
-        _sync_together(temps)
-        file_ops.replace(temps[0][1], first)
-    except BaseException:
-        for f, tmp in temps:
-            _discard(f, tmp)
-        raise
-    if sync_between:
+    PendingPair(first, first_data, path, data, background=False).publish(
+        sync_between=sync_between, sync_after=sync_after)
+
+
+class PendingPair:
+    """The two files of :func:`write_atomic_after`, written under temporary names and
+    fsynced (in the background with ``background=True``, while the caller does other
+    work) until :meth:`publish` names them, or :meth:`discard` removes them. Before
+    ``publish`` nothing but a temporary file exists, which a restart removes."""
+
+    def __init__(self, first: str, first_data: bytes, path: str, data: bytes, *,
+                 background: bool) -> None:
+        self.first, self.path = first, path
+        self._temps: list[tuple[BinaryIO, str]] = []
+        self._futures: list[Future[None]] = []
         try:
-            fsync_dir(os.path.dirname(first) or ".")
+            self._temps.append(_filled_temp(first, first_data))
+            self._temps.append(_filled_temp(path, data))
+            if background:
+                self._futures = [_fsync_pool().submit(_sync_close, f, tmp)
+                                 for f, tmp in self._temps]
+            else:
+                _sync_together(self._temps)
         except BaseException:
-            _discard(*temps[1])
+            self.discard()
             raise
-    _link_new(temps[1][1], path)
-    if sync_after:
-        fsync_dir(os.path.dirname(path) or ".")
+
+    def _synced(self) -> None:
+        """Wait for the background fsyncs; raise the first error once all finished."""
+        errors = []
+        for future in self._futures:
+            try:
+                future.result()
+            except BaseException as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def publish(self, *, sync_between: bool, sync_after: bool = True) -> None:
+        """Name ``first``, then ``path`` (see :func:`write_atomic_after`)."""
+        try:
+            self._synced()
+            file_ops.replace(self._temps[0][1], self.first)
+            if sync_between:
+                fsync_dir(os.path.dirname(self.first) or ".")
+        except BaseException:
+            self.discard()
+            raise
+        _link_new(self._temps[1][1], self.path)
+        if sync_after:
+            fsync_dir(os.path.dirname(self.path) or ".")
+
+    def discard(self) -> None:
+        """Remove the temporary files (after their fsyncs ended)."""
+        with contextlib.suppress(BaseException):
+            self._synced()
+        for f, tmp in self._temps:
+            _discard(f, tmp)
 
 
 def write_atomic_replace(path: str, data: bytes, *, sync_dir: bool = True) -> None:

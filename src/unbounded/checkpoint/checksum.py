@@ -65,7 +65,7 @@ from typing import Any
 
 import crc32c
 
-from unbounded.checkpoint.atomic import keeps_name_order, keeps_order_across, write_atomic_after
+from unbounded.checkpoint.atomic import PendingPair, keeps_name_order, keeps_order_across
 from unbounded.checkpoint.storage import (
     conflict_error,
     is_url,
@@ -77,6 +77,7 @@ from unbounded.errors import CheckpointConflictError, CheckpointCorruptError
 __all__ = [
     "MARKER_NAME",
     "RECOVERY_HINT",
+    "PreparedEntry",
     "accept_unverified",
     "deferred_folder_syncs",
     "first_checked_id",
@@ -138,22 +139,60 @@ def _marker_line(first: int, unchecked: frozenset[str] = frozenset()) -> bytes:
 def write_checked(path: str, data: bytes) -> None:
     """Publish the checksum of ``data``, durably, then ``data`` at ``path`` (failing if
     it exists: raises ``CheckpointConflictError`` before touching its sidecar)."""
+    folder = _ready_for(path)
+    if is_url(folder):  # a PUT is durable when it returns
+        storage_for(path).replace(sidecar_path(path), _sidecar_line(data))
+        storage_for(path).create(path, data)
+        return
+    _publish(path, PendingPair(sidecar_path(path), _sidecar_line(data), path, data,
+                               background=False))
+
+
+def _ready_for(path: str) -> str:
+    """``path``'s folder, prepared for a new entry there (which must not exist yet)."""
     folder = os.path.dirname(path) or "."
     _prepare(folder, _entry_id(os.path.basename(path)))
-    store = storage_for(path)
-    if store.exists(path):
+    if storage_for(path).exists(path):
         raise conflict_error(path)
     _check_from_now_on(folder, os.path.basename(path))
-    if is_url(folder):  # a PUT is durable when it returns
-        store.replace(sidecar_path(path), _sidecar_line(data))
-        store.create(path, data)
-        return
+    return folder
+
+
+def _publish(path: str, pair: PendingPair) -> None:
+    folder = os.path.dirname(path) or "."
     defer = getattr(_deferring, "on", False) and keeps_order_across(folder, folder)
     settled = _settle_pending(folder)
     # On a file system that keeps names in order, the entry's folder fsync covers both.
-    write_atomic_after(sidecar_path(path), _sidecar_line(data), path, data,
-                       sync_between=not keeps_name_order(folder), sync_after=not defer)
+    pair.publish(sync_between=not keeps_name_order(folder), sync_after=not defer)
     _after_names(folder, settled, deferred=defer)
+
+
+class PreparedEntry:
+    """A checked entry whose bytes and checksum are written and fsynced under temporary
+    names in the background from now on, and named by :meth:`publish` (as
+    :func:`write_checked` would, one data fsync sooner): ``commits/N`` while the sink
+    writes. Until then only temporary files exist, which a restart removes."""
+
+    def __init__(self, path: str, data: bytes) -> None:
+        self.path, self.data = path, data
+        folder = os.path.dirname(path) or "."
+        self._pair = None if is_url(folder) else PendingPair(
+            sidecar_path(path), _sidecar_line(data), path, data, background=True)
+
+    def publish(self) -> None:
+        if self._pair is None:
+            write_checked(self.path, self.data)
+            return
+        try:
+            _ready_for(self.path)
+        except BaseException:
+            self._pair.discard()
+            raise
+        _publish(self.path, self._pair)
+
+    def discard(self) -> None:
+        if self._pair is not None:
+            self._pair.discard()
 
 
 @contextlib.contextmanager

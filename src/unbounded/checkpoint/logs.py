@@ -26,6 +26,7 @@ from typing import Any
 
 from unbounded.checkpoint.checksum import (
     RECOVERY_HINT,
+    PreparedEntry,
     read_checked_text,
     remove_checked,
     write_checked,
@@ -57,6 +58,15 @@ def _check_version(path: str, line: str) -> None:
         )
 
 
+def _body(lines: list[str]) -> bytes:
+    return "\n".join([f"v{VERSION}", *lines]).encode("utf-8")
+
+
+def _commit_lines(entry: CommitEntry) -> list[str]:
+    return [json.dumps({"nextBatchWatermarkMs": entry.next_batch_watermark_ms},
+                       separators=(",", ":"))]
+
+
 class BatchLog:
     """A folder of entries named by batch id, each written once and atomically."""
 
@@ -76,8 +86,7 @@ class BatchLog:
         return ids[-1] if ids else None
 
     def write_lines(self, batch_id: int, lines: list[str]) -> None:
-        body = "\n".join([f"v{VERSION}", *lines])
-        write_checked(self.path(batch_id), body.encode("utf-8"))
+        write_checked(self.path(batch_id), _body(lines))
 
     def read_lines(self, batch_id: int) -> list[str]:
         path = self.path(batch_id)
@@ -158,9 +167,12 @@ class CommitLog(BatchLog):
     """``commits/N``: written after the sink and state made batch N durable."""
 
     def add(self, batch_id: int, entry: CommitEntry) -> None:
-        body = json.dumps({"nextBatchWatermarkMs": entry.next_batch_watermark_ms},
-                          separators=(",", ":"))
-        self.write_lines(batch_id, [body])
+        self.write_lines(batch_id, _commit_lines(entry))
+
+    def prepare(self, batch_id: int, entry: CommitEntry) -> PreparedEntry:
+        """``commits/N``'s bytes made durable under a temporary name while the sink
+        writes; ``publish()`` once the sink and state are durable names it."""
+        return PreparedEntry(self.path(batch_id), _body(_commit_lines(entry)))
 
     def get(self, batch_id: int) -> CommitEntry:
         lines = self.read_lines(batch_id)

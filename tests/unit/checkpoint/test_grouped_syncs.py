@@ -20,7 +20,7 @@ from unbounded.checkpoint.checksum import (
     sync_deferred,
     write_checked,
 )
-from unbounded.checkpoint.logs import OffsetEntry, OffsetLog
+from unbounded.checkpoint.logs import CommitEntry, CommitLog, OffsetEntry, OffsetLog
 from unbounded.errors import CheckpointConflictError
 from unbounded.files.listing import DataFile
 from unbounded.sources.files import FileSourceLog
@@ -284,3 +284,52 @@ def test_removal_is_unchanged_by_grouping(tmp_path: Path,
     ops.calls.clear()
     remove_checked(*paths)
     assert ops.calls == [("fsync_dir", str(tmp_path))]
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if not atomic.is_temp_name(n))
+
+
+def test_a_prepared_commit_is_only_temporary_files_until_published(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """commits/N's bytes are fsynced while the sink writes; a kill or cut before it is
+    published leaves temporary files alone (the batch re-runs, a restart removes them)."""
+    log = CommitLog(str(tmp_path / "commits"))
+    log.add(0, CommitEntry(0))
+    ops = _install(monkeypatch, JournalOps(across=True))
+    prepared = log.prepare(1, CommitEntry(5000))
+    assert _visible(tmp_path / "commits") == [".0.crc32c", ".crc32c-from", "0"]
+    assert not [k for k, _, _ in ops.names if k == "name"]
+    assert log.batch_ids() == [0]
+    prepared.publish()
+    assert log.batch_ids() == [0, 1]
+    assert log.get(1) == CommitEntry(5000)
+    assert [os.path.basename(p) for k, p, _ in ops.names if k == "name"] == [".1.crc32c", "1"]
+    assert ops.folder_syncs() == [str(tmp_path / "commits")]
+    assert sorted(os.listdir(tmp_path / "commits")) == [
+        ".0.crc32c", ".1.crc32c", ".crc32c-from", "0", "1"]
+
+
+def test_a_discarded_or_refused_commit_leaves_no_file(tmp_path: Path) -> None:
+    log = CommitLog(str(tmp_path / "commits"))
+    log.add(0, CommitEntry(0))
+    log.prepare(1, CommitEntry(5)).discard()
+    assert sorted(os.listdir(tmp_path / "commits")) == [".0.crc32c", ".crc32c-from", "0"]
+    late = log.prepare(1, CommitEntry(5))
+    log.add(1, CommitEntry(7))  # another run named commits/1 meanwhile
+    with pytest.raises(CheckpointConflictError, match="already written"):
+        late.publish()
+    assert sorted(os.listdir(tmp_path / "commits")) == [
+        ".0.crc32c", ".1.crc32c", ".crc32c-from", "0", "1"]
+    assert log.get(1) == CommitEntry(7)
+
+
+def test_temporary_files_a_killed_run_left_before_publishing_are_removed_on_restart(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "commits"
+    CommitLog(str(folder)).add(0, CommitEntry(0))
+    CommitLog(str(folder)).prepare(1, CommitEntry(5))  # the run is killed here
+    assert len(os.listdir(folder)) == 5  # the two temporary files too
+    assert atomic.remove_stray_temps(str(folder))  # what a new process's first write does
+    assert sorted(os.listdir(folder)) == [".0.crc32c", ".crc32c-from", "0"]
+    assert CommitLog(str(folder)).batch_ids() == [0]
