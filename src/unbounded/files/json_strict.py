@@ -4,8 +4,8 @@ Polars' ``json_decode`` converts what Spark refuses: ``1.5`` or ``true`` into an
 (1), a scalar into an array (``[1]``), ``true`` into a double, and makes an integer out
 of its type's range NULL where Spark makes NULL of the field that holds it. pyarrow's
 JSON reader refuses all of these (a number for a string field too, whose text Spark
-writes its own way), so a row it reads is read as Spark reads it; a chunk of rows it
-refuses is left to the caller's row-by-row reader, which applies Spark's rules.
+writes its own way), so a row it reads is read as Spark reads it; rows it refuses (and a
+few of their neighbours) are left to the caller's row-by-row reader, which applies Spark's rules.
 
 Rows are handed over one per line: a line break inside a row becomes a tab, which is
 whitespace between tokens and, like the line break, invalid inside a string. A value
@@ -27,7 +27,8 @@ from unbounded.plan import types as T
 
 __all__ = ["REFUSED", "arrow_json_type", "spark_json_scalar", "strict_decode"]
 
-_CHUNK = 4096
+_PARTS = 16
+_SMALLEST = 256
 _INTEGERS = {pl.Int8: pa.int8(), pl.Int16: pa.int16(), pl.Int32: pa.int32(),
              pl.Int64: pa.int64(), pl.Float32: pa.float32(), pl.Float64: pa.float64(),
              pl.Boolean: pa.bool_(), pl.String: pa.string()}
@@ -49,7 +50,7 @@ def arrow_json_type(dtype: DType) -> pa.DataType | None:
 
 def strict_decode(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
     """``(values, read)``: each row's value where pyarrow read it; ``read`` is False for
-    a NULL or blank row and for rows of a chunk pyarrow refused."""
+    a NULL or blank row and for rows of a part pyarrow refused."""
     n = len(texts)
     arrow = arrow_json_type(dtype if isinstance(dtype, pl.Struct)
                             else pl.Struct({"v": dtype}))
@@ -58,22 +59,35 @@ def strict_decode(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.S
     lines = texts.gather(rows).str.replace_all(r"[\r\n]", "\t")
     if not isinstance(dtype, pl.Struct):
         lines = '{"v":' + lines + "}"
-    parts = [] if arrow is None else _read_chunks(lines, arrow, isinstance(dtype, pl.Struct))
+    parts = [] if arrow is None else _read_parts(lines, arrow, isinstance(dtype, pl.Struct))
     return _placed(parts, rows, n, dtype)
 
 
-def _read_chunks(lines: pl.Series, arrow: pa.DataType, is_object: bool
+def _read_parts(lines: pl.Series, arrow: pa.DataType, is_object: bool
                  ) -> list[tuple[int, pl.Series]]:
-    """(offset, values) of the chunks pyarrow read: the whole batch at once, else
-    chunk by chunk so one refused row keeps only its chunk from the fast path."""
+    """(offset, values) of the parts pyarrow read: the whole batch at once, else parts
+    of it (see ``_split``)."""
     whole = _read(lines, arrow, is_object)
-    if whole is not None:
-        return [(0, whole)]
-    out = []
-    for start in range(0, len(lines), _CHUNK) if len(lines) > _CHUNK else ():
-        chunk = _read(lines.slice(start, _CHUNK), arrow, is_object)
-        if chunk is not None:
-            out.append((start, chunk))
+    return [(0, whole)] if whole is not None else _split(lines, arrow, is_object, 0)
+
+
+def _split(lines: pl.Series, arrow: pa.DataType, is_object: bool, offset: int
+           ) -> list[tuple[int, pl.Series]]:
+    """Rows pyarrow refused as a whole, read in 16 parts, a refused part split again
+    down to ``_SMALLEST`` rows: a few refused rows leave only their neighbourhood to the
+    row reader. When every part is refused the rows are refused alike (a number for a
+    string field, say) and splitting stops."""
+    if len(lines) <= _SMALLEST:
+        return []
+    size = -(-len(lines) // _PARTS)
+    parts = [(start, _read(lines.slice(start, size), arrow, is_object))
+             for start in range(0, len(lines), size)]
+    if all(p is None for _, p in parts):
+        return []
+    out = [(offset + start, p) for start, p in parts if p is not None]
+    for start, p in parts:
+        if p is None:
+            out += _split(lines.slice(start, size), arrow, is_object, offset + start)
     return out
 
 
@@ -96,7 +110,7 @@ def _read(lines: pl.Series, arrow: pa.DataType, is_object: bool) -> pl.Series | 
 
 def _placed(parts: list[tuple[int, pl.Series]], rows: pl.Series, n: int,
             dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
-    """The chunks' values at their rows of the batch (NULL elsewhere), and the mask."""
+    """The parts' values at their rows of the batch (NULL elsewhere), and the mask."""
     if not parts:
         return pl.repeat(None, n, dtype=dtype, eager=True), pl.repeat(False, n, eager=True)
     values = pl.concat([p.cast(dtype) for _, p in parts])
