@@ -146,20 +146,14 @@ def _write_orc(path: str, table: pa.Table, options: dict[str, str]) -> None:
 
 
 def _write_json(path: str, table: pa.Table, options: dict[str, str]) -> None:
-    """One object a line; a NULL column is left out of it, as Spark's ``ignoreNullFields``
-    default does (a NULL inside a struct is still written)."""
-    frame = _with_datetime_text(table, options)
-    members = [pl.when(pl.col(c).is_not_null()).then(_member(c)) for c in frame.columns]
-    lines = frame.select(pl.lit("{") + pl.concat_str(members, separator=",", ignore_nulls=True)
-                         + pl.lit("}")).to_series()
+    """One object a line, as Spark's writer prints it (:mod:`.json_lines`); NULL fields
+    are left out unless ``ignoreNullFields`` is false."""
+    from unbounded.files.json_lines import json_lines
+
+    ignore_nulls = options.get("ignorenullfields", "true").strip().lower() != "false"
+    lines = json_lines(_with_datetime_text(table, options), ignore_nulls=ignore_nulls)
     with open(path, "w", encoding="utf-8") as out:
         out.write(lines.str.join("\n").item() + "\n" if len(lines) else "")
-
-
-def _member(name: str) -> pl.Expr:
-    """``"name":value`` (the object Polars encodes for the one column, unwrapped)."""
-    encoded = pl.struct(name).struct.json_encode()
-    return encoded.str.slice(1, encoded.str.len_chars() - 2)
 
 
 def _with_datetime_text(table: pa.Table, options: dict[str, str]) -> pl.DataFrame:
