@@ -26,7 +26,7 @@ JOB = Path(__file__).with_name("startup_imports_job.py")
 NOT_IMPORTED = (
     "confluent_kafka", "deltalake", "fastavro", "http.server", "pandas",
     "prometheus_client", "psycopg", "pyarrow.compute", "ray", "rich", "rocksdict",
-    "sqlglot", "statistics", "unbounded.engine.group_state",
+    "sqlglot", "statistics", "unbounded.engine.group_state", "unbounded.engine.joins",
     "unbounded.engine.stateful_processor", "unbounded.runtime.stateful.dedup",
     "unbounded.runtime.stateful.group_state", "unbounded.runtime.stateful.join",
     "unbounded.runtime.stateful.transform_state", "unbounded.sources.memory",

@@ -31,7 +31,6 @@ from unbounded.engine.dtypes import arrow_schema_to_polars, polars_schema_to_spa
 from unbounded.engine.expressions import cast_to, compile_expr, compile_projection
 from unbounded.engine.functions import is_sliding_window
 from unbounded.engine.generators import expand_generators
-from unbounded.engine.joins import join_frames
 from unbounded.engine.udfs import apply_in_cogroups, apply_in_groups, map_in_batches
 from unbounded.engine.windows import with_window_columns
 from unbounded.errors import AnalysisException
@@ -395,6 +394,9 @@ def _(plan: SubqueryAlias, inputs: Bindings, ctx: CompileContext) -> pl.LazyFram
 def _(plan: Join, inputs: Bindings, ctx: CompileContext) -> pl.LazyFrame:
     left, _ = compile_output(plan.left, inputs, ctx)
     right, _ = compile_output(plan.right, inputs, ctx)
+    # Imported when a plan has a join (start-up, issue 15).
+    from unbounded.engine.joins import join_frames
+
     return join_frames(plan, left, right, ctx)
 
 
