@@ -20,7 +20,7 @@ import polars as pl
 
 from unbounded.files.json_text import DType
 
-__all__ = ["json_lines"]
+__all__ = ["java_float_text", "json_lines"]
 
 
 def json_lines(frame: pl.DataFrame, *, ignore_nulls: bool) -> pl.Series:
@@ -75,11 +75,9 @@ def _map(value: pl.Expr, dtype: pl.Map, ignore_nulls: bool) -> pl.Expr:
 def _scalar(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.Boolean:
         return pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
-    if dtype.is_float():
-        return pl.when(value.is_nan()).then(pl.lit('"NaN"')) \
-            .when(value == float("inf")).then(pl.lit('"Infinity"')) \
-            .when(value == float("-inf")).then(pl.lit('"-Infinity"')) \
-            .otherwise(_java_float(value))
+    if dtype.is_float():  # NaN and the infinities are JSON strings
+        text = java_float_text(value)
+        return pl.when(value.is_finite()).then(text).otherwise(pl.lit('"') + text + pl.lit('"'))
     if dtype.is_numeric():  # integers and decimals: their digits
         return value.cast(pl.String)
     if dtype == pl.Binary:
@@ -89,9 +87,10 @@ def _scalar(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return _quoted(value.cast(pl.String))
 
 
-def _java_float(value: pl.Expr) -> pl.Expr:
-    """A float as Java's ``Double.toString`` prints it: plain from 1e-3 to 1e7 (Polars'
-    text there), else ``1.2345E7`` / ``1.0E-5`` with the same shortest digits."""
+def java_float_text(value: pl.Expr) -> pl.Expr:
+    """A float as Java's ``Double.toString`` prints it (Spark's csv and JSON writers):
+    ``NaN``, ``Infinity``, ``-Infinity``, plain from 1e-3 to 1e7 (Polars' text there),
+    else ``1.2345E7`` / ``1.0E-5`` with the same shortest digits."""
     text = value.cast(pl.String)
     sci = text.str.extract_groups(r"^(-?)(\d)(?:\.(\d+))?e([+-]?\d+)$")
     plain = text.str.extract_groups(r"^(-?)(\d+)\.(\d+)$")
@@ -109,7 +108,10 @@ def _java_float(value: pl.Expr) -> pl.Expr:
                                 exponent.cast(pl.String)])
     magnitude = value.abs()
     plain_range = (magnitude >= 1e-3) & (magnitude < 1e7) | (value == 0)
-    return pl.when(plain_range).then(text).otherwise(scientific)
+    return pl.when(value.is_nan()).then(pl.lit("NaN")) \
+        .when(value == float("inf")).then(pl.lit("Infinity")) \
+        .when(value == float("-inf")).then(pl.lit("-Infinity")) \
+        .when(plain_range).then(text).otherwise(scientific)
 
 
 def _quoted(text: pl.Expr) -> pl.Expr:

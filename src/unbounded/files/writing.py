@@ -166,10 +166,13 @@ def _with_datetime_text(table: pa.Table, options: dict[str, str]) -> pl.DataFram
 
 
 def _write_csv(path: str, table: pa.Table, options: dict[str, str]) -> None:
-    header = options.get("header", "false").lower() == "true"
-    _with_datetime_text(table, options).write_csv(path, include_header=header,
-                             separator=options.get("sep", options.get("delimiter", ",")),
-                             null_value=options.get("nullvalue", ""))
+    """As Spark's writer prints csv (:mod:`.csv_lines`), dates and timestamps with the
+    writer's patterns."""
+    from unbounded.files.csv_lines import CsvWriteOptions, csv_text
+
+    text = csv_text(_with_datetime_text(table, options), CsvWriteOptions.from_options(options))
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.write(text)
 
 
 def _write_text(path: str, table: pa.Table, options: dict[str, str]) -> None:
