@@ -21,11 +21,11 @@ from unbounded.engine.context import CompileContext
 from unbounded.engine.datetime_format import field_text, spark_format_parts, spark_to_chrono
 from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import FUNCTIONS, register
-from unbounded.engine.timestamp_text import text_to_timestamp
 from unbounded.errors import AnalysisException, DateTimeException, IllegalArgumentException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall, Literal
 from unbounded.plan.time_zones import from_local, offset_text, parse_zone, to_local
+from unbounded.plan.timestamp_text import text_to_timestamp
 
 __all__ = ["DATE_PARTS", "TIMESTAMP_UNITS", "ZONE_AWARE_FUNCTIONS", "day_of_week_number",
            "format_instant", "parse_timestamp", "text_to_instant"]
@@ -471,7 +471,7 @@ def _to_timestamp(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) 
 def text_to_instant(text: pl.Expr, zone: str) -> pl.Expr:
     """Spark's reading of timestamp text without a pattern (``2026-03-08``,
     ``2026-03-08T09:05``, ``2026-3-8 9:05:07.5+01:00``, ``... UTC``), each row in its own
-    shape (engine/timestamp_text.py): an offset or zone names the instant, none means the
+    shape (plan/timestamp_text.py): an offset or zone names the instant, none means the
     wall clock in ``zone``."""
     return text_to_timestamp(text, zone)
 

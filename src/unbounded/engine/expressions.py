@@ -32,11 +32,6 @@ from unbounded.engine.coercion import (
 from unbounded.engine.context import CompileContext, OutputColumn, unique_name
 from unbounded.engine.dtypes import polars_schema_to_spark, to_polars_dtype
 from unbounded.engine.struct_comparison import compare_structs, struct_common_type
-from unbounded.engine.timestamp_text import (
-    text_to_date,
-    text_to_timestamp,
-    text_to_timestamp_ntz,
-)
 from unbounded.errors import AnalysisException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import (
@@ -59,6 +54,11 @@ from unbounded.plan.expressions import (
     walk,
 )
 from unbounded.plan.time_zones import from_local, to_local
+from unbounded.plan.timestamp_text import (
+    text_to_date,
+    text_to_timestamp,
+    text_to_timestamp_ntz,
+)
 
 __all__ = [
     "compile_expr", "compile_named", "compile_projection", "dtypes_of", "expand_star",
@@ -356,7 +356,7 @@ def _coerce_temporal_literal(
             return cast_to(pl.lit(lit.value), pl.String(), T.TimestampType(),
                            zone=ctx.time_zone)
         if isinstance(dtype, pl.Date):
-            return pl.lit(lit.value).str.to_date(strict=False)
+            return text_to_date(pl.lit(lit.value))
         return None
 
     # ``is None`` checks: an Expr has no truth value, so ``as_temporal(...) or right`` raises.
@@ -519,7 +519,7 @@ def _cast_from_timestamp(child: pl.Expr, target: T.DataType, zone: str) -> pl.Ex
 
 
 def string_to_timestamp(text: pl.Expr, zone: str) -> pl.Expr:
-    """Spark's string to timestamp, each row in its own shape (engine/timestamp_text.py):
+    """Spark's string to timestamp, each row in its own shape (plan/timestamp_text.py):
     a time with an offset or zone names that instant; one without is wall-clock time in
     ``zone``; a date alone is its midnight there."""
     return text_to_timestamp(text, zone)

@@ -30,7 +30,6 @@ from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import register
-from unbounded.engine.timestamp_text import text_to_date
 from unbounded.errors import AnalysisException, SparkRuntimeException
 from unbounded.files.json_strict import strict_decode
 from unbounded.files.json_syntax import JsonSyntax, loads
@@ -44,6 +43,7 @@ from unbounded.files.json_text import (
 )
 from unbounded.plan import types as T
 from unbounded.plan.expressions import FunctionCall
+from unbounded.plan.timestamp_text import text_to_date
 
 __all__ = ["JsonOptions", "json_options"]
 

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from unbounded.engine.timestamp_text import dates_of, timestamps_of
 from unbounded.errors import DateTimeException
+from unbounded.plan.timestamp_text import dates_of, timestamps_of
 from unbounded.sql import SparkSession
 
 FAR = object()  # Polars' zone rules stop before year 202603 (Java's repeat the last rule)
@@ -200,3 +200,12 @@ def test_ansi_cast_to_date_ignores_what_follows_the_date():
     frame = spark.createDataFrame([("2026-03-08 10:00:00 Mars/Olympus",)], "t STRING")
     assert frame.selectExpr("CAST(CAST(t AS DATE) AS STRING) AS d").collect()[0]["d"] == \
         "2026-03-08"
+
+
+@pytest.mark.parametrize("ansi", ["true", "false"])
+def test_a_string_literal_compared_with_a_date_is_read_as_a_date(ansi):
+    spark = SparkSession.builder.config("spark.sql.ansi.enabled", ansi).create()
+    frame = spark.sql("SELECT DATE'2026-03-08' AS d")
+    row = frame.selectExpr("d = '2026-3-8' AS a", "d = ' 2026-03-08 10:00:00 ' AS b",
+                           "d < '2026-03' AS c", "d > '2026' AS e").collect()[0]
+    assert (row["a"], row["b"], row["c"], row["e"]) == (True, True, False, True)  # PySpark 4.3
