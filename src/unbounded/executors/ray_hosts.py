@@ -32,18 +32,28 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from unbounded.executors.base import HostCall
 from unbounded.executors.ray_errors import raise_own, raise_surfaced
 
-__all__ = ["ACTOR_PREFIX", "ONE_POLARS_THREAD", "HostPool", "RayHosts", "cpu_nodes"]
+__all__ = ["ACTOR_PREFIX", "INLINE_BYTES", "INLINE_BYTES_VAR", "WORKER_ENV", "HostPool",
+           "RayHosts", "cpu_nodes"]
 
 R = TypeVar("R")
 S = TypeVar("S")
 log = logging.getLogger(__name__)
 ACTOR_PREFIX = "unbounded-state-"  # actor names: <prefix><pool id>-<index>
 _UNREACHABLE_WAIT_S = 120.0  # Ray declares a silent node dead well within this
+# Ray puts a task's argument or result over 100 KB in the object store, and the reader
+# pulls it from the writer's node: under load 10-15 ms per hop on the critical path, where
+# a batch's partial rows for one state partition (~440 KB in the windowed bench) would
+# travel inline in the call itself. Up to 1 MiB travels inline here (the process that
+# calls or returns decides; larger values still go through the store, zero-copy).
+INLINE_BYTES_VAR = "RAY_max_direct_call_object_size"
+INLINE_BYTES = 1024 * 1024
 # Polars sizes its pool by the machine's cores in every process, so each of a node's Ray
 # workers would run that many threads; an actor (and a one-CPU task) gets one, as Ray
 # gives OMP_NUM_THREADS (and with it Arrow's pool). A batch's small folds on a busy node
 # took half the time (issue 13's profile: 35-40 ms per partition against 64-86 ms).
-ONE_POLARS_THREAD: dict[str, Any] = {"env_vars": {"POLARS_MAX_THREADS": "1"}}
+WORKER_ENV: dict[str, Any] = {"env_vars": {
+    "POLARS_MAX_THREADS": "1",
+    INLINE_BYTES_VAR: os.environ.get(INLINE_BYTES_VAR, str(INLINE_BYTES))}}
 
 
 @runtime_checkable
@@ -127,7 +137,7 @@ class HostPool:
         return ray.remote(_Host).options(
             name=f"{self._name}-{index}", max_restarts=-1,
             max_task_retries=self._max_failures - 1, scheduling_strategy=where,
-            runtime_env=ONE_POLARS_THREAD).remote()
+            runtime_env=WORKER_ENV).remote()
 
     def shutdown(self) -> None:
         with self._lock:
