@@ -1,5 +1,6 @@
-"""Loading the PySpark-shaped API pauses the garbage collector (start-up is an issue-15
-figure); what a query imports is pinned by ``tests/streaming/test_startup_imports.py``.
+"""Loading the PySpark-shaped API pauses the garbage collector and shortens OpenBLAS's
+spin (start-up is an issue-15 figure); what a query imports is pinned by
+``tests/streaming/test_startup_imports.py``.
 
 Checked in a fresh interpreter, since this test process has imported everything.
 """
@@ -7,6 +8,7 @@ Checked in a fresh interpreter, since this test process has imported everything.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -42,3 +44,26 @@ def test_the_api_loads_with_the_collector_paused_and_restores_it():
     # unpaused, loading Polars, pyarrow and the API runs about 150 collections
     assert _import_with_collector("on") == [0, True]
     assert _import_with_collector("off") == [0, False]
+
+
+_BLAS_PROBE = """
+import json, os, sys
+if sys.argv[1] == "numpy first":
+    import numpy
+from unbounded.sql import SparkSession
+import numpy
+print(json.dumps(os.environ.get("OPENBLAS_THREAD_TIMEOUT")))
+"""
+
+
+def _openblas_timeout(case: str, env: dict[str, str]) -> object:
+    done = subprocess.run([sys.executable, "-c", _BLAS_PROBE, case], capture_output=True,
+                          text=True, check=True, timeout=300, env=env)
+    return json.loads(done.stdout)
+
+
+def test_loading_the_api_shortens_openblas_spin_unless_set_or_numpy_came_first():
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    assert _openblas_timeout("api first", base) == "20"
+    assert _openblas_timeout("api first", {**base, "OPENBLAS_THREAD_TIMEOUT": "28"}) == "28"
+    assert _openblas_timeout("numpy first", base) is None

@@ -7,10 +7,30 @@ imports anything else.
 from __future__ import annotations
 
 import gc
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["collector_paused"]
+__all__ = ["OPENBLAS_SPIN", "collector_paused", "loading"]
+
+# OpenBLAS (numpy's BLAS; pyarrow imports numpy) starts a worker thread per extra core
+# when it loads, and each spins 2**28 cycles (~0.1 s) waiting for work before it sleeps:
+# 40-70 ms of CPU beside a 0.3 s start on 2 cores, competing with the import. 2**20
+# cycles (~0.3 ms) still keeps the workers hot between back-to-back BLAS calls.
+OPENBLAS_SPIN = ("OPENBLAS_THREAD_TIMEOUT", "20")
+
+
+@contextmanager
+def loading() -> Iterator[None]:
+    """What the package's first import does to be quick: the collector is paused
+    (``collector_paused``) and, when numpy is not loaded yet, OpenBLAS's spin is
+    shortened (``OPENBLAS_SPIN``, a default: a value the environment sets wins; child
+    processes inherit it, as PySpark's workers inherit its ``OMP_NUM_THREADS``)."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault(*OPENBLAS_SPIN)
+    with collector_paused():
+        yield
 
 
 @contextmanager

@@ -1,12 +1,13 @@
 """The PySpark-shaped API: ``from unbounded.sql import SparkSession, functions as F``.
 
-The modules load with the garbage collector paused (``unbounded.startup``): this is the
-first import of almost every program, and it brings in Polars and pyarrow too.
+The modules load inside ``unbounded.startup.loading`` (the garbage collector paused,
+OpenBLAS's spin shortened): this is the first import of almost every program, and it
+brings in Polars, pyarrow and numpy too.
 """
 
-from unbounded.startup import collector_paused
+from unbounded.startup import loading
 
-with collector_paused():
+with loading():
     from unbounded.session import RuntimeConfig, SparkSession
     from unbounded.sql import functions, types
     from unbounded.sql.catalog import Catalog
