@@ -115,18 +115,64 @@ def _from_json_batch(texts: pl.Series, schema: T.DataType, target: pl.DataType,
     the parse mode to the records where something did not convert."""
     staged = timestamps_as_strings(target, dates=True)
     decoded = _decode(texts, schema, staged, options).struct.unnest()
-
-    def leaf(text: pl.Expr, _staged: pl.DataType, result: pl.DataType) -> pl.Expr:
-        return _temporal(text, result, options)
-
-    frame = decoded.with_columns(texts.alias("text"), map_leaves(
-        pl.col("value"), staged, leaf, target, has_temporals).alias("parsed"))
+    frame = decoded.with_columns(texts.alias("text"), _read_temporals(
+        pl.col("value"), staged, target, options).alias("parsed"))
     frame = frame.with_columns(failed=pl.col("bad") | leaves_failed(
         pl.col("value"), staged, pl.col("parsed"), target, has_temporals))
     if options.failfast and frame["failed"].any():
         raise _malformed(frame.filter(pl.col("failed"))["text"][0])
     finished = _finish(pl.col("parsed"), pl.col("failed"), pl.col("text"), schema, options)
     return frame.select(finished.alias(texts.name)).to_series()
+
+
+def _read_temporals(value: pl.Expr, staged: DType, result: DType,
+                    options: JsonOptions) -> pl.Expr:
+    """The timestamps and dates (decoded as text) read, with Spark's partial results: a
+    value that does not convert makes the nearest struct field holding it NULL, so an
+    array or a map of them is NULL as a whole (a struct inside one keeps the rest)."""
+    if not has_temporals(result):
+        return value
+    if isinstance(staged, pl.Struct) and isinstance(result, pl.Struct):
+        fields = [_read_field(value.struct.field(f.name), f.dtype, r.dtype, options)
+                  .alias(f.name) for f, r in zip(staged.fields, result.fields, strict=True)]
+        return pl.when(value.is_not_null()).then(pl.struct(fields))
+    if isinstance(staged, pl.List) and isinstance(result, pl.List):
+        return value.list.eval(_read_temporals(pl.element(), staged.inner, result.inner,
+                                               options))
+    if isinstance(staged, pl.Map) and isinstance(result, pl.Map):  # as its entries
+        entries, out = _entries(staged), _entries(result)
+        return _read_temporals(value.cast(entries), entries, out, options).cast(result)
+    return _temporal(value, _instance(result), options)
+
+
+def _entries(dtype: pl.Map) -> pl.List:
+    return pl.List(pl.Struct({"key": dtype.key, "value": dtype.value}))
+
+
+def _instance(dtype: DType) -> pl.DataType:
+    return dtype() if isinstance(dtype, type) else dtype
+
+
+def _read_field(value: pl.Expr, staged: DType, result: DType,
+                options: JsonOptions) -> pl.Expr:
+    read = _read_temporals(value, staged, result, options)
+    if not _loose_temporals(result):
+        return read
+    failed = leaves_failed(value, staged, read, result, has_temporals)
+    return pl.when(failed.not_()).then(read)
+
+
+def _loose_temporals(dtype: DType) -> bool:
+    """An array or map with a timestamp or date outside any struct inside it."""
+    if isinstance(dtype, pl.List):
+        return _temporal_leaf(dtype.inner) or _loose_temporals(dtype.inner)
+    if isinstance(dtype, pl.Map):
+        return any(_temporal_leaf(t) or _loose_temporals(t) for t in (dtype.key, dtype.value))
+    return False
+
+
+def _temporal_leaf(dtype: DType) -> bool:
+    return dtype == pl.Date or isinstance(dtype, pl.Datetime)
 
 
 def _finish(parsed: pl.Expr, failed: pl.Expr, text: pl.Expr, schema: T.DataType,

@@ -208,3 +208,29 @@ def test_the_json_file_reader_refuses_what_spark_refuses(spark, tmp_path, schema
     (tmp_path / "part.json").write_text("\n".join(lines) + "\n")
     rows = spark.read.schema(schema).json(str(tmp_path)).toArrow().to_pylist()
     assert [_plain(r) for r in rows] == want
+
+
+# PySpark 4.3: a timestamp or date that does not read makes the nearest struct field
+# holding it NULL: an array or a map of them as a whole, a struct's field alone.
+TEMPORALS = "a ARRAY<TIMESTAMP>, s STRUCT<t: TIMESTAMP, u: INT>, t TIMESTAMP, " \
+    "m MAP<STRING, DATE>, n INT"
+NESTED = "x ARRAY<STRUCT<t: TIMESTAMP, u: INT>>, m MAP<STRING, STRUCT<t: DATE>>, " \
+    "l MAP<STRING, ARRAY<DATE>>"
+
+
+@pytest.mark.parametrize(("schema", "text", "want"), [
+    (TEMPORALS, '{"a": ["2026-03-08 10:00:00", "x"], "n": 1}', '{"n":1}'),
+    (TEMPORALS, '{"s": {"t": "x", "u": 1}, "n": 1}', '{"s":{"u":1},"n":1}'),
+    (TEMPORALS, '{"t": "x", "n": 1}', '{"n":1}'),
+    (TEMPORALS, '{"m": {"k": "x"}, "n": 1}', '{"n":1}'),
+    (TEMPORALS, '{"a": ["2026-3-8"], "t": "2026-03-08 10:00Z", "n": 1}',
+     '{"a":["2026-03-08T00:00:00.000Z"],"n":1}'),
+    (NESTED, '{"x": [{"t": "bad", "u": 1}, {"t": "2026-03-08", "u": 2}], '
+             '"m": {"k": {"t": "bad"}}, "l": {"k": ["bad"]}}',
+     '{"x":[{"u":1},{"t":"2026-03-08T00:00:00.000Z","u":2}],"m":{"k":{}}}'),
+])
+def test_a_temporal_that_does_not_read_nulls_its_nearest_struct_field(spark, schema, text,
+                                                                        want):
+    frame = spark.createDataFrame([(text,)], "js STRING")
+    got = frame.selectExpr(f"to_json(from_json(js, '{schema}')) AS v").collect()[0]["v"]
+    assert got == want
