@@ -17,14 +17,16 @@ Example:
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
+from typing import IO
 
 import polars as pl
 
 from unbounded.files.json_lines import java_float_text
 
-__all__ = ["CsvWriteOptions", "csv_text"]
+__all__ = ["CsvWriteOptions", "csv_text", "write_lines"]
 
 _WHITESPACE = "".join(chr(c) for c in range(33))  # univocity trims chars <= ' '
 
@@ -64,11 +66,26 @@ class CsvWriteOptions:
 
 def csv_text(frame: pl.DataFrame, options: CsvWriteOptions) -> str:
     """The whole file: the header line if asked, then one line per row."""
+    out = io.BytesIO()
+    write_csv_lines(out, frame, options)
+    return out.getvalue().decode("utf-8")
+
+
+def write_csv_lines(out: IO[bytes], frame: pl.DataFrame, options: CsvWriteOptions) -> None:
+    """Write the header line if asked, then one line per row, to ``out``."""
+    for line in _header(frame.columns, options):
+        out.write((line + options.line_sep).encode("utf-8"))
     fields = [_field(pl.col(n), t, options) for n, t in frame.schema.items()]
-    lines = frame.select(pl.concat_str(fields, separator=options.sep).alias("line"))
-    text = [*_header(frame.columns, options), *([lines.get_column("line").str.join(
-        options.line_sep).item()] if frame.height else [])]
-    return "".join(line + options.line_sep for line in text)
+    write_lines(out, frame.select(pl.concat_str(fields, separator=options.sep)).to_series(),
+                options.line_sep)
+
+
+def write_lines(out: IO[bytes], lines: pl.Series, line_sep: str = "\n") -> None:
+    """Each text of ``lines`` and ``line_sep`` after it, as they are (Polars' writer,
+    told to quote nothing: no Python string per line)."""
+    if len(lines):
+        lines.to_frame("line").write_csv(out, include_header=False, quote_style="never",
+                                         line_terminator=line_sep)
 
 
 def _header(names: list[str], options: CsvWriteOptions) -> list[str]:
@@ -80,9 +97,11 @@ def _header(names: list[str], options: CsvWriteOptions) -> list[str]:
 
 
 def _field(value: pl.Expr, dtype: pl.DataType, options: CsvWriteOptions) -> pl.Expr:
-    text = _trimmed(_text(value, dtype), options)
     null = options.quote + options.null_value + options.quote if options.quote_all \
         else options.null_value
+    if (dtype.is_numeric() or dtype == pl.Boolean) and not options.quote_all:
+        return _text(value, dtype).fill_null(null)  # no spaces, quotes or separators
+    text = _trimmed(_text(value, dtype), options)
     return pl.when(value.is_null()).then(pl.lit(null)) \
         .when(text == "").then(pl.lit(options.empty_value)) \
         .otherwise(_quoted(text, options))
@@ -107,11 +126,15 @@ def _trimmed(text: pl.Expr, options: CsvWriteOptions) -> pl.Expr:
 def _quoted(text: pl.Expr, options: CsvWriteOptions) -> pl.Expr:
     """Quoted, its quotes escaped, when it holds the separator or a line break, or a
     quote (unless ``escapeQuotes`` is false); every value with ``quoteAll``."""
+    if options.quote_all:
+        return _wrapped(text, options)
+    quote = options.quote if options.escape_quotes else ""
+    special = text.str.contains("[" + re.escape(options.sep + quote) + "\\r\\n]")
+    return pl.when(special).then(_wrapped(pl.when(special).then(text), options)) \
+        .otherwise(text)  # the escaping runs only on the values quoted
+
+
+def _wrapped(text: pl.Expr, options: CsvWriteOptions) -> pl.Expr:
     escaped = text.str.replace_all(options.quote, options.escape + options.quote,
                                    literal=True)
-    wrapped = pl.lit(options.quote) + escaped + pl.lit(options.quote)
-    if options.quote_all:
-        return wrapped
-    quote = options.quote if options.escape_quotes else ""
-    special = "[" + re.escape(options.sep + quote) + "\\r\\n]"
-    return pl.when(text.str.contains(special)).then(wrapped).otherwise(text)
+    return pl.lit(options.quote) + escaped + pl.lit(options.quote)

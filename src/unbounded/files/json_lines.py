@@ -92,8 +92,11 @@ def java_float_text(value: pl.Expr) -> pl.Expr:
     ``NaN``, ``Infinity``, ``-Infinity``, plain from 1e-3 to 1e7 (Polars' text there),
     else ``1.2345E7`` / ``1.0E-5`` with the same shortest digits."""
     text = value.cast(pl.String)
-    sci = text.str.extract_groups(r"^(-?)(\d)(?:\.(\d+))?e([+-]?\d+)$")
-    plain = text.str.extract_groups(r"^(-?)(\d+)\.(\d+)$")
+    magnitude = value.abs()
+    plain_range = (magnitude >= 1e-3) & (magnitude < 1e7) | (value == 0) | value.is_nan()
+    other = pl.when(plain_range.not_()).then(text)  # the regexes skip NULLs cheaply
+    sci = other.str.extract_groups(r"^(-?)(\d)(?:\.(\d+))?e([+-]?\d+)$")
+    plain = other.str.extract_groups(r"^(-?)(\d+)\.(\d+)$")
     whole, fraction = plain.struct.field("2"), plain.struct.field("3")
     joined = whole + fraction
     significant = joined.str.strip_chars_start("0")
@@ -106,8 +109,6 @@ def java_float_text(value: pl.Expr) -> pl.Expr:
     scientific = pl.concat_str([pl.coalesce([sci.struct.field("1"), plain.struct.field("1")]),
                                 digits.str.head(1), pl.lit("."), tail, pl.lit("E"),
                                 exponent.cast(pl.String)])
-    magnitude = value.abs()
-    plain_range = (magnitude >= 1e-3) & (magnitude < 1e7) | (value == 0)
     return pl.when(value.is_nan()).then(pl.lit("NaN")) \
         .when(value == float("inf")).then(pl.lit("Infinity")) \
         .when(value == float("-inf")).then(pl.lit("-Infinity")) \

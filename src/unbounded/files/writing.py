@@ -148,12 +148,13 @@ def _write_orc(path: str, table: pa.Table, options: dict[str, str]) -> None:
 def _write_json(path: str, table: pa.Table, options: dict[str, str]) -> None:
     """One object a line, as Spark's writer prints it (:mod:`.json_lines`); NULL fields
     are left out unless ``ignoreNullFields`` is false."""
+    from unbounded.files.csv_lines import write_lines
     from unbounded.files.json_lines import json_lines
 
     ignore_nulls = options.get("ignorenullfields", "true").strip().lower() != "false"
-    lines = json_lines(_with_datetime_text(table, options), ignore_nulls=ignore_nulls)
-    with open(path, "w", encoding="utf-8") as out:
-        out.write(lines.str.join("\n").item() + "\n" if len(lines) else "")
+    with open(path, "wb") as out:
+        write_lines(out, json_lines(_with_datetime_text(table, options),
+                                    ignore_nulls=ignore_nulls))
 
 
 def _with_datetime_text(table: pa.Table, options: dict[str, str]) -> pl.DataFrame:
@@ -168,11 +169,11 @@ def _with_datetime_text(table: pa.Table, options: dict[str, str]) -> pl.DataFram
 def _write_csv(path: str, table: pa.Table, options: dict[str, str]) -> None:
     """As Spark's writer prints csv (:mod:`.csv_lines`), dates and timestamps with the
     writer's patterns."""
-    from unbounded.files.csv_lines import CsvWriteOptions, csv_text
+    from unbounded.files.csv_lines import CsvWriteOptions, write_csv_lines
 
-    text = csv_text(_with_datetime_text(table, options), CsvWriteOptions.from_options(options))
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        out.write(text)
+    with open(path, "wb") as out:
+        write_csv_lines(out, _with_datetime_text(table, options),
+                        CsvWriteOptions.from_options(options))
 
 
 def _write_text(path: str, table: pa.Table, options: dict[str, str]) -> None:
