@@ -371,11 +371,17 @@ def _to_json(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl
         return _temporal_text(value, dt, options)
 
     texts = timestamps_as_strings(dtype, dates=True)
-    value = map_leaves(args[0], dtype, leaf, texts, has_temporals)
+    value = map_leaves(pl.col("v"), dtype, leaf, texts, has_temporals)
     compact = _json_text(value, texts, options.ignore_null_fields)
-    if not options.pretty:
-        return compact
-    return compact.map_batches(_pretty_batch, return_dtype=pl.String, is_elementwise=True)
+
+    # One batch at a time over the argument's values: the text refers to the value once
+    # per field, and Polars would evaluate an argument it cannot share (from_json's
+    # Python call) once per reference.
+    def batch(values: pl.Series) -> pl.Series:
+        out = values.to_frame("v").select(compact).to_series().alias(values.name)
+        return _pretty_batch(out) if options.pretty else out
+
+    return args[0].map_batches(batch, return_dtype=pl.String, is_elementwise=True)
 
 
 def _pretty_batch(texts: pl.Series) -> pl.Series:

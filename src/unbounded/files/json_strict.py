@@ -97,8 +97,12 @@ def _read(lines: pl.Series, arrow: pa.DataType, is_object: bool) -> pl.Series | 
     data = lines.str.join("\n").item().encode()
     options = pajson.ParseOptions(explicit_schema=pa.schema(list(arrow)),
                                   unexpected_field_behavior="ignore" if is_object else "error")
+    # A block must hold a whole row (pyarrow refuses a row across two blocks).
+    longest = lines.str.len_bytes().cast(pl.Int64).max()
+    longest = longest if isinstance(longest, int) else 0
+    blocks = pajson.ReadOptions(block_size=max(1 << 20, 2 * longest + 2))
     try:
-        table = pajson.read_json(io.BytesIO(data), parse_options=options)
+        table = pajson.read_json(io.BytesIO(data), read_options=blocks, parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if table.num_rows != len(lines):  # two documents on one row

@@ -234,3 +234,30 @@ def test_a_temporal_that_does_not_read_nulls_its_nearest_struct_field(spark, sch
     frame = spark.createDataFrame([(text,)], "js STRING")
     got = frame.selectExpr(f"to_json(from_json(js, '{schema}')) AS v").collect()[0]["v"]
     assert got == want
+
+
+def test_a_row_longer_than_pyarrows_block_is_read_in_bulk():
+    big = '{"a": 1, "b": "' + "x" * 3_000_000 + '"}'
+    values, read = strict_decode(pl.Series([big, '{"a": 2}']),
+                                 pl.Struct({"a": pl.Int64, "b": pl.String}))
+    assert read.to_list() == [True, True]
+    assert values[1] == {"a": 2, "b": None}
+    assert len(values[0]["b"]) == 3_000_000
+
+
+def test_to_json_evaluates_its_argument_once_per_batch(spark, monkeypatch):
+    from unbounded.engine import json_functions
+
+    calls = []
+    original = json_functions._from_json_batch
+
+    def counted(*args: Any) -> pl.Series:
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(json_functions, "_from_json_batch", counted)
+    frame = spark.createDataFrame([('{"s": {"t": "2026-03-08", "u": 1}, "n": 1}',)], "js STRING")
+    row = frame.selectExpr(
+        "to_json(from_json(js, 's STRUCT<t: TIMESTAMP, u: INT>, n INT')) AS v").collect()[0]
+    assert row["v"] == '{"s":{"t":"2026-03-08T00:00:00.000Z","u":1},"n":1}'
+    assert len(calls) <= 2  # the schema pass over an empty frame, then the batch
