@@ -38,6 +38,7 @@ __all__ = [
     "datetimes_as_text",
     "has_datetimes",
     "read_date",
+    "read_date_leniently",
     "read_timestamp",
     "read_timestamp_ntz",
     "wall_clock_instant",
@@ -49,6 +50,9 @@ _NTZ_DEFAULT = "%Y-%m-%dT%H:%M:%S%.3f"  # yyyy-MM-dd'T'HH:mm:ss[.SSS], the secti
 _TIMESTAMP_DEFAULT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 _TOKEN = re.compile(r"'(?:[^']|'')*'|([A-Za-z])\1*|.", re.S)
 _MAX_VARIANTS = 16
+# A year, then optionally the month and the day, then optionally anything after a 'T' or
+# a space (Spark's DateTimeUtils.stringToDate).
+_DATE_TEXT = r"^\s*(\d{4,7})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ].*)?)?)?\s*$"
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")
 # MMM reads only the short names, MMMM only the full ones (chrono's %b/%B take both).
@@ -64,12 +68,17 @@ class DatetimeOptions:
     timestamp: str | None = None
     timestamp_ntz: str | None = None
     date: str | None = None
+    # enableDateTimeParsingFallback: a value the pattern does not read is read as Spark's
+    # cast reads it.
+    fallback: bool = False
 
     @classmethod
     def from_options(cls, lowered: dict[str, str]) -> DatetimeOptions:
         """From options whose keys are lower case."""
+        fallback = lowered.get("enabledatetimeparsingfallback", "false").strip().lower()
         return cls(lowered.get("timezone", "UTC"), lowered.get("timestampformat"),
-                   lowered.get("timestampntzformat"), lowered.get("dateformat"))
+                   lowered.get("timestampntzformat"), lowered.get("dateformat"),
+                   fallback == "true")
 
     @classmethod
     def for_reading(cls, lowered: dict[str, str]) -> DatetimeOptions:
@@ -100,6 +109,16 @@ def read_date(text: pl.Expr, options: DatetimeOptions) -> pl.Expr:
     assert options.date is not None
     return pl.coalesce([_shaped(text, v).str.to_date(v.chrono, strict=False)
                         for v in _variants(options.date)])
+
+
+def read_date_leniently(text: pl.Expr) -> pl.Expr:
+    """Text read as Spark's cast reads a date (its reading without ``dateFormat``):
+    ``2026-03-08``, ``2026-3-8``, ``2026-03``, ``2026``, ``2026-03-08T10:00``."""
+    parts = text.str.extract_groups(_DATE_TEXT)
+    month = parts.struct.field("2").fill_null("1").str.zfill(2)
+    day = parts.struct.field("3").fill_null("1").str.zfill(2)
+    iso = pl.concat_str([parts.struct.field("1"), month, day], separator="-")
+    return iso.str.to_date("%Y-%m-%d", strict=False)
 
 
 @dataclass(frozen=True)

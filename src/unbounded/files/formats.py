@@ -53,6 +53,7 @@ from unbounded.errors import AnalysisException, MalformedRecordError
 from unbounded.files.datetime_text import (
     DatetimeOptions,
     read_date,
+    read_date_leniently,
     read_timestamp,
     read_timestamp_ntz,
     wall_clock_instant,
@@ -707,23 +708,33 @@ def _parse_expr(source: pl.Expr, data_type: DataType, formats: DatetimeOptions) 
 
 def _parse_datetime(source: pl.Expr, data_type: DataType, formats: DatetimeOptions
                     ) -> pl.Expr:
-    """A date or timestamp with the reader's pattern for it, else in Spark's default
+    """A date or timestamp with the reader's pattern for it (and where it does not read,
+    with ``enableDateTimeParsingFallback``, as without one), else in Spark's default
     shapes (a timestamp without an offset is a wall-clock time in the zone)."""
+    pattern = {DateType: formats.date, TimestampType: formats.timestamp,
+               TimestampNTZType: formats.timestamp_ntz}[type(data_type)]
+    if pattern is None:
+        return _default_datetime(source, data_type, formats.zone)
     if isinstance(data_type, DateType):
-        if formats.date is not None:
-            return read_date(source, formats)
-        return source.str.to_date("%Y-%m-%d", strict=False)
-    if isinstance(data_type, TimestampType):
-        if formats.timestamp is not None:
-            return read_timestamp(source, formats)
-        shapes = _Shapes(source)
-        naive = pl.coalesce([shapes.read(fmt, None) for fmt in _NAIVE_TIMESTAMP_FORMATS])
-        aware = pl.coalesce([shapes.read(fmt, "UTC") for fmt in _TIMESTAMP_FORMATS])
-        return pl.coalesce([wall_clock_instant(naive, formats.zone), aware])
-    if formats.timestamp_ntz is not None:
-        return read_timestamp_ntz(source, formats)
+        read = read_date(source, formats)
+    elif isinstance(data_type, TimestampType):
+        read = read_timestamp(source, formats)
+    else:
+        read = read_timestamp_ntz(source, formats)
+    if not formats.fallback:
+        return read
+    return pl.coalesce([read, _default_datetime(source, data_type, formats.zone)])
+
+
+def _default_datetime(source: pl.Expr, data_type: DataType, zone: str) -> pl.Expr:
+    if isinstance(data_type, DateType):
+        return read_date_leniently(source)
     shapes = _Shapes(source)
-    return pl.coalesce([shapes.read(fmt, None) for fmt in _NAIVE_TIMESTAMP_FORMATS])
+    naive = pl.coalesce([shapes.read(fmt, None) for fmt in _NAIVE_TIMESTAMP_FORMATS])
+    if isinstance(data_type, TimestampNTZType):
+        return naive
+    aware = pl.coalesce([shapes.read(fmt, "UTC") for fmt in _TIMESTAMP_FORMATS])
+    return pl.coalesce([wall_clock_instant(naive, zone), aware])
 
 
 class _Shapes:

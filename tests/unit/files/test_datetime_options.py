@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -323,3 +324,39 @@ def test_streaming_csv_source_and_json_sink_use_the_patterns(la_spark: SparkSess
         '{"ts":"2026-03-08 10:00:00 -07:00","d":"2026/03/08","s":"x"}\n'
         '{"s":"y","_corrupt_record":"2026-03-08 10:00,2026-03-08,y"}\n'
         '{"ts":"2026-07-01 23:30:00 -07:00","d":"2026/07/01","s":"z"}\n')
+
+
+def test_with_parsing_fallback_a_value_the_pattern_does_not_read_is_read_as_a_cast(
+        tmp_path: Path):
+    text = ('{"ts":"08/03/2026 10:00","d":"08/03/2026"}\n'
+            '{"ts":"2026-03-08T10:00:00Z","d":"2026-03-08T10:00"}\n{"ts":"bad","d":"bad"}\n')
+    options = {**FORMATS, "enableDateTimeParsingFallback": "true"}
+    rows = read_files("json", [write(tmp_path, "a.json", text)], StructType.fromDDL(
+        "ts TIMESTAMP, d DATE, _corrupt_record STRING"), options).to_pylist()
+    assert rows == [
+        {"ts": dt.datetime(2026, 3, 8, 17, tzinfo=UTC), "d": dt.date(2026, 3, 8),
+         "_corrupt_record": None},
+        {"ts": dt.datetime(2026, 3, 8, 10, tzinfo=UTC), "d": dt.date(2026, 3, 8),
+         "_corrupt_record": None},
+        {"ts": None, "d": None, "_corrupt_record": '{"ts":"bad","d":"bad"}'}]
+
+
+DATE_TEXTS = ["2026-03-08", "2026-3-8", "2026-03-08T10:00", "2026-03-08 10:00:00", "2026-03",
+              "2026", "08/03/2026", " 2026-03-08 "]
+DATES = [dt.date(2026, 3, 8)] * 4 + [dt.date(2026, 3, 1), dt.date(2026, 1, 1), None,
+                                     dt.date(2026, 3, 8)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_without_a_date_format_dates_read_as_spark_casts_them(tmp_path: Path, fmt: str):
+    if fmt == "csv":
+        text = "".join(f'"{v}",x\n' for v in DATE_TEXTS)
+        schema = StructType.fromDDL("d DATE, x STRING")
+    else:
+        text = "".join(json.dumps({"d": v, "s": {"d": v}}, separators=(",", ":")) + "\n"
+                       for v in DATE_TEXTS)
+        schema = StructType.fromDDL("d DATE, s STRUCT<d: DATE>")
+    table = read_files(fmt, [write(tmp_path, "a." + fmt, text)], schema, {})
+    assert table.column("d").to_pylist() == DATES
+    if fmt == "json":
+        assert [s["d"] for s in table.column("s").to_pylist()] == DATES
