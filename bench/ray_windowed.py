@@ -9,12 +9,15 @@ sink, ``availableNow``), three ways on the same cores:
   in Ray actors (the default) and, for comparison, on the driver.
 
 Each cluster (``ray.cluster_utils.Cluster``; its head has no CPUs, so every task runs on
-a worker node) is started once and the query runs ``REPEATS`` times on it in one session;
-the fastest run counts, so the workers' and the state actors' start-up (processes
-importing Polars and the engine) falls on the first, whose time the note shows. Ray's
-workers run at the baseline's priority (``WORKER_NICENESS``). Reported:
-rows/s of each, the ratio to ``local[2]`` (aim >= 0.7x) and the per-batch overhead Ray
-adds, ``(best Ray time - best local time) / batches`` (aim < 20 ms), beside the median
+a worker node) is started once; in that window the query runs ``REPEATS`` times in each
+variant's session, ``local[2]`` included, one variant after the other in turn (a loaded
+machine's load drifts within a minute: a baseline measured before the clusters started
+moved the ratios by 0.5x between runs). The fastest run of each counts, so the workers'
+and the state actors' start-up (processes importing Polars and the engine) falls on the
+first, whose time the note shows. Ray's workers run at the baseline's priority
+(``WORKER_NICENESS``). Reported: rows/s of each, the ratio to the same window's
+``local[2]`` (aim >= 0.7x) and the per-batch overhead Ray adds,
+``(best Ray time - best local time) / batches`` (aim < 20 ms), beside the median
 round trip of one batch's worth of trivial Ray tasks (Ray's fixed cost per batch) and of
 one batch's calls to the state actors for Spark's default 200 state partitions (one call
 per actor carrying all its partitions; the note shows one call per partition, as before).
@@ -44,7 +47,8 @@ from bench.harness import (
 
 __all__ = ["WORKLOAD", "run"]
 
-REPEATS = 3
+REPEATS = 5
+LOCAL = "local[2]"
 SPARK_PARTITIONS = 200  # spark.sql.shuffle.partitions' default
 TARGET_RATIO = 0.7
 TARGET_OVERHEAD_MS = 20.0
@@ -86,18 +90,23 @@ def _query_run(spark: Any, input_dir: str, run_dir: str) -> dict[str, Any]:
             "windows": windowed._normalise(frame)}  # type: ignore[arg-type]
 
 
-def _best_of(master: str, input_dir: str, run_dir: str, conf: dict[str, str] | None = None,
-             ) -> dict[str, Any]:
-    """The fastest of ``REPEATS`` queries in one session (the first also starts Ray's
-    worker processes and the session's state actors; its time is kept beside)."""
-    spark = _session(master, conf or {})
+def _alternating(variants: dict[str, tuple[str, dict[str, str]]], input_dir: str,
+                 run_dir: str) -> dict[str, dict[str, Any]]:
+    """The fastest of ``REPEATS`` queries of each variant (name: master, settings), each
+    in its own session, the variants taking turns (the first query of a Ray session also
+    starts Ray's worker processes and its state actors; its time is kept beside)."""
+    sessions = {name: _session(master, conf) for name, (master, conf) in variants.items()}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     try:
-        runs = [_query_run(spark, input_dir, os.path.join(run_dir, f"{i}"))
-                for i in range(REPEATS)]
+        for i in range(REPEATS):
+            for n, (name, spark) in enumerate(sessions.items()):
+                runs[name].append(_query_run(spark, input_dir,
+                                             os.path.join(run_dir, f"{n}-{i}")))
     finally:
-        spark.stop()
-    best = min(runs, key=lambda r: r["seconds"])
-    return {**best, "first_seconds": runs[0]["seconds"]}
+        for spark in sessions.values():
+            spark.stop()
+    return {name: {**min(mine, key=lambda r: r["seconds"]),
+                   "first_seconds": mine[0]["seconds"]} for name, mine in runs.items()}
 
 
 def _on_cluster(nodes: int, cpus_per_node: int, input_dir: str, run_dir: str,
@@ -115,9 +124,10 @@ def _on_cluster(nodes: int, cpus_per_node: int, input_dir: str, run_dir: str,
             for _ in range(nodes):
                 cluster.add_node(num_cpus=cpus_per_node, object_store_memory=_STORE_BYTES)
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, logging_level="WARNING")
-        bests = {name: _best_of("ray", input_dir, os.path.join(run_dir, str(i)), conf)
-                 for i, (name, conf) in enumerate(variants.items())}
+        _connect(cluster.address)
+        bests = _alternating({LOCAL: (LOCAL, {}), **{name: ("ray", conf) for name, conf
+                                                      in variants.items()}},
+                             input_dir, run_dir)
         dispatch_ms = _dispatch_ms(windowed.FILES_PER_TRIGGER)
         host_calls_ms = _host_calls_ms(SPARK_PARTITIONS)
         for best in bests.values():
@@ -126,6 +136,20 @@ def _on_cluster(nodes: int, cpus_per_node: int, input_dir: str, run_dir: str,
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def _connect(address: str) -> None:
+    """Connect as the engine does (``executors.ray.connect``, which sets this driver's
+    inline size); plain ``ray.init`` for an engine without it (an A/B baseline)."""
+    import ray
+
+    from unbounded.executors import ray as ray_executor
+
+    connect = getattr(ray_executor, "connect", None)
+    if connect is None:
+        ray.init(address=address, logging_level="WARNING")
+    else:
+        connect(address)
 
 
 @contextlib.contextmanager
@@ -234,8 +258,6 @@ def run(ctx: BenchContext) -> WorkloadResult:
         "rows": ctx.rows, "files": windowed.FILES, "repeats": REPEATS,
         "ray_worker_niceness": WORKER_NICENESS,
         "data_generated_now": generated, "closed_windows": expected.height})
-    local = _best_of("local[2]", input_dir, os.path.join(run_dir, "local"))
-    _measure(result, "local[2] (baseline)", local, ctx.rows, None, expected)
     clusters: list[tuple[int, int, dict[str, dict[str, str]]]] = [
         (1, 2, {"ray, 1 worker node x 2 CPUs": {}}),
         (2, 1, {"ray, 2 worker nodes x 1 CPU": {},
@@ -243,6 +265,9 @@ def run(ctx: BenchContext) -> WorkloadResult:
     for nodes, cpus, variants in clusters:
         runs = _on_cluster(nodes, cpus, input_dir, os.path.join(run_dir, f"ray{nodes}"),
                            variants)
+        local = runs.pop(LOCAL)
+        _measure(result, f"{LOCAL} (baseline, {nodes}-node window)", local, ctx.rows, None,
+                 expected)
         for name, ray_run in runs.items():
             _measure(result, name, ray_run, ctx.rows, local, expected)
     return result
