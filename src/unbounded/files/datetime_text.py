@@ -38,10 +38,8 @@ __all__ = [
     "datetimes_as_text",
     "has_datetimes",
     "read_date",
-    "read_date_leniently",
     "read_timestamp",
     "read_timestamp_ntz",
-    "wall_clock_instant",
 ]
 
 _UTC_US = pl.Datetime("us", "UTC")
@@ -50,9 +48,6 @@ _NTZ_DEFAULT = "%Y-%m-%dT%H:%M:%S%.3f"  # yyyy-MM-dd'T'HH:mm:ss[.SSS], the secti
 _TIMESTAMP_DEFAULT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 _TOKEN = re.compile(r"'(?:[^']|'')*'|([A-Za-z])\1*|.", re.S)
 _MAX_VARIANTS = 16
-# A year, then optionally the month and the day, then optionally anything after a 'T' or
-# a space (Spark's DateTimeUtils.stringToDate).
-_DATE_TEXT = r"^\s*(\d{4,7})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ].*)?)?)?\s*$"
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")
 # MMM reads only the short names, MMMM only the full ones (chrono's %b/%B take both).
@@ -111,16 +106,6 @@ def read_date(text: pl.Expr, options: DatetimeOptions) -> pl.Expr:
                         for v in _variants(options.date)])
 
 
-def read_date_leniently(text: pl.Expr) -> pl.Expr:
-    """Text read as Spark's cast reads a date (its reading without ``dateFormat``):
-    ``2026-03-08``, ``2026-3-8``, ``2026-03``, ``2026``, ``2026-03-08T10:00``."""
-    parts = text.str.extract_groups(_DATE_TEXT)
-    month = parts.struct.field("2").fill_null("1").str.zfill(2)
-    day = parts.struct.field("3").fill_null("1").str.zfill(2)
-    iso = pl.concat_str([parts.struct.field("1"), month, day], separator="-")
-    return iso.str.to_date("%Y-%m-%d", strict=False)
-
-
 @dataclass(frozen=True)
 class _Variant:
     """One way a pattern reads (an optional section in or out): chrono's format and the
@@ -143,11 +128,11 @@ def _instant(text: pl.Expr, variant: _Variant, zone: str) -> pl.Expr:
     if variant.has_offset:
         return shaped.str.to_datetime(variant.chrono, time_unit="us", time_zone="UTC",
                                       strict=False)
-    return wall_clock_instant(
+    return _wall_clock_instant(
         shaped.str.to_datetime(variant.chrono, time_unit="us", strict=False), zone)
 
 
-def wall_clock_instant(naive: pl.Expr, zone: str) -> pl.Expr:
+def _wall_clock_instant(naive: pl.Expr, zone: str) -> pl.Expr:
     """The instants wall-clock times name in ``zone`` (``from_local``), taken over the
     times once computed: ``from_local`` reads its input several times, and each read
     parsed the text again (a zone with rules made a default read 5x slower)."""

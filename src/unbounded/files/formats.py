@@ -53,15 +53,14 @@ from unbounded.errors import AnalysisException, MalformedRecordError
 from unbounded.files.datetime_text import (
     DatetimeOptions,
     read_date,
-    read_date_leniently,
     read_timestamp,
     read_timestamp_ntz,
-    wall_clock_instant,
 )
 from unbounded.files.json_strict import spark_json_scalar
 from unbounded.files.json_text import has_temporals, leaves_failed, map_leaves
 from unbounded.files.listing import expand_paths
 from unbounded.files.stores import arrow_input, parquet_file, read_bytes
+from unbounded.plan.timestamp_text import text_to_date, text_to_timestamp
 from unbounded.plan.types import (
     ArrayType,
     BinaryType,
@@ -96,7 +95,6 @@ __all__ = [
 
 FILE_FORMATS = ("csv", "json", "parquet", "text", "orc", "avro")
 DEFAULT_CORRUPT_RECORD_COLUMN = "_corrupt_record"
-_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
 _NAIVE_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f",
                             "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
@@ -727,20 +725,20 @@ def _parse_datetime(source: pl.Expr, data_type: DataType, formats: DatetimeOptio
 
 
 def _default_datetime(source: pl.Expr, data_type: DataType, zone: str) -> pl.Expr:
+    """Spark's cast reading (plan/timestamp_text.py), but a TIMESTAMP_NTZ with an offset
+    does not read: the csv/JSON parsers refuse it where a cast drops it."""
     if isinstance(data_type, DateType):
-        return read_date_leniently(source)
+        return text_to_date(source)
+    if isinstance(data_type, TimestampType):
+        return text_to_timestamp(source, zone)
     shapes = _Shapes(source)
-    naive = pl.coalesce([shapes.read(fmt, None) for fmt in _NAIVE_TIMESTAMP_FORMATS])
-    if isinstance(data_type, TimestampNTZType):
-        return naive
-    aware = pl.coalesce([shapes.read(fmt, "UTC") for fmt in _TIMESTAMP_FORMATS])
-    return pl.coalesce([wall_clock_instant(naive, zone), aware])
+    return pl.coalesce([shapes.read(fmt) for fmt in _NAIVE_TIMESTAMP_FORMATS])
 
 
 class _Shapes:
-    """Timestamp text sorted by shape, so each strptime sees only the values that may
-    read in its format (a strptime on NULLs is nearly free, a failing one is not: every
-    format on every value made the default read six times slower than a pattern's)."""
+    """TIMESTAMP_NTZ text sorted by shape, so each strptime sees only the values that may
+    read in its format (a strptime on NULLs is nearly free, a failing one is not); text
+    with an offset reads in none."""
 
     def __init__(self, text: pl.Expr) -> None:
         self.text = text
@@ -748,13 +746,12 @@ class _Shapes:
         self.t = text.str.contains("T", literal=True)
         self.offset = (self.colons >= 2) & text.str.contains(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
 
-    def read(self, fmt: str, zone: str | None) -> pl.Expr:
-        fits = self.t if "T" in fmt else self.t.not_()
-        fits &= self.offset if "z" in fmt else self.offset.not_()
+    def read(self, fmt: str) -> pl.Expr:
+        fits = (self.t if "T" in fmt else self.t.not_()) & self.offset.not_()
         fits &= self.colons >= 2 if "%S" in fmt else \
             self.colons == (1 if "%M" in fmt else 0)
-        return pl.when(fits).then(self.text).str.to_datetime(
-            fmt, time_unit="us", time_zone=zone, strict=False)
+        return pl.when(fits).then(self.text).str.to_datetime(fmt, time_unit="us",
+                                                             strict=False)
 
 
 def _apply_mode(typed: pa.Table, bad: pl.Series, lines: _Lines,
