@@ -51,14 +51,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("unbounded.sources", "unbounded.engine.dtypes"):
         "the file source casts Parquet columns with the same Spark->Polars type map; "
         "goes away when engine/dtypes.py moves below files/",
-    ("unbounded.files", "unbounded.engine.datetime_format"):
-        "Spark's datetime patterns as chrono formats (polars and errors only), which the "
-        "csv/JSON readers apply with timestampFormat/dateFormat (files/datetime_text.py, "
-        "lazily); its home is below files/ (plan/, beside time_zones.py)",
-    ("unbounded.files", "unbounded.engine.datetime_functions"):
-        "format_instant, date_format's printer, which the csv/JSON writers apply with a "
-        "user timestampFormat/dateFormat (imported only then); it moves below files/ with "
-        "engine/datetime_format.py",
 }
 
 

@@ -18,17 +18,17 @@ import polars as pl
 
 from unbounded.engine.ansi import checked
 from unbounded.engine.context import CompileContext
-from unbounded.engine.datetime_format import field_text, spark_format_parts, spark_to_chrono
 from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import FUNCTIONS, register
 from unbounded.errors import AnalysisException, DateTimeException, IllegalArgumentException
 from unbounded.plan import types as T
+from unbounded.plan.datetime_format import format_instant, spark_to_chrono
 from unbounded.plan.expressions import FunctionCall, Literal
-from unbounded.plan.time_zones import from_local, offset_text, parse_zone, to_local
+from unbounded.plan.time_zones import from_local, to_local
 from unbounded.plan.timestamp_text import text_to_timestamp
 
 __all__ = ["DATE_PARTS", "TIMESTAMP_UNITS", "ZONE_AWARE_FUNCTIONS", "day_of_week_number",
-           "format_instant", "parse_timestamp", "text_to_instant"]
+           "parse_timestamp", "text_to_instant"]
 
 Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
 _UTC_US = pl.Datetime("us", "UTC")
@@ -509,31 +509,6 @@ def _from_unixtime(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext)
 @register("date_format")
 def _date_format(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     return format_instant(_as_timestamp(args[0], ctx), str(call.param("format")), ctx.time_zone)
-
-
-def format_instant(moment: pl.Expr, pattern: str, zone: str) -> pl.Expr:
-    """An instant as text in the zone: chrono prints what it can, the other fields
-    (``DD``, ``QQQ``...) are computed from the wall clock."""
-    parts = spark_format_parts(pattern)
-    if len(parts) == 1 and isinstance(parts[0], str):
-        return _strftime(moment, parts[0], zone)
-    local = to_local(moment, zone)
-    offset = (local.dt.replace_time_zone("UTC") - moment).dt.total_minutes()
-    rule = parse_zone(zone)
-    zone_id = rule.region or ("UTC" if rule.is_utc else offset_text(rule.offset_us))
-    return pl.concat_str([_strftime(moment, p, zone) if isinstance(p, str)
-                          else field_text(local, p, offset, zone_id) for p in parts])
-
-
-def _strftime(moment: pl.Expr, chrono: str, zone: str) -> pl.Expr:
-    """Chrono's text in the zone; offset letters print the zone's offset."""
-    rule = parse_zone(zone)
-    if rule.region is not None:
-        return moment.dt.convert_time_zone(rule.region).dt.strftime(chrono)
-    shown = offset_text(rule.offset_us)
-    chrono = chrono.replace("%z", shown.replace(":", "")) \
-        .replace("%Z", "UTC" if rule.is_utc else shown)
-    return to_local(moment, zone).dt.strftime(chrono)
 
 
 def _local_field(part: Callable[[pl.Expr], pl.Expr]) -> Builder:

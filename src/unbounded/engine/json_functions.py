@@ -26,7 +26,6 @@ import polars as pl
 from unbounded.engine import datetime_functions as dates  # a module: imports are circular
 from unbounded.engine.ansi import java_double
 from unbounded.engine.context import CompileContext
-from unbounded.engine.datetime_format import spark_to_chrono
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.expressions import cast_to
 from unbounded.engine.functions import register
@@ -42,6 +41,7 @@ from unbounded.files.json_text import (
     timestamps_as_strings,
 )
 from unbounded.plan import types as T
+from unbounded.plan.datetime_format import format_instant, spark_to_chrono
 from unbounded.plan.expressions import FunctionCall
 from unbounded.plan.timestamp_text import text_to_date
 
@@ -416,10 +416,10 @@ def _temporal_text(value: pl.Expr, dtype: pl.DataType, options: JsonOptions) -> 
     if dtype == pl.Date:
         if options.date_format is None:
             return value.dt.strftime("%Y-%m-%d")
-        return dates.format_instant(value.cast(_UTC_US), options.date_format, "UTC")
+        return format_instant(value.cast(_UTC_US), options.date_format, "UTC")
     if options.timestamp_format is None:
         return json_timestamp_text(value, options.zone)
-    return dates.format_instant(value, options.timestamp_format, options.zone)
+    return format_instant(value, options.timestamp_format, options.zone)
 
 
 def _json_text(value: pl.Expr, dtype: object, ignore_nulls: bool) -> pl.Expr:

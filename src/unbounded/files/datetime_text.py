@@ -31,6 +31,7 @@ from functools import lru_cache
 import polars as pl
 
 from unbounded.files.json_text import DType, map_leaves
+from unbounded.plan.datetime_format import format_instant, spark_to_chrono
 from unbounded.plan.time_zones import from_local, parse_zone
 
 __all__ = [
@@ -152,8 +153,6 @@ def _wall_clock(text: pl.Expr, variant: _Variant) -> pl.Expr:
 @lru_cache(maxsize=64)
 def _variants(pattern: str) -> tuple[_Variant, ...]:
     """Each reading of ``pattern``, its optional sections in before out."""
-    from unbounded.engine.datetime_format import spark_to_chrono
-
     out = []
     for expanded in _expand(_tokens(pattern))[:_MAX_VARIANTS]:
         spark = "".join(expanded)
@@ -263,6 +262,4 @@ def _text(value: pl.Expr, dtype: pl.DataType, options: DatetimeOptions) -> pl.Ex
 
 def _formatted(moment: pl.Expr, pattern: str, zone: str) -> pl.Expr:
     """``moment`` printed with a Spark pattern (the engine's ``date_format``)."""
-    from unbounded.engine.datetime_functions import format_instant
-
     return format_instant(moment, pattern, zone)

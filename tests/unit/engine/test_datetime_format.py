@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from unbounded.engine.datetime_format import PatternField, spark_format_parts, spark_to_chrono
 from unbounded.errors import AnalysisException
+from unbounded.plan.datetime_format import PatternField, spark_format_parts, spark_to_chrono
 
 TIMES = ("TIMESTAMP'2026-03-08 09:05:07.123456'", "TIMESTAMP'2026-12-31 23:00:00'",
          "TIMESTAMP'0001-01-01 00:00:00'")

@@ -14,8 +14,10 @@ from functools import lru_cache
 import polars as pl
 
 from unbounded.errors import AnalysisException
+from unbounded.plan.time_zones import offset_text, parse_zone, to_local
 
-__all__ = ["PatternField", "field_text", "spark_format_parts", "spark_to_chrono"]
+__all__ = ["PatternField", "field_text", "format_instant", "spark_format_parts",
+           "spark_to_chrono"]
 
 _TOKENS: dict[str, str] = {
     "yyyy": "%Y", "yy": "%y",
@@ -222,3 +224,28 @@ def _number(local: pl.Expr, letter: str) -> pl.Expr:
     if letter == "K":
         return local.dt.hour() % 12
     return pl.when(local.dt.hour() == 0).then(24).otherwise(local.dt.hour())  # k
+
+
+def format_instant(moment: pl.Expr, pattern: str, zone: str) -> pl.Expr:
+    """An instant as text in the zone: chrono prints what it can, the other fields
+    (``DD``, ``QQQ``...) are computed from the wall clock."""
+    parts = spark_format_parts(pattern)
+    if len(parts) == 1 and isinstance(parts[0], str):
+        return _strftime(moment, parts[0], zone)
+    local = to_local(moment, zone)
+    offset = (local.dt.replace_time_zone("UTC") - moment).dt.total_minutes()
+    rule = parse_zone(zone)
+    zone_id = rule.region or ("UTC" if rule.is_utc else offset_text(rule.offset_us))
+    return pl.concat_str([_strftime(moment, p, zone) if isinstance(p, str)
+                          else field_text(local, p, offset, zone_id) for p in parts])
+
+
+def _strftime(moment: pl.Expr, chrono: str, zone: str) -> pl.Expr:
+    """Chrono's text in the zone; offset letters print the zone's offset."""
+    rule = parse_zone(zone)
+    if rule.region is not None:
+        return moment.dt.convert_time_zone(rule.region).dt.strftime(chrono)
+    shown = offset_text(rule.offset_us)
+    chrono = chrono.replace("%z", shown.replace(":", "")) \
+        .replace("%Z", "UTC" if rule.is_utc else shown)
+    return to_local(moment, zone).dt.strftime(chrono)
