@@ -6,6 +6,8 @@ any two steps leaves, and that recovery reads it as written or never written."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -333,3 +335,21 @@ def test_temporary_files_a_killed_run_left_before_publishing_are_removed_on_rest
     assert atomic.remove_stray_temps(str(folder))  # what a new process's first write does
     assert sorted(os.listdir(folder)) == [".0.crc32c", ".crc32c-from", "0"]
     assert CommitLog(str(folder)).batch_ids() == [0]
+
+
+def test_a_forked_child_writes_with_its_own_fsync_threads(tmp_path: Path) -> None:
+    """The parent's pool threads do not exist in a fork: a child that reused the pool
+    would wait forever for its sidecar's fsync."""
+    write_checked(str(tmp_path / "0"), b"v1\n{}")  # the parent's pool has a thread now
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        write_checked(str(tmp_path / "1"), b"v1\n{}")
+        os._exit(0)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+    assert read_checked(str(tmp_path / "1")) == b"v1\n{}"
