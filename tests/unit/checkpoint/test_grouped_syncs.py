@@ -353,3 +353,17 @@ def test_a_forked_child_writes_with_its_own_fsync_threads(tmp_path: Path) -> Non
         os.waitpid(pid, 0)
     assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
     assert read_checked(str(tmp_path / "1")) == b"v1\n{}"
+
+
+def test_an_entry_is_still_written_once_the_fsync_pool_takes_no_work(tmp_path: Path) -> None:
+    """At interpreter exit the pool refuses new work; a query thread still writing then
+    fsyncs inline instead of failing its batch."""
+    atomic._fsync_pool().shutdown()
+    try:
+        write_checked(str(tmp_path / "0"), b"v1\n{}")
+        log = CommitLog(str(tmp_path / "commits"))
+        log.prepare(0, CommitEntry(3)).publish()
+    finally:
+        atomic._forget_pool()
+    assert read_checked(str(tmp_path / "0")) == b"v1\n{}"
+    assert log.get(0) == CommitEntry(3)
