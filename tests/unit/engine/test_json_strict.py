@@ -8,6 +8,7 @@ Expected values are PySpark 4.3's (a recorded run of ``from_json(js, schema)``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -110,8 +111,9 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def spark() -> SparkSession:
-    return SparkSession.builder.create()
+def spark() -> Iterator[SparkSession]:
+    with SparkSession.builder.create() as session:  # stopped: its UI port is freed
+        yield session
 
 
 def _plain(value: Any) -> Any:

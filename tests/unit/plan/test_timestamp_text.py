@@ -6,6 +6,7 @@ TIMESTAMP_NTZ)`` as microseconds), non-ANSI, recorded by a PySpark run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -117,8 +118,23 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def spark() -> SparkSession:
-    return SparkSession.builder.config("spark.sql.ansi.enabled", "false").create()
+def spark() -> Iterator[SparkSession]:
+    with SparkSession.builder.config("spark.sql.ansi.enabled", "false").create() as session:
+        yield session  # stopped after the module: its UI port is freed
+
+
+@pytest.fixture
+def ansi_session() -> Iterator[Callable[[str], SparkSession]]:
+    """Sessions in a given ANSI mode, each stopped after the test."""
+    made: list[SparkSession] = []
+
+    def make(ansi: str) -> SparkSession:
+        made.append(SparkSession.builder.config("spark.sql.ansi.enabled", ansi).create())
+        return made[-1]
+
+    yield make
+    for session in made:
+        session.stop()
 
 
 def _column(spark: SparkSession, expression: str, zone: str = "UTC") -> list[object]:
@@ -183,8 +199,8 @@ def test_dates_of_a_batch_of_the_common_shape():
 @pytest.mark.parametrize(("text", "target"), [
     ("2026-13-01", "TIMESTAMP"), ("2026-13-01", "DATE"), (" bad ", "TIMESTAMP"),
     (" bad ", "DATE"), ("2026-03-08 10:00:00 Mars/Olympus", "TIMESTAMP")])
-def test_ansi_cast_of_an_invalid_text_raises_sparks_error(text, target):
-    spark = SparkSession.builder.config("spark.sql.ansi.enabled", "true").create()
+def test_ansi_cast_of_an_invalid_text_raises_sparks_error(text, target, ansi_session):
+    spark = ansi_session("true")
     frame = spark.createDataFrame([(text,)], "t STRING")
     with pytest.raises(DateTimeException) as error:
         frame.selectExpr(f"CAST(t AS {target})").collect()
@@ -195,16 +211,16 @@ def test_ansi_cast_of_an_invalid_text_raises_sparks_error(text, target):
         "instead. SQLSTATE: 22018")
 
 
-def test_ansi_cast_to_date_ignores_what_follows_the_date():
-    spark = SparkSession.builder.config("spark.sql.ansi.enabled", "true").create()
+def test_ansi_cast_to_date_ignores_what_follows_the_date(ansi_session):
+    spark = ansi_session("true")
     frame = spark.createDataFrame([("2026-03-08 10:00:00 Mars/Olympus",)], "t STRING")
     assert frame.selectExpr("CAST(CAST(t AS DATE) AS STRING) AS d").collect()[0]["d"] == \
         "2026-03-08"
 
 
 @pytest.mark.parametrize("ansi", ["true", "false"])
-def test_a_string_literal_compared_with_a_date_is_read_as_a_date(ansi):
-    spark = SparkSession.builder.config("spark.sql.ansi.enabled", ansi).create()
+def test_a_string_literal_compared_with_a_date_is_read_as_a_date(ansi, ansi_session):
+    spark = ansi_session(ansi)
     frame = spark.sql("SELECT DATE'2026-03-08' AS d")
     row = frame.selectExpr("d = '2026-3-8' AS a", "d = ' 2026-03-08 10:00:00 ' AS b",
                            "d < '2026-03' AS c", "d > '2026' AS e").collect()[0]
