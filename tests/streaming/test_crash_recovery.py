@@ -113,7 +113,9 @@ def test_two_processes_on_one_checkpoint_exactly_one_runs(workdir, python_env):
 def test_sigterm_or_sigint_stops_cleanly_and_restart_continues_exactly(workdir, python_env,
                                                                      sig):
     cmd = job_command(workdir, files_per_trigger=1)
-    slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "0.5"}
+    # 8 batches of >= 1 s: the job is still running when the test sees commits/1 and
+    # signals it, even when a loaded machine stalls the test's polling for seconds
+    slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "1.0"}
     log_path = os.path.join(workdir, "job.log")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, env=slow, stdout=log, stderr=log)
