@@ -37,7 +37,6 @@ from unbounded.state.base import (
 from unbounded.state.files import StateFileLog
 
 __all__ = [
-    "MAX_BUCKETS",
     "MAX_STATE_CHUNKS",
     "SMALL_MERGE_ROWS",
     "KeyedFrame",
@@ -46,7 +45,6 @@ __all__ = [
     "OpenVersion",
     "StateDelta",
     "StateFileLog",
-    "WindowBuckets",
     "key_hashes",
     "last_changes",
     "merge_rows",
@@ -62,7 +60,6 @@ _EVICT = "__evict"
 _HASH, _AT = "__hash", "__at"  # a merge's key hashes and stored row positions
 SMALL_MERGE_ROWS = 2048  # stored + new rows up to which a merge takes one full join
 MAX_STATE_CHUNKS = 16  # chunks of a state frame beyond which a merge rechunks it
-MAX_BUCKETS = 64  # distinct values of the eviction's key column up to which state is split
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
 _UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
 
@@ -187,40 +184,6 @@ def _merge_hashed(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Ex
                       pl.concat([stored_hashes.filter(kept), new_hashes])), merged
 
 
-class WindowBuckets(NamedTuple):
-    """State split by the values of the one key column an eviction predicate reads (a
-    tumbling window's start): a batch merges into the parts its rows fall in and the
-    others are not probed nor copied; a part the predicate closes is evicted whole.
-    ``keyed`` is the parts concatenated (the store's frame) with their key hashes."""
-
-    column: str
-    parts: dict[object, KeyedFrame]
-    keyed: KeyedFrame
-
-    @classmethod
-    def of(cls, column: str, parts: dict[object, KeyedFrame], empty: pl.DataFrame
-           ) -> WindowBuckets:
-        ordered = [parts[v] for v in sorted(parts, key=repr)]
-        frame = pl.concat([empty, *(p.frame for p in ordered)])
-        hashes = pl.concat([_no_hashes(), *(p.hashes for p in ordered)])
-        return cls(column, parts, KeyedFrame(frame, hashes))
-
-    @classmethod
-    def split(cls, column: str, keyed: KeyedFrame) -> WindowBuckets | None:
-        """``keyed`` split by ``column`` (its hashes with it); None past MAX_BUCKETS."""
-        with_hashes = keyed.frame.with_columns(keyed.hashes.alias(_HASH))
-        groups = with_hashes.partition_by(column, as_dict=True)
-        if len(groups) > MAX_BUCKETS:
-            return None
-        parts = {value: KeyedFrame(g.drop(_HASH), g.get_column(_HASH))
-                 for (value,), g in groups.items()}
-        return cls(column, parts, keyed)
-
-
-def _no_hashes() -> pl.Series:
-    return pl.Series(_HASH, [], dtype=pl.UInt64)
-
-
 def _matching_positions(stored: pl.DataFrame, stored_hashes: pl.Series, new: pl.DataFrame,
                         new_hashes: pl.Series
                         ) -> tuple[pl.Series, pl.Series, pl.Series] | None:
@@ -323,22 +286,6 @@ def eviction_mask(frame: pl.DataFrame, predicate: pl.Expr) -> pl.Series:
     return _checked_mask(mask, predicate)
 
 
-def _compact(keyed: KeyedFrame) -> KeyedFrame:
-    """``keyed`` in one chunk once it has more than ``MAX_STATE_CHUNKS`` (a merge
-    appends a chunk on every batch)."""
-    if keyed.frame.n_chunks() <= MAX_STATE_CHUNKS:
-        return keyed
-    return KeyedFrame(keyed.frame.rechunk(), keyed.hashes.rechunk())
-
-
-def _closed_values(values: list[object], column: str, empty: pl.DataFrame,
-                   evict: pl.Expr) -> list[object]:
-    """Which of a bucket column's ``values`` ``evict`` (reading only that column)
-    selects: it holds for all rows of such a bucket or for none."""
-    frame = pl.DataFrame({column: values}, schema={column: empty.schema[column]})
-    return frame.filter(eviction_mask(frame, evict)).get_column(column).to_list()
-
-
 def _checked_mask(mask: pl.Series, predicate: pl.Expr | None) -> pl.Series:
     if mask.dtype != pl.Boolean:
         raise AnalysisException(
@@ -387,7 +334,6 @@ class MemoryStateStore(OpenVersion):
         # The key hashes of a frame this store held; they count only while that frame
         # is still ``_frame`` (checked by identity), so no other change can stale them.
         self._keyed = provider.keyed(version)
-        self._buckets = provider.buckets(version)  # counts while its frame is ``_frame``
 
     def lookup(self, keys: pa.Table) -> pa.Table:
         self._check_open()
@@ -437,66 +383,6 @@ class MemoryStateStore(OpenVersion):
     def merge_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
                    evict: pl.Expr | None) -> MergeFold:
         self._check_open()
-        column = self._bucket_column(rows, evict)
-        fold = None if column is None or evict is None \
-            else self._bucketed_fold(column, self._conformed(rows), merge, evict)
-        return self._recorded(fold) if fold is not None else self._flat_fold(rows, merge, evict)
-
-    def _bucket_column(self, rows: pl.DataFrame, evict: pl.Expr | None) -> str | None:
-        """The key column to split state by: the only column ``evict`` reads, when it
-        is a key of integer or temporal type and the merge is large and hashable."""
-        roots = [] if evict is None else evict.meta.root_names()
-        if len(set(roots)) != 1 or roots[0] not in self._keys:
-            return None
-        dtype = self._provider.empty.schema[roots[0]]
-        large = self._frame.height + rows.height > SMALL_MERGE_ROWS
-        if not (large and (dtype.is_integer() or dtype.is_temporal())):
-            return None
-        return roots[0] if _hashable(self._provider.empty.select(self._keys)) else None
-
-    def _bucketed_fold(self, column: str, rows: pl.DataFrame, merge: Sequence[pl.Expr],
-                       evict: pl.Expr) -> MergeFold | None:
-        """``merge_fold`` over ``WindowBuckets``; None (nothing changed) when the column
-        has too many values or two keys share a hash: the flat fold then runs."""
-        buckets = self._current_buckets(column)
-        if buckets is None:
-            return None
-        parts, merged = dict(buckets.parts), []
-        for (value,), part in rows.partition_by(column, as_dict=True).items():
-            stored = parts.get(value) or KeyedFrame(self._provider.empty, _no_hashes())
-            hashed = _merge_hashed(stored.frame, part, merge, self._schema, stored.hashes)
-            if hashed is None:
-                return None
-            parts[value] = _compact(hashed[0])
-            merged.append(hashed[1])
-        if len(parts) > MAX_BUCKETS:
-            return None
-        closed = _closed_values(list(parts), column, self._provider.empty, evict)
-        evicted = [parts.pop(value).frame for value in closed]
-        self._buckets = WindowBuckets.of(column, parts, self._provider.empty)
-        self._frame, self._keyed = self._buckets.keyed.frame, self._buckets.keyed
-        empty = self._provider.empty
-        return MergeFold(pl.concat([empty, *merged]), pl.concat([empty, *evicted]))
-
-    def _current_buckets(self, column: str) -> WindowBuckets | None:
-        buckets = self._buckets
-        if buckets is not None and buckets.column == column \
-                and buckets.keyed.frame is self._frame:
-            return buckets
-        hashes = self._hashes()
-        if hashes is None:
-            hashes = key_hashes(self._frame.select(self._keys))
-        return WindowBuckets.split(column, KeyedFrame(self._frame, hashes))
-
-    def _recorded(self, fold: MergeFold) -> MergeFold:
-        self._delta.record_upserts(fold.merged)
-        self._delta.record_deletes(fold.evicted)
-        self._updated += fold.merged.height
-        self._removed += fold.evicted.height
-        return fold
-
-    def _flat_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
-                   evict: pl.Expr | None) -> MergeFold:
         empty = self._provider.empty
         state, merged, mask = self._frame, empty, None
         if rows.height:
@@ -509,7 +395,11 @@ class MemoryStateStore(OpenVersion):
             evicted, state = state.filter(mask), state.filter(~mask)
             self._keyed = None if hashes is None else KeyedFrame(state, hashes.filter(~mask))
         self._frame = self._compacted(state)
-        return self._recorded(MergeFold(merged, evicted))
+        self._delta.record_upserts(merged)
+        self._delta.record_deletes(evicted)
+        self._updated += merged.height
+        self._removed += evicted.height
+        return MergeFold(merged, evicted)
 
     def _merge(self, rows: pl.DataFrame, merge: Sequence[pl.Expr], evict: pl.Expr | None
                ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series | None]:
@@ -550,10 +440,8 @@ class MemoryStateStore(OpenVersion):
         self._check_open()
         started = time.monotonic()
         new_version = self._version + 1
-        buckets = self._buckets
         self._provider.publish(new_version, self._frame, self._delta.to_arrow(),
-                               self._hashes(), buckets if buckets is not None
-                               and buckets.keyed.frame is self._frame else None)
+                               self._hashes())
         self._commit_ms = int((time.monotonic() - started) * 1000)
         self._status = "committed"
         return new_version
@@ -599,7 +487,6 @@ class MemoryStateStoreProvider:
         self._fence = fence_for(store_id.root)  # a newer run's start fences our commits
         self._cache: OrderedDict[int, pl.DataFrame] = OrderedDict()
         self._keyed: dict[int, KeyedFrame] = {}  # of cached versions whose hashes are known
-        self._buckets: dict[int, WindowBuckets] = {}  # of cached versions kept split
         self._empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema))
 
     @property
@@ -637,24 +524,16 @@ class MemoryStateStoreProvider:
         self._cache[version] = frame
         self._cache.move_to_end(version)
         while len(self._cache) > self._conf.max_versions_in_memory:
-            dropped = self._cache.popitem(last=False)[0]
-            self._keyed.pop(dropped, None)
-            self._buckets.pop(dropped, None)
+            self._keyed.pop(self._cache.popitem(last=False)[0], None)
 
     def keyed(self, version: int) -> KeyedFrame | None:
         """Cached ``version``'s frame with its key hashes, when they are known."""
         return self._keyed.get(version)
 
-    def buckets(self, version: int) -> WindowBuckets | None:
-        """Cached ``version``'s frame split into ``WindowBuckets``, when it was."""
-        return self._buckets.get(version)
-
     def publish(self, version: int, frame: pl.DataFrame, delta: pa.Table,
-                hashes: pl.Series | None = None, buckets: WindowBuckets | None = None
-                ) -> None:
+                hashes: pl.Series | None = None) -> None:
         """Make ``frame`` durable as ``version`` (called by the store's ``commit``);
-        ``hashes`` are its key hashes and ``buckets`` its split, if known, kept with it
-        in memory only."""
+        ``hashes`` are its key hashes, if known, kept with it in memory only."""
         if self._fence is not None:
             self._fence.check(self._files.delta_path(version))
         self._files.write_delta(version, delta)
@@ -662,11 +541,8 @@ class MemoryStateStoreProvider:
             self._files.write_snapshot(version, [to_arrow(frame, self.schema.row_schema)])
         self._remember(version, frame)
         self._keyed.pop(version, None)
-        self._buckets.pop(version, None)
         if hashes is not None:
             self._keyed[version] = KeyedFrame(frame, hashes)
-        if buckets is not None:
-            self._buckets[version] = buckets
 
     def latest_version(self) -> int:
         return self._files.latest_version()
@@ -678,4 +554,3 @@ class MemoryStateStoreProvider:
     def close(self) -> None:
         self._cache.clear()
         self._keyed.clear()
-        self._buckets.clear()
