@@ -416,13 +416,21 @@ def _sync_together(temps: list[tuple[BinaryIO, str]]) -> None:
         _sync_close(*last)
     except BaseException as e:
         errors.append(e)
+    _wait_all(futures, errors)
+
+
+def _wait_all(futures: list[Future[None]], errors: list[BaseException] | None = None
+              ) -> None:
+    """Wait for every future, then raise the first error (``errors`` first): a file
+    still being fsynced is never left behind by an early raise."""
+    found = list(errors or [])
     for future in futures:
         try:
             future.result()
         except BaseException as e:
-            errors.append(e)
-    if errors:
-        raise errors[0]
+            found.append(e)
+    if found:
+        raise found[0]
 
 
 def _bytes_filler(data: bytes) -> Callable[[BinaryIO], None]:
@@ -490,14 +498,7 @@ class PendingPair:
 
     def _synced(self) -> None:
         """Wait for the background fsyncs; raise the first error once all finished."""
-        errors = []
-        for future in self._futures:
-            try:
-                future.result()
-            except BaseException as e:
-                errors.append(e)
-        if errors:
-            raise errors[0]
+        _wait_all(self._futures)
 
     def publish(self, *, sync_between: bool, sync_after: bool = True) -> None:
         """Name ``first``, then ``path`` (see :func:`write_atomic_after`)."""
