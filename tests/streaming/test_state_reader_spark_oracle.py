@@ -26,13 +26,18 @@ from typing import Any
 
 import pytest
 
-from spark_oracle import ORACLE_MARKS, require_oracle
 from unbounded.sql import SparkSession
 from unbounded.sql import functions as ours_functions
 
-require_oracle()
+if os.environ.get("UNBOUNDED_SPARK_ORACLE") != "1":
+    pytest.skip("Spark oracle tests are opt-in: set UNBOUNDED_SPARK_ORACLE=1 (needs pyspark "
+                "and Java 17+)", allow_module_level=True)
+pytest.importorskip("pyspark", reason="UNBOUNDED_SPARK_ORACLE=1 but pyspark is not "
+                                      "installed: pip install -e '.[oracle]'")
 
-pytestmark = ORACLE_MARKS
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
+              pytest.mark.filterwarnings("ignore::ResourceWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
