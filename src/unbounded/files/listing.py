@@ -15,6 +15,7 @@ from typing import Any
 
 from unbounded.checkpoint.storage import FsspecStorage, is_url, storage_for
 from unbounded.files.manifest import METADATA_DIR, FileSinkManifest
+from unbounded.files.stores import is_file
 
 __all__ = ["DataFile", "expand_paths", "has_glob", "has_sink_manifest", "is_hidden_name",
            "list_data_files"]
@@ -142,21 +143,13 @@ def _modified_ms(info: dict[str, Any]) -> int:
     return int(float(value) * 1000)
 
 
-def _is_object(url: str) -> bool:
-    store = storage_for(url)
-    assert isinstance(store, FsspecStorage)
-    return bool(store.fs.isfile(url))
-
-
 def expand_paths(paths: Iterable[str]) -> list[str]:
     """Each path as itself when it is a file, else the data files it names, in order
     (at a URL, one request asks whether it is an object)."""
     out: list[str] = []
     for p in paths:
-        if is_url(p) and _is_object(p):
-            out.append(p)
-        elif os.path.isfile(p):
-            out.append(os.path.abspath(p))
+        if is_file(p):
+            out.append(p if is_url(p) else os.path.abspath(p))
         else:
             out.extend(f.path for f in list_data_files(p))
     return out
