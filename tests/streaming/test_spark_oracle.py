@@ -197,11 +197,12 @@ def _plain(value: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def frames(pyspark_session) -> tuple[Any, Any]:
+def frames(pyspark_session) -> Iterator[tuple[Any, Any]]:
     ours = SparkSession.builder.appName("oracle-expr").config(
         "spark.sql.ansi.enabled", "false").create()
-    return ours.createDataFrame(ROWS, ROWS_SCHEMA), pyspark_session.createDataFrame(
+    yield ours.createDataFrame(ROWS, ROWS_SCHEMA), pyspark_session.createDataFrame(
         ROWS, ROWS_SCHEMA)
+    ours.stop()
 
 
 @pytest.mark.parametrize("expression", _cases())

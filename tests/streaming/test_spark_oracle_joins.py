@@ -51,8 +51,10 @@ def pyspark_session() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def ours() -> SparkSession:
-    return SparkSession.builder.appName("oracle-joins").create()
+def ours() -> Iterator[SparkSession]:
+    session = SparkSession.builder.appName("oracle-joins").create()
+    yield session
+    session.stop()
 
 
 def _rows(seed: int) -> tuple[list[tuple], list[tuple]]:

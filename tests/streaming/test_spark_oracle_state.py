@@ -60,8 +60,10 @@ def pyspark_session() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def ours() -> SparkSession:
-    return SparkSession.builder.appName("oracle-state").create()
+def ours() -> Iterator[SparkSession]:
+    session = SparkSession.builder.appName("oracle-state").create()
+    yield session
+    session.stop()
 
 
 def _event_files(tmp_path: Any, seed: int) -> str:

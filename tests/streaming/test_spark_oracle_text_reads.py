@@ -74,9 +74,11 @@ def pyspark_session() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def ours() -> SparkSession:
-    return SparkSession.builder.appName("oracle-text").config(
+def ours() -> Iterator[SparkSession]:
+    session = SparkSession.builder.appName("oracle-text").config(
         "spark.sql.ansi.enabled", "false").create()
+    yield session
+    session.stop()
 
 
 def _plain(value: Any) -> Any:
