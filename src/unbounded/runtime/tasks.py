@@ -29,10 +29,12 @@ __all__ = ["PartitionTask", "TaskResult", "run_partition", "run_task", "task_loc
 
 @dataclass
 class TaskResult:
-    """What one task made of its partition, tagged with the input it feeds."""
+    """What one task made of its partition, tagged with the input it feeds: Arrow for
+    the query's final input (the sink's), the map side's Polars frame for an operator's
+    input (folded on as Polars, so no conversion either way)."""
 
     input_id: InputId
-    table: pa.Table
+    rows: pa.Table | pl.DataFrame
     input_rows: int
     event_time: dict[str, EventTimeStats] = field(default_factory=dict)
     dropped_late: int = 0
@@ -87,8 +89,7 @@ def run_partition(task: PartitionTask) -> TaskResult:
     out = map_side.run(frame, task.late_watermark_us)
     if out.event_time is not None:
         ctx.event_time[out.event_time[0]] = out.event_time[1]
-    return TaskResult(task.input_id, out.rows.to_arrow(), rows, ctx.event_time,
-                      out.dropped_late)
+    return TaskResult(task.input_id, out.rows, rows, ctx.event_time, out.dropped_late)
 
 
 @runtime_checkable
