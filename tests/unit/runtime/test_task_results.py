@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from unbounded.executors.base import ShippableTask
-from unbounded.runtime import microbatch
+from unbounded.runtime import microbatch, tasks
 from unbounded.runtime.tasks import PartitionTask, TaskResult, run_partition
 from unbounded.sql import SparkSession
 from unbounded.sql import functions as F
@@ -58,6 +58,25 @@ def test_an_aggregation_s_tasks_hand_back_polars_frames_and_count_every_row(
         query.stop()
     assert results and all(isinstance(r.rows, pl.DataFrame) for r in results)
     assert sorted(out) == [("a", 2), ("a", 3), ("b", 1)]
+
+
+def test_a_large_map_side_output_is_handed_back_as_arrow(
+        spark: SparkSession, tmp_path: Any, results: Results,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "POLARS_RESULT_ROWS", 0)  # every output is "large"
+    stream = MemoryStream("ts TIMESTAMP, word STRING", spark)
+    counts = stream.toDF().groupBy("word").count()
+    out: list[tuple[Any, ...]] = []
+    query = (counts.writeStream.outputMode("update")
+             .foreachBatch(lambda df, _: _collected(df, out))
+             .option("checkpointLocation", str(tmp_path / "cp")).start())
+    try:
+        stream.addData([(T0, "a"), (T0, "b"), (T0, "c"), (T0, "a")])
+        query.processAllAvailable(30)
+    finally:
+        query.stop()
+    assert results and all(isinstance(r.rows, pa.Table) for r in results)
+    assert sorted(out) == [("a", 2), ("b", 1), ("c", 1)]
 
 
 def test_a_stateless_query_s_tasks_hand_back_arrow_for_the_sink(
