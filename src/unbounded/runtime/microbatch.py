@@ -128,7 +128,14 @@ class MicroBatchExecution:
             if isinstance(trigger, ProcessingTime) and trigger.interval_ms > 0:
                 self._wait_next_interval(started, trigger.interval_ms)
             elif not ran:
-                stop.wait(self._idle_wait_s())
+                self._idle_sleep()
+
+    def _idle_sleep(self) -> None:
+        """Sleep until the next poll, or until a stop or ``processAllAvailable`` wakes the
+        loop (an idle check is what the latter waits for)."""
+        wake = self.query.wake_idle
+        wake.wait(self._idle_wait_s())
+        wake.clear()
 
     def _idle_wait_s(self) -> float:
         """Seconds until the next poll of the sources: the poll interval, or less when a

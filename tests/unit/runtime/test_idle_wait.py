@@ -3,6 +3,7 @@ interval later (issue 15: the ``rate`` source's rows of second s are ready at it
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -97,3 +98,22 @@ def test_an_idle_loop_polls_while_an_operator_may_time_out(
     loop = _loop([_rate()], [3], [_WithTimeouts()])
     _now(monkeypatch, START_MS + 3200)
     assert loop._idle_wait_s() == microbatch._POLL_DELAY_S
+
+
+def _sleeping_loop(monkeypatch: pytest.MonkeyPatch) -> tuple[MicroBatchExecution, Any]:
+    """A loop whose idle sleep would last an hour, asleep on its own thread."""
+    loop = _loop([_rate()], [3])
+    loop.query.wake_idle = threading.Event()  # type: ignore[attr-defined]
+    monkeypatch.setattr(loop, "_idle_wait_s", lambda: 3600.0)
+    sleeper = threading.Thread(target=loop._idle_sleep, daemon=True)
+    sleeper.start()
+    return loop, sleeper
+
+
+def test_a_stop_or_process_all_available_ends_the_idle_sleep_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    loop, sleeper = _sleeping_loop(monkeypatch)
+    loop.query.wake_idle.set()  # what stop() and processAllAvailable() do
+    sleeper.join(30)  # bounded: a loop that ignored the event would sleep an hour
+    assert not sleeper.is_alive()
+    assert not loop.query.wake_idle.is_set()  # cleared for the next sleep
