@@ -75,6 +75,8 @@ class StreamExecution:
         self.status = Progress({"message": "Initializing sources", "isDataAvailable": False,
                                 "isTriggerActive": False})
         self.stop_requested = threading.Event()
+        # Ends an idle loop's sleep early: set on stop and while processAllAvailable waits.
+        self.wake_idle = threading.Event()
         self._terminated = threading.Event()
         self._idle_checks = 0
         self._last_idle_event_ms: int | None = None
@@ -262,6 +264,7 @@ class StreamExecution:
     def stop(self, timeout: float | None = None) -> None:
         """Ask the run to stop after the current batch, then wait for it."""
         self.stop_requested.set()
+        self.wake_idle.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -277,6 +280,7 @@ class StreamExecution:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError("processAllAvailable timed out")
+                self.wake_idle.set()  # an idle loop asleep until data is due checks now
                 self._progress_lock.wait(0.05 if remaining is None else min(remaining, 0.05))
         if self.exception is not None:
             raise self.exception

@@ -71,6 +71,10 @@ def merge_event_time(parts: Iterable[Mapping[str, EventTimeStats]],
     return merged
 
 
+def _arrow(rows: pa.Table | pl.DataFrame) -> pa.Table:
+    return rows if isinstance(rows, pa.Table) else rows.to_arrow()
+
+
 class StageRunner:
     """The stages of one query, with its operators (one per operator stage)."""
 
@@ -160,7 +164,7 @@ class StageRunner:
                                         operator.output_watermark_us(late))
         final = self.physical.final
         if final.upstream is None:
-            tables = [r.table for r in results if r.input_id == final.id]
+            tables = [_arrow(r.rows) for r in results if r.input_id == final.id]
         else:
             tables = self._parts(self._on_driver(final, outputs, clock, outcome).to_arrow())
         outcome.tables = [self._displayed(t) for t in tables]
@@ -187,7 +191,9 @@ class StageRunner:
                      outcome: StageOutcome) -> InputBatch:
         if target.upstream is None:
             mine = [r for r in results if r.input_id == target.id]
-            rows = frame_of(pa.concat_tables([r.table for r in mine]))
+            frames = [frame_of(r.rows) if isinstance(r.rows, pa.Table) else r.rows
+                      for r in mine]
+            rows = frames[0] if len(frames) == 1 else pl.concat(frames)
             return InputBatch(rows, sum(r.dropped_late for r in mine),
                               sum(r.input_rows for r in mine))
         rows = self._on_driver(target, outputs, clock, outcome)

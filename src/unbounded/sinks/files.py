@@ -43,6 +43,10 @@ __all__ = ["FileSink"]
 
 log = logging.getLogger(__name__)
 
+# A batch whose parts hold fewer rows than this in all is written as one file: each file
+# costs a writer, a footer, an fsync and a manifest entry, more than a small part's rows.
+SMALL_BATCH_ROWS = 65_536
+
 
 @dataclass(frozen=True)
 class _WriteTask:
@@ -76,6 +80,17 @@ def _run_write(task: _WriteTask) -> list[dict[str, object]]:
     paths = write_partitioned(task.folder, task.fmt, task.table, task.partition_by,
                               dict(task.options), stem=stem, zone=task.zone)
     return [_manifest_entry(p) for p in paths]
+
+
+def _coalesced(parts: list[pa.Table]) -> list[pa.Table]:
+    """The non-empty parts, as one table when they are few rows of one schema in all
+    (the tasks' outputs of a small batch: one file instead of one per task; the table
+    keeps the parts as its chunks, so nothing is copied)."""
+    tables = [p for p in parts if p.num_rows > 0]
+    if len(tables) < 2 or sum(t.num_rows for t in tables) >= SMALL_BATCH_ROWS \
+            or any(not t.schema.equals(tables[0].schema) for t in tables[1:]):
+        return tables
+    return [pa.concat_tables(tables)]
 
 
 class FileSink:
@@ -129,7 +144,7 @@ class FileSink:
             return
         tasks = [_WriteTask(self.path, self.fmt, i, t, self.partition_by, self.options,
                             self.zone)
-                 for i, t in enumerate(p for p in batch.partitions if p.num_rows > 0)]
+                 for i, t in enumerate(_coalesced(batch.partitions))]
         entries = [e for written in self.executor.map(_run_write, tasks) for e in written]
         if not is_url(self.path):  # an object's PUT is durable once answered
             for folder in {os.path.dirname(local_path(str(e["path"]))) for e in entries}:

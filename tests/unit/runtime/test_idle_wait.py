@@ -3,6 +3,7 @@ interval later (issue 15: the ``rate`` source's rows of second s are ready at it
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -29,9 +30,18 @@ class _Polled:
     """A source that cannot say when its next data comes (a folder, a topic)."""
 
 
-def _loop(sources: list[Any], committed: list[Any]) -> MicroBatchExecution:
+class _WithTimeouts:
+    """An operator with processing-time timeouts (``SupportsTimeouts``)."""
+
+    def timeouts_due(self, now_ms: int) -> bool:
+        return False
+
+
+def _loop(sources: list[Any], committed: list[Any],
+          operators: list[Any] | None = None) -> MicroBatchExecution:
     loop = object.__new__(MicroBatchExecution)
-    loop.query = SimpleNamespace(sources=sources)  # type: ignore[assignment]
+    loop.query = SimpleNamespace(sources=sources,  # type: ignore[assignment]
+                                 operators=operators or [])
     loop.committed = committed
     return loop
 
@@ -72,3 +82,38 @@ def test_an_idle_loop_still_polls_at_its_interval_when_the_rows_are_later(
     _now(monkeypatch, START_MS + 3200)
     assert loop._idle_wait_s() == microbatch._POLL_DELAY_S
     assert _loop([_Polled()], [None])._idle_wait_s() == microbatch._POLL_DELAY_S
+
+
+def test_an_idle_loop_sleeps_until_the_rate_source_s_next_second_instead_of_polling(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = _loop([_rate()], [3])
+    _now(monkeypatch, START_MS + 3200)  # 800 ms before second 4 ends: no poll before
+    assert loop._idle_wait_s() == pytest.approx(0.8005, abs=1e-6)
+    _now(monkeypatch, START_MS - 5000)  # a clock set back: still bounded
+    assert loop._idle_wait_s() == microbatch._DUE_WAIT_MAX_S
+
+
+def test_an_idle_loop_polls_while_an_operator_may_time_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = _loop([_rate()], [3], [_WithTimeouts()])
+    _now(monkeypatch, START_MS + 3200)
+    assert loop._idle_wait_s() == microbatch._POLL_DELAY_S
+
+
+def _sleeping_loop(monkeypatch: pytest.MonkeyPatch) -> tuple[MicroBatchExecution, Any]:
+    """A loop whose idle sleep would last an hour, asleep on its own thread."""
+    loop = _loop([_rate()], [3])
+    loop.query.wake_idle = threading.Event()  # type: ignore[attr-defined]
+    monkeypatch.setattr(loop, "_idle_wait_s", lambda: 3600.0)
+    sleeper = threading.Thread(target=loop._idle_sleep, daemon=True)
+    sleeper.start()
+    return loop, sleeper
+
+
+def test_a_stop_or_process_all_available_ends_the_idle_sleep_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    loop, sleeper = _sleeping_loop(monkeypatch)
+    loop.query.wake_idle.set()  # what stop() and processAllAvailable() do
+    sleeper.join(30)  # bounded: a loop that ignored the event would sleep an hour
+    assert not sleeper.is_alive()
+    assert not loop.query.wake_idle.is_set()  # cleared for the next sleep

@@ -100,6 +100,27 @@ def test_a_replayed_batch_id_is_skipped(tmp_path):
     assert FileSinkManifest(str(tmp_path)).latest_batch_id() == 1
 
 
+def _parts_batch(batch_id, *parts):
+    tables = [pa.table({"id": list(ids)}) for ids in parts]
+    return MicroBatch(batch_id, tables[0].schema, tables)
+
+
+def test_a_small_batch_s_parts_are_written_as_one_file_with_every_row(spark, tmp_path):
+    sink = FileSink("parquet", _ctx(tmp_path))
+    sink.add_batch(0, _parts_batch(0, [1, 2], [], [3]))
+    assert len(_data_files(tmp_path)) == 1
+    assert sorted(r.id for r in spark.read.parquet(str(tmp_path)).collect()) == [1, 2, 3]
+    [listed] = FileSinkManifest(str(tmp_path)).all_files()
+    assert listed.endswith(_data_files(tmp_path)[0])
+
+
+def test_a_large_batch_s_parts_are_written_one_file_each(tmp_path, monkeypatch):
+    monkeypatch.setattr("unbounded.sinks.files.SMALL_BATCH_ROWS", 4)
+    sink = FileSink("parquet", _ctx(tmp_path))
+    sink.add_batch(0, _parts_batch(0, [1, 2], [3, 4]))
+    assert len(_data_files(tmp_path)) == 2
+
+
 def test_reader_ignores_files_not_in_the_manifest(spark, tmp_path):
     sink = FileSink("parquet", _ctx(tmp_path))
     sink.add_batch(0, _batch(0, [(1, "a")]))

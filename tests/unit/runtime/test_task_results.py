@@ -1,0 +1,95 @@
+"""What a partition task hands back: the map side's Polars frame for an operator's
+input (the fold works on Polars, so no Arrow round trip per batch), Arrow for the
+sink's input (issue 15: the fixed cost of a small batch)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from unbounded.executors.base import ShippableTask
+from unbounded.runtime import microbatch, tasks
+from unbounded.runtime.tasks import PartitionTask, TaskResult, run_partition
+from unbounded.sql import SparkSession
+from unbounded.sql import functions as F
+from unbounded.testing import MemoryStream
+
+__all__: list[str] = []
+
+T0 = dt.datetime(2026, 1, 1, 10, 0, 0)
+
+
+class Results(list[TaskResult]):
+    def __call__(self, task: PartitionTask) -> TaskResult:
+        result = run_partition(task)
+        self.append(result)
+        return result
+
+
+@pytest.fixture
+def results(monkeypatch: pytest.MonkeyPatch) -> Results:
+    seen = Results()
+    monkeypatch.setattr(microbatch, "run_task", ShippableTask(seen))
+    return seen
+
+
+def _collected(df: Any, into: list[tuple[Any, ...]]) -> None:
+    into.extend(tuple(r) for r in df.collect())
+
+
+def test_an_aggregation_s_tasks_hand_back_polars_frames_and_count_every_row(
+        spark: SparkSession, tmp_path: Any, results: Results) -> None:
+    stream = MemoryStream("ts TIMESTAMP, word STRING", spark)
+    counts = stream.toDF().groupBy("word").count()
+    out: list[tuple[Any, ...]] = []
+    query = (counts.writeStream.outputMode("update")
+             .foreachBatch(lambda df, _: _collected(df, out))
+             .option("checkpointLocation", str(tmp_path / "cp")).start())
+    try:
+        stream.addData([(T0, "a"), (T0, "a"), (T0, "b")])
+        query.processAllAvailable(30)
+        stream.addData([(T0, "a")])
+        query.processAllAvailable(30)
+    finally:
+        query.stop()
+    assert results and all(isinstance(r.rows, pl.DataFrame) for r in results)
+    assert sorted(out) == [("a", 2), ("a", 3), ("b", 1)]
+
+
+def test_a_large_map_side_output_is_handed_back_as_arrow(
+        spark: SparkSession, tmp_path: Any, results: Results,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "POLARS_RESULT_ROWS", 0)  # every output is "large"
+    stream = MemoryStream("ts TIMESTAMP, word STRING", spark)
+    counts = stream.toDF().groupBy("word").count()
+    out: list[tuple[Any, ...]] = []
+    query = (counts.writeStream.outputMode("update")
+             .foreachBatch(lambda df, _: _collected(df, out))
+             .option("checkpointLocation", str(tmp_path / "cp")).start())
+    try:
+        stream.addData([(T0, "a"), (T0, "b"), (T0, "c"), (T0, "a")])
+        query.processAllAvailable(30)
+    finally:
+        query.stop()
+    assert results and all(isinstance(r.rows, pa.Table) for r in results)
+    assert sorted(out) == [("a", 2), ("b", 1), ("c", 1)]
+
+
+def test_a_stateless_query_s_tasks_hand_back_arrow_for_the_sink(
+        spark: SparkSession, tmp_path: Any, results: Results) -> None:
+    stream = MemoryStream("ts TIMESTAMP, word STRING", spark)
+    upper = stream.toDF().select(F.upper("word").alias("w"))
+    out: list[tuple[Any, ...]] = []
+    query = (upper.writeStream.foreachBatch(lambda df, _: _collected(df, out))
+             .option("checkpointLocation", str(tmp_path / "cp")).start())
+    try:
+        stream.addData([(T0, "a"), (T0, "b")])
+        query.processAllAvailable(30)
+    finally:
+        query.stop()
+    assert results and all(isinstance(r.rows, pa.Table) for r in results)
+    assert sorted(out) == [("A",), ("B",)]
