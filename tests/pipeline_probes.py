@@ -5,15 +5,13 @@
 whether batch i+1 was read while batch i was still being written. With option
 ``waitForPrepare`` the read of batch 0 waits (bounded) for ``PreparingSink.prepare``
 and records in ``READ_SAW_PREPARE`` whether it came, i.e. whether the sink's set-up ran
-while the first batch was being read. ``ON_READ`` holds callables run with the batch
-number when a task starts reading it, to look at what the runner has done by then.
+while the first batch was being read.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +19,11 @@ import pyarrow as pa
 
 from unbounded.sql.types import LongType, StructField, StructType
 
-__all__ = ["ON_READ", "READ_SAW_PREPARE", "PreparingSink", "TickSource", "read_started",
-           "reset"]
+__all__ = ["READ_SAW_PREPARE", "PreparingSink", "TickSource", "read_started", "reset"]
 
 _STARTED: defaultdict[int, threading.Event] = defaultdict(threading.Event)
 _PREPARED = threading.Event()
 READ_SAW_PREPARE: list[bool] = []
-ON_READ: list[Callable[[int], None]] = []
 _WAIT_S = 10.0
 
 
@@ -39,7 +35,6 @@ def reset() -> None:
     _STARTED.clear()
     _PREPARED.clear()
     READ_SAW_PREPARE.clear()
-    ON_READ.clear()
 
 
 @dataclass(frozen=True)
@@ -49,8 +44,6 @@ class TickPartition:
     wait_for_prepare: bool = False
 
     def read(self) -> pa.Table:
-        for hook in ON_READ:
-            hook(self.start)
         _STARTED[self.start].set()
         if self.wait_for_prepare and self.start == 0:
             READ_SAW_PREPARE.append(_PREPARED.wait(_WAIT_S))

@@ -13,7 +13,6 @@ import pipeline_probes as probes
 from unbounded.checkpoint.logs import CommitLog, OffsetLog
 from unbounded.sinks.registry import SINK_FORMATS
 from unbounded.sources.registry import SOURCE_FORMATS
-from unbounded.sql import functions as F
 
 _WAIT_S = 10.0
 
@@ -57,36 +56,6 @@ def test_without_pipelining_the_next_batch_waits_for_the_commit(spark, tmp_path)
     query = _start(spark, str(tmp_path / "cp"), write)
     assert query.awaitTermination(60)
     assert overlapped == [False, False, False]
-
-
-def test_next_batch_is_read_after_the_current_batch_has_folded_its_state(spark, tmp_path):
-    """The read-ahead starts once batch N's stateful stages are done (its state version
-    is written), so the tasks of N+1 do not compete with N's fold for the cores and the
-    Polars thread pool; they still overlap N's sink and commit."""
-    checkpoint = tmp_path / "cp"
-    folded_at_read: list[tuple[int, bool]] = []
-
-    def version_written(batch: int) -> None:
-        if batch > 0:  # batch N's fold writes state version N + 1 in every partition
-            deltas = [checkpoint / "state" / "0" / p / f"{batch}.delta" for p in ("0", "1")]
-            folded_at_read.append((batch, all(d.exists() for d in deltas)))
-
-    probes.ON_READ.append(version_written)
-    overlapped: list[bool] = []
-
-    def write(df: Any, batch_id: int) -> None:
-        wait_s = _WAIT_S if batch_id < 2 else 0.3  # the last batch has nothing after it
-        overlapped.append(probes.read_started(batch_id + 1).wait(wait_s))
-
-    counts = (spark.readStream.format("ticks").option("batches", 3).load()
-              .groupBy((F.col("n") % 2).alias("k")).count())
-    query = (counts.writeStream.outputMode("update").foreachBatch(write)
-             .option("checkpointLocation", str(checkpoint))
-             .trigger(availableNow=True).start())
-    assert query.awaitTermination(60)
-    assert query.exception() is None
-    assert overlapped == [True, True, False]
-    assert folded_at_read == [(1, True), (2, True)]
 
 
 def test_stop_drops_the_read_ahead_and_a_restart_reads_it_once(spark, tmp_path):

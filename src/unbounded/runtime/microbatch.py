@@ -9,11 +9,9 @@ timestamp and watermark, so the re-run computes the same rows; the sink's per-ba
 idempotence turns the second delivery into a no-op.
 
 Pipelining (``spark.unbounded.streaming.pipelineBatches``, on by default for the
-default and ``availableNow`` triggers): once batch N's stateful stages are done, the
+default and ``availableNow`` triggers): once batch N's partition tasks are done, the
 loop constructs batch N+1 (asks the sources, fixes its timestamp and watermark) and
-starts its tasks, then runs N's sink and commit. The stages go first because their
-many small Polars queries would otherwise wait behind N+1's scans in Polars' one
-thread pool, and the stages are on the batch's path while the scans are not. Nothing of N+1 is
+starts its tasks, then runs N's stateful stages, sink and commit. Nothing of N+1 is
 durable before ``commits/N``: its ``offsets/N+1`` entry is written only afterwards,
 exactly as without pipelining, so recovery is unchanged; a stop or failure in between
 drops the read-ahead (the file source's plan for N+1 is then handed out again, as
@@ -246,11 +244,11 @@ class MicroBatchExecution:
         event_time = merge_event_time(r.event_time for r in results)
         self._advance_watermark(event_time)
         self.last_batch_watermark_ms = entry.batch_watermark_ms
+        self._read_ahead(entry)
         with timer.measure("addBatch"):  # Spark's addBatch runs the whole query
             stages = query.stages.run(results, clock)
         self._advance_watermark(stages.event_time)
         merge_event_time([stages.event_time], into=event_time)
-        self._read_ahead(entry)
         if query.operators and batch_id % 10 == 0:
             query.stages.maintenance(
                 self.spec.conf_int("spark.sql.streaming.minBatchesToRetain", 100))
@@ -307,8 +305,7 @@ class MicroBatchExecution:
         return _ReadAhead(entry, planned, pending, timer.durations.get("latestOffset", 0))
 
     def _read_ahead(self, current: OffsetEntry) -> None:
-        """Construct batch N+1 from batch N's end offsets and start its tasks (after
-        N's stages: the watermark N+1 runs with is then final, as without pipelining)."""
+        """Construct batch N+1 from batch N's end offsets and start its tasks."""
         if not self._pipelined or self.query.stop_requested.is_set():
             return
         started = time.perf_counter()
