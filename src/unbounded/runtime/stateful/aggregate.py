@@ -257,6 +257,11 @@ def _kept_rows(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall
 
 
 # Order-insensitive aggregates computed over their kept rows (``_kept_rows``).
+# Partial rows from which a partition's combine runs on Polars' streaming engine: below
+# it the in-memory engine is as fast alone (1.1 vs 1.4 ms at 11k rows) and does not wait
+# for the streaming threads the read-ahead scans hold; above it streaming is 2-4x faster.
+_STREAMING_COMBINE_ROWS = 65_536
+
 _KEPT_ROWS = ("median", "percentile", "percentile_approx", "approx_percentile", "mode",
               "corr", "covar_pop", "covar_samp", "skewness", "kurtosis", "product",
               *(f"regr_{s}" for s in ("count", "avgx", "avgy", "sxx", "syy", "sxy", "slope",
@@ -421,11 +426,14 @@ class AggregationFold:
 
     def _combine(self, partials: pl.DataFrame) -> pl.DataFrame:
         """The tasks' partial rows of one state partition, one row per key; on Polars'
-        streaming engine (about 1.5x faster at a million keys) unless an aggregate
-        depends on row order, which only the in-memory engine keeps within groups."""
+        streaming engine (about 1.5x faster at a million keys) when there are many
+        rows, unless an aggregate depends on row order, which only the in-memory engine
+        keeps within groups. Fewer rows stay in memory: the streaming engine's threads
+        are busy with the next batch's read-ahead scans, and a small query queued
+        behind them waited 15-40 ms for ~1 ms of work."""
         if partials.height <= 1:
             return partials
-        if self.order_sensitive:
+        if self.order_sensitive or partials.height < _STREAMING_COMBINE_ROWS:
             return partials.group_by(list(self.key_names)).agg(self.combine)
         return partials.lazy().group_by(list(self.key_names)).agg(self.combine) \
             .collect(engine="streaming")
