@@ -256,12 +256,12 @@ def _kept_rows(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall
                     [pl.col(b[0]).explode()])
 
 
-# Order-insensitive aggregates computed over their kept rows (``_kept_rows``).
 # Partial rows from which a partition's combine runs on Polars' streaming engine: below
 # it the in-memory engine is as fast alone (1.1 vs 1.4 ms at 11k rows) and does not wait
 # for the streaming threads the read-ahead scans hold; above it streaming is 2-4x faster.
 _STREAMING_COMBINE_ROWS = 65_536
 
+# Order-insensitive aggregates computed over their kept rows (``_kept_rows``).
 _KEPT_ROWS = ("median", "percentile", "percentile_approx", "approx_percentile", "mode",
               "corr", "covar_pop", "covar_samp", "skewness", "kurtosis", "product",
               *(f"regr_{s}" for s in ("count", "avgx", "avgy", "sxx", "syy", "sxy", "slope",
