@@ -20,15 +20,20 @@ made (from then on a cut may keep it, so every file batch N needs must survive w
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from unbounded.checkpoint import atomic
+from unbounded.checkpoint.atomic import FileOps
 from unbounded.files.manifest import FileSinkManifest
 from unbounded.files.paths import local_path
 from unbounded.files.writing import write_partitioned
@@ -324,3 +329,103 @@ def test_a_cut_before_the_data_folder_is_synced_takes_the_new_files_and_folders(
     assert os.path.getsize(written[0]) > 0
     assert not os.path.exists(written[1])
     assert os.path.isdir(os.path.dirname(written[1]))
+
+
+class JournalReplayOps(FileOps):
+    """Names kept in order across folders (one journal, as ext4): records every name
+    made (with its bytes, fsynced before it is made) or removed under ``root``, in
+    order, so any prefix of them (what a power cut can leave) can be laid out again."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.names: list[tuple[str, str, bytes | None]] = []
+
+    def keeps_name_order(self, folder: str) -> bool:
+        return True
+
+    def keeps_order_across(self, folder: str, other: str) -> bool:
+        return True
+
+    def _note(self, kind: str, path: str) -> None:
+        path = os.path.abspath(path)
+        if path.startswith(self.root + os.sep):
+            data = None if kind == "unlink" else Path(path).read_bytes()
+            self.names.append((kind, path, data))
+
+    def link(self, src: str, dst: str) -> None:
+        super().link(src, dst)
+        self._note("name", dst)
+
+    def replace(self, src: str, dst: str) -> None:
+        super().replace(src, dst)
+        self._note("name", dst)
+
+    def unlink(self, path: str) -> None:
+        super().unlink(path)
+        self._note("unlink", path)
+
+    def fsync_file(self, path: str) -> None:
+        """A data file written by name: counted as named when its data is durable (a
+        name of it kept before is a file no manifest names)."""
+        super().fsync_file(path)
+        self._note("name", path)
+
+    def lay_out(self, upto: int) -> None:
+        """``root`` as a cut after the first ``upto`` names leaves it."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        for kind, path, data in self.names[:upto]:
+            if kind == "unlink":
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                continue
+            assert data is not None
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            Path(path).write_bytes(data)
+
+
+def _windowed_to_files(spark, inputs: str, root: str) -> None:
+    events = (spark.readStream.schema("t TIMESTAMP, v LONG").option("maxFilesPerTrigger", 1)
+              .parquet(inputs).withWatermark("t", "10 seconds"))
+    query = (events.groupBy(F.window("t", "5 seconds")).agg(F.count("*").alias("n"),
+                                                            F.sum("v").alias("s"))
+             .writeStream.format("parquet").outputMode("append")
+             .option("checkpointLocation", os.path.join(root, "cp"))
+             .trigger(availableNow=True).start(os.path.join(root, "out")))
+    try:
+        query.awaitTermination(120)
+    finally:
+        query.stop()
+
+
+def _output(root: str) -> list[tuple[object, ...]]:
+    files = FileSinkManifest(os.path.join(root, "out")).existing_files()
+    rows = pl.concat([pl.read_parquet(p) for p in files]) if files else pl.DataFrame()
+    return sorted(rows.select(pl.col("window").struct.field("start"), "n", "s").rows()) \
+        if files else []
+
+
+def test_every_cut_of_a_batch_on_an_in_order_journal_recovers_exactly_once(spark, tmp_path,
+                                                                          monkeypatch):
+    """Each prefix of the names of a batch (state deltas, data files, manifest entry and
+    commit riding on ``commits/N``'s folder fsync): a restart from it emits every closed
+    window once, as the run that was not cut."""
+    inputs, root = tmp_path / "in", str(tmp_path / "run")
+    inputs.mkdir()
+    for i, second in enumerate((0, 20, 40, 60)):
+        pq.write_table(pa.table({"t": pa.array([(second + k) * 1_000_000 for k in range(3)],
+                                               pa.timestamp("us", tz="UTC")),
+                                 "v": [1, 2, 3]}), str(inputs / f"{i}.parquet"))
+    ops = JournalReplayOps(root)
+    monkeypatch.setattr(atomic, "file_ops", ops)
+    _windowed_to_files(spark, str(inputs), root)
+    monkeypatch.setattr(atomic, "file_ops", FileOps())
+    expected = _output(root)
+    assert len(expected) == 3  # windows at 0, 20 and 40 s closed; 60 s stays open
+    paths = [p for _, p, _ in ops.names]
+    first = paths.index(os.path.join(root, "cp", "offsets", "2"))
+    last = paths.index(os.path.join(root, "cp", "commits", "2"))
+    assert any("/state/" in p for p in paths[first:last])
+    for upto in range(first - 1, last + 2):
+        ops.lay_out(upto)
+        _windowed_to_files(spark, str(inputs), root)
+        assert _output(root) == expected, f"a cut after {paths[upto - 1]}"
