@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import os
 import re
 import threading
@@ -62,6 +63,7 @@ __all__ = [
     "keeps_name_order",
     "keeps_order_across",
     "make_dirs",
+    "name_is_durable",
     "parse_mountinfo",
     "remove_stray_temps",
     "set_file_ops",
@@ -224,8 +226,53 @@ _cleaned: set[str] = set()
 _cleaned_lock = threading.Lock()
 
 
+# Which folder names this process made durable (issue 15: a fresh checkpoint fsynced
+# the same parents 40 times). A folder's name is durable once its parent was fsynced
+# after the folder existed: ``_seen`` holds, per folder (absolute path), the tick at
+# which this process first knew it existed (made it, or found it) and its inode;
+# ``_synced`` the tick at which the latest completed fsync of each folder started. One
+# counter orders both, so "fsync started after seen" is a comparison. Races only lose
+# information (a stale tick is smaller), which costs an fsync, never a durability.
+_ticks = itertools.count(1)
+_seen: dict[str, tuple[int, int]] = {}
+_synced: dict[str, int] = {}
+
+
 def fsync_dir(path: str) -> None:
+    """fsync the folder ``path``: every name in it now survives a power cut."""
+    started = next(_ticks)
     file_ops.fsync_dir(path)
+    key = os.path.abspath(path)
+    if _synced.get(key, 0) < started:
+        _synced[key] = started
+
+
+def _note_seen(folder: str, *, made: bool) -> int:
+    """Record that ``folder`` exists now (``made``: this process just made it, so any
+    earlier record is of a folder since deleted); returns its tick."""
+    key = os.path.abspath(folder)
+    ino = os.stat(key).st_ino
+    known = _seen.get(key)
+    if made or known is None or known[1] != ino:
+        known = _seen[key] = (next(_ticks), ino)
+    return known[0]
+
+
+def name_is_durable(folder: str) -> bool:
+    """Whether this process fsynced ``folder``'s parent after ``folder`` existed (and it
+    is still the same folder: one this process deleted and made again is new; one
+    another program made again is told apart only by a new inode number, as file systems
+    reuse them: as before, when each folder's name was fsynced once per process)."""
+    key = os.path.abspath(folder)
+    known = _seen.get(key)
+    if known is None:
+        return False
+    try:
+        if os.stat(key).st_ino != known[1]:
+            return False
+    except OSError:
+        return False
+    return _synced.get(os.path.dirname(key), 0) > known[0]
 
 
 def fsync_file(path: str) -> None:
@@ -267,14 +314,35 @@ def _missing_folders(path: str) -> list[str]:
 
 def sync_folder_name(path: str) -> None:
     """fsync the parent of the folder ``path``, so its name survives a power cut whoever
-    made it."""
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
+    made it; nothing if this process already did so since the folder existed, or if
+    the first fsync of a name published inside it will (:func:`_name_rides_inside`)."""
+    _note_seen(path, made=False)
+    if not name_is_durable(path) and not _name_rides_inside(path):
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
-def make_dirs(path: str) -> None:
+def _name_rides_inside(folder: str) -> bool:
+    """Whether ``folder``'s name needs no fsync of its own: its parent's file system
+    commits every name of both in the order made, in one journal (``keeps_order_across``;
+    ext3/ext4/XFS), so the folder fsync that makes the first name published inside
+    ``folder`` durable (or a later one covering it) commits the folder's name, made
+    before, too. Nothing inside is relied on before such an fsync; a cut before it takes
+    the folder with its unsynced names, as if it had never been made."""
+    key = os.path.abspath(folder)
+    return keeps_order_across(os.path.dirname(key), key)
+
+
+def make_dirs(path: str, *, durable: bool = True) -> None:
     """Create the folder ``path`` and its missing parents, durably: each new folder's
     parent is fsynced before this returns (also when another thread made it meanwhile),
-    so what is later published inside cannot be lost with the folder in a power cut."""
+    so what is later published inside cannot be lost with the folder in a power cut.
+
+    A parent fsynced after a folder was made covers it: a parent already fsynced by a
+    deeper folder's call is not fsynced again for it; and where one in-order journal
+    covers the parent and the folder, the fsync after the first name inside does
+    (:func:`_name_rides_inside`). ``durable=False`` only makes and
+    records them, for a later fsync of their parents to cover (``sync_folder_name``,
+    or any write into the parent)."""
     _local_only(path)
     missing = _missing_folders(path)
     for folder in reversed(missing):
@@ -283,8 +351,12 @@ def make_dirs(path: str) -> None:
         except FileExistsError:
             if not os.path.isdir(folder):
                 raise
+        _note_seen(folder, made=True)
+    if not durable:
+        return
     for folder in missing:
-        fsync_dir(os.path.dirname(folder))
+        if not name_is_durable(folder) and not _name_rides_inside(folder):
+            fsync_dir(os.path.dirname(folder))
 
 
 def is_temp_name(name: str) -> bool:
@@ -439,10 +511,13 @@ def _bytes_filler(data: bytes) -> Callable[[BinaryIO], None]:
     return fill
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Publish ``data`` at ``path``; raise CheckpointConflictError if it already exists."""
+def write_atomic(path: str, data: bytes, *, sync_dir: bool = True) -> None:
+    """Publish ``data`` at ``path``; raise CheckpointConflictError if it already exists.
+
+    ``sync_dir=False`` leaves the folder fsync to the caller's next write there."""
     _link_new(_write_temp(path, _bytes_filler(data)), path)
-    fsync_dir(os.path.dirname(path) or ".")
+    if sync_dir:
+        fsync_dir(os.path.dirname(path) or ".")
 
 
 def _link_new(tmp: str, path: str) -> None:

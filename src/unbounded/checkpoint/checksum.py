@@ -56,6 +56,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -79,6 +80,7 @@ __all__ = [
     "RECOVERY_HINT",
     "PreparedEntry",
     "accept_unverified",
+    "defer_folder_sync",
     "deferred_folder_syncs",
     "first_checked_id",
     "read_checked",
@@ -107,7 +109,11 @@ _prepared: set[str] = set()
 _unchecked: dict[str, frozenset[str]] = {}  # per prepared folder: its marker's names
 _prepared_lock = threading.Lock()
 _deferring = threading.local()  # .on: inside deferred_folder_syncs()
-_pending: list[str] = []  # folders holding names no folder fsync made durable yet
+# Folders holding names no folder fsync made durable yet, one item per deferral: the
+# folder and a number of its own, so dropping the items a fsync covered never drops a
+# deferral made after it began.
+_pending: list[tuple[str, int]] = []
+_deferrals = itertools.count()
 _pending_lock = threading.Lock()
 
 
@@ -139,13 +145,21 @@ def _marker_line(first: int, unchecked: frozenset[str] = frozenset()) -> bytes:
 def write_checked(path: str, data: bytes) -> None:
     """Publish the checksum of ``data``, durably, then ``data`` at ``path`` (failing if
     it exists: raises ``CheckpointConflictError`` before touching its sidecar)."""
-    folder = _ready_for(path)
+    folder = os.path.dirname(path) or "."
     if is_url(folder):  # a PUT is durable when it returns
+        _ready_for(path)
         storage_for(path).replace(sidecar_path(path), _sidecar_line(data))
         storage_for(path).create(path, data)
         return
-    _publish(path, PendingPair(sidecar_path(path), _sidecar_line(data), path, data,
-                               background=False))
+    if normalize_location(folder) in _prepared:
+        _ready_for(path)
+        _publish(path, PendingPair(sidecar_path(path), _sidecar_line(data), path, data,
+                                   background=False))
+        return
+    # The folder's first write in this process writes its marker first: the entry's
+    # two data fsyncs run meanwhile (as a PreparedEntry's), temporary files until named.
+    entry = PreparedEntry(path, data)
+    entry.publish()
 
 
 def _ready_for(path: str) -> str:
@@ -212,43 +226,56 @@ def deferred_folder_syncs() -> Iterator[None]:
         _deferring.on = before
 
 
+def defer_folder_sync(folder: str) -> None:
+    """Names just made in the local ``folder`` (a file sink's data files) that only a
+    later checked entry names (the sink's manifest entry): where the file system keeps
+    names in order across folders, that entry's folder fsync (or a later one covering
+    it) makes them durable first; elsewhere the folder is fsynced now."""
+    if keeps_order_across(folder, folder):
+        with _pending_lock:
+            _pending.append((folder, next(_deferrals)))
+    else:
+        storage_for(folder).sync_folder(folder)
+
+
 def sync_deferred() -> None:
     """fsync every folder whose entries still wait for a later write (a run's end)."""
     with _pending_lock:
-        folders = list(dict.fromkeys(_pending))
+        folders = list(dict.fromkeys(folder for folder, _ in _pending))
         _pending.clear()
     for folder in folders:
         storage_for(folder).sync_folder(folder)
 
 
-def _settle_pending(folder: str) -> list[str]:
+def _settle_pending(folder: str) -> list[tuple[str, int]]:
     """Before a new name in ``folder``: fsync the deferred folders its folder fsync
-    would not cover; returns those it will cover (a snapshot: their names came first)."""
+    would not cover; returns the deferrals it will cover (a snapshot: their names came
+    first; a deferral made meanwhile stays pending)."""
     with _pending_lock:
-        pending = list(dict.fromkeys(_pending))
-    apart = [p for p in pending if not keeps_order_across(p, folder)]
+        pending = list(_pending)
+    apart = [p for p in dict.fromkeys(f for f, _ in pending) if not keeps_order_across(p, folder)]
     for other in apart:
         storage_for(other).sync_folder(other)
     with _pending_lock:
-        for other in apart:
-            _drop_all(other)
-    return [p for p in pending if p not in apart]
+        _drop([item for item in pending if item[0] in apart])
+    return [item for item in pending if item[0] not in apart]
 
 
-def _after_names(folder: str, covered: list[str], *, deferred: bool) -> None:
+def _after_names(folder: str, covered: list[tuple[str, int]], *, deferred: bool) -> None:
     """After a write's names: a deferred folder waits; a synced one made ``covered``
     durable too."""
     with _pending_lock:
         if deferred:
-            _pending.append(folder)
+            _pending.append((folder, next(_deferrals)))
             return
-        for other in covered:
-            _drop_all(other)
+        _drop(covered)
 
 
-def _drop_all(folder: str) -> None:
-    while folder in _pending:
-        _pending.remove(folder)
+def _drop(items: list[tuple[str, int]]) -> None:
+    """Remove these deferrals (those another fsync removed already are gone)."""
+    for item in items:
+        with contextlib.suppress(ValueError):
+            _pending.remove(item)
 
 
 def accept_unverified(path: str) -> None:
@@ -270,9 +297,13 @@ def _prepare(folder: str, first: int) -> None:
         store.make_folder(folder, durable=True)
         _remove_orphan_sidecars(folder)
         if not store.exists(os.path.join(folder, MARKER_NAME)):
+            # Where names keep their order, the folder fsync after the entry that comes
+            # next covers the marker: a cut that keeps the entry keeps the marker, and
+            # one that takes both leaves the folder as it was before this process.
             with contextlib.suppress(CheckpointConflictError):  # another run marked it
                 store.create(os.path.join(folder, MARKER_NAME),
-                             _marker_line(first, _unchecked_names(folder, first)))
+                             _marker_line(first, _unchecked_names(folder, first)),
+                             durable=is_url(folder) or not keeps_name_order(folder))
         marker = _marker(folder)
         _unchecked[key] = frozenset() if marker is None else marker[1]
         _prepared.add(key)

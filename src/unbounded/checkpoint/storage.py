@@ -94,7 +94,7 @@ class CheckpointStorage(Protocol):
     guarantee. Paths are full paths or URLs, as :func:`storage_for` was given."""
 
     def read(self, path: str) -> bytes: ...
-    def create(self, path: str, data: bytes) -> None: ...
+    def create(self, path: str, data: bytes, *, durable: bool = True) -> None: ...
     def replace(self, path: str, data: bytes, *, durable: bool = True) -> None: ...
     def list(self, folder: str) -> list[str]: ...
     def exists(self, path: str) -> bool: ...
@@ -119,8 +119,9 @@ class LocalStorage:
         with open(path, "rb") as f:
             return f.read()
 
-    def create(self, path: str, data: bytes) -> None:
-        write_atomic(path, data)
+    def create(self, path: str, data: bytes, *, durable: bool = True) -> None:
+        """``durable=False`` leaves the folder fsync to a later write that covers it."""
+        write_atomic(path, data, sync_dir=durable)
 
     def replace(self, path: str, data: bytes, *, durable: bool = True) -> None:
         write_atomic_replace(path, data, sync_dir=durable)
@@ -146,7 +147,7 @@ class LocalStorage:
         if durable:
             make_dirs(folder)
         else:
-            os.makedirs(folder, exist_ok=True)
+            make_dirs(folder, durable=False)  # recorded: a later parent fsync covers it
 
 
 class FsspecStorage:
@@ -160,7 +161,7 @@ class FsspecStorage:
         assert isinstance(data, bytes)
         return data
 
-    def create(self, path: str, data: bytes) -> None:
+    def create(self, path: str, data: bytes, *, durable: bool = True) -> None:
         try:
             self.fs.pipe_file(path, data, mode="create")
         except FileExistsError:

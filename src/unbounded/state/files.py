@@ -22,7 +22,7 @@ from typing import BinaryIO
 import crc32c
 import pyarrow as pa
 
-from unbounded.checkpoint.atomic import write_atomic_stream
+from unbounded.checkpoint.atomic import keeps_order_across, write_atomic_stream
 from unbounded.checkpoint.checksum import RECOVERY_HINT
 from unbounded.checkpoint.storage import is_url, storage_for
 from unbounded.errors import CheckpointCorruptError
@@ -191,6 +191,8 @@ class StateFileLog:
 
     def __init__(self, store_id: StateStoreId, schema: StateSchema, snapshot_every: int) -> None:
         self.folder = store_id.path
+        # <checkpoint>/state/<op>/<partition>[/<store>] -> <checkpoint>/commits
+        self._commits = os.path.join(os.path.dirname(store_id.root), "commits")
         self._row_schema = schema.row_schema
         self._delta_schema = self._row_schema.append(pa.field(OP_COLUMN, pa.int8(), False))
         self._every = snapshot_every
@@ -208,10 +210,22 @@ class StateFileLog:
         return schema.with_metadata({_FORMAT_KEY: _FORMAT_VERSION, _KIND_KEY: kind})
 
     def write_delta(self, version: int, delta: pa.Table) -> None:
-        """Stream ``delta`` (rows and ``__op``) into the version's delta file."""
+        """Stream ``delta`` (rows and ``__op``) into the version's delta file.
+
+        Its data is fsynced before its name is made. Its folder is fsynced too, unless
+        the file system commits every name in the order made, in one journal that also
+        holds the query's ``commits/`` (``keeps_order_across``): then the folder fsync
+        of ``commits/N``, made after this name, makes it durable. A cut before that
+        keeps the delta or not, and batch N is uncommitted either way: it re-runs from
+        version N-1 and replaces the file. Recovery reads only committed versions."""
         schema = self._with_meta(self._delta_schema, b"delta")
         self._write(self.delta_path(version), StateFileKind.DELTA, schema, [delta],
-                    _DELTA_IPC_OPTIONS)
+                    _DELTA_IPC_OPTIONS, sync_dir=not self._commit_covers())
+
+    def _commit_covers(self) -> bool:
+        """Whether the folder fsync of the query's ``commits/`` makes this store's new
+        names durable (a store outside a checkpoint: no ``commits/``, so no)."""
+        return keeps_order_across(self.folder, self._commits)
 
     def write_snapshot(self, version: int, chunks: Iterable[pa.Table]) -> None:
         """Stream ``chunks`` (row tables) into the snapshot: tmp file, fsync, replace."""
@@ -221,7 +235,7 @@ class StateFileLog:
 
     @staticmethod
     def _write(path: str, kind: StateFileKind, schema: pa.Schema, chunks: Iterable[pa.Table],
-               options: pa.ipc.IpcWriteOptions) -> None:
+               options: pa.ipc.IpcWriteOptions, *, sync_dir: bool = True) -> None:
         """Arrow IPC straight into the temp file, checksummed as it passes (no copy of
         the body in memory), the envelope's header written last over its placeholder."""
         def fill(f: BinaryIO) -> None:
@@ -238,7 +252,7 @@ class StateFileLog:
             fill(buffer)
             storage_for(path).replace(path, buffer.getvalue())
         else:
-            write_atomic_stream(path, fill)
+            write_atomic_stream(path, fill, sync_dir=sync_dir)
 
     def versions(self) -> tuple[set[int], set[int]]:
         """The versions that have a delta file and those that have a snapshot file."""
