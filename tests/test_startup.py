@@ -1,6 +1,6 @@
-"""Loading the PySpark-shaped API pauses the garbage collector and shortens OpenBLAS's
-spin (start-up is an issue-15 figure); what a query imports is pinned by
-``tests/streaming/test_startup_imports.py``.
+"""Loading the PySpark-shaped API pauses the garbage collector, leaves what it loaded in
+the oldest generation unscanned, and shortens OpenBLAS's spin (start-up is an issue-15
+figure); what a query imports is pinned by ``tests/streaming/test_startup_imports.py``.
 
 Checked in a fresh interpreter, since this test process has imported everything.
 """
@@ -44,6 +44,26 @@ def test_the_api_loads_with_the_collector_paused_and_restores_it():
     # unpaused, loading Polars, pyarrow and the API runs about 150 collections
     assert _import_with_collector("on") == [0, True]
     assert _import_with_collector("off") == [0, False]
+
+
+_SCAN_PROBE = """
+import gc, json
+scanned = []  # objects in the generation each collection scans, as it starts
+gc.callbacks.append(lambda phase, info: scanned.append(len(gc.get_objects(info["generation"])))
+                    if phase == "start" else None)
+from unbounded.sql import SparkSession, functions as F
+garbage = [[] for _ in range(5000)]  # enough allocations for the next collections to run
+print(json.dumps(scanned))
+"""
+
+
+def test_the_objects_the_api_loads_are_not_scanned_by_the_next_young_collection():
+    done = subprocess.run([sys.executable, "-c", _SCAN_PROBE], capture_output=True,
+                          text=True, check=True, timeout=300)
+    scanned = json.loads(done.stdout)
+    # the young collections after the import ran, and none scanned its ~100k objects
+    assert scanned
+    assert max(scanned) < 20_000
 
 
 _BLAS_PROBE = """

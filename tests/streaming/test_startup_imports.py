@@ -20,14 +20,22 @@ JOB = Path(__file__).with_name("startup_imports_job.py")
 # What neither query below uses: optional connectors, pandas, the terminal bar (rich,
 # only for availableNow/once at a terminal), Prometheus (metrics off by default), the
 # SQL parser, Arrow's compute module (its import builds docstrings: 30-50 ms), the
+# function families neither query calls (collection, JSON, math, string), pyarrow's
+# CSV, JSON and ORC readers, task retries and speculation (local[N, F] and Ray only), the
+# row-UDF worker processes and distinct-call folding (a query without a Python UDF), the
 # pandas-state, join and deduplication operators, the statistics module (speculation
 # only), the testing DSL (the batch loop imports ``testing.faults``) and ``http.server``
 # (the UI builds its HTTP server on the first request).
 NOT_IMPORTED = (
     "confluent_kafka", "deltalake", "fastavro", "http.server", "pandas",
-    "prometheus_client", "psycopg", "pyarrow.compute", "ray", "rich", "rocksdict",
-    "sqlglot", "statistics", "unbounded.engine.group_state", "unbounded.engine.joins",
-    "unbounded.engine.stateful_processor", "unbounded.runtime.stateful.dedup",
+    "prometheus_client", "psycopg", "pyarrow.compute", "pyarrow.csv", "pyarrow.json",
+    "pyarrow.orc", "ray", "rich", "rocksdict", "sqlglot", "statistics",
+    "unbounded.engine.collection_functions", "unbounded.engine.distinct_calls",
+    "unbounded.engine.group_state", "unbounded.engine.joins",
+    "unbounded.engine.json_functions", "unbounded.engine.math_functions",
+    "unbounded.engine.stateful_processor", "unbounded.engine.string_functions",
+    "unbounded.engine.udf_workers", "unbounded.executors.retry",
+    "unbounded.executors.speculation", "unbounded.runtime.stateful.dedup",
     "unbounded.runtime.stateful.group_state", "unbounded.runtime.stateful.join",
     "unbounded.runtime.stateful.transform_state", "unbounded.sources.memory",
     "unbounded.testing.stream",

@@ -1,6 +1,6 @@
 """Engine builders of PySpark's collection functions (Polars expressions with Spark's
-semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (the
-import at the end of ``engine/functions.py`` does it).
+semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (which
+``engine/functions.py`` does on the first name its own table lacks).
 
 Higher-order functions (``transform``, ``filter``, ``aggregate``, the map lambdas) run
 their lambda over one row per element (``engine/lambdas.py``); the rest are native Polars

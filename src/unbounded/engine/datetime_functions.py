@@ -1,6 +1,6 @@
 """Engine builders of PySpark's date and time functions (Polars expressions with Spark's
-semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (the
-import at the end of ``engine/functions.py`` does it).
+semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (which
+``engine/functions.py`` does on the first name its own table lacks).
 
 A timestamp is an instant; its fields, its date, its text and the instant a string names
 are read in the session time zone (``ctx.time_zone``, plan/time_zones.py), as Spark's

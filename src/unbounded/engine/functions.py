@@ -7,9 +7,11 @@ Adding a function is one decorated builder here plus its constructor in
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
 import zlib
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import polars as pl
@@ -35,8 +37,8 @@ from unbounded.engine.murmur3 import spark_hash
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import FunctionCall, LambdaFunction, Literal
 
-__all__ = ["FUNCTIONS", "compile_function", "is_sliding_window", "known_function",
-           "map_entries", "register"]
+__all__ = ["FUNCTIONS", "compile_function", "function_table", "is_sliding_window",
+           "known_function", "map_entries", "register"]
 
 Builder = Callable[[FunctionCall, list[pl.Expr], CompileContext], pl.Expr]
 FUNCTIONS: dict[str, Builder] = {}
@@ -54,17 +56,40 @@ def _register(*names: str) -> Callable[[Builder], Builder]:
 
 register = _register  # for the function families in modules of their own
 
+# Families in modules of their own register their builders when imported. They load on
+# the first name this module's table lacks: a query calling none of them (a windowed
+# count) starts without them and the libraries they bring (a tenth of our own import).
+# ``datetime_functions`` is loaded anyway, by zone binding.
+_FAMILIES = ("collection_functions", "datetime_functions", "json_functions",
+             "math_functions", "string_functions")
+
+
+@cache
+def _load_families() -> None:
+    for family in _FAMILIES:
+        importlib.import_module(f"unbounded.engine.{family}")
+
+
+def function_table() -> dict[str, Builder]:
+    """Every scalar function by name, its families loaded (``FUNCTIONS`` may not be)."""
+    _load_families()
+    return FUNCTIONS
+
+
+def _builder(name: str) -> Builder | None:
+    return FUNCTIONS.get(name) or function_table().get(name)
+
 
 def known_function(name: str) -> bool:
-    return name.lower() in FUNCTIONS
+    return _builder(name.lower()) is not None
 
 
 def compile_function(call: FunctionCall, ctx: CompileContext) -> pl.Expr:
-    builder = FUNCTIONS.get(call.name.lower())
+    builder = _builder(call.name.lower())
     if builder is None:
         raise AnalysisException(
             f"[UNRESOLVED_ROUTINE] Cannot resolve function `{call.name}`; "
-            f"supported functions are: {', '.join(sorted(FUNCTIONS))}.",
+            f"supported functions are: {', '.join(sorted(function_table()))}.",
             error_class="UNRESOLVED_ROUTINE",
         )
     # A lambda argument is compiled by its higher-order function, over one row per element.
@@ -572,13 +597,3 @@ def _json_field_text(text: pl.Expr, name: str) -> pl.Expr:
 @_register("typed_null")
 def _typed_null(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Expr:
     return pl.lit(None, dtype=to_polars_dtype(call.param("type")))
-
-
-# ---- families in modules of their own: importing them registers their builders -------
-from unbounded.engine import (  # noqa: E402, F401
-    collection_functions,
-    datetime_functions,
-    json_functions,
-    math_functions,
-    string_functions,
-)

@@ -1,6 +1,6 @@
 """Engine builders of PySpark's math functions (Polars expressions with Spark's
-semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (the
-import at the end of ``engine/functions.py`` does it).
+semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (which
+``engine/functions.py`` does on the first name its own table lacks).
 
 Spark's conventions kept here: trigonometry and logarithms work in doubles; a logarithm
 of a value outside its domain is NULL (not NaN or -inf); integral bit operations wrap as

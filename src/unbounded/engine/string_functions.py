@@ -1,6 +1,6 @@
 """Engine builders of PySpark's string functions (Polars expressions with Spark's
-semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (the
-import at the end of ``engine/functions.py`` does it).
+semantics), registered by name in ``engine.functions.FUNCTIONS`` when imported (which
+``engine/functions.py`` does on the first name its own table lacks).
 
 Where Polars has a kernel with Spark's meaning it is used; the rest (Java's
 ``String.format``, soundex, Levenshtein, URL codecs...) visit one batch's values in a

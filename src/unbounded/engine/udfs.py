@@ -23,11 +23,9 @@ import polars as pl
 import pyarrow as pa
 
 from unbounded.engine.context import CompileContext
-from unbounded.engine.distinct_calls import distinct_arguments
 from unbounded.engine.dtypes import arrow_schema_to_polars, to_polars_dtype
 from unbounded.engine.expressions import compile_expr
 from unbounded.engine.row_udfs import RowFailure, load_function
-from unbounded.engine.udf_workers import run_row_udf
 from unbounded.errors import PythonException
 from unbounded.plan import types as T
 from unbounded.plan.expressions import PythonEvalType, PythonFunction, PythonUDF
@@ -119,7 +117,11 @@ def _row_text(expr: PythonUDF, columns: list[pa.Array], index: int) -> str:
 def _run_rows(expr: PythonUDF, columns: list[pa.Array], n: int) -> pa.Array:
     """One call per row (``engine/row_udfs.py``), large batches over worker processes
     (``engine/udf_workers.py``); a deterministic UDF once per distinct argument tuple
-    when the batch repeats them enough (``engine/distinct_calls.py``)."""
+    when the batch repeats them enough (``engine/distinct_calls.py``). Both are
+    imported here, on the first row UDF: a query without one starts without them."""
+    from unbounded.engine.distinct_calls import distinct_arguments
+    from unbounded.engine.udf_workers import run_row_udf
+
     distinct = distinct_arguments(columns, n) if expr.deterministic else None
     arrow = expr.function.eval_type is PythonEvalType.SQL_ARROW_BATCHED_UDF
     if distinct is None:

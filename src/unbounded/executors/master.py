@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from unbounded.errors import AnalysisException
 from unbounded.executors.base import Executor
 from unbounded.executors.local import LocalExecutor
-from unbounded.executors.retry import RetryingExecutor
-from unbounded.executors.speculation import SpeculationConf
 
 __all__ = ["Master", "create_executor", "parse_master"]
 
@@ -76,11 +74,17 @@ def create_executor(master: Master, conf: Callable[[str], str | None]) -> Execut
     """The executor ``master`` selects; ``conf`` reads the session's settings."""
     threads = conf("unbounded.executor.threads")
     workers = int(threads) if threads else master.threads
+    # Retries (local[N, F]) and Ray's speculation are imported only where they apply.
     if master.kind == "local":
         attempts = master.task_max_failures(None)
         local = LocalExecutor(workers)
-        return local if attempts == 1 else RetryingExecutor(local, attempts)
+        if attempts == 1:
+            return local
+        from unbounded.executors.retry import RetryingExecutor
+
+        return RetryingExecutor(local, attempts)
     from unbounded.executors.ray import RayExecutor
+    from unbounded.executors.speculation import SpeculationConf
 
     actors = (conf("spark.unbounded.ray.stateActors") or "true").strip().lower() == "true"
     return RayExecutor(master.address, master.task_max_failures(conf("spark.task.maxFailures")),

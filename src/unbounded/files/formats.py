@@ -40,13 +40,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
-from pyarrow import orc
 
 from unbounded.checkpoint.storage import is_url
 from unbounded.errors import AnalysisException, MalformedRecordError
@@ -81,6 +78,11 @@ from unbounded.plan.types import (
     TimestampType,
     from_arrow_type,
 )
+
+# pyarrow's CSV, JSON and ORC readers are imported by the functions that use them: a
+# Parquet query does not pay for them at start-up (issue 15).
+if TYPE_CHECKING:
+    import pyarrow.csv as pacsv
 
 __all__ = [
     "DEFAULT_CORRUPT_RECORD_COLUMN",
@@ -300,6 +302,7 @@ def _read_parquet(path: str, schema: StructType, settings: ReadSettings) -> pa.T
 
 
 def _read_orc(path: str, schema: StructType, settings: ReadSettings) -> pa.Table:
+    from pyarrow import orc
     try:
         source = orc.ORCFile(arrow_input(path))
         present = set(source.schema.names)
@@ -373,6 +376,7 @@ def _check_csv_types(fields: list[StructField]) -> None:
 
 
 def _csv_parse_options(settings: ReadSettings, on_invalid: Any) -> pacsv.ParseOptions:
+    import pyarrow.csv as pacsv
     return pacsv.ParseOptions(
         delimiter=settings.sep, quote_char=settings.quote, double_quote=True,
         escape_char=settings.escape, newlines_in_values=False, ignore_empty_lines=True,
@@ -383,6 +387,7 @@ def _csv_parse_options(settings: ReadSettings, on_invalid: Any) -> pacsv.ParseOp
 def _csv_fast(path: str, fields: list[StructField],
               settings: ReadSettings) -> pl.DataFrame | None:
     """All fields as strings, or None when some row has the wrong number of fields."""
+    import pyarrow.csv as pacsv
     if not fields:
         return None
     invalid: list[object] = []
@@ -493,6 +498,7 @@ def _json_nested_type(data_type: DataType) -> pa.DataType:
 
 
 def _json_fast(path: str, staging: pa.Schema) -> pa.Table | None:
+    import pyarrow.json as pajson
     options = pajson.ParseOptions(explicit_schema=staging, unexpected_field_behavior="ignore")
     try:
         table = pajson.read_json(arrow_input(path), parse_options=options)
@@ -832,6 +838,8 @@ def _file_schema(fmt: str, path: str) -> StructType:
         with parquet_file(path) as source:
             return StructType.from_arrow(source.schema_arrow)
     if fmt == "orc":
+        from pyarrow import orc
+
         return StructType.from_arrow(orc.ORCFile(arrow_input(path)).schema)
     from unbounded.files.avro import avro_file_schema
 
@@ -862,6 +870,7 @@ def _infer_csv(files: list[str], settings: ReadSettings) -> StructType:
 def _csv_sample(path: str, settings: ReadSettings, as_text: list[str] | None = None
                 ) -> pa.Table:
     """The file with pyarrow's inferred types, or only the ``as_text`` columns as text."""
+    import pyarrow.csv as pacsv
     text_types = dict.fromkeys(as_text or [], pa.large_string())
     return pacsv.read_csv(
         arrow_input(path),
@@ -926,6 +935,7 @@ def _infer_json(files: list[str]) -> StructType:
 
 
 def _json_file_schema(path: str) -> StructType:
+    import pyarrow.json as pajson
     try:
         return StructType.from_arrow(pajson.read_json(arrow_input(path)).schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

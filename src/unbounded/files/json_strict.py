@@ -20,7 +20,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.json as pajson
 
 from unbounded.files.json_text import DType
 from unbounded.plan import types as T
@@ -92,6 +91,7 @@ def _split(lines: pl.Series, arrow: pa.DataType, is_object: bool, offset: int
 
 
 def _read(lines: pl.Series, arrow: pa.DataType, is_object: bool) -> pl.Series | None:
+    import pyarrow.json as pajson
     if len(lines) == 0:
         return None
     data = lines.str.join("\n").item().encode()

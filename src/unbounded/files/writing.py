@@ -28,7 +28,6 @@ import tempfile
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyarrow import orc
 
 from unbounded.checkpoint.atomic import fsync_file, make_dirs
 from unbounded.checkpoint.storage import FsspecStorage, is_url, storage_for
@@ -137,6 +136,7 @@ def _write_parquet(path: str, table: pa.Table, options: dict[str, str]) -> None:
 
 
 def _write_orc(path: str, table: pa.Table, options: dict[str, str]) -> None:
+    from pyarrow import orc
     codec = _ORC_CODECS.get(options.get("compression", "snappy").lower())
     if codec is None:
         raise AnalysisException(

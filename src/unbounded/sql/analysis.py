@@ -27,6 +27,7 @@ from unbounded.engine.plans import plan_columns, plan_physical_schema
 from unbounded.errors import AnalysisException
 from unbounded.plan.expressions import (
     AggregateCall,
+    Alias,
     ColumnRef,
     Expression,
     PythonUDF,
@@ -146,6 +147,11 @@ def _compiles(node: Expression, ctx: CompileContext) -> bool:
 
 
 def _compile(node: Expression, ctx: CompileContext) -> pl.Expr:
+    # An aggregate's output is an aliased call (``count(1) AS n``): compiled as its call,
+    # so that a groupBy that resolves is checked in one query (``_all_compile``) rather
+    # than node by node; the name does not matter, each check renames it.
+    if isinstance(node, Alias) and isinstance(node.child, AggregateCall):
+        node = node.child
     if isinstance(node, AggregateCall):
         return compile_aggregate_call(node, ctx)
     return compile_expr(node, ctx)

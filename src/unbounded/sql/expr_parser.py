@@ -722,9 +722,9 @@ def _engine_names() -> tuple[frozenset[str], frozenset[str]]:
     """Scalar and aggregate names the engine compiles (imported late: the engine imports
     ``unbounded.sql.types``, so a module-level import here could be circular)."""
     from unbounded.engine.aggregates import AGGREGATES
-    from unbounded.engine.functions import FUNCTIONS
+    from unbounded.engine.functions import function_table
 
-    return frozenset(FUNCTIONS) - _INTERNAL, frozenset(AGGREGATES)
+    return frozenset(function_table()) - _INTERNAL, frozenset(AGGREGATES)
 
 
 def _sql_function_names() -> set[str]:

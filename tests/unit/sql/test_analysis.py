@@ -177,3 +177,23 @@ def test_a_long_chain_runs_in_a_streaming_query(spark):
         query.stop()
     rows = sorted(tuple(r) for r in spark.table("long_chain").collect())
     assert rows == _long_chain_rows([(5, "c"), (200, "d")])
+
+
+def test_a_windowed_aggregate_that_resolves_is_checked_in_one_polars_query(spark, monkeypatch):
+    """Its outputs are aliased aggregate calls: checked together, not node by node (that
+    took seven queries, a tenth of a streaming query's start)."""
+    events = spark.createDataFrame([], "event_time TIMESTAMP, value DOUBLE")
+    queries = _counted(monkeypatch, pl.LazyFrame, "collect")
+
+    events.groupBy(F.window("event_time", "5 seconds")).agg(
+        F.count("*").alias("count"), F.sum("value").alias("sum"))
+
+    assert queries[0] == 1
+
+
+def test_a_type_mismatch_inside_an_aliased_aggregate_names_the_expression(df):
+    with pytest.raises(AnalysisException) as raised:
+        df.groupBy("s").agg(F.count("*").alias("n"), F.max(F.year("id")).alias("y"))
+    assert raised.value.error_class == "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE"
+    assert str(raised.value).startswith(
+        '[DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE] Cannot resolve "year(id)"')
