@@ -49,6 +49,7 @@ from unbounded.state.base import (
     FOUND_COLUMN,
     OLD_SUFFIX,
     MergeFold,
+    RowCombine,
     StateSchema,
     StateStore,
     SupportsMergeFold,
@@ -440,13 +441,17 @@ class AggregationFold:
 
     def __call__(self, store: StateStore, partials: pl.DataFrame
                  ) -> tuple[pl.DataFrame, dict[str, int]]:
-        partial, watermark_us = self._combine(partials), self.watermark_us
+        watermark_us = self.watermark_us
         try:
             evict = self._closed(watermark_us) \
                 if self.closing is not None and watermark_us > 0 else None
             merges = list(self.merges)
-            fold = store.merge_fold(partial, merges, evict) \
-                if isinstance(store, SupportsMergeFold) else self._fold(store, partial, evict)
+            # ``combine`` folds buffers as ``merges`` does (the tasks' partial rows are
+            # combined so already), so the store may group stored and new rows at once.
+            fold = store.merge_fold(partials, merges, evict,
+                                    RowCombine(self.combine, self.order_sensitive)) \
+                if isinstance(store, SupportsMergeFold) \
+                else self._fold(store, self._combine(partials), evict)
             mode = self.output_mode
             if mode == "complete":
                 emitted = frame_of(store.scan())
