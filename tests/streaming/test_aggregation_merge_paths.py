@@ -1,6 +1,5 @@
 """A streaming aggregation gives the same rows whichever merge the state store takes
-(one full join for small frames, a left and an anti join for large ones, or one grouping
-of the batch's rows with the stored rows of their key range), across
+(one full join for small frames, a left and an anti join for large ones), across
 batches, NULL keys and a restart that rebuilds the state from the delta files."""
 
 from __future__ import annotations
@@ -26,12 +25,10 @@ def w(start: float, end: float) -> Row:
     return Row(start=at(start), end=at(end))
 
 
-@pytest.fixture(params=["full join", "left and anti join", "one grouping with stored rows"])
+@pytest.fixture(params=["full join", "left and anti join"])
 def merge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param != "full join":
         monkeypatch.setattr(memory, "SMALL_MERGE_ROWS", -1)
-    if request.param == "left and anti join":  # no key range is narrow enough to group
-        monkeypatch.setattr(memory, "FOLD_NEAR_RATIO", -1)
     return str(request.param)
 
 

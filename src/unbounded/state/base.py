@@ -29,7 +29,6 @@ __all__ = [
     "OP_COLUMN",
     "RESERVED_COLUMNS",
     "MergeFold",
-    "RowCombine",
     "StateSchema",
     "StateSchemaFile",
     "StateStore",
@@ -335,30 +334,6 @@ class MergeFold:
     evicted: pl.DataFrame
 
 
-@dataclass(frozen=True)
-class RowCombine:
-    """How several rows of one key fold into one, for ``merge_fold``: ``exprs`` (one per
-    value column, named after it) aggregate a key's rows in group context.
-
-    Invariant, which the caller guarantees when it passes one: folding a stored row and
-    new rows of its key, in that order, equals ``merge`` of the stored row with the new
-    rows folded (up to floating-point rounding, as any regrouping of partial rows), so a
-    store may fold its stored rows together with the batch's in one grouping.
-    ``keep_order``: the exprs depend on the rows' order, which only Polars' in-memory
-    engine keeps within groups.
-    """
-
-    exprs: tuple[pl.Expr, ...]
-    keep_order: bool = False
-
-    def apply(self, rows: pl.DataFrame, keys: Sequence[str],
-              extra: Sequence[pl.Expr] = ()) -> pl.DataFrame:
-        """``rows`` folded per key (plus the ``extra`` aggregates); on Polars' streaming
-        engine (about 1.5x faster at a million keys) unless order matters."""
-        grouped = rows.lazy().group_by(list(keys)).agg(*self.exprs, *extra)
-        return grouped.collect(engine="in-memory" if self.keep_order else "streaming")
-
-
 @runtime_checkable
 class SupportsMergeFold(Protocol):
     """A store that folds a batch into state in one pass: the streaming aggregation's
@@ -372,14 +347,10 @@ class SupportsMergeFold(Protocol):
     ``FOUND_COLUMN``. ``rows`` holds each key at most once, in the key and value columns
     of the state schema; each ``merge`` expression is named after one value column and
     every value column has one.
-
-    With ``combine``, ``rows`` may hold a key several times: the effect is that of
-    ``merge_fold`` of ``combine.apply(rows)``, and the store may use the ``RowCombine``
-    invariant to fold stored rows together with ``rows``.
     """
 
     def merge_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
-                   evict: pl.Expr | None, combine: RowCombine | None = None) -> MergeFold:
+                   evict: pl.Expr | None) -> MergeFold:
         """Merge ``rows`` into state, evict, and return what changed."""
         ...
 

@@ -27,7 +27,6 @@ from unbounded.state.base import (
     OLD_SUFFIX,
     OP_COLUMN,
     MergeFold,
-    RowCombine,
     StateSchema,
     StateSchemaFile,
     StateStoreConf,
@@ -61,13 +60,7 @@ _EVICT = "__evict"
 _HASH, _AT = "__hash", "__at"  # a merge's key hashes and stored row positions
 SMALL_MERGE_ROWS = 2048  # stored + new rows up to which a merge takes one full join
 MAX_STATE_CHUNKS = 16  # chunks of a state frame beyond which a merge rechunks it
-# A batch folds in one grouping with the stored rows its key range can hold while those
-# are at most this many times its rows (``_fold_near``); beyond, grouping the stored rows
-# costs more than matching the batch's keys against all of them.
-FOLD_NEAR_RATIO = 4
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
-_FALSE = pl.Series("", [False], dtype=pl.Boolean)
-_NO_AT = pl.Series(_AT, [None], dtype=pl.UInt32)
 _UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
 
 
@@ -266,30 +259,9 @@ def _brought_rows(state: pl.DataFrame, brought: pl.Series, count: int) -> pl.Dat
     return state.filter(brought)
 
 
-def _flagged(frame: pl.DataFrame, name: str, flag: pl.Series = _TRUE) -> pl.DataFrame:
-    """``frame`` with a constant column ``name`` (``flag``'s value, default true),
-    appended without running a query."""
-    return frame.hstack([flag.new_from_index(0, frame.height).alias(name)])
-
-
-def _near(state: pl.DataFrame, rows: pl.DataFrame, keys: Sequence[str], limit: int
-          ) -> pl.Series | None:
-    """A mask of the stored rows that may share a key with ``rows``: those within the
-    batch's range of values in one integer or temporal key column (a window's start,
-    say), or NULL where the batch has a NULL there; the first column whose range holds
-    at most ``limit`` stored rows, or None."""
-    for name in keys:
-        column = rows.get_column(name)
-        if not (column.dtype.is_integer() or column.dtype.is_temporal()):
-            continue
-        stored = state.get_column(name)
-        near = stored.is_between(column.min(), column.max()).fill_null(False) \
-            if column.null_count() < column.len() else stored.is_null()
-        if column.null_count():
-            near = near | stored.is_null()
-        if near.sum() <= limit:
-            return near
-    return None
+def _flagged(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """``frame`` with a constant true column ``name``, appended without running a query."""
+    return frame.hstack([_TRUE.new_from_index(0, frame.height).alias(name)])
 
 
 def _merge_by_column(merge: Sequence[pl.Expr], schema: StateSchema) -> dict[str, pl.Expr]:
@@ -409,16 +381,11 @@ class MemoryStateStore(OpenVersion):
         return to_arrow(self._frame, self._schema.row_schema)
 
     def merge_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
-                   evict: pl.Expr | None, combine: RowCombine | None = None) -> MergeFold:
+                   evict: pl.Expr | None) -> MergeFold:
         self._check_open()
         empty = self._provider.empty
         state, merged, mask = self._frame, empty, None
-        folded = None if combine is None else self._fold_near(rows, combine)
-        if folded is not None:
-            state, merged = folded
-        elif rows.height:
-            if combine is not None and rows.height > 1:
-                rows = combine.apply(rows, self._keys)
+        if rows.height:
             state, merged, mask = self._merge(self._conformed(rows), merge, evict)
         if mask is None and evict is not None and state.height:
             mask = eviction_mask(state, evict)
@@ -433,30 +400,6 @@ class MemoryStateStore(OpenVersion):
         self._updated += merged.height
         self._removed += evicted.height
         return MergeFold(merged, evicted)
-
-    def _fold_near(self, rows: pl.DataFrame, combine: RowCombine
-                   ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-        """The new state and the merged rows, from one grouping of ``rows`` (several per
-        key) with the stored rows within their key range (``_near``); None when the
-        batch is small, its keys do not hash, or that range holds too many stored rows.
-        A window key makes the range the batch's few windows: a high-cardinality batch
-        then neither groups its rows twice nor probes every stored key. A stored row the
-        batch did not touch is taken back from the state by position, never re-folded
-        (a fold of one float row can flip the sign of a zero)."""
-        if rows.height <= SMALL_MERGE_ROWS or not _hashable(rows.select(self._keys)):
-            return None
-        near = _near(self._frame, rows, self._keys, FOLD_NEAR_RATIO * rows.height)
-        if near is None:
-            return None
-        rows, stored = self._conformed(rows), self._frame.filter(near)
-        both = pl.concat([_flagged(stored, _NEW, _FALSE).hstack([_positions(stored.height, _AT)]),
-                          _flagged(rows, _NEW).hstack([_NO_AT.new_from_index(0, rows.height)])])
-        grouped = combine.apply(both, self._keys, [pl.col(_NEW).any(), pl.col(_AT).max()])
-        brought, at = grouped.drop_in_place(_NEW), grouped.drop_in_place(_AT)
-        merged = _like(grouped.filter(brought).select(self._frame.columns), self._frame)
-        kept = stored.gather(at.filter(~brought))
-        self._keyed = None
-        return pl.concat([self._frame.filter(~near), kept, merged]), merged
 
     def _merge(self, rows: pl.DataFrame, merge: Sequence[pl.Expr], evict: pl.Expr | None
                ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series | None]:

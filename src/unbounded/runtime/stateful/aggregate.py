@@ -49,7 +49,6 @@ from unbounded.state.base import (
     FOUND_COLUMN,
     OLD_SUFFIX,
     MergeFold,
-    RowCombine,
     StateSchema,
     StateStore,
     SupportsMergeFold,
@@ -443,17 +442,13 @@ class AggregationFold:
 
     def __call__(self, store: StateStore, partials: pl.DataFrame
                  ) -> tuple[pl.DataFrame, dict[str, int]]:
-        watermark_us = self.watermark_us
+        partial, watermark_us = self._combine(partials), self.watermark_us
         try:
             evict = self._closed(watermark_us) \
                 if self.closing is not None and watermark_us > 0 else None
             merges = list(self.merges)
-            # ``combine`` folds buffers as ``merges`` does (the tasks' partial rows are
-            # combined so already), so the store may group stored and new rows at once.
-            fold = store.merge_fold(partials, merges, evict,
-                                    RowCombine(self.combine, self.order_sensitive)) \
-                if isinstance(store, SupportsMergeFold) \
-                else self._fold(store, self._combine(partials), evict)
+            fold = store.merge_fold(partial, merges, evict) \
+                if isinstance(store, SupportsMergeFold) else self._fold(store, partial, evict)
             mode = self.output_mode
             if mode == "complete":
                 emitted = frame_of(store.scan())

@@ -35,7 +35,6 @@ from unbounded.runtime.stateful.base import (
 )
 from unbounded.state.base import (
     MergeFold,
-    RowCombine,
     StateSchema,
     StateStore,
     StateStoreConf,
@@ -107,8 +106,8 @@ class _FencedMergeStore(FencedStore):
         self._merging = store
 
     def merge_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
-                   evict: pl.Expr | None, combine: RowCombine | None = None) -> MergeFold:
-        return self._merging.merge_fold(rows, merge, evict, combine)
+                   evict: pl.Expr | None) -> MergeFold:
+        return self._merging.merge_fold(rows, merge, evict)
 
 
 def fenced(store: StateStore, fence: EpochFence, path: str) -> FencedStore:
