@@ -38,6 +38,7 @@ from unbounded.state.files import StateFileLog
 
 __all__ = [
     "MAX_STATE_CHUNKS",
+    "NEAR_MIN_ROWS",
     "SMALL_MERGE_ROWS",
     "KeyedFrame",
     "MemoryStateStore",
@@ -59,6 +60,7 @@ _NEW = "__new"  # marks, in a merge's join, the rows the batch brought
 _EVICT = "__evict"
 _HASH, _AT = "__hash", "__at"  # a merge's key hashes and stored row positions
 SMALL_MERGE_ROWS = 2048  # stored + new rows up to which a merge takes one full join
+NEAR_MIN_ROWS = 65_536  # stored rows from which a hashed merge probes only ``_near`` ones
 MAX_STATE_CHUNKS = 16  # chunks of a state frame beyond which a merge rechunks it
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
 _UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
@@ -209,7 +211,7 @@ def _matching_positions(stored: pl.DataFrame, stored_hashes: pl.Series, new: pl.
     (a set probe over all stored rows, then a join of the few that hit); each pair's
     keys are then compared, so a hash collision returns None instead of a wrong match.
     Only the stored rows within ``new``'s key range are probed (``_near``)."""
-    near = _near(stored, new)
+    near = _near(stored, new) if stored.height >= NEAR_MIN_ROWS else None
     if near is None:
         found = stored_hashes.is_in(new_hashes.implode())
         hits = found.arg_true()

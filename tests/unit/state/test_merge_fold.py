@@ -262,7 +262,8 @@ def test_a_batch_probes_only_the_stored_keys_within_its_window_range() -> None:
 
 
 def test_the_hashed_merge_finds_stored_keys_within_the_range_and_null_windows(
-        tmp_path: Path, merge_path: str) -> None:
+        tmp_path: Path, merge_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "NEAR_MIN_ROWS", 0)  # probe only the near stored rows
     p = provider(tmp_path)
     store = p.get_store(0)
     store.merge_fold(batch(["a", "b", "c", "d", "e", "a"], [0, 0, 0, 5, 10, None],

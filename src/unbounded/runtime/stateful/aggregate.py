@@ -54,7 +54,7 @@ from unbounded.state.base import (
     SupportsMergeFold,
 )
 
-__all__ = ["StreamingAggregation"]
+__all__ = ["PACK_MIN_ROWS", "StreamingAggregation"]
 
 _UTC_US = pl.Datetime("us", "UTC")
 _GLOBAL_KEY = "__global_key"  # the one key of an aggregation without groupBy columns
@@ -67,6 +67,9 @@ _PARTITION = "__agg_partition"  # a map-side row's state partition, computed in 
 SKIP_PARTIAL_MIN_ROWS = 100_000
 SKIP_PARTIAL_RATIO = 0.9
 RESUME_PARTIAL_RATIO = 0.5
+# Partial rows from which the combine groups several integer keys as one packed integer
+# (below, the extra query for the keys' ranges costs more than it saves).
+PACK_MIN_ROWS = 65_536
 _MAX_RUNS = 64  # runs of one partition per partition up to which routing slices rows
 
 
@@ -427,7 +430,8 @@ class AggregationFold:
         depends on row order, which only the in-memory engine keeps within groups."""
         if partials.height <= 1:
             return partials
-        packed = _packed_key(partials, self.key_names)
+        packed = _packed_key(partials, self.key_names) \
+            if partials.height >= PACK_MIN_ROWS else None
         if packed is not None:  # the same groups, on one integer column (~1.5x faster)
             key, keys = packed
             return partials.lazy().group_by(key).agg(self.combine) \

@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from unbounded.runtime.stateful import aggregate
 from unbounded.runtime.stateful.aggregate import AggregationFold, _packed_key
 
 ROWS = pl.DataFrame(
@@ -25,7 +26,9 @@ def rows(frame: pl.DataFrame) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.parametrize("order_sensitive", [False, True])
-def test_packed_keys_group_as_the_key_columns_do_nulls_included(order_sensitive: bool) -> None:
+def test_packed_keys_group_as_the_key_columns_do_nulls_included(
+        order_sensitive: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aggregate, "PACK_MIN_ROWS", 0)  # these rows count as many
     combine = (pl.col("n").first().alias("first"), pl.col("n").last().alias("last"),
                pl.col("n").sum().alias("sum"))
     got = fold(order_sensitive, combine)._combine(ROWS)
