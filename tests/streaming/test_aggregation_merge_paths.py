@@ -25,10 +25,12 @@ def w(start: float, end: float) -> Row:
     return Row(start=at(start), end=at(end))
 
 
-@pytest.fixture(params=["full join", "left and anti join"])
+@pytest.fixture(params=["full join", "left and anti join", "near windows only"])
 def merge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param != "full join":
         monkeypatch.setattr(memory, "SMALL_MERGE_ROWS", -1)
+    if request.param == "near windows only":  # the hashed merge probes the batch's windows
+        monkeypatch.setattr(memory, "NEAR_MIN_ROWS", 0)
     return str(request.param)
 
 

@@ -38,6 +38,7 @@ from unbounded.state.files import StateFileLog
 
 __all__ = [
     "MAX_STATE_CHUNKS",
+    "NEAR_MIN_ROWS",
     "SMALL_MERGE_ROWS",
     "KeyedFrame",
     "MemoryStateStore",
@@ -59,6 +60,7 @@ _NEW = "__new"  # marks, in a merge's join, the rows the batch brought
 _EVICT = "__evict"
 _HASH, _AT = "__hash", "__at"  # a merge's key hashes and stored row positions
 SMALL_MERGE_ROWS = 2048  # stored + new rows up to which a merge takes one full join
+NEAR_MIN_ROWS = 65_536  # stored rows from which a hashed merge probes only ``_near`` ones
 MAX_STATE_CHUNKS = 16  # chunks of a state frame beyond which a merge rechunks it
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
 _UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
@@ -98,8 +100,9 @@ class StateDelta:
     def to_arrow(self) -> pa.Table:
         if not self._changes:  # a partition the batch left alone: built once per schema
             return self._empty_arrow
-        if len(self._changes) == 1:
-            return self._changes[0].to_arrow()
+        tables = [change.to_arrow() for change in self._changes]
+        if all(t.schema == tables[0].schema for t in tables[1:]):
+            return pa.concat_tables(tables)  # a record batch per change, none copied
         return pl.concat(self._changes, how="vertical_relaxed").to_arrow()
 
 
@@ -175,13 +178,28 @@ def _merge_hashed(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Ex
     if matched is None:
         return None
     found, stored, new = matched
-    slot = pl.repeat(None, rows.height, dtype=pl.UInt32, eager=True).scatter(new, stored)
-    old = state.select(pl.exclude(keys).gather(slot).name.suffix(OLD_SUFFIX))
-    joined = rows.hstack([*old.get_columns(), slot.is_not_null().alias(FOUND_COLUMN)])
+    joined = rows.hstack(_stored_values(state.drop(keys), stored, new, rows.height))
     merged = _like(joined.select(*keys, *_merge_by_column(merge, schema).values()), state)
     kept = ~found
     return KeyedFrame(pl.concat([state.filter(kept), merged]),
                       pl.concat([stored_hashes.filter(kept), new_hashes])), merged
+
+
+def _stored_values(values: pl.DataFrame, stored: pl.Series, new: pl.Series, height: int
+                   ) -> list[pl.Series]:
+    """The stored ``values`` of a batch's ``height`` rows under their ``OLD_SUFFIX``
+    names (null where the batch row has no stored match) and ``FOUND_COLUMN``: the
+    ``stored`` rows' values put at ``new``. Numbers are scattered into null columns
+    (the matches are usually few), other types gathered through one position per row."""
+    if all(t.is_integer() or t.is_float() or t == pl.Boolean for t in values.dtypes):
+        columns = [pl.repeat(None, height, dtype=c.dtype, eager=True)
+                   .scatter(new, c.gather(stored)).alias(f"{c.name}{OLD_SUFFIX}")
+                   for c in values.get_columns()]
+        found = pl.repeat(False, height, eager=True).scatter(new, True)
+        return [*columns, found.alias(FOUND_COLUMN)]
+    slot = pl.repeat(None, height, dtype=pl.UInt32, eager=True).scatter(new, stored)
+    old = values.select(pl.all().gather(slot).name.suffix(OLD_SUFFIX))
+    return [*old.get_columns(), slot.is_not_null().alias(FOUND_COLUMN)]
 
 
 def _matching_positions(stored: pl.DataFrame, stored_hashes: pl.Series, new: pl.DataFrame,
@@ -191,10 +209,18 @@ def _matching_positions(stored: pl.DataFrame, stored_hashes: pl.Series, new: pl.
     row positions of those pairs in each, found through one 64-bit hash of the key
     columns, which Polars matches several times faster than two or more key columns
     (a set probe over all stored rows, then a join of the few that hit); each pair's
-    keys are then compared, so a hash collision returns None instead of a wrong match."""
-    found = stored_hashes.is_in(new_hashes.implode())
-    probe = pl.DataFrame([stored_hashes.filter(found).alias(_HASH),
-                          found.arg_true().cast(pl.UInt32).alias(_AT)])
+    keys are then compared, so a hash collision returns None instead of a wrong match.
+    Only the stored rows within ``new``'s key range are probed (``_near``)."""
+    near = _near(stored, new) if stored.height >= NEAR_MIN_ROWS else None
+    if near is None:
+        found = stored_hashes.is_in(new_hashes.implode())
+        hits = found.arg_true()
+    else:
+        candidates = near.arg_true()
+        hits = candidates.filter(stored_hashes.filter(near).is_in(new_hashes.implode()))
+        found = pl.repeat(False, stored.height, eager=True).scatter(hits, True)
+    probe = pl.DataFrame([stored_hashes.gather(hits).alias(_HASH),
+                          hits.cast(pl.UInt32).alias(_AT)])
     build = pl.DataFrame([new_hashes.alias(_HASH), _positions(new.height, _NEW)])
     pairs = probe.join(build, on=_HASH, how="inner")
     at, to = pairs.get_column(_AT), pairs.get_column(_NEW)
@@ -202,6 +228,26 @@ def _matching_positions(stored: pl.DataFrame, stored_hashes: pl.Series, new: pl.
                for c in stored.columns):
         return None
     return found, at, to
+
+
+def _near(stored: pl.DataFrame, new: pl.DataFrame) -> pl.Series | None:
+    """A mask of the ``stored`` keys that may equal one of ``new``'s: those within
+    ``new``'s range of values in an integer or temporal key column (a window's start),
+    or NULL there where ``new`` has a NULL; the first column whose range leaves out at
+    least half the stored rows, or None. A batch of a high-cardinality windowed query
+    touches one or two of the stored windows."""
+    for name in stored.columns:
+        column = new.get_column(name)
+        if not (column.dtype.is_integer() or column.dtype.is_temporal()):
+            continue
+        values = stored.get_column(name)
+        near = values.is_between(column.min(), column.max()).fill_null(False) \
+            if column.null_count() < column.len() else values.is_null()
+        if column.null_count():
+            near = near | values.is_null()
+        if 2 * near.sum() <= near.len():
+            return near
+    return None
 
 
 def key_hashes(keys: pl.DataFrame) -> pl.Series:

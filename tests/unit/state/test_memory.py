@@ -85,6 +85,26 @@ def test_delta_holds_upserts_and_deleted_keys_with_a_marker(tmp_path: Path) -> N
     ]
 
 
+def test_a_versions_changes_are_written_as_record_batches_in_order(
+        tmp_path: Path) -> None:
+    """Each change (an upsert, a delete, an upsert again of the same key) is its own
+    record batch of the delta, in the order made; recovery applies the last one."""
+    p = provider(tmp_path)
+    store = p.get_store(0)
+    store.upsert(rows([1, 2]))
+    store.delete(pa.table({"k": pa.array([1], pa.int64())}))
+    store.upsert(rows([1], count=7))
+    store.commit()
+    path = tmp_path / "state" / "3" / "1" / "1.delta"
+    reader = pa.ipc.open_file(pa.py_buffer(path.read_bytes()[StateFileEnvelope.SIZE:]))
+    assert reader.num_record_batches == 3
+    assert [(r["k"], r[OP_COLUMN]) for r in reader.read_all().to_pylist()] == [
+        (1, 0), (2, 0), (1, 1), (1, 0)]
+    recovered = provider(tmp_path).get_store(1).scan().to_pylist()
+    assert sorted(recovered, key=lambda r: r["k"]) == [
+        {"k": 1, "count": 7, "name": "n1"}, {"k": 2, "count": 1, "name": "n2"}]
+
+
 def test_snapshot_every_min_deltas_holds_the_whole_state(tmp_path: Path) -> None:
     p = provider(tmp_path)  # default: every 10 versions
     for v in range(11):

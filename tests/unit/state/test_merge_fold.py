@@ -244,3 +244,31 @@ def test_state_merged_batch_after_batch_stays_in_few_chunks(
         assert keyed is not None
         assert keyed.hashes.n_chunks() <= memory.MAX_STATE_CHUNKS
         assert keyed.hashes.to_list() == memory.key_hashes(keyed.frame.select("g", "w")).to_list()
+
+
+def test_a_batch_probes_only_the_stored_keys_within_its_window_range() -> None:
+    """Stored windows outside the batch's range cannot hold its keys; a NULL window in
+    the batch also probes the stored NULL windows; a range that leaves out fewer than
+    half the stored rows probes them all."""
+    stored = pl.DataFrame({"g": ["a", "b", "c", "d", "e", "f"], "w": [0, 0, 5, 10, None, 0]})
+    assert memory._near(stored, pl.DataFrame({"g": ["a"], "w": [5]})).to_list() == [
+        False, False, True, False, False, False]
+    assert memory._near(stored, pl.DataFrame({"g": ["a", "b"], "w": [5, None]})).to_list() \
+        == [False, False, True, False, True, False]
+    only_null = pl.DataFrame({"g": ["a"], "w": [None]}, schema={"g": pl.String, "w": pl.Int64})
+    assert memory._near(stored, only_null).to_list() == [
+        False, False, False, False, True, False]
+    assert memory._near(stored, pl.DataFrame({"g": ["a", "b"], "w": [0, 5]})) is None
+
+
+def test_the_hashed_merge_finds_stored_keys_within_the_range_and_null_windows(
+        tmp_path: Path, merge_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "NEAR_MIN_ROWS", 0)  # probe only the near stored rows
+    p = provider(tmp_path)
+    store = p.get_store(0)
+    store.merge_fold(batch(["a", "b", "c", "d", "e", "a"], [0, 0, 0, 5, 10, None],
+                           [1, 1, 1, 1, 1, 1]), MERGE, None)
+    store.commit()
+    fold = p.get_store(1).merge_fold(batch(["d", "x", "a"], [5, 5, None], [2, 2, 2]),
+                                     MERGE, None)
+    assert rows_of(fold.merged) == rows_of(batch(["d", "x", "a"], [5, 5, None], [3, 2, 3]))

@@ -54,7 +54,7 @@ from unbounded.state.base import (
     SupportsMergeFold,
 )
 
-__all__ = ["StreamingAggregation"]
+__all__ = ["PACK_MIN_ROWS", "StreamingAggregation"]
 
 _UTC_US = pl.Datetime("us", "UTC")
 _GLOBAL_KEY = "__global_key"  # the one key of an aggregation without groupBy columns
@@ -67,6 +67,9 @@ _PARTITION = "__agg_partition"  # a map-side row's state partition, computed in 
 SKIP_PARTIAL_MIN_ROWS = 100_000
 SKIP_PARTIAL_RATIO = 0.9
 RESUME_PARTIAL_RATIO = 0.5
+# Partial rows from which the combine groups several integer keys as one packed integer
+# (below, the extra query for the keys' ranges costs more than it saves).
+PACK_MIN_ROWS = 65_536
 _MAX_RUNS = 64  # runs of one partition per partition up to which routing slices rows
 
 
@@ -375,10 +378,12 @@ class MapSideAggregation:
 
     def _grouped_by_partition(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Tagged ``rows`` in partition order (stable), so that the driver cuts each
-        task's rows into partitions by slicing (``_route``) instead of copying them."""
+        task's rows into partitions by slicing (``_route``) instead of copying them:
+        one chunk per partition, about four times cheaper than a stable sort."""
         if self.num_partitions <= 1 or rows.height <= 1:
             return rows
-        return rows.sort(_PARTITION, maintain_order=True)
+        parts = rows.partition_by(_PARTITION, maintain_order=True, as_dict=True)
+        return pl.concat([parts[k] for k in sorted(parts)], rechunk=False)
 
     def _tagged(self, rows: pl.LazyFrame) -> pl.LazyFrame:
         """``rows`` with their state partition, as ``partition_ids`` computes it."""
@@ -433,6 +438,13 @@ class AggregationFold:
         behind them waited 15-40 ms for ~1 ms of work."""
         if partials.height <= 1:
             return partials
+        packed = _packed_key(partials, self.key_names) \
+            if partials.height >= PACK_MIN_ROWS else None
+        if packed is not None:  # the same groups, on one integer column (~1.5x faster)
+            key, keys = packed
+            return partials.lazy().group_by(key).agg(self.combine) \
+                .select(*keys, pl.exclude(_PACKED)) \
+                .collect(engine="in-memory" if self.order_sensitive else "streaming")
         if self.order_sensitive or partials.height < _STREAMING_COMBINE_ROWS:
             return partials.group_by(list(self.key_names)).agg(self.combine)
         return partials.lazy().group_by(list(self.key_names)).agg(self.combine) \
@@ -640,6 +652,43 @@ def _sliced(rows: pl.DataFrame, parts: pl.Series, n: int) -> list[pl.DataFrame] 
         pieces[value].append(rows.slice(offset, length))
         offset += length
     return [pl.concat(p) if p else rows.clear() for p in pieces]
+
+
+_PACKED = "__packed_key"
+_PACKABLE = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+_MAX_PACKED = 2**62
+
+
+def _packed_key(frame: pl.DataFrame, keys: Sequence[str]
+                ) -> tuple[pl.Expr, list[pl.Expr]] | None:
+    """Several integer key columns (a window's start and a key, say) as one Int64 that
+    numbers their combinations within ``frame``'s ranges of values (NULL one more value
+    of its column), and the expressions that give the columns back from it; None for
+    one key, other types, or ranges whose product passes 2**62."""
+    if len(keys) < 2:
+        return None
+    if any(frame.schema[name] not in _PACKABLE for name in keys):
+        return None
+    bounds = frame.select(*(e.alias(f"{i}_{j}") for i, name in enumerate(keys) for j, e in
+                            enumerate((pl.col(name).min(), pl.col(name).max(),
+                                       pl.col(name).null_count())))).row(0)
+    packed: pl.Expr = pl.lit(0, pl.Int64)
+    unpacked, stride = [], 1
+    for i in reversed(range(len(keys))):
+        name, (low, high, nulls) = keys[i], bounds[3 * i: 3 * i + 3]
+        low, high = (0, 0) if low is None else (low, high)  # only NULLs
+        null = high - low + 1 if nulls else None
+        span = high - low + 1 + (null is not None)
+        offset = pl.col(name).cast(pl.Int64) - low
+        packed = packed + (offset if null is None else offset.fill_null(null)) * stride
+        value = pl.col(_PACKED) // stride % span
+        if null is not None:
+            value = pl.when(value != null).then(value)
+        unpacked.append((value + low).cast(frame.schema[name]).alias(name))
+        stride *= span
+        if stride > _MAX_PACKED:
+            return None
+    return packed.alias(_PACKED), unpacked[::-1]
 
 
 def _row_partial(aggs: list[_AggPlan], partial: pl.DataFrame

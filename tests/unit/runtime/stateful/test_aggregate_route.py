@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from unbounded.runtime.stateful.aggregate import _route
+from unbounded.runtime.stateful.aggregate import _PARTITION, MapSideAggregation, _route
 from unbounded.runtime.stateful.base import partition_ids, split_partitions
 
 ROWS = pl.DataFrame({"w": [0, 5_000_000, None, 10_000_000, 15_000_000],
@@ -37,3 +37,14 @@ def test_several_rows_take_the_partitioning_pass() -> None:
     assert [p.rows() for p in routed] == _general(ROWS, 2)
     assert sorted((r for p in routed for r in p.rows()), key=repr) == \
         sorted(ROWS.rows(), key=repr)
+
+
+def test_a_tasks_rows_come_in_partition_order_keeping_their_order_within_each() -> None:
+    """The map side hands the driver one run per partition (``_route`` then slices),
+    each partition's rows in their original order (first/last depend on it)."""
+    side = MapSideAggregation((), ("w",), (), (), (), None, num_partitions=3)
+    tagged = pl.DataFrame({"w": [9, 8, 7, 6, 5, 4, 3], _PARTITION: [2, 0, 2, 1, 0, 2, 0]})
+    out = side._grouped_by_partition(tagged)
+    assert out.rows() == [(8, 0), (5, 0), (3, 0), (6, 1), (9, 2), (7, 2), (4, 2)]
+    routed = _route(out, ["w"], 3)
+    assert [p.get_column("w").to_list() for p in routed] == [[8, 5, 3], [6], [9, 7, 4]]
