@@ -41,8 +41,9 @@ def _collected(df: Any, into: list[tuple[Any, ...]]) -> None:
     into.extend(tuple(r) for r in df.collect())
 
 
-def test_an_aggregation_s_tasks_hand_back_polars_frames_and_count_every_row(
-        spark: SparkSession, tmp_path: Any, results: Results) -> None:
+def _word_counts(spark: SparkSession, tmp_path: Any,
+                 batches: list[list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    """Each of ``batches`` counted by word (update mode): the rows each batch emitted."""
     stream = MemoryStream("ts TIMESTAMP, word STRING", spark)
     counts = stream.toDF().groupBy("word").count()
     out: list[tuple[Any, ...]] = []
@@ -50,33 +51,28 @@ def test_an_aggregation_s_tasks_hand_back_polars_frames_and_count_every_row(
              .foreachBatch(lambda df, _: _collected(df, out))
              .option("checkpointLocation", str(tmp_path / "cp")).start())
     try:
-        stream.addData([(T0, "a"), (T0, "a"), (T0, "b")])
-        query.processAllAvailable(30)
-        stream.addData([(T0, "a")])
-        query.processAllAvailable(30)
+        for batch in batches:
+            stream.addData(batch)
+            query.processAllAvailable(30)
     finally:
         query.stop()
+    return sorted(out)
+
+
+def test_an_aggregation_s_tasks_hand_back_polars_frames_and_count_every_row(
+        spark: SparkSession, tmp_path: Any, results: Results) -> None:
+    out = _word_counts(spark, tmp_path, [[(T0, "a"), (T0, "a"), (T0, "b")], [(T0, "a")]])
     assert results and all(isinstance(r.rows, pl.DataFrame) for r in results)
-    assert sorted(out) == [("a", 2), ("a", 3), ("b", 1)]
+    assert out == [("a", 2), ("a", 3), ("b", 1)]
 
 
 def test_a_large_map_side_output_is_handed_back_as_arrow(
         spark: SparkSession, tmp_path: Any, results: Results,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tasks, "POLARS_RESULT_ROWS", 0)  # every output is "large"
-    stream = MemoryStream("ts TIMESTAMP, word STRING", spark)
-    counts = stream.toDF().groupBy("word").count()
-    out: list[tuple[Any, ...]] = []
-    query = (counts.writeStream.outputMode("update")
-             .foreachBatch(lambda df, _: _collected(df, out))
-             .option("checkpointLocation", str(tmp_path / "cp")).start())
-    try:
-        stream.addData([(T0, "a"), (T0, "b"), (T0, "c"), (T0, "a")])
-        query.processAllAvailable(30)
-    finally:
-        query.stop()
+    out = _word_counts(spark, tmp_path, [[(T0, "a"), (T0, "b"), (T0, "c"), (T0, "a")]])
     assert results and all(isinstance(r.rows, pa.Table) for r in results)
-    assert sorted(out) == [("a", 2), ("b", 1), ("c", 1)]
+    assert out == [("a", 2), ("b", 1), ("c", 1)]
 
 
 def test_a_stateless_query_s_tasks_hand_back_arrow_for_the_sink(
