@@ -163,13 +163,16 @@ class KeyedFrame(NamedTuple):
 
 
 def _merge_hashed(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr],
-                  schema: StateSchema, hashes: pl.Series | None = None
-                  ) -> tuple[KeyedFrame, pl.DataFrame] | None:
-    """``merge_rows`` (without eviction) through the positions of the keys both frames
-    hold (see ``_matching_positions``), without a join over the key columns; None when
-    two different keys share a hash. The stored values of a batch row are gathered from
+                  schema: StateSchema, *, hashes: pl.Series | None = None,
+                  evict: pl.Expr | None = None
+                  ) -> tuple[KeyedFrame, pl.DataFrame, pl.DataFrame | None] | None:
+    """``merge_rows`` through the positions of the keys both frames hold (see
+    ``_matching_positions``), without a join over the key columns; None when two
+    different keys share a hash. The stored values of a batch row are gathered from
     its match's position (null, and ``FOUND_COLUMN`` false, where it has none).
-    ``hashes`` are ``state``'s key hashes when known; the new state's are returned."""
+    ``hashes`` are ``state``'s key hashes when known; the new state's are returned.
+    With ``evict``, the returned state is already without the rows it selects, which
+    are returned third (None without ``evict``); see ``_split``."""
     keys = schema.key_names
     stored_hashes = key_hashes(state.select(keys)) if hashes is None else hashes
     new_hashes = key_hashes(rows.select(keys))
@@ -180,9 +183,34 @@ def _merge_hashed(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Ex
     found, stored, new = matched
     joined = rows.hstack(_stored_values(state.drop(keys), stored, new, rows.height))
     merged = _like(joined.select(*keys, *_merge_by_column(merge, schema).values()), state)
-    kept = ~found
-    return KeyedFrame(pl.concat([state.filter(kept), merged]),
-                      pl.concat([stored_hashes.filter(kept), new_hashes])), merged
+    if evict is None:
+        kept = ~found
+        return KeyedFrame(pl.concat([state.filter(kept), merged]),
+                          pl.concat([stored_hashes.filter(kept), new_hashes])), merged, None
+    stays, evicted = _split(KeyedFrame(state, stored_hashes), found, evict)
+    new_stays, new_evicted = _split(KeyedFrame(merged, new_hashes), None, evict)
+    return KeyedFrame(pl.concat([stays.frame, new_stays.frame]),
+                      pl.concat([stays.hashes, new_stays.hashes])), merged, \
+        pl.concat([evicted, new_evicted])
+
+
+def _split(keyed: KeyedFrame, replaced: pl.Series | None, evict: pl.Expr
+           ) -> tuple[KeyedFrame, pl.DataFrame]:
+    """The rows of ``keyed`` neither ``replaced`` (a mask, or None) nor selected by
+    ``evict``, with their hashes, and the rows ``evict`` selects that are not replaced:
+    the merged-then-evicted state taken from the stored rows in one pass, instead of
+    copying them once for the merge and again for the eviction. Row order is that of
+    filtering the merged state, so the state and the delta are the same as before."""
+    frame = keyed.frame
+    out = eviction_mask(frame, evict)
+    gone = out if replaced is None else out & ~replaced
+    if not gone.any():
+        if replaced is None:
+            return keyed, frame.clear()
+        kept = ~replaced
+        return KeyedFrame(frame.filter(kept), keyed.hashes.filter(kept)), frame.clear()
+    stays = ~out if replaced is None else ~(out | replaced)
+    return KeyedFrame(frame.filter(stays), keyed.hashes.filter(stays)), frame.filter(gone)
 
 
 def _stored_values(values: pl.DataFrame, stored: pl.Series, new: pl.Series, height: int
@@ -430,12 +458,12 @@ class MemoryStateStore(OpenVersion):
                    evict: pl.Expr | None) -> MergeFold:
         self._check_open()
         empty = self._provider.empty
-        state, merged, mask = self._frame, empty, None
+        state, merged, mask, gone = self._frame, empty, None, None
         if rows.height:
-            state, merged, mask = self._merge(self._conformed(rows), merge, evict)
-        if mask is None and evict is not None and state.height:
+            state, merged, mask, gone = self._merge(self._conformed(rows), merge, evict)
+        evicted = empty if gone is None or not gone.height else gone  # gone: evicted already
+        if gone is None and mask is None and evict is not None and state.height:
             mask = eviction_mask(state, evict)
-        evicted = empty
         if mask is not None and mask.any():
             hashes = self._hashes(state)
             evicted, state = state.filter(mask), state.filter(~mask)
@@ -448,24 +476,29 @@ class MemoryStateStore(OpenVersion):
         return MergeFold(merged, evicted)
 
     def _merge(self, rows: pl.DataFrame, merge: Sequence[pl.Expr], evict: pl.Expr | None
-               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series | None]:
-        """``merge_rows``; a large merge over keys that hash goes through the key hashes
-        (kept for the next batch, so the stored keys are hashed once)."""
+               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series | None, pl.DataFrame | None]:
+        """``merge_rows`` and, when the eviction came with it, the evicted rows (the
+        state is then without them); a large merge over keys that hash goes through
+        the key hashes (kept for the next batch, so the stored keys are hashed once)
+        and evicts in the same pass."""
         state = self._frame
         if state.height + rows.height > SMALL_MERGE_ROWS and _hashable(rows.select(self._keys)):
-            hashed = _merge_hashed(state, rows, merge, self._schema, self._hashes())
+            hashed = _merge_hashed(state, rows, merge, self._schema,
+                                   hashes=self._hashes(), evict=evict)
             if hashed is not None:
                 self._keyed = hashed[0]
-                return hashed[0].frame, hashed[1], None
-        return merge_rows(state, rows, merge, self._schema, evict)
+                return hashed[0].frame, hashed[1], None, hashed[2]
+        return (*merge_rows(state, rows, merge, self._schema, evict), None)
 
     def _compacted(self, state: pl.DataFrame) -> pl.DataFrame:
         """``state`` in one chunk once it has more than ``MAX_STATE_CHUNKS``: a large
         merge appends the merged rows as a chunk on every batch, and joins, gathers and
-        filters slow down as chunks multiply over a long-running query."""
-        if state.n_chunks() <= MAX_STATE_CHUNKS:
-            return state
+        filters slow down as chunks multiply over a long-running query. The key hashes
+        count too: a merge that evicts in its pass can leave them in more chunks."""
         hashes = self._hashes(state)
+        if state.n_chunks() <= MAX_STATE_CHUNKS and \
+                (hashes is None or hashes.n_chunks() <= MAX_STATE_CHUNKS):
+            return state
         state = state.rechunk()
         self._keyed = None if hashes is None else KeyedFrame(state, hashes.rechunk())
         return state

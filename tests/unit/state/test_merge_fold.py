@@ -176,11 +176,36 @@ def test_hashed_merge_pairs_equal_keys_and_refuses_colliding_hashes(
         assert out is None
         return
     assert out is not None
-    (new_state, hashes), merged = out
+    (new_state, hashes), merged, evicted = out
+    assert evicted is None
     assert hashes.to_list() == memory.key_hashes(new_state.select("g", "w")).to_list()
     assert rows_of(merged) == [("a", 0, 31, 31.0), ("c", 0, 20, 20.0), (None, 5, 12, 12.0)]
     assert rows_of(new_state) == [("a", 0, 31, 31.0), ("b", 5, 3, 3.0), ("c", 0, 20, 20.0),
                                   (None, 5, 12, 12.0)]
+
+
+def test_hashed_merge_evicts_in_the_same_pass_as_merging_then_filtering(
+        merge_path: str) -> None:
+    """Merging with ``evict`` keeps and evicts exactly the rows, in the same order and
+    with their hashes row for row, that filtering the merged state would: stored rows
+    evicted untouched, a stored row replaced by a merged row that is evicted, merged
+    rows that stay, and a batch that evicts nothing."""
+    if merge_path == "hash collisions":
+        return
+    state = batch(["a", "b", None, "c", "d"], [0, 0, 5, 5, 10], [1, 2, 3, 4, 5])
+    rows = batch(["b", None, "e", "d"], [0, 5, 10, 10], [10, 20, 30, 40])
+    for evict in (pl.col("w") + 5 <= 5, pl.col("n") > 20, pl.col("w") < 0):
+        out = memory._merge_hashed(state, rows, MERGE, SCHEMA, evict=evict)
+        plain = memory._merge_hashed(state, rows, MERGE, SCHEMA)
+        assert out is not None and plain is not None
+        (kept, hashes), merged, evicted = out
+        (whole, _), plain_merged, _ = plain
+        mask = memory.eviction_mask(whole, evict)
+        assert evicted is not None
+        assert kept.rows() == whole.filter(~mask).rows()
+        assert evicted.rows() == whole.filter(mask).rows()
+        assert merged.rows() == plain_merged.rows()
+        assert hashes.to_list() == memory.key_hashes(kept.select("g", "w")).to_list()
 
 
 def test_only_keys_that_hash_like_they_compare_take_the_hashed_merge() -> None:
