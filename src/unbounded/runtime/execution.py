@@ -49,6 +49,7 @@ from unbounded.state.base import StateStoreConf
 __all__ = ["StreamExecution"]
 
 log = logging.getLogger(__name__)
+_AWAIT_SLICE_S = 0.1  # longest wait before a pending signal handler runs (await_termination)
 
 
 class StreamExecution:
@@ -269,7 +270,18 @@ class StreamExecution:
             self._thread.join(timeout)
 
     def await_termination(self, timeout: float | None = None) -> bool:
-        return self._terminated.wait(timeout)
+        """Wait in short slices: a SIGINT/SIGTERM the kernel delivers to another thread
+        only runs its Python handler when the main thread next runs bytecode, and one
+        blocked wait until the end would let the handler see no active query, and exit
+        by the signal's default action, after the run finished instead of stopping it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return self._terminated.is_set()
+            if self._terminated.wait(_AWAIT_SLICE_S if remaining is None
+                                     else min(remaining, _AWAIT_SLICE_S)):
+                return True
 
     def process_all_available(self, timeout: float | None = None) -> None:
         """Wait until everything available now is processed (an idle check after now)."""
