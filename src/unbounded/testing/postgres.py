@@ -14,6 +14,7 @@ password never leaks.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import pwd
@@ -39,14 +40,27 @@ def _bin_dir() -> str | None:
 
 
 def _install_package() -> str | None:
-    """``apt-get install postgresql`` when root on a Debian-like machine (CI)."""
+    """``apt-get install postgresql`` when root on a Debian-like machine (CI).
+
+    Test processes running in parallel (pytest-xdist workers) take turns on a lock file:
+    apt-get's own lock would fail the second one, which then finds the binaries installed
+    by the first."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         return None
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"]):
-        subprocess.run(cmd, env=env, check=False, capture_output=True,
-                       timeout=_INSTALL_TIMEOUT_S)
+    with open(os.path.join(tempfile.gettempdir(), "unbounded-postgres-install.lock"),
+              "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # bounded by the other holder's apt-get timeouts
+        try:
+            if (found := _bin_dir()) is not None:
+                return found
+            for cmd in (["apt-get", "update", "-qq"],
+                        ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                         "postgresql"]):
+                subprocess.run(cmd, env=env, check=False, capture_output=True,
+                               timeout=_INSTALL_TIMEOUT_S)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return _bin_dir()
 
 
@@ -70,8 +84,10 @@ def _server_account() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(SERVER_USER)
     except KeyError:
+        # check=False: a parallel test process may have created the account meanwhile;
+        # getpwnam below raises if neither did
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh",
-                        SERVER_USER], check=True, capture_output=True)
+                        SERVER_USER], check=False, capture_output=True)
         return pwd.getpwnam(SERVER_USER)
 
 
