@@ -23,6 +23,7 @@ from unbounded.errors import AnalysisException
 from unbounded.files.paths import local_path, path_uri
 from unbounded.files.stores import clear_folder, is_folder, join, path_exists, under
 from unbounded.plan.logical import FileRelation
+from unbounded.sql.options import option_text
 from unbounded.sql.types import StructField, StructType, parse_ddl_schema
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class DataFrameReader:
         return self
 
     def option(self, key: str, value: Any) -> DataFrameReader:
-        self._options[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        self._options[key] = option_text(value)
         return self
 
     def options(self, **options: Any) -> DataFrameReader:
@@ -339,7 +340,7 @@ class DataFrameWriter:
         return self
 
     def option(self, key: str, value: Any) -> DataFrameWriter:
-        self._options[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        self._options[key] = option_text(value)
         return self
 
     def options(self, **options: Any) -> DataFrameWriter:

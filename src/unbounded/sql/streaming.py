@@ -38,6 +38,7 @@ from unbounded.sinks.foreach import ForeachBatchSink, ForeachSink
 from unbounded.sinks.registry import create_sink, sink_class
 from unbounded.sources.base import SourceContext
 from unbounded.sources.registry import source_schema
+from unbounded.sql.options import option_text
 from unbounded.sql.row import rows_from_arrow
 from unbounded.sql.types import StructType, parse_ddl_schema
 
@@ -55,12 +56,6 @@ _TEMP_CHECKPOINT_SINKS = {"console", "memory", "noop"}
 _OUTPUT_MODES = ("append", "update", "complete")
 
 
-def _option_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 class DataStreamReader:
     """``spark.readStream``: builds a streaming DataFrame from a source."""
 
@@ -75,7 +70,7 @@ class DataStreamReader:
         return self
 
     def option(self, key: str, value: Any) -> DataStreamReader:
-        self._options[key] = _option_text(value)
+        self._options[key] = option_text(value)
         return self
 
     def options(self, **options: Any) -> DataStreamReader:
@@ -165,7 +160,7 @@ class DataStreamWriter:
         return self
 
     def option(self, key: str, value: Any) -> DataStreamWriter:
-        self._options[key] = _option_text(value)
+        self._options[key] = option_text(value)
         return self
 
     def options(self, **options: Any) -> DataStreamWriter:
