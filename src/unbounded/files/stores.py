@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 from unbounded.checkpoint.storage import FsspecStorage, is_url, storage_for
 
-__all__ = ["arrow_input", "clear_folder", "is_file", "is_folder", "join", "parquet_file",
-           "path_exists", "read_bytes", "relative_to", "under"]
+__all__ = ["arrow_input", "clear_folder", "file_size", "is_file", "is_folder", "join",
+           "parquet_file", "path_exists", "read_bytes", "relative_to", "under"]
 
 
 def _fs(url: str) -> Any:
@@ -45,6 +45,14 @@ def _fs(url: str) -> Any:
 def path_exists(path: str) -> bool:
     """Whether ``path`` names a file or a folder (at a URL: an object or a prefix)."""
     return storage_for(path).exists(path)
+
+
+def file_size(path: str) -> int | None:
+    """The file's size in bytes (one metadata request at a URL); None when it is gone."""
+    try:
+        return int(_fs(path).size(path)) if is_url(path) else os.path.getsize(path)
+    except FileNotFoundError:
+        return None
 
 
 def is_file(path: str) -> bool:

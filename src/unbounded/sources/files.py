@@ -9,6 +9,7 @@ defined, as Spark does, and each file's values come from its logged path.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 import json
@@ -36,7 +37,14 @@ from unbounded.files.formats import ReadSettings, infer_schema, read_files
 from unbounded.files.listing import DataFile, has_glob, list_data_files
 from unbounded.files.partitions import PartitionLayout
 from unbounded.files.paths import local_path, path_uri
-from unbounded.files.stores import is_file, is_folder, parquet_file, path_exists, under
+from unbounded.files.stores import (
+    file_size,
+    is_file,
+    is_folder,
+    parquet_file,
+    path_exists,
+    under,
+)
 from unbounded.plan.intervals import parse_interval_ms
 from unbounded.plan.types import StringType, StructField, StructType
 from unbounded.sources.base import (
@@ -223,6 +231,9 @@ class _LogEntry:
     path: str  # local absolute path
     timestamp: int  # modification time in ms
     batch_id: int
+    # bytes, as listed; Spark's log has no sizes, so an entry read back has None and
+    # partitioning asks the store (_group_by_size)
+    size: int | None = dataclasses.field(default=None, compare=False)
 
 
 class FileSourceLog:
@@ -289,7 +300,7 @@ class FileSourceLog:
 
     def add(self, batch_id: int, files: list[DataFile]) -> None:
         """Record batch ``batch_id``; durable before it returns."""
-        entries = [_LogEntry(f.path, f.mtime_ms, batch_id) for f in files]
+        entries = [_LogEntry(f.path, f.mtime_ms, batch_id, f.size) for f in files]
         if self.metadata_path is not None:
             compact = (batch_id + 1) % self.COMPACT_INTERVAL == 0
             logged = [e for b in sorted(self.batches) if b < batch_id
@@ -511,7 +522,7 @@ class FileSource:
 
     def partitions(self, start: Offset | None, end: Offset) -> list[InputPartition]:
         entries = self.log.files_between(_log_offset(start), _log_offset(end))
-        groups = _group_by_size([e.path for e in entries])
+        groups = _group_by_size(entries)
         return [FileInputPartition(self.format, tuple(g), self._schema, self._reader_options,
                                    self.options.ignore_missing, self.layout)
                 for g in groups]
@@ -603,13 +614,15 @@ def _log_offset(offset: Offset | None) -> int:
         f"{offset!r} is not a file source offset; expected {{\"logOffset\": N}}.")
 
 
-def _group_by_size(paths: list[str]) -> list[list[str]]:
+def _group_by_size(entries: Sequence[_LogEntry]) -> list[list[str]]:
     """Consecutive files in at least one group per core (and groups of at most about
     128 MiB), balanced by file count, so a thread pool reads them in parallel while many
-    small files share a task."""
-    if not paths:
+    small files share a task. Sizes come from the listing, or, for a batch planned before
+    a restart, from the store (a missing file counts 0: reading it decides)."""
+    if not entries:
         return []
-    total = sum(os.path.getsize(p) for p in paths if not is_url(p) and os.path.exists(p))
+    paths = [e.path for e in entries]
+    total = sum(e.size if e.size is not None else (file_size(e.path) or 0) for e in entries)
     count = min(len(paths), max(_parallelism(), -(-total // _MAX_PARTITION_BYTES)))
     base, extra = divmod(len(paths), count)
     groups: list[list[str]] = []

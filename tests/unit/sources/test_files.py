@@ -329,3 +329,33 @@ def test_source_log_compacts_every_tenth_batch_and_reloads_each_batch_once(tmp_p
     again = FileSourceLog(str(folder))
     assert [e.path for e in again.files_between(-1, 24)] == [f"/in/f{b}.json"
                                                              for b in range(25)]
+
+
+def test_url_files_split_by_size_also_for_a_batch_planned_before_a_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spark's source log has no sizes: a batch read back from it asks the store, and at a
+    URL as well as on disk (before, URL files counted 0 bytes and shared one task)."""
+    import fsspec
+
+    monkeypatch.setattr(files_module, "_parallelism", lambda: 1)
+    monkeypatch.setattr(files_module, "_MAX_PARTITION_BYTES", 64)
+    fs = fsspec.filesystem("memory")
+    root = f"memory://split-{os.getpid()}-{tmp_path.name}/in"
+    for i in range(4):
+        fs.pipe(f"{root}/f{i}.json", "".join(f'{{"v": {i}}}\n' for _ in range(8)).encode())
+    checkpoint = str(tmp_path / "checkpoint" / "sources" / "0")
+
+    def source() -> FileSource:
+        return FileSource("json", SourceContext({"path": root}, SCHEMA, checkpoint))
+
+    try:
+        first = source()
+        end = first.latest_offset(None)
+        assert len(first.partitions(None, end)) == 4  # 4 x 72 bytes, 64 a task
+        restarted = source()  # the batch is read back from the log, without sizes
+        parts = restarted.partitions(None, end)
+        assert len(parts) == 4
+        assert sorted(v for p in parts for v in p.read()["v"].to_pylist()) == \
+            sorted(i for i in range(4) for _ in range(8))
+    finally:
+        fs.rm(root.rsplit("/", 1)[0], recursive=True)
