@@ -20,16 +20,11 @@ import pytest
 
 from differential.accepted import FIXTURES, accepted_differences
 from differential.harness import Engine, generate_case, run_case
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, workers_import_from
 
-if os.environ.get("UNBOUNDED_SPARK_ORACLE") != "1":
-    pytest.skip("PySpark differential runs are opt-in: set UNBOUNDED_SPARK_ORACLE=1 (needs "
-                "pyspark and Java 17+)", allow_module_level=True)
-pytest.importorskip("pyspark")
+require_spark_oracle()
 
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.filterwarnings("ignore::ResourceWarning"),
-              pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.timeout(3600)]
+pytestmark = [*ORACLE_MARKS, pytest.mark.timeout(3600)]
 
 CASES = {"batch": range(1, 301), "streaming": range(1001, 1031)}
 
@@ -42,9 +37,7 @@ def pyspark_engine() -> Iterator[Engine]:
     # PySpark's Python workers run the UDFs: this interpreter (pyarrow, pandas) and
     # tests/differential on their path.
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (tests, os.environ.get("PYTHONPATH")) if p)
+    workers_import_from()
     session = (SparkSession.builder.master("local[1]").appName("differential")
                .config("spark.sql.shuffle.partitions", "1")
                .config("spark.sql.session.timeZone", "UTC")

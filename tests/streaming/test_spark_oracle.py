@@ -22,21 +22,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from differential.accepted import accepted_differences
+from spark_oracle import ORACLE_MARKS, require_spark_oracle
 from unbounded.files.manifest import FileSinkManifest
 from unbounded.files.paths import local_path
 from unbounded.sql import SparkSession
 from unbounded.sql import functions as F
 
-if os.environ.get("UNBOUNDED_SPARK_ORACLE") != "1":
-    pytest.skip("Spark oracle tests are opt-in: set UNBOUNDED_SPARK_ORACLE=1 (needs pyspark "
-                "and Java 17+)", allow_module_level=True)
-pytest.importorskip("pyspark", reason="UNBOUNDED_SPARK_ORACLE=1 but pyspark is not "
-                                      "installed: pip install -e '.[oracle]'")
+require_spark_oracle()
 
-# PySpark itself warns (pandas >= 3 support, py4j sockets closed late); not ours to fix.
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.filterwarnings("ignore::ResourceWarning"),
-              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [*ORACLE_MARKS]
 
 EVENT_SCHEMA = "id LONG, kind STRING, amount DOUBLE, ts STRING"
 

@@ -11,7 +11,6 @@ tests/streaming/test_spark_oracle_grouping_sql.py`` with ``pyspark`` installed
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,18 +18,13 @@ from typing import Any
 
 import pytest
 
+from spark_oracle import ORACLE_MARKS, require_spark_oracle
 from unbounded.errors import AnalysisException
 from unbounded.sql import SparkSession
 
-if os.environ.get("UNBOUNDED_SPARK_ORACLE") != "1":
-    pytest.skip("Spark oracle tests are opt-in: set UNBOUNDED_SPARK_ORACLE=1 (needs pyspark "
-                "and Java 17+)", allow_module_level=True)
-pytest.importorskip("pyspark", reason="UNBOUNDED_SPARK_ORACLE=1 but pyspark is not "
-                                      "installed: pip install -e '.[oracle]'")
+require_spark_oracle()
 
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.filterwarnings("ignore::ResourceWarning"),
-              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [*ORACLE_MARKS]
 
 NAN = float("nan")
 VIEWS = {

@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from spark_oracle import ORACLE_MARKS, require_spark_oracle
 from unbounded.sql import SparkSession
 
-if os.environ.get("UNBOUNDED_SPARK_ORACLE") != "1":
-    pytest.skip("Spark oracle tests are opt-in: set UNBOUNDED_SPARK_ORACLE=1 (needs pyspark "
-                "and Java 17+)", allow_module_level=True)
-pytest.importorskip("pyspark", reason="UNBOUNDED_SPARK_ORACLE=1 but pyspark is not "
-                                      "installed: pip install -e '.[oracle]'")
+require_spark_oracle()
 
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.filterwarnings("ignore::ResourceWarning"),
-              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [*ORACLE_MARKS]
 
 
 def _at(minute: int) -> dt.datetime:

@@ -21,17 +21,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, workers_import_from
 from unbounded.sql import SparkSession
 
-if os.environ.get("UNBOUNDED_SPARK_ORACLE") != "1":
-    pytest.skip("Spark oracle tests are opt-in: set UNBOUNDED_SPARK_ORACLE=1 (needs pyspark "
-                "and Java 17+)", allow_module_level=True)
-pytest.importorskip("pyspark", reason="UNBOUNDED_SPARK_ORACLE=1 but pyspark is not "
-                                      "installed: pip install -e '.[oracle]'")
+require_spark_oracle()
 
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.filterwarnings("ignore::ResourceWarning"),
-              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [*ORACLE_MARKS]
 
 T0 = dt.datetime(2026, 1, 1, 10, 0, 0)
 GAP_MS = 10 * 60 * 1000
@@ -43,11 +38,7 @@ def pyspark_session() -> Iterator[Any]:
     from pyspark.sql import SparkSession as PySparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need pandas
-    # Spark's Python workers unpickle this module's functions and classes by reference.
-    here = os.path.dirname(os.path.abspath(__file__))
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (here, os.path.join(here, "..", "..", "src"), os.environ.get("PYTHONPATH"))
-        if p)
+    workers_import_from(os.path.dirname(os.path.abspath(__file__)))
     session = (PySparkSession.builder.master("local[1]").appName("unbounded-oracle-state")
                .config("spark.sql.shuffle.partitions", "2")
                .config("spark.sql.session.timeZone", "UTC")

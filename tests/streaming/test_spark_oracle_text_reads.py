@@ -12,23 +12,17 @@ tests/streaming/test_spark_oracle_text_reads.py`` with ``pyspark`` installed
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from spark_oracle import ORACLE_MARKS, require_spark_oracle
 from unbounded.sql import SparkSession
 
-if os.environ.get("UNBOUNDED_SPARK_ORACLE") != "1":
-    pytest.skip("Spark oracle tests are opt-in: set UNBOUNDED_SPARK_ORACLE=1 (needs pyspark "
-                "and Java 17+)", allow_module_level=True)
-pytest.importorskip("pyspark", reason="UNBOUNDED_SPARK_ORACLE=1 but pyspark is not "
-                                      "installed: pip install -e '.[oracle]'")
+require_spark_oracle()
 
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.filterwarnings("ignore::ResourceWarning"),
-              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [*ORACLE_MARKS]
 
 TEXTS = [
     "2026-03-08 10:00:00", "2026-03-08T10:00:00.123+01:00", "2026-03-08", "2026-3-8 1:2:3",
