@@ -90,7 +90,11 @@ def test_random_kills_then_restart_emit_each_row_once(workdir, python_env):
 
 def test_two_processes_on_one_checkpoint_exactly_one_runs(workdir, python_env):
     cmd = job_command(workdir, files_per_trigger=1)
-    slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "0.3"}
+    # 8 batches of >= 1 s: the first run is still active when the second one, started
+    # after commits/0, reaches the checkpoint, even when a loaded machine (two test
+    # workers) takes seconds to start a Python process; with 0.3 s batches it had
+    # sometimes finished by then and the second ran cleanly
+    slow = {**python_env, "UNBOUNDED_TEST_BATCH_DELAY": "1.0"}
     first = subprocess.Popen(cmd, env=slow, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
