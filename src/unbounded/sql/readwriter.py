@@ -23,7 +23,7 @@ from unbounded.errors import AnalysisException
 from unbounded.files.paths import local_path, path_uri
 from unbounded.files.stores import clear_folder, is_folder, join, path_exists, under
 from unbounded.plan.logical import FileRelation
-from unbounded.sql.options import option_text
+from unbounded.sql.options import OptionsBuilder
 from unbounded.sql.types import StructField, StructType, parse_ddl_schema
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def _partition_projection(full: StructType, keys: list[StructField],
     return (*exprs, *constants.values())
 
 
-class DataFrameReader:
+class DataFrameReader(OptionsBuilder):
     def __init__(self, session: SparkSession) -> None:
         self._session = session
         self._format = "parquet"
@@ -97,15 +97,6 @@ class DataFrameReader:
 
     def format(self, source: str) -> DataFrameReader:
         self._format = source.lower()
-        return self
-
-    def option(self, key: str, value: Any) -> DataFrameReader:
-        self._options[key] = option_text(value)
-        return self
-
-    def options(self, **options: Any) -> DataFrameReader:
-        for k, v in options.items():
-            self.option(k, v)
         return self
 
     def schema(self, schema: StructType | str) -> DataFrameReader:
@@ -306,7 +297,7 @@ class SaveMode(Enum):
                 error_class="INVALID_SAVE_MODE") from None
 
 
-class DataFrameWriter:
+class DataFrameWriter(OptionsBuilder):
     """``df.write``: write a batch DataFrame's rows to files or to a warehouse table.
 
     Data files are written to ``<path>/_temporary/<id>`` first and moved into place, then
@@ -337,15 +328,6 @@ class DataFrameWriter:
     def mode(self, saveMode: str | None) -> DataFrameWriter:
         if saveMode is not None:
             self._mode = SaveMode.parse(saveMode)
-        return self
-
-    def option(self, key: str, value: Any) -> DataFrameWriter:
-        self._options[key] = option_text(value)
-        return self
-
-    def options(self, **options: Any) -> DataFrameWriter:
-        for k, v in options.items():
-            self.option(k, v)
         return self
 
     def partitionBy(self, *cols: str | list[str]) -> DataFrameWriter:

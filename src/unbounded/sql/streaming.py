@@ -38,7 +38,7 @@ from unbounded.sinks.foreach import ForeachBatchSink, ForeachSink
 from unbounded.sinks.registry import create_sink, sink_class
 from unbounded.sources.base import SourceContext
 from unbounded.sources.registry import source_schema
-from unbounded.sql.options import option_text
+from unbounded.sql.options import OptionsBuilder
 from unbounded.sql.row import rows_from_arrow
 from unbounded.sql.types import StructType, parse_ddl_schema
 
@@ -56,7 +56,7 @@ _TEMP_CHECKPOINT_SINKS = {"console", "memory", "noop"}
 _OUTPUT_MODES = ("append", "update", "complete")
 
 
-class DataStreamReader:
+class DataStreamReader(OptionsBuilder):
     """``spark.readStream``: builds a streaming DataFrame from a source."""
 
     def __init__(self, session: SparkSession) -> None:
@@ -67,15 +67,6 @@ class DataStreamReader:
 
     def format(self, source: str) -> DataStreamReader:
         self._format = source
-        return self
-
-    def option(self, key: str, value: Any) -> DataStreamReader:
-        self._options[key] = option_text(value)
-        return self
-
-    def options(self, **options: Any) -> DataStreamReader:
-        for k, v in options.items():
-            self.option(k, v)
         return self
 
     def schema(self, schema: StructType | str) -> DataStreamReader:
@@ -142,7 +133,7 @@ class DataStreamReader:
         return self.format(metadata.format).schema(metadata.schema).load(location)
 
 
-class DataStreamWriter:
+class DataStreamWriter(OptionsBuilder):
     """``df.writeStream``: where and how a streaming query writes its results."""
 
     def __init__(self, df: DataFrame) -> None:
@@ -157,15 +148,6 @@ class DataStreamWriter:
 
     def format(self, source: str) -> DataStreamWriter:
         self._format = source.lower()
-        return self
-
-    def option(self, key: str, value: Any) -> DataStreamWriter:
-        self._options[key] = option_text(value)
-        return self
-
-    def options(self, **options: Any) -> DataStreamWriter:
-        for k, v in options.items():
-            self.option(k, v)
         return self
 
     def outputMode(self, outputMode: str) -> DataStreamWriter:
