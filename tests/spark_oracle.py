@@ -9,12 +9,14 @@ after ``pip install -e '.[oracle]'``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-__all__ = ["ORACLE_MARKS", "require_spark_oracle", "workers_import_from"]
+__all__ = ["ORACLE_MARKS", "require_spark_oracle", "started_pyspark", "workers_import_from"]
 
 _TESTS = os.path.dirname(os.path.abspath(__file__))
 _SRC = os.path.join(os.path.dirname(_TESTS), "src")
@@ -40,3 +42,22 @@ def workers_import_from(*folders: str) -> None:
     reference, so they import that module, and it imports this one."""
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (*folders, _TESTS, _SRC, os.environ.get("PYTHONPATH")) if p)
+
+
+@contextlib.contextmanager
+def started_pyspark(app: str, **conf: str) -> Iterator[Any]:
+    """A local[1] PySpark session with ``conf`` (keys with dots: pass a dict with **),
+    no UI and quiet logs, stopped at the end."""
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.master("local[1]").appName(app)
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false"))
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    try:
+        yield session
+    finally:
+        session.stop()

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from differential.accepted import accepted_differences
-from spark_oracle import ORACLE_MARKS, require_spark_oracle
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, started_pyspark
 from unbounded.files.manifest import FileSinkManifest
 from unbounded.files.paths import local_path
 from unbounded.sql import SparkSession
@@ -37,18 +37,12 @@ EVENT_SCHEMA = "id LONG, kind STRING, amount DOUBLE, ts STRING"
 
 @pytest.fixture(scope="module")
 def pyspark_session() -> Iterator[Any]:
-    from pyspark.sql import SparkSession as PySparkSession
-
-    session = (PySparkSession.builder.master("local[1]").appName("unbounded-oracle")
-               .config("spark.sql.shuffle.partitions", "1")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.ansi.enabled", "false")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    with started_pyspark("unbounded-oracle", **{
+            "spark.sql.shuffle.partitions": "1",
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.ansi.enabled": "false",
+    }) as session:
+        yield session
 
 
 def _write_events(folder: str, files: int, per_file: int) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from spark_oracle import ORACLE_MARKS, require_spark_oracle
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, started_pyspark
 from unbounded.errors import AnalysisException
 from unbounded.sql import SparkSession
 
@@ -123,17 +123,11 @@ ERRORS = [
 
 @pytest.fixture(scope="module")
 def pyspark_session() -> Iterator[Any]:
-    from pyspark.sql import SparkSession as PySparkSession
-
-    session = (PySparkSession.builder.master("local[1]").appName("unbounded-oracle-grouping")
-               .config("spark.sql.shuffle.partitions", "1")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    with started_pyspark("unbounded-oracle-grouping", **{
+            "spark.sql.shuffle.partitions": "1",
+            "spark.sql.session.timeZone": "UTC",
+    }) as session:
+        yield session
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from spark_oracle import ORACLE_MARKS, require_spark_oracle
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, started_pyspark
 from unbounded.sql import SparkSession
 from unbounded.sql import functions as F
 
@@ -32,17 +32,11 @@ T0 = dt.datetime(2026, 1, 1, 10, 0, 0)
 
 @pytest.fixture(scope="module")
 def pyspark_session() -> Iterator[Any]:
-    from pyspark.sql import SparkSession as PySparkSession
-
-    session = (PySparkSession.builder.master("local[1]").appName("unbounded-oracle-joins")
-               .config("spark.sql.shuffle.partitions", "2")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    with started_pyspark("unbounded-oracle-joins", **{
+            "spark.sql.shuffle.partitions": "2",
+            "spark.sql.session.timeZone": "UTC",
+    }) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")

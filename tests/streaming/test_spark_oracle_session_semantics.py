@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from spark_oracle import ORACLE_MARKS, require_spark_oracle
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, started_pyspark
 from unbounded.sql import SparkSession
 
 require_spark_oracle()
@@ -127,16 +127,10 @@ KNOWN: set[tuple[str, str]] = set()
 
 @pytest.fixture(scope="module")
 def pyspark_session() -> Iterator[Any]:
-    from pyspark.sql import SparkSession as PySparkSession
-
-    session = (PySparkSession.builder.master("local[1]").appName("unbounded-oracle-conf")
-               .config("spark.sql.shuffle.partitions", "1")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    with started_pyspark("unbounded-oracle-conf", **{
+            "spark.sql.shuffle.partitions": "1",
+    }) as session:
+        yield session
 
 
 @pytest.fixture

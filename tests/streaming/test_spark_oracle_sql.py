@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from spark_oracle import ORACLE_MARKS, require_spark_oracle
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, started_pyspark
 from unbounded.sql import SparkSession
 
 require_spark_oracle()
@@ -80,19 +80,13 @@ QUERIES = [
 
 @pytest.fixture(scope="module")
 def pyspark_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from pyspark.sql import SparkSession as PySparkSession
-
     warehouse = str(tmp_path_factory.mktemp("spark-warehouse"))
-    session = (PySparkSession.builder.master("local[1]").appName("unbounded-oracle-sql")
-               .config("spark.sql.warehouse.dir", warehouse)
-               .config("spark.sql.shuffle.partitions", "1")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    with started_pyspark("unbounded-oracle-sql", **{
+            "spark.sql.warehouse.dir": warehouse,
+            "spark.sql.shuffle.partitions": "1",
+            "spark.sql.session.timeZone": "UTC",
+    }) as session:
+        yield session
 
 
 @pytest.fixture

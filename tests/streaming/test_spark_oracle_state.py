@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from spark_oracle import ORACLE_MARKS, require_spark_oracle, workers_import_from
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, started_pyspark, workers_import_from
 from unbounded.sql import SparkSession
 
 require_spark_oracle()
@@ -35,19 +35,13 @@ FILES = 6
 
 @pytest.fixture(scope="module")
 def pyspark_session() -> Iterator[Any]:
-    from pyspark.sql import SparkSession as PySparkSession
-
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need pandas
     workers_import_from(os.path.dirname(os.path.abspath(__file__)))
-    session = (PySparkSession.builder.master("local[1]").appName("unbounded-oracle-state")
-               .config("spark.sql.shuffle.partitions", "2")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    with started_pyspark("unbounded-oracle-state", **{
+            "spark.sql.shuffle.partitions": "2",
+            "spark.sql.session.timeZone": "UTC",
+    }) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")

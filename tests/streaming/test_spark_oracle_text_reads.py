@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from spark_oracle import ORACLE_MARKS, require_spark_oracle
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, started_pyspark
 from unbounded.sql import SparkSession
 
 require_spark_oracle()
@@ -54,17 +54,11 @@ JSON = [
 
 @pytest.fixture(scope="module")
 def pyspark_session() -> Iterator[Any]:
-    from pyspark.sql import SparkSession as PySparkSession
-
-    session = (PySparkSession.builder.master("local[1]").appName("unbounded-oracle-text")
-               .config("spark.sql.shuffle.partitions", "1")
-               .config("spark.sql.ansi.enabled", "false")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    with started_pyspark("unbounded-oracle-text", **{
+            "spark.sql.shuffle.partitions": "1",
+            "spark.sql.ansi.enabled": "false",
+    }) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")

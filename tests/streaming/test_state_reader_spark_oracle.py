@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from spark_oracle import ORACLE_MARKS, require_spark_oracle, workers_import_from
+from spark_oracle import ORACLE_MARKS, require_spark_oracle, started_pyspark, workers_import_from
 from unbounded.sql import SparkSession
 from unbounded.sql import functions as ours_functions
 
@@ -37,17 +37,12 @@ pytestmark = [*ORACLE_MARKS]
 
 @pytest.fixture(scope="module")
 def pyspark_session() -> Iterator[Any]:
-    from pyspark.sql import SparkSession as PySparkSession
-
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need pandas
     workers_import_from(os.path.dirname(os.path.abspath(__file__)))  # the processor
-    session = (PySparkSession.builder.master("local[1]").appName("unbounded-state-oracle")
-               .config("spark.sql.shuffle.partitions", "2")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false").getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    with started_pyspark("unbounded-state-oracle", **{
+            "spark.sql.shuffle.partitions": "2",
+    }) as session:
+        yield session
 
 
 def _inputs(base: Path) -> Path:
