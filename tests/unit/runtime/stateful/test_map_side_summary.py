@@ -39,6 +39,9 @@ def test_late_groups_count_each_of_their_rows_and_null_times_are_dropped_not_lat
     present = [t for t in times if t is not None]
     assert (node, stats.min_us, stats.max_us, stats.sum_us, stats.count) == (
         "w1", min(present), max(present), sum(present), len(present))
+    on_time = _map_side().run(_rows(times, keys), _BASE)  # nothing late yet
+    assert on_time.dropped_late == 0 and on_time.rows.height == 5  # the NULL time has none
+    assert "__agg_rows" not in on_time.rows.columns
 
 
 def test_event_time_sum_is_exact_where_int64_wraps_and_past_the_placeable_span() -> None:
