@@ -180,11 +180,11 @@ class FileInputPartition:
         # scan for the count cost as much as the map side).
         try:
             footers = [pq.read_metadata(p) for p in self.paths]
+            layouts = [f.schema.to_arrow_schema().remove_metadata() for f in footers]
         except (OSError, pa.ArrowException):
             return None  # read() reports the unreadable file by name
-        layout = footers[0].schema.to_arrow_schema().remove_metadata()
-        if any(not f.schema.to_arrow_schema().remove_metadata().equals(layout)
-               for f in footers[1:]):
+        layout = layouts[0]
+        if any(not other.equals(layout) for other in layouts[1:]):
             return None
         present = set(layout.names)
         groups = [([], list(self.paths))] if self.layout is None else self._groups(
