@@ -126,6 +126,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: wall median {statistics.median(walls):.3f} s, best {min(walls):.3f} s;"
               f" CPU median {statistics.median(cpus):.3f} s"
               + (f"; FAILED: {failed[0]}" if failed else ""))
+    _print_ratios(runs)
+
+
+def _print_ratios(runs: dict[str, list[dict[str, object]]]) -> None:
+    """Each tree against the first, round by round (the rounds share the load)."""
+    first, *others = list(runs)
+    for name in others:
+        for measure in ("wall", "cpu"):
+            ratios = [float(str(b[measure])) / float(str(a[measure]))
+                      for a, b in zip(runs[first][1:], runs[name][1:], strict=True)]
+            if ratios:
+                print(f"{name}/{first} {measure}: median of {len(ratios)} round ratios "
+                      f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-"
+                      f"{max(ratios):.3f})")
 
 
 if __name__ == "__main__":

@@ -182,25 +182,27 @@ class FileInputPartition:
         if self.format != "parquet" or not self.paths or any(is_url(p) for p in self.paths) \
                 or len(self._present()) != len(self.paths):
             return None
+        import pyarrow.parquet as pq  # loaded by every Parquet read already
+
+        # One footer read per file gives its layout and its row count (a query over the
+        # scan for the count cost as much as the map side).
         try:
-            layouts = {tuple(pl.read_parquet_schema(p).items()) for p in self.paths}
-        except (OSError, pl.exceptions.PolarsError):
+            footers = [pq.read_metadata(p) for p in self.paths]
+            layouts = [f.schema.to_arrow_schema().remove_metadata() for f in footers]
+        except (OSError, pa.ArrowException):
             return None  # read() reports the unreadable file by name
-        if len(layouts) != 1:
+        layout = layouts[0]
+        if any(not other.equals(layout) for other in layouts[1:]):
             return None
-        present = dict(next(iter(layouts)))
+        present = set(layout.names)
         groups = [([], list(self.paths))] if self.layout is None else self._groups(
             list(self.paths))
         frame = pl.concat([self._scan_group(files, values, present)
                            for values, files in groups])
-        import pyarrow.parquet as pq  # loaded by every Parquet read already
-
-        # Each footer holds its row count: a query over the scan cost as much as the map side
-        rows = sum(pq.read_metadata(p).num_rows for p in self.paths)
-        return frame, rows
+        return frame, sum(f.num_rows for f in footers)
 
     def _scan_group(self, files: list[str], values: list[pa.Scalar],
-                    present: dict[str, pl.DataType]) -> pl.LazyFrame:
+                    present: set[str]) -> pl.LazyFrame:
         """Files of one partition: their columns cast to the schema, then the values."""
         data = _data_fields(self.schema, self.layout) if self.layout else self.schema
         columns = [pl.col(f.name).cast(to_polars_dtype(f.dataType)) if f.name in present

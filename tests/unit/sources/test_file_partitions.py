@@ -17,7 +17,7 @@ import pytest
 
 from unbounded.errors import AnalysisException, SparkRuntimeException, StreamingQueryException
 from unbounded.sources.base import SourceContext
-from unbounded.sources.files import FileSource
+from unbounded.sources.files import FileInputPartition, FileSource
 from unbounded.sql import SparkSession
 from unbounded.sql.dataframe import DataFrame
 from unbounded.sql.types import StructType
@@ -239,3 +239,22 @@ def test_a_base_path_that_does_not_hold_the_path_is_refused(spark, dated, tmp_pa
     reader = spark.readStream.schema("v string").option("basePath", str(tmp_path / "elsewhere"))
     with pytest.raises(AnalysisException, match="Wrong basePath"):
         reader.parquet(str(dated))
+
+
+def test_a_lazy_scan_counts_rows_from_footers_and_leaves_mixed_or_unreadable_files_to_read(
+        tmp_path: Path) -> None:
+    schema = StructType.fromDDL("v string, n long")
+    first, second, other, broken = (str(tmp_path / f"{n}.parquet") for n in "abcd")
+    pq.write_table(pa.table({"v": ["x", "y"], "n": [1, 2]}), first)
+    pq.write_table(pa.table({"v": ["z"], "n": [3]}), second)
+    pq.write_table(pa.table({"v": ["w"], "n": pa.array([4], pa.int32())}), other)
+    Path(broken).write_bytes(b"not parquet")
+
+    def scan(*paths: str) -> Any:
+        return FileInputPartition("parquet", paths, schema, ()).scan()
+
+    scanned = scan(first, second)
+    assert scanned is not None and scanned[1] == 3
+    assert scanned[0].collect().rows() == [("x", 1), ("y", 2), ("z", 3)]
+    assert scan(first, other) is None  # two layouts: read() casts each file
+    assert scan(first, broken) is None  # read() reports the file by name

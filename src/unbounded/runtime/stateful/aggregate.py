@@ -9,6 +9,8 @@ keys whose window the watermark closed (then removed from state).
 
 from __future__ import annotations
 
+import functools
+import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -58,7 +60,7 @@ __all__ = ["PACK_MIN_ROWS", "StreamingAggregation"]
 
 _UTC_US = pl.Datetime("us", "UTC")
 _GLOBAL_KEY = "__global_key"  # the one key of an aggregation without groupBy columns
-_LATE = "__late"  # marks rows at or below the watermark in the map-side query
+_ROWS = "__agg_rows"  # a map-side group's row count, to count the rows of late groups
 _PARTITION = "__agg_partition"  # a map-side row's state partition, computed in its task
 # Spark's partial aggregation skipping (spark.sql.aggregate.skipPartialAggregate*): once
 # the tasks' grouping leaves more than this share of the rows it read, from at least
@@ -333,28 +335,67 @@ class MapSideAggregation:
 
     def _run_fused(self, rows: pl.LazyFrame, watermark_us: int) -> MapSideOutput:
         """The partial rows, the late-row count and the watermark column's statistics,
-        from one scan on Polars' streaming engine: the grouping of on-time rows and one
-        summary row (late count, event-time min/max/sum/count over all rows) are sibling
-        queries."""
-        late = self._late(watermark_us).fill_null(False) \
-            if self.event_time is not None and watermark_us > 0 else pl.lit(False)
-        keyed = rows.with_columns(self.key_exprs).with_columns(late.alias(_LATE))
-        summary = [pl.col(_LATE).sum().alias("late")]
-        if self.watermark is not None:  # over all rows: cheaper than per group
+        from one scan on Polars' streaming engine. Lateness is a function of the
+        event-time key, so whole groups are late: the rows are grouped first, with
+        their count, and late groups are dropped from the small grouped frame. The
+        statistics are a sibling query over the unkeyed rows (see ``_event_time_stats``)."""
+        queries = [self._tagged(self._reduced(rows.with_columns(self.key_exprs)))]
+        if self.watermark is not None:
             ts = pl.col(self.watermark[1]).dt.epoch("us")
-            # Int128: epoch microseconds summed as int64 overflow past ~5,000 rows.
-            summary += [ts.min().alias("min"), ts.max().alias("max"),
-                        ts.cast(pl.Int128).sum().alias("sum"), ts.count().alias("n")]
-        partial, totals = pl.collect_all(
-            [self._tagged(self._reduced(keyed.filter(~pl.col(_LATE) & self._has_window()))),
-             keyed.select(summary)],
-            engine="in-memory" if self.order_sensitive else "streaming")
-        row = totals.row(0)
+            # Int64 wraps; the exact sum is recovered from min/max (_exact_sum).
+            queries.append(rows.select(ts.min().alias("min"), ts.max().alias("max"),
+                                       ts.sum().alias("sum"), ts.count().alias("n")))
+        partial, *totals = pl.collect_all(
+            queries, engine="in-memory" if self.order_sensitive else "streaming")
+        partial, dropped = self._drop_late(partial, watermark_us)
         stats = None
         if self.watermark is not None:
-            stats = self.watermark[0], EventTimeStats(row[1], row[2], int(row[3] or 0),
-                                                      int(row[4] or 0))
-        return MapSideOutput(self._grouped_by_partition(partial), int(row[0] or 0), stats)
+            stats = self.watermark[0], self._event_time_stats(rows, totals[0].row(0))
+        return MapSideOutput(self._grouped_by_partition(partial), dropped, stats)
+
+    def _drop_late(self, partial: pl.DataFrame, watermark_us: int) -> tuple[pl.DataFrame, int]:
+        """``partial`` without its late and window-less keys, and the rows they held
+        (usually there are none: then nothing is filtered)."""
+        counted = _ROWS in partial.columns
+        dropped = [column.is_null() for column in
+                   (partial.get_column(name) for name, _ in self.tumbling)
+                   if column.null_count()]
+        late = 0
+        if self.event_time is not None and watermark_us > 0 and partial.height:
+            is_late = self._late_rows(partial, watermark_us)
+            if is_late is not None:
+                late = int(partial.get_column(_ROWS).filter(is_late).sum()) if counted \
+                    else int(is_late.sum())
+                dropped.append(is_late)
+        if dropped:
+            partial = partial.filter(~functools.reduce(operator.or_, dropped))
+        if counted:
+            partial.drop_in_place(_ROWS)  # a frame of this task's own: no query, no copy
+        return partial, late
+
+    def _late_rows(self, partial: pl.DataFrame, watermark_us: int) -> pl.Series | None:
+        """``_late`` over ``partial`` (NULL: not late), or None when no row is late: a
+        tumbling window's earliest start tells without a query (Series arithmetic and
+        comparisons each run one), as in most batches."""
+        assert self.event_time is not None
+        tumbling_us = dict(self.tumbling).get(self.event_time)
+        if tumbling_us is not None:
+            earliest = partial.get_column(self.event_time).min()
+            if earliest is None or int(earliest) + tumbling_us > watermark_us:  # type: ignore[arg-type]
+                return None
+        is_late = partial.select(self._late(watermark_us).fill_null(False)).to_series()
+        return is_late if is_late.any() else None
+
+    def _event_time_stats(self, rows: pl.LazyFrame, row: tuple[Any, ...]) -> EventTimeStats:
+        low, high, wrapped, count = row
+        if not count:
+            return EventTimeStats(None, None, 0, 0)
+        exact = _exact_sum(wrapped, low, high, count)
+        if exact is None:  # a span too wide to place the wrapped sum: sum again, wide
+            assert self.watermark is not None
+            ts = pl.col(self.watermark[1]).dt.epoch("us").cast(pl.Int128)
+            exact = int(rows.select(ts.sum()).collect(engine="streaming").item())
+        return EventTimeStats(low, high, exact, int(count))
 
     def _run_eager(self, rows: pl.DataFrame, watermark_us: int) -> MapSideOutput:
         keyed = rows.with_columns(self.key_exprs)
@@ -374,7 +415,7 @@ class MapSideAggregation:
         """One partial-buffer row per key, or per row while partial grouping is skipped."""
         if self.skip_partial and self.row_partial is not None:
             return rows.select(*self.key_names, *self.row_partial)
-        return rows.group_by(list(self.key_names)).agg(self.partial)
+        return rows.group_by(list(self.key_names)).agg(*self.partial, pl.len().alias(_ROWS))
 
     def _grouped_by_partition(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Tagged ``rows`` in partition order (stable), so that the driver cuts each
@@ -689,6 +730,15 @@ def _packed_key(frame: pl.DataFrame, keys: Sequence[str]
         if stride > _MAX_PACKED:
             return None
     return packed.alias(_PACKED), unpacked[::-1]
+
+
+def _exact_sum(wrapped: int, low: int, high: int, count: int) -> int | None:
+    """The exact sum of ``count`` Int64 values within ``[low, high]`` whose sum wrapped
+    modulo 2**64 is ``wrapped``: the one value congruent to it in ``[count * low,
+    count * high]``, or None when that range is 2**64 wide or more (ambiguous)."""
+    if count * (high - low) >= 2**64:
+        return None
+    return count * low + (wrapped - count * low) % 2**64
 
 
 def _row_partial(aggs: list[_AggPlan], partial: pl.DataFrame
