@@ -354,17 +354,24 @@ def _remove_orphan_sidecars(folder: str) -> None:
             store.delete(os.path.join(folder, name))
 
 
-def remove_checked(*paths: str) -> None:
+def remove_checked(*paths: str, sync_now: bool = True) -> None:
     """Delete ``paths`` and their sidecars (retention, compaction): the entries, their
     folders fsynced, then the sidecars, so a power cut can resurrect a sidecar alone
-    (an entry never written) but never an entry without its sidecar."""
+    (an entry never written) but never an entry without its sidecar.
+
+    ``sync_now=False``, for entries whose return after a cut nothing reads wrongly (an
+    older epoch): where names keep their order across folders, the folder fsync is left
+    to the next checked write, as ``deferred_folder_syncs`` leaves a write's (the journal
+    removes the entries before their sidecars); elsewhere the folder is fsynced now."""
     folders = list(dict.fromkeys(os.path.dirname(path) or "." for path in paths))
     covered = [_settle_pending(folder) for folder in folders]
     for path in paths:
         storage_for(path).delete(path)
     for folder, earlier in zip(folders, covered, strict=True):
-        storage_for(folder).sync_folder(folder)
-        _after_names(folder, earlier, deferred=False)
+        defer = not sync_now and keeps_order_across(folder, folder)
+        if not defer:
+            storage_for(folder).sync_folder(folder)
+        _after_names(folder, earlier, deferred=defer)
     for path in paths:
         storage_for(path).delete(sidecar_path(path))
 
