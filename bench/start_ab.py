@@ -10,8 +10,11 @@ file and a second launch to ``commits/1``; each process exits at its commit, as 
 SIGKILL would leave it. Bytecode is cached per variant (one unmeasured launch first).
 Each launch reports its own CPU (``time.process_time``: the import of ``unbounded.sql``,
 the session and ``start()``, then to the commit) beside the wall time from launch to
-the commit, measured here. Printed: per figure the medians, minimums and the median of
-the per-round ratios (this checkout over the revision): on a loaded machine, read CPU.
+the commit, measured here, and the wall time from the session's creation to the
+commit (``start_to_commit_wall``, measured in the launched process: the checkpoint's
+fsyncs without the import's wait for a core). Printed: per figure the medians, minimums
+and the median of the per-round ratios (this checkout over the revision): on a loaded
+machine, read CPU.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from bench.small_batch import _write_file
 __all__ = ["main"]
 
 REPO = Path(__file__).resolve().parent.parent
-FIGURES = ("wall", "cpu", "import_cpu", "start_cpu", "to_commit_cpu")
+FIGURES = ("wall", "cpu", "import_cpu", "start_cpu", "to_commit_cpu", "start_to_commit_wall")
 
 _CHILD = """
 import json, os, sys, time
@@ -45,15 +48,17 @@ assert unbounded.__file__.startswith(os.environ["PYTHONPATH"]), unbounded.__file
 sys.path.insert(1, {repo!r})
 from bench.small_batch_query import start_windowed_files
 input_dir, checkpoint, commit = sys.argv[1:4]
+starting = time.perf_counter()
 spark = SparkSession.builder.appName("start-ab").getOrCreate()
 start_windowed_files(spark, input_dir, checkpoint + "-out", checkpoint,
                      processingTime="0 seconds")
 planned = time.process_time()
 while not os.path.exists(os.path.join(checkpoint, "commits", commit)):
     time.sleep(0.0005)
-done = time.process_time()
+done, committed = time.process_time(), time.perf_counter()
 print(json.dumps({{"cpu": done, "import_cpu": imported - started,
-                  "start_cpu": planned - imported, "to_commit_cpu": done - planned}}))
+                  "start_cpu": planned - imported, "to_commit_cpu": done - planned,
+                  "start_to_commit_wall": committed - starting}}))
 sys.stdout.flush()
 os._exit(0)
 """
@@ -99,7 +104,7 @@ def _report(runs: dict[str, list[list[dict[str, float]]]]) -> None:
             base = [r[i][name] for r in runs["rev"]]
             this = [r[i][name] for r in runs["this"]]
             ratio = statistics.median(t / b for t, b in zip(this, base, strict=True))
-            print(f"{launch:8s}{name:14s} rev {1000 * statistics.median(base):7.1f} "
+            print(f"{launch:8s}{name:21s} rev {1000 * statistics.median(base):7.1f} "
                   f"(min {1000 * min(base):6.1f}) ms  this {1000 * statistics.median(this):7.1f} "
                   f"(min {1000 * min(this):6.1f}) ms  ratio {ratio:.3f}")
 

@@ -274,6 +274,36 @@ def test_on_an_in_order_journal_a_batch_fsyncs_no_state_or_sink_folder(spark, tm
             assert disk.folder_syncs(start, end) == [os.path.join(cp, "offsets")]
 
 
+def _run_records(cp: str) -> list[str]:
+    """What a run writes before its first batch: its epoch, the query's metadata and the
+    state's metadata (partitioning, schema)."""
+    state = os.path.join(cp, "state", "0", "_metadata")
+    return [os.path.join(cp, "epochs", "0"), os.path.join(cp, "metadata"),
+            os.path.join(state, "partitioning"), os.path.join(state, "schema")]
+
+
+def test_a_power_cut_that_keeps_the_first_offsets_keeps_the_run_s_records(
+        spark, tmp_path, disk, name_order):
+    root = _fresh_root(tmp_path)
+    _run_counts(spark, root)
+    cp = os.path.join(root, "cp")
+    assert _judge(disk, name_order, _run_records(cp), os.path.join(cp, "offsets", "0")) == []
+
+
+def test_on_an_in_order_journal_the_run_s_records_ride_on_the_first_offsets_fsync(
+        spark, tmp_path, disk, monkeypatch):
+    """Start-up (issue 15): the epoch, metadata and state metadata entries leave their
+    folder fsyncs to ``offsets/0``'s, which comes before the first batch has an effect;
+    a strict file system fsyncs each folder before the next name."""
+    monkeypatch.setenv(atomic.NAME_ORDER_ENV, "kept")
+    root = _fresh_root(tmp_path)
+    _run_counts(spark, root)
+    cp = os.path.join(root, "cp")
+    start = disk.name_event(os.path.join(cp, "epochs", "0"))
+    end = disk.name_event(os.path.join(cp, "offsets", "0"))
+    assert disk.folder_syncs(start, end) == []
+
+
 def test_under_a_strict_order_each_batch_fsyncs_its_state_and_sink_folders(
         spark, tmp_path, disk, monkeypatch):
     monkeypatch.setenv(atomic.NAME_ORDER_ENV, "strict")

@@ -25,9 +25,11 @@ JOB = Path(__file__).with_name("startup_imports_job.py")
 # row-UDF worker processes and distinct-call folding (a query without a Python UDF), the
 # pandas-state, join and deduplication operators, the statistics module (speculation
 # only), the testing DSL (the batch loop imports ``testing.faults``) and ``http.server``
-# (the UI builds its HTTP server on the first request).
+# (the UI builds its HTTP server on the first request), the crc32c package's own
+# ``__init__`` (its command line's argparse and its metadata read; the checksums load its
+# compiled module alone) and the session-window operator (a query without session_window).
 NOT_IMPORTED = (
-    "confluent_kafka", "deltalake", "fastavro", "http.server", "pandas",
+    "argparse", "confluent_kafka", "crc32c", "deltalake", "fastavro", "http.server", "pandas",
     "prometheus_client", "psycopg", "pyarrow.compute", "pyarrow.csv", "pyarrow.json",
     "pyarrow.orc", "ray", "rich", "rocksdict", "sqlglot", "statistics",
     "unbounded.engine.collection_functions", "unbounded.engine.distinct_calls",
@@ -37,8 +39,8 @@ NOT_IMPORTED = (
     "unbounded.engine.udf_workers", "unbounded.executors.retry",
     "unbounded.executors.speculation", "unbounded.runtime.stateful.dedup",
     "unbounded.runtime.stateful.group_state", "unbounded.runtime.stateful.join",
-    "unbounded.runtime.stateful.transform_state", "unbounded.sources.memory",
-    "unbounded.testing.stream",
+    "unbounded.runtime.stateful.session", "unbounded.runtime.stateful.transform_state",
+    "unbounded.sources.memory", "unbounded.testing.stream",
 )
 
 

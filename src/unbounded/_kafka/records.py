@@ -42,11 +42,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import cramjam
-import crc32c
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from unbounded.checkpoint.crc import crc32c
 from unbounded.errors import MalformedRecordError
 
 __all__ = [
@@ -423,7 +423,7 @@ def _reject_magic(view: memoryview, pos: int) -> None:
 
 
 def _check_crc(view: memoryview, batch: _Batch) -> None:
-    actual = crc32c.crc32c(view[batch.start + _CRC_FROM : batch.end])
+    actual = crc32c(view[batch.start + _CRC_FROM : batch.end])
     if actual != batch.crc:
         why = f"CRC-32C is {actual:#010x}, the header says {batch.crc:#010x}"
         raise _corrupt(batch.base_offset, why)
@@ -1274,7 +1274,7 @@ def _frame_batch(records: memoryview, header: _Batch) -> bytes:
     """Prefix the (maybe compressed) records with ``header``, filling length and CRC."""
     header = header._replace(batch_length=_HEADER.size - _LOG_OVERHEAD + len(records))
     fixed = bytearray(_HEADER.pack(*header[:-1]))
-    crc = crc32c.crc32c(records, crc32c.crc32c(bytes(fixed[_CRC_FROM:])))
+    crc = crc32c(records, crc32c(bytes(fixed[_CRC_FROM:])))
     struct.pack_into(">I", fixed, _CRC_AT, crc)
     return b"".join([fixed, records])
 
@@ -1285,7 +1285,7 @@ def _frame_in_place(view: memoryview, header: _Batch) -> memoryview:
         view = memoryview(bytearray(view))
     header = header._replace(batch_length=len(view) - _LOG_OVERHEAD)
     view[: _HEADER.size] = _HEADER.pack(*header[:-1])
-    struct.pack_into(">I", view, _CRC_AT, crc32c.crc32c(view[_CRC_FROM:]))
+    struct.pack_into(">I", view, _CRC_AT, crc32c(view[_CRC_FROM:]))
     return view
 
 

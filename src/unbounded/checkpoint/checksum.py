@@ -64,9 +64,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import crc32c
-
 from unbounded.checkpoint.atomic import PendingPair, keeps_name_order, keeps_order_across
+from unbounded.checkpoint.crc import crc32c
 from unbounded.checkpoint.storage import (
     conflict_error,
     is_url,
@@ -130,7 +129,7 @@ def _entry_id(name: str) -> int:
 
 
 def _sidecar_line(data: bytes) -> bytes:
-    return f"v{_SIDECAR_VERSION} crc32c={crc32c.crc32c(data):08x} length={len(data)}\n".encode()
+    return f"v{_SIDECAR_VERSION} crc32c={crc32c(data):08x} length={len(data)}\n".encode()
 
 
 def _marker_line(first: int, unchecked: frozenset[str] = frozenset()) -> bytes:
@@ -139,7 +138,7 @@ def _marker_line(first: int, unchecked: frozenset[str] = frozenset()) -> bytes:
     if unchecked:
         names = json.dumps(sorted(unchecked), separators=(",", ":"))
         body = f"v{_UNCHECKED_VERSION} first={first} unchecked={names}"
-    return f"{body} crc32c={crc32c.crc32c(body.encode()):08x}\n".encode()
+    return f"{body} crc32c={crc32c(body.encode()):08x}\n".encode()
 
 
 def write_checked(path: str, data: bytes) -> None:
@@ -355,17 +354,24 @@ def _remove_orphan_sidecars(folder: str) -> None:
             store.delete(os.path.join(folder, name))
 
 
-def remove_checked(*paths: str) -> None:
+def remove_checked(*paths: str, sync_now: bool = True) -> None:
     """Delete ``paths`` and their sidecars (retention, compaction): the entries, their
     folders fsynced, then the sidecars, so a power cut can resurrect a sidecar alone
-    (an entry never written) but never an entry without its sidecar."""
+    (an entry never written) but never an entry without its sidecar.
+
+    ``sync_now=False``, for entries whose return after a cut nothing reads wrongly (an
+    older epoch): where names keep their order across folders, the folder fsync is left
+    to the next checked write, as ``deferred_folder_syncs`` leaves a write's (the journal
+    removes the entries before their sidecars); elsewhere the folder is fsynced now."""
     folders = list(dict.fromkeys(os.path.dirname(path) or "." for path in paths))
     covered = [_settle_pending(folder) for folder in folders]
     for path in paths:
         storage_for(path).delete(path)
     for folder, earlier in zip(folders, covered, strict=True):
-        storage_for(folder).sync_folder(folder)
-        _after_names(folder, earlier, deferred=False)
+        defer = not sync_now and keeps_order_across(folder, folder)
+        if not defer:
+            storage_for(folder).sync_folder(folder)
+        _after_names(folder, earlier, deferred=defer)
     for path in paths:
         storage_for(path).delete(sidecar_path(path))
 
@@ -419,7 +425,7 @@ def _marker(folder: str) -> tuple[int, frozenset[str]] | None:
 def _parse_unchecked(match: re.Match[str] | None) -> frozenset[str] | None:
     """The unchecked names of a marker line; None when it is damaged: a wrong checksum,
     an unknown version, or a list where its version has none."""
-    if match is None or crc32c.crc32c(match.group(1).encode()) != int(match.group(5), 16):
+    if match is None or crc32c(match.group(1).encode()) != int(match.group(5), 16):
         return None
     version, names = int(match.group(2)), match.group(4)
     if version == _SIDECAR_VERSION and names is None:
@@ -470,7 +476,7 @@ def read_checked(path: str) -> bytes:
         _refuse_if_checked(path)
         return data
     crc, length = expected
-    actual = crc32c.crc32c(data)
+    actual = crc32c(data)
     if len(data) != length or actual != crc:
         raise CheckpointCorruptError(
             f"Checkpoint file {path} is corrupt: expected {length} bytes with CRC-32C "

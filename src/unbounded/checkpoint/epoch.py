@@ -120,8 +120,10 @@ class EpochFence:
             write_checked(path, f"{_VERSION}\n{json.dumps(body, separators=(',', ':'))}".encode())
         except CheckpointConflictError:
             _raise_taken(epoch, folder)
+        # An older epoch a power cut brings back is below the newest, which no check
+        # reads: the removal needs no folder fsync of its own (one journal in order).
         for old in taken:
-            remove_checked(os.path.join(folder, str(old)))
+            remove_checked(os.path.join(folder, str(old)), sync_now=False)
         fence = cls(normalize_location(checkpoint), epoch)
         with _registry_lock:
             _registry[fence.checkpoint] = fence

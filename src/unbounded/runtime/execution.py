@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import deque
 
+from unbounded.checkpoint.checksum import deferred_folder_syncs
 from unbounded.checkpoint.epoch import EpochFence
 from unbounded.checkpoint.lock import DEFAULT_LEASE_TIMEOUT_MS, CheckpointLock
 from unbounded.checkpoint.logs import BatchLog, CommitLog, OffsetLog, QueryMetadata
@@ -101,18 +102,8 @@ class StreamExecution:
         storage_for(cp).make_folder(cp, durable=True)
         self._lock.acquire()
         try:
-            self._fence = EpochFence.take(cp, self.run_id, expected=self._lock.next_epoch)
-            self._lock.hold(self._fence, self.run_id)
-            self.id = self._load_or_create_metadata(cp)
-            self.reporter = ProgressReporter(self.id, self.run_id, self.spec.query_name)
-            self.offset_log = OffsetLog(os.path.join(cp, "offsets"))
-            self.commit_log = CommitLog(os.path.join(cp, "commits"))
-            self.sources = [self._create_source(i, rel) for i, rel in enumerate(self.relations)]
-            for src in self.sources:
-                if isinstance(src, SupportsStatusReports):
-                    src.report_status_to(self._source_status)
-            self.sink = self.spec.sink_factory(self._sink_context())
-            self._create_operators()
+            with deferred_folder_syncs():  # the run's records: see _open_run
+                self._open_run(cp)
             self.stages = StageRunner(
                 self.physical, self.operators, self.relations,
                 ansi=ansi_enabled(self.spec.conf),
@@ -125,6 +116,26 @@ class StreamExecution:
             self._close_operators()
             self._release()
             raise
+
+    def _open_run(self, cp: str) -> None:
+        """Take the epoch, read or write the query's metadata, open the sources, the sink
+        and the operators (which write their state metadata). On a file system that
+        keeps names in order, the checked entries written here leave their folder fsync
+        to the next one (``offsets/N``'s, or ``commits/N``'s when a batch re-runs), which
+        comes before any batch has an effect: a power cut before it takes them with
+        everything after, as if this run had not started (docs/guarantees.md)."""
+        self._fence = EpochFence.take(cp, self.run_id, expected=self._lock.next_epoch)
+        self._lock.hold(self._fence, self.run_id)
+        self.id = self._load_or_create_metadata(cp)
+        self.reporter = ProgressReporter(self.id, self.run_id, self.spec.query_name)
+        self.offset_log = OffsetLog(os.path.join(cp, "offsets"))
+        self.commit_log = CommitLog(os.path.join(cp, "commits"))
+        self.sources = [self._create_source(i, rel) for i, rel in enumerate(self.relations)]
+        for src in self.sources:
+            if isinstance(src, SupportsStatusReports):
+                src.report_status_to(self._source_status)
+        self.sink = self.spec.sink_factory(self._sink_context())
+        self._create_operators()
 
     def _state_layout(self) -> StateLayout | None:
         if not self.operators:

@@ -19,11 +19,11 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-import crc32c
 import pyarrow as pa
 
 from unbounded.checkpoint.atomic import keeps_order_across, write_atomic_stream
 from unbounded.checkpoint.checksum import RECOVERY_HINT
+from unbounded.checkpoint.crc import crc32c
 from unbounded.checkpoint.storage import is_url, storage_for
 from unbounded.errors import CheckpointCorruptError
 from unbounded.state.base import OP_COLUMN, StateSchema, StateStoreId
@@ -87,13 +87,13 @@ class StateFileEnvelope:
     @classmethod
     def header(cls, kind: StateFileKind, body: bytes) -> bytes:
         """The header of ``body``."""
-        return cls.header_of(kind, len(body), crc32c.crc32c(body))
+        return cls.header_of(kind, len(body), crc32c(body))
 
     @classmethod
     def header_of(cls, kind: StateFileKind, length: int, crc: int) -> bytes:
         """The header of a body of ``length`` bytes whose CRC-32C is ``crc`` (streamed)."""
         fields = cls._LAYOUT.pack(cls.MAGIC, cls.VERSION, kind, 0, length, crc)
-        return fields + struct.pack("<I", crc32c.crc32c(fields))
+        return fields + struct.pack("<I", crc32c(fields))
 
     @classmethod
     def body(cls, path: str, data: pa.Buffer | bytes, kind: StateFileKind) -> pa.Buffer:
@@ -105,7 +105,7 @@ class StateFileEnvelope:
         if body.size != length:
             raise _corrupt(path, f"the header records a body of {length} bytes, the file "
                                  f"holds {body.size} (truncated or extended)")
-        actual = crc32c.crc32c(memoryview(body))
+        actual = crc32c(memoryview(body))
         if actual != crc:
             raise _corrupt(path, f"its body has CRC-32C {actual:08x}, the header records "
                                  f"{crc:08x}")
@@ -118,7 +118,7 @@ class StateFileEnvelope:
             raise _corrupt(path, f"it has {len(raw)} bytes, fewer than the "
                                  f"{cls.SIZE}-byte header (empty or truncated)")
         fields, (own_crc,) = raw[: cls._LAYOUT.size], struct.unpack("<I", raw[-4:])
-        if crc32c.crc32c(fields) != own_crc:
+        if crc32c(fields) != own_crc:
             legacy = " (an Arrow file without the header, from an older release)"
             raise _corrupt(path, "its header checksum does not match"
                                  + (legacy if raw.startswith(b"ARROW1") else ""))
@@ -144,7 +144,7 @@ class _ChecksummingWriter:
         self.closed = False
 
     def write(self, data: bytes | memoryview) -> int:
-        self.crc = crc32c.crc32c(data, self.crc)
+        self.crc = crc32c(data, self.crc)
         self.length += len(memoryview(data))
         return self._out.write(data)
 

@@ -22,6 +22,7 @@ from unbounded.checkpoint.checksum import (
     sync_deferred,
     write_checked,
 )
+from unbounded.checkpoint.epoch import EpochFence
 from unbounded.checkpoint.logs import CommitEntry, CommitLog, OffsetEntry, OffsetLog
 from unbounded.errors import CheckpointConflictError
 from unbounded.files.listing import DataFile
@@ -367,3 +368,35 @@ def test_an_entry_is_still_written_once_the_fsync_pool_takes_no_work(tmp_path: P
         atomic._forget_pool()
     assert read_checked(str(tmp_path / "0")) == b"v1\n{}"
     assert log.get(0) == CommitEntry(3)
+
+
+def _take_second_epoch(cp: Path, ops: JournalOps, monkeypatch: pytest.MonkeyPatch) -> None:
+    EpochFence.take(str(cp), "run-a")
+    _install(monkeypatch, ops)
+    with deferred_folder_syncs():  # as a run's start does
+        EpochFence.take(str(cp), "run-b")
+
+
+def test_a_new_epoch_and_the_older_one_s_removal_ride_on_the_next_folder_fsync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart's epoch (start-up, issue 15): on a journal that keeps names in order
+    across folders, ``epochs/1`` and the removal of ``epochs/0`` are made durable by the
+    next checked write's folder fsync; a cut before it keeps a prefix of the names (the
+    run never started, or an older epoch is back below the newest)."""
+    cp = tmp_path / "cp"
+    ops = JournalOps(across=True)
+    _take_second_epoch(cp, ops, monkeypatch)
+    assert ops.folder_syncs() == []
+    assert sorted(os.listdir(cp / "epochs")) == [".1.crc32c", ".crc32c-from", "1"]
+    write_checked(str(cp / "offsets" / "0"), b"v1\n{}")
+    assert ops.folder_syncs() == [str(cp / "offsets")]
+    assert checksum._pending == []
+
+
+def test_where_order_is_not_kept_across_folders_the_epoch_folder_is_fsynced_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cp = tmp_path / "cp"
+    ops = JournalOps(across=False)
+    _take_second_epoch(cp, ops, monkeypatch)
+    assert ops.folder_syncs() == [str(cp / "epochs")] * 2  # epochs/1, then the removal
+    assert checksum._pending == []

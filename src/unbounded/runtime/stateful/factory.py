@@ -6,6 +6,7 @@ import polars as pl
 
 from unbounded.engine.dtypes import arrow_schema_to_polars
 from unbounded.engine.plans import plan_schema
+from unbounded.engine.sessions import find_session_window
 from unbounded.errors import AnalysisException
 from unbounded.plan.logical import (
     Aggregate,
@@ -18,7 +19,6 @@ from unbounded.plan.logical import (
 from unbounded.plan.types import StructType
 from unbounded.runtime.stateful.aggregate import StreamingAggregation
 from unbounded.runtime.stateful.base import OperatorContext, StatefulOperator
-from unbounded.runtime.stateful.session import StreamingSessionAggregation, has_session_window
 
 __all__ = ["create_operator"]
 
@@ -32,14 +32,17 @@ def create_operator(node: LogicalPlan, inputs: list[LogicalPlan], output: Struct
     """The operator for ``node``, whose inputs are the row-local plans ``inputs``;
     opening it checks the recorded state schema and partitioning."""
     # Each operator but the aggregation is imported when used: start-up pays only for
-    # the operators its query runs (a join pulls in its state keys and watermark rules).
+    # the operators its query runs (a join pulls in its state keys and watermark rules,
+    # a session window its merge of sessions).
     if isinstance(node, Join):
         from unbounded.runtime.stateful.join import StreamingJoin
 
         return StreamingJoin(node, inputs[0], inputs[1], ctx)
     schemas = [polars_schema(plan_schema(p)) for p in inputs]
     if isinstance(node, Aggregate):
-        if has_session_window(node):
+        if find_session_window(node.keys) is not None:
+            from unbounded.runtime.stateful.session import StreamingSessionAggregation
+
             return StreamingSessionAggregation(node, schemas[0], ctx, polars_schema(output))
         return StreamingAggregation(node, schemas[0], ctx, polars_schema(output))
     if isinstance(node, Deduplicate):
