@@ -265,11 +265,20 @@ _MAX_PACKED = 2**62
 _PACKED = "__packed"
 
 
-def _packing(new: pl.DataFrame) -> pl.Expr | None:
+class Packing(NamedTuple):
+    """Key columns as one Int64 (``value``), valid where ``inside`` holds, and the
+    expressions that give the columns back from it (named ``_PACKED``)."""
+
+    value: pl.Expr
+    inside: pl.Expr
+    unpacked: list[pl.Expr]
+
+
+def _packing(new: pl.DataFrame) -> Packing | None:
     """One Int64 per row that numbers the key combinations within ``new``'s ranges
-    (each column's offset from ``new``'s minimum, in mixed radix), NULL where a value
-    falls outside them: equal for equal keys within the ranges and only for them.
-    None for other types, NULLs in ``new`` or ranges whose product passes 2**62."""
+    (each column's offset from ``new``'s minimum, in mixed radix): equal for equal keys
+    within the ranges and only for them. None for other types, NULLs in ``new`` or
+    ranges whose product passes 2**62."""
     if any(t not in _PACKABLE for t in new.dtypes) or any(new.null_count().row(0)):
         return None
     physical = [pl.col(n).to_physical().cast(pl.Int64) for n in new.columns]
@@ -277,24 +286,28 @@ def _packing(new: pl.DataFrame) -> pl.Expr | None:
                           for e in (c.min().alias(f"{i}l"), c.max().alias(f"{i}h")))).row(0)
     packed: pl.Expr = pl.lit(0, pl.Int64)
     inside: pl.Expr = pl.lit(True)
+    unpacked: list[pl.Expr] = []
     stride = 1
     for i in reversed(range(len(physical))):
         low, high = bounds[2 * i], bounds[2 * i + 1]
         packed = packed + (physical[i] - low) * stride
         inside = inside & physical[i].is_between(low, high)
+        value = pl.col(_PACKED) // stride % (high - low + 1) + low
+        unpacked.append(value.cast(new.dtypes[i]).alias(new.columns[i]))
         stride *= high - low + 1
         if stride > _MAX_PACKED:
             return None
-    return pl.when(inside).then(packed)
+    return Packing(packed, inside, unpacked[::-1])
 
 
-def _stored_hits(stored: pl.DataFrame, new: pl.DataFrame, packing: pl.Expr) -> pl.Series:
+def _stored_hits(stored: pl.DataFrame, new: pl.DataFrame, packing: Packing) -> pl.Series:
     """The positions of the ``stored`` keys (unique) that ``new`` holds, in order, through
-    their ``_packing`` over ``new`` (probing only the ``_near`` stored rows)."""
+    their ``_packing`` over ``new`` (probing only the ``_near`` stored rows; a stored
+    key outside ``new``'s ranges packs to NULL)."""
     near = _near(stored, new) if stored.height >= NEAR_MIN_ROWS else None
     candidates = stored if near is None else stored.filter(near)
-    hit = candidates.select(packing).to_series() \
-        .is_in(new.select(packing).to_series().implode()).fill_null(False)
+    probe = candidates.select(pl.when(packing.inside).then(packing.value)).to_series()
+    hit = probe.is_in(new.select(packing.value).to_series().implode()).fill_null(False)
     return hit.arg_true() if near is None else near.arg_true().filter(hit)
 
 
@@ -310,8 +323,8 @@ def combine_rows(state: pl.DataFrame, rows: pl.DataFrame, combine: Sequence[pl.E
         return None
     hits = _stored_hits(state.select(keys), rows.select(keys), packing)
     both = pl.concat([state.gather(hits), rows]) if hits.len() else rows
-    grouped = both.lazy().group_by(packing.alias(_PACKED)) \
-        .agg(*(pl.col(k).first() for k in keys), *combine).drop(_PACKED) \
+    grouped = both.lazy().group_by(packing.value.alias(_PACKED)).agg(*combine) \
+        .select(*packing.unpacked, pl.exclude(_PACKED)) \
         .collect(engine="streaming" if both.height >= NEAR_MIN_ROWS else "in-memory")
     found = pl.repeat(False, state.height, eager=True).scatter(hits, True)
     return _like(grouped.select(state.columns), state), found
