@@ -265,7 +265,7 @@ _MAX_PACKED = 2**62
 _PACKED = "__packed"
 
 
-class Packing(NamedTuple):
+class _Packing(NamedTuple):
     """Key columns as one Int64 (``value``), valid where ``inside`` holds, and the
     expressions that give the columns back from it (named ``_PACKED``)."""
 
@@ -274,7 +274,7 @@ class Packing(NamedTuple):
     unpacked: list[pl.Expr]
 
 
-def _packing(new: pl.DataFrame) -> Packing | None:
+def _packing(new: pl.DataFrame) -> _Packing | None:
     """One Int64 per row that numbers the key combinations within ``new``'s ranges
     (each column's offset from ``new``'s minimum, in mixed radix): equal for equal keys
     within the ranges and only for them. None for other types, NULLs in ``new`` or
@@ -297,10 +297,10 @@ def _packing(new: pl.DataFrame) -> Packing | None:
         stride *= high - low + 1
         if stride > _MAX_PACKED:
             return None
-    return Packing(packed, inside, unpacked[::-1])
+    return _Packing(packed, inside, unpacked[::-1])
 
 
-def _stored_hits(stored: pl.DataFrame, new: pl.DataFrame, packing: Packing) -> pl.Series:
+def _stored_hits(stored: pl.DataFrame, new: pl.DataFrame, packing: _Packing) -> pl.Series:
     """The positions of the ``stored`` keys (unique) that ``new`` holds, in order, through
     their ``_packing`` over ``new`` (probing only the ``_near`` stored rows; a stored
     key outside ``new``'s ranges packs to NULL)."""
