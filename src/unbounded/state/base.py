@@ -37,6 +37,7 @@ __all__ = [
     "StateStoreMetrics",
     "StateStoreProvider",
     "StateStoreProviderFactory",
+    "SupportsCombineFold",
     "SupportsMergeFold",
     "conform",
 ]
@@ -352,6 +353,26 @@ class SupportsMergeFold(Protocol):
     def merge_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
                    evict: pl.Expr | None) -> MergeFold:
         """Merge ``rows`` into state, evict, and return what changed."""
+        ...
+
+
+@runtime_checkable
+class SupportsCombineFold(Protocol):
+    """A store that folds a batch's partial rows, several per key, into state in one
+    pass, grouping them with the stored rows of their keys.
+
+    Invariant: when ``combine`` (aggregations over a group of rows in the state's
+    columns, one named after each value column) gives the same buffers over a stored
+    row and the batch's rows of its key as the aggregation's merge of the stored row
+    with the batch's rows combined, ``combine_fold(rows, combine, evict)`` has exactly
+    the effect of ``merge_fold`` of ``rows`` grouped by key with ``combine``; or it
+    returns None and changes nothing (the caller then combines and merges).
+    """
+
+    def combine_fold(self, rows: pl.DataFrame, combine: Sequence[pl.Expr],
+                     evict: pl.Expr | None) -> MergeFold | None:
+        """Combine ``rows`` with the stored rows of their keys, evict, return what
+        changed; or None when this store cannot for these rows."""
         ...
 
 

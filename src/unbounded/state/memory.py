@@ -46,6 +46,7 @@ __all__ = [
     "OpenVersion",
     "StateDelta",
     "StateFileLog",
+    "combine_rows",
     "key_hashes",
     "last_changes",
     "merge_rows",
@@ -258,6 +259,77 @@ def _matching_positions(stored: pl.DataFrame, stored_hashes: pl.Series, new: pl.
     return found, at, to
 
 
+_PACKABLE = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32,
+             pl.Date, pl.Datetime, pl.Duration, pl.Time)
+_MAX_PACKED = 2**62
+_PACKED = "__packed"
+
+
+class _Packing(NamedTuple):
+    """Key columns as one Int64 (``value``), valid where ``inside`` holds, and the
+    expressions that give the columns back from it (named ``_PACKED``)."""
+
+    value: pl.Expr
+    inside: pl.Expr
+    unpacked: list[pl.Expr]
+
+
+def _packing(new: pl.DataFrame) -> _Packing | None:
+    """One Int64 per row that numbers the key combinations within ``new``'s ranges
+    (each column's offset from ``new``'s minimum, in mixed radix): equal for equal keys
+    within the ranges and only for them. None for other types, NULLs in ``new`` or
+    ranges whose product passes 2**62."""
+    if any(t not in _PACKABLE for t in new.dtypes) or any(new.null_count().row(0)):
+        return None
+    physical = [pl.col(n).to_physical().cast(pl.Int64) for n in new.columns]
+    bounds = new.select(*(e for i, c in enumerate(physical)
+                          for e in (c.min().alias(f"{i}l"), c.max().alias(f"{i}h")))).row(0)
+    packed: pl.Expr = pl.lit(0, pl.Int64)
+    inside: pl.Expr = pl.lit(True)
+    unpacked: list[pl.Expr] = []
+    stride = 1
+    for i in reversed(range(len(physical))):
+        low, high = bounds[2 * i], bounds[2 * i + 1]
+        packed = packed + (physical[i] - low) * stride
+        inside = inside & physical[i].is_between(low, high)
+        value = pl.col(_PACKED) // stride % (high - low + 1) + low
+        unpacked.append(value.cast(new.dtypes[i]).alias(new.columns[i]))
+        stride *= high - low + 1
+        if stride > _MAX_PACKED:
+            return None
+    return _Packing(packed, inside, unpacked[::-1])
+
+
+def _stored_hits(stored: pl.DataFrame, new: pl.DataFrame, packing: _Packing) -> pl.Series:
+    """The positions of the ``stored`` keys (unique) that ``new`` holds, in order, through
+    their ``_packing`` over ``new`` (probing only the ``_near`` stored rows; a stored
+    key outside ``new``'s ranges packs to NULL)."""
+    near = _near(stored, new) if stored.height >= NEAR_MIN_ROWS else None
+    candidates = stored if near is None else stored.filter(near)
+    probe = candidates.select(pl.when(packing.inside).then(packing.value)).to_series()
+    hit = probe.is_in(new.select(packing.value).to_series().implode()).fill_null(False)
+    return hit.arg_true() if near is None else near.arg_true().filter(hit)
+
+
+def combine_rows(state: pl.DataFrame, rows: pl.DataFrame, combine: Sequence[pl.Expr],
+                 keys: list[str]) -> tuple[pl.DataFrame, pl.Series] | None:
+    """``rows`` (several per key) grouped with the stored rows of their keys into one
+    row per key by ``combine``, and which stored rows those were (a mask over
+    ``state``); None when the keys do not pack (``_packing``). Stored rows come first in
+    each group. The batch's rows are grouped once, with the few stored rows they meet,
+    instead of grouped and then matched with the stored keys and merged."""
+    packing = _packing(rows.select(keys))
+    if packing is None:
+        return None
+    hits = _stored_hits(state.select(keys), rows.select(keys), packing)
+    both = pl.concat([state.gather(hits), rows]) if hits.len() else rows
+    grouped = both.lazy().group_by(packing.value.alias(_PACKED)).agg(*combine) \
+        .select(*packing.unpacked, pl.exclude(_PACKED)) \
+        .collect(engine="streaming" if both.height >= NEAR_MIN_ROWS else "in-memory")
+    found = pl.repeat(False, state.height, eager=True).scatter(hits, True)
+    return _like(grouped.select(state.columns), state), found
+
+
 def _near(stored: pl.DataFrame, new: pl.DataFrame) -> pl.Series | None:
     """A mask of the ``stored`` keys that may equal one of ``new``'s: those within
     ``new``'s range of values in an integer or temporal key column (a window's start),
@@ -468,6 +540,30 @@ class MemoryStateStore(OpenVersion):
             hashes = self._hashes(state)
             evicted, state = state.filter(mask), state.filter(~mask)
             self._keyed = None if hashes is None else KeyedFrame(state, hashes.filter(~mask))
+        return self._record(state, merged, evicted)
+
+    def combine_fold(self, rows: pl.DataFrame, combine: Sequence[pl.Expr],
+                     evict: pl.Expr | None) -> MergeFold | None:
+        self._check_open()
+        state = self._frame
+        if state.height + rows.height <= SMALL_MERGE_ROWS:
+            return None
+        combined = combine_rows(state, self._conformed(rows), combine, self._keys)
+        if combined is None:
+            return None
+        merged, found = combined
+        self._keyed = None  # the new state's key hashes are not computed
+        if evict is None:
+            return self._record(pl.concat([state.filter(~found), merged]), merged,
+                                self._provider.empty)
+        out, new_out = eviction_mask(state, evict), eviction_mask(merged, evict)
+        stays = pl.concat([state.filter(~(out | found)), merged.filter(~new_out)])
+        return self._record(stays, merged,
+                            pl.concat([state.filter(out & ~found), merged.filter(new_out)]))
+
+    def _record(self, state: pl.DataFrame, merged: pl.DataFrame, evicted: pl.DataFrame
+                ) -> MergeFold:
+        """Make ``state`` the open version, ``merged`` and ``evicted`` its changes."""
         self._frame = self._compacted(state)
         self._delta.record_upserts(merged)
         self._delta.record_deletes(evicted)

@@ -53,6 +53,7 @@ from unbounded.state.base import (
     MergeFold,
     StateSchema,
     StateStore,
+    SupportsCombineFold,
     SupportsMergeFold,
 )
 
@@ -87,6 +88,9 @@ class _AggPlan:
     # The partial buffers of one row on its own (no group context), which ``combine``
     # folds as it folds partial rows; None when the aggregate has no such form.
     row: list[pl.Expr] | None = None
+    # ``combine`` over a stored buffer row and partial rows gives what ``merge`` of the
+    # stored buffers with the partial rows combined gives (sums and counts).
+    combine_merges: bool = False
 
 
 def _old(name: str) -> pl.Expr:
@@ -127,7 +131,8 @@ def _count(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) ->
     row = pl.lit(1) if not args else args[0].is_not_null()
     merge = (pl.when(_found()).then(_old(b[0]) + pl.col(b[0])).otherwise(pl.col(b[0])))
     return _AggPlan(name, [partial.cast(pl.Int64).alias(b[0])], [merge.alias(b[0])],
-                    pl.col(b[0]), [pl.col(b[0]).sum()], [row.cast(pl.Int64).alias(b[0])])
+                    pl.col(b[0]), [pl.col(b[0]).sum()], [row.cast(pl.Int64).alias(b[0])],
+                    combine_merges=True)
 
 
 def _distinct_set(name: str, b: list[str], args: list[pl.Expr],
@@ -148,7 +153,7 @@ def _sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _
     return _AggPlan(name, [args[0].sum().alias(s), args[0].count().cast(pl.Int64).alias(n)],
                     merge, final, [pl.col(s).sum(), pl.col(n).sum()],
                     [args[0].fill_null(0).alias(s),  # as a sum over NULLs only: 0
-                     args[0].is_not_null().cast(pl.Int64).alias(n)])
+                     args[0].is_not_null().cast(pl.Int64).alias(n)], combine_merges=True)
 
 
 def _checked_sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall
@@ -166,7 +171,8 @@ def _checked_sum(name: str, b: list[str], args: list[pl.Expr], call: AggregateCa
 def _avg(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
     plan = _sum(name, b, [args[0].cast(pl.Float64)], call)
     final = pl.when(pl.col(b[1]) > 0).then(pl.col(b[0]) / pl.col(b[1]))
-    return _AggPlan(name, plan.partial, plan.merge, final, plan.combine, plan.row)
+    return _AggPlan(name, plan.partial, plan.merge, final, plan.combine, plan.row,
+                    combine_merges=True)
 
 
 def _extreme(horizontal: Callable[..., pl.Expr], method: str) -> Callable[..., _AggPlan]:
@@ -469,6 +475,9 @@ class AggregationFold:
     closing: tuple[str, int | None, bool] | None
     watermark_us: int = 0  # this batch's, which evicts
     order_sensitive: bool = False  # as MapSideAggregation's
+    # Every aggregate's ``combine`` also merges stored buffers (``_AggPlan``), so a
+    # store that can groups the partial rows with the stored rows of their keys once.
+    combine_merges: bool = False
 
     def _combine(self, partials: pl.DataFrame) -> pl.DataFrame:
         """The tasks' partial rows of one state partition, one row per key; on Polars'
@@ -501,13 +510,13 @@ class AggregationFold:
 
     def __call__(self, store: StateStore, partials: pl.DataFrame
                  ) -> tuple[pl.DataFrame, dict[str, int]]:
-        partial, watermark_us = self._combine(partials), self.watermark_us
+        watermark_us = self.watermark_us
         try:
             evict = self._closed(watermark_us) \
                 if self.closing is not None and watermark_us > 0 else None
-            merges = list(self.merges)
-            fold = store.merge_fold(partial, merges, evict) \
-                if isinstance(store, SupportsMergeFold) else self._fold(store, partial, evict)
+            fold = self._combine_fold(store, partials, evict)
+            if fold is None:
+                fold = self._merge_fold(store, self._combine(partials), evict)
             mode = self.output_mode
             if mode == "complete":
                 emitted = frame_of(store.scan())
@@ -520,6 +529,21 @@ class AggregationFold:
             store.abort()
             raise
         return emitted, store.metrics.to_dict()
+
+    def _combine_fold(self, store: StateStore, partials: pl.DataFrame,
+                      evict: pl.Expr | None) -> MergeFold | None:
+        """The partial rows grouped with the stored rows of their keys in one pass, when
+        the aggregates allow it and the store can (a large batch of packable keys)."""
+        if not self.combine_merges or partials.height < PACK_MIN_ROWS or \
+                not isinstance(store, SupportsCombineFold):
+            return None
+        return store.combine_fold(partials, list(self.combine), evict)
+
+    def _merge_fold(self, store: StateStore, partial: pl.DataFrame, evict: pl.Expr | None
+                    ) -> MergeFold:
+        if isinstance(store, SupportsMergeFold):
+            return store.merge_fold(partial, list(self.merges), evict)
+        return self._fold(store, partial, evict)
 
     def _fold(self, store: StateStore, partial: pl.DataFrame, evict: pl.Expr | None
               ) -> MergeFold:
@@ -581,7 +605,8 @@ class StreamingAggregation:
         self.fold = AggregationFold(
             tuple(self.key_names), tuple(self.combine), tuple(self.merges), ctx.output_mode,
             _closing_key(self.event_time, self.tumbling),
-            order_sensitive=self.map_side.order_sensitive)
+            order_sensitive=self.map_side.order_sensitive,
+            combine_merges=all(a.combine_merges for a in self.aggs))
         empty = self.map_side.run(pl.LazyFrame(schema=input_schema), 0).rows
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)

@@ -41,6 +41,7 @@ from unbounded.state.base import (
     StateStoreId,
     StateStoreMetrics,
     StateStoreProvider,
+    SupportsCombineFold,
     SupportsMergeFold,
 )
 from unbounded.state.registry import create_provider
@@ -108,6 +109,12 @@ class _FencedMergeStore(FencedStore):
     def merge_fold(self, rows: pl.DataFrame, merge: Sequence[pl.Expr],
                    evict: pl.Expr | None) -> MergeFold:
         return self._merging.merge_fold(rows, merge, evict)
+
+    def combine_fold(self, rows: pl.DataFrame, combine: Sequence[pl.Expr],
+                     evict: pl.Expr | None) -> MergeFold | None:
+        if isinstance(self._merging, SupportsCombineFold):
+            return self._merging.combine_fold(rows, combine, evict)
+        return None
 
 
 def fenced(store: StateStore, fence: EpochFence, path: str) -> FencedStore:

@@ -7,12 +7,19 @@ state."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 
+from unbounded.plan.expressions import AggregateCall
 from unbounded.runtime.stateful import aggregate
 from unbounded.runtime.stateful.aggregate import AggregationFold, _packed_key
+from unbounded.state import memory
+from unbounded.state.base import FOUND_COLUMN, OLD_SUFFIX, StateSchema, StateStoreId
+from unbounded.state.memory import MemoryStateStore, MemoryStateStoreProvider
 
 ROWS = pl.DataFrame(
     {"w": [5, 5, None, -3, 5, None, -3, 7],
@@ -92,3 +99,54 @@ def test_in_memory_and_streaming_combines_give_the_same_rows(
     assert in_memory.equals(streaming)
     assert in_memory.height == partials.select("window", "key").n_unique()
 
+
+
+def test_only_counts_and_sums_combine_partial_rows_with_stored_ones() -> None:
+    """Their combine over a stored buffer row and the batch's rows is their merge of the
+    stored buffers with the batch's rows combined; not so for ANSI sums (where an
+    overflow is raised depends on the order of additions) nor the others."""
+    b, args = ["b0", "b1", "b2"], [pl.col("v")]
+
+    def plan(name: str, distinct: bool = False) -> bool:
+        builder = aggregate._BUILDERS[name]
+        return builder(name, b, args, AggregateCall(name, (), distinct)).combine_merges
+
+    assert all(plan(n) for n in ("count", "sum", "avg", "mean", "count_if"))
+    assert not any(plan(n) for n in ("min", "max", "first", "last", "collect_list",
+                                     "collect_set", "stddev", "median"))
+    assert not plan("count", distinct=True)
+    assert not aggregate._checked_sum("s", b, args, AggregateCall("sum", (), False)) \
+        .combine_merges
+
+
+def _fold(combine_merges: bool, watermark_us: int) -> AggregationFold:
+    found = pl.col(FOUND_COLUMN)
+    merges = tuple(pl.when(found).then(pl.col(f"{c}{OLD_SUFFIX}") + pl.col(c))
+                   .otherwise(pl.col(c)).alias(c) for c in ("count", "sum"))
+    return AggregationFold(("window", "key"), FOLD.combine[:2], merges, "append",
+                           ("window", 5_000_000, False), watermark_us=watermark_us,
+                           combine_merges=combine_merges)
+
+
+def test_a_fold_through_combine_fold_emits_and_keeps_what_combining_then_merging_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aggregate, "PACK_MIN_ROWS", 0)
+    monkeypatch.setattr(memory, "NEAR_MIN_ROWS", 0)
+    schema = StateSchema(pa.schema([("window", pa.int64()), ("key", pa.int64())]),
+                         pa.schema([("count", pa.int64()), ("sum", pa.float64())]))
+    calls: list[int] = []
+    real = MemoryStateStore.combine_fold
+    monkeypatch.setattr(MemoryStateStore, "combine_fold", lambda self, rows, c, e:
+                        calls.append(rows.height) or real(self, rows, c, e))
+    partials = _partials(30_000).drop("latest").sort("window")
+    stores = {flag: MemoryStateStoreProvider(StateStoreId(str(tmp_path / str(flag)), 0, 0),
+                                             schema) for flag in (False, True)}
+    for version, part in enumerate(partials.iter_slices(6_000)):
+        watermark = int(part.get_column("window").min())  # closes the windows before
+        emitted = {flag: _fold(flag, watermark)(p.get_store(version), part)
+                   for flag, p in stores.items()}
+        assert rows(emitted[True][0]) == rows(emitted[False][0])
+        assert emitted[True][1]["numRowsTotal"] == emitted[False][1]["numRowsTotal"]
+    assert len(calls) == 5
+    last = [rows(pl.from_arrow(p.get_store(5).scan())) for p in stores.values()]
+    assert last[0] == last[1]

@@ -26,6 +26,7 @@ from unbounded.state.base import (
     StateStore,
     StateStoreConf,
     StateStoreId,
+    SupportsCombineFold,
     SupportsMergeFold,
 )
 from unbounded.state.memory import MemoryStateStoreProvider
@@ -137,6 +138,11 @@ def test_a_fenced_store_keeps_the_one_pass_fold_of_the_store_it_wraps(tmp_path):
                  .otherwise(pl.col("n")).alias("n")]
         store.merge_fold(pl.DataFrame({"k": [1], "n": [5]}), merge, None)
         assert store.commit() == 1
+        store = fenced(provider.get_store(1), fence, "p")
+        assert isinstance(store, SupportsCombineFold)
+        # Small frames are left to merge_fold (None); its memory store's answer, passed on.
+        assert store.combine_fold(pl.DataFrame({"k": [1, 1], "n": [1, 2]}),
+                                  [pl.col("n").sum()], None) is None
     finally:
         fence.release()
     assert provider.get_store(1).scan().to_pydict() == {"k": [1], "n": [5]}
