@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 import polars as pl
 import pyarrow as pa
 
+from unbounded.engine.ansi import run_checked
 from unbounded.engine.context import CompileContext, EventTimeStats
 from unbounded.engine.dtypes import to_polars_dtype
 from unbounded.engine.plans import compile_plan
@@ -80,7 +81,13 @@ def source_frame(table: pa.Table, schema: StructType) -> pl.LazyFrame:
 
 def run_partition(task: PartitionTask) -> TaskResult:
     """Read, the row-local plan and the map side as one lazy Polars query where the
-    partition can be scanned lazily (no intermediate frame is materialized)."""
+    partition can be scanned lazily (no intermediate frame is materialized). Integral
+    overflow is checked by Polars itself; a batch that overflows runs again with
+    Spark's checks, which raise Spark's error (``engine/ansi.py: run_checked``)."""
+    return run_checked(lambda: _run_partition(task))
+
+
+def _run_partition(task: PartitionTask) -> TaskResult:
     inputs: dict[str, pl.LazyFrame] = {}
     rows = 0
     if task.partition is not None and task.relation_id is not None:
