@@ -101,7 +101,7 @@ def _run_partition(task: PartitionTask) -> TaskResult:
     frame = compile_plan(task.plan, inputs, ctx)
     if map_side is None:
         return TaskResult(task.input_id, frame.collect().to_arrow(), rows, ctx.event_time)
-    out = map_side.run(frame, task.late_watermark_us)
+    out = map_side.run(frame, task.late_watermark_us, input_rows=rows)
     if out.event_time is not None:
         ctx.event_time[out.event_time[0]] = out.event_time[1]
     handed = out.rows if out.rows.height < POLARS_RESULT_ROWS else out.rows.to_arrow()
