@@ -593,6 +593,8 @@ class StreamingAggregation:
             self.skip_partial = given.rows.height / on_time > SKIP_PARTIAL_RATIO
 
     def _finalize(self, buffers: pl.DataFrame) -> pl.DataFrame:
+        if buffers.height == 0:  # most small batches emit nothing: no query for that
+            return pl.DataFrame(schema=self.output_schema)
         finals = [a.final.alias(a.output) for a in self.aggs]
         keys = [_window_struct(pl.col(k), self.tumbling[k][1]).alias(k)
                 if k in self.tumbling else pl.col(k)
@@ -638,8 +640,9 @@ def _route(rows: pl.DataFrame, keys: list[str], n: int) -> list[pl.DataFrame]:
     they tagged the rows). A batch of no rows or one row, as small batches and batches
     without data are, needs no partitioning pass."""
     parts = rows.get_column(_PARTITION) if _PARTITION in rows.columns else None
-    if parts is not None:
-        rows = rows.drop(_PARTITION)
+    if parts is not None:  # in place on a copy: DataFrame.drop runs a lazy query
+        rows = rows.clone()
+        rows.drop_in_place(_PARTITION)
     if rows.height == 0:
         return [rows] * n
     if parts is None:
