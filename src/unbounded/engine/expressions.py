@@ -341,7 +341,8 @@ def _overflow_checked(op: str, left: pl.Expr, right: pl.Expr, result: pl.Expr,
     if bounds is None:
         return result
     wide = _ARITH[op](left.cast(pl.Int128), right.cast(pl.Int128))
-    return arithmetic_checked(op, wide, result, dtype, bounds)
+    return arithmetic_checked(op, wide, result, dtype, bounds,
+                              same_op=result.meta.eq(_ARITH[op](left, right)))
 
 
 def _coerce_temporal_literal(
@@ -378,7 +379,7 @@ def _(expr: UnaryOp, ctx: CompileContext) -> pl.Expr:
         if bounds is not None:  # ANSI: -(min value) overflows
             wide = pl.lit(0, pl.Int128) - child.cast(pl.Int128)  # Int128 has no negate
             return arithmetic_checked("neg", wide, -child,
-                                      ctx.dtype_of(child), bounds)
+                                      ctx.dtype_of(child), bounds, same_op=True)
         return -child
     if expr.op == "isnull":
         return child.is_null()

@@ -212,7 +212,7 @@ def _abs(call: FunctionCall, args: list[pl.Expr], ctx: CompileContext) -> pl.Exp
     if bounds is None:
         return args[0].abs()
     wide = args[0].cast(pl.Int128).abs()
-    return arithmetic_checked("abs", wide, args[0].abs(), dtype, bounds)
+    return arithmetic_checked("abs", wide, args[0].abs(), dtype, bounds, same_op=True)
 
 
 @_register("round")

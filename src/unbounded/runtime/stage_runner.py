@@ -200,7 +200,7 @@ class StageRunner:
         map_side = self._map_side(target.id)
         if map_side is None:
             return InputBatch(rows)
-        mapped = map_side.run(rows.lazy(), clock.late_watermark_us)
+        mapped = map_side.run(rows.lazy(), clock.late_watermark_us, input_rows=rows.height)
         return InputBatch(mapped.rows, mapped.dropped_late, rows.height)
 
     def _on_driver(self, target: StageInput, outputs: dict[int, pl.DataFrame],

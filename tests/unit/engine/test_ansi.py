@@ -4,8 +4,10 @@ saturates) as Spark does without it. Expected messages are PySpark 4.3's."""
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 
+from unbounded.engine import ansi
 from unbounded.errors import (
     ArithmeticException,
     DateTimeException,
@@ -131,3 +133,63 @@ def test_a_streaming_query_with_ansi_off_gives_null(spark, tmp_path):
     query.processAllAvailable(30)
     query.stop()
     assert seen == [1, None]
+
+
+def _long_stream_query(spark, tmp_path, seen):
+    stream = MemoryStream("l LONG", spark)
+    query = (stream.toDF().selectExpr("l * 2 AS v", "-l AS n", "abs(l) + 1 AS a").writeStream
+             .foreachBatch(lambda d, _: seen.extend(tuple(r) for r in d.collect()))
+             .option("checkpointLocation", str(tmp_path / "cp")).start())
+    return stream, query
+
+
+def test_a_streaming_task_checks_integral_overflow_without_calling_python(
+        spark, tmp_path, monkeypatch):
+    calls: list[int] = []
+    checked = ansi.checked
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return checked(*args, **kwargs)
+
+    seen: list = []
+    stream, query = _long_stream_query(spark, tmp_path, seen)
+    monkeypatch.setattr(ansi, "checked", counted)  # after start(): only the tasks' compiles
+    try:
+        stream.addData([(1,), (-3,), (None,)])
+        query.processAllAvailable(30)
+    finally:
+        query.stop()
+    assert seen == [(2, -1, 2), (-6, 3, 4), (None, None, None)]
+    assert calls == []
+
+
+@pytest.mark.parametrize(("value", "hint"), [
+    (2**62, "Use 'try_multiply' to tolerate overflow and return NULL instead. "),
+    (-(2**63), ""),
+])
+def test_a_streaming_task_that_overflows_raises_sparks_error(spark, tmp_path, value, hint):
+    seen: list = []
+    stream, query = _long_stream_query(spark, tmp_path, seen)
+    try:
+        stream.addData([(1,), (value,)])
+        with pytest.raises(Exception, match="ARITHMETIC_OVERFLOW"):
+            query.processAllAvailable(30)
+        error = query.exception()
+    finally:
+        query.stop()
+    assert f"[ARITHMETIC_OVERFLOW] overflow. {hint}{_BYPASS}22003" in str(error)
+    assert "InvalidOperationError" not in str(error)
+    assert seen == []
+
+
+def test_run_checked_reraises_a_polars_error_when_no_check_was_built():
+    runs: list[int] = []
+
+    def work() -> None:
+        runs.append(1)
+        pl.LazyFrame({"s": ["x"]}).select(pl.col("s").cast(pl.Int8, strict=True)).collect()
+
+    with pytest.raises(pl.exceptions.InvalidOperationError):
+        ansi.run_checked(work)
+    assert runs == [1]

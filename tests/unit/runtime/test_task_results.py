@@ -14,6 +14,7 @@ import pytest
 from unbounded.executors.base import ShippableTask
 from unbounded.runtime import microbatch, tasks
 from unbounded.runtime.tasks import PartitionTask, TaskResult, run_partition
+from unbounded.sources.files import FileInputPartition
 from unbounded.sql import SparkSession
 from unbounded.sql import functions as F
 from unbounded.testing import MemoryStream
@@ -89,3 +90,46 @@ def test_a_stateless_query_s_tasks_hand_back_arrow_for_the_sink(
         query.stop()
     assert results and all(isinstance(r.rows, pa.Table) for r in results)
     assert sorted(out) == [("A",), ("B",)]
+
+
+def _parquet_word_counts(spark: SparkSession, tmp_path: Any) -> tuple[list[Any], int]:
+    """Word counts over two small Parquet files; also how many rows the tasks read."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, words in enumerate([["a", "b", "a"], ["b"]]):
+        pl.DataFrame({"word": words}).write_parquet(folder / f"part-{i}.parquet")
+    counts = spark.readStream.schema("word STRING").parquet(str(folder)) \
+        .groupBy("word").count()
+    out: list[tuple[Any, ...]] = []
+    query = (counts.writeStream.outputMode("update").trigger(availableNow=True)
+             .foreachBatch(lambda df, _: _collected(df, out))
+             .option("checkpointLocation", str(tmp_path / "cp")).start())
+    try:
+        query.awaitTermination(30)
+    finally:
+        query.stop()
+    return sorted(out), sum(r["numInputRows"] for r in query.recentProgress)
+
+
+def test_small_parquet_files_are_read_eagerly_not_scanned(
+        spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_scan(self: Any) -> None:
+        raise AssertionError("a small file was scanned lazily")
+
+    monkeypatch.setattr(FileInputPartition, "scan", no_scan)
+    assert _parquet_word_counts(spark, tmp_path) == ([("a", 2), ("b", 2)], 4)
+
+
+def test_larger_parquet_files_are_scanned_lazily_with_the_same_answer(
+        spark: SparkSession, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    scans: list[int] = []
+    scan = FileInputPartition.scan
+
+    def counted(self: Any) -> Any:
+        scans.append(1)
+        return scan(self)
+
+    monkeypatch.setattr(tasks, "EAGER_READ_BYTES", 1)  # every file is "large"
+    monkeypatch.setattr(FileInputPartition, "scan", counted)
+    assert _parquet_word_counts(spark, tmp_path) == ([("a", 2), ("b", 2)], 4)
+    assert scans

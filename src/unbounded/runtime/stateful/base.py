@@ -115,7 +115,11 @@ class MapSide(Protocol):
         (the task then does not); None when it computes none."""
         ...
 
-    def run(self, rows: pl.LazyFrame, watermark_us: int) -> MapSideOutput: ...
+    def run(self, rows: pl.LazyFrame, watermark_us: int, *,
+            input_rows: int | None = None) -> MapSideOutput:
+        """``rows`` reduced; ``input_rows``: how many rows ``rows`` holds, when known
+        (a hint for choosing how to run, never a change to the answer)."""
+        ...
 
 
 class StatefulOperator(Protocol):

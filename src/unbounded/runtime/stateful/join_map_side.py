@@ -48,7 +48,8 @@ class JoinMapSide:
     def observed_watermark(self) -> str | None:
         return None  # the task computes the event-time statistics itself
 
-    def run(self, rows: pl.LazyFrame, watermark_us: int) -> MapSideOutput:
+    def run(self, rows: pl.LazyFrame, watermark_us: int, *,
+            input_rows: int | None = None) -> MapSideOutput:
         frame = self._tagged(rows.select(self.columns))
         late = self._late(frame, watermark_us)
         if late is None:

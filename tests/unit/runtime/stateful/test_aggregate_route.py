@@ -4,10 +4,17 @@ wrong partition would be merged with the wrong stored state)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import polars as pl
 import pytest
 
-from unbounded.runtime.stateful.aggregate import _PARTITION, MapSideAggregation, _route
+from unbounded.runtime.stateful.aggregate import (
+    _PARTITION,
+    MapSideAggregation,
+    StreamingAggregation,
+    _route,
+)
 from unbounded.runtime.stateful.base import partition_ids, split_partitions
 
 ROWS = pl.DataFrame({"w": [0, 5_000_000, None, 10_000_000, 15_000_000],
@@ -48,3 +55,27 @@ def test_a_tasks_rows_come_in_partition_order_keeping_their_order_within_each() 
     assert out.rows() == [(8, 0), (5, 0), (3, 0), (6, 1), (9, 2), (7, 2), (4, 2)]
     routed = _route(out, ["w"], 3)
     assert [p.get_column("w").to_list() for p in routed] == [[8, 5, 3], [6], [9, 7, 4]]
+
+
+def test_tagged_rows_lose_their_tag_without_a_polars_query_and_leave_the_input_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    tagged = ROWS.with_columns(pl.Series(_PARTITION, [0, 1, 1, 0, 1], dtype=pl.UInt64))
+    one = tagged.slice(1, 1)
+
+    def no_query(*args: object, **kwargs: object) -> None:
+        raise AssertionError("DataFrame.drop runs a lazy query")
+
+    monkeypatch.setattr(pl.DataFrame, "drop", no_query)
+    routed = _route(one, ["w", "g"], 2)
+    assert [p.rows() for p in routed] == [[], [(5_000_000, None, 2)]]
+    assert all(p.schema == ROWS.schema for p in routed)
+    assert one.columns == [*ROWS.columns, _PARTITION]  # the caller's frame is unchanged
+
+
+def test_no_emitted_rows_finalize_to_the_output_schema_without_a_query() -> None:
+    schema = pl.Schema({"window": pl.Struct({"start": pl.Datetime("us", "UTC"),
+                                             "end": pl.Datetime("us", "UTC")}),
+                        "count": pl.Int64, "sum": pl.Float64})
+    operator = SimpleNamespace(output_schema=schema)  # no aggregates: nothing is compiled
+    out = StreamingAggregation._finalize(operator, pl.DataFrame({"w": [], "n": []}))
+    assert (out.height, out.schema) == (0, schema)

@@ -29,8 +29,9 @@ def modes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
     seen: list[bool] = []
     run = MapSideAggregation.run
 
-    def recording(self: MapSideAggregation, rows: pl.LazyFrame, watermark_us: int) -> Any:
-        out = run(self, rows, watermark_us)
+    def recording(self: MapSideAggregation, rows: pl.LazyFrame, watermark_us: int,
+                  **hints: Any) -> Any:
+        out = run(self, rows, watermark_us, **hints)
         if out.rows.height:
             seen.append(self.skip_partial)
         return out
