@@ -243,6 +243,15 @@ def sync_deferred() -> None:
         folders = list(dict.fromkeys(folder for folder, _ in _pending))
         _pending.clear()
     for folder in folders:
+        _sync_if_present(folder)
+
+
+def _sync_if_present(folder: str) -> None:
+    """fsync a folder whose deferred names still wait. The pending list is the
+    process's, so it can name a folder another query has removed since (a temporary
+    checkpoint deleted when its query stopped): a removed folder has no names left to
+    make durable, so there is nothing to do, rather than an error in this query."""
+    with contextlib.suppress(FileNotFoundError):
         storage_for(folder).sync_folder(folder)
 
 
@@ -254,7 +263,7 @@ def _settle_pending(folder: str) -> list[tuple[str, int]]:
         pending = list(_pending)
     apart = [p for p in dict.fromkeys(f for f, _ in pending) if not keeps_order_across(p, folder)]
     for other in apart:
-        storage_for(other).sync_folder(other)
+        _sync_if_present(other)
     with _pending_lock:
         _drop([item for item in pending if item[0] in apart])
     return [item for item in pending if item[0] not in apart]

@@ -228,6 +228,24 @@ def test_sync_deferred_fsyncs_what_is_left(tmp_path: Path,
     assert checksum._pending == []
 
 
+def test_a_deferred_folder_removed_since_is_skipped_and_the_others_still_fsynced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pending list is the process's: one query's end (or next write) may meet the
+    folder of another query's temporary checkpoint, deleted when that query stopped."""
+    import shutil
+
+    ops = _install(monkeypatch, JournalOps(across=True))
+    gone, kept = tmp_path / "temporary" / "epochs", tmp_path / "kept"
+    with deferred_folder_syncs():
+        write_checked(str(gone / "0"), b"v1\n{}")
+        write_checked(str(kept / "0"), b"v1\n{}")
+    shutil.rmtree(tmp_path / "temporary")
+    ops.calls.clear()
+    sync_deferred()
+    assert ops.folder_syncs() == [str(kept)]
+    assert checksum._pending == []
+
+
 def test_nothing_is_deferred_where_names_may_be_reordered(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ops = _install(monkeypatch, JournalOps(across=False, ordered=False))
