@@ -126,9 +126,37 @@ def _instance(dtype: Any) -> pl.DataType:
 
 
 def _as_type(value: pl.Expr, dtype: pl.Struct, target: pl.Struct) -> pl.Expr:
-    """``value`` with ``target``'s field names (by position) and types."""
-    renamed = value.struct.rename_fields([f.name for f in target.fields])
+    """``value`` with ``target``'s field names (by position, at every depth) and types.
+    Names are set before the cast: Polars casts struct fields by name (2.1 gave NULL
+    for a nested field of another name, 2.2 fails)."""
+    renamed = _renamed(value, dtype, target)
     return renamed if dtype == target else renamed.cast(target)
+
+
+def _renamed(value: pl.Expr, dtype: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """``value`` (of ``dtype``) with ``target``'s struct field names, by position."""
+    if isinstance(dtype, pl.List) and isinstance(target, pl.List):
+        inner, goal = _instance(dtype.inner), _instance(target.inner)
+        return value if not _names_differ(inner, goal) else \
+            value.list.eval(_renamed(pl.element(), inner, goal))
+    if not (isinstance(dtype, pl.Struct) and isinstance(target, pl.Struct)):
+        return value
+    renamed = value.struct.rename_fields([f.name for f in target.fields]) \
+        if [f.name for f in dtype.fields] != [f.name for f in target.fields] else value
+    nested = [_renamed(pl.field(t.name), _dtype(f), _dtype(t)).alias(t.name)
+              for f, t in zip(dtype.fields, target.fields, strict=True)
+              if _names_differ(_dtype(f), _dtype(t))]
+    return renamed.struct.with_fields(nested) if nested else renamed
+
+
+def _names_differ(dtype: pl.DataType, target: pl.DataType) -> bool:
+    """Whether some struct field inside differs in name from ``target``'s."""
+    if isinstance(dtype, pl.List) and isinstance(target, pl.List):
+        return _names_differ(_instance(dtype.inner), _instance(target.inner))
+    if isinstance(dtype, pl.Struct) and isinstance(target, pl.Struct):
+        return any(f.name != t.name or _names_differ(_dtype(f), _dtype(t))
+                   for f, t in zip(dtype.fields, target.fields, strict=True))
+    return False
 
 
 def _ordering(a: pl.Expr, b: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:

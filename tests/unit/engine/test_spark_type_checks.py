@@ -147,6 +147,15 @@ def test_div_under_ansi_raises_spark_s_runtime_errors(v: Any, expr: str,
     ("named_struct('a', CAST('NaN' AS DOUBLE)) > named_struct('a', 1.0D)", True),
     ("named_struct('a', 1, 'b', named_struct('c', 2)) > "
      "named_struct('x', 1, 'y', named_struct('z', 1))", True),
+    # nested fields of other names compare by position too (not as NULL, not an error)
+    ("named_struct('a', 1, 'b', named_struct('c', 2)) > "
+     "named_struct('x', 1, 'y', named_struct('z', 3))", False),
+    ("named_struct('a', 1, 'b', named_struct('c', 2)) = "
+     "named_struct('x', 1, 'y', named_struct('z', 2))", True),
+    ("named_struct('a', array(named_struct('c', 2))) = "
+     "named_struct('x', array(named_struct('z', 3)))", False),
+    ("named_struct('a', array(named_struct('c', 2))) = "
+     "named_struct('x', array(named_struct('z', 2)))", True),
     ("named_struct('a', 'x', 'b', 1) < named_struct('a', 'y', 'b', 0)", True),
     ("named_struct('a', array(1)) = named_struct('b', array(1))", True),
     ("CAST(NULL AS STRUCT<a: INT>) < named_struct('a', 1)", None),
