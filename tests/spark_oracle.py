@@ -38,8 +38,9 @@ def require_spark_oracle() -> None:
 
 def workers_import_from(*folders: str) -> None:
     """Put ``folders``, tests/ (this module) and src/ on the path of the Python workers
-    Spark starts from now on: they unpickle a test module's functions and classes by
-    reference, so they import that module, and it imports this one."""
+    of the sessions ``started_pyspark`` starts from now on: they unpickle a test
+    module's functions and classes by reference, so they import that module, and it
+    imports this one."""
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (*folders, _TESTS, _SRC, os.environ.get("PYTHONPATH")) if p)
 
@@ -53,6 +54,10 @@ def started_pyspark(app: str, **conf: str) -> Iterator[Any]:
     builder = (SparkSession.builder.master("local[1]").appName(app)
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false"))
+    # The JVM, and so its Python workers' environment, may come from an earlier module's
+    # session: the path goes to this context's workers through its own conf.
+    if os.environ.get("PYTHONPATH"):
+        builder = builder.config("spark.executorEnv.PYTHONPATH", os.environ["PYTHONPATH"])
     for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
