@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from state_files import delta_rows, sorted_rows
 from unbounded.state import memory
 from unbounded.state.base import (
     FOUND_COLUMN,
@@ -19,7 +20,6 @@ from unbounded.state.base import (
     StateStoreId,
     SupportsCombineFold,
 )
-from unbounded.state.files import StateFileEnvelope
 from unbounded.state.memory import MemoryStateStoreProvider
 
 SCHEMA = StateSchema(
@@ -44,6 +44,10 @@ def probe(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
     return str(request.param)
 
 
+def rows_of(frame: pl.DataFrame | pa.Table) -> list[tuple[object, ...]]:
+    return sorted_rows(frame, ["w", "k", "n", "s"])
+
+
 def provider(root: Path, name: str) -> MemoryStateStoreProvider:
     return MemoryStateStoreProvider(StateStoreId(str(root / name), 0, 0), SCHEMA)
 
@@ -51,19 +55,6 @@ def provider(root: Path, name: str) -> MemoryStateStoreProvider:
 def batch(w: list[int], k: list[int], n: list[int]) -> pl.DataFrame:
     return pl.DataFrame({"w": w, "k": k, "n": n, "s": [x / 8 for x in n]},
                         schema={"w": pl.Int64, "k": pl.Int32, "n": pl.Int64, "s": pl.Float64})
-
-
-def rows_of(frame: pl.DataFrame | pa.Table) -> list[tuple[object, ...]]:
-    df = frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)
-    assert isinstance(df, pl.DataFrame)
-    return sorted(df.select("w", "k", "n", "s").rows(), key=repr)
-
-
-def delta_rows(root: Path, name: str, version: int) -> list[dict[str, object]]:
-    path = root / name / "0" / "0" / f"{version}.delta"
-    body = pa.py_buffer(path.read_bytes()[StateFileEnvelope.SIZE:])
-    rows = pa.ipc.open_file(body).read_all().to_pylist()
-    return sorted(rows, key=lambda r: (r["__op"], repr(r)))
 
 
 # Keys repeat within a batch; stored keys lie inside and outside the next batch's ranges

@@ -9,6 +9,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from state_files import delta_rows, sorted_rows
 from unbounded.errors import AnalysisException
 from unbounded.state import memory
 from unbounded.state.base import (
@@ -18,7 +19,6 @@ from unbounded.state.base import (
     StateStoreId,
     SupportsMergeFold,
 )
-from unbounded.state.files import StateFileEnvelope
 from unbounded.state.memory import MemoryStateStoreProvider
 
 SCHEMA = StateSchema(
@@ -51,6 +51,10 @@ def merge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     return str(request.param)
 
 
+def rows_of(frame: pl.DataFrame | pa.Table) -> list[tuple[object, ...]]:
+    return sorted_rows(frame, ["g", "w", "n", "s"])
+
+
 def provider(root: Path, name: str = "a") -> MemoryStateStoreProvider:
     return MemoryStateStoreProvider(StateStoreId(str(root / name), 0, 0), SCHEMA)
 
@@ -58,20 +62,6 @@ def provider(root: Path, name: str = "a") -> MemoryStateStoreProvider:
 def batch(g: list[str | None], w: list[int], n: list[int]) -> pl.DataFrame:
     return pl.DataFrame({"g": g, "w": w, "n": n, "s": [float(x) for x in n]},
                         schema={"g": pl.String, "w": pl.Int64, "n": pl.Int64, "s": pl.Float64})
-
-
-def rows_of(frame: pl.DataFrame | pa.Table) -> list[tuple[object, ...]]:
-    df = frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)
-    assert isinstance(df, pl.DataFrame)
-    return sorted(df.select("g", "w", "n", "s").rows(), key=repr)
-
-
-def delta_rows(root: Path, name: str, version: int) -> list[dict[str, object]]:
-    path = root / name / "0" / "0" / f"{version}.delta"
-    body = pa.py_buffer(path.read_bytes()[StateFileEnvelope.SIZE:])
-    rows = pa.ipc.open_file(body).read_all().to_pylist()
-    # Upserts precede deletes in both; within one op the key order is the state's.
-    return sorted(rows, key=lambda r: (r["__op"], repr(r)))
 
 
 def fold_by_steps(store: object, rows: pl.DataFrame, evict: pl.Expr | None) -> None:
