@@ -296,24 +296,27 @@ def test_on_an_in_order_journal_the_run_s_records_ride_on_the_first_offsets_fsyn
     folder fsyncs to ``offsets/0``'s, which comes before the first batch has an effect;
     a strict file system fsyncs each folder before the next name."""
     monkeypatch.setenv(atomic.NAME_ORDER_ENV, "kept")
-    root = _fresh_root(tmp_path)
-    _run_counts(spark, root)
-    cp = os.path.join(root, "cp")
-    start = disk.name_event(os.path.join(cp, "epochs", "0"))
-    end = disk.name_event(os.path.join(cp, "offsets", "0"))
-    assert disk.folder_syncs(start, end) == []
+    _, synced = _run_folder_syncs(spark, tmp_path, disk, ("epochs", "0"), ("offsets", "0"))
+    assert synced == []
 
 
 def test_under_a_strict_order_each_batch_fsyncs_its_state_and_sink_folders(
         spark, tmp_path, disk, monkeypatch):
     monkeypatch.setenv(atomic.NAME_ORDER_ENV, "strict")
+    root, synced = _run_folder_syncs(spark, tmp_path, disk, ("offsets", "2"), ("commits", "2"))
+    assert {os.path.dirname(p) for p in _deltas(root, 3)} <= set(synced)
+
+
+def _run_folder_syncs(spark, tmp_path, disk, first: tuple[str, ...], last: tuple[str, ...]
+                      ) -> tuple[str, list[str]]:
+    """A counting run's root, and the folders it fsynced between the checkpoint entries
+    ``first`` and ``last`` were named."""
     root = _fresh_root(tmp_path)
     _run_counts(spark, root)
     cp = os.path.join(root, "cp")
-    start = disk.name_event(os.path.join(cp, "offsets", "2"))
-    end = disk.name_event(os.path.join(cp, "commits", "2"))
-    synced = disk.folder_syncs(start, end)
-    assert {os.path.dirname(p) for p in _deltas(root, 3)} <= set(synced)
+    start = disk.name_event(os.path.join(cp, *first))
+    end = disk.name_event(os.path.join(cp, *last))
+    return root, disk.folder_syncs(start, end)
 
 
 def test_the_model_flags_a_file_whose_folder_was_never_synced(tmp_path, disk):
