@@ -7,7 +7,8 @@ revision's, alternating fresh processes on one broker (a before/after on a busy 
 with that tree (or this checkout's ``src``) first on ``PYTHONPATH``, which runs the query
 over 2,000 records of another topic first, as ``bench/kafka.py`` does, then the measured
 1M. Printed per variant: the best rate, every wall time, the query process's CPU seconds
-(thread CPU of every thread, which load on other cores barely changes) and the broker's.
+(thread CPU of every thread, which load on other cores barely changes) and the broker's,
+their medians, and in how many repeats this checkout took less wall time and less CPU.
 The order of the two alternates from one repeat to the next.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -90,7 +92,24 @@ def _summary(name: str, runs: list[dict[str, Any]], rows: int) -> str:
 
     best = max(rows / r["seconds"] for r in runs)
     return (f"{name:<7} best {best:,.0f} records/s | wall s: {listed('seconds')} | "
-            f"query CPU s: {listed('cpu')} | broker CPU s: {listed('broker_cpu')}")
+            f"query CPU s: {listed('cpu')} | broker CPU s: {listed('broker_cpu')} | "
+            f"medians: wall {_median(runs, 'seconds'):.2f} s, "
+            f"query CPU {_median(runs, 'cpu'):.2f} s")
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+def _wins(base: list[dict[str, Any]], working: list[dict[str, Any]]) -> str:
+    """Repeats (each ran both, back to back) in which this checkout took less."""
+    def won(key: str) -> int:
+        return sum(w[key] < b[key] for b, w in zip(base, working, strict=True))
+
+    return (f"working won {won('seconds')} of {len(base)} repeats on wall time, "
+            f"{won('cpu')} on query CPU; ratios of medians (working / base): wall "
+            f"{_median(working, 'seconds') / _median(base, 'seconds'):.3f}, query CPU "
+            f"{_median(working, 'cpu') / _median(base, 'cpu'):.3f}")
 
 
 def main() -> None:
@@ -119,6 +138,7 @@ def main() -> None:
         print(f"load average: {load.read().split()[:3]}")
     for name, measured in runs.items():
         print(_summary(name, measured, args.rows))
+    print(_wins(runs[args.rev], runs["working"]))
 
 
 if __name__ == "__main__":

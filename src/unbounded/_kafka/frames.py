@@ -10,11 +10,20 @@ Here a plaintext transport receives the rest of a large frame straight into the 
 buffer (``recv_into``), other bytes up to 1 MiB per call, and its connection's parser hands
 the frame to the response decoder as a ``memoryview``; only the records field is still
 copied (by kafka-python's generated decoder). TLS transports are kafka-python's, unchanged.
+
+Sending is the mirror image: kafka-python encodes a Produce request by copying every
+record batch into its encode buffer and that buffer once more into the bytes it sends.
+The same parser encodes a Produce request whose record batches are large with a small
+placeholder in each batch's place and sends the request as pieces: the encoded fields
+around the batches, and each batch as the caller's own buffer (a view, never copied
+before the kernel copies it). The bytes on the wire are the same.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 import warnings
 from typing import Any
 
@@ -26,12 +35,15 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
     from kafka.net import KafkaConnectionManager
     from kafka.net.transport import KafkaTCPTransport
     from kafka.protocol.parser import KafkaProtocol
+    from kafka.protocol.producer import ProduceRequest
     from kafka.protocol.schemas.fields.codecs import Int32
 
 __all__ = ["FrameConnectionManager"]
 
 _RECV_BYTES = 1 << 20
 _DIRECT_BYTES = 64 << 10  # a frame's rest this large is received into it directly
+_SPLICE_BYTES = 64 << 10  # a record batch this large is sent as its own piece
+_MARKER_BYTES = 16
 
 
 class _Frame:
@@ -71,9 +83,12 @@ class _Frame:
 class _FrameParser(KafkaProtocol):  # type: ignore[misc]
     """kafka-python's parser, filling each frame from views of the received chunk.
 
-    Only :meth:`receive_bytes` differs: the framing (4-byte size, then the payload) and
-    the response handling (``_process_response``) are kafka-python's.
+    Receiving differs only in :meth:`receive_bytes` (the framing, 4-byte size then the
+    payload, and the response handling, ``_process_response``, are kafka-python's);
+    sending only in how a Produce request with large record batches is queued.
     """
+
+    bytes_to_send: list[Any]  # kafka-python's queue; here also holds _Pieces
 
     def receive_bytes(self, data: bytes) -> list[tuple[int, Any]]:
         """Responses completed by ``data`` (or, when empty, by :meth:`received`)."""
@@ -95,6 +110,42 @@ class _FrameParser(KafkaProtocol):  # type: ignore[misc]
             responses.append(self._process_response(frame))
             self._reset_buffer()
         return responses
+
+    def send_request(self, request: Any, correlation_id: int | None = None) -> int:
+        """kafka-python's, but a Produce request's large record batches are not copied:
+        the request is queued as :class:`_Pieces` (see the module docstring)."""
+        batches = _large_batches(request)
+        if not batches:
+            return int(super().send_request(request, correlation_id))
+        markers = [os.urandom(_MARKER_BYTES) for _ in batches]
+        for (part, _), marker in zip(batches, markers, strict=True):
+            part.records = marker
+        try:
+            correlation = int(super().send_request(request, correlation_id))
+        finally:
+            for part, records in batches:
+                part.records = records
+        encoded = self.bytes_to_send.pop()
+        flexible = bool(request.flexible_version_q(request.API_VERSION))
+        pieces = _splice(encoded, markers, [r for _, r in batches], flexible)
+        # a placeholder found other than once: the ordinary encoding, copies and all
+        self.bytes_to_send.append(
+            pieces if pieces is not None else request.encode(framed=True, header=True))
+        return correlation
+
+    def send_bytes(self) -> Any:
+        """The queued requests' bytes: kafka-python's bytes, or a list of pieces when a
+        request was queued as :class:`_Pieces`."""
+        if not any(isinstance(item, _Pieces) for item in self.bytes_to_send):
+            return super().send_bytes()
+        pieces: list[Any] = []
+        for item in self.bytes_to_send:
+            if isinstance(item, _Pieces):
+                pieces.extend(item)
+            else:
+                pieces.append(item)
+        self.bytes_to_send = []
+        return pieces
 
     @property
     def between_frames(self) -> bool:
@@ -127,9 +178,64 @@ class _FrameParser(KafkaProtocol):  # type: ignore[misc]
         return view[take:]
 
 
+class _Pieces(list[Any]):
+    """One request's bytes as consecutive pieces (bytes and views), sent in order."""
+
+
+def _large_batches(request: Any) -> list[tuple[Any, Any]]:
+    """(partition data, record batch) of a Produce request's batches large enough to send
+    as pieces of their own; none for any other request."""
+    if not isinstance(request, ProduceRequest):
+        return []
+    return [(part, part.records) for topic in request.topic_data for part in topic.partition_data
+            if part.records is not None and len(part.records) >= _SPLICE_BYTES]
+
+
+def _length_prefix(size: int, flexible: bool) -> bytes:
+    """A records field's length as the request version encodes it: compact (unsigned
+    varint of length + 1) or Int32."""
+    if not flexible:
+        return struct.pack(">i", size)
+    value, out = size + 1, bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _splice(encoded: bytes, markers: list[bytes], batches: list[Any],
+            flexible: bool) -> _Pieces | None:
+    """``encoded`` (a framed request holding each marker as a records field) as pieces
+    with each marker's field replaced by its batch; None when a marker is not found
+    exactly once behind its length prefix."""
+    placeholder = _length_prefix(_MARKER_BYTES, flexible)
+    pieces, at, grown = _Pieces(), 0, 0
+    for marker, batch in zip(markers, batches, strict=True):
+        field = placeholder + marker
+        where = encoded.find(field, at)
+        if where < 0 or encoded.count(marker) != 1:
+            return None
+        prefix = _length_prefix(len(batch), flexible)
+        pieces += [encoded[at:where], prefix, batch]
+        grown += len(prefix) + len(batch) - len(field)
+        at = where + len(field)
+    pieces.append(encoded[at:])
+    size = struct.unpack_from(">i", encoded)[0] + grown
+    pieces[0] = struct.pack(">i", size) + pieces[0][4:]
+    return _Pieces(piece for piece in pieces if len(piece))
+
+
 class _FrameTransport(KafkaTCPTransport):  # type: ignore[misc]
     """A plaintext transport reading up to 1 MiB per call, whose connection parses with
     :class:`_FrameParser`."""
+
+    def write(self, data: Any) -> None:
+        """Queue bytes, or the pieces of :meth:`_FrameParser.send_bytes`, for sending."""
+        if isinstance(data, list):
+            self.writelines(data)
+        else:
+            super().write(data)
 
     def _sock_recv(self) -> tuple[bytes, Exception | None]:
         parser = self._adopt_parser()

@@ -249,8 +249,22 @@ def _as_bytes(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def _lengths(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
-    lengths = pc.fill_null(pc.binary_length(column), 0)
-    return np.asarray(lengths.to_numpy(), dtype=np.int64)
+    """Byte length of each value, 0 for nulls: Arrow's ``binary_length``, joined in
+    Arrow's memory and read from its buffer. ``fill_null`` with a Python 0 (a scalar) and
+    ``ChunkedArray.to_numpy`` import pandas on first use: ~0.5 s of a fresh process's
+    first Kafka batch."""
+    counted = [pc.binary_length(chunk) for chunk in column.chunks]
+    if not counted:
+        return np.zeros(0, np.int64)
+    joined = counted[0] if len(counted) == 1 else pa.concat_arrays(counted)
+    width = np.int64 if pa.types.is_int64(joined.type) else np.int32
+    raw = np.frombuffer(joined.buffers()[1], width)[joined.offset:joined.offset + len(joined)]
+    if not joined.null_count:
+        return raw.astype(np.int64, copy=False)
+    lengths = raw.astype(np.int64)  # a copy: a null's slot holds any value
+    valid = np.unpackbits(np.frombuffer(joined.buffers()[0], np.uint8), bitorder="little")
+    lengths[valid[joined.offset:joined.offset + len(joined)] == 0] = 0
+    return lengths
 
 
 def _header_bytes(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:

@@ -9,13 +9,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from unbounded._kafka.frames import _Frame, _FrameParser
-from unbounded._kafka.records import decode_batches, encode_batch
+from unbounded._kafka.frames import _Frame, _FrameParser, _FrameTransport
+from unbounded._kafka.records import decode_batches, encode_batch, encode_batch_view
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka.protocol.consumer import FetchRequest, FetchResponse
     from kafka.protocol.parser import KafkaProtocol
+    from kafka.protocol.producer import ProduceRequest
 
 BLOB = encode_batch(pa.array([f"v{i}".encode() for i in range(300)]), timestamp_ms=5)
 
@@ -108,3 +109,61 @@ def test_a_frame_reads_its_rest_as_a_view_and_parts_as_bytes() -> None:
     assert isinstance(rest, memoryview)
     assert bytes(rest) == b"ef"
     assert frame.tell() == 6
+
+
+def _produce_request(version: int, batches: list[Any]) -> Any:
+    parts = [ProduceRequest.TopicProduceData.PartitionProduceData(index=i, records=b)
+             for i, b in enumerate(batches)]
+    return ProduceRequest(transactional_id="tx", acks=-1, timeout_ms=1000, version=version,
+                          topic_data=[ProduceRequest.TopicProduceData(name="t",
+                                                                      partition_data=parts)])
+
+
+@pytest.mark.parametrize("version", [3, 8, 9])  # Int32 and compact (v9) records lengths
+def test_a_produce_requests_large_batches_are_sent_as_they_are_not_copied(
+        version: int) -> None:
+    big = encode_batch_view(pa.array([b"x" * 100] * 2_000), timestamp_ms=5)  # over 64 KiB
+    other = encode_batch_view(pa.array([b"y" * 100] * 1_000), timestamp_ms=6)
+    small = encode_batch(pa.array([b"z"] * 3), timestamp_ms=7)
+    ours, theirs = _FrameParser(client_id="c"), KafkaProtocol(client_id="c")
+    assert ours.send_request(_produce_request(version, [big, small, other])) == \
+        theirs.send_request(_produce_request(version, [big, small, other]))
+    pieces = ours.send_bytes()
+    assert isinstance(pieces, list)
+    assert any(p is big for p in pieces) and any(p is other for p in pieces)
+    assert b"".join(bytes(p) for p in pieces) == bytes(theirs.send_bytes())
+    assert ours.send_bytes() == b""
+
+
+def test_requests_without_large_batches_are_kafka_pythons_bytes() -> None:
+    ours, theirs = _FrameParser(client_id="c"), KafkaProtocol(client_id="c")
+    small = encode_batch(pa.array([b"z"] * 3), timestamp_ms=7)
+    for parser in (ours, theirs):
+        parser.send_request(_produce_request(9, [small]))
+        parser.send_request(_fetch_request())
+    assert ours.send_bytes() == theirs.send_bytes()
+
+
+def test_pieces_are_queued_behind_earlier_bytes_in_order() -> None:
+    big = encode_batch_view(pa.array([b"x" * 100] * 2_000), timestamp_ms=5)
+    ours, theirs = _FrameParser(client_id="c"), KafkaProtocol(client_id="c")
+    for parser in (ours, theirs):
+        parser.send_request(_fetch_request())
+        parser.send_request(_produce_request(9, [big]))
+    pieces = ours.send_bytes()
+    assert b"".join(bytes(p) for p in pieces) == bytes(theirs.send_bytes())
+
+
+def test_the_transport_queues_pieces_as_separate_writes() -> None:
+    written: list[Any] = []
+
+    class Recorder(_FrameTransport):  # type: ignore[misc]
+        def __init__(self) -> None:  # no socket: only the queueing is under test
+            pass
+
+        def writelines(self, data: Any) -> None:
+            written.append(("lines", list(data)))
+
+    view = memoryview(b"abc")
+    Recorder().write([b"head", view])
+    assert written == [("lines", [b"head", view])]
