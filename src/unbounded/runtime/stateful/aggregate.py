@@ -46,6 +46,7 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
+from unbounded.runtime.stateful.dense_grouping import DenseBuffer, DenseKind, dense_partial
 from unbounded.runtime.stateful.hosted import OneStoreFold, StatePartitions
 from unbounded.state.base import (
     FOUND_COLUMN,
@@ -91,6 +92,8 @@ class _AggPlan:
     # ``combine`` over a stored buffer row and partial rows gives what ``merge`` of the
     # stored buffers with the partial rows combined gives (sums and counts).
     combine_merges: bool = False
+    # The partial buffers as the dense grouping computes them, or None when it cannot.
+    dense: tuple[DenseBuffer, ...] | None = None
 
 
 def _old(name: str) -> pl.Expr:
@@ -121,7 +124,26 @@ def _plan_aggregate(index: int, expr: Expression, ctx: CompileContext) -> _AggPl
         builder = _nan_max
     if builder is None:
         raise AnalysisException(f"Aggregate {inner.name} is not supported in streaming yet.")
-    return builder(name, b, args, inner)
+    return replace(builder(name, b, args, inner), dense=_dense_buffers(inner, b, args, ctx))
+
+
+def _dense_buffers(call: AggregateCall, b: list[str], args: list[pl.Expr],
+                   ctx: CompileContext) -> tuple[DenseBuffer, ...] | None:
+    """count, and sum or avg of doubles, as ``dense_grouping`` computes them (the same
+    buffers ``_count``, ``_sum`` and ``_avg`` aggregate); None for other aggregates."""
+    if call.distinct:
+        return None
+    if call.name == "count":
+        kind = DenseKind.COUNT if args else DenseKind.ROWS
+        return (DenseBuffer(b[0], kind, pl.Int64(), args[0] if args else None),)
+    if call.name in ("sum", "avg", "mean") and args:
+        dtype = ctx.dtype_of(args[0])
+        if dtype == pl.Float64 or (call.name != "sum" and dtype.is_integer()
+                                   and dtype not in (pl.UInt64, pl.Int128)):
+            arg = args[0].cast(pl.Float64)
+            return (DenseBuffer(b[0], DenseKind.SUM, pl.Float64(), arg),
+                    DenseBuffer(b[1], DenseKind.COUNT, pl.Int64(), arg))
+    return None
 
 
 def _count(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
@@ -327,6 +349,9 @@ class MapSideAggregation:
     # When positive, each output row is tagged with its state partition (``_PARTITION``)
     # here in the task, so the driver only splits the rows by it.
     num_partitions: int = 0
+    # Every partial buffer (and the row count) as the dense grouping computes them,
+    # used for a large input whose key ranges are narrow; None: the hash grouping only.
+    dense: tuple[DenseBuffer, ...] | None = None
 
     @property
     def observed_watermark(self) -> str | None:
@@ -339,7 +364,31 @@ class MapSideAggregation:
         if self.sliding:
             return self._run_eager(rows.collect(), watermark_us)
         small = input_rows is not None and input_rows < SMALL_MAP_SIDE_ROWS
+        if self.dense is not None and not small and not self.skip_partial:
+            return self._run_dense(rows, watermark_us)
         return self._run_fused(rows, watermark_us, small=small)
+
+    def _run_dense(self, rows: pl.LazyFrame, watermark_us: int) -> MapSideOutput:
+        """As ``_run_fused``, from the rows read into memory: the event-time statistics
+        over them, then the partial rows by ``dense_partial`` when the keys' ranges are
+        narrow, else by the hash grouping (the same rows either way)."""
+        assert self.dense is not None
+        frame = rows.collect(engine="streaming")
+        stats = None
+        if self.watermark is not None:
+            ts = pl.col(self.watermark[1]).dt.epoch("us")
+            totals = frame.select(ts.min(), ts.max().alias("max"), ts.sum().alias("sum"),
+                                  ts.count().alias("n")).row(0)
+            stats = self.watermark[0], self._event_time_stats(frame.lazy(), totals)
+        keyed = frame.with_columns(self.key_exprs)
+        steps = dict(self.tumbling)
+        partial = dense_partial(keyed, [(k, steps.get(k, 1)) for k in self.key_names],
+                                self.dense)
+        if partial is None:
+            partial = self._reduced(keyed.lazy()).collect(engine="streaming")
+        partial = self._tagged(partial.lazy()).collect(engine="in-memory")
+        partial, dropped = self._drop_late(partial, watermark_us)
+        return MapSideOutput(self._grouped_by_partition(partial), dropped, stats)
 
     def _run_fused(self, rows: pl.LazyFrame, watermark_us: int, *,
                    small: bool = False) -> MapSideOutput:
@@ -621,7 +670,8 @@ class StreamingAggregation:
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)
         self.map_side = replace(self.map_side, row_partial=_row_partial(self.aggs, empty),
-                                num_partitions=ctx.num_partitions)
+                                num_partitions=ctx.num_partitions,
+                                dense=_dense_plan(self.aggs, self.sliding))
         self._skipping = replace(self.map_side, skip_partial=True)
         self.skip_partial = False  # see SKIP_PARTIAL_RATIO; decided batch by batch
         self.state = StatePartitions(ctx, [("", self.schema)])  # in Ray actors or here
@@ -777,6 +827,15 @@ def _exact_sum(wrapped: int, low: int, high: int, count: int) -> int | None:
     if count * (high - low) >= 2**64:
         return None
     return count * low + (wrapped - count * low) % 2**64
+
+
+def _dense_plan(aggs: list[_AggPlan], sliding: list[str]
+                ) -> tuple[DenseBuffer, ...] | None:
+    """Every aggregate's dense buffers and the row count, or None when one has none."""
+    if sliding or any(a.dense is None for a in aggs):
+        return None
+    rows = DenseBuffer(_ROWS, DenseKind.ROWS, pl.Series(dtype=pl.get_index_type()).dtype)
+    return (*(b for a in aggs for b in a.dense or ()), rows)
 
 
 def _row_partial(aggs: list[_AggPlan], partial: pl.DataFrame
