@@ -131,6 +131,7 @@ def _buffer(keyed: pl.DataFrame, buffer: DenseBuffer, groups: _Groups) -> pl.Ser
         counted = groups.rows if not arg.null_count() else np.bincount(
             groups.code[arg.is_not_null().to_numpy()], minlength=groups.slots)
         return pl.Series(buffer.name, counted[present]).cast(buffer.dtype)
-    values = arg.cast(pl.Float64).fill_null(0.0).to_numpy()
+    doubles = arg.cast(pl.Float64)
+    values = (doubles.fill_null(0.0) if doubles.null_count() else doubles).to_numpy()
     sums = np.bincount(groups.code, weights=values, minlength=groups.slots)
     return pl.Series(buffer.name, sums[present], pl.Float64).cast(buffer.dtype)
