@@ -46,7 +46,13 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
-from unbounded.runtime.stateful.dense_grouping import DenseBuffer, DenseKind, dense_partial
+from unbounded.runtime.stateful.dense_grouping import (
+    DenseBuffer,
+    DenseKey,
+    DenseKind,
+    DensePlan,
+    dense_partial,
+)
 from unbounded.runtime.stateful.hosted import OneStoreFold, StatePartitions
 from unbounded.state.base import (
     FOUND_COLUMN,
@@ -349,9 +355,9 @@ class MapSideAggregation:
     # When positive, each output row is tagged with its state partition (``_PARTITION``)
     # here in the task, so the driver only splits the rows by it.
     num_partitions: int = 0
-    # Every partial buffer (and the row count) as the dense grouping computes them,
-    # used for a large input whose key ranges are narrow; None: the hash grouping only.
-    dense: tuple[DenseBuffer, ...] | None = None
+    # The keys and every partial buffer (and the row count) as the dense grouping
+    # computes them, for a large input whose key ranges are narrow; None: hashing only.
+    dense: DensePlan | None = None
 
     @property
     def observed_watermark(self) -> str | None:
@@ -380,12 +386,10 @@ class MapSideAggregation:
             totals = frame.select(ts.min(), ts.max().alias("max"), ts.sum().alias("sum"),
                                   ts.count().alias("n")).row(0)
             stats = self.watermark[0], self._event_time_stats(frame.lazy(), totals)
-        keyed = frame.with_columns(self.key_exprs)
-        steps = dict(self.tumbling)
-        partial = dense_partial(keyed, [(k, steps.get(k, 1)) for k in self.key_names],
-                                self.dense)
+        partial = dense_partial(frame, self.dense)
         if partial is None:
-            partial = self._reduced(keyed.lazy()).collect(engine="streaming")
+            keyed = frame.lazy().with_columns(self.key_exprs)
+            partial = self._reduced(keyed).collect(engine="streaming")
         partial = self._tagged(partial.lazy()).collect(engine="in-memory")
         partial, dropped = self._drop_late(partial, watermark_us)
         return MapSideOutput(self._grouped_by_partition(partial), dropped, stats)
@@ -671,7 +675,7 @@ class StreamingAggregation:
                                   empty.drop(self.key_names).to_arrow().schema)
         self.map_side = replace(self.map_side, row_partial=_row_partial(self.aggs, empty),
                                 num_partitions=ctx.num_partitions,
-                                dense=_dense_plan(self.aggs, self.sliding))
+                                dense=_dense_plan(node, self.aggs, input_schema, cctx))
         self._skipping = replace(self.map_side, skip_partial=True)
         self.skip_partial = False  # see SKIP_PARTIAL_RATIO; decided batch by batch
         self.state = StatePartitions(ctx, [("", self.schema)])  # in Ray actors or here
@@ -829,13 +833,28 @@ def _exact_sum(wrapped: int, low: int, high: int, count: int) -> int | None:
     return count * low + (wrapped - count * low) % 2**64
 
 
-def _dense_plan(aggs: list[_AggPlan], sliding: list[str]
-                ) -> tuple[DenseBuffer, ...] | None:
-    """Every aggregate's dense buffers and the row count, or None when one has none."""
-    if sliding or any(a.dense is None for a in aggs):
+def _dense_plan(node: Aggregate, aggs: list[_AggPlan], input_schema: pl.Schema,
+                ctx: CompileContext) -> DensePlan | None:
+    """The keys (a tumbling window as its index) and every aggregate's dense buffers
+    with the row count; None when an aggregate has none, a window slides, or a key
+    renames an input column (the aggregates' arguments then read the key, as in the
+    hash grouping, which reads them over the keyed rows)."""
+    if any(a.dense is None for a in aggs):
         return None
+    keys = [] if node.keys else [DenseKey(_GLOBAL_KEY, pl.lit(0, dtype=pl.Int8))]
+    for key in node.keys:
+        name = key.display_name()
+        renames = name in input_schema and not (isinstance(key, ColumnRef)
+                                                and key.display_name() == name)
+        if _is_sliding(key) or renames:
+            return None
+        if _is_tumbling(key):
+            ts, duration, offset = _window_time(key, ctx)
+            keys.append(DenseKey(name, (ts - offset) // duration, duration, offset))
+        else:
+            keys.append(DenseKey(name, compile_named(key, ctx)))
     rows = DenseBuffer(_ROWS, DenseKind.ROWS, pl.Series(dtype=pl.get_index_type()).dtype)
-    return (*(b for a in aggs for b in a.dense or ()), rows)
+    return DensePlan(tuple(keys), (*(b for a in aggs for b in a.dense or ()), rows))
 
 
 def _row_partial(aggs: list[_AggPlan], partial: pl.DataFrame
@@ -874,13 +893,19 @@ def _is_tumbling(key: Expression) -> bool:
 
 
 def _tumbling_start(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int]:
-    """The window start in microseconds as an Int64 expression, and the duration."""
+    """The window start in microseconds as an Int64 expression, and the duration. It is
+    ``(ts - offset) // duration * duration + offset`` (``//`` and ``%`` both floor), so
+    the dense grouping keys a window by that index (``_dense_plan``)."""
+    ts, duration, offset = _window_time(key, ctx)
+    return ts - (ts - offset) % duration, duration
+
+
+def _window_time(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int, int]:
+    """A window key's time in epoch microseconds (Int64), duration and offset (us)."""
     inner = key.child if isinstance(key, Alias) else key
     assert isinstance(inner, FunctionCall)
-    duration = int(inner.param("duration_us"))
-    offset = int(inner.param("start_us") or 0)
     ts = compile_expr(inner.args[0], ctx).cast(_UTC_US).dt.epoch("us")
-    return ts - (ts - offset) % duration, duration
+    return ts, int(inner.param("duration_us")), int(inner.param("start_us") or 0)
 
 
 def _window_struct(start_us: pl.Expr, duration_us: int) -> pl.Expr:
