@@ -91,7 +91,8 @@ def dense_partial(rows: pl.DataFrame, plan: DensePlan) -> pl.DataFrame | None:
     groups = _Groups(code, counts, np.flatnonzero(counts), slots)
     out = [_unpacked(key, column.dtype, groups.present, ranges[i], ranges[i + 1:])
            for i, (key, column) in enumerate(zip(plan.keys, columns, strict=True))]
-    out += [_buffer(numbered, b, groups) for b in plan.buffers]
+    args = rows.select(b.arg.alias(b.name) for b in plan.buffers if b.arg is not None)
+    out += [_buffer(args, b, groups) for b in plan.buffers]
     return pl.DataFrame(out)
 
 
@@ -142,12 +143,12 @@ def _unpacked(key: DenseKey, dtype: pl.DataType, present: np.ndarray, number: _R
     return values.cast(dtype)
 
 
-def _buffer(rows: pl.DataFrame, buffer: DenseBuffer, groups: _Groups) -> pl.Series:
+def _buffer(args: pl.DataFrame, buffer: DenseBuffer, groups: _Groups) -> pl.Series:
+    """``buffer`` per group present; ``args`` holds each buffer's argument (one query)."""
     present = groups.present
     if buffer.kind is DenseKind.ROWS:
         return pl.Series(buffer.name, groups.rows[present]).cast(buffer.dtype)
-    assert buffer.arg is not None
-    arg = rows.select(buffer.arg.alias(buffer.name)).to_series()
+    arg = args.get_column(buffer.name)
     if buffer.kind is DenseKind.COUNT:
         counted = groups.rows if not arg.null_count() else np.bincount(
             groups.code[arg.is_not_null().to_numpy()], minlength=groups.slots)

@@ -90,6 +90,14 @@ def test_only_null_keys_and_an_empty_frame_group_densely() -> None:
     assert empty is not None and empty.height == 0 and empty.schema == got.schema
 
 
+def test_a_constant_key_groups_every_row_as_one() -> None:
+    frame = pl.DataFrame({"v": [1.0, None, 2.5]})
+    plan = DensePlan((DenseKey("g", pl.lit(0, pl.Int8)),), _BUFFERS)
+    got = dense_partial(frame, plan)
+    assert got is not None and got.rows() == [(0, 3, 2, 3.5, 3, 3)]
+    assert got.schema["g"] == pl.Int8
+
+
 def test_wide_ranges_and_other_key_types_fall_back() -> None:
     wide = pl.DataFrame({"k": [0, dense_grouping.max_slots(2)], "v": [1.0, 2.0]})
     assert dense_partial(wide, _BY_K) is None
