@@ -46,6 +46,13 @@ from unbounded.runtime.stateful.base import (
     sum_metrics,
     watermark_delays,
 )
+from unbounded.runtime.stateful.dense_grouping import (
+    DenseBuffer,
+    DenseKey,
+    DenseKind,
+    DensePlan,
+    dense_partial,
+)
 from unbounded.runtime.stateful.hosted import OneStoreFold, StatePartitions
 from unbounded.state.base import (
     FOUND_COLUMN,
@@ -91,6 +98,8 @@ class _AggPlan:
     # ``combine`` over a stored buffer row and partial rows gives what ``merge`` of the
     # stored buffers with the partial rows combined gives (sums and counts).
     combine_merges: bool = False
+    # The partial buffers as the dense grouping computes them, or None when it cannot.
+    dense: tuple[DenseBuffer, ...] | None = None
 
 
 def _old(name: str) -> pl.Expr:
@@ -121,7 +130,26 @@ def _plan_aggregate(index: int, expr: Expression, ctx: CompileContext) -> _AggPl
         builder = _nan_max
     if builder is None:
         raise AnalysisException(f"Aggregate {inner.name} is not supported in streaming yet.")
-    return builder(name, b, args, inner)
+    return replace(builder(name, b, args, inner), dense=_dense_buffers(inner, b, args, ctx))
+
+
+def _dense_buffers(call: AggregateCall, b: list[str], args: list[pl.Expr],
+                   ctx: CompileContext) -> tuple[DenseBuffer, ...] | None:
+    """count, and sum or avg of doubles, as ``dense_grouping`` computes them (the same
+    buffers ``_count``, ``_sum`` and ``_avg`` aggregate); None for other aggregates."""
+    if call.distinct:
+        return None
+    if call.name == "count":
+        kind = DenseKind.COUNT if args else DenseKind.ROWS
+        return (DenseBuffer(b[0], kind, pl.Int64(), args[0] if args else None),)
+    if call.name in ("sum", "avg", "mean") and args:
+        dtype = ctx.dtype_of(args[0])
+        if dtype == pl.Float64 or (call.name != "sum" and dtype.is_integer()
+                                   and dtype not in (pl.UInt64, pl.Int128)):
+            arg = args[0].cast(pl.Float64)
+            return (DenseBuffer(b[0], DenseKind.SUM, pl.Float64(), arg),
+                    DenseBuffer(b[1], DenseKind.COUNT, pl.Int64(), arg))
+    return None
 
 
 def _count(name: str, b: list[str], args: list[pl.Expr], call: AggregateCall) -> _AggPlan:
@@ -327,6 +355,9 @@ class MapSideAggregation:
     # When positive, each output row is tagged with its state partition (``_PARTITION``)
     # here in the task, so the driver only splits the rows by it.
     num_partitions: int = 0
+    # The keys and every partial buffer (and the row count) as the dense grouping
+    # computes them, for a large input whose key ranges are narrow; None: hashing only.
+    dense: DensePlan | None = None
 
     @property
     def observed_watermark(self) -> str | None:
@@ -339,7 +370,29 @@ class MapSideAggregation:
         if self.sliding:
             return self._run_eager(rows.collect(), watermark_us)
         small = input_rows is not None and input_rows < SMALL_MAP_SIDE_ROWS
+        if self.dense is not None and not small and not self.skip_partial:
+            return self._run_dense(rows, watermark_us)
         return self._run_fused(rows, watermark_us, small=small)
+
+    def _run_dense(self, rows: pl.LazyFrame, watermark_us: int) -> MapSideOutput:
+        """As ``_run_fused``, from the rows read into memory: the event-time statistics
+        over them, then the partial rows by ``dense_partial`` when the keys' ranges are
+        narrow, else by the hash grouping (the same rows either way)."""
+        assert self.dense is not None
+        frame = rows.collect(engine="streaming")
+        stats = None
+        if self.watermark is not None:
+            ts = pl.col(self.watermark[1]).dt.epoch("us")
+            totals = frame.select(ts.min(), ts.max().alias("max"), ts.sum().alias("sum"),
+                                  ts.count().alias("n")).row(0)
+            stats = self.watermark[0], self._event_time_stats(frame.lazy(), totals)
+        partial = dense_partial(frame, self.dense)
+        if partial is None:
+            keyed = frame.lazy().with_columns(self.key_exprs)
+            partial = self._reduced(keyed).collect(engine="streaming")
+        partial = self._tagged(partial.lazy()).collect(engine="in-memory")
+        partial, dropped = self._drop_late(partial, watermark_us)
+        return MapSideOutput(self._grouped_by_partition(partial), dropped, stats)
 
     def _run_fused(self, rows: pl.LazyFrame, watermark_us: int, *,
                    small: bool = False) -> MapSideOutput:
@@ -621,7 +674,8 @@ class StreamingAggregation:
         self.schema = StateSchema(empty.select(self.key_names).to_arrow().schema,
                                   empty.drop(self.key_names).to_arrow().schema)
         self.map_side = replace(self.map_side, row_partial=_row_partial(self.aggs, empty),
-                                num_partitions=ctx.num_partitions)
+                                num_partitions=ctx.num_partitions,
+                                dense=_dense_plan(node, self.aggs, input_schema, cctx))
         self._skipping = replace(self.map_side, skip_partial=True)
         self.skip_partial = False  # see SKIP_PARTIAL_RATIO; decided batch by batch
         self.state = StatePartitions(ctx, [("", self.schema)])  # in Ray actors or here
@@ -779,6 +833,30 @@ def _exact_sum(wrapped: int, low: int, high: int, count: int) -> int | None:
     return count * low + (wrapped - count * low) % 2**64
 
 
+def _dense_plan(node: Aggregate, aggs: list[_AggPlan], input_schema: pl.Schema,
+                ctx: CompileContext) -> DensePlan | None:
+    """The keys (a tumbling window as its index) and every aggregate's dense buffers
+    with the row count; None when an aggregate has none, a window slides, or a key
+    renames an input column (the aggregates' arguments then read the key, as in the
+    hash grouping, which reads them over the keyed rows)."""
+    if any(a.dense is None for a in aggs):
+        return None
+    keys = [] if node.keys else [DenseKey(_GLOBAL_KEY, pl.lit(0, dtype=pl.Int8))]
+    for key in node.keys:
+        name = key.display_name()
+        renames = name in input_schema and not (isinstance(key, ColumnRef)
+                                                and key.display_name() == name)
+        if _is_sliding(key) or renames:
+            return None
+        if _is_tumbling(key):
+            ts, duration, offset = _window_time(key, ctx)
+            keys.append(DenseKey(name, (ts - offset) // duration, duration, offset))
+        else:
+            keys.append(DenseKey(name, compile_named(key, ctx)))
+    rows = DenseBuffer(_ROWS, DenseKind.ROWS, pl.Series(dtype=pl.get_index_type()).dtype)
+    return DensePlan(tuple(keys), (*(b for a in aggs for b in a.dense or ()), rows))
+
+
 def _row_partial(aggs: list[_AggPlan], partial: pl.DataFrame
                  ) -> tuple[pl.Expr, ...] | None:
     """Every aggregate's per-row buffers cast to the partial rows' types, or None."""
@@ -815,13 +893,19 @@ def _is_tumbling(key: Expression) -> bool:
 
 
 def _tumbling_start(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int]:
-    """The window start in microseconds as an Int64 expression, and the duration."""
+    """The window start in microseconds as an Int64 expression, and the duration. It is
+    ``(ts - offset) // duration * duration + offset`` (``//`` and ``%`` both floor), so
+    the dense grouping keys a window by that index (``_dense_plan``)."""
+    ts, duration, offset = _window_time(key, ctx)
+    return ts - (ts - offset) % duration, duration
+
+
+def _window_time(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int, int]:
+    """A window key's time in epoch microseconds (Int64), duration and offset (us)."""
     inner = key.child if isinstance(key, Alias) else key
     assert isinstance(inner, FunctionCall)
-    duration = int(inner.param("duration_us"))
-    offset = int(inner.param("start_us") or 0)
     ts = compile_expr(inner.args[0], ctx).cast(_UTC_US).dt.epoch("us")
-    return ts - (ts - offset) % duration, duration
+    return ts, int(inner.param("duration_us")), int(inner.param("start_us") or 0)
 
 
 def _window_struct(start_us: pl.Expr, duration_us: int) -> pl.Expr:
