@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +221,52 @@ def test_a_power_cut_after_a_commit_loses_no_file_the_batch_names(spark, tmp_pat
     rows = pl.concat([pl.read_parquet(p) for p in FileSinkManifest(
         os.path.join(root, "out", "table")).all_files()])
     assert sorted(rows["id"].to_list()) == [b * 10 + i for b in range(3) for i in range(4)]
+
+
+def _first_output_event(disk: DiskModel, root: str, batch_id: int) -> int:
+    """The first event of batch ``batch_id``'s output: its data files' fsyncs (they are
+    written by name) and its manifest entry's name."""
+    manifest = FileSinkManifest(os.path.join(root, "out", "table"))
+    data = [local_path(str(e["path"])) for e in manifest._read(batch_id, False)]
+    fsyncs = [i for i, (k, _, n) in enumerate(disk.events) if k == "fsync"
+              and n in {os.stat(p).st_ino for p in data}]
+    return min([disk.name_event(manifest.entry_path(batch_id)), *fsyncs])
+
+
+def _durable_before(disk: DiskModel, order: str, path: str, event: int) -> str | None:
+    """None if ``path`` survives every cut from event ``event`` on: strict, by POSIX
+    rules; on an in-order journal, once a fsync of its folder after its name was done
+    (the journal commit holds every name made before, its parents' too)."""
+    if order == "strict":
+        return disk.survives(path, before=event)
+    made = disk.name_event(path)
+    synced = disk._last("fsync", path=os.path.dirname(path), before=event)
+    if synced > made and disk._data_synced(path, made):
+        return None
+    return f"{path}: its folder fsync was not done before the event it must come before"
+
+
+def test_a_batch_s_offsets_are_durable_before_its_first_output(spark, tmp_path, disk,
+                                                              name_order, monkeypatch):
+    """The write-ahead rule, with the offset log's folder fsync run in the background
+    while the stages compute (issue 15): no output of batch N (a data file, the manifest
+    entry) exists before ``offsets/N`` is durable. The offset folder's fsyncs are made
+    slow, so a sink that did not wait for them would come first."""
+    recorded = os.fsync
+
+    def slow_offsets(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(os.sep + "offsets"):
+            time.sleep(0.2)
+        recorded(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_offsets)
+    root = _fresh_root(tmp_path)
+    _run_query(spark, root, ())
+    offsets = os.path.join(root, "checkpoint", "offsets")
+    for batch in range(3):
+        first = _first_output_event(disk, root, batch)
+        assert _durable_before(disk, name_order, os.path.join(offsets, str(batch)), first) \
+            is None
 
 
 def _run_counts(spark, root: str) -> None:

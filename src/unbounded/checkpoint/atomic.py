@@ -47,7 +47,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from unbounded.errors import CheckpointConflictError, IllegalArgumentException
 
@@ -58,6 +58,7 @@ __all__ = [
     "PendingPair",
     "file_ops",
     "fsync_dir",
+    "fsync_dir_in_background",
     "fsync_file",
     "is_temp_name",
     "keeps_name_order",
@@ -456,12 +457,23 @@ def _fsync_pool() -> ThreadPoolExecutor:
 def _in_background(f: BinaryIO, tmp: str) -> Future[None]:
     """fsync and close ``tmp`` on a pool thread; inline once the interpreter is exiting
     (a query thread still writing then; the pool takes no new work)."""
+    return _submit(_sync_close, f, tmp)
+
+
+def fsync_dir_in_background(path: str) -> Future[None]:
+    """:func:`fsync_dir` of ``path`` on the fsync pool: its names are durable once the
+    future is done (its ``result()`` raises the fsync's error). For a caller with work
+    that may run before the names must be durable (``offsets/N`` and a batch's folds)."""
+    return _submit(fsync_dir, path)
+
+
+def _submit(fn: Callable[..., None], *args: Any) -> Future[None]:
     try:
-        return _fsync_pool().submit(_sync_close, f, tmp)
+        return _fsync_pool().submit(fn, *args)
     except RuntimeError:
         done: Future[None] = Future()
         try:
-            _sync_close(f, tmp)
+            fn(*args)
             done.set_result(None)
         except BaseException as e:
             done.set_exception(e)
