@@ -45,6 +45,7 @@ _PHASES: dict[str, tuple[str, str, str]] = {
     "fence": ("unbounded.checkpoint.epoch", "EpochFence", "check"),
     "run_batch": ("unbounded.runtime.microbatch", "MicroBatchExecution", "_run_batch"),
     "report": ("unbounded.runtime.progress", "ProgressReporter", "report"),
+    "offsets_wait": ("unbounded.checkpoint.checksum", "FolderSync", "wait"),
     "latest_offset": ("unbounded.runtime.microbatch", "MicroBatchExecution", "_next_offsets"),
 }
 
@@ -75,7 +76,9 @@ def _install(phases: _Phases) -> None:
     from unbounded.runtime import microbatch
 
     for name, (module, cls, attr) in _PHASES.items():
-        owner = getattr(importlib.import_module(module), cls)
+        owner = getattr(importlib.import_module(module), cls, None)
+        if owner is None:  # a checkout without it
+            continue
         setattr(owner, attr, phases.wrap(name, getattr(owner, attr)))
     original = microbatch.MicroBatchExecution._trigger
 
@@ -117,6 +120,9 @@ def main(argv: list[str]) -> int:
         result["fsync_ms"] = 1000 * fsyncs.seconds
         if phases.by_batch:
             keys = sorted({k for v in phases.by_batch.values() for k in v})
+            if "--each" in argv:
+                result["each"] = {b: {k: round(1000 * v, 1) for k, v in p.items()}
+                                  for b, p in phases.by_batch.items()}
             result["phases_ms"] = {k: round(1000 * statistics.median(
                 v.get(k, 0.0) for v in phases.by_batch.values()), 2) for k in keys}
         print(json.dumps(result))

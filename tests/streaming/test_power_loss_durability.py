@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class DiskModel:
     """The durability events of one run, in order: ``(kind, path, inode)``."""
 
     events: list[tuple[str, str, int]] = field(default_factory=list)
+    listed: dict[int, set[str]] = field(default_factory=dict)  # a folder fsync's names
 
     def _last(self, kind: str, *, path: str = "", inode: int = -1, before: int | None = None
               ) -> int:
@@ -65,12 +67,22 @@ class DiskModel:
         return self._last("fsync", inode=os.stat(path).st_ino)
 
     def _name_durable(self, path: str, before: int | None) -> bool:
+        parent = os.path.dirname(path)
+        if self._created_by_name(path):  # its folder was fsynced while it was there
+            return any(k == "fsync" and p == parent and os.path.basename(path) in
+                       self.listed.get(i, set()) for i, (k, p, _) in
+                       enumerate(self.events[:before])) and self._name_durable(parent, before)
         made = self._name_made(path)
         if made < 0:
             return True
-        parent = os.path.dirname(path)
         synced = self._last("fsync", path=parent, before=before)
         return synced > made and self._name_durable(parent, before)
+
+    def _created_by_name(self, path: str) -> bool:
+        """A file a library created under its final name (a sink's data file)."""
+        return not os.path.isdir(path) and max(self._last("mkdir", path=path),
+                                               self._last("name", path=path)) < 0 \
+            and self._last("fsync", inode=os.stat(path).st_ino) >= 0
 
     def _data_synced(self, path: str, before: int | None) -> bool:
         return os.path.isdir(path) or self._last(
@@ -112,6 +124,7 @@ class DiskModel:
 @pytest.fixture
 def disk(monkeypatch) -> Iterator[DiskModel]:
     model = DiskModel()
+    lock = threading.Lock()
     real = {n: getattr(os, n) for n in ("mkdir", "fsync", "link", "replace", "rename")}
 
     def mkdir(path, *args, **kwargs):
@@ -119,9 +132,13 @@ def disk(monkeypatch) -> Iterator[DiskModel]:
         model.events.append(("mkdir", os.path.abspath(path), -1))
 
     def fsync(fd):
-        real["fsync"](fd)
         path = os.readlink(f"/proc/self/fd/{fd if isinstance(fd, int) else fd.fileno()}")
-        model.events.append(("fsync", path, os.fstat(fd).st_ino))
+        names = set(os.listdir(path)) if os.path.isdir(path) else None  # before: covered
+        real["fsync"](fd)
+        with lock:  # the fsync pool's threads record too
+            model.events.append(("fsync", path, os.fstat(fd).st_ino))
+            if names is not None:
+                model.listed[len(model.events) - 1] = names
 
     def naming(kind):
         def call(src, dst, *args, **kwargs):

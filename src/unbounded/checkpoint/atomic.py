@@ -45,7 +45,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
@@ -60,6 +60,7 @@ __all__ = [
     "fsync_dir",
     "fsync_dir_in_background",
     "fsync_file",
+    "fsync_file_in_background",
     "is_temp_name",
     "keeps_name_order",
     "keeps_order_across",
@@ -69,6 +70,7 @@ __all__ = [
     "remove_stray_temps",
     "set_file_ops",
     "sync_folder_name",
+    "wait_all",
     "write_atomic",
     "write_atomic_after",
     "write_atomic_replace",
@@ -450,7 +452,7 @@ def _fsync_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(4, thread_name_prefix="unbounded-fsync")
+            _pool = ThreadPoolExecutor(8, thread_name_prefix="unbounded-fsync")
         return _pool
 
 
@@ -465,6 +467,12 @@ def fsync_dir_in_background(path: str) -> Future[None]:
     future is done (its ``result()`` raises the fsync's error). For a caller with work
     that may run before the names must be durable (``offsets/N`` and a batch's folds)."""
     return _submit(fsync_dir, path)
+
+
+def fsync_file_in_background(path: str) -> Future[None]:
+    """:func:`fsync_file` of ``path`` on the fsync pool: a sink's data files are fsynced
+    together with its manifest entry's two files, in one journal commit."""
+    return _submit(fsync_file, path)
 
 
 def _submit(fn: Callable[..., None], *args: Any) -> Future[None]:
@@ -500,10 +508,10 @@ def _sync_together(temps: list[tuple[BinaryIO, str]]) -> None:
         _sync_close(*last)
     except BaseException as e:
         errors.append(e)
-    _wait_all(futures, errors)
+    wait_all(futures, errors)
 
 
-def _wait_all(futures: list[Future[None]], errors: list[BaseException] | None = None
+def wait_all(futures: Sequence[Future[None]], errors: list[BaseException] | None = None
               ) -> None:
     """Wait for every future, then raise the first error (``errors`` first): a file
     still being fsynced is never left behind by an early raise."""
@@ -585,7 +593,7 @@ class PendingPair:
 
     def _synced(self) -> None:
         """Wait for the background fsyncs; raise the first error once all finished."""
-        _wait_all(self._futures)
+        wait_all(self._futures)
 
     def publish(self, *, sync_between: bool, sync_after: bool = True) -> None:
         """Name ``first``, then ``path`` (see :func:`write_atomic_after`)."""

@@ -61,7 +61,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -70,6 +70,7 @@ from unbounded.checkpoint.atomic import (
     fsync_dir_in_background,
     keeps_name_order,
     keeps_order_across,
+    wait_all,
 )
 from unbounded.checkpoint.crc import crc32c
 from unbounded.checkpoint.storage import (
@@ -148,27 +149,44 @@ def _marker_line(first: int, unchecked: frozenset[str] = frozenset()) -> bytes:
     return f"{body} crc32c={crc32c(body.encode()):08x}\n".encode()
 
 
-def write_checked(path: str, data: bytes, *, sync_in_background: bool = False) -> FolderSync:
+def write_checked(path: str, data: bytes, *, sync_in_background: bool = False,
+                  after: Sequence[Future[None]] = ()) -> FolderSync:
     """Publish the checksum of ``data``, durably, then ``data`` at ``path`` (failing if
     it exists: raises ``CheckpointConflictError`` before touching its sidecar).
 
     ``sync_in_background=True``: the entry is named when this returns, and the folder
     fsync that makes its name durable runs on the fsync pool; the returned
     :class:`FolderSync`'s ``wait()`` returns once it did (otherwise it is done already).
-    For a caller with work that may run before the name must be durable."""
+    For a caller with work that may run before the name must be durable.
+
+    ``after``: fsyncs of files the entry names (a sink's data files), issued by the
+    caller; they run while the entry's own two are, and the entry is named only once
+    all of them succeeded (the first error is raised, the entry left unwritten)."""
     folder = os.path.dirname(path) or "."
     if is_url(folder):  # a PUT is durable when it returns
+        wait_all(after)
         _ready_for(path)
         storage_for(path).replace(sidecar_path(path), _sidecar_line(data))
         storage_for(path).create(path, data)
         return FolderSync.DONE
     if normalize_location(folder) in _prepared:
         _ready_for(path)
-        return _publish(path, PendingPair(sidecar_path(path), _sidecar_line(data), path, data,
-                                          background=False), background=sync_in_background)
+        pair = PendingPair(sidecar_path(path), _sidecar_line(data), path, data,
+                           background=False)
+        try:
+            wait_all(after)
+        except BaseException:
+            pair.discard()
+            raise
+        return _publish(path, pair, background=sync_in_background)
     # The folder's first write in this process writes its marker first: the entry's
     # two data fsyncs run meanwhile (as a PreparedEntry's), temporary files until named.
     entry = PreparedEntry(path, data)
+    try:
+        wait_all(after)
+    except BaseException:
+        entry.discard()
+        raise
     entry.publish()
     return FolderSync.DONE
 
