@@ -48,7 +48,7 @@ sidecar that does not parse, raises :class:`CheckpointCorruptError`. See
 Example:
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "0")
-    >>> write_checked(path, b"v1\\n{}")
+    >>> write_checked(path, b"v1\\n{}").wait()  # done already: its folder was fsynced
     >>> read_checked_text(path)
     'v1\\n{}'
 """
