@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ class DiskModel:
     """The durability events of one run, in order: ``(kind, path, inode)``."""
 
     events: list[tuple[str, str, int]] = field(default_factory=list)
+    listed: dict[int, set[str]] = field(default_factory=dict)  # a folder fsync's names
 
     def _last(self, kind: str, *, path: str = "", inode: int = -1, before: int | None = None
               ) -> int:
@@ -64,12 +67,22 @@ class DiskModel:
         return self._last("fsync", inode=os.stat(path).st_ino)
 
     def _name_durable(self, path: str, before: int | None) -> bool:
+        parent = os.path.dirname(path)
+        if self._created_by_name(path):  # its folder was fsynced while it was there
+            return any(k == "fsync" and p == parent and os.path.basename(path) in
+                       self.listed.get(i, set()) for i, (k, p, _) in
+                       enumerate(self.events[:before])) and self._name_durable(parent, before)
         made = self._name_made(path)
         if made < 0:
             return True
-        parent = os.path.dirname(path)
         synced = self._last("fsync", path=parent, before=before)
         return synced > made and self._name_durable(parent, before)
+
+    def _created_by_name(self, path: str) -> bool:
+        """A file a library created under its final name (a sink's data file)."""
+        return not os.path.isdir(path) and max(self._last("mkdir", path=path),
+                                               self._last("name", path=path)) < 0 \
+            and self._last("fsync", inode=os.stat(path).st_ino) >= 0
 
     def _data_synced(self, path: str, before: int | None) -> bool:
         return os.path.isdir(path) or self._last(
@@ -111,6 +124,7 @@ class DiskModel:
 @pytest.fixture
 def disk(monkeypatch) -> Iterator[DiskModel]:
     model = DiskModel()
+    lock = threading.Lock()
     real = {n: getattr(os, n) for n in ("mkdir", "fsync", "link", "replace", "rename")}
 
     def mkdir(path, *args, **kwargs):
@@ -118,9 +132,13 @@ def disk(monkeypatch) -> Iterator[DiskModel]:
         model.events.append(("mkdir", os.path.abspath(path), -1))
 
     def fsync(fd):
-        real["fsync"](fd)
         path = os.readlink(f"/proc/self/fd/{fd if isinstance(fd, int) else fd.fileno()}")
-        model.events.append(("fsync", path, os.fstat(fd).st_ino))
+        names = set(os.listdir(path)) if os.path.isdir(path) else None  # before: covered
+        real["fsync"](fd)
+        with lock:  # the fsync pool's threads record too
+            model.events.append(("fsync", path, os.fstat(fd).st_ino))
+            if names is not None:
+                model.listed[len(model.events) - 1] = names
 
     def naming(kind):
         def call(src, dst, *args, **kwargs):
@@ -220,6 +238,52 @@ def test_a_power_cut_after_a_commit_loses_no_file_the_batch_names(spark, tmp_pat
     rows = pl.concat([pl.read_parquet(p) for p in FileSinkManifest(
         os.path.join(root, "out", "table")).all_files()])
     assert sorted(rows["id"].to_list()) == [b * 10 + i for b in range(3) for i in range(4)]
+
+
+def _first_output_event(disk: DiskModel, root: str, batch_id: int) -> int:
+    """The first event of batch ``batch_id``'s output: its data files' fsyncs (they are
+    written by name) and its manifest entry's name."""
+    manifest = FileSinkManifest(os.path.join(root, "out", "table"))
+    data = [local_path(str(e["path"])) for e in manifest._read(batch_id, False)]
+    fsyncs = [i for i, (k, _, n) in enumerate(disk.events) if k == "fsync"
+              and n in {os.stat(p).st_ino for p in data}]
+    return min([disk.name_event(manifest.entry_path(batch_id)), *fsyncs])
+
+
+def _durable_before(disk: DiskModel, order: str, path: str, event: int) -> str | None:
+    """None if ``path`` survives every cut from event ``event`` on: strict, by POSIX
+    rules; on an in-order journal, once a fsync of its folder after its name was done
+    (the journal commit holds every name made before, its parents' too)."""
+    if order == "strict":
+        return disk.survives(path, before=event)
+    made = disk.name_event(path)
+    synced = disk._last("fsync", path=os.path.dirname(path), before=event)
+    if synced > made and disk._data_synced(path, made):
+        return None
+    return f"{path}: its folder fsync was not done before the event it must come before"
+
+
+def test_a_batch_s_offsets_are_durable_before_its_first_output(spark, tmp_path, disk,
+                                                              name_order, monkeypatch):
+    """The write-ahead rule, with the offset log's folder fsync run in the background
+    while the stages compute (issue 15): no output of batch N (a data file, the manifest
+    entry) exists before ``offsets/N`` is durable. The offset folder's fsyncs are made
+    slow, so a sink that did not wait for them would come first."""
+    recorded = os.fsync
+
+    def slow_offsets(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(os.sep + "offsets"):
+            time.sleep(0.2)
+        recorded(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_offsets)
+    root = _fresh_root(tmp_path)
+    _run_query(spark, root, ())
+    offsets = os.path.join(root, "checkpoint", "offsets")
+    for batch in range(3):
+        first = _first_output_event(disk, root, batch)
+        assert _durable_before(disk, name_order, os.path.join(offsets, str(batch)), first) \
+            is None
 
 
 def _run_counts(spark, root: str) -> None:

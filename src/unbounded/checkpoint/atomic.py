@@ -45,9 +45,9 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from unbounded.errors import CheckpointConflictError, IllegalArgumentException
 
@@ -58,7 +58,9 @@ __all__ = [
     "PendingPair",
     "file_ops",
     "fsync_dir",
+    "fsync_dir_in_background",
     "fsync_file",
+    "fsync_file_in_background",
     "is_temp_name",
     "keeps_name_order",
     "keeps_order_across",
@@ -68,6 +70,7 @@ __all__ = [
     "remove_stray_temps",
     "set_file_ops",
     "sync_folder_name",
+    "wait_all",
     "write_atomic",
     "write_atomic_after",
     "write_atomic_replace",
@@ -449,19 +452,36 @@ def _fsync_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(4, thread_name_prefix="unbounded-fsync")
+            _pool = ThreadPoolExecutor(8, thread_name_prefix="unbounded-fsync")
         return _pool
 
 
 def _in_background(f: BinaryIO, tmp: str) -> Future[None]:
     """fsync and close ``tmp`` on a pool thread; inline once the interpreter is exiting
     (a query thread still writing then; the pool takes no new work)."""
+    return _submit(_sync_close, f, tmp)
+
+
+def fsync_dir_in_background(path: str) -> Future[None]:
+    """:func:`fsync_dir` of ``path`` on the fsync pool: its names are durable once the
+    future is done (its ``result()`` raises the fsync's error). For a caller with work
+    that may run before the names must be durable (``offsets/N`` and a batch's folds)."""
+    return _submit(fsync_dir, path)
+
+
+def fsync_file_in_background(path: str) -> Future[None]:
+    """:func:`fsync_file` of ``path`` on the fsync pool: a sink's data files are fsynced
+    together with its manifest entry's two files, in one journal commit."""
+    return _submit(fsync_file, path)
+
+
+def _submit(fn: Callable[..., None], *args: Any) -> Future[None]:
     try:
-        return _fsync_pool().submit(_sync_close, f, tmp)
+        return _fsync_pool().submit(fn, *args)
     except RuntimeError:
         done: Future[None] = Future()
         try:
-            _sync_close(f, tmp)
+            fn(*args)
             done.set_result(None)
         except BaseException as e:
             done.set_exception(e)
@@ -488,10 +508,10 @@ def _sync_together(temps: list[tuple[BinaryIO, str]]) -> None:
         _sync_close(*last)
     except BaseException as e:
         errors.append(e)
-    _wait_all(futures, errors)
+    wait_all(futures, errors)
 
 
-def _wait_all(futures: list[Future[None]], errors: list[BaseException] | None = None
+def wait_all(futures: Sequence[Future[None]], errors: list[BaseException] | None = None
               ) -> None:
     """Wait for every future, then raise the first error (``errors`` first): a file
     still being fsynced is never left behind by an early raise."""
@@ -573,7 +593,7 @@ class PendingPair:
 
     def _synced(self) -> None:
         """Wait for the background fsyncs; raise the first error once all finished."""
-        _wait_all(self._futures)
+        wait_all(self._futures)
 
     def publish(self, *, sync_between: bool, sync_after: bool = True) -> None:
         """Name ``first``, then ``path`` (see :func:`write_atomic_after`)."""

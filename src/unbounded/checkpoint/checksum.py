@@ -48,7 +48,7 @@ sidecar that does not parse, raises :class:`CheckpointCorruptError`. See
 Example:
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "0")
-    >>> write_checked(path, b"v1\\n{}")
+    >>> write_checked(path, b"v1\\n{}").wait()  # done already: its folder was fsynced
     >>> read_checked_text(path)
     'v1\\n{}'
 """
@@ -61,10 +61,17 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
-from unbounded.checkpoint.atomic import PendingPair, keeps_name_order, keeps_order_across
+from unbounded.checkpoint.atomic import (
+    PendingPair,
+    fsync_dir_in_background,
+    keeps_name_order,
+    keeps_order_across,
+    wait_all,
+)
 from unbounded.checkpoint.crc import crc32c
 from unbounded.checkpoint.storage import (
     conflict_error,
@@ -77,6 +84,7 @@ from unbounded.errors import CheckpointConflictError, CheckpointCorruptError
 __all__ = [
     "MARKER_NAME",
     "RECOVERY_HINT",
+    "FolderSync",
     "PreparedEntry",
     "accept_unverified",
     "defer_folder_sync",
@@ -141,24 +149,68 @@ def _marker_line(first: int, unchecked: frozenset[str] = frozenset()) -> bytes:
     return f"{body} crc32c={crc32c(body.encode()):08x}\n".encode()
 
 
-def write_checked(path: str, data: bytes) -> None:
+def write_checked(path: str, data: bytes, *, sync_in_background: bool = False,
+                  after: Sequence[Future[None]] = ()) -> FolderSync:
     """Publish the checksum of ``data``, durably, then ``data`` at ``path`` (failing if
-    it exists: raises ``CheckpointConflictError`` before touching its sidecar)."""
+    it exists: raises ``CheckpointConflictError`` before touching its sidecar).
+
+    ``sync_in_background=True``: the entry is named when this returns, and the folder
+    fsync that makes its name durable runs on the fsync pool; the returned
+    :class:`FolderSync`'s ``wait()`` returns once it did (otherwise it is done already).
+    For a caller with work that may run before the name must be durable.
+
+    ``after``: fsyncs of files the entry names (a sink's data files), issued by the
+    caller; they run while the entry's own two are, and the entry is named only once
+    all of them succeeded (the first error is raised, the entry left unwritten)."""
     folder = os.path.dirname(path) or "."
     if is_url(folder):  # a PUT is durable when it returns
+        wait_all(after)
         _ready_for(path)
         storage_for(path).replace(sidecar_path(path), _sidecar_line(data))
         storage_for(path).create(path, data)
-        return
+        return FolderSync.DONE
     if normalize_location(folder) in _prepared:
         _ready_for(path)
-        _publish(path, PendingPair(sidecar_path(path), _sidecar_line(data), path, data,
-                                   background=False))
-        return
+        pair = PendingPair(sidecar_path(path), _sidecar_line(data), path, data,
+                           background=False)
+        try:
+            wait_all(after)
+        except BaseException:
+            pair.discard()
+            raise
+        return _publish(path, pair, background=sync_in_background)
     # The folder's first write in this process writes its marker first: the entry's
     # two data fsyncs run meanwhile (as a PreparedEntry's), temporary files until named.
     entry = PreparedEntry(path, data)
+    try:
+        wait_all(after)
+    except BaseException:
+        entry.discard()
+        raise
     entry.publish()
+    return FolderSync.DONE
+
+
+class FolderSync:
+    """The folder fsync that makes a just-published entry's name durable, under way on
+    the fsync pool; ``wait()`` returns once it is done (raising its error, if any), and
+    then counts the deferred names it covered as durable too."""
+
+    DONE: FolderSync
+
+    def __init__(self, future: Future[None] | None, covered: list[tuple[str, int]]) -> None:
+        self._future, self._covered = future, covered
+
+    def wait(self) -> None:
+        if self._future is None:
+            return
+        self._future.result()
+        self._future = None
+        with _pending_lock:
+            _drop(self._covered)
+
+
+FolderSync.DONE = FolderSync(None, [])
 
 
 def _ready_for(path: str) -> str:
@@ -171,13 +223,17 @@ def _ready_for(path: str) -> str:
     return folder
 
 
-def _publish(path: str, pair: PendingPair) -> None:
+def _publish(path: str, pair: PendingPair, *, background: bool = False) -> FolderSync:
     folder = os.path.dirname(path) or "."
     defer = getattr(_deferring, "on", False) and keeps_order_across(folder, folder)
     settled = _settle_pending(folder)
+    later = background and not defer
     # On a file system that keeps names in order, the entry's folder fsync covers both.
-    pair.publish(sync_between=not keeps_name_order(folder), sync_after=not defer)
+    pair.publish(sync_between=not keeps_name_order(folder), sync_after=not (defer or later))
+    if later:  # the deferrals it covers stay pending until it is done
+        return FolderSync(fsync_dir_in_background(folder), settled)
     _after_names(folder, settled, deferred=defer)
+    return FolderSync.DONE
 
 
 class PreparedEntry:

@@ -26,6 +26,7 @@ from typing import Any
 
 from unbounded.checkpoint.checksum import (
     RECOVERY_HINT,
+    FolderSync,
     PreparedEntry,
     read_checked_text,
     remove_checked,
@@ -85,8 +86,10 @@ class BatchLog:
         ids = self.batch_ids()
         return ids[-1] if ids else None
 
-    def write_lines(self, batch_id: int, lines: list[str]) -> None:
-        write_checked(self.path(batch_id), _body(lines))
+    def write_lines(self, batch_id: int, lines: list[str], *,
+                    sync_in_background: bool = False) -> FolderSync:
+        return write_checked(self.path(batch_id), _body(lines),
+                             sync_in_background=sync_in_background)
 
     def read_lines(self, batch_id: int) -> list[str]:
         path = self.path(batch_id)
@@ -120,7 +123,11 @@ class OffsetEntry:
 class OffsetLog(BatchLog):
     """``offsets/N``: the write-ahead log of what each batch reads."""
 
-    def add(self, batch_id: int, entry: OffsetEntry) -> None:
+    def add(self, batch_id: int, entry: OffsetEntry, *,
+            sync_in_background: bool = False) -> FolderSync:
+        """Write ``offsets/N``. With ``sync_in_background`` its name is made here and its
+        folder fsync runs meanwhile: the caller waits on the returned ``FolderSync``
+        before batch N has any effect outside the checkpoint (the sink)."""
         meta: dict[str, Any] = {
             "batchWatermarkMs": entry.batch_watermark_ms,
             "batchTimestampMs": entry.batch_timestamp_ms,
@@ -131,7 +138,7 @@ class OffsetLog(BatchLog):
         lines = [json.dumps(meta, separators=(",", ":"))]
         lines += [_VOID if o is None else json.dumps(o, separators=(",", ":"))
                   for o in entry.offsets]
-        self.write_lines(batch_id, lines)
+        return self.write_lines(batch_id, lines, sync_in_background=sync_in_background)
 
     def get(self, batch_id: int) -> OffsetEntry:
         lines = self.read_lines(batch_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from unbounded.checkpoint.checksum import (
@@ -141,20 +143,23 @@ class FileSinkManifest:
         gone = set(missing)
         return [p for p in files if p not in gone]
 
-    def add_batch(self, batch_id: int, entries: list[dict[str, Any]]) -> None:
+    def add_batch(self, batch_id: int, entries: list[dict[str, Any]], *,
+                  after: Sequence[Future[None]] = ()) -> None:
         """Publish the files of ``batch_id`` atomically; fails if the batch was published.
 
         Entries need a ``path`` (a local path or ``file://`` URI); missing fields get
         Spark's defaults. A sink stays idempotent by skipping batch ids for which
-        :meth:`has_batch` (or ``latest_batch_id() >= batch_id``) holds.
+        :meth:`has_batch` (or ``latest_batch_id() >= batch_id``) holds. ``after``: the
+        fsyncs of the data files it names, under way; the entry is named once they
+        succeeded (``checksum.write_checked``).
         """
         normalised = [_normalise(e) for e in entries]
         if (batch_id + 1) % self.compact_interval == 0:
             live = _live([*self.all_entries(), *normalised])
-            self._write(f"{batch_id}.compact", live)
+            self._write(f"{batch_id}.compact", live, after)
             self._delete_before(batch_id - self.compact_interval)
         else:
-            self._write(str(batch_id), normalised)
+            self._write(str(batch_id), normalised, after)
 
     def _delete_before(self, keep_from: int) -> None:
         """Delete log files older than the previous compact file: every reader that loaded
@@ -164,9 +169,11 @@ class FileSinkManifest:
                          if (stem := name.removesuffix(".compact")).isdigit()
                          and int(stem) < keep_from))  # one folder fsync for them all
 
-    def _write(self, name: str, entries: list[dict[str, Any]]) -> None:
+    def _write(self, name: str, entries: list[dict[str, Any]],
+               after: Sequence[Future[None]] = ()) -> None:
         lines = [_VERSION, *(json.dumps(e, separators=(",", ":")) for e in entries)]
-        write_checked(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
+        write_checked(os.path.join(self.metadata_path, name), "\n".join(lines).encode(),
+                      after=after)
 
     def _read(self, batch_id: int, is_compact: bool) -> list[dict[str, Any]]:
         name = f"{batch_id}.compact" if is_compact else str(batch_id)

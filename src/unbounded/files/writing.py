@@ -55,9 +55,11 @@ def file_extension(fmt: str) -> str:
     return _EXTENSIONS[fmt]
 
 
-def write_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str]) -> None:
+def write_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str], *,
+                    sync: bool = True) -> None:
     """Write ``table`` to the new file ``path`` in ``fmt`` and fsync it (through the
-    checkpoint's file-system seam, so a fault-injecting one sees data files too). At a
+    checkpoint's file-system seam, so a fault-injecting one sees data files too), unless
+    ``sync=False``: the caller fsyncs it (a file sink, with its manifest entry). At a
     URL the file is written locally first and uploaded under its final name, which no
     other writer uses (a uuid): an object store publishes it whole or not at all."""
     lowered = {k.lower(): v for k, v in options.items()}
@@ -66,7 +68,8 @@ def write_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str
         return
     make_dirs(os.path.dirname(path))
     _WRITERS[fmt](path, table, lowered)
-    fsync_file(path)
+    if sync:
+        fsync_file(path)
 
 
 def _upload_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str]
@@ -83,16 +86,18 @@ def _upload_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, s
 
 
 def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tuple[str, ...],
-                      options: dict[str, str], *, stem: str, zone: str = "UTC") -> list[str]:
+                      options: dict[str, str], *, stem: str, zone: str = "UTC",
+                      sync: bool = True) -> list[str]:
     """Write ``table`` as ``<folder>/[col=value/...]<stem><ext>`` files; their paths. A
     timestamp partition value is its wall-clock time in ``zone`` (the session's, unless
-    the ``timeZone`` option says otherwise), as Spark names the folder."""
+    the ``timeZone`` option says otherwise), as Spark names the folder. ``sync`` as
+    :func:`write_data_file`'s."""
     name = stem + file_extension(fmt)
     zone = option_value(options, "timeZone", zone) or zone
     options = {**options, "timeZone": zone}  # the csv/JSON writers' timestamps read it
     if not partition_by:
         path = os.path.join(folder, name)
-        write_data_file(path, fmt, table, options)
+        write_data_file(path, fmt, table, options, sync=sync)
         return [path]
     frame = _polars(table)
     frame = frame.with_columns([to_local(pl.col(c), zone).alias(c) for c in partition_by
@@ -104,7 +109,8 @@ def write_partitioned(folder: str, fmt: str, table: pa.Table, partition_by: tupl
         sub = os.path.join(folder, *(f"{escape_path_name(c)}={partition_value(v)}"
                                      for c, v in zip(partition_by, key, strict=True)))
         path = os.path.join(sub, name)
-        write_data_file(path, fmt, group.drop(list(partition_by)).to_arrow(), options)
+        write_data_file(path, fmt, group.drop(list(partition_by)).to_arrow(), options,
+                        sync=sync)
         paths.append(path)
     return paths
 

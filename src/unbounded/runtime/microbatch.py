@@ -30,7 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unbounded.checkpoint.checksum import PreparedEntry, deferred_folder_syncs, sync_deferred
+from unbounded.checkpoint.checksum import (
+    FolderSync,
+    PreparedEntry,
+    deferred_folder_syncs,
+    sync_deferred,
+)
 from unbounded.checkpoint.logs import CommitEntry, OffsetEntry
 from unbounded.engine.context import EventTimeStats
 from unbounded.executors.base import PendingResults
@@ -39,7 +44,7 @@ from unbounded.runtime.observed import evaluate_observed
 from unbounded.runtime.progress import BatchOutcome, DurationTimer, event_time_report, now_ms
 from unbounded.runtime.recovery import find_resume_point
 from unbounded.runtime.stage_runner import PlannedTasks, merge_event_time
-from unbounded.runtime.stateful.base import BatchInfo, SupportsTimeouts
+from unbounded.runtime.stateful.base import BatchInfo, CallsUserFunctions, SupportsTimeouts
 from unbounded.runtime.tasks import TaskResult, run_task
 from unbounded.runtime.triggers import AvailableNow, Once, ProcessingTime, SupportsDataDue
 from unbounded.runtime.watermarks import WatermarkTracker
@@ -89,6 +94,8 @@ class MicroBatchExecution:
         self._ahead: _ReadAhead | None = None
         self._sink_prepared = False
         self._pipelined = self._pipelining_applies()
+        self._stages_only_compute = not any(
+            isinstance(op, CallsUserFunctions) for op in query.operators)
 
     def _pipelining_applies(self) -> bool:
         enabled = self.spec.conf.get("spark.unbounded.streaming.pipelineBatches", "true")
@@ -185,18 +192,20 @@ class MicroBatchExecution:
             return False
         query.set_status("Processing new data", True, True)
         batch_id = self.batch_id
+        offsets_durable = FolderSync.DONE
         if rerun is None:
             ahead = ahead or self._start_tasks(batch_id, entry, timer)
             fault_point("before-offset-write", batch_id)
             try:
                 with timer.measure("walCommit"):
                     query.fence.check(query.offset_log.path(batch_id))
-                    query.offset_log.add(batch_id, entry)
+                    offsets_durable = query.offset_log.add(batch_id, entry,
+                                                           sync_in_background=True)
             except BaseException:
                 ahead.pending.cancel()
                 raise
             fault_point("after-offset-write", batch_id)
-        outcome, commit = self._run_batch(batch_id, entry, timer, ahead)
+        outcome, commit = self._run_batch(batch_id, entry, timer, ahead, offsets_durable)
         fault_point("before-commit-write", batch_id)
         try:
             with timer.measure("commitOffsets"):
@@ -243,7 +252,13 @@ class MicroBatchExecution:
             for op in self.query.operators)
 
     def _run_batch(self, batch_id: int, entry: OffsetEntry, timer: DurationTimer,
-                   ahead: _ReadAhead | None) -> tuple[BatchOutcome, PreparedEntry]:
+                   ahead: _ReadAhead | None, offsets_durable: FolderSync
+                   ) -> tuple[BatchOutcome, PreparedEntry]:
+        """Batch N's stages, then its sink. ``offsets/N`` is named already; its folder
+        fsync (``offsets_durable``) runs while the built-in operators fold and write
+        their state (read back only for committed versions, and replaced when batch N
+        re-runs), and is waited for before the sink or a user function sees the batch:
+        no output of batch N exists before its offsets are durable."""
         query = self.query
         clock = _clock(batch_id, entry, self.last_batch_watermark_ms)
         with timer.measure("queryPlanning"):
@@ -262,6 +277,9 @@ class MicroBatchExecution:
         self._advance_watermark(event_time)
         self.last_batch_watermark_ms = entry.batch_watermark_ms
         self._read_ahead(entry)
+        if not self._stages_only_compute:
+            with timer.measure("walCommit"):
+                offsets_durable.wait()
         with timer.measure("addBatch"):  # Spark's addBatch runs the whole query
             stages = query.stages.run(results, clock)
         self._advance_watermark(stages.event_time)
@@ -270,21 +288,25 @@ class MicroBatchExecution:
             query.stages.maintenance(
                 self.spec.conf_int("spark.sql.streaming.minBatchesToRetain", 100))
         batch = MicroBatch(batch_id, stages.tables[0].schema, stages.tables)
-        commit = self._sink_batch(batch, timer)
+        commit = self._sink_batch(batch, timer, offsets_durable)
         report = event_time_report(event_time, entry.batch_watermark_ms) \
             if self.watermarks.enabled else {}
         return BatchOutcome(batch_id, list(self.committed), list(entry.offsets), per_source,
                             batch.num_rows, report, stages.state_metrics,
                             evaluate_observed(self.spec.observed, stages.tables)), commit
 
-    def _sink_batch(self, batch: MicroBatch, timer: DurationTimer) -> PreparedEntry:
-        """Hand the batch to the sink while ``commits/N``'s bytes are made durable (the
-        watermark it records is final once the stages ran); only its name waits for the
-        sink, so the commit costs one data fsync less on the batch's path."""
+    def _sink_batch(self, batch: MicroBatch, timer: DurationTimer,
+                    offsets_durable: FolderSync) -> PreparedEntry:
+        """Hand the batch to the sink, once ``offsets/N`` is durable, while ``commits/N``'s
+        bytes are made durable (the watermark it records is final once the stages ran);
+        only its name waits for the sink, so the commit costs one data fsync less on the
+        batch's path."""
         query = self.query
         assert query.sink is not None
         commit = query.commit_log.prepare(batch.batch_id, CommitEntry(self.watermarks.current_ms))
         try:
+            with timer.measure("walCommit"):
+                offsets_durable.wait()
             with timer.measure("addBatch"):
                 query.sink.add_batch(batch.batch_id, batch)
             fault_point("after-sink", batch.batch_id)

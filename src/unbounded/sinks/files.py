@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from unbounded.checkpoint.atomic import make_dirs, sync_folder_name
+from unbounded.checkpoint.atomic import fsync_file_in_background, make_dirs, sync_folder_name
 from unbounded.checkpoint.checksum import defer_folder_sync, deferred_folder_syncs
 from unbounded.checkpoint.epoch import fence_for
 from unbounded.checkpoint.storage import (
@@ -79,7 +79,7 @@ def _run_write(task: _WriteTask) -> list[dict[str, object]]:
     """Write one task's rows: one file, or one per partition-column value."""
     stem = f"part-{task.index:05d}-{uuid.uuid4()}.c000"
     paths = write_partitioned(task.folder, task.fmt, task.table, task.partition_by,
-                              dict(task.options), stem=stem, zone=task.zone)
+                              dict(task.options), stem=stem, zone=task.zone, sync=False)
     return [_manifest_entry(p) for p in paths]
 
 
@@ -147,7 +147,11 @@ class FileSink:
                             self.zone)
                  for i, t in enumerate(_coalesced(batch.partitions))]
         entries = [e for written in self.executor.map(_run_write, tasks) for e in written]
-        if not is_url(self.path):  # an object's PUT is durable once answered
+        # The data files' fsyncs run with the manifest entry's two (one journal commit);
+        # the entry is named once all succeeded. An object's PUT is durable once answered.
+        synced = [] if is_url(self.path) else \
+            [fsync_file_in_background(local_path(str(e["path"]))) for e in entries]
+        if not is_url(self.path):
             for folder in {os.path.dirname(local_path(str(e["path"]))) for e in entries}:
                 defer_folder_sync(folder)
         fault_point("mid-sink-write", batch_id)
@@ -159,7 +163,7 @@ class FileSink:
         # takes commits/N re-runs the batch, and a manifest entry kept without it makes
         # the re-run skip the sink as before. Elsewhere each folder is fsynced here.
         with deferred_folder_syncs():
-            self.manifest.add_batch(batch_id, entries)
+            self.manifest.add_batch(batch_id, entries, after=synced)
 
     def stop(self) -> None:
         """Nothing to release."""

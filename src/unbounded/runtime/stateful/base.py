@@ -32,8 +32,9 @@ from unbounded.state.base import (
 )
 from unbounded.state.registry import create_provider
 
-__all__ = ["BatchInfo", "InputBatch", "MapSide", "MapSideOutput", "OperatorContext",
-           "OperatorOutput", "PartitionedState", "StatefulOperator", "SupportsTimeouts", "frame_of",
+__all__ = ["BatchInfo", "CallsUserFunctions", "InputBatch", "MapSide", "MapSideOutput",
+           "OperatorContext", "OperatorOutput", "PartitionedState", "StatefulOperator",
+           "SupportsTimeouts", "frame_of",
            "map_partitions", "partition_ids", "split_partitions", "sum_metrics", "watermark_delays"]
 
 R = TypeVar("R")
@@ -157,6 +158,14 @@ class SupportsTimeouts(Protocol):
     def timeouts_due(self, batch_timestamp_ms: int) -> bool:
         """Whether a batch with this timestamp would time out some stored key."""
         ...
+
+
+class CallsUserFunctions:
+    """Mix-in of an operator that calls user functions with a batch's rows
+    (``applyInPandasWithState``, ``transformWithState``): the micro-batch loop runs it
+    only once the batch's ``offsets/N`` is durable, as Spark does, since the function
+    may act outside the checkpoint. The built-in operators only compute and write their
+    state, so they run while that folder fsync is under way."""
 
 
 def partition_ids(frame: pl.DataFrame, keys: list[str], n: int) -> pl.Series:

@@ -36,6 +36,7 @@ from unbounded.errors import AnalysisException
 from unbounded.plan.logical import FlatMapGroupsInPandasWithState, GroupStateTimeoutKind
 from unbounded.runtime.stateful.base import (
     BatchInfo,
+    CallsUserFunctions,
     InputBatch,
     MapSide,
     OperatorContext,
@@ -162,7 +163,7 @@ class GroupStateFold:
         return min(candidates) if candidates else None
 
 
-class StreamingGroupsWithState:
+class StreamingGroupsWithState(CallsUserFunctions):
     """``applyInPandasWithState`` on a stream.
 
     State rows (through the state store): the grouping keys by display name, then

@@ -38,6 +38,7 @@ from unbounded.errors import AnalysisException
 from unbounded.plan.logical import TimeMode, TransformWithStateInPandas
 from unbounded.runtime.stateful.base import (
     BatchInfo,
+    CallsUserFunctions,
     InputBatch,
     MapSide,
     OperatorContext,
@@ -64,7 +65,7 @@ __all__ = ["StreamingTransformWithState"]
 _KEY = "__gkey"
 
 
-class StreamingTransformWithState:
+class StreamingTransformWithState(CallsUserFunctions):
     """``transformWithStateInPandas`` on a stream.
 
     State layout: one store per state variable per partition (folder ``var-<name>``,
