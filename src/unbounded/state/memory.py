@@ -279,8 +279,9 @@ def _packing(new: pl.DataFrame) -> _Packing | None:
     """One Int64 per row that numbers the key combinations within ``new``'s ranges
     (each column's offset from ``new``'s minimum, in mixed radix): equal for equal keys
     within the ranges and only for them. None for other types, NULLs in ``new`` or
-    ranges whose product passes 2**62."""
-    if any(t not in _PACKABLE for t in new.dtypes) or any(new.null_count().row(0)):
+    ranges whose product passes 2**62; None for no rows too (no ranges)."""
+    if not new.height or any(t not in _PACKABLE for t in new.dtypes) or \
+            any(new.null_count().row(0)):
         return None
     physical = [pl.col(n).to_physical().cast(pl.Int64) for n in new.columns]
     bounds = new.select(*(e for i, c in enumerate(physical)
