@@ -35,6 +35,7 @@ from unbounded.state.base import (
     conform,
 )
 from unbounded.state.files import StateFileLog
+from unbounded.state.pieces import Pieces, compact, piece_column
 
 __all__ = [
     "MAX_STATE_CHUNKS",
@@ -278,8 +279,9 @@ def _packing(new: pl.DataFrame) -> _Packing | None:
     """One Int64 per row that numbers the key combinations within ``new``'s ranges
     (each column's offset from ``new``'s minimum, in mixed radix): equal for equal keys
     within the ranges and only for them. None for other types, NULLs in ``new`` or
-    ranges whose product passes 2**62."""
-    if any(t not in _PACKABLE for t in new.dtypes) or any(new.null_count().row(0)):
+    ranges whose product passes 2**62; None for no rows too (no ranges)."""
+    if not new.height or any(t not in _PACKABLE for t in new.dtypes) or \
+            any(new.null_count().row(0)):
         return None
     physical = [pl.col(n).to_physical().cast(pl.Int64) for n in new.columns]
     bounds = new.select(*(e for i, c in enumerate(physical)
@@ -300,11 +302,12 @@ def _packing(new: pl.DataFrame) -> _Packing | None:
     return _Packing(packed, inside, unpacked[::-1])
 
 
-def _stored_hits(stored: pl.DataFrame, new: pl.DataFrame, packing: _Packing) -> pl.Series:
+def _stored_hits(stored: pl.DataFrame, new: pl.DataFrame, packing: _Packing, *,
+                 near_only: bool = True) -> pl.Series:
     """The positions of the ``stored`` keys (unique) that ``new`` holds, in order, through
-    their ``_packing`` over ``new`` (probing only the ``_near`` stored rows; a stored
-    key outside ``new``'s ranges packs to NULL)."""
-    near = _near(stored, new) if stored.height >= NEAR_MIN_ROWS else None
+    their ``_packing`` over ``new`` (probing only the ``_near`` stored rows unless not
+    ``near_only``; a stored key outside ``new``'s ranges packs to NULL)."""
+    near = _near(stored, new) if near_only and stored.height >= NEAR_MIN_ROWS else None
     candidates = stored if near is None else stored.filter(near)
     probe = candidates.select(pl.when(packing.inside).then(packing.value)).to_series()
     hit = probe.is_in(new.select(packing.value).to_series().implode()).fill_null(False)
@@ -312,7 +315,8 @@ def _stored_hits(stored: pl.DataFrame, new: pl.DataFrame, packing: _Packing) -> 
 
 
 def combine_rows(state: pl.DataFrame, rows: pl.DataFrame, combine: Sequence[pl.Expr],
-                 keys: list[str]) -> tuple[pl.DataFrame, pl.Series] | None:
+                 keys: list[str], *, near_only: bool = True
+                 ) -> tuple[pl.DataFrame, pl.Series] | None:
     """``rows`` (several per key) grouped with the stored rows of their keys into one
     row per key by ``combine``, and which stored rows those were (a mask over
     ``state``); None when the keys do not pack (``_packing``). Stored rows come first in
@@ -321,7 +325,7 @@ def combine_rows(state: pl.DataFrame, rows: pl.DataFrame, combine: Sequence[pl.E
     packing = _packing(rows.select(keys))
     if packing is None:
         return None
-    hits = _stored_hits(state.select(keys), rows.select(keys), packing)
+    hits = _stored_hits(state.select(keys), rows.select(keys), packing, near_only=near_only)
     both = pl.concat([state.gather(hits), rows]) if hits.len() else rows
     grouped = both.lazy().group_by(packing.value.alias(_PACKED)).agg(*combine) \
         .select(*packing.unpacked, pl.exclude(_PACKED)) \
@@ -480,6 +484,8 @@ class MemoryStateStore(OpenVersion):
         # The key hashes of a frame this store held; they count only while that frame
         # is still ``_frame`` (checked by identity), so no other change can stale them.
         self._keyed = provider.keyed(version)
+        # The frame in pieces by window (``state/pieces.py``), under the same rule.
+        self._pieces = provider.pieces(version)
 
     def lookup(self, keys: pa.Table) -> pa.Table:
         self._check_open()
@@ -548,7 +554,11 @@ class MemoryStateStore(OpenVersion):
         state = self._frame
         if state.height + rows.height <= SMALL_MERGE_ROWS:
             return None
-        combined = combine_rows(state, self._conformed(rows), combine, self._keys)
+        rows = self._conformed(rows)
+        pieces = self._pieces_for(evict)
+        if pieces is not None:
+            return self._combine_pieces(pieces, rows, combine, evict)
+        combined = combine_rows(state, rows, combine, self._keys)
         if combined is None:
             return None
         merged, found = combined
@@ -561,10 +571,66 @@ class MemoryStateStore(OpenVersion):
         return self._record(stays, merged,
                             pl.concat([state.filter(out & ~found), merged.filter(new_out)]))
 
-    def _record(self, state: pl.DataFrame, merged: pl.DataFrame, evicted: pl.DataFrame
-                ) -> MergeFold:
-        """Make ``state`` the open version, ``merged`` and ``evicted`` its changes."""
-        self._frame = self._compacted(state)
+    def _pieces_for(self, evict: pl.Expr | None) -> Pieces | None:
+        """The state in pieces by the one key column ``evict`` reads (kept from the last
+        batch, or split now), or None when it cannot or should not be split."""
+        column = piece_column(evict, self._provider.empty.schema, self._keys)
+        if column is None or column in self._provider.unsplittable:
+            return None
+        known = self._pieces
+        if known is not None and known.frame is self._frame and known.column == column:
+            return known
+        pieces = Pieces.split(self._frame, column)
+        if pieces is None:
+            self._provider.unsplittable.add(column)
+        return pieces
+
+    def _combine_pieces(self, pieces: Pieces, rows: pl.DataFrame,
+                        combine: Sequence[pl.Expr], evict: pl.Expr | None
+                        ) -> MergeFold | None:
+        """``combine_fold`` over the pieces of the batch's windows only; closed pieces are
+        then evicted whole. The rows and changes are those of the whole-frame fold."""
+        values = pieces.values_of(rows)
+        touched = [v for v in values if v in pieces.parts]
+        stored = pl.concat([pieces.parts[v] for v in touched], rechunk=False) \
+            if touched else self._provider.empty
+        combined = combine_rows(stored, rows, combine, self._keys, near_only=False)
+        if combined is None:
+            return None
+        merged, found = combined
+        parts = dict(pieces.parts)
+        offset = 0
+        for v in touched:
+            height = parts[v].height
+            replaced = found.slice(offset, height)
+            if replaced.any():
+                parts[v] = parts[v].filter(~replaced)
+            offset += height
+        for v, part in pieces.split_rows(merged, values).items():
+            parts[v] = compact(pl.concat([parts[v], part], rechunk=False)) if v in parts \
+                else part
+        gone = self._closed_pieces(Pieces.of(pieces.column, parts, self._provider.empty), evict)
+        evicted = [parts.pop(v) for v in gone]
+        kept = Pieces.of(pieces.column, {v: p for v, p in parts.items() if p.height},
+                         self._provider.empty)
+        self._pieces, self._keyed = kept, None
+        return self._record(kept.frame, merged,
+                            pl.concat(evicted) if evicted else self._provider.empty,
+                            compacted=True)
+
+    @staticmethod
+    def _closed_pieces(pieces: Pieces, evict: pl.Expr | None) -> list[object]:
+        """The values of the pieces ``evict`` selects (whole: see ``Pieces.probe``)."""
+        if evict is None or not pieces.parts:
+            return []
+        mask = eviction_mask(pieces.probe(), evict)
+        return [v for v, out in zip(pieces.parts, mask.to_list(), strict=True) if out]
+
+    def _record(self, state: pl.DataFrame, merged: pl.DataFrame, evicted: pl.DataFrame,
+                *, compacted: bool = False) -> MergeFold:
+        """Make ``state`` the open version, ``merged`` and ``evicted`` its changes
+        (``compacted``: its pieces are kept in few chunks already)."""
+        self._frame = state if compacted else self._compacted(state)
         self._delta.record_upserts(merged)
         self._delta.record_deletes(evicted)
         self._updated += merged.height
@@ -615,8 +681,10 @@ class MemoryStateStore(OpenVersion):
         self._check_open()
         started = time.monotonic()
         new_version = self._version + 1
+        pieces = self._pieces if self._pieces is not None and \
+            self._pieces.frame is self._frame else None
         self._provider.publish(new_version, self._frame, self._delta.to_arrow(),
-                               self._hashes())
+                               self._hashes(), pieces)
         self._commit_ms = int((time.monotonic() - started) * 1000)
         self._status = "committed"
         return new_version
@@ -662,6 +730,9 @@ class MemoryStateStoreProvider:
         self._fence = fence_for(store_id.root)  # a newer run's start fences our commits
         self._cache: OrderedDict[int, pl.DataFrame] = OrderedDict()
         self._keyed: dict[int, KeyedFrame] = {}  # of cached versions whose hashes are known
+        self._pieces: dict[int, Pieces] = {}  # of cached versions kept in pieces
+        # Key columns found to hold too many values to split the state by (``Pieces``).
+        self.unsplittable: set[str] = set()
         self._empty = to_polars(pa.Table.from_batches([], schema=schema.row_schema))
 
     @property
@@ -699,16 +770,23 @@ class MemoryStateStoreProvider:
         self._cache[version] = frame
         self._cache.move_to_end(version)
         while len(self._cache) > self._conf.max_versions_in_memory:
-            self._keyed.pop(self._cache.popitem(last=False)[0], None)
+            gone = self._cache.popitem(last=False)[0]
+            self._keyed.pop(gone, None)
+            self._pieces.pop(gone, None)
 
     def keyed(self, version: int) -> KeyedFrame | None:
         """Cached ``version``'s frame with its key hashes, when they are known."""
         return self._keyed.get(version)
 
+    def pieces(self, version: int) -> Pieces | None:
+        """Cached ``version``'s frame in pieces, when it was kept so."""
+        return self._pieces.get(version)
+
     def publish(self, version: int, frame: pl.DataFrame, delta: pa.Table,
-                hashes: pl.Series | None = None) -> None:
+                hashes: pl.Series | None = None, pieces: Pieces | None = None) -> None:
         """Make ``frame`` durable as ``version`` (called by the store's ``commit``);
-        ``hashes`` are its key hashes, if known, kept with it in memory only."""
+        ``hashes`` are its key hashes and ``pieces`` its pieces, if known, kept with it
+        in memory only."""
         if self._fence is not None:
             self._fence.check(self._files.delta_path(version))
         self._files.write_delta(version, delta)
@@ -718,6 +796,9 @@ class MemoryStateStoreProvider:
         self._keyed.pop(version, None)
         if hashes is not None:
             self._keyed[version] = KeyedFrame(frame, hashes)
+        self._pieces.pop(version, None)
+        if pieces is not None:
+            self._pieces[version] = pieces
 
     def latest_version(self) -> int:
         return self._files.latest_version()
@@ -729,3 +810,4 @@ class MemoryStateStoreProvider:
     def close(self) -> None:
         self._cache.clear()
         self._keyed.clear()
+        self._pieces.clear()

@@ -108,6 +108,7 @@ def test_keys_that_do_not_pack_are_left_to_the_caller_unchanged(tmp_path: Path) 
                                [], ["g"]) is None
     wide = pl.DataFrame({"w": [-(2**62), 2**62], "k": [0, 1]})
     assert memory.combine_rows(wide, wide, [], ["w", "k"]) is None
+    assert memory.combine_rows(wide, wide.clear(), [], ["w", "k"]) is None  # no ranges
 
 
 def test_small_frames_are_left_to_the_merge(tmp_path: Path,
