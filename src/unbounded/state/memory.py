@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from unbounded.checkpoint.epoch import fence_for
 from unbounded.errors import AnalysisException
+from unbounded.state import pieces as pieces_module
 from unbounded.state.base import (
     FOUND_COLUMN,
     OLD_SUFFIX,
@@ -555,7 +556,7 @@ class MemoryStateStore(OpenVersion):
         if state.height + rows.height <= SMALL_MERGE_ROWS:
             return None
         rows = self._conformed(rows)
-        pieces = self._pieces_for(evict)
+        pieces = self._pieces_for(evict, rows)
         if pieces is not None:
             return self._combine_pieces(pieces, rows, combine, evict)
         combined = combine_rows(state, rows, combine, self._keys)
@@ -571,18 +572,24 @@ class MemoryStateStore(OpenVersion):
         return self._record(stays, merged,
                             pl.concat([state.filter(out & ~found), merged.filter(new_out)]))
 
-    def _pieces_for(self, evict: pl.Expr | None) -> Pieces | None:
+    def _pieces_for(self, evict: pl.Expr | None, rows: pl.DataFrame) -> Pieces | None:
         """The state in pieces by the one key column ``evict`` reads (kept from the last
-        batch, or split now), or None when it cannot or should not be split."""
+        batch, or split now), or None when it cannot or should not be split: also when
+        the pieces with ``rows``' windows added would pass ``MAX_PIECES``."""
         column = piece_column(evict, self._provider.empty.schema, self._keys)
         if column is None or column in self._provider.unsplittable:
             return None
         known = self._pieces
         if known is not None and known.frame is self._frame and known.column == column:
-            return known
-        pieces = Pieces.split(self._frame, column)
-        if pieces is None:
+            pieces: Pieces | None = known
+        else:
+            pieces = Pieces.split(self._frame, column)
+        if pieces is None or len(pieces.parts.keys() | set(pieces.values_of(rows))) \
+                > pieces_module.MAX_PIECES:
+            # a state whose pieces outgrew the limit over batches stays whole from now
+            # on, as one that held too many values when first split
             self._provider.unsplittable.add(column)
+            return None
         return pieces
 
     def _combine_pieces(self, pieces: Pieces, rows: pl.DataFrame,

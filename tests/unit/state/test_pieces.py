@@ -137,3 +137,25 @@ def test_a_temporal_column_splits_and_probes_by_its_values() -> None:
 
 def rows_of_n(frame: pl.DataFrame) -> list[int]:
     return sorted(frame.get_column("n").to_list())
+
+
+def test_pieces_that_would_outgrow_the_limit_over_batches_leave_the_state_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key column with few values when first split may gain a new value each batch
+    (a grouping by the event time itself): past ``MAX_PIECES`` the state is kept whole
+    from then on, with the same rows as before."""
+    monkeypatch.setattr(pieces, "MAX_PIECES", 3)
+    p = provider(tmp_path, "grows")
+    first = p.get_store(0)
+    first.combine_fold(batch([0, 5], [1, 1], [1, 1]), COMBINE, closed_at(0))
+    first.commit()
+    assert p.pieces(1) is not None and "w" not in p.unsplittable
+    second = p.get_store(1)
+    fold = second.combine_fold(batch([5, 10, 15], [1, 1, 1], [2, 1, 1]), COMBINE,
+                               closed_at(0))
+    assert fold is not None
+    second.commit()
+    assert p.pieces(2) is None and "w" in p.unsplittable
+    assert set(rows_of(fold.merged)) == {(5, 1, 3), (10, 1, 1), (15, 1, 1)}
+    assert set(rows_of(p.get_store(2).scan())) == {(0, 1, 1), (5, 1, 3), (10, 1, 1),
+                                                   (15, 1, 1)}
