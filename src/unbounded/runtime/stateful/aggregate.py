@@ -583,6 +583,8 @@ class StreamingAggregation:
         self.node = node
         self.ctx = ctx
         self.output_schema = output_schema
+        # Built once: an empty frame of a struct schema costs ~0.12 ms, a clone ~1 us.
+        self._no_rows = pl.DataFrame(schema=output_schema)
         cctx = CompileContext(input_schema, 0, ansi=ctx.ansi, time_zone=ctx.time_zone)
         self.key_names = [k.display_name() for k in node.keys] or [_GLOBAL_KEY]
         # Tumbling windows group by their start in microseconds (a far cheaper key than
@@ -660,7 +662,7 @@ class StreamingAggregation:
 
     def _finalize(self, buffers: pl.DataFrame) -> pl.DataFrame:
         if buffers.height == 0:  # most small batches emit nothing: no query for that
-            return pl.DataFrame(schema=self.output_schema)
+            return self._no_rows.clone()
         finals = [a.final.alias(a.output) for a in self.aggs]
         keys = [_window_struct(pl.col(k), self.tumbling[k][1]).alias(k)
                 if k in self.tumbling else pl.col(k)
