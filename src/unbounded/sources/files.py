@@ -272,9 +272,11 @@ class FileSourceLog:
         self.batches: dict[int, list[_LogEntry]] = {}
         # Each batch's JSON lines, made once: a compact file repeats every batch's.
         self._lines: dict[int, list[str]] = {}
+        self._counted = (-1, 0)  # files_through: (batch id, files through it)
         self._fence = fence_for(metadata_path)
         if metadata_path is not None:
             self._load(metadata_path)
+        self._total = sum(map(len, self.batches.values()))  # files in all batches
 
     def _load(self, folder: str) -> None:
         names = storage_for(folder).list(folder)  # none: a new log
@@ -323,8 +325,24 @@ class FileSourceLog:
             write_checked(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
             if compact:
                 self._delete_covered(batch_id)
+        if batch_id <= self._counted[0]:  # a batch counted already is written again
+            self._counted = (-1, 0)
+        self._total += len(entries) - len(self.batches.get(batch_id, ()))
         self.batches[batch_id] = entries
         self._lines[batch_id] = own
+
+    def files_total(self) -> int:
+        return self._total
+
+    def files_through(self, batch_id: int) -> int:
+        """How many files the batches up to ``batch_id`` read: counted on from the last
+        call's batch (a progress report asks every batch; the log keeps every batch)."""
+        if batch_id < self._counted[0]:
+            self._counted = (-1, 0)
+        through, count = self._counted
+        count += sum(len(self.batches.get(b, ())) for b in range(through + 1, batch_id + 1))
+        self._counted = (batch_id, count)
+        return count
 
     def _lines_of(self, batch_id: int) -> list[str]:
         lines = self._lines.get(batch_id)
@@ -529,10 +547,8 @@ class FileSource:
         listing and held back by ``maxFilesPerTrigger``/``maxBytesPerTrigger``);
         ``numFilesProcessed``: files those batches read, over the checkpoint's life.
         """
-        done = _log_offset(latest_consumed)
-        sizes = [(batch, len(entries)) for batch, entries in self.log.batches.items()]
-        processed = sum(n for batch, n in sizes if batch <= done)
-        planned = sum(n for batch, n in sizes if batch > done)
+        processed = self.log.files_through(_log_offset(latest_consumed))
+        planned = self.log.files_total() - processed
         return {"numFilesOutstanding": str(planned + self._unplanned),
                 "numFilesProcessed": str(processed)}
 

@@ -388,3 +388,34 @@ def test_seen_files_tell_which_files_may_become_new() -> None:
     assert seen.may_become_new(DataFile("/in/a", 1, 1_050))  # changed since: a purge
     assert seen.may_become_new(DataFile("/in/b", 1, 950))  # new now
     assert not seen.may_become_new(DataFile("/in/c", 1, 800))  # older than the age limit
+
+
+def test_source_log_counts_files_through_a_batch_as_a_full_count_would(tmp_path):
+    """``files_through`` counts on from its last call; asked for an earlier batch, or
+    after a counted batch is written again, it counts anew."""
+    from unbounded.files.listing import DataFile
+    from unbounded.sources.files import FileSourceLog
+
+    folder = tmp_path / "sources" / "0"
+    folder.mkdir(parents=True)
+    log = FileSourceLog(str(folder))
+
+    def files(batch: int, n: int) -> list[DataFile]:
+        return [DataFile(f"/in/f{batch}-{i}.json", 10, 1_700_000_000_000 + batch)
+                for i in range(n)]
+
+    for batch in range(12):
+        log.add(batch, files(batch, batch % 3 + 1))
+
+    def counted(through: int) -> int:
+        return sum(len(e) for b, e in log.batches.items() if b <= through)
+
+    for through in [-1, 0, 3, 3, 11, 2, 7]:
+        assert log.files_through(through) == counted(through)
+    assert log.files_total() == counted(11) == FileSourceLog(str(folder)).files_total()
+    log = FileSourceLog(None)  # in memory: a batch may be written again
+    for batch in range(12):
+        log.add(batch, files(batch, 2))
+    assert log.files_through(11) == 24
+    log.add(11, files(11, 7))  # counted already: rewritten with other files
+    assert log.files_through(11) == counted(11) == log.files_total() == 29
