@@ -40,7 +40,6 @@ __all__ = [
     "MAX_STATE_CHUNKS",
     "NEAR_MIN_ROWS",
     "SMALL_MERGE_ROWS",
-    "TINY_MERGE_ROWS",
     "KeyedFrame",
     "MemoryStateStore",
     "MemoryStateStoreProvider",
@@ -62,7 +61,6 @@ _NEW = "__new"  # marks, in a merge's join, the rows the batch brought
 _EVICT = "__evict"
 _HASH, _AT = "__hash", "__at"  # a merge's key hashes and stored row positions
 SMALL_MERGE_ROWS = 2048  # stored + new rows up to which a merge takes one full join
-TINY_MERGE_ROWS = 64  # stored + new rows up to which that join is matched in Python
 NEAR_MIN_ROWS = 65_536  # stored rows from which a hashed merge probes only ``_near`` ones
 MAX_STATE_CHUNKS = 16  # chunks of a state frame beyond which a merge rechunks it
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
@@ -154,12 +152,8 @@ def merge_rows(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Expr]
 def _hashable(keys: pl.DataFrame) -> bool:
     """Key columns whose equal values hash equal and compare equal: not floats (NaN,
     -0.0) nor nested types, for which the merge joins on the columns themselves."""
-    return _hashable_types(keys.dtypes)
-
-
-def _hashable_types(dtypes: Sequence[pl.DataType]) -> bool:
     return all(t.is_integer() or t.is_temporal() or t in (pl.Boolean, pl.String, pl.Binary)
-               for t in dtypes)
+               for t in keys.dtypes)
 
 
 class KeyedFrame(NamedTuple):
@@ -375,12 +369,9 @@ def _merge_small(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Exp
     """``merge_rows`` as one full join and one projection, which also evaluates ``evict``
     when it reads only key columns."""
     keys = schema.key_names
-    joined = _tiny_join(state, rows, keys) if state.height + rows.height <= TINY_MERGE_ROWS \
-        else None
-    if joined is None:
-        joined = _flagged(rows, _NEW).join(
-            _flagged(state, FOUND_COLUMN), on=keys, how="full", coalesce=True,
-            nulls_equal=True, suffix=OLD_SUFFIX, maintain_order="left")
+    joined = _flagged(rows, _NEW).join(
+        _flagged(state, FOUND_COLUMN), on=keys, how="full", coalesce=True, nulls_equal=True,
+        suffix=OLD_SUFFIX, maintain_order="left")
     new = pl.col(_NEW).fill_null(False)
     values = [pl.when(new).then(e).otherwise(pl.col(n + OLD_SUFFIX)).alias(n)
               for n, e in _merge_by_column(merge, schema).items()]
@@ -396,50 +387,6 @@ def _merge_small(state: pl.DataFrame, rows: pl.DataFrame, merge: Sequence[pl.Exp
     brought = out.drop_in_place(_NEW)
     out = _like(out, state)
     return out, _brought_rows(out, brought, rows.height), mask
-
-
-def _tiny_join(state: pl.DataFrame, rows: pl.DataFrame, keys: list[str]
-               ) -> pl.DataFrame | None:
-    """``_merge_small``'s full join of a handful of rows, gathered from key positions
-    matched in Python: a Polars join costs ~0.25 ms whatever its size and runs on
-    Polars' thread pool, which a small batch's other tasks keep busy; eager gathers
-    by position cost ~5 us a column. Same columns and rows as the join: the batch's
-    rows in order, then the stored rows they left (the join leaves those in its hash
-    table's order, which nothing relies on). None for key types whose Python values
-    may compare otherwise than the join's keys (floats, nested: ``_hashable``) or keys
-    that repeat within a frame."""
-    if not _hashable_types([rows.get_column(k).dtype for k in keys]):
-        return None
-    at = {k: i for i, k in enumerate(_key_tuples(state, keys))}
-    batch_keys = _key_tuples(rows, keys)
-    if len(at) != state.height or len(set(batch_keys)) != rows.height:
-        return None
-    found = [at.get(k) for k in batch_keys]
-    hit = {i for i in found if i is not None}
-    left = [i for i in range(state.height) if i not in hit]
-    from_batch = _at([*range(rows.height), *([None] * len(left))])
-    from_state, left_at = _at([*found, *left]), _at(left)
-    values = [c for c in rows.columns if c not in keys]
-    return pl.DataFrame([
-        *(pl.concat([rows.get_column(k), state.get_column(k)[left_at]]) for k in keys),
-        *(rows.get_column(c)[from_batch] for c in values),
-        pl.Series(_NEW, [True] * rows.height + [None] * len(left), dtype=pl.Boolean),
-        *(state.get_column(c)[from_state].alias(c + OLD_SUFFIX) for c in values),
-        pl.Series(FOUND_COLUMN, [i is not None or None for i in found] + [True] * len(left),
-                  dtype=pl.Boolean)])
-
-
-def _at(positions: Sequence[int | None]) -> pl.Series:
-    """Row positions to gather by (``series[positions]``, eager; null gives null)."""
-    return pl.Series(positions, dtype=pl.UInt32)
-
-
-def _key_tuples(frame: pl.DataFrame, keys: list[str]) -> list[tuple[object, ...]]:
-    """Each row's key values, temporal ones as their integers (Python's datetime would
-    drop nanoseconds), as tuples."""
-    columns = [frame.get_column(k) for k in keys]
-    return list(zip(*[(c.cast(pl.Int64) if c.dtype.is_temporal() else c).to_list()
-                      for c in columns], strict=True))
 
 
 def _like(frame: pl.DataFrame, state: pl.DataFrame) -> pl.DataFrame:

@@ -35,17 +35,13 @@ MERGE = [
 ]
 
 
-@pytest.fixture(autouse=True, params=["keys matched in Python", "full join", "hashed keys",
-                                      "left and anti join", "hash collisions"])
+@pytest.fixture(autouse=True, params=["full join", "hashed keys", "left and anti join",
+                                      "hash collisions"])
 def merge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs over every merge path: a handful of rows (the full join's frame
-    gathered by key positions matched in Python); small frames (one full join); large
-    ones through key hashes; large ones with keys that do not hash (a left and an anti
-    join); and large ones whose keys all share one hash, which must fall back to the
-    joins."""
-    if request.param != "keys matched in Python":
-        monkeypatch.setattr(memory, "TINY_MERGE_ROWS", -1)
-    if request.param not in ("full join", "keys matched in Python"):
+    """Every test runs over every merge path: small frames (one full join); large ones
+    through key hashes; large ones with keys that do not hash (a left and an anti join);
+    and large ones whose keys all share one hash, which must fall back to the joins."""
+    if request.param != "full join":
         monkeypatch.setattr(memory, "SMALL_MERGE_ROWS", -1)
     if request.param == "left and anti join":
         monkeypatch.setattr(memory, "_hashable", lambda keys: False)
@@ -291,59 +287,3 @@ def test_the_hashed_merge_finds_stored_keys_within_the_range_and_null_windows(
     fold = p.get_store(1).merge_fold(batch(["d", "x", "a"], [5, 5, None], [2, 2, 2]),
                                      MERGE, None)
     assert rows_of(fold.merged) == rows_of(batch(["d", "x", "a"], [5, 5, None], [3, 2, 3]))
-
-
-def _full_join(state: pl.DataFrame, rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    return memory._flagged(rows, memory._NEW).join(
-        memory._flagged(state, FOUND_COLUMN), on=keys, how="full", coalesce=True,
-        nulls_equal=True, suffix=OLD_SUFFIX, maintain_order="left")
-
-
-def _unique_keys(keys: list[tuple[object, ...]], n: int, seed: int) -> list[tuple[object, ...]]:
-    import random
-
-    return random.Random(seed).sample(keys, n)
-
-
-@pytest.mark.parametrize("dtype", [pl.Int64, pl.String, pl.Datetime("ns", "UTC"), pl.Date,
-                                   pl.Boolean, pl.Binary])
-def test_keys_matched_in_python_give_the_full_joins_rows(dtype: pl.DataType) -> None:
-    """The join a merge of a handful of rows skips: the same columns, types and rows, the
-    batch's first in their order (the stored rows it leaves follow in the join's hash
-    order, so they are compared as a set), NULL keys equal to NULL keys."""
-    values: list[object] = {
-        pl.Int64: [None, 1, 2, 3], pl.String: [None, "a", "b", "c"],
-        pl.Datetime("ns", "UTC"): [None, 1, 2, 1_000], pl.Date: [None, 0, 1, 2],
-        pl.Boolean: [None, True, False], pl.Binary: [None, b"a", b"b"]}[dtype]
-    pairs = [(a, b) for a in values for b in values]
-    for seed in range(40):
-        stored = _unique_keys(pairs, seed % 7, seed)
-        batch = _unique_keys(pairs, seed % 5, seed + 100)
-
-        def frame(keys: list[tuple[object, ...]], base: int) -> pl.DataFrame:
-            columns = [pl.Series(name, [k[i] for k in keys], dtype=pl.Int64 if dtype in (
-                pl.Datetime("ns", "UTC"), pl.Date) else dtype).cast(dtype)
-                for i, name in enumerate(["k0", "k1"])]
-            return pl.DataFrame([*columns, pl.Series("n", range(base, base + len(keys))),
-                                 pl.Series("s", [0.5] * len(keys))])
-
-        state, rows = frame(stored, 0), frame(batch, 100)
-        tiny = memory._tiny_join(state, rows, ["k0", "k1"])
-        joined = _full_join(state, rows, ["k0", "k1"])
-        assert tiny is not None and tiny.schema == joined.schema
-        n = rows.height
-        assert tiny.head(n).equals(joined.head(n), null_equal=True)
-        assert sorted(map(str, tiny.slice(n).rows())) == sorted(map(str, joined.slice(n).rows()))
-
-
-def test_keys_are_matched_in_python_only_where_python_compares_them_as_the_join() -> None:
-    """Float keys (NaN, -0.0) and nested ones take the join; so do keys repeated within
-    a frame; datetimes are matched by their integers (Python's datetime drops ns)."""
-    floats = pl.DataFrame({"k": [0.0, float("nan")], "n": [1, 2]})
-    assert memory._tiny_join(floats, floats, ["k"]) is None
-    repeated = pl.DataFrame({"k": [1, 1], "n": [1, 2]})
-    assert memory._tiny_join(repeated.head(1), repeated, ["k"]) is None
-    ns = pl.DataFrame({"k": pl.Series([1, 2], dtype=pl.Int64).cast(pl.Datetime("ns")),
-                       "n": [1, 2]})
-    tiny = memory._tiny_join(ns.head(1), ns.tail(1), ["k"])
-    assert tiny is not None and tiny.get_column(FOUND_COLUMN).to_list() == [None, True]
