@@ -238,6 +238,12 @@ class _LogEntry:
     size: int | None = dataclasses.field(default=None, compare=False)
 
 
+def _entry_line(entry: _LogEntry) -> str:
+    """``entry`` as a line of the log (Spark's JSON fields, compact separators)."""
+    return json.dumps({"path": path_uri(entry.path), "timestamp": entry.timestamp,
+                       "batchId": entry.batch_id}, separators=(",", ":"))
+
+
 class FileSourceLog:
     """The file source's log: which files each batch reads (Spark's FileStreamSourceLog).
 
@@ -264,9 +270,13 @@ class FileSourceLog:
     def __init__(self, metadata_path: str | None) -> None:
         self.metadata_path = metadata_path
         self.batches: dict[int, list[_LogEntry]] = {}
+        # Each batch's JSON lines, made once: a compact file repeats every batch's.
+        self._lines: dict[int, list[str]] = {}
+        self._counted = (-1, 0)  # files_through: (batch id, files through it)
         self._fence = fence_for(metadata_path)
         if metadata_path is not None:
             self._load(metadata_path)
+        self._total = sum(map(len, self.batches.values()))  # files in all batches
 
     def _load(self, folder: str) -> None:
         names = storage_for(folder).list(folder)  # none: a new log
@@ -303,20 +313,42 @@ class FileSourceLog:
     def add(self, batch_id: int, files: list[DataFile]) -> None:
         """Record batch ``batch_id``; durable before it returns."""
         entries = [_LogEntry(f.path, f.mtime_ms, batch_id, f.size) for f in files]
+        own = [_entry_line(e) for e in entries]
         if self.metadata_path is not None:
             compact = (batch_id + 1) % self.COMPACT_INTERVAL == 0
-            logged = [e for b in sorted(self.batches) if b < batch_id
-                      for e in self.batches[b]] if compact else []
-            lines = [self.VERSION, *(json.dumps(
-                {"path": path_uri(e.path), "timestamp": e.timestamp, "batchId": e.batch_id},
-                separators=(",", ":")) for e in [*logged, *entries])]
+            logged = [line for b in sorted(self.batches) if b < batch_id
+                      for line in self._lines_of(b)] if compact else []
+            lines = [self.VERSION, *logged, *own]
             name = f"{batch_id}.compact" if compact else str(batch_id)
             if self._fence is not None:
                 self._fence.check(os.path.join(self.metadata_path, name))
             write_checked(os.path.join(self.metadata_path, name), "\n".join(lines).encode())
             if compact:
                 self._delete_covered(batch_id)
+        if batch_id <= self._counted[0]:  # a batch counted already is written again
+            self._counted = (-1, 0)
+        self._total += len(entries) - len(self.batches.get(batch_id, ()))
         self.batches[batch_id] = entries
+        self._lines[batch_id] = own
+
+    def files_total(self) -> int:
+        return self._total
+
+    def files_through(self, batch_id: int) -> int:
+        """How many files the batches up to ``batch_id`` read: counted on from the last
+        call's batch (a progress report asks every batch; the log keeps every batch)."""
+        if batch_id < self._counted[0]:
+            self._counted = (-1, 0)
+        through, count = self._counted
+        count += sum(len(self.batches.get(b, ())) for b in range(through + 1, batch_id + 1))
+        self._counted = (batch_id, count)
+        return count
+
+    def _lines_of(self, batch_id: int) -> list[str]:
+        lines = self._lines.get(batch_id)
+        if lines is None:
+            lines = self._lines[batch_id] = [_entry_line(e) for e in self.batches[batch_id]]
+        return lines
 
     def _delete_covered(self, compact_id: int) -> None:
         """Remove the batch and compact files that ``<compact_id>.compact`` covers."""
@@ -384,6 +416,13 @@ class _SeenFiles:
 
     def is_new(self, f: DataFile) -> bool:
         return f.mtime_ms >= self.purge_threshold and self._key(f.path) not in self.seen
+
+    def may_become_new(self, f: DataFile) -> bool:
+        """Whether ``f`` is new or may be later, once a purge forgets its key; not when
+        its mtime is below the age threshold or not above the time seen under its key:
+        the threshold only rises, and it forgets the key only once above that time."""
+        seen = self.seen.get(self._key(f.path))
+        return f.mtime_ms >= self.purge_threshold and (seen is None or seen < f.mtime_ms)
 
     def purge(self) -> None:
         self.purge_threshold = self.latest - self.max_age_ms
@@ -475,8 +514,11 @@ class FileSource:
         return start
 
     def _new_files(self) -> list[DataFile]:
-        listed = self._available_now if self._available_now is not None \
-            else list_data_files(self.options.path)
+        if self._available_now is not None:  # a fixed listing: drop what is done with
+            listed = self._available_now = [
+                f for f in self._available_now if self.seen.may_become_new(f)]
+        else:
+            listed = list_data_files(self.options.path)
         new = [f for f in listed if self.seen.is_new(f)]
         if self.options.latest_first:
             new.sort(key=lambda f: (-f.mtime_ms, f.path))
@@ -505,10 +547,8 @@ class FileSource:
         listing and held back by ``maxFilesPerTrigger``/``maxBytesPerTrigger``);
         ``numFilesProcessed``: files those batches read, over the checkpoint's life.
         """
-        done = _log_offset(latest_consumed)
-        sizes = [(batch, len(entries)) for batch, entries in self.log.batches.items()]
-        processed = sum(n for batch, n in sizes if batch <= done)
-        planned = sum(n for batch, n in sizes if batch > done)
+        processed = self.log.files_through(_log_offset(latest_consumed))
+        planned = self.log.files_total() - processed
         return {"numFilesOutstanding": str(planned + self._unplanned),
                 "numFilesProcessed": str(processed)}
 

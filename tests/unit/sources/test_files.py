@@ -359,3 +359,63 @@ def test_url_files_split_by_size_also_for_a_batch_planned_before_a_restart(
             sorted(i for i in range(4) for _ in range(8))
     finally:
         fs.rm(root.rsplit("/", 1)[0], recursive=True)
+
+
+def test_available_now_still_reads_a_file_whose_seen_name_a_purge_forgets(
+        folder: Folder) -> None:
+    """The fixed listing drops only files that can never be new again: here
+    ``y/data.json`` is not new while ``x/data.json``'s name is remembered, and becomes
+    new once ``maxFileAge`` forgets that name (as Spark's seen-files map does)."""
+    folder.add("x/data.json", 1, mtime=0)
+    folder.add("y/data.json", 2, mtime=2 * HOUR_S)
+    folder.add("z/new.json", 3, mtime=3 * HOUR_S)
+    source = folder.source(fileNameOnly="true", maxFileAge="1 hour", maxFilesPerTrigger="1")
+    source.prepare_for_available_now()
+    start, seen = None, []
+    while (end := source.latest_offset(start)) != start:
+        seen.append(read(source, start, end))
+        start = end
+    assert seen == [[1], [3], [2]]
+
+
+def test_seen_files_tell_which_files_may_become_new() -> None:
+    from unbounded.files.listing import DataFile
+
+    seen = files_module._SeenFiles(max_age_ms=100, file_name_only=False)
+    seen.add("/in/a", 1_000)
+    seen.purge()
+    assert not seen.may_become_new(DataFile("/in/a", 1, 1_000))  # seen at this mtime
+    assert seen.may_become_new(DataFile("/in/a", 1, 1_050))  # changed since: a purge
+    assert seen.may_become_new(DataFile("/in/b", 1, 950))  # new now
+    assert not seen.may_become_new(DataFile("/in/c", 1, 800))  # older than the age limit
+
+
+def test_source_log_counts_files_through_a_batch_as_a_full_count_would(tmp_path):
+    """``files_through`` counts on from its last call; asked for an earlier batch, or
+    after a counted batch is written again, it counts anew."""
+    from unbounded.files.listing import DataFile
+    from unbounded.sources.files import FileSourceLog
+
+    folder = tmp_path / "sources" / "0"
+    folder.mkdir(parents=True)
+    log = FileSourceLog(str(folder))
+
+    def files(batch: int, n: int) -> list[DataFile]:
+        return [DataFile(f"/in/f{batch}-{i}.json", 10, 1_700_000_000_000 + batch)
+                for i in range(n)]
+
+    for batch in range(12):
+        log.add(batch, files(batch, batch % 3 + 1))
+
+    def counted(through: int) -> int:
+        return sum(len(e) for b, e in log.batches.items() if b <= through)
+
+    for through in [-1, 0, 3, 3, 11, 2, 7]:
+        assert log.files_through(through) == counted(through)
+    assert log.files_total() == counted(11) == FileSourceLog(str(folder)).files_total()
+    log = FileSourceLog(None)  # in memory: a batch may be written again
+    for batch in range(12):
+        log.add(batch, files(batch, 2))
+    assert log.files_through(11) == 24
+    log.add(11, files(11, 7))  # counted already: rewritten with other files
+    assert log.files_through(11) == counted(11) == log.files_total() == 29

@@ -43,3 +43,23 @@ def test_an_untouched_partition_commits_an_empty_delta_and_keeps_its_rows(
 def test_the_empty_delta_is_built_once_per_schema() -> None:
     assert StateDelta(SCHEMA).to_arrow() is StateDelta(SCHEMA).to_arrow()
     assert StateDelta(SCHEMA).to_arrow().num_rows == 0
+
+
+def test_an_empty_delta_is_the_same_file_as_one_encoded_anew(tmp_path: Path) -> None:
+    """Empty deltas are copies of bytes encoded once per store; byte for byte what
+    encoding each anew writes (envelope, checksum, schema metadata), and they read back."""
+    from unbounded.state.files import _DELTA_IPC_OPTIONS, StateFileKind, StateFileLog, _fill
+
+    log = StateFileLog(StateStoreId(str(tmp_path), 0, 0), SCHEMA, 10)
+    empty = pa.Table.from_batches([], schema=log._delta_schema)
+    for version in (1, 2):
+        log.write_delta(version, empty)
+    anew = tmp_path / "anew"
+    with anew.open("wb") as f:
+        _fill(f, StateFileKind.DELTA, log._with_meta(log._delta_schema, b"delta"), [empty],
+              _DELTA_IPC_OPTIONS)
+    for version in (1, 2):
+        assert Path(log.delta_path(version)).read_bytes() == anew.read_bytes()
+        assert log.read_delta(version).num_rows == 0
+    log.write_delta(3, pa.table({"w": [1], "n": [2], "__op": pa.array([0], pa.int8())}))
+    assert log.read_delta(3).to_pydict() == {"w": [1], "n": [2], "__op": [0]}

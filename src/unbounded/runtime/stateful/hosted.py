@@ -292,14 +292,19 @@ class StatePartitions:
         self.hosted = HostedState.open_stores(ctx, stores)
 
     def fold(self, parts: Sequence[Sequence[pl.DataFrame]], fold: StoresFold[R],
-             version: int) -> list[R]:
+             version: int, *, inline: bool = False) -> list[R]:
         """``fold`` of every partition ``p`` over ``parts[p]`` on ``version``, in
-        partition order (in parallel on the executor or the hosts)."""
+        partition order (in parallel on the executor or the hosts). ``inline`` runs the
+        local folds one after another on the calling thread, for a batch whose rows and
+        state are a handful: handing them to the executor's threads and waking the
+        caller again costs more than the folds (a fold may run anywhere, by contract)."""
         if self.hosted is not None:
             return self.hosted.fold_parts(parts, fold, version)
-        return self._ctx.executor.map(
-            lambda p: fold([s.store(p, version) for s in self.local], parts[p]),
-            list(range(self._ctx.num_partitions)))
+        def run(p: int) -> R:
+            return fold([s.store(p, version) for s in self.local], parts[p])
+
+        partitions = list(range(self._ctx.num_partitions))
+        return [run(p) for p in partitions] if inline else self._ctx.executor.map(run, partitions)
 
     def maintenance(self, min_versions: int) -> None:
         if self.hosted is not None:

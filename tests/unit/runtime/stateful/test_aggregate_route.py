@@ -76,6 +76,9 @@ def test_no_emitted_rows_finalize_to_the_output_schema_without_a_query() -> None
     schema = pl.Schema({"window": pl.Struct({"start": pl.Datetime("us", "UTC"),
                                              "end": pl.Datetime("us", "UTC")}),
                         "count": pl.Int64, "sum": pl.Float64})
-    operator = SimpleNamespace(output_schema=schema)  # no aggregates: nothing is compiled
+    # no aggregates: nothing is compiled; the empty output frame is built once, up front
+    operator = SimpleNamespace(output_schema=schema, _no_rows=pl.DataFrame(schema=schema))
     out = StreamingAggregation._finalize(operator, pl.DataFrame({"w": [], "n": []}))
     assert (out.height, out.schema) == (0, schema)
+    out.insert_column(0, pl.Series("x", [], dtype=pl.Int8))  # a copy each batch
+    assert operator._no_rows.schema == schema

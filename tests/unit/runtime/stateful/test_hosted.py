@@ -190,3 +190,23 @@ def test_a_fold_over_two_stores_gives_the_same_state_on_the_driver_and_in_hosts(
     back = _partitions(tmp_path, _DriverOnly())  # and back: version 2 from the hosts
     assert back.fold(parts, _pair_counts, 2)[1] == [[(1, 3)], [(1, 15)]]
     back.close()
+
+
+class _Refusing:
+    """An executor that must not be asked: an inline fold runs on the calling thread."""
+
+    def map(self, fn, items):
+        raise AssertionError("an inline fold went to the executor")
+
+
+def test_an_inline_fold_runs_every_partition_in_order_on_the_calling_thread(tmp_path):
+    left = pl.DataFrame({"k": [0, 1], "n": [1, 1]})
+    right = pl.DataFrame({"k": [1, 2], "n": [5, 5]})
+    parts = [(left.filter(pl.col("k") % 2 == p), right.filter(pl.col("k") % 2 == p))
+             for p in (0, 1)]
+    inline = _partitions(tmp_path, _Refusing())
+    assert inline.fold(parts, _pair_counts, 0, inline=True) == [
+        [[(0, 1)], [(2, 5)]], [[(1, 1)], [(1, 5)]]]
+    with pytest.raises(AssertionError, match="went to the executor"):
+        inline.fold(parts, _pair_counts, 1)
+    inline.close()
