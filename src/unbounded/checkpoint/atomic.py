@@ -66,6 +66,7 @@ __all__ = [
     "keeps_order_across",
     "make_dirs",
     "name_is_durable",
+    "note_written",
     "parse_mountinfo",
     "remove_stray_temps",
     "set_file_ops",
@@ -120,6 +121,11 @@ class FileOps:
     def fsync_file(self, path: str) -> None:
         """fsync a file another library wrote by name (a sink's data file)."""
         _fsync_path(path)
+
+    def wrote(self, path: str) -> None:
+        """Another library just wrote the file ``path`` by name (a sink's data file):
+        no system call; a model of the disk learns when the name appeared (a folder
+        fsync from then on makes it durable, even one before the file's own fsync)."""
 
     def keeps_name_order(self, folder: str) -> bool:
         """Whether a power cut can only drop the newest of ``folder``'s unsynced names
@@ -281,6 +287,11 @@ def name_is_durable(folder: str) -> bool:
 def fsync_file(path: str) -> None:
     """Make the data of the file at ``path`` durable (its name needs a folder fsync)."""
     file_ops.fsync_file(path)
+
+
+def note_written(path: str) -> None:
+    """:meth:`FileOps.wrote` of the installed ``file_ops``."""
+    file_ops.wrote(path)
 
 
 def keeps_name_order(folder: str) -> bool:

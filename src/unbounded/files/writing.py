@@ -29,7 +29,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from unbounded.checkpoint.atomic import fsync_file, make_dirs
+from unbounded.checkpoint.atomic import fsync_file, make_dirs, note_written
 from unbounded.checkpoint.storage import FsspecStorage, is_url, storage_for
 from unbounded.config import option_value
 from unbounded.errors import AnalysisException
@@ -68,6 +68,7 @@ def write_data_file(path: str, fmt: str, table: pa.Table, options: dict[str, str
         return
     make_dirs(os.path.dirname(path))
     _WRITERS[fmt](path, table, lowered)
+    note_written(path)
     if sync:
         fsync_file(path)
 

@@ -136,6 +136,8 @@ class FaultyFileOps(FileOps):
         self.fired: list[str] = []
         self._volatile = _Volatile()
         self._lock = threading.Lock()
+        # Data files noted by ``wrote`` whose fsync is still to come.
+        self._written: set[str] = set()
 
     def _check(self, op: str, path: str) -> None:
         with self._lock:
@@ -208,13 +210,24 @@ class FaultyFileOps(FileOps):
         super().make_dir(path)
         self._volatile.note_entry(path, None)
 
-    def fsync_file(self, path: str) -> None:
-        """A data file written by name: volatile (data and name) until this fsync."""
+    def wrote(self, path: str) -> None:
+        """A data file written by name: its data is volatile until its fsync, its name
+        until a folder fsync from now on (one may come before the file's fsync, which
+        can run on another thread)."""
+        self._written.add(path)
         self._volatile.files.add(path)
         self._volatile.note_entry(path, None)
+
+    def fsync_file(self, path: str) -> None:
+        """A data file written by name: volatile (data and name) until this fsync, when
+        no ``wrote`` told when it was written."""
+        if path not in self._written:
+            self._volatile.files.add(path)
+            self._volatile.note_entry(path, None)
         self._check("fsync", path)
         super().fsync_file(path)
         self._volatile.files.discard(path)
+        self._written.discard(path)
 
     def fsync_dir(self, path: str) -> None:
         self._check("dirsync", os.path.join(path, ""))
