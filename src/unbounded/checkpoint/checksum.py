@@ -173,22 +173,25 @@ def write_checked(path: str, data: bytes, *, sync_in_background: bool = False,
         _ready_for(path)
         pair = PendingPair(sidecar_path(path), _sidecar_line(data), path, data,
                            background=False)
-        try:
-            wait_all(after)
-        except BaseException:
-            pair.discard()
-            raise
+        _wait_or_discard(after, pair)
         return _publish(path, pair, background=sync_in_background)
     # The folder's first write in this process writes its marker first: the entry's
     # two data fsyncs run meanwhile (as a PreparedEntry's), temporary files until named.
     entry = PreparedEntry(path, data)
-    try:
-        wait_all(after)
-    except BaseException:
-        entry.discard()
-        raise
+    _wait_or_discard(after, entry)
     entry.publish()
     return FolderSync.DONE
+
+
+def _wait_or_discard(fsyncs: Sequence[Future[None]], unnamed: PendingPair | PreparedEntry
+                     ) -> None:
+    """Wait for the fsyncs an entry depends on; when one failed, remove the entry's
+    temporary files (it is never named) and raise the error."""
+    try:
+        wait_all(fsyncs)
+    except BaseException:
+        unnamed.discard()
+        raise
 
 
 class FolderSync:

@@ -149,10 +149,11 @@ class FileSink:
         entries = [e for written in self.executor.map(_run_write, tasks) for e in written]
         # The data files' fsyncs run with the manifest entry's two (one journal commit);
         # the entry is named once all succeeded. An object's PUT is durable once answered.
-        synced = [] if is_url(self.path) else \
-            [fsync_file_in_background(local_path(str(e["path"]))) for e in entries]
+        synced = []
         if not is_url(self.path):
-            for folder in {os.path.dirname(local_path(str(e["path"]))) for e in entries}:
+            paths = [local_path(str(e["path"])) for e in entries]
+            synced = [fsync_file_in_background(path) for path in paths]
+            for folder in {os.path.dirname(path) for path in paths}:
                 defer_folder_sync(folder)
         fault_point("mid-sink-write", batch_id)
         if self._fence is not None:
