@@ -7,7 +7,7 @@ TIMESTAMP_NTZ)`` as microseconds), non-ANSI, recorded by a PySpark run."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -174,11 +174,22 @@ TIMES = [("10:00", "10:00:00", "10:00:00"), ("T10:00", "10:00:00", "10:00:00"),
 def test_a_time_alone_is_today_in_its_zone(zone, index):
     got = timestamps_of(pl.Series([t[0] for t in TIMES]), zone)
     local = got.dt.convert_time_zone(zone).to_list()
-    today = datetime.now(ZoneInfo(zone)).date()
     assert [None if v is None else v.time().isoformat() for v in local] == \
         [None if t[index] is None else datetime.fromisoformat(f"2000-01-01 {t[index]}")
          .time().isoformat() for t in TIMES]
-    assert {v.date() for v in local if v is not None} == {today}
+    assert [v.date() for v in local if v is not None] == \
+        [_dated_today(text, zone) for text, *read in TIMES if read[0] is not None]
+
+
+def _dated_today(text: str, zone: str) -> object:
+    """The session-zone date of a time alone dated today in its own zone (Spark's
+    ``LocalDate.now`` of the offset it names, else of the session zone): near
+    midnight a time at +01:00 is already tomorrow's."""
+    own = UTC if text.endswith("Z") else timezone(timedelta(hours=1)) \
+        if text.endswith("+01:00") else ZoneInfo(zone)
+    moment = datetime.fromisoformat(f"{datetime.now(own).date()}T{text.strip().lstrip('T')}")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=own)) \
+        .astimezone(ZoneInfo(zone)).date()
 
 
 def test_a_batch_of_the_common_shape_reads_as_the_general_reader_does():
