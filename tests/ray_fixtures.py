@@ -500,18 +500,23 @@ def kill_state_actor_once(marker: Path, from_id: int) -> Callable[[int, float], 
     return probe
 
 
-def stall_first_copy_fail_others(folder: Path, row_id: int, stall_s: float,
-                                 ) -> Callable[[int, float], float]:
+def stall_first_copy_fail_others(folder: Path, row_id: int, failures: int,
+                                 timeout_s: float = 90.0) -> Callable[[int, float], float]:
     """A UDF under which the first task copy to reach ``row_id`` on a Ray worker stalls
-    ``stall_s`` seconds and then goes on, and every later copy raises at that row
-    (leaving ``folder/failed-<n>-<pid>``)."""
+    until ``failures`` later copies have raised at that row (each leaving
+    ``folder/failed-<n>-<pid>``), then goes on; waiting for the failures rather than a
+    fixed time keeps the test's outcome independent of how loaded the machine is.
+    ``timeout_s`` bounds the stall."""
     driver = os.getpid()
 
     def probe(found: int, amount: float) -> float:
         if found != row_id or os.getpid() == driver:
             return amount
         if _claim(folder / "stalled.claim"):
-            time.sleep(stall_s)
+            deadline = time.monotonic() + timeout_s
+            while (len(list(folder.glob("failed-*"))) < failures
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
             return amount
         failed = len(list(folder.glob("failed-*")))
         (folder / f"failed-{failed}-{os.getpid()}").touch()

@@ -285,7 +285,7 @@ def test_a_speculative_copy_that_fails_leaves_the_slow_original_to_finish(
     append_events(tmp_path / "input", 0, 6)
     probes = tmp_path / "probes"
     probes.mkdir()
-    _run(tmp_path, "ray", stall_first_copy_fail_others(probes, 700, stall_s=6),
+    _run(tmp_path, "ray", stall_first_copy_fail_others(probes, 700, failures=4),
          **{"spark.speculation": "true"})
     assert len(list(probes.glob("failed-*"))) == 4  # the copy's 4 attempts, all raised
     assert output_windows(tmp_path) == expected_windows(tmp_path)
