@@ -12,18 +12,19 @@ from datetime import datetime, timedelta
 import pytest
 
 from crash_runs import kill_at_random, run_job, run_killed_at
+from unbounded.sql import SparkSession
 from unbounded.testing.faults import FAULT_POINTS
 
 JOB = os.path.join(os.path.dirname(__file__), "group_state_job.py")
 FILES, PER_FILE = 5, 120
 
 
-@pytest.fixture
-def workdir(tmp_path):
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
     """Events 2 s apart with random pauses, a little out of order; each file's users are
-    one of three groups of 4, so sessions close while later files are read."""
-    folder = tmp_path / "input"
-    folder.mkdir()
+    one of three groups of 4, so sessions close while later files are read. Every test of
+    the module reads this one folder (the job never writes to it)."""
+    folder = tmp_path_factory.mktemp("group-state-input")
     rng = random.Random(5)
     clock = datetime(2026, 11, 25, 10, 0, 0)
     for f in range(FILES):
@@ -35,6 +36,13 @@ def workdir(tmp_path):
                                      "ts": ts.strftime("%Y-%m-%d %H:%M:%S")}))
         (folder / f"events-{f:03d}.json").write_text("\n".join(lines) + "\n")
         os.utime(folder / f"events-{f:03d}.json", (1_700_000_000 + f, 1_700_000_000 + f))
+    return folder
+
+
+@pytest.fixture
+def workdir(inputs, tmp_path):
+    """This test's folder for outputs and checkpoints, and the module's input."""
+    (tmp_path / "input").symlink_to(inputs, target_is_directory=True)
     return tmp_path
 
 
@@ -47,11 +55,21 @@ def _sessions(spark, folder) -> list[tuple]:
     return sorted(tuple(r) for r in spark.read.parquet(str(folder)).collect())
 
 
-@pytest.fixture
-def expected(workdir, python_env, spark) -> list[tuple]:
-    clean = run_job(_cmd(workdir, "clean-out", "clean-cp"), python_env)
+@pytest.fixture(scope="module")
+def expected(inputs, tmp_path_factory) -> list[tuple]:
+    """The uninterrupted run's sessions, computed once for the module's tests."""
+    run = tmp_path_factory.mktemp("group-state-clean")
+    (run / "input").symlink_to(inputs, target_is_directory=True)
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..",
+                                                   "src"))
+    env.pop("UNBOUNDED_FAULT", None)
+    clean = run_job(_cmd(run, "clean-out", "clean-cp"), env)
     assert clean.returncode == 0, clean.stderr
-    rows = _sessions(spark, workdir / "clean-out")
+    session = SparkSession.builder.appName("group-state-crash-expected").create()
+    try:
+        rows = _sessions(session, run / "clean-out")
+    finally:
+        session.stop()
     assert len(rows) > 12, "the input must close sessions before its end"
     return rows
 
