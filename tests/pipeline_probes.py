@@ -19,9 +19,12 @@ import pyarrow as pa
 
 from unbounded.sql.types import LongType, StructField, StructType
 
-__all__ = ["READ_SAW_PREPARE", "PreparingSink", "TickSource", "read_started", "reset"]
+__all__ = ["LATEST_SAW_SINK", "READ_SAW_PREPARE", "PreparingSink", "TickSource", "read_started",
+           "reset", "sink_ran"]
 
 _STARTED: defaultdict[int, threading.Event] = defaultdict(threading.Event)
+_SINK_RAN: defaultdict[int, threading.Event] = defaultdict(threading.Event)
+LATEST_SAW_SINK: list[bool] = []
 _PREPARED = threading.Event()
 READ_SAW_PREPARE: list[bool] = []
 _WAIT_S = 10.0
@@ -31,8 +34,15 @@ def read_started(batch: int) -> threading.Event:
     return _STARTED[batch]
 
 
+def sink_ran(batch: int) -> threading.Event:
+    """Set by a test's sink while it writes ``batch``."""
+    return _SINK_RAN[batch]
+
+
 def reset() -> None:
     _STARTED.clear()
+    _SINK_RAN.clear()
+    LATEST_SAW_SINK.clear()
     _PREPARED.clear()
     READ_SAW_PREPARE.clear()
 
@@ -54,6 +64,9 @@ class TickSource:
     def __init__(self, format: str, ctx: Any) -> None:
         self.total = int(ctx.options["batches"])
         self.wait_for_prepare = ctx.options.get("waitForPrepare") == "true"
+        # Asked for batch i+1's end, wait (bounded) for the sink to write batch i.
+        self.latest_waits_for_sink = ctx.options.get("latestWaitsForSink") == "true"
+        self.fail_latest_from = int(ctx.options.get("failLatestFrom", -1))
 
     @classmethod
     def infer_schema(cls, format: str, ctx: Any) -> StructType:
@@ -69,6 +82,10 @@ class TickSource:
 
     def latest_offset(self, start: Any, *, respect_limits: bool = True) -> Any:
         done = start or 0
+        if done == self.fail_latest_from:
+            raise OSError(f"the ticks after {done} cannot be listed")
+        if self.latest_waits_for_sink and start is not None and done < self.total:
+            LATEST_SAW_SINK.append(_SINK_RAN[done - 1].wait(3.0))
         return min(done + 1, self.total) if respect_limits else self.total
 
     def partitions(self, start: Any, end: Any) -> list[TickPartition]:

@@ -93,3 +93,47 @@ def test_sink_set_up_runs_while_the_first_batch_is_read(spark, tmp_path):
     assert query.exception() is None
     assert probes.READ_SAW_PREPARE == [True]
     assert probes.PreparingSink.rows == [0, 1]
+
+
+def test_next_batch_is_constructed_while_the_current_batch_is_written(spark, tmp_path):
+    """Asking the sources for batch N+1 (a file source lists and logs there) runs beside
+    batch N's stages and sink, not before them on the query thread."""
+    seen: list[int] = []
+
+    def write(df: Any, batch_id: int) -> None:
+        seen.extend(_rows(df))
+        probes.sink_ran(batch_id).set()
+
+    query = (spark.readStream.format("ticks").option("batches", 3)
+             .option("latestWaitsForSink", "true").load()
+             .writeStream.foreachBatch(write).option("checkpointLocation", str(tmp_path))
+             .trigger(availableNow=True).start())
+    assert query.awaitTermination(60)
+    assert query.exception() is None
+    assert seen == [0, 1, 2]
+    assert probes.LATEST_SAW_SINK == [True, True]
+
+
+def test_a_failed_read_ahead_fails_the_query_after_the_current_batch_commits(spark, tmp_path):
+    checkpoint = str(tmp_path / "cp")
+    seen: list[int] = []
+    query = (spark.readStream.format("ticks").option("batches", 3)
+             .option("failLatestFrom", 1).load()
+             .writeStream.foreachBatch(lambda df, batch_id: seen.extend(_rows(df)))
+             .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())
+    with pytest.raises(Exception, match="cannot be listed"):
+        query.awaitTermination(60)
+    assert seen == [0]
+    assert CommitLog(os.path.join(checkpoint, "commits")).batch_ids() == [0]
+
+
+def test_a_failed_batch_waits_for_the_read_ahead_before_the_query_stops(spark, tmp_path):
+    """No write of batch N+1's construction may land after the run has ended."""
+    def fail(df: Any, batch_id: int) -> None:
+        assert probes.read_started(1).wait(_WAIT_S)
+        raise RuntimeError("the sink failed")
+
+    query = _start(spark, str(tmp_path / "cp"), fail)
+    with pytest.raises(Exception, match="the sink failed"):
+        query.awaitTermination(60)
+    assert not [t for t in threading.enumerate() if t.name.startswith("unbounded-ahead-lane")]

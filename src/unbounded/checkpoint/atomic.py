@@ -42,9 +42,9 @@ import contextlib
 import importlib
 import itertools
 import os
+import random
 import re
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
@@ -388,35 +388,53 @@ def remove_stray_temps(folder: str) -> list[str]:
 
 
 def _prepare_folder(folder: str) -> None:
-    """Create ``folder`` (again, if it was deleted since this process last wrote there);
-    on its first use by this process, clear stray temp files and make its name durable
-    (a plain ``makedirs``, or a run that lost power, may have made it).
+    """On this process's first use of ``folder``: create it, clear stray temp files and
+    make its name durable (a plain ``makedirs``, or a run that lost power, may have made
+    it). Later, a temp file's open makes it again if it was deleted (:func:`_open_temp`).
 
     Done under a lock and before this process creates any temp file there, so it can
     only remove files of writes that were interrupted before this process wrote."""
-    make_dirs(folder)
     key = os.path.abspath(folder)
     if key in _cleaned:
         return
     with _cleaned_lock:
         if key not in _cleaned:
+            make_dirs(folder)
             remove_stray_temps(folder)
             sync_folder_name(folder)
             _cleaned.add(key)
+
+
+# Temp names need only be unique among concurrent writers: a generator seeded from the
+# OS (again in a forked child) gives them without a system call each, as uuid4 made.
+_temp_names = random.Random()
+os.register_at_fork(after_in_child=_temp_names.seed)
 
 
 def _temp_beside(path: str) -> str:
     _local_only(path)
     folder = os.path.dirname(path) or "."
     _prepare_folder(folder)
-    return os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    unique = f"{_temp_names.getrandbits(128):032x}"
+    return os.path.join(folder, f".{os.path.basename(path)}.{unique}.tmp")
+
+
+def _open_temp(tmp: str) -> BinaryIO:
+    """Open the new temp file ``tmp``, making its folder again (durably, as
+    :func:`make_dirs` does) if it was deleted since this process last wrote there: one
+    ``stat`` less a write than checking the folder first."""
+    try:
+        return file_ops.open(tmp)
+    except FileNotFoundError:
+        make_dirs(os.path.dirname(tmp))
+    return file_ops.open(tmp)
 
 
 def _write_temp(path: str, fill: Callable[[BinaryIO], None]) -> str:
     tmp = _temp_beside(path)
     ops = file_ops
     try:
-        f = ops.open(tmp)
+        f = _open_temp(tmp)
         try:
             fill(f)
             ops.fsync(f, tmp)
@@ -432,7 +450,7 @@ def _write_temp(path: str, fill: Callable[[BinaryIO], None]) -> str:
 def _filled_temp(path: str, data: bytes) -> tuple[BinaryIO, str]:
     """A temp file beside ``path`` holding ``data``, still open and not yet fsynced."""
     tmp = _temp_beside(path)
-    f = file_ops.open(tmp)
+    f = _open_temp(tmp)
     try:
         f.write(data)
     except BaseException:

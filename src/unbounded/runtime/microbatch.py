@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,16 @@ PURGE_EVERY = 10  # batches between retention purges of the offset and commit lo
 
 
 @dataclass(frozen=True)
+class _Marks:
+    """The watermarks a batch is constructed with, read on the query thread (a read-ahead
+    batch may be constructed on another thread while batch N's stages run)."""
+
+    current_ms: int
+    per_node_ms: dict[str, int]
+    last_batch_ms: int  # the watermark the previous batch ran with
+
+
+@dataclass(frozen=True)
 class _ReadAhead:
     """Batch N+1, constructed and started while batch N finishes."""
 
@@ -96,6 +107,13 @@ class MicroBatchExecution:
         self._pipelined = self._pipelining_applies()
         self._stages_only_compute = not any(
             isinstance(op, CallsUserFunctions) for op in query.operators)
+        # Batch N+1 is constructed beside N's stages and sink, on the read-ahead lane,
+        # when nothing it reads can change meanwhile: no user function runs in a stage,
+        # no operator's timeouts decide whether a batch is due.
+        self._ahead_beside = self._pipelined and self._stages_only_compute and not any(
+            isinstance(op, SupportsTimeouts) for op in query.operators)
+        self._ahead_lane: ThreadPoolExecutor | None = None
+        self._ahead_future: Future[_ReadAhead | None] | None = None
 
     def _pipelining_applies(self) -> bool:
         enabled = self.spec.conf.get("spark.unbounded.streaming.pipelineBatches", "true")
@@ -205,16 +223,21 @@ class MicroBatchExecution:
                 ahead.pending.cancel()
                 raise
             fault_point("after-offset-write", batch_id)
-        outcome, commit = self._run_batch(batch_id, entry, timer, ahead, offsets_durable)
-        fault_point("before-commit-write", batch_id)
         try:
-            with timer.measure("commitOffsets"):
-                query.fence.check(query.commit_log.path(batch_id))
-                commit.publish()
+            outcome, commit = self._run_batch(batch_id, entry, timer, ahead, offsets_durable)
+            fault_point("before-commit-write", batch_id)
+            try:
+                with timer.measure("commitOffsets"):
+                    query.fence.check(query.commit_log.path(batch_id))
+                    commit.publish()
+            except BaseException:
+                commit.discard()
+                raise
+            fault_point("after-commit-write", batch_id)
         except BaseException:
-            commit.discard()
+            self._drop_read_ahead()
             raise
-        fault_point("after-commit-write", batch_id)
+        self._join_read_ahead()  # before the sources release what N committed
         self.committed = list(entry.offsets)
         self._release_committed(batch_id, entry)
         timer.durations["triggerExecution"] = int((time.perf_counter() - trigger_start) * 1000)
@@ -224,7 +247,13 @@ class MicroBatchExecution:
         self.batch_id += 1
         return True
 
-    def _next_offsets(self, starts: Sequence[Offset | None]) -> OffsetEntry | None:
+    def _marks(self) -> _Marks:
+        return _Marks(self.watermarks.current_ms, dict(self.watermarks.per_node_ms),
+                      self.last_batch_watermark_ms)
+
+    def _next_offsets(self, starts: Sequence[Offset | None], marks: _Marks | None = None
+                      ) -> OffsetEntry | None:
+        marks = marks or self._marks()
         respect = not isinstance(self.spec.trigger, Once)
         ends: list[Offset | None] = []
         # A source's log entry is named by offsets/N alone, whose write makes it durable.
@@ -233,21 +262,21 @@ class MicroBatchExecution:
                 end = src.latest_offset(start, respect_limits=respect)
                 ends.append(start if end is None else end)
         now = now_ms()
-        if ends == list(starts) and not self._no_data_batch_due(now):
+        if ends == list(starts) and not self._no_data_batch_due(now, marks):
             return None
         return OffsetEntry(
             offsets=ends, batch_timestamp_ms=now,
-            batch_watermark_ms=self.watermarks.current_ms, conf=dict(self.query.fixed_conf),
-            watermarks=dict(self.watermarks.per_node_ms))
+            batch_watermark_ms=marks.current_ms, conf=dict(self.query.fixed_conf),
+            watermarks=marks.per_node_ms)
 
-    def _no_data_batch_due(self, now: int) -> bool:
+    def _no_data_batch_due(self, now: int, marks: _Marks) -> bool:
         """A batch without new rows runs when the watermark moved on, so a stateful
         operator can emit closed windows and evict state, or when an operator's
         processing-time timeouts are due at ``now`` (not under Trigger.Once)."""
         if isinstance(self.spec.trigger, Once):
             return False
         return (bool(self.query.operators) and self.watermarks.enabled
-                and self.watermarks.current_ms > self.last_batch_watermark_ms) or any(
+                and marks.current_ms > marks.last_batch_ms) or any(
             isinstance(op, SupportsTimeouts) and op.timeouts_due(now)
             for op in self.query.operators)
 
@@ -344,24 +373,54 @@ class MicroBatchExecution:
         return _ReadAhead(entry, planned, pending, timer.durations.get("latestOffset", 0))
 
     def _read_ahead(self, current: OffsetEntry) -> None:
-        """Construct batch N+1 from batch N's end offsets and start its tasks."""
+        """Construct batch N+1 from batch N's end offsets and start its tasks: on the
+        read-ahead lane while N's stages and sink run (joined before N's sources release
+        what it committed, see ``_ahead_beside``), else here."""
         if not self._pipelined or self.query.stop_requested.is_set():
             return
-        started = time.perf_counter()
-        entry = self._next_offsets(current.offsets)
-        if entry is None:
+        marks = self._marks()
+        if not self._ahead_beside:
+            self._ahead = self._construct_ahead(current, marks)
             return
+        if self._ahead_lane is None:
+            self._ahead_lane = ThreadPoolExecutor(1, thread_name_prefix="unbounded-ahead-lane")
+        self._ahead_future = self._ahead_lane.submit(self._construct_ahead, current, marks)
+
+    def _construct_ahead(self, current: OffsetEntry, marks: _Marks) -> _ReadAhead | None:
+        started = time.perf_counter()
+        entry = self._next_offsets(current.offsets, marks)
+        if entry is None:
+            return None
         latest_ms = int((time.perf_counter() - started) * 1000)
         planned = self._plan_tasks(current.offsets, entry,
                                    _clock(self.batch_id + 1, entry, current.batch_watermark_ms))
         pending = self.query.executor.map_async(run_task, planned.tasks)
-        self._ahead = _ReadAhead(entry, planned, pending, latest_ms)
+        return _ReadAhead(entry, planned, pending, latest_ms)
 
-    def abandon(self) -> None:
-        """Drop the read-ahead batch (the run is ending; nothing of it is durable)."""
+    def _join_read_ahead(self) -> None:
+        """Wait for batch N+1's construction on the lane (raising its error)."""
+        future, self._ahead_future = self._ahead_future, None
+        if future is not None:
+            self._ahead = future.result()
+
+    def _drop_read_ahead(self) -> None:
+        """Batch N failed or the run ends: wait for N+1's construction to finish (so no
+        write of it lands later) and drop it; nothing of it is durable but the sources'
+        own logs, which a restart reads as it reads a crash's."""
+        try:
+            self._join_read_ahead()
+        except BaseException:
+            log.debug("The read-ahead batch failed while it was dropped", exc_info=True)
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             ahead.pending.cancel()
+
+    def abandon(self) -> None:
+        """Drop the read-ahead batch (the run is ending; nothing of it is durable)."""
+        self._drop_read_ahead()
+        if self._ahead_lane is not None:
+            self._ahead_lane.shutdown(wait=True)
+            self._ahead_lane = None
         sync_deferred()
 
     def _release_committed(self, batch_id: int, entry: OffsetEntry) -> None:

@@ -71,3 +71,34 @@ def test_a_folder_deleted_after_its_first_use_is_created_again(tmp_path: Path, w
     write(str(folder / "1.delta"), b"b")
     assert (folder / "1.delta").read_bytes() == b"b"
     assert os.listdir(folder) == ["1.delta"]
+
+
+@pytest.mark.parametrize("write", [write_atomic, write_atomic_replace])
+def test_a_write_into_a_folder_used_before_does_not_look_the_folder_up_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write) -> None:
+    """Its temp file's open finds the folder (or makes it again): one ``stat`` less."""
+    write(str(tmp_path / "0"), b"a")
+    looked_up: list[str] = []
+    isdir = os.path.isdir
+    monkeypatch.setattr(atomic.os.path, "isdir", lambda p: looked_up.append(p) or isdir(p))
+    write(str(tmp_path / "1"), b"b")
+    assert looked_up == []
+    assert (tmp_path / "1").read_bytes() == b"b"
+
+
+def test_temp_names_need_no_system_call_and_differ_in_a_forked_child(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(atomic.os, "urandom", lambda n: pytest.fail("urandom called"))
+    names = {atomic._temp_beside(str(tmp_path / "0")) for _ in range(100)}
+    assert len(names) == 100 and all(atomic.is_temp_name(os.path.basename(n)) for n in names)
+    monkeypatch.undo()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next name, to the parent
+        os.write(write, atomic._temp_beside(str(tmp_path / "0")).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode()
+    os.close(read)
+    assert child != atomic._temp_beside(str(tmp_path / "0"))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pytest
 
 from unbounded.errors import CheckpointCorruptError
 from unbounded.state.base import OP_COLUMN, StateSchema, StateStoreConf, StateStoreId
 from unbounded.state.files import StateFileEnvelope, StateFileKind
-from unbounded.state.memory import MemoryStateStoreProvider
+from unbounded.state.memory import MemoryStateStoreProvider, to_arrow
 
 SCHEMA = StateSchema(
     key=pa.schema([("k", pa.int64())]),
@@ -171,3 +174,30 @@ def test_torn_state_file_is_reported_as_corrupt(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(CheckpointCorruptError, match=r"1\.delta is corrupt: it has 20 bytes"):
         provider(tmp_path).get_store(1)
+
+
+def test_to_arrow_gives_the_schema_exactly_whether_or_not_it_must_cast() -> None:
+    frame = pl.DataFrame({"k": [1, 2], "name": ["a", "b"]})
+    exact = pa.schema([("k", pa.int64()), ("name", pa.string_view())])
+    with_metadata = exact.with_metadata({b"x": b"1"})
+    other = pa.schema([("k", pa.int64()), ("name", pa.large_string())])
+    for schema in (exact, with_metadata, other):
+        table = to_arrow(frame, schema)
+        assert table.schema.equals(schema, check_metadata=True)
+        assert table.to_pylist() == [{"k": 1, "name": "a"}, {"k": 2, "name": "b"}]
+
+
+def test_state_rows_whose_types_match_are_converted_without_importing_pyarrow_compute(
+) -> None:
+    # pyarrow.compute's import costs ~60 ms, once, inside the first snapshot's batch
+    # (Table.cast imports it); the aggregations' state rows are Int64 and need no cast.
+    script = """
+import sys
+import polars as pl
+import pyarrow as pa
+from unbounded.state.memory import to_arrow
+schema = pa.schema([("window", pa.int64()), ("count", pa.int64())])
+table = to_arrow(pl.DataFrame({"window": [1], "count": [2]}), schema)
+assert table.schema.equals(schema) and "pyarrow.compute" not in sys.modules, "imported"
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ})
