@@ -90,12 +90,14 @@ class RecordColumns(Protocol):
 
 def spark_rows(records: RecordColumns, topic: str, partition: int,
                schema: pa.Schema) -> pa.Table:
-    """Spark's Kafka rows in ``schema`` (``kafka_schema(...).to_arrow_schema()``); both
-    readers build their tables here, so they give identical tables for one range."""
+    """Spark's Kafka rows in ``schema`` (``kafka_read_schema(...)`` or
+    ``kafka_schema(...).to_arrow_schema()``: keys and values as binary_view or
+    large_binary); both readers build their tables here, so they give identical tables
+    for one range."""
     n = len(records.offsets)
     columns: dict[str, pa.Array] = {
-        "key": records.keys,
-        "value": records.values,
+        "key": _as_type(records.keys, schema.field("key").type),
+        "value": _as_type(records.values, schema.field("value").type),
         "topic": _constant_string_column(topic, n),
         "partition": _numeric_column(np.full(n, partition, np.int32), pa.int32()),
         "offset": _numeric_column(records.offsets.astype(np.int64, copy=False), pa.int64()),
@@ -106,6 +108,10 @@ def spark_rows(records: RecordColumns, topic: str, partition: int,
     if "headers" in schema.names:
         columns["headers"] = _headers_column(records.headers, n, schema.field("headers").type)
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def _as_type(array: pa.Array, kind: pa.DataType) -> pa.Array:
+    return array if array.type == kind else array.cast(kind)
 
 
 def _numeric_column(values: npt.NDArray[Any], type: pa.DataType) -> pa.Array:
@@ -182,7 +188,11 @@ def _int(config: Mapping[str, str], key: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class FetchRange:
-    """Offsets ``[from_offset, until_offset)`` of one partition, and how to read them."""
+    """Offsets ``[from_offset, until_offset)`` of one partition, and how to read them.
+
+    ``schema`` is the tables' (``kafka_read_schema``); keys and values typed
+    ``binary_view`` are views into each Fetch response's records, not copies.
+    """
 
     topic: str
     partition: int
@@ -343,6 +353,8 @@ class _RangeReader:
         self.next_offset = spec.from_offset
         self.done = False
         self.chunks: list[pa.Table] = []
+        # keys and values as views into the response's records (a bytes of their own)
+        self.views = spec.schema.field("value").type == pa.binary_view()
         self.deadline = 0.0
         self.backoff = _FIRST_BACKOFF_S
         self._progress()
@@ -435,7 +447,8 @@ class _RangeReader:
         decoded = decode_batches(blob, self.next_offset, until,
                                  include_headers=self.spec.include_headers,
                                  aborted=_aborted(data),
-                                 verify_crc=self.client.settings.check_crcs)
+                                 verify_crc=self.client.settings.check_crcs,
+                                 views=self.views)
         if decoded.next_offset <= self.next_offset:
             self._no_records(data)
             return None

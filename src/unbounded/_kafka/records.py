@@ -94,6 +94,7 @@ _CONTINUATIONS = np.array(  # by varint size: continuation bits of its first 8 b
     [int.from_bytes(b"\x80" * min(max(size - 1, 0), 8), "little") for size in range(11)],
     dtype=np.uint64,
 )
+_LARGE_BINARY = pa.large_binary()
 _BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 
 
@@ -289,21 +290,23 @@ def _validity(valid: Bools) -> pa.Buffer | None:
     return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
-def _gather_binary(data: _Bytes, buffer: pa.Buffer, pos: Int64s, lengths: Int64s) -> pa.Array:
-    """large_binary of ``data[pos:pos + length]`` per row, null where the length is negative.
+def _gather_binary(data: _Bytes, buffer: pa.Buffer, pos: Int64s, lengths: Int64s,
+                   kind: pa.DataType = _LARGE_BINARY) -> pa.Array:
+    """``data[pos:pos + length]`` per row as ``kind``, null where the length is negative.
 
     Arrow's binary_view holds (length, buffer, offset) per value, so a view array over the
-    blob costs 16 bytes a row to build; the cast to large_binary is one memcpy per value.
+    blob costs 16 bytes a row to build and copies no value (it keeps the blob alive); the
+    cast to large_binary is one memcpy per value.
     """
     valid = lengths >= 0
     if not valid.any():
-        return pa.nulls(len(pos), pa.large_binary())
+        return pa.nulls(len(pos), kind)
     sizes = np.where(valid, lengths, 0)
     chunks, views = _views(data, buffer, pos, sizes)
     view_array = pa.Array.from_buffers(
         pa.binary_view(), len(pos), [_validity(valid), pa.py_buffer(views), *chunks]
     )
-    return view_array.cast(pa.large_binary())
+    return view_array if kind == pa.binary_view() else view_array.cast(kind)
 
 
 def _views(
@@ -689,6 +692,8 @@ def _decode_records(
     wanted: list[_Batch],
     offset_range: tuple[int, int],
     include_headers: bool,
+    *,
+    kind: pa.DataType,
 ) -> tuple[Int64s, Int64s, npt.NDArray[np.int32], pa.Array, pa.Array, pa.Array | None]:
     found = _Starts()
     data, buffer = _Bytes(source), pa.py_buffer(source)
@@ -704,21 +709,21 @@ def _decode_records(
     value_at, value_lengths = fields.read_bytes(data)
     header_counts = fields.read(data)
     _check_ends(header_counts, fields)  # before any gather: views must stay in the buffer
-    keys = _gather_binary(data, buffer, key_at, key_lengths)
-    values = _gather_binary(data, buffer, value_at, value_lengths)
+    keys = _gather_binary(data, buffer, key_at, key_lengths, kind)
+    values = _gather_binary(data, buffer, value_at, value_lengths, kind)
     headers = _decode_headers(data, buffer, header_counts, fields) if include_headers else None
     timestamps, types = _timestamps(fields, wanted)
     return fields.offsets, timestamps, types, keys, values, headers
 
 
-def _empty(next_offset: int, include_headers: bool) -> DecodedRecords:
+def _empty(next_offset: int, include_headers: bool, kind: pa.DataType) -> DecodedRecords:
     none = np.zeros(0, dtype=np.int64)
     return DecodedRecords(
         offsets=none,
         timestamps_ms=none.copy(),
         timestamp_types=np.zeros(0, dtype=np.int32),
-        keys=pa.nulls(0, pa.large_binary()),
-        values=pa.nulls(0, pa.large_binary()),
+        keys=pa.nulls(0, kind),
+        values=pa.nulls(0, kind),
         headers=pa.nulls(0, HEADERS_ARROW) if include_headers else None,
         next_offset=next_offset,
     )
@@ -732,6 +737,7 @@ def decode_batches(
     include_headers: bool = False,
     aborted: Sequence[tuple[int, int]] = (),
     verify_crc: bool = False,
+    views: bool = False,
 ) -> DecodedRecords:
     """Decode the records with ``from_offset <= offset < until_offset`` from a fetched blob.
 
@@ -745,6 +751,9 @@ def decode_batches(
         aborted: the Fetch response's aborted transactions as (producer_id, first_offset)
             pairs; their records are dropped as a read_committed Java consumer would.
         verify_crc: check every complete batch's CRC-32C.
+        views: keys and values as ``binary_view`` arrays over ``data`` (or over the
+            decompressed records), which copies no value but keeps that buffer alive;
+            else ``large_binary`` arrays of their own.
 
     Raises:
         MalformedRecordError: a batch does not parse, fails its CRC, or uses the
@@ -762,13 +771,15 @@ def decode_batches(
     if verify_crc:
         for batch in batches:
             _check_crc(view, batch)
+    kind = pa.binary_view() if views else pa.large_binary()
     try:
         wanted = _wanted_batches(view, batches, from_offset, until_offset, aborted)
         if not wanted:
-            return _empty(next_offset, include_headers)
+            return _empty(next_offset, include_headers, kind)
         source, spans = _records_source(view, wanted)
         offset_range = (from_offset, until_offset)
-        columns = _decode_records(source, spans, wanted, offset_range, include_headers)
+        columns = _decode_records(source, spans, wanted, offset_range, include_headers,
+                                  kind=kind)
     except (ValueError, IndexError, struct.error, cramjam.DecompressionError) as error:
         if isinstance(error, MalformedRecordError):
             raise

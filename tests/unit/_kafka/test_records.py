@@ -266,6 +266,36 @@ def test_values_without_keys_round_trip_with_null_keys_and_offsets_from_zero() -
     assert decoded.next_offset == 3
 
 
+@pytest.mark.parametrize("compression", [None, "lz4"])
+def test_views_decode_the_same_keys_and_values_pointing_into_the_records(
+        compression: str | None) -> None:
+    keys = pa.array([b"k0", None, b"", b"a key longer than twelve bytes", None] * 40)
+    values = pa.array([None, b"", b"v" * 13, b"\xff\xfe not utf-8", b"v4" * 50] * 40)
+    batches = [bytearray(encode_batch(values.slice(i, 100), keys.slice(i, 100),
+                                      timestamp_ms=5, compression=compression))
+               for i in (0, 100)]
+    struct.pack_into(">q", batches[1], 0, 100)  # the second batch's base offset
+    blob = b"".join(batches)
+    copied = decode_batches(blob, 3, 190)
+    viewed = decode_batches(blob, 3, 190, views=True)
+    assert viewed.keys.type == viewed.values.type == pa.binary_view()
+    assert viewed.keys.cast(pa.large_binary()).equals(copied.keys)
+    assert viewed.values.cast(pa.large_binary()).equals(copied.values)
+    assert viewed.values.to_pylist() == values.to_pylist()[3:190]
+    if compression is None:  # the long values' data buffer is the blob itself
+        data = viewed.values.buffers()[2]
+        assert data.size == len(blob) and data.to_pybytes() == blob
+
+
+def test_views_of_a_range_without_records_are_empty_binary_views() -> None:
+    blob = encode_batch(pa.array([b"a", b"b"]), timestamp_ms=5)
+    empty = decode_batches(blob, 2, 10, views=True)
+    assert empty.values.type == empty.keys.type == pa.binary_view()
+    assert len(empty.values) == 0 and empty.next_offset == 2
+    nulls = decode_batches(blob, 0, 10, views=True).keys
+    assert nulls.type == pa.binary_view() and nulls.to_pylist() == [None, None]
+
+
 def test_null_and_empty_keys_and_values_stay_distinct() -> None:
     keys = pa.array([b"k0", None, b"", b"k3", None])
     values = pa.array([None, b"", b"v2", None, b"v4"])
@@ -740,9 +770,9 @@ def test_random_damage_raises_malformed_record_error_or_decodes(
     # damaged lengths must never let a view point outside the blob (that would crash Arrow)
     gather = codec._gather_binary
 
-    def gather_inside(data: Any, buffer: Any, pos: Any, lengths: Any) -> Any:
+    def gather_inside(data: Any, buffer: Any, pos: Any, lengths: Any, *kind: Any) -> Any:
         assert ((pos >= 0) & (pos + np.maximum(lengths, 0) <= data.size)).all()
-        return gather(data, buffer, pos, lengths)
+        return gather(data, buffer, pos, lengths, *kind)
 
     monkeypatch.setattr(codec, "_gather_binary", gather_inside)
     rng = np.random.default_rng(11)
@@ -755,7 +785,8 @@ def test_random_damage_raises_malformed_record_error_or_decodes(
         for position in rng.integers(12, len(blob), 1 + attempt % 3):
             blob[position] = int(rng.integers(0, 256))
         try:
-            decoded = decode_batches(bytes(blob), 0, END, include_headers=bool(attempt % 2))
+            decoded = decode_batches(bytes(blob), 0, END, include_headers=bool(attempt % 2),
+                                     views=attempt % 4 < 2)
         except MalformedRecordError:
             continue
         assert len(decoded.values) == len(decoded.offsets) == len(decoded.keys)
