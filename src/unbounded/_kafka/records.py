@@ -575,19 +575,27 @@ class _Starts:
         self.runs: list[int] = []
 
     def positions(self) -> Int64s:
+        """Every record start in order: one cumulative sum over the gaps between
+        consecutive starts (a run's stride inside a run, the jump from the previous
+        segment's last record at each single and each run's first record)."""
         singles = np.frombuffer(self.singles, dtype=np.int64)
         if not self.runs:
             return singles
         before, first, stride, count = np.array(self.runs, dtype=np.int64).reshape(-1, 4).T
-        run_records_before = np.cumsum(count) - count
-        out = np.empty(len(singles) + int(count.sum()), dtype=np.int64)
-        shift = np.zeros(len(singles) + 1, dtype=np.int64)
-        np.add.at(shift, before, count)
-        out[np.arange(len(singles)) + np.cumsum(shift)[:-1]] = singles
-        run_of = np.repeat(np.arange(len(count)), count)
-        step = np.arange(len(run_of)) - run_records_before[run_of]
-        out[(before + run_records_before)[run_of] + step] = first[run_of] + stride[run_of] * step
-        return out
+        # segments (a single, or a run) in record order: run r follows the singles found
+        # before it and the runs before it; ``before`` never decreases
+        slots = len(singles) + len(count)
+        run_slot = before + np.arange(len(count))
+        single_slot = np.arange(len(singles)) + np.searchsorted(before, np.arange(len(singles)),
+                                                                side="right")
+        seg_first, seg_stride = np.empty(slots, np.int64), np.zeros(slots, np.int64)
+        seg_count = np.ones(slots, np.int64)
+        seg_first[single_slot], seg_first[run_slot] = singles, first
+        seg_stride[run_slot], seg_count[run_slot] = stride, count
+        seg_last = seg_first + seg_stride * (seg_count - 1)
+        gaps = np.repeat(seg_stride, seg_count)
+        gaps[np.cumsum(seg_count) - seg_count] = seg_first - np.concatenate(([0], seg_last[:-1]))
+        return np.cumsum(gaps)
 
 
 # ---------------------------------------------------------------------------- record fields

@@ -790,3 +790,21 @@ def test_random_damage_raises_malformed_record_error_or_decodes(
         except MalformedRecordError:
             continue
         assert len(decoded.values) == len(decoded.offsets) == len(decoded.keys)
+
+
+def test_record_starts_of_singles_and_runs_come_out_in_record_order() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        found, expected, pos = codec._Starts(), [], int(rng.integers(0, 100))
+        for _ in range(int(rng.integers(0, 12))):
+            if rng.random() < 0.5:
+                found.singles.append(pos)
+                expected.append(pos)
+                pos += int(rng.integers(1, 50))
+            else:
+                stride, count = int(rng.integers(1, 40)), int(rng.integers(1, 30))
+                found.runs += (len(found.singles), pos, stride, count)
+                expected.extend(pos + stride * k for k in range(count))
+                pos += stride * count + int(rng.integers(0, 5))
+        starts = found.positions()
+        assert starts.dtype == np.int64 and starts.tolist() == expected
