@@ -98,7 +98,7 @@ def spark_rows(records: RecordColumns, topic: str, partition: int,
     columns: dict[str, pa.Array] = {
         "key": _as_type(records.keys, schema.field("key").type),
         "value": _as_type(records.values, schema.field("value").type),
-        "topic": _constant_string_column(topic, n),
+        "topic": _constant_string_column(topic, n, schema.field("topic").type),
         "partition": _numeric_column(np.full(n, partition, np.int32), pa.int32()),
         "offset": _numeric_column(records.offsets.astype(np.int64, copy=False), pa.int64()),
         "timestamp": _numeric_column(records.timestamps_ms * 1000, _TIMESTAMP_ARROW),
@@ -121,10 +121,23 @@ def _numeric_column(values: npt.NDArray[Any], type: pa.DataType) -> pa.Array:
     return pa.Array.from_buffers(type, len(data), [None, pa.py_buffer(data)])
 
 
-def _constant_string_column(text: str, n: int) -> pa.Array:
+def _constant_string_column(text: str, n: int, kind: pa.DataType) -> pa.Array:
     data = text.encode("utf-8")
+    if kind == pa.string_view():  # n equal views of one copy of the text
+        return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(_equal_views(data, n)),
+                                               pa.py_buffer(data)])
     ends = np.arange(n + 1, dtype=np.int64) * len(data)
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(ends), pa.py_buffer(data * n))
+
+
+def _equal_views(data: bytes, n: int) -> npt.NDArray[np.uint64]:
+    """Arrow's 16-byte view of ``data`` (inline up to 12 bytes, else its first 4 bytes,
+    buffer 0 and offset 0), ``n`` times."""
+    head = int.from_bytes(data[:4].ljust(4, b"\0"), "little")
+    rest = int.from_bytes(data[4:12].ljust(8, b"\0"), "little") if len(data) <= 12 else 0
+    views = np.empty((n, 2), np.uint64)
+    views[:, 0], views[:, 1] = len(data) | (head << 32), rest
+    return views
 
 
 def _headers_column(headers: pa.Array | None, n: int, type: pa.DataType) -> pa.Array:

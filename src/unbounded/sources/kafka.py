@@ -155,16 +155,18 @@ def kafka_schema(include_headers: bool = False) -> StructType:
 
 def kafka_read_schema(include_headers: bool = False) -> pa.Schema:
     """The Arrow schema of the tables a partition reads: :func:`kafka_schema`'s, with
-    keys and values as ``binary_view`` (the wire reader's point into the fetched bytes,
-    and Polars takes views without a copy; both are Polars' ``Binary``).
+    keys and values as ``binary_view`` (the wire reader's point into the fetched bytes)
+    and the topic as ``string_view`` (one copy of the name): Polars takes views without
+    converting them, and they are its ``Binary`` and ``String``.
 
     >>> kafka_read_schema().field("value").type
     DataType(binary_view)
     """
     schema = kafka_schema(include_headers).to_arrow_schema()
-    for name in ("key", "value"):
+    for name, kind in (("key", pa.binary_view()), ("value", pa.binary_view()),
+                       ("topic", pa.string_view())):
         at = schema.get_field_index(name)
-        schema = schema.set(at, schema.field(at).with_type(pa.binary_view()))
+        schema = schema.set(at, schema.field(at).with_type(kind))
     return schema
 
 
