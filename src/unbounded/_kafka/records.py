@@ -198,6 +198,11 @@ class _Bytes:
         words, last = self._words[width], self.size - width
         if pos.size == 0 or int(pos.max()) <= last:
             return words[pos]
+        if last >= 0:  # the few past the last word (the blob's last records) redone
+            out = words[np.minimum(pos, last)]
+            over = np.flatnonzero(pos > last)
+            out[over] = self._tail_words[width][np.clip(pos[over] - self.tail_start, 0, 16)]
+            return out
         out = self._tail_words[width][np.clip(pos - self.tail_start, 0, 16)]
         inside = pos <= last
         out[inside] = words[pos[inside]]
@@ -230,13 +235,17 @@ def _read_uvarint(view: memoryview, pos: int) -> tuple[int, int]:
     raise ValueError(f"varint at {pos} is longer than 10 bytes")
 
 
-def _decode_varints(data: _Bytes, pos: Int64s) -> tuple[Int64s, Int64s]:
+def _decode_varints(
+    data: _Bytes, pos: Int64s, words: npt.NDArray[np.uint32] | None = None
+) -> tuple[Int64s, Int64s]:
     """(zigzag-decoded value, byte count) of the varint at each position.
 
-    One 4-byte load per position covers varints up to 2**28, which is nearly all of them
-    (lengths, offset deltas, timestamp deltas under 37 hours); longer ones are redone.
+    One 4-byte load per position (or ``words``, those 4 bytes loaded already) covers
+    varints up to 2**28, which is nearly all of them (lengths, offset deltas, timestamp
+    deltas under 37 hours); longer ones are redone.
     """
-    words = data.load(pos, 4)
+    if words is None:
+        words = data.load(pos, 4)
     if not (words & np.uint32(0x80)).any():
         return _unzigzag32(words & np.uint32(0x7F)), np.ones(len(pos), dtype=np.int64)
     raw, sizes = _swar_varints32(words)
@@ -610,16 +619,34 @@ class _Fields:
     cursor: Int64s  # position of the next field to decode
     offsets: Int64s
     timestamp_deltas: Int64s
+    # 8 bytes loaded at ``loaded_at`` per row: a field within 4 bytes of the last load
+    # is read from them (shifts), not gathered from the blob again (a cache-missing
+    # unaligned load per record, the decoder's main cost)
+    loaded_at: Int64s | None = None
+    loaded: UInt64s | None = None
 
     def keep(self, rows: Bools) -> None:
         for name in ("batch", "ends", "cursor", "offsets", "timestamp_deltas"):
             setattr(self, name, getattr(self, name)[rows])
+        self.loaded_at = self.loaded = None
 
     def read(self, data: _Bytes) -> Int64s:
         """Decode the varint at each cursor and move the cursors past it."""
-        values, sizes = _decode_varints(data, self.cursor)
+        values, sizes = _decode_varints(data, self.cursor, self._words_at_cursor(data))
         self.cursor = self.cursor + sizes
         return values
+
+    def _words_at_cursor(self, data: _Bytes) -> npt.NDArray[np.uint32]:
+        """The 4 bytes at each cursor: shifted out of the last 8-byte load when every
+        cursor is 0-4 bytes past it, else 8 bytes loaded at the cursors afresh."""
+        if self.loaded is not None and self.loaded_at is not None and self.cursor.size:
+            skip = self.cursor - self.loaded_at
+            if int(skip.min()) >= 0 and int(skip.max()) <= 4:
+                shifts = skip.astype(np.uint64) << np.uint64(3)
+                return (self.loaded >> shifts).astype(np.uint32)
+        self.loaded_at = self.cursor
+        self.loaded = data.load(self.cursor, 8).astype(np.uint64, copy=False)
+        return self.loaded.astype(np.uint32)
 
     def read_bytes(self, data: _Bytes) -> tuple[Int64s, Int64s]:
         """(start, length) of the nullable byte string at each cursor, cursors moved past."""
@@ -630,10 +657,11 @@ class _Fields:
 
 
 def _record_fields(data: _Bytes, starts: Int64s, batch: Int64s, wanted: list[_Batch]) -> _Fields:
-    lengths, heads = _decode_varints(data, starts)
+    fields = _Fields(batch, starts, starts, starts, starts)
+    lengths, heads = _decode_varints(data, starts, fields._words_at_cursor(data))
     if lengths.size and int(lengths.min()) <= 0:
         raise ValueError(f"record length {int(lengths.min())}")
-    fields = _Fields(batch, starts + heads + lengths, starts + heads + 1, starts, starts)
+    fields.ends, fields.cursor = starts + heads + lengths, starts + heads + 1
     fields.timestamp_deltas = fields.read(data)
     base_offsets = np.array([b.base_offset for b in wanted], dtype=np.int64)
     fields.offsets = base_offsets[batch] + fields.read(data)

@@ -808,3 +808,17 @@ def test_record_starts_of_singles_and_runs_come_out_in_record_order() -> None:
                 pos += stride * count + int(rng.integers(0, 5))
         starts = found.positions()
         assert starts.dtype == np.int64 and starts.tolist() == expected
+
+
+@pytest.mark.parametrize("width", [4, 8])
+def test_words_loaded_anywhere_in_a_blob_are_its_bytes_then_zeros(width: int) -> None:
+    rng = np.random.default_rng(3)
+    for size in [1, 3, 4, 7, 8, 9, 20, 64]:
+        blob = bytes(rng.integers(0, 256, size, dtype=np.uint8))
+        data = codec._Bytes(memoryview(blob))
+        padded = blob + bytes(width)
+        expected = [int.from_bytes(padded[p:p + width], "little") for p in range(size)]
+        every = np.arange(size, dtype=np.int64)
+        assert data.load(every, width).tolist() == expected
+        assert data.load(every[::-1].copy(), width).tolist() == expected[::-1]
+        assert data.load(every[-1:], width).tolist() == expected[-1:]
