@@ -17,9 +17,10 @@ attributes' codec bits are set, ``records`` is one compressed block.
 Decoding runs no Python per record except the scan for record starts: each record begins
 where the previous one's length says, so that chain is walked in Python, and runs of
 equally long records are confirmed with one strided comparison instead. Every field of
-every record is then decoded at once from unaligned 4-byte loads with bit tricks, and keys
-and values are gathered by casting a ``binary_view`` array over the blob to
-``large_binary``. Encoding runs that backwards: the varints between two input pieces
+every record is then decoded at once with bit tricks, from unaligned 8-byte loads (a
+field within 4 bytes of the previous load is shifted out of it, not loaded), and keys
+and values are a ``binary_view`` array over the blob (``views=True``: the source's
+partitions keep them so) or its cast to ``large_binary``. Encoding runs that backwards: the varints between two input pieces
 (say a value and the next record's key) are packed for all records at once into 64-bit
 lanes with shifts, and a ``binary_view`` array alternating those runs with the keys,
 values and headers, in place, is cast to ``large_binary``, whose data is the records.
@@ -632,11 +633,11 @@ class _Fields:
 
     def read(self, data: _Bytes) -> Int64s:
         """Decode the varint at each cursor and move the cursors past it."""
-        values, sizes = _decode_varints(data, self.cursor, self._words_at_cursor(data))
+        values, sizes = _decode_varints(data, self.cursor, self.words_at_cursor(data))
         self.cursor = self.cursor + sizes
         return values
 
-    def _words_at_cursor(self, data: _Bytes) -> npt.NDArray[np.uint32]:
+    def words_at_cursor(self, data: _Bytes) -> npt.NDArray[np.uint32]:
         """The 4 bytes at each cursor: shifted out of the last 8-byte load when every
         cursor is 0-4 bytes past it, else 8 bytes loaded at the cursors afresh."""
         if self.loaded is not None and self.loaded_at is not None and self.cursor.size:
@@ -658,7 +659,7 @@ class _Fields:
 
 def _record_fields(data: _Bytes, starts: Int64s, batch: Int64s, wanted: list[_Batch]) -> _Fields:
     fields = _Fields(batch, starts, starts, starts, starts)
-    lengths, heads = _decode_varints(data, starts, fields._words_at_cursor(data))
+    lengths, heads = _decode_varints(data, starts, fields.words_at_cursor(data))
     if lengths.size and int(lengths.min()) <= 0:
         raise ValueError(f"record length {int(lengths.min())}")
     fields.ends, fields.cursor = starts + heads + lengths, starts + heads + 1
