@@ -20,10 +20,11 @@ equally long records are confirmed with one strided comparison instead. Every fi
 every record is then decoded at once with bit tricks, from unaligned 8-byte loads (a
 field within 4 bytes of the previous load is shifted out of it, not loaded), and keys
 and values are a ``binary_view`` array over the blob (``views=True``: the source's
-partitions keep them so) or its cast to ``large_binary``. Encoding runs that backwards: the varints between two input pieces
-(say a value and the next record's key) are packed for all records at once into 64-bit
-lanes with shifts, and a ``binary_view`` array alternating those runs with the keys,
-values and headers, in place, is cast to ``large_binary``, whose data is the records.
+partitions keep them so) or its cast to ``large_binary``. Encoding runs that backwards:
+the varints between two input pieces (say a value and the next record's key) are packed
+for all records at once into 64-bit lanes with shifts, and a ``binary_view`` array
+alternating those runs with the keys, values and headers, in place, is cast to
+``large_binary``, whose data is the records.
 
 Example:
     >>> import pyarrow as pa
@@ -301,18 +302,20 @@ def _validity(valid: Bools) -> pa.Buffer | None:
 
 
 def _gather_binary(data: _Bytes, buffer: pa.Buffer, pos: Int64s, lengths: Int64s,
-                   kind: pa.DataType = _LARGE_BINARY) -> pa.Array:
+                   kind: pa.DataType = _LARGE_BINARY, *,
+                   heads: npt.NDArray[np.uint32] | None = None) -> pa.Array:
     """``data[pos:pos + length]`` per row as ``kind``, null where the length is negative.
 
     Arrow's binary_view holds (length, buffer, offset) per value, so a view array over the
     blob costs 16 bytes a row to build and copies no value (it keeps the blob alive); the
-    cast to large_binary is one memcpy per value.
+    cast to large_binary is one memcpy per value. ``heads``: the 4 bytes at each
+    position, when the caller has them.
     """
     valid = lengths >= 0
     if not valid.any():
         return pa.nulls(len(pos), kind)
     sizes = np.where(valid, lengths, 0)
-    chunks, views = _views(data, buffer, pos, sizes)
+    chunks, views = _views(data, buffer, pos, sizes, heads)
     view_array = pa.Array.from_buffers(
         pa.binary_view(), len(pos), [_validity(valid), pa.py_buffer(views), *chunks]
     )
@@ -320,12 +323,13 @@ def _gather_binary(data: _Bytes, buffer: pa.Buffer, pos: Int64s, lengths: Int64s
 
 
 def _views(
-    data: _Bytes, buffer: pa.Buffer, pos: Int64s, sizes: Int64s
+    data: _Bytes, buffer: pa.Buffer, pos: Int64s, sizes: Int64s,
+    heads: npt.NDArray[np.uint32] | None = None,
 ) -> tuple[list[pa.Buffer], npt.NDArray[np.uint64]]:
     """Arrow view structs: length and first 4 bytes, then buffer index and offset, or the
     value itself when at most 12 bytes long (zero-padded, as the format requires)."""
     views = np.empty((len(pos), 2), dtype=np.uint64)
-    head = data.load(pos, 4).astype(np.uint64)
+    head = (data.load(pos, 4) if heads is None else heads).astype(np.uint64)
     if int(sizes.min()) < 4:
         head &= _BYTE_MASKS[np.minimum(sizes, 4)]
     views[:, 0] = sizes.astype(np.uint64) | (head << np.uint64(32))
@@ -640,21 +644,32 @@ class _Fields:
     def words_at_cursor(self, data: _Bytes) -> npt.NDArray[np.uint32]:
         """The 4 bytes at each cursor: shifted out of the last 8-byte load when every
         cursor is 0-4 bytes past it, else 8 bytes loaded at the cursors afresh."""
-        if self.loaded is not None and self.loaded_at is not None and self.cursor.size:
-            skip = self.cursor - self.loaded_at
-            if int(skip.min()) >= 0 and int(skip.max()) <= 4:
-                shifts = skip.astype(np.uint64) << np.uint64(3)
-                return (self.loaded >> shifts).astype(np.uint32)
+        words = self.loaded_words(self.cursor)
+        if words is not None:
+            return words
         self.loaded_at = self.cursor
         self.loaded = data.load(self.cursor, 8).astype(np.uint64, copy=False)
         return self.loaded.astype(np.uint32)
 
-    def read_bytes(self, data: _Bytes) -> tuple[Int64s, Int64s]:
-        """(start, length) of the nullable byte string at each cursor, cursors moved past."""
+    def loaded_words(self, pos: Int64s) -> npt.NDArray[np.uint32] | None:
+        """The 4 bytes at each row's ``pos`` out of the last load, None unless every
+        ``pos`` is 0-4 bytes past it."""
+        if self.loaded is None or self.loaded_at is None or not pos.size:
+            return None
+        skip = pos - self.loaded_at
+        if int(skip.min()) < 0 or int(skip.max()) > 4:
+            return None
+        return (self.loaded >> (skip.astype(np.uint64) << np.uint64(3))).astype(np.uint32)
+
+    def read_bytes(
+        self, data: _Bytes
+    ) -> tuple[Int64s, Int64s, npt.NDArray[np.uint32] | None]:
+        """(start, length, first 4 bytes if loaded already) of the nullable byte string
+        at each cursor, cursors moved past."""
         lengths = self.read(data)
         starts = self.cursor
         self.cursor = starts + np.maximum(lengths, 0)
-        return starts, lengths
+        return starts, lengths, self.loaded_words(starts)
 
 
 def _record_fields(data: _Bytes, starts: Int64s, batch: Int64s, wanted: list[_Batch]) -> _Fields:
@@ -742,12 +757,12 @@ def _decode_records(
     in_range = (fields.offsets >= offset_range[0]) & (fields.offsets < offset_range[1])
     if not in_range.all():
         fields.keep(in_range)
-    key_at, key_lengths = fields.read_bytes(data)
-    value_at, value_lengths = fields.read_bytes(data)
+    key_at, key_lengths, key_heads = fields.read_bytes(data)
+    value_at, value_lengths, value_heads = fields.read_bytes(data)
     header_counts = fields.read(data)
     _check_ends(header_counts, fields)  # before any gather: views must stay in the buffer
-    keys = _gather_binary(data, buffer, key_at, key_lengths, kind)
-    values = _gather_binary(data, buffer, value_at, value_lengths, kind)
+    keys = _gather_binary(data, buffer, key_at, key_lengths, kind, heads=key_heads)
+    values = _gather_binary(data, buffer, value_at, value_lengths, kind, heads=value_heads)
     headers = _decode_headers(data, buffer, header_counts, fields) if include_headers else None
     timestamps, types = _timestamps(fields, wanted)
     return fields.offsets, timestamps, types, keys, values, headers

@@ -770,9 +770,10 @@ def test_random_damage_raises_malformed_record_error_or_decodes(
     # damaged lengths must never let a view point outside the blob (that would crash Arrow)
     gather = codec._gather_binary
 
-    def gather_inside(data: Any, buffer: Any, pos: Any, lengths: Any, *kind: Any) -> Any:
+    def gather_inside(data: Any, buffer: Any, pos: Any, lengths: Any, *kind: Any,
+                      **heads: Any) -> Any:
         assert ((pos >= 0) & (pos + np.maximum(lengths, 0) <= data.size)).all()
-        return gather(data, buffer, pos, lengths, *kind)
+        return gather(data, buffer, pos, lengths, *kind, **heads)
 
     monkeypatch.setattr(codec, "_gather_binary", gather_inside)
     rng = np.random.default_rng(11)
@@ -822,3 +823,17 @@ def test_words_loaded_anywhere_in_a_blob_are_its_bytes_then_zeros(width: int) ->
         assert data.load(every, width).tolist() == expected
         assert data.load(every[::-1].copy(), width).tolist() == expected[::-1]
         assert data.load(every[-1:], width).tolist() == expected[-1:]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fields_shifted_out_of_earlier_loads_decode_as_fresh_loads_do(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = CASES[name].encode()
+    shifted = decode_batches(blob, 0, END, include_headers=True, views=True)
+    monkeypatch.setattr(codec._Fields, "loaded_words", lambda self, pos: None)
+    loaded = decode_batches(blob, 0, END, include_headers=True, views=True)
+    assert shifted.offsets.tolist() == loaded.offsets.tolist()
+    assert shifted.timestamps_ms.tolist() == loaded.timestamps_ms.tolist()
+    for column in ("keys", "values", "headers"):
+        assert getattr(shifted, column).equals(getattr(loaded, column)), column
+    assert shifted.values.to_pylist() == CASES[name].values
