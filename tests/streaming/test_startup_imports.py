@@ -82,3 +82,25 @@ def test_stateless_rate_query_to_its_first_commit_imports_no_unused_library(
     assert _unexpected(modules) == []
     assert "unbounded.sources.rate" in modules
     assert (checkpoint / "commits" / "0").exists()
+
+
+# What the API alone does not use, beyond NOT_IMPORTED: Parquet (with pyarrow.fs and its
+# cloud filesystems and ssl: a file source or sink imports it when a query starts), the
+# object-store client and the Kafka connectors (kafka-python and ours).
+NOT_IMPORTED_BY_THE_API = (
+    *NOT_IMPORTED, "fsspec", "kafka", "pyarrow.dataset", "pyarrow.fs", "pyarrow.parquet",
+    "ssl", "unbounded._kafka", "unbounded.sinks.kafka", "unbounded.sources.kafka",
+)
+
+
+def test_importing_the_api_imports_no_library_a_query_may_not_use() -> None:
+    code = ("import sys\nfrom unbounded.sql import SparkSession, functions as F\n"
+            "print(' '.join(sys.modules))")
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    modules = set(done.stdout.split())
+
+    assert sorted(m for m in NOT_IMPORTED_BY_THE_API if m in modules) == []
+    assert "unbounded.sql.functions" in modules

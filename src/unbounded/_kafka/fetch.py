@@ -90,13 +90,15 @@ class RecordColumns(Protocol):
 
 def spark_rows(records: RecordColumns, topic: str, partition: int,
                schema: pa.Schema) -> pa.Table:
-    """Spark's Kafka rows in ``schema`` (``kafka_schema(...).to_arrow_schema()``); both
-    readers build their tables here, so they give identical tables for one range."""
+    """Spark's Kafka rows in ``schema`` (``kafka_read_schema(...)`` or
+    ``kafka_schema(...).to_arrow_schema()``: keys and values as binary_view or
+    large_binary); both readers build their tables here, so they give identical tables
+    for one range."""
     n = len(records.offsets)
     columns: dict[str, pa.Array] = {
-        "key": records.keys,
-        "value": records.values,
-        "topic": _constant_string_column(topic, n),
+        "key": _as_type(records.keys, schema.field("key").type),
+        "value": _as_type(records.values, schema.field("value").type),
+        "topic": _constant_string_column(topic, n, schema.field("topic").type),
         "partition": _numeric_column(np.full(n, partition, np.int32), pa.int32()),
         "offset": _numeric_column(records.offsets.astype(np.int64, copy=False), pa.int64()),
         "timestamp": _numeric_column(records.timestamps_ms * 1000, _TIMESTAMP_ARROW),
@@ -108,6 +110,10 @@ def spark_rows(records: RecordColumns, topic: str, partition: int,
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
+def _as_type(array: pa.Array, kind: pa.DataType) -> pa.Array:
+    return array if array.type == kind else array.cast(kind)
+
+
 def _numeric_column(values: npt.NDArray[Any], type: pa.DataType) -> pa.Array:
     """``values`` as an Arrow array without a copy (``pa.array`` over NumPy, like
     ``pa.scalar``, imports pandas on first use: 0.2 s of the first batch)."""
@@ -115,10 +121,23 @@ def _numeric_column(values: npt.NDArray[Any], type: pa.DataType) -> pa.Array:
     return pa.Array.from_buffers(type, len(data), [None, pa.py_buffer(data)])
 
 
-def _constant_string_column(text: str, n: int) -> pa.Array:
+def _constant_string_column(text: str, n: int, kind: pa.DataType) -> pa.Array:
     data = text.encode("utf-8")
+    if kind == pa.string_view():  # n equal views of one copy of the text
+        return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(_equal_views(data, n)),
+                                               pa.py_buffer(data)])
     ends = np.arange(n + 1, dtype=np.int64) * len(data)
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(ends), pa.py_buffer(data * n))
+
+
+def _equal_views(data: bytes, n: int) -> npt.NDArray[np.uint64]:
+    """Arrow's 16-byte view of ``data`` (inline up to 12 bytes, else its first 4 bytes,
+    buffer 0 and offset 0), ``n`` times."""
+    head = int.from_bytes(data[:4].ljust(4, b"\0"), "little")
+    rest = int.from_bytes(data[4:12].ljust(8, b"\0"), "little") if len(data) <= 12 else 0
+    views = np.empty((n, 2), np.uint64)
+    views[:, 0], views[:, 1] = len(data) | (head << 32), rest
+    return views
 
 
 def _headers_column(headers: pa.Array | None, n: int, type: pa.DataType) -> pa.Array:
@@ -182,7 +201,11 @@ def _int(config: Mapping[str, str], key: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class FetchRange:
-    """Offsets ``[from_offset, until_offset)`` of one partition, and how to read them."""
+    """Offsets ``[from_offset, until_offset)`` of one partition, and how to read them.
+
+    ``schema`` is the tables' (``kafka_read_schema``); keys and values typed
+    ``binary_view`` are views into each Fetch response's records, not copies.
+    """
 
     topic: str
     partition: int
@@ -343,6 +366,8 @@ class _RangeReader:
         self.next_offset = spec.from_offset
         self.done = False
         self.chunks: list[pa.Table] = []
+        # keys and values as views into the response's records (a bytes of their own)
+        self.views = spec.schema.field("value").type == pa.binary_view()
         self.deadline = 0.0
         self.backoff = _FIRST_BACKOFF_S
         self._progress()
@@ -435,7 +460,8 @@ class _RangeReader:
         decoded = decode_batches(blob, self.next_offset, until,
                                  include_headers=self.spec.include_headers,
                                  aborted=_aborted(data),
-                                 verify_crc=self.client.settings.check_crcs)
+                                 verify_crc=self.client.settings.check_crcs,
+                                 views=self.views)
         if decoded.next_offset <= self.next_offset:
             self._no_records(data)
             return None

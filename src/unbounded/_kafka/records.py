@@ -17,12 +17,14 @@ attributes' codec bits are set, ``records`` is one compressed block.
 Decoding runs no Python per record except the scan for record starts: each record begins
 where the previous one's length says, so that chain is walked in Python, and runs of
 equally long records are confirmed with one strided comparison instead. Every field of
-every record is then decoded at once from unaligned 4-byte loads with bit tricks, and keys
-and values are gathered by casting a ``binary_view`` array over the blob to
-``large_binary``. Encoding runs that backwards: the varints between two input pieces
-(say a value and the next record's key) are packed for all records at once into 64-bit
-lanes with shifts, and a ``binary_view`` array alternating those runs with the keys,
-values and headers, in place, is cast to ``large_binary``, whose data is the records.
+every record is then decoded at once with bit tricks, from unaligned 8-byte loads (a
+field within 4 bytes of the previous load is shifted out of it, not loaded), and keys
+and values are a ``binary_view`` array over the blob (``views=True``: the source's
+partitions keep them so) or its cast to ``large_binary``. Encoding runs that backwards:
+the varints between two input pieces (say a value and the next record's key) are packed
+for all records at once into 64-bit lanes with shifts, and a ``binary_view`` array
+alternating those runs with the keys, values and headers, in place, is cast to
+``large_binary``, whose data is the records.
 
 Example:
     >>> import pyarrow as pa
@@ -94,6 +96,7 @@ _CONTINUATIONS = np.array(  # by varint size: continuation bits of its first 8 b
     [int.from_bytes(b"\x80" * min(max(size - 1, 0), 8), "little") for size in range(11)],
     dtype=np.uint64,
 )
+_LARGE_BINARY = pa.large_binary()
 _BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 
 
@@ -197,6 +200,11 @@ class _Bytes:
         words, last = self._words[width], self.size - width
         if pos.size == 0 or int(pos.max()) <= last:
             return words[pos]
+        if last >= 0:  # the few past the last word (the blob's last records) redone
+            out = words[np.minimum(pos, last)]
+            over = np.flatnonzero(pos > last)
+            out[over] = self._tail_words[width][np.clip(pos[over] - self.tail_start, 0, 16)]
+            return out
         out = self._tail_words[width][np.clip(pos - self.tail_start, 0, 16)]
         inside = pos <= last
         out[inside] = words[pos[inside]]
@@ -229,13 +237,17 @@ def _read_uvarint(view: memoryview, pos: int) -> tuple[int, int]:
     raise ValueError(f"varint at {pos} is longer than 10 bytes")
 
 
-def _decode_varints(data: _Bytes, pos: Int64s) -> tuple[Int64s, Int64s]:
+def _decode_varints(
+    data: _Bytes, pos: Int64s, words: npt.NDArray[np.uint32] | None = None
+) -> tuple[Int64s, Int64s]:
     """(zigzag-decoded value, byte count) of the varint at each position.
 
-    One 4-byte load per position covers varints up to 2**28, which is nearly all of them
-    (lengths, offset deltas, timestamp deltas under 37 hours); longer ones are redone.
+    One 4-byte load per position (or ``words``, those 4 bytes loaded already) covers
+    varints up to 2**28, which is nearly all of them (lengths, offset deltas, timestamp
+    deltas under 37 hours); longer ones are redone.
     """
-    words = data.load(pos, 4)
+    if words is None:
+        words = data.load(pos, 4)
     if not (words & np.uint32(0x80)).any():
         return _unzigzag32(words & np.uint32(0x7F)), np.ones(len(pos), dtype=np.int64)
     raw, sizes = _swar_varints32(words)
@@ -289,30 +301,35 @@ def _validity(valid: Bools) -> pa.Buffer | None:
     return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
-def _gather_binary(data: _Bytes, buffer: pa.Buffer, pos: Int64s, lengths: Int64s) -> pa.Array:
-    """large_binary of ``data[pos:pos + length]`` per row, null where the length is negative.
+def _gather_binary(data: _Bytes, buffer: pa.Buffer, pos: Int64s, lengths: Int64s,
+                   kind: pa.DataType = _LARGE_BINARY, *,
+                   heads: npt.NDArray[np.uint32] | None = None) -> pa.Array:
+    """``data[pos:pos + length]`` per row as ``kind``, null where the length is negative.
 
     Arrow's binary_view holds (length, buffer, offset) per value, so a view array over the
-    blob costs 16 bytes a row to build; the cast to large_binary is one memcpy per value.
+    blob costs 16 bytes a row to build and copies no value (it keeps the blob alive); the
+    cast to large_binary is one memcpy per value. ``heads``: the 4 bytes at each
+    position, when the caller has them.
     """
     valid = lengths >= 0
     if not valid.any():
-        return pa.nulls(len(pos), pa.large_binary())
+        return pa.nulls(len(pos), kind)
     sizes = np.where(valid, lengths, 0)
-    chunks, views = _views(data, buffer, pos, sizes)
+    chunks, views = _views(data, buffer, pos, sizes, heads)
     view_array = pa.Array.from_buffers(
         pa.binary_view(), len(pos), [_validity(valid), pa.py_buffer(views), *chunks]
     )
-    return view_array.cast(pa.large_binary())
+    return view_array if kind == pa.binary_view() else view_array.cast(kind)
 
 
 def _views(
-    data: _Bytes, buffer: pa.Buffer, pos: Int64s, sizes: Int64s
+    data: _Bytes, buffer: pa.Buffer, pos: Int64s, sizes: Int64s,
+    heads: npt.NDArray[np.uint32] | None = None,
 ) -> tuple[list[pa.Buffer], npt.NDArray[np.uint64]]:
     """Arrow view structs: length and first 4 bytes, then buffer index and offset, or the
     value itself when at most 12 bytes long (zero-padded, as the format requires)."""
     views = np.empty((len(pos), 2), dtype=np.uint64)
-    head = data.load(pos, 4).astype(np.uint64)
+    head = (data.load(pos, 4) if heads is None else heads).astype(np.uint64)
     if int(sizes.min()) < 4:
         head &= _BYTE_MASKS[np.minimum(sizes, 4)]
     views[:, 0] = sizes.astype(np.uint64) | (head << np.uint64(32))
@@ -572,19 +589,27 @@ class _Starts:
         self.runs: list[int] = []
 
     def positions(self) -> Int64s:
+        """Every record start in order: one cumulative sum over the gaps between
+        consecutive starts (a run's stride inside a run, the jump from the previous
+        segment's last record at each single and each run's first record)."""
         singles = np.frombuffer(self.singles, dtype=np.int64)
         if not self.runs:
             return singles
         before, first, stride, count = np.array(self.runs, dtype=np.int64).reshape(-1, 4).T
-        run_records_before = np.cumsum(count) - count
-        out = np.empty(len(singles) + int(count.sum()), dtype=np.int64)
-        shift = np.zeros(len(singles) + 1, dtype=np.int64)
-        np.add.at(shift, before, count)
-        out[np.arange(len(singles)) + np.cumsum(shift)[:-1]] = singles
-        run_of = np.repeat(np.arange(len(count)), count)
-        step = np.arange(len(run_of)) - run_records_before[run_of]
-        out[(before + run_records_before)[run_of] + step] = first[run_of] + stride[run_of] * step
-        return out
+        # segments (a single, or a run) in record order: run r follows the singles found
+        # before it and the runs before it; ``before`` never decreases
+        slots = len(singles) + len(count)
+        run_slot = before + np.arange(len(count))
+        single_slot = np.arange(len(singles)) + np.searchsorted(before, np.arange(len(singles)),
+                                                                side="right")
+        seg_first, seg_stride = np.empty(slots, np.int64), np.zeros(slots, np.int64)
+        seg_count = np.ones(slots, np.int64)
+        seg_first[single_slot], seg_first[run_slot] = singles, first
+        seg_stride[run_slot], seg_count[run_slot] = stride, count
+        seg_last = seg_first + seg_stride * (seg_count - 1)
+        gaps = np.repeat(seg_stride, seg_count)
+        gaps[np.cumsum(seg_count) - seg_count] = seg_first - np.concatenate(([0], seg_last[:-1]))
+        return np.cumsum(gaps)
 
 
 # ---------------------------------------------------------------------------- record fields
@@ -599,30 +624,60 @@ class _Fields:
     cursor: Int64s  # position of the next field to decode
     offsets: Int64s
     timestamp_deltas: Int64s
+    # 8 bytes loaded at ``loaded_at`` per row: a field within 4 bytes of the last load
+    # is read from them (shifts), not gathered from the blob again (a cache-missing
+    # unaligned load per record, the decoder's main cost)
+    loaded_at: Int64s | None = None
+    loaded: UInt64s | None = None
 
     def keep(self, rows: Bools) -> None:
         for name in ("batch", "ends", "cursor", "offsets", "timestamp_deltas"):
             setattr(self, name, getattr(self, name)[rows])
+        self.loaded_at = self.loaded = None
 
     def read(self, data: _Bytes) -> Int64s:
         """Decode the varint at each cursor and move the cursors past it."""
-        values, sizes = _decode_varints(data, self.cursor)
+        values, sizes = _decode_varints(data, self.cursor, self.words_at_cursor(data))
         self.cursor = self.cursor + sizes
         return values
 
-    def read_bytes(self, data: _Bytes) -> tuple[Int64s, Int64s]:
-        """(start, length) of the nullable byte string at each cursor, cursors moved past."""
+    def words_at_cursor(self, data: _Bytes) -> npt.NDArray[np.uint32]:
+        """The 4 bytes at each cursor: shifted out of the last 8-byte load when every
+        cursor is 0-4 bytes past it, else 8 bytes loaded at the cursors afresh."""
+        words = self.loaded_words(self.cursor)
+        if words is not None:
+            return words
+        self.loaded_at = self.cursor
+        self.loaded = data.load(self.cursor, 8).astype(np.uint64, copy=False)
+        return self.loaded.astype(np.uint32)
+
+    def loaded_words(self, pos: Int64s) -> npt.NDArray[np.uint32] | None:
+        """The 4 bytes at each row's ``pos`` out of the last load, None unless every
+        ``pos`` is 0-4 bytes past it."""
+        if self.loaded is None or self.loaded_at is None or not pos.size:
+            return None
+        skip = pos - self.loaded_at
+        if int(skip.min()) < 0 or int(skip.max()) > 4:
+            return None
+        return (self.loaded >> (skip.astype(np.uint64) << np.uint64(3))).astype(np.uint32)
+
+    def read_bytes(
+        self, data: _Bytes
+    ) -> tuple[Int64s, Int64s, npt.NDArray[np.uint32] | None]:
+        """(start, length, first 4 bytes if loaded already) of the nullable byte string
+        at each cursor, cursors moved past."""
         lengths = self.read(data)
         starts = self.cursor
         self.cursor = starts + np.maximum(lengths, 0)
-        return starts, lengths
+        return starts, lengths, self.loaded_words(starts)
 
 
 def _record_fields(data: _Bytes, starts: Int64s, batch: Int64s, wanted: list[_Batch]) -> _Fields:
-    lengths, heads = _decode_varints(data, starts)
+    fields = _Fields(batch, starts, starts, starts, starts)
+    lengths, heads = _decode_varints(data, starts, fields.words_at_cursor(data))
     if lengths.size and int(lengths.min()) <= 0:
         raise ValueError(f"record length {int(lengths.min())}")
-    fields = _Fields(batch, starts + heads + lengths, starts + heads + 1, starts, starts)
+    fields.ends, fields.cursor = starts + heads + lengths, starts + heads + 1
     fields.timestamp_deltas = fields.read(data)
     base_offsets = np.array([b.base_offset for b in wanted], dtype=np.int64)
     fields.offsets = base_offsets[batch] + fields.read(data)
@@ -689,6 +744,8 @@ def _decode_records(
     wanted: list[_Batch],
     offset_range: tuple[int, int],
     include_headers: bool,
+    *,
+    kind: pa.DataType,
 ) -> tuple[Int64s, Int64s, npt.NDArray[np.int32], pa.Array, pa.Array, pa.Array | None]:
     found = _Starts()
     data, buffer = _Bytes(source), pa.py_buffer(source)
@@ -700,25 +757,25 @@ def _decode_records(
     in_range = (fields.offsets >= offset_range[0]) & (fields.offsets < offset_range[1])
     if not in_range.all():
         fields.keep(in_range)
-    key_at, key_lengths = fields.read_bytes(data)
-    value_at, value_lengths = fields.read_bytes(data)
+    key_at, key_lengths, key_heads = fields.read_bytes(data)
+    value_at, value_lengths, value_heads = fields.read_bytes(data)
     header_counts = fields.read(data)
     _check_ends(header_counts, fields)  # before any gather: views must stay in the buffer
-    keys = _gather_binary(data, buffer, key_at, key_lengths)
-    values = _gather_binary(data, buffer, value_at, value_lengths)
+    keys = _gather_binary(data, buffer, key_at, key_lengths, kind, heads=key_heads)
+    values = _gather_binary(data, buffer, value_at, value_lengths, kind, heads=value_heads)
     headers = _decode_headers(data, buffer, header_counts, fields) if include_headers else None
     timestamps, types = _timestamps(fields, wanted)
     return fields.offsets, timestamps, types, keys, values, headers
 
 
-def _empty(next_offset: int, include_headers: bool) -> DecodedRecords:
+def _empty(next_offset: int, include_headers: bool, kind: pa.DataType) -> DecodedRecords:
     none = np.zeros(0, dtype=np.int64)
     return DecodedRecords(
         offsets=none,
         timestamps_ms=none.copy(),
         timestamp_types=np.zeros(0, dtype=np.int32),
-        keys=pa.nulls(0, pa.large_binary()),
-        values=pa.nulls(0, pa.large_binary()),
+        keys=pa.nulls(0, kind),
+        values=pa.nulls(0, kind),
         headers=pa.nulls(0, HEADERS_ARROW) if include_headers else None,
         next_offset=next_offset,
     )
@@ -732,6 +789,7 @@ def decode_batches(
     include_headers: bool = False,
     aborted: Sequence[tuple[int, int]] = (),
     verify_crc: bool = False,
+    views: bool = False,
 ) -> DecodedRecords:
     """Decode the records with ``from_offset <= offset < until_offset`` from a fetched blob.
 
@@ -745,6 +803,9 @@ def decode_batches(
         aborted: the Fetch response's aborted transactions as (producer_id, first_offset)
             pairs; their records are dropped as a read_committed Java consumer would.
         verify_crc: check every complete batch's CRC-32C.
+        views: keys and values as ``binary_view`` arrays over ``data`` (or over the
+            decompressed records), which copies no value but keeps that buffer alive;
+            else ``large_binary`` arrays of their own.
 
     Raises:
         MalformedRecordError: a batch does not parse, fails its CRC, or uses the
@@ -762,13 +823,15 @@ def decode_batches(
     if verify_crc:
         for batch in batches:
             _check_crc(view, batch)
+    kind = pa.binary_view() if views else pa.large_binary()
     try:
         wanted = _wanted_batches(view, batches, from_offset, until_offset, aborted)
         if not wanted:
-            return _empty(next_offset, include_headers)
+            return _empty(next_offset, include_headers, kind)
         source, spans = _records_source(view, wanted)
         offset_range = (from_offset, until_offset)
-        columns = _decode_records(source, spans, wanted, offset_range, include_headers)
+        columns = _decode_records(source, spans, wanted, offset_range, include_headers,
+                                  kind=kind)
     except (ValueError, IndexError, struct.error, cramjam.DecompressionError) as error:
         if isinstance(error, MalformedRecordError):
             raise

@@ -25,12 +25,14 @@ import os
 import posixpath
 import shutil
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from unbounded.checkpoint.storage import FsspecStorage, is_url, storage_for
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 __all__ = ["arrow_input", "clear_folder", "file_size", "is_file", "is_folder", "join",
            "parquet_file", "path_exists", "read_bytes", "relative_to", "under"]
@@ -80,6 +82,8 @@ def arrow_input(path: str) -> str | pa.BufferReader:
 def parquet_file(path: str) -> Iterator[pq.ParquetFile]:
     """``path`` opened as Parquet: the footer is read once, for the schema and the
     read; at a URL through a seekable fsspec file (ranged GETs)."""
+    import pyarrow.parquet as pq  # lazy: with pyarrow.fs ~10 ms, a query may read none
+
     if not is_url(path):
         with pq.ParquetFile(path) as local:
             yield local

@@ -27,7 +27,12 @@ from unbounded._kafka.fetch import (
 from unbounded._kafka.records import encode_batch
 from unbounded.errors import AnalysisException, KafkaUnavailableError
 from unbounded.sources.base import SourceContext
-from unbounded.sources.kafka import KafkaInputPartition, KafkaSource, kafka_schema
+from unbounded.sources.kafka import (
+    KafkaInputPartition,
+    KafkaSource,
+    kafka_read_schema,
+    kafka_schema,
+)
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -107,6 +112,18 @@ def test_spark_rows_are_in_the_source_schema_with_null_for_no_headers() -> None:
     assert [t.timestamp() for t in table.column("timestamp").to_pylist()] == [1.0, 2.0, 3.0]
     plain = spark_rows(_columns(None), "topic", 3, kafka_schema().to_arrow_schema())
     assert plain.equals(table.drop_columns(["headers"]))
+
+
+@pytest.mark.parametrize("topic", ["t", "exactly12byt", "a topic name over twelve bytes", ""])
+def test_spark_rows_in_the_read_schema_are_views_of_the_same_rows(topic: str) -> None:
+    spark = kafka_schema(include_headers=True).to_arrow_schema()
+    headers = pa.array([[], [{"key": "h", "value": None}], None], spark.field("headers").type)
+    viewed = spark_rows(_columns(headers), topic, 3, kafka_read_schema(include_headers=True))
+    viewed.validate(full=True)
+    assert viewed.schema == kafka_read_schema(include_headers=True)
+    assert viewed.schema.field("topic").type == pa.string_view()
+    assert viewed.cast(spark).equals(spark_rows(_columns(headers), topic, 3, spark))
+    assert viewed.column("topic").to_pylist() == [topic] * 3
 
 
 # ---------------------------------------------------------------- a scripted broker

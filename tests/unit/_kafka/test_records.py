@@ -266,6 +266,36 @@ def test_values_without_keys_round_trip_with_null_keys_and_offsets_from_zero() -
     assert decoded.next_offset == 3
 
 
+@pytest.mark.parametrize("compression", [None, "lz4"])
+def test_views_decode_the_same_keys_and_values_pointing_into_the_records(
+        compression: str | None) -> None:
+    keys = pa.array([b"k0", None, b"", b"a key longer than twelve bytes", None] * 40)
+    values = pa.array([None, b"", b"v" * 13, b"\xff\xfe not utf-8", b"v4" * 50] * 40)
+    batches = [bytearray(encode_batch(values.slice(i, 100), keys.slice(i, 100),
+                                      timestamp_ms=5, compression=compression))
+               for i in (0, 100)]
+    struct.pack_into(">q", batches[1], 0, 100)  # the second batch's base offset
+    blob = b"".join(batches)
+    copied = decode_batches(blob, 3, 190)
+    viewed = decode_batches(blob, 3, 190, views=True)
+    assert viewed.keys.type == viewed.values.type == pa.binary_view()
+    assert viewed.keys.cast(pa.large_binary()).equals(copied.keys)
+    assert viewed.values.cast(pa.large_binary()).equals(copied.values)
+    assert viewed.values.to_pylist() == values.to_pylist()[3:190]
+    if compression is None:  # the long values' data buffer is the blob itself
+        data = viewed.values.buffers()[2]
+        assert data.size == len(blob) and data.to_pybytes() == blob
+
+
+def test_views_of_a_range_without_records_are_empty_binary_views() -> None:
+    blob = encode_batch(pa.array([b"a", b"b"]), timestamp_ms=5)
+    empty = decode_batches(blob, 2, 10, views=True)
+    assert empty.values.type == empty.keys.type == pa.binary_view()
+    assert len(empty.values) == 0 and empty.next_offset == 2
+    nulls = decode_batches(blob, 0, 10, views=True).keys
+    assert nulls.type == pa.binary_view() and nulls.to_pylist() == [None, None]
+
+
 def test_null_and_empty_keys_and_values_stay_distinct() -> None:
     keys = pa.array([b"k0", None, b"", b"k3", None])
     values = pa.array([None, b"", b"v2", None, b"v4"])
@@ -740,9 +770,10 @@ def test_random_damage_raises_malformed_record_error_or_decodes(
     # damaged lengths must never let a view point outside the blob (that would crash Arrow)
     gather = codec._gather_binary
 
-    def gather_inside(data: Any, buffer: Any, pos: Any, lengths: Any) -> Any:
+    def gather_inside(data: Any, buffer: Any, pos: Any, lengths: Any, *kind: Any,
+                      **heads: Any) -> Any:
         assert ((pos >= 0) & (pos + np.maximum(lengths, 0) <= data.size)).all()
-        return gather(data, buffer, pos, lengths)
+        return gather(data, buffer, pos, lengths, *kind, **heads)
 
     monkeypatch.setattr(codec, "_gather_binary", gather_inside)
     rng = np.random.default_rng(11)
@@ -755,7 +786,54 @@ def test_random_damage_raises_malformed_record_error_or_decodes(
         for position in rng.integers(12, len(blob), 1 + attempt % 3):
             blob[position] = int(rng.integers(0, 256))
         try:
-            decoded = decode_batches(bytes(blob), 0, END, include_headers=bool(attempt % 2))
+            decoded = decode_batches(bytes(blob), 0, END, include_headers=bool(attempt % 2),
+                                     views=attempt % 4 < 2)
         except MalformedRecordError:
             continue
         assert len(decoded.values) == len(decoded.offsets) == len(decoded.keys)
+
+
+def test_record_starts_of_singles_and_runs_come_out_in_record_order() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        found, expected, pos = codec._Starts(), [], int(rng.integers(0, 100))
+        for _ in range(int(rng.integers(0, 12))):
+            if rng.random() < 0.5:
+                found.singles.append(pos)
+                expected.append(pos)
+                pos += int(rng.integers(1, 50))
+            else:
+                stride, count = int(rng.integers(1, 40)), int(rng.integers(1, 30))
+                found.runs += (len(found.singles), pos, stride, count)
+                expected.extend(pos + stride * k for k in range(count))
+                pos += stride * count + int(rng.integers(0, 5))
+        starts = found.positions()
+        assert starts.dtype == np.int64 and starts.tolist() == expected
+
+
+@pytest.mark.parametrize("width", [4, 8])
+def test_words_loaded_anywhere_in_a_blob_are_its_bytes_then_zeros(width: int) -> None:
+    rng = np.random.default_rng(3)
+    for size in [1, 3, 4, 7, 8, 9, 20, 64]:
+        blob = bytes(rng.integers(0, 256, size, dtype=np.uint8))
+        data = codec._Bytes(memoryview(blob))
+        padded = blob + bytes(width)
+        expected = [int.from_bytes(padded[p:p + width], "little") for p in range(size)]
+        every = np.arange(size, dtype=np.int64)
+        assert data.load(every, width).tolist() == expected
+        assert data.load(every[::-1].copy(), width).tolist() == expected[::-1]
+        assert data.load(every[-1:], width).tolist() == expected[-1:]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fields_shifted_out_of_earlier_loads_decode_as_fresh_loads_do(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = CASES[name].encode()
+    shifted = decode_batches(blob, 0, END, include_headers=True, views=True)
+    monkeypatch.setattr(codec._Fields, "loaded_words", lambda self, pos: None)
+    loaded = decode_batches(blob, 0, END, include_headers=True, views=True)
+    assert shifted.offsets.tolist() == loaded.offsets.tolist()
+    assert shifted.timestamps_ms.tolist() == loaded.timestamps_ms.tolist()
+    for column in ("keys", "values", "headers"):
+        assert getattr(shifted, column).equals(getattr(loaded, column)), column
+    assert shifted.values.to_pylist() == CASES[name].values

@@ -31,6 +31,7 @@ from unbounded.sources.base import SourceContext
 from unbounded.sources.kafka import (
     KafkaInputPartition,
     KafkaSource,
+    kafka_read_schema,
     kafka_schema,
     offsets_from_json,
     offsets_to_json,
@@ -62,10 +63,15 @@ def make_source(bootstrap: str, tmp_path: Path | None = None, **options: str) ->
 
 
 def read_all(source: KafkaSource, start: Any, end: Any) -> pa.Table:
+    """The partitions' rows in Spark's Arrow types (a partition's keys and values are
+    binary_view, which Arrow's sort cannot take), by partition and offset."""
     tables = [p.read() for p in source.partitions(start, end)]
+    spark = source.schema.to_arrow_schema()
     if not tables:
-        return source.schema.to_arrow_schema().empty_table()
-    return pa.concat_tables(tables).sort_by([("partition", "ascending"), ("offset", "ascending")])
+        return spark.empty_table()
+    table = pa.concat_tables(tables)
+    assert table.schema == kafka_read_schema("headers" in spark.names)
+    return table.cast(spark).sort_by([("partition", "ascending"), ("offset", "ascending")])
 
 
 def values(table: pa.Table) -> list[bytes]:
