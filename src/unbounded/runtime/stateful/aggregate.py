@@ -383,13 +383,16 @@ class MapSideAggregation:
         narrow, else by the hash grouping (the same rows either way)."""
         assert self.dense is not None
         frame = rows.collect(engine="streaming")
-        stats = None
+        summary: tuple[pl.Expr, ...] = ()
         if self.watermark is not None:
             ts = pl.col(self.watermark[1]).dt.epoch("us")
-            totals = frame.select(ts.min(), ts.max().alias("max"), ts.sum().alias("sum"),
-                                  ts.count().alias("n")).row(0)
+            summary = (ts.min().alias("__et_min"), ts.max().alias("__et_max"),
+                       ts.sum().alias("__et_sum"), ts.count().alias("__et_n"))
+        # The statistics share the query that finds the keys' ranges.
+        partial, totals = dense_partial(frame, self.dense, summary)
+        stats = None
+        if self.watermark is not None:
             stats = self.watermark[0], self._event_time_stats(frame.lazy(), totals)
-        partial = dense_partial(frame, self.dense)
         if partial is None:
             keyed = frame.lazy().with_columns(self.key_exprs)
             partial = self._reduced(keyed).collect(engine="streaming")
@@ -844,10 +847,10 @@ def _exact_sum(wrapped: int, low: int, high: int, count: int) -> int | None:
 
 def _dense_plan(node: Aggregate, aggs: list[_AggPlan], input_schema: pl.Schema,
                 ctx: CompileContext) -> DensePlan | None:
-    """The keys (a tumbling window as its index) and every aggregate's dense buffers
-    with the row count; None when an aggregate has none, a window slides, or a key
-    renames an input column (the aggregates' arguments then read the key, as in the
-    hash grouping, which reads them over the keyed rows)."""
+    """The keys (a tumbling window as its time, numbered by its index) and every
+    aggregate's dense buffers with the row count; None when an aggregate has none, a
+    window slides, or a key renames an input column (the aggregates' arguments then read
+    the key, as in the hash grouping, which reads them over the keyed rows)."""
     if any(a.dense is None for a in aggs):
         return None
     keys = [] if node.keys else [DenseKey(_GLOBAL_KEY, pl.lit(0, dtype=pl.Int8))]
@@ -859,7 +862,7 @@ def _dense_plan(node: Aggregate, aggs: list[_AggPlan], input_schema: pl.Schema,
             return None
         if _is_tumbling(key):
             ts, duration, offset = _window_time(key, ctx)
-            keys.append(DenseKey(name, (ts - offset) // duration, duration, offset))
+            keys.append(DenseKey(name, ts, duration, offset))
         else:
             keys.append(DenseKey(name, compile_named(key, ctx)))
     rows = DenseBuffer(_ROWS, DenseKind.ROWS, pl.Series(dtype=pl.get_index_type()).dtype)
