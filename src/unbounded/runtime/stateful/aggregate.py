@@ -383,16 +383,12 @@ class MapSideAggregation:
         narrow, else by the hash grouping (the same rows either way)."""
         assert self.dense is not None
         frame = rows.collect(engine="streaming")
-        summary: tuple[pl.Expr, ...] = ()
-        if self.watermark is not None:
-            ts = pl.col(self.watermark[1]).dt.epoch("us")
-            summary = (ts.min().alias("__et_min"), ts.max().alias("__et_max"),
-                       ts.sum().alias("__et_sum"), ts.count().alias("__et_n"))
-        # The statistics share the query that finds the keys' ranges.
-        partial, totals = dense_partial(frame, self.dense, summary)
+        times = None if self.watermark is None else self.watermark[1]
+        partial, summary = dense_partial(frame, self.dense, times)
         stats = None
         if self.watermark is not None:
-            stats = self.watermark[0], self._event_time_stats(frame.lazy(), totals)
+            assert summary is not None
+            stats = self.watermark[0], self._event_time_stats(frame.lazy(), tuple(summary))
         if partial is None:
             keyed = frame.lazy().with_columns(self.key_exprs)
             partial = self._reduced(keyed).collect(engine="streaming")
@@ -861,7 +857,7 @@ def _dense_plan(node: Aggregate, aggs: list[_AggPlan], input_schema: pl.Schema,
         if _is_sliding(key) or renames:
             return None
         if _is_tumbling(key):
-            ts, duration, offset = _window_time(key, ctx)
+            ts, duration, offset = _window_time(key, ctx, epoch=False)
             keys.append(DenseKey(name, ts, duration, offset))
         else:
             keys.append(DenseKey(name, compile_named(key, ctx)))
@@ -912,11 +908,14 @@ def _tumbling_start(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int]
     return ts - (ts - offset) % duration, duration
 
 
-def _window_time(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int, int]:
-    """A window key's time in epoch microseconds (Int64), duration and offset (us)."""
+def _window_time(key: Expression, ctx: CompileContext, *, epoch: bool = True
+                 ) -> tuple[pl.Expr, int, int]:
+    """A window key's time in epoch microseconds (Int64; with ``epoch=False`` as a
+    microsecond timestamp), duration and offset (us)."""
     inner = key.child if isinstance(key, Alias) else key
     assert isinstance(inner, FunctionCall)
-    ts = compile_expr(inner.args[0], ctx).cast(_UTC_US).dt.epoch("us")
+    ts = compile_expr(inner.args[0], ctx).cast(_UTC_US)
+    ts = ts.dt.epoch("us") if epoch else ts
     return ts, int(inner.param("duration_us")), int(inner.param("start_us") or 0)
 
 

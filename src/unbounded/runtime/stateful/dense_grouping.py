@@ -25,12 +25,13 @@ import math
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
-__all__ = ["DenseBuffer", "DenseKey", "DenseKind", "DensePlan", "dense_partial", "max_slots"]
+__all__ = ["DenseBuffer", "DenseKey", "DenseKind", "DensePlan", "TimeSummary", "dense_partial",
+           "max_slots", "time_summary"]
 
 _CODE = "__dense_code"
 _INTEGER_KEYS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
@@ -81,28 +82,26 @@ def max_slots(rows: int) -> int:
     return max(4 * rows, 1 << 16)
 
 
-def dense_partial(rows: pl.DataFrame, plan: DensePlan, summary: Sequence[pl.Expr] = ()
-                  ) -> tuple[pl.DataFrame | None, tuple[Any, ...]]:
+def dense_partial(rows: pl.DataFrame, plan: DensePlan, times: str | None = None
+                  ) -> tuple[pl.DataFrame | None, TimeSummary | None]:
     """``rows`` grouped by ``plan``'s keys, one row per combination present, in
     ascending key order (NULL last), with ``plan``'s buffers; None when a key's values
-    are not integers of at most 32 bits or Int64, or the keys' ranges hold more
-    combinations than ``max_slots``. Also the row of ``summary``, aggregates over
-    ``rows`` computed in the same query as the keys' ranges."""
+    are not integers of at most 32 bits, Int64 or microsecond timestamps, or the keys'
+    ranges hold more combinations than ``max_slots``. Also the ``TimeSummary`` of the
+    column ``times`` (None without one)."""
     values = rows.with_columns(k.expr.alias(f"{_CODE}{i}") for i, k in enumerate(plan.keys))
-    columns = [values.get_column(f"{_CODE}{i}") for i in range(len(plan.keys))]
-    integral = all(c.dtype in _INTEGER_KEYS for c in columns)
-    bounds = [e for i in range(len(columns) if integral else 0) for e in _bounds(f"{_CODE}{i}")]
-    found = values.select(*summary, *bounds).row(0) if summary or bounds else ()
-    totals, found = found[:len(summary)], found[len(summary):]
-    if not integral:
-        return None, totals
-    ranges = [_range(key, *found[3 * i:3 * i + 3]) for i, key in enumerate(plan.keys)]
+    columns = [_physical(values.get_column(f"{_CODE}{i}")) for i in range(len(plan.keys))]
+    summary = None if times is None else time_summary(rows.get_column(times))
+    if any(c.dtype not in _INTEGER_KEYS for c in columns):
+        return None, summary
+    ranges = [_range(key, *_bounds(column)) for key, column in zip(plan.keys, columns,
+                                                                    strict=True)]
     if any(r is None for r in ranges):
-        return None, totals
+        return None, summary
     known = [r for r in ranges if r is not None]
     slots = math.prod(r.slots for r in known)
     if slots > max_slots(rows.height):
-        return None, totals
+        return None, summary
     with _borrowed(rows.height, np.int64) as code, \
             _borrowed(rows.height if len(known) > 1 else 0, np.int64) as spare:
         _code(columns, known, code, spare)
@@ -112,7 +111,42 @@ def dense_partial(rows: pl.DataFrame, plan: DensePlan, summary: Sequence[pl.Expr
                for i, (key, column) in enumerate(zip(plan.keys, columns, strict=True))]
         args = rows.select(b.arg.alias(b.name) for b in plan.buffers if b.arg is not None)
         out += [_buffer(args, b, groups) for b in plan.buffers]
-    return pl.DataFrame(out), totals
+    return pl.DataFrame(out), summary
+
+
+class TimeSummary(NamedTuple):
+    """A timestamp column's epoch microseconds: lowest, highest (None without values),
+    their sum modulo 2**64 (any integer congruent to it) and the non-NULL count."""
+
+    low: int | None
+    high: int | None
+    wrapped_sum: int
+    n: int  # non-NULL values
+
+
+def time_summary(column: pl.Series) -> TimeSummary:
+    """``column``'s ``TimeSummary``: from its chunks in numpy when it holds microseconds
+    and no NULL (Polars' aggregates ran on its thread pool for ~3x the CPU), else one
+    Polars query."""
+    physical = _physical(column)
+    if physical.dtype != pl.Int64 or physical.null_count():
+        ts = pl.col(column.name).dt.epoch("us")
+        row = column.to_frame().select(ts.min(), ts.max().alias("max"), ts.sum().alias("sum"),
+                                       ts.count().alias("n")).row(0)
+        return TimeSummary(row[0], row[1], int(row[2]), int(row[3]))
+    chunks = [c.to_numpy() for c in physical.get_chunks() if c.len()]
+    if not chunks:
+        return TimeSummary(None, None, 0, 0)
+    return TimeSummary(min(int(c.min()) for c in chunks), max(int(c.max()) for c in chunks),
+                       sum(int(c.sum()) for c in chunks), physical.len())
+
+
+def _physical(column: pl.Series) -> pl.Series:
+    """A microsecond timestamp as its Int64 epoch microseconds (no copy); else as is."""
+    dtype = column.dtype
+    if isinstance(dtype, pl.Datetime) and dtype.time_unit == "us":
+        return column.to_physical()
+    return column
 
 
 # Arrays of up to ``_KEPT_BYTES`` each, ``_KEPT`` of them at most, lent to one call at a
@@ -164,10 +198,16 @@ class _Range:
         return self.numbers + self.nulls
 
 
-def _bounds(name: str) -> tuple[pl.Expr, ...]:
-    column = pl.col(name)
-    return (column.min().alias(f"{name}_min"), column.max().alias(f"{name}_max"),
-            column.null_count().alias(f"{name}_nulls"))
+def _bounds(column: pl.Series) -> tuple[int | None, int | None, int]:
+    """The lowest and highest value and the NULL count: from the chunks in numpy when
+    there is no NULL (as ``time_summary``), else by Polars."""
+    nulls = column.null_count()
+    chunks = [c.to_numpy() for c in column.get_chunks() if c.len()] if not nulls else []
+    if chunks:
+        return min(int(c.min()) for c in chunks), max(int(c.max()) for c in chunks), 0
+    low, high = column.min(), column.max()
+    return (None if low is None else int(low),  # type: ignore[arg-type]
+            None if high is None else int(high), nulls)  # type: ignore[arg-type]
 
 
 def _range(key: DenseKey, low: int | None, high: int | None, nulls: int) -> _Range | None:

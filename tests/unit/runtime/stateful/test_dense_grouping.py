@@ -136,13 +136,39 @@ def test_keys_at_the_ends_of_int64_group_densely_or_fall_back_without_overflow()
         assert dense_partial(frame, plan)[0] is None
 
 
-def test_the_summary_comes_from_the_ranges_query_even_when_keys_fall_back() -> None:
-    frame = _frame(1_000, seed=9)
-    summary = (pl.col("w").min().alias("lo"), pl.col("v").count().alias("n"))
-    want = frame.select(summary).row(0)
-    assert dense_partial(frame, _BY_K, summary)[1] == want
+@pytest.mark.parametrize("nulls", [False, True])
+def test_the_time_summary_is_the_epoch_microseconds_min_max_sum_and_count(
+        nulls: bool) -> None:
+    rng = np.random.default_rng(13)
+    us = rng.integers(-(2**62), 2**62, 5_000)  # the sum wraps Int64
+    times = pl.concat([pl.Series("t", us[:2_000]), pl.Series("t", us[2_000:])],
+                      rechunk=False).cast(_UTC)  # two chunks
+    if nulls:
+        times = times.scatter([3, 4_000], None)
+    got = dense_grouping.time_summary(times)
+    kept = times.drop_nulls().dt.epoch("us").to_list()
+    assert (got.low, got.high, got.n) == (min(kept), max(kept), len(kept))
+    assert (got.wrapped_sum - sum(kept)) % 2**64 == 0
+    assert dense_grouping.time_summary(times.clear()) == (None, None, 0, 0)
+    millis = times.cast(pl.Datetime("ms", "UTC"))  # other units go through Polars
+    assert dense_grouping.time_summary(millis).n == len(kept)
+
+
+def test_the_time_summary_comes_back_even_when_keys_fall_back() -> None:
+    frame = _frame(1_000, seed=9).with_columns(pl.col("w").cast(_UTC).alias("t"))
+    want = dense_grouping.time_summary(frame.get_column("t"))
+    assert dense_partial(frame, _BY_K, "t")[1] == want
     text = frame.with_columns(pl.col("k").cast(pl.String))
-    assert dense_partial(text, _BY_K, summary) == (None, want)
+    assert dense_partial(text, _BY_K, "t") == (None, want)
+
+
+def test_a_window_key_may_be_a_microsecond_timestamp() -> None:
+    frame = _frame(20_000, seed=3)
+    keys = (DenseKey("w", pl.col("w").cast(_UTC), 5 * _S), DenseKey("k", pl.col("k")))
+    got, _ = dense_partial(frame, DensePlan(keys, _BUFFERS))
+    assert got is not None and got.equals(_hashed(frame, ["w", "k"]))
+    millis = (DenseKey("w", pl.col("w").cast(pl.Datetime("ms", "UTC")), 5 * _S),)
+    assert dense_partial(frame, DensePlan(millis, _BUFFERS))[0] is None
 
 
 def test_kept_arrays_are_lent_to_one_call_at_a_time_and_results_own_their_memory(
@@ -168,7 +194,7 @@ def _map_side(dense: bool) -> MapSideAggregation:
     partial = (pl.len().cast(pl.Int64).alias("c"), pl.col("v").sum().alias("s"),
                pl.col("v").count().cast(pl.Int64).alias("n"))
     rows = DenseBuffer("__agg_rows", DenseKind.ROWS, _ROWS)
-    keys = (DenseKey("window", ts, 5 * _S), DenseKey("k", pl.col("k")))
+    keys = (DenseKey("window", pl.col("ts"), 5 * _S), DenseKey("k", pl.col("k")))
     plan = DensePlan(keys, (_BUFFERS[0], _BUFFERS[2], _BUFFERS[1], rows)) if dense else None
     return MapSideAggregation(((ts - ts % (5 * _S)).alias("window"), pl.col("k")),
                               ("window", "k"), (), partial, (("window", 5 * _S),), "window",
