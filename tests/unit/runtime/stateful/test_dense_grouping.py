@@ -179,6 +179,12 @@ def test_kept_arrays_are_lent_to_one_call_at_a_time_and_results_own_their_memory
         assert not np.shares_memory(first, second)
     with dense_grouping._borrowed(500, np.float64) as again:  # a kept one, not a fresh one
         assert np.shares_memory(again, first) or np.shares_memory(again, second)
+    with dense_grouping._borrowed(4000, np.int64) as large:
+        pass
+    with dense_grouping._borrowed(10, np.int64) as small, \
+            dense_grouping._borrowed(0, np.int64) as empty:
+        assert not np.shares_memory(small, large)  # the smallest that fits
+        assert empty.size == 0 and len(dense_grouping._kept) == 2  # took none
     plan = DensePlan(_WINDOW_AND_KEY, _BUFFERS)
     frames = [_frame(20_000, seed=s) for s in (11, 12)]
     got = [dense_partial(f, plan)[0] for f in frames]
