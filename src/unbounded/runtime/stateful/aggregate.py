@@ -857,7 +857,7 @@ def _dense_plan(node: Aggregate, aggs: list[_AggPlan], input_schema: pl.Schema,
         if _is_sliding(key) or renames:
             return None
         if _is_tumbling(key):
-            ts, duration, offset = _window_time(key, ctx, epoch=False)
+            ts, duration, offset = _window_time(key, ctx, physical=True)
             keys.append(DenseKey(name, ts, duration, offset))
         else:
             keys.append(DenseKey(name, compile_named(key, ctx)))
@@ -908,14 +908,15 @@ def _tumbling_start(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int]
     return ts - (ts - offset) % duration, duration
 
 
-def _window_time(key: Expression, ctx: CompileContext, *, epoch: bool = True
+def _window_time(key: Expression, ctx: CompileContext, *, physical: bool = False
                  ) -> tuple[pl.Expr, int, int]:
-    """A window key's time in epoch microseconds (Int64; with ``epoch=False`` as a
-    microsecond timestamp), duration and offset (us)."""
+    """A window key's time in epoch microseconds (Int64; ``physical``: the timestamp's
+    own Int64 values, the same numbers without a conversion on Polars' thread pool),
+    duration and offset (us)."""
     inner = key.child if isinstance(key, Alias) else key
     assert isinstance(inner, FunctionCall)
     ts = compile_expr(inner.args[0], ctx).cast(_UTC_US)
-    ts = ts.dt.epoch("us") if epoch else ts
+    ts = ts.to_physical() if physical else ts.dt.epoch("us")
     return ts, int(inner.param("duration_us")), int(inner.param("start_us") or 0)
 
 

@@ -86,11 +86,11 @@ def dense_partial(rows: pl.DataFrame, plan: DensePlan, times: str | None = None
                   ) -> tuple[pl.DataFrame | None, TimeSummary | None]:
     """``rows`` grouped by ``plan``'s keys, one row per combination present, in
     ascending key order (NULL last), with ``plan``'s buffers; None when a key's values
-    are not integers of at most 32 bits, Int64 or microsecond timestamps, or the keys'
-    ranges hold more combinations than ``max_slots``. Also the ``TimeSummary`` of the
-    column ``times`` (None without one)."""
+    are not integers of at most 32 bits or Int64 (a timestamp key keeps the hash
+    grouping, which keeps its type), or the keys' ranges hold more combinations than
+    ``max_slots``. Also the ``TimeSummary`` of the column ``times`` (None without one)."""
     values = rows.with_columns(k.expr.alias(f"{_CODE}{i}") for i, k in enumerate(plan.keys))
-    columns = [_physical(values.get_column(f"{_CODE}{i}")) for i in range(len(plan.keys))]
+    columns = [values.get_column(f"{_CODE}{i}") for i in range(len(plan.keys))]
     summary = None if times is None else time_summary(rows.get_column(times))
     if any(c.dtype not in _INTEGER_KEYS for c in columns):
         return None, summary

@@ -162,13 +162,15 @@ def test_the_time_summary_comes_back_even_when_keys_fall_back() -> None:
     assert dense_partial(text, _BY_K, "t") == (None, want)
 
 
-def test_a_window_key_may_be_a_microsecond_timestamp() -> None:
+def test_a_window_key_numbers_a_timestamp_by_its_physical_values() -> None:
     frame = _frame(20_000, seed=3)
-    keys = (DenseKey("w", pl.col("w").cast(_UTC), 5 * _S), DenseKey("k", pl.col("k")))
+    keys = (DenseKey("w", pl.col("w").cast(_UTC).to_physical(), 5 * _S),
+            DenseKey("k", pl.col("k")))
     got, _ = dense_partial(frame, DensePlan(keys, _BUFFERS))
     assert got is not None and got.equals(_hashed(frame, ["w", "k"]))
-    millis = (DenseKey("w", pl.col("w").cast(pl.Datetime("ms", "UTC")), 5 * _S),)
-    assert dense_partial(frame, DensePlan(millis, _BUFFERS))[0] is None
+    # A timestamp key itself keeps the hash grouping, which keeps its type.
+    plain = (DenseKey("w", pl.col("w").cast(_UTC)),)
+    assert dense_partial(frame, DensePlan(plain, _BUFFERS))[0] is None
 
 
 def test_kept_arrays_are_lent_to_one_call_at_a_time_and_results_own_their_memory(
@@ -200,7 +202,7 @@ def _map_side(dense: bool) -> MapSideAggregation:
     partial = (pl.len().cast(pl.Int64).alias("c"), pl.col("v").sum().alias("s"),
                pl.col("v").count().cast(pl.Int64).alias("n"))
     rows = DenseBuffer("__agg_rows", DenseKind.ROWS, _ROWS)
-    keys = (DenseKey("window", pl.col("ts"), 5 * _S), DenseKey("k", pl.col("k")))
+    keys = (DenseKey("window", pl.col("ts").to_physical(), 5 * _S), DenseKey("k", pl.col("k")))
     plan = DensePlan(keys, (_BUFFERS[0], _BUFFERS[2], _BUFFERS[1], rows)) if dense else None
     return MapSideAggregation(((ts - ts % (5 * _S)).alias("window"), pl.col("k")),
                               ("window", "k"), (), partial, (("window", 5 * _S),), "window",
@@ -288,3 +290,22 @@ def test_windows_with_an_offset_before_1970_group_densely_to_their_starts(
         want[start, i % 3 - 1] = want.get((start, i % 3 - 1), 0) + 1
     assert sorted((w.start, w.end - w.start, k, c, a) for w, k, c, a in out) == sorted(
         (s, dt.timedelta(seconds=5), k, c, 1.5) for (s, k), c in want.items())
+
+
+def test_a_large_count_by_a_timestamp_column_keeps_the_key_a_timestamp(
+        spark: SparkSession, tmp_path: Any) -> None:
+    t0 = dt.datetime(2026, 1, 1, 10, 0, 0)
+    n = aggregate.SMALL_MAP_SIDE_ROWS
+    stream = MemoryStream("t TIMESTAMP, v DOUBLE", spark)
+    counts = stream.toDF().groupBy("t").agg(F.count("*").alias("n"), F.sum("v").alias("s"))
+    out: list[Any] = []
+    query = (counts.writeStream.outputMode("update")
+             .foreachBatch(lambda d, _: out.extend(tuple(r) for r in d.collect()))
+             .option("checkpointLocation", str(tmp_path / "cp")).start())
+    try:
+        stream.addData([(t0 + dt.timedelta(seconds=i % 3), 0.5) for i in range(n)])
+        query.processAllAvailable(60)
+    finally:
+        query.stop()
+    assert sorted(out) == [(t0 + dt.timedelta(seconds=i), c, c / 2)
+                           for i, c in enumerate((3334, 3333, 3333))]
