@@ -210,6 +210,7 @@ def test_a_compaction_after_a_deferred_entry_keeps_the_compacted_entry(
     with deferred_folder_syncs():
         for batch in range(10):  # 9.compact, then removing 0-8
             log.add(batch, [DataFile(f"/in/{batch}.parquet", 10, 1000 + batch)])
+    log.close()  # the removals run on a background thread
     kinds = [(k, os.path.basename(p)) for k, p, _ in ops.names]
     compact, first_removal = kinds.index(("name", "9.compact")), kinds.index(("unlink", "0"))
     sync = kinds.index(("fsync_dir", "0"), first_removal)

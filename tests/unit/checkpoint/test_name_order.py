@@ -164,6 +164,7 @@ def test_a_file_source_log_compaction_fsyncs_its_folder_once(
         log.add(batch, [DataFile(f"/in/{batch}.parquet", 10, 1000 + batch)])
     ops.calls.clear()
     log.add(9, [DataFile("/in/9.parquet", 10, 1009)])  # 9.compact covers 0-8
+    log.close()  # the removals run on a background thread
     assert sorted(os.listdir(tmp_path / "sources" / "0")) == [
         ".9.compact.crc32c", ".crc32c-from", "9.compact"]
     assert ops.count("fsync_dir") == 2  # 9.compact's name, then the 9 removals at once

@@ -331,6 +331,41 @@ def test_source_log_compacts_every_tenth_batch_and_reloads_each_batch_once(tmp_p
                                                              for b in range(25)]
 
 
+def test_a_compaction_removes_what_it_covers_off_the_calling_thread_and_add_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from unbounded.files.listing import DataFile
+    from unbounded.sources.files import FileSourceLog
+
+    removing = threading.Event()
+    release = threading.Event()
+    threads: list[str] = []
+
+    def slow_remove(*paths: str) -> None:
+        threads.append(threading.current_thread().name)
+        removing.set()
+        assert release.wait(10)
+        remove_checked(*paths)
+
+    remove_checked = files_module.remove_checked
+    monkeypatch.setattr(files_module, "remove_checked", slow_remove)
+    folder = tmp_path / "sources" / "0"
+    folder.mkdir(parents=True)
+    log = FileSourceLog(str(folder))
+    for batch in range(10):
+        log.add(batch, [DataFile(f"/in/f{batch}.json", 10, 1_700_000_000_000 + batch)])
+    assert removing.wait(10)  # 9.compact is written; 0-8 go on another thread
+    assert threads != [threading.current_thread().name]
+    assert "9.compact" in os.listdir(folder) and "0" in os.listdir(folder)
+    release.set()
+    log.add(10, [DataFile("/in/f10.json", 10, 1_700_000_000_010)])  # waits for them first
+    visible = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+    assert visible == ["10", "9.compact"]
+    assert [e.path for e in FileSourceLog(str(folder)).files_between(-1, 10)] == [
+        f"/in/f{b}.json" for b in range(11)]
+
+
 def test_url_files_split_by_size_also_for_a_batch_planned_before_a_restart(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Spark's source log has no sizes: a batch read back from it asks the store, and at a

@@ -383,13 +383,12 @@ class MapSideAggregation:
         narrow, else by the hash grouping (the same rows either way)."""
         assert self.dense is not None
         frame = rows.collect(engine="streaming")
+        times = None if self.watermark is None else self.watermark[1]
+        partial, summary = dense_partial(frame, self.dense, times)
         stats = None
         if self.watermark is not None:
-            ts = pl.col(self.watermark[1]).dt.epoch("us")
-            totals = frame.select(ts.min(), ts.max().alias("max"), ts.sum().alias("sum"),
-                                  ts.count().alias("n")).row(0)
-            stats = self.watermark[0], self._event_time_stats(frame.lazy(), totals)
-        partial = dense_partial(frame, self.dense)
+            assert summary is not None
+            stats = self.watermark[0], self._event_time_stats(frame.lazy(), tuple(summary))
         if partial is None:
             keyed = frame.lazy().with_columns(self.key_exprs)
             partial = self._reduced(keyed).collect(engine="streaming")
@@ -844,10 +843,10 @@ def _exact_sum(wrapped: int, low: int, high: int, count: int) -> int | None:
 
 def _dense_plan(node: Aggregate, aggs: list[_AggPlan], input_schema: pl.Schema,
                 ctx: CompileContext) -> DensePlan | None:
-    """The keys (a tumbling window as its index) and every aggregate's dense buffers
-    with the row count; None when an aggregate has none, a window slides, or a key
-    renames an input column (the aggregates' arguments then read the key, as in the
-    hash grouping, which reads them over the keyed rows)."""
+    """The keys (a tumbling window as its time, numbered by its index) and every
+    aggregate's dense buffers with the row count; None when an aggregate has none, a
+    window slides, or a key renames an input column (the aggregates' arguments then read
+    the key, as in the hash grouping, which reads them over the keyed rows)."""
     if any(a.dense is None for a in aggs):
         return None
     keys = [] if node.keys else [DenseKey(_GLOBAL_KEY, pl.lit(0, dtype=pl.Int8))]
@@ -858,8 +857,8 @@ def _dense_plan(node: Aggregate, aggs: list[_AggPlan], input_schema: pl.Schema,
         if _is_sliding(key) or renames:
             return None
         if _is_tumbling(key):
-            ts, duration, offset = _window_time(key, ctx)
-            keys.append(DenseKey(name, (ts - offset) // duration, duration, offset))
+            ts, duration, offset = _window_time(key, ctx, physical=True)
+            keys.append(DenseKey(name, ts, duration, offset))
         else:
             keys.append(DenseKey(name, compile_named(key, ctx)))
     rows = DenseBuffer(_ROWS, DenseKind.ROWS, pl.Series(dtype=pl.get_index_type()).dtype)
@@ -909,11 +908,15 @@ def _tumbling_start(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int]
     return ts - (ts - offset) % duration, duration
 
 
-def _window_time(key: Expression, ctx: CompileContext) -> tuple[pl.Expr, int, int]:
-    """A window key's time in epoch microseconds (Int64), duration and offset (us)."""
+def _window_time(key: Expression, ctx: CompileContext, *, physical: bool = False
+                 ) -> tuple[pl.Expr, int, int]:
+    """A window key's time in epoch microseconds (Int64; ``physical``: the timestamp's
+    own Int64 values, the same numbers without a conversion on Polars' thread pool),
+    duration and offset (us)."""
     inner = key.child if isinstance(key, Alias) else key
     assert isinstance(inner, FunctionCall)
-    ts = compile_expr(inner.args[0], ctx).cast(_UTC_US).dt.epoch("us")
+    ts = compile_expr(inner.args[0], ctx).cast(_UTC_US)
+    ts = ts.to_physical() if physical else ts.dt.epoch("us")
     return ts, int(inner.param("duration_us")), int(inner.param("start_us") or 0)
 
 
