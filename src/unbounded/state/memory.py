@@ -17,12 +17,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from unbounded.checkpoint.epoch import fence_for
 from unbounded.errors import AnalysisException
 from unbounded.state import pieces as pieces_module
+from unbounded.state import slot_sums
 from unbounded.state.base import (
     FOUND_COLUMN,
     OLD_SUFFIX,
@@ -335,6 +337,15 @@ def combine_rows(state: pl.DataFrame, rows: pl.DataFrame, combine: Sequence[pl.E
     return _like(grouped.select(state.columns), state), found
 
 
+def _kept_mask(height: int, replaced: np.ndarray) -> pl.Series | None:
+    """A mask of ``height`` rows without the ``replaced`` positions (None: none are)."""
+    if not replaced.size:
+        return None
+    kept = np.ones(height, dtype=np.bool_)
+    kept[replaced] = False
+    return pl.Series(kept)
+
+
 def _near(stored: pl.DataFrame, new: pl.DataFrame) -> pl.Series | None:
     """A mask of the ``stored`` keys that may equal one of ``new``'s: those within
     ``new``'s range of values in an integer or temporal key column (a window's start),
@@ -595,35 +606,52 @@ class MemoryStateStore(OpenVersion):
     def _combine_pieces(self, pieces: Pieces, rows: pl.DataFrame,
                         combine: Sequence[pl.Expr], evict: pl.Expr | None
                         ) -> MergeFold | None:
-        """``combine_fold`` over the pieces of the batch's windows only; closed pieces are
-        then evicted whole. The rows and changes are those of the whole-frame fold."""
-        values = pieces.values_of(rows)
-        touched = [v for v in values if v in pieces.parts]
-        stored = pl.concat([pieces.parts[v] for v in touched], rechunk=False) \
-            if touched else self._provider.empty
-        combined = combine_rows(stored, rows, combine, self._keys, near_only=False)
+        """``combine_fold`` over the pieces of the batch's windows only, one window at a
+        time; closed pieces are then evicted whole. The rows and changes are those of the
+        whole-frame fold."""
+        combined = self._combined_by_piece(pieces, rows, combine)
         if combined is None:
             return None
-        merged, found = combined
         parts = dict(pieces.parts)
-        offset = 0
-        for v in touched:
-            height = parts[v].height
-            replaced = found.slice(offset, height)
-            if replaced.any():
-                parts[v] = parts[v].filter(~replaced)
-            offset += height
-        for v, part in pieces.split_rows(merged, values).items():
-            parts[v] = compact(pl.concat([parts[v], part], rechunk=False)) if v in parts \
-                else part
+        for v, (part, kept) in combined.items():
+            if v in parts:
+                stays = parts[v] if kept is None else parts[v].filter(kept)
+                parts[v] = compact(pl.concat([stays, part], rechunk=False))
+            else:
+                parts[v] = part
         gone = self._closed_pieces(Pieces.of(pieces.column, parts, self._provider.empty), evict)
         evicted = [parts.pop(v) for v in gone]
-        kept = Pieces.of(pieces.column, {v: p for v, p in parts.items() if p.height},
-                         self._provider.empty)
-        self._pieces, self._keyed = kept, None
-        return self._record(kept.frame, merged,
+        kept_pieces = Pieces.of(pieces.column, {v: p for v, p in parts.items() if p.height},
+                                self._provider.empty)
+        merged = [part for part, _ in combined.values()]
+        self._pieces, self._keyed = kept_pieces, None
+        return self._record(kept_pieces.frame,
+                            pl.concat(merged) if merged else self._provider.empty,
                             pl.concat(evicted) if evicted else self._provider.empty,
                             compacted=True)
+
+    def _combined_by_piece(self, pieces: Pieces, rows: pl.DataFrame,
+                           combine: Sequence[pl.Expr]
+                           ) -> dict[object, tuple[pl.DataFrame, pl.Series | None]] | None:
+        """For each window of ``rows``: its rows grouped with the stored rows of their keys
+        (``combine_rows``, or ``sum_by_slots`` when ``combine`` sums every value), and a
+        mask of the rows of its piece that stay (None: all); None if a window's keys do
+        not pack (nothing is changed before every window is done)."""
+        sums = slot_sums.sums_only(combine, self._schema.value_names)
+        empty = self._provider.empty
+        out: dict[object, tuple[pl.DataFrame, pl.Series | None]] = {}
+        for v, part in pieces.split_rows(rows, pieces.values_of(rows)).items():
+            stored = pieces.parts.get(v, empty)
+            slotted = slot_sums.sum_by_slots(stored, part, self._keys,
+                                             constant=(pieces.column,)) if sums else None
+            if slotted is not None:
+                out[v] = slotted[0], _kept_mask(stored.height, slotted[1])
+                continue
+            combined = combine_rows(stored, part, combine, self._keys, near_only=False)
+            if combined is None:
+                return None
+            out[v] = combined[0], ~combined[1] if combined[1].any() else None
+        return out
 
     @staticmethod
     def _closed_pieces(pieces: Pieces, evict: pl.Expr | None) -> list[object]:
