@@ -69,9 +69,11 @@ def sum_by_slots(stored: pl.DataFrame, rows: pl.DataFrame, keys: Sequence[str], 
     found, found_rows = _found([_integers(stored.get_column(k)) for k in packed_keys],
                                ranges, packed, slot_rows)
     groups = _Groups(group, count, found, group[found_rows])
-    sums = [_summed(stored.get_column(v), rows.get_column(v), groups) for v in values]
-    grouped = rows.select(keys).filter(pl.Series(leads))
-    return grouped.hstack(sums).select(rows.columns), found
+    lead_rows = pl.Series(leads)
+    columns = {k: rows.get_column(k).filter(lead_rows) for k in keys}
+    columns.update((v, _summed(stored.get_column(v), rows.get_column(v), groups))
+                   for v in values)
+    return pl.DataFrame([columns[c] for c in rows.columns]), found
 
 
 def _slot_array(size: int) -> np.ndarray:
