@@ -17,7 +17,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -38,7 +37,7 @@ from unbounded.state.base import (
     conform,
 )
 from unbounded.state.files import StateFileLog
-from unbounded.state.pieces import Pieces, compact, piece_column
+from unbounded.state.pieces import Pieces, Replaced, piece_column
 
 __all__ = [
     "MAX_STATE_CHUNKS",
@@ -337,15 +336,6 @@ def combine_rows(state: pl.DataFrame, rows: pl.DataFrame, combine: Sequence[pl.E
     return _like(grouped.select(state.columns), state), found
 
 
-def _kept_mask(height: int, replaced: np.ndarray) -> pl.Series | None:
-    """A mask of ``height`` rows without the ``replaced`` positions (None: none are)."""
-    if not replaced.size:
-        return None
-    kept = np.ones(height, dtype=np.bool_)
-    kept[replaced] = False
-    return pl.Series(kept)
-
-
 def _near(stored: pl.DataFrame, new: pl.DataFrame) -> pl.Series | None:
     """A mask of the ``stored`` keys that may equal one of ``new``'s: those within
     ``new``'s range of values in an integer or temporal key column (a window's start),
@@ -613,12 +603,9 @@ class MemoryStateStore(OpenVersion):
         if combined is None:
             return None
         parts = dict(pieces.parts)
-        for v, (part, kept) in combined.items():
-            if v in parts:
-                stays = parts[v] if kept is None else parts[v].filter(kept)
-                parts[v] = compact(pl.concat([stays, part], rechunk=False))
-            else:
-                parts[v] = part
+        for v, (part, replaced) in combined.items():
+            parts[v] = part if v not in parts else \
+                pieces_module.updated(parts[v], part, replaced, self._keys)
         gone = self._closed_pieces(Pieces.of(pieces.column, parts, self._provider.empty), evict)
         evicted = [parts.pop(v) for v in gone]
         kept_pieces = Pieces.of(pieces.column, {v: p for v, p in parts.items() if p.height},
@@ -632,25 +619,25 @@ class MemoryStateStore(OpenVersion):
 
     def _combined_by_piece(self, pieces: Pieces, rows: pl.DataFrame,
                            combine: Sequence[pl.Expr]
-                           ) -> dict[object, tuple[pl.DataFrame, pl.Series | None]] | None:
+                           ) -> dict[object, tuple[pl.DataFrame, Replaced]] | None:
         """For each window of ``rows``: its rows grouped with the stored rows of their keys
-        (``combine_rows``, or ``sum_by_slots`` when ``combine`` sums every value), and a
-        mask of the rows of its piece that stay (None: all); None if a window's keys do
-        not pack (nothing is changed before every window is done)."""
+        (``combine_rows``, or ``sum_by_slots`` when ``combine`` sums every value), and
+        which rows of its piece they replace; None if a window's keys do not pack
+        (nothing is changed before every window is done)."""
         sums = slot_sums.sums_only(combine, self._schema.value_names)
         empty = self._provider.empty
-        out: dict[object, tuple[pl.DataFrame, pl.Series | None]] = {}
+        out: dict[object, tuple[pl.DataFrame, Replaced]] = {}
         for v, part in pieces.split_rows(rows, pieces.values_of(rows)).items():
             stored = pieces.parts.get(v, empty)
             slotted = slot_sums.sum_by_slots(stored, part, self._keys,
                                              constant=(pieces.column,)) if sums else None
             if slotted is not None:
-                out[v] = slotted[0], _kept_mask(stored.height, slotted[1])
+                out[v] = slotted.grouped, Replaced(slotted.found, slotted.of_found)
                 continue
             combined = combine_rows(stored, part, combine, self._keys, near_only=False)
             if combined is None:
                 return None
-            out[v] = combined[0], ~combined[1] if combined[1].any() else None
+            out[v] = combined[0], Replaced(combined[1].arg_true().to_numpy(), None)
         return out
 
     @staticmethod

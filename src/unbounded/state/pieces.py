@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 
-__all__ = ["MAX_PIECES", "MAX_PIECE_CHUNKS", "Pieces", "piece_column"]
+__all__ = ["MAX_PIECES", "MAX_PIECE_CHUNKS", "Pieces", "Replaced", "piece_column", "updated"]
 
 MAX_PIECES = 128  # distinct values of the column beyond which the state stays whole
 MAX_PIECE_CHUNKS = 8  # chunks of one piece beyond which its rebuild rechunks it
@@ -84,6 +85,49 @@ class Pieces(NamedTuple):
         so it is evaluated over this frame instead of the state's rows."""
         dtype = self.frame.schema[self.column]
         return pl.DataFrame({self.column: pl.Series(list(self.parts), dtype=dtype)})
+
+
+class Replaced(NamedTuple):
+    """The rows of a piece (positions, ascending) a batch's merged rows replace, and
+    which merged row replaces each (None: not known)."""
+
+    at: np.ndarray
+    by: np.ndarray | None
+
+
+def updated(piece: pl.DataFrame, merged: pl.DataFrame, replaced: Replaced,
+            keys: Sequence[str]) -> pl.DataFrame:
+    """``piece`` with ``merged`` (its window's rows) in: where the merged row of each
+    replaced row is known and the value columns are numbers without NULLs, its values
+    are written over that row's (a copy of the value columns; the key columns are
+    shared) and the other merged rows appended; else the replaced rows are filtered
+    out and all merged rows appended. The same rows either way."""
+    if replaced.by is not None and all(
+            piece.schema[c] in _WRITABLE and not piece.get_column(c).null_count()
+            for c in piece.columns if c not in keys):
+        new = np.ones(merged.height, dtype=np.bool_)
+        new[replaced.by] = False
+        written = [c if c.name in keys else _written(c, replaced.at,
+                                                     merged.get_column(c.name), replaced.by)
+                   for c in piece.get_columns()]
+        return compact(pl.concat([pl.DataFrame(written), merged.filter(pl.Series(new))],
+                                 rechunk=False))
+    if replaced.at.size:
+        kept = np.ones(piece.height, dtype=np.bool_)
+        kept[replaced.at] = False
+        piece = piece.filter(pl.Series(kept))
+    return compact(pl.concat([piece, merged], rechunk=False))
+
+
+_WRITABLE = (pl.Int64, pl.Float64)
+
+
+def _written(column: pl.Series, at: np.ndarray, values: pl.Series, of: np.ndarray
+             ) -> pl.Series:
+    """A copy of ``column`` with ``values[of]`` written at the positions ``at``."""
+    out = column.to_numpy(writable=True)
+    out[at] = values.to_numpy()[of]
+    return pl.Series(column.name, out, dtype=column.dtype)
 
 
 def compact(piece: pl.DataFrame) -> pl.DataFrame:

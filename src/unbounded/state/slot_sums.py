@@ -18,7 +18,8 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-__all__ = ["MAX_SLOTS", "SLOTS_PER_ROW", "SUMMED_TYPES", "sum_by_slots", "sums_only"]
+__all__ = ["MAX_SLOTS", "SLOTS_PER_ROW", "SUMMED_TYPES", "SlotSums", "sum_by_slots",
+           "sums_only"]
 
 MAX_SLOTS = 1 << 25  # slots (8 bytes each) beyond which the hash grouping is used
 SLOTS_PER_ROW = 64  # nor when the key range is this sparse among the batch's rows
@@ -33,21 +34,30 @@ def sums_only(combine: Sequence[pl.Expr], values: Sequence[str]) -> bool:
         any(e.meta.eq(pl.col(v).sum().alias(v)) for e in combine) for v in values)
 
 
+class SlotSums(NamedTuple):
+    """``sum_by_slots``' groups (one row per key), the positions of the stored rows of
+    their keys (ascending), and the group of each of those (its row in ``grouped``)."""
+
+    grouped: pl.DataFrame
+    found: np.ndarray
+    of_found: np.ndarray
+
+
 def sum_by_slots(stored: pl.DataFrame, rows: pl.DataFrame, keys: Sequence[str], *,
-                 constant: Sequence[str] = ()) -> tuple[pl.DataFrame, np.ndarray] | None:
+                 constant: Sequence[str] = ()) -> SlotSums | None:
     """``rows`` (several per key) and the ``stored`` rows of their keys (unique keys)
     grouped into one row per key, each value column summed (nulls count as 0, as in
-    Polars' ``sum``; the stored value first, then the batch's in row order), and the
-    positions of those stored rows (ascending). Both frames have the same columns: the
+    Polars' ``sum``; the stored value first, then the batch's in row order), with the
+    stored rows that were (``SlotSums``). Both frames have the same columns: the
     ``keys``, then values of ``SUMMED_TYPES``; the ``constant`` keys hold one value
     across both frames (a piece's window) and are not looked at. None when the other
     keys are not integers (or dates, times), hold NULLs, or span too many slots
     (``MAX_SLOTS``, ``SLOTS_PER_ROW``).
 
     >>> rows = pl.DataFrame({"k": [7, 3, 7], "n": [1, 2, 3]})
-    >>> grouped, found = sum_by_slots(pl.DataFrame({"k": [7, 9], "n": [10, 1]}), rows, ["k"])
-    >>> sorted(grouped.rows()), found.tolist()
-    ([(3, 2), (7, 14)], [0])
+    >>> sums = sum_by_slots(pl.DataFrame({"k": [7, 9], "n": [10, 1]}), rows, ["k"])
+    >>> sorted(sums.grouped.rows()), sums.found.tolist(), sums.grouped.row(sums.of_found[0])
+    ([(3, 2), (7, 14)], [0], (7, 14))
     """
     values = [c for c in rows.columns if c not in keys]
     packed_keys = [k for k in keys if k not in constant]
@@ -70,10 +80,9 @@ def sum_by_slots(stored: pl.DataFrame, rows: pl.DataFrame, keys: Sequence[str], 
                                ranges, packed, slot_rows)
     groups = _Groups(group, count, found, group[found_rows])
     lead_rows = pl.Series(leads)
-    columns = {k: rows.get_column(k).filter(lead_rows) for k in keys}
-    columns.update((v, _summed(stored.get_column(v), rows.get_column(v), groups))
-                   for v in values)
-    return pl.DataFrame([columns[c] for c in rows.columns]), found
+    out = {k: rows.get_column(k).filter(lead_rows) for k in keys}
+    out.update((v, _summed(stored.get_column(v), rows.get_column(v), groups)) for v in values)
+    return SlotSums(pl.DataFrame([out[c] for c in rows.columns]), found, groups.of_found)
 
 
 def _slot_array(size: int) -> np.ndarray:

@@ -65,10 +65,11 @@ def test_the_groups_sums_and_stored_matches_are_those_of_hash_grouping(seed: int
                                  .otherwise(pl.col("n")).alias("n"))  # NULL values sum as 0
     result = sum_by_slots(stored, rows, KEYS, constant=("w",))
     assert result is not None
-    grouped, found = result
+    grouped, found, of_found = result
     want, want_found = expected(stored, rows)
     same_sums(grouped, want)
     assert found.tolist() == want_found
+    assert grouped[of_found].select(KEYS).equals(stored[found].select(KEYS))
 
 
 def test_sums_start_from_the_stored_value_then_add_the_batch_in_row_order() -> None:
