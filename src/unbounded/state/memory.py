@@ -68,6 +68,7 @@ NEAR_MIN_ROWS = 65_536  # stored rows from which a hashed merge probes only ``_n
 MAX_STATE_CHUNKS = 16  # chunks of a state frame beyond which a merge rechunks it
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
 _UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
+_DELETE = pl.Series(OP_COLUMN, [OP_DELETE], dtype=pl.Int8)
 
 
 def to_polars(table: pa.Table) -> pl.DataFrame:
@@ -87,6 +88,7 @@ class StateDelta:
     def __init__(self, schema: StateSchema) -> None:
         self._keys = schema.key_names
         self._value_types, self._empty, self._empty_arrow = _delta_layout(schema)
+        self._nulls = [pl.Series(n, [None], dtype=t) for n, t in self._value_types.items()]
         self._changes: list[pl.DataFrame] = []
 
     def record_upserts(self, rows: pl.DataFrame) -> None:
@@ -96,10 +98,11 @@ class StateDelta:
             self._changes.append(rows.hstack([_UPSERT.new_from_index(0, rows.height)]))
 
     def record_deletes(self, keys: pl.DataFrame) -> None:
-        if keys.height:
-            nulls = [pl.lit(None, t).alias(n) for n, t in self._value_types.items()]
-            op = pl.lit(OP_DELETE, pl.Int8).alias(OP_COLUMN)
-            self._changes.append(keys.select(*self._keys, *nulls, op))
+        if keys.height:  # built from Series, not a query (see ``pieces.filtered``)
+            n = keys.height
+            nulls = [null.new_from_index(0, n) for null in self._nulls]
+            self._changes.append(pl.DataFrame([*(keys.get_column(k) for k in self._keys),
+                                               *nulls, _DELETE.new_from_index(0, n)]))
 
     def to_arrow(self) -> pa.Table:
         if not self._changes:  # a partition the batch left alone: built once per schema

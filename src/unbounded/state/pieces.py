@@ -16,7 +16,8 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-__all__ = ["MAX_PIECES", "MAX_PIECE_CHUNKS", "Pieces", "Replaced", "piece_column", "updated"]
+__all__ = ["MAX_PIECES", "MAX_PIECE_CHUNKS", "Pieces", "Replaced", "filtered", "piece_column",
+           "updated"]
 
 MAX_PIECES = 128  # distinct values of the column beyond which the state stays whole
 MAX_PIECE_CHUNKS = 8  # chunks of one piece beyond which its rebuild rechunks it
@@ -75,7 +76,7 @@ class Pieces(NamedTuple):
         if len(values) <= 1:
             return dict.fromkeys(values, rows)
         column = rows.get_column(self.column)
-        parts = {v: rows.filter(column.is_null() if v is None else column == v)
+        parts = {v: filtered(rows, column.is_null() if v is None else column == v)
                  for v in values}
         return {v: p for v, p in parts.items() if p.height}
 
@@ -110,12 +111,12 @@ def updated(piece: pl.DataFrame, merged: pl.DataFrame, replaced: Replaced,
         written = [c if c.name in keys else _written(c, replaced.at,
                                                      merged.get_column(c.name), replaced.by)
                    for c in piece.get_columns()]
-        return compact(pl.concat([pl.DataFrame(written), merged.filter(pl.Series(new))],
+        return compact(pl.concat([pl.DataFrame(written), filtered(merged, pl.Series(new))],
                                  rechunk=False))
     if replaced.at.size:
         kept = np.ones(piece.height, dtype=np.bool_)
         kept[replaced.at] = False
-        piece = piece.filter(pl.Series(kept))
+        piece = filtered(piece, pl.Series(kept))
     return compact(pl.concat([piece, merged], rechunk=False))
 
 
@@ -128,6 +129,12 @@ def _written(column: pl.Series, at: np.ndarray, values: pl.Series, of: np.ndarra
     out = column.to_numpy(writable=True)
     out[at] = values.to_numpy()[of]
     return pl.Series(column.name, out, dtype=column.dtype)
+
+
+def filtered(frame: pl.DataFrame, mask: pl.Series) -> pl.DataFrame:
+    """``frame.filter(mask)`` column by column: the same rows without a Polars query,
+    which in a running query can wait behind the streaming engine's read-ahead scans."""
+    return pl.DataFrame([column.filter(mask) for column in frame.get_columns()])
 
 
 def compact(piece: pl.DataFrame) -> pl.DataFrame:
