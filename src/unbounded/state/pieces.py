@@ -10,6 +10,7 @@ a copy (their chunks appended), so every other operation sees the same rows.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Hashable, Sequence
 from typing import NamedTuple
 
@@ -108,8 +109,9 @@ def updated(piece: pl.DataFrame, merged: pl.DataFrame, replaced: Replaced,
             for c in piece.columns if c not in keys):
         new = np.ones(merged.height, dtype=np.bool_)
         new[replaced.by] = False
-        written = [c if c.name in keys else _written(c, replaced.at,
-                                                     merged.get_column(c.name), replaced.by)
+        chunks = piece.get_column(keys[0]).chunk_lengths()
+        written = [c if c.name in keys else _written(c, replaced, merged.get_column(c.name),
+                                                     chunks)
                    for c in piece.get_columns()]
         return compact(pl.concat([pl.DataFrame(written), filtered(merged, pl.Series(new))],
                                  rechunk=False))
@@ -123,12 +125,16 @@ def updated(piece: pl.DataFrame, merged: pl.DataFrame, replaced: Replaced,
 _WRITABLE = (pl.Int64, pl.Float64)
 
 
-def _written(column: pl.Series, at: np.ndarray, values: pl.Series, of: np.ndarray
+def _written(column: pl.Series, replaced: Replaced, values: pl.Series, chunks: list[int]
              ) -> pl.Series:
-    """A copy of ``column`` with ``values[of]`` written at the positions ``at``."""
+    """A copy of ``column`` with ``values`` written over the ``replaced`` rows, in
+    ``chunks`` of the key columns' lengths (views of one array): a frame whose columns
+    are chunked alike converts to Arrow (a snapshot) without a copy."""
     out = column.to_numpy(writable=True)
-    out[at] = values.to_numpy()[of]
-    return pl.Series(column.name, out, dtype=column.dtype)
+    out[replaced.at] = values.to_numpy()[replaced.by]
+    bounds = np.cumsum([0, *chunks])
+    return pl.concat([pl.Series(column.name, out[a:b], dtype=column.dtype)
+                      for a, b in itertools.pairwise(bounds)], rechunk=False)
 
 
 def filtered(frame: pl.DataFrame, mask: pl.Series) -> pl.DataFrame:

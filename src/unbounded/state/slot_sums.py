@@ -61,7 +61,7 @@ def sum_by_slots(stored: pl.DataFrame, rows: pl.DataFrame, keys: Sequence[str], 
     """
     values = [c for c in rows.columns if c not in keys]
     packed_keys = [k for k in keys if k not in constant]
-    if not rows.height or not packed_keys or \
+    if not 0 < rows.height < 2**31 or not packed_keys or \
             any(rows.schema[k] not in _KEY_TYPES for k in packed_keys) or \
             any(rows.schema[v] not in SUMMED_TYPES for v in values) or \
             any(f.get_column(k).null_count() for f in (rows, stored) for k in packed_keys):

@@ -174,3 +174,14 @@ def test_an_updated_piece_holds_its_other_rows_and_all_merged_ones(
     got = pieces.updated(piece, merged, replaced, ["w", "k"])
     assert rows_of(got) == [(5, 1, 10), (5, 2, stored_n[1]), (5, 3, 30), (5, 4, 40)]
     assert got.schema == piece.schema
+
+
+def test_an_updated_piece_keeps_its_columns_chunked_alike() -> None:
+    """Written value columns take the key columns' chunks: Arrow gets whole record
+    batches, not one rechunked copy of every column."""
+    piece = pl.concat([batch([5, 5], [1, 2], [1, 2]), batch([5], [3], [3])], rechunk=False)
+    merged = batch([5, 5], [3, 4], [30, 40])
+    got = pieces.updated(piece, merged, pieces.Replaced(np.array([2]), np.array([0])),
+                         ["w", "k"])
+    assert len(set(map(tuple, [c.chunk_lengths() for c in got.get_columns()]))) == 1
+    assert rows_of(got) == [(5, 1, 1), (5, 2, 2), (5, 3, 30), (5, 4, 40)]
