@@ -23,6 +23,7 @@ import pyarrow as pa
 from unbounded.checkpoint.epoch import fence_for
 from unbounded.errors import AnalysisException
 from unbounded.state import pieces as pieces_module
+from unbounded.state import slot_sums
 from unbounded.state.base import (
     FOUND_COLUMN,
     OLD_SUFFIX,
@@ -36,7 +37,7 @@ from unbounded.state.base import (
     conform,
 )
 from unbounded.state.files import StateFileLog
-from unbounded.state.pieces import Pieces, compact, piece_column
+from unbounded.state.pieces import Pieces, Replaced, piece_column
 
 __all__ = [
     "MAX_STATE_CHUNKS",
@@ -67,6 +68,7 @@ NEAR_MIN_ROWS = 65_536  # stored rows from which a hashed merge probes only ``_n
 MAX_STATE_CHUNKS = 16  # chunks of a state frame beyond which a merge rechunks it
 _TRUE = pl.Series("", [True], dtype=pl.Boolean)
 _UPSERT = pl.Series(OP_COLUMN, [OP_UPSERT], dtype=pl.Int8)
+_DELETE = pl.Series(OP_COLUMN, [OP_DELETE], dtype=pl.Int8)
 
 
 def to_polars(table: pa.Table) -> pl.DataFrame:
@@ -88,6 +90,7 @@ class StateDelta:
     def __init__(self, schema: StateSchema) -> None:
         self._keys = schema.key_names
         self._value_types, self._empty, self._empty_arrow = _delta_layout(schema)
+        self._nulls = [pl.Series(n, [None], dtype=t) for n, t in self._value_types.items()]
         self._changes: list[pl.DataFrame] = []
 
     def record_upserts(self, rows: pl.DataFrame) -> None:
@@ -97,10 +100,11 @@ class StateDelta:
             self._changes.append(rows.hstack([_UPSERT.new_from_index(0, rows.height)]))
 
     def record_deletes(self, keys: pl.DataFrame) -> None:
-        if keys.height:
-            nulls = [pl.lit(None, t).alias(n) for n, t in self._value_types.items()]
-            op = pl.lit(OP_DELETE, pl.Int8).alias(OP_COLUMN)
-            self._changes.append(keys.select(*self._keys, *nulls, op))
+        if keys.height:  # built from Series, not a query (see ``pieces.filtered``)
+            n = keys.height
+            nulls = [null.new_from_index(0, n) for null in self._nulls]
+            self._changes.append(pl.DataFrame([*(keys.get_column(k) for k in self._keys),
+                                               *nulls, _DELETE.new_from_index(0, n)]))
 
     def to_arrow(self) -> pa.Table:
         if not self._changes:  # a partition the batch left alone: built once per schema
@@ -597,35 +601,49 @@ class MemoryStateStore(OpenVersion):
     def _combine_pieces(self, pieces: Pieces, rows: pl.DataFrame,
                         combine: Sequence[pl.Expr], evict: pl.Expr | None
                         ) -> MergeFold | None:
-        """``combine_fold`` over the pieces of the batch's windows only; closed pieces are
-        then evicted whole. The rows and changes are those of the whole-frame fold."""
-        values = pieces.values_of(rows)
-        touched = [v for v in values if v in pieces.parts]
-        stored = pl.concat([pieces.parts[v] for v in touched], rechunk=False) \
-            if touched else self._provider.empty
-        combined = combine_rows(stored, rows, combine, self._keys, near_only=False)
+        """``combine_fold`` over the pieces of the batch's windows only, one window at a
+        time; closed pieces are then evicted whole. The rows and changes are those of the
+        whole-frame fold."""
+        combined = self._combined_by_piece(pieces, rows, combine)
         if combined is None:
             return None
-        merged, found = combined
         parts = dict(pieces.parts)
-        offset = 0
-        for v in touched:
-            height = parts[v].height
-            replaced = found.slice(offset, height)
-            if replaced.any():
-                parts[v] = parts[v].filter(~replaced)
-            offset += height
-        for v, part in pieces.split_rows(merged, values).items():
-            parts[v] = compact(pl.concat([parts[v], part], rechunk=False)) if v in parts \
-                else part
+        for v, (part, replaced) in combined.items():
+            parts[v] = part if v not in parts else \
+                pieces_module.updated(parts[v], part, replaced, self._keys)
         gone = self._closed_pieces(Pieces.of(pieces.column, parts, self._provider.empty), evict)
         evicted = [parts.pop(v) for v in gone]
-        kept = Pieces.of(pieces.column, {v: p for v, p in parts.items() if p.height},
-                         self._provider.empty)
-        self._pieces, self._keyed = kept, None
-        return self._record(kept.frame, merged,
+        kept_pieces = Pieces.of(pieces.column, {v: p for v, p in parts.items() if p.height},
+                                self._provider.empty)
+        merged = [part for part, _ in combined.values()]
+        self._pieces, self._keyed = kept_pieces, None
+        return self._record(kept_pieces.frame,
+                            pl.concat(merged) if merged else self._provider.empty,
                             pl.concat(evicted) if evicted else self._provider.empty,
                             compacted=True)
+
+    def _combined_by_piece(self, pieces: Pieces, rows: pl.DataFrame,
+                           combine: Sequence[pl.Expr]
+                           ) -> dict[object, tuple[pl.DataFrame, Replaced]] | None:
+        """For each window of ``rows``: its rows grouped with the stored rows of their keys
+        (``combine_rows``, or ``sum_by_slots`` when ``combine`` sums every value), and
+        which rows of its piece they replace; None if a window's keys do not pack
+        (nothing is changed before every window is done)."""
+        sums = slot_sums.sums_only(combine, self._schema.value_names)
+        empty = self._provider.empty
+        out: dict[object, tuple[pl.DataFrame, Replaced]] = {}
+        for v, part in pieces.split_rows(rows, pieces.values_of(rows)).items():
+            stored = pieces.parts.get(v, empty)
+            slotted = slot_sums.sum_by_slots(stored, part, self._keys,
+                                             constant=(pieces.column,)) if sums else None
+            if slotted is not None:
+                out[v] = slotted.grouped, Replaced(slotted.found, slotted.of_found)
+                continue
+            combined = combine_rows(stored, part, combine, self._keys, near_only=False)
+            if combined is None:
+                return None
+            out[v] = combined[0], Replaced(combined[1].arg_true().to_numpy(), None)
+        return out
 
     @staticmethod
     def _closed_pieces(pieces: Pieces, evict: pl.Expr | None) -> list[object]:

@@ -10,12 +10,15 @@ a copy (their chunks appended), so every other operation sees the same rows.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Hashable, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 
-__all__ = ["MAX_PIECES", "MAX_PIECE_CHUNKS", "Pieces", "piece_column"]
+__all__ = ["MAX_PIECES", "MAX_PIECE_CHUNKS", "Pieces", "Replaced", "filtered", "piece_column",
+           "updated"]
 
 MAX_PIECES = 128  # distinct values of the column beyond which the state stays whole
 MAX_PIECE_CHUNKS = 8  # chunks of one piece beyond which its rebuild rechunks it
@@ -74,7 +77,7 @@ class Pieces(NamedTuple):
         if len(values) <= 1:
             return dict.fromkeys(values, rows)
         column = rows.get_column(self.column)
-        parts = {v: rows.filter(column.is_null() if v is None else column == v)
+        parts = {v: filtered(rows, column.is_null() if v is None else column == v)
                  for v in values}
         return {v: p for v, p in parts.items() if p.height}
 
@@ -84,6 +87,60 @@ class Pieces(NamedTuple):
         so it is evaluated over this frame instead of the state's rows."""
         dtype = self.frame.schema[self.column]
         return pl.DataFrame({self.column: pl.Series(list(self.parts), dtype=dtype)})
+
+
+class Replaced(NamedTuple):
+    """The rows of a piece (positions, ascending) a batch's merged rows replace, and
+    which merged row replaces each (None: not known)."""
+
+    at: np.ndarray
+    by: np.ndarray | None
+
+
+def updated(piece: pl.DataFrame, merged: pl.DataFrame, replaced: Replaced,
+            keys: Sequence[str]) -> pl.DataFrame:
+    """``piece`` with ``merged`` (its window's rows) in: where the merged row of each
+    replaced row is known and the value columns are numbers without NULLs, its values
+    are written over that row's (a copy of the value columns; the key columns are
+    shared) and the other merged rows appended; else the replaced rows are filtered
+    out and all merged rows appended. The same rows either way."""
+    if replaced.by is not None and all(
+            piece.schema[c] in _WRITABLE and not piece.get_column(c).null_count()
+            for c in piece.columns if c not in keys):
+        new = np.ones(merged.height, dtype=np.bool_)
+        new[replaced.by] = False
+        chunks = piece.get_column(keys[0]).chunk_lengths()
+        written = [c if c.name in keys else _written(c, replaced, merged.get_column(c.name),
+                                                     chunks)
+                   for c in piece.get_columns()]
+        return compact(pl.concat([pl.DataFrame(written), filtered(merged, pl.Series(new))],
+                                 rechunk=False))
+    if replaced.at.size:
+        kept = np.ones(piece.height, dtype=np.bool_)
+        kept[replaced.at] = False
+        piece = filtered(piece, pl.Series(kept))
+    return compact(pl.concat([piece, merged], rechunk=False))
+
+
+_WRITABLE = (pl.Int64, pl.Float64)
+
+
+def _written(column: pl.Series, replaced: Replaced, values: pl.Series, chunks: list[int]
+             ) -> pl.Series:
+    """A copy of ``column`` with ``values`` written over the ``replaced`` rows, in
+    ``chunks`` of the key columns' lengths (views of one array): a frame whose columns
+    are chunked alike converts to Arrow (a snapshot) without a copy."""
+    out = column.to_numpy(writable=True)
+    out[replaced.at] = values.to_numpy()[replaced.by]
+    bounds = np.cumsum([0, *chunks])
+    return pl.concat([pl.Series(column.name, out[a:b], dtype=column.dtype)
+                      for a, b in itertools.pairwise(bounds)], rechunk=False)
+
+
+def filtered(frame: pl.DataFrame, mask: pl.Series) -> pl.DataFrame:
+    """``frame.filter(mask)`` column by column: the same rows without a Polars query,
+    which in a running query can wait behind the streaming engine's read-ahead scans."""
+    return pl.DataFrame([column.filter(mask) for column in frame.get_columns()])
 
 
 def compact(piece: pl.DataFrame) -> pl.DataFrame:

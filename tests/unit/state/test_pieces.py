@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
@@ -159,3 +160,28 @@ def test_pieces_that_would_outgrow_the_limit_over_batches_leave_the_state_whole(
     assert set(rows_of(fold.merged)) == {(5, 1, 3), (10, 1, 1), (15, 1, 1)}
     assert set(rows_of(p.get_store(2).scan())) == {(0, 1, 1), (5, 1, 3), (10, 1, 1),
                                                    (15, 1, 1)}
+
+
+@pytest.mark.parametrize("by", [[2, 0], None])
+@pytest.mark.parametrize("stored_n", [[1, 2, 3], [1, None, 3]])
+def test_an_updated_piece_holds_its_other_rows_and_all_merged_ones(
+        by: list[int] | None, stored_n: list[int | None]) -> None:
+    """Values written over the replaced rows (their merged rows known, no NULLs) or the
+    replaced rows filtered out: the same rows."""
+    piece = batch([5, 5, 5], [1, 2, 3], stored_n)  # type: ignore[arg-type]
+    merged = batch([5, 5, 5], [3, 4, 1], [30, 40, 10])
+    replaced = pieces.Replaced(np.array([0, 2]), None if by is None else np.array(by))
+    got = pieces.updated(piece, merged, replaced, ["w", "k"])
+    assert rows_of(got) == [(5, 1, 10), (5, 2, stored_n[1]), (5, 3, 30), (5, 4, 40)]
+    assert got.schema == piece.schema
+
+
+def test_an_updated_piece_keeps_its_columns_chunked_alike() -> None:
+    """Written value columns take the key columns' chunks: Arrow gets whole record
+    batches, not one rechunked copy of every column."""
+    piece = pl.concat([batch([5, 5], [1, 2], [1, 2]), batch([5], [3], [3])], rechunk=False)
+    merged = batch([5, 5], [3, 4], [30, 40])
+    got = pieces.updated(piece, merged, pieces.Replaced(np.array([2]), np.array([0])),
+                         ["w", "k"])
+    assert len(set(map(tuple, [c.chunk_lengths() for c in got.get_columns()]))) == 1
+    assert rows_of(got) == [(5, 1, 1), (5, 2, 2), (5, 3, 30), (5, 4, 40)]
