@@ -45,7 +45,7 @@ def _thread_cpu() -> dict[str, float]:
                 name = f.read().strip()
             with open(f"/proc/self/task/{tid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # the thread exited meanwhile
             continue
         out[f"{tid}:{name}"] = (int(fields[11]) + int(fields[12])) / tick
     return out
