@@ -49,6 +49,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
+from unbounded.checkpoint.pools import SharedPool
 from unbounded.errors import CheckpointConflictError, IllegalArgumentException
 
 __all__ = [
@@ -473,16 +474,11 @@ def _sync_close(f: BinaryIO, tmp: str) -> None:
         file_ops.close(f, tmp)
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+_pool = SharedPool(8, "unbounded-fsync")
 
 
 def _fsync_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(8, thread_name_prefix="unbounded-fsync")
-        return _pool
+    return _pool.get()
 
 
 def _in_background(f: BinaryIO, tmp: str) -> Future[None]:
@@ -515,15 +511,6 @@ def _submit(fn: Callable[..., None], *args: Any) -> Future[None]:
         except BaseException as e:
             done.set_exception(e)
         return done
-
-
-def _forget_pool() -> None:
-    """A forked child has none of the parent's pool threads: it starts its own."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _sync_together(temps: list[tuple[BinaryIO, str]]) -> None:

@@ -16,9 +16,8 @@ import json
 import logging
 import os
 import shutil
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import polars as pl
@@ -31,6 +30,7 @@ from unbounded.checkpoint.checksum import (
     write_checked,
 )
 from unbounded.checkpoint.epoch import fence_for
+from unbounded.checkpoint.pools import SharedPool
 from unbounded.checkpoint.storage import is_url, storage_for
 from unbounded.config import DEFAULTS
 from unbounded.engine.dtypes import to_polars_dtype
@@ -246,17 +246,7 @@ def _entry_line(entry: _LogEntry) -> str:
                        "batchId": entry.batch_id}, separators=(",", ":"))
 
 
-_cleanup: ThreadPoolExecutor | None = None
-_cleanup_lock = threading.Lock()
-
-
-def _cleanup_pool() -> ThreadPoolExecutor:
-    """One thread for the source logs' removals of compacted files (all queries')."""
-    global _cleanup
-    with _cleanup_lock:
-        if _cleanup is None:
-            _cleanup = ThreadPoolExecutor(1, thread_name_prefix="unbounded-log-cleanup")
-        return _cleanup
+_cleanup = SharedPool(1, "unbounded-log-cleanup")  # all source logs' removals
 
 
 class FileSourceLog:
@@ -378,7 +368,7 @@ class FileSourceLog:
                    if (stem := name.removesuffix(".compact")).isdigit()
                    and int(stem) < compact_id]
         try:  # one folder fsync for them all, as before, now off the query thread
-            self._removal = _cleanup_pool().submit(remove_checked, *covered)
+            self._removal = _cleanup.get().submit(remove_checked, *covered)
         except RuntimeError:  # the interpreter is exiting: the pool takes no new work
             remove_checked(*covered)
 

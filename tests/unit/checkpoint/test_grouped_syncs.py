@@ -384,7 +384,7 @@ def test_an_entry_is_still_written_once_the_fsync_pool_takes_no_work(tmp_path: P
         log = CommitLog(str(tmp_path / "commits"))
         log.prepare(0, CommitEntry(3)).publish()
     finally:
-        atomic._forget_pool()
+        atomic._pool._forget()
     assert read_checked(str(tmp_path / "0")) == b"v1\n{}"
     assert log.get(0) == CommitEntry(3)
 
