@@ -28,12 +28,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Three pytest-xdist workers, each taking whole files (module fixtures such as the Ray
-# cluster start once per file): the suite mostly waits on subprocesses, brokers and fsyncs
-# (two workers kept 2 cores about half busy: 14.5 minutes on a slow machine), so a third
-# worker fills the waits.
+# Two pytest-xdist workers, each taking whole files (module fixtures such as the Ray
+# cluster start once per file): the suite mostly waits on subprocesses, brokers and fsyncs,
+# so two workers on 2 cores take about 10 minutes where one took 15.
 pytest: $(STAMP) browser
-	$(BIN)/pytest -q -n 3 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The web UI's browser tests drive Debian's Chromium (never a downloaded browser): as root
 # with apt-get it is installed when missing; otherwise those tests skip and say why.
